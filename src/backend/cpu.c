@@ -1,0 +1,59 @@
+/*
+ * src/backend/cpu.c — the CPU kernel table: OpenBLAS for GEMM, plain loops
+ * (written so gcc -O3 vectorizes them) for the rest.
+ */
+#include "kusari/backend.h"
+#include "kusari/error.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *cpu_alloc(size_t bytes) {
+  return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+}
+static void cpu_free(void *p) { free(p); }
+static void cpu_memcpy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+
+static void cpu_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                     float *c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c,
+              (blasint)ldc);
+}
+
+static void cpu_axpy(int64_t n, float alpha, const float *restrict x, float *restrict y) {
+  for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+static void cpu_fill(int64_t n, float value, float *x) {
+  for (int64_t i = 0; i < n; i++) x[i] = value;
+}
+
+static void cpu_set_threads(int n) { openblas_set_num_threads(n); }
+static int cpu_get_threads(void) { return openblas_get_num_threads(); }
+
+static const ks_backend_ops ks_cpu_backend = {
+  .name = "cpu",
+  .alloc = cpu_alloc,
+  .free = cpu_free,
+  .memcpy_to_host = cpu_memcpy,
+  .memcpy_from_host = cpu_memcpy,
+  .gemm = cpu_gemm,
+  .axpy = cpu_axpy,
+  .fill = cpu_fill,
+  .set_threads = cpu_set_threads,
+  .get_threads = cpu_get_threads,
+};
+
+const ks_backend_ops *ks_backend_for_device(ks_device dev) {
+  switch (dev.type) {
+    case KS_DEVICE_CPU: return &ks_cpu_backend;
+    case KS_DEVICE_CUDA: return NULL; /* not built in: see docs/ARCHITECTURE.md */
+  }
+  return NULL;
+}
+
+void ks_set_num_threads(int n) { ks_cpu_backend.set_threads(n); }
+int ks_get_num_threads(void) { return ks_cpu_backend.get_threads(); }

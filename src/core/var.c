@@ -1,0 +1,247 @@
+/*
+ * src/core/var.c — contexts, variables and the backward engine.
+ *
+ * Backward collects the nodes reachable from the loss, orders them by
+ * generation (highest first, so every consumer of a variable runs before its
+ * creator, as in Chainer's FunctionNode ranks), and for each node calls its
+ * type's backward with freshly allocated input-gradient tensors, which are then
+ * accumulated into the inputs: set when the input has no gradient yet, added
+ * otherwise (add-or-set). Parameters keep persistent grad tensors; a cleared
+ * parameter gradient is marked invalid rather than freed.
+ */
+#include "kusari/var.h"
+#include "kusari/backend.h"
+#include "kusari/error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct ks_ctx {
+  ks_arena *arena;
+  ks_rng rng;
+  int train;
+  int backprop;
+  unsigned mark;
+};
+
+ks_ctx *ks_ctx_new(void) {
+  ks_ctx *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) { ks_error_set(KS_ENOMEM, "out of memory creating a context"); return NULL; }
+  ctx->arena = ks_arena_new(0);
+  if (!ctx->arena) { free(ctx); return NULL; }
+  ks_rng_seed(&ctx->rng, 0);
+  ctx->train = 1;
+  ctx->backprop = 1;
+  return ctx;
+}
+
+void ks_ctx_free(ks_ctx *ctx) {
+  if (!ctx) return;
+  ks_arena_free(ctx->arena);
+  free(ctx);
+}
+
+void ks_ctx_reset(ks_ctx *ctx) { ks_arena_reset(ctx->arena); }
+ks_arena *ks_ctx_arena(ks_ctx *ctx) { return ctx->arena; }
+ks_rng *ks_ctx_rng(ks_ctx *ctx) { return &ctx->rng; }
+void ks_ctx_seed(ks_ctx *ctx, uint64_t seed) { ks_rng_seed(&ctx->rng, seed); }
+
+int ks_ctx_set_train(ks_ctx *ctx, int train) {
+  int old = ctx->train;
+  ctx->train = !!train;
+  return old;
+}
+int ks_ctx_train(const ks_ctx *ctx) { return ctx->train; }
+
+int ks_ctx_set_backprop(ks_ctx *ctx, int enable) {
+  int old = ctx->backprop;
+  ctx->backprop = !!enable;
+  return old;
+}
+int ks_ctx_backprop(const ks_ctx *ctx) { return ctx->backprop; }
+
+ks_tensor *ks_ctx_tensor(ks_ctx *ctx, ks_dtype dtype, int ndim, const int64_t *shape) {
+  ks_tensor *t = ks_arena_alloc(ctx->arena, sizeof *t);
+  if (!t) return NULL;
+  if (ks_tensor_view_init(t, dtype, ndim, shape, NULL) != KS_OK) return NULL;
+  t->data = ks_arena_alloc(ctx->arena, ks_tensor_nbytes(t));
+  if (!t->data) return NULL;
+  t->flags = KS_TENSOR_ARENA;
+  return t;
+}
+
+ks_tensor *ks_ctx_tensor_zeros(ks_ctx *ctx, ks_dtype dtype, int ndim, const int64_t *shape) {
+  ks_tensor *t = ks_ctx_tensor(ctx, dtype, ndim, shape);
+  if (t) memset(t->data, 0, ks_tensor_nbytes(t));
+  return t;
+}
+
+ks_tensor *ks_ctx_tensor_like(ks_ctx *ctx, const ks_tensor *t) {
+  return ks_ctx_tensor(ctx, t->dtype, t->ndim, t->shape);
+}
+
+/* ---------------------------------------------------------------------------- */
+
+ks_var *ks_var_new(ks_ctx *ctx, ks_tensor *data, int requires_grad) {
+  if (!data) return NULL;
+  ks_var *v = ks_arena_calloc(ctx->arena, sizeof *v);
+  if (!v) return NULL;
+  v->data = data;
+  v->requires_grad = requires_grad && data->dtype == KS_F32;
+  return v;
+}
+
+ks_var *ks_var_from_data(ks_ctx *ctx, ks_dtype dtype, int ndim, const int64_t *shape,
+                         const void *src, int requires_grad) {
+  ks_tensor *t = ks_ctx_tensor(ctx, dtype, ndim, shape);
+  if (!t) return NULL;
+  memcpy(t->data, src, ks_tensor_nbytes(t));
+  return ks_var_new(ctx, t, requires_grad);
+}
+
+void ks_var_param_init(ks_var *v, ks_tensor *data, ks_tensor *grad, const char *name) {
+  memset(v, 0, sizeof *v);
+  v->data = data;
+  v->grad = grad;
+  v->name = name;
+  v->requires_grad = 1;
+  v->is_param = 1;
+  v->grad_valid = 0;
+}
+
+void ks_var_cleargrad(ks_var *v) {
+  if (!v) return;
+  if (v->is_param) v->grad_valid = 0;
+  else v->grad = NULL;
+}
+
+/* ---------------------------------------------------------------------------- */
+
+ks_node *ks_node_new(ks_ctx *ctx, const ks_fn_type *type, int n_in, ks_var *const *in) {
+  KS_ASSERT(n_in >= 1 && n_in <= KS_NODE_MAX_IN);
+  if (!ctx->backprop) return NULL;
+  int needed = 0, gen = 0;
+  for (int i = 0; i < n_in; i++) {
+    if (!in[i]) continue;
+    if (in[i]->creator || in[i]->requires_grad) needed = 1;
+    if (in[i]->generation > gen) gen = in[i]->generation;
+  }
+  if (!needed) return NULL;
+  ks_node *n = ks_arena_calloc(ctx->arena, sizeof *n);
+  if (!n) return NULL;
+  n->type = type;
+  n->n_in = n_in;
+  for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+  n->generation = gen;
+  return n;
+}
+
+ks_var *ks_node_output(ks_ctx *ctx, ks_node *node, ks_tensor *y) {
+  if (!y) return NULL;
+  ks_var *v = ks_var_new(ctx, y, 0);
+  if (!v) return NULL;
+  if (node) {
+    KS_ASSERT(node->n_out < KS_NODE_MAX_OUT);
+    node->out[node->n_out++] = v;
+    v->creator = node;
+    v->generation = node->generation + 1;
+  }
+  return v;
+}
+
+static int var_needs_grad(const ks_var *v) { return v && (v->creator || v->requires_grad); }
+
+/* add-or-set of gradient 'g' (an arena tensor nobody else references) into v */
+static void accumulate(ks_var *v, ks_tensor *g) {
+  const ks_backend_ops *be = ks_backend_for(g);
+  if (v->is_param) {
+    if (!v->grad_valid) {
+      memcpy(v->grad->data, g->data, ks_tensor_nbytes(g));
+      v->grad_valid = 1;
+    } else {
+      be->axpy(g->size, 1.0f, ks_tensor_f32(g), ks_tensor_f32(v->grad));
+    }
+  } else if (!v->grad) {
+    v->grad = g;
+  } else {
+    be->axpy(g->size, 1.0f, ks_tensor_f32(g), ks_tensor_f32(v->grad));
+  }
+}
+
+static int cmp_generation_desc(const void *a, const void *b) {
+  const ks_node *x = *(ks_node *const *)a, *y = *(ks_node *const *)b;
+  if (x->generation != y->generation) return x->generation < y->generation ? 1 : -1;
+  return 0;
+}
+
+int ks_backward(ks_ctx *ctx, ks_var *loss) {
+  if (!loss) return ks_error_set(KS_EINVAL, "ks_backward: loss is NULL (did the forward pass fail? %s)",
+                                 ks_error_last());
+  if (loss->data->dtype != KS_F32) return ks_error_set(KS_EINVAL, "ks_backward: loss must be float32");
+  if (!loss->grad) {
+    ks_tensor *g = ks_ctx_tensor(ctx, KS_F32, loss->data->ndim, loss->data->shape);
+    if (!g) return ks_error_last_code();
+    ks_backend_for(g)->fill(g->size, 1.0f, ks_tensor_f32(g));
+    loss->grad = g;
+  }
+  if (!loss->creator) return KS_OK;
+
+  /* collect reachable nodes (iterative DFS; the stack grows in the arena) */
+  unsigned mark = ++ctx->mark;
+  size_t cap = 64, n = 0, top = 0;
+  ks_node **nodes = ks_arena_alloc(ctx->arena, cap * sizeof *nodes);
+  ks_node **stack = ks_arena_alloc(ctx->arena, cap * sizeof *stack);
+  size_t scap = cap;
+  if (!nodes || !stack) return ks_error_last_code();
+  stack[top++] = loss->creator;
+  loss->creator->mark = mark;
+  while (top) {
+    ks_node *nd = stack[--top];
+    if (n == cap) {
+      ks_node **bigger = ks_arena_alloc(ctx->arena, 2 * cap * sizeof *bigger);
+      if (!bigger) return ks_error_last_code();
+      memcpy(bigger, nodes, n * sizeof *nodes);
+      nodes = bigger;
+      cap *= 2;
+    }
+    nodes[n++] = nd;
+    for (int i = 0; i < nd->n_in; i++) {
+      ks_node *c = nd->in[i] ? nd->in[i]->creator : NULL;
+      if (!c || c->mark == mark) continue;
+      c->mark = mark;
+      if (top == scap) {
+        ks_node **bigger = ks_arena_alloc(ctx->arena, 2 * scap * sizeof *bigger);
+        if (!bigger) return ks_error_last_code();
+        memcpy(bigger, stack, top * sizeof *stack);
+        stack = bigger;
+        scap *= 2;
+      }
+      stack[top++] = c;
+    }
+  }
+  qsort(nodes, n, sizeof *nodes, cmp_generation_desc);
+
+  for (size_t k = 0; k < n; k++) {
+    ks_node *nd = nodes[k];
+    ks_tensor *gy[KS_NODE_MAX_OUT] = {0};
+    ks_tensor *gx[KS_NODE_MAX_IN] = {0};
+    int any = 0;
+    for (int j = 0; j < nd->n_out; j++) {
+      ks_var *o = nd->out[j];
+      if (o->grad) { gy[j] = o->grad; any = 1; continue; }
+      gy[j] = ks_ctx_tensor_zeros(ctx, o->data->dtype, o->data->ndim, o->data->shape);
+      if (!gy[j]) return ks_error_last_code();
+    }
+    if (!any) continue; /* nothing flows through this node */
+    for (int i = 0; i < nd->n_in; i++) {
+      if (!var_needs_grad(nd->in[i])) continue;
+      gx[i] = ks_ctx_tensor_like(ctx, nd->in[i]->data);
+      if (!gx[i]) return ks_error_last_code();
+    }
+    int rc = nd->type->backward(ctx, nd, gy, gx);
+    if (rc != KS_OK) return rc;
+    for (int i = 0; i < nd->n_in; i++)
+      if (gx[i]) accumulate(nd->in[i], gx[i]);
+  }
+  return KS_OK;
+}
