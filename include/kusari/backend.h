@@ -7,6 +7,12 @@
  * CUDA table plugs in as src/backend/cuda.c without touching callers. Members
  * marked (optional) may be NULL; callers then fall back or report
  * KS_EUNSUPPORTED.
+ *
+ * The first block (memory, gemm, axpy, fill, threads) is the core every
+ * backend provides; the second block holds the fused kernels of the
+ * differentiable functions, one or two per function (forward/backward), so
+ * that e.g. linear is "broadcast_rows + one gemm" forward and "two gemms +
+ * col_sum" backward, and softmax cross entropy is one pass per row.
  */
 #ifndef KUSARI_BACKEND_H
 #define KUSARI_BACKEND_H
@@ -14,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "kusari/tensor.h"
+#include "kusari/random.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -38,6 +45,73 @@ typedef struct ks_backend_ops {
   /* threads used by kernels; set_threads may be NULL (optional) */
   void (*set_threads)(int n);
   int  (*get_threads)(void);
+
+  /* ---- kernels of src/functions (optional: a NULL member makes the function
+   * that needs it fail with KS_EUNSUPPORTED). All pointers are device memory
+   * of this backend, float32 unless typed otherwise, contiguous and row-major;
+   * outputs never alias inputs unless said. Shapes: (n, m) is n rows of m. */
+
+  /* dst = src over 'bytes' bytes, both on the device */
+  void (*copy)(void *dst, const void *src, size_t bytes);
+  /* y = alpha * x over n floats; y may equal x */
+  void (*scale)(int64_t n, float alpha, const float *x, float *y);
+  /* y (n, m) = a (n, m) op b, b (m,) broadcast over the rows (m == size of a
+   * when shapes are equal, m == 1 for a scalar b) */
+  void (*add)(int64_t n, int64_t m, const float *a, const float *b, float *y);
+  void (*sub)(int64_t n, int64_t m, const float *a, const float *b, float *y);
+  void (*mul)(int64_t n, int64_t m, const float *a, const float *b, float *y);
+  /* every row of y (n, m) = b (m,)  (linear's bias before a beta=1 gemm) */
+  void (*broadcast_rows)(int64_t n, int64_t m, const float *b, float *y);
+  /* out (m,) = column sums of x (n, m)  (linear's bias gradient) */
+  void (*col_sum)(int64_t n, int64_t m, const float *x, float *out);
+  /* y (outer, inner) = alpha * sum over the middle axis of x (outer, c, inner) */
+  void (*sum_axis)(int64_t outer, int64_t c, int64_t inner, float alpha,
+                   const float *x, float *y);
+  /* gx (outer, c, inner) = alpha * gy (outer, inner) repeated over the middle axis */
+  void (*broadcast_axis)(int64_t outer, int64_t c, int64_t inner, float alpha,
+                         const float *gy, float *gx);
+  /* out[0] = alpha * sum(x^2) over n floats, accumulated in double */
+  void (*sum_sq)(int64_t n, float alpha, const float *x, float *out);
+
+  /* activations: forward y = f(x); backward gx = gy * f'(.) from the saved
+   * output y (relu, sigmoid, tanh) or input x (leaky_relu) */
+  void (*relu_forward)(int64_t n, const float *x, float *y);
+  void (*relu_backward)(int64_t n, const float *y, const float *gy, float *gx);
+  void (*leaky_relu_forward)(int64_t n, float slope, const float *x, float *y);
+  void (*leaky_relu_backward)(int64_t n, float slope, const float *x, const float *gy,
+                              float *gx);
+  void (*sigmoid_forward)(int64_t n, const float *x, float *y);
+  void (*sigmoid_backward)(int64_t n, const float *y, const float *gy, float *gx);
+  void (*tanh_forward)(int64_t n, const float *x, float *y);
+  void (*tanh_backward)(int64_t n, const float *y, const float *gy, float *gx);
+
+  /* softmax / log-softmax over the middle axis of (outer, c, inner), max-shifted
+   * so large logits do not overflow; backward from the saved output y */
+  void (*softmax_forward)(int64_t outer, int64_t c, int64_t inner, const float *x, float *y);
+  void (*softmax_backward)(int64_t outer, int64_t c, int64_t inner, const float *y,
+                           const float *gy, float *gx);
+  void (*log_softmax_forward)(int64_t outer, int64_t c, int64_t inner, const float *x,
+                              float *y);
+  void (*log_softmax_backward)(int64_t outer, int64_t c, int64_t inner, const float *y,
+                               const float *gy, float *gx);
+
+  /* Fused softmax cross entropy over x (n, c) and labels t (n,), one pass per
+   * row: p = softmax(x) (kept for backward), loss[0] = -sum over rows with
+   * t != ignore of log p[t] divided by max(count, 1). Returns the count of
+   * such rows, or -(1 + i) when row i has a label outside [0, c) that is not
+   * 'ignore' (then p and loss are unspecified). */
+  int64_t (*softmax_xent_forward)(int64_t n, int64_t c, const float *x, const int32_t *t,
+                                  int32_t ignore, float *p, float *loss);
+  /* gx (n, c) = scale * (p - onehot(t)), rows with t == ignore set to 0 */
+  void (*softmax_xent_backward)(int64_t n, int64_t c, const float *p, const int32_t *t,
+                                int32_t ignore, float scale, float *gx);
+  /* out[0] = fraction of rows of y (n, c) whose first argmax equals t, among
+   * rows with t != ignore (0 when there are none); returns that row count */
+  int64_t (*accuracy)(int64_t n, int64_t c, const float *y, const int32_t *t, int32_t ignore,
+                      float *out);
+  /* mask[i] = 0 with probability ratio, else 1 / (1 - ratio), drawn from rng
+   * (a host-side generator whose stream the caller owns) */
+  void (*dropout_mask)(int64_t n, double ratio, ks_rng *rng, float *mask);
 } ks_backend_ops;
 
 const ks_backend_ops *ks_backend_for_device(ks_device dev);

@@ -57,8 +57,8 @@ ks_var *ks_scale(ks_ctx *ctx, ks_var *x, double alpha);    /* alpha * x */
 ks_var *ks_matmul(ks_ctx *ctx, ks_var *a, ks_var *b, int trans_a, int trans_b);
 
 /* ---- array manipulation --------------------------------------------------------- */
-/* One dimension may be -1 (inferred). Shares no memory with x (copy-free view
- * of the data, gradients reshaped back). */
+/* One dimension may be -1 (inferred). The result is a view sharing x's data
+ * (no copy); its gradient is copied back under x's shape. */
 ks_var *ks_reshape(ks_ctx *ctx, ks_var *x, int ndim, const int64_t *shape);
 
 /* ---- reductions ------------------------------------------------------------------- */

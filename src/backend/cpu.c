@@ -1,9 +1,11 @@
 /*
  * src/backend/cpu.c — the CPU kernel table: OpenBLAS for GEMM, plain loops
- * (written so gcc -O3 vectorizes them) for the rest.
+ * (written so gcc -O3 vectorizes them) for the rest. The kernels of the
+ * differentiable functions are in cpu_kernels.c.
  */
 #include "kusari/backend.h"
 #include "kusari/error.h"
+#include "cpu_kernels.h" /* defines: ks__cpu_* function kernels */
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -45,6 +47,33 @@ static const ks_backend_ops ks_cpu_backend = {
   .fill = cpu_fill,
   .set_threads = cpu_set_threads,
   .get_threads = cpu_get_threads,
+
+  .copy = ks__cpu_copy,
+  .scale = ks__cpu_scale,
+  .add = ks__cpu_add,
+  .sub = ks__cpu_sub,
+  .mul = ks__cpu_mul,
+  .broadcast_rows = ks__cpu_broadcast_rows,
+  .col_sum = ks__cpu_col_sum,
+  .sum_axis = ks__cpu_sum_axis,
+  .broadcast_axis = ks__cpu_broadcast_axis,
+  .sum_sq = ks__cpu_sum_sq,
+  .relu_forward = ks__cpu_relu_forward,
+  .relu_backward = ks__cpu_relu_backward,
+  .leaky_relu_forward = ks__cpu_leaky_relu_forward,
+  .leaky_relu_backward = ks__cpu_leaky_relu_backward,
+  .sigmoid_forward = ks__cpu_sigmoid_forward,
+  .sigmoid_backward = ks__cpu_sigmoid_backward,
+  .tanh_forward = ks__cpu_tanh_forward,
+  .tanh_backward = ks__cpu_tanh_backward,
+  .softmax_forward = ks__cpu_softmax_forward,
+  .softmax_backward = ks__cpu_softmax_backward,
+  .log_softmax_forward = ks__cpu_log_softmax_forward,
+  .log_softmax_backward = ks__cpu_log_softmax_backward,
+  .softmax_xent_forward = ks__cpu_softmax_xent_forward,
+  .softmax_xent_backward = ks__cpu_softmax_xent_backward,
+  .accuracy = ks__cpu_accuracy,
+  .dropout_mask = ks__cpu_dropout_mask,
 };
 
 const ks_backend_ops *ks_backend_for_device(ks_device dev) {

@@ -1,0 +1,274 @@
+/*
+ * src/backend/cpu_kernels.c — CPU kernels behind the function half of
+ * ks_backend_ops: element-wise activations, broadcasts and reductions, the
+ * softmax family and the fused softmax cross entropy.
+ *
+ * Loops are written for gcc -O3's vectorizer: restrict pointers, unit stride,
+ * no calls inside the element loops except libm's exp/tanh/log (which gcc
+ * does not vectorize without -ffast-math; these are not on the MLP hot path
+ * except the per-row softmax, whose rows are short). Reductions over many
+ * elements accumulate in double where accuracy matters (sum_sq, loss sums);
+ * column sums accumulate row by row in float so they vectorize over columns.
+ * Everything here is single-threaded by design (docs/ARCHITECTURE.md, Threads).
+ */
+#include "cpu_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- memory and arithmetic ------------------------------------------------- */
+
+void ks__cpu_copy(void *dst, const void *src, size_t bytes) {
+  if (dst != src && bytes) memmove(dst, src, bytes);
+}
+
+void ks__cpu_scale(int64_t n, float alpha, const float *x, float *y) {
+  /* x may equal y: no restrict */
+  for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i];
+}
+
+/* y (n, m) = a op b with b (m,) repeated over rows; m == 1 is a scalar b */
+#define KS_BINARY_KERNEL(name, OP)                                                   \
+  void ks__cpu_##name(int64_t n, int64_t m, const float *restrict a,                  \
+                      const float *restrict b, float *restrict y) {                   \
+    if (m == 1) {                                                                     \
+      const float s = b[0];                                                           \
+      for (int64_t i = 0; i < n; i++) y[i] = a[i] OP s;                               \
+      return;                                                                         \
+    }                                                                                 \
+    for (int64_t r = 0; r < n; r++) {                                                 \
+      const float *restrict ar = a + r * m;                                           \
+      float *restrict yr = y + r * m;                                                 \
+      for (int64_t j = 0; j < m; j++) yr[j] = ar[j] OP b[j];                          \
+    }                                                                                 \
+  }
+KS_BINARY_KERNEL(add, +)
+KS_BINARY_KERNEL(sub, -)
+KS_BINARY_KERNEL(mul, *)
+#undef KS_BINARY_KERNEL
+
+void ks__cpu_broadcast_rows(int64_t n, int64_t m, const float *restrict b, float *restrict y) {
+  for (int64_t r = 0; r < n; r++) memcpy(y + r * m, b, (size_t)m * sizeof *y);
+}
+
+void ks__cpu_col_sum(int64_t n, int64_t m, const float *restrict x, float *restrict out) {
+  if (n == 0) { memset(out, 0, (size_t)m * sizeof *out); return; }
+  memcpy(out, x, (size_t)m * sizeof *out);
+  for (int64_t r = 1; r < n; r++) {
+    const float *restrict xr = x + r * m;
+    for (int64_t j = 0; j < m; j++) out[j] += xr[j];
+  }
+}
+
+void ks__cpu_sum_axis(int64_t outer, int64_t c, int64_t inner, float alpha,
+                      const float *restrict x, float *restrict y) {
+  if (inner == 1) {
+    /* reduce contiguous rows: double accumulator for long rows */
+    for (int64_t o = 0; o < outer; o++) {
+      const float *restrict xr = x + o * c;
+      double s = 0.0;
+      for (int64_t k = 0; k < c; k++) s += xr[k];
+      y[o] = (float)(alpha * s);
+    }
+    return;
+  }
+  for (int64_t o = 0; o < outer; o++) {
+    float *restrict yo = y + o * inner;
+    const float *restrict xo = x + o * c * inner;
+    for (int64_t i = 0; i < inner; i++) yo[i] = 0.0f;
+    for (int64_t k = 0; k < c; k++)
+      for (int64_t i = 0; i < inner; i++) yo[i] += xo[k * inner + i];
+    for (int64_t i = 0; i < inner; i++) yo[i] *= alpha;
+  }
+}
+
+void ks__cpu_broadcast_axis(int64_t outer, int64_t c, int64_t inner, float alpha,
+                            const float *restrict gy, float *restrict gx) {
+  for (int64_t o = 0; o < outer; o++) {
+    const float *restrict go = gy + o * inner;
+    float *restrict xo = gx + o * c * inner;
+    for (int64_t k = 0; k < c; k++)
+      for (int64_t i = 0; i < inner; i++) xo[k * inner + i] = alpha * go[i];
+  }
+}
+
+void ks__cpu_sum_sq(int64_t n, float alpha, const float *restrict x, float *restrict out) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+  out[0] = (float)(alpha * s);
+}
+
+/* ---- activations ------------------------------------------------------------ */
+
+void ks__cpu_relu_forward(int64_t n, const float *restrict x, float *restrict y) {
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void ks__cpu_relu_backward(int64_t n, const float *restrict y, const float *restrict gy,
+                           float *restrict gx) {
+  for (int64_t i = 0; i < n; i++) gx[i] = y[i] > 0.0f ? gy[i] : 0.0f;
+}
+
+void ks__cpu_leaky_relu_forward(int64_t n, float slope, const float *restrict x,
+                                float *restrict y) {
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] >= 0.0f ? x[i] : slope * x[i];
+}
+
+void ks__cpu_leaky_relu_backward(int64_t n, float slope, const float *restrict x,
+                                 const float *restrict gy, float *restrict gx) {
+  for (int64_t i = 0; i < n; i++) gx[i] = x[i] >= 0.0f ? gy[i] : slope * gy[i];
+}
+
+void ks__cpu_sigmoid_forward(int64_t n, const float *restrict x, float *restrict y) {
+  /* Chainer: tanh(x/2)/2 + 1/2, stable for large |x| */
+  for (int64_t i = 0; i < n; i++) y[i] = 0.5f * tanhf(0.5f * x[i]) + 0.5f;
+}
+
+void ks__cpu_sigmoid_backward(int64_t n, const float *restrict y, const float *restrict gy,
+                              float *restrict gx) {
+  for (int64_t i = 0; i < n; i++) gx[i] = gy[i] * y[i] * (1.0f - y[i]);
+}
+
+void ks__cpu_tanh_forward(int64_t n, const float *restrict x, float *restrict y) {
+  for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+}
+
+void ks__cpu_tanh_backward(int64_t n, const float *restrict y, const float *restrict gy,
+                           float *restrict gx) {
+  for (int64_t i = 0; i < n; i++) gx[i] = gy[i] * (1.0f - y[i] * y[i]);
+}
+
+/* ---- softmax family ---------------------------------------------------------- */
+
+/* softmax of one contiguous row of c; returns log(sum exp(x - max)) and max */
+static inline void row_softmax(int64_t c, const float *restrict x, float *restrict y,
+                               float *mx_out, float *lse_out) {
+  float mx = x[0];
+  for (int64_t k = 1; k < c; k++) mx = x[k] > mx ? x[k] : mx;
+  float s = 0.0f;
+  for (int64_t k = 0; k < c; k++) {
+    float e = expf(x[k] - mx);
+    y[k] = e;
+    s += e;
+  }
+  float inv = 1.0f / s;
+  for (int64_t k = 0; k < c; k++) y[k] *= inv;
+  *mx_out = mx;
+  *lse_out = logf(s);
+}
+
+void ks__cpu_softmax_forward(int64_t outer, int64_t c, int64_t inner, const float *restrict x,
+                             float *restrict y) {
+  if (inner == 1) {
+    float mx, lse;
+    for (int64_t o = 0; o < outer; o++) row_softmax(c, x + o * c, y + o * c, &mx, &lse);
+    return;
+  }
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      const float *xo = x + o * c * inner + i;
+      float *yo = y + o * c * inner + i;
+      float mx = xo[0];
+      for (int64_t k = 1; k < c; k++) mx = xo[k * inner] > mx ? xo[k * inner] : mx;
+      float s = 0.0f;
+      for (int64_t k = 0; k < c; k++) { yo[k * inner] = expf(xo[k * inner] - mx); s += yo[k * inner]; }
+      float inv = 1.0f / s;
+      for (int64_t k = 0; k < c; k++) yo[k * inner] *= inv;
+    }
+}
+
+/* gx = y * (gy - sum_k gy*y) over the middle axis */
+void ks__cpu_softmax_backward(int64_t outer, int64_t c, int64_t inner, const float *restrict y,
+                              const float *restrict gy, float *restrict gx) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      int64_t base = o * c * inner + i;
+      float s = 0.0f;
+      for (int64_t k = 0; k < c; k++) s += gy[base + k * inner] * y[base + k * inner];
+      for (int64_t k = 0; k < c; k++)
+        gx[base + k * inner] = y[base + k * inner] * (gy[base + k * inner] - s);
+    }
+}
+
+void ks__cpu_log_softmax_forward(int64_t outer, int64_t c, int64_t inner,
+                                 const float *restrict x, float *restrict y) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      int64_t base = o * c * inner + i;
+      float mx = x[base];
+      for (int64_t k = 1; k < c; k++) mx = x[base + k * inner] > mx ? x[base + k * inner] : mx;
+      float s = 0.0f;
+      for (int64_t k = 0; k < c; k++) s += expf(x[base + k * inner] - mx);
+      float shift = mx + logf(s);
+      for (int64_t k = 0; k < c; k++) y[base + k * inner] = x[base + k * inner] - shift;
+    }
+}
+
+/* gx = gy - exp(y) * sum_k gy */
+void ks__cpu_log_softmax_backward(int64_t outer, int64_t c, int64_t inner,
+                                  const float *restrict y, const float *restrict gy,
+                                  float *restrict gx) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      int64_t base = o * c * inner + i;
+      float s = 0.0f;
+      for (int64_t k = 0; k < c; k++) s += gy[base + k * inner];
+      for (int64_t k = 0; k < c; k++)
+        gx[base + k * inner] = gy[base + k * inner] - expf(y[base + k * inner]) * s;
+    }
+}
+
+int64_t ks__cpu_softmax_xent_forward(int64_t n, int64_t c, const float *restrict x,
+                                     const int32_t *restrict t, int32_t ignore,
+                                     float *restrict p, float *restrict loss) {
+  for (int64_t r = 0; r < n; r++)
+    if (t[r] != ignore && (t[r] < 0 || t[r] >= c)) return -(1 + r);
+  double total = 0.0;
+  int64_t count = 0;
+  for (int64_t r = 0; r < n; r++) {
+    float mx, lse;
+    row_softmax(c, x + r * c, p + r * c, &mx, &lse);
+    if (t[r] == ignore) continue;
+    /* log p[t] = x[t] - max - log(sum exp(x - max)): exact even when p[t] underflows */
+    total -= (double)(x[r * c + t[r]] - mx) - (double)lse;
+    count++;
+  }
+  loss[0] = (float)(total / (double)(count > 0 ? count : 1));
+  return count;
+}
+
+void ks__cpu_softmax_xent_backward(int64_t n, int64_t c, const float *restrict p,
+                                   const int32_t *restrict t, int32_t ignore, float scale,
+                                   float *restrict gx) {
+  for (int64_t r = 0; r < n; r++) {
+    float *restrict g = gx + r * c;
+    const float *restrict pr = p + r * c;
+    if (t[r] == ignore) {
+      for (int64_t k = 0; k < c; k++) g[k] = 0.0f;
+      continue;
+    }
+    for (int64_t k = 0; k < c; k++) g[k] = scale * pr[k];
+    g[t[r]] -= scale;
+  }
+}
+
+int64_t ks__cpu_accuracy(int64_t n, int64_t c, const float *restrict y,
+                         const int32_t *restrict t, int32_t ignore, float *restrict out) {
+  int64_t total = 0, hit = 0;
+  for (int64_t r = 0; r < n; r++) {
+    if (t[r] == ignore) continue;
+    total++;
+    const float *yr = y + r * c;
+    int64_t best = 0;
+    for (int64_t k = 1; k < c; k++)
+      if (yr[k] > yr[best]) best = k; /* first maximum, like numpy.argmax */
+    if (best == (int64_t)t[r]) hit++;
+  }
+  out[0] = total ? (float)((double)hit / (double)total) : 0.0f;
+  return total;
+}
+
+void ks__cpu_dropout_mask(int64_t n, double ratio, ks_rng *rng, float *restrict mask) {
+  const float scale = (float)(1.0 / (1.0 - ratio));
+  for (int64_t i = 0; i < n; i++) mask[i] = ks_rng_uniform(rng) >= ratio ? scale : 0.0f;
+}

@@ -1,0 +1,52 @@
+/*
+ * src/backend/cpu_kernels.h — the CPU kernels of the differentiable functions,
+ * declared for the table in cpu.c. Contracts are those of the matching
+ * ks_backend_ops members in include/kusari/backend.h.
+ */
+#ifndef KUSARI_CPU_KERNELS_H
+#define KUSARI_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "kusari/random.h"
+
+void ks__cpu_copy(void *dst, const void *src, size_t bytes);
+void ks__cpu_scale(int64_t n, float alpha, const float *x, float *y);
+void ks__cpu_add(int64_t n, int64_t m, const float *a, const float *b, float *y);
+void ks__cpu_sub(int64_t n, int64_t m, const float *a, const float *b, float *y);
+void ks__cpu_mul(int64_t n, int64_t m, const float *a, const float *b, float *y);
+void ks__cpu_broadcast_rows(int64_t n, int64_t m, const float *b, float *y);
+void ks__cpu_col_sum(int64_t n, int64_t m, const float *x, float *out);
+void ks__cpu_sum_axis(int64_t outer, int64_t c, int64_t inner, float alpha, const float *x,
+                      float *y);
+void ks__cpu_broadcast_axis(int64_t outer, int64_t c, int64_t inner, float alpha,
+                            const float *gy, float *gx);
+void ks__cpu_sum_sq(int64_t n, float alpha, const float *x, float *out);
+
+void ks__cpu_relu_forward(int64_t n, const float *x, float *y);
+void ks__cpu_relu_backward(int64_t n, const float *y, const float *gy, float *gx);
+void ks__cpu_leaky_relu_forward(int64_t n, float slope, const float *x, float *y);
+void ks__cpu_leaky_relu_backward(int64_t n, float slope, const float *x, const float *gy,
+                                 float *gx);
+void ks__cpu_sigmoid_forward(int64_t n, const float *x, float *y);
+void ks__cpu_sigmoid_backward(int64_t n, const float *y, const float *gy, float *gx);
+void ks__cpu_tanh_forward(int64_t n, const float *x, float *y);
+void ks__cpu_tanh_backward(int64_t n, const float *y, const float *gy, float *gx);
+
+void ks__cpu_softmax_forward(int64_t outer, int64_t c, int64_t inner, const float *x, float *y);
+void ks__cpu_softmax_backward(int64_t outer, int64_t c, int64_t inner, const float *y,
+                              const float *gy, float *gx);
+void ks__cpu_log_softmax_forward(int64_t outer, int64_t c, int64_t inner, const float *x,
+                                 float *y);
+void ks__cpu_log_softmax_backward(int64_t outer, int64_t c, int64_t inner, const float *y,
+                                  const float *gy, float *gx);
+
+int64_t ks__cpu_softmax_xent_forward(int64_t n, int64_t c, const float *x, const int32_t *t,
+                                     int32_t ignore, float *p, float *loss);
+void ks__cpu_softmax_xent_backward(int64_t n, int64_t c, const float *p, const int32_t *t,
+                                   int32_t ignore, float scale, float *gx);
+int64_t ks__cpu_accuracy(int64_t n, int64_t c, const float *y, const int32_t *t, int32_t ignore,
+                         float *out);
+void ks__cpu_dropout_mask(int64_t n, double ratio, ks_rng *rng, float *mask);
+
+#endif
