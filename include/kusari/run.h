@@ -4,7 +4,7 @@
  *
  * Inside a run started by `kusari run submit`, the environment carries the run
  * protocol's variables (KUSARI_RUN_ID, KUSARI_TRACKING_URI, ...; see
- * docs/ARCHITECTURE.md) and these calls record metrics, tags and files in the
+ * docs/PLATFORM.md) and these calls record metrics, tags and files in the
  * run's history. Outside a run the client is offline: every call succeeds and
  * stores nothing, exactly like a script run by hand.
  *
@@ -44,6 +44,48 @@ int ks_run_tag(ks_run *run, const char *key, const char *value);
 int ks_run_upload_file(ks_run *run, const char *name, const char *path);
 /* Makes sure everything logged so far is durable. */
 int ks_run_flush(ks_run *run);
+
+/* ---------------------------------------------------------------------------
+ * The metrics channel (used by the platform; training programs need not call
+ * these). A channel is a file the supervisor creates per run and names in
+ * KUSARI_METRICS_CHANNEL. Writers (this client, `kusari log`) map it shared
+ * and append fixed-size slots, reserving space with an atomic add on the
+ * header's tail and publishing each record with a release store of its kind
+ * word last; so a record is either fully visible or not at all, and what was
+ * written survives kill -9 of the writer (the pages belong to the file).
+ * See docs/PLATFORM.md for the byte layout. */
+
+/* Bytes in a new channel's sparse file (its capacity). */
+#define KS_RUN_CHANNEL_BYTES ((uint64_t)1 << 30)
+
+typedef enum ks_run_record_kind {
+  KS_RUN_RECORD_METRIC = 1,  /* name, step (-1 = next of that name), value */
+  KS_RUN_RECORD_TAG    = 2   /* name = key, text = value                 */
+} ks_run_record_kind;
+
+/* One decoded record; pointers are valid only during the callback. */
+typedef struct ks_run_record {
+  int kind;          /* ks_run_record_kind */
+  const char *name;  /* metric name or tag key (NUL-terminated) */
+  const char *text;  /* tag value ("" for metrics) */
+  int64_t step;      /* explicit step, or -1 for "next step of this name" */
+  double value;      /* metric value */
+  double time;       /* seconds since the epoch when logged */
+} ks_run_record;
+
+/* Returns 0 to go on; non-zero stops the read (that record stays unread). */
+typedef int (*ks_run_record_fn)(void *ctx, const ks_run_record *rec);
+
+/* Creates an empty channel file at 'path' (fails if it exists). */
+int ks_run_channel_create(const char *path);
+
+/* Calls 'fn' for every record after byte '*offset' (0 = from the start) and
+ * advances '*offset' past each record consumed. Without 'final' it stops at
+ * the first record still being written; with 'final' (all writers are gone)
+ * it skips slots that a killed writer reserved but never published.
+ * Returns KS_OK, or the callback's non-zero value, or a KS_E* error. */
+int ks_run_channel_read(const char *path, uint64_t *offset, int final,
+                        ks_run_record_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,65 @@
+/*
+ * platform/cmd_log.c — `kusari log metric|tag`: the run protocol from the
+ * command line, for shell and Python entries. Writes to the same metrics
+ * channel as libkusari's run client (it *is* the run client).
+ */
+#include "kp.h"
+#include "kusari/error.h"
+#include "kusari/run.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int offline_note(void) {
+  fprintf(stderr, "kusari: not inside a kusari run (KUSARI_RUN_ID is not set); nothing was logged\n");
+  return 0;
+}
+
+static int log_metric(int argc, char **argv) {
+  const char *pos[2], *step = NULL;
+  int np = 0;
+  kp_opt opts[] = {{.name = "step", .val = &step}, {0}};
+  if (kp_parse("log metric", argc, argv, opts, pos, &np, 2, NULL)) return 2;
+  if (np != 2) return kp_usage_err("log metric", "usage: kusari log metric NAME VALUE [--step N]");
+  char *end;
+  errno = 0;
+  double v = strtod(pos[1], &end);
+  if (errno || *end || end == pos[1]) return kp_usage_err("log metric", "VALUE '%s' is not a number", pos[1]);
+  long long s = -1;
+  if (step && (kp_parse_int(step, &s) != 0 || s < 0))
+    return kp_usage_err("log metric", "--step must be a non-negative integer, got '%s'", step);
+  ks_run *run = ks_run_current();
+  int rc = ks_run_log_step(run, pos[0], (int64_t)s, v);
+  if (rc != KS_OK) return kp_err("%s", ks_error_last()), 1;
+  if (ks_run_is_offline(run)) return offline_note();
+  return 0;
+}
+
+static int log_tag(int argc, char **argv) {
+  const char *pos[2];
+  int np = 0;
+  if (kp_parse("log tag", argc, argv, NULL, pos, &np, 2, NULL)) return 2;
+  if (np != 2) return kp_usage_err("log tag", "usage: kusari log tag KEY VALUE");
+  ks_run *run = ks_run_current();
+  if (ks_run_tag(run, pos[0], pos[1]) != KS_OK) return kp_err("%s", ks_error_last()), 1;
+  if (ks_run_is_offline(run)) return offline_note();
+  return 0;
+}
+
+static const kp_cmd cmds[] = {
+  {"metric", log_metric, "log one metric value to the current run",
+   "usage: kusari log metric NAME VALUE [--step N]\n\n"
+   "Appends VALUE to metric NAME of the run this process belongs to (found through\n"
+   "KUSARI_RUN_ID and KUSARI_METRICS_CHANNEL, set by the platform). Without --step,\n"
+   "the step is the number of earlier values of NAME. Outside a run it logs nothing.\n"},
+  {"tag", log_tag, "set a tag on the current run",
+   "usage: kusari log tag KEY VALUE\n\nSets tag KEY=VALUE on the current run.\n"},
+  {NULL, NULL, NULL, NULL},
+};
+
+int kp_cmd_log(int argc, char **argv) {
+  return kp_dispatch("log", "usage: kusari log SUBCOMMAND\n\nLog to the current run from any program.\n", cmds, argc, argv);
+}

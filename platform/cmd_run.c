@@ -1,0 +1,878 @@
+/*
+ * platform/cmd_run.c — `kusari run submit|wait|list|show|logs|files|download|
+ * cancel|metrics`. Submission snapshots the source, records the run (Queued)
+ * and starts its detached supervisor (supervisor.c); every reading command
+ * first reconciles runs whose supervisor died.
+ */
+#include "kp.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static int open_ws(kp_ws *ws) {
+  if (kp_ws_open(ws) != 0) { kp_ws_close(ws); return -1; }
+  kp_reconcile(ws);
+  return 0;
+}
+
+/* Prints a "no such run" error with a hint. */
+static int no_run(const char *id) {
+  kp_err("no run with id '%s' in this workspace", id);
+  kp_hint("list runs with 'kusari run list'");
+  return 1;
+}
+
+/* ---- submit ---------------------------------------------------------------------- */
+/* Reads and validates an environment file; returns canonical JSON (free()). */
+static char *load_env(const char *path) {
+  char *s = kp_read_file(path, NULL);
+  if (!s) {
+    kp_err("cannot read environment file '%s': %s", path, strerror(errno));
+    kp_hint("pass --env with a JSON file such as {\"debian_packages\": [\"libopenblas-dev\"], \"build\": \"make\"}");
+    return NULL;
+  }
+  const char *end = NULL;
+  cJSON *j = cJSON_ParseWithOpts(s, &end, 1);
+  if (!cJSON_IsObject(j)) {
+    kp_err("environment file '%s' is not a JSON object (parse error near byte %ld)", path,
+           end ? (long)(end - s) : 0L);
+    kp_hint("expected {\"name\": ..., \"debian_packages\": [...], \"build\": \"make\", \"variables\": {...}}");
+    free(s);
+    cJSON_Delete(j);
+    return NULL;
+  }
+  free(s);
+  const cJSON *it;
+  cJSON_ArrayForEach(it, j) {
+    const char *k = it->string;
+    int ok = 1;
+    if (!strcmp(k, "name")) ok = cJSON_IsString(it);
+    else if (!strcmp(k, "build")) ok = cJSON_IsString(it);
+    else if (!strcmp(k, "debian_packages")) {
+      ok = cJSON_IsArray(it);
+      const cJSON *p;
+      cJSON_ArrayForEach(p, it) {
+        const char *n = cJSON_GetStringValue(p);
+        if (!n || !*n || strspn(n, "abcdefghijklmnopqrstuvwxyz0123456789.+-:") != strlen(n)) {
+          kp_err("environment file '%s': '%s' is not a Debian package name", path, n ? n : "(not a string)");
+          cJSON_Delete(j);
+          return NULL;
+        }
+      }
+    } else if (!strcmp(k, "variables")) {
+      ok = cJSON_IsObject(it);
+      const cJSON *v;
+      cJSON_ArrayForEach(v, it) if (!cJSON_IsString(v) || !*v->string || strchr(v->string, '=')) ok = 0;
+    } else {
+      kp_err("environment file '%s': unknown field '%s'", path, k);
+      kp_hint("the fields are name, debian_packages, build, variables");
+      cJSON_Delete(j);
+      return NULL;
+    }
+    if (!ok) {
+      kp_err("environment file '%s': field '%s' has the wrong type", path, k);
+      kp_hint("name and build are strings, debian_packages an array of strings, variables an object of strings");
+      cJSON_Delete(j);
+      return NULL;
+    }
+  }
+  char *out = cJSON_PrintUnformatted(j);
+  cJSON_Delete(j);
+  return out;
+}
+
+/* Starts the detached supervisor of run 'id' and waits until it is up. */
+static int start_supervisor(kp_ws *ws, const char *id) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return kp_err("cannot create a pipe: %s", strerror(errno));
+  char rd[4400], slog[4600];
+  kp_run_dir(ws, id, rd, sizeof rd);
+  snprintf(slog, sizeof slog, "%s/supervisor.log", rd);
+  fflush(NULL);
+  pid_t child = fork();
+  if (child < 0) return kp_err("cannot fork: %s", strerror(errno));
+  if (child == 0) {
+    setsid();
+    pid_t g = fork();
+    if (g != 0) _exit(g < 0 ? 1 : 0);
+    close(fds[0]);
+    int wfd = dup(fds[1]);  /* without O_CLOEXEC */
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(slog, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (in >= 0) dup2(in, 0);
+    if (out >= 0) { dup2(out, 1); dup2(out, 2); }
+    char fdbuf[16];
+    snprintf(fdbuf, sizeof fdbuf, "%d", wfd);
+    char *argv[] = {kp_self_exe, "--workspace", ws->root, "__supervise", (char *)id, fdbuf, NULL};
+    execv(kp_self_exe, argv);
+    _exit(127);
+  }
+  close(fds[1]);
+  int st;
+  waitpid(child, &st, 0);
+  char buf[8] = "";
+  ssize_t n, got = 0;
+  while (got < 3 && (n = read(fds[0], buf + got, (size_t)(3 - got))) > 0) got += n;
+  close(fds[0]);
+  if (got != 3 || memcmp(buf, "ok\n", 3) != 0) {
+    kp_err("the supervisor of run %s did not start; see %s", id, slog);
+    return -1;
+  }
+  return 0;
+}
+
+static int run_submit(int argc, char **argv) {
+  const char *exp = NULL, *source = ".", *entry = NULL, *compute = NULL, *envf = NULL, *limit = "300";
+  const char *tags[KP_MULTI_MAX], *pos[1];
+  int ntags = 0, np = 0, rest = argc;
+  kp_opt opts[] = {{.name = "experiment", .alias = "-e", .val = &exp},
+                   {.name = "source", .val = &source},
+                   {.name = "entry", .val = &entry},
+                   {.name = "compute", .val = &compute},
+                   {.name = "env", .val = &envf},
+                   {.name = "snapshot-limit-mb", .val = &limit},
+                   {.name = "tag", .multi = tags, .nmulti = &ntags},
+                   {0}};
+  const char *cmd = "run submit";
+  if (kp_parse(cmd, argc, argv, opts, pos, &np, 0, &rest)) return 2;
+  if (!exp) return kp_usage_err(cmd, "missing --experiment NAME");
+  if (kp_name_ok(exp) != 0)
+    return kp_usage_err(cmd, "invalid experiment name '%s': use letters, digits, '.', '_' and '-', starting with a letter or digit", exp);
+  if (!entry) return kp_usage_err(cmd, "missing --entry PROGRAM (a file in the source directory, e.g. train.py)");
+  if (kp_rel_path_ok(entry) != 0)
+    return kp_usage_err(cmd, "--entry '%s' must be a relative path inside the source directory (no '..', not absolute)", entry);
+  long long lim;
+  if (kp_parse_int(limit, &lim) != 0 || lim < 1)
+    return kp_usage_err(cmd, "--snapshot-limit-mb must be a positive integer, got '%s'", limit);
+  for (int i = 0; i < ntags; i++) {
+    const char *eq = strchr(tags[i], '=');
+    if (!eq || eq == tags[i]) return kp_usage_err(cmd, "--tag '%s' must look like key=value", tags[i]);
+  }
+  char *env_json = NULL;
+  char env_hash[65] = "";
+  if (envf) {
+    if (!(env_json = load_env(envf))) return 1;
+    kp_sha256_hex(env_json, strlen(env_json), env_hash);
+  }
+  kp_ws ws;
+  if (open_ws(&ws) != 0) { free(env_json); return 1; }
+  int rc = 1;
+  sqlite3_stmt *st = NULL;
+  char id[300] = "";
+  /* compute target: named, or the only one there is */
+  char comp[256] = "";
+  if (compute) {
+    if (kp_db_prepare(&ws, &st, "SELECT name FROM computes WHERE name=?") != 0) goto out;
+    kp_bind_text(st, 1, compute);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+      kp_err("no compute target named '%s'", compute);
+      kp_hint("create it with 'kusari compute create %s --type local --max-nodes 1'", compute);
+      goto out;
+    }
+    snprintf(comp, sizeof comp, "%s", compute);
+  } else {
+    if (kp_db_prepare(&ws, &st, "SELECT name FROM computes") != 0) goto out;
+    int n = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      n++;
+      snprintf(comp, sizeof comp, "%s", kp_col_text(st, 0));
+    }
+    if (n != 1) {
+      kp_err(n ? "there are %d compute targets; say which one with --compute NAME" : "no compute target given and none exists", n);
+      kp_hint(n ? "list them with 'kusari compute list'" : "create one with 'kusari compute create cpu --type local --max-nodes 1'");
+      goto out;
+    }
+  }
+  sqlite3_finalize(st);
+  st = NULL;
+  /* entry must be in the source unless a build command may create it */
+  const char *build = NULL;
+  cJSON *envj = env_json ? cJSON_Parse(env_json) : NULL;
+  build = envj ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(envj, "build")) : NULL;
+  int has_build = build && *build;
+  cJSON_Delete(envj);
+  if (!has_build) {
+    char ep[8192];
+    struct stat est;
+    snprintf(ep, sizeof ep, "%s/%s", source, entry);
+    if (stat(ep, &est) != 0 || !S_ISREG(est.st_mode)) {
+      kp_err("the entry '%s' is not a file in the source directory '%s'", entry, source);
+      kp_hint("--entry names a program inside --source (e.g. --source examples/mnist --entry train.py)");
+      goto out;
+    }
+  }
+  char snap[65];
+  uint64_t bytes = 0;
+  int nfiles = 0;
+  if (kp_snapshot_create(&ws, source, (uint64_t)lim * 1000000ull, snap, &bytes, &nfiles) != 0) goto out;
+  /* arguments after "--" */
+  cJSON *args = cJSON_CreateArray();
+  for (int i = rest; i < argc; i++) cJSON_AddItemToArray(args, cJSON_CreateString(argv[i]));
+  char *args_json = cJSON_PrintUnformatted(args);
+  cJSON_Delete(args);
+  char src_abs[4096];
+  if (!realpath(source, src_abs)) snprintf(src_abs, sizeof src_abs, "%s", source);
+
+  if (kp_db_begin(&ws) != 0) { cJSON_free(args_json); goto out; }
+  if (kp_db_prepare(&ws, &st, "INSERT OR IGNORE INTO experiments(name, created) VALUES(?, ?)") != 0) goto fail;
+  kp_bind_text(st, 1, exp);
+  sqlite3_bind_double(st, 2, kp_now());
+  if (kp_db_done(&ws, st) != 0) goto fail;
+  sqlite3_finalize(st);
+  if (kp_db_prepare(&ws, &st,
+                    "INSERT INTO runs(experiment_id, status, compute, source, entry, args, snapshot, snapshot_bytes,"
+                    " env_json, env_hash, created) VALUES((SELECT id FROM experiments WHERE name=?1),"
+                    " 'Queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") != 0)
+    goto fail;
+  kp_bind_text(st, 1, exp);
+  kp_bind_text(st, 2, comp);
+  kp_bind_text(st, 3, src_abs);
+  kp_bind_text(st, 4, entry);
+  kp_bind_text(st, 5, args_json);
+  kp_bind_text(st, 6, snap);
+  sqlite3_bind_int64(st, 7, (sqlite3_int64)bytes);
+  kp_bind_text(st, 8, env_json);
+  kp_bind_text(st, 9, envf ? env_hash : NULL);
+  sqlite3_bind_double(st, 10, kp_now());
+  if (kp_db_done(&ws, st) != 0) goto fail;
+  sqlite3_finalize(st);
+  snprintf(id, sizeof id, "%s_%lld", exp, (long long)sqlite3_last_insert_rowid(ws.db));
+  if (kp_db_prepare(&ws, &st, "UPDATE runs SET id=? WHERE seq=?") != 0) goto fail;
+  kp_bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, sqlite3_last_insert_rowid(ws.db));
+  if (kp_db_done(&ws, st) != 0) goto fail;
+  sqlite3_finalize(st);
+  st = NULL;
+  for (int i = 0; i < ntags; i++) {
+    const char *eq = strchr(tags[i], '=');
+    char key[256];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - tags[i]), tags[i]);
+    if (kp_db_prepare(&ws, &st, "INSERT OR REPLACE INTO tags(run_id, key, value) VALUES(?,?,?)") != 0) goto fail;
+    kp_bind_text(st, 1, id);
+    kp_bind_text(st, 2, key);
+    kp_bind_text(st, 3, eq + 1);
+    if (kp_db_done(&ws, st) != 0) goto fail;
+    sqlite3_finalize(st);
+    st = NULL;
+  }
+  if (kp_db_commit(&ws) != 0) goto fail;
+  cJSON_free(args_json);
+  args_json = NULL;
+  char rd[4400], logs[4600];
+  kp_run_dir(&ws, id, rd, sizeof rd);
+  snprintf(logs, sizeof logs, "%s/logs", rd);
+  if (kp_mkdirs(logs, 0755) != 0 || start_supervisor(&ws, id) != 0) {
+    sqlite3_stmt *f;
+    if (kp_db_prepare(&ws, &f, "UPDATE runs SET status='Failed', ended=?, error='its supervisor did not start' WHERE id=?") == 0) {
+      sqlite3_bind_double(f, 1, kp_now());
+      kp_bind_text(f, 2, id);
+      kp_db_done(&ws, f);
+      sqlite3_finalize(f);
+    }
+    goto out;
+  }
+  printf("Submitted run %s to compute target %s (experiment %s; snapshot %.12s: %d files, %.2f MB)\n", id, comp, exp,
+         snap, nfiles, (double)bytes / 1e6);
+  printf("%s\n", id);
+  rc = 0;
+  goto out;
+fail:
+  cJSON_free(args_json);
+  kp_db_rollback(&ws);
+out:
+  sqlite3_finalize(st);
+  free(env_json);
+  kp_ws_close(&ws);
+  return rc;
+}
+
+/* ---- loading runs ------------------------------------------------------------- */
+static const char RUN_COLS[] =
+  "SELECT r.id, e.name, r.status, r.compute, r.source, r.entry, r.args, r.snapshot, r.snapshot_bytes,"
+  " r.env_hash, r.build_cache, r.created, r.started, r.ended, r.exit_code, r.signal, r.error, r.parent_id"
+  " FROM runs r JOIN experiments e ON e.id=r.experiment_id";
+
+static cJSON *run_row_json(sqlite3_stmt *st) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", kp_col_text(st, 0));
+  cJSON_AddStringToObject(o, "experiment", kp_col_text(st, 1));
+  cJSON_AddStringToObject(o, "status", kp_col_text(st, 2));
+  cJSON_AddStringToObject(o, "compute", kp_col_text(st, 3));
+  cJSON_AddStringToObject(o, "source", kp_col_text(st, 4));
+  cJSON_AddStringToObject(o, "entry", kp_col_text(st, 5));
+  cJSON *args = cJSON_Parse(kp_col_text(st, 6));
+  cJSON_AddItemToObject(o, "arguments", args ? args : cJSON_CreateArray());
+  cJSON_AddStringToObject(o, "snapshot", kp_col_text(st, 7));
+  cJSON_AddNumberToObject(o, "snapshot_bytes", (double)sqlite3_column_int64(st, 8));
+  if (sqlite3_column_type(st, 9) != SQLITE_NULL) cJSON_AddStringToObject(o, "environment", kp_col_text(st, 9));
+  else cJSON_AddNullToObject(o, "environment");
+  cJSON_AddStringToObject(o, "build_cache", sqlite3_column_type(st, 10) == SQLITE_NULL ? "" : kp_col_text(st, 10));
+  char t[64];
+  static const char *const tk[] = {"created", "started", "ended"};
+  for (int i = 0; i < 3; i++) {
+    if (sqlite3_column_type(st, 11 + i) == SQLITE_NULL) { cJSON_AddNullToObject(o, tk[i]); continue; }
+    kp_fmt_time(sqlite3_column_double(st, 11 + i), t, sizeof t);
+    cJSON_AddStringToObject(o, tk[i], t);
+  }
+  double start = sqlite3_column_double(st, 12), end = sqlite3_column_double(st, 13);
+  if (sqlite3_column_type(st, 12) != SQLITE_NULL)
+    cJSON_AddNumberToObject(o, "duration_s", (sqlite3_column_type(st, 13) != SQLITE_NULL ? end : kp_now()) - start);
+  else cJSON_AddNullToObject(o, "duration_s");
+  if (sqlite3_column_type(st, 14) != SQLITE_NULL) cJSON_AddNumberToObject(o, "exit_code", sqlite3_column_int(st, 14));
+  else cJSON_AddNullToObject(o, "exit_code");
+  if (sqlite3_column_type(st, 15) != SQLITE_NULL) cJSON_AddNumberToObject(o, "signal", sqlite3_column_int(st, 15));
+  else cJSON_AddNullToObject(o, "signal");
+  if (sqlite3_column_type(st, 16) != SQLITE_NULL) cJSON_AddStringToObject(o, "error", kp_col_text(st, 16));
+  else cJSON_AddNullToObject(o, "error");
+  return o;
+}
+
+/* Loads run 'id' with tags, last metrics and file count; NULL if absent. */
+static cJSON *load_run(kp_ws *ws, const char *id) {
+  char sql[1024];
+  snprintf(sql, sizeof sql, "%s WHERE r.id=?", RUN_COLS);
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, sql) != 0) return NULL;
+  kp_bind_text(st, 1, id);
+  cJSON *o = sqlite3_step(st) == SQLITE_ROW ? run_row_json(st) : NULL;
+  sqlite3_finalize(st);
+  if (!o) return NULL;
+  cJSON *tags = cJSON_AddObjectToObject(o, "tags");
+  if (kp_db_prepare(ws, &st, "SELECT key, value FROM tags WHERE run_id=? ORDER BY key") == 0) {
+    kp_bind_text(st, 1, id);
+    while (sqlite3_step(st) == SQLITE_ROW) cJSON_AddStringToObject(tags, kp_col_text(st, 0), kp_col_text(st, 1));
+    sqlite3_finalize(st);
+  }
+  cJSON *m = cJSON_AddObjectToObject(o, "metrics");
+  if (kp_db_prepare(ws, &st,
+                    "SELECT name, value, step FROM metrics m WHERE run_id=?1 AND id=(SELECT id FROM metrics x"
+                    " WHERE x.run_id=?1 AND x.name=m.name ORDER BY step DESC, id DESC LIMIT 1) ORDER BY name") == 0) {
+    kp_bind_text(st, 1, id);
+    while (sqlite3_step(st) == SQLITE_ROW) cJSON_AddNumberToObject(m, kp_col_text(st, 0), sqlite3_column_double(st, 1));
+    sqlite3_finalize(st);
+  }
+  if (kp_db_prepare(ws, &st, "SELECT count(*) FROM files WHERE run_id=?") == 0) {
+    kp_bind_text(st, 1, id);
+    if (sqlite3_step(st) == SQLITE_ROW) cJSON_AddNumberToObject(o, "files", sqlite3_column_int(st, 0));
+    sqlite3_finalize(st);
+  }
+  return o;
+}
+
+static const char *jstr(const cJSON *o, const char *k) {
+  const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+  return s ? s : "-";
+}
+
+static void print_json(const cJSON *j) {
+  char *t = cJSON_Print(j);
+  puts(t);
+  cJSON_free(t);
+}
+
+/* ---- show / list ----------------------------------------------------------------- */
+static int run_show(int argc, char **argv) {
+  int json = 0, np = 0;
+  const char *pos[1];
+  kp_opt opts[] = {{.name = "json", .flag = &json}, {0}};
+  if (kp_parse("run show", argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err("run show", "missing the RUN id");
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  cJSON *o = load_run(&ws, pos[0]);
+  kp_ws_close(&ws);
+  if (!o) return no_run(pos[0]);
+  if (json) {
+    print_json(o);
+  } else {
+    char args[8192] = "";
+    const cJSON *a;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(o, "arguments")) {
+      size_t l = strlen(args);
+      snprintf(args + l, sizeof args - l, "%s%s", l ? " " : "", a->valuestring);
+    }
+    const cJSON *dur = cJSON_GetObjectItemCaseSensitive(o, "duration_s");
+    char d[64] = "-";
+    if (cJSON_IsNumber(dur)) kp_fmt_dur(dur->valuedouble, d, sizeof d);
+    const cJSON *ec = cJSON_GetObjectItemCaseSensitive(o, "exit_code");
+    const cJSON *sg = cJSON_GetObjectItemCaseSensitive(o, "signal");
+    printf("run:          %s\nexperiment:   %s\nstatus:       %s\ncompute:      %s\nsource:       %s\n"
+           "entry:        %s\narguments:    %s\nsnapshot:     %s (%.2f MB)\nenvironment:  %s\nbuild cache:  %s\n"
+           "created:      %s\nstarted:      %s\nended:        %s\nduration:     %s\n",
+           jstr(o, "id"), jstr(o, "experiment"), jstr(o, "status"), jstr(o, "compute"), jstr(o, "source"),
+           jstr(o, "entry"), args, jstr(o, "snapshot"),
+           cJSON_GetObjectItemCaseSensitive(o, "snapshot_bytes")->valuedouble / 1e6, jstr(o, "environment"),
+           *jstr(o, "build_cache") ? jstr(o, "build_cache") : "-", jstr(o, "created"), jstr(o, "started"),
+           jstr(o, "ended"), d);
+    if (cJSON_IsNumber(ec)) printf("exit code:    %d\n", ec->valueint);
+    else printf("exit code:    -\n");
+    if (cJSON_IsNumber(sg)) printf("signal:       %d\n", sg->valueint);
+    if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "error"))) printf("error:        %s\n", jstr(o, "error"));
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(o, "tags")) printf("tag:          %s=%s\n", t->string, t->valuestring);
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(o, "metrics")) printf("metric:       %s = %.9g (last)\n", t->string, t->valuedouble);
+    printf("files:        %d\n", cJSON_GetObjectItemCaseSensitive(o, "files") ? cJSON_GetObjectItemCaseSensitive(o, "files")->valueint : 0);
+  }
+  cJSON_Delete(o);
+  return 0;
+}
+
+static const char *const STATUSES[] = {"Queued", "Preparing", "Running", "Finalizing", "Completed", "Failed", "Canceled", NULL};
+
+static int run_list(int argc, char **argv) {
+  const char *exp = NULL, *status = NULL, *limit = "100";
+  int json = 0;
+  kp_opt opts[] = {{.name = "experiment", .alias = "-e", .val = &exp}, {.name = "status", .val = &status},
+                   {.name = "limit", .val = &limit}, {.name = "json", .flag = &json}, {0}};
+  if (kp_parse("run list", argc, argv, opts, NULL, NULL, 0, NULL)) return 2;
+  long long lim;
+  if (kp_parse_int(limit, &lim) != 0 || lim < 1) return kp_usage_err("run list", "--limit must be a positive integer");
+  if (status) {
+    int ok = 0;
+    for (int i = 0; STATUSES[i]; i++) ok |= !strcmp(STATUSES[i], status);
+    if (!ok)
+      return kp_usage_err("run list", "unknown --status '%s'; use one of Queued, Preparing, Running, Finalizing, "
+                          "Completed, Failed, Canceled", status);
+  }
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  char sql[1024];
+  snprintf(sql, sizeof sql, "%s WHERE (?1 IS NULL OR e.name=?1) AND (?2 IS NULL OR r.status=?2) ORDER BY r.seq DESC LIMIT ?3",
+           RUN_COLS);
+  sqlite3_stmt *st;
+  if (kp_db_prepare(&ws, &st, sql) != 0) { kp_ws_close(&ws); return 1; }
+  kp_bind_text(st, 1, exp);
+  kp_bind_text(st, 2, status);
+  sqlite3_bind_int64(st, 3, lim);
+  cJSON *arr = cJSON_CreateArray();
+  int r;
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) cJSON_AddItemToArray(arr, run_row_json(st));
+  sqlite3_finalize(st);
+  kp_ws_close(&ws);
+  if (r != SQLITE_DONE) { cJSON_Delete(arr); return kp_err("store: cannot list runs"), 1; }
+  if (json) {
+    print_json(arr);
+  } else {
+    printf("%-32s %-20s %-10s %-8s %-20s %10s\n", "RUN", "EXPERIMENT", "STATUS", "COMPUTE", "CREATED", "DURATION");
+    const cJSON *o;
+    cJSON_ArrayForEach(o, arr) {
+      char d[64] = "-";
+      const cJSON *dur = cJSON_GetObjectItemCaseSensitive(o, "duration_s");
+      if (cJSON_IsNumber(dur)) kp_fmt_dur(dur->valuedouble, d, sizeof d);
+      printf("%-32s %-20s %-10s %-8s %-20s %10s\n", jstr(o, "id"), jstr(o, "experiment"), jstr(o, "status"),
+             jstr(o, "compute"), jstr(o, "created"), d);
+    }
+  }
+  cJSON_Delete(arr);
+  return 0;
+}
+
+/* ---- wait / logs ------------------------------------------------------------------ */
+/* Current status of run 'id' into 'out'; -1 if absent. */
+static int run_status(kp_ws *ws, const char *id, char *out, size_t n) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "SELECT status FROM runs WHERE id=?") != 0) return -1;
+  kp_bind_text(st, 1, id);
+  int rc = -1;
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    snprintf(out, n, "%s", kp_col_text(st, 0));
+    rc = 0;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* Copies new bytes of 'path' after '*off' to stdout. */
+static void pump(const char *path, long *off) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return;
+  if (fseek(f, *off, SEEK_SET) == 0) {
+    char buf[65536];
+    size_t r;
+    while ((r = fread(buf, 1, sizeof buf, f)) > 0) {
+      fwrite(buf, 1, r, stdout);
+      *off += (long)r;
+    }
+  }
+  fclose(f);
+  fflush(stdout);
+}
+
+/* Follows run 'id' until it ends; streams logs when 'show'. Returns 0 when
+ * Completed, 1 otherwise, 3 on timeout. */
+static int follow(kp_ws *ws, const char *id, int show, int build_too, double timeout) {
+  char rd[4400], build[4600], std[4600], status[32] = "";
+  kp_run_dir(ws, id, rd, sizeof rd);
+  snprintf(build, sizeof build, "%s/logs/build.log", rd);
+  snprintf(std, sizeof std, "%s/logs/std_log.txt", rd);
+  long boff = 0, soff = 0;
+  double t0 = kp_now();
+  int n = 0;
+  for (;;) {
+    if (n++ % 10 == 0) kp_reconcile(ws);
+    if (run_status(ws, id, status, sizeof status) != 0) return no_run(id);
+    int done = kp_status_terminal(status);
+    if (show) {
+      if (build_too) pump(build, &boff);
+      pump(std, &soff);
+    }
+    if (done) break;
+    if (timeout > 0 && kp_now() - t0 > timeout) {
+      kp_err("run %s is still %s after %.0f s (--timeout)", id, status, timeout);
+      return 3;
+    }
+    sleep_ms(100);
+  }
+  return !strcmp(status, "Completed") ? 0 : 1;
+}
+
+static int run_wait(int argc, char **argv) {
+  int show = 0, np = 0;
+  const char *pos[1], *timeout = "0";
+  kp_opt opts[] = {{.name = "show-output", .flag = &show}, {.name = "timeout", .val = &timeout}, {0}};
+  if (kp_parse("run wait", argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err("run wait", "missing the RUN id");
+  long long to;
+  if (kp_parse_int(timeout, &to) != 0 || to < 0) return kp_usage_err("run wait", "--timeout must be seconds (0 = none)");
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  int rc = follow(&ws, pos[0], show, 1, (double)to);
+  if (rc == 0 || rc == 1) {
+    cJSON *o = load_run(&ws, pos[0]);
+    if (o) {
+      const cJSON *dur = cJSON_GetObjectItemCaseSensitive(o, "duration_s");
+      char d[64] = "-";
+      if (cJSON_IsNumber(dur)) kp_fmt_dur(dur->valuedouble, d, sizeof d);
+      printf("Run %s: %s (duration %s)\n", pos[0], jstr(o, "status"), d);
+      if (rc != 0 && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "error")))
+        fprintf(stderr, "kusari: run %s did not complete: %s\n", pos[0], jstr(o, "error"));
+      cJSON_Delete(o);
+    }
+  }
+  kp_ws_close(&ws);
+  return rc;
+}
+
+static int run_logs(int argc, char **argv) {
+  int f = 0, build = 0, np = 0;
+  const char *pos[1];
+  kp_opt opts[] = {{.name = "follow", .alias = "-f", .flag = &f}, {.name = "build", .flag = &build}, {0}};
+  if (kp_parse("run logs", argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err("run logs", "missing the RUN id");
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  char status[32];
+  if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_ws_close(&ws); return no_run(pos[0]); }
+  char rd[4400], p[4600];
+  kp_run_dir(&ws, pos[0], rd, sizeof rd);
+  snprintf(p, sizeof p, "%s/logs/%s", rd, build ? "build.log" : "std_log.txt");
+  if (f && !build) {
+    follow(&ws, pos[0], 1, 0, 0);
+  } else {
+    long off = 0;
+    pump(p, &off);
+  }
+  kp_ws_close(&ws);
+  return 0;
+}
+
+/* ---- files / download ---------------------------------------------------------------- */
+static int run_files(int argc, char **argv) {
+  int json = 0, np = 0;
+  const char *pos[1];
+  kp_opt opts[] = {{.name = "json", .flag = &json}, {0}};
+  if (kp_parse("run files", argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err("run files", "missing the RUN id");
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  char status[32];
+  if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_ws_close(&ws); return no_run(pos[0]); }
+  sqlite3_stmt *st;
+  if (kp_db_prepare(&ws, &st, "SELECT path, size, sha256 FROM files WHERE run_id=? ORDER BY path") != 0) {
+    kp_ws_close(&ws);
+    return 1;
+  }
+  kp_bind_text(st, 1, pos[0]);
+  cJSON *arr = cJSON_CreateArray();
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    if (json) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "path", kp_col_text(st, 0));
+      cJSON_AddNumberToObject(o, "size", (double)sqlite3_column_int64(st, 1));
+      cJSON_AddStringToObject(o, "sha256", kp_col_text(st, 2));
+      cJSON_AddItemToArray(arr, o);
+    } else {
+      printf("%s\n", kp_col_text(st, 0));
+    }
+  }
+  sqlite3_finalize(st);
+  if (json) print_json(arr);
+  cJSON_Delete(arr);
+  kp_ws_close(&ws);
+  return 0;
+}
+
+/* Makes the directories of 'dst' (under 'root', which exists) refusing
+ * symbolic links on the way, so nothing is written outside 'root'. */
+static int safe_parent_dirs(const char *root, const char *rel) {
+  char buf[8192];
+  snprintf(buf, sizeof buf, "%s/%s", root, rel);
+  size_t rl = strlen(root) + 1;
+  for (char *s = strchr(buf + rl, '/'); s; s = strchr(s + 1, '/')) {
+    *s = '\0';
+    struct stat st;
+    if (lstat(buf, &st) == 0) {
+      if (S_ISLNK(st.st_mode) || !S_ISDIR(st.st_mode)) {
+        kp_err("refusing to write under %s: it is a symbolic link or not a directory", buf);
+        return -1;
+      }
+    } else if (mkdir(buf, 0755) != 0) {
+      kp_err("cannot create directory %s: %s", buf, strerror(errno));
+      return -1;
+    }
+    *s = '/';
+  }
+  return 0;
+}
+
+int kp_download_files(kp_ws *ws, sqlite3_stmt *st, const char *to, const char *strip, int *count);
+/* Writes each (path, sha256) row of 'st' to 'to'/path (minus prefix 'strip'). */
+int kp_download_files(kp_ws *ws, sqlite3_stmt *st, const char *to, const char *strip, int *count) {
+  if (kp_mkdirs(to, 0755) != 0) return -1;
+  char root[4096];
+  if (!realpath(to, root)) return kp_err("cannot resolve %s: %s", to, strerror(errno));
+  int n = 0, r;
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *path = kp_col_text(st, 0);
+    const char *rel = path;
+    if (strip && !strncmp(path, strip, strlen(strip))) rel = path + strlen(strip);
+    if (kp_rel_path_ok(rel) != 0) return kp_err("stored path '%s' is not a safe relative path; skipped", path);
+    if (safe_parent_dirs(root, rel) != 0) return -1;
+    char dst[8192];
+    snprintf(dst, sizeof dst, "%s/%s", root, rel);
+    if (kp_blob_get(ws, kp_col_text(st, 1), dst, 0644) != 0) return -1;
+    printf("%s\n", dst);
+    n++;
+  }
+  if (count) *count = n;
+  return r == SQLITE_DONE ? 0 : kp_err("store: %s", sqlite3_errmsg(ws->db));
+}
+
+static int run_download(int argc, char **argv) {
+  int np = 0;
+  const char *pos[2], *to = ".";
+  kp_opt opts[] = {{.name = "to", .val = &to}, {0}};
+  if (kp_parse("run download", argc, argv, opts, pos, &np, 2, NULL)) return 2;
+  if (np != 2) return kp_usage_err("run download", "usage: kusari run download RUN PATH [--to DIR]");
+  const char *path = pos[1];
+  if (kp_rel_path_ok(path) != 0) {
+    kp_err("'%s' is not a path inside the run's files (absolute paths and '..' are not allowed)", path);
+    kp_hint("list the run's files with 'kusari run files %s'", pos[0]);
+    return 2;
+  }
+  char prefix[4200];
+  snprintf(prefix, sizeof prefix, "%s", path);
+  size_t pl = strlen(prefix);
+  while (pl && prefix[pl - 1] == '/') prefix[--pl] = '\0';
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  char status[32];
+  if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_ws_close(&ws); return no_run(pos[0]); }
+  sqlite3_stmt *st;
+  if (kp_db_prepare(&ws, &st, "SELECT path, sha256 FROM files WHERE run_id=?1 AND (path=?2 OR substr(path, 1, length(?2)+1)=?2||'/') ORDER BY path") != 0) {
+    kp_ws_close(&ws);
+    return 1;
+  }
+  kp_bind_text(st, 1, pos[0]);
+  kp_bind_text(st, 2, prefix);
+  int n = 0;
+  int rc = kp_download_files(&ws, st, to, NULL, &n) == 0 ? 0 : 1;
+  sqlite3_finalize(st);
+  kp_ws_close(&ws);
+  if (rc == 0 && n == 0) {
+    kp_err("run %s has no file or folder '%s'%s", pos[0], prefix, kp_status_terminal(status) ? "" : " (yet: it is still running)");
+    kp_hint("list the run's files with 'kusari run files %s'", pos[0]);
+    return 1;
+  }
+  return rc;
+}
+
+/* ---- cancel ------------------------------------------------------------------------------ */
+static int run_cancel(int argc, char **argv) {
+  int np = 0, nowait = 0;
+  const char *pos[1], *grace = "10";
+  kp_opt opts[] = {{.name = "grace", .val = &grace}, {.name = "no-wait", .flag = &nowait}, {0}};
+  if (kp_parse("run cancel", argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err("run cancel", "missing the RUN id");
+  long long g;
+  if (kp_parse_int(grace, &g) != 0 || g < 0 || g > 3600)
+    return kp_usage_err("run cancel", "--grace must be seconds from 0 to 3600, got '%s'", grace);
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  char status[32];
+  if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_ws_close(&ws); return no_run(pos[0]); }
+  if (kp_status_terminal(status)) {
+    kp_err("run %s already ended (%s); there is nothing to cancel", pos[0], status);
+    kp_ws_close(&ws);
+    return 1;
+  }
+  sqlite3_stmt *st;
+  int rc = 1;
+  if (kp_db_prepare(&ws, &st, "UPDATE runs SET cancel_requested=1, cancel_grace=? WHERE id=?") == 0) {
+    sqlite3_bind_double(st, 1, (double)g);
+    kp_bind_text(st, 2, pos[0]);
+    rc = kp_db_done(&ws, st) == 0 ? 0 : 1;
+    sqlite3_finalize(st);
+  }
+  if (rc == 0 && kp_db_prepare(&ws, &st, "SELECT supervisor_pid, supervisor_start FROM runs WHERE id=?") == 0) {
+    kp_bind_text(st, 1, pos[0]);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+      pid_t p = (pid_t)sqlite3_column_int(st, 0);
+      if (p > 0 && kp_proc_alive(p, (uint64_t)sqlite3_column_int64(st, 1))) kill(p, SIGUSR1);
+    }
+    sqlite3_finalize(st);
+  }
+  if (rc == 0 && !nowait) {
+    follow(&ws, pos[0], 0, 0, (double)g + 60);
+    run_status(&ws, pos[0], status, sizeof status);
+    printf("Run %s: %s\n", pos[0], status);
+  } else if (rc == 0) {
+    printf("Run %s: cancel requested\n", pos[0]);
+  }
+  kp_ws_close(&ws);
+  return rc;
+}
+
+/* ---- metrics ------------------------------------------------------------------------------ */
+static int run_metrics(int argc, char **argv) {
+  int np = 0, csv = 0, json = 0;
+  const char *pos[1], *name = NULL;
+  kp_opt opts[] = {{.name = "name", .val = &name}, {.name = "csv", .flag = &csv}, {.name = "json", .flag = &json}, {0}};
+  if (kp_parse("run metrics", argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err("run metrics", "missing the RUN id");
+  if (csv && json) return kp_usage_err("run metrics", "choose one of --csv and --json");
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  char status[32];
+  if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_ws_close(&ws); return no_run(pos[0]); }
+  if (!kp_status_terminal(status)) kp_ingest(&ws, pos[0], 0);  /* live view */
+  sqlite3_stmt *st;
+  if (kp_db_prepare(&ws, &st, "SELECT name, step, ts, value FROM metrics WHERE run_id=?1 AND (?2 IS NULL OR name=?2)"
+                              " ORDER BY name, step, id") != 0) {
+    kp_ws_close(&ws);
+    return 1;
+  }
+  kp_bind_text(st, 1, pos[0]);
+  kp_bind_text(st, 2, name);
+  cJSON *obj = cJSON_CreateObject();
+  if (csv) printf("name,step,timestamp,value\n");
+  int n = 0;
+  char cur[512] = "";
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const char *nm = kp_col_text(st, 0);
+    long long step = sqlite3_column_int64(st, 1);
+    double ts = sqlite3_column_double(st, 2), v = sqlite3_column_double(st, 3);
+    n++;
+    if (csv) {
+      int quote = strpbrk(nm, ",\"\n") != NULL;
+      if (quote) {
+        putchar('"');
+        for (const char *c = nm; *c; c++) { if (*c == '"') putchar('"'); putchar(*c); }
+        putchar('"');
+      } else {
+        fputs(nm, stdout);
+      }
+      printf(",%lld,%.6f,%.17g\n", step, ts, v);
+    } else if (json) {
+      cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, nm);
+      if (!arr) arr = cJSON_AddArrayToObject(obj, nm);
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddNumberToObject(o, "step", (double)step);
+      cJSON_AddNumberToObject(o, "timestamp", ts);
+      cJSON_AddNumberToObject(o, "value", v);
+      cJSON_AddItemToArray(arr, o);
+    } else {
+      if (strcmp(cur, nm) != 0) {
+        printf("%s%s:\n", *cur ? "\n" : "", nm);
+        snprintf(cur, sizeof cur, "%s", nm);
+      }
+      printf("  step %-6lld %.9g\n", step, v);
+    }
+  }
+  sqlite3_finalize(st);
+  if (json) print_json(obj);
+  cJSON_Delete(obj);
+  kp_ws_close(&ws);
+  if (n == 0 && name) {
+    kp_err("run %s has no metric named '%s'", pos[0], name);
+    kp_hint("see all of its metrics with 'kusari run metrics %s'", pos[0]);
+    return 1;
+  }
+  return 0;
+}
+
+static const kp_cmd cmds[] = {
+  {"submit", run_submit, "submit a run (returns at once; prints the run id last)",
+   "usage: kusari run submit --experiment NAME --entry PROGRAM [--source DIR] [--compute NAME]\n"
+   "                         [--env FILE] [--tag KEY=VALUE]... [--snapshot-limit-mb N] [-- ARGS...]\n\n"
+   "Snapshots DIR (default .; files matching .kusariignore, else .amlignore or .gitignore,\n"
+   "are left out; the snapshot may be at most N MB, default 300), records the run as\n"
+   "Queued on the compute target (default: the only one) and starts its supervisor.\n"
+   "The experiment is created on first use. ARGS after -- are passed to PROGRAM.\n\n"
+   "PROGRAM is a file in DIR: a .py file runs with python3, a .sh file with bash,\n"
+   "anything else must be executable. The environment FILE is JSON:\n"
+   "  {\"name\": \"mnist\", \"debian_packages\": [\"libopenblas-dev\"], \"build\": \"make\",\n"
+   "   \"variables\": {\"OMP_NUM_THREADS\": \"1\"}}\n"
+   "Missing packages fail the run; the build command runs in a copy of the snapshot\n"
+   "and its result is cached by hash(snapshot, environment).\n\n"
+   "The last line of output is the run id.\n"},
+  {"wait", run_wait, "wait for a run to end (exit 0 only if it Completed)",
+   "usage: kusari run wait RUN [--show-output] [--timeout SECONDS]\n\n"
+   "Waits until RUN ends, streaming its build and entry output with --show-output,\n"
+   "then prints its final status. Exits 0 if it Completed, 1 if it Failed or was\n"
+   "Canceled, 3 on --timeout.\n"},
+  {"list", run_list, "list runs",
+   "usage: kusari run list [--experiment NAME] [--status STATUS] [--limit N] [--json]\n\n"
+   "Lists runs, newest first. STATUS is one of Queued, Preparing, Running, Finalizing,\n"
+   "Completed, Failed, Canceled.\n"},
+  {"show", run_show, "show a run: status, times, arguments, exit code, last metrics",
+   "usage: kusari run show RUN [--json]\n\n"
+   "Shows a run's status, times and duration, arguments, compute target, snapshot,\n"
+   "environment and build cache (hit/miss), exit code, error, tags and last metrics.\n"},
+  {"logs", run_logs, "print a run's output (-f follows it)",
+   "usage: kusari run logs RUN [-f|--follow] [--build]\n\n"
+   "Prints the entry's stdout+stderr (logs/std_log.txt), or the build log with --build.\n"
+   "With -f, follows the output until the run ends.\n"},
+  {"files", run_files, "list the files in a run's history",
+   "usage: kusari run files RUN [--json]\n\nLists the run's stored files (outputs/..., logs/..., uploads).\n"},
+  {"download", run_download, "download a run file or folder",
+   "usage: kusari run download RUN PATH [--to DIR]\n\n"
+   "Downloads the run file PATH, or every file under the folder PATH, into DIR\n"
+   "(default .), keeping their paths (DIR/outputs/model.npz). PATH must be relative.\n"},
+  {"cancel", run_cancel, "cancel a run (SIGTERM, then SIGKILL after a grace period)",
+   "usage: kusari run cancel RUN [--grace SECONDS] [--no-wait]\n\n"
+   "Cancels a queued or running run: SIGTERM to its process group, SIGKILL after\n"
+   "SECONDS (default 10). Waits until it is Canceled unless --no-wait.\n"},
+  {"metrics", run_metrics, "print a run's metrics",
+   "usage: kusari run metrics RUN [--name NAME] [--csv|--json]\n\n"
+   "Prints every logged value (name, step, timestamp, value), in order.\n"},
+  {NULL, NULL, NULL, NULL},
+};
+
+int kp_cmd_run(int argc, char **argv) {
+  return kp_dispatch("run", "usage: kusari run SUBCOMMAND\n\nSubmit runs and look at them.\n", cmds, argc, argv);
+}

@@ -1,0 +1,168 @@
+/*
+ * platform/kp.h — internal header of the kusari program (not installed).
+ *
+ * The program is a table of commands (main.c); each cmd_<name>.c implements
+ * one command group. Shared pieces: the workspace store (store.c: SQLite +
+ * migrations), the blob store (blob.c), snapshots (snapshot.c), the run
+ * supervisor (supervisor.c) and small helpers (util.c).
+ *
+ * Convention: kp_* helpers return 0 on success and -1 on failure after
+ * printing "kusari: error: ..." (what was wrong and what to do) to stderr.
+ * Command functions return the process exit status.
+ */
+#ifndef KUSARI_PLATFORM_KP_H
+#define KUSARI_PLATFORM_KP_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define KP_SCHEMA_VERSION 1
+
+/* ---- command table ------------------------------------------------------ */
+typedef struct kp_cmd {
+  const char *name;
+  int (*fn)(int argc, char **argv);  /* argv[0] is the command's name */
+  const char *summary;               /* one line, shown in the parent's help */
+  const char *usage;                 /* full help text, printed by --help */
+} kp_cmd;
+
+/* Dispatches argv[1] among 'cmds' (NULL-terminated); prints 'group's help on
+ * --help, no subcommand or an unknown one. */
+int kp_dispatch(const char *group, const char *group_help, const kp_cmd *cmds, int argc, char **argv);
+/* 1 when argv (before a "--") asks for help. */
+int kp_wants_help(int argc, char **argv);
+
+int kp_cmd_workspace(int argc, char **argv);
+int kp_cmd_compute(int argc, char **argv);
+int kp_cmd_run(int argc, char **argv);
+int kp_cmd_log(int argc, char **argv);
+int kp_cmd_model(int argc, char **argv);
+int kp_cmd_supervise(int argc, char **argv);
+
+/* ---- errors -------------------------------------------------------------- */
+/* Prints "kusari: error: <msg>" to stderr; returns -1. */
+int kp_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "  hint: <msg>" to stderr (after kp_err). */
+void kp_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints an error about a bad command line and a pointer to --help; returns 2. */
+int kp_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- workspace store ------------------------------------------------------ */
+typedef struct kp_ws {
+  char root[4096];   /* absolute path of the workspace directory */
+  sqlite3 *db;
+} kp_ws;
+
+/* Global --workspace (set by main before dispatch; may be NULL). */
+extern const char *kp_opt_workspace;
+/* Path of the kusari executable (for supervisors and the run's PATH). */
+extern char kp_self_exe[4096];
+
+/* Finds the workspace (--workspace, KUSARI_WORKSPACE, config.json in the
+ * current directory or a parent, else the default one, created on first use)
+ * and opens its store, migrating it to KP_SCHEMA_VERSION. */
+int kp_ws_open(kp_ws *ws);
+/* Creates (or opens, if it is one already) a workspace at 'dir'. */
+int kp_ws_create(kp_ws *ws, const char *dir, const char *name);
+void kp_ws_close(kp_ws *ws);
+/* Path of the default workspace (under $XDG_DATA_HOME or ~/.local/share). */
+int kp_default_ws_dir(char *out, size_t n);
+
+/* sqlite helpers: each prints the SQLite message on failure and returns -1. */
+int kp_db_exec(kp_ws *ws, const char *sql);
+int kp_db_prepare(kp_ws *ws, sqlite3_stmt **st, const char *sql);
+int kp_db_begin(kp_ws *ws);      /* BEGIN IMMEDIATE (write lock now) */
+int kp_db_commit(kp_ws *ws);
+void kp_db_rollback(kp_ws *ws);
+/* sqlite3_step expecting SQLITE_DONE; returns 0 or -1 (message printed). */
+int kp_db_done(kp_ws *ws, sqlite3_stmt *st);
+/* binds text (NULL binds NULL) */
+int kp_bind_text(sqlite3_stmt *st, int i, const char *s);
+/* sqlite3_column_text as a C string ("" for NULL). */
+const char *kp_col_text(sqlite3_stmt *st, int i);
+
+/* ---- blob store (sha256-named, deduplicated) ------------------------------ */
+/* Stores the file 'path' (read from disk), writes its hex digest to 'hex'. */
+int kp_blob_put_file(kp_ws *ws, const char *path, char hex[65], int64_t *size);
+/* Stores 'len' bytes. */
+int kp_blob_put_mem(kp_ws *ws, const void *data, size_t len, char hex[65]);
+/* Path of blob 'hex' in the store. */
+void kp_blob_path(const kp_ws *ws, const char *hex, char *out, size_t n);
+/* Copies blob 'hex' to a new file 'dst' with 'mode' (refuses to write through
+ * a symlink at 'dst'). */
+int kp_blob_get(const kp_ws *ws, const char *hex, const char *dst, mode_t mode);
+/* Reads a whole blob into a new NUL-terminated buffer (free() it). */
+char *kp_blob_read(const kp_ws *ws, const char *hex, size_t *len);
+
+/* ---- snapshots ------------------------------------------------------------- */
+/* Snapshots directory 'src' into the blob store, honouring .kusariignore (or
+ * .amlignore / .gitignore) and a size limit in bytes; the snapshot id is the
+ * digest of its manifest blob. */
+int kp_snapshot_create(kp_ws *ws, const char *src, uint64_t limit, char hex[65], uint64_t *bytes, int *nfiles);
+/* Writes snapshot 'hex' into directory 'dst' (created). */
+int kp_snapshot_extract(kp_ws *ws, const char *hex, const char *dst);
+
+/* ---- util ------------------------------------------------------------------ */
+double kp_now(void);
+/* mkdir -p */
+int kp_mkdirs(const char *path, mode_t mode);
+/* rm -rf (does not follow symlinks) */
+int kp_rm_rf(const char *path);
+/* cp -a of a directory tree (regular files, dirs; symlinks copied as links). */
+int kp_copy_tree(const char *src, const char *dst);
+int kp_copy_file(const char *src, const char *dst, mode_t mode);
+/* 0 when 'rel' is a safe relative path: not absolute, no empty/"."/".." parts. */
+int kp_rel_path_ok(const char *rel);
+/* 0 when 'name' is a valid object name: [A-Za-z0-9][A-Za-z0-9._-]{0,127}. */
+int kp_name_ok(const char *name);
+/* Reads a whole file (NUL-terminated, free() it); NULL on failure (errno). */
+char *kp_read_file(const char *path, size_t *len);
+int kp_write_file(const char *path, const char *data, size_t len);
+/* sha256 of a buffer as hex. */
+void kp_sha256_hex(const void *data, size_t len, char hex[65]);
+/* Process start time (clock ticks since boot) of 'pid', 0 if gone/zombie. */
+uint64_t kp_proc_start(pid_t pid);
+/* 1 when 'pid' is alive and its start time is 'start'. */
+int kp_proc_alive(pid_t pid, uint64_t start);
+/* Formats a unix time as ISO-8601 UTC ("" for 0). */
+void kp_fmt_time(double t, char *out, size_t n);
+/* Formats a duration in seconds as "1h02m03s". */
+void kp_fmt_dur(double s, char *out, size_t n);
+
+/* ---- runs ------------------------------------------------------------------ */
+/* Terminal status? */
+int kp_status_terminal(const char *status);
+/* Reconciles runs whose supervisor died: ingests their remaining metrics,
+ * kills their orphaned entry and marks them Failed. */
+int kp_reconcile(kp_ws *ws);
+/* Moves new records from run 'id's channel into the store (exactly once). */
+int kp_ingest(kp_ws *ws, const char *run_id, int final);
+/* Directory of run 'id' in the workspace. */
+void kp_run_dir(const kp_ws *ws, const char *id, char *out, size_t n);
+/* Stores the files under dir/sub/ as run files named "sub/..." */
+int kp_store_tree(kp_ws *ws, const char *run_id, const char *dir, const char *prefix);
+
+#endif
+
+/* ---- option parsing -------------------------------------------------------- */
+/* One option: "--name VALUE" / "--name=VALUE" when 'val' is set (a repeated
+ * option fills 'multi' up to KP_MULTI_MAX values), "--name" sets *flag = 1.
+ * 'alias' is an optional short form ("-e"). */
+#define KP_MULTI_MAX 64
+typedef struct kp_opt {
+  const char *name;
+  const char *alias;
+  const char **val;
+  int *flag;
+  const char **multi;
+  int *nmulti;
+} kp_opt;
+/* Parses argv[1..]: options from 'opts' (NULL-name-terminated) and up to
+ * 'maxpos' positionals into 'pos'. A "--" ends parsing; *rest gets the index
+ * after it (argc when absent). Errors print and return 2. */
+int kp_parse(const char *cmd, int argc, char **argv, const kp_opt *opts, const char **pos, int *npos, int maxpos,
+             int *rest);
+/* Parses a decimal integer; 0 on success. */
+int kp_parse_int(const char *s, long long *out);

@@ -1,0 +1,102 @@
+/*
+ * platform/main.c — entry of the kusari program: global options, the
+ * top-level command table and the dispatcher every command group uses.
+ *
+ * Global option (accepted anywhere before a "--"): --workspace DIR.
+ */
+#include "kp.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+char kp_self_exe[4096];
+
+static const char top_help[] =
+  "usage: kusari [--workspace DIR] COMMAND [SUBCOMMAND] [OPTIONS]\n"
+  "\n"
+  "kusari is a self-hosted ML platform: submit training programs as tracked\n"
+  "runs on compute targets, watch their logs and metrics, keep their files,\n"
+  "and register their models with versions.\n"
+  "\n"
+  "The workspace is --workspace DIR, else $KUSARI_WORKSPACE, else a kusari\n"
+  "config.json in the current directory or a parent, else the default\n"
+  "workspace under $XDG_DATA_HOME/kusari (or ~/.local/share/kusari).\n"
+  "\n"
+  "Run 'kusari COMMAND --help' for a command's options.\n";
+
+static const kp_cmd top_cmds[] = {
+  {"workspace", kp_cmd_workspace, "create and show workspaces", NULL},
+  {"compute", kp_cmd_compute, "create, list, show and delete compute targets", NULL},
+  {"run", kp_cmd_run, "submit runs and watch them: wait, list, show, logs, files, metrics", NULL},
+  {"log", kp_cmd_log, "log a metric or tag to the current run (from shell or Python entries)", NULL},
+  {"model", kp_cmd_model, "register, list, show, download and delete models", NULL},
+  {NULL, NULL, NULL, NULL},
+};
+
+int kp_wants_help(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--")) return 0;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+  }
+  return 0;
+}
+
+static void print_group_help(const char *group, const char *group_help, const kp_cmd *cmds, FILE *out) {
+  fputs(group_help, out);
+  fprintf(out, "\ncommands:\n");
+  for (const kp_cmd *c = cmds; c->name; c++) fprintf(out, "  %-12s %s\n", c->name, c->summary);
+  (void)group;
+}
+
+int kp_dispatch(const char *group, const char *group_help, const kp_cmd *cmds, int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    print_group_help(group, group_help, cmds, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  for (const kp_cmd *c = cmds; c->name; c++) {
+    if (strcmp(c->name, argv[1]) != 0) continue;
+    if (c->usage && kp_wants_help(argc - 1, argv + 1)) {
+      fputs(c->usage, stdout);
+      return 0;
+    }
+    return c->fn(argc - 1, argv + 1);
+  }
+  fprintf(stderr, "kusari: error: unknown command '%s%s%s'\n", *group ? group : "", *group ? " " : "", argv[1]);
+  fprintf(stderr, "  hint: the commands are:");
+  for (const kp_cmd *c = cmds; c->name; c++) fprintf(stderr, " %s", c->name);
+  fprintf(stderr, "; see 'kusari %s%s--help'\n", group, *group ? " " : "");
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  ssize_t n = readlink("/proc/self/exe", kp_self_exe, sizeof kp_self_exe - 1);
+  if (n > 0) kp_self_exe[n] = '\0';
+  else snprintf(kp_self_exe, sizeof kp_self_exe, "%s", argv[0]);
+
+  /* pull out --workspace DIR / --workspace=DIR (before any "--") */
+  int out = 1;
+  int dashdash = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!dashdash && !strcmp(argv[i], "--")) dashdash = 1;
+    if (!dashdash && !strcmp(argv[i], "--workspace")) {
+      if (i + 1 >= argc) return kp_usage_err("", "--workspace needs a directory");
+      kp_opt_workspace = argv[++i];
+      continue;
+    }
+    if (!dashdash && !strncmp(argv[i], "--workspace=", 12)) {
+      kp_opt_workspace = argv[i] + 12;
+      continue;
+    }
+    argv[out++] = argv[i];
+  }
+  argc = out;
+  argv[argc] = NULL;
+  if (argc >= 2 && !strcmp(argv[1], "--version")) {
+    printf("kusari 0.1.0 (schema %d)\n", KP_SCHEMA_VERSION);
+    return 0;
+  }
+  if (argc >= 2 && !strcmp(argv[1], "__supervise")) return kp_cmd_supervise(argc - 1, argv + 1);
+  return kp_dispatch("", top_help, top_cmds, argc, argv);
+}

@@ -1,0 +1,264 @@
+/*
+ * platform/store.c — the workspace: finding it, creating it, and its SQLite
+ * store (WAL mode, busy timeout, versioned schema with migrations).
+ *
+ * A workspace directory holds config.json ({"kusari_workspace": true, "name",
+ * "schema_version", "created"}), kusari.db, blobs/ (sha256-named files),
+ * runs/<id>/ (live state of each run), envs/ (build cache) and tmp/.
+ * Migrations are an ordered list of SQL scripts; PRAGMA user_version records
+ * how many have been applied. Each runs in one transaction, so a crash leaves
+ * the store at the previous version.
+ */
+#include "kp.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *kp_opt_workspace = NULL;
+
+/* migrations[i] takes the schema from version i to i+1 */
+static const char *const migrations[] = {
+  /* 0 -> 1 */
+  "CREATE TABLE experiments(\n"
+  "  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);\n"
+  "CREATE TABLE computes(\n"
+  "  name TEXT PRIMARY KEY, type TEXT NOT NULL, max_nodes INTEGER NOT NULL,\n"
+  "  created REAL NOT NULL);\n"
+  "CREATE TABLE runs(\n"
+  "  seq INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+  "  id TEXT UNIQUE,\n"
+  "  experiment_id INTEGER NOT NULL REFERENCES experiments(id),\n"
+  "  parent_id TEXT,\n"
+  "  status TEXT NOT NULL,\n"
+  "  compute TEXT NOT NULL,\n"
+  "  source TEXT NOT NULL,\n"
+  "  entry TEXT NOT NULL,\n"
+  "  args TEXT NOT NULL,\n"
+  "  snapshot TEXT NOT NULL,\n"
+  "  snapshot_bytes INTEGER NOT NULL DEFAULT 0,\n"
+  "  env_json TEXT,\n"
+  "  env_hash TEXT,\n"
+  "  build_cache TEXT,\n"
+  "  created REAL NOT NULL, started REAL, ended REAL,\n"
+  "  exit_code INTEGER, signal INTEGER, error TEXT,\n"
+  "  supervisor_pid INTEGER, supervisor_start INTEGER,\n"
+  "  entry_pid INTEGER, entry_start INTEGER,\n"
+  "  cancel_requested INTEGER NOT NULL DEFAULT 0, cancel_grace REAL NOT NULL DEFAULT 10,\n"
+  "  channel_offset INTEGER NOT NULL DEFAULT 0);\n"
+  "CREATE INDEX runs_by_status ON runs(status, compute);\n"
+  "CREATE TABLE tags(run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,\n"
+  "  PRIMARY KEY(run_id, key));\n"
+  "CREATE TABLE metrics(id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, name TEXT NOT NULL,\n"
+  "  step INTEGER NOT NULL, ts REAL NOT NULL, value REAL NOT NULL);\n"
+  "CREATE INDEX metrics_by_run ON metrics(run_id, name, step);\n"
+  "CREATE TABLE files(run_id TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,\n"
+  "  sha256 TEXT NOT NULL, PRIMARY KEY(run_id, path));\n"
+  "CREATE TABLE models(id INTEGER PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,\n"
+  "  run_id TEXT, path TEXT NOT NULL, description TEXT NOT NULL DEFAULT '',\n"
+  "  created REAL NOT NULL, UNIQUE(name, version));\n"
+  "CREATE TABLE model_files(model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,\n"
+  "  path TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY(model_id, path));\n"
+  "CREATE TABLE model_tags(model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,\n"
+  "  key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(model_id, key));\n",
+};
+_Static_assert(sizeof migrations / sizeof migrations[0] == KP_SCHEMA_VERSION, "one migration per version");
+
+int kp_db_exec(kp_ws *ws, const char *sql) {
+  char *msg = NULL;
+  if (sqlite3_exec(ws->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+    kp_err("store %s/kusari.db: %s", ws->root, msg ? msg : sqlite3_errmsg(ws->db));
+    sqlite3_free(msg);
+    return -1;
+  }
+  return 0;
+}
+
+int kp_db_prepare(kp_ws *ws, sqlite3_stmt **st, const char *sql) {
+  if (sqlite3_prepare_v2(ws->db, sql, -1, st, NULL) != SQLITE_OK) {
+    kp_err("store: cannot prepare query: %s", sqlite3_errmsg(ws->db));
+    *st = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+int kp_db_begin(kp_ws *ws) { return kp_db_exec(ws, "BEGIN IMMEDIATE"); }
+int kp_db_commit(kp_ws *ws) { return kp_db_exec(ws, "COMMIT"); }
+void kp_db_rollback(kp_ws *ws) {
+  if (!sqlite3_get_autocommit(ws->db)) sqlite3_exec(ws->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int kp_db_done(kp_ws *ws, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return kp_err("store: %s", sqlite3_errmsg(ws->db));
+  return 0;
+}
+
+int kp_bind_text(sqlite3_stmt *st, int i, const char *s) {
+  return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+const char *kp_col_text(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return t ? (const char *)t : "";
+}
+
+int kp_default_ws_dir(char *out, size_t n) {
+  const char *xdg = getenv("XDG_DATA_HOME");
+  const char *home = getenv("HOME");
+  if (xdg && *xdg) snprintf(out, n, "%s/kusari/workspace", xdg);
+  else if (home && *home) snprintf(out, n, "%s/.local/share/kusari/workspace", home);
+  else return kp_err("cannot place the default workspace: neither XDG_DATA_HOME nor HOME is set"),
+              kp_hint("pass --workspace DIR or set KUSARI_WORKSPACE"), -1;
+  return 0;
+}
+
+/* 1 if dir/config.json is a kusari workspace config. */
+static int is_workspace(const char *dir) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/config.json", dir);
+  char *s = kp_read_file(p, NULL);
+  if (!s) return 0;
+  cJSON *j = cJSON_Parse(s);
+  free(s);
+  int ok = j && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "kusari_workspace"));
+  cJSON_Delete(j);
+  return ok;
+}
+
+static int open_db(kp_ws *ws) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/kusari.db", ws->root);
+  if (sqlite3_open_v2(p, &ws->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+    kp_err("cannot open the store %s: %s", p, ws->db ? sqlite3_errmsg(ws->db) : "out of memory");
+    sqlite3_close(ws->db);
+    ws->db = NULL;
+    return -1;
+  }
+  if (sqlite3_busy_timeout(ws->db, 60000) != SQLITE_OK) return kp_err("store: %s", sqlite3_errmsg(ws->db));
+  if (kp_db_exec(ws, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;") != 0) return -1;
+  /* migrate */
+  if (kp_db_begin(ws) != 0) return -1;
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "PRAGMA user_version") != 0) { kp_db_rollback(ws); return -1; }
+  int version = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+  sqlite3_finalize(st);
+  if (version < 0) { kp_db_rollback(ws); return kp_err("store %s: cannot read its schema version", p); }
+  if (version > KP_SCHEMA_VERSION) {
+    kp_db_rollback(ws);
+    kp_err("workspace %s has schema version %d, newer than this kusari (%d)", ws->root, version, KP_SCHEMA_VERSION);
+    kp_hint("use a newer kusari program with this workspace");
+    return -1;
+  }
+  for (int v = version; v < KP_SCHEMA_VERSION; v++) {
+    char uv[64];
+    snprintf(uv, sizeof uv, "PRAGMA user_version=%d", v + 1);
+    if (kp_db_exec(ws, migrations[v]) != 0 || kp_db_exec(ws, uv) != 0) {
+      kp_db_rollback(ws);
+      return kp_err("workspace %s: migration to schema version %d failed", ws->root, v + 1);
+    }
+  }
+  if (kp_db_commit(ws) != 0) return -1;
+  if (version != KP_SCHEMA_VERSION) {
+    /* keep config.json's schema_version in step */
+    snprintf(p, sizeof p, "%s/config.json", ws->root);
+    char *s = kp_read_file(p, NULL);
+    cJSON *j = s ? cJSON_Parse(s) : NULL;
+    free(s);
+    if (j) {
+      cJSON_DeleteItemFromObjectCaseSensitive(j, "schema_version");
+      cJSON_AddNumberToObject(j, "schema_version", KP_SCHEMA_VERSION);
+      char *out = cJSON_Print(j);
+      if (out) kp_write_file(p, out, strlen(out));
+      cJSON_free(out);
+      cJSON_Delete(j);
+    }
+  }
+  return 0;
+}
+
+static int make_layout(const char *root) {
+  static const char *const subs[] = {"blobs", "runs", "envs", "tmp"};
+  for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", root, subs[i]);
+    if (kp_mkdirs(p, 0755) != 0) return -1;
+  }
+  return 0;
+}
+
+int kp_ws_create(kp_ws *ws, const char *dir, const char *name) {
+  memset(ws, 0, sizeof *ws);
+  if (kp_mkdirs(dir, 0755) != 0) return -1;
+  if (!realpath(dir, ws->root)) return kp_err("cannot resolve %s: %s", dir, strerror(errno));
+  if (!is_workspace(ws->root)) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/config.json", ws->root);
+    struct stat st;
+    if (stat(p, &st) == 0) {
+      kp_err("%s already has a config.json that is not a kusari workspace's", ws->root);
+      kp_hint("choose an empty directory for the workspace");
+      return -1;
+    }
+    const char *base = strrchr(ws->root, '/');
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "kusari_workspace", 1);
+    cJSON_AddStringToObject(j, "name", name ? name : (base && base[1] ? base + 1 : "workspace"));
+    cJSON_AddNumberToObject(j, "schema_version", KP_SCHEMA_VERSION);
+    char t[64];
+    kp_fmt_time(kp_now(), t, sizeof t);
+    cJSON_AddStringToObject(j, "created", t);
+    char *out = cJSON_Print(j);
+    cJSON_Delete(j);
+    int rc = out ? kp_write_file(p, out, strlen(out)) : -1;
+    cJSON_free(out);
+    if (rc != 0) return -1;
+  }
+  if (make_layout(ws->root) != 0) return -1;
+  return open_db(ws);
+}
+
+int kp_ws_open(kp_ws *ws) {
+  memset(ws, 0, sizeof *ws);
+  const char *dir = kp_opt_workspace;
+  const char *how = "--workspace";
+  if (!dir || !*dir) { dir = getenv("KUSARI_WORKSPACE"); how = "KUSARI_WORKSPACE"; }
+  if (dir && *dir) {
+    if (!realpath(dir, ws->root) || !is_workspace(ws->root)) {
+      kp_err("%s names '%s', which is not a kusari workspace", how, dir);
+      kp_hint("create it with 'kusari workspace create %s'", dir);
+      return -1;
+    }
+    if (make_layout(ws->root) != 0) return -1;
+    return open_db(ws);
+  }
+  char cwd[4096];
+  if (getcwd(cwd, sizeof cwd)) {
+    for (;;) {
+      if (is_workspace(cwd)) {
+        snprintf(ws->root, sizeof ws->root, "%s", cwd);
+        if (make_layout(ws->root) != 0) return -1;
+        return open_db(ws);
+      }
+      char *s = strrchr(cwd, '/');
+      if (!s || s == cwd) break;
+      *s = '\0';
+    }
+  }
+  char def[4096];
+  if (kp_default_ws_dir(def, sizeof def) != 0) return -1;
+  return kp_ws_create(ws, def, "default");
+}
+
+void kp_ws_close(kp_ws *ws) {
+  if (ws && ws->db) {
+    sqlite3_close(ws->db);
+    ws->db = NULL;
+  }
+}

@@ -1,0 +1,764 @@
+/*
+ * platform/supervisor.c — the detached process that carries one run through
+ * its lifecycle (`kusari __supervise RUN_ID READY_FD`, started by run submit),
+ * plus what any kusari process uses to keep the store true: metric ingestion
+ * and reconciliation of runs whose supervisor died.
+ *
+ *   Queued      wait for a free node of the compute target (FIFO per target)
+ *   Preparing   extract the snapshot, check the environment's Debian packages,
+ *               run its build command (cached by hash(snapshot, environment))
+ *   Running     the entry runs in runs/<id>/wd in its own process group, with
+ *               stdout+stderr appended to runs/<id>/logs/std_log.txt; metrics
+ *               are ingested from the channel every 250 ms
+ *   Finalizing  final ingest; wd/outputs, logs and uploads go to the blob store
+ *   Completed | Failed | Canceled
+ *
+ * Cancel: `run cancel` sets runs.cancel_requested (and sends SIGUSR1 to wake
+ * the supervisor); the supervisor sends SIGTERM to the entry's process group,
+ * then SIGKILL after runs.cancel_grace seconds.
+ */
+#include "kp.h"
+#include "kusari/error.h"
+#include "kusari/run.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+int kp_status_terminal(const char *s) {
+  return !strcmp(s, "Completed") || !strcmp(s, "Failed") || !strcmp(s, "Canceled");
+}
+
+void kp_run_dir(const kp_ws *ws, const char *id, char *out, size_t n) {
+  snprintf(out, n, "%s/runs/%s", ws->root, id);
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* ---- ingestion ------------------------------------------------------------ */
+typedef struct ingest_ctx {
+  kp_ws *ws;
+  const char *run_id;
+  sqlite3_stmt *ins_metric, *ins_tag, *count;
+  struct { char *name; int64_t next; } *names;
+  size_t nnames;
+  int failed;
+} ingest_ctx;
+
+static int64_t next_step(ingest_ctx *c, const char *name, int64_t explicit_step) {
+  size_t i;
+  for (i = 0; i < c->nnames; i++)
+    if (!strcmp(c->names[i].name, name)) break;
+  if (i == c->nnames) {
+    void *np = realloc(c->names, (c->nnames + 1) * sizeof *c->names);
+    if (!np) return -1;
+    c->names = np;
+    c->names[i].name = strdup(name);
+    sqlite3_reset(c->count);
+    kp_bind_text(c->count, 1, c->run_id);
+    kp_bind_text(c->count, 2, name);
+    c->names[i].next = sqlite3_step(c->count) == SQLITE_ROW ? sqlite3_column_int64(c->count, 0) : 0;
+    c->nnames++;
+  }
+  int64_t s = explicit_step >= 0 ? explicit_step : c->names[i].next;
+  if (s + 1 > c->names[i].next) c->names[i].next = s + 1;
+  return s;
+}
+
+static int ingest_record(void *vctx, const ks_run_record *r) {
+  ingest_ctx *c = vctx;
+  sqlite3_stmt *st;
+  if (r->kind == KS_RUN_RECORD_METRIC) {
+    st = c->ins_metric;
+    sqlite3_reset(st);
+    kp_bind_text(st, 1, c->run_id);
+    kp_bind_text(st, 2, r->name);
+    sqlite3_bind_int64(st, 3, next_step(c, r->name, r->step));
+    sqlite3_bind_double(st, 4, r->time);
+    sqlite3_bind_double(st, 5, r->value);
+  } else {
+    st = c->ins_tag;
+    sqlite3_reset(st);
+    kp_bind_text(st, 1, c->run_id);
+    kp_bind_text(st, 2, r->name);
+    kp_bind_text(st, 3, r->text);
+  }
+  if (sqlite3_step(st) != SQLITE_DONE) {
+    kp_err("store: cannot record a metric of run %s: %s", c->run_id, sqlite3_errmsg(c->ws->db));
+    c->failed = 1;
+    return 1;
+  }
+  return 0;
+}
+
+int kp_ingest(kp_ws *ws, const char *run_id, int final) {
+  char ch[4400];
+  kp_run_dir(ws, run_id, ch, sizeof ch);
+  strcat(ch, "/channel");
+  if (access(ch, F_OK) != 0) return 0;  /* nothing (yet, or any more) */
+  ingest_ctx c = {.ws = ws, .run_id = run_id};
+  sqlite3_stmt *off = NULL;
+  int rc = -1;
+  if (kp_db_begin(ws) != 0) return -1;
+  if (kp_db_prepare(ws, &off, "SELECT channel_offset FROM runs WHERE id=?") != 0 ||
+      kp_db_prepare(ws, &c.ins_metric, "INSERT INTO metrics(run_id, name, step, ts, value) VALUES(?,?,?,?,?)") != 0 ||
+      kp_db_prepare(ws, &c.ins_tag, "INSERT OR REPLACE INTO tags(run_id, key, value) VALUES(?,?,?)") != 0 ||
+      kp_db_prepare(ws, &c.count, "SELECT coalesce(max(step)+1, 0) FROM metrics WHERE run_id=? AND name=?") != 0)
+    goto out;
+  kp_bind_text(off, 1, run_id);
+  if (sqlite3_step(off) != SQLITE_ROW) { kp_err("no run '%s' in the store", run_id); goto out; }
+  uint64_t offset = (uint64_t)sqlite3_column_int64(off, 0);
+  sqlite3_finalize(off);
+  off = NULL;
+  int r = ks_run_channel_read(ch, &offset, final, ingest_record, &c);
+  if (c.failed) goto out;
+  if (r < 0) {
+    kp_err("run %s: %s", run_id, ks_error_last());
+    /* keep what was read before the bad record */
+  }
+  if (kp_db_prepare(ws, &off, "UPDATE runs SET channel_offset=? WHERE id=?") != 0) goto out;
+  sqlite3_bind_int64(off, 1, (sqlite3_int64)offset);
+  kp_bind_text(off, 2, run_id);
+  if (kp_db_done(ws, off) != 0) goto out;
+  if (kp_db_commit(ws) != 0) goto out;
+  rc = 0;
+out:
+  sqlite3_finalize(off);
+  sqlite3_finalize(c.ins_metric);
+  sqlite3_finalize(c.ins_tag);
+  sqlite3_finalize(c.count);
+  for (size_t i = 0; i < c.nnames; i++) free(c.names[i].name);
+  free(c.names);
+  kp_db_rollback(ws);
+  return rc;
+}
+
+/* ---- run files -------------------------------------------------------------- */
+/* Stores regular files under 'dir' as run files "prefix/rel"; symbolic links
+ * are skipped (never followed), so a run cannot publish files outside it. */
+static int store_walk(kp_ws *ws, sqlite3_stmt *ins, const char *run_id, const char *dir, const char *prefix) {
+  DIR *d = opendir(dir);
+  if (!d) return errno == ENOENT ? 0 : kp_err("cannot read %s: %s", dir, strerror(errno));
+  int rc = 0;
+  struct dirent *e;
+  while (rc == 0 && (e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    char full[8192], rel[8192];
+    snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+    snprintf(rel, sizeof rel, "%s/%s", prefix, e->d_name);
+    struct stat st;
+    if (lstat(full, &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      rc = store_walk(ws, ins, run_id, full, rel);
+    } else if (S_ISREG(st.st_mode) && kp_rel_path_ok(rel) == 0) {
+      char hex[65];
+      int64_t size;
+      if (kp_blob_put_file(ws, full, hex, &size) != 0) { rc = -1; break; }
+      sqlite3_reset(ins);
+      kp_bind_text(ins, 1, run_id);
+      kp_bind_text(ins, 2, rel);
+      sqlite3_bind_int64(ins, 3, size);
+      kp_bind_text(ins, 4, hex);
+      if (sqlite3_step(ins) != SQLITE_DONE) rc = kp_err("store: %s", sqlite3_errmsg(ws->db));
+    }
+  }
+  closedir(d);
+  return rc;
+}
+
+int kp_store_tree(kp_ws *ws, const char *run_id, const char *dir, const char *prefix) {
+  sqlite3_stmt *ins;
+  if (kp_db_prepare(ws, &ins, "INSERT OR REPLACE INTO files(run_id, path, size, sha256) VALUES(?,?,?,?)") != 0) return -1;
+  int rc = store_walk(ws, ins, run_id, dir, prefix);
+  sqlite3_finalize(ins);
+  return rc;
+}
+
+/* Stores outputs/, logs/ and uploads of run 'id' (idempotent). */
+static int store_run_files(kp_ws *ws, const char *id) {
+  char rd[4400], p[4600];
+  kp_run_dir(ws, id, rd, sizeof rd);
+  int rc = 0;
+  snprintf(p, sizeof p, "%s/wd/outputs", rd);
+  if (kp_store_tree(ws, id, p, "outputs") != 0) rc = -1;
+  snprintf(p, sizeof p, "%s/logs", rd);
+  if (kp_store_tree(ws, id, p, "logs") != 0) rc = -1;
+  /* uploads keep their own names ("outputs/x.png", "plots/a.png") */
+  snprintf(p, sizeof p, "%s/uploads", rd);
+  DIR *d = opendir(p);
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d))) {
+      if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
+      char sub[4900];
+      snprintf(sub, sizeof sub, "%s/%s", p, e->d_name);
+      struct stat st;
+      if (lstat(sub, &st) != 0) continue;
+      if (S_ISDIR(st.st_mode)) {
+        if (kp_store_tree(ws, id, sub, e->d_name) != 0) rc = -1;
+      } else if (S_ISREG(st.st_mode)) {
+        char hex[65];
+        int64_t size;
+        sqlite3_stmt *ins;
+        if (kp_blob_put_file(ws, sub, hex, &size) != 0 ||
+            kp_db_prepare(ws, &ins, "INSERT OR REPLACE INTO files(run_id, path, size, sha256) VALUES(?,?,?,?)") != 0) {
+          rc = -1;
+          continue;
+        }
+        kp_bind_text(ins, 1, id);
+        kp_bind_text(ins, 2, e->d_name);
+        sqlite3_bind_int64(ins, 3, size);
+        kp_bind_text(ins, 4, hex);
+        if (kp_db_done(ws, ins) != 0) rc = -1;
+        sqlite3_finalize(ins);
+      }
+    }
+    closedir(d);
+  }
+  return rc;
+}
+
+/* ---- status updates ---------------------------------------------------------- */
+/* Sets status (and optionally ended/exit/signal/error) of run 'id' if it is
+ * not terminal yet. Returns 0, or -1 on a store error. */
+static int set_status(kp_ws *ws, const char *id, const char *status, int end, int exit_code, int sig,
+                      const char *error) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st,
+                    "UPDATE runs SET status=?2,"
+                    " started=CASE WHEN ?2='Running' THEN ?3 ELSE started END,"
+                    " ended=CASE WHEN ?4 THEN ?3 ELSE ended END,"
+                    " exit_code=CASE WHEN ?5 IS NULL THEN exit_code ELSE ?5 END,"
+                    " signal=CASE WHEN ?6 IS NULL THEN signal ELSE ?6 END,"
+                    " error=coalesce(?7, error)"
+                    " WHERE id=?1 AND status NOT IN ('Completed','Failed','Canceled')") != 0)
+    return -1;
+  kp_bind_text(st, 1, id);
+  kp_bind_text(st, 2, status);
+  sqlite3_bind_double(st, 3, kp_now());
+  sqlite3_bind_int(st, 4, end);
+  if (exit_code != INT32_MIN) sqlite3_bind_int(st, 5, exit_code); else sqlite3_bind_null(st, 5);
+  if (sig) sqlite3_bind_int(st, 6, sig); else sqlite3_bind_null(st, 6);
+  kp_bind_text(st, 7, error);
+  int rc = kp_db_done(ws, st);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* Best-effort removal of a finished run's working directory and channel. */
+static void cleanup_run_dir(kp_ws *ws, const char *id) {
+  char rd[4400], p[4600];
+  kp_run_dir(ws, id, rd, sizeof rd);
+  snprintf(p, sizeof p, "%s/wd", rd);
+  kp_rm_rf(p);
+  snprintf(p, sizeof p, "%s/channel", rd);
+  unlink(p);
+}
+
+/* ---- reconciliation ------------------------------------------------------------ */
+int kp_reconcile(kp_ws *ws) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st,
+                    "SELECT id, supervisor_pid, supervisor_start, entry_pid, entry_start, created, cancel_requested"
+                    " FROM runs WHERE status NOT IN ('Completed','Failed','Canceled')") != 0)
+    return -1;
+  struct dead { char id[256]; pid_t spid, epid; uint64_t estart; int cancel; } *dead = NULL;
+  size_t nd = 0;
+  int r;
+  double now = kp_now();
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    int has_sup = sqlite3_column_type(st, 1) != SQLITE_NULL;
+    pid_t spid = (pid_t)sqlite3_column_int(st, 1);
+    uint64_t sstart = (uint64_t)sqlite3_column_int64(st, 2);
+    int is_dead = has_sup ? !kp_proc_alive(spid, sstart) : (now - sqlite3_column_double(st, 5) > 60.0);
+    if (!is_dead) continue;
+    void *np = realloc(dead, (nd + 1) * sizeof *dead);
+    if (!np) break;
+    dead = np;
+    snprintf(dead[nd].id, sizeof dead[nd].id, "%s", kp_col_text(st, 0));
+    dead[nd].spid = spid;
+    dead[nd].epid = (pid_t)sqlite3_column_int(st, 3);
+    dead[nd].estart = (uint64_t)sqlite3_column_int64(st, 4);
+    dead[nd].cancel = sqlite3_column_int(st, 6);
+    nd++;
+  }
+  sqlite3_finalize(st);
+  for (size_t i = 0; i < nd; i++) {
+    /* the entry may outlive its supervisor: stop it so its metrics are final */
+    if (dead[i].epid > 0 && kp_proc_alive(dead[i].epid, dead[i].estart)) {
+      kill(-dead[i].epid, SIGKILL);
+      for (int k = 0; k < 100 && kp_proc_alive(dead[i].epid, dead[i].estart); k++) sleep_ms(20);
+    }
+    kp_ingest(ws, dead[i].id, 1);
+    store_run_files(ws, dead[i].id);
+    char msg[256];
+    snprintf(msg, sizeof msg, "the run's supervisor (pid %d) died; the run was reconciled", (int)dead[i].spid);
+    if (dead[i].cancel) set_status(ws, dead[i].id, "Canceled", 1, INT32_MIN, 0, "canceled by the user");
+    else set_status(ws, dead[i].id, "Failed", 1, INT32_MIN, 0, msg);
+    cleanup_run_dir(ws, dead[i].id);
+  }
+  free(dead);
+  return r == SQLITE_DONE ? 0 : -1;
+}
+
+/* ---- the supervisor ------------------------------------------------------------- */
+typedef struct sup {
+  kp_ws ws;
+  char id[256];
+  char rd[4400];          /* runs/<id> */
+  char experiment[256];
+  char compute[256];
+  char entry[4096];
+  char snapshot[65];
+  char *args_json;
+  char *env_json;
+  char env_hash[65];
+} sup;
+
+static volatile sig_atomic_t g_wake;
+static void on_usr1(int sig) { (void)sig; g_wake = 1; }
+
+static int cancel_requested(sup *s, double *grace) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(&s->ws, &st, "SELECT cancel_requested, cancel_grace FROM runs WHERE id=?") != 0) return 0;
+  kp_bind_text(st, 1, s->id);
+  int c = 0;
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    c = sqlite3_column_int(st, 0);
+    if (grace) *grace = sqlite3_column_double(st, 1);
+  }
+  sqlite3_finalize(st);
+  return c;
+}
+
+/* Waits in Queued until this run may take a node. Returns 1 when it did,
+ * 0 when canceled meanwhile, -1 on error. */
+static int wait_for_node(sup *s) {
+  for (;;) {
+    kp_reconcile(&s->ws);
+    if (kp_db_begin(&s->ws) != 0) return -1;
+    sqlite3_stmt *st;
+    if (kp_db_prepare(&s->ws, &st,
+                      "SELECT r.cancel_requested, c.max_nodes,"
+                      " (SELECT count(*) FROM runs x WHERE x.compute=r.compute AND x.status IN ('Preparing','Running','Finalizing')),"
+                      " (SELECT count(*) FROM runs x WHERE x.compute=r.compute AND x.status='Queued' AND x.seq<r.seq)"
+                      " FROM runs r LEFT JOIN computes c ON c.name=r.compute WHERE r.id=?") != 0) {
+      kp_db_rollback(&s->ws);
+      return -1;
+    }
+    kp_bind_text(st, 1, s->id);
+    int got = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+      int cancel = sqlite3_column_int(st, 0);
+      int max = sqlite3_column_type(st, 1) == SQLITE_NULL ? 0 : sqlite3_column_int(st, 1);
+      int busy = sqlite3_column_int(st, 2), ahead = sqlite3_column_int(st, 3);
+      if (cancel) got = 0;
+      else if (max == 0) got = -2;
+      else if (busy + ahead < max) got = 1;
+      else got = 2;
+    }
+    sqlite3_finalize(st);
+    if (got == 1) {
+      if (set_status(&s->ws, s->id, "Preparing", 0, INT32_MIN, 0, NULL) != 0 || kp_db_commit(&s->ws) != 0) {
+        kp_db_rollback(&s->ws);
+        return -1;
+      }
+      return 1;
+    }
+    kp_db_rollback(&s->ws);
+    if (got == 0) return 0;
+    if (got == -2) {
+      set_status(&s->ws, s->id, "Failed", 1, INT32_MIN, 0, "its compute target no longer exists");
+      return -1;
+    }
+    if (got < 0) return -1;
+    for (int i = 0; i < 10 && !g_wake; i++) sleep_ms(20);
+    g_wake = 0;
+  }
+}
+
+/* Runs 'argv' in 'dir' with stdout+stderr appended to 'log', in a new
+ * process group; returns its pid (or -1). */
+static pid_t spawn(const char *dir, const char *log, char *const argv[], char *const envp[]) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  setpgid(0, 0);
+  signal(SIGUSR1, SIG_DFL);
+  signal(SIGPIPE, SIG_DFL);
+  int in = open("/dev/null", O_RDONLY);
+  int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (in < 0 || out < 0 || chdir(dir) != 0) _exit(127);
+  dup2(in, 0);
+  dup2(out, 1);
+  dup2(out, 2);
+  if (in > 2) close(in);
+  if (out > 2) close(out);
+  execve(argv[0], argv, envp);
+  fprintf(stderr, "kusari: cannot execute %s: %s\n", argv[0], strerror(errno));
+  _exit(127);
+}
+
+static void append_log(const char *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void append_log(const char *log, const char *fmt, ...) {
+  FILE *f = fopen(log, "a");
+  if (!f) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(f, fmt, ap);
+  va_end(ap);
+  fclose(f);
+}
+
+/* Checks the environment's Debian packages; fills 'missing' (space separated). */
+static int check_packages(cJSON *env, char *missing, size_t n) {
+  missing[0] = '\0';
+  cJSON *pk = cJSON_GetObjectItemCaseSensitive(env, "debian_packages");
+  cJSON *p;
+  cJSON_ArrayForEach(p, pk) {
+    const char *name = cJSON_GetStringValue(p);
+    if (!name) continue;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "dpkg-query -W -f='${Status}' '%s' 2>/dev/null", name);
+    FILE *f = popen(cmd, "r");
+    char buf[256] = "";
+    if (f) {
+      size_t r = fread(buf, 1, sizeof buf - 1, f);
+      buf[r] = '\0';
+      pclose(f);
+    }
+    if (!strstr(buf, "install ok installed")) {
+      size_t l = strlen(missing);
+      snprintf(missing + l, n - l, "%s%s", l ? " " : "", name);
+    }
+  }
+  return missing[0] ? -1 : 0;
+}
+
+/* Builds (or reuses) the environment; leaves the working tree in rd/wd.
+ * Returns 0, or -1 with 'why' set. */
+static int prepare(sup *s, cJSON *env, char *why, size_t whyn) {
+  char wd[4600], logs[4600], buildlog[4700];
+  snprintf(wd, sizeof wd, "%s/wd", s->rd);
+  snprintf(logs, sizeof logs, "%s/logs", s->rd);
+  snprintf(buildlog, sizeof buildlog, "%s/build.log", logs);
+  kp_rm_rf(wd);
+  char missing[2048];
+  if (env && check_packages(env, missing, sizeof missing) != 0) {
+    snprintf(why, whyn, "the environment requires Debian package(s) that are not installed: %s "
+             "(install them with: apt-get install %s)", missing, missing);
+    append_log(buildlog, "kusari: %s\n", why);
+    return -1;
+  }
+  const char *build = env ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "build")) : NULL;
+  const char *cache = "none";
+  if (!build || !*build) {
+    if (kp_snapshot_extract(&s->ws, s->snapshot, wd) != 0) {
+      snprintf(why, whyn, "cannot extract snapshot %s", s->snapshot);
+      return -1;
+    }
+  } else {
+    char keysrc[256], key[65], final_dir[4600], tmp_dir[4700];
+    snprintf(keysrc, sizeof keysrc, "%s\n%s", s->snapshot, s->env_hash);
+    kp_sha256_hex(keysrc, strlen(keysrc), key);
+    snprintf(final_dir, sizeof final_dir, "%s/envs/%s", s->ws.root, key);
+    struct stat st;
+    if (stat(final_dir, &st) == 0) {
+      cache = "hit";
+      append_log(buildlog, "kusari: build cache hit (%.12s): reusing the result of '%s'\n", key, build);
+    } else {
+      cache = "miss";
+      snprintf(tmp_dir, sizeof tmp_dir, "%s/envs/.build-%s-%d", s->ws.root, key, (int)getpid());
+      kp_rm_rf(tmp_dir);
+      if (kp_snapshot_extract(&s->ws, s->snapshot, tmp_dir) != 0) {
+        snprintf(why, whyn, "cannot extract snapshot %s", s->snapshot);
+        return -1;
+      }
+      append_log(buildlog, "kusari: build cache miss (%.12s): running '%s'\n", key, build);
+      char *argv[] = {"/bin/sh", "-c", (char *)build, NULL};
+      pid_t pid = spawn(tmp_dir, buildlog, argv, environ);
+      int status = 0;
+      if (pid < 0 || waitpid(pid, &status, 0) < 0) status = -1;
+      if (status != 0) {
+        kp_rm_rf(tmp_dir);
+        if (WIFEXITED(status))
+          snprintf(why, whyn, "the build command '%s' failed with exit code %d; see logs/build.log", build, WEXITSTATUS(status));
+        else
+          snprintf(why, whyn, "the build command '%s' failed; see logs/build.log", build);
+        return -1;
+      }
+      if (rename(tmp_dir, final_dir) != 0) kp_rm_rf(tmp_dir);  /* another run built it first */
+      append_log(buildlog, "kusari: build finished\n");
+    }
+    if (kp_copy_tree(final_dir, wd) != 0) {
+      snprintf(why, whyn, "cannot copy the built environment into the run's working directory");
+      return -1;
+    }
+  }
+  sqlite3_stmt *st;
+  if (kp_db_prepare(&s->ws, &st, "UPDATE runs SET build_cache=? WHERE id=?") == 0) {
+    kp_bind_text(st, 1, cache);
+    kp_bind_text(st, 2, s->id);
+    kp_db_done(&s->ws, st);
+    sqlite3_finalize(st);
+  }
+  char out[4700];
+  snprintf(out, sizeof out, "%s/outputs", wd);
+  kp_mkdirs(out, 0755);
+  return 0;
+}
+
+/* Builds the entry's argv: an interpreter for .py/.sh, else the file itself. */
+static char **entry_argv(sup *s, const char *wd, char *why, size_t whyn) {
+  cJSON *args = cJSON_Parse(s->args_json);
+  int na = cJSON_GetArraySize(args);
+  char **argv = calloc((size_t)na + 4, sizeof *argv);
+  int k = 0;
+  char path[16384];
+  snprintf(path, sizeof path, "%s/%s", wd, s->entry);
+  size_t el = strlen(s->entry);
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+    snprintf(why, whyn, "the entry '%s' does not exist in the run's working directory "
+             "(check --entry, or that the environment's build command creates it)", s->entry);
+    cJSON_Delete(args);
+    free(argv);
+    return NULL;
+  }
+  if (el > 3 && !strcmp(s->entry + el - 3, ".py")) argv[k++] = strdup("/usr/bin/python3");
+  else if (el > 3 && !strcmp(s->entry + el - 3, ".sh")) argv[k++] = strdup("/bin/bash");
+  else if (!(st.st_mode & S_IXUSR)) {
+    snprintf(why, whyn, "the entry '%s' is not executable (chmod +x it, or use a .py or .sh script)", s->entry);
+    cJSON_Delete(args);
+    free(argv);
+    return NULL;
+  }
+  argv[k++] = strdup(path);
+  cJSON *a;
+  cJSON_ArrayForEach(a, args) argv[k++] = strdup(cJSON_GetStringValue(a) ? cJSON_GetStringValue(a) : "");
+  cJSON_Delete(args);
+  return argv;
+}
+
+static char **entry_env(sup *s, const char *wd, cJSON *env) {
+  size_t n = 0;
+  while (environ[n]) n++;
+  cJSON *vars = env ? cJSON_GetObjectItemCaseSensitive(env, "variables") : NULL;
+  size_t nv = (size_t)cJSON_GetArraySize(vars);
+  char **e = calloc(n + nv + 16, sizeof *e);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (strncmp(environ[i], "KUSARI_", 7) != 0 && strncmp(environ[i], "PATH=", 5) != 0) e[k++] = environ[i];
+  char buf[16384], bindir[4096];
+  snprintf(bindir, sizeof bindir, "%s", kp_self_exe);
+  char *sl = strrchr(bindir, '/');
+  if (sl) *sl = '\0';
+  const char *path = getenv("PATH");
+#define KP_SETENV(...) (snprintf(buf, sizeof buf, __VA_ARGS__), e[k++] = strdup(buf))
+  KP_SETENV("PATH=%s:%s", bindir, path ? path : "/usr/local/bin:/usr/bin:/bin");
+  KP_SETENV("KUSARI_RUN_ID=%s", s->id);
+  KP_SETENV("KUSARI_EXPERIMENT=%s", s->experiment);
+  KP_SETENV("KUSARI_TRACKING_URI=%s", s->ws.root);
+  KP_SETENV("KUSARI_WORKSPACE=%s", s->ws.root);
+  KP_SETENV("KUSARI_OUTPUT_DIR=%s/outputs", wd);
+  KP_SETENV("KUSARI_METRICS_CHANNEL=%s/channel", s->rd);
+  KP_SETENV("KUSARI_UPLOAD_DIR=%s/uploads", s->rd);
+  cJSON *v;
+  cJSON_ArrayForEach(v, vars)
+    if (cJSON_IsString(v) && v->string) KP_SETENV("%s=%s", v->string, v->valuestring);
+#undef KP_SETENV
+  return e;
+}
+
+static int load_run(sup *s) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(&s->ws, &st,
+                    "SELECT e.name, r.compute, r.entry, r.snapshot, r.args, r.env_json, r.env_hash, r.status"
+                    " FROM runs r JOIN experiments e ON e.id=r.experiment_id WHERE r.id=?") != 0)
+    return -1;
+  kp_bind_text(st, 1, s->id);
+  int rc = -1;
+  if (sqlite3_step(st) == SQLITE_ROW && !strcmp(kp_col_text(st, 7), "Queued")) {
+    snprintf(s->experiment, sizeof s->experiment, "%s", kp_col_text(st, 0));
+    snprintf(s->compute, sizeof s->compute, "%s", kp_col_text(st, 1));
+    snprintf(s->entry, sizeof s->entry, "%s", kp_col_text(st, 2));
+    snprintf(s->snapshot, sizeof s->snapshot, "%s", kp_col_text(st, 3));
+    s->args_json = strdup(kp_col_text(st, 4));
+    s->env_json = sqlite3_column_type(st, 5) == SQLITE_NULL ? NULL : strdup(kp_col_text(st, 5));
+    snprintf(s->env_hash, sizeof s->env_hash, "%s", kp_col_text(st, 6));
+    rc = 0;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static const char *sig_name(int sig) {
+  switch (sig) {
+    case SIGKILL: return "SIGKILL";
+    case SIGTERM: return "SIGTERM";
+    case SIGSEGV: return "SIGSEGV";
+    case SIGABRT: return "SIGABRT";
+    case SIGINT: return "SIGINT";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    default: return "a signal";
+  }
+}
+
+static int finish(sup *s, const char *status, int exit_code, int sig, const char *error) {
+  set_status(&s->ws, s->id, "Finalizing", 0, INT32_MIN, 0, NULL);
+  kp_ingest(&s->ws, s->id, 1);
+  store_run_files(&s->ws, s->id);
+  set_status(&s->ws, s->id, status, 1, exit_code, sig, error);
+  cleanup_run_dir(&s->ws, s->id);
+  return 0;
+}
+
+int kp_cmd_supervise(int argc, char **argv) {
+  if (argc < 3) return kp_err("__supervise: internal command, needs RUN_ID READY_FD"), 2;
+  sup s;
+  memset(&s, 0, sizeof s);
+  snprintf(s.id, sizeof s.id, "%s", argv[1]);
+  int ready = atoi(argv[2]);
+  if (kp_ws_open(&s.ws) != 0) return 1;
+  kp_run_dir(&s.ws, s.id, s.rd, sizeof s.rd);
+  /* register this process, then tell `run submit` we are up */
+  sqlite3_stmt *st;
+  if (kp_db_prepare(&s.ws, &st, "UPDATE runs SET supervisor_pid=?, supervisor_start=? WHERE id=? AND status='Queued'") != 0)
+    return 1;
+  sqlite3_bind_int(st, 1, (int)getpid());
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)kp_proc_start(getpid()));
+  kp_bind_text(st, 3, s.id);
+  int ok = kp_db_done(&s.ws, st) == 0 && sqlite3_changes(s.ws.db) == 1;
+  sqlite3_finalize(st);
+  if (!ok || load_run(&s) != 0) return kp_err("__supervise: run %s is not a queued run", s.id), 1;
+  if (write(ready, "ok\n", 3) != 3) { /* submit gave up on us; go on anyway */ }
+  close(ready);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_usr1;
+  sigaction(SIGUSR1, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+
+  char logs[4600], stdlog[4700], why[4096] = "";
+  snprintf(logs, sizeof logs, "%s/logs", s.rd);
+  snprintf(stdlog, sizeof stdlog, "%s/std_log.txt", logs);
+  kp_mkdirs(logs, 0755);
+
+  int w = wait_for_node(&s);
+  if (w == 0) {
+    set_status(&s.ws, s.id, "Canceled", 1, INT32_MIN, 0, "canceled by the user while queued");
+    return 0;
+  }
+  if (w < 0) {
+    set_status(&s.ws, s.id, "Failed", 1, INT32_MIN, 0, "the supervisor could not schedule the run");
+    return 1;
+  }
+  /* Preparing */
+  char chpath[4700];
+  snprintf(chpath, sizeof chpath, "%s/channel", s.rd);
+  unlink(chpath);
+  if (ks_run_channel_create(chpath) != KS_OK) {
+    finish(&s, "Failed", INT32_MIN, 0, ks_error_last());
+    return 1;
+  }
+  cJSON *env = s.env_json ? cJSON_Parse(s.env_json) : NULL;
+  if (prepare(&s, env, why, sizeof why) != 0) {
+    append_log(stdlog, "kusari: run failed while preparing: %s\n", why);
+    finish(&s, "Failed", INT32_MIN, 0, why);
+    cJSON_Delete(env);
+    return 1;
+  }
+  double grace = 10;
+  if (cancel_requested(&s, &grace)) {
+    finish(&s, "Canceled", INT32_MIN, 0, "canceled by the user while preparing");
+    cJSON_Delete(env);
+    return 0;
+  }
+  char wd[4600];
+  snprintf(wd, sizeof wd, "%s/wd", s.rd);
+  char **eargv = entry_argv(&s, wd, why, sizeof why);
+  if (!eargv) {
+    append_log(stdlog, "kusari: %s\n", why);
+    finish(&s, "Failed", INT32_MIN, 0, why);
+    cJSON_Delete(env);
+    return 1;
+  }
+  char **eenv = entry_env(&s, wd, env);
+  cJSON_Delete(env);
+  /* Running */
+  if (set_status(&s.ws, s.id, "Running", 0, INT32_MIN, 0, NULL) != 0) return 1;
+  pid_t pid = spawn(wd, stdlog, eargv, eenv);
+  if (pid < 0) {
+    finish(&s, "Failed", INT32_MIN, 0, "cannot fork the entry process");
+    return 1;
+  }
+  setpgid(pid, pid);
+  uint64_t pstart = 0;
+  for (int i = 0; i < 50 && !pstart; i++) {
+    pstart = kp_proc_start(pid);
+    if (!pstart) sleep_ms(1);
+  }
+  if (kp_db_prepare(&s.ws, &st, "UPDATE runs SET entry_pid=?, entry_start=? WHERE id=?") == 0) {
+    sqlite3_bind_int(st, 1, (int)pid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)pstart);
+    kp_bind_text(st, 3, s.id);
+    kp_db_done(&s.ws, st);
+    sqlite3_finalize(st);
+  }
+  int status = 0, canceled = 0;
+  double kill_at = 0;
+  for (;;) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) break;
+    kp_ingest(&s.ws, s.id, 0);
+    if (!canceled && cancel_requested(&s, &grace)) {
+      canceled = 1;
+      kill(-pid, SIGTERM);
+      kill_at = kp_now() + grace;
+      append_log(stdlog, "kusari: cancel requested: sent SIGTERM to the run's process group\n");
+    }
+    if (canceled && kill_at > 0 && kp_now() >= kill_at) {
+      kill(-pid, SIGKILL);
+      kill_at = 0;
+      append_log(stdlog, "kusari: grace period over: sent SIGKILL to the run's process group\n");
+    }
+    for (int i = 0; i < 12 && !g_wake; i++) {
+      if (waitpid(pid, &status, WNOHANG) == pid) goto exited;
+      sleep_ms(20);
+    }
+    g_wake = 0;
+  }
+exited:
+  kill(-pid, SIGKILL);  /* whatever the entry left behind in its group */
+  for (char **p = eargv; *p; p++) free(*p);
+  free(eargv);
+  if (canceled) return finish(&s, "Canceled", WIFEXITED(status) ? WEXITSTATUS(status) : INT32_MIN,
+                              WIFSIGNALED(status) ? WTERMSIG(status) : 0, "canceled by the user");
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return finish(&s, "Completed", 0, 0, NULL);
+  if (WIFEXITED(status)) {
+    snprintf(why, sizeof why, "the entry exited with code %d; see logs/std_log.txt", WEXITSTATUS(status));
+    finish(&s, "Failed", WEXITSTATUS(status), 0, why);
+  } else {
+    int sg = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    snprintf(why, sizeof why, "the entry was killed by signal %d (%s)", sg, sig_name(sg));
+    finish(&s, "Failed", INT32_MIN, sg, why);
+  }
+  return 0;
+}

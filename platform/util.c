@@ -1,0 +1,346 @@
+/*
+ * platform/util.c — small helpers of the kusari program: error printing,
+ * file-system walks, path and name validation, hashing, process checks.
+ */
+#include "kp.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int kp_err(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("kusari: error: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return -1;
+}
+
+void kp_hint(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("  hint: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+int kp_usage_err(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("kusari: error: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  fprintf(stderr, "  hint: see 'kusari %s --help'\n", cmd);
+  return 2;
+}
+
+double kp_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int kp_mkdirs(const char *path, mode_t mode) {
+  char buf[4096];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return kp_err("path too long: %s", path);
+  for (char *s = strchr(buf + 1, '/'); s; s = strchr(s + 1, '/')) {
+    *s = '\0';
+    if (mkdir(buf, mode) != 0 && errno != EEXIST) return kp_err("cannot create directory %s: %s", buf, strerror(errno));
+    *s = '/';
+  }
+  if (mkdir(buf, mode) != 0 && errno != EEXIST) return kp_err("cannot create directory %s: %s", buf, strerror(errno));
+  return 0;
+}
+
+int kp_rm_rf(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
+  if (!S_ISDIR(st.st_mode)) return unlink(path) == 0 ? 0 : -1;
+  chmod(path, 0755);
+  DIR *d = opendir(path);
+  if (!d) return -1;
+  struct dirent *e;
+  int rc = 0;
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    char sub[4096];
+    snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+    if (kp_rm_rf(sub) != 0) rc = -1;
+  }
+  closedir(d);
+  if (rmdir(path) != 0) rc = -1;
+  return rc;
+}
+
+int kp_copy_file(const char *src, const char *dst, mode_t mode) {
+  int in = open(src, O_RDONLY | O_CLOEXEC);
+  if (in < 0) return kp_err("cannot read %s: %s", src, strerror(errno));
+  int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (out < 0) {
+    close(in);
+    return kp_err("cannot write %s: %s", dst, strerror(errno));
+  }
+  char buf[1 << 16];
+  ssize_t r;
+  int rc = 0;
+  while ((r = read(in, buf, sizeof buf)) > 0)
+    if (write(out, buf, (size_t)r) != r) { rc = kp_err("cannot write %s: %s", dst, strerror(errno)); break; }
+  if (r < 0) rc = kp_err("cannot read %s: %s", src, strerror(errno));
+  close(in);
+  if (close(out) != 0 && rc == 0) rc = kp_err("cannot write %s: %s", dst, strerror(errno));
+  if (rc == 0) fchmodat(AT_FDCWD, dst, mode, 0);
+  return rc;
+}
+
+int kp_copy_tree(const char *src, const char *dst) {
+  if (kp_mkdirs(dst, 0755) != 0) return -1;
+  DIR *d = opendir(src);
+  if (!d) return kp_err("cannot read directory %s: %s", src, strerror(errno));
+  struct dirent *e;
+  int rc = 0;
+  while (rc == 0 && (e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    char s[4096], t[4096];
+    snprintf(s, sizeof s, "%s/%s", src, e->d_name);
+    snprintf(t, sizeof t, "%s/%s", dst, e->d_name);
+    struct stat st;
+    if (lstat(s, &st) != 0) { rc = kp_err("cannot stat %s: %s", s, strerror(errno)); break; }
+    if (S_ISDIR(st.st_mode)) {
+      rc = kp_copy_tree(s, t);
+    } else if (S_ISLNK(st.st_mode)) {
+      char target[4096];
+      ssize_t n = readlink(s, target, sizeof target - 1);
+      if (n < 0) { rc = kp_err("cannot read link %s", s); break; }
+      target[n] = '\0';
+      if (symlink(target, t) != 0) rc = kp_err("cannot create link %s: %s", t, strerror(errno));
+    } else if (S_ISREG(st.st_mode)) {
+      rc = kp_copy_file(s, t, st.st_mode & 07777);
+    }
+  }
+  closedir(d);
+  return rc;
+}
+
+int kp_rel_path_ok(const char *rel) {
+  if (!rel || !*rel || rel[0] == '/') return -1;
+  const char *p = rel;
+  while (*p) {
+    const char *e = strchr(p, '/');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len == 0 && !e) break;                      /* trailing slash */
+    if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.')) return -1;
+    p += len + (e ? 1 : 0);
+  }
+  for (p = rel; *p; p++)
+    if ((unsigned char)*p < 0x20) return -1;
+  return 0;
+}
+
+int kp_name_ok(const char *name) {
+  if (!name || !*name || strlen(name) > 128) return -1;
+  const char *p = name;
+  if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))) return -1;
+  for (; *p; p++) {
+    char c = *p;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+      return -1;
+  }
+  return 0;
+}
+
+char *kp_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  size_t r;
+  while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+    n += r;
+    if (cap - n - 1 == 0) {
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) { free(buf); buf = NULL; break; }
+      buf = nb;
+      cap *= 2;
+    }
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (!buf || bad) { free(buf); return NULL; }
+  buf[n] = '\0';
+  if (len) *len = n;
+  return buf;
+}
+
+int kp_write_file(const char *path, const char *data, size_t len) {
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return kp_err("cannot write %s: %s", tmp, strerror(errno));
+  int rc = (write(fd, data, len) == (ssize_t)len && fsync(fd) == 0) ? 0 : -1;
+  close(fd);
+  if (rc == 0 && rename(tmp, path) != 0) rc = -1;
+  if (rc != 0) { unlink(tmp); return kp_err("cannot write %s: %s", path, strerror(errno)); }
+  return 0;
+}
+
+static void to_hex(const unsigned char *d, char hex[65]) {
+  static const char digits[] = "0123456789abcdef";
+  for (int i = 0; i < 32; i++) {
+    hex[2 * i] = digits[d[i] >> 4];
+    hex[2 * i + 1] = digits[d[i] & 15];
+  }
+  hex[64] = '\0';
+}
+
+void kp_sha256_hex(const void *data, size_t len, char hex[65]) {
+  unsigned char d[32];
+  unsigned int dl = 0;
+  EVP_Digest(data, len, d, &dl, EVP_sha256(), NULL);
+  to_hex(d, hex);
+}
+
+/* Streams 'fd' to 'out_fd' (if >= 0) while hashing; used by the blob store. */
+int kp__hash_copy(int fd, int out_fd, char hex[65], int64_t *size) {
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) { EVP_MD_CTX_free(ctx); return -1; }
+  char buf[1 << 16];
+  ssize_t r;
+  int64_t total = 0;
+  int rc = 0;
+  while ((r = read(fd, buf, sizeof buf)) > 0) {
+    EVP_DigestUpdate(ctx, buf, (size_t)r);
+    total += r;
+    if (out_fd >= 0 && write(out_fd, buf, (size_t)r) != r) { rc = -1; break; }
+  }
+  if (r < 0) rc = -1;
+  unsigned char d[32];
+  unsigned int dl = 0;
+  EVP_DigestFinal_ex(ctx, d, &dl);
+  EVP_MD_CTX_free(ctx);
+  to_hex(d, hex);
+  if (size) *size = total;
+  return rc;
+}
+
+uint64_t kp_proc_start(pid_t pid) {
+  if (pid <= 0) return 0;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  char *s = kp_read_file(path, NULL);
+  if (!s) return 0;
+  char *p = strrchr(s, ')');  /* comm may contain spaces */
+  uint64_t start = 0;
+  if (p) {
+    char state = p[2];
+    /* fields after ')': state(3) ... starttime(22) */
+    int field = 3;
+    char *tok = p + 2;
+    while (field < 22 && tok) {
+      tok = strchr(tok, ' ');
+      if (tok) tok++;
+      field++;
+    }
+    if (tok && state != 'Z' && state != 'X') start = strtoull(tok, NULL, 10);
+  }
+  free(s);
+  return start;
+}
+
+int kp_proc_alive(pid_t pid, uint64_t start) {
+  uint64_t s = kp_proc_start(pid);
+  return s != 0 && s == start;
+}
+
+void kp_fmt_time(double t, char *out, size_t n) {
+  if (t <= 0) { snprintf(out, n, "-"); return; }
+  time_t tt = (time_t)t;
+  struct tm tm;
+  gmtime_r(&tt, &tm);
+  strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void kp_fmt_dur(double s, char *out, size_t n) {
+  if (s < 0) s = 0;
+  long t = (long)(s + 0.5);
+  if (t >= 3600) snprintf(out, n, "%ldh%02ldm%02lds", t / 3600, (t / 60) % 60, t % 60);
+  else if (t >= 60) snprintf(out, n, "%ldm%02lds", t / 60, t % 60);
+  else snprintf(out, n, "%.1fs", s);
+}
+
+int kp_parse_int(const char *s, long long *out) {
+  if (!s || !*s) return -1;
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end) return -1;
+  *out = v;
+  return 0;
+}
+
+int kp_parse(const char *cmd, int argc, char **argv, const kp_opt *opts, const char **pos, int *npos, int maxpos,
+             int *rest) {
+  int np = 0;
+  if (rest) *rest = argc;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--")) {
+      if (!rest) return kp_usage_err(cmd, "'--' is not expected here");
+      *rest = i + 1;
+      break;
+    }
+    if (a[0] == '-' && a[1] != '\0') {
+      const char *eq = strchr(a, '=');
+      size_t nl = eq ? (size_t)(eq - a) : strlen(a);
+      const kp_opt *o = NULL;
+      for (const kp_opt *p = opts; p && p->name; p++) {
+        if ((a[1] == '-' && strlen(p->name) == nl - 2 && !strncmp(p->name, a + 2, nl - 2)) ||
+            (p->alias && strlen(p->alias) == nl && !strncmp(p->alias, a, nl))) {
+          o = p;
+          break;
+        }
+      }
+      if (!o) {
+        /* a negative number is a positional */
+        long long dummy;
+        char *e2;
+        if (strtod(a, &e2) != 0.0 && !*e2) goto positional;
+        (void)dummy;
+        return kp_usage_err(cmd, "unknown option '%.*s'", (int)nl, a);
+      }
+      if (o->flag) {
+        if (eq) return kp_usage_err(cmd, "option --%s takes no value", o->name);
+        *o->flag = 1;
+        continue;
+      }
+      const char *v = eq ? eq + 1 : NULL;
+      if (!v) {
+        if (i + 1 >= argc) return kp_usage_err(cmd, "option --%s needs a value", o->name);
+        v = argv[++i];
+      }
+      if (o->multi) {
+        if (*o->nmulti >= KP_MULTI_MAX) return kp_usage_err(cmd, "too many --%s options (at most %d)", o->name, KP_MULTI_MAX);
+        o->multi[(*o->nmulti)++] = v;
+      } else {
+        *o->val = v;
+      }
+      continue;
+    }
+  positional:
+    if (np >= maxpos) return kp_usage_err(cmd, "unexpected argument '%s'", a);
+    pos[np++] = a;
+  }
+  if (npos) *npos = np;
+  return 0;
+}

@@ -1,0 +1,67 @@
+# tests/platform/lib.sh — shared helpers of the platform's bash tests.
+# Each test sources this: it gets $K (the kusari program), a fresh workspace
+# in a temp dir ($WS, exported as KUSARI_WORKSPACE), $T (scratch dir) and
+# assertions that exit non-zero with a message on failure.
+set -u
+K="${KUSARI_BIN:?KUSARI_BIN must name the kusari program}"
+ENTRY_BIN="${KUSARI_LOG_ENTRY:-}"
+T="$(mktemp -d /tmp/kusari-test-XXXXXX)"
+WS="$T/ws"
+export KUSARI_WORKSPACE="$WS"
+export HOME="$T/home"            # the default workspace, if any, stays inside $T
+unset KUSARI_RUN_ID KUSARI_METRICS_CHANNEL
+mkdir -p "$HOME"
+FAILS=0
+
+cleanup() {
+  # stop whatever runs are still active (our own supervisors only)
+  if [ -f "$WS/kusari.db" ]; then
+    for id in $("$K" run list --status Running --json 2>/dev/null | python3 -c 'import json,sys; [print(r["id"]) for r in json.load(sys.stdin)]' 2>/dev/null); do
+      "$K" run cancel "$id" --grace 0 >/dev/null 2>&1
+    done
+  fi
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+die() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+
+# assert_eq EXPECTED ACTUAL WHAT
+assert_eq() { if [ "$1" == "$2" ]; then ok "$3"; else fail "$3: expected '$1', got '$2'"; fi; }
+# assert_contains HAYSTACK NEEDLE WHAT
+assert_contains() { case "$1" in *"$2"*) ok "$3";; *) fail "$3: '$2' not in: $1";; esac; }
+assert_not_contains() { case "$1" in *"$2"*) fail "$3: '$2' unexpectedly in: $1";; *) ok "$3";; esac; }
+
+# expect_fail "MESSAGE PART" CMD... : CMD must exit non-zero and say MESSAGE PART on stderr
+expect_fail() {
+  local msg="$1"; shift
+  local err rc
+  err="$("$@" 2>&1 >/dev/null)"; rc=$?
+  if [ $rc -eq 0 ]; then fail "expected failure of: $* (exit 0)"; return; fi
+  case "$err" in *"$msg"*) ok "fails clearly: $* -> $(echo "$err" | head -1)";;
+    *) fail "failure of '$*' does not say '$msg': $err";; esac
+}
+
+# run_ok CMD... : must succeed; prints its stdout
+run_ok() {
+  local out rc
+  out="$("$@" 2>"$T/.err")"; rc=$?
+  if [ $rc -ne 0 ]; then fail "command failed ($rc): $* : $(cat "$T/.err")"; fi
+  printf '%s' "$out"
+}
+
+# jq-like field access with python3: jget JSON EXPR (EXPR uses variable j)
+jget() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# submit ARGS... : submits and echoes the run id (last line of output)
+submit() { "$K" run submit "$@" | tail -1; }
+
+finish() {
+  if [ "$FAILS" -ne 0 ]; then echo "$FAILS assertion(s) failed" >&2; exit 1; fi
+  echo "all assertions passed"
+  exit 0
+}
+
+"$K" workspace create "$WS" >/dev/null || die "cannot create workspace"

@@ -1,0 +1,61 @@
+/*
+ * tests/platform/log_entry.c — a C training-program stand-in for the platform
+ * tests: logs metrics through libkusari's run client, then optionally waits.
+ *
+ *   platform_log_entry [--n N] [--marker FILE] [--sleep SECONDS] [--exit CODE]
+ *
+ * Logs N values of metric "loss" (value = i) with ks_run_log, one value of
+ * "Accuracy" with ks_run_log_step, a list "curve" and tag "entry=c"; prints
+ * the time the N ks_run_log calls took ("logged N values in S s"); writes
+ * FILE (with its pid) when done logging; sleeps; exits with CODE.
+ */
+#include "kusari/run.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+  long n = 10;
+  const char *marker = NULL;
+  double sleep_s = 0;
+  int code = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--n")) n = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--marker")) marker = argv[i + 1];
+    else if (!strcmp(argv[i], "--sleep")) sleep_s = atof(argv[i + 1]);
+    else if (!strcmp(argv[i], "--exit")) code = atoi(argv[i + 1]);
+  }
+  ks_run *run = ks_run_current();
+  printf("run id '%s' offline=%d\n", ks_run_id(run), ks_run_is_offline(run));
+  double t0 = now();
+  for (long i = 0; i < n; i++)
+    if (ks_run_log(run, "loss", (double)i) != 0) { fprintf(stderr, "ks_run_log failed\n"); return 1; }
+  double dt = now() - t0;
+  printf("logged %ld values in %.6f s\n", n, dt);
+  ks_run_log_step(run, "Accuracy", 7, 0.5);
+  double curve[3] = {1, 2, 3};
+  ks_run_log_list(run, "curve", curve, 3);
+  ks_run_tag(run, "entry", "c");
+  fflush(stdout);
+  if (marker) {
+    FILE *f = fopen(marker, "w");
+    if (f) {
+      fprintf(f, "%d\n", (int)getpid());
+      fclose(f);
+    }
+  }
+  if (sleep_s > 0) {
+    struct timespec ts = {(time_t)sleep_s, (long)((sleep_s - (double)(time_t)sleep_s) * 1e9)};
+    nanosleep(&ts, NULL);
+  }
+  return code;
+}
