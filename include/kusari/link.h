@@ -1,0 +1,194 @@
+/*
+ * kusari/link.h — links: objects that own named parameters and named
+ * children (chainer.Link, Chain, ChainList/Sequential, links.Linear).
+ *
+ * A ks_link is an opaque handle. It owns
+ *   - parameters: ks_var values with is_param set, whose data and grad are
+ *     persistent float32 tensors (see ks_var_param_init in kusari/var.h); a
+ *     parameter may be *uninitialized* (lazy: shape not known yet), and
+ *   - children: other links, each under a name, owned by the parent and freed
+ *     with it.
+ *
+ * Paths. ks_link_namedparams order is Chainer's namedparams(): a link's own
+ * parameters sorted by name, then each child in name order (Chain) or in
+ * insertion order (Sequential/ChainList, children named "0", "1", ...), each
+ * child's parameters prefixed with "<child name>/". Paths have no leading
+ * '/': "l1/W", "l1/b", "l2/W". These paths are the npz keys, exactly what
+ * chainer.serializers.save_npz writes for the same Chain.
+ *
+ * Packing (mirrored flat blocks). Until packed, every parameter has its own
+ * data and grad allocation. ks_link_pack(root) moves all parameters of the
+ * tree into ONE data block and ONE mirrored grad block: parameter i (in
+ * namedparams order) lives at offset[i] floats in both blocks; offsets are
+ * rounded up to 16 floats (64 bytes) and the padding is kept at zero in both
+ * blocks, so any element-wise rule over the whole block leaves padding at 0.
+ * The ks_var handles, their ks_tensor structs and all values (including
+ * valid gradients) are preserved: only the tensors' data pointers change, so
+ * a pack is transparent to functions and to the autograd engine.
+ * After packing:
+ *   - ks_link_zerograds is one memset of the grad block,
+ *   - an optimizer keeps its state (momentum v, Adam m and v) in blocks of the
+ *     same layout, so an update is one fused loop over `size` floats,
+ *   - a data-parallel allreduce can run over the grad block in one call.
+ * Packing needs every parameter initialized (lazy links get their shape on
+ * their first forward), so ks_optimizer_setup packs when it can and otherwise
+ * packs on the first ks_optimizer_update. Adding or lazily initializing
+ * parameters after a pack leaves those parameters outside the block
+ * (ks_link_is_packed then returns 0); packing again re-packs the whole tree.
+ *
+ * Errors follow kusari/error.h: int functions return KS_OK or KS_E*;
+ * constructors return NULL with ks_error_last() set. ks_link_free(NULL) is a
+ * no-op.
+ */
+#ifndef KUSARI_LINK_H
+#define KUSARI_LINK_H
+
+#include <stdint.h>
+#include "kusari/var.h"           /* ks_ctx, ks_var        */
+#include "kusari/initializers.h"  /* ks_initializer        */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ks_link ks_link;
+
+/* forward of a link: y = link(x). NULL on failure (error set); NULL x → NULL. */
+typedef ks_var *(*ks_link_forward_fn)(ks_ctx *ctx, ks_link *link, ks_var *x);
+/* a parameter-free function usable inside a Sequential (ks_relu, ks_tanh, ...) */
+typedef ks_var *(*ks_unary_fn)(ks_ctx *ctx, ks_var *x);
+
+/* ---- generic links and chains ------------------------------------------------ */
+
+/* New empty link (chainer.Chain()): no parameters, no children, children
+ * iterated in name order. Its forward is unset until ks_link_set_forward. */
+ks_link *ks_chain_new(void);
+/* Frees the link, its parameters and all its children. NULL: no-op.
+ * A link that has been added to a parent is owned (and freed) by the parent. */
+void ks_link_free(ks_link *link);
+
+/* Adds 'child' under 'name' (no '/' allowed). The parent takes ownership of
+ * the child in every case: on failure (duplicate name, child already has a
+ * parent, bad name) the child is freed. A NULL child (failed constructor)
+ * returns that constructor's error code, keeping its message, so
+ *   ks_link_add_child(model, "l1", ks_linear_link_new(0, 100, NULL))
+ * needs one check. */
+int ks_link_add_child(ks_link *parent, const char *name, ks_link *child);
+/* Child registered under 'name', or NULL (no error set). */
+ks_link *ks_link_child(const ks_link *link, const char *name);
+int ks_link_num_children(const ks_link *link);
+/* i-th child in iteration order (name order for Chain, insertion order for
+ * Sequential); *name (optional) receives its name. NULL when out of range. */
+ks_link *ks_link_child_at(const ks_link *link, int i, const char **name);
+/* The link's name in its parent ("l1"), or "" for a root. */
+const char *ks_link_name(const ks_link *link);
+/* Type name: "Chain", "Linear", "Sequential", or the name given to
+ * ks_link_set_forward. */
+const char *ks_link_type_name(const ks_link *link);
+
+/* Custom forward for a chain (the body of a Chain's __call__). 'user' is
+ * available inside the forward through ks_link_user. */
+void ks_link_set_forward(ks_link *link, ks_link_forward_fn forward, void *user);
+void *ks_link_user(const ks_link *link);
+/* Runs the link's forward (Linear, Sequential, or the custom one). NULL with
+ * KS_EUNSUPPORTED when the link has no forward; NULL x returns NULL. */
+ks_var *ks_link_forward(ks_ctx *ctx, ks_link *link, ks_var *x);
+
+/* ---- parameters ------------------------------------------------------------------ */
+
+/* Registers a float32 parameter 'name' on 'link' (no '/' allowed) and
+ * initializes it with 'init' (NULL: zeros) drawing from 'rng'. A lazy
+ * (uninitialized) parameter is registered when ndim < 0 (shape unknown) or
+ * when some shape[i] is -1 (known rank and dims, -1 unknown, e.g. Linear's W
+ * is (out, -1)); its shape is checked against the known dims when it is
+ * initialized or loaded. Returns the parameter's variable, owned by the link
+ * and valid until the link is freed, or NULL (error set). */
+ks_var *ks_link_add_param(ks_link *link, const char *name, int ndim, const int64_t *shape,
+                          const ks_initializer *init, ks_rng *rng);
+/* Initializes a lazy parameter with its final shape (Chainer's
+ * Parameter.initialize). KS_ESTATE if it is already initialized, KS_ESHAPE if
+ * the shape contradicts the known dims. */
+int ks_link_param_initialize(ks_link *link, const char *name, int ndim, const int64_t *shape,
+                             const ks_initializer *init, ks_rng *rng);
+/* Parameter of this link (name) or of a descendant ("l1/W"); NULL if absent
+ * (no error set). */
+ks_var *ks_link_param(ks_link *link, const char *path);
+/* Whether the parameter holds data (lazy parameters: after the first forward). */
+int ks_link_param_is_initialized(const ks_var *param);
+
+/* Number of parameter variables in the tree (initialized or not). */
+int ks_link_num_params(ks_link *link);
+/* Total float count of the initialized parameters (Chainer's count_params). */
+int64_t ks_link_count_params(ks_link *link);
+/* i-th parameter in namedparams order; *path (optional) receives "l1/W",
+ * valid until the tree changes. NULL when out of range. */
+ks_var *ks_link_param_at(ks_link *link, int i, const char **path);
+/* Calls fn for each parameter in namedparams order; stops at and returns the
+ * first non-zero return of fn. include_uninit 0 skips lazy parameters. */
+int ks_link_namedparams(ks_link *link, int include_uninit,
+                        int (*fn)(const char *path, ks_var *param, void *user), void *user);
+
+/* Chainer's cleargrads: every gradient becomes "None" (grad_valid = 0). */
+void ks_link_cleargrads(ks_link *link);
+/* Chainer's zerograds: every initialized gradient is set to zeros (valid).
+ * One memset when packed. */
+void ks_link_zerograds(ks_link *link);
+/* Chainer's copyparams: copies the data of src's parameters into dst's
+ * parameters with the same paths. Lazy dst parameters are initialized with
+ * src's shapes. KS_ENOTFOUND / KS_ESHAPE (naming the path) when the trees
+ * differ; dst is unchanged on failure. */
+int ks_link_copyparams(ks_link *dst, ks_link *src);
+
+/* ---- packing ---------------------------------------------------------------------- */
+
+/* Moves every parameter of the tree into one data block and one mirrored grad
+ * block (see the top of this file). Values and valid gradients are kept.
+ * KS_ESTATE (naming the parameter) when a parameter is not initialized yet. */
+int ks_link_pack(ks_link *root);
+/* 1 when every parameter of the tree lives in root's pack. */
+int ks_link_is_packed(ks_link *root);
+/* The blocks of root's pack (NULL when root has none). size (optional):
+ * floats in each block, padding included. */
+float *ks_link_pack_data(ks_link *root, int64_t *size);
+float *ks_link_pack_grad(ks_link *root, int64_t *size);
+/* Offset in floats of parameter i (namedparams order) in root's pack, or -1. */
+int64_t ks_link_pack_offset(ks_link *root, int i);
+
+/* ---- Linear (chainer.links.Linear) ------------------------------------------------- */
+
+typedef struct ks_linear_opts {
+  int nobias;                          /* no b parameter                            */
+  const ks_initializer *initialW;      /* NULL: LeCunNormal(scale=1)               */
+  const ks_initializer *initial_bias;  /* NULL: Zero                               */
+  ks_rng *rng;      /* non-NULL: a seed for this link is drawn from it at creation  */
+  uint64_t seed;    /* used when rng is NULL                                        */
+} ks_linear_opts;
+
+/* Linear(in_size, out_size): W is (out_size, in_size), b is (out_size,).
+ * in_size 0 means "infer on the first forward" (L.Linear(None, out_size)).
+ * opts NULL: Chainer's defaults with seed 0. The weights come from a ks_rng
+ * seeded with the link's seed (W first, then b), so eager and lazy links with
+ * the same seed and shapes get identical values. */
+ks_link *ks_linear_link_new(int64_t in_size, int64_t out_size, const ks_linear_opts *opts);
+/* y = x W^T + b. x is (N, ...) flattened to (N, in_size); y is (N, out_size).
+ * Initializes W on the first call when in_size was 0. */
+ks_var *ks_link_linear_forward(ks_ctx *ctx, ks_link *link, ks_var *x);
+/* 0 while a lazy Linear has not seen its input yet. */
+int64_t ks_linear_link_in_size(const ks_link *link);
+int64_t ks_linear_link_out_size(const ks_link *link);
+
+/* ---- Sequential (chainer.Sequential) ----------------------------------------------- */
+
+/* New empty Sequential. Layers run in the order appended. */
+ks_link *ks_sequential_new(void);
+/* Appends a link (owned from now on, freed on failure; see ks_link_add_child).
+ * Links are named "0", "1", ... in the order appended (functions do not
+ * count), so parameters are "0/W", "0/b", "1/W", ... as in Chainer. */
+int ks_sequential_append(ks_link *seq, ks_link *layer);
+/* Appends a parameter-free function such as ks_relu. */
+int ks_sequential_append_fn(ks_link *seq, ks_unary_fn fn);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

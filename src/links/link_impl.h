@@ -1,0 +1,82 @@
+/*
+ * src/links/link_impl.h — private layout of ks_link, its parameters and the
+ * flat pack (see the packing notes in include/kusari/link.h). Used by
+ * src/links, src/optimizers and src/serializers.
+ */
+#ifndef KUSARI_LINK_IMPL_H
+#define KUSARI_LINK_IMPL_H
+
+#include "kusari/link.h"
+
+typedef struct ks_pack ks_pack;
+
+/* One parameter. The ks_var and its two tensor structs never move, so the
+ * var pointer handed out stays valid; only data.data / grad.data change when
+ * the parameter is (re)packed. */
+typedef struct ks_param {
+  char *name;              /* local name ("W")                                   */
+  ks_link *owner;
+  ks_var var;              /* var.data == &data, var.grad == &grad               */
+  ks_tensor data, grad;    /* views: into own_* or into pack blocks              */
+  float *own_data, *own_grad; /* private buffers; NULL when packed / uninitialized */
+  int initialized;
+  int hint_ndim;           /* lazy: known rank, or -1                            */
+  int64_t hint_shape[KS_MAX_DIMS]; /* lazy: known dims, -1 where unknown         */
+  ks_pack *pack;           /* pack holding data/grad, or NULL                    */
+  char *path;              /* full path from the owner's root (for messages)     */
+} ks_param;
+
+struct ks_pack {
+  ks_link *root;
+  float *data, *grad;      /* mirrored blocks of 'size' floats                   */
+  int64_t size;
+  int n;                   /* parameters in the pack (namedparams order)         */
+  ks_param **params;
+  int64_t *offsets;
+  uint64_t id;             /* unique per pack (optimizers check it)              */
+};
+
+typedef struct ks_flat_entry {
+  char *path;              /* relative to the link that owns the cache           */
+  ks_param *param;
+} ks_flat_entry;
+
+struct ks_link {
+  const char *type_name;
+  ks_link_forward_fn forward;
+  void *user;
+  void *impl;                          /* type-specific state                    */
+  void (*free_impl)(ks_link *link);    /* (optional)                             */
+
+  char *name;                          /* name in parent, NULL for a root        */
+  ks_link *parent;
+
+  ks_param **params;                   /* sorted by name                         */
+  int n_params, cap_params;
+  ks_link **children;                  /* iteration order                        */
+  char **child_names;
+  int n_children, cap_children;
+  int ordered_children;                /* 1: insertion order (ChainList)         */
+
+  ks_flat_entry *flat;                 /* cached namedparams(include_uninit=1)   */
+  int n_flat;
+  int flat_valid;
+
+  ks_pack *pack;                       /* pack owned by this link (root)         */
+};
+
+/* Allocates a link of the given type; impl is owned and released by free_impl. */
+ks_link *ks__link_alloc(const char *type_name);
+/* Cached namedparams of 'link' (including uninitialized). NULL on OOM. */
+ks_flat_entry *ks__link_flat(ks_link *link, int *n);
+/* Marks cached paths of link and its ancestors stale. */
+void ks__link_invalidate(ks_link *link);
+ks_param *ks__param_of_var(ks_var *v);
+/* Param's buffers: sets shape and allocates own data/grad (zeroed). */
+int ks__param_alloc(ks_param *p, int ndim, const int64_t *shape);
+/* Back to uninitialized (undoing a ks__param_alloc on a lazy param). */
+void ks__param_uninit(ks_param *p);
+/* Checks a shape against a lazy param's hint. */
+int ks__param_shape_ok(const ks_param *p, int ndim, const int64_t *shape);
+
+#endif
