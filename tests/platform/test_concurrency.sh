@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# platform_concurrency: a local target with --max-nodes 2 never runs more
+# than 2 runs at once, runs queued runs in submission order, and many
+# processes submitting at once all succeed (no "database is locked").
+. "$(dirname "$0")/lib.sh"
+run_ok $K compute create cpu --max-nodes 2 >/dev/null
+mkdir -p "$T/src"
+cat > "$T/src/job.sh" <<'SH'
+echo "start $(date +%s.%N) $1" >> "$2"
+kusari log metric slot "$1"
+sleep 1
+echo "end $(date +%s.%N) $1" >> "$2"
+SH
+LOG="$T/timeline"
+# 6 submissions from 6 processes at once
+for i in 1 2 3 4 5 6; do
+  ( $K run submit --experiment conc --source "$T/src" --entry job.sh --compute cpu -- "$i" "$LOG" > "$T/sub.$i" 2>&1; echo $? > "$T/sub.$i.rc" ) &
+done
+wait
+for i in 1 2 3 4 5 6; do assert_eq 0 "$(cat "$T/sub.$i.rc")" "concurrent submit $i succeeded ($(tail -1 "$T/sub.$i"))"; done
+# watch while they run: never more than 2 active
+maxrun=0; sawqueue=0
+for _ in $(seq 1 100); do
+  c="$($K compute show cpu --json)"
+  busy="$(jget "$c" 'j["busy_nodes"]')"; q="$(jget "$c" 'j["queued_runs"]')"
+  [ "$busy" -gt "$maxrun" ] && maxrun=$busy
+  [ "$q" -gt 0 ] && sawqueue=1
+  [ "$busy" -eq 0 ] && [ "$q" -eq 0 ] && break
+  sleep 0.1
+done
+assert_eq 2 "$maxrun" "at most (and at best) 2 runs active at once (compute show)"
+assert_eq 1 "$sawqueue" "runs beyond max-nodes waited Queued"
+for id in $($K run list --experiment conc --json | python3 -c 'import json,sys; [print(r["id"]) for r in json.load(sys.stdin)]'); do
+  $K run wait "$id" >/dev/null || fail "run $id did not complete"
+done
+# timeline of the entries themselves: max overlap must be 2
+overlap="$(sort -k2 -n "$LOG" | awk '$1=="start"{n++; if(n>m)m=n} $1=="end"{n--} END{print m}')"
+assert_eq 2 "$overlap" "never more than 2 entries running at once (entry timeline)"
+assert_eq 12 "$(wc -l < "$LOG")" "all 6 runs started and ended"
+assert_eq 6 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM runs WHERE status='Completed'")" "6 runs completed"
+# FIFO: runs start in submission order
+order="$(sqlite3 "$WS/kusari.db" "SELECT seq FROM runs ORDER BY started, seq" | xargs)"
+assert_eq "$(sqlite3 "$WS/kusari.db" "SELECT seq FROM runs ORDER BY seq" | xargs)" "$order" "queued runs start in submission order"
+finish

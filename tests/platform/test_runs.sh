@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# platform_runs: the run lifecycle end to end with shell, Python and C entries:
+# submit, wait --show-output, show, list, logs, files, download, metrics,
+# tags, environment files (packages, cached build), ignore file, failures.
+. "$(dirname "$0")/lib.sh"
+run_ok $K compute create cpu --max-nodes 2 >/dev/null
+
+# --- a shell entry logging through `kusari log` --------------------------------
+mkdir -p "$T/sh"
+cat > "$T/sh/train.sh" <<'SH'
+echo "args: $*"
+echo "run $KUSARI_RUN_ID experiment $KUSARI_EXPERIMENT"
+test -n "$KUSARI_OUTPUT_DIR" && test -d "$KUSARI_OUTPUT_DIR" || { echo "no output dir"; exit 9; }
+for i in 1 2 3; do kusari log metric loss "0.$i"; done
+kusari log metric Accuracy 0.9 --step 10
+kusari log tag phase done
+mkdir -p outputs/sub && echo weights > outputs/model.npz && echo x > outputs/sub/extra.txt
+echo "to stderr" >&2
+SH
+echo "big.bin" > "$T/sh/.kusariignore"
+head -c 100000 /dev/zero > "$T/sh/big.bin"
+out="$($K run submit --experiment shell-exp --source "$T/sh" --entry train.sh --tag owner=me -- --epochs 3 'two words')"
+id="$(echo "$out" | tail -1)"
+assert_eq "shell-exp_1" "$id" "submit prints the run id last"
+assert_contains "$out" "2 files" "snapshot honours .kusariignore (big.bin left out)"
+out="$($K run wait "$id" --show-output)"; rc=$?
+assert_eq 0 $rc "run wait exits 0 for a completed run"
+assert_contains "$out" "args: --epochs 3 two words" "arguments passed through"
+assert_contains "$out" "run shell-exp_1 experiment shell-exp" "run protocol variables set"
+assert_contains "$out" "to stderr" "stderr streamed"
+assert_contains "$out" "Run shell-exp_1: Completed" "final status printed"
+j="$(run_ok $K run show "$id" --json)"
+assert_eq Completed "$(jget "$j" 'j["status"]')" "status Completed"
+assert_eq 0 "$(jget "$j" 'j["exit_code"]')" "exit code 0"
+assert_eq "['--epochs', '3', 'two words']" "$(jget "$j" 'j["arguments"]')" "arguments recorded"
+assert_eq "me done" "$(jget "$j" 'j["tags"]["owner"] + " " + j["tags"]["phase"]')" "tags from submit and from kusari log tag"
+assert_eq "0.3 0.9" "$(jget "$j" '"%g %g" % (j["metrics"]["loss"], j["metrics"]["Accuracy"])')" "last metrics in show"
+assert_eq 64 "$(jget "$j" 'len(j["snapshot"])')" "snapshot hash recorded"
+assert_eq none "$(jget "$j" 'j["build_cache"]')" "no build"
+assert_contains "$(run_ok $K run show "$id")" "duration:" "run show text has a duration"
+csv="$(run_ok $K run metrics "$id" --csv)"
+assert_eq "name,step,timestamp,value" "$(echo "$csv" | head -1)" "csv header"
+assert_eq "loss,0 loss,1 loss,2 Accuracy,10" "$(echo "$csv" | tail -n +2 | cut -d, -f1,2 | sort -t, -k1,1r -k2n | tr '\n' ' ' | sed 's/ $//')" "metrics in order with steps"
+mj="$(run_ok $K run metrics "$id" --json --name loss)"
+assert_eq "[0.1, 0.2, 0.3]" "$(jget "$mj" '[m["value"] for m in j["loss"]]')" "metrics --json --name"
+expect_fail "has no metric named 'nope'" $K run metrics "$id" --name nope
+files="$(run_ok $K run files "$id")"
+assert_eq "logs/std_log.txt outputs/model.npz outputs/sub/extra.txt" "$(echo $files)" "run files"
+run_ok $K run download "$id" outputs/model.npz --to "$T/dl" >/dev/null
+assert_eq weights "$(cat "$T/dl/outputs/model.npz")" "download one file"
+run_ok $K run download "$id" outputs --to "$T/dl2" >/dev/null
+assert_eq x "$(cat "$T/dl2/outputs/sub/extra.txt")" "download a folder prefix"
+expect_fail "has no file or folder 'outputs/nope'" $K run download "$id" outputs/nope
+assert_contains "$(run_ok $K run logs "$id")" "args: --epochs 3" "run logs"
+assert_contains "$(run_ok $K run logs "$id" -f)" "to stderr" "run logs -f on an ended run"
+# blobs are content addressed: the file's sha256 names its blob
+sha="$(sha256sum "$T/dl/outputs/model.npz" | cut -d' ' -f1)"
+test -f "$WS/blobs/${sha:0:2}/${sha:2}" && ok "blob stored under its sha256" || fail "blob $sha missing"
+
+# --- a Python entry ------------------------------------------------------------
+mkdir -p "$T/py"
+cat > "$T/py/train.py" <<'PY'
+import os, subprocess, sys
+for epoch in range(4):
+    subprocess.run(["kusari", "log", "metric", "acc", str(0.5 + epoch / 10)], check=True)
+print("python done", sys.argv[1:])
+PY
+id2="$(submit --experiment py-exp --source "$T/py" --entry train.py -- --lr 0.1)"
+out="$($K run wait "$id2" --show-output)"
+assert_contains "$out" "python done ['--lr', '0.1']" "python entry runs"
+assert_eq "0.5 0.6 0.7 0.8" "$($K run metrics "$id2" --csv | tail -n +2 | cut -d, -f4 | xargs printf '%g ' | sed 's/ $//')" "python entry metrics"
+
+# --- a C entry using libkusari's client -----------------------------------------
+if [ -n "$ENTRY_BIN" ]; then
+  mkdir -p "$T/c" && cp "$ENTRY_BIN" "$T/c/entry"
+  id3="$(submit --experiment c-exp --source "$T/c" --entry entry -- --n 100000)"
+  out="$($K run wait "$id3" --show-output)"
+  assert_contains "$out" "offline=0" "C entry is connected"
+  assert_eq 100000 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM metrics WHERE run_id='$id3' AND name='loss'")" "all 100,000 ks_run_log values stored"
+  assert_eq "99999 99999" "$(sqlite3 "$WS/kusari.db" "SELECT max(step), max(value) FROM metrics WHERE run_id='$id3' AND name='loss'" | tr '|' ' ' | sed 's/\.0//g')" "steps and values in order"
+  assert_eq "7 0.5" "$(sqlite3 "$WS/kusari.db" "SELECT step, value FROM metrics WHERE run_id='$id3' AND name='Accuracy'" | tr '|' ' ')" "explicit step"
+  assert_eq "0 1 2" "$(sqlite3 "$WS/kusari.db" "SELECT step FROM metrics WHERE run_id='$id3' AND name='curve' ORDER BY step" | xargs)" "log_list"
+  echo "$out" | grep "logged 100000"
+fi
+
+# --- list filters ---------------------------------------------------------------
+l="$(run_ok $K run list --json)"
+assert_eq 3 "$(jget "$l" 'len(j)')" "run list"
+assert_eq "$id2" "$(jget "$(run_ok $K run list --experiment py-exp --json)" 'j[0]["id"]')" "run list --experiment"
+assert_eq 0 "$(jget "$(run_ok $K run list --status Failed --json)" 'len(j)')" "run list --status"
+assert_contains "$(run_ok $K run list)" "shell-exp_1" "run list text"
+
+# --- a failing entry -------------------------------------------------------------
+mkdir -p "$T/bad"; printf 'echo about to fail\nkusari log metric before 1\nexit 3\n' > "$T/bad/fail.sh"
+idf="$(submit --experiment bad --source "$T/bad" --entry fail.sh)"
+err="$($K run wait "$idf" 2>&1 >/dev/null)"; rc=$?
+assert_eq 1 $rc "run wait exits 1 for a failed run"
+assert_contains "$err" "exited with code 3" "wait says why"
+j="$(run_ok $K run show "$idf" --json)"
+assert_eq "Failed 3" "$(jget "$j" 'j["status"] + " " + str(j["exit_code"])')" "failed run recorded with exit code"
+assert_eq 1 "$(jget "$j" 'j["metrics"]["before"]')" "metrics of a failed run kept"
+
+# --- environment: missing Debian package, build cached by hash -------------------
+echo '{"debian_packages": ["kusari-no-such-package"]}' > "$T/env-missing.json"
+idm="$(submit --experiment env --source "$T/bad" --entry fail.sh --env "$T/env-missing.json")"
+$K run wait "$idm" >/dev/null 2>&1
+j="$(run_ok $K run show "$idm" --json)"
+assert_eq Failed "$(jget "$j" 'j["status"]')" "missing package fails the run"
+assert_contains "$(jget "$j" 'j["error"]')" "kusari-no-such-package" "error names the missing package"
+mkdir -p "$T/b"
+printf 'all:\n\techo built > built.txt\n\techo "#!/bin/sh" > prog && echo "cat built.txt; echo built-run" >> prog && chmod +x prog\n' > "$T/b/Makefile"
+printf '{"name": "b", "debian_packages": ["bash"], "build": "make && echo BUILD-RAN", "variables": {"MYVAR": "42"}}\n' > "$T/b/kusari-env.json"
+idb1="$(submit --experiment build --source "$T/b" --entry prog --env "$T/b/kusari-env.json")"
+out1="$($K run wait "$idb1" --show-output)"
+assert_eq 1 "$(echo "$out1" | grep -cx BUILD-RAN)" "build command ran"
+assert_contains "$out1" "built-run" "built entry ran"
+idb2="$(submit --experiment build --source "$T/b" --entry prog --env "$T/b/kusari-env.json")"
+out2="$($K run wait "$idb2" --show-output)"
+assert_eq 0 "$(echo "$out2" | grep -cx BUILD-RAN)" "second submit of the same code does not build"
+assert_eq "miss hit" "$(jget "$(run_ok $K run show "$idb1" --json)" 'j["build_cache"]') $(jget "$(run_ok $K run show "$idb2" --json)" 'j["build_cache"]')" "run show says whether the build cache was hit"
+assert_contains "$(run_ok $K run show "$idb2")" "build cache:  hit" "run show text shows the cache hit"
+assert_contains "$(run_ok $K run logs "$idb2" --build)" "build cache hit" "build log says cache hit"
+echo '{"build": "false"}' > "$T/env-fail.json"
+idbf="$(submit --experiment build --source "$T/b" --entry prog --env "$T/env-fail.json")"
+$K run wait "$idbf" >/dev/null 2>&1; assert_eq 1 $? "failed build fails the run"
+assert_contains "$(jget "$(run_ok $K run show "$idbf" --json)" 'j["error"]')" "build command 'false' failed" "error names the failed build"
+
+# --- bad submissions: nothing recorded -------------------------------------------
+before="$(sqlite3 "$WS/kusari.db" 'SELECT count(*) FROM runs')"
+expect_fail "missing --experiment" $K run submit --source "$T/sh" --entry train.sh
+expect_fail "missing --entry" $K run submit --experiment x --source "$T/sh"
+expect_fail "is not a file in the source directory" $K run submit --experiment x --source "$T/sh" --entry nope.sh
+expect_fail "does not exist or is not a directory" $K run submit --experiment x --source "$T/nodir" --entry a.sh --env "$T/b/kusari-env.json"
+expect_fail "no compute target named 'gpu'" $K run submit --experiment x --source "$T/sh" --entry train.sh --compute gpu
+expect_fail "cannot read environment file" $K run submit --experiment x --source "$T/sh" --entry train.sh --env "$T/none.json"
+echo '{"build": 3}' > "$T/env-bad.json"
+expect_fail "field 'build' has the wrong type" $K run submit --experiment x --source "$T/sh" --entry train.sh --env "$T/env-bad.json"
+echo '{"packages": []}' > "$T/env-bad2.json"
+expect_fail "unknown field 'packages'" $K run submit --experiment x --source "$T/sh" --entry train.sh --env "$T/env-bad2.json"
+echo 'not json' > "$T/env-bad3.json"
+expect_fail "is not a JSON object" $K run submit --experiment x --source "$T/sh" --entry train.sh --env "$T/env-bad3.json"
+expect_fail "--tag 'novalue' must look like key=value" $K run submit --experiment x --source "$T/sh" --entry train.sh --tag novalue
+# size limit
+mkdir -p "$T/huge"; head -c 2100000 /dev/zero > "$T/huge/data.bin"; echo 'echo hi' > "$T/huge/t.sh"
+expect_fail "over the snapshot size limit of 1.0 MB" $K run submit --experiment x --source "$T/huge" --entry t.sh --snapshot-limit-mb 1
+assert_eq "$before" "$(sqlite3 "$WS/kusari.db" 'SELECT count(*) FROM runs')" "failed submissions record nothing"
+expect_fail "no run with id 'nope_1'" $K run show nope_1
+expect_fail "no run with id 'nope_1'" $K run wait nope_1
+expect_fail "no run with id 'nope_1'" $K run files nope_1
+expect_fail "no run with id 'nope_1'" $K run logs nope_1
+expect_fail "no run with id 'nope_1'" $K run metrics nope_1
+expect_fail "no run with id 'nope_1'" $K run cancel nope_1
+expect_fail "already ended (Completed)" $K run cancel "$id"
+finish
