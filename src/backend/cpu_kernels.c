@@ -101,7 +101,8 @@ void ks__cpu_sum_sq(int64_t n, float alpha, const float *restrict x, float *rest
 /* ---- activations ------------------------------------------------------------ */
 
 void ks__cpu_relu_forward(int64_t n, const float *restrict x, float *restrict y) {
-  for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  /* NaN passes through (numpy.maximum(x, 0) as Chainer), so divergence shows */
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
 void ks__cpu_relu_backward(int64_t n, const float *restrict y, const float *restrict gy,

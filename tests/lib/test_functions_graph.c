@@ -323,6 +323,40 @@ static void test_graph__reshape_view(void **state) {
   ks_ctx_free(ctx);
 }
 
+/* an empty batch flows through the MLP step and backward without touching
+ * memory it does not own (ASan); the loss of nothing is 0, like Chainer */
+static void test_graph__empty_batch(void **state) {
+  ks_ctx *ctx = ks_ctx_new();
+  ks_var *x = ks_var_new(ctx, ks_ctx_tensor_zeros(ctx, KS_F32, 2, (int64_t[]){0, 3}), 1);
+  ks_var *t = ks_var_new(ctx, ks_ctx_tensor_zeros(ctx, KS_I32, 1, (int64_t[]){0}), 0);
+  ks_var *W = leaf(ctx, 2, (int64_t[]){2, 3}, (float[]){1, 2, 3, 4, 5, 6}, 1);
+  ks_var *b = leaf(ctx, 1, (int64_t[]){2}, (float[]){1, 1}, 1);
+  ks_var *h = ks_relu(ctx, ks_linear(ctx, x, W, b));
+  TU_NONNULL(h);
+  assert_int_equal(h->data->shape[0], 0);
+  assert_int_equal(h->data->shape[1], 2);
+  ks_var *loss = ks_softmax_cross_entropy(ctx, h, t, -1);
+  TU_NONNULL(loss);
+  assert_float_equal(ks_tensor_f32(loss->data)[0], 0.0, 0.0);
+  assert_float_equal(ks_tensor_f32(ks_accuracy(ctx, h, t, -1)->data)[0], 0.0, 0.0);
+  TU_OK(ks_backward(ctx, loss));
+  for (int i = 0; i < 6; i++) assert_float_equal(ks_tensor_f32(W->grad)[i], 0.0, 0.0);
+  for (int i = 0; i < 2; i++) assert_float_equal(ks_tensor_f32(b->grad)[i], 0.0, 0.0);
+  ks_ctx_free(ctx);
+}
+
+/* NaN is not hidden: relu and leaky_relu pass it through (numpy.maximum) */
+static void test_graph__nan_passes(void **state) {
+  ks_ctx *ctx = ks_ctx_new();
+  ks_var *x = leaf(ctx, 1, (int64_t[]){3}, (float[]){NAN, -1, 2}, 1);
+  const float *r = ks_tensor_f32(ks_relu(ctx, x)->data);
+  assert_true(isnan(r[0]));
+  assert_float_equal(r[1], 0.0, 0.0);
+  assert_float_equal(r[2], 2.0, 0.0);
+  assert_true(isnan(ks_tensor_f32(ks_leaky_relu(ctx, x, 0.2)->data)[0]));
+  ks_ctx_free(ctx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_graph__variable_used_twice),
@@ -335,6 +369,8 @@ int main(void) {
     cmocka_unit_test(test_graph__accuracy),
     cmocka_unit_test(test_graph__dropout),
     cmocka_unit_test(test_graph__reshape_view),
+    cmocka_unit_test(test_graph__empty_batch),
+    cmocka_unit_test(test_graph__nan_passes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
