@@ -45,7 +45,7 @@ static const char *const migrations[] = {
   "  env_json TEXT,\n"
   "  env_hash TEXT,\n"
   "  build_cache TEXT,\n"
-  "  created REAL NOT NULL, started REAL, ended REAL,\n"
+  "  created REAL NOT NULL, prepared REAL, started REAL, ended REAL,\n"
   "  exit_code INTEGER, signal INTEGER, error TEXT,\n"
   "  supervisor_pid INTEGER, supervisor_start INTEGER,\n"
   "  entry_pid INTEGER, entry_start INTEGER,\n"

@@ -241,6 +241,7 @@ static int set_status(kp_ws *ws, const char *id, const char *status, int end, in
   sqlite3_stmt *st;
   if (kp_db_prepare(ws, &st,
                     "UPDATE runs SET status=?2,"
+                    " prepared=CASE WHEN ?2='Preparing' THEN ?3 ELSE prepared END,"
                     " started=CASE WHEN ?2='Running' THEN ?3 ELSE started END,"
                     " ended=CASE WHEN ?4 THEN ?3 ELSE ended END,"
                     " exit_code=CASE WHEN ?5 IS NULL THEN exit_code ELSE ?5 END,"
