@@ -64,7 +64,8 @@ typedef ks_var *(*ks_unary_fn)(ks_ctx *ctx, ks_var *x);
  * iterated in name order. Its forward is unset until ks_link_set_forward. */
 ks_link *ks_chain_new(void);
 /* Frees the link, its parameters and all its children. NULL: no-op.
- * A link that has been added to a parent is owned (and freed) by the parent. */
+ * A link that has been added to a parent is owned and freed by the parent:
+ * ks_link_free on it does nothing. */
 void ks_link_free(ks_link *link);
 
 /* Adds 'child' under 'name' (no '/' allowed). The parent takes ownership of

@@ -77,7 +77,7 @@ static void param_free(ks_param *p) {
 }
 
 void ks_link_free(ks_link *link) {
-  if (!link) return;
+  if (!link || link->parent) return; /* children are freed by their parent */
   for (int i = 0; i < link->n_children; i++) {
     link->children[i]->parent = NULL; /* so the child frees itself fully */
     ks_link_free(link->children[i]);
@@ -556,7 +556,7 @@ int ks_link_pack(ks_link *root) {
   pk->data = alloc_floats(off);
   pk->grad = alloc_floats(off);
   if (!pk->data || !pk->grad) { pack_free(pk); return ks_error_last_code(); }
-  pk->id = ++g_pack_id;
+  pk->id = __atomic_add_fetch(&g_pack_id, 1, __ATOMIC_RELAXED);
 
   for (int i = 0; i < n; i++) {
     ks_param *p = f[i].param;

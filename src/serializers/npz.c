@@ -617,8 +617,8 @@ int ks_npz_reader_read(ks_npz_reader *r, const char *key, ks_npz_dtype dtype, vo
   uint64_t nbytes = (uint64_t)info.size * ks_npz_dtype_size(info.dtype);
   zip_file_t *zf = zip_fopen_index(r->za, e->index, 0);
   if (!zf) return ks_error_set(KS_EFORMAT, "%s: key '%s': %s", r->path, key, zip_strerror(r->za));
-  void *buf = info.dtype == dtype ? dst : malloc(nbytes ? nbytes : 1);
   char skip[4096];
+  void *buf = nbytes == 0 ? (void *)skip : info.dtype == dtype ? dst : malloc(nbytes);
   uint64_t left = e->data_offset, got = 0;
   if (!buf) { rc = ks_error_set(KS_ENOMEM, "out of memory reading '%s'", key); goto out; }
   while (left > 0) {
@@ -647,9 +647,9 @@ int ks_npz_reader_read(ks_npz_reader *r, const char *key, ks_npz_dtype dtype, vo
       goto out;
     }
   }
-  if (buf != dst) rc = convert(buf, info.dtype, dst, dtype, info.size, r->path, key);
+  if (buf != dst && nbytes) rc = convert(buf, info.dtype, dst, dtype, info.size, r->path, key);
 out:
-  if (buf && buf != dst) free(buf);
+  if (buf && buf != dst && buf != (void *)skip) free(buf);
   zip_fclose(zf);
   return rc;
 }

@@ -345,7 +345,7 @@ static void snapshot(ks_link *m, float **out, int *n) {
   for (int i = 0; i < *n; i++) {
     ks_var *v = ks_link_param_at(m, i, NULL);
     out[i] = malloc(ks_tensor_nbytes(v->data) + 1);
-    memcpy(out[i], v->data->data, ks_tensor_nbytes(v->data));
+    if (ks_link_param_is_initialized(v)) memcpy(out[i], v->data->data, ks_tensor_nbytes(v->data));
   }
 }
 
