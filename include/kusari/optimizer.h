@@ -27,10 +27,13 @@
  *   SGD          p -= lr * g
  *   MomentumSGD  v *= momentum; v -= lr * g; p += v                state "v"
  *   Adam         m += (1 - beta1) * (g - m); v += (1 - beta2) * (g*g - v);
- *                p -= eta * (lr_t * m / (sqrt(v) + eps) + weight_decay_rate * p)
- *                lr_t = alpha * sqrt(1 - beta2^t) / (1 - beta1^t)  state "m", "v"
- *                (amsgrad: vhat = max(vhat, v) replaces v in the step;
- *                 state "vhat")
+ *                step = alpha_t / (sqrt(v) + eps)
+ *                p = (1 - weight_decay_rate) * p - eta * (step * m)
+ *                alpha_t = alpha * sqrt(1 - beta2^t) / (1 - beta1^t)
+ *                state "m", "v" (amsgrad: vhat = max(vhat, v) replaces v in
+ *                the step; state "vhat"). This is Chainer 7's CPU path; its
+ *                GPU kernel also scales the decay by eta, which differs only
+ *                when weight_decay_rate != 0 and eta != 1.
  *
  * Memory: setup packs the target link (see kusari/link.h) when all its
  * parameters are initialized, otherwise the first update does (lazy links
@@ -90,8 +93,9 @@ int64_t ks_optimizer_epoch(const ks_optimizer *opt);
 ks_link *ks_optimizer_target(const ks_optimizer *opt);
 /* "SGD", "MomentumSGD", "Adam". */
 const char *ks_optimizer_name(const ks_optimizer *opt);
-/* Adam's bias-corrected step size alpha*sqrt(1-beta2^t)/(1-beta1^t) at the
- * current t; the learning rate for SGD and MomentumSGD. */
+/* Adam's bias-corrected step size alpha_t = alpha*sqrt(1-beta2^t)/(1-beta1^t)
+ * at the current t (0 before the first update, where Chainer raises); the
+ * learning rate "lr" for SGD and MomentumSGD. */
 double ks_optimizer_lr(const ks_optimizer *opt);
 
 /* Hyperparameters by Chainer's names: "lr", "momentum" (SGD/MomentumSGD);

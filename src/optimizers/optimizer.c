@@ -219,10 +219,17 @@ static void momentum_rule(int64_t n, float lr, float mom, float *restrict p, con
   }
 }
 
+/* Chainer 7's AdamRule.update_core_cpu:
+ *   m += (1-beta1)(g-m); v += (1-beta2)(g*g-v); vhat = max(vhat, v) or v
+ *   step = alpha_t / (sqrt(vhat) + eps)
+ *   p = (1 - weight_decay_rate) * p - eta * (step * m)
+ * (its GPU kernel scales the decay by eta as well; the two agree whenever
+ * weight_decay_rate == 0 or eta == 1) */
 static void adam_rule(int64_t n, const ks_adam_opts *a, double lr_t, float *restrict p,
                       const float *restrict g, float *restrict m, float *restrict v, float *restrict vhat) {
   const float c1 = (float)(1.0 - a->beta1), c2 = (float)(1.0 - a->beta2);
-  const float lr = (float)lr_t, eps = (float)a->eps, eta = (float)a->eta, wd = (float)a->weight_decay_rate;
+  const float lr = (float)lr_t, eps = (float)a->eps, neg_eta = (float)-a->eta;
+  const float keep = (float)(1.0 - a->weight_decay_rate);
   if (!vhat) {
     for (int64_t i = 0; i < n; i++) {
       float gi = g[i];
@@ -230,7 +237,8 @@ static void adam_rule(int64_t n, const ks_adam_opts *a, double lr_t, float *rest
       float vi = v[i] + c2 * (gi * gi - v[i]);
       m[i] = mi;
       v[i] = vi;
-      p[i] -= eta * (lr * mi / (sqrtf(vi) + eps) + wd * p[i]);
+      float step = lr / (sqrtf(vi) + eps);
+      p[i] = keep * p[i] + neg_eta * (step * mi);
     }
   } else {
     for (int64_t i = 0; i < n; i++) {
@@ -241,7 +249,8 @@ static void adam_rule(int64_t n, const ks_adam_opts *a, double lr_t, float *rest
       m[i] = mi;
       v[i] = vi;
       vhat[i] = vh;
-      p[i] -= eta * (lr * mi / (sqrtf(vh) + eps) + wd * p[i]);
+      float step = lr / (sqrtf(vh) + eps);
+      p[i] = keep * p[i] + neg_eta * (step * mi);
     }
   }
 }
@@ -254,7 +263,7 @@ static double adam_lr(const ks_adam_opts *a, int64_t t) {
 
 double ks_optimizer_lr(const ks_optimizer *opt) {
   if (!opt) return 0.0;
-  if (opt->kind == KS_OPT_ADAM) return adam_lr(&opt->adam, opt->t);
+  if (opt->kind == KS_OPT_ADAM) return opt->t > 0 ? adam_lr(&opt->adam, opt->t) : 0.0;
   return opt->lr;
 }
 

@@ -2,7 +2,8 @@
  * tests/lib/test_optimizers.c — SGD, MomentumSGD and Adam over several steps
  * on fixed parameters and gradients, against references computed here in
  * double precision from Chainer's update formulas (chainer/optimizers/
- * {sgd,momentum_sgd,adam}.py), never by the code under test. Also the
+ * {sgd,momentum_sgd,adam}.py, Chainer 7 update_core_cpu), never by the code
+ * under test. Also the
  * WeightDecay and GradientClipping hooks, cleared gradients (zero-filled and
  * updated, as Chainer's reallocate_cleared_grads does), lazy links set up
  * before their first forward, hyperparameters, and save/load of optimizer
@@ -136,7 +137,8 @@ static void adam_ref_step(ref *r, const ks_adam_opts *a, int t) {
     r->b[k] += (1 - a->beta2) * (r->g[k] * r->g[k] - r->b[k]);     /* v */
     double vv = r->b[k];
     if (a->amsgrad) { r->c[k] = fmax(r->c[k], r->b[k]); vv = r->c[k]; }
-    r->p[k] -= a->eta * (lr * r->a[k] / (sqrt(vv) + a->eps) + a->weight_decay_rate * r->p[k]);
+    double step = lr / (sqrt(vv) + a->eps);
+    r->p[k] = (1.0 - a->weight_decay_rate) * r->p[k] - a->eta * (step * r->a[k]);
   }
 }
 
