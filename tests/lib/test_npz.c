@@ -19,6 +19,7 @@
  */
 #include "testutil.h"
 #include "kusari/link.h"
+#include "kusari/optimizer.h"
 #include "kusari/serializers.h"
 
 #include <dirent.h>
@@ -107,6 +108,11 @@ static const char *numpy_writer =
   "}\n"
   "np.savez('np_stored.npz', **arrs)\n"
   "np.savez_compressed('np_deflated.npz', **arrs)\n"
+  "# a zip64 archive (zip64 end-of-central-directory record and extra fields):\n"
+  "# lower zipfile's limits so a small archive takes the zip64 code paths\n"
+  "zipfile.ZIP_FILECOUNT_LIMIT, zipfile.ZIP64_LIMIT = 0, 0\n"
+  "np.savez_compressed('np_zip64.npz', **arrs)\n"
+  "zipfile.ZIP_FILECOUNT_LIMIT, zipfile.ZIP64_LIMIT = (1 << 16) - 1, (1 << 31) - 1\n"
   "for k, a in arrs.items():\n"
   "  a.tofile('raw_' + k.replace('/', '_') + '.bin')\n"
   "# .npy versions 2.0 and 3.0 inside a zip\n"
@@ -189,6 +195,19 @@ static void test_npz__numpy_savez_compressed_loads(void **state) {
   (void)state;
   generate_numpy_files();
   check_numpy_file("np_deflated.npz");
+}
+
+static void test_npz__numpy_zip64_loads(void **state) {
+  (void)state;
+  generate_numpy_files();
+  size_t n;
+  char *bytes = read_file(tpath("np_zip64.npz"), &n);
+  int has_zip64_eocd = 0;
+  for (size_t i = 0; i + 4 <= n; i++)
+    if (memcmp(bytes + i, "PK\x06\x06", 4) == 0) has_zip64_eocd = 1;
+  free(bytes);
+  assert_true(has_zip64_eocd);
+  check_numpy_file("np_zip64.npz");
 }
 
 static void test_npz__numpy_versions_and_unsupported(void **state) {
@@ -359,6 +378,35 @@ static void test_npz__numpy_loads_our_model_and_empty_archive(void **state) {
   TU_OK(ks_npz_reader_open(&r, tpath("empty.npz")));
   assert_int_equal(ks_npz_reader_num_keys(r), 0);
   ks_npz_reader_close(r);
+  ks_link_free(m);
+}
+
+static void test_npz__numpy_reads_optimizer_state(void **state) {
+  (void)state;
+  require_python();
+  ks_link *m = ks_chain_new();
+  ks_linear_opts o = {0};
+  TU_OK(ks_link_add_child(m, "l1", ks_linear_link_new(3, 2, &o)));
+  ks_optimizer *opt = ks_optimizer_adam_new(NULL);
+  TU_OK(ks_optimizer_setup(opt, m));
+  ks_link_zerograds(m);
+  ks_tensor_f32(ks_link_param(m, "l1/b")->grad)[1] = 0.5f;
+  TU_OK(ks_optimizer_update(opt));
+  TU_OK(ks_optimizer_update(opt));
+  TU_OK(ks_save_npz_optimizer(tpath("adam.npz"), opt));
+  write_file(tpath("adam_b_m.bin"), ks_optimizer_state(opt, 0, 1), 2 * sizeof(float));
+  const char *script =
+    "import numpy as np\n"
+    "f = np.load('adam.npz')\n"
+    "want = ['epoch', 'l1/W/m', 'l1/W/t', 'l1/W/v', 'l1/b/m', 'l1/b/t', 'l1/b/v', 't']\n"
+    "assert sorted(f.files) == want, f.files\n"
+    "assert f['t'].dtype == np.int64 and f['t'].shape == () and int(f['t']) == 2\n"
+    "assert int(f['l1/b/t']) == 2 and int(f['epoch']) == 0\n"
+    "assert f['l1/W/m'].shape == (2, 3) and f['l1/W/m'].dtype == np.float32\n"
+    "assert f['l1/b/m'].tobytes() == open('adam_b_m.bin', 'rb').read()\n"
+    "assert f['l1/b/m'][1] != 0 and f['l1/b/m'][0] == 0\n";
+  if (run_python("adam.py", script) != 0) fail_msg("numpy could not read adam.npz as expected (see stderr)");
+  ks_optimizer_free(opt);
   ks_link_free(m);
 }
 
@@ -605,7 +653,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_npz__numpy_savez_loads),
     cmocka_unit_test(test_npz__numpy_savez_compressed_loads),
+    cmocka_unit_test(test_npz__numpy_zip64_loads),
     cmocka_unit_test(test_npz__numpy_versions_and_unsupported),
+    cmocka_unit_test(test_npz__numpy_reads_optimizer_state),
     cmocka_unit_test(test_npz__conversions),
     cmocka_unit_test(test_npz__numpy_loads_ours),
     cmocka_unit_test(test_npz__numpy_loads_our_model_and_empty_archive),
