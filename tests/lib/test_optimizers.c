@@ -453,6 +453,53 @@ static void test_optimizers__serialize(void **state) {
   save_load_continue(mk_adam, (const char *[]){"m", "v"}, 2);
 }
 
+/* ---- end to end: a small MLP learns a separable problem ---------------------------- */
+
+static void test_optimizers__mlp_trains(void **state) {
+  (void)state;
+  ks_rng rng;
+  ks_rng_seed(&rng, 2024);
+  enum { N = 96, D = 6, C = 3 };
+  float xs[N * D];
+  int32_t ts[N];
+  for (int i = 0; i < N; i++) {
+    ts[i] = i % C;
+    for (int d = 0; d < D; d++)
+      xs[i * D + d] = (float)((d % C == ts[i] ? 1.5 : 0.0) + 0.5 * ks_rng_normal(&rng));
+  }
+  ks_link *m = ks_sequential_new();
+  ks_linear_opts o1 = {0}, o2 = {0};
+  o1.rng = &rng;
+  o2.rng = &rng;
+  TU_OK(ks_sequential_append(m, ks_linear_link_new(0, 16, &o1)));
+  TU_OK(ks_sequential_append_fn(m, ks_relu));
+  TU_OK(ks_sequential_append(m, ks_linear_link_new(0, C, &o2)));
+  ks_optimizer *opt = ks_optimizer_momentum_sgd_new(0.05, 0.9);
+  TU_OK(ks_optimizer_setup(opt, m));
+  ks_ctx *ctx = ks_ctx_new();
+  double first = 0, last = 0, acc = 0;
+  for (int it = 0; it < 150; it++) {
+    ks_link_cleargrads(m);
+    ks_var *x = ks_var_from_data(ctx, KS_F32, 2, (int64_t[]){N, D}, xs, 0);
+    ks_var *t = ks_var_from_data(ctx, KS_I32, 1, (int64_t[]){N}, ts, 0);
+    ks_var *y = ks_link_forward(ctx, m, x);
+    ks_var *loss = ks_softmax_cross_entropy(ctx, y, t, -1);
+    TU_NONNULL(loss);
+    TU_OK(ks_backward(ctx, loss));
+    TU_OK(ks_optimizer_update(opt));
+    last = ks_tensor_f32(loss->data)[0];
+    if (it == 0) first = last;
+    acc = ks_tensor_f32(ks_accuracy(ctx, y, t, -1)->data)[0];
+    ks_ctx_reset(ctx);
+  }
+  assert_true(ks_link_is_packed(m));
+  assert_true(last < 0.5 * first);
+  assert_true(acc > 0.9);
+  ks_ctx_free(ctx);
+  ks_optimizer_free(opt);
+  ks_link_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_optimizers__sgd),
@@ -464,6 +511,7 @@ int main(void) {
     cmocka_unit_test(test_optimizers__custom_hooks_and_hyperparams),
     cmocka_unit_test(test_optimizers__lazy_setup),
     cmocka_unit_test(test_optimizers__serialize),
+    cmocka_unit_test(test_optimizers__mlp_trains),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
