@@ -83,8 +83,7 @@ int ks_link_num_children(const ks_link *link);
 ks_link *ks_link_child_at(const ks_link *link, int i, const char **name);
 /* The link's name in its parent ("l1"), or "" for a root. */
 const char *ks_link_name(const ks_link *link);
-/* Type name: "Chain", "Linear", "Sequential", or the name given to
- * ks_link_set_forward. */
+/* Type name: "Chain", "Linear", "Sequential" or "Classifier". */
 const char *ks_link_type_name(const ks_link *link);
 
 /* Custom forward for a chain (the body of a Chain's __call__). 'user' is
@@ -188,6 +187,18 @@ ks_link *ks_sequential_new(void);
 int ks_sequential_append(ks_link *seq, ks_link *layer);
 /* Appends a parameter-free function such as ks_relu. */
 int ks_sequential_append_fn(ks_link *seq, ks_unary_fn fn);
+
+/* ---- Classifier (chainer.links.Classifier) ----------------------------------------- */
+
+/* Wraps 'predictor' (owned from now on; freed on failure) as the child
+ * "predictor", so parameters are "predictor/l1/W", ... like an L.Classifier
+ * saved by Chainer. ks_link_forward on a Classifier runs the predictor. */
+ks_link *ks_classifier_new(ks_link *predictor);
+/* loss = softmax_cross_entropy(predictor(x), t) (ignore_label -1). y_out and
+ * accuracy (optional) receive the predictor's output (N, C) and the accuracy
+ * scalar. x is (N, ...), t is (N,) int32. NULL on failure. */
+ks_var *ks_classifier_forward(ks_ctx *ctx, ks_link *clf, ks_var *x, ks_var *t, ks_var **y_out,
+                              ks_var **accuracy);
 
 #ifdef __cplusplus
 }

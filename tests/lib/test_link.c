@@ -93,6 +93,10 @@ static void ref_linear(const float *x, const float *W, const float *b, int64_t n
     }
 }
 
+static ks_var *mlp_forward_l1(ks_ctx *ctx, ks_link *self, ks_var *x) {
+  return ks_link_forward(ctx, ks_link_child(self, "l1"), x);
+}
+
 static void test_link__lazy_linear(void **state) {
   (void)state;
   ks_linear_opts o = seeded(99);
@@ -319,6 +323,43 @@ static void test_link__sequential(void **state) {
   ks_link_free(s);
 }
 
+static void test_link__classifier(void **state) {
+  (void)state;
+  ks_link *mlp = ks_chain_new();
+  ks_linear_opts o = seeded(4);
+  TU_OK(ks_link_add_child(mlp, "l1", ks_linear_link_new(3, 4, &o)));
+  ks_link_set_forward(mlp, mlp_forward_l1, NULL);
+  ks_link *clf = ks_classifier_new(mlp);
+  TU_NONNULL(clf);
+  const char *p;
+  assert_non_null(ks_link_param_at(clf, 0, &p));
+  assert_string_equal(p, "predictor/l1/W");
+  ks_ctx *ctx = ks_ctx_new();
+  float xs[6] = {1, 2, 3, -1, 0, 1};
+  int32_t ts[2] = {1, 3};
+  ks_var *x = ks_var_from_data(ctx, KS_F32, 2, (int64_t[]){2, 3}, xs, 0);
+  ks_var *t = ks_var_from_data(ctx, KS_I32, 1, (int64_t[]){2}, ts, 0);
+  ks_var *y = NULL, *acc = NULL;
+  ks_var *loss = ks_classifier_forward(ctx, clf, x, t, &y, &acc);
+  TU_NONNULL(loss);
+  assert_int_equal(y->data->shape[1], 4);
+  /* reference: mean of logsumexp(y_i) - y_i[t_i] */
+  double want = 0;
+  const float *yd = ks_tensor_f32(y->data);
+  for (int i = 0; i < 2; i++) {
+    double mx = -1e30, s = 0;
+    for (int c = 0; c < 4; c++) mx = fmax(mx, yd[i * 4 + c]);
+    for (int c = 0; c < 4; c++) s += exp(yd[i * 4 + c] - mx);
+    want += (mx + log(s) - yd[i * 4 + ts[i]]) / 2;
+  }
+  assert_true(fabs(ks_tensor_f32(loss->data)[0] - want) < 1e-5);
+  TU_OK(ks_backward(ctx, loss));
+  assert_true(ks_link_param(clf, "predictor/l1/W")->grad_valid);
+  assert_null(ks_classifier_forward(ctx, mlp, x, t, NULL, NULL)); /* not a Classifier */
+  ks_ctx_free(ctx);
+  ks_link_free(clf);
+}
+
 /* ---- npz -------------------------------------------------------------------------- */
 
 static char *g_dir;
@@ -463,6 +504,7 @@ int main(void) {
     cmocka_unit_test(test_link__grads_and_packing),
     cmocka_unit_test(test_link__copyparams),
     cmocka_unit_test(test_link__sequential),
+    cmocka_unit_test(test_link__classifier),
     cmocka_unit_test(test_link__npz_roundtrip_and_keys),
     cmocka_unit_test(test_link__npz_load_failures_leave_params),
   };
