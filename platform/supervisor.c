@@ -451,7 +451,7 @@ static int check_packages(cJSON *env, char *missing, size_t n) {
 }
 
 /* Builds (or reuses) the environment; leaves the working tree in rd/wd.
- * Returns 0, or -1 with 'why' set. */
+ * Returns 0, -1 on failure or -2 when canceled, with 'why' set. */
 static int prepare(sup *s, cJSON *env, char *why, size_t whyn) {
   char wd[4600], logs[4600], buildlog[4700];
   snprintf(wd, sizeof wd, "%s/wd", s->rd);
@@ -492,8 +492,23 @@ static int prepare(sup *s, cJSON *env, char *why, size_t whyn) {
       append_log(buildlog, "kusari: build cache miss (%.12s): running '%s'\n", key, build);
       char *argv[] = {"/bin/sh", "-c", (char *)build, NULL};
       pid_t pid = spawn(tmp_dir, buildlog, argv, environ);
-      int status = 0;
-      if (pid < 0 || waitpid(pid, &status, 0) < 0) status = -1;
+      int status = 0, canceled = 0;
+      if (pid < 0) status = -1;
+      while (pid > 0) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR)) break;
+        if (!canceled && cancel_requested(s, NULL)) {
+          canceled = 1;
+          kill(-pid, SIGKILL);  /* a build has nothing to save: no grace period */
+        }
+        sleep_ms(100);
+      }
+      kill(-pid, SIGKILL);
+      if (canceled) {
+        kp_rm_rf(tmp_dir);
+        snprintf(why, whyn, "canceled by the user while building");
+        return -2;
+      }
       if (status != 0) {
         kp_rm_rf(tmp_dir);
         if (WIFEXITED(status))
@@ -578,6 +593,7 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
   KP_SETENV("KUSARI_OUTPUT_DIR=%s/outputs", wd);
   KP_SETENV("KUSARI_METRICS_CHANNEL=%s/channel", s->rd);
   KP_SETENV("KUSARI_UPLOAD_DIR=%s/uploads", s->rd);
+  if (!getenv("PYTHONUNBUFFERED")) KP_SETENV("PYTHONUNBUFFERED=1");
   cJSON *v;
   cJSON_ArrayForEach(v, vars)
     if (cJSON_IsString(v) && v->string) KP_SETENV("%s=%s", v->string, v->valuestring);
@@ -679,7 +695,13 @@ int kp_cmd_supervise(int argc, char **argv) {
     return 1;
   }
   cJSON *env = s.env_json ? cJSON_Parse(s.env_json) : NULL;
-  if (prepare(&s, env, why, sizeof why) != 0) {
+  int prc = prepare(&s, env, why, sizeof why);
+  if (prc == -2) {
+    finish(&s, "Canceled", INT32_MIN, 0, why);
+    cJSON_Delete(env);
+    return 0;
+  }
+  if (prc != 0) {
     append_log(stdlog, "kusari: run failed while preparing: %s\n", why);
     finish(&s, "Failed", INT32_MIN, 0, why);
     cJSON_Delete(env);

@@ -8,6 +8,7 @@
  *   KUSARI_UPLOAD_DIR       where ks_run_upload_file() puts files; the
  *                           supervisor stores them in the run's history
  *
+ * Connecting makes stdout line-buffered (it is a file under the platform).
  * Each ks_run_log is one atomic add and a few stores into a shared mapping of
  * the channel file: no system call, no lock, durable across kill -9.
  */
@@ -58,6 +59,9 @@ static void run_init(void) {
   const char *up = getenv("KUSARI_UPLOAD_DIR");
   snprintf(g_run.upload_dir, sizeof g_run.upload_dir, "%s", up ? up : "");
   g_run.offline = 0;
+  /* stdout goes to the run's log file: make it line-buffered so that
+   * `kusari run wait --show-output` streams it as it is printed */
+  setvbuf(stdout, NULL, _IOLBF, 0);
   atexit(run_unmap);
 }
 

@@ -52,6 +52,17 @@ assert_eq "Canceled None" "$(jget "$j" 'j["status"] + " " + str(j["started"])')"
 run_ok $K run cancel "$blocker" --grace 0 >/dev/null
 [ -e "$T/m.never" ] && fail "canceled queued run started anyway" || ok "canceled queued run never ran"
 
+# --- cancel during the build ----------------------------------------------------------
+echo '{"build": "echo building > '"$T"'/m.build; sleep 30"}' > "$T/env-slow.json"
+id="$(submit --experiment f --source "$T/src" --entry polite.sh --compute cpu --env "$T/env-slow.json" -- "$T/m.nb")"
+wait_file "$T/m.build"
+assert_eq Preparing "$(jget "$(run_ok $K run show "$id" --json)" 'j["status"]')" "run is Preparing while it builds"
+run_ok $K run cancel "$id" >/dev/null
+j="$(run_ok $K run show "$id" --json)"
+assert_eq "Canceled" "$(jget "$j" 'j["status"]')" "cancel during the build"
+assert_contains "$(jget "$j" 'j["error"]')" "while building" "error says it was canceled while building"
+[ -z "$(ls -A "$WS/envs")" ] && ok "no half-built environment left in the cache" || fail "build cache not clean: $(ls -a "$WS/envs")"
+
 # --- kill -9 of the entry ---------------------------------------------------------------
 id="$(submit --experiment f --source "$T/src" --entry entry --compute cpu -- --n 5000 --marker "$T/m.entry" --sleep 30)"
 wait_file "$T/m.entry"

@@ -73,7 +73,8 @@ assert_eq "0.5 0.6 0.7 0.8" "$($K run metrics "$id2" --csv | tail -n +2 | cut -d
 # --- a C entry using libkusari's client -----------------------------------------
 if [ -n "$ENTRY_BIN" ]; then
   mkdir -p "$T/c" && cp "$ENTRY_BIN" "$T/c/entry"
-  id3="$(submit --experiment c-exp --source "$T/c" --entry entry -- --n 100000)"
+  echo "uploaded content" > "$T/up.txt"
+  id3="$(submit --experiment c-exp --source "$T/c" --entry entry -- --n 100000 --upload "$T/up.txt")"
   out="$($K run wait "$id3" --show-output)"
   assert_contains "$out" "offline=0" "C entry is connected"
   assert_eq 100000 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM metrics WHERE run_id='$id3' AND name='loss'")" "all 100,000 ks_run_log values stored"
@@ -81,6 +82,8 @@ if [ -n "$ENTRY_BIN" ]; then
   assert_eq "7 0.5" "$(sqlite3 "$WS/kusari.db" "SELECT step, value FROM metrics WHERE run_id='$id3' AND name='Accuracy'" | tr '|' ' ')" "explicit step"
   assert_eq "0 1 2" "$(sqlite3 "$WS/kusari.db" "SELECT step FROM metrics WHERE run_id='$id3' AND name='curve' ORDER BY step" | xargs)" "log_list"
   echo "$out" | grep "logged 100000"
+  run_ok $K run download "$id3" plots --to "$T/dl3" >/dev/null
+  assert_eq "uploaded content" "$(cat "$T/dl3/plots/uploaded.txt")" "ks_run_upload_file stores the file in the run's history"
 fi
 
 # --- list filters ---------------------------------------------------------------
