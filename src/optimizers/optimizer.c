@@ -245,7 +245,7 @@ static void adam_rule(int64_t n, const ks_adam_opts *a, double lr_t, float *rest
       float gi = g[i];
       float mi = m[i] + c1 * (gi - m[i]);
       float vi = v[i] + c2 * (gi * gi - v[i]);
-      float vh = vhat[i] > vi ? vhat[i] : vi;
+      float vh = fmaxf(vhat[i], vi);
       m[i] = mi;
       v[i] = vi;
       vhat[i] = vh;
