@@ -197,6 +197,40 @@ static void test_npz__numpy_savez_compressed_loads(void **state) {
   check_numpy_file("np_deflated.npz");
 }
 
+static void test_npz__load_model_written_by_numpy(void **state) {
+  (void)state;
+  require_python();
+  /* what chainer.serializers.save_npz writes for Chain(l1=Linear(None, 4),
+   * l2=Linear(4, 2)): savez_compressed with keys l1/W, l1/b, l2/W, l2/b */
+  const char *script =
+    "import numpy as np\n"
+    "rng = np.random.RandomState(0)\n"
+    "d = {'l1/W': rng.randn(4, 3).astype(np.float32), 'l1/b': rng.randn(4).astype(np.float32),\n"
+    "     'l2/W': rng.randn(2, 4).astype(np.float32), 'l2/b': rng.randn(2).astype(np.float32),\n"
+    "     'extra/ignored': np.zeros(3, np.float32)}\n"
+    "np.savez_compressed('chainer_like.npz', **d)\n"
+    "for k, a in d.items(): a.tofile('cl_' + k.replace('/', '_') + '.bin')\n";
+  if (run_python("chainer_like.py", script) != 0) fail_msg("the numpy script failed (see stderr)");
+  ks_link *m = ks_chain_new();
+  TU_OK(ks_link_add_child(m, "l1", ks_linear_link_new(0, 4, NULL)));
+  TU_OK(ks_link_add_child(m, "l2", ks_linear_link_new(4, 2, NULL)));
+  TU_OK(ks_load_npz(tpath("chainer_like.npz"), m));
+  assert_int_equal(ks_linear_link_in_size(ks_link_child(m, "l1")), 3);
+  const char *keys[] = {"l1/W", "l1/b", "l2/W", "l2/b"};
+  for (int i = 0; i < 4; i++) {
+    char raw[64], *p;
+    snprintf(raw, sizeof raw, "cl_%s.bin", keys[i]);
+    for (p = raw; *p; p++) if (*p == '/') *p = '_';
+    size_t n;
+    void *want = read_file(tpath(raw), &n);
+    ks_var *v = ks_link_param(m, keys[i]);
+    assert_int_equal(ks_tensor_nbytes(v->data), n);
+    assert_memory_equal(v->data->data, want, n);
+    free(want);
+  }
+  ks_link_free(m);
+}
+
 static void test_npz__numpy_zip64_loads(void **state) {
   (void)state;
   generate_numpy_files();
@@ -654,6 +688,7 @@ int main(void) {
     cmocka_unit_test(test_npz__numpy_savez_loads),
     cmocka_unit_test(test_npz__numpy_savez_compressed_loads),
     cmocka_unit_test(test_npz__numpy_zip64_loads),
+    cmocka_unit_test(test_npz__load_model_written_by_numpy),
     cmocka_unit_test(test_npz__numpy_versions_and_unsupported),
     cmocka_unit_test(test_npz__numpy_reads_optimizer_state),
     cmocka_unit_test(test_npz__conversions),
