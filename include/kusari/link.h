@@ -36,9 +36,28 @@
  * parameters after a pack leaves those parameters outside the block
  * (ks_link_is_packed then returns 0); packing again re-packs the whole tree.
  *
+ * Example (the MLP of Chainer's MNIST example; npz keys l1/W ... l3/b):
+ *
+ *   static ks_var *mlp_forward(ks_ctx *ctx, ks_link *self, ks_var *x) {
+ *     ks_var *h1 = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "l1"), x));
+ *     ks_var *h2 = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "l2"), h1));
+ *     return ks_link_forward(ctx, ks_link_child(self, "l3"), h2);
+ *   }
+ *   ks_rng rng; ks_rng_seed(&rng, seed);
+ *   ks_linear_opts o = {.rng = &rng};
+ *   ks_link *model = ks_chain_new();
+ *   if (ks_link_add_child(model, "l1", ks_linear_link_new(0, n_units, &o)) ||
+ *       ks_link_add_child(model, "l2", ks_linear_link_new(0, n_units, &o)) ||
+ *       ks_link_add_child(model, "l3", ks_linear_link_new(0, 10, &o)))
+ *     die(ks_error_last());
+ *   ks_link_set_forward(model, mlp_forward, NULL);
+ *   ...
+ *   ks_save_npz("model.npz", model);            // kusari/serializers.h
+ *
  * Errors follow kusari/error.h: int functions return KS_OK or KS_E*;
  * constructors return NULL with ks_error_last() set. ks_link_free(NULL) is a
- * no-op.
+ * no-op. Once a link tree's paths are computed, each parameter's var->name
+ * is its path from the root ("l1/W"), for error messages.
  */
 #ifndef KUSARI_LINK_H
 #define KUSARI_LINK_H
