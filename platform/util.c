@@ -312,11 +312,10 @@ int kp_parse(const char *cmd, int argc, char **argv, const kp_opt *opts, const c
         }
       }
       if (!o) {
-        /* a negative number is a positional */
-        long long dummy;
+        /* a negative number is a positional (kusari log metric loss -0.5) */
         char *e2;
-        if (strtod(a, &e2) != 0.0 && !*e2) goto positional;
-        (void)dummy;
+        (void)strtod(a, &e2);
+        if (e2 != a && !*e2) goto positional;
         return kp_usage_err(cmd, "unknown option '%.*s'", (int)nl, a);
       }
       if (o->flag) {

@@ -44,4 +44,21 @@ assert_eq 6 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM runs WHERE status='
 order="$(sqlite3 "$WS/kusari.db" "SELECT seq FROM runs ORDER BY prepared, seq" | xargs)"
 far="$(echo $order | awk '{for(i=1;i<=NF;i++){d=$i-i; if(d<0)d=-d; if(d>1)bad=1}} END{print bad+0}')"
 assert_eq 0 "$far" "queued runs take a node in submission order (claim order: $order)"
+
+# many writers and readers at once on one workspace: 8 background `kusari log`
+# loops inside one run while this shell reads the live metrics
+cat > "$T/src/many.sh" <<'SH'
+for w in 1 2 3 4 5 6 7 8; do
+  ( for i in $(seq 1 40); do kusari log metric hits 1 || echo "LOG FAILED"; done ) &
+done
+wait
+SH
+id="$(submit --experiment stress --source "$T/src" --entry many.sh --compute cpu)"
+errs=0
+for _ in $(seq 1 20); do $K run metrics "$id" --csv >/dev/null 2>>"$T/readers.err" || errs=$((errs + 1)); $K run list --json >/dev/null 2>>"$T/readers.err" || errs=$((errs + 1)); done
+out="$($K run wait "$id" --show-output)"
+assert_eq 0 "$errs" "concurrent readers never failed"
+assert_not_contains "$(cat "$T/readers.err")" "locked" "no 'database is locked'"
+assert_not_contains "$out" "LOG FAILED" "every kusari log call succeeded"
+assert_eq "320 0 319 320" "$(sqlite3 "$WS/kusari.db" "SELECT count(*), min(step), max(step), count(DISTINCT step) FROM metrics WHERE run_id='$id'" | tr '|' ' ')" "320 values from 8 processes, steps 0..319 each once"
 finish
