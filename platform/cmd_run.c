@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -362,7 +363,8 @@ static cJSON *load_run(kp_ws *ws, const char *id) {
                     "SELECT name, value, step FROM metrics m WHERE run_id=?1 AND id=(SELECT id FROM metrics x"
                     " WHERE x.run_id=?1 AND x.name=m.name ORDER BY step DESC, id DESC LIMIT 1) ORDER BY name") == 0) {
     kp_bind_text(st, 1, id);
-    while (sqlite3_step(st) == SQLITE_ROW) cJSON_AddNumberToObject(m, kp_col_text(st, 0), sqlite3_column_double(st, 1));
+    while (sqlite3_step(st) == SQLITE_ROW)
+      cJSON_AddNumberToObject(m, kp_col_text(st, 0), sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1));
     sqlite3_finalize(st);
   }
   if (kp_db_prepare(ws, &st, "SELECT count(*) FROM files WHERE run_id=?") == 0) {
@@ -785,7 +787,8 @@ static int run_metrics(int argc, char **argv) {
   while (sqlite3_step(st) == SQLITE_ROW) {
     const char *nm = kp_col_text(st, 0);
     long long step = sqlite3_column_int64(st, 1);
-    double ts = sqlite3_column_double(st, 2), v = sqlite3_column_double(st, 3);
+    double ts = sqlite3_column_double(st, 2);
+    double v = sqlite3_column_type(st, 3) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 3);
     n++;
     if (csv) {
       int quote = strpbrk(nm, ",\"\n") != NULL;

@@ -55,7 +55,7 @@ static const char *const migrations[] = {
   "CREATE TABLE tags(run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,\n"
   "  PRIMARY KEY(run_id, key));\n"
   "CREATE TABLE metrics(id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, name TEXT NOT NULL,\n"
-  "  step INTEGER NOT NULL, ts REAL NOT NULL, value REAL NOT NULL);\n"
+  "  step INTEGER NOT NULL, ts REAL NOT NULL, value REAL);  -- NULL = NaN\n"
   "CREATE INDEX metrics_by_run ON metrics(run_id, name, step);\n"
   "CREATE TABLE files(run_id TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,\n"
   "  sha256 TEXT NOT NULL, PRIMARY KEY(run_id, path));\n"

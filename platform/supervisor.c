@@ -99,6 +99,11 @@ static int ingest_record(void *vctx, const ks_run_record *r) {
     kp_bind_text(st, 3, r->text);
   }
   if (sqlite3_step(st) != SQLITE_DONE) {
+    if ((sqlite3_errcode(c->ws->db) & 0xff) == SQLITE_CONSTRAINT) {
+      /* one bad record must not block the ones after it */
+      kp_err("run %s: skipped record '%s': %s", c->run_id, r->name, sqlite3_errmsg(c->ws->db));
+      return 0;
+    }
     kp_err("store: cannot record a metric of run %s: %s", c->run_id, sqlite3_errmsg(c->ws->db));
     c->failed = 1;
     return 1;

@@ -13,6 +13,7 @@ echo "run $KUSARI_RUN_ID experiment $KUSARI_EXPERIMENT"
 test -n "$KUSARI_OUTPUT_DIR" && test -d "$KUSARI_OUTPUT_DIR" || { echo "no output dir"; exit 9; }
 for i in 1 2 3; do kusari log metric loss "0.$i"; done
 kusari log metric Accuracy 0.9 --step 10
+kusari log metric weird nan && kusari log metric weird inf && kusari log metric weird -2.5
 kusari log tag phase done
 mkdir -p outputs/sub && echo weights > outputs/model.npz && echo x > outputs/sub/extra.txt
 echo "to stderr" >&2
@@ -40,7 +41,8 @@ assert_eq none "$(jget "$j" 'j["build_cache"]')" "no build"
 assert_contains "$(run_ok $K run show "$id")" "duration:" "run show text has a duration"
 csv="$(run_ok $K run metrics "$id" --csv)"
 assert_eq "name,step,timestamp,value" "$(echo "$csv" | head -1)" "csv header"
-assert_eq "loss,0 loss,1 loss,2 Accuracy,10" "$(echo "$csv" | tail -n +2 | cut -d, -f1,2 | sort -t, -k1,1r -k2n | tr '\n' ' ' | sed 's/ $//')" "metrics in order with steps"
+assert_eq "loss,0 loss,1 loss,2 Accuracy,10" "$(echo "$csv" | grep -v weird | tail -n +2 | cut -d, -f1,2 | sort -t, -k1,1r -k2n | tr '\n' ' ' | sed 's/ $//')" "metrics in order with steps"
+assert_eq "nan inf -2.5" "$(echo "$csv" | grep weird | cut -d, -f4 | xargs)" "NaN and infinities are stored"
 mj="$(run_ok $K run metrics "$id" --json --name loss)"
 assert_eq "[0.1, 0.2, 0.3]" "$(jget "$mj" '[m["value"] for m in j["loss"]]')" "metrics --json --name"
 expect_fail "has no metric named 'nope'" $K run metrics "$id" --name nope
