@@ -8,7 +8,8 @@
  * '#' comments, a trailing '/' matches directories only, a pattern with no
  * '/' matches the base name at any depth, else the path from the top).
  * Symbolic links are followed only when they stay inside the source
- * directory; one that points outside fails the snapshot.
+ * directory; one that points outside fails the snapshot. A workspace that
+ * lives inside the source directory is left out.
  */
 #include "kp.h"
 
@@ -104,6 +105,7 @@ static int snap_walk(snap_ctx *c, const char *rel) {
     }
     if (S_ISDIR(st.st_mode)) {
       if (ignored(c, r, 1)) continue;
+      if (!strcmp(full, c->ws->root)) continue;  /* the workspace itself, when it lives in the source */
       rc = snap_walk(c, r);
     } else if (S_ISREG(st.st_mode)) {
       if (ignored(c, r, 0)) continue;

@@ -130,6 +130,14 @@ idbf="$(submit --experiment build --source "$T/b" --entry prog --env "$T/env-fai
 $K run wait "$idbf" >/dev/null 2>&1; assert_eq 1 $? "failed build fails the run"
 assert_contains "$(jget "$(run_ok $K run show "$idbf" --json)" 'j["error"]')" "build command 'false' failed" "error names the failed build"
 
+# --- a workspace inside the source directory is not snapshotted --------------------
+mkdir -p "$T/inner" && echo 'echo inner' > "$T/inner/t.sh"
+run_ok $K workspace create "$T/inner/ws" >/dev/null
+run_ok $K --workspace "$T/inner/ws" compute create cpu >/dev/null
+out="$(run_ok $K --workspace "$T/inner/ws" run submit --experiment in --source "$T/inner" --entry t.sh)"
+assert_contains "$out" "1 files" "the workspace inside the source is left out of the snapshot"
+run_ok $K --workspace "$T/inner/ws" run wait "$(echo "$out" | tail -1)" >/dev/null
+
 # --- bad submissions: nothing recorded -------------------------------------------
 before="$(sqlite3 "$WS/kusari.db" 'SELECT count(*) FROM runs')"
 expect_fail "missing --experiment" $K run submit --source "$T/sh" --entry train.sh
