@@ -583,7 +583,7 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
   char **e = calloc(n + nv + 16, sizeof *e);
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
-    if (strncmp(environ[i], "KUSARI_", 7) != 0 && strncmp(environ[i], "PATH=", 5) != 0) e[k++] = environ[i];
+    if (strncmp(environ[i], "KUSARI_", 7) != 0 && strncmp(environ[i], "PATH=", 5) != 0) e[k++] = strdup(environ[i]);
   char buf[16384], bindir[4096];
   snprintf(bindir, sizeof bindir, "%s", kp_self_exe);
   char *sl = strrchr(bindir, '/');
@@ -650,24 +650,26 @@ static int finish(sup *s, const char *status, int exit_code, int sig, const char
   return 0;
 }
 
-int kp_cmd_supervise(int argc, char **argv) {
-  if (argc < 3) return kp_err("__supervise: internal command, needs RUN_ID READY_FD"), 2;
-  sup s;
-  memset(&s, 0, sizeof s);
-  snprintf(s.id, sizeof s.id, "%s", argv[1]);
-  int ready = atoi(argv[2]);
-  if (kp_ws_open(&s.ws) != 0) return 1;
-  kp_run_dir(&s.ws, s.id, s.rd, sizeof s.rd);
+static void free_strv(char **v) {
+  for (char **p = v; p && *p; p++) free(*p);
+  free(v);
+}
+
+/* Carries run sp->id through its lifecycle; returns the exit status. */
+static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **eargv, char **eenv);
+static int supervise(sup *sp, int ready) {
+  if (kp_ws_open(&sp->ws) != 0) return 1;
+  kp_run_dir(&sp->ws, sp->id, sp->rd, sizeof sp->rd);
   /* register this process, then tell `run submit` we are up */
   sqlite3_stmt *st;
-  if (kp_db_prepare(&s.ws, &st, "UPDATE runs SET supervisor_pid=?, supervisor_start=? WHERE id=? AND status='Queued'") != 0)
+  if (kp_db_prepare(&sp->ws, &st, "UPDATE runs SET supervisor_pid=?, supervisor_start=? WHERE id=? AND status='Queued'") != 0)
     return 1;
   sqlite3_bind_int(st, 1, (int)getpid());
   sqlite3_bind_int64(st, 2, (sqlite3_int64)kp_proc_start(getpid()));
-  kp_bind_text(st, 3, s.id);
-  int ok = kp_db_done(&s.ws, st) == 0 && sqlite3_changes(s.ws.db) == 1;
+  kp_bind_text(st, 3, sp->id);
+  int ok = kp_db_done(&sp->ws, st) == 0 && sqlite3_changes(sp->ws.db) == 1;
   sqlite3_finalize(st);
-  if (!ok || load_run(&s) != 0) return kp_err("__supervise: run %s is not a queued run", s.id), 1;
+  if (!ok || load_run(sp) != 0) return kp_err("__supervise: run %s is not a queued run", sp->id), 1;
   if (write(ready, "ok\n", 3) != 3) { /* submit gave up on us; go on anyway */ }
   close(ready);
   struct sigaction sa;
@@ -678,62 +680,73 @@ int kp_cmd_supervise(int argc, char **argv) {
   signal(SIGHUP, SIG_IGN);
 
   char logs[4600], stdlog[4700], why[4096] = "";
-  snprintf(logs, sizeof logs, "%s/logs", s.rd);
+  snprintf(logs, sizeof logs, "%s/logs", sp->rd);
   snprintf(stdlog, sizeof stdlog, "%s/std_log.txt", logs);
   kp_mkdirs(logs, 0755);
 
-  int w = wait_for_node(&s);
+  int w = wait_for_node(sp);
   if (w == 0) {
-    set_status(&s.ws, s.id, "Canceled", 1, INT32_MIN, 0, "canceled by the user while queued");
+    set_status(&sp->ws, sp->id, "Canceled", 1, INT32_MIN, 0, "canceled by the user while queued");
     return 0;
   }
   if (w < 0) {
-    set_status(&s.ws, s.id, "Failed", 1, INT32_MIN, 0, "the supervisor could not schedule the run");
+    set_status(&sp->ws, sp->id, "Failed", 1, INT32_MIN, 0, "the supervisor could not schedule the run");
     return 1;
   }
   /* Preparing */
   char chpath[4700];
-  snprintf(chpath, sizeof chpath, "%s/channel", s.rd);
+  snprintf(chpath, sizeof chpath, "%s/channel", sp->rd);
   unlink(chpath);
   if (ks_run_channel_create(chpath) != KS_OK) {
-    finish(&s, "Failed", INT32_MIN, 0, ks_error_last());
+    finish(sp, "Failed", INT32_MIN, 0, ks_error_last());
     return 1;
   }
-  cJSON *env = s.env_json ? cJSON_Parse(s.env_json) : NULL;
-  int prc = prepare(&s, env, why, sizeof why);
+  cJSON *env = sp->env_json ? cJSON_Parse(sp->env_json) : NULL;
+  int prc = prepare(sp, env, why, sizeof why);
   if (prc == -2) {
-    finish(&s, "Canceled", INT32_MIN, 0, why);
+    finish(sp, "Canceled", INT32_MIN, 0, why);
     cJSON_Delete(env);
     return 0;
   }
   if (prc != 0) {
     append_log(stdlog, "kusari: run failed while preparing: %s\n", why);
-    finish(&s, "Failed", INT32_MIN, 0, why);
+    finish(sp, "Failed", INT32_MIN, 0, why);
     cJSON_Delete(env);
     return 1;
   }
   double grace = 10;
-  if (cancel_requested(&s, &grace)) {
-    finish(&s, "Canceled", INT32_MIN, 0, "canceled by the user while preparing");
+  if (cancel_requested(sp, &grace)) {
+    finish(sp, "Canceled", INT32_MIN, 0, "canceled by the user while preparing");
     cJSON_Delete(env);
     return 0;
   }
   char wd[4600];
-  snprintf(wd, sizeof wd, "%s/wd", s.rd);
-  char **eargv = entry_argv(&s, wd, why, sizeof why);
+  snprintf(wd, sizeof wd, "%s/wd", sp->rd);
+  char **eargv = entry_argv(sp, wd, why, sizeof why);
   if (!eargv) {
     append_log(stdlog, "kusari: %s\n", why);
-    finish(&s, "Failed", INT32_MIN, 0, why);
+    finish(sp, "Failed", INT32_MIN, 0, why);
     cJSON_Delete(env);
     return 1;
   }
-  char **eenv = entry_env(&s, wd, env);
+  char **eenv = entry_env(sp, wd, env);
   cJSON_Delete(env);
+  int rc = supervise_entry(sp, wd, stdlog, eargv, eenv);
+  free_strv(eargv);
+  free_strv(eenv);
+  return rc;
+}
+
+/* Runs the entry and finishes the run; returns the exit status. */
+static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **eargv, char **eenv) {
+  char why[4096] = "";
+  sqlite3_stmt *st;
+  double grace = 10;
   /* Running */
-  if (set_status(&s.ws, s.id, "Running", 0, INT32_MIN, 0, NULL) != 0) return 1;
+  if (set_status(&sp->ws, sp->id, "Running", 0, INT32_MIN, 0, NULL) != 0) return 1;
   pid_t pid = spawn(wd, stdlog, eargv, eenv);
   if (pid < 0) {
-    finish(&s, "Failed", INT32_MIN, 0, "cannot fork the entry process");
+    finish(sp, "Failed", INT32_MIN, 0, "cannot fork the entry process");
     return 1;
   }
   setpgid(pid, pid);
@@ -742,11 +755,11 @@ int kp_cmd_supervise(int argc, char **argv) {
     pstart = kp_proc_start(pid);
     if (!pstart) sleep_ms(1);
   }
-  if (kp_db_prepare(&s.ws, &st, "UPDATE runs SET entry_pid=?, entry_start=? WHERE id=?") == 0) {
+  if (kp_db_prepare(&sp->ws, &st, "UPDATE runs SET entry_pid=?, entry_start=? WHERE id=?") == 0) {
     sqlite3_bind_int(st, 1, (int)pid);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)pstart);
-    kp_bind_text(st, 3, s.id);
-    kp_db_done(&s.ws, st);
+    kp_bind_text(st, 3, sp->id);
+    kp_db_done(&sp->ws, st);
     sqlite3_finalize(st);
   }
   int status = 0, canceled = 0;
@@ -755,8 +768,8 @@ int kp_cmd_supervise(int argc, char **argv) {
     pid_t r = waitpid(pid, &status, WNOHANG);
     if (r == pid) break;
     if (r < 0 && errno != EINTR) break;
-    kp_ingest(&s.ws, s.id, 0);
-    if (!canceled && cancel_requested(&s, &grace)) {
+    kp_ingest(&sp->ws, sp->id, 0);
+    if (!canceled && cancel_requested(sp, &grace)) {
       canceled = 1;
       kill(-pid, SIGTERM);
       kill_at = kp_now() + grace;
@@ -775,18 +788,28 @@ int kp_cmd_supervise(int argc, char **argv) {
   }
 exited:
   kill(-pid, SIGKILL);  /* whatever the entry left behind in its group */
-  for (char **p = eargv; *p; p++) free(*p);
-  free(eargv);
-  if (canceled) return finish(&s, "Canceled", WIFEXITED(status) ? WEXITSTATUS(status) : INT32_MIN,
+  if (canceled) return finish(sp, "Canceled", WIFEXITED(status) ? WEXITSTATUS(status) : INT32_MIN,
                               WIFSIGNALED(status) ? WTERMSIG(status) : 0, "canceled by the user");
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return finish(&s, "Completed", 0, 0, NULL);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return finish(sp, "Completed", 0, 0, NULL);
   if (WIFEXITED(status)) {
     snprintf(why, sizeof why, "the entry exited with code %d; see logs/std_log.txt", WEXITSTATUS(status));
-    finish(&s, "Failed", WEXITSTATUS(status), 0, why);
+    finish(sp, "Failed", WEXITSTATUS(status), 0, why);
   } else {
     int sg = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     snprintf(why, sizeof why, "the entry was killed by signal %d (%s)", sg, sig_name(sg));
-    finish(&s, "Failed", INT32_MIN, sg, why);
+    finish(sp, "Failed", INT32_MIN, sg, why);
   }
   return 0;
+}
+
+int kp_cmd_supervise(int argc, char **argv) {
+  if (argc < 3) return kp_err("__supervise: internal command, needs RUN_ID READY_FD"), 2;
+  sup s;
+  memset(&s, 0, sizeof s);
+  snprintf(s.id, sizeof s.id, "%s", argv[1]);
+  int rc = supervise(&s, atoi(argv[2]));
+  free(s.args_json);
+  free(s.env_json);
+  kp_ws_close(&s.ws);
+  return rc;
 }

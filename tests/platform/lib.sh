@@ -59,6 +59,10 @@ jget() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.
 submit() { "$K" run submit "$@" | tail -1; }
 
 finish() {
+  # supervisors run detached: their sanitizer reports land in supervisor.log
+  local bad
+  bad="$(grep -lE "AddressSanitizer|LeakSanitizer|runtime error:" "$T"/*/runs/*/supervisor.log "$T"/ws*/runs/*/supervisor.log "$T"/*/*/runs/*/supervisor.log 2>/dev/null | sort -u)"
+  if [ -n "$bad" ]; then fail "sanitizer reports from supervisors: $(cat $bad | head -40)"; fi
   if [ "$FAILS" -ne 0 ]; then echo "$FAILS assertion(s) failed" >&2; exit 1; fi
   echo "all assertions passed"
   exit 0
