@@ -58,7 +58,7 @@ static int load(kp_ws *ws, const char *only, cJSON *arr) {
     return -1;
   kp_bind_text(st, 1, only);
   int r;
-  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((r = kp_db_row(st)) > 0) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", kp_col_text(st, 0));
     cJSON_AddStringToObject(o, "type", kp_col_text(st, 1));
@@ -70,7 +70,7 @@ static int load(kp_ws *ws, const char *only, cJSON *arr) {
     cJSON_AddItemToArray(arr, o);
   }
   sqlite3_finalize(st);
-  return r == SQLITE_DONE ? 0 : kp_err("store: %s", sqlite3_errmsg(ws->db));
+  return r == 0 ? 0 : -1;
 }
 
 static int num(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k)->valueint; }
@@ -129,7 +129,7 @@ static int cp_delete(int argc, char **argv) {
   if (kp_db_begin(&ws) != 0) goto out;
   if (kp_db_prepare(&ws, &st, "SELECT count(*) FROM runs WHERE compute=? AND status IN ('Queued','Preparing','Running','Finalizing')") != 0) goto out;
   kp_bind_text(st, 1, pos[0]);
-  int active = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+  int active = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : -1;
   sqlite3_finalize(st);
   st = NULL;
   if (active != 0) {

@@ -42,7 +42,7 @@ static sqlite3_int64 find_model(kp_ws *ws, const char *name, long long version, 
   kp_bind_text(st, 1, name);
   sqlite3_bind_int64(st, 2, version);
   sqlite3_int64 id = -1;
-  if (sqlite3_step(st) == SQLITE_ROW) {
+  if (kp_db_row(st) > 0) {
     id = sqlite3_column_int64(st, 0);
     if (got) *got = sqlite3_column_int64(st, 1);
   }
@@ -133,7 +133,7 @@ static int model_register(int argc, char **argv) {
   if (run) {
     if (kp_db_prepare(&ws, &st, "SELECT status FROM runs WHERE id=?") != 0) goto out;
     kp_bind_text(st, 1, run);
-    if (sqlite3_step(st) != SQLITE_ROW) {
+    if (kp_db_row(st) <= 0) {
       kp_err("no run with id '%s' in this workspace", run);
       kp_hint("list runs with 'kusari run list'");
       goto out;
@@ -148,7 +148,7 @@ static int model_register(int argc, char **argv) {
     kp_bind_text(st, 2, prefix);
     const char *slash = strrchr(prefix, '/');
     size_t strip = slash ? (size_t)(slash - prefix) + 1 : 0;  /* keep the last part: outputs/model.npz -> model.npz */
-    while (sqlite3_step(st) == SQLITE_ROW)
+    while (kp_db_row(st) > 0)
       if (add_file(&f, kp_col_text(st, 0) + strip, kp_col_text(st, 1), sqlite3_column_int64(st, 2)) != 0) goto out;
     sqlite3_finalize(st);
     st = NULL;
@@ -183,7 +183,7 @@ static int model_register(int argc, char **argv) {
   long long version = 1;
   if (kp_db_prepare(&ws, &st, "SELECT coalesce(max(version), 0) + 1 FROM models WHERE name=?") != 0) goto fail;
   kp_bind_text(st, 1, name);
-  if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int64(st, 0);
+  if (kp_db_row(st) > 0) version = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
   if (kp_db_prepare(&ws, &st, "INSERT INTO models(name, version, run_id, path, description, created) VALUES(?,?,?,?,?,?)") != 0) goto fail;
   kp_bind_text(st, 1, name);
@@ -251,7 +251,7 @@ static cJSON *model_json(kp_ws *ws, sqlite3_stmt *row) {
   sqlite3_stmt *st;
   if (kp_db_prepare(ws, &st, "SELECT path, size, sha256 FROM model_files WHERE model_id=? ORDER BY path") == 0) {
     sqlite3_bind_int64(st, 1, id);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while (kp_db_row(st) > 0) {
       cJSON *f = cJSON_CreateObject();
       cJSON_AddStringToObject(f, "path", kp_col_text(st, 0));
       cJSON_AddNumberToObject(f, "size", (double)sqlite3_column_int64(st, 1));
@@ -263,7 +263,7 @@ static cJSON *model_json(kp_ws *ws, sqlite3_stmt *row) {
   cJSON *tags = cJSON_AddObjectToObject(o, "tags");
   if (kp_db_prepare(ws, &st, "SELECT key, value FROM model_tags WHERE model_id=? ORDER BY key") == 0) {
     sqlite3_bind_int64(st, 1, id);
-    while (sqlite3_step(st) == SQLITE_ROW) cJSON_AddStringToObject(tags, kp_col_text(st, 0), kp_col_text(st, 1));
+    while (kp_db_row(st) > 0) cJSON_AddStringToObject(tags, kp_col_text(st, 0), kp_col_text(st, 1));
     sqlite3_finalize(st);
   }
   return o;
@@ -290,7 +290,7 @@ static int model_list(int argc, char **argv) {
   if (kp_db_prepare(&ws, &st, sql) != 0) { kp_ws_close(&ws); return 1; }
   kp_bind_text(st, 1, name);
   cJSON *arr = cJSON_CreateArray();
-  while (sqlite3_step(st) == SQLITE_ROW) cJSON_AddItemToArray(arr, model_json(&ws, st));
+  while (kp_db_row(st) > 0) cJSON_AddItemToArray(arr, model_json(&ws, st));
   sqlite3_finalize(st);
   kp_ws_close(&ws);
   if (json) {
@@ -329,7 +329,7 @@ static int model_show(int argc, char **argv) {
   cJSON *o = NULL;
   if (kp_db_prepare(&ws, &st, sql) == 0) {
     sqlite3_bind_int64(st, 1, id);
-    if (sqlite3_step(st) == SQLITE_ROW) o = model_json(&ws, st);
+    if (kp_db_row(st) > 0) o = model_json(&ws, st);
     sqlite3_finalize(st);
   }
   kp_ws_close(&ws);

@@ -179,7 +179,7 @@ static int run_submit(int argc, char **argv) {
   if (compute) {
     if (kp_db_prepare(&ws, &st, "SELECT name FROM computes WHERE name=?") != 0) goto out;
     kp_bind_text(st, 1, compute);
-    if (sqlite3_step(st) != SQLITE_ROW) {
+    if (kp_db_row(st) <= 0) {
       kp_err("no compute target named '%s'", compute);
       kp_hint("create it with 'kusari compute create %s --type local --max-nodes 1'", compute);
       goto out;
@@ -188,7 +188,7 @@ static int run_submit(int argc, char **argv) {
   } else {
     if (kp_db_prepare(&ws, &st, "SELECT name FROM computes") != 0) goto out;
     int n = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while (kp_db_row(st) > 0) {
       n++;
       snprintf(comp, sizeof comp, "%s", kp_col_text(st, 0));
     }
@@ -349,13 +349,13 @@ static cJSON *load_run(kp_ws *ws, const char *id) {
   sqlite3_stmt *st;
   if (kp_db_prepare(ws, &st, sql) != 0) return NULL;
   kp_bind_text(st, 1, id);
-  cJSON *o = sqlite3_step(st) == SQLITE_ROW ? run_row_json(st) : NULL;
+  cJSON *o = kp_db_row(st) > 0 ? run_row_json(st) : NULL;
   sqlite3_finalize(st);
   if (!o) return NULL;
   cJSON *tags = cJSON_AddObjectToObject(o, "tags");
   if (kp_db_prepare(ws, &st, "SELECT key, value FROM tags WHERE run_id=? ORDER BY key") == 0) {
     kp_bind_text(st, 1, id);
-    while (sqlite3_step(st) == SQLITE_ROW) cJSON_AddStringToObject(tags, kp_col_text(st, 0), kp_col_text(st, 1));
+    while (kp_db_row(st) > 0) cJSON_AddStringToObject(tags, kp_col_text(st, 0), kp_col_text(st, 1));
     sqlite3_finalize(st);
   }
   cJSON *m = cJSON_AddObjectToObject(o, "metrics");
@@ -363,13 +363,13 @@ static cJSON *load_run(kp_ws *ws, const char *id) {
                     "SELECT name, value, step FROM metrics m WHERE run_id=?1 AND id=(SELECT id FROM metrics x"
                     " WHERE x.run_id=?1 AND x.name=m.name ORDER BY step DESC, id DESC LIMIT 1) ORDER BY name") == 0) {
     kp_bind_text(st, 1, id);
-    while (sqlite3_step(st) == SQLITE_ROW)
+    while (kp_db_row(st) > 0)
       cJSON_AddNumberToObject(m, kp_col_text(st, 0), sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1));
     sqlite3_finalize(st);
   }
   if (kp_db_prepare(ws, &st, "SELECT count(*) FROM files WHERE run_id=?") == 0) {
     kp_bind_text(st, 1, id);
-    if (sqlite3_step(st) == SQLITE_ROW) cJSON_AddNumberToObject(o, "files", sqlite3_column_int(st, 0));
+    if (kp_db_row(st) > 0) cJSON_AddNumberToObject(o, "files", sqlite3_column_int(st, 0));
     sqlite3_finalize(st);
   }
   return o;
@@ -462,10 +462,10 @@ static int run_list(int argc, char **argv) {
   sqlite3_bind_int64(st, 3, lim);
   cJSON *arr = cJSON_CreateArray();
   int r;
-  while ((r = sqlite3_step(st)) == SQLITE_ROW) cJSON_AddItemToArray(arr, run_row_json(st));
+  while ((r = kp_db_row(st)) > 0) cJSON_AddItemToArray(arr, run_row_json(st));
   sqlite3_finalize(st);
   kp_ws_close(&ws);
-  if (r != SQLITE_DONE) { cJSON_Delete(arr); return kp_err("store: cannot list runs"), 1; }
+  if (r != 0) { cJSON_Delete(arr); return 1; }
   if (json) {
     print_json(arr);
   } else {
@@ -490,7 +490,7 @@ static int run_status(kp_ws *ws, const char *id, char *out, size_t n) {
   if (kp_db_prepare(ws, &st, "SELECT status FROM runs WHERE id=?") != 0) return -1;
   kp_bind_text(st, 1, id);
   int rc = -1;
-  if (sqlite3_step(st) == SQLITE_ROW) {
+  if (kp_db_row(st) > 0) {
     snprintf(out, n, "%s", kp_col_text(st, 0));
     rc = 0;
   }
@@ -610,7 +610,7 @@ static int run_files(int argc, char **argv) {
   }
   kp_bind_text(st, 1, pos[0]);
   cJSON *arr = cJSON_CreateArray();
-  while (sqlite3_step(st) == SQLITE_ROW) {
+  while (kp_db_row(st) > 0) {
     if (json) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "path", kp_col_text(st, 0));
@@ -658,7 +658,7 @@ int kp_download_files(kp_ws *ws, sqlite3_stmt *st, const char *to, const char *s
   char root[4096];
   if (!realpath(to, root)) return kp_err("cannot resolve %s: %s", to, strerror(errno));
   int n = 0, r;
-  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((r = kp_db_row(st)) > 0) {
     const char *path = kp_col_text(st, 0);
     const char *rel = path;
     if (strip && !strncmp(path, strip, strlen(strip))) rel = path + strlen(strip);
@@ -671,7 +671,7 @@ int kp_download_files(kp_ws *ws, sqlite3_stmt *st, const char *to, const char *s
     n++;
   }
   if (count) *count = n;
-  return r == SQLITE_DONE ? 0 : kp_err("store: %s", sqlite3_errmsg(ws->db));
+  return r == 0 ? 0 : -1;
 }
 
 static int run_download(int argc, char **argv) {
@@ -742,7 +742,7 @@ static int run_cancel(int argc, char **argv) {
   }
   if (rc == 0 && kp_db_prepare(&ws, &st, "SELECT supervisor_pid, supervisor_start FROM runs WHERE id=?") == 0) {
     kp_bind_text(st, 1, pos[0]);
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    if (kp_db_row(st) > 0) {
       pid_t p = (pid_t)sqlite3_column_int(st, 0);
       if (p > 0 && kp_proc_alive(p, (uint64_t)sqlite3_column_int64(st, 1))) kill(p, SIGUSR1);
     }
@@ -784,7 +784,7 @@ static int run_metrics(int argc, char **argv) {
   if (csv) printf("name,step,timestamp,value\n");
   int n = 0;
   char cur[512] = "";
-  while (sqlite3_step(st) == SQLITE_ROW) {
+  while (kp_db_row(st) > 0) {
     const char *nm = kp_col_text(st, 0);
     long long step = sqlite3_column_int64(st, 1);
     double ts = sqlite3_column_double(st, 2);

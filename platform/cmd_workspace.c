@@ -31,7 +31,7 @@ static int ws_create(int argc, char **argv) {
 static int count(kp_ws *ws, const char *sql) {
   sqlite3_stmt *st;
   if (kp_db_prepare(ws, &st, sql) != 0) return -1;
-  int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+  int n = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : -1;
   sqlite3_finalize(st);
   return n;
 }

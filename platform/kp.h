@@ -76,6 +76,12 @@ int kp_db_prepare(kp_ws *ws, sqlite3_stmt **st, const char *sql);
 int kp_db_begin(kp_ws *ws);      /* BEGIN IMMEDIATE (write lock now) */
 int kp_db_commit(kp_ws *ws);
 void kp_db_rollback(kp_ws *ws);
+/* sqlite3_step of a query: 1 = a row, 0 = done, -1 = error (printed). */
+int kp_db_row(sqlite3_stmt *st);
+/* Store errors seen by this process (kp_db_*); main() turns a command's
+ * success into exit 1 when there were any, so output cut short by a store
+ * error never looks complete. */
+extern int kp_store_errors;
 /* sqlite3_step expecting SQLITE_DONE; returns 0 or -1 (message printed). */
 int kp_db_done(kp_ws *ws, sqlite3_stmt *st);
 /* binds text (NULL binds NULL) */

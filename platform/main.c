@@ -98,5 +98,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc >= 2 && !strcmp(argv[1], "__supervise")) return kp_cmd_supervise(argc - 1, argv + 1);
-  return kp_dispatch("", top_help, top_cmds, argc, argv);
+  int rc = kp_dispatch("", top_help, top_cmds, argc, argv);
+  if (rc == 0 && kp_store_errors) rc = 1;
+  return rc;
 }

@@ -69,9 +69,20 @@ static const char *const migrations[] = {
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == KP_SCHEMA_VERSION, "one migration per version");
 
+int kp_store_errors = 0;
+
+int kp_db_row(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) return 1;
+  if (rc == SQLITE_DONE) return 0;
+  kp_store_errors++;
+  return kp_err("store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+}
+
 int kp_db_exec(kp_ws *ws, const char *sql) {
   char *msg = NULL;
   if (sqlite3_exec(ws->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+    kp_store_errors++;
     kp_err("store %s/kusari.db: %s", ws->root, msg ? msg : sqlite3_errmsg(ws->db));
     sqlite3_free(msg);
     return -1;
@@ -81,6 +92,7 @@ int kp_db_exec(kp_ws *ws, const char *sql) {
 
 int kp_db_prepare(kp_ws *ws, sqlite3_stmt **st, const char *sql) {
   if (sqlite3_prepare_v2(ws->db, sql, -1, st, NULL) != SQLITE_OK) {
+    kp_store_errors++;
     kp_err("store: cannot prepare query: %s", sqlite3_errmsg(ws->db));
     *st = NULL;
     return -1;
@@ -96,7 +108,10 @@ void kp_db_rollback(kp_ws *ws) {
 
 int kp_db_done(kp_ws *ws, sqlite3_stmt *st) {
   int rc = sqlite3_step(st);
-  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return kp_err("store: %s", sqlite3_errmsg(ws->db));
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    kp_store_errors++;
+    return kp_err("store: %s", sqlite3_errmsg(ws->db));
+  }
   return 0;
 }
 
@@ -132,7 +147,32 @@ static int is_workspace(const char *dir) {
   return ok;
 }
 
+/* ---- fault injection (tests only) ---------------------------------------------
+ * KUSARI_FAULT_SQLITE_OOM=N makes every SQLite allocation after the N-th fail
+ * (persistent OOM), so tests can check that each command fails cleanly and
+ * leaves the store consistent, as SQLite's own FAULTSIM does. */
+static sqlite3_mem_methods g_mem;
+static long g_oom_after = -1, g_oom_count;
+
+static void *fault_malloc(int n) { return ++g_oom_count > g_oom_after ? NULL : g_mem.xMalloc(n); }
+static void *fault_realloc(void *p, int n) { return ++g_oom_count > g_oom_after ? NULL : g_mem.xRealloc(p, n); }
+
+static void install_faults(void) {
+  static int done;
+  if (done) return;
+  done = 1;
+  const char *v = getenv("KUSARI_FAULT_SQLITE_OOM");
+  if (!v || !*v) return;
+  g_oom_after = atol(v);
+  if (sqlite3_config(SQLITE_CONFIG_GETMALLOC, &g_mem) != SQLITE_OK) return;
+  sqlite3_mem_methods m = g_mem;
+  m.xMalloc = fault_malloc;
+  m.xRealloc = fault_realloc;
+  if (sqlite3_config(SQLITE_CONFIG_MALLOC, &m) != SQLITE_OK) g_oom_after = -1;
+}
+
 static int open_db(kp_ws *ws) {
+  install_faults();
   char p[4200];
   snprintf(p, sizeof p, "%s/kusari.db", ws->root);
   if (sqlite3_open_v2(p, &ws->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
@@ -147,7 +187,7 @@ static int open_db(kp_ws *ws) {
   if (kp_db_begin(ws) != 0) return -1;
   sqlite3_stmt *st;
   if (kp_db_prepare(ws, &st, "PRAGMA user_version") != 0) { kp_db_rollback(ws); return -1; }
-  int version = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+  int version = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : -1;
   sqlite3_finalize(st);
   if (version < 0) { kp_db_rollback(ws); return kp_err("store %s: cannot read its schema version", p); }
   if (version > KP_SCHEMA_VERSION) {

@@ -126,7 +126,7 @@ int kp_ingest(kp_ws *ws, const char *run_id, int final) {
       kp_db_prepare(ws, &c.count, "SELECT coalesce(max(step)+1, 0) FROM metrics WHERE run_id=? AND name=?") != 0)
     goto out;
   kp_bind_text(off, 1, run_id);
-  if (sqlite3_step(off) != SQLITE_ROW) { kp_err("no run '%s' in the store", run_id); goto out; }
+  if (kp_db_row(off) <= 0) { kp_err("no run '%s' in the store", run_id); goto out; }
   uint64_t offset = (uint64_t)sqlite3_column_int64(off, 0);
   sqlite3_finalize(off);
   off = NULL;
@@ -287,7 +287,7 @@ int kp_reconcile(kp_ws *ws) {
   size_t nd = 0;
   int r;
   double now = kp_now();
-  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((r = kp_db_row(st)) > 0) {
     int has_sup = sqlite3_column_type(st, 1) != SQLITE_NULL;
     pid_t spid = (pid_t)sqlite3_column_int(st, 1);
     uint64_t sstart = (uint64_t)sqlite3_column_int64(st, 2);
@@ -319,7 +319,7 @@ int kp_reconcile(kp_ws *ws) {
     cleanup_run_dir(ws, dead[i].id);
   }
   free(dead);
-  return r == SQLITE_DONE ? 0 : -1;
+  return r == 0 ? 0 : -1;
 }
 
 /* ---- the supervisor ------------------------------------------------------------- */
@@ -344,7 +344,7 @@ static int cancel_requested(sup *s, double *grace) {
   if (kp_db_prepare(&s->ws, &st, "SELECT cancel_requested, cancel_grace FROM runs WHERE id=?") != 0) return 0;
   kp_bind_text(st, 1, s->id);
   int c = 0;
-  if (sqlite3_step(st) == SQLITE_ROW) {
+  if (kp_db_row(st) > 0) {
     c = sqlite3_column_int(st, 0);
     if (grace) *grace = sqlite3_column_double(st, 1);
   }
@@ -369,7 +369,7 @@ static int wait_for_node(sup *s) {
     }
     kp_bind_text(st, 1, s->id);
     int got = -1;
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    if (kp_db_row(st) > 0) {
       int cancel = sqlite3_column_int(st, 0);
       int max = sqlite3_column_type(st, 1) == SQLITE_NULL ? 0 : sqlite3_column_int(st, 1);
       int busy = sqlite3_column_int(st, 2), ahead = sqlite3_column_int(st, 3);
@@ -614,7 +614,7 @@ static int load_run(sup *s) {
     return -1;
   kp_bind_text(st, 1, s->id);
   int rc = -1;
-  if (sqlite3_step(st) == SQLITE_ROW && !strcmp(kp_col_text(st, 7), "Queued")) {
+  if (kp_db_row(st) > 0 && !strcmp(kp_col_text(st, 7), "Queued")) {
     snprintf(s->experiment, sizeof s->experiment, "%s", kp_col_text(st, 0));
     snprintf(s->compute, sizeof s->compute, "%s", kp_col_text(st, 1));
     snprintf(s->entry, sizeof s->entry, "%s", kp_col_text(st, 2));
