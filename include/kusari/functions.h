@@ -4,8 +4,18 @@
  * Semantics and argument conventions follow Chainer's F.*. Each call computes
  * its result at once and, when backprop is enabled and an input needs a
  * gradient, records a node for backward (see kusari/var.h). All return NULL
- * on failure with ks_error_last() set; a NULL input returns NULL.
+ * on failure with ks_error_last() set; a NULL input returns NULL and leaves
+ * the message alone. Errors: KS_ESHAPE for shapes or dtypes that do not fit
+ * (the message names the function and both shapes), KS_EINVAL for bad
+ * values (labels, ratio, reshape target), KS_EUNSUPPORTED when the input's
+ * device has no kernel for the function. Inputs are float32 unless said.
  * Shapes in comments: (N, C) means a 2-d tensor of N rows and C columns.
+ *
+ * Kernels are reached through the input's backend table (kusari/backend.h);
+ * gradients are first-order (backward works on tensors). What each function
+ * keeps for backward: linear, matmul, mul, leaky_relu their inputs; relu,
+ * sigmoid, tanh, softmax, log_softmax their output; softmax_cross_entropy
+ * the softmax (N, C); mean_squared_error x0 - x1; dropout its mask.
  */
 #ifndef KUSARI_FUNCTIONS_H
 #define KUSARI_FUNCTIONS_H
@@ -18,7 +28,9 @@ extern "C" {
 
 /* ---- connection ---------------------------------------------------------- */
 /* y = x W^T + b. x is (N, ...) flattened to (N, in), W is (out, in), b is
- * (out,) or NULL. y is (N, out). */
+ * (out,) or NULL (nobias). y is (N, out). Fused: forward is the bias copied
+ * into y plus one sgemm with beta = 1; backward runs one sgemm for gW, one
+ * for gx and a column sum for gb, each only when that input needs it. */
 ks_var *ks_linear(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b);
 
 /* ---- activations ---------------------------------------------------------- */
@@ -26,23 +38,30 @@ ks_var *ks_relu(ks_ctx *ctx, ks_var *x);
 ks_var *ks_leaky_relu(ks_ctx *ctx, ks_var *x, double slope); /* Chainer default slope 0.2 */
 ks_var *ks_sigmoid(ks_ctx *ctx, ks_var *x);
 ks_var *ks_tanh(ks_ctx *ctx, ks_var *x);
+/* Max-shifted, so logits of 1e3 neither overflow nor give NaN. axis < 0
+ * counts from the end. */
 ks_var *ks_softmax(ks_ctx *ctx, ks_var *x, int axis);      /* Chainer default axis 1 */
-ks_var *ks_log_softmax(ks_ctx *ctx, ks_var *x);           /* over axis 1 of (N, C) */
+ks_var *ks_log_softmax(ks_ctx *ctx, ks_var *x);           /* over axis 1, ndim >= 2 */
 
 /* ---- losses and evaluation -------------------------------------------------- */
 /* x is (N, C) float32 logits, t is (N,) int32 labels; labels equal to
  * ignore_label (Chainer default -1) are skipped; result is the mean over the
- * non-ignored samples (normalize=True), a scalar. Out-of-range labels fail. */
+ * non-ignored samples (normalize=True), a scalar; 0 when all are ignored.
+ * Out-of-range labels fail with KS_EINVAL naming the sample. Fused: one pass
+ * per row forward (log-softmax + NLL), one pass backward. */
 ks_var *ks_softmax_cross_entropy(ks_ctx *ctx, ks_var *x, ks_var *t, int ignore_label);
 /* mean((x0 - x1)^2) over all elements, a scalar. */
 ks_var *ks_mean_squared_error(ks_ctx *ctx, ks_var *x0, ks_var *x1);
 /* Fraction of argmax(y, axis 1) == t among labels != ignore_label (scalar,
- * not differentiable). */
+ * not differentiable: the result is a leaf). y is (N, C), t (N,) int32. The
+ * first maximum wins ties (numpy.argmax); a label outside [0, C) never
+ * matches; 0 when every label is ignored (Chainer). */
 ks_var *ks_accuracy(ks_ctx *ctx, ks_var *y, ks_var *t, int ignore_label);
 
 /* ---- noise ------------------------------------------------------------------ */
 /* In train mode, zeroes each element with probability ratio and scales the
- * rest by 1/(1-ratio) (uses the ctx RNG); identity in test mode. */
+ * rest by 1/(1-ratio) (uses the ctx RNG); backward uses the same mask. In
+ * test mode returns x itself. ratio must be in [0, 1) (KS_EINVAL). */
 ks_var *ks_dropout(ks_ctx *ctx, ks_var *x, double ratio);
 
 /* ---- arithmetic --------------------------------------------------------------- */
@@ -62,7 +81,8 @@ ks_var *ks_matmul(ks_ctx *ctx, ks_var *a, ks_var *b, int trans_a, int trans_b);
 ks_var *ks_reshape(ks_ctx *ctx, ks_var *x, int ndim, const int64_t *shape);
 
 /* ---- reductions ------------------------------------------------------------------- */
-/* axis < 0: over all elements (scalar result); otherwise over that axis. */
+/* axis < 0: over all elements (scalar result); otherwise over that axis,
+ * which the result drops (keepdims=False). */
 ks_var *ks_sum(ks_ctx *ctx, ks_var *x, int axis);
 ks_var *ks_mean(ks_ctx *ctx, ks_var *x, int axis);
 
