@@ -171,10 +171,30 @@ static void test_errors__null_propagates(void **state) {
   ks_ctx_free(ctx);
 }
 
+/* Functions reach kernels only through the input's backend table: a device
+ * without a table is reported, not crashed on (no CUDA table is built in). */
+static void test_errors__device_without_backend(void **state) {
+  ks_ctx *ctx = ks_ctx_new();
+  ks_tensor *t = ks_ctx_tensor_zeros(ctx, KS_F32, 2, (int64_t[]){2, 3});
+  t->device = (ks_device){KS_DEVICE_CUDA, 0};
+  ks_var *x = ks_var_new(ctx, t, 1);
+  ks_var *l = ks_var_new(ctx, ks_ctx_tensor_zeros(ctx, KS_I32, 1, (int64_t[]){2}), 0);
+  assert_null(ks_relu(ctx, x));
+  tu_assert_error(KS_EUNSUPPORTED, "ks_relu", "device");
+  assert_null(ks_linear(ctx, x, x, NULL));
+  tu_assert_error(KS_EUNSUPPORTED, "ks_linear");
+  assert_null(ks_softmax_cross_entropy(ctx, x, l, -1));
+  tu_assert_error(KS_EUNSUPPORTED, "ks_softmax_cross_entropy");
+  assert_null(ks_sum(ctx, x, -1));
+  tu_assert_error(KS_EUNSUPPORTED, "ks_sum");
+  ks_ctx_free(ctx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_errors__table),
     cmocka_unit_test(test_errors__null_propagates),
+    cmocka_unit_test(test_errors__device_without_backend),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
