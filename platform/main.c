@@ -24,6 +24,14 @@ static const char top_help[] =
   "config.json in the current directory or a parent, else the default\n"
   "workspace under $XDG_DATA_HOME/kusari (or ~/.local/share/kusari).\n"
   "\n"
+  "Example:\n"
+  "  kusari compute create cpu --type local --max-nodes 2\n"
+  "  RUN=$(kusari run submit --experiment mnist --source examples/mnist \\\n"
+  "          --entry train_mnist --env examples/mnist/kusari-env.json -- --epochs 10 | tail -1)\n"
+  "  kusari run wait $RUN --show-output\n"
+  "  kusari run metrics $RUN\n"
+  "  kusari model register --run $RUN --name chainer-dnn-mnist --path outputs/model.npz\n"
+  "\n"
   "Run 'kusari COMMAND --help' for a command's options.\n";
 
 static const kp_cmd top_cmds[] = {
