@@ -88,9 +88,41 @@ if [ -n "$ENTRY_BIN" ]; then
   assert_eq "uploaded content" "$(cat "$T/dl3/plots/uploaded.txt")" "ks_run_upload_file stores the file in the run's history"
 fi
 
+# --- a C program compiled by the environment's build, against libkusari ----------
+if [ -n "${KUSARI_STATIC_LIB:-}" ] && command -v cc >/dev/null; then
+  mkdir -p "$T/csrc"
+  cat > "$T/csrc/train.c" <<'C'
+#include <kusari/run.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+  ks_run *run = ks_run_current();
+  for (int epoch = 1; epoch <= 3; epoch++) {
+    printf("epoch %d\n", epoch);
+    ks_run_log(run, "Accuracy", 0.8 + epoch / 100.0);
+  }
+  ks_run_log(run, "Epochs", 3);
+  ks_run_tag(run, "lang", "c");
+  FILE *f = fopen("outputs/model.npz", "w");
+  if (!f) return 1;
+  fputs("npz", f);
+  fclose(f);
+  return argc > 1;
+}
+C
+  printf 'train: train.c\n\tcc $(KUSARI_TEST_CFLAGS) -o train train.c -I$(KUSARI_INCLUDE_DIR) $(KUSARI_STATIC_LIB) $(shell pkg-config --libs openblas libzip zlib) -lm\n' > "$T/csrc/Makefile"
+  printf '{"debian_packages": ["make", "pkg-config"], "build": "make"}\n' > "$T/csrc/env.json"
+  idc="$(submit --experiment cbuild --source "$T/csrc" --entry train --env "$T/csrc/env.json")"
+  out="$($K run wait "$idc" --show-output 2>&1)"; rc=$?
+  assert_eq 0 $rc "C program built in Preparing and run ($(echo "$out" | tail -1))"
+  assert_contains "$out" "epoch 3" "its output streamed"
+  j="$(run_ok $K run show "$idc" --json)"
+  assert_eq "0.83 3 c miss" "$(jget "$j" '"%g %g %s %s" % (j["metrics"]["Accuracy"], j["metrics"]["Epochs"], j["tags"]["lang"], j["build_cache"])')" "its metrics, tag and build"
+  assert_contains "$(run_ok $K run files "$idc")" "outputs/model.npz" "its model file stored"
+fi
+
 # --- list filters ---------------------------------------------------------------
 l="$(run_ok $K run list --json)"
-assert_eq 3 "$(jget "$l" 'len(j)')" "run list"
+assert_eq "$(sqlite3 "$WS/kusari.db" 'SELECT count(*) FROM runs')" "$(jget "$l" 'len(j)')" "run list"
 assert_eq "$id2" "$(jget "$(run_ok $K run list --experiment py-exp --json)" 'j[0]["id"]')" "run list --experiment"
 assert_eq 0 "$(jget "$(run_ok $K run list --status Failed --json)" 'len(j)')" "run list --status"
 assert_contains "$(run_ok $K run list)" "shell-exp_1" "run list text"
