@@ -78,9 +78,15 @@ void ks_var_param_init(ks_var *v, ks_tensor *data, ks_tensor *grad, const char *
 void ks_var_cleargrad(ks_var *v);
 
 /* ---- backward ------------------------------------------------------------------ */
-/* Runs backprop from 'loss'. Its gradient is initialized to ones (a scalar
- * loss gets 1). Returns KS_OK or an error code. */
+/* Runs backprop from 'loss'. A one-element loss without a gradient starts
+ * from 1; a larger loss needs loss->grad set by the caller (KS_EINVAL
+ * otherwise), as in Chainer. Gradients reach leaves and parameters; those of
+ * intermediate variables are dropped once propagated (retain_grad=False), so
+ * a second backward through the same graph counts nothing twice. */
 int ks_backward(ks_ctx *ctx, ks_var *loss);
+/* ks_backward with Chainer's retain_grad: nonzero keeps the gradients of
+ * intermediate variables (for inspection; a second backward then adds to them). */
+int ks_backward_ex(ks_ctx *ctx, ks_var *loss, int retain_grad);
 
 /* ---- defining functions (used by src/functions, and by users adding ops) ------ */
 #define KS_NODE_MAX_IN  4

@@ -156,7 +156,7 @@ static void accumulate(ks_var *v, ks_tensor *g) {
   const ks_backend_ops *be = ks_backend_for(g);
   if (v->is_param) {
     if (!v->grad_valid) {
-      memcpy(v->grad->data, g->data, ks_tensor_nbytes(g));
+      be->copy(v->grad->data, g->data, ks_tensor_nbytes(g));
       v->grad_valid = 1;
     } else {
       be->axpy(g->size, 1.0f, ks_tensor_f32(g), ks_tensor_f32(v->grad));
@@ -168,17 +168,35 @@ static void accumulate(ks_var *v, ks_tensor *g) {
   }
 }
 
+/* A parameter whose gradient is not valid yet can receive gx directly in its
+ * persistent grad tensor (saves one copy per parameter per step), unless the
+ * same parameter is another input of the same node (the two gx would alias). */
+static int param_takes_gx_directly(const ks_node *nd, int i) {
+  const ks_var *v = nd->in[i];
+  if (!v->is_param || v->grad_valid || !v->grad) return 0;
+  for (int j = 0; j < nd->n_in; j++)
+    if (j != i && nd->in[j] == v) return 0;
+  return 1;
+}
+
 static int cmp_generation_desc(const void *a, const void *b) {
   const ks_node *x = *(ks_node *const *)a, *y = *(ks_node *const *)b;
   if (x->generation != y->generation) return x->generation < y->generation ? 1 : -1;
   return 0;
 }
 
-int ks_backward(ks_ctx *ctx, ks_var *loss) {
+int ks_backward(ks_ctx *ctx, ks_var *loss) { return ks_backward_ex(ctx, loss, 0); }
+
+int ks_backward_ex(ks_ctx *ctx, ks_var *loss, int retain_grad) {
   if (!loss) return ks_error_set(KS_EINVAL, "ks_backward: loss is NULL (did the forward pass fail? %s)",
                                  ks_error_last());
   if (loss->data->dtype != KS_F32) return ks_error_set(KS_EINVAL, "ks_backward: loss must be float32");
   if (!loss->grad) {
+    if (loss->data->size != 1)
+      return ks_error_set(KS_EINVAL,
+                          "ks_backward: the loss has %lld elements; set loss->grad first "
+                          "(only a one-element loss gets an initial gradient of 1, as in Chainer)",
+                          (long long)loss->data->size);
     ks_tensor *g = ks_ctx_tensor(ctx, KS_F32, loss->data->ndim, loss->data->shape);
     if (!g) return ks_error_last_code();
     ks_backend_for(g)->fill(g->size, 1.0f, ks_tensor_f32(g));
@@ -233,15 +251,29 @@ int ks_backward(ks_ctx *ctx, ks_var *loss) {
       if (!gy[j]) return ks_error_last_code();
     }
     if (!any) continue; /* nothing flows through this node */
+    int direct[KS_NODE_MAX_IN] = {0};
     for (int i = 0; i < nd->n_in; i++) {
       if (!var_needs_grad(nd->in[i])) continue;
+      if (param_takes_gx_directly(nd, i)) {
+        gx[i] = nd->in[i]->grad;
+        direct[i] = 1;
+        continue;
+      }
       gx[i] = ks_ctx_tensor_like(ctx, nd->in[i]->data);
       if (!gx[i]) return ks_error_last_code();
     }
     int rc = nd->type->backward(ctx, nd, gy, gx);
     if (rc != KS_OK) return rc;
-    for (int i = 0; i < nd->n_in; i++)
-      if (gx[i]) accumulate(nd->in[i], gx[i]);
+    for (int i = 0; i < nd->n_in; i++) {
+      if (direct[i]) nd->in[i]->grad_valid = 1;
+      else if (gx[i]) accumulate(nd->in[i], gx[i]);
+    }
+    /* Chainer's retain_grad=False: an intermediate variable's gradient is
+     * dropped once it has been propagated, so a second backward through the
+     * same graph does not count it again. The loss keeps its gradient. */
+    if (!retain_grad)
+      for (int j = 0; j < nd->n_out; j++)
+        if (nd->out[j] != loss) nd->out[j]->grad = NULL;
   }
   return KS_OK;
 }

@@ -51,7 +51,7 @@ static void test_graph__diamond(void **state) {
   ks_var *h = ks_scale(ctx, x, 3.0);
   ks_var *y = ks_sum(ctx, ks_mul(ctx, ks_sigmoid(ctx, h), ks_tanh(ctx, h)), -1);
   TU_NONNULL(y);
-  TU_OK(ks_backward(ctx, y));
+  TU_OK(ks_backward_ex(ctx, y, 1)); /* retain_grad: h->grad is inspected below */
   double want[4], ysum = 0;
   for (int i = 0; i < 4; i++) {
     double hv = 3.0 * xv[i], s = 1 / (1 + exp(-hv)), t = tanh(hv);
@@ -63,6 +63,26 @@ static void test_graph__diamond(void **state) {
   /* the intermediate h got the sum of both branches' gradients */
   assert_non_null(h->grad);
   for (int i = 0; i < 4; i++) assert_float_equal(ks_tensor_f32(h->grad)[i], want[i] / 3.0, 1e-5);
+  ks_ctx_free(ctx);
+}
+
+/* Two backwards through one graph: x = 1, h = 2x, l1 = sum(h), l2 = sum(3h).
+ * backward(l1) then backward(l2) accumulates dl1/dx + dl2/dx = 2 + 6 = 8 in x
+ * (Chainer); h's gradient from the first pass must not be counted again. */
+static void test_graph__second_backward_counts_once(void **state) {
+  ks_ctx *ctx = ks_ctx_new();
+  ks_var *x = leaf(ctx, 1, (int64_t[]){2}, (float[]){1, 1}, 1);
+  ks_var *h = ks_scale(ctx, x, 2.0);
+  ks_var *l1 = ks_sum(ctx, h, -1);
+  ks_var *l2 = ks_sum(ctx, ks_scale(ctx, h, 3.0), -1);
+  TU_OK(ks_backward(ctx, l1));
+  TU_OK(ks_backward(ctx, l2));
+  assert_float_equal(ks_tensor_f32(x->grad)[0], 8.0f, 1e-6);
+  assert_float_equal(ks_tensor_f32(x->grad)[1], 8.0f, 1e-6);
+  assert_null(h->grad);
+  /* a non-scalar loss needs its gradient set explicitly */
+  assert_int_equal(ks_backward(ctx, h), KS_EINVAL);
+  assert_non_null(strstr(ks_error_last(), "set loss->grad"));
   ks_ctx_free(ctx);
 }
 
@@ -361,6 +381,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_graph__variable_used_twice),
     cmocka_unit_test(test_graph__diamond),
+    cmocka_unit_test(test_graph__second_backward_counts_once),
     cmocka_unit_test(test_graph__no_backprop_mode),
     cmocka_unit_test(test_graph__only_needed_gradients),
     cmocka_unit_test(test_graph__linear_params),
