@@ -52,6 +52,9 @@ run_ok() {
   printf '%s' "$out"
 }
 
+# sql QUERY: a query on the workspace's store, waiting for locks like kusari does
+sql() { sqlite3 -cmd ".timeout 10000" "$WS/kusari.db" "$@"; }
+
 # jq-like field access with python3: jget JSON EXPR (EXPR uses variable j)
 jget() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
 

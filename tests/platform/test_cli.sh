@@ -28,8 +28,8 @@ assert_contains "$($K --version)" "kusari 0.1.0" "--version"
 out="$(run_ok $K workspace show --json)"
 assert_eq "$WS" "$(jget "$out" 'j["path"]')" "workspace show names the workspace"
 assert_eq 1 "$(jget "$out" 'j["schema_version"]')" "schema version 1"
-assert_eq "wal" "$(sqlite3 "$WS/kusari.db" 'PRAGMA journal_mode')" "store is in WAL mode"
-assert_eq 1 "$(sqlite3 "$WS/kusari.db" 'PRAGMA user_version')" "user_version = schema version"
+assert_eq "wal" "$(sql 'PRAGMA journal_mode')" "store is in WAL mode"
+assert_eq 1 "$(sql 'PRAGMA user_version')" "user_version = schema version"
 run_ok $K workspace create "$WS" >/dev/null   # idempotent
 ok "workspace create is idempotent"
 # found from a config.json in a parent directory
@@ -48,11 +48,11 @@ mkdir -p "$T/other"; echo '{"foo": 1}' > "$T/other/config.json"
 expect_fail "not a kusari workspace" $K workspace create "$T/other"
 # a migration from an older (empty, version 0) store
 rm -rf "$T/ws3"; mkdir -p "$T/ws3"; echo '{"kusari_workspace": true, "name": "old", "schema_version": 0}' > "$T/ws3/config.json"
-sqlite3 "$T/ws3/kusari.db" 'PRAGMA user_version=0; CREATE TABLE IF NOT EXISTS dummy(x);'
+sqlite3 -cmd ".timeout 10000" "$T/ws3/kusari.db" 'PRAGMA user_version=0; CREATE TABLE IF NOT EXISTS dummy(x);'
 run_ok $K --workspace "$T/ws3" workspace show >/dev/null
-assert_eq 1 "$(sqlite3 "$T/ws3/kusari.db" 'PRAGMA user_version')" "old store migrated to version 1"
+assert_eq 1 "$(sqlite3 -cmd ".timeout 10000" "$T/ws3/kusari.db" 'PRAGMA user_version')" "old store migrated to version 1"
 assert_contains "$(cat "$T/ws3/config.json")" '"schema_version":	1' "config.json schema_version updated"
-sqlite3 "$T/ws3/kusari.db" 'PRAGMA user_version=99'
+sqlite3 -cmd ".timeout 10000" "$T/ws3/kusari.db" 'PRAGMA user_version=99'
 expect_fail "newer than this kusari" $K --workspace "$T/ws3" workspace show
 
 # compute

@@ -37,11 +37,11 @@ done
 overlap="$(sort -k2 -n "$LOG" | awk '$1=="start"{n++; if(n>m)m=n} $1=="end"{n--} END{print m}')"
 assert_eq 2 "$overlap" "never more than 2 entries running at once (entry timeline)"
 assert_eq 12 "$(wc -l < "$LOG")" "all 6 runs started and ended"
-assert_eq 6 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM runs WHERE status='Completed'")" "6 runs completed"
+assert_eq 6 "$(sql "SELECT count(*) FROM runs WHERE status='Completed'")" "6 runs completed"
 # FIFO: queued runs take a node in submission order; runs that got free nodes
 # at the same moment may claim them in either order, so a run's place in
 # claim order is within max-nodes - 1 = 1 of its place in submission order
-order="$(sqlite3 "$WS/kusari.db" "SELECT seq FROM runs ORDER BY prepared, seq" | xargs)"
+order="$(sql "SELECT seq FROM runs ORDER BY prepared, seq" | xargs)"
 far="$(echo $order | awk '{for(i=1;i<=NF;i++){d=$i-i; if(d<0)d=-d; if(d>1)bad=1}} END{print bad+0}')"
 assert_eq 0 "$far" "queued runs take a node in submission order (claim order: $order)"
 
@@ -60,5 +60,5 @@ out="$($K run wait "$id" --show-output)"
 assert_eq 0 "$errs" "concurrent readers never failed"
 assert_not_contains "$(cat "$T/readers.err")" "locked" "no 'database is locked'"
 assert_not_contains "$out" "LOG FAILED" "every kusari log call succeeded"
-assert_eq "320 0 319 320" "$(sqlite3 "$WS/kusari.db" "SELECT count(*), min(step), max(step), count(DISTINCT step) FROM metrics WHERE run_id='$id'" | tr '|' ' ')" "320 values from 8 processes, steps 0..319 each once"
+assert_eq "320 0 319 320" "$(sql "SELECT count(*), min(step), max(step), count(DISTINCT step) FROM metrics WHERE run_id='$id'" | tr '|' ' ')" "320 values from 8 processes, steps 0..319 each once"
 finish

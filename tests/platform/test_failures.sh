@@ -72,7 +72,7 @@ assert_eq 1 $rc "run wait exits 1 after kill -9 of the entry"
 assert_contains "$err" "killed by signal 9 (SIGKILL)" "wait says the entry was killed"
 j="$(run_ok $K run show "$id" --json)"
 assert_eq "Failed 9" "$(jget "$j" 'j["status"] + " " + str(j["signal"])')" "killed entry: Failed with signal 9"
-assert_eq 5000 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM metrics WHERE run_id='$id' AND name='loss'")" "all 5000 metrics logged before kill -9 kept"
+assert_eq 5000 "$(sql "SELECT count(*) FROM metrics WHERE run_id='$id' AND name='loss'")" "all 5000 metrics logged before kill -9 kept"
 assert_eq c "$(jget "$j" 'j["tags"]["entry"]')" "tag logged before kill -9 kept"
 assert_contains "$(run_ok $K run files "$id")" "logs/std_log.txt" "logs of the killed run kept"
 
@@ -80,7 +80,7 @@ assert_contains "$(run_ok $K run files "$id")" "logs/std_log.txt" "logs of the k
 id="$(submit --experiment f --source "$T/src" --entry entry --compute cpu -- --n 3000 --marker "$T/m.sup" --sleep 60)"
 wait_file "$T/m.sup"
 epid="$(cat "$T/m.sup")"
-spid="$(sqlite3 "$WS/kusari.db" "SELECT supervisor_pid FROM runs WHERE id='$id'")"
+spid="$(sql "SELECT supervisor_pid FROM runs WHERE id='$id'")"
 kill -9 "$spid"
 # the store still says Running until someone looks; any kusari command reconciles
 err="$($K run wait "$id" --timeout 30 2>&1 >/dev/null)"; rc=$?
@@ -88,9 +88,9 @@ assert_eq 1 $rc "run wait exits 1 after kill -9 of the supervisor"
 j="$(run_ok $K run show "$id" --json)"
 assert_eq Failed "$(jget "$j" 'j["status"]')" "dead supervisor: run reconciled to Failed"
 assert_contains "$(jget "$j" 'j["error"]')" "supervisor (pid $spid) died" "error says the supervisor died"
-assert_eq 3000 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM metrics WHERE run_id='$id' AND name='loss'")" "all 3000 metrics logged before the supervisor died kept"
+assert_eq 3000 "$(sql "SELECT count(*) FROM metrics WHERE run_id='$id' AND name='loss'")" "all 3000 metrics logged before the supervisor died kept"
 st="$(awk '{print $3}' /proc/$epid/stat 2>/dev/null)"
 case "$st" in ""|Z|X) ok "orphaned entry was stopped";; *) fail "orphaned entry $epid still alive (state $st)";; esac
 # nothing else is left active
-assert_eq 0 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM runs WHERE status NOT IN ('Completed','Failed','Canceled')")" "no run left active"
+assert_eq 0 "$(sql "SELECT count(*) FROM runs WHERE status NOT IN ('Completed','Failed','Canceled')")" "no run left active"
 finish

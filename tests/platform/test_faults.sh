@@ -28,28 +28,28 @@ sweep() {
 }
 
 sweep $K model register --run "$id" --name fm --path outputs/model.npz --tag a=b
-assert_eq 1 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM models WHERE name='fm'")" "only the successful registration recorded"
-assert_eq 1 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM model_files f JOIN models m ON m.id=f.model_id WHERE m.name='fm'")" "its file recorded once"
+assert_eq 1 "$(sql "SELECT count(*) FROM models WHERE name='fm'")" "only the successful registration recorded"
+assert_eq 1 "$(sql "SELECT count(*) FROM model_files f JOIN models m ON m.id=f.model_id WHERE m.name='fm'")" "its file recorded once"
 sweep $K compute create c2 --max-nodes 3
-assert_eq 1 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM computes WHERE name='c2'")" "compute created once"
+assert_eq 1 "$(sql "SELECT count(*) FROM computes WHERE name='c2'")" "compute created once"
 sweep $K run show "$id" --json
 sweep $K run list --json
 sweep $K run metrics "$id" --csv
 sweep $K model show fm:1
-before="$(sqlite3 "$WS/kusari.db" 'SELECT count(*) FROM runs')"
+before="$(sql 'SELECT count(*) FROM runs')"
 # submissions: the supervisor inherits the fault too, so its run may fail,
 # but it must end (Failed or Completed), never hang
 STEP=60 sweep $K run submit --experiment fs --source "$T/src" --entry t.sh --compute cpu
-for r in $(sqlite3 "$WS/kusari.db" "SELECT id FROM runs WHERE id LIKE 'fs_%'"); do
+for r in $(sql "SELECT id FROM runs WHERE id LIKE 'fs_%'"); do
   $K run wait "$r" --timeout 90 >/dev/null 2>&1
-  st="$(sqlite3 "$WS/kusari.db" "SELECT status FROM runs WHERE id='$r'")"
+  st="$(sql "SELECT status FROM runs WHERE id='$r'")"
   case "$st" in Completed|Failed) ;; *) fail "run $r left in state $st";; esac
 done
 ok "every submitted run ended"
-assert_eq 0 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM runs WHERE id LIKE 'fs_%' AND status='Failed' AND (error IS NULL OR error='')")" "every failed run says why"
+assert_eq 0 "$(sql "SELECT count(*) FROM runs WHERE id LIKE 'fs_%' AND status='Failed' AND (error IS NULL OR error='')")" "every failed run says why"
 id2="$(submit --experiment fs --source "$T/src" --entry t.sh --compute cpu)"
 run_ok $K run wait "$id2" >/dev/null
 ok "the workspace works normally after the faults"
-assert_eq ok "$(sqlite3 "$WS/kusari.db" 'PRAGMA integrity_check')" "store integrity after all faults"
-assert_eq 1 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM metrics WHERE run_id='$id'")" "earlier metrics untouched"
+assert_eq ok "$(sql 'PRAGMA integrity_check')" "store integrity after all faults"
+assert_eq 1 "$(sql "SELECT count(*) FROM metrics WHERE run_id='$id'")" "earlier metrics untouched"
 finish

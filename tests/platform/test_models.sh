@@ -48,5 +48,5 @@ expect_fail "say which version to delete" $K model delete other
 expect_fail "must be a positive integer" $K model show other:zero
 expect_fail "has no version 7" $K model delete other:7
 expect_fail "no model named 'ghost'" $K model download ghost
-assert_eq 4 "$(sqlite3 "$WS/kusari.db" 'SELECT count(*) FROM models')" "failed registrations record nothing"
+assert_eq 4 "$(sql 'SELECT count(*) FROM models')" "failed registrations record nothing"
 finish

@@ -79,10 +79,10 @@ if [ -n "$ENTRY_BIN" ]; then
   id3="$(submit --experiment c-exp --source "$T/c" --entry entry -- --n 100000 --upload "$T/up.txt")"
   out="$($K run wait "$id3" --show-output)"
   assert_contains "$out" "offline=0" "C entry is connected"
-  assert_eq 100000 "$(sqlite3 "$WS/kusari.db" "SELECT count(*) FROM metrics WHERE run_id='$id3' AND name='loss'")" "all 100,000 ks_run_log values stored"
-  assert_eq "99999 99999" "$(sqlite3 "$WS/kusari.db" "SELECT max(step), max(value) FROM metrics WHERE run_id='$id3' AND name='loss'" | tr '|' ' ' | sed 's/\.0//g')" "steps and values in order"
-  assert_eq "7 0.5" "$(sqlite3 "$WS/kusari.db" "SELECT step, value FROM metrics WHERE run_id='$id3' AND name='Accuracy'" | tr '|' ' ')" "explicit step"
-  assert_eq "0 1 2" "$(sqlite3 "$WS/kusari.db" "SELECT step FROM metrics WHERE run_id='$id3' AND name='curve' ORDER BY step" | xargs)" "log_list"
+  assert_eq 100000 "$(sql "SELECT count(*) FROM metrics WHERE run_id='$id3' AND name='loss'")" "all 100,000 ks_run_log values stored"
+  assert_eq "99999 99999" "$(sql "SELECT max(step), max(value) FROM metrics WHERE run_id='$id3' AND name='loss'" | tr '|' ' ' | sed 's/\.0//g')" "steps and values in order"
+  assert_eq "7 0.5" "$(sql "SELECT step, value FROM metrics WHERE run_id='$id3' AND name='Accuracy'" | tr '|' ' ')" "explicit step"
+  assert_eq "0 1 2" "$(sql "SELECT step FROM metrics WHERE run_id='$id3' AND name='curve' ORDER BY step" | xargs)" "log_list"
   echo "$out" | grep "logged 100000"
   run_ok $K run download "$id3" plots --to "$T/dl3" >/dev/null
   assert_eq "uploaded content" "$(cat "$T/dl3/plots/uploaded.txt")" "ks_run_upload_file stores the file in the run's history"
@@ -122,7 +122,7 @@ fi
 
 # --- list filters ---------------------------------------------------------------
 l="$(run_ok $K run list --json)"
-assert_eq "$(sqlite3 "$WS/kusari.db" 'SELECT count(*) FROM runs')" "$(jget "$l" 'len(j)')" "run list"
+assert_eq "$(sql 'SELECT count(*) FROM runs')" "$(jget "$l" 'len(j)')" "run list"
 assert_eq "$id2" "$(jget "$(run_ok $K run list --experiment py-exp --json)" 'j[0]["id"]')" "run list --experiment"
 assert_eq 0 "$(jget "$(run_ok $K run list --status Failed --json)" 'len(j)')" "run list --status"
 assert_contains "$(run_ok $K run list)" "shell-exp_1" "run list text"
@@ -171,7 +171,7 @@ assert_contains "$out" "1 files" "the workspace inside the source is left out of
 run_ok $K --workspace "$T/inner/ws" run wait "$(echo "$out" | tail -1)" >/dev/null
 
 # --- bad submissions: nothing recorded -------------------------------------------
-before="$(sqlite3 "$WS/kusari.db" 'SELECT count(*) FROM runs')"
+before="$(sql 'SELECT count(*) FROM runs')"
 expect_fail "missing --experiment" $K run submit --source "$T/sh" --entry train.sh
 expect_fail "missing --entry" $K run submit --experiment x --source "$T/sh"
 expect_fail "is not a file in the source directory" $K run submit --experiment x --source "$T/sh" --entry nope.sh
@@ -188,7 +188,7 @@ expect_fail "--tag 'novalue' must look like key=value" $K run submit --experimen
 # size limit
 mkdir -p "$T/huge"; head -c 2100000 /dev/zero > "$T/huge/data.bin"; echo 'echo hi' > "$T/huge/t.sh"
 expect_fail "over the snapshot size limit of 1.0 MB" $K run submit --experiment x --source "$T/huge" --entry t.sh --snapshot-limit-mb 1
-assert_eq "$before" "$(sqlite3 "$WS/kusari.db" 'SELECT count(*) FROM runs')" "failed submissions record nothing"
+assert_eq "$before" "$(sql 'SELECT count(*) FROM runs')" "failed submissions record nothing"
 expect_fail "no run with id 'nope_1'" $K run show nope_1
 expect_fail "no run with id 'nope_1'" $K run wait nope_1
 expect_fail "no run with id 'nope_1'" $K run files nope_1
