@@ -120,6 +120,13 @@ static inline const ks_backend_ops *ks_backend_for(const ks_tensor *t) {
 }
 /* Number of threads of the CPU kernels (OpenBLAS and our own loops). */
 void ks_set_num_threads(int n);
+/* Name of the BLAS kernel set in use ("SkylakeX", "Haswell", "Prescott", ...). */
+const char *ks_blas_corename(void);
+/* When OpenBLAS did not recognise this CPU and fell back to generic kernels,
+ * the OPENBLAS_CORETYPE value that selects fast ones ("SkylakeX", "Haswell"),
+ * else NULL. The variable must be set before the program starts (kusari's run
+ * supervisor sets it for entries; examples print a hint). */
+const char *ks_blas_suggested_coretype(void);
 int ks_get_num_threads(void);
 
 #ifdef __cplusplus

@@ -19,6 +19,13 @@
 #include "kusari/var.h"
 #include "kusari/backend.h"
 #include "kusari/functions.h"
+#include "kusari/gradient_check.h"
+#include "kusari/initializers.h"
+#include "kusari/link.h"
+#include "kusari/optimizer.h"
+#include "kusari/serializers.h"
+#include "kusari/datasets.h"
+#include "kusari/iterator.h"
 #include "kusari/run.h"
 
 #endif

@@ -10,6 +10,7 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static void *cpu_alloc(size_t bytes) {
   return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
@@ -86,3 +87,33 @@ const ks_backend_ops *ks_backend_for_device(ks_device dev) {
 
 void ks_set_num_threads(int n) { ks_cpu_backend.set_threads(n); }
 int ks_get_num_threads(void) { return ks_cpu_backend.get_threads(); }
+
+/* ---------------------------------------------------------------------------- */
+/* Which kernel set OpenBLAS chose. A DYNAMIC_ARCH OpenBLAS picks kernels by
+ * CPU model number; one older than the CPU (Debian 12's 0.3.21 on Sapphire or
+ * Emerald Rapids, say) falls back to generic SSE3 kernels ("Prescott"), several
+ * times slower. The choice is made when the library loads, so it cannot be
+ * changed from here; we only say which OPENBLAS_CORETYPE would fix it. */
+
+const char *ks_blas_corename(void) { return openblas_get_corename(); }
+
+static int core_is_generic(const char *name) {
+  static const char *const generic[] = {"prescott", "core2", "penryn", "dunnington", "nehalem",
+                                        "atom", "katmai", "coppermine", "northwood", "banias",
+                                        "unknown", NULL};
+  for (int i = 0; generic[i]; i++)
+    if (strcasecmp(name, generic[i]) == 0) return 1;
+  return 0;
+}
+
+const char *ks_blas_suggested_coretype(void) {
+  const char *core = openblas_get_corename();
+  if (!core || !core_is_generic(core)) return NULL;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  if (__builtin_cpu_supports("avx")) return "SandyBridge";
+  return NULL;
+}
