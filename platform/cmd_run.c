@@ -582,11 +582,26 @@ static int run_logs(int argc, char **argv) {
   char rd[4400], p[4600];
   kp_run_dir(&ws, pos[0], rd, sizeof rd);
   snprintf(p, sizeof p, "%s/logs/%s", rd, build ? "build.log" : "std_log.txt");
+  struct stat st;
   if (f && !build) {
     follow(&ws, pos[0], 1, 0, 0);
-  } else {
+  } else if (stat(p, &st) == 0) {
     long off = 0;
     pump(p, &off);
+  } else {
+    /* the live copy is gone (runs/ is only a cache): print the stored one */
+    sqlite3_stmt *q;
+    if (kp_db_prepare(&ws, &q, "SELECT sha256 FROM files WHERE run_id=? AND path=?") == 0) {
+      kp_bind_text(q, 1, pos[0]);
+      kp_bind_text(q, 2, build ? "logs/build.log" : "logs/std_log.txt");
+      if (kp_db_row(q) > 0) {
+        char bp[4400];
+        long off = 0;
+        kp_blob_path(&ws, kp_col_text(q, 0), bp, sizeof bp);
+        pump(bp, &off);
+      }
+      sqlite3_finalize(q);
+    }
   }
   kp_ws_close(&ws);
   return 0;

@@ -55,6 +55,8 @@ assert_eq x "$(cat "$T/dl2/outputs/sub/extra.txt")" "download a folder prefix"
 expect_fail "has no file or folder 'outputs/nope'" $K run download "$id" outputs/nope
 assert_contains "$(run_ok $K run logs "$id")" "args: --epochs 3" "run logs"
 assert_contains "$(run_ok $K run logs "$id" -f)" "to stderr" "run logs -f on an ended run"
+rm -rf "$WS/runs/$id"
+assert_contains "$(run_ok $K run logs "$id")" "args: --epochs 3" "run logs from the store when runs/ is gone"
 # blobs are content addressed: the file's sha256 names its blob
 sha="$(sha256sum "$T/dl/outputs/model.npz" | cut -d' ' -f1)"
 test -f "$WS/blobs/${sha:0:2}/${sha:2}" && ok "blob stored under its sha256" || fail "blob $sha missing"
