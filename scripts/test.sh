@@ -15,10 +15,9 @@ echo "== tests =="
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   echo "== build (ASan + UBSan, -Werror) =="
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKUSARI_WERROR=ON -DKUSARI_SANITIZE=ON \
-        -DKUSARI_EXAMPLES=OFF >/dev/null
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKUSARI_WERROR=ON -DKUSARI_SANITIZE=ON >/dev/null
   cmake --build build-asan -j"$JOBS"
-  echo "== unit tests under ASan + UBSan =="
+  echo "== unit and platform tests under ASan + UBSan =="
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$JOBS" -L unit)
+     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$JOBS" -L 'unit|platform')
 fi

@@ -1,0 +1,182 @@
+/*
+ * bench/bench_mlp.c — kusari's side of the MLP benchmark.
+ *
+ * Trains exactly what the peers in bench/peers/ train (784-U-U-10 MLP, ReLU,
+ * softmax cross entropy, MomentumSGD lr=0.01 momentum=0.9, shuffled batches of
+ * Fashion-MNIST's 60000 training images) for a few epochs and prints one JSON
+ * line in the peers' format: seconds per epoch, median, peak RSS, final loss,
+ * test accuracy — plus the GEMM work per epoch and the fraction of this
+ * machine's sgemm rate (measured here on a large square product with the same
+ * thread count) that the training step achieves.
+ *
+ *   bench_mlp --unit 100 --batch 128 --epochs 3 --threads 1 [--data DIR]
+ */
+#include <kusari/kusari.h>
+
+#include <cblas.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void die(const char *what) {
+  fprintf(stderr, "bench_mlp: %s: %s\n", what, ks_error_last());
+  exit(1);
+}
+
+static ks_var *mlp_forward(ks_ctx *ctx, ks_link *self, ks_var *x) {
+  ks_var *h1 = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "l1"), x));
+  ks_var *h2 = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "l2"), h1));
+  return ks_link_forward(ctx, ks_link_child(self, "l3"), h2);
+}
+
+/* Best-of-3 GFLOP/s of an n x n x n sgemm (the machine's practical peak). */
+static double sgemm_peak_gflops(int n) {
+  float *a = malloc(sizeof(float) * (size_t)n * n), *b = malloc(sizeof(float) * (size_t)n * n),
+        *c = malloc(sizeof(float) * (size_t)n * n);
+  if (!a || !b || !c) return 0;
+  for (size_t i = 0; i < (size_t)n * n; i++) { a[i] = (float)(i % 7) * 0.1f; b[i] = (float)(i % 5) * 0.1f; }
+  double best = 1e30;
+  for (int r = 0; r < 4; r++) {
+    double t0 = now_s();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    double dt = now_s() - t0;
+    if (r > 0 && dt < best) best = dt; /* r == 0 warms up */
+  }
+  free(a); free(b); free(c);
+  return 2.0 * n * (double)n * n / best * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+  int unit = 100, batch = 128, epochs = 3, threads = 1;
+  const char *data = NULL;
+  static const struct option longopts[] = {
+    {"unit", required_argument, 0, 'u'}, {"batch", required_argument, 0, 'b'},
+    {"epochs", required_argument, 0, 'e'}, {"threads", required_argument, 0, 't'},
+    {"data", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  int c;
+  while ((c = getopt_long(argc, argv, "u:b:e:t:d:h", longopts, NULL)) != -1) {
+    switch (c) {
+      case 'u': unit = atoi(optarg); break;
+      case 'b': batch = atoi(optarg); break;
+      case 'e': epochs = atoi(optarg); break;
+      case 't': threads = atoi(optarg); break;
+      case 'd': data = optarg; break;
+      case 'h':
+        printf("usage: bench_mlp [--unit U] [--batch B] [--epochs E] [--threads T] [--data DIR]\n");
+        return 0;
+      default: return 2;
+    }
+  }
+  if (unit < 1 || batch < 1 || epochs < 1 || threads < 1) {
+    fprintf(stderr, "bench_mlp: --unit, --batch, --epochs and --threads must be >= 1\n");
+    return 2;
+  }
+  ks_set_num_threads(threads);
+
+  char dir[4096];
+  if (ks_mnist_find_dir(data, dir, sizeof dir) != KS_OK) die("data");
+  ks_dataset *train, *test;
+  if (ks_mnist_load(dir, 1, &train, &test) != KS_OK) die("loading data");
+
+  ks_rng rng;
+  ks_rng_seed(&rng, 0);
+  ks_linear_opts lo = {.rng = &rng};
+  ks_link *model = ks_chain_new();
+  if (!model || ks_link_add_child(model, "l1", ks_linear_link_new(0, unit, &lo)) ||
+      ks_link_add_child(model, "l2", ks_linear_link_new(unit, unit, &lo)) ||
+      ks_link_add_child(model, "l3", ks_linear_link_new(unit, 10, &lo)))
+    die("model");
+  ks_link_set_forward(model, mlp_forward, NULL);
+  ks_optimizer *opt = ks_optimizer_momentum_sgd_new(0.01, 0.9);
+  if (!opt || ks_optimizer_setup(opt, model)) die("optimizer");
+  ks_serial_iterator *it;
+  if (ks_serial_iterator_new(&it, train->size, batch, 1, 1, 1)) die("iterator");
+  ks_ctx *ctx = ks_ctx_new();
+  if (!ctx) die("ctx");
+
+  double *epoch_s = calloc((size_t)epochs, sizeof *epoch_s);
+  double t0 = now_s(), last_loss = 0;
+  while (ks_serial_iterator_epoch(it) < epochs) {
+    const int64_t *idx;
+    int64_t n;
+    if (ks_serial_iterator_next(it, &idx, &n)) die("next");
+    ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){n, train->row_size});
+    ks_tensor *tt = ks_ctx_tensor(ctx, KS_I32, 1, (int64_t[]){n});
+    if (!xt || !tt || ks_dataset_gather(train, idx, n, ks_tensor_f32(xt), ks_tensor_i32(tt)))
+      die("batch");
+    ks_var *loss = ks_softmax_cross_entropy(
+        ctx, ks_link_forward(ctx, model, ks_var_new(ctx, xt, 0)), ks_var_new(ctx, tt, 0), -1);
+    if (!loss) die("forward");
+    ks_link_cleargrads(model);
+    if (ks_backward(ctx, loss) || ks_optimizer_update(opt)) die("step");
+    last_loss = ks_tensor_f32(loss->data)[0];
+    ks_ctx_reset(ctx);
+    if (ks_serial_iterator_is_new_epoch(it)) {
+      double t = now_s();
+      epoch_s[ks_serial_iterator_epoch(it) - 1] = t - t0;
+      t0 = t;
+    }
+  }
+
+  /* test accuracy over the whole test set in one batch, no graph */
+  ks_ctx_set_train(ctx, 0);
+  ks_ctx_set_backprop(ctx, 0);
+  int64_t *all = malloc(sizeof *all * (size_t)test->size);
+  for (int64_t i = 0; i < test->size; i++) all[i] = i;
+  ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){test->size, test->row_size});
+  ks_tensor *tt = ks_ctx_tensor(ctx, KS_I32, 1, (int64_t[]){test->size});
+  if (!xt || !tt || ks_dataset_gather(test, all, test->size, ks_tensor_f32(xt), ks_tensor_i32(tt)))
+    die("test batch");
+  ks_var *acc = ks_accuracy(ctx, ks_link_forward(ctx, model, ks_var_new(ctx, xt, 0)),
+                            ks_var_new(ctx, tt, 0), -1);
+  if (!acc) die("accuracy");
+  double test_acc = ks_tensor_f32(acc->data)[0];
+
+  /* GEMM work of one epoch: forward 3 products, backward gW for all three
+   * layers and gx for layers 2 and 3 (layer 1's input needs no gradient). */
+  double in = 784, u = unit;
+  double per_sample = 2 * (in * u + u * u + u * 10);       /* forward  */
+  per_sample += 2 * (in * u + u * u + u * 10);              /* gW       */
+  per_sample += 2 * (u * u + u * 10);                       /* gx       */
+  double epoch_gflop = per_sample * (double)train->size * 1e-9;
+
+  double *sorted = malloc(sizeof *sorted * (size_t)epochs);
+  memcpy(sorted, epoch_s, sizeof *sorted * (size_t)epochs);
+  qsort(sorted, (size_t)epochs, sizeof *sorted, cmp_double);
+  double median = epochs % 2 ? sorted[epochs / 2] : 0.5 * (sorted[epochs / 2 - 1] + sorted[epochs / 2]);
+  double peak = sgemm_peak_gflops(2048);
+
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  printf("{\"peer\": \"kusari\", \"unit\": %d, \"batch\": %d, \"threads\": %d, \"epoch_seconds\": [",
+         unit, batch, threads);
+  for (int e = 0; e < epochs; e++) printf("%s%.4f", e ? ", " : "", epoch_s[e]);
+  printf("], \"median_epoch_s\": %.4f, \"peak_rss_mb\": %.1f, \"final_loss\": %.4f, "
+         "\"test_accuracy\": %.4f, \"blas_coretype\": \"%s\", \"epoch_gflop\": %.3f, "
+         "\"step_gflops\": %.1f, \"sgemm_peak_gflops\": %.1f, \"gemm_fraction\": %.3f}\n",
+         median, (double)ru.ru_maxrss / 1024.0, last_loss, test_acc, ks_blas_corename(),
+         epoch_gflop, epoch_gflop / median, peak, epoch_gflop / median / peak);
+
+  free(sorted); free(all); free(epoch_s);
+  ks_ctx_free(ctx);
+  ks_serial_iterator_free(it);
+  ks_optimizer_free(opt);
+  ks_link_free(model);
+  ks_dataset_free(train);
+  ks_dataset_free(test);
+  return 0;
+}
