@@ -38,104 +38,6 @@ static int no_run(const char *id) {
 }
 
 /* ---- submit ---------------------------------------------------------------------- */
-/* Reads and validates an environment file; returns canonical JSON (free()). */
-static char *load_env(const char *path) {
-  char *s = kp_read_file(path, NULL);
-  if (!s) {
-    kp_err("cannot read environment file '%s': %s", path, strerror(errno));
-    kp_hint("pass --env with a JSON file such as {\"debian_packages\": [\"libopenblas-dev\"], \"build\": \"make\"}");
-    return NULL;
-  }
-  const char *end = NULL;
-  cJSON *j = cJSON_ParseWithOpts(s, &end, 1);
-  if (!cJSON_IsObject(j)) {
-    kp_err("environment file '%s' is not a JSON object (parse error near byte %ld)", path,
-           end ? (long)(end - s) : 0L);
-    kp_hint("expected {\"name\": ..., \"debian_packages\": [...], \"build\": \"make\", \"variables\": {...}}");
-    free(s);
-    cJSON_Delete(j);
-    return NULL;
-  }
-  free(s);
-  const cJSON *it;
-  cJSON_ArrayForEach(it, j) {
-    const char *k = it->string;
-    int ok = 1;
-    if (!strcmp(k, "name")) ok = cJSON_IsString(it);
-    else if (!strcmp(k, "build")) ok = cJSON_IsString(it);
-    else if (!strcmp(k, "debian_packages")) {
-      ok = cJSON_IsArray(it);
-      const cJSON *p;
-      cJSON_ArrayForEach(p, it) {
-        const char *n = cJSON_GetStringValue(p);
-        if (!n || !*n || strspn(n, "abcdefghijklmnopqrstuvwxyz0123456789.+-:") != strlen(n)) {
-          kp_err("environment file '%s': '%s' is not a Debian package name", path, n ? n : "(not a string)");
-          cJSON_Delete(j);
-          return NULL;
-        }
-      }
-    } else if (!strcmp(k, "variables")) {
-      ok = cJSON_IsObject(it);
-      const cJSON *v;
-      cJSON_ArrayForEach(v, it) if (!cJSON_IsString(v) || !*v->string || strchr(v->string, '=')) ok = 0;
-    } else {
-      kp_err("environment file '%s': unknown field '%s'", path, k);
-      kp_hint("the fields are name, debian_packages, build, variables");
-      cJSON_Delete(j);
-      return NULL;
-    }
-    if (!ok) {
-      kp_err("environment file '%s': field '%s' has the wrong type", path, k);
-      kp_hint("name and build are strings, debian_packages an array of strings, variables an object of strings");
-      cJSON_Delete(j);
-      return NULL;
-    }
-  }
-  char *out = cJSON_PrintUnformatted(j);
-  cJSON_Delete(j);
-  return out;
-}
-
-/* Starts the detached supervisor of run 'id' and waits until it is up. */
-static int start_supervisor(kp_ws *ws, const char *id) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return kp_err("cannot create a pipe: %s", strerror(errno));
-  char rd[4400], slog[4600];
-  kp_run_dir(ws, id, rd, sizeof rd);
-  snprintf(slog, sizeof slog, "%s/supervisor.log", rd);
-  fflush(NULL);
-  pid_t child = fork();
-  if (child < 0) return kp_err("cannot fork: %s", strerror(errno));
-  if (child == 0) {
-    setsid();
-    pid_t g = fork();
-    if (g != 0) _exit(g < 0 ? 1 : 0);
-    close(fds[0]);
-    int wfd = dup(fds[1]);  /* without O_CLOEXEC */
-    int in = open("/dev/null", O_RDONLY);
-    int out = open(slog, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (in >= 0) dup2(in, 0);
-    if (out >= 0) { dup2(out, 1); dup2(out, 2); }
-    char fdbuf[16];
-    snprintf(fdbuf, sizeof fdbuf, "%d", wfd);
-    char *argv[] = {kp_self_exe, "--workspace", ws->root, "__supervise", (char *)id, fdbuf, NULL};
-    execv(kp_self_exe, argv);
-    _exit(127);
-  }
-  close(fds[1]);
-  int st;
-  waitpid(child, &st, 0);
-  char buf[8] = "";
-  ssize_t n, got = 0;
-  while (got < 3 && (n = read(fds[0], buf + got, (size_t)(3 - got))) > 0) got += n;
-  close(fds[0]);
-  if (got != 3 || memcmp(buf, "ok\n", 3) != 0) {
-    kp_err("the supervisor of run %s did not start; see %s", id, slog);
-    return -1;
-  }
-  return 0;
-}
-
 static int run_submit(int argc, char **argv) {
   const char *exp = NULL, *source = ".", *entry = NULL, *compute = NULL, *envf = NULL, *limit = "300";
   const char *tags[KP_MULTI_MAX], *pos[1];
@@ -164,138 +66,19 @@ static int run_submit(int argc, char **argv) {
     if (!eq || eq == tags[i]) return kp_usage_err(cmd, "--tag '%s' must look like key=value", tags[i]);
   }
   char *env_json = NULL;
-  char env_hash[65] = "";
-  if (envf) {
-    if (!(env_json = load_env(envf))) return 1;
-    kp_sha256_hex(env_json, strlen(env_json), env_hash);
-  }
+  if (envf && !(env_json = kp_env_load(envf))) return 1;
   kp_ws ws;
   if (open_ws(&ws) != 0) { free(env_json); return 1; }
-  int rc = 1;
-  sqlite3_stmt *st = NULL;
-  char id[300] = "";
-  /* compute target: named, or the only one there is */
-  char comp[256] = "";
-  if (compute) {
-    if (kp_db_prepare(&ws, &st, "SELECT name FROM computes WHERE name=?") != 0) goto out;
-    kp_bind_text(st, 1, compute);
-    if (kp_db_row(st) <= 0) {
-      kp_err("no compute target named '%s'", compute);
-      kp_hint("create it with 'kusari compute create %s --type local --max-nodes 1'", compute);
-      goto out;
-    }
-    snprintf(comp, sizeof comp, "%s", compute);
-  } else {
-    if (kp_db_prepare(&ws, &st, "SELECT name FROM computes") != 0) goto out;
-    int n = 0;
-    while (kp_db_row(st) > 0) {
-      n++;
-      snprintf(comp, sizeof comp, "%s", kp_col_text(st, 0));
-    }
-    if (n != 1) {
-      kp_err(n ? "there are %d compute targets; say which one with --compute NAME" : "no compute target given and none exists", n);
-      kp_hint(n ? "list them with 'kusari compute list'" : "create one with 'kusari compute create cpu --type local --max-nodes 1'");
-      goto out;
-    }
+  kp_submit sub = {.experiment = exp, .source = source, .entry = entry, .compute = compute, .env_json = env_json,
+                   .args = (const char *const *)argv + rest, .nargs = argc - rest, .tags = tags, .ntags = ntags,
+                   .snapshot_limit = (uint64_t)lim * 1000000ull};
+  kp_submitted done;
+  int rc = kp_run_submit(&ws, &sub, &done) == 0 ? 0 : 1;
+  if (rc == 0) {
+    printf("Submitted run %s to compute target %s (experiment %s; snapshot %.12s: %d files, %.2f MB)\n", done.id,
+           done.compute, exp, done.snapshot, done.nfiles, (double)done.bytes / 1e6);
+    printf("%s\n", done.id);
   }
-  sqlite3_finalize(st);
-  st = NULL;
-  /* entry must be in the source unless a build command may create it */
-  const char *build = NULL;
-  cJSON *envj = env_json ? cJSON_Parse(env_json) : NULL;
-  build = envj ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(envj, "build")) : NULL;
-  int has_build = build && *build;
-  cJSON_Delete(envj);
-  if (!has_build) {
-    char ep[8192];
-    struct stat est;
-    snprintf(ep, sizeof ep, "%s/%s", source, entry);
-    if (stat(ep, &est) != 0 || !S_ISREG(est.st_mode)) {
-      kp_err("the entry '%s' is not a file in the source directory '%s'", entry, source);
-      kp_hint("--entry names a program inside --source (e.g. --source examples/mnist --entry train.py)");
-      goto out;
-    }
-  }
-  char snap[65];
-  uint64_t bytes = 0;
-  int nfiles = 0;
-  if (kp_snapshot_create(&ws, source, (uint64_t)lim * 1000000ull, snap, &bytes, &nfiles) != 0) goto out;
-  /* arguments after "--" */
-  cJSON *args = cJSON_CreateArray();
-  for (int i = rest; i < argc; i++) cJSON_AddItemToArray(args, cJSON_CreateString(argv[i]));
-  char *args_json = cJSON_PrintUnformatted(args);
-  cJSON_Delete(args);
-  char src_abs[4096];
-  if (!realpath(source, src_abs)) snprintf(src_abs, sizeof src_abs, "%s", source);
-
-  if (kp_db_begin(&ws) != 0) { cJSON_free(args_json); goto out; }
-  if (kp_db_prepare(&ws, &st, "INSERT OR IGNORE INTO experiments(name, created) VALUES(?, ?)") != 0) goto fail;
-  kp_bind_text(st, 1, exp);
-  sqlite3_bind_double(st, 2, kp_now());
-  if (kp_db_done(&ws, st) != 0) goto fail;
-  sqlite3_finalize(st);
-  if (kp_db_prepare(&ws, &st,
-                    "INSERT INTO runs(experiment_id, status, compute, source, entry, args, snapshot, snapshot_bytes,"
-                    " env_json, env_hash, created) VALUES((SELECT id FROM experiments WHERE name=?1),"
-                    " 'Queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") != 0)
-    goto fail;
-  kp_bind_text(st, 1, exp);
-  kp_bind_text(st, 2, comp);
-  kp_bind_text(st, 3, src_abs);
-  kp_bind_text(st, 4, entry);
-  kp_bind_text(st, 5, args_json);
-  kp_bind_text(st, 6, snap);
-  sqlite3_bind_int64(st, 7, (sqlite3_int64)bytes);
-  kp_bind_text(st, 8, env_json);
-  kp_bind_text(st, 9, envf ? env_hash : NULL);
-  sqlite3_bind_double(st, 10, kp_now());
-  if (kp_db_done(&ws, st) != 0) goto fail;
-  sqlite3_finalize(st);
-  snprintf(id, sizeof id, "%s_%lld", exp, (long long)sqlite3_last_insert_rowid(ws.db));
-  if (kp_db_prepare(&ws, &st, "UPDATE runs SET id=? WHERE seq=?") != 0) goto fail;
-  kp_bind_text(st, 1, id);
-  sqlite3_bind_int64(st, 2, sqlite3_last_insert_rowid(ws.db));
-  if (kp_db_done(&ws, st) != 0) goto fail;
-  sqlite3_finalize(st);
-  st = NULL;
-  for (int i = 0; i < ntags; i++) {
-    const char *eq = strchr(tags[i], '=');
-    char key[256];
-    snprintf(key, sizeof key, "%.*s", (int)(eq - tags[i]), tags[i]);
-    if (kp_db_prepare(&ws, &st, "INSERT OR REPLACE INTO tags(run_id, key, value) VALUES(?,?,?)") != 0) goto fail;
-    kp_bind_text(st, 1, id);
-    kp_bind_text(st, 2, key);
-    kp_bind_text(st, 3, eq + 1);
-    if (kp_db_done(&ws, st) != 0) goto fail;
-    sqlite3_finalize(st);
-    st = NULL;
-  }
-  if (kp_db_commit(&ws) != 0) goto fail;
-  cJSON_free(args_json);
-  args_json = NULL;
-  char rd[4400], logs[4600];
-  kp_run_dir(&ws, id, rd, sizeof rd);
-  snprintf(logs, sizeof logs, "%s/logs", rd);
-  if (kp_mkdirs(logs, 0755) != 0 || start_supervisor(&ws, id) != 0) {
-    sqlite3_stmt *f;
-    if (kp_db_prepare(&ws, &f, "UPDATE runs SET status='Failed', ended=?, error='its supervisor did not start' WHERE id=?") == 0) {
-      sqlite3_bind_double(f, 1, kp_now());
-      kp_bind_text(f, 2, id);
-      kp_db_done(&ws, f);
-      sqlite3_finalize(f);
-    }
-    goto out;
-  }
-  printf("Submitted run %s to compute target %s (experiment %s; snapshot %.12s: %d files, %.2f MB)\n", id, comp, exp,
-         snap, nfiles, (double)bytes / 1e6);
-  printf("%s\n", id);
-  rc = 0;
-  goto out;
-fail:
-  cJSON_free(args_json);
-  kp_db_rollback(&ws);
-out:
-  sqlite3_finalize(st);
   free(env_json);
   kp_ws_close(&ws);
   return rc;
@@ -747,22 +530,7 @@ static int run_cancel(int argc, char **argv) {
     kp_ws_close(&ws);
     return 1;
   }
-  sqlite3_stmt *st;
-  int rc = 1;
-  if (kp_db_prepare(&ws, &st, "UPDATE runs SET cancel_requested=1, cancel_grace=? WHERE id=?") == 0) {
-    sqlite3_bind_double(st, 1, (double)g);
-    kp_bind_text(st, 2, pos[0]);
-    rc = kp_db_done(&ws, st) == 0 ? 0 : 1;
-    sqlite3_finalize(st);
-  }
-  if (rc == 0 && kp_db_prepare(&ws, &st, "SELECT supervisor_pid, supervisor_start FROM runs WHERE id=?") == 0) {
-    kp_bind_text(st, 1, pos[0]);
-    if (kp_db_row(st) > 0) {
-      pid_t p = (pid_t)sqlite3_column_int(st, 0);
-      if (p > 0 && kp_proc_alive(p, (uint64_t)sqlite3_column_int64(st, 1))) kill(p, SIGUSR1);
-    }
-    sqlite3_finalize(st);
-  }
+  int rc = kp_run_cancel(&ws, pos[0], (double)g, NULL) == 0 ? 0 : 1;
   if (rc == 0 && !nowait) {
     follow(&ws, pos[0], 0, 0, (double)g + 60);
     run_status(&ws, pos[0], status, sizeof status);

@@ -147,6 +147,42 @@ int kp_reconcile(kp_ws *ws);
 int kp_ingest(kp_ws *ws, const char *run_id, int final);
 /* Directory of run 'id' in the workspace. */
 void kp_run_dir(const kp_ws *ws, const char *id, char *out, size_t n);
+/* Default snapshot size limit in bytes (Azure's is 300 MB too). */
+#define KP_SNAPSHOT_LIMIT (300ull * 1000000ull)
+
+/* What to submit. Strings are borrowed for the call. */
+typedef struct kp_submit {
+  const char *experiment;          /* created on first use */
+  const char *source;              /* directory to snapshot (default ".") */
+  const char *snapshot;            /* or: reuse this snapshot id (sweeps); source is then only recorded */
+  const char *entry;               /* relative path of the program in the working tree */
+  const char *compute;             /* NULL: the only target there is */
+  const char *env_json;            /* canonical environment JSON (kp_env_load) or NULL */
+  const char *parent_id;           /* parent run (sweeps) or NULL */
+  const char *const *args;         /* arguments after "--" */
+  int nargs;
+  const char *const *tags;         /* "key=value" */
+  int ntags;
+  uint64_t snapshot_limit;         /* bytes; 0 = KP_SNAPSHOT_LIMIT */
+} kp_submit;
+
+typedef struct kp_submitted {
+  char id[300];
+  char compute[256];
+  char snapshot[65];
+  uint64_t bytes;
+  int nfiles;
+} kp_submitted;
+
+/* Records a Queued run and starts its supervisor (run_submit.c). Nothing is
+ * recorded when validation or the snapshot fails. Returns 0 or -1 (printed). */
+int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out);
+/* Asks run 'id' to stop (SIGTERM, SIGKILL after 'grace' s); 'reason' (NULL =
+ * "canceled by the user") becomes its error text. Does not wait. */
+int kp_run_cancel(kp_ws *ws, const char *id, double grace, const char *reason);
+/* Reads and validates an environment file; returns canonical JSON (free()). */
+char *kp_env_load(const char *path);
+
 /* Stores the files under dir/sub/ as run files named "sub/..." */
 int kp_store_tree(kp_ws *ws, const char *run_id, const char *dir, const char *prefix);
 

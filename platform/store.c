@@ -49,7 +49,7 @@ static const char *const migrations[] = {
   "  exit_code INTEGER, signal INTEGER, error TEXT,\n"
   "  supervisor_pid INTEGER, supervisor_start INTEGER,\n"
   "  entry_pid INTEGER, entry_start INTEGER,\n"
-  "  cancel_requested INTEGER NOT NULL DEFAULT 0, cancel_grace REAL NOT NULL DEFAULT 10,\n"
+  "  cancel_requested INTEGER NOT NULL DEFAULT 0, cancel_grace REAL NOT NULL DEFAULT 10, cancel_reason TEXT,\n"
   "  channel_offset INTEGER NOT NULL DEFAULT 0);\n"
   "CREATE INDEX runs_by_status ON runs(status, compute);\n"
   "CREATE TABLE tags(run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,\n"

@@ -251,7 +251,7 @@ static int set_status(kp_ws *ws, const char *id, const char *status, int end, in
                     " ended=CASE WHEN ?4 THEN ?3 ELSE ended END,"
                     " exit_code=CASE WHEN ?5 IS NULL THEN exit_code ELSE ?5 END,"
                     " signal=CASE WHEN ?6 IS NULL THEN signal ELSE ?6 END,"
-                    " error=coalesce(?7, error)"
+                    " error=coalesce(?7, CASE WHEN ?2='Canceled' THEN cancel_reason END, error)"
                     " WHERE id=?1 AND status NOT IN ('Completed','Failed','Canceled')") != 0)
     return -1;
   kp_bind_text(st, 1, id);
@@ -314,7 +314,7 @@ int kp_reconcile(kp_ws *ws) {
     store_run_files(ws, dead[i].id);
     char msg[256];
     snprintf(msg, sizeof msg, "the run's supervisor (pid %d) died; the run was reconciled", (int)dead[i].spid);
-    if (dead[i].cancel) set_status(ws, dead[i].id, "Canceled", 1, INT32_MIN, 0, "canceled by the user");
+    if (dead[i].cancel) set_status(ws, dead[i].id, "Canceled", 1, INT32_MIN, 0, NULL);  /* error = cancel_reason */
     else set_status(ws, dead[i].id, "Failed", 1, INT32_MIN, 0, msg);
     cleanup_run_dir(ws, dead[i].id);
   }
@@ -334,6 +334,7 @@ typedef struct sup {
   char *args_json;
   char *env_json;
   char env_hash[65];
+  char cancel_reason[512]; /* set by cancel_requested() */
 } sup;
 
 static volatile sig_atomic_t g_wake;
@@ -341,12 +342,14 @@ static void on_usr1(int sig) { (void)sig; g_wake = 1; }
 
 static int cancel_requested(sup *s, double *grace) {
   sqlite3_stmt *st;
-  if (kp_db_prepare(&s->ws, &st, "SELECT cancel_requested, cancel_grace FROM runs WHERE id=?") != 0) return 0;
+  if (kp_db_prepare(&s->ws, &st, "SELECT cancel_requested, cancel_grace, cancel_reason FROM runs WHERE id=?") != 0) return 0;
   kp_bind_text(st, 1, s->id);
   int c = 0;
   if (kp_db_row(st) > 0) {
     c = sqlite3_column_int(st, 0);
     if (grace) *grace = sqlite3_column_double(st, 1);
+    snprintf(s->cancel_reason, sizeof s->cancel_reason, "%s",
+             sqlite3_column_type(st, 2) == SQLITE_NULL ? "canceled by the user" : kp_col_text(st, 2));
   }
   sqlite3_finalize(st);
   return c;
@@ -511,7 +514,7 @@ static int prepare(sup *s, cJSON *env, char *why, size_t whyn) {
       kill(-pid, SIGKILL);
       if (canceled) {
         kp_rm_rf(tmp_dir);
-        snprintf(why, whyn, "canceled by the user while building");
+        snprintf(why, whyn, "%s (while building)", s->cancel_reason);
         return -2;
       }
       if (status != 0) {
@@ -686,7 +689,10 @@ static int supervise(sup *sp, int ready) {
 
   int w = wait_for_node(sp);
   if (w == 0) {
-    set_status(&sp->ws, sp->id, "Canceled", 1, INT32_MIN, 0, "canceled by the user while queued");
+    cancel_requested(sp, NULL);  /* loads the reason */
+    char msg[700];
+    snprintf(msg, sizeof msg, "%s (while queued)", sp->cancel_reason);
+    set_status(&sp->ws, sp->id, "Canceled", 1, INT32_MIN, 0, msg);
     return 0;
   }
   if (w < 0) {
@@ -716,7 +722,8 @@ static int supervise(sup *sp, int ready) {
   }
   double grace = 10;
   if (cancel_requested(sp, &grace)) {
-    finish(sp, "Canceled", INT32_MIN, 0, "canceled by the user while preparing");
+    snprintf(why, sizeof why, "%s (while preparing)", sp->cancel_reason);
+    finish(sp, "Canceled", INT32_MIN, 0, why);
     cJSON_Delete(env);
     return 0;
   }
@@ -789,7 +796,7 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
 exited:
   kill(-pid, SIGKILL);  /* whatever the entry left behind in its group */
   if (canceled) return finish(sp, "Canceled", WIFEXITED(status) ? WEXITSTATUS(status) : INT32_MIN,
-                              WIFSIGNALED(status) ? WTERMSIG(status) : 0, "canceled by the user");
+                              WIFSIGNALED(status) ? WTERMSIG(status) : 0, NULL);  /* error = cancel_reason */
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return finish(sp, "Completed", 0, 0, NULL);
   if (WIFEXITED(status)) {
     snprintf(why, sizeof why, "the entry exited with code %d; see logs/std_log.txt", WEXITSTATUS(status));

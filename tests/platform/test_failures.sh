@@ -24,7 +24,7 @@ t0=$(date +%s)
 out="$(run_ok $K run cancel "$id" --grace 5)"
 assert_contains "$out" "Canceled" "cancel waits and reports Canceled"
 j="$(run_ok $K run show "$id" --json)"
-assert_eq Canceled "$(jget "$j" 'j["status"]')" "polite entry canceled"
+assert_eq "Canceled: canceled by the user" "$(jget "$j" 'j["status"] + ": " + j["error"]')" "polite entry canceled, with the reason"
 assert_eq 1 "$(jget "$j" 'j["metrics"]["m"]')" "metric logged before cancel kept"
 [ $(( $(date +%s) - t0 )) -lt 5 ] && ok "SIGTERM was enough (no grace wait)" || fail "cancel took the whole grace period"
 $K run wait "$id" >/dev/null 2>&1; assert_eq 1 $? "run wait exits non-zero for a canceled run"
@@ -49,6 +49,7 @@ assert_eq Queued "$(jget "$(run_ok $K run show "$queued" --json)" 'j["status"]')
 run_ok $K run cancel "$queued" >/dev/null
 j="$(run_ok $K run show "$queued" --json)"
 assert_eq "Canceled None" "$(jget "$j" 'j["status"] + " " + str(j["started"])')" "queued run canceled without starting"
+assert_eq "canceled by the user (while queued)" "$(jget "$j" 'j["error"]')" "queued cancel reason"
 run_ok $K run cancel "$blocker" --grace 0 >/dev/null
 [ -e "$T/m.never" ] && fail "canceled queued run started anyway" || ok "canceled queued run never ran"
 
