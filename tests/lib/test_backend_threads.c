@@ -1,0 +1,87 @@
+/*
+ * tests/lib/test_backend_threads.c — the CPU backend's GEMM splits products
+ * into panels run on kusari's thread pool. Results must not depend on the
+ * thread count (the panels depend only on the shape), and must match a plain
+ * double-precision product.
+ */
+#include "testutil.h"
+
+#include <stdlib.h>
+
+typedef struct { int64_t m, n, k; int ta, tb; } gemm_case;
+
+static const gemm_case cases[] = {
+  {128, 100, 784, 0, 1}, {128, 100, 100, 0, 1}, {128, 10, 100, 0, 1}, {100, 784, 128, 1, 0},
+  {100, 100, 128, 1, 0}, {128, 784, 100, 0, 0}, {128, 100, 100, 0, 0}, {1000, 784, 100, 1, 0},
+  {100, 1000, 784, 0, 1}, {7, 3, 5, 0, 0},      {333, 257, 129, 1, 1},
+};
+
+static void fill(float *x, int64_t n, uint64_t seed) {
+  ks_rng rng;
+  ks_rng_seed(&rng, seed);
+  for (int64_t i = 0; i < n; i++) x[i] = (float)(ks_rng_uniform(&rng) - 0.5);
+}
+
+static void test_backend__gemm_same_bits_on_any_thread_count(void **state) {
+  const ks_backend_ops *be = ks_backend_for_device(KS_CPU);
+  int saved = ks_get_num_threads();
+  for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+    gemm_case g = cases[s];
+    int64_t lda = g.ta ? g.m : g.k, ldb = g.tb ? g.k : g.n;
+    float *a = malloc(sizeof(float) * (size_t)(g.m * g.k));
+    float *b = malloc(sizeof(float) * (size_t)(g.k * g.n));
+    float *c[3];
+    fill(a, g.m * g.k, 1 + s);
+    fill(b, g.k * g.n, 100 + s);
+    for (int t = 0; t < 3; t++) {
+      c[t] = malloc(sizeof(float) * (size_t)(g.m * g.n));
+      fill(c[t], g.m * g.n, 7); /* beta = 0.5 reads C */
+      ks_set_num_threads(t + 1);
+      be->gemm(g.ta, g.tb, g.m, g.n, g.k, 1.5f, a, lda, b, ldb, 0.5f, c[t], g.n);
+    }
+    /* against a double-precision reference */
+    float *c0 = malloc(sizeof(float) * (size_t)(g.m * g.n));
+    fill(c0, g.m * g.n, 7);
+    for (int64_t i = 0; i < g.m; i++)
+      for (int64_t j = 0; j < g.n; j++) {
+        double acc = 0;
+        for (int64_t p = 0; p < g.k; p++) {
+          double av = g.ta ? a[p * lda + i] : a[i * lda + p];
+          double bv = g.tb ? b[j * ldb + p] : b[p * ldb + j];
+          acc += av * bv;
+        }
+        double want = 1.5 * acc + 0.5 * c0[i * g.n + j];
+        if (fabs(c[0][i * g.n + j] - want) > 1e-4 * (1 + fabs(want)))
+          fail_msg("gemm %lldx%lldx%lld ta=%d tb=%d: C[%lld,%lld] = %g, want %g", (long long)g.m,
+                   (long long)g.n, (long long)g.k, g.ta, g.tb, (long long)i, (long long)j,
+                   c[0][i * g.n + j], want);
+      }
+    for (int t = 1; t < 3; t++)
+      if (memcmp(c[0], c[t], sizeof(float) * (size_t)(g.m * g.n)) != 0)
+        fail_msg("gemm %lldx%lldx%lld ta=%d tb=%d: %d threads differ from 1 thread",
+                 (long long)g.m, (long long)g.n, (long long)g.k, g.ta, g.tb, t + 1);
+    for (int t = 0; t < 3; t++) free(c[t]);
+    free(c0);
+    free(a);
+    free(b);
+  }
+  ks_set_num_threads(saved);
+}
+
+static void test_backend__thread_count_setting(void **state) {
+  int saved = ks_get_num_threads();
+  assert_true(saved >= 1);
+  ks_set_num_threads(3);
+  assert_int_equal(ks_get_num_threads(), 3);
+  ks_set_num_threads(0); /* clamps to 1 */
+  assert_int_equal(ks_get_num_threads(), 1);
+  ks_set_num_threads(saved);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_backend__gemm_same_bits_on_any_thread_count),
+    cmocka_unit_test(test_backend__thread_count_setting),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
