@@ -39,8 +39,8 @@ static int no_run(const char *id) {
 
 /* ---- submit ---------------------------------------------------------------------- */
 static int run_submit(int argc, char **argv) {
-  const char *exp = NULL, *source = ".", *entry = NULL, *compute = NULL, *envf = NULL, *limit = "300";
-  const char *tags[KP_MULTI_MAX], *pos[1];
+  const char *exp = NULL, *source = NULL, *entry = NULL, *compute = NULL, *envf = NULL, *limit = "300";
+  const char *snapshot = NULL, *tags[KP_MULTI_MAX], *pos[1];
   int ntags = 0, np = 0, rest = argc;
   kp_opt opts[] = {{.name = "experiment", .alias = "-e", .val = &exp},
                    {.name = "source", .val = &source},
@@ -48,6 +48,7 @@ static int run_submit(int argc, char **argv) {
                    {.name = "compute", .val = &compute},
                    {.name = "env", .val = &envf},
                    {.name = "snapshot-limit-mb", .val = &limit},
+                   {.name = "snapshot", .val = &snapshot},
                    {.name = "tag", .multi = tags, .nmulti = &ntags},
                    {0}};
   const char *cmd = "run submit";
@@ -69,7 +70,8 @@ static int run_submit(int argc, char **argv) {
   if (envf && !(env_json = kp_env_load(envf))) return 1;
   kp_ws ws;
   if (open_ws(&ws) != 0) { free(env_json); return 1; }
-  kp_submit sub = {.experiment = exp, .source = source, .entry = entry, .compute = compute, .env_json = env_json,
+  if (snapshot && source) return kp_usage_err(cmd, "give --source DIR or --snapshot ID, not both");
+  kp_submit sub = {.experiment = exp, .source = source, .snapshot = snapshot, .entry = entry, .compute = compute, .env_json = env_json,
                    .args = (const char *const *)argv + rest, .nargs = argc - rest, .tags = tags, .ntags = ntags,
                    .snapshot_limit = (uint64_t)lim * 1000000ull};
   kp_submitted done;
@@ -613,12 +615,14 @@ static int run_metrics(int argc, char **argv) {
 
 static const kp_cmd cmds[] = {
   {"submit", run_submit, "submit a run (returns at once; prints the run id last)",
-   "usage: kusari run submit --experiment NAME --entry PROGRAM [--source DIR] [--compute NAME]\n"
-   "                         [--env FILE] [--tag KEY=VALUE]... [--snapshot-limit-mb N] [-- ARGS...]\n\n"
+   "usage: kusari run submit --experiment NAME --entry PROGRAM [--source DIR | --snapshot ID]\n"
+   "                         [--compute NAME] [--env FILE] [--tag KEY=VALUE]... [--snapshot-limit-mb N]\n"
+   "                         [-- ARGS...]\n\n"
    "Snapshots DIR (default .; files matching .kusariignore, else .amlignore or .gitignore,\n"
    "are left out; the snapshot may be at most N MB, default 300), records the run as\n"
    "Queued on the compute target (default: the only one) and starts its supervisor.\n"
-   "The experiment is created on first use. ARGS after -- are passed to PROGRAM.\n\n"
+   "The experiment is created on first use. ARGS after -- are passed to PROGRAM.\n"
+   "--snapshot ID runs the code of an earlier snapshot again (see 'run show').\n\n"
    "PROGRAM is a file in DIR: a .py file runs with python3, a .sh file with bash,\n"
    "anything else must be executable. The environment FILE is JSON:\n"
    "  {\"name\": \"mnist\", \"debian_packages\": [\"libopenblas-dev\"], \"build\": \"make\",\n"

@@ -164,16 +164,26 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
   const char *source = sub->source ? sub->source : ".";
   char src_abs[4096];
   if (sub->snapshot) {
-    /* reuse: the snapshot must be in the store */
-    char bp[4400];
-    struct stat bst;
-    kp_blob_path(ws, sub->snapshot, bp, sizeof bp);
-    if (strlen(sub->snapshot) != 64 || stat(bp, &bst) != 0) {
-      kp_err("snapshot %s is not in this workspace's store", sub->snapshot);
+    /* reuse: the snapshot's manifest must be in the store */
+    size_t mlen = 0;
+    char *man = strlen(sub->snapshot) == 64 && strspn(sub->snapshot, "0123456789abcdef") == 64
+                  ? kp_blob_read(ws, sub->snapshot, &mlen) : NULL;
+    cJSON *mj = man ? cJSON_Parse(man) : NULL;
+    free(man);
+    cJSON *files = mj ? cJSON_GetObjectItemCaseSensitive(mj, "files") : NULL;
+    if (!cJSON_IsArray(files)) {
+      cJSON_Delete(mj);
+      kp_err("'%s' is not a snapshot in this workspace", sub->snapshot);
+      kp_hint("'kusari run show RUN' prints a run's snapshot id");
       goto out;
     }
+    const cJSON *f;
+    cJSON_ArrayForEach(f, files) {
+      out->nfiles++;
+      out->bytes += (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(f, "size"));
+    }
+    cJSON_Delete(mj);
     snprintf(out->snapshot, sizeof out->snapshot, "%s", sub->snapshot);
-    out->bytes = (uint64_t)bst.st_size;
   } else {
     /* the entry must be in the source unless a build command may create it */
     cJSON *envj = sub->env_json ? cJSON_Parse(sub->env_json) : NULL;
@@ -194,7 +204,8 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
                            &out->bytes, &out->nfiles) != 0)
       goto out;
   }
-  if (!realpath(source, src_abs)) snprintf(src_abs, sizeof src_abs, "%s", source);
+  if (sub->snapshot && !sub->source) snprintf(src_abs, sizeof src_abs, "snapshot:%s", sub->snapshot);
+  else if (!realpath(source, src_abs)) snprintf(src_abs, sizeof src_abs, "%s", source);
   cJSON *args = cJSON_CreateArray();
   for (int i = 0; i < sub->nargs; i++) cJSON_AddItemToArray(args, cJSON_CreateString(sub->args[i]));
   args_json = cJSON_PrintUnformatted(args);

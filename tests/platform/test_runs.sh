@@ -164,6 +164,16 @@ idbf="$(submit --experiment build --source "$T/b" --entry prog --env "$T/env-fai
 $K run wait "$idbf" >/dev/null 2>&1; assert_eq 1 $? "failed build fails the run"
 assert_contains "$(jget "$(run_ok $K run show "$idbf" --json)" 'j["error"]')" "build command 'false' failed" "error names the failed build"
 
+# --- resubmitting a snapshot: same code, no new snapshot, same build ------------
+snap="$(jget "$(run_ok $K run show "$idb1" --json)" 'j["snapshot"]')"
+out="$(run_ok $K run submit --experiment build --snapshot "$snap" --entry prog --env "$T/b/kusari-env.json")"
+assert_contains "$out" "snapshot ${snap:0:12}: 2 files" "submit --snapshot reuses a snapshot"
+idr="$(echo "$out" | tail -1)"
+run_ok $K run wait "$idr" >/dev/null
+assert_eq "hit snapshot:$snap" "$(jget "$(run_ok $K run show "$idr" --json)" 'j["build_cache"] + " " + j["source"]')" "resubmitted snapshot hits the build cache"
+expect_fail "is not a snapshot in this workspace" $K run submit --experiment build --snapshot 0123 --entry prog
+expect_fail "not both" $K run submit --experiment build --snapshot "$snap" --source "$T/b" --entry prog
+
 # --- a workspace inside the source directory is not snapshotted --------------------
 mkdir -p "$T/inner" && echo 'echo inner' > "$T/inner/t.sh"
 run_ok $K workspace create "$T/inner/ws" >/dev/null
