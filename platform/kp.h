@@ -36,6 +36,7 @@ int kp_wants_help(int argc, char **argv);
 
 int kp_cmd_workspace(int argc, char **argv);
 int kp_cmd_compute(int argc, char **argv);
+int kp_cmd_experiment(int argc, char **argv);
 int kp_cmd_run(int argc, char **argv);
 int kp_cmd_log(int argc, char **argv);
 int kp_cmd_model(int argc, char **argv);

@@ -37,6 +37,7 @@ static const char top_help[] =
 static const kp_cmd top_cmds[] = {
   {"workspace", kp_cmd_workspace, "create and show workspaces", NULL},
   {"compute", kp_cmd_compute, "create, list, show and delete compute targets", NULL},
+  {"experiment", kp_cmd_experiment, "list experiments", NULL},
   {"run", kp_cmd_run, "submit runs and watch them: wait, list, show, logs, files, metrics", NULL},
   {"log", kp_cmd_log, "log a metric or tag to the current run (from shell or Python entries)", NULL},
   {"model", kp_cmd_model, "register, list, show, download and delete models", NULL},

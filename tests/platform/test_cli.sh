@@ -3,7 +3,7 @@
 . "$(dirname "$0")/lib.sh"
 
 # --help on every command and subcommand, exit 0, mentions usage
-for c in "" workspace compute run log model; do
+for c in "" workspace compute experiment run log model; do
   out="$($K $c --help)"; rc=$?
   assert_eq 0 $rc "kusari $c --help exits 0"
   assert_contains "$out" "usage: kusari" "kusari $c --help prints usage"
@@ -11,7 +11,7 @@ done
 for c in "workspace create" "workspace show" "compute create" "compute list" "compute show" "compute delete" \
          "run submit" "run wait" "run list" "run show" "run logs" "run files" "run download" "run cancel" \
          "run metrics" "log metric" "log tag" "model register" "model list" "model show" "model download" \
-         "model delete"; do
+         "model delete" "experiment list"; do
   out="$($K $c --help)"; rc=$?
   assert_eq 0 $rc "kusari $c --help exits 0"
   assert_contains "$out" "usage: kusari $c" "kusari $c --help shows its usage"

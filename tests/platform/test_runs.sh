@@ -122,6 +122,11 @@ C
   assert_contains "$(run_ok $K run files "$idc")" "outputs/model.npz" "its model file stored"
 fi
 
+# --- experiments ---
+e="$(run_ok $K experiment list --json)"
+assert_eq "1 1 0" "$(jget "$e" '" ".join(str(x[k]) for x in j if x["name"] == "shell-exp" for k in ("runs", "completed", "failed"))')" "experiment list counts runs"
+assert_contains "$(run_ok $K experiment list)" "py-exp" "experiment list text"
+
 # --- list filters ---------------------------------------------------------------
 l="$(run_ok $K run list --json)"
 assert_eq "$(sql 'SELECT count(*) FROM runs')" "$(jget "$l" 'len(j)')" "run list"
