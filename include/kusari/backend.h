@@ -123,7 +123,7 @@ void ks_set_num_threads(int n);
 /* Name of the BLAS kernel set in use ("SkylakeX", "Haswell", "Prescott", ...). */
 const char *ks_blas_corename(void);
 /* When OpenBLAS did not recognise this CPU and fell back to generic kernels,
- * the OPENBLAS_CORETYPE value that selects fast ones ("SkylakeX", "Haswell"),
+ * the OPENBLAS_CORETYPE value that selects fast ones ("Cooperlake", "SkylakeX", "Haswell"),
  * else NULL. The variable must be set before the program starts (kusari's run
  * supervisor sets it for entries; examples print a hint). */
 const char *ks_blas_suggested_coretype(void);

@@ -185,7 +185,7 @@ const char *ks_blas_suggested_coretype(void) {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-    return "SkylakeX";
+    return __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX";
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
   if (__builtin_cpu_supports("avx")) return "SandyBridge";
   return NULL;
