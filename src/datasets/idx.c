@@ -61,11 +61,13 @@ static void idx_close(idx_file *f)
   f->gz = NULL;
 }
 
-/* Reads exactly n bytes; 'what' names the part for the message. */
-static int idx_read(idx_file *f, void *buf, size_t n, const char *what)
+/* Reads up to n bytes, stopping early only at the end of the data; *got says
+ * how many. Errors (KS_EIO, KS_EFORMAT for corrupt gzip) name 'what'. */
+static int idx_read_partial(idx_file *f, void *buf, size_t n, const char *what, size_t *got_out)
 {
   unsigned char *p = buf;
   size_t got = 0;
+  *got_out = 0;
   while (got < n) {
     size_t chunk = n - got;
     if (chunk > (size_t)1 << 30)
@@ -83,15 +85,27 @@ static int idx_read(idx_file *f, void *buf, size_t n, const char *what)
       break;
     got += (size_t)r;
   }
+  *got_out = got;
   if (got < n) {
     int zerr = 0;
     const char *msg = gzerror(f->gz, &zerr);
     if (zerr != Z_OK && zerr != Z_BUF_ERROR && zerr != Z_STREAM_END)
       return ks_error_set(KS_EFORMAT, "%s: corrupt gzip data in %s: %s", f->path, what,
                           msg ? msg : "?");
+  }
+  return KS_OK;
+}
+
+/* Reads exactly n bytes; 'what' names the part for the message. */
+static int idx_read(idx_file *f, void *buf, size_t n, const char *what)
+{
+  size_t got;
+  int rc = idx_read_partial(f, buf, n, what, &got);
+  if (rc)
+    return rc;
+  if (got < n)
     return ks_error_set(KS_EFORMAT, "%s: truncated %s: expected %zu bytes, got %zu",
                         f->path, what, n, got);
-  }
   return KS_OK;
 }
 
@@ -170,26 +184,37 @@ int ks_idx_read_images(const char *path, int ndim, ks_tensor **out)
   }
   int tndim = ndim == 3 ? 4 : ndim + 1;
 
-  raw = malloc((size_t)total);
-  if (!raw) {
-    rc = ks_error_set(KS_ENOMEM, "%s: cannot allocate %llu bytes for pixels", path,
-                      (unsigned long long)total);
-    goto cleanup;
-  }
-  rc = idx_read(&f, raw, (size_t)total, "pixel data");
-  if (rc)
-    goto cleanup;
-
   t = ks_tensor_new(KS_F32, tndim, shape);
   if (!t) {
     rc = ks_error_last_code() ? ks_error_last_code() : KS_ENOMEM;
     goto cleanup;
   }
-  /* Chainer: images.astype(float32); images *= scale / 255. (float32 math) */
+  /* Read and convert in chunks, so the peak memory is the float tensor plus
+   * one small buffer (not a second copy of the file).
+   * Chainer: images.astype(float32); images *= scale / 255. (float32 math) */
+  enum { IDX_CHUNK = 1 << 16 };
+  raw = malloc(IDX_CHUNK);
+  if (!raw) {
+    rc = ks_error_set(KS_ENOMEM, "%s: out of memory", path);
+    goto cleanup;
+  }
   const float scale = (float)(1.0 / 255.0);
   float *dst = ks_tensor_f32(t);
-  for (uint64_t i = 0; i < total; i++)
-    dst[i] = (float)raw[i] * scale;
+  for (uint64_t done = 0; done < total;) {
+    size_t len = total - done < IDX_CHUNK ? (size_t)(total - done) : IDX_CHUNK;
+    size_t got;
+    rc = idx_read_partial(&f, raw, len, "pixel data", &got);
+    if (rc)
+      goto cleanup;
+    if (got < len) {
+      rc = ks_error_set(KS_EFORMAT, "%s: truncated pixel data: expected %llu bytes, got %llu",
+                        path, (unsigned long long)total, (unsigned long long)(done + got));
+      goto cleanup;
+    }
+    for (size_t i = 0; i < len; i++)
+      dst[done + i] = (float)raw[i] * scale;
+    done += len;
+  }
   *out = t;
   t = NULL;
   rc = KS_OK;

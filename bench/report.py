@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""bench/report.py LOG.jsonl — table of an MLP benchmark run (bench/run.sh):
+per config and thread count, the median over repetitions of each contestant's
+median seconds per epoch, its ratio to kusari (>1: kusari is faster), peak RSS,
+test accuracy, and for kusari the fraction of the measured sgemm peak."""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+rows = defaultdict(list)
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line.startswith("{"):
+        continue
+    d = json.loads(line)
+    rows[(d["unit"], d["batch"], d["threads"], d["peer"])].append(d)
+
+configs = sorted({k[:3] for k in rows})
+print(f"{'config':<22}{'who':<9}{'s/epoch':>9}{'vs kusari':>11}{'RSS MB':>9}{'test acc':>10}{'GEMM frac':>11}  runs")
+for cfg in configs:
+    unit, batch, threads = cfg
+    k = rows.get(cfg + ("kusari",))
+    base = statistics.median(r["median_epoch_s"] for r in k) if k else None
+    for who in ["kusari", "numpy", "torch", "chainer"]:
+        rs = rows.get(cfg + (who,))
+        if not rs:
+            continue
+        med = statistics.median(r["median_epoch_s"] for r in rs)
+        rss = max(r["peak_rss_mb"] for r in rs)
+        acc = statistics.median(r["test_accuracy"] for r in rs)
+        ratio = f"{med / base:.2f}x" if base else "-"
+        frac = statistics.median(r["gemm_fraction"] for r in rs) if who == "kusari" else None
+        name = f"U={unit} b={batch} T={threads}"
+        print(f"{name:<22}{who:<9}{med:>9.3f}{ratio:>11}{rss:>9.0f}{acc:>10.4f}"
+              f"{(f'{frac:.2f}' if frac is not None else ''):>11}  {len(rs)}")
