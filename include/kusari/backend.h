@@ -26,6 +26,15 @@
 extern "C" {
 #endif
 
+/* Window geometry of a 2-d convolution or pooling over NCHW images: input
+ * (n, c, h, w), kernel (kh, kw), stride (sy, sx), padding (ph, pw),
+ * dilation (dy, dx), output (oh, ow). */
+typedef struct ks_conv_geom {
+  int64_t n, c, h, w;
+  int64_t kh, kw, sy, sx, ph, pw, dy, dx;
+  int64_t oh, ow;
+} ks_conv_geom;
+
 typedef struct ks_backend_ops {
   const char *name;
   /* memory (required) */
@@ -112,6 +121,59 @@ typedef struct ks_backend_ops {
   /* mask[i] = 0 with probability ratio, else 1 / (1 - ratio), drawn from rng
    * (a host-side generator whose stream the caller owns) */
   void (*dropout_mask)(int64_t n, double ratio, ks_rng *rng, float *mask);
+
+  /* ---- convolutional networks (CPU: src/backend/cpu_conv.c). Images are
+   * NCHW float32; 'g' gives the window geometry (ks_conv_geom above). Taps
+   * that fall outside the image (padding, or windows past the padded edge
+   * when oh/ow were computed with cover_all) read as 0 and receive nothing.
+   * CPU kernels split their work over independent outputs on the OpenMP pool
+   * when it is large, so results are the same bits on any thread count. */
+
+  /* col (c*kh*kw, n*oh*ow) from x (n, c, h, w): row (ci, ky, kx), column
+   * (ni, oy, ox) holds x[ni, ci, oy*sy - ph + ky*dy, ox*sx - pw + kx*dx] */
+  void (*im2col)(const ks_conv_geom *g, const float *x, float *col);
+  /* x (n, c, h, w) = sum of the taps of col (c*kh*kw, n*oh*ow) that read each
+   * pixel (the adjoint of im2col); x is overwritten */
+  void (*col2im)(const ks_conv_geom *g, const float *col, float *x);
+  /* dst (b, a, inner) with dst[j, i, :] = src[i, j, :] + bias[i] (bias (a,)
+   * or NULL): (C, N, HW) <-> (N, C, HW) around the batched GEMMs */
+  void (*swap01)(int64_t a, int64_t b, int64_t inner, const float *src, const float *bias,
+                 float *dst);
+  /* out (c,) = sums of x (n, c, inner) over n and inner (bias gradients) */
+  void (*channel_sum)(int64_t n, int64_t c, int64_t inner, const float *x, float *out);
+  /* y (n, c, inner) += b[c] */
+  void (*channel_bias)(int64_t n, int64_t c, int64_t inner, const float *b, float *y);
+  /* rows of a 2-d strided block: dst[r*ldd + j] = src[r*lds + j], j < cols (concat) */
+  void (*copy2d)(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
+                 int64_t ldd);
+
+  /* pooling over (n, c, h, w) -> (n, c, oh, ow) (g->dy, g->dx are 1). Max:
+   * padding reads as -inf; idx (n, c, oh, ow) receives the offset (y*w + x)
+   * in its plane of the first maximum in (ky, kx) order, or -1 for a window
+   * entirely outside the image (y = -inf there). Average: the sum over the
+   * window divided by kh*kw, padding counted as 0 (Chainer's pad_value 0). */
+  void (*max_pool2d_forward)(const ks_conv_geom *g, const float *x, float *y, int32_t *idx);
+  /* gx (n, c, h, w) = gy scattered to the argmax offsets (overwritten) */
+  void (*max_pool2d_backward)(const ks_conv_geom *g, const int32_t *idx, const float *gy,
+                              float *gx);
+  void (*avg_pool2d_forward)(const ks_conv_geom *g, const float *x, float *y);
+  void (*avg_pool2d_backward)(const ks_conv_geom *g, const float *gy, float *gx);
+
+  /* batch normalization over x (n, c, inner), per channel c:
+   * mean and biased variance, accumulated in double */
+  void (*bn_stats)(int64_t n, int64_t c, int64_t inner, const float *x, float *mean,
+                   float *var);
+  /* inv_std = 1 / sqrt(var + eps) (c,), y = gamma * ((x - mean) * inv_std) + beta */
+  void (*bn_forward)(int64_t n, int64_t c, int64_t inner, float eps, const float *x,
+                     const float *mean, const float *var, const float *gamma,
+                     const float *beta, float *y, float *inv_std);
+  /* gbeta = sum gy, ggamma = sum gy * x_hat (x_hat = (x - mean) * inv_std);
+   * gx = gamma * inv_std * (gy - (x_hat * ggamma + gbeta) / m), m = n*inner,
+   * when batch_stats (mean/var came from this batch), else gamma * inv_std * gy.
+   * Each output may be NULL (not computed). */
+  void (*bn_backward)(int64_t n, int64_t c, int64_t inner, int batch_stats, const float *x,
+                      const float *gy, const float *mean, const float *inv_std,
+                      const float *gamma, float *gx, float *ggamma, float *gbeta);
 } ks_backend_ops;
 
 const ks_backend_ops *ks_backend_for_device(ks_device dev);

@@ -86,6 +86,97 @@ ks_var *ks_reshape(ks_ctx *ctx, ks_var *x, int ndim, const int64_t *shape);
 ks_var *ks_sum(ks_ctx *ctx, ks_var *x, int axis);
 ks_var *ks_mean(ks_ctx *ctx, ks_var *x, int axis);
 
+/* ---- convolutional networks (NCHW float32) ---------------------------------------- */
+/* Window arguments of convolution_2d / deconvolution_2d. Zero means
+ * Chainer's default: stride 1, pad 0, dilate 1, groups 1, cover_all False,
+ * outsize None; so (ks_conv2d_opts){.ph = 1, .pw = 1} is "pad=1". */
+typedef struct ks_conv2d_opts {
+  int sy, sx;       /* stride (0: 1)                                              */
+  int ph, pw;       /* padding                                                    */
+  int dy, dx;       /* dilation (0: 1)                                            */
+  int groups;       /* grouped convolution (0: 1)                                 */
+  int cover_all;    /* convolution: also cover the last partial window            */
+  int outh, outw;   /* deconvolution: output size (0: ks_deconv_outsize)          */
+} ks_conv2d_opts;
+
+/* Chainer's conv.get_conv_outsize / get_deconv_outsize (d = dilation). */
+int64_t ks_conv_outsize(int64_t size, int64_t k, int64_t s, int64_t p, int cover_all, int64_t d);
+int64_t ks_deconv_outsize(int64_t size, int64_t k, int64_t s, int64_t p, int cover_all,
+                          int64_t d);
+
+/* F.convolution_2d. x is (N, C, H, W), W is (out_c, C / groups, kh, kw), b is
+ * (out_c,) or NULL; y is (N, out_c, oh, ow) with oh = ks_conv_outsize(H, kh,
+ * sy, ph, cover_all, dy). Lowered to GEMM: im2col over a chunk of images
+ * (chunk size from the shape only), one backend GEMM per group over the whole
+ * chunk, a transpose to NCHW with the bias; backward recomputes im2col (keeps
+ * nothing but its inputs). */
+ks_var *ks_convolution_2d(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b, int stride, int pad,
+                          int dilate, int groups);
+ks_var *ks_convolution_2d_ex(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b,
+                             const ks_conv2d_opts *opts); /* opts NULL: defaults */
+
+/* F.deconvolution_2d (transposed convolution, the gradient of convolution_2d
+ * with respect to its input). x is (N, C, H, W), W is (C, out_c / groups, kh,
+ * kw), b (out_c,) or NULL; y is (N, out_c, oh, ow) with oh = opts->outh, or
+ * ks_deconv_outsize(H, kh, sy, ph, 0, dy) when 0. An explicit outh must map
+ * back to H (get_conv_outsize(outh) <= H <= the cover_all one), as Chainer
+ * checks. */
+ks_var *ks_deconvolution_2d(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b, int stride, int pad);
+ks_var *ks_deconvolution_2d_ex(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b,
+                               const ks_conv2d_opts *opts);
+
+/* Pooling windows: kernel (kh, kw), stride (0: the kernel size, Chainer's
+ * stride=None), padding, cover_all (max pooling only). */
+typedef struct ks_pool2d_opts {
+  int kh, kw;
+  int sy, sx;
+  int ph, pw;
+  int cover_all;
+} ks_pool2d_opts;
+
+/* F.max_pooling_2d(x, ksize, stride, pad, cover_all); Chainer's default is
+ * cover_all = 1 (the output covers the last partial window: oh =
+ * ks_conv_outsize(H, k, s, p, cover_all, 1)). Padding never wins the max.
+ * stride 0 means ksize. x is (N, C, H, W). Keeps the argmax (int32, y's
+ * shape) for backward, which sends each gradient to the first maximum of its
+ * window. */
+ks_var *ks_max_pooling_2d(ks_ctx *ctx, ks_var *x, int ksize, int stride, int pad, int cover_all);
+ks_var *ks_max_pooling_2d_ex(ks_ctx *ctx, ks_var *x, const ks_pool2d_opts *opts);
+/* F.average_pooling_2d(x, ksize, stride, pad): the window sum divided by
+ * kh*kw, padding counted as zeros (Chainer's pad_value 0); output size
+ * without cover_all (opts->cover_all must be 0). stride 0 means ksize. */
+ks_var *ks_average_pooling_2d(ks_ctx *ctx, ks_var *x, int ksize, int stride, int pad);
+ks_var *ks_average_pooling_2d_ex(ks_ctx *ctx, ks_var *x, const ks_pool2d_opts *opts);
+
+/* ---- normalization ----------------------------------------------------------------- */
+/* F.batch_normalization with batch statistics: x is (N, C, ...) and gamma,
+ * beta are (C,); per channel, mean and biased variance over N and the
+ * trailing axes, y = gamma * (x - mean) / sqrt(var + eps) + beta (Chainer's
+ * default eps 2e-5). When running_mean / running_var (float32 (C,) tensors
+ * on x's device, updated in place) are given they become
+ *   running_mean = decay * running_mean + (1 - decay) * mean,
+ *   running_var  = decay * running_var + (1 - decay) * m / max(m - 1, 1) * var
+ * with m = x.size / C (Chainer's unbiased adjustment; default decay 0.9).
+ * Either may be NULL. Keeps x, mean and 1/std for backward (to x, gamma, beta). */
+ks_var *ks_batch_normalization(ks_ctx *ctx, ks_var *x, ks_var *gamma, ks_var *beta, double eps,
+                               ks_tensor *running_mean, ks_tensor *running_var, double decay);
+/* F.fixed_batch_normalization: the same with given statistics mean, var
+ * (float32 (C,) tensors; constants: no gradient flows to them, unlike
+ * Chainer, because a node has at most 4 inputs). Gradients reach x, gamma,
+ * beta. */
+ks_var *ks_fixed_batch_normalization(ks_ctx *ctx, ks_var *x, ks_var *gamma, ks_var *beta,
+                                     const ks_tensor *mean, const ks_tensor *var, double eps);
+
+/* ---- more array manipulation ----------------------------------------------------------- */
+/* F.flatten: x as a 1-d array of x.size elements (a view, like ks_reshape).
+ * To flatten each sample instead, use ks_reshape(ctx, x, 2, (int64_t[]){N, -1});
+ * ks_linear and the Linear link do that by themselves. */
+ks_var *ks_flatten(ks_ctx *ctx, ks_var *x);
+/* F.concat(xs, axis) (Chainer's default axis 1): n >= 1 float32 arrays with
+ * equal shapes except along axis (< 0 counts from the end). More than 4
+ * inputs are joined as a chain of nodes of at most 4 inputs each. */
+ks_var *ks_concat(ks_ctx *ctx, int n, ks_var *const *xs, int axis);
+
 #ifdef __cplusplus
 }
 #endif

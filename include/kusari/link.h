@@ -62,6 +62,7 @@
 #ifndef KUSARI_LINK_H
 #define KUSARI_LINK_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "kusari/var.h"           /* ks_ctx, ks_var        */
 #include "kusari/initializers.h"  /* ks_initializer        */
@@ -102,7 +103,8 @@ int ks_link_num_children(const ks_link *link);
 ks_link *ks_link_child_at(const ks_link *link, int i, const char **name);
 /* The link's name in its parent ("l1"), or "" for a root. */
 const char *ks_link_name(const ks_link *link);
-/* Type name: "Chain", "Linear", "Sequential" or "Classifier". */
+/* Type name: "Chain", "Linear", "Sequential", "Classifier", "Convolution2D",
+ * "Deconvolution2D", "BatchNormalization". */
 const char *ks_link_type_name(const ks_link *link);
 
 /* Custom forward for a chain (the body of a Chain's __call__). 'user' is
@@ -196,6 +198,40 @@ ks_var *ks_link_linear_forward(ks_ctx *ctx, ks_link *link, ks_var *x);
 int64_t ks_linear_link_in_size(const ks_link *link);
 int64_t ks_linear_link_out_size(const ks_link *link);
 
+/* ---- Convolution2D / Deconvolution2D (chainer.links) --------------------------------- */
+
+typedef struct ks_conv_link_opts {
+  /* rectangular windows: when kh != 0, kernel (kh, kw), stride (sy, sx) (0: 1)
+   * and pad (ph, pw) come from here instead of the ksize/stride/pad arguments */
+  int kh, kw, sy, sx, ph, pw;
+  int dilate;                          /* 0: 1                                      */
+  int groups;                          /* 0: 1                                      */
+  int outh, outw;                      /* Deconvolution2D: outsize (0: computed)    */
+  int nobias;                          /* no b parameter                            */
+  const ks_initializer *initialW;      /* NULL: LeCunNormal(scale=1)               */
+  const ks_initializer *initial_bias;  /* NULL: Zero                               */
+  ks_rng *rng;      /* non-NULL: a seed for this link is drawn from it at creation  */
+  uint64_t seed;    /* used when rng is NULL                                        */
+} ks_conv_link_opts;
+
+/* L.Convolution2D(in_channels, out_channels, ksize, stride, pad): W is
+ * (out_channels, in_channels / groups, kh, kw), b is (out_channels,).
+ * in_channels 0 means "infer on the first forward" (L.Convolution2D(None,
+ * out, ksize)). opts NULL: Chainer's defaults, seed 0. As with Linear, W is
+ * drawn from an rng seeded with the link's seed and b from a second stream,
+ * so eager and lazy links with the same seed get identical values.
+ * Forward: ks_convolution_2d_ex (kusari/functions.h). */
+ks_link *ks_convolution_2d_link_new(int64_t in_channels, int64_t out_channels, int ksize,
+                                    int stride, int pad, const ks_conv_link_opts *opts);
+/* L.Deconvolution2D(in_channels, out_channels, ksize, stride, pad): W is
+ * (in_channels, out_channels / groups, kh, kw), b is (out_channels,);
+ * in_channels 0 is lazy. Forward: ks_deconvolution_2d_ex. */
+ks_link *ks_deconvolution_2d_link_new(int64_t in_channels, int64_t out_channels, int ksize,
+                                      int stride, int pad, const ks_conv_link_opts *opts);
+/* 0 while a lazy link has not seen its input yet. */
+int64_t ks_conv_link_in_channels(const ks_link *link);
+int64_t ks_conv_link_out_channels(const ks_link *link);
+
 /* ---- Sequential (chainer.Sequential) ----------------------------------------------- */
 
 /* New empty Sequential. Layers run in the order appended. */
@@ -206,6 +242,19 @@ ks_link *ks_sequential_new(void);
 int ks_sequential_append(ks_link *seq, ks_link *layer);
 /* Appends a parameter-free function such as ks_relu. */
 int ks_sequential_append_fn(ks_link *seq, ks_unary_fn fn);
+/* Appends a parameter-free function with arguments (functools.partial):
+ * fn(ctx, x, args) where args points to the Sequential's own copy of the
+ * args_size bytes at 'args' (copied now, freed with the Sequential). */
+typedef ks_var *(*ks_unary_fn_args)(ks_ctx *ctx, ks_var *x, const void *args);
+int ks_sequential_append_fn_with(ks_link *seq, ks_unary_fn_args fn, const void *args,
+                                 size_t args_size);
+/* Shorthands over ks_sequential_append_fn_with (like appending
+ * partial(F.max_pooling_2d, ksize=2) in Chainer; they add no child, so the
+ * parameter paths are unchanged): */
+int ks_sequential_append_max_pooling_2d(ks_link *seq, int ksize, int stride, int pad,
+                                        int cover_all);
+int ks_sequential_append_average_pooling_2d(ks_link *seq, int ksize, int stride, int pad);
+int ks_sequential_append_dropout(ks_link *seq, double ratio);
 
 /* ---- Classifier (chainer.links.Classifier) ----------------------------------------- */
 

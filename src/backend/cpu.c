@@ -148,6 +148,20 @@ static const ks_backend_ops ks_cpu_backend = {
   .softmax_xent_backward = ks__cpu_softmax_xent_backward,
   .accuracy = ks__cpu_accuracy,
   .dropout_mask = ks__cpu_dropout_mask,
+
+  .im2col = ks__cpu_im2col,
+  .col2im = ks__cpu_col2im,
+  .swap01 = ks__cpu_swap01,
+  .channel_sum = ks__cpu_channel_sum,
+  .channel_bias = ks__cpu_channel_bias,
+  .copy2d = ks__cpu_copy2d,
+  .max_pool2d_forward = ks__cpu_max_pool2d_forward,
+  .max_pool2d_backward = ks__cpu_max_pool2d_backward,
+  .avg_pool2d_forward = ks__cpu_avg_pool2d_forward,
+  .avg_pool2d_backward = ks__cpu_avg_pool2d_backward,
+  .bn_stats = ks__cpu_bn_stats,
+  .bn_forward = ks__cpu_bn_forward,
+  .bn_backward = ks__cpu_bn_backward,
 };
 
 const ks_backend_ops *ks_backend_for_device(ks_device dev) {

@@ -9,21 +9,53 @@
  * except the per-row softmax, whose rows are short). Reductions over many
  * elements accumulate in double where accuracy matters (sum_sq, loss sums);
  * column sums accumulate row by row in float so they vectorize over columns.
- * Everything here is single-threaded by design (docs/ARCHITECTURE.md, Threads).
+ * The big element-wise kernels (copy, scale, add/sub/mul, activations and
+ * their gradients) split their elements over the OpenMP pool when there are
+ * at least KS_CPU_PAR_MIN of them; every element is computed the same way on
+ * any thread count, so results are the same bits. Reductions and the
+ * softmax family stay single-threaded here (docs/ARCHITECTURE.md, Threads).
  */
 #include "cpu_kernels.h"
+#include "kusari/backend.h" /* ks_get_num_threads */
 
 #include <math.h>
 #include <string.h>
 
+int ks__cpu_threads_for(int64_t work, int64_t tasks) {
+  if (work < KS_CPU_PAR_MIN || tasks < 2) return 1;
+  int t = ks_get_num_threads();
+  return (int64_t)t > tasks ? (int)tasks : t;
+}
+
+/* element loops of n independent elements: split into static chunks */
+#define KS_PAR_ELEMS(n)                                                                 \
+  _Pragma("omp parallel for num_threads(ks__cpu_threads_for(n, n)) if (n >= KS_CPU_PAR_MIN) schedule(static)")
+
 /* ---- memory and arithmetic ------------------------------------------------- */
 
+#define KS_COPY_CHUNK ((size_t)1 << 18) /* bytes per parallel memcpy piece */
+
 void ks__cpu_copy(void *dst, const void *src, size_t bytes) {
-  if (dst != src && bytes) memmove(dst, src, bytes);
+  if (dst == src || !bytes) return;
+  const char *s = src;
+  char *d = dst;
+  if (bytes < 4 * KS_COPY_CHUNK || (d < s + bytes && s < d + bytes)) { /* small or overlapping */
+    memmove(dst, src, bytes);
+    return;
+  }
+  const int64_t pieces = (int64_t)((bytes + KS_COPY_CHUNK - 1) / KS_COPY_CHUNK);
+  const int T = ks__cpu_threads_for((int64_t)(bytes / 4), pieces);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t p = 0; p < pieces; p++) {
+    size_t off = (size_t)p * KS_COPY_CHUNK;
+    size_t len = bytes - off < KS_COPY_CHUNK ? bytes - off : KS_COPY_CHUNK;
+    memcpy(d + off, s + off, len);
+  }
 }
 
 void ks__cpu_scale(int64_t n, float alpha, const float *x, float *y) {
   /* x may equal y: no restrict */
+  KS_PAR_ELEMS(n)
   for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i];
 }
 
@@ -33,9 +65,12 @@ void ks__cpu_scale(int64_t n, float alpha, const float *x, float *y) {
                       const float *restrict b, float *restrict y) {                   \
     if (m == 1) {                                                                     \
       const float s = b[0];                                                           \
+      KS_PAR_ELEMS(n)                                                                 \
       for (int64_t i = 0; i < n; i++) y[i] = a[i] OP s;                               \
       return;                                                                         \
     }                                                                                 \
+    const int T = ks__cpu_threads_for(n * m, n);                                      \
+    _Pragma("omp parallel for num_threads(T) if (T > 1) schedule(static)")           \
     for (int64_t r = 0; r < n; r++) {                                                 \
       const float *restrict ar = a + r * m;                                           \
       float *restrict yr = y + r * m;                                                 \
@@ -102,40 +137,48 @@ void ks__cpu_sum_sq(int64_t n, float alpha, const float *restrict x, float *rest
 
 void ks__cpu_relu_forward(int64_t n, const float *restrict x, float *restrict y) {
   /* NaN passes through (numpy.maximum(x, 0) as Chainer), so divergence shows */
+  KS_PAR_ELEMS(n)
   for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
 void ks__cpu_relu_backward(int64_t n, const float *restrict y, const float *restrict gy,
                            float *restrict gx) {
+  KS_PAR_ELEMS(n)
   for (int64_t i = 0; i < n; i++) gx[i] = y[i] > 0.0f ? gy[i] : 0.0f;
 }
 
 void ks__cpu_leaky_relu_forward(int64_t n, float slope, const float *restrict x,
                                 float *restrict y) {
+  KS_PAR_ELEMS(n)
   for (int64_t i = 0; i < n; i++) y[i] = x[i] >= 0.0f ? x[i] : slope * x[i];
 }
 
 void ks__cpu_leaky_relu_backward(int64_t n, float slope, const float *restrict x,
                                  const float *restrict gy, float *restrict gx) {
+  KS_PAR_ELEMS(n)
   for (int64_t i = 0; i < n; i++) gx[i] = x[i] >= 0.0f ? gy[i] : slope * gy[i];
 }
 
 void ks__cpu_sigmoid_forward(int64_t n, const float *restrict x, float *restrict y) {
   /* Chainer: tanh(x/2)/2 + 1/2, stable for large |x| */
+  KS_PAR_ELEMS(n)
   for (int64_t i = 0; i < n; i++) y[i] = 0.5f * tanhf(0.5f * x[i]) + 0.5f;
 }
 
 void ks__cpu_sigmoid_backward(int64_t n, const float *restrict y, const float *restrict gy,
                               float *restrict gx) {
+  KS_PAR_ELEMS(n)
   for (int64_t i = 0; i < n; i++) gx[i] = gy[i] * y[i] * (1.0f - y[i]);
 }
 
 void ks__cpu_tanh_forward(int64_t n, const float *restrict x, float *restrict y) {
+  KS_PAR_ELEMS(n)
   for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
 }
 
 void ks__cpu_tanh_backward(int64_t n, const float *restrict y, const float *restrict gy,
                            float *restrict gx) {
+  KS_PAR_ELEMS(n)
   for (int64_t i = 0; i < n; i++) gx[i] = gy[i] * (1.0f - y[i] * y[i]);
 }
 

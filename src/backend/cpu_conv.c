@@ -1,0 +1,325 @@
+/*
+ * src/backend/cpu_conv.c — CPU kernels of the convolutional functions:
+ * im2col / col2im (the lowering of convolution and deconvolution to the
+ * backend GEMM), the (C, N, HW) <-> (N, C, HW) transposes around the batched
+ * GEMMs, per-channel sums and bias, 2-d strided copies (concat), max and
+ * average pooling, and batch normalization.
+ *
+ * Threads: every kernel splits its work over *independent outputs* (rows of
+ * col, image planes, channels) on the OpenMP pool when the work is large
+ * (ks__cpu_threads_for). Each output is computed by one thread in a fixed
+ * order, and no sum is ever split between threads, so the results are the
+ * same bits on any number of threads (tests/lib/test_kernels_threads.c).
+ * Per-channel sums (bias gradient, batch-norm statistics) are partitioned
+ * over channels and accumulate in double in (n, inner) order.
+ */
+#include "cpu_kernels.h"
+#include "kusari/backend.h"
+
+#include <math.h>
+#include <string.h>
+
+/* first ox with 0 <= ox*s + off, and first ox with ox*s + off >= lim
+ * (clamped to [0, n]): the range of output columns whose tap is inside */
+static inline void tap_range(int64_t off, int64_t s, int64_t lim, int64_t n, int64_t *lo,
+                             int64_t *hi) {
+  int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
+  int64_t b = lim - off <= 0 ? 0 : (lim - off + s - 1) / s;
+  *lo = a < n ? a : n;
+  *hi = b < n ? b : n;
+  if (*hi < *lo) *hi = *lo;
+}
+
+/* ---- im2col / col2im ------------------------------------------------------------ */
+
+void ks__cpu_im2col(const ks_conv_geom *g, const float *restrict x, float *restrict col) {
+  const int64_t kh = g->kh, kw = g->kw, h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+  const int64_t K = g->c * kh * kw, P = oh * ow, NP = g->n * P, tasks = K * g->n;
+  const int T = ks__cpu_threads_for(K * NP, tasks);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < tasks; t++) {
+    const int64_t r = t / g->n, ni = t % g->n;
+    const int64_t kx = r % kw, ky = (r / kw) % kh, ci = r / (kw * kh);
+    const float *restrict xp = x + (ni * g->c + ci) * h * w;
+    float *restrict dst = col + r * NP + ni * P;
+    const int64_t offx = kx * g->dx - g->pw;
+    int64_t lo, hi;
+    tap_range(offx, g->sx, w, ow, &lo, &hi);
+    for (int64_t oy = 0; oy < oh; oy++) {
+      const int64_t iy = oy * g->sy - g->ph + ky * g->dy;
+      float *restrict d = dst + oy * ow;
+      if (iy < 0 || iy >= h) {
+        for (int64_t ox = 0; ox < ow; ox++) d[ox] = 0.0f;
+        continue;
+      }
+      const float *restrict xr = xp + iy * w;
+      for (int64_t ox = 0; ox < lo; ox++) d[ox] = 0.0f;
+      if (g->sx == 1)
+        for (int64_t ox = lo; ox < hi; ox++) d[ox] = xr[ox + offx];
+      else
+        for (int64_t ox = lo; ox < hi; ox++) d[ox] = xr[ox * g->sx + offx];
+      for (int64_t ox = hi; ox < ow; ox++) d[ox] = 0.0f;
+    }
+  }
+}
+
+void ks__cpu_col2im(const ks_conv_geom *g, const float *restrict col, float *restrict x) {
+  const int64_t kh = g->kh, kw = g->kw, h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+  const int64_t P = oh * ow, NP = g->n * P, tasks = g->n * g->c;
+  const int T = ks__cpu_threads_for(g->c * kh * kw * NP, tasks);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < tasks; t++) {
+    const int64_t ni = t / g->c, ci = t % g->c;
+    float *restrict xp = x + t * h * w;
+    memset(xp, 0, (size_t)(h * w) * sizeof *xp);
+    for (int64_t ky = 0; ky < kh; ky++)
+      for (int64_t kx = 0; kx < kw; kx++) {
+        const int64_t r = (ci * kh + ky) * kw + kx;
+        const float *restrict src = col + r * NP + ni * P;
+        const int64_t offx = kx * g->dx - g->pw;
+        int64_t lo, hi;
+        tap_range(offx, g->sx, w, ow, &lo, &hi);
+        for (int64_t oy = 0; oy < oh; oy++) {
+          const int64_t iy = oy * g->sy - g->ph + ky * g->dy;
+          if (iy < 0 || iy >= h) continue;
+          float *restrict xr = xp + iy * w;
+          const float *restrict s = src + oy * ow;
+          if (g->sx == 1)
+            for (int64_t ox = lo; ox < hi; ox++) xr[ox + offx] += s[ox];
+          else
+            for (int64_t ox = lo; ox < hi; ox++) xr[ox * g->sx + offx] += s[ox];
+        }
+      }
+  }
+}
+
+/* ---- layout and per-channel helpers ------------------------------------------------ */
+
+void ks__cpu_swap01(int64_t a, int64_t b, int64_t inner, const float *restrict src,
+                    const float *restrict bias, float *restrict dst) {
+  const int64_t tasks = a * b;
+  const int T = ks__cpu_threads_for(tasks * inner, tasks);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < tasks; t++) {
+    const int64_t i = t / b, j = t % b;
+    const float *restrict s = src + t * inner;
+    float *restrict d = dst + (j * a + i) * inner;
+    if (bias) {
+      const float bv = bias[i];
+      for (int64_t k = 0; k < inner; k++) d[k] = s[k] + bv;
+    } else {
+      memcpy(d, s, (size_t)inner * sizeof *d);
+    }
+  }
+}
+
+void ks__cpu_channel_sum(int64_t n, int64_t c, int64_t inner, const float *restrict x,
+                         float *restrict out) {
+  const int T = ks__cpu_threads_for(n * c * inner, c);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t ci = 0; ci < c; ci++) {
+    double s = 0.0;
+    for (int64_t ni = 0; ni < n; ni++) {
+      const float *restrict xp = x + (ni * c + ci) * inner;
+      float part = 0.0f; /* one plane in float (vectorizes), planes in double */
+      for (int64_t k = 0; k < inner; k++) part += xp[k];
+      s += part;
+    }
+    out[ci] = (float)s;
+  }
+}
+
+void ks__cpu_channel_bias(int64_t n, int64_t c, int64_t inner, const float *restrict b,
+                          float *restrict y) {
+  const int64_t tasks = n * c;
+  const int T = ks__cpu_threads_for(tasks * inner, tasks);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < tasks; t++) {
+    const float bv = b[t % c];
+    float *restrict yp = y + t * inner;
+    for (int64_t k = 0; k < inner; k++) yp[k] += bv;
+  }
+}
+
+void ks__cpu_copy2d(int64_t rows, int64_t cols, const float *restrict src, int64_t lds,
+                    float *restrict dst, int64_t ldd) {
+  const int T = ks__cpu_threads_for(rows * cols, rows);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t r = 0; r < rows; r++)
+    memcpy(dst + r * ldd, src + r * lds, (size_t)cols * sizeof *dst);
+}
+
+/* ---- pooling ------------------------------------------------------------------------- */
+
+void ks__cpu_max_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
+                                float *restrict y, int32_t *restrict idx) {
+  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
+  const int T = ks__cpu_threads_for(planes * oh * ow * g->kh * g->kw, planes);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < planes; t++) {
+    const float *restrict xp = x + t * h * w;
+    float *restrict yp = y + t * oh * ow;
+    int32_t *restrict ip = idx + t * oh * ow;
+    for (int64_t oy = 0; oy < oh; oy++) {
+      const int64_t y0 = oy * g->sy - g->ph;
+      const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + g->kh < h ? y0 + g->kh : h;
+      for (int64_t ox = 0; ox < ow; ox++) {
+        const int64_t x0 = ox * g->sx - g->pw;
+        const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + g->kw < w ? x0 + g->kw : w;
+        float best = -INFINITY;
+        int64_t bi = -1;
+        for (int64_t iy = ya; iy < yb; iy++)
+          for (int64_t ix = xa; ix < xb; ix++) {
+            const float v = xp[iy * w + ix];
+            if (bi < 0 || v > best) { best = v; bi = iy * w + ix; }
+          }
+        yp[oy * ow + ox] = best;
+        ip[oy * ow + ox] = (int32_t)bi;
+      }
+    }
+  }
+}
+
+void ks__cpu_max_pool2d_backward(const ks_conv_geom *g, const int32_t *restrict idx,
+                                 const float *restrict gy, float *restrict gx) {
+  const int64_t hw = g->h * g->w, ohw = g->oh * g->ow, planes = g->n * g->c;
+  const int T = ks__cpu_threads_for(planes * (hw + ohw), planes);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < planes; t++) {
+    float *restrict xp = gx + t * hw;
+    const float *restrict gp = gy + t * ohw;
+    const int32_t *restrict ip = idx + t * ohw;
+    memset(xp, 0, (size_t)hw * sizeof *xp);
+    for (int64_t o = 0; o < ohw; o++)
+      if (ip[o] >= 0) xp[ip[o]] += gp[o];
+  }
+}
+
+void ks__cpu_avg_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
+                                float *restrict y) {
+  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
+  const float inv = 1.0f / (float)(g->kh * g->kw);
+  const int T = ks__cpu_threads_for(planes * oh * ow * g->kh * g->kw, planes);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < planes; t++) {
+    const float *restrict xp = x + t * h * w;
+    float *restrict yp = y + t * oh * ow;
+    for (int64_t oy = 0; oy < oh; oy++) {
+      const int64_t y0 = oy * g->sy - g->ph;
+      const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + g->kh < h ? y0 + g->kh : h;
+      for (int64_t ox = 0; ox < ow; ox++) {
+        const int64_t x0 = ox * g->sx - g->pw;
+        const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + g->kw < w ? x0 + g->kw : w;
+        float s = 0.0f;
+        for (int64_t iy = ya; iy < yb; iy++)
+          for (int64_t ix = xa; ix < xb; ix++) s += xp[iy * w + ix];
+        yp[oy * ow + ox] = s * inv;
+      }
+    }
+  }
+}
+
+void ks__cpu_avg_pool2d_backward(const ks_conv_geom *g, const float *restrict gy,
+                                 float *restrict gx) {
+  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
+  const float inv = 1.0f / (float)(g->kh * g->kw);
+  const int T = ks__cpu_threads_for(planes * oh * ow * g->kh * g->kw, planes);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < planes; t++) {
+    float *restrict xp = gx + t * h * w;
+    const float *restrict gp = gy + t * oh * ow;
+    memset(xp, 0, (size_t)(h * w) * sizeof *xp);
+    for (int64_t oy = 0; oy < oh; oy++) {
+      const int64_t y0 = oy * g->sy - g->ph;
+      const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + g->kh < h ? y0 + g->kh : h;
+      for (int64_t ox = 0; ox < ow; ox++) {
+        const int64_t x0 = ox * g->sx - g->pw;
+        const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + g->kw < w ? x0 + g->kw : w;
+        const float v = gp[oy * ow + ox] * inv;
+        for (int64_t iy = ya; iy < yb; iy++)
+          for (int64_t ix = xa; ix < xb; ix++) xp[iy * w + ix] += v;
+      }
+    }
+  }
+}
+
+/* ---- batch normalization ---------------------------------------------------------------- */
+
+void ks__cpu_bn_stats(int64_t n, int64_t c, int64_t inner, const float *restrict x,
+                      float *restrict mean, float *restrict var) {
+  const int T = ks__cpu_threads_for(n * c * inner, c);
+  const double m = (double)(n * inner);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t ci = 0; ci < c; ci++) {
+    double s = 0.0;
+    for (int64_t ni = 0; ni < n; ni++) {
+      const float *restrict xp = x + (ni * c + ci) * inner;
+      for (int64_t k = 0; k < inner; k++) s += xp[k];
+    }
+    const double mu = m > 0 ? s / m : 0.0;
+    double q = 0.0;
+    for (int64_t ni = 0; ni < n; ni++) {
+      const float *restrict xp = x + (ni * c + ci) * inner;
+      for (int64_t k = 0; k < inner; k++) {
+        const double d = xp[k] - mu;
+        q += d * d;
+      }
+    }
+    mean[ci] = (float)mu;
+    var[ci] = (float)(m > 0 ? q / m : 0.0);
+  }
+}
+
+void ks__cpu_bn_forward(int64_t n, int64_t c, int64_t inner, float eps, const float *restrict x,
+                        const float *restrict mean, const float *restrict var,
+                        const float *restrict gamma, const float *restrict beta,
+                        float *restrict y, float *restrict inv_std) {
+  for (int64_t ci = 0; ci < c; ci++) inv_std[ci] = 1.0f / sqrtf(var[ci] + eps);
+  const int64_t tasks = n * c;
+  const int T = ks__cpu_threads_for(tasks * inner, tasks);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < tasks; t++) {
+    const int64_t ci = t % c;
+    const float mu = mean[ci], is = inv_std[ci], ga = gamma[ci], be = beta[ci];
+    const float *restrict xp = x + t * inner;
+    float *restrict yp = y + t * inner;
+    for (int64_t k = 0; k < inner; k++) yp[k] = ga * ((xp[k] - mu) * is) + be;
+  }
+}
+
+void ks__cpu_bn_backward(int64_t n, int64_t c, int64_t inner, int batch_stats,
+                         const float *restrict x, const float *restrict gy,
+                         const float *restrict mean, const float *restrict inv_std,
+                         const float *restrict gamma, float *restrict gx,
+                         float *restrict ggamma, float *restrict gbeta) {
+  const int T = ks__cpu_threads_for(n * c * inner, c);
+  const float m = (float)(n * inner);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t ci = 0; ci < c; ci++) {
+    const float mu = mean[ci], is = inv_std[ci];
+    double sb = 0.0, sg = 0.0;
+    for (int64_t ni = 0; ni < n; ni++) {
+      const float *restrict xp = x + (ni * c + ci) * inner;
+      const float *restrict gp = gy + (ni * c + ci) * inner;
+      for (int64_t k = 0; k < inner; k++) {
+        sb += gp[k];
+        sg += (double)gp[k] * ((xp[k] - mu) * is);
+      }
+    }
+    const float gb = (float)sb, gg = (float)sg;
+    if (gbeta) gbeta[ci] = gb;
+    if (ggamma) ggamma[ci] = gg;
+    if (!gx) continue;
+    const float scale = gamma[ci] * is;
+    for (int64_t ni = 0; ni < n; ni++) {
+      const float *restrict xp = x + (ni * c + ci) * inner;
+      const float *restrict gp = gy + (ni * c + ci) * inner;
+      float *restrict dp = gx + (ni * c + ci) * inner;
+      if (batch_stats)
+        for (int64_t k = 0; k < inner; k++)
+          dp[k] = scale * (gp[k] - (((xp[k] - mu) * is) * gg + gb) / m);
+      else
+        for (int64_t k = 0; k < inner; k++) dp[k] = scale * gp[k];
+    }
+  }
+}
