@@ -760,13 +760,19 @@ static int shift_save(ks_extension *ext, ks_npz_writer *w, const char *prefix) {
   if (!(k = ks__strcat3(prefix, "_last_value", NULL))) return ks_error_last_code();
   rc = ks__npz_add_f64(w, k, s->last);
   free(k);
+  if (rc != KS_OK) return rc;
+  /* kusari: also the initial value, which initialize would otherwise take
+   * from the optimizer, whose value the snapshot has already restored */
+  if (!(k = ks__strcat3(prefix, "_init", NULL))) return ks_error_last_code();
+  rc = ks__npz_add_f64(w, k, s->init);
+  free(k);
   return rc;
 }
 
 static int shift_load(ks_extension *ext, ks_npz_reader *r, const char *prefix) {
   shift *s = ks_extension_state(ext);
   int64_t t;
-  double last;
+  double last, init;
   char *k = ks__strcat3(prefix, "_t", NULL);
   if (!k) return ks_error_last_code();
   int rc = ks__npz_read_i64(r, k, &t);
@@ -776,8 +782,13 @@ static int shift_load(ks_extension *ext, ks_npz_reader *r, const char *prefix) {
   rc = ks__npz_read_f64(r, k, &last);
   free(k);
   if (rc != KS_OK) return rc;
+  if (!(k = ks__strcat3(prefix, "_init", NULL))) return ks_error_last_code();
+  rc = ks__npz_read_f64(r, k, &init);
+  free(k);
+  if (rc != KS_OK) return rc;
   s->t = t;
   s->last = last;
+  s->init = init;
   return KS_OK;
 }
 
