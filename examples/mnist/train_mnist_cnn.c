@@ -31,6 +31,7 @@
 
 typedef struct options {
   int batchsize, epochs, unit, frequency;
+  int channels[2], fc_units;
   long long train_size, test_size;
   const char *out, *data, *resume, *arch;
   unsigned long long seed;
@@ -47,7 +48,9 @@ static void usage(FILE *f) {
     "  -r, --resume FILE    resume from a snapshot (e.g. result/snapshot_iter_600)\n"
     "  -f, --frequency N    take a snapshot every N epochs (default 1)\n"
     "      --arch A         cnn (default) or mlp\n"
-    "  -u, --unit N         hidden units of the mlp (default 100)\n"
+    "  -u, --unit N         hidden units: of the mlp's layers (default 100), of\n"
+    "                       the cnn's first fully connected layer (default 256)\n"
+    "      --channels C1,C2 output channels of the cnn's convolutions (default 32,64)\n"
     "      --data DIR       directory with train-images-idx3-ubyte(.gz) etc.\n"
     "                       (default: $KUSARI_DATA, else Debian's Fashion-MNIST)\n"
     "      --seed N         seed for initialization, shuffling and dropout (default 0)\n"
@@ -82,9 +85,11 @@ static int parse_options(int argc, char **argv, options *o) {
     {"frequency", required_argument, 0, 'f'}, {"arch", required_argument, 0, 'A'},
     {"unit", required_argument, 0, 'u'},      {"data", required_argument, 0, 'D'},
     {"seed", required_argument, 0, 'S'},      {"train-size", required_argument, 0, 'T'},
-    {"test-size", required_argument, 0, 'V'}, {"help", no_argument, 0, 'h'},
+    {"test-size", required_argument, 0, 'V'}, {"channels", required_argument, 0, 'C'},
+    {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
-  *o = (options){.batchsize = 100, .epochs = 3, .unit = 100, .frequency = 1, .out = "result",
+  *o = (options){.batchsize = 100, .epochs = 3, .unit = 0, .frequency = 1, .out = "result",
+                 .channels = {32, 64},
                  .arch = "cnn"};
   int c;
   while ((c = getopt_long(argc, argv, "b:e:o:r:f:u:h", longopts, NULL)) != -1) {
@@ -95,6 +100,16 @@ static int parse_options(int argc, char **argv, options *o) {
       case 'u': if (parse_int("unit", optarg, 1, &o->unit)) return -1; break;
       case 'T': if (parse_ll("train-size", optarg, 1, &o->train_size)) return -1; break;
       case 'V': if (parse_ll("test-size", optarg, 1, &o->test_size)) return -1; break;
+      case 'C': {
+        int a, b, k = -1;
+        if (sscanf(optarg, "%d,%d%n", &a, &b, &k) != 2 || optarg[k] || a < 1 || b < 1 || a > 4096 || b > 4096) {
+          fprintf(stderr, "train_mnist_cnn: --channels must be two positive integers C1,C2, got '%s'\n", optarg);
+          return -1;
+        }
+        o->channels[0] = a;
+        o->channels[1] = b;
+        break;
+      }
       case 'o': o->out = optarg; break;
       case 'r': o->resume = optarg; break;
       case 'D': o->data = optarg; break;
@@ -119,6 +134,8 @@ static int parse_options(int argc, char **argv, options *o) {
       default: usage(stderr); return -1;
     }
   }
+  if (!o->unit) o->unit = strcmp(o->arch, "cnn") == 0 ? 256 : 100;
+  o->fc_units = o->unit;
   if (optind < argc) {
     fprintf(stderr, "train_mnist_cnn: unexpected argument '%s' (see --help)\n", argv[optind]);
     return -1;
@@ -149,10 +166,30 @@ static ks_link *mlp_new(int n_units, ks_rng *rng) {
   return model;
 }
 
-static ks_link *cnn_new(ks_rng *rng) {
-  (void)rng;
-  ks_error_set(KS_EUNSUPPORTED, "the cnn needs convolution links (not in this libkusari yet); use --arch mlp");
-  return NULL;
+static ks_var *cnn_forward(ks_ctx *ctx, ks_link *self, ks_var *x) {
+  // x is (N, 1, 28, 28)
+  ks_var *h = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "conv1"), x));  // (N, 32, 24, 24)
+  h = ks_max_pooling_2d(ctx, h, 2, 2, 0, 1);                                          // (N, 32, 12, 12)
+  h = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "conv2"), h));            // (N, 64, 8, 8)
+  h = ks_max_pooling_2d(ctx, h, 2, 2, 0, 1);                                          // (N, 64, 4, 4)
+  h = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "fc3"), h));              // (N, 256)
+  return ks_link_forward(ctx, ks_link_child(self, "fc4"), h);                         // (N, 10)
+}
+
+static ks_link *cnn_new(int c1, int c2, int units, ks_rng *rng) {
+  ks_conv_link_opts co = {.rng = rng};
+  ks_linear_opts lo = {.rng = rng};
+  ks_link *model = ks_chain_new();
+  if (!model) return NULL;
+  if (ks_link_add_child(model, "conv1", ks_convolution_2d_link_new(0, c1, 5, 1, 0, &co)) ||
+      ks_link_add_child(model, "conv2", ks_convolution_2d_link_new(c1, c2, 5, 1, 0, &co)) ||
+      ks_link_add_child(model, "fc3", ks_linear_link_new(0, units, &lo)) ||
+      ks_link_add_child(model, "fc4", ks_linear_link_new(units, 10, &lo))) {
+    ks_link_free(model);
+    return NULL;
+  }
+  ks_link_set_forward(model, cnn_forward, NULL);
+  return model;
 }
 
 /* ---------------------------------------------------------------------------- */
@@ -198,7 +235,8 @@ int main(int argc, char **argv) {
 
   ks_rng rng;
   ks_rng_seed(&rng, o.seed);
-  ks_link *model = ks_classifier_new(cnn ? cnn_new(&rng) : mlp_new(o.unit, &rng));
+  ks_link *model = ks_classifier_new(cnn ? cnn_new(o.channels[0], o.channels[1], o.fc_units, &rng)
+                                        : mlp_new(o.unit, &rng));
   if (!model) die("building the model");
   ks_optimizer *opt = ks_optimizer_adam_new(NULL);
   if (!opt || ks_optimizer_setup(opt, model) != KS_OK) die("setting up the optimizer");

@@ -19,7 +19,7 @@
 #define TT_D 8
 #define TT_C 3
 
-static ks_dataset *tt_make_dataset(int64_t n, uint64_t seed) {
+static inline ks_dataset *tt_make_dataset(int64_t n, uint64_t seed) {
   ks_rng rng;
   ks_rng_seed(&rng, seed);
   ks_rng prng;
@@ -48,14 +48,14 @@ static ks_dataset *tt_make_dataset(int64_t n, uint64_t seed) {
   return ds;
 }
 
-static ks_var *tt_forward(ks_ctx *ctx, ks_link *self, ks_var *x) {
+static inline ks_var *tt_forward(ks_ctx *ctx, ks_link *self, ks_var *x) {
   int dropout = (int)(intptr_t)ks_link_user(self);
   ks_var *h = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "l1"), x));
   if (dropout) h = ks_dropout(ctx, h, 0.25);
   return ks_link_forward(ctx, ks_link_child(self, "l2"), h);
 }
 
-static ks_link *tt_make_model(int units, uint64_t seed, int dropout) {
+static inline ks_link *tt_make_model(int units, uint64_t seed, int dropout) {
   ks_rng rng;
   ks_rng_seed(&rng, seed);
   ks_linear_opts lo = {.rng = &rng};
@@ -89,7 +89,7 @@ typedef struct tt_config {
   const char *out;
 } tt_config;
 
-static void tt_setup_init(tt_setup *s, tt_config c) {
+static inline void tt_setup_init(tt_setup *s, tt_config c) {
   memset(s, 0, sizeof *s);
   if (!c.units) c.units = 16;
   if (!c.n_train) c.n_train = 96;
@@ -110,7 +110,7 @@ static void tt_setup_init(tt_setup *s, tt_config c) {
   TU_OK(ks_trainer_new(&s->tr, up, c.stop, c.out));
 }
 
-static void tt_setup_free(tt_setup *s) {
+static inline void tt_setup_free(tt_setup *s) {
   ks_trainer_free(s->tr);
   ks_serial_iterator_free(s->train_it);
   ks_serial_iterator_free(s->test_it);
@@ -121,12 +121,12 @@ static void tt_setup_free(tt_setup *s) {
   memset(s, 0, sizeof *s);
 }
 
-static int tt_extend(ks_trainer *tr, ks_extension *e) {
+static inline int tt_extend(ks_trainer *tr, ks_extension *e) {
   return ks_trainer_extend(tr, e, NULL, KS_TRIGGER_DEFAULT, KS_PRIORITY_DEFAULT);
 }
 
 /* Copies every parameter of 'model' (namedparams order) into one array. */
-static float *tt_params(ks_link *model, int64_t *n) {
+static inline float *tt_params(ks_link *model, int64_t *n) {
   int64_t total = ks_link_count_params(model);
   float *out = malloc((size_t)total * sizeof *out);
   assert_non_null(out);
