@@ -160,6 +160,36 @@ void ks_link_zerograds(ks_link *link);
  * differ; dst is unchanged on failure. */
 int ks_link_copyparams(ks_link *dst, ks_link *src);
 
+/* ---- persistent values (Chainer's register_persistent) -------------------------------- */
+/* Values a link keeps that are not parameters: no gradient, never packed,
+ * never updated by optimizers, but saved and loaded by the npz serializers
+ * under their path ("bn/avg_mean") next to the parameters, and copied by
+ * ks_link_copyparams (Chainer's copy_persistent=True). They share the link's
+ * name space with parameters and children. */
+
+/* Registers a float32 persistent tensor 'name' of the given shape filled with
+ * 'fill'. Returns the tensor (owned by the link, valid until it is freed;
+ * its data may be updated in place) or NULL (error set). */
+ks_tensor *ks_link_add_persistent(ks_link *link, const char *name, int ndim, const int64_t *shape,
+                                  double fill);
+/* Registers an integer persistent (saved as a 0-d int64 array, as Chainer
+ * saves a Python int such as BatchNormalization's N). Returns a pointer to
+ * the value, owned by the link, or NULL (error set). */
+int64_t *ks_link_add_persistent_int(ks_link *link, const char *name, int64_t value);
+/* Persistent tensor / integer of this link or a descendant ("bn/avg_mean"),
+ * NULL if absent or of the other kind (no error set). */
+ks_tensor *ks_link_persistent(ks_link *link, const char *path);
+int64_t *ks_link_persistent_int(ks_link *link, const char *path);
+/* Number of persistent values in the tree. */
+int ks_link_num_persistents(ks_link *link);
+/* Calls fn for each persistent value of the tree (a link's own ones sorted
+ * by name, then its children in iteration order): t for tensors, ival for
+ * integers (the other NULL). Stops at and returns fn's first non-zero
+ * return. */
+int ks_link_namedpersistents(ks_link *link,
+                             int (*fn)(const char *path, ks_tensor *t, int64_t *ival, void *user),
+                             void *user);
+
 /* ---- packing ---------------------------------------------------------------------- */
 
 /* Moves every parameter of the tree into one data block and one mirrored grad
@@ -231,6 +261,26 @@ ks_link *ks_deconvolution_2d_link_new(int64_t in_channels, int64_t out_channels,
 /* 0 while a lazy link has not seen its input yet. */
 int64_t ks_conv_link_in_channels(const ks_link *link);
 int64_t ks_conv_link_out_channels(const ks_link *link);
+
+/* ---- BatchNormalization (chainer.links.BatchNormalization) --------------------------- */
+
+typedef struct ks_bn_link_opts {
+  double decay;                        /* running-average decay (Chainer 0.9)       */
+  double eps;                          /* added to the variance (Chainer 2e-5)      */
+  const ks_initializer *initial_gamma; /* NULL: One                                 */
+  const ks_initializer *initial_beta;  /* NULL: Zero                                */
+} ks_bn_link_opts;
+#define KS_BN_LINK_DEFAULTS ((ks_bn_link_opts){0.9, 2e-5, NULL, NULL})
+
+/* BatchNormalization(size): parameters gamma (size,) and beta (size,), and
+ * persistent values avg_mean (zeros), avg_var (ones) and N (0), saved in npz
+ * under Chainer's keys ("bn/gamma", "bn/beta", "bn/avg_mean", "bn/avg_var",
+ * "bn/N" for a child named "bn"). Forward on x (N, size, ...): in train mode
+ * (ks_ctx_train) ks_batch_normalization with the batch statistics, updating
+ * avg_mean / avg_var in place; in test mode ks_fixed_batch_normalization with
+ * avg_mean / avg_var. opts NULL: KS_BN_LINK_DEFAULTS (fields are used as
+ * given, so decay 0 keeps only the last batch). No fine-tuning mode: N stays 0. */
+ks_link *ks_batch_normalization_link_new(int64_t size, const ks_bn_link_opts *opts);
 
 /* ---- Sequential (chainer.Sequential) ----------------------------------------------- */
 

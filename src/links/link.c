@@ -76,6 +76,19 @@ static void param_free(ks_param *p) {
   free(p);
 }
 
+static void persist_free(ks_persistent *p) {
+  if (!p) return;
+  ks_tensor_free(p->t);
+  free(p->name);
+  free(p);
+}
+
+static ks_persistent *find_persist(const ks_link *link, const char *name) {
+  for (int i = 0; i < link->n_persists; i++)
+    if (strcmp(link->persists[i]->name, name) == 0) return link->persists[i];
+  return NULL;
+}
+
 void ks_link_free(ks_link *link) {
   if (!link || link->parent) return; /* children are freed by their parent */
   for (int i = 0; i < link->n_children; i++) {
@@ -87,6 +100,8 @@ void ks_link_free(ks_link *link) {
   free(link->child_names);
   for (int i = 0; i < link->n_params; i++) param_free(link->params[i]);
   free(link->params);
+  for (int i = 0; i < link->n_persists; i++) persist_free(link->persists[i]);
+  free(link->persists);
   flat_clear(link);
   pack_free(link->pack);
   if (link->free_impl) link->free_impl(link);
@@ -129,6 +144,10 @@ int ks_link_add_child(ks_link *parent, const char *name, ks_link *child) {
       rc = ks_error_set(KS_EINVAL, "link already has a parameter named '%s'", name);
       goto fail;
     }
+  if (find_persist(parent, name)) {
+    rc = ks_error_set(KS_EINVAL, "link already has a persistent value named '%s'", name);
+    goto fail;
+  }
   if (parent->n_children == parent->cap_children) {
     int cap = parent->cap_children ? 2 * parent->cap_children : 4;
     ks_link **c = realloc(parent->children, (size_t)cap * sizeof *c);
@@ -259,8 +278,8 @@ ks_var *ks_link_add_param(ks_link *link, const char *name, int ndim, const int64
   if (!link) { ks_error_set(KS_EINVAL, "ks_link_add_param: link is NULL"); return NULL; }
   if (check_name("parameter", name) != KS_OK) return NULL;
   if (ndim > KS_MAX_DIMS) { ks_error_set(KS_EINVAL, "parameter '%s': rank %d > %d", name, ndim, KS_MAX_DIMS); return NULL; }
-  if (find_param(link, name) || ks_link_child(link, name)) {
-    ks_error_set(KS_EINVAL, "link already has a parameter or child named '%s'", name);
+  if (find_param(link, name) || ks_link_child(link, name) || find_persist(link, name)) {
+    ks_error_set(KS_EINVAL, "link already has a parameter, child or persistent value named '%s'", name);
     return NULL;
   }
   if (link->n_params == link->cap_params) {
@@ -499,6 +518,20 @@ int ks_link_copyparams(ks_link *dst, ks_link *src) {
                                           : hint_str(dp, b, sizeof b));
     }
   }
+  /* persistent values (Chainer's copyparams(copy_persistent=True)) */
+  int npd = 0;
+  ks_persist_entry *pd = ks__link_persist_list(dst, &npd);
+  if (!pd && ks_link_num_persistents(dst) > 0) return ks_error_last_code();
+  for (int i = 0; i < npd; i++) {
+    ks_persistent *dp = pd[i].p, *sp = ks__link_persistent_at(src, pd[i].path);
+    int rc = KS_OK;
+    if (!sp)
+      rc = ks_error_set(KS_ENOTFOUND, "copyparams: source has no persistent value '%s'", pd[i].path);
+    else if (sp->is_int != dp->is_int || (!dp->is_int && !ks_tensor_same_shape(sp->t, dp->t)))
+      rc = ks_error_set(KS_ESHAPE, "copyparams: persistent value '%s' differs in kind or shape",
+                        pd[i].path);
+    if (rc != KS_OK) { ks__persist_list_free(pd, npd); return rc; }
+  }
   for (int i = 0; i < nd; i++) {
     ks_param *sp = ks__param_of_var(ks_link_param(src, fd[i].path)), *dp = fd[i].param;
     if (!sp->initialized) continue;
@@ -509,6 +542,12 @@ int ks_link_copyparams(ks_link *dst, ks_link *src) {
     }
     memcpy(dp->data.data, sp->data.data, ks_tensor_nbytes(&sp->data));
   }
+  for (int i = 0; i < npd; i++) {
+    ks_persistent *dp = pd[i].p, *sp = ks__link_persistent_at(src, pd[i].path);
+    if (dp->is_int) dp->ival = sp->ival;
+    else memcpy(dp->t->data, sp->t->data, ks_tensor_nbytes(sp->t));
+  }
+  ks__persist_list_free(pd, npd);
   return KS_OK;
 }
 
@@ -608,3 +647,148 @@ int64_t ks_link_pack_offset(ks_link *root, int i) {
   return root->pack->offsets[i];
 }
 
+
+/* ---------------------------------------------------------------------------- */
+/* persistent values */
+
+static ks_persistent *persist_add(ks_link *link, const char *name) {
+  if (!link) { ks_error_set(KS_EINVAL, "ks_link_add_persistent: link is NULL"); return NULL; }
+  if (check_name("persistent value", name) != KS_OK) return NULL;
+  if (find_param(link, name) || ks_link_child(link, name) || find_persist(link, name)) {
+    ks_error_set(KS_EINVAL, "link already has a parameter, child or persistent value named '%s'", name);
+    return NULL;
+  }
+  if (link->n_persists == link->cap_persists) {
+    int cap = link->cap_persists ? 2 * link->cap_persists : 4;
+    ks_persistent **ps = realloc(link->persists, (size_t)cap * sizeof *ps);
+    if (!ps) { ks_error_set(KS_ENOMEM, "out of memory adding a persistent value"); return NULL; }
+    link->persists = ps;
+    link->cap_persists = cap;
+  }
+  ks_persistent *p = calloc(1, sizeof *p);
+  if (!p || !(p->name = dupstr(name))) {
+    free(p);
+    ks_error_set(KS_ENOMEM, "out of memory adding a persistent value");
+    return NULL;
+  }
+  p->owner = link;
+  return p;
+}
+
+static void persist_insert(ks_link *link, ks_persistent *p) {
+  int pos = link->n_persists;
+  while (pos > 0 && strcmp(link->persists[pos - 1]->name, p->name) > 0) pos--;
+  memmove(link->persists + pos + 1, link->persists + pos,
+          (size_t)(link->n_persists - pos) * sizeof *link->persists);
+  link->persists[pos] = p;
+  link->n_persists++;
+}
+
+ks_tensor *ks_link_add_persistent(ks_link *link, const char *name, int ndim, const int64_t *shape,
+                                  double fill) {
+  if (ndim < 0 || ndim > KS_MAX_DIMS || (ndim > 0 && !shape)) {
+    ks_error_set(KS_EINVAL, "persistent value '%s': bad rank %d", name ? name : "", ndim);
+    return NULL;
+  }
+  ks_persistent *p = persist_add(link, name);
+  if (!p) return NULL;
+  p->t = ks_tensor_new(KS_F32, ndim, shape);
+  if (!p->t) { persist_free(p); return NULL; }
+  float *d = ks_tensor_f32(p->t);
+  for (int64_t i = 0; i < p->t->size; i++) d[i] = (float)fill;
+  persist_insert(link, p);
+  return p->t;
+}
+
+int64_t *ks_link_add_persistent_int(ks_link *link, const char *name, int64_t value) {
+  ks_persistent *p = persist_add(link, name);
+  if (!p) return NULL;
+  p->is_int = 1;
+  p->ival = value;
+  persist_insert(link, p);
+  return &p->ival;
+}
+
+ks_persistent *ks__link_persistent_at(ks_link *link, const char *path) {
+  if (!link || !path) return NULL;
+  const char *slash = strchr(path, '/');
+  if (!slash) return find_persist(link, path);
+  char head[256];
+  size_t len = (size_t)(slash - path);
+  if (len >= sizeof head) return NULL;
+  memcpy(head, path, len);
+  head[len] = '\0';
+  return ks__link_persistent_at(ks_link_child(link, head), slash + 1);
+}
+
+ks_tensor *ks_link_persistent(ks_link *link, const char *path) {
+  ks_persistent *p = ks__link_persistent_at(link, path);
+  return p && !p->is_int ? p->t : NULL;
+}
+
+int64_t *ks_link_persistent_int(ks_link *link, const char *path) {
+  ks_persistent *p = ks__link_persistent_at(link, path);
+  return p && p->is_int ? &p->ival : NULL;
+}
+
+static int persist_count(const ks_link *l) {
+  int n = l->n_persists;
+  for (int i = 0; i < l->n_children; i++) n += persist_count(l->children[i]);
+  return n;
+}
+
+static int persist_fill(const ks_link *l, const char *prefix, ks_persist_entry *out, int *k) {
+  for (int i = 0; i < l->n_persists; i++) {
+    size_t n = strlen(prefix) + strlen(l->persists[i]->name) + 1;
+    char *s = malloc(n);
+    if (!s) return ks_error_set(KS_ENOMEM, "out of memory");
+    snprintf(s, n, "%s%s", prefix, l->persists[i]->name);
+    out[*k].path = s;
+    out[*k].p = l->persists[i];
+    (*k)++;
+  }
+  for (int i = 0; i < l->n_children; i++) {
+    size_t n = strlen(prefix) + strlen(l->child_names[i]) + 2;
+    char *s = malloc(n);
+    if (!s) return ks_error_set(KS_ENOMEM, "out of memory");
+    snprintf(s, n, "%s%s/", prefix, l->child_names[i]);
+    int rc = persist_fill(l->children[i], s, out, k);
+    free(s);
+    if (rc != KS_OK) return rc;
+  }
+  return KS_OK;
+}
+
+void ks__persist_list_free(ks_persist_entry *list, int n) {
+  if (!list) return;
+  for (int i = 0; i < n; i++) free(list[i].path);
+  free(list);
+}
+
+ks_persist_entry *ks__link_persist_list(ks_link *link, int *n) {
+  *n = 0;
+  int total = link ? persist_count(link) : 0, k = 0;
+  if (!total) return NULL;
+  ks_persist_entry *list = calloc((size_t)total, sizeof *list);
+  if (!list) { ks_error_set(KS_ENOMEM, "out of memory"); return NULL; }
+  if (persist_fill(link, "", list, &k) != KS_OK) { ks__persist_list_free(list, k); return NULL; }
+  *n = total;
+  return list;
+}
+
+int ks_link_num_persistents(ks_link *link) { return link ? persist_count(link) : 0; }
+
+int ks_link_namedpersistents(ks_link *link,
+                             int (*fn)(const char *path, ks_tensor *t, int64_t *ival, void *user),
+                             void *user) {
+  if (!link || !fn) return ks_error_set(KS_EINVAL, "ks_link_namedpersistents: NULL argument");
+  int n = 0;
+  ks_persist_entry *list = ks__link_persist_list(link, &n);
+  if (!list && persist_count(link)) return ks_error_last_code();
+  int rc = KS_OK;
+  for (int i = 0; i < n && rc == KS_OK; i++)
+    rc = fn(list[i].path, list[i].p->is_int ? NULL : list[i].p->t,
+            list[i].p->is_int ? &list[i].p->ival : NULL, user);
+  ks__persist_list_free(list, n);
+  return rc;
+}

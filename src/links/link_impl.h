@@ -36,6 +36,23 @@ struct ks_pack {
   uint64_t id;             /* unique per pack (optimizers check it)              */
 };
 
+/* A persistent value (Chainer's register_persistent): not a parameter, so
+ * no gradient, never packed, never touched by optimizers; saved and loaded
+ * by the npz serializers under its path. Either a float32 heap tensor or an
+ * int64 scalar (is_int; Chainer saves a Python int as a 0-d int64 array). */
+typedef struct ks_persistent {
+  char *name;
+  ks_link *owner;
+  ks_tensor *t;            /* float32 heap tensor, NULL when is_int            */
+  int is_int;
+  int64_t ival;
+} ks_persistent;
+
+typedef struct ks_persist_entry {
+  char *path;              /* relative to the link the list was made for     */
+  ks_persistent *p;
+} ks_persist_entry;
+
 typedef struct ks_flat_entry {
   char *path;              /* relative to the link that owns the cache           */
   ks_param *param;
@@ -63,6 +80,9 @@ struct ks_link {
   int flat_valid;
 
   ks_pack *pack;                       /* pack owned by this link (root)         */
+
+  ks_persistent **persists;            /* sorted by name                         */
+  int n_persists, cap_persists;
 };
 
 /* Allocates a link of the given type; impl is owned and released by free_impl. */
@@ -76,6 +96,14 @@ ks_param *ks__param_of_var(ks_var *v);
 int ks__param_alloc(ks_param *p, int ndim, const int64_t *shape);
 /* Back to uninitialized (undoing a ks__param_alloc on a lazy param). */
 void ks__param_uninit(ks_param *p);
+/* Persistent values of the tree (own ones sorted by name, then each child's
+ * in iteration order, paths like "bn/avg_mean"); a new array the caller
+ * frees with ks__persist_list_free. NULL with *n = 0 on OOM (error set) or
+ * when there are none (no error). */
+ks_persist_entry *ks__link_persist_list(ks_link *link, int *n);
+void ks__persist_list_free(ks_persist_entry *list, int n);
+/* Persistent value of link (name) or of a descendant ("bn/avg_mean"), or NULL. */
+ks_persistent *ks__link_persistent_at(ks_link *link, const char *path);
 /* Checks a shape against a lazy param's hint. */
 int ks__param_shape_ok(const ks_param *p, int ndim, const int64_t *shape);
 

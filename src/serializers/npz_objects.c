@@ -5,6 +5,10 @@
  * Loads are two-phase: phase 1 checks every key and reads every value into
  * scratch buffers; phase 2 (which cannot fail except for a lazy parameter's
  * allocation, done before any copy) writes them into the object.
+ *
+ * A link's persistent values (BatchNormalization's avg_mean, avg_var, N)
+ * are saved after its parameters under their paths, float32 tensors as
+ * '<f4' and integers as 0-d '<i8', as Chainer's save_npz writes them.
  */
 #include "kusari/serializers.h"
 #include "kusari/error.h"
@@ -44,7 +48,20 @@ int ks_npz_write_link(ks_npz_writer *w, const char *prefix, ks_link *link) {
     free(key);
     if (rc != KS_OK) return rc;
   }
-  return KS_OK;
+  /* persistent values ("bn/avg_mean", "bn/N", ...) after the parameters */
+  int np = 0;
+  ks_persist_entry *pl = ks__link_persist_list(link, &np);
+  if (!pl && ks_link_num_persistents(link) > 0) return ks_error_last_code();
+  int rc = KS_OK;
+  for (int i = 0; i < np && rc == KS_OK; i++) {
+    char *key = join(prefix, pl[i].path, NULL);
+    if (!key) { rc = ks_error_last_code(); break; }
+    rc = pl[i].p->is_int ? ks_npz_writer_add_int64(w, key, pl[i].p->ival)
+                         : ks_npz_writer_add_tensor(w, key, pl[i].p->t);
+    free(key);
+  }
+  ks__persist_list_free(pl, np);
+  return rc;
 }
 
 int ks_save_npz_ex(const char *path, ks_link *link, int compress) {
@@ -66,6 +83,11 @@ int ks_npz_read_link(ks_npz_reader *r, const char *prefix, ks_link *link, int st
   float **vals = calloc((size_t)(n ? n : 1), sizeof *vals);
   ks_npz_info *infos = calloc((size_t)(n ? n : 1), sizeof *infos);
   char *allocated = calloc((size_t)(n ? n : 1), 1);
+  ks_persist_entry *pl = NULL;
+  int np = 0;
+  float **pvals = NULL;
+  int64_t *pints = NULL;
+  char *pfound = NULL;
   int rc = KS_OK;
   if (!vals || !infos || !allocated) { rc = ks_error_set(KS_ENOMEM, "out of memory loading parameters"); goto out; }
 
@@ -101,6 +123,54 @@ int ks_npz_read_link(ks_npz_reader *r, const char *prefix, ks_link *link, int st
   }
   if (rc != KS_OK) goto out;
 
+  /* phase 1b: persistent values */
+  pl = ks__link_persist_list(link, &np);
+  if (!pl && ks_link_num_persistents(link) > 0) { rc = ks_error_last_code(); goto out; }
+  if (np) {
+    pvals = calloc((size_t)np, sizeof *pvals);
+    pints = calloc((size_t)np, sizeof *pints);
+    pfound = calloc((size_t)np, 1);
+    if (!pvals || !pints || !pfound) { rc = ks_error_set(KS_ENOMEM, "out of memory loading persistent values"); goto out; }
+  }
+  for (int i = 0; i < np && rc == KS_OK; i++) {
+    ks_persistent *p = pl[i].p;
+    char *key = join(prefix, pl[i].path, NULL);
+    if (!key) { rc = ks_error_last_code(); break; }
+    ks_npz_info in;
+    rc = ks_npz_reader_info(r, key, &in);
+    if (rc == KS_ENOTFOUND && !strict) {
+      rc = KS_OK;
+    } else if (rc == KS_ENOTFOUND) {
+      rc = ks_error_set(KS_ENOTFOUND, "key '%s' (persistent value '%s') not found in the npz file", key,
+                        pl[i].path);
+    } else if (rc == KS_OK && p->is_int) {
+      if (in.size != 1) {
+        rc = ks_error_set(KS_ESHAPE, "key '%s': expected a scalar, got %lld elements", key, (long long)in.size);
+      } else if (in.dtype == KS_NPZ_F4 || in.dtype == KS_NPZ_F8) {
+        double d;
+        rc = ks_npz_reader_read(r, key, KS_NPZ_F8, &d, 1);
+        pints[i] = (int64_t)d;
+      } else {
+        rc = ks_npz_reader_read(r, key, KS_NPZ_I8, &pints[i], 1);
+      }
+      if (rc == KS_OK) pfound[i] = 1;
+    } else if (rc == KS_OK) {
+      char a[128], b[128];
+      if (in.ndim != p->t->ndim || memcmp(in.shape, p->t->shape, (size_t)in.ndim * sizeof(int64_t)) != 0) {
+        rc = ks_error_set(KS_ESHAPE, "key '%s': shape %s in the file, %s in the link", key,
+                          ks_shape_str(in.ndim, in.shape, a, sizeof a),
+                          ks_shape_str(p->t->ndim, p->t->shape, b, sizeof b));
+      } else {
+        pvals[i] = malloc((size_t)(in.size ? in.size : 1) * sizeof(float));
+        rc = pvals[i] ? ks_npz_reader_read(r, key, KS_NPZ_F4, pvals[i], in.size)
+                      : ks_error_set(KS_ENOMEM, "out of memory loading '%s'", key);
+        if (rc == KS_OK) pfound[i] = 1;
+      }
+    }
+    free(key);
+  }
+  if (rc != KS_OK) goto out;
+
   /* phase 2a: allocate lazy parameters (the only step that can still fail) */
   for (int i = 0; i < n; i++) {
     ks_param *p = f[i].param;
@@ -122,8 +192,18 @@ int ks_npz_read_link(ks_npz_reader *r, const char *prefix, ks_link *link, int st
   /* phase 2b: copy */
   for (int i = 0; i < n; i++)
     if (vals[i]) memcpy(f[i].param->data.data, vals[i], (size_t)infos[i].size * sizeof(float));
+  for (int i = 0; i < np; i++) {
+    if (!pfound[i]) continue;
+    if (pl[i].p->is_int) pl[i].p->ival = pints[i];
+    else memcpy(pl[i].p->t->data, pvals[i], ks_tensor_nbytes(pl[i].p->t));
+  }
 
 out:
+  if (pvals) for (int i = 0; i < np; i++) free(pvals[i]);
+  free(pvals);
+  free(pints);
+  free(pfound);
+  ks__persist_list_free(pl, np);
   if (vals) for (int i = 0; i < n; i++) free(vals[i]);
   free(vals);
   free(infos);

@@ -1,0 +1,71 @@
+/*
+ * src/links/normalization.c — chainer.links.BatchNormalization: gamma and
+ * beta parameters, avg_mean / avg_var / N persistent values (saved in npz
+ * under Chainer's names), batch statistics in train mode and the running
+ * averages in test mode.
+ */
+#include "link_impl.h"
+#include "kusari/error.h"
+#include "kusari/functions.h"  /* ks_batch_normalization, ks_fixed_batch_normalization */
+
+#include <stdlib.h>
+
+typedef struct bn_impl {
+  double decay, eps;
+  ks_var *gamma, *beta;
+  ks_tensor *avg_mean, *avg_var;
+  int64_t *N;
+} bn_impl;
+
+static const char bn_type[] = "BatchNormalization";
+
+static void bn_free(ks_link *link) { free(link->impl); }
+
+static ks_var *bn_forward(ks_ctx *ctx, ks_link *link, ks_var *x) {
+  if (!x) return NULL;
+  if (!link || link->type_name != bn_type) {
+    ks_error_set(KS_EINVAL, "BatchNormalization forward: link is not a BatchNormalization");
+    return NULL;
+  }
+  bn_impl *b = link->impl;
+  if (ctx && ks_ctx_train(ctx))
+    return ks_batch_normalization(ctx, x, b->gamma, b->beta, b->eps, b->avg_mean, b->avg_var,
+                                  b->decay);
+  return ks_fixed_batch_normalization(ctx, x, b->gamma, b->beta, b->avg_mean, b->avg_var, b->eps);
+}
+
+ks_link *ks_batch_normalization_link_new(int64_t size, const ks_bn_link_opts *opts) {
+  ks_bn_link_opts o = opts ? *opts : KS_BN_LINK_DEFAULTS;
+  if (size <= 0 || !(o.eps > 0) || !(o.decay >= 0 && o.decay <= 1)) {
+    ks_error_set(KS_EINVAL, "BatchNormalization(%lld, decay=%g, eps=%g): size must be > 0, "
+                 "decay in [0, 1], eps > 0", (long long)size, o.decay, o.eps);
+    return NULL;
+  }
+  ks_link *link = ks__link_alloc(bn_type);
+  if (!link) return NULL;
+  bn_impl *b = calloc(1, sizeof *b);
+  if (!b) { free(link); ks_error_set(KS_ENOMEM, "out of memory creating BatchNormalization"); return NULL; }
+  link->impl = b;
+  link->free_impl = bn_free;
+  link->forward = bn_forward;
+  b->decay = o.decay;
+  b->eps = o.eps;
+  ks_initializer one = ks_init_one(), zero = ks_init_zero();
+  const int64_t shape[1] = {size};
+  /* gamma / beta initializers are deterministic by default; a random one
+   * gets an rng seeded from the size (there is no seed option) */
+  ks_rng rng;
+  ks_rng_seed(&rng, (uint64_t)size);
+  b->gamma = ks_link_add_param(link, "gamma", 1, shape, o.initial_gamma ? o.initial_gamma : &one, &rng);
+  b->beta = ks_link_add_param(link, "beta", 1, shape, o.initial_beta ? o.initial_beta : &zero, &rng);
+  if (!b->gamma || !b->beta) goto fail;
+  b->avg_mean = ks_link_add_persistent(link, "avg_mean", 1, shape, 0.0);
+  b->avg_var = ks_link_add_persistent(link, "avg_var", 1, shape, 1.0);
+  b->N = ks_link_add_persistent_int(link, "N", 0);
+  if (!b->avg_mean || !b->avg_var || !b->N) goto fail;
+  return link;
+
+fail:
+  ks_link_free(link);
+  return NULL;
+}
