@@ -42,7 +42,7 @@ static void usage(FILE *f) {
     "usage: train_mnist_cnn [options]\n"
     "Train a CNN (or an MLP) on MNIST-format data with the kusari Trainer.\n\n"
     "  -b, --batchsize N    minibatch size (default 100)\n"
-    "  -e, --epochs N       number of sweeps over the training set (default 3)\n"
+    "  -e, --epochs N       number of sweeps over the training set (default 5)\n"
     "  -o, --out DIR        output directory: log, plots, snapshots, model.npz\n"
     "                       (default ./result)\n"
     "  -r, --resume FILE    resume from a snapshot (e.g. result/snapshot_iter_600)\n"
@@ -88,7 +88,7 @@ static int parse_options(int argc, char **argv, options *o) {
     {"test-size", required_argument, 0, 'V'}, {"channels", required_argument, 0, 'C'},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
-  *o = (options){.batchsize = 100, .epochs = 3, .unit = 0, .frequency = 1, .out = "result",
+  *o = (options){.batchsize = 100, .epochs = 5, .unit = 0, .frequency = 1, .out = "result",
                  .channels = {32, 64},
                  .arch = "cnn"};
   int c;

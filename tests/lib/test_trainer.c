@@ -436,7 +436,8 @@ static void test_trainer__bad_snapshots_change_nothing(void **state) {
   snprintf(garbage, sizeof garbage, "%s/garbage", dir);
   snprintf(trunc, sizeof trunc, "%s/truncated", dir);
   snprintf(other, sizeof other, "%s/other", dir);
-  assert_int_equal(tu_write_bytes(garbage, "PK\003\004 this is not a snapshot", 30, 0), 0);
+  static const char junk[] = "PK\003\004 this is not a snapshot";
+  assert_int_equal(tu_write_bytes(garbage, junk, sizeof junk - 1, 0), 0);
   FILE *f = fopen(good, "rb");
   assert_non_null(f);
   static char buf[1 << 20];
