@@ -312,6 +312,10 @@ static int follow(kp_ws *ws, const char *id, int show, int build_too, double tim
   for (;;) {
     if (n++ % 10 == 0) kp_reconcile(ws);
     if (run_status(ws, id, status, sizeof status) != 0) return no_run(id);
+    if (kp_store_errors > 20) {
+      kp_err("giving up on run %s: the store keeps failing (see the errors above)", id);
+      return 1;
+    }
     int done = kp_status_terminal(status);
     if (show) {
       if (build_too) pump(build, &boff);

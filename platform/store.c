@@ -66,8 +66,33 @@ static const char *const migrations[] = {
   "  path TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY(model_id, path));\n"
   "CREATE TABLE model_tags(model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,\n"
   "  key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(model_id, key));\n",
+  /* 1 -> 2: see migrate_1_to_2 */
+  "",
 };
+
+/* 1 -> 2: runs.prepared and runs.cancel_reason joined schema 1 during its
+ * development; add them to stores created before (new stores have them). */
+static int migrate_1_to_2(kp_ws *ws) {
+  static const char *const cols[][2] = {{"prepared", "REAL"}, {"cancel_reason", "TEXT"}};
+  for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+    sqlite3_stmt *st;
+    if (kp_db_prepare(ws, &st, "SELECT count(*) FROM pragma_table_info('runs') WHERE name=?") != 0) return -1;
+    kp_bind_text(st, 1, cols[i][0]);
+    int have = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (have < 0) return -1;
+    if (have) continue;
+    char sql[128];
+    snprintf(sql, sizeof sql, "ALTER TABLE runs ADD COLUMN %s %s", cols[i][0], cols[i][1]);
+    if (kp_db_exec(ws, sql) != 0) return -1;
+  }
+  return 0;
+}
+
+/* migration_fns[i], when set, runs after migrations[i] (same transaction) */
+static int (*const migration_fns[])(kp_ws *) = {NULL, migrate_1_to_2};
 _Static_assert(sizeof migrations / sizeof migrations[0] == KP_SCHEMA_VERSION, "one migration per version");
+_Static_assert(sizeof migration_fns / sizeof migration_fns[0] == KP_SCHEMA_VERSION, "one migration per version");
 
 int kp_store_errors = 0;
 
@@ -199,7 +224,8 @@ static int open_db(kp_ws *ws) {
   for (int v = version; v < KP_SCHEMA_VERSION; v++) {
     char uv[64];
     snprintf(uv, sizeof uv, "PRAGMA user_version=%d", v + 1);
-    if (kp_db_exec(ws, migrations[v]) != 0 || kp_db_exec(ws, uv) != 0) {
+    if (kp_db_exec(ws, migrations[v]) != 0 || (migration_fns[v] && migration_fns[v](ws) != 0) ||
+        kp_db_exec(ws, uv) != 0) {
       kp_db_rollback(ws);
       return kp_err("workspace %s: migration to schema version %d failed", ws->root, v + 1);
     }

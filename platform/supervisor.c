@@ -644,7 +644,21 @@ static const char *sig_name(int sig) {
   }
 }
 
+/* One line in runs/<id>/supervisor.log (this process's stderr). */
+static void sup_note(const sup *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sup_note(const sup *s, const char *fmt, ...) {
+  char t[64];
+  kp_fmt_time(kp_now(), t, sizeof t);
+  fprintf(stderr, "%s run %s: ", t, s->id);
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
 static int finish(sup *s, const char *status, int exit_code, int sig, const char *error) {
+  sup_note(s, "Finalizing, then %s%s%s", status, error ? ": " : "", error ? error : "");
   set_status(&s->ws, s->id, "Finalizing", 0, INT32_MIN, 0, NULL);
   kp_ingest(&s->ws, s->id, 1);
   store_run_files(&s->ws, s->id);
@@ -687,6 +701,7 @@ static int supervise(sup *sp, int ready) {
   snprintf(stdlog, sizeof stdlog, "%s/std_log.txt", logs);
   kp_mkdirs(logs, 0755);
 
+  sup_note(sp, "supervisor %d up; Queued on compute target %s", (int)getpid(), sp->compute);
   int w = wait_for_node(sp);
   if (w == 0) {
     cancel_requested(sp, NULL);  /* loads the reason */
@@ -700,6 +715,7 @@ static int supervise(sup *sp, int ready) {
     return 1;
   }
   /* Preparing */
+  sup_note(sp, "took a node; Preparing");
   char chpath[4700];
   snprintf(chpath, sizeof chpath, "%s/channel", sp->rd);
   unlink(chpath);
@@ -751,6 +767,7 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   double grace = 10;
   /* Running */
   if (set_status(&sp->ws, sp->id, "Running", 0, INT32_MIN, 0, NULL) != 0) return 1;
+  sup_note(sp, "Running %s", eargv[0]);
   pid_t pid = spawn(wd, stdlog, eargv, eenv);
   if (pid < 0) {
     finish(sp, "Failed", INT32_MIN, 0, "cannot fork the entry process");
