@@ -151,30 +151,101 @@ void ks__cpu_copy2d(int64_t rows, int64_t cols, const float *restrict src, int64
 
 /* ---- pooling ------------------------------------------------------------------------- */
 
-void ks__cpu_max_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
-                                float *restrict y, int32_t *restrict idx) {
+/* Pooling forward works on blocks of up to KS_POOL_BLOCK outputs of one
+ * output row: for each tap (ky, kx) in row-major order, a loop over the
+ * block's outputs (gcc vectorizes it), so every output still sees its taps
+ * in (ky, kx) order: the first maximum wins, sums are in tap order. */
+#define KS_POOL_BLOCK 256
+#define KS_POOL_MAX_KW 64 /* taps whose column ranges are computed once per call */
+
+static void pool_tap_ranges(const ks_conv_geom *g, int64_t *lo, int64_t *hi) {
+  for (int64_t kx = 0; kx < g->kw && kx < KS_POOL_MAX_KW; kx++)
+    tap_range(kx - g->pw, g->sx, g->w, g->ow, &lo[kx], &hi[kx]);
+}
+
+/* the common 2x2 window with stride 2 and no padding: interior windows
+ * unrolled (taps (0,0), (0,1), (1,0), (1,1), the first maximum wins), the
+ * partial last row/column (cover_all on odd sizes) tap by tap */
+static int pool_is_2x2s2(const ks_conv_geom *g) {
+  return g->kh == 2 && g->kw == 2 && g->sy == 2 && g->sx == 2 && g->ph == 0 && g->pw == 0;
+}
+
+static void max_pool_2x2s2(const ks_conv_geom *g, const float *restrict x, float *restrict y,
+                           int32_t *restrict idx) {
   const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
-  const int T = ks__cpu_threads_for(planes * oh * ow * g->kh * g->kw, planes);
+  const int64_t fh = h / 2 < oh ? h / 2 : oh, fw = w / 2 < ow ? w / 2 : ow; /* full windows */
+  const int T = ks__cpu_threads_for(planes * oh * ow * 4, planes);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < planes; t++) {
     const float *restrict xp = x + t * h * w;
-    float *restrict yp = y + t * oh * ow;
-    int32_t *restrict ip = idx + t * oh * ow;
+    for (int64_t oy = 0; oy < oh; oy++) {
+      float *restrict yp = y + (t * oh + oy) * ow;
+      int32_t *restrict ip = idx + (t * oh + oy) * ow;
+      const int64_t r0 = 2 * oy;
+      const float *restrict a = xp + r0 * w, *restrict b = a + w;
+      const int64_t full = oy < fh ? fw : 0;
+      for (int64_t ox = 0; ox < full; ox++) {
+        const int64_t c = 2 * ox;
+        float best = a[c];
+        int32_t bi = (int32_t)(r0 * w + c);
+        if (a[c + 1] > best) { best = a[c + 1]; bi = (int32_t)(r0 * w + c + 1); }
+        if (b[c] > best) { best = b[c]; bi = (int32_t)((r0 + 1) * w + c); }
+        if (b[c + 1] > best) { best = b[c + 1]; bi = (int32_t)((r0 + 1) * w + c + 1); }
+        yp[ox] = best;
+        ip[ox] = bi;
+      }
+      for (int64_t ox = full; ox < ow; ox++) {
+        float best = -INFINITY;
+        int32_t bi = -1;
+        for (int64_t iy = r0; iy < r0 + 2 && iy < h; iy++)
+          for (int64_t ix = 2 * ox; ix < 2 * ox + 2 && ix < w; ix++)
+            if (bi < 0 || xp[iy * w + ix] > best) { best = xp[iy * w + ix]; bi = (int32_t)(iy * w + ix); }
+        yp[ox] = best;
+        ip[ox] = bi;
+      }
+    }
+  }
+}
+
+void ks__cpu_max_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
+                                float *restrict y, int32_t *restrict idx) {
+  if (pool_is_2x2s2(g)) { max_pool_2x2s2(g, x, y, idx); return; }
+  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
+  const int T = ks__cpu_threads_for(planes * oh * ow * g->kh * g->kw, planes);
+  int64_t lo_kx[KS_POOL_MAX_KW], hi_kx[KS_POOL_MAX_KW];
+  pool_tap_ranges(g, lo_kx, hi_kx);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < planes; t++) {
+    const float *restrict xp = x + t * h * w;
+    float best[KS_POOL_BLOCK];
+    int32_t bi[KS_POOL_BLOCK];
     for (int64_t oy = 0; oy < oh; oy++) {
       const int64_t y0 = oy * g->sy - g->ph;
       const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + g->kh < h ? y0 + g->kh : h;
-      for (int64_t ox = 0; ox < ow; ox++) {
-        const int64_t x0 = ox * g->sx - g->pw;
-        const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + g->kw < w ? x0 + g->kw : w;
-        float best = -INFINITY;
-        int64_t bi = -1;
+      for (int64_t o0 = 0; o0 < ow; o0 += KS_POOL_BLOCK) {
+        const int64_t nb = ow - o0 < KS_POOL_BLOCK ? ow - o0 : KS_POOL_BLOCK;
+        for (int64_t j = 0; j < nb; j++) { best[j] = -INFINITY; bi[j] = -1; }
         for (int64_t iy = ya; iy < yb; iy++)
-          for (int64_t ix = xa; ix < xb; ix++) {
-            const float v = xp[iy * w + ix];
-            if (bi < 0 || v > best) { best = v; bi = iy * w + ix; }
+          for (int64_t kx = 0; kx < g->kw; kx++) {
+            const int64_t offx = kx - g->pw;
+            int64_t lo, hi;
+            if (kx < KS_POOL_MAX_KW) { lo = lo_kx[kx]; hi = hi_kx[kx]; }
+            else tap_range(offx, g->sx, w, ow, &lo, &hi);
+            lo = lo > o0 ? lo - o0 : 0;
+            hi = hi - o0 < nb ? hi - o0 : nb;
+            const float *restrict xr = xp + iy * w;
+            const int64_t col0 = o0 * g->sx + offx;
+            const int32_t base = (int32_t)(iy * w + col0);
+            for (int64_t j = lo; j < hi; j++) {
+              const float v = xr[col0 + j * g->sx];
+              const int better = (v > best[j]) | (bi[j] < 0);
+              best[j] = better ? v : best[j];
+              bi[j] = better ? base + (int32_t)(j * g->sx) : bi[j];
+            }
           }
-        yp[oy * ow + ox] = best;
-        ip[oy * ow + ox] = (int32_t)bi;
+        float *restrict yp = y + (t * oh + oy) * ow + o0;
+        int32_t *restrict ip = idx + (t * oh + oy) * ow + o0;
+        for (int64_t j = 0; j < nb; j++) { yp[j] = best[j]; ip[j] = bi[j]; }
       }
     }
   }
@@ -195,25 +266,56 @@ void ks__cpu_max_pool2d_backward(const ks_conv_geom *g, const int32_t *restrict 
   }
 }
 
-void ks__cpu_avg_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
-                                float *restrict y) {
+/* 2x2 stride 2 without padding: taps summed in the generic kernel's order */
+static void avg_pool_2x2s2(const ks_conv_geom *g, const float *restrict x, float *restrict y) {
   const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
-  const float inv = 1.0f / (float)(g->kh * g->kw);
-  const int T = ks__cpu_threads_for(planes * oh * ow * g->kh * g->kw, planes);
+  const int T = ks__cpu_threads_for(planes * oh * ow * 4, planes);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < planes; t++) {
     const float *restrict xp = x + t * h * w;
-    float *restrict yp = y + t * oh * ow;
+    for (int64_t oy = 0; oy < oh; oy++) {
+      const float *restrict a = xp + 2 * oy * w, *restrict b = a + w;
+      float *restrict yp = y + (t * oh + oy) * ow;
+      for (int64_t ox = 0; ox < ow; ox++)
+        yp[ox] = (((0.0f + a[2 * ox]) + a[2 * ox + 1]) + b[2 * ox]) + b[2 * ox + 1];
+      for (int64_t ox = 0; ox < ow; ox++) yp[ox] *= 0.25f;
+    }
+  }
+}
+
+void ks__cpu_avg_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
+                                float *restrict y) {
+  /* without cover_all a 2x2/2 window never leaves the image */
+  if (pool_is_2x2s2(g) && 2 * g->oh <= g->h && 2 * g->ow <= g->w) { avg_pool_2x2s2(g, x, y); return; }
+  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
+  const float inv = 1.0f / (float)(g->kh * g->kw);
+  const int T = ks__cpu_threads_for(planes * oh * ow * g->kh * g->kw, planes);
+  int64_t lo_kx[KS_POOL_MAX_KW], hi_kx[KS_POOL_MAX_KW];
+  pool_tap_ranges(g, lo_kx, hi_kx);
+#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+  for (int64_t t = 0; t < planes; t++) {
+    const float *restrict xp = x + t * h * w;
+    float sum[KS_POOL_BLOCK];
     for (int64_t oy = 0; oy < oh; oy++) {
       const int64_t y0 = oy * g->sy - g->ph;
       const int64_t ya = y0 < 0 ? 0 : y0, yb = y0 + g->kh < h ? y0 + g->kh : h;
-      for (int64_t ox = 0; ox < ow; ox++) {
-        const int64_t x0 = ox * g->sx - g->pw;
-        const int64_t xa = x0 < 0 ? 0 : x0, xb = x0 + g->kw < w ? x0 + g->kw : w;
-        float s = 0.0f;
+      for (int64_t o0 = 0; o0 < ow; o0 += KS_POOL_BLOCK) {
+        const int64_t nb = ow - o0 < KS_POOL_BLOCK ? ow - o0 : KS_POOL_BLOCK;
+        for (int64_t j = 0; j < nb; j++) sum[j] = 0.0f;
         for (int64_t iy = ya; iy < yb; iy++)
-          for (int64_t ix = xa; ix < xb; ix++) s += xp[iy * w + ix];
-        yp[oy * ow + ox] = s * inv;
+          for (int64_t kx = 0; kx < g->kw; kx++) {
+            const int64_t offx = kx - g->pw;
+            int64_t lo, hi;
+            if (kx < KS_POOL_MAX_KW) { lo = lo_kx[kx]; hi = hi_kx[kx]; }
+            else tap_range(offx, g->sx, w, ow, &lo, &hi);
+            lo = lo > o0 ? lo - o0 : 0;
+            hi = hi - o0 < nb ? hi - o0 : nb;
+            const float *restrict xr = xp + iy * w;
+            const int64_t base = o0 * g->sx + offx;
+            for (int64_t j = lo; j < hi; j++) sum[j] += xr[base + j * g->sx];
+          }
+        float *restrict yp = y + (t * oh + oy) * ow + o0;
+        for (int64_t j = 0; j < nb; j++) yp[j] = sum[j] * inv;
       }
     }
   }
