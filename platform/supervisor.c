@@ -767,13 +767,13 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   double grace = 10;
   /* Running */
   if (set_status(&sp->ws, sp->id, "Running", 0, INT32_MIN, 0, NULL) != 0) return 1;
-  sup_note(sp, "Running %s", eargv[0]);
   pid_t pid = spawn(wd, stdlog, eargv, eenv);
   if (pid < 0) {
     finish(sp, "Failed", INT32_MIN, 0, "cannot fork the entry process");
     return 1;
   }
   setpgid(pid, pid);
+  sup_note(sp, "Running entry %s as pid %d", sp->entry, (int)pid);
   uint64_t pstart = 0;
   for (int i = 0; i < 50 && !pstart; i++) {
     pstart = kp_proc_start(pid);
