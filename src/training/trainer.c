@@ -321,6 +321,14 @@ int ks_trainer_run(ks_trainer *tr) {
 /* ---------------------------------------------------------------------------- */
 /* snapshots */
 
+/* Sets "<what> '<path>': <the current message>" (copied first: the message
+ * buffer is the one being written). */
+static int wrap_error(int rc, const char *what, const char *path) {
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", ks_error_last());
+  return ks_error_set(rc, "%s '%s': %s", what, path, msg);
+}
+
 static const char *const hyperparam_names[] = {"lr", "momentum", "alpha", "beta1", "beta2", "eps",
                                                "eta", "weight_decay_rate", "amsgrad"};
 #define N_HYPER ((int)(sizeof hyperparam_names / sizeof hyperparam_names[0]))
@@ -433,7 +441,7 @@ int ks_trainer_save_snapshot(ks_trainer *tr, const char *path) {
     return rc;
   }
   rc = ks_npz_writer_commit(w);
-  if (rc != KS_OK) return ks_error_set(rc, "cannot write snapshot '%s': %s", path, ks_error_last());
+  if (rc != KS_OK) return wrap_error(rc, "cannot write snapshot", path);
   return KS_OK;
 }
 
@@ -446,13 +454,13 @@ static int verify_entries(ks_npz_reader *r, const char *path) {
     const char *key = ks_npz_reader_key(r, i);
     ks_npz_info in;
     int rc = ks_npz_reader_info(r, key, &in);
-    if (rc != KS_OK) return ks_error_set(rc, "snapshot '%s': %s", path, ks_error_last());
+    if (rc != KS_OK) return rc;
     int f = in.dtype == KS_NPZ_F4 || in.dtype == KS_NPZ_F8;
     void *buf = malloc((size_t)(in.size ? in.size : 1) * 8);
     if (!buf) return ks_error_set(KS_ENOMEM, "out of memory");
     rc = ks_npz_reader_read(r, key, f ? KS_NPZ_F8 : KS_NPZ_I8, buf, in.size);
     free(buf);
-    if (rc != KS_OK) return ks_error_set(rc, "snapshot '%s': %s", path, ks_error_last());
+    if (rc != KS_OK) return rc;
   }
   return KS_OK;
 }
@@ -494,7 +502,7 @@ int ks_trainer_load_snapshot(ks_trainer *tr, const char *path) {
   ks_serial_iterator *scratch = NULL;
   get_ctx gc = {0};
   int rc = ks_npz_reader_open(&r, path);
-  if (rc != KS_OK) return ks_error_set(rc, "cannot resume from '%s': %s", path, ks_error_last());
+  if (rc != KS_OK) return wrap_error(rc, "cannot resume from", path);
 
   /* ---- phase 1: check everything, change nothing ---- */
   if ((rc = verify_entries(r, path)) != KS_OK) goto out;
@@ -571,7 +579,6 @@ int ks_trainer_load_snapshot(ks_trainer *tr, const char *path) {
 out:
   ks_serial_iterator_free(scratch);
   ks_npz_reader_close(r);
-  if (rc != KS_OK && !strstr(ks_error_last(), path))
-    return ks_error_set(rc, "cannot resume from '%s': %s", path, ks_error_last());
+  if (rc != KS_OK) return wrap_error(rc, "cannot resume from", path);
   return rc;
 }
