@@ -13,8 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Offline is not an error (like a script run by hand), but say so. */
 static int offline_note(void) {
-  fprintf(stderr, "kusari: not inside a kusari run (KUSARI_RUN_ID is not set); nothing was logged\n");
+  const char *id = getenv("KUSARI_RUN_ID");
+  if (id && *id)
+    fprintf(stderr, "kusari: run %s has no usable metrics channel (has it ended?); nothing was logged\n", id);
+  else
+    fprintf(stderr, "kusari: not inside a kusari run (KUSARI_RUN_ID is not set); nothing was logged\n");
   return 0;
 }
 

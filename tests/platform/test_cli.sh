@@ -95,6 +95,9 @@ ok "compute delete after the run ended"
 err="$($K log metric loss 1 2>&1)"; rc=$?
 assert_eq 0 $rc "log metric offline exits 0"
 assert_contains "$err" "not inside a kusari run" "log metric offline says so"
+err="$(KUSARI_RUN_ID=x_1 KUSARI_METRICS_CHANNEL="$T/gone" $K log metric loss 1 2>&1)"; rc=$?
+assert_eq 0 $rc "log metric with a vanished channel exits 0"
+assert_contains "$err" "run x_1 has no usable metrics channel" "and says why nothing was logged"
 expect_fail "VALUE 'abc' is not a number" $K log metric loss abc
 expect_fail "--step must be a non-negative integer" $K log metric loss 1 --step -3
 expect_fail "usage: kusari log tag KEY VALUE" $K log tag onlykey
