@@ -124,6 +124,8 @@ static cJSON *run_row_json(sqlite3_stmt *st) {
   else cJSON_AddNullToObject(o, "signal");
   if (sqlite3_column_type(st, 16) != SQLITE_NULL) cJSON_AddStringToObject(o, "error", kp_col_text(st, 16));
   else cJSON_AddNullToObject(o, "error");
+  if (sqlite3_column_type(st, 17) != SQLITE_NULL) cJSON_AddStringToObject(o, "parent", kp_col_text(st, 17));
+  else cJSON_AddNullToObject(o, "parent");
   return o;
 }
 
@@ -209,6 +211,7 @@ static int run_show(int argc, char **argv) {
     else printf("exit code:    -\n");
     if (cJSON_IsNumber(sg)) printf("signal:       %d\n", sg->valueint);
     if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "error"))) printf("error:        %s\n", jstr(o, "error"));
+    if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "parent"))) printf("parent:       %s\n", jstr(o, "parent"));
     const cJSON *t;
     cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(o, "tags")) printf("tag:          %s=%s\n", t->string, t->valuestring);
     cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(o, "metrics")) printf("metric:       %s = %.9g (last)\n", t->string, t->valuedouble);
@@ -221,9 +224,10 @@ static int run_show(int argc, char **argv) {
 static const char *const STATUSES[] = {"Queued", "Preparing", "Running", "Finalizing", "Completed", "Failed", "Canceled", NULL};
 
 static int run_list(int argc, char **argv) {
-  const char *exp = NULL, *status = NULL, *limit = "100";
+  const char *exp = NULL, *status = NULL, *limit = "100", *parent = NULL;
   int json = 0;
   kp_opt opts[] = {{.name = "experiment", .alias = "-e", .val = &exp}, {.name = "status", .val = &status},
+                   {.name = "parent", .val = &parent},
                    {.name = "limit", .val = &limit}, {.name = "json", .flag = &json}, {0}};
   if (kp_parse("run list", argc, argv, opts, NULL, NULL, 0, NULL)) return 2;
   long long lim;
@@ -238,13 +242,15 @@ static int run_list(int argc, char **argv) {
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
   char sql[1024];
-  snprintf(sql, sizeof sql, "%s WHERE (?1 IS NULL OR e.name=?1) AND (?2 IS NULL OR r.status=?2) ORDER BY r.seq DESC LIMIT ?3",
+  snprintf(sql, sizeof sql, "%s WHERE (?1 IS NULL OR e.name=?1) AND (?2 IS NULL OR r.status=?2) AND (?4 IS NULL OR r.parent_id=?4)"
+           " ORDER BY r.seq DESC LIMIT ?3",
            RUN_COLS);
   sqlite3_stmt *st;
   if (kp_db_prepare(&ws, &st, sql) != 0) { kp_ws_close(&ws); return 1; }
   kp_bind_text(st, 1, exp);
   kp_bind_text(st, 2, status);
   sqlite3_bind_int64(st, 3, lim);
+  kp_bind_text(st, 4, parent);
   cJSON *arr = cJSON_CreateArray();
   int r;
   while ((r = kp_db_row(st)) > 0) cJSON_AddItemToArray(arr, run_row_json(st));
@@ -640,8 +646,8 @@ static const kp_cmd cmds[] = {
    "then prints its final status. Exits 0 if it Completed, 1 if it Failed or was\n"
    "Canceled, 3 on --timeout.\n"},
   {"list", run_list, "list runs",
-   "usage: kusari run list [--experiment NAME] [--status STATUS] [--limit N] [--json]\n\n"
-   "Lists runs, newest first. STATUS is one of Queued, Preparing, Running, Finalizing,\n"
+   "usage: kusari run list [--experiment NAME] [--status STATUS] [--parent RUN] [--limit N] [--json]\n\n"
+   "Lists runs, newest first (--parent: the child runs of a sweep). STATUS is one of Queued, Preparing, Running, Finalizing,\n"
    "Completed, Failed, Canceled.\n"},
   {"show", run_show, "show a run: status, times, arguments, exit code, last metrics",
    "usage: kusari run show RUN [--json]\n\n"

@@ -132,6 +132,8 @@ l="$(run_ok $K run list --json)"
 assert_eq "$(sql 'SELECT count(*) FROM runs')" "$(jget "$l" 'len(j)')" "run list"
 assert_eq "$id2" "$(jget "$(run_ok $K run list --experiment py-exp --json)" 'j[0]["id"]')" "run list --experiment"
 assert_eq 0 "$(jget "$(run_ok $K run list --status Failed --json)" 'len(j)')" "run list --status"
+assert_eq 0 "$(jget "$(run_ok $K run list --parent "$id" --json)" 'len(j)')" "run list --parent (no children)"
+assert_eq None "$(jget "$(run_ok $K run show "$id" --json)" 'j["parent"]')" "run show has a parent field"
 assert_contains "$(run_ok $K run list)" "shell-exp_1" "run list text"
 
 # --- a failing entry -------------------------------------------------------------
