@@ -32,9 +32,29 @@ static inline void tap_range(int64_t off, int64_t s, int64_t lim, int64_t n, int
 
 /* ---- im2col / col2im ------------------------------------------------------------ */
 
+/* column ranges [lo, hi) of the output columns whose tap kx is inside the
+ * image, for kx < KS_TAP_TABLE (computed once per call; per-tap divisions
+ * would dominate on small images) */
+#define KS_TAP_TABLE 64
+
+static void tap_table(const ks_conv_geom *g, int64_t *lo, int64_t *hi) {
+  for (int64_t kx = 0; kx < g->kw && kx < KS_TAP_TABLE; kx++)
+    tap_range(kx * g->dx - g->pw, g->sx, g->w, g->ow, &lo[kx], &hi[kx]);
+}
+
+static inline void tap_lookup(const ks_conv_geom *g, const int64_t *lo_t, const int64_t *hi_t,
+                              int64_t kx, int64_t *lo, int64_t *hi) {
+  if (kx < KS_TAP_TABLE) { *lo = lo_t[kx]; *hi = hi_t[kx]; }
+  else tap_range(kx * g->dx - g->pw, g->sx, g->w, g->ow, lo, hi);
+}
+
+/* one task per (col row, image): consecutive tasks write consecutive
+ * stretches of a col row (streaming writes) */
 void ks__cpu_im2col(const ks_conv_geom *g, const float *restrict x, float *restrict col) {
   const int64_t kh = g->kh, kw = g->kw, h = g->h, w = g->w, oh = g->oh, ow = g->ow;
   const int64_t K = g->c * kh * kw, P = oh * ow, NP = g->n * P, tasks = K * g->n;
+  int64_t lo_t[KS_TAP_TABLE], hi_t[KS_TAP_TABLE];
+  tap_table(g, lo_t, hi_t);
   const int T = ks__cpu_threads_for(K * NP, tasks);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < tasks; t++) {
@@ -44,7 +64,7 @@ void ks__cpu_im2col(const ks_conv_geom *g, const float *restrict x, float *restr
     float *restrict dst = col + r * NP + ni * P;
     const int64_t offx = kx * g->dx - g->pw;
     int64_t lo, hi;
-    tap_range(offx, g->sx, w, ow, &lo, &hi);
+    tap_lookup(g, lo_t, hi_t, kx, &lo, &hi);
     for (int64_t oy = 0; oy < oh; oy++) {
       const int64_t iy = oy * g->sy - g->ph + ky * g->dy;
       float *restrict d = dst + oy * ow;
@@ -66,6 +86,8 @@ void ks__cpu_im2col(const ks_conv_geom *g, const float *restrict x, float *restr
 void ks__cpu_col2im(const ks_conv_geom *g, const float *restrict col, float *restrict x) {
   const int64_t kh = g->kh, kw = g->kw, h = g->h, w = g->w, oh = g->oh, ow = g->ow;
   const int64_t P = oh * ow, NP = g->n * P, tasks = g->n * g->c;
+  int64_t lo_t[KS_TAP_TABLE], hi_t[KS_TAP_TABLE];
+  tap_table(g, lo_t, hi_t);
   const int T = ks__cpu_threads_for(g->c * kh * kw * NP, tasks);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < tasks; t++) {
@@ -78,16 +100,16 @@ void ks__cpu_col2im(const ks_conv_geom *g, const float *restrict col, float *res
         const float *restrict src = col + r * NP + ni * P;
         const int64_t offx = kx * g->dx - g->pw;
         int64_t lo, hi;
-        tap_range(offx, g->sx, w, ow, &lo, &hi);
+        tap_lookup(g, lo_t, hi_t, kx, &lo, &hi);
         for (int64_t oy = 0; oy < oh; oy++) {
           const int64_t iy = oy * g->sy - g->ph + ky * g->dy;
           if (iy < 0 || iy >= h) continue;
           float *restrict xr = xp + iy * w;
-          const float *restrict s = src + oy * ow;
+          const float *restrict sr = src + oy * ow;
           if (g->sx == 1)
-            for (int64_t ox = lo; ox < hi; ox++) xr[ox + offx] += s[ox];
+            for (int64_t ox = lo; ox < hi; ox++) xr[ox + offx] += sr[ox];
           else
-            for (int64_t ox = lo; ox < hi; ox++) xr[ox * g->sx + offx] += s[ox];
+            for (int64_t ox = lo; ox < hi; ox++) xr[ox * g->sx + offx] += sr[ox];
         }
       }
   }

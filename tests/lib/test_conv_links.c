@@ -4,13 +4,18 @@
  * LeCunNormal scale, forward equal to the function) and a CNN built as a
  * Sequential (conv -> relu -> max_pool -> conv -> relu -> avg_pool ->
  * dropout -> linear) that trains: paths "0/W" ... as in Chainer, gradients
- * reach every parameter, and SGD lowers the loss on a fixed batch.
+ * reach every parameter, and SGD lowers the loss on a fixed batch; a
+ * conv -> BatchNormalization -> linear Sequential saved as npz has exactly
+ * the keys Chainer writes for the same model (checked with numpy).
  */
 #include "testutil.h"
 #include "kusari/link.h"
 #include "kusari/optimizer.h"
+#include "kusari/serializers.h"
 
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static ks_conv_link_opts seeded(uint64_t seed) {
   ks_conv_link_opts o = {0};
@@ -221,6 +226,46 @@ static void test_conv_links__sequential_fn_with_errors(void **state) {
   ks_link_free(seq);
 }
 
+static void test_conv_links__sequential_npz_keys(void **state) {
+  if (!KS_TEST_PYTHON[0])
+    fail_msg("python3 with numpy was not found at configure time: install python3-numpy");
+  ks_link *seq = ks_sequential_new();
+  ks_conv_link_opts o = seeded(1);
+  TU_OK(ks_sequential_append(seq, ks_convolution_2d_link_new(0, 4, 3, 1, 1, &o)));
+  TU_OK(ks_sequential_append(seq, ks_batch_normalization_link_new(4, NULL)));
+  TU_OK(ks_sequential_append_fn(seq, ks_relu));
+  TU_OK(ks_sequential_append_max_pooling_2d(seq, 2, 0, 0, 1));
+  TU_OK(ks_sequential_append(seq, ks_linear_link_new(0, 3, NULL)));
+  ks_ctx *ctx = ks_ctx_new();
+  ks_var *x = ks_var_new(ctx, ks_ctx_tensor_zeros(ctx, KS_F32, 4, (int64_t[]){2, 1, 6, 6}), 0);
+  TU_NONNULL(ks_link_forward(ctx, seq, x));
+  char dir[] = "/tmp/kusari-seq-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[128], cmd[512];
+  snprintf(path, sizeof path, "%s/model.npz", dir);
+  TU_OK(ks_save_npz(path, seq));
+  snprintf(cmd, sizeof cmd,
+           "'%s' -c \"import numpy as np; d = np.load('%s'); k = sorted(d.files); "
+           "w = sorted(['0/W', '0/b', '1/gamma', '1/beta', '1/avg_mean', '1/avg_var', '1/N', '2/W', '2/b']); "
+           "assert k == w, k; assert d['0/W'].shape == (4, 1, 3, 3); assert d['2/W'].shape == (3, 36); "
+           "assert d['1/N'].dtype == np.int64\"", KS_TEST_PYTHON, path);
+  int rc = system(cmd);
+  assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+  /* and it loads back into a fresh, still lazy model */
+  ks_link *seq2 = ks_sequential_new();
+  TU_OK(ks_sequential_append(seq2, ks_convolution_2d_link_new(0, 4, 3, 1, 1, NULL)));
+  TU_OK(ks_sequential_append(seq2, ks_batch_normalization_link_new(4, NULL)));
+  TU_OK(ks_sequential_append(seq2, ks_linear_link_new(0, 3, NULL)));
+  TU_OK(ks_load_npz(path, seq2));
+  assert_memory_equal(ks_link_param(seq2, "0/W")->data->data, ks_link_param(seq, "0/W")->data->data, 36 * sizeof(float));
+  assert_memory_equal(ks_link_persistent(seq2, "1/avg_mean")->data, ks_link_persistent(seq, "1/avg_mean")->data, 4 * sizeof(float));
+  unlink(path);
+  rmdir(dir);
+  ks_link_free(seq2);
+  ks_ctx_free(ctx);
+  ks_link_free(seq);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_conv_links__eager_and_lazy_agree),
@@ -229,6 +274,7 @@ int main(void) {
     cmocka_unit_test(test_conv_links__deconvolution),
     cmocka_unit_test(test_conv_links__sequential_cnn_trains),
     cmocka_unit_test(test_conv_links__sequential_fn_with_errors),
+    cmocka_unit_test(test_conv_links__sequential_npz_keys),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
