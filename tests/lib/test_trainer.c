@@ -323,6 +323,23 @@ static void add_standard_extensions(ks_trainer *tr, tt_setup *s) {
 }
 
 /* straight N epochs vs k epochs + resume to N, each in fresh objects */
+typedef struct pers_acc {
+  double *v;
+  int n, cap;
+} pers_acc;
+
+static int collect_persistent(const char *path, ks_tensor *t, int64_t *ival, void *user) {
+  (void)path;
+  pers_acc *a = user;
+  int64_t m = t ? t->size : 1;
+  if (a->n + m > a->cap) {
+    a->cap = (int)(a->n + m) * 2;
+    a->v = realloc(a->v, (size_t)a->cap * sizeof *a->v);
+  }
+  for (int64_t i = 0; i < m; i++) a->v[a->n++] = t ? (double)ks_tensor_f32(t)[i] : (double)*ival;
+  return 0;
+}
+
 static void check_resume(int adam, int dropout, int k, int n) {
   const char *d = tu_tmpdir();
   char dir[600];
@@ -330,7 +347,7 @@ static void check_resume(int adam, int dropout, int k, int n) {
   char a[700], b[700];
   snprintf(a, sizeof a, "%s/a", dir);
   snprintf(b, sizeof b, "%s/b", dir);
-  tt_config cfg = {.adam = adam, .dropout = dropout, .seed = 5, .stop = KS_TRIGGER(n, KS_EPOCH), .out = a};
+  tt_config cfg = {.adam = adam, .dropout = dropout, .bn = !adam, .seed = 5, .stop = KS_TRIGGER(n, KS_EPOCH), .out = a};
 
   tt_setup s;
   tt_setup_init(&s, cfg);
@@ -338,6 +355,9 @@ static void check_resume(int adam, int dropout, int k, int n) {
   TU_OK(ks_trainer_run(s.tr));
   int64_t np;
   float *pa = tt_params(s.model, &np);
+  pers_acc persa = {0}, persb = {0};
+  ks_link_namedpersistents(s.model, collect_persistent, &persa);
+  assert_int_equal(persa.n, cfg.bn ? 2 * 16 + 1 : 0);
   ks_extension *lra = ks_trainer_get_extension(s.tr, "LogReport");
   int na = ks_log_report_size(lra);
   double *la = calloc((size_t)na, sizeof *la);
@@ -364,6 +384,12 @@ static void check_resume(int adam, int dropout, int k, int n) {
   TU_OK(ks_trainer_run(s.tr));
   float *pb = tt_params(s.model, &np);
   assert_memory_equal(pa, pb, (size_t)np * sizeof(float));
+  /* BatchNormalization's running statistics and N too */
+  ks_link_namedpersistents(s.model, collect_persistent, &persb);
+  assert_int_equal(persa.n, persb.n);
+  if (persa.n) assert_memory_equal(persa.v, persb.v, (size_t)persa.n * sizeof(double));
+  free(persa.v);
+  free(persb.v);
   ks_extension *lrb = ks_trainer_get_extension(s.tr, "LogReport");
   assert_int_equal(ks_log_report_size(lrb), na);
   for (int i = 0; i < na; i++) {
@@ -382,7 +408,8 @@ static void check_resume(int adam, int dropout, int k, int n) {
   tu_rmtree(dir);
 }
 
-static void test_trainer__resume_is_exact_momentum_sgd(void **state) {
+/* MomentumSGD runs with a BatchNormalization (persistent values) */
+static void test_trainer__resume_is_exact_momentum_sgd_bn(void **state) {
   (void)state;
   check_resume(0, 0, 2, 5);
 }
@@ -506,7 +533,7 @@ int main(void) {
     cmocka_unit_test(test_trainer__priorities_order_and_names),
     cmocka_unit_test(test_trainer__error_calls_on_error_then_finalize),
     cmocka_unit_test(test_trainer__unwritable_out_dir),
-    cmocka_unit_test(test_trainer__resume_is_exact_momentum_sgd),
+    cmocka_unit_test(test_trainer__resume_is_exact_momentum_sgd_bn),
     cmocka_unit_test(test_trainer__resume_is_exact_adam_dropout),
     cmocka_unit_test(test_trainer__snapshot_keys_like_chainer),
     cmocka_unit_test(test_trainer__bad_snapshots_change_nothing),

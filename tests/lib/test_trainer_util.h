@@ -6,7 +6,8 @@
  * Data: D = 8 features uniform in [-1, 1), labels = argmax of a fixed random
  * 3 x 8 projection (learnable), generated from a fixed seed. Model:
  * Classifier(Chain{l1: Linear(None, U), l2: Linear(U, 3)}) with
- * relu(l1(x)), optionally dropout(0.25), then l2.
+ * relu(l1(x)) (optionally relu(bn(l1(x))) with a BatchNormalization "bn"),
+ * optionally dropout(0.25), then l2.
  */
 #ifndef KUSARI_TEST_TRAINER_UTIL_H
 #define KUSARI_TEST_TRAINER_UTIL_H
@@ -49,13 +50,15 @@ static inline ks_dataset *tt_make_dataset(int64_t n, uint64_t seed) {
 }
 
 static inline ks_var *tt_forward(ks_ctx *ctx, ks_link *self, ks_var *x) {
-  int dropout = (int)(intptr_t)ks_link_user(self);
-  ks_var *h = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "l1"), x));
-  if (dropout) h = ks_dropout(ctx, h, 0.25);
+  int flags = (int)(intptr_t)ks_link_user(self);
+  ks_var *h = ks_link_forward(ctx, ks_link_child(self, "l1"), x);
+  if (flags & 2) h = ks_link_forward(ctx, ks_link_child(self, "bn"), h);
+  h = ks_relu(ctx, h);
+  if (flags & 1) h = ks_dropout(ctx, h, 0.25);
   return ks_link_forward(ctx, ks_link_child(self, "l2"), h);
 }
 
-static inline ks_link *tt_make_model(int units, uint64_t seed, int dropout) {
+static inline ks_link *tt_make_model(int units, uint64_t seed, int dropout, int bn) {
   ks_rng rng;
   ks_rng_seed(&rng, seed);
   ks_linear_opts lo = {.rng = &rng};
@@ -63,7 +66,8 @@ static inline ks_link *tt_make_model(int units, uint64_t seed, int dropout) {
   assert_non_null(m);
   TU_OK(ks_link_add_child(m, "l1", ks_linear_link_new(0, units, &lo)));
   TU_OK(ks_link_add_child(m, "l2", ks_linear_link_new(units, TT_C, &lo)));
-  ks_link_set_forward(m, tt_forward, (void *)(intptr_t)dropout);
+  if (bn) TU_OK(ks_link_add_child(m, "bn", ks_batch_normalization_link_new(units, NULL)));
+  ks_link_set_forward(m, tt_forward, (void *)(intptr_t)((dropout ? 1 : 0) | (bn ? 2 : 0)));
   ks_link *clf = ks_classifier_new(m);
   assert_non_null(clf);
   return clf;
@@ -83,6 +87,7 @@ typedef struct tt_config {
   int64_t n_test;     /* 0: 40 */
   int64_t batch;      /* 0: 16 */
   int dropout;
+  int bn;             /* BatchNormalization after l1 (persistent values) */
   int adam;           /* else MomentumSGD(0.05, 0.9) */
   uint64_t seed;
   ks_trigger stop;    /* period 0: 3 epochs */
@@ -98,7 +103,7 @@ static inline void tt_setup_init(tt_setup *s, tt_config c) {
   if (!c.stop.period) c.stop = KS_TRIGGER(3, KS_EPOCH);
   s->train = tt_make_dataset(c.n_train, 11);
   s->test = tt_make_dataset(c.n_test, 12);
-  s->model = tt_make_model(c.units, c.seed, c.dropout);
+  s->model = tt_make_model(c.units, c.seed, c.dropout, c.bn);
   s->opt = c.adam ? ks_optimizer_adam_new(NULL) : ks_optimizer_momentum_sgd_new(0.05, 0.9);
   assert_non_null(s->opt);
   TU_OK(ks_optimizer_setup(s->opt, s->model));
