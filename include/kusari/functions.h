@@ -107,9 +107,10 @@ int64_t ks_deconv_outsize(int64_t size, int64_t k, int64_t s, int64_t p, int cov
 /* F.convolution_2d. x is (N, C, H, W), W is (out_c, C / groups, kh, kw), b is
  * (out_c,) or NULL; y is (N, out_c, oh, ow) with oh = ks_conv_outsize(H, kh,
  * sy, ph, cover_all, dy). Lowered to GEMM: im2col over a chunk of images
- * (chunk size from the shape only), one backend GEMM per group over the whole
- * chunk, a transpose to NCHW with the bias; backward recomputes im2col (keeps
- * nothing but its inputs). */
+ * (chunk size from the shape only, about 16 MiB of col), one backend GEMM per
+ * group over the whole chunk, a transpose to NCHW with the bias. Keeps its
+ * inputs, and the col buffer (C*kh*kw x N*oh*ow floats, arena) when the batch
+ * fits one chunk and W needs a gradient; otherwise backward recomputes it. */
 ks_var *ks_convolution_2d(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b, int stride, int pad,
                           int dilate, int groups);
 ks_var *ks_convolution_2d_ex(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b,

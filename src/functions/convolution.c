@@ -16,7 +16,10 @@
  *
  * Deconvolution is the same pair read backwards: its forward is
  * convolution's gx (GEMM with W^T then col2im), its backward to x is a
- * convolution of gy. Nothing is kept for backward but the inputs.
+ * convolution of gy. Convolution keeps its col buffer for the gW GEMM when
+ * the batch was a single chunk (the usual case: the col limit is 16 MiB per
+ * chunk), otherwise backward recomputes it; deconvolution keeps nothing but
+ * its inputs.
  */
 #include "functions_impl.h"
 
@@ -46,6 +49,7 @@ typedef struct conv_saved {
   int64_t groups;
   int64_t chunk;       /* images per chunk */
   int64_t out_c;       /* conv: y channels; deconv: x channels (W.shape[0]) */
+  const float *col;    /* conv: im2col(x) of the forward when the batch was one chunk, else NULL */
 } conv_saved;
 
 static int64_t chunk_images(int64_t n, int64_t k, int64_t p) {
@@ -132,10 +136,12 @@ static int conv_backward(ks_ctx *ctx, ks_node *node, ks_tensor *const *gy, ks_te
   if (gx[0] && (P == 0 || OC == 0)) be->fill(gx[0]->size, 0.0f, ks_tensor_f32(gx[0]));
   if (N == 0 || P == 0) return KS_OK;
   const int64_t nc = sv->chunk;
-  ks_tensor *col = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){K, nc * P});
+  /* the forward's col when it kept one (read-only: a second backward
+   * through the same graph needs it again), else a buffer to recompute it */
+  ks_tensor *col = !sv->col || gx[0] ? ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){K, nc * P}) : NULL;
   ks_tensor *gyt = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){OC, nc * P});
-  if (!col || !gyt) return ks_error_last_code();
-  float *cold = ks_tensor_f32(col), *gytd = ks_tensor_f32(gyt);
+  if ((!col && (!sv->col || gx[0])) || !gyt) return ks_error_last_code();
+  float *cold = col ? ks_tensor_f32(col) : NULL, *gytd = ks_tensor_f32(gyt);
   const float *xd = ks_tensor_f32(node->in[0]->data), *wd = ks_tensor_f32(node->in[1]->data);
   for (int64_t n0 = 0; n0 < N; n0 += nc) {
     const int64_t cn = N - n0 < nc ? N - n0 : nc, ld = cn * P;
@@ -143,9 +149,13 @@ static int conv_backward(ks_ctx *ctx, ks_node *node, ks_tensor *const *gy, ks_te
     g.n = cn;
     be->swap01(cn, OC, P, gyd + n0 * OC * P, NULL, gytd);
     if (gW) {
-      be->im2col(&g, xd + n0 * C * HW, cold);
+      const float *xcol = sv->col;
+      if (!xcol) {
+        be->im2col(&g, xd + n0 * C * HW, cold);
+        xcol = cold;
+      }
       for (int64_t gi = 0; gi < G; gi++)
-        be->gemm(0, 1, OCg, Kg, ld, 1.0f, gytd + gi * OCg * ld, ld, cold + gi * Kg * ld, ld,
+        be->gemm(0, 1, OCg, Kg, ld, 1.0f, gytd + gi * OCg * ld, ld, xcol + gi * Kg * ld, ld,
                  n0 == 0 ? 0.0f : 1.0f, gW + gi * OCg * Kg, Kg);
     }
     if (gx[0]) {
@@ -199,8 +209,9 @@ ks_var *ks_convolution_2d_ex(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b,
   if (!y) return NULL;
   const int64_t nc = chunk_images(N, K, P);
   ks_conv_geom g0 = {N, C, H, Wd, kh, kw, a.sy, a.sx, a.ph, a.pw, a.dy, a.dx, oh, ow};
+  ks_tensor *col = NULL;
   if (N > 0) {
-    ks_tensor *col = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){K, nc * P});
+    col = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){K, nc * P});
     ks_tensor *t = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){OC, nc * P});
     if (!col || !t) return NULL;
     float *cold = ks_tensor_f32(col), *td = ks_tensor_f32(t);
@@ -231,6 +242,9 @@ ks_var *ks_convolution_2d_ex(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b,
     sv->groups = G;
     sv->chunk = nc;
     sv->out_c = OC;
+    /* one chunk: col still holds im2col(x), which gW needs; keep it (an
+     * arena buffer) instead of recomputing it in backward */
+    sv->col = col && nc == N && (W->requires_grad || W->creator) ? ks_tensor_f32(col) : NULL;
     node->saved = sv;
   }
   return ks_node_output(ctx, node, y);
@@ -385,6 +399,7 @@ ks_var *ks_deconvolution_2d_ex(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b,
     sv->groups = G;
     sv->chunk = nc;
     sv->out_c = C;
+    sv->col = NULL;
     node->saved = sv;
   }
   return ks_node_output(ctx, node, y);

@@ -411,6 +411,31 @@ static void test_conv__multi_chunk(void **state) {
   ks_tensor_free(gyt);
 }
 
+/* Convolution keeps its im2col buffer for backward; a second backward
+ * through the same graph must find it intact: gW doubles exactly. */
+static void test_conv__second_backward(void **state) {
+  ks_rng rng;
+  ks_rng_seed(&rng, 12);
+  ks_tensor *xt = tu_uniform(&rng, 4, (int64_t[]){2, 3, 6, 6}, -1, 1);
+  ks_tensor *wt = tu_uniform(&rng, 4, (int64_t[]){4, 3, 3, 3}, -1, 1);
+  ks_ctx *ctx = ks_ctx_new();
+  ks_var *x = ks_var_new(ctx, xt, 1), *W = ks_var_new(ctx, wt, 1);
+  ks_var *y = ks_convolution_2d(ctx, x, W, NULL, 1, 1, 1, 1);
+  ks_var *loss = ks_sum(ctx, ks_mul(ctx, y, y), -1);
+  TU_OK(ks_backward(ctx, loss));
+  float *gw1 = malloc(ks_tensor_nbytes(wt)), *gx1 = malloc(ks_tensor_nbytes(xt));
+  memcpy(gw1, W->grad->data, ks_tensor_nbytes(wt));
+  memcpy(gx1, x->grad->data, ks_tensor_nbytes(xt));
+  TU_OK(ks_backward(ctx, loss));
+  for (int64_t i = 0; i < wt->size; i++) assert_true(ks_tensor_f32(W->grad)[i] == 2 * gw1[i]);
+  for (int64_t i = 0; i < xt->size; i++) assert_true(ks_tensor_f32(x->grad)[i] == 2 * gx1[i]);
+  free(gw1);
+  free(gx1);
+  ks_ctx_free(ctx);
+  ks_tensor_free(xt);
+  ks_tensor_free(wt);
+}
+
 static void test_conv__outsize_rules(void **state) {
   /* Chainer's get_conv_outsize / get_deconv_outsize */
   assert_int_equal(ks_conv_outsize(5, 2, 2, 0, 0, 1), 2);
@@ -490,6 +515,7 @@ int main(void) {
     cmocka_unit_test(test_conv__gradient),
     cmocka_unit_test(test_conv__max_pool_ties_first),
     cmocka_unit_test(test_conv__multi_chunk),
+    cmocka_unit_test(test_conv__second_backward),
     cmocka_unit_test(test_conv__outsize_rules),
     cmocka_unit_test(test_conv__errors),
   };
