@@ -1,0 +1,1299 @@
+/*
+ * platform/cmd_sweep.c — hyperparameter sweeps (HyperDrive):
+ * `kusari sweep submit|show|best|wait|cancel|resume|list`, and the sweep
+ * controller, a detached process (`kusari sweep __control ID FD`, started like
+ * a run's supervisor) that submits the child runs, keeps at most
+ * max_concurrent_runs of them active, reads their primary metric from the
+ * store, applies the early termination policy and ends the parent run.
+ *
+ * A sweep is a parent run (runs row, compute "sweep:<target>", its
+ * supervisor_pid is the controller, so reconciliation notices a dead
+ * controller) + a sweeps row (the resolved sweep file) + one sweep_trials row
+ * per child (index, parameter values, its run, how far the policy looked at
+ * it, the decision that terminated it). Trials are written before their child
+ * is submitted, and children carry the tag sweep_index, so a resumed
+ * controller neither loses nor repeats a child. The pure parts (file,
+ * expressions, samplers, policy rules) are in sweep_space.c.
+ */
+#include "kp.h"
+#include "sweep.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static int open_ws(kp_ws *ws) {
+  if (kp_ws_open(ws) != 0) { kp_ws_close(ws); return -1; }
+  kp_reconcile(ws);
+  return 0;
+}
+
+/* ---- loading a sweep ------------------------------------------------------------ */
+typedef struct sweep {
+  char id[300];
+  char experiment[256];
+  char status[32];
+  char compute[256];       /* the children's target */
+  char snapshot[65];
+  char source[4096];
+  char *env_json;
+  char *spec_text;
+  char stop_reason[512];
+  double started;
+  int cancel_requested;
+  kp_sweep_spec spec;
+} sweep;
+
+static void sweep_free(sweep *s) {
+  free(s->env_json);
+  free(s->spec_text);
+  kp_sweep_spec_free(&s->spec);
+}
+
+/* Loads sweep 'id'; 0, or -1 with an error printed (no such sweep). */
+static int sweep_load(kp_ws *ws, const char *id, sweep *s) {
+  memset(s, 0, sizeof *s);
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st,
+                    "SELECT e.name, r.status, r.compute, r.snapshot, r.source, w.env_json, w.spec, coalesce(w.stop_reason,''),"
+                    " coalesce(r.started, r.created), r.cancel_requested"
+                    " FROM sweeps w JOIN runs r ON r.id=w.run_id JOIN experiments e ON e.id=r.experiment_id WHERE w.run_id=?") != 0)
+    return -1;
+  kp_bind_text(st, 1, id);
+  int rc = -1;
+  if (kp_db_row(st) > 0) {
+    snprintf(s->id, sizeof s->id, "%s", id);
+    snprintf(s->experiment, sizeof s->experiment, "%s", kp_col_text(st, 0));
+    snprintf(s->status, sizeof s->status, "%s", kp_col_text(st, 1));
+    const char *c = kp_col_text(st, 2);
+    snprintf(s->compute, sizeof s->compute, "%s", strncmp(c, "sweep:", 6) ? c : c + 6);
+    snprintf(s->snapshot, sizeof s->snapshot, "%s", kp_col_text(st, 3));
+    snprintf(s->source, sizeof s->source, "%s", kp_col_text(st, 4));
+    s->env_json = sqlite3_column_type(st, 5) == SQLITE_NULL ? NULL : strdup(kp_col_text(st, 5));
+    s->spec_text = strdup(kp_col_text(st, 6));
+    snprintf(s->stop_reason, sizeof s->stop_reason, "%s", kp_col_text(st, 7));
+    s->started = sqlite3_column_double(st, 8);
+    s->cancel_requested = sqlite3_column_int(st, 9);
+    char err[1024];
+    if (kp_sweep_spec_parse(s->spec_text, &s->spec, err, sizeof err) != 0) kp_err("sweep %s: stored sweep file: %s", id, err);
+    else rc = 0;
+  } else {
+    kp_err("no sweep with id '%s' in this workspace", id);
+    kp_hint("list sweeps with 'kusari sweep list'");
+  }
+  sqlite3_finalize(st);
+  if (rc != 0) sweep_free(s);
+  return rc;
+}
+
+/* The number of children the sweep may start (before warm-start skips). */
+static long long sweep_budget(const kp_sweep_spec *sp) {
+  if (sp->sampling == KP_SAMPLING_GRID) {
+    long long g = kp_space_grid_size(&sp->space);
+    return sp->max_total_runs && sp->max_total_runs < g ? sp->max_total_runs : g;
+  }
+  return sp->max_total_runs;
+}
+
+static int sweep_concurrency(const kp_sweep_spec *sp) {
+  long long b = sweep_budget(sp);
+  if (sp->max_concurrent_runs) return sp->max_concurrent_runs;
+  return b > 1000 ? 1000 : (int)(b < 1 ? 1 : b);
+}
+
+static double sweep_duration_s(const kp_sweep_spec *sp) {
+  return (sp->max_duration_minutes > 0 ? sp->max_duration_minutes : 10080.0) * 60.0;
+}
+
+/* ---- children --------------------------------------------------------------------- */
+typedef struct child {
+  long long idx;
+  char run_id[300];
+  char status[32];
+  char *params;       /* JSON object name -> value text */
+  char *decision;     /* the policy's reason, or NULL */
+  char *error;        /* the run's error, or the trial's submission error */
+  int evaluated;      /* intervals the policy has looked at */
+  int has_best;
+  double best, last;
+  int nvals;
+  double *vals;       /* the primary metric at intervals 1..nvals */
+  double *x;          /* the point (sweep's space), or NULL when it does not parse */
+} child;
+
+typedef struct children {
+  child *v;
+  int n;
+} children;
+
+static void children_free(children *c) {
+  for (int i = 0; i < c->n; i++) {
+    free(c->v[i].params);
+    free(c->v[i].decision);
+    free(c->v[i].error);
+    free(c->v[i].vals);
+    free(c->v[i].x);
+  }
+  free(c->v);
+  memset(c, 0, sizeof *c);
+}
+
+static int active(const child *c) { return c->run_id[0] && !kp_status_terminal(c->status); }
+
+/* Parses a trial's parameter JSON into a point of 'sp'; NULL when it does not
+ * fit the space (e.g. a warm-start sweep with other parameters). */
+static double *point_of(const kp_space *sp, const char *params) {
+  cJSON *j = cJSON_Parse(params);
+  double *x = malloc(sizeof(double) * (size_t)(sp->n ? sp->n : 1));
+  int ok = j && x && cJSON_GetArraySize(j) == sp->n;
+  for (int k = 0; ok && k < sp->n; k++) {
+    const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, sp->p[k].name));
+    ok = v && kp_space_value(sp, k, v, &x[k]) == 0;
+  }
+  cJSON_Delete(j);
+  if (!ok) { free(x); return NULL; }
+  return x;
+}
+
+/* Loads the trials of sweep 'id' with their runs and primary metric curves. */
+static int children_load(kp_ws *ws, const char *id, const kp_sweep_spec *sp, children *out) {
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st,
+                    "SELECT t.idx, coalesce(t.run_id,''), t.params, t.decision, coalesce(t.error, r.error), t.evaluated,"
+                    " CASE WHEN t.error IS NOT NULL THEN 'Failed' WHEN r.status IS NULL THEN 'Submitting' ELSE r.status END"
+                    " FROM sweep_trials t LEFT JOIN runs r ON r.id=t.run_id WHERE t.sweep_id=? ORDER BY t.idx") != 0)
+    return -1;
+  kp_bind_text(st, 1, id);
+  int r;
+  while ((r = kp_db_row(st)) > 0) {
+    void *np = realloc(out->v, (size_t)(out->n + 1) * sizeof *out->v);
+    if (!np) { r = -1; break; }
+    out->v = np;
+    child *c = &out->v[out->n++];
+    memset(c, 0, sizeof *c);
+    c->idx = sqlite3_column_int64(st, 0);
+    snprintf(c->run_id, sizeof c->run_id, "%s", kp_col_text(st, 1));
+    c->params = strdup(kp_col_text(st, 2));
+    c->decision = sqlite3_column_type(st, 3) == SQLITE_NULL ? NULL : strdup(kp_col_text(st, 3));
+    c->error = sqlite3_column_type(st, 4) == SQLITE_NULL ? NULL : strdup(kp_col_text(st, 4));
+    c->evaluated = sqlite3_column_int(st, 5);
+    snprintf(c->status, sizeof c->status, "%s", kp_col_text(st, 6));
+    c->x = point_of(&sp->space, c->params);
+  }
+  sqlite3_finalize(st);
+  if (r != 0) { children_free(out); return -1; }
+  if (kp_db_prepare(ws, &st,
+                    "SELECT m.value FROM metrics m WHERE m.run_id=? AND m.name=? AND m.value IS NOT NULL ORDER BY m.step, m.id") != 0) {
+    children_free(out);
+    return -1;
+  }
+  for (int i = 0; i < out->n; i++) {
+    child *c = &out->v[i];
+    if (!c->run_id[0]) continue;
+    sqlite3_reset(st);
+    kp_bind_text(st, 1, c->run_id);
+    kp_bind_text(st, 2, sp->metric);
+    int cap = 0;
+    while ((r = kp_db_row(st)) > 0) {
+      if (c->nvals == cap) {
+        cap = cap ? 2 * cap : 16;
+        void *np = realloc(c->vals, (size_t)cap * sizeof *c->vals);
+        if (!np) break;
+        c->vals = np;
+      }
+      double v = sqlite3_column_double(st, 0);
+      c->vals[c->nvals++] = v;
+      if (!c->has_best || (sp->maximize ? v > c->best : v < c->best)) c->best = v;
+      c->has_best = 1;
+      c->last = v;
+    }
+    if (r < 0) break;
+  }
+  sqlite3_finalize(st);
+  return r < 0 ? -1 : 0;
+}
+
+/* Sorts children best first (no value last, then by index). */
+static int g_sort_max;
+static int cmp_child(const void *a, const void *b) {
+  const child *x = a, *y = b;
+  if (x->has_best != y->has_best) return x->has_best ? -1 : 1;
+  if (x->has_best && x->best != y->best) return (g_sort_max ? x->best > y->best : x->best < y->best) ? -1 : 1;
+  return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* The best child (index into c), or -1. completed_only: Completed children only. */
+static int best_child(const children *c, int maximize, int completed_only) {
+  int b = -1;
+  for (int i = 0; i < c->n; i++) {
+    if (!c->v[i].has_best || (completed_only && strcmp(c->v[i].status, "Completed"))) continue;
+    if (b < 0 || (maximize ? c->v[i].best > c->v[b].best : c->v[i].best < c->v[b].best)) b = i;
+  }
+  return b;
+}
+
+/* ---- the controller ------------------------------------------------------------------ */
+static volatile sig_atomic_t g_wake;
+static void on_usr1(int sig) { (void)sig; g_wake = 1; }
+
+static void note(const char *id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(const char *id, const char *fmt, ...) {
+  char t[64];
+  kp_fmt_time(kp_now(), t, sizeof t);
+  fprintf(stderr, "%s sweep %s: ", t, id);
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+/* Observations for the bayesian sampler: this sweep's ended children and the
+ * warm-start sweeps' children that fit the space. */
+typedef struct obs {
+  double *X, *y;
+  int n, cap, d;
+} obs;
+
+static void obs_add(obs *o, const double *x, double y) {
+  if (o->n == o->cap) {
+    o->cap = o->cap ? 2 * o->cap : 32;
+    o->X = realloc(o->X, (size_t)o->cap * (size_t)o->d * sizeof *o->X);
+    o->y = realloc(o->y, (size_t)o->cap * sizeof *o->y);
+    if (!o->X || !o->y) { o->n = 0; o->cap = 0; return; }
+  }
+  memcpy(o->X + (size_t)o->n * o->d, x, (size_t)o->d * sizeof *x);
+  o->y[o->n++] = y;
+}
+
+/* Loads the warm-start sweeps' children (points that fit this space). */
+static int load_warm(kp_ws *ws, const kp_sweep_spec *sp, children *warm) {
+  memset(warm, 0, sizeof *warm);
+  for (int w = 0; w < sp->nwarm; w++) {
+    children c;
+    if (children_load(ws, sp->warm_start[w], sp, &c) != 0) { children_free(warm); return -1; }
+    void *np = realloc(warm->v, (size_t)(warm->n + c.n + 1) * sizeof *warm->v);
+    if (!np) { children_free(&c); children_free(warm); return -1; }
+    warm->v = np;
+    memcpy(warm->v + warm->n, c.v, (size_t)c.n * sizeof *c.v);
+    warm->n += c.n;
+    free(c.v);
+  }
+  return 0;
+}
+
+/* 1 when grid point g was already run by a warm-start sweep. */
+static int grid_done_before(const kp_space *sp, const children *warm, const double *g) {
+  for (int i = 0; i < warm->n; i++) {
+    if (!warm->v[i].x || !kp_status_terminal(warm->v[i].status)) continue;
+    int same = 1;
+    for (int k = 0; k < sp->n && same; k++) same = warm->v[i].x[k] == g[k];
+    if (same) return 1;
+  }
+  return 0;
+}
+
+/* Picks trial idx's point; 0, or 1 when the sampler has nothing left (grid). */
+static int next_point(const sweep *s, const children *c, const children *warm, long long idx, double *x) {
+  const kp_sweep_spec *sp = &s->spec;
+  int d = sp->space.n;
+  if (sp->sampling == KP_SAMPLING_GRID) {
+    long long size = kp_space_grid_size(&sp->space), k = -1;
+    double *g = malloc((size_t)d * sizeof *g);
+    for (long long i = 0; i < size; i++) {
+      kp_space_grid_point(&sp->space, i, g);
+      if (sp->nwarm && grid_done_before(&sp->space, warm, g)) continue;
+      if (++k == idx) { memcpy(x, g, (size_t)d * sizeof *g); free(g); return 0; }
+    }
+    free(g);
+    return 1;
+  }
+  if (sp->sampling == KP_SAMPLING_RANDOM) {
+    kp_sample_random(&sp->space, sp->seed, idx, x);
+    return 0;
+  }
+  obs o = {.d = d}, p = {.d = d};
+  for (int pass = 0; pass < 2; pass++) {
+    const children *src = pass ? warm : c;
+    for (int i = 0; i < src->n; i++) {
+      const child *ch = &src->v[i];
+      if (!ch->x) continue;
+      if (kp_status_terminal(ch->status)) {
+        if (ch->has_best) obs_add(&o, ch->x, ch->best);
+      } else if (!pass) {
+        obs_add(&p, ch->x, 0);
+      }
+    }
+  }
+  kp_bayes_info info;
+  kp_bayes_next(&sp->space, o.X, o.y, o.n, p.X, p.n, sp->maximize, sp->seed, idx, x, &info);
+  if (info.random) note(s->id, "trial %lld: random point (%d of %d observations before the model is used)", idx, o.n,
+                        kp_bayes_n_init(d));
+  else note(s->id, "trial %lld: GP on %d observations + %d pending (length scale %.3g, noise %.2g), EI %.4g", idx, o.n,
+            p.n, info.length_scale, info.noise, info.ei);
+  free(o.X), free(o.y), free(p.X), free(p.y);
+  return 0;
+}
+
+/* Records trial idx (before its child exists), then submits the child. */
+static int submit_trial(kp_ws *ws, const sweep *s, long long idx, const double *x, const char *params_json) {
+  const kp_sweep_spec *sp = &s->spec;
+  int d = sp->space.n;
+  int nargs = sp->nargs + 2 * d;
+  const char **args = calloc((size_t)nargs + 1, sizeof *args);
+  const char **tags = calloc((size_t)d + 3, sizeof *tags);
+  char (*vals)[128] = calloc((size_t)d + 1, sizeof *vals);
+  char (*tagbuf)[400] = calloc((size_t)d + 3, sizeof *tagbuf);
+  int rc = -1;
+  if (!args || !tags || !vals || !tagbuf) goto out;
+  int k = 0;
+  for (int i = 0; i < sp->nargs; i++) args[k++] = sp->args[i];
+  for (int j = 0; j < d; j++) {
+    kp_space_format(&sp->space, j, x[j], vals[j], sizeof vals[j]);
+    args[k++] = sp->space.p[j].arg;
+    args[k++] = vals[j];
+    snprintf(tagbuf[j], sizeof tagbuf[j], "%s=%s", sp->space.p[j].name, vals[j]);
+    tags[j] = tagbuf[j];
+  }
+  snprintf(tagbuf[d], sizeof tagbuf[d], "sweep=%s", s->id);
+  snprintf(tagbuf[d + 1], sizeof tagbuf[d + 1], "sweep_index=%lld", idx);
+  tags[d] = tagbuf[d];
+  tags[d + 1] = tagbuf[d + 1];
+  kp_submit sub = {.experiment = s->experiment, .source = s->source, .snapshot = s->snapshot, .entry = sp->entry,
+                   .compute = s->compute, .env_json = s->env_json, .parent_id = s->id, .args = args, .nargs = k,
+                   .tags = tags, .ntags = d + 2};
+  kp_submitted done;
+  sqlite3_stmt *st;
+  if (kp_run_submit(ws, &sub, &done) != 0) {
+    if (kp_db_prepare(ws, &st, "UPDATE sweep_trials SET error=? WHERE sweep_id=? AND idx=?") == 0) {
+      kp_bind_text(st, 1, "the child run could not be submitted; see the sweep's controller.log");
+      kp_bind_text(st, 2, s->id);
+      sqlite3_bind_int64(st, 3, idx);
+      kp_db_done(ws, st);
+      sqlite3_finalize(st);
+    }
+    goto out;
+  }
+  if (kp_db_prepare(ws, &st, "UPDATE sweep_trials SET run_id=? WHERE sweep_id=? AND idx=?") != 0) goto out;
+  kp_bind_text(st, 1, done.id);
+  kp_bind_text(st, 2, s->id);
+  sqlite3_bind_int64(st, 3, idx);
+  rc = kp_db_done(ws, st);
+  sqlite3_finalize(st);
+  note(s->id, "trial %lld: run %s %s", idx, done.id, params_json);
+out:
+  free(args);
+  free(tags);
+  free(vals);
+  free(tagbuf);
+  return rc;
+}
+
+static char *params_json_of(const kp_space *sp, const double *x) {
+  cJSON *o = cJSON_CreateObject();
+  for (int j = 0; j < sp->n; j++) {
+    char v[128];
+    kp_space_format(sp, j, x[j], v, sizeof v);
+    cJSON_AddStringToObject(o, sp->p[j].name, v);
+  }
+  char *t = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return t;
+}
+
+/* A trial recorded by a controller that died before submitting its child:
+ * link the child if it exists (tag sweep_index), else submit it now. */
+static void finish_orphan(kp_ws *ws, const sweep *s, const child *c) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st,
+                    "SELECT r.id FROM runs r JOIN tags g ON g.run_id=r.id AND g.key='sweep_index'"
+                    " WHERE r.parent_id=? AND g.value=?") != 0)
+    return;
+  char idx[32], found[300] = "";
+  snprintf(idx, sizeof idx, "%lld", c->idx);
+  kp_bind_text(st, 1, s->id);
+  kp_bind_text(st, 2, idx);
+  if (kp_db_row(st) > 0) snprintf(found, sizeof found, "%s", kp_col_text(st, 0));
+  sqlite3_finalize(st);
+  if (found[0]) {
+    if (kp_db_prepare(ws, &st, "UPDATE sweep_trials SET run_id=? WHERE sweep_id=? AND idx=?") == 0) {
+      kp_bind_text(st, 1, found);
+      kp_bind_text(st, 2, s->id);
+      sqlite3_bind_int64(st, 3, c->idx);
+      kp_db_done(ws, st);
+      sqlite3_finalize(st);
+    }
+    note(s->id, "trial %lld: linked its run %s (submitted before a restart)", c->idx, found);
+  } else if (c->x) {
+    note(s->id, "trial %lld: recorded but never submitted (restart); submitting it now", c->idx);
+    submit_trial(ws, s, c->idx, c->x, c->params);
+  }
+}
+
+static void set_trial(kp_ws *ws, const char *sweep_id, long long idx, int evaluated, const char *decision) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "UPDATE sweep_trials SET evaluated=?, decision=coalesce(?, decision) WHERE sweep_id=? AND idx=?") != 0)
+    return;
+  sqlite3_bind_int(st, 1, evaluated);
+  kp_bind_text(st, 2, decision);
+  kp_bind_text(st, 3, sweep_id);
+  sqlite3_bind_int64(st, 4, idx);
+  kp_db_done(ws, st);
+  sqlite3_finalize(st);
+}
+
+/* Applies the early termination policy to the active children, interval by
+ * interval, each interval of each child exactly once. */
+static void apply_policy(kp_ws *ws, const sweep *s, children *c) {
+  const kp_sweep_spec *sp = &s->spec;
+  if (sp->policy.type == KP_POLICY_NONE) return;
+  kp_curve *all = calloc((size_t)c->n + 1, sizeof *all);
+  if (!all) return;
+  /* a terminated child counts with its values up to the interval that
+   * decided it (what it logged before the cancel landed is left out, so
+   * decisions do not depend on timing) */
+  for (int i = 0; i < c->n; i++) {
+    const child *ch = &c->v[i];
+    all[i] = (kp_curve){ch->vals, ch->decision && ch->evaluated < ch->nvals ? ch->evaluated : ch->nvals};
+  }
+  for (int i = 0; i < c->n; i++) {
+    child *ch = &c->v[i];
+    if (!active(ch) || ch->decision || ch->nvals <= ch->evaluated) continue;
+    char why[1024];
+    int k, cancel = 0;
+    for (k = ch->evaluated + 1; k <= ch->nvals; k++)
+      if ((cancel = kp_policy_check(&sp->policy, sp->maximize, all, c->n, i, k, why, sizeof why))) break;
+    if (cancel) {
+      note(s->id, "run %s: %s", ch->run_id, why);
+      set_trial(ws, s->id, ch->idx, k, why);
+      ch->decision = strdup(why);
+      ch->evaluated = k;
+      kp_run_cancel(ws, ch->run_id, sp->cancel_grace_seconds, why);
+    } else {
+      ch->evaluated = ch->nvals;
+      set_trial(ws, s->id, ch->idx, ch->nvals, NULL);
+    }
+  }
+  free(all);
+}
+
+/* Ends the parent run (status Completed or Canceled) with the best child. */
+static void end_sweep(kp_ws *ws, const sweep *s, const children *c, const char *status, const char *why) {
+  int b = best_child(c, s->spec.maximize, 0);
+  sqlite3_stmt *st;
+  if (b >= 0 && kp_db_prepare(ws, &st, "INSERT OR REPLACE INTO tags(run_id, key, value) VALUES(?,?,?)") == 0) {
+    char v[64];
+    snprintf(v, sizeof v, "%.17g", c->v[b].best);
+    const char *kv[][2] = {{"best_child_run_id", c->v[b].run_id}, {"best_metric_value", v}};
+    for (int i = 0; i < 2; i++) {
+      sqlite3_reset(st);
+      kp_bind_text(st, 1, s->id);
+      kp_bind_text(st, 2, kv[i][0]);
+      kp_bind_text(st, 3, kv[i][1]);
+      kp_db_done(ws, st);
+    }
+    sqlite3_finalize(st);
+  }
+  if (kp_db_prepare(ws, &st, "UPDATE sweeps SET stop_reason=? WHERE run_id=?") == 0) {
+    kp_bind_text(st, 1, why);
+    kp_bind_text(st, 2, s->id);
+    kp_db_done(ws, st);
+    sqlite3_finalize(st);
+  }
+  if (kp_db_prepare(ws, &st,
+                    "UPDATE runs SET status=?, ended=?, error=CASE WHEN ?1='Canceled' THEN coalesce(cancel_reason, ?3) END"
+                    " WHERE id=?4 AND status NOT IN ('Completed','Failed','Canceled')") == 0) {
+    kp_bind_text(st, 1, status);
+    sqlite3_bind_double(st, 2, kp_now());
+    kp_bind_text(st, 3, why);
+    kp_bind_text(st, 4, s->id);
+    kp_db_done(ws, st);
+    sqlite3_finalize(st);
+  }
+  note(s->id, "%s: %s%s%s", status, why, b >= 0 ? "; best run " : "", b >= 0 ? c->v[b].run_id : "");
+}
+
+static int control(kp_ws *ws, const char *id, int ready) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "UPDATE runs SET supervisor_pid=?, supervisor_start=? WHERE id=? AND status='Running'") != 0)
+    return 1;
+  sqlite3_bind_int(st, 1, (int)getpid());
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)kp_proc_start(getpid()));
+  kp_bind_text(st, 3, id);
+  int ok = kp_db_done(ws, st) == 0 && sqlite3_changes(ws->db) == 1;
+  sqlite3_finalize(st);
+  sweep s;
+  if (!ok || sweep_load(ws, id, &s) != 0) return kp_err("sweep __control: %s is not a running sweep", id), 1;
+  if (write(ready, "ok\n", 3) != 3) { /* the submitter gave up on us; go on anyway */ }
+  close(ready);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_usr1;
+  sigaction(SIGUSR1, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  const kp_sweep_spec *sp = &s.spec;
+  long long budget = sweep_budget(sp);
+  int conc = sweep_concurrency(sp);
+  note(id, "controller %d up: %s sampling, %lld runs at most, %d at once, policy %s", (int)getpid(),
+       kp_sampling_names[sp->sampling], budget, conc, kp_policy_names[sp->policy.type]);
+  children warm;
+  if (load_warm(ws, sp, &warm) != 0) memset(&warm, 0, sizeof warm);
+  int stopping = 0, exhausted = 0, rc = 0;
+  char stop_why[600] = "";
+  double *x = malloc(sizeof(double) * (size_t)(sp->space.n + 1));
+  for (long tick = 0;; tick++) {
+    if (tick % 20 == 0) kp_reconcile(ws);
+    if (kp_store_errors > 50) {
+      note(id, "giving up: the store keeps failing");
+      rc = 1;
+      break;
+    }
+    children c;
+    if (children_load(ws, id, sp, &c) != 0) { sleep_ms(500); continue; }
+    /* orphans of a previous controller */
+    int orphans = 0;
+    for (int i = 0; i < c.n; i++)
+      if (!c.v[i].run_id[0] && strcmp(c.v[i].status, "Failed")) { finish_orphan(ws, &s, &c.v[i]); orphans = 1; }
+    if (orphans) { children_free(&c); continue; }
+    /* stop conditions */
+    if (!stopping) {
+      if (kp_db_prepare(ws, &st, "SELECT cancel_requested, coalesce(cancel_reason, 'canceled by the user') FROM runs WHERE id=?") == 0) {
+        kp_bind_text(st, 1, id);
+        if (kp_db_row(st) > 0 && sqlite3_column_int(st, 0)) {
+          stopping = 2;
+          snprintf(stop_why, sizeof stop_why, "the sweep was canceled (%s)", kp_col_text(st, 1));
+        }
+        sqlite3_finalize(st);
+      }
+      if (!stopping && kp_now() - s.started >= sweep_duration_s(sp)) {
+        stopping = 1;
+        snprintf(stop_why, sizeof stop_why, "the sweep reached max_duration_minutes (%g)",
+                 sp->max_duration_minutes > 0 ? sp->max_duration_minutes : 10080.0);
+      }
+      if (stopping) {
+        note(id, "stopping: %s", stop_why);
+        for (int i = 0; i < c.n; i++)
+          if (active(&c.v[i])) kp_run_cancel(ws, c.v[i].run_id, sp->cancel_grace_seconds, stop_why);
+      }
+    }
+    /* fresh metrics of the active children, then the policy */
+    for (int i = 0; i < c.n; i++)
+      if (active(&c.v[i])) kp_ingest(ws, c.v[i].run_id, 0);
+    if (!stopping && sp->policy.type != KP_POLICY_NONE) {
+      children_free(&c);
+      if (children_load(ws, id, sp, &c) != 0) { sleep_ms(500); continue; }
+      apply_policy(ws, &s, &c);
+    }
+    int nactive = 0;
+    for (int i = 0; i < c.n; i++) nactive += active(&c.v[i]);
+    /* new children */
+    while (!stopping && !exhausted && nactive < conc && c.n < budget) {
+      long long idx = c.n;
+      if (next_point(&s, &c, &warm, idx, x) != 0) { exhausted = 1; break; }
+      char *pj = params_json_of(&sp->space, x);
+      if (!pj) break;
+      if (kp_db_prepare(ws, &st, "INSERT INTO sweep_trials(sweep_id, idx, params, created) VALUES(?,?,?,?)") == 0) {
+        kp_bind_text(st, 1, id);
+        sqlite3_bind_int64(st, 2, idx);
+        kp_bind_text(st, 3, pj);
+        sqlite3_bind_double(st, 4, kp_now());
+        int ins = kp_db_done(ws, st);
+        sqlite3_finalize(st);
+        if (ins == 0) submit_trial(ws, &s, idx, x, pj);
+      }
+      free(pj);
+      nactive++;
+      /* reload so the next point sees this one (bayesian: pending) */
+      children_free(&c);
+      if (children_load(ws, id, sp, &c) != 0) break;
+    }
+    int done = nactive == 0 && (stopping || exhausted || c.n >= budget);
+    if (done) {
+      /* final view: ended children's last metrics are in */
+      children_free(&c);
+      if (children_load(ws, id, sp, &c) == 0) {
+        if (stopping == 2) end_sweep(ws, &s, &c, "Canceled", stop_why);
+        else if (stopping == 1) end_sweep(ws, &s, &c, "Completed", stop_why);
+        else if (c.n >= budget && sp->sampling != KP_SAMPLING_GRID) end_sweep(ws, &s, &c, "Completed", "max_total_runs reached");
+        else if (c.n >= budget && budget < kp_space_grid_size(&sp->space)) end_sweep(ws, &s, &c, "Completed", "max_total_runs reached");
+        else end_sweep(ws, &s, &c, "Completed", "every grid point was run");
+        children_free(&c);
+        break;
+      }
+    }
+    children_free(&c);
+    for (int i = 0; i < 5 && !g_wake; i++) sleep_ms(20);
+    g_wake = 0;
+  }
+  free(x);
+  children_free(&warm);
+  sweep_free(&s);
+  return rc;
+}
+
+/* Starts the detached controller of sweep 'id' and waits until it is up. */
+static int start_controller(kp_ws *ws, const char *id) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return kp_err("cannot create a pipe: %s", strerror(errno));
+  char rd[4400], clog[4600];
+  kp_run_dir(ws, id, rd, sizeof rd);
+  if (kp_mkdirs(rd, 0755) != 0) return -1;
+  snprintf(clog, sizeof clog, "%s/controller.log", rd);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) return kp_err("cannot fork: %s", strerror(errno));
+  if (pid == 0) {
+    setsid();
+    pid_t g = fork();
+    if (g != 0) _exit(g < 0 ? 1 : 0);
+    close(fds[0]);
+    int wfd = dup(fds[1]);
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(clog, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (in >= 0) dup2(in, 0);
+    if (out >= 0) { dup2(out, 1); dup2(out, 2); }
+    char fdbuf[16];
+    snprintf(fdbuf, sizeof fdbuf, "%d", wfd);
+    char *argv[] = {kp_self_exe, "--workspace", ws->root, "sweep", "__control", (char *)id, fdbuf, NULL};
+    execv(kp_self_exe, argv);
+    _exit(127);
+  }
+  close(fds[1]);
+  int stw;
+  waitpid(pid, &stw, 0);
+  char buf[8] = "";
+  ssize_t n, got = 0;
+  while (got < 3 && (n = read(fds[0], buf + got, (size_t)(3 - got))) > 0) got += n;
+  close(fds[0]);
+  if (got != 3 || memcmp(buf, "ok\n", 3) != 0) return kp_err("the controller of sweep %s did not start; see %s", id, clog);
+  return 0;
+}
+
+/* ---- submit -------------------------------------------------------------------------- */
+static int resolve_compute(kp_ws *ws, const char *want, char *out, size_t n) {
+  sqlite3_stmt *st;
+  int count = 0;
+  if (want) {
+    if (kp_db_prepare(ws, &st, "SELECT name FROM computes WHERE name=?") != 0) return -1;
+    kp_bind_text(st, 1, want);
+    count = kp_db_row(st) > 0;
+    sqlite3_finalize(st);
+    if (!count) {
+      kp_err("sweep file: field 'run.compute': no compute target named '%s'", want);
+      kp_hint("create it with 'kusari compute create %s --type local --max-nodes 4'", want);
+      return -1;
+    }
+    snprintf(out, n, "%s", want);
+    return 0;
+  }
+  if (kp_db_prepare(ws, &st, "SELECT name FROM computes") != 0) return -1;
+  while (kp_db_row(st) > 0) {
+    count++;
+    snprintf(out, n, "%s", kp_col_text(st, 0));
+  }
+  sqlite3_finalize(st);
+  if (count != 1) {
+    kp_err(count ? "sweep file: field 'run.compute' is missing and there are %d compute targets"
+                 : "sweep file: field 'run.compute' is missing and no compute target exists", count);
+    kp_hint(count ? "name one in run.compute" : "create one with 'kusari compute create cpu --type local --max-nodes 4'");
+    return -1;
+  }
+  return 0;
+}
+
+static int sweep_submit(int argc, char **argv) {
+  const char *pos[1];
+  int np = 0;
+  kp_opt opts[] = {{0}};
+  const char *cmd = "sweep submit";
+  if (kp_parse(cmd, argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err(cmd, "missing the SWEEP_FILE (JSON)");
+  char *text = kp_read_file(pos[0], NULL);
+  if (!text) {
+    kp_err("cannot read sweep file '%s': %s", pos[0], strerror(errno));
+    return 1;
+  }
+  kp_sweep_spec sp;
+  char err[1024];
+  if (kp_sweep_spec_parse(text, &sp, err, sizeof err) != 0) {
+    kp_err("sweep file '%s': %s", pos[0], err);
+    kp_hint("see 'kusari sweep submit --help' and docs/SWEEPS.md for the format");
+    kp_sweep_spec_free(&sp);
+    free(text);
+    return 1;
+  }
+  int rc = 1;
+  char *env_json = NULL, *spec_out = NULL;
+  cJSON *j = NULL;
+  kp_ws ws = {0};
+  sqlite3_stmt *st = NULL;
+  if (kp_name_ok(sp.experiment) != 0) {
+    kp_err("sweep file '%s': field 'experiment': invalid name '%s' (letters, digits, '.', '_', '-')", pos[0], sp.experiment);
+    goto out;
+  }
+  if (kp_rel_path_ok(sp.entry) != 0) {
+    kp_err("sweep file '%s': field 'run.entry': '%s' must be a relative path inside the source directory", pos[0], sp.entry);
+    goto out;
+  }
+  if (sp.environment && !(env_json = kp_env_load(sp.environment))) goto out;
+  const char *source = sp.source ? sp.source : ".";
+  char src_abs[4096];
+  if (!realpath(source, src_abs)) {
+    kp_err("sweep file '%s': field 'run.source': cannot open '%s': %s", pos[0], source, strerror(errno));
+    goto out;
+  }
+  cJSON *envj = env_json ? cJSON_Parse(env_json) : NULL;
+  const char *build = envj ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(envj, "build")) : NULL;
+  int has_build = build && *build;
+  cJSON_Delete(envj);
+  if (!has_build) {
+    char ep[8400];
+    struct stat est;
+    snprintf(ep, sizeof ep, "%s/%s", src_abs, sp.entry);
+    if (stat(ep, &est) != 0 || !S_ISREG(est.st_mode)) {
+      kp_err("sweep file '%s': field 'run.entry': '%s' is not a file in the source directory '%s'", pos[0], sp.entry, source);
+      goto out;
+    }
+  }
+  if (open_ws(&ws) != 0) goto out;
+  char comp[256];
+  if (resolve_compute(&ws, sp.compute, comp, sizeof comp) != 0) goto out;
+  for (int i = 0; i < sp.nwarm; i++) {
+    if (kp_db_prepare(&ws, &st, "SELECT count(*) FROM sweeps WHERE run_id=?") != 0) goto out;
+    kp_bind_text(st, 1, sp.warm_start[i]);
+    int found = kp_db_row(st) > 0 && sqlite3_column_int(st, 0) > 0;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (!found) {
+      kp_err("sweep file '%s': field 'warm_start': '%s' is not a sweep of this workspace", pos[0], sp.warm_start[i]);
+      kp_hint("list sweeps with 'kusari sweep list'");
+      goto out;
+    }
+  }
+  if (!sp.has_seed) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    sp.seed = ((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid()) & ((1ull << 53) - 1);
+  }
+  /* the stored sweep file: resolved source, compute and seed */
+  j = cJSON_Parse(text);
+  cJSON *run = cJSON_GetObjectItemCaseSensitive(j, "run");
+  cJSON_DeleteItemFromObjectCaseSensitive(run, "source");
+  cJSON_AddStringToObject(run, "source", src_abs);
+  cJSON_DeleteItemFromObjectCaseSensitive(run, "compute");
+  cJSON_AddStringToObject(run, "compute", comp);
+  cJSON *samp = cJSON_GetObjectItemCaseSensitive(j, "sampling");
+  cJSON_DeleteItemFromObjectCaseSensitive(samp, "seed");
+  cJSON_AddNumberToObject(samp, "seed", (double)sp.seed);
+  spec_out = cJSON_PrintUnformatted(j);
+  if (!spec_out) { kp_err("out of memory"); goto out; }
+  char snap[65];
+  uint64_t bytes = 0;
+  int nfiles = 0;
+  if (kp_snapshot_create(&ws, src_abs, KP_SNAPSHOT_LIMIT, snap, &bytes, &nfiles) != 0) goto out;
+  cJSON *args = cJSON_CreateArray();
+  for (int i = 0; i < sp.nargs; i++) cJSON_AddItemToArray(args, cJSON_CreateString(sp.args[i]));
+  char *args_json = cJSON_PrintUnformatted(args);
+  cJSON_Delete(args);
+  char pcomp[300];
+  snprintf(pcomp, sizeof pcomp, "sweep:%s", comp);
+  char id[300];
+  if (kp_db_begin(&ws) != 0) { cJSON_free(args_json); goto out; }
+  if (kp_db_prepare(&ws, &st, "INSERT OR IGNORE INTO experiments(name, created) VALUES(?, ?)") != 0) goto fail;
+  kp_bind_text(st, 1, sp.experiment);
+  sqlite3_bind_double(st, 2, kp_now());
+  if (kp_db_done(&ws, st) != 0) goto fail;
+  sqlite3_finalize(st);
+  if (kp_db_prepare(&ws, &st,
+                    "INSERT INTO runs(experiment_id, status, compute, source, entry, args, snapshot, snapshot_bytes,"
+                    " env_json, created, started) VALUES((SELECT id FROM experiments WHERE name=?1),"
+                    " 'Running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)") != 0)
+    goto fail;
+  kp_bind_text(st, 1, sp.experiment);
+  kp_bind_text(st, 2, pcomp);
+  kp_bind_text(st, 3, src_abs);
+  kp_bind_text(st, 4, sp.entry);
+  kp_bind_text(st, 5, args_json);
+  kp_bind_text(st, 6, snap);
+  sqlite3_bind_int64(st, 7, (sqlite3_int64)bytes);
+  kp_bind_text(st, 8, env_json);
+  sqlite3_bind_double(st, 9, kp_now());
+  if (kp_db_done(&ws, st) != 0) goto fail;
+  sqlite3_finalize(st);
+  snprintf(id, sizeof id, "%s_%lld", sp.experiment, (long long)sqlite3_last_insert_rowid(ws.db));
+  if (kp_db_prepare(&ws, &st, "UPDATE runs SET id=? WHERE seq=?") != 0) goto fail;
+  kp_bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, sqlite3_last_insert_rowid(ws.db));
+  if (kp_db_done(&ws, st) != 0) goto fail;
+  sqlite3_finalize(st);
+  if (kp_db_prepare(&ws, &st, "INSERT INTO sweeps(run_id, spec, env_json, created) VALUES(?,?,?,?)") != 0) goto fail;
+  kp_bind_text(st, 1, id);
+  kp_bind_text(st, 2, spec_out);
+  kp_bind_text(st, 3, env_json);
+  sqlite3_bind_double(st, 4, kp_now());
+  if (kp_db_done(&ws, st) != 0) goto fail;
+  sqlite3_finalize(st);
+  st = NULL;
+  if (kp_db_commit(&ws) != 0) goto fail;
+  cJSON_free(args_json);
+  args_json = NULL;
+  if (start_controller(&ws, id) != 0) {
+    if (kp_db_prepare(&ws, &st, "UPDATE runs SET status='Failed', ended=?, error='its sweep controller did not start' WHERE id=?") == 0) {
+      sqlite3_bind_double(st, 1, kp_now());
+      kp_bind_text(st, 2, id);
+      kp_db_done(&ws, st);
+      sqlite3_finalize(st);
+      st = NULL;
+    }
+    goto out;
+  }
+  long long budget = sweep_budget(&sp);
+  printf("Submitted sweep %s (experiment %s): %s sampling of %d parameter%s, at most %lld runs, %d at once, "
+         "policy %s; snapshot %.12s: %d files, %.2f MB\n", id, sp.experiment, kp_sampling_names[sp.sampling], sp.space.n,
+         sp.space.n == 1 ? "" : "s", budget, sweep_concurrency(&sp), kp_policy_names[sp.policy.type], snap, nfiles,
+         (double)bytes / 1e6);
+  printf("%s\n", id);
+  rc = 0;
+  goto out;
+fail:
+  kp_db_rollback(&ws);
+  cJSON_free(args_json);
+out:
+  sqlite3_finalize(st);
+  cJSON_Delete(j);
+  cJSON_free(spec_out);
+  free(env_json);
+  free(text);
+  kp_sweep_spec_free(&sp);
+  kp_ws_close(&ws);
+  return rc;
+}
+
+/* ---- show / best / list ---------------------------------------------------------------- */
+static cJSON *sweep_json(kp_ws *ws, const sweep *s, children *c) {
+  const kp_sweep_spec *sp = &s->spec;
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", s->id);
+  cJSON_AddStringToObject(o, "experiment", s->experiment);
+  cJSON_AddStringToObject(o, "status", s->status);
+  cJSON_AddStringToObject(o, "compute", s->compute);
+  cJSON_AddStringToObject(o, "sampling", kp_sampling_names[sp->sampling]);
+  cJSON_AddNumberToObject(o, "seed", (double)sp->seed);
+  cJSON_AddStringToObject(o, "primary_metric", sp->metric);
+  cJSON_AddStringToObject(o, "goal", sp->maximize ? "maximize" : "minimize");
+  cJSON_AddStringToObject(o, "policy", kp_policy_names[sp->policy.type]);
+  cJSON_AddNumberToObject(o, "max_total_runs", (double)sweep_budget(sp));
+  cJSON_AddNumberToObject(o, "max_concurrent_runs", sweep_concurrency(sp));
+  if (s->stop_reason[0]) cJSON_AddStringToObject(o, "stop_reason", s->stop_reason);
+  else cJSON_AddNullToObject(o, "stop_reason");
+  sqlite3_stmt *st;
+  char err[1024] = "";
+  if (kp_db_prepare(ws, &st, "SELECT error FROM runs WHERE id=?") == 0) {
+    kp_bind_text(st, 1, s->id);
+    if (kp_db_row(st) > 0 && sqlite3_column_type(st, 0) != SQLITE_NULL) snprintf(err, sizeof err, "%s", kp_col_text(st, 0));
+    sqlite3_finalize(st);
+  }
+  if (err[0]) cJSON_AddStringToObject(o, "error", err);
+  else cJSON_AddNullToObject(o, "error");
+  int b = best_child(c, sp->maximize, 0);
+  if (b >= 0) cJSON_AddStringToObject(o, "best_child", c->v[b].run_id);
+  else cJSON_AddNullToObject(o, "best_child");
+  g_sort_max = sp->maximize;
+  qsort(c->v, (size_t)c->n, sizeof *c->v, cmp_child);
+  cJSON *arr = cJSON_AddArrayToObject(o, "children");
+  for (int i = 0; i < c->n; i++) {
+    const child *ch = &c->v[i];
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "id", ch->run_id);
+    cJSON_AddNumberToObject(e, "index", (double)ch->idx);
+    cJSON_AddStringToObject(e, "status", ch->status);
+    cJSON *p = cJSON_Parse(ch->params);
+    cJSON_AddItemToObject(e, "parameters", p ? p : cJSON_CreateObject());
+    if (ch->has_best) {
+      cJSON_AddNumberToObject(e, "best", ch->best);
+      cJSON_AddNumberToObject(e, "last", ch->last);
+    } else {
+      cJSON_AddNullToObject(e, "best");
+      cJSON_AddNullToObject(e, "last");
+    }
+    cJSON_AddNumberToObject(e, "intervals", ch->nvals);
+    if (ch->decision) cJSON_AddStringToObject(e, "early_termination", ch->decision);
+    else cJSON_AddNullToObject(e, "early_termination");
+    if (ch->error) cJSON_AddStringToObject(e, "error", ch->error);
+    else cJSON_AddNullToObject(e, "error");
+    cJSON_AddItemToArray(arr, e);
+  }
+  return o;
+}
+
+static int sweep_show(int argc, char **argv) {
+  int json = 0, np = 0;
+  const char *pos[1];
+  kp_opt opts[] = {{.name = "json", .flag = &json}, {0}};
+  if (kp_parse("sweep show", argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err("sweep show", "missing the SWEEP id");
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  sweep s;
+  if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
+  children c;
+  if (children_load(&ws, s.id, &s.spec, &c) != 0) { sweep_free(&s); kp_ws_close(&ws); return 1; }
+  cJSON *o = sweep_json(&ws, &s, &c);
+  if (json) {
+    char *t = cJSON_Print(o);
+    puts(t);
+    cJSON_free(t);
+  } else {
+    const kp_sweep_spec *sp = &s.spec;
+    int counts[4] = {0, 0, 0, 0};
+    for (int i = 0; i < c.n; i++) {
+      const char *stt = c.v[i].status;
+      counts[!strcmp(stt, "Completed") ? 0 : !strcmp(stt, "Canceled") ? 1 : !strcmp(stt, "Failed") ? 2 : 3]++;
+    }
+    printf("sweep:        %s\nexperiment:   %s\nstatus:       %s%s%s\n", s.id, s.experiment, s.status,
+           s.stop_reason[0] ? " - " : "", s.stop_reason);
+    const char *perr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "error"));
+    if (perr) printf("error:        %s\n", perr);
+    printf("sampling:     %s (seed %llu), %d parameter%s\n", kp_sampling_names[sp->sampling], (unsigned long long)sp->seed,
+           sp->space.n, sp->space.n == 1 ? "" : "s");
+    printf("metric:       %s (%s)\n", sp->metric, sp->maximize ? "maximize" : "minimize");
+    printf("policy:       %s", kp_policy_names[sp->policy.type]);
+    if (sp->policy.type != KP_POLICY_NONE)
+      printf(" (evaluation_interval %d, delay_evaluation %d", sp->policy.evaluation_interval, sp->policy.delay_evaluation);
+    if (sp->policy.type == KP_POLICY_BANDIT) printf(", slack_%s %g", sp->policy.use_amount ? "amount" : "factor", sp->policy.slack);
+    if (sp->policy.type == KP_POLICY_TRUNCATION) printf(", truncation_percentage %g", sp->policy.truncation);
+    printf("%s\n", sp->policy.type != KP_POLICY_NONE ? ")" : "");
+    printf("runs:         %d of at most %lld (%d at once): %d Completed, %d Canceled, %d Failed, %d active\n", c.n,
+           sweep_budget(sp), sweep_concurrency(sp), counts[0], counts[1], counts[2], counts[3]);
+    const char *best = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "best_child"));
+    printf("best run:     %s\n\n", best ? best : "-");
+    printf("%-28s %-10s %12s %9s  %-40s %s\n", "RUN", "STATUS", sp->metric, "INTERVALS", "PARAMETERS", "EARLY TERMINATION");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "children")) {
+      char val[32] = "-", params[1024] = "";
+      const cJSON *bv = cJSON_GetObjectItemCaseSensitive(e, "best");
+      if (cJSON_IsNumber(bv)) snprintf(val, sizeof val, "%.6g", bv->valuedouble);
+      const cJSON *pv;
+      cJSON_ArrayForEach(pv, cJSON_GetObjectItemCaseSensitive(e, "parameters")) {
+        size_t l = strlen(params);
+        snprintf(params + l, sizeof params - l, "%s%s=%s", l ? " " : "", pv->string, pv->valuestring);
+      }
+      const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "early_termination"));
+      printf("%-28s %-10s %12s %9d  %-40s %s\n", *cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "id"))
+             ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "id")) : "-",
+             cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "status")), val,
+             cJSON_GetObjectItemCaseSensitive(e, "intervals")->valueint, params, why ? why : "");
+    }
+  }
+  cJSON_Delete(o);
+  children_free(&c);
+  sweep_free(&s);
+  kp_ws_close(&ws);
+  return 0;
+}
+
+static int sweep_best(int argc, char **argv) {
+  int np = 0, completed = 0;
+  const char *pos[1];
+  kp_opt opts[] = {{.name = "completed-only", .flag = &completed}, {0}};
+  if (kp_parse("sweep best", argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err("sweep best", "missing the SWEEP id");
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  sweep s;
+  if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
+  children c;
+  int rc = 1;
+  if (children_load(&ws, s.id, &s.spec, &c) == 0) {
+    int b = best_child(&c, s.spec.maximize, completed);
+    if (b < 0) {
+      kp_err("sweep %s has no %srun with a value of %s yet", s.id, completed ? "completed " : "", s.spec.metric);
+    } else {
+      printf("best run of sweep %s: %s (%s) %s %.6g %s\n", s.id, c.v[b].run_id, c.v[b].status, s.spec.metric,
+             c.v[b].best, c.v[b].params);
+      printf("%s\n", c.v[b].run_id);
+      rc = 0;
+    }
+    children_free(&c);
+  }
+  sweep_free(&s);
+  kp_ws_close(&ws);
+  return rc;
+}
+
+static int sweep_list(int argc, char **argv) {
+  int json = 0;
+  kp_opt opts[] = {{.name = "json", .flag = &json}, {0}};
+  if (kp_parse("sweep list", argc, argv, opts, NULL, NULL, 0, NULL)) return 2;
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  sqlite3_stmt *st;
+  if (kp_db_prepare(&ws, &st,
+                    "SELECT w.run_id, e.name, r.status, r.created,"
+                    " (SELECT count(*) FROM sweep_trials t WHERE t.sweep_id=w.run_id),"
+                    " coalesce((SELECT value FROM tags g WHERE g.run_id=w.run_id AND g.key='best_child_run_id'), '')"
+                    " FROM sweeps w JOIN runs r ON r.id=w.run_id JOIN experiments e ON e.id=r.experiment_id ORDER BY r.seq") != 0) {
+    kp_ws_close(&ws);
+    return 1;
+  }
+  cJSON *arr = cJSON_CreateArray();
+  while (kp_db_row(st) > 0) {
+    cJSON *o = cJSON_CreateObject();
+    char t[64];
+    cJSON_AddStringToObject(o, "id", kp_col_text(st, 0));
+    cJSON_AddStringToObject(o, "experiment", kp_col_text(st, 1));
+    cJSON_AddStringToObject(o, "status", kp_col_text(st, 2));
+    kp_fmt_time(sqlite3_column_double(st, 3), t, sizeof t);
+    cJSON_AddStringToObject(o, "created", t);
+    cJSON_AddNumberToObject(o, "runs", sqlite3_column_int(st, 4));
+    cJSON_AddStringToObject(o, "best_child", kp_col_text(st, 5));
+    cJSON_AddItemToArray(arr, o);
+  }
+  sqlite3_finalize(st);
+  kp_ws_close(&ws);
+  if (json) {
+    char *t = cJSON_Print(arr);
+    puts(t);
+    cJSON_free(t);
+  } else {
+    printf("%-28s %-20s %-10s %5s %-20s %s\n", "SWEEP", "EXPERIMENT", "STATUS", "RUNS", "CREATED", "BEST RUN");
+    const cJSON *o;
+    cJSON_ArrayForEach(o, arr) {
+#define S(k) cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k))
+      printf("%-28s %-20s %-10s %5d %-20s %s\n", S("id"), S("experiment"), S("status"),
+             cJSON_GetObjectItemCaseSensitive(o, "runs")->valueint, S("created"), *S("best_child") ? S("best_child") : "-");
+#undef S
+    }
+  }
+  cJSON_Delete(arr);
+  return 0;
+}
+
+/* ---- wait / cancel / resume ------------------------------------------------------------ */
+static int parent_status(kp_ws *ws, const char *id, char *out, size_t n, char *err, size_t errn) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "SELECT status, coalesce(error,'') FROM runs WHERE id=?") != 0) return -1;
+  kp_bind_text(st, 1, id);
+  int rc = -1;
+  if (kp_db_row(st) > 0) {
+    snprintf(out, n, "%s", kp_col_text(st, 0));
+    if (err) snprintf(err, errn, "%s", kp_col_text(st, 1));
+    rc = 0;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int sweep_wait(int argc, char **argv) {
+  int np = 0;
+  const char *pos[1], *timeout = "0";
+  kp_opt opts[] = {{.name = "timeout", .val = &timeout}, {0}};
+  if (kp_parse("sweep wait", argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err("sweep wait", "missing the SWEEP id");
+  long long to;
+  if (kp_parse_int(timeout, &to) != 0 || to < 0) return kp_usage_err("sweep wait", "--timeout must be seconds (0 = none)");
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  sweep s;
+  if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
+  char status[32] = "", err[1024] = "";
+  double t0 = kp_now();
+  int rc = 1;
+  for (int n = 0;; n++) {
+    if (n % 10 == 0) kp_reconcile(&ws);
+    if (parent_status(&ws, s.id, status, sizeof status, err, sizeof err) != 0 || kp_store_errors > 20) break;
+    if (kp_status_terminal(status)) {
+      children c;
+      if (children_load(&ws, s.id, &s.spec, &c) == 0) {
+        int b = best_child(&c, s.spec.maximize, 0);
+        printf("Sweep %s: %s (%d runs)", s.id, status, c.n);
+        if (b >= 0) printf("; best run %s with %s %.6g", c.v[b].run_id, s.spec.metric, c.v[b].best);
+        printf("\n");
+        children_free(&c);
+      }
+      rc = !strcmp(status, "Completed") ? 0 : 1;
+      if (rc) {
+        fprintf(stderr, "kusari: sweep %s did not complete: %s\n", s.id, err);
+        if (strstr(err, "supervisor")) fprintf(stderr, "  hint: its controller died; continue it with 'kusari sweep resume %s'\n", s.id);
+      }
+      break;
+    }
+    if (to > 0 && kp_now() - t0 > (double)to) {
+      kp_err("sweep %s is still %s after %lld s (--timeout)", s.id, status, to);
+      rc = 3;
+      break;
+    }
+    sleep_ms(200);
+  }
+  sweep_free(&s);
+  kp_ws_close(&ws);
+  return rc;
+}
+
+static int sweep_cancel(int argc, char **argv) {
+  int np = 0, nowait = 0;
+  const char *pos[1];
+  kp_opt opts[] = {{.name = "no-wait", .flag = &nowait}, {0}};
+  if (kp_parse("sweep cancel", argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err("sweep cancel", "missing the SWEEP id");
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  sweep s;
+  if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
+  int rc = 1;
+  char status[32] = "";
+  if (kp_status_terminal(s.status)) {
+    kp_err("sweep %s already ended (%s); there is nothing to cancel", s.id, s.status);
+    goto out;
+  }
+  if (kp_run_cancel(&ws, s.id, s.spec.cancel_grace_seconds, "canceled by the user") != 0) goto out;
+  rc = 0;
+  if (nowait) { printf("Sweep %s: cancel requested\n", s.id); goto out; }
+  double t0 = kp_now();
+  for (int n = 0; kp_now() - t0 < s.spec.cancel_grace_seconds + 60; n++) {
+    if (n % 10 == 0) kp_reconcile(&ws);
+    if (parent_status(&ws, s.id, status, sizeof status, NULL, 0) != 0) break;
+    if (kp_status_terminal(status)) break;
+    sleep_ms(100);
+  }
+  /* a dead controller cannot stop the children: do it here */
+  children c;
+  if (kp_status_terminal(status) && children_load(&ws, s.id, &s.spec, &c) == 0) {
+    for (int i = 0; i < c.n; i++)
+      if (active(&c.v[i])) kp_run_cancel(&ws, c.v[i].run_id, s.spec.cancel_grace_seconds, "the sweep was canceled (canceled by the user)");
+    children_free(&c);
+  }
+  printf("Sweep %s: %s\n", s.id, status);
+out:
+  sweep_free(&s);
+  kp_ws_close(&ws);
+  return rc;
+}
+
+static int sweep_resume(int argc, char **argv) {
+  int np = 0;
+  const char *pos[1];
+  kp_opt opts[] = {{0}};
+  if (kp_parse("sweep resume", argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err("sweep resume", "missing the SWEEP id");
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;  /* reconciles: a dead controller's parent ends Failed */
+  sweep s;
+  if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
+  int rc = 1;
+  sqlite3_stmt *st;
+  if (!strcmp(s.status, "Running")) {
+    kp_err("sweep %s is running: its controller is alive", s.id);
+    goto out;
+  }
+  if (strcmp(s.status, "Failed") != 0) {
+    kp_err("sweep %s ended %s; only a sweep whose controller died (Failed) can be resumed", s.id, s.status);
+    kp_hint("start a new sweep with \"warm_start\": [\"%s\"] to build on its results", s.id);
+    goto out;
+  }
+  if (kp_db_prepare(&ws, &st,
+                    "UPDATE runs SET status='Running', ended=NULL, error=NULL, supervisor_pid=NULL, supervisor_start=NULL"
+                    " WHERE id=? AND status='Failed'") != 0)
+    goto out;
+  kp_bind_text(st, 1, s.id);
+  int ok = kp_db_done(&ws, st) == 0 && sqlite3_changes(ws.db) == 1;
+  sqlite3_finalize(st);
+  if (!ok) { kp_err("sweep %s changed meanwhile; try again", s.id); goto out; }
+  if (start_controller(&ws, s.id) != 0) {
+    if (kp_db_prepare(&ws, &st, "UPDATE runs SET status='Failed', ended=?, error='its sweep controller did not start' WHERE id=?") == 0) {
+      sqlite3_bind_double(st, 1, kp_now());
+      kp_bind_text(st, 2, s.id);
+      kp_db_done(&ws, st);
+      sqlite3_finalize(st);
+    }
+    goto out;
+  }
+  printf("Resumed sweep %s\n%s\n", s.id, s.id);
+  rc = 0;
+out:
+  sweep_free(&s);
+  kp_ws_close(&ws);
+  return rc;
+}
+
+static int sweep_control(int argc, char **argv) {
+  if (argc < 3) return kp_err("sweep __control: internal command, needs SWEEP_ID READY_FD"), 2;
+  kp_ws ws;
+  if (kp_ws_open(&ws) != 0) return 1;
+  int rc = control(&ws, argv[1], atoi(argv[2]));
+  kp_ws_close(&ws);
+  return rc;
+}
+
+static const kp_cmd cmds[] = {
+  {"submit", sweep_submit, "start a sweep from a JSON sweep file; prints its id last",
+   "usage: kusari sweep submit SWEEP_FILE\n\n"
+   "Starts a hyperparameter sweep: a parent run and child runs of one entry\n"
+   "with sampled parameter values passed as '--name value' after the fixed\n"
+   "arguments. Everything is validated before anything starts. The file:\n\n"
+   "  {\"experiment\": \"chainer-mnist\",\n"
+   "   \"run\": {\"source\": \"examples/mnist\", \"entry\": \"train_mnist\", \"compute\": \"cpu\",\n"
+   "           \"arguments\": [\"--output_dir\", \"./outputs\"], \"environment\": \"env.json\"},\n"
+   "   \"sampling\": {\"type\": \"random\", \"seed\": 7,\n"
+   "                \"space\": {\"--batchsize\": {\"choice\": [128, 256]},\n"
+   "                          \"--lr\": {\"loguniform\": [-9.2, -2.3]}}},\n"
+   "   \"primary_metric\": {\"name\": \"Accuracy\", \"goal\": \"maximize\"},\n"
+   "   \"policy\": {\"type\": \"bandit\", \"evaluation_interval\": 1, \"slack_factor\": 0.1,\n"
+   "              \"delay_evaluation\": 3},\n"
+   "   \"max_total_runs\": 8, \"max_concurrent_runs\": 4, \"max_duration_minutes\": 60}\n\n"
+   "sampling.type: grid (choice only), random, bayesian (GP + expected improvement).\n"
+   "Expressions: choice, randint, uniform, quniform, loguniform, qloguniform,\n"
+   "normal, qnormal, lognormal, qlognormal (Azure ML's meanings).\n"
+   "policy.type: bandit (slack_factor or slack_amount), median, truncation\n"
+   "(truncation_percentage), none. Optional: \"warm_start\": [SWEEP_ID, ...],\n"
+   "\"cancel_grace_seconds\" (early-terminated children, default 10).\n"
+   "See docs/SWEEPS.md for the rules.\n"},
+  {"show", sweep_show, "a sweep's settings and its children sorted by the primary metric",
+   "usage: kusari sweep show SWEEP [--json]\n\n"
+   "The sweep's status and settings, then its child runs sorted by the primary\n"
+   "metric (best value each reached), with status, parameter values and the\n"
+   "rule and numbers of each early termination.\n"},
+  {"best", sweep_best, "the best child run (its id last), like get_best_run_by_primary_metric",
+   "usage: kusari sweep best SWEEP [--completed-only]\n\n"
+   "Prints the child run with the best value of the primary metric (the best\n"
+   "value it logged), its id on the last line. Early-terminated and failed\n"
+   "children count unless --completed-only.\n"},
+  {"wait", sweep_wait, "wait until a sweep ends (exit 0 if Completed)",
+   "usage: kusari sweep wait SWEEP [--timeout S]\n\n"
+   "Waits until the sweep ends and prints its best run. Exit 0 when it\n"
+   "Completed, 1 when it was canceled or failed, 3 on --timeout.\n"},
+  {"cancel", sweep_cancel, "cancel a sweep and its active children",
+   "usage: kusari sweep cancel SWEEP [--no-wait]\n\n"
+   "Stops starting children, cancels the active ones and ends the sweep\n"
+   "Canceled; waits for that unless --no-wait.\n"},
+  {"resume", sweep_resume, "restart the controller of a sweep whose controller died",
+   "usage: kusari sweep resume SWEEP\n\n"
+   "A sweep whose controller died ends Failed (like a run whose supervisor\n"
+   "died). resume starts a new controller: ended children are not re-run,\n"
+   "running ones are picked up, and sampling continues where it stopped.\n"},
+  {"list", sweep_list, "list sweeps",
+   "usage: kusari sweep list [--json]\n\nLists sweeps with their status, number of runs and best run.\n"},
+  {NULL, NULL, NULL, NULL},
+};
+
+int kp_cmd_sweep(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "__control")) return sweep_control(argc - 1, argv + 1);
+  return kp_dispatch("sweep", "usage: kusari sweep SUBCOMMAND\n\nHyperparameter sweeps (HyperDrive): a parent run with child runs of sampled\nparameters, early termination, the best run. See docs/SWEEPS.md.\n",
+                     cmds, argc, argv);
+}
