@@ -77,6 +77,21 @@ assert_eq 5000 "$(sql "SELECT count(*) FROM metrics WHERE run_id='$id' AND name=
 assert_eq c "$(jget "$j" 'j["tags"]["entry"]')" "tag logged before kill -9 kept"
 assert_contains "$(run_ok $K run files "$id")" "logs/std_log.txt" "logs of the killed run kept"
 
+# --- kill -9 of the entry in the middle of logging: no gap, no duplicate -------------
+id="$(submit --experiment f --source "$T/src" --entry entry --compute cpu -- --n 7000000)"
+for _ in $(seq 1 200); do
+  epid="$(sql "SELECT entry_pid FROM runs WHERE id='$id' AND status='Running'")"
+  [ -n "$epid" ] && break; sleep 0.05
+done
+sleep 0.3
+kill -9 "$epid"
+$K run wait "$id" >/dev/null 2>&1
+res="$(sql "SELECT count(*), min(value), max(value), count(DISTINCT value), max(step) FROM metrics WHERE run_id='$id' AND name='loss'" | tr '|' ' ')"
+read -r n lo hi distinct maxstep <<< "$res"
+[ "$n" -gt 0 ] && [ "$n" -lt 7000000 ] && ok "killed mid-logging after $n values" || fail "expected a kill mid-logging, got $n values"
+assert_eq "0 $((n - 1)) $n $((n - 1))" "${lo%.0} ${hi%.0} $distinct $maxstep" "values 0..n-1 each stored once, in step order (nothing lost before the kill)"
+assert_eq Failed "$(jget "$(run_ok $K run show "$id" --json)" 'j["status"]')" "run killed mid-logging is Failed"
+
 # --- kill -9 of the supervisor --------------------------------------------------------------
 id="$(submit --experiment f --source "$T/src" --entry entry --compute cpu -- --n 3000 --marker "$T/m.sup" --sleep 60)"
 wait_file "$T/m.sup"
