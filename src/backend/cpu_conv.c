@@ -48,38 +48,42 @@ static inline void tap_lookup(const ks_conv_geom *g, const int64_t *lo_t, const 
   else tap_range(kx * g->dx - g->pw, g->sx, g->w, g->ow, lo, hi);
 }
 
-/* one task per (col row, image): consecutive tasks write consecutive
- * stretches of a col row (streaming writes) */
+/* one task per input plane, channel-major (ci, ni): the plane stays in L1
+ * for its kh*kw taps, and consecutive tasks extend the same kh*kw col rows
+ * (kh*kw contiguous write streams) */
 void ks__cpu_im2col(const ks_conv_geom *g, const float *restrict x, float *restrict col) {
   const int64_t kh = g->kh, kw = g->kw, h = g->h, w = g->w, oh = g->oh, ow = g->ow;
-  const int64_t K = g->c * kh * kw, P = oh * ow, NP = g->n * P, tasks = K * g->n;
+  const int64_t K = g->c * kh * kw, P = oh * ow, NP = g->n * P, tasks = g->c * g->n;
   int64_t lo_t[KS_TAP_TABLE], hi_t[KS_TAP_TABLE];
   tap_table(g, lo_t, hi_t);
   const int T = ks__cpu_threads_for(K * NP, tasks);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < tasks; t++) {
-    const int64_t r = t / g->n, ni = t % g->n;
-    const int64_t kx = r % kw, ky = (r / kw) % kh, ci = r / (kw * kh);
+    const int64_t ci = t / g->n, ni = t % g->n;
     const float *restrict xp = x + (ni * g->c + ci) * h * w;
-    float *restrict dst = col + r * NP + ni * P;
-    const int64_t offx = kx * g->dx - g->pw;
-    int64_t lo, hi;
-    tap_lookup(g, lo_t, hi_t, kx, &lo, &hi);
-    for (int64_t oy = 0; oy < oh; oy++) {
-      const int64_t iy = oy * g->sy - g->ph + ky * g->dy;
-      float *restrict d = dst + oy * ow;
-      if (iy < 0 || iy >= h) {
-        for (int64_t ox = 0; ox < ow; ox++) d[ox] = 0.0f;
-        continue;
+    for (int64_t ky = 0; ky < kh; ky++)
+      for (int64_t kx = 0; kx < kw; kx++) {
+        const int64_t r = (ci * kh + ky) * kw + kx;
+        float *restrict dst = col + r * NP + ni * P;
+        const int64_t offx = kx * g->dx - g->pw;
+        int64_t lo, hi;
+        tap_lookup(g, lo_t, hi_t, kx, &lo, &hi);
+        for (int64_t oy = 0; oy < oh; oy++) {
+          const int64_t iy = oy * g->sy - g->ph + ky * g->dy;
+          float *restrict d = dst + oy * ow;
+          if (iy < 0 || iy >= h) {
+            for (int64_t ox = 0; ox < ow; ox++) d[ox] = 0.0f;
+            continue;
+          }
+          const float *restrict xr = xp + iy * w;
+          for (int64_t ox = 0; ox < lo; ox++) d[ox] = 0.0f;
+          if (g->sx == 1)
+            for (int64_t ox = lo; ox < hi; ox++) d[ox] = xr[ox + offx];
+          else
+            for (int64_t ox = lo; ox < hi; ox++) d[ox] = xr[ox * g->sx + offx];
+          for (int64_t ox = hi; ox < ow; ox++) d[ox] = 0.0f;
+        }
       }
-      const float *restrict xr = xp + iy * w;
-      for (int64_t ox = 0; ox < lo; ox++) d[ox] = 0.0f;
-      if (g->sx == 1)
-        for (int64_t ox = lo; ox < hi; ox++) d[ox] = xr[ox + offx];
-      else
-        for (int64_t ox = lo; ox < hi; ox++) d[ox] = xr[ox * g->sx + offx];
-      for (int64_t ox = hi; ox < ow; ox++) d[ox] = 0.0f;
-    }
   }
 }
 
@@ -91,8 +95,8 @@ void ks__cpu_col2im(const ks_conv_geom *g, const float *restrict col, float *res
   const int T = ks__cpu_threads_for(g->c * kh * kw * NP, tasks);
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < tasks; t++) {
-    const int64_t ni = t / g->c, ci = t % g->c;
-    float *restrict xp = x + t * h * w;
+    const int64_t ci = t / g->n, ni = t % g->n; /* channel-major, as im2col */
+    float *restrict xp = x + (ni * g->c + ci) * h * w;
     memset(xp, 0, (size_t)(h * w) * sizeof *xp);
     for (int64_t ky = 0; ky < kh; ky++)
       for (int64_t kx = 0; kx < kw; kx++) {
