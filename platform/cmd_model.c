@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 int kp_download_files(kp_ws *ws, sqlite3_stmt *st, const char *to, const char *strip, int *count);
+int kp_model_deploy(int argc, char **argv);  /* cmd_service.c */
 
 /* Splits "NAME[:VERSION]"; version 0 = latest. Returns 0 or prints an error. */
 static int parse_ref(const char *cmd, const char *ref, char *name, size_t n, long long *version) {
@@ -417,6 +418,16 @@ static const kp_cmd cmds[] = {
    "usage: kusari model show NAME[:VERSION] [--json]\n\nShows a model version: run, files, tags, description.\n"},
   {"download", model_download, "download a model version's files",
    "usage: kusari model download NAME[:VERSION] [--to DIR]\n\nWrites the model's files into DIR (default .).\n"},
+  {"deploy", kp_model_deploy, "deploy a model version as a scoring web service",
+   "usage: kusari model deploy NAME[:VERSION] --name SERVICE [--port P] [--host ADDR] [--auth]\n"
+   "                           [--entry LIB] [--workers N] [--max-body-mb M] [--timeout S]\n\n"
+   "Starts a scoring service in the background: POST /score, GET /health, GET /metrics.\n"
+   "The model needs model.json beside model.npz (ks_model_desc_save), or --entry LIB, a\n"
+   "shared library exporting init(model_dir) and run(input_json). --port 0 (default)\n"
+   "picks a free port; --host defaults to 127.0.0.1; --auth asks for 'Authorization:\n"
+   "Bearer KEY' (see 'kusari service keys'); --workers defaults to the number of cores.\n"
+   "Deploying an existing service again replaces it and keeps its keys. Prints the\n"
+   "scoring URI last. See docs/SERVING.md.\n"},
   {"delete", model_delete, "delete a model version",
    "usage: kusari model delete NAME:VERSION\n\nDeletes one version of a model (its number is not reused).\n"},
   {NULL, NULL, NULL, NULL},

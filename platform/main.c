@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 char kp_self_exe[4096];
+int kp_cmd_service(int argc, char **argv);  /* cmd_service.c */
 
 static const char top_help[] =
   "usage: kusari [--workspace DIR] COMMAND [SUBCOMMAND] [OPTIONS]\n"
@@ -41,6 +42,7 @@ static const kp_cmd top_cmds[] = {
   {"run", kp_cmd_run, "submit runs and watch them: wait, list, show, logs, files, metrics", NULL},
   {"log", kp_cmd_log, "log a metric or tag to the current run (from shell or Python entries)", NULL},
   {"model", kp_cmd_model, "register, list, show, download and delete models", NULL},
+  {"service", kp_cmd_service, "scoring services of deployed models: list, show, logs, keys, start, stop, delete", NULL},
   {NULL, NULL, NULL, NULL},
 };
 

@@ -68,6 +68,13 @@ static const char *const migrations[] = {
   "  key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(model_id, key));\n",
   /* 1 -> 2: see migrate_1_to_2 */
   "",
+  /* 2 -> 3: scoring services (platform/cmd_service.c) */
+  "CREATE TABLE IF NOT EXISTS services(name TEXT PRIMARY KEY, model_id INTEGER NOT NULL, model_name TEXT NOT NULL,\n"
+  "  model_version INTEGER NOT NULL, entry_name TEXT, entry_sha256 TEXT, host TEXT NOT NULL,\n"
+  "  port INTEGER NOT NULL, bound_port INTEGER, auth INTEGER NOT NULL, workers INTEGER NOT NULL,\n"
+  "  max_body INTEGER NOT NULL, timeout INTEGER NOT NULL, primary_key TEXT NOT NULL,\n"
+  "  secondary_key TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER, pid_start INTEGER, error TEXT,\n"
+  "  created REAL NOT NULL, started REAL, stopped REAL);\n",
 };
 
 /* 1 -> 2: runs.prepared and runs.cancel_reason joined schema 1 during its
@@ -90,7 +97,7 @@ static int migrate_1_to_2(kp_ws *ws) {
 }
 
 /* migration_fns[i], when set, runs after migrations[i] (same transaction) */
-static int (*const migration_fns[])(kp_ws *) = {NULL, migrate_1_to_2};
+static int (*const migration_fns[])(kp_ws *) = {NULL, migrate_1_to_2, NULL};
 _Static_assert(sizeof migrations / sizeof migrations[0] == KP_SCHEMA_VERSION, "one migration per version");
 _Static_assert(sizeof migration_fns / sizeof migration_fns[0] == KP_SCHEMA_VERSION, "one migration per version");
 

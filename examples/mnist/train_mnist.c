@@ -13,6 +13,7 @@
  * Build outside the tree:  cc -O2 train_mnist.c $(pkg-config --cflags --libs kusari)
  */
 #include <kusari/kusari.h>
+#include <kusari/model_io.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -277,6 +278,11 @@ int main(int argc, char **argv) {
   char path[4096];
   snprintf(path, sizeof path, "%s/model.npz", o.output_dir);
   if (ks_save_npz(path, model) != KS_OK) die("saving the model");
+  /* the network description beside the weights: `kusari model deploy` rebuilds it */
+  static const char *const order[] = {"l1", "relu", "l2", "relu", "l3", NULL};
+  snprintf(path, sizeof path, "%s/model.json", o.output_dir);
+  if (ks_model_desc_save_chain(path, model, order, 1, (int64_t[]){train->row_size}) != KS_OK) die("saving the model description");
+  snprintf(path, sizeof path, "%s/model.npz", o.output_dir);
   printf("saved %s (%lld parameters) in %.1fs\n", path, (long long)ks_link_count_params(model),
          now_s() - t_start);
   ks_run_flush(run);

@@ -23,13 +23,14 @@ expect_fail "needs a value" $K run list --status
 expect_fail "unknown --status 'Done'" $K run list --status Done
 $K >/dev/null 2>&1; assert_eq 2 $? "kusari without a command exits 2"
 assert_contains "$($K --version)" "kusari 0.1.0" "--version"
+SV="$($K --version | sed -n 's/.*(schema \([0-9]*\)).*/\1/p')"   # the schema version of this build
 
 # workspace
 out="$(run_ok $K workspace show --json)"
 assert_eq "$WS" "$(jget "$out" 'j["path"]')" "workspace show names the workspace"
-assert_eq 2 "$(jget "$out" 'j["schema_version"]')" "schema version 2"
+assert_eq "$SV" "$(jget "$out" 'j["schema_version"]')" "schema version $SV"
 assert_eq "wal" "$(sql 'PRAGMA journal_mode')" "store is in WAL mode"
-assert_eq 2 "$(sql 'PRAGMA user_version')" "user_version = schema version"
+assert_eq "$SV" "$(sql 'PRAGMA user_version')" "user_version = schema version"
 run_ok $K workspace create "$WS" >/dev/null   # idempotent
 ok "workspace create is idempotent"
 # found from a config.json in a parent directory
@@ -50,14 +51,14 @@ expect_fail "not a kusari workspace" $K workspace create "$T/other"
 rm -rf "$T/ws3"; mkdir -p "$T/ws3"; echo '{"kusari_workspace": true, "name": "old", "schema_version": 0}' > "$T/ws3/config.json"
 sqlite3 -cmd ".timeout 10000" "$T/ws3/kusari.db" 'PRAGMA user_version=0; CREATE TABLE IF NOT EXISTS dummy(x);'
 run_ok $K --workspace "$T/ws3" workspace show >/dev/null
-assert_eq 2 "$(sqlite3 -cmd ".timeout 10000" "$T/ws3/kusari.db" 'PRAGMA user_version')" "empty store migrated to version 2"
-assert_contains "$(cat "$T/ws3/config.json")" '"schema_version":	2' "config.json schema_version updated"
+assert_eq "$SV" "$(sqlite3 -cmd ".timeout 10000" "$T/ws3/kusari.db" 'PRAGMA user_version')" "empty store migrated to version $SV"
+assert_contains "$(cat "$T/ws3/config.json")" '"schema_version":	'"$SV" "config.json schema_version updated"
 # a version-1 store from a development build (without runs.prepared and
 # runs.cancel_reason) is repaired by migration 2 and runs work in it
 run_ok $K workspace create "$T/ws4" >/dev/null
 sqlite3 "$T/ws4/kusari.db" 'ALTER TABLE runs DROP COLUMN prepared; ALTER TABLE runs DROP COLUMN cancel_reason; PRAGMA user_version=1'
 run_ok $K --workspace "$T/ws4" workspace show >/dev/null
-assert_eq "2 2" "$(sqlite3 "$T/ws4/kusari.db" "PRAGMA user_version; SELECT count(*) FROM pragma_table_info('runs') WHERE name IN ('prepared','cancel_reason')" | xargs)" "migration 1 -> 2 adds the missing columns"
+assert_eq "$SV 2" "$(sqlite3 "$T/ws4/kusari.db" "PRAGMA user_version; SELECT count(*) FROM pragma_table_info('runs') WHERE name IN ('prepared','cancel_reason')" | xargs)" "migration 1 -> 2 adds the missing columns"
 mkdir -p "$T/m4" && echo 'echo migrated-ok' > "$T/m4/t.sh"
 run_ok $K --workspace "$T/ws4" compute create cpu >/dev/null
 r4="$($K --workspace "$T/ws4" run submit --experiment m --source "$T/m4" --entry t.sh | tail -1)"

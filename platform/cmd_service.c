@@ -1,0 +1,627 @@
+/*
+ * platform/cmd_service.c — scoring services: `kusari model deploy` and
+ * `kusari service list|show|logs|keys|start|stop|delete|serve`.
+ *
+ * A service is a row of the services table (schema 3) and a detached server
+ * process (service_server.c) started like a run's supervisor (fork, setsid,
+ * fork, exec `kusari service serve NAME --ready-fd FD`), which answers "ok
+ * PORT" on the pipe once it listens. Its files live in
+ * WORKSPACE/services/NAME/: server.log, model/ (the model version's files),
+ * entry/ (the user's scoring library, kept as a blob in the store).
+ * Keys: two per service, 32 bytes from /dev/urandom as 64 hex digits, kept
+ * across restarts and redeploys; `keys --regenerate` replaces one and tells
+ * a running server with SIGHUP.
+ */
+#include "service.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_MAX_BODY_MB 16
+#define DEFAULT_TIMEOUT_S 10
+
+static void svc_dir(const kp_ws *ws, const char *name, char *out, size_t n) {
+  snprintf(out, n, "%s/services/%s", ws->root, name);
+}
+
+static int new_key(char out[65]) {
+  unsigned char b[32];
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return kp_err("cannot open /dev/urandom: %s", strerror(errno));
+  size_t got = 0;
+  while (got < sizeof b) {
+    ssize_t k = read(fd, b + got, sizeof b - got);
+    if (k <= 0) {
+      if (k < 0 && errno == EINTR) continue;
+      close(fd);
+      return kp_err("cannot read /dev/urandom");
+    }
+    got += (size_t)k;
+  }
+  close(fd);
+  for (size_t i = 0; i < sizeof b; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+  return 0;
+}
+
+typedef struct svc {
+  char name[256], model_name[256], host[64], state[32], error[1024], entry_name[256];
+  long long model_version;
+  int port, bound_port, auth, workers, timeout;
+  long long max_body;
+  long long pid, pid_start;
+  double created, started;
+  char keys[2][65];
+} svc;
+
+static const char SVC_COLS[] =
+  "SELECT name, model_name, model_version, host, port, coalesce(bound_port, 0), auth, workers, max_body, timeout, "
+  "state, coalesce(error, ''), coalesce(entry_name, ''), coalesce(pid, 0), coalesce(pid_start, 0), created, "
+  "coalesce(started, 0), primary_key, secondary_key FROM services";
+
+static void read_svc(sqlite3_stmt *st, svc *s) {
+  memset(s, 0, sizeof *s);
+  snprintf(s->name, sizeof s->name, "%s", kp_col_text(st, 0));
+  snprintf(s->model_name, sizeof s->model_name, "%s", kp_col_text(st, 1));
+  s->model_version = sqlite3_column_int64(st, 2);
+  snprintf(s->host, sizeof s->host, "%s", kp_col_text(st, 3));
+  s->port = sqlite3_column_int(st, 4);
+  s->bound_port = sqlite3_column_int(st, 5);
+  s->auth = sqlite3_column_int(st, 6);
+  s->workers = sqlite3_column_int(st, 7);
+  s->max_body = sqlite3_column_int64(st, 8);
+  s->timeout = sqlite3_column_int(st, 9);
+  snprintf(s->state, sizeof s->state, "%s", kp_col_text(st, 10));
+  snprintf(s->error, sizeof s->error, "%s", kp_col_text(st, 11));
+  snprintf(s->entry_name, sizeof s->entry_name, "%s", kp_col_text(st, 12));
+  s->pid = sqlite3_column_int64(st, 13);
+  s->pid_start = sqlite3_column_int64(st, 14);
+  s->created = sqlite3_column_double(st, 15);
+  s->started = sqlite3_column_double(st, 16);
+  snprintf(s->keys[0], sizeof s->keys[0], "%s", kp_col_text(st, 17));
+  snprintf(s->keys[1], sizeof s->keys[1], "%s", kp_col_text(st, 18));
+  /* a Running record whose process is gone has failed */
+  if ((!strcmp(s->state, "Running") || !strcmp(s->state, "Starting")) &&
+      !(s->pid > 0 && kp_proc_alive((pid_t)s->pid, (uint64_t)s->pid_start))) {
+    if (!strcmp(s->state, "Running") || s->pid > 0) {
+      snprintf(s->error, sizeof s->error, "the server process (pid %lld) is gone; see 'kusari service logs %s'", s->pid,
+               s->name);
+      snprintf(s->state, sizeof s->state, "Failed");
+    }
+  }
+}
+
+/* 0 found, 1 absent (message printed when 'say'), -1 error */
+static int find_svc(kp_ws *ws, const char *name, svc *s, int say) {
+  char sql[1024];
+  snprintf(sql, sizeof sql, "%s WHERE name=?", SVC_COLS);
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, sql) != 0) return -1;
+  kp_bind_text(st, 1, name);
+  int r = kp_db_row(st);
+  if (r > 0) read_svc(st, s);
+  sqlite3_finalize(st);
+  if (r < 0) return -1;
+  if (r == 0 && say) {
+    kp_err("no service named '%s' in this workspace", name);
+    kp_hint("list services with 'kusari service list'");
+  }
+  return r > 0 ? 0 : 1;
+}
+
+static void scoring_uri(const svc *s, char *out, size_t n) {
+  int port = s->bound_port ? s->bound_port : s->port;
+  snprintf(out, n, "http://%s:%d/score", strcmp(s->host, "0.0.0.0") ? s->host : "127.0.0.1", port);
+}
+
+/* Stops the server of s (SIGTERM, SIGKILL after 10 s) and records Stopped. */
+static int stop_server(kp_ws *ws, svc *s) {
+  if (s->pid > 0 && kp_proc_alive((pid_t)s->pid, (uint64_t)s->pid_start)) {
+    kill((pid_t)s->pid, SIGTERM);
+    double t0 = kp_now();
+    while (kp_proc_alive((pid_t)s->pid, (uint64_t)s->pid_start) && kp_now() - t0 < 10) usleep(20000);
+    if (kp_proc_alive((pid_t)s->pid, (uint64_t)s->pid_start)) {
+      kill((pid_t)s->pid, SIGKILL);
+      while (kp_proc_alive((pid_t)s->pid, (uint64_t)s->pid_start) && kp_now() - t0 < 15) usleep(20000);
+    }
+  }
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "UPDATE services SET state='Stopped', pid=NULL, pid_start=NULL, "
+                             "stopped=coalesce(stopped, ?2) WHERE name=?1") != 0) return -1;
+  kp_bind_text(st, 1, s->name);
+  sqlite3_bind_double(st, 2, kp_now());
+  int rc = kp_db_done(ws, st);
+  sqlite3_finalize(st);
+  snprintf(s->state, sizeof s->state, "Stopped");
+  return rc;
+}
+
+/* Starts the server of service 'name' and waits until it listens. */
+static int start_server(kp_ws *ws, const char *name, int *port) {
+  char dir[4400], logp[4600];
+  svc_dir(ws, name, dir, sizeof dir);
+  if (kp_mkdirs(dir, 0755) != 0) return -1;
+  snprintf(logp, sizeof logp, "%s/server.log", dir);
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "UPDATE services SET state='Starting', pid=NULL, pid_start=NULL, error=NULL, stopped=NULL "
+                             "WHERE name=?") != 0) return -1;
+  kp_bind_text(st, 1, name);
+  int rc = kp_db_done(ws, st);
+  sqlite3_finalize(st);
+  if (rc != 0) return -1;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return kp_err("cannot create a pipe: %s", strerror(errno));
+  fflush(NULL);
+  pid_t child = fork();
+  if (child < 0) { close(fds[0]); close(fds[1]); return kp_err("cannot fork: %s", strerror(errno)); }
+  if (child == 0) {
+    setsid();
+    pid_t g = fork();
+    if (g != 0) _exit(g < 0 ? 1 : 0);
+    close(fds[0]);
+    int wfd = dup(fds[1]);  /* without O_CLOEXEC */
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (in >= 0) dup2(in, 0);
+    if (out >= 0) { dup2(out, 1); dup2(out, 2); }
+    char fdbuf[16];
+    snprintf(fdbuf, sizeof fdbuf, "%d", wfd);
+    char *argv[] = {kp_self_exe, "--workspace", ws->root, "service", "serve", (char *)name, "--ready-fd", fdbuf, NULL};
+    execv(kp_self_exe, argv);
+    _exit(127);
+  }
+  close(fds[1]);
+  int wst;
+  waitpid(child, &wst, 0);
+  char buf[1300] = "";
+  size_t got = 0;
+  double t0 = kp_now();
+  while (got < sizeof buf - 1 && !memchr(buf, '\n', got)) {
+    struct pollfd p = {fds[0], POLLIN, 0};
+    int left = (int)((120 - (kp_now() - t0)) * 1000);
+    if (left <= 0 || poll(&p, 1, left) <= 0) break;
+    ssize_t k = read(fds[0], buf + got, sizeof buf - 1 - got);
+    if (k <= 0) break;
+    got += (size_t)k;
+    buf[got] = '\0';
+  }
+  close(fds[0]);
+  char *nl = strchr(buf, '\n');
+  if (nl) *nl = '\0';
+  if (!strncmp(buf, "ok ", 3)) {
+    *port = atoi(buf + 3);
+    return 0;
+  }
+  if (!strncmp(buf, "error: ", 7)) kp_err("service %s did not start: %s", name, buf + 7);
+  else kp_err("service %s did not start", name);
+  kp_hint("see its log: kusari service logs %s", name);
+  return -1;
+}
+
+static void print_started(kp_ws *ws, const char *name) {
+  svc s;
+  if (find_svc(ws, name, &s, 1) != 0) return;
+  char uri[400];
+  scoring_uri(&s, uri, sizeof uri);
+  printf("Service %s: %s (model %s:%lld%s%s, %d workers, auth %s)\n", s.name, s.state, s.model_name, s.model_version,
+         s.entry_name[0] ? ", entry " : "", s.entry_name, s.workers, s.auth ? "on: see 'kusari service keys'" : "off");
+  printf("%s\n", uri);
+}
+
+/* ---- kusari model deploy ----------------------------------------------------------- */
+int kp_model_deploy(int argc, char **argv);
+int kp_model_deploy(int argc, char **argv) {
+  const char *cmd = "model deploy";
+  const char *name = NULL, *port_s = "0", *host = "127.0.0.1", *entry = NULL, *workers_s = NULL, *body_s = NULL,
+             *timeout_s = NULL, *pos[1];
+  int auth = 0, np = 0;
+  kp_opt opts[] = {{.name = "name", .val = &name}, {.name = "port", .val = &port_s}, {.name = "host", .val = &host},
+                   {.name = "auth", .flag = &auth}, {.name = "entry", .val = &entry},
+                   {.name = "workers", .val = &workers_s}, {.name = "max-body-mb", .val = &body_s},
+                   {.name = "timeout", .val = &timeout_s}, {0}};
+  if (kp_parse(cmd, argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err(cmd, "missing the model: NAME[:VERSION]");
+  if (!name) return kp_usage_err(cmd, "missing --name SERVICE");
+  if (kp_name_ok(name) != 0) return kp_usage_err(cmd, "invalid service name '%s': use letters, digits, '.', '_' and '-'", name);
+  char mname[256];
+  long long mver = 0;
+  const char *colon = strrchr(pos[0], ':');
+  snprintf(mname, sizeof mname, "%.*s", colon ? (int)(colon - pos[0]) : (int)strlen(pos[0]), pos[0]);
+  if (colon && (kp_parse_int(colon + 1, &mver) != 0 || mver < 1))
+    return kp_usage_err(cmd, "'%s': the version after ':' must be a positive integer", pos[0]);
+  if (kp_name_ok(mname) != 0) return kp_usage_err(cmd, "invalid model name '%s'", mname);
+  long long port, workers = sysconf(_SC_NPROCESSORS_ONLN), mb = DEFAULT_MAX_BODY_MB, tmo = DEFAULT_TIMEOUT_S;
+  if (kp_parse_int(port_s, &port) != 0 || port < 0 || port > 65535) return kp_usage_err(cmd, "--port must be 0 to 65535 (0: a free port)");
+  if (workers < 1) workers = 1;
+  if (workers_s && (kp_parse_int(workers_s, &workers) != 0 || workers < 1 || workers > 256))
+    return kp_usage_err(cmd, "--workers must be 1 to 256");
+  if (body_s && (kp_parse_int(body_s, &mb) != 0 || mb < 1 || mb > 1024)) return kp_usage_err(cmd, "--max-body-mb must be 1 to 1024");
+  if (timeout_s && (kp_parse_int(timeout_s, &tmo) != 0 || tmo < 1 || tmo > 3600)) return kp_usage_err(cmd, "--timeout must be 1 to 3600 seconds");
+  struct in_addr ia;
+  if (inet_pton(AF_INET, host, &ia) != 1) return kp_usage_err(cmd, "--host must be an IPv4 address (127.0.0.1, 0.0.0.0, ...)");
+  kp_ws ws;
+  if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  int rc = 1;
+  sqlite3_stmt *st = NULL;
+  /* the model version */
+  if (kp_db_prepare(&ws, &st, "SELECT id, version FROM models WHERE name=?1 AND (?2=0 OR version=?2) ORDER BY version DESC LIMIT 1") != 0)
+    goto out;
+  kp_bind_text(st, 1, mname);
+  sqlite3_bind_int64(st, 2, mver);
+  sqlite3_int64 mid = -1;
+  if (kp_db_row(st) > 0) {
+    mid = sqlite3_column_int64(st, 0);
+    mver = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_finalize(st);
+  st = NULL;
+  if (mid < 0) {
+    if (mver) kp_err("model '%s' has no version %lld", mname, mver);
+    else kp_err("no model named '%s' is registered", mname);
+    kp_hint("list models with 'kusari model list'");
+    goto out;
+  }
+  char esha[65] = "", ename[256] = "";
+  if (entry) {
+    struct stat est;
+    if (stat(entry, &est) != 0 || !S_ISREG(est.st_mode)) {
+      kp_err("--entry '%s' is not a file: %s", entry, strerror(errno ? errno : EINVAL));
+      kp_hint("build a shared library exporting init(const char *model_dir) and run(const char *input_json)");
+      goto out;
+    }
+    int64_t sz;
+    if (kp_blob_put_file(&ws, entry, esha, &sz) != 0) goto out;
+    const char *b = strrchr(entry, '/');
+    snprintf(ename, sizeof ename, "%s", b ? b + 1 : entry);
+    if (kp_name_ok(ename) != 0) snprintf(ename, sizeof ename, "entry.so");
+  }
+  svc old;
+  int have = find_svc(&ws, name, &old, 0);
+  if (have < 0) goto out;
+  if (have == 0) {
+    printf("Service %s exists (model %s:%lld, %s): redeploying with the same keys\n", name, old.model_name,
+           old.model_version, old.state);
+    if (stop_server(&ws, &old) != 0) goto out;
+  }
+  char k1[65], k2[65];
+  if (new_key(k1) != 0 || new_key(k2) != 0) goto out;
+  if (kp_db_begin(&ws) != 0) goto out;
+  if (kp_db_prepare(&ws, &st,
+                    "INSERT INTO services(name, model_id, model_name, model_version, entry_name, entry_sha256, host, port, "
+                    "auth, workers, max_body, timeout, primary_key, secondary_key, state, created) "
+                    "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,'Stopped',?15) "
+                    "ON CONFLICT(name) DO UPDATE SET model_id=?2, model_name=?3, model_version=?4, entry_name=?5, "
+                    "entry_sha256=?6, host=?7, port=?8, auth=?9, workers=?10, max_body=?11, timeout=?12, "
+                    "bound_port=CASE WHEN ?8=0 THEN bound_port ELSE NULL END") != 0) {
+    kp_db_rollback(&ws);
+    goto out;
+  }
+  kp_bind_text(st, 1, name);
+  sqlite3_bind_int64(st, 2, mid);
+  kp_bind_text(st, 3, mname);
+  sqlite3_bind_int64(st, 4, mver);
+  kp_bind_text(st, 5, entry ? ename : NULL);
+  kp_bind_text(st, 6, entry ? esha : NULL);
+  kp_bind_text(st, 7, host);
+  sqlite3_bind_int(st, 8, (int)port);
+  sqlite3_bind_int(st, 9, auth);
+  sqlite3_bind_int(st, 10, (int)workers);
+  sqlite3_bind_int64(st, 11, mb * 1024 * 1024);
+  sqlite3_bind_int(st, 12, (int)tmo);
+  kp_bind_text(st, 13, k1);
+  kp_bind_text(st, 14, k2);
+  sqlite3_bind_double(st, 15, kp_now());
+  if (kp_db_done(&ws, st) != 0 || kp_db_commit(&ws) != 0) {
+    kp_db_rollback(&ws);
+    goto out;
+  }
+  sqlite3_finalize(st);
+  st = NULL;
+  int bound;
+  if (start_server(&ws, name, &bound) != 0) goto out;
+  print_started(&ws, name);
+  rc = 0;
+out:
+  sqlite3_finalize(st);
+  kp_ws_close(&ws);
+  return rc;
+}
+
+/* ---- kusari service ... --------------------------------------------------------------- */
+static cJSON *svc_json(const svc *s, int with_keys) {
+  cJSON *o = cJSON_CreateObject();
+  char uri[400], t[64];
+  scoring_uri(s, uri, sizeof uri);
+  cJSON_AddStringToObject(o, "name", s->name);
+  cJSON_AddStringToObject(o, "state", s->state);
+  cJSON_AddStringToObject(o, "scoring_uri", uri);
+  char *h = strrchr(uri, '/');
+  snprintf(h, sizeof uri - (size_t)(h - uri), "/health");
+  cJSON_AddStringToObject(o, "health_uri", uri);
+  char m[300];
+  snprintf(m, sizeof m, "%s:%lld", s->model_name, s->model_version);
+  cJSON_AddStringToObject(o, "model", m);
+  if (s->entry_name[0]) cJSON_AddStringToObject(o, "entry", s->entry_name);
+  else cJSON_AddNullToObject(o, "entry");
+  cJSON_AddBoolToObject(o, "auth", s->auth);
+  cJSON_AddNumberToObject(o, "port", s->bound_port ? s->bound_port : s->port);
+  cJSON_AddNumberToObject(o, "workers", s->workers);
+  cJSON_AddNumberToObject(o, "max_body_bytes", (double)s->max_body);
+  cJSON_AddNumberToObject(o, "timeout_s", s->timeout);
+  if (!strcmp(s->state, "Running")) cJSON_AddNumberToObject(o, "pid", (double)s->pid);
+  else cJSON_AddNullToObject(o, "pid");
+  kp_fmt_time(s->created, t, sizeof t);
+  cJSON_AddStringToObject(o, "created", t);
+  kp_fmt_time(s->started, t, sizeof t);
+  cJSON_AddStringToObject(o, "started", t);
+  if (s->error[0]) cJSON_AddStringToObject(o, "error", s->error);
+  else cJSON_AddNullToObject(o, "error");
+  if (with_keys) {
+    cJSON_AddStringToObject(o, "primary_key", s->keys[0]);
+    cJSON_AddStringToObject(o, "secondary_key", s->keys[1]);
+  }
+  return o;
+}
+
+static void print_json(const cJSON *j) {
+  char *t = cJSON_Print(j);
+  if (t) puts(t);
+  cJSON_free(t);
+}
+
+static int service_list(int argc, char **argv) {
+  int json = 0;
+  kp_opt opts[] = {{.name = "json", .flag = &json}, {0}};
+  if (kp_parse("service list", argc, argv, opts, NULL, NULL, 0, NULL)) return 2;
+  kp_ws ws;
+  if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  char sql[1024];
+  snprintf(sql, sizeof sql, "%s ORDER BY name", SVC_COLS);
+  sqlite3_stmt *st;
+  if (kp_db_prepare(&ws, &st, sql) != 0) { kp_ws_close(&ws); return 1; }
+  cJSON *arr = cJSON_CreateArray();
+  if (!json) printf("%-24s %-8s %-28s %-5s %s\n", "NAME", "STATE", "MODEL", "AUTH", "SCORING URI");
+  while (kp_db_row(st) > 0) {
+    svc s;
+    read_svc(st, &s);
+    if (json) {
+      cJSON_AddItemToArray(arr, svc_json(&s, 0));
+    } else {
+      char uri[400], m[300];
+      scoring_uri(&s, uri, sizeof uri);
+      snprintf(m, sizeof m, "%s:%lld", s.model_name, s.model_version);
+      printf("%-24s %-8s %-28s %-5s %s\n", s.name, s.state, m, s.auth ? "key" : "none", uri);
+    }
+  }
+  sqlite3_finalize(st);
+  kp_ws_close(&ws);
+  if (json) print_json(arr);
+  cJSON_Delete(arr);
+  return 0;
+}
+
+static int one_name(const char *cmd, int argc, char **argv, kp_opt *opts, const char **name) {
+  const char *pos[1];
+  int np = 0;
+  if (kp_parse(cmd, argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err(cmd, "missing the service NAME");
+  *name = pos[0];
+  return 0;
+}
+
+static int service_show(int argc, char **argv) {
+  int json = 0;
+  const char *name = NULL;
+  kp_opt opts[] = {{.name = "json", .flag = &json}, {0}};
+  if (one_name("service show", argc, argv, opts, &name)) return 2;
+  kp_ws ws;
+  if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  svc s;
+  int r = find_svc(&ws, name, &s, 1);
+  char dir[4400];
+  svc_dir(&ws, name, dir, sizeof dir);
+  kp_ws_close(&ws);
+  if (r != 0) return 1;
+  cJSON *o = svc_json(&s, 0);
+  if (json) {
+    print_json(o);
+  } else {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, o) {
+      char label[64];
+      snprintf(label, sizeof label, "%s:", it->string);
+      if (cJSON_IsString(it)) printf("%-16s %s\n", label, it->valuestring);
+      else if (cJSON_IsNumber(it)) printf("%-16s %.0f\n", label, it->valuedouble);
+      else if (cJSON_IsBool(it)) printf("%-16s %s\n", label, cJSON_IsTrue(it) ? "yes (Authorization: Bearer KEY)" : "no");
+      else printf("%-16s -\n", label);
+    }
+    printf("%-16s %s/server.log\n", "log:", dir);
+  }
+  cJSON_Delete(o);
+  return 0;
+}
+
+static int service_logs(int argc, char **argv) {
+  const char *name = NULL, *tail_s = NULL;
+  kp_opt opts[] = {{.name = "tail", .val = &tail_s}, {0}};
+  if (one_name("service logs", argc, argv, opts, &name)) return 2;
+  long long tail = 0;
+  if (tail_s && (kp_parse_int(tail_s, &tail) != 0 || tail < 1)) return kp_usage_err("service logs", "--tail must be a positive number of lines");
+  kp_ws ws;
+  if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  svc s;
+  int r = find_svc(&ws, name, &s, 1);
+  char p[4600];
+  svc_dir(&ws, name, p, sizeof p - 16);
+  strcat(p, "/server.log");
+  kp_ws_close(&ws);
+  if (r != 0) return 1;
+  size_t len = 0;
+  char *t = kp_read_file(p, &len);
+  if (!t) {
+    if (errno == ENOENT) return 0;  /* never started */
+    kp_err("cannot read %s: %s", p, strerror(errno));
+    return 1;
+  }
+  const char *from = t;
+  if (tail > 0) {
+    long long seen = 0;
+    for (size_t i = len; i > 0; i--)
+      if (t[i - 1] == '\n' && i != len && ++seen == tail) { from = t + i; break; }
+  }
+  fputs(from, stdout);
+  free(t);
+  return 0;
+}
+
+static int service_keys(int argc, char **argv) {
+  int json = 0;
+  const char *name = NULL, *regen = NULL;
+  kp_opt opts[] = {{.name = "json", .flag = &json}, {.name = "regenerate", .val = &regen}, {0}};
+  if (one_name("service keys", argc, argv, opts, &name)) return 2;
+  if (regen && strcmp(regen, "primary") && strcmp(regen, "secondary"))
+    return kp_usage_err("service keys", "--regenerate takes 'primary' or 'secondary'");
+  kp_ws ws;
+  if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  svc s;
+  int rc = 1;
+  if (find_svc(&ws, name, &s, 1) != 0) goto out;
+  if (regen) {
+    char k[65];
+    if (new_key(k) != 0) goto out;
+    sqlite3_stmt *st;
+    if (kp_db_prepare(&ws, &st, regen[0] == 'p' ? "UPDATE services SET primary_key=?2 WHERE name=?1"
+                                                : "UPDATE services SET secondary_key=?2 WHERE name=?1") != 0) goto out;
+    kp_bind_text(st, 1, name);
+    kp_bind_text(st, 2, k);
+    int d = kp_db_done(&ws, st);
+    sqlite3_finalize(st);
+    if (d != 0) goto out;
+    snprintf(s.keys[regen[0] == 'p' ? 0 : 1], 65, "%s", k);
+    if (!strcmp(s.state, "Running")) kill((pid_t)s.pid, SIGHUP);  /* reloads its keys */
+    fprintf(stderr, "Regenerated the %s key of service %s%s\n", regen, name,
+            strcmp(s.state, "Running") ? "" : " (the running server reloads it now)");
+  }
+  if (json) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "primary_key", s.keys[0]);
+    cJSON_AddStringToObject(o, "secondary_key", s.keys[1]);
+    print_json(o);
+    cJSON_Delete(o);
+  } else {
+    printf("primary:   %s\nsecondary: %s\n", s.keys[0], s.keys[1]);
+    if (!s.auth) fprintf(stderr, "note: service %s was deployed without --auth: it does not ask for a key\n", name);
+  }
+  rc = 0;
+out:
+  kp_ws_close(&ws);
+  return rc;
+}
+
+static int service_start(int argc, char **argv) {
+  const char *name = NULL;
+  kp_opt opts[] = {{0}};
+  if (one_name("service start", argc, argv, opts, &name)) return 2;
+  kp_ws ws;
+  if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  svc s;
+  int rc = 1, port;
+  if (find_svc(&ws, name, &s, 1) != 0) goto out;
+  if (!strcmp(s.state, "Running")) {
+    printf("Service %s is already running\n", name);
+    print_started(&ws, name);
+    rc = 0;
+    goto out;
+  }
+  if (start_server(&ws, name, &port) != 0) goto out;
+  print_started(&ws, name);
+  rc = 0;
+out:
+  kp_ws_close(&ws);
+  return rc;
+}
+
+static int service_stop(int argc, char **argv) {
+  const char *name = NULL;
+  kp_opt opts[] = {{0}};
+  if (one_name("service stop", argc, argv, opts, &name)) return 2;
+  kp_ws ws;
+  if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  svc s;
+  int rc = 1;
+  if (find_svc(&ws, name, &s, 1) == 0 && stop_server(&ws, &s) == 0) {
+    printf("Service %s stopped\n", name);
+    rc = 0;
+  }
+  kp_ws_close(&ws);
+  return rc;
+}
+
+static int service_delete(int argc, char **argv) {
+  const char *name = NULL;
+  kp_opt opts[] = {{0}};
+  if (one_name("service delete", argc, argv, opts, &name)) return 2;
+  kp_ws ws;
+  if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  svc s;
+  int rc = 1;
+  if (find_svc(&ws, name, &s, 1) != 0 || stop_server(&ws, &s) != 0) goto out;
+  sqlite3_stmt *st;
+  if (kp_db_prepare(&ws, &st, "DELETE FROM services WHERE name=?") != 0) goto out;
+  kp_bind_text(st, 1, name);
+  int d = kp_db_done(&ws, st);
+  sqlite3_finalize(st);
+  if (d != 0) goto out;
+  char dir[4400];
+  svc_dir(&ws, name, dir, sizeof dir);
+  kp_rm_rf(dir);
+  printf("Deleted service %s\n", name);
+  rc = 0;
+out:
+  kp_ws_close(&ws);
+  return rc;
+}
+
+static const kp_cmd cmds[] = {
+  {"list", service_list, "list services with their state and scoring URI",
+   "usage: kusari service list [--json]\n\nLists the workspace's scoring services.\n"},
+  {"show", service_show, "show a service: state, scoring URI, model",
+   "usage: kusari service show NAME [--json]\n\nShows a service's state (Running, Stopped, Failed), scoring and health\n"
+   "URIs, model, auth, workers, limits and its last error.\n"},
+  {"logs", service_logs, "print a service's server log",
+   "usage: kusari service logs NAME [--tail N]\n\nPrints the server's log (start, stop, errors, timeouts).\n"},
+  {"keys", service_keys, "print or regenerate a service's keys",
+   "usage: kusari service keys NAME [--regenerate primary|secondary] [--json]\n\n"
+   "Prints the primary and secondary keys (send 'Authorization: Bearer KEY').\n"
+   "--regenerate replaces one; a running server uses the new one at once.\n"},
+  {"start", service_start, "start a stopped service (same keys, same model)",
+   "usage: kusari service start NAME\n\nStarts the service's server again with its model, options and keys.\n"},
+  {"stop", service_stop, "stop a service's server (keeps the service)",
+   "usage: kusari service stop NAME\n\nStops the server (SIGTERM, SIGKILL after 10 s). 'service start' restarts it.\n"},
+  {"delete", service_delete, "stop and delete a service",
+   "usage: kusari service delete NAME\n\nStops the server and deletes the service, its keys and its files.\n"},
+  {"serve", kp_service_serve, "run a service's server in the foreground (what deploy starts)",
+   "usage: kusari service serve NAME [--ready-fd FD]\n\n"
+   "Runs the server of service NAME in the foreground until SIGTERM or Ctrl-C.\n"
+   "'kusari model deploy' and 'kusari service start' run this detached.\n"},
+  {NULL, NULL, NULL, NULL},
+};
+
+int kp_cmd_service(int argc, char **argv);
+int kp_cmd_service(int argc, char **argv) {
+  return kp_dispatch("service",
+                     "usage: kusari service SUBCOMMAND\n\n"
+                     "Scoring services: HTTP endpoints serving registered models, started with\n"
+                     "'kusari model deploy MODEL[:VERSION] --name SERVICE [--auth]'.\n",
+                     cmds, argc, argv);
+}

@@ -1,0 +1,322 @@
+/*
+ * platform/service_model.c — the built-in scorer: reads a network
+ * description ("kusari-sequential/1", see include/kusari/model_io.h) with
+ * cJSON, rebuilds the network from public libkusari calls as a Chain whose
+ * children keep the description's names (so the npz keys match: "l1/W" or
+ * "0/W"), loads the weights with ks_load_npz and runs it in test mode.
+ */
+#include "service.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef enum step_kind { ST_LINK, ST_RELU, ST_TANH, ST_SIGMOID, ST_LOG_SOFTMAX, ST_MAXPOOL, ST_AVGPOOL, ST_IDENTITY } step_kind;
+
+typedef struct step {
+  step_kind kind;
+  ks_link *link;        /* ST_LINK (a child of the chain) */
+  ks_pool2d_opts pool;
+} step;
+
+struct kp_scorer {
+  ks_link *chain;
+  step *steps;
+  int nsteps;
+  int in_ndim;
+  int64_t in_shape[3];
+  int64_t width, classes;
+  char desc_path[4096];
+};
+
+static ks_var *chain_forward(ks_ctx *ctx, ks_link *self, ks_var *x) {
+  const kp_scorer *s = ks_link_user(self);
+  for (int i = 0; i < s->nsteps && x; i++) {
+    const step *st = &s->steps[i];
+    switch (st->kind) {
+      case ST_LINK: x = ks_link_forward(ctx, st->link, x); break;
+      case ST_RELU: x = ks_relu(ctx, x); break;
+      case ST_TANH: x = ks_tanh(ctx, x); break;
+      case ST_SIGMOID: x = ks_sigmoid(ctx, x); break;
+      case ST_LOG_SOFTMAX: x = ks_log_softmax(ctx, x); break;
+      case ST_MAXPOOL: x = ks_max_pooling_2d_ex(ctx, x, &st->pool); break;
+      case ST_AVGPOOL: x = ks_average_pooling_2d_ex(ctx, x, &st->pool); break;
+      case ST_IDENTITY: break;
+    }
+  }
+  return x;
+}
+
+/* finds 'name' under dir (depth-first, sorted is not needed: first match) */
+static int find_file(const char *dir, const char *name, char *out, size_t n, int depth) {
+  if (depth > 8) return -1;
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  struct dirent *e;
+  int found = -1;
+  char sub[4096];
+  while (found && (e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+    struct stat st;
+    if (lstat(sub, &st) != 0) continue;
+    if (S_ISREG(st.st_mode) && !strcmp(e->d_name, name)) { snprintf(out, n, "%s", sub); found = 0; }
+  }
+  if (found) {
+    rewinddir(d);
+    while (found && (e = readdir(d))) {
+      if (e->d_name[0] == '.') continue;
+      snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+      struct stat st;
+      if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) found = find_file(sub, name, out, n, depth + 1);
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+/* the .npz beside the description: model.npz, else the only .npz there */
+static int find_npz(const char *dir, char *out, size_t n) {
+  snprintf(out, n, "%s/model.npz", dir);
+  struct stat st;
+  if (stat(out, &st) == 0 && S_ISREG(st.st_mode)) return 0;
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int count = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    size_t l = strlen(e->d_name);
+    if (l > 4 && !strcmp(e->d_name + l - 4, ".npz")) {
+      if (count++ == 0) snprintf(out, n, "%s/%s", dir, e->d_name);
+    }
+  }
+  closedir(d);
+  return count == 1 ? 0 : -1;
+}
+
+static int jint(const cJSON *o, const char *k, long long lo, long long hi, long long dflt, long long *out) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  if (!v) { *out = dflt; return dflt < lo ? -1 : 0; }
+  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)lo ||
+      v->valuedouble > (double)hi)
+    return -1;
+  *out = (long long)v->valuedouble;
+  return 0;
+}
+
+/* [a, b] or a single number */
+static int jpair(const cJSON *o, const char *k, int lo, int dflt, int *a, int *b) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  if (!v) { *a = *b = dflt; return dflt < lo ? -1 : 0; }
+  double x, y;
+  if (cJSON_IsNumber(v)) x = y = v->valuedouble;
+  else if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2 && cJSON_IsNumber(cJSON_GetArrayItem(v, 0)) &&
+           cJSON_IsNumber(cJSON_GetArrayItem(v, 1))) {
+    x = cJSON_GetArrayItem(v, 0)->valuedouble;
+    y = cJSON_GetArrayItem(v, 1)->valuedouble;
+  } else return -1;
+  if (x != floor(x) || y != floor(y) || x < lo || y < lo || x > 65536 || y > 65536) return -1;
+  *a = (int)x;
+  *b = (int)y;
+  return 0;
+}
+
+static int jbool(const cJSON *o, const char *k, int dflt) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  if (!v) return dflt;
+  if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
+  return -1;
+}
+
+static int build(kp_scorer *s, const cJSON *j, char *err, size_t errn) {
+  const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "format");
+  if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "kusari-sequential/1") != 0) {
+    snprintf(err, errn, "%s: \"format\" must be \"kusari-sequential/1\"", s->desc_path);
+    return -1;
+  }
+  const cJSON *in = cJSON_GetObjectItemCaseSensitive(j, "input");
+  int nd = cJSON_IsArray(in) ? cJSON_GetArraySize(in) : 0;
+  if (nd < 1 || nd > 3) {
+    snprintf(err, errn, "%s: \"input\" must be the shape of one sample (1 to 3 dims)", s->desc_path);
+    return -1;
+  }
+  s->in_ndim = nd;
+  s->width = 1;
+  for (int i = 0; i < nd; i++) {
+    const cJSON *v = cJSON_GetArrayItem(in, i);
+    if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 1e7 || v->valuedouble != floor(v->valuedouble)) {
+      snprintf(err, errn, "%s: \"input\" dims must be positive integers", s->desc_path);
+      return -1;
+    }
+    s->in_shape[i] = (int64_t)v->valuedouble;
+    s->width *= s->in_shape[i];
+  }
+  if (s->width > 100000000) { snprintf(err, errn, "%s: the input is too large", s->desc_path); return -1; }
+  const cJSON *layers = cJSON_GetObjectItemCaseSensitive(j, "layers");
+  int nl = cJSON_IsArray(layers) ? cJSON_GetArraySize(layers) : 0;
+  if (nl < 1 || nl > 10000) { snprintf(err, errn, "%s: \"layers\" must be a non-empty list", s->desc_path); return -1; }
+  s->steps = calloc((size_t)nl, sizeof *s->steps);
+  s->chain = ks_chain_new();
+  if (!s->steps || !s->chain) { snprintf(err, errn, "out of memory"); return -1; }
+  const cJSON *L;
+  int i = 0;
+  cJSON_ArrayForEach(L, layers) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(L, "type");
+    const cJSON *nm = cJSON_GetObjectItemCaseSensitive(L, "name");
+    const char *type = cJSON_IsString(t) ? t->valuestring : "";
+    step *st = &s->steps[i];
+    int bad = 0;
+    long long a = 0, b = 0, g = 0, dil = 0;
+    int nobias = jbool(L, "nobias", 0);
+    ks_link *link = NULL;
+    if (!strcmp(type, "linear")) {
+      bad = jint(L, "in", 1, 1LL << 40, 0, &a) || jint(L, "out", 1, 1LL << 40, 0, &b) || nobias < 0;
+      if (!bad) link = ks_linear_link_new(a, b, &(ks_linear_opts){.nobias = nobias});
+    } else if (!strcmp(type, "convolution_2d") || !strcmp(type, "deconvolution_2d")) {
+      ks_conv_link_opts co = {0};
+      co.nobias = nobias;
+      bad = jint(L, "in", 1, 1LL << 30, 0, &a) || jint(L, "out", 1, 1LL << 30, 0, &b) ||
+            jpair(L, "ksize", 1, 0, &co.kh, &co.kw) || jpair(L, "stride", 1, 1, &co.sy, &co.sx) ||
+            jpair(L, "pad", 0, 0, &co.ph, &co.pw) || jint(L, "dilate", 1, 65536, 1, &dil) ||
+            jint(L, "groups", 1, 65536, 1, &g) || nobias < 0;
+      if (type[0] == 'd' && !bad) bad = jpair(L, "outsize", 0, 0, &co.outh, &co.outw);
+      co.dilate = (int)dil;
+      co.groups = (int)g;
+      if (!bad) link = type[0] == 'd' ? ks_deconvolution_2d_link_new(a, b, 0, 0, 0, &co)
+                                      : ks_convolution_2d_link_new(a, b, 0, 0, 0, &co);
+    } else if (!strcmp(type, "batch_normalization")) {
+      ks_bn_link_opts bo = KS_BN_LINK_DEFAULTS;
+      const cJSON *eps = cJSON_GetObjectItemCaseSensitive(L, "eps");
+      const cJSON *dec = cJSON_GetObjectItemCaseSensitive(L, "decay");
+      if (cJSON_IsNumber(eps)) bo.eps = eps->valuedouble;
+      if (cJSON_IsNumber(dec)) bo.decay = dec->valuedouble;
+      bad = jint(L, "size", 1, 1LL << 30, 0, &a) || !(bo.eps > 0);
+      if (!bad) link = ks_batch_normalization_link_new(a, &bo);
+    } else if (!strcmp(type, "relu")) st->kind = ST_RELU;
+    else if (!strcmp(type, "tanh")) st->kind = ST_TANH;
+    else if (!strcmp(type, "sigmoid")) st->kind = ST_SIGMOID;
+    else if (!strcmp(type, "log_softmax")) st->kind = ST_LOG_SOFTMAX;
+    else if (!strcmp(type, "dropout")) st->kind = ST_IDENTITY;
+    else if (!strcmp(type, "max_pooling_2d") || !strcmp(type, "average_pooling_2d")) {
+      st->kind = type[0] == 'm' ? ST_MAXPOOL : ST_AVGPOOL;
+      int cover = jbool(L, "cover_all", 1);
+      bad = jpair(L, "ksize", 1, 0, &st->pool.kh, &st->pool.kw) ||
+            jpair(L, "stride", 1, st->pool.kh, &st->pool.sy, &st->pool.sx) ||
+            jpair(L, "pad", 0, 0, &st->pool.ph, &st->pool.pw) || cover < 0;
+      st->pool.cover_all = st->kind == ST_MAXPOOL ? cover : 0;
+    } else {
+      snprintf(err, errn, "%s: layer %d: unknown type '%s'", s->desc_path, i, type);
+      return -1;
+    }
+    if (bad) {
+      snprintf(err, errn, "%s: layer %d (%s): missing or invalid fields", s->desc_path, i, type);
+      return -1;
+    }
+    if (!strcmp(type, "linear") || strstr(type, "convolution_2d") || !strcmp(type, "batch_normalization")) {
+      if (!link) { snprintf(err, errn, "%s: layer %d (%s): %s", s->desc_path, i, type, ks_error_last()); return -1; }
+      if (!cJSON_IsString(nm) || !nm->valuestring[0] || strchr(nm->valuestring, '/')) {
+        ks_link_free(link);
+        snprintf(err, errn, "%s: layer %d (%s) needs a \"name\" (its npz key prefix)", s->desc_path, i, type);
+        return -1;
+      }
+      if (ks_link_add_child(s->chain, nm->valuestring, link) != KS_OK) {
+        snprintf(err, errn, "%s: layer %d: %s", s->desc_path, i, ks_error_last());
+        return -1;
+      }
+      st->kind = ST_LINK;
+      st->link = ks_link_child(s->chain, nm->valuestring);
+    }
+    i++;
+  }
+  s->nsteps = nl;
+  ks_link_set_forward(s->chain, chain_forward, s);
+  return 0;
+}
+
+kp_scorer *kp_scorer_load(const char *dir, char *err, size_t errn) {
+  kp_scorer *s = calloc(1, sizeof *s);
+  if (!s) { snprintf(err, errn, "out of memory"); return NULL; }
+  char npz[8400], ddir[4096];
+  cJSON *j = NULL;
+  char *text = NULL;
+  if (find_file(dir, "model.json", s->desc_path, sizeof s->desc_path, 0) != 0) {
+    snprintf(err, errn, "the model has no model.json (network description); write it with ks_model_desc_save "
+             "beside model.npz, or deploy with --entry LIB");
+    goto fail;
+  }
+  snprintf(ddir, sizeof ddir, "%s", s->desc_path);
+  *strrchr(ddir, '/') = '\0';
+  if (find_npz(ddir, npz, sizeof npz) != 0) {
+    snprintf(err, errn, "no model.npz (or single .npz) beside %s", s->desc_path);
+    goto fail;
+  }
+  size_t len;
+  text = kp_read_file(s->desc_path, &len);
+  j = text ? cJSON_ParseWithLength(text, len) : NULL;
+  if (!j) { snprintf(err, errn, "%s is not valid JSON", s->desc_path); goto fail; }
+  if (build(s, j, err, errn) != 0) goto fail;
+  if (ks_load_npz(npz, s->chain) != KS_OK) {
+    snprintf(err, errn, "loading %s into the network of %s: %s", npz, s->desc_path, ks_error_last());
+    goto fail;
+  }
+  /* one sample of zeros checks that the layers fit together */
+  ks_ctx *ctx = ks_ctx_new();
+  float *zero = calloc((size_t)s->width, sizeof *zero);
+  s->classes = 0;
+  const float *y = ctx && zero ? kp_scorer_run(s, ctx, zero, 1) : NULL;
+  free(zero);
+  if (!y) {
+    snprintf(err, errn, "the network of %s does not run on an input of shape %s: %s", s->desc_path,
+             "(1, input...)", ctx ? ks_error_last() : "out of memory");
+    ks_ctx_free(ctx);
+    goto fail;
+  }
+  ks_ctx_free(ctx);
+  cJSON_Delete(j);
+  free(text);
+  return s;
+fail:
+  cJSON_Delete(j);
+  free(text);
+  kp_scorer_free(s);
+  return NULL;
+}
+
+void kp_scorer_free(kp_scorer *s) {
+  if (!s) return;
+  ks_link_free(s->chain);
+  free(s->steps);
+  free(s);
+}
+
+int64_t kp_scorer_width(const kp_scorer *s) { return s->width; }
+int64_t kp_scorer_classes(const kp_scorer *s) { return s->classes; }
+const char *kp_scorer_desc_path(const kp_scorer *s) { return s->desc_path; }
+
+const float *kp_scorer_run(kp_scorer *s, ks_ctx *ctx, const float *x, int64_t n) {
+  ks_ctx_set_train(ctx, 0);
+  ks_ctx_set_backprop(ctx, 0);
+  int64_t shape[4] = {n, s->in_shape[0], s->in_shape[1], s->in_shape[2]};
+  ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 1 + s->in_ndim, shape);
+  if (!xt) return NULL;
+  memcpy(ks_tensor_f32(xt), x, (size_t)(n * s->width) * sizeof(float));
+  ks_var *y = ks_link_forward(ctx, s->chain, ks_var_new(ctx, xt, 0));
+  if (!y) return NULL;
+  if (y->data->ndim != 2 || y->data->shape[0] != n) {
+    char b[96];
+    ks_error_set(KS_ESHAPE, "the network's output has shape %s, not (N, classes)",
+                 ks_shape_str(y->data->ndim, y->data->shape, b, sizeof b));
+    return NULL;
+  }
+  /* the first run (at load) fixes the class count */
+  if (s->classes == 0) s->classes = y->data->shape[1];
+  else if (y->data->shape[1] != s->classes) {
+    ks_error_set(KS_ESHAPE, "the network's output changed width");
+    return NULL;
+  }
+  return ks_tensor_f32(y->data);
+}

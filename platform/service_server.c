@@ -1,0 +1,653 @@
+/*
+ * platform/service_server.c — the scoring server of a service (what
+ * `kusari model deploy` starts detached, `kusari service serve NAME` in the
+ * foreground): libmicrohttpd with a thread pool of --workers threads (epoll),
+ * the built-in scorer (model.json + model.npz) or a user entry library
+ * (init(model_dir) / run(input_json), loaded with dlopen).
+ *
+ *   POST /score    {"data": [[...], ...]} -> {"predictions": [...], "probabilities": [[...], ...]}
+ *   GET  /health   {"status": "ok", ...}
+ *   GET  /metrics  Prometheus text: requests by code, latency histogram
+ *
+ * Every error is a JSON body {"error": "..."} with its status: 400 (bad
+ * JSON, shapes, non-finite numbers, empty batch), 401 (auth), 404, 405,
+ * 413 (body over the limit), 500. Idle or slow connections are closed after
+ * a timeout (MHD_OPTION_CONNECTION_TIMEOUT). Keys are reloaded from the
+ * store on SIGHUP (`service keys --regenerate`); SIGTERM stops the server.
+ */
+#include "service.h"
+
+#include <cjson/cJSON.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KEY_LEN 64
+#define CHUNK_ROWS 1024
+static const double lat_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+#define NBUCKETS (sizeof lat_buckets / sizeof lat_buckets[0])
+
+typedef struct server {
+  char name[256], model[300];
+  kp_scorer *scorer;
+  void *dl;
+  char *(*e_run)(const char *);
+  pthread_mutex_t e_mu;
+  int auth;
+  char keys[2][KEY_LEN + 1];
+  pthread_rwlock_t key_lock;
+  size_t max_body;
+  pthread_key_t ctx_key;
+  /* metrics */
+  atomic_ullong by_code[600];
+  atomic_ullong lat_count[NBUCKETS + 1];
+  atomic_ullong lat_sum_us;
+  double started;
+} server;
+
+static server S;
+
+typedef struct req {
+  char *body;
+  size_t n, cap;
+  int too_big;
+  int kind;          /* 1 score, 2 health, 3 metrics */
+  double t0;
+} req;
+
+static double mono(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void slog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void slog(const char *fmt, ...) {
+  char t[64], msg[1024];
+  kp_fmt_time(kp_now(), t, sizeof t);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "%s %s\n", t, msg);
+}
+
+/* ---- responses ------------------------------------------------------------------ */
+static enum MHD_Result send_buf(struct MHD_Connection *c, req *r, unsigned code, char *body, size_t len,
+                                const char *ctype, int must_free) {
+  struct MHD_Response *resp =
+    must_free ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+              : MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY);
+  if (!resp) {
+    if (must_free) free(body);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+  if (code == 405) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r && r->kind == 1 ? "POST" : "GET");
+  if (code == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+  enum MHD_Result rc = MHD_queue_response(c, code, resp);
+  MHD_destroy_response(resp);
+  if (code < 600) atomic_fetch_add_explicit(&S.by_code[code], 1, memory_order_relaxed);
+  if (r) {
+    double dt = mono() - r->t0;
+    size_t b = 0;
+    while (b < NBUCKETS && dt > lat_buckets[b]) b++;
+    atomic_fetch_add_explicit(&S.lat_count[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&S.lat_sum_us, (unsigned long long)(dt * 1e6), memory_order_relaxed);
+  }
+  return rc;
+}
+
+static enum MHD_Result send_err(struct MHD_Connection *c, req *r, unsigned code, const char *fmt, ...)
+  __attribute__((format(printf, 4, 5)));
+static enum MHD_Result send_err(struct MHD_Connection *c, req *r, unsigned code, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  cJSON *o = cJSON_CreateObject();
+  char *out = NULL;
+  if (o && cJSON_AddStringToObject(o, "error", msg) && cJSON_AddNumberToObject(o, "status", code))
+    out = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (code >= 500) slog("%u %s", code, msg);
+  if (!out) return send_buf(c, r, code, "{\"error\": \"out of memory\"}", 26, "application/json", 0);
+  char *copy = strdup(out);
+  cJSON_free(out);
+  if (!copy) return MHD_NO;
+  return send_buf(c, r, code, copy, strlen(copy), "application/json", 1);
+}
+
+/* ---- output buffer -------------------------------------------------------------- */
+typedef struct obuf { char *s; size_t n, cap; int oom; } obuf;
+static void oput(obuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void oput(obuf *b, const char *fmt, ...) {
+  if (b->oom) return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+    va_end(ap);
+    if (k < 0) { b->oom = 1; return; }
+    if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+    size_t cap = b->cap ? b->cap * 2 : 4096;
+    while (cap < b->n + (size_t)k + 1) cap *= 2;
+    char *ns = realloc(b->s, cap);
+    if (!ns) { b->oom = 1; return; }
+    b->s = ns;
+    b->cap = cap;
+  }
+}
+
+/* ---- auth ------------------------------------------------------------------------- */
+/* constant time in the key's length: every byte of both keys is compared */
+static int key_ok(const char *given, size_t glen) {
+  int ok = 0;
+  pthread_rwlock_rdlock(&S.key_lock);
+  for (int k = 0; k < 2; k++) {
+    unsigned diff = (unsigned)(glen ^ KEY_LEN);
+    for (size_t i = 0; i < KEY_LEN; i++) diff |= (unsigned char)S.keys[k][i] ^ (unsigned char)(i < glen ? given[i] : 0);
+    ok |= diff == 0;
+  }
+  pthread_rwlock_unlock(&S.key_lock);
+  return ok;
+}
+
+static int authorized(struct MHD_Connection *c) {
+  if (!S.auth) return 1;
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+  if (!h || strncasecmp(h, "Bearer ", 7) != 0) return 0;
+  h += 7;
+  while (*h == ' ') h++;
+  size_t l = strlen(h);
+  while (l && (h[l - 1] == ' ' || h[l - 1] == '\t')) l--;
+  return key_ok(h, l);
+}
+
+/* ---- scoring ------------------------------------------------------------------------ */
+static void ctx_free(void *p) { ks_ctx_free(p); }
+
+static ks_ctx *thread_ctx(void) {
+  ks_ctx *ctx = pthread_getspecific(S.ctx_key);
+  if (!ctx) {
+    ctx = ks_ctx_new();
+    if (ctx && pthread_setspecific(S.ctx_key, ctx) != 0) { ks_ctx_free(ctx); ctx = NULL; }
+  }
+  return ctx;
+}
+
+static enum MHD_Result score_builtin(struct MHD_Connection *c, req *r) {
+  const char *perr = NULL;
+  cJSON *j = cJSON_ParseWithLengthOpts(r->body ? r->body : "", r->n + 1, &perr, 1);
+  if (!j) {
+    size_t at = perr && r->body && perr >= r->body ? (size_t)(perr - r->body) : 0;
+    return send_err(c, r, 400, "malformed JSON (near byte %zu); send {\"data\": [[...], ...]}", at);
+  }
+  enum MHD_Result rc;
+  float *x = NULL;
+  obuf o = {0};
+  const cJSON *data = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "data") : NULL;
+  const int64_t width = kp_scorer_width(S.scorer);
+  if (!cJSON_IsArray(data)) {
+    rc = send_err(c, r, 400, "the body must be a JSON object with \"data\": a list of inputs, each a list of %lld numbers",
+                  (long long)width);
+    goto out;
+  }
+  int64_t n = cJSON_GetArraySize(data);
+  if (n == 0) { rc = send_err(c, r, 400, "empty batch: \"data\" holds no inputs"); goto out; }
+  x = malloc((size_t)n * (size_t)width * sizeof *x);
+  if (!x) { rc = send_err(c, r, 500, "out of memory for %lld inputs", (long long)n); goto out; }
+  int64_t i = 0;
+  const cJSON *row;
+  cJSON_ArrayForEach(row, data) {
+    if (!cJSON_IsArray(row)) {
+      rc = send_err(c, r, 400, "input %lld is not a list of numbers (each input is a flattened list of %lld numbers)",
+                    (long long)i, (long long)width);
+      goto out;
+    }
+    int64_t k = 0;
+    const cJSON *v;
+    float *dst = x + i * width;
+    cJSON_ArrayForEach(v, row) {
+      if (k >= width) break;
+      if (!cJSON_IsNumber(v)) {
+        rc = send_err(c, r, 400, "input %lld, value %lld is not a number", (long long)i, (long long)k);
+        goto out;
+      }
+      float f = (float)v->valuedouble;
+      if (!isfinite(f)) {
+        rc = send_err(c, r, 400, "input %lld, value %lld is not a finite float32 number", (long long)i, (long long)k);
+        goto out;
+      }
+      dst[k++] = f;
+    }
+    int64_t got = cJSON_GetArraySize(row);
+    if (got != width) {
+      rc = send_err(c, r, 400, "input %lld has %lld values; the model takes %lld", (long long)i, (long long)got,
+                    (long long)width);
+      goto out;
+    }
+    i++;
+  }
+  ks_ctx *ctx = thread_ctx();
+  if (!ctx) { rc = send_err(c, r, 500, "out of memory"); goto out; }
+  const int64_t C = kp_scorer_classes(S.scorer);
+  obuf pr = {0};
+  oput(&o, "{\"predictions\": [");
+  oput(&pr, "], \"probabilities\": [");
+  for (int64_t s0 = 0; s0 < n; s0 += CHUNK_ROWS) {
+    int64_t m = n - s0 < CHUNK_ROWS ? n - s0 : CHUNK_ROWS;
+    const float *y = kp_scorer_run(S.scorer, ctx, x + s0 * width, m);
+    if (!y) {
+      free(pr.s);
+      rc = send_err(c, r, 500, "scoring failed: %s", ks_error_last());
+      ks_ctx_reset(ctx);
+      goto out;
+    }
+    for (int64_t a = 0; a < m; a++) {
+      const float *ya = y + a * C;
+      int64_t best = 0;
+      for (int64_t q = 1; q < C; q++)
+        if (ya[q] > ya[best]) best = q;
+      double mx = ya[best], sum = 0;
+      for (int64_t q = 0; q < C; q++) sum += exp((double)ya[q] - mx);
+      oput(&o, "%s%lld", s0 + a ? ", " : "", (long long)best);
+      oput(&pr, "%s[", s0 + a ? ", " : "");
+      for (int64_t q = 0; q < C; q++) oput(&pr, "%s%.7g", q ? ", " : "", exp((double)ya[q] - mx) / sum);
+      oput(&pr, "]");
+    }
+    ks_ctx_reset(ctx);
+  }
+  oput(&pr, "]}\n");
+  if (!pr.oom) oput(&o, "%s", pr.s);
+  free(pr.s);
+  if (o.oom || pr.oom) { rc = send_err(c, r, 500, "out of memory writing the answer"); goto out; }
+  rc = send_buf(c, r, 200, o.s, o.n, "application/json", 1);
+  o.s = NULL;
+out:
+  free(o.s);
+  free(x);
+  cJSON_Delete(j);
+  return rc;
+}
+
+static enum MHD_Result score_entry(struct MHD_Connection *c, req *r) {
+  const char *perr = NULL;
+  cJSON *j = cJSON_ParseWithLengthOpts(r->body ? r->body : "", r->n + 1, &perr, 1);
+  if (!j) return send_err(c, r, 400, "malformed JSON");
+  cJSON_Delete(j);
+  /* r->body is NUL-terminated (see append) */
+  pthread_mutex_lock(&S.e_mu);
+  char *out = S.e_run(r->body);
+  pthread_mutex_unlock(&S.e_mu);
+  if (!out) return send_err(c, r, 500, "the scoring entry's run() returned no answer; see the service's logs");
+  return send_buf(c, r, 200, out, strlen(out), "application/json", 1);
+}
+
+static enum MHD_Result do_metrics(struct MHD_Connection *c, req *r) {
+  obuf o = {0};
+  oput(&o, "# HELP kusari_requests_total HTTP requests answered, by status code.\n# TYPE kusari_requests_total counter\n");
+  for (int code = 100; code < 600; code++) {
+    unsigned long long v = atomic_load_explicit(&S.by_code[code], memory_order_relaxed);
+    if (v || code == 200) oput(&o, "kusari_requests_total{service=\"%s\",code=\"%d\"} %llu\n", S.name, code, v);
+  }
+  oput(&o, "# HELP kusari_request_duration_seconds Time from the request's arrival to its answer.\n"
+           "# TYPE kusari_request_duration_seconds histogram\n");
+  unsigned long long cum = 0;
+  for (size_t b = 0; b <= NBUCKETS; b++) {
+    cum += atomic_load_explicit(&S.lat_count[b], memory_order_relaxed);
+    if (b < NBUCKETS) oput(&o, "kusari_request_duration_seconds_bucket{service=\"%s\",le=\"%g\"} %llu\n", S.name, lat_buckets[b], cum);
+    else oput(&o, "kusari_request_duration_seconds_bucket{service=\"%s\",le=\"+Inf\"} %llu\n", S.name, cum);
+  }
+  oput(&o, "kusari_request_duration_seconds_sum{service=\"%s\"} %.6f\n", S.name,
+       (double)atomic_load_explicit(&S.lat_sum_us, memory_order_relaxed) * 1e-6);
+  oput(&o, "kusari_request_duration_seconds_count{service=\"%s\"} %llu\n", S.name, cum);
+  oput(&o, "# HELP kusari_uptime_seconds Seconds since the server started.\n# TYPE kusari_uptime_seconds gauge\n"
+           "kusari_uptime_seconds{service=\"%s\"} %.3f\n", S.name, mono() - S.started);
+  if (o.oom) { free(o.s); return send_err(c, r, 500, "out of memory"); }
+  return send_buf(c, r, 200, o.s, o.n, "text/plain; version=0.0.4", 1);
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+  (void)cls;
+  (void)version;
+  req *r = *con_cls;
+  if (!r) {
+    r = calloc(1, sizeof *r);
+    if (!r) return MHD_NO;
+    r->t0 = mono();
+    *con_cls = r;
+    r->kind = !strcmp(url, "/score") ? 1 : !strcmp(url, "/health") ? 2 : !strcmp(url, "/metrics") ? 3 : 0;
+    if (!r->kind) return send_err(c, r, 404, "no such path '%.200s'; the paths are POST /score, GET /health, GET /metrics", url);
+    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    if (r->kind == 1 && strcmp(method, "POST") != 0)
+      return send_err(c, r, 405, "%.20s is not allowed on /score; use POST", method);
+    if (r->kind != 1 && !get) return send_err(c, r, 405, "%.20s is not allowed on %s; use GET", method, url);
+    if (r->kind == 1) {
+      if (!authorized(c))
+        return send_err(c, r, 401, "missing or invalid key: send 'Authorization: Bearer KEY' (see 'kusari service keys %s')", S.name);
+      const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+      if (cl && strtoull(cl, NULL, 10) > S.max_body)
+        return send_err(c, r, 413, "the body (%.30s bytes) is over this service's limit of %zu bytes", cl, S.max_body);
+      return MHD_YES;  /* wait for the body */
+    }
+    return r->kind == 2 ? send_buf(c, r, 200, (char *)"{\"status\": \"ok\"}\n", 17, "application/json", 0)
+                        : do_metrics(c, r);
+  }
+  if (*upload_size) {
+    size_t k = *upload_size;
+    *upload_size = 0;
+    if (r->too_big) return MHD_YES;
+    if (r->n + k > S.max_body) {
+      r->too_big = 1;
+      free(r->body);
+      r->body = NULL;
+      r->n = r->cap = 0;
+      return MHD_YES;
+    }
+    if (r->n + k + 1 > r->cap) {
+      size_t cap = r->cap ? r->cap : 8192;
+      while (cap < r->n + k + 1) cap *= 2;
+      char *nb = realloc(r->body, cap);
+      if (!nb) { r->too_big = 1; return MHD_YES; }
+      r->body = nb;
+      r->cap = cap;
+    }
+    memcpy(r->body + r->n, upload, k);
+    r->n += k;
+    r->body[r->n] = '\0';
+    return MHD_YES;
+  }
+  if (r->too_big) return send_err(c, r, 413, "the body is over this service's limit of %zu bytes", S.max_body);
+  if (!r->body) return send_err(c, r, 400, "empty body; send {\"data\": [[...], ...]}");
+  return S.scorer ? score_builtin(c, r) : score_entry(c, r);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+  (void)cls;
+  (void)c;
+  req *r = *con_cls;
+  if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) slog("a connection timed out (slow or idle client) and was closed");
+  if (r) {
+    free(r->body);
+    free(r);
+  }
+  *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+  (void)cls;
+  char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  size_t l = strlen(msg);
+  while (l && msg[l - 1] == '\n') msg[--l] = '\0';
+  slog("http: %s", msg);
+}
+
+/* ---- the service record ------------------------------------------------------------ */
+typedef struct svc_row {
+  sqlite3_int64 model_id;
+  char model_name[256];
+  long long model_version;
+  char entry_name[256], entry_sha[65];
+  char host[64];
+  int port, last_port, auth, workers;
+  long long max_body;
+  int timeout;
+} svc_row;
+
+static int load_keys(kp_ws *ws) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "SELECT primary_key, secondary_key FROM services WHERE name=?") != 0) return -1;
+  kp_bind_text(st, 1, S.name);
+  int rc = -1;
+  if (kp_db_row(st) > 0) {
+    pthread_rwlock_wrlock(&S.key_lock);
+    snprintf(S.keys[0], sizeof S.keys[0], "%s", kp_col_text(st, 0));
+    snprintf(S.keys[1], sizeof S.keys[1], "%s", kp_col_text(st, 1));
+    pthread_rwlock_unlock(&S.key_lock);
+    rc = 0;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int read_row(kp_ws *ws, svc_row *row) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "SELECT model_id, model_name, model_version, entry_name, entry_sha256, host, port, "
+                              "coalesce(bound_port, 0), auth, workers, max_body, timeout FROM services WHERE name=?") != 0)
+    return -1;
+  kp_bind_text(st, 1, S.name);
+  int rc = -1;
+  if (kp_db_row(st) > 0) {
+    row->model_id = sqlite3_column_int64(st, 0);
+    snprintf(row->model_name, sizeof row->model_name, "%s", kp_col_text(st, 1));
+    row->model_version = sqlite3_column_int64(st, 2);
+    snprintf(row->entry_name, sizeof row->entry_name, "%s", kp_col_text(st, 3));
+    snprintf(row->entry_sha, sizeof row->entry_sha, "%s", kp_col_text(st, 4));
+    snprintf(row->host, sizeof row->host, "%s", kp_col_text(st, 5));
+    row->port = sqlite3_column_int(st, 6);
+    row->last_port = sqlite3_column_int(st, 7);
+    row->auth = sqlite3_column_int(st, 8);
+    row->workers = sqlite3_column_int(st, 9);
+    row->max_body = sqlite3_column_int64(st, 10);
+    row->timeout = sqlite3_column_int(st, 11);
+    rc = 0;
+  } else {
+    kp_err("no service named '%s' in this workspace", S.name);
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* writes the model version's files under dir (fresh) */
+static int materialize(kp_ws *ws, const svc_row *row, const char *dir) {
+  kp_rm_rf(dir);
+  if (kp_mkdirs(dir, 0755) != 0) return -1;
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "SELECT path, sha256 FROM model_files WHERE model_id=? ORDER BY path") != 0) return -1;
+  sqlite3_bind_int64(st, 1, row->model_id);
+  int n = 0, rc = 0;
+  while (rc == 0 && kp_db_row(st) > 0) {
+    const char *p = kp_col_text(st, 0);
+    if (kp_rel_path_ok(p) != 0) { rc = kp_err("model file path '%s' is not safe", p); break; }
+    char dst[8192];
+    snprintf(dst, sizeof dst, "%s/%s", dir, p);
+    char *sl = strrchr(dst, '/');
+    *sl = '\0';
+    if (kp_mkdirs(dst, 0755) != 0) { rc = -1; break; }
+    *sl = '/';
+    rc = kp_blob_get(ws, kp_col_text(st, 1), dst, 0644);
+    n++;
+  }
+  sqlite3_finalize(st);
+  if (rc == 0 && n == 0)
+    rc = kp_err("model %s:%lld has no files (was it deleted?)", row->model_name, row->model_version);
+  return rc;
+}
+
+static int set_state(kp_ws *ws, const char *state, const char *error, int port) {
+  sqlite3_stmt *st;
+  int rc = -1;
+  if (!strcmp(state, "Running")) {
+    if (kp_db_prepare(ws, &st, "UPDATE services SET state='Running', pid=?2, pid_start=?3, bound_port=?4, started=?5, "
+                               "error=NULL WHERE name=?1") != 0) return -1;
+    kp_bind_text(st, 1, S.name);
+    sqlite3_bind_int64(st, 2, getpid());
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)kp_proc_start(getpid()));
+    sqlite3_bind_int(st, 4, port);
+    sqlite3_bind_double(st, 5, kp_now());
+  } else {
+    /* only if the record still names this process */
+    if (kp_db_prepare(ws, &st, "UPDATE services SET state=?2, error=?3, stopped=?4 WHERE name=?1 AND (pid IS NULL OR pid=?5)") != 0)
+      return -1;
+    kp_bind_text(st, 1, S.name);
+    kp_bind_text(st, 2, state);
+    kp_bind_text(st, 3, error);
+    sqlite3_bind_double(st, 4, kp_now());
+    sqlite3_bind_int64(st, 5, getpid());
+  }
+  rc = kp_db_done(ws, st);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static void tell(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tell(int fd, const char *fmt, ...) {
+  if (fd < 0) return;
+  char b[1200];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(b, sizeof b, fmt, ap);
+  va_end(ap);
+  if (n > 0 && write(fd, b, (size_t)n < sizeof b ? (size_t)n : sizeof b - 1) < 0) { /* deploy reads the log instead */ }
+}
+
+static struct MHD_Daemon *start_daemon(const svc_row *row, int port) {
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, row->host, &sa.sin_addr) != 1) return NULL;
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+  return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handler, NULL,
+                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                          MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                          MHD_OPTION_THREAD_POOL_SIZE, (unsigned)row->workers,
+                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)row->timeout,
+                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+                          MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+                          MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                          MHD_OPTION_END);
+}
+
+int kp_service_serve(int argc, char **argv) {
+  const char *fdstr = NULL, *pos[1];
+  int np = 0;
+  kp_opt opts[] = {{.name = "ready-fd", .val = &fdstr}, {0}};
+  if (kp_parse("service serve", argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err("service serve", "missing the service NAME");
+  int fd = -1;
+  if (fdstr) {
+    long long v;
+    if (kp_parse_int(fdstr, &v) != 0 || v < 0 || v > 65535) return kp_usage_err("service serve", "bad --ready-fd");
+    fd = (int)v;
+  }
+  snprintf(S.name, sizeof S.name, "%s", pos[0]);
+  pthread_rwlock_init(&S.key_lock, NULL);
+  pthread_mutex_init(&S.e_mu, NULL);
+  S.started = mono();
+  kp_ws ws;
+  if (kp_ws_open(&ws) != 0) { tell(fd, "error: cannot open the workspace\n"); kp_ws_close(&ws); return 1; }
+  svc_row row;
+  memset(&row, 0, sizeof row);
+  char err[12000] = "";
+  char dir[4400], mdir[4600], edir[4600];
+  struct MHD_Daemon *d = NULL;
+  int rc = 1;
+  if (read_row(&ws, &row) != 0 || load_keys(&ws) != 0) { snprintf(err, sizeof err, "cannot read the service's record"); goto fail; }
+  snprintf(S.model, sizeof S.model, "%s:%lld", row.model_name, row.model_version);
+  S.auth = row.auth;
+  S.max_body = (size_t)row.max_body;
+  snprintf(dir, sizeof dir, "%s/services/%s", ws.root, S.name);
+  snprintf(mdir, sizeof mdir, "%s/model", dir);
+  if (materialize(&ws, &row, mdir) != 0) { snprintf(err, sizeof err, "cannot write the model's files into %s", mdir); goto fail; }
+  if (row.entry_sha[0]) {
+    snprintf(edir, sizeof edir, "%s/entry", dir);
+    kp_rm_rf(edir);
+    char lib[5000];
+    snprintf(lib, sizeof lib, "%s/%s", edir, row.entry_name);
+    if (kp_mkdirs(edir, 0755) != 0 || kp_blob_get(&ws, row.entry_sha, lib, 0755) != 0) {
+      snprintf(err, sizeof err, "cannot write the entry library into %s", edir);
+      goto fail;
+    }
+    S.dl = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (!S.dl) { snprintf(err, sizeof err, "cannot load the entry %s: %s", row.entry_name, dlerror()); goto fail; }
+    int (*e_init)(const char *) = (int (*)(const char *))dlsym(S.dl, "init");
+    S.e_run = (char *(*)(const char *))dlsym(S.dl, "run");
+    if (!e_init || !S.e_run) {
+      snprintf(err, sizeof err, "the entry %s must export init(const char *model_dir) and run(const char *input_json)", row.entry_name);
+      goto fail;
+    }
+    int irc = e_init(mdir);
+    if (irc != 0) { snprintf(err, sizeof err, "the entry's init(\"%s\") returned %d", mdir, irc); goto fail; }
+    slog("entry %s loaded; init(%s) ok", row.entry_name, mdir);
+  } else {
+    S.scorer = kp_scorer_load(mdir, err, sizeof err);
+    if (!S.scorer) goto fail;
+    slog("model %s: %s, input width %lld, %lld classes", S.model, kp_scorer_desc_path(S.scorer),
+         (long long)kp_scorer_width(S.scorer), (long long)kp_scorer_classes(S.scorer));
+  }
+  /* one kernel thread per request: the pool's threads are the parallelism */
+  ks_set_num_threads(1);
+  if (pthread_key_create(&S.ctx_key, ctx_free) != 0) { snprintf(err, sizeof err, "pthread_key_create failed"); goto fail; }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  int port = row.port;
+  if (port == 0 && row.last_port > 0) {
+    d = start_daemon(&row, row.last_port);  /* keep the last URI when we can */
+    if (d) port = row.last_port;
+  }
+  if (!d) d = start_daemon(&row, port);
+  if (!d) {
+    snprintf(err, sizeof err, "cannot listen on %s:%d (in use, or not an IPv4 address of this machine)", row.host, port);
+    goto fail;
+  }
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+  port = info ? info->port : port;
+  if (set_state(&ws, "Running", NULL, port) != 0) { snprintf(err, sizeof err, "cannot record the service as running"); goto fail; }
+  slog("service %s serving model %s on http://%s:%d/score (%d workers, auth %s, body limit %lld bytes, timeout %d s)",
+       S.name, S.model, row.host, port, row.workers, row.auth ? "on" : "off", row.max_body, row.timeout);
+  tell(fd, "ok %d\n", port);
+  if (fd >= 0) close(fd);
+  fd = -1;
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      if (load_keys(&ws) == 0) slog("keys reloaded");
+      continue;
+    }
+    slog("signal %d: stopping", sig);
+    break;
+  }
+  MHD_stop_daemon(d);
+  d = NULL;
+  set_state(&ws, "Stopped", NULL, 0);
+  slog("stopped");
+  rc = 0;
+  goto out;
+fail:
+  slog("error: %s", err);
+  set_state(&ws, "Failed", err, 0);  /* before answering: deploy's caller may look at once */
+  tell(fd, "error: %s\n", err);
+out:
+  if (d) MHD_stop_daemon(d);
+  if (fd >= 0) close(fd);
+  kp_scorer_free(S.scorer);
+  S.scorer = NULL;
+  if (S.dl) dlclose(S.dl);
+  kp_ws_close(&ws);
+  return rc;
+}

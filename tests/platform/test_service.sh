@@ -1,0 +1,325 @@
+#!/usr/bin/env bash
+# platform_service: scoring services end to end over real HTTP on 127.0.0.1.
+# examples/mnist/train_mnist (compiled against the built libkusari) trains
+# on a small Fashion-MNIST subset as a real run; its outputs (model.npz +
+# model.json) are registered and deployed with --auth; the 1000 test images
+# are scored over HTTP and must give exactly the run's own evaluation
+# accuracy and numpy's predictions from the npz. Then keys (restart,
+# redeploy, regenerate), every bad input with its status code, slow clients,
+# concurrent clients, metrics, a Sequential CNN built by a helper program
+# (tests/platform/service_model.c) against the library's offline logits, a
+# user entry library (--entry), a model without a description, delete.
+# Services are stopped at exit, even on failure.
+. "$(dirname "$0")/lib.sh"
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+DATA=/usr/share/datasets/fashion-mnist
+command -v curl >/dev/null || { echo "skip: curl not installed"; exit 77; }
+[ -n "${KUSARI_STATIC_LIB:-}" ] && command -v cc >/dev/null || { echo "skip: no compiler or static library"; exit 77; }
+[ -d "$DATA" ] || { echo "skip: dataset-fashion-mnist not installed"; exit 77; }
+PY=python3
+/usr/bin/python3 -c "import numpy" 2>/dev/null && PY=/usr/bin/python3
+
+svc_cleanup() {
+  if [ -f "$WS/kusari.db" ]; then
+    for s in $(sqlite3 -cmd ".timeout 5000" "$WS/kusari.db" "SELECT name FROM services" 2>/dev/null); do
+      "$K" service stop "$s" >/dev/null 2>&1
+    done
+    # a server that would not stop: by its recorded pid only
+    for pid in $(sqlite3 -cmd ".timeout 5000" "$WS/kusari.db" "SELECT pid FROM services WHERE pid IS NOT NULL" 2>/dev/null); do
+      kill -9 "$pid" 2>/dev/null
+    done
+  fi
+  cleanup
+}
+trap svc_cleanup EXIT
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+LIBS="$(pkg-config --libs openblas libzip zlib) -lm -fopenmp"
+
+# --- a small data set: 3000 training images, the first 1000 test images ------------
+mkdir -p "$T/data"
+$PY - "$DATA" "$T/data" <<'EOF' || die "cannot make the data subset"
+import gzip, os, struct, sys
+src, dst = sys.argv[1:3]
+def read(name):
+    for n in (name, name + ".gz"):
+        p = os.path.join(src, n)
+        if os.path.exists(p):
+            return (gzip.open if n.endswith(".gz") else open)(p, "rb").read()
+    raise SystemExit("missing " + name)
+for name, n in (("train-images-idx3-ubyte", 3000), ("train-labels-idx1-ubyte", 3000),
+                ("t10k-images-idx3-ubyte", 1000), ("t10k-labels-idx1-ubyte", 1000)):
+    b = read(name)
+    ndim = b[3]
+    dims = list(struct.unpack(">%dI" % ndim, b[4:4 + 4 * ndim]))
+    per = 1
+    for d in dims[1:]:
+        per *= d
+    dims[0] = n
+    open(os.path.join(dst, name), "wb").write(b[:4] + struct.pack(">%dI" % ndim, *dims) + b[4 + 4 * ndim:4 + 4 * ndim + n * per])
+EOF
+
+# --- train (a real run), register, deploy with auth -----------------------------------
+mkdir -p "$T/src"
+run_ok $K compute create cpu --type local --max-nodes 1 >/dev/null
+cc ${KUSARI_TEST_CFLAGS:-} -O1 -o "$T/src/train_mnist" "$REPO/examples/mnist/train_mnist.c" -I"$KUSARI_INCLUDE_DIR" \
+  "$KUSARI_STATIC_LIB" $LIBS || die "cannot compile examples/mnist/train_mnist.c"
+run="$(submit --experiment serve --source "$T/src" --entry train_mnist -- --epochs 1 --batchsize 100 --data "$T/data" --output_dir ./outputs)"
+out="$($K run wait "$run" --show-output 2>&1)"; rc=$?
+assert_eq 0 $rc "the training run completed"
+run_acc="$(echo "$out" | sed -n 's/.*val_accuracy:\([0-9.]*\).*/\1/p' | tail -1)"
+[ -n "$run_acc" ] || die "no val_accuracy in the run's output: $out"
+assert_contains "$(run_ok $K run files "$run")" "outputs/model.json" "the run wrote model.json beside model.npz"
+run_ok $K model register --run "$run" --name fmnist --path outputs >/dev/null
+expect_fail "missing --name SERVICE" $K model deploy fmnist
+expect_fail "no model named 'nope'" $K model deploy nope --name s1
+expect_fail "--workers must be 1 to 256" $K model deploy fmnist --name s1 --workers 0
+out="$(run_ok $K model deploy fmnist:1 --name fm --auth --workers 2 --timeout 2)"
+URI="$(echo "$out" | tail -1)"
+assert_contains "$URI" "http://127.0.0.1:" "deploy prints the scoring URI last ($URI)"
+BASE="${URI%/score}"
+j="$(run_ok $K service show fm --json)"
+assert_eq "Running fmnist:1 True $URI" "$(jget "$j" '"%s %s %s %s" % (j["state"], j["model"], j["auth"], j["scoring_uri"])')" "service show: state, model, auth, URI"
+assert_contains "$(run_ok $K service list)" "fm" "service list names it"
+keys="$(run_ok $K service keys fm --json)"
+K1="$(jget "$keys" 'j["primary_key"]')"; K2="$(jget "$keys" 'j["secondary_key"]')"
+assert_eq "64 64 1" "${#K1} ${#K2} $([ "$K1" != "$K2" ] && echo 1)" "two different 64-hex-digit keys"
+pid1="$(jget "$j" 'j["pid"]')"
+
+# status URL [curl args...] : prints the HTTP status code, the body to $T/body
+status() { local u="$1"; shift; curl -s -m 20 -o "$T/body" -w '%{http_code}' "$@" "$u"; }
+auth=(-H "Authorization: Bearer $K1")
+
+# --- score the test set: the run's accuracy exactly, numpy's predictions --------------
+$PY - "$URI" "$K1" "$T/data" "$T/pred.json" "$run_acc" <<'EOF'
+import json, struct, sys, urllib.request
+uri, key, data, out, run_acc = sys.argv[1:6]
+b = open(data + "/t10k-images-idx3-ubyte", "rb").read()
+n, rows, cols = struct.unpack(">3I", b[4:16])
+lab = open(data + "/t10k-labels-idx1-ubyte", "rb").read()[8:]
+try:
+    import numpy as np
+    scale = np.float32(1.0 / 255.0)
+    X = (np.frombuffer(b[16:], np.uint8).reshape(n, rows * cols).astype(np.float32) * scale)
+    rowsv = [[float(v) for v in r] for r in X]
+except ImportError:
+    sc = struct.unpack("f", struct.pack("f", 1.0 / 255.0))[0]
+    f32 = lambda v: struct.unpack("f", struct.pack("f", v))[0]
+    rowsv = [[f32(p * sc) for p in b[16 + i * rows * cols:16 + (i + 1) * rows * cols]] for i in range(n)]
+preds, probs = [], []
+for s in range(0, n, 100):
+    req = urllib.request.Request(uri, data=json.dumps({"data": rowsv[s:s + 100]}).encode(),
+                                 headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
+    r = json.load(urllib.request.urlopen(req, timeout=60))
+    assert len(r["predictions"]) == len(r["probabilities"]) == min(100, n - s)
+    preds += r["predictions"]
+    probs += r["probabilities"]
+acc = sum(int(p == l) for p, l in zip(preds, lab)) / n
+print("served accuracy %.4f, the run's evaluation %s" % (acc, run_acc))
+assert "%.4f" % acc == run_acc, "accuracy differs"
+assert all(abs(sum(p) - 1) < 1e-4 and len(p) == 10 for p in probs), "probabilities do not sum to 1"
+assert all(max(range(10), key=lambda k: p[k]) == q for p, q in zip(probs, preds)), "predictions are not the argmax"
+json.dump({"predictions": preds}, open(out, "w"))
+EOF
+assert_eq 0 $? "1000 test images scored over HTTP: the same accuracy as the run's own evaluation ($run_acc)"
+if $PY -c "import numpy" 2>/dev/null; then
+  run_ok $K model download fmnist --to "$T/m" >/dev/null
+  $PY - "$T/m/outputs/model.npz" "$T/data" "$T/pred.json" <<'EOF'
+import json, struct, sys
+import numpy as np
+m = np.load(sys.argv[1]); data = sys.argv[2]
+b = open(data + "/t10k-images-idx3-ubyte", "rb").read()
+X = np.frombuffer(b[16:], np.uint8).reshape(-1, 784).astype(np.float32) * np.float32(1.0 / 255.0)
+h = np.maximum(X @ m["l1/W"].T + m["l1/b"], 0)
+h = np.maximum(h @ m["l2/W"].T + m["l2/b"], 0)
+y = h @ m["l3/W"].T + m["l3/b"]
+served = np.array(json.load(open(sys.argv[3]))["predictions"])
+ref = y.argmax(1)
+top2 = np.sort(y, 1)[:, -2:]
+diff = np.nonzero(served != ref)[0]
+# float32 sums in another order may only flip exact near-ties
+assert all(top2[i, 1] - top2[i, 0] < 1e-4 for i in diff), "predictions differ from numpy at %s" % diff[:10]
+print("numpy agrees on %d/%d predictions (the rest are ties within 1e-4)" % (len(ref) - len(diff), len(ref)))
+EOF
+  assert_eq 0 $? "the served predictions are numpy's predictions from model.npz"
+fi
+
+# --- bad input: each gets a JSON error with its status; the server survives --------------
+badcase() {  # CODE WHAT curl-args...
+  local code="$1" what="$2"; shift 2
+  local got; got="$(status "$@")"
+  local err; err="$($PY -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["status"], bool(j["error"]))' "$T/body" 2>&1)"
+  if [ "$got" == "$code" ] && [ "$err" == "$code True" ]; then ok "$what -> $code with a JSON error"
+  else fail "$what: expected $code and a JSON error, got $got: $(head -c 300 "$T/body")"; fi
+}
+one='{"data": [['"$($PY -c 'print(", ".join(["0.5"] * 784))')"']]}'
+assert_eq 200 "$(status "$URI" "${auth[@]}" -d "$one")" "one sample scores"
+badcase 401 "no Authorization header" "$URI" -d "$one"
+wrong="${K1%?}$([ "${K1: -1}" == 0 ] && echo 1 || echo 0)"
+badcase 401 "a wrong key (last digit changed)" "$URI" -H "Authorization: Bearer $wrong" -d "$one"
+badcase 401 "a key prefix" "$URI" -H "Authorization: Bearer ${K1:0:10}" -d "$one"
+badcase 401 "Basic instead of Bearer" "$URI" -H "Authorization: Basic $K1" -d "$one"
+assert_eq 200 "$(status "$URI" -H "Authorization: Bearer $K2" -d "$one")" "the secondary key works too"
+badcase 400 "malformed JSON" "$URI" "${auth[@]}" -d '{"data": [[1, 2'
+badcase 400 "not an object" "$URI" "${auth[@]}" -d '[1, 2, 3]'
+badcase 400 "no data field" "$URI" "${auth[@]}" -d '{"x": 1}'
+badcase 400 "empty batch" "$URI" "${auth[@]}" -d '{"data": []}'
+badcase 400 "empty body" "$URI" "${auth[@]}" -X POST
+badcase 400 "wrong input width" "$URI" "${auth[@]}" -d '{"data": [[1, 2, 3]]}'
+badcase 400 "a row that is not a list" "$URI" "${auth[@]}" -d '{"data": [5]}'
+badcase 400 "a string value" "$URI" "${auth[@]}" -d '{"data": [["a"]]}'
+badcase 400 "NaN" "$URI" "${auth[@]}" -d '{"data": [[NaN]]}'
+badcase 400 "Infinity" "$URI" "${auth[@]}" -d '{"data": [[Infinity]]}'
+badcase 400 "1e999 (inf)" "$URI" "${auth[@]}" -d "${one/0.5/1e999}"
+badcase 400 "1e300 (over float32)" "$URI" "${auth[@]}" -d "${one/0.5/-1e300}"
+badcase 400 "deep nesting" "$URI" "${auth[@]}" -d "$($PY -c 'print("[" * 5000 + "]" * 5000)')"
+head -c 17000000 /dev/zero | tr '\0' ' ' > "$T/big.json"
+badcase 413 "a 17 MB body (Content-Length over the limit)" "$URI" "${auth[@]}" --data-binary @"$T/big.json"
+badcase 413 "a 17 MB chunked body" "$URI" "${auth[@]}" -H "Transfer-Encoding: chunked" --data-binary @"$T/big.json"
+badcase 405 "GET /score" "$URI" "${auth[@]}"
+badcase 405 "DELETE /health" "$BASE/health" -X DELETE
+badcase 404 "an unknown path" "$BASE/score/x" "${auth[@]}" -d "$one"
+badcase 404 "the root" "$BASE/"
+# slow clients: a request that never finishes is closed after --timeout (2 s)
+t0=$SECONDS
+$PY - "${BASE#http://}" "$K1" <<'EOF'
+import socket, sys, time
+host, port = sys.argv[1].split(":")
+s = socket.create_connection((host, int(port)))
+s.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + sys.argv[2].encode() +
+          b"\r\nContent-Length: 100\r\n\r\n{\"da")
+s.settimeout(10)
+try:
+    r = s.recv(100)
+except socket.timeout:
+    sys.exit("the server kept a stalled connection open")
+sys.exit(0 if r == b"" or r.startswith(b"HTTP/1.1 4") else "unexpected: %r" % r)
+EOF
+rc=$?; dt=$((SECONDS - t0))
+assert_eq 0 $rc "a stalled client is disconnected (after ${dt}s)"
+[ $dt -ge 1 ] && [ $dt -le 8 ] && ok "by the 2 s timeout" || fail "disconnected after ${dt}s, not by the 2 s timeout"
+assert_eq 200 "$(status "$BASE/health")" "health is still OK after every bad request"
+assert_eq "$pid1" "$(jget "$(run_ok $K service show fm --json)" 'j["pid"]')" "the same server process answered everything"
+
+# --- concurrency: 8 clients x 25 single-sample requests, all answers right ----------------
+$PY - "$URI" "$K1" "$T/data" "$T/pred.json" <<'EOF'
+import json, struct, sys, threading, urllib.request
+uri, key, data, predf = sys.argv[1:5]
+b = open(data + "/t10k-images-idx3-ubyte", "rb").read()
+sc = struct.unpack("f", struct.pack("f", 1.0 / 255.0))[0]
+f32 = lambda v: struct.unpack("f", struct.pack("f", v))[0]
+ref = json.load(open(predf))["predictions"]
+bad = []
+def client(c):
+    for i in range(c * 25, c * 25 + 25):
+        row = [f32(p * sc) for p in b[16 + i * 784:16 + (i + 1) * 784]]
+        req = urllib.request.Request(uri, data=json.dumps({"data": [row]}).encode(), headers={"Authorization": "Bearer " + key})
+        r = json.load(urllib.request.urlopen(req, timeout=60))
+        if r["predictions"] != [ref[i]]:
+            bad.append(i)
+ts = [threading.Thread(target=client, args=(c,)) for c in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+sys.exit("wrong answers for %s" % bad[:10] if bad else 0)
+EOF
+assert_eq 0 $? "200 concurrent single-sample requests get the batch answers"
+
+# --- metrics -----------------------------------------------------------------------------
+assert_eq 200 "$(status "$BASE/metrics")" "GET /metrics"
+m="$(cat "$T/body")"
+for c in 200 400 401 404 405 413; do assert_contains "$m" "kusari_requests_total{service=\"fm\",code=\"$c\"}" "metrics count code $c"; done
+assert_contains "$m" 'kusari_request_duration_seconds_bucket{service="fm",le="+Inf"}' "latency histogram"
+n200="$(echo "$m" | sed -n 's/^kusari_requests_total{service="fm",code="200"} //p')"
+[ "${n200:-0}" -ge 212 ] && ok "200 count $n200 >= 212" || fail "200 count is $n200"
+
+# --- keys: restart keeps them; regenerate; redeploy keeps them -----------------------------
+run_ok $K service stop fm >/dev/null
+assert_eq "Stopped" "$(jget "$(run_ok $K service show fm --json)" 'j["state"]')" "service stop"
+assert_eq 000 "$(status "$BASE/health")" "nothing listens after stop"
+out="$(run_ok $K service start fm)"
+assert_eq "$URI" "$(echo "$out" | tail -1)" "service start: the same URI"
+assert_eq 200 "$(status "$URI" "${auth[@]}" -d "$one")" "the primary key still works after a restart"
+assert_eq "$keys" "$(run_ok $K service keys fm --json)" "the same keys after a restart"
+run_ok $K service keys fm --regenerate secondary >/dev/null
+K2n="$(jget "$(run_ok $K service keys fm --json)" 'j["secondary_key"]')"
+assert_eq "1 $K1" "$([ "$K2n" != "$K2" ] && echo 1) $(jget "$(run_ok $K service keys fm --json)" 'j["primary_key"]')" "regenerate secondary: new secondary, same primary"
+sleep 0.3
+assert_eq 401 "$(status "$URI" -H "Authorization: Bearer $K2" -d "$one")" "the old secondary key is refused at once"
+assert_eq 200 "$(status "$URI" -H "Authorization: Bearer $K2n" -d "$one")" "the new secondary key works"
+expect_fail "--regenerate takes 'primary' or 'secondary'" $K service keys fm --regenerate third
+out="$(run_ok $K model deploy fmnist --name fm --auth --workers 2)"
+assert_contains "$out" "redeploying with the same keys" "deploy again says so"
+assert_eq 200 "$(status "$URI" "${auth[@]}" -d "$one")" "the primary key works after a redeploy"
+kill -9 "$(jget "$(run_ok $K service show fm --json)" 'j["pid"]')"
+sleep 0.3
+j="$(run_ok $K service show fm --json)"
+assert_eq "Failed" "$(jget "$j" 'j["state"]')" "a killed server shows as Failed"
+assert_contains "$(jget "$j" 'j["error"]')" "is gone" "with the reason"
+run_ok $K service start fm >/dev/null
+assert_eq 200 "$(status "$URI" "${auth[@]}" -d "$one")" "and starts again"
+assert_contains "$(run_ok $K service logs fm)" "serving model fmnist:1" "service logs"
+
+# --- a Sequential CNN built through the API, against the library's offline logits ----------
+mkdir -p "$T/cnn/m"
+cc ${KUSARI_TEST_CFLAGS:-} -o "$T/cnn/service_model" "$REPO/tests/platform/service_model.c" -I"$KUSARI_INCLUDE_DIR" \
+  "$KUSARI_STATIC_LIB" $LIBS || die "cannot compile service_model.c"
+run_ok "$T/cnn/service_model" "$T/cnn/m" >/dev/null
+assert_eq 0 $? "the description API (Sequential save, error cases)"
+mv "$T/cnn/m/inputs.json" "$T/cnn/m/expected.json" "$T/cnn/"; rm -f "$T/cnn/m/bad.json"
+run_ok $K model register --name cnn --file "$T/cnn/m" >/dev/null
+URI2="$(run_ok $K model deploy cnn --name cnn --workers 1 | tail -1)"
+assert_eq 200 "$(status "$URI2" --data-binary @"$T/cnn/inputs.json")" "the CNN service scores without auth"
+$PY - "$T/body" "$T/cnn/expected.json" <<'EOF'
+import json, math, sys
+got = json.load(open(sys.argv[1])); exp = json.load(open(sys.argv[2]))
+assert got["predictions"] == exp["predictions"], (got["predictions"], exp["predictions"])
+for p, l in zip(got["probabilities"], exp["logits"]):
+    m = max(l); e = [math.exp(v - m) for v in l]; s = sum(e)
+    assert all(abs(a - b / s) < 1e-6 for a, b in zip(p, e)), (p, l)
+EOF
+assert_eq 0 $? "CNN (conv, BN, pooling, dropout) served: the library's predictions and softmax"
+badcase 400 "CNN: wrong width" "$URI2" -d '{"data": [[1, 2]]}'
+
+# --- a user scoring entry (--entry LIB) -----------------------------------------------------
+cat > "$T/entry.c" <<'C'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static char dir[4096];
+int init(const char *model_dir) { snprintf(dir, sizeof dir, "%s", model_dir); return 0; }
+char *run(const char *input_json) {
+  char *out = malloc(8192);
+  snprintf(out, 8192, "{\"entry\": true, \"bytes\": %zu, \"has_model\": %d}", strlen(input_json),
+           strstr(dir, "/model") != NULL);
+  return out;
+}
+C
+cc ${KUSARI_TEST_CFLAGS:-} -shared -fPIC -o "$T/myentry.so" "$T/entry.c" || die "cannot build the entry library"
+URI3="$(run_ok $K model deploy fmnist --name custom --entry "$T/myentry.so" --auth | tail -1)"
+K3="$(jget "$(run_ok $K service keys custom --json)" 'j["primary_key"]')"
+assert_eq "200" "$(status "$URI3" -H "Authorization: Bearer $K3" -d '{"x": [1, 2]}')" "the entry answers"
+assert_eq '{"entry": true, "bytes": 13, "has_model": 1}' "$(cat "$T/body")" "run(input_json) got the body, init(model_dir) the model"
+badcase 400 "entry: malformed JSON" "$URI3" -H "Authorization: Bearer $K3" -d '{'
+badcase 401 "entry: no key" "$URI3" -d '{}'
+expect_fail "is not a file" $K model deploy fmnist --name custom2 --entry "$T/nope.so"
+
+# --- a model without a description ---------------------------------------------------------
+mkdir -p "$T/raw"; cp "$T/m/outputs/model.npz" "$T/raw/"
+run_ok $K model register --name raw --file "$T/raw" >/dev/null
+expect_fail "has no model.json" $K model deploy raw --name rawsvc
+assert_eq "Failed" "$(jget "$(run_ok $K service show rawsvc --json)" 'j["state"]')" "it is recorded as Failed"
+
+# --- sanitizer reports of the servers (printed when they exit) -------------------------------
+for s in cnn custom; do run_ok $K service stop "$s" >/dev/null; done
+bad="$(grep -lE "AddressSanitizer|LeakSanitizer|runtime error:" "$WS"/services/*/server.log 2>/dev/null)"
+[ -z "$bad" ] || fail "sanitizer reports from servers: $(cat $bad | head -40)"
+
+# --- delete ----------------------------------------------------------------------------------
+pid="$(jget "$(run_ok $K service show fm --json)" 'j["pid"]')"
+run_ok $K service delete fm >/dev/null
+# (a zombie is not running: this sandbox's pid 1 may not reap it)
+st="$(sed 's/^.*) //' /proc/$pid/stat 2>/dev/null | cut -c1)"
+[ -z "$st" ] || [ "$st" == Z ] && ok "delete stops the server" || fail "the server process $pid still runs after delete ($st)"
+assert_eq 000 "$(status "$BASE/health")" "nothing listens after delete"
+expect_fail "no service named 'fm'" $K service show fm
+for s in cnn custom rawsvc; do run_ok $K service delete "$s" >/dev/null; done
+assert_eq "0" "$(sql 'SELECT count(*) FROM services')" "no services left"
+finish
