@@ -5,8 +5,8 @@
  * GEMMs, per-channel sums and bias, 2-d strided copies (concat), max and
  * average pooling, and batch normalization.
  *
- * Threads: every kernel splits its work over *independent outputs* (rows of
- * col, image planes, channels) on the OpenMP pool when the work is large
+ * Threads: every kernel splits its work over *independent outputs* (image
+ * planes, channels, rows) on the OpenMP pool when the work is large
  * (ks__cpu_threads_for). Each output is computed by one thread in a fixed
  * order, and no sum is ever split between threads, so the results are the
  * same bits on any number of threads (tests/lib/test_kernels_threads.c).
@@ -182,12 +182,6 @@ void ks__cpu_copy2d(int64_t rows, int64_t cols, const float *restrict src, int64
  * block's outputs (gcc vectorizes it), so every output still sees its taps
  * in (ky, kx) order: the first maximum wins, sums are in tap order. */
 #define KS_POOL_BLOCK 256
-#define KS_POOL_MAX_KW 64 /* taps whose column ranges are computed once per call */
-
-static void pool_tap_ranges(const ks_conv_geom *g, int64_t *lo, int64_t *hi) {
-  for (int64_t kx = 0; kx < g->kw && kx < KS_POOL_MAX_KW; kx++)
-    tap_range(kx - g->pw, g->sx, g->w, g->ow, &lo[kx], &hi[kx]);
-}
 
 /* the common 2x2 window with stride 2 and no padding: interior windows
  * unrolled (taps (0,0), (0,1), (1,0), (1,1), the first maximum wins), the
@@ -238,8 +232,8 @@ void ks__cpu_max_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
   if (pool_is_2x2s2(g)) { max_pool_2x2s2(g, x, y, idx); return; }
   const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
   const int T = ks__cpu_threads_for(planes * oh * ow * g->kh * g->kw, planes);
-  int64_t lo_kx[KS_POOL_MAX_KW], hi_kx[KS_POOL_MAX_KW];
-  pool_tap_ranges(g, lo_kx, hi_kx);
+  int64_t lo_t[KS_TAP_TABLE], hi_t[KS_TAP_TABLE];
+  tap_table(g, lo_t, hi_t); /* pooling geometries have dx = 1 */
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < planes; t++) {
     const float *restrict xp = x + t * h * w;
@@ -255,8 +249,7 @@ void ks__cpu_max_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
           for (int64_t kx = 0; kx < g->kw; kx++) {
             const int64_t offx = kx - g->pw;
             int64_t lo, hi;
-            if (kx < KS_POOL_MAX_KW) { lo = lo_kx[kx]; hi = hi_kx[kx]; }
-            else tap_range(offx, g->sx, w, ow, &lo, &hi);
+            tap_lookup(g, lo_t, hi_t, kx, &lo, &hi);
             lo = lo > o0 ? lo - o0 : 0;
             hi = hi - o0 < nb ? hi - o0 : nb;
             const float *restrict xr = xp + iy * w;
@@ -316,8 +309,8 @@ void ks__cpu_avg_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
   const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
   const float inv = 1.0f / (float)(g->kh * g->kw);
   const int T = ks__cpu_threads_for(planes * oh * ow * g->kh * g->kw, planes);
-  int64_t lo_kx[KS_POOL_MAX_KW], hi_kx[KS_POOL_MAX_KW];
-  pool_tap_ranges(g, lo_kx, hi_kx);
+  int64_t lo_t[KS_TAP_TABLE], hi_t[KS_TAP_TABLE];
+  tap_table(g, lo_t, hi_t); /* pooling geometries have dx = 1 */
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t t = 0; t < planes; t++) {
     const float *restrict xp = x + t * h * w;
@@ -332,8 +325,7 @@ void ks__cpu_avg_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
           for (int64_t kx = 0; kx < g->kw; kx++) {
             const int64_t offx = kx - g->pw;
             int64_t lo, hi;
-            if (kx < KS_POOL_MAX_KW) { lo = lo_kx[kx]; hi = hi_kx[kx]; }
-            else tap_range(offx, g->sx, w, ow, &lo, &hi);
+            tap_lookup(g, lo_t, hi_t, kx, &lo, &hi);
             lo = lo > o0 ? lo - o0 : 0;
             hi = hi - o0 < nb ? hi - o0 : nb;
             const float *restrict xr = xp + iy * w;
