@@ -279,8 +279,15 @@ typedef struct ks_bn_link_opts {
  * (ks_ctx_train) ks_batch_normalization with the batch statistics, updating
  * avg_mean / avg_var in place; in test mode ks_fixed_batch_normalization with
  * avg_mean / avg_var. opts NULL: KS_BN_LINK_DEFAULTS (fields are used as
- * given, so decay 0 keeps only the last batch). No fine-tuning mode: N stays 0. */
+ * given, so decay 0 keeps only the last batch). */
 ks_link *ks_batch_normalization_link_new(int64_t size, const ks_bn_link_opts *opts);
+/* Chainer's fine-tuning mode (bn(x, finetune=True)): while on, each
+ * train-mode forward does N += 1 and updates avg_mean / avg_var with decay
+ * 1 - 1/N, so they become the plain average of the batch statistics seen.
+ * ks_batch_normalization_link_start_finetuning sets N = 0 (Chainer's
+ * start_finetuning). KS_EINVAL when the link is not a BatchNormalization. */
+int ks_batch_normalization_link_set_finetune(ks_link *bn, int finetune);
+int ks_batch_normalization_link_start_finetuning(ks_link *bn);
 
 /* ---- Sequential (chainer.Sequential) ----------------------------------------------- */
 

@@ -12,6 +12,7 @@
 
 typedef struct bn_impl {
   double decay, eps;
+  int finetune;
   ks_var *gamma, *beta;
   ks_tensor *avg_mean, *avg_var;
   int64_t *N;
@@ -28,9 +29,14 @@ static ks_var *bn_forward(ks_ctx *ctx, ks_link *link, ks_var *x) {
     return NULL;
   }
   bn_impl *b = link->impl;
-  if (ctx && ks_ctx_train(ctx))
-    return ks_batch_normalization(ctx, x, b->gamma, b->beta, b->eps, b->avg_mean, b->avg_var,
-                                  b->decay);
+  if (ctx && ks_ctx_train(ctx)) {
+    double decay = b->decay;
+    if (b->finetune) decay = 1.0 - 1.0 / (double)(*b->N + 1);
+    ks_var *y = ks_batch_normalization(ctx, x, b->gamma, b->beta, b->eps, b->avg_mean, b->avg_var,
+                                       decay);
+    if (y && b->finetune) (*b->N)++;
+    return y;
+  }
   return ks_fixed_batch_normalization(ctx, x, b->gamma, b->beta, b->avg_mean, b->avg_var, b->eps);
 }
 
@@ -68,4 +74,26 @@ ks_link *ks_batch_normalization_link_new(int64_t size, const ks_bn_link_opts *op
 fail:
   ks_link_free(link);
   return NULL;
+}
+
+static bn_impl *as_bn(ks_link *link, const char *fn) {
+  if (!link || link->type_name != bn_type) {
+    ks_error_set(KS_EINVAL, "%s: link is not a BatchNormalization", fn);
+    return NULL;
+  }
+  return link->impl;
+}
+
+int ks_batch_normalization_link_set_finetune(ks_link *bn, int finetune) {
+  bn_impl *b = as_bn(bn, "ks_batch_normalization_link_set_finetune");
+  if (!b) return KS_EINVAL;
+  b->finetune = !!finetune;
+  return KS_OK;
+}
+
+int ks_batch_normalization_link_start_finetuning(ks_link *bn) {
+  bn_impl *b = as_bn(bn, "ks_batch_normalization_link_start_finetuning");
+  if (!b) return KS_EINVAL;
+  *b->N = 0;
+  return KS_OK;
 }

@@ -6,6 +6,7 @@
  *     Chainer's m / (m - 1) adjustment), 4-d and 2-d inputs;
  *   - gradient checks of x, gamma, beta in train and inference mode;
  *   - the link: train mode updates avg_mean / avg_var, test mode uses them,
+ *     fine-tuning mode averages the batch statistics and counts N,
  *     params are only gamma / beta (packing and optimizers leave the
  *     persistents alone), copyparams copies them;
  *   - npz: keys exactly Chainer's ("bn/gamma", "bn/beta", "bn/avg_mean",
@@ -283,6 +284,37 @@ static void test_bn__link_train_and_test_mode(void **state) {
   ks_link_free(m);
 }
 
+/* fine-tuning: avg_mean becomes the plain mean of the batch means seen,
+ * avg_var that of the adjusted variances; N counts them */
+static void test_bn__finetune(void **state) {
+  ks_link *bn = ks_batch_normalization_link_new(2, NULL);
+  TU_OK(ks_batch_normalization_link_set_finetune(bn, 1));
+  ks_rng rng;
+  ks_rng_seed(&rng, 31);
+  ks_ctx *ctx = ks_ctx_new();
+  double sm[2] = {0, 0}, sv[2] = {0, 0};
+  for (int it = 0; it < 3; it++) {
+    ks_tensor *xt = tu_uniform(&rng, 2, (int64_t[]){5, 2}, -1 + it, 2 + it);
+    double mean[2], var[2];
+    ref_stats(xt, mean, var);
+    for (int c = 0; c < 2; c++) { sm[c] += mean[c]; sv[c] += var[c] * 5.0 / 4.0; }
+    TU_NONNULL(ks_link_forward(ctx, bn, ks_var_new(ctx, xt, 0)));
+    ks_tensor_free(xt);
+    ks_ctx_reset(ctx);
+  }
+  assert_int_equal(*ks_link_persistent_int(bn, "N"), 3);
+  double wm[2] = {sm[0] / 3, sm[1] / 3}, wv[2] = {sv[0] / 3, sv[1] / 3};
+  tu_assert_close(ks_tensor_f32(ks_link_persistent(bn, "avg_mean")), wm, 2, 1e-6, 1e-5, "finetune avg_mean");
+  tu_assert_close(ks_tensor_f32(ks_link_persistent(bn, "avg_var")), wv, 2, 1e-6, 1e-5, "finetune avg_var");
+  TU_OK(ks_batch_normalization_link_start_finetuning(bn));
+  assert_int_equal(*ks_link_persistent_int(bn, "N"), 0);
+  ks_link *chain = ks_chain_new();
+  assert_int_equal(ks_batch_normalization_link_set_finetune(chain, 1), KS_EINVAL);
+  ks_link_free(chain);
+  ks_ctx_free(ctx);
+  ks_link_free(bn);
+}
+
 /* ---- npz ------------------------------------------------------------------------------------ */
 
 typedef struct { char keys[8][32]; int n; } keyset;
@@ -456,6 +488,7 @@ int main(void) {
     cmocka_unit_test(test_bn__fixed_forward),
     cmocka_unit_test(test_bn__gradients),
     cmocka_unit_test(test_bn__link_train_and_test_mode),
+    cmocka_unit_test(test_bn__finetune),
     cmocka_unit_test(test_bn__npz_round_trip),
     cmocka_unit_test(test_bn__npz_numpy),
     cmocka_unit_test(test_bn__errors),
