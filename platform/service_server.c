@@ -191,34 +191,145 @@ static ks_ctx *thread_ctx(void) {
   return ctx;
 }
 
-static enum MHD_Result score_builtin(struct MHD_Connection *c, req *r) {
+/* ---- input parsing -------------------------------------------------------------------- */
+/* The fast path: exactly {"data": [[n, ...], ...]} (any JSON whitespace), every
+ * row 'width' finite numbers. Numbers with at most 19 significant digits and
+ * a small decimal exponent are converted exactly like strtod (Clinger's fast
+ * path: the mantissa and the power of ten are exact doubles, so one rounding);
+ * others go through strtod. Anything else returns -1 and the request takes
+ * the cJSON path, which accepts any valid JSON and explains what is wrong. */
+static const double pow10_exact[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static const char *skip_ws(const char *p, const char *e) {
+  while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+  return p;
+}
+
+static const char *parse_num(const char *p, const char *e, double *out) {
+  const char *s = p;
+  int neg = 0;
+  if (p < e && *p == '-') { neg = 1; p++; }
+  if (p >= e || *p < '0' || *p > '9') return NULL;
+  uint64_t m = 0;
+  int digits = 0, exp10 = 0;
+  if (*p == '0') p++;
+  else
+    for (; p < e && *p >= '0' && *p <= '9'; p++) {
+      if (digits < 19) { m = m * 10 + (uint64_t)(*p - '0'); if (m) digits++; }
+      else exp10++;
+    }
+  if (p < e && *p == '.') {
+    p++;
+    if (p >= e || *p < '0' || *p > '9') return NULL;
+    for (; p < e && *p >= '0' && *p <= '9'; p++)
+      if (digits < 19) { m = m * 10 + (uint64_t)(*p - '0'); if (m) digits++; exp10--; }
+  }
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    p++;
+    int eneg = 0, ev = 0;
+    if (p < e && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+    if (p >= e || *p < '0' || *p > '9') return NULL;
+    for (; p < e && *p >= '0' && *p <= '9'; p++)
+      if (ev < 100000) ev = ev * 10 + (*p - '0');
+    exp10 += eneg ? -ev : ev;
+  }
+  if (m < (1ull << 53) && exp10 >= -22 && exp10 <= 22) {
+    double v = (double)m;
+    v = exp10 < 0 ? v / pow10_exact[-exp10] : v * pow10_exact[exp10];
+    *out = neg ? -v : v;
+    return p;
+  }
+  char buf[64];
+  size_t l = (size_t)(p - s);
+  if (l >= sizeof buf) return NULL;
+  memcpy(buf, s, l);
+  buf[l] = '\0';
+  *out = strtod(buf, NULL);
+  return p;
+}
+
+static int parse_fast(const char *s, size_t len, int64_t width, float **xo, int64_t *no) {
+  const char *p = s, *e = s + len;
+  p = skip_ws(p, e);
+  if (p >= e || *p++ != '{') return -1;
+  p = skip_ws(p, e);
+  if (e - p < 6 || memcmp(p, "\"data\"", 6) != 0) return -1;
+  p = skip_ws(p + 6, e);
+  if (p >= e || *p++ != ':') return -1;
+  p = skip_ws(p, e);
+  if (p >= e || *p++ != '[') return -1;
+  size_t cap = 16, n = 0;
+  float *x = malloc(cap * (size_t)width * sizeof *x);
+  if (!x) return -1;
+  for (;;) {
+    p = skip_ws(p, e);
+    if (p >= e || *p++ != '[') goto bad;
+    if (n == cap) {
+      cap *= 2;
+      float *nx = realloc(x, cap * (size_t)width * sizeof *nx);
+      if (!nx) goto bad;
+      x = nx;
+    }
+    float *row = x + n * (size_t)width;
+    for (int64_t k = 0;; k++) {
+      p = skip_ws(p, e);
+      double v;
+      if (k >= width || !(p = parse_num(p, e, &v))) goto bad;
+      float f = (float)v;
+      if (!isfinite(f)) goto bad;
+      row[k] = f;
+      p = skip_ws(p, e);
+      if (p < e && *p == ',') { p++; continue; }
+      if (p < e && *p == ']' && k == width - 1) { p++; break; }
+      goto bad;
+    }
+    n++;
+    p = skip_ws(p, e);
+    if (p < e && *p == ',') { p++; continue; }
+    if (p < e && *p == ']') { p++; break; }
+    goto bad;
+  }
+  p = skip_ws(p, e);
+  if (p >= e || *p++ != '}') goto bad;
+  p = skip_ws(p, e);
+  if (p != e) goto bad;
+  *xo = x;
+  *no = (int64_t)n;
+  return 0;
+bad:
+  free(x);
+  return -1;
+}
+
+/* The general path (cJSON): any valid JSON; on a problem answers with its
+ * error and returns -1 (*rc set). */
+static int parse_slow(struct MHD_Connection *c, req *r, int64_t width, float **xo, int64_t *no, enum MHD_Result *rc) {
   const char *perr = NULL;
   cJSON *j = cJSON_ParseWithLengthOpts(r->body ? r->body : "", r->n + 1, &perr, 1);
   if (!j) {
     size_t at = perr && r->body && perr >= r->body ? (size_t)(perr - r->body) : 0;
-    return send_err(c, r, 400, "malformed JSON (near byte %zu); send {\"data\": [[...], ...]}", at);
+    *rc = send_err(c, r, 400, "malformed JSON (near byte %zu); send {\"data\": [[...], ...]}", at);
+    return -1;
   }
-  enum MHD_Result rc;
   float *x = NULL;
-  obuf o = {0};
   const cJSON *data = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "data") : NULL;
-  const int64_t width = kp_scorer_width(S.scorer);
   if (!cJSON_IsArray(data)) {
-    rc = send_err(c, r, 400, "the body must be a JSON object with \"data\": a list of inputs, each a list of %lld numbers",
-                  (long long)width);
-    goto out;
+    *rc = send_err(c, r, 400, "the body must be a JSON object with \"data\": a list of inputs, each a list of %lld numbers",
+                   (long long)width);
+    goto bad;
   }
   int64_t n = cJSON_GetArraySize(data);
-  if (n == 0) { rc = send_err(c, r, 400, "empty batch: \"data\" holds no inputs"); goto out; }
+  if (n == 0) { *rc = send_err(c, r, 400, "empty batch: \"data\" holds no inputs"); goto bad; }
   x = malloc((size_t)n * (size_t)width * sizeof *x);
-  if (!x) { rc = send_err(c, r, 500, "out of memory for %lld inputs", (long long)n); goto out; }
+  if (!x) { *rc = send_err(c, r, 500, "out of memory for %lld inputs", (long long)n); goto bad; }
   int64_t i = 0;
   const cJSON *row;
   cJSON_ArrayForEach(row, data) {
     if (!cJSON_IsArray(row)) {
-      rc = send_err(c, r, 400, "input %lld is not a list of numbers (each input is a flattened list of %lld numbers)",
-                    (long long)i, (long long)width);
-      goto out;
+      *rc = send_err(c, r, 400, "input %lld is not a list of numbers (each input is a flattened list of %lld numbers)",
+                     (long long)i, (long long)width);
+      goto bad;
     }
     int64_t k = 0;
     const cJSON *v;
@@ -226,35 +337,50 @@ static enum MHD_Result score_builtin(struct MHD_Connection *c, req *r) {
     cJSON_ArrayForEach(v, row) {
       if (k >= width) break;
       if (!cJSON_IsNumber(v)) {
-        rc = send_err(c, r, 400, "input %lld, value %lld is not a number", (long long)i, (long long)k);
-        goto out;
+        *rc = send_err(c, r, 400, "input %lld, value %lld is not a number", (long long)i, (long long)k);
+        goto bad;
       }
       float f = (float)v->valuedouble;
       if (!isfinite(f)) {
-        rc = send_err(c, r, 400, "input %lld, value %lld is not a finite float32 number", (long long)i, (long long)k);
-        goto out;
+        *rc = send_err(c, r, 400, "input %lld, value %lld is not a finite float32 number", (long long)i, (long long)k);
+        goto bad;
       }
       dst[k++] = f;
     }
     int64_t got = cJSON_GetArraySize(row);
     if (got != width) {
-      rc = send_err(c, r, 400, "input %lld has %lld values; the model takes %lld", (long long)i, (long long)got,
-                    (long long)width);
-      goto out;
+      *rc = send_err(c, r, 400, "input %lld has %lld values; the model takes %lld", (long long)i, (long long)got,
+                     (long long)width);
+      goto bad;
     }
     i++;
   }
+  cJSON_Delete(j);
+  *xo = x;
+  *no = n;
+  return 0;
+bad:
+  free(x);
+  cJSON_Delete(j);
+  return -1;
+}
+
+static enum MHD_Result score_builtin(struct MHD_Connection *c, req *r) {
+  const int64_t width = kp_scorer_width(S.scorer);
+  float *x = NULL;
+  int64_t n = 0;
+  enum MHD_Result rc;
+  if (parse_fast(r->body, r->n, width, &x, &n) != 0 && parse_slow(c, r, width, &x, &n, &rc) != 0) return rc;
+  obuf o = {0}, pr = {0};
   ks_ctx *ctx = thread_ctx();
   if (!ctx) { rc = send_err(c, r, 500, "out of memory"); goto out; }
   const int64_t C = kp_scorer_classes(S.scorer);
-  obuf pr = {0};
   oput(&o, "{\"predictions\": [");
   oput(&pr, "], \"probabilities\": [");
   for (int64_t s0 = 0; s0 < n; s0 += CHUNK_ROWS) {
     int64_t m = n - s0 < CHUNK_ROWS ? n - s0 : CHUNK_ROWS;
     const float *y = kp_scorer_run(S.scorer, ctx, x + s0 * width, m);
     if (!y) {
-      free(pr.s);
       rc = send_err(c, r, 500, "scoring failed: %s", ks_error_last());
       ks_ctx_reset(ctx);
       goto out;
@@ -275,14 +401,13 @@ static enum MHD_Result score_builtin(struct MHD_Connection *c, req *r) {
   }
   oput(&pr, "]}\n");
   if (!pr.oom) oput(&o, "%s", pr.s);
-  free(pr.s);
   if (o.oom || pr.oom) { rc = send_err(c, r, 500, "out of memory writing the answer"); goto out; }
   rc = send_buf(c, r, 200, o.s, o.n, "application/json", 1);
   o.s = NULL;
 out:
+  free(pr.s);
   free(o.s);
   free(x);
-  cJSON_Delete(j);
   return rc;
 }
 

@@ -47,6 +47,7 @@ typedef struct conv_impl_m {
 } conv_impl_m;
 typedef struct bn_impl_m {
   double decay, eps;
+  int finetune;
   ks_var *gamma, *beta;
   ks_tensor *avg_mean, *avg_var;
   int64_t *N;

@@ -153,6 +153,8 @@ badcase() {  # CODE WHAT curl-args...
 }
 one='{"data": [['"$($PY -c 'print(", ".join(["0.5"] * 784))')"']]}'
 assert_eq 200 "$(status "$URI" "${auth[@]}" -d "$one")" "one sample scores"
+assert_eq 200 "$(status "$URI" "${auth[@]}" -d "${one%\}}, \"id\": [7, {\"x\": null}]}")" "other fields are ignored (the general JSON path)"
+assert_eq 200 "$(status "$URI" "${auth[@]}" -d "$(echo "$one" | sed 's/, /,\n\t /g; s/\[\[/[ [ /')")" "any JSON whitespace"
 badcase 401 "no Authorization header" "$URI" -d "$one"
 wrong="${K1%?}$([ "${K1: -1}" == 0 ] && echo 1 || echo 0)"
 badcase 401 "a wrong key (last digit changed)" "$URI" -H "Authorization: Bearer $wrong" -d "$one"
