@@ -1207,11 +1207,15 @@ static int sweep_resume(int argc, char **argv) {
     kp_hint("start a new sweep with \"warm_start\": [\"%s\"] to build on its results", s.id);
     goto out;
   }
+  /* this process stands in as the parent's supervisor until the new
+   * controller registers, so a concurrent reconciliation does not fail it */
   if (kp_db_prepare(&ws, &st,
-                    "UPDATE runs SET status='Running', ended=NULL, error=NULL, supervisor_pid=NULL, supervisor_start=NULL"
+                    "UPDATE runs SET status='Running', ended=NULL, error=NULL, supervisor_pid=?, supervisor_start=?"
                     " WHERE id=? AND status='Failed'") != 0)
     goto out;
-  kp_bind_text(st, 1, s.id);
+  sqlite3_bind_int(st, 1, (int)getpid());
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)kp_proc_start(getpid()));
+  kp_bind_text(st, 3, s.id);
   int ok = kp_db_done(&ws, st) == 0 && sqlite3_changes(ws.db) == 1;
   sqlite3_finalize(st);
   if (!ok) { kp_err("sweep %s changed meanwhile; try again", s.id); goto out; }

@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define KP_SCHEMA_VERSION 3
+#define KP_SCHEMA_VERSION 4
 
 /* ---- command table ------------------------------------------------------ */
 typedef struct kp_cmd {

@@ -5,6 +5,7 @@
  * Global option (accepted anywhere before a "--"): --workspace DIR.
  */
 #include "kp.h"
+#include "kusari/backend.h" /* ks_blas_corename, ks_blas_suggested_coretype */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 char kp_self_exe[4096];
 int kp_cmd_service(int argc, char **argv);  /* cmd_service.c */
+int kp_cmd_sweep(int argc, char **argv);    /* cmd_sweep.c */
 
 static const char top_help[] =
   "usage: kusari [--workspace DIR] COMMAND [SUBCOMMAND] [OPTIONS]\n"
@@ -42,6 +44,7 @@ static const kp_cmd top_cmds[] = {
   {"run", kp_cmd_run, "submit runs and watch them: wait, list, show, logs, files, metrics", NULL},
   {"log", kp_cmd_log, "log a metric or tag to the current run (from shell or Python entries)", NULL},
   {"model", kp_cmd_model, "register, list, show, download and delete models", NULL},
+  {"sweep", kp_cmd_sweep, "hyperparameter sweeps: submit, show, best, wait, cancel, resume, list", NULL},
   {"service", kp_cmd_service, "scoring services of deployed models: list, show, logs, keys, start, stop, delete", NULL},
   {NULL, NULL, NULL, NULL},
 };
@@ -106,6 +109,10 @@ int main(int argc, char **argv) {
   argv[argc] = NULL;
   if (argc >= 2 && !strcmp(argv[1], "--version")) {
     printf("kusari 0.1.0 (schema %d)\n", KP_SCHEMA_VERSION);
+    const char *coretype = ks_blas_suggested_coretype();
+    printf("BLAS: OpenBLAS %s kernels", ks_blas_corename());
+    if (coretype) printf("; runs get OPENBLAS_CORETYPE=%s", coretype);
+    printf("\n");
     return 0;
   }
   if (argc >= 2 && !strcmp(argv[1], "__supervise")) return kp_cmd_supervise(argc - 1, argv + 1);

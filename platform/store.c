@@ -75,6 +75,14 @@ static const char *const migrations[] = {
   "  max_body INTEGER NOT NULL, timeout INTEGER NOT NULL, primary_key TEXT NOT NULL,\n"
   "  secondary_key TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER, pid_start INTEGER, error TEXT,\n"
   "  created REAL NOT NULL, started REAL, stopped REAL);\n",
+  /* 3 -> 4: hyperparameter sweeps (platform/cmd_sweep.c): the parent run's
+   * resolved sweep file, and one trial per child run */
+  "CREATE TABLE IF NOT EXISTS sweeps(run_id TEXT PRIMARY KEY, spec TEXT NOT NULL, env_json TEXT, stop_reason TEXT,\n"
+  "  created REAL NOT NULL);\n"
+  "CREATE TABLE IF NOT EXISTS sweep_trials(sweep_id TEXT NOT NULL, idx INTEGER NOT NULL, params TEXT NOT NULL, run_id TEXT,\n"
+  "  evaluated INTEGER NOT NULL DEFAULT 0, decision TEXT, error TEXT, created REAL NOT NULL,\n"
+  "  PRIMARY KEY(sweep_id, idx));\n"
+  "CREATE INDEX IF NOT EXISTS runs_by_parent ON runs(parent_id);\n",
 };
 
 /* 1 -> 2: runs.prepared and runs.cancel_reason joined schema 1 during its
@@ -97,7 +105,7 @@ static int migrate_1_to_2(kp_ws *ws) {
 }
 
 /* migration_fns[i], when set, runs after migrations[i] (same transaction) */
-static int (*const migration_fns[])(kp_ws *) = {NULL, migrate_1_to_2, NULL};
+static int (*const migration_fns[])(kp_ws *) = {NULL, migrate_1_to_2, NULL, NULL};
 _Static_assert(sizeof migrations / sizeof migrations[0] == KP_SCHEMA_VERSION, "one migration per version");
 _Static_assert(sizeof migration_fns / sizeof migration_fns[0] == KP_SCHEMA_VERSION, "one migration per version");
 
