@@ -159,6 +159,8 @@ static int start_server(kp_ws *ws, const char *name, int *port) {
   int rc = kp_db_done(ws, st);
   sqlite3_finalize(st);
   if (rc != 0) return -1;
+  /* like runs: OpenBLAS's own choice of kernels where Debian's build does not know the CPU */
+  const char *coretype = ks_blas_suggested_coretype();
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return kp_err("cannot create a pipe: %s", strerror(errno));
   fflush(NULL);
@@ -174,6 +176,7 @@ static int start_server(kp_ws *ws, const char *name, int *port) {
     int out = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (in >= 0) dup2(in, 0);
     if (out >= 0) { dup2(out, 1); dup2(out, 2); }
+    if (coretype && !getenv("OPENBLAS_CORETYPE")) setenv("OPENBLAS_CORETYPE", coretype, 1);
     char fdbuf[16];
     snprintf(fdbuf, sizeof fdbuf, "%d", wfd);
     char *argv[] = {kp_self_exe, "--workspace", ws->root, "service", "serve", (char *)name, "--ready-fd", fdbuf, NULL};

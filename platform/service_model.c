@@ -7,6 +7,7 @@
  */
 #include "service.h"
 
+#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
@@ -20,6 +21,7 @@ typedef enum step_kind { ST_LINK, ST_RELU, ST_TANH, ST_SIGMOID, ST_LOG_SOFTMAX, 
 typedef struct step {
   step_kind kind;
   ks_link *link;        /* ST_LINK (a child of the chain) */
+  int linear;           /* the link is a Linear */
   ks_pool2d_opts pool;
 } step;
 
@@ -33,12 +35,38 @@ struct kp_scorer {
   char desc_path[4096];
 };
 
+/* Up to this many samples, a Linear runs as one sgemv per sample instead of
+ * the library's GEMM, which packs all of W on every call (for one sample
+ * that copy costs more than the product itself). Same math (x W^T + b in
+ * float32), another summation order: results may differ from a batched
+ * evaluation in the last bits. */
+#define GEMV_MAX_ROWS 4
+
+static ks_var *linear_small(ks_ctx *ctx, ks_link *l, ks_var *x) {
+  ks_var *W = ks_link_param(l, "W"), *b = ks_link_param(l, "b");
+  const int64_t out = W->data->shape[0], in = W->data->shape[1], n = x->data->shape[0];
+  if (x->data->dtype != KS_F32 || x->data->size != n * in) return ks_link_forward(ctx, l, x);
+  ks_tensor *yt = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){n, out});
+  if (!yt) return NULL;
+  const float *xv = ks_tensor_f32(x->data), *wv = ks_tensor_f32(W->data);
+  float *yv = ks_tensor_f32(yt);
+  for (int64_t i = 0; i < n; i++) {
+    if (b) memcpy(yv + i * out, ks_tensor_f32(b->data), (size_t)out * sizeof(float));
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)out, (blasint)in, 1.0f, wv, (blasint)in, xv + i * in, 1,
+                b ? 1.0f : 0.0f, yv + i * out, 1);
+  }
+  return ks_var_new(ctx, yt, 0);
+}
+
 static ks_var *chain_forward(ks_ctx *ctx, ks_link *self, ks_var *x) {
   const kp_scorer *s = ks_link_user(self);
   for (int i = 0; i < s->nsteps && x; i++) {
     const step *st = &s->steps[i];
     switch (st->kind) {
-      case ST_LINK: x = ks_link_forward(ctx, st->link, x); break;
+      case ST_LINK:
+        x = st->linear && x->data->shape[0] <= GEMV_MAX_ROWS ? linear_small(ctx, st->link, x)
+                                                             : ks_link_forward(ctx, st->link, x);
+        break;
       case ST_RELU: x = ks_relu(ctx, x); break;
       case ST_TANH: x = ks_tanh(ctx, x); break;
       case ST_SIGMOID: x = ks_sigmoid(ctx, x); break;
@@ -229,6 +257,7 @@ static int build(kp_scorer *s, const cJSON *j, char *err, size_t errn) {
       }
       st->kind = ST_LINK;
       st->link = ks_link_child(s->chain, nm->valuestring);
+      st->linear = !strcmp(type, "linear");
     }
     i++;
   }
