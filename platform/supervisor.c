@@ -19,6 +19,7 @@
  */
 #include "kp.h"
 #include "kusari/error.h"
+#include "kusari/backend.h" /* ks_blas_suggested_coretype */
 #include "kusari/run.h"
 
 #include <cjson/cJSON.h>
@@ -602,6 +603,13 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
   KP_SETENV("KUSARI_METRICS_CHANNEL=%s/channel", s->rd);
   KP_SETENV("KUSARI_UPLOAD_DIR=%s/uploads", s->rd);
   if (!getenv("PYTHONUNBUFFERED")) KP_SETENV("PYTHONUNBUFFERED=1");
+  /* Debian's OpenBLAS falls back to generic kernels on CPUs newer than it;
+   * give the entry the kernel set that fits, unless someone chose one (see
+   * docs/ARCHITECTURE.md, "OpenBLAS on CPUs newer than it"). */
+  const char *coretype = ks_blas_suggested_coretype();
+  if (coretype && !getenv("OPENBLAS_CORETYPE") &&
+      !(vars && cJSON_GetObjectItemCaseSensitive(vars, "OPENBLAS_CORETYPE")))
+    KP_SETENV("OPENBLAS_CORETYPE=%s", coretype);
   cJSON *v;
   cJSON_ArrayForEach(v, vars)
     if (cJSON_IsString(v) && v->string) KP_SETENV("%s=%s", v->string, v->valuestring);

@@ -12,6 +12,7 @@ PACKAGES=(
   libmicrohttpd-dev          # HTTP servers
   libcurl4-openssl-dev       # HTTP client
   libcairo2-dev              # PNG plots
+  libssl-dev                 # sha256 of the blob store (libcrypto)
   libcmocka-dev              # unit tests
   python3 python3-numpy      # npz round-trips against numpy in the tests
   dataset-fashion-mnist      # the reference data set (/usr/share/datasets/fashion-mnist)
