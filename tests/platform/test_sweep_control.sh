@@ -32,8 +32,15 @@ ref="$(run_ok $K sweep submit "$T/ref.json" | tail -1)"
 # --- kill -9 of the controller, then resume -----------------------------------------------------------
 sweep_file res '"max_total_runs": 6, "max_concurrent_runs": 2' '["--epochs", "3", "--sleep", "0.3"]'
 sw="$(run_ok $K sweep submit "$T/res.json" | tail -1)"
+# kill it while it is idle: 2 children done and every child it submitted is
+# up under its own supervisor (a controller killed inside kp_run_submit can
+# leave a child whose supervisor dies on the closed start pipe: SIGPIPE)
 for _ in $(seq 1 200); do
-  [ "$(sql "SELECT count(*) FROM runs WHERE parent_id='$sw' AND status='Completed'")" -ge 2 ] && break; sleep 0.1
+  [ "$(sql "SELECT (SELECT count(*) FROM runs WHERE parent_id='$sw' AND status='Completed') >= 2
+            AND (SELECT count(*) FROM sweep_trials WHERE sweep_id='$sw') = (SELECT count(*) FROM runs WHERE parent_id='$sw')
+            AND (SELECT count(*) FROM runs WHERE parent_id='$sw' AND status NOT IN ('Completed','Failed','Canceled')) = 2
+            AND (SELECT count(*) FROM runs WHERE parent_id='$sw' AND supervisor_pid IS NULL) = 0")" = 1 ] && break
+  sleep 0.05
 done
 cpid="$(sql "SELECT supervisor_pid FROM runs WHERE id='$sw'")"
 kill -9 "$cpid" && ok "killed the controller (pid $cpid) after 2 children completed"
@@ -44,6 +51,16 @@ assert_eq 1 $rc "sweep wait exits 1 when the controller died"
 assert_contains "$err" "kusari sweep resume $sw" "and says how to resume"
 assert_eq Failed "$(jget "$($K sweep show "$sw" --json)" 'j["status"]')" "the parent run ended Failed (reconciled)"
 sleep 1  # children keep running without their controller
+# the two windows a controller can die in: after recording a trial but before
+# submitting its child (the next index, recorded with the point an
+# uninterrupted sweep draws), and after submitting it but before linking it
+run_ok $K sweep wait "$ref" --timeout 60 >/dev/null
+n="$(sql "SELECT count(*) FROM sweep_trials WHERE sweep_id='$sw'")"
+if [ "$n" -lt 6 ]; then
+  p="$(sql "SELECT params FROM sweep_trials WHERE sweep_id='$ref' AND idx=$n")"
+  sql "INSERT INTO sweep_trials(sweep_id, idx, params, created) VALUES('$sw', $n, '$p', 0)"
+fi
+sql "UPDATE sweep_trials SET run_id=NULL WHERE sweep_id='$sw' AND idx=0"
 out="$(run_ok $K sweep resume "$sw")"
 assert_eq "$sw" "$(echo "$out" | tail -1)" "sweep resume prints the id"
 expect_fail "is running" $K sweep resume "$sw"
@@ -57,7 +74,9 @@ done
 assert_eq 0 "$(sql "SELECT count(*) FROM runs WHERE parent_id='$sw' AND status!='Completed'")" "every child Completed"
 run_ok $K sweep wait "$ref" --timeout 60 >/dev/null
 assert_eq "$(params "$ref")" "$(params "$sw")" "the resumed sweep sampled exactly the points of an uninterrupted one (seed 11)"
-assert_contains "$(cat "$WS/runs/$sw/controller.log")" "controller" "controller.log kept across the restart"
+clog="$(cat "$WS/runs/$sw/controller.log")"
+assert_contains "$clog" "trial 0: linked its run" "a child submitted but not linked is linked, not submitted again"
+[ "$n" -lt 6 ] && assert_contains "$clog" "trial $n: recorded but never submitted (restart); submitting it now" "a trial recorded but never submitted is submitted"
 
 # --- max_duration_minutes: running children are canceled, the sweep ends ------------------------------
 sweep_file dur '"max_total_runs": 10, "max_concurrent_runs": 2, "max_duration_minutes": 0.05' '["--epochs", "100", "--sleep", "0.2"]'
