@@ -212,18 +212,20 @@ static const char *parse_num(const char *p, const char *e, double *out) {
   if (p < e && *p == '-') { neg = 1; p++; }
   if (p >= e || *p < '0' || *p > '9') return NULL;
   uint64_t m = 0;
-  int digits = 0, exp10 = 0;
+  int digits = 0, exp10 = 0, dropped = 0;  /* dropped: a digit did not fit in m (not exact) */
   if (*p == '0') p++;
   else
     for (; p < e && *p >= '0' && *p <= '9'; p++) {
       if (digits < 19) { m = m * 10 + (uint64_t)(*p - '0'); if (m) digits++; }
-      else exp10++;
+      else { exp10++; dropped |= *p != '0'; }
     }
   if (p < e && *p == '.') {
     p++;
     if (p >= e || *p < '0' || *p > '9') return NULL;
-    for (; p < e && *p >= '0' && *p <= '9'; p++)
+    for (; p < e && *p >= '0' && *p <= '9'; p++) {
       if (digits < 19) { m = m * 10 + (uint64_t)(*p - '0'); if (m) digits++; exp10--; }
+      else dropped |= *p != '0';
+    }
   }
   if (p < e && (*p == 'e' || *p == 'E')) {
     p++;
@@ -234,7 +236,7 @@ static const char *parse_num(const char *p, const char *e, double *out) {
       if (ev < 100000) ev = ev * 10 + (*p - '0');
     exp10 += eneg ? -ev : ev;
   }
-  if (m < (1ull << 53) && exp10 >= -22 && exp10 <= 22) {
+  if (!dropped && m < (1ull << 53) && exp10 >= -22 && exp10 <= 22) {
     double v = (double)m;
     v = exp10 < 0 ? v / pow10_exact[-exp10] : v * pow10_exact[exp10];
     *out = neg ? -v : v;

@@ -155,6 +155,17 @@ one='{"data": [['"$($PY -c 'print(", ".join(["0.5"] * 784))')"']]}'
 assert_eq 200 "$(status "$URI" "${auth[@]}" -d "$one")" "one sample scores"
 assert_eq 200 "$(status "$URI" "${auth[@]}" -d "${one%\}}, \"id\": [7, {\"x\": null}]}")" "other fields are ignored (the general JSON path)"
 assert_eq 200 "$(status "$URI" "${auth[@]}" -d "$(echo "$one" | sed 's/, /,\n\t /g; s/\[\[/[ [ /')")" "any JSON whitespace"
+# the same numbers written four ways (the fast path, the strtod fallback for
+# long mantissas, the cJSON path) give the same bits
+v1="${one//0.5/0.1}"
+a1="$(status "$URI" "${auth[@]}" -d "$v1")$(cat "$T/body")"
+a2="$(status "$URI" "${auth[@]}" -d "${one//0.5/1e-1}")$(cat "$T/body")"
+a3="$(status "$URI" "${auth[@]}" -d "${one//0.5/0.1000000000000000055511151231257827021181583404541015625}")$(cat "$T/body")"
+a4="$(status "$URI" "${auth[@]}" -d "{\"x\": 0, ${v1#\{}")$(cat "$T/body")"
+assert_contains "$a1" '200{"predictions": [' "0.1 everywhere scores"
+assert_eq "$a1" "$a2" "0.1 and 1e-1 give the same answer"
+assert_eq "$a1" "$a3" "and 0.1 with 55 digits (strtod)"
+assert_eq "$a1" "$a4" "and the general JSON path (another field first)"
 badcase 401 "no Authorization header" "$URI" -d "$one"
 wrong="${K1%?}$([ "${K1: -1}" == 0 ] && echo 1 || echo 0)"
 badcase 401 "a wrong key (last digit changed)" "$URI" -H "Authorization: Bearer $wrong" -d "$one"
