@@ -51,6 +51,7 @@ typedef struct server {
   char keys[2][KEY_LEN + 1];
   pthread_rwlock_t key_lock;
   size_t max_body;
+  double body_deadline;  /* seconds a request's body may take in all (trickling clients) */
   pthread_key_t ctx_key;
   /* metrics */
   atomic_ullong by_code[600];
@@ -480,6 +481,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
   if (*upload_size) {
     size_t k = *upload_size;
     *upload_size = 0;
+    /* the idle timeout does not catch a client that sends a byte now and
+     * then: the whole body has 3 x --timeout seconds */
+    if (mono() - r->t0 > S.body_deadline) {
+      slog("a request body took over %.0f s (a trickling client); connection closed", S.body_deadline);
+      atomic_fetch_add_explicit(&S.by_code[408], 1, memory_order_relaxed);
+      return MHD_NO;
+    }
     if (r->too_big) return MHD_YES;
     if (r->n + k > S.max_body) {
       r->too_big = 1;
@@ -692,6 +700,7 @@ int kp_service_serve(int argc, char **argv) {
   snprintf(S.model, sizeof S.model, "%s:%lld", row.model_name, row.model_version);
   S.auth = row.auth;
   S.max_body = (size_t)row.max_body;
+  S.body_deadline = 3.0 * row.timeout;
   snprintf(dir, sizeof dir, "%s/services/%s", ws.root, S.name);
   snprintf(mdir, sizeof mdir, "%s/model", dir);
   if (materialize(&ws, &row, mdir) != 0) { snprintf(err, sizeof err, "cannot write the model's files into %s", mdir); goto fail; }

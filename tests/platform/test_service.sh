@@ -210,6 +210,26 @@ EOF
 rc=$?; dt=$((SECONDS - t0))
 assert_eq 0 $rc "a stalled client is disconnected (after ${dt}s)"
 [ $dt -ge 1 ] && [ $dt -le 8 ] && ok "by the 2 s timeout" || fail "disconnected after ${dt}s, not by the 2 s timeout"
+# a client trickling its body (a byte every 0.5 s) is cut after 3 x the timeout
+t0=$SECONDS
+$PY - "${BASE#http://}" "$K1" <<'EOF'
+import socket, sys, time
+host, port = sys.argv[1].split(":")
+s = socket.create_connection((host, int(port)))
+s.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + sys.argv[2].encode() +
+          b"\r\nContent-Length: 100000\r\n\r\n{")
+t0 = time.time()
+try:
+    while time.time() - t0 < 20:
+        s.sendall(b" ")
+        time.sleep(0.5)
+except OSError:
+    sys.exit(0)
+sys.exit("the server kept a trickling client for 20 s")
+EOF
+rc=$?; dt=$((SECONDS - t0))
+assert_eq 0 $rc "a trickling client is disconnected (after ${dt}s)"
+[ $dt -ge 5 ] && [ $dt -le 12 ] && ok "by the body deadline (3 x 2 s)" || fail "trickling client cut after ${dt}s, not by the 6 s deadline"
 assert_eq 200 "$(status "$BASE/health")" "health is still OK after every bad request"
 assert_eq "$pid1" "$(jget "$(run_ok $K service show fm --json)" 'j["pid"]')" "the same server process answered everything"
 
