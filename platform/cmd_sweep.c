@@ -334,7 +334,7 @@ static int next_point(const sweep *s, const children *c, const children *warm, l
       const child *ch = &src->v[i];
       if (!ch->x) continue;
       if (kp_status_terminal(ch->status)) {
-        if (ch->has_best) obs_add(&o, ch->x, ch->best);
+        if (ch->has_best && isfinite(ch->best)) obs_add(&o, ch->x, ch->best);
       } else if (!pass) {
         obs_add(&p, ch->x, 0);
       }
