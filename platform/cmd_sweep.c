@@ -528,6 +528,29 @@ static void end_sweep(kp_ws *ws, const sweep *s, const children *c, const char *
   note(s->id, "%s: %s%s%s", status, why, b >= 0 ? "; best run " : "", b >= 0 ? c->v[b].run_id : "");
 }
 
+/* Logs best_child_by_primary_metric on the parent (step n = the best of the
+ * first n+1 ended children with a value) when more children have ended. */
+static void log_best(kp_ws *ws, const sweep *s, const children *c, long long *logged) {
+  long long nend = 0;
+  double best = 0;
+  for (int i = 0; i < c->n; i++) {
+    const child *ch = &c->v[i];
+    if (!ch->has_best || !kp_status_terminal(ch->status)) continue;
+    if (!nend || (s->spec.maximize ? ch->best > best : ch->best < best)) best = ch->best;
+    nend++;
+  }
+  if (nend <= *logged) return;
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "INSERT INTO metrics(run_id, name, step, ts, value) VALUES(?, 'best_child_by_primary_metric', ?, ?, ?)") != 0)
+    return;
+  kp_bind_text(st, 1, s->id);
+  sqlite3_bind_int64(st, 2, nend - 1);
+  sqlite3_bind_double(st, 3, kp_now());
+  sqlite3_bind_double(st, 4, best);
+  if (kp_db_done(ws, st) == 0) *logged = nend;
+  sqlite3_finalize(st);
+}
+
 static int control(kp_ws *ws, const char *id, int ready) {
   sqlite3_stmt *st;
   if (kp_db_prepare(ws, &st, "UPDATE runs SET supervisor_pid=?, supervisor_start=? WHERE id=? AND status='Running'") != 0)
@@ -554,6 +577,12 @@ static int control(kp_ws *ws, const char *id, int ready) {
        kp_sampling_names[sp->sampling], budget, conc, kp_policy_names[sp->policy.type]);
   children warm;
   if (load_warm(ws, sp, &warm) != 0) memset(&warm, 0, sizeof warm);
+  long long logged = 0;
+  if (kp_db_prepare(ws, &st, "SELECT coalesce(max(step) + 1, 0) FROM metrics WHERE run_id=? AND name='best_child_by_primary_metric'") == 0) {
+    kp_bind_text(st, 1, id);
+    if (kp_db_row(st) > 0) logged = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+  }
   int stopping = 0, exhausted = 0, rc = 0;
   char stop_why[600] = "";
   double *x = malloc(sizeof(double) * (size_t)(sp->space.n + 1));
@@ -571,6 +600,7 @@ static int control(kp_ws *ws, const char *id, int ready) {
     for (int i = 0; i < c.n; i++)
       if (!c.v[i].run_id[0] && strcmp(c.v[i].status, "Failed")) { finish_orphan(ws, &s, &c.v[i]); orphans = 1; }
     if (orphans) { children_free(&c); continue; }
+    log_best(ws, &s, &c, &logged);
     /* stop conditions */
     if (!stopping) {
       if (kp_db_prepare(ws, &st, "SELECT cancel_requested, coalesce(cancel_reason, 'canceled by the user') FROM runs WHERE id=?") == 0) {
@@ -628,6 +658,7 @@ static int control(kp_ws *ws, const char *id, int ready) {
       /* final view: ended children's last metrics are in */
       children_free(&c);
       if (children_load(ws, id, sp, &c) == 0) {
+        log_best(ws, &s, &c, &logged);
         if (stopping == 2) end_sweep(ws, &s, &c, "Canceled", stop_why);
         else if (stopping == 1) end_sweep(ws, &s, &c, "Completed", stop_why);
         else if (c.n >= budget && sp->sampling != KP_SAMPLING_GRID) end_sweep(ws, &s, &c, "Completed", "max_total_runs reached");

@@ -97,6 +97,9 @@ bestl="$(run_ok $K sweep best "${S[amount]}" | tail -1)"
 assert_eq l3 "$(jget "$(run_ok $K run show "$bestl" --json)" 'j["tags"]["--curve"]')" "sweep best with goal minimize: lowest loss"
 assert_eq Completed "$(jget "$(run_ok $K run show "${S[bandit]}" --json)" 'j["status"]')" "parent run Completed"
 assert_eq 5 "$(sql "SELECT count(*) FROM runs WHERE parent_id='${S[bandit]}'")" "5 child runs with the parent id"
+assert_eq "0.8 0.8 0.9 0.9 0.9" "$(run_ok $K run metrics "${S[bandit]}" --json | python3 -c '
+import json, sys
+print(" ".join("%g" % v["value"] for v in json.load(sys.stdin)["best_child_by_primary_metric"]))')" "parent logs best_child_by_primary_metric as children end"
 list="$(run_ok $K sweep list)"
 assert_contains "$list" "${S[trunc]}" "sweep list shows the sweeps"
 # sweep controllers run detached: their sanitizer reports land in controller.log
