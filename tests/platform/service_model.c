@@ -4,9 +4,13 @@
  * linear), saves model.npz + model.json (ks_model_desc_save) into DIR, and
  * writes DIR/inputs.json (a batch for POST /score) and DIR/expected.json
  * (the library's own offline predictions and logits for that batch). Also
- * checks the description API's error cases. Exit 0 on success.
+ * checks the description API's error cases. With a second argument CDIR it
+ * also writes CDIR/{model.npz, model.json, inputs.json, expected.json} for a
+ * Chain CNN shaped like examples/mnist/train_mnist_cnn (conv-relu-pool x2,
+ * fc-relu-fc, its own forward), described with ks_model_desc_save_chain.
+ * Exit 0 on success.
  *
- *   service_model DIR
+ *   service_model DIR [CDIR]
  */
 #include <kusari/kusari.h>
 #include <kusari/model_io.h>
@@ -26,8 +30,98 @@ static int fails;
 
 static ks_var *my_fn(ks_ctx *ctx, ks_var *x) { return ks_relu(ctx, x); }
 
+/* writes inputs.json and expected.json (test-mode forward) of n samples in dir */
+static int write_io(const char *dir, ks_link *model, const float *xs, int n, int c, int h, int w) {
+  char p[4096];
+  const int width = c * h * w;
+  snprintf(p, sizeof p, "%s/inputs.json", dir);
+  FILE *f = fopen(p, "w");
+  if (!f) return -1;
+  fprintf(f, "{\"data\": [");
+  for (int i = 0; i < n; i++) {
+    fprintf(f, "%s[", i ? ", " : "");
+    for (int k = 0; k < width; k++) fprintf(f, "%s%.9g", k ? ", " : "", xs[i * width + k]);
+    fprintf(f, "]");
+  }
+  fprintf(f, "]}\n");
+  fclose(f);
+  ks_ctx *ctx = ks_ctx_new();
+  ks_ctx_set_train(ctx, 0);
+  ks_ctx_set_backprop(ctx, 0);
+  ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 4, (int64_t[]){n, c, h, w});
+  memcpy(ks_tensor_f32(xt), xs, (size_t)(n * width) * sizeof(float));
+  ks_var *y = ks_link_forward(ctx, model, ks_var_new(ctx, xt, 0));
+  if (!y || y->data->ndim != 2) { fprintf(stderr, "eval: %s\n", ks_error_last()); ks_ctx_free(ctx); return -1; }
+  const int C_ = (int)y->data->shape[1];
+  const float *yv = ks_tensor_f32(y->data);
+  snprintf(p, sizeof p, "%s/expected.json", dir);
+  f = fopen(p, "w");
+  fprintf(f, "{\"predictions\": [");
+  for (int i = 0; i < n; i++) {
+    int best = 0;
+    for (int k = 1; k < C_; k++)
+      if (yv[i * C_ + k] > yv[i * C_ + best]) best = k;
+    fprintf(f, "%s%d", i ? ", " : "", best);
+  }
+  fprintf(f, "], \"logits\": [");
+  for (int i = 0; i < n; i++) {
+    fprintf(f, "%s[", i ? ", " : "");
+    for (int k = 0; k < C_; k++) fprintf(f, "%s%.9g", k ? ", " : "", yv[i * C_ + k]);
+    fprintf(f, "]");
+  }
+  fprintf(f, "]}\n");
+  fclose(f);
+  ks_ctx_free(ctx);
+  return 0;
+}
+
+/* the forward of examples/mnist/train_mnist_cnn, on 1x12x12 inputs */
+static ks_var *cnn_forward(ks_ctx *ctx, ks_link *self, ks_var *x) {
+  ks_var *h = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "conv1"), x));
+  h = ks_max_pooling_2d(ctx, h, 2, 2, 0, 1);
+  h = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "conv2"), h));
+  h = ks_max_pooling_2d(ctx, h, 2, 2, 0, 1);
+  h = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "fc3"), h));
+  return ks_link_forward(ctx, ks_link_child(self, "fc4"), h);
+}
+
+static int chain_cnn(const char *dir) {
+  ks_rng rng;
+  ks_rng_seed(&rng, 7);
+  ks_conv_link_opts co = {.rng = &rng};
+  ks_linear_opts lo = {.rng = &rng};
+  ks_link *model = ks_chain_new();
+  if (ks_link_add_child(model, "conv1", ks_convolution_2d_link_new(0, 4, 5, 1, 0, &co)) ||
+      ks_link_add_child(model, "conv2", ks_convolution_2d_link_new(4, 6, 3, 1, 0, &co)) ||
+      ks_link_add_child(model, "fc3", ks_linear_link_new(0, 16, &lo)) ||
+      ks_link_add_child(model, "fc4", ks_linear_link_new(16, 10, &lo))) {
+    fprintf(stderr, "chain: %s\n", ks_error_last());
+    return -1;
+  }
+  ks_link_set_forward(model, cnn_forward, NULL);
+  enum { n = 9, width = 144 };
+  float xs[n * width];
+  for (int i = 0; i < n * width; i++) xs[i] = (float)ks_rng_uniform(&rng);
+  ks_ctx *ctx = ks_ctx_new();
+  ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 4, (int64_t[]){n, 1, 12, 12});
+  memcpy(ks_tensor_f32(xt), xs, sizeof xs);
+  int rc = ks_link_forward(ctx, model, ks_var_new(ctx, xt, 0)) ? 0 : -1;  /* initializes the lazy layers */
+  ks_ctx_free(ctx);
+  char p[4096];
+  static const char *const order[] = {"conv1", "relu", "max_pooling_2d:2:2:0:1", "conv2", "relu",
+                                      "max_pooling_2d:2:2:0:1", "fc3", "relu", "fc4", NULL};
+  snprintf(p, sizeof p, "%s/model.npz", dir);
+  if (rc == 0 && ks_save_npz(p, model) != KS_OK) rc = -1;
+  snprintf(p, sizeof p, "%s/model.json", dir);
+  if (rc == 0 && ks_model_desc_save_chain(p, model, order, 3, (int64_t[]){1, 12, 12}) != KS_OK) rc = -1;
+  if (rc == 0) rc = write_io(dir, model, xs, n, 1, 12, 12);
+  if (rc != 0) fprintf(stderr, "chain cnn: %s\n", ks_error_last());
+  ks_link_free(model);
+  return rc;
+}
+
 int main(int argc, char **argv) {
-  if (argc != 2) { fprintf(stderr, "usage: service_model DIR\n"); return 2; }
+  if (argc != 2 && argc != 3) { fprintf(stderr, "usage: service_model DIR [CDIR]\n"); return 2; }
   const char *dir = argv[1];
   char p[4096];
   ks_rng rng;
@@ -125,6 +219,7 @@ int main(int argc, char **argv) {
 
   ks_ctx_free(ctx);
   ks_link_free(seq);
+  if (argc == 3 && chain_cnn(argv[2]) != 0) fails++;
   if (fails) return 1;
   printf("service_model: wrote %s/model.npz, model.json, inputs.json, expected.json\n", dir);
   return 0;

@@ -294,7 +294,8 @@ assert_contains "$(run_ok $K service logs fm)" "serving model fmnist:1" "service
 mkdir -p "$T/cnn/m"
 cc ${KUSARI_TEST_CFLAGS:-} -o "$T/cnn/service_model" "$REPO/tests/platform/service_model.c" -I"$KUSARI_INCLUDE_DIR" \
   "$KUSARI_STATIC_LIB" $LIBS || die "cannot compile service_model.c"
-run_ok "$T/cnn/service_model" "$T/cnn/m" >/dev/null
+mkdir -p "$T/chain/m"
+run_ok "$T/cnn/service_model" "$T/cnn/m" "$T/chain/m" >/dev/null
 assert_eq 0 $? "the description API (Sequential save, error cases)"
 mv "$T/cnn/m/inputs.json" "$T/cnn/m/expected.json" "$T/cnn/"; rm -f "$T/cnn/m/bad.json"
 run_ok $K model register --name cnn --file "$T/cnn/m" >/dev/null
@@ -310,6 +311,21 @@ for p, l in zip(got["probabilities"], exp["logits"]):
 EOF
 assert_eq 0 $? "CNN (conv, BN, pooling, dropout) served: the library's predictions and softmax"
 badcase 400 "CNN: wrong width" "$URI2" -d '{"data": [[1, 2]]}'
+# a Chain CNN shaped like examples/mnist/train_mnist_cnn, described with ks_model_desc_save_chain
+mv "$T/chain/m/inputs.json" "$T/chain/m/expected.json" "$T/chain/"
+run_ok $K model register --name chaincnn --file "$T/chain/m" >/dev/null
+URI4="$(run_ok $K model deploy chaincnn --name chaincnn --workers 1 | tail -1)"
+assert_eq 200 "$(status "$URI4" --data-binary @"$T/chain/inputs.json")" "the Chain CNN service scores"
+$PY - "$T/body" "$T/chain/expected.json" <<'EOF'
+import json, math, sys
+got = json.load(open(sys.argv[1])); exp = json.load(open(sys.argv[2]))
+assert got["predictions"] == exp["predictions"], (got["predictions"], exp["predictions"])
+for p, l in zip(got["probabilities"], exp["logits"]):
+    m = max(l); e = [math.exp(v - m) for v in l]; s = sum(e)
+    assert all(abs(a - b / s) < 1e-6 for a, b in zip(p, e)), (p, l)
+EOF
+assert_eq 0 $? "Chain CNN (conv-relu-pool x2, fc-relu-fc; ks_model_desc_save_chain) served: the library's answers"
+run_ok $K service delete chaincnn >/dev/null
 
 # --- a user scoring entry (--entry LIB) -----------------------------------------------------
 cat > "$T/entry.c" <<'C'
