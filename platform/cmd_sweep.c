@@ -1132,9 +1132,9 @@ static int parent_status(kp_ws *ws, const char *id, char *out, size_t n, char *e
 }
 
 static int sweep_wait(int argc, char **argv) {
-  int np = 0;
+  int np = 0, quiet = 0;
   const char *pos[1], *timeout = "0";
-  kp_opt opts[] = {{.name = "timeout", .val = &timeout}, {0}};
+  kp_opt opts[] = {{.name = "timeout", .val = &timeout}, {.name = "quiet", .alias = "-q", .flag = &quiet}, {0}};
   if (kp_parse("sweep wait", argc, argv, opts, pos, &np, 1, NULL)) return 2;
   if (np != 1) return kp_usage_err("sweep wait", "missing the SWEEP id");
   long long to;
@@ -1146,9 +1146,43 @@ static int sweep_wait(int argc, char **argv) {
   char status[32] = "", err[1024] = "";
   double t0 = kp_now();
   int rc = 1;
+  char (*seen)[32] = NULL;  /* last status printed, per trial index */
+  long long nseen = 0;
   for (int n = 0;; n++) {
     if (n % 10 == 0) kp_reconcile(&ws);
     if (parent_status(&ws, s.id, status, sizeof status, err, sizeof err) != 0 || kp_store_errors > 20) break;
+    if (!quiet) {
+      /* progress: a line per child when it starts and when it ends */
+      children pc;
+      if (children_load(&ws, s.id, &s.spec, &pc) == 0) {
+        for (int i = 0; i < pc.n; i++) {
+          const child *ch = &pc.v[i];
+          if (ch->idx >= nseen) {
+            void *grown = realloc(seen, (size_t)(ch->idx + 1) * sizeof *seen);
+            if (!grown) break;
+            seen = grown;
+            for (long long k = nseen; k <= ch->idx; k++) seen[k][0] = '\0';
+            nseen = ch->idx + 1;
+          }
+          int ended = kp_status_terminal(ch->status);
+          const char *was = seen[ch->idx];
+          if (!ch->run_id[0] || (!ended && was[0]) || (ended && kp_status_terminal(was))) continue;
+          char t[64];
+          kp_fmt_time(kp_now(), t, sizeof t);
+          if (!ended) {
+            printf("%s  %-24s submitted %s\n", t, ch->run_id, ch->params);
+          } else {
+            char v[64] = "-";
+            if (ch->has_best) snprintf(v, sizeof v, "%.6g", ch->best);
+            printf("%s  %-24s %-9s %s %s%s%s\n", t, ch->run_id, ch->status, s.spec.metric, v,
+                   ch->decision ? "; " : "", ch->decision ? ch->decision : "");
+          }
+          snprintf(seen[ch->idx], sizeof seen[ch->idx], "%s", ended ? ch->status : "submitted");
+        }
+        fflush(stdout);
+        children_free(&pc);
+      }
+    }
     if (kp_status_terminal(status)) {
       children c;
       if (children_load(&ws, s.id, &s.spec, &c) == 0) {
@@ -1172,6 +1206,7 @@ static int sweep_wait(int argc, char **argv) {
     }
     sleep_ms(200);
   }
+  free(seen);
   sweep_free(&s);
   kp_ws_close(&ws);
   return rc;
@@ -1310,8 +1345,10 @@ static const kp_cmd cmds[] = {
    "value it logged), its id on the last line. Early-terminated and failed\n"
    "children count unless --completed-only.\n"},
   {"wait", sweep_wait, "wait until a sweep ends (exit 0 if Completed)",
-   "usage: kusari sweep wait SWEEP [--timeout S]\n\n"
-   "Waits until the sweep ends and prints its best run. Exit 0 when it\n"
+   "usage: kusari sweep wait SWEEP [--timeout S] [--quiet]\n\n"
+   "Waits until the sweep ends, printing a line when a child starts and when\n"
+   "it ends (status, best value, early termination; not with --quiet), then\n"
+   "the best run. Exit 0 when it\n"
    "Completed, 1 when it was canceled or failed, 3 on --timeout.\n"},
   {"cancel", sweep_cancel, "cancel a sweep and its active children",
    "usage: kusari sweep cancel SWEEP [--no-wait]\n\n"

@@ -48,7 +48,7 @@ sweep_file none maximize '"b1", "b2", "b4"' '{"type": "none"}'
 declare -A S
 for n in bandit amount median trunc none; do S[$n]="$(run_ok $K sweep submit "$T/$n.json" | tail -1)"; done
 for n in bandit amount median trunc none; do
-  run_ok $K sweep wait "${S[$n]}" --timeout 120 >/dev/null
+  run_ok $K sweep wait "${S[$n]}" --timeout 120 --quiet >/dev/null
 done
 # outcome NAME: "curve:status:interval-of-decision" for each child in grid order
 outcome() {

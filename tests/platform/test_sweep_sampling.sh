@@ -47,9 +47,12 @@ sweep_file bayes '{"type": "bayesian", "seed": 3, "space": {"--x": {"uniform": [
   '"max_total_runs": 10, "max_concurrent_runs": 2, "policy": {"type": "median", "delay_evaluation": 1}' '["--epochs", "2"]'
 declare -A S
 for n in grid gridcap seven1 seven2 eight conc bayes; do S[$n]="$(run_ok $K sweep submit "$T/$n.json" | tail -1)"; done
+declare -A W
 for n in grid gridcap seven1 seven2 eight conc bayes; do
-  out="$($K sweep wait "${S[$n]}" --timeout 150 2>&1)" || fail "sweep $n did not complete: $out"
+  W[$n]="$($K sweep wait "${S[$n]}" --timeout 150 2>&1)" || fail "sweep $n did not complete: ${W[$n]}"
 done
+assert_eq 6 "$(echo "${W[grid]}" | grep -c " Completed score ")" "sweep wait prints a line for each child that ended"
+assert_contains "$(echo "${W[grid]}" | tail -1)" "Sweep ${S[grid]}: Completed (6 runs); best run" "sweep wait ends with the best run"
 
 assert_eq "1 x,1 y,2 x,2 y,3 x,3 y" "$(children "${S[grid]}" 'p["--a"] + " " + p["b"]' | paste -sd,)" "grid: all 6 combinations, each once, first parameter slowest"
 assert_eq 6 "$(sql "SELECT count(*) FROM runs WHERE parent_id='${S[grid]}'")" "grid: 6 child runs"
