@@ -350,6 +350,13 @@ badcase 400 "entry: malformed JSON" "$URI3" -H "Authorization: Bearer $K3" -d '{
 badcase 401 "entry: no key" "$URI3" -d '{}'
 expect_fail "is not a file" $K model deploy fmnist --name custom2 --entry "$T/nope.so"
 
+# --- a port in use ---------------------------------------------------------------------------
+port="${BASE##*:}"
+expect_fail "cannot listen on 127.0.0.1:$port" $K model deploy fmnist --name clash --port "$port"
+assert_eq "Failed" "$(jget "$(run_ok $K service show clash --json)" 'j["state"]')" "a service that could not listen is Failed"
+expect_fail "--host must be an IPv4 address" $K model deploy fmnist --name h --host nowhere
+run_ok $K service delete clash >/dev/null
+
 # --- a model without a description ---------------------------------------------------------
 mkdir -p "$T/raw"; cp "$T/m/outputs/model.npz" "$T/raw/"
 run_ok $K model register --name raw --file "$T/raw" >/dev/null
