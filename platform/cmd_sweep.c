@@ -197,35 +197,36 @@ static int children_load(kp_ws *ws, const char *id, const kp_sweep_spec *sp, chi
   }
   sqlite3_finalize(st);
   if (r != 0) { children_free(out); return -1; }
+  /* every child's curve in one query (trials come ordered by idx) */
   if (kp_db_prepare(ws, &st,
-                    "SELECT m.value FROM metrics m WHERE m.run_id=? AND m.name=? AND m.value IS NOT NULL ORDER BY m.step, m.id") != 0) {
+                    "SELECT t.idx, m.value FROM sweep_trials t JOIN metrics m ON m.run_id=t.run_id AND m.name=?2"
+                    " WHERE t.sweep_id=?1 AND m.value IS NOT NULL ORDER BY t.idx, m.step, m.id") != 0) {
     children_free(out);
     return -1;
   }
-  for (int i = 0; i < out->n; i++) {
-    child *c = &out->v[i];
-    if (!c->run_id[0]) continue;
-    sqlite3_reset(st);
-    kp_bind_text(st, 1, c->run_id);
-    kp_bind_text(st, 2, sp->metric);
-    int cap = 0;
-    while ((r = kp_db_row(st)) > 0) {
-      if (c->nvals == cap) {
-        cap = cap ? 2 * cap : 16;
-        void *np = realloc(c->vals, (size_t)cap * sizeof *c->vals);
-        if (!np) break;
-        c->vals = np;
-      }
-      double v = sqlite3_column_double(st, 0);
-      c->vals[c->nvals++] = v;
-      if (!c->has_best || (sp->maximize ? v > c->best : v < c->best)) c->best = v;
-      c->has_best = 1;
-      c->last = v;
+  kp_bind_text(st, 1, id);
+  kp_bind_text(st, 2, sp->metric);
+  int pos = 0, cap = 0;
+  while ((r = kp_db_row(st)) > 0) {
+    long long idx = sqlite3_column_int64(st, 0);
+    while (pos < out->n && out->v[pos].idx < idx) { pos++; cap = 0; }
+    if (pos >= out->n || out->v[pos].idx != idx) continue;
+    child *c = &out->v[pos];
+    if (c->nvals == cap) {
+      cap = cap ? 2 * cap : 16;
+      void *np = realloc(c->vals, (size_t)cap * sizeof *c->vals);
+      if (!np) { r = -1; break; }
+      c->vals = np;
     }
-    if (r < 0) break;
+    double v = sqlite3_column_double(st, 1);
+    c->vals[c->nvals++] = v;
+    if (!c->has_best || (sp->maximize ? v > c->best : v < c->best)) c->best = v;
+    c->has_best = 1;
+    c->last = v;
   }
   sqlite3_finalize(st);
-  return r < 0 ? -1 : 0;
+  if (r < 0) { children_free(out); return -1; }
+  return 0;
 }
 
 /* Sorts children best first (no value last, then by index). */
