@@ -325,7 +325,7 @@ for p, l in zip(got["probabilities"], exp["logits"]):
     assert all(abs(a - b / s) < 1e-6 for a, b in zip(p, e)), (p, l)
 EOF
 assert_eq 0 $? "Chain CNN (conv-relu-pool x2, fc-relu-fc; ks_model_desc_save_chain) served: the library's answers"
-run_ok $K service delete chaincnn >/dev/null
+run_ok $K service stop chaincnn >/dev/null
 
 # --- a user scoring entry (--entry LIB) -----------------------------------------------------
 cat > "$T/entry.c" <<'C'
@@ -363,19 +363,20 @@ run_ok $K model register --name raw --file "$T/raw" >/dev/null
 expect_fail "has no model.json" $K model deploy raw --name rawsvc
 assert_eq "Failed" "$(jget "$(run_ok $K service show rawsvc --json)" 'j["state"]')" "it is recorded as Failed"
 
-# --- sanitizer reports of the servers (printed when they exit) -------------------------------
-for s in cnn custom; do run_ok $K service stop "$s" >/dev/null; done
-bad="$(grep -lE "AddressSanitizer|LeakSanitizer|runtime error:" "$WS"/services/*/server.log 2>/dev/null)"
-[ -z "$bad" ] || fail "sanitizer reports from servers: $(cat $bad | head -40)"
-
 # --- delete ----------------------------------------------------------------------------------
-pid="$(jget "$(run_ok $K service show fm --json)" 'j["pid"]')"
-run_ok $K service delete fm >/dev/null
+pid="$(jget "$(run_ok $K service show custom --json)" 'j["pid"]')"
+run_ok $K service delete custom >/dev/null
 # (a zombie is not running: this sandbox's pid 1 may not reap it)
 st="$(sed 's/^.*) //' /proc/$pid/stat 2>/dev/null | cut -c1)"
 [ -z "$st" ] || [ "$st" == Z ] && ok "delete stops the server" || fail "the server process $pid still runs after delete ($st)"
-assert_eq 000 "$(status "$BASE/health")" "nothing listens after delete"
-expect_fail "no service named 'fm'" $K service show fm
-for s in cnn custom rawsvc; do run_ok $K service delete "$s" >/dev/null; done
+assert_eq 000 "$(status "$URI3")" "nothing listens after delete"
+expect_fail "no service named 'custom'" $K service show custom
+[ -d "$WS/services/custom" ] && fail "services/custom is still there" || ok "delete removes the service's files"
+
+# --- sanitizer reports of the servers (printed when they exit) -------------------------------
+for s in fm cnn; do run_ok $K service stop "$s" >/dev/null; done
+bad="$(grep -lE "AddressSanitizer|LeakSanitizer|runtime error:" "$WS"/services/*/server.log 2>/dev/null)"
+[ -z "$bad" ] || fail "sanitizer reports from servers: $(cat $bad | head -40)"
+for s in fm cnn chaincnn rawsvc; do run_ok $K service delete "$s" >/dev/null; done
 assert_eq "0" "$(sql 'SELECT count(*) FROM services')" "no services left"
 finish
