@@ -23,7 +23,11 @@ for _flags, _default in ((("--unit", "-u"), "256"), (("--batch", "-b"), "100")):
         sys.argv += [_flags[0], _default]
 args = common.parse_args("chainer")
 common.setup_threads(args.threads)
-os.environ.setdefault("SETUPTOOLS_USE_DISTUTILS", "stdlib")
+# setuptools reads this when the interpreter starts (distutils-precedence.pth):
+# setting it here is too late, so restart once with it set
+if os.environ.get("SETUPTOOLS_USE_DISTUTILS") != "stdlib":
+    os.environ["SETUPTOOLS_USE_DISTUTILS"] = "stdlib"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
 warnings.filterwarnings("ignore")
 
 import numpy as np  # noqa: E402
