@@ -11,7 +11,7 @@
  * order, and no sum is ever split between threads, so the results are the
  * same bits on any number of threads (tests/lib/test_kernels_threads.c).
  * Per-channel sums (bias gradient, batch-norm statistics) are partitioned
- * over channels and accumulate in double in (n, inner) order.
+ * over channels and accumulate in double over 8 fixed lanes per plane.
  */
 #include "cpu_kernels.h"
 #include "kusari/backend.h"
@@ -119,6 +119,56 @@ void ks__cpu_col2im(const ks_conv_geom *g, const float *restrict col, float *res
   }
 }
 
+/* Sums in double over 8 independent lanes (gcc vectorizes the lane loop;
+ * a single accumulator would be a chain of dependent adds), combined in a
+ * fixed order: the result depends only on the data, never on threads. */
+static inline double combine8(const double *a) {
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+static inline double sum8(const float *restrict x, int64_t n) {
+  double acc[8] = {0};
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int j = 0; j < 8; j++) acc[j] += x[k + j];
+  double s = combine8(acc);
+  for (; k < n; k++) s += x[k];
+  return s;
+}
+
+/* sum of (x - mu)^2 */
+static inline double sqdev8(const float *restrict x, int64_t n, double mu) {
+  double acc[8] = {0};
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int j = 0; j < 8; j++) {
+      const double d = x[k + j] - mu;
+      acc[j] += d * d;
+    }
+  double s = combine8(acc);
+  for (; k < n; k++) s += (x[k] - mu) * (x[k] - mu);
+  return s;
+}
+
+/* sum of gy and of gy * x_hat with x_hat = (x - mu) * is in float, as forward */
+static inline void bn_sums8(const float *restrict x, const float *restrict gy, int64_t n,
+                            float mu, float is, double *sb, double *sg) {
+  double ab[8] = {0}, ag[8] = {0};
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int j = 0; j < 8; j++) {
+      ab[j] += gy[k + j];
+      ag[j] += (double)gy[k + j] * ((x[k + j] - mu) * is);
+    }
+  double b = combine8(ab), g = combine8(ag);
+  for (; k < n; k++) {
+    b += gy[k];
+    g += (double)gy[k] * ((x[k] - mu) * is);
+  }
+  *sb += b;
+  *sg += g;
+}
+
 /* ---- layout and per-channel helpers ------------------------------------------------ */
 
 void ks__cpu_swap01(int64_t a, int64_t b, int64_t inner, const float *restrict src,
@@ -145,12 +195,7 @@ void ks__cpu_channel_sum(int64_t n, int64_t c, int64_t inner, const float *restr
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t ci = 0; ci < c; ci++) {
     double s = 0.0;
-    for (int64_t ni = 0; ni < n; ni++) {
-      const float *restrict xp = x + (ni * c + ci) * inner;
-      float part = 0.0f; /* one plane in float (vectorizes), planes in double */
-      for (int64_t k = 0; k < inner; k++) part += xp[k];
-      s += part;
-    }
+    for (int64_t ni = 0; ni < n; ni++) s += sum8(x + (ni * c + ci) * inner, inner);
     out[ci] = (float)s;
   }
 }
@@ -372,19 +417,10 @@ void ks__cpu_bn_stats(int64_t n, int64_t c, int64_t inner, const float *restrict
 #pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
   for (int64_t ci = 0; ci < c; ci++) {
     double s = 0.0;
-    for (int64_t ni = 0; ni < n; ni++) {
-      const float *restrict xp = x + (ni * c + ci) * inner;
-      for (int64_t k = 0; k < inner; k++) s += xp[k];
-    }
+    for (int64_t ni = 0; ni < n; ni++) s += sum8(x + (ni * c + ci) * inner, inner);
     const double mu = m > 0 ? s / m : 0.0;
     double q = 0.0;
-    for (int64_t ni = 0; ni < n; ni++) {
-      const float *restrict xp = x + (ni * c + ci) * inner;
-      for (int64_t k = 0; k < inner; k++) {
-        const double d = xp[k] - mu;
-        q += d * d;
-      }
-    }
+    for (int64_t ni = 0; ni < n; ni++) q += sqdev8(x + (ni * c + ci) * inner, inner, mu);
     mean[ci] = (float)mu;
     var[ci] = (float)(m > 0 ? q / m : 0.0);
   }
@@ -418,14 +454,8 @@ void ks__cpu_bn_backward(int64_t n, int64_t c, int64_t inner, int batch_stats,
   for (int64_t ci = 0; ci < c; ci++) {
     const float mu = mean[ci], is = inv_std[ci];
     double sb = 0.0, sg = 0.0;
-    for (int64_t ni = 0; ni < n; ni++) {
-      const float *restrict xp = x + (ni * c + ci) * inner;
-      const float *restrict gp = gy + (ni * c + ci) * inner;
-      for (int64_t k = 0; k < inner; k++) {
-        sb += gp[k];
-        sg += (double)gp[k] * ((xp[k] - mu) * is);
-      }
-    }
+    for (int64_t ni = 0; ni < n; ni++)
+      bn_sums8(x + (ni * c + ci) * inner, gy + (ni * c + ci) * inner, inner, mu, is, &sb, &sg);
     const float gb = (float)sb, gg = (float)sg;
     if (gbeta) gbeta[ci] = gb;
     if (ggamma) ggamma[ci] = gg;

@@ -10,7 +10,8 @@
  *                 t (out_c, nc*P) = W_g col_g            one GEMM per group
  *                 y (nc, out_c, P) = swap01(t) + b
  *   backward      gyt (out_c, nc*P) = swap01(gy)
- *                 gW_g += gyt_g col_g^T                   (beta 1 after chunk 0)
+ *                 gW_g += gyt_g col_g^T   (beta 1 after chunk 0; as its
+ *                                          transpose when out_c/G > K/G)
  *                 gx = col2im(W_g^T gyt_g)
  *                 gb = channel sums of gy
  *
@@ -57,6 +58,26 @@ static int64_t chunk_images(int64_t n, int64_t k, int64_t p) {
   int64_t nc = KS_CONV_COL_FLOATS / per;
   if (nc < 1) nc = 1;
   return nc < n ? nc : n;
+}
+
+/* Weight gradient of one chunk: gW (m, n) (+)= A (m, L) B (n, L)^T, with
+ * m = output channels of the group and n = its K. When m > n the product is
+ * computed as gWt (n, m) = B A^T into 'wt' and transposed into gW after the
+ * last chunk (finish_gw): the backend GEMM splits its work into panels of
+ * rows (4-aligned) or columns (16-aligned), each panel packing the other
+ * operand again, so a tall thin output over a long reduction (MNIST conv1:
+ * 32 x 25 over L = 57600) costs 5x more than its transpose. Either way the
+ * same calls run on any thread count. */
+static void gemm_gw(const ks_backend_ops *be, int64_t m, int64_t n, int64_t L, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, int first, float *gW, float *wt) {
+  if (m > n)
+    be->gemm(0, 1, n, m, L, 1.0f, B, ldb, A, lda, first ? 0.0f : 1.0f, wt, m);
+  else
+    be->gemm(0, 1, m, n, L, 1.0f, A, lda, B, ldb, first ? 0.0f : 1.0f, gW, n);
+}
+
+static void finish_gw(const ks_backend_ops *be, int64_t m, int64_t n, float *gW, const float *wt) {
+  if (m > n) be->swap01(n, m, 1, wt, NULL, gW);
 }
 
 /* ---- shared argument checks ------------------------------------------------------------- */
@@ -140,7 +161,8 @@ static int conv_backward(ks_ctx *ctx, ks_node *node, ks_tensor *const *gy, ks_te
    * through the same graph needs it again), else a buffer to recompute it */
   ks_tensor *col = !sv->col || gx[0] ? ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){K, nc * P}) : NULL;
   ks_tensor *gyt = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){OC, nc * P});
-  if ((!col && (!sv->col || gx[0])) || !gyt) return ks_error_last_code();
+  ks_tensor *wt = gW && OCg > Kg ? ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){G * Kg, OCg}) : NULL;
+  if ((!col && (!sv->col || gx[0])) || !gyt || (gW && OCg > Kg && !wt)) return ks_error_last_code();
   float *cold = col ? ks_tensor_f32(col) : NULL, *gytd = ks_tensor_f32(gyt);
   const float *xd = ks_tensor_f32(node->in[0]->data), *wd = ks_tensor_f32(node->in[1]->data);
   for (int64_t n0 = 0; n0 < N; n0 += nc) {
@@ -155,8 +177,8 @@ static int conv_backward(ks_ctx *ctx, ks_node *node, ks_tensor *const *gy, ks_te
         xcol = cold;
       }
       for (int64_t gi = 0; gi < G; gi++)
-        be->gemm(0, 1, OCg, Kg, ld, 1.0f, gytd + gi * OCg * ld, ld, xcol + gi * Kg * ld, ld,
-                 n0 == 0 ? 0.0f : 1.0f, gW + gi * OCg * Kg, Kg);
+        gemm_gw(be, OCg, Kg, ld, gytd + gi * OCg * ld, ld, xcol + gi * Kg * ld, ld, n0 == 0,
+                gW + gi * OCg * Kg, wt ? ks_tensor_f32(wt) + gi * Kg * OCg : NULL);
     }
     if (gx[0]) {
       for (int64_t gi = 0; gi < G; gi++)
@@ -165,6 +187,9 @@ static int conv_backward(ks_ctx *ctx, ks_node *node, ks_tensor *const *gy, ks_te
       be->col2im(&g, cold, ks_tensor_f32(gx[0]) + n0 * C * HW);
     }
   }
+  if (gW)
+    for (int64_t gi = 0; gi < G; gi++)
+      finish_gw(be, OCg, Kg, gW + gi * OCg * Kg, wt ? ks_tensor_f32(wt) + gi * Kg * OCg : NULL);
   return KS_OK;
 }
 static const ks_fn_type conv_type = {"convolution_2d", conv_backward};
@@ -284,7 +309,8 @@ static int deconv_backward(ks_ctx *ctx, ks_node *node, ks_tensor *const *gy, ks_
   const int64_t nc = sv->chunk;
   ks_tensor *col = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){K, nc * P});
   ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){XC, nc * P});
-  if (!col || !xt) return ks_error_last_code();
+  ks_tensor *wt = gW && XCg > Kg ? ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){G * Kg, XCg}) : NULL;
+  if (!col || !xt || (gW && XCg > Kg && !wt)) return ks_error_last_code();
   float *cold = ks_tensor_f32(col), *xtd = ks_tensor_f32(xt);
   const float *xd = ks_tensor_f32(node->in[0]->data), *wd = ks_tensor_f32(node->in[1]->data);
   for (int64_t n0 = 0; n0 < N; n0 += nc) {
@@ -305,10 +331,13 @@ static int deconv_backward(ks_ctx *ctx, ks_node *node, ks_tensor *const *gy, ks_
     if (gW) {
       be->swap01(cn, XC, P, xd + n0 * XC * P, NULL, xtd);
       for (int64_t gi = 0; gi < G; gi++)
-        be->gemm(0, 1, XCg, Kg, ld, 1.0f, xtd + gi * XCg * ld, ld, cold + gi * Kg * ld, ld,
-                 n0 == 0 ? 0.0f : 1.0f, gW + gi * XCg * Kg, Kg);
+        gemm_gw(be, XCg, Kg, ld, xtd + gi * XCg * ld, ld, cold + gi * Kg * ld, ld, n0 == 0,
+                gW + gi * XCg * Kg, wt ? ks_tensor_f32(wt) + gi * Kg * XCg : NULL);
     }
   }
+  if (gW)
+    for (int64_t gi = 0; gi < G; gi++)
+      finish_gw(be, XCg, Kg, gW + gi * XCg * Kg, wt ? ks_tensor_f32(wt) + gi * Kg * XCg : NULL);
   return KS_OK;
 }
 static const ks_fn_type deconv_type = {"deconvolution_2d", deconv_backward};

@@ -57,6 +57,8 @@ static const conv_case cases[] = {
   {"conv cover_all stride 2", K_CONV, {1, 2, 5, 5}, {2, 2, 2, 2}, 1, {.sy = 2, .sx = 2, .cover_all = 1},
    .out_ndim = 4, .out = {1, 2, 3, 3}},
   {"conv 1x1", K_CONV, {2, 3, 4, 4}, {5, 3, 1, 1}, 1, {0}, .out_ndim = 4, .out = {2, 5, 4, 4}},
+  {"conv 1x1 groups 2 (out > K per group)", K_CONV, {1, 4, 3, 3}, {6, 2, 1, 1}, 1, {.groups = 2},
+   .out_ndim = 4, .out = {1, 6, 3, 3}},
   {"conv stride 3 > kernel", K_CONV, {1, 1, 7, 7}, {2, 1, 2, 2}, 1, {.sy = 3, .sx = 3},
    .out_ndim = 4, .out = {1, 2, 2, 2}},
   /* ---- deconvolution: oh = s (H - 1) + dk - 2p unless outsize */
@@ -73,6 +75,8 @@ static const conv_case cases[] = {
    .out_ndim = 4, .out = {2, 2, 5, 5}},
   {"deconv rect", K_DECONV, {1, 2, 2, 3}, {2, 1, 3, 2}, 1, {.sy = 1, .sx = 2, .pw = 1},
    .out_ndim = 4, .out = {1, 1, 4, 4}},
+  {"deconv 1x1 (in > K)", K_DECONV, {2, 6, 3, 3}, {6, 2, 1, 1}, 1, {0}, .out_ndim = 4,
+   .out = {2, 2, 3, 3}},
   /* ---- max pooling (cover_all: (H + 2p - k + s - 1) // s + 1) */
   {"max_pool k2 s2 cover_all", K_MAXP, {2, 2, 5, 5}, .po = {2, 2, 2, 2, 0, 0, 1}, .out_ndim = 4,
    .out = {2, 2, 3, 3}},
@@ -346,10 +350,11 @@ static void test_conv__max_pool_ties_first(void **state) {
 
 /* A convolution large enough to run in several image chunks (col buffer
  * limit): forward and all three gradients against double references. */
-static void test_conv__multi_chunk(void **state) {
+static void multi_chunk(int64_t N, int64_t C, int64_t H, int64_t Wd, int64_t OC, int64_t KH,
+                        int64_t KW) {
   ks_rng rng;
   ks_rng_seed(&rng, 5);
-  const int64_t N = 3, C = 64, H = 62, Wd = 62, OC = 2, KH = 5, KW = 5, OH = 58, OW = 58;
+  const int64_t OH = H - KH + 1, OW = Wd - KW + 1;
   ks_tensor *xt = tu_uniform(&rng, 4, (int64_t[]){N, C, H, Wd}, -1, 1);
   ks_tensor *wt = tu_uniform(&rng, 4, (int64_t[]){OC, C, KH, KW}, -0.1, 0.1);
   ks_tensor *bt = tu_uniform(&rng, 1, (int64_t[]){OC}, -1, 1);
@@ -386,9 +391,9 @@ static void test_conv__multi_chunk(void **state) {
           gw[((o * C + c) * KH + ky) * KW + kx] = s;
         }
   tu_assert_close(ks_tensor_f32(W->grad), gw, wt->size, 1e-3, 1e-4, "multi-chunk gW");
-  double gb[2] = {0, 0};
+  double gb[16] = {0};
   for (int64_t i = 0; i < gyt->size; i++) gb[(i / (OH * OW)) % OC] += GY[i];
-  tu_assert_close(ks_tensor_f32(b->grad), gb, 2, 1e-3, 1e-5, "multi-chunk gb");
+  tu_assert_close(ks_tensor_f32(b->grad), gb, OC, 1e-3, 1e-5, "multi-chunk gb");
   /* gx: a sample */
   for (int64_t i = 0; i < xt->size; i += 131) {
     int64_t ix = i % Wd, iy = (i / Wd) % H, c = (i / (Wd * H)) % C, n = i / (Wd * H * C);
@@ -409,6 +414,11 @@ static void test_conv__multi_chunk(void **state) {
   ks_tensor_free(wt);
   ks_tensor_free(bt);
   ks_tensor_free(gyt);
+}
+
+static void test_conv__multi_chunk(void **state) {
+  multi_chunk(3, 64, 62, 62, 2, 5, 5);   /* 3 chunks; gW as gyt col^T   */
+  multi_chunk(2, 4, 800, 800, 8, 1, 1);  /* 2 chunks; gW as its transpose */
 }
 
 /* Convolution keeps its im2col buffer for backward; a second backward
