@@ -517,7 +517,8 @@ static void end_sweep(kp_ws *ws, const sweep *s, const children *c, const char *
     sqlite3_finalize(st);
   }
   if (kp_db_prepare(ws, &st,
-                    "UPDATE runs SET status=?, ended=?, error=CASE WHEN ?1='Canceled' THEN coalesce(cancel_reason, ?3) END"
+                    "UPDATE runs SET status=?, ended=?, error=CASE WHEN ?1='Canceled' THEN coalesce(cancel_reason, ?3)"
+                    " WHEN ?1='Failed' THEN ?3 END"
                     " WHERE id=?4 AND status NOT IN ('Completed','Failed','Canceled')") == 0) {
     kp_bind_text(st, 1, status);
     sqlite3_bind_double(st, 2, kp_now());
@@ -585,7 +586,7 @@ static int control(kp_ws *ws, const char *id, int ready) {
     sqlite3_finalize(st);
   }
   int stopping = 0, exhausted = 0, rc = 0;
-  char stop_why[600] = "";
+  char stop_why[1200] = "";
   double *x = malloc(sizeof(double) * (size_t)(sp->space.n + 1));
   for (long tick = 0;; tick++) {
     if (tick % 20 == 0) kp_reconcile(ws);
@@ -611,6 +612,23 @@ static int control(kp_ws *ws, const char *id, int ready) {
           snprintf(stop_why, sizeof stop_why, "the sweep was canceled (%s)", kp_col_text(st, 1));
         }
         sqlite3_finalize(st);
+      }
+      /* fail fast: the first children all failed (a wrong argument, a
+       * broken entry): running the rest would only fail the same way */
+      long long need = budget < 3 ? budget : 3, ended = 0, failed = 0;
+      const child *first_failed = NULL;
+      for (int i = 0; i < c.n; i++) {
+        if (!kp_status_terminal(c.v[i].status)) continue;
+        ended++;
+        if (!strcmp(c.v[i].status, "Failed")) {
+          failed++;
+          if (!first_failed) first_failed = &c.v[i];
+        }
+      }
+      if (!stopping && ended >= need && failed == ended && first_failed) {
+        stopping = 3;
+        snprintf(stop_why, sizeof stop_why, "the first %lld child runs failed (run %s: %.300s)", ended,
+                 first_failed->run_id[0] ? first_failed->run_id : "-", first_failed->error ? first_failed->error : "no error text");
       }
       if (!stopping && kp_now() - s.started >= sweep_duration_s(sp)) {
         stopping = 1;
@@ -661,6 +679,7 @@ static int control(kp_ws *ws, const char *id, int ready) {
       if (children_load(ws, id, sp, &c) == 0) {
         log_best(ws, &s, &c, &logged);
         if (stopping == 2) end_sweep(ws, &s, &c, "Canceled", stop_why);
+        else if (stopping == 3) end_sweep(ws, &s, &c, "Failed", stop_why);
         else if (stopping == 1) end_sweep(ws, &s, &c, "Completed", stop_why);
         else if (c.n >= budget && sp->sampling != KP_SAMPLING_GRID) end_sweep(ws, &s, &c, "Completed", "max_total_runs reached");
         else if (c.n >= budget && budget < kp_space_grid_size(&sp->space)) end_sweep(ws, &s, &c, "Completed", "max_total_runs reached");

@@ -104,6 +104,17 @@ assert_contains "$(jget "$j" 'j["children"][0]["error"]')" "the sweep was cancel
 $K sweep wait "$sc" >/dev/null 2>&1; assert_eq 1 $? "sweep wait exits 1 for a canceled sweep"
 expect_fail "already ended" $K sweep cancel "$sc"
 expect_fail "no sweep with id" $K sweep show nope_1
+
+# --- fail fast: the first 3 children all failed, so the other 7 are not run -----------------------
+printf 'echo "bad arguments: $*" >&2\nexit 3\n' > "$T/src/broken.sh"
+sed 's/"score.sh"/"broken.sh"/' "$T/can.json" > "$T/broken.json"
+sf="$(run_ok $K sweep submit "$T/broken.json" | tail -1)"
+err="$($K sweep wait "$sf" --timeout 60 2>&1 >/dev/null)"; rc=$?
+assert_eq 1 $rc "sweep wait exits 1 for a sweep whose children all fail"
+assert_contains "$err" "the first 3 child runs failed (run c_" "it says the first children failed"
+assert_contains "$err" "exited with code 3" "with the first one's error"
+j="$($K sweep show "$sf" --json)"
+assert_eq "Failed True" "$(jget "$j" '"%s %s" % (j["status"], len(j["children"]) <= 5)')" "the sweep ended Failed without running its 10 children (3 failed + at most 2 more started meanwhile)"
 # sweep controllers run detached: their sanitizer reports land in controller.log
 bad="$(grep -lE "AddressSanitizer|LeakSanitizer|runtime error:" "$WS"/runs/*/controller.log 2>/dev/null)"
 [ -z "$bad" ] && ok "no sanitizer reports from sweep controllers" || fail "sanitizer reports: $(head -40 $bad)"
