@@ -1288,6 +1288,11 @@ static int sweep_resume(int argc, char **argv) {
     kp_err("sweep %s is running: its controller is alive", s.id);
     goto out;
   }
+  if (!strcmp(s.status, "Failed") && s.stop_reason[0]) {
+    kp_err("sweep %s failed on its own (%s); resume is for a sweep whose controller died", s.id, s.stop_reason);
+    kp_hint("fix the cause and submit a new sweep (\"warm_start\": [\"%s\"] builds on its results)", s.id);
+    goto out;
+  }
   if (strcmp(s.status, "Failed") != 0) {
     kp_err("sweep %s ended %s; only a sweep whose controller died (Failed) can be resumed", s.id, s.status);
     kp_hint("start a new sweep with \"warm_start\": [\"%s\"] to build on its results", s.id);

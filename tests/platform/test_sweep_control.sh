@@ -115,6 +115,7 @@ assert_contains "$err" "the first 3 child runs failed (run c_" "it says the firs
 assert_contains "$err" "exited with code 3" "with the first one's error"
 j="$($K sweep show "$sf" --json)"
 assert_eq "Failed True" "$(jget "$j" '"%s %s" % (j["status"], len(j["children"]) <= 5)')" "the sweep ended Failed without running its 10 children (3 failed + at most 2 more started meanwhile)"
+expect_fail "failed on its own" $K sweep resume "$sf"
 # sweep controllers run detached: their sanitizer reports land in controller.log
 bad="$(grep -lE "AddressSanitizer|LeakSanitizer|runtime error:" "$WS"/runs/*/controller.log 2>/dev/null)"
 [ -z "$bad" ] && ok "no sanitizer reports from sweep controllers" || fail "sanitizer reports: $(head -40 $bad)"
