@@ -6,6 +6,7 @@
 #include "kusari/backend.h"
 #include "kusari/error.h"
 #include "cpu_kernels.h" /* defines: ks__cpu_* function kernels */
+#include "pool.h"        /* ks__parallel_for */
 
 #include <cblas.h>
 #include <omp.h>
@@ -20,12 +21,13 @@ static void cpu_free(void *p) { free(p); }
 static void cpu_memcpy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 
 /* ---------------------------------------------------------------------------- */
-/* Threads. kusari runs ONE pool: OpenMP's. OpenBLAS is kept single-threaded
- * and each GEMM is split into independent row or column panels, one per
- * thread, so two pools never spin on the same cores (OpenBLAS's own threading
- * is also slow on the small products of a training step: 0.30 s per epoch on
+/* Threads. OpenBLAS is kept single-threaded and each GEMM is split into
+ * independent row or column panels that kusari's own pool runs (pool.c),
+ * so two pools never spin on the same cores; OpenBLAS's own threading is
+ * also slow on the small products of a training step (0.30 s per epoch on
  * two threads against 0.25 s on one, U=100 b=128). Panels never split the
- * reduction dimension k, so results do not depend on the thread count. */
+ * reduction dimension k and depend only on the shape, so results do not
+ * depend on the thread count. */
 
 static int g_threads; /* 0 until first use */
 
@@ -68,6 +70,28 @@ static int gemm_panels(int64_t m, int64_t n, int64_t k) {
   return p < 2 ? 2 : p > 16 ? 16 : (int)p;
 }
 
+typedef struct gemm_job {
+  int trans_a, trans_b, split_rows;
+  int64_t m, n, k, lda, ldb, ldc, len, chunk;
+  float alpha, beta;
+  const float *a, *b;
+  float *c;
+} gemm_job;
+
+static void gemm_panel(void *arg, int64_t p) {
+  const gemm_job *j = arg;
+  int64_t lo = p * j->chunk, hi = lo + j->chunk < j->len ? lo + j->chunk : j->len;
+  if (j->split_rows) {
+    const float *ap = j->trans_a ? j->a + lo : j->a + lo * j->lda;
+    sgemm1(j->trans_a, j->trans_b, hi - lo, j->n, j->k, j->alpha, ap, j->lda, j->b, j->ldb,
+           j->beta, j->c + lo * j->ldc, j->ldc);
+  } else {
+    const float *bp = j->trans_b ? j->b + lo * j->ldb : j->b + lo;
+    sgemm1(j->trans_a, j->trans_b, j->m, hi - lo, j->k, j->alpha, j->a, j->lda, bp, j->ldb,
+           j->beta, j->c + lo, j->ldc);
+  }
+}
+
 static void cpu_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                      float *c, int64_t ldc) {
@@ -76,24 +100,15 @@ static void cpu_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, 
     sgemm1(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  int split_rows = m >= n;
-  int64_t len = split_rows ? m : n, align = split_rows ? 4 : 16;
-  int64_t chunk = (len + P - 1) / P;
-  chunk = (chunk + align - 1) / align * align;
-  int parts = (int)((len + chunk - 1) / chunk);
-  int T = cpu_threads();
-  if (T > parts) T = parts;
-#pragma omp parallel for num_threads(T) schedule(static) if (T > 1)
-  for (int p = 0; p < parts; p++) {
-    int64_t lo = (int64_t)p * chunk, hi = lo + chunk < len ? lo + chunk : len;
-    if (split_rows) {
-      const float *ap = trans_a ? a + lo : a + lo * lda;
-      sgemm1(trans_a, trans_b, hi - lo, n, k, alpha, ap, lda, b, ldb, beta, c + lo * ldc, ldc);
-    } else {
-      const float *bp = trans_b ? b + lo * ldb : b + lo;
-      sgemm1(trans_a, trans_b, m, hi - lo, k, alpha, a, lda, bp, ldb, beta, c + lo, ldc);
-    }
-  }
+  gemm_job j = {.trans_a = trans_a, .trans_b = trans_b, .split_rows = m >= n, .m = m, .n = n,
+                .k = k, .lda = lda, .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta,
+                .a = a, .b = b, .c = c};
+  int64_t align = j.split_rows ? 4 : 16;
+  j.len = j.split_rows ? m : n;
+  j.chunk = (j.len + P - 1) / P;
+  j.chunk = (j.chunk + align - 1) / align * align;
+  int64_t parts = (j.len + j.chunk - 1) / j.chunk;
+  ks__parallel_for(parts, cpu_threads(), gemm_panel, &j);
 }
 
 static void cpu_axpy(int64_t n, float alpha, const float *restrict x, float *restrict y) {

@@ -5,6 +5,10 @@
  * double-precision product.
  */
 #include "testutil.h"
+#include "backend/pool.h" /* ks__parallel_for */
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include <stdlib.h>
 
@@ -78,10 +82,68 @@ static void test_backend__thread_count_setting(void **state) {
   ks_set_num_threads(saved);
 }
 
+/* ---- the pool: every task runs exactly once, from one or many callers ---- */
+
+typedef struct { _Atomic int hits[4096]; int64_t n; } count_job;
+
+static void count_task(void *arg, int64_t t) {
+  count_job *j = arg;
+  atomic_fetch_add(&j->hits[t], 1);
+}
+
+static void check_once(count_job *j) {
+  for (int64_t t = 0; t < j->n; t++)
+    if (atomic_load(&j->hits[t]) != 1)
+      fail_msg("task %lld ran %d times", (long long)t, atomic_load(&j->hits[t]));
+}
+
+static void test_pool__each_task_once(void **state) {
+  static count_job j;
+  const int64_t sizes[] = {1, 2, 3, 17, 1000, 4096};
+  for (int threads = 1; threads <= 4; threads++)
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+      for (int rep = 0; rep < 20; rep++) {
+        memset(&j, 0, sizeof j);
+        j.n = sizes[s];
+        ks__parallel_for(j.n, threads, count_task, &j);
+        check_once(&j);
+      }
+}
+
+static void *caller(void *arg) {
+  count_job *j = arg;
+  for (int rep = 0; rep < 200; rep++) {
+    for (int64_t t = 0; t < j->n; t++) atomic_store(&j->hits[t], 0);
+    ks__parallel_for(j->n, 3, count_task, j);
+    for (int64_t t = 0; t < j->n; t++)
+      if (atomic_load(&j->hits[t]) != 1) return (void *)1;
+  }
+  return NULL;
+}
+
+/* several threads submitting jobs at once (a scoring server's request
+ * threads): one gets the pool, the others run their tasks themselves */
+static void test_pool__concurrent_callers(void **state) {
+  static count_job jobs[4];
+  pthread_t tid[4];
+  for (int i = 0; i < 4; i++) {
+    memset(&jobs[i], 0, sizeof jobs[i]);
+    jobs[i].n = 257 + i;
+    assert_int_equal(pthread_create(&tid[i], NULL, caller, &jobs[i]), 0);
+  }
+  for (int i = 0; i < 4; i++) {
+    void *rv;
+    pthread_join(tid[i], &rv);
+    assert_null(rv);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_backend__gemm_same_bits_on_any_thread_count),
     cmocka_unit_test(test_backend__thread_count_setting),
+    cmocka_unit_test(test_pool__each_task_once),
+    cmocka_unit_test(test_pool__concurrent_callers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
