@@ -598,10 +598,12 @@ static int materialize(kp_ws *ws, const svc_row *row, const char *dir) {
   sqlite3_stmt *st;
   if (kp_db_prepare(ws, &st, "SELECT path, sha256 FROM model_files WHERE model_id=? ORDER BY path") != 0) return -1;
   sqlite3_bind_int64(st, 1, row->model_id);
-  int n = 0, rc = 0;
+  int n = 0, rc = 0, have_desc = 0;
   while (rc == 0 && kp_db_row(st) > 0) {
     const char *p = kp_col_text(st, 0);
     if (kp_rel_path_ok(p) != 0) { rc = kp_err("model file path '%s' is not safe", p); break; }
+    const char *base = strrchr(p, '/');
+    have_desc |= !strcmp(base ? base + 1 : p, "model.json");
     char dst[8192];
     snprintf(dst, sizeof dst, "%s/%s", dir, p);
     char *sl = strrchr(dst, '/');
@@ -614,6 +616,22 @@ static int materialize(kp_ws *ws, const svc_row *row, const char *dir) {
   sqlite3_finalize(st);
   if (rc == 0 && n == 0)
     rc = kp_err("model %s:%lld has no files (was it deleted?)", row->model_name, row->model_version);
+  if (rc != 0 || have_desc || row->entry_sha[0]) return rc;
+  /* A model registered as the single file outputs/model.npz of a run (the
+   * quickstart's way) lacks the description written beside it: take the
+   * run's outputs/model.json through the model's lineage. */
+  if (kp_db_prepare(ws, &st, "SELECT f.sha256, f.path FROM models m JOIN files f ON f.run_id = m.run_id "
+                             "WHERE m.id = ?1 AND m.path LIKE '%.npz' AND f.path = "
+                             "rtrim(m.path, replace(m.path, '/', '')) || 'model.json'") != 0)
+    return -1;
+  sqlite3_bind_int64(st, 1, row->model_id);
+  if (kp_db_row(st) > 0) {
+    char dst[8192];
+    snprintf(dst, sizeof dst, "%s/model.json", dir);
+    rc = kp_blob_get(ws, kp_col_text(st, 0), dst, 0644);
+    if (rc == 0) slog("model.json: %s of run lineage (the model was registered without it)", kp_col_text(st, 1));
+  }
+  sqlite3_finalize(st);
   return rc;
 }
 

@@ -350,6 +350,13 @@ badcase 400 "entry: malformed JSON" "$URI3" -H "Authorization: Bearer $K3" -d '{
 badcase 401 "entry: no key" "$URI3" -d '{}'
 expect_fail "is not a file" $K model deploy fmnist --name custom2 --entry "$T/nope.so"
 
+# --- the quickstart's registration (the run's outputs/model.npz alone) --------------------------
+run_ok $K model register --run "$run" --name fmfile --path outputs/model.npz >/dev/null
+URI5="$(run_ok $K model deploy fmfile --name fmfile | tail -1)"
+assert_eq 200 "$(status "$URI5" -d "$one")" "a model registered as outputs/model.npz deploys: model.json comes through its run"
+assert_contains "$(run_ok $K service logs fmfile)" "model.json: outputs/model.json of run lineage" "the log says where the description came from"
+run_ok $K service stop fmfile >/dev/null
+
 # --- a port in use ---------------------------------------------------------------------------
 port="${BASE##*:}"
 expect_fail "cannot listen on 127.0.0.1:$port" $K model deploy fmnist --name clash --port "$port"
@@ -377,6 +384,6 @@ expect_fail "no service named 'custom'" $K service show custom
 for s in fm cnn; do run_ok $K service stop "$s" >/dev/null; done
 bad="$(grep -lE "AddressSanitizer|LeakSanitizer|runtime error:" "$WS"/services/*/server.log 2>/dev/null)"
 [ -z "$bad" ] || fail "sanitizer reports from servers: $(cat $bad | head -40)"
-for s in fm cnn chaincnn rawsvc; do run_ok $K service delete "$s" >/dev/null; done
+for s in fm cnn chaincnn fmfile rawsvc; do run_ok $K service delete "$s" >/dev/null; done
 assert_eq "0" "$(sql 'SELECT count(*) FROM services')" "no services left"
 finish
