@@ -336,6 +336,7 @@ typedef struct sup {
   char *env_json;
   char env_hash[65];
   char cancel_reason[512]; /* set by cancel_requested() */
+  int max_nodes;           /* of the compute target, once a node is taken */
 } sup;
 
 static volatile sig_atomic_t g_wake;
@@ -379,7 +380,7 @@ static int wait_for_node(sup *s) {
       int busy = sqlite3_column_int(st, 2), ahead = sqlite3_column_int(st, 3);
       if (cancel) got = 0;
       else if (max == 0) got = -2;
-      else if (busy + ahead < max) got = 1;
+      else if (busy + ahead < max) { got = 1; s->max_nodes = max; }
       else got = 2;
     }
     sqlite3_finalize(st);
@@ -584,10 +585,12 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
   while (environ[n]) n++;
   cJSON *vars = env ? cJSON_GetObjectItemCaseSensitive(env, "variables") : NULL;
   size_t nv = (size_t)cJSON_GetArraySize(vars);
-  char **e = calloc(n + nv + 16, sizeof *e);
+  char **e = calloc(n + nv + 24, sizeof *e);
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
-    if (strncmp(environ[i], "KUSARI_", 7) != 0 && strncmp(environ[i], "PATH=", 5) != 0) e[k++] = strdup(environ[i]);
+    if ((strncmp(environ[i], "KUSARI_", 7) != 0 || strncmp(environ[i], "KUSARI_NUM_THREADS=", 19) == 0) &&
+        strncmp(environ[i], "PATH=", 5) != 0)
+      e[k++] = strdup(environ[i]);
   char buf[16384], bindir[4096];
   snprintf(bindir, sizeof bindir, "%s", kp_self_exe);
   char *sl = strrchr(bindir, '/');
@@ -610,6 +613,20 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
   if (coretype && !getenv("OPENBLAS_CORETYPE") &&
       !(vars && cJSON_GetObjectItemCaseSensitive(vars, "OPENBLAS_CORETYPE")))
     KP_SETENV("OPENBLAS_CORETYPE=%s", coretype);
+  /* A local target runs up to max_nodes runs at once on this machine's
+   * processors: each run gets its share as its thread count, unless the
+   * submitter or the env file chose one (oversubscribed cores make every
+   * thread pool wait on descheduled threads). */
+  if (s->max_nodes > 0) {
+    long procs = sysconf(_SC_NPROCESSORS_ONLN);
+    long share = procs > 0 ? procs / s->max_nodes : 1;
+    if (share < 1) share = 1;
+    static const char *const thread_vars[] = {"KUSARI_NUM_THREADS", "OMP_NUM_THREADS",
+                                              "OPENBLAS_NUM_THREADS"};
+    for (size_t i = 0; i < sizeof thread_vars / sizeof thread_vars[0]; i++)
+      if (!getenv(thread_vars[i]) && !(vars && cJSON_GetObjectItemCaseSensitive(vars, thread_vars[i])))
+        KP_SETENV("%s=%ld", thread_vars[i], share);
+  }
   cJSON *v;
   cJSON_ArrayForEach(v, vars)
     if (cJSON_IsString(v) && v->string) KP_SETENV("%s=%s", v->string, v->valuestring);
@@ -695,6 +712,7 @@ static int supervise(sup *sp, int ready) {
   int ok = kp_db_done(&sp->ws, st) == 0 && sqlite3_changes(sp->ws.db) == 1;
   sqlite3_finalize(st);
   if (!ok || load_run(sp) != 0) return kp_err("__supervise: run %s is not a queued run", sp->id), 1;
+  signal(SIGPIPE, SIG_IGN); /* before the write: a submitter that died must not kill us */
   if (write(ready, "ok\n", 3) != 3) { /* submit gave up on us; go on anyway */ }
   close(ready);
   struct sigaction sa;
