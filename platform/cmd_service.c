@@ -205,8 +205,17 @@ static int start_server(kp_ws *ws, const char *name, int *port) {
     *port = atoi(buf + 3);
     return 0;
   }
+  /* a server that died before it could say why (or hangs) must not stay Starting */
+  if (kp_db_prepare(ws, &st, "UPDATE services SET state='Failed', error=coalesce(error, ?2), stopped=?3 "
+                             "WHERE name=?1 AND state='Starting'") == 0) {
+    kp_bind_text(st, 1, name);
+    kp_bind_text(st, 2, "the server exited (or hung) before it listened; see its log");
+    sqlite3_bind_double(st, 3, kp_now());
+    kp_db_done(ws, st);
+    sqlite3_finalize(st);
+  }
   if (!strncmp(buf, "error: ", 7)) kp_err("service %s did not start: %s", name, buf + 7);
-  else kp_err("service %s did not start", name);
+  else kp_err("service %s did not start (no answer from its server)", name);
   kp_hint("see its log: kusari service logs %s", name);
   return -1;
 }

@@ -349,6 +349,14 @@ assert_eq '{"entry": true, "bytes": 13, "has_model": 1}' "$(cat "$T/body")" "run
 badcase 400 "entry: malformed JSON" "$URI3" -H "Authorization: Bearer $K3" -d '{'
 badcase 401 "entry: no key" "$URI3" -d '{}'
 expect_fail "is not a file" $K model deploy fmnist --name custom2 --entry "$T/nope.so"
+# an entry whose init() kills the server before it can answer
+printf '#include <stdlib.h>\n#include <unistd.h>\nint init(const char *d) { (void)d; _exit(3); }\nchar *run(const char *j) { (void)j; return NULL; }\n' > "$T/dies.c"
+cc ${KUSARI_TEST_CFLAGS:-} -shared -fPIC -o "$T/dies.so" "$T/dies.c" || die "cannot build dies.so"
+expect_fail "did not start (no answer from its server)" $K model deploy fmnist --name dies --entry "$T/dies.so"
+j="$(run_ok $K service show dies --json)"
+assert_eq "Failed" "$(jget "$j" 'j["state"]')" "a server that died while starting is Failed, not Starting"
+assert_contains "$(jget "$j" 'j["error"]')" "before it listened" "with the reason"
+run_ok $K service delete dies >/dev/null
 
 # --- the quickstart's registration (the run's outputs/model.npz alone) --------------------------
 run_ok $K model register --run "$run" --name fmfile --path outputs/model.npz >/dev/null
