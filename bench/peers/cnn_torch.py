@@ -17,6 +17,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
+# --train-size N (this peer's own option): train on the first N images
+TRAIN_SIZE = 0
+if "--train-size" in sys.argv:
+    _i = sys.argv.index("--train-size")
+    TRAIN_SIZE = int(sys.argv[_i + 1])
+    del sys.argv[_i:_i + 2]
 # the CNN's defaults (--unit 256, --batch 100) unless given
 for _flags, _default in ((("--unit", "-u"), "256"), (("--batch", "-b"), "100")):
     if not any(a in _flags or a.startswith(_flags[0] + "=") for a in sys.argv[1:]):
@@ -54,6 +60,8 @@ class CNN(nn.Module):
 
 def main():
     x_train, t_train, x_test, t_test = common.load_fashion_mnist(args.data)
+    if TRAIN_SIZE > 0:
+        x_train, t_train = x_train[:TRAIN_SIZE], t_train[:TRAIN_SIZE]
     x_train = x_train.reshape(-1, 1, 28, 28)
     x_test = x_test.reshape(-1, 1, 28, 28)
     torch.manual_seed(args.seed)
@@ -64,9 +72,11 @@ def main():
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     it = common.SerialOrder(len(x_train), args.batch, rng)
     epoch_seconds = []
+    epoch_cpu = []
     losses = []
     while it.epoch < args.epochs:
         t0 = time.perf_counter()
+        c0 = time.process_time()
         losses = []
         while True:
             idx = torch.from_numpy(it.next())
@@ -79,12 +89,14 @@ def main():
             if it.is_new_epoch:
                 break
         epoch_seconds.append(time.perf_counter() - t0)
+        epoch_cpu.append(round(time.process_time() - c0, 4))
         print(f"cnn_torch: epoch {it.epoch}: {epoch_seconds[-1]:.2f} s", file=sys.stderr, flush=True)
     with torch.no_grad():
         pred = torch.cat([model(torch.from_numpy(x_test[i:i + 500])).argmax(dim=1)
                           for i in range(0, len(x_test), 500)]).numpy()
     acc = float((pred == t_test).mean())
     common.report("torch", args, epoch_seconds, np.mean(losses), acc, model="cnn",
+                  epoch_cpu_seconds=epoch_cpu, train_size=len(x_train),
                   torch_version=torch.__version__,
                   torch_threads=torch.get_num_threads(),
                   torch_interop_threads=torch.get_num_interop_threads())
