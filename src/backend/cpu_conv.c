@@ -5,8 +5,9 @@
  * GEMMs, per-channel sums and bias, 2-d strided copies (concat), max and
  * average pooling, and batch normalization.
  *
- * Threads: every kernel splits its work over *independent outputs* (image
- * planes, channels, rows) on the OpenMP pool when the work is large
+ * Threads: every kernel splits its work into tasks over *independent
+ * outputs* (image planes, channels, rows) run by ks__cpu_parallel_for (the
+ * one place where kernels meet the thread pool) when the work is large
  * (ks__cpu_threads_for). Each output is computed by one thread in a fixed
  * order, and no sum is ever split between threads, so the results are the
  * same bits on any number of threads (tests/lib/test_kernels_threads.c).
@@ -48,17 +49,32 @@ static inline void tap_lookup(const ks_conv_geom *g, const int64_t *lo_t, const 
   else tap_range(kx * g->dx - g->pw, g->sx, g->w, g->ow, lo, hi);
 }
 
+/* Arguments of a kernel's tasks (ks__cpu_parallel_for passes one pointer):
+ * each kernel uses the fields it needs. */
+typedef struct cjob {
+  const ks_conv_geom *g;
+  const float *x, *x2, *x3, *x4, *x5;     /* inputs  */
+  float *y, *y2, *y3;                     /* outputs */
+  const int32_t *idx_in;
+  int32_t *idx_out;
+  const int64_t *lo_t, *hi_t;             /* tap table */
+  int64_t a, b, c, n, inner, lds, ldd;
+  float f;
+  int flag;
+} cjob;
+
 /* one task per input plane, channel-major (ci, ni): the plane stays in L1
  * for its kh*kw taps, and consecutive tasks extend the same kh*kw col rows
  * (kh*kw contiguous write streams) */
-void ks__cpu_im2col(const ks_conv_geom *g, const float *restrict x, float *restrict col) {
+static void im2col_task(void *arg, int64_t t) {
+  const cjob *J = arg;
+  const ks_conv_geom *g = J->g;
+  const float *restrict x = J->x;
+  float *restrict col = J->y;
+  const int64_t *lo_t = J->lo_t, *hi_t = J->hi_t;
   const int64_t kh = g->kh, kw = g->kw, h = g->h, w = g->w, oh = g->oh, ow = g->ow;
-  const int64_t K = g->c * kh * kw, P = oh * ow, NP = g->n * P, tasks = g->c * g->n;
-  int64_t lo_t[KS_TAP_TABLE], hi_t[KS_TAP_TABLE];
-  tap_table(g, lo_t, hi_t);
-  const int T = ks__cpu_threads_for(K * NP, tasks);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t t = 0; t < tasks; t++) {
+  const int64_t P = oh * ow, NP = g->n * P;
+  {
     const int64_t ci = t / g->n, ni = t % g->n;
     const float *restrict xp = x + (ni * g->c + ci) * h * w;
     for (int64_t ky = 0; ky < kh; ky++)
@@ -87,14 +103,23 @@ void ks__cpu_im2col(const ks_conv_geom *g, const float *restrict x, float *restr
   }
 }
 
-void ks__cpu_col2im(const ks_conv_geom *g, const float *restrict col, float *restrict x) {
-  const int64_t kh = g->kh, kw = g->kw, h = g->h, w = g->w, oh = g->oh, ow = g->ow;
-  const int64_t P = oh * ow, NP = g->n * P, tasks = g->n * g->c;
+void ks__cpu_im2col(const ks_conv_geom *g, const float *x, float *col) {
+  const int64_t K = g->c * g->kh * g->kw, NP = g->n * g->oh * g->ow, tasks = g->c * g->n;
   int64_t lo_t[KS_TAP_TABLE], hi_t[KS_TAP_TABLE];
   tap_table(g, lo_t, hi_t);
-  const int T = ks__cpu_threads_for(g->c * kh * kw * NP, tasks);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t t = 0; t < tasks; t++) {
+  cjob J = {.g = g, .x = x, .y = col, .lo_t = lo_t, .hi_t = hi_t};
+  ks__cpu_parallel_for(tasks, ks__cpu_threads_for(K * NP, tasks), im2col_task, &J);
+}
+
+static void col2im_task(void *arg, int64_t t) {
+  const cjob *J = arg;
+  const ks_conv_geom *g = J->g;
+  const float *restrict col = J->x;
+  float *restrict x = J->y;
+  const int64_t *lo_t = J->lo_t, *hi_t = J->hi_t;
+  const int64_t kh = g->kh, kw = g->kw, h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+  const int64_t P = oh * ow, NP = g->n * P;
+  {
     const int64_t ci = t / g->n, ni = t % g->n; /* channel-major, as im2col */
     float *restrict xp = x + (ni * g->c + ci) * h * w;
     memset(xp, 0, (size_t)(h * w) * sizeof *xp);
@@ -117,6 +142,14 @@ void ks__cpu_col2im(const ks_conv_geom *g, const float *restrict col, float *res
         }
       }
   }
+}
+
+void ks__cpu_col2im(const ks_conv_geom *g, const float *col, float *x) {
+  const int64_t NP = g->n * g->oh * g->ow, tasks = g->n * g->c;
+  int64_t lo_t[KS_TAP_TABLE], hi_t[KS_TAP_TABLE];
+  tap_table(g, lo_t, hi_t);
+  cjob J = {.g = g, .x = col, .y = x, .lo_t = lo_t, .hi_t = hi_t};
+  ks__cpu_parallel_for(tasks, ks__cpu_threads_for(g->c * g->kh * g->kw * NP, tasks), col2im_task, &J);
 }
 
 /* Sums in double over 8 independent lanes (gcc vectorizes the lane loop;
@@ -171,12 +204,12 @@ static inline void bn_sums8(const float *restrict x, const float *restrict gy, i
 
 /* ---- layout and per-channel helpers ------------------------------------------------ */
 
-void ks__cpu_swap01(int64_t a, int64_t b, int64_t inner, const float *restrict src,
-                    const float *restrict bias, float *restrict dst) {
-  const int64_t tasks = a * b;
-  const int T = ks__cpu_threads_for(tasks * inner, tasks);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t t = 0; t < tasks; t++) {
+static void swap01_task(void *arg, int64_t t) {
+  const cjob *J = arg;
+  const int64_t a = J->a, b = J->b, inner = J->inner;
+  const float *restrict src = J->x, *restrict bias = J->x2;
+  float *restrict dst = J->y;
+  {
     const int64_t i = t / b, j = t % b;
     const float *restrict s = src + t * inner;
     float *restrict d = dst + (j * a + i) * inner;
@@ -189,35 +222,48 @@ void ks__cpu_swap01(int64_t a, int64_t b, int64_t inner, const float *restrict s
   }
 }
 
-void ks__cpu_channel_sum(int64_t n, int64_t c, int64_t inner, const float *restrict x,
-                         float *restrict out) {
-  const int T = ks__cpu_threads_for(n * c * inner, c);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t ci = 0; ci < c; ci++) {
-    double s = 0.0;
-    for (int64_t ni = 0; ni < n; ni++) s += sum8(x + (ni * c + ci) * inner, inner);
-    out[ci] = (float)s;
-  }
+void ks__cpu_swap01(int64_t a, int64_t b, int64_t inner, const float *src, const float *bias,
+                    float *dst) {
+  const int64_t tasks = a * b;
+  cjob J = {.a = a, .b = b, .inner = inner, .x = src, .x2 = bias, .y = dst};
+  ks__cpu_parallel_for(tasks, ks__cpu_threads_for(tasks * inner, tasks), swap01_task, &J);
 }
 
-void ks__cpu_channel_bias(int64_t n, int64_t c, int64_t inner, const float *restrict b,
-                          float *restrict y) {
+static void channel_sum_task(void *arg, int64_t ci) {
+  const cjob *J = arg;
+  const int64_t n = J->n, c = J->c, inner = J->inner;
+  double s = 0.0;
+  for (int64_t ni = 0; ni < n; ni++) s += sum8(J->x + (ni * c + ci) * inner, inner);
+  J->y[ci] = (float)s;
+}
+
+void ks__cpu_channel_sum(int64_t n, int64_t c, int64_t inner, const float *x, float *out) {
+  cjob J = {.n = n, .c = c, .inner = inner, .x = x, .y = out};
+  ks__cpu_parallel_for(c, ks__cpu_threads_for(n * c * inner, c), channel_sum_task, &J);
+}
+
+static void channel_bias_task(void *arg, int64_t t) {
+  const cjob *J = arg;
+  const float bv = J->x[t % J->c];
+  float *restrict yp = J->y + t * J->inner;
+  for (int64_t k = 0; k < J->inner; k++) yp[k] += bv;
+}
+
+void ks__cpu_channel_bias(int64_t n, int64_t c, int64_t inner, const float *b, float *y) {
   const int64_t tasks = n * c;
-  const int T = ks__cpu_threads_for(tasks * inner, tasks);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t t = 0; t < tasks; t++) {
-    const float bv = b[t % c];
-    float *restrict yp = y + t * inner;
-    for (int64_t k = 0; k < inner; k++) yp[k] += bv;
-  }
+  cjob J = {.c = c, .inner = inner, .x = b, .y = y};
+  ks__cpu_parallel_for(tasks, ks__cpu_threads_for(tasks * inner, tasks), channel_bias_task, &J);
 }
 
-void ks__cpu_copy2d(int64_t rows, int64_t cols, const float *restrict src, int64_t lds,
-                    float *restrict dst, int64_t ldd) {
-  const int T = ks__cpu_threads_for(rows * cols, rows);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t r = 0; r < rows; r++)
-    memcpy(dst + r * ldd, src + r * lds, (size_t)cols * sizeof *dst);
+static void copy2d_task(void *arg, int64_t r) {
+  const cjob *J = arg;
+  memcpy(J->y + r * J->ldd, J->x + r * J->lds, (size_t)J->inner * sizeof(float));
+}
+
+void ks__cpu_copy2d(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
+                    int64_t ldd) {
+  cjob J = {.inner = cols, .x = src, .lds = lds, .y = dst, .ldd = ldd};
+  ks__cpu_parallel_for(rows, ks__cpu_threads_for(rows * cols, rows), copy2d_task, &J);
 }
 
 /* ---- pooling ------------------------------------------------------------------------- */
@@ -235,13 +281,15 @@ static int pool_is_2x2s2(const ks_conv_geom *g) {
   return g->kh == 2 && g->kw == 2 && g->sy == 2 && g->sx == 2 && g->ph == 0 && g->pw == 0;
 }
 
-static void max_pool_2x2s2(const ks_conv_geom *g, const float *restrict x, float *restrict y,
-                           int32_t *restrict idx) {
-  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
+static void max_pool_2x2s2_task(void *arg, int64_t t) {
+  const cjob *J = arg;
+  const ks_conv_geom *g = J->g;
+  const float *restrict x = J->x;
+  float *restrict y = J->y;
+  int32_t *restrict idx = J->idx_out;
+  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow;
   const int64_t fh = h / 2 < oh ? h / 2 : oh, fw = w / 2 < ow ? w / 2 : ow; /* full windows */
-  const int T = ks__cpu_threads_for(planes * oh * ow * 4, planes);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t t = 0; t < planes; t++) {
+  {
     const float *restrict xp = x + t * h * w;
     for (int64_t oy = 0; oy < oh; oy++) {
       float *restrict yp = y + (t * oh + oy) * ow;
@@ -272,15 +320,31 @@ static void max_pool_2x2s2(const ks_conv_geom *g, const float *restrict x, float
   }
 }
 
-void ks__cpu_max_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
-                                float *restrict y, int32_t *restrict idx) {
-  if (pool_is_2x2s2(g)) { max_pool_2x2s2(g, x, y, idx); return; }
-  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
-  const int T = ks__cpu_threads_for(planes * oh * ow * g->kh * g->kw, planes);
+static void max_pool_generic_task(void *arg, int64_t t);
+
+void ks__cpu_max_pool2d_forward(const ks_conv_geom *g, const float *x, float *y, int32_t *idx) {
+  const int64_t planes = g->n * g->c;
   int64_t lo_t[KS_TAP_TABLE], hi_t[KS_TAP_TABLE];
+  cjob J = {.g = g, .x = x, .y = y, .idx_out = idx, .lo_t = lo_t, .hi_t = hi_t};
+  if (pool_is_2x2s2(g)) {
+    ks__cpu_parallel_for(planes, ks__cpu_threads_for(planes * g->oh * g->ow * 4, planes),
+                         max_pool_2x2s2_task, &J);
+    return;
+  }
   tap_table(g, lo_t, hi_t); /* pooling geometries have dx = 1 */
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t t = 0; t < planes; t++) {
+  ks__cpu_parallel_for(planes, ks__cpu_threads_for(planes * g->oh * g->ow * g->kh * g->kw, planes),
+                       max_pool_generic_task, &J);
+}
+
+static void max_pool_generic_task(void *arg, int64_t t) {
+  const cjob *J = arg;
+  const ks_conv_geom *g = J->g;
+  const float *restrict x = J->x;
+  float *restrict y = J->y;
+  int32_t *restrict idx = J->idx_out;
+  const int64_t *lo_t = J->lo_t, *hi_t = J->hi_t;
+  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+  {
     const float *restrict xp = x + t * h * w;
     float best[KS_POOL_BLOCK];
     int32_t bi[KS_POOL_BLOCK];
@@ -315,27 +379,33 @@ void ks__cpu_max_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
   }
 }
 
-void ks__cpu_max_pool2d_backward(const ks_conv_geom *g, const int32_t *restrict idx,
-                                 const float *restrict gy, float *restrict gx) {
+static void max_pool_backward_task(void *arg, int64_t t) {
+  const cjob *J = arg;
+  const int64_t hw = J->g->h * J->g->w, ohw = J->g->oh * J->g->ow;
+  float *restrict xp = J->y + t * hw;
+  const float *restrict gp = J->x + t * ohw;
+  const int32_t *restrict ip = J->idx_in + t * ohw;
+  memset(xp, 0, (size_t)hw * sizeof *xp);
+  for (int64_t o = 0; o < ohw; o++)
+    if (ip[o] >= 0) xp[ip[o]] += gp[o];
+}
+
+void ks__cpu_max_pool2d_backward(const ks_conv_geom *g, const int32_t *idx, const float *gy,
+                                 float *gx) {
   const int64_t hw = g->h * g->w, ohw = g->oh * g->ow, planes = g->n * g->c;
-  const int T = ks__cpu_threads_for(planes * (hw + ohw), planes);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t t = 0; t < planes; t++) {
-    float *restrict xp = gx + t * hw;
-    const float *restrict gp = gy + t * ohw;
-    const int32_t *restrict ip = idx + t * ohw;
-    memset(xp, 0, (size_t)hw * sizeof *xp);
-    for (int64_t o = 0; o < ohw; o++)
-      if (ip[o] >= 0) xp[ip[o]] += gp[o];
-  }
+  cjob J = {.g = g, .idx_in = idx, .x = gy, .y = gx};
+  ks__cpu_parallel_for(planes, ks__cpu_threads_for(planes * (hw + ohw), planes),
+                       max_pool_backward_task, &J);
 }
 
 /* 2x2 stride 2 without padding: taps summed in the generic kernel's order */
-static void avg_pool_2x2s2(const ks_conv_geom *g, const float *restrict x, float *restrict y) {
-  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
-  const int T = ks__cpu_threads_for(planes * oh * ow * 4, planes);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t t = 0; t < planes; t++) {
+static void avg_pool_2x2s2_task(void *arg, int64_t t) {
+  const cjob *J = arg;
+  const ks_conv_geom *g = J->g;
+  const float *restrict x = J->x;
+  float *restrict y = J->y;
+  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+  {
     const float *restrict xp = x + t * h * w;
     for (int64_t oy = 0; oy < oh; oy++) {
       const float *restrict a = xp + 2 * oy * w, *restrict b = a + w;
@@ -347,17 +417,15 @@ static void avg_pool_2x2s2(const ks_conv_geom *g, const float *restrict x, float
   }
 }
 
-void ks__cpu_avg_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
-                                float *restrict y) {
-  /* without cover_all a 2x2/2 window never leaves the image */
-  if (pool_is_2x2s2(g) && 2 * g->oh <= g->h && 2 * g->ow <= g->w) { avg_pool_2x2s2(g, x, y); return; }
-  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
+static void avg_pool_generic_task(void *arg, int64_t t) {
+  const cjob *J = arg;
+  const ks_conv_geom *g = J->g;
+  const float *restrict x = J->x;
+  float *restrict y = J->y;
+  const int64_t *lo_t = J->lo_t, *hi_t = J->hi_t;
+  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow;
   const float inv = 1.0f / (float)(g->kh * g->kw);
-  const int T = ks__cpu_threads_for(planes * oh * ow * g->kh * g->kw, planes);
-  int64_t lo_t[KS_TAP_TABLE], hi_t[KS_TAP_TABLE];
-  tap_table(g, lo_t, hi_t); /* pooling geometries have dx = 1 */
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t t = 0; t < planes; t++) {
+  {
     const float *restrict xp = x + t * h * w;
     float sum[KS_POOL_BLOCK];
     for (int64_t oy = 0; oy < oh; oy++) {
@@ -384,13 +452,29 @@ void ks__cpu_avg_pool2d_forward(const ks_conv_geom *g, const float *restrict x,
   }
 }
 
-void ks__cpu_avg_pool2d_backward(const ks_conv_geom *g, const float *restrict gy,
-                                 float *restrict gx) {
-  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, planes = g->n * g->c;
+void ks__cpu_avg_pool2d_forward(const ks_conv_geom *g, const float *x, float *y) {
+  const int64_t planes = g->n * g->c;
+  int64_t lo_t[KS_TAP_TABLE], hi_t[KS_TAP_TABLE];
+  cjob J = {.g = g, .x = x, .y = y, .lo_t = lo_t, .hi_t = hi_t};
+  /* without cover_all a 2x2/2 window never leaves the image */
+  if (pool_is_2x2s2(g) && 2 * g->oh <= g->h && 2 * g->ow <= g->w) {
+    ks__cpu_parallel_for(planes, ks__cpu_threads_for(planes * g->oh * g->ow * 4, planes),
+                         avg_pool_2x2s2_task, &J);
+    return;
+  }
+  tap_table(g, lo_t, hi_t); /* pooling geometries have dx = 1 */
+  ks__cpu_parallel_for(planes, ks__cpu_threads_for(planes * g->oh * g->ow * g->kh * g->kw, planes),
+                       avg_pool_generic_task, &J);
+}
+
+static void avg_pool_backward_task(void *arg, int64_t t) {
+  const cjob *J = arg;
+  const ks_conv_geom *g = J->g;
+  const float *restrict gy = J->x;
+  float *restrict gx = J->y;
+  const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow;
   const float inv = 1.0f / (float)(g->kh * g->kw);
-  const int T = ks__cpu_threads_for(planes * oh * ow * g->kh * g->kw, planes);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t t = 0; t < planes; t++) {
+  {
     float *restrict xp = gx + t * h * w;
     const float *restrict gp = gy + t * oh * ow;
     memset(xp, 0, (size_t)(h * w) * sizeof *xp);
@@ -408,14 +492,22 @@ void ks__cpu_avg_pool2d_backward(const ks_conv_geom *g, const float *restrict gy
   }
 }
 
+void ks__cpu_avg_pool2d_backward(const ks_conv_geom *g, const float *gy, float *gx) {
+  const int64_t planes = g->n * g->c;
+  cjob J = {.g = g, .x = gy, .y = gx};
+  ks__cpu_parallel_for(planes, ks__cpu_threads_for(planes * g->oh * g->ow * g->kh * g->kw, planes),
+                       avg_pool_backward_task, &J);
+}
+
 /* ---- batch normalization ---------------------------------------------------------------- */
 
-void ks__cpu_bn_stats(int64_t n, int64_t c, int64_t inner, const float *restrict x,
-                      float *restrict mean, float *restrict var) {
-  const int T = ks__cpu_threads_for(n * c * inner, c);
+static void bn_stats_task(void *arg, int64_t ci) {
+  const cjob *J = arg;
+  const int64_t n = J->n, c = J->c, inner = J->inner;
+  const float *restrict x = J->x;
+  float *restrict mean = J->y, *restrict var = J->y2;
   const double m = (double)(n * inner);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t ci = 0; ci < c; ci++) {
+  {
     double s = 0.0;
     for (int64_t ni = 0; ni < n; ni++) s += sum8(x + (ni * c + ci) * inner, inner);
     const double mu = m > 0 ? s / m : 0.0;
@@ -426,15 +518,19 @@ void ks__cpu_bn_stats(int64_t n, int64_t c, int64_t inner, const float *restrict
   }
 }
 
-void ks__cpu_bn_forward(int64_t n, int64_t c, int64_t inner, float eps, const float *restrict x,
-                        const float *restrict mean, const float *restrict var,
-                        const float *restrict gamma, const float *restrict beta,
-                        float *restrict y, float *restrict inv_std) {
-  for (int64_t ci = 0; ci < c; ci++) inv_std[ci] = 1.0f / sqrtf(var[ci] + eps);
-  const int64_t tasks = n * c;
-  const int T = ks__cpu_threads_for(tasks * inner, tasks);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t t = 0; t < tasks; t++) {
+void ks__cpu_bn_stats(int64_t n, int64_t c, int64_t inner, const float *x, float *mean,
+                      float *var) {
+  cjob J = {.n = n, .c = c, .inner = inner, .x = x, .y = mean, .y2 = var};
+  ks__cpu_parallel_for(c, ks__cpu_threads_for(n * c * inner, c), bn_stats_task, &J);
+}
+
+static void bn_forward_task(void *arg, int64_t t) {
+  const cjob *J = arg;
+  const int64_t c = J->c, inner = J->inner;
+  const float *restrict x = J->x, *restrict mean = J->x2, *restrict inv_std = J->x3;
+  const float *restrict gamma = J->x4, *restrict beta = J->x5;
+  float *restrict y = J->y;
+  {
     const int64_t ci = t % c;
     const float mu = mean[ci], is = inv_std[ci], ga = gamma[ci], be = beta[ci];
     const float *restrict xp = x + t * inner;
@@ -443,15 +539,25 @@ void ks__cpu_bn_forward(int64_t n, int64_t c, int64_t inner, float eps, const fl
   }
 }
 
-void ks__cpu_bn_backward(int64_t n, int64_t c, int64_t inner, int batch_stats,
-                         const float *restrict x, const float *restrict gy,
-                         const float *restrict mean, const float *restrict inv_std,
-                         const float *restrict gamma, float *restrict gx,
-                         float *restrict ggamma, float *restrict gbeta) {
-  const int T = ks__cpu_threads_for(n * c * inner, c);
+void ks__cpu_bn_forward(int64_t n, int64_t c, int64_t inner, float eps, const float *x,
+                        const float *mean, const float *var, const float *gamma,
+                        const float *beta, float *y, float *inv_std) {
+  for (int64_t ci = 0; ci < c; ci++) inv_std[ci] = 1.0f / sqrtf(var[ci] + eps);
+  const int64_t tasks = n * c;
+  cjob J = {.c = c, .inner = inner, .x = x, .x2 = mean, .x3 = inv_std, .x4 = gamma, .x5 = beta,
+            .y = y};
+  ks__cpu_parallel_for(tasks, ks__cpu_threads_for(tasks * inner, tasks), bn_forward_task, &J);
+}
+
+static void bn_backward_task(void *arg, int64_t ci) {
+  const cjob *J = arg;
+  const int64_t n = J->n, c = J->c, inner = J->inner;
+  const int batch_stats = J->flag;
+  const float *restrict x = J->x, *restrict gy = J->x2, *restrict mean = J->x3;
+  const float *restrict inv_std = J->x4, *restrict gamma = J->x5;
+  float *restrict gx = J->y, *restrict ggamma = J->y2, *restrict gbeta = J->y3;
   const float m = (float)(n * inner);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t ci = 0; ci < c; ci++) {
+  {
     const float mu = mean[ci], is = inv_std[ci];
     double sb = 0.0, sg = 0.0;
     for (int64_t ni = 0; ni < n; ni++)
@@ -459,7 +565,7 @@ void ks__cpu_bn_backward(int64_t n, int64_t c, int64_t inner, int batch_stats,
     const float gb = (float)sb, gg = (float)sg;
     if (gbeta) gbeta[ci] = gb;
     if (ggamma) ggamma[ci] = gg;
-    if (!gx) continue;
+    if (!gx) return;
     const float scale = gamma[ci] * is;
     for (int64_t ni = 0; ni < n; ni++) {
       const float *restrict xp = x + (ni * c + ci) * inner;
@@ -472,4 +578,12 @@ void ks__cpu_bn_backward(int64_t n, int64_t c, int64_t inner, int batch_stats,
         for (int64_t k = 0; k < inner; k++) dp[k] = scale * gp[k];
     }
   }
+}
+
+void ks__cpu_bn_backward(int64_t n, int64_t c, int64_t inner, int batch_stats, const float *x,
+                         const float *gy, const float *mean, const float *inv_std,
+                         const float *gamma, float *gx, float *ggamma, float *gbeta) {
+  cjob J = {.n = n, .c = c, .inner = inner, .flag = batch_stats, .x = x, .x2 = gy, .x3 = mean,
+            .x4 = inv_std, .x5 = gamma, .y = gx, .y2 = ggamma, .y3 = gbeta};
+  ks__cpu_parallel_for(c, ks__cpu_threads_for(n * c * inner, c), bn_backward_task, &J);
 }

@@ -10,13 +10,17 @@
  * elements accumulate in double where accuracy matters (sum_sq, loss sums);
  * column sums accumulate row by row in float so they vectorize over columns.
  * The big element-wise kernels (copy, scale, add/sub/mul, activations and
- * their gradients) split their elements over the OpenMP pool when there are
- * at least KS_CPU_PAR_MIN of them; every element is computed the same way on
- * any thread count, so results are the same bits. Reductions and the
- * softmax family stay single-threaded here (docs/ARCHITECTURE.md, Threads).
+ * their gradients) split their elements into chunks run by
+ * ks__cpu_parallel_for when there are at least KS_CPU_PAR_MIN; every element
+ * is computed the same way on any thread count, so results are the same
+ * bits. Reductions and the softmax family stay single-threaded here
+ * (docs/ARCHITECTURE.md, Threads). ks__cpu_parallel_for, defined here, is
+ * the one place where all CPU kernels (these and cpu_conv.c's) meet the
+ * thread pool: pool.c's, the one the GEMM panels run on.
  */
 #include "cpu_kernels.h"
 #include "kusari/backend.h" /* ks_get_num_threads */
+#include "pool.h"           /* ks__parallel_for: kusari's one thread pool */
 
 #include <math.h>
 #include <string.h>
@@ -27,13 +31,56 @@ int ks__cpu_threads_for(int64_t work, int64_t tasks) {
   return (int64_t)t > tasks ? (int)tasks : t;
 }
 
-/* element loops of n independent elements: split into static chunks */
-#define KS_PAR_ELEMS(n)                                                                 \
-  _Pragma("omp parallel for num_threads(ks__cpu_threads_for(n, n)) if (n >= KS_CPU_PAR_MIN) schedule(static)")
+void ks__cpu_parallel_for(int64_t tasks, int threads, ks__cpu_task_fn fn, void *arg) {
+  if (threads <= 1 || tasks <= 1) {
+    for (int64_t t = 0; t < tasks; t++) fn(arg, t);
+    return;
+  }
+  ks__parallel_for(tasks, threads, fn, arg); /* the pool the GEMM panels run on */
+}
+
+/* Element-wise kernels: tasks of KS_EW_CHUNK elements. KS_EW_TASK(name,
+ * BODY) defines name_task running BODY (an expression over i, x, x2, y, a)
+ * for the elements of one chunk. */
+#define KS_EW_CHUNK 16384
+
+typedef struct ew_job {
+  const float *x, *x2;
+  float *y;
+  float a;
+  int64_t n;
+} ew_job;
+
+#define KS_EW_TASK(name, BODY)                                                              \
+  static void name##_task(void *arg, int64_t t) {                                           \
+    const ew_job *e_ = arg;                                                                 \
+    const float *restrict x = e_->x, *restrict x2 = e_->x2;                                 \
+    float *restrict y = e_->y;                                                              \
+    const float a = e_->a;                                                                  \
+    const int64_t lo = t * KS_EW_CHUNK, hi = lo + KS_EW_CHUNK < e_->n ? lo + KS_EW_CHUNK : e_->n; \
+    (void)x; (void)x2; (void)a;                                                              \
+    for (int64_t i = lo; i < hi; i++) BODY;                                                 \
+  }
+
+static void ew_run(ks__cpu_task_fn fn, int64_t n, const float *x, const float *x2, float *y,
+                   float a) {
+  ew_job e = {x, x2, y, a, n};
+  const int64_t tasks = (n + KS_EW_CHUNK - 1) / KS_EW_CHUNK;
+  ks__cpu_parallel_for(tasks, ks__cpu_threads_for(n, tasks), fn, &e);
+}
 
 /* ---- memory and arithmetic ------------------------------------------------- */
 
 #define KS_COPY_CHUNK ((size_t)1 << 18) /* bytes per parallel memcpy piece */
+
+typedef struct copy_job { char *d; const char *s; size_t bytes; } copy_job;
+
+static void copy_task(void *arg, int64_t p) {
+  const copy_job *j = arg;
+  size_t off = (size_t)p * KS_COPY_CHUNK;
+  size_t len = j->bytes - off < KS_COPY_CHUNK ? j->bytes - off : KS_COPY_CHUNK;
+  memcpy(j->d + off, j->s + off, len);
+}
 
 void ks__cpu_copy(void *dst, const void *src, size_t bytes) {
   if (dst == src || !bytes) return;
@@ -44,38 +91,46 @@ void ks__cpu_copy(void *dst, const void *src, size_t bytes) {
     return;
   }
   const int64_t pieces = (int64_t)((bytes + KS_COPY_CHUNK - 1) / KS_COPY_CHUNK);
-  const int T = ks__cpu_threads_for((int64_t)(bytes / 4), pieces);
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
-  for (int64_t p = 0; p < pieces; p++) {
-    size_t off = (size_t)p * KS_COPY_CHUNK;
-    size_t len = bytes - off < KS_COPY_CHUNK ? bytes - off : KS_COPY_CHUNK;
-    memcpy(d + off, s + off, len);
-  }
+  copy_job j = {d, s, bytes};
+  ks__cpu_parallel_for(pieces, ks__cpu_threads_for((int64_t)(bytes / 4), pieces), copy_task, &j);
+}
+
+typedef struct scale_job { const float *x; float *y; float alpha; int64_t n; } scale_job;
+
+static void scale_task(void *arg, int64_t t) {
+  const scale_job *j = arg;
+  const int64_t lo = t * KS_EW_CHUNK, hi = lo + KS_EW_CHUNK < j->n ? lo + KS_EW_CHUNK : j->n;
+  const float *x = j->x; /* x may equal y: no restrict */
+  float *y = j->y;
+  for (int64_t i = lo; i < hi; i++) y[i] = j->alpha * x[i];
 }
 
 void ks__cpu_scale(int64_t n, float alpha, const float *x, float *y) {
-  /* x may equal y: no restrict */
-  KS_PAR_ELEMS(n)
-  for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i];
+  scale_job j = {x, y, alpha, n};
+  const int64_t tasks = (n + KS_EW_CHUNK - 1) / KS_EW_CHUNK;
+  ks__cpu_parallel_for(tasks, ks__cpu_threads_for(n, tasks), scale_task, &j);
 }
 
-/* y (n, m) = a op b with b (m,) repeated over rows; m == 1 is a scalar b */
+/* y (n, m) = a op b with b (m,) repeated over rows; m == 1 is a scalar b.
+ * Scalar b: element chunks; otherwise one task per row. */
+typedef struct rows_job { const float *a, *b; float *y; int64_t m; } rows_job;
+
 #define KS_BINARY_KERNEL(name, OP)                                                   \
+  KS_EW_TASK(name##_scalar, y[i] = x[i] OP a)                                         \
+  static void name##_row_task(void *arg, int64_t r) {                                 \
+    const rows_job *j = arg;                                                          \
+    const float *restrict ar = j->a + r * j->m, *restrict b = j->b;                   \
+    float *restrict yr = j->y + r * j->m;                                             \
+    for (int64_t k = 0; k < j->m; k++) yr[k] = ar[k] OP b[k];                         \
+  }                                                                                   \
   void ks__cpu_##name(int64_t n, int64_t m, const float *restrict a,                  \
                       const float *restrict b, float *restrict y) {                   \
     if (m == 1) {                                                                     \
-      const float s = b[0];                                                           \
-      KS_PAR_ELEMS(n)                                                                 \
-      for (int64_t i = 0; i < n; i++) y[i] = a[i] OP s;                               \
+      ew_run(name##_scalar_task, n, a, NULL, y, b[0]);                                \
       return;                                                                         \
     }                                                                                 \
-    const int T = ks__cpu_threads_for(n * m, n);                                      \
-    _Pragma("omp parallel for num_threads(T) if (T > 1) schedule(static)")           \
-    for (int64_t r = 0; r < n; r++) {                                                 \
-      const float *restrict ar = a + r * m;                                           \
-      float *restrict yr = y + r * m;                                                 \
-      for (int64_t j = 0; j < m; j++) yr[j] = ar[j] OP b[j];                          \
-    }                                                                                 \
+    rows_job j = {a, b, y, m};                                                        \
+    ks__cpu_parallel_for(n, ks__cpu_threads_for(n * m, n), name##_row_task, &j);      \
   }
 KS_BINARY_KERNEL(add, +)
 KS_BINARY_KERNEL(sub, -)
@@ -135,51 +190,47 @@ void ks__cpu_sum_sq(int64_t n, float alpha, const float *restrict x, float *rest
 
 /* ---- activations ------------------------------------------------------------ */
 
-void ks__cpu_relu_forward(int64_t n, const float *restrict x, float *restrict y) {
-  /* NaN passes through (numpy.maximum(x, 0) as Chainer), so divergence shows */
-  KS_PAR_ELEMS(n)
-  for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+/* NaN passes through (numpy.maximum(x, 0) as Chainer), so divergence shows */
+KS_EW_TASK(relu_fwd, y[i] = x[i] < 0.0f ? 0.0f : x[i])
+void ks__cpu_relu_forward(int64_t n, const float *x, float *y) {
+  ew_run(relu_fwd_task, n, x, NULL, y, 0.0f);
 }
 
-void ks__cpu_relu_backward(int64_t n, const float *restrict y, const float *restrict gy,
-                           float *restrict gx) {
-  KS_PAR_ELEMS(n)
-  for (int64_t i = 0; i < n; i++) gx[i] = y[i] > 0.0f ? gy[i] : 0.0f;
+KS_EW_TASK(relu_bwd, y[i] = x[i] > 0.0f ? x2[i] : 0.0f) /* x = y, x2 = gy, y = gx */
+void ks__cpu_relu_backward(int64_t n, const float *y, const float *gy, float *gx) {
+  ew_run(relu_bwd_task, n, y, gy, gx, 0.0f);
 }
 
-void ks__cpu_leaky_relu_forward(int64_t n, float slope, const float *restrict x,
-                                float *restrict y) {
-  KS_PAR_ELEMS(n)
-  for (int64_t i = 0; i < n; i++) y[i] = x[i] >= 0.0f ? x[i] : slope * x[i];
+KS_EW_TASK(leaky_fwd, y[i] = x[i] >= 0.0f ? x[i] : a * x[i])
+void ks__cpu_leaky_relu_forward(int64_t n, float slope, const float *x, float *y) {
+  ew_run(leaky_fwd_task, n, x, NULL, y, slope);
 }
 
-void ks__cpu_leaky_relu_backward(int64_t n, float slope, const float *restrict x,
-                                 const float *restrict gy, float *restrict gx) {
-  KS_PAR_ELEMS(n)
-  for (int64_t i = 0; i < n; i++) gx[i] = x[i] >= 0.0f ? gy[i] : slope * gy[i];
+KS_EW_TASK(leaky_bwd, y[i] = x[i] >= 0.0f ? x2[i] : a * x2[i])
+void ks__cpu_leaky_relu_backward(int64_t n, float slope, const float *x, const float *gy,
+                                 float *gx) {
+  ew_run(leaky_bwd_task, n, x, gy, gx, slope);
 }
 
-void ks__cpu_sigmoid_forward(int64_t n, const float *restrict x, float *restrict y) {
-  /* Chainer: tanh(x/2)/2 + 1/2, stable for large |x| */
-  KS_PAR_ELEMS(n)
-  for (int64_t i = 0; i < n; i++) y[i] = 0.5f * tanhf(0.5f * x[i]) + 0.5f;
+/* Chainer: tanh(x/2)/2 + 1/2, stable for large |x| */
+KS_EW_TASK(sigmoid_fwd, y[i] = 0.5f * tanhf(0.5f * x[i]) + 0.5f)
+void ks__cpu_sigmoid_forward(int64_t n, const float *x, float *y) {
+  ew_run(sigmoid_fwd_task, n, x, NULL, y, 0.0f);
 }
 
-void ks__cpu_sigmoid_backward(int64_t n, const float *restrict y, const float *restrict gy,
-                              float *restrict gx) {
-  KS_PAR_ELEMS(n)
-  for (int64_t i = 0; i < n; i++) gx[i] = gy[i] * y[i] * (1.0f - y[i]);
+KS_EW_TASK(sigmoid_bwd, y[i] = x2[i] * x[i] * (1.0f - x[i])) /* x = y, x2 = gy */
+void ks__cpu_sigmoid_backward(int64_t n, const float *y, const float *gy, float *gx) {
+  ew_run(sigmoid_bwd_task, n, y, gy, gx, 0.0f);
 }
 
-void ks__cpu_tanh_forward(int64_t n, const float *restrict x, float *restrict y) {
-  KS_PAR_ELEMS(n)
-  for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+KS_EW_TASK(tanh_fwd, y[i] = tanhf(x[i]))
+void ks__cpu_tanh_forward(int64_t n, const float *x, float *y) {
+  ew_run(tanh_fwd_task, n, x, NULL, y, 0.0f);
 }
 
-void ks__cpu_tanh_backward(int64_t n, const float *restrict y, const float *restrict gy,
-                           float *restrict gx) {
-  KS_PAR_ELEMS(n)
-  for (int64_t i = 0; i < n; i++) gx[i] = gy[i] * (1.0f - y[i] * y[i]);
+KS_EW_TASK(tanh_bwd, y[i] = x2[i] * (1.0f - x[i] * x[i])) /* x = y, x2 = gy */
+void ks__cpu_tanh_backward(int64_t n, const float *y, const float *gy, float *gx) {
+  ew_run(tanh_bwd_task, n, y, gy, gx, 0.0f);
 }
 
 /* ---- softmax family ---------------------------------------------------------- */

@@ -54,6 +54,13 @@ void ks__cpu_dropout_mask(int64_t n, double ratio, ks_rng *rng, float *mask);
  * else ks_get_num_threads() capped at tasks. */
 #define KS_CPU_PAR_MIN 32768
 int ks__cpu_threads_for(int64_t work, int64_t tasks);
+/* Runs fn(arg, t) for t in [0, tasks) on 'threads' threads (1: inline, in
+ * order) of kusari's thread pool (pool.h, shared with the GEMM panels).
+ * Every threaded kernel goes through here: a task must depend only on its
+ * index (which thread runs it is not fixed), so results are the same bits
+ * on any thread count. */
+typedef void (*ks__cpu_task_fn)(void *arg, int64_t t);
+void ks__cpu_parallel_for(int64_t tasks, int threads, ks__cpu_task_fn fn, void *arg);
 
 /* convolutional networks (cpu_conv.c) */
 struct ks_conv_geom;
