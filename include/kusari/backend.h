@@ -126,7 +126,7 @@ typedef struct ks_backend_ops {
    * NCHW float32; 'g' gives the window geometry (ks_conv_geom above). Taps
    * that fall outside the image (padding, or windows past the padded edge
    * when oh/ow were computed with cover_all) read as 0 and receive nothing.
-   * CPU kernels split their work over independent outputs on the OpenMP pool
+   * CPU kernels split their work over independent outputs on the thread pool
    * when it is large, so results are the same bits on any thread count. */
 
   /* col (c*kh*kw, n*oh*ow) from x (n, c, h, w): row (ci, ky, kx), column

@@ -1,6 +1,6 @@
 /*
  * tests/lib/test_kernels_threads.c — the CPU kernels that split their work
- * over the OpenMP pool (im2col / col2im, transposes, per-channel sums,
+ * over the thread pool (im2col / col2im, transposes, per-channel sums,
  * pooling, batch norm, the big element-wise kernels) must give the same bits
  * on 1, 2 and 3 threads; so must whole convolution / deconvolution / pooling
  * / batch-norm forward and backward passes (which add the panel-split GEMM).
