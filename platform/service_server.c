@@ -703,6 +703,15 @@ int kp_service_serve(int argc, char **argv) {
     fd = (int)v;
   }
   snprintf(S.name, sizeof S.name, "%s", pos[0]);
+  /* blocked before any thread exists (the entry's init may start some, the
+   * pool will): only the main thread takes them, with sigwait */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  signal(SIGPIPE, SIG_IGN);
   pthread_rwlock_init(&S.key_lock, NULL);
   pthread_mutex_init(&S.e_mu, NULL);
   S.started = mono();
@@ -751,13 +760,6 @@ int kp_service_serve(int argc, char **argv) {
   /* one kernel thread per request: the pool's threads are the parallelism */
   ks_set_num_threads(1);
   if (pthread_key_create(&S.ctx_key, ctx_free) != 0) { snprintf(err, sizeof err, "pthread_key_create failed"); goto fail; }
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
-  signal(SIGPIPE, SIG_IGN);
   int port = row.port;
   if (port == 0 && row.last_port > 0) {
     d = start_daemon(&row, row.last_port);  /* keep the last URI when we can */
