@@ -1,7 +1,8 @@
 /*
  * tests/platform/service_model.c — helper of platform_service: builds a small
- * Sequential CNN with libkusari (conv, batch norm, relu, pooling, dropout,
- * linear), saves model.npz + model.json (ks_model_desc_save) into DIR, and
+ * Sequential CNN with libkusari (conv, batch norm, relu, pooling, a grouped
+ * deconvolution, a dilated convolution without bias, dropout, linear),
+ * saves model.npz + model.json (ks_model_desc_save) into DIR, and
  * writes DIR/inputs.json (a batch for POST /score) and DIR/expected.json
  * (the library's own offline predictions and logits for that batch). Also
  * checks the description API's error cases. With a second argument CDIR it
@@ -127,12 +128,14 @@ int main(int argc, char **argv) {
   ks_rng rng;
   ks_rng_seed(&rng, 42);
   ks_conv_link_opts co = {.rng = &rng};
-  ks_conv_link_opts co2 = {.rng = &rng, .nobias = 1};
+  ks_conv_link_opts co2 = {.rng = &rng, .nobias = 1, .dilate = 2};
+  ks_conv_link_opts cod = {.rng = &rng, .groups = 2};
   ks_linear_opts lo = {.rng = &rng};
   ks_link *seq = ks_sequential_new();
   if (!seq || ks_sequential_append(seq, ks_convolution_2d_link_new(0, 4, 3, 1, 1, &co)) ||
       ks_sequential_append(seq, ks_batch_normalization_link_new(4, NULL)) || ks_sequential_append_fn(seq, ks_relu) ||
       ks_sequential_append_max_pooling_2d(seq, 2, 2, 0, 1) ||
+      ks_sequential_append(seq, ks_deconvolution_2d_link_new(4, 4, 2, 1, 0, &cod)) ||
       ks_sequential_append(seq, ks_convolution_2d_link_new(4, 6, 2, 1, 0, &co2)) ||
       ks_sequential_append_fn(seq, ks_tanh) || ks_sequential_append_average_pooling_2d(seq, 2, 1, 0) ||
       ks_sequential_append_dropout(seq, 0.3) || ks_sequential_append(seq, ks_linear_link_new(0, 10, &lo))) {

@@ -309,7 +309,7 @@ for p, l in zip(got["probabilities"], exp["logits"]):
     m = max(l); e = [math.exp(v - m) for v in l]; s = sum(e)
     assert all(abs(a - b / s) < 1e-6 for a, b in zip(p, e)), (p, l)
 EOF
-assert_eq 0 $? "CNN (conv, BN, pooling, dropout) served: the library's predictions and softmax"
+assert_eq 0 $? "Sequential CNN (conv, BN, pooling, grouped deconv, dilated conv, dropout) served: the library's predictions and softmax"
 badcase 400 "CNN: wrong width" "$URI2" -d '{"data": [[1, 2]]}'
 # a Chain CNN shaped like examples/mnist/train_mnist_cnn, described with ks_model_desc_save_chain
 mv "$T/chain/m/inputs.json" "$T/chain/m/expected.json" "$T/chain/"
