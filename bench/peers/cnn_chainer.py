@@ -14,6 +14,12 @@ import sys
 import time
 import warnings
 
+# setuptools reads this when the interpreter starts (distutils-precedence.pth):
+# setting it later is too late, so restart once with it set (argv untouched)
+if os.environ.get("SETUPTOOLS_USE_DISTUTILS") != "stdlib":
+    os.environ["SETUPTOOLS_USE_DISTUTILS"] = "stdlib"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
@@ -29,11 +35,6 @@ for _flags, _default in ((("--unit", "-u"), "256"), (("--batch", "-b"), "100")):
         sys.argv += [_flags[0], _default]
 args = common.parse_args("chainer")
 common.setup_threads(args.threads)
-# setuptools reads this when the interpreter starts (distutils-precedence.pth):
-# setting it here is too late, so restart once with it set
-if os.environ.get("SETUPTOOLS_USE_DISTUTILS") != "stdlib":
-    os.environ["SETUPTOOLS_USE_DISTUTILS"] = "stdlib"
-    os.execv(sys.executable, [sys.executable] + sys.argv)
 warnings.filterwarnings("ignore")
 
 import numpy as np  # noqa: E402
