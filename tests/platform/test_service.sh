@@ -32,8 +32,8 @@ svc_cleanup() {
   cleanup
 }
 trap svc_cleanup EXIT
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-LIBS="$(pkg-config --libs openblas libzip zlib) -lm -fopenmp"
+export KUSARI_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+LIBS="$(pkg-config --libs openblas libzip zlib) -lm -pthread"
 
 # --- a small data set: 3000 training images, the first 1000 test images ------------
 mkdir -p "$T/data"
