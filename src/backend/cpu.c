@@ -59,19 +59,26 @@ static void sgemm1(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, fl
               (blasint)ldc);
 }
 
-/* Panels of a GEMM: chosen from the shape alone, never from the thread count,
- * so a product is computed by the same sequence of OpenBLAS calls (and gives
- * the same bits: OpenBLAS picks different kernels for different sizes) on any
- * number of threads. */
+/* Panels of a GEMM: chosen from the shape and the machine, never from the
+ * thread count, so a product is computed by the same sequence of OpenBLAS
+ * calls (and gives the same bits: OpenBLAS picks different kernels for
+ * different sizes) on any number of threads. */
 static int gemm_panels(int64_t m, int64_t n, int64_t k) {
   double flops = 2.0 * (double)m * (double)n * (double)k;
   if (flops < 1e6) return 1; /* a fork/join costs more */
-  /* each panel packs the operand the panels share again: panels under 64
-   * rows/columns cost more in packing than they gain (conv1's weight
-   * gradient 32x25x57600 in 11 panels of 3 rows: 10 ms against 1.9 ms) */
+  /* Each panel packs the operand the panels share again, so panels are few:
+   * at most one per processor of the machine (a constant of the machine, not
+   * the thread count, so results stay the same bits on any thread count),
+   * and at least 64 rows/columns each (conv1's weight gradient 32x25x57600
+   * in 11 panels of 3 rows took 10 ms against 1.9 ms unsplit). */
+  static int procs;
+  if (!procs) {
+    long p = sysconf(_SC_NPROCESSORS_ONLN);
+    procs = p < 1 ? 1 : p > 16 ? 16 : (int)p;
+  }
   int64_t len = m >= n ? m : n, most = len / 64;
-  double p = flops / 8e6;
-  int P = p < 2 ? 2 : p > 16 ? 16 : (int)p;
+  double want = flops / 8e6;
+  int P = want < 2 ? 2 : want > procs ? procs : (int)want;
   if (P > most) P = (int)most;
   return P < 2 ? 1 : P;
 }
