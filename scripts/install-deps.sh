@@ -14,6 +14,7 @@ PACKAGES=(
   libcairo2-dev              # PNG plots
   libssl-dev                 # sha256 of the blob store (libcrypto)
   libcmocka-dev              # unit tests
+  curl wrk                   # HTTP tests of scoring services; serving benchmark
   python3 python3-numpy      # npz round-trips against numpy in the tests
   dataset-fashion-mnist      # the reference data set (/usr/share/datasets/fashion-mnist)
 )

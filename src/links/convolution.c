@@ -15,15 +15,6 @@
 
 #define KS_CONV_BIAS_STREAM 0x9e3779b97f4a7c15ULL
 
-typedef struct conv_impl {
-  int deconv;
-  int64_t in_c, out_c;
-  ks_conv2d_opts fo;      /* stride, pad, dilate, groups, outsize */
-  int64_t kh, kw;
-  ks_initializer initW, initb;
-  uint64_t seed;
-  ks_var *W, *b;
-} conv_impl;
 
 static const char conv_type[] = "Convolution2D";
 static const char deconv_type[] = "Deconvolution2D";

@@ -7,6 +7,8 @@
 #define KUSARI_LINK_IMPL_H
 
 #include "kusari/link.h"
+#include "kusari/functions.h"    /* ks_conv2d_opts */
+#include "kusari/initializers.h" /* ks_initializer */
 
 typedef struct ks_pack ks_pack;
 
@@ -106,5 +108,43 @@ void ks__persist_list_free(ks_persist_entry *list, int n);
 ks_persistent *ks__link_persistent_at(ks_link *link, const char *path);
 /* Checks a shape against a lazy param's hint. */
 int ks__param_shape_ok(const ks_param *p, int ndim, const int64_t *shape);
+
+
+/* ---- private state of the link types, shared with src/serializers/model_desc.c
+ * (which describes layers for the scoring server) ----------------------------- */
+
+/* Sequential (sequential.c) */
+typedef struct seq_layer {
+  ks_link *link;      /* or NULL ...                              */
+  ks_unary_fn fn;     /* ... for a function                       */
+  ks_unary_fn_args fnx; /* ... or a function with its own args copy */
+  void *args;
+} seq_layer;
+
+typedef struct seq_impl {
+  seq_layer *layers;
+  int n, cap;
+  int n_links;
+} seq_impl;
+
+/* Convolution2D / Deconvolution2D (convolution.c) */
+typedef struct conv_impl {
+  int deconv;
+  int64_t in_c, out_c;
+  ks_conv2d_opts fo;      /* stride, pad, dilate, groups, outsize */
+  int64_t kh, kw;
+  ks_initializer initW, initb;
+  uint64_t seed;
+  ks_var *W, *b;
+} conv_impl;
+
+/* BatchNormalization (normalization.c) */
+typedef struct bn_impl {
+  double decay, eps;
+  int finetune;
+  ks_var *gamma, *beta;
+  ks_tensor *avg_mean, *avg_var;
+  int64_t *N;
+} bn_impl;
 
 #endif

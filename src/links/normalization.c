@@ -10,13 +10,6 @@
 
 #include <stdlib.h>
 
-typedef struct bn_impl {
-  double decay, eps;
-  int finetune;
-  ks_var *gamma, *beta;
-  ks_tensor *avg_mean, *avg_var;
-  int64_t *N;
-} bn_impl;
 
 static const char bn_type[] = "BatchNormalization";
 

@@ -11,18 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct seq_layer {
-  ks_link *link;      /* or NULL ...                              */
-  ks_unary_fn fn;     /* ... for a function                       */
-  ks_unary_fn_args fnx; /* ... or a function with its own args copy */
-  void *args;
-} seq_layer;
-
-typedef struct seq_impl {
-  seq_layer *layers;
-  int n, cap;
-  int n_links;
-} seq_impl;
 
 static const char seq_type[] = "Sequential";
 

@@ -5,11 +5,9 @@
  * has no JSON dependency (the platform reads it with cJSON).
  *
  * What a layer is (stride, pad, eps, which function a Sequential step runs)
- * is private to the .c files of src/links. Until those files export accessors, this file
- * mirrors their private structs below and checks each mirror against public
- * facts (the parameter and persistent pointers, the channel counts) before
- * trusting it: a layout change there gives KS_EUNSUPPORTED here, never a
- * wrong description.
+ * is private state of src/links, declared in src/links/link_impl.h; the
+ * checks below against public facts (parameter and persistent pointers,
+ * channel counts) remain as cheap invariants.
  */
 #include "../links/link_impl.h"
 #include "kusari/model_io.h"
@@ -23,35 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- mirrors of private layouts (src/links/sequential.c, convolution.c,
- * normalization.c) --------------------------------------------------------- */
-typedef struct seq_layer_m {
-  ks_link *link;
-  ks_unary_fn fn;
-  ks_unary_fn_args fnx;
-  void *args;
-} seq_layer_m;
-typedef struct seq_impl_m {
-  seq_layer_m *layers;
-  int n, cap;
-  int n_links;
-} seq_impl_m;
-typedef struct conv_impl_m {
-  int deconv;
-  int64_t in_c, out_c;
-  ks_conv2d_opts fo;
-  int64_t kh, kw;
-  ks_initializer initW, initb;
-  uint64_t seed;
-  ks_var *W, *b;
-} conv_impl_m;
-typedef struct bn_impl_m {
-  double decay, eps;
-  int finetune;
-  ks_var *gamma, *beta;
-  ks_tensor *avg_mean, *avg_var;
-  int64_t *N;
-} bn_impl_m;
 
 /* ---- output buffer ---------------------------------------------------------- */
 typedef struct jbuf {
@@ -103,7 +72,7 @@ static int describe_link(jbuf *b, const char *name, ks_link *l) {
     return KS_OK;
   }
   if (!strcmp(type, "Convolution2D") || !strcmp(type, "Deconvolution2D")) {
-    const conv_impl_m *ci = l->impl;
+    const conv_impl *ci = l->impl;
     ks_var *W = ks_link_param(l, "W");
     int deconv = type[0] == 'D';
     if (!ci || ci->W != W || ci->out_c != ks_conv_link_out_channels(l) || ci->deconv != deconv || ci->fo.groups < 1)
@@ -123,7 +92,7 @@ static int describe_link(jbuf *b, const char *name, ks_link *l) {
     return KS_OK;
   }
   if (!strcmp(type, "BatchNormalization")) {
-    const bn_impl_m *bi = l->impl;
+    const bn_impl *bi = l->impl;
     if (!bi || bi->gamma != ks_link_param(l, "gamma") || bi->avg_mean != ks_link_persistent(l, "avg_mean"))
       return ks_error_set(KS_EUNSUPPORTED, "model description: cannot read the settings of BatchNormalization '%s' (libkusari's layout changed)", name);
     jput(b, "{\"type\": \"batch_normalization\", \"name\": ");
@@ -195,7 +164,7 @@ static int probe_fnx(ks_unary_fn_args *maxp, ks_unary_fn_args *avgp, ks_unary_fn
   int rc = ks_sequential_append_max_pooling_2d(s, 2, 2, 0, 1);
   if (rc == KS_OK) rc = ks_sequential_append_average_pooling_2d(s, 2, 2, 0);
   if (rc == KS_OK) rc = ks_sequential_append_dropout(s, 0.5);
-  const seq_impl_m *si = s->impl;
+  const seq_impl *si = s->impl;
   if (rc == KS_OK && (!si || si->n != 3 || si->n_links != 0 || si->layers[0].link || si->layers[0].fn))
     rc = ks_error_set(KS_EUNSUPPORTED, "model description: cannot read a Sequential's layers (libkusari's layout changed)");
   if (rc == KS_OK) {
@@ -215,14 +184,14 @@ int ks_model_desc_save(const char *path, ks_link *model, int input_ndim, const i
   ks_unary_fn_args maxp = NULL, avgp = NULL, drop = NULL;
   int rc = probe_fnx(&maxp, &avgp, &drop);
   if (rc != KS_OK) return rc;
-  const seq_impl_m *si = model->impl;
+  const seq_impl *si = model->impl;
   if (!si || si->n_links != ks_link_num_children(model) || si->n < si->n_links)
     return ks_error_set(KS_EUNSUPPORTED, "model description: cannot read a Sequential's layers (libkusari's layout changed)");
   jbuf b = {0};
   rc = begin(&b, input_ndim, input_shape);
   int k = 0;
   for (int i = 0; rc == KS_OK && i < si->n; i++) {
-    const seq_layer_m *L = &si->layers[i];
+    const seq_layer *L = &si->layers[i];
     jput(&b, "%s\n  ", i ? "," : "");
     if (L->link) {
       const char *name = NULL;
