@@ -26,7 +26,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/pip" install --disable-pip-version-check -q)
 
-"${PIP[@]}" "numpy==1.26.4" "setuptools>=77.0.3,<81" wheel threadpoolctl
+"${PIP[@]}" "numpy==1.26.4" "setuptools>=77.0.3,<81" wheel threadpoolctl gunicorn  # gunicorn: the serving peer
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   # TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu gives the small
   # CPU-only wheel where that host is reachable (not here: it would only
