@@ -5,6 +5,7 @@
 #include "training_impl.h"
 #include "kusari/error.h"
 #include "kusari/functions.h"
+#include "kusari/backend.h"   /* ks_get_num_threads */
 
 #include <math.h>
 #include <stdio.h>
@@ -63,6 +64,11 @@ int ks_standard_updater_new(ks_updater **out, ks_serial_iterator *it, const ks_d
   if (ks_serial_iterator_size(it) != ds->size)
     return ks_error_set(KS_EINVAL, "ks_standard_updater_new: iterator over %lld examples, dataset has %lld",
                         (long long)ks_serial_iterator_size(it), (long long)ds->size);
+  /* Settles the CPU thread setup now (libkusari switches OpenBLAS to one
+   * thread on first use): a product run before that would take OpenBLAS's
+   * own threads and other bits, so a resumed run, whose first products come
+   * at another point of training, would drift from the straight one. */
+  (void)ks_get_num_threads();
   ks_updater *up = calloc(1, sizeof *up);
   if (!up) return ks_error_set(KS_ENOMEM, "out of memory");
   ks_updater_opts o = opts ? *opts : (ks_updater_opts){0};
