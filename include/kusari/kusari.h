@@ -26,6 +26,9 @@
 #include "kusari/serializers.h"
 #include "kusari/datasets.h"
 #include "kusari/iterator.h"
+#include "kusari/trainer.h"
+#include "kusari/extensions.h"
+#include "kusari/model_io.h"
 #include "kusari/run.h"
 
 #endif

@@ -13,17 +13,20 @@ done
 ls "$tmp/prefix"/lib/libkusari.so* "$tmp/prefix"/lib/libkusari.a >/dev/null
 cp -r "$SRC/examples/mnist" "$tmp/mnist"
 rm -f "$tmp/mnist/train_mnist"
-PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig" make -C "$tmp/mnist" CFLAGS="-O2 -Wall -Wextra -Werror"
+PKG_CONFIG_LIBDIR="$tmp/prefix/lib/pkgconfig:/usr/lib/x86_64-linux-gnu/pkgconfig:/usr/share/pkgconfig" \
+  make -C "$tmp/mnist" CFLAGS="-O2 -Wall -Wextra -Werror"
 export LD_LIBRARY_PATH="$tmp/prefix/lib"
 "$tmp/mnist/train_mnist" --help | grep -q -- '--batchsize'
 # the library must come from the install prefix
 ldd "$tmp/mnist/train_mnist" | grep -q "$tmp/prefix/lib/libkusari.so" || { echo "FAIL: not linked against the installed library"; exit 1; }
 # the static library and pkg-config's --static flags link too
-PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig" sh -c \
+PKG_CONFIG_LIBDIR="$tmp/prefix/lib/pkgconfig:/usr/lib/x86_64-linux-gnu/pkgconfig:/usr/share/pkgconfig" sh -c \
   'cc -O2 -o "$0/static_train" "$0/mnist/train_mnist.c" $(pkg-config --cflags kusari) "$0/prefix/lib/libkusari.a" $(pkg-config --libs-only-l --static kusari | sed "s/-lkusari//")' "$tmp"
 "$tmp/static_train" --help >/dev/null
 # a Makefile without a findable libkusari fails with a clear message
-if PKG_CONFIG_PATH=/nonexistent make -C "$tmp/mnist" -B 2>"$tmp/err"; then
+# (PKG_CONFIG_LIBDIR replaces pkg-config's default search path, so a
+# libkusari installed system-wide is not found either)
+if PKG_CONFIG_LIBDIR=/nonexistent PKG_CONFIG_PATH= make -C "$tmp/mnist" -B 2>"$tmp/err"; then
   echo "FAIL: make succeeded without libkusari"; exit 1
 fi
 grep -q "libkusari not found by pkg-config" "$tmp/err"
