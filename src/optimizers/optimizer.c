@@ -8,6 +8,8 @@
  * loops use float32 arithmetic in the order of Chainer's update_core_cpu and
  * are written so gcc vectorizes them.
  */
+#include "backend/pool.h" /* ks__parallel_for */
+#include "kusari/backend.h" /* ks_get_num_threads */
 #include "optimizer_impl.h"
 #include "kusari/error.h"
 
@@ -291,6 +293,22 @@ static void rule_range(ks_optimizer *opt, int64_t off, int64_t n, int64_t t, ks_
   }
 }
 
+/* The rules are element-wise, so the block is cut into fixed chunks run on
+ * the library's thread pool: the same bits on any thread count. */
+#define KS_RULE_CHUNK ((int64_t)1 << 15)
+
+typedef struct rule_job {
+  ks_optimizer *opt;
+  ks_pack *pk;
+  int64_t t;
+} rule_job;
+
+static void rule_chunk(void *arg, int64_t c) {
+  const rule_job *j = arg;
+  int64_t off = c * KS_RULE_CHUNK, n = j->pk->size - off;
+  rule_range(j->opt, off, n < KS_RULE_CHUNK ? n : KS_RULE_CHUNK, j->t, j->pk);
+}
+
 int ks_optimizer_update(ks_optimizer *opt) {
   int rc = ks_optimizer_prepare(opt);
   if (rc != KS_OK) return rc;
@@ -323,7 +341,9 @@ int ks_optimizer_update(ks_optimizer *opt) {
   }
   if (pk->n == 0) return KS_OK;
   if (same || opt->kind != KS_OPT_ADAM) {
-    rule_range(opt, 0, pk->size, opt->param_t[0], pk);
+    rule_job job = {opt, pk, opt->param_t[0]};
+    int64_t chunks = (pk->size + KS_RULE_CHUNK - 1) / KS_RULE_CHUNK;
+    ks__parallel_for(chunks, chunks > 1 ? ks_get_num_threads() : 1, rule_chunk, &job);
   } else {
     for (int i = 0; i < pk->n; i++)
       rule_range(opt, pk->offsets[i], pk->params[i]->data.size, opt->param_t[i], pk);
