@@ -3,7 +3,8 @@
  * description ("kusari-sequential/1", see include/kusari/model_io.h) with
  * cJSON, rebuilds the network from public libkusari calls as a Chain whose
  * children keep the description's names (so the npz keys match: "l1/W" or
- * "0/W"), loads the weights with ks_load_npz and runs it in test mode.
+ * "0/W", under the description's "root" when it has one: "predictor/l1/W"),
+ * loads the weights (strict, like ks_load_npz) and runs it in test mode.
  */
 #include "service.h"
 
@@ -33,6 +34,7 @@ struct kp_scorer {
   int64_t in_shape[3];
   int64_t width, classes;
   char desc_path[4096];
+  char root[1024];      /* "predictor/" when the description has "root": "predictor"; else "" */
 };
 
 /* Up to this many samples, a Linear runs as one sgemv per sample instead of
@@ -166,6 +168,18 @@ static int build(kp_scorer *s, const cJSON *j, char *err, size_t errn) {
     snprintf(err, errn, "%s: \"format\" must be \"kusari-sequential/1\"", s->desc_path);
     return -1;
   }
+  /* "root": where the network's keys are in the npz (a Classifier's
+   * "predictor"); absent in descriptions of a network saved on its own */
+  const cJSON *root = cJSON_GetObjectItemCaseSensitive(j, "root");
+  if (root) {
+    const char *r = cJSON_IsString(root) ? root->valuestring : "";
+    size_t rl = strlen(r);
+    if (!rl || rl + 2 > sizeof s->root || r[0] == '/' || r[rl - 1] == '/' || strstr(r, "//")) {
+      snprintf(err, errn, "%s: \"root\" must be an npz key prefix like \"predictor\"", s->desc_path);
+      return -1;
+    }
+    snprintf(s->root, sizeof s->root, "%s/", r);
+  }
   const cJSON *in = cJSON_GetObjectItemCaseSensitive(j, "input");
   int nd = cJSON_IsArray(in) ? cJSON_GetArraySize(in) : 0;
   if (nd < 1 || nd > 3) {
@@ -288,7 +302,11 @@ kp_scorer *kp_scorer_load(const char *dir, char *err, size_t errn) {
   j = text ? cJSON_ParseWithLength(text, len) : NULL;
   if (!j) { snprintf(err, errn, "%s is not valid JSON", s->desc_path); goto fail; }
   if (build(s, j, err, errn) != 0) goto fail;
-  if (ks_load_npz(npz, s->chain) != KS_OK) {
+  ks_npz_reader *rd = NULL;
+  int lrc = ks_npz_reader_open(&rd, npz);
+  if (lrc == KS_OK) lrc = ks_npz_read_link(rd, s->root, s->chain, 1);
+  ks_npz_reader_close(rd);
+  if (lrc != KS_OK) {
     snprintf(err, errn, "loading %s into the network of %s: %s", npz, s->desc_path, ks_error_last());
     goto fail;
   }

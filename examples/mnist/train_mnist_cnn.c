@@ -12,7 +12,9 @@
  * (loss.png, accuracy.png), snapshot (snapshot_iter_<iteration> every
  * --frequency epochs) and RunLogger (values to the platform run; nothing
  * outside one). `-r out/snapshot_iter_N` resumes exactly where that
- * snapshot was taken. model.npz (final parameters) is written at the end.
+ * snapshot was taken. model.npz (final parameters, Chainer's keys
+ * "predictor/conv1/W", ...) and model.json (the network description the
+ * platform's scorer rebuilds it from) are written at the end.
  *
  * Build outside the tree:  cc -O2 train_mnist_cnn.c $(pkg-config --cflags --libs kusari)
  */
@@ -43,7 +45,8 @@ static void usage(FILE *f) {
     "Train a CNN (or an MLP) on MNIST-format data with the kusari Trainer.\n\n"
     "  -b, --batchsize N    minibatch size (default 100)\n"
     "  -e, --epochs N       number of sweeps over the training set (default 5)\n"
-    "  -o, --out DIR        output directory: log, plots, snapshots, model.npz\n"
+    "  -o, --out DIR        output directory: log, plots, snapshots, model.npz,\n"
+    "                       model.json\n"
     "                       (default ./result)\n"
     "  -r, --resume FILE    resume from a snapshot (e.g. result/snapshot_iter_600)\n"
     "  -f, --frequency N    take a snapshot every N epochs (default 1)\n"
@@ -285,6 +288,18 @@ int main(int argc, char **argv) {
   snprintf(path, sizeof path, "%s/model.npz", o.out);
   if (ks_save_npz(path, model) != KS_OK) die("saving the model");
   printf("saved %s (%lld parameters)\n", path, (long long)ks_link_count_params(model));
+  /* The network description beside it (kusari/model_io.h), so that
+   * registering the output folder gives a model `kusari model deploy` can
+   * serve: the steps of cnn_forward / mlp_forward. Given the Classifier, the
+   * description is its predictor's with "root": "predictor", the prefix of
+   * the keys in model.npz. The input is one sample as the forward takes it. */
+  static const char *const cnn_order[] = {"conv1", "relu", "max_pooling_2d:2:2:0:1", "conv2", "relu",
+                                          "max_pooling_2d:2:2:0:1", "fc3", "relu", "fc4", NULL};
+  static const char *const mlp_order[] = {"l1", "relu", "l2", "relu", "l3", NULL};
+  snprintf(path, sizeof path, "%s/model.json", o.out);
+  if (ks_model_desc_save_chain(path, model, cnn ? cnn_order : mlp_order, cnn ? 3 : 1,
+                               cnn ? (int64_t[]){1, 28, 28} : (int64_t[]){train->row_size}) != KS_OK)
+    die("saving the model description");
   ks_run_flush(run);
 
   ks_trainer_free(tr);   /* and the updater */

@@ -17,7 +17,16 @@
  *
  * Layers run in order. A layer with a "name" is a link whose parameters are
  * the npz keys "<name>/W", "<name>/b", ... ("0", "1", ... for a Sequential,
- * "l1", "l2", ... for a Chain). Types:
+ * "l1", "l2", ... for a Chain), or "<root>/<name>/W", ... when the
+ * description has a "root": the path of the described network inside the
+ * link that was saved to the npz. A Classifier (ks_classifier_new) saved
+ * with ks_save_npz has its keys under "predictor/"; its description is its
+ * predictor's, with
+ *
+ *   {"format": "kusari-sequential/1", "root": "predictor", "input": [1, 28, 28], ...}
+ *
+ * A description without "root" (all descriptions written before it
+ * existed) has its keys at the top of the npz. Types:
  *   linear               in, out, nobias
  *   convolution_2d       in, out, ksize [kh,kw], stride [sy,sx], pad [ph,pw],
  *                        dilate, groups, nobias
@@ -43,6 +52,11 @@
 extern "C" {
 #endif
 
+/* All three writers accept a Classifier (ks_classifier_new) in place of the
+ * network: what is described is then its predictor (the network that runs
+ * at scoring time), with "root": "predictor", so that the description goes
+ * with the npz that ks_save_npz writes for the Classifier. */
+
 /* Writes the description of a Sequential (ks_sequential_new) made of Linear,
  * Convolution2D, Deconvolution2D and BatchNormalization links and the
  * functions relu, tanh, sigmoid, log_softmax and the pooling / dropout
@@ -65,6 +79,24 @@ int ks_model_desc_save(const char *path, ks_link *model, int input_ndim, const i
  */
 int ks_model_desc_save_chain(const char *path, ks_link *chain, const char *const *order,
                              int input_ndim, const int64_t *input_shape);
+
+/* Options of ks_model_desc_save_ex. */
+typedef struct ks_model_desc_opts {
+  /* NULL: the network is a Sequential (ks_model_desc_save); else the steps of
+   * a Chain's forward, as for ks_model_desc_save_chain. */
+  const char *const *order;
+  /* Where the network's parameters are in the npz its weights are saved to:
+   * "a/b" when the npz was written for a link of which the network is the
+   * child "a/b" (keys "a/b/l1/W", ...); NULL or "" when the network itself
+   * was saved. One trailing '/' is ignored. A Classifier adds "predictor"
+   * to it. */
+  const char *root;
+} ks_model_desc_opts;
+
+/* The general form of the two above. opts may be NULL (a Sequential saved on
+ * its own). KS_EINVAL for a root with empty segments ("a//b", "/a"). */
+int ks_model_desc_save_ex(const char *path, ks_link *net, const ks_model_desc_opts *opts,
+                          int input_ndim, const int64_t *input_shape);
 
 #ifdef __cplusplus
 }

@@ -119,10 +119,26 @@ static const char *unary_name(ks_unary_fn fn) {
   return NULL;
 }
 
-static int begin(jbuf *b, int input_ndim, const int64_t *input_shape) {
+/* "a/b/c": non-empty segments (what a link path in an npz looks like) */
+static int root_ok(const char *root) {
+  if (!root[0] || root[0] == '/') return 0;
+  for (const char *p = root; *p; p++)
+    if (*p == '/' && (p[1] == '/' || p[1] == '\0')) return 0;
+  return 1;
+}
+
+/* 'root' ("" for none) is written only when set, so the description of a
+ * network saved on its own stays byte for byte what it was before roots. */
+static int begin(jbuf *b, const char *root, int input_ndim, const int64_t *input_shape) {
   if (input_ndim < 1 || input_ndim > 3 || !input_shape)
     return ks_error_set(KS_EINVAL, "model description: the input shape must have 1 to 3 dims (one sample), got %d", input_ndim);
-  jput(b, "{\"format\": \"kusari-sequential/1\",\n \"input\": [");
+  jput(b, "{\"format\": \"kusari-sequential/1\",\n");
+  if (root[0]) {
+    jput(b, " \"root\": ");
+    jstr(b, root);
+    jput(b, ",\n");
+  }
+  jput(b, " \"input\": [");
   for (int i = 0; i < input_ndim; i++) {
     if (input_shape[i] < 1) return ks_error_set(KS_EINVAL, "model description: input dim %d is %lld", i, (long long)input_shape[i]);
     jput(b, "%s%lld", i ? ", " : "", (long long)input_shape[i]);
@@ -176,8 +192,8 @@ static int probe_fnx(ks_unary_fn_args *maxp, ks_unary_fn_args *avgp, ks_unary_fn
   return rc;
 }
 
-int ks_model_desc_save(const char *path, ks_link *model, int input_ndim, const int64_t *input_shape) {
-  if (!path || !model) return ks_error_set(KS_EINVAL, "ks_model_desc_save: path and model are required");
+static int save_sequential(const char *path, ks_link *model, const char *root, int input_ndim,
+                           const int64_t *input_shape) {
   if (strcmp(ks_link_type_name(model), "Sequential") != 0)
     return ks_error_set(KS_EUNSUPPORTED, "ks_model_desc_save: the model is a %s, not a Sequential; for a Chain with its "
                         "own forward use ks_model_desc_save_chain with the order of its steps", ks_link_type_name(model));
@@ -188,7 +204,7 @@ int ks_model_desc_save(const char *path, ks_link *model, int input_ndim, const i
   if (!si || si->n_links != ks_link_num_children(model) || si->n < si->n_links)
     return ks_error_set(KS_EUNSUPPORTED, "model description: cannot read a Sequential's layers (libkusari's layout changed)");
   jbuf b = {0};
-  rc = begin(&b, input_ndim, input_shape);
+  rc = begin(&b, root, input_ndim, input_shape);
   int k = 0;
   for (int i = 0; rc == KS_OK && i < si->n; i++) {
     const seq_layer *L = &si->layers[i];
@@ -236,12 +252,11 @@ static int parse_step_args(const char *spec, size_t nlen, int *v, int maxv) {
   return *p ? -1 : n;
 }
 
-int ks_model_desc_save_chain(const char *path, ks_link *chain, const char *const *order, int input_ndim,
-                             const int64_t *input_shape) {
-  if (!path || !chain || !order || !order[0])
-    return ks_error_set(KS_EINVAL, "ks_model_desc_save_chain: path, chain and a non-empty order are required");
+static int save_chain(const char *path, ks_link *chain, const char *const *order, const char *root, int input_ndim,
+                      const int64_t *input_shape) {
+  if (!order[0]) return ks_error_set(KS_EINVAL, "ks_model_desc_save_chain: the order of steps is empty");
   jbuf b = {0};
-  int rc = begin(&b, input_ndim, input_shape);
+  int rc = begin(&b, root, input_ndim, input_shape);
   for (int i = 0; rc == KS_OK && order[i]; i++) {
     const char *s = order[i];
     jput(&b, "%s\n  ", i ? "," : "");
@@ -277,4 +292,69 @@ int ks_model_desc_save_chain(const char *path, ks_link *chain, const char *const
   if (rc == KS_OK) rc = finish(&b, path);
   free(b.s);
   return rc;
+}
+
+/* ---- entry points --------------------------------------------------------------- */
+
+/* A Classifier (ks_classifier_new) saves its predictor's parameters under
+ * "predictor/" (the layout of chainer.links.Classifier, which
+ * examples/mnist/train_mnist_cnn keeps in model.npz): what runs at scoring
+ * time is the predictor, so it is what gets described, and "predictor" is
+ * appended to the root. The loss and accuracy of the Classifier are
+ * training-only. Returns the network to describe and sets *root_out (a new
+ * string) to the root of its parameters in the npz; NULL on failure. */
+static ks_link *unwrap(ks_link *net, const char *root, char **root_out) {
+  size_t rl = root ? strlen(root) : 0;
+  /* one trailing '/' is allowed: the root written as an npz prefix
+   * ("predictor/", as ks_npz_read_link takes it) means the same root */
+  if (rl > 1 && root[rl - 1] == '/') rl--;
+  char *r = malloc(rl + 1);
+  if (!r) { ks_error_set(KS_ENOMEM, "model description: out of memory"); return NULL; }
+  memcpy(r, root ? root : "", rl);
+  r[rl] = '\0';
+  if (rl && !root_ok(r)) {
+    ks_error_set(KS_EINVAL, "model description: root '%s' must be an npz key prefix like \"predictor\" or \"a/b\"", root);
+    free(r);
+    return NULL;
+  }
+  while (!strcmp(ks_link_type_name(net), "Classifier") && ks_link_num_children(net) == 1 &&
+         ks_link_child(net, "predictor")) {
+    net = ks_link_child(net, "predictor");
+    size_t n = strlen(r);
+    char *nr = realloc(r, n + sizeof "/predictor");
+    if (!nr) {
+      free(r);
+      ks_error_set(KS_ENOMEM, "model description: out of memory");
+      return NULL;
+    }
+    r = nr;
+    memcpy(r + n, n ? "/predictor" : "predictor", n ? sizeof "/predictor" : sizeof "predictor");
+  }
+  *root_out = r;
+  return net;
+}
+
+int ks_model_desc_save_ex(const char *path, ks_link *net, const ks_model_desc_opts *opts, int input_ndim,
+                          const int64_t *input_shape) {
+  if (!path || !net) return ks_error_set(KS_EINVAL, "ks_model_desc_save: path and model are required");
+  const ks_model_desc_opts none = {0};
+  if (!opts) opts = &none;
+  char *root = NULL;
+  ks_link *inner = unwrap(net, opts->root, &root);
+  if (!inner) return ks_error_last_code();
+  int rc = opts->order ? save_chain(path, inner, opts->order, root, input_ndim, input_shape)
+                       : save_sequential(path, inner, root, input_ndim, input_shape);
+  free(root);
+  return rc;
+}
+
+int ks_model_desc_save(const char *path, ks_link *model, int input_ndim, const int64_t *input_shape) {
+  return ks_model_desc_save_ex(path, model, NULL, input_ndim, input_shape);
+}
+
+int ks_model_desc_save_chain(const char *path, ks_link *chain, const char *const *order, int input_ndim,
+                             const int64_t *input_shape) {
+  if (!path || !chain || !order || !order[0])
+    return ks_error_set(KS_EINVAL, "ks_model_desc_save_chain: path, chain and a non-empty order are required");
+  return ks_model_desc_save_ex(path, chain, &(ks_model_desc_opts){.order = order}, input_ndim, input_shape);
 }
