@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h> /* madvise */
 
 size_t ks_dtype_size(ks_dtype dtype) {
   switch (dtype) {
@@ -70,6 +71,9 @@ int ks_tensor_view_init(ks_tensor *view, ks_dtype dtype, int ndim, const int64_t
   return KS_OK;
 }
 
+#define KS_HUGE_PAGE ((size_t)2 << 20)
+#define KS_HUGE_MIN ((size_t)8 << 20)
+
 ks_tensor *ks_tensor_new(ks_dtype dtype, int ndim, const int64_t *shape) {
   if (dtype != KS_F32 && dtype != KS_I32) {
     ks_error_set(KS_EINVAL, "unknown dtype %d", (int)dtype);
@@ -79,9 +83,17 @@ ks_tensor *ks_tensor_new(ks_dtype dtype, int ndim, const int64_t *shape) {
   if (!t) { ks_error_set(KS_ENOMEM, "out of memory allocating a tensor"); return NULL; }
   if (ks_tensor_view_init(t, dtype, ndim, shape, NULL) != KS_OK) { free(t); return NULL; }
   size_t bytes = ks_tensor_nbytes(t);
-  /* 64-byte alignment for vector loads; round the size up as aligned_alloc wants */
-  size_t alloc = (bytes + 63) & ~(size_t)63;
-  t->data = aligned_alloc(64, alloc ? alloc : 64);
+  /* 64-byte alignment for vector loads; round the size up as aligned_alloc
+   * wants. Big tensors (a dataset, a big layer) are read at random rows by
+   * the batch gather: they get 2 MiB alignment and transparent huge pages
+   * where the kernel offers them (madvise mode included), so a random row
+   * costs no page walk: a TLB entry covers 2 MiB instead of 4 KiB. */
+  size_t align = bytes >= KS_HUGE_MIN ? KS_HUGE_PAGE : 64;
+  size_t alloc = (bytes + align - 1) & ~(align - 1);
+  t->data = aligned_alloc(align, alloc ? alloc : 64);
+#ifdef MADV_HUGEPAGE
+  if (t->data && align == KS_HUGE_PAGE) (void)madvise(t->data, alloc, MADV_HUGEPAGE); /* a hint */
+#endif
   if (!t->data) {
     free(t);
     ks_error_set(KS_ENOMEM, "out of memory allocating %zu bytes for a tensor", bytes);

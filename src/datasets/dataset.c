@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/pool.h"      /* ks__parallel_for */
+#include "kusari/backend.h"    /* ks_get_num_threads */
 #include "kusari/error.h"      /* ks_error_set, KS_E* */
 
 static int dataset_wrap(ks_tensor *images, ks_tensor *labels, ks_dataset **out)
@@ -117,24 +119,60 @@ int ks_dataset_subset(const ks_dataset *src, int64_t start, int64_t n, ks_datase
   return rc;
 }
 
+/* The gather is the converter of every iteration: n random rows of a
+ * dataset far larger than the caches (Fashion-MNIST's training images are
+ * 188 MB of float32), so it waits on memory. Two measures (bench/RESULTS.md):
+ * each row's cache lines are prefetched a few rows ahead, so several rows are
+ * in flight instead of one, and big batches are copied by the thread pool in
+ * contiguous pieces of rows (a copy gives the same bits on any thread count).
+ * Indices are all checked before anything is copied, so a bad index leaves
+ * x and t untouched. */
+#define KS_GATHER_AHEAD 2          /* rows prefetched ahead of the copy       */
+#define KS_GATHER_MIN_ROWS 32      /* rows per piece when split over threads  */
+
+typedef struct gather_job {
+  const ks_dataset *ds;
+  const int64_t *idx;
+  int64_t n, per;
+  float *x;
+  int32_t *t;
+} gather_job;
+
+static void gather_rows(void *arg, int64_t piece) {
+  const gather_job *j = arg;
+  const int64_t row = j->ds->row_size;
+  const float *images = ks_tensor_f32(j->ds->images);
+  const int32_t *labels = ks_tensor_i32(j->ds->labels);
+  const size_t row_bytes = (size_t)row * sizeof(float);
+  const int64_t lo = piece * j->per, hi = lo + j->per < j->n ? lo + j->per : j->n;
+  for (int64_t k = lo; k < hi; k++) {
+    if (j->x) {
+      if (k + KS_GATHER_AHEAD < hi) {
+        const char *ahead = (const char *)(images + j->idx[k + KS_GATHER_AHEAD] * row);
+        for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(ahead + b, 0, 3);
+      }
+      memcpy(j->x + k * row, images + j->idx[k] * row, row_bytes);
+    }
+    if (j->t) j->t[k] = labels[j->idx[k]];
+  }
+}
+
 int ks_dataset_gather(const ks_dataset *ds, const int64_t *idx, int64_t n, float *x, int32_t *t)
 {
   if (!ds || (n > 0 && !idx) || n < 0)
     return ks_error_set(KS_EINVAL, "ks_dataset_gather: NULL dataset/indices or negative count");
-  const int64_t size = ds->size, row = ds->row_size;
-  const float *images = ks_tensor_f32(ds->images);
-  const int32_t *labels = ks_tensor_i32(ds->labels);
-  const size_t row_bytes = (size_t)row * sizeof(float);
-  for (int64_t k = 0; k < n; k++) {
-    int64_t i = idx[k];
-    if ((uint64_t)i >= (uint64_t)size)
+  const int64_t size = ds->size;
+  for (int64_t k = 0; k < n; k++)
+    if ((uint64_t)idx[k] >= (uint64_t)size)
       return ks_error_set(KS_EINVAL, "ks_dataset_gather: index %lld at position %lld is outside 0..%lld",
-                          (long long)i, (long long)k, (long long)size - 1);
-    if (x)
-      memcpy(x + k * row, images + i * row, row_bytes);
-    if (t)
-      t[k] = labels[i];
-  }
+                          (long long)idx[k], (long long)k, (long long)size - 1);
+  if (n == 0) return KS_OK;
+  int threads = ks_get_num_threads();
+  int64_t pieces = n / KS_GATHER_MIN_ROWS;
+  if (pieces > threads) pieces = threads;
+  if (pieces < 1 || !x) pieces = 1;
+  gather_job j = {ds, idx, n, (n + pieces - 1) / pieces, x, t};
+  ks__parallel_for((n + j.per - 1) / j.per, threads, gather_rows, &j);
   return KS_OK;
 }
 

@@ -293,20 +293,23 @@ static void rule_range(ks_optimizer *opt, int64_t off, int64_t n, int64_t t, ks_
   }
 }
 
-/* The rules are element-wise, so the block is cut into fixed chunks run on
- * the library's thread pool: the same bits on any thread count. */
+/* The rules are element-wise, so how the block is cut cannot change a bit:
+ * it is cut into equal pieces, a whole number per thread (at most
+ * KS_RULE_CHUNK floats each), and run on the library's thread pool. With a
+ * fixed 32768-float chunk the 89,610 parameters of the U=100 MLP made three
+ * pieces, two of them on one of two threads. */
 #define KS_RULE_CHUNK ((int64_t)1 << 15)
 
 typedef struct rule_job {
   ks_optimizer *opt;
   ks_pack *pk;
-  int64_t t;
+  int64_t t, per;
 } rule_job;
 
 static void rule_chunk(void *arg, int64_t c) {
   const rule_job *j = arg;
-  int64_t off = c * KS_RULE_CHUNK, n = j->pk->size - off;
-  rule_range(j->opt, off, n < KS_RULE_CHUNK ? n : KS_RULE_CHUNK, j->t, j->pk);
+  int64_t off = c * j->per, n = j->pk->size - off;
+  rule_range(j->opt, off, n < j->per ? n : j->per, j->t, j->pk);
 }
 
 int ks_optimizer_update(ks_optimizer *opt) {
@@ -341,9 +344,13 @@ int ks_optimizer_update(ks_optimizer *opt) {
   }
   if (pk->n == 0) return KS_OK;
   if (same || opt->kind != KS_OPT_ADAM) {
-    rule_job job = {opt, pk, opt->param_t[0]};
-    int64_t chunks = (pk->size + KS_RULE_CHUNK - 1) / KS_RULE_CHUNK;
-    ks__parallel_for(chunks, chunks > 1 ? ks_get_num_threads() : 1, rule_chunk, &job);
+    const int threads = ks_get_num_threads();
+    const int64_t round = (int64_t)threads * KS_RULE_CHUNK;
+    int64_t pieces = (pk->size < KS_RULE_CHUNK) ? 1 : threads * ((pk->size + round - 1) / round);
+    int64_t per = (pk->size + pieces - 1) / pieces;
+    per = (per + 15) & ~(int64_t)15; /* whole 64-byte lines per piece */
+    rule_job job = {opt, pk, opt->param_t[0], per};
+    ks__parallel_for((pk->size + per - 1) / per, threads, rule_chunk, &job);
   } else {
     for (int i = 0; i < pk->n; i++)
       rule_range(opt, pk->offsets[i], pk->params[i]->data.size, opt->param_t[i], pk);
