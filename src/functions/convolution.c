@@ -15,19 +15,31 @@
  *                 gx = col2im(W_g^T gyt_g)
  *                 gb = channel sums of gy
  *
+ * A one-image chunk skips both transposes: its product (out_c, P) is y's
+ * layout (the bias is added in place), and its gy is gyt.
+ *
  * Deconvolution is the same pair read backwards: its forward is
  * convolution's gx (GEMM with W^T then col2im), its backward to x is a
  * convolution of gy. Convolution keeps its col buffer for the gW GEMM when
- * the batch was a single chunk (the usual case: the col limit is 16 MiB per
- * chunk), otherwise backward recomputes it; deconvolution keeps nothing but
- * its inputs.
+ * the batch was a single chunk (small batches), otherwise backward
+ * recomputes it chunk by chunk, which costs less than keeping a whole
+ * batch's col and reading it back from memory; deconvolution keeps nothing
+ * but its inputs.
  */
 #include "functions_impl.h"
 
 #include <stdio.h>
 
-/* floats of one chunk's col buffer we aim at (16 MiB) */
-#define KS_CONV_COL_FLOATS ((int64_t)1 << 22)
+/* Chunks of images. A chunk's col buffer (K, nc*P) and product (OC, nc*P)
+ * should stay in the L2 cache (2 MiB per core on the machines we measure):
+ * the whole batch at once (the col of MNIST's second convolution is 20 MB)
+ * made im2col, the GEMM's packing of col and the transpose into y all run
+ * at memory speed. Smaller is not always better: the GEMM wants at least
+ * about 256 columns (nc*P) to amortize packing W, so a chunk holds
+ * ceil(256 / P) images (4 for 8x8 outputs, 1 for 24x24), unless col and
+ * product then exceed KS_CONV_CHUNK_FLOATS. Chosen from the shape alone. */
+#define KS_CONV_MIN_COLS 256
+#define KS_CONV_CHUNK_FLOATS ((int64_t)1 << 19)
 
 int64_t ks_conv_outsize(int64_t size, int64_t k, int64_t s, int64_t p, int cover_all, int64_t d) {
   const int64_t dk = k + (k - 1) * (d - 1);
@@ -53,9 +65,13 @@ typedef struct conv_saved {
   const float *col;    /* conv: im2col(x) of the forward when the batch was one chunk, else NULL */
 } conv_saved;
 
+/* images per chunk for col rows k (K) plus product rows (out channels) and
+ * p (P) output pixels per image */
 static int64_t chunk_images(int64_t n, int64_t k, int64_t p) {
-  int64_t per = k * p > 0 ? k * p : 1;
-  int64_t nc = KS_CONV_COL_FLOATS / per;
+  if (p < 1) p = 1;
+  int64_t nc = (KS_CONV_MIN_COLS + p - 1) / p;
+  const int64_t cap = KS_CONV_CHUNK_FLOATS / (k * p > 0 ? k * p : 1);
+  if (nc > cap) nc = cap;
   if (nc < 1) nc = 1;
   return nc < n ? nc : n;
 }
@@ -160,16 +176,21 @@ static int conv_backward(ks_ctx *ctx, ks_node *node, ks_tensor *const *gy, ks_te
   /* the forward's col when it kept one (read-only: a second backward
    * through the same graph needs it again), else a buffer to recompute it */
   ks_tensor *col = !sv->col || gx[0] ? ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){K, nc * P}) : NULL;
-  ks_tensor *gyt = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){OC, nc * P});
+  /* a one-image chunk's gy (OC, P) is already in the (OC, cn*P) layout */
+  ks_tensor *gyt = nc > 1 ? ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){OC, nc * P}) : NULL;
   ks_tensor *wt = gW && OCg > Kg ? ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){G * Kg, OCg}) : NULL;
-  if ((!col && (!sv->col || gx[0])) || !gyt || (gW && OCg > Kg && !wt)) return ks_error_last_code();
-  float *cold = col ? ks_tensor_f32(col) : NULL, *gytd = ks_tensor_f32(gyt);
+  if ((!col && (!sv->col || gx[0])) || (nc > 1 && !gyt) || (gW && OCg > Kg && !wt))
+    return ks_error_last_code();
+  float *cold = col ? ks_tensor_f32(col) : NULL, *gytd = gyt ? ks_tensor_f32(gyt) : NULL;
   const float *xd = ks_tensor_f32(node->in[0]->data), *wd = ks_tensor_f32(node->in[1]->data);
   for (int64_t n0 = 0; n0 < N; n0 += nc) {
     const int64_t cn = N - n0 < nc ? N - n0 : nc, ld = cn * P;
     ks_conv_geom g = *g0;
     g.n = cn;
-    be->swap01(cn, OC, P, gyd + n0 * OC * P, NULL, gytd);
+    if (gyt)
+      be->swap01(cn, OC, P, gyd + n0 * OC * P, NULL, gytd);
+    else
+      gytd = (float *)gyd + n0 * OC * P; /* read only */
     if (gW) {
       const float *xcol = sv->col;
       if (!xcol) {
@@ -232,14 +253,15 @@ ks_var *ks_convolution_2d_ex(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b,
   const int64_t K = C * kh * kw, Kg = K / G, OCg = OC / G, P = oh * ow, HW = H * Wd;
   ks_tensor *y = ks_ctx_tensor(ctx, KS_F32, 4, (int64_t[]){N, OC, oh, ow});
   if (!y) return NULL;
-  const int64_t nc = chunk_images(N, K, P);
+  const int64_t nc = chunk_images(N, K + OC, P);
   ks_conv_geom g0 = {N, C, H, Wd, kh, kw, a.sy, a.sx, a.ph, a.pw, a.dy, a.dx, oh, ow};
   ks_tensor *col = NULL;
   if (N > 0) {
     col = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){K, nc * P});
-    ks_tensor *t = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){OC, nc * P});
-    if (!col || !t) return NULL;
-    float *cold = ks_tensor_f32(col), *td = ks_tensor_f32(t);
+    /* a one-image chunk's product (OC, P) is y's layout: written in place */
+    ks_tensor *t = nc > 1 ? ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){OC, nc * P}) : NULL;
+    if (!col || (nc > 1 && !t)) return NULL;
+    float *cold = ks_tensor_f32(col), *td = t ? ks_tensor_f32(t) : NULL;
     const float *xd = ks_tensor_f32(xt), *wd = ks_tensor_f32(wt);
     const float *bd = b ? ks_tensor_f32(b->data) : NULL;
     for (int64_t n0 = 0; n0 < N; n0 += nc) {
@@ -247,6 +269,7 @@ ks_var *ks_convolution_2d_ex(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b,
       ks_conv_geom g = g0;
       g.n = cn;
       be->im2col(&g, xd + n0 * C * HW, cold);
+      if (!t) td = ks_tensor_f32(y) + n0 * OC * P;
       for (int64_t gi = 0; gi < G; gi++) {
         if (Kg > 0)
           be->gemm(0, 0, OCg, ld, Kg, 1.0f, wd + gi * OCg * Kg, Kg, cold + gi * Kg * ld, ld, 0.0f,
@@ -254,7 +277,10 @@ ks_var *ks_convolution_2d_ex(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b,
         else
           be->fill(OCg * ld, 0.0f, td + gi * OCg * ld);
       }
-      be->swap01(OC, cn, P, td, bd, ks_tensor_f32(y) + n0 * OC * P);
+      if (t)
+        be->swap01(OC, cn, P, td, bd, ks_tensor_f32(y) + n0 * OC * P);
+      else if (bd)
+        be->channel_bias(1, OC, P, bd, td);
     }
   }
   ks_node *node;
@@ -393,7 +419,7 @@ ks_var *ks_deconvolution_2d_ex(ks_ctx *ctx, ks_var *x, ks_var *W, ks_var *b,
   const int64_t K = OC * kh * kw, Kg = K / G, Cg = C / G, P = H * Wd, YHW = oh * ow;
   ks_tensor *y = ks_ctx_tensor(ctx, KS_F32, 4, (int64_t[]){N, OC, oh, ow});
   if (!y) return NULL;
-  const int64_t nc = chunk_images(N, K, P);
+  const int64_t nc = chunk_images(N, K + C, P);
   /* the convolution this deconvolution transposes: y -> x */
   ks_conv_geom g0 = {N, OC, oh, ow, kh, kw, a.sy, a.sx, a.ph, a.pw, a.dy, a.dx, H, Wd};
   if (N > 0) {
