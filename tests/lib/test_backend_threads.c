@@ -18,6 +18,10 @@ static const gemm_case cases[] = {
   {128, 100, 784, 0, 1}, {128, 100, 100, 0, 1}, {128, 10, 100, 0, 1}, {100, 784, 128, 1, 0},
   {100, 100, 128, 1, 0}, {128, 784, 100, 0, 0}, {128, 100, 100, 0, 0}, {1000, 784, 100, 1, 0},
   {100, 1000, 784, 0, 1}, {7, 3, 5, 0, 0},      {333, 257, 129, 1, 1},
+  /* one row or one column of C: the matrix-vector path */
+  {1, 100, 784, 0, 1},    {1, 100, 784, 0, 0},   {1, 37, 50, 1, 1},   {1, 37, 50, 1, 0},
+  {100, 1, 784, 0, 0},    {100, 1, 784, 1, 0},   {37, 1, 50, 0, 1},   {37, 1, 50, 1, 1},
+  {1, 1, 9, 0, 0},
 };
 
 static void fill(float *x, int64_t n, uint64_t seed) {
@@ -70,6 +74,43 @@ static void test_backend__gemm_same_bits_on_any_thread_count(void **state) {
     free(b);
   }
   ks_set_num_threads(saved);
+}
+
+/* The matrix-vector path with leading dimensions wider than the rows, and
+ * beta = 0 over a C full of NaN: BLAS semantics say C is not read then. */
+static void test_backend__gemv_path_strides_and_beta0(void **state) {
+  (void)state;
+  const ks_backend_ops *be = ks_backend_for_device(KS_CPU);
+  enum { K = 19, L = 23, PAD = 5 };
+  for (int s = 0; s < 8; s++) {
+    const int ta = s & 1, tb = (s >> 1) & 1, row = (s >> 2) & 1; /* row: m == 1, else n == 1 */
+    const int64_t m = row ? 1 : L, n = row ? L : 1;
+    const int64_t lda = (ta ? m : K) + PAD, ldb = (tb ? K : n) + PAD, ldc = n + PAD;
+    float a[(K + PAD) * (L + PAD)], b[(K + PAD) * (L + PAD)], c[(L + PAD) * (L + PAD)];
+    fill(a, (int64_t)(sizeof a / sizeof *a), 11 + s);
+    fill(b, (int64_t)(sizeof b / sizeof *b), 21 + s);
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) c[i] = NAN;
+    be->gemm(ta, tb, m, n, K, 2.0f, a, lda, b, ldb, 0.0f, c, ldc);
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) {
+        double acc = 0;
+        for (int64_t p = 0; p < K; p++)
+          acc += (double)(ta ? a[p * lda + i] : a[i * lda + p]) *
+                 (double)(tb ? b[j * ldb + p] : b[p * ldb + j]);
+        const float got = c[i * ldc + j];
+        if (!(fabs(got - 2.0 * acc) <= 1e-5 * (1 + fabs(2.0 * acc))))
+          fail_msg("gemv path ta=%d tb=%d m=%lld n=%lld: C[%lld,%lld] = %g, want %g", ta, tb,
+                   (long long)m, (long long)n, (long long)i, (long long)j, got, 2.0 * acc);
+      }
+    /* elements outside C (the padding) are not written */
+    if (row) {
+      for (int64_t j = n; j < ldc; j++) assert_true(isnan(c[j]));
+    } else {
+      for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 1; j < ldc && i * ldc + j < (int64_t)(sizeof c / sizeof *c); j++)
+          assert_true(isnan(c[i * ldc + j]));
+    }
+  }
 }
 
 static void test_backend__thread_count_setting(void **state) {
@@ -141,6 +182,7 @@ static void test_pool__concurrent_callers(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_backend__gemm_same_bits_on_any_thread_count),
+    cmocka_unit_test(test_backend__gemv_path_strides_and_beta0),
     cmocka_unit_test(test_backend__thread_count_setting),
     cmocka_unit_test(test_pool__each_task_once),
     cmocka_unit_test(test_pool__concurrent_callers),
