@@ -30,6 +30,15 @@ const char *kp_scorer_desc_path(const kp_scorer *s);
  * each with its own ctx. */
 const float *kp_scorer_run(kp_scorer *s, ks_ctx *ctx, const float *x, int64_t n);
 
+/* ---- number conversions of the scoring server (service_json.c) ------------- */
+/* Parses the JSON number at p (before e): the pointer past it, or NULL if p
+ * holds no number. *out gets exactly (float)strtod(number). */
+const char *kp_json_f32(const char *p, const char *e, float *out);
+/* Writes v as printf's "%.7g" would (NUL-terminated, at most
+ * KP_FMT_G7_MAX bytes with the NUL); returns its length. */
+#define KP_FMT_G7_MAX 32
+size_t kp_fmt_g7(char *out, double v);
+
 /* ---- the server -------------------------------------------------------------- */
 /* `kusari service serve NAME [--ready-fd FD]`: runs service NAME of the
  * workspace in the foreground until SIGTERM/SIGINT. */

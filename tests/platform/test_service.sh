@@ -192,6 +192,42 @@ badcase 405 "GET /score" "$URI" "${auth[@]}"
 badcase 405 "DELETE /health" "$BASE/health" -X DELETE
 badcase 404 "an unknown path" "$BASE/score/x" "${auth[@]}" -d "$one"
 badcase 404 "the root" "$BASE/"
+# the request's head: over the service's limits (headers 8 KiB, path 4 KiB)
+# the answer is kusari's JSON, with a body (read and dropped first) or without
+big_h="X-Big: $(head -c 20000 /dev/zero | tr '\0' a)"
+badcase 431 "20 KB of headers" "$URI" "${auth[@]}" -H "$big_h" -d "$one"
+badcase 431 "20 KB of headers, chunked body" "$URI" "${auth[@]}" -H "$big_h" -H "Transfer-Encoding: chunked" -d "$one"
+badcase 431 "20 KB of headers on GET /health" "$BASE/health" -H "$big_h"
+badcase 414 "a 5 KB path" "$BASE/$(head -c 5000 /dev/zero | tr '\0' a)" "${auth[@]}" -d "$one"
+# past the connection's 32 KiB of memory libmicrohttpd answers itself (its
+# HTML page, docs/SERVING.md), as it does for an unparsable request; the
+# server goes on
+$PY - "${BASE#http://}" <<'EOF'
+import socket, sys
+host, port = sys.argv[1].split(":")
+def ask(raw):
+    s = socket.create_connection((host, int(port)))
+    s.settimeout(10)
+    s.sendall(raw)
+    out = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+    except ConnectionResetError:
+        pass
+    return out
+for raw, code in ((b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n", b" 431 "),
+                  (b"GET /health HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n", b" 400 "),
+                  (b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", b" 505 ")):
+    out = ask(raw)
+    if out and code not in out.split(b"\r\n")[0]:
+        sys.exit("unexpected answer to %r: %r" % (raw[:40], out[:100]))
+EOF
+assert_eq 0 $? "libmicrohttpd's own 431/400/505 (headers over 32 KiB, a header line without a colon, HTTP/9.9)"
+assert_eq 200 "$(status "$BASE/health")" "the server goes on after them"
 # slow clients: a request that never finishes is closed after --timeout (2 s)
 t0=$SECONDS
 $PY - "${BASE#http://}" "$K1" <<'EOF'

@@ -1,0 +1,192 @@
+/*
+ * platform/service_json.c — the scoring server's number conversions, kept
+ * apart (pure C, libc only) so a test can compare them with libc over
+ * millions of values (tests/platform/test_service_numbers.sh):
+ *
+ *   kp_json_f32  a JSON number -> float32, always the bits of
+ *                (float)strtod(text): what the cJSON path gives
+ *   kp_fmt_g7    a double -> the text of printf's "%.7g"
+ *
+ * Both were a third of the server's CPU time per single-sample request
+ * (perf: glibc's strtod for the 17-digit numbers Python writes, vfprintf
+ * for the answer's probabilities). Each takes a fast route whose error is
+ * bounded and checks that the bound cannot change the result; where it
+ * could (about one value in ten million), it asks libc.
+ */
+#include "service.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define P10_MIN (-64)
+#define P10_MAX 40
+/* 10^k rounded to the nearest double (the compiler converts the literals) */
+static const double p10[] = {
+  1e-64, 1e-63, 1e-62, 1e-61, 1e-60, 1e-59, 1e-58, 1e-57, 1e-56, 1e-55, 1e-54, 1e-53, 1e-52, 1e-51,
+  1e-50, 1e-49, 1e-48, 1e-47, 1e-46, 1e-45, 1e-44, 1e-43, 1e-42, 1e-41, 1e-40, 1e-39, 1e-38, 1e-37,
+  1e-36, 1e-35, 1e-34, 1e-33, 1e-32, 1e-31, 1e-30, 1e-29, 1e-28, 1e-27, 1e-26, 1e-25, 1e-24, 1e-23,
+  1e-22, 1e-21, 1e-20, 1e-19, 1e-18, 1e-17, 1e-16, 1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9,
+  1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
+  1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25,
+  1e26, 1e27, 1e28, 1e29, 1e30, 1e31, 1e32, 1e33, 1e34, 1e35, 1e36, 1e37, 1e38, 1e39, 1e40
+};
+static double pow10d(int k) { return p10[k - P10_MIN]; }
+
+static int is_digit(char c) { return (unsigned)(c - '0') <= 9; }
+
+/* 8 bytes of text, the first in the low byte (one load on x86-64) */
+static uint64_t load8(const char *p) {
+  uint64_t v;
+  memcpy(&v, p, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  return v;
+}
+
+/* v: 8 bytes of text from load8. All 8 are '0'..'9' iff every byte is 0x30..0x39: high nibble 3, and
+ * adding 6 to the low nibble does not carry into it. */
+static int digits8(uint64_t v) {
+  const uint64_t hi = 0xf0f0f0f0f0f0f0f0u, three = 0x3030303030303030u;
+  return (v & hi) == three && ((v + 0x0606060606060606u) & hi) == three;
+}
+
+/* the number written by 8 digit bytes: adjacent lanes merged three times
+ * (pairs of digits into 16-bit lanes, pairs of those into 32-bit, then the
+ * two halves); each lane's value stays below its width, so no carries */
+static uint64_t value8(uint64_t v) {
+  v -= 0x3030303030303030u;
+  v = (v * 10 + (v >> 8)) & 0x00ff00ff00ff00ffu;
+  v = (v * 100 + (v >> 16)) & 0x0000ffff0000ffffu;
+  return (v * 10000 + (v >> 32)) & 0xffffffffu;
+}
+
+const char *kp_json_f32(const char *p, const char *e, float *out) {
+  const char *s = p;
+  int neg = 0;
+  if (p < e && *p == '-') { neg = 1; p++; }
+  if (p >= e || !is_digit(*p)) return NULL;
+  /* m: the first 19 significant digits (m < 10^18 takes one more digit;
+   * < 10^19 fits in 64 bits); the digits after them only move exp10 */
+  uint64_t m = 0;
+  int exp10 = 0;
+  if (*p == '0') p++;
+  else
+    for (; p < e && is_digit(*p); p++) {
+      if (m < 1000000000000000000u) m = m * 10 + (uint64_t)(*p - '0');
+      else exp10++;
+    }
+  if (p < e && *p == '.') {
+    p++;
+    if (p >= e || !is_digit(*p)) return NULL;
+    /* 8 digits at a time while m has room for them (< 10^11): the digit
+     * loop is a chain of dependent multiply-adds, a third of a request's
+     * CPU time with the 17-digit fractions Python writes */
+    while (m < 100000000000u && e - p >= 8) {
+      uint64_t v = load8(p);
+      if (!digits8(v)) break;
+      m = m * 100000000u + value8(v);
+      exp10 -= 8;
+      p += 8;
+    }
+    for (; p < e && is_digit(*p); p++)
+      if (m < 1000000000000000000u) { m = m * 10 + (uint64_t)(*p - '0'); exp10--; }
+  }
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    p++;
+    int eneg = 0, ev = 0;
+    if (p < e && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+    if (p >= e || !is_digit(*p)) return NULL;
+    for (; p < e && is_digit(*p); p++)
+      if (ev < 100000) ev = ev * 10 + (*p - '0');
+    exp10 += eneg ? -ev : ev;
+  }
+  /* (the digits dropped after the 19th move the value by < 1e-18
+   * relative: inside the bound below) */
+  if (m == 0) { *out = neg ? -0.0f : 0.0f; return p; }
+  if (exp10 >= P10_MIN && exp10 <= P10_MAX) {
+    /* d = m * 10^exp10 with three roundings (m to double, the power, the
+     * product): within 3 units in the last place (ulp) of the exact
+     * decimal, so within 4 ulps of strtod's correctly rounded double D.
+     * (float)D and (float)d differ only if a float32 rounding midpoint lies
+     * between them; in a normal float32's range the midpoints are the
+     * doubles whose low 29 mantissa bits are 1 followed by 28 zeros, so
+     * d more than 16 ulps away from one gives strtod's float. */
+    double d = (double)m * pow10d(exp10);
+    if (d > 0x1p-125 && d < 0x1p127) {
+      uint64_t bits;
+      memcpy(&bits, &d, sizeof bits);
+      uint32_t low = (uint32_t)(bits & 0x1fffffffu);
+      if (low - (0x10000000u - 16u) > 32u) {
+        float f = (float)d;
+        *out = neg ? -f : f;
+        return p;
+      }
+    }
+  }
+  char buf[96];
+  size_t l = (size_t)(p - s);
+  if (l >= sizeof buf) {
+    char *heap = malloc(l + 1);
+    if (!heap) return NULL;
+    memcpy(heap, s, l);
+    heap[l] = '\0';
+    *out = (float)strtod(heap, NULL);
+    free(heap);
+    return p;
+  }
+  memcpy(buf, s, l);
+  buf[l] = '\0';
+  *out = (float)strtod(buf, NULL);
+  return p;
+}
+
+size_t kp_fmt_g7(char *out, double v) {
+  /* outside (1e-30, 1e15) (zero, negatives, NaN included) printf does it */
+  if (!(v > 1e-30 && v < 1e15)) return (size_t)snprintf(out, KP_FMT_G7_MAX, "%.7g", v);
+  int b2;
+  frexp(v, &b2);
+  int e = (int)floor((b2 - 1) * 0.30102999566398120);  /* log10(2): e or e - 1 */
+  if (v >= pow10d(e + 1)) e++;
+  if (v < pow10d(e)) e--;
+  /* 7 significant digits: q = v * 10^(6-e) rounded, about 2 ulps off the
+   * exact product, i.e. 4e-9 at most below 10^7. printf rounds the exact
+   * value (ties to even); a fraction within 1e-6 of one half could round
+   * the other way, so printf decides those. */
+  double sc = v * pow10d(6 - e);
+  double fl = floor(sc), fr = sc - fl;
+  if (fabs(fr - 0.5) < 1e-6) return (size_t)snprintf(out, KP_FMT_G7_MAX, "%.7g", v);
+  uint32_t q = (uint32_t)fl + (fr > 0.5);
+  if (q == 10000000u) { q = 1000000u; e++; }  /* 9.9999996 -> 10.00000 */
+  else if (q > 10000000u || q < 1000000u) return (size_t)snprintf(out, KP_FMT_G7_MAX, "%.7g", v);  /* not expected */
+  char dg[7];
+  for (int i = 6; i >= 0; i--) { dg[i] = (char)('0' + q % 10); q /= 10; }
+  int nd = 7;
+  while (nd > 1 && dg[nd - 1] == '0') nd--;  /* %g drops trailing zeros */
+  char *o = out;
+  if (e < -4 || e >= 7) {
+    *o++ = dg[0];
+    if (nd > 1) { *o++ = '.'; memcpy(o, dg + 1, (size_t)nd - 1); o += nd - 1; }
+    *o++ = 'e';
+    *o++ = e < 0 ? '-' : '+';
+    int ae = e < 0 ? -e : e;
+    if (ae >= 100) *o++ = (char)('0' + ae / 100);
+    *o++ = (char)('0' + ae / 10 % 10);
+    *o++ = (char)('0' + ae % 10);
+  } else if (e >= 0) {
+    memcpy(o, dg, (size_t)e + 1);
+    o += e + 1;
+    if (nd > e + 1) { *o++ = '.'; memcpy(o, dg + e + 1, (size_t)(nd - e - 1)); o += nd - e - 1; }
+  } else {
+    *o++ = '0';
+    *o++ = '.';
+    for (int i = 0; i < -e - 1; i++) *o++ = '0';
+    memcpy(o, dg, (size_t)nd);
+    o += nd;
+  }
+  *o = '\0';
+  return (size_t)(o - out);
+}
