@@ -87,9 +87,10 @@ static gemm_cut gemm_plan(int64_t m, int64_t n, int64_t k) {
   double flops = 2.0 * (double)m * (double)n * (double)k;
   if (flops < 1e6) return cut; /* a fork/join costs more */
   /* Panels are few: at most one per processor of the machine (a constant of
-   * the machine, not the thread count), and at least 64 rows/columns (128
+   * the machine, not the thread count), and at least 48 rows/columns (128
    * deep) each (conv1's weight gradient 32x25x57600 in 11 panels of 3 rows
-   * took 10 ms against 1.9 ms unsplit). */
+   * took 10 ms against 1.9 ms unsplit; 48 lets the MLP's 100x100x128 weight
+   * gradient run as two panels). */
   static int procs;
   if (!procs) {
     long p = sysconf(_SC_NPROCESSORS_ONLN);
@@ -97,7 +98,7 @@ static gemm_cut gemm_plan(int64_t m, int64_t n, int64_t k) {
   }
   double want = flops / 8e6;
   const int P = want < 2 ? 2 : want > procs ? procs : (int)want;
-  const int64_t len[3] = {m / 64, n / 64, k / 128};
+  const int64_t len[3] = {m / 48, n / 48, k / 128};
   const double extra[3] = {(double)n * (double)k, (double)m * (double)k, 3.0 * (double)m * (double)n};
   double best = 0;
   for (int kind = CUT_ROWS; kind <= CUT_DEPTH; kind++) {
