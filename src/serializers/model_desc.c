@@ -77,14 +77,18 @@ static int describe_link(jbuf *b, const char *name, ks_link *l) {
     int deconv = type[0] == 'D';
     if (!ci || ci->W != W || ci->out_c != ks_conv_link_out_channels(l) || ci->deconv != deconv || ci->fo.groups < 1)
       return ks_error_set(KS_EUNSUPPORTED, "model description: cannot read the settings of %s '%s' (libkusari's layout changed)", type, name);
-    if (!ks_link_param_is_initialized(W) || ks_conv_link_in_channels(l) <= 0)
+    if (!ks_link_param_is_initialized(W) || W->data->ndim != 4)
       return ks_error_set(KS_ESTATE, "model description: %s '%s' is not initialized yet (save after a forward)", type, name);
+    /* in_channels from W's shape, not from the link: a lazy W that took its
+     * shape from a loaded npz or snapshot (no forward since) is initialized
+     * while the link's in_channels is still 0 */
+    const int64_t in_c = deconv ? W->data->shape[0] : W->data->shape[1] * ci->fo.groups;
     const ks_conv2d_opts *o = &ci->fo;
     jput(b, "{\"type\": \"%s\", \"name\": ", deconv ? "deconvolution_2d" : "convolution_2d");
     jstr(b, name);
     jput(b, ", \"in\": %lld, \"out\": %lld, \"ksize\": [%lld, %lld], \"stride\": [%d, %d], \"pad\": [%d, %d], "
             "\"dilate\": %d, \"groups\": %d, \"nobias\": %s",
-         (long long)ks_conv_link_in_channels(l), (long long)ci->out_c, (long long)ci->kh, (long long)ci->kw,
+         (long long)in_c, (long long)ci->out_c, (long long)ci->kh, (long long)ci->kw,
          o->sy ? o->sy : 1, o->sx ? o->sx : 1, o->ph, o->pw, o->dy ? o->dy : 1, o->groups,
          ks_link_param(l, "b") ? "false" : "true");
     if (deconv) jput(b, ", \"outsize\": [%d, %d]", o->outh, o->outw);
