@@ -12,9 +12,11 @@
  * (loss.png, accuracy.png), snapshot (snapshot_iter_<iteration> every
  * --frequency epochs) and RunLogger (values to the platform run; nothing
  * outside one). `-r out/snapshot_iter_N` resumes exactly where that
- * snapshot was taken. model.npz (final parameters, Chainer's keys
- * "predictor/conv1/W", ...) and model.json (the network description the
- * platform's scorer rebuilds it from) are written at the end.
+ * snapshot was taken; `-r out` from the newest snapshot in out/, and
+ * `--autoload` from the newest in the output directory when there is one.
+ * model.npz (final parameters, Chainer's keys "predictor/conv1/W", ...) and
+ * model.json (the network description the platform's scorer rebuilds it
+ * from) are written at the end.
  *
  * Build outside the tree:  cc -O2 train_mnist_cnn.c $(pkg-config --cflags --libs kusari)
  */
@@ -27,16 +29,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---------------------------------------------------------------------------- */
 /* options */
 
 typedef struct options {
-  int batchsize, epochs, unit, frequency;
+  int batchsize, epochs, unit;
+  double frequency;
   int channels[2], fc_units;
   long long train_size, test_size;
   const char *out, *data, *resume, *arch;
   unsigned long long seed;
+  int autoload;
 } options;
 
 static void usage(FILE *f) {
@@ -48,8 +53,12 @@ static void usage(FILE *f) {
     "  -o, --out DIR        output directory: log, plots, snapshots, model.npz,\n"
     "                       model.json\n"
     "                       (default ./result)\n"
-    "  -r, --resume FILE    resume from a snapshot (e.g. result/snapshot_iter_600)\n"
-    "  -f, --frequency N    take a snapshot every N epochs (default 1)\n"
+    "  -r, --resume FILE    resume from a snapshot (e.g. result/snapshot_iter_600),\n"
+    "                       or from the newest snapshot in a directory\n"
+    "      --autoload       resume from the newest snapshot in the output directory\n"
+    "                       if there is one (rerun the same command after a kill)\n"
+    "  -f, --frequency N    take a snapshot every N epochs, fractions too (0.5:\n"
+    "                       twice an epoch; default 1)\n"
     "      --arch A         cnn (default) or mlp\n"
     "  -u, --unit N         hidden units: of the mlp's layers (default 100), of\n"
     "                       the cnn's first fully connected layer (default 256)\n"
@@ -89,7 +98,7 @@ static int parse_options(int argc, char **argv, options *o) {
     {"unit", required_argument, 0, 'u'},      {"data", required_argument, 0, 'D'},
     {"seed", required_argument, 0, 'S'},      {"train-size", required_argument, 0, 'T'},
     {"test-size", required_argument, 0, 'V'}, {"channels", required_argument, 0, 'C'},
-    {"help", no_argument, 0, 'h'},
+    {"autoload", no_argument, 0, 'L'},    {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
   *o = (options){.batchsize = 100, .epochs = 5, .unit = 0, .frequency = 1, .out = "result",
                  .channels = {32, 64},
@@ -99,7 +108,16 @@ static int parse_options(int argc, char **argv, options *o) {
     switch (c) {
       case 'b': if (parse_int("batchsize", optarg, 1, &o->batchsize)) return -1; break;
       case 'e': if (parse_int("epochs", optarg, 1, &o->epochs)) return -1; break;
-      case 'f': if (parse_int("frequency", optarg, 1, &o->frequency)) return -1; break;
+      case 'f': {
+        char *end;
+        errno = 0;
+        o->frequency = strtod(optarg, &end);
+        if (errno || *end || end == optarg || !(o->frequency > 0 && o->frequency <= 1e9)) {
+          fprintf(stderr, "train_mnist_cnn: --frequency must be a positive number of epochs, got '%s'\n", optarg);
+          return -1;
+        }
+        break;
+      }
       case 'u': if (parse_int("unit", optarg, 1, &o->unit)) return -1; break;
       case 'T': if (parse_ll("train-size", optarg, 1, &o->train_size)) return -1; break;
       case 'V': if (parse_ll("test-size", optarg, 1, &o->test_size)) return -1; break;
@@ -115,6 +133,7 @@ static int parse_options(int argc, char **argv, options *o) {
       }
       case 'o': o->out = optarg; break;
       case 'r': o->resume = optarg; break;
+      case 'L': o->autoload = 1; break;
       case 'D': o->data = optarg; break;
       case 'A':
         if (strcmp(optarg, "cnn") != 0 && strcmp(optarg, "mlp") != 0) {
@@ -276,6 +295,16 @@ int main(int argc, char **argv) {
   ks_run_log(run, "Batch size", o.batchsize);
   ks_run_log(run, "Epochs", o.epochs);
 
+  /* -r DIR and --autoload: the newest snapshot there (most recently
+   * written), like Chainer's autoload; --autoload with none is a first start */
+  char latest[4300];
+  struct stat st;
+  if (o.resume && stat(o.resume, &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (ks_snapshot_find_latest(o.resume, NULL, latest, sizeof latest) != KS_OK) die("resuming");
+    o.resume = latest;
+  } else if (!o.resume && o.autoload && ks_snapshot_find_latest(o.out, NULL, latest, sizeof latest) == KS_OK) {
+    o.resume = latest;
+  }
   if (o.resume) {
     if (ks_trainer_load_snapshot(tr, o.resume) != KS_OK) die("resuming");
     printf("resumed from %s at iteration %lld (epoch %lld)\n", o.resume,

@@ -78,8 +78,31 @@ ks_extension *ks_plot_report_new(const char *const *y_keys, int n, const char *x
  * Saves the trainer (ks_trainer_save_snapshot) as out/<filename>, where
  * "{.updater.iteration}" and "{.updater.epoch}" in 'filename' are replaced
  * by the counters (NULL: Chainer's "snapshot_iter_{.updater.iteration}").
- * n_retains > 0 keeps only the newest n_retains files this extension wrote. */
+ * The snapshots of a pattern are the files of out/ named like it with
+ * digits for the placeholders; newest means most recently modified (as in
+ * Chainer), then the highest numbers.
+ * n_retains > 0: after each save, only the newest n_retains snapshots of the
+ * pattern stay in out/, including those an earlier process wrote (a run
+ * resumed there goes on pruning them, as Chainer's n_retains does).
+ * Without n_retains they accumulate, one per save, as in Chainer. */
 ks_extension *ks_snapshot_new(const char *filename, int n_retains);
+
+typedef struct ks_snapshot_opts {
+  const char *filename;  /* NULL: "snapshot_iter_{.updater.iteration}" */
+  int n_retains;         /* 0: keep all                                 */
+  /* Chainer's autoload: when the trainer starts (ks_trainer_run, before any
+   * extension's initialize) the newest snapshot of the pattern in out/ is
+   * loaded, so rerunning the same command after a kill or a preemption
+   * resumes; none there is a first start. A load that fails fails the run. */
+  int autoload;
+} ks_snapshot_opts;
+/* opts NULL: the defaults (ks_snapshot_new(NULL, 0)). */
+ks_extension *ks_snapshot_new_ex(const ks_snapshot_opts *opts);
+
+/* The newest snapshot of pattern 'filename' (NULL: the default) in 'dir',
+ * as "dir/name" in path[0..n). KS_ENOTFOUND (message set) when there is
+ * none or no such directory. A program's -r/--resume DIR. */
+int ks_snapshot_find_latest(const char *dir, const char *filename, char *path, size_t n);
 
 /* ---- hyperparameter schedules (every iteration; reader) ------------------------------
  * Each sets the optimizer's hyperparameter 'attr' ("lr", "alpha", ...;

@@ -103,10 +103,12 @@ int ks_summary_load(ks_summary *s, ks_npz_reader *r, const char *prefix);
 
 /* ==== triggers (chainer.training.triggers.IntervalTrigger) ================ */
 typedef enum ks_trigger_unit { KS_ITERATION = 0, KS_EPOCH = 1 } ks_trigger_unit;
-/* "every 'period' iterations / epochs" (period >= 1). period 0 means "the
- * extension's default" where a trigger is optional. */
+/* "every 'period' iterations / epochs": an iteration period is a whole
+ * number >= 1; an epoch period is any positive number, fractions included
+ * (KS_TRIGGER(0.5, KS_EPOCH): twice an epoch, as Chainer's (0.5, 'epoch')).
+ * period 0 means "the extension's default" where a trigger is optional. */
 typedef struct ks_trigger {
-  int64_t period;
+  double period;
   ks_trigger_unit unit;
 } ks_trigger;
 #define KS_TRIGGER(n, u) ((ks_trigger){(n), (u)})
@@ -114,13 +116,17 @@ typedef struct ks_trigger {
 
 /* A trigger with its state, as IntervalTrigger keeps it: fires when
  * floor(previous / period) != floor(current / period), where current is the
- * updater's iteration (or epoch) and previous its value at the last call (0
- * at first). Epoch periods are whole epochs, so comparing epochs is
- * comparing Chainer's epoch_detail. */
+ * updater's iteration (or epoch_detail) and previous its value at the last
+ * call (0 at first). For a whole number of epochs the integer epochs are
+ * compared (the same as comparing epoch_detail); for a fraction,
+ * epoch_detail is, with a margin of 1e-9 epoch so that a boundary the
+ * iterator reaches exactly (0.3 epoch = 3 x 0.1) fires then and not one
+ * iteration late through rounding. */
 typedef struct ks_interval_trigger {
   ks_trigger spec;
   int64_t previous_iteration;
   int64_t previous_epoch;
+  double previous_epoch_detail;
 } ks_interval_trigger;
 
 typedef struct ks_updater ks_updater;
@@ -129,7 +135,10 @@ typedef struct ks_trainer ks_trainer;
 void ks_interval_trigger_init(ks_interval_trigger *t, ks_trigger spec);
 /* Evaluates the trigger against the updater's counters (and records them). */
 int ks_interval_trigger_fire(ks_interval_trigger *t, const ks_updater *up);
-/* Keys "<prefix>_previous_iteration", "<prefix>_previous_epoch" (int64). */
+/* Keys "<prefix>_previous_iteration", "<prefix>_previous_epoch" (int64) and
+ * "<prefix>_previous_epoch_detail" (float64, Chainer's name); a snapshot
+ * without the last (written before fractional periods) loads with
+ * previous_epoch_detail = previous_epoch. */
 int ks_interval_trigger_save(const ks_interval_trigger *t, ks_npz_writer *w, const char *prefix);
 int ks_interval_trigger_load(ks_interval_trigger *t, ks_npz_reader *r, const char *prefix);
 

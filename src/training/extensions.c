@@ -8,11 +8,14 @@
 #include "kusari/error.h"
 #include "kusari/run.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------------------- */
@@ -556,15 +559,15 @@ static int progress_bar_run(ks_extension *ext, ks_trainer *tr) {
     left_iters = ((double)stop.period - epoch_detail) * iters_per_epoch;
   } else {
     rate = (double)it / (double)stop.period;
-    left_iters = (double)(stop.period - it);
+    left_iters = stop.period - (double)it;
   }
   fprintf(out, "\033[J");
   draw_bar(out, "total", rate);
   draw_bar(out, "this epoch", epoch_detail - floor(epoch_detail));
   if (stop.unit == KS_EPOCH)
-    fprintf(out, "%10lld iter, %lld epoch / %lld epochs\n", (long long)it, (long long)ks_updater_epoch(up), (long long)stop.period);
+    fprintf(out, "%10lld iter, %lld epoch / %g epochs\n", (long long)it, (long long)ks_updater_epoch(up), stop.period);
   else
-    fprintf(out, "%10lld iter, %lld epoch / %lld iterations\n", (long long)it, (long long)ks_updater_epoch(up), (long long)stop.period);
+    fprintf(out, "%10lld iter, %lld epoch / %.0f iterations\n", (long long)it, (long long)ks_updater_epoch(up), stop.period);
   if (p->speed > 0) {
     double eta = left_iters > 0 ? left_iters / p->speed : 0;
     long long s = (long long)eta;
@@ -612,17 +615,23 @@ ks_extension *ks_progress_bar_new(int64_t update_interval, FILE *out) {
 typedef struct snapshot_ext {
   char *pattern;
   int n_retains;
-  char **written;     /* ring of the newest file names */
-  int n_written;
+  int autoload;
 } snapshot_ext;
 
 static void snapshot_free(void *p) {
   snapshot_ext *s = p;
   if (!s) return;
-  for (int i = 0; i < s->n_written; i++) free(s->written[i]);
-  free(s->written);
   free(s->pattern);
   free(s);
+}
+
+#define PH_ITER "{.updater.iteration}"
+#define PH_EPOCH "{.updater.epoch}"
+
+static size_t placeholder_len(const char *p) {
+  if (strncmp(p, PH_ITER, sizeof PH_ITER - 1) == 0) return sizeof PH_ITER - 1;
+  if (strncmp(p, PH_EPOCH, sizeof PH_EPOCH - 1) == 0) return sizeof PH_EPOCH - 1;
+  return 0;
 }
 
 static char *format_name(const char *pattern, const ks_updater *up) {
@@ -630,12 +639,117 @@ static char *format_name(const char *pattern, const ks_updater *up) {
   sb_printf(&b, "%s", "");
   const char *p = pattern;
   while (*p) {
-    if (strncmp(p, "{.updater.iteration}", 20) == 0) { sb_printf(&b, "%lld", (long long)ks_updater_iteration(up)); p += 20; }
-    else if (strncmp(p, "{.updater.epoch}", 16) == 0) { sb_printf(&b, "%lld", (long long)ks_updater_epoch(up)); p += 16; }
-    else sb_printf(&b, "%c", *p++);
+    size_t ph = placeholder_len(p);
+    if (ph) sb_printf(&b, "%lld", (long long)(ph == sizeof PH_ITER - 1 ? ks_updater_iteration(up) : ks_updater_epoch(up)));
+    else sb_printf(&b, "%c", *p);
+    p += ph ? ph : 1;
   }
   if (b.oom) { free(b.s); ks_error_set(KS_ENOMEM, "out of memory"); return NULL; }
   return b.s;
+}
+
+/* ---- the snapshots already in a directory -------------------------------------
+ * A file is one of the pattern's snapshots when it is the pattern with each
+ * placeholder replaced by digits (so libzip's temporary "snapshot_iter_600.XXXXXX"
+ * of a save that was killed never counts). Newest first: by modification time,
+ * as Chainer's snapshot extension orders them (_find_latest_snapshot,
+ * _find_stale_snapshots), so that after resuming from an older snapshot the
+ * files the resumed run writes count as newer than those the first run left
+ * with higher numbers; equal times by the numbers in the name. */
+typedef struct snap_file {
+  char *name;
+  struct timespec mtime;
+  int64_t num[4];
+  int nnum;
+} snap_file;
+
+static int match_snapshot_name(const char *pattern, const char *name, snap_file *f) {
+  const char *p = pattern, *q = name;
+  f->nnum = 0;
+  while (*p) {
+    size_t ph = placeholder_len(p);
+    if (!ph) {
+      if (*p++ != *q++) return 0;
+      continue;
+    }
+    if (*q < '0' || *q > '9') return 0;
+    int64_t v = 0;
+    while (*q >= '0' && *q <= '9') {
+      if (v > (INT64_MAX - 9) / 10) return 0;
+      v = v * 10 + (*q++ - '0');
+    }
+    if (f->nnum < 4) f->num[f->nnum++] = v;
+    p += ph;
+  }
+  return *q == '\0';
+}
+
+static int snap_newer_first(const void *a, const void *b) {
+  const snap_file *x = a, *y = b;
+  if (x->mtime.tv_sec != y->mtime.tv_sec) return x->mtime.tv_sec > y->mtime.tv_sec ? -1 : 1;
+  if (x->mtime.tv_nsec != y->mtime.tv_nsec) return x->mtime.tv_nsec > y->mtime.tv_nsec ? -1 : 1;
+  for (int i = 0; i < x->nnum && i < y->nnum; i++)
+    if (x->num[i] != y->num[i]) return x->num[i] > y->num[i] ? -1 : 1;
+  return -strcmp(x->name, y->name);
+}
+
+static void snap_files_free(snap_file *f, int n) {
+  for (int i = 0; i < n; i++) free(f[i].name);
+  free(f);
+}
+
+/* The pattern's snapshots in dir, newest first (*out NULL when none). A
+ * missing directory has none. */
+static int scan_snapshots(const char *dir, const char *pattern, snap_file **out, int *n) {
+  *out = NULL;
+  *n = 0;
+  DIR *d = opendir(dir);
+  if (!d) {
+    if (errno == ENOENT) return KS_OK;
+    return ks_error_set(KS_EIO, "cannot list '%s': %s", dir, strerror(errno));
+  }
+  snap_file *f = NULL;
+  int cnt = 0, cap = 0, rc = KS_OK;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    snap_file sf = {0};
+    if (!match_snapshot_name(pattern, e->d_name, &sf)) continue;
+    char *path = ks__strcat3(dir, "/", e->d_name);
+    struct stat st;
+    if (!path) { rc = ks_error_last_code(); break; }
+    int ok = stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    free(path);
+    if (!ok) continue;
+    sf.mtime = st.st_mtim;
+    if (!(sf.name = ks__strcat3(e->d_name, NULL, NULL))) { rc = ks_error_last_code(); break; }
+    if (cnt == cap) {
+      cap = cap ? 2 * cap : 16;
+      snap_file *nf = realloc(f, (size_t)cap * sizeof *nf);
+      if (!nf) { free(sf.name); rc = ks_error_set(KS_ENOMEM, "out of memory"); break; }
+      f = nf;
+    }
+    f[cnt++] = sf;
+  }
+  closedir(d);
+  if (rc != KS_OK) { snap_files_free(f, cnt); return rc; }
+  if (cnt) qsort(f, (size_t)cnt, sizeof *f, snap_newer_first);
+  *out = f;
+  *n = cnt;
+  return KS_OK;
+}
+
+int ks_snapshot_find_latest(const char *dir, const char *filename, char *path, size_t n) {
+  if (!dir || !path || n == 0) return ks_error_set(KS_EINVAL, "ks_snapshot_find_latest: NULL argument");
+  path[0] = '\0';
+  const char *pattern = filename ? filename : "snapshot_iter_" PH_ITER;
+  snap_file *f;
+  int cnt, rc = scan_snapshots(dir, pattern, &f, &cnt);
+  if (rc != KS_OK) return rc;
+  if (cnt == 0) return ks_error_set(KS_ENOTFOUND, "no snapshot named like '%s' in '%s'", pattern, dir);
+  if ((size_t)snprintf(path, n, "%s/%s", dir, f[0].name) >= n)
+    rc = ks_error_set(KS_EINVAL, "ks_snapshot_find_latest: the path of '%s' does not fit in %zu bytes", f[0].name, n);
+  snap_files_free(f, cnt);
+  return rc;
 }
 
 static int snapshot_run(ks_extension *ext, ks_trainer *tr) {
@@ -643,21 +757,22 @@ static int snapshot_run(ks_extension *ext, ks_trainer *tr) {
   char *name = format_name(s->pattern, ks_trainer_updater(tr));
   if (!name) return ks_error_last_code();
   char *path = ks__strcat3(ks_trainer_out(tr), "/", name);
-  if (!path) { free(name); return ks_error_last_code(); }
+  free(name);
+  if (!path) return ks_error_last_code();
   int rc = ks_trainer_save_snapshot(tr, path);
   free(path);
-  if (rc != KS_OK || s->n_retains <= 0) { free(name); return rc; }
-  for (int i = 0; i < s->n_written; i++)
-    if (strcmp(s->written[i], name) == 0) { free(name); return KS_OK; }
-  if (s->n_written == s->n_retains) {
-    char *old = ks__strcat3(ks_trainer_out(tr), "/", s->written[0]);
+  if (rc != KS_OK || s->n_retains <= 0) return rc;
+  /* the newest n_retains of the directory stay, whichever process wrote
+   * them: a resumed run keeps pruning what the run before it left */
+  snap_file *f;
+  int cnt;
+  if ((rc = scan_snapshots(ks_trainer_out(tr), s->pattern, &f, &cnt)) != KS_OK) return rc;
+  for (int i = s->n_retains; i < cnt; i++) {
+    char *old = ks__strcat3(ks_trainer_out(tr), "/", f[i].name);
     if (old) unlink(old);
     free(old);
-    free(s->written[0]);
-    memmove(s->written, s->written + 1, (size_t)(s->n_written - 1) * sizeof *s->written);
-    s->n_written--;
   }
-  s->written[s->n_written++] = name;
+  snap_files_free(f, cnt);
   return KS_OK;
 }
 
@@ -669,18 +784,39 @@ static const ks_extension_ops snapshot_ops = {
   .free_state = snapshot_free,
 };
 
-ks_extension *ks_snapshot_new(const char *filename, int n_retains) {
+int ks__snapshot_autoload(ks_trainer *tr) {
+  for (int i = 0; i < tr->n_ext; i++) {
+    ks_extension *e = tr->ext[i];
+    const snapshot_ext *s = e->ops == &snapshot_ops ? e->state : NULL;
+    if (!s || !s->autoload) continue;
+    char path[8192];
+    int rc = ks_snapshot_find_latest(tr->out, s->pattern, path, sizeof path);
+    if (rc == KS_ENOTFOUND) continue;  /* a first start: nothing to load */
+    if (rc == KS_OK) rc = ks_trainer_load_snapshot(tr, path);
+    return rc;
+  }
+  return KS_OK;
+}
+
+ks_extension *ks_snapshot_new_ex(const ks_snapshot_opts *opts) {
+  const ks_snapshot_opts none = {0};
+  if (!opts) opts = &none;
+  const char *filename = opts->filename;
   if (filename && (!*filename || strchr(filename, '/'))) {
     ks_error_set(KS_EINVAL, "ks_snapshot_new: file name '%s' must be a plain name", filename);
     return NULL;
   }
   snapshot_ext *s = calloc(1, sizeof *s);
   if (!s) { ks_error_set(KS_ENOMEM, "out of memory"); return NULL; }
-  s->pattern = ks__strcat3(filename ? filename : "snapshot_iter_{.updater.iteration}", NULL, NULL);
-  s->n_retains = n_retains > 0 ? n_retains : 0;
-  if (s->n_retains) s->written = calloc((size_t)s->n_retains, sizeof *s->written);
-  if (!s->pattern || (s->n_retains && !s->written)) { snapshot_free(s); ks_error_set(KS_ENOMEM, "out of memory"); return NULL; }
+  s->pattern = ks__strcat3(filename ? filename : "snapshot_iter_" PH_ITER, NULL, NULL);
+  s->n_retains = opts->n_retains > 0 ? opts->n_retains : 0;
+  s->autoload = !!opts->autoload;
+  if (!s->pattern) { snapshot_free(s); ks_error_set(KS_ENOMEM, "out of memory"); return NULL; }
   return ks_extension_new(&snapshot_ops, s);
+}
+
+ks_extension *ks_snapshot_new(const char *filename, int n_retains) {
+  return ks_snapshot_new_ex(&(ks_snapshot_opts){.filename = filename, .n_retains = n_retains});
 }
 
 /* ---------------------------------------------------------------------------- */

@@ -389,7 +389,14 @@ void ks_interval_trigger_init(ks_interval_trigger *t, ks_trigger spec) {
   t->spec = spec;
   t->previous_iteration = 0;
   t->previous_epoch = 0;
+  t->previous_epoch_detail = 0;
 }
+
+/* Which period of length p (epochs) the point x (epochs) is in. The margin:
+ * epoch_detail is epoch + position / N in double, so a boundary that is
+ * reached exactly (x = 0.3 with p = 0.1) may come out as 2.9999999999999996
+ * periods; 1e-9 epoch is far below one example of any data set. */
+static int64_t epoch_period_index(double x, double p) { return (int64_t)floor(x / p + 1e-9); }
 
 static int64_t floordiv(int64_t a, int64_t b) {
   int64_t q = a / b;
@@ -398,17 +405,23 @@ static int64_t floordiv(int64_t a, int64_t b) {
 
 int ks_interval_trigger_fire(ks_interval_trigger *t, const ks_updater *up) {
   int64_t it = ks_updater_iteration(up), ep = ks_updater_epoch(up);
-  int64_t p = t->spec.period > 0 ? t->spec.period : 1;
+  double ed = ks_updater_epoch_detail(up);
+  double period = t->spec.period > 0 ? t->spec.period : 1;
   int fire;
-  if (t->spec.unit == KS_EPOCH) {
-    int64_t prev = t->previous_epoch;
-    fire = floordiv(prev, p) != floordiv(ep, p);
+  if (t->spec.unit == KS_EPOCH && period != floor(period)) {
+    fire = epoch_period_index(t->previous_epoch_detail, period) != epoch_period_index(ed, period);
+  } else if (t->spec.unit == KS_EPOCH) {
+    /* whole epochs: integers, exactly as before fractions existed */
+    int64_t p = (int64_t)period;
+    fire = floordiv(t->previous_epoch, p) != floordiv(ep, p);
   } else {
+    int64_t p = (int64_t)period;
     int64_t prev = t->previous_iteration < 0 ? it - 1 : t->previous_iteration;
     fire = floordiv(prev, p) != floordiv(it, p);
   }
   t->previous_iteration = it;
   t->previous_epoch = ep;
+  t->previous_epoch_detail = ed;
   return fire;
 }
 
@@ -420,6 +433,10 @@ int ks_interval_trigger_save(const ks_interval_trigger *t, ks_npz_writer *w, con
   if (rc != KS_OK) return rc;
   if (!(k = ks__strcat3(prefix, "_previous_epoch", NULL))) return ks_error_last_code();
   rc = ks_npz_writer_add_int64(w, k, t->previous_epoch);
+  free(k);
+  if (rc != KS_OK) return rc;
+  if (!(k = ks__strcat3(prefix, "_previous_epoch_detail", NULL))) return ks_error_last_code();
+  rc = ks__npz_add_f64(w, k, t->previous_epoch_detail);
   free(k);
   return rc;
 }
@@ -435,7 +452,15 @@ int ks_interval_trigger_load(ks_interval_trigger *t, ks_npz_reader *r, const cha
   rc = ks__npz_read_i64(r, k, &pe);
   free(k);
   if (rc != KS_OK) return rc;
+  /* absent from snapshots written before fractional periods: those only
+   * had whole-epoch triggers, for which the epoch is all that counts */
+  double ped = (double)pe;
+  if (!(k = ks__strcat3(prefix, "_previous_epoch_detail", NULL))) return ks_error_last_code();
+  if (ks_npz_reader_info(r, k, NULL) == KS_OK) rc = ks__npz_read_f64(r, k, &ped);
+  free(k);
+  if (rc != KS_OK) return rc;
   t->previous_iteration = pi;
   t->previous_epoch = pe;
+  t->previous_epoch_detail = ped;
   return KS_OK;
 }

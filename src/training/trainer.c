@@ -188,14 +188,24 @@ const char *ks_extension_name(const ks_extension *e) { return e && e->name ? e->
 /* ---------------------------------------------------------------------------- */
 /* Trainer */
 
+/* A period is a whole number of iterations >= 1 or a positive number of
+ * epochs (fractions: Chainer's (0.5, 'epoch')); 0 where "the default" is
+ * allowed. The 2^53 bound keeps the conversions to int64 exact. */
+static int trigger_ok(ks_trigger t, int allow_default) {
+  if (t.unit != KS_EPOCH && t.unit != KS_ITERATION) return 0;
+  if (!(t.period >= 0 && t.period <= 9007199254740992.0)) return 0;  /* also NaN */
+  if (t.period == 0) return allow_default;
+  return t.unit == KS_EPOCH || (t.period >= 1 && t.period == floor(t.period));
+}
+
 int ks_trainer_new(ks_trainer **out, ks_updater *updater, ks_trigger stop, const char *out_dir) {
   if (!out) { ks_updater_free(updater); return ks_error_set(KS_EINVAL, "ks_trainer_new: out is NULL"); }
   *out = NULL;
   if (!updater) return ks_error_last_code() ? ks_error_last_code() : ks_error_set(KS_EINVAL, "ks_trainer_new: updater is NULL");
-  if (stop.period < 1 || (stop.unit != KS_EPOCH && stop.unit != KS_ITERATION)) {
+  if (!trigger_ok(stop, 0)) {
     ks_updater_free(updater);
-    return ks_error_set(KS_EINVAL, "ks_trainer_new: the stop trigger needs a period >= 1 and a unit, got %lld",
-                        (long long)stop.period);
+    return ks_error_set(KS_EINVAL, "ks_trainer_new: the stop trigger needs a unit and a period: a whole number of "
+                        "iterations >= 1 or a positive number of epochs, got %g", stop.period);
   }
   ks_trainer *tr = calloc(1, sizeof *tr);
   if (!tr) { ks_updater_free(updater); return ks_error_set(KS_ENOMEM, "out of memory"); }
@@ -232,8 +242,9 @@ int ks_trainer_extend(ks_trainer *tr, ks_extension *ext, const char *name, ks_tr
   if (!tr) { rc = ks_error_set(KS_EINVAL, "ks_trainer_extend: trainer is NULL"); goto fail; }
   if (tr->done || tr->start_at > 0) { rc = ks_error_set(KS_ESTATE, "ks_trainer_extend: the trainer has already run"); goto fail; }
   if (ext->added) { rc = ks_error_set(KS_ESTATE, "ks_trainer_extend: extension '%s' is already in a trainer", ext->name); ext = NULL; goto fail; }
-  if (trigger.period < 0 || (trigger.unit != KS_EPOCH && trigger.unit != KS_ITERATION)) {
-    rc = ks_error_set(KS_EINVAL, "ks_trainer_extend: bad trigger (period %lld)", (long long)trigger.period);
+  if (!trigger_ok(trigger, 1)) {
+    rc = ks_error_set(KS_EINVAL, "ks_trainer_extend: bad trigger (period %g %s; iterations: a whole number >= 1, "
+                      "epochs: a positive number)", trigger.period, trigger.unit == KS_EPOCH ? "epochs" : "iterations");
     goto fail;
   }
   const char *base = name && *name ? name : (ext->ops->default_name ? ext->ops->default_name : "extension");
@@ -297,6 +308,10 @@ int ks_trainer_run(ks_trainer *tr) {
   if (tr->done || tr->start_at > 0) return ks_error_set(KS_ESTATE, "cannot run the training loop twice");
   int rc = ks__ensure_dir(tr->out);
   if (rc != KS_OK) return rc;
+  /* before start_at is set (loading refuses a running trainer) and before
+   * any initialize, which must see the restored state (a schedule resumes
+   * from its last value) */
+  if ((rc = ks__snapshot_autoload(tr)) != KS_OK) return rc;
   sort_extensions(tr);
   tr->start_at = ks__now();
   for (int i = 0; i < tr->n_ext && rc == KS_OK; i++)

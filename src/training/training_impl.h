@@ -72,6 +72,10 @@ int ks__npz_read_i64(ks_npz_reader *r, const char *key, int64_t *out);
 int ks__npz_read_f64(ks_npz_reader *r, const char *key, double *out);
 /* Adds a float64 scalar / array. */
 int ks__npz_add_f64(ks_npz_writer *w, const char *key, double v);
+/* Loads the newest snapshot of the first snapshot extension made with
+ * autoload (extensions.c), before any extension is initialized; none in
+ * the output directory is a first start (KS_OK). */
+int ks__snapshot_autoload(ks_trainer *tr);
 /* mkdir -p of a single level (EEXIST is fine). */
 int ks__ensure_dir(const char *dir);
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Exact resume across processes: train_mnist_cnn (mlp, a data subset) runs
 # 4 epochs straight; a second run is killed with SIGKILL right after its
-# epoch-2 snapshot appears, then resumed from that snapshot to 4 epochs. The
-# final model.npz and the logged losses must be bit-identical (numpy reads
-# both). Also: a corrupt or foreign snapshot fails clearly and overwrites
-# nothing in the output directory.
+# epoch-2 snapshot appears, then the same command is run again with
+# --autoload (Chainer's way after a preemption), which resumes from the
+# newest snapshot of its output directory, to 4 epochs. The final model.npz
+# and the logged losses must be bit-identical (numpy reads both). Also: a
+# corrupt or foreign snapshot fails clearly and overwrites nothing in the
+# output directory; -r DIR takes the newest snapshot in DIR, and a DIR
+# without one fails clearly.
 set -euo pipefail
 TRAIN=$1
 PY=${2:-}
@@ -55,9 +58,16 @@ cmp "$tmp/before.md5" "$tmp/after.md5" || { echo "FAIL: a failed resume changed 
 set +e; "$TRAIN" "${ARGS[@]}" -u 32 -o "$tmp/c" -r "$tmp/b/$SNAP" > /dev/null 2> "$tmp/shape.err"; rc=$?; set -e
 [ $rc -ne 0 ] && grep -q "shape" "$tmp/shape.err" || { echo "FAIL: a foreign snapshot was not refused by shape"; cat "$tmp/shape.err"; exit 1; }
 
-# resume to the end
-"$TRAIN" "${ARGS[@]}" -o "$tmp/b" -r "$tmp/b/$SNAP" > "$tmp/b2.out"
-grep -q "resumed from" "$tmp/b2.out"
+# -r DIR: the newest snapshot in DIR (2 epochs: nothing left to train)
+"$TRAIN" "${ARGS[@]}" -e 2 -o "$tmp/d" -r "$tmp/b" > "$tmp/d.out"
+grep -q "resumed from $tmp/b/$SNAP at iteration $((2 * ITERS_PER_EPOCH))" "$tmp/d.out" || { echo "FAIL: -r DIR did not take $SNAP"; cat "$tmp/d.out"; exit 1; }
+mkdir "$tmp/empty"
+set +e; "$TRAIN" "${ARGS[@]}" -o "$tmp/e" -r "$tmp/empty" > /dev/null 2> "$tmp/empty.err"; rc=$?; set -e
+[ $rc -ne 0 ] && grep -q "no snapshot" "$tmp/empty.err" || { echo "FAIL: -r of a directory without snapshots"; cat "$tmp/empty.err"; exit 1; }
+
+# resume to the end: the killed command again, with --autoload
+"$TRAIN" "${ARGS[@]}" -o "$tmp/b" --autoload > "$tmp/b2.out"
+grep -q "resumed from $tmp/b/$SNAP" "$tmp/b2.out" || { echo "FAIL: --autoload did not resume from $SNAP"; cat "$tmp/b2.out"; exit 1; }
 
 "$PY" - "$tmp/a" "$tmp/b" <<'PYEOF'
 import json, sys
