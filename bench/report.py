@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """bench/report.py LOG.jsonl — table of an MLP benchmark run (bench/run.sh):
 per config and thread count, the median over repetitions of each contestant's
-median seconds per epoch, its ratio to kusari (>1: kusari is faster), peak RSS,
-test accuracy, and for kusari the fraction of the measured sgemm peak."""
+median seconds per epoch, its ratio to kusari (>1: kusari is faster), CPU
+seconds per epoch (user + system of the process: the steady figure for one
+thread on a shared machine; counts spinning on two), peak RSS, test accuracy,
+for kusari the fraction of the measured sgemm peak, and the range of the
+machine's load average over the runs."""
 import json
 import statistics
 import sys
@@ -17,7 +20,8 @@ for line in open(sys.argv[1]):
     rows[(d["unit"], d["batch"], d["threads"], d["peer"])].append(d)
 
 configs = sorted({k[:3] for k in rows})
-print(f"{'config':<22}{'who':<9}{'s/epoch':>9}{'vs kusari':>11}{'RSS MB':>9}{'test acc':>10}{'GEMM frac':>11}  runs")
+print(f"{'config':<22}{'who':<9}{'s/epoch':>9}{'vs kusari':>11}{'CPU s':>8}{'RSS MB':>9}{'test acc':>10}"
+      f"{'GEMM frac':>11}  runs  load")
 for cfg in configs:
     unit, batch, threads = cfg
     k = rows.get(cfg + ("kusari",))
@@ -31,6 +35,10 @@ for cfg in configs:
         acc = statistics.median(r["test_accuracy"] for r in rs)
         ratio = f"{med / base:.2f}x" if base else "-"
         frac = statistics.median(r["gemm_fraction"] for r in rs) if who == "kusari" else None
+        cpus = [r["median_epoch_cpu_s"] for r in rs if "median_epoch_cpu_s" in r]
+        cpu = f"{statistics.median(cpus):.3f}" if cpus else "-"
+        loads = [r["load1"] for r in rs if "load1" in r]
+        load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
         name = f"U={unit} b={batch} T={threads}"
-        print(f"{name:<22}{who:<9}{med:>9.3f}{ratio:>11}{rss:>9.0f}{acc:>10.4f}"
-              f"{(f'{frac:.2f}' if frac is not None else ''):>11}  {len(rs)}")
+        print(f"{name:<22}{who:<9}{med:>9.3f}{ratio:>11}{cpu:>8}{rss:>9.0f}{acc:>10.4f}"
+              f"{(f'{frac:.2f}' if frac is not None else ''):>11}  {len(rs):>4}  {load}")

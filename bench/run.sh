@@ -51,6 +51,9 @@ for rep in $(seq 1 "$reps"); do
                  "$py" -W ignore "$here/peers/mlp_$who.py" --unit "$unit" --batch "$batch" \
                      --epochs "$epochs" --threads "$threads" | tail -n 1)
         fi
+        # the machine's 1-minute load average when the run ended, in the record
+        load1=$(cut -d' ' -f1 /proc/loadavg)
+        line=$(printf '%s' "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); d["load1"]=float(sys.argv[1]); print(json.dumps(d))' "$load1")
         echo "$line" >> "$log"
         echo "rep $rep  U=$unit b=$batch  threads=$threads  $who: $(echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["median_epoch_s"], "s/epoch")')" >&2
       done

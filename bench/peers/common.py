@@ -113,12 +113,14 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def report(peer, args, epoch_seconds, final_loss, test_accuracy, **extra):
+def report(peer, args, epoch_seconds, final_loss, test_accuracy, epoch_cpu=None, **extra):
     rec = {
         "peer": peer, "unit": args.unit, "batch": args.batch, "threads": args.threads,
         "epochs": args.epochs,
         "epoch_seconds": [round(s, 4) for s in epoch_seconds],
         "median_epoch_s": round(statistics.median(epoch_seconds), 4),
+        # process CPU seconds (all threads): steady on a shared machine for one thread
+        **({"median_epoch_cpu_s": round(statistics.median(epoch_cpu), 4)} if epoch_cpu else {}),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "final_loss": round(float(final_loss), 6),
         "test_accuracy": round(float(test_accuracy), 6),

@@ -63,10 +63,10 @@ def main():
         last["loss"] = F.softmax_cross_entropy(model(x), t)
         return last["loss"]
 
-    epoch_seconds = []
+    epoch_seconds, epoch_cpu = [], []
     losses = []
     while it.epoch < args.epochs:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses = []
         while True:
             x, t = concat_examples(it.next())
@@ -75,10 +75,11 @@ def main():
             if it.is_new_epoch:
                 break
         epoch_seconds.append(time.perf_counter() - t0)
+        epoch_cpu.append(time.process_time() - c0)
     with chainer.using_config("train", False), chainer.no_backprop_mode():
         pred = model(x_test).array.argmax(axis=1)
     acc = float((pred == t_test).mean())
-    common.report("chainer", args, epoch_seconds, np.mean(losses), acc,
+    common.report("chainer", args, epoch_seconds, np.mean(losses), acc, epoch_cpu=epoch_cpu,
                   chainer_version=chainer.__version__, numpy_version=np.__version__,
                   **common.blas_info())
 

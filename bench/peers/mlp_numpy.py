@@ -115,10 +115,10 @@ def main():
     rng = np.random.RandomState(args.seed)
     model = MLP(args.unit, rng)
     it = common.SerialOrder(len(x_train), args.batch, rng)
-    epoch_seconds = []
+    epoch_seconds, epoch_cpu = [], []
     losses = []
     while it.epoch < args.epochs:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses = []
         while True:
             idx = it.next()
@@ -126,8 +126,9 @@ def main():
             if it.is_new_epoch:
                 break
         epoch_seconds.append(time.perf_counter() - t0)
+        epoch_cpu.append(time.process_time() - c0)
     acc = model.accuracy(x_test, t_test)
-    common.report("numpy", args, epoch_seconds, np.mean(losses), acc,
+    common.report("numpy", args, epoch_seconds, np.mean(losses), acc, epoch_cpu=epoch_cpu,
                   numpy_version=np.__version__, **common.blas_info())
 
 

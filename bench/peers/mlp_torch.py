@@ -54,10 +54,10 @@ def main():
     model = MLP(args.unit)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     it = common.SerialOrder(len(x_train), args.batch, rng)
-    epoch_seconds = []
+    epoch_seconds, epoch_cpu = [], []
     losses = []
     while it.epoch < args.epochs:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses = []
         while True:
             idx = torch.from_numpy(it.next())
@@ -70,10 +70,11 @@ def main():
             if it.is_new_epoch:
                 break
         epoch_seconds.append(time.perf_counter() - t0)
+        epoch_cpu.append(time.process_time() - c0)
     with torch.no_grad():
         pred = model(torch.from_numpy(x_test)).argmax(dim=1).numpy()
     acc = float((pred == t_test).mean())
-    common.report("torch", args, epoch_seconds, np.mean(losses), acc,
+    common.report("torch", args, epoch_seconds, np.mean(losses), acc, epoch_cpu=epoch_cpu,
                   torch_version=torch.__version__,
                   torch_threads=torch.get_num_threads(),
                   torch_interop_threads=torch.get_num_interop_threads())
