@@ -1,8 +1,8 @@
 /*
  * kusari/extensions.h — built-in trainer extensions
  * (chainer.training.extensions): Evaluator, LogReport, PrintReport,
- * ProgressBar, PlotReport, snapshot, ExponentialShift, StepShift,
- * LinearShift, observe_value / observe_lr, and RunLogger (kusari: forwards
+ * ProgressBar, PlotReport, snapshot, snapshot_object, ExponentialShift,
+ * StepShift, LinearShift, observe_value / observe_lr, and RunLogger (kusari: forwards
  * logged values to the platform run, kusari/run.h).
  *
  * Every constructor returns a new extension for ks_trainer_extend, or NULL
@@ -98,6 +98,15 @@ typedef struct ks_snapshot_opts {
 } ks_snapshot_opts;
 /* opts NULL: the defaults (ks_snapshot_new(NULL, 0)). */
 ks_extension *ks_snapshot_new_ex(const ks_snapshot_opts *opts);
+
+/* ---- snapshot_object ((1, epoch); KS_PRIORITY_SNAPSHOT) ----------------------------
+ * chainer.training.extensions.snapshot_object: saves 'link' alone with
+ * ks_save_npz (its parameters and persistent values under their paths
+ * relative to it, e.g. the predictor of a Classifier as "conv1/W") as
+ * out/<filename>, with the placeholders of snapshot, e.g.
+ * "model_epoch_{.updater.epoch}"; n_retains as for snapshot. The link is not
+ * owned. Not part of trainer snapshots (nothing to resume). */
+ks_extension *ks_snapshot_object_new(ks_link *link, const char *filename, int n_retains);
 
 /* The newest snapshot of pattern 'filename' (NULL: the default) in 'dir',
  * as "dir/name" in path[0..n). KS_ENOTFOUND (message set) when there is

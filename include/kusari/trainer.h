@@ -107,12 +107,33 @@ typedef enum ks_trigger_unit { KS_ITERATION = 0, KS_EPOCH = 1 } ks_trigger_unit;
  * number >= 1; an epoch period is any positive number, fractions included
  * (KS_TRIGGER(0.5, KS_EPOCH): twice an epoch, as Chainer's (0.5, 'epoch')).
  * period 0 means "the extension's default" where a trigger is optional. */
+typedef enum ks_trigger_kind {
+  KS_TRIGGER_INTERVAL = 0,   /* IntervalTrigger                                  */
+  KS_TRIGGER_MAX_VALUE = 1,  /* MaxValueTrigger(key, trigger=(period, unit))      */
+  KS_TRIGGER_MIN_VALUE = 2   /* MinValueTrigger                                  */
+} ks_trigger_kind;
 typedef struct ks_trigger {
   double period;
   ks_trigger_unit unit;
+  ks_trigger_kind kind;
+  const char *key;           /* best-value triggers: the observed key (copied)   */
 } ks_trigger;
-#define KS_TRIGGER(n, u) ((ks_trigger){(n), (u)})
-#define KS_TRIGGER_DEFAULT ((ks_trigger){0, KS_ITERATION})
+#define KS_TRIGGER(n, u) ((ks_trigger){(n), (u), KS_TRIGGER_INTERVAL, NULL})
+#define KS_TRIGGER_DEFAULT ((ks_trigger){0, KS_ITERATION, KS_TRIGGER_INTERVAL, NULL})
+/* chainer.training.triggers.MaxValueTrigger / MinValueTrigger, for
+ * ks_trainer_extend: every iteration the value of 'key' in the observation
+ * (when reported) is accumulated; when the interval (period, unit) fires —
+ * (1, epoch) when period is 0 — their mean is compared with the best mean
+ * so far and the trigger fires when it is higher (lower), or the first time.
+ * The key must have been reported by then (KS_ENOTFOUND otherwise): an
+ * Evaluator reports "validation/main/accuracy" before extensions of lower
+ * priority are triggered. The usual use, saving the best model:
+ *   ks_trainer_extend(tr, ks_snapshot_object_new(predictor, "best.npz", 0), NULL,
+ *                     KS_MAX_VALUE_TRIGGER("validation/main/accuracy", 1, KS_EPOCH),
+ *                     KS_PRIORITY_DEFAULT);
+ * The best value and the accumulated values are part of snapshots. */
+#define KS_MAX_VALUE_TRIGGER(k, n, u) ((ks_trigger){(n), (u), KS_TRIGGER_MAX_VALUE, (k)})
+#define KS_MIN_VALUE_TRIGGER(k, n, u) ((ks_trigger){(n), (u), KS_TRIGGER_MIN_VALUE, (k)})
 
 /* A trigger with its state, as IntervalTrigger keeps it: fires when
  * floor(previous / period) != floor(current / period), where current is the
@@ -127,18 +148,31 @@ typedef struct ks_interval_trigger {
   int64_t previous_iteration;
   int64_t previous_epoch;
   double previous_epoch_detail;
+  /* best-value triggers: the best mean so far (has_best 0: none yet) and the
+   * sum and count of the key's values since the interval last fired */
+  int has_best;
+  double best_value;
+  double acc_sum;
+  int64_t acc_n;
 } ks_interval_trigger;
 
 typedef struct ks_updater ks_updater;
 typedef struct ks_trainer ks_trainer;
 
 void ks_interval_trigger_init(ks_interval_trigger *t, ks_trigger spec);
-/* Evaluates the trigger against the updater's counters (and records them). */
+/* Evaluates the trigger against the updater's counters (and records them).
+ * The interval only, also for a best-value trigger. */
 int ks_interval_trigger_fire(ks_interval_trigger *t, const ks_updater *up);
+/* Any trigger, with the current observation: *fire = whether it fires. An
+ * interval trigger ignores 'obs' (may be NULL). KS_ENOTFOUND when a
+ * best-value trigger's interval fires and its key was never reported. */
+int ks_trigger_fire_observed(ks_interval_trigger *t, const ks_updater *up, const ks_reporter *obs, int *fire);
 /* Keys "<prefix>_previous_iteration", "<prefix>_previous_epoch" (int64) and
  * "<prefix>_previous_epoch_detail" (float64, Chainer's name); a snapshot
  * without the last (written before fractional periods) loads with
- * previous_epoch_detail = previous_epoch. */
+ * previous_epoch_detail = previous_epoch. Best-value triggers add
+ * "<prefix>best_value", "<prefix>_has_best", "<prefix>_summary_sum",
+ * "<prefix>_summary_n". */
 int ks_interval_trigger_save(const ks_interval_trigger *t, ks_npz_writer *w, const char *prefix);
 int ks_interval_trigger_load(ks_interval_trigger *t, ks_npz_reader *r, const char *prefix);
 

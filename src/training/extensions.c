@@ -616,6 +616,7 @@ typedef struct snapshot_ext {
   char *pattern;
   int n_retains;
   int autoload;
+  ks_link *target;    /* snapshot_object: this link alone (not owned) */
 } snapshot_ext;
 
 static void snapshot_free(void *p) {
@@ -759,7 +760,7 @@ static int snapshot_run(ks_extension *ext, ks_trainer *tr) {
   char *path = ks__strcat3(ks_trainer_out(tr), "/", name);
   free(name);
   if (!path) return ks_error_last_code();
-  int rc = ks_trainer_save_snapshot(tr, path);
+  int rc = s->target ? ks_save_npz(path, s->target) : ks_trainer_save_snapshot(tr, path);
   free(path);
   if (rc != KS_OK || s->n_retains <= 0) return rc;
   /* the newest n_retains of the directory stay, whichever process wrote
@@ -817,6 +818,31 @@ ks_extension *ks_snapshot_new_ex(const ks_snapshot_opts *opts) {
 
 ks_extension *ks_snapshot_new(const char *filename, int n_retains) {
   return ks_snapshot_new_ex(&(ks_snapshot_opts){.filename = filename, .n_retains = n_retains});
+}
+
+/* snapshot_object: the same extension with a link as its target and its own
+ * ops (autoload is for trainer snapshots only) */
+static const ks_extension_ops snapshot_object_ops = {
+  .default_name = "snapshot_object",
+  .default_trigger = {1, KS_EPOCH},
+  .default_priority = KS_PRIORITY_SNAPSHOT,
+  .run = snapshot_run,
+  .free_state = snapshot_free,
+};
+
+ks_extension *ks_snapshot_object_new(ks_link *link, const char *filename, int n_retains) {
+  if (!link || !filename || !*filename || strchr(filename, '/')) {
+    ks_error_set(KS_EINVAL, "ks_snapshot_object_new: a link and a plain file name are required, got '%s'",
+                 filename ? filename : "(null)");
+    return NULL;
+  }
+  snapshot_ext *s = calloc(1, sizeof *s);
+  if (!s) { ks_error_set(KS_ENOMEM, "out of memory"); return NULL; }
+  s->pattern = ks__strcat3(filename, NULL, NULL);
+  s->n_retains = n_retains > 0 ? n_retains : 0;
+  s->target = link;
+  if (!s->pattern) { snapshot_free(s); ks_error_set(KS_ENOMEM, "out of memory"); return NULL; }
+  return ks_extension_new(&snapshot_object_ops, s);
 }
 
 /* ---------------------------------------------------------------------------- */

@@ -390,6 +390,10 @@ void ks_interval_trigger_init(ks_interval_trigger *t, ks_trigger spec) {
   t->previous_iteration = 0;
   t->previous_epoch = 0;
   t->previous_epoch_detail = 0;
+  t->has_best = 0;
+  t->best_value = 0;
+  t->acc_sum = 0;
+  t->acc_n = 0;
 }
 
 /* Which period of length p (epochs) the point x (epochs) is in. The margin:
@@ -425,6 +429,36 @@ int ks_interval_trigger_fire(ks_interval_trigger *t, const ks_updater *up) {
   return fire;
 }
 
+int ks_trigger_fire_observed(ks_interval_trigger *t, const ks_updater *up, const ks_reporter *obs, int *fire) {
+  *fire = 0;
+  if (t->spec.kind == KS_TRIGGER_INTERVAL) {
+    *fire = ks_interval_trigger_fire(t, up);
+    return KS_OK;
+  }
+  const char *key = t->spec.key ? t->spec.key : "";
+  double v;
+  if (obs && ks_reporter_get(obs, key, &v) == KS_OK) {
+    t->acc_sum += v;
+    t->acc_n++;
+  }
+  if (!ks_interval_trigger_fire(t, up)) return KS_OK;
+  if (t->acc_n == 0)
+    return ks_error_set(KS_ENOTFOUND, "%s: key '%s' was not reported in this interval (is the extension reporting "
+                        "it registered, with a higher priority?)",
+                        t->spec.kind == KS_TRIGGER_MAX_VALUE ? "MaxValueTrigger" : "MinValueTrigger", key);
+  double mean = t->acc_sum / (double)t->acc_n;
+  t->acc_sum = 0;
+  t->acc_n = 0;
+  /* NaN is never better (Chainer's comparison is false for it) */
+  int better = t->spec.kind == KS_TRIGGER_MAX_VALUE ? mean > t->best_value : mean < t->best_value;
+  if (!t->has_best || better) {
+    t->has_best = 1;
+    t->best_value = mean;
+    *fire = 1;
+  }
+  return KS_OK;
+}
+
 int ks_interval_trigger_save(const ks_interval_trigger *t, ks_npz_writer *w, const char *prefix) {
   char *k = ks__strcat3(prefix, "_previous_iteration", NULL);
   if (!k) return ks_error_last_code();
@@ -438,6 +472,16 @@ int ks_interval_trigger_save(const ks_interval_trigger *t, ks_npz_writer *w, con
   if (!(k = ks__strcat3(prefix, "_previous_epoch_detail", NULL))) return ks_error_last_code();
   rc = ks__npz_add_f64(w, k, t->previous_epoch_detail);
   free(k);
+  if (rc != KS_OK || t->spec.kind == KS_TRIGGER_INTERVAL) return rc;
+  if (!(k = ks__strcat3(prefix, "best_value", NULL))) return ks_error_last_code();
+  rc = ks__npz_add_f64(w, k, t->best_value);
+  free(k);
+  if (rc == KS_OK && !(k = ks__strcat3(prefix, "_has_best", NULL))) return ks_error_last_code();
+  if (rc == KS_OK) { rc = ks_npz_writer_add_int64(w, k, t->has_best); free(k); }
+  if (rc == KS_OK && !(k = ks__strcat3(prefix, "_summary_sum", NULL))) return ks_error_last_code();
+  if (rc == KS_OK) { rc = ks__npz_add_f64(w, k, t->acc_sum); free(k); }
+  if (rc == KS_OK && !(k = ks__strcat3(prefix, "_summary_n", NULL))) return ks_error_last_code();
+  if (rc == KS_OK) { rc = ks_npz_writer_add_int64(w, k, t->acc_n); free(k); }
   return rc;
 }
 
@@ -459,8 +503,26 @@ int ks_interval_trigger_load(ks_interval_trigger *t, ks_npz_reader *r, const cha
   if (ks_npz_reader_info(r, k, NULL) == KS_OK) rc = ks__npz_read_f64(r, k, &ped);
   free(k);
   if (rc != KS_OK) return rc;
+  int64_t has = 0, n = 0;
+  double best = 0, sum = 0;
+  if (t->spec.kind != KS_TRIGGER_INTERVAL) {
+    if (!(k = ks__strcat3(prefix, "best_value", NULL))) return ks_error_last_code();
+    rc = ks__npz_read_f64(r, k, &best);
+    free(k);
+    if (rc == KS_OK && !(k = ks__strcat3(prefix, "_has_best", NULL))) return ks_error_last_code();
+    if (rc == KS_OK) { rc = ks__npz_read_i64(r, k, &has); free(k); }
+    if (rc == KS_OK && !(k = ks__strcat3(prefix, "_summary_sum", NULL))) return ks_error_last_code();
+    if (rc == KS_OK) { rc = ks__npz_read_f64(r, k, &sum); free(k); }
+    if (rc == KS_OK && !(k = ks__strcat3(prefix, "_summary_n", NULL))) return ks_error_last_code();
+    if (rc == KS_OK) { rc = ks__npz_read_i64(r, k, &n); free(k); }
+    if (rc != KS_OK) return rc;
+  }
   t->previous_iteration = pi;
   t->previous_epoch = pe;
   t->previous_epoch_detail = ped;
+  t->has_best = has != 0;
+  t->best_value = best;
+  t->acc_sum = sum;
+  t->acc_n = n;
   return KS_OK;
 }

@@ -178,6 +178,7 @@ void ks_extension_free(ks_extension *e) {
   if (!e) return;
   if (e->ops->free_state) e->ops->free_state(e->state);
   free(e->name);
+  free(e->trigger_key);
   free(e);
 }
 
@@ -193,6 +194,9 @@ const char *ks_extension_name(const ks_extension *e) { return e && e->name ? e->
  * allowed. The 2^53 bound keeps the conversions to int64 exact. */
 static int trigger_ok(ks_trigger t, int allow_default) {
   if (t.unit != KS_EPOCH && t.unit != KS_ITERATION) return 0;
+  if (t.kind != KS_TRIGGER_INTERVAL && (!allow_default || (t.kind != KS_TRIGGER_MAX_VALUE && t.kind != KS_TRIGGER_MIN_VALUE) ||
+                                        !t.key || !t.key[0]))
+    return 0;  /* best-value triggers: for extensions, with a key */
   if (!(t.period >= 0 && t.period <= 9007199254740992.0)) return 0;  /* also NaN */
   if (t.period == 0) return allow_default;
   return t.unit == KS_EPOCH || (t.period >= 1 && t.period == floor(t.period));
@@ -204,8 +208,8 @@ int ks_trainer_new(ks_trainer **out, ks_updater *updater, ks_trigger stop, const
   if (!updater) return ks_error_last_code() ? ks_error_last_code() : ks_error_set(KS_EINVAL, "ks_trainer_new: updater is NULL");
   if (!trigger_ok(stop, 0)) {
     ks_updater_free(updater);
-    return ks_error_set(KS_EINVAL, "ks_trainer_new: the stop trigger needs a unit and a period: a whole number of "
-                        "iterations >= 1 or a positive number of epochs, got %g", stop.period);
+    return ks_error_set(KS_EINVAL, "ks_trainer_new: the stop trigger is an interval with a unit and a period: a whole "
+                        "number of iterations >= 1 or a positive number of epochs, got %g", stop.period);
   }
   ks_trainer *tr = calloc(1, sizeof *tr);
   if (!tr) { ks_updater_free(updater); return ks_error_set(KS_ENOMEM, "out of memory"); }
@@ -242,6 +246,10 @@ int ks_trainer_extend(ks_trainer *tr, ks_extension *ext, const char *name, ks_tr
   if (!tr) { rc = ks_error_set(KS_EINVAL, "ks_trainer_extend: trainer is NULL"); goto fail; }
   if (tr->done || tr->start_at > 0) { rc = ks_error_set(KS_ESTATE, "ks_trainer_extend: the trainer has already run"); goto fail; }
   if (ext->added) { rc = ks_error_set(KS_ESTATE, "ks_trainer_extend: extension '%s' is already in a trainer", ext->name); ext = NULL; goto fail; }
+  if (trigger.kind != KS_TRIGGER_INTERVAL && (!trigger.key || !trigger.key[0])) {
+    rc = ks_error_set(KS_EINVAL, "ks_trainer_extend: a MaxValueTrigger / MinValueTrigger needs the key it observes");
+    goto fail;
+  }
   if (!trigger_ok(trigger, 1)) {
     rc = ks_error_set(KS_EINVAL, "ks_trainer_extend: bad trigger (period %g %s; iterations: a whole number >= 1, "
                       "epochs: a positive number)", trigger.period, trigger.unit == KS_EPOCH ? "epochs" : "iterations");
@@ -263,8 +271,14 @@ int ks_trainer_extend(ks_trainer *tr, ks_extension *ext, const char *name, ks_tr
     tr->ext = e;
     tr->cap_ext = cap;
   }
-  ks_trigger t = trigger.period > 0 ? trigger : ext->ops->default_trigger;
+  ks_trigger t = trigger.period > 0 || trigger.kind != KS_TRIGGER_INTERVAL ? trigger : ext->ops->default_trigger;
+  if (t.period <= 0 && t.kind != KS_TRIGGER_INTERVAL) t.period = 1, t.unit = KS_EPOCH;  /* Chainer's (1, 'epoch') */
   if (t.period <= 0) t = KS_TRIGGER(1, KS_ITERATION);
+  if (t.kind != KS_TRIGGER_INTERVAL) {
+    free(ext->trigger_key);
+    if (!(ext->trigger_key = ks__strcat3(t.key, NULL, NULL))) { rc = ks_error_last_code(); goto fail; }
+    t.key = ext->trigger_key;
+  }
   ks_interval_trigger_init(&ext->trigger, t);
   ext->priority = priority != KS_PRIORITY_DEFAULT ? priority
                   : (ext->ops->default_priority ? ext->ops->default_priority : KS_PRIORITY_READER);
@@ -321,7 +335,9 @@ int ks_trainer_run(ks_trainer *tr) {
     rc = ks_updater_update(tr->updater, tr->reporter);
     for (int i = 0; i < tr->n_ext && rc == KS_OK; i++) {
       ks_extension *e = tr->ext[i];
-      if (ks_interval_trigger_fire(&e->trigger, tr->updater)) rc = e->ops->run(e, tr);
+      int fire = 0;
+      rc = ks_trigger_fire_observed(&e->trigger, tr->updater, tr->reporter, &fire);
+      if (rc == KS_OK && fire) rc = e->ops->run(e, tr);
     }
   }
   char msg[1024] = "";

@@ -47,6 +47,7 @@ struct ks_extension {
   void *state;
   char *name;
   ks_interval_trigger trigger;
+  char *trigger_key;   /* a best-value trigger's key (trigger.spec.key points here) */
   int priority;
   int order;      /* registration order, for a stable sort */
   int added;

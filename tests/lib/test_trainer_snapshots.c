@@ -3,7 +3,8 @@
  * triggers and snapshots beyond one process: fractional epoch periods
  * ((0.5, 'epoch') for extensions and the stop trigger, exact resume with
  * them), the snapshots already in the output directory (the newest one for
- * -r DIR, n_retains pruning an earlier process's files), and autoload.
+ * -r DIR, n_retains pruning an earlier process's files), autoload,
+ * snapshot_object, and MaxValueTrigger / MinValueTrigger (the best model).
  */
 #include "test_trainer_util.h"
 
@@ -281,6 +282,152 @@ static void test_autoload(void **state) {
   tu_rmtree(dir);
 }
 
+/* snapshot_object: the predictor alone, its keys relative to it, loadable
+ * into a bare predictor; n_retains keeps the newest */
+static void test_snapshot_object(void **state) {
+  (void)state;
+  const char *d = tu_tmpdir();
+  char dir[600], p[800];
+  snprintf(dir, sizeof dir, "%s", d);
+  tt_setup s;
+  tt_setup_init(&s, (tt_config){.out = dir, .stop = KS_TRIGGER(3, KS_EPOCH), .bn = 1});
+  ks_link *pred = ks_link_child(s.model, "predictor");
+  TU_OK(tt_extend(s.tr, ks_snapshot_object_new(pred, "model_epoch_{.updater.epoch}", 0)));
+  TU_OK(tt_extend(s.tr, ks_snapshot_object_new(pred, "last_{.updater.iteration}.npz", 1)));
+  assert_null(ks_snapshot_object_new(pred, "a/b", 0));
+  assert_null(ks_snapshot_object_new(NULL, "x", 0));
+  assert_non_null(ks_trainer_get_extension(s.tr, "snapshot_object_1"));
+  TU_OK(ks_trainer_run(s.tr));
+  assert_true(tt_file_exists(dir, "model_epoch_1"));
+  assert_true(tt_file_exists(dir, "model_epoch_3"));
+  assert_false(tt_file_exists(dir, "last_6.npz"));
+  assert_true(tt_file_exists(dir, "last_18.npz"));
+  /* keys relative to the predictor: a bare predictor of the same shape loads it */
+  ks_link *bare = tt_make_model(16, 77, 0, 1);
+  snprintf(p, sizeof p, "%s/model_epoch_3", dir);
+  TU_OK(ks_load_npz(p, ks_link_child(bare, "predictor")));
+  int64_t na, nb;
+  float *pa = tt_params(pred, &na), *pb = tt_params(ks_link_child(bare, "predictor"), &nb);
+  assert_int_equal(na, nb);
+  assert_memory_equal(pa, pb, (size_t)na * sizeof(float));
+  const ks_tensor *ma = ks_link_persistent(pred, "bn/avg_mean");
+  const ks_tensor *mb = ks_link_persistent(ks_link_child(bare, "predictor"), "bn/avg_mean");
+  assert_memory_equal(ma->data, mb->data, (size_t)ma->size * sizeof(float));
+  free(pa);
+  free(pb);
+  ks_link_free(bare);
+  tt_setup_free(&s);
+  tu_rmtree(dir);
+}
+
+/* MaxValueTrigger / MinValueTrigger on values reported by hand: the mean of
+ * each epoch's values against the best mean so far */
+static void test_best_value_triggers(void **state) {
+  (void)state;
+  tt_setup s;
+  tt_setup_init(&s, (tt_config){0});   /* 96 examples, batch 16: 6 iterations per epoch */
+  ks_updater *up = ks_trainer_updater(s.tr);
+  ks_reporter *rep = ks_reporter_new();
+  assert_non_null(rep);
+  ks_interval_trigger mx, mn, never;
+  ks_interval_trigger_init(&mx, KS_MAX_VALUE_TRIGGER("v", 1, KS_EPOCH));
+  ks_interval_trigger_init(&mn, KS_MIN_VALUE_TRIGGER("v", 1, KS_EPOCH));
+  ks_interval_trigger_init(&never, KS_MAX_VALUE_TRIGGER("absent", 1, KS_EPOCH));
+  /* epoch means 0.5, 0.7, 0.6 (0.2 and 1.0 alternating), 0.7 (not higher), 0.9, 0.4 */
+  static const double mean[] = {0.5, 0.7, 0.6, 0.7, 0.9, 0.4};
+  char fired_max[64] = "", fired_min[64] = "";
+  for (int it = 1; it <= 36; it++) {
+    int ep = (it - 1) / 6;
+    double v = ep == 2 ? (it % 2 ? 0.2 : 1.0) : mean[ep];
+    ks_reporter_clear(rep);
+    TU_OK(ks_reporter_report(rep, "v", v));
+    TU_OK(ks_updater_update(up, NULL));
+    int f = 0;
+    char b[8];
+    snprintf(b, sizeof b, "%d ", ep + 1);
+    TU_OK(ks_trigger_fire_observed(&mx, up, rep, &f));
+    if (f) strcat(fired_max, b);
+    TU_OK(ks_trigger_fire_observed(&mn, up, rep, &f));
+    if (f) strcat(fired_min, b);
+    int rc = ks_trigger_fire_observed(&never, up, rep, &f);
+    assert_int_equal(rc, it % 6 == 0 ? KS_ENOTFOUND : KS_OK);
+    if (rc != KS_OK) assert_non_null(strstr(ks_error_last(), "'absent'"));
+  }
+  assert_string_equal(fired_max, "1 2 5 ");
+  assert_string_equal(fired_min, "1 6 ");
+  assert_true(mx.best_value == 0.9);
+  ks_reporter_free(rep);
+  /* refused: without a key, as a stop trigger */
+  assert_int_equal(ks_trainer_extend(s.tr, ks_observe_lr_new(NULL, NULL), NULL, KS_MAX_VALUE_TRIGGER(NULL, 1, KS_EPOCH),
+                                     KS_PRIORITY_DEFAULT),
+                   KS_EINVAL);
+  assert_non_null(strstr(ks_error_last(), "needs the key"));
+  tt_setup_free(&s);
+  tt_setup_init(&s, (tt_config){0});
+  ks_updater *up2 = NULL;
+  TU_OK(ks_standard_updater_new(&up2, s.train_it, s.train, s.opt, NULL));
+  ks_trainer *tr = NULL;
+  assert_int_equal(ks_trainer_new(&tr, up2, KS_MAX_VALUE_TRIGGER("v", 1, KS_EPOCH), NULL), KS_EINVAL);
+  tt_setup_free(&s);
+}
+
+/* The best model by validation accuracy, saved whenever it improves: the
+ * files are those of the epochs whose logged accuracy beat every earlier
+ * one; a run stopped and resumed (autoload) saves the same ones, since the
+ * best value so far is in the snapshot. */
+static void best_model_run(const char *out, int epochs) {
+  tt_setup s;
+  tt_setup_init(&s, (tt_config){.out = out, .stop = KS_TRIGGER(epochs, KS_EPOCH), .n_train = 64, .batch = 8,
+                                .units = 4, .seed = 21});
+  TU_OK(tt_extend(s.tr, ks_evaluator_new(s.test_it, s.test, s.model, NULL)));
+  TU_OK(tt_extend(s.tr, ks_log_report_new(NULL, 0, KS_TRIGGER_DEFAULT, NULL)));
+  TU_OK(ks_trainer_extend(s.tr, ks_snapshot_object_new(ks_link_child(s.model, "predictor"), "best_{.updater.epoch}", 0),
+                          NULL, KS_MAX_VALUE_TRIGGER("validation/main/accuracy", 1, KS_EPOCH), KS_PRIORITY_DEFAULT));
+  TU_OK(tt_extend(s.tr, ks_snapshot_new_ex(&(ks_snapshot_opts){.n_retains = 1, .autoload = 1})));
+  TU_OK(ks_trainer_run(s.tr));
+  /* the expected files from the log */
+  ks_extension *lr = ks_trainer_get_extension(s.tr, "LogReport");
+  assert_int_equal(ks_log_report_size(lr), epochs);
+  double best = -1;
+  int improved = 0;
+  for (int i = 0; i < epochs; i++) {
+    double acc;
+    TU_OK(ks_log_report_get(lr, i, "validation/main/accuracy", &acc));
+    char name[32];
+    snprintf(name, sizeof name, "best_%d", i + 1);
+    if (acc > best) {
+      best = acc;
+      improved++;
+      assert_true(tt_file_exists(out, name));
+    } else {
+      assert_false(tt_file_exists(out, name));
+    }
+  }
+  assert_true(improved >= 1);
+  tt_setup_free(&s);
+}
+
+static void test_best_model_snapshot(void **state) {
+  (void)state;
+  const char *d = tu_tmpdir();
+  char dir[600], a[700], b[700];
+  snprintf(dir, sizeof dir, "%s", d);
+  snprintf(a, sizeof a, "%s/a", dir);
+  snprintf(b, sizeof b, "%s/b", dir);
+  best_model_run(a, 6);
+  /* stopped after epoch 5: epoch 6 is no better than epoch 5 (0.85 < 0.875
+   * here), which only the restored best value knows */
+  best_model_run(b, 5);
+  best_model_run(b, 6);
+  assert_false(tt_file_exists(b, "best_6"));
+  for (int e = 1; e <= 6; e++) {
+    char name[32];
+    snprintf(name, sizeof name, "best_%d", e);
+    assert_int_equal(tt_file_exists(a, name), tt_file_exists(b, name));
+  }
+  tu_rmtree(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_fractional_epoch_triggers),
@@ -288,6 +435,9 @@ int main(void) {
     cmocka_unit_test(test_find_latest),
     cmocka_unit_test(test_n_retains_prunes_earlier_files),
     cmocka_unit_test(test_autoload),
+    cmocka_unit_test(test_snapshot_object),
+    cmocka_unit_test(test_best_value_triggers),
+    cmocka_unit_test(test_best_model_snapshot),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
