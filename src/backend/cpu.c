@@ -9,6 +9,7 @@
 #include "pool.h"        /* ks__parallel_for */
 
 #include <cblas.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,19 +209,40 @@ static void depth_sum_rows(void *arg, int64_t t) {
 }
 
 /* The depth cut's scratch: one block per calling thread, grown as needed and
- * kept (no allocation per product in the steady state). */
-static _Thread_local float *g_scratch;
-static _Thread_local size_t g_scratch_cap;
+ * kept (no allocation per product in the steady state), freed when the
+ * thread exits (a scoring server's request threads come and go). */
+typedef struct gemm_scratch_block { float *p; size_t cap; } gemm_scratch_block;
+
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+static int g_scratch_key_ok;
+
+static void scratch_release(void *v) {
+  gemm_scratch_block *b = v;
+  free(b->p);
+  free(b);
+}
+static void scratch_key_init(void) {
+  g_scratch_key_ok = pthread_key_create(&g_scratch_key, scratch_release) == 0;
+}
 
 static float *gemm_scratch(size_t floats) {
-  if (floats > g_scratch_cap) {
+  pthread_once(&g_scratch_once, scratch_key_init);
+  if (!g_scratch_key_ok) return NULL;
+  gemm_scratch_block *b = pthread_getspecific(g_scratch_key);
+  if (!b) {
+    b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    if (pthread_setspecific(g_scratch_key, b) != 0) { free(b); return NULL; }
+  }
+  if (floats > b->cap) {
     float *p = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
     if (!p) return NULL;
-    free(g_scratch);
-    g_scratch = p;
-    g_scratch_cap = floats;
+    free(b->p);
+    b->p = p;
+    b->cap = floats;
   }
-  return g_scratch;
+  return b->p;
 }
 
 static void cpu_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
