@@ -148,9 +148,13 @@ ks_link *ks_deconvolution_2d_link_new(int64_t in_channels, int64_t out_channels,
   return conv_new(1, in_channels, out_channels, ksize, stride, pad, opts);
 }
 
+/* From W's shape, not from in_c: a lazy link whose W came from an npz file
+ * or a snapshot has not seen a forward, so in_c was never set. */
 int64_t ks_conv_link_in_channels(const ks_link *link) {
   conv_impl *ci = as_conv(link);
-  return ci && ks_link_param_is_initialized(ci->W) ? ci->in_c : 0;
+  if (!ci || !ks_link_param_is_initialized(ci->W)) return 0;
+  const ks_tensor *W = ci->W->data;
+  return ci->deconv ? W->shape[0] : W->shape[1] * ci->fo.groups;
 }
 
 int64_t ks_conv_link_out_channels(const ks_link *link) {

@@ -266,6 +266,39 @@ static void test_conv_links__sequential_npz_keys(void **state) {
   ks_link_free(seq);
 }
 
+/* A lazy link whose W is loaded from npz reports its in_channels (from W's
+ * shape) before any forward: grouped convolution and deconvolution. */
+static void test_conv_links__in_channels_after_load(void **state) {
+  (void)state;
+  ks_conv_link_opts o = seeded(3);
+  o.groups = 2;
+  ks_link *conv = ks_convolution_2d_link_new(6, 4, 3, 1, 1, &o);
+  ks_link *deconv = ks_deconvolution_2d_link_new(5, 2, 4, 2, 1, NULL);
+  TU_NONNULL(conv);
+  TU_NONNULL(deconv);
+  char dir[] = "/tmp/kusari-inc-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char pc[128], pd[128];
+  snprintf(pc, sizeof pc, "%s/conv.npz", dir);
+  snprintf(pd, sizeof pd, "%s/deconv.npz", dir);
+  TU_OK(ks_save_npz(pc, conv));
+  TU_OK(ks_save_npz(pd, deconv));
+  ks_link *lc = ks_convolution_2d_link_new(0, 4, 3, 1, 1, &o);
+  ks_link *ld = ks_deconvolution_2d_link_new(0, 2, 4, 2, 1, NULL);
+  assert_int_equal(ks_conv_link_in_channels(lc), 0); /* lazy, nothing loaded */
+  TU_OK(ks_load_npz(pc, lc));
+  TU_OK(ks_load_npz(pd, ld));
+  assert_int_equal(ks_conv_link_in_channels(lc), 6); /* W (4, 3, 3, 3), groups 2 */
+  assert_int_equal(ks_conv_link_in_channels(ld), 5); /* W (5, 2, 4, 4) */
+  unlink(pc);
+  unlink(pd);
+  rmdir(dir);
+  ks_link_free(lc);
+  ks_link_free(ld);
+  ks_link_free(conv);
+  ks_link_free(deconv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_conv_links__eager_and_lazy_agree),
@@ -275,6 +308,7 @@ int main(void) {
     cmocka_unit_test(test_conv_links__sequential_cnn_trains),
     cmocka_unit_test(test_conv_links__sequential_fn_with_errors),
     cmocka_unit_test(test_conv_links__sequential_npz_keys),
+    cmocka_unit_test(test_conv_links__in_channels_after_load),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
