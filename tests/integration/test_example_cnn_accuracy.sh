@@ -17,7 +17,7 @@ out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 start=$(date +%s)
 "$TRAIN" -o "$out/result" --data "$DATA" < /dev/null | tee "$out/stdout"
 echo "trained in $(( $(date +%s) - start )) s"
-for f in log loss.png accuracy.png model.npz snapshot_iter_600 snapshot_iter_3000; do
+for f in log loss.png accuracy.png model.npz model.json snapshot_iter_600 snapshot_iter_3000; do
   [ -s "$out/result/$f" ] || { echo "FAIL: $f missing in the output directory"; exit 1; }
 done
 grep -q '^epoch  *main/loss  *validation/main/loss' "$out/stdout" || { echo "FAIL: PrintReport header"; exit 1; }
@@ -36,6 +36,8 @@ want = {"predictor/conv1/W": (32, 1, 5, 5), "predictor/conv1/b": (32,),
         "predictor/fc3/W": (256, 1024), "predictor/fc3/b": (256,),
         "predictor/fc4/W": (10, 256), "predictor/fc4/b": (10,)}
 assert {k: z[k].shape for k in z.files} == want, {k: z[k].shape for k in z.files}
+desc = json.load(open(res + "/model.json"))   # what makes the output folder deployable
+assert desc.get("root") == "predictor", desc
 with gzip.open(data + "/t10k-images-idx3-ubyte.gz") as f:
     x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28).astype(np.float32) / 255
 with gzip.open(data + "/t10k-labels-idx1-ubyte.gz") as f:
