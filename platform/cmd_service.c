@@ -235,12 +235,13 @@ int kp_model_deploy(int argc, char **argv);
 int kp_model_deploy(int argc, char **argv) {
   const char *cmd = "model deploy";
   const char *name = NULL, *port_s = "0", *host = "127.0.0.1", *entry = NULL, *workers_s = NULL, *body_s = NULL,
-             *timeout_s = NULL, *pos[1];
+             *timeout_s = NULL, *bmax_s = NULL, *bwait_s = NULL, *pos[1];
   int auth = 0, np = 0;
   kp_opt opts[] = {{.name = "name", .val = &name}, {.name = "port", .val = &port_s}, {.name = "host", .val = &host},
                    {.name = "auth", .flag = &auth}, {.name = "entry", .val = &entry},
                    {.name = "workers", .val = &workers_s}, {.name = "max-body-mb", .val = &body_s},
-                   {.name = "timeout", .val = &timeout_s}, {0}};
+                   {.name = "timeout", .val = &timeout_s}, {.name = "batch-max", .val = &bmax_s},
+                   {.name = "batch-wait-us", .val = &bwait_s}, {0}};
   if (kp_parse(cmd, argc, argv, opts, pos, &np, 1, NULL)) return 2;
   if (np != 1) return kp_usage_err(cmd, "missing the model: NAME[:VERSION]");
   if (!name) return kp_usage_err(cmd, "missing --name SERVICE");
@@ -259,6 +260,12 @@ int kp_model_deploy(int argc, char **argv) {
     return kp_usage_err(cmd, "--workers must be 1 to 256");
   if (body_s && (kp_parse_int(body_s, &mb) != 0 || mb < 1 || mb > 1024)) return kp_usage_err(cmd, "--max-body-mb must be 1 to 1024");
   if (timeout_s && (kp_parse_int(timeout_s, &tmo) != 0 || tmo < 1 || tmo > 3600)) return kp_usage_err(cmd, "--timeout must be 1 to 3600 seconds");
+  /* batching (docs/SERVING.md): off by default, it did not pay for the MNIST MLP */
+  long long bmax = 1, bwait = 200;
+  if (bmax_s && (kp_parse_int(bmax_s, &bmax) != 0 || bmax < 1 || bmax > KP_BATCH_MAX_LIMIT))
+    return kp_usage_err(cmd, "--batch-max must be 1 (no batching) to %d", KP_BATCH_MAX_LIMIT);
+  if (bwait_s && (kp_parse_int(bwait_s, &bwait) != 0 || bwait < 0 || bwait > KP_BATCH_WAIT_LIMIT_US))
+    return kp_usage_err(cmd, "--batch-wait-us must be 0 to %ld", KP_BATCH_WAIT_LIMIT_US);
   struct in_addr ia;
   if (inet_pton(AF_INET, host, &ia) != 1) return kp_usage_err(cmd, "--host must be an IPv4 address (127.0.0.1, 0.0.0.0, ...)");
   kp_ws ws;
@@ -339,6 +346,9 @@ int kp_model_deploy(int argc, char **argv) {
   }
   sqlite3_finalize(st);
   st = NULL;
+  char sdir[4400];
+  svc_dir(&ws, name, sdir, sizeof sdir);
+  if (kp_mkdirs(sdir, 0755) != 0 || kp_service_batch_save(sdir, (int)bmax, (long)bwait) != 0) goto out;
   int bound;
   if (start_server(&ws, name, &bound) != 0) goto out;
   print_started(&ws, name);

@@ -43,5 +43,13 @@ size_t kp_fmt_g7(char *out, double v);
 /* `kusari service serve NAME [--ready-fd FD]`: runs service NAME of the
  * workspace in the foreground until SIGTERM/SIGINT. */
 int kp_service_serve(int argc, char **argv);
+/* Batching of single-sample requests (`model deploy --batch-max N
+ * --batch-wait-us U`; N = 1: none), kept in the service's folder
+ * (WORKSPACE/services/NAME/batch): the services table has no columns for
+ * them. Load gives 1 and 0 when the file is absent or unreadable. */
+#define KP_BATCH_MAX_LIMIT 1024
+#define KP_BATCH_WAIT_LIMIT_US 1000000L
+int kp_service_batch_save(const char *svc_dir, int max, long wait_us);
+void kp_service_batch_load(const char *svc_dir, int *max, long *wait_us);
 
 #endif

@@ -72,15 +72,25 @@ typedef struct server {
 
 static server S;
 
-typedef struct req {
+typedef struct req req;
+struct req {
   char *body;
   size_t n, cap;
   int too_big;
   unsigned head_err;  /* 431 or 414, answered once the body is read (discarded) */
   size_t head_n;      /* the size that was over the limit */
+  /* batching (--batch-max > 1): a single-sample request waits, suspended,
+   * in the batcher's queue; the batcher fills 'ans' (or 'err') and resumes */
+  struct MHD_Connection *conn;
+  float *x;
+  char *ans;
+  size_t ans_n;
+  int state;          /* 0, 1 queued, 2 answered */
+  int fail;           /* the batch failed: 500 */
+  struct req *next;
   int kind;          /* 1 score, 2 health, 3 metrics */
   double t0;
-} req;
+};
 
 static double mono(void) {
   struct timespec ts;
@@ -350,18 +360,167 @@ bad:
   return -1;
 }
 
+/* Appends the predictions of the m rows of logits y (m x C) to o and their
+ * probabilities to pr, row 'first' of the answer first; without printf
+ * (vfprintf was a tenth of the CPU time of a single-sample request): the
+ * same bytes, "%.7g" by kp_fmt_g7. */
+static void answer_rows(obuf *o, obuf *pr, const float *y, int64_t m, int64_t C, int64_t first) {
+  for (int64_t a = 0; a < m; a++) {
+    const float *ya = y + a * C;
+    int64_t best = 0;
+    for (int64_t q = 1; q < C; q++)
+      if (ya[q] > ya[best]) best = q;
+    double mx = ya[best], sum = 0;
+    for (int64_t q = 0; q < C; q++) sum += exp((double)ya[q] - mx);
+    char num[24];
+    int k = 0;
+    for (uint64_t v = (uint64_t)best; k == 0 || v; v /= 10) num[k++] = (char)('0' + v % 10);
+    if (oreserve(o, 24) != 0 || oreserve(pr, (size_t)C * (KP_FMT_G7_MAX + 2) + 8) != 0) return;
+    char *w = o->s + o->n;
+    if (first + a) { *w++ = ','; *w++ = ' '; }
+    while (k) *w++ = num[--k];
+    o->n = (size_t)(w - o->s);
+    w = pr->s + pr->n;
+    if (first + a) { *w++ = ','; *w++ = ' '; }
+    *w++ = '[';
+    for (int64_t q = 0; q < C; q++) {
+      if (q) { *w++ = ','; *w++ = ' '; }
+      w += kp_fmt_g7(w, exp((double)ya[q] - mx) / sum);
+    }
+    *w++ = ']';
+    pr->n = (size_t)(w - pr->s);
+  }
+}
+
+/* ---- batching ----------------------------------------------------------------------- */
+/* With --batch-max N > 1, a request of one sample is not scored by the
+ * worker that read it: the worker suspends its connection
+ * (MHD_suspend_connection, so it goes on serving its other connections)
+ * and queues it. The batcher thread takes the first queued request, waits
+ * until N are queued or --batch-wait-us microseconds have passed since
+ * that one arrived, scores them as one batch (one GEMM per layer instead
+ * of N GEMV), writes each answer and resumes each connection; its worker
+ * then sends the answer. */
+static struct {
+  int max;
+  long wait_us;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  req *head, *tail;
+  int n, stop;
+  double first_at;  /* when the oldest queued request arrived */
+  pthread_t th;
+  atomic_int started;  /* read by the workers without the lock */
+  atomic_ullong batches, samples;
+} B;
+
+static void batch_answer(req *r, const float *y, int64_t C) {
+  obuf o = {0}, pr = {0};
+  oraw(&o, "{\"predictions\": [", 17);
+  oraw(&pr, "], \"probabilities\": [", 21);
+  answer_rows(&o, &pr, y, 1, C, 0);
+  oraw(&pr, "]}\n", 3);
+  if (!pr.oom) oraw(&o, pr.s, pr.n);
+  free(pr.s);
+  if (o.oom) { free(o.s); r->fail = 1; return; }
+  r->ans = o.s;
+  r->ans_n = o.n;
+}
+
+static void *batcher(void *arg) {
+  (void)arg;
+  const int64_t width = kp_scorer_width(S.scorer), C = kp_scorer_classes(S.scorer);
+  float *X = malloc((size_t)B.max * (size_t)width * sizeof *X);
+  req **jobs = malloc((size_t)B.max * sizeof *jobs);
+  ks_ctx *ctx = thread_ctx();
+  pthread_mutex_lock(&B.mu);
+  for (;;) {
+    while (!B.head && !B.stop) pthread_cond_wait(&B.cv, &B.mu);
+    if (B.stop && !B.head) break;
+    /* wait for more, up to wait_us after the oldest arrived */
+    while (B.n < B.max && !B.stop) {
+      double due = B.first_at + (double)B.wait_us * 1e-6;
+      if (mono() >= due) break;
+      struct timespec ts = {(time_t)due, (long)((due - (double)(time_t)due) * 1e9)};  /* CLOCK_MONOTONIC */
+      pthread_cond_timedwait(&B.cv, &B.mu, &ts);
+    }
+    int n = 0;
+    while (B.head && n < B.max) {
+      jobs[n++] = B.head;
+      B.head = B.head->next;
+    }
+    if (!B.head) B.tail = NULL;
+    B.n -= n;
+    if (B.head) B.first_at = mono();  /* the rest start a new window */
+    pthread_mutex_unlock(&B.mu);
+    const float *y = NULL;
+    if (X && jobs && ctx) {
+      for (int i = 0; i < n; i++) memcpy(X + (size_t)i * (size_t)width, jobs[i]->x, (size_t)width * sizeof *X);
+      y = kp_scorer_run(S.scorer, ctx, X, n);
+      if (!y) slog("500 scoring a batch of %d failed: %s", n, ks_error_last());
+    }
+    for (int i = 0; i < n; i++) {
+      req *r = jobs[i];
+      if (y) batch_answer(r, y + (size_t)i * (size_t)C, C);
+      else r->fail = 1;
+      r->state = 2;
+      MHD_resume_connection(r->conn);
+    }
+    if (ctx) ks_ctx_reset(ctx);
+    atomic_fetch_add_explicit(&B.batches, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&B.samples, (unsigned long long)n, memory_order_relaxed);
+    pthread_mutex_lock(&B.mu);
+  }
+  pthread_mutex_unlock(&B.mu);
+  free(X);
+  free(jobs);
+  return NULL;
+}
+
+/* queues r (one sample in x, owned by r from now on); the caller's
+ * connection is suspended first, so the batcher's resume always follows */
+static void batch_queue(struct MHD_Connection *c, req *r, float *x) {
+  r->conn = c;
+  r->x = x;
+  r->state = 1;
+  r->next = NULL;
+  MHD_suspend_connection(c);
+  pthread_mutex_lock(&B.mu);
+  if (B.stop) {
+    /* stopping: the batcher may be gone; score it here (the server stops
+     * only once every connection is resumed) */
+    pthread_mutex_unlock(&B.mu);
+    ks_ctx *ctx = thread_ctx();
+    const float *y = ctx ? kp_scorer_run(S.scorer, ctx, x, 1) : NULL;
+    if (y) batch_answer(r, y, kp_scorer_classes(S.scorer));
+    else r->fail = 1;
+    if (ctx) ks_ctx_reset(ctx);
+    r->state = 2;
+    MHD_resume_connection(c);
+    return;
+  }
+  if (B.tail) B.tail->next = r;
+  else { B.head = r; B.first_at = mono(); }
+  B.tail = r;
+  B.n++;
+  if (B.n == 1 || B.n >= B.max) pthread_cond_signal(&B.cv);
+  pthread_mutex_unlock(&B.mu);
+}
+
 static enum MHD_Result score_builtin(struct MHD_Connection *c, req *r) {
   const int64_t width = kp_scorer_width(S.scorer);
   float *x = NULL;
   int64_t n = 0;
   enum MHD_Result rc;
   if (parse_fast(r->body, r->n, width, &x, &n) != 0 && parse_slow(c, r, width, &x, &n, &rc) != 0) return rc;
+  if (n == 1 && B.started) {
+    batch_queue(c, r, x);
+    return MHD_YES;
+  }
   obuf o = {0}, pr = {0};
   ks_ctx *ctx = thread_ctx();
   if (!ctx) { rc = send_err(c, r, 500, "out of memory"); goto out; }
   const int64_t C = kp_scorer_classes(S.scorer);
-  /* the answer without printf (vfprintf was a tenth of the CPU time of a
-   * single-sample request): the same bytes, "%.7g" by kp_fmt_g7 */
   oraw(&o, "{\"predictions\": [", 17);
   oraw(&pr, "], \"probabilities\": [", 21);
   for (int64_t s0 = 0; s0 < n; s0 += CHUNK_ROWS) {
@@ -372,31 +531,7 @@ static enum MHD_Result score_builtin(struct MHD_Connection *c, req *r) {
       ks_ctx_reset(ctx);
       goto out;
     }
-    for (int64_t a = 0; a < m; a++) {
-      const float *ya = y + a * C;
-      int64_t best = 0;
-      for (int64_t q = 1; q < C; q++)
-        if (ya[q] > ya[best]) best = q;
-      double mx = ya[best], sum = 0;
-      for (int64_t q = 0; q < C; q++) sum += exp((double)ya[q] - mx);
-      char num[24];
-      int k = 0;
-      for (uint64_t v = (uint64_t)best; k == 0 || v; v /= 10) num[k++] = (char)('0' + v % 10);
-      if (oreserve(&o, 24) != 0 || oreserve(&pr, (size_t)C * (KP_FMT_G7_MAX + 2) + 8) != 0) break;
-      char *w = o.s + o.n;
-      if (s0 + a) { *w++ = ','; *w++ = ' '; }
-      while (k) *w++ = num[--k];
-      o.n = (size_t)(w - o.s);
-      w = pr.s + pr.n;
-      if (s0 + a) { *w++ = ','; *w++ = ' '; }
-      *w++ = '[';
-      for (int64_t q = 0; q < C; q++) {
-        if (q) { *w++ = ','; *w++ = ' '; }
-        w += kp_fmt_g7(w, exp((double)ya[q] - mx) / sum);
-      }
-      *w++ = ']';
-      pr.n = (size_t)(w - pr.s);
-    }
+    answer_rows(&o, &pr, y, m, C, s0);
     ks_ctx_reset(ctx);
   }
   oraw(&pr, "]}\n", 3);
@@ -442,6 +577,12 @@ static enum MHD_Result do_metrics(struct MHD_Connection *c, req *r) {
   oput(&o, "kusari_request_duration_seconds_sum{service=\"%s\"} %.6f\n", S.name,
        (double)atomic_load_explicit(&S.lat_sum_us, memory_order_relaxed) * 1e-6);
   oput(&o, "kusari_request_duration_seconds_count{service=\"%s\"} %llu\n", S.name, cum);
+  if (B.started)
+    oput(&o, "# HELP kusari_batches_total Batches of single-sample requests scored (--batch-max).\n"
+             "# TYPE kusari_batches_total counter\nkusari_batches_total{service=\"%s\"} %llu\n"
+             "# HELP kusari_batched_requests_total Requests scored in those batches.\n"
+             "# TYPE kusari_batched_requests_total counter\nkusari_batched_requests_total{service=\"%s\"} %llu\n",
+         S.name, (unsigned long long)atomic_load(&B.batches), S.name, (unsigned long long)atomic_load(&B.samples));
   oput(&o, "# HELP kusari_uptime_seconds Seconds since the server started.\n# TYPE kusari_uptime_seconds gauge\n"
            "kusari_uptime_seconds{service=\"%s\"} %.3f\n", S.name, mono() - S.started);
   if (o.oom) { free(o.s); return send_err(c, r, 500, "out of memory"); }
@@ -535,6 +676,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     r->body[r->n] = '\0';
     return MHD_YES;
   }
+  if (r->state == 2) {  /* resumed by the batcher */
+    r->state = 0;
+    if (r->fail || !r->ans) return send_err(c, r, 500, "scoring failed (batch); see the service's logs");
+    char *a = r->ans;
+    r->ans = NULL;
+    return send_buf(c, r, 200, a, r->ans_n, "application/json", 1);
+  }
+  if (r->state == 1) return MHD_YES;  /* still queued (not expected: suspended) */
   if (r->head_err) return head_error(c, r);
   if (r->too_big) return send_err(c, r, 413, "the body is over this service's limit of %zu bytes", S.max_body);
   if (!r->body) return send_err(c, r, 400, "empty body; send {\"data\": [[...], ...]}");
@@ -548,6 +697,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
   if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) slog("a connection timed out (slow or idle client) and was closed");
   if (r) {
     free(r->body);
+    free(r->x);
+    free(r->ans);
     free(r);
   }
   *con_cls = NULL;
@@ -562,6 +713,61 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
   slog("http: %s", msg);
 }
 
+static int batch_start(int max, long wait_us) {
+  B.max = max;
+  B.wait_us = wait_us;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_mutex_init(&B.mu, NULL);
+  pthread_cond_init(&B.cv, &ca);
+  pthread_condattr_destroy(&ca);
+  if (pthread_create(&B.th, NULL, batcher, NULL) != 0) return -1;
+  B.started = 1;
+  return 0;
+}
+
+/* the batcher answers what is queued, then stops; requests queued after
+ * that are scored by their worker (batch_queue) */
+static void batch_stop(void) {
+  if (!B.started) return;
+  B.started = 0;
+  pthread_mutex_lock(&B.mu);
+  B.stop = 1;
+  pthread_cond_signal(&B.cv);
+  pthread_mutex_unlock(&B.mu);
+  pthread_join(B.th, NULL);
+  slog("batching: %llu batches, %llu requests", (unsigned long long)atomic_load(&B.batches),
+       (unsigned long long)atomic_load(&B.samples));
+}
+
+int kp_service_batch_save(const char *svc_dir, int max, long wait_us) {
+  char p[4600];
+  snprintf(p, sizeof p, "%s/batch", svc_dir);
+  FILE *f = fopen(p, "w");
+  if (!f) return kp_err("cannot write %s: %s", p, strerror(errno));
+  fprintf(f, "batch_max %d\nbatch_wait_us %ld\n", max, wait_us);
+  if (fclose(f) != 0) return kp_err("cannot write %s: %s", p, strerror(errno));
+  return 0;
+}
+
+void kp_service_batch_load(const char *svc_dir, int *max, long *wait_us) {
+  char p[4600];
+  snprintf(p, sizeof p, "%s/batch", svc_dir);
+  *max = 1;
+  *wait_us = 0;
+  FILE *f = fopen(p, "r");
+  if (!f) return;
+  int m;
+  long w;
+  if (fscanf(f, "batch_max %d batch_wait_us %ld", &m, &w) == 2 && m >= 1 && m <= KP_BATCH_MAX_LIMIT && w >= 0 &&
+      w <= KP_BATCH_WAIT_LIMIT_US) {
+    *max = m;
+    *wait_us = w;
+  }
+  fclose(f);
+}
+
 /* ---- the service record ------------------------------------------------------------ */
 typedef struct svc_row {
   sqlite3_int64 model_id;
@@ -572,6 +778,8 @@ typedef struct svc_row {
   int port, last_port, auth, workers;
   long long max_body;
   int timeout;
+  int batch_max;       /* 1: no batching */
+  long batch_wait_us;
 } svc_row;
 
 static int load_keys(kp_ws *ws) {
@@ -706,6 +914,7 @@ static struct MHD_Daemon *start_daemon(const svc_row *row, int port) {
   sa.sin_port = htons((uint16_t)port);
   if (inet_pton(AF_INET, row->host, &sa.sin_addr) != 1) return NULL;
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+  if (row->batch_max > 1) flags |= MHD_ALLOW_SUSPEND_RESUME;
   return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handler, NULL,
                           MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                           MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
@@ -788,6 +997,11 @@ int kp_service_serve(int argc, char **argv) {
   /* one kernel thread per request: the pool's threads are the parallelism */
   ks_set_num_threads(1);
   if (pthread_key_create(&S.ctx_key, ctx_free) != 0) { snprintf(err, sizeof err, "pthread_key_create failed"); goto fail; }
+  kp_service_batch_load(dir, &row.batch_max, &row.batch_wait_us);
+  if (row.batch_max > 1 && S.scorer && batch_start(row.batch_max, row.batch_wait_us) != 0) {
+    snprintf(err, sizeof err, "cannot start the batching thread");
+    goto fail;
+  }
   int port = row.port;
   if (port == 0 && row.last_port > 0) {
     d = start_daemon(&row, row.last_port);  /* keep the last URI when we can */
@@ -801,8 +1015,10 @@ int kp_service_serve(int argc, char **argv) {
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
   port = info ? info->port : port;
   if (set_state(&ws, "Running", NULL, port) != 0) { snprintf(err, sizeof err, "cannot record the service as running"); goto fail; }
-  slog("service %s serving model %s on http://%s:%d/score (%d workers, auth %s, body limit %lld bytes, timeout %d s)",
-       S.name, S.model, row.host, port, row.workers, row.auth ? "on" : "off", row.max_body, row.timeout);
+  slog("service %s serving model %s on http://%s:%d/score (%d workers, auth %s, body limit %lld bytes, timeout %d s, "
+       "batching %s)", S.name, S.model, row.host, port, row.workers, row.auth ? "on" : "off", row.max_body, row.timeout,
+       B.started ? "on" : "off");
+  if (B.started) slog("batching: up to %d single-sample requests, waiting up to %ld us", B.max, B.wait_us);
   tell(fd, "ok %d\n", port);
   if (fd >= 0) close(fd);
   fd = -1;
@@ -816,6 +1032,7 @@ int kp_service_serve(int argc, char **argv) {
     slog("signal %d: stopping", sig);
     break;
   }
+  batch_stop();  /* resumes every queued request: libmicrohttpd stops only without suspended connections */
   MHD_stop_daemon(d);
   d = NULL;
   set_state(&ws, "Stopped", NULL, 0);
@@ -827,6 +1044,7 @@ fail:
   set_state(&ws, "Failed", err, 0);  /* before answering: deploy's caller may look at once */
   tell(fd, "error: %s\n", err);
 out:
+  batch_stop();
   if (d) MHD_stop_daemon(d);
   if (fd >= 0) close(fd);
   kp_scorer_free(S.scorer);

@@ -5,7 +5,8 @@
 # model.json) are registered and deployed with --auth; the 1000 test images
 # are scored over HTTP and must give exactly the run's own evaluation
 # accuracy and numpy's predictions from the npz. Then keys (restart,
-# redeploy, regenerate), every bad input with its status code, slow clients,
+# redeploy, regenerate), batching (--batch-max) against unbatched answers,
+# every bad input with its status code (431/414 too), slow clients,
 # concurrent clients, metrics, a Sequential CNN built by a helper program
 # (tests/platform/service_model.c) against the library's offline logits, a
 # user entry library (--entry), a model without a description, delete.
@@ -142,6 +143,47 @@ print("numpy agrees on %d/%d predictions (the rest are ties within 1e-4)" % (len
 EOF
   assert_eq 0 $? "the served predictions are numpy's predictions from model.npz"
 fi
+
+# --- batching: single-sample requests from 16 concurrent clients, batched -------------
+# (--batch-max 8) and not: the same predictions and probabilities (the batch
+# runs one GEMM per layer where a lone sample runs GEMV: float32 sums in
+# another order, so equal to 1e-6); the metrics show batches of several
+expect_fail "--batch-max must be 1" $K model deploy fmnist --name fmb --batch-max 0
+out="$(run_ok $K model deploy fmnist:1 --name fmb --auth --workers 2 --batch-max 8 --batch-wait-us 2000)"
+URIB="$(echo "$out" | tail -1)"
+KB="$(jget "$(run_ok $K service keys fmb --json)" 'j["primary_key"]')"
+assert_contains "$(cat "$WS/services/fmb/server.log")" "batching: up to 8 single-sample requests, waiting up to 2000 us" "the server batches"
+$PY - "$URI" "$K1" "$URIB" "$KB" "$T/data" <<'EOF'
+import json, struct, sys, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+uri, key, urib, keyb, data = sys.argv[1:6]
+b = open(data + "/t10k-images-idx3-ubyte", "rb").read()
+sc = struct.unpack("f", struct.pack("f", 1.0 / 255.0))[0]
+f32 = lambda v: struct.unpack("f", struct.pack("f", v))[0]
+rows = [[f32(p * sc) for p in b[16 + i * 784:16 + (i + 1) * 784]] for i in range(300)]
+def ask(u, k, row):
+    req = urllib.request.Request(u, data=json.dumps({"data": [row]}).encode(), headers={"Authorization": "Bearer " + k})
+    return json.load(urllib.request.urlopen(req, timeout=60))
+with ThreadPoolExecutor(16) as ex:
+    one = list(ex.map(lambda r: ask(uri, key, r), rows))
+    bat = list(ex.map(lambda r: ask(urib, keyb, r), rows))
+worst = 0.0
+for i, (a, c) in enumerate(zip(one, bat)):
+    pa, pc = a["probabilities"][0], c["probabilities"][0]
+    worst = max(worst, max(abs(x - y) for x, y in zip(pa, pc)))
+    top = sorted(pa)[-2:]
+    assert a["predictions"] == c["predictions"] or top[1] - top[0] < 1e-5, "input %d: %s vs %s" % (i, a, c)
+assert worst <= 1e-6, "probabilities differ by %g" % worst
+m = urllib.request.urlopen(urib.replace("/score", "/metrics"), timeout=60).read().decode()
+nb = int(next(l for l in m.splitlines() if l.startswith("kusari_batches_total")).split()[-1])
+nr = int(next(l for l in m.splitlines() if l.startswith("kusari_batched_requests_total")).split()[-1])
+print("batched: %d requests in %d batches; largest difference from unbatched answers %g" % (nr, nb, worst))
+assert nr == 300 and nb < nr, "no batches of several requests"
+EOF
+assert_eq 0 $? "300 concurrent single-sample requests: batched answers = unbatched answers, in batches of several"
+out="$(run_ok $K model deploy fmnist:1 --name fmb --auth --workers 2)"
+assert_contains "$(tail -3 "$WS/services/fmb/server.log")" "batching off" "redeployed without --batch-max: no batching"
+run_ok $K service delete fmb >/dev/null
 
 # --- bad input: each gets a JSON error with its status; the server survives --------------
 badcase() {  # CODE WHAT curl-args...
