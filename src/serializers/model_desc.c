@@ -9,6 +9,7 @@
  * checks below against public facts (parameter and persistent pointers,
  * channel counts) remain as cheap invariants.
  */
+#include "core/textbuf.h" /* ks__textbuf: the JSON text */
 #include "../links/link_impl.h"
 #include "kusari/model_io.h"
 #include "kusari/error.h"
@@ -22,52 +23,16 @@
 #include <unistd.h>
 
 
-/* ---- output buffer ---------------------------------------------------------- */
-typedef struct jbuf {
-  char *s;
-  size_t n, cap;
-  int oom;
-} jbuf;
-
-static void jput(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jput(jbuf *b, const char *fmt, ...) {
-  if (b->oom) return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-    va_end(ap);
-    if (k < 0) { b->oom = 1; return; }
-    if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
-    size_t cap = b->cap ? b->cap * 2 : 1024;
-    while (cap < b->n + (size_t)k + 1) cap *= 2;
-    char *ns = realloc(b->s, cap);
-    if (!ns) { b->oom = 1; return; }
-    b->s = ns;
-    b->cap = cap;
-  }
-}
-
-static void jstr(jbuf *b, const char *s) {
-  jput(b, "\"");
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') jput(b, "\\%c", *p);
-    else if (*p < 0x20) jput(b, "\\u%04x", *p);
-    else jput(b, "%c", *p);
-  }
-  jput(b, "\"");
-}
-
 /* ---- layers ------------------------------------------------------------------- */
-static int describe_link(jbuf *b, const char *name, ks_link *l) {
+static int describe_link(ks__textbuf *b, const char *name, ks_link *l) {
   const char *type = ks_link_type_name(l);
   if (!strcmp(type, "Linear")) {
     ks_var *W = ks_link_param(l, "W");
     if (!W || !ks_link_param_is_initialized(W) || ks_linear_link_in_size(l) <= 0)
       return ks_error_set(KS_ESTATE, "model description: Linear '%s' is not initialized yet (save after a forward)", name);
-    jput(b, "{\"type\": \"linear\", \"name\": ");
-    jstr(b, name);
-    jput(b, ", \"in\": %lld, \"out\": %lld, \"nobias\": %s}", (long long)ks_linear_link_in_size(l),
+    ks__tb_printf(b, "{\"type\": \"linear\", \"name\": ");
+    ks__tb_json_string(b, name);
+    ks__tb_printf(b, ", \"in\": %lld, \"out\": %lld, \"nobias\": %s}", (long long)ks_linear_link_in_size(l),
          (long long)ks_linear_link_out_size(l), ks_link_param(l, "b") ? "false" : "true");
     return KS_OK;
   }
@@ -84,35 +49,35 @@ static int describe_link(jbuf *b, const char *name, ks_link *l) {
      * while the link's in_channels is still 0 */
     const int64_t in_c = deconv ? W->data->shape[0] : W->data->shape[1] * ci->fo.groups;
     const ks_conv2d_opts *o = &ci->fo;
-    jput(b, "{\"type\": \"%s\", \"name\": ", deconv ? "deconvolution_2d" : "convolution_2d");
-    jstr(b, name);
-    jput(b, ", \"in\": %lld, \"out\": %lld, \"ksize\": [%lld, %lld], \"stride\": [%d, %d], \"pad\": [%d, %d], "
+    ks__tb_printf(b, "{\"type\": \"%s\", \"name\": ", deconv ? "deconvolution_2d" : "convolution_2d");
+    ks__tb_json_string(b, name);
+    ks__tb_printf(b, ", \"in\": %lld, \"out\": %lld, \"ksize\": [%lld, %lld], \"stride\": [%d, %d], \"pad\": [%d, %d], "
             "\"dilate\": %d, \"groups\": %d, \"nobias\": %s",
          (long long)in_c, (long long)ci->out_c, (long long)ci->kh, (long long)ci->kw,
          o->sy ? o->sy : 1, o->sx ? o->sx : 1, o->ph, o->pw, o->dy ? o->dy : 1, o->groups,
          ks_link_param(l, "b") ? "false" : "true");
-    if (deconv) jput(b, ", \"outsize\": [%d, %d]", o->outh, o->outw);
-    jput(b, "}");
+    if (deconv) ks__tb_printf(b, ", \"outsize\": [%d, %d]", o->outh, o->outw);
+    ks__tb_printf(b, "}");
     return KS_OK;
   }
   if (!strcmp(type, "BatchNormalization")) {
     const bn_impl *bi = l->impl;
     if (!bi || bi->gamma != ks_link_param(l, "gamma") || bi->avg_mean != ks_link_persistent(l, "avg_mean"))
       return ks_error_set(KS_EUNSUPPORTED, "model description: cannot read the settings of BatchNormalization '%s' (libkusari's layout changed)", name);
-    jput(b, "{\"type\": \"batch_normalization\", \"name\": ");
-    jstr(b, name);
-    jput(b, ", \"size\": %lld, \"eps\": %.17g, \"decay\": %.17g}", (long long)bi->avg_mean->size, bi->eps, bi->decay);
+    ks__tb_printf(b, "{\"type\": \"batch_normalization\", \"name\": ");
+    ks__tb_json_string(b, name);
+    ks__tb_printf(b, ", \"size\": %lld, \"eps\": %.17g, \"decay\": %.17g}", (long long)bi->avg_mean->size, bi->eps, bi->decay);
     return KS_OK;
   }
   return ks_error_set(KS_EUNSUPPORTED, "model description: layer '%s' is a %s link; the description knows Linear, "
                       "Convolution2D, Deconvolution2D and BatchNormalization", name, type);
 }
 
-static void describe_pool(jbuf *b, const char *type, const ks_pool2d_opts *o, int with_cover) {
-  jput(b, "{\"type\": \"%s\", \"ksize\": [%d, %d], \"stride\": [%d, %d], \"pad\": [%d, %d]", type, o->kh, o->kw,
+static void describe_pool(ks__textbuf *b, const char *type, const ks_pool2d_opts *o, int with_cover) {
+  ks__tb_printf(b, "{\"type\": \"%s\", \"ksize\": [%d, %d], \"stride\": [%d, %d], \"pad\": [%d, %d]", type, o->kh, o->kw,
        o->sy ? o->sy : o->kh, o->sx ? o->sx : o->kw, o->ph, o->pw);
-  if (with_cover) jput(b, ", \"cover_all\": %s", o->cover_all ? "true" : "false");
-  jput(b, "}");
+  if (with_cover) ks__tb_printf(b, ", \"cover_all\": %s", o->cover_all ? "true" : "false");
+  ks__tb_printf(b, "}");
 }
 
 static const char *unary_name(ks_unary_fn fn) {
@@ -133,26 +98,26 @@ static int root_ok(const char *root) {
 
 /* 'root' ("" for none) is written only when set, so the description of a
  * network saved on its own stays byte for byte what it was before roots. */
-static int begin(jbuf *b, const char *root, int input_ndim, const int64_t *input_shape) {
+static int begin(ks__textbuf *b, const char *root, int input_ndim, const int64_t *input_shape) {
   if (input_ndim < 1 || input_ndim > 3 || !input_shape)
     return ks_error_set(KS_EINVAL, "model description: the input shape must have 1 to 3 dims (one sample), got %d", input_ndim);
-  jput(b, "{\"format\": \"kusari-sequential/1\",\n");
+  ks__tb_printf(b, "{\"format\": \"kusari-sequential/1\",\n");
   if (root[0]) {
-    jput(b, " \"root\": ");
-    jstr(b, root);
-    jput(b, ",\n");
+    ks__tb_printf(b, " \"root\": ");
+    ks__tb_json_string(b, root);
+    ks__tb_printf(b, ",\n");
   }
-  jput(b, " \"input\": [");
+  ks__tb_printf(b, " \"input\": [");
   for (int i = 0; i < input_ndim; i++) {
     if (input_shape[i] < 1) return ks_error_set(KS_EINVAL, "model description: input dim %d is %lld", i, (long long)input_shape[i]);
-    jput(b, "%s%lld", i ? ", " : "", (long long)input_shape[i]);
+    ks__tb_printf(b, "%s%lld", i ? ", " : "", (long long)input_shape[i]);
   }
-  jput(b, "],\n \"layers\": [");
+  ks__tb_printf(b, "],\n \"layers\": [");
   return KS_OK;
 }
 
-static int finish(jbuf *b, const char *path) {
-  jput(b, "]}\n");
+static int finish(ks__textbuf *b, const char *path) {
+  ks__tb_printf(b, "]}\n");
   if (b->oom) return ks_error_set(KS_ENOMEM, "model description: out of memory");
   size_t pl = strlen(path);
   char *tmp = malloc(pl + 32);
@@ -207,12 +172,12 @@ static int save_sequential(const char *path, ks_link *model, const char *root, i
   const seq_impl *si = model->impl;
   if (!si || si->n_links != ks_link_num_children(model) || si->n < si->n_links)
     return ks_error_set(KS_EUNSUPPORTED, "model description: cannot read a Sequential's layers (libkusari's layout changed)");
-  jbuf b = {0};
+  ks__textbuf b = {0};
   rc = begin(&b, root, input_ndim, input_shape);
   int k = 0;
   for (int i = 0; rc == KS_OK && i < si->n; i++) {
     const seq_layer *L = &si->layers[i];
-    jput(&b, "%s\n  ", i ? "," : "");
+    ks__tb_printf(&b, "%s\n  ", i ? "," : "");
     if (L->link) {
       const char *name = NULL;
       if (ks_link_child_at(model, k, &name) != L->link || !name) {
@@ -224,13 +189,13 @@ static int save_sequential(const char *path, ks_link *model, const char *root, i
     } else if (L->fn) {
       const char *fname = unary_name(L->fn);
       if (!fname) rc = ks_error_set(KS_EUNSUPPORTED, "model description: layer %d of the Sequential is a function of the user's; the description knows relu, tanh, sigmoid, log_softmax, pooling and dropout", i);
-      else jput(&b, "{\"type\": \"%s\"}", fname);
+      else ks__tb_printf(&b, "{\"type\": \"%s\"}", fname);
     } else if (L->fnx == maxp && L->args) {
       describe_pool(&b, "max_pooling_2d", L->args, 1);
     } else if (L->fnx == avgp && L->args) {
       describe_pool(&b, "average_pooling_2d", L->args, 0);
     } else if (L->fnx == drop && L->args) {
-      jput(&b, "{\"type\": \"dropout\", \"ratio\": %.17g}", *(const double *)L->args);
+      ks__tb_printf(&b, "{\"type\": \"dropout\", \"ratio\": %.17g}", *(const double *)L->args);
     } else {
       rc = ks_error_set(KS_EUNSUPPORTED, "model description: layer %d of the Sequential is a function of the user's; the description knows relu, tanh, sigmoid, log_softmax, pooling and dropout", i);
     }
@@ -259,19 +224,19 @@ static int parse_step_args(const char *spec, size_t nlen, int *v, int maxv) {
 static int save_chain(const char *path, ks_link *chain, const char *const *order, const char *root, int input_ndim,
                       const int64_t *input_shape) {
   if (!order[0]) return ks_error_set(KS_EINVAL, "ks_model_desc_save_chain: the order of steps is empty");
-  jbuf b = {0};
+  ks__textbuf b = {0};
   int rc = begin(&b, root, input_ndim, input_shape);
   for (int i = 0; rc == KS_OK && order[i]; i++) {
     const char *s = order[i];
-    jput(&b, "%s\n  ", i ? "," : "");
+    ks__tb_printf(&b, "%s\n  ", i ? "," : "");
     ks_link *child = strchr(s, ':') ? NULL : ks_link_child(chain, s);
     int v[4];
     if (child) {
       rc = describe_link(&b, s, child);
     } else if (!strcmp(s, "relu") || !strcmp(s, "tanh") || !strcmp(s, "sigmoid") || !strcmp(s, "log_softmax")) {
-      jput(&b, "{\"type\": \"%s\"}", s);
+      ks__tb_printf(&b, "{\"type\": \"%s\"}", s);
     } else if (!strncmp(s, "dropout", 7) && (s[7] == '\0' || s[7] == ':')) {
-      jput(&b, "{\"type\": \"dropout\", \"ratio\": %s}", s[7] ? s + 8 : "0.5");
+      ks__tb_printf(&b, "{\"type\": \"dropout\", \"ratio\": %s}", s[7] ? s + 8 : "0.5");
       if (s[7]) {
         char *end;
         double r = strtod(s + 8, &end);

@@ -4,6 +4,7 @@
  * ProgressBar, snapshot, ExponentialShift / StepShift / LinearShift,
  * observe_value / observe_lr and RunLogger. PlotReport is in plot_report.c.
  */
+#include "core/textbuf.h" /* ks__textbuf: the log and record JSON */
 #include "training_impl.h"
 #include "kusari/error.h"
 #include "kusari/run.h"
@@ -17,60 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* ---------------------------------------------------------------------------- */
-/* a growable text buffer */
-
-typedef struct sbuf {
-  char *s;
-  size_t n, cap;
-  int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-  if (b->oom) return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-    va_end(ap);
-    if (k < 0) { b->oom = 1; return; }
-    if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap <= b->n + (size_t)k) cap *= 2;
-    char *s = realloc(b->s, cap);
-    if (!s) { b->oom = 1; return; }
-    b->s = s;
-    b->cap = cap;
-  }
-}
-
-/* Python's repr(float) as JSON: the shortest %g that reads back exactly,
- * ".0" on integral values, NaN / Infinity as json.dump writes them. */
-static void sb_json_double(sbuf *b, double v) {
-  if (isnan(v)) { sb_printf(b, "NaN"); return; }
-  if (isinf(v)) { sb_printf(b, v > 0 ? "Infinity" : "-Infinity"); return; }
-  char tmp[64];
-  for (int p = 1; p <= 17; p++) {
-    snprintf(tmp, sizeof tmp, "%.*g", p, v);
-    if (strtod(tmp, NULL) == v) break;
-  }
-  if (!strpbrk(tmp, ".e")) strcat(tmp, ".0");
-  sb_printf(b, "%s", tmp);
-}
-
-static void sb_json_string(sbuf *b, const char *s) {
-  sb_printf(b, "\"");
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') sb_printf(b, "\\%c", c);
-    else if (c < 0x20) sb_printf(b, "\\u%04x", c);
-    else sb_printf(b, "%c", c);
-  }
-  sb_printf(b, "\"");
-}
-
 
 /* ---------------------------------------------------------------------------- */
 /* Evaluator */
@@ -247,21 +194,21 @@ static int log_append(log_report *l, log_entry *e) {
 static int is_int_key(const char *k) { return strcmp(k, "epoch") == 0 || strcmp(k, "iteration") == 0; }
 
 static int log_write(log_report *l, const char *dir) {
-  sbuf b = {0};
-  if (l->n == 0) sb_printf(&b, "[]");
-  else sb_printf(&b, "[\n");
+  ks__textbuf b = {0};
+  if (l->n == 0) ks__tb_printf(&b, "[]");
+  else ks__tb_printf(&b, "[\n");
   for (int i = 0; i < l->n; i++) {
     log_entry *e = &l->log[i];
-    sb_printf(&b, "    {\n");
+    ks__tb_printf(&b, "    {\n");
     for (int j = 0; j < e->n; j++) {
-      sb_printf(&b, "        ");
-      sb_json_string(&b, e->keys[j]);
-      sb_printf(&b, ": ");
-      if (is_int_key(e->keys[j])) sb_printf(&b, "%lld", (long long)e->vals[j]);
-      else sb_json_double(&b, e->vals[j]);
-      sb_printf(&b, j + 1 < e->n ? ",\n" : "\n");
+      ks__tb_printf(&b, "        ");
+      ks__tb_json_string(&b, e->keys[j]);
+      ks__tb_printf(&b, ": ");
+      if (is_int_key(e->keys[j])) ks__tb_printf(&b, "%lld", (long long)e->vals[j]);
+      else ks__tb_json_double(&b, e->vals[j]);
+      ks__tb_printf(&b, j + 1 < e->n ? ",\n" : "\n");
     }
-    sb_printf(&b, i + 1 < l->n ? "    },\n" : "    }\n]");
+    ks__tb_printf(&b, i + 1 < l->n ? "    },\n" : "    }\n]");
   }
   if (b.oom) { free(b.s); return ks_error_set(KS_ENOMEM, "out of memory writing the log"); }
   int rc = ks_write_file_atomic(dir, l->filename, b.s, b.n);
@@ -303,11 +250,11 @@ static int log_report_save(ks_extension *ext, ks_npz_writer *w, const char *pref
   rc = ks_summary_save(l->sum, w, k);
   free(k);
   if (rc != KS_OK) return rc;
-  sbuf b = {0};
-  sb_printf(&b, "%s", "");
+  ks__textbuf b = {0};
+  ks__tb_printf(&b, "%s", "");
   for (int i = 0; i < l->n; i++) {
-    for (int j = 0; j < l->log[i].n; j++) sb_printf(&b, "%s\t%.17g\t", l->log[i].keys[j], l->log[i].vals[j]);
-    sb_printf(&b, "\n");
+    for (int j = 0; j < l->log[i].n; j++) ks__tb_printf(&b, "%s\t%.17g\t", l->log[i].keys[j], l->log[i].vals[j]);
+    ks__tb_printf(&b, "\n");
   }
   if (b.oom) { free(b.s); return ks_error_set(KS_ENOMEM, "out of memory"); }
   if (!(k = ks__strcat3(prefix, "_log", NULL))) { free(b.s); return ks_error_last_code(); }
@@ -636,13 +583,13 @@ static size_t placeholder_len(const char *p) {
 }
 
 static char *format_name(const char *pattern, const ks_updater *up) {
-  sbuf b = {0};
-  sb_printf(&b, "%s", "");
+  ks__textbuf b = {0};
+  ks__tb_printf(&b, "%s", "");
   const char *p = pattern;
   while (*p) {
     size_t ph = placeholder_len(p);
-    if (ph) sb_printf(&b, "%lld", (long long)(ph == sizeof PH_ITER - 1 ? ks_updater_iteration(up) : ks_updater_epoch(up)));
-    else sb_printf(&b, "%c", *p);
+    if (ph) ks__tb_printf(&b, "%lld", (long long)(ph == sizeof PH_ITER - 1 ? ks_updater_iteration(up) : ks_updater_epoch(up)));
+    else ks__tb_printf(&b, "%c", *p);
     p += ph ? ph : 1;
   }
   if (b.oom) { free(b.s); ks_error_set(KS_ENOMEM, "out of memory"); return NULL; }
