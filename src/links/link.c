@@ -367,26 +367,52 @@ static int flat_count(const ks_link *l) {
   return n;
 }
 
-static int flat_fill(const ks_link *l, const char *prefix, ks_flat_entry *out, int *k) {
-  for (int i = 0; i < l->n_params; i++) {
-    size_t n = strlen(prefix) + strlen(l->params[i]->name) + 1;
-    char *s = malloc(n);
+/* Visits the parameters (persistent = 0) or the persistent values (1) of l
+ * and its descendants in namedparams order, each with its full path
+ * ("l1/W", malloc'd, handed to the visitor). */
+typedef int (*path_visit)(void *arg, const ks_link *owner, int index, char *path);
+
+static char *path_join(const char *prefix, const char *name, const char *suffix) {
+  size_t n = strlen(prefix) + strlen(name) + strlen(suffix) + 1;
+  char *s = malloc(n);
+  if (s) snprintf(s, n, "%s%s%s", prefix, name, suffix);
+  return s;
+}
+
+static int walk_paths(const ks_link *l, const char *prefix, int persistent, path_visit visit,
+                      void *arg) {
+  const int n = persistent ? l->n_persists : l->n_params;
+  for (int i = 0; i < n; i++) {
+    char *s = path_join(prefix, persistent ? l->persists[i]->name : l->params[i]->name, "");
     if (!s) return ks_error_set(KS_ENOMEM, "out of memory");
-    snprintf(s, n, "%s%s", prefix, l->params[i]->name);
-    out[*k].path = s;
-    out[*k].param = l->params[i];
-    (*k)++;
+    int rc = visit(arg, l, i, s);
+    if (rc != KS_OK) return rc;
   }
   for (int i = 0; i < l->n_children; i++) {
-    size_t n = strlen(prefix) + strlen(l->child_names[i]) + 2;
-    char *s = malloc(n);
+    char *s = path_join(prefix, l->child_names[i], "/");
     if (!s) return ks_error_set(KS_ENOMEM, "out of memory");
-    snprintf(s, n, "%s%s/", prefix, l->child_names[i]);
-    int rc = flat_fill(l->children[i], s, out, k);
+    int rc = walk_paths(l->children[i], s, persistent, visit, arg);
     free(s);
     if (rc != KS_OK) return rc;
   }
   return KS_OK;
+}
+
+typedef struct flat_fill_job { ks_flat_entry *out; int k; } flat_fill_job;
+
+static int flat_visit(void *arg, const ks_link *owner, int index, char *path) {
+  flat_fill_job *j = arg;
+  j->out[j->k].path = path;
+  j->out[j->k].param = owner->params[index];
+  j->k++;
+  return KS_OK;
+}
+
+static int flat_fill(const ks_link *l, ks_flat_entry *out, int *k) {
+  flat_fill_job j = {out, *k};
+  int rc = walk_paths(l, "", 0, flat_visit, &j);
+  *k = j.k;
+  return rc;
 }
 
 ks_flat_entry *ks__link_flat(ks_link *link, int *n) {
@@ -396,7 +422,7 @@ ks_flat_entry *ks__link_flat(ks_link *link, int *n) {
     link->flat = calloc((size_t)(total ? total : 1), sizeof *link->flat);
     if (!link->flat) { ks_error_set(KS_ENOMEM, "out of memory"); *n = 0; return NULL; }
     link->n_flat = total;
-    if (flat_fill(link, "", link->flat, &k) != KS_OK) { flat_clear(link); *n = 0; return NULL; }
+    if (flat_fill(link, link->flat, &k) != KS_OK) { flat_clear(link); *n = 0; return NULL; }
     link->flat_valid = 1;
     /* the root's paths double as the parameters' full paths for messages */
     if (!link->parent) {
@@ -737,26 +763,21 @@ static int persist_count(const ks_link *l) {
   return n;
 }
 
-static int persist_fill(const ks_link *l, const char *prefix, ks_persist_entry *out, int *k) {
-  for (int i = 0; i < l->n_persists; i++) {
-    size_t n = strlen(prefix) + strlen(l->persists[i]->name) + 1;
-    char *s = malloc(n);
-    if (!s) return ks_error_set(KS_ENOMEM, "out of memory");
-    snprintf(s, n, "%s%s", prefix, l->persists[i]->name);
-    out[*k].path = s;
-    out[*k].p = l->persists[i];
-    (*k)++;
-  }
-  for (int i = 0; i < l->n_children; i++) {
-    size_t n = strlen(prefix) + strlen(l->child_names[i]) + 2;
-    char *s = malloc(n);
-    if (!s) return ks_error_set(KS_ENOMEM, "out of memory");
-    snprintf(s, n, "%s%s/", prefix, l->child_names[i]);
-    int rc = persist_fill(l->children[i], s, out, k);
-    free(s);
-    if (rc != KS_OK) return rc;
-  }
+typedef struct persist_fill_job { ks_persist_entry *out; int k; } persist_fill_job;
+
+static int persist_visit(void *arg, const ks_link *owner, int index, char *path) {
+  persist_fill_job *j = arg;
+  j->out[j->k].path = path;
+  j->out[j->k].p = owner->persists[index];
+  j->k++;
   return KS_OK;
+}
+
+static int persist_fill(const ks_link *l, ks_persist_entry *out, int *k) {
+  persist_fill_job j = {out, *k};
+  int rc = walk_paths(l, "", 1, persist_visit, &j);
+  *k = j.k;
+  return rc;
 }
 
 void ks__persist_list_free(ks_persist_entry *list, int n) {
@@ -771,7 +792,7 @@ ks_persist_entry *ks__link_persist_list(ks_link *link, int *n) {
   if (!total) return NULL;
   ks_persist_entry *list = calloc((size_t)total, sizeof *list);
   if (!list) { ks_error_set(KS_ENOMEM, "out of memory"); return NULL; }
-  if (persist_fill(link, "", list, &k) != KS_OK) { ks__persist_list_free(list, k); return NULL; }
+  if (persist_fill(link, list, &k) != KS_OK) { ks__persist_list_free(list, k); return NULL; }
   *n = total;
   return list;
 }
