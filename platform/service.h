@@ -34,6 +34,10 @@ const float *kp_scorer_run(kp_scorer *s, ks_ctx *ctx, const float *x, int64_t n)
 /* Parses the JSON number at p (before e): the pointer past it, or NULL if p
  * holds no number. *out gets exactly (float)strtod(number). */
 const char *kp_json_f32(const char *p, const char *e, float *out);
+/* Parses a body of exactly {"data": [[x, ...], ...]} (any JSON whitespace),
+ * every row 'width' numbers that are finite as float32: *x (malloc'd, n x
+ * width) and *n; 0, or -1 for anything else (nothing allocated). */
+int kp_json_rows(const char *s, size_t len, int64_t width, float **x, int64_t *n);
 /* Writes v as printf's "%.7g" would (NUL-terminated, at most
  * KP_FMT_G7_MAX bytes with the NUL); returns its length. */
 #define KP_FMT_G7_MAX 32

@@ -89,6 +89,7 @@ struct req {
   int fail;           /* the batch failed: 500 */
   struct req *next;
   int kind;          /* 1 score, 2 health, 3 metrics */
+  size_t expect;     /* Content-Length (within the body limit), 0 if unknown */
   double t0;
 };
 
@@ -235,67 +236,9 @@ static ks_ctx *thread_ctx(void) {
 }
 
 /* ---- input parsing -------------------------------------------------------------------- */
-/* The fast path: exactly {"data": [[n, ...], ...]} (any JSON whitespace), every
- * row 'width' finite numbers, converted by kp_json_f32 (service_json.c: the
- * bits of (float)strtod, without strtod for all but about one number in ten
- * million). Anything else returns -1 and the request takes the cJSON path,
- * which accepts any valid JSON and explains what is wrong. */
-static const char *skip_ws(const char *p, const char *e) {
-  while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
-  return p;
-}
-
-static int parse_fast(const char *s, size_t len, int64_t width, float **xo, int64_t *no) {
-  const char *p = s, *e = s + len;
-  p = skip_ws(p, e);
-  if (p >= e || *p++ != '{') return -1;
-  p = skip_ws(p, e);
-  if (e - p < 6 || memcmp(p, "\"data\"", 6) != 0) return -1;
-  p = skip_ws(p + 6, e);
-  if (p >= e || *p++ != ':') return -1;
-  p = skip_ws(p, e);
-  if (p >= e || *p++ != '[') return -1;
-  size_t cap = 16, n = 0;
-  float *x = malloc(cap * (size_t)width * sizeof *x);
-  if (!x) return -1;
-  for (;;) {
-    p = skip_ws(p, e);
-    if (p >= e || *p++ != '[') goto bad;
-    if (n == cap) {
-      cap *= 2;
-      float *nx = realloc(x, cap * (size_t)width * sizeof *nx);
-      if (!nx) goto bad;
-      x = nx;
-    }
-    float *row = x + n * (size_t)width;
-    for (int64_t k = 0;; k++) {
-      p = skip_ws(p, e);
-      float f;
-      if (k >= width || !(p = kp_json_f32(p, e, &f))) goto bad;
-      if (!isfinite(f)) goto bad;
-      row[k] = f;
-      p = skip_ws(p, e);
-      if (p < e && *p == ',') { p++; continue; }
-      if (p < e && *p == ']' && k == width - 1) { p++; break; }
-      goto bad;
-    }
-    n++;
-    p = skip_ws(p, e);
-    if (p < e && *p == ',') { p++; continue; }
-    if (p < e && *p == ']') { p++; break; }
-    goto bad;
-  }
-  p = skip_ws(p, e);
-  if (p >= e || *p++ != '}') goto bad;
-  p = skip_ws(p, e);
-  if (p != e) goto bad;
-  *xo = x;
-  *no = (int64_t)n;
-  return 0;
-bad:
-  free(x);
-  return -1;
-}
+/* The fast path is kp_json_rows (service_json.c): exactly {"data": [[n, ...],
+ * ...]}; anything else takes the cJSON path, which accepts any valid JSON
+ * and explains what is wrong. */
 
 /* The general path (cJSON): any valid JSON; on a problem answers with its
  * error and returns -1 (*rc set). */
@@ -512,7 +455,7 @@ static enum MHD_Result score_builtin(struct MHD_Connection *c, req *r) {
   float *x = NULL;
   int64_t n = 0;
   enum MHD_Result rc;
-  if (parse_fast(r->body, r->n, width, &x, &n) != 0 && parse_slow(c, r, width, &x, &n, &rc) != 0) return rc;
+  if (kp_json_rows(r->body, r->n, width, &x, &n) != 0 && parse_slow(c, r, width, &x, &n, &rc) != 0) return rc;
   if (n == 1 && B.started) {
     batch_queue(c, r, x);
     return MHD_YES;
@@ -638,8 +581,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
       if (!authorized(c))
         return send_err(c, r, 401, "missing or invalid key: send 'Authorization: Bearer KEY' (see 'kusari service keys %s')", S.name);
       const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-      if (cl && strtoull(cl, NULL, 10) > S.max_body)
+      unsigned long long cln = cl ? strtoull(cl, NULL, 10) : 0;
+      if (cln > S.max_body)
         return send_err(c, r, 413, "the body (%.30s bytes) is over this service's limit of %zu bytes", cl, S.max_body);
+      r->expect = (size_t)cln;
       return MHD_YES;  /* wait for the body */
     }
     return r->kind == 2 ? send_buf(c, r, 200, (char *)"{\"status\": \"ok\"}\n", 17, "application/json", 0)
@@ -664,7 +609,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
       return MHD_YES;
     }
     if (r->n + k + 1 > r->cap) {
-      size_t cap = r->cap ? r->cap : 8192;
+      /* the whole body at once when its length is known (one allocation) */
+      size_t cap = r->cap ? r->cap : r->expect > k ? r->expect + 1 : 8192;
       while (cap < r->n + k + 1) cap *= 2;
       char *nb = realloc(r->body, cap);
       if (!nb) { r->too_big = 1; return MHD_YES; }

@@ -6,8 +6,9 @@
 # exponent form, long mantissas, exact float32 rounding midpoints and their
 # neighbours, tiny and huge values, zeros), and kp_fmt_g7 the bytes of
 # printf's "%.7g" (random doubles over 1e-35..1e18, probabilities, values
-# next to powers of ten and to rounding ties). Compiled here with the
-# test's sanitizer flags.
+# next to powers of ten and to rounding ties); kp_json_rows reads the fast
+# path's bodies and refuses the others. Compiled here with the test's
+# sanitizer flags.
 . "$(dirname "$0")/lib.sh"
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 command -v cc >/dev/null || { echo "skip: no compiler"; exit 77; }
@@ -19,11 +20,22 @@ cat > "$T/check.c" <<'EOF'
 #include <string.h>
 const char *kp_json_f32(const char *p, const char *e, float *out);
 size_t kp_fmt_g7(char *out, double v);
+int kp_json_rows(const char *s, size_t len, int64_t width, float **x, int64_t *n);
 
 static uint64_t rs = 88172645463325252ull;
 static uint64_t rnd(void) { rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17; return rs; }
 static double unif(void) { return (double)(rnd() >> 11) * 0x1p-53; }
-static long bad_parse, bad_fmt, n_parse, n_fmt;
+static long bad_parse, bad_fmt, n_parse, n_fmt, bad_rows;
+
+/* kp_json_rows: 'want' rows, or -1 for a body the fast path must refuse */
+static void check_rows(const char *body, int64_t width, int64_t want, const float *vals) {
+  float *x = NULL;
+  int64_t n = -1;
+  int rc = kp_json_rows(body, strlen(body), width, &x, &n);
+  int ok = want < 0 ? rc == -1 : rc == 0 && n == want && memcmp(x, vals, (size_t)(n * width) * sizeof *x) == 0;
+  if (!ok && bad_rows++ < 10) printf("rows %s (width %lld): rc %d, n %lld\n", body, (long long)width, rc, (long long)n);
+  if (rc == 0) free(x);
+}
 
 static void check_parse(const char *s) {
   float got, want = (float)strtod(s, NULL);
@@ -60,6 +72,20 @@ int main(int argc, char **argv) {
                          "9007199254740993", "18446744073709551615", "18446744073709551616", "99999999999999999999e-20",
                          "0e999", "1E+2", "1e0000000000000000000005", "0.0039215688593685627", "0.99999999999999999999"};
   for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) check_parse(fixed[i]);
+  check_rows("{\"data\": [[1, 2.5], [3, -4e-1]]}", 2, 2, (float[]){1, 2.5f, 3, -0.4f});
+  check_rows(" {\n\"data\"\t:[ [0.0,0.5 ] ] }\r\n", 2, 1, (float[]){0, 0.5f});
+  check_rows("{\"data\": [[1, 2, 3]]}", 2, -1, NULL);
+  check_rows("{\"data\": [[1]]}", 2, -1, NULL);
+  check_rows("{\"data\": [[1, 2]]} x", 2, -1, NULL);
+  check_rows("{\"data\": [[1, 1e39]]}", 2, -1, NULL);
+  check_rows("{\"data\": [[1, NaN]]}", 2, -1, NULL);
+  check_rows("{\"data\": [[1, \"2\"]]}", 2, -1, NULL);
+  check_rows("{\"data\": []}", 2, -1, NULL);
+  check_rows("{\"data\": [[1, 2],]}", 2, -1, NULL);
+  check_rows("{\"x\": 1, \"data\": [[1, 2]]}", 2, -1, NULL);
+  check_rows("{\"data\": [[1, 2]]", 2, -1, NULL);
+  check_rows("{\"data\": [[1, 2.]]}", 2, -1, NULL);
+  check_rows("{\"data\": [[1, .5]]}", 2, -1, NULL);
   for (long i = 0; i < n; i++) {
     float f = rand_f32();
     int digits = 6 + (int)(rnd() % 15);
@@ -99,8 +125,9 @@ int main(int argc, char **argv) {
   check_fmt(0.0001);
   check_fmt(1234567.5);
   check_fmt(5e-324);
-  printf("parse: %ld of %ld differ from strtod; format: %ld of %ld differ from printf\n", bad_parse, n_parse, bad_fmt, n_fmt);
-  return bad_parse || bad_fmt;
+  printf("parse: %ld of %ld differ from strtod; format: %ld of %ld differ from printf; %ld bodies misread\n", bad_parse,
+         n_parse, bad_fmt, n_fmt, bad_rows);
+  return bad_parse || bad_fmt || bad_rows;
 }
 EOF
 cc -std=c17 -O2 ${KUSARI_TEST_CFLAGS:-} -I "$REPO/platform" -I "${KUSARI_INCLUDE_DIR:-$REPO/include}" \
