@@ -23,6 +23,7 @@ typedef struct step {
   step_kind kind;
   ks_link *link;        /* ST_LINK (a child of the chain) */
   int linear;           /* the link is a Linear */
+  float *wt;            /* a Linear's W transposed (in x out), for sparse samples; NULL if too large */
   ks_pool2d_opts pool;
 } step;
 
@@ -44,7 +45,27 @@ struct kp_scorer {
  * evaluation in the last bits. */
 #define GEMV_MAX_ROWS 4
 
-static ks_var *linear_small(ks_ctx *ctx, ks_link *l, ks_var *x) {
+/* W^T copies up to this many floats per Linear (16 MiB) */
+#define WT_MAX_FLOATS (4 << 20)
+
+/* y (out) = b + sum over the nonzero x[j] of x[j] * W^T row j: for a sample
+ * with at most half its inputs nonzero (an image's background, a ReLU's
+ * output) this reads only those rows of W, where sgemv reads all of W. The
+ * same products, summed in input order. */
+static void linear_sparse_row(const float *restrict wt, const float *restrict x, const float *restrict bias,
+                              float *restrict y, int64_t in, int64_t out) {
+  if (bias) memcpy(y, bias, (size_t)out * sizeof *y);
+  else memset(y, 0, (size_t)out * sizeof *y);
+  for (int64_t j = 0; j < in; j++) {
+    const float xj = x[j];
+    if (xj == 0.0f) continue;
+    const float *restrict w = wt + j * out;
+    for (int64_t q = 0; q < out; q++) y[q] += xj * w[q];
+  }
+}
+
+static ks_var *linear_small(ks_ctx *ctx, const step *st, ks_var *x) {
+  ks_link *l = st->link;
   ks_var *W = ks_link_param(l, "W"), *b = ks_link_param(l, "b");
   const int64_t out = W->data->shape[0], in = W->data->shape[1], n = x->data->shape[0];
   if (x->data->dtype != KS_F32 || x->data->size != n * in) return ks_link_forward(ctx, l, x);
@@ -53,6 +74,14 @@ static ks_var *linear_small(ks_ctx *ctx, ks_link *l, ks_var *x) {
   const float *xv = ks_tensor_f32(x->data), *wv = ks_tensor_f32(W->data);
   float *yv = ks_tensor_f32(yt);
   for (int64_t i = 0; i < n; i++) {
+    if (st->wt) {
+      int64_t nz = 0;
+      for (int64_t j = 0; j < in; j++) nz += xv[i * in + j] != 0.0f;
+      if (2 * nz <= in) {
+        linear_sparse_row(st->wt, xv + i * in, b ? ks_tensor_f32(b->data) : NULL, yv + i * out, in, out);
+        continue;
+      }
+    }
     if (b) memcpy(yv + i * out, ks_tensor_f32(b->data), (size_t)out * sizeof(float));
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)out, (blasint)in, 1.0f, wv, (blasint)in, xv + i * in, 1,
                 b ? 1.0f : 0.0f, yv + i * out, 1);
@@ -66,7 +95,7 @@ static ks_var *chain_forward(ks_ctx *ctx, ks_link *self, ks_var *x) {
     const step *st = &s->steps[i];
     switch (st->kind) {
       case ST_LINK:
-        x = st->linear && x->data->shape[0] <= GEMV_MAX_ROWS ? linear_small(ctx, st->link, x)
+        x = st->linear && x->data->shape[0] <= GEMV_MAX_ROWS ? linear_small(ctx, st, x)
                                                              : ks_link_forward(ctx, st->link, x);
         break;
       case ST_RELU: x = ks_relu(ctx, x); break;
@@ -310,6 +339,18 @@ kp_scorer *kp_scorer_load(const char *dir, char *err, size_t errn) {
     snprintf(err, errn, "loading %s into the network of %s: %s", npz, s->desc_path, ks_error_last());
     goto fail;
   }
+  /* W^T of each Linear, for the sparse path of linear_small */
+  for (int i = 0; i < s->nsteps; i++) {
+    step *st = &s->steps[i];
+    ks_var *W = st->linear ? ks_link_param(st->link, "W") : NULL;
+    if (!W || W->data->dtype != KS_F32 || W->data->ndim != 2 || W->data->size > WT_MAX_FLOATS) continue;
+    const int64_t out = W->data->shape[0], in = W->data->shape[1];
+    const float *w = ks_tensor_f32(W->data);
+    st->wt = malloc((size_t)(in * out) * sizeof *st->wt);
+    if (!st->wt) continue;  /* sgemv only */
+    for (int64_t q = 0; q < out; q++)
+      for (int64_t c = 0; c < in; c++) st->wt[c * out + q] = w[q * in + c];
+  }
   /* one sample of zeros checks that the layers fit together */
   ks_ctx *ctx = ks_ctx_new();
   float *zero = calloc((size_t)s->width, sizeof *zero);
@@ -336,6 +377,7 @@ fail:
 void kp_scorer_free(kp_scorer *s) {
   if (!s) return;
   ks_link_free(s->chain);
+  for (int i = 0; s->steps && i < s->nsteps; i++) free(s->steps[i].wt);
   free(s->steps);
   free(s);
 }
