@@ -30,6 +30,8 @@ static const shape_case cases[] = {
   /* interior with vertical stride and dilation, groups: P = 8 x 13 = 104 */
   {"conv interior sy 2, dilate 2, groups 2", 0, {5, 4, 19, 17}, {6, 2, 3, 3}, 1, 1,
    {.sy = 2, .sx = 1, .dy = 2, .dx = 2, .groups = 2}},
+  /* groups with one-image chunks: each group's product lands in its rows of y */
+  {"conv groups 2, one-image chunks", 0, {2, 4, 18, 18}, {6, 2, 3, 3}, 1, 1, {.groups = 2}},
   /* padded (generic im2col) with one-image chunks: P = 18 x 18 */
   {"conv padded one-image chunks", 0, {2, 2, 16, 16}, {3, 2, 3, 3}, 0, 1, {.ph = 2, .pw = 2}},
   /* deconvolution: P = 8 x 8 of x, chunks of 4 + 1; interior transposed conv */
