@@ -14,7 +14,10 @@
 #
 #   bench/setup-peers.sh; bench/.venv/bin/pip install gunicorn   # once
 #   BUILD=build bench/serve/run.sh   # DURATION=10 CONNS=16 HALF_CONNS=64 PEER_HALF_CONNS=16
-#                                    # PEER_BACKEND=torch ONLY=kusari|peer
+#                                    # PEER_BACKEND=torch ONLY=kusari|peer ROUNDS=1
+# ROUNDS=N alternates kusari and the peer N times: on a shared machine the
+# load changes from minute to minute, and a ratio is fair only between
+# runs close in time.
 # Needs wrk (Debian package). Results: stdout and bench/out/serve-*.txt.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -99,6 +102,7 @@ b=$(curl -s --data-binary @"$work/body.json" "$peer_uri" | "$py" -c 'import json
 [ "$a" == "$b" ] || { echo "bench/serve: the answers differ: $a vs $b" >&2; exit 1; }
 {
   echo "# $(date -u +%FT%TZ) commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- platform bench/serve || echo +changes) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); wrk -t1, ${dur}s per run; peer: $backend + gunicorn $("$gunicorn" --version | awk '{print $3}' | tr -d ')') gthread"
+  for round in $(seq "${ROUNDS:-1}"); do
   for who in ${only:-kusari peer}; do
     if [ $who == kusari ]; then u=$uri; k=$key; hc=$half_conns; else u=$peer_uri; k=""; hc=$peer_half_conns; fi
     BODY="$work/body.json" KEY="$k" wrk -t1 -c"$conns" -d2s -s "$here/post.lua" "$u" >/dev/null   # warm-up
@@ -107,6 +111,7 @@ b=$(curl -s --data-binary @"$work/body.json" "$peer_uri" | "$py" -c 'import json
     rps=$(echo "$peak" | sed 's/.* rps=\([0-9.]*\).*/\1/')
     # half the peak, paced (open loop)
     measure "$who-half" "$u" "$k" "$hc" "$("$py" -c "print(round($rps * 0.5))")"
+  done
   done
 } | tee "$out"
 echo "saved $out" >&2
