@@ -447,6 +447,7 @@ KS_NO_TRAPPING_MATH static void max_pool_2x2s2_task(void *arg, int64_t t) {
 }
 
 static void max_pool_generic_task(void *arg, int64_t t);
+
 /* Planes of even height and width (every window full), as MNIST's 24x24
  * and 8x8. A stack of such planes is one tall image whose 2x2 windows never
  * straddle two planes, and output (oy, ox) of it reads its window from
