@@ -58,8 +58,11 @@ typedef struct server {
   char *(*e_run)(const char *);
   pthread_mutex_t e_mu;
   int auth;
-  char keys[2][KEY_LEN + 1];
-  pthread_rwlock_t key_lock;
+  /* the two keys, read on every request without a lock (a sequence lock:
+   * the main thread rewrites them on SIGHUP, rarely; a reader that saw a
+   * write in progress reads again); atomic words, so no data race */
+  _Atomic uint64_t keys[2][KEY_LEN / 8];
+  atomic_uint key_seq;
   size_t max_body;
   double body_deadline;  /* seconds a request's body may take in all (trickling clients) */
   pthread_key_t ctx_key;
@@ -201,14 +204,24 @@ static void oraw(obuf *b, const char *s, size_t k) {
 /* ---- auth ------------------------------------------------------------------------- */
 /* constant time in the key's length: every byte of both keys is compared */
 static int key_ok(const char *given, size_t glen) {
+  unsigned char keys[2][KEY_LEN];
+  for (;;) {
+    unsigned s0 = atomic_load_explicit(&S.key_seq, memory_order_acquire);
+    if (s0 & 1) continue;  /* a reload is writing them */
+    for (int k = 0; k < 2; k++)
+      for (int w = 0; w < KEY_LEN / 8; w++) {
+        uint64_t v = atomic_load_explicit(&S.keys[k][w], memory_order_relaxed);
+        memcpy(keys[k] + 8 * w, &v, 8);
+      }
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&S.key_seq, memory_order_relaxed) == s0) break;
+  }
   int ok = 0;
-  pthread_rwlock_rdlock(&S.key_lock);
   for (int k = 0; k < 2; k++) {
     unsigned diff = (unsigned)(glen ^ KEY_LEN);
-    for (size_t i = 0; i < KEY_LEN; i++) diff |= (unsigned char)S.keys[k][i] ^ (unsigned char)(i < glen ? given[i] : 0);
+    for (size_t i = 0; i < KEY_LEN; i++) diff |= keys[k][i] ^ (unsigned char)(i < glen ? given[i] : 0);
     ok |= diff == 0;
   }
-  pthread_rwlock_unlock(&S.key_lock);
   return ok;
 }
 
@@ -734,10 +747,23 @@ static int load_keys(kp_ws *ws) {
   kp_bind_text(st, 1, S.name);
   int rc = -1;
   if (kp_db_row(st) > 0) {
-    pthread_rwlock_wrlock(&S.key_lock);
-    snprintf(S.keys[0], sizeof S.keys[0], "%s", kp_col_text(st, 0));
-    snprintf(S.keys[1], sizeof S.keys[1], "%s", kp_col_text(st, 1));
-    pthread_rwlock_unlock(&S.key_lock);
+    unsigned char keys[2][KEY_LEN] = {{0}};
+    for (int k = 0; k < 2; k++) {
+      const char *t = kp_col_text(st, k);
+      size_t l = strlen(t);
+      memcpy(keys[k], t, l < KEY_LEN ? l : KEY_LEN);  /* a shorter key (never written so) ends in NULs */
+    }
+    /* only this thread writes */
+    unsigned s0 = atomic_load_explicit(&S.key_seq, memory_order_relaxed);
+    atomic_store_explicit(&S.key_seq, s0 + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    for (int k = 0; k < 2; k++)
+      for (int w = 0; w < KEY_LEN / 8; w++) {
+        uint64_t v;
+        memcpy(&v, keys[k] + 8 * w, 8);
+        atomic_store_explicit(&S.keys[k][w], v, memory_order_relaxed);
+      }
+    atomic_store_explicit(&S.key_seq, s0 + 2, memory_order_release);
     rc = 0;
   }
   sqlite3_finalize(st);
@@ -895,7 +921,6 @@ int kp_service_serve(int argc, char **argv) {
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
-  pthread_rwlock_init(&S.key_lock, NULL);
   pthread_mutex_init(&S.e_mu, NULL);
   S.started = mono();
   kp_ws ws;
