@@ -420,12 +420,17 @@ static const kp_cmd cmds[] = {
    "usage: kusari model download NAME[:VERSION] [--to DIR]\n\nWrites the model's files into DIR (default .).\n"},
   {"deploy", kp_model_deploy, "deploy a model version as a scoring web service",
    "usage: kusari model deploy NAME[:VERSION] --name SERVICE [--port P] [--host ADDR] [--auth]\n"
-   "                           [--entry LIB] [--workers N] [--max-body-mb M] [--timeout S]\n\n"
+   "                           [--entry LIB] [--workers N] [--max-body-mb M] [--timeout S]\n"
+   "                           [--batch-max N] [--batch-wait-us U]\n\n"
    "Starts a scoring service in the background: POST /score, GET /health, GET /metrics.\n"
    "The model needs model.json beside model.npz (ks_model_desc_save), or --entry LIB, a\n"
    "shared library exporting init(model_dir) and run(input_json). --port 0 (default)\n"
    "picks a free port; --host defaults to 127.0.0.1; --auth asks for 'Authorization:\n"
    "Bearer KEY' (see 'kusari service keys'); --workers defaults to the number of cores.\n"
+   "--batch-max N (1 to 1024, default 1: off) lets the built-in scorer run up to N\n"
+   "concurrent single-sample requests as one batch, waiting at most --batch-wait-us U\n"
+   "microseconds (0 to 1000000, default 0) for it to fill; it did not raise the\n"
+   "throughput for the MNIST MLP (docs/SERVING.md).\n"
    "Deploying an existing service again replaces it and keeps its keys. Prints the\n"
    "scoring URI last. See docs/SERVING.md.\n"},
   {"delete", model_delete, "delete a model version",

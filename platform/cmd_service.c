@@ -455,6 +455,11 @@ static int service_show(int argc, char **argv) {
   kp_ws_close(&ws);
   if (r != 0) return 1;
   cJSON *o = svc_json(&s, 0);
+  int bmax;
+  long bwait;
+  kp_service_batch_load(dir, &bmax, &bwait); /* 1 and 0 when the service never batched */
+  cJSON_AddNumberToObject(o, "batch_max", bmax);
+  cJSON_AddNumberToObject(o, "batch_wait_us", (double)bwait);
   if (json) {
     print_json(o);
   } else {

@@ -153,6 +153,9 @@ out="$(run_ok $K model deploy fmnist:1 --name fmb --auth --workers 2 --batch-max
 URIB="$(echo "$out" | tail -1)"
 KB="$(jget "$(run_ok $K service keys fmb --json)" 'j["primary_key"]')"
 assert_contains "$(cat "$WS/services/fmb/server.log")" "batching: up to 8 single-sample requests, waiting up to 2000 us" "the server batches"
+assert_eq "8 2000" "$(jget "$(run_ok $K service show fmb --json)" '"%d %d" % (j["batch_max"], j["batch_wait_us"])')" "service show tells the batching"
+assert_contains "$(run_ok $K service show fmb)" "batch_wait_us:   2000" "service show's text too"
+assert_contains "$(run_ok $K model deploy --help)" "--batch-max N" "deploy --help lists the batching options"
 $PY - "$URI" "$K1" "$URIB" "$KB" "$T/data" <<'EOF'
 import json, struct, sys, urllib.request
 from concurrent.futures import ThreadPoolExecutor
