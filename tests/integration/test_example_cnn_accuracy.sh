@@ -10,7 +10,7 @@ PY=${2:-}
 DATA=/usr/share/datasets/fashion-mnist
 [ -f "$DATA/t10k-images-idx3-ubyte.gz" ] || { echo "FAIL: $DATA missing (apt-get install dataset-fashion-mnist)"; exit 1; }
 [ -n "$PY" ] || { echo "FAIL: numpy missing (apt-get install python3-numpy)"; exit 1; }
-export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
+source "$(dirname "$0")/blas_env.sh"
 unset KUSARI_RUN_ID KUSARI_METRICS_CHANNEL
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 

@@ -15,7 +15,8 @@ ARCH=${3:-mlp}
 DATA=/usr/share/datasets/fashion-mnist
 [ -f "$DATA/t10k-images-idx3-ubyte.gz" ] || { echo "FAIL: $DATA missing (apt-get install dataset-fashion-mnist)"; exit 1; }
 [ -n "$PY" ] || { echo "FAIL: numpy missing (apt-get install python3-numpy)"; exit 1; }
-export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX} KUSARI_NUM_THREADS=${KUSARI_NUM_THREADS:-2}
+source "$(dirname "$0")/blas_env.sh"
+export KUSARI_NUM_THREADS=${KUSARI_NUM_THREADS:-2}
 unset KUSARI_RUN_ID KUSARI_METRICS_CHANNEL
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 if [ "$ARCH" = cnn ]; then
