@@ -26,6 +26,7 @@
 #include "kusari/serializers.h"
 #include "kusari/datasets.h"
 #include "kusari/iterator.h"
+#include "kusari/parallel.h"
 #include "kusari/trainer.h"
 #include "kusari/extensions.h"
 #include "kusari/model_io.h"

@@ -64,6 +64,19 @@ ks_tensor *ks_ctx_tensor(ks_ctx *ctx, ks_dtype dtype, int ndim, const int64_t *s
 ks_tensor *ks_ctx_tensor_zeros(ks_ctx *ctx, ks_dtype dtype, int ndim, const int64_t *shape);
 ks_tensor *ks_ctx_tensor_like(ks_ctx *ctx, const ks_tensor *t);
 
+/* Gradient sinks, for data-parallel replicas of a step (kusari/parallel.h):
+ * a backward through a ctx with a sink writes each parameter's gradient to
+ * the tensor sink.grad returns for it (with *valid pointing at the flag that
+ * says the tensor holds a value: 0 means set, 1 means add) instead of the
+ * parameter's own grad tensor; returning NULL keeps the parameter's own.
+ * Several threads can then run backward over the same parameters, each
+ * through its own ctx and sink. NULL removes the sink. */
+typedef struct ks_grad_sink {
+  ks_tensor *(*grad)(void *user, const ks_var *param, int **valid);
+  void *user;
+} ks_grad_sink;
+void ks_ctx_set_grad_sink(ks_ctx *ctx, const ks_grad_sink *sink);
+
 /* ---- variables -------------------------------------------------------------- */
 /* Leaf variable wrapping 'data' (not copied; the caller keeps it alive until
  * the next reset). requires_grad: whether backward computes its gradient. */

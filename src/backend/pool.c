@@ -18,6 +18,12 @@
  * until 'done' reaches the task count; a new job is published only after
  * that, so late increments cannot leak between jobs.
  *
+ * Affine jobs (ks__parallel_for_affine, at most 32 tasks) claim through a
+ * mask instead of a counter: the claim word is (generation << 32 | mask of
+ * claimed tasks), and thread p looks for its own tasks (p, p + P, ...)
+ * before taking any other. Nothing waits for a thread's own tasks: a late
+ * worker's tasks are taken by whoever is free.
+ *
  * Several threads may call ks__parallel_for at once (e.g. a scoring server's
  * request threads): a caller that finds the pool busy runs its tasks itself.
  */
@@ -40,11 +46,12 @@ static struct {
   void *arg;
   int64_t n;
   int want;                    /* workers allowed to take part            */
+  int affine;                  /* claims are a mask (see above)           */
   _Atomic uint32_t gen;        /* job generation                          */
   _Atomic uint64_t claim;      /* (gen << 32) | next unclaimed task       */
   _Atomic int64_t done;        /* tasks finished in the current job       */
   atomic_flag busy;
-} P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0, 0, 0, ATOMIC_FLAG_INIT};
+} P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0, 0, 0, 0, ATOMIC_FLAG_INIT};
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -68,6 +75,33 @@ static int64_t run_tasks(uint32_t gen, ks__task_fn fn, void *arg, int64_t n) {
   return did;
 }
 
+/* The same for an affine job, as thread 'self' of 'parts'. */
+static int64_t run_tasks_affine(uint32_t gen, ks__task_fn fn, void *arg, int64_t n, int self,
+                                int parts) {
+  int64_t did = 0;
+  const uint32_t all = n >= 32 ? 0xffffffffu : ((1u << n) - 1u);
+  uint64_t v = atomic_load_explicit(&P.claim, memory_order_acquire);
+  for (;;) {
+    if ((uint32_t)(v >> 32) != gen) break;
+    const uint32_t mask = (uint32_t)v;
+    int t = -1;
+    for (int k = self; k < n; k += parts)
+      if (!(mask >> k & 1u)) { t = k; break; }
+    if (t < 0) {
+      const uint32_t left = ~mask & all;
+      if (!left) break;
+      t = __builtin_ctz(left);
+    }
+    if (!atomic_compare_exchange_weak_explicit(&P.claim, &v, v | (1ull << t), memory_order_acq_rel,
+                                               memory_order_acquire))
+      continue; /* v was reloaded */
+    fn(arg, t);
+    did++;
+    v = atomic_load_explicit(&P.claim, memory_order_acquire);
+  }
+  return did;
+}
+
 static void *worker_main(void *p) {
   const int index = (int)(intptr_t)p;
   uint32_t seen = 0;
@@ -84,10 +118,12 @@ static void *worker_main(void *p) {
     void *arg = P.arg;
     int64_t n = P.n;
     int want = P.want;
+    int affine = P.affine;
     pthread_mutex_unlock(&P.mu);
     seen = g;
     if (index >= want) continue;
-    int64_t did = run_tasks(g, fn, arg, n);
+    int64_t did = affine ? run_tasks_affine(g, fn, arg, n, index + 1, want + 1)
+                         : run_tasks(g, fn, arg, n);
     if (did) atomic_fetch_add_explicit(&P.done, did, memory_order_release);
   }
   return NULL;
@@ -97,7 +133,7 @@ static void run_serial(int64_t n, ks__task_fn fn, void *arg) {
   for (int64_t t = 0; t < n; t++) fn(arg, t);
 }
 
-void ks__parallel_for(int64_t n, int threads, ks__task_fn fn, void *arg) {
+static void parallel_for(int64_t n, int threads, ks__task_fn fn, void *arg, int affine) {
   if (n <= 0) return;
   if (threads <= 1 || n == 1 || n > 0xffffffffLL) { run_serial(n, fn, arg); return; }
   if (atomic_flag_test_and_set_explicit(&P.busy, memory_order_acquire)) {
@@ -124,13 +160,15 @@ void ks__parallel_for(int64_t n, int threads, ks__task_fn fn, void *arg) {
   P.arg = arg;
   P.n = n;
   P.want = workers;
+  P.affine = affine;
   atomic_store_explicit(&P.done, 0, memory_order_relaxed);
   atomic_store_explicit(&P.claim, (uint64_t)gen << 32, memory_order_release);
   atomic_store_explicit(&P.gen, gen, memory_order_release);
   pthread_cond_broadcast(&P.cv);
   pthread_mutex_unlock(&P.mu);
 
-  int64_t did = run_tasks(gen, fn, arg, n);
+  int64_t did = affine ? run_tasks_affine(gen, fn, arg, n, 0, workers + 1)
+                       : run_tasks(gen, fn, arg, n);
   if (did) atomic_fetch_add_explicit(&P.done, did, memory_order_release);
   /* wait for the tasks workers claimed (they are running: short waits) */
   for (int s = 0; atomic_load_explicit(&P.done, memory_order_acquire) < n; s++) {
@@ -138,4 +176,23 @@ void ks__parallel_for(int64_t n, int threads, ks__task_fn fn, void *arg) {
     else sched_yield();
   }
   atomic_flag_clear_explicit(&P.busy, memory_order_release);
+}
+
+void ks__parallel_for(int64_t n, int threads, ks__task_fn fn, void *arg) {
+  parallel_for(n, threads, fn, arg, 0);
+}
+
+void ks__parallel_for_affine(int64_t n, int threads, ks__task_fn fn, void *arg) {
+  parallel_for(n, threads, fn, arg, n <= KS_POOL_AFFINE_MAX);
+}
+
+int64_t ks__block_piece(int64_t size, int threads, int64_t chunk) {
+  if (size <= 0) return 16;
+  if (threads < 1) threads = 1;
+  if (threads > KS_POOL_AFFINE_MAX) threads = KS_POOL_AFFINE_MAX;
+  const int64_t round = (int64_t)threads * chunk;
+  int64_t pieces = size < chunk ? 1 : threads * ((size + round - 1) / round);
+  if (pieces > KS_POOL_AFFINE_MAX) pieces = (KS_POOL_AFFINE_MAX / threads) * threads;
+  int64_t per = (size + pieces - 1) / pieces;
+  return (per + 15) & ~(int64_t)15; /* whole 64-byte lines per piece */
 }

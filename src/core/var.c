@@ -22,7 +22,13 @@ struct ks_ctx {
   int train;
   int backprop;
   unsigned mark;
+  ks_grad_sink sink;   /* parameter gradients go here when sink.grad is set */
 };
+
+void ks_ctx_set_grad_sink(ks_ctx *ctx, const ks_grad_sink *sink) {
+  if (sink) ctx->sink = *sink;
+  else ctx->sink = (ks_grad_sink){0};
+}
 
 ks_ctx *ks_ctx_new(void) {
   ks_ctx *ctx = calloc(1, sizeof *ctx);
@@ -151,15 +157,29 @@ ks_var *ks_node_output(ks_ctx *ctx, ks_node *node, ks_tensor *y) {
 
 static int var_needs_grad(const ks_var *v) { return v && (v->creator || v->requires_grad); }
 
+/* Where a backward through ctx puts parameter v's gradient: the ctx's sink
+ * when it has one for v, else v's own grad tensor; *valid is the flag that
+ * says the tensor holds a value. */
+static ks_tensor *param_grad(const ks_ctx *ctx, ks_var *v, int **valid) {
+  if (ctx->sink.grad) {
+    ks_tensor *t = ctx->sink.grad(ctx->sink.user, v, valid);
+    if (t) return t;
+  }
+  *valid = &v->grad_valid;
+  return v->grad;
+}
+
 /* add-or-set of gradient 'g' (an arena tensor nobody else references) into v */
-static void accumulate(ks_var *v, ks_tensor *g) {
+static void accumulate(const ks_ctx *ctx, ks_var *v, ks_tensor *g) {
   const ks_backend_ops *be = ks_backend_for(g);
   if (v->is_param) {
-    if (!v->grad_valid) {
-      be->copy(v->grad->data, g->data, ks_tensor_nbytes(g));
-      v->grad_valid = 1;
+    int *valid;
+    ks_tensor *pg = param_grad(ctx, v, &valid);
+    if (!*valid) {
+      be->copy(pg->data, g->data, ks_tensor_nbytes(g));
+      *valid = 1;
     } else {
-      be->axpy(g->size, 1.0f, ks_tensor_f32(g), ks_tensor_f32(v->grad));
+      be->axpy(g->size, 1.0f, ks_tensor_f32(g), ks_tensor_f32(pg));
     }
   } else if (!v->grad) {
     v->grad = g;
@@ -171,12 +191,15 @@ static void accumulate(ks_var *v, ks_tensor *g) {
 /* A parameter whose gradient is not valid yet can receive gx directly in its
  * persistent grad tensor (saves one copy per parameter per step), unless the
  * same parameter is another input of the same node (the two gx would alias). */
-static int param_takes_gx_directly(const ks_node *nd, int i) {
-  const ks_var *v = nd->in[i];
-  if (!v->is_param || v->grad_valid || !v->grad) return 0;
+static ks_tensor *param_takes_gx_directly(const ks_ctx *ctx, const ks_node *nd, int i,
+                                          int **valid) {
+  ks_var *v = nd->in[i];
+  if (!v->is_param) return NULL;
+  ks_tensor *pg = param_grad(ctx, v, valid);
+  if (**valid || !pg) return NULL;
   for (int j = 0; j < nd->n_in; j++)
-    if (j != i && nd->in[j] == v) return 0;
-  return 1;
+    if (j != i && nd->in[j] == v) return NULL;
+  return pg;
 }
 
 static int cmp_generation_desc(const void *a, const void *b) {
@@ -251,22 +274,23 @@ int ks_backward_ex(ks_ctx *ctx, ks_var *loss, int retain_grad) {
       if (!gy[j]) return ks_error_last_code();
     }
     if (!any) continue; /* nothing flows through this node */
-    int direct[KS_NODE_MAX_IN] = {0};
+    int *direct[KS_NODE_MAX_IN] = {0}; /* valid flags of gradients written in place */
     for (int i = 0; i < nd->n_in; i++) {
       if (!var_needs_grad(nd->in[i])) continue;
-      if (param_takes_gx_directly(nd, i)) {
-        gx[i] = nd->in[i]->grad;
-        direct[i] = 1;
+      ks_tensor *pg = param_takes_gx_directly(ctx, nd, i, &direct[i]);
+      if (pg) {
+        gx[i] = pg;
         continue;
       }
+      direct[i] = NULL;
       gx[i] = ks_ctx_tensor_like(ctx, nd->in[i]->data);
       if (!gx[i]) return ks_error_last_code();
     }
     int rc = nd->type->backward(ctx, nd, gy, gx);
     if (rc != KS_OK) return rc;
     for (int i = 0; i < nd->n_in; i++) {
-      if (direct[i]) nd->in[i]->grad_valid = 1;
-      else if (gx[i]) accumulate(nd->in[i], gx[i]);
+      if (direct[i]) *direct[i] = 1;
+      else if (gx[i]) accumulate(ctx, nd->in[i], gx[i]);
     }
     /* Chainer's retain_grad=False: an intermediate variable's gradient is
      * dropped once it has been propagated, so a second backward through the

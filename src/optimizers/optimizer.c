@@ -295,9 +295,14 @@ static void rule_range(ks_optimizer *opt, int64_t off, int64_t n, int64_t t, ks_
 
 /* The rules are element-wise, so how the block is cut cannot change a bit:
  * it is cut into equal pieces, a whole number per thread (at most
- * KS_RULE_CHUNK floats each), and run on the library's thread pool. With a
- * fixed 32768-float chunk the 89,610 parameters of the U=100 MLP made three
- * pieces, two of them on one of two threads. */
+ * KS_RULE_CHUNK floats each; ks__block_piece), and run on the library's
+ * thread pool with affinity, so each thread updates the same pieces every
+ * step and their momentum (or Adam's moments), parameters and, after a
+ * data-parallel step, gradients stay in its core's cache. Without affinity
+ * the pieces wandered between the two cores: the U=100 MLP's update took
+ * 60-80 us on two threads against 20 for an update right after another one
+ * (bench/RESULTS.md). With a fixed 32768-float chunk the 89,610 parameters
+ * made three pieces, two of them on one of two threads. */
 #define KS_RULE_CHUNK ((int64_t)1 << 15)
 
 typedef struct rule_job {
@@ -345,12 +350,9 @@ int ks_optimizer_update(ks_optimizer *opt) {
   if (pk->n == 0) return KS_OK;
   if (same || opt->kind != KS_OPT_ADAM) {
     const int threads = ks_get_num_threads();
-    const int64_t round = (int64_t)threads * KS_RULE_CHUNK;
-    int64_t pieces = (pk->size < KS_RULE_CHUNK) ? 1 : threads * ((pk->size + round - 1) / round);
-    int64_t per = (pk->size + pieces - 1) / pieces;
-    per = (per + 15) & ~(int64_t)15; /* whole 64-byte lines per piece */
+    const int64_t per = ks__block_piece(pk->size, threads, KS_RULE_CHUNK);
     rule_job job = {opt, pk, opt->param_t[0], per};
-    ks__parallel_for((pk->size + per - 1) / per, threads, rule_chunk, &job);
+    ks__parallel_for_affine((pk->size + per - 1) / per, threads, rule_chunk, &job);
   } else {
     for (int i = 0; i < pk->n; i++)
       rule_range(opt, pk->offsets[i], pk->params[i]->data.size, opt->param_t[i], pk);
