@@ -206,6 +206,14 @@ typedef struct ks_updater_opts {
   ks_ctx *ctx;                 /* NULL: the updater makes (and owns) one, seeded with
                                   'seed'; otherwise used, not owned                  */
   uint64_t seed;               /* seed of the updater's own ctx (dropout RNG)        */
+  int replicas;                /* > 1: each iteration runs as that many data-parallel
+                                  replicas (kusari/parallel.h; Chainer's
+                                  ParallelUpdater), one slice of the batch each; 0/1:
+                                  the plain step. With replicas, the converter and
+                                  the loss function run on several threads at once
+                                  (the defaults can), reported values are the
+                                  replicas' means weighted by slice size, and 'ctx'
+                                  is not used for the step                          */
 } ks_updater_opts;
 
 /* New StandardUpdater over the repeating iterator 'it' on 'ds', updating
@@ -218,7 +226,8 @@ void ks_updater_free(ks_updater *up);                  /* NULL: no-op */
 /* One iteration (update_core): next batch → converter → loss → cleargrads
  * → backward → optimizer update → optimizer.new_epoch when the iterator
  * starts a new epoch → ctx reset; iteration += 1. Reported values go to
- * 'rep' under prefix "main/" (rep may be NULL). */
+ * 'rep' under prefix "main/" (rep may be NULL). With replicas, converter,
+ * loss and backward run per slice (ks_data_parallel_backward). */
 int ks_updater_update(ks_updater *up, ks_reporter *rep);
 int64_t ks_updater_iteration(const ks_updater *up);
 int64_t ks_updater_epoch(const ks_updater *up);

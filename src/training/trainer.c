@@ -87,6 +87,23 @@ int ks_standard_updater_new(ks_updater **out, ks_serial_iterator *it, const ks_d
     ks_ctx_seed(up->ctx, o.seed);
     up->owns_ctx = 1;
   }
+  if (o.replicas < 0) {
+    ks_updater_free(up);
+    return ks_error_set(KS_EINVAL, "ks_standard_updater_new: replicas must be >= 0, got %d", o.replicas);
+  }
+  if (o.replicas > 1) {
+    int rc = ks_data_parallel_new(&up->dp, ks_optimizer_target(opt), o.replicas, o.seed);
+    if (rc == KS_OK && !(up->dp_reps = calloc((size_t)o.replicas, sizeof *up->dp_reps)))
+      rc = ks_error_set(KS_ENOMEM, "out of memory");
+    for (int r = 0; rc == KS_OK && r < o.replicas; r++) {
+      if (!(up->dp_reps[r] = ks_reporter_new())) rc = ks_error_last_code();
+      else rc = ks_reporter_set_prefix(up->dp_reps[r], "main/");
+    }
+    if (rc != KS_OK) {
+      ks_updater_free(up);
+      return rc;
+    }
+  }
   *out = up;
   return KS_OK;
 }
@@ -94,7 +111,77 @@ int ks_standard_updater_new(ks_updater **out, ks_serial_iterator *it, const ks_d
 void ks_updater_free(ks_updater *up) {
   if (!up) return;
   if (up->owns_ctx) ks_ctx_free(up->ctx);
+  if (up->dp_reps)
+    for (int r = 0; r < ks_data_parallel_replicas(up->dp); r++) ks_reporter_free(up->dp_reps[r]);
+  free(up->dp_reps);
+  ks_data_parallel_free(up->dp);
   free(up);
+}
+
+/* ---- data-parallel iterations ------------------------------------------------ */
+
+typedef struct dp_iter {
+  ks_updater *up;
+  const int64_t *idx;
+  int report;
+} dp_iter;
+
+/* Replica r's slice: the converter and the loss function, on its thread. */
+static ks_var *dp_slice(ks_ctx *ctx, int replica, int64_t start, int64_t count, void *user) {
+  const dp_iter *it = user;
+  ks_updater *up = it->up;
+  ks_reporter *rep = it->report ? up->dp_reps[replica] : NULL;
+  if (rep) ks_reporter_clear(rep);
+  ks_var *in[KS_UPDATER_MAX_IN] = {0};
+  int n_in = 0;
+  if (up->converter(ctx, up->ds, it->idx + start, count, in, &n_in, up->converter_user) != KS_OK)
+    return NULL;
+  ks_var *loss = up->lossfun(ctx, ks_optimizer_target(up->opt), in, n_in, rep, up->lossfun_user);
+  if (!loss && !ks_error_last_code()) ks_error_set(KS_EINVAL, "loss function returned NULL");
+  return loss;
+}
+
+/* Every key some replica reported goes to 'rep' (whose prefix is cleared:
+ * the keys are whole), as the mean over the replicas that reported it,
+ * weighted by their slice sizes. */
+static int dp_merge_reports(ks_updater *up, int64_t n, ks_reporter *rep) {
+  const int R = ks_data_parallel_replicas(up->dp);
+  for (int r = 0; r < R; r++) {
+    for (int i = 0; i < ks_reporter_size(up->dp_reps[r]); i++) {
+      const char *key = ks_reporter_key(up->dp_reps[r], i);
+      int seen = 0;
+      double v;
+      for (int q = 0; q < r && !seen; q++) {
+        int64_t s, c;
+        ks_data_parallel_slice(up->dp, n, q, &s, &c);
+        seen = c && ks_reporter_get(up->dp_reps[q], key, &v) == KS_OK;
+      }
+      if (seen) continue;
+      double sum = 0, wsum = 0;
+      for (int q = r; q < R; q++) {
+        int64_t s, c;
+        ks_data_parallel_slice(up->dp, n, q, &s, &c);
+        if (c && ks_reporter_get(up->dp_reps[q], key, &v) == KS_OK) {
+          sum += (double)c * v;
+          wsum += (double)c;
+        }
+      }
+      int rc = ks_reporter_report(rep, key, sum / wsum);
+      if (rc != KS_OK) return rc;
+    }
+  }
+  return KS_OK;
+}
+
+static int dp_update(ks_updater *up, const int64_t *idx, int64_t n, ks_reporter *rep) {
+  dp_iter it = {up, idx, rep != NULL};
+  const int R = ks_data_parallel_replicas(up->dp);
+  for (int r = 0; r < R; r++) ks_reporter_clear(up->dp_reps[r]);
+  int rc = ks_data_parallel_backward(up->dp, n, dp_slice, &it, NULL);
+  if (rc == KS_OK && rep && (rc = ks_reporter_set_prefix(rep, NULL)) == KS_OK)
+    rc = dp_merge_reports(up, n, rep);
+  if (rc == KS_OK) rc = ks_optimizer_update(up->opt);
+  return rc;
 }
 
 int ks_updater_update(ks_updater *up, ks_reporter *rep) {
@@ -114,8 +201,9 @@ int ks_updater_update(ks_updater *up, ks_reporter *rep) {
     if ((rc = ks_reporter_set_prefix(rep, "main/")) != KS_OK) { free(old_prefix); return rc; }
   }
   ks_link *model = ks_optimizer_target(up->opt);
-  rc = up->converter(up->ctx, up->ds, idx, n, in, &n_in, up->converter_user);
-  if (rc == KS_OK) {
+  if (up->dp) {
+    rc = dp_update(up, idx, n, rep);
+  } else if ((rc = up->converter(up->ctx, up->ds, idx, n, in, &n_in, up->converter_user)) == KS_OK) {
     ks_var *loss = up->lossfun(up->ctx, model, in, n_in, rep, up->lossfun_user);
     if (!loss) rc = ks_error_last_code() ? ks_error_last_code() : ks_error_set(KS_EINVAL, "loss function returned NULL");
     else {
@@ -451,6 +539,11 @@ static int write_all(ks_trainer *tr, ks_npz_writer *w) {
   ks_error_clear();
   if ((rc = ks_npz_write_link(w, "updater/model:main/", ks_optimizer_target(up->opt))) != KS_OK) return rc;
   if ((rc = save_rng(w, "updater/ctx_rng", ks_ctx_rng(up->ctx))) != KS_OK) return rc;
+  for (int r = 0; up->dp && r < ks_data_parallel_replicas(up->dp); r++) {
+    char key[64];
+    snprintf(key, sizeof key, "updater/replica_rng/%d", r);
+    if ((rc = save_rng(w, key, ks_ctx_rng(ks_data_parallel_ctx(up->dp, r)))) != KS_OK) return rc;
+  }
   if ((rc = ks_interval_trigger_save(&tr->stop, w, "stop_trigger/")) != KS_OK) return rc;
   for (int i = 0; i < tr->n_ext; i++) {
     ks_extension *e = tr->ext[i];
@@ -550,6 +643,18 @@ int ks_trainer_load_snapshot(ks_trainer *tr, const char *path) {
   if ((rc = ks__npz_read_i64(r, "updater/iteration", &iteration)) != KS_OK) goto out;
   if ((rc = ks__npz_read_f64(r, "_snapshot_elapsed_time", &elapsed)) != KS_OK) goto out;
   if ((rc = read_rng(r, "updater/ctx_rng", &rng)) != KS_OK) goto out;
+  /* the replicas' dropout RNGs, when the snapshot has them (one taken with
+   * another replica count resumes, but not bit for bit) */
+  ks_rng replica_rng[64];
+  int replica_has[64] = {0};
+  for (int q = 0; up->dp && q < ks_data_parallel_replicas(up->dp) && q < 64; q++) {
+    char key[64];
+    snprintf(key, sizeof key, "updater/replica_rng/%d", q);
+    if (ks_npz_reader_info(r, key, NULL) != KS_OK) continue;
+    if ((rc = read_rng(r, key, &replica_rng[q])) != KS_OK) goto out;
+    replica_has[q] = 1;
+  }
+  ks_error_clear();
   if ((rc = ks_interval_trigger_load(&stop, r, "stop_trigger/")) != KS_OK) goto out;
   ks_interval_trigger *trig = calloc((size_t)(tr->n_ext ? tr->n_ext : 1), sizeof *trig);
   if (!trig) { rc = ks_error_set(KS_ENOMEM, "out of memory"); goto out; }
@@ -610,6 +715,8 @@ int ks_trainer_load_snapshot(ks_trainer *tr, const char *path) {
   for (int i = 0; i < tr->n_ext; i++) tr->ext[i]->trigger = trig[i];
   free(trig);
   *ks_ctx_rng(up->ctx) = rng;
+  for (int q = 0; up->dp && q < ks_data_parallel_replicas(up->dp) && q < 64; q++)
+    if (replica_has[q]) *ks_ctx_rng(ks_data_parallel_ctx(up->dp, q)) = replica_rng[q];
   up->iteration = iteration;
   tr->stop = stop;
   tr->snapshot_elapsed = elapsed;

@@ -7,6 +7,7 @@
 
 #include "kusari/trainer.h"
 #include "kusari/extensions.h"
+#include "kusari/parallel.h"
 
 typedef struct ks_obs_entry {
   char *key;
@@ -40,6 +41,8 @@ struct ks_updater {
   ks_converter_fn converter;
   void *converter_user;
   int64_t iteration;
+  ks_data_parallel *dp;      /* replicas > 1, else NULL                          */
+  ks_reporter **dp_reps;     /* one reporter per replica                          */
 };
 
 struct ks_extension {

@@ -164,6 +164,60 @@ static void test_trainer__updater_reports_main_loss(void **state) {
   tt_setup_free(&s);
 }
 
+/* replicas = 2 (data-parallel iterations): the reported loss and accuracy
+ * are the whole batch's (slice means weighted by slice size) and training
+ * follows the plain updater to rounding; the reporter's prefix is restored. */
+static void test_trainer__replicas_follow_the_plain_updater(void **state) {
+  (void)state;
+  tt_setup a, b;
+  tt_setup_init(&a, (tt_config){.batch = 15});
+  tt_setup_init(&b, (tt_config){.batch = 15, .replicas = 2}); /* slices of 8 and 7 */
+  ks_reporter *ra = ks_reporter_new(), *rb = ks_reporter_new();
+  TU_OK(ks_reporter_set_prefix(rb, "other/"));
+  for (int i = 0; i < 30; i++) {
+    ks_reporter_clear(ra);
+    ks_reporter_clear(rb);
+    TU_OK(ks_updater_update(ks_trainer_updater(a.tr), ra));
+    TU_OK(ks_updater_update(ks_trainer_updater(b.tr), rb));
+    assert_int_equal(ks_reporter_size(rb), 2);
+    double la, lb, aa, ab;
+    TU_OK(ks_reporter_get(ra, "main/loss", &la));
+    TU_OK(ks_reporter_get(rb, "main/loss", &lb));
+    TU_OK(ks_reporter_get(ra, "main/accuracy", &aa));
+    TU_OK(ks_reporter_get(rb, "main/accuracy", &ab));
+    if (fabs(la - lb) > 1e-4 * (1 + fabs(la))) fail_msg("iteration %d: loss %.8g plain, %.8g replicas", i, la, lb);
+    if (i < 5 && fabs(aa - ab) > 1e-6) fail_msg("iteration %d: accuracy %.8g plain, %.8g replicas", i, aa, ab);
+  }
+  assert_string_equal(ks_reporter_prefix(rb), "other/");
+  int64_t na, nb;
+  float *pa = tt_params(a.model, &na), *pb = tt_params(b.model, &nb);
+  assert_int_equal(na, nb);
+  for (int64_t j = 0; j < na; j++)
+    if (fabs((double)pa[j] - (double)pb[j]) > 1e-4 * (1 + fabs((double)pa[j])))
+      fail_msg("parameter element %lld: plain %.8g, replicas %.8g", (long long)j, (double)pa[j], (double)pb[j]);
+  free(pa);
+  free(pb);
+  ks_reporter_free(ra);
+  ks_reporter_free(rb);
+  tt_setup_free(&a);
+  tt_setup_free(&b);
+}
+
+static void test_trainer__replicas_errors(void **state) {
+  (void)state;
+  tt_setup s;
+  tt_setup_init(&s, (tt_config){.bn = 1});
+  ks_updater *up = (ks_updater *)&up;
+  ks_updater_opts uo = {.replicas = 2};
+  assert_int_equal(ks_standard_updater_new(&up, s.train_it, s.train, s.opt, &uo), KS_EINVAL);
+  assert_non_null(strstr(ks_error_last(), "persistent value"));
+  assert_null(up);
+  uo.replicas = -1;
+  assert_int_equal(ks_standard_updater_new(&up, s.train_it, s.train, s.opt, &uo), KS_EINVAL);
+  assert_non_null(strstr(ks_error_last(), "replicas must be >= 0"));
+  tt_setup_free(&s);
+}
+
 /* ---------------------------------------------------------------------------- */
 /* extension order and error paths */
 
@@ -340,14 +394,15 @@ static int collect_persistent(const char *path, ks_tensor *t, int64_t *ival, voi
   return 0;
 }
 
-static void check_resume(int adam, int dropout, int k, int n) {
+static void check_resume(int adam, int dropout, int k, int n, int replicas) {
   const char *d = tu_tmpdir();
   char dir[600];
   snprintf(dir, sizeof dir, "%s", d);
   char a[700], b[700];
   snprintf(a, sizeof a, "%s/a", dir);
   snprintf(b, sizeof b, "%s/b", dir);
-  tt_config cfg = {.adam = adam, .dropout = dropout, .bn = !adam, .seed = 5, .stop = KS_TRIGGER(n, KS_EPOCH), .out = a};
+  tt_config cfg = {.adam = adam, .dropout = dropout, .bn = !adam, .seed = 5, .stop = KS_TRIGGER(n, KS_EPOCH), .out = a,
+                   .replicas = replicas};
 
   tt_setup s;
   tt_setup_init(&s, cfg);
@@ -411,13 +466,19 @@ static void check_resume(int adam, int dropout, int k, int n) {
 /* MomentumSGD runs with a BatchNormalization (persistent values) */
 static void test_trainer__resume_is_exact_momentum_sgd_bn(void **state) {
   (void)state;
-  check_resume(0, 0, 2, 5);
+  check_resume(0, 0, 2, 5, 0);
 }
 
 static void test_trainer__resume_is_exact_adam_dropout(void **state) {
   (void)state;
-  check_resume(1, 1, 1, 4);
-  check_resume(1, 1, 3, 4);
+  check_resume(1, 1, 1, 4, 0);
+  check_resume(1, 1, 3, 4, 0);
+}
+
+/* two data-parallel replicas, each with its own dropout RNG in the snapshot */
+static void test_trainer__resume_is_exact_with_replicas(void **state) {
+  (void)state;
+  check_resume(1, 1, 2, 4, 2);
 }
 
 static void test_trainer__snapshot_keys_like_chainer(void **state) {
@@ -530,11 +591,14 @@ int main(void) {
     cmocka_unit_test(test_trainer__interval_triggers),
     cmocka_unit_test(test_trainer__stop_trigger_iterations_and_epochs),
     cmocka_unit_test(test_trainer__updater_reports_main_loss),
+    cmocka_unit_test(test_trainer__replicas_follow_the_plain_updater),
+    cmocka_unit_test(test_trainer__replicas_errors),
     cmocka_unit_test(test_trainer__priorities_order_and_names),
     cmocka_unit_test(test_trainer__error_calls_on_error_then_finalize),
     cmocka_unit_test(test_trainer__unwritable_out_dir),
     cmocka_unit_test(test_trainer__resume_is_exact_momentum_sgd_bn),
     cmocka_unit_test(test_trainer__resume_is_exact_adam_dropout),
+    cmocka_unit_test(test_trainer__resume_is_exact_with_replicas),
     cmocka_unit_test(test_trainer__snapshot_keys_like_chainer),
     cmocka_unit_test(test_trainer__bad_snapshots_change_nothing),
   };

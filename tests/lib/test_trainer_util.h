@@ -92,6 +92,7 @@ typedef struct tt_config {
   uint64_t seed;
   ks_trigger stop;    /* period 0: 3 epochs */
   const char *out;
+  int replicas;       /* ks_updater_opts.replicas */
 } tt_config;
 
 static inline void tt_setup_init(tt_setup *s, tt_config c) {
@@ -110,7 +111,7 @@ static inline void tt_setup_init(tt_setup *s, tt_config c) {
   TU_OK(ks_serial_iterator_new(&s->train_it, s->train->size, c.batch, 1, 1, c.seed + 1));
   TU_OK(ks_serial_iterator_new(&s->test_it, s->test->size, c.batch, 0, 0, 0));
   ks_updater *up = NULL;
-  ks_updater_opts uo = {.seed = c.seed + 2};
+  ks_updater_opts uo = {.seed = c.seed + 2, .replicas = c.replicas};
   TU_OK(ks_standard_updater_new(&up, s->train_it, s->train, s->opt, &uo));
   TU_OK(ks_trainer_new(&s->tr, up, c.stop, c.out));
 }
