@@ -11,12 +11,15 @@
  * the last epoch), test accuracy.
  *
  *   bench_cnn --batch 100 --epochs 2 --threads 2 [--unit 256] [--channels 32,64] [--data DIR]
- *             [--train-size N]
+ *             [--train-size N] [--replicas R]
  *
  * Besides wall seconds per epoch it reports the process CPU seconds (user +
  * sys) per epoch, which on one thread is what the epoch costs even on a
  * machine shared with other work. --train-size N trains on the first N
  * images ("epoch" then means N images; the JSON line says train_size).
+ * --replicas R > 1 runs each step as R data-parallel replicas
+ * (kusari/parallel.h), one slice of the batch each; the JSON line's peer is
+ * then "kusari-dp".
  */
 #include <kusari/kusari.h>
 
@@ -54,22 +57,42 @@ static double cpu_s(void) {
          (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
+/* --replicas: one slice of the batch, gathered and trained by its replica */
+typedef struct slice_job {
+  const ks_dataset *train;
+  const int64_t *idx;
+  ks_link *model;
+} slice_job;
+
+static ks_var *slice_loss(ks_ctx *ctx, int replica, int64_t start, int64_t count, void *user) {
+  (void)replica;
+  const slice_job *j = user;
+  ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 4, (int64_t[]){count, 1, 28, 28});
+  ks_tensor *tt = ks_ctx_tensor(ctx, KS_I32, 1, (int64_t[]){count});
+  if (!xt || !tt ||
+      ks_dataset_gather(j->train, j->idx + start, count, ks_tensor_f32(xt), ks_tensor_i32(tt)))
+    return NULL;
+  return ks_softmax_cross_entropy(ctx, ks_link_forward(ctx, j->model, ks_var_new(ctx, xt, 0)),
+                                  ks_var_new(ctx, tt, 0), -1);
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv) {
-  int unit = 256, batch = 100, epochs = 2, threads = 1, c1 = 32, c2 = 64;
+  int unit = 256, batch = 100, epochs = 2, threads = 1, c1 = 32, c2 = 64, replicas = 1;
   long train_size = 0;
   const char *data = NULL;
   static const struct option longopts[] = {
     {"unit", required_argument, 0, 'u'},   {"batch", required_argument, 0, 'b'},
     {"epochs", required_argument, 0, 'e'}, {"threads", required_argument, 0, 't'},
     {"data", required_argument, 0, 'd'},   {"channels", required_argument, 0, 'c'},
-    {"train-size", required_argument, 0, 'n'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    {"train-size", required_argument, 0, 'n'}, {"replicas", required_argument, 0, 'r'},
+    {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   int c;
-  while ((c = getopt_long(argc, argv, "u:b:e:t:d:c:h", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "u:b:e:t:d:c:r:h", longopts, NULL)) != -1) {
     switch (c) {
       case 'u': unit = atoi(optarg); break;
       case 'b': batch = atoi(optarg); break;
@@ -77,17 +100,19 @@ int main(int argc, char **argv) {
       case 't': threads = atoi(optarg); break;
       case 'd': data = optarg; break;
       case 'n': train_size = atol(optarg); break;
+      case 'r': replicas = atoi(optarg); break;
       case 'c':
         if (sscanf(optarg, "%d,%d", &c1, &c2) != 2) { fprintf(stderr, "bench_cnn: --channels C1,C2\n"); return 2; }
         break;
       case 'h':
-        printf("usage: bench_cnn [--batch B] [--epochs E] [--threads T] [--unit U] [--channels C1,C2] [--data DIR]\n");
+        printf("usage: bench_cnn [--batch B] [--epochs E] [--threads T] [--unit U] [--channels C1,C2] [--data DIR]\n"
+               "                 [--train-size N] [--replicas R]\n");
         return 0;
       default: return 2;
     }
   }
-  if (unit < 1 || batch < 1 || epochs < 1 || threads < 1 || c1 < 1 || c2 < 1) {
-    fprintf(stderr, "bench_cnn: --unit, --batch, --epochs, --threads and --channels must be >= 1\n");
+  if (unit < 1 || batch < 1 || epochs < 1 || threads < 1 || c1 < 1 || c2 < 1 || replicas < 1) {
+    fprintf(stderr, "bench_cnn: --unit, --batch, --epochs, --threads, --channels and --replicas must be >= 1\n");
     return 2;
   }
   ks_set_num_threads(threads);
@@ -120,6 +145,9 @@ int main(int argc, char **argv) {
   if (ks_serial_iterator_new(&it, train->size, batch, 1, 1, 1)) die("iterator");
   ks_ctx *ctx = ks_ctx_new();
   if (!ctx) die("ctx");
+  ks_data_parallel *dp = NULL;
+  if (replicas > 1 && ks_data_parallel_new(&dp, model, replicas, 0)) die("replicas");
+  slice_job job = {train, NULL, model};
 
   double *epoch_s = calloc((size_t)epochs, sizeof *epoch_s);
   double *epoch_cpu = calloc((size_t)epochs, sizeof *epoch_cpu);
@@ -130,6 +158,14 @@ int main(int argc, char **argv) {
     const int64_t *idx;
     int64_t n;
     if (ks_serial_iterator_next(it, &idx, &n)) die("next");
+    if (dp) {
+      double l;
+      job.idx = idx;
+      if (ks_data_parallel_backward(dp, n, slice_loss, &job, &l) || ks_optimizer_update(opt))
+        die("data-parallel step");
+      loss_sum += l;
+      loss_n++;
+    } else {
     ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 4, (int64_t[]){n, 1, 28, 28});
     ks_tensor *tt = ks_ctx_tensor(ctx, KS_I32, 1, (int64_t[]){n});
     if (!xt || !tt || ks_dataset_gather(train, idx, n, ks_tensor_f32(xt), ks_tensor_i32(tt)))
@@ -142,6 +178,7 @@ int main(int argc, char **argv) {
     loss_sum += ks_tensor_f32(loss->data)[0];
     loss_n++;
     ks_ctx_reset(ctx);
+    }
     if (ks_serial_iterator_is_new_epoch(it)) {
       double t = now_s();
       last_loss = loss_sum / (double)loss_n;
@@ -184,8 +221,9 @@ int main(int argc, char **argv) {
 
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  printf("{\"peer\": \"kusari\", \"model\": \"cnn\", \"channels\": [%d, %d], \"unit\": %d, \"batch\": %d, "
-         "\"threads\": %d, \"epochs\": %d, \"epoch_seconds\": [", c1, c2, unit, batch, threads, epochs);
+  printf("{\"peer\": \"%s\", \"model\": \"cnn\", \"channels\": [%d, %d], \"unit\": %d, \"batch\": %d, "
+         "\"threads\": %d, \"replicas\": %d, \"epochs\": %d, \"epoch_seconds\": [",
+         replicas > 1 ? "kusari-dp" : "kusari", c1, c2, unit, batch, threads, replicas, epochs);
   for (int e = 0; e < epochs; e++) printf("%s%.4f", e ? ", " : "", epoch_s[e]);
   printf("], \"epoch_cpu_seconds\": [");
   for (int e = 0; e < epochs; e++) printf("%s%.4f", e ? ", " : "", epoch_cpu[e]);
@@ -197,6 +235,7 @@ int main(int argc, char **argv) {
   free(epoch_s);
   free(epoch_cpu);
   ks_ctx_free(ctx);
+  ks_data_parallel_free(dp);
   ks_serial_iterator_free(it);
   ks_optimizer_free(opt);
   ks_link_free(model);

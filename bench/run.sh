@@ -7,6 +7,8 @@
 #   bench/setup-peers.sh           # once: bench/.venv with numpy, torch, chainer
 #   bench/run.sh [epochs (3)] [repetitions (3)]
 #   PEERS="numpy" THREADS="1" CONFIGS="100:128" bench/run.sh 3 5
+#   DP=1 bench/run.sh              # also kusari's data-parallel step
+#                                  # (--replicas = threads) on 2+ threads
 #
 # OpenBLAS kernels: Debian's OpenBLAS 0.3.21 does not know this CPU and would
 # run generic SSE3 kernels; every run here gets the kernel set OpenBLAS's own
@@ -40,10 +42,15 @@ for rep in $(seq 1 "$reps"); do
   for cfg in $configs; do
     unit=${cfg%%:*}; batch=${cfg##*:}
     for threads in $threads_list; do
-      for who in kusari $peers; do
-        if [ "$who" = kusari ]; then
+      contestants="kusari"
+      [ "${DP:-0}" = 1 ] && [ "$threads" -gt 1 ] && contestants="kusari kusari-dp"
+      for who in $contestants $peers; do
+        if [ "$who" = kusari ] || [ "$who" = kusari-dp ]; then
+          replicas=1
+          [ "$who" = kusari-dp ] && replicas=$threads
           line=$(env OPENBLAS_CORETYPE="${coretype}" KUSARI_NUM_THREADS="$threads" \
-                 "$kusari_bin" --unit "$unit" --batch "$batch" --epochs "$epochs" --threads "$threads")
+                 "$kusari_bin" --unit "$unit" --batch "$batch" --epochs "$epochs" --threads "$threads" \
+                 --replicas "$replicas")
         else
           line=$(env OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" \
                      MKL_NUM_THREADS="$threads" OPENBLAS_CORETYPE="${coretype}" \
