@@ -16,9 +16,13 @@ rm -f "$tmp/mnist/train_mnist"
 PKG_CONFIG_LIBDIR="$tmp/prefix/lib/pkgconfig:/usr/lib/x86_64-linux-gnu/pkgconfig:/usr/share/pkgconfig" \
   make -C "$tmp/mnist" CFLAGS="-O2 -Wall -Wextra -Werror"
 export LD_LIBRARY_PATH="$tmp/prefix/lib"
-"$tmp/mnist/train_mnist" --help | grep -q -- '--batchsize'
+# (outputs are saved, not piped into grep -q: grep's early exit would kill the
+# writer with SIGPIPE, which pipefail turns into a failure now and then)
+"$tmp/mnist/train_mnist" --help > "$tmp/help"
+grep -q -- '--batchsize' "$tmp/help"
 # the library must come from the install prefix
-ldd "$tmp/mnist/train_mnist" | grep -q "$tmp/prefix/lib/libkusari.so" || { echo "FAIL: not linked against the installed library"; exit 1; }
+ldd "$tmp/mnist/train_mnist" > "$tmp/ldd"
+grep -q "$tmp/prefix/lib/libkusari.so" "$tmp/ldd" || { echo "FAIL: not linked against the installed library"; cat "$tmp/ldd"; exit 1; }
 # the static library and pkg-config's --static flags link too
 PKG_CONFIG_LIBDIR="$tmp/prefix/lib/pkgconfig:/usr/lib/x86_64-linux-gnu/pkgconfig:/usr/share/pkgconfig" sh -c \
   'cc -O2 -o "$0/static_train" "$0/mnist/train_mnist.c" $(pkg-config --cflags kusari) "$0/prefix/lib/libkusari.a" $(pkg-config --libs-only-l --static kusari | sed "s/-lkusari//")' "$tmp"

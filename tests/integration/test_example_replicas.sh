@@ -20,7 +20,8 @@ for v in 0 65 two -1; do
   grep -q -- "--replicas must be" "$tmp/out" || { echo "FAIL: no message for --replicas $v"; cat "$tmp/out"; exit 1; }
   [ ! -e "$tmp/bad" ] || { echo "FAIL: --replicas $v wrote $tmp/bad"; exit 1; }
 done
-"$TRAIN" --help | grep -q -- "--replicas N"
+"$TRAIN" --help > "$tmp/help"
+grep -q -- "--replicas N" "$tmp/help"
 
 args=(-e 2 --train-size 6000 --test-size 2000 --channels 16,32 -u 64 --data "$DATA")
 for r in 1 2; do
