@@ -30,11 +30,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench_common.h"
 
 static void die(const char *what) {
   fprintf(stderr, "bench_cnn: %s: %s\n", what, ks_error_last());
@@ -48,37 +44,6 @@ static ks_var *cnn_forward(ks_ctx *ctx, ks_link *self, ks_var *x) {
   h = ks_max_pooling_2d(ctx, h, 2, 2, 0, 1);
   h = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "fc3"), h));
   return ks_link_forward(ctx, ks_link_child(self, "fc4"), h);
-}
-
-static double cpu_s(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-         (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-}
-
-/* --replicas: one slice of the batch, gathered and trained by its replica */
-typedef struct slice_job {
-  const ks_dataset *train;
-  const int64_t *idx;
-  ks_link *model;
-} slice_job;
-
-static ks_var *slice_loss(ks_ctx *ctx, int replica, int64_t start, int64_t count, void *user) {
-  (void)replica;
-  const slice_job *j = user;
-  ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 4, (int64_t[]){count, 1, 28, 28});
-  ks_tensor *tt = ks_ctx_tensor(ctx, KS_I32, 1, (int64_t[]){count});
-  if (!xt || !tt ||
-      ks_dataset_gather(j->train, j->idx + start, count, ks_tensor_f32(xt), ks_tensor_i32(tt)))
-    return NULL;
-  return ks_softmax_cross_entropy(ctx, ks_link_forward(ctx, j->model, ks_var_new(ctx, xt, 0)),
-                                  ks_var_new(ctx, tt, 0), -1);
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv) {
@@ -139,85 +104,15 @@ int main(int argc, char **argv) {
       ks_link_add_child(model, "fc4", ks_linear_link_new(unit, 10, &lo)))
     die("model");
   ks_link_set_forward(model, cnn_forward, NULL);
-  ks_optimizer *opt = ks_optimizer_momentum_sgd_new(0.01, 0.9);
-  if (!opt || ks_optimizer_setup(opt, model)) die("optimizer");
-  ks_serial_iterator *it;
-  if (ks_serial_iterator_new(&it, train->size, batch, 1, 1, 1)) die("iterator");
-  ks_ctx *ctx = ks_ctx_new();
-  if (!ctx) die("ctx");
-  ks_data_parallel *dp = NULL;
-  if (replicas > 1 && ks_data_parallel_new(&dp, model, replicas, 0)) die("replicas");
-  slice_job job = {train, NULL, model};
-
+  bc_trainer tr;
+  bc_trainer_init(&tr, "bench_cnn", train, model, batch, replicas);
   double *epoch_s = calloc((size_t)epochs, sizeof *epoch_s);
   double *epoch_cpu = calloc((size_t)epochs, sizeof *epoch_cpu);
-  double c0 = cpu_s();
-  double t0 = now_s(), last_loss = 0, loss_sum = 0;
-  int64_t loss_n = 0;
-  while (ks_serial_iterator_epoch(it) < epochs) {
-    const int64_t *idx;
-    int64_t n;
-    if (ks_serial_iterator_next(it, &idx, &n)) die("next");
-    if (dp) {
-      double l;
-      job.idx = idx;
-      if (ks_data_parallel_backward(dp, n, slice_loss, &job, &l) || ks_optimizer_update(opt))
-        die("data-parallel step");
-      loss_sum += l;
-      loss_n++;
-    } else {
-    ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 4, (int64_t[]){n, 1, 28, 28});
-    ks_tensor *tt = ks_ctx_tensor(ctx, KS_I32, 1, (int64_t[]){n});
-    if (!xt || !tt || ks_dataset_gather(train, idx, n, ks_tensor_f32(xt), ks_tensor_i32(tt)))
-      die("batch");
-    ks_var *loss = ks_softmax_cross_entropy(
-        ctx, ks_link_forward(ctx, model, ks_var_new(ctx, xt, 0)), ks_var_new(ctx, tt, 0), -1);
-    if (!loss) die("forward");
-    ks_link_cleargrads(model);
-    if (ks_backward(ctx, loss) || ks_optimizer_update(opt)) die("step");
-    loss_sum += ks_tensor_f32(loss->data)[0];
-    loss_n++;
-    ks_ctx_reset(ctx);
-    }
-    if (ks_serial_iterator_is_new_epoch(it)) {
-      double t = now_s();
-      last_loss = loss_sum / (double)loss_n;
-      loss_sum = 0;
-      loss_n = 0;
-      double cn = cpu_s();
-      epoch_s[ks_serial_iterator_epoch(it) - 1] = t - t0;
-      epoch_cpu[ks_serial_iterator_epoch(it) - 1] = cn - c0;
-      fprintf(stderr, "bench_cnn: epoch %lld: %.2f s (cpu %.2f s)\n", (long long)ks_serial_iterator_epoch(it), t - t0, cn - c0);
-      t0 = t;
-      c0 = cn;
-    }
-  }
+  double last_loss = bc_train(&tr, epochs, epoch_s, epoch_cpu, NULL, NULL);
 
   /* test accuracy in batches of 500, no graph */
-  ks_ctx_set_train(ctx, 0);
-  ks_ctx_set_backprop(ctx, 0);
-  int64_t correct = 0;
-  int64_t *ids = malloc(sizeof *ids * 500);
-  for (int64_t s = 0; s < test->size; s += 500) {
-    int64_t m = test->size - s < 500 ? test->size - s : 500;
-    for (int64_t i = 0; i < m; i++) ids[i] = s + i;
-    ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 4, (int64_t[]){m, 1, 28, 28});
-    ks_tensor *tt = ks_ctx_tensor(ctx, KS_I32, 1, (int64_t[]){m});
-    if (!xt || !tt || ks_dataset_gather(test, ids, m, ks_tensor_f32(xt), ks_tensor_i32(tt)))
-      die("test batch");
-    ks_var *acc = ks_accuracy(ctx, ks_link_forward(ctx, model, ks_var_new(ctx, xt, 0)),
-                              ks_var_new(ctx, tt, 0), -1);
-    if (!acc) die("accuracy");
-    correct += (int64_t)(ks_tensor_f32(acc->data)[0] * (float)m + 0.5f);
-    ks_ctx_reset(ctx);
-  }
-  free(ids);
-  double test_acc = (double)correct / (double)test->size;
-
-  double *sorted = malloc(sizeof *sorted * (size_t)epochs);
-  memcpy(sorted, epoch_s, sizeof *sorted * (size_t)epochs);
-  qsort(sorted, (size_t)epochs, sizeof *sorted, cmp_double);
-  double median = epochs % 2 ? sorted[epochs / 2] : 0.5 * (sorted[epochs / 2 - 1] + sorted[epochs / 2]);
+  double test_acc = bc_test_accuracy(&tr, test, 500);
+  double median = bc_median(epoch_s, epochs);
 
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -231,13 +126,9 @@ int main(int argc, char **argv) {
          "\"test_accuracy\": %.6f, \"blas_coretype\": \"%s\"}\n",
          (long long)train->size, median, (double)ru.ru_maxrss / 1024.0, last_loss, test_acc, ks_blas_corename());
 
-  free(sorted);
   free(epoch_s);
   free(epoch_cpu);
-  ks_ctx_free(ctx);
-  ks_data_parallel_free(dp);
-  ks_serial_iterator_free(it);
-  ks_optimizer_free(opt);
+  bc_trainer_free(&tr);
   ks_link_free(model);
   ks_dataset_free(train);
   ks_dataset_free(test);

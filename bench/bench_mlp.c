@@ -21,19 +21,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Process CPU time (user + system, all threads): on a shared machine the
- * steady figure for one thread; on two it also counts the pool's spinning. */
-static double cpu_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench_common.h"
 
 static void die(const char *what) {
   fprintf(stderr, "bench_mlp: %s: %s\n", what, ks_error_last());
@@ -56,9 +44,9 @@ static double sgemm_peak_gflops(int n) {
   for (size_t i = 0; i < (size_t)n * n; i++) { a[i] = (float)(i % 7) * 0.1f; b[i] = (float)(i % 5) * 0.1f; }
   double best = 1e30;
   for (int r = 0; r < 4; r++) {
-    double t0 = now_s();
+    double t0 = bc_now();
     be->gemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-    double dt = now_s() - t0;
+    double dt = bc_now() - t0;
     if (r > 0 && dt < best) best = dt; /* r == 0 warms up */
   }
   free(a); free(b); free(c);
@@ -102,12 +90,26 @@ static void gemm_bound_free(gemm_bound *g) {
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
 }
 
+/* After each training epoch: its GEMM-only epoch (bc_train's after_epoch) */
+typedef struct gemm_pairing {
+  gemm_bound bound;
+  int64_t size;
+  double *out;
+} gemm_pairing;
+
+static double gemm_bound_epoch(const gemm_bound *g, int64_t size);
+
+static void gemm_pairing_run(void *user, int epoch) {
+  gemm_pairing *p = user;
+  p->out[epoch] = gemm_bound_epoch(&p->bound, p->size);
+}
+
 /* Seconds for the products of size / b steps (a last partial step counted
  * as its fraction, as the iterator's epochs count it). */
 static double gemm_bound_epoch(const gemm_bound *g, int64_t size) {
   const ks_backend_ops *be = ks_backend_for_device(KS_CPU);
   const int64_t b = g->b, u = g->u, in = g->in, steps = (size + b - 1) / b;
-  double t0 = now_s();
+  double t0 = bc_now();
   for (int64_t s = 0; s < steps; s++) {
     be->gemm(0, 1, b, u, in, 1.0f, g->x, in, g->w1, in, 0.0f, g->h1, u);
     be->gemm(0, 1, b, u, u, 1.0f, g->h1, u, g->w2, u, 0.0f, g->h2, u);
@@ -118,32 +120,7 @@ static double gemm_bound_epoch(const gemm_bound *g, int64_t size) {
     be->gemm(1, 0, u, u, b, 1.0f, g->gh2, u, g->h1, u, 0.0f, g->gw2, u);
     be->gemm(1, 0, u, in, b, 1.0f, g->gh1, u, g->x, in, 0.0f, g->gw1, in);
   }
-  return (now_s() - t0) * ((double)size / (double)b) / (double)steps;
-}
-
-/* --replicas R > 1: the step as R data-parallel replicas (kusari/parallel.h),
- * each gathering and training its slice of the batch. */
-typedef struct slice_job {
-  const ks_dataset *train;
-  const int64_t *idx;
-  ks_link *model;
-} slice_job;
-
-static ks_var *slice_loss(ks_ctx *ctx, int replica, int64_t start, int64_t count, void *user) {
-  (void)replica;
-  const slice_job *j = user;
-  ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){count, j->train->row_size});
-  ks_tensor *tt = ks_ctx_tensor(ctx, KS_I32, 1, (int64_t[]){count});
-  if (!xt || !tt ||
-      ks_dataset_gather(j->train, j->idx + start, count, ks_tensor_f32(xt), ks_tensor_i32(tt)))
-    return NULL;
-  return ks_softmax_cross_entropy(ctx, ks_link_forward(ctx, j->model, ks_var_new(ctx, xt, 0)),
-                                  ks_var_new(ctx, tt, 0), -1);
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
+  return (bc_now() - t0) * ((double)size / (double)b) / (double)steps;
 }
 
 int main(int argc, char **argv) {
@@ -197,84 +174,19 @@ int main(int argc, char **argv) {
       ks_link_add_child(model, "l3", ks_linear_link_new(unit, 10, &lo)))
     die("model");
   ks_link_set_forward(model, mlp_forward, NULL);
-  ks_optimizer *opt = ks_optimizer_momentum_sgd_new(0.01, 0.9);
-  if (!opt || ks_optimizer_setup(opt, model)) die("optimizer");
-  ks_serial_iterator *it;
-  if (ks_serial_iterator_new(&it, train->size, batch, 1, 1, 1)) die("iterator");
-  ks_ctx *ctx = ks_ctx_new();
-  if (!ctx) die("ctx");
-  ks_data_parallel *dp = NULL;
-  if (replicas > 1 && ks_data_parallel_new(&dp, model, replicas, 0)) die("replicas");
-  slice_job job = {train, NULL, model};
-
+  bc_trainer tr;
+  bc_trainer_init(&tr, "bench_mlp", train, model, batch, replicas);
   double *epoch_s = calloc((size_t)epochs, sizeof *epoch_s);
   double *epoch_cpu = calloc((size_t)epochs, sizeof *epoch_cpu);
   double *gemm_s = calloc((size_t)epochs, sizeof *gemm_s);
-  gemm_bound bound;
-  gemm_bound_init(&bound, batch, unit, train->row_size);
-  double c0 = cpu_s();
-  double t0 = now_s(), last_loss = 0, loss_sum = 0;
-  int64_t loss_n = 0;
-  while (ks_serial_iterator_epoch(it) < epochs) {
-    const int64_t *idx;
-    int64_t n;
-    if (ks_serial_iterator_next(it, &idx, &n)) die("next");
-    if (dp) {
-      double l;
-      job.idx = idx;
-      if (ks_data_parallel_backward(dp, n, slice_loss, &job, &l) || ks_optimizer_update(opt))
-        die("data-parallel step");
-      loss_sum += l;
-      loss_n++;
-    } else {
-    ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){n, train->row_size});
-    ks_tensor *tt = ks_ctx_tensor(ctx, KS_I32, 1, (int64_t[]){n});
-    if (!xt || !tt || ks_dataset_gather(train, idx, n, ks_tensor_f32(xt), ks_tensor_i32(tt)))
-      die("batch");
-    ks_var *loss = ks_softmax_cross_entropy(
-        ctx, ks_link_forward(ctx, model, ks_var_new(ctx, xt, 0)), ks_var_new(ctx, tt, 0), -1);
-    if (!loss) die("forward");
-    ks_link_cleargrads(model);
-    if (ks_backward(ctx, loss) || ks_optimizer_update(opt)) die("step");
-    loss_sum += ks_tensor_f32(loss->data)[0];
-    loss_n++;
-    ks_ctx_reset(ctx);
-    }
-    if (ks_serial_iterator_is_new_epoch(it)) {
-      double t = now_s();
-      last_loss = loss_sum / (double)loss_n; /* mean over the epoch, like the peers */
-      loss_sum = 0;
-      loss_n = 0;
-      double cnow = cpu_s();
-      const int e = ks_serial_iterator_epoch(it) - 1;
-      epoch_s[e] = t - t0;
-      epoch_cpu[e] = cnow - c0;
-      gemm_s[e] = gemm_bound_epoch(&bound, train->size); /* paired, not counted */
-      t0 = now_s();
-      c0 = cpu_s();
-    }
-  }
+  gemm_pairing pair;
+  gemm_bound_init(&pair.bound, batch, unit, train->row_size);
+  pair.size = train->size;
+  pair.out = gemm_s;
+  double last_loss = bc_train(&tr, epochs, epoch_s, epoch_cpu, gemm_pairing_run, &pair);
 
   /* test accuracy over the test set in batches of 1000, no graph */
-  ks_ctx_set_train(ctx, 0);
-  ks_ctx_set_backprop(ctx, 0);
-  int64_t correct = 0;
-  int64_t *ids = malloc(sizeof *ids * 1000);
-  for (int64_t s = 0; s < test->size; s += 1000) {
-    int64_t m = test->size - s < 1000 ? test->size - s : 1000;
-    for (int64_t i = 0; i < m; i++) ids[i] = s + i;
-    ks_tensor *xt = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){m, test->row_size});
-    ks_tensor *tt = ks_ctx_tensor(ctx, KS_I32, 1, (int64_t[]){m});
-    if (!xt || !tt || ks_dataset_gather(test, ids, m, ks_tensor_f32(xt), ks_tensor_i32(tt)))
-      die("test batch");
-    ks_var *acc = ks_accuracy(ctx, ks_link_forward(ctx, model, ks_var_new(ctx, xt, 0)),
-                              ks_var_new(ctx, tt, 0), -1);
-    if (!acc) die("accuracy");
-    correct += (int64_t)(ks_tensor_f32(acc->data)[0] * (float)m + 0.5f);
-    ks_ctx_reset(ctx);
-  }
-  free(ids);
-  double test_acc = (double)correct / (double)test->size;
+  double test_acc = bc_test_accuracy(&tr, test, 1000);
 
   /* GEMM work of one epoch: forward 3 products, backward gW for all three
    * layers and gx for layers 2 and 3 (layer 1's input needs no gradient). */
@@ -284,21 +196,12 @@ int main(int argc, char **argv) {
   per_sample += 2 * (u * u + u * 10);                       /* gx       */
   double epoch_gflop = per_sample * (double)train->size * 1e-9;
 
-  double *sorted = malloc(sizeof *sorted * (size_t)epochs);
-  memcpy(sorted, epoch_s, sizeof *sorted * (size_t)epochs);
-  qsort(sorted, (size_t)epochs, sizeof *sorted, cmp_double);
-  double median = epochs % 2 ? sorted[epochs / 2] : 0.5 * (sorted[epochs / 2 - 1] + sorted[epochs / 2]);
-  memcpy(sorted, epoch_cpu, sizeof *sorted * (size_t)epochs);
-  qsort(sorted, (size_t)epochs, sizeof *sorted, cmp_double);
-  double median_cpu = epochs % 2 ? sorted[epochs / 2] : 0.5 * (sorted[epochs / 2 - 1] + sorted[epochs / 2]);
+  double median = bc_median(epoch_s, epochs), median_cpu = bc_median(epoch_cpu, epochs);
+  double median_gemm = bc_median(gemm_s, epochs);
   double peak = sgemm_peak_gflops(2048);
   double *ratio = malloc(sizeof *ratio * (size_t)epochs);
   for (int e = 0; e < epochs; e++) ratio[e] = epoch_s[e] / gemm_s[e];
-  qsort(ratio, (size_t)epochs, sizeof *ratio, cmp_double);
-  double median_ratio = epochs % 2 ? ratio[epochs / 2] : 0.5 * (ratio[epochs / 2 - 1] + ratio[epochs / 2]);
-  memcpy(sorted, gemm_s, sizeof *sorted * (size_t)epochs);
-  qsort(sorted, (size_t)epochs, sizeof *sorted, cmp_double);
-  double median_gemm = epochs % 2 ? sorted[epochs / 2] : 0.5 * (sorted[epochs / 2 - 1] + sorted[epochs / 2]);
+  double median_ratio = bc_median(ratio, epochs);
 
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -314,12 +217,9 @@ int main(int argc, char **argv) {
          median, median_cpu, (double)ru.ru_maxrss / 1024.0, last_loss, test_acc, ks_blas_corename(),
          epoch_gflop, epoch_gflop / median, peak, epoch_gflop / median / peak);
 
-  free(sorted); free(epoch_s); free(epoch_cpu); free(gemm_s); free(ratio);
-  gemm_bound_free(&bound);
-  ks_ctx_free(ctx);
-  ks_data_parallel_free(dp);
-  ks_serial_iterator_free(it);
-  ks_optimizer_free(opt);
+  free(epoch_s); free(epoch_cpu); free(gemm_s); free(ratio);
+  gemm_bound_free(&pair.bound);
+  bc_trainer_free(&tr);
   ks_link_free(model);
   ks_dataset_free(train);
   ks_dataset_free(test);
