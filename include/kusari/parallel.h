@@ -33,9 +33,15 @@
  * two replicas each run the whole step of half the batch and meet once
  * (bench/RESULTS.md has the figures).
  *
+ * Persistent values: batch normalization's running statistics are updated
+ * from the first replica's slice alone (the other replicas' ctxs have
+ * ks_ctx_set_update_persistents(ctx, 0)), as Chainer's ParallelUpdater keeps
+ * the main device's. Each replica normalizes with its own slice's batch
+ * statistics, so with batch normalization the step is not the whole batch's
+ * (as with several GPUs). A link of your own that writes persistent values
+ * in its forward must honor ks_ctx_update_persistents.
+ *
  * Limits:
- *   - the model must not hold persistent values (batch normalization's
- *     running statistics), which a forward in train mode writes: KS_EINVAL;
  *   - lazy parameters get their shape from replica 0's forward, which then
  *     runs alone before the others start;
  *   - with more threads than replicas, the extra threads stay idle.

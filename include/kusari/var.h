@@ -58,6 +58,14 @@ int ks_ctx_train(const ks_ctx *ctx);
 /* chainer.no_backprop_mode(): with 0, no graph is recorded. Returns previous. */
 int ks_ctx_set_backprop(ks_ctx *ctx, int enable);
 int ks_ctx_backprop(const ks_ctx *ctx);
+/* Whether a forward through this ctx may update persistent values (batch
+ * normalization's running statistics); default 1. Data-parallel replicas
+ * other than the first run with 0, so the model's statistics come from the
+ * first replica's slice alone, as from the main device's with Chainer's
+ * ParallelUpdater. Links that write persistent values in their forward
+ * honor it. Returns the previous value. */
+int ks_ctx_set_update_persistents(ks_ctx *ctx, int enable);
+int ks_ctx_update_persistents(const ks_ctx *ctx);
 
 /* Arena tensors: uninitialized / zero-filled. NULL (error set) on failure. */
 ks_tensor *ks_ctx_tensor(ks_ctx *ctx, ks_dtype dtype, int ndim, const int64_t *shape);

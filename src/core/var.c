@@ -21,6 +21,7 @@ struct ks_ctx {
   ks_rng rng;
   int train;
   int backprop;
+  int update_persistents;
   unsigned mark;
   ks_grad_sink sink;   /* parameter gradients go here when sink.grad is set */
 };
@@ -38,6 +39,7 @@ ks_ctx *ks_ctx_new(void) {
   ks_rng_seed(&ctx->rng, 0);
   ctx->train = 1;
   ctx->backprop = 1;
+  ctx->update_persistents = 1;
   return ctx;
 }
 
@@ -65,6 +67,13 @@ int ks_ctx_set_backprop(ks_ctx *ctx, int enable) {
   return old;
 }
 int ks_ctx_backprop(const ks_ctx *ctx) { return ctx->backprop; }
+
+int ks_ctx_set_update_persistents(ks_ctx *ctx, int enable) {
+  int old = ctx->update_persistents;
+  ctx->update_persistents = !!enable;
+  return old;
+}
+int ks_ctx_update_persistents(const ks_ctx *ctx) { return ctx->update_persistents; }
 
 ks_tensor *ks_ctx_tensor(ks_ctx *ctx, ks_dtype dtype, int ndim, const int64_t *shape) {
   ks_tensor *t = ks_arena_alloc(ctx->arena, sizeof *t);

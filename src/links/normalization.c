@@ -23,6 +23,8 @@ static ks_var *bn_forward(ks_ctx *ctx, ks_link *link, ks_var *x) {
   }
   bn_impl *b = link->impl;
   if (ctx && ks_ctx_train(ctx)) {
+    if (!ks_ctx_update_persistents(ctx)) /* a data-parallel replica after the first */
+      return ks_batch_normalization(ctx, x, b->gamma, b->beta, b->eps, NULL, NULL, b->decay);
     double decay = b->decay;
     if (b->finetune) decay = 1.0 - 1.0 / (double)(*b->N + 1);
     ks_var *y = ks_batch_normalization(ctx, x, b->gamma, b->beta, b->eps, b->avg_mean, b->avg_var,

@@ -65,13 +65,6 @@ struct ks_data_parallel {
 
 /* ---------------------------------------------------------------------------- */
 
-static int first_persistent(const char *path, ks_tensor *t, int64_t *ival, void *user) {
-  (void)t;
-  (void)ival;
-  snprintf(user, 256, "%s", path);
-  return 1;
-}
-
 int ks_data_parallel_new(ks_data_parallel **out, ks_link *model, int replicas, uint64_t seed) {
   if (!out) return ks_error_set(KS_EINVAL, "ks_data_parallel_new: out is NULL");
   *out = NULL;
@@ -79,13 +72,6 @@ int ks_data_parallel_new(ks_data_parallel **out, ks_link *model, int replicas, u
   if (replicas < 1 || replicas > KS_DP_MAX_REPLICAS)
     return ks_error_set(KS_EINVAL, "ks_data_parallel_new: replicas must be 1..%d, got %d",
                         KS_DP_MAX_REPLICAS, replicas);
-  char path[256] = "";
-  if (ks_link_namedpersistents(model, first_persistent, path))
-    return ks_error_set(KS_EINVAL,
-                        "ks_data_parallel_new: the model holds persistent value '%s' (e.g. batch "
-                        "normalization's running statistics), which every replica's forward "
-                        "would write; data-parallel replicas cannot share it",
-                        path);
   ks_data_parallel *dp = calloc(1, sizeof *dp);
   if (!dp) return ks_error_set(KS_ENOMEM, "out of memory creating data-parallel replicas");
   dp->model = model;
@@ -104,6 +90,9 @@ int ks_data_parallel_new(ks_data_parallel **out, ks_link *model, int replicas, u
       return ks_error_last_code();
     }
     ks_ctx_seed(dp->reps[r].ctx, seed + 0x9e3779b97f4a7c15ull * (uint64_t)r);
+    /* persistent values (running statistics) follow the first replica only:
+     * the others would write them from another thread at the same time */
+    if (r > 0) ks_ctx_set_update_persistents(dp->reps[r].ctx, 0);
   }
   *out = dp;
   return KS_OK;

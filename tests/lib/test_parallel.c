@@ -330,6 +330,62 @@ static void test_parallel__unreached_parameter(void **state) {
   free_batch(&b);
 }
 
+/* Batch normalization: each replica normalizes with its own slice's
+ * statistics (the gradient is the weighted sum of the slices' own, not the
+ * whole batch's), and the running statistics are the first replica's slice's
+ * alone, bit for bit, whatever the other replicas do at the same time. */
+static ks_var *bn_forward(ks_ctx *ctx, ks_link *self, ks_var *x) {
+  ks_var *h = ks_link_forward(ctx, ks_link_child(self, "l1"), x);
+  h = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "bn"), h));
+  return ks_link_forward(ctx, ks_link_child(self, "l2"), h);
+}
+
+static ks_link *make_bn_mlp(void) {
+  ks_link *m = make_mlp(12, IN);
+  TU_OK(ks_link_add_child(m, "bn", ks_batch_normalization_link_new(HID, NULL)));
+  ks_link_set_forward(m, bn_forward, NULL);
+  return m;
+}
+
+static void test_parallel__batch_normalization(void **state) {
+  (void)state;
+  batch b = make_batch(10, 51);
+  ks_link *ref = make_bn_mlp(), *rep = make_bn_mlp();
+  /* reference: slice 0 (rows 0-4) alone, then slice 1 (rows 5-9) alone */
+  b.model = ref;
+  plain_step(&b, 0, 5);
+  int64_t size;
+  float *g0 = grads_of(ref, &size);
+  float mean0[HID], var0[HID];
+  memcpy(mean0, ks_tensor_f32(ks_link_persistent(ref, "bn/avg_mean")), sizeof mean0);
+  memcpy(var0, ks_tensor_f32(ks_link_persistent(ref, "bn/avg_var")), sizeof var0);
+  plain_step(&b, 5, 5);
+  float *g1 = grads_of(ref, &size);
+
+  ks_data_parallel *dp;
+  TU_OK(ks_data_parallel_new(&dp, rep, 2, 0));
+  b.model = rep;
+  TU_OK(ks_data_parallel_backward(dp, 10, slice_loss, &b, NULL));
+  assert_memory_equal(ks_tensor_f32(ks_link_persistent(rep, "bn/avg_mean")), mean0, sizeof mean0);
+  assert_memory_equal(ks_tensor_f32(ks_link_persistent(rep, "bn/avg_var")), var0, sizeof var0);
+  assert_int_equal(*ks_link_persistent_int(rep, "bn/N"), 0);
+  const float *got = ks_link_pack_grad(rep, NULL);
+  for (int64_t j = 0; j < size; j++) {
+    double want = 0.5 * (double)g0[j] + 0.5 * (double)g1[j];
+    if (fabs((double)got[j] - want) > 1e-6 * (1 + fabs(want)))
+      fail_msg("element %lld: replicas %.9g, slices' weighted sum %.9g", (long long)j, (double)got[j], want);
+  }
+  /* only the first replica's ctx updates persistent values */
+  assert_int_equal(ks_ctx_update_persistents(ks_data_parallel_ctx(dp, 0)), 1);
+  assert_int_equal(ks_ctx_update_persistents(ks_data_parallel_ctx(dp, 1)), 0);
+  free(g0);
+  free(g1);
+  ks_data_parallel_free(dp);
+  ks_link_free(ref);
+  ks_link_free(rep);
+  free_batch(&b);
+}
+
 static void assert_error(int rc, int code, const char *part) {
   assert_int_equal(rc, code);
   if (!strstr(ks_error_last(), part)) fail_msg("message '%s' lacks '%s'", ks_error_last(), part);
@@ -344,12 +400,6 @@ static void test_parallel__errors(void **state) {
   assert_error(ks_data_parallel_new(&dp, m, 65, 0), KS_EINVAL, "got 65");
   assert_error(ks_data_parallel_new(&dp, NULL, 2, 0), KS_EINVAL, "model is NULL");
   assert_error(ks_data_parallel_new(NULL, m, 2, 0), KS_EINVAL, "out is NULL");
-
-  /* batch normalization's running statistics cannot be shared */
-  ks_link *bnm = make_mlp(9, IN);
-  TU_OK(ks_link_add_child(bnm, "bn", ks_batch_normalization_link_new(HID, NULL)));
-  assert_error(ks_data_parallel_new(&dp, bnm, 2, 0), KS_EINVAL, "persistent value 'bn/N'");
-  ks_link_free(bnm);
 
   batch b = make_batch(6, 41);
   b.model = m;
@@ -403,6 +453,7 @@ int main(void) {
     cmocka_unit_test(test_parallel__training_follows_the_plain_step),
     cmocka_unit_test(test_parallel__lazy_links),
     cmocka_unit_test(test_parallel__unreached_parameter),
+    cmocka_unit_test(test_parallel__batch_normalization),
     cmocka_unit_test(test_parallel__errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
