@@ -26,7 +26,13 @@
  *   {"format": "kusari-sequential/1", "root": "predictor", "input": [1, 28, 28], ...}
  *
  * A description without "root" (all descriptions written before it
- * existed) has its keys at the top of the npz. Types:
+ * existed) has its keys at the top of the npz. Optional, after "input":
+ *
+ *   "input_range": [0, 1],                          every input value lies in it
+ *   "input_preprocessing": "grayscale pixels / 255" how raw data became input
+ *
+ * (ks_model_desc_opts); the platform's scorer answers 400 for a value
+ * outside the range, quoting the preprocessing. Types:
  *   linear               in, out, nobias
  *   convolution_2d       in, out, ksize [kh,kw], stride [sy,sx], pad [ph,pw],
  *                        dilate, groups, nobias
@@ -91,10 +97,25 @@ typedef struct ks_model_desc_opts {
    * was saved. One trailing '/' is ignored. A Classifier adds "predictor"
    * to it. */
   const char *root;
+  /* The range of every input value the network was trained on, {lo, hi}
+   * (e.g. {0, 1} for pixels scaled by 1/255), written as "input_range":
+   * the platform's scorer answers 400 for a value outside it instead of a
+   * quietly wrong prediction. NULL: no declared range. */
+  const double *input_range;
+  /* How raw data becomes the network's input, in words (e.g. "grayscale
+   * pixels / 255"), written as "input_preprocessing" and quoted in the
+   * scorer's 400 answers. NULL: none. */
+  const char *input_preprocessing;
 } ks_model_desc_opts;
 
 /* The general form of the two above. opts may be NULL (a Sequential saved on
- * its own). KS_EINVAL for a root with empty segments ("a//b", "/a"). */
+ * its own). KS_EINVAL for a root with empty segments ("a//b", "/a"), an
+ * input range that is not finite with lo <= hi. Example (the MNIST MLP):
+ *   ks_model_desc_save_ex("outputs/model.json", model,
+ *                         &(ks_model_desc_opts){.order = order, .input_range = (double[]){0, 1},
+ *                                               .input_preprocessing = "grayscale pixels / 255"},
+ *                         1, (int64_t[]){784});
+ */
 int ks_model_desc_save_ex(const char *path, ks_link *net, const ks_model_desc_opts *opts,
                           int input_ndim, const int64_t *input_shape);
 

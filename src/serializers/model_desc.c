@@ -16,6 +16,7 @@
 #include "kusari/functions.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,9 +97,11 @@ static int root_ok(const char *root) {
   return 1;
 }
 
-/* 'root' ("" for none) is written only when set, so the description of a
- * network saved on its own stays byte for byte what it was before roots. */
-static int begin(ks__textbuf *b, const char *root, int input_ndim, const int64_t *input_shape) {
+/* 'root' ("" for none), the input range and preprocessing are written only
+ * when set, so the description of a network saved on its own stays byte for
+ * byte what it was before them. */
+static int begin(ks__textbuf *b, const char *root, const ks_model_desc_opts *o, int input_ndim,
+                 const int64_t *input_shape) {
   if (input_ndim < 1 || input_ndim > 3 || !input_shape)
     return ks_error_set(KS_EINVAL, "model description: the input shape must have 1 to 3 dims (one sample), got %d", input_ndim);
   ks__tb_printf(b, "{\"format\": \"kusari-sequential/1\",\n");
@@ -112,7 +115,19 @@ static int begin(ks__textbuf *b, const char *root, int input_ndim, const int64_t
     if (input_shape[i] < 1) return ks_error_set(KS_EINVAL, "model description: input dim %d is %lld", i, (long long)input_shape[i]);
     ks__tb_printf(b, "%s%lld", i ? ", " : "", (long long)input_shape[i]);
   }
-  ks__tb_printf(b, "],\n \"layers\": [");
+  ks__tb_printf(b, "],\n");
+  if (o->input_range) {
+    const double lo = o->input_range[0], hi = o->input_range[1];
+    if (!isfinite(lo) || !isfinite(hi) || lo > hi)
+      return ks_error_set(KS_EINVAL, "model description: the input range [%g, %g] must be finite with lo <= hi", lo, hi);
+    ks__tb_printf(b, " \"input_range\": [%.17g, %.17g],\n", lo, hi);
+  }
+  if (o->input_preprocessing) {
+    ks__tb_printf(b, " \"input_preprocessing\": ");
+    ks__tb_json_string(b, o->input_preprocessing);
+    ks__tb_printf(b, ",\n");
+  }
+  ks__tb_printf(b, " \"layers\": [");
   return KS_OK;
 }
 
@@ -161,8 +176,8 @@ static int probe_fnx(ks_unary_fn_args *maxp, ks_unary_fn_args *avgp, ks_unary_fn
   return rc;
 }
 
-static int save_sequential(const char *path, ks_link *model, const char *root, int input_ndim,
-                           const int64_t *input_shape) {
+static int save_sequential(const char *path, ks_link *model, const char *root, const ks_model_desc_opts *o,
+                           int input_ndim, const int64_t *input_shape) {
   if (strcmp(ks_link_type_name(model), "Sequential") != 0)
     return ks_error_set(KS_EUNSUPPORTED, "ks_model_desc_save: the model is a %s, not a Sequential; for a Chain with its "
                         "own forward use ks_model_desc_save_chain with the order of its steps", ks_link_type_name(model));
@@ -173,7 +188,7 @@ static int save_sequential(const char *path, ks_link *model, const char *root, i
   if (!si || si->n_links != ks_link_num_children(model) || si->n < si->n_links)
     return ks_error_set(KS_EUNSUPPORTED, "model description: cannot read a Sequential's layers (libkusari's layout changed)");
   ks__textbuf b = {0};
-  rc = begin(&b, root, input_ndim, input_shape);
+  rc = begin(&b, root, o, input_ndim, input_shape);
   int k = 0;
   for (int i = 0; rc == KS_OK && i < si->n; i++) {
     const seq_layer *L = &si->layers[i];
@@ -221,11 +236,11 @@ static int parse_step_args(const char *spec, size_t nlen, int *v, int maxv) {
   return *p ? -1 : n;
 }
 
-static int save_chain(const char *path, ks_link *chain, const char *const *order, const char *root, int input_ndim,
-                      const int64_t *input_shape) {
+static int save_chain(const char *path, ks_link *chain, const char *const *order, const char *root,
+                      const ks_model_desc_opts *dopts, int input_ndim, const int64_t *input_shape) {
   if (!order[0]) return ks_error_set(KS_EINVAL, "ks_model_desc_save_chain: the order of steps is empty");
   ks__textbuf b = {0};
-  int rc = begin(&b, root, input_ndim, input_shape);
+  int rc = begin(&b, root, dopts, input_ndim, input_shape);
   for (int i = 0; rc == KS_OK && order[i]; i++) {
     const char *s = order[i];
     ks__tb_printf(&b, "%s\n  ", i ? "," : "");
@@ -311,8 +326,8 @@ int ks_model_desc_save_ex(const char *path, ks_link *net, const ks_model_desc_op
   char *root = NULL;
   ks_link *inner = unwrap(net, opts->root, &root);
   if (!inner) return ks_error_last_code();
-  int rc = opts->order ? save_chain(path, inner, opts->order, root, input_ndim, input_shape)
-                       : save_sequential(path, inner, root, input_ndim, input_shape);
+  int rc = opts->order ? save_chain(path, inner, opts->order, root, opts, input_ndim, input_shape)
+                       : save_sequential(path, inner, root, opts, input_ndim, input_shape);
   free(root);
   return rc;
 }

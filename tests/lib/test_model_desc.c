@@ -10,6 +10,7 @@
  */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -470,8 +471,70 @@ static void test_no_root_unchanged(void **state) {
   rm_dir(dir, desc, npz);
 }
 
+/* The input's declared range and preprocessing (ks_model_desc_opts): written
+ * after "input" when given, as JSON numbers and a JSON string; nothing new
+ * in a description without them; bad ranges refused, nothing written. */
+static void test_input_range(void **state) {
+  (void)state;
+  ks_rng rng;
+  ks_rng_seed(&rng, 7);
+  ks_link *mlp = ks_chain_new();
+  TU_OK(ks_link_add_child(mlp, "l1", ks_linear_link_new(4, 2, &(ks_linear_opts){.rng = &rng})));
+  char dir[64], desc[600], npz[600];
+  tmp_paths(dir, sizeof dir, desc, npz);
+  TU_OK(ks_save_npz(npz, mlp));
+  const char *order[] = {"l1", NULL};
+  TU_OK(ks_model_desc_save_ex(desc, mlp,
+                              &(ks_model_desc_opts){.order = order, .input_range = (const double[]){-0.5, 255},
+                                                    .input_preprocessing = "pixels \"raw\"\n"},
+                              1, (int64_t[]){4}));
+  const char *text = read_text(desc), *p = text;
+  jv j;
+  assert_int_equal(jparse(&p, &j), 0);
+  const jv *rg = jget(&j, "input_range");
+  assert_non_null(rg);
+  assert_int_equal(rg->t, J_ARR);
+  assert_int_equal(rg->n, 2);
+  assert_true(rg->items[0].num == -0.5 && rg->items[1].num == 255);
+  const jv *pp = jget(&j, "input_preprocessing");
+  assert_non_null(pp);
+  assert_int_equal(pp->t, J_STR);
+  assert_string_equal(pp->str, "pixels \"raw\"\n");
+  jfree(&j);
+  /* the rest reads as before */
+  rebuilt r;
+  rebuild(&r, desc, npz);
+  assert_int_equal(r.n, 1);
+  assert_non_null(ks_link_param(ks_link_child(r.chain, "l1"), "W"));
+  ks_link_free(r.chain);
+  /* only the range; 1/3 exactly as a double */
+  TU_OK(ks_model_desc_save_ex(desc, mlp, &(ks_model_desc_opts){.order = order, .input_range = (const double[]){1.0 / 3, 1}},
+                              1, (int64_t[]){4}));
+  text = read_text(desc);
+  p = text;
+  assert_int_equal(jparse(&p, &j), 0);
+  assert_true(jget(&j, "input_range")->items[0].num == 1.0 / 3);
+  assert_null(jget(&j, "input_preprocessing"));
+  jfree(&j);
+  /* bad ranges: KS_EINVAL, the file is left as it was */
+  static const double bad[][2] = {{1, 0}, {0, INFINITY}, {NAN, 1}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    assert_int_equal(ks_model_desc_save_ex(desc, mlp, &(ks_model_desc_opts){.order = order, .input_range = bad[i]}, 1,
+                                           (int64_t[]){4}),
+                     KS_EINVAL);
+    assert_non_null(strstr(ks_error_last(), "input range"));
+    assert_non_null(strstr(read_text(desc), "\"input_range\": [0.33333333333333331, 1]"));
+  }
+  /* without them: no new keys */
+  TU_OK(ks_model_desc_save_chain(desc, mlp, order, 1, (int64_t[]){4}));
+  assert_null(strstr(read_text(desc), "input_"));
+  ks_link_free(mlp);
+  rm_dir(dir, desc, npz);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_input_range),
     cmocka_unit_test(test_classifier_chain_roundtrip),
     cmocka_unit_test(test_classifier_sequential_and_root),
     cmocka_unit_test(test_no_root_unchanged),
