@@ -10,7 +10,10 @@
  * entry/ (the user's scoring library, kept as a blob in the store).
  * Keys: two per service, 32 bytes from /dev/urandom as 64 hex digits, kept
  * across restarts and redeploys; `keys --regenerate` replaces one and tells
- * a running server with SIGHUP.
+ * a running server with SIGHUP. The store keeps only their sha256
+ * (services.primary_key_sha256, schema 5), which the server checks; the
+ * keys themselves are in WORKSPACE/services/NAME/keys (mode 0600, in a 0700
+ * folder), which `service keys` prints.
  */
 #include "service.h"
 
@@ -54,6 +57,93 @@ static int new_key(char out[65]) {
   return 0;
 }
 
+/* ---- keys: sha256 in the store, the keys in a 0600 file ------------------------------ */
+static void keys_path(const kp_ws *ws, const char *name, char *out, size_t n) {
+  snprintf(out, n, "%s/services/%s/keys", ws->root, name);
+}
+
+/* Writes services/NAME/keys (0600; the folder 0700) through a temporary
+ * file renamed over it, so a reader sees the old keys or the new ones. */
+static int keys_write(const kp_ws *ws, const char *name, const char *k1, const char *k2) {
+  char dir[4400], p[4600], tmp[4700];
+  snprintf(dir, sizeof dir, "%s/services", ws->root);
+  if (kp_mkdirs(dir, 0755) != 0) return -1;
+  snprintf(dir, sizeof dir, "%s/services/%s", ws->root, name);
+  if (mkdir(dir, 0700) != 0 && errno != EEXIST) return kp_err("cannot create %s: %s", dir, strerror(errno));
+  if (chmod(dir, 0700) != 0) return kp_err("cannot make %s private: %s", dir, strerror(errno));
+  keys_path(ws, name, p, sizeof p);
+  snprintf(tmp, sizeof tmp, "%s.tmp%ld", p, (long)getpid());
+  unlink(tmp);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return kp_err("cannot write %s: %s", tmp, strerror(errno));
+  char buf[256];
+  int len = snprintf(buf, sizeof buf, "{\"primary_key\": \"%s\", \"secondary_key\": \"%s\"}\n", k1, k2);
+  int ok = len > 0 && (size_t)len < sizeof buf && write(fd, buf, (size_t)len) == len && fsync(fd) == 0;
+  ok = close(fd) == 0 && ok;
+  if (!ok || rename(tmp, p) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return kp_err("cannot write %s: %s", p, strerror(e));
+  }
+  return 0;
+}
+
+/* Reads the keys of service 'name' from its keys file; -1 with a message
+ * (and a hint) when the file is missing or unreadable. */
+static int keys_read(const kp_ws *ws, const char *name, char k[2][65]) {
+  char p[4600];
+  keys_path(ws, name, p, sizeof p);
+  char *t = kp_read_file(p, NULL);
+  cJSON *j = t ? cJSON_Parse(t) : NULL;
+  free(t);
+  const char *a = j ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "primary_key")) : NULL;
+  const char *b = j ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "secondary_key")) : NULL;
+  int rc = 0;
+  if (!a || !b || strlen(a) != 64 || strlen(b) != 64) {
+    kp_err("the keys of service %s are not readable in %s%s%s", name, p, j ? "" : ": ", j ? "" : strerror(errno ? errno : EINVAL));
+    kp_hint("the store keeps only their sha256; make new ones with 'kusari service keys %s --regenerate both'", name);
+    rc = -1;
+  } else {
+    snprintf(k[0], 65, "%s", a);
+    snprintf(k[1], 65, "%s", b);
+  }
+  cJSON_Delete(j);
+  return rc;
+}
+
+/* Migration to schema 5 (platform/store.c, in the migration's transaction,
+ * after the columns were renamed to *_sha256): moves each service's keys
+ * from the store into its keys file and leaves their sha256 in the store.
+ * A rollback after this leaves the store as it was and the same keys on
+ * file. */
+int kp_service_keys_migrate(kp_ws *ws) {
+  sqlite3_stmt *st, *up;
+  if (kp_db_prepare(ws, &st, "SELECT name, primary_key_sha256, secondary_key_sha256 FROM services") != 0) return -1;
+  if (kp_db_prepare(ws, &up, "UPDATE services SET primary_key_sha256=?2, secondary_key_sha256=?3 WHERE name=?1") != 0) {
+    sqlite3_finalize(st);
+    return -1;
+  }
+  /* the plain keys' bytes do not stay behind in freed pages of the store */
+  int rc = kp_db_exec(ws, "PRAGMA secure_delete=ON");
+  while (rc == 0 && kp_db_row(st) > 0) {
+    const char *name = kp_col_text(st, 0);
+    char h1[65], h2[65];
+    if (kp_name_ok(name) != 0) { rc = kp_err("service name '%s' is not valid", name); break; }
+    if (keys_write(ws, name, kp_col_text(st, 1), kp_col_text(st, 2)) != 0) { rc = -1; break; }
+    kp_sha256_hex(kp_col_text(st, 1), strlen(kp_col_text(st, 1)), h1);
+    kp_sha256_hex(kp_col_text(st, 2), strlen(kp_col_text(st, 2)), h2);
+    sqlite3_reset(up);
+    kp_bind_text(up, 1, name);
+    kp_bind_text(up, 2, h1);
+    kp_bind_text(up, 3, h2);
+    rc = kp_db_done(ws, up);
+  }
+  sqlite3_finalize(up);
+  sqlite3_finalize(st);
+  if (rc == 0) rc = kp_db_exec(ws, "PRAGMA secure_delete=OFF");
+  return rc;
+}
+
 typedef struct svc {
   char name[256], model_name[256], host[64], state[32], error[1024], entry_name[256];
   long long model_version;
@@ -61,13 +151,12 @@ typedef struct svc {
   long long max_body;
   long long pid, pid_start;
   double created, started;
-  char keys[2][65];
 } svc;
 
 static const char SVC_COLS[] =
   "SELECT name, model_name, model_version, host, port, coalesce(bound_port, 0), auth, workers, max_body, timeout, "
   "state, coalesce(error, ''), coalesce(entry_name, ''), coalesce(pid, 0), coalesce(pid_start, 0), created, "
-  "coalesce(started, 0), primary_key, secondary_key FROM services";
+  "coalesce(started, 0) FROM services";
 
 static void read_svc(sqlite3_stmt *st, svc *s) {
   memset(s, 0, sizeof *s);
@@ -88,8 +177,6 @@ static void read_svc(sqlite3_stmt *st, svc *s) {
   s->pid_start = sqlite3_column_int64(st, 14);
   s->created = sqlite3_column_double(st, 15);
   s->started = sqlite3_column_double(st, 16);
-  snprintf(s->keys[0], sizeof s->keys[0], "%s", kp_col_text(st, 17));
-  snprintf(s->keys[1], sizeof s->keys[1], "%s", kp_col_text(st, 18));
   /* a Running record whose process is gone has failed */
   if ((!strcmp(s->state, "Running") || !strcmp(s->state, "Starting")) &&
       !(s->pid > 0 && kp_proc_alive((pid_t)s->pid, (uint64_t)s->pid_start))) {
@@ -312,12 +399,17 @@ int kp_model_deploy(int argc, char **argv) {
            old.model_version, old.state);
     if (stop_server(&ws, &old) != 0) goto out;
   }
-  char k1[65], k2[65];
+  /* a new service's keys: on file first (0600), their sha256 in the store;
+   * a redeployed one keeps its keys (the upsert leaves them alone) */
+  char k1[65], k2[65], h1[65], h2[65];
   if (new_key(k1) != 0 || new_key(k2) != 0) goto out;
+  kp_sha256_hex(k1, 64, h1);
+  kp_sha256_hex(k2, 64, h2);
+  if (have != 0 && keys_write(&ws, name, k1, k2) != 0) goto out;
   if (kp_db_begin(&ws) != 0) goto out;
   if (kp_db_prepare(&ws, &st,
                     "INSERT INTO services(name, model_id, model_name, model_version, entry_name, entry_sha256, host, port, "
-                    "auth, workers, max_body, timeout, primary_key, secondary_key, state, created) "
+                    "auth, workers, max_body, timeout, primary_key_sha256, secondary_key_sha256, state, created) "
                     "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,'Stopped',?15) "
                     "ON CONFLICT(name) DO UPDATE SET model_id=?2, model_name=?3, model_version=?4, entry_name=?5, "
                     "entry_sha256=?6, host=?7, port=?8, auth=?9, workers=?10, max_body=?11, timeout=?12, "
@@ -337,8 +429,8 @@ int kp_model_deploy(int argc, char **argv) {
   sqlite3_bind_int(st, 10, (int)workers);
   sqlite3_bind_int64(st, 11, mb * 1024 * 1024);
   sqlite3_bind_int(st, 12, (int)tmo);
-  kp_bind_text(st, 13, k1);
-  kp_bind_text(st, 14, k2);
+  kp_bind_text(st, 13, h1);
+  kp_bind_text(st, 14, h2);
   sqlite3_bind_double(st, 15, kp_now());
   if (kp_db_done(&ws, st) != 0 || kp_db_commit(&ws) != 0) {
     kp_db_rollback(&ws);
@@ -360,7 +452,7 @@ out:
 }
 
 /* ---- kusari service ... --------------------------------------------------------------- */
-static cJSON *svc_json(const svc *s, int with_keys) {
+static cJSON *svc_json(const svc *s) {
   cJSON *o = cJSON_CreateObject();
   char uri[400], t[64];
   scoring_uri(s, uri, sizeof uri);
@@ -388,10 +480,6 @@ static cJSON *svc_json(const svc *s, int with_keys) {
   cJSON_AddStringToObject(o, "started", t);
   if (s->error[0]) cJSON_AddStringToObject(o, "error", s->error);
   else cJSON_AddNullToObject(o, "error");
-  if (with_keys) {
-    cJSON_AddStringToObject(o, "primary_key", s->keys[0]);
-    cJSON_AddStringToObject(o, "secondary_key", s->keys[1]);
-  }
   return o;
 }
 
@@ -417,7 +505,7 @@ static int service_list(int argc, char **argv) {
     svc s;
     read_svc(st, &s);
     if (json) {
-      cJSON_AddItemToArray(arr, svc_json(&s, 0));
+      cJSON_AddItemToArray(arr, svc_json(&s));
     } else {
       char uri[400], m[300];
       scoring_uri(&s, uri, sizeof uri);
@@ -454,7 +542,7 @@ static int service_show(int argc, char **argv) {
   svc_dir(&ws, name, dir, sizeof dir);
   kp_ws_close(&ws);
   if (r != 0) return 1;
-  cJSON *o = svc_json(&s, 0);
+  cJSON *o = svc_json(&s);
   int bmax;
   long bwait;
   kp_service_batch_load(dir, &bmax, &bwait); /* 1 and 0 when the service never batched */
@@ -516,37 +604,49 @@ static int service_keys(int argc, char **argv) {
   const char *name = NULL, *regen = NULL;
   kp_opt opts[] = {{.name = "json", .flag = &json}, {.name = "regenerate", .val = &regen}, {0}};
   if (one_name("service keys", argc, argv, opts, &name)) return 2;
-  if (regen && strcmp(regen, "primary") && strcmp(regen, "secondary"))
-    return kp_usage_err("service keys", "--regenerate takes 'primary' or 'secondary'");
+  if (regen && strcmp(regen, "primary") && strcmp(regen, "secondary") && strcmp(regen, "both"))
+    return kp_usage_err("service keys", "--regenerate takes 'primary', 'secondary' or 'both'");
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
   svc s;
   int rc = 1;
+  char k[2][65];
   if (find_svc(&ws, name, &s, 1) != 0) goto out;
   if (regen) {
-    char k[65];
-    if (new_key(k) != 0) goto out;
+    int which = !strcmp(regen, "primary") ? 1 : !strcmp(regen, "secondary") ? 2 : 3;
+    /* the key kept is read from the file; with 'both' there is none to keep */
+    if (which != 3 && keys_read(&ws, name, k) != 0) goto out;
+    for (int i = 0; i < 2; i++)
+      if ((which >> i & 1) && new_key(k[i]) != 0) goto out;
+    char h[2][65];
+    kp_sha256_hex(k[0], 64, h[0]);
+    kp_sha256_hex(k[1], 64, h[1]);
+    /* file first: a crash between the two leaves the file ahead of the
+     * store, and regenerating again repairs it */
+    if (keys_write(&ws, name, k[0], k[1]) != 0) goto out;
     sqlite3_stmt *st;
-    if (kp_db_prepare(&ws, &st, regen[0] == 'p' ? "UPDATE services SET primary_key=?2 WHERE name=?1"
-                                                : "UPDATE services SET secondary_key=?2 WHERE name=?1") != 0) goto out;
+    if (kp_db_prepare(&ws, &st, "UPDATE services SET primary_key_sha256=?2, secondary_key_sha256=?3 WHERE name=?1") != 0)
+      goto out;
     kp_bind_text(st, 1, name);
-    kp_bind_text(st, 2, k);
+    kp_bind_text(st, 2, h[0]);
+    kp_bind_text(st, 3, h[1]);
     int d = kp_db_done(&ws, st);
     sqlite3_finalize(st);
     if (d != 0) goto out;
-    snprintf(s.keys[regen[0] == 'p' ? 0 : 1], 65, "%s", k);
     if (!strcmp(s.state, "Running")) kill((pid_t)s.pid, SIGHUP);  /* reloads its keys */
-    fprintf(stderr, "Regenerated the %s key of service %s%s\n", regen, name,
-            strcmp(s.state, "Running") ? "" : " (the running server reloads it now)");
+    fprintf(stderr, "Regenerated the %s key%s of service %s%s\n", regen, which == 3 ? "s" : "", name,
+            strcmp(s.state, "Running") ? "" : " (the running server reloads them now)");
+  } else if (keys_read(&ws, name, k) != 0) {
+    goto out;
   }
   if (json) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "primary_key", s.keys[0]);
-    cJSON_AddStringToObject(o, "secondary_key", s.keys[1]);
+    cJSON_AddStringToObject(o, "primary_key", k[0]);
+    cJSON_AddStringToObject(o, "secondary_key", k[1]);
     print_json(o);
     cJSON_Delete(o);
   } else {
-    printf("primary:   %s\nsecondary: %s\n", s.keys[0], s.keys[1]);
+    printf("primary:   %s\nsecondary: %s\n", k[0], k[1]);
     if (!s.auth) fprintf(stderr, "note: service %s was deployed without --auth: it does not ask for a key\n", name);
   }
   rc = 0;
@@ -624,13 +724,16 @@ static const kp_cmd cmds[] = {
    "usage: kusari service list [--json]\n\nLists the workspace's scoring services.\n"},
   {"show", service_show, "show a service: state, scoring URI, model",
    "usage: kusari service show NAME [--json]\n\nShows a service's state (Running, Stopped, Failed), scoring and health\n"
-   "URIs, model, auth, workers, limits and its last error.\n"},
+   "URIs, model, auth, workers, limits, batching (batch_max, batch_wait_us) and its\n"
+   "last error.\n"},
   {"logs", service_logs, "print a service's server log",
    "usage: kusari service logs NAME [--tail N]\n\nPrints the server's log (start, stop, errors, timeouts).\n"},
   {"keys", service_keys, "print or regenerate a service's keys",
-   "usage: kusari service keys NAME [--regenerate primary|secondary] [--json]\n\n"
-   "Prints the primary and secondary keys (send 'Authorization: Bearer KEY').\n"
-   "--regenerate replaces one; a running server uses the new one at once.\n"},
+   "usage: kusari service keys NAME [--regenerate primary|secondary|both] [--json]\n\n"
+   "Prints the primary and secondary keys (send 'Authorization: Bearer KEY'), read\n"
+   "from WORKSPACE/services/NAME/keys (mode 0600): the store keeps only their\n"
+   "sha256. --regenerate replaces one key (or both); a running server uses the new\n"
+   "one at once.\n"},
   {"start", service_start, "start a stopped service (same keys, same model)",
    "usage: kusari service start NAME\n\nStarts the service's server again with its model, options and keys.\n"},
   {"stop", service_stop, "stop a service's server (keeps the service)",

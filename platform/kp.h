@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define KP_SCHEMA_VERSION 4
+#define KP_SCHEMA_VERSION 5
 
 /* ---- command table ------------------------------------------------------ */
 typedef struct kp_cmd {
@@ -183,6 +183,10 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out);
 int kp_run_cancel(kp_ws *ws, const char *id, double grace, const char *reason);
 /* Reads and validates an environment file; returns canonical JSON (free()). */
 char *kp_env_load(const char *path);
+
+/* Migration to schema 5 (cmd_service.c): moves the services' keys from the
+ * store into services/NAME/keys (0600), leaving their sha256 in the store. */
+int kp_service_keys_migrate(kp_ws *ws);
 
 /* Stores the files under dir/sub/ as run files named "sub/..." */
 int kp_store_tree(kp_ws *ws, const char *run_id, const char *dir, const char *prefix);

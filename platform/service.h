@@ -24,6 +24,9 @@ int64_t kp_scorer_width(const kp_scorer *s);
 int64_t kp_scorer_classes(const kp_scorer *s);
 /* Where the description was found (for logs). */
 const char *kp_scorer_desc_path(const kp_scorer *s);
+/* 1 when the description declares "input_range" [*lo, *hi] (0: any finite
+ * value); *prep gets its "input_preprocessing" ("" without). */
+int kp_scorer_input_range(const kp_scorer *s, double *lo, double *hi, const char **prep);
 /* logits (n x classes) of the n samples in x (n x width), computed in ctx
  * (test mode, no graph); the result lives in ctx until ks_ctx_reset. NULL
  * on failure (ks_error_last()). Safe to call from several threads at once,

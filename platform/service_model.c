@@ -36,6 +36,9 @@ struct kp_scorer {
   int64_t width, classes;
   char desc_path[4096];
   char root[1024];      /* "predictor/" when the description has "root": "predictor"; else "" */
+  int has_range;        /* "input_range": [lo, hi] */
+  double lo, hi;
+  char prep[256];       /* "input_preprocessing" ("" without) */
 };
 
 /* Up to this many samples, a Linear runs as one sgemv per sample instead of
@@ -227,6 +230,27 @@ static int build(kp_scorer *s, const cJSON *j, char *err, size_t errn) {
     s->width *= s->in_shape[i];
   }
   if (s->width > 100000000) { snprintf(err, errn, "%s: the input is too large", s->desc_path); return -1; }
+  /* optional: the range of the input values, how raw data became them */
+  const cJSON *rg = cJSON_GetObjectItemCaseSensitive(j, "input_range");
+  if (rg) {
+    const cJSON *lo = cJSON_GetArrayItem(rg, 0), *hi = cJSON_GetArrayItem(rg, 1);
+    if (!cJSON_IsArray(rg) || cJSON_GetArraySize(rg) != 2 || !cJSON_IsNumber(lo) || !cJSON_IsNumber(hi) ||
+        !isfinite(lo->valuedouble) || !isfinite(hi->valuedouble) || lo->valuedouble > hi->valuedouble) {
+      snprintf(err, errn, "%s: \"input_range\" must be [lo, hi], two finite numbers with lo <= hi", s->desc_path);
+      return -1;
+    }
+    s->has_range = 1;
+    s->lo = lo->valuedouble;
+    s->hi = hi->valuedouble;
+  }
+  const cJSON *pp = cJSON_GetObjectItemCaseSensitive(j, "input_preprocessing");
+  if (pp) {
+    if (!cJSON_IsString(pp)) {
+      snprintf(err, errn, "%s: \"input_preprocessing\" must be a string", s->desc_path);
+      return -1;
+    }
+    snprintf(s->prep, sizeof s->prep, "%s", pp->valuestring);
+  }
   const cJSON *layers = cJSON_GetObjectItemCaseSensitive(j, "layers");
   int nl = cJSON_IsArray(layers) ? cJSON_GetArraySize(layers) : 0;
   if (nl < 1 || nl > 10000) { snprintf(err, errn, "%s: \"layers\" must be a non-empty list", s->desc_path); return -1; }
@@ -385,6 +409,12 @@ void kp_scorer_free(kp_scorer *s) {
 int64_t kp_scorer_width(const kp_scorer *s) { return s->width; }
 int64_t kp_scorer_classes(const kp_scorer *s) { return s->classes; }
 const char *kp_scorer_desc_path(const kp_scorer *s) { return s->desc_path; }
+int kp_scorer_input_range(const kp_scorer *s, double *lo, double *hi, const char **prep) {
+  *lo = s->lo;
+  *hi = s->hi;
+  *prep = s->prep;
+  return s->has_range;
+}
 
 const float *kp_scorer_run(kp_scorer *s, ks_ctx *ctx, const float *x, int64_t n) {
   ks_ctx_set_train(ctx, 0);

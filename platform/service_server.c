@@ -24,6 +24,7 @@
 #include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
@@ -36,7 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KEY_LEN 64
+#define KEY_HASH_LEN 32 /* what the store keeps of it: its sha256 */
 #define CHUNK_ROWS 1024
 /* Size limits of a request's head, checked by the handler so that they are
  * answered in JSON (431 / 414) like every other error. libmicrohttpd keeps a
@@ -58,11 +59,19 @@ typedef struct server {
   char *(*e_run)(const char *);
   pthread_mutex_t e_mu;
   int auth;
-  /* the two keys, read on every request without a lock (a sequence lock:
-   * the main thread rewrites them on SIGHUP, rarely; a reader that saw a
-   * write in progress reads again); atomic words, so no data race */
-  _Atomic uint64_t keys[2][KEY_LEN / 8];
+  /* the sha256 of the two keys (the store keeps nothing else of them),
+   * read on every request without a lock (a sequence lock: the main
+   * thread rewrites them on SIGHUP, rarely; a reader that saw a write in
+   * progress reads again); atomic words, so no data race */
+  _Atomic uint64_t keys[2][KEY_HASH_LEN / 8];
   atomic_uint key_seq;
+  EVP_MD *sha256;        /* fetched once: no lookup on the request path */
+  pthread_key_t md_key;  /* each worker's EVP_MD_CTX */
+  /* the description's "input_range" (checked on every input value) and
+   * "input_preprocessing" (quoted when one is outside) */
+  int has_range;
+  double lo, hi;
+  const char *prep;
   size_t max_body;
   double body_deadline;  /* seconds a request's body may take in all (trickling clients) */
   pthread_key_t ctx_key;
@@ -202,14 +211,29 @@ static void oraw(obuf *b, const char *s, size_t k) {
 }
 
 /* ---- auth ------------------------------------------------------------------------- */
-/* constant time in the key's length: every byte of both keys is compared */
+/* The given key's sha256 against the two stored ones: the time depends on
+ * the given key's length only (the digest runs over all of it; every byte
+ * of both digests is compared). The digest context is the worker's own. */
+static void md_free(void *p) { EVP_MD_CTX_free(p); }
+
 static int key_ok(const char *given, size_t glen) {
-  unsigned char keys[2][KEY_LEN];
+  EVP_MD_CTX *md = pthread_getspecific(S.md_key);
+  if (!md) {
+    md = EVP_MD_CTX_new();
+    if (!md) return 0;
+    if (pthread_setspecific(S.md_key, md) != 0) { EVP_MD_CTX_free(md); return 0; }
+  }
+  unsigned char h[EVP_MAX_MD_SIZE];
+  unsigned hl = 0;
+  if (EVP_DigestInit_ex2(md, S.sha256, NULL) != 1 || EVP_DigestUpdate(md, given, glen) != 1 ||
+      EVP_DigestFinal_ex(md, h, &hl) != 1 || hl != KEY_HASH_LEN)
+    return 0;
+  unsigned char keys[2][KEY_HASH_LEN];
   for (;;) {
     unsigned s0 = atomic_load_explicit(&S.key_seq, memory_order_acquire);
     if (s0 & 1) continue;  /* a reload is writing them */
     for (int k = 0; k < 2; k++)
-      for (int w = 0; w < KEY_LEN / 8; w++) {
+      for (int w = 0; w < KEY_HASH_LEN / 8; w++) {
         uint64_t v = atomic_load_explicit(&S.keys[k][w], memory_order_relaxed);
         memcpy(keys[k] + 8 * w, &v, 8);
       }
@@ -218,8 +242,8 @@ static int key_ok(const char *given, size_t glen) {
   }
   int ok = 0;
   for (int k = 0; k < 2; k++) {
-    unsigned diff = (unsigned)(glen ^ KEY_LEN);
-    for (size_t i = 0; i < KEY_LEN; i++) diff |= keys[k][i] ^ (unsigned char)(i < glen ? given[i] : 0);
+    unsigned diff = 0;
+    for (size_t i = 0; i < KEY_HASH_LEN; i++) diff |= keys[k][i] ^ h[i];
     ok |= diff == 0;
   }
   return ok;
@@ -469,6 +493,18 @@ static enum MHD_Result score_builtin(struct MHD_Connection *c, req *r) {
   int64_t n = 0;
   enum MHD_Result rc;
   if (kp_json_rows(r->body, r->n, width, &x, &n) != 0 && parse_slow(c, r, width, &x, &n, &rc) != 0) return rc;
+  if (S.has_range) {
+    /* values outside what the network was trained on (raw pixels where it
+     * takes pixels / 255) give a confident wrong answer: refuse them */
+    for (int64_t q = 0, nq = n * width; q < nq; q++) {
+      if (x[q] >= S.lo && x[q] <= S.hi) continue;
+      rc = send_err(c, r, 400, "input %lld, value %lld is %.9g, outside the model's input range [%.9g, %.9g]%s%s%s",
+                    (long long)(q / width), (long long)(q % width), (double)x[q], S.lo, S.hi,
+                    S.prep[0] ? " (its inputs are " : "", S.prep, S.prep[0] ? ")" : "");
+      free(x);
+      return rc;
+    }
+  }
   if (n == 1 && B.started) {
     batch_queue(c, r, x);
     return MHD_YES;
@@ -741,30 +777,41 @@ typedef struct svc_row {
   long batch_wait_us;
 } svc_row;
 
+static int unhex(int c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; }
+
+/* Reads the sha256 of the two keys from the store (64 hex digits each). */
 static int load_keys(kp_ws *ws) {
   sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT primary_key, secondary_key FROM services WHERE name=?") != 0) return -1;
+  if (kp_db_prepare(ws, &st, "SELECT primary_key_sha256, secondary_key_sha256 FROM services WHERE name=?") != 0) return -1;
   kp_bind_text(st, 1, S.name);
   int rc = -1;
   if (kp_db_row(st) > 0) {
-    unsigned char keys[2][KEY_LEN] = {{0}};
+    unsigned char keys[2][KEY_HASH_LEN] = {{0}};
+    rc = 0;
     for (int k = 0; k < 2; k++) {
       const char *t = kp_col_text(st, k);
-      size_t l = strlen(t);
-      memcpy(keys[k], t, l < KEY_LEN ? l : KEY_LEN);  /* a shorter key (never written so) ends in NULs */
-    }
-    /* only this thread writes */
-    unsigned s0 = atomic_load_explicit(&S.key_seq, memory_order_relaxed);
-    atomic_store_explicit(&S.key_seq, s0 + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
-    for (int k = 0; k < 2; k++)
-      for (int w = 0; w < KEY_LEN / 8; w++) {
-        uint64_t v;
-        memcpy(&v, keys[k] + 8 * w, 8);
-        atomic_store_explicit(&S.keys[k][w], v, memory_order_relaxed);
+      if (strlen(t) != 2 * KEY_HASH_LEN) rc = -1;
+      for (int i = 0; rc == 0 && i < KEY_HASH_LEN; i++) {
+        int a = unhex(t[2 * i]), b = unhex(t[2 * i + 1]);
+        if (a < 0 || b < 0) rc = -1;
+        else keys[k][i] = (unsigned char)(a << 4 | b);
       }
-    atomic_store_explicit(&S.key_seq, s0 + 2, memory_order_release);
-    rc = 0;
+    }
+    if (rc != 0) {
+      slog("error: the store's key digests of service %s are not sha256 hex digests", S.name);
+    } else {
+      /* only this thread writes */
+      unsigned s0 = atomic_load_explicit(&S.key_seq, memory_order_relaxed);
+      atomic_store_explicit(&S.key_seq, s0 + 1, memory_order_relaxed);
+      atomic_thread_fence(memory_order_release);
+      for (int k = 0; k < 2; k++)
+        for (int w = 0; w < KEY_HASH_LEN / 8; w++) {
+          uint64_t v;
+          memcpy(&v, keys[k] + 8 * w, 8);
+          atomic_store_explicit(&S.keys[k][w], v, memory_order_relaxed);
+        }
+      atomic_store_explicit(&S.key_seq, s0 + 2, memory_order_release);
+    }
   }
   sqlite3_finalize(st);
   return rc;
@@ -799,7 +846,7 @@ static int read_row(kp_ws *ws, svc_row *row) {
 }
 
 /* writes the model version's files under dir (fresh) */
-static int materialize(kp_ws *ws, const svc_row *row, const char *dir) {
+static int materialize(kp_ws *ws, const svc_row *row, const char *dir, char *err, size_t errn) {
   kp_rm_rf(dir);
   if (kp_mkdirs(dir, 0755) != 0) return -1;
   sqlite3_stmt *st;
@@ -821,8 +868,21 @@ static int materialize(kp_ws *ws, const svc_row *row, const char *dir) {
     n++;
   }
   sqlite3_finalize(st);
-  if (rc == 0 && n == 0)
-    rc = kp_err("model %s:%lld has no files (was it deleted?)", row->model_name, row->model_version);
+  if (rc == 0 && n == 0) {
+    int gone = 0;
+    if (kp_db_prepare(ws, &st, "SELECT count(*) FROM models WHERE id=?") == 0) {
+      sqlite3_bind_int64(st, 1, row->model_id);
+      gone = kp_db_row(st) > 0 && sqlite3_column_int(st, 0) == 0;
+      sqlite3_finalize(st);
+    }
+    if (gone) {
+      snprintf(err, errn, "model %s:%lld was deleted ('kusari model delete --force'); deploy another version to this "
+               "service: kusari model deploy %s:VERSION --name %s", row->model_name, row->model_version,
+               row->model_name, S.name);
+      rc = -1;
+    } else
+      rc = kp_err("model %s:%lld has no files", row->model_name, row->model_version);
+  }
   if (rc != 0 || have_desc || row->entry_sha[0]) return rc;
   /* A model registered as the single file outputs/model.npz of a run (the
    * quickstart's way) lacks the description written beside it: take the
@@ -931,6 +991,8 @@ int kp_service_serve(int argc, char **argv) {
   char dir[4400], mdir[4600], edir[4600];
   struct MHD_Daemon *d = NULL;
   int rc = 1;
+  S.sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+  if (!S.sha256 || pthread_key_create(&S.md_key, md_free) != 0) { snprintf(err, sizeof err, "libcrypto has no sha256"); goto fail; }
   if (read_row(&ws, &row) != 0 || load_keys(&ws) != 0) { snprintf(err, sizeof err, "cannot read the service's record"); goto fail; }
   snprintf(S.model, sizeof S.model, "%s:%lld", row.model_name, row.model_version);
   S.auth = row.auth;
@@ -938,7 +1000,10 @@ int kp_service_serve(int argc, char **argv) {
   S.body_deadline = 3.0 * row.timeout;
   snprintf(dir, sizeof dir, "%s/services/%s", ws.root, S.name);
   snprintf(mdir, sizeof mdir, "%s/model", dir);
-  if (materialize(&ws, &row, mdir) != 0) { snprintf(err, sizeof err, "cannot write the model's files into %s", mdir); goto fail; }
+  if (materialize(&ws, &row, mdir, err, sizeof err) != 0) {
+    if (!err[0]) snprintf(err, sizeof err, "cannot write the model's files into %s", mdir);
+    goto fail;
+  }
   if (row.entry_sha[0]) {
     snprintf(edir, sizeof edir, "%s/entry", dir);
     kp_rm_rf(edir);
@@ -964,6 +1029,12 @@ int kp_service_serve(int argc, char **argv) {
     if (!S.scorer) goto fail;
     slog("model %s: %s, input width %lld, %lld classes", S.model, kp_scorer_desc_path(S.scorer),
          (long long)kp_scorer_width(S.scorer), (long long)kp_scorer_classes(S.scorer));
+    S.has_range = kp_scorer_input_range(S.scorer, &S.lo, &S.hi, &S.prep);
+    if (S.has_range)
+      slog("input values must lie in [%.9g, %.9g]%s%s%s (the description's input_range)", S.lo, S.hi,
+           S.prep[0] ? ": " : "", S.prep, "");
+    else
+      slog("the description declares no input_range: every finite input value is taken");
   }
   /* one kernel thread per request: the pool's threads are the parallelism */
   ks_set_num_threads(1);
@@ -1020,6 +1091,8 @@ out:
   if (fd >= 0) close(fd);
   kp_scorer_free(S.scorer);
   S.scorer = NULL;
+  EVP_MD_free(S.sha256);
+  S.sha256 = NULL;
   if (S.dl) dlclose(S.dl);
   kp_ws_close(&ws);
   return rc;

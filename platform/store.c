@@ -83,6 +83,10 @@ static const char *const migrations[] = {
   "  evaluated INTEGER NOT NULL DEFAULT 0, decision TEXT, error TEXT, created REAL NOT NULL,\n"
   "  PRIMARY KEY(sweep_id, idx));\n"
   "CREATE INDEX IF NOT EXISTS runs_by_parent ON runs(parent_id);\n",
+  /* 4 -> 5: services keep only the sha256 of their keys; the keys move to
+   * services/NAME/keys (0600): see kp_service_keys_migrate (cmd_service.c) */
+  "ALTER TABLE services RENAME COLUMN primary_key TO primary_key_sha256;\n"
+  "ALTER TABLE services RENAME COLUMN secondary_key TO secondary_key_sha256;\n",
 };
 
 /* 1 -> 2: runs.prepared and runs.cancel_reason joined schema 1 during its
@@ -105,7 +109,7 @@ static int migrate_1_to_2(kp_ws *ws) {
 }
 
 /* migration_fns[i], when set, runs after migrations[i] (same transaction) */
-static int (*const migration_fns[])(kp_ws *) = {NULL, migrate_1_to_2, NULL, NULL};
+static int (*const migration_fns[])(kp_ws *) = {NULL, migrate_1_to_2, NULL, NULL, kp_service_keys_migrate};
 _Static_assert(sizeof migrations / sizeof migrations[0] == KP_SCHEMA_VERSION, "one migration per version");
 _Static_assert(sizeof migration_fns / sizeof migration_fns[0] == KP_SCHEMA_VERSION, "one migration per version");
 
