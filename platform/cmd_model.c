@@ -1,6 +1,6 @@
 /*
  * platform/cmd_model.c — the model registry: `kusari model register|list|show|
- * download|delete`. A model version is a set of files (one file, or every
+ * download|delete|tag|untag`. A model version is a set of files (one file, or every
  * file of a folder) stored by sha256 in the blob store, with lineage to the
  * run it came from. Versions count up per name from 1; a deleted version's
  * number is not reused.
@@ -70,6 +70,12 @@ static int add_file(mfiles *f, const char *path, const char *sha, int64_t size) 
   return 0;
 }
 
+/* 1 when the path's name ends in ".npz" */
+static int is_npz(const char *path) {
+  size_t l = strlen(path);
+  return l > 4 && !strcmp(path + l - 4, ".npz");
+}
+
 /* Stores local files under 'dir' as "rel/..." (symbolic links are refused). */
 static int collect_local(kp_ws *ws, mfiles *f, const char *dir, const char *rel) {
   DIR *d = opendir(dir);
@@ -115,6 +121,7 @@ static int model_register(int argc, char **argv) {
   for (int i = 0; i < ntags; i++)
     if (!strchr(tags[i], '=') || tags[i][0] == '=') return kp_usage_err(cmd, "--tag '%s' must look like key=value", tags[i]);
   char prefix[4200] = "";
+  int with_desc = 0;  /* model.json was added beside a single .npz */
   if (path) {
     if (kp_rel_path_ok(path) != 0) {
       kp_err("--path '%s' must be a path inside the run's files (not absolute, no '..')", path);
@@ -158,6 +165,22 @@ static int model_register(int argc, char **argv) {
       kp_hint("list the run's files with 'kusari run files %s'", run);
       goto out;
     }
+    /* a single .npz: the network description written beside it (model.json
+     * in the same folder of the run's files) goes with it, so that the
+     * model's files are servable on their own (download, deploy) */
+    if (f.n == 1 && is_npz(prefix) && !strcmp(f.v[0].path, prefix + strip)) {
+      char sib[4300];
+      snprintf(sib, sizeof sib, "%.*smodel.json", (int)strip, prefix);
+      if (kp_db_prepare(&ws, &st, "SELECT path, sha256, size FROM files WHERE run_id=?1 AND path=?2") != 0) goto out;
+      kp_bind_text(st, 1, run);
+      kp_bind_text(st, 2, sib);
+      if (kp_db_row(st) > 0) {
+        if (add_file(&f, kp_col_text(st, 0) + strip, kp_col_text(st, 1), sqlite3_column_int64(st, 2)) != 0) goto out;
+        with_desc = 1;
+      }
+      sqlite3_finalize(st);
+      st = NULL;
+    }
   } else {
     struct stat sst;
     if (lstat(file, &sst) != 0) {
@@ -175,6 +198,14 @@ static int model_register(int argc, char **argv) {
       char hex[65];
       int64_t size;
       if (kp_blob_put_file(&ws, real, hex, &size) != 0 || add_file(&f, base, hex, size) != 0) goto out;
+      /* the same for a local .npz with model.json beside it */
+      char sib[PATH_MAX + 16];
+      struct stat dst;
+      snprintf(sib, sizeof sib, "%.*smodel.json", (int)(base - real), real);
+      if (is_npz(base) && lstat(sib, &dst) == 0 && S_ISREG(dst.st_mode)) {
+        if (kp_blob_put_file(&ws, sib, hex, &size) != 0 || add_file(&f, "model.json", hex, size) != 0) goto out;
+        with_desc = 1;
+      }
     } else {
       kp_err("'%s' is neither a regular file nor a folder (symbolic links are not registered)", file);
       goto out;
@@ -222,8 +253,9 @@ static int model_register(int argc, char **argv) {
     st = NULL;
   }
   if (kp_db_commit(&ws) != 0) goto fail;
-  printf("Registered model %s version %lld (%zu file%s, %lld bytes%s%s)\n", name, version, f.n, f.n == 1 ? "" : "s",
-         (long long)total, run ? ", from run " : "", run ? run : "");
+  printf("Registered model %s version %lld (%zu file%s, %lld bytes%s%s%s)\n", name, version, f.n, f.n == 1 ? "" : "s",
+         (long long)total, run ? ", from run " : "", run ? run : "",
+         with_desc ? "; with model.json, the network description beside the weights" : "");
   printf("%s:%lld\n", name, version);
   rc = 0;
   goto out;
@@ -379,9 +411,10 @@ static int model_download(int argc, char **argv) {
 }
 
 static int model_delete(int argc, char **argv) {
-  int np = 0;
+  int np = 0, force = 0;
   const char *pos[1];
-  if (kp_parse("model delete", argc, argv, NULL, pos, &np, 1, NULL)) return 2;
+  kp_opt opts[] = {{.name = "force", .flag = &force}, {0}};
+  if (kp_parse("model delete", argc, argv, opts, pos, &np, 1, NULL)) return 2;
   if (np != 1) return kp_usage_err("model delete", "missing NAME:VERSION");
   char name[256];
   long long version;
@@ -389,17 +422,135 @@ static int model_delete(int argc, char **argv) {
   if (version == 0) return kp_usage_err("model delete", "say which version to delete: NAME:VERSION (e.g. %s:1)", name);
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  int rc = 1;
+  int rc = 1, nsvc = 0;
+  char svcs[2048] = "";
+  sqlite3_stmt *st = NULL;
   sqlite3_int64 id = find_model(&ws, name, version, NULL);
-  sqlite3_stmt *st;
-  if (id >= 0 && kp_db_prepare(&ws, &st, "DELETE FROM models WHERE id=?") == 0) {
-    sqlite3_bind_int64(st, 1, id);
-    if (kp_db_done(&ws, st) == 0) {
-      printf("Deleted model %s:%lld\n", name, version);
-      rc = 0;
-    }
-    sqlite3_finalize(st);
+  if (id < 0 || kp_db_begin(&ws) != 0) goto out;
+  /* the services deployed with this version (running or not): a service
+   * whose model is gone cannot start again */
+  if (kp_db_prepare(&ws, &st, "SELECT name FROM services WHERE model_id=? ORDER BY name") != 0) goto fail;
+  sqlite3_bind_int64(st, 1, id);
+  while (kp_db_row(st) > 0) {
+    size_t l = strlen(svcs);
+    if (l < sizeof svcs - 300) snprintf(svcs + l, sizeof svcs - l, "%s%s", nsvc ? ", " : "", kp_col_text(st, 0));
+    else if (l < sizeof svcs - 8 && !strstr(svcs, ", ...")) snprintf(svcs + l, sizeof svcs - l, ", ...");
+    nsvc++;
   }
+  sqlite3_finalize(st);
+  st = NULL;
+  if (nsvc && !force) {
+    kp_db_rollback(&ws);
+    kp_err("model %s:%lld is used by service%s %s", name, version, nsvc == 1 ? "" : "s", svcs);
+    kp_hint("deploy another version to %s ('kusari model deploy %s:V --name SERVICE') or delete %s "
+            "('kusari service delete SERVICE') first; --force deletes the model anyway (the service%s then cannot start again)",
+            nsvc == 1 ? "it" : "them", name, nsvc == 1 ? "it" : "them", nsvc == 1 ? "" : "s");
+    goto out;
+  }
+  if (kp_db_prepare(&ws, &st, "DELETE FROM models WHERE id=?") != 0) goto fail;
+  sqlite3_bind_int64(st, 1, id);
+  if (kp_db_done(&ws, st) != 0 || kp_db_commit(&ws) != 0) goto fail;
+  printf("Deleted model %s:%lld\n", name, version);
+  if (nsvc)
+    fprintf(stderr, "warning: service%s %s used %s:%lld: %s cannot start again until another version is deployed to %s\n",
+            nsvc == 1 ? "" : "s", svcs, name, version, nsvc == 1 ? "it" : "they", nsvc == 1 ? "it" : "them");
+  rc = 0;
+  goto out;
+fail:
+  kp_db_rollback(&ws);
+out:
+  sqlite3_finalize(st);
+  kp_ws_close(&ws);
+  return rc;
+}
+
+/* KEY=VALUE of a model tag: a key of 1 to 255 bytes without '=' */
+static int tag_key_ok(const char *cmd, const char *key, size_t klen) {
+  if (klen == 0 || klen > 255) return kp_usage_err(cmd, "tag key '%.*s' must be 1 to 255 characters", (int)klen, key);
+  return 0;
+}
+
+static int model_tag(int argc, char **argv) {
+  const char *cmd = "model tag";
+  int np = 0;
+  const char *pos[KP_MULTI_MAX + 1];
+  if (kp_parse(cmd, argc, argv, NULL, pos, &np, KP_MULTI_MAX + 1, NULL)) return 2;
+  if (np < 2) return kp_usage_err(cmd, "give NAME:VERSION and at least one KEY=VALUE");
+  char name[256];
+  long long version;
+  if (parse_ref(cmd, pos[0], name, sizeof name, &version)) return 2;
+  if (version == 0) return kp_usage_err(cmd, "say which version to tag: NAME:VERSION (e.g. %s:1)", name);
+  for (int i = 1; i < np; i++) {
+    const char *eq = strchr(pos[i], '=');
+    if (!eq) return kp_usage_err(cmd, "'%s' must look like KEY=VALUE", pos[i]);
+    if (tag_key_ok(cmd, pos[i], (size_t)(eq - pos[i]))) return 2;
+  }
+  kp_ws ws;
+  if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  int rc = 1;
+  sqlite3_stmt *st = NULL;
+  sqlite3_int64 id = find_model(&ws, name, version, NULL);
+  if (id < 0 || kp_db_begin(&ws) != 0) goto out;
+  if (kp_db_prepare(&ws, &st, "INSERT OR REPLACE INTO model_tags(model_id, key, value) VALUES(?,?,?)") != 0) goto fail;
+  for (int i = 1; i < np; i++) {
+    const char *eq = strchr(pos[i], '=');
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, pos[i], (int)(eq - pos[i]), SQLITE_TRANSIENT);
+    kp_bind_text(st, 3, eq + 1);
+    if (kp_db_done(&ws, st) != 0) goto fail;
+  }
+  if (kp_db_commit(&ws) != 0) goto fail;
+  for (int i = 1; i < np; i++) printf("Tagged model %s:%lld: %s\n", name, version, pos[i]);
+  rc = 0;
+  goto out;
+fail:
+  kp_db_rollback(&ws);
+out:
+  sqlite3_finalize(st);
+  kp_ws_close(&ws);
+  return rc;
+}
+
+static int model_untag(int argc, char **argv) {
+  const char *cmd = "model untag";
+  int np = 0;
+  const char *pos[KP_MULTI_MAX + 1];
+  if (kp_parse(cmd, argc, argv, NULL, pos, &np, KP_MULTI_MAX + 1, NULL)) return 2;
+  if (np < 2) return kp_usage_err(cmd, "give NAME:VERSION and at least one KEY");
+  char name[256];
+  long long version;
+  if (parse_ref(cmd, pos[0], name, sizeof name, &version)) return 2;
+  if (version == 0) return kp_usage_err(cmd, "say which version to untag: NAME:VERSION (e.g. %s:1)", name);
+  for (int i = 1; i < np; i++)
+    if (strchr(pos[i], '=')) return kp_usage_err(cmd, "'%s': give the tag's KEY only, without '='", pos[i]);
+    else if (tag_key_ok(cmd, pos[i], strlen(pos[i]))) return 2;
+  kp_ws ws;
+  if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  int rc = 1;
+  sqlite3_stmt *st = NULL;
+  sqlite3_int64 id = find_model(&ws, name, version, NULL);
+  if (id < 0 || kp_db_begin(&ws) != 0) goto out;
+  if (kp_db_prepare(&ws, &st, "DELETE FROM model_tags WHERE model_id=? AND key=?") != 0) goto fail;
+  for (int i = 1; i < np; i++) {
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, id);
+    kp_bind_text(st, 2, pos[i]);
+    if (kp_db_done(&ws, st) != 0) goto fail;
+    if (sqlite3_changes(ws.db) == 0) {
+      kp_err("model %s:%lld has no tag '%s'; nothing was removed", name, version, pos[i]);
+      kp_hint("see its tags with 'kusari model show %s:%lld'", name, version);
+      goto fail;
+    }
+  }
+  if (kp_db_commit(&ws) != 0) goto fail;
+  for (int i = 1; i < np; i++) printf("Removed tag %s from model %s:%lld\n", pos[i], name, version);
+  rc = 0;
+  goto out;
+fail:
+  kp_db_rollback(&ws);
+out:
+  sqlite3_finalize(st);
   kp_ws_close(&ws);
   return rc;
 }
@@ -429,12 +580,23 @@ static const kp_cmd cmds[] = {
    "Bearer KEY' (see 'kusari service keys'); --workers defaults to the number of cores.\n"
    "--batch-max N (1 to 1024, default 1: off) lets the built-in scorer run up to N\n"
    "concurrent single-sample requests as one batch, waiting at most --batch-wait-us U\n"
-   "microseconds (0 to 1000000, default 0) for it to fill; it did not raise the\n"
+   "microseconds (0 to 1000000, default 200) for it to fill; it did not raise the\n"
    "throughput for the MNIST MLP (docs/SERVING.md).\n"
    "Deploying an existing service again replaces it and keeps its keys. Prints the\n"
    "scoring URI last. See docs/SERVING.md.\n"},
   {"delete", model_delete, "delete a model version",
-   "usage: kusari model delete NAME:VERSION\n\nDeletes one version of a model (its number is not reused).\n"},
+   "usage: kusari model delete NAME:VERSION [--force]\n\nDeletes one version of a model (its number is not reused).\n"
+   "A version that a service was deployed with (running or stopped) is kept, and\n"
+   "the error names the services: deploy another version to them or delete them\n"
+   "first. --force deletes it anyway; those services then cannot start again.\n"},
+  {"tag", model_tag, "set tags of a model version",
+   "usage: kusari model tag NAME:VERSION KEY=VALUE [KEY=VALUE]...\n\n"
+   "Sets tags of a model version (an existing KEY gets the new VALUE). 'kusari model\n"
+   "show NAME:VERSION [--json]' lists them; 'kusari model untag' removes them.\n"},
+  {"untag", model_untag, "remove tags from a model version",
+   "usage: kusari model untag NAME:VERSION KEY [KEY]...\n\n"
+   "Removes tags of a model version. A KEY the version does not have is an error,\n"
+   "and then nothing is removed.\n"},
   {NULL, NULL, NULL, NULL},
 };
 

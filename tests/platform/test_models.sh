@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # platform_models: the model registry: register from a run (file, folder) and
 # from disk, auto-incrementing versions, list/show/download/delete, lineage,
-# and clear failures.
+# tag/untag, and clear failures.
 . "$(dirname "$0")/lib.sh"
 run_ok $K compute create cpu >/dev/null
 mkdir -p "$T/src"
@@ -35,6 +35,28 @@ assert_eq b "$(cat "$T/d2/mdir/sub/b")" "download latest folder model"
 run_ok $K model delete chainer-dnn-mnist:1 >/dev/null
 expect_fail "has no version 1" $K model show chainer-dnn-mnist:1
 assert_eq "chainer-dnn-mnist:3" "$(run_ok $K model register --run "$id" --name chainer-dnn-mnist --path outputs/model.npz | tail -1)" "a deleted version number is not reused"
+# tags: set, replace, remove; shown by model show (text and --json)
+out="$(run_ok $K model tag other:2 stage=prod acc=0.91)"
+assert_contains "$out" "Tagged model other:2: stage=prod" "model tag sets tags"
+run_ok $K model tag other:2 acc=0.93 note= >/dev/null
+assert_eq "{'acc': '0.93', 'note': '', 'stage': 'prod'}" "$(jget "$(run_ok $K model show other:2 --json)" 'j["tags"]')" \
+  "a tag set again takes the new value; an empty value is a value"
+assert_contains "$(run_ok $K model show other:2)" "tag:          stage=prod" "model show lists the tags"
+assert_eq "{}" "$(jget "$(run_ok $K model show other:1 --json)" 'j["tags"]')" "the tags are the version's, not the model's"
+out="$(run_ok $K model untag other:2 note stage)"
+assert_contains "$out" "Removed tag stage from model other:2" "model untag removes tags"
+assert_eq "{'acc': '0.93'}" "$(jget "$(run_ok $K model show other:2 --json)" 'j["tags"]')" "only acc is left"
+expect_fail "model other:2 has no tag 'ghost'" $K model untag other:2 acc ghost
+assert_eq "{'acc': '0.93'}" "$(jget "$(run_ok $K model show other:2 --json)" 'j["tags"]')" "a failed untag removes nothing"
+expect_fail "say which version to tag" $K model tag other k=v
+expect_fail "'k' must look like KEY=VALUE" $K model tag other:2 k
+expect_fail "tag key '' must be 1 to 255" $K model tag other:2 =v
+expect_fail "at least one KEY=VALUE" $K model tag other:2
+expect_fail "has no version 9" $K model tag other:9 k=v
+expect_fail "give the tag's KEY only" $K model untag other:2 acc=0.93
+assert_contains "$($K model tag --help)" "usage: kusari model tag NAME:VERSION KEY=VALUE" "model tag --help"
+assert_contains "$($K model untag --help)" "usage: kusari model untag NAME:VERSION KEY" "model untag --help"
+assert_contains "$($K model deploy --help)" "default 200" "model deploy --help gives --batch-wait-us's default, 200"
 # failures
 expect_fail "has no file or folder 'outputs/missing.npz'" $K model register --run "$id" --name x --path outputs/missing.npz
 expect_fail "no run with id 'nope_9'" $K model register --run nope_9 --name x --path outputs/model.npz
