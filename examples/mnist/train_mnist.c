@@ -8,7 +8,9 @@
  * It logs "Batch size", "Epochs" and per-epoch "Accuracy" to the current run
  * (kusari/run.h): inside `kusari run submit` they land in the run's history,
  * outside it nothing is stored. The model is saved as model.npz (keys l1/W,
- * l1/b, ..., readable by numpy and Chainer) in the output directory.
+ * l1/b, ..., readable by numpy and Chainer) in the output directory
+ * ($KUSARI_OUTPUT_DIR inside a run), with model.json, the network
+ * description that `kusari model deploy` serves it from (inputs in [0, 1]).
  *
  * Build outside the tree:  cc -O2 train_mnist.c $(pkg-config --cflags --libs kusari)
  */
@@ -40,7 +42,8 @@ static void usage(FILE *f) {
     "  -b, --batchsize N    minibatch size (default 100)\n"
     "  -e, --epochs N       number of sweeps over the training set (default 20)\n"
     "  -u, --unit N         hidden units per layer (default 100)\n"
-    "  -o, --output_dir D   where model.npz is written (default ./outputs)\n"
+    "  -o, --output_dir D   where model.npz and model.json are written (default:\n"
+    "                       $KUSARI_OUTPUT_DIR inside a kusari run, else ./outputs)\n"
     "  -g, --gpu_id N       device: -1 = CPU (default -1)\n"
     "      --lr X           learning rate of MomentumSGD (default 0.01)\n"
     "      --momentum X     momentum of MomentumSGD (default 0.9)\n"
@@ -83,7 +86,7 @@ static int parse_options(int argc, char **argv, options *o) {
     {"seed", required_argument, 0, 'S'},      {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
   *o = (options){.batchsize = 100, .epochs = 20, .unit = 100, .gpu_id = -1, .lr = 0.01,
-                 .momentum = 0.9, .output_dir = "./outputs", .data = NULL, .seed = 0};
+                 .momentum = 0.9, .output_dir = NULL, .data = NULL, .seed = 0};
   int c;
   while ((c = getopt_long(argc, argv, "b:e:u:o:g:h", longopts, NULL)) != -1) {
     switch (c) {
@@ -112,6 +115,11 @@ static int parse_options(int argc, char **argv, options *o) {
   if (optind < argc) {
     fprintf(stderr, "train_mnist: unexpected argument '%s' (see --help)\n", argv[optind]);
     return -1;
+  }
+  /* inside a kusari run: the run's outputs/, kept with the run */
+  if (!o->output_dir) {
+    const char *run_out = getenv("KUSARI_OUTPUT_DIR");
+    o->output_dir = run_out && *run_out ? run_out : "./outputs";
   }
   if (o->gpu_id >= 0) {
     fprintf(stderr, "train_mnist: --gpu_id %d asks for a GPU, but this libkusari has no CUDA "
@@ -280,8 +288,13 @@ int main(int argc, char **argv) {
   if (ks_save_npz(path, model) != KS_OK) die("saving the model");
   /* the network description beside the weights: `kusari model deploy` rebuilds it */
   static const char *const order[] = {"l1", "relu", "l2", "relu", "l3", NULL};
+  /* the inputs are pixels / 255 (ks_mnist_load, scale 1): declared, so the
+   * scorer refuses raw pixels instead of answering wrongly */
   snprintf(path, sizeof path, "%s/model.json", o.output_dir);
-  if (ks_model_desc_save_chain(path, model, order, 1, (int64_t[]){train->row_size}) != KS_OK) die("saving the model description");
+  const ks_model_desc_opts dopts = {.order = order, .input_range = (const double[]){0, 1},
+                                    .input_preprocessing = "grayscale pixels / 255, row by row"};
+  if (ks_model_desc_save_ex(path, model, &dopts, 1, (int64_t[]){train->row_size}) != KS_OK)
+    die("saving the model description");
   snprintf(path, sizeof path, "%s/model.npz", o.output_dir);
   printf("saved %s (%lld parameters) in %.1fs\n", path, (long long)ks_link_count_params(model),
          now_s() - t_start);

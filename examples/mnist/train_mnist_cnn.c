@@ -52,8 +52,9 @@ static void usage(FILE *f) {
     "  -b, --batchsize N    minibatch size (default 100)\n"
     "  -e, --epochs N       number of sweeps over the training set (default 5)\n"
     "  -o, --out DIR        output directory: log, plots, snapshots, model.npz,\n"
-    "                       model.json\n"
-    "                       (default ./result)\n"
+    "                       model.json (also --output_dir DIR). Default: inside a\n"
+    "                       kusari run $KUSARI_OUTPUT_DIR (the run's outputs/, kept\n"
+    "                       with the run), else ./result\n"
     "  -r, --resume FILE    resume from a snapshot (e.g. result/snapshot_iter_600),\n"
     "                       or from the newest snapshot in a directory\n"
     "      --autoload       resume from the newest snapshot in the output directory\n"
@@ -100,7 +101,8 @@ static int parse_int(const char *name, const char *s, int lo, int *out) {
 static int parse_options(int argc, char **argv, options *o) {
   static const struct option longopts[] = {
     {"batchsize", required_argument, 0, 'b'}, {"epochs", required_argument, 0, 'e'},
-    {"out", required_argument, 0, 'o'},       {"resume", required_argument, 0, 'r'},
+    {"out", required_argument, 0, 'o'},       {"output_dir", required_argument, 0, 'o'},
+    {"resume", required_argument, 0, 'r'},
     {"frequency", required_argument, 0, 'f'}, {"arch", required_argument, 0, 'A'},
     {"unit", required_argument, 0, 'u'},      {"data", required_argument, 0, 'D'},
     {"seed", required_argument, 0, 'S'},      {"train-size", required_argument, 0, 'T'},
@@ -108,7 +110,7 @@ static int parse_options(int argc, char **argv, options *o) {
     {"autoload", no_argument, 0, 'L'},    {"replicas", required_argument, 0, 'R'},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
-  *o = (options){.batchsize = 100, .epochs = 5, .unit = 0, .frequency = 1, .out = "result",
+  *o = (options){.batchsize = 100, .epochs = 5, .unit = 0, .frequency = 1, .out = NULL,
                  .channels = {32, 64}, .replicas = 1,
                  .arch = "cnn"};
   int c;
@@ -173,6 +175,12 @@ static int parse_options(int argc, char **argv, options *o) {
   }
   if (!o->unit) o->unit = strcmp(o->arch, "cnn") == 0 ? 256 : 100;
   o->fc_units = o->unit;
+  /* inside a kusari run, what is not under outputs/ (or logs/) is discarded
+   * with the run's working directory: write there unless told otherwise */
+  if (!o->out) {
+    const char *run_out = getenv("KUSARI_OUTPUT_DIR");
+    o->out = run_out && *run_out ? run_out : "result";
+  }
   if (optind < argc) {
     fprintf(stderr, "train_mnist_cnn: unexpected argument '%s' (see --help)\n", argv[optind]);
     return -1;
@@ -340,9 +348,13 @@ int main(int argc, char **argv) {
   static const char *const cnn_order[] = {"conv1", "relu", "max_pooling_2d:2:2:0:1", "conv2", "relu",
                                           "max_pooling_2d:2:2:0:1", "fc3", "relu", "fc4", NULL};
   static const char *const mlp_order[] = {"l1", "relu", "l2", "relu", "l3", NULL};
+  /* The inputs were pixels / 255 (ks_mnist_load with scale 1): declared,
+   * so the scorer refuses raw pixels instead of answering wrongly. */
   snprintf(path, sizeof path, "%s/model.json", o.out);
-  if (ks_model_desc_save_chain(path, model, cnn ? cnn_order : mlp_order, cnn ? 3 : 1,
-                               cnn ? (int64_t[]){1, 28, 28} : (int64_t[]){train->row_size}) != KS_OK)
+  const ks_model_desc_opts dopts = {.order = cnn ? cnn_order : mlp_order, .input_range = (const double[]){0, 1},
+                                    .input_preprocessing = "grayscale pixels / 255, row by row"};
+  if (ks_model_desc_save_ex(path, model, &dopts, cnn ? 3 : 1,
+                            cnn ? (int64_t[]){1, 28, 28} : (int64_t[]){train->row_size}) != KS_OK)
     die("saving the model description");
   ks_run_flush(run);
 
