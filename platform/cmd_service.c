@@ -111,6 +111,30 @@ static int keys_read(const kp_ws *ws, const char *name, char k[2][65]) {
   return rc;
 }
 
+/* 0 when the keys on file are those whose digests the store (and so the
+ * server) has; else an error: a file edited by hand or left ahead of the
+ * store by an interrupted --regenerate. */
+static int keys_match(kp_ws *ws, const char *name, char k[2][65]) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "SELECT primary_key_sha256, secondary_key_sha256 FROM services WHERE name=?") != 0) return -1;
+  kp_bind_text(st, 1, name);
+  int rc = kp_db_row(st) > 0 ? 0 : -1;
+  for (int i = 0; rc == 0 && i < 2; i++) {
+    char h[65];
+    kp_sha256_hex(k[i], strlen(k[i]), h);
+    if (strcmp(h, kp_col_text(st, i)) != 0) {
+      char p[4600];
+      keys_path(ws, name, p, sizeof p);
+      kp_err("the %s key in %s is not the one service %s takes (its sha256 differs from the store's)",
+             i ? "secondary" : "primary", p, name);
+      kp_hint("make new keys with 'kusari service keys %s --regenerate both'", name);
+      rc = -1;
+    }
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
 /* Migration to schema 5 (platform/store.c, in the migration's transaction,
  * after the columns were renamed to *_sha256): moves each service's keys
  * from the store into its keys file and leaves their sha256 in the store.
@@ -636,7 +660,7 @@ static int service_keys(int argc, char **argv) {
     if (!strcmp(s.state, "Running")) kill((pid_t)s.pid, SIGHUP);  /* reloads its keys */
     fprintf(stderr, "Regenerated the %s key%s of service %s%s\n", regen, which == 3 ? "s" : "", name,
             strcmp(s.state, "Running") ? "" : " (the running server reloads them now)");
-  } else if (keys_read(&ws, name, k) != 0) {
+  } else if (keys_read(&ws, name, k) != 0 || keys_match(&ws, name, k) != 0) {
     goto out;
   }
   if (json) {

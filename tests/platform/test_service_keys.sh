@@ -101,6 +101,12 @@ expect_fail "are not readable" $K service keys ks --regenerate primary
 run_ok $K service keys ks --regenerate both >/dev/null
 R1="$(jget "$(run_ok $K service keys ks --json)" 'j["primary_key"]')"
 assert_eq 200 "$(status -H "Authorization: Bearer $R1")" "after regenerating both, the new primary scores"
+# a keys file that is not the store's (edited, or left ahead of the store): said, not printed
+cp "$WS/services/ks/keys" "$T/keys.good"
+printf '{"primary_key": "%s", "secondary_key": "%s"}\n' "$K1" "$R1" > "$WS/services/ks/keys"
+expect_fail "the primary key in $WS/services/ks/keys is not the one service ks takes" $K service keys ks --json
+cp "$T/keys.good" "$WS/services/ks/keys"
+assert_eq "$R1" "$(jget "$(run_ok $K service keys ks --json)" 'j["primary_key"]')" "the right file reads again"
 # a redeploy keeps the keys
 run_ok $K model deploy lin --name ks --auth --workers 1 >/dev/null
 assert_eq "$R1" "$(jget "$(run_ok $K service keys ks --json)" 'j["primary_key"]')" "a redeploy keeps the keys"
