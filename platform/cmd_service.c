@@ -135,13 +135,22 @@ static int keys_match(kp_ws *ws, const char *name, char k[2][65]) {
   return rc;
 }
 
-/* Migration to schema 5 (platform/store.c, in the migration's transaction,
- * after the columns were renamed to *_sha256): moves each service's keys
+/* Migration to schema 5 (platform/store.c, in the migration's
+ * transaction): renames services.primary_key and secondary_key to
+ * primary_key_sha256 and secondary_key_sha256, moves each service's keys
  * from the store into its keys file and leaves their sha256 in the store.
- * A rollback after this leaves the store as it was and the same keys on
- * file. */
+ * A store whose columns have the new names already (set back to an older
+ * version by hand) is left as it is. A rollback after this leaves the store
+ * as it was and the same keys on file. */
 int kp_service_keys_migrate(kp_ws *ws) {
   sqlite3_stmt *st, *up;
+  if (kp_db_prepare(ws, &st, "SELECT count(*) FROM pragma_table_info('services') WHERE name='primary_key'") != 0) return -1;
+  int old = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : -1;
+  sqlite3_finalize(st);
+  if (old <= 0) return old;
+  if (kp_db_exec(ws, "ALTER TABLE services RENAME COLUMN primary_key TO primary_key_sha256;"
+                     "ALTER TABLE services RENAME COLUMN secondary_key TO secondary_key_sha256;") != 0)
+    return -1;
   if (kp_db_prepare(ws, &st, "SELECT name, primary_key_sha256, secondary_key_sha256 FROM services") != 0) return -1;
   if (kp_db_prepare(ws, &up, "UPDATE services SET primary_key_sha256=?2, secondary_key_sha256=?3 WHERE name=?1") != 0) {
     sqlite3_finalize(st);

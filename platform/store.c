@@ -84,9 +84,10 @@ static const char *const migrations[] = {
   "  PRIMARY KEY(sweep_id, idx));\n"
   "CREATE INDEX IF NOT EXISTS runs_by_parent ON runs(parent_id);\n",
   /* 4 -> 5: services keep only the sha256 of their keys; the keys move to
-   * services/NAME/keys (0600): see kp_service_keys_migrate (cmd_service.c) */
-  "ALTER TABLE services RENAME COLUMN primary_key TO primary_key_sha256;\n"
-  "ALTER TABLE services RENAME COLUMN secondary_key TO secondary_key_sha256;\n",
+   * services/NAME/keys (0600): see kp_service_keys_migrate (cmd_service.c),
+   * which renames the columns when they have their old names (a store set
+   * back to an older version re-migrates cleanly) */
+  "",
 };
 
 /* 1 -> 2: runs.prepared and runs.cancel_reason joined schema 1 during its
