@@ -647,25 +647,30 @@ static int service_keys(int argc, char **argv) {
   if (find_svc(&ws, name, &s, 1) != 0) goto out;
   if (regen) {
     int which = !strcmp(regen, "primary") ? 1 : !strcmp(regen, "secondary") ? 2 : 3;
+    /* under the store's write lock, so that two regenerations at once do
+     * not mix one's file with the other's digests */
+    if (kp_db_begin(&ws) != 0) goto out;
     /* the key kept is read from the file; with 'both' there is none to keep */
-    if (which != 3 && keys_read(&ws, name, k) != 0) goto out;
+    if ((which != 3 && keys_read(&ws, name, k) != 0)) { kp_db_rollback(&ws); goto out; }
     for (int i = 0; i < 2; i++)
-      if ((which >> i & 1) && new_key(k[i]) != 0) goto out;
+      if ((which >> i & 1) && new_key(k[i]) != 0) { kp_db_rollback(&ws); goto out; }
     char h[2][65];
     kp_sha256_hex(k[0], 64, h[0]);
     kp_sha256_hex(k[1], 64, h[1]);
     /* file first: a crash between the two leaves the file ahead of the
-     * store, and regenerating again repairs it */
-    if (keys_write(&ws, name, k[0], k[1]) != 0) goto out;
-    sqlite3_stmt *st;
-    if (kp_db_prepare(&ws, &st, "UPDATE services SET primary_key_sha256=?2, secondary_key_sha256=?3 WHERE name=?1") != 0)
-      goto out;
-    kp_bind_text(st, 1, name);
-    kp_bind_text(st, 2, h[0]);
-    kp_bind_text(st, 3, h[1]);
-    int d = kp_db_done(&ws, st);
+     * store ('service keys' then says so), and regenerating again repairs it */
+    sqlite3_stmt *st = NULL;
+    int d = keys_write(&ws, name, k[0], k[1]);
+    if (d == 0)
+      d = kp_db_prepare(&ws, &st, "UPDATE services SET primary_key_sha256=?2, secondary_key_sha256=?3 WHERE name=?1");
+    if (d == 0) {
+      kp_bind_text(st, 1, name);
+      kp_bind_text(st, 2, h[0]);
+      kp_bind_text(st, 3, h[1]);
+      d = kp_db_done(&ws, st);
+    }
     sqlite3_finalize(st);
-    if (d != 0) goto out;
+    if (d != 0 || kp_db_commit(&ws) != 0) { kp_db_rollback(&ws); goto out; }
     if (!strcmp(s.state, "Running")) kill((pid_t)s.pid, SIGHUP);  /* reloads its keys */
     fprintf(stderr, "Regenerated the %s key%s of service %s%s\n", regen, which == 3 ? "s" : "", name,
             strcmp(s.state, "Running") ? "" : " (the running server reloads them now)");

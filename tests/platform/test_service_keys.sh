@@ -107,6 +107,16 @@ printf '{"primary_key": "%s", "secondary_key": "%s"}\n' "$K1" "$R1" > "$WS/servi
 expect_fail "the primary key in $WS/services/ks/keys is not the one service ks takes" $K service keys ks --json
 cp "$T/keys.good" "$WS/services/ks/keys"
 assert_eq "$R1" "$(jget "$(run_ok $K service keys ks --json)" 'j["primary_key"]')" "the right file reads again"
+# regenerations at once: each under the store's write lock, so the file
+# and the digests end up from the same one
+pids=()
+for w in primary secondary both primary secondary both; do
+  $K service keys ks --regenerate $w >/dev/null 2>"$T/regen.$w.$RANDOM" & pids+=($!)
+done
+rcs=0; for p in "${pids[@]}"; do wait "$p" || rcs=$((rcs + 1)); done
+assert_eq 0 "$rcs" "6 regenerations at once all succeed"
+R1="$(jget "$(run_ok $K service keys ks --json)" 'j["primary_key"]')"
+assert_eq 200 "$(status -H "Authorization: Bearer $R1")" "after them the file's keys are the server's"
 # a redeploy keeps the keys
 run_ok $K model deploy lin --name ks --auth --workers 1 >/dev/null
 assert_eq "$R1" "$(jget "$(run_ok $K service keys ks --json)" 'j["primary_key"]')" "a redeploy keeps the keys"
