@@ -561,8 +561,10 @@ static const kp_cmd cmds[] = {
    "                             [--tag KEY=VALUE]... [--description TEXT]\n\n"
    "Registers a new version of model NAME (versions count 1, 2, ...). PATH is a file\n"
    "or folder in the run's files (e.g. outputs/model.npz or outputs); LOCAL is a file\n"
-   "or folder on disk. A folder registers all of its files together. Files are stored\n"
-   "by sha256; the model keeps its lineage to RUN. Prints NAME:VERSION last.\n"},
+   "or folder on disk. A folder registers all of its files together; a single .npz\n"
+   "registers with the model.json beside it, if there is one (the network description\n"
+   "'kusari model deploy' needs). Files are stored by sha256; the model keeps its\n"
+   "lineage to RUN. Prints NAME:VERSION last.\n"},
   {"list", model_list, "list registered models",
    "usage: kusari model list [--name NAME] [--json]\n\nLists every version of every model (or of NAME).\n"},
   {"show", model_show, "show a model version (latest by default)",
