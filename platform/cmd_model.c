@@ -201,7 +201,8 @@ static int model_register(int argc, char **argv) {
       /* the same for a local .npz with model.json beside it */
       char sib[PATH_MAX + 16];
       struct stat dst;
-      snprintf(sib, sizeof sib, "%.*smodel.json", (int)(base - real), real);
+      const char *slash = strrchr(real, '/');
+      snprintf(sib, sizeof sib, "%.*smodel.json", slash ? (int)(slash + 1 - real) : 0, real);
       if (is_npz(base) && lstat(sib, &dst) == 0 && S_ISREG(dst.st_mode)) {
         if (kp_blob_put_file(&ws, sib, hex, &size) != 0 || add_file(&f, "model.json", hex, size) != 0) goto out;
         with_desc = 1;

@@ -35,6 +35,13 @@ assert_eq b "$(cat "$T/d2/mdir/sub/b")" "download latest folder model"
 run_ok $K model delete chainer-dnn-mnist:1 >/dev/null
 expect_fail "has no version 1" $K model show chainer-dnn-mnist:1
 assert_eq "chainer-dnn-mnist:3" "$(run_ok $K model register --run "$id" --name chainer-dnn-mnist --path outputs/model.npz | tail -1)" "a deleted version number is not reused"
+# a local .npz registers with the model.json beside it (not with other files there)
+mkdir -p "$T/loc" && echo W > "$T/loc/weights.npz" && echo '{}' > "$T/loc/model.json" && echo x > "$T/loc/other"
+out="$(run_ok $K model register --name withdesc --file "$T/loc/weights.npz")"
+assert_contains "$out" "with model.json" "registering a local .npz says model.json came with it"
+assert_eq "model.json weights.npz" "$(jget "$(run_ok $K model show withdesc --json)" '" ".join(f["path"] for f in j["files"])')" \
+  "a local .npz registers with the model.json beside it"
+run_ok $K model delete withdesc:1 >/dev/null
 # tags: set, replace, remove; shown by model show (text and --json)
 out="$(run_ok $K model tag other:2 stage=prod acc=0.91)"
 assert_contains "$out" "Tagged model other:2: stage=prod" "model tag sets tags"
