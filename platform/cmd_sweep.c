@@ -700,39 +700,13 @@ static int control(kp_ws *ws, const char *id, int ready) {
 
 /* Starts the detached controller of sweep 'id' and waits until it is up. */
 static int start_controller(kp_ws *ws, const char *id) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return kp_err("cannot create a pipe: %s", strerror(errno));
-  char rd[4400], clog[4600];
+  char rd[4400], clog[4600], reply[64];
   kp_run_dir(ws, id, rd, sizeof rd);
   if (kp_mkdirs(rd, 0755) != 0) return -1;
   snprintf(clog, sizeof clog, "%s/controller.log", rd);
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) return kp_err("cannot fork: %s", strerror(errno));
-  if (pid == 0) {
-    setsid();
-    pid_t g = fork();
-    if (g != 0) _exit(g < 0 ? 1 : 0);
-    close(fds[0]);
-    int wfd = dup(fds[1]);
-    int in = open("/dev/null", O_RDONLY);
-    int out = open(clog, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (in >= 0) dup2(in, 0);
-    if (out >= 0) { dup2(out, 1); dup2(out, 2); }
-    char fdbuf[16];
-    snprintf(fdbuf, sizeof fdbuf, "%d", wfd);
-    char *argv[] = {kp_self_exe, "--workspace", ws->root, "sweep", "__control", (char *)id, fdbuf, NULL};
-    execv(kp_self_exe, argv);
-    _exit(127);
-  }
-  close(fds[1]);
-  int stw;
-  waitpid(pid, &stw, 0);
-  char buf[8] = "";
-  ssize_t n, got = 0;
-  while (got < 3 && (n = read(fds[0], buf + got, (size_t)(3 - got))) > 0) got += n;
-  close(fds[0]);
-  if (got != 3 || memcmp(buf, "ok\n", 3) != 0) return kp_err("the controller of sweep %s did not start; see %s", id, clog);
+  char *argv[] = {kp_self_exe, "--workspace", ws->root, "sweep", "__control", (char *)id, KP_DAEMON_FD, NULL};
+  if (kp_daemon_start(argv, clog, NULL, 120, reply, sizeof reply) != 0 || strcmp(reply, "ok") != 0)
+    return kp_err("the controller of sweep %s did not start; see %s", id, clog);
   return 0;
 }
 

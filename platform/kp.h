@@ -187,8 +187,6 @@ char *kp_env_load(const char *path);
 /* Stores the files under dir/sub/ as run files named "sub/..." */
 int kp_store_tree(kp_ws *ws, const char *run_id, const char *dir, const char *prefix);
 
-#endif
-
 /* ---- option parsing -------------------------------------------------------- */
 /* One option: "--name VALUE" / "--name=VALUE" when 'val' is set (a repeated
  * option fills 'multi' up to KP_MULTI_MAX values), "--name" sets *flag = 1.
@@ -209,3 +207,20 @@ int kp_parse(const char *cmd, int argc, char **argv, const kp_opt *opts, const c
              int *rest);
 /* Parses a decimal integer; 0 on success. */
 int kp_parse_int(const char *s, long long *out);
+
+/* ---- detached daemons ------------------------------------------------------ */
+/* Starts 'argv' (argv[0] is the program's path) as a detached daemon: fork,
+ * setsid, fork again (so it is no child of the caller and has no terminal),
+ * stdin from /dev/null, stdout and stderr appended to 'log'. The daemon gets
+ * the write end of a pipe: the argument equal to KP_DAEMON_FD is replaced by
+ * that descriptor's number. 'setenv_kv' (NULL, or NULL-terminated "NAME=VALUE"
+ * strings) is added to the daemon's environment. Waits until the daemon writes
+ * a line (or closes the pipe, or 'timeout_s' passes; <= 0: no limit) and puts
+ * the line without its newline in 'reply'. Returns 0 when a line came, -1
+ * otherwise (nothing printed: the caller says what did not start, and where
+ * its log is). Every descriptor it opened is closed on every path. */
+#define KP_DAEMON_FD "{ready-fd}"
+int kp_daemon_start(char *const argv[], const char *log, const char *const *setenv_kv, double timeout_s, char *reply,
+                    size_t n);
+
+#endif

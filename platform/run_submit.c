@@ -76,38 +76,11 @@ char *kp_env_load(const char *path) {
 
 /* Starts the detached supervisor of run 'id' and waits until it is up. */
 static int start_supervisor(kp_ws *ws, const char *id) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return kp_err("cannot create a pipe: %s", strerror(errno));
-  char rd[4400], slog[4600];
+  char rd[4400], slog[4600], reply[64];
   kp_run_dir(ws, id, rd, sizeof rd);
   snprintf(slog, sizeof slog, "%s/supervisor.log", rd);
-  fflush(NULL);
-  pid_t child = fork();
-  if (child < 0) return kp_err("cannot fork: %s", strerror(errno));
-  if (child == 0) {
-    setsid();
-    pid_t g = fork();
-    if (g != 0) _exit(g < 0 ? 1 : 0);
-    close(fds[0]);
-    int wfd = dup(fds[1]);  /* without O_CLOEXEC */
-    int in = open("/dev/null", O_RDONLY);
-    int out = open(slog, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (in >= 0) dup2(in, 0);
-    if (out >= 0) { dup2(out, 1); dup2(out, 2); }
-    char fdbuf[16];
-    snprintf(fdbuf, sizeof fdbuf, "%d", wfd);
-    char *argv[] = {kp_self_exe, "--workspace", ws->root, "__supervise", (char *)id, fdbuf, NULL};
-    execv(kp_self_exe, argv);
-    _exit(127);
-  }
-  close(fds[1]);
-  int st;
-  waitpid(child, &st, 0);
-  char buf[8] = "";
-  ssize_t n, got = 0;
-  while (got < 3 && (n = read(fds[0], buf + got, (size_t)(3 - got))) > 0) got += n;
-  close(fds[0]);
-  if (got != 3 || memcmp(buf, "ok\n", 3) != 0) {
+  char *argv[] = {kp_self_exe, "--workspace", ws->root, "__supervise", (char *)id, KP_DAEMON_FD, NULL};
+  if (kp_daemon_start(argv, slog, NULL, 120, reply, sizeof reply) != 0 || strcmp(reply, "ok") != 0) {
     kp_err("the supervisor of run %s did not start; see %s", id, slog);
     return -1;
   }

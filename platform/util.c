@@ -1,6 +1,7 @@
 /*
  * platform/util.c — small helpers of the kusari program: error printing,
- * file-system walks, path and name validation, hashing, process checks.
+ * file-system walks, path and name validation, hashing, process checks,
+ * starting detached daemons.
  */
 #include "kp.h"
 
@@ -11,8 +12,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -341,5 +344,74 @@ int kp_parse(const char *cmd, int argc, char **argv, const kp_opt *opts, const c
     pos[np++] = a;
   }
   if (npos) *npos = np;
+  return 0;
+}
+
+/* ---- detached daemons ------------------------------------------------------ */
+int kp_daemon_start(char *const argv[], const char *log, const char *const *setenv_kv, double timeout_s, char *reply,
+                    size_t n) {
+  if (n) reply[0] = '\0';
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return kp_err("cannot create a pipe: %s", strerror(errno));
+  fflush(NULL);
+  pid_t child = fork();
+  if (child < 0) {
+    int e = errno;
+    close(fds[0]);
+    close(fds[1]);
+    return kp_err("cannot fork: %s", strerror(e));
+  }
+  if (child == 0) {
+    setsid();
+    pid_t g = fork();
+    if (g != 0) _exit(g < 0 ? 1 : 0);
+    close(fds[0]);
+    /* above 2 (stdio is replaced below) and without O_CLOEXEC: the daemon keeps it */
+    int wfd = fcntl(fds[1], F_DUPFD, 3);
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (in >= 0) dup2(in, 0);
+    if (out >= 0) { dup2(out, 1); dup2(out, 2); }
+    for (const char *const *e = setenv_kv; e && *e; e++) putenv((char *)*e);
+    size_t argc = 0;
+    while (argv[argc]) argc++;
+    char **av = calloc(argc + 1, sizeof *av);
+    char fdbuf[16];
+    snprintf(fdbuf, sizeof fdbuf, "%d", wfd);
+    if (!av || wfd < 0) _exit(126);
+    for (size_t i = 0; i < argc; i++) av[i] = strcmp(argv[i], KP_DAEMON_FD) ? argv[i] : fdbuf;
+    execv(av[0], av);
+    _exit(127);
+  }
+  close(fds[1]);
+  int st;
+  while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
+  char buf[2048];
+  size_t got = 0;
+  double t0 = kp_now();
+  int line = 0;
+  while (got < sizeof buf - 1 && !line) {
+    int wait_ms = -1;
+    if (timeout_s > 0) {
+      double left = timeout_s - (kp_now() - t0);
+      if (left <= 0) break;
+      wait_ms = (int)(left * 1000) + 1;
+    }
+    struct pollfd p = {fds[0], POLLIN, 0};
+    int r = poll(&p, 1, wait_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    ssize_t k = read(fds[0], buf + got, sizeof buf - 1 - got);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    got += (size_t)k;
+    line = memchr(buf, '\n', got) != NULL;
+  }
+  close(fds[0]);
+  buf[got] = '\0';
+  char *nl = strchr(buf, '\n');
+  if (!nl) return -1;
+  *nl = '\0';
+  if (n) snprintf(reply, n, "%s", buf);
   return 0;
 }
