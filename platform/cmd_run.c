@@ -555,6 +555,26 @@ static int run_cancel(int argc, char **argv) {
 }
 
 /* ---- metrics ------------------------------------------------------------------------------ */
+/* A metric's time as ISO-8601 UTC with milliseconds. */
+static void fmt_ts_ms(double t, char *out, size_t n) {
+  time_t s = (time_t)t;
+  int ms = (int)((t - (double)s) * 1000.0);
+  if (ms < 0) ms = 0;
+  if (ms > 999) ms = 999;
+  struct tm tm;
+  gmtime_r(&s, &tm);
+  char b[40];
+  strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out, n, "%s.%03dZ", b, ms);
+}
+
+/* A metric value in JSON: a number, or "NaN", "Infinity", "-Infinity" (JSON
+ * has no such numbers; Python's float() reads these strings back). */
+static cJSON *metric_json_value(double v) {
+  if (isfinite(v)) return cJSON_CreateNumber(v);
+  return cJSON_CreateString(isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
+}
+
 static int run_metrics(int argc, char **argv) {
   int np = 0, csv = 0, json = 0;
   const char *pos[1], *name = NULL;
@@ -594,6 +614,7 @@ static int run_metrics(int argc, char **argv) {
       } else {
         fputs(nm, stdout);
       }
+      if (isnan(v)) v = NAN;
       printf(",%lld,%.6f,%.17g\n", step, ts, v);
     } else if (json) {
       cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, nm);
@@ -601,14 +622,17 @@ static int run_metrics(int argc, char **argv) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddNumberToObject(o, "step", (double)step);
       cJSON_AddNumberToObject(o, "timestamp", ts);
-      cJSON_AddNumberToObject(o, "value", v);
+      cJSON_AddItemToObject(o, "value", metric_json_value(v));
       cJSON_AddItemToArray(arr, o);
     } else {
       if (strcmp(cur, nm) != 0) {
         printf("%s%s:\n", *cur ? "\n" : "", nm);
         snprintf(cur, sizeof cur, "%s", nm);
       }
-      printf("  step %-6lld %.9g\n", step, v);
+      char t[64];
+      fmt_ts_ms(ts, t, sizeof t);
+      if (isnan(v)) v = NAN;  /* "nan", never "-nan" */
+      printf("  step %-6lld %s  %.9g\n", step, t, v);
     }
   }
   sqlite3_finalize(st);
@@ -669,7 +693,13 @@ static const kp_cmd cmds[] = {
    "SECONDS (default 10). Waits until it is Canceled unless --no-wait.\n"},
   {"metrics", run_metrics, "print a run's metrics",
    "usage: kusari run metrics RUN [--name NAME] [--csv|--json]\n\n"
-   "Prints every logged value (name, step, timestamp, value), in order.\n"},
+   "Prints every logged value of RUN (only metric NAME with --name), by name, then\n"
+   "step: as text, one line per value with its step, its time (UTC, as logged) and\n"
+   "its value; with --csv the columns name,step,timestamp,value (timestamp in\n"
+   "seconds since the epoch); with --json an object of arrays of {step, timestamp,\n"
+   "value}. Non-finite values are kept as logged: nan, inf, -inf in text and CSV,\n"
+   "the strings \"NaN\", \"Infinity\", \"-Infinity\" in JSON. While RUN is active\n"
+   "the values logged so far are read first.\n"},
   {NULL, NULL, NULL, NULL},
 };
 

@@ -224,6 +224,7 @@ static int children_load(kp_ws *ws, const char *id, const kp_sweep_spec *sp, chi
       c->vals = np;
     }
     double v = sqlite3_column_double(st, 1);
+    if (!isfinite(v)) continue;  /* NaN is stored as NULL; an infinity is no best value either */
     c->vals[c->nvals++] = v;
     if (!c->has_best || (sp->maximize ? v > c->best : v < c->best)) c->best = v;
     c->has_best = 1;
