@@ -305,9 +305,93 @@ static void pump(const char *path, long *off) {
   fflush(stdout);
 }
 
-/* Follows run 'id' until it ends; streams logs when 'show'. Returns 0 when
- * Completed, 1 otherwise, 3 on timeout. */
+/* What `run wait` shows on a terminal: status changes, and the latest value
+ * of one metric rewritten in place. */
+typedef struct progress {
+  char metric[512];      /* the metric to show; "" = whichever was logged last */
+  char status[32];       /* the last status printed */
+  sqlite3_int64 seen;    /* metrics rows up to this id have been looked at */
+  sqlite3_int64 shown;   /* id of the value on screen (0: none) */
+  int line_open;         /* the metric line has no newline yet */
+  int started;
+} progress;
+
+/* Sets up 'pg' for run 'id': the metric is 'want', else the primary metric of
+ * the sweep the run belongs to, else "" (the last one logged). */
+static void progress_init(kp_ws *ws, progress *pg, const char *id, const char *want) {
+  memset(pg, 0, sizeof *pg);
+  if (want) { snprintf(pg->metric, sizeof pg->metric, "%s", want); return; }
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "SELECT w.spec FROM runs r JOIN sweeps w ON w.run_id=r.parent_id WHERE r.id=?") != 0) return;
+  kp_bind_text(st, 1, id);
+  if (kp_db_row(st) > 0) {
+    cJSON *spec = cJSON_Parse(kp_col_text(st, 0));
+    const char *m = cJSON_GetStringValue(
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(spec, "primary_metric"), "name"));
+    if (m) snprintf(pg->metric, sizeof pg->metric, "%s", m);
+    cJSON_Delete(spec);
+  }
+  sqlite3_finalize(st);
+}
+
+static void progress_end_line(progress *pg) {
+  if (pg->line_open) fputc('\n', stdout);
+  pg->line_open = 0;
+}
+
+/* Prints what changed since the last call. Only rows added since then are
+ * read (by id), so a run with millions of values costs nothing per poll. */
+static void progress_update(kp_ws *ws, progress *pg, const char *id, const char *status) {
+  /* (the final status is run wait's last line) */
+  if (strcmp(status, pg->status) != 0 && !kp_status_terminal(status)) {
+    progress_end_line(pg);
+    char t[64];
+    kp_fmt_time(kp_now(), t, sizeof t);
+    printf("%s  Run %s: %s\n", t, id, status);
+    snprintf(pg->status, sizeof pg->status, "%s", status);
+  }
+  sqlite3_stmt *st;
+  if (!pg->started) {
+    /* this run's newest row so far (one look through its index entries) */
+    if (kp_db_prepare(ws, &st, "SELECT coalesce(max(id), 0) FROM metrics WHERE run_id=?1 AND (?2 = '' OR name=?2)") != 0) return;
+    kp_bind_text(st, 1, id);
+    kp_bind_text(st, 2, pg->metric);
+    sqlite3_int64 last = kp_db_row(st) > 0 ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    pg->seen = last ? last - 1 : 0;
+    pg->started = 1;
+  }
+  sqlite3_int64 top = 0;
+  if (kp_db_prepare(ws, &st, "SELECT coalesce(max(id), 0) FROM metrics") != 0) return;
+  if (kp_db_row(st) > 0) top = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if (top <= pg->seen) return;
+  if (kp_db_prepare(ws, &st, "SELECT id, name, step, value FROM metrics WHERE id > ?1 AND id <= ?2 AND +run_id = ?3"
+                             " AND (?4 = '' OR name = ?4) ORDER BY id DESC LIMIT 1") != 0)
+    return;
+  sqlite3_bind_int64(st, 1, pg->seen);
+  sqlite3_bind_int64(st, 2, top);
+  kp_bind_text(st, 3, id);
+  kp_bind_text(st, 4, pg->metric);
+  if (kp_db_row(st) > 0 && sqlite3_column_int64(st, 0) != pg->shown) {
+    double v = sqlite3_column_type(st, 3) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 3);
+    printf("\r\033[K  %s = %.6g (step %lld)", kp_col_text(st, 1), v, (long long)sqlite3_column_int64(st, 2));
+    pg->shown = sqlite3_column_int64(st, 0);
+    pg->line_open = 1;
+  }
+  sqlite3_finalize(st);
+  pg->seen = top;
+  fflush(stdout);
+}
+
+/* Follows run 'id' until it ends; streams logs when 'show', or shows status
+ * changes and a metric when 'pg' is given. Returns 0 when Completed, 1
+ * otherwise, 3 on timeout. */
+static int follow_progress(kp_ws *ws, const char *id, int show, int build_too, double timeout, progress *pg);
 static int follow(kp_ws *ws, const char *id, int show, int build_too, double timeout) {
+  return follow_progress(ws, id, show, build_too, timeout, NULL);
+}
+static int follow_progress(kp_ws *ws, const char *id, int show, int build_too, double timeout, progress *pg) {
   char rd[4400], build[4600], std[4600], status[32] = "";
   kp_run_dir(ws, id, rd, sizeof rd);
   snprintf(build, sizeof build, "%s/logs/build.log", rd);
@@ -327,27 +411,38 @@ static int follow(kp_ws *ws, const char *id, int show, int build_too, double tim
       if (build_too) pump(build, &boff);
       pump(std, &soff);
     }
+    /* every third poll, and always the last one (after the final ingestion) */
+    if (pg && (done || n % 3 == 1)) progress_update(ws, pg, id, status);
     if (done) break;
     if (timeout > 0 && kp_now() - t0 > timeout) {
+      if (pg) progress_end_line(pg);
       kp_err("run %s is still %s after %.0f s (--timeout)", id, status, timeout);
       return 3;
     }
     sleep_ms(100);
   }
+  if (pg) progress_end_line(pg);
   return !strcmp(status, "Completed") ? 0 : 1;
 }
 
 static int run_wait(int argc, char **argv) {
   int show = 0, np = 0;
-  const char *pos[1], *timeout = "0";
-  kp_opt opts[] = {{.name = "show-output", .flag = &show}, {.name = "timeout", .val = &timeout}, {0}};
+  const char *pos[1], *timeout = "0", *metric = NULL;
+  kp_opt opts[] = {{.name = "show-output", .flag = &show}, {.name = "timeout", .val = &timeout},
+                   {.name = "metric", .val = &metric}, {0}};
   if (kp_parse("run wait", argc, argv, opts, pos, &np, 1, NULL)) return 2;
   if (np != 1) return kp_usage_err("run wait", "missing the RUN id");
   long long to;
   if (kp_parse_int(timeout, &to) != 0 || to < 0) return kp_usage_err("run wait", "--timeout must be seconds (0 = none)");
+  if (metric && (!*metric || strlen(metric) > 500))
+    return kp_usage_err("run wait", "--metric needs a metric name (as logged, e.g. Accuracy)");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
-  int rc = follow(&ws, pos[0], show, 1, (double)to);
+  /* progress only for a person watching: not with the log stream, not into a pipe or file */
+  progress pg;
+  int watch = !show && isatty(STDOUT_FILENO);
+  if (watch) progress_init(&ws, &pg, pos[0], metric);
+  int rc = follow_progress(&ws, pos[0], show, 1, (double)to, watch ? &pg : NULL);
   if (rc == 0 || rc == 1) {
     cJSON *o = load_run(&ws, pos[0]);
     if (o) {
@@ -665,10 +760,14 @@ static const kp_cmd cmds[] = {
    "and its result is cached by hash(snapshot, environment).\n\n"
    "The last line of output is the run id.\n"},
   {"wait", run_wait, "wait for a run to end (exit 0 only if it Completed)",
-   "usage: kusari run wait RUN [--show-output] [--timeout SECONDS]\n\n"
+   "usage: kusari run wait RUN [--show-output] [--metric NAME] [--timeout SECONDS]\n\n"
    "Waits until RUN ends, streaming its build and entry output with --show-output,\n"
    "then prints its final status. Exits 0 if it Completed, 1 if it Failed or was\n"
-   "Canceled, 3 on --timeout.\n"},
+   "Canceled, 3 on --timeout.\n\n"
+   "Without --show-output, on a terminal, it shows each status change as it happens\n"
+   "and the latest value of one metric, rewritten in place: NAME with --metric,\n"
+   "else, for a child of a sweep, the sweep's primary metric, else whichever metric\n"
+   "the run logged last. Into a pipe or a file it prints only the final status.\n"},
   {"list", run_list, "list runs",
    "usage: kusari run list [--experiment NAME] [--status STATUS] [--parent RUN] [--limit N] [--json]\n\n"
    "Lists runs, newest first (--parent: the child runs of a sweep). STATUS is one of Queued, Preparing, Running, Finalizing,\n"
