@@ -202,6 +202,9 @@ static int store_run_files(kp_ws *ws, const char *id) {
   int rc = 0;
   snprintf(p, sizeof p, "%s/wd/outputs", rd);
   if (kp_store_tree(ws, id, p, "outputs") != 0) rc = -1;
+  /* ./logs of the entry, then the platform's logs (which win a name clash) */
+  snprintf(p, sizeof p, "%s/wd/logs", rd);
+  if (kp_store_tree(ws, id, p, "logs") != 0) rc = -1;
   snprintf(p, sizeof p, "%s/logs", rd);
   if (kp_store_tree(ws, id, p, "logs") != 0) rc = -1;
   /* uploads keep their own names ("outputs/x.png", "plots/a.png") */
@@ -697,6 +700,99 @@ static void free_strv(char **v) {
   free(v);
 }
 
+/* ---- files the entry wrote where nothing keeps them -------------------------- */
+/* The working tree's files (not outputs/ and logs/, which are kept) before the
+ * entry runs, so that afterwards the new and changed ones can be named: the
+ * run discards them with its working directory. */
+typedef struct wd_file {
+  char *path;           /* relative to wd */
+  off_t size;
+  struct timespec mtime;
+} wd_file;
+typedef struct wd_list {
+  wd_file *v;
+  size_t n, cap;
+  int truncated;        /* more than KP_WD_SCAN_MAX entries: the rest not looked at */
+} wd_list;
+#define KP_WD_SCAN_MAX 200000
+
+static void wd_scan(const char *root, const char *rel, wd_list *l) {
+  char dir[8192];
+  snprintf(dir, sizeof dir, "%s%s%s", root, *rel ? "/" : "", rel);
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    if (!*rel && (!strcmp(e->d_name, "outputs") || !strcmp(e->d_name, "logs"))) continue;
+    if (l->n >= KP_WD_SCAN_MAX) { l->truncated = 1; break; }
+    char r[8192], full[16384];
+    snprintf(r, sizeof r, "%s%s%s", rel, *rel ? "/" : "", e->d_name);
+    snprintf(full, sizeof full, "%s/%s", root, r);
+    struct stat st;
+    if (lstat(full, &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      wd_scan(root, r, l);
+      continue;
+    }
+    if (l->n == l->cap) {
+      size_t nc = l->cap ? 2 * l->cap : 256;
+      void *np = realloc(l->v, nc * sizeof *l->v);
+      if (!np) { l->truncated = 1; break; }
+      l->v = np;
+      l->cap = nc;
+    }
+    wd_file *f = &l->v[l->n];
+    if (!(f->path = strdup(r))) { l->truncated = 1; break; }
+    f->size = st.st_size;
+    f->mtime = st.st_mtim;
+    l->n++;
+  }
+  closedir(d);
+}
+
+static int cmp_wd_file(const void *a, const void *b) {
+  return strcmp(((const wd_file *)a)->path, ((const wd_file *)b)->path);
+}
+
+static void wd_list_free(wd_list *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->v[i].path);
+  free(l->v);
+  memset(l, 0, sizeof *l);
+}
+
+/* Says in the run's log which files the entry created or changed outside
+ * outputs/ and logs/ (a few by name, the count of the rest). */
+static void report_discarded(const sup *s, const char *wd, wd_list *before, const char *stdlog) {
+  wd_list after = {0};
+  wd_scan(wd, "", &after);
+  qsort(before->v, before->n, sizeof *before->v, cmp_wd_file);
+  qsort(after.v, after.n, sizeof *after.v, cmp_wd_file);
+  enum { NAMED = 5 };
+  char names[NAMED * 300 + 64] = "";
+  size_t count = 0;
+  for (size_t i = 0; i < after.n; i++) {
+    const wd_file *a = &after.v[i];
+    const wd_file *b = bsearch(a, before->v, before->n, sizeof *before->v, cmp_wd_file);
+    if (b && b->size == a->size && b->mtime.tv_sec == a->mtime.tv_sec && b->mtime.tv_nsec == a->mtime.tv_nsec) continue;
+    if (count < NAMED) {
+      size_t l = strlen(names);
+      snprintf(names + l, sizeof names - l, "%s%.280s", count ? ", " : "", a->path);
+    }
+    count++;
+  }
+  if (count) {
+    char more[64] = "";
+    if (count > NAMED) snprintf(more, sizeof more, " and %zu more", count - NAMED);
+    append_log(stdlog,
+               "kusari: the entry wrote %zu file%s outside outputs/ and logs/, which the run does not keep: %s%s%s.\n"
+               "kusari: write what you want to keep under $KUSARI_OUTPUT_DIR (./outputs) or ./logs.\n",
+               count, count == 1 ? "" : "s", names, more, after.truncated ? " (the working tree was not read to its end)" : "");
+    sup_note(s, "the entry wrote %zu file(s) outside outputs/ and logs/ (not kept): %s%s", count, names, more);
+  }
+  wd_list_free(&after);
+}
+
 /* Carries run sp->id through its lifecycle; returns the exit status. */
 static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **eargv, char **eenv);
 static int supervise(sup *sp, int ready) {
@@ -793,8 +889,11 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   double grace = 10;
   /* Running */
   if (set_status(&sp->ws, sp->id, "Running", 0, INT32_MIN, 0, NULL) != 0) return 1;
+  wd_list before = {0};
+  wd_scan(wd, "", &before);
   pid_t pid = spawn(wd, stdlog, eargv, eenv);
   if (pid < 0) {
+    wd_list_free(&before);
     finish(sp, "Failed", INT32_MIN, 0, "cannot fork the entry process");
     return 1;
   }
@@ -838,6 +937,8 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   }
 exited:
   kill(-pid, SIGKILL);  /* whatever the entry left behind in its group */
+  report_discarded(sp, wd, &before, stdlog);
+  wd_list_free(&before);
   if (canceled) return finish(sp, "Canceled", WIFEXITED(status) ? WEXITSTATUS(status) : INT32_MIN,
                               WIFSIGNALED(status) ? WTERMSIG(status) : 0, NULL);  /* error = cancel_reason */
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return finish(sp, "Completed", 0, 0, NULL);
