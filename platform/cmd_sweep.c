@@ -822,6 +822,13 @@ static int sweep_submit(int argc, char **argv) {
     goto out;
   }
   if (sp.environment && !(env_json = kp_env_load(sp.environment))) goto out;
+  {
+    /* every child runs with the Python of the sweep's submitter */
+    char *resolved = NULL;
+    if (kp_env_resolve(env_json, sp.entry, &resolved) != 0) goto out;
+    free(env_json);
+    env_json = resolved;
+  }
   const char *source = sp.source ? sp.source : ".";
   char src_abs[4096];
   if (!realpath(source, src_abs)) {

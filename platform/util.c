@@ -237,6 +237,40 @@ int kp__hash_copy(int fd, int out_fd, char hex[65], int64_t *size) {
   return rc;
 }
 
+static int is_exec_file(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
+}
+
+int kp_which(const char *name, char *out, size_t n) {
+  if (!name || !*name) return -1;
+  if (strchr(name, '/')) {
+    char cwd[4096];
+    if (name[0] == '/') {
+      if (snprintf(out, n, "%s", name) >= (int)n) return -1;
+    } else {
+      if (!getcwd(cwd, sizeof cwd) || snprintf(out, n, "%s/%s", cwd, name) >= (int)n) return -1;
+    }
+    return is_exec_file(out) ? 0 : -1;
+  }
+  const char *path = getenv("PATH");
+  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+  while (1) {
+    const char *e = strchr(path, ':');
+    size_t len = e ? (size_t)(e - path) : strlen(path);
+    char dir[4096];
+    if (len == 0) {
+      if (!getcwd(dir, sizeof dir)) dir[0] = '\0';
+    } else {
+      snprintf(dir, sizeof dir, "%.*s", (int)(len < sizeof dir - 1 ? len : sizeof dir - 1), path);
+    }
+    if (dir[0] && snprintf(out, n, "%s/%s", dir, name) < (int)n && out[0] == '/' && is_exec_file(out)) return 0;
+    if (!e) break;
+    path = e + 1;
+  }
+  return -1;
+}
+
 uint64_t kp_proc_start(pid_t pid) {
   if (pid <= 0) return 0;
   char path[64];
