@@ -388,7 +388,10 @@ int kp_daemon_start(char *const argv[], const char *log, const char *const *sete
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return kp_err("cannot create a pipe: %s", strerror(errno));
   fflush(NULL);
-  pid_t child = fork();
+  /* KUSARI_FAULT_DAEMON_FORK=1 (tests): the fork fails, as when the process
+   * limit is reached */
+  const char *fault = getenv("KUSARI_FAULT_DAEMON_FORK");
+  pid_t child = fault && *fault == '1' ? (errno = EAGAIN, -1) : fork();
   if (child < 0) {
     int e = errno;
     close(fds[0]);
@@ -406,6 +409,22 @@ int kp_daemon_start(char *const argv[], const char *log, const char *const *sete
     int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (in >= 0) dup2(in, 0);
     if (out >= 0) { dup2(out, 1); dup2(out, 2); }
+    if (in > 2) close(in);
+    if (out > 2) close(out);
+    /* nothing else of the starter's: a descriptor it inherited (a pipe a
+     * caller waits on for EOF) must not stay open for the daemon's life */
+    DIR *fdd = opendir("/proc/self/fd");
+    if (fdd) {
+      int self = dirfd(fdd);
+      struct dirent *de;
+      int fds_to_close[256], nclose = 0;
+      while ((de = readdir(fdd)) && nclose < 256) {
+        int fd = atoi(de->d_name);
+        if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && fd > 2 && fd != wfd && fd != self) fds_to_close[nclose++] = fd;
+      }
+      closedir(fdd);
+      for (int i = 0; i < nclose; i++) close(fds_to_close[i]);
+    }
     for (const char *const *e = setenv_kv; e && *e; e++) putenv((char *)*e);
     size_t argc = 0;
     while (argv[argc]) argc++;
