@@ -577,6 +577,7 @@ static int control(kp_ws *ws, const char *id, int ready) {
   sqlite3_finalize(st);
   sweep s;
   if (!ok || sweep_load(ws, id, &s) != 0) return kp_err("sweep __control: %s is not a running sweep", id), 1;
+  signal(SIGPIPE, SIG_IGN); /* before the write: a submitter that died must not kill us */
   if (write(ready, "ok\n", 3) != 3) { /* the submitter gave up on us; go on anyway */ }
   close(ready);
   struct sigaction sa;
