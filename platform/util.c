@@ -413,17 +413,18 @@ int kp_daemon_start(char *const argv[], const char *log, const char *const *sete
     if (out > 2) close(out);
     /* nothing else of the starter's: a descriptor it inherited (a pipe a
      * caller waits on for EOF) must not stay open for the daemon's life */
-    DIR *fdd = opendir("/proc/self/fd");
-    if (fdd) {
-      int self = dirfd(fdd);
+    for (int more = 1; more;) {
+      DIR *fdd = opendir("/proc/self/fd");
+      if (!fdd) break;
+      int self = dirfd(fdd), fds_to_close[256], nclose = 0;
       struct dirent *de;
-      int fds_to_close[256], nclose = 0;
       while ((de = readdir(fdd)) && nclose < 256) {
         int fd = atoi(de->d_name);
         if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && fd > 2 && fd != wfd && fd != self) fds_to_close[nclose++] = fd;
       }
       closedir(fdd);
       for (int i = 0; i < nclose; i++) close(fds_to_close[i]);
+      more = nclose == 256;  /* a full batch: look again */
     }
     for (const char *const *e = setenv_kv; e && *e; e++) putenv((char *)*e);
     size_t argc = 0;

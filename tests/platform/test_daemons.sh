@@ -32,6 +32,8 @@ cat > "$T/sweep.json" <<JSON
  "primary_metric": {"name": "score", "goal": "maximize"}}
 JSON
 sw="$(run_ok $K sweep submit "$T/sweep.json" | tail -1)"
+# (once its only child runs, the controller is starting nothing: no start pipe of its own)
+for _ in $(seq 200); do [ "$(sql "SELECT status FROM runs WHERE parent_id='$sw'")" = Running ] && break; sleep 0.05; done
 check_daemon "$(sql "SELECT supervisor_pid FROM runs WHERE id='$sw'")" "$WS/runs/$sw/controller.log" "sweep controller"
 touch "$T/go"
 run_ok $K run wait "$id" >/dev/null
