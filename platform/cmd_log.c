@@ -32,7 +32,11 @@ static int log_metric(int argc, char **argv) {
   char *end;
   errno = 0;
   double v = strtod(pos[1], &end);
-  if (errno || *end || end == pos[1]) return kp_usage_err("log metric", "VALUE '%s' is not a number", pos[1]);
+  /* nan, inf and -inf are values too (a diverged loss is worth seeing); an
+   * overflow such as 1e999 is an error, not a silent infinity */
+  if ((errno && !(errno == ERANGE && fabs(v) < 1.0)) || *end || end == pos[1])
+    return kp_usage_err("log metric", "VALUE '%s' is not a number (write it like 0.91, -3, 1e-4, nan, inf or -inf)",
+                        pos[1]);
   long long s = -1;
   if (step && (kp_parse_int(step, &s) != 0 || s < 0))
     return kp_usage_err("log metric", "--step must be a non-negative integer, got '%s'", step);
@@ -59,7 +63,11 @@ static const kp_cmd cmds[] = {
    "usage: kusari log metric NAME VALUE [--step N]\n\n"
    "Appends VALUE to metric NAME of the run this process belongs to (found through\n"
    "KUSARI_RUN_ID and KUSARI_METRICS_CHANNEL, set by the platform). Without --step,\n"
-   "the step is the number of earlier values of NAME. Outside a run it logs nothing.\n"},
+   "the step is the number of earlier values of NAME. Outside a run it logs nothing.\n\n"
+   "VALUE is a decimal number; nan, inf and -inf are recorded as they are (a loss\n"
+   "that diverged is a result worth seeing) and shown as such by 'run metrics';\n"
+   "sweeps never take a non-finite value as a child's best. A value too large for\n"
+   "a double (1e999) is refused.\n"},
   {"tag", log_tag, "set a tag on the current run",
    "usage: kusari log tag KEY VALUE\n\nSets tag KEY=VALUE on the current run.\n"},
   {NULL, NULL, NULL, NULL},

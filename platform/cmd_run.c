@@ -305,9 +305,93 @@ static void pump(const char *path, long *off) {
   fflush(stdout);
 }
 
-/* Follows run 'id' until it ends; streams logs when 'show'. Returns 0 when
- * Completed, 1 otherwise, 3 on timeout. */
+/* What `run wait` shows on a terminal: status changes, and the latest value
+ * of one metric rewritten in place. */
+typedef struct progress {
+  char metric[512];      /* the metric to show; "" = whichever was logged last */
+  char status[32];       /* the last status printed */
+  sqlite3_int64 seen;    /* metrics rows up to this id have been looked at */
+  sqlite3_int64 shown;   /* id of the value on screen (0: none) */
+  int line_open;         /* the metric line has no newline yet */
+  int started;
+} progress;
+
+/* Sets up 'pg' for run 'id': the metric is 'want', else the primary metric of
+ * the sweep the run belongs to, else "" (the last one logged). */
+static void progress_init(kp_ws *ws, progress *pg, const char *id, const char *want) {
+  memset(pg, 0, sizeof *pg);
+  if (want) { snprintf(pg->metric, sizeof pg->metric, "%s", want); return; }
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "SELECT w.spec FROM runs r JOIN sweeps w ON w.run_id=r.parent_id WHERE r.id=?") != 0) return;
+  kp_bind_text(st, 1, id);
+  if (kp_db_row(st) > 0) {
+    cJSON *spec = cJSON_Parse(kp_col_text(st, 0));
+    const char *m = cJSON_GetStringValue(
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(spec, "primary_metric"), "name"));
+    if (m) snprintf(pg->metric, sizeof pg->metric, "%s", m);
+    cJSON_Delete(spec);
+  }
+  sqlite3_finalize(st);
+}
+
+static void progress_end_line(progress *pg) {
+  if (pg->line_open) fputc('\n', stdout);
+  pg->line_open = 0;
+}
+
+/* Prints what changed since the last call. Only rows added since then are
+ * read (by id), so a run with millions of values costs nothing per poll. */
+static void progress_update(kp_ws *ws, progress *pg, const char *id, const char *status) {
+  /* (the final status is run wait's last line) */
+  if (strcmp(status, pg->status) != 0 && !kp_status_terminal(status)) {
+    progress_end_line(pg);
+    char t[64];
+    kp_fmt_time(kp_now(), t, sizeof t);
+    printf("%s  Run %s: %s\n", t, id, status);
+    snprintf(pg->status, sizeof pg->status, "%s", status);
+  }
+  sqlite3_stmt *st;
+  if (!pg->started) {
+    /* this run's newest row so far (one look through its index entries) */
+    if (kp_db_prepare(ws, &st, "SELECT coalesce(max(id), 0) FROM metrics WHERE run_id=?1 AND (?2 = '' OR name=?2)") != 0) return;
+    kp_bind_text(st, 1, id);
+    kp_bind_text(st, 2, pg->metric);
+    sqlite3_int64 last = kp_db_row(st) > 0 ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    pg->seen = last ? last - 1 : 0;
+    pg->started = 1;
+  }
+  sqlite3_int64 top = 0;
+  if (kp_db_prepare(ws, &st, "SELECT coalesce(max(id), 0) FROM metrics") != 0) return;
+  if (kp_db_row(st) > 0) top = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if (top <= pg->seen) return;
+  if (kp_db_prepare(ws, &st, "SELECT id, name, step, value FROM metrics WHERE id > ?1 AND id <= ?2 AND +run_id = ?3"
+                             " AND (?4 = '' OR name = ?4) ORDER BY id DESC LIMIT 1") != 0)
+    return;
+  sqlite3_bind_int64(st, 1, pg->seen);
+  sqlite3_bind_int64(st, 2, top);
+  kp_bind_text(st, 3, id);
+  kp_bind_text(st, 4, pg->metric);
+  if (kp_db_row(st) > 0 && sqlite3_column_int64(st, 0) != pg->shown) {
+    double v = sqlite3_column_type(st, 3) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 3);
+    printf("\r\033[K  %s = %.6g (step %lld)", kp_col_text(st, 1), v, (long long)sqlite3_column_int64(st, 2));
+    pg->shown = sqlite3_column_int64(st, 0);
+    pg->line_open = 1;
+  }
+  sqlite3_finalize(st);
+  pg->seen = top;
+  fflush(stdout);
+}
+
+/* Follows run 'id' until it ends; streams logs when 'show', or shows status
+ * changes and a metric when 'pg' is given. Returns 0 when Completed, 1
+ * otherwise, 3 on timeout. */
+static int follow_progress(kp_ws *ws, const char *id, int show, int build_too, double timeout, progress *pg);
 static int follow(kp_ws *ws, const char *id, int show, int build_too, double timeout) {
+  return follow_progress(ws, id, show, build_too, timeout, NULL);
+}
+static int follow_progress(kp_ws *ws, const char *id, int show, int build_too, double timeout, progress *pg) {
   char rd[4400], build[4600], std[4600], status[32] = "";
   kp_run_dir(ws, id, rd, sizeof rd);
   snprintf(build, sizeof build, "%s/logs/build.log", rd);
@@ -327,27 +411,38 @@ static int follow(kp_ws *ws, const char *id, int show, int build_too, double tim
       if (build_too) pump(build, &boff);
       pump(std, &soff);
     }
+    /* every third poll, and always the last one (after the final ingestion) */
+    if (pg && (done || n % 3 == 1)) progress_update(ws, pg, id, status);
     if (done) break;
     if (timeout > 0 && kp_now() - t0 > timeout) {
+      if (pg) progress_end_line(pg);
       kp_err("run %s is still %s after %.0f s (--timeout)", id, status, timeout);
       return 3;
     }
     sleep_ms(100);
   }
+  if (pg) progress_end_line(pg);
   return !strcmp(status, "Completed") ? 0 : 1;
 }
 
 static int run_wait(int argc, char **argv) {
   int show = 0, np = 0;
-  const char *pos[1], *timeout = "0";
-  kp_opt opts[] = {{.name = "show-output", .flag = &show}, {.name = "timeout", .val = &timeout}, {0}};
+  const char *pos[1], *timeout = "0", *metric = NULL;
+  kp_opt opts[] = {{.name = "show-output", .flag = &show}, {.name = "timeout", .val = &timeout},
+                   {.name = "metric", .val = &metric}, {0}};
   if (kp_parse("run wait", argc, argv, opts, pos, &np, 1, NULL)) return 2;
   if (np != 1) return kp_usage_err("run wait", "missing the RUN id");
   long long to;
   if (kp_parse_int(timeout, &to) != 0 || to < 0) return kp_usage_err("run wait", "--timeout must be seconds (0 = none)");
+  if (metric && (!*metric || strlen(metric) > 500))
+    return kp_usage_err("run wait", "--metric needs a metric name (as logged, e.g. Accuracy)");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
-  int rc = follow(&ws, pos[0], show, 1, (double)to);
+  /* progress only for a person watching: not with the log stream, not into a pipe or file */
+  progress pg;
+  int watch = !show && isatty(STDOUT_FILENO);
+  if (watch) progress_init(&ws, &pg, pos[0], metric);
+  int rc = follow_progress(&ws, pos[0], show, 1, (double)to, watch ? &pg : NULL);
   if (rc == 0 || rc == 1) {
     cJSON *o = load_run(&ws, pos[0]);
     if (o) {
@@ -555,6 +650,26 @@ static int run_cancel(int argc, char **argv) {
 }
 
 /* ---- metrics ------------------------------------------------------------------------------ */
+/* A metric's time as ISO-8601 UTC with milliseconds. */
+static void fmt_ts_ms(double t, char *out, size_t n) {
+  time_t s = (time_t)t;
+  int ms = (int)((t - (double)s) * 1000.0);
+  if (ms < 0) ms = 0;
+  if (ms > 999) ms = 999;
+  struct tm tm;
+  gmtime_r(&s, &tm);
+  char b[40];
+  strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out, n, "%s.%03dZ", b, ms);
+}
+
+/* A metric value in JSON: a number, or "NaN", "Infinity", "-Infinity" (JSON
+ * has no such numbers; Python's float() reads these strings back). */
+static cJSON *metric_json_value(double v) {
+  if (isfinite(v)) return cJSON_CreateNumber(v);
+  return cJSON_CreateString(isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
+}
+
 static int run_metrics(int argc, char **argv) {
   int np = 0, csv = 0, json = 0;
   const char *pos[1], *name = NULL;
@@ -594,6 +709,7 @@ static int run_metrics(int argc, char **argv) {
       } else {
         fputs(nm, stdout);
       }
+      if (isnan(v)) v = NAN;
       printf(",%lld,%.6f,%.17g\n", step, ts, v);
     } else if (json) {
       cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, nm);
@@ -601,14 +717,17 @@ static int run_metrics(int argc, char **argv) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddNumberToObject(o, "step", (double)step);
       cJSON_AddNumberToObject(o, "timestamp", ts);
-      cJSON_AddNumberToObject(o, "value", v);
+      cJSON_AddItemToObject(o, "value", metric_json_value(v));
       cJSON_AddItemToArray(arr, o);
     } else {
       if (strcmp(cur, nm) != 0) {
         printf("%s%s:\n", *cur ? "\n" : "", nm);
         snprintf(cur, sizeof cur, "%s", nm);
       }
-      printf("  step %-6lld %.9g\n", step, v);
+      char t[64];
+      fmt_ts_ms(ts, t, sizeof t);
+      if (isnan(v)) v = NAN;  /* "nan", never "-nan" */
+      printf("  step %-6lld %s  %.9g\n", step, t, v);
     }
   }
   sqlite3_finalize(st);
@@ -633,18 +752,27 @@ static const kp_cmd cmds[] = {
    "Queued on the compute target (default: the only one) and starts its supervisor.\n"
    "The experiment is created on first use. ARGS after -- are passed to PROGRAM.\n"
    "--snapshot ID runs the code of an earlier snapshot again (see 'run show').\n\n"
-   "PROGRAM is a file in DIR: a .py file runs with python3, a .sh file with bash,\n"
+   "PROGRAM is a file in DIR: a .py file runs with python3 from your PATH (your venv,\n"
+   "pyenv or conda Python; found now and recorded with the run), a .sh file with bash,\n"
    "anything else must be executable. The environment FILE is JSON:\n"
    "  {\"name\": \"mnist\", \"debian_packages\": [\"libopenblas-dev\"], \"build\": \"make\",\n"
-   "   \"variables\": {\"OMP_NUM_THREADS\": \"1\"}}\n"
+   "   \"variables\": {\"OMP_NUM_THREADS\": \"1\"}, \"interpreter\": \"/usr/bin/python3\",\n"
+   "   \"pip_packages\": [\"numpy\", \"pytest\"], \"pip_options\": [\"--no-index\", \"--find-links\", \"/srv/wheels\"],\n"
+   "   \"system_site_packages\": false}\n"
    "Missing packages fail the run; the build command runs in a copy of the snapshot\n"
-   "and its result is cached by hash(snapshot, environment).\n\n"
+   "and its result is cached by hash(snapshot, environment). pip_packages are installed\n"
+   "into a virtual environment of the interpreter, cached per environment; it sees the\n"
+   "system's site-packages only with system_site_packages true.\n\n"
    "The last line of output is the run id.\n"},
   {"wait", run_wait, "wait for a run to end (exit 0 only if it Completed)",
-   "usage: kusari run wait RUN [--show-output] [--timeout SECONDS]\n\n"
+   "usage: kusari run wait RUN [--show-output] [--metric NAME] [--timeout SECONDS]\n\n"
    "Waits until RUN ends, streaming its build and entry output with --show-output,\n"
    "then prints its final status. Exits 0 if it Completed, 1 if it Failed or was\n"
-   "Canceled, 3 on --timeout.\n"},
+   "Canceled, 3 on --timeout.\n\n"
+   "Without --show-output, on a terminal, it shows each status change as it happens\n"
+   "and the latest value of one metric, rewritten in place: NAME with --metric,\n"
+   "else, for a child of a sweep, the sweep's primary metric, else whichever metric\n"
+   "the run logged last. Into a pipe or a file it prints only the final status.\n"},
   {"list", run_list, "list runs",
    "usage: kusari run list [--experiment NAME] [--status STATUS] [--parent RUN] [--limit N] [--json]\n\n"
    "Lists runs, newest first (--parent: the child runs of a sweep). STATUS is one of Queued, Preparing, Running, Finalizing,\n"
@@ -669,7 +797,13 @@ static const kp_cmd cmds[] = {
    "SECONDS (default 10). Waits until it is Canceled unless --no-wait.\n"},
   {"metrics", run_metrics, "print a run's metrics",
    "usage: kusari run metrics RUN [--name NAME] [--csv|--json]\n\n"
-   "Prints every logged value (name, step, timestamp, value), in order.\n"},
+   "Prints every logged value of RUN (only metric NAME with --name), by name, then\n"
+   "step: as text, one line per value with its step, its time (UTC, as logged) and\n"
+   "its value; with --csv the columns name,step,timestamp,value (timestamp in\n"
+   "seconds since the epoch); with --json an object of arrays of {step, timestamp,\n"
+   "value}. Non-finite values are kept as logged: nan, inf, -inf in text and CSV,\n"
+   "the strings \"NaN\", \"Infinity\", \"-Infinity\" in JSON. While RUN is active\n"
+   "the values logged so far are read first.\n"},
   {NULL, NULL, NULL, NULL},
 };
 

@@ -281,46 +281,15 @@ static int start_server(kp_ws *ws, const char *name, int *port) {
   if (rc != 0) return -1;
   /* like runs: OpenBLAS's own choice of kernels where Debian's build does not know the CPU */
   const char *coretype = ks_blas_suggested_coretype();
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return kp_err("cannot create a pipe: %s", strerror(errno));
-  fflush(NULL);
-  pid_t child = fork();
-  if (child < 0) { close(fds[0]); close(fds[1]); return kp_err("cannot fork: %s", strerror(errno)); }
-  if (child == 0) {
-    setsid();
-    pid_t g = fork();
-    if (g != 0) _exit(g < 0 ? 1 : 0);
-    close(fds[0]);
-    int wfd = dup(fds[1]);  /* without O_CLOEXEC */
-    int in = open("/dev/null", O_RDONLY);
-    int out = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (in >= 0) dup2(in, 0);
-    if (out >= 0) { dup2(out, 1); dup2(out, 2); }
-    if (coretype && !getenv("OPENBLAS_CORETYPE")) setenv("OPENBLAS_CORETYPE", coretype, 1);
-    char fdbuf[16];
-    snprintf(fdbuf, sizeof fdbuf, "%d", wfd);
-    char *argv[] = {kp_self_exe, "--workspace", ws->root, "service", "serve", (char *)name, "--ready-fd", fdbuf, NULL};
-    execv(kp_self_exe, argv);
-    _exit(127);
+  char envbuf[128];
+  const char *envs[2] = {NULL, NULL};
+  if (coretype && !getenv("OPENBLAS_CORETYPE")) {
+    snprintf(envbuf, sizeof envbuf, "OPENBLAS_CORETYPE=%s", coretype);
+    envs[0] = envbuf;
   }
-  close(fds[1]);
-  int wst;
-  waitpid(child, &wst, 0);
-  char buf[1300] = "";
-  size_t got = 0;
-  double t0 = kp_now();
-  while (got < sizeof buf - 1 && !memchr(buf, '\n', got)) {
-    struct pollfd p = {fds[0], POLLIN, 0};
-    int left = (int)((120 - (kp_now() - t0)) * 1000);
-    if (left <= 0 || poll(&p, 1, left) <= 0) break;
-    ssize_t k = read(fds[0], buf + got, sizeof buf - 1 - got);
-    if (k <= 0) break;
-    got += (size_t)k;
-    buf[got] = '\0';
-  }
-  close(fds[0]);
-  char *nl = strchr(buf, '\n');
-  if (nl) *nl = '\0';
+  char *argv[] = {kp_self_exe, "--workspace", ws->root, "service", "serve", (char *)name, "--ready-fd", KP_DAEMON_FD, NULL};
+  char buf[1300];
+  kp_daemon_start(argv, logp, envs, 120, buf, sizeof buf);
   if (!strncmp(buf, "ok ", 3)) {
     *port = atoi(buf + 3);
     return 0;

@@ -100,11 +100,16 @@ static int sweep_load(kp_ws *ws, const char *id, sweep *s) {
   return rc;
 }
 
-/* The number of children the sweep may start (before warm-start skips). */
+/* The number of children the sweep may start (before warm-start skips).
+ * Random sampling does not repeat a point, so a finite space caps it. */
 static long long sweep_budget(const kp_sweep_spec *sp) {
   if (sp->sampling == KP_SAMPLING_GRID) {
     long long g = kp_space_grid_size(&sp->space);
     return sp->max_total_runs && sp->max_total_runs < g ? sp->max_total_runs : g;
+  }
+  if (sp->sampling == KP_SAMPLING_RANDOM) {
+    long long f = kp_space_finite_size(&sp->space);
+    if (f > 0 && f < sp->max_total_runs) return f;
   }
   return sp->max_total_runs;
 }
@@ -219,6 +224,7 @@ static int children_load(kp_ws *ws, const char *id, const kp_sweep_spec *sp, chi
       c->vals = np;
     }
     double v = sqlite3_column_double(st, 1);
+    if (!isfinite(v)) continue;  /* NaN is stored as NULL; an infinity is no best value either */
     c->vals[c->nvals++] = v;
     if (!c->has_best || (sp->maximize ? v > c->best : v < c->best)) c->best = v;
     c->has_best = 1;
@@ -309,7 +315,8 @@ static int grid_done_before(const kp_space *sp, const children *warm, const doub
   return 0;
 }
 
-/* Picks trial idx's point; 0, or 1 when the sampler has nothing left (grid). */
+/* Picks trial idx's point; 0, or 1 when the sampler has nothing left (grid,
+ * or random over a finite space whose every point was drawn). */
 static int next_point(const sweep *s, const children *c, const children *warm, long long idx, double *x) {
   const kp_sweep_spec *sp = &s->spec;
   int d = sp->space.n;
@@ -325,8 +332,14 @@ static int next_point(const sweep *s, const children *c, const children *warm, l
     return 1;
   }
   if (sp->sampling == KP_SAMPLING_RANDOM) {
-    kp_sample_random(&sp->space, sp->seed, idx, x);
-    return 0;
+    /* the earlier trials' points: random sampling does not repeat one */
+    double *prev = malloc(sizeof(double) * (size_t)(c->n + 1) * (size_t)(d ? d : 1));
+    long long np = 0;
+    for (int i = 0; prev && i < c->n; i++)
+      if (c->v[i].x) memcpy(prev + (size_t)(np++) * (size_t)d, c->v[i].x, (size_t)d * sizeof *prev);
+    int r = kp_sample_random_unseen(&sp->space, sp->seed, idx, prev, np, x);
+    free(prev);
+    return r;
   }
   obs o = {.d = d}, p = {.d = d};
   for (int pass = 0; pass < 2; pass++) {
@@ -564,6 +577,7 @@ static int control(kp_ws *ws, const char *id, int ready) {
   sqlite3_finalize(st);
   sweep s;
   if (!ok || sweep_load(ws, id, &s) != 0) return kp_err("sweep __control: %s is not a running sweep", id), 1;
+  signal(SIGPIPE, SIG_IGN); /* before the write: a submitter that died must not kill us */
   if (write(ready, "ok\n", 3) != 3) { /* the submitter gave up on us; go on anyway */ }
   close(ready);
   struct sigaction sa;
@@ -681,7 +695,13 @@ static int control(kp_ws *ws, const char *id, int ready) {
         if (stopping == 2) end_sweep(ws, &s, &c, "Canceled", stop_why);
         else if (stopping == 3) end_sweep(ws, &s, &c, "Failed", stop_why);
         else if (stopping == 1) end_sweep(ws, &s, &c, "Completed", stop_why);
-        else if (c.n >= budget && sp->sampling != KP_SAMPLING_GRID) end_sweep(ws, &s, &c, "Completed", "max_total_runs reached");
+        else if (sp->sampling == KP_SAMPLING_RANDOM &&
+                 (exhausted || (kp_space_finite_size(&sp->space) > 0 && c.n >= kp_space_finite_size(&sp->space)))) {
+          char why[200];
+          snprintf(why, sizeof why, "every point of the space was run (%lld points; random sampling does not repeat one)",
+                   kp_space_finite_size(&sp->space));
+          end_sweep(ws, &s, &c, "Completed", why);
+        } else if (c.n >= budget && sp->sampling != KP_SAMPLING_GRID) end_sweep(ws, &s, &c, "Completed", "max_total_runs reached");
         else if (c.n >= budget && budget < kp_space_grid_size(&sp->space)) end_sweep(ws, &s, &c, "Completed", "max_total_runs reached");
         else end_sweep(ws, &s, &c, "Completed", "every grid point was run");
         children_free(&c);
@@ -700,39 +720,13 @@ static int control(kp_ws *ws, const char *id, int ready) {
 
 /* Starts the detached controller of sweep 'id' and waits until it is up. */
 static int start_controller(kp_ws *ws, const char *id) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return kp_err("cannot create a pipe: %s", strerror(errno));
-  char rd[4400], clog[4600];
+  char rd[4400], clog[4600], reply[64];
   kp_run_dir(ws, id, rd, sizeof rd);
   if (kp_mkdirs(rd, 0755) != 0) return -1;
   snprintf(clog, sizeof clog, "%s/controller.log", rd);
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) return kp_err("cannot fork: %s", strerror(errno));
-  if (pid == 0) {
-    setsid();
-    pid_t g = fork();
-    if (g != 0) _exit(g < 0 ? 1 : 0);
-    close(fds[0]);
-    int wfd = dup(fds[1]);
-    int in = open("/dev/null", O_RDONLY);
-    int out = open(clog, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (in >= 0) dup2(in, 0);
-    if (out >= 0) { dup2(out, 1); dup2(out, 2); }
-    char fdbuf[16];
-    snprintf(fdbuf, sizeof fdbuf, "%d", wfd);
-    char *argv[] = {kp_self_exe, "--workspace", ws->root, "sweep", "__control", (char *)id, fdbuf, NULL};
-    execv(kp_self_exe, argv);
-    _exit(127);
-  }
-  close(fds[1]);
-  int stw;
-  waitpid(pid, &stw, 0);
-  char buf[8] = "";
-  ssize_t n, got = 0;
-  while (got < 3 && (n = read(fds[0], buf + got, (size_t)(3 - got))) > 0) got += n;
-  close(fds[0]);
-  if (got != 3 || memcmp(buf, "ok\n", 3) != 0) return kp_err("the controller of sweep %s did not start; see %s", id, clog);
+  char *argv[] = {kp_self_exe, "--workspace", ws->root, "sweep", "__control", (char *)id, KP_DAEMON_FD, NULL};
+  if (kp_daemon_start(argv, clog, NULL, 120, reply, sizeof reply) != 0 || strcmp(reply, "ok") != 0)
+    return kp_err("the controller of sweep %s did not start; see %s", id, clog);
   return 0;
 }
 
@@ -766,6 +760,32 @@ static int resolve_compute(kp_ws *ws, const char *want, char *out, size_t n) {
     return -1;
   }
   return 0;
+}
+
+/* What the sweep file asks that will not happen as written (stderr). */
+static void sweep_submit_warnings(kp_ws *ws, const kp_sweep_spec *sp, const char *comp) {
+  long long finite = kp_space_finite_size(&sp->space);
+  if (sp->sampling == KP_SAMPLING_RANDOM && finite > 0 && finite < sp->max_total_runs) {
+    fprintf(stderr, "kusari: warning: the space has only %lld point%s and random sampling does not repeat a point: "
+            "the sweep stops after %lld runs, not max_total_runs %lld\n", finite, finite == 1 ? "" : "s", finite,
+            sp->max_total_runs);
+    kp_hint("widen the space, or use grid sampling to run every point in order");
+  }
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "SELECT max_nodes FROM computes WHERE name=?") != 0) return;
+  kp_bind_text(st, 1, comp);
+  int max_nodes = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : 0;
+  sqlite3_finalize(st);
+  int conc = sweep_concurrency(sp);
+  long long budget = sweep_budget(sp);
+  if (conc > budget) conc = (int)budget;
+  if (max_nodes > 0 && max_nodes < conc) {
+    fprintf(stderr, "kusari: warning: compute target '%s' runs at most %d run%s at once (--max-nodes %d), fewer than "
+            "the sweep's %d at once (max_concurrent_runs): the other children wait in Queued\n", comp, max_nodes,
+            max_nodes == 1 ? "" : "s", max_nodes, conc);
+    kp_hint("use a target with --max-nodes %d or more (kusari compute create NAME --type local --max-nodes %d), "
+            "or set max_concurrent_runs to %d", conc, conc, max_nodes);
+  }
 }
 
 static int sweep_submit(int argc, char **argv) {
@@ -803,6 +823,13 @@ static int sweep_submit(int argc, char **argv) {
     goto out;
   }
   if (sp.environment && !(env_json = kp_env_load(sp.environment))) goto out;
+  {
+    /* every child runs with the Python of the sweep's submitter */
+    char *resolved = NULL;
+    if (kp_env_resolve(env_json, sp.entry, &resolved) != 0) goto out;
+    free(env_json);
+    env_json = resolved;
+  }
   const char *source = sp.source ? sp.source : ".";
   char src_abs[4096];
   if (!realpath(source, src_abs)) {
@@ -915,6 +942,7 @@ static int sweep_submit(int argc, char **argv) {
     goto out;
   }
   long long budget = sweep_budget(&sp);
+  sweep_submit_warnings(&ws, &sp, comp);
   printf("Submitted sweep %s (experiment %s): %s sampling of %d parameter%s, at most %lld runs, %d at once, "
          "policy %s; snapshot %.12s: %d files, %.2f MB\n", id, sp.experiment, kp_sampling_names[sp.sampling], sp.space.n,
          sp.space.n == 1 ? "" : "s", budget, sweep_concurrency(&sp), kp_policy_names[sp.policy.type], snap, nfiles,

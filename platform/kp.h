@@ -129,6 +129,11 @@ char *kp_read_file(const char *path, size_t *len);
 int kp_write_file(const char *path, const char *data, size_t len);
 /* sha256 of a buffer as hex. */
 void kp_sha256_hex(const void *data, size_t len, char hex[65]);
+/* Finds program 'name' like a shell: a name with a '/' is taken as a path
+ * (made absolute from the current directory), else the first executable
+ * regular file 'name' in the directories of $PATH. Symbolic links are not
+ * resolved (a virtual environment's python3 is one). Returns 0 or -1. */
+int kp_which(const char *name, char *out, size_t n);
 /* Process start time (clock ticks since boot) of 'pid', 0 if gone/zombie. */
 uint64_t kp_proc_start(pid_t pid);
 /* 1 when 'pid' is alive and its start time is 'start'. */
@@ -183,6 +188,13 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out);
 int kp_run_cancel(kp_ws *ws, const char *id, double grace, const char *reason);
 /* Reads and validates an environment file; returns canonical JSON (free()). */
 char *kp_env_load(const char *path);
+/* Completes environment 'env_json' (NULL: none) at submit for 'entry': a .py
+ * entry, or an environment with pip_packages, gets "interpreter" as an
+ * absolute path: the environment's own (a path, or a name looked up on this
+ * process's PATH), else python3 from this process's PATH, so the run uses the
+ * Python its submitter had. Sets *out to the canonical JSON to record (free();
+ * NULL when there is no environment). Returns 0, or -1 (printed). */
+int kp_env_resolve(const char *env_json, const char *entry, char **out);
 
 /* Migration to schema 5 (cmd_service.c): moves the services' keys from the
  * store into services/NAME/keys (0600), leaving their sha256 in the store. */
@@ -190,8 +202,6 @@ int kp_service_keys_migrate(kp_ws *ws);
 
 /* Stores the files under dir/sub/ as run files named "sub/..." */
 int kp_store_tree(kp_ws *ws, const char *run_id, const char *dir, const char *prefix);
-
-#endif
 
 /* ---- option parsing -------------------------------------------------------- */
 /* One option: "--name VALUE" / "--name=VALUE" when 'val' is set (a repeated
@@ -213,3 +223,20 @@ int kp_parse(const char *cmd, int argc, char **argv, const kp_opt *opts, const c
              int *rest);
 /* Parses a decimal integer; 0 on success. */
 int kp_parse_int(const char *s, long long *out);
+
+/* ---- detached daemons ------------------------------------------------------ */
+/* Starts 'argv' (argv[0] is the program's path) as a detached daemon: fork,
+ * setsid, fork again (so it is no child of the caller and has no terminal),
+ * stdin from /dev/null, stdout and stderr appended to 'log'. The daemon gets
+ * the write end of a pipe: the argument equal to KP_DAEMON_FD is replaced by
+ * that descriptor's number. 'setenv_kv' (NULL, or NULL-terminated "NAME=VALUE"
+ * strings) is added to the daemon's environment. Waits until the daemon writes
+ * a line (or closes the pipe, or 'timeout_s' passes; <= 0: no limit) and puts
+ * the line without its newline in 'reply'. Returns 0 when a line came, -1
+ * otherwise (nothing printed: the caller says what did not start, and where
+ * its log is). Every descriptor it opened is closed on every path. */
+#define KP_DAEMON_FD "{ready-fd}"
+int kp_daemon_start(char *const argv[], const char *log, const char *const *setenv_kv, double timeout_s, char *reply,
+                    size_t n);
+
+#endif

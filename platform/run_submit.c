@@ -52,19 +52,44 @@ char *kp_env_load(const char *path) {
           return NULL;
         }
       }
+    } else if (!strcmp(k, "interpreter")) {
+      ok = cJSON_IsString(it) && *it->valuestring && !strpbrk(it->valuestring, "\n\r");
+    } else if (!strcmp(k, "system_site_packages")) {
+      ok = cJSON_IsBool(it);
+    } else if (!strcmp(k, "pip_packages") || !strcmp(k, "pip_options")) {
+      ok = cJSON_IsArray(it);
+      const cJSON *p;
+      int is_pkg = !strcmp(k, "pip_packages");
+      cJSON_ArrayForEach(p, it) {
+        const char *n = cJSON_GetStringValue(p);
+        int bad = !n || !*n || strpbrk(n, "\n\r") != NULL || (is_pkg && n[0] == '-');
+        if (bad) {
+          if (is_pkg)
+            kp_err("environment file '%s': pip_packages: '%s' is not a package (a requirement such as \"numpy\" or "
+                   "\"numpy>=1.24\", or a path to a wheel)", path, n ? n : "(not a string)");
+          else
+            kp_err("environment file '%s': pip_options: '%s' is not an option (strings such as \"--no-index\")", path,
+                   n ? n : "(not a string)");
+          kp_hint("options for pip (--no-index, --find-links DIR, --index-url URL) go in pip_options");
+          cJSON_Delete(j);
+          return NULL;
+        }
+      }
     } else if (!strcmp(k, "variables")) {
       ok = cJSON_IsObject(it);
       const cJSON *v;
       cJSON_ArrayForEach(v, it) if (!cJSON_IsString(v) || !*v->string || strchr(v->string, '=')) ok = 0;
     } else {
       kp_err("environment file '%s': unknown field '%s'", path, k);
-      kp_hint("the fields are name, debian_packages, build, variables");
+      kp_hint("the fields are name, debian_packages, build, variables, interpreter, pip_packages, pip_options, "
+              "system_site_packages");
       cJSON_Delete(j);
       return NULL;
     }
     if (!ok) {
       kp_err("environment file '%s': field '%s' has the wrong type", path, k);
-      kp_hint("name and build are strings, debian_packages an array of strings, variables an object of strings");
+      kp_hint("name, build and interpreter are strings, debian_packages, pip_packages and pip_options arrays of "
+              "strings, variables an object of strings, system_site_packages true or false");
       cJSON_Delete(j);
       return NULL;
     }
@@ -74,40 +99,52 @@ char *kp_env_load(const char *path) {
   return out;
 }
 
+int kp_env_resolve(const char *env_json, const char *entry, char **out) {
+  *out = NULL;
+  cJSON *env = env_json ? cJSON_Parse(env_json) : NULL;
+  if (env_json && !cJSON_IsObject(env)) {
+    cJSON_Delete(env);
+    return kp_err("the run's environment is not a JSON object");
+  }
+  size_t el = entry ? strlen(entry) : 0;
+  int py = el > 3 && !strcmp(entry + el - 3, ".py");
+  int pip = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(env, "pip_packages")) > 0;
+  if (py || pip) {
+    const char *want = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "interpreter"));
+    char found[4096];
+    if (kp_which(want ? want : "python3", found, sizeof found) != 0) {
+      if (want) {
+        kp_err("the environment's interpreter '%s' is not an executable file%s", want,
+               strchr(want, '/') ? "" : " on your PATH");
+        kp_hint("name a Python that exists here, e.g. {\"interpreter\": \"/usr/bin/python3\"}, or leave the field out "
+                "to use python3 from your PATH");
+      } else {
+        kp_err("there is no python3 on your PATH for %s", py ? "the Python entry" : "the environment's pip_packages");
+        kp_hint("install Python 3 or activate your environment (venv, pyenv, conda), or name one in the environment "
+                "file: {\"interpreter\": \"/usr/bin/python3\"}");
+      }
+      cJSON_Delete(env);
+      return -1;
+    }
+    if (!env) env = cJSON_CreateObject();
+    cJSON_DeleteItemFromObjectCaseSensitive(env, "interpreter");
+    cJSON_AddStringToObject(env, "interpreter", found);
+  }
+  if (env) {
+    *out = cJSON_PrintUnformatted(env);
+    cJSON_Delete(env);
+    if (!*out) return kp_err("out of memory");
+  }
+  return 0;
+}
+
 /* Starts the detached supervisor of run 'id' and waits until it is up. */
 static int start_supervisor(kp_ws *ws, const char *id) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return kp_err("cannot create a pipe: %s", strerror(errno));
-  char rd[4400], slog[4600];
+  char rd[4400], slog[4600], reply[64];
   kp_run_dir(ws, id, rd, sizeof rd);
   snprintf(slog, sizeof slog, "%s/supervisor.log", rd);
-  fflush(NULL);
-  pid_t child = fork();
-  if (child < 0) return kp_err("cannot fork: %s", strerror(errno));
-  if (child == 0) {
-    setsid();
-    pid_t g = fork();
-    if (g != 0) _exit(g < 0 ? 1 : 0);
-    close(fds[0]);
-    int wfd = dup(fds[1]);  /* without O_CLOEXEC */
-    int in = open("/dev/null", O_RDONLY);
-    int out = open(slog, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (in >= 0) dup2(in, 0);
-    if (out >= 0) { dup2(out, 1); dup2(out, 2); }
-    char fdbuf[16];
-    snprintf(fdbuf, sizeof fdbuf, "%d", wfd);
-    char *argv[] = {kp_self_exe, "--workspace", ws->root, "__supervise", (char *)id, fdbuf, NULL};
-    execv(kp_self_exe, argv);
-    _exit(127);
-  }
-  close(fds[1]);
-  int st;
-  waitpid(child, &st, 0);
-  char buf[8] = "";
-  ssize_t n, got = 0;
-  while (got < 3 && (n = read(fds[0], buf + got, (size_t)(3 - got))) > 0) got += n;
-  close(fds[0]);
-  if (got != 3 || memcmp(buf, "ok\n", 3) != 0) {
+  char *argv[] = {kp_self_exe, "--workspace", ws->root, "__supervise", (char *)id, KP_DAEMON_FD, NULL};
+  if (kp_daemon_start(argv, slog, NULL, 120, reply, sizeof reply) != 0 || strcmp(reply, "ok") != 0) {
     kp_err("the supervisor of run %s did not start; see %s", id, slog);
     return -1;
   }
@@ -130,8 +167,11 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
     const char *eq = strchr(sub->tags[i], '=');
     if (!eq || eq == sub->tags[i]) return kp_err("tag '%s' must look like key=value", sub->tags[i]);
   }
+  /* the environment as the run will have it: with the submitter's Python */
+  char *env_json = NULL;
+  if (kp_env_resolve(sub->env_json, sub->entry, &env_json) != 0) return -1;
   char env_hash[65] = "";
-  if (sub->env_json) kp_sha256_hex(sub->env_json, strlen(sub->env_json), env_hash);
+  if (env_json) kp_sha256_hex(env_json, strlen(env_json), env_hash);
   int rc = -1;
   sqlite3_stmt *st = NULL;
   char *args_json = NULL;
@@ -186,7 +226,7 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
     snprintf(out->snapshot, sizeof out->snapshot, "%s", sub->snapshot);
   } else {
     /* the entry must be in the source unless a build command may create it */
-    cJSON *envj = sub->env_json ? cJSON_Parse(sub->env_json) : NULL;
+    cJSON *envj = env_json ? cJSON_Parse(env_json) : NULL;
     const char *build = envj ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(envj, "build")) : NULL;
     int has_build = build && *build;
     cJSON_Delete(envj);
@@ -230,8 +270,8 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
   kp_bind_text(st, 5, args_json);
   kp_bind_text(st, 6, out->snapshot);
   sqlite3_bind_int64(st, 7, (sqlite3_int64)out->bytes);
-  kp_bind_text(st, 8, sub->env_json);
-  kp_bind_text(st, 9, sub->env_json ? env_hash : NULL);
+  kp_bind_text(st, 8, env_json);
+  kp_bind_text(st, 9, env_json ? env_hash : NULL);
   sqlite3_bind_double(st, 10, kp_now());
   kp_bind_text(st, 11, sub->parent_id);
   if (kp_db_done(ws, st) != 0) goto fail;
@@ -279,6 +319,7 @@ fail:
 out:
   sqlite3_finalize(st);
   cJSON_free(args_json);
+  cJSON_free(env_json);
   return rc;
 }
 

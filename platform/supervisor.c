@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -202,6 +203,9 @@ static int store_run_files(kp_ws *ws, const char *id) {
   int rc = 0;
   snprintf(p, sizeof p, "%s/wd/outputs", rd);
   if (kp_store_tree(ws, id, p, "outputs") != 0) rc = -1;
+  /* ./logs of the entry, then the platform's logs (which win a name clash) */
+  snprintf(p, sizeof p, "%s/wd/logs", rd);
+  if (kp_store_tree(ws, id, p, "logs") != 0) rc = -1;
   snprintf(p, sizeof p, "%s/logs", rd);
   if (kp_store_tree(ws, id, p, "logs") != 0) rc = -1;
   /* uploads keep their own names ("outputs/x.png", "plots/a.png") */
@@ -337,7 +341,10 @@ typedef struct sup {
   char env_hash[65];
   char cancel_reason[512]; /* set by cancel_requested() */
   int max_nodes;           /* of the compute target, once a node is taken */
+  char venv[4700];         /* the environment's Python virtual environment, or "" */
 } sup;
+
+static void sup_note(const sup *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static volatile sig_atomic_t g_wake;
 static void on_usr1(int sig) { (void)sig; g_wake = 1; }
@@ -460,6 +467,185 @@ static int check_packages(cJSON *env, char *missing, size_t n) {
   return missing[0] ? -1 : 0;
 }
 
+/* Runs 'argv' in 'dir' (output appended to 'log') until it exits; kills its
+ * process group at once when the run is canceled. Returns the wait status,
+ * -1 when it could not start, -2 when canceled. */
+static int run_logged(sup *s, const char *dir, const char *log, char **argv) {
+  pid_t pid = spawn(dir, log, argv, environ);
+  if (pid < 0) return -1;
+  int status = 0, canceled = 0;
+  for (;;) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid || (r < 0 && errno != EINTR)) break;
+    if (!canceled && cancel_requested(s, NULL)) {
+      canceled = 1;
+      kill(-pid, SIGKILL);
+    }
+    sleep_ms(50);
+  }
+  kill(-pid, SIGKILL);
+  return canceled ? -2 : status;
+}
+
+/* The environment's pip_packages, installed into a virtual environment made
+ * with its interpreter and cached in envs/venv-<key> by hash(interpreter,
+ * its real path, pip_packages, pip_options, system_site_packages). A lock
+ * file (flock) makes concurrent runs of one environment wait for a single
+ * build; a build is marked complete by .kusari-ready, so one killed halfway
+ * is redone. Sets s->venv. Returns 0, -1 (failed) or -2 (canceled). */
+static int prepare_venv(sup *s, cJSON *env, const char *buildlog, char *why, size_t whyn) {
+  cJSON *pkgs = cJSON_GetObjectItemCaseSensitive(env, "pip_packages");
+  if (cJSON_GetArraySize(pkgs) == 0) return 0;
+  const char *interp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "interpreter"));
+  char found[4096];
+  if (!interp) {
+    if (kp_which("python3", found, sizeof found) != 0) {
+      snprintf(why, whyn, "there is no python3 to install the environment's pip_packages with");
+      return -1;
+    }
+    interp = found;
+  }
+  cJSON *opts = cJSON_GetObjectItemCaseSensitive(env, "pip_options");
+  int system_site = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(env, "system_site_packages"));
+  char real[4096];
+  if (!realpath(interp, real)) snprintf(real, sizeof real, "%s", interp);
+  cJSON *k = cJSON_CreateObject();
+  cJSON_AddStringToObject(k, "interpreter", interp);
+  cJSON_AddStringToObject(k, "interpreter_realpath", real);
+  cJSON_AddItemToObject(k, "pip_packages", cJSON_Duplicate(pkgs, 1));
+  cJSON_AddItemToObject(k, "pip_options", opts ? cJSON_Duplicate(opts, 1) : cJSON_CreateArray());
+  cJSON_AddBoolToObject(k, "system_site_packages", system_site);
+  char *ktext = cJSON_PrintUnformatted(k);
+  cJSON_Delete(k);
+  if (!ktext) { snprintf(why, whyn, "out of memory"); return -1; }
+  char key[65], dir[4600], lockp[4700], ready[4800];
+  kp_sha256_hex(ktext, strlen(ktext), key);
+  snprintf(dir, sizeof dir, "%s/envs", s->ws.root);
+  if (kp_mkdirs(dir, 0755) != 0) { free(ktext); snprintf(why, whyn, "cannot create %.3000s", dir); return -1; }
+  snprintf(s->venv, sizeof s->venv, "%s/envs/venv-%s", s->ws.root, key);
+  snprintf(lockp, sizeof lockp, "%s/envs/.venv-%s.lock", s->ws.root, key);
+  snprintf(ready, sizeof ready, "%s/.kusari-ready", s->venv);
+  int rc = -1, fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    snprintf(why, whyn, "cannot open %.3000s: %s", lockp, strerror(errno));
+    free(ktext);
+    s->venv[0] = '\0';
+    return -1;
+  }
+  for (int waited = 0; flock(fd, LOCK_EX | LOCK_NB) != 0; waited++) {
+    if (errno != EWOULDBLOCK && errno != EINTR) {
+      snprintf(why, whyn, "cannot lock %.3000s: %s", lockp, strerror(errno));
+      goto out;
+    }
+    if (!waited) append_log(buildlog, "kusari: python environment %.12s: waiting for another run that builds it\n", key);
+    if (cancel_requested(s, NULL)) {
+      snprintf(why, whyn, "%s (while waiting for the python environment)", s->cancel_reason);
+      rc = -2;
+      goto out;
+    }
+    sleep_ms(100);
+  }
+  struct stat st;
+  if (stat(ready, &st) == 0) {
+    append_log(buildlog, "kusari: python environment cache hit (%.12s): reusing %s\n", key, s->venv);
+    sup_note(s, "python environment cache hit: %s", s->venv);
+    rc = 0;
+    goto out;
+  }
+  append_log(buildlog, "kusari: python environment cache miss (%.12s): creating %s with %s%s\n", key, s->venv, interp,
+             system_site ? " (with the system's site-packages)" : "");
+  sup_note(s, "python environment cache miss: creating %s", s->venv);
+  kp_rm_rf(s->venv);
+  /* Without pip (ensurepip is most of a venv's creation time); the packages
+   * are installed by the interpreter's own pip when it has one that can
+   * target another Python (pip >= 22.3: --python), else by a pip that
+   * ensurepip puts into the venv (offline: it is bundled with Python). */
+  char *vargv[] = {(char *)interp, "-m", "venv", "--without-pip", system_site ? "--system-site-packages" : s->venv,
+                   system_site ? s->venv : NULL, NULL};
+  int r = run_logged(s, dir, buildlog, vargv);
+  if (r == -2) {
+    snprintf(why, whyn, "%s (while creating the python environment)", s->cancel_reason);
+    rc = -2;
+    goto fail;
+  }
+  if (r != 0) {
+    snprintf(why, whyn, "'%.3000s -m venv' could not create the python environment for pip_packages; see logs/build.log "
+             "(Debian and Ubuntu need the python3-venv package)", interp);
+    goto fail;
+  }
+  char py[4800];
+  snprintf(py, sizeof py, "%s/bin/python", s->venv);
+  char *probe[] = {(char *)interp, "-c",
+                   "import sys, pip; sys.exit(0 if tuple(int(x) for x in pip.__version__.split('.')[:2]) >= (22, 3) else 1)",
+                   NULL};
+  int base_pip = run_logged(s, dir, "/dev/null", probe) == 0;
+  if (!base_pip) {
+    append_log(buildlog, "kusari: %s has no pip that can install into another Python: adding pip to the environment\n",
+               interp);
+    char *eargv[] = {py, "-m", "ensurepip", "--default-pip", NULL};
+    r = run_logged(s, dir, buildlog, eargv);
+    if (r == -2) {
+      snprintf(why, whyn, "%s (while creating the python environment)", s->cancel_reason);
+      rc = -2;
+      goto fail;
+    }
+    if (r != 0) {
+      snprintf(why, whyn, "the python environment for pip_packages has no pip (ensurepip failed); see logs/build.log "
+               "(Debian and Ubuntu need the python3-venv package)");
+      goto fail;
+    }
+  }
+  int no = cJSON_GetArraySize(opts), np = cJSON_GetArraySize(pkgs), a = 0;
+  char **pargv = calloc((size_t)(no + np + 10), sizeof *pargv);
+  if (!pargv) { snprintf(why, whyn, "out of memory"); goto fail; }
+  pargv[a++] = base_pip ? (char *)interp : py;
+  pargv[a++] = "-m";
+  pargv[a++] = "pip";
+  if (base_pip) {
+    pargv[a++] = "--python";
+    pargv[a++] = py;
+  }
+  pargv[a++] = "install";
+  pargv[a++] = "--disable-pip-version-check";
+  pargv[a++] = "--no-input";
+  const cJSON *it;
+  cJSON_ArrayForEach(it, opts) pargv[a++] = it->valuestring;
+  cJSON_ArrayForEach(it, pkgs) pargv[a++] = it->valuestring;
+  append_log(buildlog, "kusari: installing pip_packages:");
+  for (int i = 0; i < a; i++) append_log(buildlog, " %s", pargv[i]);
+  append_log(buildlog, "\n");
+  r = run_logged(s, dir, buildlog, pargv);
+  free(pargv);
+  if (r == -2) {
+    snprintf(why, whyn, "%s (while installing pip_packages)", s->cancel_reason);
+    rc = -2;
+    goto fail;
+  }
+  if (r != 0) {
+    if (r > 0 && WIFEXITED(r))
+      snprintf(why, whyn, "installing the environment's pip_packages failed (pip exited with code %d); see logs/build.log",
+               WEXITSTATUS(r));
+    else
+      snprintf(why, whyn, "installing the environment's pip_packages failed; see logs/build.log");
+    goto fail;
+  }
+  if (kp_write_file(ready, ktext, strlen(ktext)) != 0) {
+    snprintf(why, whyn, "cannot write %.3000s", ready);
+    goto fail;
+  }
+  append_log(buildlog, "kusari: python environment ready\n");
+  rc = 0;
+  goto out;
+fail:
+  kp_rm_rf(s->venv);
+out:
+  if (rc != 0) s->venv[0] = '\0';
+  flock(fd, LOCK_UN);
+  close(fd);
+  free(ktext);
+  return rc;
+}
+
 /* Builds (or reuses) the environment; leaves the working tree in rd/wd.
  * Returns 0, -1 on failure or -2 when canceled, with 'why' set. */
 static int prepare(sup *s, cJSON *env, char *why, size_t whyn) {
@@ -545,7 +731,7 @@ static int prepare(sup *s, cJSON *env, char *why, size_t whyn) {
   char out[4700];
   snprintf(out, sizeof out, "%s/outputs", wd);
   kp_mkdirs(out, 0755);
-  return 0;
+  return env ? prepare_venv(s, env, buildlog, why, whyn) : 0;
 }
 
 /* Builds the entry's argv: an interpreter for .py/.sh, else the file itself. */
@@ -565,7 +751,19 @@ static char **entry_argv(sup *s, const char *wd, char *why, size_t whyn) {
     free(argv);
     return NULL;
   }
-  if (el > 3 && !strcmp(s->entry + el - 3, ".py")) argv[k++] = strdup("/usr/bin/python3");
+  if (el > 3 && !strcmp(s->entry + el - 3, ".py")) {
+    /* the virtual environment's, else the one recorded at submit, else (a run
+     * submitted before interpreters were recorded) python3 from the PATH */
+    char py[4800];
+    cJSON *env = s->env_json ? cJSON_Parse(s->env_json) : NULL;
+    const char *interp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "interpreter"));
+    if (s->venv[0]) snprintf(py, sizeof py, "%s/bin/python", s->venv);
+    else if (interp) snprintf(py, sizeof py, "%s", interp);
+    else if (kp_which("python3", py, sizeof py) != 0) snprintf(py, sizeof py, "/usr/bin/python3");
+    cJSON_Delete(env);
+    sup_note(s, "python: %s", py);
+    argv[k++] = strdup(py);
+  }
   else if (el > 3 && !strcmp(s->entry + el - 3, ".sh")) argv[k++] = strdup("/bin/bash");
   else if (!(st.st_mode & S_IXUSR)) {
     snprintf(why, whyn, "the entry '%s' is not executable (chmod +x it, or use a .py or .sh script)", s->entry);
@@ -589,7 +787,8 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
     if ((strncmp(environ[i], "KUSARI_", 7) != 0 || strncmp(environ[i], "KUSARI_NUM_THREADS=", 19) == 0) &&
-        strncmp(environ[i], "PATH=", 5) != 0)
+        strncmp(environ[i], "PATH=", 5) != 0 &&
+        !(s->venv[0] && (!strncmp(environ[i], "VIRTUAL_ENV=", 12) || !strncmp(environ[i], "PYTHONHOME=", 11))))
       e[k++] = strdup(environ[i]);
   char buf[16384], bindir[4096];
   snprintf(bindir, sizeof bindir, "%s", kp_self_exe);
@@ -597,7 +796,13 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
   if (sl) *sl = '\0';
   const char *path = getenv("PATH");
 #define KP_SETENV(...) (snprintf(buf, sizeof buf, __VA_ARGS__), e[k++] = strdup(buf))
-  KP_SETENV("PATH=%s:%s", bindir, path ? path : "/usr/local/bin:/usr/bin:/bin");
+  if (s->venv[0]) {
+    /* like an activated venv: its python3 and scripts first (after kusari) */
+    KP_SETENV("PATH=%s:%s/bin:%s", bindir, s->venv, path ? path : "/usr/local/bin:/usr/bin:/bin");
+    KP_SETENV("VIRTUAL_ENV=%s", s->venv);
+  } else {
+    KP_SETENV("PATH=%s:%s", bindir, path ? path : "/usr/local/bin:/usr/bin:/bin");
+  }
   KP_SETENV("KUSARI_RUN_ID=%s", s->id);
   KP_SETENV("KUSARI_EXPERIMENT=%s", s->experiment);
   KP_SETENV("KUSARI_TRACKING_URI=%s", s->ws.root);
@@ -697,6 +902,99 @@ static void free_strv(char **v) {
   free(v);
 }
 
+/* ---- files the entry wrote where nothing keeps them -------------------------- */
+/* The working tree's files (not outputs/ and logs/, which are kept) before the
+ * entry runs, so that afterwards the new and changed ones can be named: the
+ * run discards them with its working directory. */
+typedef struct wd_file {
+  char *path;           /* relative to wd */
+  off_t size;
+  struct timespec mtime;
+} wd_file;
+typedef struct wd_list {
+  wd_file *v;
+  size_t n, cap;
+  int truncated;        /* more than KP_WD_SCAN_MAX entries: the rest not looked at */
+} wd_list;
+#define KP_WD_SCAN_MAX 200000
+
+static void wd_scan(const char *root, const char *rel, wd_list *l) {
+  char dir[8192];
+  snprintf(dir, sizeof dir, "%s%s%s", root, *rel ? "/" : "", rel);
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    if (!*rel && (!strcmp(e->d_name, "outputs") || !strcmp(e->d_name, "logs"))) continue;
+    if (l->n >= KP_WD_SCAN_MAX) { l->truncated = 1; break; }
+    char r[8192], full[16384];
+    snprintf(r, sizeof r, "%s%s%s", rel, *rel ? "/" : "", e->d_name);
+    snprintf(full, sizeof full, "%s/%s", root, r);
+    struct stat st;
+    if (lstat(full, &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      wd_scan(root, r, l);
+      continue;
+    }
+    if (l->n == l->cap) {
+      size_t nc = l->cap ? 2 * l->cap : 256;
+      void *np = realloc(l->v, nc * sizeof *l->v);
+      if (!np) { l->truncated = 1; break; }
+      l->v = np;
+      l->cap = nc;
+    }
+    wd_file *f = &l->v[l->n];
+    if (!(f->path = strdup(r))) { l->truncated = 1; break; }
+    f->size = st.st_size;
+    f->mtime = st.st_mtim;
+    l->n++;
+  }
+  closedir(d);
+}
+
+static int cmp_wd_file(const void *a, const void *b) {
+  return strcmp(((const wd_file *)a)->path, ((const wd_file *)b)->path);
+}
+
+static void wd_list_free(wd_list *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->v[i].path);
+  free(l->v);
+  memset(l, 0, sizeof *l);
+}
+
+/* Says in the run's log which files the entry created or changed outside
+ * outputs/ and logs/ (a few by name, the count of the rest). */
+static void report_discarded(const sup *s, const char *wd, wd_list *before, const char *stdlog) {
+  wd_list after = {0};
+  wd_scan(wd, "", &after);
+  qsort(before->v, before->n, sizeof *before->v, cmp_wd_file);
+  qsort(after.v, after.n, sizeof *after.v, cmp_wd_file);
+  enum { NAMED = 5 };
+  char names[NAMED * 300 + 64] = "";
+  size_t count = 0;
+  for (size_t i = 0; i < after.n; i++) {
+    const wd_file *a = &after.v[i];
+    const wd_file *b = bsearch(a, before->v, before->n, sizeof *before->v, cmp_wd_file);
+    if (b && b->size == a->size && b->mtime.tv_sec == a->mtime.tv_sec && b->mtime.tv_nsec == a->mtime.tv_nsec) continue;
+    if (count < NAMED) {
+      size_t l = strlen(names);
+      snprintf(names + l, sizeof names - l, "%s%.280s", count ? ", " : "", a->path);
+    }
+    count++;
+  }
+  if (count) {
+    char more[64] = "";
+    if (count > NAMED) snprintf(more, sizeof more, " and %zu more", count - NAMED);
+    append_log(stdlog,
+               "kusari: the entry wrote %zu file%s outside outputs/ and logs/, which the run does not keep: %s%s%s.\n"
+               "kusari: write what you want to keep under $KUSARI_OUTPUT_DIR (./outputs) or ./logs.\n",
+               count, count == 1 ? "" : "s", names, more, after.truncated ? " (the working tree was not read to its end)" : "");
+    sup_note(s, "the entry wrote %zu file(s) outside outputs/ and logs/ (not kept): %s%s", count, names, more);
+  }
+  wd_list_free(&after);
+}
+
 /* Carries run sp->id through its lifecycle; returns the exit status. */
 static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **eargv, char **eenv);
 static int supervise(sup *sp, int ready) {
@@ -793,8 +1091,11 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   double grace = 10;
   /* Running */
   if (set_status(&sp->ws, sp->id, "Running", 0, INT32_MIN, 0, NULL) != 0) return 1;
+  wd_list before = {0};
+  wd_scan(wd, "", &before);
   pid_t pid = spawn(wd, stdlog, eargv, eenv);
   if (pid < 0) {
+    wd_list_free(&before);
     finish(sp, "Failed", INT32_MIN, 0, "cannot fork the entry process");
     return 1;
   }
@@ -838,6 +1139,8 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   }
 exited:
   kill(-pid, SIGKILL);  /* whatever the entry left behind in its group */
+  report_discarded(sp, wd, &before, stdlog);
+  wd_list_free(&before);
   if (canceled) return finish(sp, "Canceled", WIFEXITED(status) ? WEXITSTATUS(status) : INT32_MIN,
                               WIFSIGNALED(status) ? WTERMSIG(status) : 0, NULL);  /* error = cancel_reason */
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return finish(sp, "Completed", 0, 0, NULL);

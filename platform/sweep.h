@@ -65,6 +65,22 @@ double kp_rng_normal(kp_rng *r);
 /* The random sampler's trial 'idx' (reproducible from seed and idx alone). */
 void kp_sample_random(const kp_space *s, uint64_t seed, long long idx, double *x);
 
+/* Number of points of a finite space: every parameter takes finitely many
+ * values (choice, randint, quniform, qloguniform, or a uniform/loguniform
+ * with min = max). 0 when a parameter is continuous or unbounded (normal
+ * forms), or the product passes 1e15. */
+long long kp_space_finite_size(const kp_space *s);
+/* Random sampling without repetition: trial 'idx's point, never one of the
+ * 'nprev' points in 'prev' (row major, nprev x s->n; the earlier trials) as
+ * long as the space has others. The first draw is kp_sample_random's; a point
+ * drawn before is drawn again from the same stream (so the distribution is
+ * the expressions', given "not seen"), and after 64 such draws the point is
+ * picked uniformly among the unseen ones. Deterministic in its arguments.
+ * Returns 0, or 1 when a finite space has no unseen point left (x unset).
+ * On a continuous space it is kp_sample_random. */
+int kp_sample_random_unseen(const kp_space *s, uint64_t seed, long long idx, const double *prev, long long nprev,
+                            double *x);
+
 /* ---- bayesian optimisation (GP + expected improvement) ---------------------- */
 typedef struct kp_bayes_info {
   double length_scale, noise;  /* chosen by marginal likelihood */

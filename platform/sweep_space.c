@@ -353,6 +353,120 @@ void kp_sample_random(const kp_space *s, uint64_t seed, long long idx, double *x
   kp_space_from_unit(s, u, x);
 }
 
+/* ---- finite spaces: points as integers (mixed radix, first parameter slowest) ---- */
+#define KP_FINITE_MAX 1000000000000000ll
+
+/* Number of values of parameter p (0: infinitely many, or too many), and the
+ * integer k of its first value (value i is (lo + i) * q for the q forms). */
+static long long param_count(const kp_param *p, long long *lo) {
+  *lo = 0;
+  switch (p->kind) {
+    case KP_X_CHOICE: return p->nchoice;
+    case KP_X_RANDINT: return (long long)p->a;
+    case KP_X_UNIFORM: case KP_X_LOGUNIFORM: return p->a == p->b ? 1 : 0;
+    case KP_X_QUNIFORM: case KP_X_QLOGUNIFORM: {
+      double a = p->kind == KP_X_QUNIFORM ? p->a : exp(p->a), b = p->kind == KP_X_QUNIFORM ? p->b : exp(p->b);
+      double l = round(a / p->q), h = round(b / p->q);
+      if (!isfinite(l) || !isfinite(h) || fabs(l) > 1e15 || fabs(h) > 1e15 || h - l + 1 > (double)KP_FINITE_MAX) return 0;
+      *lo = (long long)l;
+      return (long long)h - (long long)l + 1;
+    }
+    default: return 0;
+  }
+}
+
+long long kp_space_finite_size(const kp_space *s) {
+  long long n = 1, lo;
+  for (int j = 0; j < s->n; j++) {
+    long long c = param_count(&s->p[j], &lo);
+    if (c <= 0 || n > KP_FINITE_MAX / c) return 0;
+    n *= c;
+  }
+  return n;
+}
+
+/* The value as the entry sees it (as kp_space_from_unit leaves it). */
+static double canonical(const kp_space *s, int j, double v) {
+  char buf[64];
+  kp_space_format(s, j, v, buf, sizeof buf);
+  return strtod(buf, NULL);
+}
+
+/* The integer of point x of a finite space, or -1 when x is not one of its points. */
+static long long point_index(const kp_space *s, const double *x) {
+  long long i = 0, lo;
+  for (int j = 0; j < s->n; j++) {
+    const kp_param *p = &s->p[j];
+    long long c = param_count(p, &lo), k;
+    if (p->kind == KP_X_CHOICE || p->kind == KP_X_RANDINT) k = (long long)x[j];
+    else if (p->kind == KP_X_QUNIFORM || p->kind == KP_X_QLOGUNIFORM) k = llround(x[j] / p->q) - lo;
+    else k = 0;
+    if (!isfinite(x[j]) || k < 0 || k >= c) return -1;
+    i = i * c + k;
+  }
+  return i;
+}
+
+static void point_of_index(const kp_space *s, long long i, double *x) {
+  long long lo;
+  for (int j = s->n - 1; j >= 0; j--) {
+    const kp_param *p = &s->p[j];
+    long long c = param_count(p, &lo), k = i % c;
+    i /= c;
+    if (p->kind == KP_X_CHOICE || p->kind == KP_X_RANDINT) x[j] = (double)k;
+    else if (p->kind == KP_X_QUNIFORM || p->kind == KP_X_QLOGUNIFORM) x[j] = canonical(s, j, (double)(lo + k) * p->q);
+    else x[j] = canonical(s, j, p->kind == KP_X_UNIFORM ? p->a : exp(p->a));
+  }
+}
+
+static int cmp_ll(const void *a, const void *b) {
+  long long x = *(const long long *)a, y = *(const long long *)b;
+  return x < y ? -1 : x > y;
+}
+
+int kp_sample_random_unseen(const kp_space *s, uint64_t seed, long long idx, const double *prev, long long nprev,
+                            double *x) {
+  kp_rng r;
+  kp_rng_seed(&r, seed, (uint64_t)idx);
+  double u[64];
+  long long n = kp_space_finite_size(s);
+  if (n == 0 || nprev <= 0 || !prev) {
+    for (int j = 0; j < s->n; j++) u[j] = kp_rng_uniform(&r);
+    kp_space_from_unit(s, u, x);
+    return 0;
+  }
+  /* the earlier points as sorted distinct integers */
+  long long *seen = malloc((size_t)nprev * sizeof *seen), m = 0;
+  if (!seen) {
+    for (int j = 0; j < s->n; j++) u[j] = kp_rng_uniform(&r);
+    kp_space_from_unit(s, u, x);
+    return 0;
+  }
+  for (long long i = 0; i < nprev; i++) {
+    long long k = point_index(s, prev + i * s->n);
+    if (k >= 0) seen[m++] = k;
+  }
+  qsort(seen, (size_t)m, sizeof *seen, cmp_ll);
+  long long w = 0;
+  for (long long i = 0; i < m; i++)
+    if (w == 0 || seen[i] != seen[w - 1]) seen[w++] = seen[i];
+  m = w;
+  if (m >= n) { free(seen); return 1; }
+  for (int attempt = 0; attempt < 64; attempt++) {
+    for (int j = 0; j < s->n; j++) u[j] = kp_rng_uniform(&r);
+    kp_space_from_unit(s, u, x);
+    long long k = point_index(s, x);
+    if (k < 0 || !bsearch(&k, seen, (size_t)m, sizeof *seen, cmp_ll)) { free(seen); return 0; }
+  }
+  /* nearly exhausted: the t-th unseen integer, t uniform */
+  long long t = (long long)(kp_rng_uniform(&r) * (double)(n - m));
+  if (t >= n - m) t = n - m - 1;
+  for (long long i = 0; i < m && seen[i] <= t; i++) t++;
+  free(seen);
+  point_of_index(s, t, x);
+  return 0;
+}
+
 /* ---- bayesian optimisation: GP (RBF kernel) + expected improvement ------------------ */
 int kp_bayes_n_init(int nparams) {
   int n = 2 * nparams;

@@ -1,6 +1,7 @@
 /*
  * platform/util.c — small helpers of the kusari program: error printing,
- * file-system walks, path and name validation, hashing, process checks.
+ * file-system walks, path and name validation, hashing, process checks,
+ * starting detached daemons.
  */
 #include "kp.h"
 
@@ -11,8 +12,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -234,6 +237,40 @@ int kp__hash_copy(int fd, int out_fd, char hex[65], int64_t *size) {
   return rc;
 }
 
+static int is_exec_file(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
+}
+
+int kp_which(const char *name, char *out, size_t n) {
+  if (!name || !*name) return -1;
+  if (strchr(name, '/')) {
+    char cwd[4096];
+    if (name[0] == '/') {
+      if (snprintf(out, n, "%s", name) >= (int)n) return -1;
+    } else {
+      if (!getcwd(cwd, sizeof cwd) || snprintf(out, n, "%s/%s", cwd, name) >= (int)n) return -1;
+    }
+    return is_exec_file(out) ? 0 : -1;
+  }
+  const char *path = getenv("PATH");
+  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+  while (1) {
+    const char *e = strchr(path, ':');
+    size_t len = e ? (size_t)(e - path) : strlen(path);
+    char dir[4096];
+    if (len == 0) {
+      if (!getcwd(dir, sizeof dir)) dir[0] = '\0';
+    } else {
+      snprintf(dir, sizeof dir, "%.*s", (int)(len < sizeof dir - 1 ? len : sizeof dir - 1), path);
+    }
+    if (dir[0] && snprintf(out, n, "%s/%s", dir, name) < (int)n && out[0] == '/' && is_exec_file(out)) return 0;
+    if (!e) break;
+    path = e + 1;
+  }
+  return -1;
+}
+
 uint64_t kp_proc_start(pid_t pid) {
   if (pid <= 0) return 0;
   char path[64];
@@ -341,5 +378,94 @@ int kp_parse(const char *cmd, int argc, char **argv, const kp_opt *opts, const c
     pos[np++] = a;
   }
   if (npos) *npos = np;
+  return 0;
+}
+
+/* ---- detached daemons ------------------------------------------------------ */
+int kp_daemon_start(char *const argv[], const char *log, const char *const *setenv_kv, double timeout_s, char *reply,
+                    size_t n) {
+  if (n) reply[0] = '\0';
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return kp_err("cannot create a pipe: %s", strerror(errno));
+  fflush(NULL);
+  /* KUSARI_FAULT_DAEMON_FORK=1 (tests): the fork fails, as when the process
+   * limit is reached */
+  const char *fault = getenv("KUSARI_FAULT_DAEMON_FORK");
+  pid_t child = fault && *fault == '1' ? (errno = EAGAIN, -1) : fork();
+  if (child < 0) {
+    int e = errno;
+    close(fds[0]);
+    close(fds[1]);
+    return kp_err("cannot fork: %s", strerror(e));
+  }
+  if (child == 0) {
+    setsid();
+    pid_t g = fork();
+    if (g != 0) _exit(g < 0 ? 1 : 0);
+    close(fds[0]);
+    /* above 2 (stdio is replaced below) and without O_CLOEXEC: the daemon keeps it */
+    int wfd = fcntl(fds[1], F_DUPFD, 3);
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (in >= 0) dup2(in, 0);
+    if (out >= 0) { dup2(out, 1); dup2(out, 2); }
+    if (in > 2) close(in);
+    if (out > 2) close(out);
+    /* nothing else of the starter's: a descriptor it inherited (a pipe a
+     * caller waits on for EOF) must not stay open for the daemon's life */
+    for (int more = 1; more;) {
+      DIR *fdd = opendir("/proc/self/fd");
+      if (!fdd) break;
+      int self = dirfd(fdd), fds_to_close[256], nclose = 0;
+      struct dirent *de;
+      while ((de = readdir(fdd)) && nclose < 256) {
+        int fd = atoi(de->d_name);
+        if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && fd > 2 && fd != wfd && fd != self) fds_to_close[nclose++] = fd;
+      }
+      closedir(fdd);
+      for (int i = 0; i < nclose; i++) close(fds_to_close[i]);
+      more = nclose == 256;  /* a full batch: look again */
+    }
+    for (const char *const *e = setenv_kv; e && *e; e++) putenv((char *)*e);
+    size_t argc = 0;
+    while (argv[argc]) argc++;
+    char **av = calloc(argc + 1, sizeof *av);
+    char fdbuf[16];
+    snprintf(fdbuf, sizeof fdbuf, "%d", wfd);
+    if (!av || wfd < 0) _exit(126);
+    for (size_t i = 0; i < argc; i++) av[i] = strcmp(argv[i], KP_DAEMON_FD) ? argv[i] : fdbuf;
+    execv(av[0], av);
+    _exit(127);
+  }
+  close(fds[1]);
+  int st;
+  while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
+  char buf[2048];
+  size_t got = 0;
+  double t0 = kp_now();
+  int line = 0;
+  while (got < sizeof buf - 1 && !line) {
+    int wait_ms = -1;
+    if (timeout_s > 0) {
+      double left = timeout_s - (kp_now() - t0);
+      if (left <= 0) break;
+      wait_ms = (int)(left * 1000) + 1;
+    }
+    struct pollfd p = {fds[0], POLLIN, 0};
+    int r = poll(&p, 1, wait_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    ssize_t k = read(fds[0], buf + got, sizeof buf - 1 - got);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    got += (size_t)k;
+    line = memchr(buf, '\n', got) != NULL;
+  }
+  close(fds[0]);
+  buf[got] = '\0';
+  char *nl = strchr(buf, '\n');
+  if (!nl) return -1;
+  *nl = '\0';
+  if (n) snprintf(reply, n, "%s", buf);
   return 0;
 }

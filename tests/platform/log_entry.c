@@ -3,16 +3,18 @@
  * tests: logs metrics through libkusari's run client, then optionally waits.
  *
  *   platform_log_entry [--n N] [--marker FILE] [--sleep SECONDS] [--exit CODE]
- *                      [--upload FILE]
+ *                      [--upload FILE] [--nonfinite 1]
  *
  * Logs N values of metric "loss" (value = i) with ks_run_log, one value of
  * "Accuracy" with ks_run_log_step, a list "curve" and tag "entry=c"; prints
  * the time the N ks_run_log calls took ("logged N values in S s"); writes
  * FILE (with its pid) when done logging; uploads FILE as plots/uploaded.txt
- * (and checks that "../escape.txt" is refused); sleeps; exits with CODE.
+ * (and checks that "../escape.txt" is refused); with --nonfinite 1 logs
+ * metric "nf" = NaN, +Inf, -Inf, 2.5; sleeps; exits with CODE.
  */
 #include "kusari/run.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +33,14 @@ int main(int argc, char **argv) {
   double sleep_s = 0;
   int code = 0;
   const char *upload = NULL;
+  int nonfinite = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--n")) n = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--marker")) marker = argv[i + 1];
     else if (!strcmp(argv[i], "--sleep")) sleep_s = atof(argv[i + 1]);
     else if (!strcmp(argv[i], "--exit")) code = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--upload")) upload = argv[i + 1];
+    else if (!strcmp(argv[i], "--nonfinite")) nonfinite = atoi(argv[i + 1]);
   }
   ks_run *run = ks_run_current();
   printf("run id '%s' offline=%d\n", ks_run_id(run), ks_run_is_offline(run));
@@ -49,6 +53,11 @@ int main(int argc, char **argv) {
   double curve[3] = {1, 2, 3};
   ks_run_log_list(run, "curve", curve, 3);
   ks_run_tag(run, "entry", "c");
+  if (nonfinite) {
+    const double nf[] = {NAN, INFINITY, -INFINITY, 2.5};
+    for (int i = 0; i < 4; i++)
+      if (ks_run_log(run, "nf", nf[i]) != 0) { fprintf(stderr, "ks_run_log of a non-finite value failed\n"); return 1; }
+  }
   if (upload && ks_run_upload_file(run, "plots/uploaded.txt", upload) != 0) { fprintf(stderr, "upload failed\n"); return 1; }
   if (upload && ks_run_upload_file(run, "../escape.txt", upload) == 0) { fprintf(stderr, "unsafe upload name accepted\n"); return 1; }
   fflush(stdout);

@@ -111,7 +111,9 @@ sed 's/"score.sh"/"broken.sh"/' "$T/can.json" > "$T/broken.json"
 sf="$(run_ok $K sweep submit "$T/broken.json" | tail -1)"
 err="$($K sweep wait "$sf" --timeout 60 2>&1 >/dev/null)"; rc=$?
 assert_eq 1 $rc "sweep wait exits 1 for a sweep whose children all fail"
-assert_contains "$err" "the first 3 child runs failed (run c_" "it says the first children failed"
+# (3 ended, or up to 2 more that the controller started before it looked, under load)
+echo "$err" | grep -qE "the first [345] child runs failed \(run c_" && ok "it says the first children failed" \
+  || fail "it does not say that the first 3-5 children failed: $err"
 assert_contains "$err" "exited with code 3" "with the first one's error"
 j="$($K sweep show "$sf" --json)"
 assert_eq "Failed True" "$(jget "$j" '"%s %s" % (j["status"], len(j["children"]) <= 5)')" "the sweep ended Failed without running its 10 children (3 failed + at most 2 more started meanwhile)"

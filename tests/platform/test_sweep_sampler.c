@@ -111,6 +111,86 @@ static void test_grid(void) {
   kp_space_free(&s);
 }
 
+/* Draws up to 'max' trials of seed with kp_sample_random_unseen, each seeing
+ * the earlier ones; returns how many it drew before the sampler said the space
+ * was exhausted (X gets the points, row major). */
+static int draw_all(const kp_space *s, uint64_t seed, int max, double *X) {
+  int i;
+  for (i = 0; i < max; i++)
+    if (kp_sample_random_unseen(s, seed, i, X, i, X + (size_t)i * s->n) != 0) break;
+  return i;
+}
+
+/* Number of distinct rows among n points of d coordinates (exact comparison). */
+static int distinct_rows(const double *X, int n, int d) {
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    int dup = 0;
+    for (int j = 0; j < i && !dup; j++) dup = !memcmp(X + (size_t)i * d, X + (size_t)j * d, sizeof(double) * (size_t)d);
+    k += !dup;
+  }
+  return k;
+}
+
+/* Random sampling over a finite space draws each point once, then stops. */
+static void test_random_unseen(void) {
+  /* the README sweep's kind of space: 4 x 2 = 8 points */
+  kp_space s = space_of("{\"--a\": {\"choice\": [1, 2, 3, 4]}, \"b\": {\"choice\": [\"x\", \"y\"]}}");
+  CHECK(kp_space_finite_size(&s) == 8, "a 4 x 2 choice space has 8 points (%lld)", kp_space_finite_size(&s));
+  double X[2 * 20], old[2 * 8];
+  int repeats_before = 0, all_ok = 1, first_same = 1;
+  for (uint64_t seed = 1; seed <= 30; seed++) {
+    for (int i = 0; i < 8; i++) kp_sample_random(&s, seed, i, old + 2 * i);
+    repeats_before += distinct_rows(old, 8, 2) < 8;
+    int n = draw_all(&s, seed, 20, X);
+    if (n != 8 || distinct_rows(X, 8, 2) != 8) all_ok = 0;
+    first_same &= X[0] == old[0] && X[1] == old[1];
+  }
+  CHECK(repeats_before > 0, "independent draws repeat a point within 8 trials (%d of 30 seeds): the problem", repeats_before);
+  CHECK(all_ok, "without repetition: 8 distinct points in 8 trials, then 'exhausted', for 30 seeds");
+  CHECK(first_same, "the first trial is the plain random sampler's");
+  double Y[2 * 20];
+  int n1 = draw_all(&s, 77, 20, X), n2 = draw_all(&s, 77, 20, Y);
+  CHECK(n1 == n2 && !memcmp(X, Y, sizeof(double) * 2 * (size_t)n1), "same seed, same sequence");
+  /* earlier points with duplicates (a sweep from before): distinct ones count */
+  double prev[2 * 9] = {0, 0, 0, 1, 1, 0, 1, 1, 2, 0, 2, 1, 3, 0, 3, 0, 0, 0};
+  double x[2];
+  CHECK(kp_sample_random_unseen(&s, 5, 9, prev, 9, x) == 0 && x[0] == 3 && x[1] == 1,
+        "the one point left is found among repeated earlier points (got %g,%g)", x[0], x[1]);
+  prev[2 * 8] = 3, prev[2 * 8 + 1] = 1;
+  CHECK(kp_sample_random_unseen(&s, 5, 9, prev, 9, x) == 1, "every point seen: exhausted");
+  kp_space_free(&s);
+
+  /* randint 3 x quniform {0, 0.5, 1} x a constant: 9 points */
+  s = space_of("{\"n\": {\"randint\": [3]}, \"q\": {\"quniform\": [0, 1, 0.5]}, \"c\": {\"uniform\": [2, 2]}}");
+  CHECK(kp_space_finite_size(&s) == 9, "randint 3 x quniform(0, 1, 0.5) x constant has 9 points (%lld)",
+        kp_space_finite_size(&s));
+  double Z[3 * 12];
+  int n = draw_all(&s, 3, 12, Z), inrange = 1;
+  for (int i = 0; i < n; i++)
+    inrange &= (Z[3 * i] == 0 || Z[3 * i] == 1 || Z[3 * i] == 2) &&
+               (Z[3 * i + 1] == 0 || Z[3 * i + 1] == 0.5 || Z[3 * i + 1] == 1) && Z[3 * i + 2] == 2;
+  CHECK(n == 9 && distinct_rows(Z, 9, 3) == 9 && inrange, "9 distinct valid points, then exhausted (%d drawn)", n);
+  kp_space_free(&s);
+
+  /* 10 x 10: the last points come from the uniform pick among unseen ones */
+  s = space_of("{\"a\": {\"choice\": [0,1,2,3,4,5,6,7,8,9]}, \"b\": {\"randint\": 10}}");
+  double *W = malloc(sizeof(double) * 2 * 110);
+  n = draw_all(&s, 11, 110, W);
+  CHECK(n == 100 && distinct_rows(W, 100, 2) == 100, "100 of 100 points without a repeat (%d drawn)", n);
+  free(W);
+  kp_space_free(&s);
+
+  /* continuous: no limit, the plain sampler */
+  s = space_of("{\"lr\": {\"loguniform\": [-5, -1]}, \"k\": {\"choice\": [1, 2]}}");
+  CHECK(kp_space_finite_size(&s) == 0, "a loguniform makes the space infinite");
+  double a[2], b[2];
+  kp_sample_random(&s, 9, 4, a);
+  CHECK(kp_sample_random_unseen(&s, 9, 4, a, 1, b) == 0 && a[0] == b[0] && a[1] == b[1],
+        "on an infinite space the sampler is the plain one");
+  kp_space_free(&s);
+}
+
 static void test_policies(void) {
   double c1[] = {0.5, 0.6, 0.7, 0.8}, c2[] = {0.4, 0.5, 0.55, 0.6}, c3[] = {0.6, 0.7, 0.8, 0.85};
   kp_curve all[] = {{c1, 4}, {c2, 4}, {c3, 4}};
@@ -232,6 +312,7 @@ static void test_bayes(void) {
 int main(void) {
   test_expressions();
   test_grid();
+  test_random_unseen();
   test_policies();
   test_spec_errors();
   test_bayes();

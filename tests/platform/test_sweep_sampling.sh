@@ -2,8 +2,10 @@
 # platform_sweep_sampling: grid coverage (and its cap), max_total_runs and
 # max_concurrent_runs (never more children active at once), reproducible
 # random sampling by seed with every expression type, an end-to-end bayesian
-# sweep, warm start from earlier sweeps, and bad sweep files rejected before
-# anything starts.
+# sweep, warm start from earlier sweeps, random sampling over a finite space
+# (no point twice, then the sweep ends), the warning when the compute target
+# runs fewer children at once than max_concurrent_runs, and bad sweep files
+# rejected before anything starts.
 . "$(dirname "$0")/lib.sh"
 run_ok $K compute create cpu --max-nodes 8 >/dev/null
 mkdir -p "$T/src"
@@ -109,6 +111,32 @@ run_ok $K sweep wait "$wg" --timeout 60 >/dev/null
 run_ok $K sweep wait "$wb" --timeout 60 >/dev/null
 assert_eq "3 x,3 y" "$(children "$wg" 'p["--a"] + " " + p["b"]' | paste -sd,)" "warm-started grid runs only the combinations the earlier sweep did not"
 assert_contains "$(cat "$WS/runs/$wb/controller.log")" "trial 0: GP on 10 observations" "warm-started bayesian sweep models the earlier sweep's 10 results from its first trial"
+
+# --- random over a finite space: no point twice, then the sweep ends ----------------------
+sweep_file finite '{"type": "random", "seed": 2, "space": {"--a": {"choice": [1, 2, 3]}, "b": {"choice": ["x", "y"]}}}' '"max_total_runs": 10, "max_concurrent_runs": 3'
+fs="$($K sweep submit "$T/finite.json" 2>"$T/finite.err" | tail -1)"
+assert_contains "$(cat "$T/finite.err")" "the space has only 6 points and random sampling does not repeat a point: the sweep stops after 6 runs" \
+  "submit says that a 6-point space ends a random sweep of 10 after 6 runs"
+assert_not_contains "$(cat "$T/finite.err")" "compute target" "no capacity warning when the target (8 nodes) can run the sweep's 3 at once"
+run_ok $K sweep wait "$fs" --timeout 90 >/dev/null
+assert_eq "1 x,1 y,2 x,2 y,3 x,3 y" "$(children "$fs" 'p["--a"] + " " + p["b"]' | sort | paste -sd,)" \
+  "random sampling over 6 points: 6 children, every point once (none drawn twice)"
+assert_contains "$($K sweep show "$fs" | sed -n 's/^status: *//p')" "Completed - every point of the space was run (6 points" \
+  "the sweep ends when every point was run, and says so"
+
+# --- capacity: a compute target smaller than max_concurrent_runs is warned about ----------
+run_ok $K compute create small --max-nodes 2 >/dev/null
+cat > "$T/small.json" <<JSON
+{"experiment": "s", "run": {"source": "$T/src", "entry": "score.sh", "compute": "small"},
+ "sampling": {"type": "random", "seed": 1, "space": {"--x": {"uniform": [0, 1]}}},
+ "primary_metric": {"name": "score", "goal": "maximize"}, "max_total_runs": 4, "max_concurrent_runs": 4}
+JSON
+ss="$($K sweep submit "$T/small.json" 2>"$T/small.err" | tail -1)"
+assert_contains "$(cat "$T/small.err")" "warning: compute target 'small' runs at most 2 runs at once (--max-nodes 2), fewer than the sweep's 4 at once (max_concurrent_runs)" \
+  "sweep submit warns when the target's max nodes are below max_concurrent_runs"
+assert_contains "$(cat "$T/small.err")" "hint: use a target with --max-nodes 4 or more" "with what to do"
+run_ok $K sweep wait "$ss" --timeout 90 >/dev/null
+run_ok $K compute delete small >/dev/null
 
 # --- bad sweep files: a clear message naming the field, nothing recorded ------------------------
 nruns="$(sql "SELECT count(*) FROM runs")"
