@@ -52,8 +52,9 @@ int kp_plot_png(const kp_plot *p, const char *path) {
   if (!(xmin <= xmax)) return kp_err("nothing to plot: no finite values");
   if (xmax == xmin) { xmin -= 0.5; xmax += 0.5; }
   if (ymax == ymin) { ymin -= fabs(ymin) > 0 ? fabs(ymin) * 0.1 : 0.5; ymax += fabs(ymax) > 0 ? fabs(ymax) * 0.1 : 0.5; }
-  double pad = (ymax - ymin) * 0.05;
+  double pad = (ymax - ymin) * 0.05, xpad = (xmax - xmin) * 0.02;  /* markers clear of the frame */
   ymin -= pad, ymax += pad;
+  xmin -= xpad, xmax += xpad;
 
   cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, W, H);
   cairo_t *cr = cairo_create(surf);
