@@ -14,6 +14,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+/* fontconfig (under cairo's text) keeps its caches for the life of the
+ * process by design; as in tests/lib/test_extensions.c, LeakSanitizer is
+ * told so (sanitizer builds only). */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libfontconfig\n"; }
+#endif
+
 /* a colour-blind-friendly cycle (the usual ten categorical colours) */
 static const int PALETTE[10][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},  {148, 103, 189},
                                    {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
