@@ -115,6 +115,39 @@ assert_eq "no yes yes" "$(have weights-e1) $(have weights-e2) $(have experiment-
 expect_fail "no experiment named 'gone'" $K experiment show gone
 expect_fail "no experiment named 'gone'" $K experiment delete gone --yes
 
+# --- on a terminal it asks (a pseudo-terminal here) --------------------------------------------------
+G="$(submit --experiment stays --source "$T/esrc" --entry train.sh -- --w g)"
+run_ok $K run wait "$G" >/dev/null
+ask() {  # ask ANSWER: runs `run delete $G` on a pty, answers the question; prints "EXIT|OUTPUT"
+  python3 - "$K" "$G" "$1" <<'PY'
+import os, pty, sys
+k, run, answer = sys.argv[1:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(k, [k, "run", "delete", run])
+out, sent = b"", False
+while True:
+    try:
+        d = os.read(fd, 1024)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+    if b"[y/N]" in out and not sent:
+        os.write(fd, answer.encode() + b"\n")
+        sent = True
+_, st = os.waitpid(pid, 0)
+print("%d|%s" % (os.WEXITSTATUS(st), out.decode(errors="replace").replace("\r", "").replace("\n", " ")))
+PY
+}
+out="$(ask n)"
+assert_contains "$out" "Delete 1 run: $G? This cannot be undone. [y/N]" "a terminal is asked"
+assert_contains "$out" "Nothing was deleted." "answering n deletes nothing"
+assert_eq "1|1" "${out%%|*}|$(sql "SELECT count(*) FROM runs WHERE id='$G'")" "exit 1 and the run is still there"
+out="$(ask y)"
+assert_eq "0|0" "${out%%|*}|$(sql "SELECT count(*) FROM runs WHERE id='$G'")" "answering y deletes it"
+
 # --- the blob store's lock: a collection that cannot get it defers, the next one collects ---------
 F="$(submit --experiment stays --source "$T/esrc" --entry train.sh -- --w f)"
 run_ok $K run wait "$F" >/dev/null
