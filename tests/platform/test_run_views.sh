@@ -10,10 +10,11 @@ run_ok $K compute create cpu --max-nodes 4 >/dev/null
 mkdir -p "$T/src"
 # logs each value of --acc as Accuracy (in order) and --loss once; --fail exits 1
 cat > "$T/src/log.sh" <<'SH'
-acc=""; loss=""; fail=0
-while [ $# -gt 0 ]; do case "$1" in --acc) acc=$2; shift;; --loss) loss=$2; shift;; --fail) fail=1;; esac; shift; done
+acc=""; loss=""; fail=0; hold=""
+while [ $# -gt 0 ]; do case "$1" in --acc) acc=$2; shift;; --loss) loss=$2; shift;; --hold) hold=$2; shift;; --fail) fail=1;; esac; shift; done
 for a in $acc; do kusari log metric Accuracy "$a"; done
 [ -n "$loss" ] && kusari log metric loss "$loss"
+if [ -n "$hold" ]; then while [ ! -f "$hold" ]; do sleep 0.1; done; fi
 exit $fail
 SH
 sub() { local id; id="$(submit --experiment views --source "$T/src" --entry log.sh -- "$@")"; $K run wait "$id" >/dev/null 2>&1; echo "$id"; }
@@ -36,13 +37,23 @@ err="$($K run list --metrics Accurcy 2>&1 >/dev/null)"
 assert_contains "$err" "no run has a metric named 'Accurcy'" "a metric no run has is warned about"
 
 # --- --order-by -----------------------------------------------------------------------
-order() { $K run list --experiment views --json "$@" | python3 -c 'import json,sys; print(" ".join(r["id"] for r in json.load(sys.stdin)))'; }
+order_in() { local e=$1; shift; $K run list --experiment "$e" --json "$@" | python3 -c 'import json,sys; print(" ".join(r["id"] for r in json.load(sys.stdin)))'; }
+order() { order_in views "$@"; }
 assert_eq "$B $A $D $C" "$(order --order-by metrics.Accuracy desc)" "metrics.Accuracy desc (two words); no value last"
 assert_eq "$B $A $D $C" "$(order --order-by "metrics.Accuracy DESC")" "metrics.Accuracy DESC (one word)"
 assert_eq "$D $A $B $C" "$(order --order-by metrics.Accuracy)" "ascending by default; no value still last"
 assert_eq "$B" "$(order --order-by metrics.loss --limit 1)" "sorted before --limit applies (lowest loss of all runs)"
 assert_eq "$A $B $C $D" "$(order --order-by started)" "by start time"
 assert_eq "$D" "$(order --order-by status desc --limit 1)" "by status"
+# by duration, without timing: LONG starts before SHORT starts and ends after SHORT ends
+LONG="$(submit --experiment dur --source "$T/src" --entry log.sh -- --hold "$T/release")"
+for _ in $(seq 1 300); do [ "$(jget "$($K run show "$LONG" --json)" 'j["status"]')" = Running ] && break; sleep 0.1; done
+SHORT="$(submit --experiment dur --source "$T/src" --entry log.sh)"
+run_ok $K run wait "$SHORT" >/dev/null
+touch "$T/release"
+run_ok $K run wait "$LONG" >/dev/null
+assert_eq "$LONG $SHORT" "$(order_in dur --order-by duration desc)" "by duration, longest first"
+assert_eq "$SHORT $LONG" "$(order_in dur --order-by duration)" "by duration, shortest first"
 expect_fail "cannot order by 'speed'" $K run list --order-by speed
 expect_fail "no run has a metric named 'nope' to order by" $K run list --order-by metrics.nope
 expect_fail "asc or desc, not 'sideways'" $K run list --order-by created sideways
