@@ -2,11 +2,25 @@
  * platform/blob.c — the content-addressed blob store: blobs/<2 hex>/<62 hex>,
  * named by the sha256 of their bytes, written once (tmp file + rename, so a
  * crash never leaves a partial blob under its final name), read-only after.
+ *
+ * Garbage collection (kp_blob_collect, used by `run/sweep/experiment
+ * delete`) removes blobs nothing in the store refers to any more. A writer
+ * stores a blob before the row that refers to it commits, so a blob that
+ * looks unreferenced may be about to be used (a deduplicated put of the same
+ * bytes). Writers therefore hold a shared flock on blobs/.lock from their
+ * first put until the process exits; the collector takes it exclusively,
+ * checks the references again under it and only then unlinks. Blobs it could
+ * not check (another process held the lock too long) are remembered in
+ * blobs/gc-pending and collected by the next collection.
  */
 #include "kp.h"
+#include "manage.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +33,37 @@ void kp_blob_path(const kp_ws *ws, const char *hex, char *out, size_t n) {
   snprintf(out, n, "%s/blobs/%.2s/%s", ws->root, hex, hex + 2);
 }
 
+/* ---- the writers' lock ---------------------------------------------------------------- */
+static int g_lock_fd = -1;        /* blobs/.lock of g_lock_root, held shared once pinned */
+static char g_lock_root[4096];
+
+static int lock_open(const kp_ws *ws) {
+  if (g_lock_fd >= 0 && !strcmp(g_lock_root, ws->root)) return 0;
+  if (g_lock_fd >= 0) close(g_lock_fd);  /* another workspace: its pin ends here */
+  char p[4200];
+  snprintf(p, sizeof p, "%s/blobs/.lock", ws->root);
+  g_lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (g_lock_fd < 0) return kp_err("cannot open the blob store's lock %s: %s", p, strerror(errno));
+  snprintf(g_lock_root, sizeof g_lock_root, "%s", ws->root);
+  return 0;
+}
+
+static int g_pinned;
+
+/* Holds the shared lock until the process exits (see the header comment). */
+static int blob_pin(const kp_ws *ws) {
+  if (g_pinned && g_lock_fd >= 0 && !strcmp(g_lock_root, ws->root)) return 0;
+  g_pinned = 0;
+  if (lock_open(ws) != 0) return -1;
+  while (flock(g_lock_fd, LOCK_SH) != 0)
+    if (errno != EINTR) return kp_err("cannot lock the blob store: %s", strerror(errno));
+  g_pinned = 1;
+  return 0;
+}
+
 /* Moves tmp file 'tmp' into place as blob 'hex' (or drops it if present). */
 static int blob_commit(kp_ws *ws, const char *tmp, const char *hex) {
+  if (blob_pin(ws) != 0) { unlink(tmp); return -1; }
   char dst[4200], dir[4200];
   kp_blob_path(ws, hex, dst, sizeof dst);
   snprintf(dir, sizeof dir, "%s/blobs/%.2s", ws->root, hex);
@@ -78,4 +121,172 @@ char *kp_blob_read(const kp_ws *ws, const char *hex, size_t *len) {
   char *s = kp_read_file(src, len);
   if (!s) kp_err("blob %s is missing from the store (%s)", hex, src);
   return s;
+}
+
+/* ---- garbage collection ------------------------------------------------------------------ */
+int kp_blob_pin(const kp_ws *ws) { return blob_pin(ws); }
+
+/* Every place in the store that refers to a blob by its sha256, besides the
+ * files listed in snapshot manifests (read below). A table that starts to
+ * refer to blobs adds its query here. */
+static const char *const BLOB_REFS[] = {
+  "SELECT sha256 FROM files",
+  "SELECT sha256 FROM model_files",
+  "SELECT snapshot FROM runs",
+  "SELECT entry_sha256 FROM services WHERE entry_sha256 IS NOT NULL",
+};
+
+static int hex_ok(const char *h) {
+  size_t n = 0;
+  for (; h[n]; n++)
+    if (!((h[n] >= '0' && h[n] <= '9') || (h[n] >= 'a' && h[n] <= 'f'))) return 0;
+  return n == 64;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Takes the lock exclusively, waiting at most 'wait_ms'; 1 when held. */
+static int lock_exclusive(const kp_ws *ws, int wait_ms) {
+  if (lock_open(ws) != 0) return 0;
+  for (int waited = 0;; waited += 50) {
+    if (flock(g_lock_fd, LOCK_EX | LOCK_NB) == 0) return 1;
+    if (errno != EWOULDBLOCK && errno != EINTR) return 0;
+    if (waited >= wait_ms) return 0;
+    sleep_ms(50);
+  }
+}
+
+static void lock_release(void) {
+  if (g_lock_fd < 0) return;
+  flock(g_lock_fd, g_pinned ? LOCK_SH : LOCK_UN);
+}
+
+/* Adds the candidates remembered in blobs/gc-pending to temp.gc_cand. */
+static int add_pending(kp_ws *ws, sqlite3_stmt *ins) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/blobs/gc-pending", ws->root);
+  char *s = kp_read_file(p, NULL);
+  if (!s) return 0;
+  int rc = 0;
+  for (char *line = strtok(s, "\n"); line && rc == 0; line = strtok(NULL, "\n")) {
+    if (!hex_ok(line)) continue;
+    sqlite3_reset(ins);
+    kp_bind_text(ins, 1, line);
+    rc = kp_db_done(ws, ins);
+  }
+  free(s);
+  return rc;
+}
+
+/* Appends blobs to blobs/gc-pending (checked by the next collection). */
+static void remember_pending(kp_ws *ws, char (*hex)[65], size_t n) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/blobs/gc-pending", ws->root);
+  FILE *f = fopen(p, "a");
+  if (!f) return;
+  for (size_t i = 0; i < n; i++)
+    if (hex_ok(hex[i])) fprintf(f, "%s\n", hex[i]);
+  fclose(f);
+}
+
+/* Removes from temp.gc_cand every blob that a snapshot manifest lists. */
+static int drop_manifest_refs(kp_ws *ws) {
+  sqlite3_stmt *snaps, *del;
+  if (kp_db_prepare(ws, &snaps, "SELECT DISTINCT snapshot FROM runs") != 0) return -1;
+  if (kp_db_prepare(ws, &del, "DELETE FROM temp.gc_cand WHERE h=?") != 0) { sqlite3_finalize(snaps); return -1; }
+  int rc = 0, r;
+  while (rc == 0 && (r = kp_db_row(snaps)) > 0) {
+    const char *snap = kp_col_text(snaps, 0);
+    if (!hex_ok(snap)) continue;
+    char path[4200];
+    kp_blob_path(ws, snap, path, sizeof path);
+    char *txt = kp_read_file(path, NULL);
+    if (!txt) continue;  /* a missing manifest protects nothing */
+    cJSON *man = cJSON_Parse(txt);
+    free(txt);
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(man, "files"), *f;
+    if (!cJSON_IsArray(files)) {  /* unreadable: do not guess, keep everything */
+      cJSON_Delete(man);
+      rc = kp_err("snapshot %s: cannot read its manifest; no blob was removed", snap);
+      break;
+    }
+    cJSON_ArrayForEach(f, files) {
+      const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "sha256"));
+      if (!sha) continue;
+      sqlite3_reset(del);
+      kp_bind_text(del, 1, sha);
+      if (kp_db_done(ws, del) != 0) { rc = -1; break; }
+    }
+    cJSON_Delete(man);
+  }
+  if (r < 0) rc = -1;
+  sqlite3_finalize(snaps);
+  sqlite3_finalize(del);
+  return rc;
+}
+
+int kp_blob_collect(kp_ws *ws, char (*hex)[65], size_t n, kp_gc_result *res) {
+  memset(res, 0, sizeof *res);
+  if (!lock_exclusive(ws, 10000)) {
+    remember_pending(ws, hex, n);
+    res->deferred = (int)n;
+    return 0;
+  }
+  int rc = -1;
+  sqlite3_stmt *ins = NULL, *sel = NULL;
+  if (kp_db_exec(ws, "CREATE TEMP TABLE IF NOT EXISTS gc_cand(h TEXT PRIMARY KEY); DELETE FROM temp.gc_cand") != 0) goto out;
+  if (kp_db_prepare(ws, &ins, "INSERT OR IGNORE INTO temp.gc_cand(h) VALUES(?)") != 0) goto out;
+  for (size_t i = 0; i < n; i++) {
+    if (!hex_ok(hex[i])) continue;
+    sqlite3_reset(ins);
+    kp_bind_text(ins, 1, hex[i]);
+    if (kp_db_done(ws, ins) != 0) goto out;
+  }
+  if (add_pending(ws, ins) != 0) goto out;
+  int total = 0;
+  if (kp_db_prepare(ws, &sel, "SELECT count(*) FROM temp.gc_cand") != 0) goto out;
+  if (kp_db_row(sel) > 0) total = sqlite3_column_int(sel, 0);
+  sqlite3_finalize(sel);
+  sel = NULL;
+  /* one consistent view of the references */
+  if (kp_db_exec(ws, "BEGIN") != 0) goto out;
+  for (size_t i = 0; i < sizeof BLOB_REFS / sizeof BLOB_REFS[0]; i++) {
+    char sql[512];
+    snprintf(sql, sizeof sql, "DELETE FROM temp.gc_cand WHERE h IN (%s)", BLOB_REFS[i]);
+    if (kp_db_exec(ws, sql) != 0) { kp_db_rollback(ws); goto out; }
+  }
+  if (drop_manifest_refs(ws) != 0) { kp_db_rollback(ws); goto out; }
+  if (kp_db_prepare(ws, &sel, "SELECT h FROM temp.gc_cand") != 0) { kp_db_rollback(ws); goto out; }
+  int r, unref = 0;
+  while ((r = kp_db_row(sel)) > 0) {
+    unref++;
+    char p[4200];
+    kp_blob_path(ws, kp_col_text(sel, 0), p, sizeof p);
+    struct stat st;
+    if (lstat(p, &st) != 0) continue;  /* already gone */
+    if (unlink(p) != 0) { kp_err("cannot remove blob %s: %s", p, strerror(errno)); continue; }
+    res->removed++;
+    res->bytes += (int64_t)st.st_size;
+    char *slash = strrchr(p, '/');
+    *slash = '\0';
+    rmdir(p);  /* only when empty */
+  }
+  sqlite3_finalize(sel);
+  sel = NULL;
+  kp_db_commit(ws);
+  if (r < 0) goto out;
+  res->kept = total - unref;
+  char p[4200];
+  snprintf(p, sizeof p, "%s/blobs/gc-pending", ws->root);
+  unlink(p);
+  rc = 0;
+out:
+  sqlite3_finalize(ins);
+  sqlite3_finalize(sel);
+  kp_db_exec(ws, "DROP TABLE IF EXISTS temp.gc_cand");
+  lock_release();
+  return rc;
 }

@@ -6,6 +6,7 @@
  * number is not reused.
  */
 #include "kp.h"
+#include "manage.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -150,6 +151,7 @@ static int model_register(int argc, char **argv) {
     st = NULL;
   }
   if (path) {
+    if (kp_blob_pin(&ws) != 0) goto out;  /* the run's blobs stay until the model refers to them */
     if (kp_db_prepare(&ws, &st, "SELECT path, sha256, size FROM files WHERE run_id=?1 AND (path=?2 OR substr(path, 1, length(?2)+1)=?2||'/') ORDER BY path") != 0)
       goto out;
     kp_bind_text(st, 1, run);

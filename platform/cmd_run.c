@@ -1,10 +1,12 @@
 /*
- * platform/cmd_run.c — `kusari run submit|wait|list|show|logs|files|download|
- * cancel|metrics`. Submission snapshots the source, records the run (Queued)
- * and starts its detached supervisor (supervisor.c); every reading command
- * first reconciles runs whose supervisor died.
+ * platform/cmd_run.c — `kusari run submit|wait|list|show|compare|plot|tag|
+ * untag|delete|logs|files|download|cancel|metrics`. Submission snapshots the
+ * source, records the run (Queued) and starts its detached supervisor
+ * (supervisor.c); every reading command first reconciles runs whose
+ * supervisor died. Deleting is in delete.c, drawing in plot.c.
  */
 #include "kp.h"
+#include "manage.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -85,6 +88,8 @@ static int run_submit(int argc, char **argv) {
   kp_ws_close(&ws);
   return rc;
 }
+
+static int run_status(kp_ws *ws, const char *id, char *out, size_t n);
 
 /* ---- loading runs ------------------------------------------------------------- */
 static const char RUN_COLS[] =
@@ -223,55 +228,614 @@ static int run_show(int argc, char **argv) {
 
 static const char *const STATUSES[] = {"Queued", "Preparing", "Running", "Finalizing", "Completed", "Failed", "Canceled", NULL};
 
+/* The latest value (highest step, then last logged) of metric 'name' of run
+ * 'id' into *v; 1 found (NaN when stored as NULL), 0 absent, -1 error. */
+static int last_metric(sqlite3_stmt *q, const char *id, const char *name, double *v) {
+  sqlite3_reset(q);
+  kp_bind_text(q, 1, id);
+  kp_bind_text(q, 2, name);
+  int r = kp_db_row(q);
+  if (r > 0) *v = sqlite3_column_type(q, 0) == SQLITE_NULL ? NAN : sqlite3_column_double(q, 0);
+  return r;
+}
+static const char LAST_METRIC_SQL[] =
+  "SELECT value FROM metrics WHERE run_id=?1 AND name=?2 ORDER BY step DESC, id DESC LIMIT 1";
+
+/* Adds a "tags" object to each run of 'arr'. */
+static void add_tags(kp_ws *ws, cJSON *arr) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "SELECT key, value FROM tags WHERE run_id=? ORDER BY key") != 0) return;
+  cJSON *o;
+  cJSON_ArrayForEach(o, arr) {
+    cJSON *tags = cJSON_AddObjectToObject(o, "tags");
+    sqlite3_reset(st);
+    kp_bind_text(st, 1, jstr(o, "id"));
+    while (kp_db_row(st) > 0) cJSON_AddStringToObject(tags, kp_col_text(st, 0), kp_col_text(st, 1));
+  }
+  sqlite3_finalize(st);
+}
+
+/* 1 when some run logged metric 'name'. */
+static int metric_exists(kp_ws *ws, const char *name) {
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "SELECT 1 FROM metrics WHERE name=? LIMIT 1") != 0) return 0;
+  kp_bind_text(st, 1, name);
+  int r = kp_db_row(st) > 0;
+  sqlite3_finalize(st);
+  return r;
+}
+
+#define MAX_METRIC_COLS 32
+
 static int run_list(int argc, char **argv) {
-  const char *exp = NULL, *status = NULL, *limit = "100", *parent = NULL;
-  int json = 0;
+  const char *exp = NULL, *status = NULL, *limit = "100", *parent = NULL, *metrics = NULL, *order = NULL, *pos[1];
+  int json = 0, np = 0;
+  const char *cmd = "run list";
   kp_opt opts[] = {{.name = "experiment", .alias = "-e", .val = &exp}, {.name = "status", .val = &status},
-                   {.name = "parent", .val = &parent},
+                   {.name = "parent", .val = &parent}, {.name = "metrics", .val = &metrics},
+                   {.name = "order-by", .val = &order},
                    {.name = "limit", .val = &limit}, {.name = "json", .flag = &json}, {0}};
-  if (kp_parse("run list", argc, argv, opts, NULL, NULL, 0, NULL)) return 2;
+  if (kp_parse(cmd, argc, argv, opts, pos, &np, 1, NULL)) return 2;
   long long lim;
-  if (kp_parse_int(limit, &lim) != 0 || lim < 1) return kp_usage_err("run list", "--limit must be a positive integer");
+  if (kp_parse_int(limit, &lim) != 0 || lim < 1) return kp_usage_err(cmd, "--limit must be a positive integer");
   if (status) {
     int ok = 0;
     for (int i = 0; STATUSES[i]; i++) ok |= !strcmp(STATUSES[i], status);
     if (!ok)
-      return kp_usage_err("run list", "unknown --status '%s'; use one of Queued, Preparing, Running, Finalizing, "
+      return kp_usage_err(cmd, "unknown --status '%s'; use one of Queued, Preparing, Running, Finalizing, "
                           "Completed, Failed, Canceled", status);
+  }
+  /* --metrics A,B: columns */
+  char mbuf[4096] = "";
+  const char *mcols[MAX_METRIC_COLS];
+  int nm = 0;
+  if (metrics) {
+    snprintf(mbuf, sizeof mbuf, "%s", metrics);
+    for (char *t = strtok(mbuf, ","); t; t = strtok(NULL, ",")) {
+      while (*t == ' ') t++;
+      if (!*t) continue;
+      if (nm == MAX_METRIC_COLS) return kp_usage_err(cmd, "--metrics takes at most %d names", MAX_METRIC_COLS);
+      mcols[nm++] = t;
+    }
+    if (!nm) return kp_usage_err(cmd, "--metrics needs metric names separated by commas, e.g. --metrics Accuracy,loss");
+  }
+  /* --order-by KEY [asc|desc] */
+  char okey[512] = "", omet[512] = "";
+  int desc = 0;
+  const char *oexpr = NULL;
+  if (np && !order) return kp_usage_err(cmd, "unexpected argument '%s'", pos[0]);
+  if (order) {
+    snprintf(okey, sizeof okey, "%s", order);
+    const char *dir = np ? pos[0] : NULL;
+    char *sp = strrchr(okey, ' ');
+    if (!dir && sp && (!strcasecmp(sp + 1, "asc") || !strcasecmp(sp + 1, "desc"))) { *sp = '\0'; dir = sp + 1; }
+    if (dir) {
+      if (!strcasecmp(dir, "desc")) desc = 1;
+      else if (strcasecmp(dir, "asc") != 0) return kp_usage_err(cmd, "the order after --order-by KEY is asc or desc, not '%s'", dir);
+    }
+    if (!strcmp(okey, "created")) oexpr = "r.created";
+    else if (!strcmp(okey, "started") || !strcmp(okey, "start_time")) oexpr = "r.started";
+    else if (!strcmp(okey, "status")) oexpr = "r.status";
+    else if (!strcmp(okey, "duration")) oexpr = "coalesce(r.ended, ?6) - r.started";
+    else if (!strcmp(okey, "id")) oexpr = "r.seq";
+    else if (!strncmp(okey, "metrics.", 8) && okey[8]) {
+      snprintf(omet, sizeof omet, "%s", okey + 8);
+      oexpr = "(SELECT value FROM metrics x WHERE x.run_id=r.id AND x.name=?5 ORDER BY x.step DESC, x.id DESC LIMIT 1)";
+    } else {
+      return kp_usage_err(cmd, "cannot order by '%s'; use created, started, status, duration, id or metrics.NAME "
+                          "(then asc or desc)", okey);
+    }
   }
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
-  char sql[1024];
-  snprintf(sql, sizeof sql, "%s WHERE (?1 IS NULL OR e.name=?1) AND (?2 IS NULL OR r.status=?2) AND (?4 IS NULL OR r.parent_id=?4)"
-           " ORDER BY r.seq DESC LIMIT ?3",
-           RUN_COLS);
+  if (omet[0] && !metric_exists(&ws, omet)) {
+    kp_err("no run has a metric named '%s' to order by", omet);
+    kp_hint("metric names are case-sensitive; see a run's metrics with 'kusari run metrics RUN'");
+    kp_ws_close(&ws);
+    return 1;
+  }
+  for (int i = 0; i < nm; i++)
+    if (!metric_exists(&ws, mcols[i]))
+      fprintf(stderr, "kusari: warning: no run has a metric named '%s' (names are case-sensitive)\n", mcols[i]);
+  char sql[2048];
+  if (oexpr)
+    snprintf(sql, sizeof sql, "%s WHERE (?1 IS NULL OR e.name=?1) AND (?2 IS NULL OR r.status=?2) AND (?4 IS NULL OR r.parent_id=?4)"
+             " ORDER BY (%s) IS NULL, (%s) %s, r.seq DESC LIMIT ?3", RUN_COLS, oexpr, oexpr, desc ? "DESC" : "ASC");
+  else
+    snprintf(sql, sizeof sql, "%s WHERE (?1 IS NULL OR e.name=?1) AND (?2 IS NULL OR r.status=?2) AND (?4 IS NULL OR r.parent_id=?4)"
+             " ORDER BY r.seq DESC LIMIT ?3", RUN_COLS);
   sqlite3_stmt *st;
   if (kp_db_prepare(&ws, &st, sql) != 0) { kp_ws_close(&ws); return 1; }
   kp_bind_text(st, 1, exp);
   kp_bind_text(st, 2, status);
   sqlite3_bind_int64(st, 3, lim);
   kp_bind_text(st, 4, parent);
+  if (omet[0]) kp_bind_text(st, 5, omet);
+  if (oexpr && strstr(oexpr, "?6")) sqlite3_bind_double(st, 6, kp_now());
   cJSON *arr = cJSON_CreateArray();
   int r;
   while ((r = kp_db_row(st)) > 0) cJSON_AddItemToArray(arr, run_row_json(st));
   sqlite3_finalize(st);
+  if (r == 0) add_tags(&ws, arr);
+  if (r == 0 && nm) {
+    sqlite3_stmt *q;
+    if (kp_db_prepare(&ws, &q, LAST_METRIC_SQL) != 0) r = -1;
+    cJSON *o;
+    if (r == 0) {
+      cJSON_ArrayForEach(o, arr) {
+        cJSON *m = cJSON_AddObjectToObject(o, "metrics");
+        for (int i = 0; i < nm; i++) {
+          double v;
+          int f = last_metric(q, jstr(o, "id"), mcols[i], &v);
+          if (f < 0) r = -1;
+          if (f > 0 && isfinite(v)) cJSON_AddNumberToObject(m, mcols[i], v);
+          else if (f > 0) cJSON_AddStringToObject(m, mcols[i], isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+          else cJSON_AddNullToObject(m, mcols[i]);
+        }
+      }
+      sqlite3_finalize(q);
+    }
+  }
   kp_ws_close(&ws);
   if (r != 0) { cJSON_Delete(arr); return 1; }
   if (json) {
     print_json(arr);
-  } else {
-    printf("%-32s %-20s %-10s %-8s %-20s %10s\n", "RUN", "EXPERIMENT", "STATUS", "COMPUTE", "CREATED", "DURATION");
-    const cJSON *o;
-    cJSON_ArrayForEach(o, arr) {
-      char d[64] = "-";
-      const cJSON *dur = cJSON_GetObjectItemCaseSensitive(o, "duration_s");
-      if (cJSON_IsNumber(dur)) kp_fmt_dur(dur->valuedouble, d, sizeof d);
-      printf("%-32s %-20s %-10s %-8s %-20s %10s\n", jstr(o, "id"), jstr(o, "experiment"), jstr(o, "status"),
-             jstr(o, "compute"), jstr(o, "created"), d);
-    }
+    cJSON_Delete(arr);
+    return 0;
   }
+  /* columns as wide as their widest cell */
+  enum { NFIX = 6 };
+  static const char *const hdr[NFIX] = {"RUN", "EXPERIMENT", "STATUS", "COMPUTE", "CREATED", "DURATION"};
+  int nrows = cJSON_GetArraySize(arr), ncol = NFIX + nm;
+  char(*cell)[128] = calloc((size_t)(nrows + 1) * (size_t)ncol, sizeof *cell);
+  int w[NFIX + MAX_METRIC_COLS] = {0};
+  if (!cell) { cJSON_Delete(arr); return kp_err("out of memory"), 1; }
+  for (int c = 0; c < ncol; c++) snprintf(cell[c], sizeof cell[c], "%s", c < NFIX ? hdr[c] : mcols[c - NFIX]);
+  int row = 1;
+  const cJSON *o;
+  cJSON_ArrayForEach(o, arr) {
+    char (*rc)[128] = cell + (size_t)row * (size_t)ncol;
+    const char *k[] = {"id", "experiment", "status", "compute", "created"};
+    for (int c = 0; c < 5; c++) snprintf(rc[c], sizeof rc[c], "%s", jstr(o, k[c]));
+    snprintf(rc[5], sizeof rc[5], "-");
+    const cJSON *dur = cJSON_GetObjectItemCaseSensitive(o, "duration_s");
+    if (cJSON_IsNumber(dur)) kp_fmt_dur(dur->valuedouble, rc[5], sizeof rc[5]);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "metrics");
+    for (int i = 0; i < nm; i++) {
+      const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, mcols[i]);
+      if (cJSON_IsNumber(v)) snprintf(rc[NFIX + i], sizeof rc[0], "%.6g", v->valuedouble);
+      else snprintf(rc[NFIX + i], sizeof rc[0], "%s", cJSON_IsString(v) ? v->valuestring : "-");
+    }
+    row++;
+  }
+  for (int i = 0; i < nrows + 1; i++)
+    for (int c = 0; c < ncol; c++) {
+      int l = (int)strlen(cell[(size_t)i * (size_t)ncol + (size_t)c]);
+      if (l > w[c]) w[c] = l;
+    }
+  for (int i = 0; i < nrows + 1; i++) {
+    for (int c = 0; c < ncol; c++) {
+      const char *t = cell[(size_t)i * (size_t)ncol + (size_t)c];
+      int right = c >= NFIX - 1;  /* duration and metric values align right */
+      printf("%s%*s%s", c ? "  " : "", right ? w[c] : 0, right ? t : "", right ? "" : t);
+      if (!right && c < ncol - 1) printf("%*s", w[c] - (int)strlen(t), "");
+    }
+    printf("\n");
+  }
+  free(cell);
   cJSON_Delete(arr);
   return 0;
+}
+
+/* ---- tag / untag ------------------------------------------------------------------ */
+/* Tags the platform sets and reads itself (sweeps). */
+static const char *const SYSTEM_TAGS[] = {"sweep", "sweep_index", "best_child_run_id", "best_metric_value", NULL};
+
+static int system_tag(const char *k) {
+  for (int i = 0; SYSTEM_TAGS[i]; i++)
+    if (!strcmp(SYSTEM_TAGS[i], k)) return 1;
+  return 0;
+}
+
+/* A tag key: 1 to 250 printable characters, no '=' (checked by the caller). */
+static int tag_key_ok(const char *k, size_t n) {
+  if (n == 0 || n > 250) return 0;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)k[i] < 0x20 || k[i] == 0x7f) return 0;
+  return 1;
+}
+
+static int run_tag(int argc, char **argv) {
+  const char *cmd = "run tag", *pos[KP_MULTI_MAX + 1];
+  int np = 0;
+  if (kp_parse(cmd, argc, argv, NULL, pos, &np, KP_MULTI_MAX + 1, NULL)) return 2;
+  if (np < 1) return kp_usage_err(cmd, "missing the RUN id");
+  if (np < 2) return kp_usage_err(cmd, "missing KEY=VALUE: say which tags to set");
+  for (int i = 1; i < np; i++) {
+    const char *eq = strchr(pos[i], '=');
+    if (!eq) return kp_usage_err(cmd, "'%s' must look like KEY=VALUE", pos[i]);
+    if (!tag_key_ok(pos[i], (size_t)(eq - pos[i])))
+      return kp_usage_err(cmd, "'%s': a tag key is 1 to 250 characters without control characters", pos[i]);
+    if (strlen(eq + 1) > 4096) return kp_usage_err(cmd, "the value of tag '%.*s' is longer than 4096 bytes", (int)(eq - pos[i]), pos[i]);
+    char key[256];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - pos[i]), pos[i]);
+    if (system_tag(key)) {
+      kp_err("tag '%s' is set by kusari itself (sweeps read it); it cannot be changed by hand", key);
+      kp_hint("use another key");
+      return 2;
+    }
+  }
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  char status[32];
+  int rc = 1;
+  sqlite3_stmt *st = NULL;
+  if (kp_db_begin(&ws) != 0) goto out;
+  if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_db_rollback(&ws); kp_ws_close(&ws); return no_run(pos[0]); }
+  if (kp_db_prepare(&ws, &st, "INSERT OR REPLACE INTO tags(run_id, key, value) VALUES(?,?,?)") != 0) goto fail;
+  for (int i = 1; i < np; i++) {
+    const char *eq = strchr(pos[i], '=');
+    char key[256];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - pos[i]), pos[i]);
+    sqlite3_reset(st);
+    kp_bind_text(st, 1, pos[0]);
+    kp_bind_text(st, 2, key);
+    kp_bind_text(st, 3, eq + 1);
+    if (kp_db_done(&ws, st) != 0) goto fail;
+  }
+  if (kp_db_commit(&ws) != 0) goto fail;
+  printf("Tagged run %s:", pos[0]);
+  for (int i = 1; i < np; i++) printf(" %s", pos[i]);
+  printf("\n");
+  rc = 0;
+  goto out;
+fail:
+  kp_db_rollback(&ws);
+out:
+  sqlite3_finalize(st);
+  kp_ws_close(&ws);
+  return rc;
+}
+
+static int run_untag(int argc, char **argv) {
+  const char *cmd = "run untag", *pos[KP_MULTI_MAX + 1];
+  int np = 0;
+  if (kp_parse(cmd, argc, argv, NULL, pos, &np, KP_MULTI_MAX + 1, NULL)) return 2;
+  if (np < 1) return kp_usage_err(cmd, "missing the RUN id");
+  if (np < 2) return kp_usage_err(cmd, "missing KEY: say which tags to remove");
+  for (int i = 1; i < np; i++)
+    if (system_tag(pos[i])) {
+      kp_err("tag '%s' is set by kusari itself (sweeps read it); it cannot be removed by hand", pos[i]);
+      return 2;
+    }
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  char status[32];
+  int rc = 1;
+  sqlite3_stmt *st = NULL;
+  if (kp_db_begin(&ws) != 0) goto out;
+  if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_db_rollback(&ws); kp_ws_close(&ws); return no_run(pos[0]); }
+  if (kp_db_prepare(&ws, &st, "DELETE FROM tags WHERE run_id=? AND key=?") != 0) goto fail;
+  for (int i = 1; i < np; i++) {
+    sqlite3_reset(st);
+    kp_bind_text(st, 1, pos[0]);
+    kp_bind_text(st, 2, pos[i]);
+    if (kp_db_done(&ws, st) != 0) goto fail;
+    if (sqlite3_changes(ws.db) == 0) {
+      kp_err("run %s has no tag '%s'; no tag was removed", pos[0], pos[i]);
+      kp_hint("see its tags with 'kusari run show %s'", pos[0]);
+      goto fail;
+    }
+  }
+  if (kp_db_commit(&ws) != 0) goto fail;
+  printf("Removed from run %s:", pos[0]);
+  for (int i = 1; i < np; i++) printf(" %s", pos[i]);
+  printf("\n");
+  rc = 0;
+  goto out;
+fail:
+  kp_db_rollback(&ws);
+out:
+  sqlite3_finalize(st);
+  kp_ws_close(&ws);
+  return rc;
+}
+
+/* ---- compare ---------------------------------------------------------------------- */
+/* A run's parameters: its arguments read as "--name value" / "--name=value" /
+ * "--flag" (true) pairs; other words are "arg N". */
+static cJSON *params_of(const cJSON *args) {
+  cJSON *p = cJSON_CreateObject();
+  int n = cJSON_GetArraySize(args), npos = 0;
+  for (int i = 0; i < n; i++) {
+    const char *a = cJSON_GetStringValue(cJSON_GetArrayItem(args, i));
+    if (!a) continue;
+    char *end;
+    int is_opt = a[0] == '-' && a[1] && (strtod(a, &end), *end != '\0');
+    if (!is_opt) {
+      char k[32];
+      snprintf(k, sizeof k, "arg %d", ++npos);
+      cJSON_DeleteItemFromObjectCaseSensitive(p, k);
+      cJSON_AddStringToObject(p, k, a);
+      continue;
+    }
+    const char *eq = strchr(a, '=');
+    char key[512];
+    const char *val = "true";
+    if (eq) {
+      snprintf(key, sizeof key, "%.*s", (int)(eq - a), a);
+      val = eq + 1;
+    } else {
+      snprintf(key, sizeof key, "%s", a);
+      const char *next = i + 1 < n ? cJSON_GetStringValue(cJSON_GetArrayItem(args, i + 1)) : NULL;
+      if (next) {
+        int next_opt = next[0] == '-' && next[1] && (strtod(next, &end), *end != '\0');
+        if (!next_opt) { val = next; i++; }
+      }
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(p, key);
+    cJSON_AddStringToObject(p, key, val);
+  }
+  return p;
+}
+
+/* Text of a cell: strings as they are, numbers %.6g, absent "-". */
+static void cell_text(const cJSON *v, char *out, size_t n) {
+  if (cJSON_IsString(v)) snprintf(out, n, "%s", v->valuestring);
+  else if (cJSON_IsNumber(v)) snprintf(out, n, "%.6g", v->valuedouble);
+  else snprintf(out, n, "-");
+}
+
+/* Adds one comparison row per key found in any run's object 'field'. */
+static void compare_section(cJSON *rows, const char *section, cJSON *const *objs, int n) {
+  cJSON *keys = cJSON_CreateObject();  /* ordered set of keys */
+  for (int i = 0; i < n; i++) {
+    const cJSON *f;
+    cJSON_ArrayForEach(f, objs[i])
+      if (!cJSON_GetObjectItemCaseSensitive(keys, f->string)) cJSON_AddTrueToObject(keys, f->string);
+  }
+  const cJSON *k;
+  cJSON_ArrayForEach(k, keys) {
+    cJSON *row = cJSON_CreateObject();
+    cJSON_AddStringToObject(row, "section", section);
+    cJSON_AddStringToObject(row, "name", k->string);
+    cJSON *vals = cJSON_AddArrayToObject(row, "values");
+    int differs = 0;
+    const cJSON *first = NULL;
+    for (int i = 0; i < n; i++) {
+      const cJSON *v = cJSON_GetObjectItemCaseSensitive(objs[i], k->string);
+      cJSON_AddItemToArray(vals, v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
+      if (i == 0) first = v;
+      else if (!differs) {
+        if (!v || !first) differs = v != first;
+        else if (cJSON_IsNumber(v) && cJSON_IsNumber(first)) differs = v->valuedouble != first->valuedouble;
+        else differs = !cJSON_Compare(v, first, 1);
+      }
+    }
+    if (!strcmp(k->string, "duration_s")) differs = 0;  /* always differs a little: shown, not marked */
+    cJSON_AddBoolToObject(row, "differs", differs);
+    cJSON_AddItemToArray(rows, row);
+  }
+  cJSON_Delete(keys);
+}
+
+#define MAX_COMPARE 16
+
+static int run_compare(int argc, char **argv) {
+  const char *cmd = "run compare", *pos[MAX_COMPARE];
+  int np = 0, json = 0, only = 0;
+  kp_opt opts[] = {{.name = "json", .flag = &json}, {.name = "only-differences", .flag = &only}, {0}};
+  if (kp_parse(cmd, argc, argv, opts, pos, &np, MAX_COMPARE, NULL)) return 2;
+  if (np < 2) return kp_usage_err(cmd, "give at least two RUN ids to compare");
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  cJSON *runs[MAX_COMPARE] = {0};
+  for (int i = 0; i < np; i++) {
+    runs[i] = load_run(&ws, pos[i]);
+    if (!runs[i]) {
+      for (int k = 0; k < i; k++) cJSON_Delete(runs[k]);
+      kp_ws_close(&ws);
+      return no_run(pos[i]);
+    }
+  }
+  kp_ws_close(&ws);
+  cJSON *out = cJSON_CreateObject(), *ids = cJSON_AddArrayToObject(out, "runs");
+  cJSON *rows = cJSON_AddArrayToObject(out, "rows");
+  cJSON *info[MAX_COMPARE], *params[MAX_COMPARE], *metrics[MAX_COMPARE], *tags[MAX_COMPARE];
+  for (int i = 0; i < np; i++) {
+    cJSON_AddItemToArray(ids, cJSON_CreateString(jstr(runs[i], "id")));
+    info[i] = cJSON_CreateObject();
+    static const char *const keys[] = {"experiment", "status", "entry", "compute", "snapshot", "duration_s", "parent"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+      const cJSON *v = cJSON_GetObjectItemCaseSensitive(runs[i], keys[k]);
+      if (!strcmp(keys[k], "snapshot") && cJSON_IsString(v)) {
+        char s12[13];
+        snprintf(s12, sizeof s12, "%s", v->valuestring);
+        cJSON_AddStringToObject(info[i], keys[k], s12);
+      } else if (v && !cJSON_IsNull(v)) {
+        cJSON_AddItemToObject(info[i], keys[k], cJSON_Duplicate(v, 1));
+      }
+    }
+    params[i] = params_of(cJSON_GetObjectItemCaseSensitive(runs[i], "arguments"));
+    metrics[i] = cJSON_GetObjectItemCaseSensitive(runs[i], "metrics");
+    tags[i] = cJSON_GetObjectItemCaseSensitive(runs[i], "tags");
+  }
+  compare_section(rows, "run", info, np);
+  compare_section(rows, "param", params, np);
+  compare_section(rows, "metric", metrics, np);
+  compare_section(rows, "tag", tags, np);
+  for (int i = 0; i < np; i++) cJSON_Delete(info[i]), cJSON_Delete(params[i]);
+  if (json) {
+    print_json(out);
+  } else {
+    /* a table: marker, section, name, one column per run; '*' marks rows whose values differ */
+    int nrows = cJSON_GetArraySize(rows), ncol = 2 + np;
+    char(*cell)[96] = calloc((size_t)(nrows + 1) * (size_t)ncol, sizeof *cell);
+    char *mark = calloc((size_t)nrows + 1, 1);
+    int w[2 + MAX_COMPARE] = {0}, nr = 0;
+    if (!cell || !mark) { free(cell); free(mark); cJSON_Delete(out); for (int i = 0; i < np; i++) cJSON_Delete(runs[i]); return kp_err("out of memory"), 1; }
+    snprintf(cell[0], sizeof cell[0], "SECTION");
+    snprintf(cell[1], sizeof cell[1], "NAME");
+    for (int i = 0; i < np; i++) snprintf(cell[2 + i], sizeof cell[0], "%s", jstr(runs[i], "id"));
+    mark[0] = ' ';
+    nr = 1;
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows) {
+      int d = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(row, "differs"));
+      if (only && !d) continue;
+      char (*rc)[96] = cell + (size_t)nr * (size_t)ncol;
+      mark[nr] = d ? '*' : ' ';
+      snprintf(rc[0], sizeof rc[0], "%s", jstr(row, "section"));
+      snprintf(rc[1], sizeof rc[1], "%s", jstr(row, "name"));
+      const cJSON *vals = cJSON_GetObjectItemCaseSensitive(row, "values");
+      int iscol = !strcmp(jstr(row, "name"), "duration_s");
+      for (int i = 0; i < np; i++) {
+        const cJSON *v = cJSON_GetArrayItem(vals, i);
+        if (iscol && cJSON_IsNumber(v)) kp_fmt_dur(v->valuedouble, rc[2 + i], sizeof rc[0]);
+        else cell_text(v, rc[2 + i], sizeof rc[0]);
+      }
+      nr++;
+    }
+    for (int r = 0; r < nr; r++)
+      for (int c = 0; c < ncol; c++) {
+        int l = (int)strlen(cell[(size_t)r * (size_t)ncol + (size_t)c]);
+        if (l > w[c]) w[c] = l;
+      }
+    for (int r = 0; r < nr; r++) {
+      printf("%c", mark[r]);
+      for (int c = 0; c < ncol; c++) {
+        const char *t = cell[(size_t)r * (size_t)ncol + (size_t)c];
+        printf(" %s%*s", t, c < ncol - 1 ? w[c] - (int)strlen(t) : 0, "");
+      }
+      printf("\n");
+    }
+    printf("(* = the values differ%s)\n", only ? "; rows with equal values left out" : "");
+    free(cell);
+    free(mark);
+  }
+  cJSON_Delete(out);
+  for (int i = 0; i < np; i++) cJSON_Delete(runs[i]);
+  return 0;
+}
+
+/* ---- plot ------------------------------------------------------------------------- */
+/* Parses --width/--height; 0 or 2 (printed). */
+static int plot_size(const char *cmd, const char *ws_, const char *hs, int *w, int *h) {
+  long long a, b;
+  if (kp_parse_int(ws_, &a) != 0 || a < 200 || a > 8000)
+    return kp_usage_err(cmd, "--width must be a number of pixels from 200 to 8000, got '%s'", ws_);
+  if (kp_parse_int(hs, &b) != 0 || b < 150 || b > 8000)
+    return kp_usage_err(cmd, "--height must be a number of pixels from 150 to 8000, got '%s'", hs);
+  *w = (int)a, *h = (int)b;
+  return 0;
+}
+
+/* The names of run 'id's metrics, comma separated, into 'out'. */
+static void metric_names(kp_ws *ws, const char *id, char *out, size_t n) {
+  out[0] = '\0';
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st, "SELECT DISTINCT name FROM metrics WHERE run_id=? ORDER BY name") != 0) return;
+  kp_bind_text(st, 1, id);
+  while (kp_db_row(st) > 0) {
+    size_t l = strlen(out);
+    snprintf(out + l, n - l, "%s%s", l ? ", " : "", kp_col_text(st, 0));
+  }
+  sqlite3_finalize(st);
+}
+
+/* Loads the curve of metric 'name' of run 'id': x = step, or seconds since
+ * the run started when 'time'. Returns the number of points (0: none). */
+int kp_metric_curve(kp_ws *ws, const char *id, const char *name, int time, double **x, double **y);
+int kp_metric_curve(kp_ws *ws, const char *id, const char *name, int time, double **x, double **y) {
+  *x = *y = NULL;
+  sqlite3_stmt *st;
+  if (kp_db_prepare(ws, &st,
+                    "SELECT m.step, m.ts - coalesce(r.started, (SELECT min(ts) FROM metrics z WHERE z.run_id=r.id)), m.value"
+                    " FROM metrics m JOIN runs r ON r.id=m.run_id WHERE m.run_id=?1 AND m.name=?2 ORDER BY m.step, m.id") != 0)
+    return -1;
+  kp_bind_text(st, 1, id);
+  kp_bind_text(st, 2, name);
+  int n = 0, cap = 0;
+  while (kp_db_row(st) > 0) {
+    if (n == cap) {
+      cap = cap ? 2 * cap : 64;
+      double *nx = realloc(*x, (size_t)cap * sizeof *nx);
+      if (nx) *x = nx;
+      double *ny = realloc(*y, (size_t)cap * sizeof *ny);
+      if (ny) *y = ny;
+      if (!nx || !ny) { n = -1; break; }
+    }
+    (*x)[n] = time ? sqlite3_column_double(st, 1) : (double)sqlite3_column_int64(st, 0);
+    (*y)[n] = sqlite3_column_type(st, 2) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 2);
+    n++;
+  }
+  sqlite3_finalize(st);
+  if (n <= 0) { free(*x); free(*y); *x = *y = NULL; }
+  return n;
+}
+
+#define MAX_PLOT 64
+
+static int run_plot(int argc, char **argv) {
+  const char *cmd = "run plot", *pos[MAX_PLOT], *metric = NULL, *outp = NULL, *xs = "step", *wd = "800", *ht = "500", *title = NULL;
+  int np = 0;
+  kp_opt opts[] = {{.name = "metric", .alias = "-m", .val = &metric}, {.name = "output", .alias = "-o", .val = &outp},
+                   {.name = "x", .val = &xs}, {.name = "width", .val = &wd}, {.name = "height", .val = &ht},
+                   {.name = "title", .val = &title}, {0}};
+  if (kp_parse(cmd, argc, argv, opts, pos, &np, MAX_PLOT, NULL)) return 2;
+  if (np < 1) return kp_usage_err(cmd, "missing the RUN id (one or more)");
+  if (!metric) return kp_usage_err(cmd, "missing --metric NAME (see a run's metrics with 'kusari run metrics RUN')");
+  if (!outp) return kp_usage_err(cmd, "missing -o FILE.png");
+  int time = 0, w = 0, h = 0;
+  if (!strcmp(xs, "time")) time = 1;
+  else if (strcmp(xs, "step") != 0) return kp_usage_err(cmd, "--x is 'step' or 'time' (seconds since the run started), not '%s'", xs);
+  if (plot_size(cmd, wd, ht, &w, &h)) return 2;
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  kp_series s[MAX_PLOT];
+  double *xv[MAX_PLOT] = {0}, *yv[MAX_PLOT] = {0};
+  int rc = 1, n = 0;
+  for (; n < np; n++) {
+    char status[32];
+    if (run_status(&ws, pos[n], status, sizeof status) != 0) { no_run(pos[n]); goto out; }
+    if (!kp_status_terminal(status)) kp_ingest(&ws, pos[n], 0);  /* live view */
+    int k = kp_metric_curve(&ws, pos[n], metric, time, &xv[n], &yv[n]);
+    if (k < 0) goto out;
+    if (k == 0) {
+      char names[2048];
+      metric_names(&ws, pos[n], names, sizeof names);
+      kp_err("run %s has no metric named '%s'%s", pos[n], metric, kp_status_terminal(status) ? "" : " (yet)");
+      if (names[0]) kp_hint("its metrics: %s (names are case-sensitive)", names);
+      else kp_hint("run %s logged no metrics", pos[n]);
+      goto out;
+    }
+    s[n] = (kp_series){.label = pos[n], .x = xv[n], .y = yv[n], .n = k, .mark = -1};
+  }
+  char ttl[600];
+  if (!title) {
+    snprintf(ttl, sizeof ttl, "%s of %s%s", metric, np == 1 ? "run " : "", np == 1 ? pos[0] : "runs");
+    title = ttl;
+  }
+  kp_plot p = {.title = title, .xlabel = time ? "seconds since the run started" : "step", .ylabel = metric,
+               .width = w, .height = h, .s = s, .n = np};
+  if (kp_plot_png(&p, outp) == 0) {
+    printf("Wrote %s (%dx%d): %s of %d run%s\n", outp, w, h, metric, np, np == 1 ? "" : "s");
+    rc = 0;
+  }
+out:
+  for (int i = 0; i < np; i++) free(xv[i]), free(yv[i]);
+  kp_ws_close(&ws);
+  return rc;
+}
+
+/* ---- delete ------------------------------------------------------------------------ */
+static int run_delete(int argc, char **argv) {
+  const char *cmd = "run delete", *pos[KP_MULTI_MAX];
+  int np = 0, yes = 0, dry = 0;
+  kp_opt opts[] = {{.name = "yes", .alias = "-y", .flag = &yes}, {.name = "dry-run", .flag = &dry}, {0}};
+  if (kp_parse(cmd, argc, argv, opts, pos, &np, KP_MULTI_MAX, NULL)) return 2;
+  if (np < 1) return kp_usage_err(cmd, "missing the RUN id (one or more)");
+  return kp_delete(cmd, KP_DEL_RUNS, pos, np, yes, dry);
 }
 
 /* ---- wait / logs ------------------------------------------------------------------ */
@@ -773,14 +1337,50 @@ static const kp_cmd cmds[] = {
    "and the latest value of one metric, rewritten in place: NAME with --metric,\n"
    "else, for a child of a sweep, the sweep's primary metric, else whichever metric\n"
    "the run logged last. Into a pipe or a file it prints only the final status.\n"},
-  {"list", run_list, "list runs",
-   "usage: kusari run list [--experiment NAME] [--status STATUS] [--parent RUN] [--limit N] [--json]\n\n"
-   "Lists runs, newest first (--parent: the child runs of a sweep). STATUS is one of Queued, Preparing, Running, Finalizing,\n"
-   "Completed, Failed, Canceled.\n"},
+  {"list", run_list, "list runs (with chosen metrics as columns, in a chosen order)",
+   "usage: kusari run list [--experiment NAME] [--status STATUS] [--parent RUN] [--limit N]\n"
+   "                       [--metrics NAME,NAME...] [--order-by KEY [asc|desc]] [--json]\n\n"
+   "Lists runs, newest first (--parent: the child runs of a sweep). STATUS is one of\n"
+   "Queued, Preparing, Running, Finalizing, Completed, Failed, Canceled.\n"
+   "--metrics adds a column per metric with its latest value (highest step; '-' when\n"
+   "the run has none). --order-by sorts before --limit applies, by one of: created,\n"
+   "started, status, duration, id, metrics.NAME (latest value), ascending unless\n"
+   "followed by desc (\"--order-by metrics.Accuracy desc\" or two words); runs without\n"
+   "a value come last. --json gives every run with its tags (and the --metrics values).\n"},
   {"show", run_show, "show a run: status, times, arguments, exit code, last metrics",
    "usage: kusari run show RUN [--json]\n\n"
    "Shows a run's status, times and duration, arguments, compute target, snapshot,\n"
    "environment and build cache (hit/miss), exit code, error, tags and last metrics.\n"},
+  {"compare", run_compare, "compare runs side by side: parameters, final metrics, tags",
+   "usage: kusari run compare RUN RUN... [--only-differences] [--json]\n\n"
+   "Shows 2 to 16 runs side by side: status, entry, snapshot, duration; parameters\n"
+   "(the arguments read as --name value pairs; a lone --flag is true, other words\n"
+   "are 'arg N'); final metrics (the latest value of each, as in 'run show'); tags.\n"
+   "Rows whose values differ are marked '*' (\"differs\": true in --json).\n"},
+  {"plot", run_plot, "draw a metric's curve for one or more runs as a PNG",
+   "usage: kusari run plot RUN [RUN...] --metric NAME -o FILE.png [--x step|time]\n"
+   "                       [--width PX] [--height PX] [--title TEXT]\n\n"
+   "Draws metric NAME of each run as a line (one colour per run, a legend with the\n"
+   "run ids) against its step, or with --x time against the seconds since the run\n"
+   "started. Default size 800x500. Non-finite values leave a gap. Every run must\n"
+   "have logged NAME.\n"},
+  {"tag", run_tag, "set tags on a run",
+   "usage: kusari run tag RUN KEY=VALUE [KEY=VALUE...]\n\n"
+   "Sets (or replaces) tags of RUN, shown by 'run show' and 'run list --json'.\n"
+   "The tags sweeps use (sweep, sweep_index, best_child_run_id, best_metric_value)\n"
+   "cannot be set by hand.\n"},
+  {"untag", run_untag, "remove tags from a run",
+   "usage: kusari run untag RUN KEY [KEY...]\n\n"
+   "Removes tags of RUN. A KEY the run does not have is an error and removes nothing.\n"},
+  {"delete", run_delete, "delete ended runs with their metrics, files and unused blobs",
+   "usage: kusari run delete RUN [RUN...] [--yes] [--dry-run]\n\n"
+   "Deletes the runs' records (metrics, tags, files) and then the blobs that nothing\n"
+   "else uses: blobs shared with another run, a snapshot still in use or a registered\n"
+   "model version stay (a model registered from a deleted run keeps working). Refuses\n"
+   "while any of the runs is active (Queued, Preparing, Running, Finalizing). A sweep\n"
+   "and its child runs are deleted together with 'kusari sweep delete'.\n"
+   "Asks for confirmation on a terminal; --yes deletes without asking (needed when\n"
+   "standard input is not a terminal). --dry-run only says what would be deleted.\n"},
   {"logs", run_logs, "print a run's output (-f follows it)",
    "usage: kusari run logs RUN [-f|--follow] [--build]\n\n"
    "Prints the entry's stdout+stderr (logs/std_log.txt), or the build log with --build.\n"

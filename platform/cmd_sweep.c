@@ -1,6 +1,6 @@
 /*
  * platform/cmd_sweep.c — hyperparameter sweeps (HyperDrive):
- * `kusari sweep submit|show|best|wait|cancel|resume|list`, and the sweep
+ * `kusari sweep submit|show|best|wait|cancel|resume|list|plot|delete`, and the sweep
  * controller, a detached process (`kusari sweep __control ID FD`, started like
  * a run's supervisor) that submits the child runs, keeps at most
  * max_concurrent_runs of them active, reads their primary metric from the
@@ -17,6 +17,7 @@
  */
 #include "kp.h"
 #include "sweep.h"
+#include "manage.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1364,6 +1365,90 @@ static int sweep_control(int argc, char **argv) {
   return rc;
 }
 
+/* ---- plot / delete -------------------------------------------------------------------- */
+int kp_metric_curve(kp_ws *ws, const char *id, const char *name, int time, double **x, double **y);
+
+static int sweep_plot(int argc, char **argv) {
+  const char *cmd = "sweep plot", *pos[1], *outp = NULL, *xs = "step", *wd = "900", *ht = "550", *title = NULL;
+  int np = 0;
+  kp_opt opts[] = {{.name = "output", .alias = "-o", .val = &outp}, {.name = "x", .val = &xs}, {.name = "width", .val = &wd},
+                   {.name = "height", .val = &ht}, {.name = "title", .val = &title}, {0}};
+  if (kp_parse(cmd, argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err(cmd, "missing the SWEEP id");
+  if (!outp) return kp_usage_err(cmd, "missing -o FILE.png");
+  int time = 0;
+  if (!strcmp(xs, "time")) time = 1;
+  else if (strcmp(xs, "step") != 0) return kp_usage_err(cmd, "--x is 'step' or 'time' (seconds since each run started), not '%s'", xs);
+  long long w, h;
+  if (kp_parse_int(wd, &w) != 0 || w < 200 || w > 8000) return kp_usage_err(cmd, "--width must be a number of pixels from 200 to 8000, got '%s'", wd);
+  if (kp_parse_int(ht, &h) != 0 || h < 150 || h > 8000) return kp_usage_err(cmd, "--height must be a number of pixels from 150 to 8000, got '%s'", ht);
+  kp_ws ws;
+  if (open_ws(&ws) != 0) return 1;
+  sweep s;
+  if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
+  children c;
+  int rc = 1;
+  if (children_load(&ws, s.id, &s.spec, &c) != 0) { sweep_free(&s); kp_ws_close(&ws); return 1; }
+  for (int i = 0; i < c.n; i++)
+    if (active(&c.v[i])) kp_ingest(&ws, c.v[i].run_id, 0);  /* live view */
+  int best = best_child(&c, s.spec.maximize, 0);
+  kp_series *ser = calloc((size_t)c.n + 1, sizeof *ser);
+  double **xv = calloc((size_t)c.n + 1, sizeof *xv), **yv = calloc((size_t)c.n + 1, sizeof *yv);
+  char (*labels)[400] = calloc((size_t)c.n + 1, sizeof *labels);
+  int n = 0;
+  if (!ser || !xv || !yv || !labels) { kp_err("out of memory"); goto out; }
+  for (int i = 0; i < c.n; i++) {
+    const child *ch = &c.v[i];
+    if (!ch->run_id[0]) continue;
+    int k = kp_metric_curve(&ws, ch->run_id, s.spec.metric, time, &xv[n], &yv[n]);
+    if (k < 0) goto out;
+    if (k == 0) continue;
+    int canceled = !strcmp(ch->status, "Canceled");
+    snprintf(labels[n], sizeof labels[n], "%s%s%s", ch->run_id, i == best ? " (best)" : "",
+             canceled ? " (canceled)" : !strcmp(ch->status, "Failed") ? " (failed)" : "");
+    int mark = -1;
+    if (i == best)
+      for (int j = 0; j < k; j++)
+        if (yv[n][j] == ch->best) { mark = j; break; }
+    ser[n] = (kp_series){.label = labels[n], .x = xv[n], .y = yv[n], .n = k, .dashed = canceled, .end_cross = canceled,
+                         .thick = i == best, .mark = mark};
+    n++;
+  }
+  if (n == 0) {
+    kp_err("sweep %s has no values of its primary metric '%s' yet", s.id, s.spec.metric);
+    kp_hint("plot it once its child runs have logged '%s' ('kusari sweep show %s')", s.spec.metric, s.id);
+    goto out;
+  }
+  char ttl[700];
+  if (!title) {
+    snprintf(ttl, sizeof ttl, "sweep %s: %s (%s)", s.id, s.spec.metric, s.spec.maximize ? "maximize" : "minimize");
+    title = ttl;
+  }
+  kp_plot p = {.title = title, .xlabel = time ? "seconds since the run started" : "step", .ylabel = s.spec.metric,
+               .width = (int)w, .height = (int)h, .s = ser, .n = n};
+  if (kp_plot_png(&p, outp) == 0) {
+    printf("Wrote %s (%lldx%lld): %s of %d child run%s%s%s\n", outp, w, h, s.spec.metric, n, n == 1 ? "" : "s",
+           best >= 0 ? "; best " : "", best >= 0 ? c.v[best].run_id : "");
+    rc = 0;
+  }
+out:
+  for (int i = 0; i < n + 1 && xv && yv; i++) free(xv[i]), free(yv[i]);
+  free(xv), free(yv), free(ser), free(labels);
+  children_free(&c);
+  sweep_free(&s);
+  kp_ws_close(&ws);
+  return rc;
+}
+
+static int sweep_delete(int argc, char **argv) {
+  const char *cmd = "sweep delete", *pos[1];
+  int np = 0, yes = 0, dry = 0;
+  kp_opt opts[] = {{.name = "yes", .alias = "-y", .flag = &yes}, {.name = "dry-run", .flag = &dry}, {0}};
+  if (kp_parse(cmd, argc, argv, opts, pos, &np, 1, NULL)) return 2;
+  if (np != 1) return kp_usage_err(cmd, "missing the SWEEP id");
+  return kp_delete(cmd, KP_DEL_SWEEP, pos, 1, yes, dry);
+}
+
 static const kp_cmd cmds[] = {
   {"submit", sweep_submit, "start a sweep from a JSON sweep file; prints its id last",
    "usage: kusari sweep submit SWEEP_FILE\n\n"
@@ -1414,6 +1499,21 @@ static const kp_cmd cmds[] = {
    "running ones are picked up, and sampling continues where it stopped.\n"},
   {"list", sweep_list, "list sweeps",
    "usage: kusari sweep list [--json]\n\nLists sweeps with their status, number of runs and best run.\n"},
+  {"plot", sweep_plot, "draw every child's primary metric as a PNG (best and canceled marked)",
+   "usage: kusari sweep plot SWEEP -o FILE.png [--x step|time] [--width PX] [--height PX]\n"
+   "                         [--title TEXT]\n\n"
+   "Draws the primary metric of each child run as a line against its step (or\n"
+   "with --x time, the seconds since it started). The best child (as 'sweep best')\n"
+   "is drawn thicker with its best value ringed and '(best)' in the legend; children\n"
+   "that were canceled (early termination or a sweep cancel) are dashed, end in a\n"
+   "cross and say '(canceled)'; failed ones say '(failed)'. Default size 900x550.\n"},
+  {"delete", sweep_delete, "delete an ended sweep with its child runs",
+   "usage: kusari sweep delete SWEEP [--yes] [--dry-run]\n\n"
+   "Deletes the sweep (its parent run and records) and all of its child runs, as\n"
+   "'kusari run delete' does: records, then the blobs nothing else uses. Refuses\n"
+   "while the sweep or any child is active (cancel it first with 'kusari sweep\n"
+   "cancel'). Asks for confirmation on a terminal; --yes deletes without asking;\n"
+   "--dry-run only says what would go.\n"},
   {NULL, NULL, NULL, NULL},
 };
 

@@ -40,11 +40,11 @@ static const char top_help[] =
 static const kp_cmd top_cmds[] = {
   {"workspace", kp_cmd_workspace, "create and show workspaces", NULL},
   {"compute", kp_cmd_compute, "create, list, show and delete compute targets", NULL},
-  {"experiment", kp_cmd_experiment, "list experiments", NULL},
-  {"run", kp_cmd_run, "submit runs and watch them: wait, list, show, logs, files, metrics", NULL},
+  {"experiment", kp_cmd_experiment, "experiments: list, show, delete", NULL},
+  {"run", kp_cmd_run, "submit runs and watch them: wait, list, show, compare, plot, logs, files, metrics, tag, delete", NULL},
   {"log", kp_cmd_log, "log a metric or tag to the current run (from shell or Python entries)", NULL},
   {"model", kp_cmd_model, "register, list, show, download and delete models", NULL},
-  {"sweep", kp_cmd_sweep, "hyperparameter sweeps: submit, show, best, wait, cancel, resume, list", NULL},
+  {"sweep", kp_cmd_sweep, "hyperparameter sweeps: submit, show, best, wait, cancel, resume, list, plot, delete", NULL},
   {"service", kp_cmd_service, "scoring services of deployed models: list, show, logs, keys, start, stop, delete", NULL},
   {NULL, NULL, NULL, NULL},
 };

@@ -4,6 +4,7 @@
  * a snapshot), record the run as Queued, start its detached supervisor.
  */
 #include "kp.h"
+#include "manage.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -204,7 +205,10 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
   const char *source = sub->source ? sub->source : ".";
   char src_abs[4096];
   if (sub->snapshot) {
-    /* reuse: the snapshot's manifest must be in the store */
+    /* reuse: the snapshot's manifest must be in the store, and stay there
+     * until this run refers to it (a sweep's children use their running
+     * parent's snapshot, which keeps it) */
+    if (!sub->parent_id && kp_blob_pin(ws) != 0) goto out;
     size_t mlen = 0;
     char *man = strlen(sub->snapshot) == 64 && strspn(sub->snapshot, "0123456789abcdef") == 64
                   ? kp_blob_read(ws, sub->snapshot, &mlen) : NULL;
