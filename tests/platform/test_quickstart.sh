@@ -24,8 +24,10 @@ mkdir -p "$out" && echo weights > "$out/model.npz"
 SH
 printf 'train_mnist: train_mnist.sh\n\tcp train_mnist.sh train_mnist && chmod +x train_mnist && echo COMPILED\n' > "$S/Makefile"
 cp "$REPO/examples/mnist/kusari-env.json" "$S/kusari-env.json"
+before="$(cat "$REPO/.kusari/config.json" 2>/dev/null)"
 out="$(bash "$REPO/scripts/quickstart.sh" --workspace "$WS" --source "$S" --epochs 3 2>&1)"; rc=$?
 assert_eq 0 $rc "quickstart exits 0"
+assert_eq "$before" "$(cat "$REPO/.kusari/config.json" 2>/dev/null)" "quickstart --workspace selects nothing in the directory it runs in"
 assert_contains "$out" "COMPILED" "the environment's make ran"
 assert_contains "$out" "epoch 3" "the run's output was shown"
 assert_contains "$out" "model: chainer-dnn-mnist:1" "model registered as chainer-dnn-mnist:1"
