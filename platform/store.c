@@ -392,7 +392,8 @@ static int read_pointer(const char *dir, char *out, size_t n, char *ppath, size_
   if (!w || !*w) {
     cJSON_Delete(j);
     kp_err("%s does not name a workspace (it needs {\"workspace\": \"DIR\"})", ppath);
-    kp_hint("select one with 'kusari workspace create DIR' in %s, or move the file away", dir);
+    kp_hint("move it out of %s (then 'kusari workspace create DIR' there writes a pointer), "
+            "or name the workspace with --workspace DIR or KUSARI_WORKSPACE=DIR", dir);
     return -1;
   }
   if (w[0] == '/' || kp_is_url(w)) snprintf(out, n, "%s", w);
