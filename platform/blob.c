@@ -67,10 +67,10 @@ static int blob_commit(kp_ws *ws, const char *tmp, const char *hex) {
   char dst[4200], dir[4200];
   kp_blob_path(ws, hex, dst, sizeof dst);
   snprintf(dir, sizeof dir, "%s/blobs/%.2s", ws->root, hex);
-  if (kp_mkdirs(dir, 0755) != 0) { unlink(tmp); return -1; }
+  if (kp_mkdirs(dir, 0700) != 0) { unlink(tmp); return -1; }
   struct stat st;
   if (stat(dst, &st) == 0) { unlink(tmp); return 0; }  /* deduplicated */
-  chmod(tmp, 0444);
+  chmod(tmp, 0400);  /* read-only, and private like the rest of the workspace */
   if (rename(tmp, dst) != 0) {
     int e = errno;
     unlink(tmp);

@@ -4,14 +4,22 @@
 #include "kp.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* 1 if 'dir' is 'root' or below it */
+static int inside(const char *dir, const char *root) {
+  size_t n = strlen(root);
+  return !strncmp(dir, root, n) && (dir[n] == '\0' || dir[n] == '/' || (n == 1 && root[0] == '/'));
+}
 
 static int ws_create(int argc, char **argv) {
   const char *name = NULL, *pos[1];
-  int np = 0;
-  kp_opt opts[] = {{.name = "name", .val = &name}, {0}};
+  int np = 0, no_select = 0;
+  kp_opt opts[] = {{.name = "name", .val = &name}, {.name = "no-select", .flag = &no_select}, {0}};
   if (kp_parse("workspace create", argc, argv, opts, pos, &np, 1, NULL)) return 2;
   if (name && kp_name_ok(name) != 0)
     return kp_usage_err("workspace create", "invalid workspace name '%s' (letters, digits, '.', '_', '-')", name);
@@ -21,11 +29,58 @@ static int ws_create(int argc, char **argv) {
     if (kp_default_ws_dir(def, sizeof def) != 0) return 1;
     dir = def;
   }
+  /* 'workspace create DIR' selects DIR for the current directory (a
+   * .kusari/config.json pointer), unless --no-select or the current
+   * directory is inside the workspace already. */
+  char cwd[4096];
+  int select = np && !no_select;
+  if (select && !getcwd(cwd, sizeof cwd)) {
+    kp_err("cannot read the current directory to select the workspace there: %s", strerror(errno));
+    kp_hint("pass --no-select, and --workspace DIR or KUSARI_WORKSPACE=DIR to later commands");
+    return 1;
+  }
+  if (select && !kp_is_url(dir)) {
+    /* refuse a foreign .kusari/config.json before creating anything */
+    char p[4200];
+    snprintf(p, sizeof p, "%s/.kusari/config.json", cwd);
+    char *s = kp_read_file(p, NULL);
+    if (s) {
+      cJSON *j = cJSON_Parse(s);
+      free(s);
+      int ours = j && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "workspace"));
+      cJSON_Delete(j);
+      if (!ours) {
+        kp_err("%s exists and does not name a kusari workspace; not replacing it", p);
+        kp_hint("move it away, or pass --no-select and use --workspace DIR or KUSARI_WORKSPACE=DIR");
+        return 1;
+      }
+    }
+  }
   kp_ws ws;
   if (kp_ws_create(&ws, dir, name) != 0) { kp_ws_close(&ws); return 1; }
   printf("workspace %s (schema %d)\n", ws.root, KP_SCHEMA_VERSION);
+  int rc = 0;
+  if (select && inside(cwd, ws.root)) {
+    printf("in use here: %s is inside it\n", cwd);
+  } else if (select) {
+    char old[4200];
+    if (kp_ws_select(cwd, ws.root, old, sizeof old) != 0) {
+      kp_hint("the workspace was created; use it with --workspace %s or KUSARI_WORKSPACE=%s", ws.root, ws.root);
+      rc = 1;
+    } else {
+      printf("selected for %s and the directories below it (%s/.kusari/config.json)", cwd, cwd);
+      if (old[0] && strcmp(old, ws.root)) printf("; it selected %s before", old);
+      printf("\n");
+      const char *env = getenv("KUSARI_WORKSPACE");
+      if (kp_opt_workspace && *kp_opt_workspace)
+        fprintf(stderr, "kusari: note: --workspace %s takes precedence over the selection in this command\n", kp_opt_workspace);
+      else if (env && *env)
+        fprintf(stderr, "kusari: note: KUSARI_WORKSPACE=%s is set and takes precedence over this selection; "
+                "unset it to use %s\n", env, ws.root);
+    }
+  }
   kp_ws_close(&ws);
-  return 0;
+  return rc;
 }
 
 static int count(kp_ws *ws, const char *sql) {
@@ -34,6 +89,17 @@ static int count(kp_ws *ws, const char *sql) {
   int n = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : -1;
   sqlite3_finalize(st);
   return n;
+}
+
+/* Why this workspace is the one in use, in words. */
+static void selected_why(const kp_ws *ws, char *out, size_t n) {
+  const char *b = ws->selected_by ? ws->selected_by : "";
+  if (!strcmp(b, "flag")) snprintf(out, n, "--workspace");
+  else if (!strcmp(b, "env")) snprintf(out, n, "KUSARI_WORKSPACE");
+  else if (!strcmp(b, "directory")) snprintf(out, n, "the current directory (inside the workspace)");
+  else if (!strcmp(b, "pointer")) snprintf(out, n, "the pointer %s", ws->via);
+  else if (!strcmp(b, "default")) snprintf(out, n, "default (nothing else selects a workspace)");
+  else snprintf(out, n, "%s", b);
 }
 
 static int ws_show(int argc, char **argv) {
@@ -61,14 +127,18 @@ static int ws_show(int argc, char **argv) {
     cJSON_AddNumberToObject(j, "runs", nr);
     cJSON_AddNumberToObject(j, "computes", nc);
     cJSON_AddNumberToObject(j, "models", nm);
+    cJSON_AddStringToObject(j, "selected_by", ws.selected_by ? ws.selected_by : "");
+    if (ws.via[0]) cJSON_AddStringToObject(j, "pointer", ws.via);
     char *t = cJSON_Print(j);
     puts(t);
     cJSON_free(t);
     cJSON_Delete(j);
   } else {
-    printf("name:            %s\npath:            %s\nschema version:  %d\nexperiments:     %d\nruns:            %d\n"
-           "compute targets: %d\nmodels:          %d\n",
-           name ? name : "", ws.root, KP_SCHEMA_VERSION, ne, nr, nc, nm);
+    char why[4300];
+    selected_why(&ws, why, sizeof why);
+    printf("name:            %s\npath:            %s\nselected by:     %s\nschema version:  %d\nexperiments:     %d\n"
+           "runs:            %d\ncompute targets: %d\nmodels:          %d\n",
+           name ? name : "", ws.root, why, KP_SCHEMA_VERSION, ne, nr, nc, nm);
   }
   cJSON_Delete(cfg);
   kp_ws_close(&ws);
@@ -77,15 +147,29 @@ static int ws_show(int argc, char **argv) {
 
 static const kp_cmd cmds[] = {
   {"create", ws_create, "create a workspace (default: the embedded default workspace)",
-   "usage: kusari workspace create [DIR] [--name NAME]\n\n"
+   "usage: kusari workspace create [DIR] [--name NAME] [--no-select]\n\n"
    "Creates a workspace in DIR (or the --workspace / default location): config.json,\n"
-   "kusari.db (SQLite, WAL) and the blob store. Creating an existing workspace is a\n"
-   "no-op that migrates its schema if needed. Prints its absolute path.\n"},
+   "kusari.db (SQLite, WAL) and the blob store, private to you (the directory 0700,\n"
+   "its files 0600). Creating an existing workspace is a no-op that migrates its\n"
+   "schema if needed. Prints its absolute path.\n\n"
+   "With DIR, it also selects the workspace for the current directory and the\n"
+   "directories below it: it writes .kusari/config.json here, naming DIR, so later\n"
+   "commands run here use it (unless --workspace or KUSARI_WORKSPACE says\n"
+   "otherwise). Nothing is written when the current directory is inside DIR.\n\n"
+   "  --name NAME     the workspace's name (default: the directory's name)\n"
+   "  --no-select     do not write .kusari/config.json\n\n"
+   "DIR must be a directory: URLs (http://...) are refused, as tracking servers\n"
+   "are not supported yet.\n"},
   {"show", ws_show, "show the current workspace",
    "usage: kusari workspace show [--json]\n\n"
-   "Shows which workspace is in use (see 'kusari --help' for how it is found),\n"
-   "its schema version and how many experiments, runs, compute targets and\n"
-   "models it holds.\n"},
+   "Shows which workspace is in use and what selected it, its schema version\n"
+   "and how many experiments, runs, compute targets and models it holds.\n\n"
+   "The workspace is, in this order: --workspace DIR; $KUSARI_WORKSPACE; going\n"
+   "up from the current directory, the first directory that is a workspace or\n"
+   "holds a .kusari/config.json (written by 'workspace create DIR'); else the\n"
+   "default workspace under $XDG_DATA_HOME/kusari (or ~/.local/share/kusari).\n"
+   "--json gives \"selected_by\": flag, env, directory, pointer (with\n"
+   "\"pointer\": its path) or default.\n"},
   {NULL, NULL, NULL, NULL},
 };
 

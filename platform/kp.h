@@ -54,6 +54,11 @@ int kp_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(pr
 typedef struct kp_ws {
   char root[4096];   /* absolute path of the workspace directory */
   sqlite3 *db;
+  /* how kp_ws_open found it: "flag" (--workspace), "env" (KUSARI_WORKSPACE),
+   * "directory" (the current directory or a parent is the workspace),
+   * "pointer" (a .kusari/config.json, path in 'via'), "default", "create" */
+  const char *selected_by;
+  char via[4200];
 } kp_ws;
 
 /* Global --workspace (set by main before dispatch; may be NULL). */
@@ -61,12 +66,20 @@ extern const char *kp_opt_workspace;
 /* Path of the kusari executable (for supervisors and the run's PATH). */
 extern char kp_self_exe[4096];
 
-/* Finds the workspace (--workspace, KUSARI_WORKSPACE, config.json in the
- * current directory or a parent, else the default one, created on first use)
- * and opens its store, migrating it to KP_SCHEMA_VERSION. */
+/* Finds the workspace (--workspace, KUSARI_WORKSPACE, then from the current
+ * directory up: a workspace's config.json or a .kusari/config.json pointer;
+ * else the default one, created on first use) and opens its store, migrating
+ * it to KP_SCHEMA_VERSION. URLs are refused (no tracking server yet). */
 int kp_ws_open(kp_ws *ws);
-/* Creates (or opens, if it is one already) a workspace at 'dir'. */
+/* Creates (or opens, if it is one already) a workspace at 'dir': the
+ * directory 0700, config.json and kusari.db 0600, whatever the umask. */
 int kp_ws_create(kp_ws *ws, const char *dir, const char *name);
+/* Writes DIR/.kusari/config.json naming workspace 'root' (see
+ * docs/PLATFORM.md, "Selecting a workspace"); 'old' gets the workspace it
+ * named before, or "". */
+int kp_ws_select(const char *dir, const char *root, char *old, size_t oldn);
+/* 1 if 's' looks like a URL (scheme://...). */
+int kp_is_url(const char *s);
 void kp_ws_close(kp_ws *ws);
 /* Path of the default workspace (under $XDG_DATA_HOME or ~/.local/share). */
 int kp_default_ws_dir(char *out, size_t n);

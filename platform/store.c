@@ -12,7 +12,9 @@
 #include "kp.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,7 +263,7 @@ static int open_db(kp_ws *ws) {
       cJSON_DeleteItemFromObjectCaseSensitive(j, "schema_version");
       cJSON_AddNumberToObject(j, "schema_version", KP_SCHEMA_VERSION);
       char *out = cJSON_Print(j);
-      if (out) kp_write_file(p, out, strlen(out));
+      if (out && kp_write_file(p, out, strlen(out)) == 0) chmod(p, 0600);
       cJSON_free(out);
       cJSON_Delete(j);
     }
@@ -274,14 +276,81 @@ static int make_layout(const char *root) {
   for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
     char p[4200];
     snprintf(p, sizeof p, "%s/%s", root, subs[i]);
-    if (kp_mkdirs(p, 0755) != 0) return -1;
+    if (kp_mkdirs(p, 0700) != 0) return -1;
   }
   return 0;
 }
 
+/* Sets 'path' to 'mode' if it exists, belongs to this user and has another
+ * mode; a missing file is fine. */
+static int set_mode(const char *path, mode_t mode) {
+  struct stat st;
+  if (stat(path, &st) != 0) return errno == ENOENT ? 0 : kp_err("cannot stat %s: %s", path, strerror(errno));
+  if (st.st_uid != geteuid() || (st.st_mode & 07777) == mode) return 0;
+  if (chmod(path, mode) != 0) {
+    kp_err("cannot make %s private (chmod %04o): %s", path, (unsigned)mode, strerror(errno));
+    kp_hint("the workspace holds service keys and run data: only its owner may read it");
+    return -1;
+  }
+  return 0;
+}
+
+/* The workspace is private to its owner, whatever the umask or an earlier
+ * kusari left: the directory and its subdirectories 0700, config.json and the
+ * store (kusari.db and its -wal and -shm, which SQLite creates with the
+ * database's mode) 0600. Blobs live in blobs/ (0700); see blob.c. */
+static int make_private(const char *root) {
+  static const char *const dirs[] = {"", "/blobs", "/runs", "/envs", "/tmp"};
+  static const char *const files[] = {"/config.json", "/kusari.db", "/kusari.db-wal", "/kusari.db-shm"};
+  char p[4200];
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+    snprintf(p, sizeof p, "%s%s", root, dirs[i]);
+    if (set_mode(p, 0700) != 0) return -1;
+  }
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    snprintf(p, sizeof p, "%s%s", root, files[i]);
+    if (set_mode(p, 0600) != 0) return -1;
+  }
+  return 0;
+}
+
+/* Creates kusari.db 0600 before SQLite opens it: SQLite would create it
+ * 0644 minus the umask, and gives the -wal and -shm files the database's
+ * mode. */
+static int create_store_file(const char *root) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/kusari.db", root);
+  int fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return errno == EEXIST ? 0 : kp_err("cannot create the store %s: %s", p, strerror(errno));
+  int rc = fchmod(fd, 0600);
+  close(fd);
+  return rc == 0 ? 0 : kp_err("cannot make %s private: %s", p, strerror(errno));
+}
+
+static int open_ws(kp_ws *ws) {
+  if (make_layout(ws->root) != 0 || make_private(ws->root) != 0 || create_store_file(ws->root) != 0) return -1;
+  return open_db(ws);
+}
+
+int kp_is_url(const char *s) {
+  if (!s || !isalpha((unsigned char)*s)) return 0;
+  const char *p = s + 1;
+  while (isalnum((unsigned char)*p) || *p == '+' || *p == '-' || *p == '.') p++;
+  return strncmp(p, "://", 3) == 0;
+}
+
+/* what: "KUSARI_WORKSPACE=", "--workspace ", "" or "POINTER: " */
+static int refuse_url(const char *what, const char *v) {
+  kp_err("%s'%s' is a URL: tracking servers are not supported yet", what, v);
+  kp_hint("use a workspace directory: 'kusari workspace create DIR', then --workspace DIR or KUSARI_WORKSPACE=DIR");
+  return -1;
+}
+
 int kp_ws_create(kp_ws *ws, const char *dir, const char *name) {
   memset(ws, 0, sizeof *ws);
-  if (kp_mkdirs(dir, 0755) != 0) return -1;
+  ws->selected_by = "create";
+  if (kp_is_url(dir)) return refuse_url("", dir);
+  if (kp_mkdirs(dir, 0755) != 0) return -1;  /* a new workspace is made 0700 below */
   if (!realpath(dir, ws->root)) return kp_err("cannot resolve %s: %s", dir, strerror(errno));
   if (!is_workspace(ws->root)) {
     char p[4200];
@@ -292,6 +361,7 @@ int kp_ws_create(kp_ws *ws, const char *dir, const char *name) {
       kp_hint("choose an empty directory for the workspace");
       return -1;
     }
+    if (set_mode(ws->root, 0700) != 0) return -1;  /* before anything is written in it */
     const char *base = strrchr(ws->root, '/');
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "kusari_workspace", 1);
@@ -304,33 +374,102 @@ int kp_ws_create(kp_ws *ws, const char *dir, const char *name) {
     cJSON_Delete(j);
     int rc = out ? kp_write_file(p, out, strlen(out)) : -1;
     cJSON_free(out);
-    if (rc != 0) return -1;
+    if (rc != 0 || set_mode(p, 0600) != 0) return -1;
   }
-  if (make_layout(ws->root) != 0) return -1;
-  return open_db(ws);
+  return open_ws(ws);
+}
+
+/* ---- selection: DIR/.kusari/config.json --------------------------------------
+ * {"workspace": "/abs/path"}: the workspace used in DIR and below it when
+ * neither --workspace nor KUSARI_WORKSPACE says otherwise (Azure ML's
+ * .azureml/config.json). Written by 'workspace create DIR'. */
+
+/* Reads the pointer in 'dir': 1 found (its workspace in 'out', relative to
+ * 'dir' if relative), 0 none, -1 unreadable (printed). 'ppath' gets its path. */
+static int read_pointer(const char *dir, char *out, size_t n, char *ppath, size_t pn) {
+  snprintf(ppath, pn, "%s/.kusari/config.json", dir);
+  struct stat st;
+  if (stat(ppath, &st) != 0) return 0;
+  char *s = kp_read_file(ppath, NULL);
+  cJSON *j = s ? cJSON_Parse(s) : NULL;
+  free(s);
+  const char *w = j ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "workspace")) : NULL;
+  if (!w || !*w) {
+    cJSON_Delete(j);
+    kp_err("%s does not name a workspace (it needs {\"workspace\": \"DIR\"})", ppath);
+    kp_hint("move it out of %s (then 'kusari workspace create DIR' there writes a pointer), "
+            "or name the workspace with --workspace DIR or KUSARI_WORKSPACE=DIR", dir);
+    return -1;
+  }
+  if (w[0] == '/' || kp_is_url(w)) snprintf(out, n, "%s", w);
+  else snprintf(out, n, "%s/%s", dir, w);
+  cJSON_Delete(j);
+  return 1;
+}
+
+int kp_ws_select(const char *dir, const char *root, char *old, size_t oldn) {
+  char ppath[4200], prev[4200];
+  if (oldn) old[0] = '\0';
+  int r = read_pointer(dir, prev, sizeof prev, ppath, sizeof ppath);
+  if (r < 0) return -1;
+  if (r == 1 && oldn) snprintf(old, oldn, "%s", prev);
+  char d[4200];
+  snprintf(d, sizeof d, "%s/.kusari", dir);
+  if (kp_mkdirs(d, 0755) != 0) return -1;
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddStringToObject(j, "workspace", root);
+  char *out = cJSON_Print(j);
+  cJSON_Delete(j);
+  int rc = out ? kp_write_file(ppath, out, strlen(out)) : -1;
+  cJSON_free(out);
+  return rc;
 }
 
 int kp_ws_open(kp_ws *ws) {
   memset(ws, 0, sizeof *ws);
   const char *dir = kp_opt_workspace;
-  const char *how = "--workspace";
-  if (!dir || !*dir) { dir = getenv("KUSARI_WORKSPACE"); how = "KUSARI_WORKSPACE"; }
+  const char *how = "--workspace", *url_how = "--workspace ";
+  ws->selected_by = "flag";
+  if (!dir || !*dir) {
+    dir = getenv("KUSARI_WORKSPACE");
+    how = "KUSARI_WORKSPACE";
+    url_how = "KUSARI_WORKSPACE=";
+    ws->selected_by = "env";
+  }
   if (dir && *dir) {
+    if (kp_is_url(dir)) return refuse_url(url_how, dir);
     if (!realpath(dir, ws->root) || !is_workspace(ws->root)) {
       kp_err("%s names '%s', which is not a kusari workspace", how, dir);
       kp_hint("create it with 'kusari workspace create %s'", dir);
       return -1;
     }
-    if (make_layout(ws->root) != 0) return -1;
-    return open_db(ws);
+    return open_ws(ws);
   }
   char cwd[4096];
   if (getcwd(cwd, sizeof cwd)) {
     for (;;) {
       if (is_workspace(cwd)) {
         snprintf(ws->root, sizeof ws->root, "%s", cwd);
-        if (make_layout(ws->root) != 0) return -1;
-        return open_db(ws);
+        ws->selected_by = "directory";
+        return open_ws(ws);
+      }
+      char target[4200];
+      int r = read_pointer(cwd, target, sizeof target, ws->via, sizeof ws->via);
+      if (r < 0) return -1;
+      if (r == 1) {
+        if (kp_is_url(target)) {
+          char what[4300];
+          snprintf(what, sizeof what, "%s: ", ws->via);
+          return refuse_url(what, target);
+        }
+        if (!realpath(target, ws->root) || !is_workspace(ws->root)) {
+          kp_err("%s selects '%s', which is not a kusari workspace", ws->via, target);
+          kp_hint("create it with 'kusari workspace create %s', select another with 'kusari workspace create DIR' "
+                  "in %s, or remove %s", target, cwd, ws->via);
+          return -1;
+        }
+        ws->selected_by = "pointer";
+        return open_ws(ws);
       }
       char *s = strrchr(cwd, '/');
       if (!s || s == cwd) break;
@@ -339,7 +478,9 @@ int kp_ws_open(kp_ws *ws) {
   }
   char def[4096];
   if (kp_default_ws_dir(def, sizeof def) != 0) return -1;
-  return kp_ws_create(ws, def, "default");
+  int rc = kp_ws_create(ws, def, "default");
+  ws->selected_by = "default";
+  return rc;
 }
 
 void kp_ws_close(kp_ws *ws) {

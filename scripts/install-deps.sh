@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages kusari needs to build, test and run.
-# Idempotent: packages already present are left alone. Run as root (or with sudo).
+# Idempotent: packages already present are left alone. Installing needs root:
+# run it as root, or as a user with sudo (it calls sudo apt-get itself).
+#
+#   scripts/install-deps.sh            # install what is missing
+#   scripts/install-deps.sh --check    # exit 0 if all are present, else 1 (lists them)
 set -euo pipefail
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+CHECK=0
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+  --check) CHECK=1 ;;
+  "") ;;
+  *) echo "install-deps: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+esac
 
 PACKAGES=(
   build-essential cmake pkg-config git
@@ -27,8 +39,20 @@ if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
   exit 0
 fi
+if [ $CHECK = 1 ]; then
+  echo "install-deps: missing ${missing[*]}"
+  exit 1
+fi
 SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "install-deps: these packages are missing and installing them needs root: ${missing[*]}" >&2
+    echo "  hint: sudo is not installed: run this script from a root shell (su -), or as root:" >&2
+    echo "        apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  SUDO="sudo"
+fi
 echo "install-deps: installing ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -15,6 +15,9 @@
 # Needs `kusari` on PATH (or KUSARI=/path/to/kusari) and, for the build
 # inside the run, libkusari installed where pkg-config finds it.
 set -euo pipefail
+# --help: the comment block above, from its second line to the first line
+# that is not a comment
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 cd "$(dirname "$0")/.."
 KUSARI=${KUSARI:-kusari}
 WS=()
@@ -25,7 +28,7 @@ while [ $# -gt 0 ]; do
     --workspace) WS=(--workspace "$2"); shift 2 ;;
     --epochs) EPOCHS="$2"; shift 2 ;;
     --source) SOURCE="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) echo "quickstart: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -36,7 +39,9 @@ fi
 k() { "$KUSARI" "${WS[@]}" "$@"; }
 
 echo "== workspace =="
-if [ ${#WS[@]} -gt 0 ]; then k workspace create "${WS[1]}" >/dev/null; fi
+# --no-select: the script names its workspace in every command, and writes
+# no .kusari/config.json into the directory it runs in
+if [ ${#WS[@]} -gt 0 ]; then k workspace create "${WS[1]}" --no-select >/dev/null; fi
 k workspace show
 
 echo "== compute target cpu =="
@@ -52,8 +57,20 @@ echo "== wait for $RUN =="
 status=0
 k run wait "$RUN" --show-output || status=$?
 if [ $status -ne 0 ]; then
-  echo "quickstart: run $RUN did not complete; see 'kusari run show $RUN' and 'kusari run logs $RUN --build'" >&2
+  echo "quickstart: run $RUN did not complete:" >&2
   k run show "$RUN" >&2 || true
+  log="$(k run logs "$RUN" 2>/dev/null || true)"
+  if printf '%s' "$log" | grep -q "error while loading shared libraries"; then
+    # the entry, built by `make` through pkg-config, cannot find libkusari
+    echo "quickstart: the entry program cannot load libkusari.so: its pkg-config flags carry no run path." >&2
+    echo "  hint: reinstall with this version of scripts/setup.sh (kusari.pc adds -Wl,-rpath), or add" >&2
+    echo "        \$(pkg-config --variable=libdir kusari) to /etc/ld.so.conf.d/ and run ldconfig" >&2
+  elif [ -n "$log" ]; then
+    echo "quickstart: the end of the run's log (kusari run logs $RUN):" >&2
+    printf '%s\n' "$log" | tail -20 >&2
+  else
+    echo "  hint: the build log: kusari run logs $RUN --build" >&2
+  fi
   exit 1
 fi
 

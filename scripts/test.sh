@@ -1,36 +1,133 @@
 #!/usr/bin/env bash
 # Builds kusari with warnings as errors and runs the whole test suite, then
-# builds the unit tests again with AddressSanitizer + UBSan and runs them,
-# and the unit tests of threaded code (the thread pool, threaded kernels,
-# data-parallel replicas, the optimizer's update, the Trainer) with
-# ThreadSanitizer.
-#   scripts/test.sh            # everything
-#   SKIP_ASAN=1 SKIP_TSAN=1 scripts/test.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# builds it again with AddressSanitizer + UBSan and runs the unit and
+# platform tests under it, and builds the unit tests of threaded code (the
+# thread pool, threaded kernels, data-parallel replicas, the optimizer's
+# update, the Trainer) with ThreadSanitizer and runs them.
+#
+# Every stage runs, whatever the earlier ones gave (a build that fails skips
+# only its own tests). At the end it prints each stage's result and, as its
+# last line, "N passed, N failed": the tests over all stages, where a build
+# that failed counts as one failure and skipped tests count in neither (their
+# number is on the line before). Exits 1 if anything failed.
+#
+#   scripts/test.sh                          # everything
+#   SKIP_ASAN=1 SKIP_TSAN=1 scripts/test.sh  # the Release stage only
+#   CTEST_ARGS="-R platform_" scripts/test.sh   # extra ctest arguments, every stage
+#   JOBS=N scripts/test.sh                   # parallelism (default: nproc)
+set -uo pipefail
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+  "") ;;
+  *) echo "test.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+esac
+cd "$(dirname "$0")/.." || exit 1
 JOBS=${JOBS:-$(nproc)}
+read -r -a EXTRA <<< "${CTEST_ARGS:-}"
+RESULTS_DIR="$(mktemp -d /tmp/kusari-test-sh-XXXXXX)"
+trap 'rm -rf "$RESULTS_DIR"' EXIT
+SUMMARY=()
+PASSED=0 FAILED=0 SKIPPED=0
 
-echo "== build (Release, -Werror) =="
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DKUSARI_WERROR=ON >/dev/null
-cmake --build build -j"$JOBS"
-echo "== tests =="
-(cd build && ctest --output-on-failure -j"$JOBS")
+record() { SUMMARY+=("$(printf '  %-48s %s' "$1" "$2")"); }
+
+# build NAME DIR CMAKE_ARGS... [-- TARGETS...]: configure and build; 0 if it worked
+build() {
+  local name="$1" dir="$2"; shift 2
+  local args=() targets=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do args+=("$1"); shift; done
+  [ $# -gt 0 ] && shift && targets=(--target "$@")
+  echo "== $name =="
+  if cmake -S . -B "$dir" "${args[@]}" >/dev/null && cmake --build "$dir" -j"$JOBS" "${targets[@]}"; then
+    record "$name" ok
+    return 0
+  fi
+  record "$name" "FAILED (counted as 1 failure)"
+  FAILED=$((FAILED + 1))
+  return 1
+}
+
+# tests NAME DIR [ENV=VALUE...] -- CTEST_ARGS...: runs ctest and counts its tests
+tests() {
+  local name="$1" dir="$2"; shift 2
+  local envs=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+  shift
+  local xml="$RESULTS_DIR/$(echo "$name" | tr -c 'A-Za-z0-9' _).xml"
+  echo "== $name =="
+  (cd "$dir" && env "${envs[@]}" ctest --output-on-failure -j"$JOBS" --output-junit "$xml" "$@" "${EXTRA[@]}")
+  local rc=$?
+  local counts
+  counts="$(python3 - "$xml" <<'PY' 2>/dev/null
+import sys, xml.etree.ElementTree as ET
+p = f = s = 0
+failed = []
+for tc in ET.parse(sys.argv[1]).getroot().iter("testcase"):
+    status = tc.get("status", "")
+    if tc.find("skipped") is not None or status in ("notrun", "disabled"):
+        s += 1
+    elif tc.find("failure") is not None or tc.find("error") is not None or status == "fail":
+        f += 1
+        failed.append(tc.get("name", "?"))
+    else:
+        p += 1
+print(p, f, s, " ".join(failed))
+PY
+)"
+  if [ -z "$counts" ]; then
+    record "$name" "FAILED: ctest gave no results (exit $rc; counted as 1 failure)"
+    FAILED=$((FAILED + 1))
+    return
+  fi
+  local p f s names
+  read -r p f s names <<< "$counts"
+  PASSED=$((PASSED + p)) FAILED=$((FAILED + f)) SKIPPED=$((SKIPPED + s))
+  if [ "$f" -eq 0 ] && [ "$rc" -ne 0 ]; then
+    # ctest failed without a failed test (a timeout it did not report, a crash)
+    FAILED=$((FAILED + 1))
+    record "$name" "FAILED: ctest exited $rc with $p passed (counted as 1 failure)"
+  elif [ "$f" -eq 0 ]; then
+    record "$name" "ok: $p passed, $s skipped"
+  else
+    record "$name" "FAILED: $f failed ($names), $p passed, $s skipped"
+  fi
+}
+
+if build "build (Release, -Werror)" build -DCMAKE_BUILD_TYPE=Release -DKUSARI_WERROR=ON; then
+  tests "tests (Release)" build --
+else
+  record "tests (Release)" "not run: its build failed"
+fi
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
-  echo "== build (ASan + UBSan, -Werror) =="
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKUSARI_WERROR=ON -DKUSARI_SANITIZE=ON >/dev/null
-  cmake --build build-asan -j"$JOBS"
-  echo "== unit and platform tests under ASan + UBSan =="
-  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$JOBS" -L 'unit|platform')
+  if build "build (ASan + UBSan, -Werror)" build-asan -DCMAKE_BUILD_TYPE=Debug -DKUSARI_WERROR=ON -DKUSARI_SANITIZE=ON; then
+    tests "unit and platform tests under ASan + UBSan" build-asan \
+      ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 -- -L 'unit|platform'
+  else
+    record "unit and platform tests under ASan + UBSan" "not run: its build failed"
+  fi
+else
+  record "ASan + UBSan" "skipped (SKIP_ASAN=1)"
 fi
 
 if [ "${SKIP_TSAN:-0}" != 1 ]; then
-  echo "== build (ThreadSanitizer, -Werror): the unit tests of threaded code =="
   tsan_tests="backend_threads kernels_threads parallel optimizers trainer"
-  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DKUSARI_WERROR=ON -DKUSARI_TSAN=ON >/dev/null
-  cmake --build build-tsan -j"$JOBS" --target $(printf 'test_%s ' $tsan_tests)
-  echo "== threaded unit tests under ThreadSanitizer =="
-  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 \
-     ctest --output-on-failure -j"$JOBS" -R "^lib_($(echo $tsan_tests | tr ' ' '|'))\$")
+  # shellcheck disable=SC2046
+  if build "build (ThreadSanitizer, -Werror)" build-tsan \
+       -DCMAKE_BUILD_TYPE=Debug -DKUSARI_WERROR=ON -DKUSARI_TSAN=ON -- $(printf 'test_%s ' $tsan_tests); then
+    tests "threaded unit tests under ThreadSanitizer" build-tsan TSAN_OPTIONS=halt_on_error=1 -- \
+      -R "^lib_($(echo $tsan_tests | tr ' ' '|'))\$"
+  else
+    record "threaded unit tests under ThreadSanitizer" "not run: its build failed"
+  fi
+else
+  record "ThreadSanitizer" "skipped (SKIP_TSAN=1)"
 fi
+
+echo
+echo "== summary =="
+printf '%s\n' "${SUMMARY[@]}"
+echo "skipped tests: $SKIPPED"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

@@ -7,10 +7,22 @@ K="${KUSARI_BIN:?KUSARI_BIN must name the kusari program}"
 ENTRY_BIN="${KUSARI_LOG_ENTRY:-}"
 T="$(mktemp -d /tmp/kusari-test-XXXXXX)"
 WS="$T/ws"
+# Hermetic: every variable kusari, its supervisors and libkusari read is set
+# here or unset, so the caller's environment changes nothing (grep getenv in
+# platform/ and src/). The harness's own KUSARI_BIN, KUSARI_LOG_ENTRY,
+# KUSARI_INCLUDE_DIR, KUSARI_STATIC_LIB and KUSARI_TEST_CFLAGS stay.
 export KUSARI_WORKSPACE="$WS"
 export HOME="$T/home"            # the default workspace, if any, stays inside $T
-unset KUSARI_RUN_ID KUSARI_METRICS_CHANNEL
+unset XDG_DATA_HOME              # so the default workspace is $HOME/.local/share/kusari/workspace
+unset KUSARI_RUN_ID KUSARI_METRICS_CHANNEL KUSARI_UPLOAD_DIR KUSARI_EXPERIMENT \
+      KUSARI_TRACKING_URI KUSARI_OUTPUT_DIR KUSARI_DATA KUSARI_FAULT_SQLITE_OOM \
+      KUSARI_NUM_THREADS OMP_NUM_THREADS OPENBLAS_NUM_THREADS OPENBLAS_CORETYPE \
+      PYTHONUNBUFFERED LD_LIBRARY_PATH PKG_CONFIG_PATH
 mkdir -p "$HOME"
+# the workspace lookup walks up from the current directory: start in $T
+# (tests find their files from $0, so it must be absolute, as ctest gives it)
+case "$0" in /*) ;; *) echo "lib.sh: run the test by its absolute path (\$0 is '$0')" >&2; rm -rf "$T"; exit 2;; esac
+cd "$T" || exit 1
 FAILS=0
 
 cleanup() {
@@ -71,4 +83,4 @@ finish() {
   exit 0
 }
 
-"$K" workspace create "$WS" >/dev/null || die "cannot create workspace"
+"$K" workspace create "$WS" --no-select >/dev/null || die "cannot create workspace"

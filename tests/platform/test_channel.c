@@ -2,7 +2,9 @@
  * tests/platform/test_channel.c — the run client and the metrics channel
  * (src/run/): records round-trip in order, long tags span slots, a slot a
  * killed writer reserved but never published is skipped only in final mode,
- * concurrent writers lose nothing, and 100,000 ks_run_log calls take < 0.1 s.
+ * and concurrent writers lose nothing. No timing here (a pass/fail test must
+ * not depend on the machine's load): bench/bench_channel measures ns per
+ * ks_run_log call (bench/RESULTS.md).
  */
 #include "kusari/error.h"
 #include "kusari/run.h"
@@ -18,7 +20,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 static char g_dir[] = "/tmp/kusari-channel-XXXXXX";
@@ -39,12 +40,6 @@ static int on_record(void *ctx, const ks_run_record *r) {
   return 0;
 }
 
-static double mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void test_channel__offline_before_connect(void **state) {
   (void)state;
   /* a child without the variables is offline and every call succeeds */
@@ -61,19 +56,13 @@ static void test_channel__offline_before_connect(void **state) {
   assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
-static void test_channel__roundtrip_and_speed(void **state) {
+static void test_channel__roundtrip(void **state) {
   (void)state;
   ks_run *r = ks_run_current();
   assert_false(ks_run_is_offline(r));
   assert_string_equal(ks_run_id(r), "test_1");
   const long n = 100000;
-  double t0 = mono();
   for (long i = 0; i < n; i++) assert_int_equal(ks_run_log(r, "loss", (double)i), KS_OK);
-  double dt = mono() - t0;
-  printf("[ channel  ] 100,000 ks_run_log calls: %.4f s (%.0f ns/call)\n", dt, dt / (double)n * 1e9);
-#ifndef KS_TEST_SANITIZE
-  assert_true(dt < 0.1);
-#endif
   char big[65000];
   memset(big, 'v', sizeof big - 1);
   big[sizeof big - 1] = '\0';
@@ -155,7 +144,7 @@ int main(void) {
   setenv("KUSARI_METRICS_CHANNEL", g_path, 1);
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_channel__offline_before_connect),
-    cmocka_unit_test(test_channel__roundtrip_and_speed),
+    cmocka_unit_test(test_channel__roundtrip),
     cmocka_unit_test(test_channel__concurrent_writers),
     cmocka_unit_test(test_channel__abandoned_slot),
   };

@@ -24,8 +24,10 @@ mkdir -p "$out" && echo weights > "$out/model.npz"
 SH
 printf 'train_mnist: train_mnist.sh\n\tcp train_mnist.sh train_mnist && chmod +x train_mnist && echo COMPILED\n' > "$S/Makefile"
 cp "$REPO/examples/mnist/kusari-env.json" "$S/kusari-env.json"
+before="$(cat "$REPO/.kusari/config.json" 2>/dev/null)"
 out="$(bash "$REPO/scripts/quickstart.sh" --workspace "$WS" --source "$S" --epochs 3 2>&1)"; rc=$?
 assert_eq 0 $rc "quickstart exits 0"
+assert_eq "$before" "$(cat "$REPO/.kusari/config.json" 2>/dev/null)" "quickstart --workspace selects nothing in the directory it runs in"
 assert_contains "$out" "COMPILED" "the environment's make ran"
 assert_contains "$out" "epoch 3" "the run's output was shown"
 assert_contains "$out" "model: chainer-dnn-mnist:1" "model registered as chainer-dnn-mnist:1"
@@ -38,4 +40,18 @@ out="$(bash "$REPO/scripts/quickstart.sh" --workspace "$WS" --source "$S" --epoc
 assert_eq 0 $rc "second quickstart exits 0"
 assert_contains "$out" "build cache:  hit" "second run reuses the build"
 assert_contains "$out" "model: chainer-dnn-mnist:2" "second registration is version 2"
+# a run that fails: the script shows the end of the run's log; when the
+# entry cannot load libkusari (a prefix without a run path), it says so
+S2="$T/broken"; mkdir -p "$S2"
+printf '#!/bin/sh\necho "./train_mnist: error while loading shared libraries: libkusari.so.0: cannot open shared object file: No such file or directory" >&2\nexit 127\n' > "$S2/train_mnist"
+chmod +x "$S2/train_mnist"
+echo '{}' > "$S2/kusari-env.json"
+out="$(bash "$REPO/scripts/quickstart.sh" --workspace "$WS" --source "$S2" --epochs 1 2>&1)"; rc=$?
+assert_eq 1 $rc "quickstart exits 1 when the run fails"
+assert_contains "$out" "the entry program cannot load libkusari.so" "it names the missing library as the cause"
+assert_not_contains "$out" "run logs $(sql "SELECT id FROM runs ORDER BY seq DESC LIMIT 1") --build" "and does not send the user to the build log"
+printf '#!/bin/sh\necho "Traceback: something else went wrong"\nexit 3\n' > "$S2/train_mnist"
+out="$(bash "$REPO/scripts/quickstart.sh" --workspace "$WS" --source "$S2" --epochs 1 2>&1)"; rc=$?
+assert_eq 1 $rc "quickstart exits 1 when the run fails otherwise"
+assert_contains "$out" "Traceback: something else went wrong" "it shows the end of the run's log"
 finish
