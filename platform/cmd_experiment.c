@@ -73,9 +73,11 @@ static void add_time(cJSON *o, const char *k, sqlite3_stmt *st, int col) {
   cJSON_AddStringToObject(o, k, t);
 }
 
-static void add_num(cJSON *o, const char *k, sqlite3_stmt *st, int col) {
-  if (sqlite3_column_type(st, col) == SQLITE_NULL) cJSON_AddNullToObject(o, k);
-  else cJSON_AddNumberToObject(o, k, sqlite3_column_double(st, col));
+/* A metric value. SQLite keeps NaN as NULL: a NULL latest value was a NaN, a
+ * NULL min or max means no run had a number (null, shown as "-"). */
+static void add_num(cJSON *o, const char *k, sqlite3_stmt *st, int col, int null_is_nan) {
+  if (sqlite3_column_type(st, col) == SQLITE_NULL && !null_is_nan) cJSON_AddNullToObject(o, k);
+  else cJSON_AddItemToObject(o, k, kp_json_metric(sqlite3_column_type(st, col) == SQLITE_NULL ? NAN : sqlite3_column_double(st, col)));
 }
 
 static const char *const STATUS_ORDER[] = {"Queued", "Preparing", "Running", "Finalizing", "Completed", "Failed", "Canceled", NULL};
@@ -126,11 +128,11 @@ static cJSON *load_experiment(kp_ws *ws, const char *name) {
       cJSON *m = cJSON_CreateObject();
       cJSON_AddStringToObject(m, "name", kp_col_text(st, 0));
       cJSON_AddNumberToObject(m, "runs", sqlite3_column_int(st, 1));
-      add_num(m, "min", st, 2);
+      add_num(m, "min", st, 2, 0);
       cJSON_AddStringToObject(m, "min_run", kp_col_text(st, 3));
-      add_num(m, "max", st, 4);
+      add_num(m, "max", st, 4, 0);
       cJSON_AddStringToObject(m, "max_run", kp_col_text(st, 5));
-      add_num(m, "latest", st, 6);
+      add_num(m, "latest", st, 6, 1);
       cJSON_AddStringToObject(m, "latest_run", kp_col_text(st, 7));
       cJSON_AddItemToArray(ms, m);
     }
@@ -156,10 +158,6 @@ static const char *js(const cJSON *o, const char *k) {
   return s ? s : "-";
 }
 
-static void fmt_val(const cJSON *v, char *out, size_t n) {
-  if (cJSON_IsNumber(v)) snprintf(out, n, "%.6g", v->valuedouble);
-  else snprintf(out, n, "nan");
-}
 
 static int exp_show(int argc, char **argv) {
   int json = 0, np = 0;
@@ -211,9 +209,9 @@ static int exp_show(int argc, char **argv) {
     printf("  %-*s %4s  %-*s  %-*s  %-*s\n", wn, "METRIC", "RUNS", wr + 13, "MIN (RUN)", wr + 13, "MAX (RUN)", wr + 13, "LATEST (RUN)");
     cJSON_ArrayForEach(m, ms) {
       char lo[64], hi[64], la[64], c1[400], c2[400], c3[400];
-      fmt_val(cJSON_GetObjectItemCaseSensitive(m, "min"), lo, sizeof lo);
-      fmt_val(cJSON_GetObjectItemCaseSensitive(m, "max"), hi, sizeof hi);
-      fmt_val(cJSON_GetObjectItemCaseSensitive(m, "latest"), la, sizeof la);
+      kp_fmt_metric(cJSON_GetObjectItemCaseSensitive(m, "min"), lo, sizeof lo);
+      kp_fmt_metric(cJSON_GetObjectItemCaseSensitive(m, "max"), hi, sizeof hi);
+      kp_fmt_metric(cJSON_GetObjectItemCaseSensitive(m, "latest"), la, sizeof la);
       snprintf(c1, sizeof c1, "%s (%s)", lo, js(m, "min_run"));
       snprintf(c2, sizeof c2, "%s (%s)", hi, js(m, "max_run"));
       snprintf(c3, sizeof c3, "%s (%s)", la, js(m, "latest_run"));

@@ -156,7 +156,8 @@ static cJSON *load_run(kp_ws *ws, const char *id) {
                     " WHERE x.run_id=?1 AND x.name=m.name ORDER BY step DESC, id DESC LIMIT 1) ORDER BY name") == 0) {
     kp_bind_text(st, 1, id);
     while (kp_db_row(st) > 0)
-      cJSON_AddNumberToObject(m, kp_col_text(st, 0), sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1));
+      cJSON_AddItemToObject(m, kp_col_text(st, 0),
+                            kp_json_metric(sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1)));
     sqlite3_finalize(st);
   }
   if (kp_db_prepare(ws, &st, "SELECT count(*) FROM files WHERE run_id=?") == 0) {
@@ -368,8 +369,7 @@ static int run_list(int argc, char **argv) {
           double v;
           int f = last_metric(q, jstr(o, "id"), mcols[i], &v);
           if (f < 0) r = -1;
-          if (f > 0 && isfinite(v)) cJSON_AddNumberToObject(m, mcols[i], v);
-          else if (f > 0) cJSON_AddStringToObject(m, mcols[i], isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+          if (f > 0) cJSON_AddItemToObject(m, mcols[i], kp_json_metric(v));
           else cJSON_AddNullToObject(m, mcols[i]);
         }
       }
@@ -403,8 +403,7 @@ static int run_list(int argc, char **argv) {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "metrics");
     for (int i = 0; i < nm; i++) {
       const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, mcols[i]);
-      if (cJSON_IsNumber(v)) snprintf(rc[NFIX + i], sizeof rc[0], "%.6g", v->valuedouble);
-      else snprintf(rc[NFIX + i], sizeof rc[0], "%s", cJSON_IsString(v) ? v->valuestring : "-");
+      kp_fmt_metric(v, rc[NFIX + i], sizeof rc[0]);
     }
     row++;
   }
@@ -1227,13 +1226,6 @@ static void fmt_ts_ms(double t, char *out, size_t n) {
   snprintf(out, n, "%s.%03dZ", b, ms);
 }
 
-/* A metric value in JSON: a number, or "NaN", "Infinity", "-Infinity" (JSON
- * has no such numbers; Python's float() reads these strings back). */
-static cJSON *metric_json_value(double v) {
-  if (isfinite(v)) return cJSON_CreateNumber(v);
-  return cJSON_CreateString(isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
-}
-
 static int run_metrics(int argc, char **argv) {
   int np = 0, csv = 0, json = 0;
   const char *pos[1], *name = NULL;
@@ -1281,7 +1273,7 @@ static int run_metrics(int argc, char **argv) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddNumberToObject(o, "step", (double)step);
       cJSON_AddNumberToObject(o, "timestamp", ts);
-      cJSON_AddItemToObject(o, "value", metric_json_value(v));
+      cJSON_AddItemToObject(o, "value", kp_json_metric(v));
       cJSON_AddItemToArray(arr, o);
     } else {
       if (strcmp(cur, nm) != 0) {

@@ -153,6 +153,11 @@ uint64_t kp_proc_start(pid_t pid);
 int kp_proc_alive(pid_t pid, uint64_t start);
 /* Formats a unix time as ISO-8601 UTC ("" for 0). */
 void kp_fmt_time(double t, char *out, size_t n);
+/* A metric value as JSON: a number, or the string "NaN", "Infinity" or
+ * "-Infinity" (every --json output writes non-finite values this way). */
+struct cJSON *kp_json_metric(double v);
+/* The text form of such a value (or of none: "-"): %.6g, nan, inf, -inf. */
+void kp_fmt_metric(const struct cJSON *v, char *out, size_t n);
 /* Formats a duration in seconds as "1h02m03s". */
 void kp_fmt_dur(double s, char *out, size_t n);
 

@@ -5,9 +5,12 @@
  */
 #include "kp.h"
 
+#include <cjson/cJSON.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -468,4 +471,19 @@ int kp_daemon_start(char *const argv[], const char *log, const char *const *sete
   *nl = '\0';
   if (n) snprintf(reply, n, "%s", buf);
   return 0;
+}
+
+/* A metric value in JSON: a number, or "NaN", "Infinity", "-Infinity" (JSON
+ * has no such numbers; Python's float() reads these strings back). SQLite
+ * stores NaN as NULL, so callers pass NAN for a NULL value. */
+struct cJSON *kp_json_metric(double v) {
+  if (isfinite(v)) return cJSON_CreateNumber(v);
+  return cJSON_CreateString(isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
+}
+
+void kp_fmt_metric(const struct cJSON *v, char *out, size_t n) {
+  const char *s = cJSON_GetStringValue(v);
+  if (cJSON_IsNumber(v)) snprintf(out, n, "%.6g", v->valuedouble);
+  else if (!s) snprintf(out, n, "-");
+  else snprintf(out, n, "%s", !strcmp(s, "NaN") ? "nan" : !strcmp(s, "Infinity") ? "inf" : "-inf");
 }

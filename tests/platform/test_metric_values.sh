@@ -36,6 +36,18 @@ assert_eq 6 "$(echo "$txt" | grep -cE '^  step [0-9]+ +[0-9]{4}-[0-9]{2}-[0-9]{2
 assert_contains "$(run_ok $K run metrics --help)" "its time (UTC, as logged)" "run metrics --help says what the text shows"
 assert_eq 0 "$(jget "$(run_ok $K run metrics "$id" --json --name tiny)" 'j["tiny"][0]["value"]')" "1e-400 is stored as 0"
 
+# every view of a latest value agrees: JSON strings, text nan/inf
+printf 'kusari log metric last "$1"\n' > "$T/sh/last.sh"
+nid="$(submit --experiment lastv --source "$T/sh" --entry last.sh -- nan)"; run_ok $K run wait "$nid" >/dev/null
+iid="$(submit --experiment lastv --source "$T/sh" --entry last.sh -- inf)"; run_ok $K run wait "$iid" >/dev/null
+assert_eq "NaN Infinity" "$(jget "$(run_ok $K run show "$nid" --json)" 'j["metrics"]["last"]') $(jget "$(run_ok $K run show "$iid" --json)" 'j["metrics"]["last"]')" \
+  "run show --json: NaN and Infinity as in run metrics"
+assert_eq "['Infinity', 'NaN']" "$(jget "$(run_ok $K run list --experiment lastv --metrics last --json)" '[r["metrics"]["last"] for r in j]')" \
+  "run list --metrics --json: the same strings"
+assert_eq "inf nan" "$(run_ok $K run list --experiment lastv --metrics last | tail -n +2 | awk '{print $NF}' | xargs)" \
+  "run list --metrics text: inf and nan"
+assert_contains "$(run_ok $K experiment show lastv)" "inf ($iid)" "experiment show: an infinite latest value as inf"
+
 # --- the C client (ks_run_log) -------------------------------------------------------------
 mkdir -p "$T/c" && cp "$ENTRY_BIN" "$T/c/entry"
 cid="$(submit --experiment mv --source "$T/c" --entry entry -- --n 1 --nonfinite 1)"
