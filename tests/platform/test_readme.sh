@@ -45,20 +45,7 @@ s["sampling"]["space"]["--epochs"] = {"choice": [1]}
 s["max_total_runs"] = 2
 json.dump(s, open(sys.argv[1], "w"))
 PY
-if [ ! -f "$REPO/examples/mnist/score_request.py" ]; then
-  # Stand-in until examples/mnist/score_request.py is merged (the lead
-  # switches to it then): the same command line, a request built from test
-  # image INDEX of Fashion-MNIST, pixels scaled to [0, 1] as train_mnist does.
-  cat > "$D/examples/mnist/score_request.py" <<'PY'
-import argparse, gzip, json
-p = argparse.ArgumentParser()
-p.add_argument("--index", type=int, default=0)
-a = p.parse_args()
-raw = gzip.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").read()
-img = raw[16 + 784 * a.index:16 + 784 * (a.index + 1)]
-print(json.dumps({"data": [[b / 255.0 for b in img]]}))
-PY
-fi
+[ -f "$D/examples/mnist/score_request.py" ] || die "examples/mnist/score_request.py is missing (the README scores with it)"
 
 echo "== the README's workflow (as run) =="
 cat "$T/workflow.sh"
