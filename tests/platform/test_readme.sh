@@ -62,6 +62,9 @@ assert_eq "cpu 2" "$(sqlite3 "$D/ws/kusari.db" 'SELECT name, max_nodes FROM comp
 assert_eq "3" "$(sqlite3 "$D/ws/kusari.db" "SELECT count(*) FROM runs WHERE parent_id IS NOT NULL OR id NOT IN (SELECT run_id FROM sweeps)" )" "./ws holds the run and the sweep's 2 children"
 assert_eq "chainer-dnn-mnist:1 chainer-dnn-mnist:2" "$(sqlite3 "$D/ws/kusari.db" "SELECT group_concat(name || ':' || version, ' ') FROM (SELECT name, version FROM models ORDER BY version)")" "two model versions registered in ./ws"
 assert_contains "$out" "Run chainer-mnist_1: Completed" "the run completed"
+assert_eq "PNG" "$(head -c 4 "$D/accuracy.png" 2>/dev/null | tail -c 3)" "run plot wrote accuracy.png"
+assert_eq 2 "$(echo "$out" | sed -n '/^RUN .*DURATION *Accuracy$/,/^[^ ]*: /p' | grep -cE '_[0-9]+ .*Completed .* 0\.[0-9]+$')" \
+  "run list --metrics lists the sweep's 2 children with their Accuracy"
 # the last line of output is curl's answer: a prediction for the test image
 resp="$(tail -1 "$T/workflow.out")"
 pred="$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); p=r["predictions"][0]; assert 0 <= p <= 9 and len(r["probabilities"][0]) == 10; print(p)' "$resp" 2>/dev/null)"
