@@ -224,14 +224,14 @@ static void momentum_rule(int64_t n, float lr, float mom, float *restrict p, con
 /* Chainer 7's AdamRule.update_core_cpu:
  *   m += (1-beta1)(g-m); v += (1-beta2)(g*g-v); vhat = max(vhat, v) or v
  *   step = alpha_t / (sqrt(vhat) + eps)
- *   p = (1 - weight_decay_rate) * p - eta * (step * m)
- * (its GPU kernel scales the decay by eta as well; the two agree whenever
- * weight_decay_rate == 0 or eta == 1) */
+ *   p = (1 - eta * weight_decay_rate) * p - eta * (step * m)
+ * (the decoupled decay is scaled by the schedule multiplier eta, on the CPU
+ * and the GPU alike) */
 static void adam_rule(int64_t n, const ks_adam_opts *a, double lr_t, float *restrict p,
                       const float *restrict g, float *restrict m, float *restrict v, float *restrict vhat) {
   const float c1 = (float)(1.0 - a->beta1), c2 = (float)(1.0 - a->beta2);
   const float lr = (float)lr_t, eps = (float)a->eps, neg_eta = (float)-a->eta;
-  const float keep = (float)(1.0 - a->weight_decay_rate);
+  const float keep = (float)(1.0 - a->eta * a->weight_decay_rate);
   if (!vhat) {
     for (int64_t i = 0; i < n; i++) {
       float gi = g[i];
