@@ -265,6 +265,12 @@ static void test_graph__accuracy(void **state) {
   assert_float_equal(ks_tensor_f32(ks_accuracy(ctx, y, t, -1)->data)[0], 0.0, 0.0);
   t = ks_var_from_data(ctx, KS_I32, 1, (int64_t[]){4}, (int32_t[]){1, 9, 0, 2}, 0);
   assert_float_equal(ks_tensor_f32(ks_accuracy(ctx, y, t, -1)->data)[0], 0.75, 1e-7);
+  /* ignore_label None (KS_IGNORE_NONE): -1 is a label that never matches,
+   * so 1 hit of 4 (F.accuracy(y, t) in Chainer) */
+  t = ks_var_from_data(ctx, KS_I32, 1, (int64_t[]){4}, (int32_t[]){1, -1, -1, 2}, 0);
+  assert_float_equal(ks_tensor_f32(ks_accuracy(ctx, y, t, KS_IGNORE_NONE)->data)[0], 0.5, 1e-7);
+  t = ks_var_from_data(ctx, KS_I32, 1, (int64_t[]){4}, (int32_t[]){-1, -1, -1, -1}, 0);
+  assert_float_equal(ks_tensor_f32(ks_accuracy(ctx, y, t, KS_IGNORE_NONE)->data)[0], 0.0, 0.0);
   ks_ctx_free(ctx);
 }
 
