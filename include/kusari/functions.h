@@ -85,8 +85,11 @@ ks_var *ks_matmul(ks_ctx *ctx, ks_var *a, ks_var *b, int trans_a, int trans_b);
 ks_var *ks_reshape(ks_ctx *ctx, ks_var *x, int ndim, const int64_t *shape);
 
 /* ---- reductions ------------------------------------------------------------------- */
-/* axis < 0: over all elements (scalar result); otherwise over that axis,
- * which the result drops (keepdims=False). */
+/* F.sum / F.mean over one axis, which the result drops (keepdims=False); a
+ * negative axis counts from the end, as everywhere in kusari and Chainer
+ * (-1 is the last axis). KS_AXIS_ALL (Chainer's axis=None) reduces over all
+ * elements to a scalar. Any other axis outside [-ndim, ndim) is KS_ESHAPE. */
+#define KS_AXIS_ALL (-2147483647 - 1) /* INT_MIN: "every axis", never an axis */
 ks_var *ks_sum(ks_ctx *ctx, ks_var *x, int axis);
 ks_var *ks_mean(ks_ctx *ctx, ks_var *x, int axis);
 

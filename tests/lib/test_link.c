@@ -169,7 +169,7 @@ static void test_link__nobias_and_rng_seeds(void **state) {
 static ks_var *run_mlp(ks_ctx *ctx, ks_link *m, ks_tensor *xt) {
   ks_var *x = ks_var_new(ctx, xt, 0);
   ks_var *h = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(m, "l1"), x));
-  return ks_sum(ctx, ks_link_forward(ctx, ks_link_child(m, "l2"), h), -1);
+  return ks_sum(ctx, ks_link_forward(ctx, ks_link_child(m, "l2"), h), KS_AXIS_ALL);
 }
 
 static void test_link__grads_and_packing(void **state) {

@@ -359,7 +359,7 @@ static void test_optimizers__lazy_setup(void **state) {
   ks_rng rng;
   ks_rng_seed(&rng, 1);
   ks_tensor *xt = tu_uniform(&rng, 2, (int64_t[]){4, 2}, -1, 1);
-  ks_var *loss = ks_sum(ctx, ks_link_forward(ctx, ks_link_child(m, "l1"), ks_var_new(ctx, xt, 0)), -1);
+  ks_var *loss = ks_sum(ctx, ks_link_forward(ctx, ks_link_child(m, "l1"), ks_var_new(ctx, xt, 0)), KS_AXIS_ALL);
   TU_OK(ks_backward(ctx, loss));
   ks_var *b = ks_link_param(m, "l1/b");
   float b0 = ks_tensor_f32(b->data)[0], g0 = ks_tensor_f32(b->grad)[0];
