@@ -168,8 +168,17 @@ static void test_errors__null_propagates(void **state) {
   ks_var *bad = ks_add(ctx, x, ks_var_from_data(ctx, KS_F32, 1, (int64_t[]){3}, (float[]){1, 2, 3}, 0));
   assert_null(ks_sum(ctx, ks_relu(ctx, bad), KS_AXIS_ALL));
   tu_assert_error(KS_ESHAPE, "ks_add");
-  /* ks_backward on the NULL result reports it */
+  /* ks_backward on the NULL result reports it, quoting the forward pass's
+   * reason intact (the message was formatted into the buffer it quoted) */
+  char reason[1024];
+  snprintf(reason, sizeof reason, "%s", ks_error_last());
+  assert_non_null(strstr(reason, "ks_add"));
   assert_int_equal(ks_backward(ctx, NULL), KS_EINVAL);
+  tu_assert_error(KS_EINVAL, "ks_backward: loss is NULL", reason);
+  /* any message may wrap the previous one */
+  ks_error_set(KS_EIO, "first reason: %s", "disk full");
+  ks_error_set(KS_EFORMAT, "while saving: %s", ks_error_last());
+  assert_string_equal(ks_error_last(), "while saving: first reason: disk full");
   ks_ctx_free(ctx);
 }
 
