@@ -31,5 +31,6 @@
 #include "kusari/extensions.h"
 #include "kusari/model_io.h"
 #include "kusari/run.h"
+#include "kusari/comm.h"
 
 #endif

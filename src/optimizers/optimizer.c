@@ -12,6 +12,7 @@
 #include "kusari/backend.h" /* ks_get_num_threads */
 #include "optimizer_impl.h"
 #include "kusari/error.h"
+#include "kusari/comm.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -96,6 +97,7 @@ int ks_optimizer_setup(ks_optimizer *opt, ks_link *link) {
   opt->target = link;
   opt->t = 0;
   opt->epoch = 0;
+  opt->comm_synced = 0;
   /* pack now when every shape is known; lazy links pack on the first update */
   int n = ks_link_num_params(link);
   for (int i = 0; i < n; i++)
@@ -317,10 +319,38 @@ static void rule_chunk(void *arg, int64_t c) {
   rule_range(j->opt, off, n < j->per ? n : j->per, j->t, j->pk);
 }
 
+int ks_create_multi_node_optimizer(ks_optimizer *opt, ks_comm *comm) {
+  if (!opt) return ks_error_set(KS_EINVAL, "ks_create_multi_node_optimizer: optimizer is NULL");
+  opt->comm = comm;
+  opt->comm_synced = 0;
+  return KS_OK;
+}
+
+/* ChainerMN's _MultiNodeOptimizer.update: parameters new to the optimizer
+ * are broadcast from rank 0 and that call does no step (*skip = 1);
+ * otherwise the gradients become their mean over the ranks. */
+static int multi_node_pre_update(ks_optimizer *opt, ks_pack *pk, int *skip) {
+  *skip = 0;
+  if (!opt->comm_synced || opt->comm_pack_id != pk->id) {
+    int rc = ks_comm_bcast_data(opt->comm, opt->target);
+    if (rc != KS_OK) return rc;
+    opt->comm_synced = 1;
+    opt->comm_pack_id = pk->id;
+    *skip = 1;
+    return KS_OK;
+  }
+  return ks_comm_allreduce_grad(opt->comm, opt->target);
+}
+
 int ks_optimizer_update(ks_optimizer *opt) {
   int rc = ks_optimizer_prepare(opt);
   if (rc != KS_OK) return rc;
   ks_pack *pk = opt->target->pack;
+  if (opt->comm) {
+    int skip;
+    if ((rc = multi_node_pre_update(opt, pk, &skip)) != KS_OK) return rc;
+    if (skip) return KS_OK;
+  }
   realloc_cleared(pk);
   for (int h = 0; h < opt->n_hooks; h++) {
     ks_opt_hook *hk = &opt->hooks[h];
