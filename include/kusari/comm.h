@@ -135,6 +135,27 @@ int ks_create_multi_node_optimizer(ks_optimizer *opt, ks_comm *comm);
  * Evaluator. */
 int ks_create_multi_node_evaluator(ks_extension *ev, ks_comm *comm);
 
+/* ---- multi-node batch normalization (chainermn.links.MultiNodeBatchNormalization) ---- */
+/* F.batch_normalization over the union of every rank's batch: mean and
+ * biased variance per channel over all ranks' x (two allreduces of C
+ * doubles), and in backward the sums of gy and gy * x_hat over all ranks
+ * (one allreduce of 2C doubles), so R ranks x batch b normalize and
+ * differentiate as one process with batch R*b (once the multi-node
+ * optimizer takes the mean of the gradients). running_mean / running_var
+ * (either may be NULL) are updated like ks_batch_normalization's with the
+ * global count M in the unbiased factor M/(M-1) (ChainerMN uses the local
+ * count), so they equal one process's too. The gradients of gamma and
+ * beta are the mean over ranks (ChainerMN's). Every rank must call it, in
+ * the same order, in train mode. CPU tensors. */
+ks_var *ks_multi_node_batch_normalization(ks_ctx *ctx, ks_var *x, ks_var *gamma, ks_var *beta, double eps,
+                                          ks_tensor *running_mean, ks_tensor *running_var, double decay,
+                                          ks_comm *comm);
+/* chainermn.links.create_mnbn_model: every BatchNormalization link in
+ * 'model' (itself included) normalizes over all ranks in train mode from
+ * now on (test mode uses its running statistics, as before). In place;
+ * *n_replaced (optional) receives how many links. comm NULL undoes it. */
+int ks_create_mnbn_model(ks_link *model, ks_comm *comm, int *n_replaced);
+
 /* ---- scatter_dataset (chainermn.scatter_dataset) ------------------------------------ */
 /* Rank 0's dataset (the argument of other ranks is ignored and may be NULL)
  * is broadcast and each rank gets *out, a new dataset with its shard:

@@ -268,12 +268,33 @@ static ks_optimizer *make_opt(void) {
   return o;
 }
 
-static void test_comm__multi_node_optimizer_equals_one_process(void **state) {
-  (void)state;
+/* Max |a - b| against max |b| over n floats. */
+static void compare(const char *what, const float *a, const float *b, int64_t n, int bn) {
+  double maxabs = 0, maxdiff = 0;
+  for (int64_t i = 0; i < n; i++) {
+    maxabs = fmax(maxabs, fabs(b[i]));
+    maxdiff = fmax(maxdiff, fabs((double)a[i] - b[i]));
+  }
+  if (!(maxdiff <= 1e-5 * maxabs))
+    fail_msg("rank %d of %d%s: %s differ from one process by %g (max |p| %g)", R, S, bn ? " (batch norm)" : "",
+             what, maxdiff, maxabs);
+  if (S > 1 && R == 0)
+    print_message("[ info ] %d ranks vs one process%s, %s: max diff %.3g, max |p| %.3g\n", S,
+                  bn ? " (multi-node batch norm)" : "", what, maxdiff, maxabs);
+}
+
+static void run_equivalence(int bn) {
   ks_dataset *ds = tt_make_dataset((int64_t)S * EQ_B * (EQ_STEPS + 1), 3);
-  /* each rank starts from its own initialization: the first update makes
-   * them all rank 0's (seed 10) and takes no step */
-  ks_link *m = tt_make_model(16, 10 + (uint64_t)R, 0, 0);
+  /* without batch norm each rank starts from its own initialization: the
+   * first update makes them all rank 0's (seed 10) and takes no step. With
+   * it they start the same, since call 0's forward already moves the
+   * running statistics by the global batch's statistics. */
+  ks_link *m = tt_make_model(16, bn ? 10 : 10 + (uint64_t)R, 0, bn);
+  if (bn) {
+    int nbn = 0;
+    TU_OK(ks_create_mnbn_model(m, g_comm, &nbn));
+    assert_int_equal(nbn, 1);
+  }
   ks_optimizer *opt = make_opt();
   TU_OK(ks_create_multi_node_optimizer(opt, g_comm));
   TU_OK(ks_optimizer_setup(opt, m));
@@ -283,21 +304,32 @@ static void test_comm__multi_node_optimizer_equals_one_process(void **state) {
   for (int k = 0; k <= EQ_STEPS; k++) step(ctx, m, opt, ds, (int64_t)k * S * EQ_B + (int64_t)R * EQ_B, EQ_B);
   assert_int_equal(ks_optimizer_t(opt), EQ_STEPS);
   /* one process, rank 0's initialization, batch S*b over the same samples */
-  ks_link *ref = tt_make_model(16, 10, 0, 0);
+  ks_link *ref = tt_make_model(16, 10, 0, bn);
   ks_optimizer *ropt = make_opt();
   TU_OK(ks_optimizer_setup(ropt, ref));
+  if (bn) {
+    /* call 0's forward moved the running statistics by global batch 0's
+     * (then rank 0's were broadcast): the same forward, without a step */
+    ks_tensor *x = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){(int64_t)S * EQ_B, TT_D});
+    int64_t idx[64];
+    for (int64_t i = 0; i < (int64_t)S * EQ_B; i++) idx[i] = i;
+    TU_OK(ks_dataset_gather_tensors(ds, idx, (int64_t)S * EQ_B, x, NULL));
+    TU_NONNULL(ks_link_forward(ctx, ref, ks_var_new(ctx, x, 0)));
+    ks_ctx_reset(ctx);
+  }
   for (int k = 1; k <= EQ_STEPS; k++) step(ctx, ref, ropt, ds, (int64_t)k * S * EQ_B, (int64_t)S * EQ_B);
   int64_t n1, n2;
   float *p = tt_params(m, &n1), *q = tt_params(ref, &n2);
   assert_int_equal(n1, n2);
-  double maxabs = 0, maxdiff = 0;
-  for (int64_t i = 0; i < n1; i++) {
-    maxabs = fmax(maxabs, fabs(q[i]));
-    maxdiff = fmax(maxdiff, fabs((double)p[i] - q[i]));
+  compare("parameters", p, q, n1, bn);
+  if (bn) {
+    /* the running statistics too (the broadcast of call 0 gave rank 0's,
+     * then each step's global batch statistics) */
+    const char *names[2] = {"predictor/bn/avg_mean", "predictor/bn/avg_var"};
+    for (int i = 0; i < 2; i++)
+      compare(names[i], ks_tensor_f32(ks_link_persistent(m, names[i])), ks_tensor_f32(ks_link_persistent(ref, names[i])),
+              16, bn);
   }
-  if (maxdiff > 1e-5 * maxabs)
-    fail_msg("rank %d of %d: parameters differ from one process by %g (max |p| %g)", R, S, maxdiff, maxabs);
-  if (S > 1 && R == 0) print_message("[ info ] %d ranks vs one process: max diff %.3g, max |p| %.3g\n", S, maxdiff, maxabs);
   /* the ranks hold the same bits */
   float *r0 = malloc(sizeof(float) * (size_t)n1);
   memcpy(r0, p, sizeof(float) * (size_t)n1);
@@ -317,6 +349,16 @@ static void test_comm__multi_node_optimizer_equals_one_process(void **state) {
   ks_link_free(m);
   ks_link_free(ref);
   ks_dataset_free(ds);
+}
+
+static void test_comm__multi_node_optimizer_equals_one_process(void **state) {
+  (void)state;
+  run_equivalence(0);
+}
+
+static void test_comm__multi_node_batch_norm_equals_one_process(void **state) {
+  (void)state;
+  run_equivalence(1);
 }
 
 /* ---- evaluator ------------------------------------------------------------------------ */
@@ -386,6 +428,7 @@ int main(void) {
     cmocka_unit_test(test_comm__scatter_dataset),
     cmocka_unit_test(test_comm__bcast_data_and_allreduce_grad),
     cmocka_unit_test(test_comm__multi_node_optimizer_equals_one_process),
+    cmocka_unit_test(test_comm__multi_node_batch_norm_equals_one_process),
     cmocka_unit_test(test_comm__multi_node_evaluator),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
