@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# train_mnist_mpi (examples/mnist, kusari/comm.h) under a real mpirun:
+#  - 2 ranks train 2 epochs on 6000 Fashion-MNIST examples; rank 0 writes
+#    the log and model.npz; numpy recomputes the accuracy of model.npz on
+#    the 1000 test examples, which must be the multi-node Evaluator's last
+#    validation/main/accuracy (500 examples a rank, batches of 100: the mean
+#    over batches is the accuracy over the set);
+#  - 3 ranks (shards of 2000 and 334 with duplicates) run to the end;
+#  - the same program without mpirun is one process; a bad communicator
+#    name is refused.
+# mpirun as root and on 2 cores needs Open MPI's permission variables,
+# which this test sets (a user does not).
+set -euo pipefail
+TRAIN=$1
+PY=${2:-}
+MPIRUN=${3:-mpirun}
+DATA=/usr/share/datasets/fashion-mnist
+[ -f "$DATA/t10k-images-idx3-ubyte.gz" ] || { echo "FAIL: $DATA missing (apt-get install dataset-fashion-mnist)"; exit 1; }
+[ -n "$PY" ] || { echo "FAIL: numpy missing (apt-get install python3-numpy)"; exit 1; }
+source "$(dirname "$0")/blas_env.sh"
+unset KUSARI_RUN_ID KUSARI_METRICS_CHANNEL
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+args=(-e 2 -u 100 --train-size 6000 --test-size 1000 --data "$DATA")
+
+if "$TRAIN" --communicator nccl5 -o "$tmp/bad" >"$tmp/out" 2>&1; then echo "FAIL: bad communicator accepted"; exit 1; fi
+grep -q "unknown communicator 'nccl5'" "$tmp/out" || { echo "FAIL: no message"; cat "$tmp/out"; exit 1; }
+"$TRAIN" --help | grep -q -- "--communicator C"
+
+"$MPIRUN" -np 2 "$TRAIN" "${args[@]}" -o "$tmp/np2" < /dev/null > "$tmp/np2.stdout" 2>&1 ||
+  { echo "FAIL: 2 ranks"; cat "$tmp/np2.stdout"; exit 1; }
+grep -q "communicator: mpi  ranks: 2" "$tmp/np2.stdout" || { echo "FAIL: not 2 MPI ranks"; cat "$tmp/np2.stdout"; exit 1; }
+"$MPIRUN" -np 3 "$TRAIN" "${args[@]}" -e 1 -o "$tmp/np3" < /dev/null > "$tmp/np3.stdout" 2>&1 ||
+  { echo "FAIL: 3 ranks"; cat "$tmp/np3.stdout"; exit 1; }
+grep -q "ranks: 3" "$tmp/np3.stdout"
+"$TRAIN" "${args[@]}" -e 1 -o "$tmp/np1" < /dev/null > "$tmp/np1.stdout" 2>&1 ||
+  { echo "FAIL: one process"; cat "$tmp/np1.stdout"; exit 1; }
+grep -q "communicator: single  ranks: 1" "$tmp/np1.stdout"
+for d in np2 np3 np1; do [ -s "$tmp/$d/model.npz" ] && [ -s "$tmp/$d/log" ] || { echo "FAIL: $d wrote no model/log"; exit 1; }; done
+
+"$PY" - "$tmp/np2" "$DATA" <<'PYEOF'
+import gzip, json, sys
+import numpy as np
+out, data = sys.argv[1:3]
+log = json.load(open(out + "/log"))
+assert [e["epoch"] for e in log] == [1, 2], log
+acc = log[-1]["validation/main/accuracy"]
+with gzip.open(data + "/t10k-images-idx3-ubyte.gz") as f:
+    x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)[:1000]
+with gzip.open(data + "/t10k-labels-idx1-ubyte.gz") as f:
+    t = np.frombuffer(f.read(), np.uint8, offset=8)[:1000]
+x = x.astype(np.float32) * np.float32(1.0 / 255)
+m = np.load(out + "/model.npz")
+h = np.maximum(x @ m["predictor/l1/W"].T + m["predictor/l1/b"], 0)
+h = np.maximum(h @ m["predictor/l2/W"].T + m["predictor/l2/b"], 0)
+y = h @ m["predictor/l3/W"].T + m["predictor/l3/b"]
+mine = float((y.argmax(1) == t).mean())
+print(f"2 ranks: validation/main/accuracy {acc:.4f}, numpy on model.npz {mine:.4f}")
+assert abs(mine - acc) <= 0.002, (mine, acc)
+assert acc > 0.6, acc
+PYEOF
+echo "PASS"
