@@ -113,14 +113,16 @@ void ks_comm_reset_stats(ks_comm *comm);
  * then, as ChainerMN's _MultiNodeOptimizer.update:
  *   - when the target's parameters are new to it (the first update, or after
  *     they were repacked / added): broadcasts the model from rank 0
- *     (ks_comm_bcast_data) and does nothing else: no step, t unchanged (the
- *     gradients of that call were computed from each rank's own starting
- *     point, so they are dropped);
- *   - otherwise: the gradients become their mean over the ranks
+ *     (ks_comm_bcast_data). If any rank held other parameter values, that
+ *     call does nothing else: no step, t unchanged (its gradients were
+ *     computed from each rank's own starting point, so they are dropped;
+ *     ChainerMN always skips here). If every rank already held rank 0's
+ *     values bit for bit (the same seed, or every rank loaded the same
+ *     trainer's snapshot), the update goes on as below: no batch is lost and
+ *     a resumed run continues exactly;
+ *   - the gradients become their mean over the ranks
  *     (ks_comm_allreduce_grad), then the wrapped update runs once, its hooks
  *     included, so WeightDecay and GradientClipping see the mean gradient.
- * A program that wants rank 0's parameters before its first step calls
- * ks_optimizer_update once before training (after setup, with no gradient).
  * comm must outlive the optimizer's updates; NULL comm undoes it. */
 int ks_create_multi_node_optimizer(ks_optimizer *opt, ks_comm *comm);
 

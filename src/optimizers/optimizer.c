@@ -327,17 +327,29 @@ int ks_create_multi_node_optimizer(ks_optimizer *opt, ks_comm *comm) {
 }
 
 /* ChainerMN's _MultiNodeOptimizer.update: parameters new to the optimizer
- * are broadcast from rank 0 and that call does no step (*skip = 1);
- * otherwise the gradients become their mean over the ranks. */
+ * are broadcast from rank 0. When some rank held other values, its
+ * gradients were computed elsewhere and the call takes no step (*skip = 1,
+ * ChainerMN's rule, which skips always); when every rank already held
+ * rank 0's values (the same seed, or the same snapshot: exact resume) the
+ * update goes on. Then the gradients become their mean over the ranks. */
 static int multi_node_pre_update(ks_optimizer *opt, ks_pack *pk, int *skip) {
   *skip = 0;
   if (!opt->comm_synced || opt->comm_pack_id != pk->id) {
+    size_t bytes = (size_t)pk->size * sizeof(float);
+    float *mine = malloc(bytes ? bytes : 1);
+    if (!mine) return ks_error_set(KS_ENOMEM, "out of memory for the first multi-node update");
+    memcpy(mine, pk->data, bytes);
     int rc = ks_comm_bcast_data(opt->comm, opt->target);
+    double differ = memcmp(mine, pk->data, bytes) != 0;
+    free(mine);
+    if (rc == KS_OK) rc = ks_comm_allreduce_f64(opt->comm, &differ, 1);
     if (rc != KS_OK) return rc;
     opt->comm_synced = 1;
     opt->comm_pack_id = pk->id;
-    *skip = 1;
-    return KS_OK;
+    if (differ != 0) {
+      *skip = 1;
+      return KS_OK;
+    }
   }
   return ks_comm_allreduce_grad(opt->comm, opt->target);
 }
