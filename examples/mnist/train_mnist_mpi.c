@@ -29,7 +29,8 @@
 #include <unistd.h>
 
 typedef struct options {
-  int batchsize, epochs, unit;
+  int batchsize, epochs, unit, autoload;
+  double frequency;
   long long train_size, test_size;
   const char *out, *data, *communicator;
   unsigned long long seed;
@@ -48,6 +49,11 @@ static void usage(FILE *f) {
     "                         process (default auto)\n"
     "      --data DIR         directory with train-images-idx3-ubyte(.gz) etc.\n"
     "                         (default: $KUSARI_DATA, else Debian's Fashion-MNIST)\n"
+    "  -f, --frequency N      every rank saves its own snapshot every N epochs\n"
+    "                         (snapshot_rank<R>_iter_<iteration> in --out; default:\n"
+    "                         none)\n"
+    "      --autoload         each rank resumes from its newest snapshot in --out\n"
+    "                         (same number of ranks: the run continues exactly)\n"
     "      --seed N           seed of the initialization and shuffling (default 0)\n"
     "      --train-size N     use the first N training examples (default all)\n"
     "      --test-size N      use the first N test examples (default all)\n"
@@ -73,11 +79,12 @@ static int parse_options(int argc, char **argv, options *o) {
     {"communicator", required_argument, 0, 'c'}, {"data", required_argument, 0, 'D'},
     {"seed", required_argument, 0, 'S'},      {"train-size", required_argument, 0, 'T'},
     {"test-size", required_argument, 0, 'V'}, {"help", no_argument, 0, 'h'},
+    {"frequency", required_argument, 0, 'f'}, {"autoload", no_argument, 0, 'L'},
     {0, 0, 0, 0}};
   *o = (options){.batchsize = 100, .epochs = 20, .unit = 1000, .out = "result", .communicator = "auto"};
   long long v;
   int c;
-  while ((c = getopt_long(argc, argv, "b:e:u:o:h", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "b:e:u:o:f:h", longopts, NULL)) != -1) {
     switch (c) {
       case 'b': if (parse_ll("batchsize", optarg, 1, &v)) return -1; o->batchsize = (int)v; break;
       case 'e': if (parse_ll("epochs", optarg, 1, &v)) return -1; o->epochs = (int)v; break;
@@ -87,6 +94,17 @@ static int parse_options(int argc, char **argv, options *o) {
       case 'S': if (parse_ll("seed", optarg, 0, &v)) return -1; o->seed = (unsigned long long)v; break;
       case 'o': o->out = optarg; break;
       case 'c': o->communicator = optarg; break;
+      case 'L': o->autoload = 1; break;
+      case 'f': {
+        char *end;
+        errno = 0;
+        o->frequency = strtod(optarg, &end);
+        if (errno || *end || end == optarg || !(o->frequency > 0 && o->frequency <= 1e9)) {
+          fprintf(stderr, "train_mnist_mpi: --frequency must be a positive number of epochs, got '%s'\n", optarg);
+          return -1;
+        }
+        break;
+      }
       case 'D': o->data = optarg; break;
       case 'h': usage(stdout); exit(0);
       default: usage(stderr); return -1;
@@ -212,6 +230,20 @@ int main(int argc, char **argv) {
     ks_run_log(run, "Batch size", (double)o.batchsize * size);
     ks_run_log(run, "Epochs", o.epochs);
     ks_run_log(run, "Ranks", size);
+  }
+  /* snapshots: each rank its own (its iterator's position and order, and
+   * rank 0 its reports too); the parameters are the same on every rank, so
+   * a resumed run's first update goes on without a lost step */
+  char pattern[64];
+  snprintf(pattern, sizeof pattern, "snapshot_rank%d_iter_{.updater.iteration}", rank);
+  if (o.frequency > 0 &&
+      ks_trainer_extend(tr, ks_snapshot_new(pattern, 0), NULL, KS_TRIGGER(o.frequency, KS_EPOCH),
+                        KS_PRIORITY_DEFAULT) != KS_OK)
+    die("adding the snapshot extension");
+  char latest[4300];
+  if (o.autoload && ks_snapshot_find_latest(o.out, pattern, latest, sizeof latest) == KS_OK) {
+    if (ks_trainer_load_snapshot(tr, latest) != KS_OK) die("resuming");
+    if (rank == 0) printf("resumed from %s at iteration %lld\n", latest, (long long)ks_updater_iteration(updater));
   }
   if (ks_trainer_run(tr) != KS_OK) die("training");
 

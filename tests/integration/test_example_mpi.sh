@@ -6,6 +6,9 @@
 #    validation/main/accuracy (500 examples a rank, batches of 100: the mean
 #    over batches is the accuracy over the set);
 #  - 3 ranks (shards of 2000 and 334 with duplicates) run to the end;
+#  - exact resume: 2 ranks stopped after epoch 1 with per-rank snapshots,
+#    then resumed (--autoload) to epoch 2, end with the parameters and log
+#    of 2 ranks that trained 2 epochs straight, bit for bit;
 #  - the same program without mpirun is one process; a bad communicator
 #    name is refused.
 # mpirun as root and on 2 cores needs Open MPI's permission variables,
@@ -37,6 +40,28 @@ grep -q "ranks: 3" "$tmp/np3.stdout"
   { echo "FAIL: one process"; cat "$tmp/np1.stdout"; exit 1; }
 grep -q "communicator: single  ranks: 1" "$tmp/np1.stdout"
 for d in np2 np3 np1; do [ -s "$tmp/$d/model.npz" ] && [ -s "$tmp/$d/log" ] || { echo "FAIL: $d wrote no model/log"; exit 1; }; done
+
+# exact resume with the same number of ranks
+small=(-u 50 --train-size 1000 --test-size 200 --data "$DATA")
+"$MPIRUN" -np 2 "$TRAIN" "${small[@]}" -e 2 -o "$tmp/straight" < /dev/null > "$tmp/straight.stdout" 2>&1
+"$MPIRUN" -np 2 "$TRAIN" "${small[@]}" -e 1 -f 1 -o "$tmp/resumed" < /dev/null > "$tmp/part1.stdout" 2>&1
+ls "$tmp/resumed/snapshot_rank0_iter_5" "$tmp/resumed/snapshot_rank1_iter_5" > /dev/null
+"$MPIRUN" -np 2 "$TRAIN" "${small[@]}" -e 2 -f 1 --autoload -o "$tmp/resumed" < /dev/null > "$tmp/part2.stdout" 2>&1
+grep -q "resumed from .*snapshot_rank0_iter_5 at iteration 5" "$tmp/part2.stdout" ||
+  { echo "FAIL: did not resume"; cat "$tmp/part2.stdout"; exit 1; }
+"$PY" - "$tmp/straight" "$tmp/resumed" <<'PYEOF'
+import json, sys
+import numpy as np
+a, b = sys.argv[1:3]
+pa, pb = np.load(a + "/model.npz"), np.load(b + "/model.npz")
+assert sorted(pa.keys()) == sorted(pb.keys())
+for k in pa:
+    assert np.array_equal(pa[k], pb[k]), k
+la, lb = json.load(open(a + "/log")), json.load(open(b + "/log"))
+keys = ("epoch", "iteration", "main/loss", "main/accuracy", "validation/main/loss", "validation/main/accuracy")
+assert [[e[k] for k in keys] for e in la] == [[e[k] for k in keys] for e in lb], (la, lb)
+print("resume: parameters and log identical to the straight run")
+PYEOF
 
 "$PY" - "$tmp/np2" "$DATA" <<'PYEOF'
 import gzip, json, sys
