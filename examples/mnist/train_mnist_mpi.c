@@ -11,8 +11,8 @@
  * shard with a multi-node Adam (rank 0's parameters broadcast at the first
  * update, the mean gradient over ranks at every update), the multi-node
  * Evaluator reports the whole test set's loss and accuracy, and rank 0 alone
- * reports (LogReport, PrintReport, RunLogger) and writes model.npz and
- * model.json. --batchsize is per rank: the effective batch is ranks x that.
+ * reports (LogReport, PrintReport, RunLogger: ks_trainer_set_comm) and
+ * writes model.npz and model.json. --batchsize is per rank: the effective batch is ranks x that.
  *
  * Build outside the tree:  cc -O2 train_mnist_mpi.c $(pkg-config --cflags --libs kusari)
  * (libkusari built with MPI for more than one process; without it
@@ -212,20 +212,22 @@ int main(int argc, char **argv) {
   ks_trainer *tr;
   if (ks_trainer_new(&tr, updater, KS_TRIGGER(o.epochs, KS_EPOCH), o.out) != KS_OK) die("creating the trainer");
 
-  /* every rank evaluates its shard (a collective: on all ranks) */
+  /* the same extensions on every rank: with the communicator on the
+   * trainer, the reporting ones run on rank 0 only; the multi-node
+   * Evaluator runs on all (each evaluates its shard) */
+  if (ks_trainer_set_comm(tr, g_comm) != KS_OK) die("creating the trainer");
   ks_extension *ev = ks_evaluator_new(test_it, my_test, model, NULL);
   if (!ev || ks_create_multi_node_evaluator(ev, g_comm) != KS_OK || extend(tr, ev) != KS_OK)
     die("adding the evaluator");
-  /* reports on rank 0 only */
+  static const char *const print_keys[] = {"epoch", "main/loss", "validation/main/loss", "main/accuracy",
+                                           "validation/main/accuracy", "elapsed_time"};
+  static const char *const run_keys[] = {"main/loss", "main/accuracy", "validation/main/loss",
+                                         "validation/main/accuracy"};
+  if (extend(tr, ks_log_report_new(NULL, 0, KS_TRIGGER_DEFAULT, NULL)) ||
+      extend(tr, ks_print_report_new(print_keys, 6, NULL, NULL)) ||
+      extend(tr, ks_run_logger_new(run_keys, 4, NULL)))
+    die("adding the extensions");
   if (rank == 0) {
-    static const char *const print_keys[] = {"epoch", "main/loss", "validation/main/loss", "main/accuracy",
-                                             "validation/main/accuracy", "elapsed_time"};
-    static const char *const run_keys[] = {"main/loss", "main/accuracy", "validation/main/loss",
-                                           "validation/main/accuracy"};
-    if (extend(tr, ks_log_report_new(NULL, 0, KS_TRIGGER_DEFAULT, NULL)) ||
-        extend(tr, ks_print_report_new(print_keys, 6, NULL, NULL)) ||
-        extend(tr, ks_run_logger_new(run_keys, 4, NULL)))
-      die("adding the extensions");
     ks_run *run = ks_run_current();
     ks_run_log(run, "Batch size", (double)o.batchsize * size);
     ks_run_log(run, "Epochs", o.epochs);

@@ -137,6 +137,16 @@ int ks_create_multi_node_optimizer(ks_optimizer *opt, ks_comm *comm);
  * Evaluator. */
 int ks_create_multi_node_evaluator(ks_extension *ev, ks_comm *comm);
 
+/* ---- multi-node trainer ------------------------------------------------------------ */
+/* Extensions whose ops have rank0_only (LogReport, PrintReport, ProgressBar,
+ * PlotReport, RunLogger, snapshot_object) then run on rank 0 only, so one
+ * program adds the same extensions on every rank. The others run on every
+ * rank: the Evaluator (multi-node: it communicates), schedules, and the
+ * trainer snapshot, which is each rank's own (name it per rank, e.g.
+ * "snapshot_rank1_iter_{.updater.iteration}", when the ranks share --out).
+ * KS_ESTATE while the trainer runs. */
+int ks_trainer_set_comm(ks_trainer *tr, ks_comm *comm);
+
 /* ---- multi-node batch normalization (chainermn.links.MultiNodeBatchNormalization) ---- */
 /* F.batch_normalization over the union of every rank's batch: mean and
  * biased variance per channel over all ranks' x (two allreduces of C

@@ -272,6 +272,11 @@ typedef struct ks_extension_ops {
   int (*load)(ks_extension *ext, ks_npz_reader *r, const char *prefix);
   /* (optional) frees the state */
   void (*free_state)(void *state);
+  /* 1: with a communicator on the trainer (ks_trainer_set_comm in
+   * kusari/comm.h) it runs on rank 0 only: the reporting and file-writing
+   * extensions (LogReport, PrintReport, ProgressBar, PlotReport, RunLogger,
+   * snapshot_object) */
+  int rank0_only;
 } ks_extension_ops;
 
 /* New extension over 'ops' (not copied: must outlive the extension) with

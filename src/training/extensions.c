@@ -370,6 +370,7 @@ static const ks_extension_ops log_report_ops = {
   .save = log_report_save,
   .load = log_report_load,
   .free_state = log_report_free,
+  .rank0_only = 1,
 };
 
 ks_extension *ks_log_report_new(const char *const *keys, int nkeys, ks_trigger trigger, const char *filename) {
@@ -480,6 +481,7 @@ static const ks_extension_ops print_report_ops = {
   .default_priority = KS_PRIORITY_READER,
   .run = print_report_run,
   .free_state = print_report_free,
+  .rank0_only = 1,
 };
 
 ks_extension *ks_print_report_new(const char *const *entries, int n, const char *log_name, FILE *out) {
@@ -589,6 +591,7 @@ static const ks_extension_ops progress_bar_ops = {
   .run = progress_bar_run,
   .finalize = progress_bar_finalize,
   .free_state = free,
+  .rank0_only = 1,
 };
 
 ks_extension *ks_progress_bar_new(int64_t update_interval, FILE *out) {
@@ -818,6 +821,7 @@ static const ks_extension_ops snapshot_object_ops = {
   .default_priority = KS_PRIORITY_SNAPSHOT,
   .run = snapshot_run,
   .free_state = snapshot_free,
+  .rank0_only = 1,
 };
 
 ks_extension *ks_snapshot_object_new(ks_link *link, const char *filename, int n_retains) {
@@ -1101,6 +1105,7 @@ static const ks_extension_ops run_logger_ops = {
   .run = run_logger_run,
   .finalize = run_logger_finalize,
   .free_state = run_logger_free,
+  .rank0_only = 1,
 };
 
 ks_extension *ks_run_logger_new(const char *const *keys, int nkeys, const char *log_name) {

@@ -398,6 +398,50 @@ static void test_comm__multi_node_evaluator(void **state) {
   ks_dataset_free(full);
 }
 
+/* ---- trainer ------------------------------------------------------------------------- */
+
+/* A multi-node trainer: every rank adds the same extensions; LogReport and
+ * PlotReport write on rank 0 only, the Evaluator and the snapshot run on
+ * every rank, and the ranks end with the same parameters. Each rank has its
+ * own output directory here, to see who wrote what. */
+static void test_comm__trainer_reports_on_rank_0(void **state) {
+  (void)state;
+  const char *dir = tu_tmpdir();
+  tt_setup s;
+  tt_setup_init(&s, (tt_config){.stop = KS_TRIGGER(2, KS_EPOCH), .out = dir, .seed = 1});
+  TU_OK(ks_create_multi_node_optimizer(s.opt, g_comm));
+  TU_OK(ks_trainer_set_comm(s.tr, g_comm));
+  ks_extension *ev = ks_evaluator_new(s.test_it, s.test, s.model, NULL);
+  TU_OK(ks_create_multi_node_evaluator(ev, g_comm));
+  static const char *const keys[] = {"main/loss", "validation/main/loss"};
+  TU_OK(tt_extend(s.tr, ev));
+  TU_OK(tt_extend(s.tr, ks_log_report_new(NULL, 0, KS_TRIGGER_DEFAULT, NULL)));
+  TU_OK(tt_extend(s.tr, ks_plot_report_new(keys, 2, "epoch", "loss.png", NULL)));
+  TU_OK(ks_trainer_extend(s.tr, ks_snapshot_new(NULL, 0), NULL, KS_TRIGGER(1, KS_EPOCH), KS_PRIORITY_DEFAULT));
+  TU_OK(ks_trainer_run(s.tr));
+  assert_int_equal(tt_file_exists(dir, "log"), R == 0);
+  assert_int_equal(tt_file_exists(dir, "loss.png"), R == 0);
+  assert_true(tt_file_exists(dir, "snapshot_iter_12")); /* 96 examples, batch 16: 6 a epoch */
+  ks_extension *lr = ks_trainer_get_extension(s.tr, "LogReport");
+  assert_int_equal(ks_log_report_size(lr), R == 0 ? 2 : 0);
+  if (R == 0) {
+    double v;
+    TU_OK(ks_log_report_get(lr, 1, "validation/main/loss", &v));
+    assert_true(isfinite(v));
+  }
+  int64_t n;
+  float *p = tt_params(s.model, &n);
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += p[i];
+  double all = sum;
+  TU_OK(ks_comm_allreduce_f64(g_comm, &all, 1));
+  assert_true(all == sum * S); /* the same parameters on every rank */
+  assert_int_equal(ks_trainer_set_comm(s.tr, NULL), KS_OK);
+  free(p);
+  tt_setup_free(&s);
+  tu_rmtree(dir);
+}
+
 static int setup(void **state) {
   (void)state;
   if (ks_comm_create(&g_comm, "auto") != KS_OK) {
@@ -425,6 +469,7 @@ int main(void) {
     cmocka_unit_test(test_comm__multi_node_optimizer_equals_one_process),
     cmocka_unit_test(test_comm__multi_node_batch_norm_equals_one_process),
     cmocka_unit_test(test_comm__multi_node_evaluator),
+    cmocka_unit_test(test_comm__trainer_reports_on_rank_0),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
