@@ -9,6 +9,9 @@
 #  - exact resume: 2 ranks stopped after epoch 1 with per-rank snapshots,
 #    then resumed (--autoload) to epoch 2, end with the parameters and log
 #    of 2 ranks that trained 2 epochs straight, bit for bit;
+#  - one rank killed with SIGKILL mid-training: mpirun ends the job with a
+#    failure naming the signal, and no rank is left running (a hang would
+#    run into the 120 s guard and fail);
 #  - the same program without mpirun is one process; a bad communicator
 #    name is refused.
 # mpirun as root and on 2 cores needs Open MPI's permission variables,
@@ -40,6 +43,30 @@ grep -q "ranks: 3" "$tmp/np3.stdout"
   { echo "FAIL: one process"; cat "$tmp/np1.stdout"; exit 1; }
 grep -q "communicator: single  ranks: 1" "$tmp/np1.stdout"
 for d in np2 np3 np1; do [ -s "$tmp/$d/model.npz" ] && [ -s "$tmp/$d/log" ] || { echo "FAIL: $d wrote no model/log"; exit 1; }; done
+
+# one rank killed mid-training
+"$MPIRUN" -np 2 "$TRAIN" -u 100 --train-size 20000 --test-size 500 -e 1000 --data "$DATA" -o "$tmp/killed" \
+  < /dev/null > "$tmp/killed.stdout" 2>&1 &
+mpirun_pid=$!
+ranks=""
+for _ in $(seq 1 600); do  # until both ranks run and rank 0 has the data
+  ranks=$(pgrep -P "$mpirun_pid" -f train_mnist_mpi || true)
+  [ "$(echo "$ranks" | grep -c .)" = 2 ] && grep -q "communicator: mpi" "$tmp/killed.stdout" && break
+  sleep 0.1
+done
+[ "$(echo "$ranks" | grep -c .)" = 2 ] || { echo "FAIL: the 2 ranks did not start"; cat "$tmp/killed.stdout"; exit 1; }
+sleep 1
+kill -9 $(echo "$ranks" | tail -1)
+rc=0
+timeout 120 tail --pid="$mpirun_pid" -f /dev/null || { echo "FAIL: mpirun still running after a rank was killed"; exit 1; }
+wait "$mpirun_pid" || rc=$?
+[ "$rc" != 0 ] || { echo "FAIL: mpirun exited 0 after a rank was killed"; exit 1; }
+grep -q "signal 9" "$tmp/killed.stdout" || { echo "FAIL: no word of the killed rank"; cat "$tmp/killed.stdout"; exit 1; }
+for p in $ranks; do  # mpirun has signalled them; give them the guard's time to go
+  for _ in $(seq 1 1200); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  ! kill -0 "$p" 2>/dev/null || { echo "FAIL: rank $p left running"; ps -o pid,stat,cmd -p "$p"; exit 1; }
+done
+echo "killed rank: mpirun exit $rc, no rank left"
 
 # exact resume with the same number of ranks
 small=(-u 50 --train-size 1000 --test-size 200 --data "$DATA")
