@@ -280,15 +280,44 @@ static void compare(const char *what, const float *a, const float *b, int64_t n,
              what, maxdiff, maxabs);
   if (S > 1 && R == 0)
     print_message("[ info ] %d ranks vs one process%s, %s: max diff %.3g, max |p| %.3g\n", S,
-                  bn ? " (multi-node batch norm)" : "", what, maxdiff, maxabs);
+                  bn == 2 ? " (CNN, multi-node batch norm)" : bn ? " (multi-node batch norm)" : "", what, maxdiff,
+                  maxabs);
 }
 
-static void run_equivalence(int bn, int same_init) {
+/* A small CNN with 2-d batch normalization: x (N, 8) seen as (N, 2, 2, 2),
+ * conv 2->4 (2x2, pad 1: 3x3 maps), BN over 4 channels of 9 positions,
+ * relu, linear to the classes. */
+static ks_var *cnn_forward(ks_ctx *ctx, ks_link *self, ks_var *x) {
+  ks_var *h = ks_reshape(ctx, x, 4, (int64_t[]){x ? x->data->shape[0] : 0, 2, 2, 2});
+  h = ks_link_forward(ctx, ks_link_child(self, "conv"), h);
+  h = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(self, "bn"), h));
+  return ks_link_forward(ctx, ks_link_child(self, "fc"), h);
+}
+
+/* kind 0: the MLP, 1: the MLP with batch norm, 2: the CNN (batch norm) */
+static ks_link *make_model(int kind, uint64_t seed) {
+  if (kind < 2) return tt_make_model(16, seed, 0, kind);
+  ks_rng rng;
+  ks_rng_seed(&rng, seed);
+  ks_conv_link_opts co = {.rng = &rng};
+  ks_linear_opts lo = {.rng = &rng};
+  ks_link *m = ks_chain_new();
+  TU_OK(ks_link_add_child(m, "conv", ks_convolution_2d_link_new(2, 4, 2, 1, 1, &co)));
+  TU_OK(ks_link_add_child(m, "bn", ks_batch_normalization_link_new(4, NULL)));
+  TU_OK(ks_link_add_child(m, "fc", ks_linear_link_new(0, TT_C, &lo)));
+  ks_link_set_forward(m, cnn_forward, NULL);
+  ks_link *clf = ks_classifier_new(m);
+  assert_non_null(clf);
+  return clf;
+}
+
+static void run_equivalence(int kind, int same_init) {
+  const int bn = kind > 0;
   ks_dataset *ds = tt_make_dataset((int64_t)S * EQ_B * (EQ_STEPS + 1), 3);
   /* same_init 0: each rank starts from its own initialization; the first
    * update makes them all rank 0's (seed 10) and takes no step (call 0).
    * same_init 1: they start equal, and call 0 is a step like the others. */
-  ks_link *m = tt_make_model(16, same_init ? 10 : 10 + (uint64_t)R, 0, bn);
+  ks_link *m = make_model(kind, same_init ? 10 : 10 + (uint64_t)R);
   if (bn) {
     int nbn = 0;
     TU_OK(ks_create_mnbn_model(m, g_comm, &nbn));
@@ -305,21 +334,21 @@ static void run_equivalence(int bn, int same_init) {
   const int skipped = !same_init && S > 1;
   assert_int_equal(ks_optimizer_t(opt), EQ_STEPS + !skipped);
   /* one process, rank 0's initialization, batch S*b over the same samples */
-  ks_link *ref = tt_make_model(16, 10, 0, bn);
+  ks_link *ref = make_model(kind, 10);
   ks_optimizer *ropt = make_opt();
   TU_OK(ks_optimizer_setup(ropt, ref));
   for (int k = skipped; k <= EQ_STEPS; k++) step(ctx, ref, ropt, ds, (int64_t)k * S * EQ_B, (int64_t)S * EQ_B);
   int64_t n1, n2;
   float *p = tt_params(m, &n1), *q = tt_params(ref, &n2);
   assert_int_equal(n1, n2);
-  compare("parameters", p, q, n1, bn);
+  compare("parameters", p, q, n1, kind);
   if (bn) {
     /* the running statistics too (the broadcast of call 0 gave rank 0's,
      * then each step's global batch statistics) */
     const char *names[2] = {"predictor/bn/avg_mean", "predictor/bn/avg_var"};
     for (int i = 0; i < 2; i++)
       compare(names[i], ks_tensor_f32(ks_link_persistent(m, names[i])), ks_tensor_f32(ks_link_persistent(ref, names[i])),
-              16, bn);
+              ks_link_persistent(ref, names[i])->size, bn);
   }
   /* the ranks hold the same bits */
   float *r0 = malloc(sizeof(float) * (size_t)n1);
@@ -354,6 +383,11 @@ static void test_comm__multi_node_batch_norm_equals_one_process(void **state) {
    * statistics by mixed models' statistics, which one process cannot
    * reproduce: the same start */
   run_equivalence(1, 1);
+}
+
+static void test_comm__cnn_multi_node_batch_norm_equals_one_process(void **state) {
+  (void)state;
+  run_equivalence(2, 1);
 }
 
 /* ---- evaluator ------------------------------------------------------------------------ */
@@ -468,6 +502,7 @@ int main(void) {
     cmocka_unit_test(test_comm__bcast_data_and_allreduce_grad),
     cmocka_unit_test(test_comm__multi_node_optimizer_equals_one_process),
     cmocka_unit_test(test_comm__multi_node_batch_norm_equals_one_process),
+    cmocka_unit_test(test_comm__cnn_multi_node_batch_norm_equals_one_process),
     cmocka_unit_test(test_comm__multi_node_evaluator),
     cmocka_unit_test(test_comm__trainer_reports_on_rank_0),
   };
