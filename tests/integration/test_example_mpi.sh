@@ -13,13 +13,17 @@
 #    failure naming the signal, and no rank is left running (a hang would
 #    run into the 120 s guard and fail);
 #  - the same program without mpirun is one process; a bad communicator
-#    name is refused.
+#    name is refused;
+#  - (given the source and build directories) the examples' Makefile builds
+#    it against an installed libkusari, shared and static.
 # mpirun as root and on 2 cores needs Open MPI's permission variables,
 # which this test sets (a user does not).
 set -euo pipefail
 TRAIN=$1
 PY=${2:-}
 MPIRUN=${3:-mpirun}
+SRC=${4:-}
+BIN=${5:-}
 DATA=/usr/share/datasets/fashion-mnist
 [ -f "$DATA/t10k-images-idx3-ubyte.gz" ] || { echo "FAIL: $DATA missing (apt-get install dataset-fashion-mnist)"; exit 1; }
 [ -n "$PY" ] || { echo "FAIL: numpy missing (apt-get install python3-numpy)"; exit 1; }
@@ -111,4 +115,19 @@ print(f"2 ranks: validation/main/accuracy {acc:.4f}, numpy on model.npz {mine:.4
 assert abs(mine - acc) <= 0.002, (mine, acc)
 assert acc > 0.6, acc
 PYEOF
+
+if [ -n "$SRC" ] && [ -n "$BIN" ]; then
+  cmake --install "$BIN" --prefix "$tmp/prefix" > /dev/null
+  cp -r "$SRC/examples/mnist" "$tmp/mnist"
+  rm -f "$tmp/mnist/train_mnist_mpi"
+  pc="$tmp/prefix/lib/pkgconfig:/usr/lib/x86_64-linux-gnu/pkgconfig:/usr/share/pkgconfig"
+  PKG_CONFIG_LIBDIR="$pc" make -C "$tmp/mnist" train_mnist_mpi CFLAGS="-O2 -Wall -Wextra -Werror" > "$tmp/make.out" 2>&1 ||
+    { echo "FAIL: make train_mnist_mpi"; cat "$tmp/make.out"; exit 1; }
+  LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/mnist/train_mnist_mpi" --help > "$tmp/help"
+  grep -q -- "--communicator" "$tmp/help"
+  PKG_CONFIG_LIBDIR="$pc" sh -c \
+    'cc -O2 -o "$0/static_mpi" "$0/mnist/train_mnist_mpi.c" $(pkg-config --cflags kusari) "$0/prefix/lib/libkusari.a" $(pkg-config --libs-only-L --libs-only-l --static kusari | sed "s/-lkusari//")' "$tmp"
+  "$tmp/static_mpi" --help > /dev/null
+  echo "Makefile and static link: built"
+fi
 echo "PASS"
