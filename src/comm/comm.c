@@ -7,6 +7,7 @@
 #include "kusari/comm.h"
 #include "kusari/error.h"
 #include "links/link_impl.h"
+#include "comm_impl.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #endif
 
 struct ks_comm {
+  const ks__comm_hooks *hooks; /* first: see comm_impl.h */
   int mpi; /* 0: single */
   int rank, size, intra_rank, intra_size, inter_rank, inter_size;
   ks_comm_stats stats;
@@ -130,6 +132,11 @@ static int under_mpi_launcher(void) {
   return 0;
 }
 
+static const ks__comm_hooks g_hooks = {
+  ks_comm_rank, ks_comm_size, ks_comm_bcast_data, ks_comm_allreduce_grad, ks_comm_allreduce_f64,
+  ks_multi_node_batch_normalization,
+};
+
 int ks_comm_create(ks_comm **out, const char *name) {
   if (!out) return ks_error_set(KS_EINVAL, "ks_comm_create: out is NULL");
   *out = NULL;
@@ -151,6 +158,7 @@ int ks_comm_create(ks_comm **out, const char *name) {
 #endif
   ks_comm *c = calloc(1, sizeof *c);
   if (!c) return ks_error_set(KS_ENOMEM, "out of memory creating a communicator");
+  c->hooks = &g_hooks;
   c->size = c->intra_size = c->inter_size = 1;
 #ifdef KUSARI_WITH_MPI
   c->world = c->intra = MPI_COMM_NULL;

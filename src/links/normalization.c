@@ -7,7 +7,7 @@
 #include "link_impl.h"
 #include "kusari/error.h"
 #include "kusari/functions.h"  /* ks_batch_normalization, ks_fixed_batch_normalization */
-#include "kusari/comm.h"       /* ks_multi_node_batch_normalization */
+#include "comm/comm_impl.h"    /* multi-node batch norm, without linking src/comm */
 
 #include <stdlib.h>
 
@@ -29,8 +29,9 @@ static ks_var *bn_forward(ks_ctx *ctx, ks_link *link, ks_var *x) {
     if (keep && b->finetune) decay = 1.0 - 1.0 / (double)(*b->N + 1);
     ks_var *y;
     if (b->comm)
-      y = ks_multi_node_batch_normalization(ctx, x, b->gamma, b->beta, b->eps, keep ? b->avg_mean : NULL,
-                                            keep ? b->avg_var : NULL, decay, b->comm);
+      y = ks__comm_hooks_of(b->comm)->batch_normalization(ctx, x, b->gamma, b->beta, b->eps,
+                                                          keep ? b->avg_mean : NULL, keep ? b->avg_var : NULL,
+                                                          decay, b->comm);
     else
       y = ks_batch_normalization(ctx, x, b->gamma, b->beta, b->eps, keep ? b->avg_mean : NULL,
                                  keep ? b->avg_var : NULL, decay);

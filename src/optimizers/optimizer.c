@@ -12,7 +12,7 @@
 #include "kusari/backend.h" /* ks_get_num_threads */
 #include "optimizer_impl.h"
 #include "kusari/error.h"
-#include "kusari/comm.h"
+#include "comm/comm_impl.h" /* a communicator without linking src/comm */
 
 #include <math.h>
 #include <stdlib.h>
@@ -339,10 +339,10 @@ static int multi_node_pre_update(ks_optimizer *opt, ks_pack *pk, int *skip) {
     float *mine = malloc(bytes ? bytes : 1);
     if (!mine) return ks_error_set(KS_ENOMEM, "out of memory for the first multi-node update");
     memcpy(mine, pk->data, bytes);
-    int rc = ks_comm_bcast_data(opt->comm, opt->target);
+    int rc = ks__comm_bcast_data(opt->comm, opt->target);
     double differ = memcmp(mine, pk->data, bytes) != 0;
     free(mine);
-    if (rc == KS_OK) rc = ks_comm_allreduce_f64(opt->comm, &differ, 1);
+    if (rc == KS_OK) rc = ks__comm_allreduce_f64(opt->comm, &differ, 1);
     if (rc != KS_OK) return rc;
     opt->comm_synced = 1;
     opt->comm_pack_id = pk->id;
@@ -351,7 +351,7 @@ static int multi_node_pre_update(ks_optimizer *opt, ks_pack *pk, int *skip) {
       return KS_OK;
     }
   }
-  return ks_comm_allreduce_grad(opt->comm, opt->target);
+  return ks__comm_allreduce_grad(opt->comm, opt->target);
 }
 
 int ks_optimizer_update(ks_optimizer *opt) {

@@ -8,7 +8,7 @@
 #include "training_impl.h"
 #include "kusari/error.h"
 #include "kusari/run.h"
-#include "kusari/comm.h" /* the multi-node Evaluator */
+#include "comm/comm_impl.h" /* the multi-node Evaluator, without linking src/comm */
 
 #include <dirent.h>
 #include <errno.h>
@@ -61,8 +61,8 @@ static int summary_over_ranks(ks_comm *comm, ks_summary *s) {
     v[3 + 2 * i] = s->e[i].n;
   }
   const double head[2] = {v[0], v[1]};
-  int rc = ks_comm_allreduce_f64(comm, v, 2 * n + 2);
-  const int size = ks_comm_size(comm);
+  int rc = ks__comm_allreduce_f64(comm, v, 2 * n + 2);
+  const int size = ks__comm_size(comm);
   if (rc == KS_OK && (v[0] != head[0] * size || v[1] != head[1] * size))
     rc = ks_error_set(KS_ESTATE, "multi-node Evaluator: the ranks' loss functions reported different keys "
                       "(this rank: %d keys)", n);

@@ -3,7 +3,7 @@
  * (chainer.training.Trainer.run) and trainer snapshots (save / resume).
  */
 #include "training_impl.h"
-#include "kusari/comm.h" /* ks_comm_rank: reporting on rank 0 */
+#include "comm/comm_impl.h" /* ks__comm_rank: reporting on rank 0 */
 #include "kusari/error.h"
 #include "kusari/functions.h"
 #include "kusari/backend.h"   /* ks_get_num_threads */
@@ -408,7 +408,7 @@ static void sort_extensions(ks_trainer *tr) {
 
 /* Reporting extensions of a multi-node trainer run on rank 0 only. */
 static int skipped_here(const ks_trainer *tr, const ks_extension *e) {
-  return tr->comm && e->ops->rank0_only && ks_comm_rank(tr->comm) != 0;
+  return tr->comm && e->ops->rank0_only && ks__comm_rank(tr->comm) != 0;
 }
 
 int ks_trainer_set_comm(ks_trainer *tr, ks_comm *comm) {
