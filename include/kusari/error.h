@@ -27,7 +27,9 @@ typedef enum ks_status {
 } ks_status;
 
 /* Sets the thread's last error and returns 'code', so callers can write
- * `return ks_error_set(KS_EINVAL, "batch_size must be > 0, got %d", n);` */
+ * `return ks_error_set(KS_EINVAL, "batch_size must be > 0, got %d", n);`
+ * An argument may be ks_error_last() itself (to wrap the previous reason).
+ * Messages longer than 1023 bytes are cut. */
 int ks_error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Message of the last error on this thread ("" if none). Valid until the next

@@ -55,7 +55,11 @@ ks_var *ks_mean_squared_error(ks_ctx *ctx, ks_var *x0, ks_var *x1);
 /* Fraction of argmax(y, axis 1) == t among labels != ignore_label (scalar,
  * not differentiable: the result is a leaf). y is (N, C), t (N,) int32. The
  * first maximum wins ties (numpy.argmax); a label outside [0, C) never
- * matches; 0 when every label is ignored (Chainer). */
+ * matches (so -1 counts as a miss unless it is the ignore_label); 0 when
+ * every label is ignored (Chainer). ignore_label KS_IGNORE_NONE is Chainer's
+ * ignore_label=None (F.accuracy's default, which L.Classifier uses): every
+ * sample counts. */
+#define KS_IGNORE_NONE (-2147483647 - 1) /* INT32_MIN: not a label */
 ks_var *ks_accuracy(ks_ctx *ctx, ks_var *y, ks_var *t, int ignore_label);
 
 /* ---- noise ------------------------------------------------------------------ */
@@ -81,8 +85,11 @@ ks_var *ks_matmul(ks_ctx *ctx, ks_var *a, ks_var *b, int trans_a, int trans_b);
 ks_var *ks_reshape(ks_ctx *ctx, ks_var *x, int ndim, const int64_t *shape);
 
 /* ---- reductions ------------------------------------------------------------------- */
-/* axis < 0: over all elements (scalar result); otherwise over that axis,
- * which the result drops (keepdims=False). */
+/* F.sum / F.mean over one axis, which the result drops (keepdims=False); a
+ * negative axis counts from the end, as everywhere in kusari and Chainer
+ * (-1 is the last axis). KS_AXIS_ALL (Chainer's axis=None) reduces over all
+ * elements to a scalar. Any other axis outside [-ndim, ndim) is KS_ESHAPE. */
+#define KS_AXIS_ALL (-2147483647 - 1) /* INT_MIN: "every axis", never an axis */
 ks_var *ks_sum(ks_ctx *ctx, ks_var *x, int axis);
 ks_var *ks_mean(ks_ctx *ctx, ks_var *x, int axis);
 

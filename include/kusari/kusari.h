@@ -5,7 +5,7 @@
  *
  *   ks_ctx *ctx = ks_ctx_new();
  *   ks_var *x = ks_var_from_data(ctx, KS_F32, 2, (int64_t[]){2, 3}, xs, 1);
- *   ks_var *y = ks_sum(ctx, ks_mul(ctx, x, x), -1); // y = sum(x^2)
+ *   ks_var *y = ks_sum(ctx, ks_mul(ctx, x, x), KS_AXIS_ALL); // y = sum(x^2)
  *   ks_backward(ctx, y);                          // x->grad = 2x
  *   ks_ctx_reset(ctx);                            // frees the graph
  */
@@ -31,5 +31,6 @@
 #include "kusari/extensions.h"
 #include "kusari/model_io.h"
 #include "kusari/run.h"
+#include "kusari/comm.h"
 
 #endif

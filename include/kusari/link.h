@@ -321,7 +321,9 @@ int ks_sequential_append_dropout(ks_link *seq, double ratio);
 ks_link *ks_classifier_new(ks_link *predictor);
 /* loss = softmax_cross_entropy(predictor(x), t) (ignore_label -1). y_out and
  * accuracy (optional) receive the predictor's output (N, C) and the accuracy
- * scalar. x is (N, ...), t is (N,) int32. NULL on failure. */
+ * scalar: ks_accuracy with KS_IGNORE_NONE, as L.Classifier's F.accuracy, so
+ * a label -1 is left out of the loss but counts as a miss in the accuracy.
+ * x is (N, ...), t is (N,) int32. NULL on failure. */
 ks_var *ks_classifier_forward(ks_ctx *ctx, ks_link *clf, ks_var *x, ks_var *t, ks_var **y_out,
                               ks_var **accuracy);
 

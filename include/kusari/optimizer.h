@@ -28,12 +28,11 @@
  *   MomentumSGD  v *= momentum; v -= lr * g; p += v                state "v"
  *   Adam         m += (1 - beta1) * (g - m); v += (1 - beta2) * (g*g - v);
  *                step = alpha_t / (sqrt(v) + eps)
- *                p = (1 - weight_decay_rate) * p - eta * (step * m)
+ *                p = (1 - eta * weight_decay_rate) * p - eta * (step * m)
  *                alpha_t = alpha * sqrt(1 - beta2^t) / (1 - beta1^t)
  *                state "m", "v" (amsgrad: vhat = max(vhat, v) replaces v in
- *                the step; state "vhat"). This is Chainer 7's CPU path; its
- *                GPU kernel also scales the decay by eta, which differs only
- *                when weight_decay_rate != 0 and eta != 1.
+ *                the step; state "vhat"). As Chainer 7's AdamRule: the
+ *                decoupled weight decay (AdamW) is scaled by eta too.
  *
  * Memory: setup packs the target link (see kusari/link.h) when all its
  * parameters are initialized, otherwise the first update does (lazy links

@@ -167,10 +167,14 @@ int ks_interval_trigger_fire(ks_interval_trigger *t, const ks_updater *up);
  * interval trigger ignores 'obs' (may be NULL). KS_ENOTFOUND when a
  * best-value trigger's interval fires and its key was never reported. */
 int ks_trigger_fire_observed(ks_interval_trigger *t, const ks_updater *up, const ks_reporter *obs, int *fire);
-/* Keys "<prefix>_previous_iteration", "<prefix>_previous_epoch" (int64) and
- * "<prefix>_previous_epoch_detail" (float64, Chainer's name); a snapshot
- * without the last (written before fractional periods) loads with
- * previous_epoch_detail = previous_epoch. Best-value triggers add
+/* Keys "<prefix>previous_iteration" (int64) and "<prefix>previous_epoch_detail"
+ * (float64), Chainer 7.8.1's IntervalTrigger keys, and kusari's own
+ * "<prefix>_previous_epoch" (int64). Loading also takes the names kusari
+ * wrote before (with a leading underscore: "_previous_iteration",
+ * "_previous_epoch_detail"); a snapshot without epoch_detail (written before
+ * fractional periods) loads with previous_epoch_detail = previous_epoch, one
+ * without "_previous_epoch" (Chainer's) with previous_epoch =
+ * floor(previous_epoch_detail). Best-value triggers add
  * "<prefix>best_value", "<prefix>_has_best", "<prefix>_summary_sum",
  * "<prefix>_summary_n". */
 int ks_interval_trigger_save(const ks_interval_trigger *t, ks_npz_writer *w, const char *prefix);
@@ -268,6 +272,11 @@ typedef struct ks_extension_ops {
   int (*load)(ks_extension *ext, ks_npz_reader *r, const char *prefix);
   /* (optional) frees the state */
   void (*free_state)(void *state);
+  /* 1: with a communicator on the trainer (ks_trainer_set_comm in
+   * kusari/comm.h) it runs on rank 0 only: the reporting and file-writing
+   * extensions (LogReport, PrintReport, ProgressBar, PlotReport, RunLogger,
+   * snapshot_object) */
+  int rank0_only;
 } ks_extension_ops;
 
 /* New extension over 'ops' (not copied: must outlive the extension) with

@@ -10,6 +10,7 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,16 @@ static void cpu_memcpy(void *dst, const void *src, size_t bytes) { memcpy(dst, s
  * reduction dimension k and depend only on the shape, so results do not
  * depend on the thread count. */
 
-static int g_threads; /* 0 until first use */
+/* Settings made on first use, once per process (pthread_once: several
+ * threads may make their first product at the same moment, e.g. a scoring
+ * server's request threads): the thread count from the environment,
+ * OpenBLAS switched to one thread, and the processor count that sizes GEMM
+ * panels. g_threads then changes only through ks_set_num_threads, while
+ * kernels on other threads read it: an atomic (relaxed: it is a setting,
+ * not a publication of other data). */
+static pthread_once_t g_init_once = PTHREAD_ONCE_INIT;
+static _Atomic int g_threads;
+static int g_procs; /* written once in cpu_init, read-only after */
 
 static int env_threads(const char *name) {
   const char *v = getenv(name);
@@ -39,17 +49,21 @@ static int env_threads(const char *name) {
   return n > 0 ? n : 0;
 }
 
+static void cpu_init(void) {
+  int n = env_threads("KUSARI_NUM_THREADS");
+  if (!n) n = env_threads("OMP_NUM_THREADS");
+  if (!n) n = env_threads("OPENBLAS_NUM_THREADS");
+  if (!n) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 1) n = 1;
+  openblas_set_num_threads(1);
+  long p = sysconf(_SC_NPROCESSORS_ONLN);
+  g_procs = p < 1 ? 1 : p > 16 ? 16 : (int)p;
+  atomic_store_explicit(&g_threads, n, memory_order_relaxed);
+}
+
 static int cpu_threads(void) {
-  if (g_threads == 0) {
-    int n = env_threads("KUSARI_NUM_THREADS");
-    if (!n) n = env_threads("OMP_NUM_THREADS");
-    if (!n) n = env_threads("OPENBLAS_NUM_THREADS");
-    if (!n) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1) n = 1;
-    openblas_set_num_threads(1);
-    g_threads = n;
-  }
-  return g_threads;
+  pthread_once(&g_init_once, cpu_init);
+  return atomic_load_explicit(&g_threads, memory_order_relaxed);
 }
 
 static void sgemm1(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -93,11 +107,8 @@ static gemm_cut gemm_plan(int64_t m, int64_t n, int64_t k) {
    * deep) each (conv1's weight gradient 32x25x57600 in 11 panels of 3 rows
    * took 10 ms against 1.9 ms unsplit; 48 lets the MLP's 100x100x128 weight
    * gradient run as two panels). */
-  static int procs;
-  if (!procs) {
-    long p = sysconf(_SC_NPROCESSORS_ONLN);
-    procs = p < 1 ? 1 : p > 16 ? 16 : (int)p;
-  }
+  pthread_once(&g_init_once, cpu_init);
+  const int procs = g_procs;
   double want = flops / 8e6;
   const int P = want < 2 ? 2 : want > procs ? procs : (int)want;
   const int64_t len[3] = {m / 48, n / 48, k / 128};
@@ -286,8 +297,8 @@ static void cpu_fill(int64_t n, float value, float *x) {
 }
 
 static void cpu_set_threads(int n) {
-  cpu_threads(); /* first use: OpenBLAS goes single-threaded */
-  g_threads = n > 0 ? n : 1;
+  pthread_once(&g_init_once, cpu_init); /* first use: OpenBLAS goes single-threaded */
+  atomic_store_explicit(&g_threads, n > 0 ? n : 1, memory_order_relaxed);
 }
 static int cpu_get_threads(void) { return cpu_threads(); }
 

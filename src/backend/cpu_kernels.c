@@ -21,6 +21,7 @@
 #include "cpu_kernels.h"
 #include "kusari/backend.h" /* ks_get_num_threads */
 #include "pool.h"           /* ks__parallel_for: kusari's one thread pool */
+#include "kusari/functions.h" /* KS_IGNORE_NONE */
 
 #include <math.h>
 #include <string.h>
@@ -351,7 +352,7 @@ int64_t ks__cpu_accuracy(int64_t n, int64_t c, const float *restrict y,
                          const int32_t *restrict t, int32_t ignore, float *restrict out) {
   int64_t total = 0, hit = 0;
   for (int64_t r = 0; r < n; r++) {
-    if (t[r] == ignore) continue;
+    if (ignore != KS_IGNORE_NONE && t[r] == ignore) continue;
     total++;
     const float *yr = y + r * c;
     int64_t best = 0;

@@ -6,15 +6,22 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static _Thread_local char g_msg[1024];
 static _Thread_local int g_code;
 
+/* Formats into a local buffer first: an argument may be ks_error_last()
+ * itself (ks_backward(ctx, NULL) quotes the forward pass's reason), and
+ * vsnprintf into the buffer it reads from is undefined (in practice the
+ * reason was overwritten by the new prefix before it was copied). */
 int ks_error_set(int code, const char *fmt, ...) {
+  char buf[sizeof g_msg];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+  vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
+  memcpy(g_msg, buf, sizeof g_msg);
   g_code = code;
   return code;
 }

@@ -1,6 +1,7 @@
 /*
  * src/functions/reduction.c — sum and mean (chainer.functions.math sum,
- * average without weights), over one axis or all elements.
+ * average without weights), over one axis (negative: from the end) or all
+ * elements (KS_AXIS_ALL).
  */
 #include "functions_impl.h"
 
@@ -23,12 +24,14 @@ static ks_var *reduce(ks_ctx *ctx, const char *fn, ks_var *x, int axis, int mean
   int64_t outer = 1, c = xt->size, inner = 1;
   int64_t shape[KS_MAX_DIMS];
   int ndim = 0;
-  if (axis >= 0) {
-    if (axis >= xt->ndim) {
+  if (axis != KS_AXIS_ALL) {
+    if (axis < -xt->ndim || axis >= xt->ndim) {
       char s[KS__SHAPE_BUF];
-      ks_error_set(KS_ESHAPE, "%s: axis %d is out of range for x %s", fn, axis, ks__shape(xt, s));
+      ks_error_set(KS_ESHAPE, "%s: axis %d is out of range for x %s (use KS_AXIS_ALL to reduce over all elements)",
+                   fn, axis, ks__shape(xt, s));
       return NULL;
     }
+    if (axis < 0) axis += xt->ndim;
     for (int i = 0; i < axis; i++) outer *= xt->shape[i];
     c = xt->shape[axis];
     for (int i = axis + 1; i < xt->ndim; i++) inner *= xt->shape[i];

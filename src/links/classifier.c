@@ -2,7 +2,8 @@
  * src/links/classifier.c — chainer.links.Classifier: a Chain whose only
  * child is "predictor" (so its parameters are "predictor/l1/W", ... exactly
  * as Chainer saves an L.Classifier), computing softmax cross entropy and
- * accuracy over the predictor's output.
+ * accuracy over the predictor's output. As in Chainer, the loss ignores
+ * label -1 but the accuracy counts it as a miss.
  */
 #include "link_impl.h"
 #include "kusari/error.h"
@@ -37,7 +38,9 @@ ks_var *ks_classifier_forward(ks_ctx *ctx, ks_link *clf, ks_var *x, ks_var *t, k
   if (!loss) return NULL;
   if (y_out) *y_out = y;
   if (accuracy) {
-    *accuracy = ks_accuracy(ctx, y, t, -1);
+    /* L.Classifier's accfun is F.accuracy with its default ignore_label=None:
+     * a sample the loss ignores (label -1) still counts, as a miss */
+    *accuracy = ks_accuracy(ctx, y, t, KS_IGNORE_NONE);
     if (!*accuracy) return NULL;
   }
   return loss;

@@ -145,6 +145,7 @@ typedef struct bn_impl {
   ks_var *gamma, *beta;
   ks_tensor *avg_mean, *avg_var;
   int64_t *N;
+  struct ks_comm *comm;   /* multi-node (ks_create_mnbn_model), or NULL */
 } bn_impl;
 
 #endif

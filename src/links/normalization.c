@@ -7,6 +7,7 @@
 #include "link_impl.h"
 #include "kusari/error.h"
 #include "kusari/functions.h"  /* ks_batch_normalization, ks_fixed_batch_normalization */
+#include "comm/comm_impl.h"    /* multi-node batch norm, without linking src/comm */
 
 #include <stdlib.h>
 
@@ -23,12 +24,18 @@ static ks_var *bn_forward(ks_ctx *ctx, ks_link *link, ks_var *x) {
   }
   bn_impl *b = link->impl;
   if (ctx && ks_ctx_train(ctx)) {
-    if (!ks_ctx_update_persistents(ctx)) /* a data-parallel replica after the first */
-      return ks_batch_normalization(ctx, x, b->gamma, b->beta, b->eps, NULL, NULL, b->decay);
+    const int keep = ks_ctx_update_persistents(ctx); /* 0: a data-parallel replica after the first */
     double decay = b->decay;
-    if (b->finetune) decay = 1.0 - 1.0 / (double)(*b->N + 1);
-    ks_var *y = ks_batch_normalization(ctx, x, b->gamma, b->beta, b->eps, b->avg_mean, b->avg_var,
-                                       decay);
+    if (keep && b->finetune) decay = 1.0 - 1.0 / (double)(*b->N + 1);
+    ks_var *y;
+    if (b->comm)
+      y = ks__comm_hooks_of(b->comm)->batch_normalization(ctx, x, b->gamma, b->beta, b->eps,
+                                                          keep ? b->avg_mean : NULL, keep ? b->avg_var : NULL,
+                                                          decay, b->comm);
+    else
+      y = ks_batch_normalization(ctx, x, b->gamma, b->beta, b->eps, keep ? b->avg_mean : NULL,
+                                 keep ? b->avg_var : NULL, decay);
+    if (!keep) return y;
     if (y && b->finetune) (*b->N)++;
     return y;
   }
@@ -90,5 +97,24 @@ int ks_batch_normalization_link_start_finetuning(ks_link *bn) {
   bn_impl *b = as_bn(bn, "ks_batch_normalization_link_start_finetuning");
   if (!b) return KS_EINVAL;
   *b->N = 0;
+  return KS_OK;
+}
+
+/* Every BatchNormalization link of the tree (model itself included) gets
+ * the communicator (NULL: back to one process). */
+static int set_comm_tree(ks_link *l, ks_comm *comm) {
+  int n = 0;
+  if (l->type_name == bn_type) {
+    ((bn_impl *)l->impl)->comm = comm;
+    n++;
+  }
+  for (int i = 0; i < l->n_children; i++) n += set_comm_tree(l->children[i], comm);
+  return n;
+}
+
+int ks_create_mnbn_model(ks_link *model, ks_comm *comm, int *n_replaced) {
+  if (!model) return ks_error_set(KS_EINVAL, "ks_create_mnbn_model: model is NULL");
+  int n = set_comm_tree(model, comm);
+  if (n_replaced) *n_replaced = n;
   return KS_OK;
 }

@@ -12,6 +12,7 @@
 #include "kusari/backend.h" /* ks_get_num_threads */
 #include "optimizer_impl.h"
 #include "kusari/error.h"
+#include "comm/comm_impl.h" /* a communicator without linking src/comm */
 
 #include <math.h>
 #include <stdlib.h>
@@ -96,6 +97,7 @@ int ks_optimizer_setup(ks_optimizer *opt, ks_link *link) {
   opt->target = link;
   opt->t = 0;
   opt->epoch = 0;
+  opt->comm_synced = 0;
   /* pack now when every shape is known; lazy links pack on the first update */
   int n = ks_link_num_params(link);
   for (int i = 0; i < n; i++)
@@ -224,14 +226,14 @@ static void momentum_rule(int64_t n, float lr, float mom, float *restrict p, con
 /* Chainer 7's AdamRule.update_core_cpu:
  *   m += (1-beta1)(g-m); v += (1-beta2)(g*g-v); vhat = max(vhat, v) or v
  *   step = alpha_t / (sqrt(vhat) + eps)
- *   p = (1 - weight_decay_rate) * p - eta * (step * m)
- * (its GPU kernel scales the decay by eta as well; the two agree whenever
- * weight_decay_rate == 0 or eta == 1) */
+ *   p = (1 - eta * weight_decay_rate) * p - eta * (step * m)
+ * (the decoupled decay is scaled by the schedule multiplier eta, on the CPU
+ * and the GPU alike) */
 static void adam_rule(int64_t n, const ks_adam_opts *a, double lr_t, float *restrict p,
                       const float *restrict g, float *restrict m, float *restrict v, float *restrict vhat) {
   const float c1 = (float)(1.0 - a->beta1), c2 = (float)(1.0 - a->beta2);
   const float lr = (float)lr_t, eps = (float)a->eps, neg_eta = (float)-a->eta;
-  const float keep = (float)(1.0 - a->weight_decay_rate);
+  const float keep = (float)(1.0 - a->eta * a->weight_decay_rate);
   if (!vhat) {
     for (int64_t i = 0; i < n; i++) {
       float gi = g[i];
@@ -317,10 +319,50 @@ static void rule_chunk(void *arg, int64_t c) {
   rule_range(j->opt, off, n < j->per ? n : j->per, j->t, j->pk);
 }
 
+int ks_create_multi_node_optimizer(ks_optimizer *opt, ks_comm *comm) {
+  if (!opt) return ks_error_set(KS_EINVAL, "ks_create_multi_node_optimizer: optimizer is NULL");
+  opt->comm = comm;
+  opt->comm_synced = 0;
+  return KS_OK;
+}
+
+/* ChainerMN's _MultiNodeOptimizer.update: parameters new to the optimizer
+ * are broadcast from rank 0. When some rank held other values, its
+ * gradients were computed elsewhere and the call takes no step (*skip = 1,
+ * ChainerMN's rule, which skips always); when every rank already held
+ * rank 0's values (the same seed, or the same snapshot: exact resume) the
+ * update goes on. Then the gradients become their mean over the ranks. */
+static int multi_node_pre_update(ks_optimizer *opt, ks_pack *pk, int *skip) {
+  *skip = 0;
+  if (!opt->comm_synced || opt->comm_pack_id != pk->id) {
+    size_t bytes = (size_t)pk->size * sizeof(float);
+    float *mine = malloc(bytes ? bytes : 1);
+    if (!mine) return ks_error_set(KS_ENOMEM, "out of memory for the first multi-node update");
+    memcpy(mine, pk->data, bytes);
+    int rc = ks__comm_bcast_data(opt->comm, opt->target);
+    double differ = memcmp(mine, pk->data, bytes) != 0;
+    free(mine);
+    if (rc == KS_OK) rc = ks__comm_allreduce_f64(opt->comm, &differ, 1);
+    if (rc != KS_OK) return rc;
+    opt->comm_synced = 1;
+    opt->comm_pack_id = pk->id;
+    if (differ != 0) {
+      *skip = 1;
+      return KS_OK;
+    }
+  }
+  return ks__comm_allreduce_grad(opt->comm, opt->target);
+}
+
 int ks_optimizer_update(ks_optimizer *opt) {
   int rc = ks_optimizer_prepare(opt);
   if (rc != KS_OK) return rc;
   ks_pack *pk = opt->target->pack;
+  if (opt->comm) {
+    int skip;
+    if ((rc = multi_node_pre_update(opt, pk, &skip)) != KS_OK) return rc;
+    if (skip) return KS_OK;
+  }
   realloc_cleared(pk);
   for (int h = 0; h < opt->n_hooks; h++) {
     ks_opt_hook *hk = &opt->hooks[h];

@@ -38,6 +38,11 @@ struct ks_optimizer {
 
   ks_opt_hook *hooks;
   int n_hooks, cap_hooks;
+
+  /* multi-node (kusari/comm.h): NULL for a plain optimizer */
+  struct ks_comm *comm;
+  int comm_synced;             /* the target was broadcast ...              */
+  uint64_t comm_pack_id;       /* ... while packed as this pack             */
 };
 
 #endif

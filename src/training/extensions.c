@@ -8,6 +8,7 @@
 #include "training_impl.h"
 #include "kusari/error.h"
 #include "kusari/run.h"
+#include "comm/comm_impl.h" /* the multi-node Evaluator, without linking src/comm */
 
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +31,7 @@ typedef struct evaluator {
   ks_ctx *ctx;
   ks_reporter *obs;
   ks_summary *sum;
+  ks_comm *comm;               /* multi-node evaluator (kusari/comm.h), or NULL */
 } evaluator;
 
 static void evaluator_free(void *p) {
@@ -39,6 +41,39 @@ static void evaluator_free(void *p) {
   ks_reporter_free(e->obs);
   ks_summary_free(e->sum);
   free(e);
+}
+
+/* Multi-node evaluator: each key's weighted sum and weight (the batch count)
+ * are summed over the ranks, so the mean is over all ranks' batches. The
+ * ranks must have the same keys in the same order, checked by their count
+ * and a hash. */
+static int summary_over_ranks(ks_comm *comm, ks_summary *s) {
+  const int n = s->n;
+  double *v = malloc(sizeof(double) * (size_t)(2 * n + 2));
+  if (!v) return ks_error_set(KS_ENOMEM, "out of memory");
+  uint64_t h = 1469598103934665603ull;
+  for (int i = 0; i < n; i++)
+    for (const char *k = s->e[i].key; *k; k++) h = (h ^ (unsigned char)*k) * 1099511628211ull;
+  v[0] = n;
+  v[1] = (double)(h >> 12);
+  for (int i = 0; i < n; i++) {
+    v[2 + 2 * i] = s->e[i].x;
+    v[3 + 2 * i] = s->e[i].n;
+  }
+  const double head[2] = {v[0], v[1]};
+  int rc = ks__comm_allreduce_f64(comm, v, 2 * n + 2);
+  const int size = ks__comm_size(comm);
+  if (rc == KS_OK && (v[0] != head[0] * size || v[1] != head[1] * size))
+    rc = ks_error_set(KS_ESTATE, "multi-node Evaluator: the ranks' loss functions reported different keys "
+                      "(this rank: %d keys)", n);
+  for (int i = 0; i < n && rc == KS_OK; i++) {
+    /* x2 (for a standard deviation) is not kept across ranks */
+    s->e[i].x = v[2 + 2 * i];
+    s->e[i].n = v[3 + 2 * i];
+    s->e[i].x2 = 0;
+  }
+  free(v);
+  return rc;
 }
 
 int ks_evaluator_evaluate(ks_extension *ext, ks_reporter *rep, const char *prefix) {
@@ -66,6 +101,7 @@ int ks_evaluator_evaluate(ks_extension *ext, ks_reporter *rep, const char *prefi
   if (rc == KS_ITER_END) rc = KS_OK;
   else if (rc == KS_OK) rc = ks_error_set(KS_EINVAL, "Evaluator: the test iterator repeats (create it with repeat = 0)");
   if (rc == KS_ITER_END || rc != KS_OK) return rc;
+  if (e->comm && (rc = summary_over_ranks(e->comm, e->sum)) != KS_OK) return rc;
   for (int i = 0; i < ks_summary_size(e->sum) && rc == KS_OK; i++) {
     const char *k = ks_summary_key(e->sum, i);
     double m;
@@ -93,6 +129,13 @@ static const ks_extension_ops evaluator_ops = {
   .run = evaluator_run,
   .free_state = evaluator_free,
 };
+
+int ks_create_multi_node_evaluator(ks_extension *ev, ks_comm *comm) {
+  if (!ev || ev->ops != &evaluator_ops)
+    return ks_error_set(KS_EINVAL, "ks_create_multi_node_evaluator: the extension is not an Evaluator");
+  ((evaluator *)ks_extension_state(ev))->comm = comm;
+  return KS_OK;
+}
 
 ks_extension *ks_evaluator_new(ks_serial_iterator *it, const ks_dataset *ds, ks_link *model,
                                const ks_evaluator_opts *opts) {
@@ -327,6 +370,7 @@ static const ks_extension_ops log_report_ops = {
   .save = log_report_save,
   .load = log_report_load,
   .free_state = log_report_free,
+  .rank0_only = 1,
 };
 
 ks_extension *ks_log_report_new(const char *const *keys, int nkeys, ks_trigger trigger, const char *filename) {
@@ -437,6 +481,7 @@ static const ks_extension_ops print_report_ops = {
   .default_priority = KS_PRIORITY_READER,
   .run = print_report_run,
   .free_state = print_report_free,
+  .rank0_only = 1,
 };
 
 ks_extension *ks_print_report_new(const char *const *entries, int n, const char *log_name, FILE *out) {
@@ -546,6 +591,7 @@ static const ks_extension_ops progress_bar_ops = {
   .run = progress_bar_run,
   .finalize = progress_bar_finalize,
   .free_state = free,
+  .rank0_only = 1,
 };
 
 ks_extension *ks_progress_bar_new(int64_t update_interval, FILE *out) {
@@ -775,6 +821,7 @@ static const ks_extension_ops snapshot_object_ops = {
   .default_priority = KS_PRIORITY_SNAPSHOT,
   .run = snapshot_run,
   .free_state = snapshot_free,
+  .rank0_only = 1,
 };
 
 ks_extension *ks_snapshot_object_new(ks_link *link, const char *filename, int n_retains) {
@@ -1058,6 +1105,7 @@ static const ks_extension_ops run_logger_ops = {
   .run = run_logger_run,
   .finalize = run_logger_finalize,
   .free_state = run_logger_free,
+  .rank0_only = 1,
 };
 
 ks_extension *ks_run_logger_new(const char *const *keys, int nkeys, const char *log_name) {

@@ -189,6 +189,7 @@ static const ks_extension_ops plot_report_ops = {
   .default_priority = KS_PRIORITY_READER,
   .run = plot_report_run,
   .free_state = plot_report_free,
+  .rank0_only = 1,
 };
 
 ks_extension *ks_plot_report_new(const char *const *y_keys, int n, const char *x_key,

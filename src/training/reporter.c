@@ -459,8 +459,13 @@ int ks_trigger_fire_observed(ks_interval_trigger *t, const ks_updater *up, const
   return KS_OK;
 }
 
+/* Chainer 7.8.1's IntervalTrigger.serialize writes "previous_iteration" and
+ * "previous_epoch_detail"; "_previous_epoch" (the integer epoch that
+ * whole-epoch periods compare) is kusari's own. Snapshots written before
+ * kusari used Chainer's names have "_previous_iteration" and
+ * "_previous_epoch_detail" instead: the loader takes either. */
 int ks_interval_trigger_save(const ks_interval_trigger *t, ks_npz_writer *w, const char *prefix) {
-  char *k = ks__strcat3(prefix, "_previous_iteration", NULL);
+  char *k = ks__strcat3(prefix, "previous_iteration", NULL);
   if (!k) return ks_error_last_code();
   int rc = ks_npz_writer_add_int64(w, k, t->previous_iteration);
   free(k);
@@ -469,7 +474,7 @@ int ks_interval_trigger_save(const ks_interval_trigger *t, ks_npz_writer *w, con
   rc = ks_npz_writer_add_int64(w, k, t->previous_epoch);
   free(k);
   if (rc != KS_OK) return rc;
-  if (!(k = ks__strcat3(prefix, "_previous_epoch_detail", NULL))) return ks_error_last_code();
+  if (!(k = ks__strcat3(prefix, "previous_epoch_detail", NULL))) return ks_error_last_code();
   rc = ks__npz_add_f64(w, k, t->previous_epoch_detail);
   free(k);
   if (rc != KS_OK || t->spec.kind == KS_TRIGGER_INTERVAL) return rc;
@@ -485,24 +490,60 @@ int ks_interval_trigger_save(const ks_interval_trigger *t, ks_npz_writer *w, con
   return rc;
 }
 
+/* The first of 'names' present under prefix: KS_OK and *found = its index,
+ * or KS_OK and *found = -1 when none is. */
+static int find_key(ks_npz_reader *r, const char *prefix, const char *const *names, int n, char **key,
+                    int *found) {
+  *found = -1;
+  *key = NULL;
+  for (int i = 0; i < n; i++) {
+    char *k = ks__strcat3(prefix, names[i], NULL);
+    if (!k) return ks_error_last_code();
+    if (ks_npz_reader_info(r, k, NULL) == KS_OK) {
+      *found = i;
+      *key = k;
+      return KS_OK;
+    }
+    free(k);
+  }
+  return KS_OK;
+}
+
 int ks_interval_trigger_load(ks_interval_trigger *t, ks_npz_reader *r, const char *prefix) {
+  static const char *const it_names[] = {"previous_iteration", "_previous_iteration"};
+  static const char *const ed_names[] = {"previous_epoch_detail", "_previous_epoch_detail"};
   int64_t pi, pe;
-  char *k = ks__strcat3(prefix, "_previous_iteration", NULL);
-  if (!k) return ks_error_last_code();
-  int rc = ks__npz_read_i64(r, k, &pi);
+  char *k;
+  int found;
+  int rc = find_key(r, prefix, it_names, 2, &k, &found);
+  if (rc != KS_OK) return rc;
+  if (found < 0)
+    return ks_error_set(KS_ENOTFOUND, "trigger state: %sprevious_iteration is missing from the snapshot", prefix);
+  rc = ks__npz_read_i64(r, k, &pi);
   free(k);
   if (rc != KS_OK) return rc;
+  /* epoch_detail: absent from snapshots written before fractional periods,
+   * which only had whole-epoch triggers (the epoch is all that counts) */
+  double ped = 0;
+  int has_ped = 0;
+  if ((rc = find_key(r, prefix, ed_names, 2, &k, &found)) != KS_OK) return rc;
+  if (found >= 0) {
+    rc = ks__npz_read_f64(r, k, &ped);
+    free(k);
+    if (rc != KS_OK) return rc;
+    has_ped = 1;
+  }
+  /* the integer epoch: kusari's own key; a trigger saved by Chainer has
+   * only epoch_detail, whose whole part it is */
   if (!(k = ks__strcat3(prefix, "_previous_epoch", NULL))) return ks_error_last_code();
-  rc = ks__npz_read_i64(r, k, &pe);
+  if (ks_npz_reader_info(r, k, NULL) == KS_OK || !has_ped) {
+    rc = ks__npz_read_i64(r, k, &pe);
+  } else {
+    pe = ped > 0 ? (int64_t)floor(ped) : 0;
+  }
   free(k);
   if (rc != KS_OK) return rc;
-  /* absent from snapshots written before fractional periods: those only
-   * had whole-epoch triggers, for which the epoch is all that counts */
-  double ped = (double)pe;
-  if (!(k = ks__strcat3(prefix, "_previous_epoch_detail", NULL))) return ks_error_last_code();
-  if (ks_npz_reader_info(r, k, NULL) == KS_OK) rc = ks__npz_read_f64(r, k, &ped);
-  free(k);
-  if (rc != KS_OK) return rc;
+  if (!has_ped) ped = (double)pe;
   int64_t has = 0, n = 0;
   double best = 0, sum = 0;
   if (t->spec.kind != KS_TRIGGER_INTERVAL) {

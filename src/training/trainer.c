@@ -3,6 +3,7 @@
  * (chainer.training.Trainer.run) and trainer snapshots (save / resume).
  */
 #include "training_impl.h"
+#include "comm/comm_impl.h" /* ks__comm_rank: reporting on rank 0 */
 #include "kusari/error.h"
 #include "kusari/functions.h"
 #include "kusari/backend.h"   /* ks_get_num_threads */
@@ -405,6 +406,18 @@ static void sort_extensions(ks_trainer *tr) {
   }
 }
 
+/* Reporting extensions of a multi-node trainer run on rank 0 only. */
+static int skipped_here(const ks_trainer *tr, const ks_extension *e) {
+  return tr->comm && e->ops->rank0_only && ks__comm_rank(tr->comm) != 0;
+}
+
+int ks_trainer_set_comm(ks_trainer *tr, ks_comm *comm) {
+  if (!tr) return ks_error_set(KS_EINVAL, "ks_trainer_set_comm: trainer is NULL");
+  if (tr->start_at > 0) return ks_error_set(KS_ESTATE, "ks_trainer_set_comm: the trainer is running");
+  tr->comm = comm;
+  return KS_OK;
+}
+
 int ks_trainer_run(ks_trainer *tr) {
   if (!tr) return ks_error_set(KS_EINVAL, "ks_trainer_run: trainer is NULL");
   if (tr->done || tr->start_at > 0) return ks_error_set(KS_ESTATE, "cannot run the training loop twice");
@@ -417,12 +430,14 @@ int ks_trainer_run(ks_trainer *tr) {
   sort_extensions(tr);
   tr->start_at = ks__now();
   for (int i = 0; i < tr->n_ext && rc == KS_OK; i++)
-    if (tr->ext[i]->ops->initialize) rc = tr->ext[i]->ops->initialize(tr->ext[i], tr);
+    if (tr->ext[i]->ops->initialize && !skipped_here(tr, tr->ext[i]))
+      rc = tr->ext[i]->ops->initialize(tr->ext[i], tr);
   while (rc == KS_OK && !ks_interval_trigger_fire(&tr->stop, tr->updater)) {
     ks_reporter_clear(tr->reporter);
     rc = ks_updater_update(tr->updater, tr->reporter);
     for (int i = 0; i < tr->n_ext && rc == KS_OK; i++) {
       ks_extension *e = tr->ext[i];
+      if (skipped_here(tr, e)) continue;
       int fire = 0;
       rc = ks_trigger_fire_observed(&e->trigger, tr->updater, tr->reporter, &fire);
       if (rc == KS_OK && fire) rc = e->ops->run(e, tr);
@@ -432,10 +447,11 @@ int ks_trainer_run(ks_trainer *tr) {
   if (rc != KS_OK) {
     snprintf(msg, sizeof msg, "%s", ks_error_last());
     for (int i = 0; i < tr->n_ext; i++)
-      if (tr->ext[i]->ops->on_error) tr->ext[i]->ops->on_error(tr->ext[i], tr, rc, msg);
+      if (tr->ext[i]->ops->on_error && !skipped_here(tr, tr->ext[i]))
+        tr->ext[i]->ops->on_error(tr->ext[i], tr, rc, msg);
   }
   for (int i = 0; i < tr->n_ext; i++)
-    if (tr->ext[i]->ops->finalize) tr->ext[i]->ops->finalize(tr->ext[i], tr);
+    if (tr->ext[i]->ops->finalize && !skipped_here(tr, tr->ext[i])) tr->ext[i]->ops->finalize(tr->ext[i], tr);
   tr->snapshot_elapsed = ks_trainer_elapsed_time(tr);
   tr->start_at = 0;
   tr->done = 1;

@@ -57,6 +57,7 @@ struct ks_extension {
 };
 
 struct ks_trainer {
+  struct ks_comm *comm;     /* multi-node (ks_trainer_set_comm), or NULL   */
   ks_updater *updater;
   ks_reporter *reporter;
   ks_interval_trigger stop;

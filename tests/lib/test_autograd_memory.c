@@ -102,7 +102,7 @@ static void test_autograd_memory__small_arena_consolidates(void **state) {
   size_t mallocs = 0;
   for (int it = 0; it < 20; it++) {
     ks_var *x = ks_var_new(ctx, xb, 1);
-    ks_var *y = ks_sum(ctx, ks_tanh(ctx, ks_mul(ctx, ks_relu(ctx, x), x)), -1);
+    ks_var *y = ks_sum(ctx, ks_tanh(ctx, ks_mul(ctx, ks_relu(ctx, x), x)), KS_AXIS_ALL);
     TU_OK(ks_backward(ctx, y));
     ks_ctx_reset(ctx);
     ks_arena_stats s = ks_arena_get_stats(ks_ctx_arena(ctx));

@@ -253,7 +253,7 @@ static void test_bn__link_train_and_test_mode(void **state) {
     ks_var *y = ks_link_forward(ctx, bn, ks_var_new(ctx, it ? x2 : x1, 0));
     TU_NONNULL(y);
     ks_link_cleargrads(m);
-    ks_var *loss = ks_sum(ctx, ks_mul(ctx, y, y), -1);
+    ks_var *loss = ks_sum(ctx, ks_mul(ctx, y, y), KS_AXIS_ALL);
     TU_OK(ks_backward(ctx, loss));
     TU_OK(ks_optimizer_update(opt));
     ks_ctx_reset(ctx);

@@ -431,7 +431,7 @@ static void test_conv__second_backward(void **state) {
   ks_ctx *ctx = ks_ctx_new();
   ks_var *x = ks_var_new(ctx, xt, 1), *W = ks_var_new(ctx, wt, 1);
   ks_var *y = ks_convolution_2d(ctx, x, W, NULL, 1, 1, 1, 1);
-  ks_var *loss = ks_sum(ctx, ks_mul(ctx, y, y), -1);
+  ks_var *loss = ks_sum(ctx, ks_mul(ctx, y, y), KS_AXIS_ALL);
   TU_OK(ks_backward(ctx, loss));
   float *gw1 = malloc(ks_tensor_nbytes(wt)), *gx1 = malloc(ks_tensor_nbytes(xt));
   memcpy(gw1, W->grad->data, ks_tensor_nbytes(wt));

@@ -43,6 +43,7 @@ static ks_var *c_reshape2(ks_ctx *x, ks_var *a, ks_var *b, ks_var *c) {
 }
 static ks_var *c_sum3(ks_ctx *x, ks_var *a, ks_var *b, ks_var *c) { return ks_sum(x, a, 3); }
 static ks_var *c_mean2(ks_ctx *x, ks_var *a, ks_var *b, ks_var *c) { return ks_mean(x, a, 2); }
+static ks_var *c_sum_m3(ks_ctx *x, ks_var *a, ks_var *b, ks_var *c) { return ks_sum(x, a, -3); }
 
 #define F32 KS_F32
 #define I32 KS_I32
@@ -94,6 +95,7 @@ static const err_case cases[] = {
   {"reshape two -1", c_reshape2, {2}, {{2, 3}}, {F32}, 0, KS_EINVAL, {"ks_reshape", "-1"}},
   {"sum axis", c_sum3, {2}, {{2, 3}}, {F32}, 0, KS_ESHAPE, {"ks_sum", "axis 3", "(2, 3)"}},
   {"mean axis", c_mean2, {2}, {{2, 3}}, {F32}, 0, KS_ESHAPE, {"ks_mean", "axis 2", "(2, 3)"}},
+  {"sum axis -3 of 2-d", c_sum_m3, {2}, {{2, 3}}, {F32}, 0, KS_ESHAPE, {"ks_sum", "axis -3", "(2, 3)", "KS_AXIS_ALL"}},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 
@@ -157,17 +159,26 @@ static void test_errors__null_propagates(void **state) {
   assert_null(ks_scale(ctx, NULL, 2.0));
   assert_null(ks_matmul(ctx, NULL, x, 0, 0));
   assert_null(ks_reshape(ctx, NULL, 1, (int64_t[]){2}));
-  assert_null(ks_sum(ctx, NULL, -1));
+  assert_null(ks_sum(ctx, NULL, KS_AXIS_ALL));
   assert_null(ks_mean(ctx, NULL, 0));
   /* nested: the failure inside stays the reported one */
-  assert_null(ks_sum(ctx, ks_relu(ctx, ks_linear(ctx, NULL, x, NULL)), -1));
+  assert_null(ks_sum(ctx, ks_relu(ctx, ks_linear(ctx, NULL, x, NULL)), KS_AXIS_ALL));
   tu_assert_error(KS_EIO, "sentinel");
   ks_error_set(KS_EIO, "sentinel");
   ks_var *bad = ks_add(ctx, x, ks_var_from_data(ctx, KS_F32, 1, (int64_t[]){3}, (float[]){1, 2, 3}, 0));
-  assert_null(ks_sum(ctx, ks_relu(ctx, bad), -1));
+  assert_null(ks_sum(ctx, ks_relu(ctx, bad), KS_AXIS_ALL));
   tu_assert_error(KS_ESHAPE, "ks_add");
-  /* ks_backward on the NULL result reports it */
+  /* ks_backward on the NULL result reports it, quoting the forward pass's
+   * reason intact (the message was formatted into the buffer it quoted) */
+  char reason[1024];
+  snprintf(reason, sizeof reason, "%s", ks_error_last());
+  assert_non_null(strstr(reason, "ks_add"));
   assert_int_equal(ks_backward(ctx, NULL), KS_EINVAL);
+  tu_assert_error(KS_EINVAL, "ks_backward: loss is NULL", reason);
+  /* any message may wrap the previous one */
+  ks_error_set(KS_EIO, "first reason: %s", "disk full");
+  ks_error_set(KS_EFORMAT, "while saving: %s", ks_error_last());
+  assert_string_equal(ks_error_last(), "while saving: first reason: disk full");
   ks_ctx_free(ctx);
 }
 
@@ -185,7 +196,7 @@ static void test_errors__device_without_backend(void **state) {
   tu_assert_error(KS_EUNSUPPORTED, "ks_linear");
   assert_null(ks_softmax_cross_entropy(ctx, x, l, -1));
   tu_assert_error(KS_EUNSUPPORTED, "ks_softmax_cross_entropy");
-  assert_null(ks_sum(ctx, x, -1));
+  assert_null(ks_sum(ctx, x, KS_AXIS_ALL));
   tu_assert_error(KS_EUNSUPPORTED, "ks_sum");
   ks_ctx_free(ctx);
 }

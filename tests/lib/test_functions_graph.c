@@ -27,7 +27,7 @@ static void assert_grad(const ks_var *v, const double *want, int64_t n, const ch
 static void test_graph__variable_used_twice(void **state) {
   ks_ctx *ctx = ks_ctx_new();
   ks_var *x = leaf(ctx, 1, (int64_t[]){3}, (float[]){1, -2, 0.5f}, 1);
-  ks_var *y = ks_sum(ctx, ks_mul(ctx, x, x), -1);
+  ks_var *y = ks_sum(ctx, ks_mul(ctx, x, x), KS_AXIS_ALL);
   TU_NONNULL(y);
   assert_float_equal(ks_tensor_f32(y->data)[0], 5.25f, 1e-6);
   TU_OK(ks_backward(ctx, y));
@@ -36,7 +36,7 @@ static void test_graph__variable_used_twice(void **state) {
   /* the same variable in two different nodes: y = sum(x) + sum(3x) -> 4 */
   ks_ctx_reset(ctx);
   x = leaf(ctx, 1, (int64_t[]){3}, (float[]){1, 2, 3}, 1);
-  y = ks_add(ctx, ks_sum(ctx, x, -1), ks_sum(ctx, ks_scale(ctx, x, 3.0), -1));
+  y = ks_add(ctx, ks_sum(ctx, x, KS_AXIS_ALL), ks_sum(ctx, ks_scale(ctx, x, 3.0), KS_AXIS_ALL));
   TU_OK(ks_backward(ctx, y));
   assert_grad(x, (double[]){4, 4, 4}, 3, "two consumers");
   ks_ctx_free(ctx);
@@ -49,7 +49,7 @@ static void test_graph__diamond(void **state) {
   const float xv[4] = {-0.7f, -0.1f, 0.2f, 0.9f};
   ks_var *x = leaf(ctx, 1, (int64_t[]){4}, xv, 1);
   ks_var *h = ks_scale(ctx, x, 3.0);
-  ks_var *y = ks_sum(ctx, ks_mul(ctx, ks_sigmoid(ctx, h), ks_tanh(ctx, h)), -1);
+  ks_var *y = ks_sum(ctx, ks_mul(ctx, ks_sigmoid(ctx, h), ks_tanh(ctx, h)), KS_AXIS_ALL);
   TU_NONNULL(y);
   TU_OK(ks_backward_ex(ctx, y, 1)); /* retain_grad: h->grad is inspected below */
   double want[4], ysum = 0;
@@ -73,8 +73,8 @@ static void test_graph__second_backward_counts_once(void **state) {
   ks_ctx *ctx = ks_ctx_new();
   ks_var *x = leaf(ctx, 1, (int64_t[]){2}, (float[]){1, 1}, 1);
   ks_var *h = ks_scale(ctx, x, 2.0);
-  ks_var *l1 = ks_sum(ctx, h, -1);
-  ks_var *l2 = ks_sum(ctx, ks_scale(ctx, h, 3.0), -1);
+  ks_var *l1 = ks_sum(ctx, h, KS_AXIS_ALL);
+  ks_var *l2 = ks_sum(ctx, ks_scale(ctx, h, 3.0), KS_AXIS_ALL);
   TU_OK(ks_backward(ctx, l1));
   TU_OK(ks_backward(ctx, l2));
   assert_float_equal(ks_tensor_f32(x->grad)[0], 8.0f, 1e-6);
@@ -100,7 +100,7 @@ static void test_graph__no_backprop_mode(void **state) {
     ks_softmax_cross_entropy(ctx, x, t, -1), ks_mean_squared_error(ctx, x, W),
     ks_dropout(ctx, x, 0.5), ks_add(ctx, x, W), ks_sub(ctx, x, W), ks_mul(ctx, x, W),
     ks_scale(ctx, x, 2), ks_matmul(ctx, x, W, 0, 1), ks_reshape(ctx, x, 1, (int64_t[]){6}),
-    ks_sum(ctx, x, 0), ks_mean(ctx, x, -1),
+    ks_sum(ctx, x, 0), ks_mean(ctx, x, KS_AXIS_ALL),
   };
   for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
     if (!outs[i]) fail_msg("output %zu: %s", i, ks_error_last());
@@ -109,7 +109,7 @@ static void test_graph__no_backprop_mode(void **state) {
   assert_float_equal(ks_tensor_f32(outs[0]->data)[0], 1.5f, 1e-6);
   assert_float_equal(ks_tensor_f32(outs[0]->data)[1], -2.5f, 1e-6);
   /* backward from such an output is a no-op and leaves x without gradient */
-  TU_OK(ks_backward(ctx, ks_sum(ctx, outs[1], -1)));
+  TU_OK(ks_backward(ctx, ks_sum(ctx, outs[1], KS_AXIS_ALL)));
   assert_null(x->grad);
   assert_int_equal(ks_ctx_set_backprop(ctx, 1), 0);
   assert_non_null(ks_relu(ctx, x)->creator);
@@ -124,7 +124,7 @@ static void test_graph__only_needed_gradients(void **state) {
   ks_var *W = leaf(ctx, 2, (int64_t[]){1, 2}, (float[]){3, 4}, 1);
   ks_var *c = leaf(ctx, 2, (int64_t[]){1, 2}, (float[]){5, 6}, 0);
   assert_null(ks_add(ctx, x, c)->creator);
-  ks_var *y = ks_sum(ctx, ks_linear(ctx, x, W, NULL), -1);
+  ks_var *y = ks_sum(ctx, ks_linear(ctx, x, W, NULL), KS_AXIS_ALL);
   TU_OK(ks_backward(ctx, y));
   assert_null(x->grad);
   assert_grad(W, (double[]){1, 2}, 2, "gW");
@@ -247,6 +247,37 @@ static void test_graph__sce_ignore_label(void **state) {
   ks_ctx_free(ctx);
 }
 
+/* axis -1 is the last axis for sum and mean, as for softmax and concat and
+ * in Chainer; KS_AXIS_ALL (axis=None) reduces everything. x = arange(24)
+ * reshaped (2, 3, 4); sums by hand (F.sum(x, axis=-1) in Chainer 7.8.1
+ * prints the same). */
+static void test_graph__reduce_negative_axis(void **state) {
+  ks_ctx *ctx = ks_ctx_new();
+  float v[24];
+  for (int i = 0; i < 24; i++) v[i] = (float)i;
+  ks_var *x = leaf(ctx, 3, (int64_t[]){2, 3, 4}, v, 1);
+  ks_var *s = ks_sum(ctx, x, -1);
+  TU_NONNULL(s);
+  assert_int_equal(s->data->ndim, 2);
+  assert_int_equal(s->data->shape[0], 2);
+  assert_int_equal(s->data->shape[1], 3);
+  const float want_sum[6] = {6, 22, 38, 54, 70, 86};
+  for (int i = 0; i < 6; i++) assert_float_equal(ks_tensor_f32(s->data)[i], want_sum[i], 0.0);
+  ks_var *m = ks_mean(ctx, x, -1);
+  const float want_mean[6] = {1.5f, 5.5f, 9.5f, 13.5f, 17.5f, 21.5f};
+  for (int i = 0; i < 6; i++) assert_float_equal(ks_tensor_f32(m->data)[i], want_mean[i], 0.0);
+  ks_var *s2 = ks_sum(ctx, x, -2); /* (2, 4): 0+4+8, 1+5+9, ... */
+  const float want_s2[8] = {12, 15, 18, 21, 48, 51, 54, 57};
+  for (int i = 0; i < 8; i++) assert_float_equal(ks_tensor_f32(s2->data)[i], want_s2[i], 0.0);
+  ks_var *all = ks_sum(ctx, x, KS_AXIS_ALL);
+  assert_int_equal(all->data->ndim, 0);
+  assert_float_equal(ks_tensor_f32(all->data)[0], 276.0, 0.0);
+  /* backward of mean over the last axis: 1/4 everywhere */
+  TU_OK(ks_backward(ctx, ks_sum(ctx, m, KS_AXIS_ALL)));
+  for (int i = 0; i < 24; i++) assert_float_equal(ks_tensor_f32(x->grad)[i], 0.25, 0.0);
+  ks_ctx_free(ctx);
+}
+
 /* accuracy: hand-computed fractions, ignore_label, first argmax on ties,
  * out-of-range labels never match, no graph */
 static void test_graph__accuracy(void **state) {
@@ -265,6 +296,12 @@ static void test_graph__accuracy(void **state) {
   assert_float_equal(ks_tensor_f32(ks_accuracy(ctx, y, t, -1)->data)[0], 0.0, 0.0);
   t = ks_var_from_data(ctx, KS_I32, 1, (int64_t[]){4}, (int32_t[]){1, 9, 0, 2}, 0);
   assert_float_equal(ks_tensor_f32(ks_accuracy(ctx, y, t, -1)->data)[0], 0.75, 1e-7);
+  /* ignore_label None (KS_IGNORE_NONE): -1 is a label that never matches,
+   * so 1 hit of 4 (F.accuracy(y, t) in Chainer) */
+  t = ks_var_from_data(ctx, KS_I32, 1, (int64_t[]){4}, (int32_t[]){1, -1, -1, 2}, 0);
+  assert_float_equal(ks_tensor_f32(ks_accuracy(ctx, y, t, KS_IGNORE_NONE)->data)[0], 0.5, 1e-7);
+  t = ks_var_from_data(ctx, KS_I32, 1, (int64_t[]){4}, (int32_t[]){-1, -1, -1, -1}, 0);
+  assert_float_equal(ks_tensor_f32(ks_accuracy(ctx, y, t, KS_IGNORE_NONE)->data)[0], 0.0, 0.0);
   ks_ctx_free(ctx);
 }
 
@@ -303,7 +340,7 @@ static void test_graph__dropout(void **state) {
   assert_true(fabs(sy / sx - 1.0) < 0.02);
 
   /* backward: gx = gy * mask, zero exactly where y was dropped */
-  ks_var *loss = ks_sum(ctx, ks_mul(ctx, y, x), -1); /* d/dx = mask * x + y */
+  ks_var *loss = ks_sum(ctx, ks_mul(ctx, y, x), KS_AXIS_ALL); /* d/dx = mask * x + y */
   TU_OK(ks_backward(ctx, loss));
   const float *gx = ks_tensor_f32(x->grad);
   for (int64_t i = 0; i < n; i++) {
@@ -336,7 +373,7 @@ static void test_graph__reshape_view(void **state) {
   assert_ptr_equal(r->data->data, x->data->data);
   assert_int_equal(r->data->ndim, 3);
   assert_int_equal(r->data->shape[1], 2);
-  ks_var *y = ks_sum(ctx, ks_mul(ctx, r, r), -1);
+  ks_var *y = ks_sum(ctx, ks_mul(ctx, r, r), KS_AXIS_ALL);
   TU_OK(ks_backward(ctx, y));
   assert_int_equal(x->grad->ndim, 2);
   assert_grad(x, (double[]){2, 4, 6, 8, 10, 12}, 6, "reshape grad");
@@ -388,6 +425,7 @@ int main(void) {
     cmocka_unit_test(test_graph__stable_softmax),
     cmocka_unit_test(test_graph__sce_ignore_label),
     cmocka_unit_test(test_graph__accuracy),
+    cmocka_unit_test(test_graph__reduce_negative_axis),
     cmocka_unit_test(test_graph__dropout),
     cmocka_unit_test(test_graph__reshape_view),
     cmocka_unit_test(test_graph__empty_batch),

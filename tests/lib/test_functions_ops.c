@@ -237,14 +237,14 @@ static void ref_matmul(const op_case *c, ks_tensor *const *x, double *y) {
     }
 }
 static void reduce_ref(const op_case *c, ks_tensor *const *x, double *y, int mean) {
-  if (c->ia < 0) {
+  if (c->ia == KS_AXIS_ALL) {
     double s = 0.0;
     for (int64_t i = 0; i < x[0]->size; i++) s += F(x, 0)[i];
     y[0] = mean ? s / (double)x[0]->size : s;
     return;
   }
   int64_t o, ch, in;
-  split(x[0], c->ia, &o, &ch, &in);
+  split(x[0], c->ia < 0 ? c->ia + x[0]->ndim : c->ia, &o, &ch, &in);
   for (int64_t a = 0; a < o; a++)
     for (int64_t b = 0; b < in; b++) {
       double s = 0.0;
@@ -320,11 +320,16 @@ static const op_case cases[] = {
   {"matmul trans_b", ap_matmul, ref_matmul, 2, {{S2(3, 4), G_UNI}, {S2(5, 4), G_UNI}}, S2(3, 5), .ib = 1},
   {"matmul trans_a trans_b", ap_matmul, ref_matmul, 2, {{S2(4, 3), G_UNI}, {S2(5, 4), G_UNI}}, S2(3, 5), .ia = 1, .ib = 1},
   {"reshape", ap_reshape, ref_identity, 1, {{S3(2, 3, 4), G_UNI}}, S2(6, 4)},
-  {"sum all", ap_sum, ref_sum, 1, {{S2(3, 4), G_UNI}}, S0, .ia = -1},
+  {"sum all", ap_sum, ref_sum, 1, {{S2(3, 4), G_UNI}}, S0, .ia = KS_AXIS_ALL},
   {"sum axis 0", ap_sum, ref_sum, 1, {{S2(3, 4), G_UNI}}, S1(4), .ia = 0},
   {"sum axis 1 of 3-d", ap_sum, ref_sum, 1, {{S3(2, 3, 4), G_UNI}}, S2(2, 4), .ia = 1},
-  {"mean all", ap_mean, ref_mean, 1, {{S2(3, 4), G_UNI}}, S0, .ia = -1},
+  {"mean all", ap_mean, ref_mean, 1, {{S2(3, 4), G_UNI}}, S0, .ia = KS_AXIS_ALL},
   {"mean axis 1", ap_mean, ref_mean, 1, {{S2(3, 4), G_UNI}}, S1(3), .ia = 1},
+  /* negative axes count from the end (Chainer's axis=-1: the last axis) */
+  {"sum axis -1 of 3-d", ap_sum, ref_sum, 1, {{S3(2, 3, 4), G_UNI}}, S2(2, 3), .ia = -1},
+  {"sum axis -3 of 3-d", ap_sum, ref_sum, 1, {{S3(2, 3, 4), G_UNI}}, S2(3, 4), .ia = -3},
+  {"mean axis -1", ap_mean, ref_mean, 1, {{S2(3, 4), G_UNI}}, S1(3), .ia = -1},
+  {"mean axis -2 of 3-d", ap_mean, ref_mean, 1, {{S3(2, 3, 4), G_UNI}}, S2(2, 4), .ia = -2},
   {"mlp: linear-relu-linear-sce", ap_mlp, ref_mlp, 6,
    {{S2(5, 6), G_UNI}, {S2(4, 6), G_UNI}, {S1(4), G_UNI}, {S2(3, 4), G_UNI}, {S1(3), G_UNI},
     {S1(5), G_LABELS}}, S0, .n_classes = 3,

@@ -169,7 +169,7 @@ static void run_fn(fn_kind k, ks_tensor *const *in, float *out) {
   }
   if (!y) fail_msg("%s", ks_error_last());
   /* loss = sum(y * y) / 2: gy = y */
-  ks_var *loss = ks_scale(ctx, ks_sum(ctx, ks_mul(ctx, y, y), -1), 0.5);
+  ks_var *loss = ks_scale(ctx, ks_sum(ctx, ks_mul(ctx, y, y), KS_AXIS_ALL), 0.5);
   TU_OK(ks_backward(ctx, loss));
   memcpy(out, y->data->data, ks_tensor_nbytes(y->data));
   out += y->data->size;

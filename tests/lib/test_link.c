@@ -169,7 +169,7 @@ static void test_link__nobias_and_rng_seeds(void **state) {
 static ks_var *run_mlp(ks_ctx *ctx, ks_link *m, ks_tensor *xt) {
   ks_var *x = ks_var_new(ctx, xt, 0);
   ks_var *h = ks_relu(ctx, ks_link_forward(ctx, ks_link_child(m, "l1"), x));
-  return ks_sum(ctx, ks_link_forward(ctx, ks_link_child(m, "l2"), h), -1);
+  return ks_sum(ctx, ks_link_forward(ctx, ks_link_child(m, "l2"), h), KS_AXIS_ALL);
 }
 
 static void test_link__grads_and_packing(void **state) {
@@ -360,6 +360,44 @@ static void test_link__classifier(void **state) {
   ks_link_free(clf);
 }
 
+static ks_var *forward_w(ks_ctx *ctx, ks_link *self, ks_var *x) {
+  return ks_linear(ctx, x, ks_link_param(self, "W"), NULL);
+}
+
+/* The issue's case: W = I, x = I, t = [0, -1]. Chainer 7.8.1's L.Classifier
+ * reports accuracy 0.5 (F.accuracy's default ignore_label None: -1 is a miss)
+ * and loss log(1 + e^-1) (softmax_cross_entropy ignores -1: sample 0 alone,
+ * logits (1, 0), label 0). Both by hand. */
+static void test_link__classifier_accuracy_counts_ignored_label(void **state) {
+  (void)state;
+  ks_link *net = ks_chain_new();
+  ks_var *W = ks_link_add_param(net, "W", 2, (int64_t[]){2, 2}, NULL, NULL);
+  assert_non_null(W);
+  memcpy(ks_tensor_f32(W->data), (float[]){1, 0, 0, 1}, sizeof(float) * 4);
+  ks_link_set_forward(net, forward_w, NULL);
+  ks_link *clf = ks_classifier_new(net);
+  TU_NONNULL(clf);
+  ks_ctx *ctx = ks_ctx_new();
+  ks_var *x = ks_var_from_data(ctx, KS_F32, 2, (int64_t[]){2, 2}, (float[]){1, 0, 0, 1}, 0);
+  ks_var *t = ks_var_from_data(ctx, KS_I32, 1, (int64_t[]){2}, (int32_t[]){0, -1}, 0);
+  ks_var *acc = NULL;
+  ks_var *loss = ks_classifier_forward(ctx, clf, x, t, NULL, &acc);
+  TU_NONNULL(loss);
+  assert_float_equal(ks_tensor_f32(acc->data)[0], 0.5, 1e-7);
+  assert_float_equal(ks_tensor_f32(loss->data)[0], log1p(exp(-1.0)), 1e-6);
+  /* the Trainer's lossfun reports the same */
+  ks_reporter *rep = ks_reporter_new();
+  TU_NONNULL(rep);
+  ks_var *in[2] = {x, t};
+  TU_NONNULL(ks_classifier_lossfun(ctx, clf, in, 2, rep, NULL));
+  double v;
+  TU_OK(ks_reporter_get(rep, "accuracy", &v));
+  assert_float_equal(v, 0.5, 1e-7);
+  ks_reporter_free(rep);
+  ks_ctx_free(ctx);
+  ks_link_free(clf);
+}
+
 /* ---- npz -------------------------------------------------------------------------- */
 
 static char *g_dir;
@@ -505,6 +543,7 @@ int main(void) {
     cmocka_unit_test(test_link__copyparams),
     cmocka_unit_test(test_link__sequential),
     cmocka_unit_test(test_link__classifier),
+    cmocka_unit_test(test_link__classifier_accuracy_counts_ignored_label),
     cmocka_unit_test(test_link__npz_roundtrip_and_keys),
     cmocka_unit_test(test_link__npz_load_failures_leave_params),
   };

@@ -138,7 +138,7 @@ static void adam_ref_step(ref *r, const ks_adam_opts *a, int t) {
     double vv = r->b[k];
     if (a->amsgrad) { r->c[k] = fmax(r->c[k], r->b[k]); vv = r->c[k]; }
     double step = lr / (sqrt(vv) + a->eps);
-    r->p[k] = (1.0 - a->weight_decay_rate) * r->p[k] - a->eta * (step * r->a[k]);
+    r->p[k] = (1.0 - a->eta * a->weight_decay_rate) * r->p[k] - a->eta * (step * r->a[k]);
   }
 }
 
@@ -182,6 +182,29 @@ static void test_optimizers__adam(void **state) {
   tiny.eps = 1e-50; /* rounds to 0 in float32: Chainer raises */
   assert_null(ks_optimizer_adam_new(&tiny));
   tu_assert_error(KS_EINVAL, "eps");
+}
+
+/* The issue's case, by hand (and Chainer 7.8.1 prints the same): one
+ * parameter p = 1 with no gradient (zero-filled), one step of Adam with
+ * weight_decay_rate = 0.1 and eta = 0.5. m = v = 0, so the step is 0 and
+ * p = (1 - eta * weight_decay_rate) * 1 = 0.95 (not 0.90: the decoupled
+ * decay is scaled by eta). */
+static void test_optimizers__adam_decay_scaled_by_eta(void **state) {
+  (void)state;
+  ks_link *m = ks_chain_new();
+  ks_var *p = ks_link_add_param(m, "p", 1, (int64_t[]){1}, NULL, NULL);
+  assert_non_null(p);
+  ks_tensor_f32(p->data)[0] = 1.0f;
+  ks_adam_opts a = KS_ADAM_OPTS_DEFAULT;
+  a.weight_decay_rate = 0.1;
+  a.eta = 0.5;
+  ks_optimizer *o = ks_optimizer_adam_new(&a);
+  TU_OK(ks_optimizer_setup(o, m));
+  ks_link_cleargrads(m);
+  TU_OK(ks_optimizer_update(o));
+  assert_float_equal(ks_tensor_f32(p->data)[0], 0.95, 1e-7);
+  ks_optimizer_free(o);
+  ks_link_free(m);
 }
 
 /* ---- cleared grads, hooks --------------------------------------------------------- */
@@ -336,7 +359,7 @@ static void test_optimizers__lazy_setup(void **state) {
   ks_rng rng;
   ks_rng_seed(&rng, 1);
   ks_tensor *xt = tu_uniform(&rng, 2, (int64_t[]){4, 2}, -1, 1);
-  ks_var *loss = ks_sum(ctx, ks_link_forward(ctx, ks_link_child(m, "l1"), ks_var_new(ctx, xt, 0)), -1);
+  ks_var *loss = ks_sum(ctx, ks_link_forward(ctx, ks_link_child(m, "l1"), ks_var_new(ctx, xt, 0)), KS_AXIS_ALL);
   TU_OK(ks_backward(ctx, loss));
   ks_var *b = ks_link_param(m, "l1/b");
   float b0 = ks_tensor_f32(b->data)[0], g0 = ks_tensor_f32(b->grad)[0];
@@ -505,6 +528,7 @@ int main(void) {
     cmocka_unit_test(test_optimizers__sgd),
     cmocka_unit_test(test_optimizers__momentum_sgd),
     cmocka_unit_test(test_optimizers__adam),
+    cmocka_unit_test(test_optimizers__adam_decay_scaled_by_eta),
     cmocka_unit_test(test_optimizers__cleared_grad_is_zero),
     cmocka_unit_test(test_optimizers__weight_decay),
     cmocka_unit_test(test_optimizers__gradient_clipping),

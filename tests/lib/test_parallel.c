@@ -73,7 +73,7 @@ static ks_var *slice_loss(ks_ctx *ctx, int replica, int64_t start, int64_t count
     return NULL;
   }
   ks_var *loss = rows_loss(ctx, b, start, count);
-  if (loss && b->foreign) loss = ks_add(ctx, loss, ks_sum(ctx, b->foreign, -1));
+  if (loss && b->foreign) loss = ks_add(ctx, loss, ks_sum(ctx, b->foreign, KS_AXIS_ALL));
   if (loss && b->wide_loss) loss = ks_concat(ctx, 2, (ks_var *[]){ks_reshape(ctx, loss, 1, (int64_t[]){1}), ks_reshape(ctx, loss, 1, (int64_t[]){1})}, 0);
   return loss;
 }

@@ -494,7 +494,10 @@ static void test_trainer__snapshot_keys_like_chainer(void **state) {
                         "updater/iterator:main/order", "updater/optimizer:main/t",
                         "updater/optimizer:main/predictor/l1/W/v", "updater/model:main/predictor/l1/W",
                         "updater/model:main/predictor/l2/b", "updater/ctx_rng",
-                        "stop_trigger/_previous_iteration", "extension_triggers/LogReport/_previous_iteration",
+                        /* Chainer 7.8.1's IntervalTrigger.serialize keys */
+                        "stop_trigger/previous_iteration", "stop_trigger/previous_epoch_detail",
+                        "extension_triggers/LogReport/previous_iteration",
+                        "extension_triggers/LogReport/previous_epoch_detail",
                         "extensions/LogReport/_log", "extensions/ExponentialShift/_t",
                         "extensions/ExponentialShift/_last_value", "_snapshot_elapsed_time"};
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
@@ -504,6 +507,74 @@ static void test_trainer__snapshot_keys_like_chainer(void **state) {
   assert_int_equal(it, 6);
   ks_npz_reader_close(r);
   tt_setup_free(&s);
+  tu_rmtree(dir);
+}
+
+/* Trigger state written under three sets of names loads the same: kusari's
+ * (Chainer's names plus "_previous_epoch"), kusari's before it used
+ * Chainer's names ("_previous_iteration", "_previous_epoch_detail"), and
+ * Chainer's alone (no integer epoch: its whole part is taken). */
+static void write_trigger_npz(const char *path, const char *it_key, const char *ed_key, int with_epoch) {
+  ks_npz_writer *w;
+  TU_OK(ks_npz_writer_open(&w, path, 0));
+  TU_OK(ks_npz_writer_add_int64(w, it_key, 9));
+  if (with_epoch) TU_OK(ks_npz_writer_add_int64(w, "stop_trigger/_previous_epoch", 1));
+  double ed = 1.44;
+  TU_OK(ks_npz_writer_add(w, ed_key, KS_NPZ_F8, 0, NULL, &ed));
+  TU_OK(ks_npz_writer_commit(w));
+}
+
+static void test_trainer__trigger_state_old_and_chainer_keys(void **state) {
+  (void)state;
+  const char *dir = tu_tmpdir();
+  char path[700];
+  snprintf(path, sizeof path, "%s/trig.npz", dir);
+  struct { const char *it, *ed; int with_epoch; } cases[] = {
+    {"stop_trigger/previous_iteration", "stop_trigger/previous_epoch_detail", 1},
+    {"stop_trigger/_previous_iteration", "stop_trigger/_previous_epoch_detail", 1},
+    {"stop_trigger/previous_iteration", "stop_trigger/previous_epoch_detail", 0},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    write_trigger_npz(path, cases[c].it, cases[c].ed, cases[c].with_epoch);
+    ks_npz_reader *r;
+    TU_OK(ks_npz_reader_open(&r, path));
+    ks_interval_trigger t;
+    ks_interval_trigger_init(&t, KS_TRIGGER(0.5, KS_EPOCH));
+    TU_OK(ks_interval_trigger_load(&t, r, "stop_trigger/"));
+    ks_npz_reader_close(r);
+    assert_int_equal(t.previous_iteration, 9);
+    assert_int_equal(t.previous_epoch, 1);
+    assert_true(t.previous_epoch_detail == 1.44);
+  }
+  /* saving writes Chainer's names */
+  ks_npz_writer *w;
+  TU_OK(ks_npz_writer_open(&w, path, 0));
+  ks_interval_trigger t;
+  ks_interval_trigger_init(&t, KS_TRIGGER(0.5, KS_EPOCH));
+  t.previous_iteration = 12;
+  t.previous_epoch = 2;
+  t.previous_epoch_detail = 2.25;
+  TU_OK(ks_interval_trigger_save(&t, w, "stop_trigger/"));
+  TU_OK(ks_npz_writer_commit(w));
+  ks_npz_reader *r;
+  TU_OK(ks_npz_reader_open(&r, path));
+  assert_int_equal(ks_npz_reader_num_keys(r), 3);
+  int64_t it;
+  double ed;
+  TU_OK(ks_npz_reader_read(r, "stop_trigger/previous_iteration", KS_NPZ_I8, &it, 1));
+  TU_OK(ks_npz_reader_read(r, "stop_trigger/previous_epoch_detail", KS_NPZ_F8, &ed, 1));
+  assert_int_equal(it, 12);
+  assert_true(ed == 2.25);
+  assert_int_equal(ks_npz_reader_info(r, "stop_trigger/_previous_iteration", NULL), KS_ENOTFOUND);
+  ks_npz_reader_close(r);
+  /* neither name: a clear error */
+  TU_OK(ks_npz_writer_open(&w, path, 0));
+  TU_OK(ks_npz_writer_add_int64(w, "other", 1));
+  TU_OK(ks_npz_writer_commit(w));
+  TU_OK(ks_npz_reader_open(&r, path));
+  assert_int_equal(ks_interval_trigger_load(&t, r, "stop_trigger/"), KS_ENOTFOUND);
+  tu_assert_error(KS_ENOTFOUND, "stop_trigger/previous_iteration");
+  ks_npz_reader_close(r);
   tu_rmtree(dir);
 }
 
@@ -598,6 +669,7 @@ int main(void) {
     cmocka_unit_test(test_trainer__resume_is_exact_adam_dropout),
     cmocka_unit_test(test_trainer__resume_is_exact_with_replicas),
     cmocka_unit_test(test_trainer__snapshot_keys_like_chainer),
+    cmocka_unit_test(test_trainer__trigger_state_old_and_chainer_keys),
     cmocka_unit_test(test_trainer__bad_snapshots_change_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
