@@ -112,7 +112,7 @@ else
 fi
 
 if [ "${SKIP_TSAN:-0}" != 1 ]; then
-  tsan_tests="backend_threads kernels_threads parallel optimizers trainer"
+  tsan_tests="backend_threads backend_first_use kernels_threads parallel optimizers trainer"
   # shellcheck disable=SC2046
   if build "build (ThreadSanitizer, -Werror)" build-tsan \
        -DCMAKE_BUILD_TYPE=Debug -DKUSARI_WERROR=ON -DKUSARI_TSAN=ON -- $(printf 'test_%s ' $tsan_tests); then
