@@ -42,8 +42,12 @@ test ! -e /opt/kusari-nowhere && ok "nothing created under the prefix" || fail "
 # ---- scripts/test.sh: every stage runs, then a summary ----------------------------
 F="$T/fake"; mkdir -p "$F/scripts"
 cp "$REPO/scripts/test.sh" "$F/scripts/test.sh"
-cat > "$F/CMakeLists.txt" <<'CMAKE'
-# kusari's options and test names, no compiler: 5 threaded unit tests, one
+# the threaded unit tests are the ones test.sh names for its TSan stage
+tsan="$(sed -n 's/^ *tsan_tests="\(.*\)"$/\1/p' "$REPO/scripts/test.sh")"
+nt=$(echo $tsan | wc -w)
+[ "$nt" -ge 1 ] || die "cannot read tsan_tests from scripts/test.sh"
+cat > "$F/CMakeLists.txt" <<CMAKE
+# kusari's options and test names, no compiler: $nt threaded unit tests, one
 # platform test that passes, one skipped (77), one that fails in the Release
 # stage only; the ASan stage's configuration fails when asan-breaks exists.
 cmake_minimum_required(VERSION 3.20)
@@ -51,14 +55,14 @@ project(fake NONE)
 option(KUSARI_WERROR "" OFF)
 option(KUSARI_SANITIZE "" OFF)
 option(KUSARI_TSAN "" OFF)
-if(KUSARI_SANITIZE AND EXISTS ${CMAKE_SOURCE_DIR}/asan-breaks)
+if(KUSARI_SANITIZE AND EXISTS \${CMAKE_SOURCE_DIR}/asan-breaks)
   message(FATAL_ERROR "this stage's build is broken on purpose")
 endif()
 enable_testing()
-foreach(t backend_threads kernels_threads parallel optimizers trainer)
-  add_custom_target(test_${t})
-  add_test(NAME lib_${t} COMMAND true)
-  set_tests_properties(lib_${t} PROPERTIES LABELS unit)
+foreach(t $tsan)
+  add_custom_target(test_\${t})
+  add_test(NAME lib_\${t} COMMAND true)
+  set_tests_properties(lib_\${t} PROPERTIES LABELS unit)
 endforeach()
 add_test(NAME platform_ok COMMAND true)
 add_test(NAME platform_skip COMMAND sh -c "exit 77")
@@ -74,20 +78,20 @@ touch "$F/asan-breaks"
 assert_eq 1 $rc "test.sh exits 1 when a stage failed"
 out="$(cat "$T/t1.out")"
 assert_contains "$out" "== threaded unit tests under ThreadSanitizer ==" "the TSan stage ran after the failures"
-assert_contains "$out" "FAILED: 1 failed (platform_fails_in_release), 6 passed, 1 skipped" "Release stage: the failed test named"
+assert_contains "$out" "FAILED: 1 failed (platform_fails_in_release), $((nt + 1)) passed, 1 skipped" "Release stage: the failed test named"
 assert_contains "$out" "build (ASan + UBSan, -Werror)                    FAILED (counted as 1 failure)" "the ASan build's failure reported"
 assert_contains "$out" "not run: its build failed" "its tests reported as not run"
-assert_contains "$out" "threaded unit tests under ThreadSanitizer        ok: 5 passed, 0 skipped" "the TSan stage's result"
+assert_contains "$out" "threaded unit tests under ThreadSanitizer        ok: $nt passed, 0 skipped" "the TSan stage's result"
 assert_eq "skipped tests: 1" "$(tail -2 "$T/t1.out" | head -1)" "skipped tests counted apart"
-# 6 + 5 passed; 1 failed test + 1 failed build
-assert_eq "11 passed, 2 failed" "$(tail -1 "$T/t1.out")" "closing line counts every stage"
+# (nt + 1) + nt passed; 1 failed test + 1 failed build
+assert_eq "$((2 * nt + 1)) passed, 2 failed" "$(tail -1 "$T/t1.out")" "closing line counts every stage"
 # everything passing but the Release test: the sanitizer stages run their tests
 rm "$F/asan-breaks"
 (cd "$F" && JOBS=2 bash scripts/test.sh) > "$T/t2.out" 2>&1; rc=$?
 assert_eq 1 $rc "still exits 1 for the one failed test"
-assert_contains "$(cat "$T/t2.out")" "unit and platform tests under ASan + UBSan       ok: 6 passed, 1 skipped" "ASan stage ran its tests"
-assert_eq "17 passed, 1 failed" "$(tail -1 "$T/t2.out")" "closing line: 6 + 6 + 5 passed, 1 failed"
+assert_contains "$(cat "$T/t2.out")" "unit and platform tests under ASan + UBSan       ok: $((nt + 1)) passed, 1 skipped" "ASan stage ran its tests"
+assert_eq "$((3 * nt + 2)) passed, 1 failed" "$(tail -1 "$T/t2.out")" "closing line: every stage's passed tests, 1 failed"
 (cd "$F" && SKIP_ASAN=1 SKIP_TSAN=1 CTEST_ARGS="-E fails_in_release" JOBS=2 bash scripts/test.sh) > "$T/t3.out" 2>&1; rc=$?
 assert_eq 0 $rc "exits 0 when nothing failed"
-assert_eq "6 passed, 0 failed" "$(tail -1 "$T/t3.out")" "closing line with nothing failed"
+assert_eq "$((nt + 1)) passed, 0 failed" "$(tail -1 "$T/t3.out")" "closing line with nothing failed"
 finish
