@@ -1,0 +1,23 @@
+"""kusari: the Python client of the kusari ML platform.
+
+Inside a training script::
+
+    from kusari import Run
+    run = Run.get_context()
+    run.log("Accuracy", 0.91)
+
+From a notebook or a program::
+
+    from kusari import Workspace, Experiment, ScriptRunConfig
+    ws = Workspace.from_config()
+    run = Experiment(ws, "mnist").submit(ScriptRunConfig("src", "train.py", compute_target="cpu"))
+    run.wait_for_completion(show_output=True)
+
+See docs/PYTHON.md.
+"""
+from .errors import KusariError
+from .run import Run
+from .workspace import Experiment, ScriptRunConfig, Workspace
+
+__version__ = "0.1.0"
+__all__ = ["Run", "Workspace", "Experiment", "ScriptRunConfig", "KusariError"]
