@@ -65,8 +65,11 @@ class Run:
         self._lib = None
         self._h = None           # the C client's ks_run* (None: offline or not this process's run)
         self._names = {}         # metric name -> its UTF-8 bytes, checked once
+        self._log_step = None    # the C ks_run_log_step while connected
         if _live is not None:
             self._lib, self._h = _live
+            self._h = ctypes.c_void_p(self._h)
+            self._log_step = self._lib.ks_run_log_step
 
     # -- the run of this process ------------------------------------------
     @classmethod
@@ -140,18 +143,30 @@ class Run:
 
     def log(self, name, value, step=None):
         """Appends value to metric name (step: None = the next step of name)."""
-        b = self._names.get(name) if isinstance(name, str) else None
-        if b is None:
-            b = _name_bytes("log", name)
-            self._names[name] = b
-        v = value if value.__class__ is float else _value("log", name, value)
-        s = -1 if step is None else _step("log", step)
-        h = self._h
-        if h is None:
+        # fast path: a float, no step, a name seen before, inside a run
+        if step is None and value.__class__ is float:
+            try:
+                b = self._names[name]
+            except (KeyError, TypeError):
+                b = self._name(name)
+            w = self._log_step
+            if w is not None:
+                if w(self._h, b, -1, value):
+                    self._check(-1)
+                return
+        else:
+            b = self._name(name)
+            value = _value("log", name, value)
+            step = _step("log", step)
+        if self._h is None:
             self._writer("log")
             return
-        if self._lib.ks_run_log_step(h, b, s, v) != 0:
-            self._check(-1)
+        self._check(self._lib.ks_run_log_step(self._h, b, step, value))
+
+    def _name(self, name):
+        b = _name_bytes("log", name)
+        self._names[name] = b
+        return b
 
     def log_list(self, name, values):
         """Logs the values as consecutive steps of metric name."""

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The Python SDK (python/kusari: Workspace, Experiment, ScriptRunConfig, Run)
+# over the kusari program's --json output, against real runs: from_config,
+# submit with arguments, an environment dict and tags, wait_for_completion
+# with its output, get_status/get_metrics/get_file_names/get_tags,
+# download_file/download_files, register_model; errors carry the program's
+# message; a missing program is a clear KusariError.
+source "$(dirname "$0")/lib.sh"
+SRC="$(cd "$(dirname "$0")/../.." && pwd)"
+"$K" compute create cpu --type local --max-nodes 2 >/dev/null || die "compute create"
+export PYTHONPATH="$SRC/python"
+export PATH="$(dirname "$K"):$PATH"     # the SDK runs the kusari program from PATH
+
+mkdir -p "$T/src"
+cat > "$T/src/train.sh" <<'SH'
+echo "training with $* lr=$LR"
+for a in 0.5 0.75 0.875; do kusari log metric Accuracy $a; done
+kusari log metric Epochs 3
+kusari log tag framework bash
+mkdir -p outputs/model && echo weights > outputs/model/model.npz && echo '{}' > outputs/model/model.json
+echo notes > outputs/notes.txt
+SH
+printf 'echo failing on purpose\nexit 3\n' > "$T/src/fail.sh"
+
+cat > "$T/sdk.py" <<'PY'
+import io, os, sys, contextlib
+from kusari import Workspace, Experiment, ScriptRunConfig, Run, KusariError
+src, dl = sys.argv[1], sys.argv[2]
+ws = Workspace.from_config()
+print("workspace", ws.path == os.environ["KUSARI_WORKSPACE"])
+exp = Experiment(ws, "sdk-exp")
+cfg = ScriptRunConfig(source_directory=src, script="train.sh", arguments=["--epochs", 3],
+                      compute_target="cpu", environment={"variables": {"LR": "0.01"}},
+                      tags={"owner": "sdk"})
+run = exp.submit(cfg)
+print("submitted", run.id.startswith("sdk-exp_"), run.experiment.name)
+buf = io.StringIO()
+with contextlib.redirect_stdout(buf):
+    details = run.wait_for_completion(show_output=True)
+print("output:", "training with --epochs 3 lr=0.01" in buf.getvalue())
+print("status", details["status"], run.get_status())
+print("metrics", sorted(run.get_metrics().items()))
+print("one metric", run.get_metrics("Epochs"))
+print("files", sorted(run.get_file_names()))
+print("tags", sorted(run.get_tags().items()))
+p = run.download_file("outputs/notes.txt", dl)
+print("download_file", os.path.relpath(p, dl), open(p).read().strip())
+run.download_files("outputs/model", os.path.join(dl, "all"))
+print("download_files", sorted(os.listdir(os.path.join(dl, "all", "outputs", "model"))))
+m = run.register_model("sdk-model", "outputs/model", tags={"stage": "test"}, description="from the SDK")
+print("model", m)
+print("runs", [r.id for r in exp.get_runs()] == [run.id])
+print("experiments", sorted(ws.experiments))
+bad = exp.submit(ScriptRunConfig(src, "fail.sh", compute_target="cpu"))
+try:
+    bad.wait_for_completion()
+    print("failed run did not raise")
+except KusariError as e:
+    print("failed run raises:", e.message)
+print("failed status", bad.wait_for_completion(raise_on_error=False)["status"])
+for what, f in [("unknown run", lambda: Run(exp, "no_such_run").get_metrics()),
+                ("unknown compute", lambda: exp.submit(ScriptRunConfig(src, "train.sh", compute_target="gpu9"))),
+                ("missing file", lambda: run.download_file("outputs/none.txt", dl)),
+                ("bad config", lambda: exp.submit("train.sh"))]:
+    try:
+        f()
+        print(what, "accepted")
+    except (KusariError, TypeError) as e:
+        print(what, "->", type(e).__name__, str(e).replace("\n", " | "))
+PY
+mkdir -p "$T/dl"
+out="$(python3 "$T/sdk.py" "$T/src" "$T/dl" 2>&1)"
+assert_contains "$out" "workspace True" "Workspace.from_config() finds the workspace the CLI uses"
+assert_contains "$out" "submitted True sdk-exp" "Experiment.submit returns the run"
+assert_contains "$out" "output: True" "wait_for_completion(show_output=True) streams the output (arguments and environment applied)"
+assert_contains "$out" "status Completed Completed" "status from wait and get_status"
+assert_contains "$out" "metrics [('Accuracy', [0.5, 0.75, 0.875]), ('Epochs', 3)]" "get_metrics: lists and single values"
+assert_contains "$out" "one metric {'Epochs': 3}" "get_metrics(name)"
+assert_contains "$out" "files ['logs/std_log.txt', 'outputs/model/model.json', 'outputs/model/model.npz', 'outputs/notes.txt']" "get_file_names"
+assert_contains "$out" "tags [('framework', 'bash'), ('owner', 'sdk')]" "tags from the config and from the run"
+assert_contains "$out" "download_file notes.txt notes" "download_file into a directory"
+assert_contains "$out" "download_files ['model.json', 'model.npz']" "download_files of a folder"
+assert_contains "$out" "model {'name': 'sdk-model', 'version': 1}" "register_model"
+show="$($K model show sdk-model --json)"
+assert_contains "$show" "model/model.npz" "the registered model's files, seen by the CLI"
+assert_contains "$show" "from the SDK" "the registered model's description"
+assert_contains "$out" "runs True" "Experiment.get_runs"
+assert_contains "$out" "experiments ['sdk-exp']" "Workspace.experiments"
+assert_contains "$out" "failed run raises: run sdk-exp_2 ended Failed" "a failed run raises from wait_for_completion"
+assert_contains "$out" "failed status Failed" "raise_on_error=False returns the details"
+assert_contains "$out" "unknown run -> KusariError" "an unknown run is a KusariError"
+assert_contains "$out" "unknown compute -> KusariError" "an unknown compute target is a KusariError"
+assert_contains "$out" "hint:" "errors carry the program's hint"
+assert_contains "$out" "missing file -> KusariError" "a missing run file is a KusariError"
+assert_contains "$out" "bad config -> TypeError submit: config must be a ScriptRunConfig, got str" "a wrong config type is a TypeError"
+assert_not_contains "$out" "accepted" "bad input is refused"
+assert_not_contains "$out" "Traceback" "no tracebacks"
+
+# no kusari program: a clear error, not a stack trace from subprocess
+PY="$(python3 -c 'import sys; print(sys.executable)')"
+out="$(cd "$T" && env -u KUSARI_BIN PATH=/nonexistent "$PY" -c 'from kusari import Workspace, KusariError
+try:
+    Workspace.from_config()
+except KusariError as e:
+    print("no program:", e)' 2>&1)"
+assert_contains "$out" "no program: cannot find the kusari program on PATH" "a missing kusari program: what was wrong"
+assert_contains "$out" "hint: install kusari" "a missing kusari program: what to do"
+finish
