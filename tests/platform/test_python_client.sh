@@ -159,6 +159,21 @@ assert_contains "$out" "strict: not inside a kusari run (KUSARI_RUN_ID is not se
 assert_not_contains "$out" "Traceback" "no traceback offline"
 assert_eq "$runs_before" "$(sql 'SELECT count(*) FROM runs; SELECT count(*) FROM metrics')" "offline logging recorded nothing"
 
+# --- an installed kusari: the package from PREFIX/share/kusari/python, the library from PREFIX/lib
+BUILD="$(cd "$(dirname "$K")/.." && pwd)"
+P="$T/opt/kusari"
+if cmake --install "$BUILD" --prefix "$P" >/dev/null; then
+  test -f "$P/share/kusari/python/kusari/run.py" && ok "the package is installed under PREFIX/share/kusari/python" || fail "no $P/share/kusari/python/kusari"
+  mkdir -p "$T/inst"
+  printf 'import kusari\nfrom kusari import Run\nRun.get_context().log("inst", 42)\nprint("package from", kusari.__file__)\n' > "$T/inst/train.py"
+  id="$(PATH="$P/bin:$PATH" "$P/bin/kusari" run submit --experiment pyinst --source "$T/inst" --entry train.py --compute cpu "${ENVF[@]}" | tail -1)"
+  out="$("$P/bin/kusari" run wait "$id" --show-output 2>&1)"
+  assert_contains "$out" "package from $P/share/kusari/python/kusari/__init__.py" "an installed kusari's entries import the installed package"
+  assert_eq "42" "$(jget "$($K run metrics "$id" --json)" 'j["inst"][0]["value"]')" "and log through the installed libkusari"
+else
+  fail "cmake --install failed"
+fi
+
 # --- pip install ./python ------------------------------------------------------------
 # Debian's python3 has setuptools and wheel, so the install needs no network
 PY3=/usr/bin/python3; [ -x "$PY3" ] || PY3="$(command -v python3)"
