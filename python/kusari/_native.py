@@ -75,7 +75,8 @@ def library():
         msg += " (" + "; ".join(errors) + ")"
     else:
         msg += " (looked in: %s)" % ", ".join(tried[:8])
-    raise KusariError(msg, hint="install kusari (scripts/setup.sh), or set KUSARI_LIBRARY to the path of libkusari.so")
+    raise KusariError(msg, hint="install kusari (scripts/setup.sh), or set KUSARI_LIBRARY to the path of libkusari.so "
+                            "(for a run: in its environment file's \"variables\")")
 
 
 def _bind(lib):
