@@ -15,9 +15,10 @@ From a notebook or a program::
 
 See docs/PYTHON.md.
 """
+from .compute import ComputeTarget, Model
 from .errors import KusariError
 from .run import Run
 from .workspace import Experiment, ScriptRunConfig, Workspace
 
 __version__ = "0.1.0"
-__all__ = ["Run", "Workspace", "Experiment", "ScriptRunConfig", "KusariError"]
+__all__ = ["Run", "Workspace", "Experiment", "ScriptRunConfig", "ComputeTarget", "Model", "KusariError"]

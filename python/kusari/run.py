@@ -318,7 +318,7 @@ class Run:
 
     def register_model(self, model_name, model_path, tags=None, description=None):
         """Registers run file or folder model_path as a new version of
-        model_name; returns {'name', 'version'}."""
+        model_name; returns its Model."""
         args = ["model", "register", "--name", model_name, "--run", self._id, "--path", model_path]
         for k, v in (tags or {}).items():
             args += ["--tag", "%s=%s" % (k, v)]
@@ -326,7 +326,8 @@ class Run:
             args += ["--description", description]
         last = self._t("register_model").text(*args).strip().splitlines()[-1]
         name, _, version = last.rpartition(":")
-        return {"name": name, "version": int(version)}
+        from .compute import Model
+        return Model(self._experiment.workspace, name, int(version))
 
     def cancel(self):
         self._t("cancel").text("run", "cancel", self._id)

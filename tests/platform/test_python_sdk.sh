@@ -7,7 +7,6 @@
 # message; a missing program is a clear KusariError.
 source "$(dirname "$0")/lib.sh"
 SRC="$(cd "$(dirname "$0")/../.." && pwd)"
-"$K" compute create cpu --type local --max-nodes 2 >/dev/null || die "compute create"
 export PYTHONPATH="$SRC/python"
 export PATH="$(dirname "$K"):$PATH"     # the SDK runs the kusari program from PATH
 
@@ -24,13 +23,20 @@ printf 'echo failing on purpose\nexit 3\n' > "$T/src/fail.sh"
 
 cat > "$T/sdk.py" <<'PY'
 import io, os, sys, contextlib
-from kusari import Workspace, Experiment, ScriptRunConfig, Run, KusariError
+from kusari import Workspace, Experiment, ScriptRunConfig, Run, ComputeTarget, Model, KusariError
 src, dl = sys.argv[1], sys.argv[2]
 ws = Workspace.from_config()
 print("workspace", ws.path == os.environ["KUSARI_WORKSPACE"])
+try:
+    ComputeTarget(ws, "cpu")
+    print("compute exists before create")
+except KusariError as e:
+    print("no compute yet:", e.message)
+cpu = ComputeTarget.create(ws, "cpu", max_nodes=2)
+print("compute", cpu.name, cpu.type, cpu.get_status()["max_nodes"], [c.name for c in ComputeTarget.list(ws)])
 exp = Experiment(ws, "sdk-exp")
 cfg = ScriptRunConfig(source_directory=src, script="train.sh", arguments=["--epochs", 3],
-                      compute_target="cpu", environment={"variables": {"LR": "0.01"}},
+                      compute_target=cpu, environment={"variables": {"LR": "0.01"}},
                       tags={"owner": "sdk"})
 run = exp.submit(cfg)
 print("submitted", run.id.startswith("sdk-exp_"), run.experiment.name)
@@ -48,7 +54,10 @@ print("download_file", os.path.relpath(p, dl), open(p).read().strip())
 run.download_files("outputs/model", os.path.join(dl, "all"))
 print("download_files", sorted(os.listdir(os.path.join(dl, "all", "outputs", "model"))))
 m = run.register_model("sdk-model", "outputs/model", tags={"stage": "test"}, description="from the SDK")
-print("model", m)
+print("model", m, m.run_id == run.id, m.description, m.tags, sorted(m.get_file_names()))
+m.download(os.path.join(dl, "model"))
+print("model download", sorted(os.listdir(os.path.join(dl, "model", "model"))))
+print("model list", Model.list(ws) == [m], Model(ws, "sdk-model") == m)
 print("runs", [r.id for r in exp.get_runs()] == [run.id])
 print("experiments", sorted(ws.experiments))
 bad = exp.submit(ScriptRunConfig(src, "fail.sh", compute_target="cpu"))
@@ -80,7 +89,11 @@ assert_contains "$out" "files ['logs/std_log.txt', 'outputs/model/model.json', '
 assert_contains "$out" "tags [('framework', 'bash'), ('owner', 'sdk')]" "tags from the config and from the run"
 assert_contains "$out" "download_file notes.txt notes" "download_file into a directory"
 assert_contains "$out" "download_files ['model.json', 'model.npz']" "download_files of a folder"
-assert_contains "$out" "model {'name': 'sdk-model', 'version': 1}" "register_model"
+assert_contains "$out" "no compute yet: no compute target named 'cpu'" "ComputeTarget(ws, name) of an unknown target raises"
+assert_contains "$out" "compute cpu local 2 ['cpu']" "ComputeTarget.create, get_status, list"
+assert_contains "$out" "model Model('sdk-model', version=1) True from the SDK {'stage': 'test'} ['model/model.json', 'model/model.npz']" "register_model returns the Model with its lineage, description, tags, files"
+assert_contains "$out" "model download ['model.json', 'model.npz']" "Model.download"
+assert_contains "$out" "model list True True" "Model.list and Model(ws, name) (the latest version)"
 show="$($K model show sdk-model --json)"
 assert_contains "$show" "model/model.npz" "the registered model's files, seen by the CLI"
 assert_contains "$show" "from the SDK" "the registered model's description"
