@@ -17,8 +17,16 @@ See docs/PYTHON.md.
 """
 from .compute import ComputeTarget, Model
 from .errors import KusariError
+from .hyperdrive import (BanditPolicy, BayesianParameterSampling, GridParameterSampling, HyperDriveConfig,
+                         HyperDriveRun, MedianStoppingPolicy, NoTerminationPolicy, PrimaryMetricGoal,
+                         RandomParameterSampling, TruncationSelectionPolicy, choice, lognormal, loguniform,
+                         normal, qlognormal, qloguniform, qnormal, quniform, randint, uniform)
 from .run import Run
 from .workspace import Experiment, ScriptRunConfig, Workspace
 
 __version__ = "0.1.0"
-__all__ = ["Run", "Workspace", "Experiment", "ScriptRunConfig", "ComputeTarget", "Model", "KusariError"]
+__all__ = ["Run", "Workspace", "Experiment", "ScriptRunConfig", "ComputeTarget", "Model", "KusariError",
+           "HyperDriveConfig", "HyperDriveRun", "RandomParameterSampling", "GridParameterSampling",
+           "BayesianParameterSampling", "BanditPolicy", "MedianStoppingPolicy", "TruncationSelectionPolicy",
+           "NoTerminationPolicy", "PrimaryMetricGoal", "choice", "randint", "uniform", "quniform",
+           "loguniform", "qloguniform", "normal", "qnormal", "lognormal", "qlognormal"]

@@ -82,10 +82,14 @@ class Experiment:
         return "Experiment(%r)" % self.name
 
     def submit(self, config, tags=None):
-        """Submits config (a ScriptRunConfig) as a new run; returns its Run."""
+        """Submits config: a ScriptRunConfig (returns its Run) or a
+        HyperDriveConfig (returns the sweep's HyperDriveRun)."""
         from .run import Run
+        from .hyperdrive import HyperDriveConfig
+        if isinstance(config, HyperDriveConfig):
+            return config._submit(self)
         if not isinstance(config, ScriptRunConfig):
-            raise TypeError("submit: config must be a ScriptRunConfig, got %s" % type(config).__name__)
+            raise TypeError("submit: config must be a ScriptRunConfig or a HyperDriveConfig, got %s" % type(config).__name__)
         args = ["run", "submit", "--experiment", self.name, "--source", config.source_directory,
                 "--entry", config.script]
         if config.compute_target:

@@ -105,9 +105,48 @@ assert_contains "$out" "unknown run -> KusariError" "an unknown run is a KusariE
 assert_contains "$out" "unknown compute -> KusariError" "an unknown compute target is a KusariError"
 assert_contains "$out" "hint:" "errors carry the program's hint"
 assert_contains "$out" "missing file -> KusariError" "a missing run file is a KusariError"
-assert_contains "$out" "bad config -> TypeError submit: config must be a ScriptRunConfig, got str" "a wrong config type is a TypeError"
+assert_contains "$out" "bad config -> TypeError submit: config must be a ScriptRunConfig or a HyperDriveConfig, got str" "a wrong config type is a TypeError"
 assert_not_contains "$out" "accepted" "bad input is refused"
 assert_not_contains "$out" "Traceback" "no tracebacks"
+
+# --- a HyperDrive sweep from Python ---------------------------------------------------
+cat > "$T/src/sweep.sh" <<'SH'
+# --batchsize B --epochs E: Accuracy B/1000 + epoch/100 for epoch 1..E
+while [ $# -gt 0 ]; do case "$1" in --batchsize) b=$2; shift 2;; --epochs) e=$2; shift 2;; *) shift;; esac; done
+for ep in $(seq 1 "$e"); do kusari log metric Accuracy "$(awk -v b="$b" -v ep="$ep" 'BEGIN { print b / 1000 + ep / 100 }')"; done
+SH
+cat > "$T/hd.py" <<'PY'
+import sys
+from kusari import (Workspace, Experiment, ScriptRunConfig, HyperDriveConfig, RandomParameterSampling,
+                    BanditPolicy, PrimaryMetricGoal, choice, KusariError)
+ws = Workspace.from_config()
+exp = Experiment(ws, "sdk-sweep")
+src = ScriptRunConfig(source_directory=sys.argv[1], script="sweep.sh", compute_target="cpu")
+hd = HyperDriveConfig(run_config=src,
+                      hyperparameter_sampling=RandomParameterSampling({"--batchsize": choice(128, 256),
+                                                                       "--epochs": choice([1, 2])}, seed=7),
+                      policy=BanditPolicy(evaluation_interval=1, slack_factor=0.1, delay_evaluation=3),
+                      primary_metric_name="Accuracy", primary_metric_goal=PrimaryMetricGoal.MAXIMIZE,
+                      max_total_runs=4, max_concurrent_runs=2)
+sweep = exp.submit(hd)
+print("sweep status", sweep.wait_for_completion()["status"])
+kids = sweep.get_children()
+print("children", len(kids), sorted((k.get_tags()["--batchsize"], k.get_tags()["--epochs"]) for k in kids))
+best = sweep.get_best_run_by_primary_metric()
+print("best", best.get_tags()["--batchsize"], best.get_tags()["--epochs"], best.get_metrics()["Accuracy"])
+try:
+    exp.submit(HyperDriveConfig(src, RandomParameterSampling({"--lr": {"uniform": [2, 1]}}), "Accuracy",
+                                "maximize", max_total_runs=2))
+    print("bad sweep accepted")
+except KusariError as e:
+    print("bad sweep ->", e.message)
+PY
+out="$(python3 "$T/hd.py" "$T/src" 2>&1)"
+assert_contains "$out" "sweep status Completed" "HyperDriveRun.wait_for_completion"
+assert_contains "$out" "children 4 [('128', '1'), ('128', '2'), ('256', '1'), ('256', '2')]" "get_children: the 4 points of the space, each once"
+assert_contains "$out" "best 256 2 [0.266, 0.276]" "get_best_run_by_primary_metric: batch 256, 2 epochs"
+assert_contains "$out" "sampling.space.--lr.uniform: min 2 > max 1" "an invalid sweep is the program's message"
+assert_not_contains "$out" "Traceback" "no tracebacks from the sweep"
 
 # no kusari program: a clear error, not a stack trace from subprocess
 PY="$(python3 -c 'import sys; print(sys.executable)')"
