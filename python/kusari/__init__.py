@@ -15,7 +15,7 @@ From a notebook or a program::
 
 See docs/PYTHON.md.
 """
-from .compute import ComputeTarget, Model
+from .compute import ComputeTarget, Model, Webservice
 from .errors import KusariError
 from .hyperdrive import (BanditPolicy, BayesianParameterSampling, GridParameterSampling, HyperDriveConfig,
                          HyperDriveRun, MedianStoppingPolicy, NoTerminationPolicy, PrimaryMetricGoal,
@@ -25,7 +25,7 @@ from .run import Run
 from .workspace import Experiment, ScriptRunConfig, Workspace
 
 __version__ = "0.1.0"
-__all__ = ["Run", "Workspace", "Experiment", "ScriptRunConfig", "ComputeTarget", "Model", "KusariError",
+__all__ = ["Run", "Workspace", "Experiment", "ScriptRunConfig", "ComputeTarget", "Model", "Webservice", "KusariError",
            "HyperDriveConfig", "HyperDriveRun", "RandomParameterSampling", "GridParameterSampling",
            "BayesianParameterSampling", "BanditPolicy", "MedianStoppingPolicy", "TruncationSelectionPolicy",
            "NoTerminationPolicy", "PrimaryMetricGoal", "choice", "randint", "uniform", "quniform",

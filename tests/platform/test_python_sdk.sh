@@ -4,10 +4,21 @@
 # submit with arguments, an environment dict and tags, wait_for_completion
 # with its output, get_status/get_metrics/get_file_names/get_tags,
 # download_file/download_files, register_model; errors carry the program's
-# message; a missing program is a clear KusariError.
+# message; a missing program is a clear KusariError. Also ComputeTarget,
+# Model (register, get, list, download, deploy), Webservice (keys, run over
+# HTTP with the key, delete) and a HyperDrive sweep with a Bandit policy.
 source "$(dirname "$0")/lib.sh"
 SRC="$(cd "$(dirname "$0")/../.." && pwd)"
 export PYTHONPATH="$SRC/python"
+svc_cleanup() {   # a service left by a failed assertion: stop its server
+  if [ -f "$WS/kusari.db" ]; then
+    for s in $(sqlite3 -cmd ".timeout 5000" "$WS/kusari.db" "SELECT name FROM services" 2>/dev/null); do
+      "$K" service stop "$s" >/dev/null 2>&1
+    done
+  fi
+  cleanup
+}
+trap svc_cleanup EXIT
 export PATH="$(dirname "$K"):$PATH"     # the SDK runs the kusari program from PATH
 
 mkdir -p "$T/src"
@@ -147,6 +158,52 @@ assert_contains "$out" "children 4 [('128', '1'), ('128', '2'), ('256', '1'), ('
 assert_contains "$out" "best 256 2 [0.266, 0.276]" "get_best_run_by_primary_metric: batch 256, 2 epochs"
 assert_contains "$out" "sampling.space.--lr.uniform: min 2 > max 1" "an invalid sweep is the program's message"
 assert_not_contains "$out" "Traceback" "no tracebacks from the sweep"
+
+# --- deploy a registered model and score it from Python ------------------------------------
+# a Linear 4->3 (W = arange(12)/10 as 3x4, b = 0) written with numpy, as platform_service_keys does
+if /usr/bin/python3 -c "import numpy" 2>/dev/null; then
+  mkdir -p "$T/lin"
+  /usr/bin/python3 - "$T/lin" <<'PYM' || die "cannot write the model"
+import numpy as np, sys
+d = sys.argv[1]
+np.savez(d + "/model.npz", **{"l1/W": np.arange(12, dtype=np.float32).reshape(3, 4) / 10, "l1/b": np.zeros(3, np.float32)})
+open(d + "/model.json", "w").write('{"format": "kusari-sequential/1", "input": [4], "layers": '
+                                   '[{"type": "linear", "name": "l1", "in": 4, "out": 3, "nobias": false}]}\n')
+PYM
+  $K model register --name lin --file "$T/lin" >/dev/null || die "model register"
+  cat > "$T/svc.py" <<'PY'
+from kusari import Workspace, Model, Webservice, KusariError
+ws = Workspace.from_config()
+svc = Model(ws, "lin").deploy("lin-svc", auth=True, workers=1)
+print("uri", svc.scoring_uri.startswith("http://127.0.0.1:"), svc.state)
+k1, k2 = svc.get_keys()
+print("keys", len(k1), len(k2), k1 != k2)
+print("scores", svc.run({"data": [[1, 2, 3, 4]]})["predictions"])
+print("text input", svc.run('{"data": [[0, 0, 0, 1]]}')["predictions"])
+try:
+    svc.run({"data": [[1, 2]]})
+    print("bad input accepted")
+except KusariError as e:
+    print("bad input ->", e.message)
+svc.delete()
+try:
+    Webservice(ws, "lin-svc")
+    print("deleted service still there")
+except KusariError as e:
+    print("deleted ->", e.message)
+PY
+  out="$(python3 "$T/svc.py" 2>&1)"
+  assert_contains "$out" "uri True Running" "Model.deploy returns a running Webservice with its scoring URI"
+  assert_contains "$out" "keys 64 64 True" "Webservice.get_keys: two keys"
+  # W x for x = (1,2,3,4): rows (0 .1 .2 .3), (.4 .5 .6 .7), (.8 .9 1 1.1) give 2, 6, 10: class 2
+  assert_contains "$out" "scores [2]" "Webservice.run with the key: the class worked out by hand"
+  assert_contains "$out" "text input [2]" "Webservice.run with a JSON text"
+  assert_contains "$out" "bad input -> service lin-svc answered 400:" "a refused input is a KusariError with the server's status"
+  assert_contains "$out" "deleted -> " "Webservice.delete"
+  assert_not_contains "$out" "Traceback" "no tracebacks from the service"
+else
+  fail "python3-numpy is needed to write the test's model (install-deps installs it)"
+fi
 
 # no kusari program: a clear error, not a stack trace from subprocess
 PY="$(python3 -c 'import sys; print(sys.executable)')"
