@@ -787,7 +787,7 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
     if ((strncmp(environ[i], "KUSARI_", 7) != 0 || strncmp(environ[i], "KUSARI_NUM_THREADS=", 19) == 0) &&
-        strncmp(environ[i], "PATH=", 5) != 0 &&
+        strncmp(environ[i], "PATH=", 5) != 0 && strncmp(environ[i], "PYTHONPATH=", 11) != 0 &&
         !(s->venv[0] && (!strncmp(environ[i], "VIRTUAL_ENV=", 12) || !strncmp(environ[i], "PYTHONHOME=", 11))))
       e[k++] = strdup(environ[i]);
   char buf[16384], bindir[4096];
@@ -811,6 +811,7 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
   KP_SETENV("KUSARI_METRICS_CHANNEL=%s/channel", s->rd);
   KP_SETENV("KUSARI_UPLOAD_DIR=%s/uploads", s->rd);
   if (!getenv("PYTHONUNBUFFERED")) KP_SETENV("PYTHONUNBUFFERED=1");
+  KP_SETENV("PYTHONPATH=%s/../share/kusari/python%s%s", bindir, getenv("PYTHONPATH") ? ":" : "", getenv("PYTHONPATH") ? getenv("PYTHONPATH") : ""); /* the kusari package (docs/PYTHON.md) */
   /* Debian's OpenBLAS falls back to generic kernels on CPUs newer than it;
    * give the entry the kernel set that fits, unless someone chose one (see
    * docs/ARCHITECTURE.md, "OpenBLAS on CPUs newer than it"). */
