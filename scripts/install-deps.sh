@@ -29,6 +29,7 @@ PACKAGES=(
   curl wrk                   # HTTP tests of scoring services; serving benchmark
   python3 python3-numpy      # npz round-trips against numpy in the tests
   dataset-fashion-mnist      # the reference data set (/usr/share/datasets/fashion-mnist)
+  clang                      # libFuzzer targets of fuzz/ (scripts/fuzz.sh, the fuzzing stage of scripts/test.sh)
 )
 
 missing=()
