@@ -41,6 +41,19 @@ out("fuzz_npz", "dtypes.npz", npz({"a": np.arange(3, dtype=np.float64), "b": np.
 out("fuzz_npz", "regress-float-counter.npz", npz({"t": np.array(-7.8e298), "epoch": np.array(np.nan),
                                                   "bn/N": np.array(1e300), **{k: v for k, v in model.items() if k != "bn/N"}}, False))
 
+# a zip directory claiming a 512 MB entry (and a .npy shape to match) in a
+# 244-byte file: refused at open, before any allocation of that size
+npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", 118) + \
+      b"{'descr': '<f4', 'fortran_order': False, 'shape': (134217700,), }".ljust(117) + b"\n" + b"\0" * 8
+b = io.BytesIO()
+import zipfile
+with zipfile.ZipFile(b, "w", zipfile.ZIP_STORED) as z:
+    z.writestr(zipfile.ZipInfo("x.npy", date_time=(2026, 1, 1, 0, 0, 0)), npy)
+forged = bytearray(b.getvalue())
+for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+    struct.pack_into("<I", forged, forged.find(sig) + off, len(npy) - 8 + 536870800)
+out("fuzz_npz", "regress-forged-size.npz", bytes(forged))
+
 # ---- idx
 def idx(ndims, dims, payload, typ=8):
     return bytes([0, 0, typ, ndims]) + b"".join(struct.pack(">I", d) for d in dims) + bytes(payload)

@@ -732,6 +732,50 @@ static void test_npz__float_counter_out_of_range(void **state) {
   }
 }
 
+/* Sets the uncompressed size of every entry of 'file' (local and central
+ * headers) to 'size', as a forged archive would. */
+static void forge_sizes(const char *file, uint32_t size) {
+  size_t n = 0;
+  unsigned char *b = read_file(tpath(file), &n);
+  int patched = 0;
+  for (size_t i = 0; i + 46 <= n; i++) {
+    size_t at = 0;
+    if (!memcmp(b + i, "PK\x03\x04", 4)) at = i + 22;
+    else if (!memcmp(b + i, "PK\x01\x02", 4)) at = i + 24;
+    else continue;
+    for (int k = 0; k < 4; k++) b[at + k] = (unsigned char)(size >> (8 * k));
+    patched++;
+  }
+  assert_int_equal(patched, 2);
+  write_file(tpath(file), b, n);
+  free(b);
+}
+
+/* A zip directory that claims an entry far larger than its compressed bytes
+ * (and a .npy shape to match) is refused at open, before anything of that
+ * size is allocated: a stored entry holds exactly its compressed bytes, a
+ * deflated one at most 1032 times them. */
+static void test_npz__forged_entry_sizes(void **state) {
+  (void)state;
+  char npy[256];
+  /* (134217700,) float32 = 536870800 bytes after a 64-byte header */
+  const char *dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (134217700,), }      \n";
+  size_t n = npy_bytes(npy, dict, 8);
+  assert_int_equal(n, 10 + strlen(dict) + 8);
+  for (int compress = 0; compress < 2; compress++) {
+    const char *file = compress ? "forged_deflate.npz" : "forged_stored.npz";
+    make_zip(file, "x.npy", npy, n, compress);
+    forge_sizes(file, (uint32_t)(10 + strlen(dict) + 536870800u));
+    ks_npz_reader *r;
+    TU_OK(ks_npz_reader_open(&r, tpath(file)));
+    ks_npz_info info;
+    assert_int_equal(ks_npz_reader_info(r, "x", &info), KS_EFORMAT);
+    tu_assert_error(KS_EFORMAT, "'x'", "a damaged or forged archive");
+    assert_null(ks_npz_reader_read_tensor(r, "x"));
+    ks_npz_reader_close(r);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_npz__numpy_savez_loads),
@@ -751,6 +795,7 @@ int main(void) {
     cmocka_unit_test(test_npz__header_garbage),
     cmocka_unit_test(test_npz__data_shorter_than_shape),
     cmocka_unit_test(test_npz__float_counter_out_of_range),
+    cmocka_unit_test(test_npz__forged_entry_sizes),
   };
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }
