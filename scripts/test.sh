@@ -150,7 +150,7 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
     if [ "$ff" -eq 0 ]; then
       record "$fuzz_name" "ok: $fp passed"
     else
-      record "$fuzz_name" "FAILED: $ff failed ($fnames ), $fp passed; inputs in build-fuzz/artifacts/"
+      record "$fuzz_name" "FAILED: $ff failed (${fnames# }), $fp passed; inputs in build-fuzz/artifacts/"
     fi
   else
     record "$fuzz_name" "not run: its build failed"
