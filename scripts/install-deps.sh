@@ -30,6 +30,7 @@ PACKAGES=(
   python3 python3-numpy      # npz round-trips against numpy in the tests
   dataset-fashion-mnist      # the reference data set (/usr/share/datasets/fashion-mnist)
   openmpi-bin libopenmpi-dev # MPI: kusari/comm.h's "mpi" communicator, mpirun (optional at build time)
+  clang                      # libFuzzer targets of fuzz/ (scripts/fuzz.sh, the fuzzing stage of scripts/test.sh)
 )
 
 missing=()

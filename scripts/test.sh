@@ -3,7 +3,10 @@
 # builds it again with AddressSanitizer + UBSan and runs the unit and
 # platform tests under it, and builds the unit tests of threaded code (the
 # thread pool, threaded kernels, data-parallel replicas, the optimizer's
-# update, the Trainer) with ThreadSanitizer and runs them.
+# update, the Trainer) with ThreadSanitizer and runs them, and last builds
+# the libFuzzer targets of fuzz/ with clang and runs each for FUZZ_SECONDS
+# (default 15) from its seed corpus (each target counts as one test; a
+# crash, leak or out-of-memory input fails it, see scripts/fuzz.sh).
 #
 # Every stage runs, whatever the earlier ones gave (a build that fails skips
 # only its own tests). At the end it prints each stage's result and, as its
@@ -12,7 +15,8 @@
 # number is on the line before). Exits 1 if anything failed.
 #
 #   scripts/test.sh                          # everything
-#   SKIP_ASAN=1 SKIP_TSAN=1 scripts/test.sh  # the Release stage only
+#   SKIP_ASAN=1 SKIP_TSAN=1 SKIP_FUZZ=1 scripts/test.sh  # the Release stage only
+#   FUZZ_SECONDS=60 scripts/test.sh          # fuzz each target longer
 #   CTEST_ARGS="-R platform_" scripts/test.sh   # extra ctest arguments, every stage
 #   JOBS=N scripts/test.sh                   # parallelism (default: nproc)
 set -uo pipefail
@@ -123,6 +127,36 @@ if [ "${SKIP_TSAN:-0}" != 1 ]; then
   fi
 else
   record "ThreadSanitizer" "skipped (SKIP_TSAN=1)"
+fi
+
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  fuzz_s=${FUZZ_SECONDS:-15}
+  fuzz_name="fuzz targets, ${fuzz_s} s each (libFuzzer + ASan + UBSan)"
+  if ! command -v clang >/dev/null 2>&1; then
+    record "build (fuzz targets, clang)" "FAILED: clang is not installed (apt-get install clang; counted as 1 failure)"
+    FAILED=$((FAILED + 1))
+    record "$fuzz_name" "not run: no clang"
+  elif build "build (fuzz targets, clang)" build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+         -DKUSARI_FUZZ=ON -DKUSARI_TESTS=OFF -DKUSARI_EXAMPLES=OFF -DKUSARI_BENCH=OFF -DKUSARI_PLATFORM=OFF -- fuzz_targets; then
+    echo "== $fuzz_name =="
+    fp=0 ff=0 fnames=""
+    for t in $(scripts/fuzz.sh --list); do
+      FUZZ_BUILD_DIR=build-fuzz scripts/fuzz.sh --no-build "$fuzz_s" "$t" >"$RESULTS_DIR/fuzz.out" 2>&1
+      frc=$?
+      grep -v ' passed, .* failed$' "$RESULTS_DIR/fuzz.out"
+      if [ "$frc" -eq 0 ]; then fp=$((fp + 1)); else ff=$((ff + 1)) fnames="$fnames $t"; fi
+    done
+    PASSED=$((PASSED + fp)) FAILED=$((FAILED + ff))
+    if [ "$ff" -eq 0 ]; then
+      record "$fuzz_name" "ok: $fp passed"
+    else
+      record "$fuzz_name" "FAILED: $ff failed (${fnames# }), $fp passed; inputs in build-fuzz/artifacts/"
+    fi
+  else
+    record "$fuzz_name" "not run: its build failed"
+  fi
+else
+  record "fuzzing" "skipped (SKIP_FUZZ=1)"
 fi
 
 echo

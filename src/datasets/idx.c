@@ -6,11 +6,19 @@
  * row-major order. MNIST uses type code 0x08 (unsigned byte): images are
  * 3-d (N, rows, cols), labels 1-d (N). Files are read through zlib's gzread,
  * which passes uncompressed files through unchanged.
+ *
+ * The header is outside input: its dimensions are checked before anything
+ * of their size is allocated. An uncompressed file must hold the bytes they
+ * say; a gzip file can hold at most 1032 times its size (deflate's largest
+ * ratio), and its data is read into a buffer that grows with what the
+ * stream actually gives, so a forged header costs at most what the file
+ * really decompresses to.
  */
 #include "kusari/datasets.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -23,10 +31,13 @@
 /* Largest element count we accept: far above any MNIST-like data, low enough
  * that byte counts of float32 copies cannot overflow. */
 #define IDX_MAX_ELEMS ((uint64_t)1 << 40)
+/* deflate never expands data by more than about 1032:1 */
+#define IDX_GZ_MAX_RATIO 1032u
 
 typedef struct idx_file {
   const char *path;
   gzFile      gz;
+  uint64_t    size;      /* bytes of the file on disk */
 } idx_file;
 
 static int idx_open(idx_file *f, const char *path)
@@ -44,6 +55,7 @@ static int idx_open(idx_file *f, const char *path)
   }
   if (S_ISDIR(st.st_mode))
     return ks_error_set(KS_EIO, "%s: is a directory, not an IDX file", path);
+  f->size = (uint64_t)st.st_size;
   errno = 0;
   f->gz = gzopen(path, "rb");
   if (!f->gz) {
@@ -139,6 +151,66 @@ static int idx_read_header(idx_file *f, int want_ndims, const char *kind, uint32
   return KS_OK;
 }
 
+/* Checks that 'total' data bytes after a header of 'hdr' bytes can be in
+ * the file: exactly there for an uncompressed file, within deflate's ratio
+ * for a gzip one. 'what' names the data for the message. */
+static int idx_check_size(idx_file *f, uint64_t hdr, uint64_t total, const char *what, const char *dims)
+{
+  if (gzdirect(f->gz)) {
+    if (f->size < hdr || f->size - hdr < total)
+      return ks_error_set(KS_EFORMAT,
+                          "%s: truncated %s: expected %llu bytes, got %llu (the header's dimensions %s "
+                          "need more than the file holds: a damaged or forged IDX file; download it again)",
+                          f->path, what, (unsigned long long)total,
+                          (unsigned long long)(f->size > hdr ? f->size - hdr : 0), dims);
+    return KS_OK;
+  }
+  if (total + hdr > f->size * (uint64_t)IDX_GZ_MAX_RATIO + 1024)
+    return ks_error_set(KS_EFORMAT,
+                        "%s: the header's dimensions %s need %llu bytes of %s, more than a %llu-byte gzip "
+                        "file can hold (a damaged or forged IDX file)",
+                        f->path, dims, (unsigned long long)total, what, (unsigned long long)f->size);
+  return KS_OK;
+}
+
+/* Reads exactly 'total' bytes into a malloc'd buffer that grows with the
+ * data the stream gives (never sized by the header alone). */
+static int idx_read_growing(idx_file *f, uint64_t total, const char *what, unsigned char **out)
+{
+  *out = NULL;
+  size_t cap = total < ((size_t)1 << 20) ? (size_t)total : (size_t)1 << 20;
+  unsigned char *buf = malloc(cap ? cap : 1);
+  if (!buf)
+    return ks_error_set(KS_ENOMEM, "%s: out of memory reading %s", f->path, what);
+  uint64_t done = 0;
+  while (done < total) {
+    if (done == cap) {
+      size_t ncap = total - cap < cap ? (size_t)total : 2 * cap;
+      unsigned char *nb = realloc(buf, ncap);
+      if (!nb) {
+        free(buf);
+        return ks_error_set(KS_ENOMEM, "%s: out of memory reading %s (%zu bytes)", f->path, what, ncap);
+      }
+      buf = nb;
+      cap = ncap;
+    }
+    size_t got;
+    int rc = idx_read_partial(f, buf + done, cap - (size_t)done, what, &got);
+    if (rc) {
+      free(buf);
+      return rc;
+    }
+    done += got;
+    if (got == 0 || (done < cap && done < total)) {
+      free(buf);
+      return ks_error_set(KS_EFORMAT, "%s: truncated %s: expected %llu bytes, got %llu", f->path, what,
+                          (unsigned long long)total, (unsigned long long)done);
+    }
+  }
+  *out = buf;
+  return KS_OK;
+}
+
 int ks_idx_read_images(const char *path, int ndim, ks_tensor **out)
 {
   if (!out)
@@ -169,6 +241,17 @@ int ks_idx_read_images(const char *path, int ndim, ks_tensor **out)
     goto cleanup;
   }
   uint64_t total = n * rows * cols;
+  char dims_s[64];
+  snprintf(dims_s, sizeof dims_s, "(%u, %u, %u)", dims[0], dims[1], dims[2]);
+  rc = idx_check_size(&f, 16, total, "pixel data", dims_s);
+  if (rc)
+    goto cleanup;
+  /* gzip: the pixels first, in a buffer that grows with the stream */
+  if (!gzdirect(f.gz)) {
+    rc = idx_read_growing(&f, total, "pixel data", &raw);
+    if (rc)
+      goto cleanup;
+  }
 
   int64_t shape[4];
   shape[0] = (int64_t)n;
@@ -193,14 +276,19 @@ int ks_idx_read_images(const char *path, int ndim, ks_tensor **out)
    * one small buffer (not a second copy of the file).
    * Chainer: images.astype(float32); images *= scale / 255. (float32 math) */
   enum { IDX_CHUNK = 1 << 16 };
-  raw = malloc(IDX_CHUNK);
-  if (!raw) {
-    rc = ks_error_set(KS_ENOMEM, "%s: out of memory", path);
-    goto cleanup;
-  }
   const float scale = (float)(1.0 / 255.0);
   float *dst = ks_tensor_f32(t);
-  for (uint64_t done = 0; done < total;) {
+  if (raw) {
+    for (uint64_t i = 0; i < total; i++)
+      dst[i] = (float)raw[i] * scale;
+  } else {
+    raw = malloc(IDX_CHUNK);
+    if (!raw) {
+      rc = ks_error_set(KS_ENOMEM, "%s: out of memory", path);
+      goto cleanup;
+    }
+  }
+  for (uint64_t done = 0; done < total && gzdirect(f.gz);) {
     size_t len = total - done < IDX_CHUNK ? (size_t)(total - done) : IDX_CHUNK;
     size_t got;
     rc = idx_read_partial(&f, raw, len, "pixel data", &got);
@@ -247,13 +335,12 @@ int ks_idx_read_labels(const char *path, ks_tensor **out)
     goto cleanup;
   }
   uint64_t n = dims[0];
-  raw = malloc((size_t)n);
-  if (!raw) {
-    rc = ks_error_set(KS_ENOMEM, "%s: cannot allocate %llu bytes for labels", path,
-                      (unsigned long long)n);
+  char dims_s[32];
+  snprintf(dims_s, sizeof dims_s, "(%u)", dims[0]);
+  rc = idx_check_size(&f, 8, n, "label data", dims_s);
+  if (rc)
     goto cleanup;
-  }
-  rc = idx_read(&f, raw, (size_t)n, "label data");
+  rc = idx_read_growing(&f, n, "label data", &raw);
   if (rc)
     goto cleanup;
   int64_t shape[1] = {(int64_t)n};

@@ -8,6 +8,7 @@
 #include "channel_write.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
@@ -96,67 +97,185 @@ int ks__ch_append(void *base, uint64_t cap, uint32_t kind, const char *name, siz
   return KS_OK;
 }
 
-/* Copies payload byte range [from, from+len) of the record at 'rec' to 'dst'. */
-static void ch_payload(const char *rec, uint64_t from, uint64_t len, char *dst) {
-  const ks_ch_head *head = (const ks_ch_head *)rec;
-  for (uint64_t i = 0; i < len; i++) {
-    uint64_t pos = from + i;
-    if (pos < KS_CH_HEAD_PAYLOAD) {
-      dst[i] = head->payload[pos];
-    } else {
-      uint64_t q = pos - KS_CH_HEAD_PAYLOAD;
-      dst[i] = ((const ks_ch_cont *)(rec + KS_CH_SLOT * (1 + q / KS_CH_CONT_PAYLOAD)))->payload[q % KS_CH_CONT_PAYLOAD];
-    }
+/* ---------------------------------------------------------------------------
+ * Reading. The writers are the run's entry program: anything in the file may
+ * be hostile or half-written. So the reader never maps the file (a writer
+ * that truncates it would make a mapped read fault) and never looks at a
+ * field twice: it copies slots into its own memory with pread and validates
+ * each record there before handing it on. A record that fails a check stops
+ * the read with KS_EFORMAT at that record's offset; the records before it
+ * have been delivered and '*offset' points at the bad one. */
+
+/* Bytes read per pread: 8,192 slots. */
+#define CH_CHUNK ((uint64_t)KS_CH_SLOT * 8192u)
+
+typedef struct ch_reader {
+  int fd;
+  const char *path;
+  char *buf;          /* copy of the file's bytes [base, base + len) */
+  char *first;        /* the first of the two reads of ch_fill */
+  uint64_t base, len, cap;
+} ch_reader;
+
+/* Makes buf hold [from, from + want) of the file (want > 0, whole slots).
+ * Reads twice around an acquire fence and keeps the second copy, with the
+ * kind word of every slot that was 0 in the first copy set back to 0: so a
+ * slot counts as published only if its kind was seen before any byte of the
+ * copy kept was loaded, and the writer's release store then guarantees that
+ * the whole record is in the copy, also on weakly ordered CPUs. KS_OK, or
+ * KS_EFORMAT if the file is shorter than that (truncated by a writer),
+ * KS_EIO, KS_ENOMEM. */
+static int ch_fill(ch_reader *r, uint64_t from, uint64_t want) {
+  if (want > r->cap) {
+    char *nb = realloc(r->buf, (size_t)want), *nf = nb ? realloc(r->first, (size_t)want) : NULL;
+    if (nb) r->buf = nb;
+    if (nf) r->first = nf;
+    if (!nb || !nf)
+      return ks_error_set(KS_ENOMEM, "out of memory reading metrics channel %s (%llu bytes)", r->path,
+                          (unsigned long long)want);
+    r->cap = want;
   }
-  dst[len] = '\0';
+  r->len = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    char *dst = pass == 0 ? r->first : r->buf;
+    uint64_t got = 0;
+    while (got < want) {
+      ssize_t n = pread(r->fd, dst + got, (size_t)(want - got), (off_t)(from + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ks_error_set(KS_EIO, "cannot read metrics channel %s: %s", r->path, strerror(errno));
+      if (n == 0)
+        return ks_error_set(KS_EFORMAT, "metrics channel %s ends at byte %llu, before its tail: a writer "
+                            "truncated it", r->path, (unsigned long long)(from + got));
+      got += (uint64_t)n;
+    }
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  }
+  static const uint32_t zero = 0;
+  for (uint64_t at = 0; at < want; at += KS_CH_SLOT)
+    if (memcmp(r->first + at, &zero, sizeof zero) == 0) memcpy(r->buf + at, &zero, sizeof zero);
+  r->base = from;
+  r->len = want;
+  return KS_OK;
+}
+
+static int ch_bad(const char *path, uint64_t off, const char *why) {
+  return ks_error_set(KS_EFORMAT, "metrics channel %s: corrupt record at byte %llu (%s); it and the records "
+                      "after it were not read", path, (unsigned long long)off, why);
+}
+
+/* Checks the record whose head slot is at buf offset 'at' (its nslots slots
+ * are in buf) and decodes its payload into *out (a malloc'd buffer kept in
+ * *pbuf). Returns NULL when it is well formed, else what is wrong. */
+static const char *ch_decode(const char *rec, char **pbuf, size_t *pcap, ks_run_record *out) {
+  ks_ch_head head;
+  memcpy(&head, rec, sizeof head);
+  uint64_t name_len = head.name_len, text_len = head.text_len, n = head.nslots;
+  if (head.kind != KS_RUN_RECORD_METRIC && head.kind != KS_RUN_RECORD_TAG) return "unknown record kind";
+  if (name_len < 1 || name_len > KS_CH_NAME_MAX) return "name length out of range";
+  if (text_len > KS_CH_TEXT_MAX) return "text length out of range";
+  uint64_t payload = name_len + 1 + text_len + 1;
+  if (n != ks_ch_slots_for(payload)) return "slot count does not match the lengths";
+  for (uint64_t i = 1; i < n; i++) {
+    uint32_t k;
+    memcpy(&k, rec + i * KS_CH_SLOT, sizeof k);
+    if (k != KS_CH_CONT) return "a continuation slot is not marked as one";
+  }
+  if ((size_t)payload > *pcap) {
+    char *nb = realloc(*pbuf, (size_t)payload);
+    if (!nb) return "out of memory";
+    *pbuf = nb;
+    *pcap = (size_t)payload;
+  }
+  char *dst = *pbuf;
+  uint64_t first = payload < KS_CH_HEAD_PAYLOAD ? payload : KS_CH_HEAD_PAYLOAD;
+  memcpy(dst, rec + offsetof(ks_ch_head, payload), (size_t)first);
+  for (uint64_t pos = first, i = 1; pos < payload; i++) {
+    uint64_t c = payload - pos < KS_CH_CONT_PAYLOAD ? payload - pos : KS_CH_CONT_PAYLOAD;
+    memcpy(dst + pos, rec + i * KS_CH_SLOT + offsetof(ks_ch_cont, payload), (size_t)c);
+    pos += c;
+  }
+  if (memchr(dst, '\0', (size_t)name_len) || dst[name_len] != '\0') return "the name is not a string of its length";
+  if (memchr(dst + name_len + 1, '\0', (size_t)text_len) || dst[payload - 1] != '\0')
+    return "the text is not a string of its length";
+  *out = (ks_run_record){(int)head.kind, dst, dst + name_len + 1, head.step, head.value, head.time};
+  return NULL;
 }
 
 int ks_run_channel_read(const char *path, uint64_t *offset, int final, ks_run_record_fn fn, void *ctx) {
   if (!path || !offset || !fn) return ks_error_set(KS_EINVAL, "ks_run_channel_read: NULL argument");
-  void *base;
-  uint64_t cap;
-  int rc = ks__ch_map(path, 0, &base, &cap);
-  if (rc != KS_OK) return rc;
-  ks_ch_header *h = base;
-  uint64_t tail = __atomic_load_n(&h->tail, __ATOMIC_ACQUIRE);
-  if (tail > cap) tail = cap;
+  ch_reader r = {.fd = open(path, O_RDONLY | O_CLOEXEC), .path = path};
+  if (r.fd < 0) return ks_error_set(KS_EIO, "cannot open metrics channel %s: %s", path, strerror(errno));
+  char *pbuf = NULL;
+  size_t pcap = 0;
+  int rc = KS_OK;
   uint64_t off = *offset < KS_CH_SLOT ? KS_CH_SLOT : *offset;
-  char *buf = NULL;
-  size_t bufcap = 0;
-  rc = KS_OK;
+  struct stat st;
+  ks_ch_header h;
+  if (fstat(r.fd, &st) != 0) {
+    rc = ks_error_set(KS_EIO, "cannot stat metrics channel %s: %s", path, strerror(errno));
+    goto out;
+  }
+  if ((uint64_t)st.st_size < KS_CH_SLOT || pread(r.fd, &h, sizeof h, 0) != (ssize_t)sizeof h) {
+    rc = ks_error_set(KS_EFORMAT, "metrics channel %s is not a channel file (too short)", path);
+    goto out;
+  }
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  if (memcmp(h.magic, KS_CH_MAGIC, 8) != 0 || h.version != KS_CH_VERSION || h.slot != KS_CH_SLOT ||
+      h.capacity != (uint64_t)st.st_size) {
+    rc = ks_error_set(KS_EFORMAT, "metrics channel %s has a bad header (not written by this kusari version)", path);
+    goto out;
+  }
+  if (off % KS_CH_SLOT != 0 || off > h.capacity) {
+    rc = ks_error_set(KS_EINVAL, "metrics channel %s: read offset %llu is not a record boundary", path,
+                      (unsigned long long)off);
+    goto out;
+  }
+  /* a writer moves tail by whole slots up to the capacity (and past it when
+   * the channel is full); anything else is clamped to what the file holds */
+  uint64_t tail = h.tail > h.capacity ? h.capacity : h.tail;
+  tail -= tail % KS_CH_SLOT;
   while (off + KS_CH_SLOT <= tail) {
-    const char *rec = (const char *)base + off;
-    const ks_ch_head *head = (const ks_ch_head *)rec;
-    uint32_t kind = __atomic_load_n(&head->kind, __ATOMIC_ACQUIRE);
+    /* the head slot (and the chunk after it) in memory */
+    if (off < r.base || off + KS_CH_SLOT > r.base + r.len) {
+      uint64_t want = tail - off < CH_CHUNK ? tail - off : CH_CHUNK;
+      if ((rc = ch_fill(&r, off, want)) != KS_OK) break;
+    }
+    const char *rec = r.buf + (off - r.base);
+    uint32_t kind, nslots;
+    memcpy(&kind, rec, sizeof kind);
+    memcpy(&nslots, rec + offsetof(ks_ch_head, nslots), sizeof nslots);
     if (kind == 0 || kind == KS_CH_CONT) {
       /* unpublished: still being written, or abandoned by a killed writer */
       if (!final && kind == 0) break;
       off += KS_CH_SLOT;
       continue;
     }
-    uint64_t n = head->nslots;
-    if (n == 0 || off + n * KS_CH_SLOT > tail || (kind != KS_RUN_RECORD_METRIC && kind != KS_RUN_RECORD_TAG) ||
-        (uint64_t)head->name_len + head->text_len + 2 > n * KS_CH_SLOT) {
-      rc = ks_error_set(KS_EFORMAT, "metrics channel %s: corrupt record at byte %llu", path,
-                        (unsigned long long)off);
+    if (nslots == 0 || (uint64_t)nslots > (tail - off) / KS_CH_SLOT) {
+      rc = ch_bad(path, off, nslots == 0 ? "no slots" : "its slots run past the channel's tail");
       break;
     }
-    size_t need = (size_t)head->name_len + head->text_len + 2;
-    if (need > bufcap) {
-      char *nb = realloc(buf, need);
-      if (!nb) { rc = ks_error_set(KS_ENOMEM, "out of memory reading metrics channel"); break; }
-      buf = nb;
-      bufcap = need;
+    uint64_t bytes = (uint64_t)nslots * KS_CH_SLOT;
+    if (off + bytes > r.base + r.len) {
+      if ((rc = ch_fill(&r, off, bytes > CH_CHUNK ? bytes : (tail - off < CH_CHUNK ? tail - off : CH_CHUNK))) != KS_OK)
+        break;
+      rec = r.buf;
     }
-    ch_payload(rec, 0, head->name_len, buf);
-    ch_payload(rec, (uint64_t)head->name_len + 1, head->text_len, buf + head->name_len + 1);
-    ks_run_record r = {(int)kind, buf, buf + head->name_len + 1, head->step, head->value, head->time};
-    int cb = fn(ctx, &r);
+    ks_run_record rr;
+    const char *why = ch_decode(rec, &pbuf, &pcap, &rr);
+    if (why) {
+      rc = strcmp(why, "out of memory") == 0 ? ks_error_set(KS_ENOMEM, "out of memory reading metrics channel %s", path)
+                                               : ch_bad(path, off, why);
+      break;
+    }
+    int cb = fn(ctx, &rr);
     if (cb != 0) { rc = cb; break; }
-    off += n * KS_CH_SLOT;
+    off += bytes;
   }
+out:
   *offset = off;
-  free(buf);
-  munmap(base, (size_t)cap);
+  free(pbuf);
+  free(r.buf);
+  free(r.first);
+  close(r.fd);
   return rc;
 }

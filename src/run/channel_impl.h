@@ -20,6 +20,10 @@
 #define KS_CH_VERSION 1u
 #define KS_CH_SLOT 128u
 #define KS_CH_CONT 3u
+/* Longest name (metric name, tag key) and text (tag value) a writer may put
+ * in a record; the reader refuses longer ones as corrupt. */
+#define KS_CH_NAME_MAX 255
+#define KS_CH_TEXT_MAX 65536
 
 typedef struct ks_ch_header {
   char magic[8];        /* KS_CH_MAGIC */

@@ -28,8 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KS_RUN_NAME_MAX 255
-#define KS_RUN_TEXT_MAX 65536
+#define KS_RUN_NAME_MAX KS_CH_NAME_MAX
+#define KS_RUN_TEXT_MAX KS_CH_TEXT_MAX
 
 struct ks_run {
   int offline;

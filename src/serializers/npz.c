@@ -23,10 +23,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zip.h>
 
 #define NPY_MAX_HEADER (1u << 20)  /* sanity cap for v2/v3 header lengths */
+#define NPZ_MAX_RATIO 1032u        /* deflate's largest expansion */
 
 size_t ks_npz_dtype_size(ks_npz_dtype dtype) {
   switch (dtype) {
@@ -509,6 +511,9 @@ int ks_npz_reader_open(ks_npz_reader **out, const char *path) {
     zip_error_fini(&ze);
     return rc;
   }
+  /* the archive's size bounds what its entries can really hold */
+  struct stat fst;
+  uint64_t fsize = stat(path, &fst) == 0 ? (uint64_t)fst.st_size : UINT64_MAX;
   ks_npz_reader *r = calloc(1, sizeof *r);
   zip_int64_t n = zip_get_num_entries(za, 0);
   if (!r || !(r->path = dupstr(path)) || n < 0) {
@@ -535,8 +540,25 @@ int ks_npz_reader_open(ks_npz_reader **out, const char *path) {
     zip_stat_t st;
     zip_stat_init(&st);
     if (zip_stat_index(za, (zip_uint64_t)i, 0, &st) == 0 && (st.valid & ZIP_STAT_SIZE))
-      e->entry_size = (int64_t)st.size;
+      e->entry_size = st.size > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)st.size;
     r->n++;
+    /* The sizes in the zip directory are outside input and the .npy shape
+     * is checked against them before anything of that size is allocated:
+     * a stored entry holds exactly its compressed bytes, a compressed one at
+     * most deflate's ratio (about 1032:1) of them, and those lie in the
+     * file. A directory that says more is damaged or forged. */
+    if (e->entry_size >= 0 && (st.valid & ZIP_STAT_COMP_SIZE) && (st.valid & ZIP_STAT_COMP_METHOD)) {
+      uint64_t most = st.comp_method == ZIP_CM_STORE ? st.comp_size
+                    : st.comp_size > (UINT64_MAX - 1024) / NPZ_MAX_RATIO ? UINT64_MAX
+                    : st.comp_size * NPZ_MAX_RATIO + 1024;
+      if (st.comp_size > fsize || (uint64_t)e->entry_size > most) {
+        char d[200];
+        snprintf(d, sizeof d, "the zip directory says %llu bytes stored in %llu bytes of a %llu-byte file",
+                 (unsigned long long)st.size, (unsigned long long)st.comp_size, (unsigned long long)fsize);
+        entry_fail(e, KS_EFORMAT, "%s (a damaged or forged archive)", d);
+        continue;
+      }
+    }
     scan_entry(r, e);
   }
   *out = r;

@@ -19,6 +19,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A float scalar stored for an integer (a step, an epoch, BatchNormalization's
+ * N): converted only when it lies in int64's range, since the file is outside
+ * input and converting NaN or a value out of range is undefined behaviour. */
+static int float_to_i64(const char *key, double d, int64_t *out) {
+  /* -2^63 is exact as a double; 2^63 is the first value above INT64_MAX */
+  if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+    return ks_error_set(KS_EFORMAT, "key '%s': value %g is not a 64-bit integer (a counter or step was "
+                        "expected; the file is corrupt or was not written for this object)", key, d);
+  *out = (int64_t)d;
+  return KS_OK;
+}
+
 static char *join(const char *prefix, const char *path, const char *suffix) {
   prefix = prefix ? prefix : "";
   suffix = suffix ? suffix : "";
@@ -149,7 +161,7 @@ int ks_npz_read_link(ks_npz_reader *r, const char *prefix, ks_link *link, int st
       } else if (in.dtype == KS_NPZ_F4 || in.dtype == KS_NPZ_F8) {
         double d;
         rc = ks_npz_reader_read(r, key, KS_NPZ_F8, &d, 1);
-        pints[i] = (int64_t)d;
+        if (rc == KS_OK) rc = float_to_i64(key, d, &pints[i]);
       } else {
         rc = ks_npz_reader_read(r, key, KS_NPZ_I8, &pints[i], 1);
       }
@@ -281,7 +293,7 @@ static int read_scalar(ks_npz_reader *r, const char *key, int strict, int64_t *o
   if (in.dtype == KS_NPZ_F4 || in.dtype == KS_NPZ_F8) {
     double d;
     rc = ks_npz_reader_read(r, key, KS_NPZ_F8, &d, 1);
-    *out = (int64_t)d;
+    if (rc == KS_OK) rc = float_to_i64(key, d, out);
   } else {
     rc = ks_npz_reader_read(r, key, KS_NPZ_I8, out, 1);
   }

@@ -15,13 +15,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "kusari/backend.h" /* ks_set_num_threads */
 #include "kusari/datasets.h"
 #include "kusari/error.h"
+#include "kusari/random.h"
 #include "kusari/tensor.h"
 #include "testutil_data.h"
 
@@ -646,12 +650,84 @@ static void test_datasets__fashion_mnist_real(void **state)
   ks_dataset_free(test);
 }
 
+/* Headers that claim far more data than the file holds (issue 18: the
+ * reader allocated whatever they said). An uncompressed file is checked
+ * against its size, a gzip one against deflate's largest ratio, and a gzip
+ * stream that passes that check is read into a buffer that grows with the
+ * data, so 1.5e9 claimed labels in a 2 MB stream cost 2 MB, not 1.5 GB (the
+ * child runs with its address space limited to well under 1.5 GB). */
+#if defined(__SANITIZE_ADDRESS__)
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "allocator_may_return_null=1:max_allocation_size_mb=1024"; }
+#endif
+
+static void test_datasets__forged_dimensions(void **state)
+{
+  fixture *f = *state;
+  char path[1024];
+  ks_tensor *x = (ks_tensor *)1;
+  static const uint32_t huge_img[3] = {1000000, 1000, 1000};
+  tu_write_idx(path, f->dir, "huge-img", 0x08, 3, huge_img, PIX, sizeof PIX, 0);
+  expect_error(ks_idx_read_images(path, 1, &x), KS_EFORMAT, path,
+               "truncated pixel data: expected 1000000000000 bytes, got 18 (the header's dimensions "
+               "(1000000, 1000, 1000) need more than the file holds");
+  assert_null(x);
+  static const uint32_t huge_lab[1] = {4000000000u};
+  tu_write_idx(path, f->dir, "huge-lab", 0x08, 1, huge_lab, LAB, sizeof LAB, 0);
+  expect_error(ks_idx_read_labels(path, &x), KS_EFORMAT, path,
+               "truncated label data: expected 4000000000 bytes, got 3");
+  /* gzip: beyond what deflate can expand the file to */
+  static const uint32_t big_img[3] = {1000000, 1000, 100};
+  tu_write_idx(path, f->dir, "huge-img.gz", 0x08, 3, big_img, PIX, sizeof PIX, 1);
+  expect_error(ks_idx_read_images(path, 1, &x), KS_EFORMAT, path, "gzip file can hold");
+  tu_write_idx(path, f->dir, "huge-lab.gz", 0x08, 1, huge_lab, LAB, sizeof LAB, 1);
+  expect_error(ks_idx_read_labels(path, &x), KS_EFORMAT, path, "gzip file can hold");
+
+  /* within the ratio, but the stream ends early: read as it comes */
+  const size_t n = (size_t)2 << 20;
+  unsigned char *noise = malloc(n);
+  assert_non_null(noise);
+  ks_rng rng;
+  ks_rng_seed(&rng, 18);
+  for (size_t i = 0; i < n; i++) noise[i] = (unsigned char)ks_rng_next(&rng);
+  static const uint32_t claim[1] = {1500000000u};
+  assert_int_equal(tu_write_idx(path, f->dir, "claim-lab.gz", 0x08, 1, claim, noise, n, 1), 0);
+  free(noise);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+#if !defined(__SANITIZE_ADDRESS__)
+    /* the address space in use now plus 768 MiB: a 1.5 GB buffer cannot fit */
+    long pages = 0;
+    FILE *st = fopen("/proc/self/statm", "r");
+    if (!st || fscanf(st, "%ld", &pages) != 1) _exit(3);
+    fclose(st);
+    struct rlimit rl;
+    rl.rlim_cur = rl.rlim_max = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)768 << 20);
+    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(4);
+#endif
+    ks_tensor *t = NULL;
+    int rc = ks_idx_read_labels(path, &t);
+    if (rc != KS_EFORMAT || !strstr(ks_error_last(), "truncated label data: expected 1500000000 bytes, got 2097152")) {
+      fprintf(stderr, "child: %s: %s\n", ks_status_name(rc), ks_error_last());
+      _exit(1);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_datasets__images_raw_and_gz, setup, teardown),
     cmocka_unit_test_setup_teardown(test_datasets__labels_raw_and_gz, setup, teardown),
     cmocka_unit_test_setup_teardown(test_datasets__errors, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_datasets__forged_dimensions, setup, teardown),
     cmocka_unit_test_setup_teardown(test_datasets__subset_and_gather, setup, teardown),
     cmocka_unit_test(test_datasets__gather_threads),
     cmocka_unit_test_setup_teardown(test_datasets__mnist_dir, setup, teardown),

@@ -683,6 +683,99 @@ static void test_npz__data_shorter_than_shape(void **state) {
   expect_entry_error("fortran.npz", KS_EUNSUPPORTED, "fortran_order");
 }
 
+/* A float scalar where an integer counter is expected (an optimizer's t or
+ * epoch, BatchNormalization's N), out of int64's range or NaN: a clear
+ * KS_EFORMAT, never an undefined conversion (UBSan: "-7.8e+298 is outside the
+ * range of representable values of type 'long'"), and the object unchanged. */
+static void test_npz__float_counter_out_of_range(void **state) {
+  (void)state;
+  const double bad[] = {-7.8e298, 9.3e18, NAN, INFINITY};
+  for (int k = 0; k < 4; k++) {
+    /* optimizer: 't' then 'epoch' */
+    for (int which = 0; which < 2; which++) {
+      ks_link *m = ks_chain_new();
+      TU_OK(ks_link_add_child(m, "l1", ks_linear_link_new(3, 2, &(ks_linear_opts){0})));
+      ks_optimizer *opt = ks_optimizer_adam_new(NULL);
+      TU_OK(ks_optimizer_setup(opt, m));
+      ks_npz_writer *w = NULL;
+      TU_OK(ks_npz_writer_open(&w, tpath("badt.npz"), 1));
+      double one = 1;
+      TU_OK(ks_npz_writer_add(w, "t", KS_NPZ_F8, 0, NULL, which == 0 ? &bad[k] : &one));
+      TU_OK(ks_npz_writer_add(w, "epoch", KS_NPZ_F8, 0, NULL, which == 1 ? &bad[k] : &one));
+      TU_OK(ks_npz_writer_commit(w));
+      assert_int_equal(ks_load_npz_optimizer(tpath("badt.npz"), opt), KS_EFORMAT);
+      assert_non_null(strstr(ks_error_last(), which == 0 ? "key 't'" : "key 'epoch'"));
+      assert_non_null(strstr(ks_error_last(), "is not a 64-bit integer"));
+      ks_optimizer_free(opt);
+      ks_link_free(m);
+    }
+    /* BatchNormalization's persistent N */
+    ks_link *bn = ks_batch_normalization_link_new(2, NULL);
+    TU_NONNULL(bn);
+    ks_npz_writer *w = NULL;
+    TU_OK(ks_npz_writer_open(&w, tpath("badn.npz"), 1));
+    const float v2[2] = {1, 1};
+    const char *keys[] = {"gamma", "beta", "avg_mean", "avg_var"};
+    for (int i = 0; i < 4; i++) TU_OK(ks_npz_writer_add(w, keys[i], KS_NPZ_F4, 1, (int64_t[]){2}, v2));
+    TU_OK(ks_npz_writer_add(w, "N", KS_NPZ_F8, 0, NULL, &bad[k]));
+    TU_OK(ks_npz_writer_commit(w));
+    assert_int_equal(ks_load_npz(tpath("badn.npz"), bn), KS_EFORMAT);
+    assert_non_null(strstr(ks_error_last(), "key 'N'"));
+    /* the same file with N = 3.0 loads (a float that fits is accepted) */
+    const double three = 3;
+    TU_OK(ks_npz_writer_open(&w, tpath("goodn.npz"), 1));
+    for (int i = 0; i < 4; i++) TU_OK(ks_npz_writer_add(w, keys[i], KS_NPZ_F4, 1, (int64_t[]){2}, v2));
+    TU_OK(ks_npz_writer_add(w, "N", KS_NPZ_F8, 0, NULL, &three));
+    TU_OK(ks_npz_writer_commit(w));
+    TU_OK(ks_load_npz(tpath("goodn.npz"), bn));
+    ks_link_free(bn);
+  }
+}
+
+/* Sets the uncompressed size of every entry of 'file' (local and central
+ * headers) to 'size', as a forged archive would. */
+static void forge_sizes(const char *file, uint32_t size) {
+  size_t n = 0;
+  unsigned char *b = read_file(tpath(file), &n);
+  int patched = 0;
+  for (size_t i = 0; i + 46 <= n; i++) {
+    size_t at = 0;
+    if (!memcmp(b + i, "PK\x03\x04", 4)) at = i + 22;
+    else if (!memcmp(b + i, "PK\x01\x02", 4)) at = i + 24;
+    else continue;
+    for (int k = 0; k < 4; k++) b[at + k] = (unsigned char)(size >> (8 * k));
+    patched++;
+  }
+  assert_int_equal(patched, 2);
+  write_file(tpath(file), b, n);
+  free(b);
+}
+
+/* A zip directory that claims an entry far larger than its compressed bytes
+ * (and a .npy shape to match) is refused at open, before anything of that
+ * size is allocated: a stored entry holds exactly its compressed bytes, a
+ * deflated one at most 1032 times them. */
+static void test_npz__forged_entry_sizes(void **state) {
+  (void)state;
+  char npy[256];
+  /* (134217700,) float32 = 536870800 bytes after a 64-byte header */
+  const char *dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (134217700,), }      \n";
+  size_t n = npy_bytes(npy, dict, 8);
+  assert_int_equal(n, 10 + strlen(dict) + 8);
+  for (int compress = 0; compress < 2; compress++) {
+    const char *file = compress ? "forged_deflate.npz" : "forged_stored.npz";
+    make_zip(file, "x.npy", npy, n, compress);
+    forge_sizes(file, (uint32_t)(10 + strlen(dict) + 536870800u));
+    ks_npz_reader *r;
+    TU_OK(ks_npz_reader_open(&r, tpath(file)));
+    ks_npz_info info;
+    assert_int_equal(ks_npz_reader_info(r, "x", &info), KS_EFORMAT);
+    tu_assert_error(KS_EFORMAT, "'x'", "a damaged or forged archive");
+    assert_null(ks_npz_reader_read_tensor(r, "x"));
+    ks_npz_reader_close(r);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_npz__numpy_savez_loads),
@@ -701,6 +794,8 @@ int main(void) {
     cmocka_unit_test(test_npz__truncated_header),
     cmocka_unit_test(test_npz__header_garbage),
     cmocka_unit_test(test_npz__data_shorter_than_shape),
+    cmocka_unit_test(test_npz__float_counter_out_of_range),
+    cmocka_unit_test(test_npz__forged_entry_sizes),
   };
   return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

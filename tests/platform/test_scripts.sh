@@ -46,6 +46,15 @@ cp "$REPO/scripts/test.sh" "$F/scripts/test.sh"
 tsan="$(sed -n 's/^ *tsan_tests="\(.*\)"$/\1/p' "$REPO/scripts/test.sh")"
 nt=$(echo $tsan | wc -w)
 [ "$nt" -ge 1 ] || die "cannot read tsan_tests from scripts/test.sh"
+# the fuzzing stage: a fuzz.sh with one target that passes and one that
+# crashes, and a clang on PATH (the stage only checks that it exists)
+cat > "$F/scripts/fuzz.sh" <<'FUZZ'
+#!/bin/sh
+[ "$1" = --list ] && { echo fuzz_ok; echo fuzz_crash; exit 0; }
+for a; do last=$a; done
+echo "$last: fake"; [ "$last" = fuzz_ok ]
+FUZZ
+mkdir -p "$F/bin"; printf '#!/bin/sh\nexit 0\n' > "$F/bin/clang"; chmod +x "$F/bin/clang" "$F/scripts/fuzz.sh"
 cat > "$F/CMakeLists.txt" <<CMAKE
 # kusari's options and test names, no compiler: $nt threaded unit tests, one
 # platform test that passes, one skipped (77), one that fails in the Release
@@ -67,6 +76,10 @@ endforeach()
 add_test(NAME platform_ok COMMAND true)
 add_test(NAME platform_skip COMMAND sh -c "exit 77")
 set_tests_properties(platform_ok platform_skip PROPERTIES LABELS platform SKIP_RETURN_CODE 77)
+option(KUSARI_FUZZ "" OFF)
+if(KUSARI_FUZZ)
+  add_custom_target(fuzz_targets)
+endif()
 if(NOT KUSARI_SANITIZE AND NOT KUSARI_TSAN)
   add_test(NAME platform_fails_in_release COMMAND false)
   set_tests_properties(platform_fails_in_release PROPERTIES LABELS platform)
@@ -74,7 +87,7 @@ endif()
 CMAKE
 # a failing Release test, a failing ASan build: the TSan stage still runs
 touch "$F/asan-breaks"
-(cd "$F" && JOBS=2 bash scripts/test.sh) > "$T/t1.out" 2>&1; rc=$?
+(cd "$F" && PATH="$F/bin:$PATH" JOBS=2 bash scripts/test.sh) > "$T/t1.out" 2>&1; rc=$?
 assert_eq 1 $rc "test.sh exits 1 when a stage failed"
 out="$(cat "$T/t1.out")"
 assert_contains "$out" "== threaded unit tests under ThreadSanitizer ==" "the TSan stage ran after the failures"
@@ -83,15 +96,16 @@ assert_contains "$out" "build (ASan + UBSan, -Werror)                    FAILED 
 assert_contains "$out" "not run: its build failed" "its tests reported as not run"
 assert_contains "$out" "threaded unit tests under ThreadSanitizer        ok: $nt passed, 0 skipped" "the TSan stage's result"
 assert_eq "skipped tests: 1" "$(tail -2 "$T/t1.out" | head -1)" "skipped tests counted apart"
-# (nt + 1) + nt passed; 1 failed test + 1 failed build
-assert_eq "$((2 * nt + 1)) passed, 2 failed" "$(tail -1 "$T/t1.out")" "closing line counts every stage"
+assert_contains "$out" "FAILED: 1 failed (fuzz_crash), 1 passed" "the fuzzing stage: each target counted"
+# (nt + 1) + nt + 1 passed; 1 failed test + 1 failed build + 1 failed fuzz target
+assert_eq "$((2 * nt + 2)) passed, 3 failed" "$(tail -1 "$T/t1.out")" "closing line counts every stage"
 # everything passing but the Release test: the sanitizer stages run their tests
 rm "$F/asan-breaks"
-(cd "$F" && JOBS=2 bash scripts/test.sh) > "$T/t2.out" 2>&1; rc=$?
+(cd "$F" && PATH="$F/bin:$PATH" JOBS=2 bash scripts/test.sh) > "$T/t2.out" 2>&1; rc=$?
 assert_eq 1 $rc "still exits 1 for the one failed test"
 assert_contains "$(cat "$T/t2.out")" "unit and platform tests under ASan + UBSan       ok: $((nt + 1)) passed, 1 skipped" "ASan stage ran its tests"
-assert_eq "$((3 * nt + 2)) passed, 1 failed" "$(tail -1 "$T/t2.out")" "closing line: every stage's passed tests, 1 failed"
-(cd "$F" && SKIP_ASAN=1 SKIP_TSAN=1 CTEST_ARGS="-E fails_in_release" JOBS=2 bash scripts/test.sh) > "$T/t3.out" 2>&1; rc=$?
+assert_eq "$((3 * nt + 3)) passed, 2 failed" "$(tail -1 "$T/t2.out")" "closing line: every stage's passed tests, 2 failed"
+(cd "$F" && SKIP_ASAN=1 SKIP_TSAN=1 SKIP_FUZZ=1 CTEST_ARGS="-E fails_in_release" JOBS=2 bash scripts/test.sh) > "$T/t3.out" 2>&1; rc=$?
 assert_eq 0 $rc "exits 0 when nothing failed"
 assert_eq "$((nt + 1)) passed, 0 failed" "$(tail -1 "$T/t3.out")" "closing line with nothing failed"
 finish
