@@ -214,56 +214,33 @@ static int model_register(int argc, char **argv) {
       goto out;
     }
   }
-  if (kp_db_begin(&ws) != 0) goto out;
-  long long version = 1;
-  if (kp_db_prepare(&ws, &st, "SELECT coalesce(max(version), 0) + 1 FROM models WHERE name=?") != 0) goto fail;
-  kp_bind_text(st, 1, name);
-  if (kp_db_row(st) > 0) version = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  if (kp_db_prepare(&ws, &st, "INSERT INTO models(name, version, run_id, path, description, created) VALUES(?,?,?,?,?,?)") != 0) goto fail;
-  kp_bind_text(st, 1, name);
-  sqlite3_bind_int64(st, 2, version);
-  kp_bind_text(st, 3, run);
-  kp_bind_text(st, 4, path ? prefix : file);
-  kp_bind_text(st, 5, desc);
-  sqlite3_bind_double(st, 6, kp_now());
-  if (kp_db_done(&ws, st) != 0) goto fail;
-  sqlite3_finalize(st);
-  sqlite3_int64 mid = sqlite3_last_insert_rowid(ws.db);
-  if (kp_db_prepare(&ws, &st, "INSERT INTO model_files(model_id, path, size, sha256) VALUES(?,?,?,?)") != 0) goto fail;
+  kp_model_file *mf = calloc(f.n ? f.n : 1, sizeof *mf);
+  char(*tkey)[256] = calloc(ntags ? (size_t)ntags : 1, sizeof *tkey);
+  const char *tk[KP_MULTI_MAX], *tv[KP_MULTI_MAX];
+  if (!mf || !tkey) { free(mf); free(tkey); kp_err("out of memory"); goto out; }
   int64_t total = 0;
   for (size_t i = 0; i < f.n; i++) {
-    sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, mid);
-    kp_bind_text(st, 2, f.v[i].path);
-    sqlite3_bind_int64(st, 3, f.v[i].size);
-    kp_bind_text(st, 4, f.v[i].sha);
-    if (kp_db_done(&ws, st) != 0) goto fail;
+    mf[i] = (kp_model_file){.path = f.v[i].path, .sha256 = f.v[i].sha, .size = f.v[i].size};
     total += f.v[i].size;
   }
-  sqlite3_finalize(st);
-  st = NULL;
   for (int i = 0; i < ntags; i++) {
     const char *eq = strchr(tags[i], '=');
-    char key[256];
-    snprintf(key, sizeof key, "%.*s", (int)(eq - tags[i]), tags[i]);
-    if (kp_db_prepare(&ws, &st, "INSERT OR REPLACE INTO model_tags(model_id, key, value) VALUES(?,?,?)") != 0) goto fail;
-    sqlite3_bind_int64(st, 1, mid);
-    kp_bind_text(st, 2, key);
-    kp_bind_text(st, 3, eq + 1);
-    if (kp_db_done(&ws, st) != 0) goto fail;
-    sqlite3_finalize(st);
-    st = NULL;
+    snprintf(tkey[i], sizeof tkey[i], "%.*s", (int)(eq - tags[i]), tags[i]);
+    tk[i] = tkey[i];
+    tv[i] = eq + 1;
   }
-  if (kp_db_commit(&ws) != 0) goto fail;
-  printf("Registered model %s version %lld (%zu file%s, %lld bytes%s%s%s)\n", name, version, f.n, f.n == 1 ? "" : "s",
+  kp_model_new m = {.name = name, .run_id = run, .path = path ? prefix : file, .description = desc, .files = mf,
+                    .nfiles = f.n, .tag_keys = tk, .tag_values = tv, .ntags = (size_t)ntags};
+  int64_t version;
+  int reg = kp_store_model_version_create(ws.store, &m, &version);
+  free(mf);
+  free(tkey);
+  if (reg != 0) { kp_store_report(); goto out; }
+  printf("Registered model %s version %lld (%zu file%s, %lld bytes%s%s%s)\n", name, (long long)version, f.n, f.n == 1 ? "" : "s",
          (long long)total, run ? ", from run " : "", run ? run : "",
          with_desc ? "; with model.json, the network description beside the weights" : "");
-  printf("%s:%lld\n", name, version);
+  printf("%s:%lld\n", name, (long long)version);
   rc = 0;
-  goto out;
-fail:
-  kp_db_rollback(&ws);
 out:
   sqlite3_finalize(st);
   free(f.v);
