@@ -137,7 +137,8 @@ typedef struct kp_run {
   kp_run_status status;
   char *compute, *error;  /* error NULL when none */
   char *source, *entry, *args_json, *snapshot;
-  char *env_json, *env_hash, *cancel_reason;  /* NULL when none */
+  char *env_json, *env_hash, *cancel_reason, *build_cache;  /* NULL when none */
+  int64_t snapshot_bytes;
   double created, prepared, started, ended;  /* 0 when not (yet) */
   int has_exit_code, exit_code, signal;
   int cancel_requested;
@@ -166,6 +167,28 @@ typedef struct kp_store_counts {
   int experiments, runs, computes, models;
 } kp_store_counts;
 
+/* Which runs to list, in which order. */
+typedef enum kp_run_order {
+  KP_ORDER_NEWEST,    /* by submission, newest first (the default; desc ignored) */
+  KP_ORDER_CREATED,
+  KP_ORDER_STARTED,
+  KP_ORDER_STATUS,    /* by status name */
+  KP_ORDER_DURATION,  /* until now for a run that has not ended */
+  KP_ORDER_ID,        /* by submission */
+  KP_ORDER_METRIC,    /* by the latest value of metric 'order_metric' */
+} kp_run_order;
+
+typedef struct kp_run_query {
+  const char *experiment;  /* NULL: any */
+  int has_status;
+  kp_run_status status;
+  const char *parent_id;   /* NULL: any */
+  kp_run_order order;
+  const char *order_metric;
+  int desc;                /* runs without a value come last either way; ties newest first */
+  int64_t limit;           /* <= 0: no limit */
+} kp_run_query;
+
 /* A status transition. 'to' is the new status; the rest is set with it. */
 typedef struct kp_run_transition {
   kp_run_status to;
@@ -178,6 +201,13 @@ typedef struct kp_run_transition {
 typedef struct kp_tag {
   char *key, *value;
 } kp_tag;
+
+/* A metric's latest value (the highest step). */
+typedef struct kp_metric_latest {
+  char *name;
+  double value;  /* NaN allowed */
+  int64_t step;
+} kp_metric_latest;
 
 typedef struct kp_metric_point {
   const char *name;  /* NULL in query results (one series) */
@@ -211,6 +241,24 @@ typedef struct kp_model_new {
   size_t ntags;
 } kp_model_new;
 
+/* A file as recorded (a run's or a model version's); owned. */
+typedef struct kp_stored_file {
+  char *path, *sha256;
+  int64_t size;
+} kp_stored_file;
+
+typedef struct kp_model {
+  char *name;
+  int64_t version;
+  char *run_id;  /* NULL when registered from a local file */
+  char *path, *description;
+  double created;
+  kp_stored_file *files;  /* by path */
+  size_t nfiles;
+  kp_tag *tags;           /* by key */
+  size_t ntags;
+} kp_model;
+
 /* ---- the interface --------------------------------------------------------- */
 typedef struct kp_store kp_store;
 
@@ -237,6 +285,7 @@ typedef struct kp_store_ops {
   /* runs */
   int (*run_create)(kp_store *s, const kp_run_new *r, char *id, size_t idn);
   int (*run_get)(kp_store *s, const char *id, kp_run *out);
+  int (*run_list)(kp_store *s, const kp_run_query *q, kp_run **out, size_t *n);
   int (*run_transition)(kp_store *s, const char *id, const kp_run_transition *t);
   /* records a cancel request (grace in s, reason) for the run's supervisor;
    * ECONFLICT when the run has ended */
@@ -278,18 +327,54 @@ typedef struct kp_store_ops {
 
   /* run files (index; replaces an entry of the same path) */
   int (*run_files_put)(kp_store *s, const char *run_id, const kp_file_entry *f, size_t n);
+  /* a run's files by path: all (prefix NULL), or the file 'prefix' and the
+   * files under the folder 'prefix' (ENOTFOUND only for an unknown run) */
+  int (*run_files_list)(kp_store *s, const char *run_id, const char *prefix, kp_stored_file **out, size_t *n);
 
   /* tags */
   int (*tag_set)(kp_store *s, const char *run_id, const char *key, const char *value);
   int (*tag_list)(kp_store *s, const char *run_id, kp_tag **out, size_t *n);
+  /* removes tags, all or none: ENOTFOUND when the run lacks one */
+  int (*tag_remove)(kp_store *s, const char *run_id, const char *const *keys, size_t n);
 
   /* metrics */
   int (*metrics_ingest)(kp_store *s, const char *run_id, const kp_ingest_batch *b);
   /* one metric's points by step (name NULL in each point; free() *out) */
   int (*metric_series)(kp_store *s, const char *run_id, const char *name, kp_metric_point **out, size_t *n);
+  /* 1 in *yes when any run logged metric 'name' */
+  int (*metric_exists)(kp_store *s, const char *name, int *yes);
+  /* the latest value of one metric of a run: *found 0 when it has none */
+  int (*metric_latest_value)(kp_store *s, const char *run_id, const char *name, double *value, int *found);
+  /* following a run: the newest point logged after '*cursor' by the run
+   * (of metric 'name', or of any when NULL), in *out (*found 0 when none);
+   * *cursor moves past everything logged so far. A cursor starts at -1,
+   * which makes the first call give the newest point already there. The
+   * cursor is opaque (the SQLite backend: a metric row id). out->name is
+   * the caller's to free. */
+  int (*metric_follow)(kp_store *s, const char *run_id, const char *name, int64_t *cursor, kp_metric_latest *out,
+                       int *found);
+  /* the resolved sweep file (JSON) of the sweep whose child run 'run_id' is;
+   * *spec NULL when it is no sweep's child (free() it) */
+  int (*run_sweep_spec)(kp_store *s, const char *run_id, char **spec);
+  /* each metric's latest value, by name (kp_metric_latest_free) */
+  int (*metrics_latest)(kp_store *s, const char *run_id, kp_metric_latest **out, size_t *n);
+  /* the names of the metrics a run logged, sorted (kp_strings_free) */
+  int (*metric_names)(kp_store *s, const char *run_id, char ***out, size_t *n);
 
   /* models */
   int (*model_version_create)(kp_store *s, const kp_model_new *m, int64_t *version);
+  /* version 0: the latest; ENOTFOUND for an unknown name or version */
+  int (*model_get)(kp_store *s, const char *name, int64_t version, kp_model *out);
+  /* every version of every model (or of 'name'), by name and version */
+  int (*model_list)(kp_store *s, const char *name, kp_model **out, size_t *n);
+  /* the services deployed with that version (kp_strings_free) */
+  int (*model_services)(kp_store *s, const char *name, int64_t version, char ***out, size_t *n);
+  int (*model_delete)(kp_store *s, const char *name, int64_t version);
+  /* sets or replaces tags, all or none */
+  int (*model_tags_set)(kp_store *s, const char *name, int64_t version, const char *const *keys,
+                        const char *const *values, size_t n);
+  /* removes tags, all or none: ENOTFOUND when the version lacks one */
+  int (*model_tags_remove)(kp_store *s, const char *name, int64_t version, const char *const *keys, size_t n);
 } kp_store_ops;
 
 struct kp_store {
@@ -322,6 +407,9 @@ int kp_store_compute_list(kp_store *s, const char *only, kp_compute **out, size_
 int kp_store_compute_delete(kp_store *s, const char *name, int *active_runs);
 int kp_store_run_create(kp_store *s, const kp_run_new *r, char *id, size_t idn);
 int kp_store_run_get(kp_store *s, const char *id, kp_run *out);
+int kp_store_run_list(kp_store *s, const kp_run_query *q, kp_run **out, size_t *n);
+int kp_store_metric_exists(kp_store *s, const char *name, int *yes);
+int kp_store_metric_latest_value(kp_store *s, const char *run_id, const char *name, double *value, int *found);
 int kp_store_run_transition(kp_store *s, const char *id, const kp_run_transition *t);
 int kp_store_run_request_cancel(kp_store *s, const char *id, double grace, const char *reason);
 int kp_store_run_list_active(kp_store *s, kp_run **out, size_t *n);
@@ -343,9 +431,23 @@ int kp_store_blobs_referenced(kp_store *s, const char *const *hex, size_t n, uns
 int kp_store_snapshot_list(kp_store *s, char ***out, size_t *n);
 int kp_store_tag_set(kp_store *s, const char *run_id, const char *key, const char *value);
 int kp_store_tag_list(kp_store *s, const char *run_id, kp_tag **out, size_t *n);
+int kp_store_tag_remove(kp_store *s, const char *run_id, const char *const *keys, size_t n);
 int kp_store_metrics_ingest(kp_store *s, const char *run_id, const kp_ingest_batch *b);
 int kp_store_metric_series(kp_store *s, const char *run_id, const char *name, kp_metric_point **out, size_t *n);
+int kp_store_metric_names(kp_store *s, const char *run_id, char ***out, size_t *n);
+int kp_store_metrics_latest(kp_store *s, const char *run_id, kp_metric_latest **out, size_t *n);
+int kp_store_metric_follow(kp_store *s, const char *run_id, const char *name, int64_t *cursor, kp_metric_latest *out,
+                           int *found);
+int kp_store_run_sweep_spec(kp_store *s, const char *run_id, char **spec);
 int kp_store_model_version_create(kp_store *s, const kp_model_new *m, int64_t *version);
+int kp_store_model_get(kp_store *s, const char *name, int64_t version, kp_model *out);
+int kp_store_model_list(kp_store *s, const char *name, kp_model **out, size_t *n);
+int kp_store_model_services(kp_store *s, const char *name, int64_t version, char ***out, size_t *n);
+int kp_store_model_delete(kp_store *s, const char *name, int64_t version);
+int kp_store_model_tags_set(kp_store *s, const char *name, int64_t version, const char *const *keys,
+                            const char *const *values, size_t n);
+int kp_store_model_tags_remove(kp_store *s, const char *name, int64_t version, const char *const *keys, size_t n);
+int kp_store_run_files_list(kp_store *s, const char *run_id, const char *prefix, kp_stored_file **out, size_t *n);
 
 /* freeing results */
 void kp_experiment_summaries_free(kp_experiment_summary *v, size_t n);
@@ -356,5 +458,9 @@ void kp_runs_free(kp_run *v, size_t n);
 void kp_tags_free(kp_tag *v, size_t n);
 void kp_run_briefs_free(kp_run_brief *v, size_t n);
 void kp_strings_free(char **v, size_t n);
+void kp_metric_latest_free(kp_metric_latest *v, size_t n);
+void kp_stored_files_free(kp_stored_file *v, size_t n);
+void kp_model_free(kp_model *m);
+void kp_models_free(kp_model *v, size_t n);
 
 #endif

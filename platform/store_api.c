@@ -85,6 +85,11 @@ int kp_store_compute_list(kp_store *s, const char *only, kp_compute **out, size_
 int kp_store_compute_delete(kp_store *s, const char *name, int *active_runs) { CALL(compute_delete, name, active_runs); }
 int kp_store_run_create(kp_store *s, const kp_run_new *r, char *id, size_t idn) { CALL(run_create, r, id, idn); }
 int kp_store_run_get(kp_store *s, const char *id, kp_run *out) { CALL(run_get, id, out); }
+int kp_store_run_list(kp_store *s, const kp_run_query *q, kp_run **out, size_t *n) { CALL(run_list, q, out, n); }
+int kp_store_metric_exists(kp_store *s, const char *name, int *yes) { CALL(metric_exists, name, yes); }
+int kp_store_metric_latest_value(kp_store *s, const char *run_id, const char *name, double *value, int *found) {
+  CALL(metric_latest_value, run_id, name, value, found);
+}
 int kp_store_run_transition(kp_store *s, const char *id, const kp_run_transition *t) { CALL(run_transition, id, t); }
 int kp_store_run_request_cancel(kp_store *s, const char *id, double grace, const char *reason) {
   CALL(run_request_cancel, id, grace, reason);
@@ -119,6 +124,24 @@ int kp_store_runs_blobs(kp_store *s, const char *const *ids, size_t n, char ***f
 }
 int kp_store_runs_delete(kp_store *s, const char *const *ids, size_t n) { CALL(runs_delete, ids, n); }
 int kp_store_experiment_delete(kp_store *s, const char *name) { CALL(experiment_delete, name); }
+int kp_store_model_get(kp_store *s, const char *name, int64_t version, kp_model *out) {
+  CALL(model_get, name, version, out);
+}
+int kp_store_model_list(kp_store *s, const char *name, kp_model **out, size_t *n) { CALL(model_list, name, out, n); }
+int kp_store_model_services(kp_store *s, const char *name, int64_t version, char ***out, size_t *n) {
+  CALL(model_services, name, version, out, n);
+}
+int kp_store_model_delete(kp_store *s, const char *name, int64_t version) { CALL(model_delete, name, version); }
+int kp_store_model_tags_set(kp_store *s, const char *name, int64_t version, const char *const *keys,
+                            const char *const *values, size_t n) {
+  CALL(model_tags_set, name, version, keys, values, n);
+}
+int kp_store_model_tags_remove(kp_store *s, const char *name, int64_t version, const char *const *keys, size_t n) {
+  CALL(model_tags_remove, name, version, keys, n);
+}
+int kp_store_run_files_list(kp_store *s, const char *run_id, const char *prefix, kp_stored_file **out, size_t *n) {
+  CALL(run_files_list, run_id, prefix, out, n);
+}
 int kp_store_counts_get(kp_store *s, kp_store_counts *out) { CALL(counts, out); }
 int kp_store_blobs_referenced(kp_store *s, const char *const *hex, size_t n, unsigned char *used) {
   CALL(blobs_referenced, hex, n, used);
@@ -128,10 +151,22 @@ int kp_store_tag_set(kp_store *s, const char *run_id, const char *key, const cha
   CALL(tag_set, run_id, key, value);
 }
 int kp_store_tag_list(kp_store *s, const char *run_id, kp_tag **out, size_t *n) { CALL(tag_list, run_id, out, n); }
+int kp_store_tag_remove(kp_store *s, const char *run_id, const char *const *keys, size_t n) {
+  CALL(tag_remove, run_id, keys, n);
+}
 int kp_store_metrics_ingest(kp_store *s, const char *run_id, const kp_ingest_batch *b) { CALL(metrics_ingest, run_id, b); }
 int kp_store_metric_series(kp_store *s, const char *run_id, const char *name, kp_metric_point **out, size_t *n) {
   CALL(metric_series, run_id, name, out, n);
 }
+int kp_store_metric_names(kp_store *s, const char *run_id, char ***out, size_t *n) { CALL(metric_names, run_id, out, n); }
+int kp_store_metrics_latest(kp_store *s, const char *run_id, kp_metric_latest **out, size_t *n) {
+  CALL(metrics_latest, run_id, out, n);
+}
+int kp_store_metric_follow(kp_store *s, const char *run_id, const char *name, int64_t *cursor, kp_metric_latest *out,
+                           int *found) {
+  CALL(metric_follow, run_id, name, cursor, out, found);
+}
+int kp_store_run_sweep_spec(kp_store *s, const char *run_id, char **spec) { CALL(run_sweep_spec, run_id, spec); }
 int kp_store_model_version_create(kp_store *s, const kp_model_new *m, int64_t *version) {
   CALL(model_version_create, m, version);
 }
@@ -179,6 +214,7 @@ void kp_run_free(kp_run *r) {
   free(r->env_json);
   free(r->env_hash);
   free(r->cancel_reason);
+  free(r->build_cache);
   memset(r, 0, sizeof *r);
 }
 
@@ -202,5 +238,34 @@ void kp_strings_free(char **v, size_t n) {
 
 void kp_run_briefs_free(kp_run_brief *v, size_t n) {
   for (size_t i = 0; i < n; i++) free(v[i].id);
+  free(v);
+}
+
+void kp_stored_files_free(kp_stored_file *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(v[i].path);
+    free(v[i].sha256);
+  }
+  free(v);
+}
+
+void kp_model_free(kp_model *m) {
+  if (!m) return;
+  free(m->name);
+  free(m->run_id);
+  free(m->path);
+  free(m->description);
+  kp_stored_files_free(m->files, m->nfiles);
+  kp_tags_free(m->tags, m->ntags);
+  memset(m, 0, sizeof *m);
+}
+
+void kp_models_free(kp_model *v, size_t n) {
+  for (size_t i = 0; i < n; i++) kp_model_free(&v[i]);
+  free(v);
+}
+
+void kp_metric_latest_free(kp_metric_latest *v, size_t n) {
+  for (size_t i = 0; i < n; i++) free(v[i].name);
   free(v);
 }

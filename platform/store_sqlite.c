@@ -488,7 +488,8 @@ out:
   "SELECT r.id, e.name, r.parent_id, r.status, r.compute, r.error, r.created, r.prepared, r.started, r.ended," \
   " r.exit_code, r.signal, r.cancel_requested, r.channel_offset, r.cancel_grace,"                             \
   " r.supervisor_pid, r.supervisor_start, r.entry_pid, r.entry_start,"                                        \
-  " r.source, r.entry, r.args, r.snapshot, r.env_json, r.env_hash, r.cancel_reason"                           \
+  " r.source, r.entry, r.args, r.snapshot, r.env_json, r.env_hash, r.cancel_reason, r.build_cache,"           \
+  " r.snapshot_bytes"                                                                                         \
   " FROM runs r JOIN experiments e ON e.id=r.experiment_id"
 
 static void run_from_row(sqlite3_stmt *st, kp_run *o) {
@@ -519,6 +520,8 @@ static void run_from_row(sqlite3_stmt *st, kp_run *o) {
   o->env_json = col_dup_or_null(st, 23);
   o->env_hash = col_dup_or_null(st, 24);
   o->cancel_reason = col_dup_or_null(st, 25);
+  o->build_cache = col_dup_or_null(st, 26);
+  o->snapshot_bytes = sqlite3_column_int64(st, 27);
 }
 
 static int sq_run_get(kp_store *base, const char *id, kp_run *o) {
@@ -532,6 +535,60 @@ static int sq_run_get(kp_store *base, const char *id, kp_run *o) {
   sqlite3_finalize(st);
   if (r == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "no run '%s' in this workspace", id);
   return r < 0 ? -1 : 0;
+}
+
+static int sq_run_list(kp_store *base, const kp_run_query *q, kp_run **out, size_t *n) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  const char *oexpr = NULL;
+  switch (q->order) {
+  case KP_ORDER_NEWEST: break;
+  case KP_ORDER_CREATED: oexpr = "r.created"; break;
+  case KP_ORDER_STARTED: oexpr = "r.started"; break;
+  case KP_ORDER_STATUS: oexpr = "r.status"; break;
+  case KP_ORDER_DURATION: oexpr = "coalesce(r.ended, ?6) - r.started"; break;
+  case KP_ORDER_ID: oexpr = "r.seq"; break;
+  case KP_ORDER_METRIC:
+    if (!q->order_metric || !*q->order_metric) return kp_store_fail(KP_STORE_EINVAL, "ordering by a metric needs its name");
+    oexpr = "(SELECT value FROM metrics x WHERE x.run_id=r.id AND x.name=?5 ORDER BY x.step DESC, x.id DESC LIMIT 1)";
+    break;
+  default: return kp_store_fail(KP_STORE_EINVAL, "unknown order %d", (int)q->order);
+  }
+  char sql[2048];
+  const char *where = " WHERE (?1 IS NULL OR e.name=?1) AND (?2 IS NULL OR r.status=?2) AND (?4 IS NULL OR r.parent_id=?4)";
+  if (oexpr)
+    snprintf(sql, sizeof sql, RUN_COLS "%s ORDER BY (%s) IS NULL, (%s) %s, r.seq DESC LIMIT ?3", where, oexpr, oexpr,
+             q->desc ? "DESC" : "ASC");
+  else snprintf(sql, sizeof sql, RUN_COLS "%s ORDER BY r.seq DESC LIMIT ?3", where);
+  sqlite3_stmt *st;
+  if (prep(s, &st, sql) != 0) return -1;
+  bind_text(st, 1, q->experiment);
+  bind_text(st, 2, q->has_status ? kp_run_status_name(q->status) : NULL);
+  sqlite3_bind_int64(st, 3, q->limit > 0 ? q->limit : -1);
+  bind_text(st, 4, q->parent_id);
+  if (q->order == KP_ORDER_METRIC) bind_text(st, 5, q->order_metric);
+  if (q->order == KP_ORDER_DURATION) sqlite3_bind_double(st, 6, now());
+  int r;
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 16;
+      void *p = realloc(*out, cap * sizeof **out);
+      if (!p) { r = oom(); break; }
+      *out = p;
+    }
+    memset(&(*out)[*n], 0, sizeof **out);
+    run_from_row(st, &(*out)[(*n)++]);
+  }
+  sqlite3_finalize(st);
+  if (r < 0) {
+    kp_runs_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
 }
 
 static int sq_run_list_active(kp_store *base, kp_run **out, size_t *n) {
@@ -1027,6 +1084,29 @@ static int sq_tag_list(kp_store *base, const char *run_id, kp_tag **out, size_t 
   return 0;
 }
 
+static int sq_tag_remove(kp_store *base, const char *run_id, const char *const *keys, size_t n) {
+  sq_store *s = SQ(base);
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  sqlite3_stmt *st = NULL;
+  if (run_exists(s, run_id) <= 0) goto out;
+  if (prep(s, &st, "DELETE FROM tags WHERE run_id=? AND key=?") != 0) goto out;
+  for (size_t i = 0; i < n; i++) {
+    sqlite3_reset(st);
+    bind_text(st, 1, run_id);
+    bind_text(st, 2, keys[i]);
+    if (done(s, st) != 0) goto out;
+    if (sqlite3_changes(s->db) == 0) {
+      kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no tag '%s'; no tag was removed", run_id, keys[i]);
+      goto out;
+    }
+  }
+  rc = 0;
+out:
+  sqlite3_finalize(st);
+  return tx_end(s, own, rc);
+}
+
 /* ---- metrics ------------------------------------------------------------------- */
 typedef struct next_steps {
   struct { const char *name; int64_t next; } *v;
@@ -1144,6 +1224,133 @@ static int sq_metric_series(kp_store *base, const char *run_id, const char *name
   return 0;
 }
 
+static int strings(sq_store *s, sqlite3_stmt *st, char ***out, size_t *n);
+
+static int sq_metric_exists(kp_store *base, const char *name, int *yes) {
+  int r = exists1(SQ(base), "SELECT 1 FROM metrics WHERE name=? LIMIT 1", name);
+  if (r < 0) return -1;
+  *yes = r;
+  return 0;
+}
+
+static int sq_metric_latest_value(kp_store *base, const char *run_id, const char *name, double *value, int *found) {
+  sq_store *s = SQ(base);
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT value FROM metrics WHERE run_id=?1 AND name=?2 ORDER BY step DESC, id DESC LIMIT 1") != 0) return -1;
+  bind_text(st, 1, run_id);
+  bind_text(st, 2, name);
+  int r = row(s, st);
+  if (r > 0) *value = sqlite3_column_type(st, 0) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 0);
+  sqlite3_finalize(st);
+  if (r < 0) return -1;
+  *found = r;
+  return 0;
+}
+
+static int sq_metric_follow(kp_store *base, const char *run_id, const char *name, int64_t *cursor, kp_metric_latest *out,
+                            int *found) {
+  sq_store *s = SQ(base);
+  *found = 0;
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st;
+  if (*cursor < 0) {
+    /* this run's newest row so far (one look through its index entries) */
+    if (prep(s, &st, "SELECT coalesce(max(id), 0) FROM metrics WHERE run_id=?1 AND (?2 IS NULL OR name=?2)") != 0) return -1;
+    bind_text(st, 1, run_id);
+    bind_text(st, 2, name);
+    int r = row(s, st);
+    sqlite3_int64 last = r > 0 ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (r < 0) return -1;
+    *cursor = last ? last - 1 : 0;
+  }
+  /* only rows added since the cursor are read (by id), so a run with
+   * millions of values costs nothing per poll */
+  sqlite3_int64 top = 0;
+  if (prep(s, &st, "SELECT coalesce(max(id), 0) FROM metrics") != 0) return -1;
+  int r = row(s, st);
+  if (r > 0) top = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if (r < 0) return -1;
+  if (top <= *cursor) return 0;
+  if (prep(s, &st, "SELECT name, step, value FROM metrics WHERE id > ?1 AND id <= ?2 AND +run_id = ?3"
+                   " AND (?4 IS NULL OR name = ?4) ORDER BY id DESC LIMIT 1") != 0)
+    return -1;
+  sqlite3_bind_int64(st, 1, *cursor);
+  sqlite3_bind_int64(st, 2, top);
+  bind_text(st, 3, run_id);
+  bind_text(st, 4, name);
+  r = row(s, st);
+  if (r > 0) {
+    out->name = col_dup(st, 0);
+    out->step = sqlite3_column_int64(st, 1);
+    out->value = sqlite3_column_type(st, 2) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 2);
+    *found = 1;
+  }
+  sqlite3_finalize(st);
+  if (r < 0) return -1;
+  *cursor = top;
+  return 0;
+}
+
+static int sq_run_sweep_spec(kp_store *base, const char *run_id, char **spec) {
+  sq_store *s = SQ(base);
+  *spec = NULL;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT w.spec FROM runs r JOIN sweeps w ON w.run_id=r.parent_id WHERE r.id=?") != 0) return -1;
+  bind_text(st, 1, run_id);
+  int r = row(s, st);
+  if (r > 0) *spec = col_dup(st, 0);
+  sqlite3_finalize(st);
+  return r < 0 ? -1 : 0;
+}
+
+static int sq_metrics_latest(kp_store *base, const char *run_id, kp_metric_latest **out, size_t *n) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  if (run_exists(s, run_id) <= 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st,
+           "SELECT name, value, step FROM metrics m WHERE run_id=?1 AND id=(SELECT id FROM metrics x"
+           " WHERE x.run_id=?1 AND x.name=m.name ORDER BY step DESC, id DESC LIMIT 1) ORDER BY name") != 0)
+    return -1;
+  bind_text(st, 1, run_id);
+  int r;
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 16;
+      void *p = realloc(*out, cap * sizeof **out);
+      if (!p) { r = oom(); break; }
+      *out = p;
+    }
+    kp_metric_latest *m = &(*out)[(*n)++];
+    m->name = col_dup(st, 0);
+    m->value = sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1);
+    m->step = sqlite3_column_int64(st, 2);
+  }
+  sqlite3_finalize(st);
+  if (r < 0) {
+    kp_metric_latest_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
+static int sq_metric_names(kp_store *base, const char *run_id, char ***out, size_t *n) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  if (run_exists(s, run_id) <= 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT DISTINCT name FROM metrics WHERE run_id=? ORDER BY name") != 0) return -1;
+  bind_text(st, 1, run_id);
+  return strings(s, st, out, n);
+}
+
 /* ---- models -------------------------------------------------------------------- */
 static int sq_model_version_create(kp_store *base, const kp_model_new *m, int64_t *version) {
   sq_store *s = SQ(base);
@@ -1192,6 +1399,220 @@ out:
   return tx_end(s, own, rc);
 }
 
+
+/* Collects (path, sha256, size) rows into files. */
+static int stored_files(sq_store *s, sqlite3_stmt *st, kp_stored_file **out, size_t *n) {
+  int r;
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 16;
+      void *p = realloc(*out, cap * sizeof **out);
+      if (!p) { r = oom(); break; }
+      *out = p;
+    }
+    kp_stored_file *f = &(*out)[(*n)++];
+    f->path = col_dup(st, 0);
+    f->sha256 = col_dup(st, 1);
+    f->size = sqlite3_column_int64(st, 2);
+  }
+  sqlite3_finalize(st);
+  if (r < 0) {
+    kp_stored_files_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
+static int sq_run_files_list(kp_store *base, const char *run_id, const char *prefix, kp_stored_file **out, size_t *n) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  if (run_exists(s, run_id) <= 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT path, sha256, size FROM files WHERE run_id=?1 AND (?2 IS NULL OR path=?2"
+                   " OR substr(path, 1, length(?2)+1)=?2||'/') ORDER BY path") != 0)
+    return -1;
+  bind_text(st, 1, run_id);
+  bind_text(st, 2, prefix);
+  return stored_files(s, st, out, n);
+}
+
+/* The id of model version 'name':'version' (0: the latest); ENOTFOUND. */
+static int model_id(sq_store *s, const char *name, int64_t version, sqlite3_int64 *id, int64_t *got) {
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT id, version FROM models WHERE name=?1 AND (?2=0 OR version=?2) ORDER BY version DESC LIMIT 1") != 0)
+    return -1;
+  bind_text(st, 1, name);
+  sqlite3_bind_int64(st, 2, version);
+  int r = row(s, st);
+  if (r > 0) {
+    *id = sqlite3_column_int64(st, 0);
+    if (got) *got = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_finalize(st);
+  if (r < 0) return -1;
+  if (r == 0) {
+    if (version) return kp_store_fail(KP_STORE_ENOTFOUND, "model '%s' has no version %lld", name, (long long)version);
+    return kp_store_fail(KP_STORE_ENOTFOUND, "no model named '%s' is registered", name);
+  }
+  return 0;
+}
+
+#define MODEL_COLS "SELECT id, name, version, run_id, path, description, created FROM models"
+
+/* Fills 'm' from a MODEL_COLS row, with its files and tags. */
+static int model_from_row(sq_store *s, sqlite3_stmt *row_st, kp_model *m) {
+  memset(m, 0, sizeof *m);
+  sqlite3_int64 id = sqlite3_column_int64(row_st, 0);
+  m->name = col_dup(row_st, 1);
+  m->version = sqlite3_column_int64(row_st, 2);
+  m->run_id = col_dup_or_null(row_st, 3);
+  m->path = col_dup(row_st, 4);
+  m->description = col_dup(row_st, 5);
+  m->created = col_time(row_st, 6);
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT path, sha256, size FROM model_files WHERE model_id=? ORDER BY path") != 0) return -1;
+  sqlite3_bind_int64(st, 1, id);
+  if (stored_files(s, st, &m->files, &m->nfiles) != 0) return -1;
+  if (prep(s, &st, "SELECT key, value FROM model_tags WHERE model_id=? ORDER BY key") != 0) return -1;
+  sqlite3_bind_int64(st, 1, id);
+  int r;
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (m->ntags == cap) {
+      cap = cap ? 2 * cap : 8;
+      void *p = realloc(m->tags, cap * sizeof *m->tags);
+      if (!p) { r = oom(); break; }
+      m->tags = p;
+    }
+    m->tags[m->ntags].key = col_dup(st, 0);
+    m->tags[m->ntags].value = col_dup(st, 1);
+    m->ntags++;
+  }
+  sqlite3_finalize(st);
+  return r < 0 ? -1 : 0;
+}
+
+static int sq_model_get(kp_store *base, const char *name, int64_t version, kp_model *out) {
+  sq_store *s = SQ(base);
+  memset(out, 0, sizeof *out);
+  sqlite3_int64 id;
+  if (model_id(s, name, version, &id, NULL) != 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, MODEL_COLS " WHERE id=?") != 0) return -1;
+  sqlite3_bind_int64(st, 1, id);
+  int r = row(s, st), rc = -1;
+  if (r > 0) rc = model_from_row(s, st, out);
+  else if (r == 0) kp_store_fail(KP_STORE_ENOTFOUND, "no model named '%s' is registered", name);
+  sqlite3_finalize(st);
+  if (rc != 0) kp_model_free(out);
+  return rc;
+}
+
+static int sq_model_list(kp_store *base, const char *name, kp_model **out, size_t *n) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  sqlite3_stmt *st;
+  if (prep(s, &st, MODEL_COLS " WHERE ?1 IS NULL OR name=?1 ORDER BY name, version") != 0) return -1;
+  bind_text(st, 1, name);
+  int r;
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 16;
+      void *p = realloc(*out, cap * sizeof **out);
+      if (!p) { r = oom(); break; }
+      *out = p;
+    }
+    if (model_from_row(s, st, &(*out)[(*n)++]) != 0) { r = -1; break; }
+  }
+  sqlite3_finalize(st);
+  if (r < 0) {
+    kp_models_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
+static int sq_model_services(kp_store *base, const char *name, int64_t version, char ***out, size_t *n) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  sqlite3_int64 id;
+  if (model_id(s, name, version, &id, NULL) != 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT name FROM services WHERE model_id=? ORDER BY name") != 0) return -1;
+  sqlite3_bind_int64(st, 1, id);
+  return strings(s, st, out, n);
+}
+
+static int sq_model_delete(kp_store *base, const char *name, int64_t version) {
+  sq_store *s = SQ(base);
+  sqlite3_int64 id;
+  if (version <= 0) return kp_store_fail(KP_STORE_EINVAL, "say which version of '%s' to delete", name);
+  if (model_id(s, name, version, &id, NULL) != 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "DELETE FROM models WHERE id=?") != 0) return -1;
+  sqlite3_bind_int64(st, 1, id);
+  int rc = done(s, st);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int sq_model_tags_set(kp_store *base, const char *name, int64_t version, const char *const *keys,
+                             const char *const *values, size_t n) {
+  sq_store *s = SQ(base);
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  sqlite3_int64 id;
+  sqlite3_stmt *st = NULL;
+  if (model_id(s, name, version, &id, NULL) != 0) goto out;
+  if (prep(s, &st, "INSERT OR REPLACE INTO model_tags(model_id, key, value) VALUES(?,?,?)") != 0) goto out;
+  for (size_t i = 0; i < n; i++) {
+    if (!keys[i] || !*keys[i] || !values[i]) { kp_store_fail(KP_STORE_EINVAL, "a tag needs a key and a value"); goto out; }
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, keys[i]);
+    bind_text(st, 3, values[i]);
+    if (done(s, st) != 0) goto out;
+  }
+  rc = 0;
+out:
+  sqlite3_finalize(st);
+  return tx_end(s, own, rc);
+}
+
+static int sq_model_tags_remove(kp_store *base, const char *name, int64_t version, const char *const *keys, size_t n) {
+  sq_store *s = SQ(base);
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  sqlite3_int64 id;
+  int64_t got = version;
+  sqlite3_stmt *st = NULL;
+  if (model_id(s, name, version, &id, &got) != 0) goto out;
+  if (prep(s, &st, "DELETE FROM model_tags WHERE model_id=? AND key=?") != 0) goto out;
+  for (size_t i = 0; i < n; i++) {
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, keys[i]);
+    if (done(s, st) != 0) goto out;
+    if (sqlite3_changes(s->db) == 0) {
+      kp_store_fail(KP_STORE_ENOTFOUND, "model %s:%lld has no tag '%s'; nothing was removed", name, (long long)got, keys[i]);
+      goto out;
+    }
+  }
+  rc = 0;
+out:
+  sqlite3_finalize(st);
+  return tx_end(s, own, rc);
+}
+
 static const kp_store_ops sqlite_ops = {
   .backend = "sqlite",
   .close = sq_close,
@@ -1225,9 +1646,24 @@ static const kp_store_ops sqlite_ops = {
   .snapshot_list = sq_snapshot_list,
   .tag_set = sq_tag_set,
   .tag_list = sq_tag_list,
+  .tag_remove = sq_tag_remove,
   .metrics_ingest = sq_metrics_ingest,
   .metric_series = sq_metric_series,
+  .metric_names = sq_metric_names,
+  .metrics_latest = sq_metrics_latest,
+  .metric_follow = sq_metric_follow,
+  .run_sweep_spec = sq_run_sweep_spec,
+  .metric_exists = sq_metric_exists,
+  .metric_latest_value = sq_metric_latest_value,
+  .run_list = sq_run_list,
   .model_version_create = sq_model_version_create,
+  .model_get = sq_model_get,
+  .model_list = sq_model_list,
+  .model_services = sq_model_services,
+  .model_delete = sq_model_delete,
+  .model_tags_set = sq_model_tags_set,
+  .model_tags_remove = sq_model_tags_remove,
+  .run_files_list = sq_run_files_list,
 };
 
 /* ---- opening and migrating ------------------------------------------------------- */

@@ -80,6 +80,66 @@ cJSON *kp_view_compute(const kp_compute *c) {
   return o;
 }
 
+cJSON *kp_view_model(const kp_model *m) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "name", m->name);
+  cJSON_AddNumberToObject(o, "version", (double)m->version);
+  if (m->run_id) cJSON_AddStringToObject(o, "run", m->run_id);
+  else cJSON_AddNullToObject(o, "run");
+  cJSON_AddStringToObject(o, "path", m->path);
+  cJSON_AddStringToObject(o, "description", m->description);
+  add_time(o, "created", m->created);
+  cJSON *files = cJSON_AddArrayToObject(o, "files");
+  for (size_t i = 0; i < m->nfiles; i++) cJSON_AddItemToArray(files, kp_view_file(&m->files[i]));
+  cJSON_AddItemToObject(o, "tags", kp_view_tags(m->tags, m->ntags));
+  return o;
+}
+
+cJSON *kp_view_run(const kp_run *r) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", r->id);
+  cJSON_AddStringToObject(o, "experiment", r->experiment);
+  cJSON_AddStringToObject(o, "status", kp_run_status_name(r->status));
+  cJSON_AddStringToObject(o, "compute", r->compute);
+  cJSON_AddStringToObject(o, "source", r->source);
+  cJSON_AddStringToObject(o, "entry", r->entry);
+  cJSON *args = cJSON_Parse(r->args_json ? r->args_json : "");
+  cJSON_AddItemToObject(o, "arguments", args ? args : cJSON_CreateArray());
+  cJSON_AddStringToObject(o, "snapshot", r->snapshot);
+  cJSON_AddNumberToObject(o, "snapshot_bytes", (double)r->snapshot_bytes);
+  if (r->env_hash) cJSON_AddStringToObject(o, "environment", r->env_hash);
+  else cJSON_AddNullToObject(o, "environment");
+  cJSON_AddStringToObject(o, "build_cache", r->build_cache ? r->build_cache : "");
+  add_time_or_null(o, "created", r->created);
+  add_time_or_null(o, "started", r->started);
+  add_time_or_null(o, "ended", r->ended);
+  if (r->started) cJSON_AddNumberToObject(o, "duration_s", (r->ended ? r->ended : kp_now()) - r->started);
+  else cJSON_AddNullToObject(o, "duration_s");
+  if (r->has_exit_code) cJSON_AddNumberToObject(o, "exit_code", r->exit_code);
+  else cJSON_AddNullToObject(o, "exit_code");
+  if (r->signal) cJSON_AddNumberToObject(o, "signal", r->signal);
+  else cJSON_AddNullToObject(o, "signal");
+  if (r->error) cJSON_AddStringToObject(o, "error", r->error);
+  else cJSON_AddNullToObject(o, "error");
+  if (r->parent_id) cJSON_AddStringToObject(o, "parent", r->parent_id);
+  else cJSON_AddNullToObject(o, "parent");
+  return o;
+}
+
+cJSON *kp_view_metrics_latest(const kp_metric_latest *v, size_t n) {
+  cJSON *o = cJSON_CreateObject();
+  for (size_t i = 0; i < n; i++) cJSON_AddItemToObject(o, v[i].name, kp_json_metric(v[i].value));
+  return o;
+}
+
+cJSON *kp_view_file(const kp_stored_file *f) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "path", f->path);
+  cJSON_AddNumberToObject(o, "size", (double)f->size);
+  cJSON_AddStringToObject(o, "sha256", f->sha256);
+  return o;
+}
+
 cJSON *kp_view_tags(const kp_tag *v, size_t n) {
   cJSON *o = cJSON_CreateObject();
   for (size_t i = 0; i < n; i++) cJSON_AddStringToObject(o, v[i].key, v[i].value);

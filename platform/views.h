@@ -18,6 +18,16 @@ struct cJSON *kp_view_experiment_summary(const kp_experiment_summary *e);
 struct cJSON *kp_view_experiment(const kp_experiment_detail *d);
 /* {name, type, max_nodes, busy_nodes, idle_nodes, queued_runs} */
 struct cJSON *kp_view_compute(const kp_compute *c);
+/* {name, version, run, path, description, created, files[{path, size, sha256}], tags{}} */
+struct cJSON *kp_view_model(const kp_model *m);
+/* {id, experiment, status, compute, source, entry, arguments, snapshot,
+ * snapshot_bytes, environment, build_cache, created, started, ended,
+ * duration_s (until now while it runs), exit_code, signal, error, parent} */
+struct cJSON *kp_view_run(const kp_run *r);
+/* {name: latest value, ...} */
+struct cJSON *kp_view_metrics_latest(const kp_metric_latest *v, size_t n);
+/* {path, size, sha256} */
+struct cJSON *kp_view_file(const kp_stored_file *f);
 /* {key: value, ...} */
 struct cJSON *kp_view_tags(const kp_tag *v, size_t n);
 /* {code, message}: the thread's store error, as a server relays it */

@@ -280,6 +280,85 @@ static void test_store__model_versions(void **state) {
   assert_int_equal(code(), KP_STORE_EINVAL);
 }
 
+static void test_store__model_reads_and_tags(void **state) {
+  kp_store *s = *state;
+  kp_model_file files[] = {{.path = "b.json", .sha256 = "bb", .size = 2}, {.path = "a.npz", .sha256 = "aa", .size = 10}};
+  kp_model_new m1 = {.name = "net", .path = "p1", .description = "first", .files = files, .nfiles = 2};
+  kp_model_new m2 = {.name = "net", .path = "p2", .files = files, .nfiles = 1};
+  int64_t v;
+  assert_int_equal(kp_store_model_version_create(s, &m1, &v), 0);
+  assert_int_equal(kp_store_model_version_create(s, &m2, &v), 0);
+  kp_model m;
+  assert_int_equal(kp_store_model_get(s, "net", 0, &m), 0);  /* the latest */
+  assert_int_equal(m.version, 2);
+  assert_string_equal(m.path, "p2");
+  assert_null(m.run_id);
+  kp_model_free(&m);
+  assert_int_equal(kp_store_model_get(s, "net", 1, &m), 0);
+  assert_string_equal(m.description, "first");
+  assert_int_equal(m.nfiles, 2);
+  assert_string_equal(m.files[0].path, "a.npz");  /* by path */
+  assert_int_equal(m.files[0].size, 10);
+  kp_model_free(&m);
+  assert_int_equal(kp_store_model_get(s, "net", 3, &m), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_model_get(s, "nope", 0, &m), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  /* tags: set and replace; removing is all or none */
+  const char *k[] = {"stage", "owner"}, *val[] = {"dev", "ml"}, *val2[] = {"prod", "ml"};
+  assert_int_equal(kp_store_model_tags_set(s, "net", 1, k, val, 2), 0);
+  assert_int_equal(kp_store_model_tags_set(s, "net", 1, k, val2, 1), 0);
+  const char *rm[] = {"owner", "missing"};
+  assert_int_equal(kp_store_model_tags_remove(s, "net", 1, rm, 2), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_model_get(s, "net", 1, &m), 0);
+  assert_int_equal(m.ntags, 2);
+  assert_string_equal(m.tags[0].key, "owner");
+  assert_string_equal(m.tags[1].value, "prod");
+  kp_model_free(&m);
+  assert_int_equal(kp_store_model_tags_remove(s, "net", 1, rm, 1), 0);
+  assert_int_equal(kp_store_model_tags_set(s, "net", 9, k, val, 1), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  kp_model *list;
+  size_t n;
+  assert_int_equal(kp_store_model_list(s, NULL, &list, &n), 0);
+  assert_int_equal(n, 2);
+  assert_int_equal(list[0].version, 1);
+  assert_int_equal(list[0].ntags, 1);
+  kp_models_free(list, n);
+  char **svc;
+  assert_int_equal(kp_store_model_services(s, "net", 1, &svc, &n), 0);
+  assert_int_equal(n, 0);
+  kp_strings_free(svc, n);
+  assert_int_equal(kp_store_model_delete(s, "net", 0), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_model_delete(s, "net", 1), 0);
+  assert_int_equal(kp_store_model_get(s, "net", 1, &m), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  /* the numbering goes on after the highest version */
+  assert_int_equal(kp_store_model_version_create(s, &m2, &v), 0);
+  assert_int_equal(v, 3);
+  /* run files: all, a file, a folder; an unknown run */
+  char id[256];
+  new_run(s, "exp", "cpu", id, sizeof id);
+  kp_file_entry fe[] = {{.path = "outputs/m.npz", .sha256 = "x", .size = 1}, {.path = "outputs/sub/a", .sha256 = "y", .size = 2},
+                        {.path = "outputsX", .sha256 = "z", .size = 3}};
+  assert_int_equal(kp_store_run_files_put(s, id, fe, 3), 0);
+  kp_stored_file *f;
+  assert_int_equal(kp_store_run_files_list(s, id, NULL, &f, &n), 0);
+  assert_int_equal(n, 3);
+  kp_stored_files_free(f, n);
+  assert_int_equal(kp_store_run_files_list(s, id, "outputs", &f, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(f[1].path, "outputs/sub/a");
+  kp_stored_files_free(f, n);
+  assert_int_equal(kp_store_run_files_list(s, id, "outputs/m.npz", &f, &n), 0);
+  assert_int_equal(n, 1);
+  kp_stored_files_free(f, n);
+  assert_int_equal(kp_store_run_files_list(s, "nope_9", NULL, &f, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+}
+
 /* Two connections to one store: versions from both are numbered without a gap
  * or a duplicate (the count and the insert are one transaction). */
 typedef struct reg_arg { const char *path; int64_t got[20]; int rc; } reg_arg;
@@ -417,6 +496,20 @@ static void test_store__tags(void **state) {
   assert_string_equal(t[1].key, "b");
   assert_string_equal(t[1].value, "2");
   kp_tags_free(t, n);
+  /* removing is all or none */
+  const char *rm[] = {"a", "zz"};
+  assert_int_equal(kp_store_tag_remove(s, id, rm, 2), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_tag_list(s, id, &t, &n), 0);
+  assert_int_equal(n, 2);
+  kp_tags_free(t, n);
+  assert_int_equal(kp_store_tag_remove(s, id, rm, 1), 0);
+  assert_int_equal(kp_store_tag_list(s, id, &t, &n), 0);
+  assert_int_equal(n, 1);
+  assert_string_equal(t[0].key, "b");
+  kp_tags_free(t, n);
+  assert_int_equal(kp_store_tag_remove(s, "nope_9", rm, 1), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
 }
 
 static void test_store__scheduling(void **state) {
@@ -550,6 +643,106 @@ static void test_store__files_and_deletes(void **state) {
   kp_strings_free(sl, n);
 }
 
+static void test_store__run_queries(void **state) {
+  kp_store *s = *state;
+  char a[256], b[256], c[256], d[256];
+  new_run(s, "exp", "cpu", a, sizeof a);
+  new_run(s, "exp", "cpu", b, sizeof b);
+  new_run(s, "exp", "cpu", c, sizeof c);
+  new_run(s, "other", "cpu", d, sizeof d);
+  kp_metric_point pa[] = {{.name = "acc", .step = -1, .time = 1, .value = 0.5}, {.name = "acc", .step = -1, .time = 2, .value = 0.9},
+                          {.name = "loss", .step = -1, .time = 2, .value = 0.1}};
+  kp_metric_point pb = {.name = "acc", .step = -1, .time = 1, .value = 0.7};
+  kp_ingest_batch ba = {.from = 0, .to = 3, .points = pa, .npoints = 3}, bb = {.from = 0, .to = 1, .points = &pb, .npoints = 1};
+  assert_int_equal(kp_store_metrics_ingest(s, a, &ba), 0);
+  assert_int_equal(kp_store_metrics_ingest(s, b, &bb), 0);
+  kp_run_transition done = {.to = KP_RUN_COMPLETED, .end = 1};
+  assert_int_equal(kp_store_run_transition(s, b, &done), 0);
+  kp_run *v;
+  size_t n;
+  kp_run_query newest = {0};
+  assert_int_equal(kp_store_run_list(s, &newest, &v, &n), 0);
+  assert_int_equal(n, 4);
+  assert_string_equal(v[0].id, d);
+  assert_string_equal(v[3].id, a);
+  kp_runs_free(v, n);
+  /* by a metric, best first; runs without it last, newest first among them */
+  kp_run_query bym = {.experiment = "exp", .order = KP_ORDER_METRIC, .order_metric = "acc", .desc = 1};
+  assert_int_equal(kp_store_run_list(s, &bym, &v, &n), 0);
+  assert_int_equal(n, 3);
+  assert_string_equal(v[0].id, a);  /* its latest acc: 0.9 */
+  assert_string_equal(v[1].id, b);
+  assert_string_equal(v[2].id, c);
+  kp_runs_free(v, n);
+  kp_run_query st = {.has_status = 1, .status = KP_RUN_COMPLETED};
+  assert_int_equal(kp_store_run_list(s, &st, &v, &n), 0);
+  assert_int_equal(n, 1);
+  assert_string_equal(v[0].id, b);
+  kp_runs_free(v, n);
+  kp_run_query lim = {.limit = 2};
+  assert_int_equal(kp_store_run_list(s, &lim, &v, &n), 0);
+  assert_int_equal(n, 2);
+  kp_runs_free(v, n);
+  kp_run_query bad = {.order = KP_ORDER_METRIC};
+  assert_int_equal(kp_store_run_list(s, &bad, &v, &n), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  int yes = 0;
+  assert_int_equal(kp_store_metric_exists(s, "acc", &yes), 0);
+  assert_int_equal(yes, 1);
+  assert_int_equal(kp_store_metric_exists(s, "Acc", &yes), 0);
+  assert_int_equal(yes, 0);
+  double val = 0;
+  int found = 0;
+  assert_int_equal(kp_store_metric_latest_value(s, a, "acc", &val, &found), 0);
+  assert_int_equal(found, 1);
+  assert_true(val == 0.9);
+  assert_int_equal(kp_store_metric_latest_value(s, c, "acc", &val, &found), 0);
+  assert_int_equal(found, 0);
+  kp_metric_latest *lt;
+  assert_int_equal(kp_store_metrics_latest(s, a, &lt, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(lt[0].name, "acc");
+  assert_true(lt[0].value == 0.9);
+  assert_int_equal(lt[0].step, 1);
+  assert_string_equal(lt[1].name, "loss");
+  kp_metric_latest_free(lt, n);
+  char **names;
+  assert_int_equal(kp_store_metric_names(s, a, &names, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(names[1], "loss");
+  kp_strings_free(names, n);
+  /* following: the newest point already there first, then only newer ones */
+  int64_t cur = -1;
+  kp_metric_latest m;
+  assert_int_equal(kp_store_metric_follow(s, a, NULL, &cur, &m, &found), 0);
+  assert_int_equal(found, 1);
+  assert_string_equal(m.name, "loss");
+  free(m.name);
+  assert_int_equal(kp_store_metric_follow(s, a, NULL, &cur, &m, &found), 0);
+  assert_int_equal(found, 0);
+  kp_metric_point more[] = {{.name = "acc", .step = -1, .time = 3, .value = 0.95}, {.name = "loss", .step = -1, .time = 3, .value = 0.05}};
+  kp_ingest_batch bm = {.from = 3, .to = 5, .points = more, .npoints = 2};
+  assert_int_equal(kp_store_metrics_ingest(s, a, &bm), 0);
+  assert_int_equal(kp_store_metric_follow(s, a, NULL, &cur, &m, &found), 0);
+  assert_int_equal(found, 1);
+  assert_string_equal(m.name, "loss");
+  assert_true(m.value == 0.05);
+  free(m.name);
+  int64_t cur2 = -1;
+  assert_int_equal(kp_store_metric_follow(s, a, "acc", &cur2, &m, &found), 0);
+  assert_int_equal(found, 1);
+  assert_true(m.value == 0.95);
+  assert_int_equal(m.step, 2);
+  free(m.name);
+  char *spec = (char *)"x";
+  assert_int_equal(kp_store_run_sweep_spec(s, a, &spec), 0);
+  assert_null(spec);
+  assert_int_equal(kp_store_metrics_latest(s, "nope_9", &lt, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_metric_names(s, "nope_9", &names, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+}
+
 /* The error belongs to the thread that got it. */
 static void *fail_in_thread(void *va) {
   kp_store_fail(KP_STORE_EEXISTS, "from the other thread");
@@ -583,11 +776,13 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_store__metrics_exactly_once, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__model_versions, setup, teardown),
     cmocka_unit_test(test_store__model_versions_concurrent),
+    cmocka_unit_test_setup_teardown(test_store__model_reads_and_tags, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__compute_targets, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__experiments, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__tags, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__scheduling, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__files_and_deletes, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__run_queries, setup, teardown),
     cmocka_unit_test(test_store__error_per_thread),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
