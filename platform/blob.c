@@ -273,6 +273,9 @@ int kp_blob_collect(kp_ws *ws, char (*hex)[65], size_t n, kp_gc_result *res) {
     goto out;
   }
   if (mark_manifest_refs(ws, &c, used) != 0) { kp_store_rollback(ws->store); goto out; }
+  /* it only read: writers need not wait while files are removed (the blob
+   * lock, held exclusively here, keeps new references out) */
+  kp_store_rollback(ws->store);
   int unref = 0;
   for (size_t i = 0; i < c.n; i++) {
     if (used[i]) continue;
@@ -288,7 +291,6 @@ int kp_blob_collect(kp_ws *ws, char (*hex)[65], size_t n, kp_gc_result *res) {
     *slash = '\0';
     rmdir(p);  /* only when empty */
   }
-  kp_store_rollback(ws->store);  /* it only read */
   res->kept = (int)c.n - unref;
   char p[4200];
   snprintf(p, sizeof p, "%s/blobs/gc-pending", ws->root);
