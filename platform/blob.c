@@ -126,15 +126,10 @@ char *kp_blob_read(const kp_ws *ws, const char *hex, size_t *len) {
 /* ---- garbage collection ------------------------------------------------------------------ */
 int kp_blob_pin(const kp_ws *ws) { return blob_pin(ws); }
 
-/* Every place in the store that refers to a blob by its sha256, besides the
- * files listed in snapshot manifests (read below). A table that starts to
- * refer to blobs adds its query here. */
-static const char *const BLOB_REFS[] = {
-  "SELECT sha256 FROM files",
-  "SELECT sha256 FROM model_files",
-  "SELECT snapshot FROM runs",
-  "SELECT entry_sha256 FROM services WHERE entry_sha256 IS NOT NULL",
-};
+/* What refers to a blob: the store's records (kp_store_blobs_referenced: run
+ * files, model files, snapshots, service entries; a table that starts to
+ * refer to blobs adds its query to BLOB_REFS in store_sqlite.c) and the files
+ * that snapshot manifests list (read below). */
 
 static int hex_ok(const char *h) {
   size_t n = 0;
@@ -164,19 +159,46 @@ static void lock_release(void) {
   flock(g_lock_fd, g_pinned ? LOCK_SH : LOCK_UN);
 }
 
-/* Adds the candidates remembered in blobs/gc-pending to temp.gc_cand. */
-static int add_pending(kp_ws *ws, sqlite3_stmt *ins) {
+/* A set of candidate blobs (sorted, distinct once finished). */
+typedef struct cand_set { char (*v)[65]; size_t n, cap; } cand_set;
+
+static int cand_add(cand_set *c, const char *hex) {
+  if (!hex_ok(hex)) return 0;
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? 2 * c->cap : 64;
+    void *p = realloc(c->v, cap * sizeof *c->v);
+    if (!p) return kp_err("out of memory");
+    c->v = p;
+    c->cap = cap;
+  }
+  snprintf(c->v[c->n++], 65, "%s", hex);
+  return 0;
+}
+
+static int cand_cmp(const void *a, const void *b) { return strcmp(a, b); }
+
+static void cand_finish(cand_set *c) {
+  if (!c->n) return;
+  qsort(c->v, c->n, sizeof *c->v, cand_cmp);
+  size_t w = 1;
+  for (size_t i = 1; i < c->n; i++)
+    if (strcmp(c->v[i], c->v[w - 1])) memcpy(c->v[w++], c->v[i], 65);
+  c->n = w;
+}
+
+static long cand_find(const cand_set *c, const char *hex) {
+  char(*hit)[65] = bsearch(hex, c->v, c->n, sizeof *c->v, cand_cmp);
+  return hit ? (long)(hit - c->v) : -1;
+}
+
+/* Adds the candidates remembered in blobs/gc-pending. */
+static int add_pending(kp_ws *ws, cand_set *c) {
   char p[4200];
   snprintf(p, sizeof p, "%s/blobs/gc-pending", ws->root);
   char *s = kp_read_file(p, NULL);
   if (!s) return 0;
   int rc = 0;
-  for (char *line = strtok(s, "\n"); line && rc == 0; line = strtok(NULL, "\n")) {
-    if (!hex_ok(line)) continue;
-    sqlite3_reset(ins);
-    kp_bind_text(ins, 1, line);
-    rc = kp_db_done(ws, ins);
-  }
+  for (char *line = strtok(s, "\n"); line && rc == 0; line = strtok(NULL, "\n")) rc = cand_add(c, line);
   free(s);
   return rc;
 }
@@ -192,14 +214,14 @@ static void remember_pending(kp_ws *ws, char (*hex)[65], size_t n) {
   fclose(f);
 }
 
-/* Removes from temp.gc_cand every blob that a snapshot manifest lists. */
-static int drop_manifest_refs(kp_ws *ws) {
-  sqlite3_stmt *snaps, *del;
-  if (kp_db_prepare(ws, &snaps, "SELECT DISTINCT snapshot FROM runs") != 0) return -1;
-  if (kp_db_prepare(ws, &del, "DELETE FROM temp.gc_cand WHERE h=?") != 0) { sqlite3_finalize(snaps); return -1; }
-  int rc = 0, r;
-  while (rc == 0 && (r = kp_db_row(snaps)) > 0) {
-    const char *snap = kp_col_text(snaps, 0);
+/* Marks used every candidate that a snapshot manifest lists. */
+static int mark_manifest_refs(kp_ws *ws, const cand_set *c, unsigned char *used) {
+  char **snaps;
+  size_t ns;
+  if (kp_store_snapshot_list(ws->store, &snaps, &ns) != 0) return kp_store_report();
+  int rc = 0;
+  for (size_t i = 0; i < ns && rc == 0; i++) {
+    const char *snap = snaps[i];
     if (!hex_ok(snap)) continue;
     char path[4200];
     kp_blob_path(ws, snap, path, sizeof path);
@@ -215,16 +237,12 @@ static int drop_manifest_refs(kp_ws *ws) {
     }
     cJSON_ArrayForEach(f, files) {
       const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "sha256"));
-      if (!sha) continue;
-      sqlite3_reset(del);
-      kp_bind_text(del, 1, sha);
-      if (kp_db_done(ws, del) != 0) { rc = -1; break; }
+      long k = sha ? cand_find(c, sha) : -1;
+      if (k >= 0) used[k] = 1;
     }
     cJSON_Delete(man);
   }
-  if (r < 0) rc = -1;
-  sqlite3_finalize(snaps);
-  sqlite3_finalize(del);
+  kp_strings_free(snaps, ns);
   return rc;
 }
 
@@ -236,35 +254,34 @@ int kp_blob_collect(kp_ws *ws, char (*hex)[65], size_t n, kp_gc_result *res) {
     return 0;
   }
   int rc = -1;
-  sqlite3_stmt *ins = NULL, *sel = NULL;
-  if (kp_db_exec(ws, "CREATE TEMP TABLE IF NOT EXISTS gc_cand(h TEXT PRIMARY KEY); DELETE FROM temp.gc_cand") != 0) goto out;
-  if (kp_db_prepare(ws, &ins, "INSERT OR IGNORE INTO temp.gc_cand(h) VALUES(?)") != 0) goto out;
-  for (size_t i = 0; i < n; i++) {
-    if (!hex_ok(hex[i])) continue;
-    sqlite3_reset(ins);
-    kp_bind_text(ins, 1, hex[i]);
-    if (kp_db_done(ws, ins) != 0) goto out;
-  }
-  if (add_pending(ws, ins) != 0) goto out;
-  int total = 0;
-  if (kp_db_prepare(ws, &sel, "SELECT count(*) FROM temp.gc_cand") != 0) goto out;
-  if (kp_db_row(sel) > 0) total = sqlite3_column_int(sel, 0);
-  sqlite3_finalize(sel);
-  sel = NULL;
+  cand_set c = {0};
+  unsigned char *used = NULL;
+  const char **ptrs = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (cand_add(&c, hex[i]) != 0) goto out;
+  if (add_pending(ws, &c) != 0) goto out;
+  cand_finish(&c);
+  used = calloc(c.n + 1, 1);
+  ptrs = calloc(c.n + 1, sizeof *ptrs);
+  if (!used || !ptrs) { kp_err("out of memory"); goto out; }
+  for (size_t i = 0; i < c.n; i++) ptrs[i] = c.v[i];
   /* one consistent view of the references */
-  if (kp_db_exec(ws, "BEGIN") != 0) goto out;
-  for (size_t i = 0; i < sizeof BLOB_REFS / sizeof BLOB_REFS[0]; i++) {
-    char sql[512];
-    snprintf(sql, sizeof sql, "DELETE FROM temp.gc_cand WHERE h IN (%s)", BLOB_REFS[i]);
-    if (kp_db_exec(ws, sql) != 0) { kp_db_rollback(ws); goto out; }
+  if (kp_store_begin(ws->store) != 0) { kp_store_report(); goto out; }
+  if (kp_store_blobs_referenced(ws->store, ptrs, c.n, used) != 0) {
+    kp_store_report();
+    kp_store_rollback(ws->store);
+    goto out;
   }
-  if (drop_manifest_refs(ws) != 0) { kp_db_rollback(ws); goto out; }
-  if (kp_db_prepare(ws, &sel, "SELECT h FROM temp.gc_cand") != 0) { kp_db_rollback(ws); goto out; }
-  int r, unref = 0;
-  while ((r = kp_db_row(sel)) > 0) {
+  if (mark_manifest_refs(ws, &c, used) != 0) { kp_store_rollback(ws->store); goto out; }
+  /* it only read: writers need not wait while files are removed (the blob
+   * lock, held exclusively here, keeps new references out) */
+  kp_store_rollback(ws->store);
+  int unref = 0;
+  for (size_t i = 0; i < c.n; i++) {
+    if (used[i]) continue;
     unref++;
     char p[4200];
-    kp_blob_path(ws, kp_col_text(sel, 0), p, sizeof p);
+    kp_blob_path(ws, c.v[i], p, sizeof p);
     struct stat st;
     if (lstat(p, &st) != 0) continue;  /* already gone */
     if (unlink(p) != 0) { kp_err("cannot remove blob %s: %s", p, strerror(errno)); continue; }
@@ -274,19 +291,15 @@ int kp_blob_collect(kp_ws *ws, char (*hex)[65], size_t n, kp_gc_result *res) {
     *slash = '\0';
     rmdir(p);  /* only when empty */
   }
-  sqlite3_finalize(sel);
-  sel = NULL;
-  kp_db_commit(ws);
-  if (r < 0) goto out;
-  res->kept = total - unref;
+  res->kept = (int)c.n - unref;
   char p[4200];
   snprintf(p, sizeof p, "%s/blobs/gc-pending", ws->root);
   unlink(p);
   rc = 0;
 out:
-  sqlite3_finalize(ins);
-  sqlite3_finalize(sel);
-  kp_db_exec(ws, "DROP TABLE IF EXISTS temp.gc_cand");
+  free(c.v);
+  free(used);
+  free(ptrs);
   lock_release();
   return rc;
 }

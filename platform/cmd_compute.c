@@ -4,6 +4,7 @@
  * this machine; the supervisors of the others wait in Queued (supervisor.c).
  */
 #include "kp.h"
+#include "views.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -24,53 +25,33 @@ static int cp_create(int argc, char **argv) {
     return kp_usage_err("compute create", "--max-nodes must be an integer from 1 to 1024, got '%s'", nodes);
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  sqlite3_stmt *st;
   int rc = 1;
-  if (kp_db_prepare(&ws, &st, "INSERT INTO computes(name, type, max_nodes, created) VALUES(?,?,?,?)") == 0) {
-    kp_bind_text(st, 1, pos[0]);
-    kp_bind_text(st, 2, type);
-    sqlite3_bind_int64(st, 3, n);
-    sqlite3_bind_double(st, 4, kp_now());
-    int r = sqlite3_step(st);
-    if (r == SQLITE_DONE) {
-      printf("compute target %s created (type %s, max nodes %lld)\n", pos[0], type, n);
-      rc = 0;
-    } else if (sqlite3_extended_errcode(ws.db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
-      kp_err("compute target '%s' already exists", pos[0]);
-      kp_hint("see it with 'kusari compute show %s', or delete it first", pos[0]);
-    } else {
-      kp_err("store: %s", sqlite3_errmsg(ws.db));
-    }
-    sqlite3_finalize(st);
+  if (kp_store_compute_create(ws.store, pos[0], type, (int)n) == 0) {
+    printf("compute target %s created (type %s, max nodes %lld)\n", pos[0], type, n);
+    rc = 0;
+  } else {
+    int exists = kp_store_last_error()->code == KP_STORE_EEXISTS;
+    kp_store_report();
+    if (exists) kp_hint("see it with 'kusari compute show %s', or delete it first", pos[0]);
   }
   kp_ws_close(&ws);
   return rc;
 }
 
-/* Adds {name,type,max_nodes,busy,queued} of each target (or just 'only'). */
+/* Adds the view of each target (or just 'only') to 'arr'. */
 static int load(kp_ws *ws, const char *only, cJSON *arr) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st,
-                    "SELECT c.name, c.type, c.max_nodes,"
-                    " (SELECT count(*) FROM runs r WHERE r.compute=c.name AND r.status IN ('Preparing','Running','Finalizing')),"
-                    " (SELECT count(*) FROM runs r WHERE r.compute=c.name AND r.status='Queued')"
-                    " FROM computes c WHERE ?1 IS NULL OR c.name=?1 ORDER BY c.name") != 0)
+  kp_compute *v;
+  size_t n;
+  if (kp_store_compute_list(ws->store, only, &v, &n) != 0) {
+    int notfound = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+    kp_store_report();
+    if (notfound)
+      kp_hint("list them with 'kusari compute list'; create one with 'kusari compute create %s --type local --max-nodes 1'", only);
     return -1;
-  kp_bind_text(st, 1, only);
-  int r;
-  while ((r = kp_db_row(st)) > 0) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "name", kp_col_text(st, 0));
-    cJSON_AddStringToObject(o, "type", kp_col_text(st, 1));
-    int max = sqlite3_column_int(st, 2), busy = sqlite3_column_int(st, 3);
-    cJSON_AddNumberToObject(o, "max_nodes", max);
-    cJSON_AddNumberToObject(o, "busy_nodes", busy);
-    cJSON_AddNumberToObject(o, "idle_nodes", max > busy ? max - busy : 0);
-    cJSON_AddNumberToObject(o, "queued_runs", sqlite3_column_int(st, 4));
-    cJSON_AddItemToArray(arr, o);
   }
-  sqlite3_finalize(st);
-  return r == 0 ? 0 : -1;
+  for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, kp_view_compute(&v[i]));
+  kp_computes_free(v, n);
+  return 0;
 }
 
 static int num(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k)->valueint; }
@@ -88,11 +69,7 @@ static int cp_list_show(int argc, char **argv, int show) {
   kp_reconcile(&ws);
   cJSON *arr = cJSON_CreateArray();
   int rc = load(&ws, show ? pos[0] : NULL, arr) == 0 ? 0 : 1;
-  if (rc == 0 && show && cJSON_GetArraySize(arr) == 0) {
-    kp_err("no compute target named '%s'", pos[0]);
-    kp_hint("list them with 'kusari compute list'; create one with 'kusari compute create %s --type local --max-nodes 1'", pos[0]);
-    rc = 1;
-  } else if (rc == 0 && json) {
+  if (rc == 0 && json) {
     char *t = cJSON_Print(show ? cJSON_GetArrayItem(arr, 0) : arr);
     puts(t);
     cJSON_free(t);
@@ -124,33 +101,18 @@ static int cp_delete(int argc, char **argv) {
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
   kp_reconcile(&ws);
-  int rc = 1;
-  sqlite3_stmt *st = NULL;
-  if (kp_db_begin(&ws) != 0) goto out;
-  if (kp_db_prepare(&ws, &st, "SELECT count(*) FROM runs WHERE compute=? AND status IN ('Queued','Preparing','Running','Finalizing')") != 0) goto out;
-  kp_bind_text(st, 1, pos[0]);
-  int active = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : -1;
-  sqlite3_finalize(st);
-  st = NULL;
-  if (active != 0) {
-    kp_err("compute target '%s' is in use by %d active run(s)", pos[0], active);
-    kp_hint("wait for them ('kusari run list --status Running') or cancel them, then delete the target");
-    goto out;
+  int rc = 0, active = 0;
+  if (kp_store_compute_delete(ws.store, pos[0], &active) == 0) {
+    printf("compute target %s deleted\n", pos[0]);
+  } else {
+    kp_store_code code = kp_store_last_error()->code;
+    kp_store_report();
+    if (code == KP_STORE_ECONFLICT)
+      kp_hint("wait for them ('kusari run list --status Running') or cancel them, then delete the target");
+    else if (code == KP_STORE_ENOTFOUND)
+      kp_hint("list them with 'kusari compute list'");
+    rc = 1;
   }
-  if (kp_db_prepare(&ws, &st, "DELETE FROM computes WHERE name=?") != 0) goto out;
-  kp_bind_text(st, 1, pos[0]);
-  if (kp_db_done(&ws, st) != 0) goto out;
-  if (sqlite3_changes(ws.db) == 0) {
-    kp_err("no compute target named '%s'", pos[0]);
-    kp_hint("list them with 'kusari compute list'");
-    goto out;
-  }
-  if (kp_db_commit(&ws) != 0) goto out;
-  printf("compute target %s deleted\n", pos[0]);
-  rc = 0;
-out:
-  sqlite3_finalize(st);
-  kp_db_rollback(&ws);
   kp_ws_close(&ws);
   return rc;
 }

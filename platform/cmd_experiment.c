@@ -7,9 +7,9 @@
  */
 #include "kp.h"
 #include "manage.h"
+#include "views.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,137 +20,32 @@ static int exp_list(int argc, char **argv) {
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
   kp_reconcile(&ws);
-  sqlite3_stmt *st;
-  if (kp_db_prepare(&ws, &st,
-                    "SELECT e.name, e.created, count(r.seq),"
-                    " sum(r.status='Completed'), sum(r.status='Failed'), sum(r.status='Canceled'),"
-                    " sum(r.status IN ('Queued','Preparing','Running','Finalizing')), max(r.created)"
-                    " FROM experiments e LEFT JOIN runs r ON r.experiment_id=e.id GROUP BY e.id ORDER BY e.name") != 0) {
+  kp_experiment_summary *v;
+  size_t n;
+  if (kp_store_experiment_list(ws.store, &v, &n) != 0) {
+    kp_store_report();
     kp_ws_close(&ws);
     return 1;
   }
-  cJSON *arr = cJSON_CreateArray();
-  while (kp_db_row(st) > 0) {
-    cJSON *o = cJSON_CreateObject();
-    char t[64];
-    cJSON_AddStringToObject(o, "name", kp_col_text(st, 0));
-    kp_fmt_time(sqlite3_column_double(st, 1), t, sizeof t);
-    cJSON_AddStringToObject(o, "created", t);
-    cJSON_AddNumberToObject(o, "runs", sqlite3_column_int(st, 2));
-    cJSON_AddNumberToObject(o, "completed", sqlite3_column_int(st, 3));
-    cJSON_AddNumberToObject(o, "failed", sqlite3_column_int(st, 4));
-    cJSON_AddNumberToObject(o, "canceled", sqlite3_column_int(st, 5));
-    cJSON_AddNumberToObject(o, "active", sqlite3_column_int(st, 6));
-    kp_fmt_time(sqlite3_column_double(st, 7), t, sizeof t);
-    cJSON_AddStringToObject(o, "last_run", t);
-    cJSON_AddItemToArray(arr, o);
-  }
-  sqlite3_finalize(st);
   kp_ws_close(&ws);
   if (json) {
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, kp_view_experiment_summary(&v[i]));
     char *t = cJSON_Print(arr);
     puts(t);
     cJSON_free(t);
+    cJSON_Delete(arr);
   } else {
     printf("%-28s %5s %9s %6s %8s %6s  %s\n", "EXPERIMENT", "RUNS", "COMPLETED", "FAILED", "CANCELED", "ACTIVE", "LAST RUN");
-    const cJSON *o;
-    cJSON_ArrayForEach(o, arr) {
-#define N(k) cJSON_GetObjectItemCaseSensitive(o, k)->valueint
-      printf("%-28s %5d %9d %6d %8d %6d  %s\n", cJSON_GetObjectItemCaseSensitive(o, "name")->valuestring, N("runs"),
-             N("completed"), N("failed"), N("canceled"), N("active"),
-             cJSON_GetObjectItemCaseSensitive(o, "last_run")->valuestring);
-#undef N
+    for (size_t i = 0; i < n; i++) {
+      char t[64];
+      kp_fmt_time(v[i].last_run, t, sizeof t);
+      printf("%-28s %5d %9d %6d %8d %6d  %s\n", v[i].name, v[i].runs, v[i].completed, v[i].failed, v[i].canceled,
+             v[i].active, t);
     }
   }
-  cJSON_Delete(arr);
+  kp_experiment_summaries_free(v, n);
   return 0;
-}
-
-static void add_time(cJSON *o, const char *k, sqlite3_stmt *st, int col) {
-  if (sqlite3_column_type(st, col) == SQLITE_NULL) { cJSON_AddNullToObject(o, k); return; }
-  char t[64];
-  kp_fmt_time(sqlite3_column_double(st, col), t, sizeof t);
-  cJSON_AddStringToObject(o, k, t);
-}
-
-/* A metric value. SQLite keeps NaN as NULL: a NULL latest value was a NaN, a
- * NULL min or max means no run had a number (null, shown as "-"). */
-static void add_num(cJSON *o, const char *k, sqlite3_stmt *st, int col, int null_is_nan) {
-  if (sqlite3_column_type(st, col) == SQLITE_NULL && !null_is_nan) cJSON_AddNullToObject(o, k);
-  else cJSON_AddItemToObject(o, k, kp_json_metric(sqlite3_column_type(st, col) == SQLITE_NULL ? NAN : sqlite3_column_double(st, col)));
-}
-
-static const char *const STATUS_ORDER[] = {"Queued", "Preparing", "Running", "Finalizing", "Completed", "Failed", "Canceled", NULL};
-
-/* Loads experiment 'name': counts, times, metrics; NULL when absent. */
-static cJSON *load_experiment(kp_ws *ws, const char *name) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st,
-                    "SELECT e.id, e.created, count(r.seq), max(max(coalesce(r.ended, 0), coalesce(r.started, 0), r.created)),"
-                    " (SELECT count(*) FROM sweeps w JOIN runs x ON x.id=w.run_id WHERE x.experiment_id=e.id)"
-                    " FROM experiments e LEFT JOIN runs r ON r.experiment_id=e.id WHERE e.name=? GROUP BY e.id") != 0)
-    return NULL;
-  kp_bind_text(st, 1, name);
-  if (kp_db_row(st) <= 0) { sqlite3_finalize(st); return NULL; }
-  cJSON *o = cJSON_CreateObject();
-  sqlite3_int64 eid = sqlite3_column_int64(st, 0);
-  cJSON_AddStringToObject(o, "name", name);
-  add_time(o, "created", st, 1);
-  cJSON_AddNumberToObject(o, "runs", sqlite3_column_int(st, 2));
-  if (sqlite3_column_int(st, 2)) add_time(o, "last_activity", st, 3);
-  else cJSON_AddNullToObject(o, "last_activity");
-  cJSON_AddNumberToObject(o, "sweeps", sqlite3_column_int(st, 4));
-  sqlite3_finalize(st);
-  cJSON *by = cJSON_AddObjectToObject(o, "by_status");
-  for (int i = 0; STATUS_ORDER[i]; i++) cJSON_AddNumberToObject(by, STATUS_ORDER[i], 0);
-  if (kp_db_prepare(ws, &st, "SELECT status, count(*) FROM runs WHERE experiment_id=? GROUP BY status") == 0) {
-    sqlite3_bind_int64(st, 1, eid);
-    while (kp_db_row(st) > 0) {
-      cJSON_DeleteItemFromObjectCaseSensitive(by, kp_col_text(st, 0));
-      cJSON_AddNumberToObject(by, kp_col_text(st, 0), sqlite3_column_int(st, 1));
-    }
-    sqlite3_finalize(st);
-  }
-  /* each run's final value of each metric (latest step), then per metric:
-   * how many runs, the lowest and highest with their runs, the newest run's */
-  cJSON *ms = cJSON_AddArrayToObject(o, "metrics");
-  if (kp_db_prepare(ws, &st,
-                    "WITH fin AS (SELECT m.name, m.value, r.id AS run, r.seq FROM metrics m JOIN runs r ON r.id=m.run_id"
-                    "  WHERE r.experiment_id=?1 AND m.id=(SELECT x.id FROM metrics x WHERE x.run_id=m.run_id AND x.name=m.name"
-                    "  ORDER BY x.step DESC, x.id DESC LIMIT 1)),"
-                    " g AS (SELECT name, count(*) AS n, min(value) AS lo, max(value) AS hi, max(seq) AS newest FROM fin GROUP BY name)"
-                    " SELECT g.name, g.n, g.lo, (SELECT run FROM fin WHERE fin.name=g.name AND fin.value=g.lo ORDER BY seq DESC LIMIT 1),"
-                    "  g.hi, (SELECT run FROM fin WHERE fin.name=g.name AND fin.value=g.hi ORDER BY seq DESC LIMIT 1),"
-                    "  (SELECT value FROM fin WHERE fin.name=g.name AND fin.seq=g.newest), (SELECT run FROM fin WHERE fin.name=g.name AND fin.seq=g.newest)"
-                    " FROM g ORDER BY g.name") == 0) {
-    sqlite3_bind_int64(st, 1, eid);
-    while (kp_db_row(st) > 0) {
-      cJSON *m = cJSON_CreateObject();
-      cJSON_AddStringToObject(m, "name", kp_col_text(st, 0));
-      cJSON_AddNumberToObject(m, "runs", sqlite3_column_int(st, 1));
-      add_num(m, "min", st, 2, 0);
-      cJSON_AddStringToObject(m, "min_run", kp_col_text(st, 3));
-      add_num(m, "max", st, 4, 0);
-      cJSON_AddStringToObject(m, "max_run", kp_col_text(st, 5));
-      add_num(m, "latest", st, 6, 1);
-      cJSON_AddStringToObject(m, "latest_run", kp_col_text(st, 7));
-      cJSON_AddItemToArray(ms, m);
-    }
-    sqlite3_finalize(st);
-  }
-  cJSON *recent = cJSON_AddArrayToObject(o, "recent_runs");
-  if (kp_db_prepare(ws, &st, "SELECT id, status, created FROM runs WHERE experiment_id=? ORDER BY seq DESC LIMIT 5") == 0) {
-    sqlite3_bind_int64(st, 1, eid);
-    while (kp_db_row(st) > 0) {
-      cJSON *r = cJSON_CreateObject();
-      cJSON_AddStringToObject(r, "id", kp_col_text(st, 0));
-      cJSON_AddStringToObject(r, "status", kp_col_text(st, 1));
-      add_time(r, "created", st, 2);
-      cJSON_AddItemToArray(recent, r);
-    }
-    sqlite3_finalize(st);
-  }
-  return o;
 }
 
 static const char *js(const cJSON *o, const char *k) {
@@ -168,14 +63,17 @@ static int exp_show(int argc, char **argv) {
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
   kp_reconcile(&ws);
-  cJSON *o = load_experiment(&ws, pos[0]);
-  kp_ws_close(&ws);
-  if (!o) {
-    if (kp_store_errors) return 1;
-    kp_err("no experiment named '%s' in this workspace", pos[0]);
-    kp_hint("list experiments with 'kusari experiment list'");
+  kp_experiment_detail d;
+  if (kp_store_experiment_get(ws.store, pos[0], &d) != 0) {
+    int notfound = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+    kp_store_report();
+    if (notfound) kp_hint("list experiments with 'kusari experiment list'");
+    kp_ws_close(&ws);
     return 1;
   }
+  kp_ws_close(&ws);
+  cJSON *o = kp_view_experiment(&d);
+  kp_experiment_detail_free(&d);
   if (json) {
     char *t = cJSON_Print(o);
     puts(t);

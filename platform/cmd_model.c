@@ -6,6 +6,7 @@
  * number is not reused.
  */
 #include "kp.h"
+#include "views.h"
 #include "manage.h"
 
 #include <cjson/cJSON.h>
@@ -17,7 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int kp_download_files(kp_ws *ws, sqlite3_stmt *st, const char *to, const char *strip, int *count);
+int kp_download_files(kp_ws *ws, const kp_stored_file *v, size_t n, const char *to, const char *strip, int *count);
 int kp_model_deploy(int argc, char **argv);  /* cmd_service.c */
 
 /* Splits "NAME[:VERSION]"; version 0 = latest. Returns 0 or prints an error. */
@@ -36,25 +37,13 @@ static int parse_ref(const char *cmd, const char *ref, char *name, size_t n, lon
   return 0;
 }
 
-/* Resolves NAME[:VERSION] to a model id; prints an error when absent. */
-static sqlite3_int64 find_model(kp_ws *ws, const char *name, long long version, long long *got) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT id, version FROM models WHERE name=?1 AND (?2=0 OR version=?2) ORDER BY version DESC LIMIT 1") != 0)
-    return -1;
-  kp_bind_text(st, 1, name);
-  sqlite3_bind_int64(st, 2, version);
-  sqlite3_int64 id = -1;
-  if (kp_db_row(st) > 0) {
-    id = sqlite3_column_int64(st, 0);
-    if (got) *got = sqlite3_column_int64(st, 1);
-  }
-  sqlite3_finalize(st);
-  if (id < 0) {
-    if (version) kp_err("model '%s' has no version %lld", name, version);
-    else kp_err("no model named '%s' is registered", name);
-    kp_hint("list models with 'kusari model list'");
-  }
-  return id;
+/* Prints the store's error about a model reference, with a hint when it
+ * names no model; returns -1. */
+static int model_err(void) {
+  int notfound = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+  kp_store_report();
+  if (notfound) kp_hint("list models with 'kusari model list'");
+  return -1;
 }
 
 typedef struct mfile { char path[8192]; char sha[65]; int64_t size; } mfile;
@@ -138,30 +127,25 @@ static int model_register(int argc, char **argv) {
   kp_reconcile(&ws);
   mfiles f = {0};
   int rc = 1;
-  sqlite3_stmt *st = NULL;
+  kp_stored_file *rf = NULL;
+  size_t nrf = 0;
   if (run) {
-    if (kp_db_prepare(&ws, &st, "SELECT status FROM runs WHERE id=?") != 0) goto out;
-    kp_bind_text(st, 1, run);
-    if (kp_db_row(st) <= 0) {
+    kp_run r;
+    if (kp_store_run_get(ws.store, run, &r) != 0) {
+      if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) { kp_store_report(); goto out; }
       kp_err("no run with id '%s' in this workspace", run);
       kp_hint("list runs with 'kusari run list'");
       goto out;
     }
-    sqlite3_finalize(st);
-    st = NULL;
+    kp_run_free(&r);
   }
   if (path) {
     if (kp_blob_pin(&ws) != 0) goto out;  /* the run's blobs stay until the model refers to them */
-    if (kp_db_prepare(&ws, &st, "SELECT path, sha256, size FROM files WHERE run_id=?1 AND (path=?2 OR substr(path, 1, length(?2)+1)=?2||'/') ORDER BY path") != 0)
-      goto out;
-    kp_bind_text(st, 1, run);
-    kp_bind_text(st, 2, prefix);
+    if (kp_store_run_files_list(ws.store, run, prefix, &rf, &nrf) != 0) { kp_store_report(); goto out; }
     const char *slash = strrchr(prefix, '/');
     size_t strip = slash ? (size_t)(slash - prefix) + 1 : 0;  /* keep the last part: outputs/model.npz -> model.npz */
-    while (kp_db_row(st) > 0)
-      if (add_file(&f, kp_col_text(st, 0) + strip, kp_col_text(st, 1), sqlite3_column_int64(st, 2)) != 0) goto out;
-    sqlite3_finalize(st);
-    st = NULL;
+    for (size_t i = 0; i < nrf; i++)
+      if (add_file(&f, rf[i].path + strip, rf[i].sha256, rf[i].size) != 0) goto out;
     if (f.n == 0) {
       kp_err("run %s has no file or folder '%s' to register", run, prefix);
       kp_hint("list the run's files with 'kusari run files %s'", run);
@@ -173,15 +157,15 @@ static int model_register(int argc, char **argv) {
     if (f.n == 1 && is_npz(prefix) && !strcmp(f.v[0].path, prefix + strip)) {
       char sib[4300];
       snprintf(sib, sizeof sib, "%.*smodel.json", (int)strip, prefix);
-      if (kp_db_prepare(&ws, &st, "SELECT path, sha256, size FROM files WHERE run_id=?1 AND path=?2") != 0) goto out;
-      kp_bind_text(st, 1, run);
-      kp_bind_text(st, 2, sib);
-      if (kp_db_row(st) > 0) {
-        if (add_file(&f, kp_col_text(st, 0) + strip, kp_col_text(st, 1), sqlite3_column_int64(st, 2)) != 0) goto out;
-        with_desc = 1;
-      }
-      sqlite3_finalize(st);
-      st = NULL;
+      kp_stored_file *sf = NULL;
+      size_t nsf = 0;
+      if (kp_store_run_files_list(ws.store, run, sib, &sf, &nsf) != 0) { kp_store_report(); goto out; }
+      for (size_t i = 0; i < nsf; i++)
+        if (!strcmp(sf[i].path, sib)) {  /* the file itself, not a folder of that name */
+          if (add_file(&f, sf[i].path + strip, sf[i].sha256, sf[i].size) != 0) { kp_stored_files_free(sf, nsf); goto out; }
+          with_desc = 1;
+        }
+      kp_stored_files_free(sf, nsf);
     }
   } else {
     struct stat sst;
@@ -214,98 +198,39 @@ static int model_register(int argc, char **argv) {
       goto out;
     }
   }
-  if (kp_db_begin(&ws) != 0) goto out;
-  long long version = 1;
-  if (kp_db_prepare(&ws, &st, "SELECT coalesce(max(version), 0) + 1 FROM models WHERE name=?") != 0) goto fail;
-  kp_bind_text(st, 1, name);
-  if (kp_db_row(st) > 0) version = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  if (kp_db_prepare(&ws, &st, "INSERT INTO models(name, version, run_id, path, description, created) VALUES(?,?,?,?,?,?)") != 0) goto fail;
-  kp_bind_text(st, 1, name);
-  sqlite3_bind_int64(st, 2, version);
-  kp_bind_text(st, 3, run);
-  kp_bind_text(st, 4, path ? prefix : file);
-  kp_bind_text(st, 5, desc);
-  sqlite3_bind_double(st, 6, kp_now());
-  if (kp_db_done(&ws, st) != 0) goto fail;
-  sqlite3_finalize(st);
-  sqlite3_int64 mid = sqlite3_last_insert_rowid(ws.db);
-  if (kp_db_prepare(&ws, &st, "INSERT INTO model_files(model_id, path, size, sha256) VALUES(?,?,?,?)") != 0) goto fail;
+  kp_model_file *mf = calloc(f.n ? f.n : 1, sizeof *mf);
+  char(*tkey)[256] = calloc(ntags ? (size_t)ntags : 1, sizeof *tkey);
+  const char *tk[KP_MULTI_MAX], *tv[KP_MULTI_MAX];
+  if (!mf || !tkey) { free(mf); free(tkey); kp_err("out of memory"); goto out; }
   int64_t total = 0;
   for (size_t i = 0; i < f.n; i++) {
-    sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, mid);
-    kp_bind_text(st, 2, f.v[i].path);
-    sqlite3_bind_int64(st, 3, f.v[i].size);
-    kp_bind_text(st, 4, f.v[i].sha);
-    if (kp_db_done(&ws, st) != 0) goto fail;
+    mf[i] = (kp_model_file){.path = f.v[i].path, .sha256 = f.v[i].sha, .size = f.v[i].size};
     total += f.v[i].size;
   }
-  sqlite3_finalize(st);
-  st = NULL;
   for (int i = 0; i < ntags; i++) {
     const char *eq = strchr(tags[i], '=');
-    char key[256];
-    snprintf(key, sizeof key, "%.*s", (int)(eq - tags[i]), tags[i]);
-    if (kp_db_prepare(&ws, &st, "INSERT OR REPLACE INTO model_tags(model_id, key, value) VALUES(?,?,?)") != 0) goto fail;
-    sqlite3_bind_int64(st, 1, mid);
-    kp_bind_text(st, 2, key);
-    kp_bind_text(st, 3, eq + 1);
-    if (kp_db_done(&ws, st) != 0) goto fail;
-    sqlite3_finalize(st);
-    st = NULL;
+    snprintf(tkey[i], sizeof tkey[i], "%.*s", (int)(eq - tags[i]), tags[i]);
+    tk[i] = tkey[i];
+    tv[i] = eq + 1;
   }
-  if (kp_db_commit(&ws) != 0) goto fail;
-  printf("Registered model %s version %lld (%zu file%s, %lld bytes%s%s%s)\n", name, version, f.n, f.n == 1 ? "" : "s",
+  kp_model_new m = {.name = name, .run_id = run, .path = path ? prefix : file, .description = desc, .files = mf,
+                    .nfiles = f.n, .tag_keys = tk, .tag_values = tv, .ntags = (size_t)ntags};
+  int64_t version;
+  int reg = kp_store_model_version_create(ws.store, &m, &version);
+  free(mf);
+  free(tkey);
+  if (reg != 0) { kp_store_report(); goto out; }
+  printf("Registered model %s version %lld (%zu file%s, %lld bytes%s%s%s)\n", name, (long long)version, f.n, f.n == 1 ? "" : "s",
          (long long)total, run ? ", from run " : "", run ? run : "",
          with_desc ? "; with model.json, the network description beside the weights" : "");
-  printf("%s:%lld\n", name, version);
+  printf("%s:%lld\n", name, (long long)version);
   rc = 0;
-  goto out;
-fail:
-  kp_db_rollback(&ws);
 out:
-  sqlite3_finalize(st);
+  kp_stored_files_free(rf, nrf);
   free(f.v);
   kp_ws_close(&ws);
   return rc;
 }
-
-static cJSON *model_json(kp_ws *ws, sqlite3_stmt *row) {
-  cJSON *o = cJSON_CreateObject();
-  sqlite3_int64 id = sqlite3_column_int64(row, 0);
-  cJSON_AddStringToObject(o, "name", kp_col_text(row, 1));
-  cJSON_AddNumberToObject(o, "version", (double)sqlite3_column_int64(row, 2));
-  if (sqlite3_column_type(row, 3) == SQLITE_NULL) cJSON_AddNullToObject(o, "run");
-  else cJSON_AddStringToObject(o, "run", kp_col_text(row, 3));
-  cJSON_AddStringToObject(o, "path", kp_col_text(row, 4));
-  cJSON_AddStringToObject(o, "description", kp_col_text(row, 5));
-  char t[64];
-  kp_fmt_time(sqlite3_column_double(row, 6), t, sizeof t);
-  cJSON_AddStringToObject(o, "created", t);
-  cJSON *files = cJSON_AddArrayToObject(o, "files");
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT path, size, sha256 FROM model_files WHERE model_id=? ORDER BY path") == 0) {
-    sqlite3_bind_int64(st, 1, id);
-    while (kp_db_row(st) > 0) {
-      cJSON *f = cJSON_CreateObject();
-      cJSON_AddStringToObject(f, "path", kp_col_text(st, 0));
-      cJSON_AddNumberToObject(f, "size", (double)sqlite3_column_int64(st, 1));
-      cJSON_AddStringToObject(f, "sha256", kp_col_text(st, 2));
-      cJSON_AddItemToArray(files, f);
-    }
-    sqlite3_finalize(st);
-  }
-  cJSON *tags = cJSON_AddObjectToObject(o, "tags");
-  if (kp_db_prepare(ws, &st, "SELECT key, value FROM model_tags WHERE model_id=? ORDER BY key") == 0) {
-    sqlite3_bind_int64(st, 1, id);
-    while (kp_db_row(st) > 0) cJSON_AddStringToObject(tags, kp_col_text(st, 0), kp_col_text(st, 1));
-    sqlite3_finalize(st);
-  }
-  return o;
-}
-
-static const char MODEL_COLS[] = "SELECT id, name, version, run_id, path, description, created FROM models";
 
 static void print_json(const cJSON *j) {
   char *t = cJSON_Print(j);
@@ -320,15 +245,17 @@ static int model_list(int argc, char **argv) {
   if (kp_parse("model list", argc, argv, opts, NULL, NULL, 0, NULL)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  char sql[512];
-  snprintf(sql, sizeof sql, "%s WHERE ?1 IS NULL OR name=?1 ORDER BY name, version", MODEL_COLS);
-  sqlite3_stmt *st;
-  if (kp_db_prepare(&ws, &st, sql) != 0) { kp_ws_close(&ws); return 1; }
-  kp_bind_text(st, 1, name);
-  cJSON *arr = cJSON_CreateArray();
-  while (kp_db_row(st) > 0) cJSON_AddItemToArray(arr, model_json(&ws, st));
-  sqlite3_finalize(st);
+  kp_model *v;
+  size_t n;
+  if (kp_store_model_list(ws.store, name, &v, &n) != 0) {
+    kp_store_report();
+    kp_ws_close(&ws);
+    return 1;
+  }
   kp_ws_close(&ws);
+  cJSON *arr = cJSON_CreateArray();
+  for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, kp_view_model(&v[i]));
+  kp_models_free(v, n);
   if (json) {
     print_json(arr);
   } else {
@@ -357,19 +284,15 @@ static int model_show(int argc, char **argv) {
   if (parse_ref("model show", pos[0], name, sizeof name, &version)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  sqlite3_int64 id = find_model(&ws, name, version, NULL);
-  if (id < 0) { kp_ws_close(&ws); return 1; }
-  char sql[512];
-  snprintf(sql, sizeof sql, "%s WHERE id=?", MODEL_COLS);
-  sqlite3_stmt *st;
-  cJSON *o = NULL;
-  if (kp_db_prepare(&ws, &st, sql) == 0) {
-    sqlite3_bind_int64(st, 1, id);
-    if (kp_db_row(st) > 0) o = model_json(&ws, st);
-    sqlite3_finalize(st);
+  kp_model m;
+  if (kp_store_model_get(ws.store, name, version, &m) != 0) {
+    model_err();
+    kp_ws_close(&ws);
+    return 1;
   }
   kp_ws_close(&ws);
-  if (!o) return 1;
+  cJSON *o = kp_view_model(&m);
+  kp_model_free(&m);
   if (json) {
     print_json(o);
   } else {
@@ -401,13 +324,13 @@ static int model_download(int argc, char **argv) {
   if (parse_ref("model download", pos[0], name, sizeof name, &version)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  sqlite3_int64 id = find_model(&ws, name, version, NULL);
+  kp_model m;
   int rc = 1;
-  sqlite3_stmt *st;
-  if (id >= 0 && kp_db_prepare(&ws, &st, "SELECT path, sha256 FROM model_files WHERE model_id=? ORDER BY path") == 0) {
-    sqlite3_bind_int64(st, 1, id);
-    rc = kp_download_files(&ws, st, to, NULL, NULL) == 0 ? 0 : 1;
-    sqlite3_finalize(st);
+  if (kp_store_model_get(ws.store, name, version, &m) != 0) {
+    model_err();
+  } else {
+    rc = kp_download_files(&ws, m.files, m.nfiles, to, NULL, NULL) == 0 ? 0 : 1;
+    kp_model_free(&m);
   }
   kp_ws_close(&ws);
   return rc;
@@ -427,42 +350,38 @@ static int model_delete(int argc, char **argv) {
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
   int rc = 1, nsvc = 0;
   char svcs[2048] = "";
-  sqlite3_stmt *st = NULL;
-  sqlite3_int64 id = find_model(&ws, name, version, NULL);
-  if (id < 0 || kp_db_begin(&ws) != 0) goto out;
+  char **sv = NULL;
+  size_t nsv = 0;
+  if (kp_store_begin(ws.store) != 0) { kp_store_report(); goto out; }
   /* the services deployed with this version (running or not): a service
    * whose model is gone cannot start again */
-  if (kp_db_prepare(&ws, &st, "SELECT name FROM services WHERE model_id=? ORDER BY name") != 0) goto fail;
-  sqlite3_bind_int64(st, 1, id);
-  while (kp_db_row(st) > 0) {
+  if (kp_store_model_services(ws.store, name, version, &sv, &nsv) != 0) { model_err(); goto out; }
+  for (size_t i = 0; i < nsv; i++) {
     size_t l = strlen(svcs);
-    if (l < sizeof svcs - 300) snprintf(svcs + l, sizeof svcs - l, "%s%s", nsvc ? ", " : "", kp_col_text(st, 0));
+    if (l < sizeof svcs - 300) snprintf(svcs + l, sizeof svcs - l, "%s%s", nsvc ? ", " : "", sv[i]);
     else if (l < sizeof svcs - 8 && !strstr(svcs, ", ...")) snprintf(svcs + l, sizeof svcs - l, ", ...");
     nsvc++;
   }
-  sqlite3_finalize(st);
-  st = NULL;
   if (nsvc && !force) {
-    kp_db_rollback(&ws);
+    kp_store_rollback(ws.store);
     kp_err("model %s:%lld is used by service%s %s", name, version, nsvc == 1 ? "" : "s", svcs);
     kp_hint("deploy another version to %s ('kusari model deploy %s:V --name SERVICE') or delete %s "
             "('kusari service delete SERVICE') first; --force deletes the model anyway (the service%s then cannot start again)",
             nsvc == 1 ? "it" : "them", name, nsvc == 1 ? "it" : "them", nsvc == 1 ? "" : "s");
     goto out;
   }
-  if (kp_db_prepare(&ws, &st, "DELETE FROM models WHERE id=?") != 0) goto fail;
-  sqlite3_bind_int64(st, 1, id);
-  if (kp_db_done(&ws, st) != 0 || kp_db_commit(&ws) != 0) goto fail;
+  if (kp_store_model_delete(ws.store, name, version) != 0 || kp_store_commit(ws.store) != 0) {
+    kp_store_report();
+    goto out;
+  }
   printf("Deleted model %s:%lld\n", name, version);
   if (nsvc)
     fprintf(stderr, "warning: service%s %s used %s:%lld: %s cannot start again until another version is deployed to %s\n",
             nsvc == 1 ? "" : "s", svcs, name, version, nsvc == 1 ? "it" : "they", nsvc == 1 ? "it" : "them");
   rc = 0;
-  goto out;
-fail:
-  kp_db_rollback(&ws);
 out:
-  sqlite3_finalize(st);
+  kp_store_rollback(ws.store);
+  kp_strings_free(sv, nsv);
   kp_ws_close(&ws);
   return rc;
 }
@@ -490,27 +409,21 @@ static int model_tag(int argc, char **argv) {
   }
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  int rc = 1;
-  sqlite3_stmt *st = NULL;
-  sqlite3_int64 id = find_model(&ws, name, version, NULL);
-  if (id < 0 || kp_db_begin(&ws) != 0) goto out;
-  if (kp_db_prepare(&ws, &st, "INSERT OR REPLACE INTO model_tags(model_id, key, value) VALUES(?,?,?)") != 0) goto fail;
+  const char *keys[KP_MULTI_MAX + 1], *vals[KP_MULTI_MAX + 1];
+  char kbuf[KP_MULTI_MAX + 1][256];
   for (int i = 1; i < np; i++) {
     const char *eq = strchr(pos[i], '=');
-    sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_text(st, 2, pos[i], (int)(eq - pos[i]), SQLITE_TRANSIENT);
-    kp_bind_text(st, 3, eq + 1);
-    if (kp_db_done(&ws, st) != 0) goto fail;
+    snprintf(kbuf[i], sizeof kbuf[i], "%.*s", (int)(eq - pos[i]), pos[i]);
+    keys[i - 1] = kbuf[i];
+    vals[i - 1] = eq + 1;
   }
-  if (kp_db_commit(&ws) != 0) goto fail;
-  for (int i = 1; i < np; i++) printf("Tagged model %s:%lld: %s\n", name, version, pos[i]);
-  rc = 0;
-  goto out;
-fail:
-  kp_db_rollback(&ws);
-out:
-  sqlite3_finalize(st);
+  int rc = 1;
+  if (kp_store_model_tags_set(ws.store, name, version, keys, vals, (size_t)(np - 1)) != 0) {
+    model_err();
+  } else {
+    for (int i = 1; i < np; i++) printf("Tagged model %s:%lld: %s\n", name, version, pos[i]);
+    rc = 0;
+  }
   kp_ws_close(&ws);
   return rc;
 }
@@ -531,29 +444,17 @@ static int model_untag(int argc, char **argv) {
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
   int rc = 1;
-  sqlite3_stmt *st = NULL;
-  sqlite3_int64 id = find_model(&ws, name, version, NULL);
-  if (id < 0 || kp_db_begin(&ws) != 0) goto out;
-  if (kp_db_prepare(&ws, &st, "DELETE FROM model_tags WHERE model_id=? AND key=?") != 0) goto fail;
-  for (int i = 1; i < np; i++) {
-    sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, id);
-    kp_bind_text(st, 2, pos[i]);
-    if (kp_db_done(&ws, st) != 0) goto fail;
-    if (sqlite3_changes(ws.db) == 0) {
-      kp_err("model %s:%lld has no tag '%s'; nothing was removed", name, version, pos[i]);
-      kp_hint("see its tags with 'kusari model show %s:%lld'", name, version);
-      goto fail;
-    }
+  if (kp_store_model_tags_remove(ws.store, name, version, pos + 1, (size_t)(np - 1)) != 0) {
+    int notfound = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+    const char *msg = kp_store_last_error()->message;
+    int no_tag = notfound && strstr(msg, "has no tag") != NULL;
+    kp_store_report();
+    if (no_tag) kp_hint("see its tags with 'kusari model show %s:%lld'", name, version);
+    else if (notfound) kp_hint("list models with 'kusari model list'");
+  } else {
+    for (int i = 1; i < np; i++) printf("Removed tag %s from model %s:%lld\n", pos[i], name, version);
+    rc = 0;
   }
-  if (kp_db_commit(&ws) != 0) goto fail;
-  for (int i = 1; i < np; i++) printf("Removed tag %s from model %s:%lld\n", pos[i], name, version);
-  rc = 0;
-  goto out;
-fail:
-  kp_db_rollback(&ws);
-out:
-  sqlite3_finalize(st);
   kp_ws_close(&ws);
   return rc;
 }

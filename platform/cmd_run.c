@@ -6,6 +6,7 @@
  * supervisor died. Deleting is in delete.c, drawing in plot.c.
  */
 #include "kp.h"
+#include "views.h"
 #include "manage.h"
 
 #include <cjson/cJSON.h>
@@ -92,78 +93,38 @@ static int run_submit(int argc, char **argv) {
 static int run_status(kp_ws *ws, const char *id, char *out, size_t n);
 
 /* ---- loading runs ------------------------------------------------------------- */
-static const char RUN_COLS[] =
-  "SELECT r.id, e.name, r.status, r.compute, r.source, r.entry, r.args, r.snapshot, r.snapshot_bytes,"
-  " r.env_hash, r.build_cache, r.created, r.started, r.ended, r.exit_code, r.signal, r.error, r.parent_id"
-  " FROM runs r JOIN experiments e ON e.id=r.experiment_id";
-
-static cJSON *run_row_json(sqlite3_stmt *st) {
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "id", kp_col_text(st, 0));
-  cJSON_AddStringToObject(o, "experiment", kp_col_text(st, 1));
-  cJSON_AddStringToObject(o, "status", kp_col_text(st, 2));
-  cJSON_AddStringToObject(o, "compute", kp_col_text(st, 3));
-  cJSON_AddStringToObject(o, "source", kp_col_text(st, 4));
-  cJSON_AddStringToObject(o, "entry", kp_col_text(st, 5));
-  cJSON *args = cJSON_Parse(kp_col_text(st, 6));
-  cJSON_AddItemToObject(o, "arguments", args ? args : cJSON_CreateArray());
-  cJSON_AddStringToObject(o, "snapshot", kp_col_text(st, 7));
-  cJSON_AddNumberToObject(o, "snapshot_bytes", (double)sqlite3_column_int64(st, 8));
-  if (sqlite3_column_type(st, 9) != SQLITE_NULL) cJSON_AddStringToObject(o, "environment", kp_col_text(st, 9));
-  else cJSON_AddNullToObject(o, "environment");
-  cJSON_AddStringToObject(o, "build_cache", sqlite3_column_type(st, 10) == SQLITE_NULL ? "" : kp_col_text(st, 10));
-  char t[64];
-  static const char *const tk[] = {"created", "started", "ended"};
-  for (int i = 0; i < 3; i++) {
-    if (sqlite3_column_type(st, 11 + i) == SQLITE_NULL) { cJSON_AddNullToObject(o, tk[i]); continue; }
-    kp_fmt_time(sqlite3_column_double(st, 11 + i), t, sizeof t);
-    cJSON_AddStringToObject(o, tk[i], t);
-  }
-  double start = sqlite3_column_double(st, 12), end = sqlite3_column_double(st, 13);
-  if (sqlite3_column_type(st, 12) != SQLITE_NULL)
-    cJSON_AddNumberToObject(o, "duration_s", (sqlite3_column_type(st, 13) != SQLITE_NULL ? end : kp_now()) - start);
-  else cJSON_AddNullToObject(o, "duration_s");
-  if (sqlite3_column_type(st, 14) != SQLITE_NULL) cJSON_AddNumberToObject(o, "exit_code", sqlite3_column_int(st, 14));
-  else cJSON_AddNullToObject(o, "exit_code");
-  if (sqlite3_column_type(st, 15) != SQLITE_NULL) cJSON_AddNumberToObject(o, "signal", sqlite3_column_int(st, 15));
-  else cJSON_AddNullToObject(o, "signal");
-  if (sqlite3_column_type(st, 16) != SQLITE_NULL) cJSON_AddStringToObject(o, "error", kp_col_text(st, 16));
-  else cJSON_AddNullToObject(o, "error");
-  if (sqlite3_column_type(st, 17) != SQLITE_NULL) cJSON_AddStringToObject(o, "parent", kp_col_text(st, 17));
-  else cJSON_AddNullToObject(o, "parent");
-  return o;
-}
-
 /* Loads run 'id' with tags, last metrics and file count; NULL if absent. */
 static cJSON *load_run(kp_ws *ws, const char *id) {
-  char sql[1024];
-  snprintf(sql, sizeof sql, "%s WHERE r.id=?", RUN_COLS);
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, sql) != 0) return NULL;
-  kp_bind_text(st, 1, id);
-  cJSON *o = kp_db_row(st) > 0 ? run_row_json(st) : NULL;
-  sqlite3_finalize(st);
-  if (!o) return NULL;
-  cJSON *tags = cJSON_AddObjectToObject(o, "tags");
-  if (kp_db_prepare(ws, &st, "SELECT key, value FROM tags WHERE run_id=? ORDER BY key") == 0) {
-    kp_bind_text(st, 1, id);
-    while (kp_db_row(st) > 0) cJSON_AddStringToObject(tags, kp_col_text(st, 0), kp_col_text(st, 1));
-    sqlite3_finalize(st);
+  kp_run r;
+  if (kp_store_run_get(ws->store, id, &r) != 0) {
+    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) kp_store_report();
+    return NULL;
   }
-  cJSON *m = cJSON_AddObjectToObject(o, "metrics");
-  if (kp_db_prepare(ws, &st,
-                    "SELECT name, value, step FROM metrics m WHERE run_id=?1 AND id=(SELECT id FROM metrics x"
-                    " WHERE x.run_id=?1 AND x.name=m.name ORDER BY step DESC, id DESC LIMIT 1) ORDER BY name") == 0) {
-    kp_bind_text(st, 1, id);
-    while (kp_db_row(st) > 0)
-      cJSON_AddItemToObject(m, kp_col_text(st, 0),
-                            kp_json_metric(sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1)));
-    sqlite3_finalize(st);
+  cJSON *o = kp_view_run(&r);
+  kp_run_free(&r);
+  kp_tag *t;
+  kp_metric_latest *m;
+  kp_stored_file *f;
+  size_t n;
+  if (kp_store_tag_list(ws->store, id, &t, &n) == 0) {
+    cJSON_AddItemToObject(o, "tags", kp_view_tags(t, n));
+    kp_tags_free(t, n);
+  } else {
+    kp_store_report();
+    cJSON_AddObjectToObject(o, "tags");
   }
-  if (kp_db_prepare(ws, &st, "SELECT count(*) FROM files WHERE run_id=?") == 0) {
-    kp_bind_text(st, 1, id);
-    if (kp_db_row(st) > 0) cJSON_AddNumberToObject(o, "files", sqlite3_column_int(st, 0));
-    sqlite3_finalize(st);
+  if (kp_store_metrics_latest(ws->store, id, &m, &n) == 0) {
+    cJSON_AddItemToObject(o, "metrics", kp_view_metrics_latest(m, n));
+    kp_metric_latest_free(m, n);
+  } else {
+    kp_store_report();
+    cJSON_AddObjectToObject(o, "metrics");
+  }
+  if (kp_store_run_files_list(ws->store, id, NULL, &f, &n) == 0) {
+    cJSON_AddNumberToObject(o, "files", (double)n);
+    kp_stored_files_free(f, n);
+  } else {
+    kp_store_report();
   }
   return o;
 }
@@ -227,43 +188,12 @@ static int run_show(int argc, char **argv) {
   return 0;
 }
 
-static const char *const STATUSES[] = {"Queued", "Preparing", "Running", "Finalizing", "Completed", "Failed", "Canceled", NULL};
-
-/* The latest value (highest step, then last logged) of metric 'name' of run
- * 'id' into *v; 1 found (NaN when stored as NULL), 0 absent, -1 error. */
-static int last_metric(sqlite3_stmt *q, const char *id, const char *name, double *v) {
-  sqlite3_reset(q);
-  kp_bind_text(q, 1, id);
-  kp_bind_text(q, 2, name);
-  int r = kp_db_row(q);
-  if (r > 0) *v = sqlite3_column_type(q, 0) == SQLITE_NULL ? NAN : sqlite3_column_double(q, 0);
-  return r;
-}
-static const char LAST_METRIC_SQL[] =
-  "SELECT value FROM metrics WHERE run_id=?1 AND name=?2 ORDER BY step DESC, id DESC LIMIT 1";
-
-/* Adds a "tags" object to each run of 'arr'. */
-static void add_tags(kp_ws *ws, cJSON *arr) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT key, value FROM tags WHERE run_id=? ORDER BY key") != 0) return;
-  cJSON *o;
-  cJSON_ArrayForEach(o, arr) {
-    cJSON *tags = cJSON_AddObjectToObject(o, "tags");
-    sqlite3_reset(st);
-    kp_bind_text(st, 1, jstr(o, "id"));
-    while (kp_db_row(st) > 0) cJSON_AddStringToObject(tags, kp_col_text(st, 0), kp_col_text(st, 1));
-  }
-  sqlite3_finalize(st);
-}
 
 /* 1 when some run logged metric 'name'. */
 static int metric_exists(kp_ws *ws, const char *name) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT 1 FROM metrics WHERE name=? LIMIT 1") != 0) return 0;
-  kp_bind_text(st, 1, name);
-  int r = kp_db_row(st) > 0;
-  sqlite3_finalize(st);
-  return r;
+  int yes = 0;
+  if (kp_store_metric_exists(ws->store, name, &yes) != 0) kp_store_report();
+  return yes;
 }
 
 #define MAX_METRIC_COLS 32
@@ -280,9 +210,8 @@ static int run_list(int argc, char **argv) {
   long long lim;
   if (kp_parse_int(limit, &lim) != 0 || lim < 1) return kp_usage_err(cmd, "--limit must be a positive integer");
   if (status) {
-    int ok = 0;
-    for (int i = 0; STATUSES[i]; i++) ok |= !strcmp(STATUSES[i], status);
-    if (!ok)
+    kp_run_status sv;
+    if (kp_run_status_parse(status, &sv) != 0)
       return kp_usage_err(cmd, "unknown --status '%s'; use one of Queued, Preparing, Running, Finalizing, "
                           "Completed, Failed, Canceled", status);
   }
@@ -303,7 +232,7 @@ static int run_list(int argc, char **argv) {
   /* --order-by KEY [asc|desc] */
   char okey[512] = "", omet[512] = "";
   int desc = 0;
-  const char *oexpr = NULL;
+  kp_run_order oby = KP_ORDER_NEWEST;
   if (np && !order) return kp_usage_err(cmd, "unexpected argument '%s'", pos[0]);
   if (order) {
     snprintf(okey, sizeof okey, "%s", order);
@@ -314,14 +243,14 @@ static int run_list(int argc, char **argv) {
       if (!strcasecmp(dir, "desc")) desc = 1;
       else if (strcasecmp(dir, "asc") != 0) return kp_usage_err(cmd, "the order after --order-by KEY is asc or desc, not '%s'", dir);
     }
-    if (!strcmp(okey, "created")) oexpr = "r.created";
-    else if (!strcmp(okey, "started") || !strcmp(okey, "start_time")) oexpr = "r.started";
-    else if (!strcmp(okey, "status")) oexpr = "r.status";
-    else if (!strcmp(okey, "duration")) oexpr = "coalesce(r.ended, ?6) - r.started";
-    else if (!strcmp(okey, "id")) oexpr = "r.seq";
+    if (!strcmp(okey, "created")) oby = KP_ORDER_CREATED;
+    else if (!strcmp(okey, "started") || !strcmp(okey, "start_time")) oby = KP_ORDER_STARTED;
+    else if (!strcmp(okey, "status")) oby = KP_ORDER_STATUS;
+    else if (!strcmp(okey, "duration")) oby = KP_ORDER_DURATION;
+    else if (!strcmp(okey, "id")) oby = KP_ORDER_ID;
     else if (!strncmp(okey, "metrics.", 8) && okey[8]) {
       snprintf(omet, sizeof omet, "%s", okey + 8);
-      oexpr = "(SELECT value FROM metrics x WHERE x.run_id=r.id AND x.name=?5 ORDER BY x.step DESC, x.id DESC LIMIT 1)";
+      oby = KP_ORDER_METRIC;
     } else {
       return kp_usage_err(cmd, "cannot order by '%s'; use created, started, status, duration, id or metrics.NAME "
                           "(then asc or desc)", okey);
@@ -338,44 +267,39 @@ static int run_list(int argc, char **argv) {
   for (int i = 0; i < nm; i++)
     if (!metric_exists(&ws, mcols[i]))
       fprintf(stderr, "kusari: warning: no run has a metric named '%s' (names are case-sensitive)\n", mcols[i]);
-  char sql[2048];
-  if (oexpr)
-    snprintf(sql, sizeof sql, "%s WHERE (?1 IS NULL OR e.name=?1) AND (?2 IS NULL OR r.status=?2) AND (?4 IS NULL OR r.parent_id=?4)"
-             " ORDER BY (%s) IS NULL, (%s) %s, r.seq DESC LIMIT ?3", RUN_COLS, oexpr, oexpr, desc ? "DESC" : "ASC");
-  else
-    snprintf(sql, sizeof sql, "%s WHERE (?1 IS NULL OR e.name=?1) AND (?2 IS NULL OR r.status=?2) AND (?4 IS NULL OR r.parent_id=?4)"
-             " ORDER BY r.seq DESC LIMIT ?3", RUN_COLS);
-  sqlite3_stmt *st;
-  if (kp_db_prepare(&ws, &st, sql) != 0) { kp_ws_close(&ws); return 1; }
-  kp_bind_text(st, 1, exp);
-  kp_bind_text(st, 2, status);
-  sqlite3_bind_int64(st, 3, lim);
-  kp_bind_text(st, 4, parent);
-  if (omet[0]) kp_bind_text(st, 5, omet);
-  if (oexpr && strstr(oexpr, "?6")) sqlite3_bind_double(st, 6, kp_now());
+  kp_run_query q = {.experiment = exp, .parent_id = parent, .order = oby, .order_metric = omet, .desc = desc, .limit = lim};
+  if (status) {
+    q.has_status = 1;
+    kp_run_status_parse(status, &q.status);
+  }
+  kp_run *runs;
+  size_t nruns;
+  if (kp_store_run_list(ws.store, &q, &runs, &nruns) != 0) {
+    kp_store_report();
+    kp_ws_close(&ws);
+    return 1;
+  }
   cJSON *arr = cJSON_CreateArray();
-  int r;
-  while ((r = kp_db_row(st)) > 0) cJSON_AddItemToArray(arr, run_row_json(st));
-  sqlite3_finalize(st);
-  if (r == 0) add_tags(&ws, arr);
-  if (r == 0 && nm) {
-    sqlite3_stmt *q;
-    if (kp_db_prepare(&ws, &q, LAST_METRIC_SQL) != 0) r = -1;
-    cJSON *o;
-    if (r == 0) {
-      cJSON_ArrayForEach(o, arr) {
-        cJSON *m = cJSON_AddObjectToObject(o, "metrics");
-        for (int i = 0; i < nm; i++) {
-          double v;
-          int f = last_metric(q, jstr(o, "id"), mcols[i], &v);
-          if (f < 0) r = -1;
-          if (f > 0) cJSON_AddItemToObject(m, mcols[i], kp_json_metric(v));
-          else cJSON_AddNullToObject(m, mcols[i]);
-        }
-      }
-      sqlite3_finalize(q);
+  int r = 0;
+  for (size_t i = 0; i < nruns && r == 0; i++) {
+    cJSON *o = kp_view_run(&runs[i]);
+    cJSON_AddItemToArray(arr, o);
+    kp_tag *t;
+    size_t nt;
+    if (kp_store_tag_list(ws.store, runs[i].id, &t, &nt) != 0) { r = kp_store_report(); break; }
+    cJSON_AddItemToObject(o, "tags", kp_view_tags(t, nt));
+    kp_tags_free(t, nt);
+    if (!nm) continue;
+    cJSON *m = cJSON_AddObjectToObject(o, "metrics");
+    for (int k = 0; k < nm; k++) {
+      double v;
+      int found = 0;
+      if (kp_store_metric_latest_value(ws.store, runs[i].id, mcols[k], &v, &found) != 0) { r = kp_store_report(); break; }
+      if (found) cJSON_AddItemToObject(m, mcols[k], kp_json_metric(v));
+      else cJSON_AddNullToObject(m, mcols[k]);
     }
   }
+  kp_runs_free(runs, nruns);
   kp_ws_close(&ws);
   if (r != 0) { cJSON_Delete(arr); return 1; }
   if (json) {
@@ -466,32 +390,27 @@ static int run_tag(int argc, char **argv) {
   }
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
-  char status[32];
   int rc = 1;
-  sqlite3_stmt *st = NULL;
-  if (kp_db_begin(&ws) != 0) goto out;
-  if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_db_rollback(&ws); kp_ws_close(&ws); return no_run(pos[0]); }
-  if (kp_db_prepare(&ws, &st, "INSERT OR REPLACE INTO tags(run_id, key, value) VALUES(?,?,?)") != 0) goto fail;
+  if (kp_store_begin(ws.store) != 0) { kp_store_report(); goto out; }
   for (int i = 1; i < np; i++) {
     const char *eq = strchr(pos[i], '=');
     char key[256];
     snprintf(key, sizeof key, "%.*s", (int)(eq - pos[i]), pos[i]);
-    sqlite3_reset(st);
-    kp_bind_text(st, 1, pos[0]);
-    kp_bind_text(st, 2, key);
-    kp_bind_text(st, 3, eq + 1);
-    if (kp_db_done(&ws, st) != 0) goto fail;
+    if (kp_store_tag_set(ws.store, pos[0], key, eq + 1) != 0) {
+      int notfound = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+      if (!notfound) kp_store_report();
+      kp_store_rollback(ws.store);
+      kp_ws_close(&ws);
+      return notfound ? no_run(pos[0]) : 1;
+    }
   }
-  if (kp_db_commit(&ws) != 0) goto fail;
+  if (kp_store_commit(ws.store) != 0) { kp_store_report(); goto out; }
   printf("Tagged run %s:", pos[0]);
   for (int i = 1; i < np; i++) printf(" %s", pos[i]);
   printf("\n");
   rc = 0;
-  goto out;
-fail:
-  kp_db_rollback(&ws);
 out:
-  sqlite3_finalize(st);
+  kp_store_rollback(ws.store);
   kp_ws_close(&ws);
   return rc;
 }
@@ -510,32 +429,18 @@ static int run_untag(int argc, char **argv) {
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
   char status[32];
+  if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_ws_close(&ws); return no_run(pos[0]); }
   int rc = 1;
-  sqlite3_stmt *st = NULL;
-  if (kp_db_begin(&ws) != 0) goto out;
-  if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_db_rollback(&ws); kp_ws_close(&ws); return no_run(pos[0]); }
-  if (kp_db_prepare(&ws, &st, "DELETE FROM tags WHERE run_id=? AND key=?") != 0) goto fail;
-  for (int i = 1; i < np; i++) {
-    sqlite3_reset(st);
-    kp_bind_text(st, 1, pos[0]);
-    kp_bind_text(st, 2, pos[i]);
-    if (kp_db_done(&ws, st) != 0) goto fail;
-    if (sqlite3_changes(ws.db) == 0) {
-      kp_err("run %s has no tag '%s'; no tag was removed", pos[0], pos[i]);
-      kp_hint("see its tags with 'kusari run show %s'", pos[0]);
-      goto fail;
-    }
+  if (kp_store_tag_remove(ws.store, pos[0], pos + 1, (size_t)(np - 1)) != 0) {
+    int notfound = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+    kp_store_report();
+    if (notfound) kp_hint("see its tags with 'kusari run show %s'", pos[0]);
+  } else {
+    printf("Removed from run %s:", pos[0]);
+    for (int i = 1; i < np; i++) printf(" %s", pos[i]);
+    printf("\n");
+    rc = 0;
   }
-  if (kp_db_commit(&ws) != 0) goto fail;
-  printf("Removed from run %s:", pos[0]);
-  for (int i = 1; i < np; i++) printf(" %s", pos[i]);
-  printf("\n");
-  rc = 0;
-  goto out;
-fail:
-  kp_db_rollback(&ws);
-out:
-  sqlite3_finalize(st);
   kp_ws_close(&ws);
   return rc;
 }
@@ -732,14 +637,39 @@ static int plot_size(const char *cmd, const char *ws_, const char *hs, int *w, i
 /* The names of run 'id's metrics, comma separated, into 'out'. */
 static void metric_names(kp_ws *ws, const char *id, char *out, size_t n) {
   out[0] = '\0';
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT DISTINCT name FROM metrics WHERE run_id=? ORDER BY name") != 0) return;
-  kp_bind_text(st, 1, id);
-  while (kp_db_row(st) > 0) {
-    size_t l = strlen(out);
-    snprintf(out + l, n - l, "%s%s", l ? ", " : "", kp_col_text(st, 0));
+  char **names;
+  size_t nn;
+  if (kp_store_metric_names(ws->store, id, &names, &nn) != 0) {
+    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) kp_store_report();
+    return;
   }
-  sqlite3_finalize(st);
+  for (size_t i = 0; i < nn; i++) {
+    size_t l = strlen(out);
+    snprintf(out + l, n - l, "%s%s", l ? ", " : "", names[i]);
+  }
+  kp_strings_free(names, nn);
+}
+
+/* When run 'id' started, or (never started) when it logged its first metric. */
+static double curve_origin(kp_ws *ws, const char *id) {
+  kp_run r;
+  if (kp_store_run_get(ws->store, id, &r) != 0) return 0;
+  double t0 = r.started;
+  kp_run_free(&r);
+  if (t0) return t0;
+  char **names;
+  size_t nn;
+  if (kp_store_metric_names(ws->store, id, &names, &nn) != 0) return 0;
+  for (size_t i = 0; i < nn; i++) {
+    kp_metric_point *p;
+    size_t np;
+    if (kp_store_metric_series(ws->store, id, names[i], &p, &np) != 0) continue;
+    for (size_t k = 0; k < np; k++)
+      if (!t0 || p[k].time < t0) t0 = p[k].time;
+    free(p);
+  }
+  kp_strings_free(names, nn);
+  return t0;
 }
 
 /* Loads the curve of metric 'name' of run 'id': x = step, or seconds since
@@ -747,30 +677,28 @@ static void metric_names(kp_ws *ws, const char *id, char *out, size_t n) {
 int kp_metric_curve(kp_ws *ws, const char *id, const char *name, int time, double **x, double **y);
 int kp_metric_curve(kp_ws *ws, const char *id, const char *name, int time, double **x, double **y) {
   *x = *y = NULL;
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st,
-                    "SELECT m.step, m.ts - coalesce(r.started, (SELECT min(ts) FROM metrics z WHERE z.run_id=r.id)), m.value"
-                    " FROM metrics m JOIN runs r ON r.id=m.run_id WHERE m.run_id=?1 AND m.name=?2 ORDER BY m.step, m.id") != 0)
-    return -1;
-  kp_bind_text(st, 1, id);
-  kp_bind_text(st, 2, name);
-  int n = 0, cap = 0;
-  while (kp_db_row(st) > 0) {
-    if (n == cap) {
-      cap = cap ? 2 * cap : 64;
-      double *nx = realloc(*x, (size_t)cap * sizeof *nx);
-      if (nx) *x = nx;
-      double *ny = realloc(*y, (size_t)cap * sizeof *ny);
-      if (ny) *y = ny;
-      if (!nx || !ny) { n = -1; break; }
-    }
-    (*x)[n] = time ? sqlite3_column_double(st, 1) : (double)sqlite3_column_int64(st, 0);
-    (*y)[n] = sqlite3_column_type(st, 2) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 2);
-    n++;
+  kp_metric_point *p;
+  size_t np;
+  if (kp_store_metric_series(ws->store, id, name, &p, &np) != 0) {
+    if (kp_store_last_error()->code == KP_STORE_ENOTFOUND) return 0;
+    return kp_store_report();
   }
-  sqlite3_finalize(st);
-  if (n <= 0) { free(*x); free(*y); *x = *y = NULL; }
-  return n;
+  double t0 = time ? curve_origin(ws, id) : 0;
+  *x = malloc((np + 1) * sizeof **x);
+  *y = malloc((np + 1) * sizeof **y);
+  if (!*x || !*y) {
+    free(p);
+    free(*x);
+    free(*y);
+    *x = *y = NULL;
+    return -1;
+  }
+  for (size_t i = 0; i < np; i++) {
+    (*x)[i] = time ? p[i].time - t0 : (double)p[i].step;
+    (*y)[i] = p[i].value;
+  }
+  free(p);
+  return (int)np;
 }
 
 #define MAX_PLOT 64
@@ -840,16 +768,14 @@ static int run_delete(int argc, char **argv) {
 /* ---- wait / logs ------------------------------------------------------------------ */
 /* Current status of run 'id' into 'out'; -1 if absent. */
 static int run_status(kp_ws *ws, const char *id, char *out, size_t n) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT status FROM runs WHERE id=?") != 0) return -1;
-  kp_bind_text(st, 1, id);
-  int rc = -1;
-  if (kp_db_row(st) > 0) {
-    snprintf(out, n, "%s", kp_col_text(st, 0));
-    rc = 0;
+  kp_run r;
+  if (kp_store_run_get(ws->store, id, &r) != 0) {
+    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) kp_store_report();
+    return -1;
   }
-  sqlite3_finalize(st);
-  return rc;
+  snprintf(out, n, "%s", kp_run_status_name(r.status));
+  kp_run_free(&r);
+  return 0;
 }
 
 /* Copies new bytes of 'path' after '*off' to stdout. */
@@ -873,28 +799,29 @@ static void pump(const char *path, long *off) {
 typedef struct progress {
   char metric[512];      /* the metric to show; "" = whichever was logged last */
   char status[32];       /* the last status printed */
-  sqlite3_int64 seen;    /* metrics rows up to this id have been looked at */
-  sqlite3_int64 shown;   /* id of the value on screen (0: none) */
+  int64_t cursor;        /* kp_store_metric_follow's */
   int line_open;         /* the metric line has no newline yet */
-  int started;
 } progress;
 
 /* Sets up 'pg' for run 'id': the metric is 'want', else the primary metric of
  * the sweep the run belongs to, else "" (the last one logged). */
 static void progress_init(kp_ws *ws, progress *pg, const char *id, const char *want) {
   memset(pg, 0, sizeof *pg);
+  pg->cursor = -1;
   if (want) { snprintf(pg->metric, sizeof pg->metric, "%s", want); return; }
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT w.spec FROM runs r JOIN sweeps w ON w.run_id=r.parent_id WHERE r.id=?") != 0) return;
-  kp_bind_text(st, 1, id);
-  if (kp_db_row(st) > 0) {
-    cJSON *spec = cJSON_Parse(kp_col_text(st, 0));
+  char *text = NULL;
+  if (kp_store_run_sweep_spec(ws->store, id, &text) != 0) {
+    kp_store_report();
+    return;
+  }
+  if (text) {
+    cJSON *spec = cJSON_Parse(text);
     const char *m = cJSON_GetStringValue(
       cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(spec, "primary_metric"), "name"));
     if (m) snprintf(pg->metric, sizeof pg->metric, "%s", m);
     cJSON_Delete(spec);
   }
-  sqlite3_finalize(st);
+  free(text);
 }
 
 static void progress_end_line(progress *pg) {
@@ -913,37 +840,17 @@ static void progress_update(kp_ws *ws, progress *pg, const char *id, const char 
     printf("%s  Run %s: %s\n", t, id, status);
     snprintf(pg->status, sizeof pg->status, "%s", status);
   }
-  sqlite3_stmt *st;
-  if (!pg->started) {
-    /* this run's newest row so far (one look through its index entries) */
-    if (kp_db_prepare(ws, &st, "SELECT coalesce(max(id), 0) FROM metrics WHERE run_id=?1 AND (?2 = '' OR name=?2)") != 0) return;
-    kp_bind_text(st, 1, id);
-    kp_bind_text(st, 2, pg->metric);
-    sqlite3_int64 last = kp_db_row(st) > 0 ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
-    pg->seen = last ? last - 1 : 0;
-    pg->started = 1;
-  }
-  sqlite3_int64 top = 0;
-  if (kp_db_prepare(ws, &st, "SELECT coalesce(max(id), 0) FROM metrics") != 0) return;
-  if (kp_db_row(st) > 0) top = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  if (top <= pg->seen) return;
-  if (kp_db_prepare(ws, &st, "SELECT id, name, step, value FROM metrics WHERE id > ?1 AND id <= ?2 AND +run_id = ?3"
-                             " AND (?4 = '' OR name = ?4) ORDER BY id DESC LIMIT 1") != 0)
+  kp_metric_latest m;
+  int found = 0;
+  if (kp_store_metric_follow(ws->store, id, pg->metric[0] ? pg->metric : NULL, &pg->cursor, &m, &found) != 0) {
+    kp_store_report();
     return;
-  sqlite3_bind_int64(st, 1, pg->seen);
-  sqlite3_bind_int64(st, 2, top);
-  kp_bind_text(st, 3, id);
-  kp_bind_text(st, 4, pg->metric);
-  if (kp_db_row(st) > 0 && sqlite3_column_int64(st, 0) != pg->shown) {
-    double v = sqlite3_column_type(st, 3) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 3);
-    printf("\r\033[K  %s = %.6g (step %lld)", kp_col_text(st, 1), v, (long long)sqlite3_column_int64(st, 2));
-    pg->shown = sqlite3_column_int64(st, 0);
-    pg->line_open = 1;
   }
-  sqlite3_finalize(st);
-  pg->seen = top;
+  if (found) {
+    printf("\r\033[K  %s = %.6g (step %lld)", m.name, m.value, (long long)m.step);
+    pg->line_open = 1;
+    free(m.name);
+  }
   fflush(stdout);
 }
 
@@ -1043,17 +950,20 @@ static int run_logs(int argc, char **argv) {
     pump(p, &off);
   } else {
     /* the live copy is gone (runs/ is only a cache): print the stored one */
-    sqlite3_stmt *q;
-    if (kp_db_prepare(&ws, &q, "SELECT sha256 FROM files WHERE run_id=? AND path=?") == 0) {
-      kp_bind_text(q, 1, pos[0]);
-      kp_bind_text(q, 2, build ? "logs/build.log" : "logs/std_log.txt");
-      if (kp_db_row(q) > 0) {
-        char bp[4400];
-        long off = 0;
-        kp_blob_path(&ws, kp_col_text(q, 0), bp, sizeof bp);
-        pump(bp, &off);
-      }
-      sqlite3_finalize(q);
+    const char *want = build ? "logs/build.log" : "logs/std_log.txt";
+    kp_stored_file *v;
+    size_t nv;
+    if (kp_store_run_files_list(ws.store, pos[0], want, &v, &nv) != 0) {
+      kp_store_report();
+    } else {
+      for (size_t i = 0; i < nv; i++)
+        if (!strcmp(v[i].path, want)) {
+          char bp[4400];
+          long off = 0;
+          kp_blob_path(&ws, v[i].sha256, bp, sizeof bp);
+          pump(bp, &off);
+        }
+      kp_stored_files_free(v, nv);
     }
   }
   kp_ws_close(&ws);
@@ -1071,25 +981,19 @@ static int run_files(int argc, char **argv) {
   if (open_ws(&ws) != 0) return 1;
   char status[32];
   if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_ws_close(&ws); return no_run(pos[0]); }
-  sqlite3_stmt *st;
-  if (kp_db_prepare(&ws, &st, "SELECT path, size, sha256 FROM files WHERE run_id=? ORDER BY path") != 0) {
+  kp_stored_file *v;
+  size_t nv;
+  if (kp_store_run_files_list(ws.store, pos[0], NULL, &v, &nv) != 0) {
+    kp_store_report();
     kp_ws_close(&ws);
     return 1;
   }
-  kp_bind_text(st, 1, pos[0]);
   cJSON *arr = cJSON_CreateArray();
-  while (kp_db_row(st) > 0) {
-    if (json) {
-      cJSON *o = cJSON_CreateObject();
-      cJSON_AddStringToObject(o, "path", kp_col_text(st, 0));
-      cJSON_AddNumberToObject(o, "size", (double)sqlite3_column_int64(st, 1));
-      cJSON_AddStringToObject(o, "sha256", kp_col_text(st, 2));
-      cJSON_AddItemToArray(arr, o);
-    } else {
-      printf("%s\n", kp_col_text(st, 0));
-    }
+  for (size_t i = 0; i < nv; i++) {
+    if (json) cJSON_AddItemToArray(arr, kp_view_file(&v[i]));
+    else printf("%s\n", v[i].path);
   }
-  sqlite3_finalize(st);
+  kp_stored_files_free(v, nv);
   if (json) print_json(arr);
   cJSON_Delete(arr);
   kp_ws_close(&ws);
@@ -1119,27 +1023,27 @@ static int safe_parent_dirs(const char *root, const char *rel) {
   return 0;
 }
 
-int kp_download_files(kp_ws *ws, sqlite3_stmt *st, const char *to, const char *strip, int *count);
-/* Writes each (path, sha256) row of 'st' to 'to'/path (minus prefix 'strip'). */
-int kp_download_files(kp_ws *ws, sqlite3_stmt *st, const char *to, const char *strip, int *count) {
+int kp_download_files(kp_ws *ws, const kp_stored_file *v, size_t nv, const char *to, const char *strip, int *count);
+/* Writes each file of 'v' to 'to'/path (minus prefix 'strip'). */
+int kp_download_files(kp_ws *ws, const kp_stored_file *v, size_t nv, const char *to, const char *strip, int *count) {
   if (kp_mkdirs(to, 0755) != 0) return -1;
   char root[4096];
   if (!realpath(to, root)) return kp_err("cannot resolve %s: %s", to, strerror(errno));
-  int n = 0, r;
-  while ((r = kp_db_row(st)) > 0) {
-    const char *path = kp_col_text(st, 0);
+  int n = 0;
+  for (size_t i = 0; i < nv; i++) {
+    const char *path = v[i].path;
     const char *rel = path;
     if (strip && !strncmp(path, strip, strlen(strip))) rel = path + strlen(strip);
     if (kp_rel_path_ok(rel) != 0) return kp_err("stored path '%s' is not a safe relative path; skipped", path);
     if (safe_parent_dirs(root, rel) != 0) return -1;
     char dst[8192];
     snprintf(dst, sizeof dst, "%s/%s", root, rel);
-    if (kp_blob_get(ws, kp_col_text(st, 1), dst, 0644) != 0) return -1;
+    if (kp_blob_get(ws, v[i].sha256, dst, 0644) != 0) return -1;
     printf("%s\n", dst);
     n++;
   }
   if (count) *count = n;
-  return r == 0 ? 0 : -1;
+  return 0;
 }
 
 static int run_download(int argc, char **argv) {
@@ -1162,16 +1066,16 @@ static int run_download(int argc, char **argv) {
   if (open_ws(&ws) != 0) return 1;
   char status[32];
   if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_ws_close(&ws); return no_run(pos[0]); }
-  sqlite3_stmt *st;
-  if (kp_db_prepare(&ws, &st, "SELECT path, sha256 FROM files WHERE run_id=?1 AND (path=?2 OR substr(path, 1, length(?2)+1)=?2||'/') ORDER BY path") != 0) {
+  kp_stored_file *v;
+  size_t nv;
+  if (kp_store_run_files_list(ws.store, pos[0], prefix, &v, &nv) != 0) {
+    kp_store_report();
     kp_ws_close(&ws);
     return 1;
   }
-  kp_bind_text(st, 1, pos[0]);
-  kp_bind_text(st, 2, prefix);
   int n = 0;
-  int rc = kp_download_files(&ws, st, to, NULL, &n) == 0 ? 0 : 1;
-  sqlite3_finalize(st);
+  int rc = kp_download_files(&ws, v, nv, to, NULL, &n) == 0 ? 0 : 1;
+  kp_stored_files_free(v, nv);
   kp_ws_close(&ws);
   if (rc == 0 && n == 0) {
     kp_err("run %s has no file or folder '%s'%s", pos[0], prefix, kp_status_terminal(status) ? "" : " (yet: it is still running)");
@@ -1238,55 +1142,66 @@ static int run_metrics(int argc, char **argv) {
   char status[32];
   if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_ws_close(&ws); return no_run(pos[0]); }
   if (!kp_status_terminal(status)) kp_ingest(&ws, pos[0], 0);  /* live view */
-  sqlite3_stmt *st;
-  if (kp_db_prepare(&ws, &st, "SELECT name, step, ts, value FROM metrics WHERE run_id=?1 AND (?2 IS NULL OR name=?2)"
-                              " ORDER BY name, step, id") != 0) {
+  char **names = NULL;
+  size_t nn = 0;
+  if (name) {
+    names = calloc(1, sizeof *names);
+    if (names && (names[0] = strdup(name))) nn = 1;
+  } else if (kp_store_metric_names(ws.store, pos[0], &names, &nn) != 0) {
+    kp_store_report();
     kp_ws_close(&ws);
     return 1;
   }
-  kp_bind_text(st, 1, pos[0]);
-  kp_bind_text(st, 2, name);
   cJSON *obj = cJSON_CreateObject();
   if (csv) printf("name,step,timestamp,value\n");
   int n = 0;
   char cur[512] = "";
-  while (kp_db_row(st) > 0) {
-    const char *nm = kp_col_text(st, 0);
-    long long step = sqlite3_column_int64(st, 1);
-    double ts = sqlite3_column_double(st, 2);
-    double v = sqlite3_column_type(st, 3) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 3);
-    n++;
-    if (csv) {
-      int quote = strpbrk(nm, ",\"\n") != NULL;
-      if (quote) {
-        putchar('"');
-        for (const char *c = nm; *c; c++) { if (*c == '"') putchar('"'); putchar(*c); }
-        putchar('"');
-      } else {
-        fputs(nm, stdout);
-      }
-      if (isnan(v)) v = NAN;
-      printf(",%lld,%.6f,%.17g\n", step, ts, v);
-    } else if (json) {
-      cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, nm);
-      if (!arr) arr = cJSON_AddArrayToObject(obj, nm);
-      cJSON *o = cJSON_CreateObject();
-      cJSON_AddNumberToObject(o, "step", (double)step);
-      cJSON_AddNumberToObject(o, "timestamp", ts);
-      cJSON_AddItemToObject(o, "value", kp_json_metric(v));
-      cJSON_AddItemToArray(arr, o);
-    } else {
-      if (strcmp(cur, nm) != 0) {
-        printf("%s%s:\n", *cur ? "\n" : "", nm);
-        snprintf(cur, sizeof cur, "%s", nm);
-      }
-      char t[64];
-      fmt_ts_ms(ts, t, sizeof t);
-      if (isnan(v)) v = NAN;  /* "nan", never "-nan" */
-      printf("  step %-6lld %s  %.9g\n", step, t, v);
+  for (size_t k = 0; k < nn; k++) {
+    const char *nm = names[k];
+    kp_metric_point *pts;
+    size_t np2;
+    if (kp_store_metric_series(ws.store, pos[0], nm, &pts, &np2) != 0) {
+      if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) kp_store_report();
+      continue;
     }
+    for (size_t i = 0; i < np2; i++) {
+      long long step = (long long)pts[i].step;
+      double ts = pts[i].time;
+      double v = pts[i].value;
+      n++;
+      if (csv) {
+        int quote = strpbrk(nm, ",\"\n") != NULL;
+        if (quote) {
+          putchar('"');
+          for (const char *c = nm; *c; c++) { if (*c == '"') putchar('"'); putchar(*c); }
+          putchar('"');
+        } else {
+          fputs(nm, stdout);
+        }
+        if (isnan(v)) v = NAN;
+        printf(",%lld,%.6f,%.17g\n", step, ts, v);
+      } else if (json) {
+        cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, nm);
+        if (!arr) arr = cJSON_AddArrayToObject(obj, nm);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "step", (double)step);
+        cJSON_AddNumberToObject(o, "timestamp", ts);
+        cJSON_AddItemToObject(o, "value", kp_json_metric(v));
+        cJSON_AddItemToArray(arr, o);
+      } else {
+        if (strcmp(cur, nm) != 0) {
+          printf("%s%s:\n", *cur ? "\n" : "", nm);
+          snprintf(cur, sizeof cur, "%s", nm);
+        }
+        char t[64];
+        fmt_ts_ms(ts, t, sizeof t);
+        if (isnan(v)) v = NAN;  /* "nan", never "-nan" */
+        printf("  step %-6lld %s  %.9g\n", step, t, v);
+      }
+    }
+    free(pts);
   }
-  sqlite3_finalize(st);
+  kp_strings_free(names, nn);
   if (json) print_json(obj);
   cJSON_Delete(obj);
   kp_ws_close(&ws);

@@ -83,14 +83,6 @@ static int ws_create(int argc, char **argv) {
   return rc;
 }
 
-static int count(kp_ws *ws, const char *sql) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, sql) != 0) return -1;
-  int n = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : -1;
-  sqlite3_finalize(st);
-  return n;
-}
-
 /* Why this workspace is the one in use, in words. */
 static void selected_why(const kp_ws *ws, char *out, size_t n) {
   const char *b = ws->selected_by ? ws->selected_by : "";
@@ -114,10 +106,9 @@ static int ws_show(int argc, char **argv) {
   cJSON *cfg = s ? cJSON_Parse(s) : NULL;
   free(s);
   const char *name = cfg ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cfg, "name")) : NULL;
-  int ne = count(&ws, "SELECT count(*) FROM experiments");
-  int nr = count(&ws, "SELECT count(*) FROM runs");
-  int nc = count(&ws, "SELECT count(*) FROM computes");
-  int nm = count(&ws, "SELECT count(*) FROM models");
+  kp_store_counts c = {-1, -1, -1, -1};
+  if (kp_store_counts_get(ws.store, &c) != 0) kp_store_report();
+  int ne = c.experiments, nr = c.runs, nc = c.computes, nm = c.models;
   if (json) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "name", name ? name : "");

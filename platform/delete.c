@@ -5,8 +5,8 @@
  *
  * Nothing active is deleted: a run that is Queued, Preparing, Running or
  * Finalizing (a running sweep is a Running parent run) makes the command
- * refuse. The rows (runs, metrics, tags, files, sweep records, the experiment)
- * go in one transaction, which checks again what it deletes; after the commit
+ * refuse. The rows (runs, metrics, tags, files, sweep records, the experiment:
+ * kp_store_runs_delete, kp_store_experiment_delete) go in one transaction, which checks again what it deletes; after the commit
  * the runs' live directories are removed and their blobs (files, snapshot
  * manifests and the source files those list) are collected by blob.c, which
  * keeps every blob something else still refers to: another run's files or
@@ -56,79 +56,63 @@ static int ids_add(idlist *l, const char *id, const char *status) {
   return 0;
 }
 
-/* Adds the rows (id, status) of query 'st' to 'l'; 0 or -1. */
-static int add_rows(sqlite3_stmt *st, idlist *l) {
-  int r;
-  while ((r = kp_db_row(st)) > 0)
-    if (ids_add(l, kp_col_text(st, 0), kp_col_text(st, 1)) != 0) return -1;
-  return r;
+/* Adds runs 'v' to 'l'; 0 or -1. */
+static int add_briefs(const kp_run_brief *v, size_t n, idlist *l) {
+  for (size_t i = 0; i < n; i++)
+    if (ids_add(l, v[i].id, kp_run_status_name(v[i].status)) != 0) return -1;
+  return 0;
 }
 
 /* The runs to delete. Returns 0, 1 (not found / not allowed: printed) or -1
  * (store error). */
 static int collect(kp_ws *ws, kp_del_kind kind, const char *const *names, int n, idlist *out) {
   memset(out, 0, sizeof *out);
-  sqlite3_stmt *st;
   int rc = 0;
   if (kind == KP_DEL_RUNS) {
-    if (kp_db_prepare(ws, &st,
-                      "SELECT r.id, r.status, r.parent_id, EXISTS(SELECT 1 FROM sweeps w WHERE w.run_id=r.id)"
-                      " FROM runs r WHERE r.id=?") != 0)
-      return -1;
     for (int i = 0; i < n && rc == 0; i++) {
-      sqlite3_reset(st);
-      kp_bind_text(st, 1, names[i]);
-      int r = kp_db_row(st);
-      if (r < 0) { rc = -1; break; }
-      if (r == 0) {
+      kp_run r;
+      int sweep = 0;
+      if (kp_store_run_get(ws->store, names[i], &r) != 0) {
+        if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) { kp_store_report(); rc = -1; break; }
         kp_err("no run with id '%s' in this workspace; nothing was deleted", names[i]);
         kp_hint("list runs with 'kusari run list'");
         rc = 1;
-      } else if (sqlite3_column_int(st, 3)) {
+        break;
+      }
+      if (kp_store_run_is_sweep(ws->store, names[i], &sweep) != 0) {
+        kp_store_report();
+        rc = -1;
+      } else if (sweep) {
         kp_err("run %s is a sweep; nothing was deleted", names[i]);
         kp_hint("delete it with its child runs: 'kusari sweep delete %s'", names[i]);
         rc = 1;
-      } else if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
-        kp_err("run %s is a child run of sweep %s and is not deleted alone; nothing was deleted", names[i], kp_col_text(st, 2));
-        kp_hint("delete the whole sweep: 'kusari sweep delete %s'", kp_col_text(st, 2));
+      } else if (r.parent_id) {
+        kp_err("run %s is a child run of sweep %s and is not deleted alone; nothing was deleted", names[i], r.parent_id);
+        kp_hint("delete the whole sweep: 'kusari sweep delete %s'", r.parent_id);
         rc = 1;
-      } else if (ids_add(out, kp_col_text(st, 0), kp_col_text(st, 1)) != 0) {
+      } else if (ids_add(out, r.id, kp_run_status_name(r.status)) != 0) {
         rc = -1;
       }
+      kp_run_free(&r);
     }
-    sqlite3_finalize(st);
-  } else if (kind == KP_DEL_SWEEP) {
-    if (kp_db_prepare(ws, &st, "SELECT count(*) FROM sweeps WHERE run_id=?") != 0) return -1;
-    kp_bind_text(st, 1, names[0]);
-    int have = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : -1;
-    sqlite3_finalize(st);
-    if (have < 0) return -1;
-    if (!have) {
-      kp_err("no sweep with id '%s' in this workspace; nothing was deleted", names[0]);
-      kp_hint("list sweeps with 'kusari sweep list'");
-      return 1;
-    }
-    if (kp_db_prepare(ws, &st, "SELECT id, status FROM runs WHERE id=?1 OR parent_id=?1 ORDER BY seq") != 0) return -1;
-    kp_bind_text(st, 1, names[0]);
-    rc = add_rows(st, out);
-    sqlite3_finalize(st);
   } else {
-    if (kp_db_prepare(ws, &st, "SELECT count(*) FROM experiments WHERE name=?") != 0) return -1;
-    kp_bind_text(st, 1, names[0]);
-    int have = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : -1;
-    sqlite3_finalize(st);
-    if (have < 0) return -1;
-    if (!have) {
-      kp_err("no experiment named '%s' in this workspace; nothing was deleted", names[0]);
-      kp_hint("list experiments with 'kusari experiment list'");
+    kp_run_brief *v;
+    size_t nv;
+    int got = kind == KP_DEL_SWEEP ? kp_store_sweep_runs(ws->store, names[0], &v, &nv)
+                                   : kp_store_experiment_runs(ws->store, names[0], &v, &nv);
+    if (got != 0) {
+      if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) return kp_store_report();
+      if (kind == KP_DEL_SWEEP) {
+        kp_err("no sweep with id '%s' in this workspace; nothing was deleted", names[0]);
+        kp_hint("list sweeps with 'kusari sweep list'");
+      } else {
+        kp_err("no experiment named '%s' in this workspace; nothing was deleted", names[0]);
+        kp_hint("list experiments with 'kusari experiment list'");
+      }
       return 1;
     }
-    if (kp_db_prepare(ws, &st,
-                      "SELECT r.id, r.status FROM runs r JOIN experiments e ON e.id=r.experiment_id WHERE e.name=? ORDER BY r.seq") != 0)
-      return -1;
-    kp_bind_text(st, 1, names[0]);
-    rc = add_rows(st, out);
-    sqlite3_finalize(st);
+    rc = add_briefs(v, nv, out);
+    kp_run_briefs_free(v, nv);
   }
   if (rc != 0) ids_free(out);
   return rc;
@@ -153,19 +137,12 @@ static int refuse_active(const char *cmd, const idlist *l) {
   return 1;
 }
 
-/* Fills temp.del_runs with the ids of 'l'. */
-static int fill_temp(kp_ws *ws, const idlist *l) {
-  if (kp_db_exec(ws, "CREATE TEMP TABLE IF NOT EXISTS del_runs(id TEXT PRIMARY KEY); DELETE FROM temp.del_runs") != 0) return -1;
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "INSERT OR IGNORE INTO temp.del_runs(id) VALUES(?)") != 0) return -1;
-  int rc = 0;
-  for (int i = 0; i < l->n && rc == 0; i++) {
-    sqlite3_reset(st);
-    kp_bind_text(st, 1, l->id[i]);
-    rc = kp_db_done(ws, st);
-  }
-  sqlite3_finalize(st);
-  return rc;
+/* The ids of 'l' as an array of pointers into it (free() it). */
+static const char **id_ptrs(const idlist *l) {
+  const char **v = calloc((size_t)l->n + 1, sizeof *v);
+  if (!v) { kp_err("out of memory"); return NULL; }
+  for (int i = 0; i < l->n; i++) v[i] = l->id[i];
+  return v;
 }
 
 typedef struct hexlist {
@@ -186,19 +163,16 @@ static int hex_add(hexlist *h, const char *s) {
   return 0;
 }
 
-/* The blobs the runs in temp.del_runs refer to: their files, their snapshot
- * manifests and the files those list. */
-static int candidates(kp_ws *ws, hexlist *h) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT DISTINCT sha256 FROM files WHERE run_id IN (SELECT id FROM temp.del_runs)") != 0) return -1;
-  int r, rc = 0;
-  while ((r = kp_db_row(st)) > 0)
-    if (hex_add(h, kp_col_text(st, 0)) != 0) break;
-  sqlite3_finalize(st);
-  if (r != 0) return -1;
-  if (kp_db_prepare(ws, &st, "SELECT DISTINCT snapshot FROM runs WHERE id IN (SELECT id FROM temp.del_runs)") != 0) return -1;
-  while (rc == 0 && (r = kp_db_row(st)) > 0) {
-    const char *snap = kp_col_text(st, 0);
+/* The blobs runs 'ids' refer to: their files, their snapshot manifests and
+ * the files those list. */
+static int candidates(kp_ws *ws, const char *const *ids, size_t n, hexlist *h) {
+  char **files, **snaps;
+  size_t nf, ns;
+  if (kp_store_runs_blobs(ws->store, ids, n, &files, &nf, &snaps, &ns) != 0) return kp_store_report();
+  int rc = 0;
+  for (size_t i = 0; i < nf && rc == 0; i++) rc = hex_add(h, files[i]);
+  for (size_t i = 0; i < ns && rc == 0; i++) {
+    const char *snap = snaps[i];
     if (strlen(snap) != 64) continue;
     if (hex_add(h, snap) != 0) { rc = -1; break; }
     char p[4200];
@@ -214,18 +188,10 @@ static int candidates(kp_ws *ws, hexlist *h) {
     }
     cJSON_Delete(man);
   }
-  sqlite3_finalize(st);
-  return r < 0 ? -1 : rc;
+  kp_strings_free(files, nf);
+  kp_strings_free(snaps, ns);
+  return rc;
 }
-
-static const char *const DELETES[] = {
-  "DELETE FROM metrics WHERE run_id IN (SELECT id FROM temp.del_runs)",
-  "DELETE FROM tags WHERE run_id IN (SELECT id FROM temp.del_runs)",
-  "DELETE FROM files WHERE run_id IN (SELECT id FROM temp.del_runs)",
-  "DELETE FROM sweep_trials WHERE sweep_id IN (SELECT id FROM temp.del_runs) OR run_id IN (SELECT id FROM temp.del_runs)",
-  "DELETE FROM sweeps WHERE run_id IN (SELECT id FROM temp.del_runs)",
-  "DELETE FROM runs WHERE id IN (SELECT id FROM temp.del_runs)",
-};
 
 /* Asks on the terminal; 1 = yes. */
 static int confirm(const char *what) {
@@ -254,28 +220,27 @@ int kp_delete(const char *cmd, kp_del_kind kind, const char *const *names, int n
   kp_reconcile(&ws);
   idlist l;
   hexlist h = {0};
+  const char **ids = NULL;
   int rc = collect(&ws, kind, names, n, &l);
   if (rc != 0) { kp_ws_close(&ws); return 1; }
   if (refuse_active(cmd, &l)) { rc = 1; goto out; }
   /* the plan */
-  long long nfiles = 0, bytes = 0;
+  int64_t nfiles = 0, bytes = 0;
   rc = 1;
-  sqlite3_stmt *st;
-  if (fill_temp(&ws, &l) != 0) goto out;
-  if (kp_db_prepare(&ws, &st, "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE run_id IN (SELECT id FROM temp.del_runs)") != 0) goto out;
-  if (kp_db_row(st) > 0) { nfiles = sqlite3_column_int64(st, 0); bytes = sqlite3_column_int64(st, 1); }
-  sqlite3_finalize(st);
-  char ids[4096], what[4600];
-  fmt_ids(&l, ids, sizeof ids);
+  ids = id_ptrs(&l);
+  if (!ids) goto out;
+  if (kp_store_runs_files_size(ws.store, ids, (size_t)l.n, &nfiles, &bytes) != 0) { kp_store_report(); goto out; }
+  char idtext[4096], what[4600];
+  fmt_ids(&l, idtext, sizeof idtext);
   if (kind == KP_DEL_EXPERIMENT)
-    snprintf(what, sizeof what, "experiment %s with its %d run%s%s%s", names[0], l.n, l.n == 1 ? "" : "s", l.n ? ": " : "", ids);
+    snprintf(what, sizeof what, "experiment %s with its %d run%s%s%s", names[0], l.n, l.n == 1 ? "" : "s", l.n ? ": " : "", idtext);
   else if (kind == KP_DEL_SWEEP)
     snprintf(what, sizeof what, "sweep %s with its %d child run%s", names[0], l.n - 1, l.n == 2 ? "" : "s");
   else
-    snprintf(what, sizeof what, "%d run%s: %s", l.n, l.n == 1 ? "" : "s", ids);
+    snprintf(what, sizeof what, "%d run%s: %s", l.n, l.n == 1 ? "" : "s", idtext);
   if (dry_run) {
     printf("Would delete %s (%lld stored file%s, %.2f MB before deduplication, and their metrics and tags)\n", what,
-           nfiles, nfiles == 1 ? "" : "s", (double)bytes / 1e6);
+           (long long)nfiles, nfiles == 1 ? "" : "s", (double)bytes / 1e6);
     printf("Nothing was deleted (--dry-run).\n");
     rc = 0;
     goto out;
@@ -295,22 +260,21 @@ int kp_delete(const char *cmd, kp_del_kind kind, const char *const *names, int n
   }
   /* the transaction: what to delete is read again under the write lock */
   ids_free(&l);
-  if (kp_db_begin(&ws) != 0) goto out;
+  free(ids);
+  ids = NULL;
+  if (kp_store_begin(ws.store) != 0) { kp_store_report(); goto out; }
   int c = collect(&ws, kind, names, n, &l);
-  if (c != 0 || refuse_active(cmd, &l) || fill_temp(&ws, &l) != 0 || candidates(&ws, &h) != 0) {
-    kp_db_rollback(&ws);
+  if (c != 0 || refuse_active(cmd, &l) || !(ids = id_ptrs(&l)) || candidates(&ws, ids, (size_t)l.n, &h) != 0) {
+    kp_store_rollback(ws.store);
     goto out;
   }
-  for (size_t i = 0; i < sizeof DELETES / sizeof DELETES[0]; i++)
-    if (kp_db_exec(&ws, DELETES[i]) != 0) { kp_db_rollback(&ws); goto out; }
-  if (kind == KP_DEL_EXPERIMENT) {
-    if (kp_db_prepare(&ws, &st, "DELETE FROM experiments WHERE name=?") != 0) { kp_db_rollback(&ws); goto out; }
-    kp_bind_text(st, 1, names[0]);
-    int d = kp_db_done(&ws, st);
-    sqlite3_finalize(st);
-    if (d != 0) { kp_db_rollback(&ws); goto out; }
+  if (kp_store_runs_delete(ws.store, ids, (size_t)l.n) != 0 ||
+      (kind == KP_DEL_EXPERIMENT && kp_store_experiment_delete(ws.store, names[0]) != 0) ||
+      kp_store_commit(ws.store) != 0) {
+    kp_store_report();
+    kp_store_rollback(ws.store);
+    goto out;
   }
-  if (kp_db_commit(&ws) != 0) { kp_db_rollback(&ws); goto out; }
   rc = 0;
   /* after the commit: live directories, then blobs */
   for (int i = 0; i < l.n; i++) {
@@ -330,7 +294,7 @@ int kp_delete(const char *cmd, kp_del_kind kind, const char *const *names, int n
              g.deferred == 1 ? "" : "s");
   }
 out:
-  kp_db_exec(&ws, "DROP TABLE IF EXISTS temp.del_runs");
+  free(ids);
   free(h.v);
   ids_free(&l);
   kp_ws_close(&ws);

@@ -13,12 +13,15 @@
 #ifndef KUSARI_PLATFORM_KP_H
 #define KUSARI_PLATFORM_KP_H
 
+#include "store.h"
+
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#define KP_SCHEMA_VERSION 5
+/* the schema version of the workspace store (store_sqlite.c migrates to it) */
+#define KP_SCHEMA_VERSION kp_store_sqlite_schema_version()
 
 /* ---- command table ------------------------------------------------------ */
 typedef struct kp_cmd {
@@ -53,7 +56,9 @@ int kp_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(pr
 /* ---- workspace store ------------------------------------------------------ */
 typedef struct kp_ws {
   char root[4096];   /* absolute path of the workspace directory */
-  sqlite3 *db;
+  kp_store *store;   /* its store (store.h): what every module should use */
+  sqlite3 *db;       /* transitional: the SQLite backend's connection, for
+                      * the modules not migrated to the store interface yet */
   /* how kp_ws_open found it: "flag" (--workspace), "env" (KUSARI_WORKSPACE),
    * "directory" (the current directory or a parent is the workspace),
    * "pointer" (a .kusari/config.json, path in 'via'), "default", "create" */
@@ -84,7 +89,12 @@ void kp_ws_close(kp_ws *ws);
 /* Path of the default workspace (under $XDG_DATA_HOME or ~/.local/share). */
 int kp_default_ws_dir(char *out, size_t n);
 
-/* sqlite helpers: each prints the SQLite message on failure and returns -1. */
+/* Prints the calling thread's store error (kp_store_last_error) as
+ * "kusari: error: ..." and counts a backend failure in kp_store_errors;
+ * returns -1. */
+int kp_store_report(void);
+
+/* sqlite helpers (transitional): each prints the SQLite message on failure and returns -1. */
 int kp_db_exec(kp_ws *ws, const char *sql);
 int kp_db_prepare(kp_ws *ws, sqlite3_stmt **st, const char *sql);
 int kp_db_begin(kp_ws *ws);      /* BEGIN IMMEDIATE (write lock now) */

@@ -174,34 +174,25 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
   char env_hash[65] = "";
   if (env_json) kp_sha256_hex(env_json, strlen(env_json), env_hash);
   int rc = -1;
-  sqlite3_stmt *st = NULL;
   char *args_json = NULL;
   /* compute target: named, or the only one there is */
   char comp[256] = "";
-  if (sub->compute) {
-    if (kp_db_prepare(ws, &st, "SELECT name FROM computes WHERE name=?") != 0) goto out;
-    kp_bind_text(st, 1, sub->compute);
-    if (kp_db_row(st) <= 0) {
-      kp_err("no compute target named '%s'", sub->compute);
+  kp_compute *cv = NULL;
+  size_t ncv = 0;
+  if (kp_store_compute_list(ws->store, sub->compute, &cv, &ncv) != 0) {
+    kp_store_report();
+    if (kp_store_last_error()->code == KP_STORE_ENOTFOUND)
       kp_hint("create it with 'kusari compute create %s --type local --max-nodes 1'", sub->compute);
-      goto out;
-    }
-    snprintf(comp, sizeof comp, "%s", sub->compute);
-  } else {
-    if (kp_db_prepare(ws, &st, "SELECT name FROM computes") != 0) goto out;
-    int n = 0;
-    while (kp_db_row(st) > 0) {
-      n++;
-      snprintf(comp, sizeof comp, "%s", kp_col_text(st, 0));
-    }
-    if (n != 1) {
-      kp_err(n ? "there are %d compute targets; say which one with --compute NAME" : "no compute target given and none exists", n);
-      kp_hint(n ? "list them with 'kusari compute list'" : "create one with 'kusari compute create cpu --type local --max-nodes 1'");
-      goto out;
-    }
+    goto out;
   }
-  sqlite3_finalize(st);
-  st = NULL;
+  if (ncv == 1) snprintf(comp, sizeof comp, "%s", cv[0].name);
+  kp_computes_free(cv, ncv);
+  if (ncv != 1) {
+    int n = (int)ncv;
+    kp_err(n ? "there are %d compute targets; say which one with --compute NAME" : "no compute target given and none exists", n);
+    kp_hint(n ? "list them with 'kusari compute list'" : "create one with 'kusari compute create cpu --type local --max-nodes 1'");
+    goto out;
+  }
   const char *source = sub->source ? sub->source : ".";
   char src_abs[4096];
   if (sub->snapshot) {
@@ -256,98 +247,54 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
   cJSON_Delete(args);
   if (!args_json) { kp_err("out of memory"); goto out; }
 
-  if (kp_db_begin(ws) != 0) goto out;
-  if (kp_db_prepare(ws, &st, "INSERT OR IGNORE INTO experiments(name, created) VALUES(?, ?)") != 0) goto fail;
-  kp_bind_text(st, 1, sub->experiment);
-  sqlite3_bind_double(st, 2, kp_now());
-  if (kp_db_done(ws, st) != 0) goto fail;
-  sqlite3_finalize(st);
-  if (kp_db_prepare(ws, &st,
-                    "INSERT INTO runs(experiment_id, status, compute, source, entry, args, snapshot, snapshot_bytes,"
-                    " env_json, env_hash, created, parent_id) VALUES((SELECT id FROM experiments WHERE name=?1),"
-                    " 'Queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)") != 0)
-    goto fail;
-  kp_bind_text(st, 1, sub->experiment);
-  kp_bind_text(st, 2, comp);
-  kp_bind_text(st, 3, src_abs);
-  kp_bind_text(st, 4, sub->entry);
-  kp_bind_text(st, 5, args_json);
-  kp_bind_text(st, 6, out->snapshot);
-  sqlite3_bind_int64(st, 7, (sqlite3_int64)out->bytes);
-  kp_bind_text(st, 8, env_json);
-  kp_bind_text(st, 9, env_json ? env_hash : NULL);
-  sqlite3_bind_double(st, 10, kp_now());
-  kp_bind_text(st, 11, sub->parent_id);
-  if (kp_db_done(ws, st) != 0) goto fail;
-  sqlite3_finalize(st);
-  st = NULL;
-  sqlite3_int64 seq = sqlite3_last_insert_rowid(ws->db);
-  snprintf(out->id, sizeof out->id, "%s_%lld", sub->experiment, (long long)seq);
-  if (kp_db_prepare(ws, &st, "UPDATE runs SET id=? WHERE seq=?") != 0) goto fail;
-  kp_bind_text(st, 1, out->id);
-  sqlite3_bind_int64(st, 2, seq);
-  if (kp_db_done(ws, st) != 0) goto fail;
-  sqlite3_finalize(st);
-  st = NULL;
-  for (int i = 0; i < sub->ntags; i++) {
-    const char *eq = strchr(sub->tags[i], '=');
-    char key[256];
-    snprintf(key, sizeof key, "%.*s", (int)(eq - sub->tags[i]), sub->tags[i]);
-    if (kp_db_prepare(ws, &st, "INSERT OR REPLACE INTO tags(run_id, key, value) VALUES(?,?,?)") != 0) goto fail;
-    kp_bind_text(st, 1, out->id);
-    kp_bind_text(st, 2, key);
-    kp_bind_text(st, 3, eq + 1);
-    if (kp_db_done(ws, st) != 0) goto fail;
-    sqlite3_finalize(st);
-    st = NULL;
+  {
+    size_t nt = sub->ntags > 0 ? (size_t)sub->ntags : 0;
+    const char **tk = calloc(nt + 1, sizeof *tk), **tv = calloc(nt + 1, sizeof *tv);
+    char(*tkey)[256] = calloc(nt + 1, sizeof *tkey);
+    if (!tk || !tv || !tkey) {
+      free(tk), free(tv), free(tkey);
+      kp_err("out of memory");
+      goto out;
+    }
+    for (size_t i = 0; i < nt; i++) {
+      const char *eq = strchr(sub->tags[i], '=');
+      snprintf(tkey[i], sizeof tkey[i], "%.*s", (int)(eq - sub->tags[i]), sub->tags[i]);
+      tk[i] = tkey[i];
+      tv[i] = eq + 1;
+    }
+    kp_run_new r = {.experiment = sub->experiment, .compute = comp, .source = src_abs, .entry = sub->entry,
+                    .args_json = args_json, .snapshot = out->snapshot, .snapshot_bytes = out->bytes,
+                    .env_json = env_json, .env_hash = env_hash, .parent_id = sub->parent_id,
+                    .tag_keys = tk, .tag_values = tv, .ntags = nt};
+    int created = kp_store_run_create(ws->store, &r, out->id, sizeof out->id);
+    free(tk), free(tv), free(tkey);
+    if (created != 0) { kp_store_report(); goto out; }
   }
-  if (kp_db_commit(ws) != 0) goto fail;
   snprintf(out->compute, sizeof out->compute, "%s", comp);
   char rd[4400], logs[4600];
   kp_run_dir(ws, out->id, rd, sizeof rd);
   snprintf(logs, sizeof logs, "%s/logs", rd);
   if (kp_mkdirs(logs, 0755) != 0 || start_supervisor(ws, out->id) != 0) {
-    sqlite3_stmt *f;
-    if (kp_db_prepare(ws, &f, "UPDATE runs SET status='Failed', ended=?, error='its supervisor did not start' WHERE id=?") == 0) {
-      sqlite3_bind_double(f, 1, kp_now());
-      kp_bind_text(f, 2, out->id);
-      kp_db_done(ws, f);
-      sqlite3_finalize(f);
-    }
+    kp_run_transition t = {.to = KP_RUN_FAILED, .end = 1, .error = "its supervisor did not start"};
+    if (kp_store_run_transition(ws->store, out->id, &t) != 0 && kp_store_last_error()->code != KP_STORE_ECONFLICT)
+      kp_store_report();
     goto out;
   }
   rc = 0;
-  goto out;
-fail:
-  kp_db_rollback(ws);
 out:
-  sqlite3_finalize(st);
   cJSON_free(args_json);
   cJSON_free(env_json);
   return rc;
 }
 
 int kp_run_cancel(kp_ws *ws, const char *id, double grace, const char *reason) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st,
-                    "UPDATE runs SET cancel_requested=1, cancel_grace=?, cancel_reason=? WHERE id=?"
-                    " AND status NOT IN ('Completed','Failed','Canceled')") != 0)
-    return -1;
-  sqlite3_bind_double(st, 1, grace);
-  kp_bind_text(st, 2, reason && *reason ? reason : "canceled by the user");
-  kp_bind_text(st, 3, id);
-  int rc = kp_db_done(ws, st);
-  int changed = sqlite3_changes(ws->db);
-  sqlite3_finalize(st);
-  if (rc != 0) return -1;
-  if (changed == 0) return kp_err("run %s has already ended; there is nothing to cancel", id);
-  if (kp_db_prepare(ws, &st, "SELECT supervisor_pid, supervisor_start FROM runs WHERE id=?") == 0) {
-    kp_bind_text(st, 1, id);
-    if (kp_db_row(st) > 0) {
-      pid_t p = (pid_t)sqlite3_column_int(st, 0);
-      if (p > 0 && kp_proc_alive(p, (uint64_t)sqlite3_column_int64(st, 1))) kill(p, SIGUSR1);
-    }
-    sqlite3_finalize(st);
+  if (kp_store_run_request_cancel(ws->store, id, grace, reason && *reason ? reason : "canceled by the user") != 0)
+    return kp_store_report();
+  kp_run r;
+  if (kp_store_run_get(ws->store, id, &r) == 0) {
+    pid_t p = (pid_t)r.supervisor_pid;
+    if (p > 0 && kp_proc_alive(p, r.supervisor_start)) kill(p, SIGUSR1);
+    kp_run_free(&r);
   }
   return 0;
 }

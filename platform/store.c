@@ -1,13 +1,12 @@
 /*
- * platform/store.c — the workspace: finding it, creating it, and its SQLite
- * store (WAL mode, busy timeout, versioned schema with migrations).
+ * platform/store.c — the workspace: finding it, creating it, and opening its
+ * store (store.h; the SQLite backend, its schema and migrations are in
+ * store_sqlite.c), plus the transitional kp_db_* helpers of the modules that
+ * still write SQL themselves.
  *
  * A workspace directory holds config.json ({"kusari_workspace": true, "name",
  * "schema_version", "created"}), kusari.db, blobs/ (sha256-named files),
  * runs/<id>/ (live state of each run), envs/ (build cache) and tmp/.
- * Migrations are an ordered list of SQL scripts; PRAGMA user_version records
- * how many have been applied. Each runs in one transaction, so a crash leaves
- * the store at the previous version.
  */
 #include "kp.h"
 
@@ -23,98 +22,6 @@
 #include <unistd.h>
 
 const char *kp_opt_workspace = NULL;
-
-/* migrations[i] takes the schema from version i to i+1 */
-static const char *const migrations[] = {
-  /* 0 -> 1 */
-  "CREATE TABLE experiments(\n"
-  "  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);\n"
-  "CREATE TABLE computes(\n"
-  "  name TEXT PRIMARY KEY, type TEXT NOT NULL, max_nodes INTEGER NOT NULL,\n"
-  "  created REAL NOT NULL);\n"
-  "CREATE TABLE runs(\n"
-  "  seq INTEGER PRIMARY KEY AUTOINCREMENT,\n"
-  "  id TEXT UNIQUE,\n"
-  "  experiment_id INTEGER NOT NULL REFERENCES experiments(id),\n"
-  "  parent_id TEXT,\n"
-  "  status TEXT NOT NULL,\n"
-  "  compute TEXT NOT NULL,\n"
-  "  source TEXT NOT NULL,\n"
-  "  entry TEXT NOT NULL,\n"
-  "  args TEXT NOT NULL,\n"
-  "  snapshot TEXT NOT NULL,\n"
-  "  snapshot_bytes INTEGER NOT NULL DEFAULT 0,\n"
-  "  env_json TEXT,\n"
-  "  env_hash TEXT,\n"
-  "  build_cache TEXT,\n"
-  "  created REAL NOT NULL, prepared REAL, started REAL, ended REAL,\n"
-  "  exit_code INTEGER, signal INTEGER, error TEXT,\n"
-  "  supervisor_pid INTEGER, supervisor_start INTEGER,\n"
-  "  entry_pid INTEGER, entry_start INTEGER,\n"
-  "  cancel_requested INTEGER NOT NULL DEFAULT 0, cancel_grace REAL NOT NULL DEFAULT 10, cancel_reason TEXT,\n"
-  "  channel_offset INTEGER NOT NULL DEFAULT 0);\n"
-  "CREATE INDEX runs_by_status ON runs(status, compute);\n"
-  "CREATE TABLE tags(run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,\n"
-  "  PRIMARY KEY(run_id, key));\n"
-  "CREATE TABLE metrics(id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, name TEXT NOT NULL,\n"
-  "  step INTEGER NOT NULL, ts REAL NOT NULL, value REAL);  -- NULL = NaN\n"
-  "CREATE INDEX metrics_by_run ON metrics(run_id, name, step);\n"
-  "CREATE TABLE files(run_id TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,\n"
-  "  sha256 TEXT NOT NULL, PRIMARY KEY(run_id, path));\n"
-  "CREATE TABLE models(id INTEGER PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,\n"
-  "  run_id TEXT, path TEXT NOT NULL, description TEXT NOT NULL DEFAULT '',\n"
-  "  created REAL NOT NULL, UNIQUE(name, version));\n"
-  "CREATE TABLE model_files(model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,\n"
-  "  path TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY(model_id, path));\n"
-  "CREATE TABLE model_tags(model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,\n"
-  "  key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(model_id, key));\n",
-  /* 1 -> 2: see migrate_1_to_2 */
-  "",
-  /* 2 -> 3: scoring services (platform/cmd_service.c) */
-  "CREATE TABLE IF NOT EXISTS services(name TEXT PRIMARY KEY, model_id INTEGER NOT NULL, model_name TEXT NOT NULL,\n"
-  "  model_version INTEGER NOT NULL, entry_name TEXT, entry_sha256 TEXT, host TEXT NOT NULL,\n"
-  "  port INTEGER NOT NULL, bound_port INTEGER, auth INTEGER NOT NULL, workers INTEGER NOT NULL,\n"
-  "  max_body INTEGER NOT NULL, timeout INTEGER NOT NULL, primary_key TEXT NOT NULL,\n"
-  "  secondary_key TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER, pid_start INTEGER, error TEXT,\n"
-  "  created REAL NOT NULL, started REAL, stopped REAL);\n",
-  /* 3 -> 4: hyperparameter sweeps (platform/cmd_sweep.c): the parent run's
-   * resolved sweep file, and one trial per child run */
-  "CREATE TABLE IF NOT EXISTS sweeps(run_id TEXT PRIMARY KEY, spec TEXT NOT NULL, env_json TEXT, stop_reason TEXT,\n"
-  "  created REAL NOT NULL);\n"
-  "CREATE TABLE IF NOT EXISTS sweep_trials(sweep_id TEXT NOT NULL, idx INTEGER NOT NULL, params TEXT NOT NULL, run_id TEXT,\n"
-  "  evaluated INTEGER NOT NULL DEFAULT 0, decision TEXT, error TEXT, created REAL NOT NULL,\n"
-  "  PRIMARY KEY(sweep_id, idx));\n"
-  "CREATE INDEX IF NOT EXISTS runs_by_parent ON runs(parent_id);\n",
-  /* 4 -> 5: services keep only the sha256 of their keys; the keys move to
-   * services/NAME/keys (0600): see kp_service_keys_migrate (cmd_service.c),
-   * which renames the columns when they have their old names (a store set
-   * back to an older version re-migrates cleanly) */
-  "",
-};
-
-/* 1 -> 2: runs.prepared and runs.cancel_reason joined schema 1 during its
- * development; add them to stores created before (new stores have them). */
-static int migrate_1_to_2(kp_ws *ws) {
-  static const char *const cols[][2] = {{"prepared", "REAL"}, {"cancel_reason", "TEXT"}};
-  for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
-    sqlite3_stmt *st;
-    if (kp_db_prepare(ws, &st, "SELECT count(*) FROM pragma_table_info('runs') WHERE name=?") != 0) return -1;
-    kp_bind_text(st, 1, cols[i][0]);
-    int have = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : -1;
-    sqlite3_finalize(st);
-    if (have < 0) return -1;
-    if (have) continue;
-    char sql[128];
-    snprintf(sql, sizeof sql, "ALTER TABLE runs ADD COLUMN %s %s", cols[i][0], cols[i][1]);
-    if (kp_db_exec(ws, sql) != 0) return -1;
-  }
-  return 0;
-}
-
-/* migration_fns[i], when set, runs after migrations[i] (same transaction) */
-static int (*const migration_fns[])(kp_ws *) = {NULL, migrate_1_to_2, NULL, NULL, kp_service_keys_migrate};
-_Static_assert(sizeof migrations / sizeof migrations[0] == KP_SCHEMA_VERSION, "one migration per version");
-_Static_assert(sizeof migration_fns / sizeof migration_fns[0] == KP_SCHEMA_VERSION, "one migration per version");
 
 int kp_store_errors = 0;
 
@@ -194,80 +101,52 @@ static int is_workspace(const char *dir) {
   return ok;
 }
 
-/* ---- fault injection (tests only) ---------------------------------------------
- * KUSARI_FAULT_SQLITE_OOM=N makes every SQLite allocation after the N-th fail
- * (persistent OOM), so tests can check that each command fails cleanly and
- * leaves the store consistent, as SQLite's own FAULTSIM does. */
-static sqlite3_mem_methods g_mem;
-static long g_oom_after = -1, g_oom_count;
+/* Inside the migration transaction: the steps that also touch files. */
+static int ws_migrate_hook(void *ctx, kp_store *s, int to) {
+  kp_ws *ws = ctx;
+  ws->db = kp_store_sqlite_handle(s);
+  return to == 5 ? kp_service_keys_migrate(ws) : 0;
+}
 
-static void *fault_malloc(int n) { return ++g_oom_count > g_oom_after ? NULL : g_mem.xMalloc(n); }
-static void *fault_realloc(void *p, int n) { return ++g_oom_count > g_oom_after ? NULL : g_mem.xRealloc(p, n); }
-
-static void install_faults(void) {
-  static int done;
-  if (done) return;
-  done = 1;
-  const char *v = getenv("KUSARI_FAULT_SQLITE_OOM");
-  if (!v || !*v) return;
-  g_oom_after = atol(v);
-  if (sqlite3_config(SQLITE_CONFIG_GETMALLOC, &g_mem) != SQLITE_OK) return;
-  sqlite3_mem_methods m = g_mem;
-  m.xMalloc = fault_malloc;
-  m.xRealloc = fault_realloc;
-  if (sqlite3_config(SQLITE_CONFIG_MALLOC, &m) != SQLITE_OK) g_oom_after = -1;
+int kp_store_report(void) {
+  const kp_store_error *e = kp_store_last_error();
+  if (e->code == KP_STORE_EBACKEND) kp_store_errors++;
+  return kp_err("%s", e->message[0] ? e->message : "store: unknown error");
 }
 
 static int open_db(kp_ws *ws) {
-  install_faults();
   char p[4200];
   snprintf(p, sizeof p, "%s/kusari.db", ws->root);
-  if (sqlite3_open_v2(p, &ws->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-    kp_err("cannot open the store %s: %s", p, ws->db ? sqlite3_errmsg(ws->db) : "out of memory");
-    sqlite3_close(ws->db);
+  if (kp_store_sqlite_open(p, ws_migrate_hook, ws, &ws->store) != 0) {
+    const kp_store_error *e = kp_store_last_error();
     ws->db = NULL;
+    if (e->code == KP_STORE_ECONFLICT) {
+      kp_err("workspace %s %s", ws->root, e->message);
+      kp_hint("use a newer kusari program with this workspace");
+    } else if (!strncmp(e->message, "migration", 9)) {
+      kp_err("workspace %s: %s", ws->root, e->message);
+    } else {
+      kp_err("%s", e->message);
+    }
     return -1;
   }
-  if (sqlite3_busy_timeout(ws->db, 60000) != SQLITE_OK) return kp_err("store: %s", sqlite3_errmsg(ws->db));
-  if (kp_db_exec(ws, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;") != 0) return -1;
-  /* migrate */
-  if (kp_db_begin(ws) != 0) return -1;
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "PRAGMA user_version") != 0) { kp_db_rollback(ws); return -1; }
-  int version = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : -1;
-  sqlite3_finalize(st);
-  if (version < 0) { kp_db_rollback(ws); return kp_err("store %s: cannot read its schema version", p); }
-  if (version > KP_SCHEMA_VERSION) {
-    kp_db_rollback(ws);
-    kp_err("workspace %s has schema version %d, newer than this kusari (%d)", ws->root, version, KP_SCHEMA_VERSION);
-    kp_hint("use a newer kusari program with this workspace");
-    return -1;
+  ws->db = kp_store_sqlite_handle(ws->store);
+  int version = -1;
+  /* keep config.json's schema_version in step */
+  snprintf(p, sizeof p, "%s/config.json", ws->root);
+  char *s = kp_read_file(p, NULL);
+  cJSON *j = s ? cJSON_Parse(s) : NULL;
+  free(s);
+  const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, "schema_version") : NULL;
+  if (cJSON_IsNumber(v)) version = v->valueint;
+  if (j && version != KP_SCHEMA_VERSION) {
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "schema_version");
+    cJSON_AddNumberToObject(j, "schema_version", KP_SCHEMA_VERSION);
+    char *out = cJSON_Print(j);
+    if (out && kp_write_file(p, out, strlen(out)) == 0) chmod(p, 0600);
+    cJSON_free(out);
   }
-  for (int v = version; v < KP_SCHEMA_VERSION; v++) {
-    char uv[64];
-    snprintf(uv, sizeof uv, "PRAGMA user_version=%d", v + 1);
-    if (kp_db_exec(ws, migrations[v]) != 0 || (migration_fns[v] && migration_fns[v](ws) != 0) ||
-        kp_db_exec(ws, uv) != 0) {
-      kp_db_rollback(ws);
-      return kp_err("workspace %s: migration to schema version %d failed", ws->root, v + 1);
-    }
-  }
-  if (kp_db_commit(ws) != 0) return -1;
-  if (version != KP_SCHEMA_VERSION) {
-    /* keep config.json's schema_version in step */
-    snprintf(p, sizeof p, "%s/config.json", ws->root);
-    char *s = kp_read_file(p, NULL);
-    cJSON *j = s ? cJSON_Parse(s) : NULL;
-    free(s);
-    if (j) {
-      cJSON_DeleteItemFromObjectCaseSensitive(j, "schema_version");
-      cJSON_AddNumberToObject(j, "schema_version", KP_SCHEMA_VERSION);
-      char *out = cJSON_Print(j);
-      if (out && kp_write_file(p, out, strlen(out)) == 0) chmod(p, 0600);
-      cJSON_free(out);
-      cJSON_Delete(j);
-    }
-  }
+  cJSON_Delete(j);
   return 0;
 }
 
@@ -484,8 +363,9 @@ int kp_ws_open(kp_ws *ws) {
 }
 
 void kp_ws_close(kp_ws *ws) {
-  if (ws && ws->db) {
-    sqlite3_close(ws->db);
+  if (ws && ws->store) {
+    kp_store_close(ws->store);
+    ws->store = NULL;
     ws->db = NULL;
   }
 }

@@ -40,7 +40,8 @@
 extern char **environ;
 
 int kp_status_terminal(const char *s) {
-  return !strcmp(s, "Completed") || !strcmp(s, "Failed") || !strcmp(s, "Canceled");
+  kp_run_status v;
+  return kp_run_status_parse(s, &v) == 0 && kp_run_status_ended(v);
 }
 
 void kp_run_dir(const kp_ws *ws, const char *id, char *out, size_t n) {
@@ -53,62 +54,49 @@ static void sleep_ms(int ms) {
 }
 
 /* ---- ingestion ------------------------------------------------------------ */
+/* The records read from a run's channel, as one batch for the store. */
 typedef struct ingest_ctx {
-  kp_ws *ws;
-  const char *run_id;
-  sqlite3_stmt *ins_metric, *ins_tag, *count;
-  struct { char *name; int64_t next; } *names;
+  kp_metric_point *pts;
+  size_t npts, cap;
+  char **names;  /* distinct metric names (the points point into them) */
   size_t nnames;
+  char **tkeys, **tvals;
+  size_t ntags;
   int failed;
 } ingest_ctx;
 
-static int64_t next_step(ingest_ctx *c, const char *name, int64_t explicit_step) {
-  size_t i;
-  for (i = 0; i < c->nnames; i++)
-    if (!strcmp(c->names[i].name, name)) break;
-  if (i == c->nnames) {
-    void *np = realloc(c->names, (c->nnames + 1) * sizeof *c->names);
-    if (!np) return -1;
-    c->names = np;
-    c->names[i].name = strdup(name);
-    sqlite3_reset(c->count);
-    kp_bind_text(c->count, 1, c->run_id);
-    kp_bind_text(c->count, 2, name);
-    c->names[i].next = sqlite3_step(c->count) == SQLITE_ROW ? sqlite3_column_int64(c->count, 0) : 0;
-    c->nnames++;
-  }
-  int64_t s = explicit_step >= 0 ? explicit_step : c->names[i].next;
-  if (s + 1 > c->names[i].next) c->names[i].next = s + 1;
-  return s;
+static const char *intern(ingest_ctx *c, const char *name) {
+  for (size_t i = 0; i < c->nnames; i++)
+    if (!strcmp(c->names[i], name)) return c->names[i];
+  char **nv = realloc(c->names, (c->nnames + 1) * sizeof *nv);
+  if (!nv) return NULL;
+  c->names = nv;
+  return (c->names[c->nnames] = strdup(name)) ? c->names[c->nnames++] : NULL;
 }
 
 static int ingest_record(void *vctx, const ks_run_record *r) {
   ingest_ctx *c = vctx;
-  sqlite3_stmt *st;
   if (r->kind == KS_RUN_RECORD_METRIC) {
-    st = c->ins_metric;
-    sqlite3_reset(st);
-    kp_bind_text(st, 1, c->run_id);
-    kp_bind_text(st, 2, r->name);
-    sqlite3_bind_int64(st, 3, next_step(c, r->name, r->step));
-    sqlite3_bind_double(st, 4, r->time);
-    sqlite3_bind_double(st, 5, r->value);
-  } else {
-    st = c->ins_tag;
-    sqlite3_reset(st);
-    kp_bind_text(st, 1, c->run_id);
-    kp_bind_text(st, 2, r->name);
-    kp_bind_text(st, 3, r->text);
-  }
-  if (sqlite3_step(st) != SQLITE_DONE) {
-    if ((sqlite3_errcode(c->ws->db) & 0xff) == SQLITE_CONSTRAINT) {
-      /* one bad record must not block the ones after it */
-      kp_err("run %s: skipped record '%s': %s", c->run_id, r->name, sqlite3_errmsg(c->ws->db));
-      return 0;
+    if (c->npts == c->cap) {
+      size_t cap = c->cap ? 2 * c->cap : 256;
+      kp_metric_point *np = realloc(c->pts, cap * sizeof *np);
+      if (!np) { c->failed = 1; return 1; }
+      c->pts = np;
+      c->cap = cap;
     }
-    kp_err("store: cannot record a metric of run %s: %s", c->run_id, sqlite3_errmsg(c->ws->db));
-    c->failed = 1;
-    return 1;
+    const char *name = intern(c, r->name);
+    if (!name) { c->failed = 1; return 1; }
+    c->pts[c->npts++] = (kp_metric_point){.name = name, .step = r->step, .time = r->time, .value = r->value};
+  } else {
+    char **k = realloc(c->tkeys, (c->ntags + 1) * sizeof *k);
+    if (k) c->tkeys = k;
+    char **v = realloc(c->tvals, (c->ntags + 1) * sizeof *v);
+    if (v) c->tvals = v;
+    if (!k || !v) { c->failed = 1; return 1; }
+    c->tkeys[c->ntags] = strdup(r->name);
+    c->tvals[c->ntags] = strdup(r->text);
+    c->ntags++;
+    if (!c->tkeys[c->ntags - 1] || !c->tvals[c->ntags - 1]) { c->failed = 1; return 1; }
   }
   return 0;
 }
@@ -118,47 +106,48 @@ int kp_ingest(kp_ws *ws, const char *run_id, int final) {
   kp_run_dir(ws, run_id, ch, sizeof ch);
   strcat(ch, "/channel");
   if (access(ch, F_OK) != 0) return 0;  /* nothing (yet, or any more) */
-  ingest_ctx c = {.ws = ws, .run_id = run_id};
-  sqlite3_stmt *off = NULL;
+  ingest_ctx c = {0};
+  kp_run run = {0};
   int rc = -1;
-  if (kp_db_begin(ws) != 0) return -1;
-  if (kp_db_prepare(ws, &off, "SELECT channel_offset FROM runs WHERE id=?") != 0 ||
-      kp_db_prepare(ws, &c.ins_metric, "INSERT INTO metrics(run_id, name, step, ts, value) VALUES(?,?,?,?,?)") != 0 ||
-      kp_db_prepare(ws, &c.ins_tag, "INSERT OR REPLACE INTO tags(run_id, key, value) VALUES(?,?,?)") != 0 ||
-      kp_db_prepare(ws, &c.count, "SELECT coalesce(max(step)+1, 0) FROM metrics WHERE run_id=? AND name=?") != 0)
-    goto out;
-  kp_bind_text(off, 1, run_id);
-  if (kp_db_row(off) <= 0) { kp_err("no run '%s' in the store", run_id); goto out; }
-  uint64_t offset = (uint64_t)sqlite3_column_int64(off, 0);
-  sqlite3_finalize(off);
-  off = NULL;
+  /* the write lock for the whole read: one ingesting process at a time */
+  if (kp_store_begin(ws->store) != 0) return kp_store_report();
+  if (kp_store_run_get(ws->store, run_id, &run) != 0) { kp_store_report(); goto out; }
+  uint64_t offset = run.channel_offset;
   int r = ks_run_channel_read(ch, &offset, final, ingest_record, &c);
-  if (c.failed) goto out;
+  if (c.failed) { kp_err("run %s: out of memory while reading its metrics", run_id); goto out; }
   if (r < 0) {
     kp_err("run %s: %s", run_id, ks_error_last());
     /* keep what was read before the bad record */
   }
-  if (kp_db_prepare(ws, &off, "UPDATE runs SET channel_offset=? WHERE id=?") != 0) goto out;
-  sqlite3_bind_int64(off, 1, (sqlite3_int64)offset);
-  kp_bind_text(off, 2, run_id);
-  if (kp_db_done(ws, off) != 0) goto out;
-  if (kp_db_commit(ws) != 0) goto out;
+  kp_ingest_batch b = {.from = run.channel_offset, .to = offset, .points = c.pts, .npoints = c.npts,
+                       .tag_keys = (const char *const *)c.tkeys, .tag_values = (const char *const *)c.tvals,
+                       .ntags = c.ntags};
+  if (kp_store_metrics_ingest(ws->store, run_id, &b) != 0) {
+    kp_err("store: cannot record the metrics of run %s: %s", run_id, kp_store_last_error()->message);
+    if (kp_store_last_error()->code == KP_STORE_EBACKEND) kp_store_errors++;
+    goto out;
+  }
+  if (kp_store_commit(ws->store) != 0) { kp_store_report(); goto out; }
   rc = 0;
 out:
-  sqlite3_finalize(off);
-  sqlite3_finalize(c.ins_metric);
-  sqlite3_finalize(c.ins_tag);
-  sqlite3_finalize(c.count);
-  for (size_t i = 0; i < c.nnames; i++) free(c.names[i].name);
+  kp_store_rollback(ws->store);
+  kp_run_free(&run);
+  free(c.pts);
+  for (size_t i = 0; i < c.nnames; i++) free(c.names[i]);
   free(c.names);
-  kp_db_rollback(ws);
+  for (size_t i = 0; i < c.ntags; i++) {
+    free(c.tkeys[i]);
+    free(c.tvals[i]);
+  }
+  free(c.tkeys);
+  free(c.tvals);
   return rc;
 }
 
 /* ---- run files -------------------------------------------------------------- */
 /* Stores regular files under 'dir' as run files "prefix/rel"; symbolic links
  * are skipped (never followed), so a run cannot publish files outside it. */
-static int store_walk(kp_ws *ws, sqlite3_stmt *ins, const char *run_id, const char *dir, const char *prefix) {
+static int store_walk(kp_ws *ws, const char *run_id, const char *dir, const char *prefix) {
   DIR *d = opendir(dir);
   if (!d) return errno == ENOENT ? 0 : kp_err("cannot read %s: %s", dir, strerror(errno));
   int rc = 0;
@@ -171,17 +160,13 @@ static int store_walk(kp_ws *ws, sqlite3_stmt *ins, const char *run_id, const ch
     struct stat st;
     if (lstat(full, &st) != 0) continue;
     if (S_ISDIR(st.st_mode)) {
-      rc = store_walk(ws, ins, run_id, full, rel);
+      rc = store_walk(ws, run_id, full, rel);
     } else if (S_ISREG(st.st_mode) && kp_rel_path_ok(rel) == 0) {
       char hex[65];
       int64_t size;
       if (kp_blob_put_file(ws, full, hex, &size) != 0) { rc = -1; break; }
-      sqlite3_reset(ins);
-      kp_bind_text(ins, 1, run_id);
-      kp_bind_text(ins, 2, rel);
-      sqlite3_bind_int64(ins, 3, size);
-      kp_bind_text(ins, 4, hex);
-      if (sqlite3_step(ins) != SQLITE_DONE) rc = kp_err("store: %s", sqlite3_errmsg(ws->db));
+      kp_file_entry fe = {.path = rel, .sha256 = hex, .size = size};
+      if (kp_store_run_files_put(ws->store, run_id, &fe, 1) != 0) rc = kp_store_report();
     }
   }
   closedir(d);
@@ -189,11 +174,7 @@ static int store_walk(kp_ws *ws, sqlite3_stmt *ins, const char *run_id, const ch
 }
 
 int kp_store_tree(kp_ws *ws, const char *run_id, const char *dir, const char *prefix) {
-  sqlite3_stmt *ins;
-  if (kp_db_prepare(ws, &ins, "INSERT OR REPLACE INTO files(run_id, path, size, sha256) VALUES(?,?,?,?)") != 0) return -1;
-  int rc = store_walk(ws, ins, run_id, dir, prefix);
-  sqlite3_finalize(ins);
-  return rc;
+  return store_walk(ws, run_id, dir, prefix);
 }
 
 /* Stores outputs/, logs/ and uploads of run 'id' (idempotent). */
@@ -224,18 +205,12 @@ static int store_run_files(kp_ws *ws, const char *id) {
       } else if (S_ISREG(st.st_mode)) {
         char hex[65];
         int64_t size;
-        sqlite3_stmt *ins;
-        if (kp_blob_put_file(ws, sub, hex, &size) != 0 ||
-            kp_db_prepare(ws, &ins, "INSERT OR REPLACE INTO files(run_id, path, size, sha256) VALUES(?,?,?,?)") != 0) {
+        if (kp_blob_put_file(ws, sub, hex, &size) != 0) {
           rc = -1;
           continue;
         }
-        kp_bind_text(ins, 1, id);
-        kp_bind_text(ins, 2, e->d_name);
-        sqlite3_bind_int64(ins, 3, size);
-        kp_bind_text(ins, 4, hex);
-        if (kp_db_done(ws, ins) != 0) rc = -1;
-        sqlite3_finalize(ins);
+        kp_file_entry fe = {.path = e->d_name, .sha256 = hex, .size = size};
+        if (kp_store_run_files_put(ws->store, id, &fe, 1) != 0) rc = kp_store_report();
       }
     }
     closedir(d);
@@ -245,30 +220,15 @@ static int store_run_files(kp_ws *ws, const char *id) {
 
 /* ---- status updates ---------------------------------------------------------- */
 /* Sets status (and optionally ended/exit/signal/error) of run 'id' if it is
- * not terminal yet. Returns 0, or -1 on a store error. */
-static int set_status(kp_ws *ws, const char *id, const char *status, int end, int exit_code, int sig,
+ * not terminal yet (an ended run keeps its status: not an error here).
+ * Returns 0, or -1 on a store error (printed). */
+static int set_status(kp_ws *ws, const char *id, kp_run_status status, int end, int exit_code, int sig,
                       const char *error) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st,
-                    "UPDATE runs SET status=?2,"
-                    " prepared=CASE WHEN ?2='Preparing' THEN ?3 ELSE prepared END,"
-                    " started=CASE WHEN ?2='Running' THEN ?3 ELSE started END,"
-                    " ended=CASE WHEN ?4 THEN ?3 ELSE ended END,"
-                    " exit_code=CASE WHEN ?5 IS NULL THEN exit_code ELSE ?5 END,"
-                    " signal=CASE WHEN ?6 IS NULL THEN signal ELSE ?6 END,"
-                    " error=coalesce(?7, CASE WHEN ?2='Canceled' THEN cancel_reason END, error)"
-                    " WHERE id=?1 AND status NOT IN ('Completed','Failed','Canceled')") != 0)
-    return -1;
-  kp_bind_text(st, 1, id);
-  kp_bind_text(st, 2, status);
-  sqlite3_bind_double(st, 3, kp_now());
-  sqlite3_bind_int(st, 4, end);
-  if (exit_code != INT32_MIN) sqlite3_bind_int(st, 5, exit_code); else sqlite3_bind_null(st, 5);
-  if (sig) sqlite3_bind_int(st, 6, sig); else sqlite3_bind_null(st, 6);
-  kp_bind_text(st, 7, error);
-  int rc = kp_db_done(ws, st);
-  sqlite3_finalize(st);
-  return rc;
+  kp_run_transition t = {.to = status, .end = end, .has_exit_code = exit_code != INT32_MIN, .exit_code = exit_code,
+                         .signal = sig, .error = error};
+  if (kp_store_run_transition(ws->store, id, &t) == 0) return 0;
+  if (kp_store_last_error()->code == KP_STORE_ECONFLICT) return 0;
+  return kp_store_report();
 }
 
 /* Best-effort removal of a finished run's working directory and channel. */
@@ -283,32 +243,30 @@ static void cleanup_run_dir(kp_ws *ws, const char *id) {
 
 /* ---- reconciliation ------------------------------------------------------------ */
 int kp_reconcile(kp_ws *ws) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st,
-                    "SELECT id, supervisor_pid, supervisor_start, entry_pid, entry_start, created, cancel_requested"
-                    " FROM runs WHERE status NOT IN ('Completed','Failed','Canceled')") != 0)
-    return -1;
+  kp_run *runs;
+  size_t nr;
+  if (kp_store_run_list_active(ws->store, &runs, &nr) != 0) return kp_store_report();
   struct dead { char id[256]; pid_t spid, epid; uint64_t estart; int cancel; } *dead = NULL;
   size_t nd = 0;
-  int r;
+  int r = 0;
   double now = kp_now();
-  while ((r = kp_db_row(st)) > 0) {
-    int has_sup = sqlite3_column_type(st, 1) != SQLITE_NULL;
-    pid_t spid = (pid_t)sqlite3_column_int(st, 1);
-    uint64_t sstart = (uint64_t)sqlite3_column_int64(st, 2);
-    int is_dead = has_sup ? !kp_proc_alive(spid, sstart) : (now - sqlite3_column_double(st, 5) > 60.0);
+  for (size_t i = 0; i < nr; i++) {
+    const kp_run *x = &runs[i];
+    int has_sup = x->supervisor_pid != 0;
+    pid_t spid = (pid_t)x->supervisor_pid;
+    int is_dead = has_sup ? !kp_proc_alive(spid, x->supervisor_start) : (now - x->created > 60.0);
     if (!is_dead) continue;
     void *np = realloc(dead, (nd + 1) * sizeof *dead);
     if (!np) break;
     dead = np;
-    snprintf(dead[nd].id, sizeof dead[nd].id, "%s", kp_col_text(st, 0));
+    snprintf(dead[nd].id, sizeof dead[nd].id, "%s", x->id);
     dead[nd].spid = spid;
-    dead[nd].epid = (pid_t)sqlite3_column_int(st, 3);
-    dead[nd].estart = (uint64_t)sqlite3_column_int64(st, 4);
-    dead[nd].cancel = sqlite3_column_int(st, 6);
+    dead[nd].epid = (pid_t)x->entry_pid;
+    dead[nd].estart = x->entry_start;
+    dead[nd].cancel = x->cancel_requested;
     nd++;
   }
-  sqlite3_finalize(st);
+  kp_runs_free(runs, nr);
   for (size_t i = 0; i < nd; i++) {
     /* the entry may outlive its supervisor: stop it so its metrics are final */
     if (dead[i].epid > 0 && kp_proc_alive(dead[i].epid, dead[i].estart)) {
@@ -319,8 +277,8 @@ int kp_reconcile(kp_ws *ws) {
     store_run_files(ws, dead[i].id);
     char msg[256];
     snprintf(msg, sizeof msg, "the run's supervisor (pid %d) died; the run was reconciled", (int)dead[i].spid);
-    if (dead[i].cancel) set_status(ws, dead[i].id, "Canceled", 1, INT32_MIN, 0, NULL);  /* error = cancel_reason */
-    else set_status(ws, dead[i].id, "Failed", 1, INT32_MIN, 0, msg);
+    if (dead[i].cancel) set_status(ws, dead[i].id, KP_RUN_CANCELED, 1, INT32_MIN, 0, NULL);  /* error = cancel_reason */
+    else set_status(ws, dead[i].id, KP_RUN_FAILED, 1, INT32_MIN, 0, msg);
     cleanup_run_dir(ws, dead[i].id);
   }
   free(dead);
@@ -350,17 +308,15 @@ static volatile sig_atomic_t g_wake;
 static void on_usr1(int sig) { (void)sig; g_wake = 1; }
 
 static int cancel_requested(sup *s, double *grace) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(&s->ws, &st, "SELECT cancel_requested, cancel_grace, cancel_reason FROM runs WHERE id=?") != 0) return 0;
-  kp_bind_text(st, 1, s->id);
-  int c = 0;
-  if (kp_db_row(st) > 0) {
-    c = sqlite3_column_int(st, 0);
-    if (grace) *grace = sqlite3_column_double(st, 1);
-    snprintf(s->cancel_reason, sizeof s->cancel_reason, "%s",
-             sqlite3_column_type(st, 2) == SQLITE_NULL ? "canceled by the user" : kp_col_text(st, 2));
+  kp_run r;
+  if (kp_store_run_get(s->ws.store, s->id, &r) != 0) {
+    kp_store_report();
+    return 0;
   }
-  sqlite3_finalize(st);
+  int c = r.cancel_requested;
+  if (grace) *grace = r.cancel_grace;
+  snprintf(s->cancel_reason, sizeof s->cancel_reason, "%s", r.cancel_reason ? r.cancel_reason : "canceled by the user");
+  kp_run_free(&r);
   return c;
 }
 
@@ -369,42 +325,18 @@ static int cancel_requested(sup *s, double *grace) {
 static int wait_for_node(sup *s) {
   for (;;) {
     kp_reconcile(&s->ws);
-    if (kp_db_begin(&s->ws) != 0) return -1;
-    sqlite3_stmt *st;
-    if (kp_db_prepare(&s->ws, &st,
-                      "SELECT r.cancel_requested, c.max_nodes,"
-                      " (SELECT count(*) FROM runs x WHERE x.compute=r.compute AND x.status IN ('Preparing','Running','Finalizing')),"
-                      " (SELECT count(*) FROM runs x WHERE x.compute=r.compute AND x.status='Queued' AND x.seq<r.seq)"
-                      " FROM runs r LEFT JOIN computes c ON c.name=r.compute WHERE r.id=?") != 0) {
-      kp_db_rollback(&s->ws);
-      return -1;
-    }
-    kp_bind_text(st, 1, s->id);
-    int got = -1;
-    if (kp_db_row(st) > 0) {
-      int cancel = sqlite3_column_int(st, 0);
-      int max = sqlite3_column_type(st, 1) == SQLITE_NULL ? 0 : sqlite3_column_int(st, 1);
-      int busy = sqlite3_column_int(st, 2), ahead = sqlite3_column_int(st, 3);
-      if (cancel) got = 0;
-      else if (max == 0) got = -2;
-      else if (busy + ahead < max) { got = 1; s->max_nodes = max; }
-      else got = 2;
-    }
-    sqlite3_finalize(st);
-    if (got == 1) {
-      if (set_status(&s->ws, s->id, "Preparing", 0, INT32_MIN, 0, NULL) != 0 || kp_db_commit(&s->ws) != 0) {
-        kp_db_rollback(&s->ws);
-        return -1;
-      }
+    kp_node_claim claim;
+    int max = 0;
+    if (kp_store_run_claim_node(s->ws.store, s->id, &claim, &max) != 0) return kp_store_report();
+    if (claim == KP_CLAIM_TAKEN) {
+      s->max_nodes = max;
       return 1;
     }
-    kp_db_rollback(&s->ws);
-    if (got == 0) return 0;
-    if (got == -2) {
-      set_status(&s->ws, s->id, "Failed", 1, INT32_MIN, 0, "its compute target no longer exists");
+    if (claim == KP_CLAIM_CANCELED) return 0;
+    if (claim == KP_CLAIM_NO_TARGET) {
+      set_status(&s->ws, s->id, KP_RUN_FAILED, 1, INT32_MIN, 0, "its compute target no longer exists");
       return -1;
     }
-    if (got < 0) return -1;
     for (int i = 0; i < 10 && !g_wake; i++) sleep_ms(20);
     g_wake = 0;
   }
@@ -721,13 +653,7 @@ static int prepare(sup *s, cJSON *env, char *why, size_t whyn) {
       return -1;
     }
   }
-  sqlite3_stmt *st;
-  if (kp_db_prepare(&s->ws, &st, "UPDATE runs SET build_cache=? WHERE id=?") == 0) {
-    kp_bind_text(st, 1, cache);
-    kp_bind_text(st, 2, s->id);
-    kp_db_done(&s->ws, st);
-    sqlite3_finalize(st);
-  }
+  if (kp_store_run_set_build_cache(s->ws.store, s->id, cache) != 0) kp_store_report();
   char out[4700];
   snprintf(out, sizeof out, "%s/outputs", wd);
   kp_mkdirs(out, 0755);
@@ -841,24 +767,20 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
 }
 
 static int load_run(sup *s) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(&s->ws, &st,
-                    "SELECT e.name, r.compute, r.entry, r.snapshot, r.args, r.env_json, r.env_hash, r.status"
-                    " FROM runs r JOIN experiments e ON e.id=r.experiment_id WHERE r.id=?") != 0)
-    return -1;
-  kp_bind_text(st, 1, s->id);
+  kp_run r;
+  if (kp_store_run_get(s->ws.store, s->id, &r) != 0) return kp_store_report();
   int rc = -1;
-  if (kp_db_row(st) > 0 && !strcmp(kp_col_text(st, 7), "Queued")) {
-    snprintf(s->experiment, sizeof s->experiment, "%s", kp_col_text(st, 0));
-    snprintf(s->compute, sizeof s->compute, "%s", kp_col_text(st, 1));
-    snprintf(s->entry, sizeof s->entry, "%s", kp_col_text(st, 2));
-    snprintf(s->snapshot, sizeof s->snapshot, "%s", kp_col_text(st, 3));
-    s->args_json = strdup(kp_col_text(st, 4));
-    s->env_json = sqlite3_column_type(st, 5) == SQLITE_NULL ? NULL : strdup(kp_col_text(st, 5));
-    snprintf(s->env_hash, sizeof s->env_hash, "%s", kp_col_text(st, 6));
+  if (r.status == KP_RUN_QUEUED) {
+    snprintf(s->experiment, sizeof s->experiment, "%s", r.experiment);
+    snprintf(s->compute, sizeof s->compute, "%s", r.compute);
+    snprintf(s->entry, sizeof s->entry, "%s", r.entry);
+    snprintf(s->snapshot, sizeof s->snapshot, "%s", r.snapshot);
+    s->args_json = strdup(r.args_json);
+    s->env_json = r.env_json ? strdup(r.env_json) : NULL;
+    snprintf(s->env_hash, sizeof s->env_hash, "%s", r.env_hash ? r.env_hash : "");
     rc = 0;
   }
-  sqlite3_finalize(st);
+  kp_run_free(&r);
   return rc;
 }
 
@@ -888,9 +810,9 @@ static void sup_note(const sup *s, const char *fmt, ...) {
   fputc('\n', stderr);
 }
 
-static int finish(sup *s, const char *status, int exit_code, int sig, const char *error) {
-  sup_note(s, "Finalizing, then %s%s%s", status, error ? ": " : "", error ? error : "");
-  set_status(&s->ws, s->id, "Finalizing", 0, INT32_MIN, 0, NULL);
+static int finish(sup *s, kp_run_status status, int exit_code, int sig, const char *error) {
+  sup_note(s, "Finalizing, then %s%s%s", kp_run_status_name(status), error ? ": " : "", error ? error : "");
+  set_status(&s->ws, s->id, KP_RUN_FINALIZING, 0, INT32_MIN, 0, NULL);
   kp_ingest(&s->ws, s->id, 1);
   store_run_files(&s->ws, s->id);
   set_status(&s->ws, s->id, status, 1, exit_code, sig, error);
@@ -1002,14 +924,8 @@ static int supervise(sup *sp, int ready) {
   if (kp_ws_open(&sp->ws) != 0) return 1;
   kp_run_dir(&sp->ws, sp->id, sp->rd, sizeof sp->rd);
   /* register this process, then tell `run submit` we are up */
-  sqlite3_stmt *st;
-  if (kp_db_prepare(&sp->ws, &st, "UPDATE runs SET supervisor_pid=?, supervisor_start=? WHERE id=? AND status='Queued'") != 0)
-    return 1;
-  sqlite3_bind_int(st, 1, (int)getpid());
-  sqlite3_bind_int64(st, 2, (sqlite3_int64)kp_proc_start(getpid()));
-  kp_bind_text(st, 3, sp->id);
-  int ok = kp_db_done(&sp->ws, st) == 0 && sqlite3_changes(sp->ws.db) == 1;
-  sqlite3_finalize(st);
+  int ok = kp_store_run_attach_supervisor(sp->ws.store, sp->id, getpid(), kp_proc_start(getpid())) == 0;
+  if (!ok && kp_store_last_error()->code == KP_STORE_EBACKEND) kp_store_report();
   if (!ok || load_run(sp) != 0) return kp_err("__supervise: run %s is not a queued run", sp->id), 1;
   signal(SIGPIPE, SIG_IGN); /* before the write: a submitter that died must not kill us */
   if (write(ready, "ok\n", 3) != 3) { /* submit gave up on us; go on anyway */ }
@@ -1032,11 +948,11 @@ static int supervise(sup *sp, int ready) {
     cancel_requested(sp, NULL);  /* loads the reason */
     char msg[700];
     snprintf(msg, sizeof msg, "%s (while queued)", sp->cancel_reason);
-    set_status(&sp->ws, sp->id, "Canceled", 1, INT32_MIN, 0, msg);
+    set_status(&sp->ws, sp->id, KP_RUN_CANCELED, 1, INT32_MIN, 0, msg);
     return 0;
   }
   if (w < 0) {
-    set_status(&sp->ws, sp->id, "Failed", 1, INT32_MIN, 0, "the supervisor could not schedule the run");
+    set_status(&sp->ws, sp->id, KP_RUN_FAILED, 1, INT32_MIN, 0, "the supervisor could not schedule the run");
     return 1;
   }
   /* Preparing */
@@ -1045,26 +961,26 @@ static int supervise(sup *sp, int ready) {
   snprintf(chpath, sizeof chpath, "%s/channel", sp->rd);
   unlink(chpath);
   if (ks_run_channel_create(chpath) != KS_OK) {
-    finish(sp, "Failed", INT32_MIN, 0, ks_error_last());
+    finish(sp, KP_RUN_FAILED, INT32_MIN, 0, ks_error_last());
     return 1;
   }
   cJSON *env = sp->env_json ? cJSON_Parse(sp->env_json) : NULL;
   int prc = prepare(sp, env, why, sizeof why);
   if (prc == -2) {
-    finish(sp, "Canceled", INT32_MIN, 0, why);
+    finish(sp, KP_RUN_CANCELED, INT32_MIN, 0, why);
     cJSON_Delete(env);
     return 0;
   }
   if (prc != 0) {
     append_log(stdlog, "kusari: run failed while preparing: %s\n", why);
-    finish(sp, "Failed", INT32_MIN, 0, why);
+    finish(sp, KP_RUN_FAILED, INT32_MIN, 0, why);
     cJSON_Delete(env);
     return 1;
   }
   double grace = 10;
   if (cancel_requested(sp, &grace)) {
     snprintf(why, sizeof why, "%s (while preparing)", sp->cancel_reason);
-    finish(sp, "Canceled", INT32_MIN, 0, why);
+    finish(sp, KP_RUN_CANCELED, INT32_MIN, 0, why);
     cJSON_Delete(env);
     return 0;
   }
@@ -1073,7 +989,7 @@ static int supervise(sup *sp, int ready) {
   char **eargv = entry_argv(sp, wd, why, sizeof why);
   if (!eargv) {
     append_log(stdlog, "kusari: %s\n", why);
-    finish(sp, "Failed", INT32_MIN, 0, why);
+    finish(sp, KP_RUN_FAILED, INT32_MIN, 0, why);
     cJSON_Delete(env);
     return 1;
   }
@@ -1088,16 +1004,15 @@ static int supervise(sup *sp, int ready) {
 /* Runs the entry and finishes the run; returns the exit status. */
 static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **eargv, char **eenv) {
   char why[4096] = "";
-  sqlite3_stmt *st;
   double grace = 10;
   /* Running */
-  if (set_status(&sp->ws, sp->id, "Running", 0, INT32_MIN, 0, NULL) != 0) return 1;
+  if (set_status(&sp->ws, sp->id, KP_RUN_RUNNING, 0, INT32_MIN, 0, NULL) != 0) return 1;
   wd_list before = {0};
   wd_scan(wd, "", &before);
   pid_t pid = spawn(wd, stdlog, eargv, eenv);
   if (pid < 0) {
     wd_list_free(&before);
-    finish(sp, "Failed", INT32_MIN, 0, "cannot fork the entry process");
+    finish(sp, KP_RUN_FAILED, INT32_MIN, 0, "cannot fork the entry process");
     return 1;
   }
   setpgid(pid, pid);
@@ -1107,13 +1022,7 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
     pstart = kp_proc_start(pid);
     if (!pstart) sleep_ms(1);
   }
-  if (kp_db_prepare(&sp->ws, &st, "UPDATE runs SET entry_pid=?, entry_start=? WHERE id=?") == 0) {
-    sqlite3_bind_int(st, 1, (int)pid);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)pstart);
-    kp_bind_text(st, 3, sp->id);
-    kp_db_done(&sp->ws, st);
-    sqlite3_finalize(st);
-  }
+  if (kp_store_run_attach_entry(sp->ws.store, sp->id, pid, pstart) != 0) kp_store_report();
   int status = 0, canceled = 0;
   double kill_at = 0;
   for (;;) {
@@ -1142,16 +1051,16 @@ exited:
   kill(-pid, SIGKILL);  /* whatever the entry left behind in its group */
   report_discarded(sp, wd, &before, stdlog);
   wd_list_free(&before);
-  if (canceled) return finish(sp, "Canceled", WIFEXITED(status) ? WEXITSTATUS(status) : INT32_MIN,
+  if (canceled) return finish(sp, KP_RUN_CANCELED, WIFEXITED(status) ? WEXITSTATUS(status) : INT32_MIN,
                               WIFSIGNALED(status) ? WTERMSIG(status) : 0, NULL);  /* error = cancel_reason */
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return finish(sp, "Completed", 0, 0, NULL);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return finish(sp, KP_RUN_COMPLETED, 0, 0, NULL);
   if (WIFEXITED(status)) {
     snprintf(why, sizeof why, "the entry exited with code %d; see logs/std_log.txt", WEXITSTATUS(status));
-    finish(sp, "Failed", WEXITSTATUS(status), 0, why);
+    finish(sp, KP_RUN_FAILED, WEXITSTATUS(status), 0, why);
   } else {
     int sg = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     snprintf(why, sizeof why, "the entry was killed by signal %d (%s)", sg, sig_name(sg));
-    finish(sp, "Failed", INT32_MIN, sg, why);
+    finish(sp, KP_RUN_FAILED, INT32_MIN, sg, why);
   }
   return 0;
 }
