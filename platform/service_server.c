@@ -49,6 +49,11 @@
 #define MAX_HEADERS_BYTES (8 * 1024)
 #define MAX_URL_BYTES (4 * 1024)
 #define CONNECTION_MEMORY (32 * 1024)
+/* the network's output of an input is NaN or infinite (finite float32
+ * inputs too large for it: 784 values of 3.4e38 overflow a Linear) */
+#define NONFINITE_FMT                                                                                       \
+  "input %lld: the network's outputs are not finite numbers (its values are too large for this model?); " \
+  "nothing to answer in JSON"
 static const double lat_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 #define NBUCKETS (sizeof lat_buckets / sizeof lat_buckets[0])
 
@@ -274,69 +279,34 @@ static ks_ctx *thread_ctx(void) {
 
 /* ---- input parsing -------------------------------------------------------------------- */
 /* The fast path is kp_json_rows (service_json.c): exactly {"data": [[n, ...],
- * ...]}; anything else takes the cJSON path, which accepts any valid JSON
+ * ...]}; anything else takes the strict path (kp_json_data), which accepts any valid JSON
  * and explains what is wrong. */
 
-/* The general path (cJSON): any valid JSON; on a problem answers with its
- * error and returns -1 (*rc set). */
+/* The general path (kp_json_data): any strict JSON, checked against the
+ * model's width before anything is allocated; on a problem answers with
+ * its error and returns -1 (*rc set). */
 static int parse_slow(struct MHD_Connection *c, req *r, int64_t width, float **xo, int64_t *no, enum MHD_Result *rc) {
-  const char *perr = NULL;
-  cJSON *j = cJSON_ParseWithLengthOpts(r->body ? r->body : "", r->n + 1, &perr, 1);
-  if (!j) {
-    size_t at = perr && r->body && perr >= r->body ? (size_t)(perr - r->body) : 0;
-    *rc = send_err(c, r, 400, "malformed JSON (near byte %zu); send {\"data\": [[...], ...]}", at);
-    return -1;
+  kp_json_err e;
+  if (kp_json_data(r->body ? r->body : "", r->n, width, xo, no, &e) == 0) return 0;
+  long long i = (long long)e.input, k = (long long)e.value, w = (long long)width;
+  switch (e.kind) {
+    case KP_JE_MALFORMED:
+      *rc = send_err(c, r, 400, "malformed JSON (near byte %zu); send {\"data\": [[...], ...]}", e.at);
+      break;
+    case KP_JE_NO_DATA:
+      *rc = send_err(c, r, 400, "the body must be a JSON object with \"data\": a list of inputs, each a list of %lld numbers", w);
+      break;
+    case KP_JE_EMPTY: *rc = send_err(c, r, 400, "empty batch: \"data\" holds no inputs"); break;
+    case KP_JE_ROW:
+      *rc = send_err(c, r, 400, "input %lld is not a list of numbers (each input is a flattened list of %lld numbers)", i, w);
+      break;
+    case KP_JE_NOT_NUMBER: *rc = send_err(c, r, 400, "input %lld, value %lld is not a number", i, k); break;
+    case KP_JE_COUNT:
+      *rc = send_err(c, r, 400, "input %lld has %lld values; the model takes %lld", i, (long long)e.got, w);
+      break;
+    case KP_JE_NONFINITE: *rc = send_err(c, r, 400, "input %lld, value %lld is not a finite float32 number", i, k); break;
+    default: *rc = send_err(c, r, 500, "out of memory for %lld inputs", i); break;
   }
-  float *x = NULL;
-  const cJSON *data = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "data") : NULL;
-  if (!cJSON_IsArray(data)) {
-    *rc = send_err(c, r, 400, "the body must be a JSON object with \"data\": a list of inputs, each a list of %lld numbers",
-                   (long long)width);
-    goto bad;
-  }
-  int64_t n = cJSON_GetArraySize(data);
-  if (n == 0) { *rc = send_err(c, r, 400, "empty batch: \"data\" holds no inputs"); goto bad; }
-  x = malloc((size_t)n * (size_t)width * sizeof *x);
-  if (!x) { *rc = send_err(c, r, 500, "out of memory for %lld inputs", (long long)n); goto bad; }
-  int64_t i = 0;
-  const cJSON *row;
-  cJSON_ArrayForEach(row, data) {
-    if (!cJSON_IsArray(row)) {
-      *rc = send_err(c, r, 400, "input %lld is not a list of numbers (each input is a flattened list of %lld numbers)",
-                     (long long)i, (long long)width);
-      goto bad;
-    }
-    int64_t k = 0;
-    const cJSON *v;
-    float *dst = x + i * width;
-    cJSON_ArrayForEach(v, row) {
-      if (k >= width) break;
-      if (!cJSON_IsNumber(v)) {
-        *rc = send_err(c, r, 400, "input %lld, value %lld is not a number", (long long)i, (long long)k);
-        goto bad;
-      }
-      float f = (float)v->valuedouble;
-      if (!isfinite(f)) {
-        *rc = send_err(c, r, 400, "input %lld, value %lld is not a finite float32 number", (long long)i, (long long)k);
-        goto bad;
-      }
-      dst[k++] = f;
-    }
-    int64_t got = cJSON_GetArraySize(row);
-    if (got != width) {
-      *rc = send_err(c, r, 400, "input %lld has %lld values; the model takes %lld", (long long)i, (long long)got,
-                     (long long)width);
-      goto bad;
-    }
-    i++;
-  }
-  cJSON_Delete(j);
-  *xo = x;
-  *no = n;
-  return 0;
-bad:
-  free(x);
-  cJSON_Delete(j);
   return -1;
 }
 
@@ -344,7 +314,15 @@ bad:
  * probabilities to pr, row 'first' of the answer first; without printf
  * (vfprintf was a tenth of the CPU time of a single-sample request): the
  * same bytes, "%.7g" by kp_fmt_g7. */
-static void answer_rows(obuf *o, obuf *pr, const float *y, int64_t m, int64_t C, int64_t first) {
+/* Returns -1, or the first row (0 to m-1) whose logits are not all finite
+ * (nothing written): JSON has no NaN, and softmax of an infinity is NaN. */
+static int64_t answer_rows(obuf *o, obuf *pr, const float *y, int64_t m, int64_t C, int64_t first) {
+  for (int64_t a = 0; a < m; a++) {
+    const float *ya = y + a * C;
+    float chk = 0.0f;
+    for (int64_t q = 0; q < C; q++) chk *= ya[q];  /* NaN or an infinity makes it NaN (0 * inf) */
+    if (chk != chk) return a;
+  }
   for (int64_t a = 0; a < m; a++) {
     const float *ya = y + a * C;
     int64_t best = 0;
@@ -355,7 +333,7 @@ static void answer_rows(obuf *o, obuf *pr, const float *y, int64_t m, int64_t C,
     char num[24];
     int k = 0;
     for (uint64_t v = (uint64_t)best; k == 0 || v; v /= 10) num[k++] = (char)('0' + v % 10);
-    if (oreserve(o, 24) != 0 || oreserve(pr, (size_t)C * (KP_FMT_G7_MAX + 2) + 8) != 0) return;
+    if (oreserve(o, 24) != 0 || oreserve(pr, (size_t)C * (KP_FMT_G7_MAX + 2) + 8) != 0) return -1;
     char *w = o->s + o->n;
     if (first + a) { *w++ = ','; *w++ = ' '; }
     while (k) *w++ = num[--k];
@@ -370,6 +348,7 @@ static void answer_rows(obuf *o, obuf *pr, const float *y, int64_t m, int64_t C,
     *w++ = ']';
     pr->n = (size_t)(w - pr->s);
   }
+  return -1;
 }
 
 /* ---- batching ----------------------------------------------------------------------- */
@@ -398,7 +377,12 @@ static void batch_answer(req *r, const float *y, int64_t C) {
   obuf o = {0}, pr = {0};
   oraw(&o, "{\"predictions\": [", 17);
   oraw(&pr, "], \"probabilities\": [", 21);
-  answer_rows(&o, &pr, y, 1, C, 0);
+  if (answer_rows(&o, &pr, y, 1, C, 0) >= 0) {
+    free(o.s);
+    free(pr.s);
+    r->fail = 2;  /* 400: the outputs are not finite */
+    return;
+  }
   oraw(&pr, "]}\n", 3);
   if (!pr.oom) oraw(&o, pr.s, pr.n);
   free(pr.s);
@@ -523,8 +507,12 @@ static enum MHD_Result score_builtin(struct MHD_Connection *c, req *r) {
       ks_ctx_reset(ctx);
       goto out;
     }
-    answer_rows(&o, &pr, y, m, C, s0);
+    int64_t bad = answer_rows(&o, &pr, y, m, C, s0);
     ks_ctx_reset(ctx);
+    if (bad >= 0) {
+      rc = send_err(c, r, 400, NONFINITE_FMT, (long long)(s0 + bad));
+      goto out;
+    }
   }
   oraw(&pr, "]}\n", 3);
   if (!pr.oom) oraw(&o, pr.s, pr.n);
@@ -539,16 +527,21 @@ out:
 }
 
 static enum MHD_Result score_entry(struct MHD_Connection *c, req *r) {
-  const char *perr = NULL;
-  cJSON *j = cJSON_ParseWithLengthOpts(r->body ? r->body : "", r->n + 1, &perr, 1);
-  if (!j) return send_err(c, r, 400, "malformed JSON");
-  cJSON_Delete(j);
+  size_t at = 0;
+  if (kp_json_valid(r->body ? r->body : "", r->n, &at) != 0)
+    return send_err(c, r, 400, "malformed JSON (near byte %zu)", at);
   /* r->body is NUL-terminated (see append) */
   pthread_mutex_lock(&S.e_mu);
   char *out = S.e_run(r->body);
   pthread_mutex_unlock(&S.e_mu);
   if (!out) return send_err(c, r, 500, "the scoring entry's run() returned no answer; see the service's logs");
-  return send_buf(c, r, 200, out, strlen(out), "application/json", 1);
+  size_t olen = strlen(out);
+  if (kp_json_valid(out, olen, &at) != 0) {
+    free(out);
+    return send_err(c, r, 500, "the scoring entry's run() answered something that is not JSON (near byte %zu: NaN, "
+                    "Infinity?); see the service's logs", at);
+  }
+  return send_buf(c, r, 200, out, olen, "application/json", 1);
 }
 
 static enum MHD_Result do_metrics(struct MHD_Connection *c, req *r) {
@@ -673,6 +666,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
   }
   if (r->state == 2) {  /* resumed by the batcher */
     r->state = 0;
+    if (r->fail == 2) return send_err(c, r, 400, NONFINITE_FMT, 0LL);
     if (r->fail || !r->ans) return send_err(c, r, 500, "scoring failed (batch); see the service's logs");
     char *a = r->ans;
     r->ans = NULL;
