@@ -21,6 +21,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -33,6 +34,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,8 +50,17 @@
  * never written are never touched). Beyond the pool, libmicrohttpd's page
  * remains: see docs/SERVING.md. */
 #define MAX_HEADERS_BYTES (8 * 1024)
+#define MAX_HEADER_LINES 100
 #define MAX_URL_BYTES (4 * 1024)
-#define CONNECTION_MEMORY (32 * 1024)
+/* libmicrohttpd gives half of the pool to the read buffer and takes 64
+ * bytes of the other half per header line: 64 KiB holds about 500 lines,
+ * so requests up to well past MAX_HEADER_LINES get kusari's JSON 431 (a
+ * 32 KiB pool answered ~450 short lines with libmicrohttpd's HTML 431) */
+#define CONNECTION_MEMORY (64 * 1024)
+#define MAX_CONNECTIONS 4096
+/* connections one client address may hold at once: a client opening
+ * thousands of slow connections takes at most this many from the others */
+#define MAX_CONNECTIONS_PER_CLIENT 64
 /* the network's output of an input is NaN or infinite (finite float32
  * inputs too large for it: 784 values of 3.4e38 overflow a Linear) */
 #define NONFINITE_FMT                                                                                       \
@@ -94,8 +106,9 @@ struct req {
   char *body;
   size_t n, cap;
   int too_big;
-  unsigned head_err;  /* 431 or 414, answered once the body is read (discarded) */
+  unsigned refuse;    /* the status of a refused request (431, 414, 417, 404, 405, 401), answered at its end */
   size_t head_n;      /* the size that was over the limit */
+  size_t head_lines;
   /* batching (--batch-max > 1): a single-sample request waits, suspended,
    * in the batcher's queue; the batcher fills 'ans' (or 'err') and resumes */
   struct MHD_Connection *conn;
@@ -125,6 +138,119 @@ static void slog(const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   fprintf(stderr, "%s %s\n", t, msg);
+}
+
+/* ---- the whole request's time -------------------------------------------------------
+ * libmicrohttpd's MHD_OPTION_CONNECTION_TIMEOUT is an idle timeout: a
+ * client sending one header byte just under it holds its connection for
+ * ever, and 4,096 of them took a service down. Each connection has a slot,
+ * indexed by its socket, holding when its current request began (the
+ * connection's opening, then the end of its previous request); a watchdog
+ * thread shuts down (shutdown(2): libmicrohttpd then closes it) any
+ * connection whose request has taken more than 3 x --timeout, headers,
+ * body and answer together. The slot's lock is taken only at a
+ * connection's opening and closing (libmicrohttpd reports the closing
+ * before it closes the socket) and by the watchdog, so the socket it shuts
+ * down is always the connection it looked at; requests take no lock. */
+typedef struct cslot {
+  _Atomic int64_t since_ms;  /* 0: no connection */
+  atomic_int lock;
+} cslot;
+
+static struct {
+  cslot *slots;
+  int n;
+  atomic_int maxfd;
+  atomic_int stop;
+  int64_t limit_ms;
+  pthread_t th;
+  int started;
+  atomic_ullong cut;
+} W;
+
+static int64_t now_ms(void) { return (int64_t)(mono() * 1000.0) + 1; /* never 0 */ }
+
+static void slot_lock(cslot *c) {
+  int z = 0;
+  while (!atomic_compare_exchange_weak_explicit(&c->lock, &z, 1, memory_order_acquire, memory_order_relaxed)) z = 0;
+}
+static void slot_unlock(cslot *c) { atomic_store_explicit(&c->lock, 0, memory_order_release); }
+
+static cslot *conn_slot(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (!ci || !W.slots || ci->connect_fd < 0 || ci->connect_fd >= W.n) return NULL;
+  return &W.slots[ci->connect_fd];
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code) {
+  (void)cls;
+  (void)socket_context;
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (!ci || !W.slots || ci->connect_fd < 0 || ci->connect_fd >= W.n) return;
+  int fd = ci->connect_fd;
+  cslot *sl = &W.slots[fd];
+  slot_lock(sl);
+  atomic_store_explicit(&sl->since_ms, code == MHD_CONNECTION_NOTIFY_STARTED ? now_ms() : 0, memory_order_relaxed);
+  slot_unlock(sl);
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    int m = atomic_load_explicit(&W.maxfd, memory_order_relaxed);
+    while (fd > m && !atomic_compare_exchange_weak_explicit(&W.maxfd, &m, fd, memory_order_relaxed, memory_order_relaxed)) {}
+  }
+}
+
+
+static void *watchdog(void *arg) {
+  (void)arg;
+  const struct timespec tick = {0, 200 * 1000 * 1000};
+  unsigned long long logged = 0;
+  while (!atomic_load(&W.stop)) {
+    nanosleep(&tick, NULL);
+    int64_t now = now_ms();
+    int top = atomic_load_explicit(&W.maxfd, memory_order_relaxed);
+    for (int fd = 0; fd <= top && fd < W.n; fd++) {
+      cslot *sl = &W.slots[fd];
+      int64_t t = atomic_load_explicit(&sl->since_ms, memory_order_relaxed);
+      if (!t || now - t <= W.limit_ms) continue;
+      slot_lock(sl);
+      t = atomic_load_explicit(&sl->since_ms, memory_order_relaxed);
+      if (t && now - t > W.limit_ms) {
+        shutdown(fd, SHUT_RDWR);
+        atomic_store_explicit(&sl->since_ms, 0, memory_order_relaxed);
+        atomic_fetch_add(&W.cut, 1);
+      }
+      slot_unlock(sl);
+    }
+    unsigned long long cut = atomic_load(&W.cut);
+    if (cut != logged) {
+      slog("closed %llu connection(s) whose request took over %lld s in all (slow clients); %llu so far",
+           cut - logged, (long long)(W.limit_ms / 1000), cut);
+      logged = cut;
+    }
+  }
+  return NULL;
+}
+
+static int watchdog_start(double limit_s) {
+  struct rlimit rl;
+  W.n = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+  W.slots = calloc((size_t)W.n, sizeof *W.slots);
+  if (!W.slots) return -1;
+  W.limit_ms = (int64_t)(limit_s * 1000.0);
+  if (pthread_create(&W.th, NULL, watchdog, NULL) != 0) return -1;
+  W.started = 1;
+  return 0;
+}
+
+/* after the daemon stopped (no more notifications) */
+static void watchdog_stop(void) {
+  if (W.started) {
+    atomic_store(&W.stop, 1);
+    pthread_join(W.th, NULL);
+    W.started = 0;
+  }
+  free(W.slots);
+  W.slots = NULL;
 }
 
 /* ---- responses ------------------------------------------------------------------ */
@@ -574,19 +700,86 @@ static enum MHD_Result do_metrics(struct MHD_Connection *c, req *r) {
   return send_buf(c, r, 200, o.s, o.n, "text/plain; version=0.0.4", 1);
 }
 
+typedef struct head_size { size_t bytes, lines; } head_size;
+
 static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
   (void)kind;
+  head_size *h = cls;
   /* "Key: value\r\n" */
-  *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
+  h->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
+  h->lines++;
   return MHD_YES;
 }
 
-static enum MHD_Result head_error(struct MHD_Connection *c, req *r) {
-  if (r->head_err == 431)
-    return send_err(c, r, 431, "the request's headers (%zu bytes) are over this service's limit of %d bytes", r->head_n,
-                    MAX_HEADERS_BYTES);
-  return send_err(c, r, 414, "the request's path (%zu bytes) is over this service's limit of %d bytes", r->head_n,
-                  MAX_URL_BYTES);
+/* The answer to a request refused before its body (r->refuse), written
+ * when it is sent: its message names the path and the method, which
+ * libmicrohttpd passes on every call. */
+static enum MHD_Result refusal(struct MHD_Connection *c, req *r, const char *url, const char *method) {
+  switch (r->refuse) {
+    case 431:
+      if (r->head_lines > MAX_HEADER_LINES)
+        return send_err(c, r, 431, "the request has %zu header lines; this service takes at most %d", r->head_lines,
+                        MAX_HEADER_LINES);
+      return send_err(c, r, 431, "the request's headers (%zu bytes) are over this service's limit of %d bytes",
+                      r->head_n, MAX_HEADERS_BYTES);
+    case 414:
+      return send_err(c, r, 414, "the request's path (%zu bytes) is over this service's limit of %d bytes", r->head_n,
+                      MAX_URL_BYTES);
+    case 417:
+      return send_err(c, r, 417, "this service knows no expectation but 'Expect: 100-continue'");
+    case 404:
+      return send_err(c, r, 404, "no such path '%.200s'; the paths are POST /score, GET /health, GET /metrics", url);
+    case 405:
+      if (r->kind == 1) return send_err(c, r, 405, "%.20s is not allowed on /score; use POST", method);
+      return send_err(c, r, 405, "%.20s is not allowed on %s; use GET", method, url);
+    case 401:
+      return send_err(c, r, 401, "missing or invalid key: send 'Authorization: Bearer KEY' (see 'kusari service keys %s')",
+                      S.name);
+    case 413:
+      return send_err(c, r, 413, "the body (%zu bytes) is over this service's limit of %zu bytes", r->head_n, S.max_body);
+    default:
+      return send_err(c, r, 500, "no answer for this request");
+  }
+}
+
+/* The first call of a request (its head read): what to answer, and when.
+ * An answer given now, before a body is read, makes libmicrohttpd close the
+ * connection (it cannot tell where the next request starts); so a refusal
+ * of a request without a body, or with a body within the limit that the
+ * client sends anyway (no Expect: 100-continue), waits for the end of the
+ * request (the body is read and dropped, never stored) and the connection
+ * stays open. A body over the limit, or one the client waits to be invited
+ * to send (Expect: 100-continue), is refused at once, without an interim
+ * 100 Continue. */
+static enum MHD_Result first_call(struct MHD_Connection *c, req *r, const char *url, const char *method) {
+  head_size hs = {0, 0};
+  MHD_get_connection_values(c, MHD_HEADER_KIND, add_header_size, &hs);
+  r->head_lines = hs.lines;
+  const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+  const char *ex = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+  unsigned long long cln = cl ? strtoull(cl, NULL, 10) : 0;
+  int body = cln > 0 || (!cl && te);
+  int expect100 = ex && !strcasecmp(ex, "100-continue");
+  r->kind = !strcmp(url, "/score") ? 1 : !strcmp(url, "/health") ? 2 : !strcmp(url, "/metrics") ? 3 : 0;
+  int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+  unsigned code = 0;
+  if (hs.bytes > MAX_HEADERS_BYTES || hs.lines > MAX_HEADER_LINES) { code = 431; r->head_n = hs.bytes; }
+  else if (strlen(url) > MAX_URL_BYTES) { code = 414; r->head_n = strlen(url); }
+  else if (ex && !expect100) code = 417;
+  else if (!r->kind) code = 404;
+  else if (r->kind == 1 ? strcmp(method, "POST") != 0 : !get) code = 405;
+  else if (r->kind == 1 && !authorized(c)) code = 401;
+  if (cln > S.max_body) {
+    /* too much to read and drop: refused now (the connection closes) */
+    if (!code) { code = 413; r->head_n = (size_t)cln; }
+    r->refuse = code;
+    return refusal(c, r, url, method);
+  }
+  r->refuse = code;
+  if (code && body && expect100) return refusal(c, r, url, method);
+  if (r->kind == 1) r->expect = (size_t)cln;
+  return MHD_YES;  /* the body, if any, then the last call answers */
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -599,50 +792,20 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (!r) return MHD_NO;
     r->t0 = mono();
     *con_cls = r;
-    size_t hb = 0;
-    MHD_get_connection_values(c, MHD_HEADER_KIND, add_header_size, &hb);
-    if (hb > MAX_HEADERS_BYTES) { r->head_err = 431; r->head_n = hb; }
-    else if (strlen(url) > MAX_URL_BYTES) { r->head_err = 414; r->head_n = strlen(url); }
-    if (r->head_err) {
-      /* with a body (not over the body limit) the answer waits until the
-       * body is read: answering first would close the connection with
-       * unread data, and the client's TCP stack may drop the answer (RST) */
-      const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-      const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-      unsigned long long cln = cl ? strtoull(cl, NULL, 10) : 0;
-      if ((cln > 0 && cln <= S.max_body) || (!cl && te)) return MHD_YES;
-      return head_error(c, r);
-    }
-    r->kind = !strcmp(url, "/score") ? 1 : !strcmp(url, "/health") ? 2 : !strcmp(url, "/metrics") ? 3 : 0;
-    if (!r->kind) return send_err(c, r, 404, "no such path '%.200s'; the paths are POST /score, GET /health, GET /metrics", url);
-    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-    if (r->kind == 1 && strcmp(method, "POST") != 0)
-      return send_err(c, r, 405, "%.20s is not allowed on /score; use POST", method);
-    if (r->kind != 1 && !get) return send_err(c, r, 405, "%.20s is not allowed on %s; use GET", method, url);
-    if (r->kind == 1) {
-      if (!authorized(c))
-        return send_err(c, r, 401, "missing or invalid key: send 'Authorization: Bearer KEY' (see 'kusari service keys %s')", S.name);
-      const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-      unsigned long long cln = cl ? strtoull(cl, NULL, 10) : 0;
-      if (cln > S.max_body)
-        return send_err(c, r, 413, "the body (%.30s bytes) is over this service's limit of %zu bytes", cl, S.max_body);
-      r->expect = (size_t)cln;
-      return MHD_YES;  /* wait for the body */
-    }
-    return r->kind == 2 ? send_buf(c, r, 200, (char *)"{\"status\": \"ok\"}\n", 17, "application/json", 0)
-                        : do_metrics(c, r);
+    return first_call(c, r, url, method);
   }
   if (*upload_size) {
     size_t k = *upload_size;
     *upload_size = 0;
     /* the idle timeout does not catch a client that sends a byte now and
-     * then: the whole body has 3 x --timeout seconds */
+     * then: the whole body has 3 x --timeout seconds (and the watchdog
+     * bounds the whole request the same way) */
     if (mono() - r->t0 > S.body_deadline) {
       slog("a request body took over %.0f s (a trickling client); connection closed", S.body_deadline);
       atomic_fetch_add_explicit(&S.by_code[408], 1, memory_order_relaxed);
       return MHD_NO;
     }
-    if (r->too_big || r->head_err) return MHD_YES;
+    if (r->too_big || r->refuse || r->kind != 1) return MHD_YES;  /* read and dropped */
     if (r->n + k > S.max_body) {
       r->too_big = 1;
       free(r->body);
@@ -673,16 +836,33 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     return send_buf(c, r, 200, a, r->ans_n, "application/json", 1);
   }
   if (r->state == 1) return MHD_YES;  /* still queued (not expected: suspended) */
-  if (r->head_err) return head_error(c, r);
+  if (r->refuse) return refusal(c, r, url, method);
+  if (r->kind == 2) return send_buf(c, r, 200, (char *)"{\"status\": \"ok\"}\n", 17, "application/json", 0);
+  if (r->kind == 3) return do_metrics(c, r);
   if (r->too_big) return send_err(c, r, 413, "the body is over this service's limit of %zu bytes", S.max_body);
   if (!r->body) return send_err(c, r, 400, "empty body; send {\"data\": [[...], ...]}");
   return S.scorer ? score_builtin(c, r) : score_entry(c, r);
 }
 
-static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+/* Path escapes (%HH) are decoded as libmicrohttpd does, except in a path
+ * holding %00: decoded, "/score%00/../../admin" compared equal to "/score"
+ * (C strings end at the NUL). Such a path is left as it came, so it names
+ * no endpoint (404). */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
   (void)cls;
   (void)c;
+  for (const char *p = s; (p = strchr(p, '%')); p++)
+    if (p[1] == '0' && p[2] == '0') return strlen(s);
+  return MHD_http_unescape(s);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+  (void)cls;
   req *r = *con_cls;
+  if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+    cslot *sl = conn_slot(c);  /* the next request on this connection starts its time now */
+    if (sl) atomic_store_explicit(&sl->since_ms, now_ms(), memory_order_relaxed);
+  }
   if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) slog("a connection timed out (slow or idle client) and was closed");
   if (r) {
     free(r->body);
@@ -809,6 +989,26 @@ static int load_keys(kp_ws *ws) {
   }
   sqlite3_finalize(st);
   return rc;
+}
+
+/* services/NAME/keys_loaded: the digests the server now checks keys
+ * against (they are in the store too), written after each load through a
+ * temporary file and a rename; `service keys --regenerate` waits for it */
+static void keys_loaded(const kp_ws *ws) {
+  char p[4600], tmp[4700], h[2][2 * KEY_HASH_LEN + 1];
+  for (int k = 0; k < 2; k++)
+    for (int w = 0; w < KEY_HASH_LEN / 8; w++) {
+      uint64_t v = atomic_load_explicit(&S.keys[k][w], memory_order_relaxed);
+      unsigned char b[8];
+      memcpy(b, &v, 8);
+      for (int i = 0; i < 8; i++) snprintf(h[k] + 2 * (8 * w + i), 3, "%02x", b[i]);
+    }
+  snprintf(p, sizeof p, "%s/services/%s/keys_loaded", ws->root, S.name);
+  snprintf(tmp, sizeof tmp, "%s.tmp", p);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return;
+  fprintf(f, "%s %s\n", h[0], h[1]);
+  if (fclose(f) == 0) rename(tmp, p);
 }
 
 static int read_row(kp_ws *ws, svc_row *row) {
@@ -946,7 +1146,10 @@ static struct MHD_Daemon *start_daemon(const svc_row *row, int port) {
                           MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                           MHD_OPTION_THREAD_POOL_SIZE, (unsigned)row->workers,
                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)row->timeout,
-                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
+                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS_PER_CLIENT,
+                          MHD_OPTION_NOTIFY_CONNECTION, notify_connection, NULL,
+                          MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
                           MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
                           MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
                           MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
@@ -975,6 +1178,11 @@ int kp_service_serve(int argc, char **argv) {
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
+  /* a fixed threshold (not glibc's dynamic one, which rises to the size of
+   * the largest block freed): blocks of a megabyte and more (large bodies,
+   * their samples, their answers) are mapped for their request and given
+   * back to the system when it ends */
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   pthread_mutex_init(&S.e_mu, NULL);
   S.started = mono();
   kp_ws ws;
@@ -1038,6 +1246,7 @@ int kp_service_serve(int argc, char **argv) {
     snprintf(err, sizeof err, "cannot start the batching thread");
     goto fail;
   }
+  if (watchdog_start(S.body_deadline) != 0) { snprintf(err, sizeof err, "cannot start the connections' watchdog"); goto fail; }
   int port = row.port;
   if (port == 0 && row.last_port > 0) {
     d = start_daemon(&row, row.last_port);  /* keep the last URI when we can */
@@ -1055,6 +1264,7 @@ int kp_service_serve(int argc, char **argv) {
        "batching %s)", S.name, S.model, row.host, port, row.workers, row.auth ? "on" : "off", row.max_body, row.timeout,
        B.started ? "on" : "off");
   if (B.started) slog("batching: up to %d single-sample requests, waiting up to %ld us", B.max, B.wait_us);
+  keys_loaded(&ws);
   tell(fd, "ok %d\n", port);
   if (fd >= 0) close(fd);
   fd = -1;
@@ -1062,7 +1272,10 @@ int kp_service_serve(int argc, char **argv) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      if (load_keys(&ws) == 0) slog("keys reloaded");
+      if (load_keys(&ws) == 0) {
+        keys_loaded(&ws);
+        slog("keys reloaded");
+      }
       continue;
     }
     slog("signal %d: stopping", sig);
@@ -1071,6 +1284,7 @@ int kp_service_serve(int argc, char **argv) {
   batch_stop();  /* resumes every queued request: libmicrohttpd stops only without suspended connections */
   MHD_stop_daemon(d);
   d = NULL;
+  watchdog_stop();
   set_state(&ws, "Stopped", NULL, 0);
   slog("stopped");
   rc = 0;
@@ -1082,6 +1296,7 @@ fail:
 out:
   batch_stop();
   if (d) MHD_stop_daemon(d);
+  watchdog_stop();
   if (fd >= 0) close(fd);
   kp_scorer_free(S.scorer);
   S.scorer = NULL;
