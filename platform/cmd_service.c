@@ -763,8 +763,8 @@ static const kp_cmd cmds[] = {
    "usage: kusari service keys NAME [--regenerate primary|secondary|both] [--json]\n\n"
    "Prints the primary and secondary keys (send 'Authorization: Bearer KEY'), read\n"
    "from WORKSPACE/services/NAME/keys (mode 0600): the store keeps only their\n"
-   "sha256. --regenerate replaces one key (or both); a running server uses the new\n"
-   "one at once.\n"},
+   "sha256. --regenerate replaces one key (or both); with a running server it\n"
+   "returns once the server checks keys against the new ones (up to 10 s).\n"},
   {"start", service_start, "start a stopped service (same keys, same model)",
    "usage: kusari service start NAME\n\nStarts the service's server again with its model, options and keys.\n"},
   {"stop", service_stop, "stop a service's server (keeps the service)",

@@ -10,10 +10,13 @@
  *   GET  /metrics  Prometheus text: requests by code, latency histogram
  *
  * Every error is a JSON body {"error": "..."} with its status: 400 (bad
- * JSON, shapes, non-finite numbers, empty batch), 401 (auth), 404, 405,
- * 413 (body over the limit), 500. Idle or slow connections are closed after
- * a timeout (MHD_OPTION_CONNECTION_TIMEOUT). Keys are reloaded from the
- * store on SIGHUP (`service keys --regenerate`); SIGTERM stops the server.
+ * JSON, shapes, non-finite numbers, empty batch, outputs that are not
+ * finite), 401 (auth), 404, 405, 413 (body over the limit), 414, 417, 431,
+ * 500. Idle connections are closed after --timeout
+ * (MHD_OPTION_CONNECTION_TIMEOUT), a request that takes over 3 x --timeout
+ * in all by the watchdog; a client address holds at most 64 connections.
+ * Keys are reloaded from the store on SIGHUP (`service keys --regenerate`,
+ * which waits for services/NAME/keys_loaded); SIGTERM stops the server.
  */
 #include "service.h"
 
