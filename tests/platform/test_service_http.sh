@@ -175,12 +175,15 @@ assert_contains "$(cat "$T/body")" "input 0 is not a list" "8 bodies of 16 MB of
 hwm="$(rss VmHWM)"; r1="$(rss VmRSS)"
 echo "server RSS: ${r0} MB before, ${r1} MB after, peak ${hwm} MB"
 [ "$hwm" -lt $((r0 + 160)) ] || fail "the peak RSS rose from $r0 to $hwm MB (650 MB per body with a tree of the values)"
-[ "$r1" -lt $((r0 + 48)) ] || fail "the RSS stays up after the requests: $r0 -> $r1 MB"
-ok "peak RSS within 160 MB of the start, back within 48 MB after"
+# (a sanitizer's allocator keeps freed blocks in quarantine: the return
+# of memory is checked on a plain build, the peak on both)
+asan=0; ldd "$K" 2>/dev/null | grep -q 'libasan' && asan=1
+[ "$asan" = 1 ] || [ "$r1" -lt $((r0 + 48)) ] || fail "the RSS stays up after the requests: $r0 -> $r1 MB"
+ok "peak RSS within 160 MB of the start$([ "$asan" = 1 ] && echo " (ASan build: the return to the start not checked)" || echo ", back within 48 MB after")"
 $PY -c 'import sys; sys.stdout.write("{\"data\": [" + ",".join(["[0,0,0,0]"] * (1024 * 1024)) + "]}")' > "$T/rows.json"
 assert_eq 200 "$(score --data-binary @"$T/rows.json")" "a valid body of 1 M samples (10 MB) scores"
 r2="$(rss VmRSS)"
-[ "$r2" -lt $((r0 + 64)) ] || fail "memory not given back after a large request: $r0 -> $r2 MB"
+[ "$asan" = 1 ] || [ "$r2" -lt $((r0 + 64)) ] || fail "memory not given back after a large request: $r0 -> $r2 MB"
 ok "RSS after it: $r2 MB (start $r0 MB)"
 
 # --- headers --------------------------------------------------------------------------------
