@@ -808,7 +808,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
       atomic_fetch_add_explicit(&S.by_code[408], 1, memory_order_relaxed);
       return MHD_NO;
     }
-    if (r->too_big || r->refuse || r->kind != 1) return MHD_YES;  /* read and dropped */
+    if (r->refuse || r->kind != 1) {
+      /* read and dropped, up to the body limit (a chunked body has no
+       * length to refuse it by): past it the connection is closed */
+      r->n += k;
+      return r->n > S.max_body ? MHD_NO : MHD_YES;
+    }
+    if (r->too_big) return MHD_YES;  /* the rest of a body over the limit is dropped */
     if (r->n + k > S.max_body) {
       r->too_big = 1;
       free(r->body);
