@@ -14,7 +14,7 @@
  * finite), 401 (auth), 404, 405, 413 (body over the limit), 414, 417, 431,
  * 500. Idle connections are closed after --timeout
  * (MHD_OPTION_CONNECTION_TIMEOUT), a request that takes over 3 x --timeout
- * in all by the watchdog; a client address holds at most 64 connections.
+ * in all by the watchdog; a client address holds at most 256 connections.
  * Keys are reloaded from the store on SIGHUP (`service keys --regenerate`,
  * which waits for services/NAME/keys_loaded); SIGTERM stops the server.
  */
@@ -63,7 +63,7 @@
 #define MAX_CONNECTIONS 4096
 /* connections one client address may hold at once: a client opening
  * thousands of slow connections takes at most this many from the others */
-#define MAX_CONNECTIONS_PER_CLIENT 64
+#define MAX_CONNECTIONS_PER_CLIENT 256
 /* the network's output of an input is NaN or infinite (finite float32
  * inputs too large for it: 784 values of 3.4e38 overflow a Linear) */
 #define NONFINITE_FMT                                                                                       \

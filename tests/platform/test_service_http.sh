@@ -285,6 +285,8 @@ stop = True; t.join()
 print("slow connections open: %d; valid answered %d of 14" % (alive, ok))
 EOF
 cat "$T/flood.out"
+held="$(sed -n 's/^slow connections open: \([0-9]*\);.*/\1/p' "$T/flood.out")"
+[ -n "$held" ] && [ "$held" -le 256 ] || fail "127.0.0.2 holds '$held' connections, over its 256"
 assert_contains "$(cat "$T/flood.out")" "valid answered 14 of 14" "under a slow-header flood of 4,200 connections, every valid request is answered"
 assert_eq 200 "$(score -d "$one")" "and the service still scores after it"
 
