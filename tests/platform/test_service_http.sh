@@ -120,9 +120,9 @@ for b in '{"data": [[01, 2, 3, 4]]}' '{"data": [[1., 2, 3, 4]]}' '{"data": [[.5,
          '{"data": [[1, 2, 3, 4]], }' '{"data": [[1, 2, 3, 4]]' '{"data": [[1e, 2, 3, 4]]}' '{"data": [[-, 2, 3, 4]]}' \
          '{"data": [[1, 2, 3, 4]], "x": nul}' '{"data": [[NaN, 2, 3, 4]]}'; do
   code="$(score --data-binary "$b")"
-  [ "$code" = 400 ] && grep -q 'malformed JSON' "$T/body" || fail "not JSON, yet answered $code: $b: $(cat "$T/body")"
+  [ "$code" = 400 ] && grep -q 'malformed JSON' "$T/body" || { fail "not JSON, yet answered $code: $b: $(cat "$T/body")"; nj=1; }
 done
-ok "15 bodies that are not JSON (01, 1., .5, trailing commas, +1, a tab in a string, a bad escape, ...) get 400 malformed JSON"
+[ -n "${nj:-}" ] || ok "15 bodies that are not JSON (01, 1., .5, trailing commas, +1, a tab in a string, a bad escape, ...) get 400 malformed JSON"
 printf '{"data": [[1, 2, 3, 4]], "x": "\x01"}' > "$T/ctl.json"
 assert_eq 400 "$(score --data-binary @"$T/ctl.json")" "a control byte in a string: 400"
 printf '{"data": [[1, 2, 3, 4]], "x": "\xff"}' > "$T/utf.json"
@@ -172,19 +172,19 @@ for i in 1 2 3 4 5 6 7 8; do
   [ "$code" = 400 ] || fail "16 MB of zeros: $code"
 done
 assert_contains "$(cat "$T/body")" "input 0 is not a list" "8 bodies of 16 MB of zeros: 400 each"
-hwm="$(rss VmHWM)"; r1="$(rss VmRSS)"
+hwm="$(rss VmHWM)"; r1="$(rss VmRSS)"; f0=$FAILS
 echo "server RSS: ${r0} MB before, ${r1} MB after, peak ${hwm} MB"
 [ "$hwm" -lt $((r0 + 160)) ] || fail "the peak RSS rose from $r0 to $hwm MB (650 MB per body with a tree of the values)"
 # (a sanitizer's allocator keeps freed blocks in quarantine: the return
 # of memory is checked on a plain build, the peak on both)
 asan=0; ldd "$K" 2>/dev/null | grep -q 'libasan' && asan=1
 [ "$asan" = 1 ] || [ "$r1" -lt $((r0 + 48)) ] || fail "the RSS stays up after the requests: $r0 -> $r1 MB"
-ok "peak RSS within 160 MB of the start$([ "$asan" = 1 ] && echo " (ASan build: the return to the start not checked)" || echo ", back within 48 MB after")"
+[ "$FAILS" != "$f0" ] || ok "peak RSS within 160 MB of the start$([ "$asan" = 1 ] && echo " (ASan build: the return to the start not checked)" || echo ", back within 48 MB after")"
 $PY -c 'import sys; sys.stdout.write("{\"data\": [" + ",".join(["[0,0,0,0]"] * (1024 * 1024)) + "]}")' > "$T/rows.json"
 assert_eq 200 "$(score --data-binary @"$T/rows.json")" "a valid body of 1 M samples (10 MB) scores"
 r2="$(rss VmRSS)"
 [ "$asan" = 1 ] || [ "$r2" -lt $((r0 + 64)) ] || fail "memory not given back after a large request: $r0 -> $r2 MB"
-ok "RSS after it: $r2 MB (start $r0 MB)"
+echo "RSS after it: $r2 MB (start $r0 MB)"
 
 # --- headers --------------------------------------------------------------------------------
 hdrs="$($PY -c 'print("".join("X-%d: a\\r\\n" % i for i in range(450)), end="")')"
@@ -204,6 +204,10 @@ assert_not_contains "$out" "100 Continue" "without inviting the body first"
 out="$(http "POST /nope HTTP/1.1\r\nHost: x\r\n$A\r\nExpect: 100-continue\r\nContent-Length: 24\r\n\r\n")"
 assert_contains "$out" "404 Not Found" "Expect: 100-continue to another path: 404"
 assert_not_contains "$out" "100 Continue" "without inviting the body first"
+big="$($PY -c 'print("X-Big: " + "a" * 9000, end="")')"
+out="$(http "POST /score HTTP/1.1\r\nHost: x\r\n$A\r\n$big\r\nExpect: 100-continue\r\nContent-Length: 24\r\n\r\n")"
+assert_contains "$out" "431 Request Header Fields Too Large | Content-Type: application/json" "Expect: 100-continue with 9 KB of headers: a JSON 431"
+assert_not_contains "$out" "100 Continue" "without inviting the body first (before: 100, then 431)"
 $PY - "$PORT" "$KEY" > "$T/expect.out" <<'EOF'
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
