@@ -487,7 +487,8 @@ static const kp_cmd cmds[] = {
    "--batch-max N (1 to 1024, default 1: off) lets the built-in scorer run up to N\n"
    "concurrent single-sample requests as one batch, waiting at most --batch-wait-us U\n"
    "microseconds (0 to 1000000, default 200) for it to fill; it did not raise the\n"
-   "throughput for the MNIST MLP (docs/SERVING.md).\n"
+   "throughput for the MNIST MLP (docs/SERVING.md). --timeout S (default 10) closes a\n"
+   "connection idle for S seconds and one whose request takes over 3 x S in all.\n"
    "Deploying an existing service again replaces it and keeps its keys. Prints the\n"
    "scoring URI last. See docs/SERVING.md.\n"},
   {"delete", model_delete, "delete a model version",

@@ -58,6 +58,29 @@ static int new_key(char out[65]) {
 }
 
 /* ---- keys: sha256 in the store, the keys in a 0600 file ------------------------------ */
+/* After SIGHUP, waits (up to 10 s) until the server says, in
+ * services/NAME/keys_loaded, that it checks requests against the digests h:
+ * `service keys --regenerate` returns only once the new key works. */
+static void keys_wait_loaded(const kp_ws *ws, const char *name, char h[2][65]) {
+  char p[4600], want[140], got[140];
+  snprintf(p, sizeof p, "%s/services/%s/keys_loaded", ws->root, name);
+  snprintf(want, sizeof want, "%s %s\n", h[0], h[1]);
+  for (int i = 0; i < 2000; i++) {
+    FILE *f = fopen(p, "r");
+    size_t n = 0;
+    if (f) {
+      n = fread(got, 1, sizeof got - 1, f);
+      fclose(f);
+    }
+    got[n] = '\0';
+    if (!strcmp(got, want)) return;
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  fprintf(stderr, "kusari: warning: service %s has not confirmed its new keys in 10 s\n"
+          "  hint: see 'kusari service logs %s'; 'kusari service start %s' restarts it with them\n", name, name, name);
+}
+
 static void keys_path(const kp_ws *ws, const char *name, char *out, size_t n) {
   snprintf(out, n, "%s/services/%s/keys", ws->root, name);
 }
@@ -640,7 +663,8 @@ static int service_keys(int argc, char **argv) {
     }
     sqlite3_finalize(st);
     if (d != 0 || kp_db_commit(&ws) != 0) { kp_db_rollback(&ws); goto out; }
-    if (!strcmp(s.state, "Running")) kill((pid_t)s.pid, SIGHUP);  /* reloads its keys */
+    if (!strcmp(s.state, "Running") && kill((pid_t)s.pid, SIGHUP) == 0) /* reloads its keys */
+      keys_wait_loaded(&ws, name, h);
     fprintf(stderr, "Regenerated the %s key%s of service %s%s\n", regen, which == 3 ? "s" : "", name,
             strcmp(s.state, "Running") ? "" : " (the running server reloads them now)");
   } else if (keys_read(&ws, name, k) != 0 || keys_match(&ws, name, k) != 0) {
@@ -739,8 +763,8 @@ static const kp_cmd cmds[] = {
    "usage: kusari service keys NAME [--regenerate primary|secondary|both] [--json]\n\n"
    "Prints the primary and secondary keys (send 'Authorization: Bearer KEY'), read\n"
    "from WORKSPACE/services/NAME/keys (mode 0600): the store keeps only their\n"
-   "sha256. --regenerate replaces one key (or both); a running server uses the new\n"
-   "one at once.\n"},
+   "sha256. --regenerate replaces one key (or both); with a running server it\n"
+   "returns once the server checks keys against the new ones (up to 10 s).\n"},
   {"start", service_start, "start a stopped service (same keys, same model)",
    "usage: kusari service start NAME\n\nStarts the service's server again with its model, options and keys.\n"},
   {"stop", service_stop, "stop a service's server (keeps the service)",

@@ -19,6 +19,7 @@ typedef struct kp_scorer kp_scorer;
  * weights. NULL with a message in err on failure. */
 kp_scorer *kp_scorer_load(const char *dir, char *err, size_t errn);
 void kp_scorer_free(kp_scorer *s);
+#define KP_SCORER_MAX_WIDTH 100000000LL  /* floats per sample at most */
 /* Floats per sample (product of the description's input shape). */
 int64_t kp_scorer_width(const kp_scorer *s);
 int64_t kp_scorer_classes(const kp_scorer *s);
@@ -41,6 +42,30 @@ const char *kp_json_f32(const char *p, const char *e, float *out);
  * every row 'width' numbers that are finite as float32: *x (malloc'd, n x
  * width) and *n; 0, or -1 for anything else (nothing allocated). */
 int kp_json_rows(const char *s, size_t len, int64_t width, float **x, int64_t *n);
+/* Strict JSON (RFC 8259: no leading zeros, no "1.", no control bytes in
+ * strings, valid UTF-8 and escapes, nesting up to 512), checked without
+ * allocating: 0, or -1 with *at the byte offset of the first error. */
+int kp_json_valid(const char *s, size_t len, size_t *at);
+/* The general path of the scoring body: strict JSON, an object whose
+ * "data" (its first such member) is a non-empty list of lists of 'width'
+ * numbers, finite as float32. The shape is checked before anything is
+ * allocated; then *x (malloc'd, n x width) and *n. 0, or -1 and *err. */
+typedef enum kp_json_err_kind {
+  KP_JE_MALFORMED = 1,  /* not JSON; at: the byte offset */
+  KP_JE_NO_DATA,        /* not an object with "data": a list */
+  KP_JE_EMPTY,          /* "data": [] */
+  KP_JE_ROW,            /* input 'input' is not a list */
+  KP_JE_NOT_NUMBER,     /* input 'input', value 'value' is not a number */
+  KP_JE_COUNT,          /* input 'input' has 'got' values */
+  KP_JE_NONFINITE,      /* input 'input', value 'value' is beyond float32 */
+  KP_JE_NOMEM           /* out of memory for 'input' inputs */
+} kp_json_err_kind;
+typedef struct kp_json_err {
+  kp_json_err_kind kind;
+  size_t at;
+  int64_t input, value, got;
+} kp_json_err;
+int kp_json_data(const char *s, size_t len, int64_t width, float **x, int64_t *n, kp_json_err *err);
 /* Writes v as printf's "%.7g" would (NUL-terminated, at most
  * KP_FMT_G7_MAX bytes with the NUL); returns its length. */
 #define KP_FMT_G7_MAX 32

@@ -260,3 +260,206 @@ size_t kp_fmt_g7(char *out, double v) {
   *o = '\0';
   return (size_t)(o - out);
 }
+
+/* ---- strict JSON (RFC 8259) without a tree --------------------------------------------
+ * The general path of the scoring server: any body that is not exactly the
+ * fast path's shape. cJSON accepted what is not JSON (01, 1., control bytes
+ * in strings) and built a node of about 80 bytes per value before the shape
+ * could be checked (a 16 MB body of zeros cost 650 MB); this validates the
+ * whole body without allocating, then walks "data" twice: once to check its
+ * shape against the model's width, once to convert exactly n x width
+ * numbers into the one array it allocates. */
+#define JSON_MAX_DEPTH 512
+
+static const char *json_string(const char *p, const char *e) {
+  /* p after the opening quote; returns p after the closing one, or NULL */
+  while (p < e) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '"') return p + 1;
+    if (c < 0x20) return NULL;
+    if (c == '\\') {
+      if (++p >= e) return NULL;
+      switch (*p) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't': p++; break;
+        case 'u':
+          if (e - p < 5) return NULL;
+          for (int i = 1; i <= 4; i++)
+            if (!((p[i] >= '0' && p[i] <= '9') || ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'f'))) return NULL;
+          p += 5;
+          break;
+        default: return NULL;
+      }
+      continue;
+    }
+    if (c < 0x80) { p++; continue; }
+    /* UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF */
+    int k;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) k = 1;
+    else if (c >= 0xe0 && c <= 0xef) { k = 2; if (c == 0xe0) lo = 0xa0; if (c == 0xed) hi = 0x9f; }
+    else if (c >= 0xf0 && c <= 0xf4) { k = 3; if (c == 0xf0) lo = 0x90; if (c == 0xf4) hi = 0x8f; }
+    else return NULL;
+    if (e - p <= k) return NULL;
+    if ((unsigned char)p[1] < lo || (unsigned char)p[1] > hi) return NULL;
+    for (int i = 2; i <= k; i++)
+      if (((unsigned char)p[i] & 0xc0) != 0x80) return NULL;
+    p += k + 1;
+  }
+  return NULL;
+}
+
+/* a number in JSON's grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static const char *json_number(const char *p, const char *e) {
+  if (p < e && *p == '-') p++;
+  if (p >= e || !is_digit(*p)) return NULL;
+  if (*p == '0') p++;
+  else
+    while (p < e && is_digit(*p)) p++;
+  if (p < e && *p == '.') {
+    p++;
+    if (p >= e || !is_digit(*p)) return NULL;
+    while (p < e && is_digit(*p)) p++;
+  }
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    p++;
+    if (p < e && (*p == '+' || *p == '-')) p++;
+    if (p >= e || !is_digit(*p)) return NULL;
+    while (p < e && is_digit(*p)) p++;
+  }
+  return p;
+}
+
+/* Validates one value at p (after whitespace); returns the end of it or
+ * NULL (*bad: where). With data_at, the value of the top-level object's
+ * first member "data" is reported there (NULL if none). */
+static const char *json_value(const char *p, const char *e, const char **bad, const char **data_at) {
+  unsigned char stack[JSON_MAX_DEPTH];  /* '{' or '[' */
+  int depth = 0;
+  if (data_at) *data_at = NULL;
+  for (;;) {
+    /* a value */
+    p = skip_ws(p, e);
+    if (p >= e) goto fail;
+    const char *q = NULL;
+    switch (*p) {
+      case '{':
+      case '[':
+        if (depth == JSON_MAX_DEPTH) goto fail;
+        stack[depth++] = (unsigned char)*p;
+        p = skip_ws(p + 1, e);
+        if (p < e && *p == (stack[depth - 1] == '{' ? '}' : ']')) { p++; depth--; goto after; }
+        if (stack[depth - 1] == '[') continue;
+        goto key;
+      case '"': q = json_string(p + 1, e); break;
+      case 't': q = e - p >= 4 && !memcmp(p, "true", 4) ? p + 4 : NULL; break;
+      case 'f': q = e - p >= 5 && !memcmp(p, "false", 5) ? p + 5 : NULL; break;
+      case 'n': q = e - p >= 4 && !memcmp(p, "null", 4) ? p + 4 : NULL; break;
+      default: q = json_number(p, e); break;
+    }
+    if (!q) goto fail;
+    p = q;
+  after:
+    /* after a value: a separator, the end of containers, or the end */
+    for (;;) {
+      if (depth == 0) return p;
+      p = skip_ws(p, e);
+      if (p >= e) goto fail;
+      char close = stack[depth - 1] == '{' ? '}' : ']';
+      if (*p == close) { p++; depth--; continue; }
+      if (*p != ',') goto fail;
+      p = skip_ws(p + 1, e);
+      if (stack[depth - 1] == '[') break;
+      goto key;
+    }
+    continue;
+  key:
+    /* p at an object's key */
+    if (p >= e || *p != '"') goto fail;
+    q = json_string(p + 1, e);
+    if (!q) goto fail;
+    int is_data = depth == 1 && q - p == 6 && !memcmp(p, "\"data\"", 6);
+    p = skip_ws(q, e);
+    if (p >= e || *p != ':') goto fail;
+    p = skip_ws(p + 1, e);
+    if (is_data && data_at && !*data_at) *data_at = p;
+  }
+fail:
+  *bad = p < e ? p : e;
+  return NULL;
+}
+
+int kp_json_valid(const char *s, size_t len, size_t *at) {
+  const char *e = s + len, *bad = s;
+  const char *p = json_value(s, e, &bad, NULL);
+  if (p) p = skip_ws(p, e);
+  if (p == e) return 0;
+  *at = (size_t)((p ? p : bad) - s);
+  return -1;
+}
+
+/* skips a valid value (after json_value checked the whole document) */
+static const char *skip_value(const char *p, const char *e) {
+  const char *bad;
+  return json_value(p, e, &bad, NULL);
+}
+
+int kp_json_data(const char *s, size_t len, int64_t width, float **xo, int64_t *no, kp_json_err *err) {
+  const char *e = s + len, *bad = s, *data = NULL;
+  memset(err, 0, sizeof *err);
+  const char *p = skip_ws(s, e);
+  int obj = p < e && *p == '{';
+  p = json_value(s, e, &bad, &data);
+  if (p) p = skip_ws(p, e);
+  if (p != e) {
+    err->kind = KP_JE_MALFORMED;
+    err->at = (size_t)((p ? p : bad) - s);
+    return -1;
+  }
+  if (!obj || !data || *data != '[') { err->kind = KP_JE_NO_DATA; return -1; }
+  /* the shape, in document order, without allocating */
+  int64_t n = 0;
+  p = skip_ws(data + 1, e);
+  if (*p != ']')
+    for (;; n++) {
+      err->input = n;
+      if (*p != '[') { err->kind = KP_JE_ROW; return -1; }
+      int64_t k = 0;
+      p = skip_ws(p + 1, e);
+      if (*p != ']')
+        for (;; k++) {
+          if (k < width && !(*p == '-' || is_digit(*p))) { err->kind = KP_JE_NOT_NUMBER; err->value = k; return -1; }
+          p = skip_ws(skip_value(p, e), e);
+          if (*p == ']') { k++; break; }
+          p = skip_ws(p + 1, e);  /* ',' */
+        }
+      p = skip_ws(p + 1, e);
+      if (k != width) { err->kind = KP_JE_COUNT; err->got = k; return -1; }
+      if (*p == ']') { n++; break; }
+      p = skip_ws(p + 1, e);
+    }
+  if (n == 0) { err->kind = KP_JE_EMPTY; return -1; }
+  float *x = malloc((size_t)n * (size_t)width * sizeof *x);
+  if (!x) { err->kind = KP_JE_NOMEM; err->input = n; return -1; }
+  p = skip_ws(data + 1, e);
+  for (int64_t i = 0; i < n; i++) {
+    p = skip_ws(p + 1, e);  /* '[' */
+    for (int64_t k = 0; k < width; k++) {
+      float f;
+      p = json_f32(p, e, &f);
+      if (!p || !isfinite(f)) {
+        free(x);
+        err->kind = p ? KP_JE_NONFINITE : KP_JE_NOMEM;
+        err->input = i;
+        err->value = k;
+        return -1;
+      }
+      x[i * width + k] = f;
+      p = skip_ws(skip_ws(p, e) + 1, e);  /* past the ',' or the row's ']' */
+    }
+    /* p at the ',' or ']' after the row */
+    p = skip_ws(p + 1, e);  /* past the ',' between rows: at the next '[' */
+  }
+  *xo = x;
+  *no = n;
+  return 0;
+}

@@ -227,9 +227,14 @@ static int build(kp_scorer *s, const cJSON *j, char *err, size_t errn) {
       return -1;
     }
     s->in_shape[i] = (int64_t)v->valuedouble;
+    /* checked before each product: three dims of 2^23 would wrap int64 */
+    if (s->in_shape[i] > KP_SCORER_MAX_WIDTH / s->width) {
+      snprintf(err, errn, "%s: the input is too large (over %lld values per sample)", s->desc_path,
+               (long long)KP_SCORER_MAX_WIDTH);
+      return -1;
+    }
     s->width *= s->in_shape[i];
   }
-  if (s->width > 100000000) { snprintf(err, errn, "%s: the input is too large", s->desc_path); return -1; }
   /* optional: the range of the input values, how raw data became them */
   const cJSON *rg = cJSON_GetObjectItemCaseSensitive(j, "input_range");
   if (rg) {
@@ -333,6 +338,30 @@ static int build(kp_scorer *s, const cJSON *j, char *err, size_t errn) {
   return 0;
 }
 
+typedef struct nonfinite { char path[512]; int64_t at; float v; } nonfinite;
+
+static int tensor_finite(const char *path, const ks_tensor *t, nonfinite *nf) {
+  if (!t || t->dtype != KS_F32) return 0;
+  const float *v = ks_tensor_f32(t);
+  for (int64_t i = 0; i < t->size; i++)
+    if (!isfinite(v[i])) {
+      snprintf(nf->path, sizeof nf->path, "%s", path);
+      nf->at = i;
+      nf->v = v[i];
+      return 1;
+    }
+  return 0;
+}
+
+static int param_finite(const char *path, ks_var *param, void *user) {
+  return tensor_finite(path, param->data, user);
+}
+
+static int persistent_finite(const char *path, ks_tensor *t, int64_t *ival, void *user) {
+  (void)ival;
+  return tensor_finite(path, t, user);
+}
+
 kp_scorer *kp_scorer_load(const char *dir, char *err, size_t errn) {
   kp_scorer *s = calloc(1, sizeof *s);
   if (!s) { snprintf(err, errn, "out of memory"); return NULL; }
@@ -361,6 +390,16 @@ kp_scorer *kp_scorer_load(const char *dir, char *err, size_t errn) {
   ks_npz_reader_close(rd);
   if (lrc != KS_OK) {
     snprintf(err, errn, "loading %s into the network of %s: %s", npz, s->desc_path, ks_error_last());
+    goto fail;
+  }
+  /* a network with a NaN or an infinity among its weights answers NaN to
+   * every input: refuse it at deploy, naming the first such value */
+  nonfinite nf = {0};
+  if (ks_link_namedparams(s->chain, 0, param_finite, &nf) != 0 ||
+      ks_link_namedpersistents(s->chain, persistent_finite, &nf) != 0) {
+    snprintf(err, errn, "%s: %s%s[%lld] is %s: a model with non-finite weights answers NaN to every input; retrain it "
+             "(a diverged training?) or register another version", npz, s->root, nf.path, (long long)nf.at,
+             isnan(nf.v) ? "NaN" : nf.v > 0 ? "+Infinity" : "-Infinity");
     goto fail;
   }
   /* W^T of each Linear, for the sparse path of linear_small */

@@ -10,10 +10,13 @@
  *   GET  /metrics  Prometheus text: requests by code, latency histogram
  *
  * Every error is a JSON body {"error": "..."} with its status: 400 (bad
- * JSON, shapes, non-finite numbers, empty batch), 401 (auth), 404, 405,
- * 413 (body over the limit), 500. Idle or slow connections are closed after
- * a timeout (MHD_OPTION_CONNECTION_TIMEOUT). Keys are reloaded from the
- * store on SIGHUP (`service keys --regenerate`); SIGTERM stops the server.
+ * JSON, shapes, non-finite numbers, empty batch, outputs that are not
+ * finite), 401 (auth), 404, 405, 413 (body over the limit), 414, 417, 431,
+ * 500. Idle connections are closed after --timeout
+ * (MHD_OPTION_CONNECTION_TIMEOUT), a request that takes over 3 x --timeout
+ * in all by the watchdog; a client address holds at most 256 connections.
+ * Keys are reloaded from the store on SIGHUP (`service keys --regenerate`,
+ * which waits for services/NAME/keys_loaded); SIGTERM stops the server.
  */
 #include "service.h"
 
@@ -21,6 +24,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -33,6 +37,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,8 +53,22 @@
  * never written are never touched). Beyond the pool, libmicrohttpd's page
  * remains: see docs/SERVING.md. */
 #define MAX_HEADERS_BYTES (8 * 1024)
+#define MAX_HEADER_LINES 100
 #define MAX_URL_BYTES (4 * 1024)
-#define CONNECTION_MEMORY (32 * 1024)
+/* libmicrohttpd gives half of the pool to the read buffer and takes 64
+ * bytes of the other half per header line: 64 KiB holds about 500 lines,
+ * so requests up to well past MAX_HEADER_LINES get kusari's JSON 431 (a
+ * 32 KiB pool answered ~450 short lines with libmicrohttpd's HTML 431) */
+#define CONNECTION_MEMORY (64 * 1024)
+#define MAX_CONNECTIONS 4096
+/* connections one client address may hold at once: a client opening
+ * thousands of slow connections takes at most this many from the others */
+#define MAX_CONNECTIONS_PER_CLIENT 256
+/* the network's output of an input is NaN or infinite (finite float32
+ * inputs too large for it: 784 values of 3.4e38 overflow a Linear) */
+#define NONFINITE_FMT                                                                                       \
+  "input %lld: the network's outputs are not finite numbers (its values are too large for this model?); " \
+  "nothing to answer in JSON"
 static const double lat_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 #define NBUCKETS (sizeof lat_buckets / sizeof lat_buckets[0])
 
@@ -89,8 +109,9 @@ struct req {
   char *body;
   size_t n, cap;
   int too_big;
-  unsigned head_err;  /* 431 or 414, answered once the body is read (discarded) */
+  unsigned refuse;    /* the status of a refused request (431, 414, 417, 404, 405, 401), answered at its end */
   size_t head_n;      /* the size that was over the limit */
+  size_t head_lines;
   /* batching (--batch-max > 1): a single-sample request waits, suspended,
    * in the batcher's queue; the batcher fills 'ans' (or 'err') and resumes */
   struct MHD_Connection *conn;
@@ -120,6 +141,119 @@ static void slog(const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   fprintf(stderr, "%s %s\n", t, msg);
+}
+
+/* ---- the whole request's time -------------------------------------------------------
+ * libmicrohttpd's MHD_OPTION_CONNECTION_TIMEOUT is an idle timeout: a
+ * client sending one header byte just under it holds its connection for
+ * ever, and 4,096 of them took a service down. Each connection has a slot,
+ * indexed by its socket, holding when its current request began (the
+ * connection's opening, then the end of its previous request); a watchdog
+ * thread shuts down (shutdown(2): libmicrohttpd then closes it) any
+ * connection whose request has taken more than 3 x --timeout, headers,
+ * body and answer together. The slot's lock is taken only at a
+ * connection's opening and closing (libmicrohttpd reports the closing
+ * before it closes the socket) and by the watchdog, so the socket it shuts
+ * down is always the connection it looked at; requests take no lock. */
+typedef struct cslot {
+  _Atomic int64_t since_ms;  /* 0: no connection */
+  atomic_int lock;
+} cslot;
+
+static struct {
+  cslot *slots;
+  int n;
+  atomic_int maxfd;
+  atomic_int stop;
+  int64_t limit_ms;
+  pthread_t th;
+  int started;
+  atomic_ullong cut;
+} W;
+
+static int64_t now_ms(void) { return (int64_t)(mono() * 1000.0) + 1; /* never 0 */ }
+
+static void slot_lock(cslot *c) {
+  int z = 0;
+  while (!atomic_compare_exchange_weak_explicit(&c->lock, &z, 1, memory_order_acquire, memory_order_relaxed)) z = 0;
+}
+static void slot_unlock(cslot *c) { atomic_store_explicit(&c->lock, 0, memory_order_release); }
+
+static cslot *conn_slot(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (!ci || !W.slots || ci->connect_fd < 0 || ci->connect_fd >= W.n) return NULL;
+  return &W.slots[ci->connect_fd];
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code) {
+  (void)cls;
+  (void)socket_context;
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (!ci || !W.slots || ci->connect_fd < 0 || ci->connect_fd >= W.n) return;
+  int fd = ci->connect_fd;
+  cslot *sl = &W.slots[fd];
+  slot_lock(sl);
+  atomic_store_explicit(&sl->since_ms, code == MHD_CONNECTION_NOTIFY_STARTED ? now_ms() : 0, memory_order_relaxed);
+  slot_unlock(sl);
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    int m = atomic_load_explicit(&W.maxfd, memory_order_relaxed);
+    while (fd > m && !atomic_compare_exchange_weak_explicit(&W.maxfd, &m, fd, memory_order_relaxed, memory_order_relaxed)) {}
+  }
+}
+
+
+static void *watchdog(void *arg) {
+  (void)arg;
+  const struct timespec tick = {0, 200 * 1000 * 1000};
+  unsigned long long logged = 0;
+  while (!atomic_load(&W.stop)) {
+    nanosleep(&tick, NULL);
+    int64_t now = now_ms();
+    int top = atomic_load_explicit(&W.maxfd, memory_order_relaxed);
+    for (int fd = 0; fd <= top && fd < W.n; fd++) {
+      cslot *sl = &W.slots[fd];
+      int64_t t = atomic_load_explicit(&sl->since_ms, memory_order_relaxed);
+      if (!t || now - t <= W.limit_ms) continue;
+      slot_lock(sl);
+      t = atomic_load_explicit(&sl->since_ms, memory_order_relaxed);
+      if (t && now - t > W.limit_ms) {
+        shutdown(fd, SHUT_RDWR);
+        atomic_store_explicit(&sl->since_ms, 0, memory_order_relaxed);
+        atomic_fetch_add(&W.cut, 1);
+      }
+      slot_unlock(sl);
+    }
+    unsigned long long cut = atomic_load(&W.cut);
+    if (cut != logged) {
+      slog("closed %llu connection(s) whose request took over %lld s in all (slow clients); %llu so far",
+           cut - logged, (long long)(W.limit_ms / 1000), cut);
+      logged = cut;
+    }
+  }
+  return NULL;
+}
+
+static int watchdog_start(double limit_s) {
+  struct rlimit rl;
+  W.n = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+  W.slots = calloc((size_t)W.n, sizeof *W.slots);
+  if (!W.slots) return -1;
+  W.limit_ms = (int64_t)(limit_s * 1000.0);
+  if (pthread_create(&W.th, NULL, watchdog, NULL) != 0) return -1;
+  W.started = 1;
+  return 0;
+}
+
+/* after the daemon stopped (no more notifications) */
+static void watchdog_stop(void) {
+  if (W.started) {
+    atomic_store(&W.stop, 1);
+    pthread_join(W.th, NULL);
+    W.started = 0;
+  }
+  free(W.slots);
+  W.slots = NULL;
 }
 
 /* ---- responses ------------------------------------------------------------------ */
@@ -274,69 +408,34 @@ static ks_ctx *thread_ctx(void) {
 
 /* ---- input parsing -------------------------------------------------------------------- */
 /* The fast path is kp_json_rows (service_json.c): exactly {"data": [[n, ...],
- * ...]}; anything else takes the cJSON path, which accepts any valid JSON
+ * ...]}; anything else takes the strict path (kp_json_data), which accepts any valid JSON
  * and explains what is wrong. */
 
-/* The general path (cJSON): any valid JSON; on a problem answers with its
- * error and returns -1 (*rc set). */
+/* The general path (kp_json_data): any strict JSON, checked against the
+ * model's width before anything is allocated; on a problem answers with
+ * its error and returns -1 (*rc set). */
 static int parse_slow(struct MHD_Connection *c, req *r, int64_t width, float **xo, int64_t *no, enum MHD_Result *rc) {
-  const char *perr = NULL;
-  cJSON *j = cJSON_ParseWithLengthOpts(r->body ? r->body : "", r->n + 1, &perr, 1);
-  if (!j) {
-    size_t at = perr && r->body && perr >= r->body ? (size_t)(perr - r->body) : 0;
-    *rc = send_err(c, r, 400, "malformed JSON (near byte %zu); send {\"data\": [[...], ...]}", at);
-    return -1;
+  kp_json_err e;
+  if (kp_json_data(r->body ? r->body : "", r->n, width, xo, no, &e) == 0) return 0;
+  long long i = (long long)e.input, k = (long long)e.value, w = (long long)width;
+  switch (e.kind) {
+    case KP_JE_MALFORMED:
+      *rc = send_err(c, r, 400, "malformed JSON (near byte %zu); send {\"data\": [[...], ...]}", e.at);
+      break;
+    case KP_JE_NO_DATA:
+      *rc = send_err(c, r, 400, "the body must be a JSON object with \"data\": a list of inputs, each a list of %lld numbers", w);
+      break;
+    case KP_JE_EMPTY: *rc = send_err(c, r, 400, "empty batch: \"data\" holds no inputs"); break;
+    case KP_JE_ROW:
+      *rc = send_err(c, r, 400, "input %lld is not a list of numbers (each input is a flattened list of %lld numbers)", i, w);
+      break;
+    case KP_JE_NOT_NUMBER: *rc = send_err(c, r, 400, "input %lld, value %lld is not a number", i, k); break;
+    case KP_JE_COUNT:
+      *rc = send_err(c, r, 400, "input %lld has %lld values; the model takes %lld", i, (long long)e.got, w);
+      break;
+    case KP_JE_NONFINITE: *rc = send_err(c, r, 400, "input %lld, value %lld is not a finite float32 number", i, k); break;
+    default: *rc = send_err(c, r, 500, "out of memory for %lld inputs", i); break;
   }
-  float *x = NULL;
-  const cJSON *data = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "data") : NULL;
-  if (!cJSON_IsArray(data)) {
-    *rc = send_err(c, r, 400, "the body must be a JSON object with \"data\": a list of inputs, each a list of %lld numbers",
-                   (long long)width);
-    goto bad;
-  }
-  int64_t n = cJSON_GetArraySize(data);
-  if (n == 0) { *rc = send_err(c, r, 400, "empty batch: \"data\" holds no inputs"); goto bad; }
-  x = malloc((size_t)n * (size_t)width * sizeof *x);
-  if (!x) { *rc = send_err(c, r, 500, "out of memory for %lld inputs", (long long)n); goto bad; }
-  int64_t i = 0;
-  const cJSON *row;
-  cJSON_ArrayForEach(row, data) {
-    if (!cJSON_IsArray(row)) {
-      *rc = send_err(c, r, 400, "input %lld is not a list of numbers (each input is a flattened list of %lld numbers)",
-                     (long long)i, (long long)width);
-      goto bad;
-    }
-    int64_t k = 0;
-    const cJSON *v;
-    float *dst = x + i * width;
-    cJSON_ArrayForEach(v, row) {
-      if (k >= width) break;
-      if (!cJSON_IsNumber(v)) {
-        *rc = send_err(c, r, 400, "input %lld, value %lld is not a number", (long long)i, (long long)k);
-        goto bad;
-      }
-      float f = (float)v->valuedouble;
-      if (!isfinite(f)) {
-        *rc = send_err(c, r, 400, "input %lld, value %lld is not a finite float32 number", (long long)i, (long long)k);
-        goto bad;
-      }
-      dst[k++] = f;
-    }
-    int64_t got = cJSON_GetArraySize(row);
-    if (got != width) {
-      *rc = send_err(c, r, 400, "input %lld has %lld values; the model takes %lld", (long long)i, (long long)got,
-                     (long long)width);
-      goto bad;
-    }
-    i++;
-  }
-  cJSON_Delete(j);
-  *xo = x;
-  *no = n;
-  return 0;
-bad:
-  free(x);
-  cJSON_Delete(j);
   return -1;
 }
 
@@ -344,7 +443,15 @@ bad:
  * probabilities to pr, row 'first' of the answer first; without printf
  * (vfprintf was a tenth of the CPU time of a single-sample request): the
  * same bytes, "%.7g" by kp_fmt_g7. */
-static void answer_rows(obuf *o, obuf *pr, const float *y, int64_t m, int64_t C, int64_t first) {
+/* Returns -1, or the first row (0 to m-1) whose logits are not all finite
+ * (nothing written): JSON has no NaN, and softmax of an infinity is NaN. */
+static int64_t answer_rows(obuf *o, obuf *pr, const float *y, int64_t m, int64_t C, int64_t first) {
+  for (int64_t a = 0; a < m; a++) {
+    const float *ya = y + a * C;
+    float chk = 0.0f;
+    for (int64_t q = 0; q < C; q++) chk *= ya[q];  /* NaN or an infinity makes it NaN (0 * inf) */
+    if (chk != chk) return a;
+  }
   for (int64_t a = 0; a < m; a++) {
     const float *ya = y + a * C;
     int64_t best = 0;
@@ -355,7 +462,7 @@ static void answer_rows(obuf *o, obuf *pr, const float *y, int64_t m, int64_t C,
     char num[24];
     int k = 0;
     for (uint64_t v = (uint64_t)best; k == 0 || v; v /= 10) num[k++] = (char)('0' + v % 10);
-    if (oreserve(o, 24) != 0 || oreserve(pr, (size_t)C * (KP_FMT_G7_MAX + 2) + 8) != 0) return;
+    if (oreserve(o, 24) != 0 || oreserve(pr, (size_t)C * (KP_FMT_G7_MAX + 2) + 8) != 0) return -1;
     char *w = o->s + o->n;
     if (first + a) { *w++ = ','; *w++ = ' '; }
     while (k) *w++ = num[--k];
@@ -370,6 +477,7 @@ static void answer_rows(obuf *o, obuf *pr, const float *y, int64_t m, int64_t C,
     *w++ = ']';
     pr->n = (size_t)(w - pr->s);
   }
+  return -1;
 }
 
 /* ---- batching ----------------------------------------------------------------------- */
@@ -398,7 +506,12 @@ static void batch_answer(req *r, const float *y, int64_t C) {
   obuf o = {0}, pr = {0};
   oraw(&o, "{\"predictions\": [", 17);
   oraw(&pr, "], \"probabilities\": [", 21);
-  answer_rows(&o, &pr, y, 1, C, 0);
+  if (answer_rows(&o, &pr, y, 1, C, 0) >= 0) {
+    free(o.s);
+    free(pr.s);
+    r->fail = 2;  /* 400: the outputs are not finite */
+    return;
+  }
   oraw(&pr, "]}\n", 3);
   if (!pr.oom) oraw(&o, pr.s, pr.n);
   free(pr.s);
@@ -523,8 +636,12 @@ static enum MHD_Result score_builtin(struct MHD_Connection *c, req *r) {
       ks_ctx_reset(ctx);
       goto out;
     }
-    answer_rows(&o, &pr, y, m, C, s0);
+    int64_t bad = answer_rows(&o, &pr, y, m, C, s0);
     ks_ctx_reset(ctx);
+    if (bad >= 0) {
+      rc = send_err(c, r, 400, NONFINITE_FMT, (long long)(s0 + bad));
+      goto out;
+    }
   }
   oraw(&pr, "]}\n", 3);
   if (!pr.oom) oraw(&o, pr.s, pr.n);
@@ -539,16 +656,21 @@ out:
 }
 
 static enum MHD_Result score_entry(struct MHD_Connection *c, req *r) {
-  const char *perr = NULL;
-  cJSON *j = cJSON_ParseWithLengthOpts(r->body ? r->body : "", r->n + 1, &perr, 1);
-  if (!j) return send_err(c, r, 400, "malformed JSON");
-  cJSON_Delete(j);
+  size_t at = 0;
+  if (kp_json_valid(r->body ? r->body : "", r->n, &at) != 0)
+    return send_err(c, r, 400, "malformed JSON (near byte %zu)", at);
   /* r->body is NUL-terminated (see append) */
   pthread_mutex_lock(&S.e_mu);
   char *out = S.e_run(r->body);
   pthread_mutex_unlock(&S.e_mu);
   if (!out) return send_err(c, r, 500, "the scoring entry's run() returned no answer; see the service's logs");
-  return send_buf(c, r, 200, out, strlen(out), "application/json", 1);
+  size_t olen = strlen(out);
+  if (kp_json_valid(out, olen, &at) != 0) {
+    free(out);
+    return send_err(c, r, 500, "the scoring entry's run() answered something that is not JSON (near byte %zu: NaN, "
+                    "Infinity?); see the service's logs", at);
+  }
+  return send_buf(c, r, 200, out, olen, "application/json", 1);
 }
 
 static enum MHD_Result do_metrics(struct MHD_Connection *c, req *r) {
@@ -581,19 +703,86 @@ static enum MHD_Result do_metrics(struct MHD_Connection *c, req *r) {
   return send_buf(c, r, 200, o.s, o.n, "text/plain; version=0.0.4", 1);
 }
 
+typedef struct head_size { size_t bytes, lines; } head_size;
+
 static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
   (void)kind;
+  head_size *h = cls;
   /* "Key: value\r\n" */
-  *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
+  h->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
+  h->lines++;
   return MHD_YES;
 }
 
-static enum MHD_Result head_error(struct MHD_Connection *c, req *r) {
-  if (r->head_err == 431)
-    return send_err(c, r, 431, "the request's headers (%zu bytes) are over this service's limit of %d bytes", r->head_n,
-                    MAX_HEADERS_BYTES);
-  return send_err(c, r, 414, "the request's path (%zu bytes) is over this service's limit of %d bytes", r->head_n,
-                  MAX_URL_BYTES);
+/* The answer to a request refused before its body (r->refuse), written
+ * when it is sent: its message names the path and the method, which
+ * libmicrohttpd passes on every call. */
+static enum MHD_Result refusal(struct MHD_Connection *c, req *r, const char *url, const char *method) {
+  switch (r->refuse) {
+    case 431:
+      if (r->head_lines > MAX_HEADER_LINES)
+        return send_err(c, r, 431, "the request has %zu header lines; this service takes at most %d", r->head_lines,
+                        MAX_HEADER_LINES);
+      return send_err(c, r, 431, "the request's headers (%zu bytes) are over this service's limit of %d bytes",
+                      r->head_n, MAX_HEADERS_BYTES);
+    case 414:
+      return send_err(c, r, 414, "the request's path (%zu bytes) is over this service's limit of %d bytes", r->head_n,
+                      MAX_URL_BYTES);
+    case 417:
+      return send_err(c, r, 417, "this service knows no expectation but 'Expect: 100-continue'");
+    case 404:
+      return send_err(c, r, 404, "no such path '%.200s'; the paths are POST /score, GET /health, GET /metrics", url);
+    case 405:
+      if (r->kind == 1) return send_err(c, r, 405, "%.20s is not allowed on /score; use POST", method);
+      return send_err(c, r, 405, "%.20s is not allowed on %s; use GET", method, url);
+    case 401:
+      return send_err(c, r, 401, "missing or invalid key: send 'Authorization: Bearer KEY' (see 'kusari service keys %s')",
+                      S.name);
+    case 413:
+      return send_err(c, r, 413, "the body (%zu bytes) is over this service's limit of %zu bytes", r->head_n, S.max_body);
+    default:
+      return send_err(c, r, 500, "no answer for this request");
+  }
+}
+
+/* The first call of a request (its head read): what to answer, and when.
+ * An answer given now, before a body is read, makes libmicrohttpd close the
+ * connection (it cannot tell where the next request starts); so a refusal
+ * of a request without a body, or with a body within the limit that the
+ * client sends anyway (no Expect: 100-continue), waits for the end of the
+ * request (the body is read and dropped, never stored) and the connection
+ * stays open. A body over the limit, or one the client waits to be invited
+ * to send (Expect: 100-continue), is refused at once, without an interim
+ * 100 Continue. */
+static enum MHD_Result first_call(struct MHD_Connection *c, req *r, const char *url, const char *method) {
+  head_size hs = {0, 0};
+  MHD_get_connection_values(c, MHD_HEADER_KIND, add_header_size, &hs);
+  r->head_lines = hs.lines;
+  const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+  const char *ex = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+  unsigned long long cln = cl ? strtoull(cl, NULL, 10) : 0;
+  int body = cln > 0 || (!cl && te);
+  int expect100 = ex && !strcasecmp(ex, "100-continue");
+  r->kind = !strcmp(url, "/score") ? 1 : !strcmp(url, "/health") ? 2 : !strcmp(url, "/metrics") ? 3 : 0;
+  int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+  unsigned code = 0;
+  if (hs.bytes > MAX_HEADERS_BYTES || hs.lines > MAX_HEADER_LINES) { code = 431; r->head_n = hs.bytes; }
+  else if (strlen(url) > MAX_URL_BYTES) { code = 414; r->head_n = strlen(url); }
+  else if (ex && !expect100) code = 417;
+  else if (!r->kind) code = 404;
+  else if (r->kind == 1 ? strcmp(method, "POST") != 0 : !get) code = 405;
+  else if (r->kind == 1 && !authorized(c)) code = 401;
+  if (cln > S.max_body) {
+    /* too much to read and drop: refused now (the connection closes) */
+    if (!code) { code = 413; r->head_n = (size_t)cln; }
+    r->refuse = code;
+    return refusal(c, r, url, method);
+  }
+  r->refuse = code;
+  if (code && body && expect100) return refusal(c, r, url, method);
+  if (r->kind == 1) r->expect = (size_t)cln;
+  return MHD_YES;  /* the body, if any, then the last call answers */
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -606,50 +795,26 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (!r) return MHD_NO;
     r->t0 = mono();
     *con_cls = r;
-    size_t hb = 0;
-    MHD_get_connection_values(c, MHD_HEADER_KIND, add_header_size, &hb);
-    if (hb > MAX_HEADERS_BYTES) { r->head_err = 431; r->head_n = hb; }
-    else if (strlen(url) > MAX_URL_BYTES) { r->head_err = 414; r->head_n = strlen(url); }
-    if (r->head_err) {
-      /* with a body (not over the body limit) the answer waits until the
-       * body is read: answering first would close the connection with
-       * unread data, and the client's TCP stack may drop the answer (RST) */
-      const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-      const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-      unsigned long long cln = cl ? strtoull(cl, NULL, 10) : 0;
-      if ((cln > 0 && cln <= S.max_body) || (!cl && te)) return MHD_YES;
-      return head_error(c, r);
-    }
-    r->kind = !strcmp(url, "/score") ? 1 : !strcmp(url, "/health") ? 2 : !strcmp(url, "/metrics") ? 3 : 0;
-    if (!r->kind) return send_err(c, r, 404, "no such path '%.200s'; the paths are POST /score, GET /health, GET /metrics", url);
-    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-    if (r->kind == 1 && strcmp(method, "POST") != 0)
-      return send_err(c, r, 405, "%.20s is not allowed on /score; use POST", method);
-    if (r->kind != 1 && !get) return send_err(c, r, 405, "%.20s is not allowed on %s; use GET", method, url);
-    if (r->kind == 1) {
-      if (!authorized(c))
-        return send_err(c, r, 401, "missing or invalid key: send 'Authorization: Bearer KEY' (see 'kusari service keys %s')", S.name);
-      const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-      unsigned long long cln = cl ? strtoull(cl, NULL, 10) : 0;
-      if (cln > S.max_body)
-        return send_err(c, r, 413, "the body (%.30s bytes) is over this service's limit of %zu bytes", cl, S.max_body);
-      r->expect = (size_t)cln;
-      return MHD_YES;  /* wait for the body */
-    }
-    return r->kind == 2 ? send_buf(c, r, 200, (char *)"{\"status\": \"ok\"}\n", 17, "application/json", 0)
-                        : do_metrics(c, r);
+    return first_call(c, r, url, method);
   }
   if (*upload_size) {
     size_t k = *upload_size;
     *upload_size = 0;
     /* the idle timeout does not catch a client that sends a byte now and
-     * then: the whole body has 3 x --timeout seconds */
+     * then: the whole body has 3 x --timeout seconds (and the watchdog
+     * bounds the whole request the same way) */
     if (mono() - r->t0 > S.body_deadline) {
       slog("a request body took over %.0f s (a trickling client); connection closed", S.body_deadline);
       atomic_fetch_add_explicit(&S.by_code[408], 1, memory_order_relaxed);
       return MHD_NO;
     }
-    if (r->too_big || r->head_err) return MHD_YES;
+    if (r->refuse || r->kind != 1) {
+      /* read and dropped, up to the body limit (a chunked body has no
+       * length to refuse it by): past it the connection is closed */
+      r->n += k;
+      return r->n > S.max_body ? MHD_NO : MHD_YES;
+    }
+    if (r->too_big) return MHD_YES;  /* the rest of a body over the limit is dropped */
     if (r->n + k > S.max_body) {
       r->too_big = 1;
       free(r->body);
@@ -673,22 +838,40 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
   }
   if (r->state == 2) {  /* resumed by the batcher */
     r->state = 0;
+    if (r->fail == 2) return send_err(c, r, 400, NONFINITE_FMT, 0LL);
     if (r->fail || !r->ans) return send_err(c, r, 500, "scoring failed (batch); see the service's logs");
     char *a = r->ans;
     r->ans = NULL;
     return send_buf(c, r, 200, a, r->ans_n, "application/json", 1);
   }
   if (r->state == 1) return MHD_YES;  /* still queued (not expected: suspended) */
-  if (r->head_err) return head_error(c, r);
+  if (r->refuse) return refusal(c, r, url, method);
+  if (r->kind == 2) return send_buf(c, r, 200, (char *)"{\"status\": \"ok\"}\n", 17, "application/json", 0);
+  if (r->kind == 3) return do_metrics(c, r);
   if (r->too_big) return send_err(c, r, 413, "the body is over this service's limit of %zu bytes", S.max_body);
   if (!r->body) return send_err(c, r, 400, "empty body; send {\"data\": [[...], ...]}");
   return S.scorer ? score_builtin(c, r) : score_entry(c, r);
 }
 
-static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+/* Path escapes (%HH) are decoded as libmicrohttpd does, except in a path
+ * holding %00: decoded, "/score%00/../../admin" compared equal to "/score"
+ * (C strings end at the NUL). Such a path is left as it came, so it names
+ * no endpoint (404). */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
   (void)cls;
   (void)c;
+  for (const char *p = s; (p = strchr(p, '%')); p++)
+    if (p[1] == '0' && p[2] == '0') return strlen(s);
+  return MHD_http_unescape(s);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+  (void)cls;
   req *r = *con_cls;
+  if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+    cslot *sl = conn_slot(c);  /* the next request on this connection starts its time now */
+    if (sl) atomic_store_explicit(&sl->since_ms, now_ms(), memory_order_relaxed);
+  }
   if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) slog("a connection timed out (slow or idle client) and was closed");
   if (r) {
     free(r->body);
@@ -815,6 +998,26 @@ static int load_keys(kp_ws *ws) {
   }
   sqlite3_finalize(st);
   return rc;
+}
+
+/* services/NAME/keys_loaded: the digests the server now checks keys
+ * against (they are in the store too), written after each load through a
+ * temporary file and a rename; `service keys --regenerate` waits for it */
+static void keys_loaded(const kp_ws *ws) {
+  char p[4600], tmp[4700], h[2][2 * KEY_HASH_LEN + 1];
+  for (int k = 0; k < 2; k++)
+    for (int w = 0; w < KEY_HASH_LEN / 8; w++) {
+      uint64_t v = atomic_load_explicit(&S.keys[k][w], memory_order_relaxed);
+      unsigned char b[8];
+      memcpy(b, &v, 8);
+      for (int i = 0; i < 8; i++) snprintf(h[k] + 2 * (8 * w + i), 3, "%02x", b[i]);
+    }
+  snprintf(p, sizeof p, "%s/services/%s/keys_loaded", ws->root, S.name);
+  snprintf(tmp, sizeof tmp, "%s.tmp", p);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return;
+  fprintf(f, "%s %s\n", h[0], h[1]);
+  if (fclose(f) == 0) rename(tmp, p);
 }
 
 static int read_row(kp_ws *ws, svc_row *row) {
@@ -952,7 +1155,10 @@ static struct MHD_Daemon *start_daemon(const svc_row *row, int port) {
                           MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                           MHD_OPTION_THREAD_POOL_SIZE, (unsigned)row->workers,
                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)row->timeout,
-                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
+                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS_PER_CLIENT,
+                          MHD_OPTION_NOTIFY_CONNECTION, notify_connection, NULL,
+                          MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
                           MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
                           MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
                           MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
@@ -981,6 +1187,11 @@ int kp_service_serve(int argc, char **argv) {
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
+  /* a fixed threshold (not glibc's dynamic one, which rises to the size of
+   * the largest block freed): blocks of a megabyte and more (large bodies,
+   * their samples, their answers) are mapped for their request and given
+   * back to the system when it ends */
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   pthread_mutex_init(&S.e_mu, NULL);
   S.started = mono();
   kp_ws ws;
@@ -1044,6 +1255,7 @@ int kp_service_serve(int argc, char **argv) {
     snprintf(err, sizeof err, "cannot start the batching thread");
     goto fail;
   }
+  if (watchdog_start(S.body_deadline) != 0) { snprintf(err, sizeof err, "cannot start the connections' watchdog"); goto fail; }
   int port = row.port;
   if (port == 0 && row.last_port > 0) {
     d = start_daemon(&row, row.last_port);  /* keep the last URI when we can */
@@ -1061,6 +1273,7 @@ int kp_service_serve(int argc, char **argv) {
        "batching %s)", S.name, S.model, row.host, port, row.workers, row.auth ? "on" : "off", row.max_body, row.timeout,
        B.started ? "on" : "off");
   if (B.started) slog("batching: up to %d single-sample requests, waiting up to %ld us", B.max, B.wait_us);
+  keys_loaded(&ws);
   tell(fd, "ok %d\n", port);
   if (fd >= 0) close(fd);
   fd = -1;
@@ -1068,7 +1281,10 @@ int kp_service_serve(int argc, char **argv) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      if (load_keys(&ws) == 0) slog("keys reloaded");
+      if (load_keys(&ws) == 0) {
+        keys_loaded(&ws);
+        slog("keys reloaded");
+      }
       continue;
     }
     slog("signal %d: stopping", sig);
@@ -1077,6 +1293,7 @@ int kp_service_serve(int argc, char **argv) {
   batch_stop();  /* resumes every queued request: libmicrohttpd stops only without suspended connections */
   MHD_stop_daemon(d);
   d = NULL;
+  watchdog_stop();
   set_state(&ws, "Stopped", NULL, 0);
   slog("stopped");
   rc = 0;
@@ -1088,6 +1305,7 @@ fail:
 out:
   batch_stop();
   if (d) MHD_stop_daemon(d);
+  watchdog_stop();
   if (fd >= 0) close(fd);
   kp_scorer_free(S.scorer);
   S.scorer = NULL;
