@@ -194,7 +194,42 @@ static int jbool(const cJSON *o, const char *k, int dflt) {
   return -1;
 }
 
-static int build(kp_scorer *s, const cJSON *j, char *err, size_t errn) {
+/* A parameterised layer's "name" is its npz key prefix. */
+static int layer_name_ok(kp_scorer *s, const cJSON *nm, int i, const char *type, char *err, size_t errn) {
+  if (cJSON_IsString(nm) && nm->valuestring[0] && !strchr(nm->valuestring, '/')) return 1;
+  snprintf(err, errn, "%s: layer %d (%s) needs a \"name\" (its npz key prefix)", s->desc_path, i, type);
+  return 0;
+}
+
+/* The layer's main array in the npz must have the shape the description
+ * declares, checked before the link allocates it: a description is not
+ * trusted to size allocations (Linear(30000, 30000) would take 3.6 GB before
+ * the npz could refuse it). */
+static int declared_shape_ok(kp_scorer *s, ks_npz_reader *rd, const char *name, const char *key, int ndim,
+                             const int64_t *dims, char *err, size_t errn) {
+  char k[2048];
+  ks_npz_info in;
+  if (snprintf(k, sizeof k, "%s%s/%s", s->root, name, key) >= (int)sizeof k) {
+    snprintf(err, errn, "%s: layer name '%.64s...' is too long", s->desc_path, name);
+    return 0;
+  }
+  if (ks_npz_reader_info(rd, k, &in) != KS_OK) {
+    snprintf(err, errn, "%s: layer '%s' has no '%s' array in the npz (%s)", s->desc_path, name, k, ks_error_last());
+    return 0;
+  }
+  int same = in.ndim == ndim;
+  for (int d = 0; same && d < ndim; d++) same = in.shape[d] == dims[d];
+  if (!same) {
+    char want[160] = "", got[160] = "";
+    for (int d = 0; d < ndim; d++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? ", " : "", (long long)dims[d]);
+    for (int d = 0; d < in.ndim; d++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)in.shape[d]);
+    snprintf(err, errn, "%s: layer '%s' declares %s of shape (%s) but the npz's is (%s)", s->desc_path, name, k, want, got);
+    return 0;
+  }
+  return 1;
+}
+
+static int build(kp_scorer *s, const cJSON *j, ks_npz_reader *rd, char *err, size_t errn) {
   const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "format");
   if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "kusari-sequential/1") != 0) {
     snprintf(err, errn, "%s: \"format\" must be \"kusari-sequential/1\"", s->desc_path);
@@ -275,6 +310,8 @@ static int build(kp_scorer *s, const cJSON *j, char *err, size_t errn) {
     ks_link *link = NULL;
     if (!strcmp(type, "linear")) {
       bad = jint(L, "in", 1, 1LL << 40, 0, &a) || jint(L, "out", 1, 1LL << 40, 0, &b) || nobias < 0;
+      if (!bad && !layer_name_ok(s, nm, i, type, err, errn)) return -1;
+      if (!bad && !declared_shape_ok(s, rd, nm->valuestring, "W", 2, (int64_t[]){b, a}, err, errn)) return -1;
       if (!bad) link = ks_linear_link_new(a, b, &(ks_linear_opts){.nobias = nobias});
     } else if (!strcmp(type, "convolution_2d") || !strcmp(type, "deconvolution_2d")) {
       ks_conv_link_opts co = {0};
@@ -286,6 +323,12 @@ static int build(kp_scorer *s, const cJSON *j, char *err, size_t errn) {
       if (type[0] == 'd' && !bad) bad = jpair(L, "outsize", 0, 0, &co.outh, &co.outw);
       co.dilate = (int)dil;
       co.groups = (int)g;
+      if (!bad && !layer_name_ok(s, nm, i, type, err, errn)) return -1;
+      /* Chainer's W: (out, in/groups, kh, kw); a deconvolution's (in, out/groups, kh, kw) */
+      if (!bad && (type[0] == 'd' ? b : a) % g != 0) bad = 1;
+      if (!bad && !declared_shape_ok(s, rd, nm->valuestring, "W", 4,
+                                     type[0] == 'd' ? (int64_t[]){a, b / g, co.kh, co.kw} : (int64_t[]){b, a / g, co.kh, co.kw},
+                                     err, errn)) return -1;
       if (!bad) link = type[0] == 'd' ? ks_deconvolution_2d_link_new(a, b, 0, 0, 0, &co)
                                       : ks_convolution_2d_link_new(a, b, 0, 0, 0, &co);
     } else if (!strcmp(type, "batch_normalization")) {
@@ -295,6 +338,8 @@ static int build(kp_scorer *s, const cJSON *j, char *err, size_t errn) {
       if (cJSON_IsNumber(eps)) bo.eps = eps->valuedouble;
       if (cJSON_IsNumber(dec)) bo.decay = dec->valuedouble;
       bad = jint(L, "size", 1, 1LL << 30, 0, &a) || !(bo.eps > 0);
+      if (!bad && !layer_name_ok(s, nm, i, type, err, errn)) return -1;
+      if (!bad && !declared_shape_ok(s, rd, nm->valuestring, "avg_mean", 1, (int64_t[]){a}, err, errn)) return -1;
       if (!bad) link = ks_batch_normalization_link_new(a, &bo);
     } else if (!strcmp(type, "relu")) st->kind = ST_RELU;
     else if (!strcmp(type, "tanh")) st->kind = ST_TANH;
@@ -318,11 +363,7 @@ static int build(kp_scorer *s, const cJSON *j, char *err, size_t errn) {
     }
     if (!strcmp(type, "linear") || strstr(type, "convolution_2d") || !strcmp(type, "batch_normalization")) {
       if (!link) { snprintf(err, errn, "%s: layer %d (%s): %s", s->desc_path, i, type, ks_error_last()); return -1; }
-      if (!cJSON_IsString(nm) || !nm->valuestring[0] || strchr(nm->valuestring, '/')) {
-        ks_link_free(link);
-        snprintf(err, errn, "%s: layer %d (%s) needs a \"name\" (its npz key prefix)", s->desc_path, i, type);
-        return -1;
-      }
+      /* its name was checked before the link was made (layer_name_ok) */
       if (ks_link_add_child(s->chain, nm->valuestring, link) != KS_OK) {
         snprintf(err, errn, "%s: layer %d: %s", s->desc_path, i, ks_error_last());
         return -1;
@@ -383,10 +424,14 @@ kp_scorer *kp_scorer_load(const char *dir, char *err, size_t errn) {
   text = kp_read_file(s->desc_path, &len);
   j = text ? cJSON_ParseWithLength(text, len) : NULL;
   if (!j) { snprintf(err, errn, "%s is not valid JSON", s->desc_path); goto fail; }
-  if (build(s, j, err, errn) != 0) goto fail;
   ks_npz_reader *rd = NULL;
   int lrc = ks_npz_reader_open(&rd, npz);
-  if (lrc == KS_OK) lrc = ks_npz_read_link(rd, s->root, s->chain, 1);
+  if (lrc != KS_OK) {
+    snprintf(err, errn, "cannot read %s: %s", npz, ks_error_last());
+    goto fail;
+  }
+  if (build(s, j, rd, err, errn) != 0) { ks_npz_reader_close(rd); goto fail; }
+  lrc = ks_npz_read_link(rd, s->root, s->chain, 1);
   ks_npz_reader_close(rd);
   if (lrc != KS_OK) {
     snprintf(err, errn, "loading %s into the network of %s: %s", npz, s->desc_path, ks_error_last());

@@ -162,6 +162,12 @@ expect_fail "l1/W[10] is -Infinity" $K model deploy infw --name hi
 model "$T/wide" "np.zeros((3, 4), np.float32)" "[8388608, 8388608, 8388608]"
 run_ok $K model register --name wide --file "$T/wide" >/dev/null
 expect_fail "the input is too large" $K model deploy wide --name hw
+# a description is not trusted to size allocations: Linear(30000, 30000) over
+# a 3x4 npz is refused by the npz's shape before 3.6 GB are allocated
+model "$T/huge" "np.zeros((3, 4), np.float32)" "[30000]"
+sed -i 's/"in": 4, "out": 3/"in": 30000, "out": 30000/' "$T/huge/model.json"
+run_ok $K model register --name huge --file "$T/huge" >/dev/null
+expect_fail "declares l1/W of shape (30000, 30000) but the npz's is (3, 4)" $K model deploy huge --name hg
 
 # --- memory: a 16 MB body of 8 M zeros ------------------------------------------------------
 rss() { awk -v k="$1:" '$1 == k {print int($2 / 1024)}' "/proc/$PID/status"; }
