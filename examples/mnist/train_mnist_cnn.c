@@ -350,6 +350,7 @@ int main(int argc, char **argv) {
     ks_dataset_free(test);
     train = my_train;
     test = my_test;
+    ks_comm_reset_stats(g_comm);  /* the figures printed at the end: training's */
   }
 
   ks_rng rng;
@@ -441,8 +442,10 @@ int main(int argc, char **argv) {
   if (g_comm) {
     ks_comm_stats cs;
     ks_comm_get_stats(g_comm, &cs);
-    printf("rank 0 communicated %.1f MB in %lld calls, %.2f s\n", (double)cs.bytes / 1e6, (long long)cs.calls,
-           cs.seconds);
+    int64_t it = ks_updater_iteration(updater);
+    printf("rank 0 communicated %.1f MB in %lld calls, %.2f s after scattering the data; per update: %.0f bytes, "
+           "%.2f ms\n", (double)cs.bytes / 1e6, (long long)cs.calls, cs.seconds,
+           it ? (double)cs.bytes / (double)it : 0, it ? 1e3 * cs.seconds / (double)it : 0);
   }
   /* The network description beside it (kusari/model_io.h), so that
    * registering the output folder gives a model `kusari model deploy` can
