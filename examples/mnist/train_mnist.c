@@ -12,10 +12,20 @@
  * ($KUSARI_OUTPUT_DIR inside a run), with model.json, the network
  * description that `kusari model deploy` serves it from (inputs in [0, 1]).
  *
+ * --communicator mpi trains data-parallel over MPI, like ChainerMN's
+ * train_mnist example: `mpirun -np 2 ./train_mnist --communicator mpi`. Rank
+ * 0 reads the data and scatter_dataset gives every rank its shard of the
+ * training and test sets (kusari/comm.h); the optimizer is multi-node (rank
+ * 0's parameters at the first update, the mean gradient over the ranks at
+ * every update), the evaluation is over all ranks' shards, and rank 0 alone
+ * prints, logs to the run and writes the model. --batchsize is then per
+ * rank. The default, --communicator single, is one process as before.
+ *
  * Build outside the tree:  cc -O2 train_mnist.c $(pkg-config --cflags --libs kusari)
  */
 #include <kusari/kusari.h>
 #include <kusari/model_io.h>
+#include <kusari/comm.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -24,6 +34,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------------------- */
 /* options */
@@ -31,7 +42,7 @@
 typedef struct options {
   int batchsize, epochs, unit, gpu_id;
   double lr, momentum;
-  const char *output_dir, *data;
+  const char *output_dir, *data, *communicator;
   unsigned long long seed;
 } options;
 
@@ -50,6 +61,10 @@ static void usage(FILE *f) {
     "      --data DIR       directory with train-images-idx3-ubyte(.gz) etc.\n"
     "                       (default: $KUSARI_DATA, else Debian's Fashion-MNIST)\n"
     "      --seed N         seed for initialization and shuffling (default 0)\n"
+    "      --communicator C single (default): one process; mpi: data-parallel over\n"
+    "                       MPI, started by mpirun (ChainerMN's train_mnist): the\n"
+    "                       data scattered over the ranks, --batchsize per rank,\n"
+    "                       rank 0 prints, logs and writes the model\n"
     "  -h, --help           this help\n");
 }
 
@@ -84,9 +99,11 @@ static int parse_options(int argc, char **argv, options *o) {
     {"gpu_id", required_argument, 0, 'g'},    {"lr", required_argument, 0, 'L'},
     {"momentum", required_argument, 0, 'M'},  {"data", required_argument, 0, 'D'},
     {"seed", required_argument, 0, 'S'},      {"help", no_argument, 0, 'h'},
+    {"communicator", required_argument, 0, 'c'},
     {0, 0, 0, 0}};
   *o = (options){.batchsize = 100, .epochs = 20, .unit = 100, .gpu_id = -1, .lr = 0.01,
-                 .momentum = 0.9, .output_dir = NULL, .data = NULL, .seed = 0};
+                 .momentum = 0.9, .output_dir = NULL, .data = NULL, .seed = 0,
+                 .communicator = "single"};
   int c;
   while ((c = getopt_long(argc, argv, "b:e:u:o:g:h", longopts, NULL)) != -1) {
     switch (c) {
@@ -98,6 +115,14 @@ static int parse_options(int argc, char **argv, options *o) {
       case 'L': if (parse_double("lr", optarg, &o->lr)) return -1; break;
       case 'M': if (parse_double("momentum", optarg, &o->momentum)) return -1; break;
       case 'D': o->data = optarg; break;
+      case 'c':
+        if (strcmp(optarg, "single") != 0 && strcmp(optarg, "mpi") != 0) {
+          fprintf(stderr, "train_mnist: error: unknown communicator '%s'\n"
+                          "  hint: use --communicator single (one process) or mpi (under mpirun)\n", optarg);
+          return -1;
+        }
+        o->communicator = optarg;
+        break;
       case 'S': {
         char *end;
         errno = 0;
@@ -154,8 +179,16 @@ static ks_link *mlp_new(int n_units, int n_out, ks_rng *rng) {
 
 /* ---------------------------------------------------------------------------- */
 
+static ks_comm *g_comm;  /* --communicator mpi only */
+
+/* With several ranks, a failure on one ends them all (ChainerMN's global
+ * except hook): the others would otherwise wait in their next collective. */
 static void die(const char *what) {
-  fprintf(stderr, "train_mnist: %s: %s\n", what, ks_error_last());
+  if (g_comm)
+    fprintf(stderr, "train_mnist: rank %d: %s: %s\n", ks_comm_rank(g_comm), what, ks_error_last());
+  else
+    fprintf(stderr, "train_mnist: %s: %s\n", what, ks_error_last());
+  if (g_comm && ks_comm_size(g_comm) > 1) ks_comm_abort(g_comm, 1);
   exit(1);
 }
 
@@ -178,7 +211,9 @@ static int load_batch(ks_ctx *ctx, const ks_dataset *ds, const int64_t *idx, int
   return KS_OK;
 }
 
-/* Mean loss and accuracy over the whole test set, in test mode, no graph. */
+/* Mean loss and accuracy over the whole test set, in test mode, no graph;
+ * with mpi, over every rank's shard (each key's sum over batches and the
+ * batch count summed over the ranks: the mean over all batches). */
 static int evaluate(ks_ctx *ctx, ks_link *model, const ks_dataset *test, ks_serial_iterator *it,
                     double *loss_out, double *acc_out) {
   int old_train = ks_ctx_set_train(ctx, 0), old_bp = ks_ctx_set_backprop(ctx, 0);
@@ -203,6 +238,13 @@ static int evaluate(ks_ctx *ctx, ks_link *model, const ks_dataset *test, ks_seri
   ks_ctx_set_train(ctx, old_train);
   ks_ctx_set_backprop(ctx, old_bp);
   if (rc != KS_ITER_END) return rc;
+  if (g_comm) {
+    double v[3] = {loss_sum, acc_sum, (double)batches};
+    if ((rc = ks_comm_allreduce_f64(g_comm, v, 3)) != KS_OK) return rc;
+    loss_sum = v[0];
+    acc_sum = v[1];
+    batches = (int64_t)v[2];
+  }
   *loss_out = batches ? loss_sum / (double)batches : 0;
   *acc_out = batches ? acc_sum / (double)batches : 0;
   return KS_OK;
@@ -211,36 +253,74 @@ static int evaluate(ks_ctx *ctx, ks_link *model, const ks_dataset *test, ks_seri
 int main(int argc, char **argv) {
   options o;
   if (parse_options(argc, argv, &o)) return 2;
+  int rank = 0, size = 1;
+  if (strcmp(o.communicator, "mpi") == 0) {
+    if (ks_comm_create(&g_comm, "mpi") != KS_OK) {
+      fprintf(stderr, "train_mnist: error: %s\n  hint: use --communicator single\n", ks_error_last());
+      return 1;
+    }
+    rank = ks_comm_rank(g_comm);
+    size = ks_comm_size(g_comm);
+    /* the node's processors shared among its ranks, unless set by the user */
+    if (!getenv("KUSARI_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) {
+      long procs = sysconf(_SC_NPROCESSORS_ONLN);
+      int nt = (int)(procs / ks_comm_intra_size(g_comm));
+      ks_set_num_threads(nt < 1 ? 1 : nt);
+    }
+  }
 
   const char *coretype = ks_blas_suggested_coretype();
-  if (coretype)
+  if (coretype && rank == 0)
     fprintf(stderr, "train_mnist: note: OpenBLAS does not know this CPU and uses its generic "
                     "'%s' kernels; run with OPENBLAS_CORETYPE=%s for several times the speed\n",
             ks_blas_corename(), coretype);
 
   char data_dir[4096];
-  if (ks_mnist_find_dir(o.data, data_dir, sizeof data_dir) != KS_OK) die("no data");
   ks_dataset *train = NULL, *test = NULL;
-  if (ks_mnist_load(data_dir, 1, &train, &test) != KS_OK) die("loading the data");
-  printf("data: %s (train %lld, test %lld)\n", data_dir, (long long)train->size,
-         (long long)test->size);
-  printf("# unit: %d  minibatch: %d  epochs: %d  seed: %llu\n", o.unit, o.batchsize, o.epochs,
-         o.seed);
-  fflush(stdout);
+  if (rank == 0) {  /* with mpi, rank 0 reads the data and scatters it below */
+    if (ks_mnist_find_dir(o.data, data_dir, sizeof data_dir) != KS_OK) die("no data");
+    if (ks_mnist_load(data_dir, 1, &train, &test) != KS_OK) die("loading the data");
+    printf("data: %s (train %lld, test %lld)\n", data_dir, (long long)train->size,
+           (long long)test->size);
+    printf("# unit: %d  minibatch: %d  epochs: %d  seed: %llu\n", o.unit, o.batchsize, o.epochs,
+           o.seed);
+    if (g_comm)
+      printf("# communicator: mpi  ranks: %d (%d node%s)  minibatch: %d per rank, %d in all\n", size,
+             ks_comm_inter_size(g_comm), ks_comm_inter_size(g_comm) > 1 ? "s" : "", o.batchsize,
+             o.batchsize * size);
+    fflush(stdout);
+  }
+  if (g_comm) {  /* each rank its shard (ChainerMN's scatter_dataset): equal
+                  * lengths for training, so every rank makes as many updates;
+                  * the test set without duplicates */
+    ks_dataset *my_train = NULL, *my_test = NULL;
+    if (ks_scatter_dataset(train, g_comm, 1, o.seed + 3, 1, &my_train) != KS_OK ||
+        ks_scatter_dataset(test, g_comm, 0, 0, 0, &my_test) != KS_OK)
+      die("scattering the data");
+    ks_dataset_free(train);
+    ks_dataset_free(test);
+    train = my_train;
+    test = my_test;
+  }
 
   ks_run *run = ks_run_current();
-  ks_run_log(run, "Batch size", o.batchsize);
-  ks_run_log(run, "Epochs", o.epochs);
+  if (rank == 0) {  /* with mpi, rank 0 alone logs to the run */
+    ks_run_log(run, "Batch size", (double)o.batchsize * size);
+    ks_run_log(run, "Epochs", o.epochs);
+    if (g_comm) ks_run_log(run, "Ranks", size);
+  }
 
   ks_rng rng;
   ks_rng_seed(&rng, o.seed);
   ks_link *model = mlp_new(o.unit, 10, &rng);
   if (!model) die("building the model");
   ks_optimizer *opt = ks_optimizer_momentum_sgd_new(o.lr, o.momentum);
-  if (!opt || ks_optimizer_setup(opt, model) != KS_OK) die("setting up the optimizer");
+  if (!opt || (g_comm && ks_create_multi_node_optimizer(opt, g_comm) != KS_OK) ||
+      ks_optimizer_setup(opt, model) != KS_OK)
+    die("setting up the optimizer");
 
   ks_serial_iterator *train_it, *test_it;
-  if (ks_serial_iterator_new(&train_it, train->size, o.batchsize, 1, 1, o.seed + 1) != KS_OK ||
+  if (ks_serial_iterator_new(&train_it, train->size, o.batchsize, 1, 1, o.seed + 1 + (uint64_t)rank) != KS_OK ||
       ks_serial_iterator_new(&test_it, test->size, o.batchsize, 0, 0, 0) != KS_OK)
     die("creating the iterators");
 
@@ -268,17 +348,35 @@ int main(int argc, char **argv) {
     if (ks_serial_iterator_is_new_epoch(train_it)) {
       double train_s = now_s() - t_epoch, val_loss = 0, val_acc = 0;
       if (evaluate(ctx, model, test, test_it, &val_loss, &val_acc) != KS_OK) die("evaluating");
-      printf("epoch:%02lld train_loss:%.4f val_loss:%.4f val_accuracy:%.4f (%.2fs)\n",
-             (long long)ks_serial_iterator_epoch(train_it), epoch_loss / (double)epoch_batches,
-             val_loss, val_acc, train_s);
+      if (g_comm) {  /* the training loss over every rank's batches */
+        double v[2] = {epoch_loss, (double)epoch_batches};
+        if (ks_comm_allreduce_f64(g_comm, v, 2) != KS_OK) die("reducing the loss");
+        epoch_loss = v[0];
+        epoch_batches = (int64_t)v[1];
+      }
+      if (rank == 0)
+        printf("epoch:%02lld train_loss:%.4f val_loss:%.4f val_accuracy:%.4f (%.2fs)\n",
+               (long long)ks_serial_iterator_epoch(train_it), epoch_loss / (double)epoch_batches,
+               val_loss, val_acc, train_s);
       fflush(stdout);
-      ks_run_log(run, "Accuracy", val_acc);
+      if (rank == 0) ks_run_log(run, "Accuracy", val_acc);
       epoch_loss = 0;
       epoch_batches = 0;
       t_epoch = now_s();
     }
   }
 
+  if (rank != 0) {  /* with mpi, rank 0 alone writes the model */
+    ks_ctx_free(ctx);
+    ks_serial_iterator_free(train_it);
+    ks_serial_iterator_free(test_it);
+    ks_optimizer_free(opt);
+    ks_link_free(model);
+    ks_dataset_free(train);
+    ks_dataset_free(test);
+    ks_comm_free(g_comm);
+    return 0;
+  }
   if (mkdir(o.output_dir, 0777) != 0 && errno != EEXIST) {
     fprintf(stderr, "train_mnist: cannot create %s: %s\n", o.output_dir, strerror(errno));
     return 1;
@@ -298,6 +396,12 @@ int main(int argc, char **argv) {
   snprintf(path, sizeof path, "%s/model.npz", o.output_dir);
   printf("saved %s (%lld parameters) in %.1fs\n", path, (long long)ks_link_count_params(model),
          now_s() - t_start);
+  if (g_comm) {
+    ks_comm_stats cs;
+    ks_comm_get_stats(g_comm, &cs);
+    printf("rank 0 communicated %.1f MB in %lld calls, %.2f s\n", (double)cs.bytes / 1e6, (long long)cs.calls,
+           cs.seconds);
+  }
   ks_run_flush(run);
 
   ks_ctx_free(ctx);
@@ -307,5 +411,6 @@ int main(int argc, char **argv) {
   ks_link_free(model);
   ks_dataset_free(train);
   ks_dataset_free(test);
+  ks_comm_free(g_comm);
   return 0;
 }

@@ -18,11 +18,21 @@
  * model.json (the network description the platform's scorer rebuilds it
  * from) are written at the end.
  *
+ * --communicator mpi trains data-parallel over MPI (ChainerMN's train_mnist
+ * example): `mpirun -np 2 ./train_mnist_cnn --communicator mpi`. Rank 0 reads
+ * the data and scatter_dataset gives every rank its shard of the training
+ * and test sets; the optimizer and the Evaluator are multi-node
+ * (kusari/comm.h); the reporting extensions run on rank 0 only and rank 0
+ * alone writes model.npz and model.json; each rank takes its own snapshots
+ * (snapshot_rank<R>_iter_<iteration>). --batchsize is then per rank. The
+ * default, --communicator single, is one process as before.
+ *
  * Build outside the tree:  cc -O2 train_mnist_cnn.c $(pkg-config --cflags --libs kusari)
  */
 #include <kusari/kusari.h>
 #include <kusari/trainer.h>     /* defines: ks_trainer_*, ks_standard_updater_new */
 #include <kusari/extensions.h>  /* defines: ks_evaluator_new, ks_log_report_new, ... */
+#include <kusari/comm.h>        /* defines: ks_comm_create, ks_scatter_dataset, ... */
 
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------------------- */
 /* options */
@@ -39,7 +50,7 @@ typedef struct options {
   double frequency;
   int channels[2], fc_units;
   long long train_size, test_size;
-  const char *out, *data, *resume, *arch;
+  const char *out, *data, *resume, *arch, *communicator;
   unsigned long long seed;
   int autoload;
   int replicas;
@@ -76,6 +87,11 @@ static void usage(FILE *f) {
     "                       On 2 cores, --replicas 2 trains the cnn about 1.3x faster\n"
     "                       than the default 1; the mlp gains nothing (see\n"
     "                       bench/RESULTS.md). Default 1\n"
+    "      --communicator C single (default): one process; mpi: data-parallel over\n"
+    "                       MPI, started by mpirun (ChainerMN's train_mnist): the\n"
+    "                       data scattered over the ranks, --batchsize per rank,\n"
+    "                       rank 0 reports and writes the model, each rank its own\n"
+    "                       snapshots (snapshot_rank<R>_iter_<iteration>)\n"
     "  -h, --help           this help\n");
 }
 
@@ -108,11 +124,11 @@ static int parse_options(int argc, char **argv, options *o) {
     {"seed", required_argument, 0, 'S'},      {"train-size", required_argument, 0, 'T'},
     {"test-size", required_argument, 0, 'V'}, {"channels", required_argument, 0, 'C'},
     {"autoload", no_argument, 0, 'L'},    {"replicas", required_argument, 0, 'R'},
-    {"help", no_argument, 0, 'h'},
+    {"communicator", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
   *o = (options){.batchsize = 100, .epochs = 5, .unit = 0, .frequency = 1, .out = NULL,
                  .channels = {32, 64}, .replicas = 1,
-                 .arch = "cnn"};
+                 .arch = "cnn", .communicator = "single"};
   int c;
   while ((c = getopt_long(argc, argv, "b:e:o:r:f:u:h", longopts, NULL)) != -1) {
     switch (c) {
@@ -151,6 +167,14 @@ static int parse_options(int argc, char **argv, options *o) {
       case 'o': o->out = optarg; break;
       case 'r': o->resume = optarg; break;
       case 'L': o->autoload = 1; break;
+      case 'c':
+        if (strcmp(optarg, "single") != 0 && strcmp(optarg, "mpi") != 0) {
+          fprintf(stderr, "train_mnist_cnn: error: unknown communicator '%s'\n"
+                          "  hint: use --communicator single (one process) or mpi (under mpirun)\n", optarg);
+          return -1;
+        }
+        o->communicator = optarg;
+        break;
       case 'D': o->data = optarg; break;
       case 'A':
         if (strcmp(optarg, "cnn") != 0 && strcmp(optarg, "mlp") != 0) {
@@ -239,8 +263,16 @@ static ks_link *cnn_new(int c1, int c2, int units, ks_rng *rng) {
 
 /* ---------------------------------------------------------------------------- */
 
+static ks_comm *g_comm;  /* --communicator mpi only */
+
+/* With several ranks, a failure on one ends them all (ChainerMN's global
+ * except hook): the others would otherwise wait in their next collective. */
 static void die(const char *what) {
-  fprintf(stderr, "train_mnist_cnn: %s: %s\n", what, ks_error_last());
+  if (g_comm)
+    fprintf(stderr, "train_mnist_cnn: rank %d: %s: %s\n", ks_comm_rank(g_comm), what, ks_error_last());
+  else
+    fprintf(stderr, "train_mnist_cnn: %s: %s\n", what, ks_error_last());
+  if (g_comm && ks_comm_size(g_comm) > 1) ks_comm_abort(g_comm, 1);
   exit(1);
 }
 
@@ -249,7 +281,7 @@ static int extend(ks_trainer *tr, ks_extension *ext) {
 }
 
 static ks_dataset *take(ks_dataset *ds, long long n) {
-  if (n <= 0 || n >= ds->size) return ds;
+  if (!ds || n <= 0 || n >= ds->size) return ds;
   ks_dataset *sub = NULL;
   if (ks_dataset_subset(ds, 0, n, &sub) != KS_OK) die("taking a subset");
   ks_dataset_free(ds);
@@ -260,6 +292,32 @@ int main(int argc, char **argv) {
   options o;
   if (parse_options(argc, argv, &o)) return 2;
   int cnn = strcmp(o.arch, "cnn") == 0;
+  int rank = 0, size = 1;
+  if (strcmp(o.communicator, "mpi") == 0) {
+    if (ks_comm_create(&g_comm, "mpi") != KS_OK) {
+      fprintf(stderr, "train_mnist_cnn: error: %s\n  hint: use --communicator single\n", ks_error_last());
+      return 1;
+    }
+    rank = ks_comm_rank(g_comm);
+    size = ks_comm_size(g_comm);
+    /* the node's processors shared among its ranks, unless set by the user */
+    if (!getenv("KUSARI_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) {
+      long procs = sysconf(_SC_NPROCESSORS_ONLN);
+      int t = (int)(procs / ks_comm_intra_size(g_comm));
+      ks_set_num_threads(t < 1 ? 1 : t);
+    }
+    if (o.resume) {
+      struct stat rst;
+      if (stat(o.resume, &rst) != 0 || !S_ISDIR(rst.st_mode)) {
+        if (rank == 0)
+          fprintf(stderr, "train_mnist_cnn: error: with --communicator mpi, -r takes a directory, got '%s'\n"
+                          "  hint: -r DIR resumes each rank from its newest snapshot_rank<R>_iter_* there\n",
+                  o.resume);
+        ks_comm_free(g_comm);
+        return 2;
+      }
+    }
+  }
 
   const char *coretype = ks_blas_suggested_coretype();
   if (coretype)
@@ -268,15 +326,32 @@ int main(int argc, char **argv) {
             ks_blas_corename(), coretype);
 
   char data_dir[4096];
-  if (ks_mnist_find_dir(o.data, data_dir, sizeof data_dir) != KS_OK) die("no data");
   ks_dataset *train = NULL, *test = NULL;
-  /* (N, 1, 28, 28) for the convolutions, (N, 784) for the mlp */
-  if (ks_mnist_load(data_dir, cnn ? 3 : 1, &train, &test) != KS_OK) die("loading the data");
-  train = take(train, o.train_size);
-  test = take(test, o.test_size);
-  printf("data: %s (train %lld, test %lld)\n", data_dir, (long long)train->size, (long long)test->size);
-  printf("# arch: %s  minibatch: %d  epochs: %d  seed: %llu\n", o.arch, o.batchsize, o.epochs, o.seed);
-  fflush(stdout);
+  if (rank == 0) {  /* with mpi, rank 0 reads the data and scatters it below */
+    if (ks_mnist_find_dir(o.data, data_dir, sizeof data_dir) != KS_OK) die("no data");
+    /* (N, 1, 28, 28) for the convolutions, (N, 784) for the mlp */
+    if (ks_mnist_load(data_dir, cnn ? 3 : 1, &train, &test) != KS_OK) die("loading the data");
+    train = take(train, o.train_size);
+    test = take(test, o.test_size);
+    printf("data: %s (train %lld, test %lld)\n", data_dir, (long long)train->size, (long long)test->size);
+    printf("# arch: %s  minibatch: %d  epochs: %d  seed: %llu\n", o.arch, o.batchsize, o.epochs, o.seed);
+    if (g_comm)
+      printf("# communicator: mpi  ranks: %d (%d node%s)  minibatch: %d per rank, %d in all\n", size,
+             ks_comm_inter_size(g_comm), ks_comm_inter_size(g_comm) > 1 ? "s" : "", o.batchsize,
+             o.batchsize * size);
+    fflush(stdout);
+  }
+  if (g_comm) {  /* each rank its shard (ChainerMN's scatter_dataset, equal lengths) */
+    ks_dataset *my_train = NULL, *my_test = NULL;
+    if (ks_scatter_dataset(train, g_comm, 1, o.seed + 3, 1, &my_train) != KS_OK ||
+        ks_scatter_dataset(test, g_comm, 1, o.seed + 4, 1, &my_test) != KS_OK)
+      die("scattering the data");
+    ks_dataset_free(train);
+    ks_dataset_free(test);
+    train = my_train;
+    test = my_test;
+    ks_comm_reset_stats(g_comm);  /* the figures printed at the end: training's */
+  }
 
   ks_rng rng;
   ks_rng_seed(&rng, o.seed);
@@ -284,10 +359,12 @@ int main(int argc, char **argv) {
                                         : mlp_new(o.unit, &rng));
   if (!model) die("building the model");
   ks_optimizer *opt = ks_optimizer_adam_new(NULL);
-  if (!opt || ks_optimizer_setup(opt, model) != KS_OK) die("setting up the optimizer");
+  if (!opt || (g_comm && ks_create_multi_node_optimizer(opt, g_comm) != KS_OK) ||
+      ks_optimizer_setup(opt, model) != KS_OK)
+    die("setting up the optimizer");
 
   ks_serial_iterator *train_it, *test_it;
-  if (ks_serial_iterator_new(&train_it, train->size, o.batchsize, 1, 1, o.seed + 1) != KS_OK ||
+  if (ks_serial_iterator_new(&train_it, train->size, o.batchsize, 1, 1, o.seed + 1 + (uint64_t)rank) != KS_OK ||
       ks_serial_iterator_new(&test_it, test->size, o.batchsize, 0, 0, 0) != KS_OK)
     die("creating the iterators");
 
@@ -303,43 +380,73 @@ int main(int argc, char **argv) {
   static const char *const acc_keys[] = {"main/accuracy", "validation/main/accuracy"};
   static const char *const run_keys[] = {"main/loss", "main/accuracy", "validation/main/loss",
                                          "validation/main/accuracy"};
-  if (extend(tr, ks_evaluator_new(test_it, test, model, NULL)) ||
+  /* with mpi: the reporting extensions run on rank 0 only, the multi-node
+   * Evaluator on every rank (each its shard, the values over all) */
+  if (g_comm && ks_trainer_set_comm(tr, g_comm) != KS_OK) die("creating the trainer");
+  ks_extension *ev = ks_evaluator_new(test_it, test, model, NULL);
+  if (g_comm && ev && ks_create_multi_node_evaluator(ev, g_comm) != KS_OK) die("adding the evaluator");
+  char pattern[64];  /* each rank its own snapshots when several share --out */
+  snprintf(pattern, sizeof pattern, "snapshot_rank%d_iter_{.updater.iteration}", rank);
+  const char *snap_name = g_comm ? pattern : NULL;
+  if (extend(tr, ev) ||
       extend(tr, ks_log_report_new(NULL, 0, KS_TRIGGER_DEFAULT, NULL)) ||
       extend(tr, ks_print_report_new(print_keys, 6, NULL, NULL)) ||
       extend(tr, ks_plot_report_new(loss_keys, 2, "epoch", "loss.png", NULL)) ||
       extend(tr, ks_plot_report_new(acc_keys, 2, "epoch", "accuracy.png", NULL)) ||
       extend(tr, ks_run_logger_new(run_keys, 4, NULL)) ||
       extend(tr, ks_progress_bar_new(0, NULL)) ||
-      ks_trainer_extend(tr, ks_snapshot_new(NULL, 0), NULL, KS_TRIGGER(o.frequency, KS_EPOCH),
+      ks_trainer_extend(tr, ks_snapshot_new(snap_name, 0), NULL, KS_TRIGGER(o.frequency, KS_EPOCH),
                         KS_PRIORITY_DEFAULT))
     die("adding the extensions");
 
   ks_run *run = ks_run_current();
-  ks_run_log(run, "Batch size", o.batchsize);
-  ks_run_log(run, "Epochs", o.epochs);
+  if (rank == 0) {
+    ks_run_log(run, "Batch size", (double)o.batchsize * size);
+    ks_run_log(run, "Epochs", o.epochs);
+    if (g_comm) ks_run_log(run, "Ranks", size);
+  }
 
   /* -r DIR and --autoload: the newest snapshot there (most recently
    * written), like Chainer's autoload; --autoload with none is a first start */
   char latest[4300];
   struct stat st;
   if (o.resume && stat(o.resume, &st) == 0 && S_ISDIR(st.st_mode)) {
-    if (ks_snapshot_find_latest(o.resume, NULL, latest, sizeof latest) != KS_OK) die("resuming");
+    if (ks_snapshot_find_latest(o.resume, snap_name, latest, sizeof latest) != KS_OK) die("resuming");
     o.resume = latest;
-  } else if (!o.resume && o.autoload && ks_snapshot_find_latest(o.out, NULL, latest, sizeof latest) == KS_OK) {
+  } else if (!o.resume && o.autoload && ks_snapshot_find_latest(o.out, snap_name, latest, sizeof latest) == KS_OK) {
     o.resume = latest;
   }
   if (o.resume) {
     if (ks_trainer_load_snapshot(tr, o.resume) != KS_OK) die("resuming");
-    printf("resumed from %s at iteration %lld (epoch %lld)\n", o.resume,
+    if (rank == 0) printf("resumed from %s at iteration %lld (epoch %lld)\n", o.resume,
            (long long)ks_updater_iteration(updater), (long long)ks_updater_epoch(updater));
     fflush(stdout);
   }
   if (ks_trainer_run(tr) != KS_OK) die("training");
+  if (rank != 0) {  /* with mpi, rank 0 alone writes the model */
+    ks_trainer_free(tr);
+    ks_serial_iterator_free(train_it);
+    ks_serial_iterator_free(test_it);
+    ks_optimizer_free(opt);
+    ks_link_free(model);
+    ks_dataset_free(train);
+    ks_dataset_free(test);
+    ks_comm_free(g_comm);
+    return 0;
+  }
 
   char path[4200];
   snprintf(path, sizeof path, "%s/model.npz", o.out);
   if (ks_save_npz(path, model) != KS_OK) die("saving the model");
   printf("saved %s (%lld parameters)\n", path, (long long)ks_link_count_params(model));
+  if (g_comm) {
+    ks_comm_stats cs;
+    ks_comm_get_stats(g_comm, &cs);
+    int64_t it = ks_updater_iteration(updater);
+    printf("rank 0 communicated %.1f MB in %lld calls, %.2f s after scattering the data; per update: %.0f bytes, "
+           "%.2f ms\n", (double)cs.bytes / 1e6, (long long)cs.calls, cs.seconds,
+           it ? (double)cs.bytes / (double)it : 0, it ? 1e3 * cs.seconds / (double)it : 0);
+  }
   /* The network description beside it (kusari/model_io.h), so that
    * registering the output folder gives a model `kusari model deploy` can
    * serve: the steps of cnn_forward / mlp_forward. Given the Classifier, the
@@ -365,5 +472,6 @@ int main(int argc, char **argv) {
   ks_link_free(model);
   ks_dataset_free(train);
   ks_dataset_free(test);
+  ks_comm_free(g_comm);
   return 0;
 }

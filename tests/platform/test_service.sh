@@ -34,7 +34,7 @@ svc_cleanup() {
 }
 trap svc_cleanup EXIT
 export KUSARI_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-LIBS="$(pkg-config --libs openblas libzip zlib) -lm -pthread"
+LIBS="$(pkg-config --libs openblas libzip zlib) $(pkg-config --libs ompi-c 2>/dev/null) -lm -pthread"
 
 # --- a small data set: 3000 training images, the first 1000 test images ------------
 mkdir -p "$T/data"

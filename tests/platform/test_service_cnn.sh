@@ -32,7 +32,7 @@ svc_cleanup() {
 }
 trap svc_cleanup EXIT
 export KUSARI_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-LIBS="$(pkg-config --libs openblas libzip zlib cairo) -lm -pthread"
+LIBS="$(pkg-config --libs openblas libzip zlib cairo) $(pkg-config --libs ompi-c 2>/dev/null) -lm -pthread"
 NTEST=500
 
 # --- train (a real run), register its outputs folder, deploy with auth ------------------

@@ -34,7 +34,7 @@ svc_cleanup() {
 trap svc_cleanup EXIT
 export KUSARI_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 unset KUSARI_OUTPUT_DIR
-LIBS="$(pkg-config --libs openblas libzip zlib cairo) -lm -pthread"
+LIBS="$(pkg-config --libs openblas libzip zlib cairo) $(pkg-config --libs ompi-c 2>/dev/null) -lm -pthread"
 extra=()
 if [ -n "${KUSARI_TEST_CFLAGS:-}" ]; then  # fontconfig's caches (PlotReport's text), as in platform_service_cnn
   printf 'const char *__lsan_default_suppressions(void);\nconst char *__lsan_default_suppressions(void) { return "leak:libfontconfig\\n"; }\n' > "$T/lsan.c"
