@@ -173,6 +173,21 @@ static kp_run_status col_status(sqlite3_stmt *st, int i) {
 
 static int oom(void) { return kp_store_fail(KP_STORE_EBACKEND, "out of memory"); }
 
+/* Room for one more element in the array 'arr' of which 'n' are used and
+ * 'cap' allocated (doubling, from 'first'): 0, or -1 when out of memory
+ * (arr and cap unchanged). The row collectors below all grow this way. */
+#define GROW(arr, n, cap, first)                                          \
+  __extension__({                                                         \
+    int grow_rc_ = 0;                                                     \
+    if ((n) == (cap)) {                                                   \
+      size_t grow_cap_ = (cap) ? 2 * (cap) : (first);                     \
+      void *grow_p_ = realloc((arr), grow_cap_ * sizeof *(arr));          \
+      if (grow_p_) (arr) = grow_p_, (cap) = grow_cap_;                     \
+      else grow_rc_ = -1;                                                 \
+    }                                                                     \
+    grow_rc_;                                                             \
+  })
+
 /* Begins a write transaction unless one is open already (the caller's);
  * *own says whether this call must end it. */
 static int tx_begin(sq_store *s, int *own) {
@@ -230,12 +245,7 @@ static int sq_experiment_list(kp_store *base, kp_experiment_summary **out, size_
   int r;
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 16;
-      void *p = realloc(*out, cap * sizeof **out);
-      if (!p) { r = oom(); break; }
-      *out = p;
-    }
+    if (GROW(*out, *n, cap, 16) != 0) { r = oom(); break; }
     kp_experiment_summary *e = &(*out)[(*n)++];
     e->name = col_dup(st, 0);
     e->created = col_time(st, 1);
@@ -301,12 +311,7 @@ static int sq_experiment_get(kp_store *base, const char *name, kp_experiment_det
   sqlite3_bind_int64(st, 1, eid);
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (o->nmetrics == cap) {
-      cap = cap ? 2 * cap : 8;
-      void *p = realloc(o->metrics, cap * sizeof *o->metrics);
-      if (!p) { r = oom(); break; }
-      o->metrics = p;
-    }
+    if (GROW(o->metrics, o->nmetrics, cap, 8) != 0) { r = oom(); break; }
     kp_metric_spread *m = &o->metrics[o->nmetrics++];
     m->name = col_dup(st, 0);
     m->runs = sqlite3_column_int(st, 1);
@@ -373,12 +378,7 @@ static int sq_compute_list(kp_store *base, const char *only, kp_compute **out, s
   int r;
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 8;
-      void *p = realloc(*out, cap * sizeof **out);
-      if (!p) { r = oom(); break; }
-      *out = p;
-    }
+    if (GROW(*out, *n, cap, 8) != 0) { r = oom(); break; }
     kp_compute *c = &(*out)[(*n)++];
     c->name = col_dup(st, 0);
     c->type = col_dup(st, 1);
@@ -572,12 +572,7 @@ static int sq_run_list(kp_store *base, const kp_run_query *q, kp_run **out, size
   int r;
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 16;
-      void *p = realloc(*out, cap * sizeof **out);
-      if (!p) { r = oom(); break; }
-      *out = p;
-    }
+    if (GROW(*out, *n, cap, 16) != 0) { r = oom(); break; }
     memset(&(*out)[*n], 0, sizeof **out);
     run_from_row(st, &(*out)[(*n)++]);
   }
@@ -600,12 +595,7 @@ static int sq_run_list_active(kp_store *base, kp_run **out, size_t *n) {
   int r;
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 16;
-      void *p = realloc(*out, cap * sizeof **out);
-      if (!p) { r = oom(); break; }
-      *out = p;
-    }
+    if (GROW(*out, *n, cap, 16) != 0) { r = oom(); break; }
     memset(&(*out)[*n], 0, sizeof **out);
     run_from_row(st, &(*out)[(*n)++]);
   }
@@ -774,12 +764,7 @@ static int briefs(sq_store *s, sqlite3_stmt *st, kp_run_brief **out, size_t *n) 
   int r;
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 16;
-      void *p = realloc(*out, cap * sizeof **out);
-      if (!p) { r = oom(); break; }
-      *out = p;
-    }
+    if (GROW(*out, *n, cap, 16) != 0) { r = oom(); break; }
     kp_run_brief *b = &(*out)[(*n)++];
     b->id = col_dup(st, 0);
     b->status = col_status(st, 1);
@@ -879,12 +864,7 @@ static int strings(sq_store *s, sqlite3_stmt *st, char ***out, size_t *n) {
   int r;
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 64;
-      void *p = realloc(*out, cap * sizeof **out);
-      if (!p) { r = oom(); break; }
-      *out = p;
-    }
+    if (GROW(*out, *n, cap, 64) != 0) { r = oom(); break; }
     (*out)[(*n)++] = col_dup(st, 0);
   }
   sqlite3_finalize(st);
@@ -1027,12 +1007,7 @@ static int sq_snapshot_list(kp_store *base, char ***out, size_t *n) {
   int r;
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 16;
-      void *p = realloc(*out, cap * sizeof **out);
-      if (!p) { r = oom(); break; }
-      *out = p;
-    }
+    if (GROW(*out, *n, cap, 16) != 0) { r = oom(); break; }
     (*out)[(*n)++] = col_dup(st, 0);
   }
   sqlite3_finalize(st);
@@ -1064,12 +1039,7 @@ static int sq_tag_list(kp_store *base, const char *run_id, kp_tag **out, size_t 
   int r;
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 8;
-      void *p = realloc(*out, cap * sizeof **out);
-      if (!p) { r = oom(); break; }
-      *out = p;
-    }
+    if (GROW(*out, *n, cap, 8) != 0) { r = oom(); break; }
     (*out)[*n].key = col_dup(st, 0);
     (*out)[*n].value = col_dup(st, 1);
     (*n)++;
@@ -1201,12 +1171,7 @@ static int sq_metric_series(kp_store *base, const char *run_id, const char *name
   int r;
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 64;
-      void *p = realloc(*out, cap * sizeof **out);
-      if (!p) { r = oom(); break; }
-      *out = p;
-    }
+    if (GROW(*out, *n, cap, 64) != 0) { r = oom(); break; }
     kp_metric_point *p = &(*out)[(*n)++];
     p->name = NULL;
     p->step = sqlite3_column_int64(st, 0);
@@ -1319,12 +1284,7 @@ static int sq_metrics_latest(kp_store *base, const char *run_id, kp_metric_lates
   int r;
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 16;
-      void *p = realloc(*out, cap * sizeof **out);
-      if (!p) { r = oom(); break; }
-      *out = p;
-    }
+    if (GROW(*out, *n, cap, 16) != 0) { r = oom(); break; }
     kp_metric_latest *m = &(*out)[(*n)++];
     m->name = col_dup(st, 0);
     m->value = sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1);
@@ -1405,12 +1365,7 @@ static int stored_files(sq_store *s, sqlite3_stmt *st, kp_stored_file **out, siz
   int r;
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 16;
-      void *p = realloc(*out, cap * sizeof **out);
-      if (!p) { r = oom(); break; }
-      *out = p;
-    }
+    if (GROW(*out, *n, cap, 16) != 0) { r = oom(); break; }
     kp_stored_file *f = &(*out)[(*n)++];
     f->path = col_dup(st, 0);
     f->sha256 = col_dup(st, 1);
@@ -1482,12 +1437,7 @@ static int model_from_row(sq_store *s, sqlite3_stmt *row_st, kp_model *m) {
   int r;
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (m->ntags == cap) {
-      cap = cap ? 2 * cap : 8;
-      void *p = realloc(m->tags, cap * sizeof *m->tags);
-      if (!p) { r = oom(); break; }
-      m->tags = p;
-    }
+    if (GROW(m->tags, m->ntags, cap, 8) != 0) { r = oom(); break; }
     m->tags[m->ntags].key = col_dup(st, 0);
     m->tags[m->ntags].value = col_dup(st, 1);
     m->ntags++;
@@ -1522,12 +1472,7 @@ static int sq_model_list(kp_store *base, const char *name, kp_model **out, size_
   int r;
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 16;
-      void *p = realloc(*out, cap * sizeof **out);
-      if (!p) { r = oom(); break; }
-      *out = p;
-    }
+    if (GROW(*out, *n, cap, 16) != 0) { r = oom(); break; }
     if (model_from_row(s, st, &(*out)[(*n)++]) != 0) { r = -1; break; }
   }
   sqlite3_finalize(st);
