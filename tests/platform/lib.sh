@@ -26,10 +26,17 @@ cd "$T" || exit 1
 FAILS=0
 
 cleanup() {
-  # stop whatever runs are still active (our own supervisors only)
+  # stop whatever runs and scoring services are still active (our own only;
+  # a server that would not stop is killed by its recorded pid)
   if [ -f "$WS/kusari.db" ]; then
     for id in $("$K" run list --status Running --json 2>/dev/null | python3 -c 'import json,sys; [print(r["id"]) for r in json.load(sys.stdin)]' 2>/dev/null); do
       "$K" run cancel "$id" --grace 0 >/dev/null 2>&1
+    done
+    for s in $(sqlite3 -cmd ".timeout 5000" "$WS/kusari.db" "SELECT name FROM services" 2>/dev/null); do
+      "$K" service stop "$s" >/dev/null 2>&1
+    done
+    for pid in $(sqlite3 -cmd ".timeout 5000" "$WS/kusari.db" "SELECT pid FROM services WHERE pid IS NOT NULL" 2>/dev/null); do
+      kill -9 "$pid" 2>/dev/null
     done
   fi
   rm -rf "$T"

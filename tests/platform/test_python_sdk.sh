@@ -10,15 +10,6 @@
 source "$(dirname "$0")/lib.sh"
 SRC="$(cd "$(dirname "$0")/../.." && pwd)"
 export PYTHONPATH="$SRC/python"
-svc_cleanup() {   # a service left by a failed assertion: stop its server
-  if [ -f "$WS/kusari.db" ]; then
-    for s in $(sqlite3 -cmd ".timeout 5000" "$WS/kusari.db" "SELECT name FROM services" 2>/dev/null); do
-      "$K" service stop "$s" >/dev/null 2>&1
-    done
-  fi
-  cleanup
-}
-trap svc_cleanup EXIT
 export PATH="$(dirname "$K"):$PATH"     # the SDK runs the kusari program from PATH
 
 mkdir -p "$T/src"

@@ -20,19 +20,6 @@ command -v curl >/dev/null || { echo "skip: curl not installed"; exit 77; }
 PY=python3
 /usr/bin/python3 -c "import numpy" 2>/dev/null && PY=/usr/bin/python3
 
-svc_cleanup() {
-  if [ -f "$WS/kusari.db" ]; then
-    for s in $(sqlite3 -cmd ".timeout 5000" "$WS/kusari.db" "SELECT name FROM services" 2>/dev/null); do
-      "$K" service stop "$s" >/dev/null 2>&1
-    done
-    # a server that would not stop: by its recorded pid only
-    for pid in $(sqlite3 -cmd ".timeout 5000" "$WS/kusari.db" "SELECT pid FROM services WHERE pid IS NOT NULL" 2>/dev/null); do
-      kill -9 "$pid" 2>/dev/null
-    done
-  fi
-  cleanup
-}
-trap svc_cleanup EXIT
 export KUSARI_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 LIBS="$(pkg-config --libs openblas libzip zlib) $(pkg-config --libs ompi-c 2>/dev/null) -lm -pthread"
 

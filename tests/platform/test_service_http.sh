@@ -22,16 +22,6 @@ command -v curl >/dev/null || { echo "skip: curl not installed"; exit 77; }
 /usr/bin/python3 -c "import numpy" 2>/dev/null || { echo "skip: python3-numpy not installed"; exit 77; }
 PY=/usr/bin/python3
 
-svc_cleanup() {
-  if [ -f "$WS/kusari.db" ]; then
-    for s in $(sqlite3 -cmd ".timeout 5000" "$WS/kusari.db" "SELECT name FROM services" 2>/dev/null); do
-      "$K" service stop "$s" >/dev/null 2>&1
-    done
-  fi
-  cleanup
-}
-trap svc_cleanup EXIT
-
 model() {  # model DIR W_EXPR INPUT_SHAPE
   mkdir -p "$1"
   $PY - "$1" "$2" "$3" <<'EOF' || die "cannot write the model"

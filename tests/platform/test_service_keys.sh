@@ -19,19 +19,6 @@ PY=/usr/bin/python3
 # the schema version before the keys left the store (platform/store.c's migration 4 -> 5)
 PRE_HASH_VERSION=4
 
-svc_cleanup() {
-  if [ -f "$WS/kusari.db" ]; then
-    for s in $(sqlite3 -cmd ".timeout 5000" "$WS/kusari.db" "SELECT name FROM services" 2>/dev/null); do
-      "$K" service stop "$s" >/dev/null 2>&1
-    done
-    for pid in $(sqlite3 -cmd ".timeout 5000" "$WS/kusari.db" "SELECT pid FROM services WHERE pid IS NOT NULL" 2>/dev/null); do
-      kill -9 "$pid" 2>/dev/null
-    done
-  fi
-  cleanup
-}
-trap svc_cleanup EXIT
-
 mkdir -p "$T/lin"
 $PY - "$T/lin" <<'EOF' || die "cannot write the model"
 import numpy as np, sys

@@ -20,18 +20,6 @@ command -v curl >/dev/null || { echo "skip: curl not installed"; exit 77; }
 [ -n "${KUSARI_STATIC_LIB:-}" ] && command -v cc >/dev/null || { echo "skip: no compiler or static library"; exit 77; }
 [ -f "$DATA/t10k-images-idx3-ubyte.gz" ] || { echo "skip: dataset-fashion-mnist not installed"; exit 77; }
 
-svc_cleanup() {
-  if [ -f "$WS/kusari.db" ]; then
-    for s in $(sqlite3 -cmd ".timeout 5000" "$WS/kusari.db" "SELECT name FROM services" 2>/dev/null); do
-      "$K" service stop "$s" >/dev/null 2>&1
-    done
-    for pid in $(sqlite3 -cmd ".timeout 5000" "$WS/kusari.db" "SELECT pid FROM services WHERE pid IS NOT NULL" 2>/dev/null); do
-      kill -9 "$pid" 2>/dev/null
-    done
-  fi
-  cleanup
-}
-trap svc_cleanup EXIT
 export KUSARI_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 unset KUSARI_OUTPUT_DIR
 LIBS="$(pkg-config --libs openblas libzip zlib cairo) $(pkg-config --libs ompi-c 2>/dev/null) -lm -pthread"
