@@ -4,6 +4,7 @@
  * this machine; the supervisors of the others wait in Queued (supervisor.c).
  */
 #include "kp.h"
+#include "compute.h"
 #include "views.h"
 
 #include <cjson/cJSON.h>
@@ -18,8 +19,11 @@ static int cp_create(int argc, char **argv) {
   if (np != 1) return kp_usage_err("compute create", "missing the compute target's NAME");
   if (kp_name_ok(pos[0]) != 0)
     return kp_usage_err("compute create", "invalid name '%s': use letters, digits, '.', '_' and '-', starting with a letter or digit", pos[0]);
-  if (strcmp(type, "local") != 0)
-    return kp_usage_err("compute create", "unsupported --type '%s'; this kusari supports: local", type);
+  if (!kp_compute_find(type)) {
+    char types[256];
+    kp_compute_type_names(types, sizeof types);
+    return kp_usage_err("compute create", "unsupported --type '%s'; this kusari supports: %s", type, types);
+  }
   long long n;
   if (kp_parse_int(nodes, &n) != 0 || n < 1 || n > 1024)
     return kp_usage_err("compute create", "--max-nodes must be an integer from 1 to 1024, got '%s'", nodes);
@@ -78,6 +82,12 @@ static int cp_list_show(int argc, char **argv, int show) {
     printf("name:        %s\ntype:        %s\nmax nodes:   %d\nbusy nodes:  %d\nidle nodes:  %d\nqueued runs: %d\n",
            str(o, "name"), str(o, "type"), num(o, "max_nodes"), num(o, "busy_nodes"), num(o, "idle_nodes"),
            num(o, "queued_runs"));
+    const kp_compute_ops *t = kp_compute_find(str(o, "type"));
+    char d[512];
+    if (t) {
+      t->describe(num(o, "max_nodes"), d, sizeof d);
+      printf("runs on:     %s\n", d);
+    }
   } else if (rc == 0) {
     printf("%-20s %-6s %5s %5s %5s %6s\n", "NAME", "TYPE", "MAX", "BUSY", "IDLE", "QUEUED");
     cJSON *o;

@@ -6,6 +6,7 @@
  * supervisor died. Deleting is in delete.c, drawing in plot.c.
  */
 #include "kp.h"
+#include "compute.h"
 #include "views.h"
 #include "manage.h"
 
@@ -44,7 +45,7 @@ static int no_run(const char *id) {
 /* ---- submit ---------------------------------------------------------------------- */
 static int run_submit(int argc, char **argv) {
   const char *exp = NULL, *source = NULL, *entry = NULL, *compute = NULL, *envf = NULL, *limit = "300";
-  const char *snapshot = NULL, *tags[KP_MULTI_MAX], *pos[1];
+  const char *snapshot = NULL, *tags[KP_MULTI_MAX], *pos[1], *nodes = NULL, *ppn = NULL, *mpirun = NULL;
   int ntags = 0, np = 0, rest = argc;
   kp_opt opts[] = {{.name = "experiment", .alias = "-e", .val = &exp},
                    {.name = "source", .val = &source},
@@ -54,6 +55,9 @@ static int run_submit(int argc, char **argv) {
                    {.name = "snapshot-limit-mb", .val = &limit},
                    {.name = "snapshot", .val = &snapshot},
                    {.name = "tag", .multi = tags, .nmulti = &ntags},
+                   {.name = "nodes", .val = &nodes},
+                   {.name = "processes-per-node", .val = &ppn},
+                   {.name = "mpirun", .val = &mpirun},
                    {0}};
   const char *cmd = "run submit";
   if (kp_parse(cmd, argc, argv, opts, pos, &np, 0, &rest)) return 2;
@@ -70,6 +74,13 @@ static int run_submit(int argc, char **argv) {
     const char *eq = strchr(tags[i], '=');
     if (!eq || eq == tags[i]) return kp_usage_err(cmd, "--tag '%s' must look like key=value", tags[i]);
   }
+  long long nn = 0, pp = 0;
+  if (nodes && (kp_parse_int(nodes, &nn) != 0 || nn < 1 || nn > 1024))
+    return kp_usage_err(cmd, "--nodes must be an integer from 1 to 1024, got '%s'", nodes);
+  if (ppn && (kp_parse_int(ppn, &pp) != 0 || pp < 1 || pp > 1024))
+    return kp_usage_err(cmd, "--processes-per-node must be an integer from 1 to 1024, got '%s'", ppn);
+  if (mpirun && !nodes && !ppn)
+    return kp_usage_err(cmd, "--mpirun is for distributed runs: give --nodes N and/or --processes-per-node P too");
   char *env_json = NULL;
   if (envf && !(env_json = kp_env_load(envf))) return 1;
   kp_ws ws;
@@ -77,12 +88,16 @@ static int run_submit(int argc, char **argv) {
   if (snapshot && source) return kp_usage_err(cmd, "give --source DIR or --snapshot ID, not both");
   kp_submit sub = {.experiment = exp, .source = source, .snapshot = snapshot, .entry = entry, .compute = compute, .env_json = env_json,
                    .args = (const char *const *)argv + rest, .nargs = argc - rest, .tags = tags, .ntags = ntags,
-                   .snapshot_limit = (uint64_t)lim * 1000000ull};
+                   .snapshot_limit = (uint64_t)lim * 1000000ull, .nodes = (int)nn, .processes_per_node = (int)pp,
+                   .launcher = mpirun};
   kp_submitted done;
   int rc = kp_run_submit(&ws, &sub, &done) == 0 ? 0 : 1;
   if (rc == 0) {
     printf("Submitted run %s to compute target %s (experiment %s; snapshot %.12s: %d files, %.2f MB)\n", done.id,
            done.compute, exp, done.snapshot, done.nfiles, (double)done.bytes / 1e6);
+    if (nn || pp)
+      printf("Distributed: %lld node%s x %lld process%s per node = %lld ranks\n", nn ? nn : 1, (nn ? nn : 1) == 1 ? "" : "s",
+             pp ? pp : 1, (pp ? pp : 1) == 1 ? "" : "es", (nn ? nn : 1) * (pp ? pp : 1));
     printf("%s\n", done.id);
   }
   free(env_json);
@@ -93,6 +108,45 @@ static int run_submit(int argc, char **argv) {
 static int run_status(kp_ws *ws, const char *id, char *out, size_t n);
 
 /* ---- loading runs ------------------------------------------------------------- */
+/* A distributed run's shape and its ranks' ends, from the tags kusari set
+ * (compute.h), as "distributed": {nodes, processes_per_node, ranks,
+ * launcher, rank_status: [{rank, status, exit_code | signal}]}. */
+static void add_distributed(cJSON *o) {
+  const cJSON *tags = cJSON_GetObjectItemCaseSensitive(o, "tags");
+  const char *nodes = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_NODES));
+  const char *ppn = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_PPN));
+  const char *launcher = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_LAUNCHER));
+  const char *ranks = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_RANKS));
+  if (!nodes || !ppn) return;
+  cJSON *d = cJSON_AddObjectToObject(o, "distributed");
+  int n = atoi(nodes), p = atoi(ppn);
+  cJSON_AddNumberToObject(d, "nodes", n);
+  cJSON_AddNumberToObject(d, "processes_per_node", p);
+  cJSON_AddNumberToObject(d, "ranks", n * p);
+  cJSON_AddStringToObject(d, "launcher", launcher ? launcher : "");
+  cJSON *arr = cJSON_AddArrayToObject(d, "rank_status");
+  /* "0:exit 0, 1:signal 15 (SIGTERM)"; none until the run has ended */
+  for (const char *q = ranks; q && *q;) {
+    const char *end = strstr(q, ", ");
+    size_t len = end ? (size_t)(end - q) : strlen(q);
+    char item[128];
+    snprintf(item, sizeof item, "%.*s", (int)(len < sizeof item ? len : sizeof item - 1), q);
+    char *colon = strchr(item, ':');
+    if (colon) {
+      *colon = '\0';
+      cJSON *r = cJSON_CreateObject();
+      cJSON_AddNumberToObject(r, "rank", atoi(item));
+      cJSON_AddStringToObject(r, "status", colon + 1);
+      int v;
+      if (sscanf(colon + 1, "exit %d", &v) == 1) cJSON_AddNumberToObject(r, "exit_code", v);
+      else if (sscanf(colon + 1, "signal %d", &v) == 1) cJSON_AddNumberToObject(r, "signal", v);
+      cJSON_AddItemToArray(arr, r);
+    }
+    q = end ? end + 2 : NULL;
+  }
+}
+
+
 /* Loads run 'id' with tags, last metrics and file count; NULL if absent. */
 static cJSON *load_run(kp_ws *ws, const char *id) {
   kp_run r;
@@ -113,6 +167,7 @@ static cJSON *load_run(kp_ws *ws, const char *id) {
     kp_store_report();
     cJSON_AddObjectToObject(o, "tags");
   }
+  add_distributed(o);
   if (kp_store_metrics_latest(ws->store, id, &m, &n) == 0) {
     cJSON_AddItemToObject(o, "metrics", kp_view_metrics_latest(m, n));
     kp_metric_latest_free(m, n);
@@ -179,8 +234,19 @@ static int run_show(int argc, char **argv) {
     if (cJSON_IsNumber(sg)) printf("signal:       %d\n", sg->valueint);
     if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "error"))) printf("error:        %s\n", jstr(o, "error"));
     if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "parent"))) printf("parent:       %s\n", jstr(o, "parent"));
+    const cJSON *dist = cJSON_GetObjectItemCaseSensitive(o, "distributed");
+    if (dist) {
+      int nd = cJSON_GetObjectItemCaseSensitive(dist, "nodes")->valueint;
+      int pp = cJSON_GetObjectItemCaseSensitive(dist, "processes_per_node")->valueint;
+      printf("distributed:  %d node%s x %d process%s per node = %d ranks, under %s\n", nd, nd == 1 ? "" : "s", pp,
+             pp == 1 ? "" : "es", nd * pp, jstr(dist, "launcher"));
+      const cJSON *r;
+      cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(dist, "rank_status"))
+        printf("rank %-8d %s\n", cJSON_GetObjectItemCaseSensitive(r, "rank")->valueint, jstr(r, "status"));
+    }
     const cJSON *t;
-    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(o, "tags")) printf("tag:          %s=%s\n", t->string, t->valuestring);
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(o, "tags"))
+      if (!dist || strncmp(t->string, "kusari.", 7) != 0) printf("tag:          %s=%s\n", t->string, t->valuestring);
     cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(o, "metrics")) printf("metric:       %s = %.9g (last)\n", t->string, t->valuedouble);
     printf("files:        %d\n", cJSON_GetObjectItemCaseSensitive(o, "files") ? cJSON_GetObjectItemCaseSensitive(o, "files")->valueint : 0);
   }
@@ -355,6 +421,7 @@ static int run_list(int argc, char **argv) {
 static const char *const SYSTEM_TAGS[] = {"sweep", "sweep_index", "best_child_run_id", "best_metric_value", NULL};
 
 static int system_tag(const char *k) {
+  if (!strncmp(k, "kusari.", 7)) return 1;  /* a distributed run's shape and ranks (compute.h) */
   for (int i = 0; SYSTEM_TAGS[i]; i++)
     if (!strcmp(SYSTEM_TAGS[i], k)) return 1;
   return 0;
@@ -383,7 +450,7 @@ static int run_tag(int argc, char **argv) {
     char key[256];
     snprintf(key, sizeof key, "%.*s", (int)(eq - pos[i]), pos[i]);
     if (system_tag(key)) {
-      kp_err("tag '%s' is set by kusari itself (sweeps read it); it cannot be changed by hand", key);
+      kp_err("tag '%s' is set by kusari itself (sweeps or distributed runs read it); it cannot be changed by hand", key);
       kp_hint("use another key");
       return 2;
     }
@@ -423,7 +490,7 @@ static int run_untag(int argc, char **argv) {
   if (np < 2) return kp_usage_err(cmd, "missing KEY: say which tags to remove");
   for (int i = 1; i < np; i++)
     if (system_tag(pos[i])) {
-      kp_err("tag '%s' is set by kusari itself (sweeps read it); it cannot be removed by hand", pos[i]);
+      kp_err("tag '%s' is set by kusari itself (sweeps or distributed runs read it); it cannot be removed by hand", pos[i]);
       return 2;
     }
   kp_ws ws;
@@ -857,15 +924,17 @@ static void progress_update(kp_ws *ws, progress *pg, const char *id, const char 
 /* Follows run 'id' until it ends; streams logs when 'show', or shows status
  * changes and a metric when 'pg' is given. Returns 0 when Completed, 1
  * otherwise, 3 on timeout. */
-static int follow_progress(kp_ws *ws, const char *id, int show, int build_too, double timeout, progress *pg);
+static int follow_progress(kp_ws *ws, const char *id, int show, int build_too, double timeout, progress *pg,
+                           const char *logname);
 static int follow(kp_ws *ws, const char *id, int show, int build_too, double timeout) {
-  return follow_progress(ws, id, show, build_too, timeout, NULL);
+  return follow_progress(ws, id, show, build_too, timeout, NULL, "std_log.txt");
 }
-static int follow_progress(kp_ws *ws, const char *id, int show, int build_too, double timeout, progress *pg) {
-  char rd[4400], build[4600], std[4600], status[32] = "";
+static int follow_progress(kp_ws *ws, const char *id, int show, int build_too, double timeout, progress *pg,
+                           const char *logname) {
+  char rd[4400], build[4600], std[4700], status[32] = "";
   kp_run_dir(ws, id, rd, sizeof rd);
   snprintf(build, sizeof build, "%s/logs/build.log", rd);
-  snprintf(std, sizeof std, "%s/logs/std_log.txt", rd);
+  snprintf(std, sizeof std, "%s/logs/%s", rd, logname);
   long boff = 0, soff = 0;
   double t0 = kp_now();
   int n = 0;
@@ -912,7 +981,7 @@ static int run_wait(int argc, char **argv) {
   progress pg;
   int watch = !show && isatty(STDOUT_FILENO);
   if (watch) progress_init(&ws, &pg, pos[0], metric);
-  int rc = follow_progress(&ws, pos[0], show, 1, (double)to, watch ? &pg : NULL);
+  int rc = follow_progress(&ws, pos[0], show, 1, (double)to, watch ? &pg : NULL, "std_log.txt");
   if (rc == 0 || rc == 1) {
     cJSON *o = load_run(&ws, pos[0]);
     if (o) {
@@ -931,26 +1000,48 @@ static int run_wait(int argc, char **argv) {
 
 static int run_logs(int argc, char **argv) {
   int f = 0, build = 0, np = 0;
-  const char *pos[1];
-  kp_opt opts[] = {{.name = "follow", .alias = "-f", .flag = &f}, {.name = "build", .flag = &build}, {0}};
+  const char *pos[1], *rank = NULL;
+  kp_opt opts[] = {{.name = "follow", .alias = "-f", .flag = &f}, {.name = "build", .flag = &build},
+                   {.name = "rank", .val = &rank}, {0}};
   if (kp_parse("run logs", argc, argv, opts, pos, &np, 1, NULL)) return 2;
   if (np != 1) return kp_usage_err("run logs", "missing the RUN id");
+  long long rk = -1;
+  if (rank && (kp_parse_int(rank, &rk) != 0 || rk < 0 || rk > 1048576))
+    return kp_usage_err("run logs", "--rank must be a rank number (0, 1, ...), got '%s'", rank);
+  if (rank && build) return kp_usage_err("run logs", "--build and --rank do not go together: the build log is the run's, not a rank's");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
   char status[32];
   if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_ws_close(&ws); return no_run(pos[0]); }
-  char rd[4400], p[4600];
+  char name[64];
+  snprintf(name, sizeof name, "%s", build ? "build.log" : "std_log.txt");
+  if (rank) {
+    cJSON *o = load_run(&ws, pos[0]);
+    const cJSON *d = o ? cJSON_GetObjectItemCaseSensitive(o, "distributed") : NULL;
+    int n = d ? cJSON_GetObjectItemCaseSensitive(d, "ranks")->valueint : 0;
+    cJSON_Delete(o);
+    if (!d || rk >= n) {
+      if (!d) kp_err("run %s is not a distributed run: it has no ranks", pos[0]);
+      else kp_err("run %s has ranks 0 to %d; there is no rank %lld", pos[0], n - 1, rk);
+      kp_hint("print its whole output with 'kusari run logs %s'", pos[0]);
+      kp_ws_close(&ws);
+      return 1;
+    }
+    snprintf(name, sizeof name, "std_log_rank_%lld.txt", rk);
+  }
+  char rd[4400], p[4700];
   kp_run_dir(&ws, pos[0], rd, sizeof rd);
-  snprintf(p, sizeof p, "%s/logs/%s", rd, build ? "build.log" : "std_log.txt");
+  snprintf(p, sizeof p, "%s/logs/%s", rd, name);
   struct stat st;
   if (f && !build) {
-    follow(&ws, pos[0], 1, 0, 0);
+    follow_progress(&ws, pos[0], 1, 0, 0, NULL, name);
   } else if (stat(p, &st) == 0) {
     long off = 0;
     pump(p, &off);
   } else {
     /* the live copy is gone (runs/ is only a cache): print the stored one */
-    const char *want = build ? "logs/build.log" : "logs/std_log.txt";
+    char want[128];
+    snprintf(want, sizeof want, "logs/%s", name);
     kp_stored_file *v;
     size_t nv;
     if (kp_store_run_files_list(ws.store, pos[0], want, &v, &nv) != 0) {
@@ -1217,7 +1308,7 @@ static const kp_cmd cmds[] = {
   {"submit", run_submit, "submit a run (returns at once; prints the run id last)",
    "usage: kusari run submit --experiment NAME --entry PROGRAM [--source DIR | --snapshot ID]\n"
    "                         [--compute NAME] [--env FILE] [--tag KEY=VALUE]... [--snapshot-limit-mb N]\n"
-   "                         [-- ARGS...]\n\n"
+   "                         [--nodes N] [--processes-per-node P] [--mpirun PATH] [-- ARGS...]\n\n"
    "Snapshots DIR (default .; files matching .kusariignore, else .amlignore or .gitignore,\n"
    "are left out; the snapshot may be at most N MB, default 300), records the run as\n"
    "Queued on the compute target (default: the only one) and starts its supervisor.\n"
@@ -1234,6 +1325,13 @@ static const kp_cmd cmds[] = {
    "and its result is cached by hash(snapshot, environment). pip_packages are installed\n"
    "into a virtual environment of the interpreter, cached per environment; it sees the\n"
    "system's site-packages only with system_site_packages true.\n\n"
+   "A distributed run (--nodes N and/or --processes-per-node P, default 1 each) takes\n"
+   "N nodes of the compute target at once (it waits Queued until N are free; N may\n"
+   "not exceed the target's max nodes) and starts PROGRAM as N*P ranks under an MPI\n"
+   "launcher: --mpirun PATH, else $KUSARI_MPIRUN, else mpirun from your PATH (found\n"
+   "now and recorded). Every rank reports to the same run; rank R's output is also in\n"
+   "logs/std_log_rank_R.txt ('run logs RUN --rank R'). One rank failing fails the run\n"
+   "and stops the others; 'run show' gives each rank's exit status.\n\n"
    "The last line of output is the run id.\n"},
   {"wait", run_wait, "wait for a run to end (exit 0 only if it Completed)",
    "usage: kusari run wait RUN [--show-output] [--metric NAME] [--timeout SECONDS]\n\n"
@@ -1257,7 +1355,9 @@ static const kp_cmd cmds[] = {
   {"show", run_show, "show a run: status, times, arguments, exit code, last metrics",
    "usage: kusari run show RUN [--json]\n\n"
    "Shows a run's status, times and duration, arguments, compute target, snapshot,\n"
-   "environment and build cache (hit/miss), exit code, error, tags and last metrics.\n"},
+   "environment and build cache (hit/miss), exit code, error, tags and last metrics;\n"
+   "for a distributed run its nodes, processes per node and launcher, and once it\n"
+   "ended each rank's exit status (\"distributed\" in --json).\n"},
   {"compare", run_compare, "compare runs side by side: parameters, final metrics, tags",
    "usage: kusari run compare RUN RUN... [--only-differences] [--json]\n\n"
    "Shows 2 to 16 runs side by side: status, entry, snapshot, duration; parameters\n"
@@ -1275,7 +1375,8 @@ static const kp_cmd cmds[] = {
    "usage: kusari run tag RUN KEY=VALUE [KEY=VALUE...]\n\n"
    "Sets (or replaces) tags of RUN, shown by 'run show' and 'run list --json'.\n"
    "The tags sweeps use (sweep, sweep_index, best_child_run_id, best_metric_value)\n"
-   "cannot be set by hand.\n"},
+   "and those starting with 'kusari.' (a distributed run's shape and its ranks'\n"
+   "exit status) cannot be set by hand.\n"},
   {"untag", run_untag, "remove tags from a run",
    "usage: kusari run untag RUN KEY [KEY...]\n\n"
    "Removes tags of RUN. A KEY the run does not have is an error and removes nothing.\n"},
@@ -1289,9 +1390,10 @@ static const kp_cmd cmds[] = {
    "Asks for confirmation on a terminal; --yes deletes without asking (needed when\n"
    "standard input is not a terminal). --dry-run only says what would be deleted.\n"},
   {"logs", run_logs, "print a run's output (-f follows it)",
-   "usage: kusari run logs RUN [-f|--follow] [--build]\n\n"
-   "Prints the entry's stdout+stderr (logs/std_log.txt), or the build log with --build.\n"
-   "With -f, follows the output until the run ends.\n"},
+   "usage: kusari run logs RUN [-f|--follow] [--build | --rank R]\n\n"
+   "Prints the entry's stdout+stderr (logs/std_log.txt; every rank's of a distributed\n"
+   "run, merged), or the build log with --build, or with --rank R the output of rank\n"
+   "R alone (logs/std_log_rank_R.txt). With -f, follows the output until the run ends.\n"},
   {"files", run_files, "list the files in a run's history",
    "usage: kusari run files RUN [--json]\n\nLists the run's stored files (outputs/..., logs/..., uploads).\n"},
   {"download", run_download, "download a run file or folder",
@@ -1300,8 +1402,9 @@ static const kp_cmd cmds[] = {
    "(default .), keeping their paths (DIR/outputs/model.npz). PATH must be relative.\n"},
   {"cancel", run_cancel, "cancel a run (SIGTERM, then SIGKILL after a grace period)",
    "usage: kusari run cancel RUN [--grace SECONDS] [--no-wait]\n\n"
-   "Cancels a queued or running run: SIGTERM to its process group, SIGKILL after\n"
-   "SECONDS (default 10). Waits until it is Canceled unless --no-wait.\n"},
+   "Cancels a queued or running run: SIGTERM to its process group (every rank of a\n"
+   "distributed run), SIGKILL after SECONDS (default 10). Waits until it is Canceled\n"
+   "unless --no-wait.\n"},
   {"metrics", run_metrics, "print a run's metrics",
    "usage: kusari run metrics RUN [--name NAME] [--csv|--json]\n\n"
    "Prints every logged value of RUN (only metric NAME with --name), by name, then\n"

@@ -198,6 +198,11 @@ typedef struct kp_submit {
   const char *const *tags;         /* "key=value" */
   int ntags;
   uint64_t snapshot_limit;         /* bytes; 0 = KP_SNAPSHOT_LIMIT */
+  /* a distributed run (both 0: a plain run): nodes x processes_per_node
+   * ranks under an MPI launcher ('launcher': a path or a name on the PATH;
+   * NULL: $KUSARI_MPIRUN, else mpirun) */
+  int nodes, processes_per_node;
+  const char *launcher;
 } kp_submit;
 
 typedef struct kp_submitted {

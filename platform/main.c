@@ -5,6 +5,7 @@
  * Global option (accepted anywhere before a "--"): --workspace DIR.
  */
 #include "kp.h"
+#include "compute.h"
 #include "kusari/backend.h" /* ks_blas_corename, ks_blas_suggested_coretype */
 
 #include <stdio.h>
@@ -118,6 +119,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc >= 2 && !strcmp(argv[1], "__supervise")) return kp_cmd_supervise(argc - 1, argv + 1);
+  if (argc >= 2 && !strcmp(argv[1], "__rank")) return kp_cmd_rank(argc - 1, argv + 1);
   int rc = kp_dispatch("", top_help, top_cmds, argc, argv);
   if (rc == 0 && kp_store_errors) rc = 1;
   return rc;

@@ -4,6 +4,7 @@
  * a snapshot), record the run as Queued, start its detached supervisor.
  */
 #include "kp.h"
+#include "compute.h"
 #include "manage.h"
 
 #include <cjson/cJSON.h>
@@ -167,6 +168,28 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
   for (int i = 0; i < sub->ntags; i++) {
     const char *eq = strchr(sub->tags[i], '=');
     if (!eq || eq == sub->tags[i]) return kp_err("tag '%s' must look like key=value", sub->tags[i]);
+    if (!strncmp(sub->tags[i], "kusari.", 7)) {
+      kp_err("tag '%.*s': keys starting with 'kusari.' are set by kusari itself", (int)(eq - sub->tags[i]), sub->tags[i]);
+      kp_hint("use another key");
+      return -1;
+    }
+  }
+  /* a distributed run: its shape and its launcher, found now */
+  int dist = sub->nodes > 0 || sub->processes_per_node > 0;
+  int nodes = sub->nodes > 0 ? sub->nodes : 1, ppn = sub->processes_per_node > 0 ? sub->processes_per_node : 1;
+  char launcher[4096] = "";
+  if (dist) {
+    if (nodes > 1024 || ppn > 1024)
+      return kp_err("--nodes and --processes-per-node are at most 1024, got %d x %d", nodes, ppn);
+    const char *want = sub->launcher && *sub->launcher ? sub->launcher : getenv("KUSARI_MPIRUN");
+    if (!want || !*want) want = "mpirun";
+    if (kp_which(want, launcher, sizeof launcher) != 0) {
+      kp_err("a distributed run needs an MPI launcher, and '%s' is not an executable file%s", want,
+             strchr(want, '/') ? "" : " on your PATH");
+      kp_hint("install Open MPI (Debian: apt-get install openmpi-bin), or name the launcher with --mpirun PATH "
+              "(or KUSARI_MPIRUN)");
+      return -1;
+    }
   }
   /* the environment as the run will have it: with the submitter's Python */
   char *env_json = NULL;
@@ -186,11 +209,17 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
     goto out;
   }
   if (ncv == 1) snprintf(comp, sizeof comp, "%s", cv[0].name);
+  int max_nodes = ncv == 1 ? cv[0].max_nodes : 0;
   kp_computes_free(cv, ncv);
   if (ncv != 1) {
     int n = (int)ncv;
     kp_err(n ? "there are %d compute targets; say which one with --compute NAME" : "no compute target given and none exists", n);
     kp_hint(n ? "list them with 'kusari compute list'" : "create one with 'kusari compute create cpu --type local --max-nodes 1'");
+    goto out;
+  }
+  if (dist && nodes > max_nodes) {
+    kp_err("the run asks for %d nodes, but compute target %s has at most %d", nodes, comp, max_nodes);
+    kp_hint("use --nodes %d or fewer (more --processes-per-node instead), or a target with more nodes", max_nodes);
     goto out;
   }
   const char *source = sub->source ? sub->source : ".";
@@ -249,7 +278,7 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
 
   {
     size_t nt = sub->ntags > 0 ? (size_t)sub->ntags : 0;
-    const char **tk = calloc(nt + 1, sizeof *tk), **tv = calloc(nt + 1, sizeof *tv);
+    const char **tk = calloc(nt + 4, sizeof *tk), **tv = calloc(nt + 4, sizeof *tv);
     char(*tkey)[256] = calloc(nt + 1, sizeof *tkey);
     if (!tk || !tv || !tkey) {
       free(tk), free(tv), free(tkey);
@@ -261,6 +290,14 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
       snprintf(tkey[i], sizeof tkey[i], "%.*s", (int)(eq - sub->tags[i]), sub->tags[i]);
       tk[i] = tkey[i];
       tv[i] = eq + 1;
+    }
+    char snodes[16], sppn[16];
+    if (dist) {
+      snprintf(snodes, sizeof snodes, "%d", nodes);
+      snprintf(sppn, sizeof sppn, "%d", ppn);
+      tk[nt] = KP_TAG_NODES, tv[nt++] = snodes;
+      tk[nt] = KP_TAG_PPN, tv[nt++] = sppn;
+      tk[nt] = KP_TAG_LAUNCHER, tv[nt++] = launcher;
     }
     kp_run_new r = {.experiment = sub->experiment, .compute = comp, .source = src_abs, .entry = sub->entry,
                     .args_json = args_json, .snapshot = out->snapshot, .snapshot_bytes = out->bytes,

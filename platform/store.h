@@ -115,7 +115,7 @@ typedef struct kp_compute {
   char *name;
   char *type;
   int max_nodes;
-  int busy_nodes;   /* runs Preparing, Running or Finalizing on it */
+  int busy_nodes;   /* nodes held by runs Preparing, Running or Finalizing on it (a distributed run holds its tag kusari.nodes) */
   int queued_runs;
 } kp_compute;
 
@@ -293,7 +293,9 @@ typedef struct kp_store_ops {
   /* every run that has not ended, oldest first (kp_runs_free) */
   int (*run_list_active)(kp_store *s, kp_run **out, size_t *n);
   /* scheduling: in one transaction, takes a node of the run's compute target
-   * when fewer than max_nodes runs hold one and no run queued before it waits */
+   * when fewer than max_nodes runs hold one and no run queued before it waits
+   * (a distributed run takes its nodes, the tag kusari.nodes, all at once,
+   * and a run queued before it counts with its nodes) */
   int (*run_claim_node)(kp_store *s, const char *id, kp_node_claim *claim, int *max_nodes);
   /* the run's supervisor process; ECONFLICT unless the run is Queued */
   int (*run_attach_supervisor)(kp_store *s, const char *id, int64_t pid, uint64_t start);

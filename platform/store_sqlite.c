@@ -25,6 +25,8 @@
 #define SQL_ENDED "('Completed','Failed','Canceled')"
 #define SQL_ACTIVE "('Queued','Preparing','Running','Finalizing')"
 #define SQL_BUSY "('Preparing','Running','Finalizing')"
+/* the nodes run X holds (a distributed run's tag kusari.nodes, else 1) */
+#define SQL_NODES(x) "coalesce((SELECT CAST(t.value AS INTEGER) FROM tags t WHERE t.run_id=" x ".id AND t.key='kusari.nodes'),1)"
 
 /* migrations[i] takes the schema from version i to i+1 */
 static const char *const migrations[] = {
@@ -370,7 +372,7 @@ static int sq_compute_list(kp_store *base, const char *only, kp_compute **out, s
   sqlite3_stmt *st;
   if (prep(s, &st,
            "SELECT c.name, c.type, c.max_nodes,"
-           " (SELECT count(*) FROM runs r WHERE r.compute=c.name AND r.status IN " SQL_BUSY "),"
+           " (SELECT coalesce(sum(" SQL_NODES("r") "),0) FROM runs r WHERE r.compute=c.name AND r.status IN " SQL_BUSY "),"
            " (SELECT count(*) FROM runs r WHERE r.compute=c.name AND r.status='Queued')"
            " FROM computes c WHERE ?1 IS NULL OR c.name=?1 ORDER BY c.name") != 0)
     return -1;
@@ -658,8 +660,9 @@ static int sq_run_claim_node(kp_store *base, const char *id, kp_node_claim *clai
   sqlite3_stmt *st;
   if (prep(s, &st,
            "SELECT r.cancel_requested, c.max_nodes,"
-           " (SELECT count(*) FROM runs x WHERE x.compute=r.compute AND x.status IN " SQL_BUSY "),"
-           " (SELECT count(*) FROM runs x WHERE x.compute=r.compute AND x.status='Queued' AND x.seq<r.seq)"
+           " (SELECT coalesce(sum(" SQL_NODES("x") "),0) FROM runs x WHERE x.compute=r.compute AND x.status IN " SQL_BUSY "),"
+           " (SELECT coalesce(sum(" SQL_NODES("x") "),0) FROM runs x WHERE x.compute=r.compute AND x.status='Queued' AND x.seq<r.seq),"
+           " " SQL_NODES("r")
            " FROM runs r LEFT JOIN computes c ON c.name=r.compute WHERE r.id=?") != 0)
     goto out;
   bind_text(st, 1, id);
@@ -667,10 +670,10 @@ static int sq_run_claim_node(kp_store *base, const char *id, kp_node_claim *clai
   if (r > 0) {
     int cancel = sqlite3_column_int(st, 0);
     int max = sqlite3_column_type(st, 1) == SQLITE_NULL ? 0 : sqlite3_column_int(st, 1);
-    int busy = sqlite3_column_int(st, 2), ahead = sqlite3_column_int(st, 3);
+    int busy = sqlite3_column_int(st, 2), ahead = sqlite3_column_int(st, 3), mine = sqlite3_column_int(st, 4);
     if (cancel) *claim = KP_CLAIM_CANCELED;
     else if (max == 0) *claim = KP_CLAIM_NO_TARGET;
-    else if (busy + ahead < max) *claim = KP_CLAIM_TAKEN;
+    else if (busy + ahead + mine <= max) *claim = KP_CLAIM_TAKEN;
     else *claim = KP_CLAIM_WAIT;
     if (max_nodes) *max_nodes = max;
   }

@@ -18,6 +18,7 @@
  * then SIGKILL after runs.cancel_grace seconds.
  */
 #include "kp.h"
+#include "compute.h"
 #include "kusari/error.h"
 #include "kusari/backend.h" /* ks_blas_suggested_coretype */
 #include "kusari/run.h"
@@ -241,12 +242,22 @@ static void cleanup_run_dir(kp_ws *ws, const char *id) {
   unlink(p);
 }
 
+/* ---- compute targets ------------------------------------------------------------ */
+const kp_compute_ops *kp_compute_of(kp_ws *ws, const char *compute) {
+  kp_compute *v = NULL;
+  size_t n = 0;
+  const kp_compute_ops *ops = NULL;
+  if (compute && kp_store_compute_list(ws->store, compute, &v, &n) == 0 && n == 1) ops = kp_compute_find(v[0].type);
+  kp_computes_free(v, n);
+  return ops ? ops : &kp_compute_local;
+}
+
 /* ---- reconciliation ------------------------------------------------------------ */
 int kp_reconcile(kp_ws *ws) {
   kp_run *runs;
   size_t nr;
   if (kp_store_run_list_active(ws->store, &runs, &nr) != 0) return kp_store_report();
-  struct dead { char id[256]; pid_t spid, epid; uint64_t estart; int cancel; } *dead = NULL;
+  struct dead { char id[256], compute[256]; pid_t spid, epid; uint64_t estart; int cancel; } *dead = NULL;
   size_t nd = 0;
   int r = 0;
   double now = kp_now();
@@ -260,6 +271,7 @@ int kp_reconcile(kp_ws *ws) {
     if (!np) break;
     dead = np;
     snprintf(dead[nd].id, sizeof dead[nd].id, "%s", x->id);
+    snprintf(dead[nd].compute, sizeof dead[nd].compute, "%s", x->compute);
     dead[nd].spid = spid;
     dead[nd].epid = (pid_t)x->entry_pid;
     dead[nd].estart = x->entry_start;
@@ -269,10 +281,7 @@ int kp_reconcile(kp_ws *ws) {
   kp_runs_free(runs, nr);
   for (size_t i = 0; i < nd; i++) {
     /* the entry may outlive its supervisor: stop it so its metrics are final */
-    if (dead[i].epid > 0 && kp_proc_alive(dead[i].epid, dead[i].estart)) {
-      kill(-dead[i].epid, SIGKILL);
-      for (int k = 0; k < 100 && kp_proc_alive(dead[i].epid, dead[i].estart); k++) sleep_ms(20);
-    }
+    if (dead[i].epid > 0) kp_compute_of(ws, dead[i].compute)->reap(dead[i].epid, dead[i].estart);
     kp_ingest(ws, dead[i].id, 1);
     store_run_files(ws, dead[i].id);
     char msg[256];
@@ -299,6 +308,8 @@ typedef struct sup {
   char env_hash[65];
   char cancel_reason[512]; /* set by cancel_requested() */
   int max_nodes;           /* of the compute target, once a node is taken */
+  int nodes, ppn;          /* launch shape: nodes x processes per node (1 x 1: a plain run) */
+  char launcher[4096];     /* the MPI launcher of a distributed run */
   char venv[4700];         /* the environment's Python virtual environment, or "" */
 } sup;
 
@@ -751,7 +762,8 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
    * thread pool wait on descheduled threads). */
   if (s->max_nodes > 0) {
     long procs = sysconf(_SC_NPROCESSORS_ONLN);
-    long share = procs > 0 ? procs / s->max_nodes : 1;
+    /* a distributed run's ranks share its nodes' part */
+    long share = procs > 0 ? procs / ((long)s->max_nodes * s->ppn) : 1;
     if (share < 1) share = 1;
     static const char *const thread_vars[] = {"KUSARI_NUM_THREADS", "OMP_NUM_THREADS",
                                               "OPENBLAS_NUM_THREADS"};
@@ -781,21 +793,23 @@ static int load_run(sup *s) {
     rc = 0;
   }
   kp_run_free(&r);
+  /* the launch shape, recorded as tags at submit */
+  s->nodes = s->ppn = 1;
+  kp_tag *t;
+  size_t nt;
+  if (rc == 0 && kp_store_tag_list(s->ws.store, s->id, &t, &nt) == 0) {
+    for (size_t i = 0; i < nt; i++) {
+      if (!strcmp(t[i].key, KP_TAG_NODES)) s->nodes = atoi(t[i].value);
+      else if (!strcmp(t[i].key, KP_TAG_PPN)) s->ppn = atoi(t[i].value);
+      else if (!strcmp(t[i].key, KP_TAG_LAUNCHER)) snprintf(s->launcher, sizeof s->launcher, "%s", t[i].value);
+    }
+    kp_tags_free(t, nt);
+    if (s->nodes < 1) s->nodes = 1;
+    if (s->ppn < 1) s->ppn = 1;
+  }
   return rc;
 }
 
-static const char *sig_name(int sig) {
-  switch (sig) {
-    case SIGKILL: return "SIGKILL";
-    case SIGTERM: return "SIGTERM";
-    case SIGSEGV: return "SIGSEGV";
-    case SIGABRT: return "SIGABRT";
-    case SIGINT: return "SIGINT";
-    case SIGBUS: return "SIGBUS";
-    case SIGFPE: return "SIGFPE";
-    default: return "a signal";
-  }
-}
 
 /* One line in runs/<id>/supervisor.log (this process's stderr). */
 static void sup_note(const sup *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1001,65 +1015,142 @@ static int supervise(sup *sp, int ready) {
   return rc;
 }
 
-/* Runs the entry and finishes the run; returns the exit status. */
+/* Records each rank's end as the tag KP_TAG_RANKS ("0:exit 0, 1:exit 3"). */
+static void record_ranks(sup *sp, const kp_rank_status *ranks, int n) {
+  size_t cap = (size_t)n * 40 + 1;
+  char *v = calloc(cap, 1);
+  if (!v) return;
+  for (int r = 0; r < n; r++) {
+    char t[64];
+    kp_rank_status_text(&ranks[r], t, sizeof t);
+    size_t l = strlen(v);
+    snprintf(v + l, cap - l, "%s%d:%s", r ? ", " : "", r, t);
+  }
+  if (kp_store_tag_set(sp->ws.store, sp->id, KP_TAG_RANKS, v) != 0) kp_store_report();
+  free(v);
+}
+
+/* Runs the entry on the run's compute target and finishes the run; returns
+ * the exit status. */
 static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **eargv, char **eenv) {
   char why[4096] = "";
   double grace = 10;
+  const kp_compute_ops *target = kp_compute_of(&sp->ws, sp->compute);
+  int nranks = sp->nodes * sp->ppn, dist = sp->launcher[0] != '\0';
   /* Running */
   if (set_status(&sp->ws, sp->id, KP_RUN_RUNNING, 0, INT32_MIN, 0, NULL) != 0) return 1;
   wd_list before = {0};
   wd_scan(wd, "", &before);
-  pid_t pid = spawn(wd, stdlog, eargv, eenv);
-  if (pid < 0) {
+  char logdir[4600];
+  snprintf(logdir, sizeof logdir, "%s/logs", sp->rd);
+  kp_launch l = {.run_id = sp->id, .run_dir = sp->rd, .wd = wd, .log = stdlog, .log_dir = logdir, .argv = eargv,
+                 .envp = eenv, .nodes = sp->nodes, .processes_per_node = sp->ppn, .launcher = sp->launcher};
+  kp_job *job = NULL;
+  int64_t pid = 0;
+  uint64_t pstart = 0;
+  if (target->launch(&l, &job, &pid, &pstart, why, sizeof why) != 0) {
     wd_list_free(&before);
-    finish(sp, KP_RUN_FAILED, INT32_MIN, 0, "cannot fork the entry process");
+    append_log(stdlog, "kusari: %s\n", why);
+    finish(sp, KP_RUN_FAILED, INT32_MIN, 0, why);
     return 1;
   }
-  setpgid(pid, pid);
-  sup_note(sp, "Running entry %s as pid %d", sp->entry, (int)pid);
-  uint64_t pstart = 0;
-  for (int i = 0; i < 50 && !pstart; i++) {
-    pstart = kp_proc_start(pid);
-    if (!pstart) sleep_ms(1);
-  }
+  if (dist)
+    sup_note(sp, "Running entry %s on %s as %d ranks (%d node%s x %d) under %s, pid %lld", sp->entry, target->type,
+             nranks, sp->nodes, sp->nodes == 1 ? "" : "s", sp->ppn, sp->launcher, (long long)pid);
+  else
+    sup_note(sp, "Running entry %s as pid %lld", sp->entry, (long long)pid);
   if (kp_store_run_attach_entry(sp->ws.store, sp->id, pid, pstart) != 0) kp_store_report();
-  int status = 0, canceled = 0;
+  int canceled = 0, failed_rank = -1;
+  kp_rank_status failed = {0};
   double kill_at = 0;
+  kp_job_state st = {.failed_rank = -1};
   for (;;) {
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (r < 0 && errno != EINTR) break;
+    if (target->poll(job, &st) != 0 || st.ended) break;
     kp_ingest(&sp->ws, sp->id, 0);
-    if (!canceled && cancel_requested(sp, &grace)) {
-      canceled = 1;
-      kill(-pid, SIGTERM);
-      kill_at = kp_now() + grace;
-      append_log(stdlog, "kusari: cancel requested: sent SIGTERM to the run's process group\n");
+    if (!canceled && failed_rank < 0 && st.failed_rank >= 0) {
+      /* one rank failed: the run has failed; stop the others */
+      failed_rank = st.failed_rank;
+      failed = st.failed;
+      char t[64];
+      kp_rank_status_text(&failed, t, sizeof t);
+      append_log(stdlog, "kusari: rank %d of %d failed (%s): stopping the other ranks (SIGTERM)\n", failed_rank,
+                 nranks, t);
+      sup_note(sp, "rank %d failed (%s); stopping the others", failed_rank, t);
+      target->signal(job, SIGTERM);
+      kill_at = kp_now() + 3;
     }
-    if (canceled && kill_at > 0 && kp_now() >= kill_at) {
-      kill(-pid, SIGKILL);
+    if (!canceled && failed_rank < 0 && cancel_requested(sp, &grace)) {
+      canceled = 1;
+      target->signal(job, SIGTERM);
+      kill_at = kp_now() + grace;
+      append_log(stdlog, "kusari: cancel requested: sent SIGTERM to the run's process%s\n", dist ? "es" : " group");
+    }
+    if (kill_at > 0 && kp_now() >= kill_at) {
+      target->signal(job, SIGKILL);
       kill_at = 0;
-      append_log(stdlog, "kusari: grace period over: sent SIGKILL to the run's process group\n");
+      append_log(stdlog, "kusari: grace period over: sent SIGKILL to the run's process%s\n", dist ? "es" : " group");
     }
     for (int i = 0; i < 12 && !g_wake; i++) {
-      if (waitpid(pid, &status, WNOHANG) == pid) goto exited;
+      if (target->poll(job, &st) == 0 && (st.ended || (!canceled && failed_rank < 0 && st.failed_rank >= 0))) break;
       sleep_ms(20);
     }
     g_wake = 0;
   }
-exited:
-  kill(-pid, SIGKILL);  /* whatever the entry left behind in its group */
+  int status = st.wait_status;
+  if (failed_rank < 0 && st.failed_rank >= 0 && !canceled) {
+    failed_rank = st.failed_rank;
+    failed = st.failed;
+  }
+  kp_rank_status *ranks = dist ? calloc((size_t)nranks, sizeof *ranks) : NULL;
+  target->collect(job, ranks, ranks ? nranks : 0);
+  if (ranks) record_ranks(sp, ranks, nranks);
   report_discarded(sp, wd, &before, stdlog);
   wd_list_free(&before);
-  if (canceled) return finish(sp, KP_RUN_CANCELED, WIFEXITED(status) ? WEXITSTATUS(status) : INT32_MIN,
-                              WIFSIGNALED(status) ? WTERMSIG(status) : 0, NULL);  /* error = cancel_reason */
+  if (canceled) {
+    free(ranks);
+    return finish(sp, KP_RUN_CANCELED, WIFEXITED(status) ? WEXITSTATUS(status) : INT32_MIN,
+                  WIFSIGNALED(status) ? WTERMSIG(status) : 0, NULL);  /* error = cancel_reason */
+  }
+  if (dist) {
+    int rc = 0;
+    if (failed_rank >= 0) {
+      char t[64];
+      kp_rank_status_text(&failed, t, sizeof t);
+      snprintf(why, sizeof why, "rank %d of %d failed: %s%s; the other ranks were stopped; see logs/std_log_rank_%d.txt",
+               failed_rank, nranks, failed.signal ? "killed by " : "", t, failed_rank);
+      finish(sp, KP_RUN_FAILED, failed.signal ? INT32_MIN : failed.exit_code, failed.signal, why);
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      /* every rank must have ended well: a rank without a status did not run */
+      int missing = -1;
+      for (int r = 0; r < nranks && missing < 0; r++)
+        if (!ranks || !ranks[r].known) missing = r;
+      if (missing < 0) {
+        rc = finish(sp, KP_RUN_COMPLETED, 0, 0, NULL);
+      } else {
+        snprintf(why, sizeof why, "%.2000s exited with code 0 but rank %d of %d left no exit status; see logs/std_log.txt",
+                 sp->launcher, missing, nranks);
+        finish(sp, KP_RUN_FAILED, INT32_MIN, 0, why);
+      }
+    } else if (WIFEXITED(status)) {
+      snprintf(why, sizeof why, "the MPI launcher %.2000s exited with code %d; see logs/std_log.txt", sp->launcher,
+               WEXITSTATUS(status));
+      finish(sp, KP_RUN_FAILED, WEXITSTATUS(status), 0, why);
+    } else {
+      int sg = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+      snprintf(why, sizeof why, "the MPI launcher was killed by signal %d (%s)", sg, kp_signal_name(sg));
+      finish(sp, KP_RUN_FAILED, INT32_MIN, sg, why);
+    }
+    free(ranks);
+    return rc;
+  }
+  free(ranks);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return finish(sp, KP_RUN_COMPLETED, 0, 0, NULL);
   if (WIFEXITED(status)) {
     snprintf(why, sizeof why, "the entry exited with code %d; see logs/std_log.txt", WEXITSTATUS(status));
     finish(sp, KP_RUN_FAILED, WEXITSTATUS(status), 0, why);
   } else {
     int sg = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    snprintf(why, sizeof why, "the entry was killed by signal %d (%s)", sg, sig_name(sg));
+    snprintf(why, sizeof why, "the entry was killed by signal %d (%s)", sg, kp_signal_name(sg));
     finish(sp, KP_RUN_FAILED, INT32_MIN, sg, why);
   }
   return 0;
