@@ -42,6 +42,7 @@ struct kp_job {
   int reaped;
   int wait_status;
   int nranks;
+  double kill_all_at;  /* when a SIGKILL of the ranks' entries is followed by one of everything */
   char status_dir[4600];
 };
 
@@ -50,8 +51,26 @@ static void sleep_ms(int ms) {
   nanosleep(&ts, NULL);
 }
 
-/* Sends 'sig' to every process whose session is 'sid' (but this one). */
-static int kill_session(pid_t sid, int sig) {
+/* 1 when process 'p' is a `kusari __rank` wrapper (its argv[1]). */
+static int is_rank_wrapper(long p) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%ld/cmdline", p);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t r = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (r <= 0) return 0;
+  buf[r] = '\0';
+  size_t l0 = strlen(buf);
+  return (ssize_t)l0 + 1 < r && !strcmp(buf + l0 + 1, "__rank");
+}
+
+#define KS_SKIP_LEADER 1    /* not the session's leader (the launcher) */
+#define KS_SKIP_WRAPPERS 2  /* not the `kusari __rank` processes */
+
+/* Sends 'sig' to every live process whose session is 'sid' (but this one and
+ * those 'skip' names); returns how many it signalled. */
+static int kill_session(pid_t sid, int sig, int skip) {
   DIR *d = opendir("/proc");
   if (!d) return 0;
   int n = 0;
@@ -60,6 +79,7 @@ static int kill_session(pid_t sid, int sig) {
     char *end;
     long p = strtol(e->d_name, &end, 10);
     if (*end || p <= 0 || (pid_t)p == getpid()) continue;
+    if ((skip & KS_SKIP_LEADER) && (pid_t)p == sid) continue;
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%ld/stat", p);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -73,10 +93,10 @@ static int kill_session(pid_t sid, int sig) {
     char state;
     int ppid, pgrp, session;
     if (!rp || sscanf(rp + 1, " %c %d %d %d", &state, &ppid, &pgrp, &session) != 4) continue;
-    if (session == (int)sid && state != 'Z') {
-      kill((pid_t)p, sig);
-      n++;
-    }
+    if (session != (int)sid || state == 'Z') continue;
+    if ((skip & KS_SKIP_WRAPPERS) && is_rank_wrapper(p)) continue;
+    kill((pid_t)p, sig);
+    n++;
   }
   closedir(d);
   return n;
@@ -206,6 +226,11 @@ static int local_poll(kp_job *j, kp_job_state *st) {
     pid_t r = waitpid(j->pid, &j->wait_status, WNOHANG);
     if (r == j->pid || (r < 0 && errno == ECHILD)) j->reaped = 1;
   }
+  if (j->kill_all_at > 0 && kp_now() >= j->kill_all_at && !j->reaped) {
+    kill(-j->pid, SIGKILL);
+    kill_session(j->pid, SIGKILL, 0);
+    j->kill_all_at = 0;
+  }
   st->ended = j->reaped;
   st->wait_status = j->wait_status;
   if (j->session) {
@@ -222,9 +247,21 @@ static int local_poll(kp_job *j, kp_job_state *st) {
   return 0;
 }
 
+/* A distributed run: the launcher would turn a SIGTERM into its own quick
+ * SIGKILL of the ranks (no grace), so signals go to the ranks, not to it;
+ * SIGKILL goes to the entries first, so that each `__rank` records how its
+ * entry ended, and to everything 2 s later. */
 static int local_signal(kp_job *j, int sig) {
-  if (!j->reaped) kill(-j->pid, sig);
-  if (j->session) kill_session(j->pid, sig);
+  if (!j->session) {
+    if (!j->reaped) kill(-j->pid, sig);
+    return 0;
+  }
+  if (sig != SIGKILL) {
+    kill_session(j->pid, sig, KS_SKIP_LEADER);
+    return 0;
+  }
+  kill_session(j->pid, SIGKILL, KS_SKIP_LEADER | KS_SKIP_WRAPPERS);
+  if (!j->kill_all_at) j->kill_all_at = kp_now() + 2;
   return 0;
 }
 
@@ -233,7 +270,7 @@ static void local_collect(kp_job *j, kp_rank_status *ranks, int nranks) {
   /* whatever the entry left behind in its group (or session) */
   kill(-j->pid, SIGKILL);
   if (j->session) {
-    for (int i = 0; i < 100 && kill_session(j->pid, SIGKILL) > 0; i++) sleep_ms(20);
+    for (int i = 0; i < 100 && kill_session(j->pid, SIGKILL, 0) > 0; i++) sleep_ms(20);
   }
   if (!j->reaped) {
     while (waitpid(j->pid, &j->wait_status, 0) < 0 && errno == EINTR) {}
@@ -260,7 +297,7 @@ static void local_reap(int64_t pid, uint64_t start) {
   /* the ranks of a distributed run are in the launcher's session; with the
    * launcher gone no other process can lead a session of that id */
   if (alive || kp_proc_start(p) == 0)
-    for (int i = 0; i < 100 && kill_session(p, SIGKILL) > 0; i++) sleep_ms(20);
+    for (int i = 0; i < 100 && kill_session(p, SIGKILL, 0) > 0; i++) sleep_ms(20);
   for (int k = 0; k < 100 && kp_proc_alive(p, start); k++) sleep_ms(20);
 }
 

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# platform_distributed: distributed runs on the local target with a real
+# mpirun (issue 13, platform side), 2 ranks:
+#  - examples/mnist/train_mnist --communicator mpi on a 400/200-image slice of
+#    Fashion-MNIST as one tracked run (--nodes 2 on a 2-node target):
+#    Completed, Accuracy logged once per epoch (rank 0 reports, not every
+#    rank), outputs/model.npz collected, per-rank logs stored and printed by
+#    'run logs --rank', 'run show' gives nodes, processes and each rank's exit;
+#  - both ranks log through the one metrics channel at once (platform_log_entry,
+#    20000 values of "loss" each): every value of both arrives, none corrupted;
+#  - bad input: --nodes above the target's max nodes, a bad --nodes, a missing
+#    launcher, --rank of a plain run or of a rank that does not exist,
+#    kusari.* tags by hand.
+# Open MPI as root on 2 cores needs its permission variables, set here (a
+# user does not). Skipped (77) without mpirun, the example or the data set.
+. "$(dirname "$0")/lib.sh"
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+BUILD="$(cd "$(dirname "$K")/.." && pwd)"
+TRAIN="$BUILD/examples/mnist/train_mnist"
+command -v mpirun >/dev/null || { echo "skip: no mpirun (apt-get install openmpi-bin)"; exit 77; }
+[ -x "$TRAIN" ] || { echo "skip: $TRAIN not built"; exit 77; }
+[ -d /usr/share/datasets/fashion-mnist ] || { echo "skip: dataset-fashion-mnist not installed"; exit 77; }
+/usr/bin/python3 -c "import numpy" 2>/dev/null || { echo "skip: no numpy"; exit 77; }
+"$TRAIN" --help | grep -q -- "--communicator" || { echo "skip: train_mnist has no --communicator"; exit 77; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+/usr/bin/python3 - "$T/data" <<'PY' || die "cannot make the MNIST slice"
+import gzip, os, sys
+import numpy as np
+src, dst = "/usr/share/datasets/fashion-mnist", sys.argv[1]
+os.makedirs(dst)
+for name, n in (("train", 400), ("t10k", 200)):
+    for kind, hdr in (("images-idx3-ubyte", 16), ("labels-idx1-ubyte", 8)):
+        raw = gzip.open("%s/%s-%s.gz" % (src, name, kind)).read()
+        head = bytearray(raw[:hdr])
+        head[4:8] = np.array([n], ">u4").tobytes()
+        item = 784 if kind.startswith("images") else 1
+        open("%s/%s-%s" % (dst, name, kind), "wb").write(bytes(head) + raw[hdr:hdr + n * item])
+PY
+run_ok "$K" compute create cpu --max-nodes 2 >/dev/null
+mkdir -p "$T/mnist" && cp "$TRAIN" "$T/mnist/"
+
+# ---- the MNIST example as a 2-rank run
+id="$(submit -e dist --source "$T/mnist" --entry train_mnist --nodes 2 --processes-per-node 1 \
+      -- --communicator mpi -e 3 -b 50 --data "$T/data")"
+out="$("$K" run wait "$id" --timeout 120 2>&1)"; rc=$?
+assert_eq 0 $rc "the 2-rank MNIST run completes"
+[ $rc -eq 0 ] || { echo "$out"; cat "$WS/runs/$id/logs/std_log.txt" "$WS/runs/$id/supervisor.log"; }
+mj="$(run_ok "$K" run metrics "$id" --name Accuracy --json)"
+assert_eq 3 "$(jget "$mj" 'len(j["Accuracy"])')" "Accuracy logged once per epoch for 3 epochs (by rank 0 only)"
+assert_eq "0 1 2" "$(jget "$mj" '" ".join(str(p["step"]) for p in j["Accuracy"])')" "Accuracy steps 0, 1, 2"
+assert_eq 2 "$(jget "$(run_ok "$K" run show "$id" --json)" 'int(j["metrics"]["Ranks"])')" "the program saw 2 MPI ranks"
+files="$(run_ok "$K" run files "$id")"
+assert_contains "$files" "outputs/model.npz" "model.npz collected"
+assert_contains "$files" "logs/std_log_rank_0.txt" "rank 0's log stored"
+assert_contains "$files" "logs/std_log_rank_1.txt" "rank 1's log stored"
+run_ok "$K" run download "$id" outputs/model.npz --to "$T/got" >/dev/null
+keys="$(/usr/bin/python3 -c "import numpy as np; print(' '.join(sorted(np.load('$T/got/outputs/model.npz').keys())))")"
+assert_contains "$keys" "l1/W" "the collected model.npz loads in numpy"
+j="$(run_ok "$K" run show "$id" --json)"
+assert_eq "2 1 2" "$(jget "$j" '"%d %d %d" % (j["distributed"]["nodes"], j["distributed"]["processes_per_node"], j["distributed"]["ranks"])')" "run show --json: nodes, processes per node, ranks"
+assert_eq "0:0 1:0" "$(jget "$j" '" ".join("%d:%d" % (r["rank"], r["exit_code"]) for r in j["distributed"]["rank_status"])')" "run show --json: each rank exited 0"
+txt="$(run_ok "$K" run show "$id")"
+assert_contains "$txt" "distributed:  2 nodes x 1 process per node = 2 ranks" "run show: the shape"
+assert_contains "$txt" "rank 1        exit 0" "run show: rank 1's exit status"
+r0="$(run_ok "$K" run logs "$id" --rank 0)"
+r1="$(run_ok "$K" run logs "$id" --rank 1)"
+all="$(run_ok "$K" run logs "$id")"
+assert_contains "$r0" "val_accuracy" "rank 0's log has the epoch lines"
+assert_not_contains "$r1" "val_accuracy" "rank 1's log has no epoch lines (rank 0 prints)"
+assert_contains "$all" "epoch:03" "the merged log has rank 0's output"
+# the live copies gone, the stored ones are printed
+rm -rf "$WS/runs/$id/logs"
+assert_eq "$r0" "$(run_ok "$K" run logs "$id" --rank 0)" "run logs --rank 0 from the stored copy"
+
+# ---- two ranks writing to one metrics channel at once
+mkdir -p "$T/logger" && cp "$ENTRY_BIN" "$T/logger/log_entry"
+id2="$(submit -e dist --source "$T/logger" --entry log_entry --processes-per-node 2 -- --n 20000)"
+run_ok "$K" run wait "$id2" --timeout 120 >/dev/null
+run_ok "$K" run metrics "$id2" --name loss --json > "$T/loss.json"
+# each rank logged 0..19999 once: 40000 values, each value twice
+got="$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("%d %s" % (len(j["loss"]), sorted(p["value"] for p in j["loss"]) == sorted(list(range(20000)) * 2)))' "$T/loss.json")"
+assert_eq "40000 True" "$got" "both ranks' 20000 values each arrived intact through the shared channel"
+assert_eq "0:0 1:0" "$(jget "$(run_ok "$K" run show "$id2" --json)" '" ".join("%d:%d" % (r["rank"], r["exit_code"]) for r in j["distributed"]["rank_status"])')" "both logging ranks exited 0"
+
+# ---- bad input
+n_before="$(sql "SELECT count(*) FROM runs")"
+expect_fail "has at most 2" "$K" run submit -e dist --source "$T/logger" --entry log_entry --nodes 3
+expect_fail "--nodes must be an integer from 1 to 1024" "$K" run submit -e dist --source "$T/logger" --entry log_entry --nodes two
+expect_fail "--processes-per-node must be an integer" "$K" run submit -e dist --source "$T/logger" --entry log_entry --processes-per-node 0
+expect_fail "is not an executable file" "$K" run submit -e dist --source "$T/logger" --entry log_entry --nodes 2 --mpirun "$T/no-mpirun"
+expect_fail "--mpirun is for distributed runs" "$K" run submit -e dist --source "$T/logger" --entry log_entry --mpirun mpirun
+expect_fail "set by kusari itself" "$K" run submit -e dist --source "$T/logger" --entry log_entry --tag kusari.nodes=1
+assert_eq "$n_before" "$(sql "SELECT count(*) FROM runs")" "refused submissions record nothing"
+plain="$(submit -e dist --source "$T/logger" --entry log_entry -- --n 1)"
+run_ok "$K" run wait "$plain" >/dev/null
+expect_fail "is not a distributed run" "$K" run logs "$plain" --rank 0
+expect_fail "there is no rank 2" "$K" run logs "$id" --rank 2
+expect_fail "--rank must be a rank number" "$K" run logs "$id" --rank -1
+expect_fail "set by kusari itself" "$K" run tag "$id" kusari.nodes=1
+expect_fail "set by kusari itself" "$K" run untag "$id" kusari.rank_status
+assert_eq "null" "$(jget "$(run_ok "$K" run show "$plain" --json)" 'json.dumps(j.get("distributed"))')" "a plain run has no distributed section"
+finish
