@@ -391,7 +391,8 @@ static int submit_trial(kp_ws *ws, const sweep *s, long long idx, const double *
   tags[d + 1] = tagbuf[d + 1];
   kp_submit sub = {.experiment = s->experiment, .source = s->source, .snapshot = s->snapshot, .entry = sp->entry,
                    .compute = s->compute, .env_json = s->env_json, .parent_id = s->id, .args = args, .nargs = k,
-                   .tags = tags, .ntags = d + 2};
+                   .tags = tags, .ntags = d + 2, .nodes = sp->nodes, .processes_per_node = sp->processes_per_node,
+                   .launcher = sp->mpirun};
   kp_submitted done;
   sqlite3_stmt *st;
   if (kp_run_submit(ws, &sub, &done) != 0) {

@@ -129,6 +129,8 @@ typedef struct kp_sweep_spec {
   char *experiment, *source, *entry, *compute, *environment;
   char **args;
   int nargs;
+  int nodes, processes_per_node;  /* run.nodes, run.processes_per_node: distributed children (0: not given) */
+  char *mpirun;                   /* run.mpirun, or NULL */
   int sampling;
   int has_seed;
   uint64_t seed;

@@ -797,7 +797,8 @@ int kp_sweep_spec_parse(const char *text, kp_sweep_spec *s, char *err, size_t er
   static const char *const top[] = {"experiment", "run", "sampling", "primary_metric", "policy", "max_total_runs",
                                     "max_concurrent_runs", "max_duration_minutes", "cancel_grace_seconds",
                                     "warm_start", "description", NULL};
-  static const char *const runf[] = {"source", "entry", "compute", "arguments", "environment", NULL};
+  static const char *const runf[] = {"source", "entry", "compute", "arguments", "environment", "nodes",
+                                     "processes_per_node", "mpirun", NULL};
   static const char *const samplf[] = {"type", "seed", "space", NULL};
   static const char *const metricf[] = {"name", "goal", NULL};
   static const char *const polf[] = {"type", "evaluation_interval", "delay_evaluation", "slack_factor", "slack_amount",
@@ -810,8 +811,22 @@ int kp_sweep_spec_parse(const char *text, kp_sweep_spec *s, char *err, size_t er
   if (get_string(run, "source", "run.", 0, &s->source, err, errn) != 0 ||
       get_string(run, "entry", "run.", 1, &s->entry, err, errn) != 0 ||
       get_string(run, "compute", "run.", 0, &s->compute, err, errn) != 0 ||
-      get_string(run, "environment", "run.", 0, &s->environment, err, errn) != 0)
+      get_string(run, "environment", "run.", 0, &s->environment, err, errn) != 0 ||
+      get_string(run, "mpirun", "run.", 0, &s->mpirun, err, errn) != 0)
     goto out;
+  {
+    /* distributed children: nodes x processes_per_node ranks (docs/PLATFORM.md) */
+    double nodes = 0, ppn = 0;
+    if (get_number(run, "nodes", "run.", 1, 1024, 1, &nodes, err, errn) < 0 ||
+        get_number(run, "processes_per_node", "run.", 1, 1024, 1, &ppn, err, errn) < 0)
+      goto out;
+    s->nodes = (int)nodes;
+    s->processes_per_node = (int)ppn;
+    if (s->mpirun && !s->nodes && !s->processes_per_node) {
+      seterr(err, errn, "field 'run.mpirun' is for distributed children: give run.nodes and/or run.processes_per_node too");
+      goto out;
+    }
+  }
   const cJSON *args = get(run, "arguments");
   if (args) {
     if (!cJSON_IsArray(args)) { seterr(err, errn, "field 'run.arguments' must be an array of strings or numbers"); goto out; }
@@ -937,6 +952,7 @@ out:
 
 void kp_sweep_spec_free(kp_sweep_spec *s) {
   free(s->experiment), free(s->source), free(s->entry), free(s->compute), free(s->environment), free(s->metric);
+  free(s->mpirun);
   for (int i = 0; i < s->nargs; i++) free(s->args[i]);
   free(s->args);
   for (int i = 0; i < s->nwarm; i++) free(s->warm_start[i]);

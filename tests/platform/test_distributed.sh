@@ -8,6 +8,7 @@
 #    'run logs --rank', 'run show' gives nodes, processes and each rank's exit;
 #  - both ranks log through the one metrics channel at once (platform_log_entry,
 #    20000 values of "loss" each): every value of both arrives, none corrupted;
+#  - a sweep file's run.nodes / run.processes_per_node: children of 2 ranks;
 #  - bad input: --nodes above the target's max nodes, a bad --nodes, a missing
 #    launcher, --rank of a plain run or of a rank that does not exist,
 #    kusari.* tags by hand.
@@ -82,6 +83,25 @@ run_ok "$K" run metrics "$id2" --name loss --json > "$T/loss.json"
 got="$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("%d %s" % (len(j["loss"]), sorted(p["value"] for p in j["loss"]) == sorted(list(range(20000)) * 2)))' "$T/loss.json")"
 assert_eq "40000 True" "$got" "both ranks' 20000 values each arrived intact through the shared channel"
 assert_eq "0:0 1:0" "$(jget "$(run_ok "$K" run show "$id2" --json)" '" ".join("%d:%d" % (r["rank"], r["exit_code"]) for r in j["distributed"]["rank_status"])')" "both logging ranks exited 0"
+
+# ---- a sweep whose children are distributed runs (run.nodes, run.processes_per_node)
+cat > "$T/sweep.json" <<JSON
+{"experiment": "dsweep",
+ "run": {"source": "$T/logger", "entry": "log_entry", "compute": "cpu", "nodes": 1, "processes_per_node": 2},
+ "sampling": {"type": "grid", "space": {"--n": {"choice": [3, 5]}}},
+ "primary_metric": {"name": "loss", "goal": "minimize"}, "max_concurrent_runs": 2}
+JSON
+sw="$(run_ok "$K" sweep submit "$T/sweep.json" | tail -1)"
+run_ok "$K" sweep wait "$sw" --timeout 120 >/dev/null
+sj="$(run_ok "$K" sweep show "$sw" --json)"
+for c in $(jget "$sj" '" ".join(c["id"] for c in j["children"])'); do
+  cj="$(run_ok "$K" run show "$c" --json)"
+  n="$(jget "$cj" 'j["arguments"][-1]')"
+  assert_eq "Completed 2 0:0 1:0" "$(jget "$cj" '"%s %d %s" % (j["status"], j["distributed"]["ranks"], " ".join("%d:%d" % (r["rank"], r["exit_code"]) for r in j["distributed"]["rank_status"]))')" "sweep child $c ran as 2 ranks"
+  assert_eq "$((2 * n))" "$(jget "$(run_ok "$K" run metrics "$c" --name loss --json)" 'len(j["loss"])')" "sweep child $c: both ranks' $n values of loss"
+done
+echo '{"experiment": "x", "run": {"entry": "log_entry", "nodes": 0}, "sampling": {"type": "grid", "space": {"--n": {"choice": [1]}}}, "primary_metric": {"name": "loss", "goal": "minimize"}}' > "$T/bad.json"
+expect_fail "run.nodes' must be an integer from 1 to 1024" "$K" sweep submit "$T/bad.json"
 
 # ---- bad input
 n_before="$(sql "SELECT count(*) FROM runs")"
