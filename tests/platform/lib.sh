@@ -17,7 +17,7 @@ unset XDG_DATA_HOME              # so the default workspace is $HOME/.local/shar
 unset KUSARI_RUN_ID KUSARI_METRICS_CHANNEL KUSARI_UPLOAD_DIR KUSARI_EXPERIMENT \
       KUSARI_TRACKING_URI KUSARI_OUTPUT_DIR KUSARI_DATA KUSARI_FAULT_SQLITE_OOM \
       KUSARI_NUM_THREADS OMP_NUM_THREADS OPENBLAS_NUM_THREADS OPENBLAS_CORETYPE \
-      PYTHONUNBUFFERED PYTHONPATH LD_LIBRARY_PATH PKG_CONFIG_PATH
+      PYTHONUNBUFFERED PYTHONPATH LD_LIBRARY_PATH PKG_CONFIG_PATH KUSARI_MPIRUN
 mkdir -p "$HOME"
 # the workspace lookup walks up from the current directory: start in $T
 # (tests find their files from $0, so it must be absolute, as ctest gives it)

@@ -8,6 +8,7 @@
 #    'run logs --rank', 'run show' gives nodes, processes and each rank's exit;
 #  - both ranks log through the one metrics channel at once (platform_log_entry,
 #    20000 values of "loss" each): every value of both arrives, none corrupted;
+#  - --mpirun PATH and KUSARI_MPIRUN choose the launcher;
 #  - a sweep file's run.nodes / run.processes_per_node: children of 2 ranks;
 #  - bad input: --nodes above the target's max nodes, a bad --nodes, a missing
 #    launcher, --rank of a plain run or of a rank that does not exist,
@@ -83,6 +84,20 @@ run_ok "$K" run metrics "$id2" --name loss --json > "$T/loss.json"
 got="$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("%d %s" % (len(j["loss"]), sorted(p["value"] for p in j["loss"]) == sorted(list(range(20000)) * 2)))' "$T/loss.json")"
 assert_eq "40000 True" "$got" "both ranks' 20000 values each arrived intact through the shared channel"
 assert_eq "0:0 1:0" "$(jget "$(run_ok "$K" run show "$id2" --json)" '" ".join("%d:%d" % (r["rank"], r["exit_code"]) for r in j["distributed"]["rank_status"])')" "both logging ranks exited 0"
+
+# ---- another launcher: --mpirun PATH, else $KUSARI_MPIRUN
+printf '#!/bin/sh\necho "launched by $(basename "$0")"\nexec mpirun "$@"\n' > "$T/my-mpirun"
+cp "$T/my-mpirun" "$T/env-mpirun"
+chmod +x "$T/my-mpirun" "$T/env-mpirun"
+export KUSARI_MPIRUN="$T/env-mpirun"
+id3="$(submit -e dist --source "$T/logger" --entry log_entry --processes-per-node 2 --mpirun "$T/my-mpirun" -- --n 1)"
+id4="$(submit -e dist --source "$T/logger" --entry log_entry --processes-per-node 2 -- --n 1)"
+unset KUSARI_MPIRUN
+run_ok "$K" run wait "$id3" --timeout 60 >/dev/null
+run_ok "$K" run wait "$id4" --timeout 60 >/dev/null
+assert_contains "$("$K" run logs "$id3")" "launched by my-mpirun" "--mpirun PATH is the launcher"
+assert_eq "$T/my-mpirun" "$(jget "$("$K" run show "$id3" --json)" 'j["distributed"]["launcher"]')" "the launcher is recorded"
+assert_contains "$("$K" run logs "$id4")" "launched by env-mpirun" "KUSARI_MPIRUN is the launcher without --mpirun"
 
 # ---- a sweep whose children are distributed runs (run.nodes, run.processes_per_node)
 cat > "$T/sweep.json" <<JSON
