@@ -131,11 +131,13 @@ static const kp_cmd cmds[] = {
   {"create", cp_create, "create a compute target",
    "usage: kusari compute create NAME [--type local] [--max-nodes N]\n\n"
    "Creates a compute target. Type local runs on this machine, at most N runs at\n"
-   "a time (default 1); further runs wait in state Queued.\n"},
+   "a time (default 1; a distributed run takes its --nodes of the N); further runs\n"
+   "wait in state Queued.\n"},
   {"list", cp_list, "list compute targets",
    "usage: kusari compute list [--json]\n\nLists compute targets with busy and idle nodes and queued runs.\n"},
   {"show", cp_show, "show one compute target",
-   "usage: kusari compute show NAME [--json]\n\nShows a compute target: type, max nodes, busy/idle nodes, queued runs.\n"},
+   "usage: kusari compute show NAME [--json]\n\nShows a compute target: type, max nodes, busy/idle nodes, queued runs,\n"
+   "and what its type runs on.\n"},
   {"delete", cp_delete, "delete a compute target (refused while runs use it)",
    "usage: kusari compute delete NAME\n\nDeletes a compute target. Refused while runs on it are not finished.\n"},
   {NULL, NULL, NULL, NULL},

@@ -43,6 +43,8 @@ struct kp_job {
   int wait_status;
   int nranks;
   double kill_all_at;  /* when a SIGKILL of the ranks' entries is followed by one of everything */
+  struct timespec seen; /* status_dir's mtime when its files were last read */
+  kp_job_state last;    /* what they said then */
   char status_dir[4600];
 };
 
@@ -233,17 +235,29 @@ static int local_poll(kp_job *j, kp_job_state *st) {
   }
   st->ended = j->reaped;
   st->wait_status = j->wait_status;
-  if (j->session) {
+  if (!j->session) return 0;
+  /* a rank's status file appears by rename, which changes the directory's
+   * mtime: the files are read again only then (and while that mtime is
+   * recent, as two renames within one clock tick leave the same one) */
+  struct stat sd;
+  int have = stat(j->status_dir, &sd) == 0;
+  int changed = !have || j->seen.tv_sec == 0 || sd.st_mtim.tv_sec != j->seen.tv_sec ||
+                sd.st_mtim.tv_nsec != j->seen.tv_nsec || kp_now() - (double)sd.st_mtim.tv_sec < 2.0;
+  if (changed) {
+    j->last.failed_rank = -1;
     for (int r = 0; r < j->nranks; r++) {
       kp_rank_status rs;
       if (read_rank(j->status_dir, r, &rs) != 0) continue;
       if (!rs.signal && rs.exit_code == 0) continue;
-      if (st->failed_rank < 0 || rs.time < st->failed.time) {
-        st->failed_rank = r;
-        st->failed = rs;
+      if (j->last.failed_rank < 0 || rs.time < j->last.failed.time) {
+        j->last.failed_rank = r;
+        j->last.failed = rs;
       }
     }
+    if (have) j->seen = sd.st_mtim;
   }
+  st->failed_rank = j->last.failed_rank;
+  st->failed = j->last.failed;
   return 0;
 }
 

@@ -4,7 +4,8 @@
  * The program is a table of commands (main.c); each cmd_<name>.c implements
  * one command group. Shared pieces: the workspace store (store.c: SQLite +
  * migrations), the blob store (blob.c), snapshots (snapshot.c), the run
- * supervisor (supervisor.c) and small helpers (util.c).
+ * supervisor (supervisor.c), compute targets (compute.h: compute_local.c)
+ * and small helpers (util.c).
  *
  * Convention: kp_* helpers return 0 on success and -1 on failure after
  * printing "kusari: error: ..." (what was wrong and what to do) to stderr.

@@ -179,8 +179,10 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
   int nodes = sub->nodes > 0 ? sub->nodes : 1, ppn = sub->processes_per_node > 0 ? sub->processes_per_node : 1;
   char launcher[4096] = "";
   if (dist) {
-    if (nodes > 1024 || ppn > 1024)
-      return kp_err("--nodes and --processes-per-node are at most 1024, got %d x %d", nodes, ppn);
+    if (nodes > 1024 || ppn > 1024 || (long)nodes * ppn > 4096) {
+      kp_err("a distributed run has at most 1024 nodes, 1024 processes per node and 4096 ranks; got %d x %d", nodes, ppn);
+      return -1;
+    }
     const char *want = sub->launcher && *sub->launcher ? sub->launcher : getenv("KUSARI_MPIRUN");
     if (!want || !*want) want = "mpirun";
     if (kp_which(want, launcher, sizeof launcher) != 0) {

@@ -132,6 +132,7 @@ expect_fail "run.nodes' must be an integer from 1 to 1024" "$K" sweep submit "$T
 n_before="$(sql "SELECT count(*) FROM runs")"
 expect_fail "has at most 2" "$K" run submit -e dist --source "$T/logger" --entry log_entry --nodes 3
 expect_fail "--nodes must be an integer from 1 to 1024" "$K" run submit -e dist --source "$T/logger" --entry log_entry --nodes two
+expect_fail "4096 ranks" "$K" run submit -e dist --source "$T/logger" --entry log_entry --nodes 2 --processes-per-node 3000
 expect_fail "--processes-per-node must be an integer" "$K" run submit -e dist --source "$T/logger" --entry log_entry --processes-per-node 0
 expect_fail "is not an executable file" "$K" run submit -e dist --source "$T/logger" --entry log_entry --nodes 2 --mpirun "$T/no-mpirun"
 expect_fail "--mpirun is for distributed runs" "$K" run submit -e dist --source "$T/logger" --entry log_entry --mpirun mpirun
