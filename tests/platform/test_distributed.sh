@@ -132,13 +132,14 @@ expect_fail "run.nodes' must be an integer from 1 to 1024" "$K" sweep submit "$T
 n_before="$(sql "SELECT count(*) FROM runs")"
 expect_fail "has at most 2" "$K" run submit -e dist --source "$T/logger" --entry log_entry --nodes 3
 expect_fail "--nodes must be an integer from 1 to 1024" "$K" run submit -e dist --source "$T/logger" --entry log_entry --nodes two
-expect_fail "4096 ranks" "$K" run submit -e dist --source "$T/logger" --entry log_entry --nodes 2 --processes-per-node 3000
+run_ok "$K" compute create big --max-nodes 8 >/dev/null
+expect_fail "4096 ranks" "$K" run submit -e dist --source "$T/logger" --entry log_entry --compute big --nodes 5 --processes-per-node 1000
 expect_fail "--processes-per-node must be an integer" "$K" run submit -e dist --source "$T/logger" --entry log_entry --processes-per-node 0
 expect_fail "is not an executable file" "$K" run submit -e dist --source "$T/logger" --entry log_entry --nodes 2 --mpirun "$T/no-mpirun"
 expect_fail "--mpirun is for distributed runs" "$K" run submit -e dist --source "$T/logger" --entry log_entry --mpirun mpirun
 expect_fail "set by kusari itself" "$K" run submit -e dist --source "$T/logger" --entry log_entry --tag kusari.nodes=1
 assert_eq "$n_before" "$(sql "SELECT count(*) FROM runs")" "refused submissions record nothing"
-plain="$(submit -e dist --source "$T/logger" --entry log_entry -- --n 1)"
+plain="$(submit -e dist --source "$T/logger" --entry log_entry --compute cpu -- --n 1)"
 run_ok "$K" run wait "$plain" >/dev/null
 expect_fail "is not a distributed run" "$K" run logs "$plain" --rank 0
 expect_fail "there is no rank 2" "$K" run logs "$id" --rank 2
