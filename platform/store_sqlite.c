@@ -101,8 +101,10 @@ static const char *const migrations[] = {
   /* 5 -> 6: run search (filter.h; "run search" below): params (key -> value
    * text, and the same in a NUMERIC column so numbers compare as numbers),
    * backfilled from the sweep trials and recorded by a trigger when a trial
-   * gets its run; each run's latest value of each metric, kept by a trigger
-   * at ingestion; indexes by name and value; the key that signs page tokens */
+   * gets its run; each run's latest value of each metric (metric_latest:
+   * sq_metrics_ingest updates it once per metric and batch — a per-row
+   * trigger doubled the cost of ingestion; whatever else writes metrics must
+   * update it too); indexes by name and value; the key that signs page tokens */
   "CREATE TABLE IF NOT EXISTS store_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
   "INSERT OR IGNORE INTO store_meta(key, value) VALUES('page_token_key', lower(hex(randomblob(32))));\n"
   "CREATE TABLE IF NOT EXISTS params(run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, num NUMERIC,\n"
@@ -123,11 +125,6 @@ static const char *const migrations[] = {
   "  SELECT x.run_id, x.name, x.step, x.id, x.value FROM (SELECT DISTINCT run_id, name FROM metrics) g\n"
   "  JOIN metrics x ON x.id = (SELECT y.id FROM metrics y WHERE y.run_id = g.run_id AND y.name = g.name\n"
   "    ORDER BY y.step DESC, y.id DESC LIMIT 1);\n"
-  "CREATE TRIGGER IF NOT EXISTS metric_latest_on_insert AFTER INSERT ON metrics BEGIN\n"
-  "  INSERT INTO metric_latest(run_id, name, step, mid, value) VALUES(NEW.run_id, NEW.name, NEW.step, NEW.id, NEW.value)\n"
-  "  ON CONFLICT(run_id, name) DO UPDATE SET step = excluded.step, mid = excluded.mid, value = excluded.value\n"
-  "  WHERE excluded.step > metric_latest.step OR (excluded.step = metric_latest.step AND excluded.mid > metric_latest.mid);\n"
-  "END;\n"
   "CREATE TRIGGER IF NOT EXISTS run_search_on_run_delete AFTER DELETE ON runs BEGIN\n"
   "  DELETE FROM metric_latest WHERE run_id = OLD.id;\n"
   "  DELETE FROM params WHERE run_id = OLD.id;\n"
@@ -1152,7 +1149,7 @@ static int sq_metrics_ingest(kp_store *base, const char *run_id, const kp_ingest
                                              (unsigned long long)b->to, (unsigned long long)b->from);
   int own, rc = -1;
   if (tx_begin(s, &own) != 0) return -1;
-  sqlite3_stmt *off = NULL, *ins = NULL, *count = NULL;
+  sqlite3_stmt *off = NULL, *ins = NULL, *count = NULL, *latest = NULL;
   next_steps ns = {0};
   if (prep(s, &off, "SELECT channel_offset FROM runs WHERE id=?") != 0) goto out;
   bind_text(off, 1, run_id);
@@ -1184,6 +1181,19 @@ static int sq_metrics_ingest(kp_store *base, const char *run_id, const kp_ingest
     else sqlite3_bind_double(ins, 5, p->value);
     if (done(s, ins) != 0) goto out;
   }
+  /* run search: each metric's latest point, once per metric of the batch */
+  if (ns.n && prep(s, &latest,
+                   "INSERT INTO metric_latest(run_id, name, step, mid, value)"
+                   " SELECT run_id, name, step, id, value FROM metrics WHERE run_id = ?1 AND name = ?2"
+                   " ORDER BY step DESC, id DESC LIMIT 1"
+                   " ON CONFLICT(run_id, name) DO UPDATE SET step = excluded.step, mid = excluded.mid, value = excluded.value") != 0)
+    goto out;
+  for (size_t i = 0; i < ns.n; i++) {
+    sqlite3_reset(latest);
+    bind_text(latest, 1, run_id);
+    bind_text(latest, 2, ns.v[i].name);
+    if (done(s, latest) != 0) goto out;
+  }
   for (size_t i = 0; i < b->ntags; i++)
     if (set_tag(s, run_id, b->tag_keys[i], b->tag_values[i]) != 0) goto out;
   if (prep(s, &off, "UPDATE runs SET channel_offset=? WHERE id=?") != 0) goto out;
@@ -1195,6 +1205,7 @@ out:
   sqlite3_finalize(off);
   sqlite3_finalize(ins);
   sqlite3_finalize(count);
+  sqlite3_finalize(latest);
   free(ns.v);
   return tx_end(s, own, rc);
 }
@@ -1601,7 +1612,7 @@ out:
 /* Filters (filter.h) compile into SQL with '?' parameters; every value and
  * name a user wrote is bound, never pasted into the text. What makes them
  * fast is migration 6: metric_latest (each run's latest value of each
- * metric, kept by a trigger on metrics), params with a numeric shadow column,
+ * metric, kept by sq_metrics_ingest), params with a numeric shadow column,
  * and indexes by name and value. Pages are keyset pages: the token holds the
  * last run's order value and seq, signed (HMAC-SHA256) with the store's
  * page_token_key together with the search it belongs to. */
