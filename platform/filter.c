@@ -208,7 +208,7 @@ static int parse_string(parser *p, kp_filter_value *v) {
       case '%': case '_': c = '\\'; p->at--; break;  /* kept: LIKE's escapes */
       default:
         free(s);
-        return fail(p, p->at - 1, "unknown escape '\\%c' in a string (use \\\\, \\', \\\", \\n or \\t)", e ? e : ' ');
+        return fail(p, p->at - 1, "unknown escape '\\%c' in a string (use \\\\, \\', \\\", \\n, \\t, or \\%% and \\_ in LIKE)", e ? e : ' ');
       }
       p->at++;
     }
