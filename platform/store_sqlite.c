@@ -2074,7 +2074,7 @@ static int sq_run_search(kp_store *base, const kp_run_search *q, kp_run **out, s
     sq_add(&sq, o.desc ? ") DESC, " : ") ASC, ");
   }
   sq_add(&sq, "r.seq DESC LIMIT ?");
-  bind_i(&sq, q->max_results > 0 ? q->max_results + 1 : -1);
+  bind_i(&sq, q->max_results > 0 && q->max_results < INT64_MAX ? q->max_results + 1 : -1);
   if (squery_prepare(s, &sq, &st) != 0) goto out;
   int r;
   page_pos last = {.now = pp.now, .type = 'n'};
