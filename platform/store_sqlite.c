@@ -104,7 +104,8 @@ static const char *const migrations[] = {
    * gets its run; each run's latest value of each metric (metric_latest:
    * sq_metrics_ingest updates it once per metric and batch — a per-row
    * trigger doubled the cost of ingestion; whatever else writes metrics must
-   * update it too); indexes by name and value; the key that signs page tokens */
+   * update it too: a trigger does it for the sweep controller's one metric);
+   * indexes by name and value; the key that signs page tokens */
   "CREATE TABLE IF NOT EXISTS store_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
   "INSERT OR IGNORE INTO store_meta(key, value) VALUES('page_token_key', lower(hex(randomblob(32))));\n"
   "CREATE TABLE IF NOT EXISTS params(run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, num NUMERIC,\n"
@@ -125,6 +126,14 @@ static const char *const migrations[] = {
   "  SELECT x.run_id, x.name, x.step, x.id, x.value FROM (SELECT DISTINCT run_id, name FROM metrics) g\n"
   "  JOIN metrics x ON x.id = (SELECT y.id FROM metrics y WHERE y.run_id = g.run_id AND y.name = g.name\n"
   "    ORDER BY y.step DESC, y.id DESC LIMIT 1);\n"
+  /* the one writer of metrics outside ingestion (the sweep controller logs
+   * its best child's value on the parent run, cmd_sweep.c): only its rows */
+  "CREATE TRIGGER IF NOT EXISTS metric_latest_of_sweep_best AFTER INSERT ON metrics\n"
+  "  WHEN NEW.name = 'best_child_by_primary_metric' BEGIN\n"
+  "  INSERT INTO metric_latest(run_id, name, step, mid, value) VALUES(NEW.run_id, NEW.name, NEW.step, NEW.id, NEW.value)\n"
+  "  ON CONFLICT(run_id, name) DO UPDATE SET step = excluded.step, mid = excluded.mid, value = excluded.value\n"
+  "  WHERE excluded.step > metric_latest.step OR (excluded.step = metric_latest.step AND excluded.mid > metric_latest.mid);\n"
+  "END;\n"
   "CREATE TRIGGER IF NOT EXISTS run_search_on_run_delete AFTER DELETE ON runs BEGIN\n"
   "  DELETE FROM metric_latest WHERE run_id = OLD.id;\n"
   "  DELETE FROM params WHERE run_id = OLD.id;\n"

@@ -235,9 +235,12 @@ j="$($K run list --parent "$SW" --filter "params.--acc > 0.5" --json)"
 assert_eq "1 0.75" "$(jget "$j" '"%d %s" % (len(j), j[0]["params"]["--acc"])')" "a sweep child's params are recorded and filter"
 assert_eq "0.75" "$(jget "$($K run list --parent "$SW" --order-by 'params.`--acc` desc' --json)" 'j[0]["params"]["--acc"]')" \
   "sweep children order by a param"
+assert_eq "$SW" "$($K run list --experiment swp --filter "metrics.best_child_by_primary_metric = 0.75" | awk 'NR > 1 {print $1}')" \
+  "the sweep's best value (logged by its controller) filters its parent run"
 # back to schema 5 (as an older kusari left it), then any command migrates
 child="$(jget "$j" 'j[0]["id"]')"
 sql "DROP TABLE params; DROP TABLE metric_latest; DROP TRIGGER params_of_sweep_trial; DROP INDEX tags_by_key;
+     DROP TRIGGER metric_latest_of_sweep_best; DROP TRIGGER run_search_on_run_delete;
      DROP TABLE store_meta; PRAGMA user_version=5"
 assert_eq "0" "$(sql "SELECT count(*) FROM sqlite_master WHERE name IN ('params', 'metric_latest')")" "schema 5 has no params"
 j="$($K run list --parent "$SW" --filter "params.--acc = 0.75 and metrics.acc = 0.75" --json)"
