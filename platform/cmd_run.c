@@ -7,6 +7,7 @@
  */
 #include "kp.h"
 #include "compute.h"
+#include "filter.h"
 #include "views.h"
 #include "manage.h"
 
@@ -45,8 +46,9 @@ static int no_run(const char *id) {
 /* ---- submit ---------------------------------------------------------------------- */
 static int run_submit(int argc, char **argv) {
   const char *exp = NULL, *source = NULL, *entry = NULL, *compute = NULL, *envf = NULL, *limit = "300";
-  const char *snapshot = NULL, *tags[KP_MULTI_MAX], *pos[1], *nodes = NULL, *ppn = NULL, *mpirun = NULL;
-  int ntags = 0, np = 0, rest = argc;
+  const char *snapshot = NULL, *tags[KP_MULTI_MAX], *params[KP_MULTI_MAX], *pos[1], *nodes = NULL, *ppn = NULL,
+             *mpirun = NULL;
+  int ntags = 0, nparams = 0, np = 0, rest = argc;
   kp_opt opts[] = {{.name = "experiment", .alias = "-e", .val = &exp},
                    {.name = "source", .val = &source},
                    {.name = "entry", .val = &entry},
@@ -58,6 +60,7 @@ static int run_submit(int argc, char **argv) {
                    {.name = "nodes", .val = &nodes},
                    {.name = "processes-per-node", .val = &ppn},
                    {.name = "mpirun", .val = &mpirun},
+                   {.name = "param", .multi = params, .nmulti = &nparams},
                    {0}};
   const char *cmd = "run submit";
   if (kp_parse(cmd, argc, argv, opts, pos, &np, 0, &rest)) return 2;
@@ -81,6 +84,10 @@ static int run_submit(int argc, char **argv) {
     return kp_usage_err(cmd, "--processes-per-node must be an integer from 1 to 1024, got '%s'", ppn);
   if (mpirun && !nodes && !ppn)
     return kp_usage_err(cmd, "--mpirun is for distributed runs: give --nodes N and/or --processes-per-node P too");
+  for (int i = 0; i < nparams; i++)
+    if (kp_param_ok(params[i]) != 0)
+      return kp_usage_err(cmd, "--param '%s' must look like NAME=VALUE, NAME of letters, digits and '_' (not starting "
+                          "with a digit, at most 250): it becomes the entry's variable KUSARI_PARAM_NAME", params[i]);
   char *env_json = NULL;
   if (envf && !(env_json = kp_env_load(envf))) return 1;
   kp_ws ws;
@@ -88,8 +95,8 @@ static int run_submit(int argc, char **argv) {
   if (snapshot && source) return kp_usage_err(cmd, "give --source DIR or --snapshot ID, not both");
   kp_submit sub = {.experiment = exp, .source = source, .snapshot = snapshot, .entry = entry, .compute = compute, .env_json = env_json,
                    .args = (const char *const *)argv + rest, .nargs = argc - rest, .tags = tags, .ntags = ntags,
-                   .snapshot_limit = (uint64_t)lim * 1000000ull, .nodes = (int)nn, .processes_per_node = (int)pp,
-                   .launcher = mpirun};
+                   .params = params, .nparams = nparams, .snapshot_limit = (uint64_t)lim * 1000000ull, .nodes = (int)nn,
+                   .processes_per_node = (int)pp, .launcher = mpirun};
   kp_submitted done;
   int rc = kp_run_submit(&ws, &sub, &done) == 0 ? 0 : 1;
   if (rc == 0) {
@@ -168,6 +175,13 @@ static cJSON *load_run(kp_ws *ws, const char *id) {
     cJSON_AddObjectToObject(o, "tags");
   }
   add_distributed(o);
+  if (kp_store_run_params(ws->store, id, &t, &n) == 0) {
+    cJSON_AddItemToObject(o, "params", kp_view_params(t, n));
+    kp_tags_free(t, n);
+  } else {
+    kp_store_report();
+    cJSON_AddObjectToObject(o, "params");
+  }
   if (kp_store_metrics_latest(ws->store, id, &m, &n) == 0) {
     cJSON_AddItemToObject(o, "metrics", kp_view_metrics_latest(m, n));
     kp_metric_latest_free(m, n);
@@ -247,6 +261,7 @@ static int run_show(int argc, char **argv) {
     const cJSON *t;
     cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(o, "tags"))
       if (!dist || strncmp(t->string, "kusari.", 7) != 0) printf("tag:          %s=%s\n", t->string, t->valuestring);
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(o, "params")) printf("param:        %s=%s\n", t->string, t->valuestring);
     cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(o, "metrics")) printf("metric:       %s = %.9g (last)\n", t->string, t->valuedouble);
     printf("files:        %d\n", cJSON_GetObjectItemCaseSensitive(o, "files") ? cJSON_GetObjectItemCaseSensitive(o, "files")->valueint : 0);
   }
@@ -264,23 +279,63 @@ static int metric_exists(kp_ws *ws, const char *name) {
 
 #define MAX_METRIC_COLS 32
 
+/* Appends "AND term" to a filter being built from --status and --parent:
+ * the value quoted for the filter language (quotes doubled). */
+static int add_term(char *buf, size_t n, const char *attr, const char *value) {
+  size_t l = strlen(buf);
+  int w = snprintf(buf + l, n - l, "%s%s = '", l ? " AND " : "", attr);
+  if (w < 0 || (size_t)w >= n - l) return -1;
+  l += (size_t)w;
+  for (const char *c = value; *c; c++) {
+    if (l + 3 >= n) return -1;
+    if (*c == '\'' || *c == '\\') buf[l++] = *c == '\'' ? '\'' : '\\';
+    buf[l++] = *c;
+  }
+  if (l + 2 >= n) return -1;
+  buf[l++] = '\'';
+  buf[l] = '\0';
+  return 0;
+}
+
+/* A bad --filter or --order-by: the message with its position, and the
+ * text with a caret under the position. */
+static int filter_err(const char *opt, const char *text, const kp_filter_error *e) {
+  if (!strcmp(opt, "--order-by")) kp_err("cannot order by '%s': %s", text, e->message);
+  else kp_err("%s: %s", opt, e->message);
+  fprintf(stderr, "  hint: %s\n        %*s^ here; the grammar and examples: 'kusari run list --help'\n", text,
+          e->pos > 0 ? e->pos - 1 : 0, "");
+  return 2;
+}
+
 static int run_list(int argc, char **argv) {
-  const char *exp = NULL, *status = NULL, *limit = "100", *parent = NULL, *metrics = NULL, *order = NULL, *pos[1];
+  const char *exp = NULL, *status = NULL, *limit = NULL, *parent = NULL, *metrics = NULL, *order = NULL, *pos[1];
+  const char *filter = NULL, *maxs = NULL, *token = NULL;
   int json = 0, np = 0;
   const char *cmd = "run list";
   kp_opt opts[] = {{.name = "experiment", .alias = "-e", .val = &exp}, {.name = "status", .val = &status},
                    {.name = "parent", .val = &parent}, {.name = "metrics", .val = &metrics},
                    {.name = "order-by", .val = &order},
-                   {.name = "limit", .val = &limit}, {.name = "json", .flag = &json}, {0}};
+                   {.name = "limit", .val = &limit}, {.name = "json", .flag = &json},
+                   {.name = "filter", .val = &filter}, {.name = "max", .val = &maxs},
+                   {.name = "page-token", .val = &token}, {0}};
   if (kp_parse(cmd, argc, argv, opts, pos, &np, 1, NULL)) return 2;
-  long long lim;
-  if (kp_parse_int(limit, &lim) != 0 || lim < 1) return kp_usage_err(cmd, "--limit must be a positive integer");
+  long long lim = 100;
+  if (limit && maxs) return kp_usage_err(cmd, "give --max N or --limit N, not both (--max pages through the runs)");
+  if (limit && (kp_parse_int(limit, &lim) != 0 || lim < 1)) return kp_usage_err(cmd, "--limit must be a positive integer");
+  if (maxs && (kp_parse_int(maxs, &lim) != 0 || lim < 1))
+    return kp_usage_err(cmd, "--max must be a positive integer (the runs on one page), got '%s'", maxs);
+  /* paging: --max or --page-token; the next page's token is printed */
+  int paging = maxs || token;
   if (status) {
     kp_run_status sv;
     if (kp_run_status_parse(status, &sv) != 0)
       return kp_usage_err(cmd, "unknown --status '%s'; use one of Queued, Preparing, Running, Finalizing, "
                           "Completed, Failed, Canceled", status);
   }
+  kp_filter *fparsed = NULL;
+  kp_filter_error fe;
+  if (filter && kp_filter_parse(filter, &fparsed, &fe) != 0) return filter_err("--filter", filter, &fe);
+  kp_filter_free(fparsed);
   /* --metrics A,B: columns */
   char mbuf[4096] = "";
   const char *mcols[MAX_METRIC_COLS];
@@ -295,55 +350,55 @@ static int run_list(int argc, char **argv) {
     }
     if (!nm) return kp_usage_err(cmd, "--metrics needs metric names separated by commas, e.g. --metrics Accuracy,loss");
   }
-  /* --order-by KEY [asc|desc] */
-  char okey[512] = "", omet[512] = "";
-  int desc = 0;
-  kp_run_order oby = KP_ORDER_NEWEST;
+  /* --order-by KEY [asc|desc] (one argument, or the direction as the next) */
+  char okey[1024] = "";
+  kp_filter_key ok = {0};
   if (np && !order) return kp_usage_err(cmd, "unexpected argument '%s'", pos[0]);
   if (order) {
-    snprintf(okey, sizeof okey, "%s", order);
     const char *dir = np ? pos[0] : NULL;
-    char *sp = strrchr(okey, ' ');
-    if (!dir && sp && (!strcasecmp(sp + 1, "asc") || !strcasecmp(sp + 1, "desc"))) { *sp = '\0'; dir = sp + 1; }
-    if (dir) {
-      if (!strcasecmp(dir, "desc")) desc = 1;
-      else if (strcasecmp(dir, "asc") != 0) return kp_usage_err(cmd, "the order after --order-by KEY is asc or desc, not '%s'", dir);
-    }
-    if (!strcmp(okey, "created")) oby = KP_ORDER_CREATED;
-    else if (!strcmp(okey, "started") || !strcmp(okey, "start_time")) oby = KP_ORDER_STARTED;
-    else if (!strcmp(okey, "status")) oby = KP_ORDER_STATUS;
-    else if (!strcmp(okey, "duration")) oby = KP_ORDER_DURATION;
-    else if (!strcmp(okey, "id")) oby = KP_ORDER_ID;
-    else if (!strncmp(okey, "metrics.", 8) && okey[8]) {
-      snprintf(omet, sizeof omet, "%s", okey + 8);
-      oby = KP_ORDER_METRIC;
-    } else {
-      return kp_usage_err(cmd, "cannot order by '%s'; use created, started, status, duration, id or metrics.NAME "
-                          "(then asc or desc)", okey);
-    }
+    if (dir && strcasecmp(dir, "asc") != 0 && strcasecmp(dir, "desc") != 0)
+      return kp_usage_err(cmd, "the order after --order-by KEY is asc or desc, not '%s'", dir);
+    snprintf(okey, sizeof okey, "%s%s%s", order, dir ? " " : "", dir ? dir : "");
+    int desc;
+    if (kp_filter_parse_order(okey, &ok, &desc, &fe) != 0) return filter_err("--order-by", okey, &fe);
+  }
+  /* --status and --parent join the filter */
+  size_t fcap = (filter ? strlen(filter) : 0) + (parent ? 2 * strlen(parent) : 0) + 128;
+  char *fall = calloc(1, fcap);
+  if (!fall) { kp_filter_key_clear(&ok); return kp_err("out of memory"), 1; }
+  if (filter && *filter) snprintf(fall, fcap, "(%s)", filter);
+  if ((status && add_term(fall, fcap, "status", status) != 0) || (parent && add_term(fall, fcap, "parent", parent) != 0)) {
+    free(fall);
+    kp_filter_key_clear(&ok);
+    return kp_err("out of memory"), 1;
   }
   kp_ws ws;
-  if (open_ws(&ws) != 0) return 1;
-  if (omet[0] && !metric_exists(&ws, omet)) {
-    kp_err("no run has a metric named '%s' to order by", omet);
+  if (open_ws(&ws) != 0) { free(fall); kp_filter_key_clear(&ok); return 1; }
+  if (order && ok.kind == KP_FILTER_METRIC && !metric_exists(&ws, ok.name)) {
+    kp_err("no run has a metric named '%s' to order by", ok.name);
     kp_hint("metric names are case-sensitive; see a run's metrics with 'kusari run metrics RUN'");
     kp_ws_close(&ws);
+    free(fall);
+    kp_filter_key_clear(&ok);
     return 1;
   }
+  kp_filter_key_clear(&ok);
   for (int i = 0; i < nm; i++)
     if (!metric_exists(&ws, mcols[i]))
       fprintf(stderr, "kusari: warning: no run has a metric named '%s' (names are case-sensitive)\n", mcols[i]);
-  kp_run_query q = {.experiment = exp, .parent_id = parent, .order = oby, .order_metric = omet, .desc = desc, .limit = lim};
-  if (status) {
-    q.has_status = 1;
-    kp_run_status_parse(status, &q.status);
-  }
+  kp_run_search q = {.experiment = exp, .filter = fall, .order_by = order ? okey : NULL, .max_results = lim,
+                     .page_token = token};
   kp_run *runs;
   size_t nruns;
-  if (kp_store_run_list(ws.store, &q, &runs, &nruns) != 0) {
+  char *next = NULL;
+  int src = kp_store_run_search(ws.store, &q, &runs, &nruns, &next);
+  free(fall);
+  if (src != 0) {
     kp_store_report();
     kp_ws_close(&ws);
-    return 1;
+    if (kp_store_last_error()->code != KP_STORE_EINVAL) return 1;
+    if (token) kp_hint("a page token works only with the filter, order and experiment of the search that gave it");
+    return 2;
   }
   cJSON *arr = cJSON_CreateArray();
   int r = 0;
@@ -354,6 +409,9 @@ static int run_list(int argc, char **argv) {
     size_t nt;
     if (kp_store_tag_list(ws.store, runs[i].id, &t, &nt) != 0) { r = kp_store_report(); break; }
     cJSON_AddItemToObject(o, "tags", kp_view_tags(t, nt));
+    kp_tags_free(t, nt);
+    if (kp_store_run_params(ws.store, runs[i].id, &t, &nt) != 0) { r = kp_store_report(); break; }
+    cJSON_AddItemToObject(o, "params", kp_view_params(t, nt));
     kp_tags_free(t, nt);
     if (!nm) continue;
     cJSON *m = cJSON_AddObjectToObject(o, "metrics");
@@ -367,10 +425,21 @@ static int run_list(int argc, char **argv) {
   }
   kp_runs_free(runs, nruns);
   kp_ws_close(&ws);
-  if (r != 0) { cJSON_Delete(arr); return 1; }
+  if (r != 0) { cJSON_Delete(arr); free(next); return 1; }
   if (json) {
-    print_json(arr);
-    cJSON_Delete(arr);
+    if (paging) {
+      /* a page: {"runs": [...], "next_page_token": "..." or null} */
+      cJSON *page = cJSON_CreateObject();
+      cJSON_AddItemToObject(page, "runs", arr);
+      if (next) cJSON_AddStringToObject(page, "next_page_token", next);
+      else cJSON_AddNullToObject(page, "next_page_token");
+      print_json(page);
+      cJSON_Delete(page);
+    } else {
+      print_json(arr);
+      cJSON_Delete(arr);
+    }
+    free(next);
     return 0;
   }
   /* columns as wide as their widest cell */
@@ -379,7 +448,7 @@ static int run_list(int argc, char **argv) {
   int nrows = cJSON_GetArraySize(arr), ncol = NFIX + nm;
   char(*cell)[128] = calloc((size_t)(nrows + 1) * (size_t)ncol, sizeof *cell);
   int w[NFIX + MAX_METRIC_COLS] = {0};
-  if (!cell) { cJSON_Delete(arr); return kp_err("out of memory"), 1; }
+  if (!cell) { cJSON_Delete(arr); free(next); return kp_err("out of memory"), 1; }
   for (int c = 0; c < ncol; c++) snprintf(cell[c], sizeof cell[c], "%s", c < NFIX ? hdr[c] : mcols[c - NFIX]);
   int row = 1;
   const cJSON *o;
@@ -413,6 +482,8 @@ static int run_list(int argc, char **argv) {
   }
   free(cell);
   cJSON_Delete(arr);
+  if (paging && next) printf("next page: --page-token %s\n", next);
+  free(next);
   return 0;
 }
 
@@ -1307,13 +1378,17 @@ static int run_metrics(int argc, char **argv) {
 static const kp_cmd cmds[] = {
   {"submit", run_submit, "submit a run (returns at once; prints the run id last)",
    "usage: kusari run submit --experiment NAME --entry PROGRAM [--source DIR | --snapshot ID]\n"
-   "                         [--compute NAME] [--env FILE] [--tag KEY=VALUE]... [--snapshot-limit-mb N]\n"
-   "                         [--nodes N] [--processes-per-node P] [--mpirun PATH] [-- ARGS...]\n\n"
+   "                         [--compute NAME] [--env FILE] [--tag KEY=VALUE]... [--param NAME=VALUE]...\n"
+   "                         [--snapshot-limit-mb N] [--nodes N] [--processes-per-node P] [--mpirun PATH]\n"
+   "                         [-- ARGS...]\n\n"
    "Snapshots DIR (default .; files matching .kusariignore, else .amlignore or .gitignore,\n"
    "are left out; the snapshot may be at most N MB, default 300), records the run as\n"
    "Queued on the compute target (default: the only one) and starts its supervisor.\n"
    "The experiment is created on first use. ARGS after -- are passed to PROGRAM.\n"
-   "--snapshot ID runs the code of an earlier snapshot again (see 'run show').\n\n"
+   "--snapshot ID runs the code of an earlier snapshot again (see 'run show').\n"
+   "--param NAME=VALUE records a hyperparameter with the run ('run show', and\n"
+   "'run list --filter \"params.NAME = VALUE\"') and gives it to PROGRAM as the\n"
+   "variable KUSARI_PARAM_NAME (NAME: letters, digits and _).\n\n"
    "PROGRAM is a file in DIR: a .py file runs with python3 from your PATH (your venv,\n"
    "pyenv or conda Python; found now and recorded with the run), a .sh file with bash,\n"
    "anything else must be executable. The environment FILE is JSON:\n"
@@ -1342,16 +1417,41 @@ static const kp_cmd cmds[] = {
    "and the latest value of one metric, rewritten in place: NAME with --metric,\n"
    "else, for a child of a sweep, the sweep's primary metric, else whichever metric\n"
    "the run logged last. Into a pipe or a file it prints only the final status.\n"},
-  {"list", run_list, "list runs (with chosen metrics as columns, in a chosen order)",
-   "usage: kusari run list [--experiment NAME] [--status STATUS] [--parent RUN] [--limit N]\n"
-   "                       [--metrics NAME,NAME...] [--order-by KEY [asc|desc]] [--json]\n\n"
-   "Lists runs, newest first (--parent: the child runs of a sweep). STATUS is one of\n"
-   "Queued, Preparing, Running, Finalizing, Completed, Failed, Canceled.\n"
-   "--metrics adds a column per metric with its latest value (highest step; '-' when\n"
-   "the run has none). --order-by sorts before --limit applies, by one of: created,\n"
-   "started, status, duration, id, metrics.NAME (latest value), ascending unless\n"
-   "followed by desc (\"--order-by metrics.Accuracy desc\" or two words); runs without\n"
-   "a value come last. --json gives every run with its tags (and the --metrics values).\n"},
+  {"list", run_list, "list runs: filter, order by any metric or param, page through them",
+   "usage: kusari run list [--experiment NAME] [--filter EXPR] [--order-by KEY [asc|desc]]\n"
+   "                       [--status STATUS] [--parent RUN] [--metrics NAME,NAME...]\n"
+   "                       [--limit N | --max N [--page-token TOKEN]] [--json]\n\n"
+   "Lists runs, newest first, at most N (--limit, default 100). The database does the\n"
+   "filtering and ordering, with indexes, so it stays fast with many runs.\n\n"
+   "--filter EXPR keeps the runs that match, as MLflow's run search writes it:\n"
+   "  EXPR  := TERM [and|or TERM]...          (and binds tighter; parentheses group)\n"
+   "  TERM  := KEY OP VALUE | KEY [not] in (VALUE, ...) | ( EXPR )\n"
+   "  KEY   := metrics.NAME  the run's latest value (highest step) of a metric\n"
+   "         | params.NAME   a param (run submit --param, a sweep's values)\n"
+   "         | tags.NAME     a tag\n"
+   "         | status | experiment | compute | id | parent      (text)\n"
+   "         | created | started | ended | duration            (numbers: seconds)\n"
+   "  OP    := = != < <= > >= like ilike 'not like' 'not ilike'\n"
+   "  VALUE := a number, or a 'string' (\"double\" quotes too; '' or \\' is a quote)\n"
+   "Names with other characters go in backquotes: metrics.`val/loss`. like is\n"
+   "case-sensitive (% any text, _ one character), ilike ignores case. Metrics compare\n"
+   "with numbers; params compare as numbers when both sides are numbers, else as text;\n"
+   "tags as text. created/started/ended also take 'YYYY-MM-DD[THH:MM:SS]' (UTC). A run\n"
+   "that lacks the metric, param or tag does not match. Keywords ignore case.\n\n"
+   "--order-by KEY [asc|desc] sorts by any KEY above (ascending unless desc; one word\n"
+   "or two: \"--order-by 'metrics.Accuracy desc'\"); runs without a value come last,\n"
+   "ties newest first. --status and --parent (a sweep's children) add to the filter.\n"
+   "--metrics adds a column per metric with its latest value ('-' when none).\n\n"
+   "--max N shows one page of N runs and, when more match, the token of the next page\n"
+   "(\"next page: --page-token T\"); give it with the same filter and order. --json\n"
+   "gives every run with its tags, params (and the --metrics values); with --max or\n"
+   "--page-token an object {\"runs\": [...], \"next_page_token\": T or null}.\n"
+   "A bad filter exits 2 with the position of the error.\n\n"
+   "Examples:\n"
+   "  kusari run list --filter \"metrics.Accuracy > 0.9 and params.batchsize = 128\"\n"
+   "  kusari run list -e mnist --filter \"status = 'Completed'\" --order-by metrics.loss\n"
+   "  kusari run list --filter \"tags.team ilike 'vision%' or params.lr in (0.1, 0.01)\"\n"
+   "  kusari run list --filter 'created > \"2026-01-01\" and metrics.`val/loss` < 0.2' --max 20\n"},
   {"show", run_show, "show a run: status, times, arguments, exit code, last metrics",
    "usage: kusari run show RUN [--json]\n\n"
    "Shows a run's status, times and duration, arguments, compute target, snapshot,\n"

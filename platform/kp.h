@@ -204,6 +204,8 @@ typedef struct kp_submit {
    * NULL: $KUSARI_MPIRUN, else mpirun) */
   int nodes, processes_per_node;
   const char *launcher;
+  const char *const *params;       /* "NAME=VALUE" (kp_param_ok): recorded, and KUSARI_PARAM_NAME for the entry */
+  int nparams;
 } kp_submit;
 
 typedef struct kp_submitted {
@@ -217,6 +219,10 @@ typedef struct kp_submitted {
 /* Records a Queued run and starts its supervisor (run_submit.c). Nothing is
  * recorded when validation or the snapshot fails. Returns 0 or -1 (printed). */
 int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out);
+/* 0 when 'kv' is a run param "NAME=VALUE": NAME 1-250 letters, digits and
+ * '_', not starting with a digit (it names an environment variable), VALUE at
+ * most 4096 bytes; -1 when not. */
+int kp_param_ok(const char *kv);
 /* Asks run 'id' to stop (SIGTERM, SIGKILL after 'grace' s); 'reason' (NULL =
  * "canceled by the user") becomes its error text. Does not wait. */
 int kp_run_cancel(kp_ws *ws, const char *id, double grace, const char *reason);

@@ -193,6 +193,10 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
       return -1;
     }
   }
+  for (int i = 0; i < sub->nparams; i++)
+    if (kp_param_ok(sub->params[i]) != 0)
+      return kp_err("param '%s' must look like NAME=VALUE (NAME: letters, digits and '_', not starting with a digit)",
+                    sub->params[i]);
   /* the environment as the run will have it: with the submitter's Python */
   char *env_json = NULL;
   if (kp_env_resolve(sub->env_json, sub->entry, &env_json) != 0) return -1;
@@ -305,8 +309,31 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
                     .args_json = args_json, .snapshot = out->snapshot, .snapshot_bytes = out->bytes,
                     .env_json = env_json, .env_hash = env_hash, .parent_id = sub->parent_id,
                     .tag_keys = tk, .tag_values = tv, .ntags = nt};
-    int created = kp_store_run_create(ws->store, &r, out->id, sizeof out->id);
-    free(tk), free(tv), free(tkey);
+    /* the run and its params (--param) are recorded together */
+    size_t npar = sub->nparams > 0 ? (size_t)sub->nparams : 0;
+    const char **pk = calloc(npar + 1, sizeof *pk), **pv = calloc(npar + 1, sizeof *pv);
+    char(*pkey)[256] = calloc(npar + 1, sizeof *pkey);
+    int created = -1;
+    if (pk && pv && pkey) {
+      for (size_t i = 0; i < npar; i++) {
+        const char *eq = strchr(sub->params[i], '=');
+        snprintf(pkey[i], sizeof pkey[i], "%.*s", (int)(eq - sub->params[i]), sub->params[i]);
+        pk[i] = pkey[i];
+        pv[i] = eq + 1;
+      }
+      created = kp_store_begin(ws->store);
+      if (created == 0) created = kp_store_run_create(ws->store, &r, out->id, sizeof out->id);
+      if (created == 0 && npar) created = kp_store_run_params_set(ws->store, out->id, pk, pv, npar);
+      if (created == 0) created = kp_store_commit(ws->store);
+      if (created != 0) {
+        kp_store_error e = *kp_store_last_error();
+        kp_store_rollback(ws->store);
+        kp_store_fail(e.code, "%s", e.message);
+      }
+    } else {
+      kp_store_fail(KP_STORE_EBACKEND, "out of memory");
+    }
+    free(tk), free(tv), free(tkey), free(pk), free(pv), free(pkey);
     if (created != 0) { kp_store_report(); goto out; }
   }
   snprintf(out->compute, sizeof out->compute, "%s", comp);
@@ -324,6 +351,16 @@ out:
   cJSON_free(args_json);
   cJSON_free(env_json);
   return rc;
+}
+
+int kp_param_ok(const char *kv) {
+  const char *eq = kv ? strchr(kv, '=') : NULL;
+  size_t n = eq ? (size_t)(eq - kv) : 0;
+  if (n == 0 || n > 250 || (kv[0] >= '0' && kv[0] <= '9') || strlen(eq + 1) > 4096) return -1;
+  for (size_t i = 0; i < n; i++)
+    if (!((kv[i] >= 'a' && kv[i] <= 'z') || (kv[i] >= 'A' && kv[i] <= 'Z') || (kv[i] >= '0' && kv[i] <= '9') || kv[i] == '_'))
+      return -1;
+  return 0;
 }
 
 int kp_run_cancel(kp_ws *ws, const char *id, double grace, const char *reason) {

@@ -259,6 +259,24 @@ typedef struct kp_model {
   size_t ntags;
 } kp_model;
 
+/* ---- run search (filter.h: the filter and order language) ------------------ */
+/* One page of a run search. filter: NULL or "" for every run; order_by: NULL
+ * for newest first, else "KEY [ASC|DESC]" with KEY metrics.NAME, params.NAME,
+ * tags.NAME or an attribute (created, started, ended, duration, status,
+ * experiment, compute, id, parent); runs without a value come last, ties go
+ * newest first. max_results <= 0: every run (no next page). page_token: NULL
+ * for the first page, else the token the previous page gave (opaque; one
+ * given for another search or altered fails with KP_STORE_EINVAL). A bad
+ * filter or order fails with KP_STORE_EINVAL and a message starting
+ * "filter: position N: " / "order: position N: ". */
+typedef struct kp_run_search {
+  const char *experiment;
+  const char *filter;
+  const char *order_by; /* "metrics.Accuracy DESC", "params.lr", "created", ... */
+  int64_t max_results;
+  const char *page_token;
+} kp_run_search;
+
 /* ---- the interface --------------------------------------------------------- */
 typedef struct kp_store kp_store;
 
@@ -377,6 +395,15 @@ typedef struct kp_store_ops {
                         const char *const *values, size_t n);
   /* removes tags, all or none: ENOTFOUND when the version lacks one */
   int (*model_tags_remove)(kp_store *s, const char *name, int64_t version, const char *const *keys, size_t n);
+
+  /* run search */
+  /* sets or replaces a run's params (key -> value text), all or none */
+  int (*run_params_set)(kp_store *s, const char *run_id, const char *const *keys, const char *const *values, size_t n);
+  /* a run's params by key (kp_tags_free); ENOTFOUND for an unknown run */
+  int (*run_params)(kp_store *s, const char *run_id, kp_tag **out, size_t *n);
+  /* one page of runs (kp_runs_free); *next_page_token NULL on the last page,
+   * else free() it */
+  int (*run_search)(kp_store *s, const kp_run_search *q, kp_run **out, size_t *n, char **next_page_token);
 } kp_store_ops;
 
 struct kp_store {
@@ -450,6 +477,10 @@ int kp_store_model_tags_set(kp_store *s, const char *name, int64_t version, cons
                             const char *const *values, size_t n);
 int kp_store_model_tags_remove(kp_store *s, const char *name, int64_t version, const char *const *keys, size_t n);
 int kp_store_run_files_list(kp_store *s, const char *run_id, const char *prefix, kp_stored_file **out, size_t *n);
+/* run search */
+int kp_store_run_params_set(kp_store *s, const char *run_id, const char *const *keys, const char *const *values, size_t n);
+int kp_store_run_params(kp_store *s, const char *run_id, kp_tag **out, size_t *n);
+int kp_store_run_search(kp_store *s, const kp_run_search *q, kp_run **out, size_t *n, char **next_page_token);
 
 /* freeing results */
 void kp_experiment_summaries_free(kp_experiment_summary *v, size_t n);

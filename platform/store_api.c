@@ -171,6 +171,18 @@ int kp_store_model_version_create(kp_store *s, const kp_model_new *m, int64_t *v
   CALL(model_version_create, m, version);
 }
 
+/* run search */
+int kp_store_run_params_set(kp_store *s, const char *run_id, const char *const *keys, const char *const *values, size_t n) {
+  CALL(run_params_set, run_id, keys, values, n);
+}
+int kp_store_run_params(kp_store *s, const char *run_id, kp_tag **out, size_t *n) { CALL(run_params, run_id, out, n); }
+int kp_store_run_search(kp_store *s, const kp_run_search *q, kp_run **out, size_t *n, char **next_page_token) {
+  *out = NULL;
+  *n = 0;
+  *next_page_token = NULL;
+  CALL(run_search, q, out, n, next_page_token);
+}
+
 /* ---- freeing --------------------------------------------------------------------- */
 void kp_experiment_summaries_free(kp_experiment_summary *v, size_t n) {
   for (size_t i = 0; i < n; i++) free(v[i].name);

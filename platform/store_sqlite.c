@@ -12,14 +12,19 @@
  */
 #include "store.h"
 
+#include "filter.h"
+
 #include <math.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 
 /* the status sets the SQL below uses (names as kp_run_status_name gives) */
 #define SQL_ENDED "('Completed','Failed','Canceled')"
@@ -95,6 +100,47 @@ static const char *const migrations[] = {
    * have their old names (a store set back to an older version re-migrates
    * cleanly) */
   "",
+  /* 5 -> 6: run search (filter.h; "run search" below): params (key -> value
+   * text, and the same in a NUMERIC column so numbers compare as numbers),
+   * backfilled from the sweep trials and recorded by a trigger when a trial
+   * gets its run; each run's latest value of each metric (metric_latest:
+   * sq_metrics_ingest updates it once per metric and batch — a per-row
+   * trigger doubled the cost of ingestion; whatever else writes metrics must
+   * update it too: a trigger does it for the sweep controller's one metric);
+   * indexes by name and value; the key that signs page tokens */
+  "CREATE TABLE IF NOT EXISTS store_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
+  "INSERT OR IGNORE INTO store_meta(key, value) VALUES('page_token_key', lower(hex(randomblob(32))));\n"
+  "CREATE TABLE IF NOT EXISTS params(run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, num NUMERIC,\n"
+  "  PRIMARY KEY(run_id, key));\n"
+  "CREATE INDEX IF NOT EXISTS params_by_key ON params(key, num);\n"
+  "INSERT OR IGNORE INTO params(run_id, key, value, num)\n"
+  "  SELECT t.run_id, j.key, j.value, j.value FROM sweep_trials t, json_each(t.params) j\n"
+  "  WHERE t.run_id IS NOT NULL AND json_valid(t.params) AND j.type NOT IN ('object', 'array', 'null');\n"
+  "CREATE TRIGGER IF NOT EXISTS params_of_sweep_trial AFTER UPDATE OF run_id ON sweep_trials\n"
+  "  WHEN NEW.run_id IS NOT NULL AND json_valid(NEW.params) BEGIN\n"
+  "  INSERT OR REPLACE INTO params(run_id, key, value, num) SELECT NEW.run_id, j.key, j.value, j.value\n"
+  "    FROM json_each(NEW.params) j WHERE j.type NOT IN ('object', 'array', 'null');\n"
+  "END;\n"
+  "CREATE TABLE IF NOT EXISTS metric_latest(run_id TEXT NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL,\n"
+  "  mid INTEGER NOT NULL, value REAL, PRIMARY KEY(run_id, name));  -- value NULL = NaN\n"
+  "CREATE INDEX IF NOT EXISTS metric_latest_by_name ON metric_latest(name, value);\n"
+  "INSERT OR REPLACE INTO metric_latest(run_id, name, step, mid, value)\n"
+  "  SELECT x.run_id, x.name, x.step, x.id, x.value FROM (SELECT DISTINCT run_id, name FROM metrics) g\n"
+  "  JOIN metrics x ON x.id = (SELECT y.id FROM metrics y WHERE y.run_id = g.run_id AND y.name = g.name\n"
+  "    ORDER BY y.step DESC, y.id DESC LIMIT 1);\n"
+  /* the one writer of metrics outside ingestion (the sweep controller logs
+   * its best child's value on the parent run, cmd_sweep.c): only its rows */
+  "CREATE TRIGGER IF NOT EXISTS metric_latest_of_sweep_best AFTER INSERT ON metrics\n"
+  "  WHEN NEW.name = 'best_child_by_primary_metric' BEGIN\n"
+  "  INSERT INTO metric_latest(run_id, name, step, mid, value) VALUES(NEW.run_id, NEW.name, NEW.step, NEW.id, NEW.value)\n"
+  "  ON CONFLICT(run_id, name) DO UPDATE SET step = excluded.step, mid = excluded.mid, value = excluded.value\n"
+  "  WHERE excluded.step > metric_latest.step OR (excluded.step = metric_latest.step AND excluded.mid > metric_latest.mid);\n"
+  "END;\n"
+  "CREATE TRIGGER IF NOT EXISTS run_search_on_run_delete AFTER DELETE ON runs BEGIN\n"
+  "  DELETE FROM metric_latest WHERE run_id = OLD.id;\n"
+  "  DELETE FROM params WHERE run_id = OLD.id;\n"
+  "END;\n"
+  "CREATE INDEX IF NOT EXISTS tags_by_key ON tags(key, value);\n",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == SCHEMA_VERSION, "one migration per version");
 
@@ -1115,7 +1161,7 @@ static int sq_metrics_ingest(kp_store *base, const char *run_id, const kp_ingest
                                              (unsigned long long)b->to, (unsigned long long)b->from);
   int own, rc = -1;
   if (tx_begin(s, &own) != 0) return -1;
-  sqlite3_stmt *off = NULL, *ins = NULL, *count = NULL;
+  sqlite3_stmt *off = NULL, *ins = NULL, *count = NULL, *latest = NULL;
   next_steps ns = {0};
   if (prep(s, &off, "SELECT channel_offset FROM runs WHERE id=?") != 0) goto out;
   bind_text(off, 1, run_id);
@@ -1147,6 +1193,19 @@ static int sq_metrics_ingest(kp_store *base, const char *run_id, const kp_ingest
     else sqlite3_bind_double(ins, 5, p->value);
     if (done(s, ins) != 0) goto out;
   }
+  /* run search: each metric's latest point, once per metric of the batch */
+  if (ns.n && prep(s, &latest,
+                   "INSERT INTO metric_latest(run_id, name, step, mid, value)"
+                   " SELECT run_id, name, step, id, value FROM metrics WHERE run_id = ?1 AND name = ?2"
+                   " ORDER BY step DESC, id DESC LIMIT 1"
+                   " ON CONFLICT(run_id, name) DO UPDATE SET step = excluded.step, mid = excluded.mid, value = excluded.value") != 0)
+    goto out;
+  for (size_t i = 0; i < ns.n; i++) {
+    sqlite3_reset(latest);
+    bind_text(latest, 1, run_id);
+    bind_text(latest, 2, ns.v[i].name);
+    if (done(s, latest) != 0) goto out;
+  }
   for (size_t i = 0; i < b->ntags; i++)
     if (set_tag(s, run_id, b->tag_keys[i], b->tag_values[i]) != 0) goto out;
   if (prep(s, &off, "UPDATE runs SET channel_offset=? WHERE id=?") != 0) goto out;
@@ -1158,6 +1217,7 @@ out:
   sqlite3_finalize(off);
   sqlite3_finalize(ins);
   sqlite3_finalize(count);
+  sqlite3_finalize(latest);
   free(ns.v);
   return tx_end(s, own, rc);
 }
@@ -1560,6 +1620,573 @@ out:
   sqlite3_finalize(st);
   return tx_end(s, own, rc);
 }
+/* ---- run search ------------------------------------------------------------------ */
+/* Filters (filter.h) compile into SQL with '?' parameters; every value and
+ * name a user wrote is bound, never pasted into the text. What makes them
+ * fast is migration 6: metric_latest (each run's latest value of each
+ * metric, kept by sq_metrics_ingest), params with a numeric shadow column,
+ * and indexes by name and value. Pages are keyset pages: the token holds the
+ * last run's order value and seq, signed (HMAC-SHA256) with the store's
+ * page_token_key together with the search it belongs to. */
+typedef struct sbind {
+  char type;  /* 't' text, 'r' real, 'i' integer, 'n' null */
+  const char *text;
+  double real;
+  int64_t integer;
+} sbind;
+
+typedef struct squery {
+  char *sql;
+  size_t len, cap;
+  sbind *b;
+  size_t nb, capb;
+  char **owned;  /* strings the binds point to */
+  size_t nowned;
+  int oom;
+  double now;
+} squery;
+
+static void sq_add(squery *q, const char *t) {
+  size_t l = strlen(t);
+  if (q->oom) return;
+  if (q->len + l + 1 > q->cap) {
+    size_t cap = q->cap ? q->cap : 1024;
+    while (q->len + l + 1 > cap) cap *= 2;
+    char *p = realloc(q->sql, cap);
+    if (!p) { q->oom = 1; return; }
+    q->sql = p;
+    q->cap = cap;
+  }
+  memcpy(q->sql + q->len, t, l + 1);
+  q->len += l;
+}
+
+static sbind *sq_bind(squery *q, char type) {
+  if (q->oom) return NULL;
+  if (GROW(q->b, q->nb, q->capb, 16) != 0) { q->oom = 1; return NULL; }
+  sbind *b = &q->b[q->nb++];
+  memset(b, 0, sizeof *b);
+  b->type = type;
+  return b;
+}
+
+static void bind_t(squery *q, const char *text) {
+  sbind *b = sq_bind(q, 't');
+  if (b) b->text = text;
+}
+
+static void bind_r(squery *q, double v) {
+  sbind *b = sq_bind(q, 'r');
+  if (b) b->real = v;
+}
+
+static void bind_i(squery *q, int64_t v) {
+  sbind *b = sq_bind(q, 'i');
+  if (b) b->integer = v;
+}
+
+/* a string the query keeps until it is freed (NULL when out of memory) */
+static const char *sq_own(squery *q, char *s) {
+  if (!s) { q->oom = 1; return NULL; }
+  char **p = realloc(q->owned, (q->nowned + 1) * sizeof *p);
+  if (!p) { free(s); q->oom = 1; return NULL; }
+  q->owned = p;
+  q->owned[q->nowned++] = s;
+  return s;
+}
+
+static void squery_free(squery *q) {
+  free(q->sql);
+  free(q->b);
+  for (size_t i = 0; i < q->nowned; i++) free(q->owned[i]);
+  free(q->owned);
+}
+
+static int squery_prepare(sq_store *s, squery *q, sqlite3_stmt **st) {
+  if (q->oom) return oom();
+  if (prep(s, st, q->sql) != 0) return -1;
+  for (size_t i = 0; i < q->nb; i++) {
+    const sbind *b = &q->b[i];
+    int k = (int)i + 1;
+    if (b->type == 't') bind_text(*st, k, b->text);
+    else if (b->type == 'r') sqlite3_bind_double(*st, k, b->real);
+    else if (b->type == 'i') sqlite3_bind_int64(*st, k, b->integer);
+    else sqlite3_bind_null(*st, k);
+  }
+  return 0;
+}
+
+/* an attribute's column (r: runs, e: experiments); duration is no column */
+static const char *attr_column(kp_filter_attr a) {
+  switch (a) {
+  case KP_ATTR_STATUS: return "r.status";
+  case KP_ATTR_EXPERIMENT: return "e.name";
+  case KP_ATTR_COMPUTE: return "r.compute";
+  case KP_ATTR_CREATED: return "r.created";
+  case KP_ATTR_STARTED: return "r.started";
+  case KP_ATTR_ENDED: return "r.ended";
+  case KP_ATTR_ID: return "r.id";
+  case KP_ATTR_PARENT: return "r.parent_id";
+  case KP_ATTR_DURATION: break;
+  }
+  return "NULL";
+}
+
+/* an attribute's SQL expression, with its parameters */
+static void attr_expr(squery *q, kp_filter_attr a) {
+  if (a != KP_ATTR_DURATION) {
+    sq_add(q, attr_column(a));
+    return;
+  }
+  sq_add(q, "(coalesce(r.ended, ?) - r.started)");
+  bind_r(q, q->now);
+}
+
+/* A LIKE pattern (% _, \ escaping) as a GLOB pattern: GLOB is
+ * case-sensitive, as LIKE is meant to be (SQLite's LIKE ignores case). */
+static char *like_to_glob(const char *p) {
+  char *g = malloc(strlen(p) * 3 + 1), *o = g;
+  if (!g) return NULL;
+  for (; *p; p++) {
+    char c = *p;
+    if (c == '\\' && p[1]) {
+      c = *++p;
+      if (c == '*' || c == '?' || c == '[') *o++ = '[', *o++ = c, *o++ = ']';
+      else *o++ = c;
+    } else if (c == '%') *o++ = '*';
+    else if (c == '_') *o++ = '?';
+    else if (c == '*' || c == '?' || c == '[') *o++ = '[', *o++ = c, *o++ = ']';
+    else *o++ = c;
+  }
+  *o = '\0';
+  return g;
+}
+
+static const char *const SQL_OPS[] = {" = ", " != ", " < ", " <= ", " > ", " >= "};
+
+/* 'expr OP value' for the column(s) of a comparison: 'text' the text column,
+ * 'num' a numeric one or NULL (numbers then compare with the text column as
+ * written: tags) */
+static void cmp_value(squery *q, const kp_filter *f, const kp_filter_value *v, kp_filter_op op, const char *text,
+                      const char *num) {
+  if (op == KP_FOP_IN) op = KP_FOP_EQ;
+  switch (op) {
+  case KP_FOP_LIKE:
+  case KP_FOP_NOT_LIKE:
+    sq_add(q, op == KP_FOP_NOT_LIKE ? "NOT (" : "(");
+    sq_add(q, text);
+    sq_add(q, " GLOB ?)");
+    bind_t(q, sq_own(q, like_to_glob(v->text)));
+    return;
+  case KP_FOP_ILIKE:
+  case KP_FOP_NOT_ILIKE:
+    sq_add(q, op == KP_FOP_NOT_ILIKE ? "NOT (" : "(");
+    sq_add(q, text);
+    sq_add(q, " LIKE ? ESCAPE '\\')");
+    bind_t(q, v->text);
+    return;
+  default: break;
+  }
+  if (v->is_number && num) {
+    if (f->key.kind == KP_FILTER_PARAM) {
+      sq_add(q, "(typeof(");
+      sq_add(q, num);
+      sq_add(q, ") IN ('integer','real') AND ");
+    } else {
+      sq_add(q, "(");
+    }
+    sq_add(q, num);
+    sq_add(q, SQL_OPS[op]);
+    sq_add(q, "?)");
+    bind_r(q, v->number);
+  } else {
+    sq_add(q, "(");
+    sq_add(q, text);
+    sq_add(q, SQL_OPS[op]);
+    sq_add(q, "?)");
+    bind_t(q, v->text);
+  }
+}
+
+/* the comparison over its values: one, or IN's list (any of them) */
+static void cmp_values(squery *q, const kp_filter *f, const char *text, const char *num) {
+  int in = f->op == KP_FOP_IN || f->op == KP_FOP_NOT_IN;
+  if (!in) {
+    cmp_value(q, f, &f->values[0], f->op, text, num);
+    return;
+  }
+  sq_add(q, f->op == KP_FOP_NOT_IN ? "NOT (" : "(");
+  for (size_t i = 0; i < f->nvalues; i++) {
+    if (i) sq_add(q, " OR ");
+    cmp_value(q, f, &f->values[i], KP_FOP_IN, text, num);
+  }
+  sq_add(q, ")");
+}
+
+static void compile_filter(squery *q, const kp_filter *f) {
+  if (f->type != KP_FILTER_CMP) {
+    sq_add(q, "(");
+    compile_filter(q, f->left);
+    sq_add(q, f->type == KP_FILTER_AND ? " AND " : " OR ");
+    compile_filter(q, f->right);
+    sq_add(q, ")");
+    return;
+  }
+  switch (f->key.kind) {
+  case KP_FILTER_METRIC:
+    sq_add(q, "r.id IN (SELECT run_id FROM metric_latest WHERE name = ? AND ");
+    bind_t(q, f->key.name);
+    cmp_values(q, f, "value", "value");
+    sq_add(q, ")");
+    break;
+  case KP_FILTER_PARAM:
+    sq_add(q, "r.id IN (SELECT run_id FROM params WHERE key = ? AND ");
+    bind_t(q, f->key.name);
+    cmp_values(q, f, "value", "num");
+    sq_add(q, ")");
+    break;
+  case KP_FILTER_TAG:
+    sq_add(q, "r.id IN (SELECT run_id FROM tags WHERE key = ? AND ");
+    bind_t(q, f->key.name);
+    cmp_values(q, f, "value", NULL);
+    sq_add(q, ")");
+    break;
+  case KP_FILTER_ATTR:
+    if (f->key.attr == KP_ATTR_DURATION) {
+      /* the expression binds 'now': written out once per value */
+      int in = f->op == KP_FOP_IN || f->op == KP_FOP_NOT_IN;
+      sq_add(q, f->op == KP_FOP_NOT_IN ? "NOT (" : "(");
+      for (size_t i = 0; i < f->nvalues; i++) {
+        if (i) sq_add(q, " OR ");
+        sq_add(q, "(");
+        attr_expr(q, f->key.attr);
+        sq_add(q, SQL_OPS[in ? KP_FOP_EQ : f->op]);
+        sq_add(q, "?)");
+        bind_r(q, f->values[i].number);
+      }
+      sq_add(q, ")");
+    } else {
+      const char *col = attr_column(f->key.attr);
+      cmp_values(q, f, col, kp_filter_attr_numeric(f->key.attr) ? col : NULL);
+    }
+    break;
+  }
+}
+
+/* the order: a LEFT JOIN giving it (or none) and its expression */
+typedef struct sorder {
+  int has, desc;
+  kp_filter_key key;
+  const char *expr;  /* without parameters, except duration (attr_expr) */
+} sorder;
+
+static void order_join(squery *q, const sorder *o) {
+  if (!o->has) return;
+  switch (o->key.kind) {
+  case KP_FILTER_METRIC: sq_add(q, " LEFT JOIN metric_latest ok ON ok.run_id = r.id AND ok.name = ?"); break;
+  case KP_FILTER_PARAM: sq_add(q, " LEFT JOIN params ok ON ok.run_id = r.id AND ok.key = ?"); break;
+  case KP_FILTER_TAG: sq_add(q, " LEFT JOIN tags ok ON ok.run_id = r.id AND ok.key = ?"); break;
+  case KP_FILTER_ATTR: return;
+  }
+  bind_t(q, o->key.name);
+}
+
+static void order_expr(squery *q, const sorder *o) {
+  if (o->key.kind == KP_FILTER_ATTR) {
+    if (o->key.attr == KP_ATTR_ID) sq_add(q, "r.seq");  /* ids order by submission */
+    else attr_expr(q, o->key.attr);
+  } else {
+    sq_add(q, o->key.kind == KP_FILTER_PARAM ? "ok.num" : "ok.value");
+  }
+}
+
+/* ---- page tokens: hex(payload) "." hex(HMAC-SHA256(key, payload 0 search)) */
+typedef struct page_pos {
+  double now;
+  int64_t seq;
+  char type;  /* of the last run's order value: 'n' none, 'i', 'r', 't' */
+  int64_t integer;
+  double real;
+  char *text;
+} page_pos;
+
+static int token_key(sq_store *s, char *key, size_t n) {
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT value FROM store_meta WHERE key = 'page_token_key'") != 0) return -1;
+  int r = row(s, st);
+  if (r > 0) snprintf(key, n, "%s", (const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  if (r == 0) return kp_store_fail(KP_STORE_EBACKEND, "store: no page token key (schema migration 6 missing)");
+  return r < 0 ? -1 : 0;
+}
+
+/* the MAC of a payload for search 'q' (hex, 64 characters) */
+static int token_mac(const char *key, const char *payload, size_t plen, const kp_run_search *q, char hex[65]) {
+  const char *parts[] = {q->experiment ? q->experiment : "", q->filter ? q->filter : "", q->order_by ? q->order_by : ""};
+  size_t n = plen + 3;
+  for (int i = 0; i < 3; i++) n += strlen(parts[i]) + 1;
+  char *m = malloc(n), *o = m;
+  if (!m) return oom();
+  memcpy(o, payload, plen);
+  o += plen;
+  for (int i = 0; i < 3; i++) {
+    *o++ = '\0';
+    *o++ = q->experiment && i == 0 ? 'y' : q->filter && i == 1 ? 'y' : q->order_by && i == 2 ? 'y' : 'n';
+    size_t l = strlen(parts[i]);
+    memcpy(o, parts[i], l);
+    o += l;
+  }
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mlen = 0;
+  unsigned char *r = HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)m, (size_t)(o - m), mac, &mlen);
+  free(m);
+  if (!r || mlen != 32) return kp_store_fail(KP_STORE_EBACKEND, "store: cannot sign a page token");
+  for (unsigned i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+  return 0;
+}
+
+static char *token_make(sq_store *s, const kp_run_search *q, const page_pos *p) {
+  char key[128], head[128], mac[65];
+  if (token_key(s, key, sizeof key) != 0) return NULL;
+  if (p->type == 'i') snprintf(head, sizeof head, "1 %.17g %lld i %lld ", p->now, (long long)p->seq, (long long)p->integer);
+  else if (p->type == 'r') snprintf(head, sizeof head, "1 %.17g %lld r %.17g ", p->now, (long long)p->seq, p->real);
+  else snprintf(head, sizeof head, "1 %.17g %lld %c ", p->now, (long long)p->seq, p->type);
+  size_t hl = strlen(head), tl = p->type == 't' ? strlen(p->text) : 0;
+  char *payload = malloc(hl + tl + 1);
+  if (!payload) return oom(), NULL;
+  memcpy(payload, head, hl);
+  if (tl) memcpy(payload + hl, p->text, tl);
+  payload[hl + tl] = '\0';
+  if (token_mac(key, payload, hl + tl, q, mac) != 0) { free(payload); return NULL; }
+  char *t = malloc(2 * (hl + tl) + 1 + 64 + 1);
+  if (!t) { free(payload); return oom(), NULL; }
+  for (size_t i = 0; i < hl + tl; i++) snprintf(t + 2 * i, 3, "%02x", (unsigned char)payload[i]);
+  t[2 * (hl + tl)] = '.';
+  memcpy(t + 2 * (hl + tl) + 1, mac, 65);
+  free(payload);
+  return t;
+}
+
+static int bad_token(void) {
+  return kp_store_fail(KP_STORE_EINVAL, "the page token is not one this search gave (altered, or from another "
+                                        "filter, order or experiment)");
+}
+
+static int hexval(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int token_read(sq_store *s, const kp_run_search *q, const char *tok, page_pos *p) {
+  memset(p, 0, sizeof *p);
+  const char *dot = strchr(tok, '.');
+  size_t hl = dot ? (size_t)(dot - tok) : 0;
+  if (!dot || hl % 2 || hl == 0 || hl > 65536 || strlen(dot + 1) != 64) return bad_token();
+  char *payload = malloc(hl / 2 + 1);
+  if (!payload) return oom();
+  for (size_t i = 0; i < hl / 2; i++) {
+    int a = hexval(tok[2 * i]), b = hexval(tok[2 * i + 1]);
+    if (a < 0 || b < 0) { free(payload); return bad_token(); }
+    payload[i] = (char)(a * 16 + b);
+  }
+  payload[hl / 2] = '\0';
+  char key[128], mac[65];
+  if (token_key(s, key, sizeof key) != 0 || token_mac(key, payload, hl / 2, q, mac) != 0) { free(payload); return -1; }
+  if (CRYPTO_memcmp(mac, dot + 1, 64) != 0) { free(payload); return bad_token(); }
+  /* signed by this store for this search: well formed */
+  long long seq = 0;
+  int n = 0;
+  char type = 0;
+  if (sscanf(payload, "1 %lf %lld %c %n", &p->now, &seq, &type, &n) != 3 || n == 0) { free(payload); return bad_token(); }
+  p->seq = seq;
+  p->type = type;
+  const char *v = payload + n;
+  int ok = 1;
+  if (type == 'i') { long long x; ok = sscanf(v, "%lld", &x) == 1; p->integer = x; }
+  else if (type == 'r') ok = sscanf(v, "%lf", &p->real) == 1;
+  else if (type == 't') ok = (p->text = strndup(v, hl / 2 - (size_t)n)) != NULL;
+  else ok = type == 'n';
+  free(payload);
+  if (!ok) { free(p->text); p->text = NULL; return bad_token(); }
+  return 0;
+}
+
+static int sq_run_search(kp_store *base, const kp_run_search *q, kp_run **out, size_t *n, char **next) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  *next = NULL;
+  kp_filter *f = NULL;
+  kp_filter_error fe;
+  if (kp_filter_parse(q->filter, &f, &fe) != 0) return kp_store_fail(KP_STORE_EINVAL, "filter: %s", fe.message);
+  sorder o = {0};
+  if (q->order_by && *q->order_by) {
+    if (kp_filter_parse_order(q->order_by, &o.key, &o.desc, &fe) != 0) {
+      kp_filter_free(f);
+      return kp_store_fail(KP_STORE_EINVAL, "order: %s", fe.message);
+    }
+    o.has = 1;
+  }
+  page_pos pp = {.now = now(), .type = 'n'};
+  int have_pos = 0, rc = -1, own = 0;
+  squery sq = {0};
+  sqlite3_stmt *st = NULL;
+  int64_t *seqs = NULL;
+  size_t nseq = 0, cap = 0;
+  if (q->page_token && *q->page_token) {
+    if (token_read(s, q, q->page_token, &pp) != 0) goto out;
+    have_pos = 1;
+  }
+  sq.now = pp.now;
+  /* one read transaction: the page and its rows agree */
+  own = sqlite3_get_autocommit(s->db) != 0;
+  if (own && exec(s, "BEGIN") != 0) { own = 0; goto out; }
+  sq_add(&sq, "SELECT r.seq");
+  if (o.has) {
+    sq_add(&sq, ", ");
+    order_expr(&sq, &o);
+  }
+  sq_add(&sq, " FROM runs r JOIN experiments e ON e.id = r.experiment_id");
+  order_join(&sq, &o);
+  sq_add(&sq, " WHERE 1");
+  if (q->experiment) {
+    sq_add(&sq, " AND e.name = ?");
+    bind_t(&sq, q->experiment);
+  }
+  if (f) {
+    sq_add(&sq, " AND ");
+    compile_filter(&sq, f);
+  }
+  if (have_pos && !o.has) {
+    sq_add(&sq, " AND r.seq < ?");
+    bind_i(&sq, pp.seq);
+  } else if (have_pos && pp.type == 'n') {
+    sq_add(&sq, " AND (");
+    order_expr(&sq, &o);
+    sq_add(&sq, ") IS NULL AND r.seq < ?");
+    bind_i(&sq, pp.seq);
+  } else if (have_pos) {
+    /* after (v, seq) in (v IS NULL, v ASC|DESC, seq DESC) */
+    for (int part = 0; part < 3; part++) {
+      sq_add(&sq, part == 0 ? " AND ((" : part == 1 ? ") IS NULL OR (" : " OR ((");
+      order_expr(&sq, &o);
+      if (part == 0) continue;
+      sq_add(&sq, part == 1 ? (o.desc ? ") < ?" : ") > ?") : ") = ? AND r.seq < ?))");
+      if (pp.type == 'i') bind_i(&sq, pp.integer);
+      else if (pp.type == 'r') bind_r(&sq, pp.real);
+      else bind_t(&sq, pp.text);
+      if (part == 2) bind_i(&sq, pp.seq);
+    }
+  }
+  sq_add(&sq, " ORDER BY ");
+  if (o.has) {
+    sq_add(&sq, "(");
+    order_expr(&sq, &o);
+    sq_add(&sq, ") IS NULL, (");
+    order_expr(&sq, &o);
+    sq_add(&sq, o.desc ? ") DESC, " : ") ASC, ");
+  }
+  sq_add(&sq, "r.seq DESC LIMIT ?");
+  bind_i(&sq, q->max_results > 0 && q->max_results < INT64_MAX ? q->max_results + 1 : -1);
+  if (squery_prepare(s, &sq, &st) != 0) goto out;
+  int r;
+  page_pos last = {.now = pp.now, .type = 'n'};
+  while ((r = row(s, st)) > 0) {
+    if (q->max_results > 0 && (int64_t)nseq == q->max_results) {
+      /* there is a next page: it starts after the last row taken */
+      if (!(*next = token_make(s, q, &last))) r = -1;
+      break;
+    }
+    if (GROW(seqs, nseq, cap, 64) != 0) { r = oom(); break; }
+    seqs[nseq++] = sqlite3_column_int64(st, 0);
+    last.seq = seqs[nseq - 1];
+    free(last.text);
+    last.text = NULL;
+    int t = o.has ? sqlite3_column_type(st, 1) : SQLITE_NULL;
+    last.type = t == SQLITE_INTEGER ? 'i' : t == SQLITE_FLOAT ? 'r' : t == SQLITE_NULL ? 'n' : 't';
+    if (last.type == 'i') last.integer = sqlite3_column_int64(st, 1);
+    else if (last.type == 'r') last.real = sqlite3_column_double(st, 1);
+    else if (last.type == 't' && !(last.text = col_dup(st, 1))) { r = oom(); break; }
+  }
+  free(last.text);
+  sqlite3_finalize(st);
+  st = NULL;
+  if (r < 0) goto out;
+  if (nseq && !(*out = calloc(nseq, sizeof **out))) { oom(); goto out; }
+  if (prep(s, &st, RUN_COLS " WHERE r.seq = ?") != 0) goto out;
+  for (size_t i = 0; i < nseq; i++) {
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, seqs[i]);
+    if ((r = row(s, st)) < 0) goto out;
+    if (r > 0) run_from_row(st, &(*out)[(*n)++]);
+  }
+  rc = 0;
+out:
+  sqlite3_finalize(st);
+  if (own) tx_end(s, 1, 0);
+  if (rc != 0) {
+    kp_runs_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    free(*next);
+    *next = NULL;
+  }
+  squery_free(&sq);
+  free(seqs);
+  free(pp.text);
+  kp_filter_free(f);
+  kp_filter_key_clear(&o.key);
+  return rc;
+}
+
+static int sq_run_params_set(kp_store *base, const char *run_id, const char *const *keys, const char *const *values,
+                             size_t n) {
+  sq_store *s = SQ(base);
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  sqlite3_stmt *st = NULL;
+  if (run_exists(s, run_id) <= 0) goto out;
+  /* num: the same text in a NUMERIC column, which keeps it as a number when
+   * it is one (so params compare and order as numbers), else as text */
+  if (prep(s, &st, "INSERT OR REPLACE INTO params(run_id, key, value, num) VALUES(?1, ?2, ?3, ?3)") != 0) goto out;
+  for (size_t i = 0; i < n; i++) {
+    if (!keys[i] || !*keys[i] || !values[i]) { kp_store_fail(KP_STORE_EINVAL, "a param needs a key and a value"); goto out; }
+    sqlite3_reset(st);
+    bind_text(st, 1, run_id);
+    bind_text(st, 2, keys[i]);
+    bind_text(st, 3, values[i]);
+    if (done(s, st) != 0) goto out;
+  }
+  rc = 0;
+out:
+  sqlite3_finalize(st);
+  return tx_end(s, own, rc);
+}
+
+static int sq_run_params(kp_store *base, const char *run_id, kp_tag **out, size_t *n) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  if (run_exists(s, run_id) <= 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT key, value FROM params WHERE run_id = ? ORDER BY key") != 0) return -1;
+  bind_text(st, 1, run_id);
+  int r;
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (GROW(*out, *n, cap, 8) != 0) { r = oom(); break; }
+    (*out)[*n].key = col_dup(st, 0);
+    (*out)[*n].value = col_dup(st, 1);
+    (*n)++;
+  }
+  sqlite3_finalize(st);
+  if (r < 0) {
+    kp_tags_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
 
 static const kp_store_ops sqlite_ops = {
   .backend = "sqlite",
@@ -1612,6 +2239,10 @@ static const kp_store_ops sqlite_ops = {
   .model_tags_set = sq_model_tags_set,
   .model_tags_remove = sq_model_tags_remove,
   .run_files_list = sq_run_files_list,
+  /* run search */
+  .run_params_set = sq_run_params_set,
+  .run_params = sq_run_params,
+  .run_search = sq_run_search,
 };
 
 /* ---- opening and migrating ------------------------------------------------------- */

@@ -720,7 +720,11 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
   while (environ[n]) n++;
   cJSON *vars = env ? cJSON_GetObjectItemCaseSensitive(env, "variables") : NULL;
   size_t nv = (size_t)cJSON_GetArraySize(vars);
-  char **e = calloc(n + nv + 24, sizeof *e);
+  /* the run's params (run submit --param) as KUSARI_PARAM_NAME */
+  kp_tag *params = NULL;
+  size_t np = 0;
+  if (kp_store_run_params(s->ws.store, s->id, &params, &np) != 0) kp_store_report();
+  char **e = calloc(n + nv + np + 24, sizeof *e);
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
     if ((strncmp(environ[i], "KUSARI_", 7) != 0 || strncmp(environ[i], "KUSARI_NUM_THREADS=", 19) == 0) &&
@@ -771,6 +775,11 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
       if (!getenv(thread_vars[i]) && !(vars && cJSON_GetObjectItemCaseSensitive(vars, thread_vars[i])))
         KP_SETENV("%s=%ld", thread_vars[i], share);
   }
+  for (size_t i = 0; i < np; i++)  /* names that can be variable names (a sweep's may not) */
+    if (params[i].key[0] && strspn(params[i].key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") ==
+                                strlen(params[i].key))
+      KP_SETENV("KUSARI_PARAM_%s=%s", params[i].key, params[i].value);
+  kp_tags_free(params, np);
   cJSON *v;
   cJSON_ArrayForEach(v, vars)
     if (cJSON_IsString(v) && v->string) KP_SETENV("%s=%s", v->string, v->valuestring);

@@ -146,6 +146,8 @@ cJSON *kp_view_tags(const kp_tag *v, size_t n) {
   return o;
 }
 
+cJSON *kp_view_params(const kp_tag *v, size_t n) { return kp_view_tags(v, n); }
+
 cJSON *kp_view_store_error(const kp_store_error *e) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "code", kp_store_code_name(e->code));

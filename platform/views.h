@@ -30,6 +30,8 @@ struct cJSON *kp_view_metrics_latest(const kp_metric_latest *v, size_t n);
 struct cJSON *kp_view_file(const kp_stored_file *f);
 /* {key: value, ...} */
 struct cJSON *kp_view_tags(const kp_tag *v, size_t n);
+/* a run's params (kp_store_run_params): {key: value text, ...} */
+struct cJSON *kp_view_params(const kp_tag *v, size_t n);
 /* {code, message}: the thread's store error, as a server relays it */
 struct cJSON *kp_view_store_error(const kp_store_error *e);
 

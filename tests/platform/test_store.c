@@ -764,6 +764,325 @@ static void test_store__error_per_thread(void **state) {
   assert_string_equal(kp_store_code_name(KP_STORE_ECONFLICT), "conflict");
 }
 
+/* ---- run search (filter.h): the conformance cases every backend passes ---- */
+#define NS 12
+typedef struct search_fixture {
+  char id[NS][64];
+  int has_acc[NS];
+  double acc[NS];   /* the latest value */
+  const char *bs[NS];
+  int completed[NS];
+} search_fixture;
+
+/* Twelve runs of experiment "srch" (and one of "other") with known metrics,
+ * params, tags and statuses; the expected answers below are computed from
+ * this table, not by the store. */
+static void search_setup(kp_store *s, search_fixture *fx) {
+  static const char *const BS[] = {"128", "64", "large"};
+  for (int i = 0; i < NS; i++) {
+    new_run(s, "srch", "cpu", fx->id[i], sizeof fx->id[i]);
+    fx->has_acc[i] = i % 4 != 3;
+    fx->acc[i] = (i / 2) / 10.0;  /* pairs tie */
+    fx->bs[i] = BS[i % 3];
+    fx->completed[i] = i % 2 == 0;
+    /* acc: an older step with another value, then the latest (explicit
+     * steps, the latest logged first, so "latest" is by step) */
+    kp_metric_point pts[] = {
+      {.name = "acc", .step = 7, .time = 2, .value = fx->acc[i]},
+      {.name = "acc", .step = 3, .time = 3, .value = 99},
+      {.name = "loss", .step = -1, .time = 1, .value = 1 - i / 10.0},
+    };
+    kp_ingest_batch b = {.from = 0, .to = 1, .points = fx->has_acc[i] ? pts : pts + 2, .npoints = fx->has_acc[i] ? 3 : 1};
+    assert_int_equal(kp_store_metrics_ingest(s, fx->id[i], &b), 0);
+    char lr[32], name[32];
+    snprintf(lr, sizeof lr, "0.%03d", i + 1);
+    const char *pk[] = {"bs", "lr", "val/loss"}, *pv[] = {fx->bs[i], lr, i == 5 ? "odd name" : "x"};
+    assert_int_equal(kp_store_run_params_set(s, fx->id[i], pk, pv, 3), 0);
+    snprintf(name, sizeof name, "Run-%d", i);
+    assert_int_equal(kp_store_tag_set(s, fx->id[i], "name", name), 0);
+    assert_int_equal(kp_store_tag_set(s, fx->id[i], "kind", i % 2 ? "odd" : "even"), 0);
+    if (fx->completed[i]) {
+      kp_run_transition t = {.to = KP_RUN_COMPLETED, .end = 1};
+      assert_int_equal(kp_store_run_transition(s, fx->id[i], &t), 0);
+    }
+  }
+  char other[64];
+  new_run(s, "other", "cpu", other, sizeof other);
+  kp_metric_point p = {.name = "acc", .step = -1, .time = 1, .value = 5};
+  kp_ingest_batch b = {.from = 0, .to = 1, .points = &p, .npoints = 1};
+  assert_int_equal(kp_store_metrics_ingest(s, other, &b), 0);
+}
+
+/* every page of a search, as indexes into fx->id (-1 for another run);
+ * asserts that no run comes twice */
+static size_t search_all(kp_store *s, const search_fixture *fx, const char *exp, const char *filter, const char *order,
+                         int64_t max, int *got) {
+  char *token = NULL;
+  size_t total = 0;
+  int pages = 0;
+  do {
+    kp_run_search q = {.experiment = exp, .filter = filter, .order_by = order, .max_results = max, .page_token = token};
+    kp_run *v;
+    size_t n;
+    char *next;
+    if (kp_store_run_search(s, &q, &v, &n, &next) != 0) fail_msg("search '%s': %s", filter, kp_store_last_error()->message);
+    free(token);
+    token = next;
+    if (max > 0) assert_true(n <= (size_t)max);
+    for (size_t i = 0; i < n; i++) {
+      int k = -1;
+      for (int j = 0; j < NS; j++)
+        if (!strcmp(v[i].id, fx->id[j])) k = j;
+      for (size_t j = 0; j < total; j++)
+        if (k >= 0 && got[j] == k) fail_msg("run %s came twice", v[i].id);
+      got[total++] = k;
+    }
+    kp_runs_free(v, n);
+    assert_true(++pages < 100);
+  } while (token);
+  return total;
+}
+
+/* the search gives exactly the runs i with want[i], newest first */
+static void expect_set(kp_store *s, const search_fixture *fx, const char *filter, const int *want) {
+  int got[NS + 1];
+  size_t n = search_all(s, fx, "srch", filter, NULL, 0, got);
+  size_t k = 0;
+  for (int i = NS - 1; i >= 0; i--)
+    if (want[i]) {
+      if (k >= n || got[k] != i) fail_msg("filter \"%s\": expected run %d at %zu, got %d", filter, i, k, k < n ? got[k] : -2);
+      k++;
+    }
+  if (k != n) fail_msg("filter \"%s\": %zu runs, expected %zu", filter, n, k);
+}
+
+static void test_store__run_search_filters(void **state) {
+  kp_store *s = *state;
+  search_fixture fx;
+  search_setup(s, &fx);
+  int want[NS];
+#define WANT(cond)                                 \
+  for (int i = 0; i < NS; i++) want[i] = (cond);
+  WANT(fx.has_acc[i] && fx.acc[i] > 0.2) expect_set(s, &fx, "metrics.acc > 0.2", want);
+  WANT(fx.has_acc[i] && fx.acc[i] >= 0.2) expect_set(s, &fx, "metrics.acc >= 0.2", want);
+  WANT(fx.has_acc[i] && fx.acc[i] < 0.2) expect_set(s, &fx, "metrics.acc < 0.2", want);
+  WANT(fx.has_acc[i] && fx.acc[i] <= 0.2) expect_set(s, &fx, "metrics.acc <= 0.2", want);
+  WANT(fx.has_acc[i] && fx.acc[i] == 0.2) expect_set(s, &fx, "metrics.acc = 0.2", want);
+  WANT(fx.has_acc[i] && fx.acc[i] != 0.2) expect_set(s, &fx, "metrics.acc != 0.2", want);
+  WANT(fx.has_acc[i] && (fx.acc[i] == 0.1 || fx.acc[i] == 0.5)) expect_set(s, &fx, "metrics.acc IN (0.1, 0.5)", want);
+  WANT(fx.has_acc[i] && !(fx.acc[i] == 0.1 || fx.acc[i] == 0.5)) expect_set(s, &fx, "metrics.acc NOT IN (0.1, 0.5)", want);
+  WANT(1 - i / 10.0 > 0.45) expect_set(s, &fx, "metrics.loss > 0.45", want);
+  /* params: numbers compare as numbers, text as text */
+  WANT(!strcmp(fx.bs[i], "128")) expect_set(s, &fx, "params.bs = 128", want);
+  expect_set(s, &fx, "params.bs = '128'", want);
+  WANT(!strcmp(fx.bs[i], "64")) expect_set(s, &fx, "params.bs < 100", want);
+  WANT(strcmp(fx.bs[i], "large") != 0) expect_set(s, &fx, "params.bs <= 128", want);
+  WANT(!strcmp(fx.bs[i], "large")) expect_set(s, &fx, "params.bs LIKE 'la%'", want);
+  expect_set(s, &fx, "params.bs NOT IN ('128', '64')", want);
+  WANT(strcmp(fx.bs[i], "large") != 0) expect_set(s, &fx, "params.bs IN (128, 64)", want);
+  WANT(i + 1 >= 10) expect_set(s, &fx, "params.lr >= 0.010", want);
+  WANT(i == 5) expect_set(s, &fx, "params.`val/loss` = 'odd name'", want);
+  /* tags: LIKE is case-sensitive, ILIKE not */
+  WANT(i == 1 || i == 10 || i == 11) expect_set(s, &fx, "tags.name LIKE 'Run-1%'", want);
+  expect_set(s, &fx, "tags.name ILIKE 'run-1%'", want);
+  WANT(0) expect_set(s, &fx, "tags.name LIKE 'run-1%'", want);
+  WANT(i < 10) expect_set(s, &fx, "tags.name LIKE 'Run-_'", want);
+  WANT(i >= 10) expect_set(s, &fx, "tags.name NOT LIKE 'Run-_'", want);
+  WANT(!(i == 1 || i == 10 || i == 11)) expect_set(s, &fx, "tags.name NOT ILIKE 'RUN-1%'", want);
+  WANT(i % 2 == 1) expect_set(s, &fx, "tags.kind = \"odd\"", want);
+  WANT(i % 2 == 0) expect_set(s, &fx, "tags.kind != 'odd'", want);
+  /* attributes */
+  WANT(fx.completed[i]) expect_set(s, &fx, "status = 'Completed'", want);
+  expect_set(s, &fx, "attributes.status = 'completed'", want);
+  WANT(!fx.completed[i]) expect_set(s, &fx, "status IN ('Queued', 'Running')", want);
+  WANT(1) expect_set(s, &fx, "experiment = 'srch' and created > '2000-01-01'", want);
+  WANT(fx.completed[i]) expect_set(s, &fx, "ended >= 0", want);
+  WANT(i == 3) {
+    char f[128];
+    snprintf(f, sizeof f, "id = '%s'", fx.id[3]);
+    expect_set(s, &fx, f, want);
+  }
+  WANT(0) expect_set(s, &fx, "parent = 'none'", want);
+  /* and, or, parentheses */
+  WANT(fx.has_acc[i] && fx.acc[i] > 0.1 && !strcmp(fx.bs[i], "128") && fx.completed[i])
+  expect_set(s, &fx, "metrics.acc > 0.1 and params.bs = 128 and status = 'Completed'", want);
+  WANT((fx.has_acc[i] && fx.acc[i] >= 0.5) || (i % 2 == 1 && !strcmp(fx.bs[i], "64")))
+  expect_set(s, &fx, "metrics.acc >= 0.5 OR (tags.kind = 'odd' AND params.bs = 64)", want);
+  WANT(fx.completed[i] && (i == 0 || i == 2))
+  expect_set(s, &fx, "status = 'Completed' and (tags.name = 'Run-0' or tags.name = 'Run-2')", want);
+  /* user text is data: quotes inside a string, SQL in names */
+  WANT(0) expect_set(s, &fx, "tags.name = 'x'' OR 1=1 --'", want);
+  expect_set(s, &fx, "params.`bs = bs) OR (1=1` = 1", want);
+  expect_set(s, &fx, "status LIKE '%'' OR ''1''=''1'", want);
+#undef WANT
+  /* the experiment argument: every experiment when NULL */
+  int got[NS + 2];
+  assert_int_equal(search_all(s, &fx, NULL, "metrics.acc > 1", NULL, 0, got), 1);
+  assert_int_equal(got[0], -1);
+}
+
+/* i before j in the order "metrics.acc DESC": values high to low, runs
+ * without a value last, ties newest (highest index) first */
+static int acc_desc_before(const search_fixture *fx, int i, int j) {
+  if (fx->has_acc[i] != fx->has_acc[j]) return fx->has_acc[i];
+  if (fx->has_acc[i] && fx->acc[i] != fx->acc[j]) return fx->acc[i] > fx->acc[j];
+  return i > j;
+}
+
+static int bs_rank(const char *v) { return !strcmp(v, "64") ? 0 : !strcmp(v, "128") ? 1 : 2; }
+
+static void test_store__run_search_order_and_pages(void **state) {
+  kp_store *s = *state;
+  search_fixture fx;
+  search_setup(s, &fx);
+  int want[NS], got[NS + 1];
+  for (int i = 0; i < NS; i++) want[i] = i;
+  for (int a = 0; a < NS; a++)
+    for (int b = a + 1; b < NS; b++)
+      if (acc_desc_before(&fx, want[b], want[a])) { int t = want[a]; want[a] = want[b]; want[b] = t; }
+  /* every page size gives every run exactly once, in the same order */
+  for (int64_t max = 1; max <= NS + 1; max += 2) {
+    size_t n = search_all(s, &fx, "srch", NULL, "metrics.acc DESC", max, got);
+    assert_int_equal(n, NS);
+    for (int i = 0; i < NS; i++) assert_int_equal(got[i], want[i]);
+  }
+  /* ascending: low to high, still without a value last and ties newest first */
+  size_t n = search_all(s, &fx, "srch", NULL, "metrics.acc", 5, got);
+  assert_int_equal(n, NS);
+  for (size_t k = 1; k < n; k++) {
+    int i = got[k - 1], j = got[k];
+    if (fx.has_acc[i] && fx.has_acc[j]) assert_true(fx.acc[i] < fx.acc[j] || (fx.acc[i] == fx.acc[j] && i > j));
+    else assert_true(fx.has_acc[i] || (!fx.has_acc[j] && i > j));
+  }
+  /* params order as numbers before text; with a filter, over pages */
+  n = search_all(s, &fx, "srch", "status = 'Completed'", "params.bs ASC", 2, got);
+  int expect = 0;
+  for (int i = 0; i < NS; i++) expect += fx.completed[i];
+  assert_int_equal(n, expect);
+  for (size_t k = 1; k < n; k++) {
+    int i = got[k - 1], j = got[k];
+    assert_true(fx.completed[i] && fx.completed[j]);
+    assert_true(bs_rank(fx.bs[i]) < bs_rank(fx.bs[j]) || (bs_rank(fx.bs[i]) == bs_rank(fx.bs[j]) && i > j));
+  }
+  /* attributes and tags as orders */
+  n = search_all(s, &fx, "srch", NULL, "id", 4, got);
+  for (int i = 0; i < NS; i++) assert_int_equal(got[i], i);
+  n = search_all(s, &fx, "srch", NULL, "created DESC", 5, got);
+  for (int i = 0; i < NS; i++) assert_int_equal(got[i], NS - 1 - i);
+  n = search_all(s, &fx, "srch", NULL, "tags.kind DESC", 3, got);
+  assert_int_equal(n, NS);
+  for (int i = 0; i < NS / 2; i++) assert_int_equal(got[i] % 2, 1);  /* "odd" > "even" */
+  n = search_all(s, &fx, "srch", NULL, "duration", 3, got);
+  assert_int_equal(n, NS);
+  n = search_all(s, &fx, "srch", NULL, "status desc", 5, got);
+  assert_int_equal(n, NS);
+  for (int i = 0; i < NS / 2; i++) assert_false(fx.completed[got[i]]);  /* "Queued" > "Completed" */
+}
+
+static void test_store__run_search_errors(void **state) {
+  kp_store *s = *state;
+  search_fixture fx;
+  search_setup(s, &fx);
+  kp_run *v;
+  size_t n;
+  char *next;
+  static const struct { const char *filter; const char *msg; } BAD[] = {
+    {"metrics.acc > ", "filter: position 15: expected a value"},
+    {"metrics.Accuracy > 0.9 and params.bs >", "filter: position 39: expected a value"},
+    {"status = 'x' OR 1=1 --", "filter: position 10: 'x' is not a run status"},
+    {"tags.name = 'Run-1' OR 1=1 --", "filter: position 24: expected a key"},
+    {"metrics.acc > 'high'", "filter: position 15: metrics.acc is a number"},
+    {"bogus = 1", "filter: position 1: unknown attribute 'bogus'"},
+    {"(metrics.acc > 1", "filter: position 17: expected AND, OR or ')'"},
+    {"tags.name = 'open", "filter: position 13: the string opened here is not closed"},
+    {"metrics.acc > 1 metrics.acc < 2", "filter: position 17: expected AND, OR or the end"},
+    {"metrics.acc LIKE 'a%'", "filter: position 1: metrics.acc is a number"},
+    {"params.`x = 1", "filter: position 8: the name opened with `"},
+  };
+  for (size_t i = 0; i < sizeof BAD / sizeof BAD[0]; i++) {
+    kp_run_search q = {.filter = BAD[i].filter};
+    assert_int_equal(kp_store_run_search(s, &q, &v, &n, &next), -1);
+    assert_int_equal(code(), KP_STORE_EINVAL);
+    if (strncmp(kp_store_last_error()->message, BAD[i].msg, strlen(BAD[i].msg)) != 0)
+      fail_msg("\"%s\": got \"%s\", expected \"%s...\"", BAD[i].filter, kp_store_last_error()->message, BAD[i].msg);
+    assert_null(v);
+    assert_null(next);
+  }
+  kp_run_search bad_order = {.order_by = "metrics.acc sideways"};
+  assert_int_equal(kp_store_run_search(s, &bad_order, &v, &n, &next), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_non_null(strstr(kp_store_last_error()->message, "order: position 13"));
+  /* page tokens: altered ones, and ones of another search, are refused */
+  kp_run_search q = {.experiment = "srch", .filter = "metrics.loss > 0", .order_by = "metrics.acc DESC", .max_results = 3};
+  assert_int_equal(kp_store_run_search(s, &q, &v, &n, &next), 0);
+  assert_int_equal(n, 3);
+  assert_non_null(next);
+  kp_runs_free(v, n);
+  char *tok = strdup(next);
+  for (size_t i = 0; i < strlen(tok); i += 7) {
+    char keep = tok[i];
+    tok[i] = tok[i] == '0' ? '1' : '0';
+    q.page_token = tok;
+    char *nx;
+    if (kp_store_run_search(s, &q, &v, &n, &nx) != -1) fail_msg("altered token %s (at %zu) accepted", tok, i);
+    assert_int_equal(code(), KP_STORE_EINVAL);
+    tok[i] = keep;
+  }
+  const char *junk[] = {"", "x", "zz.zz", "00", "abc.def"};
+  for (size_t i = 1; i < sizeof junk / sizeof junk[0]; i++) {
+    q.page_token = junk[i];
+    char *nx;
+    assert_int_equal(kp_store_run_search(s, &q, &v, &n, &nx), -1);
+    assert_int_equal(code(), KP_STORE_EINVAL);
+  }
+  kp_run_search other = q;
+  other.page_token = tok;
+  other.filter = "metrics.loss > 0.5";
+  char *nx;
+  assert_int_equal(kp_store_run_search(s, &other, &v, &n, &nx), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  other.filter = q.filter;
+  other.order_by = "metrics.acc ASC";
+  assert_int_equal(kp_store_run_search(s, &other, &v, &n, &nx), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  /* the untouched token still works */
+  q.page_token = tok;
+  assert_int_equal(kp_store_run_search(s, &q, &v, &n, &nx), 0);
+  assert_int_equal(n, 3);
+  kp_runs_free(v, n);
+  free(nx);
+  free(tok);
+  free(next);
+  /* params of an unknown run */
+  kp_tag *t;
+  assert_int_equal(kp_store_run_params(s, "nope_1", &t, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  const char *k = "a", *val = "b";
+  assert_int_equal(kp_store_run_params_set(s, "nope_1", &k, &val, 1), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_run_params(s, fx.id[5], &t, &n), 0);
+  assert_int_equal(n, 3);
+  assert_string_equal(t[0].key, "bs");
+  assert_string_equal(t[0].value, "large");
+  assert_string_equal(t[2].key, "val/loss");
+  assert_string_equal(t[2].value, "odd name");
+  kp_tags_free(t, n);
+}
+
+/* deleting runs removes what search keeps of them */
+static void test_store__run_search_after_delete(void **state) {
+  kp_store *s = *state;
+  search_fixture fx;
+  search_setup(s, &fx);
+  const char *ids[] = {fx.id[10], fx.id[11]};
+  assert_int_equal(kp_store_runs_delete(s, ids, 2), 0);
+  int got[NS + 1];
+  int want[NS];
+  for (int i = 0; i < NS; i++) want[i] = i < 10 && fx.has_acc[i] && fx.acc[i] >= 0.4;
+  expect_set(s, &fx, "metrics.acc >= 0.4", want);
+  assert_int_equal(search_all(s, &fx, "srch", "params.bs = 128 or params.bs = 64 or params.bs = 'large'", NULL, 0, got), 10);
+}
+
 int main(void) {
   if (!mkdtemp(g_dir)) {
     perror("mkdtemp");
@@ -784,6 +1103,11 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_store__files_and_deletes, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__run_queries, setup, teardown),
     cmocka_unit_test(test_store__error_per_thread),
+    /* run search */
+    cmocka_unit_test_setup_teardown(test_store__run_search_filters, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__run_search_order_and_pages, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__run_search_errors, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__run_search_after_delete, setup, teardown),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   char cmd[256];
