@@ -1101,8 +1101,10 @@ static int set_state(kp_ws *ws, kp_service_state state, const char *error, int p
   int rc;
   if (state == KP_SERVICE_RUNNING)
     rc = kp_store_service_running(ws->store, S.name, getpid(), kp_proc_start(getpid()), port);
-  else /* only if the record still names this process */
+  else { /* only if the record still names this process (else another server's record: left alone, quietly) */
     rc = kp_store_service_exited(ws->store, S.name, getpid(), state, error);
+    if (rc != 0 && kp_store_last_error()->code == KP_STORE_ECONFLICT) return -1;
+  }
   return rc == 0 ? 0 : kp_store_report();
 }
 
