@@ -1126,6 +1126,9 @@ static void test_store__service_keys_migration(void **state) {
                     "UPDATE services SET primary_key='plain-one', secondary_key='plain-two';"
                     "PRAGMA user_version=4;";
   sql_on(path, to4);
+  /* without the workspace's hook the keys have nowhere to go: refused */
+  assert_int_equal(kp_store_sqlite_open(path, NULL, NULL, &s), -1);
+  assert_non_null(strstr(kp_store_last_error()->message, "service web holds its keys in the store"));
   /* a save that fails fails the migration, which changes nothing */
   sk.fail = 1;
   assert_int_equal(kp_store_sqlite_open(path, keys_hook, &sk, &s), -1);
