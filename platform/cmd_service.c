@@ -2,7 +2,8 @@
  * platform/cmd_service.c — scoring services: `kusari model deploy` and
  * `kusari service list|show|logs|keys|start|stop|delete|serve`.
  *
- * A service is a row of the services table (schema 3) and a detached server
+ * A service is a record of the store (store.h, the service_* operations;
+ * the services table of schema 3 in the SQLite backend) and a detached server
  * process (service_server.c) started like a run's supervisor (fork, setsid,
  * fork, exec `kusari service serve NAME --ready-fd FD`), which answers "ok
  * PORT" on the pipe once it listens. Its files live in
@@ -16,6 +17,7 @@
  * folder), which `service keys` prints.
  */
 #include "service.h"
+#include "views.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -137,138 +139,78 @@ static int keys_read(const kp_ws *ws, const char *name, char k[2][65]) {
 /* 0 when the keys on file are those whose digests the store (and so the
  * server) has; else an error: a file edited by hand or left ahead of the
  * store by an interrupted --regenerate. */
-static int keys_match(kp_ws *ws, const char *name, char k[2][65]) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT primary_key_sha256, secondary_key_sha256 FROM services WHERE name=?") != 0) return -1;
-  kp_bind_text(st, 1, name);
-  int rc = kp_db_row(st) > 0 ? 0 : -1;
-  for (int i = 0; rc == 0 && i < 2; i++) {
+static int keys_match(kp_ws *ws, const kp_service *sv, char k[2][65]) {
+  const char *want[2] = {sv->primary_key_sha256, sv->secondary_key_sha256};
+  for (int i = 0; i < 2; i++) {
     char h[65];
     kp_sha256_hex(k[i], strlen(k[i]), h);
-    if (strcmp(h, kp_col_text(st, i)) != 0) {
+    if (strcmp(h, want[i]) != 0) {
       char p[4600];
-      keys_path(ws, name, p, sizeof p);
+      keys_path(ws, sv->name, p, sizeof p);
       kp_err("the %s key in %s is not the one service %s takes (its sha256 differs from the store's)",
-             i ? "secondary" : "primary", p, name);
-      kp_hint("make new keys with 'kusari service keys %s --regenerate both'", name);
-      rc = -1;
+             i ? "secondary" : "primary", p, sv->name);
+      kp_hint("make new keys with 'kusari service keys %s --regenerate both'", sv->name);
+      return -1;
     }
   }
-  sqlite3_finalize(st);
-  return rc;
+  return 0;
 }
 
-/* Migration to schema 5 (platform/store.c, in the migration's
- * transaction): renames services.primary_key and secondary_key to
- * primary_key_sha256 and secondary_key_sha256, moves each service's keys
- * from the store into its keys file and leaves their sha256 in the store.
- * A store whose columns have the new names already (set back to an older
- * version by hand) is left as it is. A rollback after this leaves the store
- * as it was and the same keys on file. */
-int kp_service_keys_migrate(kp_ws *ws) {
-  sqlite3_stmt *st, *up;
-  if (kp_db_prepare(ws, &st, "SELECT count(*) FROM pragma_table_info('services') WHERE name='primary_key'") != 0) return -1;
-  int old = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : -1;
-  sqlite3_finalize(st);
-  if (old <= 0) return old;
-  if (kp_db_exec(ws, "ALTER TABLE services RENAME COLUMN primary_key TO primary_key_sha256;"
-                     "ALTER TABLE services RENAME COLUMN secondary_key TO secondary_key_sha256;") != 0)
-    return -1;
-  if (kp_db_prepare(ws, &st, "SELECT name, primary_key_sha256, secondary_key_sha256 FROM services") != 0) return -1;
-  if (kp_db_prepare(ws, &up, "UPDATE services SET primary_key_sha256=?2, secondary_key_sha256=?3 WHERE name=?1") != 0) {
-    sqlite3_finalize(st);
-    return -1;
-  }
-  /* the plain keys' bytes do not stay behind in freed pages of the store */
-  int rc = kp_db_exec(ws, "PRAGMA secure_delete=ON");
-  while (rc == 0 && kp_db_row(st) > 0) {
-    const char *name = kp_col_text(st, 0);
-    char h1[65], h2[65];
-    if (kp_name_ok(name) != 0) { rc = kp_err("service name '%s' is not valid", name); break; }
-    if (keys_write(ws, name, kp_col_text(st, 1), kp_col_text(st, 2)) != 0) { rc = -1; break; }
-    kp_sha256_hex(kp_col_text(st, 1), strlen(kp_col_text(st, 1)), h1);
-    kp_sha256_hex(kp_col_text(st, 2), strlen(kp_col_text(st, 2)), h2);
-    sqlite3_reset(up);
-    kp_bind_text(up, 1, name);
-    kp_bind_text(up, 2, h1);
-    kp_bind_text(up, 3, h2);
-    rc = kp_db_done(ws, up);
-  }
-  sqlite3_finalize(up);
-  sqlite3_finalize(st);
-  if (rc == 0) rc = kp_db_exec(ws, "PRAGMA secure_delete=OFF");
-  return rc;
+/* The migration's kp_service_keys_save: the keys into the service's keys
+ * file, their sha256 back to the store. */
+static int keys_save(void *ctx, const char *name, const char *k1, const char *k2, char h1[65], char h2[65]) {
+  kp_ws *ws = ctx;
+  if (kp_name_ok(name) != 0) return kp_err("service name '%s' is not valid", name);
+  if (keys_write(ws, name, k1, k2) != 0) return -1;
+  kp_sha256_hex(k1, strlen(k1), h1);
+  kp_sha256_hex(k2, strlen(k2), h2);
+  return 0;
 }
 
-typedef struct svc {
-  char name[256], model_name[256], host[64], state[32], error[1024], entry_name[256];
-  long long model_version;
-  int port, bound_port, auth, workers, timeout;
-  long long max_body;
-  long long pid, pid_start;
-  double created, started;
-} svc;
+/* Migration to schema 5 (the workspace's migration hook, store.c, in the
+ * migration's transaction): the store renames services.primary_key and
+ * secondary_key to primary_key_sha256 and secondary_key_sha256 and hands
+ * each service's keys to keys_save, which moves them into its keys file;
+ * the store keeps their sha256. A store whose columns have the new names
+ * already (set back to an older version by hand) is left as it is. A
+ * rollback after this leaves the store as it was and the same keys on file. */
+int kp_service_keys_migrate(kp_ws *ws, kp_store *s) {
+  if (kp_store_sqlite_service_keys_migrate(s, keys_save, ws) != 0) return -1;
+  return 0;
+}
 
-static const char SVC_COLS[] =
-  "SELECT name, model_name, model_version, host, port, coalesce(bound_port, 0), auth, workers, max_body, timeout, "
-  "state, coalesce(error, ''), coalesce(entry_name, ''), coalesce(pid, 0), coalesce(pid_start, 0), created, "
-  "coalesce(started, 0) FROM services";
-
-static void read_svc(sqlite3_stmt *st, svc *s) {
-  memset(s, 0, sizeof *s);
-  snprintf(s->name, sizeof s->name, "%s", kp_col_text(st, 0));
-  snprintf(s->model_name, sizeof s->model_name, "%s", kp_col_text(st, 1));
-  s->model_version = sqlite3_column_int64(st, 2);
-  snprintf(s->host, sizeof s->host, "%s", kp_col_text(st, 3));
-  s->port = sqlite3_column_int(st, 4);
-  s->bound_port = sqlite3_column_int(st, 5);
-  s->auth = sqlite3_column_int(st, 6);
-  s->workers = sqlite3_column_int(st, 7);
-  s->max_body = sqlite3_column_int64(st, 8);
-  s->timeout = sqlite3_column_int(st, 9);
-  snprintf(s->state, sizeof s->state, "%s", kp_col_text(st, 10));
-  snprintf(s->error, sizeof s->error, "%s", kp_col_text(st, 11));
-  snprintf(s->entry_name, sizeof s->entry_name, "%s", kp_col_text(st, 12));
-  s->pid = sqlite3_column_int64(st, 13);
-  s->pid_start = sqlite3_column_int64(st, 14);
-  s->created = sqlite3_column_double(st, 15);
-  s->started = sqlite3_column_double(st, 16);
-  /* a Running record whose process is gone has failed */
-  if ((!strcmp(s->state, "Running") || !strcmp(s->state, "Starting")) &&
-      !(s->pid > 0 && kp_proc_alive((pid_t)s->pid, (uint64_t)s->pid_start))) {
-    if (!strcmp(s->state, "Running") || s->pid > 0) {
-      snprintf(s->error, sizeof s->error, "the server process (pid %lld) is gone; see 'kusari service logs %s'", s->pid,
+/* A Running (or Starting) record whose process is gone has failed. */
+static void check_alive(kp_service *s) {
+  if ((s->state == KP_SERVICE_RUNNING || s->state == KP_SERVICE_STARTING) &&
+      !(s->pid > 0 && kp_proc_alive((pid_t)s->pid, s->pid_start))) {
+    if (s->state == KP_SERVICE_RUNNING || s->pid > 0) {
+      char e[1024];
+      snprintf(e, sizeof e, "the server process (pid %lld) is gone; see 'kusari service logs %s'", (long long)s->pid,
                s->name);
-      snprintf(s->state, sizeof s->state, "Failed");
+      free(s->error);
+      s->error = strdup(e);
+      s->state = KP_SERVICE_FAILED;
     }
   }
 }
 
-/* 0 found, 1 absent (message printed when 'say'), -1 error */
-static int find_svc(kp_ws *ws, const char *name, svc *s, int say) {
-  char sql[1024];
-  snprintf(sql, sizeof sql, "%s WHERE name=?", SVC_COLS);
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, sql) != 0) return -1;
-  kp_bind_text(st, 1, name);
-  int r = kp_db_row(st);
-  if (r > 0) read_svc(st, s);
-  sqlite3_finalize(st);
-  if (r < 0) return -1;
-  if (r == 0 && say) {
-    kp_err("no service named '%s' in this workspace", name);
-    kp_hint("list services with 'kusari service list'");
+/* 0 found, 1 absent (message printed when 'say'), -1 error (printed) */
+static int find_svc(kp_ws *ws, const char *name, kp_service *s, int say) {
+  memset(s, 0, sizeof *s);
+  if (kp_store_service_get(ws->store, name, s) != 0) {
+    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) return kp_store_report();
+    if (say) {
+      kp_store_report();
+      kp_hint("list services with 'kusari service list'");
+    }
+    return 1;
   }
-  return r > 0 ? 0 : 1;
-}
-
-static void scoring_uri(const svc *s, char *out, size_t n) {
-  int port = s->bound_port ? s->bound_port : s->port;
-  snprintf(out, n, "http://%s:%d/score", strcmp(s->host, "0.0.0.0") ? s->host : "127.0.0.1", port);
+  check_alive(s);
+  return 0;
 }
 
 /* Stops the server of s (SIGTERM, SIGKILL after 10 s) and records Stopped. */
-static int stop_server(kp_ws *ws, svc *s) {
+static int stop_server(kp_ws *ws, kp_service *s) {
   if (s->pid > 0 && kp_proc_alive((pid_t)s->pid, (uint64_t)s->pid_start)) {
     kill((pid_t)s->pid, SIGTERM);
     double t0 = kp_now();
@@ -278,15 +220,9 @@ static int stop_server(kp_ws *ws, svc *s) {
       while (kp_proc_alive((pid_t)s->pid, (uint64_t)s->pid_start) && kp_now() - t0 < 15) usleep(20000);
     }
   }
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "UPDATE services SET state='Stopped', pid=NULL, pid_start=NULL, "
-                             "stopped=coalesce(stopped, ?2) WHERE name=?1") != 0) return -1;
-  kp_bind_text(st, 1, s->name);
-  sqlite3_bind_double(st, 2, kp_now());
-  int rc = kp_db_done(ws, st);
-  sqlite3_finalize(st);
-  snprintf(s->state, sizeof s->state, "Stopped");
-  return rc;
+  if (kp_store_service_stopped(ws->store, s->name) != 0) return kp_store_report();
+  s->state = KP_SERVICE_STOPPED;
+  return 0;
 }
 
 /* Starts the server of service 'name' and waits until it listens. */
@@ -295,13 +231,7 @@ static int start_server(kp_ws *ws, const char *name, int *port) {
   svc_dir(ws, name, dir, sizeof dir);
   if (kp_mkdirs(dir, 0755) != 0) return -1;
   snprintf(logp, sizeof logp, "%s/server.log", dir);
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "UPDATE services SET state='Starting', pid=NULL, pid_start=NULL, error=NULL, stopped=NULL "
-                             "WHERE name=?") != 0) return -1;
-  kp_bind_text(st, 1, name);
-  int rc = kp_db_done(ws, st);
-  sqlite3_finalize(st);
-  if (rc != 0) return -1;
+  if (kp_store_service_starting(ws->store, name) != 0) return kp_store_report();
   /* like runs: OpenBLAS's own choice of kernels where Debian's build does not know the CPU */
   const char *coretype = ks_blas_suggested_coretype();
   char envbuf[128];
@@ -318,14 +248,8 @@ static int start_server(kp_ws *ws, const char *name, int *port) {
     return 0;
   }
   /* a server that died before it could say why (or hangs) must not stay Starting */
-  if (kp_db_prepare(ws, &st, "UPDATE services SET state='Failed', error=coalesce(error, ?2), stopped=?3 "
-                             "WHERE name=?1 AND state='Starting'") == 0) {
-    kp_bind_text(st, 1, name);
-    kp_bind_text(st, 2, "the server exited (or hung) before it listened; see its log");
-    sqlite3_bind_double(st, 3, kp_now());
-    kp_db_done(ws, st);
-    sqlite3_finalize(st);
-  }
+  if (kp_store_service_start_failed(ws->store, name, "the server exited (or hung) before it listened; see its log") != 0)
+    kp_store_report();
   if (!strncmp(buf, "error: ", 7)) kp_err("service %s did not start: %s", name, buf + 7);
   else kp_err("service %s did not start (no answer from its server)", name);
   kp_hint("see its log: kusari service logs %s", name);
@@ -333,13 +257,15 @@ static int start_server(kp_ws *ws, const char *name, int *port) {
 }
 
 static void print_started(kp_ws *ws, const char *name) {
-  svc s;
+  kp_service s;
   if (find_svc(ws, name, &s, 1) != 0) return;
   char uri[400];
-  scoring_uri(&s, uri, sizeof uri);
-  printf("Service %s: %s (model %s:%lld%s%s, %d workers, auth %s)\n", s.name, s.state, s.model_name, s.model_version,
-         s.entry_name[0] ? ", entry " : "", s.entry_name, s.workers, s.auth ? "on: see 'kusari service keys'" : "off");
+  kp_view_service_uri(&s, "/score", uri, sizeof uri);
+  printf("Service %s: %s (model %s:%lld%s%s, %d workers, auth %s)\n", s.name, kp_service_state_name(s.state),
+         s.model_name, (long long)s.model_version, s.entry_name && s.entry_name[0] ? ", entry " : "", s.entry_name ? s.entry_name : "",
+         s.workers, s.auth ? "on: see 'kusari service keys'" : "off");
   printf("%s\n", uri);
+  kp_service_free(&s);
 }
 
 /* ---- kusari model deploy ----------------------------------------------------------- */
@@ -383,25 +309,16 @@ int kp_model_deploy(int argc, char **argv) {
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
   int rc = 1;
-  sqlite3_stmt *st = NULL;
   /* the model version */
-  if (kp_db_prepare(&ws, &st, "SELECT id, version FROM models WHERE name=?1 AND (?2=0 OR version=?2) ORDER BY version DESC LIMIT 1") != 0)
-    goto out;
-  kp_bind_text(st, 1, mname);
-  sqlite3_bind_int64(st, 2, mver);
-  sqlite3_int64 mid = -1;
-  if (kp_db_row(st) > 0) {
-    mid = sqlite3_column_int64(st, 0);
-    mver = sqlite3_column_int64(st, 1);
-  }
-  sqlite3_finalize(st);
-  st = NULL;
-  if (mid < 0) {
-    if (mver) kp_err("model '%s' has no version %lld", mname, mver);
-    else kp_err("no model named '%s' is registered", mname);
+  kp_model mv;
+  if (kp_store_model_get(ws.store, mname, mver, &mv) != 0) {
+    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) { kp_store_report(); goto out; }
+    kp_store_report();
     kp_hint("list models with 'kusari model list'");
     goto out;
   }
+  mver = mv.version;
+  kp_model_free(&mv);
   char esha[65] = "", ename[256] = "";
   if (entry) {
     struct stat est;
@@ -416,53 +333,31 @@ int kp_model_deploy(int argc, char **argv) {
     snprintf(ename, sizeof ename, "%s", b ? b + 1 : entry);
     if (kp_name_ok(ename) != 0) snprintf(ename, sizeof ename, "entry.so");
   }
-  svc old;
+  kp_service old;
   int have = find_svc(&ws, name, &old, 0);
   if (have < 0) goto out;
   if (have == 0) {
     printf("Service %s exists (model %s:%lld, %s): redeploying with the same keys\n", name, old.model_name,
-           old.model_version, old.state);
-    if (stop_server(&ws, &old) != 0) goto out;
+           (long long)old.model_version, kp_service_state_name(old.state));
+    int stopped = stop_server(&ws, &old);
+    kp_service_free(&old);
+    if (stopped != 0) goto out;
   }
   /* a new service's keys: on file first (0600), their sha256 in the store;
-   * a redeployed one keeps its keys (the upsert leaves them alone) */
+   * a redeployed one keeps its keys (service_redeploy leaves them alone) */
   char k1[65], k2[65], h1[65], h2[65];
   if (new_key(k1) != 0 || new_key(k2) != 0) goto out;
   kp_sha256_hex(k1, 64, h1);
   kp_sha256_hex(k2, 64, h2);
   if (have != 0 && keys_write(&ws, name, k1, k2) != 0) goto out;
-  if (kp_db_begin(&ws) != 0) goto out;
-  if (kp_db_prepare(&ws, &st,
-                    "INSERT INTO services(name, model_id, model_name, model_version, entry_name, entry_sha256, host, port, "
-                    "auth, workers, max_body, timeout, primary_key_sha256, secondary_key_sha256, state, created) "
-                    "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,'Stopped',?15) "
-                    "ON CONFLICT(name) DO UPDATE SET model_id=?2, model_name=?3, model_version=?4, entry_name=?5, "
-                    "entry_sha256=?6, host=?7, port=?8, auth=?9, workers=?10, max_body=?11, timeout=?12, "
-                    "bound_port=CASE WHEN ?8=0 THEN bound_port ELSE NULL END") != 0) {
-    kp_db_rollback(&ws);
+  kp_service_new sn = {.name = name, .model_name = mname, .model_version = mver, .entry_name = entry ? ename : NULL,
+                       .entry_sha256 = entry ? esha : NULL, .host = host, .port = (int)port, .auth = auth,
+                       .workers = (int)workers, .timeout = (int)tmo, .max_body = mb * 1024 * 1024,
+                       .primary_key_sha256 = h1, .secondary_key_sha256 = h2};
+  if ((have == 0 ? kp_store_service_redeploy(ws.store, &sn) : kp_store_service_create(ws.store, &sn)) != 0) {
+    kp_store_report();
     goto out;
   }
-  kp_bind_text(st, 1, name);
-  sqlite3_bind_int64(st, 2, mid);
-  kp_bind_text(st, 3, mname);
-  sqlite3_bind_int64(st, 4, mver);
-  kp_bind_text(st, 5, entry ? ename : NULL);
-  kp_bind_text(st, 6, entry ? esha : NULL);
-  kp_bind_text(st, 7, host);
-  sqlite3_bind_int(st, 8, (int)port);
-  sqlite3_bind_int(st, 9, auth);
-  sqlite3_bind_int(st, 10, (int)workers);
-  sqlite3_bind_int64(st, 11, mb * 1024 * 1024);
-  sqlite3_bind_int(st, 12, (int)tmo);
-  kp_bind_text(st, 13, h1);
-  kp_bind_text(st, 14, h2);
-  sqlite3_bind_double(st, 15, kp_now());
-  if (kp_db_done(&ws, st) != 0 || kp_db_commit(&ws) != 0) {
-    kp_db_rollback(&ws);
-    goto out;
-  }
-  sqlite3_finalize(st);
-  st = NULL;
   char sdir[4400];
   svc_dir(&ws, name, sdir, sizeof sdir);
   if (kp_mkdirs(sdir, 0755) != 0 || kp_service_batch_save(sdir, (int)bmax, (long)bwait) != 0) goto out;
@@ -471,43 +366,11 @@ int kp_model_deploy(int argc, char **argv) {
   print_started(&ws, name);
   rc = 0;
 out:
-  sqlite3_finalize(st);
   kp_ws_close(&ws);
   return rc;
 }
 
 /* ---- kusari service ... --------------------------------------------------------------- */
-static cJSON *svc_json(const svc *s) {
-  cJSON *o = cJSON_CreateObject();
-  char uri[400], t[64];
-  scoring_uri(s, uri, sizeof uri);
-  cJSON_AddStringToObject(o, "name", s->name);
-  cJSON_AddStringToObject(o, "state", s->state);
-  cJSON_AddStringToObject(o, "scoring_uri", uri);
-  char *h = strrchr(uri, '/');
-  snprintf(h, sizeof uri - (size_t)(h - uri), "/health");
-  cJSON_AddStringToObject(o, "health_uri", uri);
-  char m[300];
-  snprintf(m, sizeof m, "%s:%lld", s->model_name, s->model_version);
-  cJSON_AddStringToObject(o, "model", m);
-  if (s->entry_name[0]) cJSON_AddStringToObject(o, "entry", s->entry_name);
-  else cJSON_AddNullToObject(o, "entry");
-  cJSON_AddBoolToObject(o, "auth", s->auth);
-  cJSON_AddNumberToObject(o, "port", s->bound_port ? s->bound_port : s->port);
-  cJSON_AddNumberToObject(o, "workers", s->workers);
-  cJSON_AddNumberToObject(o, "max_body_bytes", (double)s->max_body);
-  cJSON_AddNumberToObject(o, "timeout_s", s->timeout);
-  if (!strcmp(s->state, "Running")) cJSON_AddNumberToObject(o, "pid", (double)s->pid);
-  else cJSON_AddNullToObject(o, "pid");
-  kp_fmt_time(s->created, t, sizeof t);
-  cJSON_AddStringToObject(o, "created", t);
-  kp_fmt_time(s->started, t, sizeof t);
-  cJSON_AddStringToObject(o, "started", t);
-  if (s->error[0]) cJSON_AddStringToObject(o, "error", s->error);
-  else cJSON_AddNullToObject(o, "error");
-  return o;
-}
-
 static void print_json(const cJSON *j) {
   char *t = cJSON_Print(j);
   if (t) puts(t);
@@ -520,26 +383,25 @@ static int service_list(int argc, char **argv) {
   if (kp_parse("service list", argc, argv, opts, NULL, NULL, 0, NULL)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  char sql[1024];
-  snprintf(sql, sizeof sql, "%s ORDER BY name", SVC_COLS);
-  sqlite3_stmt *st;
-  if (kp_db_prepare(&ws, &st, sql) != 0) { kp_ws_close(&ws); return 1; }
+  kp_service *v;
+  size_t n;
+  if (kp_store_service_list(ws.store, &v, &n) != 0) { kp_store_report(); kp_ws_close(&ws); return 1; }
+  kp_ws_close(&ws);
   cJSON *arr = cJSON_CreateArray();
   if (!json) printf("%-24s %-8s %-28s %-5s %s\n", "NAME", "STATE", "MODEL", "AUTH", "SCORING URI");
-  while (kp_db_row(st) > 0) {
-    svc s;
-    read_svc(st, &s);
+  for (size_t i = 0; i < n; i++) {
+    kp_service *s = &v[i];
+    check_alive(s);
     if (json) {
-      cJSON_AddItemToArray(arr, svc_json(&s));
+      cJSON_AddItemToArray(arr, kp_view_service(s));
     } else {
       char uri[400], m[300];
-      scoring_uri(&s, uri, sizeof uri);
-      snprintf(m, sizeof m, "%s:%lld", s.model_name, s.model_version);
-      printf("%-24s %-8s %-28s %-5s %s\n", s.name, s.state, m, s.auth ? "key" : "none", uri);
+      kp_view_service_uri(s, "/score", uri, sizeof uri);
+      snprintf(m, sizeof m, "%s:%lld", s->model_name, (long long)s->model_version);
+      printf("%-24s %-8s %-28s %-5s %s\n", s->name, kp_service_state_name(s->state), m, s->auth ? "key" : "none", uri);
     }
   }
-  sqlite3_finalize(st);
-  kp_ws_close(&ws);
+  kp_services_free(v, n);
   if (json) print_json(arr);
   cJSON_Delete(arr);
   return 0;
@@ -561,13 +423,14 @@ static int service_show(int argc, char **argv) {
   if (one_name("service show", argc, argv, opts, &name)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  svc s;
+  kp_service s;
   int r = find_svc(&ws, name, &s, 1);
   char dir[4400];
   svc_dir(&ws, name, dir, sizeof dir);
   kp_ws_close(&ws);
   if (r != 0) return 1;
-  cJSON *o = svc_json(&s);
+  cJSON *o = kp_view_service(&s);
+  kp_service_free(&s);
   int bmax;
   long bwait;
   kp_service_batch_load(dir, &bmax, &bwait); /* 1 and 0 when the service never batched */
@@ -599,8 +462,9 @@ static int service_logs(int argc, char **argv) {
   if (tail_s && (kp_parse_int(tail_s, &tail) != 0 || tail < 1)) return kp_usage_err("service logs", "--tail must be a positive number of lines");
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  svc s;
+  kp_service s;
   int r = find_svc(&ws, name, &s, 1);
+  if (r == 0) kp_service_free(&s);
   char p[4600];
   svc_dir(&ws, name, p, sizeof p - 16);
   strcat(p, "/server.log");
@@ -633,7 +497,8 @@ static int service_keys(int argc, char **argv) {
     return kp_usage_err("service keys", "--regenerate takes 'primary', 'secondary' or 'both'");
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  svc s;
+  kp_service s;
+  memset(&s, 0, sizeof s);
   int rc = 1;
   char k[2][65];
   if (find_svc(&ws, name, &s, 1) != 0) goto out;
@@ -641,33 +506,28 @@ static int service_keys(int argc, char **argv) {
     int which = !strcmp(regen, "primary") ? 1 : !strcmp(regen, "secondary") ? 2 : 3;
     /* under the store's write lock, so that two regenerations at once do
      * not mix one's file with the other's digests */
-    if (kp_db_begin(&ws) != 0) goto out;
+    if (kp_store_begin(ws.store) != 0) { kp_store_report(); goto out; }
     /* the key kept is read from the file; with 'both' there is none to keep */
-    if ((which != 3 && keys_read(&ws, name, k) != 0)) { kp_db_rollback(&ws); goto out; }
+    if ((which != 3 && keys_read(&ws, name, k) != 0)) { kp_store_rollback(ws.store); goto out; }
     for (int i = 0; i < 2; i++)
-      if ((which >> i & 1) && new_key(k[i]) != 0) { kp_db_rollback(&ws); goto out; }
+      if ((which >> i & 1) && new_key(k[i]) != 0) { kp_store_rollback(ws.store); goto out; }
     char h[2][65];
     kp_sha256_hex(k[0], 64, h[0]);
     kp_sha256_hex(k[1], 64, h[1]);
     /* file first: a crash between the two leaves the file ahead of the
      * store ('service keys' then says so), and regenerating again repairs it */
-    sqlite3_stmt *st = NULL;
-    int d = keys_write(&ws, name, k[0], k[1]);
-    if (d == 0)
-      d = kp_db_prepare(&ws, &st, "UPDATE services SET primary_key_sha256=?2, secondary_key_sha256=?3 WHERE name=?1");
-    if (d == 0) {
-      kp_bind_text(st, 1, name);
-      kp_bind_text(st, 2, h[0]);
-      kp_bind_text(st, 3, h[1]);
-      d = kp_db_done(&ws, st);
+    if (keys_write(&ws, name, k[0], k[1]) != 0) { kp_store_rollback(ws.store); goto out; }
+    if (kp_store_service_set_keys(ws.store, name, h[0], h[1]) != 0 || kp_store_commit(ws.store) != 0) {
+      kp_store_report();
+      kp_store_rollback(ws.store);
+      goto out;
     }
-    sqlite3_finalize(st);
-    if (d != 0 || kp_db_commit(&ws) != 0) { kp_db_rollback(&ws); goto out; }
-    if (!strcmp(s.state, "Running") && kill((pid_t)s.pid, SIGHUP) == 0) /* reloads its keys */
+    int running = s.state == KP_SERVICE_RUNNING;
+    if (running && kill((pid_t)s.pid, SIGHUP) == 0) /* reloads its keys */
       keys_wait_loaded(&ws, name, h);
     fprintf(stderr, "Regenerated the %s key%s of service %s%s\n", regen, which == 3 ? "s" : "", name,
-            strcmp(s.state, "Running") ? "" : " (the running server reloads them now)");
-  } else if (keys_read(&ws, name, k) != 0 || keys_match(&ws, name, k) != 0) {
+            running ? " (the running server reloads them now)" : "");
+  } else if (keys_read(&ws, name, k) != 0 || keys_match(&ws, &s, k) != 0) {
     goto out;
   }
   if (json) {
@@ -682,6 +542,7 @@ static int service_keys(int argc, char **argv) {
   }
   rc = 0;
 out:
+  kp_service_free(&s);
   kp_ws_close(&ws);
   return rc;
 }
@@ -692,10 +553,11 @@ static int service_start(int argc, char **argv) {
   if (one_name("service start", argc, argv, opts, &name)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  svc s;
+  kp_service s;
+  memset(&s, 0, sizeof s);
   int rc = 1, port;
   if (find_svc(&ws, name, &s, 1) != 0) goto out;
-  if (!strcmp(s.state, "Running")) {
+  if (s.state == KP_SERVICE_RUNNING) {
     printf("Service %s is already running\n", name);
     print_started(&ws, name);
     rc = 0;
@@ -705,6 +567,7 @@ static int service_start(int argc, char **argv) {
   print_started(&ws, name);
   rc = 0;
 out:
+  kp_service_free(&s);
   kp_ws_close(&ws);
   return rc;
 }
@@ -715,11 +578,14 @@ static int service_stop(int argc, char **argv) {
   if (one_name("service stop", argc, argv, opts, &name)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  svc s;
+  kp_service s;
   int rc = 1;
-  if (find_svc(&ws, name, &s, 1) == 0 && stop_server(&ws, &s) == 0) {
-    printf("Service %s stopped\n", name);
-    rc = 0;
+  if (find_svc(&ws, name, &s, 1) == 0) {
+    if (stop_server(&ws, &s) == 0) {
+      printf("Service %s stopped\n", name);
+      rc = 0;
+    }
+    kp_service_free(&s);
   }
   kp_ws_close(&ws);
   return rc;
@@ -731,21 +597,18 @@ static int service_delete(int argc, char **argv) {
   if (one_name("service delete", argc, argv, opts, &name)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  svc s;
+  kp_service s;
+  memset(&s, 0, sizeof s);
   int rc = 1;
   if (find_svc(&ws, name, &s, 1) != 0 || stop_server(&ws, &s) != 0) goto out;
-  sqlite3_stmt *st;
-  if (kp_db_prepare(&ws, &st, "DELETE FROM services WHERE name=?") != 0) goto out;
-  kp_bind_text(st, 1, name);
-  int d = kp_db_done(&ws, st);
-  sqlite3_finalize(st);
-  if (d != 0) goto out;
+  if (kp_store_service_delete(ws.store, name) != 0) { kp_store_report(); goto out; }
   char dir[4400];
   svc_dir(&ws, name, dir, sizeof dir);
   kp_rm_rf(dir);
   printf("Deleted service %s\n", name);
   rc = 0;
 out:
+  kp_service_free(&s);
   kp_ws_close(&ws);
   return rc;
 }

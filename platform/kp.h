@@ -236,9 +236,10 @@ char *kp_env_load(const char *path);
  * NULL when there is no environment). Returns 0, or -1 (printed). */
 int kp_env_resolve(const char *env_json, const char *entry, char **out);
 
-/* Migration to schema 5 (cmd_service.c): moves the services' keys from the
- * store into services/NAME/keys (0600), leaving their sha256 in the store. */
-int kp_service_keys_migrate(kp_ws *ws);
+/* Migration to schema 5 (cmd_service.c; the migration hook of store 's',
+ * whose ws->store is not set yet): moves the services' keys from the store
+ * into services/NAME/keys (0600), leaving their sha256 in the store. */
+int kp_service_keys_migrate(kp_ws *ws, kp_store *s);
 
 /* Stores the files under dir/sub/ as run files named "sub/..." */
 int kp_store_tree(kp_ws *ws, const char *run_id, const char *dir, const char *prefix);

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -948,7 +949,6 @@ void kp_service_batch_load(const char *svc_dir, int *max, long *wait_us) {
 
 /* ---- the service record ------------------------------------------------------------ */
 typedef struct svc_row {
-  sqlite3_int64 model_id;
   char model_name[256];
   long long model_version;
   char entry_name[256], entry_sha[65];
@@ -964,39 +964,35 @@ static int unhex(int c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c 
 
 /* Reads the sha256 of the two keys from the store (64 hex digits each). */
 static int load_keys(kp_ws *ws) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT primary_key_sha256, secondary_key_sha256 FROM services WHERE name=?") != 0) return -1;
-  kp_bind_text(st, 1, S.name);
-  int rc = -1;
-  if (kp_db_row(st) > 0) {
-    unsigned char keys[2][KEY_HASH_LEN] = {{0}};
-    rc = 0;
-    for (int k = 0; k < 2; k++) {
-      const char *t = kp_col_text(st, k);
-      if (strlen(t) != 2 * KEY_HASH_LEN) rc = -1;
-      for (int i = 0; rc == 0 && i < KEY_HASH_LEN; i++) {
-        int a = unhex(t[2 * i]), b = unhex(t[2 * i + 1]);
-        if (a < 0 || b < 0) rc = -1;
-        else keys[k][i] = (unsigned char)(a << 4 | b);
-      }
-    }
-    if (rc != 0) {
-      slog("error: the store's key digests of service %s are not sha256 hex digests", S.name);
-    } else {
-      /* only this thread writes */
-      unsigned s0 = atomic_load_explicit(&S.key_seq, memory_order_relaxed);
-      atomic_store_explicit(&S.key_seq, s0 + 1, memory_order_relaxed);
-      atomic_thread_fence(memory_order_release);
-      for (int k = 0; k < 2; k++)
-        for (int w = 0; w < KEY_HASH_LEN / 8; w++) {
-          uint64_t v;
-          memcpy(&v, keys[k] + 8 * w, 8);
-          atomic_store_explicit(&S.keys[k][w], v, memory_order_relaxed);
-        }
-      atomic_store_explicit(&S.key_seq, s0 + 2, memory_order_release);
+  kp_service sv;
+  if (kp_store_service_get(ws->store, S.name, &sv) != 0) return kp_store_report();
+  unsigned char keys[2][KEY_HASH_LEN] = {{0}};
+  int rc = 0;
+  for (int k = 0; k < 2; k++) {
+    const char *t = k ? sv.secondary_key_sha256 : sv.primary_key_sha256;
+    if (strlen(t) != 2 * KEY_HASH_LEN) rc = -1;
+    for (int i = 0; rc == 0 && i < KEY_HASH_LEN; i++) {
+      int a = unhex(t[2 * i]), b = unhex(t[2 * i + 1]);
+      if (a < 0 || b < 0) rc = -1;
+      else keys[k][i] = (unsigned char)(a << 4 | b);
     }
   }
-  sqlite3_finalize(st);
+  if (rc != 0) {
+    slog("error: the store's key digests of service %s are not sha256 hex digests", S.name);
+  } else {
+    /* only this thread writes */
+    unsigned s0 = atomic_load_explicit(&S.key_seq, memory_order_relaxed);
+    atomic_store_explicit(&S.key_seq, s0 + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    for (int k = 0; k < 2; k++)
+      for (int w = 0; w < KEY_HASH_LEN / 8; w++) {
+        uint64_t v;
+        memcpy(&v, keys[k] + 8 * w, 8);
+        atomic_store_explicit(&S.keys[k][w], v, memory_order_relaxed);
+      }
+    atomic_store_explicit(&S.key_seq, s0 + 2, memory_order_release);
+  }
+  kp_service_free(&sv);
   return rc;
 }
 
@@ -1021,43 +1017,45 @@ static void keys_loaded(const kp_ws *ws) {
 }
 
 static int read_row(kp_ws *ws, svc_row *row) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT model_id, model_name, model_version, entry_name, entry_sha256, host, port, "
-                              "coalesce(bound_port, 0), auth, workers, max_body, timeout FROM services WHERE name=?") != 0)
-    return -1;
-  kp_bind_text(st, 1, S.name);
-  int rc = -1;
-  if (kp_db_row(st) > 0) {
-    row->model_id = sqlite3_column_int64(st, 0);
-    snprintf(row->model_name, sizeof row->model_name, "%s", kp_col_text(st, 1));
-    row->model_version = sqlite3_column_int64(st, 2);
-    snprintf(row->entry_name, sizeof row->entry_name, "%s", kp_col_text(st, 3));
-    snprintf(row->entry_sha, sizeof row->entry_sha, "%s", kp_col_text(st, 4));
-    snprintf(row->host, sizeof row->host, "%s", kp_col_text(st, 5));
-    row->port = sqlite3_column_int(st, 6);
-    row->last_port = sqlite3_column_int(st, 7);
-    row->auth = sqlite3_column_int(st, 8);
-    row->workers = sqlite3_column_int(st, 9);
-    row->max_body = sqlite3_column_int64(st, 10);
-    row->timeout = sqlite3_column_int(st, 11);
-    rc = 0;
-  } else {
-    kp_err("no service named '%s' in this workspace", S.name);
-  }
-  sqlite3_finalize(st);
-  return rc;
+  kp_service sv;
+  if (kp_store_service_get(ws->store, S.name, &sv) != 0) return kp_store_report();
+  snprintf(row->model_name, sizeof row->model_name, "%s", sv.model_name);
+  row->model_version = (long long)sv.model_version;
+  snprintf(row->entry_name, sizeof row->entry_name, "%s", sv.entry_name ? sv.entry_name : "");
+  snprintf(row->entry_sha, sizeof row->entry_sha, "%s", sv.entry_sha256 ? sv.entry_sha256 : "");
+  snprintf(row->host, sizeof row->host, "%s", sv.host);
+  row->port = sv.port;
+  row->last_port = sv.bound_port;
+  row->auth = sv.auth;
+  row->workers = sv.workers;
+  row->max_body = (long long)sv.max_body;
+  row->timeout = sv.timeout;
+  kp_service_free(&sv);
+  return 0;
+}
+
+/* 1 when 'path' ends with ".npz" (ASCII case ignored, as SQL's LIKE did) */
+static int npz_path(const char *path) {
+  size_t n = strlen(path);
+  return n >= 4 && !strcasecmp(path + n - 4, ".npz");
 }
 
 /* writes the model version's files under dir (fresh) */
 static int materialize(kp_ws *ws, const svc_row *row, const char *dir, char *err, size_t errn) {
   kp_rm_rf(dir);
   if (kp_mkdirs(dir, 0755) != 0) return -1;
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT path, sha256 FROM model_files WHERE model_id=? ORDER BY path") != 0) return -1;
-  sqlite3_bind_int64(st, 1, row->model_id);
-  int n = 0, rc = 0, have_desc = 0;
-  while (rc == 0 && kp_db_row(st) > 0) {
-    const char *p = kp_col_text(st, 0);
+  kp_model m;
+  int found = 0;
+  if (kp_store_service_model(ws->store, S.name, &m, &found) != 0) return kp_store_report();
+  if (!found) {
+    snprintf(err, errn, "model %s:%lld was deleted ('kusari model delete --force'); deploy another version to this "
+             "service: kusari model deploy %s:VERSION --name %s", row->model_name, row->model_version,
+             row->model_name, S.name);
+    return -1;
+  }
+  int rc = 0, have_desc = 0;
+  for (size_t i = 0; rc == 0 && i < m.nfiles; i++) {
+    const char *p = m.files[i].path;
     if (kp_rel_path_ok(p) != 0) { rc = kp_err("model file path '%s' is not safe", p); break; }
     const char *base = strrchr(p, '/');
     have_desc |= !strcmp(base ? base + 1 : p, "model.json");
@@ -1067,68 +1065,47 @@ static int materialize(kp_ws *ws, const svc_row *row, const char *dir, char *err
     *sl = '\0';
     if (kp_mkdirs(dst, 0755) != 0) { rc = -1; break; }
     *sl = '/';
-    rc = kp_blob_get(ws, kp_col_text(st, 1), dst, 0644);
-    n++;
+    rc = kp_blob_get(ws, m.files[i].sha256, dst, 0644);
   }
-  sqlite3_finalize(st);
-  if (rc == 0 && n == 0) {
-    int gone = 0;
-    if (kp_db_prepare(ws, &st, "SELECT count(*) FROM models WHERE id=?") == 0) {
-      sqlite3_bind_int64(st, 1, row->model_id);
-      gone = kp_db_row(st) > 0 && sqlite3_column_int(st, 0) == 0;
-      sqlite3_finalize(st);
-    }
-    if (gone) {
-      snprintf(err, errn, "model %s:%lld was deleted ('kusari model delete --force'); deploy another version to this "
-               "service: kusari model deploy %s:VERSION --name %s", row->model_name, row->model_version,
-               row->model_name, S.name);
-      rc = -1;
-    } else
-      rc = kp_err("model %s:%lld has no files", row->model_name, row->model_version);
+  if (rc == 0 && m.nfiles == 0) rc = kp_err("model %s:%lld has no files", row->model_name, row->model_version);
+  if (rc != 0 || have_desc || row->entry_sha[0] || !m.run_id || !npz_path(m.path)) {
+    kp_model_free(&m);
+    return rc;
   }
-  if (rc != 0 || have_desc || row->entry_sha[0]) return rc;
   /* A model registered as the single file outputs/model.npz of a run (the
    * quickstart's way) lacks the description written beside it: take the
    * run's outputs/model.json through the model's lineage. */
-  if (kp_db_prepare(ws, &st, "SELECT f.sha256, f.path FROM models m JOIN files f ON f.run_id = m.run_id "
-                             "WHERE m.id = ?1 AND m.path LIKE '%.npz' AND f.path = "
-                             "rtrim(m.path, replace(m.path, '/', '')) || 'model.json'") != 0)
-    return -1;
-  sqlite3_bind_int64(st, 1, row->model_id);
-  if (kp_db_row(st) > 0) {
-    char dst[8192];
-    snprintf(dst, sizeof dst, "%s/model.json", dir);
-    rc = kp_blob_get(ws, kp_col_text(st, 0), dst, 0644);
-    if (rc == 0) slog("model.json: %s of run lineage (the model was registered without it)", kp_col_text(st, 1));
+  char desc[8192];
+  const char *slash = strrchr(m.path, '/');
+  snprintf(desc, sizeof desc, "%.*smodel.json", slash ? (int)(slash - m.path + 1) : 0, m.path);
+  kp_stored_file *f = NULL;
+  size_t nf = 0;
+  if (kp_store_run_files_list(ws->store, m.run_id, desc, &f, &nf) != 0) {
+    /* a run deleted since: no lineage to follow */
+    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) rc = kp_store_report();
   }
-  sqlite3_finalize(st);
+  for (size_t i = 0; rc == 0 && i < nf; i++)
+    if (!strcmp(f[i].path, desc)) {
+      char dst[8192];
+      snprintf(dst, sizeof dst, "%s/model.json", dir);
+      rc = kp_blob_get(ws, f[i].sha256, dst, 0644);
+      if (rc == 0) slog("model.json: %s of run lineage (the model was registered without it)", f[i].path);
+      break;
+    }
+  kp_stored_files_free(f, nf);
+  kp_model_free(&m);
   return rc;
 }
 
-static int set_state(kp_ws *ws, const char *state, const char *error, int port) {
-  sqlite3_stmt *st;
-  int rc = -1;
-  if (!strcmp(state, "Running")) {
-    if (kp_db_prepare(ws, &st, "UPDATE services SET state='Running', pid=?2, pid_start=?3, bound_port=?4, started=?5, "
-                               "error=NULL WHERE name=?1") != 0) return -1;
-    kp_bind_text(st, 1, S.name);
-    sqlite3_bind_int64(st, 2, getpid());
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)kp_proc_start(getpid()));
-    sqlite3_bind_int(st, 4, port);
-    sqlite3_bind_double(st, 5, kp_now());
-  } else {
-    /* only if the record still names this process */
-    if (kp_db_prepare(ws, &st, "UPDATE services SET state=?2, error=?3, stopped=?4 WHERE name=?1 AND (pid IS NULL OR pid=?5)") != 0)
-      return -1;
-    kp_bind_text(st, 1, S.name);
-    kp_bind_text(st, 2, state);
-    kp_bind_text(st, 3, error);
-    sqlite3_bind_double(st, 4, kp_now());
-    sqlite3_bind_int64(st, 5, getpid());
+static int set_state(kp_ws *ws, kp_service_state state, const char *error, int port) {
+  int rc;
+  if (state == KP_SERVICE_RUNNING)
+    rc = kp_store_service_running(ws->store, S.name, getpid(), kp_proc_start(getpid()), port);
+  else { /* only if the record still names this process (else another server's record: left alone, quietly) */
+    rc = kp_store_service_exited(ws->store, S.name, getpid(), state, error);
+    if (rc != 0 && kp_store_last_error()->code == KP_STORE_ECONFLICT) return -1;
   }
-  rc = kp_db_done(ws, st);
-  sqlite3_finalize(st);
-  return rc;
+  return rc == 0 ? 0 : kp_store_report();
 }
 
 static void tell(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1268,7 +1245,7 @@ int kp_service_serve(int argc, char **argv) {
   }
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
   port = info ? info->port : port;
-  if (set_state(&ws, "Running", NULL, port) != 0) { snprintf(err, sizeof err, "cannot record the service as running"); goto fail; }
+  if (set_state(&ws, KP_SERVICE_RUNNING, NULL, port) != 0) { snprintf(err, sizeof err, "cannot record the service as running"); goto fail; }
   slog("service %s serving model %s on http://%s:%d/score (%d workers, auth %s, body limit %lld bytes, timeout %d s, "
        "batching %s)", S.name, S.model, row.host, port, row.workers, row.auth ? "on" : "off", row.max_body, row.timeout,
        B.started ? "on" : "off");
@@ -1294,13 +1271,13 @@ int kp_service_serve(int argc, char **argv) {
   MHD_stop_daemon(d);
   d = NULL;
   watchdog_stop();
-  set_state(&ws, "Stopped", NULL, 0);
+  set_state(&ws, KP_SERVICE_STOPPED, NULL, 0);
   slog("stopped");
   rc = 0;
   goto out;
 fail:
   slog("error: %s", err);
-  set_state(&ws, "Failed", err, 0);  /* before answering: deploy's caller may look at once */
+  set_state(&ws, KP_SERVICE_FAILED, err, 0);  /* before answering: deploy's caller may look at once */
   tell(fd, "error: %s\n", err);
 out:
   batch_stop();

@@ -104,8 +104,7 @@ static int is_workspace(const char *dir) {
 /* Inside the migration transaction: the steps that also touch files. */
 static int ws_migrate_hook(void *ctx, kp_store *s, int to) {
   kp_ws *ws = ctx;
-  ws->db = kp_store_sqlite_handle(s);
-  return to == 5 ? kp_service_keys_migrate(ws) : 0;
+  return to == 5 ? kp_service_keys_migrate(ws, s) : 0;
 }
 
 int kp_store_report(void) {

@@ -276,6 +276,58 @@ typedef struct kp_run_search {
   int64_t max_results;
   const char *page_token;
 } kp_run_search;
+/* ---- services (scoring services: cmd_service.c, service_server.c) ---------- */
+typedef enum kp_service_state {
+  KP_SERVICE_STOPPED,
+  KP_SERVICE_STARTING,  /* its server was started and has not listened yet */
+  KP_SERVICE_RUNNING,
+  KP_SERVICE_FAILED,
+  KP_SERVICE_NSTATE
+} kp_service_state;
+
+/* "Stopped", "Starting", "Running", "Failed" ("?" out of range). */
+const char *kp_service_state_name(kp_service_state s);
+/* Parses a state name (exact); 0, or -1 when unknown. */
+int kp_service_state_parse(const char *name, kp_service_state *out);
+
+/* A deployment: what service_create records and service_redeploy replaces. */
+typedef struct kp_service_new {
+  const char *name;
+  const char *model_name;
+  int64_t model_version;                   /* that version must exist */
+  const char *entry_name, *entry_sha256;   /* the user's scoring library (a blob); NULL: the built-in scorer */
+  const char *host;
+  int port;                                /* 0: any free port */
+  int auth, workers, timeout;              /* timeout in s */
+  int64_t max_body;                        /* bytes */
+  /* the sha256 (64 hex digits) of its two keys; service_create only: a
+   * redeployed service keeps its keys (the keys themselves are never stored) */
+  const char *primary_key_sha256, *secondary_key_sha256;
+} kp_service_new;
+
+typedef struct kp_service {
+  char *name;
+  kp_service_state state;  /* as recorded: the caller checks that a Running server's process lives */
+  char *model_name;
+  int64_t model_version;
+  char *entry_name, *entry_sha256;  /* NULL when none */
+  char *host;
+  int port;                /* asked for (0: any free port) */
+  int bound_port;          /* where it last listened; 0 when never */
+  int auth, workers, timeout;
+  int64_t max_body;
+  char *primary_key_sha256, *secondary_key_sha256;
+  char *error;             /* NULL when none */
+  int64_t pid;             /* its server process; 0 when none */
+  uint64_t pid_start;      /* the process's start time (kp_proc_start) */
+  double created, started, stopped;  /* 0 when not (yet) */
+} kp_service;
+
+/* For the migration to schema 5 (kp_store_sqlite_service_keys_migrate):
+ * keeps a service's plain keys elsewhere (the workspace: its keys file) and
+ * gives their sha256 (64 hex digits); 0, or -1 (the migration fails). */
+typedef int (*kp_service_keys_save)(void *ctx, const char *name, const char *primary, const char *secondary,
+                                    char primary_sha256[65], char secondary_sha256[65]);
 
 /* ---- the interface --------------------------------------------------------- */
 typedef struct kp_store kp_store;
@@ -404,6 +456,37 @@ typedef struct kp_store_ops {
   /* one page of runs (kp_runs_free); *next_page_token NULL on the last page,
    * else free() it */
   int (*run_search)(kp_store *s, const kp_run_search *q, kp_run **out, size_t *n, char **next_page_token);
+  /* services (a service's state is written by the CLI around its server's
+   * start and stop and by the server itself; nothing per request) */
+  /* EEXISTS when the name is taken, ENOTFOUND when the model version is not
+   * registered; state Stopped */
+  int (*service_create)(kp_store *s, const kp_service_new *n);
+  /* replaces the deployment of an existing service (ENOTFOUND): keys,
+   * state, process and created stay; the port it last listened on is kept
+   * when the new port is 0 (any), else forgotten */
+  int (*service_redeploy)(kp_store *s, const kp_service_new *n);
+  int (*service_get)(kp_store *s, const char *name, kp_service *out);
+  /* every service by name (kp_services_free) */
+  int (*service_list)(kp_store *s, kp_service **out, size_t *n);
+  /* the model version the service was deployed with, with its files; *found
+   * 0 (and *out empty) when that version was deleted since */
+  int (*service_model)(kp_store *s, const char *name, kp_model *out, int *found);
+  /* replaces the sha256 of its keys (64 hex digits each, else EINVAL) */
+  int (*service_set_keys)(kp_store *s, const char *name, const char *primary_sha256, const char *secondary_sha256);
+  /* state transitions. starting: the CLI starts its server (no process, no
+   * error, not stopped); start_failed: the server never listened: Failed
+   * with 'error' unless it recorded one, only while Starting (else nothing
+   * changes); running: the server listens on 'port' (its process, started
+   * now, error cleared); stopped: the CLI stopped its server (no process;
+   * the first stop time is kept); exited: the server records its own end,
+   * 'to' Stopped or Failed with 'error' (NULL clears it), only while the
+   * record names process 'pid' or none (else ECONFLICT, nothing changes) */
+  int (*service_starting)(kp_store *s, const char *name);
+  int (*service_start_failed)(kp_store *s, const char *name, const char *error);
+  int (*service_running)(kp_store *s, const char *name, int64_t pid, uint64_t pid_start, int port);
+  int (*service_stopped)(kp_store *s, const char *name);
+  int (*service_exited)(kp_store *s, const char *name, int64_t pid, kp_service_state to, const char *error);
+  int (*service_delete)(kp_store *s, const char *name);
 } kp_store_ops;
 
 struct kp_store {
@@ -495,5 +578,29 @@ void kp_metric_latest_free(kp_metric_latest *v, size_t n);
 void kp_stored_files_free(kp_stored_file *v, size_t n);
 void kp_model_free(kp_model *m);
 void kp_models_free(kp_model *v, size_t n);
+
+/* services */
+int kp_store_service_create(kp_store *s, const kp_service_new *n);
+int kp_store_service_redeploy(kp_store *s, const kp_service_new *n);
+int kp_store_service_get(kp_store *s, const char *name, kp_service *out);
+int kp_store_service_list(kp_store *s, kp_service **out, size_t *n);
+int kp_store_service_model(kp_store *s, const char *name, kp_model *out, int *found);
+int kp_store_service_set_keys(kp_store *s, const char *name, const char *primary_sha256, const char *secondary_sha256);
+int kp_store_service_starting(kp_store *s, const char *name);
+int kp_store_service_start_failed(kp_store *s, const char *name, const char *error);
+int kp_store_service_running(kp_store *s, const char *name, int64_t pid, uint64_t pid_start, int port);
+int kp_store_service_stopped(kp_store *s, const char *name);
+int kp_store_service_exited(kp_store *s, const char *name, int64_t pid, kp_service_state to, const char *error);
+int kp_store_service_delete(kp_store *s, const char *name);
+void kp_service_free(kp_service *v);
+void kp_services_free(kp_service *v, size_t n);
+/* SQLite backend, inside the migration to schema 5 (its hook): when the
+ * services table still holds plain keys (columns primary_key and
+ * secondary_key), renames the columns to primary_key_sha256 and
+ * secondary_key_sha256 and, for each service, calls 'save' and stores the
+ * digests it gives in place of the keys (with secure_delete on, so that the
+ * keys' bytes do not stay in freed pages). Nothing when the columns have
+ * their new names already. */
+int kp_store_sqlite_service_keys_migrate(kp_store *s, kp_service_keys_save save, void *ctx);
 
 #endif

@@ -281,3 +281,60 @@ void kp_metric_latest_free(kp_metric_latest *v, size_t n) {
   for (size_t i = 0; i < n; i++) free(v[i].name);
   free(v);
 }
+
+/* ---- services ---------------------------------------------------------------------- */
+static const char *const SERVICE_STATE_NAMES[KP_SERVICE_NSTATE] = {"Stopped", "Starting", "Running", "Failed"};
+
+const char *kp_service_state_name(kp_service_state s) {
+  return (unsigned)s < KP_SERVICE_NSTATE ? SERVICE_STATE_NAMES[s] : "?";
+}
+
+int kp_service_state_parse(const char *name, kp_service_state *out) {
+  for (int i = 0; name && i < KP_SERVICE_NSTATE; i++)
+    if (!strcmp(name, SERVICE_STATE_NAMES[i])) {
+      *out = (kp_service_state)i;
+      return 0;
+    }
+  return -1;
+}
+
+int kp_store_service_create(kp_store *s, const kp_service_new *n) { CALL(service_create, n); }
+int kp_store_service_redeploy(kp_store *s, const kp_service_new *n) { CALL(service_redeploy, n); }
+int kp_store_service_get(kp_store *s, const char *name, kp_service *out) { CALL(service_get, name, out); }
+int kp_store_service_list(kp_store *s, kp_service **out, size_t *n) { CALL(service_list, out, n); }
+int kp_store_service_model(kp_store *s, const char *name, kp_model *out, int *found) {
+  CALL(service_model, name, out, found);
+}
+int kp_store_service_set_keys(kp_store *s, const char *name, const char *primary_sha256, const char *secondary_sha256) {
+  CALL(service_set_keys, name, primary_sha256, secondary_sha256);
+}
+int kp_store_service_starting(kp_store *s, const char *name) { CALL(service_starting, name); }
+int kp_store_service_start_failed(kp_store *s, const char *name, const char *error) {
+  CALL(service_start_failed, name, error);
+}
+int kp_store_service_running(kp_store *s, const char *name, int64_t pid, uint64_t pid_start, int port) {
+  CALL(service_running, name, pid, pid_start, port);
+}
+int kp_store_service_stopped(kp_store *s, const char *name) { CALL(service_stopped, name); }
+int kp_store_service_exited(kp_store *s, const char *name, int64_t pid, kp_service_state to, const char *error) {
+  CALL(service_exited, name, pid, to, error);
+}
+int kp_store_service_delete(kp_store *s, const char *name) { CALL(service_delete, name); }
+
+void kp_service_free(kp_service *v) {
+  if (!v) return;
+  free(v->name);
+  free(v->model_name);
+  free(v->entry_name);
+  free(v->entry_sha256);
+  free(v->host);
+  free(v->primary_key_sha256);
+  free(v->secondary_key_sha256);
+  free(v->error);
+  memset(v, 0, sizeof *v);
+}
+
+void kp_services_free(kp_service *v, size_t n) {
+  for (size_t i = 0; i < n; i++) kp_service_free(&v[i]);
+  free(v);
+}

@@ -6,6 +6,8 @@
 #include "kp.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
 
 static void add_time(cJSON *o, const char *k, double t) {
   char s[64];
@@ -152,5 +154,38 @@ cJSON *kp_view_store_error(const kp_store_error *e) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "code", kp_store_code_name(e->code));
   cJSON_AddStringToObject(o, "message", e->message);
+  return o;
+}
+
+/* ---- services ------------------------------------------------------------------- */
+void kp_view_service_uri(const kp_service *s, const char *path, char *out, size_t n) {
+  int port = s->bound_port ? s->bound_port : s->port;
+  snprintf(out, n, "http://%s:%d%s", strcmp(s->host, "0.0.0.0") ? s->host : "127.0.0.1", port, path);
+}
+
+cJSON *kp_view_service(const kp_service *s) {
+  cJSON *o = cJSON_CreateObject();
+  char uri[400], m[300];
+  cJSON_AddStringToObject(o, "name", s->name);
+  cJSON_AddStringToObject(o, "state", kp_service_state_name(s->state));
+  kp_view_service_uri(s, "/score", uri, sizeof uri);
+  cJSON_AddStringToObject(o, "scoring_uri", uri);
+  kp_view_service_uri(s, "/health", uri, sizeof uri);
+  cJSON_AddStringToObject(o, "health_uri", uri);
+  snprintf(m, sizeof m, "%s:%lld", s->model_name, (long long)s->model_version);
+  cJSON_AddStringToObject(o, "model", m);
+  if (s->entry_name && s->entry_name[0]) cJSON_AddStringToObject(o, "entry", s->entry_name);
+  else cJSON_AddNullToObject(o, "entry");
+  cJSON_AddBoolToObject(o, "auth", s->auth);
+  cJSON_AddNumberToObject(o, "port", s->bound_port ? s->bound_port : s->port);
+  cJSON_AddNumberToObject(o, "workers", s->workers);
+  cJSON_AddNumberToObject(o, "max_body_bytes", (double)s->max_body);
+  cJSON_AddNumberToObject(o, "timeout_s", s->timeout);
+  if (s->state == KP_SERVICE_RUNNING) cJSON_AddNumberToObject(o, "pid", (double)s->pid);
+  else cJSON_AddNullToObject(o, "pid");
+  add_time(o, "created", s->created);
+  add_time(o, "started", s->started);
+  if (s->error && s->error[0]) cJSON_AddStringToObject(o, "error", s->error);
+  else cJSON_AddNullToObject(o, "error");
   return o;
 }

@@ -35,4 +35,14 @@ struct cJSON *kp_view_params(const kp_tag *v, size_t n);
 /* {code, message}: the thread's store error, as a server relays it */
 struct cJSON *kp_view_store_error(const kp_store_error *e);
 
+/* services */
+/* {name, state, scoring_uri, health_uri, model ("NAME:VERSION"), entry,
+ * auth, port, workers, max_body_bytes, timeout_s, pid (while Running),
+ * created, started ("-" when never), error}: the service as given (the
+ * caller first marks Failed a Running record whose process is gone) */
+struct cJSON *kp_view_service(const kp_service *s);
+/* http://HOST:PORT/PATH of the service: the port it last listened on, else
+ * the one asked for; host 0.0.0.0 as 127.0.0.1 */
+void kp_view_service_uri(const kp_service *s, const char *path, char *out, size_t n);
+
 #endif

@@ -472,5 +472,5 @@ for s in fm cnn; do run_ok $K service stop "$s" >/dev/null; done
 bad="$(grep -lE "AddressSanitizer|LeakSanitizer|runtime error:" "$WS"/services/*/server.log 2>/dev/null)"
 [ -z "$bad" ] || fail "sanitizer reports from servers: $(cat $bad | head -40)"
 for s in fm cnn chaincnn fmfile rawsvc; do run_ok $K service delete "$s" >/dev/null; done
-assert_eq "0" "$(sql 'SELECT count(*) FROM services')" "no services left"
+assert_eq "0" "$(jget "$(run_ok $K service list --json)" 'len(j)')" "no services left"
 finish

@@ -17,6 +17,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1083,6 +1084,394 @@ static void test_store__run_search_after_delete(void **state) {
   assert_int_equal(search_all(s, &fx, "srch", "params.bs = 128 or params.bs = 64 or params.bs = 'large'", NULL, 0, got), 10);
 }
 
+/* ---- services --------------------------------------------------------------------- */
+#define H1 "1111111111111111111111111111111111111111111111111111111111111111"
+#define H2 "2222222222222222222222222222222222222222222222222222222222222222"
+#define H3 "3333333333333333333333333333333333333333333333333333333333333333"
+
+/* registers model 'name' (one more version) with one file; its version */
+static int64_t new_model(kp_store *s, const char *name, const char *sha) {
+  kp_model_file f[] = {{.path = "model.npz", .sha256 = sha, .size = 4}};
+  kp_model_new m = {.name = name, .path = "m", .files = f, .nfiles = 1};
+  int64_t v = 0;
+  assert_int_equal(kp_store_model_version_create(s, &m, &v), 0);
+  return v;
+}
+
+static kp_service_new service_new(const char *name, const char *model, int64_t version) {
+  kp_service_new n = {.name = name, .model_name = model, .model_version = version, .host = "127.0.0.1", .port = 0,
+                      .auth = 1, .workers = 2, .timeout = 10, .max_body = 1 << 20, .primary_key_sha256 = H1,
+                      .secondary_key_sha256 = H2};
+  return n;
+}
+
+static size_t service_count(kp_store *s) {
+  kp_service *v;
+  size_t n;
+  assert_int_equal(kp_store_service_list(s, &v, &n), 0);
+  kp_services_free(v, n);
+  return n;
+}
+
+static void test_store__service_state_names(void **state) {
+  (void)state;
+  static const char *const names[] = {"Stopped", "Starting", "Running", "Failed"};
+  for (int i = 0; i < 4; i++) {
+    kp_service_state v;
+    assert_string_equal(kp_service_state_name((kp_service_state)i), names[i]);
+    assert_int_equal(kp_service_state_parse(names[i], &v), 0);
+    assert_int_equal(v, i);
+  }
+  kp_service_state v;
+  assert_int_equal(kp_service_state_parse("running", &v), -1);
+  assert_string_equal(kp_service_state_name(KP_SERVICE_NSTATE), "?");
+}
+
+static void test_store__service_create_and_read(void **state) {
+  kp_store *s = *state;
+  assert_int_equal(new_model(s, "lin", "aa"), 1);
+  assert_int_equal(new_model(s, "lin", "bb"), 2);
+  kp_service_new n = service_new("web", "lin", 1);
+  assert_int_equal(kp_store_service_create(s, &n), 0);
+  kp_service_new e = service_new("api", "lin", 2);
+  e.entry_name = "score.so";
+  e.entry_sha256 = "cc";
+  e.port = 8080;
+  e.auth = 0;
+  assert_int_equal(kp_store_service_create(s, &e), 0);
+  kp_service v;
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_string_equal(v.name, "web");
+  assert_int_equal(v.state, KP_SERVICE_STOPPED);
+  assert_string_equal(v.model_name, "lin");
+  assert_int_equal(v.model_version, 1);
+  assert_null(v.entry_name);
+  assert_null(v.entry_sha256);
+  assert_string_equal(v.host, "127.0.0.1");
+  assert_int_equal(v.port, 0);
+  assert_int_equal(v.bound_port, 0);
+  assert_int_equal(v.auth, 1);
+  assert_int_equal(v.workers, 2);
+  assert_int_equal(v.timeout, 10);
+  assert_int_equal(v.max_body, 1 << 20);
+  assert_string_equal(v.primary_key_sha256, H1);
+  assert_string_equal(v.secondary_key_sha256, H2);
+  assert_null(v.error);
+  assert_int_equal(v.pid, 0);
+  assert_true(v.created > 0);
+  assert_true(v.started == 0 && v.stopped == 0);
+  kp_service_free(&v);
+  /* by name */
+  kp_service *all;
+  size_t na;
+  assert_int_equal(kp_store_service_list(s, &all, &na), 0);
+  assert_int_equal(na, 2);
+  assert_string_equal(all[0].name, "api");
+  assert_string_equal(all[0].entry_name, "score.so");
+  assert_string_equal(all[0].entry_sha256, "cc");
+  assert_int_equal(all[0].port, 8080);
+  assert_int_equal(all[0].auth, 0);
+  assert_string_equal(all[1].name, "web");
+  kp_services_free(all, na);
+  /* the services of a model version */
+  char **names;
+  size_t nn;
+  assert_int_equal(kp_store_model_services(s, "lin", 2, &names, &nn), 0);
+  assert_int_equal(nn, 1);
+  assert_string_equal(names[0], "api");
+  kp_strings_free(names, nn);
+  /* errors, and nothing written by a failed create */
+  assert_int_equal(kp_store_service_create(s, &n), -1);
+  assert_int_equal(code(), KP_STORE_EEXISTS);
+  kp_service_new bad = service_new("x", "lin", 3);
+  assert_int_equal(kp_store_service_create(s, &bad), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  bad = service_new("x", "nomodel", 1);
+  assert_int_equal(kp_store_service_create(s, &bad), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  bad = service_new("x", "lin", 1);
+  bad.secondary_key_sha256 = "notahash";
+  assert_int_equal(kp_store_service_create(s, &bad), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  bad = service_new("", "lin", 1);
+  assert_int_equal(kp_store_service_create(s, &bad), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  bad = service_new("x", "lin", 1);
+  bad.entry_name = "only-a-name.so";
+  assert_int_equal(kp_store_service_create(s, &bad), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(service_count(s), 2);
+  assert_int_equal(kp_store_service_get(s, "x", &v), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  /* a create inside a transaction rolled back leaves nothing */
+  assert_int_equal(kp_store_begin(s), 0);
+  bad = service_new("x", "lin", 1);
+  assert_int_equal(kp_store_service_create(s, &bad), 0);
+  kp_store_rollback(s);
+  assert_int_equal(service_count(s), 2);
+}
+
+static void test_store__service_redeploy_and_keys(void **state) {
+  kp_store *s = *state;
+  new_model(s, "lin", "aa");
+  new_model(s, "lin", "bb");
+  kp_service_new n = service_new("web", "lin", 1);
+  assert_int_equal(kp_store_service_create(s, &n), 0);
+  assert_int_equal(kp_store_service_running(s, "web", 4242, 77, 9001), 0);
+  kp_service before;
+  assert_int_equal(kp_store_service_get(s, "web", &before), 0);
+  /* port 0: the port it last listened on is kept; keys, state, process, created stay */
+  kp_service_new r = service_new("web", "lin", 2);
+  r.primary_key_sha256 = H3;  /* ignored: a redeploy keeps the keys */
+  r.entry_name = "e.so";
+  r.entry_sha256 = "ee";
+  r.workers = 4;
+  assert_int_equal(kp_store_service_redeploy(s, &r), 0);
+  kp_service v;
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_int_equal(v.model_version, 2);
+  assert_string_equal(v.entry_name, "e.so");
+  assert_int_equal(v.workers, 4);
+  assert_int_equal(v.bound_port, 9001);
+  assert_string_equal(v.primary_key_sha256, H1);
+  assert_int_equal(v.state, KP_SERVICE_RUNNING);
+  assert_int_equal(v.pid, 4242);
+  assert_true(v.created == before.created);
+  kp_service_free(&v);
+  kp_service_free(&before);
+  /* another port: the last one is forgotten */
+  r.port = 8123;
+  r.entry_name = r.entry_sha256 = NULL;
+  assert_int_equal(kp_store_service_redeploy(s, &r), 0);
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_int_equal(v.port, 8123);
+  assert_int_equal(v.bound_port, 0);
+  assert_null(v.entry_name);
+  kp_service_free(&v);
+  /* errors */
+  kp_service_new u = service_new("nosuch", "lin", 1);
+  assert_int_equal(kp_store_service_redeploy(s, &u), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  r.model_version = 9;
+  assert_int_equal(kp_store_service_redeploy(s, &r), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_int_equal(v.model_version, 2);  /* unchanged */
+  kp_service_free(&v);
+  /* key rotation: digests only, checked */
+  assert_int_equal(kp_store_service_set_keys(s, "web", H3, H1), 0);
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_string_equal(v.primary_key_sha256, H3);
+  assert_string_equal(v.secondary_key_sha256, H1);
+  kp_service_free(&v);
+  assert_int_equal(kp_store_service_set_keys(s, "nosuch", H1, H2), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_service_set_keys(s, "web", "abc", H2), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_service_set_keys(s, "web", H1, "1111111111111111111111111111111111111111111111111111111111111X11"), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_string_equal(v.primary_key_sha256, H3);  /* unchanged */
+  kp_service_free(&v);
+}
+
+static void test_store__service_transitions(void **state) {
+  kp_store *s = *state;
+  new_model(s, "lin", "aa");
+  kp_service_new n = service_new("web", "lin", 1);
+  assert_int_equal(kp_store_service_create(s, &n), 0);
+  kp_service v;
+  /* the server failed while starting: Failed with the server's error */
+  assert_int_equal(kp_store_service_starting(s, "web"), 0);
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_int_equal(v.state, KP_SERVICE_STARTING);
+  kp_service_free(&v);
+  assert_int_equal(kp_store_service_exited(s, "web", 100, KP_SERVICE_FAILED, "cannot listen"), 0);
+  assert_int_equal(kp_store_service_start_failed(s, "web", "no answer"), 0);  /* not Starting: nothing changes */
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_int_equal(v.state, KP_SERVICE_FAILED);
+  assert_string_equal(v.error, "cannot listen");
+  assert_true(v.stopped > 0);
+  kp_service_free(&v);
+  /* a start clears the error; a server that never said anything */
+  assert_int_equal(kp_store_service_starting(s, "web"), 0);
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_null(v.error);
+  assert_true(v.stopped == 0);
+  kp_service_free(&v);
+  assert_int_equal(kp_store_service_start_failed(s, "web", "no answer"), 0);
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_int_equal(v.state, KP_SERVICE_FAILED);
+  assert_string_equal(v.error, "no answer");
+  kp_service_free(&v);
+  /* running: its process and port */
+  assert_int_equal(kp_store_service_starting(s, "web"), 0);
+  assert_int_equal(kp_store_service_running(s, "web", 4242, 99, 8500), 0);
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_int_equal(v.state, KP_SERVICE_RUNNING);
+  assert_int_equal(v.pid, 4242);
+  assert_int_equal(v.pid_start, 99);
+  assert_int_equal(v.bound_port, 8500);
+  assert_true(v.started > 0);
+  kp_service_free(&v);
+  /* another process cannot record its end over this one's record */
+  assert_int_equal(kp_store_service_exited(s, "web", 4243, KP_SERVICE_STOPPED, NULL), -1);
+  assert_int_equal(code(), KP_STORE_ECONFLICT);
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_int_equal(v.state, KP_SERVICE_RUNNING);
+  kp_service_free(&v);
+  assert_int_equal(kp_store_service_exited(s, "web", 4242, KP_SERVICE_STOPPED, NULL), 0);
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_int_equal(v.state, KP_SERVICE_STOPPED);
+  double first_stop = v.stopped;
+  assert_true(first_stop > 0);
+  kp_service_free(&v);
+  /* the CLI's stop: no process; the first stop time is kept */
+  assert_int_equal(kp_store_service_stopped(s, "web"), 0);
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_int_equal(v.state, KP_SERVICE_STOPPED);
+  assert_int_equal(v.pid, 0);
+  assert_int_equal(v.pid_start, 0);
+  assert_true(v.stopped == first_stop);
+  assert_int_equal(v.bound_port, 8500);  /* remembered for the next start */
+  kp_service_free(&v);
+  /* bad transitions and unknown names */
+  assert_int_equal(kp_store_service_exited(s, "web", 1, KP_SERVICE_RUNNING, NULL), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_service_running(s, "web", 0, 0, 8500), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_service_starting(s, "nosuch"), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_service_start_failed(s, "nosuch", "x"), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_service_running(s, "nosuch", 1, 1, 1), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_service_stopped(s, "nosuch"), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_service_exited(s, "nosuch", 1, KP_SERVICE_FAILED, "x"), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  /* delete */
+  assert_int_equal(kp_store_service_delete(s, "nosuch"), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_service_delete(s, "web"), 0);
+  assert_int_equal(kp_store_service_get(s, "web", &v), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(service_count(s), 0);
+}
+
+static void test_store__service_model(void **state) {
+  kp_store *s = *state;
+  char id[256];
+  new_run(s, "exp", "cpu", id, sizeof id);
+  kp_model_file f[] = {{.path = "outputs/model.npz", .sha256 = "aa", .size = 4}, {.path = "b.json", .sha256 = "bb", .size = 2}};
+  kp_model_new m = {.name = "net", .run_id = id, .path = "outputs/model.npz", .files = f, .nfiles = 2};
+  int64_t v;
+  assert_int_equal(kp_store_model_version_create(s, &m, &v), 0);
+  assert_int_equal(kp_store_model_version_create(s, &m, &v), 0);
+  assert_int_equal(v, 2);
+  kp_service_new n = service_new("web", "net", 2);
+  assert_int_equal(kp_store_service_create(s, &n), 0);
+  kp_model got;
+  int found = -1;
+  assert_int_equal(kp_store_service_model(s, "web", &got, &found), 0);
+  assert_int_equal(found, 1);
+  assert_string_equal(got.name, "net");
+  assert_int_equal(got.version, 2);
+  assert_string_equal(got.run_id, id);
+  assert_string_equal(got.path, "outputs/model.npz");
+  assert_int_equal(got.nfiles, 2);
+  assert_string_equal(got.files[0].path, "b.json");
+  assert_string_equal(got.files[1].sha256, "aa");
+  kp_model_free(&got);
+  assert_int_equal(kp_store_service_model(s, "nosuch", &got, &found), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  /* the version deleted since ('model delete --force') */
+  assert_int_equal(kp_store_model_delete(s, "net", 2), 0);
+  assert_int_equal(kp_store_service_model(s, "web", &got, &found), 0);
+  assert_int_equal(found, 0);
+  assert_null(got.name);
+  assert_int_equal(got.nfiles, 0);
+}
+
+/* the migration to schema 5: a service's plain keys go to 'save' and the
+ * store keeps the digests it gives */
+typedef struct saved_keys {
+  int calls, fail;
+  char name[64], k1[65], k2[65];
+} saved_keys;
+
+static int save_keys(void *ctx, const char *name, const char *k1, const char *k2, char h1[65], char h2[65]) {
+  saved_keys *sk = ctx;
+  sk->calls++;
+  if (sk->fail) return -1;
+  snprintf(sk->name, sizeof sk->name, "%s", name);
+  snprintf(sk->k1, sizeof sk->k1, "%s", k1);
+  snprintf(sk->k2, sizeof sk->k2, "%s", k2);
+  snprintf(h1, 65, "%s", H3);
+  snprintf(h2, 65, "%s", H1);
+  return 0;
+}
+
+static int keys_hook(void *ctx, kp_store *s, int to) {
+  return to == 5 ? kp_store_sqlite_service_keys_migrate(s, save_keys, ctx) : 0;
+}
+
+static void sql_on(const char *path, const char *sql) {
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  char *msg = NULL;
+  int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+  if (rc != SQLITE_OK) fail_msg("%s: %s", sql, msg);
+  sqlite3_close(db);
+}
+
+static void test_store__service_keys_migration(void **state) {
+  (void)state;
+  char path[512];
+  snprintf(path, sizeof path, "%s/keys-migration.db", g_dir);
+  kp_store *s;
+  assert_int_equal(kp_store_sqlite_open(path, NULL, NULL, &s), 0);
+  new_model(s, "lin", "aa");
+  kp_service_new n = service_new("web", "lin", 1);
+  assert_int_equal(kp_store_service_create(s, &n), 0);
+  /* columns with their new names already: nothing to do */
+  saved_keys sk = {0};
+  assert_int_equal(kp_store_sqlite_service_keys_migrate(s, save_keys, &sk), 0);
+  assert_int_equal(sk.calls, 0);
+  kp_store_close(s);
+  /* back to schema 4: the keys in plain text */
+  const char *to4 = "ALTER TABLE services RENAME COLUMN primary_key_sha256 TO primary_key;"
+                    "ALTER TABLE services RENAME COLUMN secondary_key_sha256 TO secondary_key;"
+                    "UPDATE services SET primary_key='plain-one', secondary_key='plain-two';"
+                    "PRAGMA user_version=4;";
+  sql_on(path, to4);
+  /* without the workspace's hook the keys have nowhere to go: refused */
+  assert_int_equal(kp_store_sqlite_open(path, NULL, NULL, &s), -1);
+  assert_non_null(strstr(kp_store_last_error()->message, "service web holds its keys in the store"));
+  /* a save that fails fails the migration, which changes nothing */
+  sk.fail = 1;
+  assert_int_equal(kp_store_sqlite_open(path, keys_hook, &sk, &s), -1);
+  assert_int_equal(sk.calls, 1);
+  assert_non_null(strstr(kp_store_last_error()->message, "migration to schema version 5 failed"));
+  sk = (saved_keys){0};
+  assert_int_equal(kp_store_sqlite_open(path, keys_hook, &sk, &s), 0);
+  assert_int_equal(sk.calls, 1);
+  assert_string_equal(sk.name, "web");
+  assert_string_equal(sk.k1, "plain-one");
+  assert_string_equal(sk.k2, "plain-two");
+  kp_service v;
+  assert_int_equal(kp_store_service_get(s, "web", &v), 0);
+  assert_string_equal(v.primary_key_sha256, H3);
+  assert_string_equal(v.secondary_key_sha256, H1);
+  kp_service_free(&v);
+  kp_store_close(s);
+  /* migrated once: opening again calls nothing */
+  sk = (saved_keys){0};
+  assert_int_equal(kp_store_sqlite_open(path, keys_hook, &sk, &s), 0);
+  assert_int_equal(sk.calls, 0);
+  kp_store_close(s);
+}
+
 int main(void) {
   if (!mkdtemp(g_dir)) {
     perror("mkdtemp");
@@ -1108,6 +1497,13 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_store__run_search_order_and_pages, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__run_search_errors, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__run_search_after_delete, setup, teardown),
+    /* services */
+    cmocka_unit_test(test_store__service_state_names),
+    cmocka_unit_test_setup_teardown(test_store__service_create_and_read, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__service_redeploy_and_keys, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__service_transitions, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__service_model, setup, teardown),
+    cmocka_unit_test(test_store__service_keys_migration),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   char cmd[256];
