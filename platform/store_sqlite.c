@@ -1800,7 +1800,6 @@ static int sq_sweep_trial_list(kp_store *base, const char *id, const char *metri
   sq_store *s = SQ(base);
   *out = NULL;
   *n = 0;
-  if (sweep_exists(s, id) <= 0) return -1;
   sqlite3_stmt *st;
   if (prep(s, &st,
            "SELECT t.idx, t.params, t.run_id, r.id IS NOT NULL, r.status, r.error, t.error, t.decision, t.evaluated,"
@@ -1825,6 +1824,7 @@ static int sq_sweep_trial_list(kp_store *base, const char *id, const char *metri
     t->created = col_time(st, 9);
   }
   sqlite3_finalize(st);
+  if (r == 0 && *n == 0) return sweep_exists(s, id) > 0 ? 0 : -1;  /* (trials exist only with their sweep) */
   if (r >= 0 && metric && *n) {
     /* every child's values in one query (trials come ordered by idx) */
     if (prep(s, &st,

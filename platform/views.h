@@ -33,4 +33,20 @@ struct cJSON *kp_view_tags(const kp_tag *v, size_t n);
 /* {code, message}: the thread's store error, as a server relays it */
 struct cJSON *kp_view_store_error(const kp_store_error *e);
 
+/* sweeps */
+struct kp_sweep_spec;
+/* The status a trial shows: its child run's, "Submitting" before the run is
+ * linked (or when it is gone), "Failed" when it could not be submitted. */
+const char *kp_view_trial_status(const kp_sweep_trial *t);
+/* {id, experiment, status, created, runs (trials), best_child ("" when none)} */
+struct cJSON *kp_view_sweep_summary(const kp_sweep *w);
+/* {id, experiment, status, compute, sampling, seed, primary_metric, goal,
+ * policy, max_total_runs, max_concurrent_runs, stop_reason, error,
+ * best_child, children[{id, index, status, parameters{}, best, last,
+ * intervals, early_termination, error}]}: 'sp' is w->spec parsed, 't' the
+ * trials with their values of the primary metric (sweep_trial_list). A
+ * child's best and last are over its finite values (intervals: how many);
+ * children come best first (those without a value last, then by index). */
+struct cJSON *kp_view_sweep(const kp_sweep *w, const struct kp_sweep_spec *sp, const kp_sweep_trial *t, size_t n);
+
 #endif
