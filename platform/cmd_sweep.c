@@ -505,14 +505,14 @@ static int control(kp_ws *ws, const char *id, int ready) {
     log_best(ws, &s, &c, &logged);
     /* stop conditions */
     if (!stopping) {
-      kp_run pr;
-      if (kp_store_run_get(ws->store, id, &pr) == 0) {
-        if (pr.cancel_requested) {
+      int requested;
+      char *reason;
+      if (kp_store_sweep_cancel_requested(ws->store, id, &requested, &reason) == 0) {
+        if (requested) {
           stopping = 2;
-          snprintf(stop_why, sizeof stop_why, "the sweep was canceled (%s)",
-                   pr.cancel_reason ? pr.cancel_reason : "canceled by the user");
+          snprintf(stop_why, sizeof stop_why, "the sweep was canceled (%s)", reason ? reason : "canceled by the user");
         }
-        kp_run_free(&pr);
+        free(reason);
       } else {
         kp_store_report();
       }

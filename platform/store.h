@@ -464,6 +464,10 @@ typedef struct kp_store_ops {
   /* the child run of the sweep tagged sweep_index=idx (a controller can die
    * between submitting a child and linking it); *run_id NULL when none */
   int (*sweep_child_by_index)(kp_store *s, const char *id, int64_t idx, char **run_id);
+  /* whether a cancel of the sweep was asked for (run_request_cancel of its
+   * parent) and its reason (*reason NULL when none; free() it): what the
+   * controller polls, cheaper than sweep_get */
+  int (*sweep_cancel_requested)(kp_store *s, const char *id, int *requested, char **reason);
 } kp_store_ops;
 
 struct kp_store {
@@ -551,6 +555,7 @@ int kp_store_sweep_trial_attach_run(kp_store *s, const char *id, int64_t idx, co
 int kp_store_sweep_trial_set_error(kp_store *s, const char *id, int64_t idx, const char *error);
 int kp_store_sweep_trial_evaluated(kp_store *s, const char *id, int64_t idx, int evaluated, const char *decision);
 int kp_store_sweep_child_by_index(kp_store *s, const char *id, int64_t idx, char **run_id);
+int kp_store_sweep_cancel_requested(kp_store *s, const char *id, int *requested, char **reason);
 
 /* freeing results */
 void kp_experiment_summaries_free(kp_experiment_summary *v, size_t n);

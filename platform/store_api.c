@@ -199,6 +199,9 @@ int kp_store_sweep_trial_evaluated(kp_store *s, const char *id, int64_t idx, int
 int kp_store_sweep_child_by_index(kp_store *s, const char *id, int64_t idx, char **run_id) {
   CALL(sweep_child_by_index, id, idx, run_id);
 }
+int kp_store_sweep_cancel_requested(kp_store *s, const char *id, int *requested, char **reason) {
+  CALL(sweep_cancel_requested, id, requested, reason);
+}
 
 /* ---- freeing --------------------------------------------------------------------- */
 void kp_experiment_summaries_free(kp_experiment_summary *v, size_t n) {

@@ -1566,6 +1566,12 @@ static int sweep_exists(sq_store *s, const char *id) {
   return r;
 }
 
+/* A text column, NULL for SQL NULL (the trial collector's cheaper col_dup_or_null). */
+static char *text_or_null(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return t ? strdup((const char *)t) : NULL;
+}
+
 /* The error for an update of trial 'idx' that matched no row. */
 static int trial_missing(sq_store *s, const char *id, int64_t idx) {
   if (sweep_exists(s, id) <= 0) return -1;
@@ -1814,12 +1820,12 @@ static int sq_sweep_trial_list(kp_store *base, const char *id, const char *metri
     memset(t, 0, sizeof *t);
     t->idx = sqlite3_column_int64(st, 0);
     t->params = col_dup(st, 1);
-    t->run_id = col_dup_or_null(st, 2);
+    t->run_id = text_or_null(st, 2);
     t->has_run = sqlite3_column_int(st, 3);
     t->run_status = t->has_run ? col_status(st, 4) : KP_RUN_QUEUED;
-    t->run_error = col_dup_or_null(st, 5);
-    t->error = col_dup_or_null(st, 6);
-    t->decision = col_dup_or_null(st, 7);
+    t->run_error = text_or_null(st, 5);
+    t->error = text_or_null(st, 6);
+    t->decision = text_or_null(st, 7);
     t->evaluated = sqlite3_column_int(st, 8);
     t->created = col_time(st, 9);
   }
@@ -1841,7 +1847,8 @@ static int sq_sweep_trial_list(kp_store *base, const char *id, const char *metri
         if (pos >= *n || (*out)[pos].idx != idx) continue;
         kp_sweep_trial *t = &(*out)[pos];
         if (GROW(t->values, t->nvalues, vcap, 16) != 0) { r = oom(); break; }
-        t->values[t->nvalues++] = sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1);
+        double v = sqlite3_column_double(st, 1);  /* 0.0 for NULL, which is how NaN is stored */
+        t->values[t->nvalues++] = v == 0 && sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : v;
       }
       sqlite3_finalize(st);
     }
@@ -1922,6 +1929,23 @@ static int sq_sweep_trial_evaluated(kp_store *base, const char *id, int64_t idx,
   if (evaluated < 0) return kp_store_fail(KP_STORE_EINVAL, "a number of intervals is 0 or more, not %d", evaluated);
   return trial_update(SQ(base), "UPDATE sweep_trials SET evaluated=?4, decision=coalesce(?3, decision) WHERE sweep_id=?1 AND idx=?2",
                       id, idx, decision, evaluated);
+}
+
+static int sq_sweep_cancel_requested(kp_store *base, const char *id, int *requested, char **reason) {
+  sq_store *s = SQ(base);
+  *requested = 0;
+  *reason = NULL;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT r.cancel_requested, r.cancel_reason FROM sweeps w JOIN runs r ON r.id=w.run_id WHERE w.run_id=?") != 0)
+    return -1;
+  bind_text(st, 1, id);
+  int r = row(s, st);
+  if (r > 0 && (*requested = sqlite3_column_int(st, 0) != 0) && sqlite3_column_type(st, 1) != SQLITE_NULL &&
+      !(*reason = col_dup(st, 1)))
+    r = oom();
+  sqlite3_finalize(st);
+  if (r == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "no sweep with id '%s' in this workspace", id);
+  return r < 0 ? -1 : 0;
 }
 
 static int sq_sweep_child_by_index(kp_store *base, const char *id, int64_t idx, char **run_id) {
@@ -2008,6 +2032,7 @@ static const kp_store_ops sqlite_ops = {
   .sweep_trial_set_error = sq_sweep_trial_set_error,
   .sweep_trial_evaluated = sq_sweep_trial_evaluated,
   .sweep_child_by_index = sq_sweep_child_by_index,
+  .sweep_cancel_requested = sq_sweep_cancel_requested,
 };
 
 /* ---- opening and migrating ------------------------------------------------------- */

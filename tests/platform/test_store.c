@@ -1017,7 +1017,20 @@ static void test_store__sweep_life(void **state) {
   /* canceled: the error is the cancel reason; failed on its own: the stop reason, and no resume */
   char c2[256], f3[256], d4[256];
   new_sweep(s, "exp", c2, sizeof c2);
+  int requested = 1;
+  char *reason = (char *)"x";
+  assert_int_equal(kp_store_sweep_cancel_requested(s, c2, &requested, &reason), 0);
+  assert_int_equal(requested, 0);
+  assert_null(reason);
   assert_int_equal(kp_store_run_request_cancel(s, c2, 5, "stop now"), 0);
+  assert_int_equal(kp_store_sweep_cancel_requested(s, c2, &requested, &reason), 0);
+  assert_int_equal(requested, 1);
+  assert_string_equal(reason, "stop now");
+  free(reason);
+  assert_int_equal(kp_store_sweep_cancel_requested(s, "nope_1", &requested, &reason), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_sweep_cancel_requested(s, child, &requested, &reason), -1);  /* a run, not a sweep */
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
   kp_sweep_end cancel = {.status = KP_RUN_CANCELED, .reason = "the sweep was canceled (stop now)"};
   assert_int_equal(kp_store_sweep_end(s, c2, &cancel), 0);
   assert_int_equal(kp_store_sweep_get(s, c2, &g), 0);
