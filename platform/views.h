@@ -46,7 +46,8 @@ struct cJSON *kp_view_sweep_summary(const kp_sweep *w);
  * intervals, early_termination, error}]}: 'sp' is w->spec parsed, 't' the
  * trials with their values of the primary metric (sweep_trial_list). A
  * child's best and last are over its finite values (intervals: how many);
- * children come best first (those without a value last, then by index). */
+ * children come best first (those without a value last, then by index).
+ * NULL when out of memory. */
 struct cJSON *kp_view_sweep(const kp_sweep *w, const struct kp_sweep_spec *sp, const kp_sweep_trial *t, size_t n);
 
 #endif
