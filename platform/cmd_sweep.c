@@ -18,6 +18,7 @@
 #include "kp.h"
 #include "sweep.h"
 #include "manage.h"
+#include "views.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,80 +46,36 @@ static int open_ws(kp_ws *ws) {
 
 /* ---- loading a sweep ------------------------------------------------------------ */
 typedef struct sweep {
-  char id[300];
-  char experiment[256];
-  char status[32];
-  char compute[256];       /* the children's target */
-  char snapshot[65];
-  char source[4096];
-  char *env_json;
-  char *spec_text;
-  char stop_reason[512];
-  double started;
-  int cancel_requested;
-  kp_sweep_spec spec;
+  kp_sweep w;          /* as recorded: its parent run (w.run), the children's target, ... */
+  const char *id;      /* w.run.id */
+  kp_sweep_spec spec;  /* w.spec parsed */
 } sweep;
 
 static void sweep_free(sweep *s) {
-  free(s->env_json);
-  free(s->spec_text);
+  kp_sweep_free(&s->w);
   kp_sweep_spec_free(&s->spec);
 }
+
+/* When the sweep started (its parent run). */
+static double sweep_started(const sweep *s) { return s->w.run.started ? s->w.run.started : s->w.run.created; }
 
 /* Loads sweep 'id'; 0, or -1 with an error printed (no such sweep). */
 static int sweep_load(kp_ws *ws, const char *id, sweep *s) {
   memset(s, 0, sizeof *s);
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st,
-                    "SELECT e.name, r.status, r.compute, r.snapshot, r.source, w.env_json, w.spec, coalesce(w.stop_reason,''),"
-                    " coalesce(r.started, r.created), r.cancel_requested"
-                    " FROM sweeps w JOIN runs r ON r.id=w.run_id JOIN experiments e ON e.id=r.experiment_id WHERE w.run_id=?") != 0)
-    return -1;
-  kp_bind_text(st, 1, id);
-  int rc = -1;
-  if (kp_db_row(st) > 0) {
-    snprintf(s->id, sizeof s->id, "%s", id);
-    snprintf(s->experiment, sizeof s->experiment, "%s", kp_col_text(st, 0));
-    snprintf(s->status, sizeof s->status, "%s", kp_col_text(st, 1));
-    const char *c = kp_col_text(st, 2);
-    snprintf(s->compute, sizeof s->compute, "%s", strncmp(c, "sweep:", 6) ? c : c + 6);
-    snprintf(s->snapshot, sizeof s->snapshot, "%s", kp_col_text(st, 3));
-    snprintf(s->source, sizeof s->source, "%s", kp_col_text(st, 4));
-    s->env_json = sqlite3_column_type(st, 5) == SQLITE_NULL ? NULL : strdup(kp_col_text(st, 5));
-    s->spec_text = strdup(kp_col_text(st, 6));
-    snprintf(s->stop_reason, sizeof s->stop_reason, "%s", kp_col_text(st, 7));
-    s->started = sqlite3_column_double(st, 8);
-    s->cancel_requested = sqlite3_column_int(st, 9);
-    char err[1024];
-    if (kp_sweep_spec_parse(s->spec_text, &s->spec, err, sizeof err) != 0) kp_err("sweep %s: stored sweep file: %s", id, err);
-    else rc = 0;
-  } else {
+  if (kp_store_sweep_get(ws->store, id, &s->w) != 0) {
+    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) return kp_store_report();
     kp_err("no sweep with id '%s' in this workspace", id);
     kp_hint("list sweeps with 'kusari sweep list'");
+    return -1;
   }
-  sqlite3_finalize(st);
-  if (rc != 0) sweep_free(s);
-  return rc;
-}
-
-/* The number of children the sweep may start (before warm-start skips).
- * Random sampling does not repeat a point, so a finite space caps it. */
-static long long sweep_budget(const kp_sweep_spec *sp) {
-  if (sp->sampling == KP_SAMPLING_GRID) {
-    long long g = kp_space_grid_size(&sp->space);
-    return sp->max_total_runs && sp->max_total_runs < g ? sp->max_total_runs : g;
+  s->id = s->w.run.id;
+  char err[1024];
+  if (kp_sweep_spec_parse(s->w.spec, &s->spec, err, sizeof err) != 0) {
+    kp_err("sweep %s: stored sweep file: %s", id, err);
+    sweep_free(s);
+    return -1;
   }
-  if (sp->sampling == KP_SAMPLING_RANDOM) {
-    long long f = kp_space_finite_size(&sp->space);
-    if (f > 0 && f < sp->max_total_runs) return f;
-  }
-  return sp->max_total_runs;
-}
-
-static int sweep_concurrency(const kp_sweep_spec *sp) {
-  long long b = sweep_budget(sp);
-  if (sp->max_concurrent_runs) return sp->max_concurrent_runs;
-  return b > 1000 ? 1000 : (int)(b < 1 ? 1 : b);
+  return 0;
 }
 
 static double sweep_duration_s(const kp_sweep_spec *sp) {
@@ -129,7 +86,8 @@ static double sweep_duration_s(const kp_sweep_spec *sp) {
 typedef struct child {
   long long idx;
   char run_id[300];
-  char status[32];
+  int submitting;     /* its run is not linked yet (or is gone) */
+  kp_run_status status;  /* its run's; Failed when it could not be submitted */
   char *params;       /* JSON object name -> value text */
   char *decision;     /* the policy's reason, or NULL */
   char *error;        /* the run's error, or the trial's submission error */
@@ -158,7 +116,10 @@ static void children_free(children *c) {
   memset(c, 0, sizeof *c);
 }
 
-static int active(const child *c) { return c->run_id[0] && !kp_status_terminal(c->status); }
+/* The status a child shows ("Submitting" before its run is linked). */
+static const char *child_status(const child *c) { return c->submitting ? "Submitting" : kp_run_status_name(c->status); }
+static int ended(const child *c) { return !c->submitting && kp_run_status_ended(c->status); }
+static int active(const child *c) { return c->run_id[0] && !ended(c); }
 
 /* Parses a trial's parameter JSON into a point of 'sp'; NULL when it does not
  * fit the space (e.g. a warm-start sweep with other parameters). */
@@ -175,81 +136,59 @@ static double *point_of(const kp_space *sp, const char *params) {
   return x;
 }
 
-/* Loads the trials of sweep 'id' with their runs and primary metric curves. */
-static int children_load(kp_ws *ws, const char *id, const kp_sweep_spec *sp, children *out) {
+/* Loads the trials of sweep 'id' with their runs and primary metric curves;
+ * 0, or -1 with the error printed, or 1 (not printed) when there is no such
+ * sweep and 'missing_ok'. */
+static int children_load(kp_ws *ws, const char *id, const kp_sweep_spec *sp, children *out, int missing_ok) {
   memset(out, 0, sizeof *out);
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st,
-                    "SELECT t.idx, coalesce(t.run_id,''), t.params, t.decision, coalesce(t.error, r.error), t.evaluated,"
-                    " CASE WHEN t.error IS NOT NULL THEN 'Failed' WHEN r.status IS NULL THEN 'Submitting' ELSE r.status END"
-                    " FROM sweep_trials t LEFT JOIN runs r ON r.id=t.run_id WHERE t.sweep_id=? ORDER BY t.idx") != 0)
-    return -1;
-  kp_bind_text(st, 1, id);
-  int r;
-  while ((r = kp_db_row(st)) > 0) {
-    void *np = realloc(out->v, (size_t)(out->n + 1) * sizeof *out->v);
-    if (!np) { r = -1; break; }
-    out->v = np;
+  kp_sweep_trial *t;
+  size_t n;
+  if (kp_store_sweep_trial_list(ws->store, id, sp->metric, &t, &n) != 0) {
+    if (missing_ok && kp_store_last_error()->code == KP_STORE_ENOTFOUND) return 1;
+    return kp_store_report();
+  }
+  out->v = calloc(n + 1, sizeof *out->v);
+  if (!out->v) {
+    kp_sweep_trials_free(t, n);
+    return kp_err("out of memory");
+  }
+  for (size_t i = 0; i < n; i++) {
+    kp_sweep_trial *tr = &t[i];
     child *c = &out->v[out->n++];
-    memset(c, 0, sizeof *c);
-    c->idx = sqlite3_column_int64(st, 0);
-    snprintf(c->run_id, sizeof c->run_id, "%s", kp_col_text(st, 1));
-    c->params = strdup(kp_col_text(st, 2));
-    c->decision = sqlite3_column_type(st, 3) == SQLITE_NULL ? NULL : strdup(kp_col_text(st, 3));
-    c->error = sqlite3_column_type(st, 4) == SQLITE_NULL ? NULL : strdup(kp_col_text(st, 4));
-    c->evaluated = sqlite3_column_int(st, 5);
-    snprintf(c->status, sizeof c->status, "%s", kp_col_text(st, 6));
+    c->idx = tr->idx;
+    snprintf(c->run_id, sizeof c->run_id, "%s", tr->run_id ? tr->run_id : "");
+    /* a trial whose child could not be submitted is Failed; one whose run
+     * is not linked (or gone) is Submitting; else its run's status */
+    c->submitting = !tr->error && !tr->has_run;
+    c->status = tr->error ? KP_RUN_FAILED : tr->run_status;
+    c->params = tr->params, tr->params = NULL;
+    c->decision = tr->decision, tr->decision = NULL;
+    if (tr->error) c->error = tr->error, tr->error = NULL;
+    else c->error = tr->run_error, tr->run_error = NULL;
+    c->evaluated = tr->evaluated;
     c->x = point_of(&sp->space, c->params);
-  }
-  sqlite3_finalize(st);
-  if (r != 0) { children_free(out); return -1; }
-  /* every child's curve in one query (trials come ordered by idx) */
-  if (kp_db_prepare(ws, &st,
-                    "SELECT t.idx, m.value FROM sweep_trials t JOIN metrics m ON m.run_id=t.run_id AND m.name=?2"
-                    " WHERE t.sweep_id=?1 AND m.value IS NOT NULL ORDER BY t.idx, m.step, m.id") != 0) {
-    children_free(out);
-    return -1;
-  }
-  kp_bind_text(st, 1, id);
-  kp_bind_text(st, 2, sp->metric);
-  int pos = 0, cap = 0;
-  while ((r = kp_db_row(st)) > 0) {
-    long long idx = sqlite3_column_int64(st, 0);
-    while (pos < out->n && out->v[pos].idx < idx) { pos++; cap = 0; }
-    if (pos >= out->n || out->v[pos].idx != idx) continue;
-    child *c = &out->v[pos];
-    if (c->nvals == cap) {
-      cap = cap ? 2 * cap : 16;
-      void *np = realloc(c->vals, (size_t)cap * sizeof *c->vals);
-      if (!np) { r = -1; break; }
-      c->vals = np;
+    /* the curve: its finite values (NaN and infinities are no best value) */
+    int k = 0;
+    for (size_t j = 0; j < tr->nvalues; j++) {
+      double v = tr->values[j];
+      if (!isfinite(v)) continue;
+      tr->values[k++] = v;
+      if (!c->has_best || (sp->maximize ? v > c->best : v < c->best)) c->best = v;
+      c->has_best = 1;
+      c->last = v;
     }
-    double v = sqlite3_column_double(st, 1);
-    if (!isfinite(v)) continue;  /* NaN is stored as NULL; an infinity is no best value either */
-    c->vals[c->nvals++] = v;
-    if (!c->has_best || (sp->maximize ? v > c->best : v < c->best)) c->best = v;
-    c->has_best = 1;
-    c->last = v;
+    c->nvals = k;
+    c->vals = tr->values, tr->values = NULL;
   }
-  sqlite3_finalize(st);
-  if (r < 0) { children_free(out); return -1; }
+  kp_sweep_trials_free(t, n);
   return 0;
-}
-
-/* Sorts children best first (no value last, then by index). */
-static int g_sort_max;
-static int cmp_child(const void *a, const void *b) {
-  const child *x = a, *y = b;
-  if (x->has_best != y->has_best) return x->has_best ? -1 : 1;
-  if (x->has_best && x->best != y->best) return (g_sort_max ? x->best > y->best : x->best < y->best) ? -1 : 1;
-  return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
 /* The best child (index into c), or -1. completed_only: Completed children only. */
 static int best_child(const children *c, int maximize, int completed_only) {
   int b = -1;
   for (int i = 0; i < c->n; i++) {
-    if (!c->v[i].has_best || (completed_only && strcmp(c->v[i].status, "Completed"))) continue;
+    if (!c->v[i].has_best || (completed_only && (c->v[i].submitting || c->v[i].status != KP_RUN_COMPLETED))) continue;
     if (b < 0 || (maximize ? c->v[i].best > c->v[b].best : c->v[i].best < c->v[b].best)) b = i;
   }
   return b;
@@ -294,7 +233,9 @@ static int load_warm(kp_ws *ws, const kp_sweep_spec *sp, children *warm) {
   memset(warm, 0, sizeof *warm);
   for (int w = 0; w < sp->nwarm; w++) {
     children c;
-    if (children_load(ws, sp->warm_start[w], sp, &c) != 0) { children_free(warm); return -1; }
+    int r = children_load(ws, sp->warm_start[w], sp, &c, 1);
+    if (r > 0) continue;  /* deleted since: nothing to build on */
+    if (r != 0) { children_free(warm); return -1; }
     void *np = realloc(warm->v, (size_t)(warm->n + c.n + 1) * sizeof *warm->v);
     if (!np) { children_free(&c); children_free(warm); return -1; }
     warm->v = np;
@@ -308,7 +249,7 @@ static int load_warm(kp_ws *ws, const kp_sweep_spec *sp, children *warm) {
 /* 1 when grid point g was already run by a warm-start sweep. */
 static int grid_done_before(const kp_space *sp, const children *warm, const double *g) {
   for (int i = 0; i < warm->n; i++) {
-    if (!warm->v[i].x || !kp_status_terminal(warm->v[i].status)) continue;
+    if (!warm->v[i].x || !ended(&warm->v[i])) continue;
     int same = 1;
     for (int k = 0; k < sp->n && same; k++) same = warm->v[i].x[k] == g[k];
     if (same) return 1;
@@ -348,7 +289,7 @@ static int next_point(const sweep *s, const children *c, const children *warm, l
     for (int i = 0; i < src->n; i++) {
       const child *ch = &src->v[i];
       if (!ch->x) continue;
-      if (kp_status_terminal(ch->status)) {
+      if (ended(ch)) {
         if (ch->has_best && isfinite(ch->best)) obs_add(&o, ch->x, ch->best);
       } else if (!pass) {
         obs_add(&p, ch->x, 0);
@@ -389,28 +330,22 @@ static int submit_trial(kp_ws *ws, const sweep *s, long long idx, const double *
   snprintf(tagbuf[d + 1], sizeof tagbuf[d + 1], "sweep_index=%lld", idx);
   tags[d] = tagbuf[d];
   tags[d + 1] = tagbuf[d + 1];
-  kp_submit sub = {.experiment = s->experiment, .source = s->source, .snapshot = s->snapshot, .entry = sp->entry,
-                   .compute = s->compute, .env_json = s->env_json, .parent_id = s->id, .args = args, .nargs = k,
-                   .tags = tags, .ntags = d + 2, .nodes = sp->nodes, .processes_per_node = sp->processes_per_node,
-                   .launcher = sp->mpirun};
+  kp_submit sub = {.experiment = s->w.run.experiment, .source = s->w.run.source, .snapshot = s->w.run.snapshot,
+                   .entry = sp->entry, .compute = s->w.compute, .env_json = s->w.env_json, .parent_id = s->id,
+                   .args = args, .nargs = k, .tags = tags, .ntags = d + 2, .nodes = sp->nodes,
+                   .processes_per_node = sp->processes_per_node, .launcher = sp->mpirun};
   kp_submitted done;
-  sqlite3_stmt *st;
   if (kp_run_submit(ws, &sub, &done) != 0) {
-    if (kp_db_prepare(ws, &st, "UPDATE sweep_trials SET error=? WHERE sweep_id=? AND idx=?") == 0) {
-      kp_bind_text(st, 1, "the child run could not be submitted; see the sweep's controller.log");
-      kp_bind_text(st, 2, s->id);
-      sqlite3_bind_int64(st, 3, idx);
-      kp_db_done(ws, st);
-      sqlite3_finalize(st);
-    }
+    if (kp_store_sweep_trial_set_error(ws->store, s->id, idx,
+                                       "the child run could not be submitted; see the sweep's controller.log") != 0)
+      kp_store_report();
     goto out;
   }
-  if (kp_db_prepare(ws, &st, "UPDATE sweep_trials SET run_id=? WHERE sweep_id=? AND idx=?") != 0) goto out;
-  kp_bind_text(st, 1, done.id);
-  kp_bind_text(st, 2, s->id);
-  sqlite3_bind_int64(st, 3, idx);
-  rc = kp_db_done(ws, st);
-  sqlite3_finalize(st);
+  if (kp_store_sweep_trial_attach_run(ws->store, s->id, idx, done.id) != 0) {
+    kp_store_report();
+    goto out;
+  }
+  rc = 0;
   note(s->id, "trial %lld: run %s %s", idx, done.id, params_json);
 out:
   free(args);
@@ -435,26 +370,15 @@ static char *params_json_of(const kp_space *sp, const double *x) {
 /* A trial recorded by a controller that died before submitting its child:
  * link the child if it exists (tag sweep_index), else submit it now. */
 static void finish_orphan(kp_ws *ws, const sweep *s, const child *c) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st,
-                    "SELECT r.id FROM runs r JOIN tags g ON g.run_id=r.id AND g.key='sweep_index'"
-                    " WHERE r.parent_id=? AND g.value=?") != 0)
+  char *found = NULL;
+  if (kp_store_sweep_child_by_index(ws->store, s->id, c->idx, &found) != 0) {
+    kp_store_report();
     return;
-  char idx[32], found[300] = "";
-  snprintf(idx, sizeof idx, "%lld", c->idx);
-  kp_bind_text(st, 1, s->id);
-  kp_bind_text(st, 2, idx);
-  if (kp_db_row(st) > 0) snprintf(found, sizeof found, "%s", kp_col_text(st, 0));
-  sqlite3_finalize(st);
-  if (found[0]) {
-    if (kp_db_prepare(ws, &st, "UPDATE sweep_trials SET run_id=? WHERE sweep_id=? AND idx=?") == 0) {
-      kp_bind_text(st, 1, found);
-      kp_bind_text(st, 2, s->id);
-      sqlite3_bind_int64(st, 3, c->idx);
-      kp_db_done(ws, st);
-      sqlite3_finalize(st);
-    }
+  }
+  if (found) {
+    if (kp_store_sweep_trial_attach_run(ws->store, s->id, c->idx, found) != 0) kp_store_report();
     note(s->id, "trial %lld: linked its run %s (submitted before a restart)", c->idx, found);
+    free(found);
   } else if (c->x) {
     note(s->id, "trial %lld: recorded but never submitted (restart); submitting it now", c->idx);
     submit_trial(ws, s, c->idx, c->x, c->params);
@@ -462,15 +386,7 @@ static void finish_orphan(kp_ws *ws, const sweep *s, const child *c) {
 }
 
 static void set_trial(kp_ws *ws, const char *sweep_id, long long idx, int evaluated, const char *decision) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "UPDATE sweep_trials SET evaluated=?, decision=coalesce(?, decision) WHERE sweep_id=? AND idx=?") != 0)
-    return;
-  sqlite3_bind_int(st, 1, evaluated);
-  kp_bind_text(st, 2, decision);
-  kp_bind_text(st, 3, sweep_id);
-  sqlite3_bind_int64(st, 4, idx);
-  kp_db_done(ws, st);
-  sqlite3_finalize(st);
+  if (kp_store_sweep_trial_evaluated(ws->store, sweep_id, idx, evaluated, decision) != 0) kp_store_report();
 }
 
 /* Applies the early termination policy to the active children, interval by
@@ -508,41 +424,13 @@ static void apply_policy(kp_ws *ws, const sweep *s, children *c) {
   free(all);
 }
 
-/* Ends the parent run (status Completed or Canceled) with the best child. */
-static void end_sweep(kp_ws *ws, const sweep *s, const children *c, const char *status, const char *why) {
+/* Ends the parent run (status Completed, Failed or Canceled) with the best child. */
+static void end_sweep(kp_ws *ws, const sweep *s, const children *c, kp_run_status status, const char *why) {
   int b = best_child(c, s->spec.maximize, 0);
-  sqlite3_stmt *st;
-  if (b >= 0 && kp_db_prepare(ws, &st, "INSERT OR REPLACE INTO tags(run_id, key, value) VALUES(?,?,?)") == 0) {
-    char v[64];
-    snprintf(v, sizeof v, "%.17g", c->v[b].best);
-    const char *kv[][2] = {{"best_child_run_id", c->v[b].run_id}, {"best_metric_value", v}};
-    for (int i = 0; i < 2; i++) {
-      sqlite3_reset(st);
-      kp_bind_text(st, 1, s->id);
-      kp_bind_text(st, 2, kv[i][0]);
-      kp_bind_text(st, 3, kv[i][1]);
-      kp_db_done(ws, st);
-    }
-    sqlite3_finalize(st);
-  }
-  if (kp_db_prepare(ws, &st, "UPDATE sweeps SET stop_reason=? WHERE run_id=?") == 0) {
-    kp_bind_text(st, 1, why);
-    kp_bind_text(st, 2, s->id);
-    kp_db_done(ws, st);
-    sqlite3_finalize(st);
-  }
-  if (kp_db_prepare(ws, &st,
-                    "UPDATE runs SET status=?, ended=?, error=CASE WHEN ?1='Canceled' THEN coalesce(cancel_reason, ?3)"
-                    " WHEN ?1='Failed' THEN ?3 END"
-                    " WHERE id=?4 AND status NOT IN ('Completed','Failed','Canceled')") == 0) {
-    kp_bind_text(st, 1, status);
-    sqlite3_bind_double(st, 2, kp_now());
-    kp_bind_text(st, 3, why);
-    kp_bind_text(st, 4, s->id);
-    kp_db_done(ws, st);
-    sqlite3_finalize(st);
-  }
-  note(s->id, "%s: %s%s%s", status, why, b >= 0 ? "; best run " : "", b >= 0 ? c->v[b].run_id : "");
+  kp_sweep_end e = {.status = status, .reason = why, .best_child = b >= 0 ? c->v[b].run_id : NULL,
+                    .best_value = b >= 0 ? c->v[b].best : 0};
+  if (kp_store_sweep_end(ws->store, s->id, &e) != 0) kp_store_report();
+  note(s->id, "%s: %s%s%s", kp_run_status_name(status), why, b >= 0 ? "; best run " : "", b >= 0 ? c->v[b].run_id : "");
 }
 
 /* Logs best_child_by_primary_metric on the parent (step n = the best of the
@@ -552,31 +440,21 @@ static void log_best(kp_ws *ws, const sweep *s, const children *c, long long *lo
   double best = 0;
   for (int i = 0; i < c->n; i++) {
     const child *ch = &c->v[i];
-    if (!ch->has_best || !kp_status_terminal(ch->status)) continue;
+    if (!ch->has_best || !ended(ch)) continue;
     if (!nend || (s->spec.maximize ? ch->best > best : ch->best < best)) best = ch->best;
     nend++;
   }
   if (nend <= *logged) return;
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "INSERT INTO metrics(run_id, name, step, ts, value) VALUES(?, 'best_child_by_primary_metric', ?, ?, ?)") != 0)
-    return;
-  kp_bind_text(st, 1, s->id);
-  sqlite3_bind_int64(st, 2, nend - 1);
-  sqlite3_bind_double(st, 3, kp_now());
-  sqlite3_bind_double(st, 4, best);
-  if (kp_db_done(ws, st) == 0) *logged = nend;
-  sqlite3_finalize(st);
+  if (kp_store_sweep_log_best(ws->store, s->id, nend - 1, best) == 0 || kp_store_last_error()->code == KP_STORE_ECONFLICT)
+    *logged = nend;  /* (a conflict: that step is there already) */
+  else kp_store_report();
 }
 
+#define BEST_METRIC "best_child_by_primary_metric"
+
 static int control(kp_ws *ws, const char *id, int ready) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "UPDATE runs SET supervisor_pid=?, supervisor_start=? WHERE id=? AND status='Running'") != 0)
-    return 1;
-  sqlite3_bind_int(st, 1, (int)getpid());
-  sqlite3_bind_int64(st, 2, (sqlite3_int64)kp_proc_start(getpid()));
-  kp_bind_text(st, 3, id);
-  int ok = kp_db_done(ws, st) == 0 && sqlite3_changes(ws->db) == 1;
-  sqlite3_finalize(st);
+  int ok = kp_store_sweep_attach_controller(ws->store, id, getpid(), kp_proc_start(getpid())) == 0;
+  if (!ok && kp_store_last_error()->code == KP_STORE_EBACKEND) kp_store_report();
   sweep s;
   if (!ok || sweep_load(ws, id, &s) != 0) return kp_err("sweep __control: %s is not a running sweep", id), 1;
   signal(SIGPIPE, SIG_IGN); /* before the write: a submitter that died must not kill us */
@@ -589,17 +467,24 @@ static int control(kp_ws *ws, const char *id, int ready) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   const kp_sweep_spec *sp = &s.spec;
-  long long budget = sweep_budget(sp);
-  int conc = sweep_concurrency(sp);
+  long long budget = kp_sweep_budget(sp);
+  int conc = kp_sweep_concurrency(sp);
   note(id, "controller %d up: %s sampling, %lld runs at most, %d at once, policy %s", (int)getpid(),
        kp_sampling_names[sp->sampling], budget, conc, kp_policy_names[sp->policy.type]);
   children warm;
   if (load_warm(ws, sp, &warm) != 0) memset(&warm, 0, sizeof warm);
   long long logged = 0;
-  if (kp_db_prepare(ws, &st, "SELECT coalesce(max(step) + 1, 0) FROM metrics WHERE run_id=? AND name='best_child_by_primary_metric'") == 0) {
-    kp_bind_text(st, 1, id);
-    if (kp_db_row(st) > 0) logged = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+  {
+    /* steps logged before (a resumed sweep): the latest is the highest */
+    kp_metric_latest *lt;
+    size_t nl;
+    if (kp_store_metrics_latest(ws->store, id, &lt, &nl) == 0) {
+      for (size_t i = 0; i < nl; i++)
+        if (!strcmp(lt[i].name, BEST_METRIC)) logged = lt[i].step + 1;
+      kp_metric_latest_free(lt, nl);
+    } else {
+      kp_store_report();
+    }
   }
   int stopping = 0, exhausted = 0, rc = 0;
   char stop_why[1200] = "";
@@ -612,41 +497,44 @@ static int control(kp_ws *ws, const char *id, int ready) {
       break;
     }
     children c;
-    if (children_load(ws, id, sp, &c) != 0) { sleep_ms(500); continue; }
+    if (children_load(ws, id, sp, &c, 0) != 0) { sleep_ms(500); continue; }
     /* orphans of a previous controller */
     int orphans = 0;
     for (int i = 0; i < c.n; i++)
-      if (!c.v[i].run_id[0] && strcmp(c.v[i].status, "Failed")) { finish_orphan(ws, &s, &c.v[i]); orphans = 1; }
+      if (!c.v[i].run_id[0] && c.v[i].submitting) { finish_orphan(ws, &s, &c.v[i]); orphans = 1; }
     if (orphans) { children_free(&c); continue; }
     log_best(ws, &s, &c, &logged);
     /* stop conditions */
     if (!stopping) {
-      if (kp_db_prepare(ws, &st, "SELECT cancel_requested, coalesce(cancel_reason, 'canceled by the user') FROM runs WHERE id=?") == 0) {
-        kp_bind_text(st, 1, id);
-        if (kp_db_row(st) > 0 && sqlite3_column_int(st, 0)) {
+      int requested;
+      char *reason;
+      if (kp_store_sweep_cancel_requested(ws->store, id, &requested, &reason) == 0) {
+        if (requested) {
           stopping = 2;
-          snprintf(stop_why, sizeof stop_why, "the sweep was canceled (%s)", kp_col_text(st, 1));
+          snprintf(stop_why, sizeof stop_why, "the sweep was canceled (%s)", reason ? reason : "canceled by the user");
         }
-        sqlite3_finalize(st);
+        free(reason);
+      } else {
+        kp_store_report();
       }
       /* fail fast: the first children all failed (a wrong argument, a
        * broken entry): running the rest would only fail the same way */
-      long long need = budget < 3 ? budget : 3, ended = 0, failed = 0;
+      long long need = budget < 3 ? budget : 3, nended = 0, failed = 0;
       const child *first_failed = NULL;
       for (int i = 0; i < c.n; i++) {
-        if (!kp_status_terminal(c.v[i].status)) continue;
-        ended++;
-        if (!strcmp(c.v[i].status, "Failed")) {
+        if (!ended(&c.v[i])) continue;
+        nended++;
+        if (c.v[i].status == KP_RUN_FAILED) {
           failed++;
           if (!first_failed) first_failed = &c.v[i];
         }
       }
-      if (!stopping && ended >= need && failed == ended && first_failed) {
+      if (!stopping && nended >= need && failed == nended && first_failed) {
         stopping = 3;
-        snprintf(stop_why, sizeof stop_why, "the first %lld child runs failed (run %s: %.300s)", ended,
+        snprintf(stop_why, sizeof stop_why, "the first %lld child runs failed (run %s: %.300s)", nended,
                  first_failed->run_id[0] ? first_failed->run_id : "-", first_failed->error ? first_failed->error : "no error text");
       }
-      if (!stopping && kp_now() - s.started >= sweep_duration_s(sp)) {
+      if (!stopping && kp_now() - sweep_started(&s) >= sweep_duration_s(sp)) {
         stopping = 1;
         snprintf(stop_why, sizeof stop_why, "the sweep reached max_duration_minutes (%g)",
                  sp->max_duration_minutes > 0 ? sp->max_duration_minutes : 10080.0);
@@ -662,7 +550,7 @@ static int control(kp_ws *ws, const char *id, int ready) {
       if (active(&c.v[i])) kp_ingest(ws, c.v[i].run_id, 0);
     if (!stopping && sp->policy.type != KP_POLICY_NONE) {
       children_free(&c);
-      if (children_load(ws, id, sp, &c) != 0) { sleep_ms(500); continue; }
+      if (children_load(ws, id, sp, &c, 0) != 0) { sleep_ms(500); continue; }
       apply_policy(ws, &s, &c);
     }
     int nactive = 0;
@@ -673,39 +561,32 @@ static int control(kp_ws *ws, const char *id, int ready) {
       if (next_point(&s, &c, &warm, idx, x) != 0) { exhausted = 1; break; }
       char *pj = params_json_of(&sp->space, x);
       if (!pj) break;
-      if (kp_db_prepare(ws, &st, "INSERT INTO sweep_trials(sweep_id, idx, params, created) VALUES(?,?,?,?)") == 0) {
-        kp_bind_text(st, 1, id);
-        sqlite3_bind_int64(st, 2, idx);
-        kp_bind_text(st, 3, pj);
-        sqlite3_bind_double(st, 4, kp_now());
-        int ins = kp_db_done(ws, st);
-        sqlite3_finalize(st);
-        if (ins == 0) submit_trial(ws, &s, idx, x, pj);
-      }
+      if (kp_store_sweep_trial_add(ws->store, id, idx, pj) == 0) submit_trial(ws, &s, idx, x, pj);
+      else kp_store_report();
       free(pj);
       nactive++;
       /* reload so the next point sees this one (bayesian: pending) */
       children_free(&c);
-      if (children_load(ws, id, sp, &c) != 0) break;
+      if (children_load(ws, id, sp, &c, 0) != 0) break;
     }
     int done = nactive == 0 && (stopping || exhausted || c.n >= budget);
     if (done) {
       /* final view: ended children's last metrics are in */
       children_free(&c);
-      if (children_load(ws, id, sp, &c) == 0) {
+      if (children_load(ws, id, sp, &c, 0) == 0) {
         log_best(ws, &s, &c, &logged);
-        if (stopping == 2) end_sweep(ws, &s, &c, "Canceled", stop_why);
-        else if (stopping == 3) end_sweep(ws, &s, &c, "Failed", stop_why);
-        else if (stopping == 1) end_sweep(ws, &s, &c, "Completed", stop_why);
+        if (stopping == 2) end_sweep(ws, &s, &c, KP_RUN_CANCELED, stop_why);
+        else if (stopping == 3) end_sweep(ws, &s, &c, KP_RUN_FAILED, stop_why);
+        else if (stopping == 1) end_sweep(ws, &s, &c, KP_RUN_COMPLETED, stop_why);
         else if (sp->sampling == KP_SAMPLING_RANDOM &&
                  (exhausted || (kp_space_finite_size(&sp->space) > 0 && c.n >= kp_space_finite_size(&sp->space)))) {
           char why[200];
           snprintf(why, sizeof why, "every point of the space was run (%lld points; random sampling does not repeat one)",
                    kp_space_finite_size(&sp->space));
-          end_sweep(ws, &s, &c, "Completed", why);
-        } else if (c.n >= budget && sp->sampling != KP_SAMPLING_GRID) end_sweep(ws, &s, &c, "Completed", "max_total_runs reached");
-        else if (c.n >= budget && budget < kp_space_grid_size(&sp->space)) end_sweep(ws, &s, &c, "Completed", "max_total_runs reached");
-        else end_sweep(ws, &s, &c, "Completed", "every grid point was run");
+          end_sweep(ws, &s, &c, KP_RUN_COMPLETED, why);
+        } else if (c.n >= budget && sp->sampling != KP_SAMPLING_GRID) end_sweep(ws, &s, &c, KP_RUN_COMPLETED, "max_total_runs reached");
+        else if (c.n >= budget && budget < kp_space_grid_size(&sp->space)) end_sweep(ws, &s, &c, KP_RUN_COMPLETED, "max_total_runs reached");
+        else end_sweep(ws, &s, &c, KP_RUN_COMPLETED, "every grid point was run");
         children_free(&c);
         break;
       }
@@ -732,32 +613,27 @@ static int start_controller(kp_ws *ws, const char *id) {
   return 0;
 }
 
+/* A sweep whose controller did not start ends Failed. */
+static void controller_failed(kp_ws *ws, const char *id) {
+  kp_run_transition t = {.to = KP_RUN_FAILED, .end = 1, .error = "its sweep controller did not start"};
+  if (kp_store_run_transition(ws->store, id, &t) != 0) kp_store_report();
+}
+
 /* ---- submit -------------------------------------------------------------------------- */
 static int resolve_compute(kp_ws *ws, const char *want, char *out, size_t n) {
-  sqlite3_stmt *st;
-  int count = 0;
-  if (want) {
-    if (kp_db_prepare(ws, &st, "SELECT name FROM computes WHERE name=?") != 0) return -1;
-    kp_bind_text(st, 1, want);
-    count = kp_db_row(st) > 0;
-    sqlite3_finalize(st);
-    if (!count) {
-      kp_err("sweep file: field 'run.compute': no compute target named '%s'", want);
-      kp_hint("create it with 'kusari compute create %s --type local --max-nodes 4'", want);
-      return -1;
-    }
-    snprintf(out, n, "%s", want);
-    return 0;
+  kp_compute *c;
+  size_t count;
+  if (kp_store_compute_list(ws->store, want, &c, &count) != 0) {
+    if (!want || kp_store_last_error()->code != KP_STORE_ENOTFOUND) return kp_store_report();
+    kp_err("sweep file: field 'run.compute': no compute target named '%s'", want);
+    kp_hint("create it with 'kusari compute create %s --type local --max-nodes 4'", want);
+    return -1;
   }
-  if (kp_db_prepare(ws, &st, "SELECT name FROM computes") != 0) return -1;
-  while (kp_db_row(st) > 0) {
-    count++;
-    snprintf(out, n, "%s", kp_col_text(st, 0));
-  }
-  sqlite3_finalize(st);
+  if (count) snprintf(out, n, "%s", c[count - 1].name);
+  kp_computes_free(c, count);
   if (count != 1) {
     kp_err(count ? "sweep file: field 'run.compute' is missing and there are %d compute targets"
-                 : "sweep file: field 'run.compute' is missing and no compute target exists", count);
+                 : "sweep file: field 'run.compute' is missing and no compute target exists", (int)count);
     kp_hint(count ? "name one in run.compute" : "create one with 'kusari compute create cpu --type local --max-nodes 4'");
     return -1;
   }
@@ -773,13 +649,14 @@ static void sweep_submit_warnings(kp_ws *ws, const kp_sweep_spec *sp, const char
             sp->max_total_runs);
     kp_hint("widen the space, or use grid sampling to run every point in order");
   }
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT max_nodes FROM computes WHERE name=?") != 0) return;
-  kp_bind_text(st, 1, comp);
-  int max_nodes = kp_db_row(st) > 0 ? sqlite3_column_int(st, 0) : 0;
-  sqlite3_finalize(st);
-  int conc = sweep_concurrency(sp);
-  long long budget = sweep_budget(sp);
+  kp_compute *c;
+  size_t nc;
+  int max_nodes = 0;
+  if (kp_store_compute_list(ws->store, comp, &c, &nc) != 0) return;
+  if (nc) max_nodes = c[0].max_nodes;
+  kp_computes_free(c, nc);
+  int conc = kp_sweep_concurrency(sp);
+  long long budget = kp_sweep_budget(sp);
   if (conc > budget) conc = (int)budget;
   if (max_nodes > 0 && max_nodes < conc) {
     fprintf(stderr, "kusari: warning: compute target '%s' runs at most %d run%s at once (--max-nodes %d), fewer than "
@@ -815,7 +692,6 @@ static int sweep_submit(int argc, char **argv) {
   char *env_json = NULL, *spec_out = NULL;
   cJSON *j = NULL;
   kp_ws ws = {0};
-  sqlite3_stmt *st = NULL;
   if (kp_name_ok(sp.experiment) != 0) {
     kp_err("sweep file '%s': field 'experiment': invalid name '%s' (letters, digits, '.', '_', '-')", pos[0], sp.experiment);
     goto out;
@@ -855,11 +731,11 @@ static int sweep_submit(int argc, char **argv) {
   char comp[256];
   if (resolve_compute(&ws, sp.compute, comp, sizeof comp) != 0) goto out;
   for (int i = 0; i < sp.nwarm; i++) {
-    if (kp_db_prepare(&ws, &st, "SELECT count(*) FROM sweeps WHERE run_id=?") != 0) goto out;
-    kp_bind_text(st, 1, sp.warm_start[i]);
-    int found = kp_db_row(st) > 0 && sqlite3_column_int(st, 0) > 0;
-    sqlite3_finalize(st);
-    st = NULL;
+    int found = 0;
+    if (kp_store_run_is_sweep(ws.store, sp.warm_start[i], &found) != 0) {
+      kp_store_report();
+      goto out;
+    }
     if (!found) {
       kp_err("sweep file '%s': field 'warm_start': '%s' is not a sweep of this workspace", pos[0], sp.warm_start[i]);
       kp_hint("list sweeps with 'kusari sweep list'");
@@ -891,72 +767,29 @@ static int sweep_submit(int argc, char **argv) {
   for (int i = 0; i < sp.nargs; i++) cJSON_AddItemToArray(args, cJSON_CreateString(sp.args[i]));
   char *args_json = cJSON_PrintUnformatted(args);
   cJSON_Delete(args);
-  char pcomp[300];
-  snprintf(pcomp, sizeof pcomp, "sweep:%s", comp);
   char id[300];
-  if (kp_db_begin(&ws) != 0) { cJSON_free(args_json); goto out; }
-  if (kp_db_prepare(&ws, &st, "INSERT OR IGNORE INTO experiments(name, created) VALUES(?, ?)") != 0) goto fail;
-  kp_bind_text(st, 1, sp.experiment);
-  sqlite3_bind_double(st, 2, kp_now());
-  if (kp_db_done(&ws, st) != 0) goto fail;
-  sqlite3_finalize(st);
-  if (kp_db_prepare(&ws, &st,
-                    "INSERT INTO runs(experiment_id, status, compute, source, entry, args, snapshot, snapshot_bytes,"
-                    " env_json, created, started) VALUES((SELECT id FROM experiments WHERE name=?1),"
-                    " 'Running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)") != 0)
-    goto fail;
-  kp_bind_text(st, 1, sp.experiment);
-  kp_bind_text(st, 2, pcomp);
-  kp_bind_text(st, 3, src_abs);
-  kp_bind_text(st, 4, sp.entry);
-  kp_bind_text(st, 5, args_json);
-  kp_bind_text(st, 6, snap);
-  sqlite3_bind_int64(st, 7, (sqlite3_int64)bytes);
-  kp_bind_text(st, 8, env_json);
-  sqlite3_bind_double(st, 9, kp_now());
-  if (kp_db_done(&ws, st) != 0) goto fail;
-  sqlite3_finalize(st);
-  snprintf(id, sizeof id, "%s_%lld", sp.experiment, (long long)sqlite3_last_insert_rowid(ws.db));
-  if (kp_db_prepare(&ws, &st, "UPDATE runs SET id=? WHERE seq=?") != 0) goto fail;
-  kp_bind_text(st, 1, id);
-  sqlite3_bind_int64(st, 2, sqlite3_last_insert_rowid(ws.db));
-  if (kp_db_done(&ws, st) != 0) goto fail;
-  sqlite3_finalize(st);
-  if (kp_db_prepare(&ws, &st, "INSERT INTO sweeps(run_id, spec, env_json, created) VALUES(?,?,?,?)") != 0) goto fail;
-  kp_bind_text(st, 1, id);
-  kp_bind_text(st, 2, spec_out);
-  kp_bind_text(st, 3, env_json);
-  sqlite3_bind_double(st, 4, kp_now());
-  if (kp_db_done(&ws, st) != 0) goto fail;
-  sqlite3_finalize(st);
-  st = NULL;
-  if (kp_db_commit(&ws) != 0) goto fail;
+  kp_sweep_new nw = {.experiment = sp.experiment, .compute = comp, .source = src_abs, .entry = sp.entry,
+                     .args_json = args_json, .snapshot = snap, .snapshot_bytes = bytes, .env_json = env_json,
+                     .spec = spec_out};
+  int created = kp_store_sweep_create(ws.store, &nw, id, sizeof id);
   cJSON_free(args_json);
-  args_json = NULL;
-  if (start_controller(&ws, id) != 0) {
-    if (kp_db_prepare(&ws, &st, "UPDATE runs SET status='Failed', ended=?, error='its sweep controller did not start' WHERE id=?") == 0) {
-      sqlite3_bind_double(st, 1, kp_now());
-      kp_bind_text(st, 2, id);
-      kp_db_done(&ws, st);
-      sqlite3_finalize(st);
-      st = NULL;
-    }
+  if (created != 0) {
+    kp_store_report();
     goto out;
   }
-  long long budget = sweep_budget(&sp);
+  if (start_controller(&ws, id) != 0) {
+    controller_failed(&ws, id);
+    goto out;
+  }
+  long long budget = kp_sweep_budget(&sp);
   sweep_submit_warnings(&ws, &sp, comp);
   printf("Submitted sweep %s (experiment %s): %s sampling of %d parameter%s, at most %lld runs, %d at once, "
          "policy %s; snapshot %.12s: %d files, %.2f MB\n", id, sp.experiment, kp_sampling_names[sp.sampling], sp.space.n,
-         sp.space.n == 1 ? "" : "s", budget, sweep_concurrency(&sp), kp_policy_names[sp.policy.type], snap, nfiles,
+         sp.space.n == 1 ? "" : "s", budget, kp_sweep_concurrency(&sp), kp_policy_names[sp.policy.type], snap, nfiles,
          (double)bytes / 1e6);
   printf("%s\n", id);
   rc = 0;
-  goto out;
-fail:
-  kp_db_rollback(&ws);
-  cJSON_free(args_json);
 out:
-  sqlite3_finalize(st);
   cJSON_Delete(j);
   cJSON_free(spec_out);
   free(env_json);
@@ -967,62 +800,6 @@ out:
 }
 
 /* ---- show / best / list ---------------------------------------------------------------- */
-static cJSON *sweep_json(kp_ws *ws, const sweep *s, children *c) {
-  const kp_sweep_spec *sp = &s->spec;
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "id", s->id);
-  cJSON_AddStringToObject(o, "experiment", s->experiment);
-  cJSON_AddStringToObject(o, "status", s->status);
-  cJSON_AddStringToObject(o, "compute", s->compute);
-  cJSON_AddStringToObject(o, "sampling", kp_sampling_names[sp->sampling]);
-  cJSON_AddNumberToObject(o, "seed", (double)sp->seed);
-  cJSON_AddStringToObject(o, "primary_metric", sp->metric);
-  cJSON_AddStringToObject(o, "goal", sp->maximize ? "maximize" : "minimize");
-  cJSON_AddStringToObject(o, "policy", kp_policy_names[sp->policy.type]);
-  cJSON_AddNumberToObject(o, "max_total_runs", (double)sweep_budget(sp));
-  cJSON_AddNumberToObject(o, "max_concurrent_runs", sweep_concurrency(sp));
-  if (s->stop_reason[0]) cJSON_AddStringToObject(o, "stop_reason", s->stop_reason);
-  else cJSON_AddNullToObject(o, "stop_reason");
-  sqlite3_stmt *st;
-  char err[1024] = "";
-  if (kp_db_prepare(ws, &st, "SELECT error FROM runs WHERE id=?") == 0) {
-    kp_bind_text(st, 1, s->id);
-    if (kp_db_row(st) > 0 && sqlite3_column_type(st, 0) != SQLITE_NULL) snprintf(err, sizeof err, "%s", kp_col_text(st, 0));
-    sqlite3_finalize(st);
-  }
-  if (err[0]) cJSON_AddStringToObject(o, "error", err);
-  else cJSON_AddNullToObject(o, "error");
-  int b = best_child(c, sp->maximize, 0);
-  if (b >= 0) cJSON_AddStringToObject(o, "best_child", c->v[b].run_id);
-  else cJSON_AddNullToObject(o, "best_child");
-  g_sort_max = sp->maximize;
-  qsort(c->v, (size_t)c->n, sizeof *c->v, cmp_child);
-  cJSON *arr = cJSON_AddArrayToObject(o, "children");
-  for (int i = 0; i < c->n; i++) {
-    const child *ch = &c->v[i];
-    cJSON *e = cJSON_CreateObject();
-    cJSON_AddStringToObject(e, "id", ch->run_id);
-    cJSON_AddNumberToObject(e, "index", (double)ch->idx);
-    cJSON_AddStringToObject(e, "status", ch->status);
-    cJSON *p = cJSON_Parse(ch->params);
-    cJSON_AddItemToObject(e, "parameters", p ? p : cJSON_CreateObject());
-    if (ch->has_best) {
-      cJSON_AddNumberToObject(e, "best", ch->best);
-      cJSON_AddNumberToObject(e, "last", ch->last);
-    } else {
-      cJSON_AddNullToObject(e, "best");
-      cJSON_AddNullToObject(e, "last");
-    }
-    cJSON_AddNumberToObject(e, "intervals", ch->nvals);
-    if (ch->decision) cJSON_AddStringToObject(e, "early_termination", ch->decision);
-    else cJSON_AddNullToObject(e, "early_termination");
-    if (ch->error) cJSON_AddStringToObject(e, "error", ch->error);
-    else cJSON_AddNullToObject(e, "error");
-    cJSON_AddItemToArray(arr, e);
-  }
-  return o;
-}
-
 static int sweep_show(int argc, char **argv) {
   int json = 0, np = 0;
   const char *pos[1];
@@ -1033,22 +810,39 @@ static int sweep_show(int argc, char **argv) {
   if (open_ws(&ws) != 0) return 1;
   sweep s;
   if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
-  children c;
-  if (children_load(&ws, s.id, &s.spec, &c) != 0) { sweep_free(&s); kp_ws_close(&ws); return 1; }
-  cJSON *o = sweep_json(&ws, &s, &c);
+  kp_sweep_trial *tr;
+  size_t nt;
+  if (kp_store_sweep_trial_list(ws.store, s.id, s.spec.metric, &tr, &nt) != 0) {
+    kp_store_report();
+    sweep_free(&s);
+    kp_ws_close(&ws);
+    return 1;
+  }
+  cJSON *o = kp_view_sweep(&s.w, &s.spec, tr, nt);
+  kp_sweep_trials_free(tr, nt);
+  if (!o) {
+    kp_err("out of memory");
+    sweep_free(&s);
+    kp_ws_close(&ws);
+    return 1;
+  }
   if (json) {
     char *t = cJSON_Print(o);
     puts(t);
     cJSON_free(t);
   } else {
     const kp_sweep_spec *sp = &s.spec;
-    int counts[4] = {0, 0, 0, 0};
-    for (int i = 0; i < c.n; i++) {
-      const char *stt = c.v[i].status;
-      counts[!strcmp(stt, "Completed") ? 0 : !strcmp(stt, "Canceled") ? 1 : !strcmp(stt, "Failed") ? 2 : 3]++;
+    int counts[4] = {0, 0, 0, 0}, nchildren = 0;
+    const cJSON *ce;
+    cJSON_ArrayForEach(ce, cJSON_GetObjectItemCaseSensitive(o, "children")) {
+      kp_run_status cs;
+      int known = kp_run_status_parse(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ce, "status")), &cs) == 0;
+      counts[!known ? 3 : cs == KP_RUN_COMPLETED ? 0 : cs == KP_RUN_CANCELED ? 1 : cs == KP_RUN_FAILED ? 2 : 3]++;
+      nchildren++;
     }
-    printf("sweep:        %s\nexperiment:   %s\nstatus:       %s%s%s\n", s.id, s.experiment, s.status,
-           s.stop_reason[0] ? " - " : "", s.stop_reason);
+    const char *stop = s.w.stop_reason ? s.w.stop_reason : "";
+    printf("sweep:        %s\nexperiment:   %s\nstatus:       %s%s%s\n", s.id, s.w.run.experiment,
+           kp_run_status_name(s.w.run.status), stop[0] ? " - " : "", stop);
     const char *perr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "error"));
     if (perr) printf("error:        %s\n", perr);
     printf("sampling:     %s (seed %llu), %d parameter%s\n", kp_sampling_names[sp->sampling], (unsigned long long)sp->seed,
@@ -1060,8 +854,8 @@ static int sweep_show(int argc, char **argv) {
     if (sp->policy.type == KP_POLICY_BANDIT) printf(", slack_%s %g", sp->policy.use_amount ? "amount" : "factor", sp->policy.slack);
     if (sp->policy.type == KP_POLICY_TRUNCATION) printf(", truncation_percentage %g", sp->policy.truncation);
     printf("%s\n", sp->policy.type != KP_POLICY_NONE ? ")" : "");
-    printf("runs:         %d of at most %lld (%d at once): %d Completed, %d Canceled, %d Failed, %d active\n", c.n,
-           sweep_budget(sp), sweep_concurrency(sp), counts[0], counts[1], counts[2], counts[3]);
+    printf("runs:         %d of at most %lld (%d at once): %d Completed, %d Canceled, %d Failed, %d active\n", nchildren,
+           kp_sweep_budget(sp), kp_sweep_concurrency(sp), counts[0], counts[1], counts[2], counts[3]);
     const char *best = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "best_child"));
     printf("best run:     %s\n\n", best ? best : "-");
     printf("%-28s %-10s %12s %9s  %-40s %s\n", "RUN", "STATUS", sp->metric, "INTERVALS", "PARAMETERS", "EARLY TERMINATION");
@@ -1083,7 +877,6 @@ static int sweep_show(int argc, char **argv) {
     }
   }
   cJSON_Delete(o);
-  children_free(&c);
   sweep_free(&s);
   kp_ws_close(&ws);
   return 0;
@@ -1101,12 +894,12 @@ static int sweep_best(int argc, char **argv) {
   if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
   children c;
   int rc = 1;
-  if (children_load(&ws, s.id, &s.spec, &c) == 0) {
+  if (children_load(&ws, s.id, &s.spec, &c, 0) == 0) {
     int b = best_child(&c, s.spec.maximize, completed);
     if (b < 0) {
       kp_err("sweep %s has no %srun with a value of %s yet", s.id, completed ? "completed " : "", s.spec.metric);
     } else {
-      printf("best run of sweep %s: %s (%s) %s %.6g %s\n", s.id, c.v[b].run_id, c.v[b].status, s.spec.metric,
+      printf("best run of sweep %s: %s (%s) %s %.6g %s\n", s.id, c.v[b].run_id, child_status(&c.v[b]), s.spec.metric,
              c.v[b].best, c.v[b].params);
       printf("%s\n", c.v[b].run_id);
       rc = 0;
@@ -1124,29 +917,16 @@ static int sweep_list(int argc, char **argv) {
   if (kp_parse("sweep list", argc, argv, opts, NULL, NULL, 0, NULL)) return 2;
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
-  sqlite3_stmt *st;
-  if (kp_db_prepare(&ws, &st,
-                    "SELECT w.run_id, e.name, r.status, r.created,"
-                    " (SELECT count(*) FROM sweep_trials t WHERE t.sweep_id=w.run_id),"
-                    " coalesce((SELECT value FROM tags g WHERE g.run_id=w.run_id AND g.key='best_child_run_id'), '')"
-                    " FROM sweeps w JOIN runs r ON r.id=w.run_id JOIN experiments e ON e.id=r.experiment_id ORDER BY r.seq") != 0) {
+  kp_sweep *v;
+  size_t n;
+  if (kp_store_sweep_list(ws.store, &v, &n) != 0) {
+    kp_store_report();
     kp_ws_close(&ws);
     return 1;
   }
   cJSON *arr = cJSON_CreateArray();
-  while (kp_db_row(st) > 0) {
-    cJSON *o = cJSON_CreateObject();
-    char t[64];
-    cJSON_AddStringToObject(o, "id", kp_col_text(st, 0));
-    cJSON_AddStringToObject(o, "experiment", kp_col_text(st, 1));
-    cJSON_AddStringToObject(o, "status", kp_col_text(st, 2));
-    kp_fmt_time(sqlite3_column_double(st, 3), t, sizeof t);
-    cJSON_AddStringToObject(o, "created", t);
-    cJSON_AddNumberToObject(o, "runs", sqlite3_column_int(st, 4));
-    cJSON_AddStringToObject(o, "best_child", kp_col_text(st, 5));
-    cJSON_AddItemToArray(arr, o);
-  }
-  sqlite3_finalize(st);
+  for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, kp_view_sweep_summary(&v[i]));
+  kp_sweeps_free(v, n);
   kp_ws_close(&ws);
   if (json) {
     char *t = cJSON_Print(arr);
@@ -1167,18 +947,14 @@ static int sweep_list(int argc, char **argv) {
 }
 
 /* ---- wait / cancel / resume ------------------------------------------------------------ */
-static int parent_status(kp_ws *ws, const char *id, char *out, size_t n, char *err, size_t errn) {
-  sqlite3_stmt *st;
-  if (kp_db_prepare(ws, &st, "SELECT status, coalesce(error,'') FROM runs WHERE id=?") != 0) return -1;
-  kp_bind_text(st, 1, id);
-  int rc = -1;
-  if (kp_db_row(st) > 0) {
-    snprintf(out, n, "%s", kp_col_text(st, 0));
-    if (err) snprintf(err, errn, "%s", kp_col_text(st, 1));
-    rc = 0;
-  }
-  sqlite3_finalize(st);
-  return rc;
+/* The parent run's status and error ("" when none). */
+static int parent_status(kp_ws *ws, const char *id, kp_run_status *out, char *err, size_t errn) {
+  kp_run r;
+  if (kp_store_run_get(ws->store, id, &r) != 0) return kp_store_report();
+  *out = r.status;
+  if (err) snprintf(err, errn, "%s", r.error ? r.error : "");
+  kp_run_free(&r);
+  return 0;
 }
 
 static int sweep_wait(int argc, char **argv) {
@@ -1193,56 +969,56 @@ static int sweep_wait(int argc, char **argv) {
   if (open_ws(&ws) != 0) return 1;
   sweep s;
   if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
-  char status[32] = "", err[1024] = "";
+  kp_run_status status = s.w.run.status;
+  char err[1024] = "";
   double t0 = kp_now();
   int rc = 1;
-  char (*seen)[32] = NULL;  /* last status printed, per trial index */
+  unsigned char *seen = NULL;  /* what was printed, per trial index: 0 nothing, 1 submitted, 2 ended */
   long long nseen = 0;
   for (int n = 0;; n++) {
     if (n % 10 == 0) kp_reconcile(&ws);
-    if (parent_status(&ws, s.id, status, sizeof status, err, sizeof err) != 0 || kp_store_errors > 20) break;
+    if (parent_status(&ws, s.id, &status, err, sizeof err) != 0 || kp_store_errors > 20) break;
     if (!quiet) {
       /* progress: a line per child when it starts and when it ends */
       children pc;
-      if (children_load(&ws, s.id, &s.spec, &pc) == 0) {
+      if (children_load(&ws, s.id, &s.spec, &pc, 0) == 0) {
         for (int i = 0; i < pc.n; i++) {
           const child *ch = &pc.v[i];
           if (ch->idx >= nseen) {
             void *grown = realloc(seen, (size_t)(ch->idx + 1) * sizeof *seen);
             if (!grown) break;
             seen = grown;
-            for (long long k = nseen; k <= ch->idx; k++) seen[k][0] = '\0';
+            for (long long k = nseen; k <= ch->idx; k++) seen[k] = 0;
             nseen = ch->idx + 1;
           }
-          int ended = kp_status_terminal(ch->status);
-          const char *was = seen[ch->idx];
-          if (!ch->run_id[0] || (!ended && was[0]) || (ended && kp_status_terminal(was))) continue;
+          int done = ended(ch), was = seen[ch->idx];
+          if (!ch->run_id[0] || (!done && was) || (done && was == 2)) continue;
           char t[64];
           kp_fmt_time(kp_now(), t, sizeof t);
-          if (!ended) {
+          if (!done) {
             printf("%s  %-24s submitted %s\n", t, ch->run_id, ch->params);
           } else {
             char v[64] = "-";
             if (ch->has_best) snprintf(v, sizeof v, "%.6g", ch->best);
-            printf("%s  %-24s %-9s %s %s%s%s\n", t, ch->run_id, ch->status, s.spec.metric, v,
+            printf("%s  %-24s %-9s %s %s%s%s\n", t, ch->run_id, child_status(ch), s.spec.metric, v,
                    ch->decision ? "; " : "", ch->decision ? ch->decision : "");
           }
-          snprintf(seen[ch->idx], sizeof seen[ch->idx], "%s", ended ? ch->status : "submitted");
+          seen[ch->idx] = done ? 2 : 1;
         }
         fflush(stdout);
         children_free(&pc);
       }
     }
-    if (kp_status_terminal(status)) {
+    if (kp_run_status_ended(status)) {
       children c;
-      if (children_load(&ws, s.id, &s.spec, &c) == 0) {
+      if (children_load(&ws, s.id, &s.spec, &c, 0) == 0) {
         int b = best_child(&c, s.spec.maximize, 0);
-        printf("Sweep %s: %s (%d runs)", s.id, status, c.n);
+        printf("Sweep %s: %s (%d runs)", s.id, kp_run_status_name(status), c.n);
         if (b >= 0) printf("; best run %s with %s %.6g", c.v[b].run_id, s.spec.metric, c.v[b].best);
         printf("\n");
         children_free(&c);
       }
-      rc = !strcmp(status, "Completed") ? 0 : 1;
+      rc = status == KP_RUN_COMPLETED ? 0 : 1;
       if (rc) {
         fprintf(stderr, "kusari: sweep %s did not complete: %s\n", s.id, err);
         if (strstr(err, "supervisor")) fprintf(stderr, "  hint: its controller died; continue it with 'kusari sweep resume %s'\n", s.id);
@@ -1250,7 +1026,7 @@ static int sweep_wait(int argc, char **argv) {
       break;
     }
     if (to > 0 && kp_now() - t0 > (double)to) {
-      kp_err("sweep %s is still %s after %lld s (--timeout)", s.id, status, to);
+      kp_err("sweep %s is still %s after %lld s (--timeout)", s.id, kp_run_status_name(status), to);
       rc = 3;
       break;
     }
@@ -1273,9 +1049,9 @@ static int sweep_cancel(int argc, char **argv) {
   sweep s;
   if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
   int rc = 1;
-  char status[32] = "";
-  if (kp_status_terminal(s.status)) {
-    kp_err("sweep %s already ended (%s); there is nothing to cancel", s.id, s.status);
+  kp_run_status status = s.w.run.status;
+  if (kp_run_status_ended(status)) {
+    kp_err("sweep %s already ended (%s); there is nothing to cancel", s.id, kp_run_status_name(status));
     goto out;
   }
   if (kp_run_cancel(&ws, s.id, s.spec.cancel_grace_seconds, "canceled by the user") != 0) goto out;
@@ -1284,18 +1060,18 @@ static int sweep_cancel(int argc, char **argv) {
   double t0 = kp_now();
   for (int n = 0; kp_now() - t0 < s.spec.cancel_grace_seconds + 60; n++) {
     if (n % 10 == 0) kp_reconcile(&ws);
-    if (parent_status(&ws, s.id, status, sizeof status, NULL, 0) != 0) break;
-    if (kp_status_terminal(status)) break;
+    if (parent_status(&ws, s.id, &status, NULL, 0) != 0) break;
+    if (kp_run_status_ended(status)) break;
     sleep_ms(100);
   }
   /* a dead controller cannot stop the children: do it here */
   children c;
-  if (kp_status_terminal(status) && children_load(&ws, s.id, &s.spec, &c) == 0) {
+  if (kp_run_status_ended(status) && children_load(&ws, s.id, &s.spec, &c, 0) == 0) {
     for (int i = 0; i < c.n; i++)
       if (active(&c.v[i])) kp_run_cancel(&ws, c.v[i].run_id, s.spec.cancel_grace_seconds, "the sweep was canceled (canceled by the user)");
     children_free(&c);
   }
-  printf("Sweep %s: %s\n", s.id, status);
+  printf("Sweep %s: %s\n", s.id, kp_run_status_name(status));
 out:
   sweep_free(&s);
   kp_ws_close(&ws);
@@ -1313,40 +1089,31 @@ static int sweep_resume(int argc, char **argv) {
   sweep s;
   if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
   int rc = 1;
-  sqlite3_stmt *st;
-  if (!strcmp(s.status, "Running")) {
+  kp_run_status status = s.w.run.status;
+  const char *stop = s.w.stop_reason ? s.w.stop_reason : "";
+  if (status == KP_RUN_RUNNING) {
     kp_err("sweep %s is running: its controller is alive", s.id);
     goto out;
   }
-  if (!strcmp(s.status, "Failed") && s.stop_reason[0]) {
-    kp_err("sweep %s failed on its own (%s); resume is for a sweep whose controller died", s.id, s.stop_reason);
+  if (status == KP_RUN_FAILED && stop[0]) {
+    kp_err("sweep %s failed on its own (%s); resume is for a sweep whose controller died", s.id, stop);
     kp_hint("fix the cause and submit a new sweep (\"warm_start\": [\"%s\"] builds on its results)", s.id);
     goto out;
   }
-  if (strcmp(s.status, "Failed") != 0) {
-    kp_err("sweep %s ended %s; only a sweep whose controller died (Failed) can be resumed", s.id, s.status);
+  if (status != KP_RUN_FAILED) {
+    kp_err("sweep %s ended %s; only a sweep whose controller died (Failed) can be resumed", s.id, kp_run_status_name(status));
     kp_hint("start a new sweep with \"warm_start\": [\"%s\"] to build on its results", s.id);
     goto out;
   }
   /* this process stands in as the parent's supervisor until the new
    * controller registers, so a concurrent reconciliation does not fail it */
-  if (kp_db_prepare(&ws, &st,
-                    "UPDATE runs SET status='Running', ended=NULL, error=NULL, supervisor_pid=?, supervisor_start=?"
-                    " WHERE id=? AND status='Failed'") != 0)
+  if (kp_store_sweep_reopen(ws.store, s.id, getpid(), kp_proc_start(getpid())) != 0) {
+    if (kp_store_last_error()->code == KP_STORE_ECONFLICT) kp_err("sweep %s changed meanwhile; try again", s.id);
+    else kp_store_report();
     goto out;
-  sqlite3_bind_int(st, 1, (int)getpid());
-  sqlite3_bind_int64(st, 2, (sqlite3_int64)kp_proc_start(getpid()));
-  kp_bind_text(st, 3, s.id);
-  int ok = kp_db_done(&ws, st) == 0 && sqlite3_changes(ws.db) == 1;
-  sqlite3_finalize(st);
-  if (!ok) { kp_err("sweep %s changed meanwhile; try again", s.id); goto out; }
+  }
   if (start_controller(&ws, s.id) != 0) {
-    if (kp_db_prepare(&ws, &st, "UPDATE runs SET status='Failed', ended=?, error='its sweep controller did not start' WHERE id=?") == 0) {
-      sqlite3_bind_double(st, 1, kp_now());
-      kp_bind_text(st, 2, s.id);
-      kp_db_done(&ws, st);
-      sqlite3_finalize(st);
-    }
+    controller_failed(&ws, s.id);
     goto out;
   }
   printf("Resumed sweep %s\n%s\n", s.id, s.id);
@@ -1389,7 +1156,7 @@ static int sweep_plot(int argc, char **argv) {
   if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
   children c;
   int rc = 1;
-  if (children_load(&ws, s.id, &s.spec, &c) != 0) { sweep_free(&s); kp_ws_close(&ws); return 1; }
+  if (children_load(&ws, s.id, &s.spec, &c, 0) != 0) { sweep_free(&s); kp_ws_close(&ws); return 1; }
   for (int i = 0; i < c.n; i++)
     if (active(&c.v[i])) kp_ingest(&ws, c.v[i].run_id, 0);  /* live view */
   int best = best_child(&c, s.spec.maximize, 0);
@@ -1404,9 +1171,9 @@ static int sweep_plot(int argc, char **argv) {
     int k = kp_metric_curve(&ws, ch->run_id, s.spec.metric, time, &xv[n], &yv[n]);
     if (k < 0) goto out;
     if (k == 0) continue;
-    int canceled = !strcmp(ch->status, "Canceled");
+    int canceled = !ch->submitting && ch->status == KP_RUN_CANCELED;
     snprintf(labels[n], sizeof labels[n], "%s%s%s", ch->run_id, i == best ? " (best)" : "",
-             canceled ? " (canceled)" : !strcmp(ch->status, "Failed") ? " (failed)" : "");
+             canceled ? " (canceled)" : !ch->submitting && ch->status == KP_RUN_FAILED ? " (failed)" : "");
     int mark = -1;
     if (i == best)
       for (int j = 0; j < k; j++)

@@ -16,7 +16,6 @@
 
 #include "store.h"
 
-#include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -58,8 +57,6 @@ int kp_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(pr
 typedef struct kp_ws {
   char root[4096];   /* absolute path of the workspace directory */
   kp_store *store;   /* its store (store.h): what every module should use */
-  sqlite3 *db;       /* transitional: the SQLite backend's connection, for
-                      * the modules not migrated to the store interface yet */
   /* how kp_ws_open found it: "flag" (--workspace), "env" (KUSARI_WORKSPACE),
    * "directory" (the current directory or a parent is the workspace),
    * "pointer" (a .kusari/config.json, path in 'via'), "default", "create" */
@@ -95,24 +92,10 @@ int kp_default_ws_dir(char *out, size_t n);
  * returns -1. */
 int kp_store_report(void);
 
-/* sqlite helpers (transitional): each prints the SQLite message on failure and returns -1. */
-int kp_db_exec(kp_ws *ws, const char *sql);
-int kp_db_prepare(kp_ws *ws, sqlite3_stmt **st, const char *sql);
-int kp_db_begin(kp_ws *ws);      /* BEGIN IMMEDIATE (write lock now) */
-int kp_db_commit(kp_ws *ws);
-void kp_db_rollback(kp_ws *ws);
-/* sqlite3_step of a query: 1 = a row, 0 = done, -1 = error (printed). */
-int kp_db_row(sqlite3_stmt *st);
-/* Store errors seen by this process (kp_db_*); main() turns a command's
- * success into exit 1 when there were any, so output cut short by a store
- * error never looks complete. */
+/* Store errors seen by this process (kp_store_report); main() turns a
+ * command's success into exit 1 when there were any, so output cut short by
+ * a store error never looks complete. */
 extern int kp_store_errors;
-/* sqlite3_step expecting SQLITE_DONE; returns 0 or -1 (message printed). */
-int kp_db_done(kp_ws *ws, sqlite3_stmt *st);
-/* binds text (NULL binds NULL) */
-int kp_bind_text(sqlite3_stmt *st, int i, const char *s);
-/* sqlite3_column_text as a C string ("" for NULL). */
-const char *kp_col_text(sqlite3_stmt *st, int i);
 
 /* ---- blob store (sha256-named, deduplicated) ------------------------------ */
 /* Stores the file 'path' (read from disk), writes its hex digest to 'hex'. */

@@ -1,8 +1,7 @@
 /*
  * platform/store.c — the workspace: finding it, creating it, and opening its
  * store (store.h; the SQLite backend, its schema and migrations are in
- * store_sqlite.c), plus the transitional kp_db_* helpers of the modules that
- * still write SQL themselves.
+ * store_sqlite.c).
  *
  * A workspace directory holds config.json ({"kusari_workspace": true, "name",
  * "schema_version", "created"}), kusari.db, blobs/ (sha256-named files),
@@ -24,59 +23,6 @@
 const char *kp_opt_workspace = NULL;
 
 int kp_store_errors = 0;
-
-int kp_db_row(sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) return 1;
-  if (rc == SQLITE_DONE) return 0;
-  kp_store_errors++;
-  return kp_err("store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
-}
-
-int kp_db_exec(kp_ws *ws, const char *sql) {
-  char *msg = NULL;
-  if (sqlite3_exec(ws->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-    kp_store_errors++;
-    kp_err("store %s/kusari.db: %s", ws->root, msg ? msg : sqlite3_errmsg(ws->db));
-    sqlite3_free(msg);
-    return -1;
-  }
-  return 0;
-}
-
-int kp_db_prepare(kp_ws *ws, sqlite3_stmt **st, const char *sql) {
-  if (sqlite3_prepare_v2(ws->db, sql, -1, st, NULL) != SQLITE_OK) {
-    kp_store_errors++;
-    kp_err("store: cannot prepare query: %s", sqlite3_errmsg(ws->db));
-    *st = NULL;
-    return -1;
-  }
-  return 0;
-}
-
-int kp_db_begin(kp_ws *ws) { return kp_db_exec(ws, "BEGIN IMMEDIATE"); }
-int kp_db_commit(kp_ws *ws) { return kp_db_exec(ws, "COMMIT"); }
-void kp_db_rollback(kp_ws *ws) {
-  if (!sqlite3_get_autocommit(ws->db)) sqlite3_exec(ws->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-int kp_db_done(kp_ws *ws, sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-    kp_store_errors++;
-    return kp_err("store: %s", sqlite3_errmsg(ws->db));
-  }
-  return 0;
-}
-
-int kp_bind_text(sqlite3_stmt *st, int i, const char *s) {
-  return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
-}
-
-const char *kp_col_text(sqlite3_stmt *st, int i) {
-  const unsigned char *t = sqlite3_column_text(st, i);
-  return t ? (const char *)t : "";
-}
 
 int kp_default_ws_dir(char *out, size_t n) {
   const char *xdg = getenv("XDG_DATA_HOME");
@@ -118,7 +64,6 @@ static int open_db(kp_ws *ws) {
   snprintf(p, sizeof p, "%s/kusari.db", ws->root);
   if (kp_store_sqlite_open(p, ws_migrate_hook, ws, &ws->store) != 0) {
     const kp_store_error *e = kp_store_last_error();
-    ws->db = NULL;
     if (e->code == KP_STORE_ECONFLICT) {
       kp_err("workspace %s %s", ws->root, e->message);
       kp_hint("use a newer kusari program with this workspace");
@@ -129,7 +74,6 @@ static int open_db(kp_ws *ws) {
     }
     return -1;
   }
-  ws->db = kp_store_sqlite_handle(ws->store);
   int version = -1;
   /* keep config.json's schema_version in step */
   snprintf(p, sizeof p, "%s/config.json", ws->root);
@@ -365,6 +309,5 @@ void kp_ws_close(kp_ws *ws) {
   if (ws && ws->store) {
     kp_store_close(ws->store);
     ws->store = NULL;
-    ws->db = NULL;
   }
 }

@@ -328,6 +328,55 @@ typedef struct kp_service {
  * gives their sha256 (64 hex digits); 0, or -1 (the migration fails). */
 typedef int (*kp_service_keys_save)(void *ctx, const char *name, const char *primary, const char *secondary,
                                     char primary_sha256[65], char secondary_sha256[65]);
+/* ---- sweeps ------------------------------------------------------------------ */
+/* A sweep as recorded at submit: a parent run, Running from the start on
+ * compute "sweep:<compute>" (its supervisor is the sweep's controller), and
+ * the resolved sweep file. */
+typedef struct kp_sweep_new {
+  const char *experiment;   /* created on first use */
+  const char *compute;      /* the children's compute target (it must exist) */
+  const char *source, *entry;
+  const char *args_json;    /* the fixed arguments: a JSON array of strings */
+  const char *snapshot;
+  uint64_t snapshot_bytes;
+  const char *env_json;     /* or NULL */
+  const char *spec;         /* the resolved sweep file (JSON) */
+} kp_sweep_new;
+
+typedef struct kp_sweep {
+  kp_run run;          /* the parent run */
+  char *compute;       /* the children's target (run.compute is "sweep:" and it) */
+  char *spec;          /* the resolved sweep file (JSON) */
+  char *env_json;      /* NULL when none */
+  char *stop_reason;   /* NULL until the controller ended the sweep (sweep_end) */
+  char *best_child;    /* the best child run as sweep_end recorded it, or NULL */
+  int64_t trials;      /* trials recorded */
+} kp_sweep;
+
+/* One trial of a sweep: a point of its space and the child run of it. */
+typedef struct kp_sweep_trial {
+  int64_t idx;               /* 0, 1, ... in the order they were drawn */
+  char *params;              /* JSON object: parameter name -> value text */
+  char *run_id;              /* its child run; NULL until linked */
+  int has_run;               /* 1 when that run exists (run_status, run_error are its) */
+  kp_run_status run_status;
+  char *run_error;           /* NULL when none */
+  char *error;               /* why its child could not be submitted; NULL when none */
+  char *decision;            /* the early termination that stopped it; NULL when none */
+  int evaluated;             /* intervals of its curve the policy has looked at */
+  double created;
+  double *values;            /* when a metric was asked for: the child's values of it by step (NaN kept) */
+  size_t nvalues;
+} kp_sweep_trial;
+
+/* How a sweep ends (sweep_end). */
+typedef struct kp_sweep_end {
+  kp_run_status status;     /* Completed, Failed or Canceled */
+  const char *reason;       /* the stop reason (required); also the error of a Failed sweep, and of a
+                             * Canceled one when no cancel reason was recorded */
+  const char *best_child;   /* tagged best_child_run_id with best_value (best_metric_value); NULL: none */
+  double best_value;
+} kp_sweep_end;
 
 /* ---- the interface --------------------------------------------------------- */
 typedef struct kp_store kp_store;
@@ -487,6 +536,49 @@ typedef struct kp_store_ops {
   int (*service_stopped)(kp_store *s, const char *name);
   int (*service_exited)(kp_store *s, const char *name, int64_t pid, kp_service_state to, const char *error);
   int (*service_delete)(kp_store *s, const char *name);
+  /* sweeps (a sweep's id is its parent run's; ENOTFOUND for an unknown sweep
+   * or trial). sweep_create records the parent run and the sweep in one
+   * transaction; the id is "<experiment>_<n>" like a run's. */
+  int (*sweep_create)(kp_store *s, const kp_sweep_new *w, char *id, size_t idn);
+  int (*sweep_get)(kp_store *s, const char *id, kp_sweep *out);
+  /* every sweep, oldest first (kp_sweeps_free) */
+  int (*sweep_list)(kp_store *s, kp_sweep **out, size_t *n);
+  /* the sweep's controller process (the parent's supervisor); ECONFLICT
+   * unless the sweep is Running */
+  int (*sweep_attach_controller)(kp_store *s, const char *id, int64_t pid, uint64_t start);
+  /* resuming a sweep whose controller died: Failed -> Running (end time and
+   * error cleared) with process 'pid' standing in as its supervisor; the one
+   * way an ended run runs again. ECONFLICT unless it is Failed with no stop
+   * reason (it did not end on its own) */
+  int (*sweep_reopen)(kp_store *s, const char *id, int64_t pid, uint64_t start);
+  /* ends the parent run with the stop reason and the best child, in one
+   * transaction; ECONFLICT (nothing written) when it has ended already,
+   * EINVAL for a status that is not an end or a missing reason */
+  int (*sweep_end)(kp_store *s, const char *id, const kp_sweep_end *e);
+  /* logs best_child_by_primary_metric = value at 'step' on the parent run;
+   * ECONFLICT when that step is logged already */
+  int (*sweep_log_best)(kp_store *s, const char *id, int64_t step, double value);
+  /* records trial 'idx' before its child run is submitted; EEXISTS when the
+   * index is taken, EINVAL for a negative index or no params */
+  int (*sweep_trial_add)(kp_store *s, const char *id, int64_t idx, const char *params);
+  /* the trials by index, with their child runs' status and error; with
+   * 'metric' (else NULL) each trial's values of it (kp_sweep_trials_free) */
+  int (*sweep_trial_list)(kp_store *s, const char *id, const char *metric, kp_sweep_trial **out, size_t *n);
+  /* links the trial's child run (a run whose parent is the sweep: else
+   * ENOTFOUND / EINVAL); ECONFLICT when it is linked to another run */
+  int (*sweep_trial_attach_run)(kp_store *s, const char *id, int64_t idx, const char *run_id);
+  /* records why the trial's child could not be submitted */
+  int (*sweep_trial_set_error)(kp_store *s, const char *id, int64_t idx, const char *error);
+  /* the policy looked at 'evaluated' intervals; 'decision' (NULL: keep the
+   * one there is) is why it stopped the child */
+  int (*sweep_trial_evaluated)(kp_store *s, const char *id, int64_t idx, int evaluated, const char *decision);
+  /* the child run of the sweep tagged sweep_index=idx (a controller can die
+   * between submitting a child and linking it); *run_id NULL when none */
+  int (*sweep_child_by_index)(kp_store *s, const char *id, int64_t idx, char **run_id);
+  /* whether a cancel of the sweep was asked for (run_request_cancel of its
+   * parent) and its reason (*reason NULL when none; free() it): what the
+   * controller polls, cheaper than sweep_get */
+  int (*sweep_cancel_requested)(kp_store *s, const char *id, int *requested, char **reason);
 } kp_store_ops;
 
 struct kp_store {
@@ -564,6 +656,21 @@ int kp_store_run_files_list(kp_store *s, const char *run_id, const char *prefix,
 int kp_store_run_params_set(kp_store *s, const char *run_id, const char *const *keys, const char *const *values, size_t n);
 int kp_store_run_params(kp_store *s, const char *run_id, kp_tag **out, size_t *n);
 int kp_store_run_search(kp_store *s, const kp_run_search *q, kp_run **out, size_t *n, char **next_page_token);
+/* sweeps */
+int kp_store_sweep_create(kp_store *s, const kp_sweep_new *w, char *id, size_t idn);
+int kp_store_sweep_get(kp_store *s, const char *id, kp_sweep *out);
+int kp_store_sweep_list(kp_store *s, kp_sweep **out, size_t *n);
+int kp_store_sweep_attach_controller(kp_store *s, const char *id, int64_t pid, uint64_t start);
+int kp_store_sweep_reopen(kp_store *s, const char *id, int64_t pid, uint64_t start);
+int kp_store_sweep_end(kp_store *s, const char *id, const kp_sweep_end *e);
+int kp_store_sweep_log_best(kp_store *s, const char *id, int64_t step, double value);
+int kp_store_sweep_trial_add(kp_store *s, const char *id, int64_t idx, const char *params);
+int kp_store_sweep_trial_list(kp_store *s, const char *id, const char *metric, kp_sweep_trial **out, size_t *n);
+int kp_store_sweep_trial_attach_run(kp_store *s, const char *id, int64_t idx, const char *run_id);
+int kp_store_sweep_trial_set_error(kp_store *s, const char *id, int64_t idx, const char *error);
+int kp_store_sweep_trial_evaluated(kp_store *s, const char *id, int64_t idx, int evaluated, const char *decision);
+int kp_store_sweep_child_by_index(kp_store *s, const char *id, int64_t idx, char **run_id);
+int kp_store_sweep_cancel_requested(kp_store *s, const char *id, int *requested, char **reason);
 
 /* freeing results */
 void kp_experiment_summaries_free(kp_experiment_summary *v, size_t n);
@@ -578,6 +685,10 @@ void kp_metric_latest_free(kp_metric_latest *v, size_t n);
 void kp_stored_files_free(kp_stored_file *v, size_t n);
 void kp_model_free(kp_model *m);
 void kp_models_free(kp_model *v, size_t n);
+/* sweeps */
+void kp_sweep_free(kp_sweep *w);
+void kp_sweeps_free(kp_sweep *v, size_t n);
+void kp_sweep_trials_free(kp_sweep_trial *v, size_t n);
 
 /* services */
 int kp_store_service_create(kp_store *s, const kp_service_new *n);

@@ -182,6 +182,37 @@ int kp_store_run_search(kp_store *s, const kp_run_search *q, kp_run **out, size_
   *next_page_token = NULL;
   CALL(run_search, q, out, n, next_page_token);
 }
+/* sweeps */
+int kp_store_sweep_create(kp_store *s, const kp_sweep_new *w, char *id, size_t idn) { CALL(sweep_create, w, id, idn); }
+int kp_store_sweep_get(kp_store *s, const char *id, kp_sweep *out) { CALL(sweep_get, id, out); }
+int kp_store_sweep_list(kp_store *s, kp_sweep **out, size_t *n) { CALL(sweep_list, out, n); }
+int kp_store_sweep_attach_controller(kp_store *s, const char *id, int64_t pid, uint64_t start) {
+  CALL(sweep_attach_controller, id, pid, start);
+}
+int kp_store_sweep_reopen(kp_store *s, const char *id, int64_t pid, uint64_t start) { CALL(sweep_reopen, id, pid, start); }
+int kp_store_sweep_end(kp_store *s, const char *id, const kp_sweep_end *e) { CALL(sweep_end, id, e); }
+int kp_store_sweep_log_best(kp_store *s, const char *id, int64_t step, double value) { CALL(sweep_log_best, id, step, value); }
+int kp_store_sweep_trial_add(kp_store *s, const char *id, int64_t idx, const char *params) {
+  CALL(sweep_trial_add, id, idx, params);
+}
+int kp_store_sweep_trial_list(kp_store *s, const char *id, const char *metric, kp_sweep_trial **out, size_t *n) {
+  CALL(sweep_trial_list, id, metric, out, n);
+}
+int kp_store_sweep_trial_attach_run(kp_store *s, const char *id, int64_t idx, const char *run_id) {
+  CALL(sweep_trial_attach_run, id, idx, run_id);
+}
+int kp_store_sweep_trial_set_error(kp_store *s, const char *id, int64_t idx, const char *error) {
+  CALL(sweep_trial_set_error, id, idx, error);
+}
+int kp_store_sweep_trial_evaluated(kp_store *s, const char *id, int64_t idx, int evaluated, const char *decision) {
+  CALL(sweep_trial_evaluated, id, idx, evaluated, decision);
+}
+int kp_store_sweep_child_by_index(kp_store *s, const char *id, int64_t idx, char **run_id) {
+  CALL(sweep_child_by_index, id, idx, run_id);
+}
+int kp_store_sweep_cancel_requested(kp_store *s, const char *id, int *requested, char **reason) {
+  CALL(sweep_cancel_requested, id, requested, reason);
+}
 
 /* ---- freeing --------------------------------------------------------------------- */
 void kp_experiment_summaries_free(kp_experiment_summary *v, size_t n) {
@@ -336,5 +367,34 @@ void kp_service_free(kp_service *v) {
 
 void kp_services_free(kp_service *v, size_t n) {
   for (size_t i = 0; i < n; i++) kp_service_free(&v[i]);
+  free(v);
+}
+
+/* sweeps */
+void kp_sweep_free(kp_sweep *w) {
+  if (!w) return;
+  kp_run_free(&w->run);
+  free(w->compute);
+  free(w->spec);
+  free(w->env_json);
+  free(w->stop_reason);
+  free(w->best_child);
+  memset(w, 0, sizeof *w);
+}
+
+void kp_sweeps_free(kp_sweep *v, size_t n) {
+  for (size_t i = 0; i < n; i++) kp_sweep_free(&v[i]);
+  free(v);
+}
+
+void kp_sweep_trials_free(kp_sweep_trial *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(v[i].params);
+    free(v[i].run_id);
+    free(v[i].run_error);
+    free(v[i].error);
+    free(v[i].decision);
+    free(v[i].values);
+  }
   free(v);
 }

@@ -2526,6 +2526,415 @@ int kp_store_sqlite_service_keys_migrate(kp_store *base, kp_service_keys_save sa
   return rc;
 }
 
+/* ---- sweeps ---------------------------------------------------------------------- */
+/* 1 when sweep 'id' exists, 0 when not (ENOTFOUND set), -1 on error */
+static int sweep_exists(sq_store *s, const char *id) {
+  int r = exists1(s, "SELECT 1 FROM sweeps WHERE run_id=?", id);
+  if (r == 0) kp_store_fail(KP_STORE_ENOTFOUND, "no sweep with id '%s' in this workspace", id);
+  return r;
+}
+
+/* A text column, NULL for SQL NULL (the trial collector's cheaper col_dup_or_null). */
+static char *text_or_null(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return t ? strdup((const char *)t) : NULL;
+}
+
+/* The error for an update of trial 'idx' that matched no row. */
+static int trial_missing(sq_store *s, const char *id, int64_t idx) {
+  if (sweep_exists(s, id) <= 0) return -1;
+  return kp_store_fail(KP_STORE_ENOTFOUND, "sweep %s has no trial %lld", id, (long long)idx);
+}
+
+static int sq_sweep_create(kp_store *base, const kp_sweep_new *w, char *id, size_t idn) {
+  sq_store *s = SQ(base);
+  if (!w->experiment || !*w->experiment || !w->compute || !*w->compute || !w->spec || !*w->spec || !w->source ||
+      !w->entry || !w->snapshot)
+    return kp_store_fail(KP_STORE_EINVAL, "a sweep needs an experiment, a compute target, a source, an entry, a snapshot"
+                                          " and its sweep file");
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  sqlite3_stmt *st = NULL;
+  int r = exists1(s, "SELECT 1 FROM computes WHERE name=?", w->compute);
+  if (r <= 0) {
+    if (r == 0) kp_store_fail(KP_STORE_ENOTFOUND, "no compute target named '%s'", w->compute);
+    goto out;
+  }
+  if (prep(s, &st, "INSERT OR IGNORE INTO experiments(name, created) VALUES(?, ?)") != 0) goto out;
+  bind_text(st, 1, w->experiment);
+  sqlite3_bind_double(st, 2, now());
+  if (done(s, st) != 0) goto out;
+  sqlite3_finalize(st);
+  if (prep(s, &st,
+           "INSERT INTO runs(experiment_id, status, compute, source, entry, args, snapshot, snapshot_bytes,"
+           " env_json, created, started) VALUES((SELECT id FROM experiments WHERE name=?1),"
+           " ?10, 'sweep:'||?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)") != 0)
+    goto out;
+  bind_text(st, 1, w->experiment);
+  bind_text(st, 2, w->compute);
+  bind_text(st, 3, w->source);
+  bind_text(st, 4, w->entry);
+  bind_text(st, 5, w->args_json ? w->args_json : "[]");
+  bind_text(st, 6, w->snapshot);
+  sqlite3_bind_int64(st, 7, (sqlite3_int64)w->snapshot_bytes);
+  bind_text(st, 8, w->env_json);
+  sqlite3_bind_double(st, 9, now());
+  bind_text(st, 10, kp_run_status_name(KP_RUN_RUNNING));
+  if (done(s, st) != 0) goto out;
+  sqlite3_finalize(st);
+  sqlite3_int64 seq = sqlite3_last_insert_rowid(s->db);
+  snprintf(id, idn, "%s_%lld", w->experiment, (long long)seq);
+  if (prep(s, &st, "UPDATE runs SET id=? WHERE seq=?") != 0) goto out;
+  bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, seq);
+  if (done(s, st) != 0) goto out;
+  sqlite3_finalize(st);
+  if (prep(s, &st, "INSERT INTO sweeps(run_id, spec, env_json, created) VALUES(?,?,?,?)") != 0) goto out;
+  bind_text(st, 1, id);
+  bind_text(st, 2, w->spec);
+  bind_text(st, 3, w->env_json);
+  sqlite3_bind_double(st, 4, now());
+  if (done(s, st) != 0) goto out;
+  rc = 0;
+out:
+  sqlite3_finalize(st);
+  return tx_end(s, own, rc);
+}
+
+/* a sweep: its parent run's columns (RUN_COLS), then those of the sweep */
+#define SWEEP_COLS                                                                                  \
+  "SELECT x.*, w.spec, w.env_json, w.stop_reason,"                                                  \
+  " (SELECT count(*) FROM sweep_trials t WHERE t.sweep_id=w.run_id),"                               \
+  " (SELECT value FROM tags g WHERE g.run_id=w.run_id AND g.key='best_child_run_id')"               \
+  " FROM sweeps w JOIN (" RUN_COLS ") x ON x.id=w.run_id"
+#define SWEEP_COL0 28  /* the first column after the run's */
+
+static void sweep_from_row(sqlite3_stmt *st, kp_sweep *w) {
+  memset(w, 0, sizeof *w);
+  run_from_row(st, &w->run);
+  const char *c = w->run.compute ? w->run.compute : "";
+  w->compute = strdup(strncmp(c, "sweep:", 6) ? c : c + 6);
+  w->spec = col_dup(st, SWEEP_COL0);
+  w->env_json = col_dup_or_null(st, SWEEP_COL0 + 1);
+  w->stop_reason = col_dup_or_null(st, SWEEP_COL0 + 2);
+  w->trials = sqlite3_column_int64(st, SWEEP_COL0 + 3);
+  w->best_child = col_dup_or_null(st, SWEEP_COL0 + 4);
+}
+
+static int sq_sweep_get(kp_store *base, const char *id, kp_sweep *out) {
+  sq_store *s = SQ(base);
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st;
+  if (prep(s, &st, SWEEP_COLS " WHERE w.run_id=?") != 0) return -1;
+  bind_text(st, 1, id);
+  int r = row(s, st);
+  if (r > 0) sweep_from_row(st, out);
+  sqlite3_finalize(st);
+  if (r == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "no sweep with id '%s' in this workspace", id);
+  return r < 0 ? -1 : 0;
+}
+
+static int sq_sweep_list(kp_store *base, kp_sweep **out, size_t *n) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  sqlite3_stmt *st;
+  if (prep(s, &st, SWEEP_COLS " ORDER BY (SELECT seq FROM runs q WHERE q.id=w.run_id)") != 0) return -1;
+  int r;
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (GROW(*out, *n, cap, 16) != 0) { r = oom(); break; }
+    sweep_from_row(st, &(*out)[(*n)++]);
+  }
+  sqlite3_finalize(st);
+  if (r < 0) {
+    kp_sweeps_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
+static int sq_sweep_attach_controller(kp_store *base, const char *id, int64_t pid, uint64_t start) {
+  sq_store *s = SQ(base);
+  int r = set_pids(s,
+                   "UPDATE runs SET supervisor_pid=?1, supervisor_start=?2 WHERE id=?3 AND status='Running'"
+                   " AND EXISTS(SELECT 1 FROM sweeps WHERE run_id=?3)",
+                   id, pid, start);
+  if (r <= 0) return r;
+  if (sweep_exists(s, id) <= 0) return -1;
+  return kp_store_fail(KP_STORE_ECONFLICT, "sweep %s is not running", id);
+}
+
+static int sq_sweep_reopen(kp_store *base, const char *id, int64_t pid, uint64_t start) {
+  sq_store *s = SQ(base);
+  int r = set_pids(s,
+                   "UPDATE runs SET status='Running', ended=NULL, error=NULL, supervisor_pid=?1, supervisor_start=?2"
+                   " WHERE id=?3 AND status='Failed'"
+                   " AND EXISTS(SELECT 1 FROM sweeps WHERE run_id=?3 AND coalesce(stop_reason, '')='')",
+                   id, pid, start);
+  if (r <= 0) return r;
+  if (sweep_exists(s, id) <= 0) return -1;
+  return kp_store_fail(KP_STORE_ECONFLICT, "sweep %s is not one whose controller died (Failed without a stop reason)", id);
+}
+
+static int sq_sweep_end(kp_store *base, const char *id, const kp_sweep_end *e) {
+  sq_store *s = SQ(base);
+  if ((unsigned)e->status >= KP_RUN_NSTATUS || !kp_run_status_ended(e->status))
+    return kp_store_fail(KP_STORE_EINVAL, "a sweep ends Completed, Failed or Canceled, not %s", kp_run_status_name(e->status));
+  if (!e->reason || !*e->reason) return kp_store_fail(KP_STORE_EINVAL, "a sweep's end needs its stop reason");
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  sqlite3_stmt *st = NULL;
+  if (prep(s, &st,
+           "UPDATE runs SET status=?1, ended=?2, error=CASE WHEN ?1='Canceled' THEN coalesce(cancel_reason, ?3)"
+           " WHEN ?1='Failed' THEN ?3 END"
+           " WHERE id=?4 AND status NOT IN " SQL_ENDED " AND EXISTS(SELECT 1 FROM sweeps WHERE run_id=?4)") != 0)
+    goto out;
+  bind_text(st, 1, kp_run_status_name(e->status));
+  sqlite3_bind_double(st, 2, now());
+  bind_text(st, 3, e->reason);
+  bind_text(st, 4, id);
+  if (done(s, st) != 0) goto out;
+  if (sqlite3_changes(s->db) == 0) {
+    if (sweep_exists(s, id) > 0) kp_store_fail(KP_STORE_ECONFLICT, "sweep %s has ended already; nothing was changed", id);
+    goto out;
+  }
+  if (e->best_child) {
+    char v[64];
+    snprintf(v, sizeof v, "%.17g", e->best_value);
+    if (set_tag(s, id, "best_child_run_id", e->best_child) != 0 || set_tag(s, id, "best_metric_value", v) != 0) goto out;
+  }
+  sqlite3_finalize(st);
+  if (prep(s, &st, "UPDATE sweeps SET stop_reason=? WHERE run_id=?") != 0) goto out;
+  bind_text(st, 1, e->reason);
+  bind_text(st, 2, id);
+  if (done(s, st) != 0) goto out;
+  rc = 0;
+out:
+  sqlite3_finalize(st);
+  return tx_end(s, own, rc);
+}
+
+#define SWEEP_BEST_METRIC "best_child_by_primary_metric"
+
+static int sq_sweep_log_best(kp_store *base, const char *id, int64_t step, double value) {
+  sq_store *s = SQ(base);
+  if (step < 0) return kp_store_fail(KP_STORE_EINVAL, "a step is 0 or more, not %lld", (long long)step);
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  sqlite3_stmt *st = NULL;
+  if (sweep_exists(s, id) <= 0) goto out;
+  if (prep(s, &st, "SELECT 1 FROM metrics WHERE run_id=? AND name='" SWEEP_BEST_METRIC "' AND step=?") != 0) goto out;
+  bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, step);
+  int r = row(s, st);
+  if (r != 0) {
+    if (r > 0) kp_store_fail(KP_STORE_ECONFLICT, "sweep %s has step %lld of " SWEEP_BEST_METRIC " already", id, (long long)step);
+    goto out;
+  }
+  sqlite3_finalize(st);
+  if (prep(s, &st, "INSERT INTO metrics(run_id, name, step, ts, value) VALUES(?, '" SWEEP_BEST_METRIC "', ?, ?, ?)") != 0)
+    goto out;
+  bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, step);
+  sqlite3_bind_double(st, 3, now());
+  if (isnan(value)) sqlite3_bind_null(st, 4);
+  else sqlite3_bind_double(st, 4, value);
+  if (done(s, st) != 0) goto out;
+  rc = 0;
+out:
+  sqlite3_finalize(st);
+  return tx_end(s, own, rc);
+}
+
+static int sq_sweep_trial_add(kp_store *base, const char *id, int64_t idx, const char *params) {
+  sq_store *s = SQ(base);
+  if (idx < 0) return kp_store_fail(KP_STORE_EINVAL, "a trial's index is 0 or more, not %lld", (long long)idx);
+  if (!params || !*params) return kp_store_fail(KP_STORE_EINVAL, "a trial needs its parameter values");
+  sqlite3_stmt *st;
+  if (prep(s, &st,
+           "INSERT OR IGNORE INTO sweep_trials(sweep_id, idx, params, created) SELECT ?1, ?2, ?3, ?4"
+           " WHERE EXISTS(SELECT 1 FROM sweeps WHERE run_id=?1)") != 0)
+    return -1;
+  bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, idx);
+  bind_text(st, 3, params);
+  sqlite3_bind_double(st, 4, now());
+  int rc = done(s, st);
+  sqlite3_finalize(st);
+  if (rc != 0) return -1;
+  if (sqlite3_changes(s->db) > 0) return 0;
+  if (sweep_exists(s, id) <= 0) return -1;
+  return kp_store_fail(KP_STORE_EEXISTS, "sweep %s has a trial %lld already", id, (long long)idx);
+}
+
+static int sq_sweep_trial_list(kp_store *base, const char *id, const char *metric, kp_sweep_trial **out, size_t *n) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  sqlite3_stmt *st;
+  if (prep(s, &st,
+           "SELECT t.idx, t.params, t.run_id, r.id IS NOT NULL, r.status, r.error, t.error, t.decision, t.evaluated,"
+           " t.created FROM sweep_trials t LEFT JOIN runs r ON r.id=t.run_id WHERE t.sweep_id=? ORDER BY t.idx") != 0)
+    return -1;
+  bind_text(st, 1, id);
+  int r;
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (GROW(*out, *n, cap, 16) != 0) { r = oom(); break; }
+    kp_sweep_trial *t = &(*out)[(*n)++];
+    memset(t, 0, sizeof *t);
+    t->idx = sqlite3_column_int64(st, 0);
+    t->params = col_dup(st, 1);
+    t->run_id = text_or_null(st, 2);
+    t->has_run = sqlite3_column_int(st, 3);
+    t->run_status = t->has_run ? col_status(st, 4) : KP_RUN_QUEUED;
+    t->run_error = text_or_null(st, 5);
+    t->error = text_or_null(st, 6);
+    t->decision = text_or_null(st, 7);
+    t->evaluated = sqlite3_column_int(st, 8);
+    t->created = col_time(st, 9);
+  }
+  sqlite3_finalize(st);
+  if (r == 0 && *n == 0) return sweep_exists(s, id) > 0 ? 0 : -1;  /* (trials exist only with their sweep) */
+  if (r >= 0 && metric && *n) {
+    /* every child's values in one query (trials come ordered by idx) */
+    if (prep(s, &st,
+             "SELECT t.idx, m.value FROM sweep_trials t JOIN metrics m ON m.run_id=t.run_id AND m.name=?2"
+             " WHERE t.sweep_id=?1 ORDER BY t.idx, m.step, m.id") != 0) {
+      r = -1;
+    } else {
+      bind_text(st, 1, id);
+      bind_text(st, 2, metric);
+      size_t pos = 0, vcap = 0;
+      while ((r = row(s, st)) > 0) {
+        int64_t idx = sqlite3_column_int64(st, 0);
+        while (pos < *n && (*out)[pos].idx < idx) pos++, vcap = 0;
+        if (pos >= *n || (*out)[pos].idx != idx) continue;
+        kp_sweep_trial *t = &(*out)[pos];
+        if (GROW(t->values, t->nvalues, vcap, 16) != 0) { r = oom(); break; }
+        double v = sqlite3_column_double(st, 1);  /* 0.0 for NULL, which is how NaN is stored */
+        t->values[t->nvalues++] = v == 0 && sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : v;
+      }
+      sqlite3_finalize(st);
+    }
+  }
+  if (r < 0) {
+    kp_sweep_trials_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
+static int sq_sweep_trial_attach_run(kp_store *base, const char *id, int64_t idx, const char *run_id) {
+  sq_store *s = SQ(base);
+  if (!run_id || !*run_id) return kp_store_fail(KP_STORE_EINVAL, "say which run to link to the trial");
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  sqlite3_stmt *st = NULL;
+  if (prep(s, &st, "SELECT run_id FROM sweep_trials WHERE sweep_id=? AND idx=?") != 0) goto out;
+  bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, idx);
+  int r = row(s, st);
+  if (r <= 0) {
+    if (r == 0) trial_missing(s, id, idx);
+    goto out;
+  }
+  if (sqlite3_column_type(st, 0) != SQLITE_NULL && strcmp((const char *)sqlite3_column_text(st, 0), run_id) != 0) {
+    kp_store_fail(KP_STORE_ECONFLICT, "trial %lld of sweep %s has run %s already", (long long)idx, id,
+                  (const char *)sqlite3_column_text(st, 0));
+    goto out;
+  }
+  sqlite3_finalize(st);
+  if (prep(s, &st, "SELECT coalesce(parent_id, '') FROM runs WHERE id=?") != 0) goto out;
+  bind_text(st, 1, run_id);
+  r = row(s, st);
+  if (r <= 0) {
+    if (r == 0) kp_store_fail(KP_STORE_ENOTFOUND, "no run '%s' in this workspace", run_id);
+    goto out;
+  }
+  if (strcmp((const char *)sqlite3_column_text(st, 0), id) != 0) {
+    kp_store_fail(KP_STORE_EINVAL, "run %s is not a child run of sweep %s", run_id, id);
+    goto out;
+  }
+  sqlite3_finalize(st);
+  if (prep(s, &st, "UPDATE sweep_trials SET run_id=? WHERE sweep_id=? AND idx=?") != 0) goto out;
+  bind_text(st, 1, run_id);
+  bind_text(st, 2, id);
+  sqlite3_bind_int64(st, 3, idx);
+  if (done(s, st) != 0) goto out;
+  rc = 0;
+out:
+  sqlite3_finalize(st);
+  return tx_end(s, own, rc);
+}
+
+/* Runs 'sql' (parameters: 1 sweep id, 2 trial index, then 'text' as 3 and
+ * 'num' as 4 when used) on one trial; ENOTFOUND when it matched none. */
+static int trial_update(sq_store *s, const char *sql, const char *id, int64_t idx, const char *text, int num) {
+  sqlite3_stmt *st;
+  if (prep(s, &st, sql) != 0) return -1;
+  bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, idx);
+  if (sqlite3_bind_parameter_count(st) >= 3) bind_text(st, 3, text);
+  if (sqlite3_bind_parameter_count(st) >= 4) sqlite3_bind_int(st, 4, num);
+  int rc = done(s, st);
+  sqlite3_finalize(st);
+  if (rc != 0) return -1;
+  return sqlite3_changes(s->db) > 0 ? 0 : trial_missing(s, id, idx);
+}
+
+static int sq_sweep_trial_set_error(kp_store *base, const char *id, int64_t idx, const char *error) {
+  if (!error || !*error) return kp_store_fail(KP_STORE_EINVAL, "say why the trial's run could not be submitted");
+  return trial_update(SQ(base), "UPDATE sweep_trials SET error=?3 WHERE sweep_id=?1 AND idx=?2", id, idx, error, 0);
+}
+
+static int sq_sweep_trial_evaluated(kp_store *base, const char *id, int64_t idx, int evaluated, const char *decision) {
+  if (evaluated < 0) return kp_store_fail(KP_STORE_EINVAL, "a number of intervals is 0 or more, not %d", evaluated);
+  return trial_update(SQ(base), "UPDATE sweep_trials SET evaluated=?4, decision=coalesce(?3, decision) WHERE sweep_id=?1 AND idx=?2",
+                      id, idx, decision, evaluated);
+}
+
+static int sq_sweep_cancel_requested(kp_store *base, const char *id, int *requested, char **reason) {
+  sq_store *s = SQ(base);
+  *requested = 0;
+  *reason = NULL;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT r.cancel_requested, r.cancel_reason FROM sweeps w JOIN runs r ON r.id=w.run_id WHERE w.run_id=?") != 0)
+    return -1;
+  bind_text(st, 1, id);
+  int r = row(s, st);
+  if (r > 0 && (*requested = sqlite3_column_int(st, 0) != 0) && sqlite3_column_type(st, 1) != SQLITE_NULL &&
+      !(*reason = col_dup(st, 1)))
+    r = oom();
+  sqlite3_finalize(st);
+  if (r == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "no sweep with id '%s' in this workspace", id);
+  return r < 0 ? -1 : 0;
+}
+
+static int sq_sweep_child_by_index(kp_store *base, const char *id, int64_t idx, char **run_id) {
+  sq_store *s = SQ(base);
+  *run_id = NULL;
+  if (sweep_exists(s, id) <= 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st,
+           "SELECT r.id FROM runs r JOIN tags g ON g.run_id=r.id AND g.key='sweep_index'"
+           " WHERE r.parent_id=? AND g.value=? ORDER BY r.seq LIMIT 1") != 0)
+    return -1;
+  char v[32];
+  snprintf(v, sizeof v, "%lld", (long long)idx);
+  bind_text(st, 1, id);
+  bind_text(st, 2, v);
+  int r = row(s, st);
+  if (r > 0 && !(*run_id = col_dup(st, 0))) r = oom();
+  sqlite3_finalize(st);
+  return r < 0 ? -1 : 0;
+}
+
 static const kp_store_ops sqlite_ops = {
   .backend = "sqlite",
   .close = sq_close,
@@ -2594,6 +3003,21 @@ static const kp_store_ops sqlite_ops = {
   .service_stopped = sq_service_stopped,
   .service_exited = sq_service_exited,
   .service_delete = sq_service_delete,
+  /* sweeps */
+  .sweep_create = sq_sweep_create,
+  .sweep_get = sq_sweep_get,
+  .sweep_list = sq_sweep_list,
+  .sweep_attach_controller = sq_sweep_attach_controller,
+  .sweep_reopen = sq_sweep_reopen,
+  .sweep_end = sq_sweep_end,
+  .sweep_log_best = sq_sweep_log_best,
+  .sweep_trial_add = sq_sweep_trial_add,
+  .sweep_trial_list = sq_sweep_trial_list,
+  .sweep_trial_attach_run = sq_sweep_trial_attach_run,
+  .sweep_trial_set_error = sq_sweep_trial_set_error,
+  .sweep_trial_evaluated = sq_sweep_trial_evaluated,
+  .sweep_child_by_index = sq_sweep_child_by_index,
+  .sweep_cancel_requested = sq_sweep_cancel_requested,
 };
 
 /* ---- opening and migrating ------------------------------------------------------- */

@@ -150,5 +150,12 @@ typedef struct kp_sweep_spec {
  * naming the field to 'err' and returns -1. */
 int kp_sweep_spec_parse(const char *text, kp_sweep_spec *out, char *err, size_t errn);
 void kp_sweep_spec_free(kp_sweep_spec *s);
+/* The number of children the sweep may start (before warm-start skips):
+ * grid, every combination up to max_total_runs; random sampling does not
+ * repeat a point, so a finite space caps it. */
+long long kp_sweep_budget(const kp_sweep_spec *sp);
+/* How many children run at once: max_concurrent_runs, else the budget
+ * (1 to 1000). */
+int kp_sweep_concurrency(const kp_sweep_spec *sp);
 
 #endif

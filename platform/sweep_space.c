@@ -960,3 +960,21 @@ void kp_sweep_spec_free(kp_sweep_spec *s) {
   kp_space_free(&s->space);
   memset(s, 0, sizeof *s);
 }
+
+long long kp_sweep_budget(const kp_sweep_spec *sp) {
+  if (sp->sampling == KP_SAMPLING_GRID) {
+    long long g = kp_space_grid_size(&sp->space);
+    return sp->max_total_runs && sp->max_total_runs < g ? sp->max_total_runs : g;
+  }
+  if (sp->sampling == KP_SAMPLING_RANDOM) {
+    long long f = kp_space_finite_size(&sp->space);
+    if (f > 0 && f < sp->max_total_runs) return f;
+  }
+  return sp->max_total_runs;
+}
+
+int kp_sweep_concurrency(const kp_sweep_spec *sp) {
+  long long b = kp_sweep_budget(sp);
+  if (sp->max_concurrent_runs) return sp->max_concurrent_runs;
+  return b > 1000 ? 1000 : (int)(b < 1 ? 1 : b);
+}

@@ -4,10 +4,13 @@
 #include "views.h"
 
 #include "kp.h"
+#include "sweep.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
+#include <math.h>
+#include <stdlib.h>
 
 static void add_time(cJSON *o, const char *k, double t) {
   char s[64];
@@ -187,5 +190,104 @@ cJSON *kp_view_service(const kp_service *s) {
   add_time(o, "started", s->started);
   if (s->error && s->error[0]) cJSON_AddStringToObject(o, "error", s->error);
   else cJSON_AddNullToObject(o, "error");
+  return o;
+}
+
+/* ---- sweeps ------------------------------------------------------------------ */
+const char *kp_view_trial_status(const kp_sweep_trial *t) {
+  if (t->error) return "Failed";
+  if (!t->has_run) return "Submitting";
+  return kp_run_status_name(t->run_status);
+}
+
+cJSON *kp_view_sweep_summary(const kp_sweep *w) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", w->run.id);
+  cJSON_AddStringToObject(o, "experiment", w->run.experiment);
+  cJSON_AddStringToObject(o, "status", kp_run_status_name(w->run.status));
+  add_time(o, "created", w->run.created);
+  cJSON_AddNumberToObject(o, "runs", (double)w->trials);
+  cJSON_AddStringToObject(o, "best_child", w->best_child ? w->best_child : "");
+  return o;
+}
+
+/* a child's primary metric summed up: best and last of its finite values */
+typedef struct trial_row {
+  const kp_sweep_trial *t;
+  int maximize, has_best, n;
+  double best, last;
+} trial_row;
+
+/* best first; no value last; then by index */
+static int cmp_trial_row(const void *a, const void *b) {
+  const trial_row *x = a, *y = b;
+  if (x->has_best != y->has_best) return x->has_best ? -1 : 1;
+  if (x->has_best && x->best != y->best) return (x->maximize ? x->best > y->best : x->best < y->best) ? -1 : 1;
+  return x->t->idx < y->t->idx ? -1 : x->t->idx > y->t->idx;
+}
+
+cJSON *kp_view_sweep(const kp_sweep *w, const kp_sweep_spec *sp, const kp_sweep_trial *t, size_t n) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", w->run.id);
+  cJSON_AddStringToObject(o, "experiment", w->run.experiment);
+  cJSON_AddStringToObject(o, "status", kp_run_status_name(w->run.status));
+  cJSON_AddStringToObject(o, "compute", w->compute);
+  cJSON_AddStringToObject(o, "sampling", kp_sampling_names[sp->sampling]);
+  cJSON_AddNumberToObject(o, "seed", (double)sp->seed);
+  cJSON_AddStringToObject(o, "primary_metric", sp->metric);
+  cJSON_AddStringToObject(o, "goal", sp->maximize ? "maximize" : "minimize");
+  cJSON_AddStringToObject(o, "policy", kp_policy_names[sp->policy.type]);
+  cJSON_AddNumberToObject(o, "max_total_runs", (double)kp_sweep_budget(sp));
+  cJSON_AddNumberToObject(o, "max_concurrent_runs", kp_sweep_concurrency(sp));
+  if (w->stop_reason && *w->stop_reason) cJSON_AddStringToObject(o, "stop_reason", w->stop_reason);
+  else cJSON_AddNullToObject(o, "stop_reason");
+  if (w->run.error && *w->run.error) cJSON_AddStringToObject(o, "error", w->run.error);
+  else cJSON_AddNullToObject(o, "error");
+  trial_row *rows = calloc(n + 1, sizeof *rows);
+  if (!rows) {
+    cJSON_Delete(o);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    trial_row *r = &rows[i];
+    r->t = &t[i];
+    r->maximize = sp->maximize;
+    for (size_t k = 0; k < t[i].nvalues; k++) {
+      double v = t[i].values[k];
+      if (!isfinite(v)) continue;  /* NaN or an infinity is no best value */
+      if (!r->has_best || (sp->maximize ? v > r->best : v < r->best)) r->best = v;
+      r->has_best = 1;
+      r->last = v;
+      r->n++;
+    }
+  }
+  qsort(rows, n, sizeof *rows, cmp_trial_row);
+  if (n && rows[0].has_best) cJSON_AddStringToObject(o, "best_child", rows[0].t->run_id ? rows[0].t->run_id : "");
+  else cJSON_AddNullToObject(o, "best_child");
+  cJSON *arr = cJSON_AddArrayToObject(o, "children");
+  for (size_t i = 0; i < n; i++) {
+    const trial_row *r = &rows[i];
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "id", r->t->run_id ? r->t->run_id : "");
+    cJSON_AddNumberToObject(e, "index", (double)r->t->idx);
+    cJSON_AddStringToObject(e, "status", kp_view_trial_status(r->t));
+    cJSON *p = cJSON_Parse(r->t->params);
+    cJSON_AddItemToObject(e, "parameters", p ? p : cJSON_CreateObject());
+    if (r->has_best) {
+      cJSON_AddNumberToObject(e, "best", r->best);
+      cJSON_AddNumberToObject(e, "last", r->last);
+    } else {
+      cJSON_AddNullToObject(e, "best");
+      cJSON_AddNullToObject(e, "last");
+    }
+    cJSON_AddNumberToObject(e, "intervals", r->n);
+    if (r->t->decision) cJSON_AddStringToObject(e, "early_termination", r->t->decision);
+    else cJSON_AddNullToObject(e, "early_termination");
+    const char *err = r->t->error ? r->t->error : r->t->run_error;
+    if (err) cJSON_AddStringToObject(e, "error", err);
+    else cJSON_AddNullToObject(e, "error");
+    cJSON_AddItemToArray(arr, e);
+  }
+  free(rows);
   return o;
 }

@@ -44,5 +44,21 @@ struct cJSON *kp_view_service(const kp_service *s);
 /* http://HOST:PORT/PATH of the service: the port it last listened on, else
  * the one asked for; host 0.0.0.0 as 127.0.0.1 */
 void kp_view_service_uri(const kp_service *s, const char *path, char *out, size_t n);
+/* sweeps */
+struct kp_sweep_spec;
+/* The status a trial shows: its child run's, "Submitting" before the run is
+ * linked (or when it is gone), "Failed" when it could not be submitted. */
+const char *kp_view_trial_status(const kp_sweep_trial *t);
+/* {id, experiment, status, created, runs (trials), best_child ("" when none)} */
+struct cJSON *kp_view_sweep_summary(const kp_sweep *w);
+/* {id, experiment, status, compute, sampling, seed, primary_metric, goal,
+ * policy, max_total_runs, max_concurrent_runs, stop_reason, error,
+ * best_child, children[{id, index, status, parameters{}, best, last,
+ * intervals, early_termination, error}]}: 'sp' is w->spec parsed, 't' the
+ * trials with their values of the primary metric (sweep_trial_list). A
+ * child's best and last are over its finite values (intervals: how many);
+ * children come best first (those without a value last, then by index).
+ * NULL when out of memory. */
+struct cJSON *kp_view_sweep(const kp_sweep *w, const struct kp_sweep_spec *sp, const kp_sweep_trial *t, size_t n);
 
 #endif

@@ -744,6 +744,332 @@ static void test_store__run_queries(void **state) {
   assert_int_equal(code(), KP_STORE_ENOTFOUND);
 }
 
+/* ---- sweeps ------------------------------------------------------------------ */
+static void new_sweep(kp_store *s, const char *experiment, char *id, size_t n) {
+  kp_sweep_new w = {.experiment = experiment, .compute = "cpu", .source = "/src", .entry = "train.sh",
+                    .args_json = "[\"--epochs\", \"3\"]", .snapshot = "0123", .snapshot_bytes = 42,
+                    .spec = "{\"experiment\": \"e\"}"};
+  assert_int_equal(kp_store_sweep_create(s, &w, id, n), 0);
+}
+
+/* a child run of sweep 'sw' tagged sweep_index=idx, as the controller submits it */
+static void new_child(kp_store *s, const char *sw, const char *idx, char *id, size_t n) {
+  const char *keys[] = {"sweep", "sweep_index"}, *values[] = {sw, idx};
+  kp_run_new r = {.experiment = "exp", .compute = "cpu", .source = "/src", .entry = "train.sh", .args_json = "[]",
+                  .snapshot = "0123", .parent_id = sw, .tag_keys = keys, .tag_values = values, .ntags = 2};
+  assert_int_equal(kp_store_run_create(s, &r, id, n), 0);
+}
+
+static void test_store__sweep_create_and_get(void **state) {
+  kp_store *s = *state;
+  char sw[256], other[256];
+  kp_sweep_new w = {.experiment = "exp", .compute = "cpu", .source = "/src", .entry = "train.sh", .snapshot = "0123",
+                    .spec = "{}"};
+  /* the children's target must exist; a sweep needs its file */
+  assert_int_equal(kp_store_sweep_create(s, &w, sw, sizeof sw), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_non_null(strstr(kp_store_last_error()->message, "cpu"));
+  assert_int_equal(kp_store_compute_create(s, "cpu", "local", 2), 0);
+  w.spec = NULL;
+  assert_int_equal(kp_store_sweep_create(s, &w, sw, sizeof sw), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  w.spec = "{}";
+  w.experiment = "";
+  assert_int_equal(kp_store_sweep_create(s, &w, sw, sizeof sw), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  kp_store_counts cnt;
+  assert_int_equal(kp_store_counts_get(s, &cnt), 0);
+  assert_int_equal(cnt.runs, 0);  /* nothing was recorded */
+  new_run(s, "exp", "cpu", other, sizeof other);
+  new_sweep(s, "exp", sw, sizeof sw);
+  assert_string_equal(sw, "exp_2");
+  kp_sweep g;
+  assert_int_equal(kp_store_sweep_get(s, sw, &g), 0);
+  assert_string_equal(g.run.id, sw);
+  assert_string_equal(g.run.experiment, "exp");
+  assert_int_equal(g.run.status, KP_RUN_RUNNING);  /* running from the start */
+  assert_string_equal(g.run.compute, "sweep:cpu");
+  assert_string_equal(g.compute, "cpu");
+  assert_string_equal(g.run.args_json, "[\"--epochs\", \"3\"]");
+  assert_string_equal(g.run.snapshot, "0123");
+  assert_int_equal(g.run.snapshot_bytes, 42);
+  assert_true(g.run.started > 0);
+  assert_null(g.run.parent_id);
+  assert_string_equal(g.spec, "{\"experiment\": \"e\"}");
+  assert_null(g.env_json);
+  assert_null(g.stop_reason);
+  assert_null(g.best_child);
+  assert_int_equal(g.trials, 0);
+  kp_sweep_free(&g);
+  int yes = 0;
+  assert_int_equal(kp_store_run_is_sweep(s, sw, &yes), 0);
+  assert_int_equal(yes, 1);
+  /* a run that is no sweep, an unknown id */
+  assert_int_equal(kp_store_sweep_get(s, other, &g), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_sweep_get(s, "nope_1", &g), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_non_null(strstr(kp_store_last_error()->message, "nope_1"));
+  /* inside the caller's transaction: a rollback takes it back */
+  char sw2[256];
+  assert_int_equal(kp_store_begin(s), 0);
+  new_sweep(s, "exp", sw2, sizeof sw2);
+  kp_store_rollback(s);
+  assert_int_equal(kp_store_sweep_get(s, sw2, &g), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  new_sweep(s, "other", sw2, sizeof sw2);
+  kp_sweep *v;
+  size_t n;
+  assert_int_equal(kp_store_sweep_list(s, &v, &n), 0);
+  assert_int_equal(n, 2);  /* oldest first */
+  assert_string_equal(v[0].run.id, sw);
+  assert_string_equal(v[1].run.id, sw2);
+  assert_string_equal(v[1].run.experiment, "other");
+  kp_sweeps_free(v, n);
+}
+
+static void test_store__sweep_trials(void **state) {
+  kp_store *s = *state;
+  char sw[256], plain[256], child[256], child2[256];
+  assert_int_equal(kp_store_compute_create(s, "cpu", "local", 2), 0);
+  new_sweep(s, "exp", sw, sizeof sw);
+  new_run(s, "exp", "cpu", plain, sizeof plain);
+  /* recording trials */
+  assert_int_equal(kp_store_sweep_trial_add(s, sw, 0, "{\"--x\":\"0.5\"}"), 0);
+  assert_int_equal(kp_store_sweep_trial_add(s, sw, 0, "{\"--x\":\"0.6\"}"), -1);
+  assert_int_equal(code(), KP_STORE_EEXISTS);
+  assert_int_equal(kp_store_sweep_trial_add(s, sw, -1, "{}"), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_sweep_trial_add(s, sw, 1, NULL), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_sweep_trial_add(s, "nope_1", 0, "{}"), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_sweep_trial_add(s, plain, 0, "{}"), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  kp_sweep_trial *t;
+  size_t n;
+  assert_int_equal(kp_store_sweep_trial_list(s, sw, "acc", &t, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(t[0].idx, 0);
+  assert_string_equal(t[0].params, "{\"--x\":\"0.5\"}");
+  assert_null(t[0].run_id);
+  assert_int_equal(t[0].has_run, 0);
+  assert_null(t[0].error);
+  assert_null(t[0].decision);
+  assert_int_equal(t[0].evaluated, 0);
+  assert_int_equal(t[0].nvalues, 0);
+  kp_sweep_trials_free(t, n);
+  assert_int_equal(kp_store_sweep_trial_list(s, "nope_1", NULL, &t, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  /* a controller that died between submitting and linking: the child is found by its tag */
+  new_child(s, sw, "0", child, sizeof child);
+  char *found = (char *)"x";
+  assert_int_equal(kp_store_sweep_child_by_index(s, sw, 0, &found), 0);
+  assert_non_null(found);
+  assert_string_equal(found, child);
+  free(found);
+  assert_int_equal(kp_store_sweep_child_by_index(s, sw, 1, &found), 0);
+  assert_null(found);
+  assert_int_equal(kp_store_sweep_child_by_index(s, "nope_1", 0, &found), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  /* linking */
+  assert_int_equal(kp_store_sweep_trial_attach_run(s, sw, 0, child), 0);
+  assert_int_equal(kp_store_sweep_trial_attach_run(s, sw, 0, child), 0);  /* again: the same run */
+  new_child(s, sw, "1", child2, sizeof child2);
+  assert_int_equal(kp_store_sweep_trial_attach_run(s, sw, 0, child2), -1);
+  assert_int_equal(code(), KP_STORE_ECONFLICT);
+  assert_int_equal(kp_store_sweep_trial_attach_run(s, sw, 7, child2), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_sweep_trial_add(s, sw, 1, "{\"--x\":\"0.7\"}"), 0);
+  assert_int_equal(kp_store_sweep_trial_attach_run(s, sw, 1, plain), -1);  /* not the sweep's child */
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_sweep_trial_attach_run(s, sw, 1, "nope_9"), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_sweep_trial_attach_run(s, sw, 1, NULL), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  /* the child's curve of the metric asked for, NaN kept */
+  kp_metric_point pts[] = {{.name = "acc", .step = -1, .time = 1, .value = 0.5}, {.name = "acc", .step = -1, .time = 2, .value = NAN},
+                           {.name = "loss", .step = -1, .time = 2, .value = 3}, {.name = "acc", .step = -1, .time = 3, .value = 0.75}};
+  kp_ingest_batch b = {.from = 0, .to = 4, .points = pts, .npoints = 4};
+  assert_int_equal(kp_store_metrics_ingest(s, child, &b), 0);
+  /* the policy: intervals looked at, and the decision (kept when none is given) */
+  assert_int_equal(kp_store_sweep_trial_evaluated(s, sw, 0, 2, "bandit: 0.5 < 0.6 at interval 2"), 0);
+  assert_int_equal(kp_store_sweep_trial_evaluated(s, sw, 0, 3, NULL), 0);
+  assert_int_equal(kp_store_sweep_trial_evaluated(s, sw, 9, 1, NULL), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_sweep_trial_evaluated(s, "nope_1", 0, 1, NULL), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_sweep_trial_evaluated(s, sw, 0, -1, NULL), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  /* a child that could not be submitted */
+  assert_int_equal(kp_store_sweep_trial_set_error(s, sw, 1, "the child run could not be submitted"), 0);
+  assert_int_equal(kp_store_sweep_trial_set_error(s, sw, 1, NULL), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_sweep_trial_set_error(s, sw, 5, "x"), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  kp_run_transition fail = {.to = KP_RUN_FAILED, .end = 1, .error = "exit 3"};
+  assert_int_equal(kp_store_run_transition(s, child, &fail), 0);
+  assert_int_equal(kp_store_sweep_trial_list(s, sw, "acc", &t, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(t[0].run_id, child);
+  assert_int_equal(t[0].has_run, 1);
+  assert_int_equal(t[0].run_status, KP_RUN_FAILED);
+  assert_string_equal(t[0].run_error, "exit 3");
+  assert_null(t[0].error);
+  assert_int_equal(t[0].evaluated, 3);
+  assert_string_equal(t[0].decision, "bandit: 0.5 < 0.6 at interval 2");
+  assert_int_equal(t[0].nvalues, 3);
+  assert_true(t[0].values[0] == 0.5);
+  assert_true(isnan(t[0].values[1]));
+  assert_true(t[0].values[2] == 0.75);
+  assert_int_equal(t[1].idx, 1);
+  assert_null(t[1].run_id);
+  assert_string_equal(t[1].error, "the child run could not be submitted");
+  assert_int_equal(t[1].nvalues, 0);
+  kp_sweep_trials_free(t, n);
+  assert_int_equal(kp_store_sweep_trial_list(s, sw, NULL, &t, &n), 0);  /* no metric: no values */
+  assert_null(t[0].values);
+  assert_int_equal(t[0].nvalues, 0);
+  kp_sweep_trials_free(t, n);
+  kp_sweep g;
+  assert_int_equal(kp_store_sweep_get(s, sw, &g), 0);
+  assert_int_equal(g.trials, 2);
+  kp_sweep_free(&g);
+  /* deleting the sweep takes its trials */
+  const char *ids[] = {sw, child, child2};
+  assert_int_equal(kp_store_runs_delete(s, ids, 3), 0);
+  assert_int_equal(kp_store_sweep_trial_list(s, sw, NULL, &t, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+}
+
+static void test_store__sweep_life(void **state) {
+  kp_store *s = *state;
+  char sw[256], child[256];
+  assert_int_equal(kp_store_compute_create(s, "cpu", "local", 2), 0);
+  new_sweep(s, "exp", sw, sizeof sw);
+  new_child(s, sw, "0", child, sizeof child);
+  /* its controller */
+  assert_int_equal(kp_store_sweep_attach_controller(s, sw, 1234, 99), 0);
+  kp_run r;
+  assert_int_equal(kp_store_run_get(s, sw, &r), 0);
+  assert_int_equal(r.supervisor_pid, 1234);
+  assert_int_equal(r.supervisor_start, 99);
+  kp_run_free(&r);
+  assert_int_equal(kp_store_sweep_attach_controller(s, "nope_1", 1, 1), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_sweep_attach_controller(s, child, 1, 1), -1);  /* a run, not a sweep */
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_sweep_reopen(s, sw, 1, 1), -1);  /* it is running */
+  assert_int_equal(code(), KP_STORE_ECONFLICT);
+  /* the best child so far, logged on the parent once per step */
+  assert_int_equal(kp_store_sweep_log_best(s, sw, 0, 0.5), 0);
+  assert_int_equal(kp_store_sweep_log_best(s, sw, 1, 0.75), 0);
+  assert_int_equal(kp_store_sweep_log_best(s, sw, 1, 0.8), -1);
+  assert_int_equal(code(), KP_STORE_ECONFLICT);
+  assert_int_equal(kp_store_sweep_log_best(s, sw, -1, 0.8), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_sweep_log_best(s, "nope_1", 0, 0.8), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  kp_metric_point *p;
+  size_t n;
+  assert_int_equal(kp_store_metric_series(s, sw, "best_child_by_primary_metric", &p, &n), 0);
+  assert_int_equal(n, 2);
+  assert_int_equal(p[1].step, 1);
+  assert_true(p[1].value == 0.75);
+  free(p);
+  /* ending it */
+  kp_sweep_end bad = {.status = KP_RUN_RUNNING, .reason = "x"}, noreason = {.status = KP_RUN_COMPLETED};
+  assert_int_equal(kp_store_sweep_end(s, sw, &bad), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_sweep_end(s, sw, &noreason), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  kp_sweep_end done = {.status = KP_RUN_COMPLETED, .reason = "max_total_runs reached", .best_child = child, .best_value = 0.75};
+  assert_int_equal(kp_store_sweep_end(s, "nope_1", &done), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_sweep_end(s, sw, &done), 0);
+  kp_sweep g;
+  assert_int_equal(kp_store_sweep_get(s, sw, &g), 0);
+  assert_int_equal(g.run.status, KP_RUN_COMPLETED);
+  assert_true(g.run.ended > 0);
+  assert_null(g.run.error);
+  assert_string_equal(g.stop_reason, "max_total_runs reached");
+  assert_string_equal(g.best_child, child);
+  kp_sweep_free(&g);
+  kp_tag *tags;
+  assert_int_equal(kp_store_tag_list(s, sw, &tags, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(tags[0].key, "best_child_run_id");
+  assert_string_equal(tags[0].value, child);
+  assert_string_equal(tags[1].key, "best_metric_value");
+  assert_true(strtod(tags[1].value, NULL) == 0.75);
+  kp_tags_free(tags, n);
+  /* once ended: no second end (nothing changes), no controller, no resume */
+  kp_sweep_end again = {.status = KP_RUN_FAILED, .reason = "late"};
+  assert_int_equal(kp_store_sweep_end(s, sw, &again), -1);
+  assert_int_equal(code(), KP_STORE_ECONFLICT);
+  assert_int_equal(kp_store_sweep_get(s, sw, &g), 0);
+  assert_int_equal(g.run.status, KP_RUN_COMPLETED);
+  assert_string_equal(g.stop_reason, "max_total_runs reached");
+  kp_sweep_free(&g);
+  assert_int_equal(kp_store_sweep_attach_controller(s, sw, 1, 1), -1);
+  assert_int_equal(code(), KP_STORE_ECONFLICT);
+  assert_int_equal(kp_store_sweep_reopen(s, sw, 1, 1), -1);
+  assert_int_equal(code(), KP_STORE_ECONFLICT);
+  /* canceled: the error is the cancel reason; failed on its own: the stop reason, and no resume */
+  char c2[256], f3[256], d4[256];
+  new_sweep(s, "exp", c2, sizeof c2);
+  int requested = 1;
+  char *reason = (char *)"x";
+  assert_int_equal(kp_store_sweep_cancel_requested(s, c2, &requested, &reason), 0);
+  assert_int_equal(requested, 0);
+  assert_null(reason);
+  assert_int_equal(kp_store_run_request_cancel(s, c2, 5, "stop now"), 0);
+  assert_int_equal(kp_store_sweep_cancel_requested(s, c2, &requested, &reason), 0);
+  assert_int_equal(requested, 1);
+  assert_string_equal(reason, "stop now");
+  free(reason);
+  assert_int_equal(kp_store_sweep_cancel_requested(s, "nope_1", &requested, &reason), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_sweep_cancel_requested(s, child, &requested, &reason), -1);  /* a run, not a sweep */
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  kp_sweep_end cancel = {.status = KP_RUN_CANCELED, .reason = "the sweep was canceled (stop now)"};
+  assert_int_equal(kp_store_sweep_end(s, c2, &cancel), 0);
+  assert_int_equal(kp_store_sweep_get(s, c2, &g), 0);
+  assert_int_equal(g.run.status, KP_RUN_CANCELED);
+  assert_string_equal(g.run.error, "stop now");
+  assert_null(g.best_child);
+  kp_sweep_free(&g);
+  new_sweep(s, "exp", f3, sizeof f3);
+  kp_sweep_end failed = {.status = KP_RUN_FAILED, .reason = "the first 3 child runs failed"};
+  assert_int_equal(kp_store_sweep_end(s, f3, &failed), 0);
+  assert_int_equal(kp_store_sweep_get(s, f3, &g), 0);
+  assert_int_equal(g.run.status, KP_RUN_FAILED);
+  assert_string_equal(g.run.error, "the first 3 child runs failed");
+  kp_sweep_free(&g);
+  assert_int_equal(kp_store_sweep_reopen(s, f3, 1, 1), -1);
+  assert_int_equal(code(), KP_STORE_ECONFLICT);
+  /* its controller died (the parent Failed without a stop reason): resumed */
+  new_sweep(s, "exp", d4, sizeof d4);
+  kp_run_transition died = {.to = KP_RUN_FAILED, .end = 1, .error = "its supervisor died"};
+  assert_int_equal(kp_store_run_transition(s, d4, &died), 0);
+  assert_int_equal(kp_store_sweep_reopen(s, d4, 42, 7), 0);
+  assert_int_equal(kp_store_sweep_get(s, d4, &g), 0);
+  assert_int_equal(g.run.status, KP_RUN_RUNNING);
+  assert_null(g.run.error);
+  assert_true(g.run.ended == 0);
+  assert_int_equal(g.run.supervisor_pid, 42);
+  assert_int_equal(g.run.supervisor_start, 7);
+  kp_sweep_free(&g);
+  assert_int_equal(kp_store_sweep_reopen(s, "nope_1", 1, 1), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  kp_sweep *v;
+  assert_int_equal(kp_store_sweep_list(s, &v, &n), 0);
+  assert_int_equal(n, 4);
+  assert_string_equal(v[0].best_child, child);
+  assert_null(v[1].best_child);
+  kp_sweeps_free(v, n);
+}
+
 /* The error belongs to the thread that got it. */
 static void *fail_in_thread(void *va) {
   kp_store_fail(KP_STORE_EEXISTS, "from the other thread");
@@ -1504,6 +1830,9 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_store__service_transitions, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__service_model, setup, teardown),
     cmocka_unit_test(test_store__service_keys_migration),
+    cmocka_unit_test_setup_teardown(test_store__sweep_create_and_get, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__sweep_trials, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__sweep_life, setup, teardown),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   char cmd[256];

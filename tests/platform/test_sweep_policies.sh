@@ -92,11 +92,11 @@ first="$(echo "$txt" | awk '/^RUN/{getline; print $2, $3; exit}')"
 assert_eq "Completed 0.9" "$first" "sweep show: children sorted by the primary metric, best first"
 best="$(run_ok $K sweep best "${S[bandit]}" | tail -1)"
 assert_eq "$(jget "$j" '[c["id"] for c in j["children"] if c["parameters"]["--curve"] == "b3"][0]')" "$best" "sweep best: the b3 child"
-assert_eq "$best" "$(sql "SELECT value FROM tags WHERE run_id='${S[bandit]}' AND key='best_child_run_id'")" "parent tagged with its best child"
+assert_eq "$best" "$(jget "$(run_ok $K run show "${S[bandit]}" --json)" 'j["tags"]["best_child_run_id"]')" "parent tagged with its best child"
 bestl="$(run_ok $K sweep best "${S[amount]}" | tail -1)"
 assert_eq l3 "$(jget "$(run_ok $K run show "$bestl" --json)" 'j["tags"]["--curve"]')" "sweep best with goal minimize: lowest loss"
 assert_eq Completed "$(jget "$(run_ok $K run show "${S[bandit]}" --json)" 'j["status"]')" "parent run Completed"
-assert_eq 5 "$(sql "SELECT count(*) FROM runs WHERE parent_id='${S[bandit]}'")" "5 child runs with the parent id"
+assert_eq 5 "$(run_ok $K run list --parent "${S[bandit]}" --limit 100000 --json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')" "5 child runs with the parent id"
 assert_eq "0.8 0.8 0.9 0.9 0.9" "$(run_ok $K run metrics "${S[bandit]}" --json | python3 -c '
 import json, sys
 print(" ".join("%g" % v["value"] for v in json.load(sys.stdin)["best_child_by_primary_metric"]))')" "parent logs best_child_by_primary_metric as children end"

@@ -24,6 +24,9 @@ sweep_file() {
  "sampling": $2, "primary_metric": {"name": "score", "goal": "maximize"}, $3}
 JSON
 }
+nruns() {  # nruns [--parent SWEEP]: how many runs (the children of SWEEP)
+  run_ok $K run list "$@" --limit 100000 --json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))'
+}
 children() {  # children() SWEEP EXPR: one line per child in index order
   $K sweep show "$1" --json | python3 -c '
 import json, sys
@@ -57,7 +60,7 @@ assert_eq 6 "$(echo "${W[grid]}" | grep -c " Completed score ")" "sweep wait pri
 assert_contains "$(echo "${W[grid]}" | tail -1)" "Sweep ${S[grid]}: Completed (6 runs); best run" "sweep wait ends with the best run"
 
 assert_eq "1 x,1 y,2 x,2 y,3 x,3 y" "$(children "${S[grid]}" 'p["--a"] + " " + p["b"]' | paste -sd,)" "grid: all 6 combinations, each once, first parameter slowest"
-assert_eq 6 "$(sql "SELECT count(*) FROM runs WHERE parent_id='${S[grid]}'")" "grid: 6 child runs"
+assert_eq 6 "$(nruns --parent "${S[grid]}")" "grid: 6 child runs"
 assert_eq "Completed - every grid point was run" "$($K sweep show "${S[grid]}" | sed -n 's/^status: *//p')" "grid sweep ends when every point was run"
 assert_eq "1 x,1 y,2 x,2 y" "$(children "${S[gridcap]}" 'p["--a"] + " " + p["b"]' | paste -sd,)" "grid capped by max_total_runs 4: the first 4 combinations"
 c="$(children "${S[grid]}" 'c["id"]' | head -1)"
@@ -87,14 +90,14 @@ c="$(children "${S[seven1]}" 'c["id"]' | head -1)"
 tj="$(run_ok $K run show "$c" --json)"
 assert_eq "$(children "${S[seven1]}" 'p["--lu"]' | head -1)" "$(jget "$tj" 'j["tags"]["--lu"]')" "child tagged with its sampled value"
 
-assert_eq 7 "$(sql "SELECT count(*) FROM runs WHERE parent_id='${S[conc]}'")" "max_total_runs 7: exactly 7 children"
+assert_eq 7 "$(nruns --parent "${S[conc]}")" "max_total_runs 7: exactly 7 children"
 maxc="$(sql "SELECT created, ended FROM runs WHERE parent_id='${S[conc]}'" | python3 -c '
 import sys
 iv = [tuple(map(float, l.split("|"))) for l in sys.stdin if l.strip()]
 print(max(sum(1 for a, b in iv if a <= t < b) for t, _ in iv))')"
 assert_eq 3 "$maxc" "max_concurrent_runs 3: at most (and at some point exactly) 3 children between submission and end"
 
-assert_eq 10 "$(sql "SELECT count(*) FROM runs WHERE parent_id='${S[bayes]}'")" "bayesian: 10 children"
+assert_eq 10 "$(nruns --parent "${S[bayes]}")" "bayesian: 10 children"
 clog="$WS/runs/${S[bayes]}/controller.log"
 ngp="$(grep -c "GP on" "$clog")"
 [ "$ngp" -ge 2 ] && ok "bayesian: later trials ($ngp) come from the GP model" || fail "bayesian: only $ngp GP trials: $(cat "$clog")"
@@ -139,7 +142,7 @@ run_ok $K sweep wait "$ss" --timeout 90 >/dev/null
 run_ok $K compute delete small >/dev/null
 
 # --- bad sweep files: a clear message naming the field, nothing recorded ------------------------
-nruns="$(sql "SELECT count(*) FROM runs")"
+nbefore="$(nruns)"
 bad_file() {  # bad_file MESSAGE JSON
   echo "$2" > "$T/bad.json"
   expect_fail "$1" $K sweep submit "$T/bad.json"
@@ -167,8 +170,8 @@ bad_file "field 'warm_start': 'b_999' is not a sweep" '{"experiment": "b", '"$R"
 bad_file "sampling.space.--x.randint: upper must be an integer >= 1" '{"experiment": "b", '"$R"', "sampling": {"type": "random", "space": {"--x": {"randint": [0]}}}, '"$M"', "max_total_runs": 2}'
 bad_file "sigma must be > 0" '{"experiment": "b", '"$R"', "sampling": {"type": "random", "space": {"--x": {"normal": [0, -1]}}}, '"$M"', "max_total_runs": 2}'
 bad_file "not a JSON object" '{"experiment": '
-assert_eq "$nruns" "$(sql "SELECT count(*) FROM runs")" "no run was recorded by any rejected sweep file"
-assert_eq 0 "$(sql "SELECT count(*) FROM experiments WHERE name='b'")" "nor an experiment"
+assert_eq "$nbefore" "$(nruns)" "no run was recorded by any rejected sweep file"
+assert_eq 0 "$(run_ok $K experiment list --json | python3 -c 'import json, sys; print(sum(e["name"] == "b" for e in json.load(sys.stdin)))')" "nor an experiment"
 # sweep controllers run detached: their sanitizer reports land in controller.log
 bad="$(grep -lE "AddressSanitizer|LeakSanitizer|runtime error:" "$WS"/runs/*/controller.log 2>/dev/null)"
 [ -z "$bad" ] && ok "no sanitizer reports from sweep controllers" || fail "sanitizer reports: $(head -40 $bad)"
