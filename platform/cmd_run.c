@@ -93,39 +93,11 @@ static int run_submit(int argc, char **argv) {
 static int run_status(kp_ws *ws, const char *id, char *out, size_t n);
 
 /* ---- loading runs ------------------------------------------------------------- */
-/* Loads run 'id' with tags, last metrics and file count; NULL if absent. */
+/* Loads run 'id' with tags, last metrics and file count (views.c, the
+ * tracking server's shape too); NULL if absent or on a store error (printed). */
 static cJSON *load_run(kp_ws *ws, const char *id) {
-  kp_run r;
-  if (kp_store_run_get(ws->store, id, &r) != 0) {
-    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) kp_store_report();
-    return NULL;
-  }
-  cJSON *o = kp_view_run(&r);
-  kp_run_free(&r);
-  kp_tag *t;
-  kp_metric_latest *m;
-  kp_stored_file *f;
-  size_t n;
-  if (kp_store_tag_list(ws->store, id, &t, &n) == 0) {
-    cJSON_AddItemToObject(o, "tags", kp_view_tags(t, n));
-    kp_tags_free(t, n);
-  } else {
-    kp_store_report();
-    cJSON_AddObjectToObject(o, "tags");
-  }
-  if (kp_store_metrics_latest(ws->store, id, &m, &n) == 0) {
-    cJSON_AddItemToObject(o, "metrics", kp_view_metrics_latest(m, n));
-    kp_metric_latest_free(m, n);
-  } else {
-    kp_store_report();
-    cJSON_AddObjectToObject(o, "metrics");
-  }
-  if (kp_store_run_files_list(ws->store, id, NULL, &f, &n) == 0) {
-    cJSON_AddNumberToObject(o, "files", (double)n);
-    kp_stored_files_free(f, n);
-  } else {
-    kp_store_report();
-  }
+  cJSON *o = kp_view_run_detail(ws->store, id);
+  if (!o && kp_store_last_error()->code != KP_STORE_ENOTFOUND) kp_store_report();
   return o;
 }
 

@@ -259,6 +259,14 @@ typedef struct kp_model {
   size_t ntags;
 } kp_model;
 
+/* ---- the tracking server (kusari server) ----------------------------------- */
+/* An API token as listed: the store keeps only the sha256 of its secret. */
+typedef struct kp_token {
+  char *name;
+  int read_only;
+  double created, last_used;  /* last_used 0: never used */
+} kp_token;
+
 /* ---- the interface --------------------------------------------------------- */
 typedef struct kp_store kp_store;
 
@@ -375,6 +383,27 @@ typedef struct kp_store_ops {
                         const char *const *values, size_t n);
   /* removes tags, all or none: ENOTFOUND when the version lacks one */
   int (*model_tags_remove)(kp_store *s, const char *name, int64_t version, const char *const *keys, size_t n);
+
+  /* tokens (the tracking server's API tokens, kusari server token ...):
+   * the secret's sha256 (hex) is stored, never the secret; EEXISTS when the
+   * name is taken */
+  int (*token_create)(kp_store *s, const char *name, const char *sha256_hex, int read_only);
+  /* every token by name (kp_tokens_free) */
+  int (*token_list)(kp_store *s, kp_token **out, size_t *n);
+  /* ENOTFOUND when there is no such token */
+  int (*token_revoke)(kp_store *s, const char *name);
+  /* the token whose secret has this sha256: *found 0 when none (revoked or
+   * never created); else its scope in *read_only, and its last use is
+   * recorded (at most once a minute, so reads seldom write) */
+  int (*token_check)(kp_store *s, const char *sha256_hex, int *found, int *read_only);
+  /* one metric's series downsampled in the database to at most max_points
+   * (>= 2) points: the points in step order are cut into max_points / 2
+   * buckets of equal counts and each bucket gives its lowest and its highest
+   * value (one point when they are the same; NaN only when the bucket has
+   * nothing else); every point when there are no more than max_points.
+   * *total gets the series' point count. ENOTFOUND as metric_series. */
+  int (*metric_series_downsampled)(kp_store *s, const char *run_id, const char *name, int64_t max_points,
+                                   kp_metric_point **out, size_t *n, int64_t *total);
 } kp_store_ops;
 
 struct kp_store {
@@ -448,6 +477,13 @@ int kp_store_model_tags_set(kp_store *s, const char *name, int64_t version, cons
                             const char *const *values, size_t n);
 int kp_store_model_tags_remove(kp_store *s, const char *name, int64_t version, const char *const *keys, size_t n);
 int kp_store_run_files_list(kp_store *s, const char *run_id, const char *prefix, kp_stored_file **out, size_t *n);
+/* tokens (the tracking server) */
+int kp_store_token_create(kp_store *s, const char *name, const char *sha256_hex, int read_only);
+int kp_store_token_list(kp_store *s, kp_token **out, size_t *n);
+int kp_store_token_revoke(kp_store *s, const char *name);
+int kp_store_token_check(kp_store *s, const char *sha256_hex, int *found, int *read_only);
+int kp_store_metric_series_downsampled(kp_store *s, const char *run_id, const char *name, int64_t max_points,
+                                       kp_metric_point **out, size_t *n, int64_t *total);
 
 /* freeing results */
 void kp_experiment_summaries_free(kp_experiment_summary *v, size_t n);
@@ -462,5 +498,6 @@ void kp_metric_latest_free(kp_metric_latest *v, size_t n);
 void kp_stored_files_free(kp_stored_file *v, size_t n);
 void kp_model_free(kp_model *m);
 void kp_models_free(kp_model *v, size_t n);
+void kp_tokens_free(kp_token *v, size_t n);
 
 #endif

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <sys/time.h>
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 7
 
 /* the status sets the SQL below uses (names as kp_run_status_name gives) */
 #define SQL_ENDED "('Completed','Failed','Canceled')"
@@ -93,6 +93,11 @@ static const char *const migrations[] = {
    * have their old names (a store set back to an older version re-migrates
    * cleanly) */
   "",
+  /* 5 -> 6: reserved (run filters) */ "",
+  /* 6 -> 7: the tracking server's API tokens (platform/cmd_server.c): the
+   * sha256 of each secret, never the secret */
+  "CREATE TABLE IF NOT EXISTS tokens(name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,\n"
+  "  read_only INTEGER NOT NULL, created REAL NOT NULL, last_used REAL);\n",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == SCHEMA_VERSION, "one migration per version");
 
@@ -1558,6 +1563,140 @@ out:
   return tx_end(s, own, rc);
 }
 
+/* ---- tokens (the tracking server) ------------------------------------------------- */
+static int sq_token_create(kp_store *base, const char *name, const char *sha256_hex, int read_only) {
+  sq_store *s = SQ(base);
+  sqlite3_stmt *st;
+  if (prep(s, &st, "INSERT INTO tokens(name, sha256, read_only, created) VALUES(?,?,?,?)") != 0) return -1;
+  bind_text(st, 1, name);
+  bind_text(st, 2, sha256_hex);
+  sqlite3_bind_int(st, 3, read_only ? 1 : 0);
+  sqlite3_bind_double(st, 4, now());
+  int rc = sqlite3_step(st);
+  int ext = sqlite3_extended_errcode(s->db);
+  sqlite3_finalize(st);
+  if (rc == SQLITE_DONE) return 0;
+  if (ext == SQLITE_CONSTRAINT_PRIMARYKEY) return kp_store_fail(KP_STORE_EEXISTS, "a token named '%s' exists already", name);
+  if (ext == SQLITE_CONSTRAINT_UNIQUE) return kp_store_fail(KP_STORE_EEXISTS, "a token with that secret exists already");
+  return db_fail(s);
+}
+
+static int sq_token_list(kp_store *base, kp_token **out, size_t *n) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT name, read_only, created, last_used FROM tokens ORDER BY name") != 0) return -1;
+  int r;
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (GROW(*out, *n, cap, 8) != 0) { r = oom(); break; }
+    kp_token *t = &(*out)[(*n)++];
+    t->name = col_dup(st, 0);
+    t->read_only = sqlite3_column_int(st, 1);
+    t->created = col_time(st, 2);
+    t->last_used = col_time(st, 3);
+  }
+  sqlite3_finalize(st);
+  if (r < 0) {
+    kp_tokens_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
+static int sq_token_revoke(kp_store *base, const char *name) {
+  sq_store *s = SQ(base);
+  sqlite3_stmt *st;
+  if (prep(s, &st, "DELETE FROM tokens WHERE name=?") != 0) return -1;
+  bind_text(st, 1, name);
+  int rc = done(s, st);
+  sqlite3_finalize(st);
+  if (rc != 0) return -1;
+  if (sqlite3_changes(s->db) == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "no token named '%s'", name);
+  return 0;
+}
+
+static int sq_token_check(kp_store *base, const char *sha256_hex, int *found, int *read_only) {
+  sq_store *s = SQ(base);
+  *found = 0;
+  *read_only = 1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT read_only, coalesce(last_used, 0) FROM tokens WHERE sha256=?") != 0) return -1;
+  bind_text(st, 1, sha256_hex);
+  int r = row(s, st);
+  double last = 0;
+  if (r > 0) {
+    *found = 1;
+    *read_only = sqlite3_column_int(st, 0) != 0;
+    last = sqlite3_column_double(st, 1);
+  }
+  sqlite3_finalize(st);
+  if (r < 0) return -1;
+  double t = now();
+  if (!*found || t - last < 60) return 0;
+  if (prep(s, &st, "UPDATE tokens SET last_used=? WHERE sha256=?") != 0) return -1;
+  sqlite3_bind_double(st, 1, t);
+  bind_text(st, 2, sha256_hex);
+  int rc = done(s, st);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int sq_metric_series_downsampled(kp_store *base, const char *run_id, const char *name, int64_t max_points,
+                                        kp_metric_point **out, size_t *n, int64_t *total) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  *total = 0;
+  if (max_points < 2) return kp_store_fail(KP_STORE_EINVAL, "max_points must be 2 or more (got %lld)", (long long)max_points);
+  if (run_exists(s, run_id) <= 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT count(*) FROM metrics WHERE run_id=? AND name=?") != 0) return -1;
+  bind_text(st, 1, run_id);
+  bind_text(st, 2, name);
+  int r = row(s, st);
+  if (r > 0) *total = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if (r < 0) return -1;
+  if (*total == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no metric named '%s'", run_id, name);
+  /* each point's bucket by its rank in step order; in each bucket the
+   * lowest and the highest value (NaN, stored as NULL, ranks last both ways) */
+  int64_t buckets = *total <= max_points ? *total : max_points / 2;
+  if (prep(s, &st,
+           "WITH p AS (SELECT step, ts, value, id,"
+           "  (row_number() OVER (ORDER BY step, id) - 1) * ?3 / ?4 AS b"
+           "  FROM metrics WHERE run_id=?1 AND name=?2),"
+           " q AS (SELECT step, ts, value, id,"
+           "  row_number() OVER (PARTITION BY b ORDER BY value IS NULL, value, step, id) AS lo,"
+           "  row_number() OVER (PARTITION BY b ORDER BY value IS NULL, value DESC, step, id) AS hi FROM p)"
+           " SELECT step, ts, value FROM q WHERE lo=1 OR hi=1 ORDER BY step, id") != 0)
+    return -1;
+  bind_text(st, 1, run_id);
+  bind_text(st, 2, name);
+  sqlite3_bind_int64(st, 3, buckets);
+  sqlite3_bind_int64(st, 4, *total);
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (GROW(*out, *n, cap, 64) != 0) { r = oom(); break; }
+    kp_metric_point *p = &(*out)[(*n)++];
+    p->name = NULL;
+    p->step = sqlite3_column_int64(st, 0);
+    p->time = sqlite3_column_double(st, 1);
+    p->value = sqlite3_column_type(st, 2) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 2);
+  }
+  sqlite3_finalize(st);
+  if (r < 0) {
+    free(*out);
+    *out = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
 static const kp_store_ops sqlite_ops = {
   .backend = "sqlite",
   .close = sq_close,
@@ -1609,6 +1748,12 @@ static const kp_store_ops sqlite_ops = {
   .model_tags_set = sq_model_tags_set,
   .model_tags_remove = sq_model_tags_remove,
   .run_files_list = sq_run_files_list,
+  /* tokens (the tracking server) */
+  .token_create = sq_token_create,
+  .token_list = sq_token_list,
+  .token_revoke = sq_token_revoke,
+  .token_check = sq_token_check,
+  .metric_series_downsampled = sq_metric_series_downsampled,
 };
 
 /* ---- opening and migrating ------------------------------------------------------- */

@@ -152,3 +152,36 @@ cJSON *kp_view_store_error(const kp_store_error *e) {
   cJSON_AddStringToObject(o, "message", e->message);
   return o;
 }
+
+cJSON *kp_view_run_detail(kp_store *s, const char *id) {
+  kp_run r;
+  if (kp_store_run_get(s, id, &r) != 0) return NULL;
+  cJSON *o = kp_view_run(&r);
+  kp_run_free(&r);
+  kp_tag *t;
+  kp_metric_latest *m;
+  kp_stored_file *f;
+  size_t n;
+  if (kp_store_tag_list(s, id, &t, &n) != 0) goto fail;
+  cJSON_AddItemToObject(o, "tags", kp_view_tags(t, n));
+  kp_tags_free(t, n);
+  if (kp_store_metrics_latest(s, id, &m, &n) != 0) goto fail;
+  cJSON_AddItemToObject(o, "metrics", kp_view_metrics_latest(m, n));
+  kp_metric_latest_free(m, n);
+  if (kp_store_run_files_list(s, id, NULL, &f, &n) != 0) goto fail;
+  cJSON_AddNumberToObject(o, "files", (double)n);
+  kp_stored_files_free(f, n);
+  return o;
+fail:
+  cJSON_Delete(o);
+  return NULL;
+}
+
+cJSON *kp_view_token(const kp_token *t) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "name", t->name);
+  cJSON_AddStringToObject(o, "scope", t->read_only ? "read-only" : "read-write");
+  add_time(o, "created", t->created);
+  add_time_or_null(o, "last_used", t->last_used);
+  return o;
+}
