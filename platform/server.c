@@ -55,6 +55,7 @@ static struct {
   int stopping;
   pthread_t ticker;
   atomic_int tick_stop;
+  atomic_int in_flight;  /* requests begun and not completed */
 } G;
 
 double srv_mono(void) {
@@ -314,6 +315,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (!r) return MHD_NO;
     r->t0 = srv_mono();
     *con_cls = r;
+    atomic_fetch_add(&G.in_flight, 1);
     return first_call(c, r, url);
   }
   if (*upload_size) {
@@ -384,6 +386,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
   if (r) {
     free(r->body);
     free(r);
+    atomic_fetch_sub(&G.in_flight, 1);
   }
   *con_cls = NULL;
 }
@@ -455,6 +458,13 @@ int kp_server_serve(kp_ws *ws, const kp_server_opts *o) {
   G.stopping = 1;
   pthread_mutex_unlock(&G.mu);
   resume_all();
+  /* the requests in flight (the resumed long polls among them) are
+   * answered before the connections close, for up to 10 s */
+  for (int i = 0; i < 100 && atomic_load(&G.in_flight) > 0; i++) {
+    const struct timespec t = {0, 100 * 1000 * 1000};
+    nanosleep(&t, NULL);
+    resume_all();
+  }
   MHD_stop_daemon(d);
   srv_log("stopped");
   rc = 0;
