@@ -523,10 +523,18 @@ static enum MHD_Result api_metrics_post(struct MHD_Connection *c, srv_req *r, co
     cJSON_AddNumberToObject(o, "points", 0);
     return srv_json(c, 200, o);
   }
-  return srv_error(c, 409, "conflict",
-                   "the batch covers offsets %llu to %llu but the store holds the run's metrics up to offset %llu; "
-                   "send the batch that starts there",
-                   (unsigned long long)batch.from, (unsigned long long)batch.to, (unsigned long long)at);
+  /* a gap or an overlap: the error says where the store is ("offset") */
+  char msg[400];
+  snprintf(msg, sizeof msg,
+           "the batch covers offsets %llu to %llu but the store holds the run's metrics up to offset %llu; "
+           "send the batch that starts there",
+           (unsigned long long)batch.from, (unsigned long long)batch.to, (unsigned long long)at);
+  o = cJSON_CreateObject();
+  cJSON *eo = cJSON_AddObjectToObject(o, "error");
+  cJSON_AddStringToObject(eo, "code", "conflict");
+  cJSON_AddStringToObject(eo, "message", msg);
+  cJSON_AddNumberToObject(eo, "offset", (double)at);
+  return srv_json(c, 409, o);
 }
 
 static enum MHD_Result api_latest(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
