@@ -99,6 +99,9 @@ kp_store *srv_store(void) {
 }
 
 /* ---- responses ------------------------------------------------------------------- */
+/* the methods of the path a 405 answers (its Allow header); per worker */
+static _Thread_local const char *t_allow;
+
 enum MHD_Result srv_send(struct MHD_Connection *c, unsigned code, char *body, size_t len, const char *ctype) {
   struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
   if (!resp) {
@@ -107,6 +110,7 @@ enum MHD_Result srv_send(struct MHD_Connection *c, unsigned code, char *body, si
   }
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
   if (code == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+  if (code == 405 && t_allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, t_allow);
   enum MHD_Result rc = MHD_queue_response(c, code, resp);
   MHD_destroy_response(resp);
   return rc;
@@ -358,13 +362,20 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
   unsigned miss = srv_match(url, method, &rt);
   if (miss == 404)
     return srv_error(c, 404, "not_found", "no such path '%.300s' (the API is under /api/v1; see docs/openapi.json)", url);
-  if (miss == 405)
-    return srv_error(c, 405, "method_not_allowed", "%.20s is not allowed on %.300s; use %s", method, url, rt.allow);
+  if (miss == 405) {
+    t_allow = rt.allow;
+    enum MHD_Result rc = srv_error(c, 405, "method_not_allowed", "%.20s is not allowed on %.300s; use %s", method, url, rt.allow);
+    t_allow = NULL;
+    return rc;
+  }
   kp_store *st = srv_store();
   if (!st) return srv_error(c, 503, "backend", "cannot open the store: %s", kp_store_last_error()->message);
-  char why[512];
-  unsigned a = check_auth(c, st, rt.write, why, sizeof why);
-  if (a) return srv_error(c, a, a == 401 ? "unauthorized" : a == 403 ? "forbidden" : "backend", "%s", why);
+  if (!r->authorized) {  /* once per request (a long poll's handler runs again on each tick) */
+    char why[512];
+    unsigned a = check_auth(c, st, rt.write, why, sizeof why);
+    if (a) return srv_error(c, a, a == 401 ? "unauthorized" : a == 403 ? "forbidden" : "backend", "%s", why);
+    r->authorized = 1;
+  }
   return srv_dispatch(c, r, &rt, st);
 }
 

@@ -20,6 +20,7 @@ typedef struct srv_req {
   size_t head_n, head_lines;
   size_t expect;        /* Content-Length */
   double t0;
+  int authorized;       /* the token was checked */
   /* long polls */
   double wait_until;    /* monotonic time; 0 until the route sets it */
   struct MHD_Connection *conn;

@@ -122,6 +122,8 @@ body="$(api GET models/m1/versions/9)";    assert_eq "404 not_found" "$(code) $(
 body="$(api GET nothing/here)";            assert_eq "404 not_found" "$(code) $(err_code "$body")" "an unknown path: 404"
 body="$(curl -s -w ' %{http_code}' "$URL/")"; assert_eq "404 not_found" "${body##* } $(err_code "${body% *}")" "outside /api/v1: 404 JSON"
 body="$(api DELETE runs)";                 assert_eq "405 method_not_allowed" "$(code) $(err_code "$body")" "a wrong method: 405"
+assert_contains "$(curl -s -X POST -H "Authorization: Bearer $TOK" "$URL/api/v1/runs/$A/tags/k" -o /dev/null -D - | tr -d '\r')" "Allow: PUT, DELETE" "405 says the allowed methods (Allow)"
+
 body="$(api GET 'runs?max_results=0')";    assert_eq "400 invalid" "$(code) $(err_code "$body")" "max_results=0: 400"
 body="$(api GET 'runs?status=Done')";      assert_eq "400 invalid" "$(code) $(err_code "$body")" "an unknown status: 400"
 body="$(api GET 'runs?order_by=speed')";   assert_eq "400 invalid" "$(code) $(err_code "$body")" "a bad order_by: 400"
