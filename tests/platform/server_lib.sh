@@ -27,12 +27,14 @@ start_server() {
   [ -n "$URL" ] || die "the server did not start: $(cat "$T/srv.err")"
 }
 
-# stop_server: SIGTERM, then its exit status in $SRV_RC
+# stop_server: SIGTERM; it must exit 0 (status in $SRV_RC) with no sanitizer report
 stop_server() {
   kill -TERM "$SRV"
   wait "$SRV"
   SRV_RC=$?
   SRV=""
+  [ "$SRV_RC" -eq 0 ] || fail "the server exited with $SRV_RC on SIGTERM: $(tail -20 "$T/srv.err")"
+  if grep -qE "Sanitizer|runtime error:" "$T/srv.err"; then fail "sanitizer report from the server: $(head -40 "$T/srv.err")"; fi
 }
 
 # api METHOD PATH [CURL ARGS...] : the body on stdout, the status in $T/code
