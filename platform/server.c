@@ -13,6 +13,13 @@
  * on serving others; a ticker thread resumes every suspended connection
  * each 200 ms and its handler looks again. SIGTERM or SIGINT answers the
  * suspended requests with what there is and stops the server.
+ *
+ * libmicrohttpd's connection timeout is an idle one: a client that sends a
+ * byte now and then would hold its connection for ever. As in the scoring
+ * server (service_server.c), a watchdog thread shuts down any connection
+ * whose current request has taken more than 3 x --timeout, head, body and
+ * answer together; a long poll, suspended, is exempt while it waits (its
+ * wait is bounded by KP_SERVER_MAX_WAIT).
  */
 #include "server.h"
 #include "server_api.h"
@@ -30,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,6 +104,117 @@ kp_store *srv_store(void) {
     return NULL;
   }
   return s;
+}
+
+/* ---- the whole request's time --------------------------------------------------- */
+/* One slot per socket: when its current request began (0: no connection, or
+ * a long poll waiting). Its lock is taken at a connection's opening and
+ * closing and by the watchdog, so the socket the watchdog shuts down is the
+ * connection it looked at. */
+typedef struct cslot {
+  _Atomic int64_t since_ms;
+  atomic_int lock;
+} cslot;
+
+static struct {
+  cslot *slots;
+  int n;
+  atomic_int top;  /* the highest socket seen */
+  atomic_int stop;
+  int64_t limit_ms;
+  pthread_t th;
+  int started;
+  atomic_ullong cut;
+} W;
+
+static int64_t now_ms(void) { return (int64_t)(srv_mono() * 1000.0) + 1; /* never 0 */ }
+
+static void slot_lock(cslot *c) {
+  int z = 0;
+  while (!atomic_compare_exchange_weak_explicit(&c->lock, &z, 1, memory_order_acquire, memory_order_relaxed)) z = 0;
+}
+static void slot_unlock(cslot *c) { atomic_store_explicit(&c->lock, 0, memory_order_release); }
+
+static cslot *conn_slot(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (!ci || !W.slots || ci->connect_fd < 0 || ci->connect_fd >= W.n) return NULL;
+  return &W.slots[ci->connect_fd];
+}
+
+/* the connection's request clock: starts now (ms = now_ms()) or stops (0) */
+static void slot_set(struct MHD_Connection *c, int64_t ms) {
+  cslot *sl = conn_slot(c);
+  if (sl) atomic_store_explicit(&sl->since_ms, ms, memory_order_relaxed);
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code) {
+  (void)cls;
+  (void)socket_context;
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (!ci || !W.slots || ci->connect_fd < 0 || ci->connect_fd >= W.n) return;
+  int fd = ci->connect_fd;
+  cslot *sl = &W.slots[fd];
+  slot_lock(sl);
+  atomic_store_explicit(&sl->since_ms, code == MHD_CONNECTION_NOTIFY_STARTED ? now_ms() : 0, memory_order_relaxed);
+  slot_unlock(sl);
+  int t = atomic_load_explicit(&W.top, memory_order_relaxed);
+  while (code == MHD_CONNECTION_NOTIFY_STARTED && fd > t &&
+         !atomic_compare_exchange_weak_explicit(&W.top, &t, fd, memory_order_relaxed, memory_order_relaxed)) {
+  }
+}
+
+static void *watchdog(void *arg) {
+  (void)arg;
+  const struct timespec tick = {0, TICK_NS};
+  unsigned long long logged = 0;
+  while (!atomic_load(&W.stop)) {
+    nanosleep(&tick, NULL);
+    int64_t now = now_ms();
+    int top = atomic_load_explicit(&W.top, memory_order_relaxed);
+    for (int fd = 0; fd <= top && fd < W.n; fd++) {
+      cslot *sl = &W.slots[fd];
+      int64_t t = atomic_load_explicit(&sl->since_ms, memory_order_relaxed);
+      if (!t || now - t <= W.limit_ms) continue;
+      slot_lock(sl);
+      t = atomic_load_explicit(&sl->since_ms, memory_order_relaxed);
+      if (t && now - t > W.limit_ms) {
+        shutdown(fd, SHUT_RDWR);
+        atomic_store_explicit(&sl->since_ms, 0, memory_order_relaxed);
+        atomic_fetch_add(&W.cut, 1);
+      }
+      slot_unlock(sl);
+    }
+    unsigned long long cut = atomic_load(&W.cut);
+    if (cut != logged) {
+      srv_log("closed %llu connection(s) whose request took over %lld s in all (slow clients); %llu so far",
+              cut - logged, (long long)(W.limit_ms / 1000), cut);
+      logged = cut;
+    }
+  }
+  return NULL;
+}
+
+static int watchdog_start(double limit_s) {
+  struct rlimit rl;
+  W.n = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+  W.slots = calloc((size_t)W.n, sizeof *W.slots);
+  if (!W.slots) return -1;
+  W.limit_ms = (int64_t)(limit_s * 1000.0);
+  if (pthread_create(&W.th, NULL, watchdog, NULL) != 0) return -1;
+  W.started = 1;
+  return 0;
+}
+
+/* after the daemon stopped (no more notifications) */
+static void watchdog_stop(void) {
+  if (W.started) {
+    atomic_store(&W.stop, 1);
+    pthread_join(W.th, NULL);
+    W.started = 0;
+  }
+  free(W.slots);
+  W.slots = NULL;
 }
 
 /* ---- responses ------------------------------------------------------------------- */
@@ -182,6 +301,7 @@ int srv_suspend(struct MHD_Connection *c, srv_req *r) {
     return -1;
   }
   r->conn = c;
+  slot_set(c, 0);  /* a waiting long poll is exempt from the request deadline */
   MHD_suspend_connection(c);
   r->next = G.waiting;
   G.waiting = r;
@@ -391,8 +511,8 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
   (void)cls;
-  (void)c;
   srv_req *r = *con_cls;
+  if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) slot_set(c, now_ms());  /* the next request's clock */
   if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED) srv_log("a connection timed out (slow or idle client) and was closed");
   if (r) {
     free(r->body);
@@ -413,6 +533,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 
 int kp_server_serve(kp_ws *ws, const kp_server_opts *o) {
   memset(&G, 0, sizeof G);
+  memset(&W, 0, sizeof W);
   G.ws = ws;
   snprintf(G.db, sizeof G.db, "%s/kusari.db", ws->root);
   G.auth = !o->no_auth;
@@ -436,7 +557,11 @@ int kp_server_serve(kp_ws *ws, const kp_server_opts *o) {
     kp_hint("use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)");
     return 2;
   }
-  if (pthread_create(&G.ticker, NULL, ticker, NULL) != 0) return kp_err("cannot start the server's ticker thread"), 1;
+  if (watchdog_start(G.body_deadline) != 0) return kp_err("cannot start the connections' watchdog"), 1;
+  if (pthread_create(&G.ticker, NULL, ticker, NULL) != 0) {
+    watchdog_stop();
+    return kp_err("cannot start the server's ticker thread"), 1;
+  }
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
   struct MHD_Daemon *d =
     MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, handler, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
@@ -445,7 +570,8 @@ int kp_server_serve(kp_ws *ws, const kp_server_opts *o) {
                      (unsigned)MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS_PER_CLIENT,
                      MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                      (size_t)CONNECTION_MEMORY, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-                     MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+                     MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, notify_connection,
+                     NULL, MHD_OPTION_END);
   int rc = 1;
   if (!d) {
     kp_err("cannot listen on %s:%d (in use, or not an address of this machine)", o->host, o->port);
@@ -482,6 +608,7 @@ int kp_server_serve(kp_ws *ws, const kp_server_opts *o) {
 out:
   atomic_store(&G.tick_stop, 1);
   pthread_join(G.ticker, NULL);
+  watchdog_stop();
   kp_store *mine = pthread_getspecific(G.store_key);
   if (mine) kp_store_close(mine);
   pthread_key_delete(G.store_key);

@@ -184,10 +184,39 @@ assert_contains "$(cat "$T/srv.err")" "stopped" "the server logged its stop"
 touch "$T/release-s"
 $K run wait "$S2" >/dev/null 2>&1
 
-# --- --no-auth on loopback ------------------------------------------------------------------------
-start_server --no-auth
+# --- --no-auth on loopback; the whole-request deadline (3 x --timeout) ---------------------------
+start_server --no-auth --timeout 1
 body="$(TOKEN_HEADER="X-None: 1" api GET runs/$A)"
 assert_eq 200 "$(code)" "--no-auth on 127.0.0.1: no token needed"
+# a client trickling its headers a byte at a time is never idle for the 1 s
+# idle timeout; the watchdog closes it once its request took over 3 s
+cut="$(python3 - "${URL#http://}" <<'PY'
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+s.settimeout(0.3)
+for _ in range(200):  # up to about a minute of trickling
+    try:
+        s.sendall(b"a")
+        if s.recv(1) == b"":
+            print("closed"); break
+    except socket.timeout:
+        continue
+    except OSError:
+        print("closed"); break
+else:
+    print("still open")
+PY
+)"
+assert_eq closed "$cut" "a trickling client is cut by the request deadline"
+assert_contains "$(cat "$T/srv.err")" "whose request took over 3 s" "and the server says so"
+W2="$(sub "$T/release-w2")"
+body="$(TOKEN_HEADER="X-None: 1" api GET "runs/$W2/wait?timeout=5")"
+assert_eq 200 "$(code)" "a long poll longer than the deadline is not cut (it waits suspended)"
+same_json "$body" false "and answers ended=false at its timeout" 'j["ended"]'
+touch "$T/release-w2"
 stop_server
+$K run wait "$W2" >/dev/null 2>&1
 check_json
 finish
