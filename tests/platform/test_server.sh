@@ -29,6 +29,17 @@ C="$(submit --experiment other --source "$T/src" --entry job.sh)"; run_ok $K run
 run_ok $K model register --run "$A" --name m1 --path outputs/data.txt >/dev/null
 seq 1 1000 > "$T/expected.txt"
 
+# --- --help and bad options --------------------------------------------------------
+for c in "server" "server token" "server token create" "server token list" "server token revoke"; do
+  out="$($K $c --help)"; rc=$?
+  assert_eq "0 yes" "$rc $(case "$out" in *"usage: kusari $c"*) echo yes;; *) echo no;; esac)" "kusari $c --help shows its usage"
+done
+expect_fail "--port must be 0 to 65535" $K server --port 70000
+expect_fail "--workers must be 1 to 256" $K server --workers 0
+expect_fail "--max-body must be" $K server --max-body 10
+expect_fail "unexpected argument 'start'" $K server start
+expect_fail "unknown command 'server token frob'" $K server token frob
+
 # --- tokens ------------------------------------------------------------------------
 TOK="$($K server token create writer 2>/dev/null)"
 RO="$($K server token create reader --read-only 2>/dev/null)"
