@@ -200,7 +200,7 @@ static enum MHD_Result api_runs(struct MHD_Connection *c, srv_req *r, const srv_
   long long maxr, skip = 0;
   if (qint(c, "max_results", DEFAULT_MAX_RESULTS, 1, MAX_RESULTS_LIMIT, &maxr, &ans) != 0) return ans;
   const char *tok = qarg(c, "page_token");
-  if (tok && (kp_parse_int(tok, &skip) != 0 || skip < 0))
+  if (tok && (kp_parse_int(tok, &skip) != 0 || skip < 0 || skip > 1000000000000LL))
     return srv_error(c, 400, "invalid", "page_token '%.100s' is not one this server gave (next_page_token)", tok);
   /* metrics=A,B: each run's latest values */
   char mbuf[4096] = "";

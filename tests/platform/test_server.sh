@@ -139,6 +139,7 @@ body="$(api GET 'runs?max_results=0')";    assert_eq "400 invalid" "$(code) $(er
 body="$(api GET 'runs?status=Done')";      assert_eq "400 invalid" "$(code) $(err_code "$body")" "an unknown status: 400"
 body="$(api GET 'runs?order_by=speed')";   assert_eq "400 invalid" "$(code) $(err_code "$body")" "a bad order_by: 400"
 body="$(api GET 'runs?page_token=x')";     assert_eq "400 invalid" "$(code) $(err_code "$body")" "a bad page_token: 400"
+body="$(api GET 'runs?page_token=9223372036854775807')"; assert_eq "400 invalid" "$(code) $(err_code "$body")" "a page_token out of range: 400"
 body="$(api GET 'runs?colour=red')";       assert_eq "400 invalid" "$(code) $(err_code "$body")" "an unknown query parameter: 400"
 body="$(api GET 'runs?filter=metrics.acc%20%3E%200.5')"; assert_eq "400 not_supported" "$(code) $(err_code "$body")" "filter: 400 not supported yet"
 body="$(api GET "runs/$A/metrics/acc?max_points=1")"; assert_eq "400 invalid" "$(code) $(err_code "$body")" "max_points=1: 400"
