@@ -97,12 +97,11 @@ static cJSON *body_object(struct MHD_Connection *c, srv_req *r, int empty_ok, en
 static enum MHD_Result api_health(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
   (void)r;
   (void)rt;
-  (void)st;
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "status", "ok");
   cJSON_AddStringToObject(o, "version", "0.1.0");
   cJSON_AddNumberToObject(o, "schema_version", kp_store_sqlite_schema_version());
-  cJSON_AddStringToObject(o, "backend", "sqlite");
+  cJSON_AddStringToObject(o, "backend", st->ops->backend);
   return srv_json(c, 200, o);
 }
 
