@@ -397,10 +397,11 @@ typedef struct kp_store_ops {
    * recorded (at most once a minute, so reads seldom write) */
   int (*token_check)(kp_store *s, const char *sha256_hex, int *found, int *read_only);
   /* one metric's series downsampled in the database to at most max_points
-   * (>= 2) points: the points in step order are cut into max_points / 2
-   * buckets of equal counts and each bucket gives its lowest and its highest
-   * value (one point when they are the same; NaN only when the bucket has
-   * nothing else); every point when there are no more than max_points.
+   * (>= 2) points, in step order: the series' step range is cut into at
+   * most max_points / 2 buckets of equal step ranges and each bucket gives
+   * the point of its lowest and of its highest value (one point when they are
+   * the same; NaN only when the bucket has nothing else), so the global min
+   * and max are kept; every point when there are no more than max_points.
    * *total gets the series' point count. ENOTFOUND as metric_series. */
   int (*metric_series_downsampled)(kp_store *s, const char *run_id, const char *name, int64_t max_points,
                                    kp_metric_point **out, size_t *n, int64_t *total);

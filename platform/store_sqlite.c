@@ -1654,30 +1654,47 @@ static int sq_metric_series_downsampled(kp_store *base, const char *run_id, cons
   if (max_points < 2) return kp_store_fail(KP_STORE_EINVAL, "max_points must be 2 or more (got %lld)", (long long)max_points);
   if (run_exists(s, run_id) <= 0) return -1;
   sqlite3_stmt *st;
-  if (prep(s, &st, "SELECT count(*) FROM metrics WHERE run_id=? AND name=?") != 0) return -1;
+  if (prep(s, &st, "SELECT count(*), min(step), max(step) FROM metrics WHERE run_id=? AND name=?") != 0) return -1;
   bind_text(st, 1, run_id);
   bind_text(st, 2, name);
   int r = row(s, st);
-  if (r > 0) *total = sqlite3_column_int64(st, 0);
+  int64_t lo = 0, hi = 0;
+  if (r > 0) {
+    *total = sqlite3_column_int64(st, 0);
+    lo = sqlite3_column_int64(st, 1);
+    hi = sqlite3_column_int64(st, 2);
+  }
   sqlite3_finalize(st);
   if (r < 0) return -1;
   if (*total == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no metric named '%s'", run_id, name);
-  /* each point's bucket by its rank in step order; in each bucket the
-   * lowest and the highest value (NaN, stored as NULL, ranks last both ways) */
-  int64_t buckets = *total <= max_points ? *total : max_points / 2;
-  if (prep(s, &st,
-           "WITH p AS (SELECT step, ts, value, id,"
-           "  (row_number() OVER (ORDER BY step, id) - 1) * ?3 / ?4 AS b"
-           "  FROM metrics WHERE run_id=?1 AND name=?2),"
-           " q AS (SELECT step, ts, value, id,"
-           "  row_number() OVER (PARTITION BY b ORDER BY value IS NULL, value, step, id) AS lo,"
-           "  row_number() OVER (PARTITION BY b ORDER BY value IS NULL, value DESC, step, id) AS hi FROM p)"
-           " SELECT step, ts, value FROM q WHERE lo=1 OR hi=1 ORDER BY step, id") != 0)
-    return -1;
+  /* buckets of equal step ranges, 'width' steps each (one bucket per point
+   * when there are no more than max_points); in each, the row of the lowest
+   * and the row of the highest value (SQLite gives a min() or max() query's
+   * other columns from that row; NaN, stored as NULL, only when the bucket
+   * has nothing else). Two passes over the series' index, no sort by value. */
+  int64_t width;
+  if (*total <= max_points) {
+    width = 1;
+  } else {
+    uint64_t span = (uint64_t)hi - (uint64_t)lo + 1, nb = (uint64_t)(max_points / 2);
+    width = (int64_t)(span / nb + (span % nb != 0));
+  }
+  const char *sql = *total <= max_points
+    ? "SELECT step, ts, value FROM metrics WHERE run_id=?1 AND name=?2 ORDER BY step, id"
+    : "SELECT step, ts, value FROM ("
+      " SELECT step, ts, value, id FROM (SELECT (step - ?3) / ?4 AS b, min(value) AS value, step, ts, id"
+      "  FROM metrics WHERE run_id=?1 AND name=?2 GROUP BY b)"
+      " UNION"
+      " SELECT step, ts, value, id FROM (SELECT (step - ?3) / ?4 AS b, max(value) AS value, step, ts, id"
+      "  FROM metrics WHERE run_id=?1 AND name=?2 GROUP BY b))"
+      " ORDER BY step, id";
+  if (prep(s, &st, sql) != 0) return -1;
   bind_text(st, 1, run_id);
   bind_text(st, 2, name);
-  sqlite3_bind_int64(st, 3, buckets);
-  sqlite3_bind_int64(st, 4, *total);
+  if (*total > max_points) {
+    sqlite3_bind_int64(st, 3, lo);
+    sqlite3_bind_int64(st, 4, width);
+  }
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
     if (GROW(*out, *n, cap, 64) != 0) { r = oom(); break; }
