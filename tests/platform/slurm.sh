@@ -19,7 +19,8 @@
 # A test that needs Slurm and finds it missing exits 77 (ctest: skipped, never
 # passed); scripts/install-deps.sh installs slurm-wlm and munge.
 #
-#   slurm_start            start the cluster (dies with the daemon's log if one does not come up)
+#   slurm_start            start the cluster (dies with the daemon's log if one does not come up);
+#                          lines in $SLURM_EXTRA_CONF are added to its slurm.conf
 #   slurm_stop             cancel every job, stop slurmd, slurmctld and munged (idempotent)
 #   slurm_stop_controller  stop slurmctld only (to test "controller down")
 #   slurm_wait_idle        wait (up to 20 s) until no job is pending or running
@@ -109,6 +110,7 @@ InactiveLimit=0
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 PartitionName=batch Nodes=localhost MaxTime=INFINITE State=UP
+${SLURM_EXTRA_CONF:-}
 EOF
 }
 
