@@ -344,7 +344,7 @@ static int partitions(char *list, size_t n, char *def, size_t dn, kp_slurm_err *
   }
   list[0] = def[0] = '\0';
   size_t used = 0;
-  for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+  for (char *save = NULL, *line = strtok_r(r.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     char name[128], isdef[16];
     if (field(line, "PartitionName", name, sizeof name) != 0) continue;
     if (field(line, "Default", isdef, sizeof isdef) == 0 && !strcmp(isdef, "YES")) snprintf(def, dn, "%s", name);
@@ -407,7 +407,7 @@ int kp_slurm_check(const char *partition, char *resolved, size_t n, kp_slurm_err
     while (*p == ',' || *p == ' ') p++;
   }
   char hint[600];
-  snprintf(hint, sizeof hint, "the partitions are: %s (see 'sinfo -s')", *list ? list : "none");
+  snprintf(hint, sizeof hint, "the partitions are: %.500s (see 'sinfo -s')", *list ? list : "none");
   return fail(e, KP_SLURM_ENOPARTITION, hint, "the Slurm partition '%s' does not exist", partition);
 }
 
@@ -604,9 +604,10 @@ static int sacct_job(const char *id, kp_slurm_job *j, char *by, size_t bn) {
   res r;
   if (run_cmd(argv, 60, &r, NULL) != 0) return -1;
   int rc = -1;
-  if (r.status == 0 && r.out[0] && strchr(r.out, '|')) {
-    char *line = strtok(r.out, "\n");
-    char *state = line, *ec = strchr(line, '|');
+  char *save = NULL, *line = r.status == 0 ? strtok_r(r.out, "\n", &save) : NULL;
+  char *ec = line ? strchr(line, '|') : NULL;
+  if (ec) {  /* the allocation's line: STATE|EXIT:SIG|NODES */
+    char *state = line;
     *ec++ = '\0';
     char *nodes = strchr(ec, '|');
     if (nodes) *nodes++ = '\0';
