@@ -16,7 +16,7 @@
 
 /* Where a slurm target's settings are kept until the store holds them. */
 static void slurm_settings_path(const kp_ws *ws, const char *name, char *out, size_t n) {
-  snprintf(out, n, "%s/computes/%s.json", ws->root, name);
+  kp_slurm_settings_path(ws->root, name, out, n);
 }
 
 static void slurm_report(const kp_slurm_err *e) {

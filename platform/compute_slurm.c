@@ -275,6 +275,10 @@ static int write_private(const char *path, const char *data, size_t len, mode_t 
   return fail(e, KP_SLURM_EIO, NULL, "cannot write %s: %s", path, strerror(saved));
 }
 
+void kp_slurm_settings_path(const char *ws_root, const char *name, char *out, size_t n) {
+  snprintf(out, n, "%s/computes/%s.json", ws_root, name);
+}
+
 int kp_slurm_target_save(const char *path, const kp_slurm_target *t, kp_slurm_err *e) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "type", "slurm");
@@ -376,6 +380,12 @@ int kp_slurm_check(const char *partition, char *resolved, size_t n, kp_slurm_err
     int nocfg = strstr(r.err, "configuration") != NULL;
     first_line(&r, line, sizeof line);
     res_free(&r);
+    if (nocfg && (strstr(line, "resolve_ctls_from_dns_srv") || strstr(line, "DNS SRV")))
+      return fail(e, KP_SLURM_ENOCONFIG,
+                  "set SLURM_CONF to the cluster's slurm.conf, or install it as /etc/slurm/slurm.conf",
+                  "Slurm is installed but not configured: no slurm.conf (SLURM_CONF is %s, /etc/slurm/slurm.conf "
+                  "does not exist) and no DNS SRV record names a controller",
+                  conf && *conf ? "set" : "not set");
     if (nocfg)
       return fail(e, KP_SLURM_ENOCONFIG,
                   "set SLURM_CONF to the cluster's slurm.conf, or install it as /etc/slurm/slurm.conf",

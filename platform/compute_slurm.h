@@ -52,6 +52,9 @@ int kp_slurm_time_ok(const char *t);
  * control characters, no double quote. */
 int kp_slurm_value_ok(const char *s, size_t max);
 
+/* The settings file of slurm target 'name' in workspace 'ws_root':
+ * ws_root/computes/NAME.json. */
+void kp_slurm_settings_path(const char *ws_root, const char *name, char *out, size_t n);
 /* Writes 't' as JSON to 'path' (mode 0600, replacing it atomically). */
 int kp_slurm_target_save(const char *path, const kp_slurm_target *t, kp_slurm_err *e);
 /* Reads what kp_slurm_target_save wrote. */

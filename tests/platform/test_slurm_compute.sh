@@ -80,6 +80,12 @@ assert_contains "$err" "kusari: error: Slurm is not installed here: 'sbatch' is 
 assert_contains "$err" "hint: install Slurm's client commands" "not installed: the hint"
 err="$(SLURM_CONF="$T/missing.conf" "$K" compute create s3 --type slurm 2>&1)"
 assert_contains "$err" "kusari: error: Slurm is installed but not configured: SLURM_CONF names $T/missing.conf" "no configuration: says so"
+if [ ! -e /etc/slurm/slurm.conf ]; then
+  err="$(env -u SLURM_CONF "$K" compute create s3 --type slurm 2>&1)"
+  assert_contains "$err" "kusari: error: Slurm is installed but not configured: no slurm.conf (SLURM_CONF is not set" "no slurm.conf at all: says so"
+else
+  echo "note: this machine has /etc/slurm/slurm.conf: the no-slurm.conf case is not tried"
+fi
 printf 'ClusterName=broken\n' >"$T/broken.conf"
 err="$(SLURM_CONF="$T/broken.conf" "$K" compute create s3 --type slurm 2>&1)"
 assert_contains "$err" "kusari: error: Slurm is installed but not configured" "a configuration without a controller: says so"
