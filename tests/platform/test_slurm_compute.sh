@@ -105,6 +105,9 @@ assert_eq "1" "$rc" "show, controller down: exit 1"
 assert_contains "$(jget "$js" 'j["slurm"]["error"]')" "the Slurm controller is down" "show --json, controller down: the error in the JSON"
 assert_contains "$(cat "$T/err")" "the Slurm controller is down" "show, controller down: the error on stderr"
 assert_eq "2" "$(sql "SELECT count(*) FROM computes")" "nothing recorded while Slurm was unavailable"
+err="$("$K" compute slurm-probe poll 1 2>&1)"; rc=$?
+assert_eq "1" "$rc" "poll, controller down: exit 1"
+assert_contains "$err" "kusari: error: the Slurm controller does not answer" "poll, controller down: says so (a supervisor retries later)"
 
 # ---- delete removes the settings ----
 run_ok "$K" compute delete s2 >/dev/null
