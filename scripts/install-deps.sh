@@ -31,6 +31,8 @@ PACKAGES=(
   dataset-fashion-mnist      # the reference data set (/usr/share/datasets/fashion-mnist)
   openmpi-bin libopenmpi-dev # MPI: kusari/comm.h's "mpi" communicator, mpirun (optional at build time)
   clang                      # libFuzzer targets of fuzz/ (scripts/fuzz.sh, the fuzzing stage of scripts/test.sh)
+  slurm-wlm                  # the slurm compute target's tests: slurmctld, slurmd and the client commands (tests/platform/slurm.sh)
+  munge                      # Slurm's authentication daemon, started by tests/platform/slurm.sh with its own key
 )
 
 missing=()

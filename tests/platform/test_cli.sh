@@ -69,7 +69,7 @@ expect_fail "newer than this kusari" $K --workspace "$T/ws3" workspace show
 # compute
 assert_contains "$(run_ok $K compute create cpu --type local --max-nodes 2)" "compute target cpu created" "compute create"
 expect_fail "already exists" $K compute create cpu
-expect_fail "unsupported --type 'slurm'" $K compute create c2 --type slurm
+expect_fail "unsupported --type 'kubernetes'" $K compute create c2 --type kubernetes
 expect_fail "--max-nodes must be an integer" $K compute create c2 --max-nodes 0
 expect_fail "--max-nodes must be an integer" $K compute create c2 --max-nodes two
 expect_fail "invalid name '../x'" $K compute create ../x
