@@ -31,6 +31,10 @@ PACKAGES=(
   dataset-fashion-mnist      # the reference data set (/usr/share/datasets/fashion-mnist)
   openmpi-bin libopenmpi-dev # MPI: kusari/comm.h's "mpi" communicator, mpirun (optional at build time)
   clang                      # libFuzzer targets of fuzz/ (scripts/fuzz.sh, the fuzzing stage of scripts/test.sh)
+  libjs-chart.js             # the web UI's charts (kusari server serves /usr/share/javascript/chart.js/chart.min.js)
+  chromium                   # the web UI's browser tests (tests/platform/test_ui.sh, headless)
+  chromium-driver            # WebDriver for chromium (test_ui.sh)
+  python3-selenium           # drives chromium in test_ui.sh (tests/platform/ui_browser.py)
 )
 
 missing=()
