@@ -26,7 +26,7 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 const main = () => document.getElementById('main');
-function show(...nodes) { const m = main(); m.replaceChildren(...nodes); }
+function show(...nodes) { main().replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined)); }
 function fmtNum(v) {
   if (v === null || v === undefined) return '';
   if (typeof v === 'string') return v;  // "NaN", "Infinity"
@@ -82,7 +82,11 @@ function failed(e) {
     location.hash = '#/login';
     return;
   }
-  if (e instanceof ApiError && e.status === 0) banner(e.message);
+  if (e instanceof ApiError && e.status === 0) {
+    banner(e.message);
+    show(el('p', { class: 'muted' }, 'Nothing to show without the server. Reload the page once it is back.'));
+    return;
+  }
   show(errorBox(e && e.message ? e.message : String(e)));
 }
 function banner(msg) {
@@ -353,14 +357,14 @@ async function runPage(id) {
   let run = await api('runs/' + enc(id), sig);
   const header = el('div', {});
   const renderHeader = () => {
-    header.replaceChildren(
+    header.replaceChildren(...[
       el('h1', {}, 'Run ', el('span', { id: 'run-id' }, run.id), ' ', statusBadge(run.status)),
       el('p', { class: 'muted' }, 'experiment ', el('a', { href: '#/runs?experiment=' + enc(run.experiment) }, run.experiment),
         ` · compute ${run.compute} · entry ${run.entry} · duration ${fmtDuration(run.duration_s)}`,
         run.exit_code !== null ? ` · exit code ${run.exit_code}` : '',
         run.parent ? [' · child of ', el('a', { href: '#/sweep/' + enc(run.parent) }, run.parent)] : ''),
       timeline(run),
-      run.error ? el('div', { class: 'error', id: 'run-error' }, run.error) : null);
+      run.error ? el('div', { class: 'error', id: 'run-error' }, run.error) : null].filter(Boolean));
   };
   renderHeader();
   const cards = el('div', { class: 'grid', id: 'charts' });
@@ -471,6 +475,7 @@ async function sweepPage(id) {
   const run = await api('runs/' + enc(id), sig);
   const kids = await api(`runs?parent=${enc(id)}&max_results=1000&order_by=created asc`, sig);
   const best = run.tags ? run.tags.best_child_run_id : null;
+  const grid = el('div', { class: 'grid', id: 'sweep-chart' });
   const rows = kids.runs.map((r) => el('tr', { 'data-run': r.id, class: r.id === best ? 'best' : '' },
     el('td', { class: 'num' }, r.tags && r.tags.sweep_index !== undefined ? r.tags.sweep_index : ''),
     el('td', {}, runLink(r.id), r.id === best ? ' ★ best' : ''), el('td', {}, statusBadge(r.status)),
@@ -478,11 +483,21 @@ async function sweepPage(id) {
     el('td', { class: 'decision' }, r.status === 'Canceled' ? (r.error || 'canceled') : '')));
   show(el('h1', {}, 'Sweep ', run.id, ' ', statusBadge(run.status)),
     el('p', { class: 'muted' }, `experiment ${run.experiment} · ${kids.runs.length} children`,
-      best ? [' · best child ', runLink(best), ` (${run.tags.best_metric_value})`] : ''),
+      best ? [' · best child ', runLink(best), ` (${fmtNum(parseFloat(run.tags.best_metric_value))})`] : ''),
     el('div', { class: 'note' }, 'The API does not serve the sweep\'s search space and policy yet: see `kusari sweep show ' + run.id + '` on the server machine.'),
     el('table', { id: 'sweep-children' }, el('thead', {}, el('tr', {}, ['#', 'child', 'status', 'arguments', 'duration', 'decision (early termination)'].map((h) => el('th', {}, h)))),
       el('tbody', {}, rows)),
-    el('p', {}, el('a', { href: '#/runs?parent=' + enc(run.id) }, 'These children in a runs table (metric columns, compare)')));
+    el('p', {}, el('a', { href: '#/runs?parent=' + enc(run.id) }, 'These children in a runs table (metric columns, compare)')),
+    el('h2', {}, 'Every child\'s metric in one chart'), grid);
+  // the children's metric (the first name; kusari sweep show names the primary one)
+  const ids = kids.runs.map((r) => r.id);
+  const details = await Promise.all(ids.slice(0, 50).map((k) => api('runs/' + enc(k), sig)));
+  const names = [...new Set(details.flatMap((r) => Object.keys(r.metrics || {})))].sort();
+  if (names.length && page.alive) {
+    const mc = metricCard(ids.slice(0, 50), names[0], ids.slice(0, 50));
+    grid.appendChild(mc.card);
+    await mc.refresh();
+  }
 }
 
 // ---- models, services ------------------------------------------------------------------------------

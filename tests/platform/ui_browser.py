@@ -112,11 +112,11 @@ try:
     # --- login: a wrong token refused, then the right one ---------------------------------
     d.get(URL + "/")
     wait(lambda: css("#login-form"), "the login page shows without a token")
-    shot("login")
     css("#token")[0].send_keys("kst_" + "0" * 64)
     css("#signin")[0].click()
     wait(lambda: "refused this token" in text("#login-message"), "a wrong token is refused with a clear message")
     check("unknown or revoked token" in text("#login-message"), "the message says why (the server's text)", text("#login-message"))
+    shot("login")
     check(d.execute_script("return sessionStorage.getItem('kusari.token')") is None, "a refused token is not kept")
     css("#token")[0].clear()
     css("#token")[0].send_keys(TOKEN)
@@ -173,6 +173,7 @@ try:
     t1 = text("#log").count("tick")
     wait(lambda: text("#log").count("tick") > t1, "the log tail grows while the run is active", 15)
     check(len(css(card + " canvas")) == 1, "one chart per metric, drawn on a canvas")
+    check("null" not in text("#main"), "no stray 'null' on the run page")
     check("Running" in text("#timeline") and "Queued" in text("#timeline"), "the lifecycle timeline")
     shot("run")
 
@@ -221,6 +222,8 @@ try:
     check(rule in cr["decision"], "its decision shows the policy's rule and numbers", "%r not in %r" % (rule, cr["decision"]))
     best = [r for r, v in rows.items() if "best" in v["cls"]]
     check(len(best) == 1 and best[0] != canceled_id, "the best child is marked", repr(best))
+    wait(lambda: attr("#sweep-chart div[data-chart='acc']", "data-points") not in (None, "0"), "the children's acc curves in one chart")
+    check("null" not in text("#main"), "no stray 'null' on the page")
     shot("sweep")
 
     # --- models -----------------------------------------------------------------------------------------
@@ -234,6 +237,7 @@ try:
     time.sleep(1.5)
     go("#/experiments")
     wait(lambda: "Cannot reach the kusari server" in text("#banner"), "an unreachable server gives a clear message")
+    shot("unreachable")
     no_alert("no script from the data ran at all")
 finally:
     d.quit()
