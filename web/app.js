@@ -250,7 +250,7 @@ async function runsPage(params) {
   show(el('h1', {}, parent ? 'Children of run ' + parent : 'Runs of ' + exp),
     detail ? el('p', { class: 'muted' }, `${detail.runs} runs, ${detail.sweeps} sweeps; last activity ${detail.last_activity || '—'}`) : null,
     chips, filterForm, listError ? errorBox('The server refused the filter: ' + listError.message) : null,
-    el('table', { id: 'runs' }, el('thead', {}, el('tr', {}, head)), el('tbody', {}, body)), pager);
+    el('table', { id: 'runs', 'data-order': order, 'data-page': offset }, el('thead', {}, el('tr', {}, head)), el('tbody', {}, body)), pager);
 }
 
 // ---- charts ----------------------------------------------------------------------------

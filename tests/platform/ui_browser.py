@@ -78,6 +78,12 @@ def no_alert(what):
         ok(what)
 
 
+def click(sel):
+    """clicks the element now in the page (one script: the page may redraw between two WebDriver calls)"""
+    if not d.execute_script("const e = document.querySelector(arguments[0]); if (!e) return false; e.click(); return true;", sel):
+        fail("nothing to click at " + sel)
+
+
 def go(hash_):
     d.execute_script("location.hash = arguments[0]", hash_)
 
@@ -113,14 +119,14 @@ try:
     d.get(URL + "/")
     wait(lambda: css("#login-form"), "the login page shows without a token")
     css("#token")[0].send_keys("kst_" + "0" * 64)
-    css("#signin")[0].click()
+    click("#signin")
     wait(lambda: "refused this token" in text("#login-message"), "a wrong token is refused with a clear message")
     check("unknown or revoked token" in text("#login-message"), "the message says why (the server's text)", text("#login-message"))
     shot("login")
     check(d.execute_script("return sessionStorage.getItem('kusari.token')") is None, "a refused token is not kept")
     css("#token")[0].clear()
     css("#token")[0].send_keys(TOKEN)
-    css("#signin")[0].click()
+    click("#signin")
     wait(lambda: css("#experiments"), "signed in: the experiments page")
     check(d.execute_script("return sessionStorage.getItem('kusari.token')") == TOKEN, "the token is kept in sessionStorage")
     check(TOKEN not in d.current_url, "the token is not in the URL")
@@ -142,17 +148,19 @@ try:
     check(not css("#runs img"), "no <img> element was made from the tag")
     no_alert("the tag's onerror script did not run (runs table)")
 
-    css("th[data-sort='metrics.loss']")[0].click()
-    wait(lambda: "order=metrics.loss" in d.current_url and order()[-2:] == [B, A], "sorted by loss, descending: C, B, A")
-    check(order()[0] == C, "the active run with the largest loss first", repr(order()))
-    css("th[data-sort='metrics.loss']")[0].click()
-    wait(lambda: order() == [A, B, C], "sorted by loss, ascending: A, B, C")
+    click("th[data-sort='metrics.loss']")
+    wait(lambda: attr("#runs", "data-order") == "metrics.loss desc", "the table redrawn sorted by loss, descending")
+    check(order() == [C, B, A], "sorted by loss, descending: the active run (largest loss), B, A", repr(order()))
+    click("th[data-sort='metrics.loss']")
+    wait(lambda: attr("#runs", "data-order") == "metrics.loss asc", "the table redrawn sorted by loss, ascending")
+    check(order() == [A, B, C], "sorted by loss, ascending: A, B, C", repr(order()))
     check("cols=loss" in d.current_url, "the chosen columns are kept in the URL", d.current_url)
     d.refresh()
-    wait(lambda: order() == [A, B, C] and css("td[data-metric='loss']"), "after a reload: the same columns and order")
+    wait(lambda: attr("#runs", "data-order") == "metrics.loss asc" and css("td[data-metric='loss']"), "after a reload: the same columns and order")
+    check(order() == [A, B, C], "after a reload: A, B, C", repr(order()))
     shot("runs")
     css("#filter")[0].send_keys(E["UI_FILTER"])
-    css("#filter-form button[type=submit]")[0].click()
+    click("#filter-form button[type=submit]")
     fbody = json.load(open(E["UI_FILTER_BODY"]))
     if E["UI_FILTER_CODE"] == "400":
         msg = fbody["error"]["message"]
@@ -193,8 +201,8 @@ try:
     go("#/runs?experiment=ui&cols=loss")
     wait(lambda: len(css("#runs tbody tr")) == 3, "the runs table again")
     for r in (A, B):
-        css("input[type=checkbox][data-run='%s']" % r)[0].click()
-    css("#compare")[0].click()
+        click("input[type=checkbox][data-run='%s']" % r)
+    click("#compare")
     wait(lambda: css("#compare-table"), "the compare page")
     head = text("#compare-table thead")
     check(A in head and B in head, "compare shows both runs", head)
