@@ -24,13 +24,14 @@ int kp_cmd_server(int argc, char **argv);
 static const char server_help[] =
   "usage: kusari server [--host H] [--port P] [--workers N] [--no-auth]\n"
   "                     [--max-body BYTES] [--timeout S]\n"
+  "                     [--web-root DIR] [--chartjs FILE]\n"
   "       kusari server token create NAME [--read-only]\n"
   "       kusari server token list [--json]\n"
   "       kusari server token revoke NAME\n"
   "\n"
   "Serves the workspace over HTTP: the JSON API under /api/v1 (experiments,\n"
   "runs, metrics, logs, files, tags, models, compute targets), described in\n"
-  "docs/openapi.json and docs/SERVER.md. Runs in the foreground until SIGTERM\n"
+  "docs/openapi.json and docs/SERVER.md, and the web UI at / (docs/UI.md). Runs in the foreground until SIGTERM\n"
   "or SIGINT (Ctrl-C). The first line it prints is its URL.\n"
   "\n"
   "Every request needs 'Authorization: Bearer TOKEN' with a token made by\n"
@@ -44,6 +45,10 @@ static const char server_help[] =
   "  --no-auth         no tokens needed (loopback hosts only)\n"
   "  --max-body BYTES  largest request body (default 16777216); larger: 413\n"
   "  --timeout S       seconds a connection may stay idle (default 60)\n"
+  "  --web-root DIR    the web UI's files, served at / (default: share/kusari/web\n"
+  "                    next to the program, else the source tree's web/; docs/UI.md)\n"
+  "  --chartjs FILE    Chart.js for the UI's charts (default: Debian's libjs-chart.js,\n"
+  "                    /usr/share/javascript/chart.js/chart.min.js)\n"
   "\n"
   "Example:\n"
   "  kusari server token create ci            # prints the secret once\n"
@@ -178,17 +183,20 @@ static int loopback(const char *host) {
 static int serve(int argc, char **argv) {
   const char *cmd = "server";
   const char *host = "127.0.0.1", *port = NULL, *workers = NULL, *max_body = NULL, *timeout = NULL;
+  const char *web_root = NULL, *chartjs = NULL;
   int no_auth = 0;
   kp_opt opts[] = {{.name = "host", .val = &host},         {.name = "port", .val = &port},
                    {.name = "workers", .val = &workers},   {.name = "no-auth", .flag = &no_auth},
                    {.name = "max-body", .val = &max_body}, {.name = "timeout", .val = &timeout},
+                   {.name = "web-root", .val = &web_root}, {.name = "chartjs", .val = &chartjs},
                    {0}};
   const char *pos[1];
   int np = 0;
   if (kp_parse(cmd, argc, argv, opts, pos, &np, 1, NULL)) return 2;
   if (np) return kp_usage_err(cmd, "unexpected argument '%s' (the subcommand is 'token')", pos[0]);
   kp_server_opts o = {.host = host, .port = DEFAULT_PORT, .workers = DEFAULT_WORKERS, .no_auth = no_auth,
-                      .max_body = (size_t)DEFAULT_MAX_BODY, .timeout = DEFAULT_TIMEOUT};
+                      .max_body = (size_t)DEFAULT_MAX_BODY, .timeout = DEFAULT_TIMEOUT,
+                      .web_root = web_root, .chartjs = chartjs};
   long long v;
   if (port) {
     if (kp_parse_int(port, &v) != 0 || v < 0 || v > 65535) return kp_usage_err(cmd, "--port must be 0 to 65535");

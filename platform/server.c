@@ -23,6 +23,7 @@
  */
 #include "server.h"
 #include "server_api.h"
+#include "server_web.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -478,6 +479,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
   if (r->refuse) return refusal(c, r);
   if (r->too_big)
     return srv_error(c, 413, "too_large", "the body is over this server's limit of %zu bytes (--max-body)", G.max_body);
+  if (srv_web_wants(url)) return srv_web(c, url, method);  /* the web UI's files (server_web.c) */
   srv_route rt;
   unsigned miss = srv_match(url, method, &rt);
   if (miss == 404)
@@ -557,6 +559,7 @@ int kp_server_serve(kp_ws *ws, const kp_server_opts *o) {
     kp_hint("use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)");
     return 2;
   }
+  if (srv_web_setup(o->web_root, o->chartjs) != 0) return 2;
   if (watchdog_start(G.body_deadline) != 0) return kp_err("cannot start the connections' watchdog"), 1;
   if (pthread_create(&G.ticker, NULL, ticker, NULL) != 0) {
     watchdog_stop();
@@ -584,6 +587,9 @@ int kp_server_serve(kp_ws *ws, const kp_server_opts *o) {
   fflush(stdout);
   srv_log("serving workspace %s on http://%s:%d/api/v1 (%d workers, auth %s, body limit %zu bytes, timeout %d s)",
           ws->root, o->host, port, o->workers, G.auth ? "on" : "off", G.max_body, o->timeout);
+  srv_log("web UI at http://%s:%d/ (files %s, Chart.js %s)", o->host, port,
+          srv_web_root()[0] ? srv_web_root() : "not found: --web-root DIR",
+          srv_web_chartjs()[0] ? srv_web_chartjs() : "not found: --chartjs FILE");
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;

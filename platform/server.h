@@ -16,6 +16,8 @@ typedef struct kp_server_opts {
   int no_auth;       /* loopback hosts only (checked by the caller) */
   size_t max_body;   /* bytes of a request body */
   int timeout;       /* seconds a connection may be idle */
+  const char *web_root;  /* the web UI's files; NULL: found (server_web.c) */
+  const char *chartjs;   /* Chart.js; NULL: Debian's libjs-chart.js */
 } kp_server_opts;
 
 /* Serves workspace 'ws' until SIGTERM or SIGINT; prints the URL as the first

@@ -33,6 +33,10 @@ PACKAGES=(
   clang                      # libFuzzer targets of fuzz/ (scripts/fuzz.sh, the fuzzing stage of scripts/test.sh)
   slurm-wlm                  # the slurm compute target's tests: slurmctld, slurmd and the client commands (tests/platform/slurm.sh)
   munge                      # Slurm's authentication daemon, started by tests/platform/slurm.sh with its own key
+  libjs-chart.js             # the web UI's charts (kusari server serves /usr/share/javascript/chart.js/chart.min.js)
+  chromium                   # the web UI's browser tests (tests/platform/test_ui.sh, headless)
+  chromium-driver            # WebDriver for chromium (test_ui.sh)
+  python3-selenium           # drives chromium in test_ui.sh (tests/platform/ui_browser.py)
 )
 
 missing=()

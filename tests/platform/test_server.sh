@@ -131,7 +131,7 @@ body="$(api GET experiments/nope)";        assert_eq "404 not_found" "$(code) $(
 body="$(api GET models/nope)";             assert_eq "404 not_found" "$(code) $(err_code "$body")" "an unknown model: 404"
 body="$(api GET models/m1/versions/9)";    assert_eq "404 not_found" "$(code) $(err_code "$body")" "an unknown version: 404"
 body="$(api GET nothing/here)";            assert_eq "404 not_found" "$(code) $(err_code "$body")" "an unknown path: 404"
-body="$(curl -s -w ' %{http_code}' "$URL/")"; assert_eq "404 not_found" "${body##* } $(err_code "${body% *}")" "outside /api/v1: 404 JSON"
+body="$(curl -s -w ' %{http_code}' "$URL/no/such/page")"; assert_eq "404 not_found" "${body##* } $(err_code "${body% *}")" "outside /api/v1 (and not a file of the web UI): 404 JSON"
 body="$(api DELETE runs)";                 assert_eq "405 method_not_allowed" "$(code) $(err_code "$body")" "a wrong method: 405"
 assert_contains "$(curl -s -X POST -H "Authorization: Bearer $TOK" "$URL/api/v1/runs/$A/tags/k" -o /dev/null -D - | tr -d '\r')" "Allow: PUT, DELETE" "405 says the allowed methods (Allow)"
 

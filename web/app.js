@@ -1,0 +1,527 @@
+// web/app.js — kusari's web UI (docs/UI.md): one page, routed by the URL's
+// hash, that reads everything from the server's /api/v1 with the token the
+// user signed in with (kept in sessionStorage, sent as a Bearer header).
+// Whatever comes from the store (names, tags, arguments, errors, logs) is
+// put in the page as text (textContent), never as markup.
+'use strict';
+
+const TOKEN_KEY = 'kusari.token';
+const PAGE_SIZE = 25;
+const SERIES_POINTS = 1000;
+let page = { alive: false, charts: [] };  // the current page's live loops and charts
+
+// ---- helpers -------------------------------------------------------------------
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const k of kids.flat()) {
+    if (k === null || k === undefined) continue;
+    e.appendChild(k instanceof Node ? k : document.createTextNode(String(k)));
+  }
+  return e;
+}
+const main = () => document.getElementById('main');
+function show(...nodes) { main().replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined)); }
+function fmtNum(v) {
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'string') return v;  // "NaN", "Infinity"
+  if (Number.isInteger(v)) return String(v);
+  return Math.abs(v) >= 1e5 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(4) : String(+v.toPrecision(6));
+}
+function fmtDuration(s) {
+  if (s === null || s === undefined) return '';
+  if (s < 60) return s.toFixed(1) + ' s';
+  if (s < 3600) return Math.floor(s / 60) + ' min ' + Math.round(s % 60) + ' s';
+  return Math.floor(s / 3600) + ' h ' + Math.round((s % 3600) / 60) + ' min';
+}
+function statusBadge(s) { return el('span', { class: 'status ' + s, 'data-status': s }, s); }
+function runLink(id) { return el('a', { href: '#/run/' + encodeURIComponent(id) }, id); }
+function enc(s) { return encodeURIComponent(s); }
+function encPath(p) { return p.split('/').map(encodeURIComponent).join('/'); }
+function ended(status) { return ['Completed', 'Failed', 'Canceled'].includes(status); }
+function errorBox(msg) { return el('div', { class: 'error', role: 'alert' }, msg); }
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+// ---- the API ----------------------------------------------------------------------
+class ApiError extends Error {
+  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+}
+function token() { return sessionStorage.getItem(TOKEN_KEY) || ''; }
+
+async function request(path, opts = {}) {
+  const headers = Object.assign({}, opts.headers || {});
+  if (token()) headers['Authorization'] = 'Bearer ' + token();
+  let resp;
+  try {
+    resp = await fetch('/api/v1/' + path, { method: opts.method || 'GET', headers, body: opts.body, signal: opts.signal });
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    throw new ApiError(0, 'unreachable', 'Cannot reach the kusari server at ' + location.origin +
+      '. Is `kusari server` still running? (' + e.message + ')');
+  }
+  if (!resp.ok) {
+    let code = 'http_' + resp.status, msg = resp.status + ' ' + resp.statusText;
+    try { const j = await resp.json(); if (j && j.error) { code = j.error.code; msg = j.error.message; } } catch (_) { /* not JSON */ }
+    throw new ApiError(resp.status, code, msg);
+  }
+  return resp;
+}
+async function api(path, opts) { return (await request(path, opts)).json(); }
+
+// a failure of a page's request: a refused token goes back to the login page
+function failed(e) {
+  if (e && e.name === 'AbortError') return;
+  if (e instanceof ApiError && e.status === 401) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.setItem('kusari.login_message', 'The server refused the token: ' + e.message);
+    location.hash = '#/login';
+    return;
+  }
+  if (e instanceof ApiError && e.status === 0) {
+    banner(e.message);
+    show(el('p', { class: 'muted' }, 'Nothing to show without the server. Reload the page once it is back.'));
+    return;
+  }
+  show(errorBox(e && e.message ? e.message : String(e)));
+}
+function banner(msg) {
+  const b = document.getElementById('banner');
+  b.textContent = msg || '';
+  b.hidden = !msg;
+}
+
+// ---- routing ------------------------------------------------------------------------
+function parseHash() {
+  const h = location.hash.replace(/^#\/?/, '');
+  const q = h.indexOf('?');
+  const path = (q >= 0 ? h.slice(0, q) : h).split('/').map(decodeURIComponent);
+  const params = new URLSearchParams(q >= 0 ? h.slice(q + 1) : '');
+  return { path, params };
+}
+function setHash(path, params) {
+  const qs = params ? params.toString() : '';
+  location.hash = '#/' + path + (qs ? '?' + qs : '');
+}
+
+async function route() {
+  page.alive = false;
+  if (page.abort) page.abort.abort();
+  for (const c of page.charts) c.destroy();
+  page = { alive: true, charts: [], abort: new AbortController() };
+  banner('');
+  const { path, params } = parseHash();
+  document.getElementById('logout').hidden = !token();
+  if (path[0] === 'login') return loginPage();
+  if (!token()) { location.hash = '#/login'; return; }
+  try {
+    switch (path[0]) {
+      case '': case 'experiments': return await experimentsPage();
+      case 'runs': return await runsPage(params);
+      case 'run': return await runPage(path[1]);
+      case 'compare': return await comparePage(params);
+      case 'sweep': return await sweepPage(path[1]);
+      case 'models': return await modelsPage();
+      case 'services': return servicesPage();
+      default: show(errorBox('No such page: ' + location.hash));
+    }
+  } catch (e) { failed(e); }
+}
+
+// ---- login ---------------------------------------------------------------------------
+function loginPage() {
+  const msg = sessionStorage.getItem('kusari.login_message');
+  sessionStorage.removeItem('kusari.login_message');
+  const input = el('input', { type: 'password', id: 'token', autocomplete: 'off', placeholder: 'kst_…' });
+  const out = el('div', { id: 'login-message' });
+  if (msg) out.appendChild(errorBox(msg));
+  const form = el('form', { class: 'login', id: 'login-form' },
+    el('h1', {}, 'Sign in to kusari'),
+    el('p', { class: 'muted' }, 'Paste an API token (made with `kusari server token create NAME`). It is kept for this browser tab only.'),
+    el('label', { for: 'token' }, 'Token'), input,
+    el('button', { class: 'primary', type: 'submit', id: 'signin' }, 'Sign in'), out);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    out.replaceChildren();
+    const t = input.value.trim();
+    if (!t) { out.appendChild(errorBox('Enter a token.')); return; }
+    sessionStorage.setItem(TOKEN_KEY, t);
+    try {
+      await api('health');
+      location.hash = '#/';
+    } catch (e) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      out.appendChild(errorBox(e.status === 401 ? 'The server refused this token: ' + e.message : e.message));
+    }
+  });
+  show(form);
+  input.focus();
+}
+
+// ---- experiments ------------------------------------------------------------------------
+async function experimentsPage() {
+  const j = await api('experiments', { signal: page.abort.signal });
+  const rows = j.experiments.map((x) => el('tr', { 'data-experiment': x.name },
+    el('td', {}, el('a', { href: '#/runs?experiment=' + enc(x.name) }, x.name)),
+    el('td', { class: 'num' }, x.runs), el('td', { class: 'num' }, x.active), el('td', { class: 'num' }, x.completed),
+    el('td', { class: 'num' }, x.failed), el('td', { class: 'num' }, x.canceled), el('td', {}, x.last_run || '')));
+  show(el('h1', {}, 'Experiments'),
+    rows.length ? el('table', { id: 'experiments' },
+      el('thead', {}, el('tr', {}, ['experiment', 'runs', 'active', 'completed', 'failed', 'canceled', 'last activity'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, rows))
+      : el('p', { class: 'muted' }, 'No experiments yet: submit a run with `kusari run submit`.'));
+}
+
+// ---- runs table ------------------------------------------------------------------------
+const SORT_KEYS = { id: 'id', status: 'status', started: 'started', duration: 'duration' };
+
+async function runsPage(params) {
+  const exp = params.get('experiment') || '';
+  const cols = (params.get('cols') || '').split(',').filter(Boolean);
+  const order = params.get('order') || '';
+  const filter = params.get('filter') || '';
+  const offset = parseInt(params.get('page') || '0', 10) || 0;
+  const parent = params.get('parent') || '';
+  const go = (changes) => {
+    const p = new URLSearchParams(params);
+    for (const [k, v] of Object.entries(changes)) { if (v === '' || v === null) p.delete(k); else p.set(k, v); }
+    setHash('runs', p);
+  };
+  const detail = exp ? await api('experiments/' + enc(exp), { signal: page.abort.signal }) : null;
+  const q = new URLSearchParams();
+  if (exp) q.set('experiment', exp);
+  if (parent) q.set('parent', parent);
+  q.set('max_results', PAGE_SIZE);
+  if (offset) q.set('page_token', offset);
+  if (cols.length) q.set('metrics', cols.join(','));
+  if (order) q.set('order_by', order);
+  if (filter) q.set('filter', filter);
+  let list = null, listError = null;
+  try { list = await api('runs?' + q.toString(), { signal: page.abort.signal }); } catch (e) {
+    if (e.status === 400) listError = e; else throw e;
+  }
+  // metric columns to choose from
+  const chips = el('div', { class: 'controls', id: 'metric-chips' }, el('span', { class: 'muted' }, 'Metric columns:'),
+    (detail ? detail.metrics : []).map((m) => el('span', {
+      class: 'chip' + (cols.includes(m.name) ? ' on' : ''), 'data-metric': m.name,
+      onclick: () => go({ cols: (cols.includes(m.name) ? cols.filter((c) => c !== m.name) : cols.concat([m.name])).join(','), page: '' }),
+    }, m.name)));
+  const filterInput = el('input', { type: 'text', class: 'wide', id: 'filter', value: filter,
+    placeholder: "metrics.loss < 0.5 and status = 'Completed'" });
+  const filterForm = el('form', { class: 'controls', id: 'filter-form' }, el('label', { for: 'filter' }, 'Filter'), filterInput,
+    el('button', { type: 'submit' }, 'Apply'), filter ? el('button', { type: 'button', onclick: () => go({ filter: '', page: '' }) }, 'Clear') : null);
+  filterForm.addEventListener('submit', (ev) => { ev.preventDefault(); go({ filter: filterInput.value.trim(), page: '' }); });
+  const selected = new Set();
+  const compareBtn = el('button', { type: 'button', id: 'compare', disabled: true, onclick: () => {
+    const p = new URLSearchParams({ runs: [...selected].join(',') });
+    if (cols[0]) p.set('metric', cols[0]);
+    setHash('compare', p);
+  } }, 'Compare selected');
+  const head = [];
+  const sortable = (label, key) => {
+    const [cur, dir] = order.split(' ');
+    const mark = cur === key ? (dir === 'asc' ? ' ▲' : ' ▼') : '';
+    return el('th', { class: 'sortable', 'data-sort': key, onclick: () => go({ order: key + (cur === key && dir !== 'asc' ? ' asc' : ' desc'), page: '' }) }, label + mark);
+  };
+  head.push(el('th', {}, ''), sortable('run', SORT_KEYS.id), sortable('status', SORT_KEYS.status), sortable('started', SORT_KEYS.started),
+    sortable('duration', SORT_KEYS.duration), el('th', {}, 'arguments'), el('th', {}, 'tags'));
+  for (const c of cols) head.push(sortable(c, 'metrics.' + c));
+  const body = (list ? list.runs : []).map((r) => {
+    const cb = el('input', { type: 'checkbox', 'data-run': r.id, onchange: () => {
+      if (cb.checked) selected.add(r.id); else selected.delete(r.id);
+      compareBtn.disabled = selected.size < 2;
+    } });
+    const tags = Object.entries(r.tags || {}).map(([k, v]) => k + '=' + v).join(' ');
+    return el('tr', { 'data-run': r.id },
+      el('td', {}, cb), el('td', {}, runLink(r.id)), el('td', {}, statusBadge(r.status)), el('td', {}, r.started || ''),
+      el('td', { class: 'num' }, fmtDuration(r.duration_s)), el('td', { class: 'kv' }, (r.arguments || []).join(' ')),
+      el('td', { class: 'kv' }, tags),
+      cols.map((c) => el('td', { class: 'num', 'data-metric': c }, fmtNum(r.metrics ? r.metrics[c] : null))));
+  });
+  const pager = el('div', { class: 'controls' },
+    el('button', { type: 'button', id: 'prev', disabled: offset === 0, onclick: () => go({ page: Math.max(0, offset - PAGE_SIZE) || '' }) }, '← Previous'),
+    el('span', { class: 'muted' }, list ? `runs ${list.runs.length ? offset + 1 : 0}–${offset + list.runs.length}` : ''),
+    el('button', { type: 'button', id: 'next', disabled: !(list && list.next_page_token), onclick: () => go({ page: list.next_page_token }) }, 'Next →'),
+    compareBtn);
+  show(el('h1', {}, parent ? 'Children of run ' + parent : 'Runs of ' + exp),
+    detail ? el('p', { class: 'muted' }, `${detail.runs} runs, ${detail.sweeps} sweeps; last activity ${detail.last_activity || '—'}`) : null,
+    chips, filterForm, listError ? errorBox('The server refused the filter: ' + listError.message) : null,
+    el('table', { id: 'runs', 'data-order': order, 'data-page': offset }, el('thead', {}, el('tr', {}, head)), el('tbody', {}, body)), pager);
+}
+
+// ---- charts ----------------------------------------------------------------------------
+function smooth(ys, w) {
+  if (!w) return ys;
+  const out = [];
+  let acc = 0, n = 0;
+  for (const y of ys) {
+    if (!Number.isFinite(y)) { out.push(y); continue; }
+    acc = acc * w + (1 - w) * y;
+    n++;
+    out.push(acc / (1 - Math.pow(w, n)));  // debiased, as an exponential moving average starting at 0
+  }
+  return out;
+}
+const COLORS = ['#2f6fd6', '#d6452f', '#1f8a4c', '#b7791f', '#7b3fbf', '#0f8c8c', '#c2185b', '#5d6d7e'];
+
+// one chart of one or more series: {label, points}; opts: {x: 'step'|'time', log, smoothing}
+function drawChart(canvas, series, opts) {
+  if (typeof Chart === 'undefined') return null;
+  const datasets = series.map((s, i) => {
+    const pts = s.points.filter((p) => typeof p.value === 'number');
+    const t0 = pts.length ? pts[0].timestamp : 0;
+    const xs = pts.map((p) => (opts.x === 'time' ? p.timestamp - t0 : p.step));
+    const ys = smooth(pts.map((p) => p.value), opts.smoothing);
+    return { label: s.label, data: xs.map((x, k) => ({ x, y: ys[k] })), borderColor: COLORS[i % COLORS.length],
+      backgroundColor: COLORS[i % COLORS.length], borderWidth: 1.5, pointRadius: pts.length > 60 ? 0 : 2, tension: 0 };
+  });
+  const config = {
+    type: 'line', data: { datasets },
+    options: { animation: false, parsing: false, normalized: true, responsive: true, maintainAspectRatio: false,
+      plugins: { legend: { display: series.length > 1 } },
+      scales: { x: { type: 'linear', title: { display: true, text: opts.x === 'time' ? 'seconds since the first point' : 'step' } },
+        y: { type: opts.log ? 'logarithmic' : 'linear' } } },
+  };
+  const c = new Chart(canvas, config);
+  page.charts.push(c);
+  return c;
+}
+
+// a card with a metric's chart and its controls; refresh() fetches the series again
+function metricCard(runIds, name, labels) {
+  const canvas = el('canvas', {});
+  const state = { x: 'step', log: false, smoothing: 0 };
+  const info = el('span', { class: 'muted' });
+  const card = el('div', { class: 'card', 'data-chart': name, 'data-points': '0' });
+  let chart = null, series = [];
+  const redraw = () => {
+    if (chart) { chart.destroy(); page.charts = page.charts.filter((c) => c !== chart); }
+    chart = drawChart(canvas, series, state);
+    const n = series.reduce((a, s) => a + s.points.length, 0);
+    card.setAttribute('data-points', String(n));
+    info.textContent = series.map((s) => `${s.points.length} of ${s.total} points` + (s.downsampled ? ' (downsampled, min/max kept)' : '')).join('; ');
+    if (!chart) info.textContent += ' — Chart.js is not available (apt-get install libjs-chart.js, or --chartjs FILE)';
+  };
+  const refresh = async () => {
+    series = await Promise.all(runIds.map(async (id, i) => {
+      try {
+        const j = await api(`runs/${enc(id)}/metrics/${encPath(name)}?max_points=${SERIES_POINTS}`, { signal: page.abort.signal });
+        return { label: labels[i], points: j.points, total: j.total_points, downsampled: j.downsampled };
+      } catch (e) {
+        if (e.status === 404) return { label: labels[i], points: [], total: 0, downsampled: false };
+        throw e;
+      }
+    }));
+    if (page.alive) redraw();
+  };
+  const xSel = el('select', { onchange: () => { state.x = xSel.value; redraw(); } },
+    el('option', { value: 'step' }, 'x: step'), el('option', { value: 'time' }, 'x: wall time'));
+  const logBox = el('input', { type: 'checkbox', onchange: () => { state.log = logBox.checked; redraw(); } });
+  const sm = el('input', { type: 'range', min: '0', max: '0.99', step: '0.01', value: '0', oninput: () => { state.smoothing = +sm.value; redraw(); } });
+  card.append(el('h3', {}, name), el('div', { class: 'controls' }, xSel, el('label', {}, logBox, ' log scale'), el('label', {}, 'smoothing ', sm), info),
+    el('div', { style: null }, canvas));
+  return { card, refresh };
+}
+
+// ---- run page ------------------------------------------------------------------------------
+function timeline(run) {
+  const steps = [['Queued', run.created], ['Running', run.started], [ended(run.status) ? run.status : 'end', run.ended]];
+  return el('div', { class: 'timeline', id: 'timeline' }, steps.map(([s, t]) =>
+    el('div', { class: 'step' + (t ? ' done' : '') }, s, el('span', { class: 't' }, t || '—'))));
+}
+
+async function download(path, name) {
+  try {
+    const resp = await request(path);
+    const url = URL.createObjectURL(await resp.blob());
+    const a = el('a', { href: url, download: name.split('/').pop() });
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (e) { banner('Download failed: ' + e.message); }
+}
+
+function kvTable(id, obj) {
+  const rows = Object.entries(obj || {});
+  if (!rows.length) return el('p', { class: 'muted' }, 'none');
+  return el('table', { id }, el('tbody', {}, rows.map(([k, v]) => el('tr', {}, el('th', {}, k), el('td', { class: 'kv' }, v)))));
+}
+
+async function runPage(id) {
+  const sig = { signal: page.abort.signal };
+  let run = await api('runs/' + enc(id), sig);
+  const header = el('div', {});
+  const renderHeader = () => {
+    header.replaceChildren(...[
+      el('h1', {}, 'Run ', el('span', { id: 'run-id' }, run.id), ' ', statusBadge(run.status)),
+      el('p', { class: 'muted' }, 'experiment ', el('a', { href: '#/runs?experiment=' + enc(run.experiment) }, run.experiment),
+        ` · compute ${run.compute} · entry ${run.entry} · duration ${fmtDuration(run.duration_s)}`,
+        run.exit_code !== null ? ` · exit code ${run.exit_code}` : '',
+        run.parent ? [' · child of ', el('a', { href: '#/sweep/' + enc(run.parent) }, run.parent)] : ''),
+      timeline(run),
+      run.error ? el('div', { class: 'error', id: 'run-error' }, run.error) : null].filter(Boolean));
+  };
+  renderHeader();
+  const cards = el('div', { class: 'grid', id: 'charts' });
+  const logPre = el('pre', { class: 'log', id: 'log' });
+  const files = el('div', {});
+  const models = el('div', {});
+  show(header, el('h2', {}, 'Arguments'), el('p', { class: 'kv', id: 'arguments' }, (run.arguments || []).join(' ') || '(none)'),
+    el('h2', {}, 'Tags'), kvTable('tags', run.tags),
+    el('h2', {}, 'Metrics'), cards, el('h2', {}, 'Log'), logPre, el('h2', {}, 'Files'), files, el('h2', {}, 'Models registered from this run'), models);
+  const charts = new Map();
+  const refreshMetrics = async () => {
+    const latest = await api(`runs/${enc(id)}/metrics`, sig);
+    const names = (latest.metrics || []).map((m) => m.name);
+    for (const n of names) {
+      if (!charts.has(n)) { const mc = metricCard([id], n, [id]); charts.set(n, mc); cards.appendChild(mc.card); }
+    }
+    await Promise.all([...charts.values()].map((mc) => mc.refresh()));
+    if (!charts.size) cards.replaceChildren(el('p', { class: 'muted' }, 'No metrics logged (yet).'));
+  };
+  const refreshFiles = async () => {
+    const j = await api(`runs/${enc(id)}/files`, sig);
+    const list = j.files || j;
+    files.replaceChildren(list.length ? el('table', { id: 'files' }, el('thead', {}, el('tr', {}, el('th', {}, 'path'), el('th', {}, 'size'), el('th', {}, ''))),
+      el('tbody', {}, list.map((f) => el('tr', {}, el('td', { class: 'kv' }, f.path), el('td', { class: 'num' }, f.size),
+        el('td', {}, el('button', { type: 'button', onclick: () => download(`runs/${enc(id)}/files/${encPath(f.path)}`, f.path) }, 'Download'))))))
+      : el('p', { class: 'muted' }, 'none'));
+  };
+  const refreshModels = async () => {
+    const j = await api('models', sig);
+    const mine = (j.models || j).filter((m) => m.run === id);
+    models.replaceChildren(mine.length ? el('ul', {}, mine.map((m) => el('li', {}, el('a', { href: '#/models' }, `${m.name} v${m.version}`), ' ', m.path)))
+      : el('p', { class: 'muted' }, 'none'));
+  };
+  await Promise.all([refreshMetrics(), refreshFiles(), refreshModels()]);
+  // the log, live: a long poll that answers as soon as new bytes come
+  (async () => {
+    let offset = 0;
+    while (page.alive) {
+      try {
+        const active = !ended(run.status);
+        const resp = await request(`runs/${enc(id)}/logs?offset=${offset}` + (active ? '&wait=20' : ''), sig);
+        const text = await resp.text();
+        offset = parseInt(resp.headers.get('X-Kusari-Next-Offset') || String(offset + text.length), 10);
+        if (text) {
+          logPre.textContent = (logPre.textContent + text).slice(-200000);
+          logPre.scrollTop = logPre.scrollHeight;
+        }
+        if (!active && !text) break;
+      } catch (e) {
+        if (e.status === 404) { logPre.textContent = '(no log yet)'; if (ended(run.status)) break; await sleep(1000); continue; }
+        if (e.name !== 'AbortError') failed(e);
+        break;
+      }
+    }
+  })();
+  // status and metrics, live while the run is active: the wait long poll
+  // answers at once when the run ends, else after 2 s; then one refresh
+  (async () => {
+    while (page.alive && !ended(run.status)) {
+      try {
+        const w = await api(`runs/${enc(id)}/wait?timeout=2`, sig);
+        if (!page.alive) break;
+        run = w.run;
+        renderHeader();
+        await refreshMetrics();
+        if (ended(run.status)) await Promise.all([refreshFiles(), refreshModels()]);
+      } catch (e) { failed(e); break; }
+    }
+  })();
+}
+
+// ---- compare -----------------------------------------------------------------------------------
+async function comparePage(params) {
+  const ids = (params.get('runs') || '').split(',').filter(Boolean);
+  if (ids.length < 1) { show(errorBox('Choose runs to compare in a runs table.')); return; }
+  const sig = { signal: page.abort.signal };
+  const runs = await Promise.all(ids.map((id) => api('runs/' + enc(id), sig)));
+  const metricNames = [...new Set(runs.flatMap((r) => Object.keys(r.metrics || {})))].sort();
+  const metric = params.get('metric') && metricNames.includes(params.get('metric')) ? params.get('metric') : metricNames[0];
+  const sel = el('select', { id: 'compare-metric', onchange: () => { const p = new URLSearchParams(params); p.set('metric', sel.value); setHash('compare', p); } },
+    metricNames.map((n) => el('option', { value: n, selected: n === metric }, n)));
+  // the table: rows of fields, a column per run; differing cells marked
+  const rows = [['status', (r) => r.status], ['started', (r) => r.started || ''], ['duration', (r) => fmtDuration(r.duration_s)],
+    ['arguments', (r) => (r.arguments || []).join(' ')]];
+  const tagKeys = [...new Set(runs.flatMap((r) => Object.keys(r.tags || {})))].sort();
+  for (const k of tagKeys) rows.push(['tag ' + k, (r) => (r.tags && k in r.tags ? r.tags[k] : '')]);
+  for (const m of metricNames) rows.push(['final ' + m, (r) => fmtNum(r.metrics ? r.metrics[m] : null)]);
+  const table = el('table', { id: 'compare-table' },
+    el('thead', {}, el('tr', {}, el('th', {}, ''), runs.map((r) => el('th', {}, runLink(r.id))))),
+    el('tbody', {}, rows.map(([label, f]) => {
+      const vals = runs.map(f);
+      const differ = new Set(vals.map(String)).size > 1;
+      return el('tr', { 'data-row': label }, el('th', {}, label), vals.map((v) => el('td', { class: differ ? 'diff' : '' }, v)));
+    })));
+  const grid = el('div', { class: 'grid' });
+  show(el('h1', {}, `Compare ${runs.length} runs`), el('div', { class: 'controls' }, el('label', {}, 'Metric '), sel), grid,
+    el('h2', {}, 'Arguments, tags and final metrics'), el('p', { class: 'muted' }, 'Cells that differ between runs are marked.'), table);
+  if (metric) {
+    const mc = metricCard(ids, metric, ids);
+    grid.appendChild(mc.card);
+    await mc.refresh();
+  }
+}
+
+// ---- sweep ---------------------------------------------------------------------------------------
+async function sweepPage(id) {
+  const sig = { signal: page.abort.signal };
+  const run = await api('runs/' + enc(id), sig);
+  const kids = await api(`runs?parent=${enc(id)}&max_results=1000&order_by=created asc`, sig);
+  const best = run.tags ? run.tags.best_child_run_id : null;
+  const grid = el('div', { class: 'grid', id: 'sweep-chart' });
+  const rows = kids.runs.map((r) => el('tr', { 'data-run': r.id, class: r.id === best ? 'best' : '' },
+    el('td', { class: 'num' }, r.tags && r.tags.sweep_index !== undefined ? r.tags.sweep_index : ''),
+    el('td', {}, runLink(r.id), r.id === best ? ' ★ best' : ''), el('td', {}, statusBadge(r.status)),
+    el('td', { class: 'kv' }, (r.arguments || []).join(' ')), el('td', { class: 'num' }, fmtDuration(r.duration_s)),
+    el('td', { class: 'decision' }, r.status === 'Canceled' ? (r.error || 'canceled') : '')));
+  show(el('h1', {}, 'Sweep ', run.id, ' ', statusBadge(run.status)),
+    el('p', { class: 'muted' }, `experiment ${run.experiment} · ${kids.runs.length} children`,
+      best ? [' · best child ', runLink(best), ` (${fmtNum(parseFloat(run.tags.best_metric_value))})`] : ''),
+    el('div', { class: 'note' }, 'The API does not serve the sweep\'s search space and policy yet: see `kusari sweep show ' + run.id + '` on the server machine.'),
+    el('table', { id: 'sweep-children' }, el('thead', {}, el('tr', {}, ['#', 'child', 'status', 'arguments', 'duration', 'decision (early termination)'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, rows)),
+    el('p', {}, el('a', { href: '#/runs?parent=' + enc(run.id) }, 'These children in a runs table (metric columns, compare)')),
+    el('h2', {}, 'Every child\'s metric in one chart'), grid);
+  // the children's metric (the first name; kusari sweep show names the primary one)
+  const ids = kids.runs.map((r) => r.id);
+  const details = await Promise.all(ids.slice(0, 50).map((k) => api('runs/' + enc(k), sig)));
+  const names = [...new Set(details.flatMap((r) => Object.keys(r.metrics || {})))].sort();
+  if (names.length && page.alive) {
+    const mc = metricCard(ids.slice(0, 50), names[0], ids.slice(0, 50));
+    grid.appendChild(mc.card);
+    await mc.refresh();
+  }
+}
+
+// ---- models, services ------------------------------------------------------------------------------
+async function modelsPage() {
+  const j = await api('models', { signal: page.abort.signal });
+  const list = j.models || j;
+  show(el('h1', {}, 'Models'), list.length ? el('table', { id: 'models' },
+    el('thead', {}, el('tr', {}, ['model', 'version', 'path', 'source run', 'tags', 'description', ''].map((h) => el('th', {}, h)))),
+    el('tbody', {}, list.map((m) => el('tr', {},
+      el('td', {}, m.name), el('td', { class: 'num' }, m.version), el('td', { class: 'kv' }, m.path),
+      el('td', {}, m.run ? runLink(m.run) : ''), el('td', { class: 'kv' }, Object.entries(m.tags || {}).map(([k, v]) => k + '=' + v).join(' ')),
+      el('td', {}, m.description || ''),
+      el('td', {}, (m.files || []).map((f) => el('button', { type: 'button', title: f.path,
+        onclick: () => download(`models/${enc(m.name)}/versions/${m.version}/files/${encPath(f.path)}`, f.path) }, 'Download ' + f.path)))))))
+    : el('p', { class: 'muted' }, 'No models registered (kusari model register).'));
+}
+
+function servicesPage() {
+  show(el('h1', {}, 'Services'), el('div', { class: 'note' },
+    'The server\'s API has no endpoints for scoring services yet, so this page cannot list them. ' +
+    'On the server machine: `kusari service list` and `kusari service show NAME`.'));
+}
+
+// ---- start ---------------------------------------------------------------------------------------------
+document.getElementById('logout').addEventListener('click', () => { sessionStorage.removeItem(TOKEN_KEY); location.hash = '#/login'; });
+window.addEventListener('hashchange', route);
+route();
