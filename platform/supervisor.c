@@ -54,28 +54,82 @@ static void sleep_ms(int ms) {
 }
 
 /* ---- ingestion ------------------------------------------------------------ */
+/* Records are moved from a run's channel into the store in chunks of at most
+ * KP_INGEST_CHUNK records, one write transaction each: each chunk is one
+ * exactly-once batch (its channel offsets commit with its points), and the
+ * write lock is released between chunks so that other writers (run submit,
+ * model register, other runs) wait for one chunk at most, not for a burst of
+ * hundreds of thousands of records. */
+#define KP_INGEST_CHUNK 10000
+
 /* The records read from a run's channel, as one batch for the store. */
 typedef struct ingest_ctx {
   kp_metric_point *pts;
   size_t npts, cap;
   char **names;  /* distinct metric names (the points point into them) */
   size_t nnames;
+  size_t *slots; /* open-addressing hash of names: index + 1, 0 = empty */
+  size_t nslots; /* a power of two, at least twice nnames */
   char **tkeys, **tvals;
   size_t ntags;
   int failed;
+  int full;      /* the chunk is full: the read stopped before the next record */
 } ingest_ctx;
 
+static size_t name_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return (size_t)h;
+}
+
+/* The batch's copy of 'name' (one per distinct name, found in O(1)). */
 static const char *intern(ingest_ctx *c, const char *name) {
-  for (size_t i = 0; i < c->nnames; i++)
-    if (!strcmp(c->names[i], name)) return c->names[i];
-  char **nv = realloc(c->names, (c->nnames + 1) * sizeof *nv);
-  if (!nv) return NULL;
-  c->names = nv;
-  return (c->names[c->nnames] = strdup(name)) ? c->names[c->nnames++] : NULL;
+  if (2 * (c->nnames + 1) > c->nslots) {
+    size_t ns = c->nslots ? 2 * c->nslots : 1024;
+    size_t *nv = calloc(ns, sizeof *nv);
+    if (!nv) return NULL;
+    for (size_t i = 0; i < c->nnames; i++) {
+      size_t j = name_hash(c->names[i]) & (ns - 1);
+      while (nv[j]) j = (j + 1) & (ns - 1);
+      nv[j] = i + 1;
+    }
+    free(c->slots);
+    c->slots = nv;
+    c->nslots = ns;
+  }
+  size_t j = name_hash(name) & (c->nslots - 1);
+  for (; c->slots[j]; j = (j + 1) & (c->nslots - 1))
+    if (!strcmp(c->names[c->slots[j] - 1], name)) return c->names[c->slots[j] - 1];
+  if ((c->nnames & (c->nnames - 1)) == 0) { /* grow at powers of two */
+    char **nv = realloc(c->names, (c->nnames ? 2 * c->nnames : 1) * sizeof *nv);
+    if (!nv) return NULL;
+    c->names = nv;
+  }
+  if (!(c->names[c->nnames] = strdup(name))) return NULL;
+  c->slots[j] = ++c->nnames;
+  return c->names[c->nnames - 1];
+}
+
+static void ingest_reset(ingest_ctx *c) {
+  free(c->pts);
+  for (size_t i = 0; i < c->nnames; i++) free(c->names[i]);
+  free(c->names);
+  free(c->slots);
+  for (size_t i = 0; i < c->ntags; i++) {
+    free(c->tkeys[i]);
+    free(c->tvals[i]);
+  }
+  free(c->tkeys);
+  free(c->tvals);
+  memset(c, 0, sizeof *c);
 }
 
 static int ingest_record(void *vctx, const ks_run_record *r) {
   ingest_ctx *c = vctx;
+  if (c->npts + c->ntags >= KP_INGEST_CHUNK) {
+    c->full = 1;
+    return 1; /* this record starts the next chunk */
+  }
   if (r->kind == KS_RUN_RECORD_METRIC) {
     if (c->npts == c->cap) {
       size_t cap = c->cap ? 2 * c->cap : 256;
@@ -101,15 +155,14 @@ static int ingest_record(void *vctx, const ks_run_record *r) {
   return 0;
 }
 
-int kp_ingest(kp_ws *ws, const char *run_id, int final) {
-  char ch[4400];
-  kp_run_dir(ws, run_id, ch, sizeof ch);
-  strcat(ch, "/channel");
-  if (access(ch, F_OK) != 0) return 0;  /* nothing (yet, or any more) */
+/* One chunk: reads up to KP_INGEST_CHUNK records from the stored offset and
+ * commits them with the new offset. Returns 1 when more records may follow
+ * at once, 0 when the channel was read to its end, -1 on error (printed). */
+static int ingest_chunk(kp_ws *ws, const char *run_id, const char *ch, int final) {
   ingest_ctx c = {0};
   kp_run run = {0};
   int rc = -1;
-  /* the write lock for the whole read: one ingesting process at a time */
+  /* the write lock for the chunk's read: one ingesting process at a time */
   if (kp_store_begin(ws->store) != 0) return kp_store_report();
   if (kp_store_run_get(ws->store, run_id, &run) != 0) { kp_store_report(); goto out; }
   uint64_t offset = run.channel_offset;
@@ -128,20 +181,22 @@ int kp_ingest(kp_ws *ws, const char *run_id, int final) {
     goto out;
   }
   if (kp_store_commit(ws->store) != 0) { kp_store_report(); goto out; }
-  rc = 0;
+  rc = c.full && r >= 0 ? 1 : 0;
 out:
   kp_store_rollback(ws->store);
   kp_run_free(&run);
-  free(c.pts);
-  for (size_t i = 0; i < c.nnames; i++) free(c.names[i]);
-  free(c.names);
-  for (size_t i = 0; i < c.ntags; i++) {
-    free(c.tkeys[i]);
-    free(c.tvals[i]);
-  }
-  free(c.tkeys);
-  free(c.tvals);
+  ingest_reset(&c);
   return rc;
+}
+
+int kp_ingest(kp_ws *ws, const char *run_id, int final) {
+  char ch[4400];
+  kp_run_dir(ws, run_id, ch, sizeof ch);
+  strcat(ch, "/channel");
+  if (access(ch, F_OK) != 0) return 0;  /* nothing (yet, or any more) */
+  int r;
+  while ((r = ingest_chunk(ws, run_id, ch, final)) == 1) {}
+  return r;
 }
 
 /* ---- run files -------------------------------------------------------------- */
