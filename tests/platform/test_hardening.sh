@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# platform_hardening (issues 18, 19): small limits a hostile or broken entry
+# program meets: metric steps out of range, output files that are links or
+# have odd names, working folders deeper than PATH_MAX, processes an entry
+# leaves behind.
+. "$(dirname "$0")/lib.sh"
+[ -n "$ENTRY_BIN" ] || die "KUSARI_LOG_ENTRY must name platform_log_entry"
+run_ok $K compute create cpu --max-nodes 2 >/dev/null
+MAXSTEP=9007199254740991   # 2^53 - 1 (docs/PLATFORM.md)
+
+# --- steps: never past 2^53 - 1, never wrapping -------------------------------
+mkdir -p "$T/steps"
+cat > "$T/steps/job.sh" <<SH
+kusari log metric s 1 --step 9223372036854775807 2>step_err.txt; echo "rc=\$?" >> step_err.txt
+kusari log metric s 1 --step $((MAXSTEP + 1)) 2>>step_err.txt; echo "rc=\$?" >> step_err.txt
+kusari log metric s 1 --step $MAXSTEP
+kusari log metric s 2
+kusari log metric s 3
+cp step_err.txt outputs/
+SH
+id="$(submit --experiment hard --source "$T/steps" --entry job.sh --compute cpu)"
+run_ok $K run wait "$id" >/dev/null
+$K run download "$id" outputs/step_err.txt --to "$T/dl" >/dev/null 2>&1; cp "$T/dl/outputs/step_err.txt" "$T/step_err.txt" 2>/dev/null; err="$(cat "$T/step_err.txt" 2>/dev/null)"
+assert_contains "$err" "kusari: error: --step must be an integer from 0 to $MAXSTEP, got '9223372036854775807'" "log metric --step 2^63-1: clear error"
+assert_contains "$err" "got '$((MAXSTEP + 1))'" "log metric --step 2^53: clear error"
+assert_eq "rc=2
+rc=2" "$(grep '^rc=' "$T/step_err.txt")" "both out-of-range steps exit 2"
+assert_eq "3 $MAXSTEP $MAXSTEP" "$(sql "SELECT count(*) || ' ' || min(step) || ' ' || max(step) FROM metrics WHERE run_id='$id' AND name='s'")" \
+  "implicit steps after the largest stay at it (no wrap to negative)"
+mkdir -p "$T/cstep" && cp "$ENTRY_BIN" "$T/cstep/entry"
+id="$(submit --experiment hard --source "$T/cstep" --entry entry --compute cpu -- --n 0 --bigstep 1)"
+out="$($K run wait "$id" --show-output 2>&1)"
+assert_contains "$out" "steps out of range refused" "ks_run_log_step refuses steps past KS_RUN_STEP_MAX"
+assert_eq "3 $MAXSTEP $MAXSTEP" "$(sql "SELECT count(*) || ' ' || min(step) || ' ' || max(step) FROM metrics WHERE run_id='$id' AND name='big'")" \
+  "run client: implicit steps after the largest stay at it"
+
+finish
