@@ -34,4 +34,35 @@ assert_contains "$out" "steps out of range refused" "ks_run_log_step refuses ste
 assert_eq "3 $MAXSTEP $MAXSTEP" "$(sql "SELECT count(*) || ' ' || min(step) || ' ' || max(step) FROM metrics WHERE run_id='$id' AND name='big'")" \
   "run client: implicit steps after the largest stay at it"
 
+# --- output collection: links, odd names, trees deeper than PATH_MAX -----------
+mkdir -p "$T/outs"
+echo "secret outside the run" > "$T/secret.txt"
+cat > "$T/outs/job.sh" <<'SH'
+echo kept > outputs/plain.txt
+ln "$1/secret.txt" outputs/hardlink.txt          # a hard link to a file outside the run
+ln -s "$1/secret.txt" outputs/symlink.txt        # a symbolic link
+echo tab > "outputs/with	tab.txt"
+echo nl > "outputs/with
+newline.txt"
+# a folder tree deeper than PATH_MAX (50 levels of 100-byte names), in the
+# working folder and under outputs/
+long=$(printf 'd%.0s' $(seq 1 100))
+for top in deep outputs/deep; do
+  ( mkdir -p "$top" && cd "$top" && for i in $(seq 1 50); do mkdir "$long" && cd "$long" || exit 1; done; echo bottom > f.txt ) || exit 1
+done
+SH
+id="$(submit --experiment hard --source "$T/outs" --entry job.sh --compute cpu -- "$T")"
+run_ok $K run wait "$id" >/dev/null
+files="$($K run files "$id" 2>&1)"
+assert_contains "$files" "outputs/plain.txt" "a plain output is kept"
+assert_not_contains "$files" "hardlink.txt" "a hard link to a file outside the run is not published"
+assert_not_contains "$files" "symlink.txt" "a symbolic link is not followed"
+assert_not_contains "$files" "with" "names with a tab or newline are not stored"
+logs="$($K run logs "$id" 2>&1)"
+assert_contains "$logs" "kusari: not kept: outputs/hardlink.txt: it has 2 hard links" "the run's log names the hard link"
+assert_contains "$logs" 'kusari: not kept: outputs/with\x09tab.txt: its name has a control character' "the run's log names the file with a tab"
+assert_contains "$logs" 'kusari: not kept: outputs/with\x0anewline.txt' "the run's log names the file with a newline"
+[ ! -e "$WS/runs/$id/wd" ] && ok "a working folder deeper than PATH_MAX is removed" || fail "the working folder of run $id is left on disk"
+assert_eq "secret outside the run" "$(cat "$T/secret.txt")" "the outside file is untouched"
+
 finish
