@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -572,6 +573,72 @@ int kp_reconcile(kp_ws *ws) {
   return r == 0 ? 0 : -1;
 }
 
+/* ---- processes a run leaves behind ------------------------------------------- */
+/* The supervisor is a child subreaper (PR_SET_CHILD_SUBREAPER): a process
+ * the entry or a build starts and orphans (`setsid sleep 300 &`, a double
+ * fork) becomes the supervisor's child instead of init's, whatever its
+ * session or process group. So once the entry (or a build) has ended, every
+ * child the supervisor still has is something the run left behind:
+ * end_descendants kills them all, round after round (a killed one's own
+ * children come to us next), and reaps them. Called from supervise() (at
+ * start: become_subreaper), run_logged() and supervise_entry() (after the
+ * process group's SIGKILL, which covers cancel too). */
+static void become_subreaper(void) {
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
+    fprintf(stderr, "kusari: cannot become a child subreaper (%s): processes a run orphans may outlive it\n",
+            strerror(errno));
+}
+
+/* The parent pid of 'pid' from /proc/PID/stat, or -1. */
+static pid_t parent_of(pid_t pid, char *comm, size_t ncomm) {
+  char p[64], buf[1024];
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  char *open_p = strchr(buf, '('), *close_p = strrchr(buf, ')'); /* comm may hold spaces and ')' */
+  if (!open_p || !close_p || close_p < open_p) return -1;
+  snprintf(comm, ncomm, "%.*s", (int)(close_p - open_p - 1), open_p + 1);
+  int ppid;
+  char state;
+  if (sscanf(close_p + 1, " %c %d", &state, &ppid) != 2) return -1;
+  return (pid_t)ppid;
+}
+
+/* Kills and reaps every child of this process; says how many in 'log'. */
+static void end_descendants(const char *log) {
+  pid_t self = getpid();
+  size_t ended = 0;
+  char first[300] = "";
+  for (int round = 0; round < 200; round++) {
+    size_t seen = 0;
+    DIR *d = opendir("/proc");
+    if (!d) break;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+      char *end;
+      long v = strtol(e->d_name, &end, 10);
+      if (*end || v <= 0) continue;
+      char comm[64];
+      if (parent_of((pid_t)v, comm, sizeof comm) != self) continue;
+      seen++;
+      if (kill((pid_t)v, SIGKILL) == 0 && !first[0]) snprintf(first, sizeof first, "pid %ld (%s)", v, comm);
+    }
+    closedir(d);
+    int st;
+    pid_t r;
+    while ((r = waitpid(-1, &st, WNOHANG)) > 0) ended++;
+    if (!seen) break;
+    sleep_ms(10);
+  }
+  if (ended && log)
+    append_log(log, "kusari: ended %zu process%s the run left behind (such as %s)\n", ended, ended == 1 ? "" : "es",
+               first[0] ? first : "?");
+}
+
 /* ---- the supervisor ------------------------------------------------------------- */
 typedef struct sup {
   kp_ws ws;
@@ -704,6 +771,7 @@ static int run_logged(sup *s, const char *dir, const char *log, char **argv) {
     sleep_ms(50);
   }
   kill(-pid, SIGKILL);
+  end_descendants(log);
   return canceled ? -2 : status;
 }
 
@@ -1224,6 +1292,7 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
 static int supervise(sup *sp, int ready) {
   if (kp_ws_open(&sp->ws) != 0) return 1;
   kp_run_dir(&sp->ws, sp->id, sp->rd, sizeof sp->rd);
+  become_subreaper();
   /* register this process, then tell `run submit` we are up */
   int ok = kp_store_run_attach_supervisor(sp->ws.store, sp->id, getpid(), kp_proc_start(getpid())) == 0;
   if (!ok && kp_store_last_error()->code == KP_STORE_EBACKEND) kp_store_report();
@@ -1351,6 +1420,7 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   }
 exited:
   kill(-pid, SIGKILL);  /* whatever the entry left behind in its group */
+  end_descendants(stdlog); /* and whatever it orphaned elsewhere */
   report_discarded(sp, wd, &before, stdlog);
   wd_list_free(&before);
   if (canceled) return finish(sp, KP_RUN_CANCELED, WIFEXITED(status) ? WEXITSTATUS(status) : INT32_MIN,

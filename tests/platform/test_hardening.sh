@@ -62,7 +62,37 @@ logs="$($K run logs "$id" 2>&1)"
 assert_contains "$logs" "kusari: not kept: outputs/hardlink.txt: it has 2 hard links" "the run's log names the hard link"
 assert_contains "$logs" 'kusari: not kept: outputs/with\x09tab.txt: its name has a control character' "the run's log names the file with a tab"
 assert_contains "$logs" 'kusari: not kept: outputs/with\x0anewline.txt' "the run's log names the file with a newline"
+# (the folder goes right after the run's end is recorded: wait for it)
+for _ in $(seq 1 100); do [ -e "$WS/runs/$id/wd" ] || break; sleep 0.1; done
 [ ! -e "$WS/runs/$id/wd" ] && ok "a working folder deeper than PATH_MAX is removed" || fail "the working folder of run $id is left on disk"
 assert_eq "secret outside the run" "$(cat "$T/secret.txt")" "the outside file is untouched"
+
+# --- processes an entry leaves behind end with the run (and on cancel) -----------
+U="$$$RANDOM"
+leftovers() { pgrep -f "sleep 30[01].$U" | xargs; }
+# ours only (a unique argument); ended at exit whatever happens
+trap 'p="$(leftovers)"; [ -n "$p" ] && kill -9 $p 2>/dev/null; cleanup' EXIT
+mkdir -p "$T/procs"
+cat > "$T/procs/job.sh" <<SH
+setsid sleep 300.$U &                               # its own session
+( setsid sh -c 'sleep 300.$U & sleep 300.$U' & ) &  # a double fork
+sleep 0.3
+echo started
+SH
+cat > "$T/procs/cancel.sh" <<SH
+setsid sleep 301.$U &
+touch "$T/cancel-started"
+sleep 300
+SH
+id="$(submit --experiment hard --source "$T/procs" --entry job.sh --compute cpu)"
+run_ok $K run wait "$id" >/dev/null
+assert_eq "" "$(leftovers)" "no process the entry started outlives its run"
+assert_contains "$($K run logs "$id" 2>&1)" "processes the run left behind (such as pid" "the run's log says what was ended"
+id="$(submit --experiment hard --source "$T/procs" --entry cancel.sh --compute cpu)"
+for _ in $(seq 1 200); do [ -f "$T/cancel-started" ] && break; sleep 0.05; done
+run_ok $K run cancel "$id" --grace 1 >/dev/null
+$K run wait "$id" >/dev/null 2>&1
+assert_eq "Canceled" "$(jget "$($K run show "$id" --json)" 'j["status"]')" "the run was canceled"
+assert_eq "" "$(leftovers)" "no process a canceled run started outlives it"
 
 finish
