@@ -573,6 +573,44 @@ int kp_reconcile(kp_ws *ws) {
   return r == 0 ? 0 : -1;
 }
 
+/* ---- an entry killed for lack of memory ------------------------------------- */
+/* The count of the kernel's out-of-memory kills in this process's memory
+ * cgroup (the entry's too: it inherits it): cgroup v2's memory.events or
+ * v1's memory.oom_control, "oom_kill N". -1 when there is none to read.
+ * Read by supervise_entry() before the entry starts and after it ends: a
+ * SIGKILL nobody sent (no cancel) while the count went up is reported as
+ * running out of memory, not as a bare "killed by signal 9". */
+static long long oom_kills(void) {
+  FILE *f = fopen("/proc/self/cgroup", "r");
+  if (!f) return -1;
+  char line[4096], v1[4096] = "", v2[4096] = "";
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = '\0';
+    char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c2) continue;
+    *c2 = '\0';
+    const char *ctrls = c1 + 1, *path = c2 + 1;
+    if (!*ctrls) snprintf(v2, sizeof v2, "%s", path);
+    else if (!strcmp(ctrls, "memory") || strstr(ctrls, "memory,") == ctrls || strstr(ctrls, ",memory")) snprintf(v1, sizeof v1, "%s", path);
+  }
+  fclose(f);
+  char file[8400];
+  const char *cands[3][2] = {{"/sys/fs/cgroup%s/memory.events", v2}, {"/sys/fs/cgroup/unified%s/memory.events", v2},
+                             {"/sys/fs/cgroup/memory%s/memory.oom_control", v1}};
+  for (int i = 0; i < 3; i++) {
+    if (!*cands[i][1]) continue;
+    snprintf(file, sizeof file, cands[i][0], strcmp(cands[i][1], "/") ? cands[i][1] : "");
+    FILE *g = fopen(file, "r");
+    if (!g) continue;
+    long long n = -1;
+    while (fgets(line, sizeof line, g))
+      if (sscanf(line, "oom_kill %lld", &n) == 1) break;
+    fclose(g);
+    if (n >= 0) return n;
+  }
+  return -1;
+}
+
 /* ---- processes a run leaves behind ------------------------------------------- */
 /* The supervisor is a child subreaper (PR_SET_CHILD_SUBREAPER): a process
  * the entry or a build starts and orphans (`setsid sleep 300 &`, a double
@@ -1380,6 +1418,7 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   if (set_status(&sp->ws, sp->id, KP_RUN_RUNNING, 0, INT32_MIN, 0, NULL) != 0) return 1;
   wd_list before = {0};
   wd_scan(wd, "", &before);
+  long long oom_before = oom_kills();
   pid_t pid = spawn(wd, stdlog, eargv, eenv);
   if (pid < 0) {
     wd_list_free(&before);
@@ -1431,7 +1470,15 @@ exited:
     finish(sp, KP_RUN_FAILED, WEXITSTATUS(status), 0, why);
   } else {
     int sg = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    snprintf(why, sizeof why, "the entry was killed by signal %d (%s)", sg, sig_name(sg));
+    long long oom_after = sg == SIGKILL && oom_before >= 0 ? oom_kills() : -1;
+    if (oom_after > oom_before) {
+      snprintf(why, sizeof why,
+               "the entry ran out of memory: the kernel's out-of-memory killer ended it (signal 9, SIGKILL; it acted "
+               "in the run's memory cgroup while the entry ran)");
+      append_log(stdlog, "kusari: %s\n", why);
+    } else {
+      snprintf(why, sizeof why, "the entry was killed by signal %d (%s)", sg, sig_name(sg));
+    }
     finish(sp, KP_RUN_FAILED, INT32_MIN, sg, why);
   }
   return 0;
