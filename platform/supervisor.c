@@ -197,7 +197,16 @@ int kp_ingest(kp_ws *ws, const char *run_id, int final) {
   strcat(ch, "/channel");
   if (access(ch, F_OK) != 0) return 0;  /* nothing (yet, or any more) */
   int r;
-  while ((r = ingest_chunk(ws, run_id, ch, final)) == 1) {}
+  for (;;) {
+    double t0 = kp_now();
+    if ((r = ingest_chunk(ws, run_id, ch, final)) != 1) break;
+    /* more to come: leave the lock free for as long as the chunk held it
+     * (10-100 ms), so that a writer whose busy handler polls (SQLite's
+     * sleeps up to 100 ms between tries) finds it free, rather than only
+     * the microseconds between two chunks */
+    double held = kp_now() - t0;
+    sleep_ms(held < 0.01 ? 10 : held > 0.1 ? 100 : (int)(held * 1000));
+  }
   return r;
 }
 
