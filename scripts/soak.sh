@@ -57,7 +57,12 @@ kill_later() {
   case "$act" in
     entry) target="$epid" ;;
     supervisor) target="$spid" ;;
-    logger) [ "$epid" -gt 0 ] && target="$(pgrep -P "$epid" -f 'kusari log metric' | head -1)" ;;
+    logger) # a `kusari log` lives for milliseconds: look for one for up to 2 s
+      for _ in $(seq 1 100); do
+        [ "$epid" -gt 0 ] && target="$(pgrep -P "$epid" -f 'log metric m' | head -1)"
+        [ -n "$target" ] && break
+        sleep 0.02
+      done ;;
   esac
   local done_kill=0 at; at="$(date +%s.%N)"   # before the kill: a run that ended before it was not hit
   if [ -n "$target" ] && [ "$target" -gt 0 ] && kill -9 "$target" 2>/dev/null; then done_kill=1; fi
