@@ -39,7 +39,7 @@ static int log_metric(int argc, char **argv) {
                         pos[1]);
   long long s = -1;
   if (step && (kp_parse_int(step, &s) != 0 || s < 0 || s > KS_RUN_STEP_MAX))
-    return kp_usage_err("log metric", "--step must be an integer from 0 to %lld, got '%s'", (long long)KS_RUN_STEP_MAX,
+    return kp_usage_err("log metric", "--step must be a non-negative integer of at most %lld, got '%s'", (long long)KS_RUN_STEP_MAX,
                         step);
   ks_run *run = ks_run_current();
   int rc = ks_run_log_step(run, pos[0], (int64_t)s, v);

@@ -21,7 +21,7 @@ SH
 id="$(submit --experiment hard --source "$T/steps" --entry job.sh --compute cpu)"
 run_ok $K run wait "$id" >/dev/null
 $K run download "$id" outputs/step_err.txt --to "$T/dl" >/dev/null 2>&1; cp "$T/dl/outputs/step_err.txt" "$T/step_err.txt" 2>/dev/null; err="$(cat "$T/step_err.txt" 2>/dev/null)"
-assert_contains "$err" "kusari: error: --step must be an integer from 0 to $MAXSTEP, got '9223372036854775807'" "log metric --step 2^63-1: clear error"
+assert_contains "$err" "kusari: error: --step must be a non-negative integer of at most $MAXSTEP, got '9223372036854775807'" "log metric --step 2^63-1: clear error"
 assert_contains "$err" "got '$((MAXSTEP + 1))'" "log metric --step 2^53: clear error"
 assert_eq "rc=2
 rc=2" "$(grep '^rc=' "$T/step_err.txt")" "both out-of-range steps exit 2"
