@@ -64,9 +64,10 @@ kill_later() {
         sleep 0.02
       done ;;
   esac
-  local done_kill=0 at; at="$(date +%s.%N)"   # before the kill: a run that ended before it was not hit
+  local done_kill=0
   if [ -n "$target" ] && [ "$target" -gt 0 ] && kill -9 "$target" 2>/dev/null; then done_kill=1; fi
-  echo "$act $done_kill $at $st" > "$W/kills/$id"
+  # after the kill: a supervisor that recorded the run's end before then was not hit in time
+  echo "$act $done_kill $(date +%s.%N) $st" > "$W/kills/$id"
 }
 echo "soak: $RUNS runs, $PAR at a time, workspace $W/ws"
 T0=$(date +%s)
@@ -88,13 +89,18 @@ bad_status=0 lost=0 dup=0 acked=0
 declare -A kills=([none]=0 [entry]=0 [supervisor]=0 [logger]=0) missed=0
 for id in "${ids[@]}"; do
   read -r act killed at st_then < "$W/kills/$id" || { act=none killed=0 at=0; }
-  row="$(sql "SELECT status || ' ' || coalesce(ended, 0) FROM runs WHERE id='$id'")"
-  read -r status ended <<< "$row"
+  row="$(sql "SELECT status || ' ' || coalesce(ended, 0) || ' ' || coalesce(exit_code, -1) || ' ' || coalesce(signal, 0) FROM runs WHERE id='$id'")"
+  read -r status ended code sig <<< "$row"
   expect=Completed
   if [ "$killed" = 1 ]; then
     kills[$act]=$((kills[$act] + 1))
-    if [ "$act" = entry ] || [ "$act" = supervisor ]; then
-      if awk -v e="$ended" -v k="$at" 'BEGIN { exit !(e > 0 && e < k) }'; then missed=$((missed + 1)); else expect=Failed; fi
+    # a kill that came too late is no kill: an entry that had already exited
+    # (a zombie takes kill -9 without effect: the run records exit code 0, no
+    # signal), a supervisor that had recorded the run's end before the kill
+    if [ "$act" = entry ]; then
+      if [ "$status" = Completed ] && [ "$code" = 0 ] && [ "$sig" = 0 ]; then missed=$((missed + 1)); else expect=Failed; fi
+    elif [ "$act" = supervisor ]; then
+      if [ "$status" = Completed ] && awk -v e="$ended" -v k="$at" 'BEGIN { exit !(e > 0 && e <= k) }'; then missed=$((missed + 1)); else expect=Failed; fi
     fi
   else
     kills[none]=$((kills[none] + 1))
