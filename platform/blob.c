@@ -82,12 +82,17 @@ static int blob_commit(kp_ws *ws, const char *tmp, const char *hex) {
 int kp_blob_put_file(kp_ws *ws, const char *path, char hex[65], int64_t *size) {
   int in = open(path, O_RDONLY | O_CLOEXEC);
   if (in < 0) return kp_err("cannot read %s: %s", path, strerror(errno));
+  int rc = kp_blob_put_fd(ws, in, path, hex, size);
+  close(in);
+  return rc;
+}
+
+int kp_blob_put_fd(kp_ws *ws, int in, const char *path, char hex[65], int64_t *size) {
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s/tmp/blob.XXXXXX", ws->root);
   int out = mkstemp(tmp);
-  if (out < 0) { close(in); return kp_err("cannot create a temporary file in %s/tmp: %s", ws->root, strerror(errno)); }
+  if (out < 0) return kp_err("cannot create a temporary file in %s/tmp: %s", ws->root, strerror(errno));
   int rc = kp__hash_copy(in, out, hex, size);
-  close(in);
   if (fsync(out) != 0) rc = -1;
   if (close(out) != 0) rc = -1;
   if (rc != 0) { unlink(tmp); return kp_err("cannot copy %s into the blob store: %s", path, strerror(errno)); }

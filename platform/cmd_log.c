@@ -38,8 +38,9 @@ static int log_metric(int argc, char **argv) {
     return kp_usage_err("log metric", "VALUE '%s' is not a number (write it like 0.91, -3, 1e-4, nan, inf or -inf)",
                         pos[1]);
   long long s = -1;
-  if (step && (kp_parse_int(step, &s) != 0 || s < 0))
-    return kp_usage_err("log metric", "--step must be a non-negative integer, got '%s'", step);
+  if (step && (kp_parse_int(step, &s) != 0 || s < 0 || s > KS_RUN_STEP_MAX))
+    return kp_usage_err("log metric", "--step must be a non-negative integer of at most %lld, got '%s'", (long long)KS_RUN_STEP_MAX,
+                        step);
   ks_run *run = ks_run_current();
   int rc = ks_run_log_step(run, pos[0], (int64_t)s, v);
   if (rc != KS_OK) return kp_err("%s", ks_error_last()), 1;
@@ -63,7 +64,9 @@ static const kp_cmd cmds[] = {
    "usage: kusari log metric NAME VALUE [--step N]\n\n"
    "Appends VALUE to metric NAME of the run this process belongs to (found through\n"
    "KUSARI_RUN_ID and KUSARI_METRICS_CHANNEL, set by the platform). Without --step,\n"
-   "the step is the number of earlier values of NAME. Outside a run it logs nothing.\n\n"
+   "the step is the number of earlier values of NAME. Outside a run it logs nothing.\n"
+   "A step is at most 9007199254740991 (2^53 - 1, exact in every JSON reader);\n"
+   "implicit steps stop there too (repeating it rather than wrapping around).\n\n"
    "VALUE is a decimal number; nan, inf and -inf are recorded as they are (a loss\n"
    "that diverged is a result worth seeing) and shown as such by 'run metrics';\n"
    "sweeps never take a non-finite value as a child's best. A value too large for\n"

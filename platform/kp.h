@@ -100,6 +100,9 @@ extern int kp_store_errors;
 /* ---- blob store (sha256-named, deduplicated) ------------------------------ */
 /* Stores the file 'path' (read from disk), writes its hex digest to 'hex'. */
 int kp_blob_put_file(kp_ws *ws, const char *path, char hex[65], int64_t *size);
+/* Same from an open file (read from its current offset; not closed); path
+ * names it in messages. */
+int kp_blob_put_fd(kp_ws *ws, int fd, const char *path, char hex[65], int64_t *size);
 /* Stores 'len' bytes. */
 int kp_blob_put_mem(kp_ws *ws, const void *data, size_t len, char hex[65]);
 /* Path of blob 'hex' in the store. */

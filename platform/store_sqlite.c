@@ -1133,21 +1133,55 @@ out:
 }
 
 /* ---- metrics ------------------------------------------------------------------- */
+/* The next implicit step of each metric name of one batch, found by a hash
+ * of the name (a batch may hold as many distinct names as points). */
 typedef struct next_steps {
   struct { const char *name; int64_t next; } *v;
   size_t n;
+  size_t *slots;  /* open addressing: index + 1, 0 = empty */
+  size_t nslots;  /* a power of two, at least twice n */
 } next_steps;
+
+static size_t step_name_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return (size_t)h;
+}
+
+/* Steps are capped at KS_STEP_MAX (2^53 - 1, the largest integer that JSON
+ * readers and doubles keep exactly): the run client refuses a larger
+ * explicit step, and a point read from a channel with a larger step, or one
+ * whose implicit step would pass the cap, gets the cap (no wrap-around). */
+#define KS_STEP_MAX ((int64_t)9007199254740991)
 
 /* The step of a point of 'name': the explicit one, else one past the last. */
 static int step_for(sq_store *s, sqlite3_stmt *count, next_steps *ns, const char *run_id, const char *name, int64_t step,
                     int64_t *out) {
+  if (2 * (ns->n + 1) > ns->nslots) {
+    size_t nsl = ns->nslots ? 2 * ns->nslots : 1024;
+    size_t *nv = calloc(nsl, sizeof *nv);
+    if (!nv) return oom();
+    for (size_t k = 0; k < ns->n; k++) {
+      size_t j = step_name_hash(ns->v[k].name) & (nsl - 1);
+      while (nv[j]) j = (j + 1) & (nsl - 1);
+      nv[j] = k + 1;
+    }
+    free(ns->slots);
+    ns->slots = nv;
+    ns->nslots = nsl;
+  }
+  size_t j = step_name_hash(name) & (ns->nslots - 1);
+  while (ns->slots[j] && strcmp(ns->v[ns->slots[j] - 1].name, name)) j = (j + 1) & (ns->nslots - 1);
   size_t i;
-  for (i = 0; i < ns->n; i++)
-    if (!strcmp(ns->v[i].name, name)) break;
-  if (i == ns->n) {
-    void *p = realloc(ns->v, (ns->n + 1) * sizeof *ns->v);
-    if (!p) return oom();
-    ns->v = p;
+  if (ns->slots[j]) {
+    i = ns->slots[j] - 1;
+  } else {
+    i = ns->n;
+    if ((ns->n & (ns->n - 1)) == 0) { /* grow at powers of two */
+      void *p = realloc(ns->v, (ns->n ? 2 * ns->n : 1) * sizeof *ns->v);
+      if (!p) return oom();
+      ns->v = p;
+    }
     sqlite3_reset(count);
     bind_text(count, 1, run_id);
     bind_text(count, 2, name);
@@ -1155,9 +1189,12 @@ static int step_for(sq_store *s, sqlite3_stmt *count, next_steps *ns, const char
     ns->v[i].name = name;
     ns->v[i].next = sqlite3_column_int64(count, 0);
     ns->n++;
+    ns->slots[j] = ns->n;
   }
-  *out = step >= 0 ? step : ns->v[i].next;
-  if (*out + 1 > ns->v[i].next) ns->v[i].next = *out + 1;
+  int64_t st = step >= 0 ? step : ns->v[i].next;
+  if (st > KS_STEP_MAX) st = KS_STEP_MAX;
+  *out = st;
+  if (st + 1 > ns->v[i].next) ns->v[i].next = st + 1;
   return 0;
 }
 
@@ -1183,7 +1220,7 @@ static int sq_metrics_ingest(kp_store *base, const char *run_id, const kp_ingest
     goto out;
   }
   if (prep(s, &ins, "INSERT INTO metrics(run_id, name, step, ts, value) VALUES(?,?,?,?,?)") != 0 ||
-      prep(s, &count, "SELECT coalesce(max(step)+1, 0) FROM metrics WHERE run_id=? AND name=?") != 0)
+      prep(s, &count, "SELECT coalesce(min(max(step), 9007199254740990)+1, 0) FROM metrics WHERE run_id=? AND name=?") != 0)
     goto out;
   for (size_t i = 0; i < b->npoints; i++) {
     const kp_metric_point *p = &b->points[i];
@@ -1225,6 +1262,7 @@ out:
   sqlite3_finalize(count);
   sqlite3_finalize(latest);
   free(ns.v);
+  free(ns.slots);
   return tx_end(s, own, rc);
 }
 

@@ -33,7 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,28 +57,82 @@ static void sleep_ms(int ms) {
 }
 
 /* ---- ingestion ------------------------------------------------------------ */
+/* Records are moved from a run's channel into the store in chunks of at most
+ * KP_INGEST_CHUNK records, one write transaction each: each chunk is one
+ * exactly-once batch (its channel offsets commit with its points), and the
+ * write lock is released between chunks so that other writers (run submit,
+ * model register, other runs) wait for one chunk at most, not for a burst of
+ * hundreds of thousands of records. */
+#define KP_INGEST_CHUNK 10000
+
 /* The records read from a run's channel, as one batch for the store. */
 typedef struct ingest_ctx {
   kp_metric_point *pts;
   size_t npts, cap;
   char **names;  /* distinct metric names (the points point into them) */
   size_t nnames;
+  size_t *slots; /* open-addressing hash of names: index + 1, 0 = empty */
+  size_t nslots; /* a power of two, at least twice nnames */
   char **tkeys, **tvals;
   size_t ntags;
   int failed;
+  int full;      /* the chunk is full: the read stopped before the next record */
 } ingest_ctx;
 
+static size_t name_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return (size_t)h;
+}
+
+/* The batch's copy of 'name' (one per distinct name, found in O(1)). */
 static const char *intern(ingest_ctx *c, const char *name) {
-  for (size_t i = 0; i < c->nnames; i++)
-    if (!strcmp(c->names[i], name)) return c->names[i];
-  char **nv = realloc(c->names, (c->nnames + 1) * sizeof *nv);
-  if (!nv) return NULL;
-  c->names = nv;
-  return (c->names[c->nnames] = strdup(name)) ? c->names[c->nnames++] : NULL;
+  if (2 * (c->nnames + 1) > c->nslots) {
+    size_t ns = c->nslots ? 2 * c->nslots : 1024;
+    size_t *nv = calloc(ns, sizeof *nv);
+    if (!nv) return NULL;
+    for (size_t i = 0; i < c->nnames; i++) {
+      size_t j = name_hash(c->names[i]) & (ns - 1);
+      while (nv[j]) j = (j + 1) & (ns - 1);
+      nv[j] = i + 1;
+    }
+    free(c->slots);
+    c->slots = nv;
+    c->nslots = ns;
+  }
+  size_t j = name_hash(name) & (c->nslots - 1);
+  for (; c->slots[j]; j = (j + 1) & (c->nslots - 1))
+    if (!strcmp(c->names[c->slots[j] - 1], name)) return c->names[c->slots[j] - 1];
+  if ((c->nnames & (c->nnames - 1)) == 0) { /* grow at powers of two */
+    char **nv = realloc(c->names, (c->nnames ? 2 * c->nnames : 1) * sizeof *nv);
+    if (!nv) return NULL;
+    c->names = nv;
+  }
+  if (!(c->names[c->nnames] = strdup(name))) return NULL;
+  c->slots[j] = ++c->nnames;
+  return c->names[c->nnames - 1];
+}
+
+static void ingest_reset(ingest_ctx *c) {
+  free(c->pts);
+  for (size_t i = 0; i < c->nnames; i++) free(c->names[i]);
+  free(c->names);
+  free(c->slots);
+  for (size_t i = 0; i < c->ntags; i++) {
+    free(c->tkeys[i]);
+    free(c->tvals[i]);
+  }
+  free(c->tkeys);
+  free(c->tvals);
+  memset(c, 0, sizeof *c);
 }
 
 static int ingest_record(void *vctx, const ks_run_record *r) {
   ingest_ctx *c = vctx;
+  if (c->npts + c->ntags >= KP_INGEST_CHUNK) {
+    c->full = 1;
+    return 1; /* this record starts the next chunk */
+  }
   if (r->kind == KS_RUN_RECORD_METRIC) {
     if (c->npts == c->cap) {
       size_t cap = c->cap ? 2 * c->cap : 256;
@@ -102,15 +158,14 @@ static int ingest_record(void *vctx, const ks_run_record *r) {
   return 0;
 }
 
-int kp_ingest(kp_ws *ws, const char *run_id, int final) {
-  char ch[4400];
-  kp_run_dir(ws, run_id, ch, sizeof ch);
-  strcat(ch, "/channel");
-  if (access(ch, F_OK) != 0) return 0;  /* nothing (yet, or any more) */
+/* One chunk: reads up to KP_INGEST_CHUNK records from the stored offset and
+ * commits them with the new offset. Returns 1 when more records may follow
+ * at once, 0 when the channel was read to its end, -1 on error (printed). */
+static int ingest_chunk(kp_ws *ws, const char *run_id, const char *ch, int final) {
   ingest_ctx c = {0};
   kp_run run = {0};
   int rc = -1;
-  /* the write lock for the whole read: one ingesting process at a time */
+  /* the write lock for the chunk's read: one ingesting process at a time */
   if (kp_store_begin(ws->store) != 0) return kp_store_report();
   if (kp_store_run_get(ws->store, run_id, &run) != 0) { kp_store_report(); goto out; }
   uint64_t offset = run.channel_offset;
@@ -129,53 +184,203 @@ int kp_ingest(kp_ws *ws, const char *run_id, int final) {
     goto out;
   }
   if (kp_store_commit(ws->store) != 0) { kp_store_report(); goto out; }
-  rc = 0;
+  rc = c.full && r >= 0 ? 1 : 0;
 out:
   kp_store_rollback(ws->store);
   kp_run_free(&run);
-  free(c.pts);
-  for (size_t i = 0; i < c.nnames; i++) free(c.names[i]);
-  free(c.names);
-  for (size_t i = 0; i < c.ntags; i++) {
-    free(c.tkeys[i]);
-    free(c.tvals[i]);
-  }
-  free(c.tkeys);
-  free(c.tvals);
+  ingest_reset(&c);
   return rc;
 }
 
+int kp_ingest(kp_ws *ws, const char *run_id, int final) {
+  char ch[4400];
+  kp_run_dir(ws, run_id, ch, sizeof ch);
+  strcat(ch, "/channel");
+  if (access(ch, F_OK) != 0) return 0;  /* nothing (yet, or any more) */
+  int r;
+  for (;;) {
+    double t0 = kp_now();
+    if ((r = ingest_chunk(ws, run_id, ch, final)) != 1) break;
+    /* more to come: leave the lock free for as long as the chunk held it
+     * (10-100 ms), so that a writer whose busy handler polls (SQLite's
+     * sleeps up to 100 ms between tries) finds it free, rather than only
+     * the microseconds between two chunks */
+    double held = kp_now() - t0;
+    sleep_ms(held < 0.01 ? 10 : held > 0.1 ? 100 : (int)(held * 1000));
+  }
+  return r;
+}
+
+static void append_log(const char *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ---- run files -------------------------------------------------------------- */
-/* Stores regular files under 'dir' as run files "prefix/rel"; symbolic links
- * are skipped (never followed), so a run cannot publish files outside it. */
-static int store_walk(kp_ws *ws, const char *run_id, const char *dir, const char *prefix) {
-  DIR *d = opendir(dir);
-  if (!d) return errno == ENOENT ? 0 : kp_err("cannot read %s: %s", dir, strerror(errno));
+/* A run file is kept only when it is the run's own: a regular file, reached
+ * without following a symbolic link (every step is openat(O_NOFOLLOW)
+ * relative to the directory just read, and the opened file is checked with
+ * fstat, so a swap to a link after the check publishes nothing), with one
+ * link (a hard link to a file outside the run would publish that file), a
+ * name that run files can have (no control characters such as a tab or a
+ * newline) and at most KP_WALK_DEPTH folders deep. What is not kept is named
+ * in 'note' (the run's log), never dropped silently. */
+#define KP_WALK_DEPTH 128
+
+static void walk_note(const char *note, const char *rel, const char *why) {
+  if (!note) return;
+  char shown[600];
+  size_t k = 0;
+  const unsigned char *c = (const unsigned char *)rel;
+  for (; *c && k + 5 < sizeof shown; c++) { /* control bytes shown as \xNN */
+    if (*c < 0x20 || *c == 0x7f) k += (size_t)snprintf(shown + k, sizeof shown - k, "\\x%02x", *c);
+    else shown[k++] = (char)*c;
+  }
+  shown[k] = '\0';
+  append_log(note, "kusari: not kept: %s%s: %s\n", shown, *c ? "..." : "", why);
+}
+
+/* Stores the files under the directory 'dfd' (closed here) as "prefix/..." */
+static int store_walk(kp_ws *ws, const char *run_id, int dfd, const char *prefix, const char *note, int depth) {
+  DIR *d = fdopendir(dfd);
+  if (!d) {
+    close(dfd);
+    return kp_err("cannot read the folder %s of run %s: %s", prefix, run_id, strerror(errno));
+  }
   int rc = 0;
   struct dirent *e;
   while (rc == 0 && (e = readdir(d))) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    char full[8192], rel[8192];
-    snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
-    snprintf(rel, sizeof rel, "%s/%s", prefix, e->d_name);
-    struct stat st;
-    if (lstat(full, &st) != 0) continue;
-    if (S_ISDIR(st.st_mode)) {
-      rc = store_walk(ws, run_id, full, rel);
-    } else if (S_ISREG(st.st_mode) && kp_rel_path_ok(rel) == 0) {
-      char hex[65];
-      int64_t size;
-      if (kp_blob_put_file(ws, full, hex, &size) != 0) { rc = -1; break; }
-      kp_file_entry fe = {.path = rel, .sha256 = hex, .size = size};
-      if (kp_store_run_files_put(ws->store, run_id, &fe, 1) != 0) rc = kp_store_report();
+    char rel[8192];
+    if (snprintf(rel, sizeof rel, "%s/%s", prefix, e->d_name) >= (int)sizeof rel) {
+      walk_note(note, rel, "its path is longer than 8,191 bytes");
+      continue;
     }
+    struct stat st;
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      if (depth >= KP_WALK_DEPTH) {
+        walk_note(note, rel, "a folder more than 128 folders deep (nothing under it is kept)");
+        continue;
+      }
+      int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub < 0) {
+        walk_note(note, rel, strerror(errno));
+        continue;
+      }
+      rc = store_walk(ws, run_id, sub, rel, note, depth + 1);
+      continue;
+    }
+    if (S_ISLNK(st.st_mode) || !S_ISREG(st.st_mode)) continue; /* links are never followed (docs/PLATFORM.md) */
+    if (kp_rel_path_ok(rel) != 0) {
+      walk_note(note, rel, "its name has a control character (a tab, a newline, ...), which run file names cannot have");
+      continue;
+    }
+    int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno != ELOOP && errno != ENOENT) walk_note(note, rel, strerror(errno));
+      continue; /* ELOOP: it became a symbolic link after the check */
+    }
+    struct stat fst;
+    if (fstat(fd, &fst) != 0 || !S_ISREG(fst.st_mode)) {
+      close(fd);
+      continue;
+    }
+    if (fst.st_nlink != 1) {
+      char why[128];
+      snprintf(why, sizeof why, "it has %ju hard links (a run keeps only files of its own; copy the file instead)",
+               (uintmax_t)fst.st_nlink);
+      walk_note(note, rel, why);
+      close(fd);
+      continue;
+    }
+    char hex[65];
+    int64_t size;
+    int put = kp_blob_put_fd(ws, fd, rel, hex, &size);
+    close(fd);
+    if (put != 0) { rc = -1; break; }
+    kp_file_entry fe = {.path = rel, .sha256 = hex, .size = size};
+    if (kp_store_run_files_put(ws->store, run_id, &fe, 1) != 0) rc = kp_store_report();
   }
   closedir(d);
   return rc;
 }
 
+/* The run's own log, where store_walk names what it does not keep. */
+static void run_note_path(const kp_ws *ws, const char *run_id, char *out, size_t n) {
+  snprintf(out, n, "%s/runs/%s/logs/std_log.txt", ws->root, run_id);
+}
+
 int kp_store_tree(kp_ws *ws, const char *run_id, const char *dir, const char *prefix) {
-  return store_walk(ws, run_id, dir, prefix);
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? 0 : kp_err("cannot read %s: %s", dir, strerror(errno));
+  char note[4600];
+  run_note_path(ws, run_id, note, sizeof note);
+  return store_walk(ws, run_id, fd, prefix, note, 0);
+}
+
+/* Removes the tree at 'path' whatever its depth: one directory open at a
+ * time (going back up by ".."), names kept on a stack, so no path longer
+ * than one name is ever built (a tree deeper than PATH_MAX goes too). */
+static int rm_tree(const char *path) {
+  int cur = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (cur < 0) {
+    if (errno == ENOENT) return 0;
+    return (errno == ENOTDIR || errno == ELOOP) ? unlink(path) : -1;
+  }
+  char **names = NULL; /* names[i]: the directory entered at depth i + 1 */
+  size_t depth = 0, cap = 0;
+  int rc = 0;
+  for (;;) {
+    int dup_fd = dup(cur);
+    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+    if (!d) {
+      if (dup_fd >= 0) close(dup_fd);
+      rc = -1;
+      break;
+    }
+    char *down = NULL;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+      struct stat st;
+      if (fstatat(cur, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (!S_ISDIR(st.st_mode)) {
+        if (unlinkat(cur, e->d_name, 0) != 0) rc = -1;
+        continue;
+      }
+      if (unlinkat(cur, e->d_name, AT_REMOVEDIR) == 0) continue; /* empty */
+      fchmodat(cur, e->d_name, 0700, 0);
+      int sub = openat(cur, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub < 0) { rc = -1; continue; }
+      if (depth == cap) {
+        size_t nc = cap ? 2 * cap : 64;
+        char **nv = realloc(names, nc * sizeof *nv);
+        if (!nv) { close(sub); rc = -1; continue; }
+        names = nv;
+        cap = nc;
+      }
+      if (!(down = strdup(e->d_name))) { close(sub); rc = -1; continue; }
+      names[depth++] = down;
+      close(cur);
+      cur = sub;
+      break;
+    }
+    closedir(d);
+    if (down) continue; /* read the folder just entered */
+    /* 'cur' is as empty as it gets: go up and remove it */
+    if (depth == 0) break;
+    int up = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(cur);
+    char *name = names[--depth];
+    if (up < 0) { free(name); cur = -1; rc = -1; break; }
+    cur = up;
+    int gone = unlinkat(cur, name, AT_REMOVEDIR) == 0;
+    free(name);
+    if (!gone) { rc = -1; break; } /* would read it again forever */
+  }
+  if (cur >= 0) close(cur);
+  while (depth) free(names[--depth]);
+  free(names);
+  if (rc == 0 && rmdir(path) != 0) rc = -1;
+  return rc;
 }
 
 /* Stores outputs/, logs/ and uploads of run 'id' (idempotent). */
@@ -206,7 +411,11 @@ static int store_run_files(kp_ws *ws, const char *id) {
       } else if (S_ISREG(st.st_mode)) {
         char hex[65];
         int64_t size;
-        if (kp_blob_put_file(ws, sub, hex, &size) != 0) {
+        int fd = open(sub, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) continue;
+        int put = kp_blob_put_fd(ws, fd, sub, hex, &size);
+        close(fd);
+        if (put != 0) {
           rc = -1;
           continue;
         }
@@ -232,14 +441,93 @@ static int set_status(kp_ws *ws, const char *id, kp_run_status status, int end, 
   return kp_store_report();
 }
 
-/* Best-effort removal of a finished run's working directory and channel. */
+/* ---- runs whose metrics and files are not all stored yet ------------------- */
+/* runs/.unstored/<id> exists from the moment a run's channel is made until
+ * its metrics and files are in the store and its working folder and channel
+ * are removed. Its supervisor holds an flock on it while it lives; so a
+ * marker that nobody locks, of an ended run, means the end of that run met
+ * a storage failure (a full disk): reconciliation stores the rest then. */
+static void unstored_path(const kp_ws *ws, const char *id, char *out, size_t n) {
+  snprintf(out, n, "%s/runs/.unstored/%s", ws->root, id);
+}
+
+/* Creates (or opens) run 'id's marker and locks it; returns its fd or -1. */
+static int unstored_mark(const kp_ws *ws, const char *id, int wait) {
+  char p[4600];
+  snprintf(p, sizeof p, "%s/runs/.unstored", ws->root);
+  if (mkdir(p, 0700) != 0 && errno != EEXIST) return -1;
+  unstored_path(ws, id, p, sizeof p);
+  int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return -1;
+  if (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* The run's error when its metrics or files could not all be stored. */
+static void storage_error(const kp_ws *ws, const char *id, const char *also, char *out, size_t n) {
+  char disk[128] = "the store refused them";
+  struct statvfs v;
+  if (statvfs(ws->root, &v) == 0) {
+    unsigned long long bytes = (unsigned long long)v.f_bavail * v.f_frsize;
+    if (bytes < (1ull << 20))
+      snprintf(disk, sizeof disk, "the disk holding the workspace is full: %llu KiB free", bytes >> 10);
+    else
+      snprintf(disk, sizeof disk, "%llu MiB free on the workspace's disk", bytes >> 20);
+  }
+  snprintf(out, n,
+           "the run's metrics and files could not all be stored in workspace %.2000s (%s; see runs/%.200s/supervisor.log)%s%.1000s; "
+           "its metrics channel and working folder are kept: free space, then any kusari command (such as "
+           "'kusari run list') stores the rest",
+           ws->root, disk, id, also && *also ? "; " : "", also ? also : "");
+}
+
+/* Removal of a finished run's working directory, channel and marker, once
+ * everything in them is stored. */
 static void cleanup_run_dir(kp_ws *ws, const char *id) {
   char rd[4400], p[4600];
   kp_run_dir(ws, id, rd, sizeof rd);
   snprintf(p, sizeof p, "%s/wd", rd);
-  kp_rm_rf(p);
+  if (rm_tree(p) != 0) kp_err("cannot remove all of %s: %s", p, strerror(errno));
   snprintf(p, sizeof p, "%s/channel", rd);
   unlink(p);
+  unstored_path(ws, id, p, sizeof p);
+  unlink(p);
+}
+
+/* Stores what is left of ended runs whose marker nobody holds. */
+static void store_unstored(kp_ws *ws) {
+  char dir[4600];
+  snprintf(dir, sizeof dir, "%s/runs/.unstored", ws->root);
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    int fd = unstored_mark(ws, e->d_name, 0);
+    if (fd < 0) continue; /* its supervisor is at work */
+    kp_run r = {0};
+    if (kp_store_run_get(ws->store, e->d_name, &r) != 0) {
+      if (kp_store_last_error()->code == KP_STORE_ENOTFOUND) cleanup_run_dir(ws, e->d_name); /* deleted run */
+    } else if (kp_run_status_ended(r.status)) {
+      if (kp_ingest(ws, e->d_name, 1) == 0 && store_run_files(ws, e->d_name) == 0) {
+        char rd[4400], log[4600], t[64];
+        kp_run_dir(ws, e->d_name, rd, sizeof rd);
+        snprintf(log, sizeof log, "%s/logs/std_log.txt", rd);
+        kp_fmt_time(kp_now(), t, sizeof t);
+        append_log(log, "kusari: %s: the rest of this run's metrics and files were stored after the storage failure at its end\n", t);
+        snprintf(log, sizeof log, "%s/logs", rd);
+        kp_store_tree(ws, e->d_name, log, "logs");
+        if (kp_store_tag_set(ws->store, e->d_name, "kusari.stored_late", t) != 0) kp_store_report();
+        cleanup_run_dir(ws, e->d_name);
+      }
+    }
+    kp_run_free(&r);
+    close(fd);
+  }
+  closedir(d);
 }
 
 /* ---- compute targets ------------------------------------------------------------ */
@@ -282,16 +570,129 @@ int kp_reconcile(kp_ws *ws) {
   for (size_t i = 0; i < nd; i++) {
     /* the entry may outlive its supervisor: stop it so its metrics are final */
     if (dead[i].epid > 0) kp_compute_of(ws, dead[i].compute)->reap(dead[i].epid, dead[i].estart);
-    kp_ingest(ws, dead[i].id, 1);
-    store_run_files(ws, dead[i].id);
-    char msg[256];
+    int stored = kp_ingest(ws, dead[i].id, 1) == 0;
+    if (store_run_files(ws, dead[i].id) != 0) stored = 0;
+    char msg[256], smsg[4600];
     snprintf(msg, sizeof msg, "the run's supervisor (pid %d) died; the run was reconciled", (int)dead[i].spid);
-    if (dead[i].cancel) set_status(ws, dead[i].id, KP_RUN_CANCELED, 1, INT32_MIN, 0, NULL);  /* error = cancel_reason */
-    else set_status(ws, dead[i].id, KP_RUN_FAILED, 1, INT32_MIN, 0, msg);
-    cleanup_run_dir(ws, dead[i].id);
+    if (!stored) {
+      /* keep the channel and the working folder for store_unstored() */
+      int fd = unstored_mark(ws, dead[i].id, 0);
+      if (fd >= 0) close(fd);
+      storage_error(ws, dead[i].id, msg, smsg, sizeof smsg);
+      set_status(ws, dead[i].id, KP_RUN_FAILED, 1, INT32_MIN, 0, smsg);
+    } else {
+      if (dead[i].cancel) set_status(ws, dead[i].id, KP_RUN_CANCELED, 1, INT32_MIN, 0, NULL);  /* error = cancel_reason */
+      else set_status(ws, dead[i].id, KP_RUN_FAILED, 1, INT32_MIN, 0, msg);
+      cleanup_run_dir(ws, dead[i].id);
+    }
   }
   free(dead);
+  store_unstored(ws);
   return r == 0 ? 0 : -1;
+}
+
+/* ---- an entry killed for lack of memory ------------------------------------- */
+/* The count of the kernel's out-of-memory kills in this process's memory
+ * cgroup (the entry's too: it inherits it): cgroup v2's memory.events or
+ * v1's memory.oom_control, "oom_kill N". -1 when there is none to read.
+ * Read by supervise_entry() before the entry starts and after it ends: a
+ * SIGKILL nobody sent (no cancel) while the count went up is reported as
+ * running out of memory, not as a bare "killed by signal 9". */
+static long long oom_kills(void) {
+  FILE *f = fopen("/proc/self/cgroup", "r");
+  if (!f) return -1;
+  char line[4096], v1[4096] = "", v2[4096] = "";
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = '\0';
+    char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c2) continue;
+    *c2 = '\0';
+    const char *ctrls = c1 + 1, *path = c2 + 1;
+    if (!*ctrls) snprintf(v2, sizeof v2, "%s", path);
+    else if (!strcmp(ctrls, "memory") || strstr(ctrls, "memory,") == ctrls || strstr(ctrls, ",memory")) snprintf(v1, sizeof v1, "%s", path);
+  }
+  fclose(f);
+  char file[8400];
+  const char *cands[3][2] = {{"/sys/fs/cgroup%s/memory.events", v2}, {"/sys/fs/cgroup/unified%s/memory.events", v2},
+                             {"/sys/fs/cgroup/memory%s/memory.oom_control", v1}};
+  for (int i = 0; i < 3; i++) {
+    if (!*cands[i][1]) continue;
+    snprintf(file, sizeof file, cands[i][0], strcmp(cands[i][1], "/") ? cands[i][1] : "");
+    FILE *g = fopen(file, "r");
+    if (!g) continue;
+    long long n = -1;
+    while (fgets(line, sizeof line, g))
+      if (sscanf(line, "oom_kill %lld", &n) == 1) break;
+    fclose(g);
+    if (n >= 0) return n;
+  }
+  return -1;
+}
+
+/* ---- processes a run leaves behind ------------------------------------------- */
+/* The supervisor is a child subreaper (PR_SET_CHILD_SUBREAPER): a process
+ * the entry or a build starts and orphans (`setsid sleep 300 &`, a double
+ * fork) becomes the supervisor's child instead of init's, whatever its
+ * session or process group. So once the entry (or a build) has ended, every
+ * child the supervisor still has is something the run left behind:
+ * end_descendants kills them all, round after round (a killed one's own
+ * children come to us next), and reaps them. Called from supervise() (at
+ * start: become_subreaper), run_logged() and supervise_entry() (after the
+ * process group's SIGKILL, which covers cancel too). */
+static void become_subreaper(void) {
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
+    fprintf(stderr, "kusari: cannot become a child subreaper (%s): processes a run orphans may outlive it\n",
+            strerror(errno));
+}
+
+/* The parent pid of 'pid' from /proc/PID/stat, or -1. */
+static pid_t parent_of(pid_t pid, char *comm, size_t ncomm) {
+  char p[64], buf[1024];
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  char *open_p = strchr(buf, '('), *close_p = strrchr(buf, ')'); /* comm may hold spaces and ')' */
+  if (!open_p || !close_p || close_p < open_p) return -1;
+  snprintf(comm, ncomm, "%.*s", (int)(close_p - open_p - 1), open_p + 1);
+  int ppid;
+  char state;
+  if (sscanf(close_p + 1, " %c %d", &state, &ppid) != 2) return -1;
+  return (pid_t)ppid;
+}
+
+/* Kills and reaps every child of this process; says how many in 'log'. */
+static void end_descendants(const char *log) {
+  pid_t self = getpid();
+  size_t ended = 0;
+  char first[300] = "";
+  for (int round = 0; round < 200; round++) {
+    size_t seen = 0;
+    DIR *d = opendir("/proc");
+    if (!d) break;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+      char *end;
+      long v = strtol(e->d_name, &end, 10);
+      if (*end || v <= 0) continue;
+      char comm[64];
+      if (parent_of((pid_t)v, comm, sizeof comm) != self) continue;
+      seen++;
+      if (kill((pid_t)v, SIGKILL) == 0 && !first[0]) snprintf(first, sizeof first, "pid %ld (%s)", v, comm);
+    }
+    closedir(d);
+    int st;
+    pid_t r;
+    while ((r = waitpid(-1, &st, WNOHANG)) > 0) ended++;
+    if (!seen) break;
+    sleep_ms(10);
+  }
+  if (ended && log)
+    append_log(log, "kusari: ended %zu process%s the run left behind (such as %s)\n", ended, ended == 1 ? "" : "es",
+               first[0] ? first : "?");
 }
 
 /* ---- the supervisor ------------------------------------------------------------- */
@@ -311,6 +712,7 @@ typedef struct sup {
   int nodes, ppn;          /* launch shape: nodes x processes per node (1 x 1: a plain run) */
   char launcher[4096];     /* the MPI launcher of a distributed run */
   char venv[4700];         /* the environment's Python virtual environment, or "" */
+  int unstored_fd;         /* runs/.unstored/<id>, locked (see store_unstored) */
 } sup;
 
 static void sup_note(const sup *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -427,6 +829,7 @@ static int run_logged(sup *s, const char *dir, const char *log, char **argv) {
     sleep_ms(50);
   }
   kill(-pid, SIGKILL);
+  end_descendants(log);
   return canceled ? -2 : status;
 }
 
@@ -836,10 +1239,23 @@ static void sup_note(const sup *s, const char *fmt, ...) {
 static int finish(sup *s, kp_run_status status, int exit_code, int sig, const char *error) {
   sup_note(s, "Finalizing, then %s%s%s", kp_run_status_name(status), error ? ": " : "", error ? error : "");
   set_status(&s->ws, s->id, KP_RUN_FINALIZING, 0, INT32_MIN, 0, NULL);
-  kp_ingest(&s->ws, s->id, 1);
-  store_run_files(&s->ws, s->id);
-  set_status(&s->ws, s->id, status, 1, exit_code, sig, error);
-  cleanup_run_dir(&s->ws, s->id);
+  /* nothing is removed before it is stored: on a storage failure (a full
+   * disk) the run ends Failed and keeps its channel and working folder,
+   * and its marker (runs/.unstored/<id>) lets reconciliation store them */
+  int stored = kp_ingest(&s->ws, s->id, 1) == 0;
+  if (store_run_files(&s->ws, s->id) != 0) stored = 0;
+  char msg[8192];
+  if (!stored) {
+    storage_error(&s->ws, s->id, error, msg, sizeof msg);
+    char log[4700];
+    snprintf(log, sizeof log, "%s/logs/std_log.txt", s->rd);
+    append_log(log, "kusari: %s\n", msg);
+    sup_note(s, "%s", msg);
+    status = KP_RUN_FAILED;
+    error = msg;
+  }
+  if (set_status(&s->ws, s->id, status, 1, exit_code, sig, error) != 0) stored = 0;
+  if (stored) cleanup_run_dir(&s->ws, s->id);
   return 0;
 }
 
@@ -946,6 +1362,7 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
 static int supervise(sup *sp, int ready) {
   if (kp_ws_open(&sp->ws) != 0) return 1;
   kp_run_dir(&sp->ws, sp->id, sp->rd, sizeof sp->rd);
+  become_subreaper();
   /* register this process, then tell `run submit` we are up */
   int ok = kp_store_run_attach_supervisor(sp->ws.store, sp->id, getpid(), kp_proc_start(getpid())) == 0;
   if (!ok && kp_store_last_error()->code == KP_STORE_EBACKEND) kp_store_report();
@@ -983,6 +1400,7 @@ static int supervise(sup *sp, int ready) {
   char chpath[4700];
   snprintf(chpath, sizeof chpath, "%s/channel", sp->rd);
   unlink(chpath);
+  sp->unstored_fd = unstored_mark(&sp->ws, sp->id, 1); /* held until this process ends */
   if (ks_run_channel_create(chpath) != KS_OK) {
     finish(sp, KP_RUN_FAILED, INT32_MIN, 0, ks_error_last());
     return 1;
@@ -1050,6 +1468,7 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   if (set_status(&sp->ws, sp->id, KP_RUN_RUNNING, 0, INT32_MIN, 0, NULL) != 0) return 1;
   wd_list before = {0};
   wd_scan(wd, "", &before);
+  long long oom_before = oom_kills();
   char logdir[4600];
   snprintf(logdir, sizeof logdir, "%s/logs", sp->rd);
   kp_launch l = {.run_id = sp->id, .run_dir = sp->rd, .wd = wd, .log = stdlog, .log_dir = logdir, .argv = eargv,
@@ -1113,6 +1532,7 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   kp_rank_status *ranks = dist ? calloc((size_t)nranks, sizeof *ranks) : NULL;
   target->collect(job, ranks, ranks ? nranks : 0);
   if (ranks) record_ranks(sp, ranks, nranks);
+  end_descendants(stdlog); /* whatever the entry orphaned outside its group or session */
   report_discarded(sp, wd, &before, stdlog);
   wd_list_free(&before);
   if (canceled) {
@@ -1159,7 +1579,15 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
     finish(sp, KP_RUN_FAILED, WEXITSTATUS(status), 0, why);
   } else {
     int sg = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    snprintf(why, sizeof why, "the entry was killed by signal %d (%s)", sg, kp_signal_name(sg));
+    long long oom_after = sg == SIGKILL && oom_before >= 0 ? oom_kills() : -1;
+    if (oom_after > oom_before) {
+      snprintf(why, sizeof why,
+               "the entry ran out of memory: the kernel's out-of-memory killer ended it (signal 9, SIGKILL; it acted "
+               "in the run's memory cgroup while the entry ran)");
+      append_log(stdlog, "kusari: %s\n", why);
+    } else {
+      snprintf(why, sizeof why, "the entry was killed by signal %d (%s)", sg, kp_signal_name(sg));
+    }
     finish(sp, KP_RUN_FAILED, INT32_MIN, sg, why);
   }
   return 0;
@@ -1169,8 +1597,10 @@ int kp_cmd_supervise(int argc, char **argv) {
   if (argc < 3) return kp_err("__supervise: internal command, needs RUN_ID READY_FD"), 2;
   sup s;
   memset(&s, 0, sizeof s);
+  s.unstored_fd = -1;
   snprintf(s.id, sizeof s.id, "%s", argv[1]);
   int rc = supervise(&s, atoi(argv[2]));
+  if (s.unstored_fd >= 0) close(s.unstored_fd);
   free(s.args_json);
   free(s.env_json);
   kp_ws_close(&s.ws);

@@ -31,10 +31,16 @@ int ks_run_is_offline(const ks_run *run);
 /* The run id ("" when offline). */
 const char *ks_run_id(const ks_run *run);
 
+/* The largest step: 2^53 - 1, the largest integer a double (and so every
+ * JSON reader) holds exactly. Implicit steps stop there too (they repeat it
+ * rather than wrap around). */
+#define KS_RUN_STEP_MAX ((int64_t)9007199254740991)
+
 /* Appends one value to metric 'name' (step = number of earlier values of that
  * name, like Run.log). */
 int ks_run_log(ks_run *run, const char *name, double value);
-/* Same with an explicit step. */
+/* Same with an explicit step, 0 to KS_RUN_STEP_MAX (a larger one fails with
+ * KS_EINVAL and logs nothing; -1 means the next step, like ks_run_log). */
 int ks_run_log_step(ks_run *run, const char *name, int64_t step, double value);
 /* Logs a list metric (Run.log_list). */
 int ks_run_log_list(ks_run *run, const char *name, const double *values, size_t n);

@@ -92,6 +92,9 @@ int ks_run_log_step(ks_run *run, const char *name, int64_t step, double value) {
   size_t n = 0;
   int rc = check_name("ks_run_log", name, &n);
   if (rc != KS_OK) return rc;
+  if (step > KS_RUN_STEP_MAX || step < -1)
+    return ks_error_set(KS_EINVAL, "ks_run_log_step: step %lld of metric '%s' is out of range (0 to %lld, or -1 for the next)",
+                        (long long)step, name, (long long)KS_RUN_STEP_MAX);
   if (!run || run->offline) return KS_OK;
   return ks__ch_append(run->base, run->cap, KS_RUN_RECORD_METRIC, name, n, "", 0, step, value, now_s());
 }

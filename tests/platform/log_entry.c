@@ -3,14 +3,19 @@
  * tests: logs metrics through libkusari's run client, then optionally waits.
  *
  *   platform_log_entry [--n N] [--marker FILE] [--sleep SECONDS] [--exit CODE]
- *                      [--upload FILE] [--nonfinite 1]
+ *                      [--upload FILE] [--nonfinite 1] [--names N]
+ *                      [--bigstep 1]
  *
  * Logs N values of metric "loss" (value = i) with ks_run_log, one value of
  * "Accuracy" with ks_run_log_step, a list "curve" and tag "entry=c"; prints
  * the time the N ks_run_log calls took ("logged N values in S s"); writes
  * FILE (with its pid) when done logging; uploads FILE as plots/uploaded.txt
  * (and checks that "../escape.txt" is refused); with --nonfinite 1 logs
- * metric "nf" = NaN, +Inf, -Inf, 2.5; sleeps; exits with CODE.
+ * metric "nf" = NaN, +Inf, -Inf, 2.5; with --names N logs one value of each
+ * of N distinct metrics "m0", "m1", ... (value = i); with --bigstep 1 checks
+ * that ks_run_log_step refuses steps past KS_RUN_STEP_MAX (and below -1) and
+ * logs "big" at KS_RUN_STEP_MAX, then twice more without a step; sleeps;
+ * exits with CODE.
  */
 #include "kusari/run.h"
 
@@ -34,6 +39,8 @@ int main(int argc, char **argv) {
   int code = 0;
   const char *upload = NULL;
   int nonfinite = 0;
+  long names = 0;
+  int bigstep = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--n")) n = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--marker")) marker = argv[i + 1];
@@ -41,6 +48,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--exit")) code = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--upload")) upload = argv[i + 1];
     else if (!strcmp(argv[i], "--nonfinite")) nonfinite = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--names")) names = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--bigstep")) bigstep = atoi(argv[i + 1]);
   }
   ks_run *run = ks_run_current();
   printf("run id '%s' offline=%d\n", ks_run_id(run), ks_run_is_offline(run));
@@ -57,6 +66,23 @@ int main(int argc, char **argv) {
     const double nf[] = {NAN, INFINITY, -INFINITY, 2.5};
     for (int i = 0; i < 4; i++)
       if (ks_run_log(run, "nf", nf[i]) != 0) { fprintf(stderr, "ks_run_log of a non-finite value failed\n"); return 1; }
+  }
+  for (long i = 0; i < names; i++) {
+    char nm[32];
+    snprintf(nm, sizeof nm, "m%ld", i);
+    if (ks_run_log(run, nm, (double)i) != 0) { fprintf(stderr, "ks_run_log of %s failed\n", nm); return 1; }
+  }
+  if (bigstep) {
+    if (ks_run_log_step(run, "big", INT64_MAX, 1) == 0 || ks_run_log_step(run, "big", KS_RUN_STEP_MAX + 1, 1) == 0 ||
+        ks_run_log_step(run, "big", -2, 1) == 0) {
+      fprintf(stderr, "a step out of range was accepted\n");
+      return 1;
+    }
+    printf("steps out of range refused\n");
+    if (ks_run_log_step(run, "big", KS_RUN_STEP_MAX, 1) != 0 || ks_run_log(run, "big", 2) != 0 || ks_run_log(run, "big", 3) != 0) {
+      fprintf(stderr, "logging at the largest step failed\n");
+      return 1;
+    }
   }
   if (upload && ks_run_upload_file(run, "plots/uploaded.txt", upload) != 0) { fprintf(stderr, "upload failed\n"); return 1; }
   if (upload && ks_run_upload_file(run, "../escape.txt", upload) == 0) { fprintf(stderr, "unsafe upload name accepted\n"); return 1; }
