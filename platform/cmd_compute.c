@@ -38,12 +38,13 @@ static int cp_create(int argc, char **argv) {
   if (np != 1) return kp_usage_err("compute create", "missing the compute target's NAME");
   if (kp_name_ok(pos[0]) != 0)
     return kp_usage_err("compute create", "invalid name '%s': use letters, digits, '.', '_' and '-', starting with a letter or digit", pos[0]);
-  int slurm = !strcmp(type, "slurm");
-  if (!slurm && !kp_compute_find(type)) {
+  const kp_compute_ops *ops = kp_compute_find(type);
+  if (!ops) {
     char types[256];
     kp_compute_type_names(types, sizeof types);
-    return kp_usage_err("compute create", "unsupported --type '%s'; this kusari supports: %s, slurm", type, types);
+    return kp_usage_err("compute create", "unsupported --type '%s'; this kusari supports: %s", type, types);
   }
+  int slurm = ops == &kp_compute_slurm;
   long long n;
   if (kp_parse_int(nodes, &n) != 0 || n < 1 || n > 1024)
     return kp_usage_err("compute create", "--max-nodes must be an integer from 1 to 1024, got '%s'", nodes);
@@ -221,7 +222,7 @@ static int cp_list_show(int argc, char **argv, int show) {
     const kp_compute_ops *t = kp_compute_find(str(o, "type"));
     char d[512];
     if (t) {
-      t->describe(num(o, "max_nodes"), d, sizeof d);
+      t->describe(ws.root, str(o, "name"), num(o, "max_nodes"), d, sizeof d);
       printf("runs on:     %s\n", d);
     }
     if (!strcmp(str(o, "type"), "slurm")) slurm_print(cJSON_GetObjectItemCaseSensitive(o, "slurm"));
