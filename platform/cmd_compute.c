@@ -1,7 +1,8 @@
 /*
  * platform/cmd_compute.c — `kusari compute create|list|show|delete`.
- * A compute target of type local runs at most max_nodes runs at a time on
- * this machine; the supervisors of the others wait in Queued (supervisor.c).
+ * A compute target runs at most max_nodes runs at a time (local: on this
+ * machine; slurm: as Slurm jobs); the supervisors of the others wait in
+ * Queued (supervisor.c). Where runs execute is compute.h's interface.
  */
 #include "compute_slurm.h"
 #include "kp.h"
@@ -383,7 +384,10 @@ static const kp_cmd cmds[] = {
    "D-HH[:MM[:SS]], UNLIMITED); --account, --qos and --gpus-per-node go to\n"
    "sbatch as they are; --min-nodes is recorded (scale-down is Slurm's power\n"
    "saving, see docs/CLUSTER.md). The settings are kept in the workspace as\n"
-   "computes/NAME.json (0600).\n"},
+   "computes/NAME.json (0600). A run on it is one Slurm job (sbatch; its id is\n"
+   "the run's tag kusari.slurm_job); the nodes must see the workspace at the\n"
+   "same path (a shared filesystem). At most N runs (or nodes of distributed\n"
+   "runs) are submitted at a time; further runs wait in state Queued.\n"},
   {"list", cp_list, "list compute targets",
    "usage: kusari compute list [--json]\n\nLists compute targets with busy and idle nodes and queued runs.\n"},
   {"show", cp_show, "show one compute target",

@@ -20,9 +20,10 @@
  *   describe one line for `compute show`
  *
  * Storage stays with the supervisor (ingestion, run files, the final
- * status): a target only starts, watches and stops processes. `local` (this
- * machine: compute_local.c) is the first implementation; a new one is a new
- * file plus one line in kp_compute_types (compute.c).
+ * status): a target only starts, watches and stops processes or jobs.
+ * `local` (this machine: compute_local.c) and `slurm` (each run a Slurm job:
+ * compute_slurm_target.c) implement it; a new one is a new file plus one
+ * line in kp_compute_types (compute.c).
  */
 #ifndef KUSARI_PLATFORM_COMPUTE_H
 #define KUSARI_PLATFORM_COMPUTE_H
