@@ -100,8 +100,8 @@ static int slurm_launch(const kp_launch *l, kp_job **job, int64_t *pid, uint64_t
     snprintf(j->status_dir, sizeof j->status_dir, "%s/ranks", l->run_dir);
     kp_rm_rf(j->status_dir);
     if (kp_mkdirs(j->status_dir, 0755) != 0) {
-      free(argv), free(env), free(j);
       snprintf(why, whyn, "cannot create %.3000s", j->status_dir);
+      free(argv), free(env), free(j);
       return -1;
     }
     argv[k++] = kp_self_exe;
