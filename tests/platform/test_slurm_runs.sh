@@ -42,6 +42,9 @@ wait_for() {
 }
 in_squeue() { squeue -h -j "$1" -t PD,CF,R,CG,S -o %i 2>/dev/null; }
 
+assert_contains "$("$K" compute show s)" "runs on:     Slurm partition debug: each run one job (sbatch), up to 2 nodes at once" \
+  "compute show has the slurm type's describe line"
+
 # ---- a tracked run: metrics, logs, the job id, the batch script ----
 id="$(submit -e e --source "$T/src" --entry entry --compute s -- --n 5)"
 out="$("$K" run wait "$id" --timeout 60 2>&1)"
