@@ -102,9 +102,11 @@ typedef struct kp_compute_ops {
    * rank's status when 'ranks' is not NULL, and frees the job. */
   void (*collect)(kp_job *job, kp_rank_status *ranks, int nranks);
   /* Stops what a dead supervisor's run left running (SIGKILL), given the
-   * recorded pid and start time and the run's ref_tag value ('ref', NULL
-   * when none); waits briefly for it to go. */
-  void (*reap)(int64_t pid, uint64_t start, const char *ref);
+   * recorded pid and start time; waits briefly for it to go. */
+  void (*reap)(int64_t pid, uint64_t start);
+  /* The same for a job that no local process holds, given the run's
+   * ref_tag value (NULL for targets without a ref_tag). */
+  void (*reap_ref)(const char *ref);
   /* Writes a line describing target 'name' of workspace 'ws_root' (its
    * capacity) into 'out'. */
   void (*describe)(const char *ws_root, const char *name, int max_nodes, char *out, size_t n);

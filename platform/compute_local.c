@@ -303,8 +303,7 @@ static void local_collect(kp_job *j, kp_rank_status *ranks, int nranks) {
   free(j);
 }
 
-static void local_reap(int64_t pid, uint64_t start, const char *ref) {
-  (void)ref;
+static void local_reap(int64_t pid, uint64_t start) {
   pid_t p = (pid_t)pid;
   if (p <= 0) return;
   int alive = kp_proc_alive(p, start);

@@ -218,8 +218,9 @@ static void slurm_collect(kp_job *j, kp_rank_status *ranks, int nranks) {
   free(j);
 }
 
-static void slurm_reap(int64_t pid, uint64_t start, const char *ref) {
-  (void)pid, (void)start;
+static void slurm_reap(int64_t pid, uint64_t start) { (void)pid, (void)start; }  /* no local process */
+
+static void slurm_reap_ref(const char *ref) {
   if (!ref || !*ref) return;
   kp_slurm_err e;
   if (kp_slurm_cancel(ref, 0, &e) != 0) fprintf(stderr, "kusari: cannot cancel Slurm job %s: %s\n", ref, e.msg);
@@ -250,5 +251,6 @@ const kp_compute_ops kp_compute_slurm = {
   .signal = slurm_signal,
   .collect = slurm_collect,
   .reap = slurm_reap,
+  .reap_ref = slurm_reap_ref,
   .describe = slurm_describe,
 };

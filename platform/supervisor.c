@@ -253,11 +253,24 @@ const kp_compute_ops *kp_compute_of(kp_ws *ws, const char *compute) {
 }
 
 /* ---- reconciliation ------------------------------------------------------------ */
+/* A dead supervisor's job that no local process holds (a Slurm job): the
+ * target stops it by the run's ref tag. */
+static void reap_job_ref(kp_ws *ws, const char *id, const char *compute) {
+  const kp_compute_ops *ops = kp_compute_of(ws, compute);
+  kp_tag *t;
+  size_t nt;
+  if (!ops->ref_tag || !ops->reap_ref || kp_store_tag_list(ws->store, id, &t, &nt) != 0) return;
+  for (size_t k = 0; k < nt; k++)
+    if (!strcmp(t[k].key, ops->ref_tag) && t[k].value[0]) ops->reap_ref(t[k].value);
+  kp_tags_free(t, nt);
+}
+
+
 int kp_reconcile(kp_ws *ws) {
   kp_run *runs;
   size_t nr;
   if (kp_store_run_list_active(ws->store, &runs, &nr) != 0) return kp_store_report();
-  struct dead { char id[256], compute[256], ref[256]; pid_t spid, epid; uint64_t estart; int cancel; } *dead = NULL;
+  struct dead { char id[256], compute[256]; pid_t spid, epid; uint64_t estart; int cancel; } *dead = NULL;
   size_t nd = 0;
   int r = 0;
   double now = kp_now();
@@ -276,25 +289,13 @@ int kp_reconcile(kp_ws *ws) {
     dead[nd].epid = (pid_t)x->entry_pid;
     dead[nd].estart = x->entry_start;
     dead[nd].cancel = x->cancel_requested;
-    dead[nd].ref[0] = '\0';
     nd++;
   }
   kp_runs_free(runs, nr);
+  for (size_t i = 0; i < nd; i++) reap_job_ref(ws, dead[i].id, dead[i].compute);
   for (size_t i = 0; i < nd; i++) {
-    /* the entry may outlive its supervisor: stop it so its metrics are final
-     * (a target's job that no local process holds: by the run's ref tag) */
-    const kp_compute_ops *ops = kp_compute_of(ws, dead[i].compute);
-    if (ops->ref_tag) {
-      kp_tag *t;
-      size_t nt;
-      if (kp_store_tag_list(ws->store, dead[i].id, &t, &nt) == 0) {
-        for (size_t k = 0; k < nt; k++)
-          if (!strcmp(t[k].key, ops->ref_tag)) snprintf(dead[i].ref, sizeof dead[i].ref, "%s", t[k].value);
-        kp_tags_free(t, nt);
-      }
-    }
-    if (dead[i].epid > 0 || dead[i].ref[0])
-      ops->reap(dead[i].epid, dead[i].estart, dead[i].ref[0] ? dead[i].ref : NULL);
+    /* the entry may outlive its supervisor: stop it so its metrics are final */
+    if (dead[i].epid > 0) kp_compute_of(ws, dead[i].compute)->reap(dead[i].epid, dead[i].estart);
     kp_ingest(ws, dead[i].id, 1);
     store_run_files(ws, dead[i].id);
     char msg[256];
