@@ -1136,6 +1136,9 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
     g_wake = 0;
   }
   int status = st.wait_status;
+  /* a queued job that ran and completed between two polls: it did run */
+  if (phase != KP_JOB_RUNNING && st.ended && !canceled && !st.canceled && !st.reason[0])
+    set_status(&sp->ws, sp->id, KP_RUN_RUNNING, 0, INT32_MIN, 0, NULL);
   if (failed_rank < 0 && st.failed_rank >= 0 && !canceled) {
     failed_rank = st.failed_rank;
     failed = st.failed;
