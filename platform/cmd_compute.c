@@ -1,7 +1,8 @@
 /*
  * platform/cmd_compute.c — `kusari compute create|list|show|delete`.
- * A compute target of type local runs at most max_nodes runs at a time on
- * this machine; the supervisors of the others wait in Queued (supervisor.c).
+ * A compute target runs at most max_nodes runs at a time (local: on this
+ * machine; slurm: as Slurm jobs); the supervisors of the others wait in
+ * Queued (supervisor.c). Where runs execute is compute.h's interface.
  */
 #include "compute_slurm.h"
 #include "kp.h"
@@ -38,12 +39,13 @@ static int cp_create(int argc, char **argv) {
   if (np != 1) return kp_usage_err("compute create", "missing the compute target's NAME");
   if (kp_name_ok(pos[0]) != 0)
     return kp_usage_err("compute create", "invalid name '%s': use letters, digits, '.', '_' and '-', starting with a letter or digit", pos[0]);
-  int slurm = !strcmp(type, "slurm");
-  if (!slurm && !kp_compute_find(type)) {
+  const kp_compute_ops *ops = kp_compute_find(type);
+  if (!ops) {
     char types[256];
     kp_compute_type_names(types, sizeof types);
-    return kp_usage_err("compute create", "unsupported --type '%s'; this kusari supports: %s, slurm", type, types);
+    return kp_usage_err("compute create", "unsupported --type '%s'; this kusari supports: %s", type, types);
   }
+  int slurm = ops == &kp_compute_slurm;
   long long n;
   if (kp_parse_int(nodes, &n) != 0 || n < 1 || n > 1024)
     return kp_usage_err("compute create", "--max-nodes must be an integer from 1 to 1024, got '%s'", nodes);
@@ -221,7 +223,7 @@ static int cp_list_show(int argc, char **argv, int show) {
     const kp_compute_ops *t = kp_compute_find(str(o, "type"));
     char d[512];
     if (t) {
-      t->describe(num(o, "max_nodes"), d, sizeof d);
+      t->describe(ws.root, str(o, "name"), num(o, "max_nodes"), d, sizeof d);
       printf("runs on:     %s\n", d);
     }
     if (!strcmp(str(o, "type"), "slurm")) slurm_print(cJSON_GetObjectItemCaseSensitive(o, "slurm"));
@@ -382,7 +384,10 @@ static const kp_cmd cmds[] = {
    "D-HH[:MM[:SS]], UNLIMITED); --account, --qos and --gpus-per-node go to\n"
    "sbatch as they are; --min-nodes is recorded (scale-down is Slurm's power\n"
    "saving, see docs/CLUSTER.md). The settings are kept in the workspace as\n"
-   "computes/NAME.json (0600).\n"},
+   "computes/NAME.json (0600). A run on it is one Slurm job (sbatch; its id is\n"
+   "the run's tag kusari.slurm_job); the nodes must see the workspace at the\n"
+   "same path (a shared filesystem). At most N runs (or nodes of distributed\n"
+   "runs) are submitted at a time; further runs wait in state Queued.\n"},
   {"list", cp_list, "list compute targets",
    "usage: kusari compute list [--json]\n\nLists compute targets with busy and idle nodes and queued runs.\n"},
   {"show", cp_show, "show one compute target",

@@ -10,6 +10,7 @@
 
 const kp_compute_ops *const kp_compute_types[] = {
   &kp_compute_local,
+  &kp_compute_slurm,
   NULL,
 };
 

@@ -20,9 +20,10 @@
  *   describe one line for `compute show`
  *
  * Storage stays with the supervisor (ingestion, run files, the final
- * status): a target only starts, watches and stops processes. `local` (this
- * machine: compute_local.c) is the first implementation; a new one is a new
- * file plus one line in kp_compute_types (compute.c).
+ * status): a target only starts, watches and stops processes or jobs.
+ * `local` (this machine: compute_local.c) and `slurm` (each run a Slurm job:
+ * compute_slurm_target.c) implement it; a new one is a new file plus one
+ * line in kp_compute_types (compute.c).
  */
 #ifndef KUSARI_PLATFORM_COMPUTE_H
 #define KUSARI_PLATFORM_COMPUTE_H
@@ -42,6 +43,8 @@ typedef struct kp_launch {
   int nodes;                /* 1 for a plain run */
   int processes_per_node;   /* 1 for a plain run */
   const char *launcher;     /* a distributed run's MPI launcher (mpirun); NULL or "": a plain run */
+  const char *ws_root;      /* the workspace (a target's settings, its jobs' marks) */
+  const char *compute;      /* the compute target's name */
 } kp_launch;
 
 /* A launched run, as the target keeps it. */
@@ -55,21 +58,42 @@ typedef struct kp_rank_status {
   double time;    /* when it ended (seconds since the epoch) */
 } kp_rank_status;
 
+/* Where a launched job is (kp_job_state.phase): a target that queues jobs
+ * (ops.queues) reports the scheduler's view, the supervisor follows it with
+ * the run's status (Queued, Preparing, Running). */
+typedef enum kp_job_phase {
+  KP_JOB_RUNNING = 0,  /* started (local: always) */
+  KP_JOB_QUEUED,       /* waiting in the scheduler's queue (Slurm: PENDING, requeued) */
+  KP_JOB_PREPARING,    /* its nodes are being set up (Slurm: CONFIGURING, nodes powering up) */
+} kp_job_phase;
+
 typedef struct kp_job_state {
   int ended;         /* every process the launch started has ended */
+  kp_job_phase phase; /* while not ended */
   int wait_status;   /* of the launched process (waitpid's), when ended */
   int failed_rank;   /* the first rank that failed (non-zero exit or a signal), -1 when none */
   kp_rank_status failed;  /* its status */
+  /* when ended, from a target that knows more than a wait status (a
+   * scheduler's end state and reason, e.g. "Slurm job 12 TIMEOUT: ..."):
+   * the run's error text; "" when the wait status says it all (local) */
+  char reason[1024];
+  int canceled;      /* ended because someone canceled it outside kusari (scancel): Canceled */
 } kp_job_state;
 
 typedef struct kp_compute_ops {
   const char *type;      /* "local", "slurm", ... */
   const char *summary;   /* one line for `compute create --help` */
+  int queues;            /* 1: launch may leave the job waiting (poll's phase says when it runs) */
+  int this_machine;      /* 1: runs share this machine's processors (thread counts are divided) */
+  const char *ref_tag;   /* the run tag that records the job for reap (e.g. "kusari.slurm_job"), or NULL */
   /* Starts the run; *job is the target's handle. 'pid'/'start' receive
-   * what identifies it for reap (the launched process, its start time).
-   * Returns 0, or -1 with 'why' set. */
+   * what identifies it for reap (the launched process, its start time; 0
+   * when no local process does). Returns 0, or -1 with 'why' set. */
   int (*launch)(const kp_launch *l, kp_job **job, int64_t *pid, uint64_t *start, char *why, size_t whyn);
-  /* Never blocks. Returns 0 (state filled), -1 on error. */
+  /* The value to record as the run's tag ref_tag (NULL when none); valid
+   * until collect. NULL for targets without a ref_tag. */
+  const char *(*job_ref)(kp_job *job);
+  /* Never blocks long. Returns 0 (state filled), -1 on error. */
   int (*poll)(kp_job *job, kp_job_state *st);
   /* Sends 'sig' to every process of the job. */
   int (*signal)(kp_job *job, int sig);
@@ -80,8 +104,12 @@ typedef struct kp_compute_ops {
   /* Stops what a dead supervisor's run left running (SIGKILL), given the
    * recorded pid and start time; waits briefly for it to go. */
   void (*reap)(int64_t pid, uint64_t start);
-  /* Writes a line describing the target (its capacity) into 'out'. */
-  void (*describe)(int max_nodes, char *out, size_t n);
+  /* The same for a job that no local process holds, given the run's
+   * ref_tag value (NULL for targets without a ref_tag). */
+  void (*reap_ref)(const char *ref);
+  /* Writes a line describing target 'name' of workspace 'ws_root' (its
+   * capacity) into 'out'. */
+  void (*describe)(const char *ws_root, const char *name, int max_nodes, char *out, size_t n);
 } kp_compute_ops;
 
 /* The target types this kusari knows (NULL-terminated). */
@@ -105,6 +133,13 @@ const kp_compute_ops *kp_compute_of(struct kp_ws *ws, const char *compute);
 
 /* The local target (compute_local.c). */
 extern const kp_compute_ops kp_compute_local;
+/* The slurm target (compute_slurm_target.c): runs as Slurm jobs. */
+extern const kp_compute_ops kp_compute_slurm;
+#define KP_TAG_SLURM_JOB "kusari.slurm_job"
+
+/* Reads rank r's status file DIR/<r> written by `kusari __rank`: 0 when it
+ * holds one (compute_local.c). */
+int kp_rank_read(const char *dir, int r, kp_rank_status *out);
 
 /* `kusari __rank STATUS_DIR LOG_DIR -- PROGRAM ARGS...`: what an MPI launcher
  * starts for each rank of a distributed run (compute_local.c). */

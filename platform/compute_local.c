@@ -105,7 +105,7 @@ static int kill_session(pid_t sid, int sig, int skip) {
 }
 
 /* Reads RANKDIR/<r>: 0 when it holds a status. */
-static int read_rank(const char *dir, int r, kp_rank_status *out) {
+int kp_rank_read(const char *dir, int r, kp_rank_status *out) {
   char p[4700], buf[128];
   snprintf(p, sizeof p, "%s/%d", dir, r);
   memset(out, 0, sizeof *out);
@@ -247,7 +247,7 @@ static int local_poll(kp_job *j, kp_job_state *st) {
     j->last.failed_rank = -1;
     for (int r = 0; r < j->nranks; r++) {
       kp_rank_status rs;
-      if (read_rank(j->status_dir, r, &rs) != 0) continue;
+      if (kp_rank_read(j->status_dir, r, &rs) != 0) continue;
       if (!rs.signal && rs.exit_code == 0) continue;
       if (j->last.failed_rank < 0 || rs.time < j->last.failed.time) {
         j->last.failed_rank = r;
@@ -297,7 +297,7 @@ static void local_collect(kp_job *j, kp_rank_status *ranks, int nranks) {
       if (WIFSIGNALED(j->wait_status)) ranks[r].signal = WTERMSIG(j->wait_status);
       else ranks[r].exit_code = WIFEXITED(j->wait_status) ? WEXITSTATUS(j->wait_status) : 0;
     } else {
-      read_rank(j->status_dir, r, &ranks[r]);
+      kp_rank_read(j->status_dir, r, &ranks[r]);
     }
   }
   free(j);
@@ -315,7 +315,8 @@ static void local_reap(int64_t pid, uint64_t start) {
   for (int k = 0; k < 100 && kp_proc_alive(p, start); k++) sleep_ms(20);
 }
 
-static void local_describe(int max_nodes, char *out, size_t n) {
+static void local_describe(const char *ws_root, const char *name, int max_nodes, char *out, size_t n) {
+  (void)ws_root, (void)name;
   long procs = sysconf(_SC_NPROCESSORS_ONLN);
   snprintf(out, n, "this machine (%ld processors): up to %d node%s, each a run or a distributed run's share", procs,
            max_nodes, max_nodes == 1 ? "" : "s");
@@ -324,6 +325,7 @@ static void local_describe(int max_nodes, char *out, size_t n) {
 const kp_compute_ops kp_compute_local = {
   .type = "local",
   .summary = "this machine; --max-nodes runs (or nodes of distributed runs) at a time",
+  .this_machine = 1,
   .launch = local_launch,
   .poll = local_poll,
   .signal = local_signal,

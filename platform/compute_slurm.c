@@ -116,9 +116,10 @@ static const char *first_line(const res *r, char *buf, size_t n) {
 
 static const char *const slurm_cmds[] = {"sbatch", "scontrol", "squeue", "scancel", "sinfo", NULL};
 
-/* Runs argv (argv[0] found on $PATH) with stdin from /dev/null, collecting
- * stdout and stderr; kills it after 'timeout' seconds. */
-static int run_cmd(const char *const argv[], double timeout, res *r, kp_slurm_err *e) {
+/* Runs argv (argv[0] found on $PATH) with stdin from /dev/null and
+ * environment 'envp' (NULL: this process's), collecting stdout and stderr;
+ * kills it after 'timeout' seconds. */
+static int run_cmd_env(const char *const argv[], const char *const *envp, double timeout, res *r, kp_slurm_err *e) {
   memset(r, 0, sizeof *r);
   char path[4096];
   if (kp_which(argv[0], path, sizeof path) != 0)
@@ -143,7 +144,8 @@ static int run_cmd(const char *const argv[], double timeout, res *r, kp_slurm_er
     dup2(po[1], 1);
     dup2(pe[1], 2);
     signal(SIGPIPE, SIG_DFL);
-    execv(path, (char *const *)argv);
+    if (envp) execve(path, (char *const *)argv, (char *const *)envp);
+    else execv(path, (char *const *)argv);
     _exit(127);
   }
   close(po[1]);
@@ -192,6 +194,10 @@ static int run_cmd(const char *const argv[], double timeout, res *r, kp_slurm_er
                 "%s did not answer within %.0f s", argv[0], timeout);
   }
   return 0;
+}
+
+static int run_cmd(const char *const argv[], double timeout, res *r, kp_slurm_err *e) {
+  return run_cmd_env(argv, NULL, timeout, r, e);
 }
 
 /* A command's failure: the controller is down, no config, or other. */
@@ -518,7 +524,7 @@ int kp_slurm_submit(const kp_slurm_job_spec *s, const char *path, char *jobid, s
   if (rc != 0) return -1;
   const char *argv[] = {"sbatch", "--parsable", path, NULL};
   res r;
-  if (run_cmd(argv, 120, &r, e) != 0) return -1;
+  if (run_cmd_env(argv, s->submit_env, 120, &r, e) != 0) return -1;
   if (r.status != 0) {
     rc = cmd_failed(argv, &r, e);
     res_free(&r);
@@ -730,6 +736,21 @@ int kp_slurm_cancel(const char *jobid, double grace, kp_slurm_err *e) {
   if (ended < 0) return -1;
   if (!ended) return fail(e, KP_SLURM_ECMD, "see 'scontrol show job %s'", "Slurm job %s has not ended 10 s after SIGKILL", jobid);
   return 0;
+}
+
+int kp_slurm_signal(const char *jobid, int sig, kp_slurm_err *e) {
+  if (!*jobid || strspn(jobid, "0123456789") != strlen(jobid))
+    return fail(e, KP_SLURM_EINVAL, NULL, "not a Slurm job id: '%s'", jobid);
+  if (sig == SIGKILL) {
+    const char *kill9[] = {"scancel", "--signal=KILL", "--full", jobid, NULL};
+    const char *plain[] = {"scancel", jobid, NULL};
+    return scancel(kill9, e) != 0 || scancel(plain, e) != 0 ? -1 : 0;
+  }
+  char opt[64];
+  snprintf(opt, sizeof opt, "--signal=%d", sig);
+  const char *pending[] = {"scancel", "--state=PENDING", jobid, NULL};
+  const char *running[] = {"scancel", "--state=RUNNING", opt, "--full", jobid, NULL};
+  return scancel(pending, e) != 0 || scancel(running, e) != 0 ? -1 : 0;
 }
 
 /* ---- describe ----------------------------------------------------------------- */

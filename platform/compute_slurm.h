@@ -78,6 +78,8 @@ typedef struct kp_slurm_job_spec {
   int nodes;                       /* --nodes (>= 1) */
   int ntasks_per_node;             /* --ntasks-per-node (>= 1); nodes*tasks > 1: launched with srun */
   const kp_slurm_target *target;   /* partition, time limit, account, qos, GPUs */
+  const char *const *submit_env;   /* the environment sbatch runs with, which it passes on to the job
+                                      (Slurm's --export=ALL); NULL: this process's */
 } kp_slurm_job_spec;
 
 /* The batch script for 's' (malloc'ed text): #SBATCH options, a check that
@@ -115,6 +117,12 @@ int kp_slurm_poll(const char *jobid, int cancel_requested, kp_slurm_job *out, kp
  * (scancel --signal=TERM --full), then SIGKILL after 'grace' seconds if it
  * has not ended. Returns when the job has ended (or after grace + 10 s). */
 int kp_slurm_cancel(const char *jobid, double grace, kp_slurm_err *e);
+
+/* Sends signal 'sig' to job 'jobid' without waiting: a pending job is
+ * cancelled; a running one gets 'sig' in its batch shell and every step
+ * (SIGKILL: then scancel). The parts of kp_slurm_cancel, for a caller that
+ * keeps its own grace period (the slurm compute target). */
+int kp_slurm_signal(const char *jobid, int sig, kp_slurm_err *e);
 
 /* The --comment that marks this workspace's jobs ("kusari:" + its root). */
 void kp_slurm_ws_comment(const char *ws_root, char *out, size_t n);

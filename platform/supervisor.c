@@ -541,6 +541,19 @@ const kp_compute_ops *kp_compute_of(kp_ws *ws, const char *compute) {
 }
 
 /* ---- reconciliation ------------------------------------------------------------ */
+/* A dead supervisor's job that no local process holds (a Slurm job): the
+ * target stops it by the run's ref tag. */
+static void reap_job_ref(kp_ws *ws, const char *id, const char *compute) {
+  const kp_compute_ops *ops = kp_compute_of(ws, compute);
+  kp_tag *t;
+  size_t nt;
+  if (!ops->ref_tag || !ops->reap_ref || kp_store_tag_list(ws->store, id, &t, &nt) != 0) return;
+  for (size_t k = 0; k < nt; k++)
+    if (!strcmp(t[k].key, ops->ref_tag) && t[k].value[0]) ops->reap_ref(t[k].value);
+  kp_tags_free(t, nt);
+}
+
+
 int kp_reconcile(kp_ws *ws) {
   kp_run *runs;
   size_t nr;
@@ -567,6 +580,7 @@ int kp_reconcile(kp_ws *ws) {
     nd++;
   }
   kp_runs_free(runs, nr);
+  for (size_t i = 0; i < nd; i++) reap_job_ref(ws, dead[i].id, dead[i].compute);
   for (size_t i = 0; i < nd; i++) {
     /* the entry may outlive its supervisor: stop it so its metrics are final */
     if (dead[i].epid > 0) kp_compute_of(ws, dead[i].compute)->reap(dead[i].epid, dead[i].estart);
@@ -1167,7 +1181,7 @@ static char **entry_env(sup *s, const char *wd, cJSON *env) {
    * processors: each run gets its share as its thread count, unless the
    * submitter or the env file chose one (oversubscribed cores make every
    * thread pool wait on descheduled threads). */
-  if (s->max_nodes > 0) {
+  if (s->max_nodes > 0 && kp_compute_of(&s->ws, s->compute)->this_machine) {
     long procs = sysconf(_SC_NPROCESSORS_ONLN);
     /* a distributed run's ranks share its nodes' part */
     long share = procs > 0 ? procs / ((long)s->max_nodes * s->ppn) : 1;
@@ -1464,15 +1478,16 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   double grace = 10;
   const kp_compute_ops *target = kp_compute_of(&sp->ws, sp->compute);
   int nranks = sp->nodes * sp->ppn, dist = sp->launcher[0] != '\0';
-  /* Running */
-  if (set_status(&sp->ws, sp->id, KP_RUN_RUNNING, 0, INT32_MIN, 0, NULL) != 0) return 1;
+  /* Running (a target that queues the job: when it says the job runs) */
+  if (!target->queues && set_status(&sp->ws, sp->id, KP_RUN_RUNNING, 0, INT32_MIN, 0, NULL) != 0) return 1;
   wd_list before = {0};
   wd_scan(wd, "", &before);
   long long oom_before = oom_kills();
   char logdir[4600];
   snprintf(logdir, sizeof logdir, "%s/logs", sp->rd);
   kp_launch l = {.run_id = sp->id, .run_dir = sp->rd, .wd = wd, .log = stdlog, .log_dir = logdir, .argv = eargv,
-                 .envp = eenv, .nodes = sp->nodes, .processes_per_node = sp->ppn, .launcher = sp->launcher};
+                 .envp = eenv, .nodes = sp->nodes, .processes_per_node = sp->ppn, .launcher = sp->launcher,
+                 .ws_root = sp->ws.root, .compute = sp->compute};
   kp_job *job = NULL;
   int64_t pid = 0;
   uint64_t pstart = 0;
@@ -1485,15 +1500,30 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   if (dist)
     sup_note(sp, "Running entry %s on %s as %d ranks (%d node%s x %d) under %s, pid %lld", sp->entry, target->type,
              nranks, sp->nodes, sp->nodes == 1 ? "" : "s", sp->ppn, sp->launcher, (long long)pid);
-  else
+  else if (pid > 0)
     sup_note(sp, "Running entry %s as pid %lld", sp->entry, (long long)pid);
-  if (kp_store_run_attach_entry(sp->ws.store, sp->id, pid, pstart) != 0) kp_store_report();
+  const char *ref = target->job_ref ? target->job_ref(job) : NULL;
+  if (ref && target->ref_tag) {
+    sup_note(sp, "submitted to compute target %s (%s): %s=%s", sp->compute, target->type, target->ref_tag, ref);
+    if (kp_store_tag_set(sp->ws.store, sp->id, target->ref_tag, ref) != 0) kp_store_report();
+  }
+  if (pid > 0 && kp_store_run_attach_entry(sp->ws.store, sp->id, pid, pstart) != 0) kp_store_report();
   int canceled = 0, failed_rank = -1;
   kp_rank_status failed = {0};
   double kill_at = 0;
   kp_job_state st = {.failed_rank = -1};
+  /* the run's status follows where a queuing target says the job is */
+  int phase = target->queues ? -1 : KP_JOB_RUNNING;
   for (;;) {
     if (target->poll(job, &st) != 0 || st.ended) break;
+    if ((int)st.phase != phase) {
+      static const kp_run_status of_phase[] = {KP_RUN_RUNNING, KP_RUN_QUEUED, KP_RUN_PREPARING};
+      static const char *const phase_name[] = {"Running", "Queued (waiting in the scheduler's queue)",
+                                               "Preparing (its nodes are being set up)"};
+      phase = (int)st.phase;
+      sup_note(sp, "%s", phase_name[phase]);
+      set_status(&sp->ws, sp->id, of_phase[phase], 0, INT32_MIN, 0, NULL);
+    }
     kp_ingest(&sp->ws, sp->id, 0);
     if (!canceled && failed_rank < 0 && st.failed_rank >= 0) {
       /* one rank failed: the run has failed; stop the others */
@@ -1525,6 +1555,9 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
     g_wake = 0;
   }
   int status = st.wait_status;
+  /* a queued job that ran and completed between two polls: it did run */
+  if (phase != KP_JOB_RUNNING && st.ended && !canceled && !st.canceled && !st.reason[0])
+    set_status(&sp->ws, sp->id, KP_RUN_RUNNING, 0, INT32_MIN, 0, NULL);
   if (failed_rank < 0 && st.failed_rank >= 0 && !canceled) {
     failed_rank = st.failed_rank;
     failed = st.failed;
@@ -1539,6 +1572,18 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
     free(ranks);
     return finish(sp, KP_RUN_CANCELED, WIFEXITED(status) ? WEXITSTATUS(status) : INT32_MIN,
                   WIFSIGNALED(status) ? WTERMSIG(status) : 0, NULL);  /* error = cancel_reason */
+  }
+  if (st.canceled) {  /* canceled outside kusari (e.g. scancel): the target says how */
+    free(ranks);
+    return finish(sp, KP_RUN_CANCELED, INT32_MIN, 0, st.reason[0] ? st.reason : "canceled outside kusari");
+  }
+  if (st.reason[0] && failed_rank < 0) {
+    /* the target knows why the job ended (a scheduler's state and reason) */
+    free(ranks);
+    snprintf(why, sizeof why, "%.3000s; see logs/std_log.txt", st.reason);
+    finish(sp, KP_RUN_FAILED, WIFEXITED(status) && WEXITSTATUS(status) ? WEXITSTATUS(status) : INT32_MIN,
+           WIFSIGNALED(status) ? WTERMSIG(status) : 0, why);
+    return 0;
   }
   if (dist) {
     int rc = 0;
