@@ -62,7 +62,18 @@ typedef struct kp_ws {
    * "pointer" (a .kusari/config.json, path in 'via'), "default", "create" */
   const char *selected_by;
   char via[4200];
+  /* a tracking server (KUSARI_TRACKING_URI or 'workspace connect'): its URL,
+   * "" for a local workspace; root is then "" and only the commands that
+   * need no workspace files work (store.c: kp_remote_ok) */
+  char remote[1024];
+  char remote_token_name[256];  /* the token's name as 'workspace connect' recorded it, or "" */
 } kp_ws;
+
+/* The command being run ("run list", ...), set by kp_dispatch. */
+extern char kp_command[256];
+/* The user's tracking-server connection ('workspace connect'):
+ * $XDG_CONFIG_HOME/kusari/tracking.json (~/.config/...), 0600. */
+int kp_tracking_config_path(char *out, size_t n);
 
 /* Global --workspace (set by main before dispatch; may be NULL). */
 extern const char *kp_opt_workspace;

@@ -626,6 +626,10 @@ int kp_store_sqlite_open(const char *path, kp_store_migrate_hook hook, void *hoo
 void *kp_store_sqlite_handle(kp_store *s);
 /* The schema version this program's SQLite backend migrates to. */
 int kp_store_sqlite_schema_version(void);
+/* The remote backend (store_http.c): a tracking server's /api/v1 at 'url'
+ * (http://HOST:PORT), with Bearer 'token' (NULL or "": none). Opening sends
+ * nothing; the first operation connects. */
+int kp_store_http_open(const char *url, const char *token, kp_store **out);
 
 /* ---- wrappers (clear the thread's error, then call the backend) ----------- */
 void kp_store_close(kp_store *s);
