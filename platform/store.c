@@ -164,7 +164,8 @@ int kp_is_url(const char *s) {
 /* what: "KUSARI_WORKSPACE=", "--workspace ", "" or "POINTER: " */
 static int refuse_url(const char *what, const char *v) {
   kp_err("%s'%s' is a URL: tracking servers are not supported yet", what, v);
-  kp_hint("use a workspace directory: 'kusari workspace create DIR', then --workspace DIR or KUSARI_WORKSPACE=DIR");
+  kp_hint("use a workspace directory: 'kusari workspace create DIR', then --workspace DIR or KUSARI_WORKSPACE=DIR; "
+          "for a tracking server (kusari server) set KUSARI_TRACKING_URI=URL or run 'kusari workspace connect URL --token TOKEN'");
   return -1;
 }
 
@@ -256,7 +257,7 @@ char kp_command[256] = "";
 
 static const char *const REMOTE_OK[] = {
   "experiment list", "experiment show", "run list", "run show", "run metrics", "run tag", "run untag", "run cancel",
-  "run wait", "run files", "model list", "model show", "compute list", "workspace show", NULL};
+  "run wait", "run files", "run logs", "run download", "model list", "model show", "compute list", "workspace show", NULL};
 
 int kp_tracking_config_path(char *out, size_t n) {
   const char *xdg = getenv("XDG_CONFIG_HOME");
@@ -277,7 +278,7 @@ static int open_remote(kp_ws *ws, const char *url, const char *token, const char
     kp_err("'kusari %s' does not work against a tracking server yet (%s, from %s): it needs the workspace's files",
            kp_command[0] ? kp_command : "?", url, how);
     kp_hint("run it on the server's machine with --workspace DIR, or unset KUSARI_TRACKING_URI / run 'kusari workspace "
-            "disconnect'; against a server work: experiment list|show, run list|show|metrics|tag|untag|cancel|wait|files, "
+            "disconnect'; against a server work: experiment list|show, run list|show|metrics|tag|untag|cancel|wait|files|logs|download, "
             "model list|show, compute list");
     return -1;
   }

@@ -16,7 +16,10 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -638,6 +641,126 @@ static int h_model_get(kp_store *s, const char *name, int64_t version, kp_model 
   model_of(j, out);
   cJSON_Delete(j);
   return 0;
+}
+
+/* ---- beyond the store interface: logs and file bytes --------------------------------- */
+static size_t on_file(char *d, size_t sz, size_t nm, void *ud) { return fwrite(d, sz, nm, ud); }
+
+typedef struct log_head {
+  uint64_t next;
+  char status[32];
+} log_head;
+
+static size_t on_header(char *d, size_t sz, size_t nm, void *ud) {
+  log_head *h = ud;
+  size_t l = sz * nm;
+  char line[256];
+  snprintf(line, sizeof line, "%.*s", (int)(l < sizeof line - 1 ? l : sizeof line - 1), d);
+  unsigned long long v;
+  char st[32];
+  if (sscanf(line, "X-Kusari-Next-Offset: %llu", &v) == 1 || sscanf(line, "x-kusari-next-offset: %llu", &v) == 1)
+    h->next = v;
+  if (sscanf(line, "X-Kusari-Run-Status: %31s", st) == 1 || sscanf(line, "x-kusari-run-status: %31s", st) == 1)
+    snprintf(h->status, sizeof h->status, "%s", st);
+  return l;
+}
+
+/* GET 'path' with the body written to 'out'; the error mapped as req's. */
+static int get_to(http_store *hs, const char *path, FILE *out, log_head *h) {
+  char url[8192];
+  snprintf(url, sizeof url, "%s/api/v1/%s", hs->url, path);
+  /* an error's body is JSON: kept in memory rather than written out */
+  FILE *mem = NULL;
+  char *mb = NULL;
+  size_t ml = 0;
+  mem = open_memstream(&mb, &ml);
+  if (!mem) return kp_store_fail(KP_STORE_EBACKEND, "out of memory");
+  struct curl_slist *hd = NULL;
+  if (hs->auth[0]) hd = curl_slist_append(hd, hs->auth);
+  curl_easy_setopt(hs->h, CURLOPT_URL, url);
+  curl_easy_setopt(hs->h, CURLOPT_HTTPGET, 1L);
+  curl_easy_setopt(hs->h, CURLOPT_CUSTOMREQUEST, NULL);
+  curl_easy_setopt(hs->h, CURLOPT_HTTPHEADER, hd);
+  curl_easy_setopt(hs->h, CURLOPT_WRITEFUNCTION, on_file);
+  curl_easy_setopt(hs->h, CURLOPT_WRITEDATA, mem);
+  if (h) {
+    curl_easy_setopt(hs->h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(hs->h, CURLOPT_HEADERDATA, h);
+  }
+  CURLcode cc = curl_easy_perform(hs->h);
+  curl_easy_setopt(hs->h, CURLOPT_HTTPHEADER, NULL);
+  curl_easy_setopt(hs->h, CURLOPT_HEADERFUNCTION, NULL);
+  curl_easy_setopt(hs->h, CURLOPT_HEADERDATA, NULL);
+  curl_slist_free_all(hd);
+  fclose(mem);
+  if (cc != CURLE_OK) {
+    free(mb);
+    return kp_store_fail(KP_STORE_EBACKEND, "cannot reach the tracking server %s: %s", hs->url, curl_easy_strerror(cc));
+  }
+  long code = 0;
+  curl_easy_getinfo(hs->h, CURLINFO_RESPONSE_CODE, &code);
+  if (code >= 200 && code < 300) {
+    int ok = ml == 0 || fwrite(mb, 1, ml, out) == ml;
+    free(mb);
+    return ok ? 0 : kp_store_fail(KP_STORE_EBACKEND, "cannot write what the tracking server sent");
+  }
+  /* the error again through req, which maps it (the request is cheap) */
+  free(mb);
+  cJSON *j = NULL;
+  int rc = req(hs, "GET", path, NULL, &j);
+  cJSON_Delete(j);
+  return rc == 0 ? kp_store_fail(KP_STORE_EBACKEND, "the tracking server %s answered %ld for %s", hs->url, code, path) : -1;
+}
+
+static http_store *as_http(kp_store *s) {
+  if (!s || strcmp(s->ops->backend, "http") != 0) {
+    kp_store_fail(KP_STORE_EINVAL, "not a tracking server's store");
+    return NULL;
+  }
+  return (http_store *)s;
+}
+
+int kp_store_http_log(kp_store *s, const char *run_id, int build, uint64_t offset, int wait, FILE *out, uint64_t *next,
+                      char status[32]) {
+  http_store *hs = as_http(s);
+  if (!hs) return -1;
+  char p[2048] = "runs/";
+  if (esc_cat(hs, p, sizeof p, run_id) != 0) return -1;
+  size_t l = strlen(p);
+  snprintf(p + l, sizeof p - l, "/logs?offset=%llu&wait=%d%s", (unsigned long long)offset, wait, build ? "&log=build" : "");
+  log_head h = {.next = offset};
+  if (get_to(hs, p, out, &h) != 0) return -1;
+  *next = h.next;
+  snprintf(status, 32, "%s", h.status);
+  return 0;
+}
+
+int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode) {
+  http_store *hs = as_http(s);
+  if (!hs) return -1;
+  char p[8192] = "runs/";
+  if (esc_cat(hs, p, sizeof p, run_id) != 0) return -1;
+  strncat(p, "/files", sizeof p - strlen(p) - 1);
+  /* each part escaped, the '/' between them kept */
+  char part[4096];
+  for (const char *a = path; *a;) {
+    const char *e = strchr(a, '/');
+    size_t n = e ? (size_t)(e - a) : strlen(a);
+    snprintf(part, sizeof part, "%.*s", (int)n, a);
+    strncat(p, "/", sizeof p - strlen(p) - 1);
+    if (esc_cat(hs, p, sizeof p, part) != 0) return -1;
+    a = e ? e + 1 : a + n;
+  }
+  char tmp[8300];
+  snprintf(tmp, sizeof tmp, "%s.kusari-part", dst);
+  FILE *f = fopen(tmp, "wb");
+  if (!f) return kp_store_fail(KP_STORE_EBACKEND, "cannot write %s: %s", tmp, strerror(errno));
+  int rc = get_to(hs, p, f, NULL);
+  if (fclose(f) != 0 && rc == 0) rc = kp_store_fail(KP_STORE_EBACKEND, "cannot write %s: %s", tmp, strerror(errno));
+  if (rc == 0 && (chmod(tmp, (mode_t)mode) != 0 || rename(tmp, dst) != 0))
+    rc = kp_store_fail(KP_STORE_EBACKEND, "cannot write %s: %s", dst, strerror(errno));
+  if (rc != 0) unlink(tmp);
+  return rc;
 }
 
 static const kp_store_ops HTTP_OPS = {

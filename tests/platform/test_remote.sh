@@ -18,6 +18,7 @@ kusari log metric loss 1.5
 if [ -n "${1:-}" ]; then while [ ! -f "$1" ]; do sleep 0.1; done; fi
 mkdir -p outputs
 seq 1 100 > outputs/data.txt
+echo "done with ${1:-no file}"
 SH
 sub() { submit --experiment remote --source "$T/src" --entry job.sh --param lr=0.1 --tag team=a -- "$@"; }
 A="$(sub)"; run_ok $K run wait "$A" >/dev/null
@@ -66,6 +67,18 @@ same $K run metrics "$A" --json
 same $K run metrics "$A" --name acc --csv
 same $K run files "$A"
 same $K run wait "$B"
+same $K run logs "$A"
+same $K run logs "$A" --build
+same $K run logs "$A" --follow
+same $K run download "$A" outputs/nope --to "$T/dl-none"
+mkdir -p "$T/dl-local" "$T/dl-remote"
+(cd "$T/dl-local" && $K run download "$A" outputs >/dev/null) || fail "local run download"
+out="$(cd "$T/dl-remote" && remote $K run download "$A" outputs)" || fail "remote run download: $out"
+assert_eq "$T/dl-remote/outputs/data.txt" "$out" "run download against the server prints the file it wrote"
+assert_eq "$(seq 1 100)" "$(cat "$T/dl-remote/outputs/data.txt")" "run download against the server writes the run's bytes"
+cmp -s "$T/dl-local/outputs/data.txt" "$T/dl-remote/outputs/data.txt" && ok "run download: the same bytes as locally" \
+  || fail "run download: remote bytes differ from local"
+expect_fail "run logs --rank does not work against a tracking server yet" remote $K run logs "$A" --rank 0
 same $K model list
 same $K model list --json
 same $K model show m1
