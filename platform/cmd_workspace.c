@@ -288,7 +288,7 @@ static const kp_cmd cmds[] = {
    "KUSARI_TRACKING_URI (and KUSARI_TRACKING_TOKEN) override it for one\n"
    "command; --workspace DIR and KUSARI_WORKSPACE=DIR still pick a directory.\n\n"
    "Against a server work: experiment list|show, run list|show|metrics|tag|\n"
-   "untag|cancel|wait|files|logs|download, model list|show, compute list,\n"
+   "untag|cancel|wait|files|logs|download, model list|show, compute list|show,\n"
    "workspace show.\n"
    "The other commands need the workspace's files and say so (docs/SERVER.md).\n"},
   {"disconnect", ws_disconnect, "stop using the tracking server of 'workspace connect'",

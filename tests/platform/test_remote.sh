@@ -85,6 +85,9 @@ same $K model show m1
 same $K model show m1 --json
 same $K compute list
 same $K compute list --json
+same $K compute show cpu
+same $K compute show cpu --json
+same $K compute show nope
 
 # --- writes go to the server's workspace ------------------------------------------------
 run_ok remote $K run tag "$A" color=blue >/dev/null
