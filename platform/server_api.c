@@ -837,14 +837,15 @@ static enum MHD_Result api_model_file(struct MHD_Connection *c, srv_req *r, cons
 }
 
 /* ---- remote clients (store_http.c) ---------------------------------------------------- */
-/* whether some run logged metric NAME (what `run list --order-by metrics.NAME` checks) */
+/* whether some run logged metric NAME (what `run list --order-by metrics.NAME`
+ * checks): 200 {"name"}, else 404 */
 static enum MHD_Result api_metric_exists(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
   (void)r;
   int yes = 0;
   if (kp_store_metric_exists(st, rt->rest, &yes) != 0) return srv_store_error(c);
+  if (!yes) return srv_error(c, 404, "not_found", "no run logged a metric named '%.300s'", rt->rest);
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "name", rt->rest);
-  cJSON_AddBoolToObject(o, "exists", yes);
   return srv_json(c, 200, o);
 }
 

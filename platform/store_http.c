@@ -434,8 +434,14 @@ static int h_metric_exists(kp_store *s, const char *name, int *yes) {
   http_store *hs = (http_store *)s;
   char p[4096] = "metrics/names/";
   cJSON *j;
-  if (esc_cat(hs, p, sizeof p, name) != 0 || get(hs, p, &j) != 0) return -1;
-  *yes = cJSON_IsTrue(item(j, "exists"));
+  if (esc_cat(hs, p, sizeof p, name) != 0) return -1;
+  *yes = 0;
+  if (get(hs, p, &j) != 0) {
+    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) return -1;
+    kp_store_clear_error();
+    return 0;
+  }
+  *yes = 1;
   cJSON_Delete(j);
   return 0;
 }
