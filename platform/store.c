@@ -321,8 +321,11 @@ int kp_ws_open(kp_ws *ws) {
   memset(ws, 0, sizeof *ws);
   const char *dir = kp_opt_workspace;
   const char *uri = getenv("KUSARI_TRACKING_URI");
-  if ((!dir || !*dir) && uri && *uri) return open_remote(ws, uri, getenv("KUSARI_TRACKING_TOKEN"), "KUSARI_TRACKING_URI");
-  if ((!dir || !*dir) && !(getenv("KUSARI_WORKSPACE") && *getenv("KUSARI_WORKSPACE"))) {
+  /* the hidden daemons (__supervise, __rank: kp_command "") always use the
+   * workspace directory they were started for */
+  int may_remote = kp_command[0] != '\0';
+  if (may_remote && (!dir || !*dir) && uri && *uri) return open_remote(ws, uri, getenv("KUSARI_TRACKING_TOKEN"), "KUSARI_TRACKING_URI");
+  if (may_remote && (!dir || !*dir) && !(getenv("KUSARI_WORKSPACE") && *getenv("KUSARI_WORKSPACE"))) {
     char url[1024], token[1024];
     int r = read_connection(url, sizeof url, token, sizeof token, ws->remote_token_name, sizeof ws->remote_token_name);
     if (r < 0) return -1;

@@ -332,6 +332,10 @@ static int h_compute_list(kp_store *s, const char *only, kp_compute **out, size_
   }
   cJSON_Delete(j);
   if (!v) return kp_store_fail(KP_STORE_EBACKEND, "out of memory");
+  if (only && i == 0) {
+    free(v);
+    return kp_store_fail(KP_STORE_ENOTFOUND, "no compute target named '%s'", only);
+  }
   *out = v;
   *n = i;
   return 0;

@@ -38,6 +38,7 @@ same() {
   local a b ra rb
   a="$("$@" 2>"$T/local.err" | tokens)"; ra=${PIPESTATUS[0]}
   b="$(remote "$@" 2>"$T/remote.err" | tokens)"; rb=${PIPESTATUS[0]}
+  if grep -qE "Sanitizer|runtime error:" "$T/remote.err"; then fail "sanitizer report from: ${*:2}: $(head -30 "$T/remote.err")"; fi
   if [ "$ra $a" == "$rb $b" ]; then ok "same output locally and remotely: ${*:2}"
   else fail "${*:2}: local ($ra) and remote ($rb) differ:
 --- local
@@ -129,6 +130,9 @@ assert_contains "$out" "server:          $URL" "workspace show names the server"
 assert_contains "$out" "token:           writer" "workspace show names the token"
 assert_not_contains "$out" "$TOK" "workspace show does not print the token"
 assert_eq "$local_list" "$(env -u KUSARI_WORKSPACE $K run list)" "run list through 'workspace connect'"
+assert_contains "$($K workspace show)" "path:            $WS" "KUSARI_WORKSPACE takes precedence over the saved connection"
+assert_contains "$(env -u KUSARI_WORKSPACE KUSARI_TRACKING_TOKEN=kst_wrong $K run list 2>&1)" "refused the token" \
+  "KUSARI_TRACKING_TOKEN overrides the saved token"
 run_ok $K workspace disconnect >/dev/null
 [ -e "$CFG" ] && fail "disconnect removes the connection file" || ok "disconnect removes the connection file"
 
