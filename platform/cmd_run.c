@@ -957,6 +957,12 @@ static int run_wait(int argc, char **argv) {
     return kp_usage_err("run wait", "--metric needs a metric name (as logged, e.g. Accuracy)");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
+  if (ws.remote[0] && show) {
+    kp_err("run wait --show-output does not work against a tracking server yet (%s)", ws.remote);
+    kp_hint("follow the output with 'kusari run logs %s --follow', or wait without --show-output", pos[0]);
+    kp_ws_close(&ws);
+    return 1;
+  }
   /* progress only for a person watching: not with the log stream, not into a pipe or file */
   progress pg;
   int watch = !show && isatty(STDOUT_FILENO);

@@ -80,6 +80,7 @@ assert_eq "$(seq 1 100)" "$(cat "$T/dl-remote/outputs/data.txt")" "run download 
 cmp -s "$T/dl-local/outputs/data.txt" "$T/dl-remote/outputs/data.txt" && ok "run download: the same bytes as locally" \
   || fail "run download: remote bytes differ from local"
 expect_fail "run logs --rank does not work against a tracking server yet" remote $K run logs "$A" --rank 0
+expect_fail "run wait --show-output does not work against a tracking server yet" remote $K run wait "$A" --show-output
 same $K model list
 same $K model list --json
 same $K model show m1
