@@ -209,7 +209,8 @@ static int cp_list_show(int argc, char **argv, int show) {
   int rc = load(&ws, show ? pos[0] : NULL, arr) == 0 ? 0 : 1;
   kp_slurm_err serr = {0};
   int slurm_failed = 0;
-  if (rc == 0 && show && !strcmp(str(cJSON_GetArrayItem(arr, 0), "type"), "slurm"))
+  /* (a Slurm target's live state is the server machine's to ask: not remotely) */
+  if (rc == 0 && show && !ws.remote[0] && !strcmp(str(cJSON_GetArrayItem(arr, 0), "type"), "slurm"))
     slurm_failed = slurm_view(&ws, cJSON_GetArrayItem(arr, 0), &serr);
   if (rc == 0 && json) {
     char *t = cJSON_Print(show ? cJSON_GetArrayItem(arr, 0) : arr);

@@ -957,6 +957,12 @@ static int run_wait(int argc, char **argv) {
     return kp_usage_err("run wait", "--metric needs a metric name (as logged, e.g. Accuracy)");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
+  if (ws.remote[0] && show) {
+    kp_err("run wait --show-output does not work against a tracking server yet (%s)", ws.remote);
+    kp_hint("follow the output with 'kusari run logs %s --follow', or wait without --show-output", pos[0]);
+    kp_ws_close(&ws);
+    return 1;
+  }
   /* progress only for a person watching: not with the log stream, not into a pipe or file */
   progress pg;
   int watch = !show && isatty(STDOUT_FILENO);
@@ -993,6 +999,12 @@ static int run_logs(int argc, char **argv) {
   if (open_ws(&ws) != 0) return 1;
   char status[32];
   if (run_status(&ws, pos[0], status, sizeof status) != 0) { kp_ws_close(&ws); return no_run(pos[0]); }
+  if (ws.remote[0] && rank) {
+    kp_err("run logs --rank does not work against a tracking server yet (%s)", ws.remote);
+    kp_hint("print the run's whole output with 'kusari run logs %s', or run this on the server's machine", pos[0]);
+    kp_ws_close(&ws);
+    return 1;
+  }
   char name[64];
   snprintf(name, sizeof name, "%s", build ? "build.log" : "std_log.txt");
   if (rank) {
@@ -1008,6 +1020,26 @@ static int run_logs(int argc, char **argv) {
       return 1;
     }
     snprintf(name, sizeof name, "std_log_rank_%lld.txt", rk);
+  }
+  if (ws.remote[0]) {
+    /* a tracking server: its logs endpoint, from offset 0 until nothing more
+     * comes (with --follow: until the run has ended) */
+    uint64_t off = 0, next = 0;
+    char st[32] = "";
+    int rc = 0;
+    for (;;) {
+      if (kp_store_http_log(ws.store, pos[0], build, off, f ? 20 : 0, stdout, &next, st) != 0) {
+        kp_store_report();
+        rc = 1;
+        break;
+      }
+      fflush(stdout);
+      int more = next > off;
+      off = next;
+      if (!more && (!f || kp_status_terminal(st))) break;
+    }
+    kp_ws_close(&ws);
+    return rc;
   }
   char rd[4400], p[4700];
   kp_run_dir(&ws, pos[0], rd, sizeof rd);
@@ -1095,8 +1127,10 @@ static int safe_parent_dirs(const char *root, const char *rel) {
 }
 
 int kp_download_files(kp_ws *ws, const kp_stored_file *v, size_t nv, const char *to, const char *strip, int *count);
-/* Writes each file of 'v' to 'to'/path (minus prefix 'strip'). */
-int kp_download_files(kp_ws *ws, const kp_stored_file *v, size_t nv, const char *to, const char *strip, int *count) {
+/* Writes each file of 'v' to 'to'/path (minus prefix 'strip'); against a
+ * tracking server, run 'run''s files come from its files endpoint. */
+static int download_files(kp_ws *ws, const char *run, const kp_stored_file *v, size_t nv, const char *to, const char *strip,
+                          int *count) {
   if (kp_mkdirs(to, 0755) != 0) return -1;
   char root[4096];
   if (!realpath(to, root)) return kp_err("cannot resolve %s: %s", to, strerror(errno));
@@ -1109,12 +1143,18 @@ int kp_download_files(kp_ws *ws, const kp_stored_file *v, size_t nv, const char 
     if (safe_parent_dirs(root, rel) != 0) return -1;
     char dst[8192];
     snprintf(dst, sizeof dst, "%s/%s", root, rel);
-    if (kp_blob_get(ws, v[i].sha256, dst, 0644) != 0) return -1;
+    if (run && ws->remote[0] ? kp_store_http_file(ws->store, run, v[i].path, dst, 0644) != 0 && kp_store_report()
+                             : kp_blob_get(ws, v[i].sha256, dst, 0644) != 0)
+      return -1;
     printf("%s\n", dst);
     n++;
   }
   if (count) *count = n;
   return 0;
+}
+
+int kp_download_files(kp_ws *ws, const kp_stored_file *v, size_t nv, const char *to, const char *strip, int *count) {
+  return download_files(ws, NULL, v, nv, to, strip, count);
 }
 
 static int run_download(int argc, char **argv) {
@@ -1145,7 +1185,7 @@ static int run_download(int argc, char **argv) {
     return 1;
   }
   int n = 0;
-  int rc = kp_download_files(&ws, v, nv, to, NULL, &n) == 0 ? 0 : 1;
+  int rc = download_files(&ws, pos[0], v, nv, to, NULL, &n) == 0 ? 0 : 1;
   kp_stored_files_free(v, nv);
   kp_ws_close(&ws);
   if (rc == 0 && n == 0) {

@@ -62,17 +62,31 @@ typedef struct kp_ws {
    * "pointer" (a .kusari/config.json, path in 'via'), "default", "create" */
   const char *selected_by;
   char via[4200];
+  /* a tracking server (KUSARI_TRACKING_URI or 'workspace connect'): its URL,
+   * "" for a local workspace; root is then "" and only the commands that
+   * need no workspace files work (store.c: REMOTE_OK) */
+  char remote[1024];
+  char remote_token_name[256];  /* the token's name as 'workspace connect' recorded it, or "" */
 } kp_ws;
+
+/* The command being run ("run list", ...), set by kp_dispatch. */
+extern char kp_command[256];
+/* The user's tracking-server connection ('workspace connect'):
+ * $XDG_CONFIG_HOME/kusari/tracking.json (~/.config/...), 0600. */
+int kp_tracking_config_path(char *out, size_t n);
 
 /* Global --workspace (set by main before dispatch; may be NULL). */
 extern const char *kp_opt_workspace;
 /* Path of the kusari executable (for supervisors and the run's PATH). */
 extern char kp_self_exe[4096];
 
-/* Finds the workspace (--workspace, KUSARI_WORKSPACE, then from the current
- * directory up: a workspace's config.json or a .kusari/config.json pointer;
- * else the default one, created on first use) and opens its store, migrating
- * it to KP_SCHEMA_VERSION. URLs are refused (no tracking server yet). */
+/* Finds the workspace (--workspace, KUSARI_TRACKING_URI (a tracking server:
+ * ws->remote, the http store), KUSARI_WORKSPACE, the user's 'workspace
+ * connect', then from the current directory up: a workspace's config.json or
+ * a .kusari/config.json pointer; else the default one, created on first use)
+ * and opens its store, migrating it to KP_SCHEMA_VERSION. URLs as workspace
+ * directories are refused. Against a server, commands outside store.c's
+ * REMOTE_OK fail here, naming the command and the server. */
 int kp_ws_open(kp_ws *ws);
 /* Creates (or opens, if it is one already) a workspace at 'dir': the
  * directory 0700, config.json and kusari.db 0600, whatever the umask. */

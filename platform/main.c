@@ -80,6 +80,8 @@ int kp_dispatch(const char *group, const char *group_help, const kp_cmd *cmds, i
       fputs(c->usage, stdout);
       return 0;
     }
+    size_t l = strlen(kp_command);
+    snprintf(kp_command + l, sizeof kp_command - l, "%s%s", l ? " " : "", c->name);
     return c->fn(argc - 1, argv + 1);
   }
   fprintf(stderr, "kusari: error: unknown command '%s%s%s'\n", *group ? group : "", *group ? " " : "", argv[1]);

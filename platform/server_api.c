@@ -836,6 +836,19 @@ static enum MHD_Result api_model_file(struct MHD_Connection *c, srv_req *r, cons
   return send_file(c, bp, size, rt->rest);
 }
 
+/* ---- remote clients (store_http.c) ---------------------------------------------------- */
+/* whether some run logged metric NAME (what `run list --order-by metrics.NAME`
+ * checks): 200 {"name"}, else 404 */
+static enum MHD_Result api_metric_exists(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  int yes = 0;
+  if (kp_store_metric_exists(st, rt->rest, &yes) != 0) return srv_store_error(c);
+  if (!yes) return srv_error(c, 404, "not_found", "no run logged a metric named '%.300s'", rt->rest);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "name", rt->rest);
+  return srv_json(c, 200, o);
+}
+
 /* ---- routing ------------------------------------------------------------------------ */
 /* Every route of docs/openapi.json (GET routes also answer HEAD). */
 static const route ROUTES[] = {
@@ -860,6 +873,8 @@ static const route ROUTES[] = {
   {"GET", "models/*/versions/*", "", 0, api_model_version},
   {"GET", "models/*/versions/*/files/**", "", 0, api_model_file},
   {"GET", "computes", "", 0, api_computes},
+  /* remote clients */
+  {"GET", "metrics/names/**", "", 0, api_metric_exists},
 };
 #define NROUTES (sizeof ROUTES / sizeof ROUTES[0])
 

@@ -164,7 +164,8 @@ int kp_is_url(const char *s) {
 /* what: "KUSARI_WORKSPACE=", "--workspace ", "" or "POINTER: " */
 static int refuse_url(const char *what, const char *v) {
   kp_err("%s'%s' is a URL: tracking servers are not supported yet", what, v);
-  kp_hint("use a workspace directory: 'kusari workspace create DIR', then --workspace DIR or KUSARI_WORKSPACE=DIR");
+  kp_hint("use a workspace directory: 'kusari workspace create DIR', then --workspace DIR or KUSARI_WORKSPACE=DIR; "
+          "for a tracking server (kusari server) set KUSARI_TRACKING_URI=URL or run 'kusari workspace connect URL --token TOKEN'");
   return -1;
 }
 
@@ -247,9 +248,92 @@ int kp_ws_select(const char *dir, const char *root, char *old, size_t oldn) {
   return rc;
 }
 
+/* ---- a tracking server (store_http.c) -----------------------------------------
+ * KUSARI_TRACKING_URI (+ KUSARI_TRACKING_TOKEN), else the user's connection
+ * ('workspace connect': tracking.json), selects a server in place of a
+ * workspace directory. Only the commands below work against one: the others
+ * need the workspace's files (snapshots, blobs, supervisors). */
+char kp_command[256] = "";
+
+static const char *const REMOTE_OK[] = {
+  "experiment list", "experiment show", "run list", "run show", "run metrics", "run tag", "run untag", "run cancel",
+  "run wait", "run files", "run logs", "run download", "model list", "model show", "compute list", "compute show", "workspace show", NULL};
+
+int kp_tracking_config_path(char *out, size_t n) {
+  const char *xdg = getenv("XDG_CONFIG_HOME");
+  const char *home = getenv("HOME");
+  if (xdg && *xdg) snprintf(out, n, "%s/kusari/tracking.json", xdg);
+  else if (home && *home) snprintf(out, n, "%s/.config/kusari/tracking.json", home);
+  else return -1;
+  return 0;
+}
+
+static int open_remote(kp_ws *ws, const char *url, const char *token, const char *how) {
+  snprintf(ws->remote, sizeof ws->remote, "%s", url);
+  ws->selected_by = how;
+  int ok = 0;
+  for (int i = 0; REMOTE_OK[i]; i++)
+    if (!strcmp(kp_command, REMOTE_OK[i])) ok = 1;
+  if (!ok) {
+    kp_err("'kusari %s' does not work against a tracking server yet (%s, from %s): it needs the workspace's files",
+           kp_command[0] ? kp_command : "?", url, how);
+    kp_hint("run it on the server's machine with --workspace DIR, or unset KUSARI_TRACKING_URI / run 'kusari workspace "
+            "disconnect'; against a server work: experiment list|show, run list|show|metrics|tag|untag|cancel|wait|files|logs|download, "
+            "model list|show, compute list|show");
+    return -1;
+  }
+  if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+    kp_err("%s names '%s', which is not an http:// or https:// URL", how, url);
+    kp_hint("give the server's address, e.g. http://127.0.0.1:8080");
+    return -1;
+  }
+  if (kp_store_http_open(url, token, &ws->store) != 0) return kp_err("%s", kp_store_last_error()->message), -1;
+  return 0;
+}
+
+/* 1 when the user's connection file names a server (url, token and its name
+ * copied out), 0 when there is none, -1 when it is unreadable (printed). */
+static int read_connection(char *url, size_t un, char *token, size_t tn, char *name, size_t nn) {
+  char p[4200];
+  if (kp_tracking_config_path(p, sizeof p) != 0) return 0;
+  struct stat st;
+  if (stat(p, &st) != 0) return 0;
+  char *s = kp_read_file(p, NULL);
+  cJSON *j = s ? cJSON_Parse(s) : NULL;
+  free(s);
+  const char *u = j ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "url")) : NULL;
+  if (!u || !*u) {
+    cJSON_Delete(j);
+    kp_err("%s does not name a tracking server (it needs {\"url\": ..., \"token\": ...})", p);
+    kp_hint("run 'kusari workspace disconnect', or connect again with 'kusari workspace connect URL --token TOKEN'");
+    return -1;
+  }
+  const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "token"));
+  const char *nm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "token_name"));
+  snprintf(url, un, "%s", u);
+  snprintf(token, tn, "%s", t ? t : "");
+  snprintf(name, nn, "%s", nm ? nm : "");
+  cJSON_Delete(j);
+  return 1;
+}
+
 int kp_ws_open(kp_ws *ws) {
   memset(ws, 0, sizeof *ws);
   const char *dir = kp_opt_workspace;
+  const char *uri = getenv("KUSARI_TRACKING_URI");
+  /* the hidden daemons (__supervise, __rank: kp_command "") always use the
+   * workspace directory they were started for */
+  int may_remote = kp_command[0] != '\0';
+  if (may_remote && (!dir || !*dir) && uri && *uri) return open_remote(ws, uri, getenv("KUSARI_TRACKING_TOKEN"), "KUSARI_TRACKING_URI");
+  if (may_remote && (!dir || !*dir) && !(getenv("KUSARI_WORKSPACE") && *getenv("KUSARI_WORKSPACE"))) {
+    char url[1024], token[1024];
+    int r = read_connection(url, sizeof url, token, sizeof token, ws->remote_token_name, sizeof ws->remote_token_name);
+    if (r < 0) return -1;
+    if (r == 1) {
+      const char *et = getenv("KUSARI_TRACKING_TOKEN");
+      return open_remote(ws, url, et && *et ? et : token, "workspace connect");
+    }
+  }
   const char *how = "--workspace", *url_how = "--workspace ";
   ws->selected_by = "flag";
   if (!dir || !*dir) {

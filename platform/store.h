@@ -32,6 +32,7 @@
 #define KUSARI_PLATFORM_STORE_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* ---- run status ---------------------------------------------------------- */
@@ -626,6 +627,17 @@ int kp_store_sqlite_open(const char *path, kp_store_migrate_hook hook, void *hoo
 void *kp_store_sqlite_handle(kp_store *s);
 /* The schema version this program's SQLite backend migrates to. */
 int kp_store_sqlite_schema_version(void);
+/* The remote backend (store_http.c): a tracking server's /api/v1 at 'url'
+ * (http://HOST:PORT), with Bearer 'token' (NULL or "": none). Opening sends
+ * nothing; the first operation connects. */
+int kp_store_http_open(const char *url, const char *token, kp_store **out);
+/* Beyond the interface, for an http store only (EINVAL for another): a run's
+ * log (std, or build) from 'offset', waiting up to 'wait' s for more while it
+ * runs, written to 'out'; *next the offset after it, 'status' the run's. */
+int kp_store_http_log(kp_store *s, const char *run_id, int build, uint64_t offset, int wait, FILE *out, uint64_t *next,
+                      char status[32]);
+/* a run file's bytes into 'dst' (written aside, then renamed; 'mode') */
+int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode);
 
 /* ---- wrappers (clear the thread's error, then call the backend) ----------- */
 void kp_store_close(kp_store *s);

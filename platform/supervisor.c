@@ -555,6 +555,7 @@ static void reap_job_ref(kp_ws *ws, const char *id, const char *compute) {
 
 
 int kp_reconcile(kp_ws *ws) {
+  if (ws->remote[0]) return 0; /* the server's own commands reconcile its runs */
   kp_run *runs;
   size_t nr;
   if (kp_store_run_list_active(ws->store, &runs, &nr) != 0) return kp_store_report();

@@ -14,6 +14,7 @@ WS="$T/ws"
 export KUSARI_WORKSPACE="$WS"
 export HOME="$T/home"            # the default workspace, if any, stays inside $T
 unset XDG_DATA_HOME              # so the default workspace is $HOME/.local/share/kusari/workspace
+unset XDG_CONFIG_HOME KUSARI_TRACKING_URI KUSARI_TRACKING_TOKEN  # no tracking server unless a test sets one
 unset KUSARI_RUN_ID KUSARI_METRICS_CHANNEL KUSARI_UPLOAD_DIR KUSARI_EXPERIMENT \
       KUSARI_TRACKING_URI KUSARI_OUTPUT_DIR KUSARI_DATA KUSARI_FAULT_SQLITE_OOM \
       KUSARI_NUM_THREADS OMP_NUM_THREADS OPENBLAS_NUM_THREADS OPENBLAS_CORETYPE \

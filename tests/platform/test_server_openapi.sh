@@ -143,7 +143,8 @@ for path, item in spec["paths"].items():
             # an unknown run/model/experiment: a declared 404 with an Error body
             if "{" in path:
                 bad = path
-                for k in ("run", "experiment", "model"):
+                # (a metric name is the id of /metrics/names/{name})
+                for k in ("run", "experiment", "model") + (("name",) if path.startswith("/metrics/names/") else ()):
                     bad = bad.replace("{%s}" % k, "no-such-thing")
                 status, ctype, body = call("GET", fill(bad) + query(op), tok)
                 say(status == 404, "%s of an unknown id: 404 (got %d)" % (what, status))
