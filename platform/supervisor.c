@@ -833,13 +833,33 @@ static void sup_note(const sup *s, const char *fmt, ...) {
   fputc('\n', stderr);
 }
 
+/* The store may be a database server that is away for a while (restarted,
+ * a network cut): the final writes are retried while it cannot be reached,
+ * for up to this long; if it stays away the channel is kept, so that the
+ * reconciliation of the run ingests it later. */
+#define KP_FINISH_RETRY_S 300.0
+
 static int finish(sup *s, kp_run_status status, int exit_code, int sig, const char *error) {
   sup_note(s, "Finalizing, then %s%s%s", kp_run_status_name(status), error ? ": " : "", error ? error : "");
-  set_status(&s->ws, s->id, KP_RUN_FINALIZING, 0, INT32_MIN, 0, NULL);
-  kp_ingest(&s->ws, s->id, 1);
+  double until = kp_now() + KP_FINISH_RETRY_S;
+  int ok = 0;
+  for (int attempt = 0;; attempt++) {
+    ok = set_status(&s->ws, s->id, KP_RUN_FINALIZING, 0, INT32_MIN, 0, NULL) == 0 && kp_ingest(&s->ws, s->id, 1) == 0;
+    if (ok || !kp_store_unreachable() || kp_now() >= until) break;
+    if (attempt == 0) sup_note(s, "the store cannot be reached; retrying for up to %.0f s", KP_FINISH_RETRY_S);
+    sleep_ms(1000);
+  }
   store_run_files(&s->ws, s->id);
-  set_status(&s->ws, s->id, status, 1, exit_code, sig, error);
-  cleanup_run_dir(&s->ws, s->id);
+  while (set_status(&s->ws, s->id, status, 1, exit_code, sig, error) != 0 && kp_store_unreachable() && kp_now() < until)
+    sleep_ms(1000);
+  if (ok) {
+    cleanup_run_dir(&s->ws, s->id);
+  } else {  /* the working tree goes; the channel stays for whoever ingests it later */
+    char rd[4400], p[4600];
+    kp_run_dir(&s->ws, s->id, rd, sizeof rd);
+    snprintf(p, sizeof p, "%s/wd", rd);
+    kp_rm_rf(p);
+  }
   return 0;
 }
 

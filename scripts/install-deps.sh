@@ -31,6 +31,8 @@ PACKAGES=(
   dataset-fashion-mnist      # the reference data set (/usr/share/datasets/fashion-mnist)
   openmpi-bin libopenmpi-dev # MPI: kusari/comm.h's "mpi" communicator, mpirun (optional at build time)
   clang                      # libFuzzer targets of fuzz/ (scripts/fuzz.sh, the fuzzing stage of scripts/test.sh)
+  libpq-dev                  # PostgreSQL store backend (platform/store_pg.c; optional at build time)
+  postgresql                 # a real PostgreSQL server for the store tests (tests/platform/pg.sh)
 )
 
 missing=()
