@@ -115,86 +115,11 @@ static int run_submit(int argc, char **argv) {
 static int run_status(kp_ws *ws, const char *id, char *out, size_t n);
 
 /* ---- loading runs ------------------------------------------------------------- */
-/* A distributed run's shape and its ranks' ends, from the tags kusari set
- * (compute.h), as "distributed": {nodes, processes_per_node, ranks,
- * launcher, rank_status: [{rank, status, exit_code | signal}]}. */
-static void add_distributed(cJSON *o) {
-  const cJSON *tags = cJSON_GetObjectItemCaseSensitive(o, "tags");
-  const char *nodes = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_NODES));
-  const char *ppn = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_PPN));
-  const char *launcher = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_LAUNCHER));
-  const char *ranks = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_RANKS));
-  if (!nodes || !ppn) return;
-  cJSON *d = cJSON_AddObjectToObject(o, "distributed");
-  int n = atoi(nodes), p = atoi(ppn);
-  cJSON_AddNumberToObject(d, "nodes", n);
-  cJSON_AddNumberToObject(d, "processes_per_node", p);
-  cJSON_AddNumberToObject(d, "ranks", n * p);
-  cJSON_AddStringToObject(d, "launcher", launcher ? launcher : "");
-  cJSON *arr = cJSON_AddArrayToObject(d, "rank_status");
-  /* "0:exit 0, 1:signal 15 (SIGTERM)"; none until the run has ended */
-  for (const char *q = ranks; q && *q;) {
-    const char *end = strstr(q, ", ");
-    size_t len = end ? (size_t)(end - q) : strlen(q);
-    char item[128];
-    snprintf(item, sizeof item, "%.*s", (int)(len < sizeof item ? len : sizeof item - 1), q);
-    char *colon = strchr(item, ':');
-    if (colon) {
-      *colon = '\0';
-      cJSON *r = cJSON_CreateObject();
-      cJSON_AddNumberToObject(r, "rank", atoi(item));
-      cJSON_AddStringToObject(r, "status", colon + 1);
-      int v;
-      if (sscanf(colon + 1, "exit %d", &v) == 1) cJSON_AddNumberToObject(r, "exit_code", v);
-      else if (sscanf(colon + 1, "signal %d", &v) == 1) cJSON_AddNumberToObject(r, "signal", v);
-      cJSON_AddItemToArray(arr, r);
-    }
-    q = end ? end + 2 : NULL;
-  }
-}
-
-
-/* Loads run 'id' with tags, last metrics and file count; NULL if absent. */
+/* Loads run 'id' with tags, last metrics and file count (views.c, the
+ * tracking server's shape too); NULL if absent or on a store error (printed). */
 static cJSON *load_run(kp_ws *ws, const char *id) {
-  kp_run r;
-  if (kp_store_run_get(ws->store, id, &r) != 0) {
-    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) kp_store_report();
-    return NULL;
-  }
-  cJSON *o = kp_view_run(&r);
-  kp_run_free(&r);
-  kp_tag *t;
-  kp_metric_latest *m;
-  kp_stored_file *f;
-  size_t n;
-  if (kp_store_tag_list(ws->store, id, &t, &n) == 0) {
-    cJSON_AddItemToObject(o, "tags", kp_view_tags(t, n));
-    kp_tags_free(t, n);
-  } else {
-    kp_store_report();
-    cJSON_AddObjectToObject(o, "tags");
-  }
-  add_distributed(o);
-  if (kp_store_run_params(ws->store, id, &t, &n) == 0) {
-    cJSON_AddItemToObject(o, "params", kp_view_params(t, n));
-    kp_tags_free(t, n);
-  } else {
-    kp_store_report();
-    cJSON_AddObjectToObject(o, "params");
-  }
-  if (kp_store_metrics_latest(ws->store, id, &m, &n) == 0) {
-    cJSON_AddItemToObject(o, "metrics", kp_view_metrics_latest(m, n));
-    kp_metric_latest_free(m, n);
-  } else {
-    kp_store_report();
-    cJSON_AddObjectToObject(o, "metrics");
-  }
-  if (kp_store_run_files_list(ws->store, id, NULL, &f, &n) == 0) {
-    cJSON_AddNumberToObject(o, "files", (double)n);
-    kp_stored_files_free(f, n);
-  } else {
-    kp_store_report();
-  }
+  cJSON *o = kp_view_run_detail(ws->store, id);
+  if (!o && kp_store_last_error()->code != KP_STORE_ENOTFOUND) kp_store_report();
   return o;
 }
 
@@ -403,25 +328,9 @@ static int run_list(int argc, char **argv) {
   cJSON *arr = cJSON_CreateArray();
   int r = 0;
   for (size_t i = 0; i < nruns && r == 0; i++) {
-    cJSON *o = kp_view_run(&runs[i]);
-    cJSON_AddItemToArray(arr, o);
-    kp_tag *t;
-    size_t nt;
-    if (kp_store_tag_list(ws.store, runs[i].id, &t, &nt) != 0) { r = kp_store_report(); break; }
-    cJSON_AddItemToObject(o, "tags", kp_view_tags(t, nt));
-    kp_tags_free(t, nt);
-    if (kp_store_run_params(ws.store, runs[i].id, &t, &nt) != 0) { r = kp_store_report(); break; }
-    cJSON_AddItemToObject(o, "params", kp_view_params(t, nt));
-    kp_tags_free(t, nt);
-    if (!nm) continue;
-    cJSON *m = cJSON_AddObjectToObject(o, "metrics");
-    for (int k = 0; k < nm; k++) {
-      double v;
-      int found = 0;
-      if (kp_store_metric_latest_value(ws.store, runs[i].id, mcols[k], &v, &found) != 0) { r = kp_store_report(); break; }
-      if (found) cJSON_AddItemToObject(m, mcols[k], kp_json_metric(v));
-      else cJSON_AddNullToObject(m, mcols[k]);
-    }
+    cJSON *o = kp_view_run_row(ws.store, &runs[i], mcols, nm);
+    if (!o) r = kp_store_report();
+    else cJSON_AddItemToArray(arr, o);
   }
   kp_runs_free(runs, nruns);
   kp_ws_close(&ws);

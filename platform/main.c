@@ -16,6 +16,7 @@
 char kp_self_exe[4096];
 int kp_cmd_service(int argc, char **argv);  /* cmd_service.c */
 int kp_cmd_sweep(int argc, char **argv);    /* cmd_sweep.c */
+int kp_cmd_server(int argc, char **argv);   /* cmd_server.c */
 
 static const char top_help[] =
   "usage: kusari [--workspace DIR] COMMAND [SUBCOMMAND] [OPTIONS]\n"
@@ -49,6 +50,7 @@ static const kp_cmd top_cmds[] = {
   {"model", kp_cmd_model, "register, list, show, download and delete models", NULL},
   {"sweep", kp_cmd_sweep, "hyperparameter sweeps: submit, show, best, wait, cancel, resume, list, plot, delete", NULL},
   {"service", kp_cmd_service, "scoring services of deployed models: list, show, logs, keys, start, stop, delete", NULL},
+  {"server", kp_cmd_server, "the tracking server: the workspace's HTTP API (/api/v1), and its tokens", NULL},
   {NULL, NULL, NULL, NULL},
 };
 

@@ -383,6 +383,13 @@ typedef struct kp_sweep_end {
   const char *best_child;   /* tagged best_child_run_id with best_value (best_metric_value); NULL: none */
   double best_value;
 } kp_sweep_end;
+/* ---- the tracking server (kusari server) ----------------------------------- */
+/* An API token as listed: the store keeps only the sha256 of its secret. */
+typedef struct kp_token {
+  char *name;
+  int read_only;
+  double created, last_used;  /* last_used 0: never used */
+} kp_token;
 
 /* ---- the interface --------------------------------------------------------- */
 typedef struct kp_store kp_store;
@@ -585,6 +592,27 @@ typedef struct kp_store_ops {
    * parent) and its reason (*reason NULL when none; free() it): what the
    * controller polls, cheaper than sweep_get */
   int (*sweep_cancel_requested)(kp_store *s, const char *id, int *requested, char **reason);
+  /* tokens (the tracking server's API tokens, kusari server token ...):
+   * the secret's sha256 (hex) is stored, never the secret; EEXISTS when the
+   * name is taken */
+  int (*token_create)(kp_store *s, const char *name, const char *sha256_hex, int read_only);
+  /* every token by name (kp_tokens_free) */
+  int (*token_list)(kp_store *s, kp_token **out, size_t *n);
+  /* ENOTFOUND when there is no such token */
+  int (*token_revoke)(kp_store *s, const char *name);
+  /* the token whose secret has this sha256: *found 0 when none (revoked or
+   * never created); else its scope in *read_only, and its last use is
+   * recorded (at most once a minute, so reads seldom write) */
+  int (*token_check)(kp_store *s, const char *sha256_hex, int *found, int *read_only);
+  /* one metric's series downsampled in the database to at most max_points
+   * (>= 2) points, in step order: the series' step range is cut into at
+   * most max_points / 2 buckets of equal step ranges and each bucket gives
+   * the point of its lowest and of its highest value (one point when they are
+   * the same; NaN only when the bucket has nothing else), so the global min
+   * and max are kept; every point when there are no more than max_points.
+   * *total gets the series' point count. ENOTFOUND as metric_series. */
+  int (*metric_series_downsampled)(kp_store *s, const char *run_id, const char *name, int64_t max_points,
+                                   kp_metric_point **out, size_t *n, int64_t *total);
 } kp_store_ops;
 
 struct kp_store {
@@ -697,6 +725,13 @@ int kp_store_sweep_trial_set_error(kp_store *s, const char *id, int64_t idx, con
 int kp_store_sweep_trial_evaluated(kp_store *s, const char *id, int64_t idx, int evaluated, const char *decision);
 int kp_store_sweep_child_by_index(kp_store *s, const char *id, int64_t idx, char **run_id);
 int kp_store_sweep_cancel_requested(kp_store *s, const char *id, int *requested, char **reason);
+/* tokens (the tracking server) */
+int kp_store_token_create(kp_store *s, const char *name, const char *sha256_hex, int read_only);
+int kp_store_token_list(kp_store *s, kp_token **out, size_t *n);
+int kp_store_token_revoke(kp_store *s, const char *name);
+int kp_store_token_check(kp_store *s, const char *sha256_hex, int *found, int *read_only);
+int kp_store_metric_series_downsampled(kp_store *s, const char *run_id, const char *name, int64_t max_points,
+                                       kp_metric_point **out, size_t *n, int64_t *total);
 
 /* freeing results */
 void kp_experiment_summaries_free(kp_experiment_summary *v, size_t n);
@@ -739,5 +774,6 @@ void kp_services_free(kp_service *v, size_t n);
  * keys' bytes do not stay in freed pages). Nothing when the columns have
  * their new names already. */
 int kp_store_sqlite_service_keys_migrate(kp_store *s, kp_service_keys_save save, void *ctx);
+void kp_tokens_free(kp_token *v, size_t n);
 
 #endif

@@ -465,3 +465,22 @@ void kp_sweep_trials_free(kp_sweep_trial *v, size_t n) {
   }
   free(v);
 }
+
+/* ---- tokens (the tracking server) ------------------------------------------------ */
+int kp_store_token_create(kp_store *s, const char *name, const char *sha256_hex, int read_only) {
+  CALL(token_create, name, sha256_hex, read_only);
+}
+int kp_store_token_list(kp_store *s, kp_token **out, size_t *n) { CALL(token_list, out, n); }
+int kp_store_token_revoke(kp_store *s, const char *name) { CALL(token_revoke, name); }
+int kp_store_token_check(kp_store *s, const char *sha256_hex, int *found, int *read_only) {
+  CALL(token_check, sha256_hex, found, read_only);
+}
+int kp_store_metric_series_downsampled(kp_store *s, const char *run_id, const char *name, int64_t max_points,
+                                       kp_metric_point **out, size_t *n, int64_t *total) {
+  CALL(metric_series_downsampled, run_id, name, max_points, out, n, total);
+}
+
+void kp_tokens_free(kp_token *v, size_t n) {
+  for (size_t i = 0; i < n; i++) free(v[i].name);
+  free(v);
+}

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <sys/time.h>
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 
 /* the status sets the SQL below uses (names as kp_run_status_name gives) */
 #define SQL_ENDED "('Completed','Failed','Canceled')"
@@ -143,6 +143,10 @@ static const char *const migrations[] = {
   "  DELETE FROM params WHERE run_id = OLD.id;\n"
   "END;\n"
   "CREATE INDEX IF NOT EXISTS tags_by_key ON tags(key, value);\n",
+  /* 6 -> 7: the tracking server's API tokens (platform/cmd_server.c): the
+   * sha256 of each secret, never the secret */
+  "CREATE TABLE IF NOT EXISTS tokens(name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,\n"
+  "  read_only INTEGER NOT NULL, created REAL NOT NULL, last_used REAL);\n",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == SCHEMA_VERSION, "one migration per version");
 
@@ -2936,6 +2940,157 @@ static int sq_sweep_child_by_index(kp_store *base, const char *id, int64_t idx, 
   return r < 0 ? -1 : 0;
 }
 
+/* ---- tokens (the tracking server) ------------------------------------------------- */
+static int sq_token_create(kp_store *base, const char *name, const char *sha256_hex, int read_only) {
+  sq_store *s = SQ(base);
+  sqlite3_stmt *st;
+  if (prep(s, &st, "INSERT INTO tokens(name, sha256, read_only, created) VALUES(?,?,?,?)") != 0) return -1;
+  bind_text(st, 1, name);
+  bind_text(st, 2, sha256_hex);
+  sqlite3_bind_int(st, 3, read_only ? 1 : 0);
+  sqlite3_bind_double(st, 4, now());
+  int rc = sqlite3_step(st);
+  int ext = sqlite3_extended_errcode(s->db);
+  sqlite3_finalize(st);
+  if (rc == SQLITE_DONE) return 0;
+  if (ext == SQLITE_CONSTRAINT_PRIMARYKEY) return kp_store_fail(KP_STORE_EEXISTS, "a token named '%s' exists already", name);
+  if (ext == SQLITE_CONSTRAINT_UNIQUE) return kp_store_fail(KP_STORE_EEXISTS, "a token with that secret exists already");
+  return db_fail(s);
+}
+
+static int sq_token_list(kp_store *base, kp_token **out, size_t *n) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT name, read_only, created, last_used FROM tokens ORDER BY name") != 0) return -1;
+  int r;
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (GROW(*out, *n, cap, 8) != 0) { r = oom(); break; }
+    kp_token *t = &(*out)[(*n)++];
+    t->name = col_dup(st, 0);
+    t->read_only = sqlite3_column_int(st, 1);
+    t->created = col_time(st, 2);
+    t->last_used = col_time(st, 3);
+  }
+  sqlite3_finalize(st);
+  if (r < 0) {
+    kp_tokens_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
+static int sq_token_revoke(kp_store *base, const char *name) {
+  sq_store *s = SQ(base);
+  sqlite3_stmt *st;
+  if (prep(s, &st, "DELETE FROM tokens WHERE name=?") != 0) return -1;
+  bind_text(st, 1, name);
+  int rc = done(s, st);
+  sqlite3_finalize(st);
+  if (rc != 0) return -1;
+  if (sqlite3_changes(s->db) == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "no token named '%s'", name);
+  return 0;
+}
+
+static int sq_token_check(kp_store *base, const char *sha256_hex, int *found, int *read_only) {
+  sq_store *s = SQ(base);
+  *found = 0;
+  *read_only = 1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT read_only, coalesce(last_used, 0) FROM tokens WHERE sha256=?") != 0) return -1;
+  bind_text(st, 1, sha256_hex);
+  int r = row(s, st);
+  double last = 0;
+  if (r > 0) {
+    *found = 1;
+    *read_only = sqlite3_column_int(st, 0) != 0;
+    last = sqlite3_column_double(st, 1);
+  }
+  sqlite3_finalize(st);
+  if (r < 0) return -1;
+  double t = now();
+  if (!*found || t - last < 60) return 0;
+  if (prep(s, &st, "UPDATE tokens SET last_used=? WHERE sha256=?") != 0) return -1;
+  sqlite3_bind_double(st, 1, t);
+  bind_text(st, 2, sha256_hex);
+  int rc = done(s, st);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int sq_metric_series_downsampled(kp_store *base, const char *run_id, const char *name, int64_t max_points,
+                                        kp_metric_point **out, size_t *n, int64_t *total) {
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  *total = 0;
+  if (max_points < 2) return kp_store_fail(KP_STORE_EINVAL, "max_points must be 2 or more (got %lld)", (long long)max_points);
+  if (run_exists(s, run_id) <= 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT count(*), min(step), max(step) FROM metrics WHERE run_id=? AND name=?") != 0) return -1;
+  bind_text(st, 1, run_id);
+  bind_text(st, 2, name);
+  int r = row(s, st);
+  int64_t lo = 0, hi = 0;
+  if (r > 0) {
+    *total = sqlite3_column_int64(st, 0);
+    lo = sqlite3_column_int64(st, 1);
+    hi = sqlite3_column_int64(st, 2);
+  }
+  sqlite3_finalize(st);
+  if (r < 0) return -1;
+  if (*total == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no metric named '%s'", run_id, name);
+  /* buckets of equal step ranges, 'width' steps each (one bucket per point
+   * when there are no more than max_points); in each, the row of the lowest
+   * and the row of the highest value (SQLite gives a min() or max() query's
+   * other columns from that row; NaN, stored as NULL, only when the bucket
+   * has nothing else). Two passes over the series' index, no sort by value. */
+  int64_t width;
+  if (*total <= max_points) {
+    width = 1;
+  } else {
+    uint64_t span = (uint64_t)hi - (uint64_t)lo + 1, nb = (uint64_t)(max_points / 2);
+    width = (int64_t)(span / nb + (span % nb != 0));
+  }
+  const char *sql = *total <= max_points
+    ? "SELECT step, ts, value FROM metrics WHERE run_id=?1 AND name=?2 ORDER BY step, id"
+    : "SELECT step, ts, value FROM ("
+      " SELECT step, ts, value, id FROM (SELECT (step - ?3) / ?4 AS b, min(value) AS value, step, ts, id"
+      "  FROM metrics WHERE run_id=?1 AND name=?2 GROUP BY b)"
+      " UNION"
+      " SELECT step, ts, value, id FROM (SELECT (step - ?3) / ?4 AS b, max(value) AS value, step, ts, id"
+      "  FROM metrics WHERE run_id=?1 AND name=?2 GROUP BY b))"
+      " ORDER BY step, id";
+  if (prep(s, &st, sql) != 0) return -1;
+  bind_text(st, 1, run_id);
+  bind_text(st, 2, name);
+  if (*total > max_points) {
+    sqlite3_bind_int64(st, 3, lo);
+    sqlite3_bind_int64(st, 4, width);
+  }
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (GROW(*out, *n, cap, 64) != 0) { r = oom(); break; }
+    kp_metric_point *p = &(*out)[(*n)++];
+    p->name = NULL;
+    p->step = sqlite3_column_int64(st, 0);
+    p->time = sqlite3_column_double(st, 1);
+    p->value = sqlite3_column_type(st, 2) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 2);
+  }
+  sqlite3_finalize(st);
+  if (r < 0) {
+    free(*out);
+    *out = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
 static const kp_store_ops sqlite_ops = {
   .backend = "sqlite",
   .close = sq_close,
@@ -3019,6 +3174,12 @@ static const kp_store_ops sqlite_ops = {
   .sweep_trial_evaluated = sq_sweep_trial_evaluated,
   .sweep_child_by_index = sq_sweep_child_by_index,
   .sweep_cancel_requested = sq_sweep_cancel_requested,
+  /* tokens (the tracking server) */
+  .token_create = sq_token_create,
+  .token_list = sq_token_list,
+  .token_revoke = sq_token_revoke,
+  .token_check = sq_token_check,
+  .metric_series_downsampled = sq_metric_series_downsampled,
 };
 
 /* ---- opening and migrating ------------------------------------------------------- */

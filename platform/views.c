@@ -5,6 +5,7 @@
 
 #include "kp.h"
 #include "sweep.h"
+#include "compute.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -289,5 +290,108 @@ cJSON *kp_view_sweep(const kp_sweep *w, const kp_sweep_spec *sp, const kp_sweep_
     cJSON_AddItemToArray(arr, e);
   }
   free(rows);
+  return o;
+}
+
+/* A row of a runs list (run list --json, GET /runs): the run with its tags,
+ * params and, for each of the nm metric names, its latest value (null when
+ * none); NULL on a store error (the thread's store error says why). */
+cJSON *kp_view_run_row(kp_store *s, const kp_run *r, const char *const *mcols, int nm) {
+  cJSON *o = kp_view_run(r);
+  kp_tag *t;
+  size_t nt;
+  if (kp_store_tag_list(s, r->id, &t, &nt) != 0) goto fail;
+  cJSON_AddItemToObject(o, "tags", kp_view_tags(t, nt));
+  kp_tags_free(t, nt);
+  if (kp_store_run_params(s, r->id, &t, &nt) != 0) goto fail;
+  cJSON_AddItemToObject(o, "params", kp_view_params(t, nt));
+  kp_tags_free(t, nt);
+  if (!nm) return o;
+  cJSON *m = cJSON_AddObjectToObject(o, "metrics");
+  for (int k = 0; k < nm; k++) {
+    double v;
+    int found = 0;
+    if (kp_store_metric_latest_value(s, r->id, mcols[k], &v, &found) != 0) goto fail;
+    if (found) cJSON_AddItemToObject(m, mcols[k], kp_json_metric(v));
+    else cJSON_AddNullToObject(m, mcols[k]);
+  }
+  return o;
+fail:
+  cJSON_Delete(o);
+  return NULL;
+}
+
+/* A distributed run's shape and its ranks' ends, from the tags kusari set
+ * (compute.h), as "distributed": {nodes, processes_per_node, ranks,
+ * launcher, rank_status: [{rank, status, exit_code | signal}]}. */
+static void add_distributed(cJSON *o) {
+  const cJSON *tags = cJSON_GetObjectItemCaseSensitive(o, "tags");
+  const char *nodes = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_NODES));
+  const char *ppn = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_PPN));
+  const char *launcher = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_LAUNCHER));
+  const char *ranks = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_RANKS));
+  if (!nodes || !ppn) return;
+  cJSON *d = cJSON_AddObjectToObject(o, "distributed");
+  int n = atoi(nodes), p = atoi(ppn);
+  cJSON_AddNumberToObject(d, "nodes", n);
+  cJSON_AddNumberToObject(d, "processes_per_node", p);
+  cJSON_AddNumberToObject(d, "ranks", n * p);
+  cJSON_AddStringToObject(d, "launcher", launcher ? launcher : "");
+  cJSON *arr = cJSON_AddArrayToObject(d, "rank_status");
+  /* "0:exit 0, 1:signal 15 (SIGTERM)"; none until the run has ended */
+  for (const char *q = ranks; q && *q;) {
+    const char *end = strstr(q, ", ");
+    size_t len = end ? (size_t)(end - q) : strlen(q);
+    char item[128];
+    snprintf(item, sizeof item, "%.*s", (int)(len < sizeof item ? len : sizeof item - 1), q);
+    char *colon = strchr(item, ':');
+    if (colon) {
+      *colon = '\0';
+      cJSON *r = cJSON_CreateObject();
+      cJSON_AddNumberToObject(r, "rank", atoi(item));
+      cJSON_AddStringToObject(r, "status", colon + 1);
+      int v;
+      if (sscanf(colon + 1, "exit %d", &v) == 1) cJSON_AddNumberToObject(r, "exit_code", v);
+      else if (sscanf(colon + 1, "signal %d", &v) == 1) cJSON_AddNumberToObject(r, "signal", v);
+      cJSON_AddItemToArray(arr, r);
+    }
+    q = end ? end + 2 : NULL;
+  }
+}
+
+cJSON *kp_view_run_detail(kp_store *s, const char *id) {
+  kp_run r;
+  if (kp_store_run_get(s, id, &r) != 0) return NULL;
+  cJSON *o = kp_view_run(&r);
+  kp_run_free(&r);
+  kp_tag *t;
+  kp_metric_latest *m;
+  kp_stored_file *f;
+  size_t n;
+  if (kp_store_tag_list(s, id, &t, &n) != 0) goto fail;
+  cJSON_AddItemToObject(o, "tags", kp_view_tags(t, n));
+  kp_tags_free(t, n);
+  add_distributed(o);
+  if (kp_store_run_params(s, id, &t, &n) != 0) goto fail;
+  cJSON_AddItemToObject(o, "params", kp_view_params(t, n));
+  kp_tags_free(t, n);
+  if (kp_store_metrics_latest(s, id, &m, &n) != 0) goto fail;
+  cJSON_AddItemToObject(o, "metrics", kp_view_metrics_latest(m, n));
+  kp_metric_latest_free(m, n);
+  if (kp_store_run_files_list(s, id, NULL, &f, &n) != 0) goto fail;
+  cJSON_AddNumberToObject(o, "files", (double)n);
+  kp_stored_files_free(f, n);
+  return o;
+fail:
+  cJSON_Delete(o);
+  return NULL;
+}
+
+cJSON *kp_view_token(const kp_token *t) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "name", t->name);
+  cJSON_AddStringToObject(o, "scope", t->read_only ? "read-only" : "read-write");
+  add_time(o, "created", t->created);
+  add_time_or_null(o, "last_used", t->last_used);
   return o;
 }

@@ -34,6 +34,17 @@ struct cJSON *kp_view_tags(const kp_tag *v, size_t n);
 struct cJSON *kp_view_params(const kp_tag *v, size_t n);
 /* {code, message}: the thread's store error, as a server relays it */
 struct cJSON *kp_view_store_error(const kp_store_error *e);
+/* A row of a runs list (run list --json, GET /runs): the run, its tags,
+ * params and the latest value of each of the nm metrics (null when none);
+ * NULL on a store error. */
+struct cJSON *kp_view_run_row(kp_store *s, const kp_run *r, const char *const *mcols, int nm);
+/* What `run show --json` prints and GET /api/v1/runs/{id} answers: the run
+ * (kp_view_run) with "tags" {}, "metrics" {name: latest value} and "files"
+ * (their count). NULL when an operation failed (the thread's store error
+ * says why: ENOTFOUND for an unknown run). */
+struct cJSON *kp_view_run_detail(kp_store *s, const char *id);
+/* {name, scope: "read-only"|"read-write", created, last_used (null: never)} */
+struct cJSON *kp_view_token(const kp_token *t);
 
 /* services */
 /* {name, state, scoring_uri, health_uri, model ("NAME:VERSION"), entry,

@@ -245,7 +245,7 @@ sql "DROP TABLE params; DROP TABLE metric_latest; DROP TRIGGER params_of_sweep_t
 assert_eq "0" "$(sql "SELECT count(*) FROM sqlite_master WHERE name IN ('params', 'metric_latest')")" "schema 5 has no params"
 j="$($K run list --parent "$SW" --filter "params.--acc = 0.75 and metrics.acc = 0.75" --json)"
 assert_eq "$child" "$(jget "$j" 'j[0]["id"]')" "migration 6 backfilled the children's params and the latest metric values"
-assert_eq "6" "$(sql "PRAGMA user_version")" "the store is at schema 6"
+assert_eq "7" "$(sql "PRAGMA user_version")" "the store is at the current schema (7: 6 and then the server's tokens)"
 assert_eq "$(for n in r1 r3 r4 r6; do echo "${ID[$n]}"; done | sort | xargs)" \
   "$($K run list --experiment filt --filter "metrics.acc > 0.5" | awk 'NR > 1 {print $1}' | sort | xargs)" \
   "after the migration, metric filters work on the runs' latest values"

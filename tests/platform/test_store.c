@@ -1122,6 +1122,97 @@ static void test_store__sweep_life(void **state) {
   kp_sweeps_free(v, n);
 }
 
+/* tokens (the tracking server): the sha256 is stored, names are unique,
+ * a revoked token is no longer found, the scope is kept */
+static void test_store__tokens(void **state) {
+  kp_store *s = *state;
+  const char *h1 = "1111111111111111111111111111111111111111111111111111111111111111";
+  const char *h2 = "2222222222222222222222222222222222222222222222222222222222222222";
+  assert_int_equal(kp_store_token_create(s, "writer", h1, 0), 0);
+  assert_int_equal(kp_store_token_create(s, "reader", h2, 1), 0);
+  assert_int_equal(kp_store_token_create(s, "writer", "33", 0), -1);
+  assert_int_equal(code(), KP_STORE_EEXISTS);
+  int found = 0, ro = 0;
+  assert_int_equal(kp_store_token_check(s, h2, &found, &ro), 0);
+  assert_int_equal(found, 1);
+  assert_int_equal(ro, 1);
+  assert_int_equal(kp_store_token_check(s, h1, &found, &ro), 0);
+  assert_int_equal(found, 1);
+  assert_int_equal(ro, 0);
+  assert_int_equal(kp_store_token_check(s, "44", &found, &ro), 0);
+  assert_int_equal(found, 0);
+  kp_token *t;
+  size_t n;
+  assert_int_equal(kp_store_token_list(s, &t, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(t[0].name, "reader");  /* by name */
+  assert_int_equal(t[0].read_only, 1);
+  assert_true(t[0].last_used > 0);  /* checked above */
+  assert_string_equal(t[1].name, "writer");
+  kp_tokens_free(t, n);
+  assert_int_equal(kp_store_token_revoke(s, "reader"), 0);
+  assert_int_equal(kp_store_token_check(s, h2, &found, &ro), 0);
+  assert_int_equal(found, 0);
+  assert_int_equal(kp_store_token_revoke(s, "reader"), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+}
+
+/* a series downsampled in the store: at most max_points points, in step
+ * order, each an original one, the global min and max among them */
+static void test_store__series_downsampled(void **state) {
+  kp_store *s = *state;
+  char id[256];
+  new_run(s, "exp", "cpu", id, sizeof id);
+  enum { N = 1000 };
+  kp_metric_point *pts = calloc(N, sizeof *pts);
+  assert_non_null(pts);
+  for (int i = 0; i < N; i++) {
+    pts[i].name = "loss";
+    pts[i].step = i;
+    pts[i].time = 100 + i;
+    pts[i].value = (double)(i % 10);  /* 0..9 repeating */
+  }
+  pts[123].value = -50;
+  pts[877].value = 70;
+  pts[500].value = NAN;
+  kp_ingest_batch b = {.from = 0, .to = 1, .points = pts, .npoints = N};
+  assert_int_equal(kp_store_metrics_ingest(s, id, &b), 0);
+  free(pts);
+  kp_metric_point *p;
+  size_t n;
+  int64_t total;
+  const int64_t maxes[] = {2, 3, 10, 100};
+  for (size_t k = 0; k < sizeof maxes / sizeof maxes[0]; k++) {
+    assert_int_equal(kp_store_metric_series_downsampled(s, id, "loss", maxes[k], &p, &n, &total), 0);
+    assert_int_equal(total, N);
+    assert_true(n >= 2 && (int64_t)n <= maxes[k]);
+    int lo = 0, hi = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (i) assert_true(p[i].step > p[i - 1].step);
+      assert_true(p[i].time == 100 + (double)p[i].step);
+      if (p[i].value == -50) lo = 1;
+      if (p[i].value == 70) hi = 1;
+    }
+    assert_true(lo && hi);
+    free(p);
+  }
+  /* 10 buckets of 100 (0..9 each, the min and max): 20 points */
+  assert_int_equal(kp_store_metric_series_downsampled(s, id, "loss", 20, &p, &n, &total), 0);
+  assert_int_equal(n, 20);
+  free(p);
+  /* no more points than max_points: all of them */
+  assert_int_equal(kp_store_metric_series_downsampled(s, id, "loss", N, &p, &n, &total), 0);
+  assert_int_equal(n, N);
+  assert_true(isnan(p[500].value));
+  free(p);
+  assert_int_equal(kp_store_metric_series_downsampled(s, id, "loss", 1, &p, &n, &total), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_metric_series_downsampled(s, id, "nope", 10, &p, &n, &total), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_metric_series_downsampled(s, "nope", "loss", 10, &p, &n, &total), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+}
+
 /* The error belongs to the thread that got it. */
 static void *fail_in_thread(void *va) {
   kp_store_fail(KP_STORE_EEXISTS, "from the other thread");
@@ -2018,6 +2109,8 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_store__scheduling, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__files_and_deletes, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__run_queries, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__tokens, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__series_downsampled, setup, teardown),
     cmocka_unit_test(test_store__error_per_thread),
     /* run search */
     cmocka_unit_test_setup_teardown(test_store__run_search_filters, setup, teardown),
