@@ -51,14 +51,19 @@ int kp_store_pg_schema_version(void) { return 0; }
 
 #else
 
+#include "filter.h"
+
 #include <libpq-fe.h>
 #include <math.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sys/time.h>
 
 /* migrations[i] takes the schema from version i to i+1; the version equals
  * the SQLite backend's (store_sqlite.c), and test_store.c checks that both
  * backends reach the same one */
-#define PG_SCHEMA_VERSION 5
+#define PG_SCHEMA_VERSION 7
 
 #define SQL_ENDED "('Completed','Failed','Canceled')"
 #define SQL_ACTIVE "('Queued','Preparing','Running','Finalizing')"
@@ -134,8 +139,52 @@ static const char *const migrations[] = {
    * files of the workspace; a PostgreSQL store never held any) */
   "ALTER TABLE services RENAME COLUMN primary_key TO primary_key_sha256;\n"
   "ALTER TABLE services RENAME COLUMN secondary_key TO secondary_key_sha256;\n",
-  /* 5 -> 6 (run filters: the params table) and 6 -> 7 (the server's tokens)
-   * go here, as the same versions of store_sqlite.c, in PostgreSQL types */
+  /* 5 -> 6: run search (store_sqlite.c's migration 6 in PostgreSQL terms):
+   * params with a numeric shadow column (kp_num: the number a text is, as
+   * SQLite's NUMERIC affinity reads it, else NULL), backfilled from the
+   * sweep trials; each run's latest value of each metric (metric_latest,
+   * NULL for NaN, kept by pg_metrics_ingest and pg_sweep_log_best, the only
+   * writers of metrics); indexes by name and value; the key that signs page
+   * tokens. SQLite's triggers are statements of the operations here
+   * (pg_sweep_trial_attach_run, pg_sweep_log_best, RUN_DELETES). */
+  "CREATE FUNCTION kp_num(t TEXT) RETURNS DOUBLE PRECISION LANGUAGE plpgsql IMMUTABLE AS $f$\n"
+  "BEGIN\n"
+  "  IF t ~ '^[[:space:]]*[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?[[:space:]]*$' THEN\n"
+  "    RETURN t::double precision;\n"
+  "  END IF;\n"
+  "  RETURN NULL;\n"
+  "EXCEPTION WHEN others THEN RETURN NULL;\n"
+  "END $f$;\n"
+  "CREATE FUNCTION kp_jsonb(t TEXT) RETURNS JSONB LANGUAGE plpgsql IMMUTABLE AS $f$\n"
+  "BEGIN\n"
+  "  RETURN t::jsonb;\n"
+  "EXCEPTION WHEN others THEN RETURN NULL;\n"
+  "END $f$;\n"
+  /* a JSON scalar as SQLite's json_each gives it as text (true 1, false 0) */
+  "CREATE FUNCTION kp_json_text(v JSONB) RETURNS TEXT LANGUAGE sql IMMUTABLE AS $f$\n"
+  "  SELECT CASE jsonb_typeof(v) WHEN 'boolean' THEN CASE WHEN v::text = 'true' THEN '1' ELSE '0' END\n"
+  "  ELSE v #>> '{}' END $f$;\n"
+  "CREATE TABLE store_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
+  "INSERT INTO store_meta(key, value) VALUES('page_token_key',\n"
+  "  replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', ''));\n"
+  "CREATE TABLE params(run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, num DOUBLE PRECISION,\n"
+  "  PRIMARY KEY(run_id, key));\n"
+  "CREATE INDEX params_by_key ON params(key, num);\n"
+  "INSERT INTO params(run_id, key, value, num)\n"
+  "  SELECT t.run_id, j.key, kp_json_text(j.value), kp_num(kp_json_text(j.value))\n"
+  "  FROM sweep_trials t, jsonb_each(CASE WHEN jsonb_typeof(kp_jsonb(t.params)) = 'object' THEN kp_jsonb(t.params) END) j\n"
+  "  WHERE t.run_id IS NOT NULL AND jsonb_typeof(j.value) NOT IN ('object', 'array', 'null')\n"
+  "  ON CONFLICT (run_id, key) DO NOTHING;\n"
+  "CREATE TABLE metric_latest(run_id TEXT NOT NULL, name TEXT NOT NULL, step BIGINT NOT NULL,\n"
+  "  mid BIGINT NOT NULL, value DOUBLE PRECISION, PRIMARY KEY(run_id, name));\n"
+  "CREATE INDEX metric_latest_by_name ON metric_latest(name, value);\n"
+  "INSERT INTO metric_latest(run_id, name, step, mid, value)\n"
+  "  SELECT DISTINCT ON (run_id, name) run_id, name, step, id, nullif(value, 'NaN'::float8) FROM metrics\n"
+  "  ORDER BY run_id, name, step DESC, id DESC;\n"
+  "CREATE INDEX tags_by_key ON tags(key, value);\n",
+  /* 6 -> 7: the tracking server's API tokens: the sha256 of each secret */
+  "CREATE TABLE tokens(name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,\n"
+  "  read_only INTEGER NOT NULL, created DOUBLE PRECISION NOT NULL, last_used DOUBLE PRECISION);\n",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == PG_SCHEMA_VERSION, "one migration per version");
 
@@ -1050,6 +1099,8 @@ out:
 static const char *const RUN_DELETES[] = {
   "DELETE FROM metrics WHERE run_id = ANY($1::text[])",
   "DELETE FROM tags WHERE run_id = ANY($1::text[])",
+  "DELETE FROM params WHERE run_id = ANY($1::text[])",
+  "DELETE FROM metric_latest WHERE run_id = ANY($1::text[])",
   "DELETE FROM files WHERE run_id = ANY($1::text[])",
   "DELETE FROM sweep_trials WHERE sweep_id = ANY($1::text[]) OR run_id = ANY($1::text[])",
   "DELETE FROM sweeps WHERE run_id = ANY($1::text[])",
@@ -1279,6 +1330,28 @@ static int pg_metrics_ingest(kp_store *base, const char *run_id, const kp_ingest
             " WITH ORDINALITY AS p(n, s, t, v, i) ORDER BY p.i",
             &m, NULL) != 0)
       goto out;
+  }
+  /* run search: each metric's latest point, once per metric of the batch */
+  if (ns.n) {
+    const char **nm = malloc(ns.n * sizeof *nm);
+    char *arr = NULL;
+    if (nm) {
+      for (size_t i = 0; i < ns.n; i++) nm[i] = ns.v[i].name;
+      arr = text_array((const char *const *)nm, ns.n);
+      free(nm);
+    }
+    if (!arr) { oom(); goto out; }
+    pa l = {0};
+    p_txt(&l, run_id);
+    p_txt(&l, arr);
+    int lr = cmd(s,
+                 "INSERT INTO metric_latest(run_id, name, step, mid, value)"
+                 " SELECT DISTINCT ON (name) run_id, name, step, id, nullif(value, 'NaN'::float8) FROM metrics"
+                 " WHERE run_id = $1 AND name = ANY($2::text[]) ORDER BY name, step DESC, id DESC"
+                 " ON CONFLICT (run_id, name) DO UPDATE SET step = EXCLUDED.step, mid = EXCLUDED.mid, value = EXCLUDED.value",
+                 &l, NULL);
+    free(arr);
+    if (lr != 0) goto out;
   }
   for (size_t i = 0; i < b->ntags; i++)
     if (set_tag(s, run_id, b->tag_keys[i], b->tag_values[i]) != 0) goto out;
@@ -1663,6 +1736,1335 @@ out:
   return tx_end(s, own, rc);
 }
 
+/* ---- run search ----------------------------------------------------------------------------- */
+static int pg_run_params_set(kp_store *base, const char *run_id, const char *const *keys, const char *const *values,
+                             size_t n) {
+  pg_store *s = PG(base);
+  for (size_t i = 0; i < n; i++)
+    if (!keys[i] || !*keys[i] || !values[i]) return kp_store_fail(KP_STORE_EINVAL, "a param needs a key and a value");
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  if (run_exists(s, run_id) <= 0) goto out;
+  /* num: the number the text is (kp_num, as SQLite's NUMERIC column keeps
+   * it), NULL for text, so params compare and order as numbers */
+  for (size_t i = 0; i < n; i++) {
+    pa a = {0};
+    p_txt(&a, run_id);
+    p_txt(&a, keys[i]);
+    p_txt(&a, values[i]);
+    if (cmd(s,
+            "INSERT INTO params(run_id, key, value, num) VALUES($1, $2, $3, kp_num($3))"
+            " ON CONFLICT (run_id, key) DO UPDATE SET value=EXCLUDED.value, num=EXCLUDED.num",
+            &a, NULL) != 0)
+      goto out;
+  }
+  rc = 0;
+out:
+  return tx_end(s, own, rc);
+}
+
+static int pg_run_params(kp_store *base, const char *run_id, kp_tag **out, size_t *n) {
+  pg_store *s = PG(base);
+  *out = NULL;
+  *n = 0;
+  if (run_exists(s, run_id) <= 0) return -1;
+  pa a = {0};
+  p_txt(&a, run_id);
+  PGresult *r = qry(s, "SELECT key, value FROM params WHERE run_id=$1 ORDER BY key COLLATE \"C\"", &a);
+  return r ? tags_from(r, out, n) : -1;
+}
+
+/* A search's SQL with numbered parameters ($k, text format): every value
+ * and name the user wrote is a parameter, never part of the text. */
+typedef struct pgq {
+  sbuf sql;
+  const char **v;
+  int n, cap;
+  char **owned;
+  int nowned;
+  int bad;
+  int now;  /* the parameter holding 'now' (duration), 0 until used */
+  double now_value;
+} pgq;
+
+static void q_add(pgq *q, const char *t) { sb_str(&q->sql, t); }
+
+/* a new parameter with value 'text' (borrowed, or owned when 'own'); its number */
+static int q_param(pgq *q, const char *text, int own) {
+  if (q->bad) return 1;
+  if (q->n == q->cap) {
+    int cap = q->cap ? 2 * q->cap : 16;
+    const char **v = realloc(q->v, (size_t)cap * sizeof *v);
+    if (!v) { q->bad = 1; return 1; }
+    q->v = v;
+    q->cap = cap;
+  }
+  if (own) {
+    char **o = realloc(q->owned, (size_t)(q->nowned + 1) * sizeof *o);
+    if (!o || !text) { free(o ? NULL : (void *)text); if (o) q->owned = o; q->bad = 1; return 1; }
+    q->owned = o;
+    q->owned[q->nowned++] = (char *)text;
+  }
+  q->v[q->n++] = text;
+  return q->n;
+}
+
+/* appends "$k::cast" */
+static void q_ref(pgq *q, int k, const char *cast) {
+  char b[48];
+  snprintf(b, sizeof b, "$%d::%s", k, cast);
+  q_add(q, b);
+}
+
+static void q_text(pgq *q, const char *text) { q_ref(q, q_param(q, text, 0), "text"); }
+
+static void q_num(pgq *q, double x) {
+  char *b = malloc(40);
+  if (b) fmt_f64(b, 40, x);
+  q_ref(q, q_param(q, b, 1), "float8");
+}
+
+static void q_int(pgq *q, long long x) {
+  char *b = malloc(24);
+  if (b) snprintf(b, 24, "%lld", x);
+  q_ref(q, q_param(q, b, 1), "bigint");
+}
+
+static void pgq_free(pgq *q) {
+  free(q->sql.p);
+  free(q->v);
+  for (int i = 0; i < q->nowned; i++) free(q->owned[i]);
+  free(q->owned);
+}
+
+/* an attribute's SQL (r: runs, e: experiments) into 'out'; duration is an
+ * expression over the search's 'now' (one parameter, however often used) */
+static void q_attr(pgq *q, kp_filter_attr a, char *out, size_t n) {
+  const char *c = "NULL";
+  switch (a) {
+  case KP_ATTR_STATUS: c = "r.status"; break;
+  case KP_ATTR_EXPERIMENT: c = "e.name"; break;
+  case KP_ATTR_COMPUTE: c = "r.compute"; break;
+  case KP_ATTR_CREATED: c = "r.created"; break;
+  case KP_ATTR_STARTED: c = "r.started"; break;
+  case KP_ATTR_ENDED: c = "r.ended"; break;
+  case KP_ATTR_ID: c = "r.id"; break;
+  case KP_ATTR_PARENT: c = "r.parent_id"; break;
+  case KP_ATTR_DURATION:
+    if (!q->now) {
+      char *b = malloc(40);
+      if (b) fmt_f64(b, 40, q->now_value);
+      q->now = q_param(q, b, 1);
+    }
+    snprintf(out, n, "(coalesce(r.ended, $%d::float8) - r.started)", q->now);
+    return;
+  }
+  snprintf(out, n, "%s", c);
+}
+
+static const char *const PG_OPS[] = {" = ", " <> ", " < ", " <= ", " > ", " >= "};
+
+/* One comparison of a value: 'text' the column as text (ordered bytewise),
+ * 'num' the column as a number or NULL (tags: numbers compare as the text
+ * written). Params compare numbers only with values that are numbers (num
+ * not NULL), as SQLite's typeof() test does. LIKE is case-sensitive and
+ * ILIKE folds case as the database's ctype does (ASCII with the C locale). */
+static void q_cmp(pgq *q, const kp_filter *f, const kp_filter_value *v, kp_filter_op op, const char *text, const char *num) {
+  if (op == KP_FOP_IN) op = KP_FOP_EQ;
+  switch (op) {
+  case KP_FOP_LIKE:
+  case KP_FOP_NOT_LIKE:
+  case KP_FOP_ILIKE:
+  case KP_FOP_NOT_ILIKE:
+    q_add(q, op == KP_FOP_NOT_LIKE || op == KP_FOP_NOT_ILIKE ? "NOT (" : "(");
+    q_add(q, text);
+    q_add(q, op == KP_FOP_LIKE || op == KP_FOP_NOT_LIKE ? " LIKE " : " ILIKE ");
+    q_text(q, v->text);
+    q_add(q, ")");
+    return;
+  default: break;
+  }
+  if (v->is_number && num) {
+    q_add(q, "(");
+    if (f->key.kind == KP_FILTER_PARAM) {
+      q_add(q, num);
+      q_add(q, " IS NOT NULL AND ");
+    }
+    q_add(q, num);
+    q_add(q, PG_OPS[op]);
+    q_num(q, v->number);
+    q_add(q, ")");
+  } else {
+    q_add(q, "(");
+    q_add(q, text);
+    q_add(q, " COLLATE \"C\"");
+    q_add(q, PG_OPS[op]);
+    q_text(q, v->text);
+    q_add(q, ")");
+  }
+}
+
+static void q_cmps(pgq *q, const kp_filter *f, const char *text, const char *num) {
+  if (f->op != KP_FOP_IN && f->op != KP_FOP_NOT_IN) {
+    q_cmp(q, f, &f->values[0], f->op, text, num);
+    return;
+  }
+  q_add(q, f->op == KP_FOP_NOT_IN ? "NOT (" : "(");
+  for (size_t i = 0; i < f->nvalues; i++) {
+    if (i) q_add(q, " OR ");
+    q_cmp(q, f, &f->values[i], KP_FOP_IN, text, num);
+  }
+  q_add(q, ")");
+}
+
+/* The filter's AST as a WHERE condition: the one place that turns a user's
+ * filter into SQL. NULLs behave as in SQLite (NOT of NULL is NULL: the run
+ * is left out). */
+static void q_filter(pgq *q, const kp_filter *f) {
+  if (f->type != KP_FILTER_CMP) {
+    q_add(q, "(");
+    q_filter(q, f->left);
+    q_add(q, f->type == KP_FILTER_AND ? " AND " : " OR ");
+    q_filter(q, f->right);
+    q_add(q, ")");
+    return;
+  }
+  static const char *const sub[] = {
+    [KP_FILTER_METRIC] = "r.id IN (SELECT run_id FROM metric_latest WHERE name = ",
+    [KP_FILTER_PARAM] = "r.id IN (SELECT run_id FROM params WHERE key = ",
+    [KP_FILTER_TAG] = "r.id IN (SELECT run_id FROM tags WHERE key = ",
+  };
+  if (f->key.kind != KP_FILTER_ATTR) {
+    q_add(q, sub[f->key.kind]);
+    q_text(q, f->key.name);
+    q_add(q, " AND ");
+    q_cmps(q, f, "value", f->key.kind == KP_FILTER_METRIC ? "value" : f->key.kind == KP_FILTER_PARAM ? "num" : NULL);
+    q_add(q, ")");
+    return;
+  }
+  char col[96];
+  q_attr(q, f->key.attr, col, sizeof col);
+  q_cmps(q, f, col, kp_filter_attr_numeric(f->key.attr) ? col : NULL);
+}
+
+/* The order as three keys (SQLite's one value, its type included): rank
+ * (0, 1, ...: numbers before text ascending, text before numbers
+ * descending, runs without a value last), then the number, then the text
+ * (bytewise); ties newest first. */
+typedef struct pgorder {
+  int has, desc;
+  kp_filter_key key;
+  char rank[160], num[96], text[96];
+} pgorder;
+
+static void q_order_setup(pgq *q, pgorder *o) {
+  if (!o->has) return;
+  const kp_filter_key *k = &o->key;
+  if (k->kind == KP_FILTER_METRIC) {
+    snprintf(o->rank, sizeof o->rank, "CASE WHEN ok.value IS NULL THEN 1 ELSE 0 END");
+    snprintf(o->num, sizeof o->num, "ok.value");
+    snprintf(o->text, sizeof o->text, "NULL::text");
+  } else if (k->kind == KP_FILTER_PARAM) {
+    snprintf(o->rank, sizeof o->rank, "CASE WHEN ok.value IS NULL THEN 2 WHEN ok.num IS NOT NULL THEN %d ELSE %d END",
+             o->desc ? 1 : 0, o->desc ? 0 : 1);
+    snprintf(o->num, sizeof o->num, "ok.num");
+    snprintf(o->text, sizeof o->text, "CASE WHEN ok.num IS NULL THEN ok.value END");
+  } else if (k->kind == KP_FILTER_TAG) {
+    snprintf(o->rank, sizeof o->rank, "CASE WHEN ok.value IS NULL THEN 1 ELSE 0 END");
+    snprintf(o->num, sizeof o->num, "NULL::float8");
+    snprintf(o->text, sizeof o->text, "ok.value");
+  } else if (k->attr == KP_ATTR_ID) {  /* ids order by submission */
+    snprintf(o->rank, sizeof o->rank, "0::int");  /* (a bare 0 in ORDER BY names a column) */
+    snprintf(o->num, sizeof o->num, "r.seq::float8");
+    snprintf(o->text, sizeof o->text, "NULL::text");
+  } else {
+    char col[96];
+    q_attr(q, k->attr, col, sizeof col);
+    snprintf(o->rank, sizeof o->rank, "CASE WHEN %s IS NULL THEN 1 ELSE 0 END", col);
+    if (kp_filter_attr_numeric(k->attr)) {
+      snprintf(o->num, sizeof o->num, "%s", col);
+      snprintf(o->text, sizeof o->text, "NULL::text");
+    } else {
+      snprintf(o->num, sizeof o->num, "NULL::float8");
+      snprintf(o->text, sizeof o->text, "%s", col);
+    }
+  }
+}
+
+static void q_order_join(pgq *q, const pgorder *o) {
+  if (!o->has || o->key.kind == KP_FILTER_ATTR) return;
+  q_add(q, o->key.kind == KP_FILTER_METRIC ? " LEFT JOIN metric_latest ok ON ok.run_id = r.id AND ok.name = "
+           : o->key.kind == KP_FILTER_PARAM ? " LEFT JOIN params ok ON ok.run_id = r.id AND ok.key = "
+                                            : " LEFT JOIN tags ok ON ok.run_id = r.id AND ok.key = ");
+  q_text(q, o->key.name);
+}
+
+/* ---- page tokens: hex(payload) "." hex(HMAC-SHA256(key, payload 0 search)),
+ * as store_sqlite.c signs them; the payload is this backend's:
+ * "1 NOW SEQ RANK TYPE VALUE" (TYPE r: a number, t: text, n: none) */
+typedef struct pgpos {
+  double now;
+  long long seq;
+  int rank;
+  char type;
+  char *value;  /* as PostgreSQL wrote it (a number) or the text */
+} pgpos;
+
+static int pg_token_key(pg_store *s, char *key, size_t n) {
+  PGresult *r = qry(s, "SELECT value FROM store_meta WHERE key = 'page_token_key'", NULL);
+  if (!r) return -1;
+  int found = PQntuples(r) > 0;
+  if (found) snprintf(key, n, "%s", PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return found ? 0 : kp_store_fail(KP_STORE_EBACKEND, "store: no page token key (schema migration 6 missing)");
+}
+
+static int pg_token_mac(const char *key, const char *payload, size_t plen, const kp_run_search *q, char hex[65]) {
+  const char *parts[] = {q->experiment ? q->experiment : "", q->filter ? q->filter : "", q->order_by ? q->order_by : ""};
+  const int given[] = {q->experiment != NULL, q->filter != NULL, q->order_by != NULL};
+  size_t n = plen + 3;
+  for (int i = 0; i < 3; i++) n += strlen(parts[i]) + 1;
+  char *m = malloc(n), *o = m;
+  if (!m) return oom();
+  memcpy(o, payload, plen);
+  o += plen;
+  for (int i = 0; i < 3; i++) {
+    *o++ = '\0';
+    *o++ = given[i] ? 'y' : 'n';
+    size_t l = strlen(parts[i]);
+    memcpy(o, parts[i], l);
+    o += l;
+  }
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mlen = 0;
+  unsigned char *r = HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)m, (size_t)(o - m), mac, &mlen);
+  free(m);
+  if (!r || mlen != 32) return kp_store_fail(KP_STORE_EBACKEND, "store: cannot sign a page token");
+  for (unsigned i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+  return 0;
+}
+
+static char *pg_token_make(pg_store *s, const kp_run_search *q, const pgpos *p) {
+  char key[128], mac[65];
+  if (pg_token_key(s, key, sizeof key) != 0) return NULL;
+  sbuf b = {0};
+  char head[128];
+  snprintf(head, sizeof head, "1 %.17g %lld %d %c ", p->now, p->seq, p->rank, p->type);
+  sb_str(&b, head);
+  if (p->type != 'n') sb_str(&b, p->value ? p->value : "");
+  if (b.bad) { free(b.p); return oom(), NULL; }
+  if (pg_token_mac(key, b.p, b.n, q, mac) != 0) { free(b.p); return NULL; }
+  char *t = malloc(2 * b.n + 1 + 64 + 1);
+  if (!t) { free(b.p); return oom(), NULL; }
+  for (size_t i = 0; i < b.n; i++) snprintf(t + 2 * i, 3, "%02x", (unsigned char)b.p[i]);
+  t[2 * b.n] = '.';
+  memcpy(t + 2 * b.n + 1, mac, 65);
+  free(b.p);
+  return t;
+}
+
+static int pg_bad_token(void) {
+  return kp_store_fail(KP_STORE_EINVAL, "the page token is not one this search gave (altered, or from another "
+                                        "filter, order or experiment)");
+}
+
+static int pg_hexval(char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; }
+
+static int pg_token_read(pg_store *s, const kp_run_search *q, const char *tok, pgpos *p) {
+  memset(p, 0, sizeof *p);
+  const char *dot = strchr(tok, '.');
+  size_t hl = dot ? (size_t)(dot - tok) : 0;
+  if (!dot || hl % 2 || hl == 0 || hl > 65536 || strlen(dot + 1) != 64) return pg_bad_token();
+  char *payload = malloc(hl / 2 + 1);
+  if (!payload) return oom();
+  for (size_t i = 0; i < hl / 2; i++) {
+    int a = pg_hexval(tok[2 * i]), b = pg_hexval(tok[2 * i + 1]);
+    if (a < 0 || b < 0) { free(payload); return pg_bad_token(); }
+    payload[i] = (char)(a * 16 + b);
+  }
+  payload[hl / 2] = '\0';
+  char key[128], mac[65];
+  if (pg_token_key(s, key, sizeof key) != 0 || pg_token_mac(key, payload, hl / 2, q, mac) != 0) { free(payload); return -1; }
+  if (CRYPTO_memcmp(mac, dot + 1, 64) != 0) { free(payload); return pg_bad_token(); }
+  int n = 0;
+  if (sscanf(payload, "1 %lf %lld %d %c %n", &p->now, &p->seq, &p->rank, &p->type, &n) != 4 || n == 0 ||
+      (p->type != 'r' && p->type != 't' && p->type != 'n') || strlen(payload) != hl / 2) {
+    free(payload);
+    return pg_bad_token();
+  }
+  if (p->type != 'n' && !(p->value = strdup(payload + n))) { free(payload); return oom(); }
+  free(payload);
+  return 0;
+}
+
+static int pg_run_search(kp_store *base, const kp_run_search *q, kp_run **out, size_t *n, char **next) {
+  pg_store *s = PG(base);
+  *out = NULL;
+  *n = 0;
+  *next = NULL;
+  kp_filter *f = NULL;
+  kp_filter_error fe;
+  if (kp_filter_parse(q->filter, &f, &fe) != 0) return kp_store_fail(KP_STORE_EINVAL, "filter: %s", fe.message);
+  pgorder o = {0};
+  if (q->order_by && *q->order_by) {
+    if (kp_filter_parse_order(q->order_by, &o.key, &o.desc, &fe) != 0) {
+      kp_filter_free(f);
+      return kp_store_fail(KP_STORE_EINVAL, "order: %s", fe.message);
+    }
+    o.has = 1;
+  }
+  pgpos pp = {.now = now(), .type = 'n'}, last = {.type = 'n'};
+  int have_pos = 0, rc = -1, own = 0, sp = 0;
+  pgq sq = {0};
+  long long *seqs = NULL;
+  size_t nseq = 0;
+  PGresult *r = NULL;
+  if (q->page_token && *q->page_token) {
+    if (pg_token_read(s, q, q->page_token, &pp) != 0) goto out;
+    have_pos = 1;
+  }
+  sq.now_value = pp.now;
+  last.now = pp.now;
+  q_order_setup(&sq, &o);
+  q_add(&sq, "SELECT r.seq");
+  if (o.has) {
+    q_add(&sq, ", ");
+    q_add(&sq, o.rank);
+    q_add(&sq, ", ");
+    q_add(&sq, o.num);
+    q_add(&sq, ", ");
+    q_add(&sq, o.text);
+  }
+  q_add(&sq, " FROM runs r JOIN experiments e ON e.id = r.experiment_id");
+  q_order_join(&sq, &o);
+  q_add(&sq, " WHERE true");
+  if (q->experiment) {
+    q_add(&sq, " AND e.name = ");
+    q_text(&sq, q->experiment);
+  }
+  if (f) {
+    q_add(&sq, " AND ");
+    q_filter(&sq, f);
+  }
+  if (have_pos && (!o.has || pp.type == 'n')) {
+    if (o.has) {
+      q_add(&sq, " AND (");
+      q_add(&sq, o.rank);
+      q_add(&sq, ") = ");
+      q_int(&sq, pp.rank);
+    }
+    q_add(&sq, " AND r.seq < ");
+    q_int(&sq, pp.seq);
+  } else if (have_pos) {
+    /* after (rank, key, seq) in (rank ASC, key ASC|DESC, seq DESC) */
+    const char *key = pp.type == 'r' ? o.num : o.text;
+    const char *coll = pp.type == 't' ? " COLLATE \"C\"" : "";
+    int kref = q_param(&sq, pp.value, 0), rref = 0;
+    char *rk = malloc(16);
+    if (rk) snprintf(rk, 16, "%d", pp.rank);
+    rref = q_param(&sq, rk, 1);
+    q_add(&sq, " AND ((");
+    q_add(&sq, o.rank);
+    q_add(&sq, ") > ");
+    q_ref(&sq, rref, "int");
+    q_add(&sq, " OR ((");
+    q_add(&sq, o.rank);
+    q_add(&sq, ") = ");
+    q_ref(&sq, rref, "int");
+    q_add(&sq, " AND ((");
+    q_add(&sq, key);
+    q_add(&sq, ")");
+    q_add(&sq, coll);
+    q_add(&sq, o.desc ? " < " : " > ");
+    q_ref(&sq, kref, pp.type == 'r' ? "float8" : "text");
+    q_add(&sq, " OR ((");
+    q_add(&sq, key);
+    q_add(&sq, ")");
+    q_add(&sq, coll);
+    q_add(&sq, " = ");
+    q_ref(&sq, kref, pp.type == 'r' ? "float8" : "text");
+    q_add(&sq, " AND r.seq < ");
+    q_int(&sq, pp.seq);
+    q_add(&sq, "))))");
+  }
+  q_add(&sq, " ORDER BY ");
+  if (o.has) {
+    q_add(&sq, o.rank);
+    q_add(&sq, ", ");
+    q_add(&sq, o.num);
+    q_add(&sq, o.desc ? " DESC, (" : " ASC, (");
+    q_add(&sq, o.text);
+    q_add(&sq, o.desc ? ") COLLATE \"C\" DESC, " : ") COLLATE \"C\" ASC, ");
+  }
+  q_add(&sq, "r.seq DESC");
+  if (q->max_results > 0 && q->max_results < INT64_MAX) {
+    q_add(&sq, " LIMIT ");
+    q_int(&sq, q->max_results + 1);
+  }
+  if (sq.bad || sq.sql.bad) { oom(); goto out; }
+  /* one read snapshot: the page and its rows agree (inside the caller's
+   * transaction, a savepoint so that a failure leaves it usable) */
+  if (s->tx) {
+    if (tx_begin(s, &own) != 0) goto out;
+    sp = 1;
+  } else {
+    if (cmd(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, NULL) != 0) goto out;
+    s->own_tx = own = 1;
+  }
+  r = PQexecParams(s->conn, sq.sql.p, sq.n, NULL, sq.v, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    fail_from(s, r);
+    goto out;
+  }
+  int rows = PQntuples(r);
+  if (rows && !(seqs = malloc((size_t)rows * sizeof *seqs))) { oom(); goto out; }
+  for (int i = 0; i < rows; i++) {
+    if (q->max_results > 0 && (int64_t)nseq == q->max_results) {
+      /* there is a next page: it starts after the last row taken */
+      if (!(*next = pg_token_make(s, q, &last))) goto out;
+      break;
+    }
+    seqs[nseq++] = gi64(r, i, 0);
+    last.seq = seqs[nseq - 1];
+    if (o.has) {
+      last.rank = gint(r, i, 1);
+      last.type = !PQgetisnull(r, i, 2) ? 'r' : !PQgetisnull(r, i, 3) ? 't' : 'n';
+      last.value = last.type == 'r' ? PQgetvalue(r, i, 2) : last.type == 't' ? PQgetvalue(r, i, 3) : NULL;
+    }
+  }
+  PQclear(r);
+  r = NULL;
+  if (nseq) {
+    sbuf arr = {0};
+    sb_str(&arr, "{");
+    for (size_t i = 0; i < nseq; i++) {
+      char b[32];
+      snprintf(b, sizeof b, "%s%lld", i ? "," : "", seqs[i]);
+      sb_str(&arr, b);
+    }
+    sb_str(&arr, "}");
+    if (arr.bad) { free(arr.p); oom(); goto out; }
+    pa a = {0};
+    p_txt(&a, arr.p);
+    PGresult *rr = qry(s, RUN_COLS " WHERE r.seq = ANY($1::bigint[]) ORDER BY array_position($1::bigint[], r.seq)", &a);
+    free(arr.p);
+    if (!rr) goto out;
+    if (runs_from(rr, out, n) != 0) goto out;
+  }
+  rc = 0;
+out:
+  PQclear(r);
+  if (own && !sp) {
+    s->own_tx = 0;
+    if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+      kp_store_error e = *kp_store_last_error();
+      int unr = kp_store_unreachable();
+      PQclear(PQexec(s->conn, rc == 0 ? "COMMIT" : "ROLLBACK"));
+      if (rc != 0) restore_error(&e, unr);
+    }
+  } else if (sp) {
+    rc = tx_end(s, 0, rc);
+  }
+  if (rc != 0) {
+    kp_runs_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+    free(*next);
+    *next = NULL;
+  }
+  pgq_free(&sq);
+  free(seqs);
+  free(pp.value);
+  kp_filter_free(f);
+  kp_filter_key_clear(&o.key);
+  return rc;
+}
+
+/* ---- services ----------------------------------------------------------------------------- */
+#define SERVICE_COLS                                                                                              \
+  "SELECT name, state, model_name, model_version, entry_name, entry_sha256, host, port, coalesce(bound_port, 0),"  \
+  " auth, workers, timeout, max_body, primary_key_sha256, secondary_key_sha256, error, coalesce(pid, 0),"         \
+  " coalesce(pid_start, 0), created, started, stopped FROM services"
+
+static void service_from_row(PGresult *r, int i, kp_service *o) {
+  memset(o, 0, sizeof *o);
+  o->name = gdup(r, i, 0);
+  o->state = KP_SERVICE_FAILED;
+  kp_service_state_parse(PQgetvalue(r, i, 1), &o->state);
+  o->model_name = gdup(r, i, 2);
+  o->model_version = gi64(r, i, 3);
+  o->entry_name = gdupn(r, i, 4);
+  o->entry_sha256 = gdupn(r, i, 5);
+  o->host = gdup(r, i, 6);
+  o->port = gint(r, i, 7);
+  o->bound_port = gint(r, i, 8);
+  o->auth = gint(r, i, 9);
+  o->workers = gint(r, i, 10);
+  o->timeout = gint(r, i, 11);
+  o->max_body = gi64(r, i, 12);
+  o->primary_key_sha256 = gdup(r, i, 13);
+  o->secondary_key_sha256 = gdup(r, i, 14);
+  o->error = gdupn(r, i, 15);
+  o->pid = gi64(r, i, 16);
+  o->pid_start = (uint64_t)gi64(r, i, 17);
+  o->created = gtime(r, i, 18);
+  o->started = gtime(r, i, 19);
+  o->stopped = gtime(r, i, 20);
+}
+
+static int no_service(const char *name) {
+  return kp_store_fail(KP_STORE_ENOTFOUND, "no service named '%s' in this workspace", name);
+}
+
+/* 1 when service 'name' exists, 0 when not (ENOTFOUND set), -1 on error */
+static int service_exists(pg_store *s, const char *name) {
+  int r = exists_q(s, "SELECT 1 FROM services WHERE name=$1", name);
+  if (r == 0) no_service(name);
+  return r;
+}
+
+/* Runs an UPDATE of one service (its name is $1 of 'a'): 0, ENOTFOUND when
+ * there is no such service, or 1 when it exists but the statement's
+ * condition left it alone. */
+static int service_update(pg_store *s, const char *sql, const pa *a, const char *name) {
+  long long changed = 0;
+  if (cmd(s, sql, a, &changed) != 0) return -1;
+  if (changed > 0) return 0;
+  int r = service_exists(s, name);
+  return r < 0 ? -1 : r == 0 ? -1 : 1;
+}
+
+static int is_sha256_hex(const char *h) {
+  if (!h || strlen(h) != 64) return 0;
+  for (const char *p = h; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
+  return 1;
+}
+
+static int service_new_check(const kp_service_new *n, int create) {
+  if (!n->name || !*n->name) return kp_store_fail(KP_STORE_EINVAL, "a service needs a name");
+  if (!n->model_name || !*n->model_name || n->model_version < 1)
+    return kp_store_fail(KP_STORE_EINVAL, "service %s needs a model name and version", n->name);
+  if (!n->host || !*n->host) return kp_store_fail(KP_STORE_EINVAL, "service %s needs a host", n->name);
+  if (n->port < 0 || n->port > 65535) return kp_store_fail(KP_STORE_EINVAL, "service %s: port %d is not 0 to 65535", n->name, n->port);
+  if (!n->entry_name != !n->entry_sha256)
+    return kp_store_fail(KP_STORE_EINVAL, "service %s: an entry needs its name and its blob", n->name);
+  if (create && (!is_sha256_hex(n->primary_key_sha256) || !is_sha256_hex(n->secondary_key_sha256)))
+    return kp_store_fail(KP_STORE_EINVAL, "service %s needs the sha256 of its two keys (64 hex digits each)", n->name);
+  return 0;
+}
+
+/* $1 name, $2 model id, $3 model name, $4 version, $5 entry name, $6 entry
+ * blob, $7 host, $8 port, $9 auth, $10 workers, $11 max body, $12 timeout */
+static void service_params(pa *a, const kp_service_new *n, long long mid) {
+  p_txt(a, n->name);
+  p_i64(a, mid);
+  p_txt(a, n->model_name);
+  p_i64(a, n->model_version);
+  p_txt(a, n->entry_name);
+  p_txt(a, n->entry_sha256);
+  p_txt(a, n->host);
+  p_i64(a, n->port);
+  p_i64(a, n->auth);
+  p_i64(a, n->workers);
+  p_i64(a, n->max_body);
+  p_i64(a, n->timeout);
+}
+
+static int pg_service_create(kp_store *base, const kp_service_new *n) {
+  pg_store *s = PG(base);
+  if (service_new_check(n, 1) != 0) return -1;
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  long long mid;
+  if (model_id(s, n->model_name, n->model_version, &mid, NULL) != 0) goto out;
+  pa a = {0};
+  service_params(&a, n, mid);
+  /* the key digests and the state go in through a second statement's
+   * parameters (PMAX): the row is inserted first, then completed */
+  if (cmd(s,
+          "INSERT INTO services(name, model_id, model_name, model_version, entry_name, entry_sha256, host, port,"
+          " auth, workers, max_body, timeout, primary_key_sha256, secondary_key_sha256, state, created)"
+          " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,'','','Stopped',0)",
+          &a, NULL) != 0) {
+    if (kp_store_last_error()->code == KP_STORE_EEXISTS) kp_store_fail(KP_STORE_EEXISTS, "service '%s' already exists", n->name);
+    goto out;
+  }
+  pa b = {0};
+  p_txt(&b, n->name);
+  p_txt(&b, n->primary_key_sha256);
+  p_txt(&b, n->secondary_key_sha256);
+  p_txt(&b, kp_service_state_name(KP_SERVICE_STOPPED));
+  p_f64(&b, now());
+  if (cmd(s, "UPDATE services SET primary_key_sha256=$2, secondary_key_sha256=$3, state=$4, created=$5 WHERE name=$1", &b,
+          NULL) != 0)
+    goto out;
+  rc = 0;
+out:
+  return tx_end(s, own, rc);
+}
+
+static int pg_service_redeploy(kp_store *base, const kp_service_new *n) {
+  pg_store *s = PG(base);
+  if (service_new_check(n, 0) != 0) return -1;
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  long long mid;
+  if (model_id(s, n->model_name, n->model_version, &mid, NULL) != 0) goto out;
+  pa a = {0};
+  service_params(&a, n, mid);
+  rc = service_update(s,
+                      "UPDATE services SET model_id=$2, model_name=$3, model_version=$4, entry_name=$5, entry_sha256=$6,"
+                      " host=$7, port=$8, auth=$9, workers=$10, max_body=$11, timeout=$12,"
+                      " bound_port=CASE WHEN $8::int=0 THEN bound_port ELSE NULL END WHERE name=$1",
+                      &a, n->name);
+out:
+  return tx_end(s, own, rc);
+}
+
+static int pg_service_get(kp_store *base, const char *name, kp_service *out) {
+  pg_store *s = PG(base);
+  memset(out, 0, sizeof *out);
+  pa a = {0};
+  p_txt(&a, name);
+  PGresult *r = qry(s, SERVICE_COLS " WHERE name=$1", &a);
+  if (!r) return -1;
+  int found = PQntuples(r) > 0;
+  if (found) service_from_row(r, 0, out);
+  PQclear(r);
+  return found ? 0 : no_service(name);
+}
+
+static int pg_service_list(kp_store *base, kp_service **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  PGresult *r = qry(PG(base), SERVICE_COLS " ORDER BY name COLLATE \"C\"", NULL);
+  if (!r) return -1;
+  int rows = PQntuples(r);
+  if (rows && !(*out = calloc((size_t)rows, sizeof **out))) { PQclear(r); return oom(); }
+  for (int i = 0; i < rows; i++) service_from_row(r, i, &(*out)[(*n)++]);
+  PQclear(r);
+  return 0;
+}
+
+static int pg_service_model(kp_store *base, const char *name, kp_model *out, int *found) {
+  pg_store *s = PG(base);
+  memset(out, 0, sizeof *out);
+  *found = 0;
+  pa a = {0};
+  p_txt(&a, name);
+  PGresult *r = qry(s, MODEL_COLS " WHERE id=(SELECT model_id FROM services WHERE name=$1)", &a);
+  if (!r) return -1;
+  int rc = 0, rows = PQntuples(r);
+  if (rows > 0) {
+    rc = model_from_row(s, r, 0, out);
+    *found = rc == 0;
+  }
+  PQclear(r);
+  if (rc != 0) {
+    kp_model_free(out);
+    memset(out, 0, sizeof *out);
+    return -1;
+  }
+  if (rows == 0 && service_exists(s, name) <= 0) return -1;
+  return 0;
+}
+
+static int pg_service_set_keys(kp_store *base, const char *name, const char *primary_sha256, const char *secondary_sha256) {
+  if (!is_sha256_hex(primary_sha256) || !is_sha256_hex(secondary_sha256))
+    return kp_store_fail(KP_STORE_EINVAL, "service %s: a key's sha256 is 64 lowercase hex digits", name);
+  pa a = {0};
+  p_txt(&a, name);
+  p_txt(&a, primary_sha256);
+  p_txt(&a, secondary_sha256);
+  return service_update(PG(base), "UPDATE services SET primary_key_sha256=$2, secondary_key_sha256=$3 WHERE name=$1", &a,
+                        name) == 0 ? 0 : -1;
+}
+
+static int pg_service_starting(kp_store *base, const char *name) {
+  pa a = {0};
+  p_txt(&a, name);
+  return service_update(PG(base),
+                        "UPDATE services SET state='Starting', pid=NULL, pid_start=NULL, error=NULL, stopped=NULL"
+                        " WHERE name=$1",
+                        &a, name) == 0 ? 0 : -1;
+}
+
+static int pg_service_start_failed(kp_store *base, const char *name, const char *error) {
+  pa a = {0};
+  p_txt(&a, name);
+  p_txt(&a, error);
+  p_f64(&a, now());
+  return service_update(PG(base),
+                        "UPDATE services SET state='Failed', error=coalesce(error, $2), stopped=$3"
+                        " WHERE name=$1 AND state='Starting'",
+                        &a, name) < 0 ? -1 : 0;
+}
+
+static int pg_service_running(kp_store *base, const char *name, int64_t pid, uint64_t pid_start, int port) {
+  if (pid <= 0 || port <= 0 || port > 65535)
+    return kp_store_fail(KP_STORE_EINVAL, "service %s: a running server needs its process and port", name);
+  pa a = {0};
+  p_txt(&a, name);
+  p_i64(&a, pid);
+  p_i64(&a, (long long)pid_start);
+  p_i64(&a, port);
+  p_f64(&a, now());
+  return service_update(PG(base),
+                        "UPDATE services SET state='Running', pid=$2, pid_start=$3, bound_port=$4, started=$5, error=NULL"
+                        " WHERE name=$1",
+                        &a, name) == 0 ? 0 : -1;
+}
+
+static int pg_service_stopped(kp_store *base, const char *name) {
+  pa a = {0};
+  p_txt(&a, name);
+  p_f64(&a, now());
+  return service_update(PG(base),
+                        "UPDATE services SET state='Stopped', pid=NULL, pid_start=NULL, stopped=coalesce(stopped, $2)"
+                        " WHERE name=$1",
+                        &a, name) == 0 ? 0 : -1;
+}
+
+static int pg_service_exited(kp_store *base, const char *name, int64_t pid, kp_service_state to, const char *error) {
+  if (to != KP_SERVICE_STOPPED && to != KP_SERVICE_FAILED)
+    return kp_store_fail(KP_STORE_EINVAL, "service %s: a server ends Stopped or Failed, not %s", name, kp_service_state_name(to));
+  pa a = {0};
+  p_txt(&a, name);
+  p_txt(&a, kp_service_state_name(to));
+  p_txt(&a, error);
+  p_f64(&a, now());
+  p_i64(&a, pid);
+  int r = service_update(PG(base), "UPDATE services SET state=$2, error=$3, stopped=$4 WHERE name=$1 AND (pid IS NULL OR pid=$5)",
+                         &a, name);
+  if (r == 1)
+    return kp_store_fail(KP_STORE_ECONFLICT, "service %s is recorded with another server process than %lld", name,
+                         (long long)pid);
+  return r;
+}
+
+static int pg_service_delete(kp_store *base, const char *name) {
+  pa a = {0};
+  p_txt(&a, name);
+  return service_update(PG(base), "DELETE FROM services WHERE name=$1", &a, name) == 0 ? 0 : -1;
+}
+
+/* ---- sweeps ------------------------------------------------------------------------------- */
+/* 1 when sweep 'id' exists, 0 when not (ENOTFOUND set), -1 on error */
+static int sweep_exists(pg_store *s, const char *id) {
+  int r = exists_q(s, "SELECT 1 FROM sweeps WHERE run_id=$1", id);
+  if (r == 0) kp_store_fail(KP_STORE_ENOTFOUND, "no sweep with id '%s' in this workspace", id);
+  return r;
+}
+
+/* The error for an update of trial 'idx' that matched no row. */
+static int trial_missing(pg_store *s, const char *id, int64_t idx) {
+  if (sweep_exists(s, id) <= 0) return -1;
+  return kp_store_fail(KP_STORE_ENOTFOUND, "sweep %s has no trial %lld", id, (long long)idx);
+}
+
+static int pg_sweep_create(kp_store *base, const kp_sweep_new *w, char *id, size_t idn) {
+  pg_store *s = PG(base);
+  if (!w->experiment || !*w->experiment || !w->compute || !*w->compute || !w->spec || !*w->spec || !w->source ||
+      !w->entry || !w->snapshot)
+    return kp_store_fail(KP_STORE_EINVAL, "a sweep needs an experiment, a compute target, a source, an entry, a snapshot"
+                                          " and its sweep file");
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  int e = exists_q(s, "SELECT 1 FROM computes WHERE name=$1", w->compute);
+  if (e <= 0) {
+    if (e == 0) kp_store_fail(KP_STORE_ENOTFOUND, "no compute target named '%s'", w->compute);
+    goto out;
+  }
+  pa a = {0};
+  p_txt(&a, w->experiment);
+  p_f64(&a, now());
+  if (cmd(s, "INSERT INTO experiments(name, created) VALUES($1, $2) ON CONFLICT (name) DO NOTHING", &a, NULL) != 0) goto out;
+  pa b = {0};
+  p_txt(&b, w->experiment);
+  p_txt(&b, w->compute);
+  p_txt(&b, w->source);
+  p_txt(&b, w->entry);
+  p_txt(&b, w->args_json ? w->args_json : "[]");
+  p_txt(&b, w->snapshot);
+  p_i64(&b, (long long)w->snapshot_bytes);
+  p_txt(&b, w->env_json);
+  p_f64(&b, now());
+  p_txt(&b, kp_run_status_name(KP_RUN_RUNNING));
+  PGresult *r = qry(s,
+                    "INSERT INTO runs(experiment_id, status, compute, source, entry, args, snapshot, snapshot_bytes,"
+                    " env_json, created, started) VALUES((SELECT id FROM experiments WHERE name=$1),"
+                    " $10, 'sweep:'||$2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING seq",
+                    &b);
+  if (!r) goto out;
+  long long seq = gi64(r, 0, 0);
+  PQclear(r);
+  snprintf(id, idn, "%s_%lld", w->experiment, seq);
+  pa c = {0};
+  p_txt(&c, id);
+  p_i64(&c, seq);
+  if (cmd(s, "UPDATE runs SET id=$1 WHERE seq=$2", &c, NULL) != 0) goto out;
+  pa d = {0};
+  p_txt(&d, id);
+  p_txt(&d, w->spec);
+  p_txt(&d, w->env_json);
+  p_f64(&d, now());
+  if (cmd(s, "INSERT INTO sweeps(run_id, spec, env_json, created) VALUES($1,$2,$3,$4)", &d, NULL) != 0) goto out;
+  rc = 0;
+out:
+  return tx_end(s, own, rc);
+}
+
+/* a sweep: its parent run's columns (RUN_COLS), then those of the sweep */
+#define SWEEP_COLS                                                                                  \
+  "SELECT x.*, w.spec, w.env_json, w.stop_reason,"                                                  \
+  " (SELECT count(*) FROM sweep_trials t WHERE t.sweep_id=w.run_id),"                               \
+  " (SELECT value FROM tags g WHERE g.run_id=w.run_id AND g.key='best_child_run_id')"               \
+  " FROM sweeps w JOIN (" RUN_COLS ") x ON x.id=w.run_id"
+#define SWEEP_COL0 28  /* the first column after the run's */
+
+static void sweep_from_row(PGresult *r, int i, kp_sweep *w) {
+  memset(w, 0, sizeof *w);
+  run_from_row(r, i, &w->run);
+  const char *c = w->run.compute ? w->run.compute : "";
+  w->compute = strdup(strncmp(c, "sweep:", 6) ? c : c + 6);
+  w->spec = gdup(r, i, SWEEP_COL0);
+  w->env_json = gdupn(r, i, SWEEP_COL0 + 1);
+  w->stop_reason = gdupn(r, i, SWEEP_COL0 + 2);
+  w->trials = gi64(r, i, SWEEP_COL0 + 3);
+  w->best_child = gdupn(r, i, SWEEP_COL0 + 4);
+}
+
+static int pg_sweep_get(kp_store *base, const char *id, kp_sweep *out) {
+  memset(out, 0, sizeof *out);
+  pa a = {0};
+  p_txt(&a, id);
+  PGresult *r = qry(PG(base), SWEEP_COLS " WHERE w.run_id=$1", &a);
+  if (!r) return -1;
+  int found = PQntuples(r) > 0;
+  if (found) sweep_from_row(r, 0, out);
+  PQclear(r);
+  return found ? 0 : kp_store_fail(KP_STORE_ENOTFOUND, "no sweep with id '%s' in this workspace", id);
+}
+
+static int pg_sweep_list(kp_store *base, kp_sweep **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  PGresult *r = qry(PG(base), SWEEP_COLS " ORDER BY (SELECT seq FROM runs q WHERE q.id=w.run_id)", NULL);
+  if (!r) return -1;
+  int rows = PQntuples(r);
+  if (rows && !(*out = calloc((size_t)rows, sizeof **out))) { PQclear(r); return oom(); }
+  for (int i = 0; i < rows; i++) sweep_from_row(r, i, &(*out)[(*n)++]);
+  PQclear(r);
+  return 0;
+}
+
+static int pg_sweep_attach_controller(kp_store *base, const char *id, int64_t pid, uint64_t start) {
+  pg_store *s = PG(base);
+  int r = set_pids(s,
+                   "UPDATE runs SET supervisor_pid=$1, supervisor_start=$2 WHERE id=$3 AND status='Running'"
+                   " AND EXISTS(SELECT 1 FROM sweeps WHERE run_id=$3)",
+                   id, pid, start);
+  if (r <= 0) return r;
+  if (sweep_exists(s, id) <= 0) return -1;
+  return kp_store_fail(KP_STORE_ECONFLICT, "sweep %s is not running", id);
+}
+
+static int pg_sweep_reopen(kp_store *base, const char *id, int64_t pid, uint64_t start) {
+  pg_store *s = PG(base);
+  int r = set_pids(s,
+                   "UPDATE runs SET status='Running', ended=NULL, error=NULL, supervisor_pid=$1, supervisor_start=$2"
+                   " WHERE id=$3 AND status='Failed'"
+                   " AND EXISTS(SELECT 1 FROM sweeps WHERE run_id=$3 AND coalesce(stop_reason, '')='')",
+                   id, pid, start);
+  if (r <= 0) return r;
+  if (sweep_exists(s, id) <= 0) return -1;
+  return kp_store_fail(KP_STORE_ECONFLICT, "sweep %s is not one whose controller died (Failed without a stop reason)", id);
+}
+
+static int pg_sweep_end(kp_store *base, const char *id, const kp_sweep_end *e) {
+  pg_store *s = PG(base);
+  if ((unsigned)e->status >= KP_RUN_NSTATUS || !kp_run_status_ended(e->status))
+    return kp_store_fail(KP_STORE_EINVAL, "a sweep ends Completed, Failed or Canceled, not %s", kp_run_status_name(e->status));
+  if (!e->reason || !*e->reason) return kp_store_fail(KP_STORE_EINVAL, "a sweep's end needs its stop reason");
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  pa a = {0};
+  p_txt(&a, kp_run_status_name(e->status));
+  p_f64(&a, now());
+  p_txt(&a, e->reason);
+  p_txt(&a, id);
+  long long changed = 0;
+  if (cmd(s,
+          "UPDATE runs SET status=$1::text, ended=$2, error=CASE WHEN $1::text='Canceled' THEN coalesce(cancel_reason, $3)"
+          " WHEN $1::text='Failed' THEN $3 END"
+          " WHERE id=$4 AND status NOT IN " SQL_ENDED " AND EXISTS(SELECT 1 FROM sweeps WHERE run_id=$4)",
+          &a, &changed) != 0)
+    goto out;
+  if (changed == 0) {
+    if (sweep_exists(s, id) > 0) kp_store_fail(KP_STORE_ECONFLICT, "sweep %s has ended already; nothing was changed", id);
+    goto out;
+  }
+  if (e->best_child) {
+    char v[64];
+    snprintf(v, sizeof v, "%.17g", e->best_value);
+    if (set_tag(s, id, "best_child_run_id", e->best_child) != 0 || set_tag(s, id, "best_metric_value", v) != 0) goto out;
+  }
+  pa b = {0};
+  p_txt(&b, e->reason);
+  p_txt(&b, id);
+  if (cmd(s, "UPDATE sweeps SET stop_reason=$1 WHERE run_id=$2", &b, NULL) != 0) goto out;
+  rc = 0;
+out:
+  return tx_end(s, own, rc);
+}
+
+#define SWEEP_BEST_METRIC "best_child_by_primary_metric"
+
+static int pg_sweep_log_best(kp_store *base, const char *id, int64_t step, double value) {
+  pg_store *s = PG(base);
+  if (step < 0) return kp_store_fail(KP_STORE_EINVAL, "a step is 0 or more, not %lld", (long long)step);
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  if (sweep_exists(s, id) <= 0) goto out;
+  pa a = {0};
+  p_txt(&a, id);
+  p_i64(&a, step);
+  PGresult *r = qry(s, "SELECT 1 FROM metrics WHERE run_id=$1 AND name='" SWEEP_BEST_METRIC "' AND step=$2", &a);
+  if (!r) goto out;
+  int there = PQntuples(r) > 0;
+  PQclear(r);
+  if (there) {
+    kp_store_fail(KP_STORE_ECONFLICT, "sweep %s has step %lld of " SWEEP_BEST_METRIC " already", id, (long long)step);
+    goto out;
+  }
+  p_f64(&a, now());
+  p_f64(&a, value);
+  /* the metric's row and its metric_latest (what SQLite's trigger
+   * metric_latest_of_sweep_best does) in one statement */
+  if (cmd(s,
+          "WITH m AS (INSERT INTO metrics(run_id, name, step, ts, value) VALUES($1, '" SWEEP_BEST_METRIC "', $2, $3, $4)"
+          " RETURNING id, run_id, name, step, value)"
+          " INSERT INTO metric_latest(run_id, name, step, mid, value)"
+          " SELECT run_id, name, step, id, nullif(value, 'NaN'::float8) FROM m"
+          " ON CONFLICT (run_id, name) DO UPDATE SET step = EXCLUDED.step, mid = EXCLUDED.mid, value = EXCLUDED.value"
+          " WHERE EXCLUDED.step > metric_latest.step OR (EXCLUDED.step = metric_latest.step AND EXCLUDED.mid > metric_latest.mid)",
+          &a, NULL) != 0)
+    goto out;
+  rc = 0;
+out:
+  return tx_end(s, own, rc);
+}
+
+static int pg_sweep_trial_add(kp_store *base, const char *id, int64_t idx, const char *params) {
+  pg_store *s = PG(base);
+  if (idx < 0) return kp_store_fail(KP_STORE_EINVAL, "a trial's index is 0 or more, not %lld", (long long)idx);
+  if (!params || !*params) return kp_store_fail(KP_STORE_EINVAL, "a trial needs its parameter values");
+  pa a = {0};
+  p_txt(&a, id);
+  p_i64(&a, idx);
+  p_txt(&a, params);
+  p_f64(&a, now());
+  long long changed = 0;
+  if (cmd(s,
+          "INSERT INTO sweep_trials(sweep_id, idx, params, created) SELECT $1, $2, $3, $4"
+          " WHERE EXISTS(SELECT 1 FROM sweeps WHERE run_id=$1) ON CONFLICT (sweep_id, idx) DO NOTHING",
+          &a, &changed) != 0)
+    return -1;
+  if (changed > 0) return 0;
+  if (sweep_exists(s, id) <= 0) return -1;
+  return kp_store_fail(KP_STORE_EEXISTS, "sweep %s has a trial %lld already", id, (long long)idx);
+}
+
+static int pg_sweep_trial_list(kp_store *base, const char *id, const char *metric, kp_sweep_trial **out, size_t *n) {
+  pg_store *s = PG(base);
+  *out = NULL;
+  *n = 0;
+  pa a = {0};
+  p_txt(&a, id);
+  PGresult *r = qry(s,
+                    "SELECT t.idx, t.params, t.run_id, r.id IS NOT NULL, r.status, r.error, t.error, t.decision, t.evaluated,"
+                    " t.created FROM sweep_trials t LEFT JOIN runs r ON r.id=t.run_id WHERE t.sweep_id=$1 ORDER BY t.idx",
+                    &a);
+  if (!r) return -1;
+  int rows = PQntuples(r);
+  if (rows && !(*out = calloc((size_t)rows, sizeof **out))) { PQclear(r); return oom(); }
+  for (int i = 0; i < rows; i++) {
+    kp_sweep_trial *t = &(*out)[(*n)++];
+    t->idx = gi64(r, i, 0);
+    t->params = gdup(r, i, 1);
+    t->run_id = gdupn(r, i, 2);
+    t->has_run = PQgetvalue(r, i, 3)[0] == 't';
+    t->run_status = t->has_run ? gstatus(r, i, 4) : KP_RUN_QUEUED;
+    t->run_error = gdupn(r, i, 5);
+    t->error = gdupn(r, i, 6);
+    t->decision = gdupn(r, i, 7);
+    t->evaluated = gint(r, i, 8);
+    t->created = gtime(r, i, 9);
+  }
+  PQclear(r);
+  if (rows == 0) return sweep_exists(s, id) > 0 ? 0 : -1;  /* (trials exist only with their sweep) */
+  if (!metric) return 0;
+  /* every child's values in one query (trials come ordered by idx) */
+  pa b = {0};
+  p_txt(&b, id);
+  p_txt(&b, metric);
+  r = qry(s,
+          "SELECT t.idx, m.value FROM sweep_trials t JOIN metrics m ON m.run_id=t.run_id AND m.name=$2"
+          " WHERE t.sweep_id=$1 ORDER BY t.idx, m.step, m.id",
+          &b);
+  if (!r) goto fail;
+  size_t pos = 0, vcap = 0;
+  for (int i = 0; i < PQntuples(r); i++) {
+    int64_t idx = gi64(r, i, 0);
+    while (pos < *n && (*out)[pos].idx < idx) pos++, vcap = 0;
+    if (pos >= *n || (*out)[pos].idx != idx) continue;
+    kp_sweep_trial *t = &(*out)[pos];
+    if (GROW(t->values, t->nvalues, vcap, 16) != 0) { PQclear(r); oom(); goto fail; }
+    t->values[t->nvalues++] = gval(r, i, 1);
+  }
+  PQclear(r);
+  return 0;
+fail:
+  kp_sweep_trials_free(*out, *n);
+  *out = NULL;
+  *n = 0;
+  return -1;
+}
+
+static int pg_sweep_trial_attach_run(kp_store *base, const char *id, int64_t idx, const char *run_id) {
+  pg_store *s = PG(base);
+  if (!run_id || !*run_id) return kp_store_fail(KP_STORE_EINVAL, "say which run to link to the trial");
+  int own, rc = -1;
+  if (tx_begin(s, &own) != 0) return -1;
+  pa a = {0};
+  p_txt(&a, id);
+  p_i64(&a, idx);
+  PGresult *r = qry(s, "SELECT run_id FROM sweep_trials WHERE sweep_id=$1 AND idx=$2", &a);
+  if (!r) goto out;
+  if (PQntuples(r) == 0) {
+    PQclear(r);
+    trial_missing(s, id, idx);
+    goto out;
+  }
+  if (!PQgetisnull(r, 0, 0) && strcmp(PQgetvalue(r, 0, 0), run_id) != 0) {
+    kp_store_fail(KP_STORE_ECONFLICT, "trial %lld of sweep %s has run %s already", (long long)idx, id, PQgetvalue(r, 0, 0));
+    PQclear(r);
+    goto out;
+  }
+  PQclear(r);
+  pa b = {0};
+  p_txt(&b, run_id);
+  if (!(r = qry(s, "SELECT coalesce(parent_id, '') FROM runs WHERE id=$1", &b))) goto out;
+  if (PQntuples(r) == 0) {
+    PQclear(r);
+    kp_store_fail(KP_STORE_ENOTFOUND, "no run '%s' in this workspace", run_id);
+    goto out;
+  }
+  int child = !strcmp(PQgetvalue(r, 0, 0), id);
+  PQclear(r);
+  if (!child) {
+    kp_store_fail(KP_STORE_EINVAL, "run %s is not a child run of sweep %s", run_id, id);
+    goto out;
+  }
+  p_txt(&a, run_id);
+  if (cmd(s, "UPDATE sweep_trials SET run_id=$3 WHERE sweep_id=$1 AND idx=$2", &a, NULL) != 0) goto out;
+  /* run search: the trial's values become the run's params (SQLite's
+   * trigger params_of_sweep_trial) */
+  if (cmd(s,
+          "INSERT INTO params(run_id, key, value, num)"
+          " SELECT $3, j.key, kp_json_text(j.value), kp_num(kp_json_text(j.value))"
+          " FROM sweep_trials t, jsonb_each(CASE WHEN jsonb_typeof(kp_jsonb(t.params)) = 'object' THEN kp_jsonb(t.params) END) j"
+          " WHERE t.sweep_id=$1 AND t.idx=$2 AND jsonb_typeof(j.value) NOT IN ('object', 'array', 'null')"
+          " ON CONFLICT (run_id, key) DO UPDATE SET value=EXCLUDED.value, num=EXCLUDED.num",
+          &a, NULL) != 0)
+    goto out;
+  rc = 0;
+out:
+  return tx_end(s, own, rc);
+}
+
+/* Runs 'sql' ($1 sweep id, $2 trial index, $3 'text', $4 'num') on one
+ * trial; ENOTFOUND when it matched none. */
+static int trial_update(pg_store *s, const char *sql, const char *id, int64_t idx, const char *text, int num) {
+  pa a = {0};
+  p_txt(&a, id);
+  p_i64(&a, idx);
+  p_txt(&a, text);
+  p_i64(&a, num);
+  long long changed = 0;
+  if (cmd(s, sql, &a, &changed) != 0) return -1;
+  return changed > 0 ? 0 : trial_missing(s, id, idx);
+}
+
+static int pg_sweep_trial_set_error(kp_store *base, const char *id, int64_t idx, const char *error) {
+  if (!error || !*error) return kp_store_fail(KP_STORE_EINVAL, "say why the trial's run could not be submitted");
+  return trial_update(PG(base), "UPDATE sweep_trials SET error=$3 WHERE sweep_id=$1 AND idx=$2 AND $4::int IS NOT NULL", id,
+                      idx, error, 0);
+}
+
+static int pg_sweep_trial_evaluated(kp_store *base, const char *id, int64_t idx, int evaluated, const char *decision) {
+  if (evaluated < 0) return kp_store_fail(KP_STORE_EINVAL, "a number of intervals is 0 or more, not %d", evaluated);
+  return trial_update(PG(base),
+                      "UPDATE sweep_trials SET evaluated=$4, decision=coalesce($3, decision) WHERE sweep_id=$1 AND idx=$2", id,
+                      idx, decision, evaluated);
+}
+
+static int pg_sweep_cancel_requested(kp_store *base, const char *id, int *requested, char **reason) {
+  *requested = 0;
+  *reason = NULL;
+  pa a = {0};
+  p_txt(&a, id);
+  PGresult *r = qry(PG(base), "SELECT r.cancel_requested, r.cancel_reason FROM sweeps w JOIN runs r ON r.id=w.run_id WHERE w.run_id=$1",
+                    &a);
+  if (!r) return -1;
+  int found = PQntuples(r) > 0, rc = 0;
+  if (found && (*requested = gint(r, 0, 0) != 0) && !PQgetisnull(r, 0, 1) && !(*reason = gdup(r, 0, 1))) rc = oom();
+  PQclear(r);
+  if (!found) return kp_store_fail(KP_STORE_ENOTFOUND, "no sweep with id '%s' in this workspace", id);
+  return rc;
+}
+
+static int pg_sweep_child_by_index(kp_store *base, const char *id, int64_t idx, char **run_id) {
+  pg_store *s = PG(base);
+  *run_id = NULL;
+  if (sweep_exists(s, id) <= 0) return -1;
+  pa a = {0};
+  p_txt(&a, id);
+  p_i64(&a, idx);
+  PGresult *r = qry(s,
+                    "SELECT r.id FROM runs r JOIN tags g ON g.run_id=r.id AND g.key='sweep_index'"
+                    " WHERE r.parent_id=$1 AND g.value=$2 ORDER BY r.seq LIMIT 1",
+                    &a);
+  if (!r) return -1;
+  int rc = 0;
+  if (PQntuples(r) > 0 && !(*run_id = gdup(r, 0, 0))) rc = oom();
+  PQclear(r);
+  return rc;
+}
+
+/* ---- tokens (the tracking server) ------------------------------------------------------ */
+static int pg_token_create(kp_store *base, const char *name, const char *sha256_hex, int read_only) {
+  pg_store *s = PG(base);
+  /* which name is taken is asked first (the caller's transaction keeps it so) */
+  int e = exists_q(s, "SELECT 1 FROM tokens WHERE name=$1", name);
+  if (e != 0) return e < 0 ? -1 : kp_store_fail(KP_STORE_EEXISTS, "a token named '%s' exists already", name);
+  pa a = {0};
+  p_txt(&a, name);
+  p_txt(&a, sha256_hex);
+  p_i64(&a, read_only ? 1 : 0);
+  p_f64(&a, now());
+  if (cmd(s, "INSERT INTO tokens(name, sha256, read_only, created) VALUES($1,$2,$3,$4)", &a, NULL) == 0) return 0;
+  if (kp_store_last_error()->code != KP_STORE_EEXISTS) return -1;
+  e = exists_q(s, "SELECT 1 FROM tokens WHERE name=$1", name);
+  if (e > 0) return kp_store_fail(KP_STORE_EEXISTS, "a token named '%s' exists already", name);
+  return kp_store_fail(KP_STORE_EEXISTS, "a token with that secret exists already");
+}
+
+static int pg_token_list(kp_store *base, kp_token **out, size_t *n) {
+  *out = NULL;
+  *n = 0;
+  PGresult *r = qry(PG(base), "SELECT name, read_only, created, last_used FROM tokens ORDER BY name COLLATE \"C\"", NULL);
+  if (!r) return -1;
+  int rows = PQntuples(r);
+  if (rows && !(*out = calloc((size_t)rows, sizeof **out))) { PQclear(r); return oom(); }
+  for (int i = 0; i < rows; i++) {
+    kp_token *t = &(*out)[(*n)++];
+    t->name = gdup(r, i, 0);
+    t->read_only = gint(r, i, 1);
+    t->created = gtime(r, i, 2);
+    t->last_used = gtime(r, i, 3);
+  }
+  PQclear(r);
+  return 0;
+}
+
+static int pg_token_revoke(kp_store *base, const char *name) {
+  pa a = {0};
+  p_txt(&a, name);
+  long long changed = 0;
+  if (cmd(PG(base), "DELETE FROM tokens WHERE name=$1", &a, &changed) != 0) return -1;
+  if (changed == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "no token named '%s'", name);
+  return 0;
+}
+
+static int pg_token_check(kp_store *base, const char *sha256_hex, int *found, int *read_only) {
+  pg_store *s = PG(base);
+  *found = 0;
+  *read_only = 1;
+  pa a = {0};
+  p_txt(&a, sha256_hex);
+  PGresult *r = qry(s, "SELECT read_only, coalesce(last_used, 0) FROM tokens WHERE sha256=$1", &a);
+  if (!r) return -1;
+  double last = 0;
+  if (PQntuples(r) > 0) {
+    *found = 1;
+    *read_only = gint(r, 0, 0) != 0;
+    last = gtime(r, 0, 1);
+  }
+  PQclear(r);
+  double t = now();
+  if (!*found || t - last < 60) return 0;
+  pa b = {0};
+  p_f64(&b, t);
+  p_txt(&b, sha256_hex);
+  return cmd(s, "UPDATE tokens SET last_used=$1 WHERE sha256=$2", &b, NULL);
+}
+
+/* ---- downsampled series ------------------------------------------------------------------ */
+static int pg_metric_series_downsampled(kp_store *base, const char *run_id, const char *name, int64_t max_points,
+                                        kp_metric_point **out, size_t *n, int64_t *total) {
+  pg_store *s = PG(base);
+  *out = NULL;
+  *n = 0;
+  *total = 0;
+  if (max_points < 2) return kp_store_fail(KP_STORE_EINVAL, "max_points must be 2 or more (got %lld)", (long long)max_points);
+  if (run_exists(s, run_id) <= 0) return -1;
+  pa a = {0};
+  p_txt(&a, run_id);
+  p_txt(&a, name);
+  PGresult *r = qry(s, "SELECT count(*), coalesce(min(step), 0), coalesce(max(step), 0) FROM metrics WHERE run_id=$1 AND name=$2",
+                    &a);
+  if (!r) return -1;
+  *total = gi64(r, 0, 0);
+  int64_t lo = gi64(r, 0, 1), hi = gi64(r, 0, 2);
+  PQclear(r);
+  if (*total == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no metric named '%s'", run_id, name);
+  /* buckets of equal step ranges as store_sqlite.c cuts them; in each, the
+   * row of the lowest and of the highest value (NaN, which PostgreSQL sorts
+   * above every number, only when the bucket has nothing else; ties: the
+   * first row by step) */
+  if (*total <= max_points) {
+    r = qry(s, "SELECT step, ts, value FROM metrics WHERE run_id=$1 AND name=$2 ORDER BY step, id", &a);
+  } else {
+    uint64_t span = (uint64_t)hi - (uint64_t)lo + 1, nb = (uint64_t)(max_points / 2);
+    int64_t width = (int64_t)(span / nb + (span % nb != 0));
+    p_i64(&a, lo);
+    p_i64(&a, width);
+    r = qry(s,
+            "SELECT step, ts, value FROM ("
+            " (SELECT DISTINCT ON ((step - $3) / $4) step, ts, value, id FROM metrics WHERE run_id=$1 AND name=$2"
+            "  ORDER BY (step - $3) / $4, nullif(value, 'NaN'::float8) ASC NULLS LAST, step, id)"
+            " UNION"
+            " (SELECT DISTINCT ON ((step - $3) / $4) step, ts, value, id FROM metrics WHERE run_id=$1 AND name=$2"
+            "  ORDER BY (step - $3) / $4, nullif(value, 'NaN'::float8) DESC NULLS LAST, step, id)) b"
+            " ORDER BY step, id",
+            &a);
+  }
+  if (!r) return -1;
+  int rows = PQntuples(r);
+  if (rows && !(*out = calloc((size_t)rows, sizeof **out))) { PQclear(r); return oom(); }
+  for (int i = 0; i < rows; i++) {
+    kp_metric_point *p = &(*out)[(*n)++];
+    p->name = NULL;
+    p->step = gi64(r, i, 0);
+    p->time = gtime(r, i, 1);
+    p->value = gval(r, i, 2);
+  }
+  PQclear(r);
+  return 0;
+}
+
 static const kp_store_ops pg_ops = {
   .backend = "postgresql",
   .close = pg_close,
@@ -1714,6 +3116,44 @@ static const kp_store_ops pg_ops = {
   .model_tags_set = pg_model_tags_set,
   .model_tags_remove = pg_model_tags_remove,
   .run_files_list = pg_run_files_list,
+  /* run search */
+  .run_params_set = pg_run_params_set,
+  .run_params = pg_run_params,
+  .run_search = pg_run_search,
+  /* services */
+  .service_create = pg_service_create,
+  .service_redeploy = pg_service_redeploy,
+  .service_get = pg_service_get,
+  .service_list = pg_service_list,
+  .service_model = pg_service_model,
+  .service_set_keys = pg_service_set_keys,
+  .service_starting = pg_service_starting,
+  .service_start_failed = pg_service_start_failed,
+  .service_running = pg_service_running,
+  .service_stopped = pg_service_stopped,
+  .service_exited = pg_service_exited,
+  .service_delete = pg_service_delete,
+  /* sweeps */
+  .sweep_create = pg_sweep_create,
+  .sweep_get = pg_sweep_get,
+  .sweep_list = pg_sweep_list,
+  .sweep_attach_controller = pg_sweep_attach_controller,
+  .sweep_reopen = pg_sweep_reopen,
+  .sweep_end = pg_sweep_end,
+  .sweep_log_best = pg_sweep_log_best,
+  .sweep_trial_add = pg_sweep_trial_add,
+  .sweep_trial_list = pg_sweep_trial_list,
+  .sweep_trial_attach_run = pg_sweep_trial_attach_run,
+  .sweep_trial_set_error = pg_sweep_trial_set_error,
+  .sweep_trial_evaluated = pg_sweep_trial_evaluated,
+  .sweep_child_by_index = pg_sweep_child_by_index,
+  .sweep_cancel_requested = pg_sweep_cancel_requested,
+  /* tokens (the tracking server) */
+  .token_create = pg_token_create,
+  .token_list = pg_token_list,
+  .token_revoke = pg_token_revoke,
+  .token_check = pg_token_check,
+  .metric_series_downsampled = pg_metric_series_downsampled,
 };
 
 /* ---- opening and migrating ---------------------------------------------------------- */

@@ -1896,6 +1896,12 @@ static void sql_on(const char *path, const char *sql) {
 
 static void test_store__service_keys_migration(void **state) {
   (void)state;
+  if (g_pg) {
+    /* the migration 4 -> 5 of service keys is SQLite's alone: a PostgreSQL
+     * store never held plain keys (store_pg.c's 4 -> 5 renames the columns) */
+    print_message("[ SKIPPED  ] service_keys_migration: SQLite only (a PostgreSQL store never held plain keys)\n");
+    skip();
+  }
   char path[512];
   snprintf(path, sizeof path, "%s/keys-migration.db", g_dir);
   kp_store *s;
