@@ -146,8 +146,9 @@ static const char *const migrations[] = {
    * NULL for NaN, kept by pg_metrics_ingest and pg_sweep_log_best, the only
    * writers of metrics); indexes by name and value; the key that signs page
    * tokens. SQLite's triggers are statements of the operations here
-   * (pg_sweep_trial_attach_run, pg_sweep_log_best, RUN_DELETES). */
-  "CREATE FUNCTION kp_num(t TEXT) RETURNS DOUBLE PRECISION LANGUAGE plpgsql IMMUTABLE AS $f$\n"
+   * (pg_sweep_trial_attach_run, pg_sweep_log_best, RUN_DELETES). Like
+   * SQLite's, migrations 6 and 7 may run again over what they made. */
+  "CREATE OR REPLACE FUNCTION kp_num(t TEXT) RETURNS DOUBLE PRECISION LANGUAGE plpgsql IMMUTABLE AS $f$\n"
   "BEGIN\n"
   "  IF t ~ '^[[:space:]]*[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?[[:space:]]*$' THEN\n"
   "    RETURN t::double precision;\n"
@@ -155,35 +156,37 @@ static const char *const migrations[] = {
   "  RETURN NULL;\n"
   "EXCEPTION WHEN others THEN RETURN NULL;\n"
   "END $f$;\n"
-  "CREATE FUNCTION kp_jsonb(t TEXT) RETURNS JSONB LANGUAGE plpgsql IMMUTABLE AS $f$\n"
+  "CREATE OR REPLACE FUNCTION kp_jsonb(t TEXT) RETURNS JSONB LANGUAGE plpgsql IMMUTABLE AS $f$\n"
   "BEGIN\n"
   "  RETURN t::jsonb;\n"
   "EXCEPTION WHEN others THEN RETURN NULL;\n"
   "END $f$;\n"
   /* a JSON scalar as SQLite's json_each gives it as text (true 1, false 0) */
-  "CREATE FUNCTION kp_json_text(v JSONB) RETURNS TEXT LANGUAGE sql IMMUTABLE AS $f$\n"
+  "CREATE OR REPLACE FUNCTION kp_json_text(v JSONB) RETURNS TEXT LANGUAGE sql IMMUTABLE AS $f$\n"
   "  SELECT CASE jsonb_typeof(v) WHEN 'boolean' THEN CASE WHEN v::text = 'true' THEN '1' ELSE '0' END\n"
   "  ELSE v #>> '{}' END $f$;\n"
-  "CREATE TABLE store_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
+  "CREATE TABLE IF NOT EXISTS store_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
   "INSERT INTO store_meta(key, value) VALUES('page_token_key',\n"
-  "  replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', ''));\n"
-  "CREATE TABLE params(run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, num DOUBLE PRECISION,\n"
+  "  replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', ''))\n"
+  "  ON CONFLICT (key) DO NOTHING;\n"
+  "CREATE TABLE IF NOT EXISTS params(run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, num DOUBLE PRECISION,\n"
   "  PRIMARY KEY(run_id, key));\n"
-  "CREATE INDEX params_by_key ON params(key, num);\n"
+  "CREATE INDEX IF NOT EXISTS params_by_key ON params(key, num);\n"
   "INSERT INTO params(run_id, key, value, num)\n"
   "  SELECT t.run_id, j.key, kp_json_text(j.value), kp_num(kp_json_text(j.value))\n"
   "  FROM sweep_trials t, jsonb_each(CASE WHEN jsonb_typeof(kp_jsonb(t.params)) = 'object' THEN kp_jsonb(t.params) END) j\n"
   "  WHERE t.run_id IS NOT NULL AND jsonb_typeof(j.value) NOT IN ('object', 'array', 'null')\n"
   "  ON CONFLICT (run_id, key) DO NOTHING;\n"
-  "CREATE TABLE metric_latest(run_id TEXT NOT NULL, name TEXT NOT NULL, step BIGINT NOT NULL,\n"
+  "CREATE TABLE IF NOT EXISTS metric_latest(run_id TEXT NOT NULL, name TEXT NOT NULL, step BIGINT NOT NULL,\n"
   "  mid BIGINT NOT NULL, value DOUBLE PRECISION, PRIMARY KEY(run_id, name));\n"
-  "CREATE INDEX metric_latest_by_name ON metric_latest(name, value);\n"
+  "CREATE INDEX IF NOT EXISTS metric_latest_by_name ON metric_latest(name, value);\n"
   "INSERT INTO metric_latest(run_id, name, step, mid, value)\n"
   "  SELECT DISTINCT ON (run_id, name) run_id, name, step, id, nullif(value, 'NaN'::float8) FROM metrics\n"
-  "  ORDER BY run_id, name, step DESC, id DESC;\n"
-  "CREATE INDEX tags_by_key ON tags(key, value);\n",
+  "  ORDER BY run_id, name, step DESC, id DESC\n"
+  "  ON CONFLICT (run_id, name) DO NOTHING;\n"
+  "CREATE INDEX IF NOT EXISTS tags_by_key ON tags(key, value);\n",
   /* 6 -> 7: the tracking server's API tokens: the sha256 of each secret */
-  "CREATE TABLE tokens(name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,\n"
+  "CREATE TABLE IF NOT EXISTS tokens(name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,\n"
   "  read_only INTEGER NOT NULL, created DOUBLE PRECISION NOT NULL, last_used DOUBLE PRECISION);\n",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == PG_SCHEMA_VERSION, "one migration per version");
