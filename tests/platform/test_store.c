@@ -1434,6 +1434,13 @@ static void test_store__run_search_order_and_pages(void **state) {
     assert_true(fx.completed[i] && fx.completed[j]);
     assert_true(bs_rank(fx.bs[i]) < bs_rank(fx.bs[j]) || (bs_rank(fx.bs[i]) == bs_rank(fx.bs[j]) && i > j));
   }
+  /* descending: text before numbers, numbers high to low, over pages */
+  n = search_all(s, &fx, "srch", NULL, "params.bs DESC", 3, got);
+  assert_int_equal(n, NS);
+  for (size_t k = 1; k < n; k++) {
+    int i = got[k - 1], j = got[k];
+    assert_true(bs_rank(fx.bs[i]) > bs_rank(fx.bs[j]) || (bs_rank(fx.bs[i]) == bs_rank(fx.bs[j]) && i > j));
+  }
   /* attributes and tags as orders */
   n = search_all(s, &fx, "srch", NULL, "id", 4, got);
   for (int i = 0; i < NS; i++) assert_int_equal(got[i], i);
