@@ -367,6 +367,15 @@ static PGresult *qry(pg_store *s, const char *sql, const pa *a) {
                               s->where);
     return NULL;
   }
+  /* outside any transaction, a connection the server has closed since the
+   * last statement (a restart: it sent its FATAL and hung up) is noticed
+   * here, before anything is sent, so that a statement is never retried:
+   * PQconsumeInput reads what is there without waiting and marks the
+   * connection bad at the end of the stream (a second read reaches the end
+   * after the goodbye message) */
+  for (int i = 0; i < 2; i++)
+    if (!s->tx && !s->own_tx && PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) == PQTRANS_IDLE)
+      PQconsumeInput(s->conn);
   if (PQstatus(s->conn) != CONNECTION_OK) {
     if (s->tx || s->own_tx) {  /* never go on outside the transaction */
       conn_lost(s, "the transaction was lost with it");
