@@ -19,9 +19,10 @@ static int inside(const char *dir, const char *root) {
 }
 
 static int ws_create(int argc, char **argv) {
-  const char *name = NULL, *pos[1];
+  const char *name = NULL, *store = NULL, *pos[1];
   int np = 0, no_select = 0;
-  kp_opt opts[] = {{.name = "name", .val = &name}, {.name = "no-select", .flag = &no_select}, {0}};
+  kp_opt opts[] = {{.name = "name", .val = &name}, {.name = "no-select", .flag = &no_select}, {.name = "store", .val = &store},
+                   {0}};
   if (kp_parse("workspace create", argc, argv, opts, pos, &np, 1, NULL)) return 2;
   if (name && kp_name_ok(name) != 0)
     return kp_usage_err("workspace create", "invalid workspace name '%s' (letters, digits, '.', '_', '-')", name);
@@ -59,8 +60,15 @@ static int ws_create(int argc, char **argv) {
     }
   }
   kp_ws ws;
-  if (kp_ws_create(&ws, dir, name) != 0) { kp_ws_close(&ws); return 1; }
+  if (store && !kp_store_uri_is_postgresql(store))
+    return kp_usage_err("workspace create", "--store '%s' is not a PostgreSQL URI (postgresql://USER@HOST:PORT/DATABASE)", store);
+  if (kp_ws_create_store(&ws, dir, name, store) != 0) { kp_ws_close(&ws); return 1; }
   printf("workspace %s (schema %d)\n", ws.root, KP_SCHEMA_VERSION);
+  if (ws.store_uri[0]) {
+    char safe[1100];
+    kp_store_uri_redact(ws.store_uri, safe, sizeof safe);
+    printf("store: %s\n", safe);
+  }
   int rc = 0;
   if (select && inside(cwd, ws.root)) {
     printf("in use here: %s is inside it\n", cwd);
@@ -162,11 +170,16 @@ static int ws_show(int argc, char **argv) {
   kp_store_counts c = {-1, -1, -1, -1};
   if (kp_store_counts_get(ws.store, &c) != 0) kp_store_report();
   int ne = c.experiments, nr = c.runs, nc = c.computes, nm = c.models;
+  char store[4200];
+  if (ws.store_uri[0]) kp_store_uri_redact(ws.store_uri, store, sizeof store);
+  else snprintf(store, sizeof store, "sqlite:%s/kusari.db", ws.root);
   if (json) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "name", name ? name : "");
     cJSON_AddStringToObject(j, "path", ws.root);
     cJSON_AddNumberToObject(j, "schema_version", KP_SCHEMA_VERSION);
+    cJSON_AddStringToObject(j, "store", store);
+    cJSON_AddStringToObject(j, "store_backend", kp_store_backend(ws.store));
     cJSON_AddNumberToObject(j, "experiments", ne);
     cJSON_AddNumberToObject(j, "runs", nr);
     cJSON_AddNumberToObject(j, "computes", nc);
@@ -180,9 +193,9 @@ static int ws_show(int argc, char **argv) {
   } else {
     char why[4300];
     selected_why(&ws, why, sizeof why);
-    printf("name:            %s\npath:            %s\nselected by:     %s\nschema version:  %d\nexperiments:     %d\n"
-           "runs:            %d\ncompute targets: %d\nmodels:          %d\n",
-           name ? name : "", ws.root, why, KP_SCHEMA_VERSION, ne, nr, nc, nm);
+    printf("name:            %s\npath:            %s\nselected by:     %s\nstore:           %s\nschema version:  %d\n"
+           "experiments:     %d\nruns:            %d\ncompute targets: %d\nmodels:          %d\n",
+           name ? name : "", ws.root, why, store, KP_SCHEMA_VERSION, ne, nr, nc, nm);
   }
   cJSON_Delete(cfg);
   kp_ws_close(&ws);
@@ -252,7 +265,7 @@ static int ws_disconnect(int argc, char **argv) {
 
 static const kp_cmd cmds[] = {
   {"create", ws_create, "create a workspace (default: the embedded default workspace)",
-   "usage: kusari workspace create [DIR] [--name NAME] [--no-select]\n\n"
+   "usage: kusari workspace create [DIR] [--name NAME] [--no-select] [--store postgresql://...]\n\n"
    "Creates a workspace in DIR (or the --workspace / default location): config.json,\n"
    "kusari.db (SQLite, WAL) and the blob store, private to you (the directory 0700,\n"
    "its files 0600). Creating an existing workspace is a no-op that migrates its\n"
@@ -262,13 +275,21 @@ static const kp_cmd cmds[] = {
    "commands run here use it (unless --workspace or KUSARI_WORKSPACE says\n"
    "otherwise). Nothing is written when the current directory is inside DIR.\n\n"
    "  --name NAME     the workspace's name (default: the directory's name)\n"
-   "  --no-select     do not write .kusari/config.json\n\n"
+   "  --no-select     do not write .kusari/config.json\n"
+   "  --store URI     keep the workspace's records (experiments, runs, metrics,\n"
+   "                  models, ...) in a PostgreSQL database instead of kusari.db:\n"
+   "                  postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?PARAMS] (libpq's\n"
+   "                  URI; a password is better in ~/.pgpass). The URI goes into\n"
+   "                  config.json (0600); blobs, logs and snapshots stay in DIR.\n"
+   "                  One database per workspace. Sweeps and scoring services do\n"
+   "                  not work on a PostgreSQL store yet. See docs/PLATFORM.md.\n\n"
    "DIR must be a directory: URLs (http://...) are refused, as tracking servers\n"
    "are not supported yet.\n"},
   {"show", ws_show, "show the current workspace",
    "usage: kusari workspace show [--json]\n\n"
-   "Shows which workspace is in use and what selected it, its schema version\n"
-   "and how many experiments, runs, compute targets and models it holds.\n\n"
+   "Shows which workspace is in use and what selected it, its store (sqlite:PATH,\n"
+   "or the PostgreSQL URI without its password), its schema version and how many\n"
+   "experiments, runs, compute targets and models it holds.\n\n"
    "The workspace is, in this order: --workspace DIR; $KUSARI_WORKSPACE; going\n"
    "up from the current directory, the first directory that is a workspace or\n"
    "holds a .kusari/config.json (written by 'workspace create DIR'); else the\n"

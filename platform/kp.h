@@ -57,6 +57,8 @@ int kp_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(pr
 typedef struct kp_ws {
   char root[4096];   /* absolute path of the workspace directory */
   kp_store *store;   /* its store (store.h): what every module should use */
+  char store_uri[1024];  /* config.json's "store" (postgresql://...), or ""
+                          * for the workspace's own kusari.db (SQLite) */
   /* how kp_ws_open found it: "flag" (--workspace), "env" (KUSARI_WORKSPACE),
    * "directory" (the current directory or a parent is the workspace),
    * "pointer" (a .kusari/config.json, path in 'via'), "default", "create" */
@@ -91,6 +93,11 @@ int kp_ws_open(kp_ws *ws);
 /* Creates (or opens, if it is one already) a workspace at 'dir': the
  * directory 0700, config.json and kusari.db 0600, whatever the umask. */
 int kp_ws_create(kp_ws *ws, const char *dir, const char *name);
+/* The same with its store in the PostgreSQL database 'store' (a
+ * postgresql:// URI, recorded in config.json; NULL: kusari.db). An existing
+ * workspace must have that store already. Blobs, run directories and
+ * snapshots stay in 'dir' either way. */
+int kp_ws_create_store(kp_ws *ws, const char *dir, const char *name, const char *store);
 /* Writes DIR/.kusari/config.json naming workspace 'root' (see
  * docs/PLATFORM.md, "Selecting a workspace"); 'old' gets the workspace it
  * named before, or "". */

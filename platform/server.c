@@ -98,7 +98,7 @@ static void store_free(void *p) { kp_store_close(p); }
 kp_store *srv_store(void) {
   kp_store *s = pthread_getspecific(G.store_key);
   if (s) return s;
-  if (kp_store_sqlite_open(G.db, NULL, NULL, &s) != 0) return NULL;
+  if (kp_store_open(G.db, NULL, NULL, &s) != 0) return NULL;
   if (pthread_setspecific(G.store_key, s) != 0) {
     kp_store_close(s);
     kp_store_fail(KP_STORE_EBACKEND, "out of memory");
@@ -537,7 +537,9 @@ int kp_server_serve(kp_ws *ws, const kp_server_opts *o) {
   memset(&G, 0, sizeof G);
   memset(&W, 0, sizeof W);
   G.ws = ws;
-  snprintf(G.db, sizeof G.db, "%s/kusari.db", ws->root);
+  /* the workspace's store: its PostgreSQL database, else its kusari.db */
+  if (ws->store_uri[0]) snprintf(G.db, sizeof G.db, "%s", ws->store_uri);
+  else snprintf(G.db, sizeof G.db, "%s/kusari.db", ws->root);
   G.auth = !o->no_auth;
   G.max_body = o->max_body;
   G.body_deadline = 3.0 * o->timeout;

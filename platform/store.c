@@ -47,10 +47,37 @@ static int is_workspace(const char *dir) {
   return ok;
 }
 
-/* Inside the migration transaction: the steps that also touch files. */
+/* Inside the migration transaction: the steps that also touch files (on
+ * SQLite; a PostgreSQL store never held service keys). */
 static int ws_migrate_hook(void *ctx, kp_store *s, int to) {
   kp_ws *ws = ctx;
-  return to == 5 ? kp_service_keys_migrate(ws, s) : 0;
+  /* the keys of schema 4 lived in SQLite's services table: nothing to move elsewhere */
+  return to == 5 && !strcmp(kp_store_backend(s), "sqlite") ? kp_service_keys_migrate(ws, s) : 0;
+}
+
+/* The store config.json names ("store"), or "" for the workspace's own
+ * kusari.db; -1 (printed) when the entry is not a PostgreSQL URI. */
+static int config_store(const char *root, char *uri, size_t n) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/config.json", root);
+  uri[0] = '\0';
+  char *s = kp_read_file(p, NULL);
+  cJSON *j = s ? cJSON_Parse(s) : NULL;
+  free(s);
+  const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, "store") : NULL;
+  int rc = 0;
+  if (v && !(cJSON_IsString(v) && kp_store_uri_is_postgresql(v->valuestring))) {
+    kp_err("%s: \"store\" must be a postgresql:// URI", p);
+    kp_hint("remove the entry to use the workspace's own SQLite store (kusari.db)");
+    rc = -1;
+  } else if (v && strlen(v->valuestring) >= n) {
+    kp_err("%s: the \"store\" URI is too long", p);
+    rc = -1;
+  } else if (v) {
+    snprintf(uri, n, "%s", v->valuestring);
+  }
+  cJSON_Delete(j);
+  return rc;
 }
 
 int kp_store_report(void) {
@@ -62,9 +89,18 @@ int kp_store_report(void) {
 static int open_db(kp_ws *ws) {
   char p[4200];
   snprintf(p, sizeof p, "%s/kusari.db", ws->root);
-  if (kp_store_sqlite_open(p, ws_migrate_hook, ws, &ws->store) != 0) {
+  int rc = ws->store_uri[0] ? kp_store_pg_open(ws->store_uri, ws_migrate_hook, ws, &ws->store)
+                            : kp_store_sqlite_open(p, ws_migrate_hook, ws, &ws->store);
+  if (rc != 0) {
     const kp_store_error *e = kp_store_last_error();
-    if (e->code == KP_STORE_ECONFLICT) {
+    if (ws->store_uri[0] && e->code != KP_STORE_ECONFLICT) {
+      kp_err("workspace %s: %s", ws->root, e->message);
+      if (e->code == KP_STORE_EINVAL)
+        kp_hint("use a kusari built with libpq (apt-get install libpq-dev, then rebuild)");
+      else
+        kp_hint("check that the PostgreSQL server is running and reachable; the workspace's store URI is in %s/config.json",
+                ws->root);
+    } else if (e->code == KP_STORE_ECONFLICT) {
       kp_err("workspace %s %s", ws->root, e->message);
       kp_hint("use a newer kusari program with this workspace");
     } else if (!strncmp(e->message, "migration", 9)) {
@@ -150,7 +186,9 @@ static int create_store_file(const char *root) {
 }
 
 static int open_ws(kp_ws *ws) {
-  if (make_layout(ws->root) != 0 || make_private(ws->root) != 0 || create_store_file(ws->root) != 0) return -1;
+  if (config_store(ws->root, ws->store_uri, sizeof ws->store_uri) != 0) return -1;
+  if (make_layout(ws->root) != 0 || make_private(ws->root) != 0) return -1;
+  if (!ws->store_uri[0] && create_store_file(ws->root) != 0) return -1;
   return open_db(ws);
 }
 
@@ -164,15 +202,39 @@ int kp_is_url(const char *s) {
 /* what: "KUSARI_WORKSPACE=", "--workspace ", "" or "POINTER: " */
 static int refuse_url(const char *what, const char *v) {
   kp_err("%s'%s' is a URL: tracking servers are not supported yet", what, v);
-  kp_hint("use a workspace directory: 'kusari workspace create DIR', then --workspace DIR or KUSARI_WORKSPACE=DIR; "
-          "for a tracking server (kusari server) set KUSARI_TRACKING_URI=URL or run 'kusari workspace connect URL --token TOKEN'");
+  if (kp_store_uri_is_postgresql(v))
+    kp_hint("a workspace is a directory; to keep its records in PostgreSQL: 'kusari workspace create DIR --store %s', "
+            "then --workspace DIR or KUSARI_WORKSPACE=DIR", v);
+  else
+    kp_hint("use a workspace directory: 'kusari workspace create DIR', then --workspace DIR or KUSARI_WORKSPACE=DIR; "
+            "for a tracking server (kusari server) set KUSARI_TRACKING_URI=URL or run 'kusari workspace connect URL --token TOKEN'");
   return -1;
 }
 
-int kp_ws_create(kp_ws *ws, const char *dir, const char *name) {
+int kp_ws_create(kp_ws *ws, const char *dir, const char *name) { return kp_ws_create_store(ws, dir, name, NULL); }
+
+int kp_ws_create_store(kp_ws *ws, const char *dir, const char *name, const char *store) {
   memset(ws, 0, sizeof *ws);
   ws->selected_by = "create";
   if (kp_is_url(dir)) return refuse_url("", dir);
+  if (store && !kp_store_uri_is_postgresql(store)) {
+    kp_err("--store '%s' is not a PostgreSQL URI", store);
+    kp_hint("give postgresql://USER@HOST:PORT/DATABASE (or leave --store out for the workspace's own SQLite store)");
+    return -1;
+  }
+  if (store && strlen(store) >= sizeof ws->store_uri) return kp_err("the --store URI is too long");
+  if (store) {
+    /* reach (and migrate) the database before anything is written */
+    kp_store *probe;
+    if (kp_store_pg_open(store, NULL, NULL, &probe) != 0) {
+      const kp_store_error *e = kp_store_last_error();
+      kp_err("workspace %s: %s", dir, e->message);
+      if (e->code == KP_STORE_EINVAL) kp_hint("use a kusari built with libpq (apt-get install libpq-dev, then rebuild)");
+      else kp_hint("check the URI, and that the PostgreSQL server is running and the database exists (createdb NAME)");
+      return -1;
+    }
+    kp_store_close(probe);
+  }
   if (kp_mkdirs(dir, 0755) != 0) return -1;  /* a new workspace is made 0700 below */
   if (!realpath(dir, ws->root)) return kp_err("cannot resolve %s: %s", dir, strerror(errno));
   if (!is_workspace(ws->root)) {
@@ -193,11 +255,25 @@ int kp_ws_create(kp_ws *ws, const char *dir, const char *name) {
     char t[64];
     kp_fmt_time(kp_now(), t, sizeof t);
     cJSON_AddStringToObject(j, "created", t);
+    if (store) cJSON_AddStringToObject(j, "store", store);
     char *out = cJSON_Print(j);
     cJSON_Delete(j);
     int rc = out ? kp_write_file(p, out, strlen(out)) : -1;
     cJSON_free(out);
     if (rc != 0 || set_mode(p, 0600) != 0) return -1;
+  } else if (store) {
+    /* an existing workspace keeps its store */
+    char have[sizeof ws->store_uri];
+    if (config_store(ws->root, have, sizeof have) != 0) return -1;
+    if (strcmp(have, store) != 0) {
+      char a[1100], b[1100];
+      kp_store_uri_redact(store, a, sizeof a);
+      kp_store_uri_redact(have, b, sizeof b);
+      kp_err("workspace %s exists with %s%s; not switching it to %s", ws->root, have[0] ? "the store " : "its own SQLite store",
+             have[0] ? b : "", a);
+      kp_hint("choose an empty directory for a workspace on %s", a);
+      return -1;
+    }
   }
   return open_ws(ws);
 }

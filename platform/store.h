@@ -75,6 +75,12 @@ const kp_store_error *kp_store_last_error(void);
 /* For backends: sets the thread's error; returns -1. */
 int kp_store_fail(kp_store_code code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kp_store_clear_error(void);
+/* For backends: sets the thread's error (KP_STORE_EBACKEND) for a store that
+ * cannot be reached (a database server down or the connection cut); -1. */
+int kp_store_fail_unreachable(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* 1 when the thread's last error says the store could not be reached (so
+ * trying again later may work: a server answers 503, a supervisor retries). */
+int kp_store_unreachable(void);
 /* A stable name for a code ("not_found", "exists", ...), for JSON errors. */
 const char *kp_store_code_name(kp_store_code code);
 
@@ -623,7 +629,7 @@ typedef int (*kp_store_migrate_hook)(void *ctx, kp_store *s, int to);
  * to the current schema version. */
 int kp_store_sqlite_open(const char *path, kp_store_migrate_hook hook, void *hook_ctx, kp_store **out);
 /* Transitional (store.c's kp_db_* helpers, the modules not migrated yet):
- * the backend's connection, a sqlite3 *. */
+ * the backend's connection, a sqlite3 * (NULL when 's' is another backend). */
 void *kp_store_sqlite_handle(kp_store *s);
 /* The schema version this program's SQLite backend migrates to. */
 int kp_store_sqlite_schema_version(void);
@@ -638,6 +644,26 @@ int kp_store_http_log(kp_store *s, const char *run_id, int build, uint64_t offse
                       char status[32]);
 /* a run file's bytes into 'dst' (written aside, then renamed; 'mode') */
 int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode);
+
+/* Opens the PostgreSQL store at 'uri' (a libpq connection URI,
+ * postgresql://USER@HOST:PORT/DB or postgresql:///DB?host=SOCKETDIR&port=P)
+ * and migrates its schema to the current version (store_pg.c). In a kusari
+ * built without libpq it fails with KP_STORE_EINVAL and says so. */
+int kp_store_pg_open(const char *uri, kp_store_migrate_hook hook, void *hook_ctx, kp_store **out);
+/* The schema version the PostgreSQL backend migrates to (0 without libpq);
+ * equal to the SQLite one (test_store.c checks). */
+int kp_store_pg_schema_version(void);
+
+/* Opens the store that 'uri' names: postgresql://... or postgres://... (the
+ * PostgreSQL backend), sqlite:PATH or a plain PATH (the SQLite backend). */
+int kp_store_open(const char *uri, kp_store_migrate_hook hook, void *hook_ctx, kp_store **out);
+/* 1 when 'uri' names a PostgreSQL store (postgresql:// or postgres://). */
+int kp_store_uri_is_postgresql(const char *uri);
+/* 'uri' without its password (user:PASSWORD@ and password=... become
+ * "***"), for messages and 'workspace show'. */
+void kp_store_uri_redact(const char *uri, char *out, size_t n);
+/* The backend's name ("sqlite", "postgresql"). */
+const char *kp_store_backend(const kp_store *s);
 
 /* ---- wrappers (clear the thread's error, then call the backend) ----------- */
 void kp_store_close(kp_store *s);

@@ -30,15 +30,30 @@ int kp_run_status_ended(kp_run_status s) { return s == KP_RUN_COMPLETED || s == 
 
 /* ---- errors ------------------------------------------------------------------ */
 static _Thread_local kp_store_error t_err;
+static _Thread_local int t_unreachable;  /* t_err is "the store cannot be reached" */
 
 const kp_store_error *kp_store_last_error(void) { return &t_err; }
 
 void kp_store_clear_error(void) {
   t_err.code = KP_STORE_OK;
   t_err.message[0] = '\0';
+  t_unreachable = 0;
 }
 
+int kp_store_fail_unreachable(const char *fmt, ...) {
+  t_err.code = KP_STORE_EBACKEND;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(t_err.message, sizeof t_err.message, fmt, ap);
+  va_end(ap);
+  t_unreachable = 1;
+  return -1;
+}
+
+int kp_store_unreachable(void) { return t_err.code == KP_STORE_EBACKEND && t_unreachable; }
+
 int kp_store_fail(kp_store_code code, const char *fmt, ...) {
+  t_unreachable = 0;
   t_err.code = code;
   va_list ap;
   va_start(ap, fmt);
@@ -59,6 +74,58 @@ const char *kp_store_code_name(kp_store_code code) {
   return "unknown";
 }
 
+/* ---- choosing a backend --------------------------------------------------------- */
+int kp_store_uri_is_postgresql(const char *uri) {
+  return uri && (!strncmp(uri, "postgresql://", 13) || !strncmp(uri, "postgres://", 11));
+}
+
+int kp_store_open(const char *uri, kp_store_migrate_hook hook, void *hook_ctx, kp_store **out) {
+  *out = NULL;
+  if (!uri || !*uri) {
+    kp_store_clear_error();
+    return kp_store_fail(KP_STORE_EINVAL, "no store named");
+  }
+  if (kp_store_uri_is_postgresql(uri)) return kp_store_pg_open(uri, hook, hook_ctx, out);
+  if (!strncmp(uri, "sqlite:", 7)) uri += 7;
+  return kp_store_sqlite_open(uri, hook, hook_ctx, out);
+}
+
+void kp_store_uri_redact(const char *uri, char *out, size_t n) {
+  if (!n) return;
+  out[0] = '\0';
+  if (!uri) return;
+  size_t o = 0;
+  const char *p = uri, *scheme = strstr(uri, "://");
+  /* user:password@ in the authority */
+  if (scheme) {
+    const char *auth = scheme + 3, *end = auth + strcspn(auth, "/?"), *at = NULL;
+    for (const char *c = auth; c < end; c++)
+      if (*c == '@') at = c;
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon) {
+      int w = snprintf(out, n, "%.*s:***", (int)(colon - uri), uri);
+      o = w < 0 ? 0 : (size_t)w;
+      if (o >= n) o = n - 1;
+      p = at;
+    }
+  }
+  /* password=... in the query */
+  while (*p && o + 1 < n) {
+    if ((p == uri || p[-1] == '?' || p[-1] == '&') && !strncmp(p, "password=", 9)) {
+      int w = snprintf(out + o, n - o, "password=***");
+      o += w > 0 ? (size_t)w : 0;
+      if (o >= n) break;
+      p += 9 + strcspn(p + 9, "&");
+      continue;
+    }
+    out[o++] = *p++;
+  }
+  if (o >= n) o = n - 1;
+  out[o] = '\0';
+}
+
+const char *kp_store_backend(const kp_store *s) { return s && s->ops ? s->ops->backend : "?"; }
+
 /* ---- wrappers ------------------------------------------------------------------ */
 void kp_store_close(kp_store *s) {
   if (s) s->ops->close(s);
@@ -67,7 +134,7 @@ void kp_store_close(kp_store *s) {
 #define CALL(op, ...)                                                                                     \
   do {                                                                                                    \
     kp_store_clear_error();                                                                               \
-    if (!s->ops->op) return kp_store_fail(KP_STORE_EINVAL, "the %s store cannot " #op, s->ops->backend); \
+    if (!s->ops->op) return kp_store_fail(KP_STORE_EINVAL, #op " is not supported by the %s backend", s->ops->backend); \
     return s->ops->op(s, ##__VA_ARGS__);                                                                  \
   } while (0)
 

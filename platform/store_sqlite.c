@@ -159,7 +159,8 @@ typedef struct sq_store {
 #define SQ(s) ((sq_store *)(s))
 
 int kp_store_sqlite_schema_version(void) { return SCHEMA_VERSION; }
-void *kp_store_sqlite_handle(kp_store *s) { return SQ(s)->db; }
+static const kp_store_ops sqlite_ops;
+void *kp_store_sqlite_handle(kp_store *s) { return s && s->ops == &sqlite_ops ? SQ(s)->db : NULL; }
 
 static double now(void) {
   struct timeval tv;

@@ -470,7 +470,9 @@ static int unstored_mark(const kp_ws *ws, const char *id, int wait) {
 static void storage_error(const kp_ws *ws, const char *id, const char *also, char *out, size_t n) {
   char disk[128] = "the store refused them";
   struct statvfs v;
-  if (statvfs(ws->root, &v) == 0) {
+  if (kp_store_unreachable()) {
+    snprintf(disk, sizeof disk, "the store could not be reached");
+  } else if (statvfs(ws->root, &v) == 0) {
     unsigned long long bytes = (unsigned long long)v.f_bavail * v.f_frsize;
     if (bytes < (1ull << 20))
       snprintf(disk, sizeof disk, "the disk holding the workspace is full: %llu KiB free", bytes >> 10);
@@ -1251,13 +1253,26 @@ static void sup_note(const sup *s, const char *fmt, ...) {
   fputc('\n', stderr);
 }
 
+/* The store may be a database server that is away for a while (restarted,
+ * a network cut): the final writes are retried while it cannot be reached,
+ * for up to this long; if it stays away the channel is kept, so that the
+ * reconciliation of the run ingests it later. */
+#define KP_FINISH_RETRY_S 300.0
+
 static int finish(sup *s, kp_run_status status, int exit_code, int sig, const char *error) {
   sup_note(s, "Finalizing, then %s%s%s", kp_run_status_name(status), error ? ": " : "", error ? error : "");
-  set_status(&s->ws, s->id, KP_RUN_FINALIZING, 0, INT32_MIN, 0, NULL);
   /* nothing is removed before it is stored: on a storage failure (a full
-   * disk) the run ends Failed and keeps its channel and working folder,
-   * and its marker (runs/.unstored/<id>) lets reconciliation store them */
-  int stored = kp_ingest(&s->ws, s->id, 1) == 0;
+   * disk, or a PostgreSQL store that stays unreachable past the retries) the
+   * run ends Failed and keeps its channel and working folder, and its marker
+   * (runs/.unstored/<id>) lets reconciliation store them */
+  double until = kp_now() + KP_FINISH_RETRY_S;
+  int stored = 0;
+  for (int attempt = 0;; attempt++) {
+    stored = set_status(&s->ws, s->id, KP_RUN_FINALIZING, 0, INT32_MIN, 0, NULL) == 0 && kp_ingest(&s->ws, s->id, 1) == 0;
+    if (stored || !kp_store_unreachable() || kp_now() >= until) break;
+    if (attempt == 0) sup_note(s, "the store cannot be reached; retrying for up to %.0f s", KP_FINISH_RETRY_S);
+    sleep_ms(1000);
+  }
   if (store_run_files(&s->ws, s->id) != 0) stored = 0;
   char msg[8192];
   if (!stored) {
@@ -1269,7 +1284,11 @@ static int finish(sup *s, kp_run_status status, int exit_code, int sig, const ch
     status = KP_RUN_FAILED;
     error = msg;
   }
-  if (set_status(&s->ws, s->id, status, 1, exit_code, sig, error) != 0) stored = 0;
+  int set;
+  while ((set = set_status(&s->ws, s->id, status, 1, exit_code, sig, error)) != 0 && kp_store_unreachable() &&
+         kp_now() < until)
+    sleep_ms(1000);
+  if (set != 0) stored = 0;
   if (stored) cleanup_run_dir(&s->ws, s->id);
   return 0;
 }

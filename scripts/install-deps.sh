@@ -37,6 +37,8 @@ PACKAGES=(
   chromium                   # the web UI's browser tests (tests/platform/test_ui.sh, headless)
   chromium-driver            # WebDriver for chromium (test_ui.sh)
   python3-selenium           # drives chromium in test_ui.sh (tests/platform/ui_browser.py)
+  libpq-dev                  # PostgreSQL store backend (platform/store_pg.c; optional at build time)
+  postgresql                 # a real PostgreSQL server for the store tests (tests/platform/pg.sh)
 )
 
 missing=()

@@ -239,13 +239,22 @@ assert_eq "$SW" "$($K run list --experiment swp --filter "metrics.best_child_by_
   "the sweep's best value (logged by its controller) filters its parent run"
 # back to schema 5 (as an older kusari left it), then any command migrates
 child="$(jget "$j" 'j[0]["id"]')"
-sql "DROP TABLE params; DROP TABLE metric_latest; DROP TRIGGER params_of_sweep_trial; DROP INDEX tags_by_key;
-     DROP TRIGGER metric_latest_of_sweep_best; DROP TRIGGER run_search_on_run_delete;
-     DROP TABLE store_meta; PRAGMA user_version=5"
-assert_eq "0" "$(sql "SELECT count(*) FROM sqlite_master WHERE name IN ('params', 'metric_latest')")" "schema 5 has no params"
+if [ "$KUSARI_TEST_STORE" = postgresql ]; then
+  sql "DROP TABLE params; DROP TABLE metric_latest; DROP INDEX tags_by_key; DROP TABLE store_meta;
+       DROP FUNCTION kp_num; DROP FUNCTION kp_jsonb; DROP FUNCTION kp_json_text; UPDATE schema_version SET version=5"
+  tables_of_6="SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name IN ('params', 'metric_latest')"
+  schema_version="SELECT version FROM schema_version"
+else
+  sql "DROP TABLE params; DROP TABLE metric_latest; DROP TRIGGER params_of_sweep_trial; DROP INDEX tags_by_key;
+       DROP TRIGGER metric_latest_of_sweep_best; DROP TRIGGER run_search_on_run_delete;
+       DROP TABLE store_meta; PRAGMA user_version=5"
+  tables_of_6="SELECT count(*) FROM sqlite_master WHERE name IN ('params', 'metric_latest')"
+  schema_version="PRAGMA user_version"
+fi
+assert_eq "0" "$(sql "$tables_of_6")" "schema 5 has no params"
 j="$($K run list --parent "$SW" --filter "params.--acc = 0.75 and metrics.acc = 0.75" --json)"
 assert_eq "$child" "$(jget "$j" 'j[0]["id"]')" "migration 6 backfilled the children's params and the latest metric values"
-assert_eq "7" "$(sql "PRAGMA user_version")" "the store is at the current schema (7: 6 and then the server's tokens)"
+assert_eq "7" "$(sql "$schema_version")" "the store is at the current schema (7: 6 and then the server's tokens)"
 assert_eq "$(for n in r1 r3 r4 r6; do echo "${ID[$n]}"; done | sort | xargs)" \
   "$($K run list --experiment filt --filter "metrics.acc > 0.5" | awk 'NR > 1 {print $1}' | sort | xargs)" \
   "after the migration, metric filters work on the runs' latest values"

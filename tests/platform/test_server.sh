@@ -93,7 +93,7 @@ same_json "$(api GET "metrics/latest?runs=$A,$C&names=acc,none")" "{\"runs\": {\
   "GET metrics/latest: chosen metrics of many runs (null when a run has none)"
 api GET "metrics/latest?runs=$A,nope" >/dev/null
 assert_eq 404 "$(code)" "metrics/latest with an unknown run: 404"
-same_json "$(api GET health)" "{\"status\": \"ok\", \"schema_version\": $($K --version | sed -n 's/.*(schema \([0-9]*\)).*/\1/p'), \"backend\": \"sqlite\"}" \
+same_json "$(api GET health)" "{\"status\": \"ok\", \"schema_version\": $($K --version | sed -n 's/.*(schema \([0-9]*\)).*/\1/p'), \"backend\": \"${KUSARI_TEST_STORE:-sqlite}\"}" \
   "health: ok, the store's schema version and backend" '{k: j[k] for k in ("status", "schema_version", "backend")}'
 
 # pagination: pages of 2 cover run list in its order

@@ -36,10 +36,11 @@ sw="$(run_ok $K sweep submit "$T/res.json" | tail -1)"
 # up under its own supervisor (a controller killed inside kp_run_submit can
 # leave a child whose supervisor dies on the closed start pipe: SIGPIPE)
 for _ in $(seq 1 200); do
-  [ "$(sql "SELECT (SELECT count(*) FROM runs WHERE parent_id='$sw' AND status='Completed') >= 2
+  # (CASE ... THEN 1: a boolean prints 1 in SQLite, t in PostgreSQL)
+  [ "$(sql "SELECT CASE WHEN (SELECT count(*) FROM runs WHERE parent_id='$sw' AND status='Completed') >= 2
             AND (SELECT count(*) FROM sweep_trials WHERE sweep_id='$sw') = (SELECT count(*) FROM runs WHERE parent_id='$sw')
             AND (SELECT count(*) FROM runs WHERE parent_id='$sw' AND status NOT IN ('Completed','Failed','Canceled')) = 2
-            AND (SELECT count(*) FROM runs WHERE parent_id='$sw' AND supervisor_pid IS NULL) = 0")" = 1 ] && break
+            AND (SELECT count(*) FROM runs WHERE parent_id='$sw' AND supervisor_pid IS NULL) = 0 THEN 1 ELSE 0 END")" = 1 ] && break
   sleep 0.05
 done
 cpid="$(sql "SELECT supervisor_pid FROM runs WHERE id='$sw'")"
