@@ -27,6 +27,14 @@ assert_eq "$T/prefix/share/kusari/venv/bin/python" "$py" "the default venv is PR
 assert_eq "0.1.0" "$(cd / && "$py" -c 'import kusari; print(kusari.__version__)' 2>&1)" "import kusari from PREFIX's venv"
 assert_contains "$(grep -n python-install.sh "$REPO/scripts/setup.sh")" 'PREFIX="$PREFIX" bash scripts/python-install.sh' "scripts/setup.sh runs it with its PREFIX"
 
+# --help, as the other scripts (platform_scripts)
+for sc in python-install python-peers; do
+  out="$(bash "$REPO/scripts/$sc.sh" --help 2>&1)"; rc=$?
+  assert_eq 0 $rc "$sc.sh --help exits 0"
+  assert_eq 0 "$(printf '%s\n' "$out" | grep -c '^#\|set -euo')" "$sc.sh --help prints its comment block only"
+  assert_contains "$out" "scripts/$sc.sh" "$sc.sh --help shows how to call it"
+done
+
 # bad input
 out="$(bash "$REPO/scripts/python-install.sh" --venv 2>&1)"; rc=$?
 assert_eq 2 $rc "--venv without a directory: exit 2"
