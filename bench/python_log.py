@@ -9,6 +9,12 @@ N mlflow.log_metric calls into a file store (mlflow must be importable: see
 bench/RESULTS.md for the venv) in a temp directory.
 
   python3 bench/python_log.py [--calls 100000] [--reps 5] [--mlflow] [--mlflow-calls N]
+                              [--package DIR]
+
+--package DIR times the kusari package in DIR (a directory holding kusari/)
+instead of the repository's python/: to compare two versions of the client
+on one machine at one time, e.g. one exported with
+`git archive REV python | tar -x -C /tmp/old` (then --package /tmp/old/python).
 
 Run it from the repository with a build in build/ (or set KUSARI_LIBRARY).
 """
@@ -22,7 +28,10 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "python"))
+_pkg = os.path.join(HERE, "..", "python")
+if "--package" in sys.argv[:-1]:            # before the import of kusari below
+    _pkg = sys.argv[sys.argv.index("--package") + 1]
+sys.path.insert(0, os.path.abspath(_pkg))
 if "KUSARI_LIBRARY" not in os.environ:
     cand = os.path.join(HERE, "..", "build", "libkusari.so.0")
     if os.path.exists(cand):
@@ -104,8 +113,11 @@ def main():
     ap.add_argument("--mlflow", action="store_true", help="also time mlflow.log_metric with a file store")
     ap.add_argument("--mlflow-calls", type=int, default=10000)
     ap.add_argument("--mlflow-reps", type=int, default=3)
+    ap.add_argument("--package", default=_pkg, help="the directory holding the kusari package (default: python/)")
     a = ap.parse_args()
     print("python %s on %s, %s" % (platform.python_version(), platform.machine(), platform.processor() or platform.platform()))
+    import kusari
+    print("kusari package:", os.path.dirname(kusari.__file__))
     with tempfile.TemporaryDirectory(prefix="kusari-bench-") as tmp:
         bench_kusari(a.calls, a.reps, tmp)
         if a.mlflow:

@@ -28,6 +28,7 @@ PACKAGES=(
   libcmocka-dev              # unit tests
   curl wrk                   # HTTP tests of scoring services; serving benchmark
   python3 python3-numpy      # npz round-trips against numpy in the tests
+  python3-venv python3-pip  # venvs for the Python package (scripts/python-install.sh) and the framework peers (scripts/python-peers.sh)
   dataset-fashion-mnist      # the reference data set (/usr/share/datasets/fashion-mnist)
   openmpi-bin libopenmpi-dev # MPI: kusari/comm.h's "mpi" communicator, mpirun (optional at build time)
   clang                      # libFuzzer targets of fuzz/ (scripts/fuzz.sh, the fuzzing stage of scripts/test.sh)

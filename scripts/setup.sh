@@ -2,7 +2,10 @@
 # The main job on a fresh Debian 12 machine, in one command:
 #   1. install the Debian packages kusari needs (scripts/install-deps.sh),
 #   2. build libkusari and kusari and install them under PREFIX (/usr/local),
-#   3. run the quickstart: train examples/mnist as a tracked run in the default
+#   3. install the kusari Python package into a venv, PREFIX/share/kusari/venv
+#      (scripts/python-install.sh: Debian 12's python3 refuses pip installs,
+#      PEP 668; the venv sees Debian's numpy),
+#   4. run the quickstart: train examples/mnist as a tracked run in the default
 #      workspace, wait for it with its output, register its model.
 #
 #   sudo scripts/setup.sh                      # as a user with sudo
@@ -47,6 +50,8 @@ cmake --build build -j"$JOBS"
 echo "== install into $PREFIX =="
 cmake --install build >/dev/null
 command -v ldconfig >/dev/null && ldconfig || true
+echo "== Python package =="
+PREFIX="$PREFIX" bash scripts/python-install.sh >/dev/null
 export PATH="$PREFIX/bin:$PATH"
 export PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 

@@ -101,6 +101,17 @@ def _bind(lib):
     lib.ks_error_last.restype = c.c_char_p
 
 
+def log_step_fast(lib):
+    """ks_run_log_step for Run.log's fast path, the cheapest ctypes call:
+    through PyDLL (the GIL stays held: the call only writes to shared
+    memory, so releasing and retaking the GIL would cost more than the call)
+    and without argtypes, so ctypes runs no converters. The caller passes
+    exactly (c_void_p, bytes, c_int64, c_double)."""
+    fn = ctypes.PyDLL(lib._name, handle=lib._handle).ks_run_log_step
+    fn.restype = ctypes.c_int
+    return fn
+
+
 def last_error(lib):
     msg = lib.ks_error_last()
     return msg.decode("utf-8", "replace") if msg else "unknown error"

@@ -65,11 +65,32 @@ class Run:
         self._lib = None
         self._h = None           # the C client's ks_run* (None: offline or not this process's run)
         self._names = {}         # metric name -> its UTF-8 bytes, checked once
-        self._log_step = None    # the C ks_run_log_step while connected
         if _live is not None:
             self._lib, self._h = _live
             self._h = ctypes.c_void_p(self._h)
-            self._log_step = self._lib.ks_run_log_step
+            self.log = self._fast_log()
+
+    def _fast_log(self):
+        """Run.log for a connected run, as a closure: its common case (a
+        float, no step, a name seen before) reads only locals and makes one
+        ctypes call with ready-made arguments (_native.log_step_fast); the
+        rest goes to Run.log."""
+        fn = _native.log_step_fast(self._lib)
+        h, names, double, nxt = self._h, self._names, ctypes.c_double, ctypes.c_int64(-1)
+        full = Run.log.__get__(self)
+
+        def log(name, value, step=None):
+            if step is None and value.__class__ is float:
+                try:
+                    b = names[name]
+                except (KeyError, TypeError):
+                    return full(name, value, step)
+                if fn(h, b, nxt, double(value)):
+                    self._check(-1)
+                return None
+            return full(name, value, step)
+        log.__doc__ = Run.log.__doc__
+        return log
 
     # -- the run of this process ------------------------------------------
     @classmethod
@@ -143,21 +164,11 @@ class Run:
 
     def log(self, name, value, step=None):
         """Appends value to metric name (step: None = the next step of name)."""
-        # fast path: a float, no step, a name seen before, inside a run
-        if step is None and value.__class__ is float:
-            try:
-                b = self._names[name]
-            except (KeyError, TypeError):
-                b = self._name(name)
-            w = self._log_step
-            if w is not None:
-                if w(self._h, b, -1, value):
-                    self._check(-1)
-                return
-        else:
-            b = self._name(name)
-            value = _value("log", name, value)
-            step = _step("log", step)
+        # (inside a run, self.log is _fast_log's closure, which comes here
+        # for anything but a float with no step and a known name)
+        b = self._name(name)
+        value = _value("log", name, value)
+        step = _step("log", step)
         if self._h is None:
             self._writer("log")
             return

@@ -177,16 +177,18 @@ fi
 # --- pip install ./python ------------------------------------------------------------
 # Debian's python3 has setuptools and wheel, so the install needs no network
 PY3=/usr/bin/python3; [ -x "$PY3" ] || PY3="$(command -v python3)"
-if "$PY3" -m venv --system-site-packages "$T/venv" >/dev/null 2>&1 && [ -x "$T/venv/bin/pip" ]; then
+# (the venv without its own pip: Debian's python3-pip serves it, and making
+# a venv with ensurepip takes a minute on a busy machine)
+if "$PY3" -m venv --system-site-packages --without-pip "$T/venv" >/dev/null 2>&1 && "$T/venv/bin/python" -m pip --version >/dev/null 2>&1; then
   cp -r "$SRC/python" "$T/pysrc"     # pip builds in place: keep the sources clean
-  if "$T/venv/bin/pip" install -q --no-index --no-build-isolation "$T/pysrc" >"$T/pip.log" 2>&1; then
+  if "$T/venv/bin/python" -m pip install -q --no-index --no-build-isolation "$T/pysrc" >"$T/pip.log" 2>&1; then
     out="$(cd / && "$T/venv/bin/python" -c 'import kusari, sys; print(kusari.__version__, kusari.Run.get_context().offline, kusari.__file__.startswith(sys.argv[1]))' "$T/venv" 2>&1)"
     assert_eq "0.1.0 True True" "$out" "pip install ./python: importable from the venv's site-packages"
   else
     fail "pip install ./python failed: $(tail -5 "$T/pip.log")"
   fi
 else
-  fail "$PY3 -m venv does not work here (install python3-venv)"
+  fail "$PY3 -m venv or its pip does not work here (install python3-venv python3-pip)"
 fi
 
 finish

@@ -6,18 +6,26 @@
 # 1000 test images after each epoch; the test checks 3 values at steps 0..2
 # and that the last one is that of a model that learned (>= 0.6; chance is
 # 0.1). The frameworks come from a Python that has them: $KUSARI_TEST_PEERS_PYTHON,
-# else bench/.venv (bench/setup-peers.sh installs numpy, torch and Chainer
-# 7.8.1 there). Skipped (77) when no such Python or no data set is found.
+# else the venv of scripts/python-peers.sh (~/.cache/kusari/python-peers, or
+# $KUSARI_PEERS_DIR; .ci/run makes it before the tests), else bench/.venv
+# (bench/setup-peers.sh). Skipped (77) when no such Python or no data set is
+# found, unless KUSARI_TEST_REQUIRE_PEERS=1 (CI sets it): then a missing
+# Python or framework fails.
+# (lib.sh moves HOME into the test's temp dir: find the peers' place first)
+PEERS_DIR=${KUSARI_PEERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kusari/python-peers}
 . "$(dirname "$0")/lib.sh"
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 DATA=/usr/share/datasets/fashion-mnist
 [ -d "$DATA" ] || { echo "skip: dataset-fashion-mnist not installed"; exit 77; }
 has() { SETUPTOOLS_USE_DISTUTILS=stdlib "$1" -W ignore -c "import $2" >/dev/null 2>&1; }
 PEERS=""
-for p in "${KUSARI_TEST_PEERS_PYTHON:-}" "$REPO/bench/.venv/bin/python"; do
+for p in "${KUSARI_TEST_PEERS_PYTHON:-}" "$PEERS_DIR/venv/bin/python" "$REPO/bench/.venv/bin/python"; do
   [ -n "$p" ] && [ -x "$p" ] && { has "$p" chainer || has "$p" torch; } && { PEERS="$p"; break; }
 done
-[ -n "$PEERS" ] || { echo "skip: no Python with chainer or torch (run bench/setup-peers.sh, or set KUSARI_TEST_PEERS_PYTHON)"; exit 77; }
+if [ -z "$PEERS" ]; then
+  [ "${KUSARI_TEST_REQUIRE_PEERS:-0}" = 1 ] && die "no Python with chainer or torch, and KUSARI_TEST_REQUIRE_PEERS=1 (run scripts/python-peers.sh)"
+  echo "skip: no Python with chainer or torch (run scripts/python-peers.sh, or set KUSARI_TEST_PEERS_PYTHON)"; exit 77
+fi
 "$K" compute create cpu --type local --max-nodes 1 >/dev/null || die "compute create"
 ENVF=()
 if [ -n "${KUSARI_TEST_CFLAGS:-}" ]; then   # see platform_python_client
@@ -94,7 +102,11 @@ PY
 
 ran=0
 for fw in chainer torch; do
-  has "$PEERS" "$fw" || { echo "note: $PEERS has no $fw; its script is not run"; continue; }
+  if ! has "$PEERS" "$fw"; then
+    # CI's peers may leave torch out (PEERS_TORCH=0); Chainer is always required there
+    [ "${KUSARI_TEST_REQUIRE_PEERS:-0}" = 1 ] && [ $fw = chainer -o "${PEERS_TORCH:-1}" != 0 ] && { fail "$PEERS has no $fw"; continue; }
+    echo "note: $PEERS has no $fw; its script is not run"; continue
+  fi
   ran=$((ran + 1))
   id="$(submit --experiment "py-$fw" --source "$T/src" --entry "train_$fw.py" --compute cpu --env "$T/env.json")"
   out="$($K run wait "$id" --show-output 2>&1)"
