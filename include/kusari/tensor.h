@@ -22,7 +22,16 @@ extern "C" {
 
 typedef enum ks_dtype { KS_F32 = 0, KS_I32 = 1 } ks_dtype;
 
-typedef enum ks_device_type { KS_DEVICE_CPU = 0, KS_DEVICE_CUDA = 1 } ks_device_type;
+/* Device types: the CPU is built in; others are served by a backend
+ * registered with ks_backend_register (kusari/backend.h). KS_DEVICE_CHECKED
+ * is the tests' checked CPU backend (device memory the host cannot read). */
+typedef enum ks_device_type {
+  KS_DEVICE_CPU = 0,
+  KS_DEVICE_CUDA = 1,
+  KS_DEVICE_CHECKED = 2
+} ks_device_type;
+#define KS_MAX_DEVICE_TYPES 8
+/* A device: its type and its index among the devices of that type. */
 typedef struct ks_device { ks_device_type type; int id; } ks_device;
 #define KS_CPU ((ks_device){KS_DEVICE_CPU, 0})
 
