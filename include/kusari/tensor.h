@@ -63,6 +63,22 @@ ks_tensor *ks_tensor_clone(const ks_tensor *t);
 /* Frees a heap tensor (and its data if owned). NULL and arena tensors: no-op. */
 void ks_tensor_free(ks_tensor *t);
 
+/* ---- devices (src/core/device.c). Device memory is reached only through
+ * the device's backend (kusari/backend.h): host code must not dereference
+ * t->data of a tensor whose device is not the CPU. */
+/* New zero-filled heap tensor on 'dev' (KS_EUNSUPPORTED: no backend for it). */
+ks_tensor *ks_tensor_new_on(ks_device dev, ks_dtype dtype, int ndim, const int64_t *shape);
+/* New heap tensor on 'dev' holding a copy of t (from any device). */
+ks_tensor *ks_tensor_to_device(const ks_tensor *t, ks_device dev);
+/* Moves a heap tensor that owns its data to 'dev' in place (Chainer's
+ * to_gpu/to_cpu): the struct stays, its data is copied and the old freed. */
+int ks_to_device(ks_tensor *t, ks_device dev);
+/* Copies all of t to host memory dst / from host memory src. */
+int ks_tensor_to_host(const ks_tensor *t, void *dst);
+int ks_tensor_from_host(ks_tensor *t, const void *src);
+/* dst = src (same dtype and shape, any devices). */
+int ks_tensor_copy(ks_tensor *dst, const ks_tensor *src);
+
 /* Fills 'view' with a tensor sharing 'data' (not owned). */
 int ks_tensor_view_init(ks_tensor *view, ks_dtype dtype, int ndim, const int64_t *shape, void *data);
 
