@@ -15,6 +15,10 @@
 
 #include "kusari/backend.h"
 #include "kusari/link.h"
+#include "kusari/serializers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
 
 #include <math.h>
 #include <string.h>
@@ -178,6 +182,35 @@ static void test_backend_ops__host_touch_dies(void **state) {
   ks_tensor_free(d);
 }
 
+/* npz save/load of a model on the checked device (host copies both ways). */
+static void test_backend_ops__npz_from_device(void **state) {
+  (void)state;
+  char dir[] = "/tmp/ks_backend_ops_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[64];
+  snprintf(path, sizeof path, "%s/m.npz", dir);
+  ks_link *ref = ks_linear_link_new(5, 3, &(ks_linear_opts){.seed = 21});
+  ks_link *dev = ks_linear_link_new(5, 3, &(ks_linear_opts){.seed = 21});
+  ks_link *back = ks_linear_link_new(5, 3, &(ks_linear_opts){.seed = 99});
+  ks_link *back_dev = ks_linear_link_new(5, 3, &(ks_linear_opts){.seed = 98});
+  assert_int_equal(ks_link_to_device(dev, CK), KS_OK);
+  assert_int_equal(ks_save_npz(path, dev), KS_OK);
+  assert_int_equal(ks_load_npz(path, back), KS_OK);
+  assert_int_equal(ks_link_to_device(back_dev, CK), KS_OK);
+  assert_int_equal(ks_load_npz(path, back_dev), KS_OK);
+  assert_int_equal(ks_link_param(back_dev, "W")->data->device.type, KS_DEVICE_CHECKED);
+  assert_int_equal(ks_link_to_device(back_dev, KS_CPU), KS_OK);
+  const ks_tensor *w0 = ks_link_param(ref, "W")->data;
+  assert_memory_equal(ks_link_param(back, "W")->data->data, w0->data, ks_tensor_nbytes(w0));
+  assert_memory_equal(ks_link_param(back_dev, "W")->data->data, w0->data, ks_tensor_nbytes(w0));
+  ks_link_free(ref);
+  ks_link_free(dev);
+  ks_link_free(back);
+  ks_link_free(back_dev);
+  unlink(path);
+  rmdir(dir);
+}
+
 /* ---- the op table ------------------------------------------------------------- */
 
 /* One case: builds a loss from x (4, 6) int labels t (4,) and the link's
@@ -255,6 +288,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_backend_ops__tensor_moves),
     cmocka_unit_test(test_backend_ops__host_touch_dies),
+    cmocka_unit_test(test_backend_ops__npz_from_device),
     cmocka_unit_test(test_backend_ops__table),
   };
   return cmocka_run_group_tests(tests, checked_setup, checked_teardown);
