@@ -613,6 +613,11 @@ int ks_link_pack(ks_link *root) {
     if (!f[i].param->initialized)
       return ks_error_set(KS_ESTATE, "cannot pack: parameter '%s' is not initialized yet "
                           "(run a forward pass first)", f[i].path);
+  for (int i = 0; i < n; i++)
+    if (f[i].param->data.device.type != KS_DEVICE_CPU)
+      return ks_error_set(KS_EUNSUPPORTED, "cannot pack: parameter '%s' is on device %d:%d and "
+                          "the flat pack (and so the optimizers) hold host memory only so far",
+                          f[i].path, (int)f[i].param->data.device.type, f[i].param->data.device.id);
   ks_pack *pk = calloc(1, sizeof *pk);
   if (!pk) return ks_error_set(KS_ENOMEM, "out of memory packing parameters");
   pk->params = calloc((size_t)(n ? n : 1), sizeof *pk->params);

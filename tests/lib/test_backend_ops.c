@@ -211,6 +211,20 @@ static void test_backend_ops__npz_from_device(void **state) {
   rmdir(dir);
 }
 
+/* Not yet through the table: the flat pack refuses a model on a device
+ * instead of reading its memory from the host. */
+static void test_backend_ops__pack_refuses_device(void **state) {
+  (void)state;
+  ks_link *l = ks_linear_link_new(4, 2, NULL);
+  assert_int_equal(ks_link_to_device(l, CK), KS_OK);
+  assert_int_equal(ks_link_pack(l), KS_EUNSUPPORTED);
+  assert_non_null(strstr(ks_error_last(), "host memory only"));
+  assert_int_equal(ks_link_to_device(l, KS_CPU), KS_OK);
+  assert_int_equal(ks_link_pack(l), KS_OK);
+  assert_int_equal(ks_link_to_device(l, CK), KS_EUNSUPPORTED); /* packed: move before packing */
+  ks_link_free(l);
+}
+
 /* ---- the op table ------------------------------------------------------------- */
 
 /* One case: builds a loss from x (4, 6) int labels t (4,) and the link's
@@ -289,6 +303,7 @@ int main(void) {
     cmocka_unit_test(test_backend_ops__tensor_moves),
     cmocka_unit_test(test_backend_ops__host_touch_dies),
     cmocka_unit_test(test_backend_ops__npz_from_device),
+    cmocka_unit_test(test_backend_ops__pack_refuses_device),
     cmocka_unit_test(test_backend_ops__table),
   };
   return cmocka_run_group_tests(tests, checked_setup, checked_teardown);
