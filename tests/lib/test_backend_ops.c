@@ -94,6 +94,23 @@ CK_VOID(sigmoid_forward, (int64_t n, const float *x, float *y), (n, x, y))
 CK_VOID(sigmoid_backward, (int64_t n, const float *y, const float *gy, float *gx), (n, y, gy, gx))
 CK_VOID(softmax_xent_backward, (int64_t n, int64_t c, const float *p, const int32_t *t,
                                 int32_t ig, float s, float *gx), (n, c, p, t, ig, s, gx))
+CK_VOID(leaky_relu_forward, (int64_t n, float s, const float *x, float *y), (n, s, x, y))
+CK_VOID(leaky_relu_backward, (int64_t n, float s, const float *x, const float *gy, float *gx),
+        (n, s, x, gy, gx))
+CK_VOID(tanh_forward, (int64_t n, const float *x, float *y), (n, x, y))
+CK_VOID(tanh_backward, (int64_t n, const float *y, const float *gy, float *gx), (n, y, gy, gx))
+CK_VOID(softmax_forward, (int64_t o, int64_t c, int64_t i, const float *x, float *y), (o, c, i, x, y))
+CK_VOID(softmax_backward, (int64_t o, int64_t c, int64_t i, const float *y, const float *gy,
+                           float *gx), (o, c, i, y, gy, gx))
+CK_VOID(log_softmax_forward, (int64_t o, int64_t c, int64_t i, const float *x, float *y),
+        (o, c, i, x, y))
+CK_VOID(log_softmax_backward, (int64_t o, int64_t c, int64_t i, const float *y, const float *gy,
+                               float *gx), (o, c, i, y, gy, gx))
+CK_VOID(sum_axis, (int64_t o, int64_t c, int64_t i, float a, const float *x, float *y),
+        (o, c, i, a, x, y))
+CK_VOID(broadcast_axis, (int64_t o, int64_t c, int64_t i, float a, const float *gy, float *gx),
+        (o, c, i, a, gy, gx))
+CK_VOID(sum_sq, (int64_t n, float a, const float *x, float *o), (n, a, x, o))
 static int64_t ck_softmax_xent_forward(int64_t n, int64_t c, const float *x, const int32_t *t,
                                        int32_t ig, float *p, float *loss) {
   ck_open();
@@ -117,6 +134,12 @@ static int checked_setup(void **state) {
     .broadcast_rows = ck_broadcast_rows, .col_sum = ck_col_sum,
     .relu_forward = ck_relu_forward, .relu_backward = ck_relu_backward,
     .sigmoid_forward = ck_sigmoid_forward, .sigmoid_backward = ck_sigmoid_backward,
+    .leaky_relu_forward = ck_leaky_relu_forward, .leaky_relu_backward = ck_leaky_relu_backward,
+    .tanh_forward = ck_tanh_forward, .tanh_backward = ck_tanh_backward,
+    .softmax_forward = ck_softmax_forward, .softmax_backward = ck_softmax_backward,
+    .log_softmax_forward = ck_log_softmax_forward,
+    .log_softmax_backward = ck_log_softmax_backward,
+    .sum_axis = ck_sum_axis, .broadcast_axis = ck_broadcast_axis, .sum_sq = ck_sum_sq,
     .softmax_xent_forward = ck_softmax_xent_forward,
     .softmax_xent_backward = ck_softmax_xent_backward,
   };
@@ -245,7 +268,26 @@ static ks_var *case_add_mul(ks_ctx *c, ks_link *l, ks_var *x, ks_var *t) {
   return ks_softmax_cross_entropy(c, ks_mul(c, ks_add(c, h, h), h), t, -1);
 }
 
+static ks_var *case_leaky_tanh(ks_ctx *c, ks_link *l, ks_var *x, ks_var *t) {
+  ks_var *h = ks_tanh(c, ks_leaky_relu(c, ks_link_forward(c, l, x), 0.2));
+  return ks_softmax_cross_entropy(c, h, t, -1);
+}
+static ks_var *case_softmax_mse(ks_ctx *c, ks_link *l, ks_var *x, ks_var *t) {
+  (void)t;
+  ks_var *h = ks_link_forward(c, l, x);
+  return ks_mean_squared_error(c, ks_softmax(c, h, 1), ks_scale(c, ks_sub(c, h, ks_log_softmax(c, h)), 0.5));
+}
+static ks_var *case_sum_mean(ks_ctx *c, ks_link *l, ks_var *x, ks_var *t) {
+  (void)t;
+  ks_var *h = ks_link_forward(c, l, x);
+  ks_var *a = ks_sum(c, ks_mul(c, h, h), 1);            /* (4,) */
+  return ks_mean(c, ks_add(c, a, ks_mean(c, h, 1)), KS_AXIS_ALL);
+}
+
 static const struct { const char *name; op_case_fn fn; } op_cases[] = {
+  {"leaky_relu, tanh", case_leaky_tanh},
+  {"softmax, log_softmax, sub, scale, mean_squared_error", case_softmax_mse},
+  {"sum, mean", case_sum_mean},
   {"linear+softmax_cross_entropy", case_linear_xent},
   {"relu", case_relu},
   {"sigmoid", case_sigmoid},
