@@ -191,6 +191,10 @@ int ks_backend_register(ks_device_type type, int count, const ks_backend_ops *op
 /* Devices of 'type' that have a backend (1 for the CPU, 0 when none). */
 int ks_device_count(ks_device_type type);
 int ks_device_equal(ks_device a, ks_device b);
+/* Registers the CUDA backend for every CUDA device the driver reports.
+ * KS_EUNSUPPORTED when built without -DKUSARI_CUDA=ON or when no device is
+ * present. (A skeleton so far: memory, copies, fills, gemm, axpy.) */
+int ks_backend_cuda_register(void);
 static inline const ks_backend_ops *ks_backend_for(const ks_tensor *t) {
   return ks_backend_for_device(t->device);
 }

@@ -53,11 +53,27 @@ static void test_backend_registry__refused(void **state) {
   assert_null(ks_backend_for_device((ks_device){KS_DEVICE_CHECKED, 0}));
 }
 
+/* Without -DKUSARI_CUDA=ON (or without a GPU) registering CUDA is refused
+ * with a message, and no CUDA device appears. */
+static void test_backend_registry__cuda(void **state) {
+  (void)state;
+  int rc = ks_backend_cuda_register();
+  if (rc == KS_OK) {
+    assert_true(ks_device_count(KS_DEVICE_CUDA) >= 1);
+    assert_string_equal(ks_backend_for_device((ks_device){KS_DEVICE_CUDA, 0})->name, "cuda");
+  } else {
+    assert_int_equal(rc, KS_EUNSUPPORTED);
+    assert_true(strstr(ks_error_last(), "CUDA") != NULL);
+    assert_int_equal(ks_device_count(KS_DEVICE_CUDA), 0);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_backend_registry__cpu_builtin),
     cmocka_unit_test(test_backend_registry__register_ids),
     cmocka_unit_test(test_backend_registry__refused),
+    cmocka_unit_test(test_backend_registry__cuda),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
