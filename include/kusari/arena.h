@@ -27,9 +27,16 @@ typedef struct ks_arena_stats {
 
 /* New arena with an initial block of 'initial' bytes (0: a default). */
 ks_arena *ks_arena_new(size_t initial);
+/* Arena whose blocks come from mem_alloc / mem_free (a device's memory, e.g.
+ * a backend's alloc and free: the block list itself stays on the host). The
+ * memory handed out is then only for that device's kernels. NULL functions:
+ * host memory, as ks_arena_new. */
+ks_arena *ks_arena_new_with(size_t initial, void *(*mem_alloc)(size_t bytes),
+                            void (*mem_free)(void *p));
 void ks_arena_free(ks_arena *a);
 /* 64-byte aligned memory, NULL (error set) on OOM. Not zeroed. */
 void *ks_arena_alloc(ks_arena *a, size_t size);
+/* Host arenas only (zeroes with memset). */
 void *ks_arena_calloc(ks_arena *a, size_t size);
 /* Forget everything allocated; consolidates blocks to the high-water size. */
 void ks_arena_reset(ks_arena *a);

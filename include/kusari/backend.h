@@ -42,6 +42,8 @@ typedef struct ks_backend_ops {
   void  (*free)(void *p);
   void  (*memcpy_to_host)(void *dst, const void *src, size_t bytes);
   void  (*memcpy_from_host)(void *dst, const void *src, size_t bytes);
+  /* every byte of dst (device) = value (required) */
+  void  (*fill_bytes)(void *dst, int value, size_t bytes);
   /* C(M,N) = alpha * op(A) op(B) + beta * C, row-major, op = transpose if
    * trans_* (required) */
   void (*gemm)(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
@@ -60,7 +62,8 @@ typedef struct ks_backend_ops {
    * of this backend, float32 unless typed otherwise, contiguous and row-major;
    * outputs never alias inputs unless said. Shapes: (n, m) is n rows of m. */
 
-  /* dst = src over 'bytes' bytes, both on the device */
+  /* dst = src over 'bytes' bytes, both on the device (required, although it
+   * stands here next to the kernels that use it) */
   void (*copy)(void *dst, const void *src, size_t bytes);
   /* y = alpha * x over n floats; y may equal x */
   void (*scale)(int64_t n, float alpha, const float *x, float *y);
@@ -176,7 +179,22 @@ typedef struct ks_backend_ops {
                       const float *gamma, float *gx, float *ggamma, float *gbeta);
 } ks_backend_ops;
 
+/* The table serving 'dev', or NULL when no backend serves it (an
+ * unregistered type, or an id past the type's device count). The CPU (id 0
+ * only) is built in. */
 const ks_backend_ops *ks_backend_for_device(ks_device dev);
+/* Registers 'ops' as the backend of 'count' devices of 'type' (ids 0 ..
+ * count-1), replacing any earlier one; ops NULL unregisters. Register before
+ * any tensor lives on those devices. KS_EINVAL for the CPU type (built in), a
+ * type out of range, count < 1 or a table lacking a required member. */
+int ks_backend_register(ks_device_type type, int count, const ks_backend_ops *ops);
+/* Devices of 'type' that have a backend (1 for the CPU, 0 when none). */
+int ks_device_count(ks_device_type type);
+int ks_device_equal(ks_device a, ks_device b);
+/* Registers the CUDA backend for every CUDA device the driver reports.
+ * KS_EUNSUPPORTED when built without -DKUSARI_CUDA=ON or when no device is
+ * present. (A skeleton so far: memory, copies, fills, gemm, axpy.) */
+int ks_backend_cuda_register(void);
 static inline const ks_backend_ops *ks_backend_for(const ks_tensor *t) {
   return ks_backend_for_device(t->device);
 }

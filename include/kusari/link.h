@@ -151,6 +151,11 @@ int ks_link_namedparams(ks_link *link, int include_uninit,
 
 /* Chainer's cleargrads: every gradient becomes "None" (grad_valid = 0). */
 void ks_link_cleargrads(ks_link *link);
+/* Moves every initialized parameter (data and gradient) and float persistent
+ * of the tree to 'dev' (Chainer's to_gpu / to_cpu; KS_CPU brings it back).
+ * Run it through a ctx set to the same device (ks_ctx_set_device). Move
+ * before ks_link_pack (a packed tree: KS_EUNSUPPORTED). */
+int ks_link_to_device(ks_link *link, ks_device dev);
 /* Chainer's zerograds: every initialized gradient is set to zeros (valid).
  * One memset when packed. */
 void ks_link_zerograds(ks_link *link);

@@ -22,7 +22,16 @@ extern "C" {
 
 typedef enum ks_dtype { KS_F32 = 0, KS_I32 = 1 } ks_dtype;
 
-typedef enum ks_device_type { KS_DEVICE_CPU = 0, KS_DEVICE_CUDA = 1 } ks_device_type;
+/* Device types: the CPU is built in; others are served by a backend
+ * registered with ks_backend_register (kusari/backend.h). KS_DEVICE_CHECKED
+ * is the tests' checked CPU backend (device memory the host cannot read). */
+typedef enum ks_device_type {
+  KS_DEVICE_CPU = 0,
+  KS_DEVICE_CUDA = 1,
+  KS_DEVICE_CHECKED = 2
+} ks_device_type;
+#define KS_MAX_DEVICE_TYPES 8
+/* A device: its type and its index among the devices of that type. */
 typedef struct ks_device { ks_device_type type; int id; } ks_device;
 #define KS_CPU ((ks_device){KS_DEVICE_CPU, 0})
 
@@ -53,6 +62,22 @@ ks_tensor *ks_tensor_from_data(ks_dtype dtype, int ndim, const int64_t *shape, c
 ks_tensor *ks_tensor_clone(const ks_tensor *t);
 /* Frees a heap tensor (and its data if owned). NULL and arena tensors: no-op. */
 void ks_tensor_free(ks_tensor *t);
+
+/* ---- devices (src/core/device.c). Device memory is reached only through
+ * the device's backend (kusari/backend.h): host code must not dereference
+ * t->data of a tensor whose device is not the CPU. */
+/* New zero-filled heap tensor on 'dev' (KS_EUNSUPPORTED: no backend for it). */
+ks_tensor *ks_tensor_new_on(ks_device dev, ks_dtype dtype, int ndim, const int64_t *shape);
+/* New heap tensor on 'dev' holding a copy of t (from any device). */
+ks_tensor *ks_tensor_to_device(const ks_tensor *t, ks_device dev);
+/* Moves a heap tensor that owns its data to 'dev' in place (Chainer's
+ * to_gpu/to_cpu): the struct stays, its data is copied and the old freed. */
+int ks_to_device(ks_tensor *t, ks_device dev);
+/* Copies all of t to host memory dst / from host memory src. */
+int ks_tensor_to_host(const ks_tensor *t, void *dst);
+int ks_tensor_from_host(ks_tensor *t, const void *src);
+/* dst = src (same dtype and shape, any devices). */
+int ks_tensor_copy(ks_tensor *dst, const ks_tensor *src);
 
 /* Fills 'view' with a tensor sharing 'data' (not owned). */
 int ks_tensor_view_init(ks_tensor *view, ks_dtype dtype, int ndim, const int64_t *shape, void *data);

@@ -68,6 +68,17 @@ int ks_ctx_set_update_persistents(ks_ctx *ctx, int enable);
 int ks_ctx_update_persistents(const ks_ctx *ctx);
 
 /* Arena tensors: uninitialized / zero-filled. NULL (error set) on failure. */
+/* The device whose memory holds the tensors the ctx makes (the CPU unless
+ * set): functions compute on the device of their inputs and put their
+ * outputs here, so a model on a device runs through a ctx set to it
+ * (ks_link_to_device). Each device has its own arena, reset with the ctx.
+ * Set it right after ks_ctx_new or ks_ctx_reset (it drops the device arena).
+ * KS_EUNSUPPORTED when no backend serves 'dev'. */
+int ks_ctx_set_device(ks_ctx *ctx, ks_device dev);
+ks_device ks_ctx_device(const ks_ctx *ctx);
+/* The arena holding tensor data on the ctx's device (the host arena on the CPU). */
+ks_arena *ks_ctx_device_arena(ks_ctx *ctx);
+/* Tensors on the ctx's device; ks_var_from_data copies 'src' from the host. */
 ks_tensor *ks_ctx_tensor(ks_ctx *ctx, ks_dtype dtype, int ndim, const int64_t *shape);
 ks_tensor *ks_ctx_tensor_zeros(ks_ctx *ctx, ks_dtype dtype, int ndim, const int64_t *shape);
 ks_tensor *ks_ctx_tensor_like(ks_ctx *ctx, const ks_tensor *t);

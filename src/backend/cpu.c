@@ -21,6 +21,7 @@ static void *cpu_alloc(size_t bytes) {
 }
 static void cpu_free(void *p) { free(p); }
 static void cpu_memcpy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void cpu_fill_bytes(void *dst, int value, size_t bytes) { memset(dst, value, bytes); }
 
 /* ---------------------------------------------------------------------------- */
 /* Threads. OpenBLAS is kept single-threaded and each GEMM is split into
@@ -308,6 +309,7 @@ static const ks_backend_ops ks_cpu_backend = {
   .free = cpu_free,
   .memcpy_to_host = cpu_memcpy,
   .memcpy_from_host = cpu_memcpy,
+  .fill_bytes = cpu_fill_bytes,
   .gemm = cpu_gemm,
   .axpy = cpu_axpy,
   .fill = cpu_fill,
@@ -356,13 +358,8 @@ static const ks_backend_ops ks_cpu_backend = {
   .bn_backward = ks__cpu_bn_backward,
 };
 
-const ks_backend_ops *ks_backend_for_device(ks_device dev) {
-  switch (dev.type) {
-    case KS_DEVICE_CPU: return &ks_cpu_backend;
-    case KS_DEVICE_CUDA: return NULL; /* not built in: see docs/ARCHITECTURE.md */
-  }
-  return NULL;
-}
+/* The built-in entry of the registry (src/backend/registry.c). */
+const ks_backend_ops *ks__cpu_backend(void) { return &ks_cpu_backend; }
 
 void ks_set_num_threads(int n) { ks_cpu_backend.set_threads(n); }
 int ks_get_num_threads(void) { return ks_cpu_backend.get_threads(); }

@@ -25,13 +25,17 @@ typedef struct ks_block {
 struct ks_arena {
   ks_block *head;   /* current block (most recent) */
   size_t used_total, high_water, mallocs;
+  void *(*mem_alloc)(size_t bytes); /* block memory: NULL = host (aligned_alloc) */
+  void (*mem_free)(void *p);
 };
+
+static void *host_alloc(size_t cap) { return aligned_alloc(KS_ARENA_ALIGN, cap); }
 
 static ks_block *block_new(ks_arena *a, size_t cap) {
   ks_block *b = malloc(sizeof *b);
   if (!b) return NULL;
   cap = (cap + KS_ARENA_ALIGN - 1) & ~(size_t)(KS_ARENA_ALIGN - 1);
-  b->mem = aligned_alloc(KS_ARENA_ALIGN, cap);
+  b->mem = a->mem_alloc(cap);
   if (!b->mem) { free(b); return NULL; }
   b->cap = cap;
   b->used = 0;
@@ -40,13 +44,18 @@ static ks_block *block_new(ks_arena *a, size_t cap) {
   return b;
 }
 
-static void blocks_free(ks_block *b) {
-  while (b) { ks_block *n = b->next; free(b->mem); free(b); b = n; }
+static void blocks_free(ks_arena *a, ks_block *b) {
+  while (b) { ks_block *n = b->next; a->mem_free(b->mem); free(b); b = n; }
 }
 
-ks_arena *ks_arena_new(size_t initial) {
+ks_arena *ks_arena_new(size_t initial) { return ks_arena_new_with(initial, NULL, NULL); }
+
+ks_arena *ks_arena_new_with(size_t initial, void *(*mem_alloc)(size_t bytes),
+                            void (*mem_free)(void *p)) {
   ks_arena *a = calloc(1, sizeof *a);
   if (!a) { ks_error_set(KS_ENOMEM, "out of memory creating an arena"); return NULL; }
+  a->mem_alloc = mem_alloc && mem_free ? mem_alloc : host_alloc;
+  a->mem_free = mem_alloc && mem_free ? mem_free : free;
   a->head = block_new(a, initial ? initial : KS_ARENA_DEFAULT);
   if (!a->head) { free(a); ks_error_set(KS_ENOMEM, "out of memory creating an arena"); return NULL; }
   return a;
@@ -54,7 +63,7 @@ ks_arena *ks_arena_new(size_t initial) {
 
 void ks_arena_free(ks_arena *a) {
   if (!a) return;
-  blocks_free(a->head);
+  blocks_free(a, a->head);
   free(a);
 }
 
@@ -91,11 +100,11 @@ void ks_arena_reset(ks_arena *a) {
     /* more than one block was needed: replace all by one of high-water size */
     ks_block *nb = block_new(a, a->high_water);
     if (nb) {
-      blocks_free(a->head);
+      blocks_free(a, a->head);
       a->head = nb;
     } else {
       /* keep the biggest (most recent) block; free the older ones */
-      blocks_free(a->head->next);
+      blocks_free(a, a->head->next);
       a->head->next = NULL;
     }
   }

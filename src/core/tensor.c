@@ -3,6 +3,7 @@
  */
 #include "kusari/tensor.h"
 #include "kusari/error.h"
+#include "kusari/backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,12 +112,19 @@ ks_tensor *ks_tensor_from_data(ks_dtype dtype, int ndim, const int64_t *shape, c
 }
 
 ks_tensor *ks_tensor_clone(const ks_tensor *src) {
+  if (src->device.type != KS_DEVICE_CPU) return ks_tensor_to_device(src, src->device);
   return ks_tensor_from_data(src->dtype, src->ndim, src->shape, src->data);
 }
 
 void ks_tensor_free(ks_tensor *t) {
   if (!t || !(t->flags & KS_TENSOR_HEAP)) return;
-  if (t->flags & KS_TENSOR_OWNS_DATA) free(t->data);
+  if (t->flags & KS_TENSOR_OWNS_DATA) {
+    if (t->device.type == KS_DEVICE_CPU) free(t->data);
+    else {
+      const ks_backend_ops *be = ks_backend_for_device(t->device);
+      if (be) be->free(t->data);
+    }
+  }
   free(t);
 }
 

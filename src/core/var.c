@@ -17,7 +17,10 @@
 #include <string.h>
 
 struct ks_ctx {
-  ks_arena *arena;
+  ks_arena *arena;     /* host: vars, nodes, tensor structs; tensor data on the CPU */
+  ks_device device;    /* where ks_ctx_tensor puts tensor data                    */
+  const ks_backend_ops *be;  /* its backend (NULL while the device is the CPU)    */
+  ks_arena *dev_arena; /* tensor data on 'device' when that is not the CPU       */
   ks_rng rng;
   int train;
   int backprop;
@@ -46,10 +49,35 @@ ks_ctx *ks_ctx_new(void) {
 void ks_ctx_free(ks_ctx *ctx) {
   if (!ctx) return;
   ks_arena_free(ctx->arena);
+  ks_arena_free(ctx->dev_arena);
   free(ctx);
 }
 
-void ks_ctx_reset(ks_ctx *ctx) { ks_arena_reset(ctx->arena); }
+void ks_ctx_reset(ks_ctx *ctx) {
+  ks_arena_reset(ctx->arena);
+  if (ctx->dev_arena) ks_arena_reset(ctx->dev_arena);
+}
+
+int ks_ctx_set_device(ks_ctx *ctx, ks_device dev) {
+  const ks_backend_ops *be = ks_backend_for_device(dev);
+  if (!be)
+    return ks_error_set(KS_EUNSUPPORTED, "ks_ctx_set_device: no backend serves device %d:%d "
+                        "(register one with ks_backend_register)", (int)dev.type, dev.id);
+  if (ks_device_equal(dev, ctx->device)) return KS_OK;
+  ks_arena *da = NULL;
+  if (dev.type != KS_DEVICE_CPU) {
+    da = ks_arena_new_with(0, be->alloc, be->free);
+    if (!da) return ks_error_last_code();
+  }
+  ks_arena_free(ctx->dev_arena);
+  ctx->dev_arena = da;
+  ctx->device = dev;
+  ctx->be = dev.type == KS_DEVICE_CPU ? NULL : be;
+  return KS_OK;
+}
+
+ks_device ks_ctx_device(const ks_ctx *ctx) { return ctx->device; }
+ks_arena *ks_ctx_device_arena(ks_ctx *ctx) { return ctx->dev_arena ? ctx->dev_arena : ctx->arena; }
 ks_arena *ks_ctx_arena(ks_ctx *ctx) { return ctx->arena; }
 ks_rng *ks_ctx_rng(ks_ctx *ctx) { return &ctx->rng; }
 void ks_ctx_seed(ks_ctx *ctx, uint64_t seed) { ks_rng_seed(&ctx->rng, seed); }
@@ -79,15 +107,18 @@ ks_tensor *ks_ctx_tensor(ks_ctx *ctx, ks_dtype dtype, int ndim, const int64_t *s
   ks_tensor *t = ks_arena_alloc(ctx->arena, sizeof *t);
   if (!t) return NULL;
   if (ks_tensor_view_init(t, dtype, ndim, shape, NULL) != KS_OK) return NULL;
-  t->data = ks_arena_alloc(ctx->arena, ks_tensor_nbytes(t));
+  t->data = ks_arena_alloc(ctx->dev_arena ? ctx->dev_arena : ctx->arena, ks_tensor_nbytes(t));
   if (!t->data) return NULL;
+  t->device = ctx->device;
   t->flags = KS_TENSOR_ARENA;
   return t;
 }
 
 ks_tensor *ks_ctx_tensor_zeros(ks_ctx *ctx, ks_dtype dtype, int ndim, const int64_t *shape) {
   ks_tensor *t = ks_ctx_tensor(ctx, dtype, ndim, shape);
-  if (t) memset(t->data, 0, ks_tensor_nbytes(t));
+  if (!t) return NULL;
+  if (ctx->be) ctx->be->fill_bytes(t->data, 0, ks_tensor_nbytes(t));
+  else memset(t->data, 0, ks_tensor_nbytes(t));
   return t;
 }
 
@@ -110,7 +141,8 @@ ks_var *ks_var_from_data(ks_ctx *ctx, ks_dtype dtype, int ndim, const int64_t *s
                          const void *src, int requires_grad) {
   ks_tensor *t = ks_ctx_tensor(ctx, dtype, ndim, shape);
   if (!t) return NULL;
-  memcpy(t->data, src, ks_tensor_nbytes(t));
+  if (ctx->be) ctx->be->memcpy_from_host(t->data, src, ks_tensor_nbytes(t));
+  else memcpy(t->data, src, ks_tensor_nbytes(t));
   return ks_var_new(ctx, t, requires_grad);
 }
 

@@ -8,6 +8,7 @@
  */
 #include "link_impl.h"
 #include "kusari/error.h"
+#include "kusari/backend.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -67,10 +68,17 @@ static void pack_free(ks_pack *pk) {
   free(pk);
 }
 
+/* A parameter's own buffer lives on its device (ks_link_to_device). */
+static void own_free(ks_device dev, void *ptr) {
+  const ks_backend_ops *be = ptr ? ks_backend_for_device(dev) : NULL;
+  if (be) be->free(ptr);
+  else free(ptr);
+}
+
 static void param_free(ks_param *p) {
   if (!p) return;
-  free(p->own_data);
-  free(p->own_grad);
+  own_free(p->data.device, p->own_data);
+  own_free(p->data.device, p->own_grad);
   free(p->name);
   free(p->path);
   free(p);
@@ -239,10 +247,11 @@ int ks__param_alloc(ks_param *p, int ndim, const int64_t *shape) {
   if (n < 0) return ks_error_last_code();
   float *d = alloc_floats(n), *g = alloc_floats(n);
   if (!d || !g) { free(d); free(g); return ks_error_last_code(); }
+  const ks_device old_dev = p->data.device;
   ks_tensor_view_init(&p->data, KS_F32, ndim, shape, d);
   ks_tensor_view_init(&p->grad, KS_F32, ndim, shape, g);
-  free(p->own_data);
-  free(p->own_grad);
+  own_free(old_dev, p->own_data);
+  own_free(old_dev, p->own_grad);
   p->own_data = d;
   p->own_grad = g;
   p->pack = NULL;
@@ -253,8 +262,8 @@ int ks__param_alloc(ks_param *p, int ndim, const int64_t *shape) {
 
 void ks__param_uninit(ks_param *p) {
   const int64_t none[1] = {0};
-  free(p->own_data);
-  free(p->own_grad);
+  own_free(p->data.device, p->own_data);
+  own_free(p->data.device, p->own_grad);
   p->own_data = p->own_grad = NULL;
   p->initialized = 0;
   p->var.grad_valid = 0;
@@ -604,6 +613,11 @@ int ks_link_pack(ks_link *root) {
     if (!f[i].param->initialized)
       return ks_error_set(KS_ESTATE, "cannot pack: parameter '%s' is not initialized yet "
                           "(run a forward pass first)", f[i].path);
+  for (int i = 0; i < n; i++)
+    if (f[i].param->data.device.type != KS_DEVICE_CPU)
+      return ks_error_set(KS_EUNSUPPORTED, "cannot pack: parameter '%s' is on device %d:%d and "
+                          "the flat pack (and so the optimizers) hold host memory only so far",
+                          f[i].path, (int)f[i].param->data.device.type, f[i].param->data.device.id);
   ks_pack *pk = calloc(1, sizeof *pk);
   if (!pk) return ks_error_set(KS_ENOMEM, "out of memory packing parameters");
   pk->params = calloc((size_t)(n ? n : 1), sizeof *pk->params);

@@ -156,9 +156,15 @@ int ks_npz_writer_add(ks_npz_writer *w, const char *key, ks_npz_dtype dtype, int
 
 int ks_npz_writer_add_tensor(ks_npz_writer *w, const char *key, const ks_tensor *t) {
   if (!t) return ks_error_set(KS_EINVAL, "npz key '%s': tensor is NULL", key ? key : "");
-  if (t->device.type != KS_DEVICE_CPU) return ks_error_set(KS_EUNSUPPORTED, "npz key '%s': tensor is not on the CPU", key);
   ks_npz_dtype dt = t->dtype == KS_F32 ? KS_NPZ_F4 : KS_NPZ_I4;
-  return ks_npz_writer_add(w, key, dt, t->ndim, t->shape, t->data);
+  if (t->device.type == KS_DEVICE_CPU) return ks_npz_writer_add(w, key, dt, t->ndim, t->shape, t->data);
+  /* a tensor on a device: saved from a host copy */
+  void *host = malloc(ks_tensor_nbytes(t) ? ks_tensor_nbytes(t) : 1);
+  if (!host) return ks_error_set(KS_ENOMEM, "out of memory saving npz key '%s'", key);
+  int rc = ks_tensor_to_host(t, host);
+  if (rc == KS_OK) rc = ks_npz_writer_add(w, key, dt, t->ndim, t->shape, host);
+  free(host);
+  return rc;
 }
 
 int ks_npz_writer_add_int64(ks_npz_writer *w, const char *key, int64_t value) {

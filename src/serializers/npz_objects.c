@@ -203,11 +203,11 @@ int ks_npz_read_link(ks_npz_reader *r, const char *prefix, ks_link *link, int st
   }
   /* phase 2b: copy */
   for (int i = 0; i < n; i++)
-    if (vals[i]) memcpy(f[i].param->data.data, vals[i], (size_t)infos[i].size * sizeof(float));
+    if (vals[i]) (void)ks_tensor_from_host(&f[i].param->data, vals[i]); /* any device */
   for (int i = 0; i < np; i++) {
     if (!pfound[i]) continue;
     if (pl[i].p->is_int) pl[i].p->ival = pints[i];
-    else memcpy(pl[i].p->t->data, pvals[i], ks_tensor_nbytes(pl[i].p->t));
+    else (void)ks_tensor_from_host(pl[i].p->t, pvals[i]);
   }
 
 out:
