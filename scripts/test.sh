@@ -19,6 +19,12 @@
 #   FUZZ_SECONDS=60 scripts/test.sh          # fuzz each target longer
 #   CTEST_ARGS="-R platform_" scripts/test.sh   # extra ctest arguments, every stage
 #   JOBS=N scripts/test.sh                   # parallelism (default: nproc)
+#   SKIP_PEERS=1 scripts/test.sh             # no Chainer venv: platform_python_frameworks skips
+#
+# First it makes (or reuses) the venv with Chainer 7.8.1 that
+# platform_python_frameworks trains with (scripts/python-peers.sh, cached in
+# ~/.cache/kusari/python-peers; PyTorch too with PEERS_TORCH=1), and requires
+# it: without it that test fails instead of skipping.
 set -uo pipefail
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 case "${1:-}" in
@@ -28,6 +34,16 @@ case "${1:-}" in
 esac
 cd "$(dirname "$0")/.." || exit 1
 JOBS=${JOBS:-$(nproc)}
+if [ "${SKIP_PEERS:-0}" != 1 ] && [ -z "${KUSARI_TEST_PEERS_PYTHON:-}" ] && [ -f scripts/python-peers.sh ]; then
+  echo "== Python peers (Chainer venv for platform_python_frameworks) =="
+  export PEERS_TORCH=${PEERS_TORCH:-0}
+  if py="$(bash scripts/python-peers.sh | tail -1)" && [ -x "$py" ]; then
+    export KUSARI_TEST_PEERS_PYTHON="$py"
+  else
+    echo "test.sh: scripts/python-peers.sh failed: platform_python_frameworks will fail (SKIP_PEERS=1 to skip it)" >&2
+  fi
+  export KUSARI_TEST_REQUIRE_PEERS=1
+fi
 read -r -a EXTRA <<< "${CTEST_ARGS:-}"
 RESULTS_DIR="$(mktemp -d /tmp/kusari-test-sh-XXXXXX)"
 trap 'rm -rf "$RESULTS_DIR"' EXIT
