@@ -183,6 +183,19 @@ _slurm_kill_pidfile() {
   kill -9 "$pid" 2>/dev/null
 }
 
+# slurm_end_now JOBID: moves a running job's end time to now, so that
+# slurmctld's next time-limit check (every 30 s) ends it TIMEOUT. Slurm
+# refuses an end time that is not after the job's start (whole seconds):
+# a job that started this second is retried for a few seconds.
+slurm_end_now() {
+  local k
+  for ((k = 0; k < 20; k++)); do
+    scontrol update JobId="$1" EndTime=now 2>/dev/null && return 0
+    sleep 0.5
+  done
+  scontrol update JobId="$1" EndTime=now
+}
+
 slurm_stop_controller() { _slurm_kill_pidfile "$SLURM_DIR/slurmctld.pid"; }
 
 slurm_wait_idle() {

@@ -23,7 +23,7 @@ wait_for() {  # RUN STATUS: up to 30 s
 d="$(submit -e e --source "$T/src" --entry sleep.sh --compute s)"
 wait_for "$d" Running || fail "run $d not Running"
 jd="$(tag "$d" kusari.slurm_job)"
-scontrol update JobId="$jd" EndTime=now || fail "scontrol update EndTime=now failed"
+slurm_end_now "$jd" || fail "scontrol update EndTime=now failed"
 "$K" run wait "$d" --timeout 50 >/dev/null 2>&1
 j="$("$K" run show "$d" --json)"
 assert_eq Failed "$(jget "$j" 'j["status"]')" "a run over its time limit: Failed"

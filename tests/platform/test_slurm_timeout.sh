@@ -18,7 +18,7 @@ assert_eq "00:05:00" "$(scontrol show job -o "$id" | tr ' ' '\n' | sed -n 's/^Ti
 for ((i = 0; i < 100; i++)); do
   [ "$(jget "$("$K" compute slurm-probe poll "$id")" 'j["status"]')" = Running ] && break; sleep 0.2
 done
-scontrol update JobId="$id" EndTime=now || fail "scontrol update EndTime=now failed"
+slurm_end_now "$id" || fail "scontrol update EndTime=now failed"
 for ((i = 0; i < 60; i++)); do
   p="$("$K" compute slurm-probe poll "$id")"
   [ "$(jget "$p" 'j["status"]')" = Running ] || break
