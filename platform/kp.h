@@ -174,6 +174,11 @@ void kp_fmt_time(double t, char *out, size_t n);
 /* A metric value as JSON: a number, or the string "NaN", "Infinity" or
  * "-Infinity" (every --json output writes non-finite values this way). */
 struct cJSON *kp_json_metric(double v);
+/* The same, but a finite value is written with as many digits as it needs to
+ * read back exactly (cJSON's own printer stops at 15 when they are close): for
+ * series that clients compare or store again (GET .../metrics/NAME). Not a
+ * cJSON number item (cJSON_IsNumber is false): only for output. */
+struct cJSON *kp_json_metric_exact(double v);
 /* The text form of such a value (or of none: "-"): %.6g, nan, inf, -inf. */
 void kp_fmt_metric(const struct cJSON *v, char *out, size_t n);
 /* Formats a duration in seconds as "1h02m03s". */

@@ -62,8 +62,8 @@ static int qint(struct MHD_Connection *c, const char *name, long long def, long 
 static cJSON *point_json(const kp_metric_point *p) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddNumberToObject(o, "step", (double)p->step);
-  cJSON_AddNumberToObject(o, "timestamp", p->time);
-  cJSON_AddItemToObject(o, "value", kp_json_metric(p->value));
+  cJSON_AddItemToObject(o, "timestamp", kp_json_metric_exact(p->time));
+  cJSON_AddItemToObject(o, "value", kp_json_metric_exact(p->value));
   return o;
 }
 

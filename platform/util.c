@@ -481,6 +481,15 @@ struct cJSON *kp_json_metric(double v) {
   return cJSON_CreateString(isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
 }
 
+struct cJSON *kp_json_metric_exact(double v) {
+  if (!isfinite(v)) return kp_json_metric(v);
+  char b[40];
+  snprintf(b, sizeof b, "%.15g", v);
+  if (strtod(b, NULL) != v) snprintf(b, sizeof b, "%.16g", v);
+  if (strtod(b, NULL) != v) snprintf(b, sizeof b, "%.17g", v);
+  return cJSON_CreateRaw(b);
+}
+
 void kp_fmt_metric(const struct cJSON *v, char *out, size_t n) {
   const char *s = cJSON_GetStringValue(v);
   if (cJSON_IsNumber(v)) snprintf(out, n, "%.6g", v->valuedouble);
