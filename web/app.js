@@ -184,7 +184,11 @@ async function runsPage(params) {
   const cols = (params.get('cols') || '').split(',').filter(Boolean);
   const order = params.get('order') || '';
   const filter = params.get('filter') || '';
-  const offset = parseInt(params.get('page') || '0', 10) || 0;
+  // pages: the server's opaque next_page_token (page) and, for the numbers
+  // shown, the index of the page's first run (start); going back is the
+  // browser's history (a token only leads forward)
+  const pageToken = params.get('page') || '';
+  const offset = parseInt(params.get('start') || '0', 10) || 0;
   const parent = params.get('parent') || '';
   const go = (changes) => {
     const p = new URLSearchParams(params);
@@ -195,8 +199,9 @@ async function runsPage(params) {
   const q = new URLSearchParams();
   if (exp) q.set('experiment', exp);
   if (parent) q.set('parent', parent);
-  q.set('max_results', PAGE_SIZE);
-  if (offset) q.set('page_token', offset);
+  const size = Math.min(Math.max(parseInt(params.get('size') || PAGE_SIZE, 10) || PAGE_SIZE, 1), 1000);
+  q.set('max_results', size);
+  if (pageToken) q.set('page_token', pageToken);
   if (cols.length) q.set('metrics', cols.join(','));
   if (order) q.set('order_by', order);
   if (filter) q.set('filter', filter);
@@ -208,13 +213,13 @@ async function runsPage(params) {
   const chips = el('div', { class: 'controls', id: 'metric-chips' }, el('span', { class: 'muted' }, 'Metric columns:'),
     (detail ? detail.metrics : []).map((m) => el('span', {
       class: 'chip' + (cols.includes(m.name) ? ' on' : ''), 'data-metric': m.name,
-      onclick: () => go({ cols: (cols.includes(m.name) ? cols.filter((c) => c !== m.name) : cols.concat([m.name])).join(','), page: '' }),
+      onclick: () => go({ cols: (cols.includes(m.name) ? cols.filter((c) => c !== m.name) : cols.concat([m.name])).join(','), page: '', start: '' }),
     }, m.name)));
   const filterInput = el('input', { type: 'text', class: 'wide', id: 'filter', value: filter,
     placeholder: "metrics.loss < 0.5 and status = 'Completed'" });
   const filterForm = el('form', { class: 'controls', id: 'filter-form' }, el('label', { for: 'filter' }, 'Filter'), filterInput,
-    el('button', { type: 'submit' }, 'Apply'), filter ? el('button', { type: 'button', onclick: () => go({ filter: '', page: '' }) }, 'Clear') : null);
-  filterForm.addEventListener('submit', (ev) => { ev.preventDefault(); go({ filter: filterInput.value.trim(), page: '' }); });
+    el('button', { type: 'submit' }, 'Apply'), filter ? el('button', { type: 'button', onclick: () => go({ filter: '', page: '', start: '' }) }, 'Clear') : null);
+  filterForm.addEventListener('submit', (ev) => { ev.preventDefault(); go({ filter: filterInput.value.trim(), page: '', start: '' }); });
   const selected = new Set();
   const compareBtn = el('button', { type: 'button', id: 'compare', disabled: true, onclick: () => {
     const p = new URLSearchParams({ runs: [...selected].join(',') });
@@ -225,7 +230,7 @@ async function runsPage(params) {
   const sortable = (label, key) => {
     const [cur, dir] = order.split(' ');
     const mark = cur === key ? (dir === 'asc' ? ' ▲' : ' ▼') : '';
-    return el('th', { class: 'sortable', 'data-sort': key, onclick: () => go({ order: key + (cur === key && dir !== 'asc' ? ' asc' : ' desc'), page: '' }) }, label + mark);
+    return el('th', { class: 'sortable', 'data-sort': key, onclick: () => go({ order: key + (cur === key && dir !== 'asc' ? ' asc' : ' desc'), page: '', start: '' }) }, label + mark);
   };
   head.push(el('th', {}, ''), sortable('run', SORT_KEYS.id), sortable('status', SORT_KEYS.status), sortable('started', SORT_KEYS.started),
     sortable('duration', SORT_KEYS.duration), el('th', {}, 'arguments'), el('th', {}, 'tags'));
@@ -243,9 +248,9 @@ async function runsPage(params) {
       cols.map((c) => el('td', { class: 'num', 'data-metric': c }, fmtNum(r.metrics ? r.metrics[c] : null))));
   });
   const pager = el('div', { class: 'controls' },
-    el('button', { type: 'button', id: 'prev', disabled: offset === 0, onclick: () => go({ page: Math.max(0, offset - PAGE_SIZE) || '' }) }, '← Previous'),
+    el('button', { type: 'button', id: 'prev', disabled: !pageToken, onclick: () => history.back() }, '← Previous'),
     el('span', { class: 'muted' }, list ? `runs ${list.runs.length ? offset + 1 : 0}–${offset + list.runs.length}` : ''),
-    el('button', { type: 'button', id: 'next', disabled: !(list && list.next_page_token), onclick: () => go({ page: list.next_page_token }) }, 'Next →'),
+    el('button', { type: 'button', id: 'next', disabled: !(list && list.next_page_token), onclick: () => go({ page: list.next_page_token, start: offset + list.runs.length }) }, 'Next →'),
     compareBtn);
   show(el('h1', {}, parent ? 'Children of run ' + parent : 'Runs of ' + exp),
     detail ? el('p', { class: 'muted' }, `${detail.runs} runs, ${detail.sweeps} sweeps; last activity ${detail.last_activity || '—'}`) : null,
@@ -372,6 +377,7 @@ async function runPage(id) {
   const files = el('div', {});
   const models = el('div', {});
   show(header, el('h2', {}, 'Arguments'), el('p', { class: 'kv', id: 'arguments' }, (run.arguments || []).join(' ') || '(none)'),
+    el('h2', {}, 'Params'), kvTable('params', run.params),
     el('h2', {}, 'Tags'), kvTable('tags', run.tags),
     el('h2', {}, 'Metrics'), cards, el('h2', {}, 'Log'), logPre, el('h2', {}, 'Files'), files, el('h2', {}, 'Models registered from this run'), models);
   const charts = new Map();

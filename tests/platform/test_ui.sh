@@ -100,7 +100,7 @@ cat > "$T/sweep.json" <<JSON
  "policy": {"type": "bandit", "evaluation_interval": 1, "slack_factor": 0.1, "delay_evaluation": 2}}
 JSON
 SW="$(run_ok $K sweep submit "$T/sweep.json" | tail -1)"
-A="$(submit --experiment ui --source "$T/src" --entry job.sh -- 0.9 0.5 0.25)"
+A="$(submit --experiment ui --source "$T/src" --entry job.sh --param lr=0.05 -- 0.9 0.5 0.25)"
 B="$(submit --experiment ui --source "$T/src" --entry job.sh -- 0.8 0.6 0.4)"
 run_ok $K run wait "$A" >/dev/null
 run_ok $K run wait "$B" >/dev/null

@@ -159,6 +159,23 @@ try:
     wait(lambda: attr("#runs", "data-order") == "metrics.loss asc" and css("td[data-metric='loss']"), "after a reload: the same columns and order")
     check(order() == [A, B, C], "after a reload: A, B, C", repr(order()))
     shot("runs")
+
+    # pages of 1 run: the server's opaque next_page_token leads forward, the
+    # browser's history back; the numbers shown follow
+    go("#/runs?experiment=ui&order=id%20asc&size=1")
+    wait(lambda: len(css("#runs tbody tr")) == 1 and "runs 1–1" in text("#main"), "page 1 of 1 run")
+    first = order()
+    click("#next")
+    wait(lambda: "runs 2–2" in text("#main") and len(css("#runs tbody tr")) == 1, "Next: page 2 (runs 2–2)")
+    check(order() != first, "page 2 shows another run", repr((first, order())))
+    check("server refused" not in text("#main"), "the page token was accepted")
+    click("#next")
+    wait(lambda: "runs 3–3" in text("#main"), "Next: page 3 (runs 3–3)")
+    check(attr("#next", "disabled") is not None, "no Next after the last run")
+    click("#prev")
+    wait(lambda: "runs 2–2" in text("#main"), "Previous: back to page 2")
+    go("#/runs?experiment=ui&cols=loss&order=metrics.loss%20asc")
+    wait(lambda: len(css("#runs tbody tr")) == 3, "back to the whole table")
     css("#filter")[0].send_keys(E["UI_FILTER"])
     click("#filter-form button[type=submit]")
     fbody = json.load(open(E["UI_FILTER_BODY"]))
@@ -188,6 +205,7 @@ try:
     # --- run page with markup in a tag; its files and model ---------------------------------------
     go("#/run/" + A)
     wait(lambda: css("#files") and text("#run-id") == A, "run A's page with its files")
+    check("lr" in text("#params") and "0.05" in text("#params"), "run A's params (run submit --param lr=0.05)", text("#params") if css("#params") else "no #params table")
     check("outputs/model.txt" in text("#files"), "the run's files are listed")
     check("uimodel v1" in text("#main"), "the model registered from the run is listed")
     wait(lambda: attr("div[data-chart='loss']", "data-points") == "3", "run A's loss chart holds its 3 points")
