@@ -23,8 +23,10 @@
 #
 # First it makes (or reuses) the venv with Chainer 7.8.1 that
 # platform_python_frameworks trains with (scripts/python-peers.sh, cached in
-# ~/.cache/kusari/python-peers; PyTorch too with PEERS_TORCH=1), and requires
-# it: without it that test fails instead of skipping.
+# ~/.cache/kusari/python-peers; PyPI's PyTorch too with PEERS_TORCH=1), and
+# requires it: without Chainer, or without PyTorch (Debian's python3-torch,
+# which scripts/install-deps.sh installs, or the venv's), that test fails
+# instead of skipping.
 set -uo pipefail
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 case "${1:-}" in
