@@ -179,8 +179,7 @@ int kp_service_keys_migrate(kp_ws *ws, kp_store *s) {
   return 0;
 }
 
-/* A Running (or Starting) record whose process is gone has failed. */
-static void check_alive(kp_service *s) {
+void kp_service_check_alive(kp_service *s) {
   if ((s->state == KP_SERVICE_RUNNING || s->state == KP_SERVICE_STARTING) &&
       !(s->pid > 0 && kp_proc_alive((pid_t)s->pid, s->pid_start))) {
     if (s->state == KP_SERVICE_RUNNING || s->pid > 0) {
@@ -205,7 +204,7 @@ static int find_svc(kp_ws *ws, const char *name, kp_service *s, int say) {
     }
     return 1;
   }
-  check_alive(s);
+  kp_service_check_alive(s);
   return 0;
 }
 
@@ -391,7 +390,7 @@ static int service_list(int argc, char **argv) {
   if (!json) printf("%-24s %-8s %-28s %-5s %s\n", "NAME", "STATE", "MODEL", "AUTH", "SCORING URI");
   for (size_t i = 0; i < n; i++) {
     kp_service *s = &v[i];
-    check_alive(s);
+    kp_service_check_alive(s);
     if (json) {
       cJSON_AddItemToArray(arr, kp_view_service(s));
     } else {

@@ -7,9 +7,12 @@
  */
 #include "server_api.h"
 #include "server.h"
+#include "service.h"
+#include "sweep.h"
 #include "views.h"
 
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -836,6 +839,237 @@ static enum MHD_Result api_model_file(struct MHD_Connection *c, srv_req *r, cons
   return send_file(c, bp, size, rt->rest);
 }
 
+/* ---- sweeps and services (issue 12 §2, issue 15's pages) ---------------------------- */
+static enum MHD_Result api_sweeps(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  (void)rt;
+  const char *exp = qarg(c, "experiment");
+  kp_sweep *v;
+  size_t n;
+  if (kp_store_sweep_list(st, &v, &n) != 0) return srv_store_error(c);
+  cJSON *o = cJSON_CreateObject();
+  cJSON *a = cJSON_AddArrayToObject(o, "sweeps");
+  for (size_t i = 0; i < n; i++)
+    if (!exp || !strcmp(v[i].run.experiment, exp)) cJSON_AddItemToArray(a, kp_view_sweep_summary(&v[i]));
+  kp_sweeps_free(v, n);
+  return srv_json(c, 200, o);
+}
+
+/* what `sweep show ID --json` prints (cmd_sweep.c builds it the same way) */
+static enum MHD_Result api_sweep(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  kp_sweep w;
+  if (kp_store_sweep_get(st, rt->seg[1], &w) != 0) return srv_store_error(c);
+  kp_sweep_spec sp;
+  char err[1024];
+  memset(&sp, 0, sizeof sp);
+  if (kp_sweep_spec_parse(w.spec, &sp, err, sizeof err) != 0) {
+    enum MHD_Result ans = srv_error(c, 500, "internal", "sweep %s: its stored sweep file does not parse: %s", w.run.id, err);
+    kp_sweep_free(&w);
+    return ans;
+  }
+  kp_sweep_trial *t;
+  size_t n;
+  cJSON *o = NULL;
+  int rc = kp_store_sweep_trial_list(st, w.run.id, sp.metric, &t, &n);
+  if (rc == 0) {
+    o = kp_view_sweep(&w, &sp, t, n);
+    kp_sweep_trials_free(t, n);
+  }
+  kp_sweep_spec_free(&sp);
+  kp_sweep_free(&w);
+  if (rc != 0) return srv_store_error(c);
+  return o ? srv_json(c, 200, o) : srv_error(c, 500, "internal", "out of memory");
+}
+
+static enum MHD_Result api_services(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  (void)rt;
+  kp_service *v;
+  size_t n;
+  if (kp_store_service_list(st, &v, &n) != 0) return srv_store_error(c);
+  cJSON *o = cJSON_CreateObject();
+  cJSON *a = cJSON_AddArrayToObject(o, "services");
+  for (size_t i = 0; i < n; i++) {
+    kp_service_check_alive(&v[i]);
+    cJSON_AddItemToArray(a, kp_view_service(&v[i]));
+  }
+  kp_services_free(v, n);
+  return srv_json(c, 200, o);
+}
+
+/* what `service show NAME --json` prints: the service with its batching */
+static enum MHD_Result api_service(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  kp_service s;
+  if (kp_store_service_get(st, rt->seg[1], &s) != 0) return srv_store_error(c);
+  kp_service_check_alive(&s);
+  cJSON *o = kp_view_service(&s);
+  kp_service_free(&s);
+  char dir[4400];
+  snprintf(dir, sizeof dir, "%s/services/%s", srv_ws()->root, rt->seg[1]);
+  int bmax;
+  long bwait;
+  kp_service_batch_load(dir, &bmax, &bwait);
+  cJSON_AddNumberToObject(o, "batch_max", bmax);
+  cJSON_AddNumberToObject(o, "batch_wait_us", (double)bwait);
+  return srv_json(c, 200, o);
+}
+
+#define SERVICE_METRICS_LIMIT (1024 * 1024)
+
+static size_t metrics_data(char *d, size_t sz, size_t nm, void *ud) {
+  char **b = ud;
+  size_t l = sz * nm, have = *b ? strlen(*b) : 0;
+  if (have + l > SERVICE_METRICS_LIMIT) return 0;
+  char *p = realloc(*b, have + l + 1);
+  if (!p) return 0;
+  memcpy(p + have, d, l);
+  p[have + l] = '\0';
+  *b = p;
+  return l;
+}
+
+/* the value of a Prometheus sample line "NAME{LABELS} VALUE" whose name is
+ * 'name'; the text of label 'label' (when asked) in lv */
+static int prom_sample(const char *line, const char *name, const char *label, char *lv, size_t lvn, double *v) {
+  size_t nl = strlen(name);
+  if (strncmp(line, name, nl) != 0 || (line[nl] != '{' && line[nl] != ' ')) return 0;
+  const char *p = line + nl;
+  if (label) {
+    char key[64];
+    snprintf(key, sizeof key, "%s=\"", label);
+    const char *a = strstr(p, key), *close = strchr(p, '}');
+    if (!a || !close || a > close) return 0;
+    a += strlen(key);
+    const char *e = strchr(a, '"');
+    if (!e || (size_t)(e - a) >= lvn) return 0;
+    memcpy(lv, a, (size_t)(e - a));
+    lv[e - a] = '\0';
+  }
+  const char *sp = strrchr(p, ' ');
+  if (!sp) return 0;
+  char *end;
+  *v = strtod(sp + 1, &end);
+  return end != sp + 1;
+}
+
+/* the upper bound of the bucket that holds quantile q (null: no requests, or
+ * beyond the last finite bucket) */
+static void add_quantile(cJSON *o, const char *k, const double *le, const double *cum, int nb, double total, double q) {
+  if (total <= 0) {
+    cJSON_AddNullToObject(o, k);
+    return;
+  }
+  for (int i = 0; i < nb; i++)
+    if (cum[i] >= q * total) {
+      cJSON_AddNumberToObject(o, k, le[i]);
+      return;
+    }
+  cJSON_AddNullToObject(o, k);
+}
+
+/* The service's own counters (its GET /metrics, Prometheus text) as JSON:
+ * {service, state, requests_total, requests_by_code{code: n},
+ * latency_seconds{count, sum, mean, p50, p95, p99, buckets[{le, count}]},
+ * batches, batched_requests, uptime_seconds}. 503 service_not_running when
+ * it is not Running or does not answer. */
+static enum MHD_Result api_service_metrics(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  kp_service s;
+  if (kp_store_service_get(st, rt->seg[1], &s) != 0) return srv_store_error(c);
+  kp_service_check_alive(&s);
+  enum MHD_Result ans;
+  if (s.state != KP_SERVICE_RUNNING) {
+    ans = srv_error(c, 503, "service_not_running", "service %s is %s, so it has no counters to read; start it with "
+                    "'kusari service start %s'", s.name, kp_service_state_name(s.state), s.name);
+    kp_service_free(&s);
+    return ans;
+  }
+  char uri[600];
+  kp_view_service_uri(&s, "/metrics", uri, sizeof uri);
+  char *text = NULL;
+  CURL *h = curl_easy_init();
+  CURLcode cc = CURLE_FAILED_INIT;
+  long code = 0;
+  if (h) {
+    curl_easy_setopt(h, CURLOPT_URL, uri);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, metrics_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &text);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 5L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    cc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(h);
+  }
+  if (cc != CURLE_OK || code != 200 || !text) {
+    ans = srv_error(c, 503, "service_not_running", "service %s is recorded Running but its %s did not answer (%s)",
+                    s.name, uri, cc != CURLE_OK ? curl_easy_strerror(cc) : "no counters");
+    free(text);
+    kp_service_free(&s);
+    return ans;
+  }
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "service", s.name);
+  cJSON_AddStringToObject(o, "state", kp_service_state_name(s.state));
+  kp_service_free(&s);
+  cJSON *by = cJSON_CreateObject();
+  double total = 0, lsum = 0, lcount = 0, batches = -1, batched = -1, up = -1;
+  enum { NB = 64 };
+  double le[NB], cum[NB];
+  int nb = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char lv[64];
+    double v;
+    if (line[0] == '#') continue;
+    if (prom_sample(line, "kusari_requests_total", "code", lv, sizeof lv, &v)) {
+      cJSON_AddNumberToObject(by, lv, v);
+      total += v;
+    } else if (prom_sample(line, "kusari_request_duration_seconds_bucket", "le", lv, sizeof lv, &v)) {
+      if (strcmp(lv, "+Inf") != 0 && nb < NB) {
+        le[nb] = strtod(lv, NULL);
+        cum[nb++] = v;
+      }
+    } else if (prom_sample(line, "kusari_request_duration_seconds_sum", NULL, NULL, 0, &v)) {
+      lsum = v;
+    } else if (prom_sample(line, "kusari_request_duration_seconds_count", NULL, NULL, 0, &v)) {
+      lcount = v;
+    } else if (prom_sample(line, "kusari_batches_total", NULL, NULL, 0, &v)) {
+      batches = v;
+    } else if (prom_sample(line, "kusari_batched_requests_total", NULL, NULL, 0, &v)) {
+      batched = v;
+    } else if (prom_sample(line, "kusari_uptime_seconds", NULL, NULL, 0, &v)) {
+      up = v;
+    }
+  }
+  free(text);
+  cJSON_AddNumberToObject(o, "requests_total", total);
+  cJSON_AddItemToObject(o, "requests_by_code", by);
+  cJSON *lat = cJSON_AddObjectToObject(o, "latency_seconds");
+  cJSON_AddNumberToObject(lat, "count", lcount);
+  cJSON_AddNumberToObject(lat, "sum", lsum);
+  if (lcount > 0) cJSON_AddNumberToObject(lat, "mean", lsum / lcount);
+  else cJSON_AddNullToObject(lat, "mean");
+  add_quantile(lat, "p50", le, cum, nb, lcount, 0.50);
+  add_quantile(lat, "p95", le, cum, nb, lcount, 0.95);
+  add_quantile(lat, "p99", le, cum, nb, lcount, 0.99);
+  cJSON *bk = cJSON_AddArrayToObject(lat, "buckets");
+  for (int i = 0; i < nb; i++) {
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddNumberToObject(b, "le", le[i]);
+    cJSON_AddNumberToObject(b, "count", cum[i]);
+    cJSON_AddItemToArray(bk, b);
+  }
+  if (batches >= 0) cJSON_AddNumberToObject(o, "batches", batches);
+  else cJSON_AddNullToObject(o, "batches");
+  if (batched >= 0) cJSON_AddNumberToObject(o, "batched_requests", batched);
+  else cJSON_AddNullToObject(o, "batched_requests");
+  if (up >= 0) cJSON_AddNumberToObject(o, "uptime_seconds", up);
+  else cJSON_AddNullToObject(o, "uptime_seconds");
+  return srv_json(c, 200, o);
+}
+
 /* ---- remote clients (store_http.c) ---------------------------------------------------- */
 /* whether some run logged metric NAME (what `run list --order-by metrics.NAME`
  * checks): 200 {"name"}, else 404 */
@@ -875,6 +1109,12 @@ static const route ROUTES[] = {
   {"GET", "computes", "", 0, api_computes},
   /* remote clients */
   {"GET", "metrics/names/**", "", 0, api_metric_exists},
+  /* sweeps and services */
+  {"GET", "sweeps", "experiment", 0, api_sweeps},
+  {"GET", "sweeps/*", "", 0, api_sweep},
+  {"GET", "services", "", 0, api_services},
+  {"GET", "services/*", "", 0, api_service},
+  {"GET", "services/*/metrics", "", 0, api_service_metrics},
 };
 #define NROUTES (sizeof ROUTES / sizeof ROUTES[0])
 
