@@ -687,6 +687,28 @@ static enum MHD_Result api_file(struct MHD_Connection *c, srv_req *r, const srv_
   return send_file(c, bp, size, rt->rest);
 }
 
+/* A run's log (std or build) for reading: its live copy, else the stored
+ * one; *fd -1 when there is none yet. -1 on a store error. */
+static int open_log(kp_store *st, const char *run_id, int build, int *fd) {
+  const char *rel = build ? "logs/build.log" : "logs/std_log.txt";
+  char p[4600], rd[4400];
+  kp_run_dir(srv_ws(), run_id, rd, sizeof rd);
+  snprintf(p, sizeof p, "%s/%s", rd, rel);
+  *fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (*fd >= 0) return 0;
+  /* the live copy is gone (runs/ is only a cache): the stored one */
+  kp_stored_file *v;
+  size_t n;
+  if (kp_store_run_files_list(st, run_id, rel, &v, &n) != 0) return -1;
+  for (size_t i = 0; i < n && *fd < 0; i++)
+    if (!strcmp(v[i].path, rel)) {
+      kp_blob_path(srv_ws(), v[i].sha256, p, sizeof p);
+      *fd = open(p, O_RDONLY | O_CLOEXEC);
+    }
+  kp_stored_files_free(v, n);
+  return 0;
+}
+
 static enum MHD_Result api_logs(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
   enum MHD_Result ans = MHD_NO;
   long long off, wait, maxb;
@@ -702,23 +724,8 @@ static enum MHD_Result api_logs(struct MHD_Connection *c, srv_req *r, const srv_
   if (kp_store_run_get(st, rt->seg[1], &run) != 0) return srv_store_error(c);
   kp_run_status status = run.status;
   kp_run_free(&run);
-  const char *rel = build ? "logs/build.log" : "logs/std_log.txt";
-  char p[4600], rd[4400];
-  kp_run_dir(srv_ws(), rt->seg[1], rd, sizeof rd);
-  snprintf(p, sizeof p, "%s/%s", rd, rel);
-  int fd = open(p, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    /* the live copy is gone (runs/ is only a cache): the stored one */
-    kp_stored_file *v;
-    size_t n;
-    if (kp_store_run_files_list(st, rt->seg[1], rel, &v, &n) != 0) return srv_store_error(c);
-    for (size_t i = 0; i < n && fd < 0; i++)
-      if (!strcmp(v[i].path, rel)) {
-        kp_blob_path(srv_ws(), v[i].sha256, p, sizeof p);
-        fd = open(p, O_RDONLY | O_CLOEXEC);
-      }
-    kp_stored_files_free(v, n);
-  }
+  int fd;
+  if (open_log(st, rt->seg[1], build, &fd) != 0) return srv_store_error(c);
   struct stat sb;
   uint64_t size = fd >= 0 && fstat(fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
   if (size <= (uint64_t)off && !kp_run_status_ended(status) && srv_mono() < r->wait_until) {
@@ -753,6 +760,290 @@ static enum MHD_Result api_logs(struct MHD_Connection *c, srv_req *r, const srv_
   MHD_add_response_header(resp, "X-Kusari-Offset", a);
   MHD_add_response_header(resp, "X-Kusari-Next-Offset", z);
   MHD_add_response_header(resp, "X-Kusari-Run-Status", kp_run_status_name(status));
+  enum MHD_Result rc = MHD_queue_response(c, 200, resp);
+  MHD_destroy_response(resp);
+  return rc;
+}
+
+/* ---- server-sent events: GET /runs/{id}/events ------------------------------------- */
+/* The run's status changes, new metric points and log lines as they come,
+ * as text/event-stream. The stream is a libmicrohttpd response whose
+ * content reader looks at the store each time it is called: with nothing
+ * to send it suspends the connection (srv_suspend, as the long polls) and
+ * answers 0, so the worker goes on serving others and the ticker wakes the
+ * stream 5 times a second. Each event's id is the stream's position
+ * "METRICS-LOG-STATUS" (the metrics cursor of metric_events, the log's byte
+ * offset, the last status sent): Last-Event-ID resumes after it. The stream
+ * ends (event "end") once the run has ended and everything before its end
+ * was sent. */
+#define SSE_METRICS_PER_CALL 500
+#define SSE_LOG_PER_CALL (64 * 1024)
+#define SSE_LINE_MAX (64 * 1024)
+#define SSE_BLOCK (16 * 1024)
+
+typedef struct sse {
+  struct MHD_Connection *c;
+  srv_req *r;
+  char run[256];
+  int64_t mcur;      /* metric_events cursor (-1: from now) */
+  uint64_t loff;     /* the std log's offset */
+  int loff_now;      /* start the log at its current end */
+  int status;        /* the last status sent; -1: none */
+  int ended;         /* "end" queued: send what is left, then close */
+  double heartbeat, last_sent;
+  char *buf;
+  size_t n, off, cap;
+  int oom;
+} sse;
+
+static void sse_put(sse *e, const char *s, size_t l) {
+  if (e->oom) return;
+  if (e->n + l + 1 > e->cap) {
+    size_t cap = e->cap ? e->cap : 8192;
+    while (cap < e->n + l + 1) cap *= 2;
+    char *nb = realloc(e->buf, cap);
+    if (!nb) {
+      e->oom = 1;
+      return;
+    }
+    e->buf = nb;
+    e->cap = cap;
+  }
+  memcpy(e->buf + e->n, s, l);
+  e->n += l;
+  e->buf[e->n] = '\0';
+}
+
+/* one event: its id (the position after it), type and data (o, deleted) */
+static void sse_event(sse *e, const char *type, cJSON *o) {
+  char head[160];
+  int l = snprintf(head, sizeof head, "id: %lld-%llu-%d\nevent: %s\ndata: ", (long long)(e->mcur < 0 ? 0 : e->mcur),
+                   (unsigned long long)e->loff, e->status, type);
+  char *t = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (!t) {
+    e->oom = 1;
+    return;
+  }
+  sse_put(e, head, (size_t)l);
+  sse_put(e, t, strlen(t));  /* compact JSON: no newline in it */
+  sse_put(e, "\n\n", 2);
+  cJSON_free(t);
+  e->last_sent = srv_mono();
+}
+
+static void sse_error(sse *e, const kp_store_error *err) {
+  cJSON *o = kp_view_store_error(err);
+  sse_event(e, "error", o);
+  e->ended = 1;
+}
+
+/* the log lines after e->loff (the last one without its newline too when the
+ * run has ended); 1 when it read all there was */
+static int sse_logs(sse *e, kp_store *st, int ended) {
+  int fd;
+  if (open_log(st, e->run, 0, &fd) != 0) {
+    sse_error(e, kp_store_last_error());
+    return 1;
+  }
+  if (fd < 0) return 1;
+  struct stat sb;
+  uint64_t size = fstat(fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+  if (e->loff_now) {
+    e->loff = size;
+    e->loff_now = 0;
+  }
+  if (size <= e->loff) {
+    close(fd);
+    return 1;
+  }
+  size_t want = size - e->loff > SSE_LOG_PER_CALL ? SSE_LOG_PER_CALL : (size_t)(size - e->loff);
+  char *b = malloc(want + 1);
+  size_t got = 0;
+  while (b && got < want) {
+    ssize_t k = pread(fd, b + got, want - got, (off_t)(e->loff + got));
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    got += (size_t)k;
+  }
+  close(fd);
+  if (!b) {
+    e->oom = 1;
+    return 1;
+  }
+  int all = e->loff + got >= size;
+  size_t at = 0;
+  while (at < got) {
+    char *nl = memchr(b + at, '\n', got - at);
+    size_t len = nl ? (size_t)(nl - (b + at)) : got - at;
+    /* a partial last line waits for its end, unless the run has ended or it is very long */
+    if (!nl && !(ended && all) && len < SSE_LINE_MAX) break;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "offset", (double)(e->loff));
+    b[at + len] = '\0';
+    cJSON_AddStringToObject(o, "line", b + at);
+    e->loff += len + (nl ? 1 : 0);
+    at += len + (nl ? 1 : 0);
+    sse_event(e, "log", o);
+  }
+  free(b);
+  return all && at == got;
+}
+
+/* what happened since the last look, queued as events */
+static void sse_poll(sse *e, kp_store *st) {
+  kp_run run;
+  if (kp_store_run_get(st, e->run, &run) != 0) {
+    sse_error(e, kp_store_last_error());
+    return;
+  }
+  kp_run_status status = run.status;
+  char *error = run.error && *run.error ? strdup(run.error) : NULL;
+  kp_run_free(&run);
+  int ended = kp_run_status_ended(status);
+  /* a status the run has moved to comes before the points and lines that
+   * follow it; an end status after them (all that came before the end is
+   * sent before it) */
+  if (!ended && (int)status != e->status) {
+    e->status = (int)status;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", kp_run_status_name(status));
+    cJSON_AddNullToObject(o, "error");
+    sse_event(e, "status", o);
+  }
+  kp_metric_event *v;
+  size_t n;
+  int caught_up = 1;
+  if (kp_store_metric_events(st, e->run, &e->mcur, SSE_METRICS_PER_CALL, &v, &n) != 0) {
+    free(error);
+    sse_error(e, kp_store_last_error());
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", v[i].name);
+    cJSON_AddNumberToObject(o, "step", (double)v[i].step);
+    cJSON_AddItemToObject(o, "value", kp_json_metric_exact(v[i].value));
+    cJSON_AddItemToObject(o, "timestamp", kp_json_metric_exact(v[i].time));
+    int64_t keep = e->mcur;
+    e->mcur = v[i].seq;
+    sse_event(e, "metric", o);
+    e->mcur = keep;
+  }
+  if (n == SSE_METRICS_PER_CALL) caught_up = 0;
+  kp_metric_events_free(v, n);
+  if (!e->ended && !sse_logs(e, st, ended)) caught_up = 0;
+  if (!e->ended && (int)status != e->status && ended && caught_up) {
+    e->status = (int)status;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", kp_run_status_name(status));
+    if (error) cJSON_AddStringToObject(o, "error", error);
+    else cJSON_AddNullToObject(o, "error");
+    sse_event(e, "status", o);
+  }
+  if (!e->ended && ended && caught_up) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", kp_run_status_name(status));
+    sse_event(e, "end", o);
+    e->ended = 1;
+  }
+  free(error);
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
+  (void)pos;
+  sse *e = cls;
+  for (int tries = 0; tries < 2; tries++) {
+    if (e->off < e->n) {
+      size_t k = e->n - e->off < max ? e->n - e->off : max;
+      memcpy(out, e->buf + e->off, k);
+      e->off += k;
+      return (ssize_t)k;
+    }
+    e->off = e->n = 0;
+    if (e->ended || e->oom || srv_stopping()) return MHD_CONTENT_READER_END_OF_STREAM;
+    kp_store *st = srv_store();
+    if (!st) {
+      sse_error(e, kp_store_last_error());
+      continue;
+    }
+    sse_poll(e, st);
+    if (e->n) continue;
+    if (srv_mono() - e->last_sent >= e->heartbeat) {
+      sse_put(e, ": keepalive\n\n", 13);
+      e->last_sent = srv_mono();
+      continue;
+    }
+    /* nothing yet: the worker is free until the next tick */
+    if (srv_suspend(e->c, e->r) == 0) return 0;
+    return MHD_CONTENT_READER_END_OF_STREAM;
+  }
+  return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void sse_free(void *cls) {
+  sse *e = cls;
+  free(e->buf);
+  free(e);
+}
+
+static enum MHD_Result api_events(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  long long hb;
+  if (qint(c, "heartbeat", 15, 1, 300, &hb, &ans) != 0) return ans;
+  const char *from = qarg(c, "from");
+  if (from && strcmp(from, "now") != 0 && strcmp(from, "start") != 0)
+    return srv_error(c, 400, "invalid", "from is 'now' (only what happens from now on, the default) or 'start' "
+                     "(everything the run logged), not '%.50s'", from);
+  if (strlen(rt->seg[1]) >= sizeof ((sse *)0)->run) return srv_error(c, 404, "not_found", "no run '%.300s' in this workspace", rt->seg[1]);
+  kp_run run;
+  if (kp_store_run_get(st, rt->seg[1], &run) != 0) return srv_store_error(c);
+  kp_run_free(&run);
+  sse *e = calloc(1, sizeof *e);
+  if (!e) return srv_error(c, 500, "internal", "out of memory");
+  e->c = c;
+  e->r = r;
+  snprintf(e->run, sizeof e->run, "%s", rt->seg[1]);
+  e->status = -1;
+  e->heartbeat = (double)hb;
+  e->last_sent = srv_mono();
+  const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+  if (last && *last) {
+    long long m;
+    unsigned long long l;
+    int sv, used = 0;
+    if (sscanf(last, "%lld-%llu-%d%n", &m, &l, &sv, &used) != 3 || last[used] || m < 0 || sv < -1 ||
+        sv >= KP_RUN_NSTATUS) {
+      free(e);
+      return srv_error(c, 400, "invalid", "Last-Event-ID '%.100s' is not an id this stream sent (METRICS-LOG-STATUS)", last);
+    }
+    e->mcur = m;
+    e->loff = l;
+    e->status = sv;
+  } else if (from && !strcmp(from, "start")) {
+    e->mcur = 0;
+  } else {
+    e->mcur = -1;
+    e->loff_now = 1;
+  }
+  /* the first look now: an unknown run is a 404 above, a store error a 503 here */
+  kp_metric_event *none;
+  size_t nn;
+  if (kp_store_metric_events(st, e->run, &e->mcur, 0, &none, &nn) != 0) {
+    free(e);
+    return srv_store_error(c);
+  }
+  kp_metric_events_free(none, nn);
+  sse_put(e, "retry: 2000\n\n", 13);
+  struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_read, e, sse_free);
+  if (!resp) {
+    sse_free(e);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+  MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+  srv_stream(c);
   enum MHD_Result rc = MHD_queue_response(c, 200, resp);
   MHD_destroy_response(resp);
   return rc;
@@ -1115,6 +1406,7 @@ static const route ROUTES[] = {
   {"GET", "services", "", 0, api_services},
   {"GET", "services/*", "", 0, api_service},
   {"GET", "services/*/metrics", "", 0, api_service_metrics},
+  {"GET", "runs/*/events", "from,heartbeat", 0, api_events},
 };
 #define NROUTES (sizeof ROUTES / sizeof ROUTES[0])
 

@@ -773,6 +773,19 @@ int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const 
   return rc;
 }
 
+/* server-sent events: the server's own store feeds them; a client reads the
+ * stream (GET /runs/{id}/events), not this operation */
+static int h_metric_events(kp_store *base, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out,
+                           size_t *n) {
+  (void)base;
+  (void)run_id;
+  (void)cursor;
+  (void)max;
+  (void)out;
+  (void)n;
+  return kp_store_fail(KP_STORE_EINVAL, "metric_events is not supported over HTTP: read GET /api/v1/runs/{id}/events");
+}
+
 static const kp_store_ops HTTP_OPS = {
   .backend = "http",
   .close = h_close,
@@ -797,6 +810,8 @@ static const kp_store_ops HTTP_OPS = {
   .run_files_list = h_run_files_list,
   .run_params = h_run_params,
   .run_search = h_run_search,
+  /* server-sent events */
+  .metric_events = h_metric_events,
 };
 
 int kp_store_http_open(const char *url, const char *token, kp_store **out) {
