@@ -661,6 +661,13 @@ int kp_store_http_open(const char *url, const char *token, kp_store **out);
  * runs, written to 'out'; *next the offset after it, 'status' the run's. */
 int kp_store_http_log(kp_store *s, const char *run_id, int build, uint64_t offset, int wait, FILE *out, uint64_t *next,
                       char status[32]);
+/* One API call: METHOD /api/v1/PREFIX NAME SUFFIX ('name' escaped as a path
+ * segment; NULL: none) with an optional JSON body; *out the answer (2xx),
+ * else the server's error as a store error. What commands that read or
+ * write a server's views directly use (sweeps, services). */
+struct cJSON;
+int kp_store_http_call(kp_store *s, const char *method, const char *prefix, const char *name, const char *suffix,
+                       const char *body, struct cJSON **out);
 /* a run file's bytes into 'dst' (written aside, then renamed; 'mode') */
 int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode);
 

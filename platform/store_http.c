@@ -745,6 +745,22 @@ int kp_store_http_log(kp_store *s, const char *run_id, int build, uint64_t offse
   return 0;
 }
 
+int kp_store_http_call(kp_store *s, const char *method, const char *prefix, const char *name, const char *suffix,
+                       const char *body, cJSON **out) {
+  *out = NULL;
+  http_store *hs = as_http(s);
+  if (!hs) return -1;
+  char p[4096];
+  snprintf(p, sizeof p, "%s", prefix);
+  if (name && esc_cat(hs, p, sizeof p, name) != 0) return -1;
+  if (suffix) {
+    size_t l = strlen(p);
+    if (snprintf(p + l, sizeof p - l, "%s", suffix) >= (int)(sizeof p - l))
+      return kp_store_fail(KP_STORE_EINVAL, "a request path is too long");
+  }
+  return req(hs, method, p, body, out);
+}
+
 int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode) {
   http_store *hs = as_http(s);
   if (!hs) return -1;
