@@ -1085,6 +1085,39 @@ static int sweep_wait(int argc, char **argv) {
   return rc;
 }
 
+/* sweep cancel against a tracking server: POST /sweeps/{id}/cancel (the
+ * server asks the controller, or the children when it is gone), then the
+ * same wait for the end as locally, reading GET /sweeps/{id} */
+static int sweep_cancel_remote(kp_ws *ws, const char *id, int nowait) {
+  cJSON *o;
+  if (kp_store_http_call(ws->store, "POST", "sweeps/", id, "/cancel", "{\"reason\": \"canceled by the user\"}", &o) != 0) {
+    int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+    if (!missing) return kp_store_report(), 1;
+    kp_err("no sweep with id '%s' in this workspace", id);
+    kp_hint("list sweeps with 'kusari sweep list'");
+    return 1;
+  }
+  char sid[300], status[32];
+  snprintf(sid, sizeof sid, "%s", JS(o, "id") ? JS(o, "id") : id);
+  snprintf(status, sizeof status, "%s", JS(o, "status") ? JS(o, "status") : "?");
+  cJSON_Delete(o);
+  if (nowait) {
+    printf("Sweep %s: cancel requested\n", sid);
+    return 0;
+  }
+  /* (the sweep file's cancel grace is not in the view: at most 10 minutes) */
+  kp_run_status st;
+  double t0 = kp_now();
+  while (!(kp_run_status_parse(status, &st) == 0 && kp_run_status_ended(st)) && kp_now() - t0 < 600) {
+    sleep_ms(200);
+    if (kp_store_http_call(ws->store, "GET", "sweeps/", sid, NULL, NULL, &o) != 0) return kp_store_report(), 1;
+    snprintf(status, sizeof status, "%s", JS(o, "status") ? JS(o, "status") : "?");
+    cJSON_Delete(o);
+  }
+  printf("Sweep %s: %s\n", sid, status);
+  return 0;
+}
+
 static int sweep_cancel(int argc, char **argv) {
   int np = 0, nowait = 0;
   const char *pos[1];
@@ -1093,6 +1126,11 @@ static int sweep_cancel(int argc, char **argv) {
   if (np != 1) return kp_usage_err("sweep cancel", "missing the SWEEP id");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
+  if (ws.remote[0]) {
+    int rc = sweep_cancel_remote(&ws, pos[0], nowait);
+    kp_ws_close(&ws);
+    return rc;
+  }
   sweep s;
   if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
   int rc = 1;

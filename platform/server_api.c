@@ -1146,18 +1146,21 @@ static enum MHD_Result api_sweeps(struct MHD_Connection *c, srv_req *r, const sr
   return srv_json(c, 200, o);
 }
 
-/* what `sweep show ID --json` prints (cmd_sweep.c builds it the same way) */
-static enum MHD_Result api_sweep(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
-  (void)r;
+/* what `sweep show ID --json` prints (cmd_sweep.c builds it the same way);
+ * NULL after answering */
+static cJSON *sweep_view(struct MHD_Connection *c, kp_store *st, const char *id, enum MHD_Result *ans) {
   kp_sweep w;
-  if (kp_store_sweep_get(st, rt->seg[1], &w) != 0) return srv_store_error(c);
+  if (kp_store_sweep_get(st, id, &w) != 0) {
+    *ans = srv_store_error(c);
+    return NULL;
+  }
   kp_sweep_spec sp;
   char err[1024];
   memset(&sp, 0, sizeof sp);
   if (kp_sweep_spec_parse(w.spec, &sp, err, sizeof err) != 0) {
-    enum MHD_Result ans = srv_error(c, 500, "internal", "sweep %s: its stored sweep file does not parse: %s", w.run.id, err);
+    *ans = srv_error(c, 500, "internal", "sweep %s: its stored sweep file does not parse: %s", w.run.id, err);
     kp_sweep_free(&w);
-    return ans;
+    return NULL;
   }
   kp_sweep_trial *t;
   size_t n;
@@ -1169,8 +1172,16 @@ static enum MHD_Result api_sweep(struct MHD_Connection *c, srv_req *r, const srv
   }
   kp_sweep_spec_free(&sp);
   kp_sweep_free(&w);
-  if (rc != 0) return srv_store_error(c);
-  return o ? srv_json(c, 200, o) : srv_error(c, 500, "internal", "out of memory");
+  if (rc != 0) *ans = srv_store_error(c);
+  else if (!o) *ans = srv_error(c, 500, "internal", "out of memory");
+  return o;
+}
+
+static enum MHD_Result api_sweep(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  enum MHD_Result ans = MHD_NO;
+  cJSON *o = sweep_view(c, st, rt->seg[1], &ans);
+  return o ? srv_json(c, 200, o) : ans;
 }
 
 static enum MHD_Result api_services(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
@@ -1361,6 +1372,73 @@ static enum MHD_Result api_service_metrics(struct MHD_Connection *c, srv_req *r,
   return srv_json(c, 200, o);
 }
 
+/* asks run 'id' to cancel and wakes its supervisor; 1 when that supervisor lives */
+static int cancel_run(kp_store *st, const char *id, double grace, const char *why, int *alive) {
+  if (kp_store_run_request_cancel(st, id, grace, why) != 0) return -1;
+  kp_run run;
+  *alive = 0;
+  if (kp_store_run_get(st, id, &run) == 0) {
+    pid_t p = (pid_t)run.supervisor_pid;
+    if (p > 0 && kp_proc_alive(p, run.supervisor_start)) {
+      kill(p, SIGUSR1);
+      *alive = 1;
+    }
+    kp_run_free(&run);
+  }
+  return 0;
+}
+
+/* `sweep cancel` (without its wait): the parent run (the controller) is
+ * asked to cancel, which cancels the active children with the sweep file's
+ * grace; when the controller is gone, the children are asked here. 202
+ * with the sweep's view; 409 when it has ended. */
+static enum MHD_Result api_sweep_cancel(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  cJSON *b = body_object(c, r, 1, &ans);
+  if (!b) return ans;
+  const cJSON *reason = cJSON_GetObjectItemCaseSensitive(b, "reason");
+  if (reason && (!cJSON_IsString(reason) || strlen(reason->valuestring) > 1000)) {
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "the body is {\"reason\": TEXT (at most 1000 bytes)}, optional");
+  }
+  char why[1100];
+  snprintf(why, sizeof why, "%s", reason && *reason->valuestring ? reason->valuestring : "canceled by the user (API)");
+  cJSON_Delete(b);
+  kp_sweep w;
+  if (kp_store_sweep_get(st, rt->seg[1], &w) != 0) return srv_store_error(c);
+  kp_sweep_spec sp;
+  char err[1024];
+  memset(&sp, 0, sizeof sp);
+  int parsed = kp_sweep_spec_parse(w.spec, &sp, err, sizeof err) == 0;
+  double grace = parsed ? sp.cancel_grace_seconds : 10.0;
+  kp_sweep_spec_free(&sp);
+  char id[256];
+  snprintf(id, sizeof id, "%s", w.run.id);
+  kp_run_status status = w.run.status;
+  kp_sweep_free(&w);
+  if (kp_run_status_ended(status))
+    return srv_error(c, 409, "conflict", "sweep %s already ended (%s); there is nothing to cancel", id,
+                     kp_run_status_name(status));
+  int alive = 0;
+  if (cancel_run(st, id, grace, why, &alive) != 0) return srv_store_error(c);
+  if (!alive) {
+    /* no controller to stop the children: they are asked here */
+    kp_sweep_trial *t;
+    size_t n;
+    if (kp_store_sweep_trial_list(st, id, NULL, &t, &n) != 0) return srv_store_error(c);
+    char cwhy[1200];
+    snprintf(cwhy, sizeof cwhy, "the sweep was canceled (%s)", why);
+    for (size_t i = 0; i < n; i++) {
+      int a;
+      if (t[i].has_run && t[i].run_id && !kp_run_status_ended(t[i].run_status))
+        cancel_run(st, t[i].run_id, grace, cwhy, &a);  /* one that ended meanwhile is a conflict: fine */
+    }
+    kp_sweep_trials_free(t, n);
+  }
+  cJSON *o = sweep_view(c, st, id, &ans);
+  return o ? srv_json(c, 202, o) : ans;
+}
+
 /* ---- remote clients (store_http.c) ---------------------------------------------------- */
 /* whether some run logged metric NAME (what `run list --order-by metrics.NAME`
  * checks): 200 {"name"}, else 404 */
@@ -1403,6 +1481,7 @@ static const route ROUTES[] = {
   /* sweeps and services */
   {"GET", "sweeps", "experiment", 0, api_sweeps},
   {"GET", "sweeps/*", "", 0, api_sweep},
+  {"POST", "sweeps/*/cancel", "", 1, api_sweep_cancel},
   {"GET", "services", "", 0, api_services},
   {"GET", "services/*", "", 0, api_service},
   {"GET", "services/*/metrics", "", 0, api_service_metrics},

@@ -150,6 +150,23 @@ assert_eq "0" "$rc" "run cancel against the server exits 0"
 assert_contains "$out" "Run $D: Canceled" "run cancel against the server waits for the end"
 assert_contains "$($K run show "$D")" "status:       Canceled" "the cancel shows up locally"
 
+# sweep cancel through the server: the same lines as locally
+printf 'while [ ! -f "%s/never" ]; do sleep 0.1; done\n' "$T" > "$T/src/wait.sh"
+sed -e 's/"sweep.sh"/"wait.sh"/' -e 's/"max_concurrent_runs": 1/"max_concurrent_runs": 2/' "$T/sweep.json" > "$T/live.json"
+LIVE="$(run_ok $K sweep submit "$T/live.json" | tail -1)"
+for _ in $(seq 1 300); do
+  [ "$($K sweep show "$LIVE" --json | python3 -c 'import json,sys; print(sum(c["status"] == "Running" for c in json.load(sys.stdin)["children"]))')" = 2 ] && break
+  sleep 0.1
+done
+out="$(remote $K sweep cancel "$LIVE")"; rc=$?
+assert_eq "0 Sweep $LIVE: Canceled" "$rc $out" "sweep cancel against the server waits for the end, as locally"
+out="$($K sweep show "$LIVE" --json)"
+assert_eq "Canceled Canceled Canceled" "$(jget "$out" '" ".join([j["status"]] + [c["status"] for c in j["children"]])')" \
+  "the sweep and its children are Canceled in the server's workspace"
+same $K sweep cancel "$LIVE"
+same $K sweep cancel nope
+expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" $K sweep cancel "$SW"
+
 # --- errors ----------------------------------------------------------------------------
 expect_fail "refused the token" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN= $K experiment list
 expect_fail "refused the token" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN=kst_wrong $K run list

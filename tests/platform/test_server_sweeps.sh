@@ -82,8 +82,56 @@ TOKEN_HEADER="Authorization: Bearer kst_wrong" api GET sweeps >/dev/null; assert
 TOKEN_HEADER="X-None: 1" api GET "sweeps/$SW" >/dev/null; assert_eq 401 "$(code)" "GET /sweeps/{id} without a token: 401"
 TOKEN_HEADER="Authorization: Bearer $RO" api GET "sweeps/$SW" >/dev/null; assert_eq 200 "$(code)" "a read-only token reads a sweep"
 api POST "sweeps/$SW" -d '{}' >/dev/null; assert_eq 405 "$(code)" "POST /sweeps/{id}: 405"
+api DELETE "sweeps/$SW/cancel" >/dev/null; assert_eq 405 "$(code)" "DELETE /sweeps/{id}/cancel: 405"
 head -c 10000 /dev/zero | tr '\0' x > "$T/big"
 api GET sweeps --data-binary @"$T/big" -X GET >/dev/null; assert_eq 413 "$(code)" "a body over --max-body on GET /sweeps: 413"
+
+# --- cancel (a write: read-write tokens only) ------------------------------------------------------
+printf 'while [ ! -f "%s/never" ]; do sleep 0.1; done\n' "$T" > "$T/src/wait.sh"
+cat > "$T/live.json" <<JSON
+{"experiment": "live", "run": {"source": "$T/src", "entry": "wait.sh", "compute": "cpu"},
+ "sampling": {"type": "grid", "space": {"--x": {"choice": ["1", "2"]}}}, "primary_metric": {"name": "acc", "goal": "maximize"},
+ "max_concurrent_runs": 2, "cancel_grace_seconds": 1}
+JSON
+LIVE="$(run_ok $K sweep submit "$T/live.json" | tail -1)"
+for _ in $(seq 1 300); do
+  [ "$($K sweep show "$LIVE" --json | python3 -c 'import json,sys; print(sum(c["status"] == "Running" for c in json.load(sys.stdin)["children"]))')" = 2 ] && break
+  sleep 0.1
+done
+TOKEN_HEADER="Authorization: Bearer $RO" api POST "sweeps/$LIVE/cancel" >/dev/null
+assert_eq 403 "$(code)" "POST /sweeps/{id}/cancel with a read-only token: 403"
+api POST "sweeps/$LIVE/cancel" -d '{"reason": 5}' >/dev/null; assert_eq 400 "$(code)" "a reason that is not text: 400"
+api POST "sweeps/$LIVE/cancel" -d '[' >/dev/null; assert_eq 400 "$(code)" "a body that is not JSON: 400"
+api POST "sweeps/$LIVE/cancel" --data-binary @"$T/big" >/dev/null; assert_eq 413 "$(code)" "a body over --max-body: 413"
+api POST "sweeps/nope/cancel" >/dev/null; assert_eq 404 "$(code)" "cancel of an unknown sweep: 404"
+assert_eq Running "$(jget "$($K sweep show "$LIVE" --json)" 'j["status"]')" "none of the refused cancels touched the sweep"
+body="$(api POST "sweeps/$LIVE/cancel" -d '{"reason": "stopped from the API test"}')"
+assert_eq 202 "$(code)" "POST /sweeps/{id}/cancel: 202"
+assert_eq "$LIVE" "$(jget "$body" 'j["id"]')" "it answers the sweep's view"
+$K sweep wait "$LIVE" --timeout 60 --quiet >/dev/null 2>&1  # (exits 1: the sweep was canceled)
+out="$($K sweep show "$LIVE" --json)"
+assert_eq "Canceled Canceled Canceled" "$(jget "$out" '" ".join([j["status"]] + [c["status"] for c in j["children"]])')" \
+  "the sweep and both its children ended Canceled"
+assert_contains "$($K run show "$LIVE")" "stopped from the API test" "the reason is recorded on the sweep's run"
+api POST "sweeps/$LIVE/cancel" >/dev/null; assert_eq 409 "$(code)" "cancel of an ended sweep: 409"
+assert_contains "$(cat "$T/body")" "already ended (Canceled); there is nothing to cancel" "it says why"
+
+# a sweep whose controller is gone (kill -9): the cancel asks its children itself
+sed 's/"live"/"orphan"/' "$T/live.json" > "$T/orphan.json"
+ORPH="$(run_ok $K sweep submit "$T/orphan.json" | tail -1)"
+for _ in $(seq 1 300); do
+  [ "$($K sweep show "$ORPH" --json | python3 -c 'import json,sys; print(sum(c["status"] == "Running" for c in json.load(sys.stdin)["children"]))')" = 2 ] && break
+  sleep 0.1
+done
+cpid="$(sql "SELECT supervisor_pid FROM runs WHERE id='$ORPH'")"
+[ -n "$cpid" ] && kill -9 "$cpid" 2>/dev/null && ok "killed the controller (pid $cpid)" || fail "no controller pid for $ORPH"
+api POST "sweeps/$ORPH/cancel" >/dev/null; assert_eq 202 "$(code)" "cancel of a sweep without its controller: 202"
+for _ in $(seq 1 300); do
+  [ "$($K sweep show "$ORPH" --json | python3 -c 'import json,sys; print(sum(c["status"] == "Canceled" for c in json.load(sys.stdin)["children"]))')" = 2 ] && break
+  sleep 0.1
+done
+assert_eq "Canceled Canceled" "$(jget "$($K sweep show "$ORPH" --json)" '" ".join(c["status"] for c in j["children"])')" \
+  "its children were canceled by the server"
 
 # --- services ----------------------------------------------------------------------------------
 body="$(api GET services)"
