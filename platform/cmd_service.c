@@ -179,8 +179,7 @@ int kp_service_keys_migrate(kp_ws *ws, kp_store *s) {
   return 0;
 }
 
-/* A Running (or Starting) record whose process is gone has failed. */
-static void check_alive(kp_service *s) {
+void kp_service_check_alive(kp_service *s) {
   if ((s->state == KP_SERVICE_RUNNING || s->state == KP_SERVICE_STARTING) &&
       !(s->pid > 0 && kp_proc_alive((pid_t)s->pid, s->pid_start))) {
     if (s->state == KP_SERVICE_RUNNING || s->pid > 0) {
@@ -205,7 +204,7 @@ static int find_svc(kp_ws *ws, const char *name, kp_service *s, int say) {
     }
     return 1;
   }
-  check_alive(s);
+  kp_service_check_alive(s);
   return 0;
 }
 
@@ -383,26 +382,47 @@ static int service_list(int argc, char **argv) {
   if (kp_parse("service list", argc, argv, opts, NULL, NULL, 0, NULL)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  kp_service *v;
-  size_t n;
-  if (kp_store_service_list(ws.store, &v, &n) != 0) { kp_store_report(); kp_ws_close(&ws); return 1; }
+  cJSON *arr = NULL;
+  if (ws.remote[0]) {
+    /* the tracking server's GET /services: the same views */
+    cJSON *o;
+    if (kp_store_http_call(ws.store, "GET", "services", NULL, NULL, NULL, &o) != 0) {
+      kp_store_report();
+      kp_ws_close(&ws);
+      return 1;
+    }
+    arr = cJSON_DetachItemFromObjectCaseSensitive(o, "services");
+    cJSON_Delete(o);
+    if (!cJSON_IsArray(arr)) {
+      cJSON_Delete(arr);
+      kp_err("the tracking server %s answered GET /services without a list of services", ws.remote);
+      kp_ws_close(&ws);
+      return 1;
+    }
+  } else {
+    kp_service *v;
+    size_t n;
+    if (kp_store_service_list(ws.store, &v, &n) != 0) { kp_store_report(); kp_ws_close(&ws); return 1; }
+    arr = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) {
+      kp_service_check_alive(&v[i]);
+      cJSON_AddItemToArray(arr, kp_view_service(&v[i]));
+    }
+    kp_services_free(v, n);
+  }
   kp_ws_close(&ws);
-  cJSON *arr = cJSON_CreateArray();
-  if (!json) printf("%-24s %-8s %-28s %-5s %s\n", "NAME", "STATE", "MODEL", "AUTH", "SCORING URI");
-  for (size_t i = 0; i < n; i++) {
-    kp_service *s = &v[i];
-    check_alive(s);
-    if (json) {
-      cJSON_AddItemToArray(arr, kp_view_service(s));
-    } else {
-      char uri[400], m[300];
-      kp_view_service_uri(s, "/score", uri, sizeof uri);
-      snprintf(m, sizeof m, "%s:%lld", s->model_name, (long long)s->model_version);
-      printf("%-24s %-8s %-28s %-5s %s\n", s->name, kp_service_state_name(s->state), m, s->auth ? "key" : "none", uri);
+  if (json) {
+    print_json(arr);
+  } else {
+    printf("%-24s %-8s %-28s %-5s %s\n", "NAME", "STATE", "MODEL", "AUTH", "SCORING URI");
+    const cJSON *o;
+    cJSON_ArrayForEach(o, arr) {
+#define S(k) (cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k)) ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k)) : "")
+      printf("%-24s %-8s %-28s %-5s %s\n", S("name"), S("state"), S("model"),
+             cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "auth")) ? "key" : "none", S("scoring_uri"));
+#undef S
     }
   }
-  kp_services_free(v, n);
-  if (json) print_json(arr);
   cJSON_Delete(arr);
   return 0;
 }
@@ -423,19 +443,32 @@ static int service_show(int argc, char **argv) {
   if (one_name("service show", argc, argv, opts, &name)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  kp_service s;
-  int r = find_svc(&ws, name, &s, 1);
-  char dir[4400];
-  svc_dir(&ws, name, dir, sizeof dir);
+  char dir[4400] = "";
+  cJSON *o = NULL;
+  if (ws.remote[0]) {
+    /* the tracking server's GET /services/{name}: the same view */
+    int rc = kp_store_http_call(ws.store, "GET", "services/", name, NULL, NULL, &o);
+    if (rc != 0) {
+      int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+      kp_store_report();
+      if (missing) kp_hint("list services with 'kusari service list'");
+      kp_ws_close(&ws);
+      return 1;
+    }
+  } else {
+    kp_service s;
+    int r = find_svc(&ws, name, &s, 1);
+    svc_dir(&ws, name, dir, sizeof dir);
+    if (r != 0) { kp_ws_close(&ws); return 1; }
+    o = kp_view_service(&s);
+    kp_service_free(&s);
+    int bmax;
+    long bwait;
+    kp_service_batch_load(dir, &bmax, &bwait); /* 1 and 0 when the service never batched */
+    cJSON_AddNumberToObject(o, "batch_max", bmax);
+    cJSON_AddNumberToObject(o, "batch_wait_us", (double)bwait);
+  }
   kp_ws_close(&ws);
-  if (r != 0) return 1;
-  cJSON *o = kp_view_service(&s);
-  kp_service_free(&s);
-  int bmax;
-  long bwait;
-  kp_service_batch_load(dir, &bmax, &bwait); /* 1 and 0 when the service never batched */
-  cJSON_AddNumberToObject(o, "batch_max", bmax);
-  cJSON_AddNumberToObject(o, "batch_wait_us", (double)bwait);
   if (json) {
     print_json(o);
   } else {
@@ -448,7 +481,8 @@ static int service_show(int argc, char **argv) {
       else if (cJSON_IsBool(it)) printf("%-16s %s\n", label, cJSON_IsTrue(it) ? "yes (Authorization: Bearer KEY)" : "no");
       else printf("%-16s -\n", label);
     }
-    printf("%-16s %s/server.log\n", "log:", dir);
+    if (dir[0]) printf("%-16s %s/server.log\n", "log:", dir);
+    else printf("%-16s on the server's machine ('kusari service logs %s' there)\n", "log:", name);
   }
   cJSON_Delete(o);
   return 0;

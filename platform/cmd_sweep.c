@@ -800,6 +800,95 @@ out:
 }
 
 /* ---- show / best / list ---------------------------------------------------------------- */
+/* What `sweep show ID --json` prints: built here from the store, or the
+ * tracking server's GET /sweeps/{id} (the same view); NULL after an error
+ * was printed. */
+static cJSON *sweep_view(kp_ws *ws, const char *id) {
+  cJSON *o = NULL;
+  if (ws->remote[0]) {
+    if (kp_store_http_call(ws->store, "GET", "sweeps/", id, NULL, NULL, &o) == 0) return o;
+    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) return kp_store_report(), NULL;
+    kp_err("no sweep with id '%s' in this workspace", id);
+    kp_hint("list sweeps with 'kusari sweep list'");
+    return NULL;
+  }
+  sweep s;
+  if (sweep_load(ws, id, &s) != 0) return NULL;
+  kp_sweep_trial *tr;
+  size_t nt;
+  if (kp_store_sweep_trial_list(ws->store, s.id, s.spec.metric, &tr, &nt) != 0) {
+    kp_store_report();
+    sweep_free(&s);
+    return NULL;
+  }
+  o = kp_view_sweep(&s.w, &s.spec, tr, nt);
+  kp_sweep_trials_free(tr, nt);
+  sweep_free(&s);
+  if (!o) kp_err("out of memory");
+  return o;
+}
+
+#define JS(o, k) cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k))
+static double jnum(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* the text of `sweep show`, from the view alone (so it is the same against a server) */
+static void sweep_print(const cJSON *o) {
+  int counts[4] = {0, 0, 0, 0}, nchildren = 0;
+  const cJSON *ce;
+  cJSON_ArrayForEach(ce, cJSON_GetObjectItemCaseSensitive(o, "children")) {
+    kp_run_status cs;
+    int known = kp_run_status_parse(JS(ce, "status"), &cs) == 0;
+    counts[!known ? 3 : cs == KP_RUN_COMPLETED ? 0 : cs == KP_RUN_CANCELED ? 1 : cs == KP_RUN_FAILED ? 2 : 3]++;
+    nchildren++;
+  }
+  const char *stop = JS(o, "stop_reason") ? JS(o, "stop_reason") : "";
+  printf("sweep:        %s\nexperiment:   %s\nstatus:       %s%s%s\n", JS(o, "id"), JS(o, "experiment"), JS(o, "status"),
+         stop[0] ? " - " : "", stop);
+  const char *perr = JS(o, "error");
+  if (perr) printf("error:        %s\n", perr);
+  int np = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "search_space"));
+  printf("sampling:     %s (seed %llu), %d parameter%s\n", JS(o, "sampling"), (unsigned long long)jnum(o, "seed"), np,
+         np == 1 ? "" : "s");
+  const char *metric = JS(o, "primary_metric");
+  printf("metric:       %s (%s)\n", metric, JS(o, "goal"));
+  const char *policy = JS(o, "policy");
+  const cJSON *ps = cJSON_GetObjectItemCaseSensitive(o, "policy_settings");
+  int none = !strcmp(policy, "none");
+  printf("policy:       %s", policy);
+  if (!none) printf(" (evaluation_interval %d, delay_evaluation %d", (int)jnum(ps, "evaluation_interval"),
+                    (int)jnum(ps, "delay_evaluation"));
+  if (cJSON_GetObjectItemCaseSensitive(ps, "slack_amount")) printf(", slack_amount %g", jnum(ps, "slack_amount"));
+  if (cJSON_GetObjectItemCaseSensitive(ps, "slack_factor")) printf(", slack_factor %g", jnum(ps, "slack_factor"));
+  if (cJSON_GetObjectItemCaseSensitive(ps, "truncation_percentage"))
+    printf(", truncation_percentage %g", jnum(ps, "truncation_percentage"));
+  printf("%s\n", none ? "" : ")");
+  printf("runs:         %d of at most %lld (%d at once): %d Completed, %d Canceled, %d Failed, %d active\n", nchildren,
+         (long long)jnum(o, "max_total_runs"), (int)jnum(o, "max_concurrent_runs"), counts[0], counts[1], counts[2],
+         counts[3]);
+  const char *best = JS(o, "best_child");
+  printf("best run:     %s\n\n", best ? best : "-");
+  printf("%-28s %-10s %12s %9s  %-40s %s\n", "RUN", "STATUS", metric, "INTERVALS", "PARAMETERS", "EARLY TERMINATION");
+  const cJSON *e;
+  cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "children")) {
+    char val[32] = "-", params[1024] = "";
+    const cJSON *bv = cJSON_GetObjectItemCaseSensitive(e, "best");
+    if (cJSON_IsNumber(bv)) snprintf(val, sizeof val, "%.6g", bv->valuedouble);
+    const cJSON *pv;
+    cJSON_ArrayForEach(pv, cJSON_GetObjectItemCaseSensitive(e, "parameters")) {
+      size_t l = strlen(params);
+      snprintf(params + l, sizeof params - l, "%s%s=%s", l ? " " : "", pv->string,
+               pv->valuestring ? pv->valuestring : "");
+    }
+    const char *why = JS(e, "early_termination");
+    const char *cid = JS(e, "id");
+    printf("%-28s %-10s %12s %9d  %-40s %s\n", cid && *cid ? cid : "-", JS(e, "status"), val, (int)jnum(e, "intervals"),
+           params, why ? why : "");
+  }
+}
+
 static int sweep_show(int argc, char **argv) {
   int json = 0, np = 0;
   const char *pos[1];
@@ -808,77 +897,17 @@ static int sweep_show(int argc, char **argv) {
   if (np != 1) return kp_usage_err("sweep show", "missing the SWEEP id");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
-  sweep s;
-  if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
-  kp_sweep_trial *tr;
-  size_t nt;
-  if (kp_store_sweep_trial_list(ws.store, s.id, s.spec.metric, &tr, &nt) != 0) {
-    kp_store_report();
-    sweep_free(&s);
-    kp_ws_close(&ws);
-    return 1;
-  }
-  cJSON *o = kp_view_sweep(&s.w, &s.spec, tr, nt);
-  kp_sweep_trials_free(tr, nt);
-  if (!o) {
-    kp_err("out of memory");
-    sweep_free(&s);
-    kp_ws_close(&ws);
-    return 1;
-  }
+  cJSON *o = sweep_view(&ws, pos[0]);
+  kp_ws_close(&ws);
+  if (!o) return 1;
   if (json) {
     char *t = cJSON_Print(o);
     puts(t);
     cJSON_free(t);
   } else {
-    const kp_sweep_spec *sp = &s.spec;
-    int counts[4] = {0, 0, 0, 0}, nchildren = 0;
-    const cJSON *ce;
-    cJSON_ArrayForEach(ce, cJSON_GetObjectItemCaseSensitive(o, "children")) {
-      kp_run_status cs;
-      int known = kp_run_status_parse(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ce, "status")), &cs) == 0;
-      counts[!known ? 3 : cs == KP_RUN_COMPLETED ? 0 : cs == KP_RUN_CANCELED ? 1 : cs == KP_RUN_FAILED ? 2 : 3]++;
-      nchildren++;
-    }
-    const char *stop = s.w.stop_reason ? s.w.stop_reason : "";
-    printf("sweep:        %s\nexperiment:   %s\nstatus:       %s%s%s\n", s.id, s.w.run.experiment,
-           kp_run_status_name(s.w.run.status), stop[0] ? " - " : "", stop);
-    const char *perr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "error"));
-    if (perr) printf("error:        %s\n", perr);
-    printf("sampling:     %s (seed %llu), %d parameter%s\n", kp_sampling_names[sp->sampling], (unsigned long long)sp->seed,
-           sp->space.n, sp->space.n == 1 ? "" : "s");
-    printf("metric:       %s (%s)\n", sp->metric, sp->maximize ? "maximize" : "minimize");
-    printf("policy:       %s", kp_policy_names[sp->policy.type]);
-    if (sp->policy.type != KP_POLICY_NONE)
-      printf(" (evaluation_interval %d, delay_evaluation %d", sp->policy.evaluation_interval, sp->policy.delay_evaluation);
-    if (sp->policy.type == KP_POLICY_BANDIT) printf(", slack_%s %g", sp->policy.use_amount ? "amount" : "factor", sp->policy.slack);
-    if (sp->policy.type == KP_POLICY_TRUNCATION) printf(", truncation_percentage %g", sp->policy.truncation);
-    printf("%s\n", sp->policy.type != KP_POLICY_NONE ? ")" : "");
-    printf("runs:         %d of at most %lld (%d at once): %d Completed, %d Canceled, %d Failed, %d active\n", nchildren,
-           kp_sweep_budget(sp), kp_sweep_concurrency(sp), counts[0], counts[1], counts[2], counts[3]);
-    const char *best = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "best_child"));
-    printf("best run:     %s\n\n", best ? best : "-");
-    printf("%-28s %-10s %12s %9s  %-40s %s\n", "RUN", "STATUS", sp->metric, "INTERVALS", "PARAMETERS", "EARLY TERMINATION");
-    const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "children")) {
-      char val[32] = "-", params[1024] = "";
-      const cJSON *bv = cJSON_GetObjectItemCaseSensitive(e, "best");
-      if (cJSON_IsNumber(bv)) snprintf(val, sizeof val, "%.6g", bv->valuedouble);
-      const cJSON *pv;
-      cJSON_ArrayForEach(pv, cJSON_GetObjectItemCaseSensitive(e, "parameters")) {
-        size_t l = strlen(params);
-        snprintf(params + l, sizeof params - l, "%s%s=%s", l ? " " : "", pv->string, pv->valuestring);
-      }
-      const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "early_termination"));
-      printf("%-28s %-10s %12s %9d  %-40s %s\n", *cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "id"))
-             ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "id")) : "-",
-             cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "status")), val,
-             cJSON_GetObjectItemCaseSensitive(e, "intervals")->valueint, params, why ? why : "");
-    }
+    sweep_print(o);
   }
   cJSON_Delete(o);
-  sweep_free(&s);
-  kp_ws_close(&ws);
   return 0;
 }
 
@@ -917,16 +946,34 @@ static int sweep_list(int argc, char **argv) {
   if (kp_parse("sweep list", argc, argv, opts, NULL, NULL, 0, NULL)) return 2;
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
-  kp_sweep *v;
-  size_t n;
-  if (kp_store_sweep_list(ws.store, &v, &n) != 0) {
-    kp_store_report();
-    kp_ws_close(&ws);
-    return 1;
+  cJSON *arr = NULL;
+  if (ws.remote[0]) {
+    /* the tracking server's GET /sweeps: the same summaries */
+    cJSON *o;
+    if (kp_store_http_call(ws.store, "GET", "sweeps", NULL, NULL, NULL, &o) != 0) {
+      kp_store_report();
+      kp_ws_close(&ws);
+      return 1;
+    }
+    arr = cJSON_DetachItemFromObjectCaseSensitive(o, "sweeps");
+    cJSON_Delete(o);
+    if (!cJSON_IsArray(arr)) {
+      cJSON_Delete(arr);
+      kp_ws_close(&ws);
+      return kp_err("the tracking server %s answered GET /sweeps without a list of sweeps", ws.remote), 1;
+    }
+  } else {
+    kp_sweep *v;
+    size_t n;
+    if (kp_store_sweep_list(ws.store, &v, &n) != 0) {
+      kp_store_report();
+      kp_ws_close(&ws);
+      return 1;
+    }
+    arr = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, kp_view_sweep_summary(&v[i]));
+    kp_sweeps_free(v, n);
   }
-  cJSON *arr = cJSON_CreateArray();
-  for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, kp_view_sweep_summary(&v[i]));
-  kp_sweeps_free(v, n);
   kp_ws_close(&ws);
   if (json) {
     char *t = cJSON_Print(arr);
@@ -1038,6 +1085,39 @@ static int sweep_wait(int argc, char **argv) {
   return rc;
 }
 
+/* sweep cancel against a tracking server: POST /sweeps/{id}/cancel (the
+ * server asks the controller, or the children when it is gone), then the
+ * same wait for the end as locally, reading GET /sweeps/{id} */
+static int sweep_cancel_remote(kp_ws *ws, const char *id, int nowait) {
+  cJSON *o;
+  if (kp_store_http_call(ws->store, "POST", "sweeps/", id, "/cancel", "{\"reason\": \"canceled by the user\"}", &o) != 0) {
+    int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+    if (!missing) return kp_store_report(), 1;
+    kp_err("no sweep with id '%s' in this workspace", id);
+    kp_hint("list sweeps with 'kusari sweep list'");
+    return 1;
+  }
+  char sid[300], status[32];
+  snprintf(sid, sizeof sid, "%s", JS(o, "id") ? JS(o, "id") : id);
+  snprintf(status, sizeof status, "%s", JS(o, "status") ? JS(o, "status") : "?");
+  cJSON_Delete(o);
+  if (nowait) {
+    printf("Sweep %s: cancel requested\n", sid);
+    return 0;
+  }
+  /* (the sweep file's cancel grace is not in the view: at most 10 minutes) */
+  kp_run_status st;
+  double t0 = kp_now();
+  while (!(kp_run_status_parse(status, &st) == 0 && kp_run_status_ended(st)) && kp_now() - t0 < 600) {
+    sleep_ms(200);
+    if (kp_store_http_call(ws->store, "GET", "sweeps/", sid, NULL, NULL, &o) != 0) return kp_store_report(), 1;
+    snprintf(status, sizeof status, "%s", JS(o, "status") ? JS(o, "status") : "?");
+    cJSON_Delete(o);
+  }
+  printf("Sweep %s: %s\n", sid, status);
+  return 0;
+}
+
 static int sweep_cancel(int argc, char **argv) {
   int np = 0, nowait = 0;
   const char *pos[1];
@@ -1046,6 +1126,11 @@ static int sweep_cancel(int argc, char **argv) {
   if (np != 1) return kp_usage_err("sweep cancel", "missing the SWEEP id");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
+  if (ws.remote[0]) {
+    int rc = sweep_cancel_remote(&ws, pos[0], nowait);
+    kp_ws_close(&ws);
+    return rc;
+  }
   sweep s;
   if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
   int rc = 1;

@@ -7,9 +7,12 @@
  */
 #include "server_api.h"
 #include "server.h"
+#include "service.h"
+#include "sweep.h"
 #include "views.h"
 
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -684,6 +687,28 @@ static enum MHD_Result api_file(struct MHD_Connection *c, srv_req *r, const srv_
   return send_file(c, bp, size, rt->rest);
 }
 
+/* A run's log (std or build) for reading: its live copy, else the stored
+ * one; *fd -1 when there is none yet. -1 on a store error. */
+static int open_log(kp_store *st, const char *run_id, int build, int *fd) {
+  const char *rel = build ? "logs/build.log" : "logs/std_log.txt";
+  char p[4600], rd[4400];
+  kp_run_dir(srv_ws(), run_id, rd, sizeof rd);
+  snprintf(p, sizeof p, "%s/%s", rd, rel);
+  *fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (*fd >= 0) return 0;
+  /* the live copy is gone (runs/ is only a cache): the stored one */
+  kp_stored_file *v;
+  size_t n;
+  if (kp_store_run_files_list(st, run_id, rel, &v, &n) != 0) return -1;
+  for (size_t i = 0; i < n && *fd < 0; i++)
+    if (!strcmp(v[i].path, rel)) {
+      kp_blob_path(srv_ws(), v[i].sha256, p, sizeof p);
+      *fd = open(p, O_RDONLY | O_CLOEXEC);
+    }
+  kp_stored_files_free(v, n);
+  return 0;
+}
+
 static enum MHD_Result api_logs(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
   enum MHD_Result ans = MHD_NO;
   long long off, wait, maxb;
@@ -699,23 +724,8 @@ static enum MHD_Result api_logs(struct MHD_Connection *c, srv_req *r, const srv_
   if (kp_store_run_get(st, rt->seg[1], &run) != 0) return srv_store_error(c);
   kp_run_status status = run.status;
   kp_run_free(&run);
-  const char *rel = build ? "logs/build.log" : "logs/std_log.txt";
-  char p[4600], rd[4400];
-  kp_run_dir(srv_ws(), rt->seg[1], rd, sizeof rd);
-  snprintf(p, sizeof p, "%s/%s", rd, rel);
-  int fd = open(p, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    /* the live copy is gone (runs/ is only a cache): the stored one */
-    kp_stored_file *v;
-    size_t n;
-    if (kp_store_run_files_list(st, rt->seg[1], rel, &v, &n) != 0) return srv_store_error(c);
-    for (size_t i = 0; i < n && fd < 0; i++)
-      if (!strcmp(v[i].path, rel)) {
-        kp_blob_path(srv_ws(), v[i].sha256, p, sizeof p);
-        fd = open(p, O_RDONLY | O_CLOEXEC);
-      }
-    kp_stored_files_free(v, n);
-  }
+  int fd;
+  if (open_log(st, rt->seg[1], build, &fd) != 0) return srv_store_error(c);
   struct stat sb;
   uint64_t size = fd >= 0 && fstat(fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
   if (size <= (uint64_t)off && !kp_run_status_ended(status) && srv_mono() < r->wait_until) {
@@ -750,6 +760,290 @@ static enum MHD_Result api_logs(struct MHD_Connection *c, srv_req *r, const srv_
   MHD_add_response_header(resp, "X-Kusari-Offset", a);
   MHD_add_response_header(resp, "X-Kusari-Next-Offset", z);
   MHD_add_response_header(resp, "X-Kusari-Run-Status", kp_run_status_name(status));
+  enum MHD_Result rc = MHD_queue_response(c, 200, resp);
+  MHD_destroy_response(resp);
+  return rc;
+}
+
+/* ---- server-sent events: GET /runs/{id}/events ------------------------------------- */
+/* The run's status changes, new metric points and log lines as they come,
+ * as text/event-stream. The stream is a libmicrohttpd response whose
+ * content reader looks at the store each time it is called: with nothing
+ * to send it suspends the connection (srv_suspend, as the long polls) and
+ * answers 0, so the worker goes on serving others and the ticker wakes the
+ * stream 5 times a second. Each event's id is the stream's position
+ * "METRICS-LOG-STATUS" (the metrics cursor of metric_events, the log's byte
+ * offset, the last status sent): Last-Event-ID resumes after it. The stream
+ * ends (event "end") once the run has ended and everything before its end
+ * was sent. */
+#define SSE_METRICS_PER_CALL 500
+#define SSE_LOG_PER_CALL (64 * 1024)
+#define SSE_LINE_MAX (64 * 1024)
+#define SSE_BLOCK (16 * 1024)
+
+typedef struct sse {
+  struct MHD_Connection *c;
+  srv_req *r;
+  char run[256];
+  int64_t mcur;      /* metric_events cursor (-1: from now) */
+  uint64_t loff;     /* the std log's offset */
+  int loff_now;      /* start the log at its current end */
+  int status;        /* the last status sent; -1: none */
+  int ended;         /* "end" queued: send what is left, then close */
+  double heartbeat, last_sent;
+  char *buf;
+  size_t n, off, cap;
+  int oom;
+} sse;
+
+static void sse_put(sse *e, const char *s, size_t l) {
+  if (e->oom) return;
+  if (e->n + l + 1 > e->cap) {
+    size_t cap = e->cap ? e->cap : 8192;
+    while (cap < e->n + l + 1) cap *= 2;
+    char *nb = realloc(e->buf, cap);
+    if (!nb) {
+      e->oom = 1;
+      return;
+    }
+    e->buf = nb;
+    e->cap = cap;
+  }
+  memcpy(e->buf + e->n, s, l);
+  e->n += l;
+  e->buf[e->n] = '\0';
+}
+
+/* one event: its id (the position after it), type and data (o, deleted) */
+static void sse_event(sse *e, const char *type, cJSON *o) {
+  char head[160];
+  int l = snprintf(head, sizeof head, "id: %lld-%llu-%d\nevent: %s\ndata: ", (long long)(e->mcur < 0 ? 0 : e->mcur),
+                   (unsigned long long)e->loff, e->status, type);
+  char *t = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (!t) {
+    e->oom = 1;
+    return;
+  }
+  sse_put(e, head, (size_t)l);
+  sse_put(e, t, strlen(t));  /* compact JSON: no newline in it */
+  sse_put(e, "\n\n", 2);
+  cJSON_free(t);
+  e->last_sent = srv_mono();
+}
+
+static void sse_error(sse *e, const kp_store_error *err) {
+  cJSON *o = kp_view_store_error(err);
+  sse_event(e, "error", o);
+  e->ended = 1;
+}
+
+/* the log lines after e->loff (the last one without its newline too when the
+ * run has ended); 1 when it read all there was */
+static int sse_logs(sse *e, kp_store *st, int ended) {
+  int fd;
+  if (open_log(st, e->run, 0, &fd) != 0) {
+    sse_error(e, kp_store_last_error());
+    return 1;
+  }
+  if (fd < 0) return 1;
+  struct stat sb;
+  uint64_t size = fstat(fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+  if (e->loff_now) {
+    e->loff = size;
+    e->loff_now = 0;
+  }
+  if (size <= e->loff) {
+    close(fd);
+    return 1;
+  }
+  size_t want = size - e->loff > SSE_LOG_PER_CALL ? SSE_LOG_PER_CALL : (size_t)(size - e->loff);
+  char *b = malloc(want + 1);
+  size_t got = 0;
+  while (b && got < want) {
+    ssize_t k = pread(fd, b + got, want - got, (off_t)(e->loff + got));
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    got += (size_t)k;
+  }
+  close(fd);
+  if (!b) {
+    e->oom = 1;
+    return 1;
+  }
+  int all = e->loff + got >= size;
+  size_t at = 0;
+  while (at < got) {
+    char *nl = memchr(b + at, '\n', got - at);
+    size_t len = nl ? (size_t)(nl - (b + at)) : got - at;
+    /* a partial last line waits for its end, unless the run has ended or it is very long */
+    if (!nl && !(ended && all) && len < SSE_LINE_MAX) break;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "offset", (double)(e->loff));
+    b[at + len] = '\0';
+    cJSON_AddStringToObject(o, "line", b + at);
+    e->loff += len + (nl ? 1 : 0);
+    at += len + (nl ? 1 : 0);
+    sse_event(e, "log", o);
+  }
+  free(b);
+  return all && at == got;
+}
+
+/* what happened since the last look, queued as events */
+static void sse_poll(sse *e, kp_store *st) {
+  kp_run run;
+  if (kp_store_run_get(st, e->run, &run) != 0) {
+    sse_error(e, kp_store_last_error());
+    return;
+  }
+  kp_run_status status = run.status;
+  char *error = run.error && *run.error ? strdup(run.error) : NULL;
+  kp_run_free(&run);
+  int ended = kp_run_status_ended(status);
+  /* a status the run has moved to comes before the points and lines that
+   * follow it; an end status after them (all that came before the end is
+   * sent before it) */
+  if (!ended && (int)status != e->status) {
+    e->status = (int)status;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", kp_run_status_name(status));
+    cJSON_AddNullToObject(o, "error");
+    sse_event(e, "status", o);
+  }
+  kp_metric_event *v;
+  size_t n;
+  int caught_up = 1;
+  if (kp_store_metric_events(st, e->run, &e->mcur, SSE_METRICS_PER_CALL, &v, &n) != 0) {
+    free(error);
+    sse_error(e, kp_store_last_error());
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", v[i].name);
+    cJSON_AddNumberToObject(o, "step", (double)v[i].step);
+    cJSON_AddItemToObject(o, "value", kp_json_metric_exact(v[i].value));
+    cJSON_AddItemToObject(o, "timestamp", kp_json_metric_exact(v[i].time));
+    int64_t keep = e->mcur;
+    e->mcur = v[i].seq;
+    sse_event(e, "metric", o);
+    e->mcur = keep;
+  }
+  if (n == SSE_METRICS_PER_CALL) caught_up = 0;
+  kp_metric_events_free(v, n);
+  if (!e->ended && !sse_logs(e, st, ended)) caught_up = 0;
+  if (!e->ended && (int)status != e->status && ended && caught_up) {
+    e->status = (int)status;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", kp_run_status_name(status));
+    if (error) cJSON_AddStringToObject(o, "error", error);
+    else cJSON_AddNullToObject(o, "error");
+    sse_event(e, "status", o);
+  }
+  if (!e->ended && ended && caught_up) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", kp_run_status_name(status));
+    sse_event(e, "end", o);
+    e->ended = 1;
+  }
+  free(error);
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
+  (void)pos;
+  sse *e = cls;
+  for (int tries = 0; tries < 2; tries++) {
+    if (e->off < e->n) {
+      size_t k = e->n - e->off < max ? e->n - e->off : max;
+      memcpy(out, e->buf + e->off, k);
+      e->off += k;
+      return (ssize_t)k;
+    }
+    e->off = e->n = 0;
+    if (e->ended || e->oom || srv_stopping()) return MHD_CONTENT_READER_END_OF_STREAM;
+    kp_store *st = srv_store();
+    if (!st) {
+      sse_error(e, kp_store_last_error());
+      continue;
+    }
+    sse_poll(e, st);
+    if (e->n) continue;
+    if (srv_mono() - e->last_sent >= e->heartbeat) {
+      sse_put(e, ": keepalive\n\n", 13);
+      e->last_sent = srv_mono();
+      continue;
+    }
+    /* nothing yet: the worker is free until the next tick */
+    if (srv_suspend(e->c, e->r) == 0) return 0;
+    return MHD_CONTENT_READER_END_OF_STREAM;
+  }
+  return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void sse_free(void *cls) {
+  sse *e = cls;
+  free(e->buf);
+  free(e);
+}
+
+static enum MHD_Result api_events(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  long long hb;
+  if (qint(c, "heartbeat", 15, 1, 300, &hb, &ans) != 0) return ans;
+  const char *from = qarg(c, "from");
+  if (from && strcmp(from, "now") != 0 && strcmp(from, "start") != 0)
+    return srv_error(c, 400, "invalid", "from is 'now' (only what happens from now on, the default) or 'start' "
+                     "(everything the run logged), not '%.50s'", from);
+  if (strlen(rt->seg[1]) >= sizeof ((sse *)0)->run) return srv_error(c, 404, "not_found", "no run '%.300s' in this workspace", rt->seg[1]);
+  kp_run run;
+  if (kp_store_run_get(st, rt->seg[1], &run) != 0) return srv_store_error(c);
+  kp_run_free(&run);
+  sse *e = calloc(1, sizeof *e);
+  if (!e) return srv_error(c, 500, "internal", "out of memory");
+  e->c = c;
+  e->r = r;
+  snprintf(e->run, sizeof e->run, "%s", rt->seg[1]);
+  e->status = -1;
+  e->heartbeat = (double)hb;
+  e->last_sent = srv_mono();
+  const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+  if (last && *last) {
+    long long m;
+    unsigned long long l;
+    int sv, used = 0;
+    if (sscanf(last, "%lld-%llu-%d%n", &m, &l, &sv, &used) != 3 || last[used] || m < 0 || sv < -1 ||
+        sv >= KP_RUN_NSTATUS) {
+      free(e);
+      return srv_error(c, 400, "invalid", "Last-Event-ID '%.100s' is not an id this stream sent (METRICS-LOG-STATUS)", last);
+    }
+    e->mcur = m;
+    e->loff = l;
+    e->status = sv;
+  } else if (from && !strcmp(from, "start")) {
+    e->mcur = 0;
+  } else {
+    e->mcur = -1;
+    e->loff_now = 1;
+  }
+  /* the first look now: an unknown run is a 404 above, a store error a 503 here */
+  kp_metric_event *none;
+  size_t nn;
+  if (kp_store_metric_events(st, e->run, &e->mcur, 0, &none, &nn) != 0) {
+    free(e);
+    return srv_store_error(c);
+  }
+  kp_metric_events_free(none, nn);
+  sse_put(e, "retry: 2000\n\n", 13);
+  struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_read, e, sse_free);
+  if (!resp) {
+    sse_free(e);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+  MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+  srv_stream(c);
   enum MHD_Result rc = MHD_queue_response(c, 200, resp);
   MHD_destroy_response(resp);
   return rc;
@@ -836,6 +1130,315 @@ static enum MHD_Result api_model_file(struct MHD_Connection *c, srv_req *r, cons
   return send_file(c, bp, size, rt->rest);
 }
 
+/* ---- sweeps and services (issue 12 §2, issue 15's pages) ---------------------------- */
+static enum MHD_Result api_sweeps(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  (void)rt;
+  const char *exp = qarg(c, "experiment");
+  kp_sweep *v;
+  size_t n;
+  if (kp_store_sweep_list(st, &v, &n) != 0) return srv_store_error(c);
+  cJSON *o = cJSON_CreateObject();
+  cJSON *a = cJSON_AddArrayToObject(o, "sweeps");
+  for (size_t i = 0; i < n; i++)
+    if (!exp || !strcmp(v[i].run.experiment, exp)) cJSON_AddItemToArray(a, kp_view_sweep_summary(&v[i]));
+  kp_sweeps_free(v, n);
+  return srv_json(c, 200, o);
+}
+
+/* what `sweep show ID --json` prints (cmd_sweep.c builds it the same way);
+ * NULL after answering */
+static cJSON *sweep_view(struct MHD_Connection *c, kp_store *st, const char *id, enum MHD_Result *ans) {
+  kp_sweep w;
+  if (kp_store_sweep_get(st, id, &w) != 0) {
+    *ans = srv_store_error(c);
+    return NULL;
+  }
+  kp_sweep_spec sp;
+  char err[1024];
+  memset(&sp, 0, sizeof sp);
+  if (kp_sweep_spec_parse(w.spec, &sp, err, sizeof err) != 0) {
+    *ans = srv_error(c, 500, "internal", "sweep %s: its stored sweep file does not parse: %s", w.run.id, err);
+    kp_sweep_free(&w);
+    return NULL;
+  }
+  kp_sweep_trial *t;
+  size_t n;
+  cJSON *o = NULL;
+  int rc = kp_store_sweep_trial_list(st, w.run.id, sp.metric, &t, &n);
+  if (rc == 0) {
+    o = kp_view_sweep(&w, &sp, t, n);
+    kp_sweep_trials_free(t, n);
+  }
+  kp_sweep_spec_free(&sp);
+  kp_sweep_free(&w);
+  if (rc != 0) *ans = srv_store_error(c);
+  else if (!o) *ans = srv_error(c, 500, "internal", "out of memory");
+  return o;
+}
+
+static enum MHD_Result api_sweep(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  enum MHD_Result ans = MHD_NO;
+  cJSON *o = sweep_view(c, st, rt->seg[1], &ans);
+  return o ? srv_json(c, 200, o) : ans;
+}
+
+static enum MHD_Result api_services(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  (void)rt;
+  kp_service *v;
+  size_t n;
+  if (kp_store_service_list(st, &v, &n) != 0) return srv_store_error(c);
+  cJSON *o = cJSON_CreateObject();
+  cJSON *a = cJSON_AddArrayToObject(o, "services");
+  for (size_t i = 0; i < n; i++) {
+    kp_service_check_alive(&v[i]);
+    cJSON_AddItemToArray(a, kp_view_service(&v[i]));
+  }
+  kp_services_free(v, n);
+  return srv_json(c, 200, o);
+}
+
+/* what `service show NAME --json` prints: the service with its batching */
+static enum MHD_Result api_service(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  kp_service s;
+  if (kp_store_service_get(st, rt->seg[1], &s) != 0) return srv_store_error(c);
+  kp_service_check_alive(&s);
+  cJSON *o = kp_view_service(&s);
+  kp_service_free(&s);
+  char dir[4400];
+  snprintf(dir, sizeof dir, "%s/services/%s", srv_ws()->root, rt->seg[1]);
+  int bmax;
+  long bwait;
+  kp_service_batch_load(dir, &bmax, &bwait);
+  cJSON_AddNumberToObject(o, "batch_max", bmax);
+  cJSON_AddNumberToObject(o, "batch_wait_us", (double)bwait);
+  return srv_json(c, 200, o);
+}
+
+#define SERVICE_METRICS_LIMIT (1024 * 1024)
+
+static size_t metrics_data(char *d, size_t sz, size_t nm, void *ud) {
+  char **b = ud;
+  size_t l = sz * nm, have = *b ? strlen(*b) : 0;
+  if (have + l > SERVICE_METRICS_LIMIT) return 0;
+  char *p = realloc(*b, have + l + 1);
+  if (!p) return 0;
+  memcpy(p + have, d, l);
+  p[have + l] = '\0';
+  *b = p;
+  return l;
+}
+
+/* the value of a Prometheus sample line "NAME{LABELS} VALUE" whose name is
+ * 'name'; the text of label 'label' (when asked) in lv */
+static int prom_sample(const char *line, const char *name, const char *label, char *lv, size_t lvn, double *v) {
+  size_t nl = strlen(name);
+  if (strncmp(line, name, nl) != 0 || (line[nl] != '{' && line[nl] != ' ')) return 0;
+  const char *p = line + nl;
+  if (label) {
+    char key[64];
+    snprintf(key, sizeof key, "%s=\"", label);
+    const char *a = strstr(p, key), *close = strchr(p, '}');
+    if (!a || !close || a > close) return 0;
+    a += strlen(key);
+    const char *e = strchr(a, '"');
+    if (!e || (size_t)(e - a) >= lvn) return 0;
+    memcpy(lv, a, (size_t)(e - a));
+    lv[e - a] = '\0';
+  }
+  const char *sp = strrchr(p, ' ');
+  if (!sp) return 0;
+  char *end;
+  *v = strtod(sp + 1, &end);
+  return end != sp + 1;
+}
+
+/* the upper bound of the bucket that holds quantile q (null: no requests, or
+ * beyond the last finite bucket) */
+static void add_quantile(cJSON *o, const char *k, const double *le, const double *cum, int nb, double total, double q) {
+  if (total <= 0) {
+    cJSON_AddNullToObject(o, k);
+    return;
+  }
+  for (int i = 0; i < nb; i++)
+    if (cum[i] >= q * total) {
+      cJSON_AddNumberToObject(o, k, le[i]);
+      return;
+    }
+  cJSON_AddNullToObject(o, k);
+}
+
+/* The service's own counters (its GET /metrics, Prometheus text) as JSON:
+ * {service, state, requests_total, requests_by_code{code: n},
+ * latency_seconds{count, sum, mean, p50, p95, p99, buckets[{le, count}]},
+ * batches, batched_requests, uptime_seconds}. 503 service_not_running when
+ * it is not Running or does not answer. */
+static enum MHD_Result api_service_metrics(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  kp_service s;
+  if (kp_store_service_get(st, rt->seg[1], &s) != 0) return srv_store_error(c);
+  kp_service_check_alive(&s);
+  enum MHD_Result ans;
+  if (s.state != KP_SERVICE_RUNNING) {
+    ans = srv_error(c, 503, "service_not_running", "service %s is %s, so it has no counters to read; start it with "
+                    "'kusari service start %s'", s.name, kp_service_state_name(s.state), s.name);
+    kp_service_free(&s);
+    return ans;
+  }
+  char uri[600];
+  kp_view_service_uri(&s, "/metrics", uri, sizeof uri);
+  char *text = NULL;
+  CURL *h = curl_easy_init();
+  CURLcode cc = CURLE_FAILED_INIT;
+  long code = 0;
+  if (h) {
+    curl_easy_setopt(h, CURLOPT_URL, uri);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, metrics_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &text);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 5L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    cc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(h);
+  }
+  if (cc != CURLE_OK || code != 200 || !text) {
+    ans = srv_error(c, 503, "service_not_running", "service %s is recorded Running but its %s did not answer (%s)",
+                    s.name, uri, cc != CURLE_OK ? curl_easy_strerror(cc) : "no counters");
+    free(text);
+    kp_service_free(&s);
+    return ans;
+  }
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "service", s.name);
+  cJSON_AddStringToObject(o, "state", kp_service_state_name(s.state));
+  kp_service_free(&s);
+  cJSON *by = cJSON_CreateObject();
+  double total = 0, lsum = 0, lcount = 0, batches = -1, batched = -1, up = -1;
+  enum { NB = 64 };
+  double le[NB], cum[NB];
+  int nb = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char lv[64];
+    double v;
+    if (line[0] == '#') continue;
+    if (prom_sample(line, "kusari_requests_total", "code", lv, sizeof lv, &v)) {
+      cJSON_AddNumberToObject(by, lv, v);
+      total += v;
+    } else if (prom_sample(line, "kusari_request_duration_seconds_bucket", "le", lv, sizeof lv, &v)) {
+      if (strcmp(lv, "+Inf") != 0 && nb < NB) {
+        le[nb] = strtod(lv, NULL);
+        cum[nb++] = v;
+      }
+    } else if (prom_sample(line, "kusari_request_duration_seconds_sum", NULL, NULL, 0, &v)) {
+      lsum = v;
+    } else if (prom_sample(line, "kusari_request_duration_seconds_count", NULL, NULL, 0, &v)) {
+      lcount = v;
+    } else if (prom_sample(line, "kusari_batches_total", NULL, NULL, 0, &v)) {
+      batches = v;
+    } else if (prom_sample(line, "kusari_batched_requests_total", NULL, NULL, 0, &v)) {
+      batched = v;
+    } else if (prom_sample(line, "kusari_uptime_seconds", NULL, NULL, 0, &v)) {
+      up = v;
+    }
+  }
+  free(text);
+  cJSON_AddNumberToObject(o, "requests_total", total);
+  cJSON_AddItemToObject(o, "requests_by_code", by);
+  cJSON *lat = cJSON_AddObjectToObject(o, "latency_seconds");
+  cJSON_AddNumberToObject(lat, "count", lcount);
+  cJSON_AddNumberToObject(lat, "sum", lsum);
+  if (lcount > 0) cJSON_AddNumberToObject(lat, "mean", lsum / lcount);
+  else cJSON_AddNullToObject(lat, "mean");
+  add_quantile(lat, "p50", le, cum, nb, lcount, 0.50);
+  add_quantile(lat, "p95", le, cum, nb, lcount, 0.95);
+  add_quantile(lat, "p99", le, cum, nb, lcount, 0.99);
+  cJSON *bk = cJSON_AddArrayToObject(lat, "buckets");
+  for (int i = 0; i < nb; i++) {
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddNumberToObject(b, "le", le[i]);
+    cJSON_AddNumberToObject(b, "count", cum[i]);
+    cJSON_AddItemToArray(bk, b);
+  }
+  if (batches >= 0) cJSON_AddNumberToObject(o, "batches", batches);
+  else cJSON_AddNullToObject(o, "batches");
+  if (batched >= 0) cJSON_AddNumberToObject(o, "batched_requests", batched);
+  else cJSON_AddNullToObject(o, "batched_requests");
+  if (up >= 0) cJSON_AddNumberToObject(o, "uptime_seconds", up);
+  else cJSON_AddNullToObject(o, "uptime_seconds");
+  return srv_json(c, 200, o);
+}
+
+/* asks run 'id' to cancel and wakes its supervisor; 1 when that supervisor lives */
+static int cancel_run(kp_store *st, const char *id, double grace, const char *why, int *alive) {
+  if (kp_store_run_request_cancel(st, id, grace, why) != 0) return -1;
+  kp_run run;
+  *alive = 0;
+  if (kp_store_run_get(st, id, &run) == 0) {
+    pid_t p = (pid_t)run.supervisor_pid;
+    if (p > 0 && kp_proc_alive(p, run.supervisor_start)) {
+      kill(p, SIGUSR1);
+      *alive = 1;
+    }
+    kp_run_free(&run);
+  }
+  return 0;
+}
+
+/* `sweep cancel` (without its wait): the parent run (the controller) is
+ * asked to cancel, which cancels the active children with the sweep file's
+ * grace; when the controller is gone, the children are asked here. 202
+ * with the sweep's view; 409 when it has ended. */
+static enum MHD_Result api_sweep_cancel(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  cJSON *b = body_object(c, r, 1, &ans);
+  if (!b) return ans;
+  const cJSON *reason = cJSON_GetObjectItemCaseSensitive(b, "reason");
+  if (reason && (!cJSON_IsString(reason) || strlen(reason->valuestring) > 1000)) {
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "the body is {\"reason\": TEXT (at most 1000 bytes)}, optional");
+  }
+  char why[1100];
+  snprintf(why, sizeof why, "%s", reason && *reason->valuestring ? reason->valuestring : "canceled by the user (API)");
+  cJSON_Delete(b);
+  kp_sweep w;
+  if (kp_store_sweep_get(st, rt->seg[1], &w) != 0) return srv_store_error(c);
+  kp_sweep_spec sp;
+  char err[1024];
+  memset(&sp, 0, sizeof sp);
+  int parsed = kp_sweep_spec_parse(w.spec, &sp, err, sizeof err) == 0;
+  double grace = parsed ? sp.cancel_grace_seconds : 10.0;
+  kp_sweep_spec_free(&sp);
+  char id[256];
+  snprintf(id, sizeof id, "%s", w.run.id);
+  kp_run_status status = w.run.status;
+  kp_sweep_free(&w);
+  if (kp_run_status_ended(status))
+    return srv_error(c, 409, "conflict", "sweep %s already ended (%s); there is nothing to cancel", id,
+                     kp_run_status_name(status));
+  int alive = 0;
+  if (cancel_run(st, id, grace, why, &alive) != 0) return srv_store_error(c);
+  if (!alive) {
+    /* no controller to stop the children: they are asked here */
+    kp_sweep_trial *t;
+    size_t n;
+    if (kp_store_sweep_trial_list(st, id, NULL, &t, &n) != 0) return srv_store_error(c);
+    char cwhy[1200];
+    snprintf(cwhy, sizeof cwhy, "the sweep was canceled (%s)", why);
+    for (size_t i = 0; i < n; i++) {
+      int a;
+      if (t[i].has_run && t[i].run_id && !kp_run_status_ended(t[i].run_status))
+        cancel_run(st, t[i].run_id, grace, cwhy, &a);  /* one that ended meanwhile is a conflict: fine */
+    }
+    kp_sweep_trials_free(t, n);
+  }
+  cJSON *o = sweep_view(c, st, id, &ans);
+  return o ? srv_json(c, 202, o) : ans;
+}
+
 /* ---- remote clients (store_http.c) ---------------------------------------------------- */
 /* whether some run logged metric NAME (what `run list --order-by metrics.NAME`
  * checks): 200 {"name"}, else 404 */
@@ -875,6 +1478,14 @@ static const route ROUTES[] = {
   {"GET", "computes", "", 0, api_computes},
   /* remote clients */
   {"GET", "metrics/names/**", "", 0, api_metric_exists},
+  /* sweeps and services */
+  {"GET", "sweeps", "experiment", 0, api_sweeps},
+  {"GET", "sweeps/*", "", 0, api_sweep},
+  {"POST", "sweeps/*/cancel", "", 1, api_sweep_cancel},
+  {"GET", "services", "", 0, api_services},
+  {"GET", "services/*", "", 0, api_service},
+  {"GET", "services/*/metrics", "", 0, api_service_metrics},
+  {"GET", "runs/*/events", "from,heartbeat", 0, api_events},
 };
 #define NROUTES (sizeof ROUTES / sizeof ROUTES[0])
 

@@ -83,5 +83,10 @@ int kp_service_serve(int argc, char **argv);
 #define KP_BATCH_WAIT_LIMIT_US 1000000L
 int kp_service_batch_save(const char *svc_dir, int max, long wait_us);
 void kp_service_batch_load(const char *svc_dir, int *max, long *wait_us);
+/* What `service list/show` show of a record (cmd_service.c; the tracking
+ * server's GET /services too): a Running (or Starting) record whose process
+ * is gone has failed (state and error set here, not in the store). */
+struct kp_service;
+void kp_service_check_alive(struct kp_service *s);
 
 #endif

@@ -216,6 +216,15 @@ typedef struct kp_metric_latest {
   int64_t step;
 } kp_metric_latest;
 
+/* A metric point as it was stored (metric_events), with its place. */
+typedef struct kp_metric_event {
+  char *name;
+  int64_t step;
+  double time;
+  double value;  /* NaN allowed */
+  int64_t seq;   /* the cursor just past this point */
+} kp_metric_event;
+
 typedef struct kp_metric_point {
   const char *name;  /* NULL in query results (one series) */
   int64_t step;      /* < 0 on input: the next step of that metric */
@@ -614,6 +623,16 @@ typedef struct kp_store_ops {
    * *total gets the series' point count. ENOTFOUND as metric_series. */
   int (*metric_series_downsampled)(kp_store *s, const char *run_id, const char *name, int64_t max_points,
                                    kp_metric_point **out, size_t *n, int64_t *total);
+  /* ---- server-sent events (GET /runs/{id}/events, h-api) ----
+   * A run's metric points in the order they were stored, each with the
+   * cursor just past it (seq): at most 'max' of those after '*cursor'
+   * (0: from its first; -1: none, the cursor set to now, where a stream
+   * that shows only new points starts); *cursor moves past the last one
+   * given. Cursors are opaque (a metrics row id) and only grow. ENOTFOUND for
+   * an unknown run when the cursor is 0 or -1 (later calls do not look).
+   * kp_metric_events_free. The http backend refuses it (not over HTTP). */
+  int (*metric_events)(kp_store *s, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out,
+                       size_t *n);
 } kp_store_ops;
 
 struct kp_store {
@@ -642,6 +661,13 @@ int kp_store_http_open(const char *url, const char *token, kp_store **out);
  * runs, written to 'out'; *next the offset after it, 'status' the run's. */
 int kp_store_http_log(kp_store *s, const char *run_id, int build, uint64_t offset, int wait, FILE *out, uint64_t *next,
                       char status[32]);
+/* One API call: METHOD /api/v1/PREFIX NAME SUFFIX ('name' escaped as a path
+ * segment; NULL: none) with an optional JSON body; *out the answer (2xx),
+ * else the server's error as a store error. What commands that read or
+ * write a server's views directly use (sweeps, services). */
+struct cJSON;
+int kp_store_http_call(kp_store *s, const char *method, const char *prefix, const char *name, const char *suffix,
+                       const char *body, struct cJSON **out);
 /* a run file's bytes into 'dst' (written aside, then renamed; 'mode') */
 int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode);
 
@@ -744,6 +770,9 @@ int kp_store_token_revoke(kp_store *s, const char *name);
 int kp_store_token_check(kp_store *s, const char *sha256_hex, int *found, int *read_only);
 int kp_store_metric_series_downsampled(kp_store *s, const char *run_id, const char *name, int64_t max_points,
                                        kp_metric_point **out, size_t *n, int64_t *total);
+/* server-sent events */
+int kp_store_metric_events(kp_store *s, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out, size_t *n);
+void kp_metric_events_free(kp_metric_event *v, size_t n);
 
 /* freeing results */
 void kp_experiment_summaries_free(kp_experiment_summary *v, size_t n);

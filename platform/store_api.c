@@ -484,3 +484,16 @@ void kp_tokens_free(kp_token *v, size_t n) {
   for (size_t i = 0; i < n; i++) free(v[i].name);
   free(v);
 }
+
+/* server-sent events */
+int kp_store_metric_events(kp_store *s, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out,
+                           size_t *n) {
+  *out = NULL;
+  *n = 0;
+  CALL(metric_events, run_id, cursor, max, out, n);
+}
+
+void kp_metric_events_free(kp_metric_event *v, size_t n) {
+  for (size_t i = 0; i < n && v; i++) free(v[i].name);
+  free(v);
+}

@@ -745,6 +745,22 @@ int kp_store_http_log(kp_store *s, const char *run_id, int build, uint64_t offse
   return 0;
 }
 
+int kp_store_http_call(kp_store *s, const char *method, const char *prefix, const char *name, const char *suffix,
+                       const char *body, cJSON **out) {
+  *out = NULL;
+  http_store *hs = as_http(s);
+  if (!hs) return -1;
+  char p[4096];
+  snprintf(p, sizeof p, "%s", prefix);
+  if (name && esc_cat(hs, p, sizeof p, name) != 0) return -1;
+  if (suffix) {
+    size_t l = strlen(p);
+    if (snprintf(p + l, sizeof p - l, "%s", suffix) >= (int)(sizeof p - l))
+      return kp_store_fail(KP_STORE_EINVAL, "a request path is too long");
+  }
+  return req(hs, method, p, body, out);
+}
+
 int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode) {
   http_store *hs = as_http(s);
   if (!hs) return -1;
@@ -773,6 +789,19 @@ int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const 
   return rc;
 }
 
+/* server-sent events: the server's own store feeds them; a client reads the
+ * stream (GET /runs/{id}/events), not this operation */
+static int h_metric_events(kp_store *base, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out,
+                           size_t *n) {
+  (void)base;
+  (void)run_id;
+  (void)cursor;
+  (void)max;
+  (void)out;
+  (void)n;
+  return kp_store_fail(KP_STORE_EINVAL, "metric_events is not supported over HTTP: read GET /api/v1/runs/{id}/events");
+}
+
 static const kp_store_ops HTTP_OPS = {
   .backend = "http",
   .close = h_close,
@@ -797,6 +826,8 @@ static const kp_store_ops HTTP_OPS = {
   .run_files_list = h_run_files_list,
   .run_params = h_run_params,
   .run_search = h_run_search,
+  /* server-sent events */
+  .metric_events = h_metric_events,
 };
 
 int kp_store_http_open(const char *url, const char *token, kp_store **out) {

@@ -3077,6 +3077,54 @@ static int pg_metric_series_downsampled(kp_store *base, const char *run_id, cons
   return 0;
 }
 
+/* ---- server-sent events (h-api) ----------------------------------------------- */
+static int pg_metric_events(kp_store *base, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out,
+                            size_t *n) {
+  pg_store *s = PG(base);
+  PGresult *r;
+  if (*cursor <= 0 && run_exists(s, run_id) <= 0) return -1;
+  if (*cursor < 0) {
+    if (!(r = qry(s, "SELECT coalesce(max(id), 0) FROM metrics", NULL))) return -1;
+    *cursor = gi64(r, 0, 0);
+    PQclear(r);
+    return 0;
+  }
+  if (*cursor == 0) {
+    pa a = {0};
+    p_txt(&a, run_id);
+    if (!(r = qry(s, "SELECT coalesce(min(id), 0) FROM metrics WHERE run_id=$1", &a))) return -1;
+    long long first = gi64(r, 0, 0);
+    PQclear(r);
+    if (first > 0) *cursor = first - 1;
+  }
+  if (max == 0) return 0;
+  pa a = {0};
+  p_i64(&a, *cursor);
+  p_txt(&a, run_id);
+  p_i64(&a, (int64_t)max);
+  /* ids are assigned under the write lock, so in commit order (metric_follow) */
+  if (!(r = qry(s, "SELECT id, name, step, ts, value FROM metrics WHERE id > $1 AND run_id = $2 ORDER BY id LIMIT $3", &a)))
+    return -1;
+  size_t k = (size_t)PQntuples(r);
+  kp_metric_event *v = calloc(k ? k : 1, sizeof *v);
+  if (!v) {
+    PQclear(r);
+    return kp_store_fail(KP_STORE_EBACKEND, "out of memory");
+  }
+  for (size_t i = 0; i < k; i++) {
+    v[i].seq = gi64(r, (int)i, 0);
+    v[i].name = gdup(r, (int)i, 1);
+    v[i].step = gi64(r, (int)i, 2);
+    v[i].time = gval(r, (int)i, 3);
+    v[i].value = gval(r, (int)i, 4);
+  }
+  PQclear(r);
+  if (k) *cursor = v[k - 1].seq;
+  *out = v;
+  *n = k;
+  return 0;
+}
+
 static const kp_store_ops pg_ops = {
   .backend = "postgresql",
   .close = pg_close,
@@ -3166,6 +3214,8 @@ static const kp_store_ops pg_ops = {
   .token_revoke = pg_token_revoke,
   .token_check = pg_token_check,
   .metric_series_downsampled = pg_metric_series_downsampled,
+  /* server-sent events */
+  .metric_events = pg_metric_events,
 };
 
 /* ---- opening and migrating ---------------------------------------------------------- */

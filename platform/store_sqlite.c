@@ -3129,6 +3129,62 @@ static int sq_metric_series_downsampled(kp_store *base, const char *run_id, cons
   return 0;
 }
 
+/* ---- server-sent events (h-api) ----------------------------------------------- */
+static int sq_metric_events(kp_store *base, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out,
+                            size_t *n) {
+  sq_store *s = SQ(base);
+  sqlite3_stmt *st;
+  int r;
+  if (*cursor <= 0 && run_exists(s, run_id) <= 0) return -1;
+  if (*cursor < 0) {
+    if (prep(s, &st, "SELECT coalesce(max(id), 0) FROM metrics") != 0) return -1;
+    r = row(s, st);
+    if (r > 0) *cursor = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return r < 0 ? -1 : 0;
+  }
+  if (*cursor == 0) {
+    /* from the run's first row (its index entries, once) */
+    if (prep(s, &st, "SELECT coalesce(min(id), 0) FROM metrics WHERE run_id=?") != 0) return -1;
+    bind_text(st, 1, run_id);
+    r = row(s, st);
+    int64_t first = r > 0 ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (r < 0) return -1;
+    if (first > 0) *cursor = first - 1;
+  }
+  if (max == 0) return 0;
+  kp_metric_event *v = calloc(max, sizeof *v);
+  if (!v) return kp_store_fail(KP_STORE_EBACKEND, "out of memory");
+  /* by id from the cursor ('+run_id': the rowid range, not the run's index,
+   * so that a poll costs the rows added since, not the run's whole series) */
+  if (prep(s, &st, "SELECT id, name, step, ts, value FROM metrics WHERE id > ?1 AND +run_id = ?2 ORDER BY id LIMIT ?3") != 0) {
+    free(v);
+    return -1;
+  }
+  sqlite3_bind_int64(st, 1, *cursor);
+  bind_text(st, 2, run_id);
+  sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+  size_t k = 0;
+  while ((r = row(s, st)) > 0) {
+    v[k].seq = sqlite3_column_int64(st, 0);
+    v[k].name = col_dup(st, 1);
+    v[k].step = sqlite3_column_int64(st, 2);
+    v[k].time = sqlite3_column_double(st, 3);
+    v[k].value = sqlite3_column_type(st, 4) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 4);
+    k++;
+  }
+  sqlite3_finalize(st);
+  if (r < 0) {
+    kp_metric_events_free(v, k);
+    return -1;
+  }
+  if (k) *cursor = v[k - 1].seq;
+  *out = v;
+  *n = k;
+  return 0;
+}
+
 static const kp_store_ops sqlite_ops = {
   .backend = "sqlite",
   .close = sq_close,
@@ -3218,6 +3274,8 @@ static const kp_store_ops sqlite_ops = {
   .token_revoke = sq_token_revoke,
   .token_check = sq_token_check,
   .metric_series_downsampled = sq_metric_series_downsampled,
+  /* server-sent events */
+  .metric_events = sq_metric_events,
 };
 
 /* ---- opening and migrating ------------------------------------------------------- */

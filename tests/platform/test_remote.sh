@@ -25,6 +25,31 @@ A="$(sub)"; run_ok $K run wait "$A" >/dev/null
 B="$(sub)"; run_ok $K run wait "$B" >/dev/null
 C="$(submit --experiment other --source "$T/src" --entry job.sh)"; run_ok $K run wait "$C" >/dev/null
 run_ok $K model register --run "$A" --name m1 --path outputs/data.txt >/dev/null
+# a sweep (two children, one stopped by its bandit policy) and a scoring service
+printf 'for v in 0.5 0.6 0.7 0.8; do kusari log metric acc "$(awk -v v=$v -v x="$2" "BEGIN { print v * x }")"; sleep 0.1; done\n' \
+  > "$T/src/sweep.sh"
+cat > "$T/sweep.json" <<JSON
+{"experiment": "remote", "run": {"source": "$T/src", "entry": "sweep.sh", "compute": "cpu"},
+ "sampling": {"type": "grid", "space": {"--x": {"choice": ["1", "0.5"]}}}, "primary_metric": {"name": "acc", "goal": "maximize"},
+ "policy": {"type": "bandit", "evaluation_interval": 1, "slack_factor": 0.1, "delay_evaluation": 1}, "max_concurrent_runs": 1,
+ "cancel_grace_seconds": 1}
+JSON
+SW="$(run_ok $K sweep submit "$T/sweep.json" | tail -1)"
+run_ok $K sweep wait "$SW" --timeout 120 --quiet >/dev/null
+HAVE_NUMPY=0
+if /usr/bin/python3 -c "import numpy" 2>/dev/null; then
+  HAVE_NUMPY=1
+  mkdir -p "$T/lin"
+  /usr/bin/python3 - "$T/lin" <<'PYM'
+import numpy as np, sys
+d = sys.argv[1]
+np.savez(d + "/model.npz", **{"l1/W": np.ones((3, 4), np.float32), "l1/b": np.zeros(3, np.float32)})
+open(d + "/model.json", "w").write('{"format": "kusari-sequential/1", "input": [4], "layers": '
+                                   '[{"type": "linear", "name": "l1", "in": 4, "out": 3, "nobias": false}]}\n')
+PYM
+  run_ok $K model register --name lin --file "$T/lin" >/dev/null
+  run_ok $K model deploy lin --name ks --auth >/dev/null
+fi
 TOK="$($K server token create writer 2>/dev/null)"
 RO="$($K server token create reader --read-only 2>/dev/null)"
 start_server
@@ -90,6 +115,28 @@ same $K compute list --json
 same $K compute show cpu
 same $K compute show cpu --json
 same $K compute show nope
+same $K sweep list
+same $K sweep list --json
+same $K sweep show "$SW"
+same $K sweep show "$SW" --json
+same $K sweep show nope
+assert_contains "$($K sweep show "$SW")" "Canceled" "(the sweep compared has a child its policy stopped)"
+if [ $HAVE_NUMPY = 1 ]; then
+  same $K service list
+  same $K service list --json
+  same $K service show ks --json
+  same $K service show nope
+  # the text is the same but for its last line, the log's path (on the server's machine)
+  assert_eq "$($K service show ks | sed '$d')" "$(remote $K service show ks | sed '$d')" "service show: the same text but the log line"
+  assert_contains "$(remote $K service show ks | tail -1)" "on the server's machine ('kusari service logs ks' there)" \
+    "service show against a server says where the log is"
+  keys="$($K service keys ks --json)"
+  assert_not_contains "$(remote $K service show ks --json)$(remote $K service list --json)" \
+    "$(jget "$keys" 'j["primary_key"]')" "no key in what service list|show print against a server"
+  run_ok $K service stop ks >/dev/null
+  same $K service list
+  same $K service show ks --json
+fi
 
 # --- writes go to the server's workspace ------------------------------------------------
 run_ok remote $K run tag "$A" color=blue >/dev/null
@@ -103,6 +150,23 @@ assert_eq "0" "$rc" "run cancel against the server exits 0"
 assert_contains "$out" "Run $D: Canceled" "run cancel against the server waits for the end"
 assert_contains "$($K run show "$D")" "status:       Canceled" "the cancel shows up locally"
 
+# sweep cancel through the server: the same lines as locally
+printf 'while [ ! -f "%s/never" ]; do sleep 0.1; done\n' "$T" > "$T/src/wait.sh"
+sed -e 's/"sweep.sh"/"wait.sh"/' -e 's/"max_concurrent_runs": 1/"max_concurrent_runs": 2/' "$T/sweep.json" > "$T/live.json"
+LIVE="$(run_ok $K sweep submit "$T/live.json" | tail -1)"
+for _ in $(seq 1 300); do
+  [ "$($K sweep show "$LIVE" --json | python3 -c 'import json,sys; print(sum(c["status"] == "Running" for c in json.load(sys.stdin)["children"]))')" = 2 ] && break
+  sleep 0.1
+done
+out="$(remote $K sweep cancel "$LIVE")"; rc=$?
+assert_eq "0 Sweep $LIVE: Canceled" "$rc $out" "sweep cancel against the server waits for the end, as locally"
+out="$($K sweep show "$LIVE" --json)"
+assert_eq "Canceled Canceled Canceled" "$(jget "$out" '" ".join([j["status"]] + [c["status"] for c in j["children"]])')" \
+  "the sweep and its children are Canceled in the server's workspace"
+same $K sweep cancel "$LIVE"
+same $K sweep cancel nope
+expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" $K sweep cancel "$SW"
+
 # --- errors ----------------------------------------------------------------------------
 expect_fail "refused the token" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN= $K experiment list
 expect_fail "refused the token" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN=kst_wrong $K run list
@@ -112,7 +176,8 @@ expect_fail "'kusari run submit' does not work against a tracking server yet ($U
 expect_fail "'kusari model register' does not work against a tracking server" \
   remote $K model register --run "$A" --name m2 --path outputs/data.txt
 assert_eq "" "$($K model list | grep m2)" "nothing half-done: no model m2"
-expect_fail "'kusari service list' does not work against a tracking server" remote $K service list
+expect_fail "'kusari service start' does not work against a tracking server" remote $K service start ks
+expect_fail "'kusari sweep resume' does not work against a tracking server" remote $K sweep resume "$SW"
 expect_fail "not an http:// or https:// URL" env KUSARI_TRACKING_URI=ftp://x $K run list
 
 # --- workspace connect / show / disconnect ------------------------------------------------

@@ -1232,6 +1232,76 @@ static void test_store__series_downsampled(void **state) {
   assert_int_equal(code(), KP_STORE_ENOTFOUND);
 }
 
+/* server-sent events: a run's points in the order stored, after a cursor */
+static void ingest2(kp_store *s, const char *id, uint64_t from, const char *name, double v0, double v1) {
+  kp_metric_point p[2] = {{.name = name, .step = -1, .time = 10, .value = v0}, {.name = name, .step = -1, .time = 11, .value = v1}};
+  kp_ingest_batch b = {.from = from, .to = from + 1, .points = p, .npoints = 2};
+  assert_int_equal(kp_store_metrics_ingest(s, id, &b), 0);
+}
+
+static void test_store__metric_events(void **state) {
+  kp_store *s = *state;
+  char a[256], b[256];
+  new_run(s, "exp", "cpu", a, sizeof a);
+  new_run(s, "exp", "cpu", b, sizeof b);
+  ingest2(s, a, 0, "loss", 1, 2);
+  ingest2(s, b, 0, "other", 100, 200);  /* another run's rows between */
+  ingest2(s, a, 1, "acc", 0.5, NAN);
+  kp_metric_event *v;
+  size_t n;
+  /* from the first: every point of run a, in order, at most 3 at a time */
+  int64_t cur = 0;
+  assert_int_equal(kp_store_metric_events(s, a, &cur, 3, &v, &n), 0);
+  assert_int_equal(n, 3);
+  assert_string_equal(v[0].name, "loss");
+  assert_true(v[0].value == 1 && v[0].step == 0 && v[0].time == 10);
+  assert_true(v[1].value == 2 && v[1].step == 1);
+  assert_string_equal(v[2].name, "acc");
+  assert_true(v[0].seq < v[1].seq && v[1].seq < v[2].seq && cur == v[2].seq);
+  kp_metric_events_free(v, n);
+  assert_int_equal(kp_store_metric_events(s, a, &cur, 3, &v, &n), 0);
+  assert_int_equal(n, 1);
+  assert_true(isnan(v[0].value));
+  kp_metric_events_free(v, n);
+  int64_t end = cur;
+  assert_int_equal(kp_store_metric_events(s, a, &cur, 3, &v, &n), 0);
+  assert_int_equal(n, 0);
+  assert_true(cur == end);
+  kp_metric_events_free(v, n);
+  /* from now: nothing, then only what comes after */
+  int64_t now = -1;
+  assert_int_equal(kp_store_metric_events(s, a, &now, 10, &v, &n), 0);
+  assert_int_equal(n, 0);
+  assert_true(now >= end);
+  kp_metric_events_free(v, n);
+  ingest2(s, a, 2, "loss", 3, 4);
+  assert_int_equal(kp_store_metric_events(s, a, &now, 10, &v, &n), 0);
+  assert_int_equal(n, 2);
+  assert_true(v[0].value == 3 && v[0].step == 2 && v[1].value == 4 && v[1].step == 3);
+  kp_metric_events_free(v, n);
+  /* the resumed cursor gives the same points again */
+  assert_int_equal(kp_store_metric_events(s, a, &end, 10, &v, &n), 0);
+  assert_int_equal(n, 2);
+  assert_true(v[0].value == 3);
+  kp_metric_events_free(v, n);
+  /* run b's own points only */
+  int64_t cb = 0;
+  assert_int_equal(kp_store_metric_events(s, b, &cb, 10, &v, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(v[1].name, "other");
+  kp_metric_events_free(v, n);
+  /* a run with no points yet, an unknown run */
+  char c[256];
+  new_run(s, "exp", "cpu", c, sizeof c);
+  int64_t cc = 0;
+  assert_int_equal(kp_store_metric_events(s, c, &cc, 10, &v, &n), 0);
+  assert_int_equal(n, 0);
+  kp_metric_events_free(v, n);
+  cc = 0;
+  assert_int_equal(kp_store_metric_events(s, "nope", &cc, 10, &v, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+}
+
 /* The error belongs to the thread that got it. */
 static void *fail_in_thread(void *va) {
   kp_store_fail(KP_STORE_EEXISTS, "from the other thread");
@@ -2144,6 +2214,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_store__run_queries, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__tokens, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__series_downsampled, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__metric_events, setup, teardown),
     cmocka_unit_test(test_store__error_per_thread),
     /* run search */
     cmocka_unit_test_setup_teardown(test_store__run_search_filters, setup, teardown),

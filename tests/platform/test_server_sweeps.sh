@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# platform_server_sweeps: sweeps and scoring services over the tracking
+# server's API (issue 12 §2, the data of issue 15's Sweep and Services
+# pages), against a real `kusari server` on 127.0.0.1. A real bandit sweep
+# (two children, the second stopped by the policy) and a real scoring
+# service (a Linear 4->3 written with numpy, deployed with --auth and
+# scored over HTTP) are made first; then GET /sweeps, /sweeps/{id},
+# /services and /services/{name} must be exactly what `sweep list|show
+# --json` and `service list|show --json` print, the canceled child carries
+# its rule and numbers, the keys are in no answer, /services/{name}/metrics
+# gives the service's own request counters and latency (and 503
+# service_not_running once it is stopped), and each route answers 401, 404,
+# 400, 405 and 413 where it should.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/server_lib.sh"
+command -v curl >/dev/null || { echo "skip: curl not installed"; exit 77; }
+/usr/bin/python3 -c "import numpy" 2>/dev/null || { echo "skip: python3-numpy not installed"; exit 77; }
+run_ok $K compute create cpu --max-nodes 4 >/dev/null
+
+# --- a sweep whose second child the bandit policy stops ---------------------------------
+mkdir -p "$T/src"
+cat > "$T/src/entry.sh" <<'SH'
+curve=""
+while [ $# -gt 0 ]; do case "$1" in --curve) curve=$2;; esac; shift 2; done
+for v in $(grep "^$curve " curves.txt | cut -d' ' -f2-); do kusari log metric acc "$v"; sleep 0.1; done
+SH
+printf 'b1 0.5 0.6 0.7 0.8 0.8 0.8\nb2 0.4 0.5 0.55 0.6 0.6 0.6\n' > "$T/src/curves.txt"
+cat > "$T/sweep.json" <<JSON
+{"experiment": "sw", "run": {"source": "$T/src", "entry": "entry.sh", "compute": "cpu"},
+ "sampling": {"type": "grid", "space": {"--curve": {"choice": ["b1", "b2"]}}},
+ "primary_metric": {"name": "acc", "goal": "maximize"},
+ "policy": {"type": "bandit", "evaluation_interval": 1, "slack_factor": 0.1, "delay_evaluation": 2},
+ "max_concurrent_runs": 1, "cancel_grace_seconds": 1}
+JSON
+SW="$(run_ok $K sweep submit "$T/sweep.json" | tail -1)"
+run_ok $K sweep wait "$SW" --timeout 120 --quiet >/dev/null
+
+# --- a scoring service with keys ------------------------------------------------------------
+mkdir -p "$T/lin"
+/usr/bin/python3 - "$T/lin" <<'PYM' || die "cannot write the model"
+import numpy as np, sys
+d = sys.argv[1]
+np.savez(d + "/model.npz", **{"l1/W": np.arange(12, dtype=np.float32).reshape(3, 4) / 10, "l1/b": np.zeros(3, np.float32)})
+open(d + "/model.json", "w").write('{"format": "kusari-sequential/1", "input": [4], "layers": '
+                                   '[{"type": "linear", "name": "l1", "in": 4, "out": 3, "nobias": false}]}\n')
+PYM
+run_ok $K model register --name lin --file "$T/lin" >/dev/null
+SURI="$(run_ok $K model deploy lin --name ks --auth | tail -1)"
+keys="$(run_ok $K service keys ks --json)"
+K1="$(jget "$keys" 'j["primary_key"]')"; K2="$(jget "$keys" 'j["secondary_key"]')"
+score() { curl -s -m 20 -o /dev/null -w '%{http_code}' -d '{"data": [[1, 2, 3, 4]]}' "$@" "$SURI"; }
+assert_eq "200 200 401" "$(score -H "Authorization: Bearer $K1") $(score -H "Authorization: Bearer $K1") $(score)" \
+  "the service scored twice and refused one request without a key"
+
+TOK="$($K server token create rw 2>/dev/null)"
+RO="$($K server token create ro --read-only 2>/dev/null)"
+start_server --max-body 4096
+
+# --- sweeps ----------------------------------------------------------------------------------
+body="$(api GET sweeps)"
+assert_eq 200 "$(code)" "GET /sweeps: 200"
+same_json "$body" "$($K sweep list --json)" "GET /sweeps is sweep list --json" 'j["sweeps"]'
+body="$(api GET "sweeps?experiment=sw")"
+same_json "$body" "[\"$SW\"]" "GET /sweeps?experiment=sw: that sweep" '[s["id"] for s in j["sweeps"]]'
+same_json "$(api GET "sweeps?experiment=nope")" '{"sweeps": []}' "GET /sweeps?experiment=nope: none"
+body="$(api GET "sweeps/$SW")"
+assert_eq 200 "$(code)" "GET /sweeps/{id}: 200"
+same_json "$body" "$($K sweep show "$SW" --json)" "GET /sweeps/{id} is sweep show --json"
+same_json "$body" '[{"--curve": {"choice": ["b1", "b2"]}}, {"evaluation_interval": 1, "delay_evaluation": 2, "slack_factor": 0.1}, "bandit", "acc", "maximize", "grid"]' \
+  "the sweep's search space and policy settings" \
+  '[j["search_space"], j["policy_settings"], j["policy"], j["primary_metric"], j["goal"], j["sampling"]]'
+same_json "$body" '[["b1", "Completed", false], ["b2", "Canceled", true]]' \
+  "the children's status; the canceled one says why" \
+  '[[c["parameters"]["--curve"], c["status"], "bandit" in (c["early_termination"] or "")] for c in sorted(j["children"], key=lambda c: c["index"])]'
+same_json "$body" 'true' "best_child is the b1 child" \
+  '[c["id"] for c in j["children"] if c["parameters"]["--curve"] == "b1"] == [j["best_child"]]'
+api GET "sweeps/nope" >/dev/null; assert_eq 404 "$(code)" "GET /sweeps/nope: 404"
+assert_eq not_found "$(err_code "$(cat "$T/body")")" "GET /sweeps/nope: code not_found"
+api GET "sweeps?nope=1" >/dev/null; assert_eq 400 "$(code)" "GET /sweeps?nope=1: 400"
+api GET "sweeps/$SW?x=1" >/dev/null; assert_eq 400 "$(code)" "GET /sweeps/{id}?x=1: 400"
+TOKEN_HEADER="Authorization: Bearer kst_wrong" api GET sweeps >/dev/null; assert_eq 401 "$(code)" "GET /sweeps with a wrong token: 401"
+TOKEN_HEADER="X-None: 1" api GET "sweeps/$SW" >/dev/null; assert_eq 401 "$(code)" "GET /sweeps/{id} without a token: 401"
+TOKEN_HEADER="Authorization: Bearer $RO" api GET "sweeps/$SW" >/dev/null; assert_eq 200 "$(code)" "a read-only token reads a sweep"
+api POST "sweeps/$SW" -d '{}' >/dev/null; assert_eq 405 "$(code)" "POST /sweeps/{id}: 405"
+api DELETE "sweeps/$SW/cancel" >/dev/null; assert_eq 405 "$(code)" "DELETE /sweeps/{id}/cancel: 405"
+head -c 10000 /dev/zero | tr '\0' x > "$T/big"
+api GET sweeps --data-binary @"$T/big" -X GET >/dev/null; assert_eq 413 "$(code)" "a body over --max-body on GET /sweeps: 413"
+
+# --- cancel (a write: read-write tokens only) ------------------------------------------------------
+printf 'while [ ! -f "%s/never" ]; do sleep 0.1; done\n' "$T" > "$T/src/wait.sh"
+cat > "$T/live.json" <<JSON
+{"experiment": "live", "run": {"source": "$T/src", "entry": "wait.sh", "compute": "cpu"},
+ "sampling": {"type": "grid", "space": {"--x": {"choice": ["1", "2"]}}}, "primary_metric": {"name": "acc", "goal": "maximize"},
+ "max_concurrent_runs": 2, "cancel_grace_seconds": 1}
+JSON
+LIVE="$(run_ok $K sweep submit "$T/live.json" | tail -1)"
+for _ in $(seq 1 300); do
+  [ "$($K sweep show "$LIVE" --json | python3 -c 'import json,sys; print(sum(c["status"] == "Running" for c in json.load(sys.stdin)["children"]))')" = 2 ] && break
+  sleep 0.1
+done
+TOKEN_HEADER="Authorization: Bearer $RO" api POST "sweeps/$LIVE/cancel" >/dev/null
+assert_eq 403 "$(code)" "POST /sweeps/{id}/cancel with a read-only token: 403"
+api POST "sweeps/$LIVE/cancel" -d '{"reason": 5}' >/dev/null; assert_eq 400 "$(code)" "a reason that is not text: 400"
+api POST "sweeps/$LIVE/cancel" -d '[' >/dev/null; assert_eq 400 "$(code)" "a body that is not JSON: 400"
+api POST "sweeps/$LIVE/cancel" --data-binary @"$T/big" >/dev/null; assert_eq 413 "$(code)" "a body over --max-body: 413"
+api POST "sweeps/nope/cancel" >/dev/null; assert_eq 404 "$(code)" "cancel of an unknown sweep: 404"
+assert_eq Running "$(jget "$($K sweep show "$LIVE" --json)" 'j["status"]')" "none of the refused cancels touched the sweep"
+body="$(api POST "sweeps/$LIVE/cancel" -d '{"reason": "stopped from the API test"}')"
+assert_eq 202 "$(code)" "POST /sweeps/{id}/cancel: 202"
+assert_eq "$LIVE" "$(jget "$body" 'j["id"]')" "it answers the sweep's view"
+$K sweep wait "$LIVE" --timeout 60 --quiet >/dev/null 2>&1  # (exits 1: the sweep was canceled)
+out="$($K sweep show "$LIVE" --json)"
+assert_eq "Canceled Canceled Canceled" "$(jget "$out" '" ".join([j["status"]] + [c["status"] for c in j["children"]])')" \
+  "the sweep and both its children ended Canceled"
+assert_contains "$($K run show "$LIVE")" "stopped from the API test" "the reason is recorded on the sweep's run"
+api POST "sweeps/$LIVE/cancel" >/dev/null; assert_eq 409 "$(code)" "cancel of an ended sweep: 409"
+assert_contains "$(cat "$T/body")" "already ended (Canceled); there is nothing to cancel" "it says why"
+
+# a sweep whose controller is gone (kill -9): the cancel asks its children itself
+sed 's/"live"/"orphan"/' "$T/live.json" > "$T/orphan.json"
+ORPH="$(run_ok $K sweep submit "$T/orphan.json" | tail -1)"
+for _ in $(seq 1 300); do
+  [ "$($K sweep show "$ORPH" --json | python3 -c 'import json,sys; print(sum(c["status"] == "Running" for c in json.load(sys.stdin)["children"]))')" = 2 ] && break
+  sleep 0.1
+done
+cpid="$(sql "SELECT supervisor_pid FROM runs WHERE id='$ORPH'")"
+[ -n "$cpid" ] && kill -9 "$cpid" 2>/dev/null && ok "killed the controller (pid $cpid)" || fail "no controller pid for $ORPH"
+api POST "sweeps/$ORPH/cancel" >/dev/null; assert_eq 202 "$(code)" "cancel of a sweep without its controller: 202"
+for _ in $(seq 1 300); do
+  [ "$($K sweep show "$ORPH" --json | python3 -c 'import json,sys; print(sum(c["status"] == "Canceled" for c in json.load(sys.stdin)["children"]))')" = 2 ] && break
+  sleep 0.1
+done
+assert_eq "Canceled Canceled" "$(jget "$($K sweep show "$ORPH" --json)" '" ".join(c["status"] for c in j["children"])')" \
+  "its children were canceled by the server"
+
+# --- services ----------------------------------------------------------------------------------
+body="$(api GET services)"
+assert_eq 200 "$(code)" "GET /services: 200"
+same_json "$body" "$($K service list --json)" "GET /services is service list --json" 'j["services"]'
+body="$(api GET services/ks)"
+assert_eq 200 "$(code)" "GET /services/ks: 200"
+same_json "$body" "$($K service show ks --json)" "GET /services/{name} is service show --json"
+same_json "$body" '["Running", true]' "the service is Running with auth" '[j["state"], j["auth"]]'
+all="$(api GET services)$(api GET services/ks)$(api GET services/ks/metrics)"
+assert_not_contains "$all" "$K1" "no answer holds the primary key"
+assert_not_contains "$all" "$K2" "no answer holds the secondary key"
+assert_not_contains "$all" "${K1:0:16}" "nor a part of it"
+body="$(api GET services/ks/metrics)"
+assert_eq 200 "$(code)" "GET /services/ks/metrics: 200"
+# (its counters count every path: the deploy's /health probes and the /metrics reads answer 200 too)
+same_json "$body" '["ks", "Running", true, 1, true, true, true]' "the service's counters: 2 scored, 1 refused; latency counted" \
+  '[j["service"], j["state"], j["requests_by_code"].get("200", 0) >= 2, j["requests_by_code"].get("401"), j["requests_total"] >= 3, j["latency_seconds"]["count"] >= 3, j["latency_seconds"]["p50"] is not None and j["latency_seconds"]["p50"] <= j["latency_seconds"]["buckets"][-1]["le"]]'
+api GET services/nope >/dev/null; assert_eq 404 "$(code)" "GET /services/nope: 404"
+api GET services/nope/metrics >/dev/null; assert_eq 404 "$(code)" "GET /services/nope/metrics: 404"
+api GET "services?all=1" >/dev/null; assert_eq 400 "$(code)" "GET /services?all=1: 400"
+TOKEN_HEADER="Authorization: Bearer kst_wrong" api GET services/ks/metrics >/dev/null
+assert_eq 401 "$(code)" "GET /services/ks/metrics with a wrong token: 401"
+api DELETE services/ks >/dev/null; assert_eq 405 "$(code)" "DELETE /services/ks: 405 (not over HTTP yet)"
+run_ok $K service stop ks >/dev/null
+body="$(api GET services/ks/metrics)"
+assert_eq 503 "$(code)" "a stopped service's metrics: 503"
+assert_eq service_not_running "$(err_code "$body")" "code service_not_running"
+assert_contains "$body" "service ks is Stopped" "the message says its state"
+same_json "$(api GET services/ks)" '"Stopped"' "GET /services/ks: Stopped" 'j["state"]'
+check_json
+stop_server
+finish
