@@ -493,6 +493,15 @@ char *kp_slurm_script(const kp_slurm_job_spec *s, kp_slurm_err *e) {
               "  echo \"  hint: Slurm nodes must see the workspace at the same path (a shared filesystem)\" >&2\n"
               "  exit 97\n"
               "fi\n");
+  if (s->prepare_argv && s->prepare_argv[0]) {
+    sb_puts(&b, "# the run's environment is prepared here, on the node that runs it\n");
+    for (const char *const *a = s->prepare_argv; *a; a++) {
+      if (a != s->prepare_argv) sb_puts(&b, " ");
+      sb_quote(&b, *a);
+    }
+    sb_puts(&b, " || exit $?\n"
+                "cd \"$wd\" || { echo \"kusari: error: cannot enter the run's directory $wd on node $(hostname)\" >&2; exit 97; }\n");
+  }
   for (const char *const *kv = s->env; kv && *kv; kv++) {
     const char *eq = strchr(*kv, '=');
     sb_printf(&b, "export %.*s=", (int)(eq - *kv), *kv);

@@ -75,6 +75,9 @@ typedef struct kp_slurm_job_spec {
   const char *stderr_path;         /* --error (absolute; NULL: with stdout) */
   const char *const *env;          /* "NAME=VALUE", NULL-terminated (or NULL) */
   const char *const *argv;         /* the command, NULL-terminated */
+  const char *const *prepare_argv; /* run first in the batch shell (the run's preparation on the node), NULL:
+                                      none; its failure ends the job with its exit code; then the script enters
+                                      the working directory again (preparation may have replaced it) */
   int nodes;                       /* --nodes (>= 1) */
   int ntasks_per_node;             /* --ntasks-per-node (>= 1); nodes*tasks > 1: launched with srun */
   const kp_slurm_target *target;   /* partition, time limit, account, qos, GPUs */

@@ -44,6 +44,9 @@ int kp_cmd_run(int argc, char **argv);
 int kp_cmd_log(int argc, char **argv);
 int kp_cmd_model(int argc, char **argv);
 int kp_cmd_supervise(int argc, char **argv);
+/* `kusari __prepare RUN_DIR`: a run's preparation inside its job, on the node
+ * (targets with prepares_on_node; supervisor.c). */
+int kp_cmd_prepare(int argc, char **argv);
 
 /* ---- errors -------------------------------------------------------------- */
 /* Prints "kusari: error: <msg>" to stderr; returns -1. */

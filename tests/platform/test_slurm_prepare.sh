@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# A run's preparation inside its Slurm job, on the node (`kusari __prepare`,
+# platform/supervisor.c), on a real single-host Slurm cluster
+# (tests/platform/slurm.sh):
+#  - the environment's build command runs inside the job (it sees the job's
+#    SLURM_JOB_ID), the run is Preparing while the job runs it and Running
+#    after; the build cache records miss, then hit for the same code;
+#  - a failing build ends the run Failed with the build's reason, the entry
+#    never starts; a missing Debian package (checked on the node) likewise;
+#  - a node that does not see the run's directory (removed while the job
+#    waited in Slurm's queue): the batch script's check, exit 97, the run
+#    Failed with a clear error.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/slurm.sh"
+slurm_start
+
+run_ok "$K" compute create s --type slurm --max-nodes 4 >/dev/null
+mkdir -p "$T/src"
+cat >"$T/src/show.sh" <<'EOF'
+echo "entry ran in job $SLURM_JOB_ID"
+cat built.txt
+EOF
+printf '{"build": "sleep 2; echo \\"built in job $SLURM_JOB_ID on $(hostname)\\" > built.txt"}\n' >"$T/env-build.json"
+printf '{"build": "echo building; exit 3"}\n' >"$T/env-fail.json"
+printf '{"debian_packages": ["kusari-no-such-package"]}\n' >"$T/env-missing.json"
+status() { jget "$("$K" run show "$1" --json)" 'j["status"]'; }
+field() { jget "$("$K" run show "$1" --json)" "j.get('$2') if j.get('$2') is not None else ''"; }
+tag() { jget "$("$K" run show "$1" --json)" "j['tags'].get('$2', '')"; }
+state_of() { scontrol show job -o "$1" 2>/dev/null | tr ' ' '\n' | sed -n 's/^JobState=//p'; }
+
+# ---- the build runs inside the job; Preparing meanwhile ----
+id="$(submit -e e --source "$T/src" --entry show.sh --compute s --env "$T/env-build.json")"
+seen=""
+for ((i = 0; i < 150; i++)); do
+  job="$(tag "$id" kusari.slurm_job)"
+  st="$(status "$id")"
+  if [ -n "$job" ] && [ "$st" = Preparing ] && [ "$(state_of "$job")" = RUNNING ]; then seen=1; break; fi
+  case "$st" in Running|Completed|Failed) break;; esac
+  sleep 0.1
+done
+assert_eq 1 "$seen" "the run is Preparing while its Slurm job runs the build"
+"$K" run wait "$id" --timeout 60 >/dev/null 2>&1
+assert_eq Completed "$(status "$id")" "then it runs and completes"
+job="$(tag "$id" kusari.slurm_job)"
+logs="$("$K" run logs "$id")"
+assert_contains "$logs" "built in job $job on $(hostname)" "the build command ran inside job $job, on the node"
+assert_contains "$logs" "entry ran in job $job" "the entry ran in the same job"
+assert_eq miss "$(field "$id" build_cache)" "the build cache missed"
+assert_contains "$(cat "$WS/runs/$id/supervisor.log")" "preparing on node" "the supervisor's log has the preparation on the node"
+assert_contains "$("$K" run files "$id")" "logs/build.log" "the build's log is among the run's files"
+assert_contains "$(sed -n '/__prepare/p' "$WS/runs/$id/logs/slurm_job.sh")" "|| exit" "the batch script prepares before the entry"
+id2="$(submit -e e --source "$T/src" --entry show.sh --compute s --env "$T/env-build.json")"
+"$K" run wait "$id2" --timeout 60 >/dev/null 2>&1
+assert_eq "Completed hit" "$(status "$id2") $(field "$id2" build_cache)" "the same code again: the build cache hit"
+
+# ---- a failing build: Failed with its reason, the entry never ran ----
+id="$(submit -e e --source "$T/src" --entry show.sh --compute s --env "$T/env-fail.json")"
+"$K" run wait "$id" --timeout 60 >/dev/null 2>&1
+j="$("$K" run show "$id" --json)"
+assert_eq Failed "$(jget "$j" 'j["status"]')" "a failing build: Failed"
+assert_eq "preparing the run on node $(hostname) failed: the build command 'echo building; exit 3' failed with exit code 3; see logs/build.log" \
+  "$(jget "$j" 'j["error"]')" "the error is the build's"
+assert_eq "None" "$(jget "$j" 'j.get("exit_code")')" "no exit code: the entry did not run"
+logs="$("$K" run logs "$id")"
+assert_not_contains "$logs" "entry ran" "the entry never started"
+assert_contains "$logs" "kusari: run failed while preparing on node" "the job's log says why"
+assert_eq FAILED "$(state_of "$(tag "$id" kusari.slurm_job)")" "Slurm saw the job fail"
+
+# ---- a Debian package missing on the node ----
+id="$(submit -e e --source "$T/src" --entry show.sh --compute s --env "$T/env-missing.json")"
+"$K" run wait "$id" --timeout 60 >/dev/null 2>&1
+assert_eq Failed "$(status "$id")" "a missing Debian package: Failed"
+assert_contains "$(field "$id" error)" "not installed: kusari-no-such-package" "the error names the package"
+
+# ---- the shared-filesystem check: exit 97, a clear error ----
+blocker="$(sbatch --parsable -c 2 -o /dev/null --wrap 'sleep 60')"
+for ((i = 0; i < 100; i++)); do [ "$(state_of "$blocker")" = RUNNING ] && break; sleep 0.1; done
+id="$(submit -e e --source "$T/src" --entry show.sh --compute s)"
+for ((i = 0; i < 100; i++)); do [ -n "$(tag "$id" kusari.slurm_job)" ] && break; sleep 0.1; done
+job="$(tag "$id" kusari.slurm_job)"
+assert_eq PENDING "$(state_of "$job")" "the run's job waits behind a job that holds the node"
+rm -rf "$WS/runs/$id/wd"   # what a node without the workspace's filesystem would see
+scancel "$blocker"
+"$K" run wait "$id" --timeout 60 >/dev/null 2>&1
+j="$("$K" run show "$id" --json)"
+assert_eq "Failed 97" "$(jget "$j" 'j["status"] + " " + str(j.get("exit_code"))')" "a node without the run's directory: Failed, exit code 97"
+assert_contains "$(jget "$j" 'j["error"]')" "is not visible on the Slurm node that took the job (exit code 97): nodes must see the workspace at the same path (a shared filesystem)" \
+  "the error says why"
+assert_contains "$("$K" run logs "$id")" "is not visible on node" "the batch script's message is in the log"
+
+finish
