@@ -317,6 +317,42 @@ static void test_store__metrics_exactly_once(void **state) {
   kp_run_free(&r);
 }
 
+/* Each metric's latest value (run search, run list --metrics) across batches:
+ * a later batch with an earlier step leaves it alone, one with the same step
+ * replaces it (it came later), one with a later step replaces it, and a
+ * batch of many points keeps the last by step */
+static void test_store__metric_latest_across_batches(void **state) {
+  kp_store *s = *state;
+  char id[256];
+  new_run(s, "exp", "cpu", id, sizeof id);
+  struct { int64_t step; double value, want; } cases[] = {
+    {5, 0.5, 0.5}, {2, 0.2, 0.5}, {5, 0.55, 0.55}, {9, 0.9, 0.9}, {-1, 0.95, 0.95}, {0, 0.01, 0.95},
+  };
+  uint64_t at = 0;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    kp_metric_point p = {.name = "acc", .step = cases[i].step, .time = (double)i, .value = cases[i].value};
+    kp_ingest_batch b = {.from = at, .to = at + 1, .points = &p, .npoints = 1};
+    assert_int_equal(kp_store_metrics_ingest(s, id, &b), 0);
+    at++;
+    double v = -1;
+    int found = 0;
+    assert_int_equal(kp_store_metric_latest_value(s, id, "acc", &v, &found), 0);
+    assert_int_equal(found, 1);
+    assert_true(v == cases[i].want);
+  }
+  /* many points in one batch, steps out of order: the largest step wins */
+  kp_metric_point many[300];
+  for (int i = 0; i < 300; i++)
+    many[i] = (kp_metric_point){.name = "loss", .step = (i * 7919) % 300, .time = i, .value = (double)((i * 7919) % 300)};
+  kp_ingest_batch b = {.from = at, .to = at + 1, .points = many, .npoints = 300};
+  assert_int_equal(kp_store_metrics_ingest(s, id, &b), 0);
+  double v = -1;
+  int found = 0;
+  assert_int_equal(kp_store_metric_latest_value(s, id, "loss", &v, &found), 0);
+  assert_int_equal(found, 1);
+  assert_true(v == 299);
+}
+
 static void test_store__model_versions(void **state) {
   kp_store *s = *state;
   char id[256];
@@ -2203,6 +2239,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_store__unknown_ids, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__transitions_stop_at_the_end, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__metrics_exactly_once, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__metric_latest_across_batches, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__model_versions, setup, teardown),
     cmocka_unit_test(test_store__model_versions_concurrent),
     cmocka_unit_test_setup_teardown(test_store__model_reads_and_tags, setup, teardown),
