@@ -160,6 +160,15 @@ char *kp_read_file(const char *path, size_t *len);
 int kp_write_file(const char *path, const char *data, size_t len);
 /* sha256 of a buffer as hex. */
 void kp_sha256_hex(const void *data, size_t len, char hex[65]);
+/* Models (cmd_model.c; the tracking server's POST /models/{name}/versions
+ * too): the files of run 'run' under 'prefix' (a file or a folder of its
+ * files) as a model version's, named without the prefix's folders
+ * (outputs/model.npz -> model.npz), and for a single .npz the model.json
+ * beside it (*with_desc 1). kp_stored_files_free. -1 with the thread's store
+ * error: ENOTFOUND "run R has no file or folder 'P' to register", or the
+ * store's. */
+int kp_model_run_files(kp_store *st, const char *run, const char *prefix, kp_stored_file **out, size_t *n,
+                       int *with_desc);
 /* Finds program 'name' like a shell: a name with a '/' is taken as a path
  * (made absolute from the current directory), else the first executable
  * regular file 'name' in the directories of $PATH. Symbolic links are not

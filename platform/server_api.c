@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1439,6 +1440,210 @@ static enum MHD_Result api_sweep_cancel(struct MHD_Connection *c, srv_req *r, co
   return o ? srv_json(c, 202, o) : ans;
 }
 
+/* ---- blobs and model registration (remote `model register`) -------------------------- */
+/* Blobs are the workspace's content-addressed files (blob.c): a client
+ * uploads each file of a model (PUT /blobs/{sha256}, the raw bytes, at most
+ * --max-body) and then refers to it by its sha256. */
+static pthread_mutex_t blob_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int hex64(const char *s) {
+  if (strlen(s) != 64) return 0;
+  for (const char *p = s; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
+  return 1;
+}
+
+/* the size of blob 'hex', -1 when the workspace has none */
+static long long blob_size(const char *hex) {
+  char bp[4400];
+  struct stat sb;
+  kp_blob_path(srv_ws(), hex, bp, sizeof bp);
+  return stat(bp, &sb) == 0 && S_ISREG(sb.st_mode) ? (long long)sb.st_size : -1;
+}
+
+static enum MHD_Result bad_sha(struct MHD_Connection *c, const char *s) {
+  return srv_error(c, 400, "invalid", "'%.100s' is not a sha256: 64 lowercase hex digits", s);
+}
+
+static enum MHD_Result api_blob(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  (void)st;
+  if (!hex64(rt->seg[1])) return bad_sha(c, rt->seg[1]);
+  long long size = blob_size(rt->seg[1]);
+  if (size < 0) return srv_error(c, 404, "not_found", "no blob %s in this workspace", rt->seg[1]);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "sha256", rt->seg[1]);
+  cJSON_AddNumberToObject(o, "size", (double)size);
+  return srv_json(c, 200, o);
+}
+
+static enum MHD_Result api_blob_put(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)st;
+  if (!hex64(rt->seg[1])) return bad_sha(c, rt->seg[1]);
+  char hex[65];
+  kp_sha256_hex(r->body ? r->body : "", r->n, hex);
+  if (strcmp(hex, rt->seg[1]) != 0)
+    return srv_error(c, 400, "invalid", "the body's sha256 is %s, not %s (%zu bytes arrived)", hex, rt->seg[1], r->n);
+  int existed = blob_size(hex) >= 0;
+  pthread_mutex_lock(&blob_mu);
+  int rc = existed ? 0 : kp_blob_put_mem((kp_ws *)srv_ws(), r->body ? r->body : "", r->n, hex);
+  pthread_mutex_unlock(&blob_mu);
+  if (rc != 0) return srv_error(c, 500, "internal", "cannot store blob %s (see the server's log)", hex);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "sha256", hex);
+  cJSON_AddNumberToObject(o, "size", (double)r->n);
+  return srv_json(c, existed ? 200 : 201, o);
+}
+
+#define MODEL_FILES_LIMIT 10000
+
+/* POST /models/{name}/versions: a new version (numbered in the store, as
+ * locally) from a run's file or folder {"run", "path"}, or from uploaded
+ * blobs {"files": [{"path", "sha256", "size"}], "source"}; "description"
+ * and "tags" {key: value} optional. 201 {"model": the version's view,
+ * "model_json_added"}. */
+static enum MHD_Result api_model_register(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  const char *name = rt->seg[1];
+  if (kp_name_ok(name) != 0)
+    return srv_error(c, 400, "invalid", "invalid model name '%.200s': use letters, digits, '.', '_' and '-', starting "
+                     "with a letter or digit", name);
+  cJSON *b = body_object(c, r, 0, &ans);
+  if (!b) return ans;
+  const char *run = jstring(b, "run"), *path = jstring(b, "path"), *source = jstring(b, "source");
+  const cJSON *files = cJSON_GetObjectItemCaseSensitive(b, "files"), *tags = cJSON_GetObjectItemCaseSensitive(b, "tags");
+  const cJSON *dj = cJSON_GetObjectItemCaseSensitive(b, "description");
+  const char *desc = cJSON_GetStringValue(dj);
+  char err[600] = "";
+  kp_stored_file *v = NULL;
+  size_t n = 0;
+  int with_desc = 0;
+  const char **tk = NULL, **tv = NULL;
+  size_t nt = tags ? (size_t)cJSON_GetArraySize(tags) : 0;
+  char prefix[4200] = "";
+  if (!!files == !!path) {
+    snprintf(err, sizeof err, "give either \"run\" and \"path\" (a run's file or folder) or \"files\" (uploaded blobs)");
+  } else if (path && (!run || !*run)) {
+    snprintf(err, sizeof err, "\"path\" needs \"run\": the run whose file to register");
+  } else if (path && kp_rel_path_ok(path) != 0) {
+    snprintf(err, sizeof err, "\"path\" '%.300s' must be a path inside the run's files (not absolute, no '..')", path);
+  } else if (files && (!cJSON_IsArray(files) || cJSON_GetArraySize(files) < 1 ||
+                       cJSON_GetArraySize(files) > MODEL_FILES_LIMIT)) {
+    snprintf(err, sizeof err, "\"files\" must be an array of 1 to %d {path, sha256, size}", MODEL_FILES_LIMIT);
+  } else if ((dj && !desc) || (desc && strlen(desc) > 4096) || (source && strlen(source) > 4096) ||
+             (cJSON_GetObjectItemCaseSensitive(b, "source") && !source)) {
+    snprintf(err, sizeof err, "\"description\" and \"source\" are text of at most 4096 bytes");
+  } else if (tags && (!cJSON_IsObject(tags) || nt > 256)) {
+    snprintf(err, sizeof err, "\"tags\" must be an object of at most 256 text values");
+  }
+  if (!err[0] && nt && (!(tk = calloc(nt, sizeof *tk)) || !(tv = calloc(nt, sizeof *tv))))
+    snprintf(err, sizeof err, "out of memory");
+  size_t i = 0;
+  const cJSON *t;
+  if (!err[0] && tags) cJSON_ArrayForEach(t, tags) {
+      if (!cJSON_IsString(t) || !*t->string || strlen(t->string) > 250 || strchr(t->string, '=')) {
+        snprintf(err, sizeof err, "tag '%.100s': a key is 1 to 250 characters without '=', its value text", t->string);
+        break;
+      }
+      tk[i] = t->string;
+      tv[i++] = t->valuestring;
+    }
+  if (!err[0] && run && !path) {  /* uploaded files that came from a run: it must be one */
+    kp_run run_rec;
+    if (kp_store_run_get(st, run, &run_rec) != 0) {
+      free(tk);
+      free(tv);
+      cJSON_Delete(b);
+      return srv_store_error(c);
+    }
+    kp_run_free(&run_rec);
+  }
+  if (!err[0] && path) {
+    kp_run run_rec;
+    snprintf(prefix, sizeof prefix, "%s", path);
+    size_t pl = strlen(prefix);
+    while (pl && prefix[pl - 1] == '/') prefix[--pl] = '\0';
+    if (kp_store_run_get(st, run, &run_rec) != 0 ||
+        (kp_run_free(&run_rec), kp_model_run_files(st, run, prefix, &v, &n, &with_desc) != 0)) {
+      free(tk);
+      free(tv);
+      cJSON_Delete(b);
+      return srv_store_error(c);
+    }
+  }
+  if (!err[0] && files) {
+    v = calloc((size_t)cJSON_GetArraySize(files), sizeof *v);
+    const cJSON *f;
+    if (!v) snprintf(err, sizeof err, "out of memory");
+    else cJSON_ArrayForEach(f, files) {
+        const char *fp = jstring(f, "path"), *fs = jstring(f, "sha256");
+        const cJSON *sz = cJSON_GetObjectItemCaseSensitive(f, "size");
+        if (!fp || !fs || !cJSON_IsNumber(sz)) {
+          snprintf(err, sizeof err, "file %zu: a file is {path, sha256, size}", n);
+          break;
+        }
+        if (kp_rel_path_ok(fp) != 0) {
+          snprintf(err, sizeof err, "file %zu: '%.300s' is not a file's path: a relative path without empty, '.' or "
+                   "'..' parts", n, fp);
+          break;
+        }
+        if (!hex64(fs)) {
+          snprintf(err, sizeof err, "file %zu: '%.100s' is not a sha256 (64 lowercase hex digits)", n, fs);
+          break;
+        }
+        for (size_t k = 0; k < n; k++)
+          if (!strcmp(v[k].path, fp)) snprintf(err, sizeof err, "file '%.300s' is given twice", fp);
+        if (err[0]) break;
+        long long have = blob_size(fs);
+        if (have < 0) {
+          snprintf(err, sizeof err, "file '%.300s': no blob %s here; upload it first (PUT /api/v1/blobs/%s)", fp, fs, fs);
+          break;
+        }
+        if ((double)have != sz->valuedouble) {
+          snprintf(err, sizeof err, "file '%.300s': blob %s holds %lld bytes, not %.0f", fp, fs, have, sz->valuedouble);
+          break;
+        }
+        v[n].path = strdup(fp);
+        v[n].sha256 = strdup(fs);
+        v[n].size = have;
+        n++;
+        if (!v[n - 1].path || !v[n - 1].sha256) {
+          snprintf(err, sizeof err, "out of memory");
+          break;
+        }
+      }
+    /* a single .npz with a model.json beside it, as the client collected them */
+    with_desc = !err[0] && n == 2 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "model_json_added"));
+  }
+  if (err[0]) {
+    kp_stored_files_free(v, n);
+    free(tk);
+    free(tv);
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "%s", err);
+  }
+  kp_model_file *mf = calloc(n ? n : 1, sizeof *mf);
+  for (size_t k = 0; mf && k < n; k++) mf[k] = (kp_model_file){.path = v[k].path, .sha256 = v[k].sha256, .size = v[k].size};
+  kp_model_new m = {.name = name, .run_id = run && *run ? run : NULL, .path = path ? prefix : (source ? source : "upload"),
+                    .description = desc ? desc : "", .files = mf, .nfiles = n, .tag_keys = tk, .tag_values = tv,
+                    .ntags = nt};
+  int64_t version = 0;
+  int rc = mf ? kp_store_model_version_create(st, &m, &version) : kp_store_fail(KP_STORE_EBACKEND, "out of memory");
+  free(mf);
+  kp_stored_files_free(v, n);
+  free(tk);
+  free(tv);
+  cJSON_Delete(b);
+  if (rc != 0) return srv_store_error(c);
+  kp_model mo;
+  if (kp_store_model_get(st, name, version, &mo) != 0) return srv_store_error(c);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddItemToObject(o, "model", kp_view_model(&mo));
+  cJSON_AddBoolToObject(o, "model_json_added", with_desc);
+  kp_model_free(&mo);
+  return srv_json(c, 201, o);
+}
+
 /* ---- remote clients (store_http.c) ---------------------------------------------------- */
 /* whether some run logged metric NAME (what `run list --order-by metrics.NAME`
  * checks): 200 {"name"}, else 404 */
@@ -1486,6 +1691,10 @@ static const route ROUTES[] = {
   {"GET", "services/*", "", 0, api_service},
   {"GET", "services/*/metrics", "", 0, api_service_metrics},
   {"GET", "runs/*/events", "from,heartbeat", 0, api_events},
+  /* uploads and model registration */
+  {"GET", "blobs/*", "", 0, api_blob},
+  {"PUT", "blobs/*", "", 1, api_blob_put},
+  {"POST", "models/*/versions", "", 1, api_model_register},
 };
 #define NROUTES (sizeof ROUTES / sizeof ROUTES[0])
 

@@ -173,8 +173,31 @@ expect_fail "refused the token" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_T
 expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" $K run tag "$A" x=1
 expect_fail "'kusari run submit' does not work against a tracking server yet ($URL" \
   remote $K run submit --experiment e --source "$T/src" --entry job.sh
-expect_fail "'kusari model register' does not work against a tracking server" \
-  remote $K model register --run "$A" --name m2 --path outputs/data.txt
+# model register through the server: the same lines as locally (versions counted by its store)
+a="$($K model register --run "$A" --name ml --path outputs/data.txt --description d --tag k=v)"
+b="$(remote $K model register --run "$A" --name mr --path outputs/data.txt --description d --tag k=v)"
+assert_eq "${a//ml/mr}" "$b" "model register --run --path against the server prints what it prints locally"
+MV='[j["version"], j["run"], j["path"], j["files"], j["tags"], j["description"]]'
+same_json "$($K model show ml --json)" "$($K model show mr --json)" "the registered version is the same as the local one (but its name and time)" \
+  "$MV" "$MV"
+b="$(remote $K model register --run "$A" --name mr --path outputs)"
+assert_contains "$b" "Registered model mr version 2 (1 file" "a second registration is version 2"
+if [ $HAVE_NUMPY = 1 ]; then
+  a="$($K model register --name fl --file "$T/lin")"
+  b="$(remote $K model register --name fr --file "$T/lin")"
+  assert_eq "${a//fl/fr}" "$b" "model register --file FOLDER against the server (files uploaded) prints what it prints locally"
+  a="$($K model register --name nl --file "$T/lin/model.npz")"
+  b="$(remote $K model register --name nr --file "$T/lin/model.npz")"
+  assert_eq "${a//nl/nr}" "$b" "model register --file X.npz takes model.json along, as locally"
+  assert_contains "$b" "with model.json" "(it says so)"
+  run_ok $K model download fr:1 --to "$T/fr" >/dev/null
+  cmp -s "$T/fr/lin/model.npz" "$T/lin/model.npz" && cmp -s "$T/fr/lin/model.json" "$T/lin/model.json" \
+    && ok "the uploaded model's files are the local bytes" || fail "uploaded model files differ: $(ls -R "$T/fr")"
+fi
+expect_fail "has no file or folder 'outputs/nope' to register" remote $K model register --run "$A" --name m2 --path outputs/nope
+expect_fail "no run with id 'nope' in this workspace" remote $K model register --run nope --name m2 --path outputs
+expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" \
+  $K model register --run "$A" --name m2 --path outputs/data.txt
 assert_eq "" "$($K model list | grep m2)" "nothing half-done: no model m2"
 expect_fail "'kusari service start' does not work against a tracking server" remote $K service start ks
 expect_fail "'kusari sweep resume' does not work against a tracking server" remote $K sweep resume "$SW"
@@ -207,4 +230,5 @@ stop_server
 expect_fail "cannot reach the tracking server $URL" remote $K run list
 out="$(remote $K run list 2>&1)"
 assert_not_contains "$out" "$TOK" "the error does not show the token"
+check_json
 finish
