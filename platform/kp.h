@@ -48,6 +48,8 @@ int kp_cmd_supervise(int argc, char **argv);
 /* ---- errors -------------------------------------------------------------- */
 /* Prints "kusari: error: <msg>" to stderr; returns -1. */
 int kp_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The message of this thread's last kp_err (for a server relaying it). */
+const char *kp_err_last(void);
 /* Prints "  hint: <msg>" to stderr (after kp_err). */
 void kp_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints an error about a bad command line and a pointer to --help; returns 2. */
@@ -139,8 +141,23 @@ char *kp_blob_read(const kp_ws *ws, const char *hex, size_t *len);
  * .amlignore / .gitignore) and a size limit in bytes; the snapshot id is the
  * digest of its manifest blob. */
 int kp_snapshot_create(kp_ws *ws, const char *src, uint64_t limit, char hex[65], uint64_t *bytes, int *nfiles);
+/* The walk of kp_snapshot_create with the files' bytes handed to 'put'
+ * (which stores them somewhere: a tracking server) and the manifest's text
+ * in *manifest (cJSON_free it); 'skip' a directory left out, or NULL. */
+typedef int (*kp_snapshot_put)(void *ctx, const char *path, char hex[65], int64_t *size);
+int kp_snapshot_walk(const char *src, uint64_t limit, const char *skip, kp_snapshot_put put, void *put_ctx,
+                     char **manifest, uint64_t *bytes, int *nfiles);
 /* Writes snapshot 'hex' into directory 'dst' (created). */
 int kp_snapshot_extract(kp_ws *ws, const char *hex, const char *dst);
+
+/* ---- sweeps (cmd_sweep.c) ---------------------------------------------------- */
+/* `sweep submit` for a tracking server (POST /sweeps): sweep file 'text'
+ * whose source is snapshot 'snap' (a manifest blob already checked, 'bytes'
+ * in all) recorded and its controller started on this machine, with
+ * 'src_label' as its run.source. 0 (id set), 2 (the file is refused), 1 (it
+ * failed); the message is kp_err_last(). */
+int kp_sweep_submit_uploaded(kp_ws *ws, const char *text, const char *src_label, const char *snap, uint64_t bytes,
+                             char *id, size_t idn);
 
 /* ---- util ------------------------------------------------------------------ */
 double kp_now(void);

@@ -1644,6 +1644,95 @@ static enum MHD_Result api_model_register(struct MHD_Connection *c, srv_req *r, 
   return srv_json(c, 201, o);
 }
 
+/* POST /sweeps {spec, source, snapshot}: `sweep submit` whose source came
+ * as blobs. The manifest (a blob: {"files": [{path, mode, size, sha256}]})
+ * is checked before anything is recorded: relative paths without '..', no
+ * path twice, every file's blob here with its size, the snapshot limit,
+ * the entry among the files. 201 with the sweep's view. */
+static enum MHD_Result api_sweep_submit(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)rt;
+  enum MHD_Result ans = MHD_NO;
+  cJSON *b = body_object(c, r, 0, &ans);
+  if (!b) return ans;
+  const cJSON *spec = cJSON_GetObjectItemCaseSensitive(b, "spec");
+  const char *source = jstring(b, "source"), *snap = jstring(b, "snapshot");
+  char err[600] = "";
+  if (!cJSON_IsObject(spec) || !snap || (cJSON_GetObjectItemCaseSensitive(b, "source") && !source) ||
+      (source && strlen(source) > 4000))
+    snprintf(err, sizeof err, "the body is {\"spec\": the sweep file (an object), \"snapshot\": the sha256 of the source's "
+             "manifest blob, \"source\": TEXT (what it was, at most 4000 bytes; optional)}");
+  else if (!hex64(snap))
+    snprintf(err, sizeof err, "'snapshot' '%.100s' is not a sha256 (64 lowercase hex digits)", snap);
+  else if (blob_size(snap) < 0)
+    snprintf(err, sizeof err, "no blob %s here: upload the source's files and then its manifest (PUT /api/v1/blobs/{sha256})",
+             snap);
+  char *text = err[0] ? NULL : cJSON_PrintUnformatted(spec);
+  uint64_t bytes = 0;
+  if (!err[0] && !text) snprintf(err, sizeof err, "out of memory");
+  if (!err[0]) {
+    /* the manifest, and the entry among its files */
+    size_t ml = 0;
+    char mp[4400];
+    kp_blob_path(srv_ws(), snap, mp, sizeof mp);
+    char *mt = kp_read_file(mp, &ml);
+    cJSON *man = mt ? cJSON_Parse(mt) : NULL;
+    free(mt);
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(man, "files"), *f;
+    const char *entry = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(spec, "run"), "entry"));
+    int has_entry = 0;
+    size_t i = 0;
+    if (!cJSON_IsArray(files)) snprintf(err, sizeof err, "blob %s is not a snapshot manifest ({\"files\": [...]})", snap);
+    else cJSON_ArrayForEach(f, files) {
+        const char *fp = jstring(f, "path"), *fs = jstring(f, "sha256");
+        const cJSON *sz = cJSON_GetObjectItemCaseSensitive(f, "size"), *mode = cJSON_GetObjectItemCaseSensitive(f, "mode");
+        if (!fp || !fs || !cJSON_IsNumber(sz) || !cJSON_IsNumber(mode) || mode->valuedouble < 0 || mode->valuedouble > 0777) {
+          snprintf(err, sizeof err, "manifest entry %zu: an entry is {path, mode (0 to 0777), size, sha256}", i);
+          break;
+        }
+        if (kp_rel_path_ok(fp) != 0) {
+          snprintf(err, sizeof err, "manifest entry %zu: '%.300s' is not a file's path: a relative path without empty, "
+                   "'.' or '..' parts", i, fp);
+          break;
+        }
+        if (i && !strcmp(fp, jstring(cJSON_GetArrayItem(files, (int)i - 1), "path"))) {
+          snprintf(err, sizeof err, "manifest entry %zu: '%.300s' is given twice", i, fp);
+          break;
+        }
+        long long have = hex64(fs) ? blob_size(fs) : -1;
+        if (have < 0 || (double)have != sz->valuedouble) {
+          snprintf(err, sizeof err, "manifest entry %zu ('%.300s'): no blob %.64s of %.0f bytes here; upload it first", i,
+                   fp, fs, sz->valuedouble);
+          break;
+        }
+        bytes += (uint64_t)have;
+        if (bytes > KP_SNAPSHOT_LIMIT) {
+          snprintf(err, sizeof err, "the source is over the snapshot size limit of %.1f MB", (double)KP_SNAPSHOT_LIMIT / 1e6);
+          break;
+        }
+        if (entry && !strcmp(entry, fp)) has_entry = 1;
+        i++;
+      }
+    if (!err[0] && entry && !has_entry)
+      snprintf(err, sizeof err, "sweep file: field 'run.entry': '%.300s' is not a file of the uploaded source", entry);
+    cJSON_Delete(man);
+  }
+  if (err[0]) {
+    cJSON_free(text);
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "%s", err);
+  }
+  kp_ws w = *srv_ws();
+  w.store = st;  /* this worker's connection */
+  char id[300];
+  int rc = kp_sweep_submit_uploaded(&w, text, source ? source : "(uploaded)", snap, bytes, id, sizeof id);
+  cJSON_free(text);
+  cJSON_Delete(b);
+  if (rc == 2) return srv_error(c, 400, "invalid", "%s", kp_err_last());
+  if (rc != 0) return srv_error(c, 500, "internal", "the sweep was not started: %s", kp_err_last());
+  cJSON *o = sweep_view(c, st, id, &ans);
+  return o ? srv_json(c, 201, o) : ans;
+}
+
 /* ---- remote clients (store_http.c) ---------------------------------------------------- */
 /* whether some run logged metric NAME (what `run list --order-by metrics.NAME`
  * checks): 200 {"name"}, else 404 */
@@ -1685,6 +1774,7 @@ static const route ROUTES[] = {
   {"GET", "metrics/names/**", "", 0, api_metric_exists},
   /* sweeps and services */
   {"GET", "sweeps", "experiment", 0, api_sweeps},
+  {"POST", "sweeps", "", 1, api_sweep_submit},
   {"GET", "sweeps/*", "", 0, api_sweep},
   {"POST", "sweeps/*/cancel", "", 1, api_sweep_cancel},
   {"GET", "services", "", 0, api_services},

@@ -150,6 +150,24 @@ assert_eq "0" "$rc" "run cancel against the server exits 0"
 assert_contains "$out" "Run $D: Canceled" "run cancel against the server waits for the end"
 assert_contains "$($K run show "$D")" "status:       Canceled" "the cancel shows up locally"
 
+# sweep submit through the server: the source travels as blobs; the same lines as locally
+a="$($K sweep submit "$T/sweep.json")"; la="$(printf '%s\n' "$a" | tail -1)"
+b="$(remote $K sweep submit "$T/sweep.json")"; rb="$(printf '%s\n' "$b" | tail -1)"
+assert_eq "${a//$la/ID}" "${b//$rb/ID}" "sweep submit against the server prints what it prints locally (the same snapshot id)"
+run_ok $K sweep wait "$la" --timeout 120 --quiet >/dev/null
+run_ok $K sweep wait "$rb" --timeout 120 --quiet >/dev/null
+CH='sorted((c["parameters"]["--x"], c["status"]) for c in j["children"])'
+same_json "$($K sweep show "$la" --json)" "$($K sweep show "$rb" --json)" \
+  "the sweep submitted through the server ran the same children to the same ends" "$CH" "$CH"
+child="$($K sweep show "$rb" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["children"][0]["id"])')"
+assert_contains "$($K run show "$child")" "$T/src" "its children's source is the submitter's directory (as a label)"
+sed 's/"compute": "cpu"/"compute": "nope"/' "$T/sweep.json" > "$T/nocomp.json"
+expect_fail "no compute target named 'nope'" remote $K sweep submit "$T/nocomp.json"
+printf '{"variables": {"A": "1"}}\n' > "$T/env.json"
+sed "s|\"compute\": \"cpu\"|\"compute\": \"cpu\", \"environment\": \"$T/env.json\"|" "$T/sweep.json" > "$T/env.json.sweep"
+expect_fail "environments are not supported against a tracking server yet" remote $K sweep submit "$T/env.json.sweep"
+expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" $K sweep submit "$T/sweep.json"
+
 # sweep cancel through the server: the same lines as locally
 printf 'while [ ! -f "%s/never" ]; do sleep 0.1; done\n' "$T" > "$T/src/wait.sh"
 sed -e 's/"sweep.sh"/"wait.sh"/' -e 's/"max_concurrent_runs": 1/"max_concurrent_runs": 2/' "$T/sweep.json" > "$T/live.json"

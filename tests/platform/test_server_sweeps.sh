@@ -133,6 +133,53 @@ done
 assert_eq "Canceled Canceled" "$(jget "$($K sweep show "$ORPH" --json)" '" ".join(c["status"] for c in j["children"])')" \
   "its children were canceled by the server"
 
+# --- submit: the source as blobs and a manifest (what `sweep submit` against a server sends) ------------
+up() {  # up TEXT: uploads TEXT as a blob, echoes its sha256
+  local h
+  h="$(printf '%s' "$1" | sha256sum | cut -d' ' -f1)"
+  api PUT "blobs/$h" --data-binary "$1" >/dev/null
+  echo "$h"
+}
+ENTRY='kusari log metric acc 0.5'
+E="$(up "$ENTRY")"
+ent() { printf '{"path": "%s", "mode": 420, "size": %s, "sha256": "%s"}' "$1" "${2:-${#ENTRY}}" "${3:-$E}"; }
+man() { up "{\"files\": [$1]}"; }
+SPEC='{"experiment": "up", "run": {"entry": "e.sh", "compute": "cpu"}, "sampling": {"type": "grid", "space": {"--x": {"choice": ["1"]}}}, "primary_metric": {"name": "acc", "goal": "maximize"}}'
+post() { api POST sweeps -d "{\"spec\": ${2:-$SPEC}, \"snapshot\": \"$1\", \"source\": \"my laptop:/src\"}"; }
+nsweeps() { $K sweep list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+before="$(nsweeps)"
+refused() {  # refused SNAPSHOT WHAT MESSAGE [SPEC]
+  post "$1" "${4:-}" >/dev/null
+  assert_eq 400 "$(code)" "POST /sweeps, $2: 400"
+  assert_contains "$(cat "$T/body")" "$3" "$2: says '$3'"
+}
+refused "$(man "$(ent ../e.sh)")" "a manifest path with '..'" "not a file's path"
+refused "$(man "$(ent /etc/e.sh)")" "an absolute manifest path" "not a file's path"
+refused "$(man "$(ent e.sh), $(ent e.sh)")" "a path given twice" "is given twice"
+refused "$(man "$(ent e.sh 3 "$(printf x | sha256sum | cut -d' ' -f1)")")" "a file not uploaded" "upload it first"
+refused "$(man "$(ent e.sh 99)")" "a size that is not its blob's" "upload it first"
+refused "$(man "$(ent other.sh)")" "an entry that is not in the source" "is not a file of the uploaded source"
+refused "$E" "a snapshot that is not a manifest" "is not a snapshot manifest"
+refused "$(printf nothing | sha256sum | cut -d' ' -f1)" "a snapshot not uploaded" "upload the source's files and then its manifest"
+refused "xyz" "a snapshot that is not a sha256" "is not a sha256"
+M="$(man "$(ent e.sh)")"
+refused "$M" "a sweep file without primary_metric" "primary_metric" \
+  '{"experiment": "up", "run": {"entry": "e.sh"}, "sampling": {"type": "grid", "space": {"--x": {"choice": ["1"]}}}}'
+refused "$M" "a compute target it does not have" "no compute target named 'gpu'" "${SPEC/\"cpu\"/\"gpu\"}"
+refused "$M" "an environment file" "environments are not supported over HTTP" "${SPEC/\"compute\"/\"environment\": \"/tmp/env.json\", \"compute\"}"
+api POST sweeps -d '{"spec": 1}' >/dev/null; assert_eq 400 "$(code)" "POST /sweeps with a spec that is not an object: 400"
+TOKEN_HEADER="Authorization: Bearer $RO" post "$M" >/dev/null; assert_eq 403 "$(code)" "POST /sweeps with a read-only token: 403"
+TOKEN_HEADER="X-None: 1" post "$M" >/dev/null; assert_eq 401 "$(code)" "POST /sweeps without a token: 401"
+api POST sweeps --data-binary @"$T/big" >/dev/null; assert_eq 413 "$(code)" "POST /sweeps over --max-body: 413"
+assert_eq "$before" "$(nsweeps)" "no refused request recorded a sweep"
+body="$(post "$M")"
+assert_eq 201 "$(code)" "POST /sweeps with a good manifest: 201"
+UP="$(jget "$body" 'j["id"]')"
+$K sweep wait "$UP" --timeout 120 --quiet >/dev/null 2>&1
+same_json "$($K sweep show "$UP" --json)" '["Completed", ["Completed"], 0.5]' "the uploaded sweep ran its child from the uploaded entry" \
+  '[j["status"], [c["status"] for c in j["children"]], j["children"][0]["best"]]'
+assert_contains "$($K run show "$UP")" "my laptop:/src" "the sweep records the source it was given"
+
 # --- services ----------------------------------------------------------------------------------
 body="$(api GET services)"
 assert_eq 200 "$(code)" "GET /services: 200"
