@@ -255,16 +255,24 @@ static int start_server(kp_ws *ws, const char *name, int *port) {
   return -1;
 }
 
+/* the lines `service start` and `model deploy` print, from the service's view */
+static void print_started_view(const cJSON *o) {
+#define S(k) (cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k)) ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k)) : "")
+  const char *entry = S("entry");
+  printf("Service %s: %s (model %s%s%s, %d workers, auth %s)\n", S("name"), S("state"), S("model"), *entry ? ", entry " : "",
+         entry, (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "workers")),
+         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "auth")) ? "on: see 'kusari service keys'" : "off");
+  printf("%s\n", S("scoring_uri"));
+#undef S
+}
+
 static void print_started(kp_ws *ws, const char *name) {
   kp_service s;
   if (find_svc(ws, name, &s, 1) != 0) return;
-  char uri[400];
-  kp_view_service_uri(&s, "/score", uri, sizeof uri);
-  printf("Service %s: %s (model %s:%lld%s%s, %d workers, auth %s)\n", s.name, kp_service_state_name(s.state),
-         s.model_name, (long long)s.model_version, s.entry_name && s.entry_name[0] ? ", entry " : "", s.entry_name ? s.entry_name : "",
-         s.workers, s.auth ? "on: see 'kusari service keys'" : "off");
-  printf("%s\n", uri);
+  cJSON *o = kp_view_service(&s);
   kp_service_free(&s);
+  print_started_view(o);
+  cJSON_Delete(o);
 }
 
 /* ---- kusari model deploy ----------------------------------------------------------- */
@@ -367,6 +375,63 @@ int kp_model_deploy(int argc, char **argv) {
 out:
   kp_ws_close(&ws);
   return rc;
+}
+
+int kp_service_control(kp_ws *ws, const char *name, const char *op) {
+  kp_service s;
+  int r = find_svc(ws, name, &s, 0);
+  if (r != 0) return r;
+  int rc = 0, port;
+  if (!strcmp(op, "start")) {
+    if (s.state != KP_SERVICE_RUNNING) rc = start_server(ws, name, &port);
+  } else if (!strcmp(op, "stop")) {
+    rc = stop_server(ws, &s);
+  } else if (!strcmp(op, "delete")) {
+    rc = stop_server(ws, &s);
+    if (rc == 0 && kp_store_service_delete(ws->store, name) != 0) rc = kp_store_report();
+    if (rc == 0) {
+      char dir[4400];
+      svc_dir(ws, name, dir, sizeof dir);
+      kp_rm_rf(dir);
+    }
+  } else {
+    rc = kp_err("unknown service operation '%s'", op);
+  }
+  kp_service_free(&s);
+  return rc;
+}
+
+/* service start|stop|delete against a tracking server: POST
+ * /services/{name}/start|stop, DELETE /services/{name}; the same lines */
+static int control_remote(kp_ws *ws, const char *name, const char *op) {
+  cJSON *o = NULL;
+  int was_running = 0;
+  if (!strcmp(op, "start")) {
+    if (kp_store_http_call(ws->store, "GET", "services/", name, NULL, NULL, &o) != 0) goto fail;
+    was_running = !strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "state")) ?
+                          cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "state")) : "", "Running");
+    cJSON_Delete(o);
+    o = NULL;
+  }
+  int r = !strcmp(op, "delete") ? kp_store_http_call(ws->store, "DELETE", "services/", name, NULL, NULL, &o)
+                                : kp_store_http_call(ws->store, "POST", "services/", name, !strcmp(op, "start") ? "/start" : "/stop",
+                                                     "{}", &o);
+  if (r != 0) goto fail;
+  if (!strcmp(op, "start")) {
+    if (was_running) printf("Service %s is already running\n", name);
+    print_started_view(o);
+  } else if (!strcmp(op, "stop")) {
+    printf("Service %s stopped\n", name);
+  } else {
+    printf("Deleted service %s\n", name);
+  }
+  cJSON_Delete(o);
+  return 0;
+fail:;
+  int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+  kp_store_report();
+  if (missing) kp_hint("list services with 'kusari service list'");
+  return 1;
 }
 
 /* ---- kusari service ... --------------------------------------------------------------- */
@@ -587,6 +652,11 @@ static int service_start(int argc, char **argv) {
   if (one_name("service start", argc, argv, opts, &name)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  if (ws.remote[0]) {
+    int r = control_remote(&ws, name, "start");
+    kp_ws_close(&ws);
+    return r;
+  }
   kp_service s;
   memset(&s, 0, sizeof s);
   int rc = 1, port;
@@ -612,6 +682,11 @@ static int service_stop(int argc, char **argv) {
   if (one_name("service stop", argc, argv, opts, &name)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  if (ws.remote[0]) {
+    int r = control_remote(&ws, name, "stop");
+    kp_ws_close(&ws);
+    return r;
+  }
   kp_service s;
   int rc = 1;
   if (find_svc(&ws, name, &s, 1) == 0) {
@@ -631,6 +706,11 @@ static int service_delete(int argc, char **argv) {
   if (one_name("service delete", argc, argv, opts, &name)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  if (ws.remote[0]) {
+    int r = control_remote(&ws, name, "delete");
+    kp_ws_close(&ws);
+    return r;
+  }
   kp_service s;
   memset(&s, 0, sizeof s);
   int rc = 1;

@@ -1219,6 +1219,40 @@ static enum MHD_Result api_service(struct MHD_Connection *c, srv_req *r, const s
   return srv_json(c, 200, o);
 }
 
+/* POST /services/{name}/start|stop, DELETE /services/{name}: what `service
+ * start|stop|delete` do, on the server's machine (its processes) */
+static enum MHD_Result service_op(struct MHD_Connection *c, const srv_route *rt, kp_store *st, const char *op) {
+  kp_ws w = *srv_ws();
+  w.store = st;  /* this worker's connection */
+  int rc = kp_service_control(&w, rt->seg[1], op);
+  if (rc == 1) return srv_error(c, 404, "not_found", "no service named '%.200s' in this workspace", rt->seg[1]);
+  if (rc != 0) return srv_error(c, 500, "internal", "service %.200s: %s", rt->seg[1], kp_err_last());
+  if (!strcmp(op, "delete")) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "deleted", rt->seg[1]);
+    return srv_json(c, 200, o);
+  }
+  kp_service s;
+  if (kp_store_service_get(st, rt->seg[1], &s) != 0) return srv_store_error(c);
+  kp_service_check_alive(&s);
+  cJSON *o = kp_view_service(&s);
+  kp_service_free(&s);
+  return srv_json(c, 200, o);
+}
+
+static enum MHD_Result api_service_start(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  return service_op(c, rt, st, "start");
+}
+static enum MHD_Result api_service_stop(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  return service_op(c, rt, st, "stop");
+}
+static enum MHD_Result api_service_delete(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  return service_op(c, rt, st, "delete");
+}
+
 #define SERVICE_METRICS_LIMIT (1024 * 1024)
 
 static size_t metrics_data(char *d, size_t sz, size_t nm, void *ud) {
@@ -1780,6 +1814,9 @@ static const route ROUTES[] = {
   {"GET", "services", "", 0, api_services},
   {"GET", "services/*", "", 0, api_service},
   {"GET", "services/*/metrics", "", 0, api_service_metrics},
+  {"POST", "services/*/start", "", 1, api_service_start},
+  {"POST", "services/*/stop", "", 1, api_service_stop},
+  {"DELETE", "services/*", "", 1, api_service_delete},
   {"GET", "runs/*/events", "from,heartbeat", 0, api_events},
   /* uploads and model registration */
   {"GET", "blobs/*", "", 0, api_blob},

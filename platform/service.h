@@ -88,5 +88,12 @@ void kp_service_batch_load(const char *svc_dir, int *max, long *wait_us);
  * is gone has failed (state and error set here, not in the store). */
 struct kp_service;
 void kp_service_check_alive(struct kp_service *s);
+/* What `service start|stop|delete NAME` do (op "start", "stop", "delete";
+ * the tracking server's POST /services/{name}/start|stop and DELETE
+ * /services/{name}): 0, 1 when there is no such service, -1 when it failed
+ * (printed; kp_err_last() says why). Starting a Running service does
+ * nothing. */
+struct kp_ws;
+int kp_service_control(struct kp_ws *ws, const char *name, const char *op);
 
 #endif

@@ -133,9 +133,18 @@ if [ $HAVE_NUMPY = 1 ]; then
   keys="$($K service keys ks --json)"
   assert_not_contains "$(remote $K service show ks --json)$(remote $K service list --json)" \
     "$(jget "$keys" 'j["primary_key"]')" "no key in what service list|show print against a server"
-  run_ok $K service stop ks >/dev/null
+  assert_eq "Service ks stopped" "$(remote $K service stop ks)" "service stop against the server"
   same $K service list
   same $K service show ks --json
+  out="$(remote $K service start ks)"
+  assert_contains "$out" "Service ks: Running (model lin:1, 2 workers, auth on: see 'kusari service keys')" \
+    "service start against the server"
+  same $K service start ks
+  same $K service start nope
+  same $K service stop nope
+  assert_eq "Deleted service ks" "$(remote $K service delete ks)" "service delete against the server"
+  same $K service list --json
+  assert_eq "[]" "$($K service list --json | tr -d ' \n')" "the service is gone from the server's workspace"
 fi
 
 # --- writes go to the server's workspace ------------------------------------------------
@@ -217,7 +226,7 @@ expect_fail "no run with id 'nope' in this workspace" remote $K model register -
 expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" \
   $K model register --run "$A" --name m2 --path outputs/data.txt
 assert_eq "" "$($K model list | grep m2)" "nothing half-done: no model m2"
-expect_fail "'kusari service start' does not work against a tracking server" remote $K service start ks
+expect_fail "'kusari service keys' does not work against a tracking server" remote $K service keys ks
 expect_fail "'kusari sweep resume' does not work against a tracking server" remote $K sweep resume "$SW"
 expect_fail "not an http:// or https:// URL" env KUSARI_TRACKING_URI=ftp://x $K run list
 

@@ -205,7 +205,7 @@ probes = ["health", "experiments", "experiments/spec", "runs", "runs/R", "runs/R
           "", "sweeps", "services", "tokens", "runs/R/params", "runs/R/artifacts", "experiments/spec/runs",
           "models/m1/versions", "health/x", "runs/R/cancel/x", "metrics", "runs/R/tags", "computes/cpu", "runs/R/submit",
           "experiments/spec/delete", "models/m1/files/data.txt", "sweeps/S", "sweeps/S/cancel", "services/svc",
-          "services/svc/metrics", "services/svc/keys", "runs/R/events", "blobs/0123", "blobs"]
+          "services/svc/metrics", "services/svc/keys", "services/svc/start", "services/svc/stop", "services/svc/restart", "runs/R/events", "blobs/0123", "blobs"]
 for probe in probes:
     probe = probe.replace("/S", "/" + sweep)
     path = "/" + probe.replace("R", run) if probe else "/"

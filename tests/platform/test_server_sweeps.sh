@@ -202,13 +202,31 @@ api GET services/nope/metrics >/dev/null; assert_eq 404 "$(code)" "GET /services
 api GET "services?all=1" >/dev/null; assert_eq 400 "$(code)" "GET /services?all=1: 400"
 TOKEN_HEADER="Authorization: Bearer kst_wrong" api GET services/ks/metrics >/dev/null
 assert_eq 401 "$(code)" "GET /services/ks/metrics with a wrong token: 401"
-api DELETE services/ks >/dev/null; assert_eq 405 "$(code)" "DELETE /services/ks: 405 (not over HTTP yet)"
-run_ok $K service stop ks >/dev/null
+for w in "POST services/ks/stop" "POST services/ks/start" "DELETE services/ks"; do
+  TOKEN_HEADER="Authorization: Bearer $RO" api $w >/dev/null; assert_eq 403 "$(code)" "$w with a read-only token: 403"
+done
+api POST services/nope/start >/dev/null; assert_eq 404 "$(code)" "POST /services/nope/start: 404"
+api DELETE services/nope >/dev/null; assert_eq 404 "$(code)" "DELETE /services/nope: 404"
+api POST services/ks/stop --data-binary @"$T/big" >/dev/null; assert_eq 413 "$(code)" "a body over --max-body: 413"
+assert_eq Running "$(jget "$($K service show ks --json)" 'j["state"]')" "the refused requests left it Running"
+body="$(api POST services/ks/stop)"; assert_eq 200 "$(code)" "POST /services/ks/stop: 200"
+assert_eq Stopped "$(jget "$body" 'j["state"]')" "it answers the service Stopped"
+curl -s -m 5 -o /dev/null "$SURI" && fail "the stopped service still answers" || ok "the service's port no longer answers"
 body="$(api GET services/ks/metrics)"
 assert_eq 503 "$(code)" "a stopped service's metrics: 503"
 assert_eq service_not_running "$(err_code "$body")" "code service_not_running"
 assert_contains "$body" "service ks is Stopped" "the message says its state"
 same_json "$(api GET services/ks)" '"Stopped"' "GET /services/ks: Stopped" 'j["state"]'
+body="$(api POST services/ks/start)"; assert_eq 200 "$(code)" "POST /services/ks/start: 200"
+assert_eq Running "$(jget "$body" 'j["state"]')" "it answers the service Running"
+SURI="$(jget "$body" 'j["scoring_uri"]')"
+assert_eq 200 "$(score -H "Authorization: Bearer $K2")" "the restarted service scores with its key"
+api POST services/ks/start >/dev/null; assert_eq 200 "$(code)" "starting a Running service: 200, nothing done"
+body="$(api DELETE services/ks)"; assert_eq 200 "$(code)" "DELETE /services/ks: 200"
+assert_eq ks "$(jget "$body" 'j["deleted"]')" "it names the service deleted"
+api GET services/ks >/dev/null; assert_eq 404 "$(code)" "then GET /services/ks: 404"
+[ -e "$WS/services/ks" ] && fail "the service's folder (its keys) is still there" || ok "its folder and keys are gone"
+curl -s -m 5 -o /dev/null "$SURI" && fail "the deleted service still answers" || ok "the deleted service's port no longer answers"
 check_json
 stop_server
 finish
