@@ -587,6 +587,62 @@ static int service_logs(int argc, char **argv) {
   return 0;
 }
 
+int kp_service_keys(kp_ws *ws, const char *name, const char *regen, char k[2][65], int *auth, int *running) {
+  kp_service s;
+  int r = find_svc(ws, name, &s, 0);
+  if (r != 0) return r;
+  int rc = -1;
+  *auth = s.auth;
+  *running = 0;
+  if (regen) {
+    int which = !strcmp(regen, "primary") ? 1 : !strcmp(regen, "secondary") ? 2 : 3;
+    /* under the store's write lock, so that two regenerations at once do
+     * not mix one's file with the other's digests */
+    if (kp_store_begin(ws->store) != 0) { kp_store_report(); goto out; }
+    /* the key kept is read from the file; with 'both' there is none to keep */
+    if ((which != 3 && keys_read(ws, name, k) != 0)) { kp_store_rollback(ws->store); goto out; }
+    for (int i = 0; i < 2; i++)
+      if ((which >> i & 1) && new_key(k[i]) != 0) { kp_store_rollback(ws->store); goto out; }
+    char h[2][65];
+    kp_sha256_hex(k[0], 64, h[0]);
+    kp_sha256_hex(k[1], 64, h[1]);
+    /* file first: a crash between the two leaves the file ahead of the
+     * store ('service keys' then says so), and regenerating again repairs it */
+    if (keys_write(ws, name, k[0], k[1]) != 0) { kp_store_rollback(ws->store); goto out; }
+    if (kp_store_service_set_keys(ws->store, name, h[0], h[1]) != 0 || kp_store_commit(ws->store) != 0) {
+      kp_store_report();
+      kp_store_rollback(ws->store);
+      goto out;
+    }
+    *running = s.state == KP_SERVICE_RUNNING;
+    if (*running && kill((pid_t)s.pid, SIGHUP) == 0) /* reloads its keys */
+      keys_wait_loaded(ws, name, h);
+  } else if (keys_read(ws, name, k) != 0 || keys_match(ws, &s, k) != 0) {
+    goto out;
+  }
+  rc = 0;
+out:
+  kp_service_free(&s);
+  return rc;
+}
+
+/* what `service keys` prints (keys and notes) */
+static void print_keys(const char *name, const char *regen, char k[2][65], int json, int auth, int running) {
+  if (regen)
+    fprintf(stderr, "Regenerated the %s key%s of service %s%s\n", regen, !strcmp(regen, "both") ? "s" : "", name,
+            running ? " (the running server reloads them now)" : "");
+  if (json) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "primary_key", k[0]);
+    cJSON_AddStringToObject(o, "secondary_key", k[1]);
+    print_json(o);
+    cJSON_Delete(o);
+  } else {
+    printf("primary:   %s\nsecondary: %s\n", k[0], k[1]);
+    if (!auth) fprintf(stderr, "note: service %s was deployed without --auth: it does not ask for a key\n", name);
+  }
+}
+
 static int service_keys(int argc, char **argv) {
   int json = 0;
   const char *name = NULL, *regen = NULL;
@@ -596,52 +652,42 @@ static int service_keys(int argc, char **argv) {
     return kp_usage_err("service keys", "--regenerate takes 'primary', 'secondary' or 'both'");
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  kp_service s;
-  memset(&s, 0, sizeof s);
-  int rc = 1;
   char k[2][65];
-  if (find_svc(&ws, name, &s, 1) != 0) goto out;
-  if (regen) {
-    int which = !strcmp(regen, "primary") ? 1 : !strcmp(regen, "secondary") ? 2 : 3;
-    /* under the store's write lock, so that two regenerations at once do
-     * not mix one's file with the other's digests */
-    if (kp_store_begin(ws.store) != 0) { kp_store_report(); goto out; }
-    /* the key kept is read from the file; with 'both' there is none to keep */
-    if ((which != 3 && keys_read(&ws, name, k) != 0)) { kp_store_rollback(ws.store); goto out; }
-    for (int i = 0; i < 2; i++)
-      if ((which >> i & 1) && new_key(k[i]) != 0) { kp_store_rollback(ws.store); goto out; }
-    char h[2][65];
-    kp_sha256_hex(k[0], 64, h[0]);
-    kp_sha256_hex(k[1], 64, h[1]);
-    /* file first: a crash between the two leaves the file ahead of the
-     * store ('service keys' then says so), and regenerating again repairs it */
-    if (keys_write(&ws, name, k[0], k[1]) != 0) { kp_store_rollback(ws.store); goto out; }
-    if (kp_store_service_set_keys(ws.store, name, h[0], h[1]) != 0 || kp_store_commit(ws.store) != 0) {
+  int auth = 0, running = 0, rc = 1;
+  if (ws.remote[0]) {
+    /* POST /services/{name}/keys: a write, so only read-write tokens see keys */
+    cJSON *o = NULL;
+    char body[64];
+    snprintf(body, sizeof body, regen ? "{\"regenerate\": \"%s\"}" : "{}", regen ? regen : "");
+    if (kp_store_http_call(ws.store, "POST", "services/", name, "/keys", body, &o) != 0) {
+      int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
       kp_store_report();
-      kp_store_rollback(ws.store);
-      goto out;
+      if (missing) kp_hint("list services with 'kusari service list'");
+    } else {
+      const char *a = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "primary_key"));
+      const char *b = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "secondary_key"));
+      if (!a || !b || strlen(a) != 64 || strlen(b) != 64) {
+        kp_err("the tracking server %s answered without the service's keys", ws.remote);
+      } else {
+        snprintf(k[0], 65, "%s", a);
+        snprintf(k[1], 65, "%s", b);
+        print_keys(name, regen, k, json, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "auth")),
+                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "reloaded")));
+        rc = 0;
+      }
     }
-    int running = s.state == KP_SERVICE_RUNNING;
-    if (running && kill((pid_t)s.pid, SIGHUP) == 0) /* reloads its keys */
-      keys_wait_loaded(&ws, name, h);
-    fprintf(stderr, "Regenerated the %s key%s of service %s%s\n", regen, which == 3 ? "s" : "", name,
-            running ? " (the running server reloads them now)" : "");
-  } else if (keys_read(&ws, name, k) != 0 || keys_match(&ws, &s, k) != 0) {
-    goto out;
-  }
-  if (json) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "primary_key", k[0]);
-    cJSON_AddStringToObject(o, "secondary_key", k[1]);
-    print_json(o);
     cJSON_Delete(o);
-  } else {
-    printf("primary:   %s\nsecondary: %s\n", k[0], k[1]);
-    if (!s.auth) fprintf(stderr, "note: service %s was deployed without --auth: it does not ask for a key\n", name);
+    kp_ws_close(&ws);
+    return rc;
   }
-  rc = 0;
-out:
-  kp_service_free(&s);
+  int r = kp_service_keys(&ws, name, regen, k, &auth, &running);
+  if (r == 1) {
+    kp_store_report();
+    kp_hint("list services with 'kusari service list'");
+  } else if (r == 0) {
+    print_keys(name, regen, k, json, auth, running);
+    rc = 0;
+  }
   kp_ws_close(&ws);
   return rc;
 }

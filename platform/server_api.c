@@ -1253,6 +1253,37 @@ static enum MHD_Result api_service_delete(struct MHD_Connection *c, srv_req *r, 
   return service_op(c, rt, st, "delete");
 }
 
+/* POST /services/{name}/keys {"regenerate": "primary"|"secondary"|"both"}
+ * (optional): `service keys`, the keys in the answer. A POST, so that only
+ * read-write tokens ever see a key (and no key is in a URL or a cache). */
+static enum MHD_Result api_service_keys(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  cJSON *b = body_object(c, r, 1, &ans);
+  if (!b) return ans;
+  const cJSON *rg = cJSON_GetObjectItemCaseSensitive(b, "regenerate");
+  const char *regen = cJSON_GetStringValue(rg);
+  if ((rg && !regen) || (regen && strcmp(regen, "primary") && strcmp(regen, "secondary") && strcmp(regen, "both"))) {
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "the body is {\"regenerate\": \"primary\", \"secondary\" or \"both\"}, optional");
+  }
+  char which[16] = "";
+  if (regen) snprintf(which, sizeof which, "%s", regen);
+  cJSON_Delete(b);
+  kp_ws w = *srv_ws();
+  w.store = st;  /* this worker's connection */
+  char k[2][65];
+  int auth = 0, running = 0;
+  int rc = kp_service_keys(&w, rt->seg[1], which[0] ? which : NULL, k, &auth, &running);
+  if (rc == 1) return srv_error(c, 404, "not_found", "no service named '%.200s' in this workspace", rt->seg[1]);
+  if (rc != 0) return srv_error(c, 500, "internal", "service %.200s: %s", rt->seg[1], kp_err_last());
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "primary_key", k[0]);
+  cJSON_AddStringToObject(o, "secondary_key", k[1]);
+  cJSON_AddBoolToObject(o, "auth", auth);
+  cJSON_AddBoolToObject(o, "reloaded", running);
+  return srv_json(c, 200, o);
+}
+
 #define SERVICE_METRICS_LIMIT (1024 * 1024)
 
 static size_t metrics_data(char *d, size_t sz, size_t nm, void *ud) {
@@ -1817,6 +1848,7 @@ static const route ROUTES[] = {
   {"POST", "services/*/start", "", 1, api_service_start},
   {"POST", "services/*/stop", "", 1, api_service_stop},
   {"DELETE", "services/*", "", 1, api_service_delete},
+  {"POST", "services/*/keys", "", 1, api_service_keys},
   {"GET", "runs/*/events", "from,heartbeat", 0, api_events},
   /* uploads and model registration */
   {"GET", "blobs/*", "", 0, api_blob},

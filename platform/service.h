@@ -95,5 +95,11 @@ void kp_service_check_alive(struct kp_service *s);
  * nothing. */
 struct kp_ws;
 int kp_service_control(struct kp_ws *ws, const char *name, const char *op);
+/* What `service keys NAME [--regenerate primary|secondary|both]` does
+ * (regen NULL: read them): the two keys in k, whether the service asks for
+ * them (*auth), whether a running server was told to reload them
+ * (*running). 0, 1 when there is no such service (the store's error says
+ * so), -1 (printed; kp_err_last()). */
+int kp_service_keys(struct kp_ws *ws, const char *name, const char *regen, char k[2][65], int *auth, int *running);
 
 #endif

@@ -133,6 +133,14 @@ if [ $HAVE_NUMPY = 1 ]; then
   keys="$($K service keys ks --json)"
   assert_not_contains "$(remote $K service show ks --json)$(remote $K service list --json)" \
     "$(jget "$keys" 'j["primary_key"]')" "no key in what service list|show print against a server"
+  same $K service keys ks
+  same $K service keys ks --json
+  same $K service keys nope
+  expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" $K service keys ks
+  out="$(remote $K service keys ks --regenerate primary --json 2>"$T/regen.err")"
+  assert_contains "$(cat "$T/regen.err")" "Regenerated the primary key of service ks (the running server reloads them now)" \
+    "service keys --regenerate against the server says what it did"
+  assert_eq "$out" "$($K service keys ks --json)" "the new keys are the server's"
   assert_eq "Service ks stopped" "$(remote $K service stop ks)" "service stop against the server"
   same $K service list
   same $K service show ks --json
@@ -226,7 +234,7 @@ expect_fail "no run with id 'nope' in this workspace" remote $K model register -
 expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" \
   $K model register --run "$A" --name m2 --path outputs/data.txt
 assert_eq "" "$($K model list | grep m2)" "nothing half-done: no model m2"
-expect_fail "'kusari service keys' does not work against a tracking server" remote $K service keys ks
+expect_fail "'kusari service logs' does not work against a tracking server" remote $K service logs ks
 expect_fail "'kusari sweep resume' does not work against a tracking server" remote $K sweep resume "$SW"
 expect_fail "not an http:// or https:// URL" env KUSARI_TRACKING_URI=ftp://x $K run list
 

@@ -202,6 +202,22 @@ api GET services/nope/metrics >/dev/null; assert_eq 404 "$(code)" "GET /services
 api GET "services?all=1" >/dev/null; assert_eq 400 "$(code)" "GET /services?all=1: 400"
 TOKEN_HEADER="Authorization: Bearer kst_wrong" api GET services/ks/metrics >/dev/null
 assert_eq 401 "$(code)" "GET /services/ks/metrics with a wrong token: 401"
+# keys: a POST (read-write tokens only), the keys in the answer; regenerating one
+TOKEN_HEADER="Authorization: Bearer $RO" api POST services/ks/keys >/dev/null
+assert_eq 403 "$(code)" "POST /services/ks/keys with a read-only token: 403"
+assert_not_contains "$(cat "$T/body")" "$K1" "the refusal holds no key"
+body="$(api POST services/ks/keys)"; assert_eq 200 "$(code)" "POST /services/ks/keys: 200"
+assert_eq "$K1 $K2 True" "$(jget "$body" 'j["primary_key"] + " " + j["secondary_key"] + " " + str(j["auth"])')" \
+  "the service's two keys, as service keys prints them"
+api POST services/ks/keys -d '{"regenerate": "all"}' >/dev/null; assert_eq 400 "$(code)" "regenerate 'all': 400"
+api POST services/nope/keys >/dev/null; assert_eq 404 "$(code)" "keys of an unknown service: 404"
+assert_eq "$K1 $K2" "$(jget "$($K service keys ks --json)" 'j["primary_key"] + " " + j["secondary_key"]')" "the refused requests changed no key"
+body="$(api POST services/ks/keys -d '{"regenerate": "secondary"}')"; assert_eq 200 "$(code)" "regenerate secondary: 200"
+N2="$(jget "$body" 'j["secondary_key"]')"
+assert_eq "$K1 True" "$(jget "$body" 'j["primary_key"] + " " + str(j["reloaded"])')" "the primary key is kept; the running server reloads"
+assert_eq "401 200" "$(score -H "Authorization: Bearer $K2") $(score -H "Authorization: Bearer $N2")" \
+  "the service refuses the old secondary key and takes the new one at once"
+K2="$N2"
 for w in "POST services/ks/stop" "POST services/ks/start" "DELETE services/ks"; do
   TOKEN_HEADER="Authorization: Bearer $RO" api $w >/dev/null; assert_eq 403 "$(code)" "$w with a read-only token: 403"
 done
