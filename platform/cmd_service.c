@@ -276,6 +276,121 @@ static void print_started(kp_ws *ws, const char *name) {
 }
 
 /* ---- kusari model deploy ----------------------------------------------------------- */
+int kp_service_deploy(kp_ws *ws, const kp_deploy *d, char old_model[300], char old_state[32]) {
+  old_model[0] = old_state[0] = '\0';
+  /* the model version */
+  kp_model mv;
+  if (kp_store_model_get(ws->store, d->model, d->version, &mv) != 0) {
+    int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+    kp_store_report();
+    if (missing) kp_hint("list models with 'kusari model list'");
+    return missing ? 1 : -1;
+  }
+  long long mver = mv.version;
+  kp_model_free(&mv);
+  kp_service old;
+  int have = find_svc(ws, d->name, &old, 0);
+  if (have < 0) return -1;
+  if (have == 0) {
+    snprintf(old_model, 300, "%s:%lld", old.model_name, (long long)old.model_version);
+    snprintf(old_state, 32, "%s", kp_service_state_name(old.state));
+    int stopped = stop_server(ws, &old);
+    kp_service_free(&old);
+    if (stopped != 0) return -1;
+  }
+  /* a new service's keys: on file first (0600), their sha256 in the store;
+   * a redeployed one keeps its keys (service_redeploy leaves them alone) */
+  char k1[65], k2[65], h1[65], h2[65];
+  if (new_key(k1) != 0 || new_key(k2) != 0) return -1;
+  kp_sha256_hex(k1, 64, h1);
+  kp_sha256_hex(k2, 64, h2);
+  if (have != 0 && keys_write(ws, d->name, k1, k2) != 0) return -1;
+  kp_service_new sn = {.name = d->name, .model_name = d->model, .model_version = mver, .entry_name = d->entry_name,
+                       .entry_sha256 = d->entry_sha256, .host = d->host, .port = d->port, .auth = d->auth,
+                       .workers = d->workers, .timeout = d->timeout, .max_body = d->max_body_mb * 1024 * 1024,
+                       .primary_key_sha256 = h1, .secondary_key_sha256 = h2};
+  if ((have == 0 ? kp_store_service_redeploy(ws->store, &sn) : kp_store_service_create(ws->store, &sn)) != 0)
+    return kp_store_report();
+  char sdir[4400];
+  svc_dir(ws, d->name, sdir, sizeof sdir);
+  if (kp_mkdirs(sdir, 0755) != 0 || kp_service_batch_save(sdir, d->batch_max, d->batch_wait_us) != 0) return -1;
+  int bound;
+  return start_server(ws, d->name, &bound);
+}
+
+int kp_deploy_check(kp_deploy *d, char *err, size_t errn) {
+  if (kp_name_ok(d->name) != 0)
+    return snprintf(err, errn, "invalid service name '%s': use letters, digits, '.', '_' and '-'", d->name), -1;
+  if (kp_name_ok(d->model) != 0) return snprintf(err, errn, "invalid model name '%s'", d->model), -1;
+  if (d->version < 0) return snprintf(err, errn, "the model's version must be a positive integer"), -1;
+  if (d->port < 0 || d->port > 65535) return snprintf(err, errn, "--port must be 0 to 65535 (0: a free port)"), -1;
+  if (d->workers < 1 || d->workers > 256) return snprintf(err, errn, "--workers must be 1 to 256"), -1;
+  if (d->max_body_mb < 1 || d->max_body_mb > 1024) return snprintf(err, errn, "--max-body-mb must be 1 to 1024"), -1;
+  if (d->timeout < 1 || d->timeout > 3600) return snprintf(err, errn, "--timeout must be 1 to 3600 seconds"), -1;
+  if (d->batch_max < 1 || d->batch_max > KP_BATCH_MAX_LIMIT)
+    return snprintf(err, errn, "--batch-max must be 1 (no batching) to %d", KP_BATCH_MAX_LIMIT), -1;
+  if (d->batch_wait_us < 0 || d->batch_wait_us > KP_BATCH_WAIT_LIMIT_US)
+    return snprintf(err, errn, "--batch-wait-us must be 0 to %ld", KP_BATCH_WAIT_LIMIT_US), -1;
+  struct in_addr ia;
+  if (inet_pton(AF_INET, d->host, &ia) != 1)
+    return snprintf(err, errn, "--host must be an IPv4 address (127.0.0.1, 0.0.0.0, ...)"), -1;
+  return 0;
+}
+
+/* model deploy against a tracking server: the entry library (if any)
+ * uploaded as a blob, then POST /services; the same lines */
+static int deploy_remote(kp_ws *ws, const kp_deploy *d, const char *entry) {
+  cJSON *b = cJSON_CreateObject(), *o = NULL;
+  int rc = 1;
+  cJSON_AddStringToObject(b, "name", d->name);
+  cJSON_AddStringToObject(b, "model", d->model);
+  if (d->version) cJSON_AddNumberToObject(b, "version", (double)d->version);
+  cJSON_AddStringToObject(b, "host", d->host);
+  cJSON_AddNumberToObject(b, "port", d->port);
+  cJSON_AddBoolToObject(b, "auth", d->auth);
+  if (d->workers) cJSON_AddNumberToObject(b, "workers", d->workers);
+  cJSON_AddNumberToObject(b, "max_body_mb", (double)d->max_body_mb);
+  cJSON_AddNumberToObject(b, "timeout", d->timeout);
+  cJSON_AddNumberToObject(b, "batch_max", d->batch_max);
+  cJSON_AddNumberToObject(b, "batch_wait_us", (double)d->batch_wait_us);
+  if (entry) {
+    size_t len = 0;
+    char *data = kp_read_file(entry, &len), hex[65];
+    if (!data) {
+      kp_err("--entry '%s' is not a file: %s", entry, strerror(errno ? errno : EINVAL));
+      kp_hint("build a shared library exporting init(const char *model_dir) and run(const char *input_json)");
+      goto out;
+    }
+    int up = kp_store_http_put_blob(ws->store, data, len, hex);
+    free(data);
+    if (up != 0) { kp_err("cannot upload %s: %s", entry, kp_store_last_error()->message); goto out; }
+    cJSON *e = cJSON_AddObjectToObject(b, "entry");
+    cJSON_AddStringToObject(e, "sha256", hex);
+    cJSON_AddStringToObject(e, "name", d->entry_name);
+  }
+  char *body = cJSON_PrintUnformatted(b);
+  if (!body) { kp_err("out of memory"); goto out; }
+  int r = kp_store_http_call(ws->store, "POST", "services", NULL, NULL, body, &o);
+  cJSON_free(body);
+  if (r != 0) {
+    int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+    kp_store_report();
+    if (missing) kp_hint("list models with 'kusari model list'");
+    goto out;
+  }
+  const cJSON *rd = cJSON_GetObjectItemCaseSensitive(o, "redeployed");
+  if (cJSON_IsObject(rd))
+    printf("Service %s exists (model %s, %s): redeploying with the same keys\n", d->name,
+           cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rd, "model")),
+           cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rd, "state")));
+  print_started_view(cJSON_GetObjectItemCaseSensitive(o, "service"));
+  rc = 0;
+out:
+  cJSON_Delete(b);
+  cJSON_Delete(o);
+  return rc;
+}
+
 int kp_model_deploy(int argc, char **argv);
 int kp_model_deploy(int argc, char **argv) {
   const char *cmd = "model deploy";
@@ -313,21 +428,33 @@ int kp_model_deploy(int argc, char **argv) {
     return kp_usage_err(cmd, "--batch-wait-us must be 0 to %ld", KP_BATCH_WAIT_LIMIT_US);
   struct in_addr ia;
   if (inet_pton(AF_INET, host, &ia) != 1) return kp_usage_err(cmd, "--host must be an IPv4 address (127.0.0.1, 0.0.0.0, ...)");
+  char ename[256] = "", esha[65] = "";
+  if (entry) {
+    const char *b = strrchr(entry, '/');
+    snprintf(ename, sizeof ename, "%s", b ? b + 1 : entry);
+    if (kp_name_ok(ename) != 0) snprintf(ename, sizeof ename, "entry.so");
+  }
+  kp_deploy d = {.name = name, .model = mname, .version = mver, .host = host, .port = (int)port, .auth = auth,
+                 .workers = (int)workers, .max_body_mb = mb, .timeout = (int)tmo, .batch_max = (int)bmax,
+                 .batch_wait_us = (long)bwait, .entry_name = entry ? ename : NULL, .entry_sha256 = entry ? esha : NULL};
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
   int rc = 1;
-  /* the model version */
-  kp_model mv;
-  if (kp_store_model_get(ws.store, mname, mver, &mv) != 0) {
-    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) { kp_store_report(); goto out; }
-    kp_store_report();
-    kp_hint("list models with 'kusari model list'");
+  if (ws.remote[0]) {
+    if (!workers_s) d.workers = 0;  /* the server's default: its own CPUs */
+    rc = deploy_remote(&ws, &d, entry);
     goto out;
   }
-  mver = mv.version;
-  kp_model_free(&mv);
-  char esha[65] = "", ename[256] = "";
   if (entry) {
+    /* the model version first, as before: its error comes before the entry's */
+    kp_model mv;
+    if (kp_store_model_get(ws.store, mname, mver, &mv) != 0) {
+      int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+      kp_store_report();
+      if (missing) kp_hint("list models with 'kusari model list'");
+      goto out;
+    }
+    kp_model_free(&mv);
     struct stat est;
     if (stat(entry, &est) != 0 || !S_ISREG(est.st_mode)) {
       kp_err("--entry '%s' is not a file: %s", entry, strerror(errno ? errno : EINVAL));
@@ -336,42 +463,15 @@ int kp_model_deploy(int argc, char **argv) {
     }
     int64_t sz;
     if (kp_blob_put_file(&ws, entry, esha, &sz) != 0) goto out;
-    const char *b = strrchr(entry, '/');
-    snprintf(ename, sizeof ename, "%s", b ? b + 1 : entry);
-    if (kp_name_ok(ename) != 0) snprintf(ename, sizeof ename, "entry.so");
   }
-  kp_service old;
-  int have = find_svc(&ws, name, &old, 0);
-  if (have < 0) goto out;
-  if (have == 0) {
-    printf("Service %s exists (model %s:%lld, %s): redeploying with the same keys\n", name, old.model_name,
-           (long long)old.model_version, kp_service_state_name(old.state));
-    int stopped = stop_server(&ws, &old);
-    kp_service_free(&old);
-    if (stopped != 0) goto out;
+  char old_model[300], old_state[32];
+  int r = kp_service_deploy(&ws, &d, old_model, old_state);
+  if (old_model[0])
+    printf("Service %s exists (model %s, %s): redeploying with the same keys\n", name, old_model, old_state);
+  if (r == 0) {
+    print_started(&ws, name);
+    rc = 0;
   }
-  /* a new service's keys: on file first (0600), their sha256 in the store;
-   * a redeployed one keeps its keys (service_redeploy leaves them alone) */
-  char k1[65], k2[65], h1[65], h2[65];
-  if (new_key(k1) != 0 || new_key(k2) != 0) goto out;
-  kp_sha256_hex(k1, 64, h1);
-  kp_sha256_hex(k2, 64, h2);
-  if (have != 0 && keys_write(&ws, name, k1, k2) != 0) goto out;
-  kp_service_new sn = {.name = name, .model_name = mname, .model_version = mver, .entry_name = entry ? ename : NULL,
-                       .entry_sha256 = entry ? esha : NULL, .host = host, .port = (int)port, .auth = auth,
-                       .workers = (int)workers, .timeout = (int)tmo, .max_body = mb * 1024 * 1024,
-                       .primary_key_sha256 = h1, .secondary_key_sha256 = h2};
-  if ((have == 0 ? kp_store_service_redeploy(ws.store, &sn) : kp_store_service_create(ws.store, &sn)) != 0) {
-    kp_store_report();
-    goto out;
-  }
-  char sdir[4400];
-  svc_dir(&ws, name, sdir, sizeof sdir);
-  if (kp_mkdirs(sdir, 0755) != 0 || kp_service_batch_save(sdir, (int)bmax, (long)bwait) != 0) goto out;
-  int bound;
-  if (start_server(&ws, name, &bound) != 0) goto out;
-  print_started(&ws, name);
-  rc = 0;
 out:
   kp_ws_close(&ws);
   return rc;

@@ -97,6 +97,22 @@ static cJSON *body_object(struct MHD_Connection *c, srv_req *r, int empty_ok, en
   return o;
 }
 
+/* blobs (blob.c): content-addressed files of the workspace */
+static int hex64(const char *s) {
+  if (strlen(s) != 64) return 0;
+  for (const char *p = s; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
+  return 1;
+}
+
+/* the size of blob 'hex', -1 when the workspace has none */
+static long long blob_size(const char *hex) {
+  char bp[4400];
+  struct stat sb;
+  kp_blob_path(srv_ws(), hex, bp, sizeof bp);
+  return stat(bp, &sb) == 0 && S_ISREG(sb.st_mode) ? (long long)sb.st_size : -1;
+}
+
 /* ---- health, experiments, computes --------------------------------------------- */
 static enum MHD_Result api_health(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
   (void)r;
@@ -1284,6 +1300,78 @@ static enum MHD_Result api_service_keys(struct MHD_Connection *c, srv_req *r, co
   return srv_json(c, 200, o);
 }
 
+/* a JSON integer field within [lo, hi] (absent: def); -1 when it is not one */
+static int jint(const cJSON *o, const char *k, long long def, long long lo, long long hi, long long *out) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  *out = def;
+  if (!v) return 0;
+  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)lo ||
+      v->valuedouble > (double)hi)
+    return -1;
+  *out = (long long)v->valuedouble;
+  return 0;
+}
+
+/* POST /services: `model deploy` on the server's machine. 201 (a new
+ * service) or 200 (redeployed, with its keys) {"service": view,
+ * "redeployed": null | {model, state}}. */
+static enum MHD_Result api_service_deploy(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)rt;
+  enum MHD_Result ans = MHD_NO;
+  cJSON *b = body_object(c, r, 0, &ans);
+  if (!b) return ans;
+  const char *name = jstring(b, "name"), *model = jstring(b, "model"), *host = jstring(b, "host");
+  const cJSON *entry = cJSON_GetObjectItemCaseSensitive(b, "entry"), *auth = cJSON_GetObjectItemCaseSensitive(b, "auth");
+  long long version = 0, port = 0, workers = 1, mb = 16, tmo = 10, bmax = 1, bwait = 200;
+  long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+  char err[600] = "";
+  if (!name || !model || (cJSON_GetObjectItemCaseSensitive(b, "host") && !host) || (auth && !cJSON_IsBool(auth)) ||
+      jint(b, "version", 0, 0, (long long)1 << 53, &version) || jint(b, "port", 0, -1, 1 << 20, &port) ||
+      jint(b, "workers", nproc < 1 ? 1 : nproc, -1, 1 << 20, &workers) || jint(b, "max_body_mb", 16, -1, 1 << 20, &mb) ||
+      jint(b, "timeout", 10, -1, 1 << 20, &tmo) || jint(b, "batch_max", 1, -1, 1 << 20, &bmax) ||
+      jint(b, "batch_wait_us", 200, -1, (long long)1 << 40, &bwait) || (entry && !cJSON_IsObject(entry)))
+    snprintf(err, sizeof err, "the body is {\"name\", \"model\", \"version\"?, \"host\"?, \"port\"?, \"auth\"?, \"workers\"?, "
+             "\"max_body_mb\"?, \"timeout\"?, \"batch_max\"?, \"batch_wait_us\"?, \"entry\"?: {\"sha256\", \"name\"}} "
+             "(names as text, numbers integers, auth a boolean)");
+  const char *esha = entry ? jstring(entry, "sha256") : NULL, *ename = entry ? jstring(entry, "name") : NULL;
+  if (!err[0] && entry && (!esha || !hex64(esha) || !ename || kp_name_ok(ename) != 0))
+    snprintf(err, sizeof err, "\"entry\" is {\"sha256\": an uploaded blob's, \"name\": a file name of letters, digits, "
+             "'.', '_' and '-'}");
+  if (!err[0] && entry && blob_size(esha) < 0)
+    snprintf(err, sizeof err, "no blob %s here: upload the entry library first (PUT /api/v1/blobs/%s)", esha, esha);
+  kp_deploy d = {.name = name, .model = model, .version = version, .host = host ? host : "127.0.0.1", .port = (int)port,
+                 .auth = cJSON_IsTrue(auth), .workers = (int)workers, .max_body_mb = mb, .timeout = (int)tmo,
+                 .batch_max = (int)bmax, .batch_wait_us = (long)bwait, .entry_name = entry ? ename : NULL,
+                 .entry_sha256 = entry ? esha : NULL};
+  if (!err[0]) kp_deploy_check(&d, err, sizeof err);
+  if (err[0]) {
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "%s", err);
+  }
+  kp_ws w = *srv_ws();
+  w.store = st;  /* this worker's connection */
+  char old_model[300], old_state[32], sname[256];
+  snprintf(sname, sizeof sname, "%s", name);
+  int rc = kp_service_deploy(&w, &d, old_model, old_state);
+  cJSON_Delete(b);
+  if (rc == 1) return srv_error(c, 404, "not_found", "%s", kp_err_last());
+  if (rc != 0) return srv_error(c, 500, "internal", "service %s: %s", sname, kp_err_last());
+  kp_service s;
+  if (kp_store_service_get(st, sname, &s) != 0) return srv_store_error(c);
+  kp_service_check_alive(&s);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddItemToObject(o, "service", kp_view_service(&s));
+  kp_service_free(&s);
+  if (old_model[0]) {
+    cJSON *rd = cJSON_AddObjectToObject(o, "redeployed");
+    cJSON_AddStringToObject(rd, "model", old_model);
+    cJSON_AddStringToObject(rd, "state", old_state);
+  } else {
+    cJSON_AddNullToObject(o, "redeployed");
+  }
+  return srv_json(c, old_model[0] ? 200 : 201, o);
+}
+
 #define SERVICE_METRICS_LIMIT (1024 * 1024)
 
 static size_t metrics_data(char *d, size_t sz, size_t nm, void *ud) {
@@ -1510,21 +1598,6 @@ static enum MHD_Result api_sweep_cancel(struct MHD_Connection *c, srv_req *r, co
  * uploads each file of a model (PUT /blobs/{sha256}, the raw bytes, at most
  * --max-body) and then refers to it by its sha256. */
 static pthread_mutex_t blob_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static int hex64(const char *s) {
-  if (strlen(s) != 64) return 0;
-  for (const char *p = s; *p; p++)
-    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
-  return 1;
-}
-
-/* the size of blob 'hex', -1 when the workspace has none */
-static long long blob_size(const char *hex) {
-  char bp[4400];
-  struct stat sb;
-  kp_blob_path(srv_ws(), hex, bp, sizeof bp);
-  return stat(bp, &sb) == 0 && S_ISREG(sb.st_mode) ? (long long)sb.st_size : -1;
-}
 
 static enum MHD_Result bad_sha(struct MHD_Connection *c, const char *s) {
   return srv_error(c, 400, "invalid", "'%.100s' is not a sha256: 64 lowercase hex digits", s);
@@ -1843,6 +1916,7 @@ static const route ROUTES[] = {
   {"GET", "sweeps/*", "", 0, api_sweep},
   {"POST", "sweeps/*/cancel", "", 1, api_sweep_cancel},
   {"GET", "services", "", 0, api_services},
+  {"POST", "services", "", 1, api_service_deploy},
   {"GET", "services/*", "", 0, api_service},
   {"GET", "services/*/metrics", "", 0, api_service_metrics},
   {"POST", "services/*/start", "", 1, api_service_start},

@@ -150,6 +150,15 @@ if [ $HAVE_NUMPY = 1 ]; then
   same $K service start ks
   same $K service start nope
   same $K service stop nope
+  out="$(remote $K model deploy lin --name rs --auth --workers 1)"
+  assert_contains "$out" "Service rs: Running (model lin:1, 1 workers, auth on: see 'kusari service keys')" \
+    "model deploy against the server"
+  assert_eq Running "$(jget "$($K service show rs --json)" 'j["state"]')" "the service runs on the server's machine"
+  out="$(remote $K model deploy lin:1 --name rs --workers 1)"
+  assert_contains "$out" "Service rs exists (model lin:1, Running): redeploying with the same keys" "a redeploy says so, as locally"
+  expect_fail "no model named 'nope'" remote $K model deploy nope --name rs2
+  expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" $K model deploy lin --name rs2
+  assert_eq "Deleted service rs" "$(remote $K service delete rs)" "(deleted)"
   assert_eq "Deleted service ks" "$(remote $K service delete ks)" "service delete against the server"
   same $K service list --json
   assert_eq "[]" "$($K service list --json | tr -d ' \n')" "the service is gone from the server's workspace"

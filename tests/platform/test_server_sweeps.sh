@@ -218,6 +218,37 @@ assert_eq "$K1 True" "$(jget "$body" 'j["primary_key"] + " " + str(j["reloaded"]
 assert_eq "401 200" "$(score -H "Authorization: Bearer $K2") $(score -H "Authorization: Bearer $N2")" \
   "the service refuses the old secondary key and takes the new one at once"
 K2="$N2"
+# deploy (model deploy on the server's machine)
+dep() { api POST services -d "$1"; }
+badd() { dep "$1" >/dev/null; assert_eq 400 "$(code)" "POST /services, $2: 400"; }
+badd '{"name": "ks2"}' "no model"
+badd '{"name": "ks2", "model": "lin", "workers": 0}' "workers 0"
+badd '{"name": "ks2", "model": "lin", "port": 70000}' "port 70000"
+badd '{"name": "ks 2", "model": "lin"}' "a service name with a space"
+badd '{"name": "ks2", "model": "lin", "host": "localhost"}' "a host that is not an IPv4 address"
+badd '{"name": "ks2", "model": "lin", "auth": "yes"}' "auth as text"
+badd "{\"name\": \"ks2\", \"model\": \"lin\", \"entry\": {\"sha256\": \"$(sha256sum "$T/big" | cut -c1-64)\", \"name\": \"e.so\"}}" \
+  "an entry library not uploaded"
+badd '{"name": "ks2", "model": "lin", "entry": {"sha256": "x", "name": "../e.so"}}' "an entry named with '..'"
+dep '{"name": "ks2", "model": "nope"}' >/dev/null; assert_eq 404 "$(code)" "POST /services of an unknown model: 404"
+TOKEN_HEADER="Authorization: Bearer $RO" dep '{"name": "ks2", "model": "lin"}' >/dev/null
+assert_eq 403 "$(code)" "POST /services with a read-only token: 403"
+api POST services --data-binary @"$T/big" >/dev/null; assert_eq 413 "$(code)" "POST /services over --max-body: 413"
+api GET services/ks2 >/dev/null; assert_eq 404 "$(code)" "the refused deploys made no service"
+body="$(dep '{"name": "ks2", "model": "lin", "version": 1, "auth": true, "workers": 1}')"
+assert_eq 201 "$(code)" "POST /services: 201"
+same_json "$body" '["ks2", "Running", "lin:1", true, 1, null]' "the new service runs the model with auth" \
+  '[j["service"]["name"], j["service"]["state"], j["service"]["model"], j["service"]["auth"], j["service"]["workers"], j["redeployed"]]'
+S2URI="$(jget "$body" 'j["service"]["scoring_uri"]')"
+S2K="$(jget "$(api POST services/ks2/keys)" 'j["primary_key"]')"
+assert_eq "200 401" "$(SURI=$S2URI score -H "Authorization: Bearer $S2K") $(curl -s -m 20 -o /dev/null -w '%{http_code}' -d '{"data": [[1, 2, 3, 4]]}' "$S2URI")" \
+  "it scores with its key and refuses a request without"
+body="$(dep '{"name": "ks2", "model": "lin", "workers": 2}')"
+assert_eq 200 "$(code)" "POST /services of an existing name: 200 (redeployed)"
+same_json "$body" '[{"model": "lin:1", "state": "Running"}, 2, "Running"]' "it says what it replaced; the new deployment runs" \
+  '[j["redeployed"], j["service"]["workers"], j["service"]["state"]]'
+assert_eq "$S2K" "$(jget "$(api POST services/ks2/keys)" 'j["primary_key"]')" "a redeployed service keeps its keys"
+api DELETE services/ks2 >/dev/null; assert_eq 200 "$(code)" "DELETE /services/ks2: 200"
 for w in "POST services/ks/stop" "POST services/ks/start" "DELETE services/ks"; do
   TOKEN_HEADER="Authorization: Bearer $RO" api $w >/dev/null; assert_eq 403 "$(code)" "$w with a read-only token: 403"
 done
