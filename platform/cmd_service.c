@@ -647,7 +647,7 @@ static int service_show(int argc, char **argv) {
       else printf("%-16s -\n", label);
     }
     if (dir[0]) printf("%-16s %s/server.log\n", "log:", dir);
-    else printf("%-16s on the server's machine ('kusari service logs %s' there)\n", "log:", name);
+    else printf("%-16s on the server's machine ('kusari service logs %s')\n", "log:", name);
   }
   cJSON_Delete(o);
   return 0;
@@ -661,6 +661,20 @@ static int service_logs(int argc, char **argv) {
   if (tail_s && (kp_parse_int(tail_s, &tail) != 0 || tail < 1)) return kp_usage_err("service logs", "--tail must be a positive number of lines");
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  if (ws.remote[0]) {
+    /* GET /services/{name}/logs?tail=N: the same text */
+    char q[64] = "/logs";
+    if (tail > 0) snprintf(q, sizeof q, "/logs?tail=%lld", tail);
+    int rc = 0;
+    if (kp_store_http_text(ws.store, "services/", name, q, stdout) != 0) {
+      int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+      kp_store_report();
+      if (missing) kp_hint("list services with 'kusari service list'");
+      rc = 1;
+    }
+    kp_ws_close(&ws);
+    return rc;
+  }
   kp_service s;
   int r = find_svc(&ws, name, &s, 1);
   if (r == 0) kp_service_free(&s);

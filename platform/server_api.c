@@ -1372,6 +1372,41 @@ static enum MHD_Result api_service_deploy(struct MHD_Connection *c, srv_req *r, 
   return srv_json(c, old_model[0] ? 200 : 201, o);
 }
 
+/* GET /services/{name}/logs?tail=N: `service logs` (its server's log, the
+ * last N lines; empty when it never started) */
+static enum MHD_Result api_service_logs(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  enum MHD_Result ans = MHD_NO;
+  long long tail;
+  if (qint(c, "tail", 0, 1, 100000000, &tail, &ans) != 0) return ans;
+  kp_service s;
+  if (kp_store_service_get(st, rt->seg[1], &s) != 0) return srv_store_error(c);
+  kp_service_free(&s);
+  char p[4600];
+  snprintf(p, sizeof p, "%s/services/%s/server.log", srv_ws()->root, rt->seg[1]);
+  size_t len = 0;
+  char *t = kp_read_file(p, &len);
+  if (!t && errno != ENOENT) return srv_error(c, 500, "internal", "cannot read service %s's log: %s", rt->seg[1], strerror(errno));
+  size_t from = 0;
+  if (t && tail > 0) {
+    long long seen = 0;
+    for (size_t i = len; i > 0; i--)
+      if (t[i - 1] == '\n' && i != len && ++seen == tail) {
+        from = i;
+        break;
+      }
+  }
+  size_t n = t ? len - from : 0;
+  char *out = malloc(n + 1);
+  if (!out) {
+    free(t);
+    return srv_error(c, 500, "internal", "out of memory");
+  }
+  if (n) memcpy(out, t + from, n);
+  free(t);
+  return srv_send(c, 200, out, n, "text/plain; charset=utf-8");
+}
+
 #define SERVICE_METRICS_LIMIT (1024 * 1024)
 
 static size_t metrics_data(char *d, size_t sz, size_t nm, void *ud) {
@@ -1923,6 +1958,7 @@ static const route ROUTES[] = {
   {"POST", "services/*/stop", "", 1, api_service_stop},
   {"DELETE", "services/*", "", 1, api_service_delete},
   {"POST", "services/*/keys", "", 1, api_service_keys},
+  {"GET", "services/*/logs", "tail", 0, api_service_logs},
   {"GET", "runs/*/events", "from,heartbeat", 0, api_events},
   /* uploads and model registration */
   {"GET", "blobs/*", "", 0, api_blob},

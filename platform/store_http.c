@@ -769,6 +769,20 @@ int kp_store_http_call(kp_store *s, const char *method, const char *prefix, cons
   return req(hs, method, p, body, out);
 }
 
+int kp_store_http_text(kp_store *s, const char *prefix, const char *name, const char *suffix, FILE *out) {
+  http_store *hs = as_http(s);
+  if (!hs) return -1;
+  char p[4096];
+  snprintf(p, sizeof p, "%s", prefix);
+  if (name && esc_cat(hs, p, sizeof p, name) != 0) return -1;
+  if (suffix) {
+    size_t l = strlen(p);
+    if (snprintf(p + l, sizeof p - l, "%s", suffix) >= (int)(sizeof p - l))
+      return kp_store_fail(KP_STORE_EINVAL, "a request path is too long");
+  }
+  return get_to(hs, p, out, NULL);
+}
+
 int kp_store_http_put_blob(kp_store *s, const void *data, size_t len, char hex[65]) {
   http_store *hs = as_http(s);
   if (!hs) return -1;

@@ -202,6 +202,13 @@ api GET services/nope/metrics >/dev/null; assert_eq 404 "$(code)" "GET /services
 api GET "services?all=1" >/dev/null; assert_eq 400 "$(code)" "GET /services?all=1: 400"
 TOKEN_HEADER="Authorization: Bearer kst_wrong" api GET services/ks/metrics >/dev/null
 assert_eq 401 "$(code)" "GET /services/ks/metrics with a wrong token: 401"
+# the service's log
+body="$(TOKEN_HEADER="Authorization: Bearer $RO" api GET services/ks/logs)"
+assert_eq 200 "$(code)" "GET /services/ks/logs (a read-only token reads it): 200"
+assert_eq "$($K service logs ks)" "$body" "it is what service logs prints"
+assert_eq "$($K service logs ks --tail 1)" "$(api GET "services/ks/logs?tail=1")" "?tail=1 is service logs --tail 1"
+api GET "services/ks/logs?tail=0" >/dev/null; assert_eq 400 "$(code)" "?tail=0: 400"
+api GET "services/nope/logs" >/dev/null; assert_eq 404 "$(code)" "the log of an unknown service: 404"
 # keys: a POST (read-write tokens only), the keys in the answer; regenerating one
 TOKEN_HEADER="Authorization: Bearer $RO" api POST services/ks/keys >/dev/null
 assert_eq 403 "$(code)" "POST /services/ks/keys with a read-only token: 403"
