@@ -1098,6 +1098,100 @@ static int parent_status(kp_ws *ws, const char *id, kp_run_status *out, char *er
   return 0;
 }
 
+static int cmp_child_index(const void *a, const void *b) {
+  double x = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)a, "index"));
+  double y = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)b, "index"));
+  return x < y ? -1 : x > y;
+}
+
+/* sweep wait against a tracking server: the same loop over GET /sweeps/{id}
+ * (the view has each child's status, parameters, best value and decision) */
+static int sweep_wait_remote(kp_ws *ws, const char *id, int quiet, long long to) {
+  double t0 = kp_now();
+  int rc = 1;
+  unsigned char *seen = NULL;
+  long long nseen = 0;
+  for (;;) {
+    cJSON *o;
+    if (kp_store_http_call(ws->store, "GET", "sweeps/", id, NULL, NULL, &o) != 0) {
+      if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) { kp_store_report(); break; }
+      kp_err("no sweep with id '%s' in this workspace", id);
+      kp_hint("list sweeps with 'kusari sweep list'");
+      break;
+    }
+    kp_run_status status = KP_RUN_RUNNING;
+    int known = kp_run_status_parse(JS(o, "status"), &status) == 0;
+    const char *metric = JS(o, "primary_metric") ? JS(o, "primary_metric") : "";
+    cJSON *ch = cJSON_GetObjectItemCaseSensitive(o, "children");
+    int n = cJSON_GetArraySize(ch);
+    cJSON **v = calloc((size_t)n + 1, sizeof *v);
+    for (int i = 0; v && i < n; i++) v[i] = cJSON_GetArrayItem(ch, i);
+    if (v) qsort(v, (size_t)n, sizeof *v, cmp_child_index);
+    for (int i = 0; !quiet && v && i < n; i++) {
+      long long idx = (long long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v[i], "index"));
+      if (idx < 0 || idx > 10000000) continue;
+      if (idx >= nseen) {
+        void *grown = realloc(seen, (size_t)(idx + 1) * sizeof *seen);
+        if (!grown) break;
+        seen = grown;
+        for (long long k = nseen; k <= idx; k++) seen[k] = 0;
+        nseen = idx + 1;
+      }
+      const char *cid = JS(v[i], "id"), *cst = JS(v[i], "status");
+      kp_run_status cs;
+      int done = cst && kp_run_status_parse(cst, &cs) == 0 && kp_run_status_ended(cs);
+      int was = seen[idx];
+      if (!cid || !*cid || (!done && was) || (done && was == 2)) continue;
+      char t[64];
+      kp_fmt_time(kp_now(), t, sizeof t);
+      if (!done) {
+        char *pj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(v[i], "parameters"));
+        printf("%s  %-24s submitted %s\n", t, cid, pj ? pj : "{}");
+        cJSON_free(pj);
+      } else {
+        char val[64] = "-";
+        const cJSON *bv = cJSON_GetObjectItemCaseSensitive(v[i], "best");
+        if (cJSON_IsNumber(bv)) snprintf(val, sizeof val, "%.6g", bv->valuedouble);
+        const char *why = JS(v[i], "early_termination");
+        printf("%s  %-24s %-9s %s %s%s%s\n", t, cid, cst, metric, val, why ? "; " : "", why ? why : "");
+      }
+      seen[idx] = done ? 2 : 1;
+    }
+    fflush(stdout);
+    free(v);
+    if (known && kp_run_status_ended(status)) {
+      printf("Sweep %s: %s (%d runs)", JS(o, "id"), JS(o, "status"), n);
+      const char *best = JS(o, "best_child");
+      cJSON *e;
+      cJSON_ArrayForEach(e, ch) {
+        const cJSON *bv = cJSON_GetObjectItemCaseSensitive(e, "best");
+        if (best && JS(e, "id") && !strcmp(JS(e, "id"), best) && cJSON_IsNumber(bv))
+          printf("; best run %s with %s %.6g", best, metric, bv->valuedouble);
+      }
+      printf("\n");
+      rc = status == KP_RUN_COMPLETED ? 0 : 1;
+      if (rc) {
+        const char *err = JS(o, "error") ? JS(o, "error") : "";
+        fprintf(stderr, "kusari: sweep %s did not complete: %s\n", JS(o, "id"), err);
+        if (strstr(err, "supervisor"))
+          fprintf(stderr, "  hint: its controller died; continue it with 'kusari sweep resume %s'\n", JS(o, "id"));
+      }
+      cJSON_Delete(o);
+      break;
+    }
+    if (to > 0 && kp_now() - t0 > (double)to) {
+      kp_err("sweep %s is still %s after %lld s (--timeout)", JS(o, "id"), JS(o, "status"), to);
+      cJSON_Delete(o);
+      rc = 3;
+      break;
+    }
+    cJSON_Delete(o);
+    sleep_ms(200);
+  }
+  free(seen);
+  return rc;
+}
+
 static int sweep_wait(int argc, char **argv) {
   int np = 0, quiet = 0;
   const char *pos[1], *timeout = "0";
@@ -1108,6 +1202,11 @@ static int sweep_wait(int argc, char **argv) {
   if (kp_parse_int(timeout, &to) != 0 || to < 0) return kp_usage_err("sweep wait", "--timeout must be seconds (0 = none)");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
+  if (ws.remote[0]) {
+    int r = sweep_wait_remote(&ws, pos[0], quiet, to);
+    kp_ws_close(&ws);
+    return r;
+  }
   sweep s;
   if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
   kp_run_status status = s.w.run.status;

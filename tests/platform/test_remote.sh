@@ -184,7 +184,12 @@ a="$($K sweep submit "$T/sweep.json")"; la="$(printf '%s\n' "$a" | tail -1)"
 b="$(remote $K sweep submit "$T/sweep.json")"; rb="$(printf '%s\n' "$b" | tail -1)"
 assert_eq "${a//$la/ID}" "${b//$rb/ID}" "sweep submit against the server prints what it prints locally (the same snapshot id)"
 run_ok $K sweep wait "$la" --timeout 120 --quiet >/dev/null
-run_ok $K sweep wait "$rb" --timeout 120 --quiet >/dev/null
+out="$(remote $K sweep wait "$rb" --timeout 120)"; rc=$?
+assert_eq 0 "$rc" "sweep wait against the server follows the sweep to its end"
+assert_contains "$out" "Canceled  acc" "it prints each child as it ends, with the policy's decision"
+assert_contains "$(printf '%s\n' "$out" | tail -1)" "Sweep $rb: Completed (2 runs); best run " "and the end, as locally"
+same $K sweep wait "$rb" --quiet
+same $K sweep wait nope
 CH='sorted((c["parameters"]["--x"], c["status"]) for c in j["children"])'
 same_json "$($K sweep show "$la" --json)" "$($K sweep show "$rb" --json)" \
   "the sweep submitted through the server ran the same children to the same ends" "$CH" "$CH"
