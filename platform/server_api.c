@@ -1867,8 +1867,10 @@ static enum MHD_Result api_sweep_submit(struct MHD_Connection *c, srv_req *r, co
                    "'.' or '..' parts", i, fp);
           break;
         }
-        if (i && !strcmp(fp, jstring(cJSON_GetArrayItem(files, (int)i - 1), "path"))) {
-          snprintf(err, sizeof err, "manifest entry %zu: '%.300s' is given twice", i, fp);
+        /* sorted by path (as snapshots are), so each path is there once */
+        if (i && strcmp(fp, jstring(cJSON_GetArrayItem(files, (int)i - 1), "path")) <= 0) {
+          snprintf(err, sizeof err, "manifest entry %zu: '%.300s' is given twice or out of order (the entries are "
+                   "sorted by path, each path once)", i, fp);
           break;
         }
         long long have = hex64(fs) ? blob_size(fs) : -1;

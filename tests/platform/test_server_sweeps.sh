@@ -156,6 +156,7 @@ refused() {  # refused SNAPSHOT WHAT MESSAGE [SPEC]
 refused "$(man "$(ent ../e.sh)")" "a manifest path with '..'" "not a file's path"
 refused "$(man "$(ent /etc/e.sh)")" "an absolute manifest path" "not a file's path"
 refused "$(man "$(ent e.sh), $(ent e.sh)")" "a path given twice" "is given twice"
+refused "$(man "$(ent z.sh), $(ent e.sh)")" "entries out of order" "out of order"
 refused "$(man "$(ent e.sh 3 "$(printf x | sha256sum | cut -d' ' -f1)")")" "a file not uploaded" "upload it first"
 refused "$(man "$(ent e.sh 99)")" "a size that is not its blob's" "upload it first"
 refused "$(man "$(ent other.sh)")" "an entry that is not in the source" "is not a file of the uploaded source"
