@@ -1013,6 +1013,30 @@ static int sweep_best(int argc, char **argv) {
   if (np != 1) return kp_usage_err("sweep best", "missing the SWEEP id");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
+  if (ws.remote[0]) {
+    /* from the view (GET /sweeps/{id}): children best first, then by index */
+    cJSON *o = sweep_view(&ws, pos[0]);
+    kp_ws_close(&ws);
+    if (!o) return 1;
+    int rc = 1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "children")) {
+      const cJSON *bv = cJSON_GetObjectItemCaseSensitive(e, "best");
+      if (!cJSON_IsNumber(bv) || !JS(e, "id") || !*JS(e, "id")) continue;
+      if (completed && strcmp(JS(e, "status"), "Completed") != 0) continue;
+      char *pj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(e, "parameters"));
+      printf("best run of sweep %s: %s (%s) %s %.6g %s\n", JS(o, "id"), JS(e, "id"), JS(e, "status"),
+             JS(o, "primary_metric"), bv->valuedouble, pj ? pj : "{}");
+      printf("%s\n", JS(e, "id"));
+      cJSON_free(pj);
+      rc = 0;
+      break;
+    }
+    if (rc) kp_err("sweep %s has no %srun with a value of %s yet", JS(o, "id"), completed ? "completed " : "",
+                   JS(o, "primary_metric"));
+    cJSON_Delete(o);
+    return rc;
+  }
   sweep s;
   if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
   children c;

@@ -190,6 +190,9 @@ assert_contains "$out" "Canceled  acc" "it prints each child as it ends, with th
 assert_contains "$(printf '%s\n' "$out" | tail -1)" "Sweep $rb: Completed (2 runs); best run " "and the end, as locally"
 same $K sweep wait "$rb" --quiet
 same $K sweep wait nope
+same $K sweep best "$rb"
+same $K sweep best "$rb" --completed-only
+same $K sweep best nope
 CH='sorted((c["parameters"]["--x"], c["status"]) for c in j["children"])'
 same_json "$($K sweep show "$la" --json)" "$($K sweep show "$rb" --json)" \
   "the sweep submitted through the server ran the same children to the same ends" "$CH" "$CH"
