@@ -255,9 +255,15 @@ static int start_server(kp_ws *ws, const char *name, int *port) {
   return -1;
 }
 
+/* a view's text field, "" when absent */
+static const char *jstr(const cJSON *o, const char *k) {
+  const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+  return v ? v : "";
+}
+
 /* the lines `service start` and `model deploy` print, from the service's view */
 static void print_started_view(const cJSON *o) {
-#define S(k) (cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k)) ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k)) : "")
+#define S(k) jstr(o, k)
   const char *entry = S("entry");
   printf("Service %s: %s (model %s%s%s, %d workers, auth %s)\n", S("name"), S("state"), S("model"), *entry ? ", entry " : "",
          entry, (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "workers")),
@@ -582,7 +588,7 @@ static int service_list(int argc, char **argv) {
     printf("%-24s %-8s %-28s %-5s %s\n", "NAME", "STATE", "MODEL", "AUTH", "SCORING URI");
     const cJSON *o;
     cJSON_ArrayForEach(o, arr) {
-#define S(k) (cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k)) ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k)) : "")
+#define S(k) jstr(o, k)
       printf("%-24s %-8s %-28s %-5s %s\n", S("name"), S("state"), S("model"),
              cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "auth")) ? "key" : "none", S("scoring_uri"));
 #undef S
