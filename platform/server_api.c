@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,22 @@ static cJSON *body_object(struct MHD_Connection *c, srv_req *r, int empty_ok, en
     return NULL;
   }
   return o;
+}
+
+/* blobs (blob.c): content-addressed files of the workspace */
+static int hex64(const char *s) {
+  if (strlen(s) != 64) return 0;
+  for (const char *p = s; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
+  return 1;
+}
+
+/* the size of blob 'hex', -1 when the workspace has none */
+static long long blob_size(const char *hex) {
+  char bp[4400];
+  struct stat sb;
+  kp_blob_path(srv_ws(), hex, bp, sizeof bp);
+  return stat(bp, &sb) == 0 && S_ISREG(sb.st_mode) ? (long long)sb.st_size : -1;
 }
 
 /* ---- health, experiments, computes --------------------------------------------- */
@@ -1218,6 +1235,178 @@ static enum MHD_Result api_service(struct MHD_Connection *c, srv_req *r, const s
   return srv_json(c, 200, o);
 }
 
+/* POST /services/{name}/start|stop, DELETE /services/{name}: what `service
+ * start|stop|delete` do, on the server's machine (its processes) */
+static enum MHD_Result service_op(struct MHD_Connection *c, const srv_route *rt, kp_store *st, const char *op) {
+  kp_ws w = *srv_ws();
+  w.store = st;  /* this worker's connection */
+  int rc = kp_service_control(&w, rt->seg[1], op);
+  if (rc == 1) return srv_error(c, 404, "not_found", "no service named '%.200s' in this workspace", rt->seg[1]);
+  if (rc != 0) return srv_error(c, 500, "internal", "service %.200s: %s", rt->seg[1], kp_err_last());
+  if (!strcmp(op, "delete")) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "deleted", rt->seg[1]);
+    return srv_json(c, 200, o);
+  }
+  kp_service s;
+  if (kp_store_service_get(st, rt->seg[1], &s) != 0) return srv_store_error(c);
+  kp_service_check_alive(&s);
+  cJSON *o = kp_view_service(&s);
+  kp_service_free(&s);
+  return srv_json(c, 200, o);
+}
+
+static enum MHD_Result api_service_start(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  return service_op(c, rt, st, "start");
+}
+static enum MHD_Result api_service_stop(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  return service_op(c, rt, st, "stop");
+}
+static enum MHD_Result api_service_delete(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  return service_op(c, rt, st, "delete");
+}
+
+/* POST /services/{name}/keys {"regenerate": "primary"|"secondary"|"both"}
+ * (optional): `service keys`, the keys in the answer. A POST, so that only
+ * read-write tokens ever see a key (and no key is in a URL or a cache). */
+static enum MHD_Result api_service_keys(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  cJSON *b = body_object(c, r, 1, &ans);
+  if (!b) return ans;
+  const cJSON *rg = cJSON_GetObjectItemCaseSensitive(b, "regenerate");
+  const char *regen = cJSON_GetStringValue(rg);
+  if ((rg && !regen) || (regen && strcmp(regen, "primary") && strcmp(regen, "secondary") && strcmp(regen, "both"))) {
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "the body is {\"regenerate\": \"primary\", \"secondary\" or \"both\"}, optional");
+  }
+  char which[16] = "";
+  if (regen) snprintf(which, sizeof which, "%s", regen);
+  cJSON_Delete(b);
+  kp_ws w = *srv_ws();
+  w.store = st;  /* this worker's connection */
+  char k[2][65];
+  int auth = 0, running = 0;
+  int rc = kp_service_keys(&w, rt->seg[1], which[0] ? which : NULL, k, &auth, &running);
+  if (rc == 1) return srv_error(c, 404, "not_found", "no service named '%.200s' in this workspace", rt->seg[1]);
+  if (rc != 0) return srv_error(c, 500, "internal", "service %.200s: %s", rt->seg[1], kp_err_last());
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "primary_key", k[0]);
+  cJSON_AddStringToObject(o, "secondary_key", k[1]);
+  cJSON_AddBoolToObject(o, "auth", auth);
+  cJSON_AddBoolToObject(o, "reloaded", running);
+  return srv_json(c, 200, o);
+}
+
+/* a JSON integer field within [lo, hi] (absent: def); -1 when it is not one */
+static int jint(const cJSON *o, const char *k, long long def, long long lo, long long hi, long long *out) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  *out = def;
+  if (!v) return 0;
+  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)lo ||
+      v->valuedouble > (double)hi)
+    return -1;
+  *out = (long long)v->valuedouble;
+  return 0;
+}
+
+/* POST /services: `model deploy` on the server's machine. 201 (a new
+ * service) or 200 (redeployed, with its keys) {"service": view,
+ * "redeployed": null | {model, state}}. */
+static enum MHD_Result api_service_deploy(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)rt;
+  enum MHD_Result ans = MHD_NO;
+  cJSON *b = body_object(c, r, 0, &ans);
+  if (!b) return ans;
+  const char *name = jstring(b, "name"), *model = jstring(b, "model"), *host = jstring(b, "host");
+  const cJSON *entry = cJSON_GetObjectItemCaseSensitive(b, "entry"), *auth = cJSON_GetObjectItemCaseSensitive(b, "auth");
+  long long version = 0, port = 0, workers = 1, mb = 16, tmo = 10, bmax = 1, bwait = 200;
+  long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+  char err[600] = "";
+  if (!name || !model || (cJSON_GetObjectItemCaseSensitive(b, "host") && !host) || (auth && !cJSON_IsBool(auth)) ||
+      jint(b, "version", 0, 0, (long long)1 << 53, &version) || jint(b, "port", 0, -1, 1 << 20, &port) ||
+      jint(b, "workers", nproc < 1 ? 1 : nproc, -1, 1 << 20, &workers) || jint(b, "max_body_mb", 16, -1, 1 << 20, &mb) ||
+      jint(b, "timeout", 10, -1, 1 << 20, &tmo) || jint(b, "batch_max", 1, -1, 1 << 20, &bmax) ||
+      jint(b, "batch_wait_us", 200, -1, (long long)1 << 40, &bwait) || (entry && !cJSON_IsObject(entry)))
+    snprintf(err, sizeof err, "the body is {\"name\", \"model\", \"version\"?, \"host\"?, \"port\"?, \"auth\"?, \"workers\"?, "
+             "\"max_body_mb\"?, \"timeout\"?, \"batch_max\"?, \"batch_wait_us\"?, \"entry\"?: {\"sha256\", \"name\"}} "
+             "(names as text, numbers integers, auth a boolean)");
+  const char *esha = entry ? jstring(entry, "sha256") : NULL, *ename = entry ? jstring(entry, "name") : NULL;
+  if (!err[0] && entry && (!esha || !hex64(esha) || !ename || kp_name_ok(ename) != 0))
+    snprintf(err, sizeof err, "\"entry\" is {\"sha256\": an uploaded blob's, \"name\": a file name of letters, digits, "
+             "'.', '_' and '-'}");
+  if (!err[0] && entry && blob_size(esha) < 0)
+    snprintf(err, sizeof err, "no blob %s here: upload the entry library first (PUT /api/v1/blobs/%s)", esha, esha);
+  kp_deploy d = {.name = name, .model = model, .version = version, .host = host ? host : "127.0.0.1", .port = (int)port,
+                 .auth = cJSON_IsTrue(auth), .workers = (int)workers, .max_body_mb = mb, .timeout = (int)tmo,
+                 .batch_max = (int)bmax, .batch_wait_us = (long)bwait, .entry_name = entry ? ename : NULL,
+                 .entry_sha256 = entry ? esha : NULL};
+  if (!err[0]) kp_deploy_check(&d, err, sizeof err);
+  if (err[0]) {
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "%s", err);
+  }
+  kp_ws w = *srv_ws();
+  w.store = st;  /* this worker's connection */
+  char old_model[300], old_state[32], sname[256];
+  snprintf(sname, sizeof sname, "%s", name);
+  int rc = kp_service_deploy(&w, &d, old_model, old_state);
+  cJSON_Delete(b);
+  if (rc == 1) return srv_error(c, 404, "not_found", "%s", kp_err_last());
+  if (rc != 0) return srv_error(c, 500, "internal", "service %s: %s", sname, kp_err_last());
+  kp_service s;
+  if (kp_store_service_get(st, sname, &s) != 0) return srv_store_error(c);
+  kp_service_check_alive(&s);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddItemToObject(o, "service", kp_view_service(&s));
+  kp_service_free(&s);
+  if (old_model[0]) {
+    cJSON *rd = cJSON_AddObjectToObject(o, "redeployed");
+    cJSON_AddStringToObject(rd, "model", old_model);
+    cJSON_AddStringToObject(rd, "state", old_state);
+  } else {
+    cJSON_AddNullToObject(o, "redeployed");
+  }
+  return srv_json(c, old_model[0] ? 200 : 201, o);
+}
+
+/* GET /services/{name}/logs?tail=N: `service logs` (its server's log, the
+ * last N lines; empty when it never started) */
+static enum MHD_Result api_service_logs(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  enum MHD_Result ans = MHD_NO;
+  long long tail;
+  if (qint(c, "tail", 0, 1, 100000000, &tail, &ans) != 0) return ans;
+  kp_service s;
+  if (kp_store_service_get(st, rt->seg[1], &s) != 0) return srv_store_error(c);
+  kp_service_free(&s);
+  char p[4600];
+  snprintf(p, sizeof p, "%s/services/%s/server.log", srv_ws()->root, rt->seg[1]);
+  size_t len = 0;
+  char *t = kp_read_file(p, &len);
+  if (!t && errno != ENOENT) return srv_error(c, 500, "internal", "cannot read service %s's log: %s", rt->seg[1], strerror(errno));
+  size_t from = 0;
+  if (t && tail > 0) {
+    long long seen = 0;
+    for (size_t i = len; i > 0; i--)
+      if (t[i - 1] == '\n' && i != len && ++seen == tail) {
+        from = i;
+        break;
+      }
+  }
+  size_t n = t ? len - from : 0;
+  char *out = malloc(n + 1);
+  if (!out) {
+    free(t);
+    return srv_error(c, 500, "internal", "out of memory");
+  }
+  if (n) memcpy(out, t + from, n);
+  free(t);
+  return srv_send(c, 200, out, n, "text/plain; charset=utf-8");
+}
+
 #define SERVICE_METRICS_LIMIT (1024 * 1024)
 
 static size_t metrics_data(char *d, size_t sz, size_t nm, void *ud) {
@@ -1439,6 +1628,286 @@ static enum MHD_Result api_sweep_cancel(struct MHD_Connection *c, srv_req *r, co
   return o ? srv_json(c, 202, o) : ans;
 }
 
+/* ---- blobs and model registration (remote `model register`) -------------------------- */
+/* Blobs are the workspace's content-addressed files (blob.c): a client
+ * uploads each file of a model (PUT /blobs/{sha256}, the raw bytes, at most
+ * --max-body) and then refers to it by its sha256. */
+static pthread_mutex_t blob_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static enum MHD_Result bad_sha(struct MHD_Connection *c, const char *s) {
+  return srv_error(c, 400, "invalid", "'%.100s' is not a sha256: 64 lowercase hex digits", s);
+}
+
+static enum MHD_Result api_blob(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  (void)st;
+  if (!hex64(rt->seg[1])) return bad_sha(c, rt->seg[1]);
+  long long size = blob_size(rt->seg[1]);
+  if (size < 0) return srv_error(c, 404, "not_found", "no blob %s in this workspace", rt->seg[1]);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "sha256", rt->seg[1]);
+  cJSON_AddNumberToObject(o, "size", (double)size);
+  return srv_json(c, 200, o);
+}
+
+static enum MHD_Result api_blob_put(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)st;
+  if (!hex64(rt->seg[1])) return bad_sha(c, rt->seg[1]);
+  char hex[65];
+  kp_sha256_hex(r->body ? r->body : "", r->n, hex);
+  if (strcmp(hex, rt->seg[1]) != 0)
+    return srv_error(c, 400, "invalid", "the body's sha256 is %s, not %s (%zu bytes arrived)", hex, rt->seg[1], r->n);
+  int existed = blob_size(hex) >= 0;
+  pthread_mutex_lock(&blob_mu);
+  int rc = existed ? 0 : kp_blob_put_mem((kp_ws *)srv_ws(), r->body ? r->body : "", r->n, hex);
+  pthread_mutex_unlock(&blob_mu);
+  if (rc != 0) return srv_error(c, 500, "internal", "cannot store blob %s (see the server's log)", hex);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "sha256", hex);
+  cJSON_AddNumberToObject(o, "size", (double)r->n);
+  return srv_json(c, existed ? 200 : 201, o);
+}
+
+#define MODEL_FILES_LIMIT 10000
+
+/* POST /models/{name}/versions: a new version (numbered in the store, as
+ * locally) from a run's file or folder {"run", "path"}, or from uploaded
+ * blobs {"files": [{"path", "sha256", "size"}], "source"}; "description"
+ * and "tags" {key: value} optional. 201 {"model": the version's view,
+ * "model_json_added"}. */
+static enum MHD_Result api_model_register(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  const char *name = rt->seg[1];
+  if (kp_name_ok(name) != 0)
+    return srv_error(c, 400, "invalid", "invalid model name '%.200s': use letters, digits, '.', '_' and '-', starting "
+                     "with a letter or digit", name);
+  cJSON *b = body_object(c, r, 0, &ans);
+  if (!b) return ans;
+  const char *run = jstring(b, "run"), *path = jstring(b, "path"), *source = jstring(b, "source");
+  const cJSON *files = cJSON_GetObjectItemCaseSensitive(b, "files"), *tags = cJSON_GetObjectItemCaseSensitive(b, "tags");
+  const cJSON *dj = cJSON_GetObjectItemCaseSensitive(b, "description");
+  const char *desc = cJSON_GetStringValue(dj);
+  char err[600] = "";
+  kp_stored_file *v = NULL;
+  size_t n = 0;
+  int with_desc = 0;
+  const char **tk = NULL, **tv = NULL;
+  size_t nt = tags ? (size_t)cJSON_GetArraySize(tags) : 0;
+  char prefix[4200] = "";
+  if (!!files == !!path) {
+    snprintf(err, sizeof err, "give either \"run\" and \"path\" (a run's file or folder) or \"files\" (uploaded blobs)");
+  } else if (path && (!run || !*run)) {
+    snprintf(err, sizeof err, "\"path\" needs \"run\": the run whose file to register");
+  } else if (path && kp_rel_path_ok(path) != 0) {
+    snprintf(err, sizeof err, "\"path\" '%.300s' must be a path inside the run's files (not absolute, no '..')", path);
+  } else if (files && (!cJSON_IsArray(files) || cJSON_GetArraySize(files) < 1 ||
+                       cJSON_GetArraySize(files) > MODEL_FILES_LIMIT)) {
+    snprintf(err, sizeof err, "\"files\" must be an array of 1 to %d {path, sha256, size}", MODEL_FILES_LIMIT);
+  } else if ((dj && !desc) || (desc && strlen(desc) > 4096) || (source && strlen(source) > 4096) ||
+             (cJSON_GetObjectItemCaseSensitive(b, "source") && !source)) {
+    snprintf(err, sizeof err, "\"description\" and \"source\" are text of at most 4096 bytes");
+  } else if (tags && (!cJSON_IsObject(tags) || nt > 256)) {
+    snprintf(err, sizeof err, "\"tags\" must be an object of at most 256 text values");
+  }
+  if (!err[0] && nt && (!(tk = calloc(nt, sizeof *tk)) || !(tv = calloc(nt, sizeof *tv))))
+    snprintf(err, sizeof err, "out of memory");
+  size_t i = 0;
+  const cJSON *t;
+  if (!err[0] && tags) cJSON_ArrayForEach(t, tags) {
+      if (!cJSON_IsString(t) || !*t->string || strlen(t->string) > 250 || strchr(t->string, '=')) {
+        snprintf(err, sizeof err, "tag '%.100s': a key is 1 to 250 characters without '=', its value text", t->string);
+        break;
+      }
+      tk[i] = t->string;
+      tv[i++] = t->valuestring;
+    }
+  if (!err[0] && run && !path) {  /* uploaded files that came from a run: it must be one */
+    kp_run run_rec;
+    if (kp_store_run_get(st, run, &run_rec) != 0) {
+      free(tk);
+      free(tv);
+      cJSON_Delete(b);
+      return srv_store_error(c);
+    }
+    kp_run_free(&run_rec);
+  }
+  if (!err[0] && path) {
+    kp_run run_rec;
+    snprintf(prefix, sizeof prefix, "%s", path);
+    size_t pl = strlen(prefix);
+    while (pl && prefix[pl - 1] == '/') prefix[--pl] = '\0';
+    if (kp_store_run_get(st, run, &run_rec) != 0 ||
+        (kp_run_free(&run_rec), kp_model_run_files(st, run, prefix, &v, &n, &with_desc) != 0)) {
+      free(tk);
+      free(tv);
+      cJSON_Delete(b);
+      return srv_store_error(c);
+    }
+  }
+  if (!err[0] && files) {
+    v = calloc((size_t)cJSON_GetArraySize(files), sizeof *v);
+    const cJSON *f;
+    if (!v) snprintf(err, sizeof err, "out of memory");
+    else cJSON_ArrayForEach(f, files) {
+        const char *fp = jstring(f, "path"), *fs = jstring(f, "sha256");
+        const cJSON *sz = cJSON_GetObjectItemCaseSensitive(f, "size");
+        if (!fp || !fs || !cJSON_IsNumber(sz)) {
+          snprintf(err, sizeof err, "file %zu: a file is {path, sha256, size}", n);
+          break;
+        }
+        if (kp_rel_path_ok(fp) != 0) {
+          snprintf(err, sizeof err, "file %zu: '%.300s' is not a file's path: a relative path without empty, '.' or "
+                   "'..' parts", n, fp);
+          break;
+        }
+        if (!hex64(fs)) {
+          snprintf(err, sizeof err, "file %zu: '%.100s' is not a sha256 (64 lowercase hex digits)", n, fs);
+          break;
+        }
+        for (size_t k = 0; k < n; k++)
+          if (!strcmp(v[k].path, fp)) snprintf(err, sizeof err, "file '%.300s' is given twice", fp);
+        if (err[0]) break;
+        long long have = blob_size(fs);
+        if (have < 0) {
+          snprintf(err, sizeof err, "file '%.300s': no blob %s here; upload it first (PUT /api/v1/blobs/%s)", fp, fs, fs);
+          break;
+        }
+        if ((double)have != sz->valuedouble) {
+          snprintf(err, sizeof err, "file '%.300s': blob %s holds %lld bytes, not %.0f", fp, fs, have, sz->valuedouble);
+          break;
+        }
+        v[n].path = strdup(fp);
+        v[n].sha256 = strdup(fs);
+        v[n].size = have;
+        n++;
+        if (!v[n - 1].path || !v[n - 1].sha256) {
+          snprintf(err, sizeof err, "out of memory");
+          break;
+        }
+      }
+    /* a single .npz with a model.json beside it, as the client collected them */
+    with_desc = !err[0] && n == 2 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "model_json_added"));
+  }
+  if (err[0]) {
+    kp_stored_files_free(v, n);
+    free(tk);
+    free(tv);
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "%s", err);
+  }
+  kp_model_file *mf = calloc(n ? n : 1, sizeof *mf);
+  for (size_t k = 0; mf && k < n; k++) mf[k] = (kp_model_file){.path = v[k].path, .sha256 = v[k].sha256, .size = v[k].size};
+  kp_model_new m = {.name = name, .run_id = run && *run ? run : NULL, .path = path ? prefix : (source ? source : "upload"),
+                    .description = desc ? desc : "", .files = mf, .nfiles = n, .tag_keys = tk, .tag_values = tv,
+                    .ntags = nt};
+  int64_t version = 0;
+  int rc = mf ? kp_store_model_version_create(st, &m, &version) : kp_store_fail(KP_STORE_EBACKEND, "out of memory");
+  free(mf);
+  kp_stored_files_free(v, n);
+  free(tk);
+  free(tv);
+  cJSON_Delete(b);
+  if (rc != 0) return srv_store_error(c);
+  kp_model mo;
+  if (kp_store_model_get(st, name, version, &mo) != 0) return srv_store_error(c);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddItemToObject(o, "model", kp_view_model(&mo));
+  cJSON_AddBoolToObject(o, "model_json_added", with_desc);
+  kp_model_free(&mo);
+  return srv_json(c, 201, o);
+}
+
+/* POST /sweeps {spec, source, snapshot}: `sweep submit` whose source came
+ * as blobs. The manifest (a blob: {"files": [{path, mode, size, sha256}]})
+ * is checked before anything is recorded: relative paths without '..', no
+ * path twice, every file's blob here with its size, the snapshot limit,
+ * the entry among the files. 201 with the sweep's view. */
+static enum MHD_Result api_sweep_submit(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)rt;
+  enum MHD_Result ans = MHD_NO;
+  cJSON *b = body_object(c, r, 0, &ans);
+  if (!b) return ans;
+  const cJSON *spec = cJSON_GetObjectItemCaseSensitive(b, "spec");
+  const char *source = jstring(b, "source"), *snap = jstring(b, "snapshot");
+  char err[600] = "";
+  if (!cJSON_IsObject(spec) || !snap || (cJSON_GetObjectItemCaseSensitive(b, "source") && !source) ||
+      (source && strlen(source) > 4000))
+    snprintf(err, sizeof err, "the body is {\"spec\": the sweep file (an object), \"snapshot\": the sha256 of the source's "
+             "manifest blob, \"source\": TEXT (what it was, at most 4000 bytes; optional)}");
+  else if (!hex64(snap))
+    snprintf(err, sizeof err, "'snapshot' '%.100s' is not a sha256 (64 lowercase hex digits)", snap);
+  else if (blob_size(snap) < 0)
+    snprintf(err, sizeof err, "no blob %s here: upload the source's files and then its manifest (PUT /api/v1/blobs/{sha256})",
+             snap);
+  char *text = err[0] ? NULL : cJSON_PrintUnformatted(spec);
+  uint64_t bytes = 0;
+  if (!err[0] && !text) snprintf(err, sizeof err, "out of memory");
+  if (!err[0]) {
+    /* the manifest, and the entry among its files */
+    size_t ml = 0;
+    char mp[4400];
+    kp_blob_path(srv_ws(), snap, mp, sizeof mp);
+    char *mt = kp_read_file(mp, &ml);
+    cJSON *man = mt ? cJSON_Parse(mt) : NULL;
+    free(mt);
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(man, "files"), *f;
+    const char *entry = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(spec, "run"), "entry"));
+    int has_entry = 0;
+    size_t i = 0;
+    if (!cJSON_IsArray(files)) snprintf(err, sizeof err, "blob %s is not a snapshot manifest ({\"files\": [...]})", snap);
+    else cJSON_ArrayForEach(f, files) {
+        const char *fp = jstring(f, "path"), *fs = jstring(f, "sha256");
+        const cJSON *sz = cJSON_GetObjectItemCaseSensitive(f, "size"), *mode = cJSON_GetObjectItemCaseSensitive(f, "mode");
+        if (!fp || !fs || !cJSON_IsNumber(sz) || !cJSON_IsNumber(mode) || mode->valuedouble < 0 || mode->valuedouble > 0777) {
+          snprintf(err, sizeof err, "manifest entry %zu: an entry is {path, mode (0 to 0777), size, sha256}", i);
+          break;
+        }
+        if (kp_rel_path_ok(fp) != 0) {
+          snprintf(err, sizeof err, "manifest entry %zu: '%.300s' is not a file's path: a relative path without empty, "
+                   "'.' or '..' parts", i, fp);
+          break;
+        }
+        /* sorted by path (as snapshots are), so each path is there once */
+        if (i && strcmp(fp, jstring(cJSON_GetArrayItem(files, (int)i - 1), "path")) <= 0) {
+          snprintf(err, sizeof err, "manifest entry %zu: '%.300s' is given twice or out of order (the entries are "
+                   "sorted by path, each path once)", i, fp);
+          break;
+        }
+        long long have = hex64(fs) ? blob_size(fs) : -1;
+        if (have < 0 || (double)have != sz->valuedouble) {
+          snprintf(err, sizeof err, "manifest entry %zu ('%.300s'): no blob %.64s of %.0f bytes here; upload it first", i,
+                   fp, fs, sz->valuedouble);
+          break;
+        }
+        bytes += (uint64_t)have;
+        if (bytes > KP_SNAPSHOT_LIMIT) {
+          snprintf(err, sizeof err, "the source is over the snapshot size limit of %.1f MB", (double)KP_SNAPSHOT_LIMIT / 1e6);
+          break;
+        }
+        if (entry && !strcmp(entry, fp)) has_entry = 1;
+        i++;
+      }
+    if (!err[0] && entry && !has_entry)
+      snprintf(err, sizeof err, "sweep file: field 'run.entry': '%.300s' is not a file of the uploaded source", entry);
+    cJSON_Delete(man);
+  }
+  if (err[0]) {
+    cJSON_free(text);
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "%s", err);
+  }
+  kp_ws w = *srv_ws();
+  w.store = st;  /* this worker's connection */
+  char id[300];
+  int rc = kp_sweep_submit_uploaded(&w, text, source ? source : "(uploaded)", snap, bytes, id, sizeof id);
+  cJSON_free(text);
+  cJSON_Delete(b);
+  if (rc == 2) return srv_error(c, 400, "invalid", "%s", kp_err_last());
+  if (rc != 0) return srv_error(c, 500, "internal", "the sweep was not started: %s", kp_err_last());
+  cJSON *o = sweep_view(c, st, id, &ans);
+  return o ? srv_json(c, 201, o) : ans;
+}
+
 /* ---- remote clients (store_http.c) ---------------------------------------------------- */
 /* whether some run logged metric NAME (what `run list --order-by metrics.NAME`
  * checks): 200 {"name"}, else 404 */
@@ -1480,12 +1949,23 @@ static const route ROUTES[] = {
   {"GET", "metrics/names/**", "", 0, api_metric_exists},
   /* sweeps and services */
   {"GET", "sweeps", "experiment", 0, api_sweeps},
+  {"POST", "sweeps", "", 1, api_sweep_submit},
   {"GET", "sweeps/*", "", 0, api_sweep},
   {"POST", "sweeps/*/cancel", "", 1, api_sweep_cancel},
   {"GET", "services", "", 0, api_services},
+  {"POST", "services", "", 1, api_service_deploy},
   {"GET", "services/*", "", 0, api_service},
   {"GET", "services/*/metrics", "", 0, api_service_metrics},
+  {"POST", "services/*/start", "", 1, api_service_start},
+  {"POST", "services/*/stop", "", 1, api_service_stop},
+  {"DELETE", "services/*", "", 1, api_service_delete},
+  {"POST", "services/*/keys", "", 1, api_service_keys},
+  {"GET", "services/*/logs", "tail", 0, api_service_logs},
   {"GET", "runs/*/events", "from,heartbeat", 0, api_events},
+  /* uploads and model registration */
+  {"GET", "blobs/*", "", 0, api_blob},
+  {"PUT", "blobs/*", "", 1, api_blob_put},
+  {"POST", "models/*/versions", "", 1, api_model_register},
 };
 #define NROUTES (sizeof ROUTES / sizeof ROUTES[0])
 

@@ -668,6 +668,13 @@ int kp_store_http_log(kp_store *s, const char *run_id, int build, uint64_t offse
 struct cJSON;
 int kp_store_http_call(kp_store *s, const char *method, const char *prefix, const char *name, const char *suffix,
                        const char *body, struct cJSON **out);
+/* GET /api/v1/PREFIX NAME SUFFIX whose answer is text (not JSON), written
+ * to 'out'; errors as kp_store_http_call's. */
+int kp_store_http_text(kp_store *s, const char *prefix, const char *name, const char *suffix, FILE *out);
+/* Uploads 'len' bytes as a blob of the server's workspace (PUT
+ * /blobs/{sha256}; nothing sent when it has it already); hex its sha256. A
+ * blob over the server's --max-body is its 413, an EBACKEND error. */
+int kp_store_http_put_blob(kp_store *s, const void *data, size_t len, char hex[65]);
 /* a run file's bytes into 'dst' (written aside, then renamed; 'mode') */
 int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode);
 

@@ -66,13 +66,21 @@ static int esc_cat(http_store *hs, char *out, size_t n, const char *s) {
 
 /* One request: method, path under /api/v1/ (escaped already), an optional
  * JSON body; *out gets the parsed answer (2xx). */
+static int req_n(http_store *hs, const char *method, const char *path, const char *body, size_t blen, const char *ctype,
+                 cJSON **out);
+
 static int req(http_store *hs, const char *method, const char *path, const char *body, cJSON **out) {
+  return req_n(hs, method, path, body, body ? strlen(body) : 0, "Content-Type: application/json", out);
+}
+
+static int req_n(http_store *hs, const char *method, const char *path, const char *body, size_t blen, const char *ctype,
+                 cJSON **out) {
   char url[8192];
   snprintf(url, sizeof url, "%s/api/v1/%s", hs->url, path);
   buf b = {0};
   struct curl_slist *hd = NULL;
   if (hs->auth[0]) hd = curl_slist_append(hd, hs->auth);
-  if (body) hd = curl_slist_append(hd, "Content-Type: application/json");
+  if (body) hd = curl_slist_append(hd, ctype);
   curl_easy_setopt(hs->h, CURLOPT_URL, url);
   curl_easy_setopt(hs->h, CURLOPT_CUSTOMREQUEST, method);
   curl_easy_setopt(hs->h, CURLOPT_HTTPHEADER, hd);
@@ -80,7 +88,7 @@ static int req(http_store *hs, const char *method, const char *path, const char 
   curl_easy_setopt(hs->h, CURLOPT_WRITEDATA, &b);
   if (body) {
     curl_easy_setopt(hs->h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(hs->h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    curl_easy_setopt(hs->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
   } else {
     curl_easy_setopt(hs->h, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(hs->h, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") ? method : NULL);
@@ -759,6 +767,39 @@ int kp_store_http_call(kp_store *s, const char *method, const char *prefix, cons
       return kp_store_fail(KP_STORE_EINVAL, "a request path is too long");
   }
   return req(hs, method, p, body, out);
+}
+
+int kp_store_http_text(kp_store *s, const char *prefix, const char *name, const char *suffix, FILE *out) {
+  http_store *hs = as_http(s);
+  if (!hs) return -1;
+  char p[4096];
+  snprintf(p, sizeof p, "%s", prefix);
+  if (name && esc_cat(hs, p, sizeof p, name) != 0) return -1;
+  if (suffix) {
+    size_t l = strlen(p);
+    if (snprintf(p + l, sizeof p - l, "%s", suffix) >= (int)(sizeof p - l))
+      return kp_store_fail(KP_STORE_EINVAL, "a request path is too long");
+  }
+  return get_to(hs, p, out, NULL);
+}
+
+int kp_store_http_put_blob(kp_store *s, const void *data, size_t len, char hex[65]) {
+  http_store *hs = as_http(s);
+  if (!hs) return -1;
+  kp_sha256_hex(data, len, hex);
+  char p[128];
+  snprintf(p, sizeof p, "blobs/%s", hex);
+  cJSON *o = NULL;
+  if (get(hs, p, &o) == 0) {  /* there already */
+    cJSON_Delete(o);
+    return 0;
+  }
+  if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) return -1;
+  kp_store_clear_error();
+  /* (an empty body is sent as such: curl wants a non-NULL pointer) */
+  if (req_n(hs, "PUT", p, len ? data : "", len, "Content-Type: application/octet-stream", &o) != 0) return -1;
+  cJSON_Delete(o);
+  return 0;
 }
 
 int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode) {

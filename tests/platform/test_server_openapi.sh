@@ -111,8 +111,9 @@ def call(method, path, token, body=None):
     except urllib.error.HTTPError as e:
         return e.code, e.headers.get("Content-Type", ""), e.read()
 
+import hashlib
 values = {"run": run, "experiment": "spec", "model": "m1", "version": "1", "name": "main/loss", "key": "k1",
-          "sweep": sweep, "service": "svc"}
+          "sweep": sweep, "service": "svc", "sha256": hashlib.sha256(b"data\n").hexdigest()}
 def fill(path):
     p = path
     for k, v in values.items():
@@ -164,6 +165,7 @@ for path, item in spec["paths"].items():
                 # (a metric name is the id of /metrics/names/{name})
                 for k in ("run", "experiment", "model", "sweep", "service") + (("name",) if path.startswith("/metrics/names/") else ()):
                     bad = bad.replace("{%s}" % k, "no-such-thing")
+                bad = bad.replace("{sha256}", "0" * 64)
                 status, ctype, body = call("GET", fill(bad) + query(op), tok)
                 say(status == 404, "%s of an unknown id: 404 (got %d)" % (what, status))
                 check_error(what + " unknown id", status, ctype, body, op)
@@ -203,7 +205,7 @@ probes = ["health", "experiments", "experiments/spec", "runs", "runs/R", "runs/R
           "", "sweeps", "services", "tokens", "runs/R/params", "runs/R/artifacts", "experiments/spec/runs",
           "models/m1/versions", "health/x", "runs/R/cancel/x", "metrics", "runs/R/tags", "computes/cpu", "runs/R/submit",
           "experiments/spec/delete", "models/m1/files/data.txt", "sweeps/S", "sweeps/S/cancel", "services/svc",
-          "services/svc/metrics", "services/svc/keys", "runs/R/events"]
+          "services/svc/metrics", "services/svc/keys", "services/svc/start", "services/svc/stop", "services/svc/restart", "runs/R/events", "blobs/0123", "blobs"]
 for probe in probes:
     probe = probe.replace("/S", "/" + sweep)
     path = "/" + probe.replace("R", run) if probe else "/"
