@@ -72,6 +72,15 @@ id="$(submit -e e --source "$T/src" --entry show.sh --compute s --env "$T/env-mi
 assert_eq Failed "$(status "$id")" "a missing Debian package: Failed"
 assert_contains "$(field "$id" error)" "not installed: kusari-no-such-package" "the error names the package"
 
+# ---- `kusari __prepare` (internal) given bad input: a clear error ----
+expect_fail "needs the run's directory RUN_DIR" "$K" __prepare
+expect_fail "needs the run's directory RUN_DIR" "$K" __prepare relative/dir
+mkdir -p "$T/norun"
+expect_fail "$T/norun/prepare.json is missing or not what the run's supervisor writes" "$K" __prepare "$T/norun"
+assert_eq failed "$(jget "$(cat "$T/norun/prepare.state")" 'j["state"]')" "and it records the failure for the supervisor"
+echo '{"workspace": 3}' >"$T/norun/prepare.json"
+expect_fail "is missing or not what the run's supervisor writes" "$K" __prepare "$T/norun"
+
 # ---- the shared-filesystem check: exit 97, a clear error ----
 blocker="$(sbatch --parsable -c 2 -o /dev/null --wrap 'sleep 60')"
 for ((i = 0; i < 100; i++)); do [ "$(state_of "$blocker")" = RUNNING ] && break; sleep 0.1; done
