@@ -365,6 +365,24 @@ static int partitions(char *list, size_t n, char *def, size_t dn, kp_slurm_err *
   return 0;
 }
 
+int kp_slurm_partition_size(const char *partition, int *nodes, int *cpus, kp_slurm_err *e) {
+  const char *argv[] = {"scontrol", "show", "partition", "-o", partition, NULL};
+  res r;
+  if (run_cmd(argv, 60, &r, e) != 0) return -1;
+  if (r.status != 0) {
+    int rc = cmd_failed(argv, &r, e);
+    res_free(&r);
+    return rc;
+  }
+  char tn[32], tc[32];
+  int ok = field(r.out, "TotalNodes", tn, sizeof tn) == 0 && field(r.out, "TotalCPUs", tc, sizeof tc) == 0;
+  res_free(&r);
+  if (!ok) return fail(e, KP_SLURM_ECMD, NULL, "scontrol show partition %s gave no TotalNodes and TotalCPUs", partition);
+  *nodes = atoi(tn);
+  *cpus = atoi(tc);
+  return 0;
+}
+
 int kp_slurm_check(const char *partition, char *resolved, size_t n, kp_slurm_err *e) {
   char path[4096];
   for (int i = 0; slurm_cmds[i]; i++)

@@ -66,6 +66,10 @@ int kp_slurm_target_load(const char *path, kp_slurm_target *t, kp_slurm_err *e);
  * partition, whose name is then put in 'resolved', if not NULL). */
 int kp_slurm_check(const char *partition, char *resolved, size_t n, kp_slurm_err *e);
 
+/* Slurm's size of partition 'partition' (scontrol show partition): its
+ * nodes and their CPUs. */
+int kp_slurm_partition_size(const char *partition, int *nodes, int *cpus, kp_slurm_err *e);
+
 /* One job to submit. Strings are borrowed. */
 typedef struct kp_slurm_job_spec {
   const char *name;                /* --job-name (e.g. kusari-RUNID) */

@@ -1594,6 +1594,7 @@ int kp_cmd_prepare(int argc, char **argv) {
   }
   sup_note(&s, "prepared on node %s (build cache: %s%s%s)", node, s.build_cache, s.venv[0] ? "; python environment " : "",
            s.venv);
+  if (job_err >= 0) close(job_err);
   return 0;
 }
 

@@ -7,6 +7,8 @@
 #    after; the build cache records miss, then hit for the same code;
 #  - a failing build ends the run Failed with the build's reason, the entry
 #    never starts; a missing Debian package (checked on the node) likewise;
+#  - pip_packages: the virtual environment is made in the job, the entry
+#    runs with its python (the path the supervisor named in the argv);
 #  - a node that does not see the run's directory (removed while the job
 #    waited in Slurm's queue): the batch script's check, exit 97, the run
 #    Failed with a clear error.
@@ -71,6 +73,46 @@ id="$(submit -e e --source "$T/src" --entry show.sh --compute s --env "$T/env-mi
 "$K" run wait "$id" --timeout 60 >/dev/null 2>&1
 assert_eq Failed "$(status "$id")" "a missing Debian package: Failed"
 assert_contains "$(field "$id" error)" "not installed: kusari-no-such-package" "the error names the package"
+
+# ---- pip_packages: the Python environment is made on the node, where the entry's python is ----
+if python3 -c "import venv, ensurepip" 2>/dev/null; then
+  for v in $(env | sed -n 's/^\(PIP_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$v"; done
+  export PIP_CONFIG_FILE=/dev/null
+  mkdir -p "$T/wheels" "$T/py"
+  python3 - "$T/wheels" <<'PY'
+import base64, hashlib, sys, zipfile
+name, ver = "kusaritiny", "0.1"
+di = f"{name}-{ver}.dist-info"
+files = {f"{name}/__init__.py": b'VALUE = "tiny 0.1"\n',
+         f"{di}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {ver}\n".encode(),
+         f"{di}/WHEEL": b"Wheel-Version: 1.0\nGenerator: kusari-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+rec = [f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}" for p, d in files.items()]
+files[f"{di}/RECORD"] = ("\n".join(rec + [f"{di}/RECORD,,"]) + "\n").encode()
+with zipfile.ZipFile(f"{sys.argv[1]}/{name}-{ver}-py3-none-any.whl", "w") as z:
+    for p, d in files.items():
+        z.writestr(p, d)
+PY
+  printf 'import os, sys, kusaritiny\nprint("tiny:", kusaritiny.VALUE, "prefix:", sys.prefix, "job:", os.environ.get("SLURM_JOB_ID"))\n' >"$T/py/train.py"
+  printf '{"pip_packages": ["kusaritiny"], "pip_options": ["--no-index", "--find-links", "%s/wheels"]}\n' "$T" >"$T/env-pip.json"
+  id="$(submit -e e --source "$T/py" --entry train.py --compute s --env "$T/env-pip.json")"
+  "$K" run wait "$id" --timeout 60 >/dev/null 2>&1
+  assert_eq Completed "$(status "$id")" "a Python entry with pip_packages completes"
+  job="$(tag "$id" kusari.slurm_job)"
+  assert_contains "$("$K" run logs "$id")" "tiny: tiny 0.1 prefix: $WS/envs/venv-" "it runs in the virtual environment made for it, with the package"
+  assert_contains "$("$K" run logs "$id")" "job: $job" "inside its job"
+  assert_contains "$(cat "$WS/runs/$id/supervisor.log")" "python environment cache miss" "the environment was made during preparation in the job"
+else
+  echo "note: python3 has no venv/ensurepip: the pip_packages case is not tried"
+fi
+
+# ---- `kusari __prepare` (internal) given bad input: a clear error ----
+expect_fail "needs the run's directory RUN_DIR" "$K" __prepare
+expect_fail "needs the run's directory RUN_DIR" "$K" __prepare relative/dir
+mkdir -p "$T/norun"
+expect_fail "$T/norun/prepare.json is missing or not what the run's supervisor writes" "$K" __prepare "$T/norun"
+assert_eq failed "$(jget "$(cat "$T/norun/prepare.state")" 'j["state"]')" "and it records the failure for the supervisor"
+echo '{"workspace": 3}' >"$T/norun/prepare.json"
+expect_fail "is missing or not what the run's supervisor writes" "$K" __prepare "$T/norun"
 
 # ---- the shared-filesystem check: exit 97, a clear error ----
 blocker="$(sbatch --parsable -c 2 -o /dev/null --wrap 'sleep 60')"
