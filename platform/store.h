@@ -221,6 +221,9 @@ typedef struct kp_metric_point {
   int64_t step;      /* < 0 on input: the next step of that metric */
   double time;
   double value;      /* NaN allowed */
+  int rank;          /* the distributed run's rank that logged it; 0 by default.
+                      * Ranks > 0 are kept apart: only metric_series_rank and
+                      * metric_names_rank see them, every other op is rank 0's */
 } kp_metric_point;
 
 /* One exactly-once ingestion batch (the run's channel from 'from' to 'to'). */
@@ -614,6 +617,13 @@ typedef struct kp_store_ops {
    * *total gets the series' point count. ENOTFOUND as metric_series. */
   int (*metric_series_downsampled)(kp_store *s, const char *run_id, const char *name, int64_t max_points,
                                    kp_metric_point **out, size_t *n, int64_t *total);
+  /* ---- distributed runs: metrics per rank (issue 13) ----
+   * one metric's points logged by 'rank' (0: the same as metric_series),
+   * by step; ENOTFOUND when that rank logged none of that name */
+  int (*metric_series_rank)(kp_store *s, const char *run_id, const char *name, int rank, kp_metric_point **out,
+                            size_t *n);
+  /* the names of the metrics 'rank' logged, sorted (kp_strings_free) */
+  int (*metric_names_rank)(kp_store *s, const char *run_id, int rank, char ***out, size_t *n);
 } kp_store_ops;
 
 struct kp_store {
@@ -744,6 +754,10 @@ int kp_store_token_revoke(kp_store *s, const char *name);
 int kp_store_token_check(kp_store *s, const char *sha256_hex, int *found, int *read_only);
 int kp_store_metric_series_downsampled(kp_store *s, const char *run_id, const char *name, int64_t max_points,
                                        kp_metric_point **out, size_t *n, int64_t *total);
+/* distributed runs: metrics per rank */
+int kp_store_metric_series_rank(kp_store *s, const char *run_id, const char *name, int rank, kp_metric_point **out,
+                                size_t *n);
+int kp_store_metric_names_rank(kp_store *s, const char *run_id, int rank, char ***out, size_t *n);
 
 /* freeing results */
 void kp_experiment_summaries_free(kp_experiment_summary *v, size_t n);
