@@ -360,12 +360,19 @@ static enum MHD_Result api_run_metrics(struct MHD_Connection *c, srv_req *r, con
 static enum MHD_Result api_series(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
   (void)r;
   enum MHD_Result ans = MHD_NO;
-  long long maxp;
+  long long maxp, rank;
   if (qint(c, "max_points", 0, 2, 10000000, &maxp, &ans) != 0) return ans;
+  /* a distributed run's rank (default 0, the one every other route shows) */
+  if (qint(c, "rank", 0, 0, 999999, &rank, &ans) != 0) return ans;
+  if (rank > 0 && maxp)
+    return srv_error(c, 400, "invalid", "max_points is for rank 0's series; leave it out with rank=%lld", rank);
   kp_metric_point *p;
   size_t n;
   int64_t total;
-  if (maxp) {
+  if (rank > 0) {
+    if (kp_store_metric_series_rank(st, rt->seg[1], rt->rest, (int)rank, &p, &n) != 0) return srv_store_error(c);
+    total = (int64_t)n;
+  } else if (maxp) {
     if (kp_store_metric_series_downsampled(st, rt->seg[1], rt->rest, maxp, &p, &n, &total) != 0) return srv_store_error(c);
   } else {
     if (kp_store_metric_series(st, rt->seg[1], rt->rest, &p, &n) != 0) return srv_store_error(c);
@@ -374,6 +381,7 @@ static enum MHD_Result api_series(struct MHD_Connection *c, srv_req *r, const sr
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "run", rt->seg[1]);
   cJSON_AddStringToObject(o, "name", rt->rest);
+  cJSON_AddNumberToObject(o, "rank", (double)rank);
   cJSON_AddNumberToObject(o, "total_points", (double)total);
   cJSON_AddBoolToObject(o, "downsampled", (int64_t)n < total);
   cJSON *a = cJSON_AddArrayToObject(o, "points");
@@ -439,6 +447,7 @@ static enum MHD_Result api_metrics_post(struct MHD_Connection *c, srv_req *r, co
       const char *name = jstring(p, "name");
       const cJSON *step = cJSON_GetObjectItemCaseSensitive(p, "step");
       const cJSON *ts = cJSON_GetObjectItemCaseSensitive(p, "timestamp");
+      const cJSON *rk = cJSON_GetObjectItemCaseSensitive(p, "rank");  /* a distributed run's rank; 0 */
       uint64_t sv = 0;
       if (!cJSON_IsObject(p) || !name || !*name || strlen(name) > 250) {
         snprintf(err, sizeof err, "point %zu: a point is {name (1 to 250 characters), value, step?, timestamp?}", i);
@@ -456,6 +465,12 @@ static enum MHD_Result api_metrics_post(struct MHD_Connection *c, srv_req *r, co
         snprintf(err, sizeof err, "point %zu: 'timestamp' must be seconds since the epoch", i);
         break;
       }
+      if (rk && (!cJSON_IsNumber(rk) || rk->valuedouble < 0 || rk->valuedouble > 999999 ||
+                 rk->valuedouble != (double)(int)rk->valuedouble)) {
+        snprintf(err, sizeof err, "point %zu: 'rank' must be an integer from 0 to 999999 (leave it out for rank 0)", i);
+        break;
+      }
+      q->rank = rk ? (int)rk->valuedouble : 0;
       q->name = name;
       q->step = step ? (int64_t)sv : -1;
       q->time = ts ? ts->valuedouble : t_now;
@@ -1933,7 +1948,7 @@ static const route ROUTES[] = {
   {"GET", "runs/*/wait", "timeout", 0, api_wait},
   {"GET", "runs/*/metrics", "", 0, api_run_metrics},
   {"POST", "runs/*/metrics", "", 1, api_metrics_post},
-  {"GET", "runs/*/metrics/**", "max_points", 0, api_series},
+  {"GET", "runs/*/metrics/**", "max_points,rank", 0, api_series},
   {"GET", "runs/*/logs", "offset,wait,max_bytes,log", 0, api_logs},
   {"GET", "runs/*/files", "", 0, api_files},
   {"GET", "runs/*/files/**", "", 0, api_file},

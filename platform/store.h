@@ -230,6 +230,9 @@ typedef struct kp_metric_point {
   int64_t step;      /* < 0 on input: the next step of that metric */
   double time;
   double value;      /* NaN allowed */
+  int rank;          /* the distributed run's rank that logged it; 0 by default.
+                      * Ranks > 0 are kept apart: only metric_series_rank and
+                      * metric_names_rank see them, every other op is rank 0's */
 } kp_metric_point;
 
 /* One exactly-once ingestion batch (the run's channel from 'from' to 'to'). */
@@ -633,6 +636,13 @@ typedef struct kp_store_ops {
    * kp_metric_events_free. The http backend refuses it (not over HTTP). */
   int (*metric_events)(kp_store *s, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out,
                        size_t *n);
+  /* ---- distributed runs: metrics per rank (issue 13) ----
+   * one metric's points logged by 'rank' (0: the same as metric_series),
+   * by step; ENOTFOUND when that rank logged none of that name */
+  int (*metric_series_rank)(kp_store *s, const char *run_id, const char *name, int rank, kp_metric_point **out,
+                            size_t *n);
+  /* the names of the metrics 'rank' logged, sorted (kp_strings_free) */
+  int (*metric_names_rank)(kp_store *s, const char *run_id, int rank, char ***out, size_t *n);
 } kp_store_ops;
 
 struct kp_store {
@@ -780,6 +790,10 @@ int kp_store_metric_series_downsampled(kp_store *s, const char *run_id, const ch
 /* server-sent events */
 int kp_store_metric_events(kp_store *s, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out, size_t *n);
 void kp_metric_events_free(kp_metric_event *v, size_t n);
+/* distributed runs: metrics per rank */
+int kp_store_metric_series_rank(kp_store *s, const char *run_id, const char *name, int rank, kp_metric_point **out,
+                                size_t *n);
+int kp_store_metric_names_rank(kp_store *s, const char *run_id, int rank, char ***out, size_t *n);
 
 /* freeing results */
 void kp_experiment_summaries_free(kp_experiment_summary *v, size_t n);

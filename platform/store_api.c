@@ -480,6 +480,15 @@ int kp_store_metric_series_downsampled(kp_store *s, const char *run_id, const ch
   CALL(metric_series_downsampled, run_id, name, max_points, out, n, total);
 }
 
+/* ---- distributed runs: metrics per rank ------------------------------------------- */
+int kp_store_metric_series_rank(kp_store *s, const char *run_id, const char *name, int rank, kp_metric_point **out,
+                                size_t *n) {
+  CALL(metric_series_rank, run_id, name, rank, out, n);
+}
+int kp_store_metric_names_rank(kp_store *s, const char *run_id, int rank, char ***out, size_t *n) {
+  CALL(metric_names_rank, run_id, rank, out, n);
+}
+
 void kp_tokens_free(kp_token *v, size_t n) {
   for (size_t i = 0; i < n; i++) free(v[i].name);
   free(v);

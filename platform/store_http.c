@@ -474,13 +474,20 @@ static int h_metric_names(kp_store *s, const char *run_id, char ***out, size_t *
   return 0;
 }
 
-static int h_metric_series(kp_store *s, const char *run_id, const char *name, kp_metric_point **out, size_t *n) {
+/* GET /runs/{id}/metrics/{name}[?rank=R] */
+static int h_series(kp_store *s, const char *run_id, const char *name, int rank, kp_metric_point **out, size_t *n) {
   http_store *hs = (http_store *)s;
   char p[4096] = "runs/";
   cJSON *j;
   if (esc_cat(hs, p, sizeof p, run_id) != 0) return -1;
   strncat(p, "/metrics/", sizeof p - strlen(p) - 1);
-  if (esc_cat(hs, p, sizeof p, name) != 0 || get(hs, p, &j) != 0) return -1;
+  if (esc_cat(hs, p, sizeof p, name) != 0) return -1;
+  if (rank > 0) {
+    char q[32];
+    snprintf(q, sizeof q, "?rank=%d", rank);
+    strncat(p, q, sizeof p - strlen(p) - 1);
+  }
+  if (get(hs, p, &j) != 0) return -1;
   const cJSON *a = item(j, "points"), *m;
   size_t k = (size_t)cJSON_GetArraySize(a), i = 0;
   kp_metric_point *v = calloc(k ? k : 1, sizeof *v);
@@ -489,6 +496,7 @@ static int h_metric_series(kp_store *s, const char *run_id, const char *name, kp
     v[i].step = (int64_t)num(m, "step");
     v[i].time = num(m, "timestamp");
     v[i].value = metric(item(m, "value"));
+    v[i].rank = rank;
     i++;
   }
   cJSON_Delete(j);
@@ -496,6 +504,24 @@ static int h_metric_series(kp_store *s, const char *run_id, const char *name, kp
   *out = v;
   *n = i;
   return 0;
+}
+
+static int h_metric_series(kp_store *s, const char *run_id, const char *name, kp_metric_point **out, size_t *n) {
+  return h_series(s, run_id, name, 0, out, n);
+}
+
+/* ---- distributed runs: metrics per rank ---- */
+static int h_metric_series_rank(kp_store *s, const char *run_id, const char *name, int rank, kp_metric_point **out,
+                                size_t *n) {
+  if (rank < 0) return kp_store_fail(KP_STORE_EINVAL, "rank %d is negative", rank);
+  return h_series(s, run_id, name, rank, out, n);
+}
+
+static int h_metric_names_rank(kp_store *s, const char *run_id, int rank, char ***out, size_t *n) {
+  if (rank == 0) return h_metric_names(s, run_id, out, n);
+  return kp_store_fail(KP_STORE_EINVAL,
+                       "listing the metric names of rank %d is not supported over HTTP; name the metric (--name NAME)",
+                       rank);
 }
 
 static int h_run_files_list(kp_store *s, const char *run_id, const char *prefix, kp_stored_file **out, size_t *n) {
@@ -869,6 +895,9 @@ static const kp_store_ops HTTP_OPS = {
   .run_search = h_run_search,
   /* server-sent events */
   .metric_events = h_metric_events,
+  /* distributed runs: metrics per rank */
+  .metric_series_rank = h_metric_series_rank,
+  .metric_names_rank = h_metric_names_rank,
 };
 
 int kp_store_http_open(const char *url, const char *token, kp_store **out) {

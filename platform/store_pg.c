@@ -63,7 +63,7 @@ int kp_store_pg_schema_version(void) { return 0; }
 /* migrations[i] takes the schema from version i to i+1; the version equals
  * the SQLite backend's (store_sqlite.c), and test_store.c checks that both
  * backends reach the same one */
-#define PG_SCHEMA_VERSION 7
+#define PG_SCHEMA_VERSION 8
 
 #define SQL_ENDED "('Completed','Failed','Canceled')"
 #define SQL_ACTIVE "('Queued','Preparing','Running','Finalizing')"
@@ -188,6 +188,12 @@ static const char *const migrations[] = {
   /* 6 -> 7: the tracking server's API tokens: the sha256 of each secret */
   "CREATE TABLE IF NOT EXISTS tokens(name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,\n"
   "  read_only INTEGER NOT NULL, created DOUBLE PRECISION NOT NULL, last_used DOUBLE PRECISION);\n",
+  /* 7 -> 8: distributed runs (issue 13): the points that ranks > 0 log, each
+   * with its rank, apart from rank 0's in 'metrics' (so every view, filter,
+   * run search and sweep policy reads rank 0's without a rank condition) */
+  "CREATE TABLE IF NOT EXISTS metric_ranks(id BIGSERIAL PRIMARY KEY, run_id TEXT NOT NULL, rank INTEGER NOT NULL,\n"
+  "  name TEXT NOT NULL, step BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL, value DOUBLE PRECISION);\n"
+  "CREATE INDEX IF NOT EXISTS metric_ranks_by_run ON metric_ranks(run_id, rank, name, step);\n",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == PG_SCHEMA_VERSION, "one migration per version");
 
@@ -1110,6 +1116,7 @@ out:
 
 static const char *const RUN_DELETES[] = {
   "DELETE FROM metrics WHERE run_id = ANY($1::text[])",
+  "DELETE FROM metric_ranks WHERE run_id = ANY($1::text[])",
   "DELETE FROM tags WHERE run_id = ANY($1::text[])",
   "DELETE FROM params WHERE run_id = ANY($1::text[])",
   "DELETE FROM metric_latest WHERE run_id = ANY($1::text[])",
@@ -1276,12 +1283,37 @@ static int step_for(pg_store *s, next_steps *ns, const char *run_id, const char 
   return 0;
 }
 
+/* A point of rank > 0 (distributed runs) into metric_ranks; its implicit
+ * step is one past that rank's last of that name. */
+static int pg_ingest_ranked(pg_store *s, const char *run_id, const kp_metric_point *p) {
+  char num[48], tm[48], val[48], rk[16];
+  snprintf(rk, sizeof rk, "%d", p->rank);
+  snprintf(num, sizeof num, "%lld", (long long)p->step);
+  fmt_f64(tm, sizeof tm, p->time);
+  fmt_f64(val, sizeof val, p->value);
+  pa a = {0};
+  p_txt(&a, run_id);
+  p_txt(&a, rk);
+  p_txt(&a, p->name);
+  p_txt(&a, num);
+  p_txt(&a, tm);
+  p_txt(&a, val);
+  return cmd(s,
+             "INSERT INTO metric_ranks(run_id, rank, name, step, ts, value) SELECT $1, $2::int, $3,"
+             " CASE WHEN $4::bigint >= 0 THEN $4::bigint ELSE (SELECT coalesce(max(step)+1, 0) FROM metric_ranks"
+             " WHERE run_id=$1 AND rank=$2::int AND name=$3) END, $5::float8, $6::float8",
+             &a, NULL);
+}
+
 static int pg_metrics_ingest(kp_store *base, const char *run_id, const kp_ingest_batch *b) {
   pg_store *s = PG(base);
   if (b->to < b->from) return kp_store_fail(KP_STORE_EINVAL, "a batch cannot end (%llu) before it starts (%llu)",
                                              (unsigned long long)b->to, (unsigned long long)b->from);
-  for (size_t i = 0; i < b->npoints; i++)
+  for (size_t i = 0; i < b->npoints; i++) {
     if (!b->points[i].name || !*b->points[i].name) return kp_store_fail(KP_STORE_EINVAL, "a metric needs a name");
+    if (b->points[i].rank < 0)
+      return kp_store_fail(KP_STORE_EINVAL, "metric '%s': rank %d is negative", b->points[i].name, b->points[i].rank);
+  }
   int own, rc = -1;
   if (tx_begin(s, &own) != 0) return -1;
   next_steps ns = {0};
@@ -1307,12 +1339,17 @@ static int pg_metrics_ingest(kp_store *base, const char *run_id, const kp_ingest
   sb_str(&steps, "{");
   sb_str(&times, "{");
   sb_str(&values, "{");
+  size_t n0 = 0;  /* rank 0's points so far */
   for (size_t i = 0; i < b->npoints; i++) {
     const kp_metric_point *p = &b->points[i];
     int64_t step = 0;
+    if (p->rank > 0) {
+      if (pg_ingest_ranked(s, run_id, p) != 0) goto out;
+      continue;
+    }
     if (step_for(s, &ns, run_id, p->name, p->step, &step) != 0) goto out;
     char num[48];
-    const char *sep = i ? "," : "";
+    const char *sep = n0++ ? "," : "";
     sb_str(&names, sep);
     sb_elem(&names, p->name);
     snprintf(num, sizeof num, "%s%lld", sep, (long long)step);
@@ -1329,7 +1366,7 @@ static int pg_metrics_ingest(kp_store *base, const char *run_id, const kp_ingest
   sb_str(&times, "}");
   sb_str(&values, "}");
   if (names.bad || steps.bad || times.bad || values.bad) { oom(); goto out; }
-  if (b->npoints) {
+  if (n0) {
     pa m = {0};
     p_txt(&m, run_id);
     p_txt(&m, names.p);
@@ -1503,6 +1540,55 @@ static int pg_metric_names(kp_store *base, const char *run_id, char ***out, size
   pa a = {0};
   p_txt(&a, run_id);
   PGresult *r = qry(s, "SELECT name FROM metrics WHERE run_id=$1 GROUP BY name ORDER BY name COLLATE \"C\"", &a);
+  return r ? strings(r, out, n) : -1;
+}
+
+/* ---- distributed runs: metrics per rank ------------------------------------------------- */
+static int pg_metric_series_rank(kp_store *base, const char *run_id, const char *name, int rank, kp_metric_point **out,
+                                 size_t *n) {
+  if (rank < 0) return kp_store_fail(KP_STORE_EINVAL, "rank %d is negative", rank);
+  if (rank == 0) return pg_metric_series(base, run_id, name, out, n);
+  pg_store *s = PG(base);
+  *out = NULL;
+  *n = 0;
+  if (run_exists(s, run_id) <= 0) return -1;
+  char rk[16];
+  snprintf(rk, sizeof rk, "%d", rank);
+  pa a = {0};
+  p_txt(&a, run_id);
+  p_txt(&a, rk);
+  p_txt(&a, name);
+  PGresult *r = qry(s, "SELECT step, ts, value FROM metric_ranks WHERE run_id=$1 AND rank=$2::int AND name=$3 ORDER BY step, id",
+                    &a);
+  if (!r) return -1;
+  int rows = PQntuples(r);
+  if (rows == 0) {
+    PQclear(r);
+    return kp_store_fail(KP_STORE_ENOTFOUND, "rank %d of run %s logged no metric named '%s'", rank, run_id, name);
+  }
+  if (!(*out = calloc((size_t)rows, sizeof **out))) { PQclear(r); return oom(); }
+  for (int i = 0; i < rows; i++) {
+    kp_metric_point *p = &(*out)[(*n)++];
+    *p = (kp_metric_point){.step = gi64(r, i, 0), .time = gtime(r, i, 1), .value = gval(r, i, 2), .rank = rank};
+  }
+  PQclear(r);
+  return 0;
+}
+
+static int pg_metric_names_rank(kp_store *base, const char *run_id, int rank, char ***out, size_t *n) {
+  if (rank < 0) return kp_store_fail(KP_STORE_EINVAL, "rank %d is negative", rank);
+  if (rank == 0) return pg_metric_names(base, run_id, out, n);
+  pg_store *s = PG(base);
+  *out = NULL;
+  *n = 0;
+  if (run_exists(s, run_id) <= 0) return -1;
+  char rk[16];
+  snprintf(rk, sizeof rk, "%d", rank);
+  pa a = {0};
+  p_txt(&a, run_id);
+  p_txt(&a, rk);
+  PGresult *r = qry(s, "SELECT name FROM metric_ranks WHERE run_id=$1 AND rank=$2::int GROUP BY name ORDER BY name COLLATE \"C\"",
+                    &a);
   return r ? strings(r, out, n) : -1;
 }
 
@@ -3205,6 +3291,9 @@ static const kp_store_ops pg_ops = {
   .metric_series_downsampled = pg_metric_series_downsampled,
   /* server-sent events */
   .metric_events = pg_metric_events,
+  /* distributed runs: metrics per rank */
+  .metric_series_rank = pg_metric_series_rank,
+  .metric_names_rank = pg_metric_names_rank,
 };
 
 /* ---- opening and migrating ---------------------------------------------------------- */

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <sys/time.h>
 
-#define SCHEMA_VERSION 7
+#define SCHEMA_VERSION 8
 
 /* the status sets the SQL below uses (names as kp_run_status_name gives) */
 #define SQL_ENDED "('Completed','Failed','Canceled')"
@@ -147,6 +147,15 @@ static const char *const migrations[] = {
    * sha256 of each secret, never the secret */
   "CREATE TABLE IF NOT EXISTS tokens(name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,\n"
   "  read_only INTEGER NOT NULL, created REAL NOT NULL, last_used REAL);\n",
+  /* 7 -> 8: distributed runs (issue 13): the points that ranks > 0 log, each
+   * with its rank, apart from rank 0's in 'metrics' (so every view, filter,
+   * run search and sweep policy reads rank 0's without a rank condition) */
+  "CREATE TABLE IF NOT EXISTS metric_ranks(id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, rank INTEGER NOT NULL,\n"
+  "  name TEXT NOT NULL, step INTEGER NOT NULL, ts REAL NOT NULL, value REAL);  -- value NULL = NaN\n"
+  "CREATE INDEX IF NOT EXISTS metric_ranks_by_run ON metric_ranks(run_id, rank, name, step);\n"
+  "CREATE TRIGGER IF NOT EXISTS metric_ranks_on_run_delete AFTER DELETE ON runs BEGIN\n"
+  "  DELETE FROM metric_ranks WHERE run_id = OLD.id;\n"
+  "END;\n",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == SCHEMA_VERSION, "one migration per version");
 
@@ -1199,13 +1208,44 @@ static int step_for(sq_store *s, sqlite3_stmt *count, next_steps *ns, const char
   return 0;
 }
 
+/* A point of rank > 0 (distributed runs) into metric_ranks; its implicit
+ * step is one past that rank's last of that name. */
+static int sq_ingest_ranked(sq_store *s, sqlite3_stmt **ins, sqlite3_stmt **next, const char *run_id,
+                            const kp_metric_point *p) {
+  if (!*ins && prep(s, ins, "INSERT INTO metric_ranks(run_id, rank, name, step, ts, value) VALUES(?,?,?,?,?,?)") != 0)
+    return -1;
+  int64_t step = p->step;
+  if (step < 0) {
+    if (!*next && prep(s, next,
+                       "SELECT coalesce(min(max(step), 9007199254740990)+1, 0) FROM metric_ranks"
+                       " WHERE run_id=? AND rank=? AND name=?") != 0)
+      return -1;
+    sqlite3_reset(*next);
+    bind_text(*next, 1, run_id);
+    sqlite3_bind_int(*next, 2, p->rank);
+    bind_text(*next, 3, p->name);
+    if (row(s, *next) < 0) return -1;
+    step = sqlite3_column_int64(*next, 0);
+  }
+  if (step > KS_STEP_MAX) step = KS_STEP_MAX;
+  sqlite3_reset(*ins);
+  bind_text(*ins, 1, run_id);
+  sqlite3_bind_int(*ins, 2, p->rank);
+  bind_text(*ins, 3, p->name);
+  sqlite3_bind_int64(*ins, 4, step);
+  sqlite3_bind_double(*ins, 5, p->time);
+  if (isnan(p->value)) sqlite3_bind_null(*ins, 6);
+  else sqlite3_bind_double(*ins, 6, p->value);
+  return done(s, *ins);
+}
+
 static int sq_metrics_ingest(kp_store *base, const char *run_id, const kp_ingest_batch *b) {
   sq_store *s = SQ(base);
   if (b->to < b->from) return kp_store_fail(KP_STORE_EINVAL, "a batch cannot end (%llu) before it starts (%llu)",
                                              (unsigned long long)b->to, (unsigned long long)b->from);
   int own, rc = -1;
   if (tx_begin(s, &own) != 0) return -1;
-  sqlite3_stmt *off = NULL, *ins = NULL, *count = NULL, *latest = NULL;
+  sqlite3_stmt *off = NULL, *ins = NULL, *count = NULL, *latest = NULL, *rins = NULL, *rnext = NULL;
   next_steps ns = {0};
   if (prep(s, &off, "SELECT channel_offset FROM runs WHERE id=?") != 0) goto out;
   bind_text(off, 1, run_id);
@@ -1227,6 +1267,11 @@ static int sq_metrics_ingest(kp_store *base, const char *run_id, const kp_ingest
     const kp_metric_point *p = &b->points[i];
     int64_t step = 0;
     if (!p->name || !*p->name) { kp_store_fail(KP_STORE_EINVAL, "a metric needs a name"); goto out; }
+    if (p->rank < 0) { kp_store_fail(KP_STORE_EINVAL, "metric '%s': rank %d is negative", p->name, p->rank); goto out; }
+    if (p->rank > 0) {
+      if (sq_ingest_ranked(s, &rins, &rnext, run_id, p) != 0) goto out;
+      continue;
+    }
     if (step_for(s, count, &ns, run_id, p->name, p->step, &step) != 0) goto out;
     sqlite3_reset(ins);
     bind_text(ins, 1, run_id);
@@ -1262,6 +1307,8 @@ out:
   sqlite3_finalize(ins);
   sqlite3_finalize(count);
   sqlite3_finalize(latest);
+  sqlite3_finalize(rins);
+  sqlite3_finalize(rnext);
   free(ns.v);
   free(ns.slots);
   return tx_end(s, own, rc);
@@ -1416,6 +1463,54 @@ static int sq_metric_names(kp_store *base, const char *run_id, char ***out, size
   sqlite3_stmt *st;
   if (prep(s, &st, "SELECT DISTINCT name FROM metrics WHERE run_id=? ORDER BY name") != 0) return -1;
   bind_text(st, 1, run_id);
+  return strings(s, st, out, n);
+}
+
+/* ---- distributed runs: metrics per rank ------------------------------------------- */
+static int sq_metric_series_rank(kp_store *base, const char *run_id, const char *name, int rank, kp_metric_point **out,
+                                 size_t *n) {
+  if (rank < 0) return kp_store_fail(KP_STORE_EINVAL, "rank %d is negative", rank);
+  if (rank == 0) return sq_metric_series(base, run_id, name, out, n);
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  if (run_exists(s, run_id) <= 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT step, ts, value FROM metric_ranks WHERE run_id=? AND rank=? AND name=? ORDER BY step, id") != 0)
+    return -1;
+  bind_text(st, 1, run_id);
+  sqlite3_bind_int(st, 2, rank);
+  bind_text(st, 3, name);
+  int r;
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (GROW(*out, *n, cap, 64) != 0) { r = oom(); break; }
+    kp_metric_point *p = &(*out)[(*n)++];
+    *p = (kp_metric_point){.step = sqlite3_column_int64(st, 0), .time = sqlite3_column_double(st, 1), .rank = rank};
+    p->value = sqlite3_column_type(st, 2) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 2);
+  }
+  sqlite3_finalize(st);
+  if (r == 0 && *n == 0) r = kp_store_fail(KP_STORE_ENOTFOUND, "rank %d of run %s logged no metric named '%s'", rank, run_id, name);
+  if (r < 0) {
+    free(*out);
+    *out = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
+static int sq_metric_names_rank(kp_store *base, const char *run_id, int rank, char ***out, size_t *n) {
+  if (rank < 0) return kp_store_fail(KP_STORE_EINVAL, "rank %d is negative", rank);
+  if (rank == 0) return sq_metric_names(base, run_id, out, n);
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  if (run_exists(s, run_id) <= 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT DISTINCT name FROM metric_ranks WHERE run_id=? AND rank=? ORDER BY name") != 0) return -1;
+  bind_text(st, 1, run_id);
+  sqlite3_bind_int(st, 2, rank);
   return strings(s, st, out, n);
 }
 
@@ -3276,6 +3371,9 @@ static const kp_store_ops sqlite_ops = {
   .metric_series_downsampled = sq_metric_series_downsampled,
   /* server-sent events */
   .metric_events = sq_metric_events,
+  /* distributed runs: metrics per rank */
+  .metric_series_rank = sq_metric_series_rank,
+  .metric_names_rank = sq_metric_names_rank,
 };
 
 /* ---- opening and migrating ------------------------------------------------------- */

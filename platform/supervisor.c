@@ -143,7 +143,8 @@ static int ingest_record(void *vctx, const ks_run_record *r) {
     }
     const char *name = intern(c, r->name);
     if (!name) { c->failed = 1; return 1; }
-    c->pts[c->npts++] = (kp_metric_point){.name = name, .step = r->step, .time = r->time, .value = r->value};
+    c->pts[c->npts++] =
+        (kp_metric_point){.name = name, .step = r->step, .time = r->time, .value = r->value, .rank = r->rank};
   } else {
     char **k = realloc(c->tkeys, (c->ntags + 1) * sizeof *k);
     if (k) c->tkeys = k;

@@ -128,7 +128,7 @@ fi
 # platform_pg_server and platform_pg_outage), and the Slurm tests that wait
 # on slurmctld's clock (time limits, power states, cancel of pending jobs)
 # more than they run kusari code; keeps CI under 30 minutes.
-asan_exclude='^platform_pg_(runs|models|failures|concurrency|safety|workspace|filter|service|sweep_control|server_metrics|metric_values|delete)$|^platform_slurm_(power|timeout|run_timeout|cancel|jobs)$'
+asan_exclude='^platform_pg_(runs|models|failures|concurrency|safety|workspace|filter|service|sweep_control|server_metrics|metric_values|delete|distributed)$|^platform_slurm_(power|timeout|run_timeout|cancel|jobs)$'
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   if build "build (ASan + UBSan, -Werror)" build-asan -DCMAKE_BUILD_TYPE=Debug -DKUSARI_WERROR=ON -DKUSARI_SANITIZE=ON; then

@@ -1338,6 +1338,87 @@ static void test_store__metric_events(void **state) {
   assert_int_equal(code(), KP_STORE_ENOTFOUND);
 }
 
+/* Distributed runs: rank > 0's points are kept with their rank, apart from
+ * rank 0's, which every other op (series, latest, names, search) reads. */
+static void test_store__metrics_per_rank(void **state) {
+  kp_store *s = *state;
+  char id[256];
+  new_run(s, "exp", "cpu", id, sizeof id);
+  const kp_metric_point pts[] = {
+    {.name = "acc", .step = -1, .time = 1, .value = 10},           {.name = "acc", .step = -1, .time = 2, .value = 20, .rank = 1},
+    {.name = "acc", .step = -1, .time = 3, .value = 21, .rank = 1}, {.name = "acc", .step = -1, .time = 4, .value = 11},
+    {.name = "only1", .step = 5, .time = 5, .value = NAN, .rank = 1}, {.name = "acc", .step = -1, .time = 6, .value = 30, .rank = 2},
+  };
+  kp_ingest_batch b = {.from = 0, .to = 1, .points = pts, .npoints = sizeof pts / sizeof pts[0]};
+  assert_int_equal(kp_store_metrics_ingest(s, id, &b), 0);
+  /* the next batch continues each rank's steps */
+  const kp_metric_point more[] = {{.name = "acc", .step = -1, .time = 7, .value = 22, .rank = 1}};
+  kp_ingest_batch b2 = {.from = 1, .to = 2, .points = more, .npoints = 1};
+  assert_int_equal(kp_store_metrics_ingest(s, id, &b2), 0);
+  kp_metric_point *p;
+  size_t n;
+  assert_int_equal(kp_store_metric_series(s, id, "acc", &p, &n), 0);
+  assert_int_equal(n, 2);
+  assert_true(p[0].step == 0 && p[0].value == 10 && p[1].step == 1 && p[1].value == 11);
+  free(p);
+  assert_int_equal(kp_store_metric_series_rank(s, id, "acc", 0, &p, &n), 0);
+  assert_int_equal(n, 2);
+  free(p);
+  assert_int_equal(kp_store_metric_series_rank(s, id, "acc", 1, &p, &n), 0);
+  assert_int_equal(n, 3);
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(p[i].step, (int64_t)i);
+    assert_true(p[i].value == 20 + (double)i);
+    assert_int_equal(p[i].rank, 1);
+  }
+  assert_true(p[0].time == 2 && p[2].time == 7);
+  free(p);
+  assert_int_equal(kp_store_metric_series_rank(s, id, "only1", 1, &p, &n), 0);
+  assert_true(n == 1 && p[0].step == 5 && isnan(p[0].value));
+  free(p);
+  /* rank 0's views: the latest acc is 11, "only1" is not rank 0's */
+  double v = 0;
+  int found = 0;
+  assert_int_equal(kp_store_metric_latest_value(s, id, "acc", &v, &found), 0);
+  assert_true(found && v == 11);
+  assert_int_equal(kp_store_metric_latest_value(s, id, "only1", &v, &found), 0);
+  assert_false(found);
+  char **names;
+  assert_int_equal(kp_store_metric_names(s, id, &names, &n), 0);
+  assert_int_equal(n, 1);
+  assert_string_equal(names[0], "acc");
+  kp_strings_free(names, n);
+  assert_int_equal(kp_store_metric_names_rank(s, id, 1, &names, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(names[0], "acc");
+  assert_string_equal(names[1], "only1");
+  kp_strings_free(names, n);
+  assert_int_equal(kp_store_metric_names_rank(s, id, 7, &names, &n), 0);
+  assert_int_equal(n, 0);
+  kp_strings_free(names, n);
+  /* errors: no such series, rank, run; a negative rank in or out */
+  assert_int_equal(kp_store_metric_series_rank(s, id, "acc", 3, &p, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_metric_series_rank(s, "nope_1", "acc", 1, &p, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_metric_series_rank(s, id, "acc", -1, &p, &n), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_metric_names_rank(s, id, -1, &names, &n), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  const kp_metric_point bad[] = {{.name = "acc", .step = -1, .time = 1, .value = 1, .rank = -2}};
+  kp_ingest_batch b3 = {.from = 2, .to = 3, .points = bad, .npoints = 1};
+  assert_int_equal(kp_store_metrics_ingest(s, id, &b3), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_metric_series_rank(s, id, "acc", 1, &p, &n), 0);
+  assert_int_equal(n, 3);  /* nothing of the refused batch */
+  free(p);
+  /* a deleted run's ranks' points are gone with it */
+  const char *ids[] = {id};
+  assert_int_equal(kp_store_runs_delete(s, ids, 1), 0);
+  assert_int_equal(kp_store_metric_series_rank(s, id, "acc", 1, &p, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+}
+
 /* The error belongs to the thread that got it. */
 static void *fail_in_thread(void *va) {
   kp_store_fail(KP_STORE_EEXISTS, "from the other thread");
@@ -2252,6 +2333,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_store__tokens, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__series_downsampled, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__metric_events, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__metrics_per_rank, setup, teardown),
     cmocka_unit_test(test_store__error_per_thread),
     /* run search */
     cmocka_unit_test_setup_teardown(test_store__run_search_filters, setup, teardown),
