@@ -407,7 +407,8 @@ static int submit_trial(kp_ws *ws, const sweep *s, long long idx, const double *
   kp_submit sub = {.experiment = s->w.run.experiment, .source = s->w.run.source, .snapshot = s->w.run.snapshot,
                    .entry = sp->entry, .compute = s->w.compute, .env_json = s->w.env_json, .parent_id = s->id,
                    .args = args, .nargs = k, .tags = tags, .ntags = d + 2, .nodes = sp->nodes,
-                   .processes_per_node = sp->processes_per_node, .launcher = sp->mpirun};
+                   .processes_per_node = sp->processes_per_node, .launcher = sp->mpirun,
+                   .memory_limit = sp->memory_limit, .cpus = sp->cpus};
   kp_submitted done;
   if (kp_run_submit(ws, &sub, &done) != 0) {
     if (kp_store_sweep_trial_set_error(ws->store, s->id, idx, TRIAL_SUBMIT_ERROR) != 0)

@@ -45,6 +45,8 @@ typedef struct kp_launch {
   const char *launcher;     /* a distributed run's MPI launcher (mpirun); NULL or "": a plain run */
   const char *ws_root;      /* the workspace (a target's settings, its jobs' marks) */
   const char *compute;      /* the compute target's name */
+  int64_t memory_limit;     /* bytes for everything the launch starts; 0: none (limits.h) */
+  double cpus;              /* processors it may use at most; 0: none */
 } kp_launch;
 
 /* A launched run, as the target keeps it. */
@@ -78,6 +80,7 @@ typedef struct kp_job_state {
    * the run's error text; "" when the wait status says it all (local) */
   char reason[1024];
   int canceled;      /* ended because someone canceled it outside kusari (scancel): Canceled */
+  int oom_killed;    /* when ended: the kernel's out-of-memory killer acted at the run's own memory limit */
 } kp_job_state;
 
 typedef struct kp_compute_ops {
@@ -110,6 +113,10 @@ typedef struct kp_compute_ops {
   /* Writes a line describing target 'name' of workspace 'ws_root' (its
    * capacity) into 'out'. */
   void (*describe)(const char *ws_root, const char *name, int max_nodes, char *out, size_t n);
+  /* (optional) How the launch's memory_limit and cpus are enforced, one line
+   * for the run's tag KP_TAG_LIMITS and log; NULL when none was asked. Valid
+   * until collect. A target without it refuses limits at submit. */
+  const char *(*limits)(kp_job *job);
 } kp_compute_ops;
 
 /* The target types this kusari knows (NULL-terminated). */
