@@ -19,6 +19,7 @@
 #include "sweep.h"
 #include "manage.h"
 #include "views.h"
+#include "compute.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -854,6 +855,14 @@ static int sweep_submit(int argc, char **argv) {
   if (open_ws(&ws) != 0) goto out;
   char comp[256];
   if (resolve_compute(&ws, sp.compute, comp, sizeof comp) != 0) goto out;
+  if (sp.memory_limit > 0 || sp.cpus > 0) {
+    const kp_compute_ops *ops = kp_compute_of(&ws, comp);
+    if (!ops->limits) {
+      kp_err("sweep file '%s': fields 'run.memory' and 'run.cpus' are enforced on local compute targets only; %s is a %s target",
+             pos[0], comp, ops->type);
+      goto out;
+    }
+  }
   for (int i = 0; i < sp.nwarm; i++) {
     int found = 0;
     if (kp_store_run_is_sweep(ws.store, sp.warm_start[i], &found) != 0) {

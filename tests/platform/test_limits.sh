@@ -53,6 +53,14 @@ expect_fail "field 'run.cpus' must be a number such as 1" $K sweep submit "$T/ba
 sweep zerocpu '"cpus": 0'
 expect_fail "field 'run.cpus' must be a number of processors" $K sweep submit "$T/zerocpu.json"
 assert_eq 0 "$(sql "SELECT count(*) FROM runs")" "no sweep was recorded for a bad value"
+# a sweep's children get its limits
+sweep good '"memory": "64M", "cpus": 0.5'
+sw="$(run_ok $K sweep submit "$T/good.json" | tail -1)"
+run_ok $K sweep wait "$sw" --quiet --timeout 120 >/dev/null
+child="$($K sweep best "$sw" 2>/dev/null | tail -1)"
+[ -n "$child" ] || child="$(sql "SELECT id FROM runs WHERE parent_id='$sw'")"
+assert_contains "$($K run show "$child")" "limits:       memory 64M (" "a sweep's child runs with run.memory"
+assert_contains "$($K run show "$child")" "cpus 0.5 (" "and run.cpus"
 
 # --- enforced by a cgroup where this machine allows one ---------------------------------------------
 big="$(submit -e lim --source "$T/src" --entry hog.py --memory 64M --cpus 0.5 -- 400)"
