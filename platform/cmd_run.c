@@ -8,6 +8,7 @@
 #include "kp.h"
 #include "compute.h"
 #include "filter.h"
+#include "limits.h"
 #include "views.h"
 #include "manage.h"
 
@@ -47,7 +48,7 @@ static int no_run(const char *id) {
 static int run_submit(int argc, char **argv) {
   const char *exp = NULL, *source = NULL, *entry = NULL, *compute = NULL, *envf = NULL, *limit = "300";
   const char *snapshot = NULL, *tags[KP_MULTI_MAX], *params[KP_MULTI_MAX], *pos[1], *nodes = NULL, *ppn = NULL,
-             *mpirun = NULL;
+             *mpirun = NULL, *memory = NULL, *cpus = NULL;
   int ntags = 0, nparams = 0, np = 0, rest = argc;
   kp_opt opts[] = {{.name = "experiment", .alias = "-e", .val = &exp},
                    {.name = "source", .val = &source},
@@ -61,6 +62,8 @@ static int run_submit(int argc, char **argv) {
                    {.name = "processes-per-node", .val = &ppn},
                    {.name = "mpirun", .val = &mpirun},
                    {.name = "param", .multi = params, .nmulti = &nparams},
+                   {.name = "memory", .val = &memory},
+                   {.name = "cpus", .val = &cpus},
                    {0}};
   const char *cmd = "run submit";
   if (kp_parse(cmd, argc, argv, opts, pos, &np, 0, &rest)) return 2;
@@ -84,6 +87,13 @@ static int run_submit(int argc, char **argv) {
     return kp_usage_err(cmd, "--processes-per-node must be an integer from 1 to 1024, got '%s'", ppn);
   if (mpirun && !nodes && !ppn)
     return kp_usage_err(cmd, "--mpirun is for distributed runs: give --nodes N and/or --processes-per-node P too");
+  int64_t mem = 0;
+  double ncpus = 0;
+  char why[256];
+  if (memory && kp_limit_memory_parse(memory, &mem, why, sizeof why) != 0)
+    return kp_usage_err(cmd, "--memory %s, got '%s'", why, memory);
+  if (cpus && kp_limit_cpus_parse(cpus, &ncpus, why, sizeof why) != 0)
+    return kp_usage_err(cmd, "--cpus %s, got '%s'", why, cpus);
   for (int i = 0; i < nparams; i++)
     if (kp_param_ok(params[i]) != 0)
       return kp_usage_err(cmd, "--param '%s' must look like NAME=VALUE, NAME of letters, digits and '_' (not starting "
@@ -96,7 +106,7 @@ static int run_submit(int argc, char **argv) {
   kp_submit sub = {.experiment = exp, .source = source, .snapshot = snapshot, .entry = entry, .compute = compute, .env_json = env_json,
                    .args = (const char *const *)argv + rest, .nargs = argc - rest, .tags = tags, .ntags = ntags,
                    .params = params, .nparams = nparams, .snapshot_limit = (uint64_t)lim * 1000000ull, .nodes = (int)nn,
-                   .processes_per_node = (int)pp, .launcher = mpirun};
+                   .processes_per_node = (int)pp, .launcher = mpirun, .memory_limit = mem, .cpus = ncpus};
   kp_submitted done;
   int rc = kp_run_submit(&ws, &sub, &done) == 0 ? 0 : 1;
   if (rc == 0) {
@@ -183,8 +193,20 @@ static int run_show(int argc, char **argv) {
       cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(dist, "rank_status"))
         printf("rank %-8d %s\n", cJSON_GetObjectItemCaseSensitive(r, "rank")->valueint, jstr(r, "status"));
     }
+    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(o, "tags");
+    const char *lim = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_LIMITS));
+    const char *lmem = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_MEMORY));
+    const char *lcpu = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tags, KP_TAG_CPUS));
+    if (lim) {
+      printf("limits:       %s\n", lim);
+    } else if (lmem || lcpu) {
+      char m[32] = "";
+      if (lmem) kp_limit_memory_text(strtoll(lmem, NULL, 10), m, sizeof m);
+      printf("limits:       %s%s%s%s%s (asked; applied when the entry starts)\n", lmem ? "memory " : "", m,
+             lmem && lcpu ? ", " : "", lcpu ? "cpus " : "", lcpu ? lcpu : "");
+    }
     const cJSON *t;
-    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(o, "tags"))
+    cJSON_ArrayForEach(t, tags)
       if (!dist || strncmp(t->string, "kusari.", 7) != 0) printf("tag:          %s=%s\n", t->string, t->valuestring);
     cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(o, "params")) printf("param:        %s=%s\n", t->string, t->valuestring);
     cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(o, "metrics")) printf("metric:       %s = %.9g (last)\n", t->string, t->valuedouble);
@@ -1363,7 +1385,7 @@ static const kp_cmd cmds[] = {
    "usage: kusari run submit --experiment NAME --entry PROGRAM [--source DIR | --snapshot ID]\n"
    "                         [--compute NAME] [--env FILE] [--tag KEY=VALUE]... [--param NAME=VALUE]...\n"
    "                         [--snapshot-limit-mb N] [--nodes N] [--processes-per-node P] [--mpirun PATH]\n"
-   "                         [-- ARGS...]\n\n"
+   "                         [--memory SIZE] [--cpus N] [-- ARGS...]\n\n"
    "Snapshots DIR (default .; files matching .kusariignore, else .amlignore or .gitignore,\n"
    "are left out; the snapshot may be at most N MB, default 300), records the run as\n"
    "Queued on the compute target (default: the only one) and starts its supervisor.\n"
@@ -1390,6 +1412,13 @@ static const kp_cmd cmds[] = {
    "now and recorded). Every rank reports to the same run; rank R's output is also in\n"
    "logs/std_log_rank_R.txt ('run logs RUN --rank R'). One rank failing fails the run\n"
    "and stops the others; 'run show' gives each rank's exit status.\n\n"
+   "Limits (local compute targets): --memory SIZE (512M, 2G; K, M, G, T are powers of\n"
+   "1024) caps the memory of everything the run starts; an entry that goes past it is\n"
+   "ended by the kernel and the run Fails with \"out of memory (limit SIZE)\". --cpus N\n"
+   "(1, 0.5, 2) caps the processor time it gets per second. Both use a cgroup of the\n"
+   "run's own (v2, else v1) where this machine lets kusari make one; else --memory\n"
+   "becomes an address-space limit (RLIMIT_AS: allocations past it fail) and --cpus\n"
+   "is not enforced. 'run show' says which (limits:).\n\n"
    "The last line of output is the run id.\n"},
   {"wait", run_wait, "wait for a run to end (exit 0 only if it Completed)",
    "usage: kusari run wait RUN [--show-output] [--metric NAME] [--timeout SECONDS]\n\n"

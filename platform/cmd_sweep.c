@@ -19,6 +19,7 @@
 #include "sweep.h"
 #include "manage.h"
 #include "views.h"
+#include "compute.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -99,11 +101,12 @@ typedef struct child {
   int nvals;
   double *vals;       /* the primary metric at intervals 1..nvals */
   double *x;          /* the point (sweep's space), or NULL when it does not parse */
+  int tallied;        /* the controller counted it as ended (tally) */
 } child;
 
 typedef struct children {
   child *v;
-  int n;
+  int n, cap;  /* cap: room in v (child_append) */
 } children;
 
 static void children_free(children *c) {
@@ -138,6 +141,23 @@ static double *point_of(const kp_space *sp, const char *params) {
   return x;
 }
 
+/* Sets c's primary metric curve to its finite values among v[0..n) (NaN and
+ * infinities are no best value); takes v (malloc'd, or NULL when n is 0). */
+static void child_set_curve(child *c, const kp_sweep_spec *sp, double *v, size_t n) {
+  size_t k = 0;
+  c->has_best = 0;
+  for (size_t j = 0; j < n; j++) {
+    if (!isfinite(v[j])) continue;
+    v[k++] = v[j];
+    if (!c->has_best || (sp->maximize ? v[j] > c->best : v[j] < c->best)) c->best = v[j];
+    c->has_best = 1;
+    c->last = v[j];
+  }
+  free(c->vals);
+  c->vals = v;
+  c->nvals = (int)k;
+}
+
 /* Loads the trials of sweep 'id' with their runs and primary metric curves;
  * 0, or -1 with the error printed, or 1 (not printed) when there is no such
  * sweep and 'missing_ok'. */
@@ -150,6 +170,7 @@ static int children_load(kp_ws *ws, const char *id, const kp_sweep_spec *sp, chi
     return kp_store_report();
   }
   out->v = calloc(n + 1, sizeof *out->v);
+  out->cap = (int)n + 1;
   if (!out->v) {
     kp_sweep_trials_free(t, n);
     return kp_err("out of memory");
@@ -169,20 +190,63 @@ static int children_load(kp_ws *ws, const char *id, const kp_sweep_spec *sp, chi
     else c->error = tr->run_error, tr->run_error = NULL;
     c->evaluated = tr->evaluated;
     c->x = point_of(&sp->space, c->params);
-    /* the curve: its finite values (NaN and infinities are no best value) */
-    int k = 0;
-    for (size_t j = 0; j < tr->nvalues; j++) {
-      double v = tr->values[j];
-      if (!isfinite(v)) continue;
-      tr->values[k++] = v;
-      if (!c->has_best || (sp->maximize ? v > c->best : v < c->best)) c->best = v;
-      c->has_best = 1;
-      c->last = v;
-    }
-    c->nvals = k;
-    c->vals = tr->values, tr->values = NULL;
+    child_set_curve(c, sp, tr->values, tr->nvalues);
+    tr->values = NULL;
   }
   kp_sweep_trials_free(t, n);
+  return 0;
+}
+
+/* Re-reads one child from the store: its run's status and error, then its
+ * primary metric curve (after the status: the values of a run seen ended are
+ * final). What the controller writes itself (decision, intervals) is not
+ * re-read. 0, or -1 with the error printed. */
+static int child_refresh(kp_ws *ws, const kp_sweep_spec *sp, child *c) {
+  kp_run r;
+  if (kp_store_run_get(ws->store, c->run_id, &r) != 0) {
+    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) return kp_store_report();
+    c->submitting = 1;  /* its run is gone (as children_load shows it) */
+    return 0;
+  }
+  c->status = r.status;
+  free(c->error);
+  c->error = r.error ? strdup(r.error) : NULL;
+  kp_run_free(&r);
+  kp_metric_point *p = NULL;
+  size_t n = 0;
+  if (kp_store_metric_series(ws->store, c->run_id, sp->metric, &p, &n) != 0) {
+    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) return kp_store_report();
+    n = 0;
+  }
+  double *v = n ? malloc(n * sizeof *v) : NULL;
+  if (n && !v) { free(p); return kp_err("out of memory"); }
+  for (size_t i = 0; i < n; i++) v[i] = p[i].value;
+  free(p);
+  child_set_curve(c, sp, v, n);
+  return 0;
+}
+
+/* Appends trial idx to c (as the controller just recorded it); 0 or -1. */
+static int child_append(children *c, const kp_sweep_spec *sp, long long idx, const char *params, const char *run_id,
+                        const char *error) {
+  if (c->n + 1 >= c->cap) {
+    int cap = c->cap < 16 ? 32 : 2 * c->cap;
+    void *np = realloc(c->v, (size_t)cap * sizeof *c->v);
+    if (!np) return -1;
+    c->v = np;
+    c->cap = cap;
+  }
+  child *ch = &c->v[c->n];
+  memset(ch, 0, sizeof *ch);
+  ch->idx = idx;
+  snprintf(ch->run_id, sizeof ch->run_id, "%s", run_id ? run_id : "");
+  ch->status = error ? KP_RUN_FAILED : KP_RUN_QUEUED;
+  ch->submitting = !error && !run_id;
+  ch->params = strdup(params);
+  ch->error = error ? strdup(error) : NULL;
+  ch->x = point_of(&sp->space, params);
+  if (!ch->params || (error && !ch->error)) { free(ch->params); free(ch->error); free(ch->x); return -1; }
+  c->n++;
   return 0;
 }
 
@@ -266,6 +330,11 @@ static int next_point(const sweep *s, const children *c, const children *warm, l
   int d = sp->space.n;
   if (sp->sampling == KP_SAMPLING_GRID) {
     long long size = kp_space_grid_size(&sp->space), k = -1;
+    if (!sp->nwarm) {  /* point idx of the grid, found directly */
+      if (idx >= size) return 1;
+      kp_space_grid_point(&sp->space, idx, x);
+      return 0;
+    }
     double *g = malloc((size_t)d * sizeof *g);
     for (long long i = 0; i < size; i++) {
       kp_space_grid_point(&sp->space, i, g);
@@ -276,7 +345,9 @@ static int next_point(const sweep *s, const children *c, const children *warm, l
     return 1;
   }
   if (sp->sampling == KP_SAMPLING_RANDOM) {
-    /* the earlier trials' points: random sampling does not repeat one */
+    /* the earlier trials' points: random sampling does not repeat one
+     * (only a finite space can repeat one) */
+    if (kp_space_finite_size(&sp->space) == 0) return kp_sample_random_unseen(&sp->space, sp->seed, idx, NULL, 0, x);
     double *prev = malloc(sizeof(double) * (size_t)(c->n + 1) * (size_t)(d ? d : 1));
     long long np = 0;
     for (int i = 0; prev && i < c->n; i++)
@@ -308,8 +379,12 @@ static int next_point(const sweep *s, const children *c, const children *warm, l
   return 0;
 }
 
-/* Records trial idx (before its child exists), then submits the child. */
-static int submit_trial(kp_ws *ws, const sweep *s, long long idx, const double *x, const char *params_json) {
+#define TRIAL_SUBMIT_ERROR "the child run could not be submitted; see the sweep's controller.log"
+
+/* Submits the child of trial idx (recorded before); its run id in run_id
+ * (runn bytes) when that worked. 0, or -1 (the trial's error is set). */
+static int submit_trial(kp_ws *ws, const sweep *s, long long idx, const double *x, const char *params_json, char *run_id,
+                        size_t runn) {
   const kp_sweep_spec *sp = &s->spec;
   int d = sp->space.n;
   int nargs = sp->nargs + 2 * d;
@@ -335,11 +410,11 @@ static int submit_trial(kp_ws *ws, const sweep *s, long long idx, const double *
   kp_submit sub = {.experiment = s->w.run.experiment, .source = s->w.run.source, .snapshot = s->w.run.snapshot,
                    .entry = sp->entry, .compute = s->w.compute, .env_json = s->w.env_json, .parent_id = s->id,
                    .args = args, .nargs = k, .tags = tags, .ntags = d + 2, .nodes = sp->nodes,
-                   .processes_per_node = sp->processes_per_node, .launcher = sp->mpirun};
+                   .processes_per_node = sp->processes_per_node, .launcher = sp->mpirun,
+                   .memory_limit = sp->memory_limit, .cpus = sp->cpus};
   kp_submitted done;
   if (kp_run_submit(ws, &sub, &done) != 0) {
-    if (kp_store_sweep_trial_set_error(ws->store, s->id, idx,
-                                       "the child run could not be submitted; see the sweep's controller.log") != 0)
+    if (kp_store_sweep_trial_set_error(ws->store, s->id, idx, TRIAL_SUBMIT_ERROR) != 0)
       kp_store_report();
     goto out;
   }
@@ -348,6 +423,7 @@ static int submit_trial(kp_ws *ws, const sweep *s, long long idx, const double *
     goto out;
   }
   rc = 0;
+  if (run_id) snprintf(run_id, runn, "%s", done.id);
   note(s->id, "trial %lld: run %s %s", idx, done.id, params_json);
 out:
   free(args);
@@ -383,7 +459,7 @@ static void finish_orphan(kp_ws *ws, const sweep *s, const child *c) {
     free(found);
   } else if (c->x) {
     note(s->id, "trial %lld: recorded but never submitted (restart); submitting it now", c->idx);
-    submit_trial(ws, s, c->idx, c->x, c->params);
+    submit_trial(ws, s, c->idx, c->x, c->params, NULL, 0);
   }
 }
 
@@ -391,11 +467,19 @@ static void set_trial(kp_ws *ws, const char *sweep_id, long long idx, int evalua
   if (kp_store_sweep_trial_evaluated(ws->store, sweep_id, idx, evaluated, decision) != 0) kp_store_report();
 }
 
-/* Applies the early termination policy to the active children, interval by
- * interval, each interval of each child exactly once. */
-static void apply_policy(kp_ws *ws, const sweep *s, children *c) {
+/* Applies the early termination policy to the active children (none before
+ * 'lo' is), interval by interval, each interval of each child exactly once.
+ * The rules compare with every child's curve: that part grows with the
+ * sweep, and is done only on a tick where some child has a new interval. */
+static void apply_policy(kp_ws *ws, const sweep *s, children *c, int lo) {
   const kp_sweep_spec *sp = &s->spec;
   if (sp->policy.type == KP_POLICY_NONE) return;
+  int work = 0;
+  for (int i = lo; i < c->n && !work; i++) {
+    const child *ch = &c->v[i];
+    work = active(ch) && !ch->decision && ch->nvals > ch->evaluated;
+  }
+  if (!work) return;
   kp_curve *all = calloc((size_t)c->n + 1, sizeof *all);
   if (!all) return;
   /* a terminated child counts with its values up to the interval that
@@ -405,7 +489,7 @@ static void apply_policy(kp_ws *ws, const sweep *s, children *c) {
     const child *ch = &c->v[i];
     all[i] = (kp_curve){ch->vals, ch->decision && ch->evaluated < ch->nvals ? ch->evaluated : ch->nvals};
   }
-  for (int i = 0; i < c->n; i++) {
+  for (int i = lo; i < c->n; i++) {
     child *ch = &c->v[i];
     if (!active(ch) || ch->decision || ch->nvals <= ch->evaluated) continue;
     char why[1024];
@@ -435,20 +519,36 @@ static void end_sweep(kp_ws *ws, const sweep *s, const children *c, kp_run_statu
   note(s->id, "%s: %s%s%s", kp_run_status_name(status), why, b >= 0 ? "; best run " : "", b >= 0 ? c->v[b].run_id : "");
 }
 
+/* What the controller knows of its ended children, counted once each as
+ * they end (tally_child), so no tick walks every child. */
+typedef struct tally {
+  long long nended, nfailed;  /* ended children; Failed ones */
+  int first_failed;           /* the Failed one of lowest index (into the children), or -1 */
+  long long nbest;            /* ended children with a value of the primary metric */
+  double best;                /* the best of those values */
+} tally;
+
+static void tally_child(tally *t, children *c, int i, int maximize) {
+  child *ch = &c->v[i];
+  if (ch->tallied || !ended(ch)) return;
+  ch->tallied = 1;
+  t->nended++;
+  if (ch->status == KP_RUN_FAILED) {
+    t->nfailed++;
+    if (t->first_failed < 0 || ch->idx < c->v[t->first_failed].idx) t->first_failed = i;
+  }
+  if (ch->has_best) {
+    if (!t->nbest || (maximize ? ch->best > t->best : ch->best < t->best)) t->best = ch->best;
+    t->nbest++;
+  }
+}
+
 /* Logs best_child_by_primary_metric on the parent (step n = the best of the
  * first n+1 ended children with a value) when more children have ended. */
-static void log_best(kp_ws *ws, const sweep *s, const children *c, long long *logged) {
-  long long nend = 0;
-  double best = 0;
-  for (int i = 0; i < c->n; i++) {
-    const child *ch = &c->v[i];
-    if (!ch->has_best || !ended(ch)) continue;
-    if (!nend || (s->spec.maximize ? ch->best > best : ch->best < best)) best = ch->best;
-    nend++;
-  }
-  if (nend <= *logged) return;
-  if (kp_store_sweep_log_best(ws->store, s->id, nend - 1, best) == 0 || kp_store_last_error()->code == KP_STORE_ECONFLICT)
-    *logged = nend;  /* (a conflict: that step is there already) */
+static void log_best(kp_ws *ws, const sweep *s, const tally *t, long long *logged) {
+  if (t->nbest <= *logged) return;
+  if (kp_store_sweep_log_best(ws->store, s->id, t->nbest - 1, t->best) == 0 || kp_store_last_error()->code == KP_STORE_ECONFLICT)
+    *logged = t->nbest;  /* (a conflict: that step is there already) */
   else kp_store_report();
 }
 
@@ -491,6 +591,14 @@ static int control(kp_ws *ws, const char *id, int ready) {
   int stopping = 0, exhausted = 0, rc = 0;
   char stop_why[1200] = "";
   double *x = malloc(sizeof(double) * (size_t)(sp->space.n + 1));
+  /* The children stay in memory from tick to tick: loaded whole once, then
+   * only the open ones (from 'lo', the first child not ended: children end
+   * roughly in order) are re-read, and new trials are appended as they are
+   * recorded, so a tick costs the number of open children, not the sweep's
+   * size (a 10,000-child sweep re-read every trial and curve on each tick). */
+  children c = {0};
+  int loaded = 0, lo = 0;
+  tally t = {.first_failed = -1};
   for (long tick = 0;; tick++) {
     if (tick % 20 == 0) kp_reconcile(ws);
     if (kp_store_errors > 50) {
@@ -498,14 +606,30 @@ static int control(kp_ws *ws, const char *id, int ready) {
       rc = 1;
       break;
     }
-    children c;
-    if (children_load(ws, id, sp, &c, 0) != 0) { sleep_ms(500); continue; }
-    /* orphans of a previous controller */
-    int orphans = 0;
-    for (int i = 0; i < c.n; i++)
-      if (!c.v[i].run_id[0] && c.v[i].submitting) { finish_orphan(ws, &s, &c.v[i]); orphans = 1; }
-    if (orphans) { children_free(&c); continue; }
-    log_best(ws, &s, &c, &logged);
+    if (!loaded) {
+      children_free(&c);
+      if (children_load(ws, id, sp, &c, 0) != 0) { sleep_ms(500); continue; }
+      /* orphans of a previous controller */
+      int orphans = 0;
+      for (int i = 0; i < c.n; i++)
+        if (!c.v[i].run_id[0] && c.v[i].submitting) { finish_orphan(ws, &s, &c.v[i]); orphans = 1; }
+      if (orphans) continue;
+      loaded = 1, lo = 0;
+      t = (tally){.first_failed = -1};
+      for (int i = 0; i < c.n; i++) tally_child(&t, &c, i, sp->maximize);
+    } else {
+      /* fresh metrics and statuses of the open children */
+      int failed = 0;
+      for (int i = lo; i < c.n && !failed; i++) {
+        if (!active(&c.v[i])) continue;
+        kp_ingest(ws, c.v[i].run_id, 0);
+        failed = child_refresh(ws, sp, &c.v[i]) != 0;
+        tally_child(&t, &c, i, sp->maximize);
+      }
+      if (failed) { loaded = 0; sleep_ms(500); continue; }
+    }
+    while (lo < c.n && ended(&c.v[lo])) lo++;
+    log_best(ws, &s, &t, &logged);
     /* stop conditions */
     if (!stopping) {
       int requested;
@@ -521,20 +645,12 @@ static int control(kp_ws *ws, const char *id, int ready) {
       }
       /* fail fast: the first children all failed (a wrong argument, a
        * broken entry): running the rest would only fail the same way */
-      long long need = budget < 3 ? budget : 3, nended = 0, failed = 0;
-      const child *first_failed = NULL;
-      for (int i = 0; i < c.n; i++) {
-        if (!ended(&c.v[i])) continue;
-        nended++;
-        if (c.v[i].status == KP_RUN_FAILED) {
-          failed++;
-          if (!first_failed) first_failed = &c.v[i];
-        }
-      }
-      if (!stopping && nended >= need && failed == nended && first_failed) {
+      long long need = budget < 3 ? budget : 3;
+      if (!stopping && t.nended >= need && t.nfailed == t.nended && t.first_failed >= 0) {
+        const child *ff = &c.v[t.first_failed];
         stopping = 3;
-        snprintf(stop_why, sizeof stop_why, "the first %lld child runs failed (run %s: %.300s)", nended,
-                 first_failed->run_id[0] ? first_failed->run_id : "-", first_failed->error ? first_failed->error : "no error text");
+        snprintf(stop_why, sizeof stop_why, "the first %lld child runs failed (run %s: %.300s)", t.nended,
+                 ff->run_id[0] ? ff->run_id : "-", ff->error ? ff->error : "no error text");
       }
       if (!stopping && kp_now() - sweep_started(&s) >= sweep_duration_s(sp)) {
         stopping = 1;
@@ -543,40 +659,40 @@ static int control(kp_ws *ws, const char *id, int ready) {
       }
       if (stopping) {
         note(id, "stopping: %s", stop_why);
-        for (int i = 0; i < c.n; i++)
+        for (int i = lo; i < c.n; i++)
           if (active(&c.v[i])) kp_run_cancel(ws, c.v[i].run_id, sp->cancel_grace_seconds, stop_why);
       }
     }
-    /* fresh metrics of the active children, then the policy */
-    for (int i = 0; i < c.n; i++)
-      if (active(&c.v[i])) kp_ingest(ws, c.v[i].run_id, 0);
-    if (!stopping && sp->policy.type != KP_POLICY_NONE) {
-      children_free(&c);
-      if (children_load(ws, id, sp, &c, 0) != 0) { sleep_ms(500); continue; }
-      apply_policy(ws, &s, &c);
-    }
+    if (!stopping && sp->policy.type != KP_POLICY_NONE) apply_policy(ws, &s, &c, lo);
     int nactive = 0;
-    for (int i = 0; i < c.n; i++) nactive += active(&c.v[i]);
+    for (int i = lo; i < c.n; i++) nactive += active(&c.v[i]);
     /* new children */
     while (!stopping && !exhausted && nactive < conc && c.n < budget) {
       long long idx = c.n;
       if (next_point(&s, &c, &warm, idx, x) != 0) { exhausted = 1; break; }
       char *pj = params_json_of(&sp->space, x);
       if (!pj) break;
-      if (kp_store_sweep_trial_add(ws->store, id, idx, pj) == 0) submit_trial(ws, &s, idx, x, pj);
-      else kp_store_report();
+      char run_id[300] = "";
+      int added = kp_store_sweep_trial_add(ws->store, id, idx, pj) == 0;
+      if (!added) kp_store_report();
+      /* this trial in memory as the store has it (the next point sees it:
+       * bayesian counts it pending); a store failure reloads everything */
+      int submitted = added && submit_trial(ws, &s, idx, x, pj, run_id, sizeof run_id) == 0;
+      int kept = added && child_append(&c, sp, idx, pj, submitted ? run_id : NULL, submitted ? NULL : TRIAL_SUBMIT_ERROR) == 0;
       free(pj);
+      if (!kept) { loaded = 0; break; }
+      tally_child(&t, &c, c.n - 1, sp->maximize);
       nactive++;
-      /* reload so the next point sees this one (bayesian: pending) */
-      children_free(&c);
-      if (children_load(ws, id, sp, &c, 0) != 0) break;
     }
+    if (!loaded) continue;
     int done = nactive == 0 && (stopping || exhausted || c.n >= budget);
     if (done) {
       /* final view: ended children's last metrics are in */
       children_free(&c);
       if (children_load(ws, id, sp, &c, 0) == 0) {
-        log_best(ws, &s, &c, &logged);
+        t = (tally){.first_failed = -1};
+        for (int i = 0; i < c.n; i++) tally_child(&t, &c, i, sp->maximize);
+        log_best(ws, &s, &t, &logged);
         if (stopping == 2) end_sweep(ws, &s, &c, KP_RUN_CANCELED, stop_why);
         else if (stopping == 3) end_sweep(ws, &s, &c, KP_RUN_FAILED, stop_why);
         else if (stopping == 1) end_sweep(ws, &s, &c, KP_RUN_COMPLETED, stop_why);
@@ -589,13 +705,22 @@ static int control(kp_ws *ws, const char *id, int ready) {
         } else if (c.n >= budget && sp->sampling != KP_SAMPLING_GRID) end_sweep(ws, &s, &c, KP_RUN_COMPLETED, "max_total_runs reached");
         else if (c.n >= budget && budget < kp_space_grid_size(&sp->space)) end_sweep(ws, &s, &c, KP_RUN_COMPLETED, "max_total_runs reached");
         else end_sweep(ws, &s, &c, KP_RUN_COMPLETED, "every grid point was run");
-        children_free(&c);
         break;
       }
+      loaded = 0;
     }
-    children_free(&c);
     for (int i = 0; i < 5 && !g_wake; i++) sleep_ms(20);
     g_wake = 0;
+  }
+  children_free(&c);
+  {
+    /* what the controller itself cost (bench/sweep_controller.sh reads it) */
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+      note(id, "controller %d done: %.3f s CPU (user %.3f s, system %.3f s), %ld KiB peak memory", (int)getpid(),
+           (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
+           (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6, (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
+           ru.ru_maxrss);
   }
   free(x);
   children_free(&warm);
@@ -679,6 +804,14 @@ static int sweep_create_start(kp_ws *ws, kp_sweep_spec *sp, const char *text, co
   char comp[256];
   if (resolve_compute(ws, sp->compute, comp, sizeof comp) != 0)
     return kp_store_last_error()->code == KP_STORE_EBACKEND ? -1 : -2;
+  if (sp->memory_limit > 0 || sp->cpus > 0) {
+    const kp_compute_ops *ops = kp_compute_of(ws, comp);
+    if (!ops->limits) {
+      kp_err("sweep file '%s': fields 'run.memory' and 'run.cpus' are enforced on local compute targets only; %s is a %s target",
+             what, comp, ops->type);
+      return -1;
+    }
+  }
   for (int i = 0; i < sp->nwarm; i++) {
     int found = 0;
     if (kp_store_run_is_sweep(ws->store, sp->warm_start[i], &found) != 0) return kp_store_report();

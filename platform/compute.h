@@ -50,6 +50,8 @@ typedef struct kp_launch {
    * snapshot into wd and builds the environment there; a failure ends the job
    * before the entry starts. NULL: the supervisor prepared wd already. */
   char *const *prepare_argv;
+  int64_t memory_limit;     /* bytes for everything the launch starts; 0: none (limits.h) */
+  double cpus;              /* processors it may use at most; 0: none */
 } kp_launch;
 
 /* A launched run, as the target keeps it. */
@@ -83,6 +85,7 @@ typedef struct kp_job_state {
    * the run's error text; "" when the wait status says it all (local) */
   char reason[1024];
   int canceled;      /* ended because someone canceled it outside kusari (scancel): Canceled */
+  int oom_killed;    /* when ended: the kernel's out-of-memory killer acted at the run's own memory limit */
 } kp_job_state;
 
 typedef struct kp_compute_ops {
@@ -117,6 +120,10 @@ typedef struct kp_compute_ops {
   /* Writes a line describing target 'name' of workspace 'ws_root' (its
    * capacity) into 'out'. */
   void (*describe)(const char *ws_root, const char *name, int max_nodes, char *out, size_t n);
+  /* (optional) How the launch's memory_limit and cpus are enforced, one line
+   * for the run's tag KP_TAG_LIMITS and log; NULL when none was asked. Valid
+   * until collect. A target without it refuses limits at submit. */
+  const char *(*limits)(kp_job *job);
 } kp_compute_ops;
 
 /* The target types this kusari knows (NULL-terminated). */

@@ -21,6 +21,7 @@
  */
 #include "compute.h"
 #include "kp.h"
+#include "limits.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -46,6 +48,12 @@ struct kp_job {
   struct timespec seen; /* status_dir's mtime when its files were last read */
   kp_job_state last;    /* what they said then */
   char status_dir[4600];
+  /* limits (limits_setup): the run's cgroups to join (v2: [0] alone; v1:
+   * [0] memory, [1] cpu), or an address-space limit; how, for run show */
+  char cg[2][4600];
+  int cg_v2;
+  int64_t rlimit_as;
+  char limits[512];
 };
 
 static void sleep_ms(int ms) {
@@ -103,6 +111,192 @@ static int kill_session(pid_t sid, int sig, int skip) {
   closedir(d);
   return n;
 }
+
+/* ---- limits: a cgroup of the run's own ----------------------------------------- */
+/* The path of this process's cgroup, relative to its hierarchy's mount, for
+ * v1 controller 'ctrl', or for cgroup v2 when ctrl is NULL; 0 or -1. */
+static int own_cgroup(const char *ctrl, char *out, size_t n) {
+  FILE *f = fopen("/proc/self/cgroup", "r");
+  if (!f) return -1;
+  char line[4096];
+  int found = -1;
+  while (found != 0 && fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = '\0';
+    char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c2) continue;
+    *c2 = '\0';
+    const char *ctrls = c1 + 1;
+    int match = 0;
+    if (!ctrl) {
+      match = !*ctrls;
+    } else {
+      size_t l = strlen(ctrl);
+      for (const char *p = ctrls; *p && !match; p = strchr(p, ',') ? strchr(p, ',') + 1 : p + strlen(p))
+        match = !strncmp(p, ctrl, l) && (p[l] == ',' || p[l] == '\0');
+    }
+    if (match) found = snprintf(out, n, "%s", strcmp(c2 + 1, "/") ? c2 + 1 : "") < (int)n ? 0 : -1;
+  }
+  fclose(f);
+  return found;
+}
+
+static int write_text(const char *dir, const char *name, const char *val) {
+  char p[4800];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  int fd = open(p, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t w = write(fd, val, strlen(val));
+  close(fd);
+  return w == (ssize_t)strlen(val) ? 0 : -1;
+}
+
+/* 1 when the file DIR/NAME holds the word 'word' (a controller list). */
+static int has_word(const char *dir, const char *name, const char *word) {
+  char p[4800], buf[1024];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t r = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (r <= 0) return 0;
+  buf[r] = '\0';
+  for (char *t = strtok(buf, " \n"); t; t = strtok(NULL, " \n"))
+    if (!strcmp(t, word)) return 1;
+  return 0;
+}
+
+/* Makes the new cgroup 'dir' (mount + own path + /kusari-<run>); 0 or -1. */
+static int cg_make(const char *mount, const char *ctrl, const char *run_id, char *dir, size_t n) {
+  char own[4096];
+  if (access(mount, W_OK) != 0 || own_cgroup(ctrl, own, sizeof own) != 0) return -1;
+  if (snprintf(dir, n, "%s%s/kusari-%s", mount, own, run_id) >= (int)n) return -1;
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
+/* Sets up the launch's limits in j (cgroups to join, or RLIMIT_AS) and the
+ * line that says how (j->limits). cgroup v2 when this machine's hierarchy is
+ * v2 and the run's cgroup gets the controllers; else v1's memory and cpu
+ * hierarchies; else RLIMIT_AS for memory, and no CPU limit. */
+static void limits_setup(kp_job *j, const kp_launch *l) {
+  char mem[64] = "", memtxt[32] = "", cpu[64] = "";
+  if (l->memory_limit > 0) kp_limit_memory_text(l->memory_limit, memtxt, sizeof memtxt);
+  long quota = l->cpus > 0 ? (long)(l->cpus * 100000.0 + 0.5) : 0;
+  if (quota > 0 && quota < 1000) quota = 1000;
+  char q[64], b[32];
+  snprintf(b, sizeof b, "%lld", (long long)l->memory_limit);
+  /* KUSARI_LIMITS_NO_CGROUP=1: as on a machine without a writable cgroup
+   * (the fallback's test) */
+  const char *nocg = getenv("KUSARI_LIMITS_NO_CGROUP");
+  int cgroups = !(nocg && !strcmp(nocg, "1"));
+  /* cgroup v2 */
+  char dir[4600];
+  if (cgroups && access("/sys/fs/cgroup/cgroup.controllers", R_OK) == 0 && cg_make("/sys/fs/cgroup", NULL, l->run_id, dir, sizeof dir) == 0) {
+    int ok = 1;
+    if (l->memory_limit > 0)
+      ok = has_word(dir, "cgroup.controllers", "memory") && write_text(dir, "memory.max", b) == 0;
+    if (ok && quota > 0) {
+      snprintf(q, sizeof q, "%ld 100000", quota);
+      ok = has_word(dir, "cgroup.controllers", "cpu") && write_text(dir, "cpu.max", q) == 0;
+    }
+    if (ok) {
+      if (l->memory_limit > 0) write_text(dir, "memory.swap.max", "0");  /* (no swap accounting: not there) */
+      snprintf(j->cg[0], sizeof j->cg[0], "%s", dir);
+      j->cg_v2 = 1;
+      if (l->memory_limit > 0) snprintf(mem, sizeof mem, "cgroup v2");
+      if (quota > 0) snprintf(cpu, sizeof cpu, "cgroup v2 cpu.max %ld/100000", quota);
+    } else {
+      rmdir(dir);
+    }
+  }
+  /* cgroup v1 */
+  if (cgroups && !j->cg_v2 && l->memory_limit > 0 && cg_make("/sys/fs/cgroup/memory", "memory", l->run_id, dir, sizeof dir) == 0) {
+    if (write_text(dir, "memory.limit_in_bytes", b) == 0) {
+      write_text(dir, "memory.memsw.limit_in_bytes", b);  /* swap too, where accounted */
+      snprintf(j->cg[0], sizeof j->cg[0], "%s", dir);
+      snprintf(mem, sizeof mem, "cgroup v1");
+    } else {
+      rmdir(dir);
+    }
+  }
+  if (cgroups && !j->cg_v2 && quota > 0 && cg_make("/sys/fs/cgroup/cpu", "cpu", l->run_id, dir, sizeof dir) == 0) {
+    snprintf(q, sizeof q, "%ld", quota);
+    if (write_text(dir, "cpu.cfs_period_us", "100000") == 0 && write_text(dir, "cpu.cfs_quota_us", q) == 0) {
+      snprintf(j->cg[1], sizeof j->cg[1], "%s", dir);
+      snprintf(cpu, sizeof cpu, "cgroup v1 CFS quota %ld/100000 us", quota);
+    } else {
+      rmdir(dir);
+    }
+  }
+  if (l->memory_limit > 0 && !mem[0]) {
+    j->rlimit_as = l->memory_limit;
+    snprintf(mem, sizeof mem, "RLIMIT_AS, no cgroup kusari may create");
+  }
+  if (quota > 0 && !cpu[0]) snprintf(cpu, sizeof cpu, "not enforced: no cgroup kusari may create");
+  char c[32];
+  snprintf(c, sizeof c, "%g", l->cpus);
+  snprintf(j->limits, sizeof j->limits, "%s%s%s%s%s%s%s%s%s%s", l->memory_limit > 0 ? "memory " : "", memtxt,
+           l->memory_limit > 0 ? " (" : "", mem, l->memory_limit > 0 ? ")" : "", l->memory_limit > 0 && quota ? ", " : "",
+           quota ? "cpus " : "", quota ? c : "", quota ? " (" : "", quota ? cpu : "");
+  if (quota) strncat(j->limits, ")", sizeof j->limits - strlen(j->limits) - 1);
+}
+
+/* In the child, before exec: joins the run's cgroups and sets RLIMIT_AS (only
+ * async-signal-safe calls). -1 when a cgroup cannot be joined. */
+static int limits_enter(const kp_job *j) {
+  for (int i = 0; i < 2; i++) {
+    if (!j->cg[i][0]) continue;
+    char p[4700];
+    size_t l = strlen(j->cg[i]);
+    memcpy(p, j->cg[i], l);
+    memcpy(p + l, "/cgroup.procs", 14);
+    int fd = open(p, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1) return -1;
+    close(fd);
+  }
+  if (j->rlimit_as > 0) {
+    struct rlimit r = {(rlim_t)j->rlimit_as, (rlim_t)j->rlimit_as};
+    if (setrlimit(RLIMIT_AS, &r) != 0) return -1;
+  }
+  return 0;
+}
+
+/* The kernel's out-of-memory kills in the run's memory cgroup. */
+static long long limits_oom_kills(const kp_job *j) {
+  if (!j->cg[0][0]) return 0;
+  char p[4700], buf[2048];
+  snprintf(p, sizeof p, "%s/%s", j->cg[0], j->cg_v2 ? "memory.events" : "memory.oom_control");
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t r = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (r <= 0) return 0;
+  buf[r] = '\0';
+  const char *k = strstr(buf, "oom_kill ");
+  return k ? atoll(k + 9) : 0;
+}
+
+/* After the end: every process still in the run's cgroups (whatever left the
+ * process group or session) is killed, then the cgroups are removed. */
+static void limits_end(kp_job *j) {
+  for (int i = 0; i < 2; i++) {
+    if (!j->cg[i][0]) continue;
+    char p[4700];
+    snprintf(p, sizeof p, "%s/cgroup.procs", j->cg[i]);
+    for (int k = 0; k < 100; k++) {
+      FILE *f = fopen(p, "r");
+      int n = 0;
+      long pid;
+      while (f && fscanf(f, "%ld", &pid) == 1)
+        if (kill((pid_t)pid, SIGKILL) == 0) n++;
+      if (f) fclose(f);
+      if (rmdir(j->cg[i]) == 0 || errno == ENOENT) break;
+      sleep_ms(20);
+    }
+  }
+}
+
+static const char *local_limits(kp_job *j) { return j->limits[0] ? j->limits : NULL; }
 
 /* Reads RANKDIR/<r>: 0 when it holds a status. */
 int kp_rank_read(const char *dir, int r, kp_rank_status *out) {
@@ -182,6 +376,7 @@ static int local_launch(const kp_launch *l, kp_job **job, int64_t *pid_out, uint
     argv = margv;
     envp = menv;
   }
+  if (l->memory_limit > 0 || l->cpus > 0) limits_setup(j, l);
   pid_t pid = fork();
   if (pid == 0) {
     if (j->session) setsid();
@@ -197,6 +392,10 @@ static int local_launch(const kp_launch *l, kp_job **job, int64_t *pid_out, uint
     dup2(out, 2);
     if (in > 2) close(in);
     if (out > 2) close(out);
+    if (limits_enter(j) != 0) {
+      fprintf(stderr, "kusari: cannot apply the run's limits (%s): %s\n", j->limits, strerror(errno));
+      _exit(126);
+    }
     execve(argv[0], argv, envp);
     fprintf(stderr, "kusari: cannot execute %s: %s\n", argv[0], strerror(errno));
     _exit(127);
@@ -205,6 +404,7 @@ static int local_launch(const kp_launch *l, kp_job **job, int64_t *pid_out, uint
   free(menv);
   if (pid < 0) {
     snprintf(why, whyn, "cannot fork the entry process: %s", strerror(errno));
+    limits_end(j);
     free(j);
     return -1;
   }
@@ -235,6 +435,7 @@ static int local_poll(kp_job *j, kp_job_state *st) {
   }
   st->ended = j->reaped;
   st->wait_status = j->wait_status;
+  if (st->ended) st->oom_killed = limits_oom_kills(j) > 0;
   if (!j->session) return 0;
   /* a rank's status file appears by rename, which changes the directory's
    * mtime: the files are read again only then (and while that mtime is
@@ -300,6 +501,7 @@ static void local_collect(kp_job *j, kp_rank_status *ranks, int nranks) {
       kp_rank_read(j->status_dir, r, &ranks[r]);
     }
   }
+  limits_end(j);
   free(j);
 }
 
@@ -328,6 +530,7 @@ const kp_compute_ops kp_compute_local = {
   .this_machine = 1,
   .launch = local_launch,
   .poll = local_poll,
+  .limits = local_limits,
   .signal = local_signal,
   .collect = local_collect,
   .reap = local_reap,

@@ -247,6 +247,9 @@ typedef struct kp_submit {
   const char *launcher;
   const char *const *params;       /* "NAME=VALUE" (kp_param_ok): recorded, and KUSARI_PARAM_NAME for the entry */
   int nparams;
+  /* optional limits (limits.h; local targets only): bytes, processors; 0 = none */
+  int64_t memory_limit;
+  double cpus;
 } kp_submit;
 
 typedef struct kp_submitted {

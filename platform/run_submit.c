@@ -5,6 +5,7 @@
  */
 #include "kp.h"
 #include "compute.h"
+#include "limits.h"
 #include "manage.h"
 
 #include <cjson/cJSON.h>
@@ -216,6 +217,14 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
   }
   if (ncv == 1) snprintf(comp, sizeof comp, "%s", cv[0].name);
   int max_nodes = ncv == 1 ? cv[0].max_nodes : 0;
+  const kp_compute_ops *tops = ncv == 1 ? kp_compute_find(cv[0].type) : NULL;
+  if (ncv == 1 && (sub->memory_limit > 0 || sub->cpus > 0) && (!tops || !tops->limits)) {
+    kp_err("memory and CPU limits (--memory, --cpus) are enforced on local compute targets only; %s is a %s target",
+           comp, cv[0].type);
+    kp_hint("leave them out, or submit to a local target");
+    kp_computes_free(cv, ncv);
+    goto out;
+  }
   kp_computes_free(cv, ncv);
   if (ncv != 1) {
     int n = (int)ncv;
@@ -284,7 +293,7 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
 
   {
     size_t nt = sub->ntags > 0 ? (size_t)sub->ntags : 0;
-    const char **tk = calloc(nt + 4, sizeof *tk), **tv = calloc(nt + 4, sizeof *tv);
+    const char **tk = calloc(nt + 6, sizeof *tk), **tv = calloc(nt + 6, sizeof *tv);
     char(*tkey)[256] = calloc(nt + 1, sizeof *tkey);
     if (!tk || !tv || !tkey) {
       free(tk), free(tv), free(tkey);
@@ -297,7 +306,15 @@ int kp_run_submit(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
       tk[i] = tkey[i];
       tv[i] = eq + 1;
     }
-    char snodes[16], sppn[16];
+    char snodes[16], sppn[16], smem[32], scpus[32];
+    if (sub->memory_limit > 0) {
+      snprintf(smem, sizeof smem, "%lld", (long long)sub->memory_limit);
+      tk[nt] = KP_TAG_MEMORY, tv[nt++] = smem;
+    }
+    if (sub->cpus > 0) {
+      snprintf(scpus, sizeof scpus, "%g", sub->cpus);
+      tk[nt] = KP_TAG_CPUS, tv[nt++] = scpus;
+    }
     if (dist) {
       snprintf(snodes, sizeof snodes, "%d", nodes);
       snprintf(sppn, sizeof sppn, "%d", ppn);

@@ -19,6 +19,7 @@
  */
 #include "kp.h"
 #include "compute.h"
+#include "limits.h"
 #include "kusari/error.h"
 #include "kusari/backend.h" /* ks_blas_suggested_coretype */
 #include "kusari/run.h"
@@ -729,6 +730,8 @@ typedef struct sup {
   int max_nodes;           /* of the compute target, once a node is taken */
   int nodes, ppn;          /* launch shape: nodes x processes per node (1 x 1: a plain run) */
   char launcher[4096];     /* the MPI launcher of a distributed run */
+  int64_t memory_limit;    /* run submit --memory (bytes), 0: none */
+  double cpus;             /* run submit --cpus, 0: none */
   char venv[4700];         /* the environment's Python virtual environment, or "" */
   int unstored_fd;         /* runs/.unstored/<id>, locked (see store_unstored) */
   /* preparation inside the job (targets with prepares_on_node: `kusari
@@ -1262,7 +1265,11 @@ static int load_run(sup *s) {
       if (!strcmp(t[i].key, KP_TAG_NODES)) s->nodes = atoi(t[i].value);
       else if (!strcmp(t[i].key, KP_TAG_PPN)) s->ppn = atoi(t[i].value);
       else if (!strcmp(t[i].key, KP_TAG_LAUNCHER)) snprintf(s->launcher, sizeof s->launcher, "%s", t[i].value);
+      else if (!strcmp(t[i].key, KP_TAG_MEMORY)) s->memory_limit = strtoll(t[i].value, NULL, 10);
+      else if (!strcmp(t[i].key, KP_TAG_CPUS)) s->cpus = strtod(t[i].value, NULL);
     }
+    if (s->memory_limit < 0) s->memory_limit = 0;
+    if (!(s->cpus > 0)) s->cpus = 0;
     kp_tags_free(t, nt);
     if (s->nodes < 1) s->nodes = 1;
     if (s->ppn < 1) s->ppn = 1;
@@ -1723,7 +1730,8 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   char *prep_argv[] = {kp_self_exe, "__prepare", sp->rd, NULL};
   kp_launch l = {.run_id = sp->id, .run_dir = sp->rd, .wd = wd, .log = stdlog, .log_dir = logdir, .argv = eargv,
                  .envp = eenv, .nodes = sp->nodes, .processes_per_node = sp->ppn, .launcher = sp->launcher,
-                 .ws_root = sp->ws.root, .compute = sp->compute, .prepare_argv = sp->on_node ? prep_argv : NULL};
+                 .ws_root = sp->ws.root, .compute = sp->compute, .prepare_argv = sp->on_node ? prep_argv : NULL,
+                 .memory_limit = sp->memory_limit, .cpus = sp->cpus};
   kp_job *job = NULL;
   int64_t pid = 0;
   uint64_t pstart = 0;
@@ -1738,6 +1746,13 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
              nranks, sp->nodes, sp->nodes == 1 ? "" : "s", sp->ppn, sp->launcher, (long long)pid);
   else if (pid > 0)
     sup_note(sp, "Running entry %s as pid %lld", sp->entry, (long long)pid);
+  const char *lim = target->limits ? target->limits(job) : NULL;
+  int rlimit_as = lim && strstr(lim, "RLIMIT_AS") != NULL;
+  if (lim) {
+    sup_note(sp, "limits: %s", lim);
+    append_log(stdlog, "kusari: limits: %s\n", lim);
+    if (kp_store_tag_set(sp->ws.store, sp->id, KP_TAG_LIMITS, lim) != 0) kp_store_report();
+  }
   const char *ref = target->job_ref ? target->job_ref(job) : NULL;
   if (ref && target->ref_tag) {
     sup_note(sp, "submitted to compute target %s (%s): %s=%s", sp->compute, target->type, target->ref_tag, ref);
@@ -1890,12 +1905,23 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   free(ranks);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return finish(sp, KP_RUN_COMPLETED, 0, 0, NULL);
   if (WIFEXITED(status)) {
-    snprintf(why, sizeof why, "the entry exited with code %d; see logs/std_log.txt", WEXITSTATUS(status));
+    char m[32] = "";
+    if (rlimit_as) kp_limit_memory_text(sp->memory_limit, m, sizeof m);
+    snprintf(why, sizeof why, "the entry exited with code %d%s%s%s; see logs/std_log.txt", WEXITSTATUS(status),
+             rlimit_as ? " (it ran with its address space limited to " : "", m,
+             rlimit_as ? " by RLIMIT_AS, run submit --memory: an allocation past that fails)" : "");
     finish(sp, KP_RUN_FAILED, WEXITSTATUS(status), 0, why);
   } else {
     int sg = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     long long oom_after = sg == SIGKILL && oom_before >= 0 ? oom_kills() : -1;
-    if (oom_after > oom_before) {
+    if (sg == SIGKILL && st.oom_killed && sp->memory_limit > 0) {
+      char m[32];
+      kp_limit_memory_text(sp->memory_limit, m, sizeof m);
+      snprintf(why, sizeof why,
+               "out of memory (limit %s): the kernel's out-of-memory killer ended the entry (signal 9, SIGKILL) when the "
+               "run reached its memory limit (run submit --memory)", m);
+      append_log(stdlog, "kusari: %s\n", why);
+    } else if (oom_after > oom_before) {
       snprintf(why, sizeof why,
                "the entry ran out of memory: the kernel's out-of-memory killer ended it (signal 9, SIGKILL; it acted "
                "in the run's memory cgroup while the entry ran)");

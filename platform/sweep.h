@@ -131,6 +131,8 @@ typedef struct kp_sweep_spec {
   int nargs;
   int nodes, processes_per_node;  /* run.nodes, run.processes_per_node: distributed children (0: not given) */
   char *mpirun;                   /* run.mpirun, or NULL */
+  int64_t memory_limit;           /* run.memory ("512M"): bytes, 0 when not given (limits.h) */
+  double cpus;                    /* run.cpus: processors, 0 when not given */
   int sampling;
   int has_seed;
   uint64_t seed;

@@ -6,6 +6,7 @@
  * directly (tests/platform/test_sweep_sampler.c).
  */
 #include "sweep.h"
+#include "limits.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -798,7 +799,7 @@ int kp_sweep_spec_parse(const char *text, kp_sweep_spec *s, char *err, size_t er
                                     "max_concurrent_runs", "max_duration_minutes", "cancel_grace_seconds",
                                     "warm_start", "description", NULL};
   static const char *const runf[] = {"source", "entry", "compute", "arguments", "environment", "nodes",
-                                     "processes_per_node", "mpirun", NULL};
+                                     "processes_per_node", "mpirun", "memory", "cpus", NULL};
   static const char *const samplf[] = {"type", "seed", "space", NULL};
   static const char *const metricf[] = {"name", "goal", NULL};
   static const char *const polf[] = {"type", "evaluation_interval", "delay_evaluation", "slack_factor", "slack_amount",
@@ -824,6 +825,20 @@ int kp_sweep_spec_parse(const char *text, kp_sweep_spec *s, char *err, size_t er
     s->processes_per_node = (int)ppn;
     if (s->mpirun && !s->nodes && !s->processes_per_node) {
       seterr(err, errn, "field 'run.mpirun' is for distributed children: give run.nodes and/or run.processes_per_node too");
+      goto out;
+    }
+  }
+  {
+    /* each child's limits (run submit --memory / --cpus): "512M", 1 */
+    const cJSON *mem = get(run, "memory"), *cpus = get(run, "cpus");
+    char why[256], txt[64];
+    if (mem && (!cJSON_IsString(mem) || kp_limit_memory_parse(mem->valuestring, &s->memory_limit, why, sizeof why) != 0)) {
+      seterr(err, errn, "field 'run.memory' %s", cJSON_IsString(mem) ? why : "must be a text such as \"512M\" or \"2G\"");
+      goto out;
+    }
+    if (cpus && cJSON_IsNumber(cpus)) snprintf(txt, sizeof txt, "%.17g", cpus->valuedouble);
+    if (cpus && (!cJSON_IsNumber(cpus) || kp_limit_cpus_parse(txt, &s->cpus, why, sizeof why) != 0)) {
+      seterr(err, errn, "field 'run.cpus' %s", cJSON_IsNumber(cpus) ? why : "must be a number such as 1 or 0.5");
       goto out;
     }
   }
