@@ -614,6 +614,15 @@ typedef struct kp_store_ops {
    * *total gets the series' point count. ENOTFOUND as metric_series. */
   int (*metric_series_downsampled)(kp_store *s, const char *run_id, const char *name, int64_t max_points,
                                    kp_metric_point **out, size_t *n, int64_t *total);
+  /* ---- web UI zoom (h-ui) ---- */
+  /* the points of one metric with from_step <= step <= to_step, downsampled
+   * as metric_series_downsampled over that window's own step range when it
+   * has more than max_points (>= 2) of them, else all of them (a zoomed
+   * chart at full resolution); *total gets the window's point count (0 and
+   * no points when the window is empty). EINVAL when from_step > to_step;
+   * ENOTFOUND as metric_series when the run has no such metric at all. */
+  int (*metric_series_window)(kp_store *s, const char *run_id, const char *name, int64_t from_step, int64_t to_step,
+                              int64_t max_points, kp_metric_point **out, size_t *n, int64_t *total);
 } kp_store_ops;
 
 struct kp_store {
@@ -742,6 +751,8 @@ int kp_store_token_create(kp_store *s, const char *name, const char *sha256_hex,
 int kp_store_token_list(kp_store *s, kp_token **out, size_t *n);
 int kp_store_token_revoke(kp_store *s, const char *name);
 int kp_store_token_check(kp_store *s, const char *sha256_hex, int *found, int *read_only);
+int kp_store_metric_series_window(kp_store *s, const char *run_id, const char *name, int64_t from_step, int64_t to_step,
+                                  int64_t max_points, kp_metric_point **out, size_t *n, int64_t *total);
 int kp_store_metric_series_downsampled(kp_store *s, const char *run_id, const char *name, int64_t max_points,
                                        kp_metric_point **out, size_t *n, int64_t *total);
 

@@ -3024,30 +3024,49 @@ static int pg_token_check(kp_store *base, const char *sha256_hex, int *found, in
 }
 
 /* ---- downsampled series ------------------------------------------------------------------ */
-static int pg_metric_series_downsampled(kp_store *base, const char *run_id, const char *name, int64_t max_points,
-                                        kp_metric_point **out, size_t *n, int64_t *total) {
+/* one metric's points with from <= step <= to, downsampled over the window's
+ * own step range when there are more than max_points (see store.h) */
+static int pg_metric_series_window(kp_store *base, const char *run_id, const char *name, int64_t from, int64_t to,
+                                   int64_t max_points, kp_metric_point **out, size_t *n, int64_t *total) {
   pg_store *s = PG(base);
   *out = NULL;
   *n = 0;
   *total = 0;
   if (max_points < 2) return kp_store_fail(KP_STORE_EINVAL, "max_points must be 2 or more (got %lld)", (long long)max_points);
+  if (from > to)
+    return kp_store_fail(KP_STORE_EINVAL, "from_step (%lld) is after to_step (%lld)", (long long)from, (long long)to);
   if (run_exists(s, run_id) <= 0) return -1;
   pa a = {0};
   p_txt(&a, run_id);
   p_txt(&a, name);
-  PGresult *r = qry(s, "SELECT count(*), coalesce(min(step), 0), coalesce(max(step), 0) FROM metrics WHERE run_id=$1 AND name=$2",
+  p_i64(&a, from);
+  p_i64(&a, to);
+  PGresult *r = qry(s,
+                    "SELECT count(*), coalesce(min(step), 0), coalesce(max(step), 0) FROM metrics"
+                    " WHERE run_id=$1 AND name=$2 AND step BETWEEN $3 AND $4",
                     &a);
   if (!r) return -1;
   *total = gi64(r, 0, 0);
   int64_t lo = gi64(r, 0, 1), hi = gi64(r, 0, 2);
   PQclear(r);
-  if (*total == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no metric named '%s'", run_id, name);
+  if (*total == 0) {
+    /* an empty window of a metric the run has is no error */
+    pa b = {0};
+    p_txt(&b, run_id);
+    p_txt(&b, name);
+    r = qry(s, "SELECT 1 FROM metrics WHERE run_id=$1 AND name=$2 LIMIT 1", &b);
+    if (!r) return -1;
+    int has = PQntuples(r) > 0;
+    PQclear(r);
+    return has ? 0 : kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no metric named '%s'", run_id, name);
+  }
   /* buckets of equal step ranges as store_sqlite.c cuts them; in each, the
    * row of the lowest and of the highest value (NaN, which PostgreSQL sorts
    * above every number, only when the bucket has nothing else; ties: the
    * first row by step) */
   if (*total <= max_points) {
-    r = qry(s, "SELECT step, ts, value FROM metrics WHERE run_id=$1 AND name=$2 ORDER BY step, id", &a);
+    r = qry(s, "SELECT step, ts, value FROM metrics WHERE run_id=$1 AND name=$2 AND step BETWEEN $3 AND $4 ORDER BY step, id",
+            &a);
   } else {
     uint64_t span = (uint64_t)hi - (uint64_t)lo + 1, nb = (uint64_t)(max_points / 2);
     int64_t width = (int64_t)(span / nb + (span % nb != 0));
@@ -3055,11 +3074,13 @@ static int pg_metric_series_downsampled(kp_store *base, const char *run_id, cons
     p_i64(&a, width);
     r = qry(s,
             "SELECT step, ts, value FROM ("
-            " (SELECT DISTINCT ON ((step - $3) / $4) step, ts, value, id FROM metrics WHERE run_id=$1 AND name=$2"
-            "  ORDER BY (step - $3) / $4, nullif(value, 'NaN'::float8) ASC NULLS LAST, step, id)"
+            " (SELECT DISTINCT ON ((step - $5) / $6) step, ts, value, id FROM metrics"
+            "  WHERE run_id=$1 AND name=$2 AND step BETWEEN $3 AND $4"
+            "  ORDER BY (step - $5) / $6, nullif(value, 'NaN'::float8) ASC NULLS LAST, step, id)"
             " UNION"
-            " (SELECT DISTINCT ON ((step - $3) / $4) step, ts, value, id FROM metrics WHERE run_id=$1 AND name=$2"
-            "  ORDER BY (step - $3) / $4, nullif(value, 'NaN'::float8) DESC NULLS LAST, step, id)) b"
+            " (SELECT DISTINCT ON ((step - $5) / $6) step, ts, value, id FROM metrics"
+            "  WHERE run_id=$1 AND name=$2 AND step BETWEEN $3 AND $4"
+            "  ORDER BY (step - $5) / $6, nullif(value, 'NaN'::float8) DESC NULLS LAST, step, id)) b"
             " ORDER BY step, id",
             &a);
   }
@@ -3075,6 +3096,11 @@ static int pg_metric_series_downsampled(kp_store *base, const char *run_id, cons
   }
   PQclear(r);
   return 0;
+}
+
+static int pg_metric_series_downsampled(kp_store *base, const char *run_id, const char *name, int64_t max_points,
+                                        kp_metric_point **out, size_t *n, int64_t *total) {
+  return pg_metric_series_window(base, run_id, name, INT64_MIN, INT64_MAX, max_points, out, n, total);
 }
 
 static const kp_store_ops pg_ops = {
@@ -3166,6 +3192,8 @@ static const kp_store_ops pg_ops = {
   .token_revoke = pg_token_revoke,
   .token_check = pg_token_check,
   .metric_series_downsampled = pg_metric_series_downsampled,
+  /* web UI zoom (h-ui) */
+  .metric_series_window = pg_metric_series_window,
 };
 
 /* ---- opening and migrating ---------------------------------------------------------- */

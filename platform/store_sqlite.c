@@ -3060,18 +3060,25 @@ static int sq_token_check(kp_store *base, const char *sha256_hex, int *found, in
   return rc;
 }
 
-static int sq_metric_series_downsampled(kp_store *base, const char *run_id, const char *name, int64_t max_points,
-                                        kp_metric_point **out, size_t *n, int64_t *total) {
+/* one metric's points with from <= step <= to, downsampled over the window's
+ * own step range when there are more than max_points (see store.h) */
+static int sq_metric_series_window(kp_store *base, const char *run_id, const char *name, int64_t from, int64_t to,
+                                   int64_t max_points, kp_metric_point **out, size_t *n, int64_t *total) {
   sq_store *s = SQ(base);
   *out = NULL;
   *n = 0;
   *total = 0;
   if (max_points < 2) return kp_store_fail(KP_STORE_EINVAL, "max_points must be 2 or more (got %lld)", (long long)max_points);
+  if (from > to)
+    return kp_store_fail(KP_STORE_EINVAL, "from_step (%lld) is after to_step (%lld)", (long long)from, (long long)to);
   if (run_exists(s, run_id) <= 0) return -1;
   sqlite3_stmt *st;
-  if (prep(s, &st, "SELECT count(*), min(step), max(step) FROM metrics WHERE run_id=? AND name=?") != 0) return -1;
+  if (prep(s, &st, "SELECT count(*), min(step), max(step) FROM metrics WHERE run_id=? AND name=? AND step BETWEEN ? AND ?") != 0)
+    return -1;
   bind_text(st, 1, run_id);
   bind_text(st, 2, name);
+  sqlite3_bind_int64(st, 3, from);
+  sqlite3_bind_int64(st, 4, to);
   int r = row(s, st);
   int64_t lo = 0, hi = 0;
   if (r > 0) {
@@ -3081,7 +3088,16 @@ static int sq_metric_series_downsampled(kp_store *base, const char *run_id, cons
   }
   sqlite3_finalize(st);
   if (r < 0) return -1;
-  if (*total == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no metric named '%s'", run_id, name);
+  if (*total == 0) {
+    /* an empty window of a metric the run has is no error */
+    if (prep(s, &st, "SELECT 1 FROM metrics WHERE run_id=? AND name=? LIMIT 1") != 0) return -1;
+    bind_text(st, 1, run_id);
+    bind_text(st, 2, name);
+    r = row(s, st);
+    sqlite3_finalize(st);
+    if (r < 0) return -1;
+    return r > 0 ? 0 : kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no metric named '%s'", run_id, name);
+  }
   /* buckets of equal step ranges, 'width' steps each (one bucket per point
    * when there are no more than max_points); in each, the row of the lowest
    * and the row of the highest value (SQLite gives a min() or max() query's
@@ -3095,13 +3111,13 @@ static int sq_metric_series_downsampled(kp_store *base, const char *run_id, cons
     width = (int64_t)(span / nb + (span % nb != 0));
   }
   const char *sql = *total <= max_points
-    ? "SELECT step, ts, value FROM metrics WHERE run_id=?1 AND name=?2 ORDER BY step, id"
+    ? "SELECT step, ts, value FROM metrics WHERE run_id=?1 AND name=?2 AND step BETWEEN ?5 AND ?6 ORDER BY step, id"
     : "SELECT step, ts, value FROM ("
       " SELECT step, ts, value, id FROM (SELECT (step - ?3) / ?4 AS b, min(value) AS value, step, ts, id"
-      "  FROM metrics WHERE run_id=?1 AND name=?2 GROUP BY b)"
+      "  FROM metrics WHERE run_id=?1 AND name=?2 AND step BETWEEN ?5 AND ?6 GROUP BY b)"
       " UNION"
       " SELECT step, ts, value, id FROM (SELECT (step - ?3) / ?4 AS b, max(value) AS value, step, ts, id"
-      "  FROM metrics WHERE run_id=?1 AND name=?2 GROUP BY b))"
+      "  FROM metrics WHERE run_id=?1 AND name=?2 AND step BETWEEN ?5 AND ?6 GROUP BY b))"
       " ORDER BY step, id";
   if (prep(s, &st, sql) != 0) return -1;
   bind_text(st, 1, run_id);
@@ -3110,6 +3126,8 @@ static int sq_metric_series_downsampled(kp_store *base, const char *run_id, cons
     sqlite3_bind_int64(st, 3, lo);
     sqlite3_bind_int64(st, 4, width);
   }
+  sqlite3_bind_int64(st, 5, from);
+  sqlite3_bind_int64(st, 6, to);
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
     if (GROW(*out, *n, cap, 64) != 0) { r = oom(); break; }
@@ -3127,6 +3145,11 @@ static int sq_metric_series_downsampled(kp_store *base, const char *run_id, cons
     return -1;
   }
   return 0;
+}
+
+static int sq_metric_series_downsampled(kp_store *base, const char *run_id, const char *name, int64_t max_points,
+                                        kp_metric_point **out, size_t *n, int64_t *total) {
+  return sq_metric_series_window(base, run_id, name, INT64_MIN, INT64_MAX, max_points, out, n, total);
 }
 
 static const kp_store_ops sqlite_ops = {
@@ -3218,6 +3241,8 @@ static const kp_store_ops sqlite_ops = {
   .token_revoke = sq_token_revoke,
   .token_check = sq_token_check,
   .metric_series_downsampled = sq_metric_series_downsampled,
+  /* web UI zoom (h-ui) */
+  .metric_series_window = sq_metric_series_window,
 };
 
 /* ---- opening and migrating ------------------------------------------------------- */

@@ -182,6 +182,7 @@ const SORT_KEYS = { id: 'id', status: 'status', started: 'started', duration: 'd
 async function runsPage(params) {
   const exp = params.get('experiment') || '';
   const cols = (params.get('cols') || '').split(',').filter(Boolean);
+  const pcols = (params.get('pcols') || '').split(',').filter(Boolean);  // param columns
   const order = params.get('order') || '';
   const filter = params.get('filter') || '';
   // pages: the server's opaque next_page_token (page) and, for the numbers
@@ -215,6 +216,14 @@ async function runsPage(params) {
       class: 'chip' + (cols.includes(m.name) ? ' on' : ''), 'data-metric': m.name,
       onclick: () => go({ cols: (cols.includes(m.name) ? cols.filter((c) => c !== m.name) : cols.concat([m.name])).join(','), page: '', start: '' }),
     }, m.name)));
+  // param columns to choose from: the params of the runs listed (the run list
+  // gives each run's params) and those already chosen
+  const paramNames = [...new Set((list ? list.runs : []).flatMap((r) => Object.keys(r.params || {})).concat(pcols))].sort();
+  const pchips = el('div', { class: 'controls', id: 'param-chips' }, el('span', { class: 'muted' }, 'Param columns:'),
+    paramNames.length ? paramNames.map((k) => el('span', {
+      class: 'chip' + (pcols.includes(k) ? ' on' : ''), 'data-param': k,
+      onclick: () => go({ pcols: (pcols.includes(k) ? pcols.filter((c) => c !== k) : pcols.concat([k])).join(','), page: '', start: '' }),
+    }, k)) : el('span', { class: 'muted' }, 'none on this page'));
   const filterInput = el('input', { type: 'text', class: 'wide', id: 'filter', value: filter,
     placeholder: "metrics.loss < 0.5 and status = 'Completed'" });
   const filterForm = el('form', { class: 'controls', id: 'filter-form' }, el('label', { for: 'filter' }, 'Filter'), filterInput,
@@ -234,6 +243,7 @@ async function runsPage(params) {
   };
   head.push(el('th', {}, ''), sortable('run', SORT_KEYS.id), sortable('status', SORT_KEYS.status), sortable('started', SORT_KEYS.started),
     sortable('duration', SORT_KEYS.duration), el('th', {}, 'arguments'), el('th', {}, 'tags'));
+  for (const k of pcols) head.push(sortable(k, 'params.' + k));
   for (const c of cols) head.push(sortable(c, 'metrics.' + c));
   const body = (list ? list.runs : []).map((r) => {
     const cb = el('input', { type: 'checkbox', 'data-run': r.id, onchange: () => {
@@ -245,6 +255,7 @@ async function runsPage(params) {
       el('td', {}, cb), el('td', {}, runLink(r.id)), el('td', {}, statusBadge(r.status)), el('td', {}, r.started || ''),
       el('td', { class: 'num' }, fmtDuration(r.duration_s)), el('td', { class: 'kv' }, (r.arguments || []).join(' ')),
       el('td', { class: 'kv' }, tags),
+      pcols.map((k) => el('td', { class: 'kv', 'data-param': k }, r.params && k in r.params ? String(r.params[k]) : '')),
       cols.map((c) => el('td', { class: 'num', 'data-metric': c }, fmtNum(r.metrics ? r.metrics[c] : null))));
   });
   const pager = el('div', { class: 'controls' },
@@ -254,7 +265,7 @@ async function runsPage(params) {
     compareBtn);
   show(el('h1', {}, parent ? 'Children of run ' + parent : 'Runs of ' + exp),
     detail ? el('p', { class: 'muted' }, `${detail.runs} runs, ${detail.sweeps} sweeps; last activity ${detail.last_activity || '—'}`) : null,
-    chips, filterForm, listError ? errorBox('The server refused the filter: ' + listError.message) : null,
+    chips, pchips, filterForm, listError ? errorBox('The server refused the filter: ' + listError.message) : null,
     el('table', { id: 'runs', 'data-order': order, 'data-page': offset }, el('thead', {}, el('tr', {}, head)), el('tbody', {}, body)), pager);
 }
 
@@ -288,7 +299,8 @@ function drawChart(canvas, series, opts) {
     type: 'line', data: { datasets },
     options: { animation: false, parsing: false, normalized: true, responsive: true, maintainAspectRatio: false,
       plugins: { legend: { display: series.length > 1 } },
-      scales: { x: { type: 'linear', title: { display: true, text: opts.x === 'time' ? 'seconds since the first point' : 'step' } },
+      scales: { x: { type: 'linear', min: opts.x === 'step' && opts.from !== null ? opts.from : undefined,
+        max: opts.x === 'step' && opts.to !== null ? opts.to : undefined, title: { display: true, text: opts.x === 'time' ? 'seconds since the first point' : 'step' } },
         y: { type: opts.log ? 'logarithmic' : 'linear' } } },
   };
   const c = new Chart(canvas, config);
@@ -299,7 +311,8 @@ function drawChart(canvas, series, opts) {
 // a card with a metric's chart and its controls; refresh() fetches the series again
 function metricCard(runIds, name, labels) {
   const canvas = el('canvas', {});
-  const state = { x: 'step', log: false, smoothing: 0 };
+  // from/to: the step window shown (a zoom), null for the whole series
+  const state = { x: 'step', log: false, smoothing: 0, from: null, to: null };
   const info = el('span', { class: 'muted' });
   const card = el('div', { class: 'card', 'data-chart': name, 'data-points': '0' });
   let chart = null, series = [];
@@ -308,13 +321,20 @@ function metricCard(runIds, name, labels) {
     chart = drawChart(canvas, series, state);
     const n = series.reduce((a, s) => a + s.points.length, 0);
     card.setAttribute('data-points', String(n));
-    info.textContent = series.map((s) => `${s.points.length} of ${s.total} points` + (s.downsampled ? ' (downsampled, min/max kept)' : '')).join('; ');
+    card.setAttribute('data-total', String(series.reduce((a, s) => a + (s.total || 0), 0)));
+    card.setAttribute('data-downsampled', String(series.some((s) => s.downsampled)));
+    card.setAttribute('data-from', state.from === null ? '' : String(state.from));
+    card.setAttribute('data-to', state.to === null ? '' : String(state.to));
+    info.textContent = (state.from === null ? '' : `steps ${state.from}–${state.to}: `) +
+      series.map((s) => `${s.points.length} of ${s.total} points` + (s.downsampled ? ' (downsampled, min/max kept)' : '')).join('; ');
     if (!chart) info.textContent += ' — Chart.js is not available (apt-get install libjs-chart.js, or --chartjs FILE)';
   };
   const refresh = async () => {
     series = await Promise.all(runIds.map(async (id, i) => {
       try {
-        const j = await api(`runs/${enc(id)}/metrics/${encPath(name)}?max_points=${SERIES_POINTS}`, { signal: page.abort.signal });
+        // a zoomed chart asks for its step window only: at full resolution once it holds SERIES_POINTS or fewer
+        const win = state.from === null ? '' : `&from_step=${state.from}&to_step=${state.to}`;
+        const j = await api(`runs/${enc(id)}/metrics/${encPath(name)}?max_points=${SERIES_POINTS}${win}`, { signal: page.abort.signal });
         return { label: labels[i], points: j.points, total: j.total_points, downsampled: j.downsampled };
       } catch (e) {
         if (e.status === 404) return { label: labels[i], points: [], total: 0, downsampled: false };
@@ -327,7 +347,39 @@ function metricCard(runIds, name, labels) {
     el('option', { value: 'step' }, 'x: step'), el('option', { value: 'time' }, 'x: wall time'));
   const logBox = el('input', { type: 'checkbox', onchange: () => { state.log = logBox.checked; redraw(); } });
   const sm = el('input', { type: 'range', min: '0', max: '0.99', step: '0.01', value: '0', oninput: () => { state.smoothing = +sm.value; redraw(); } });
-  card.append(el('h3', {}, name), el('div', { class: 'controls' }, xSel, el('label', {}, logBox, ' log scale'), el('label', {}, 'smoothing ', sm), info),
+  // zoom: the buttons halve or double the step window around its middle, a
+  // drag across the chart (x: step) picks one; each fetches that window again
+  const shown = () => {
+    if (state.from !== null) return [state.from, state.to];
+    const steps = series.flatMap((s) => (s.points.length ? [s.points[0].step, s.points[s.points.length - 1].step] : []));
+    return steps.length ? [Math.min(...steps), Math.max(...steps)] : null;
+  };
+  const zoomTo = (from, to) => {
+    const all = series.flatMap((s) => (s.points.length ? [s.points[0].step, s.points[s.points.length - 1].step] : []));
+    if (from === null || (state.from === null && all.length && from <= Math.min(...all) && to >= Math.max(...all))) { state.from = state.to = null; }
+    else { state.from = Math.max(0, Math.floor(from)); state.to = Math.max(state.from + 1, Math.ceil(to)); }
+    return refresh();
+  };
+  const zoom = (f) => {
+    const r = shown();
+    if (!r) return;
+    const mid = (r[0] + r[1]) / 2, half = Math.max(1, ((r[1] - r[0]) * f) / 2);
+    zoomTo(mid - half, mid + half);
+  };
+  let dragX = null;
+  canvas.addEventListener('mousedown', (e) => { dragX = e.offsetX; });
+  canvas.addEventListener('mouseup', (e) => {
+    const x0 = dragX;
+    dragX = null;
+    if (x0 === null || !chart || state.x !== 'step' || Math.abs(e.offsetX - x0) < 8) return;
+    const a = chart.scales.x.getValueForPixel(Math.min(x0, e.offsetX)), b = chart.scales.x.getValueForPixel(Math.max(x0, e.offsetX));
+    zoomTo(a, b);
+  });
+  const zoomBtns = el('span', { class: 'zoom' },
+    el('button', { type: 'button', class: 'zoom-in', title: 'zoom in (or drag across the chart)', onclick: () => zoom(0.5) }, '＋'),
+    el('button', { type: 'button', class: 'zoom-out', title: 'zoom out', onclick: () => zoom(2) }, '－'),
+    el('button', { type: 'button', class: 'zoom-reset', title: 'the whole series', onclick: () => zoomTo(null, null) }, 'all'));
+  card.append(el('h3', {}, name), el('div', { class: 'controls' }, xSel, el('label', {}, logBox, ' log scale'), el('label', {}, 'smoothing ', sm), zoomBtns, info),
     el('div', { style: null }, canvas));
   return { card, refresh };
 }

@@ -101,7 +101,7 @@ cat > "$T/sweep.json" <<JSON
 JSON
 SW="$(run_ok $K sweep submit "$T/sweep.json" | tail -1)"
 A="$(submit --experiment ui --source "$T/src" --entry job.sh --param lr=0.05 -- 0.9 0.5 0.25)"
-B="$(submit --experiment ui --source "$T/src" --entry job.sh -- 0.8 0.6 0.4)"
+B="$(submit --experiment ui --source "$T/src" --entry job.sh --param lr=0.2 -- 0.8 0.6 0.4)"
 run_ok $K run wait "$A" >/dev/null
 run_ok $K run wait "$B" >/dev/null
 XSS='<img src=x onerror=alert(1)>'
@@ -118,6 +118,19 @@ print(c[0]["id"] + "\t" + c[0]["early_termination"] if c else "")')"
 [ -n "$CANCELED" ] || fail "the sweep canceled no child: $($K sweep show "$SW")"
 
 start_server
+# run B gets a 5,000-point "big" series (a batch over the API, at the store's
+# offset that a 409 names) for the zoom checks: the chart downsampled at
+# first, a zoomed window at full resolution
+body="$(api POST "runs/$B/metrics" -d '{"from": 999999999, "to": 999999999}')"
+O="$(printf '%s' "$body" | sed -n 's/.*"offset":\([0-9]*\).*/\1/p')"
+[ -n "$O" ] || die "the 409 does not say the store's offset: $body"
+python3 -c '
+import json, math, sys
+o = int(sys.argv[1])
+pts = [{"name": "big", "step": i, "value": -9.0 if i == 2222 else math.sin(i / 50.0)} for i in range(5000)]
+print(json.dumps({"from": o, "to": o + 1, "points": pts}))' "$O" > "$T/big.json"
+api POST "runs/$B/metrics" --data-binary @"$T/big.json" >/dev/null
+assert_eq 200 "$(code)" "run B's 5,000-point series stored"
 # the filter's answer (400 not_supported until the filter engine is merged)
 FILTER="metrics.loss < 0.5"
 api GET "runs?experiment=ui&filter=$(python3 -c 'import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1]))' "$FILTER")" > "$T/filter.json"

@@ -158,6 +158,26 @@ try:
     d.refresh()
     wait(lambda: attr("#runs", "data-order") == "metrics.loss asc" and css("td[data-metric='loss']"), "after a reload: the same columns and order")
     check(order() == [A, B, C], "after a reload: A, B, C", repr(order()))
+
+    # params as columns (A: lr=0.05, B: lr=0.2, C none), chosen like metric
+    # columns, kept in the URL, sortable
+    wait(lambda: css("#param-chips [data-param='lr']"), "param 'lr' offered as a column")
+    click("#param-chips [data-param='lr']")
+    wait(lambda: css("td[data-param='lr']"), "the lr column shows after choosing it")
+    pv = d.execute_script("const o = {}; for (const tr of document.querySelectorAll('#runs tbody tr')) {"
+                          " const c = tr.querySelector(\"td[data-param='lr']\"); o[tr.dataset.run] = c ? c.innerText : null; } return o;")
+    check(pv.get(A) == "0.05" and pv.get(B) == "0.2" and pv.get(C) == "", "each run's lr in its column (0.05, 0.2, none)", repr(pv))
+    check("pcols=lr" in d.current_url and "cols=loss" in d.current_url, "the param column is kept in the URL with the metric column", d.current_url)
+    click("th[data-sort='params.lr']")
+    wait(lambda: attr("#runs", "data-order") == "params.lr desc", "the table redrawn sorted by lr, descending")
+    o = order()
+    check(B in o and A in o and o.index(B) < o.index(A), "sorted by lr, descending: B (0.2) before A (0.05)", repr(o))
+    click("th[data-sort='params.lr']")
+    wait(lambda: attr("#runs", "data-order") == "params.lr asc", "the table redrawn sorted by lr, ascending")
+    o = order()
+    check(B in o and A in o and o.index(A) < o.index(B), "sorted by lr, ascending: A before B", repr(o))
+    d.refresh()
+    wait(lambda: attr("#runs", "data-order") == "params.lr asc" and css("td[data-param='lr']"), "after a reload: the lr column and order kept")
     shot("runs")
 
     # pages of 1 run: the server's opaque next_page_token leads forward, the
@@ -214,6 +234,27 @@ try:
     check(XSS in text("#tags"), "the tag's markup shows as text on the run page", text("#tags"))
     check(not css("#tags img") and not css("#main img"), "no element was made from the tag")
     no_alert("the tag's onerror script did not run (run page)")
+
+    # zoom: B's 5,000-point series is downsampled whole; zooming in asks the
+    # server for the step window only, at full resolution once it fits
+    big = "div[data-chart='big']"
+    wait(lambda: attr(big, "data-total") == "5000", "run B's 5,000-point chart")
+    check(attr(big, "data-downsampled") == "true" and int(attr(big, "data-points") or 0) <= 1000,
+          "the whole series is downsampled (at most 1,000 points)", attr(big, "data-points") or "")
+    d.execute_script("performance.clearResourceTimings()")
+    for k in range(3):
+        before = attr(big, "data-to")
+        click(big + " button.zoom-in")
+        wait(lambda: attr(big, "data-to") not in ("", before), "zoom in %d: a narrower step window" % (k + 1))
+    fr, to, pts, tot = (attr(big, a) for a in ("data-from", "data-to", "data-points", "data-total"))
+    check(fr and to and 0 < int(to) - int(fr) < 1000, "three zooms: a window under 1,000 steps", "%s-%s" % (fr, to))
+    check(attr(big, "data-downsampled") == "false" and pts == tot and int(tot or 0) == int(to) - int(fr) + 1,
+          "the window at full resolution: every step in it", "points %s of %s, steps %s-%s" % (pts, tot, fr, to))
+    urls = d.execute_script("return performance.getEntriesByType('resource').map((e) => e.name).filter((u) => u.includes('/metrics/big'))")
+    check(any("from_step=%s&to_step=%s" % (fr, to) in u for u in urls), "the browser fetched that step window (from_step, to_step)", repr(urls[-3:]))
+    shot("zoom")
+    click(big + " button.zoom-reset")
+    wait(lambda: attr(big, "data-from") == "" and attr(big, "data-downsampled") == "true", "'all' shows the whole series again")
 
     # --- compare ------------------------------------------------------------------------------------
     go("#/runs?experiment=ui&cols=loss")
