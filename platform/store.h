@@ -147,6 +147,7 @@ typedef struct kp_run {
   char *env_json, *env_hash, *cancel_reason, *build_cache;  /* NULL when none */
   int64_t snapshot_bytes;
   double created, prepared, started, ended;  /* 0 when not (yet) */
+  double finalizing;  /* when it became Finalizing (run page timeline, h-ui); 0 when not (yet) */
   int has_exit_code, exit_code, signal;
   int cancel_requested;
   double cancel_grace;

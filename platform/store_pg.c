@@ -63,7 +63,7 @@ int kp_store_pg_schema_version(void) { return 0; }
 /* migrations[i] takes the schema from version i to i+1; the version equals
  * the SQLite backend's (store_sqlite.c), and test_store.c checks that both
  * backends reach the same one */
-#define PG_SCHEMA_VERSION 7
+#define PG_SCHEMA_VERSION 8
 
 #define SQL_ENDED "('Completed','Failed','Canceled')"
 #define SQL_ACTIVE "('Queued','Preparing','Running','Finalizing')"
@@ -188,6 +188,8 @@ static const char *const migrations[] = {
   /* 6 -> 7: the tracking server's API tokens: the sha256 of each secret */
   "CREATE TABLE IF NOT EXISTS tokens(name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,\n"
   "  read_only INTEGER NOT NULL, created DOUBLE PRECISION NOT NULL, last_used DOUBLE PRECISION);\n",
+  /* 7 -> 8: when each run became Finalizing (the web UI's run timeline) */
+  "ALTER TABLE runs ADD COLUMN IF NOT EXISTS finalizing DOUBLE PRECISION;\n",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == PG_SCHEMA_VERSION, "one migration per version");
 
@@ -757,7 +759,7 @@ out:
   " r.exit_code, r.signal, r.cancel_requested, r.channel_offset, r.cancel_grace,"                             \
   " r.supervisor_pid, r.supervisor_start, r.entry_pid, r.entry_start,"                                        \
   " r.source, r.entry, r.args, r.snapshot, r.env_json, r.env_hash, r.cancel_reason, r.build_cache,"           \
-  " r.snapshot_bytes"                                                                                         \
+  " r.snapshot_bytes, r.finalizing"                                                                           \
   " FROM runs r JOIN experiments e ON e.id=r.experiment_id"
 
 static void run_from_row(PGresult *r, int i, kp_run *o) {
@@ -791,6 +793,7 @@ static void run_from_row(PGresult *r, int i, kp_run *o) {
   o->cancel_reason = gdupn(r, i, 25);
   o->build_cache = gdupn(r, i, 26);
   o->snapshot_bytes = gi64(r, i, 27);
+  o->finalizing = gtime(r, i, 28);
 }
 
 /* The rows of a RUN_COLS query as runs. */
@@ -922,6 +925,7 @@ static int pg_run_transition(kp_store *base, const char *id, const kp_run_transi
           "UPDATE runs SET status=$2::text,"
           " prepared=CASE WHEN $2::text='Preparing' THEN $3::float8 ELSE prepared END,"
           " started=CASE WHEN $2::text='Running' THEN $3::float8 ELSE started END,"
+          " finalizing=CASE WHEN $2::text='Finalizing' THEN $3::float8 ELSE finalizing END,"
           " ended=CASE WHEN $4::int<>0 THEN $3::float8 ELSE ended END,"
           " exit_code=coalesce($5::int, exit_code),"
           " signal=coalesce($6::int, signal),"
@@ -2633,7 +2637,7 @@ out:
   " (SELECT count(*) FROM sweep_trials t WHERE t.sweep_id=w.run_id),"                               \
   " (SELECT value FROM tags g WHERE g.run_id=w.run_id AND g.key='best_child_run_id')"               \
   " FROM sweeps w JOIN (" RUN_COLS ") x ON x.id=w.run_id"
-#define SWEEP_COL0 28  /* the first column after the run's */
+#define SWEEP_COL0 29  /* the first column after the run's */
 
 static void sweep_from_row(PGresult *r, int i, kp_sweep *w) {
   memset(w, 0, sizeof *w);

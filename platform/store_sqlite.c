@@ -24,7 +24,7 @@
 #include <string.h>
 #include <sys/time.h>
 
-#define SCHEMA_VERSION 7
+#define SCHEMA_VERSION 8
 
 /* the status sets the SQL below uses (names as kp_run_status_name gives) */
 #define SQL_ENDED "('Completed','Failed','Canceled')"
@@ -147,6 +147,9 @@ static const char *const migrations[] = {
    * sha256 of each secret, never the secret */
   "CREATE TABLE IF NOT EXISTS tokens(name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,\n"
   "  read_only INTEGER NOT NULL, created REAL NOT NULL, last_used REAL);\n",
+  /* 7 -> 8: when each run became Finalizing (the web UI's run timeline; the
+   * other status times were kept already): see migrate_7_to_8 */
+  "",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == SCHEMA_VERSION, "one migration per version");
 
@@ -544,7 +547,7 @@ out:
   " r.exit_code, r.signal, r.cancel_requested, r.channel_offset, r.cancel_grace,"                             \
   " r.supervisor_pid, r.supervisor_start, r.entry_pid, r.entry_start,"                                        \
   " r.source, r.entry, r.args, r.snapshot, r.env_json, r.env_hash, r.cancel_reason, r.build_cache,"           \
-  " r.snapshot_bytes"                                                                                         \
+  " r.snapshot_bytes, r.finalizing"                                                                           \
   " FROM runs r JOIN experiments e ON e.id=r.experiment_id"
 
 static void run_from_row(sqlite3_stmt *st, kp_run *o) {
@@ -577,6 +580,7 @@ static void run_from_row(sqlite3_stmt *st, kp_run *o) {
   o->cancel_reason = col_dup_or_null(st, 25);
   o->build_cache = col_dup_or_null(st, 26);
   o->snapshot_bytes = sqlite3_column_int64(st, 27);
+  o->finalizing = col_time(st, 28);
 }
 
 static int sq_run_get(kp_store *base, const char *id, kp_run *o) {
@@ -772,6 +776,7 @@ static int sq_run_transition(kp_store *base, const char *id, const kp_run_transi
            "UPDATE runs SET status=?2,"
            " prepared=CASE WHEN ?2='Preparing' THEN ?3 ELSE prepared END,"
            " started=CASE WHEN ?2='Running' THEN ?3 ELSE started END,"
+           " finalizing=CASE WHEN ?2='Finalizing' THEN ?3 ELSE finalizing END,"
            " ended=CASE WHEN ?4 THEN ?3 ELSE ended END,"
            " exit_code=CASE WHEN ?5 IS NULL THEN exit_code ELSE ?5 END,"
            " signal=CASE WHEN ?6 IS NULL THEN signal ELSE ?6 END,"
@@ -2650,7 +2655,7 @@ out:
   " (SELECT count(*) FROM sweep_trials t WHERE t.sweep_id=w.run_id),"                               \
   " (SELECT value FROM tags g WHERE g.run_id=w.run_id AND g.key='best_child_run_id')"               \
   " FROM sweeps w JOIN (" RUN_COLS ") x ON x.id=w.run_id"
-#define SWEEP_COL0 28  /* the first column after the run's */
+#define SWEEP_COL0 29  /* the first column after the run's */
 
 static void sweep_from_row(sqlite3_stmt *st, kp_sweep *w) {
   memset(w, 0, sizeof *w);
@@ -3247,11 +3252,10 @@ static const kp_store_ops sqlite_ops = {
 
 /* ---- opening and migrating ------------------------------------------------------- */
 
-/* 1 -> 2: runs.prepared and runs.cancel_reason joined schema 1 during its
- * development; add them to stores created before (new stores have them). */
-static int migrate_1_to_2(sq_store *s) {
-  static const char *const cols[][2] = {{"prepared", "REAL"}, {"cancel_reason", "TEXT"}};
-  for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+/* adds the columns (name, type) that table runs lacks (SQLite's ADD COLUMN
+ * has no IF NOT EXISTS) */
+static int add_run_columns(sq_store *s, const char *const (*cols)[2], size_t n) {
+  for (size_t i = 0; i < n; i++) {
     sqlite3_stmt *st;
     if (prep(s, &st, "SELECT count(*) FROM pragma_table_info('runs') WHERE name=?") != 0) return -1;
     bind_text(st, 1, cols[i][0]);
@@ -3264,6 +3268,19 @@ static int migrate_1_to_2(sq_store *s) {
     if (exec(s, sql) != 0) return -1;
   }
   return 0;
+}
+
+/* 1 -> 2: runs.prepared and runs.cancel_reason joined schema 1 during its
+ * development; add them to stores created before (new stores have them). */
+static int migrate_1_to_2(sq_store *s) {
+  static const char *const cols[][2] = {{"prepared", "REAL"}, {"cancel_reason", "TEXT"}};
+  return add_run_columns(s, cols, sizeof cols / sizeof cols[0]);
+}
+
+/* 7 -> 8: runs.finalizing (a store set back to an older version keeps it) */
+static int migrate_7_to_8(sq_store *s) {
+  static const char *const cols[][2] = {{"finalizing", "REAL"}};
+  return add_run_columns(s, cols, 1);
 }
 
 /* KUSARI_FAULT_SQLITE_OOM=N makes every SQLite allocation after the N-th fail
@@ -3319,7 +3336,8 @@ static int migrate(sq_store *s, kp_store_migrate_hook hook, void *ctx, int *from
     char uv[64];
     snprintf(uv, sizeof uv, "PRAGMA user_version=%d", v + 1);
     if (exec(s, migrations[v]) != 0 || (v + 1 == 2 && migrate_1_to_2(s) != 0) ||
-        (hook && hook(ctx, &s->base, v + 1) != 0) || (v + 1 == 5 && migrate_4_to_5(s) != 0) || exec(s, uv) != 0) {
+        (hook && hook(ctx, &s->base, v + 1) != 0) || (v + 1 == 5 && migrate_4_to_5(s) != 0) ||
+        (v + 1 == 8 && migrate_7_to_8(s) != 0) || exec(s, uv) != 0) {
       kp_store_error cause = *kp_store_last_error();
       sq_rollback(&s->base);
       return kp_store_fail(KP_STORE_EBACKEND, "migration to schema version %d failed%s%s", v + 1,

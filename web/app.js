@@ -385,10 +385,13 @@ function metricCard(runIds, name, labels) {
 }
 
 // ---- run page ------------------------------------------------------------------------------
+// the run's lifecycle with the time it entered each status (— when it has
+// not, or skipped it: a run canceled while queued never ran)
 function timeline(run) {
-  const steps = [['Queued', run.created], ['Running', run.started], [ended(run.status) ? run.status : 'end', run.ended]];
+  const steps = [['Queued', run.created], ['Preparing', run.prepared], ['Running', run.started], ['Finalizing', run.finalizing],
+    [ended(run.status) ? run.status : 'end', run.ended]];
   return el('div', { class: 'timeline', id: 'timeline' }, steps.map(([s, t]) =>
-    el('div', { class: 'step' + (t ? ' done' : '') }, s, el('span', { class: 't' }, t || '—'))));
+    el('div', { class: 'step' + (t ? ' done' : ''), 'data-step': s }, s, el('span', { class: 't' }, t || '—'))));
 }
 
 async function download(path, name) {

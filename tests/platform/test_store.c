@@ -207,11 +207,17 @@ static void test_store__transitions_stop_at_the_end(void **state) {
   assert_int_equal(kp_store_run_transition(s, id, &prep), 0);
   assert_int_equal(kp_store_run_transition(s, id, &run), 0);
   assert_int_equal(status_of(s, id), KP_RUN_RUNNING);
+  kp_run_transition fin = {.to = KP_RUN_FINALIZING};
+  assert_int_equal(kp_store_run_transition(s, id, &fin), 0);
   assert_int_equal(kp_store_run_transition(s, id, &done), 0);
   kp_run before;
   assert_int_equal(kp_store_run_get(s, id, &before), 0);
   assert_int_equal(before.status, KP_RUN_COMPLETED);
   assert_true(before.prepared > 0 && before.started > 0 && before.ended > 0);
+  /* the time of each status (the web UI's timeline), in order */
+  assert_true(before.finalizing > 0);
+  assert_true(before.created <= before.prepared && before.prepared <= before.started &&
+              before.started <= before.finalizing && before.finalizing <= before.ended);
   assert_true(before.has_exit_code);
   assert_int_equal(before.exit_code, 0);
   assert_null(before.error);
@@ -243,6 +249,7 @@ static void test_store__transitions_stop_at_the_end(void **state) {
   assert_int_equal(f.status, KP_RUN_FAILED);
   assert_int_equal(f.exit_code, 3);
   assert_string_equal(f.error, "late");
+  assert_true(f.finalizing == 0 && f.started == 0);  /* never Finalizing or Running: no times */
   kp_run_free(&f);
 }
 

@@ -227,6 +227,11 @@ try:
     wait(lambda: css("#files") and text("#run-id") == A, "run A's page with its files")
     check("lr" in text("#params") and "0.05" in text("#params"), "run A's params (run submit --param lr=0.05)", text("#params") if css("#params") else "no #params table")
     check("outputs/model.txt" in text("#files"), "the run's files are listed")
+    tl = d.execute_script("return [...document.querySelectorAll('#timeline .step')].map((e) => [e.dataset.step, e.querySelector('.t').innerText])")
+    check([x[0] for x in tl] == ["Queued", "Preparing", "Running", "Finalizing", "Completed"],
+          "the timeline's steps: Queued, Preparing, Running, Finalizing, Completed", repr(tl))
+    times = [x[1] for x in tl]
+    check(all(t and t != "\u2014" for t in times) and times == sorted(times), "each step with the time the run entered it, in order", repr(tl))
     check("uimodel v1" in text("#main"), "the model registered from the run is listed")
     wait(lambda: attr("div[data-chart='loss']", "data-points") == "3", "run A's loss chart holds its 3 points")
     go("#/run/" + B)
