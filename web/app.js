@@ -376,8 +376,8 @@ function metricCard(runIds, name, labels) {
     zoomTo(a, b);
   });
   const zoomBtns = el('span', { class: 'zoom' },
-    el('button', { type: 'button', class: 'zoom-in', title: 'zoom in (or drag across the chart)', onclick: () => zoom(0.5) }, '＋'),
-    el('button', { type: 'button', class: 'zoom-out', title: 'zoom out', onclick: () => zoom(2) }, '－'),
+    el('button', { type: 'button', class: 'zoom-in', title: 'zoom in (or drag across the chart)', onclick: () => zoom(0.5) }, '+'),
+    el('button', { type: 'button', class: 'zoom-out', title: 'zoom out', onclick: () => zoom(2) }, '-'),
     el('button', { type: 'button', class: 'zoom-reset', title: 'the whole series', onclick: () => zoomTo(null, null) }, 'all'));
   card.append(el('h3', {}, name), el('div', { class: 'controls' }, xSel, el('label', {}, logBox, ' log scale'), el('label', {}, 'smoothing ', sm), zoomBtns, info),
     el('div', { style: null }, canvas));
