@@ -5,10 +5,12 @@
  * page (50 runs) ordered by a metric with a filter, and a few others.
  * Prints one line per measurement; bench/RESULTS.md has a run.
  *
- *   bench_search [--runs N] [--db PATH] [--reps N]
+ *   bench_search [--runs N] [--db PATH|postgresql://...] [--reps N] [--seed-only]
  *
- * With --db, an existing file seeded by an earlier call is reused (it is
- * seeded when it holds no runs).
+ * With --db, an existing store seeded by an earlier call is reused (it is
+ * seeded when it holds no runs); a postgresql:// URI names a PostgreSQL
+ * store (when built with it). --seed-only seeds and times nothing
+ * (bench/scale/run.sh seeds the stores it serves this way).
  */
 #include "store.h"
 
@@ -114,14 +116,15 @@ static void timed(kp_store *s, const char *label, const kp_run_search *q, int re
 }
 
 int main(int argc, char **argv) {
-  int runs = 10000, reps = 21;
+  int runs = 10000, reps = 21, seed_only = 0;
   const char *db = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--db") && i + 1 < argc) db = argv[++i];
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--seed-only")) seed_only = 1;
     else {
-      fprintf(stderr, "usage: bench_search [--runs N] [--db PATH] [--reps N]\n");
+      fprintf(stderr, "usage: bench_search [--runs N] [--db PATH|postgresql://...] [--reps N] [--seed-only]\n");
       return 2;
     }
   }
@@ -133,11 +136,24 @@ int main(int argc, char **argv) {
     db = path;
   }
   kp_store *s;
-  if (kp_store_sqlite_open(db, NULL, NULL, &s) != 0) die("open");
+  if (!strncmp(db, "postgresql://", 13)) {
+#ifdef KUSARI_WITH_POSTGRESQL
+    if (kp_store_pg_open(db, NULL, NULL, &s) != 0) die("open");
+#else
+    fprintf(stderr, "bench_search: built without PostgreSQL (libpq-dev)\n");
+    return 1;
+#endif
+  } else if (kp_store_sqlite_open(db, NULL, NULL, &s) != 0) {
+    die("open");
+  }
   kp_store_counts c;
   if (kp_store_counts_get(s, &c) != 0) die("counts");
   if (c.runs == 0) seed(s, runs);
   else printf("seed: reusing %s (%d runs)\n", db, c.runs);
+  if (seed_only) {
+    kp_store_close(s);
+    return 0;
+  }
   /* the goal: the first page ordered by a metric, with a filter, < 50 ms */
   kp_run_search goal = {.filter = "metrics.m0 > 0.5 and params.p0 = 7", .order_by = "metrics.m1 DESC", .max_results = 50};
   timed(s, "filter metric+param, order metrics.m1 DESC, page 1 (goal)", &goal, reps);

@@ -81,6 +81,19 @@ static int cp_create(int argc, char **argv) {
       slurm_report(&e);
       return 1;
     }
+    /* --max-nodes against Slurm's view of the partition, said at create:
+     * more than its nodes means runs (one-node jobs, placed by CPUs) share
+     * nodes; more than its CPUs, the rest wait in Slurm's queue */
+    int pnodes = 0, pcpus = 0;
+    if (kp_slurm_partition_size(t.partition, &pnodes, &pcpus, &e) != 0) {
+      slurm_report(&e);
+      return 1;
+    }
+    if (n > pnodes)
+      fprintf(stderr, "kusari: note: Slurm partition %s has %d node%s with %d CPU%s in all: with --max-nodes %lld, runs "
+              "share nodes (each run is a job that Slurm places by its CPUs)%s; a distributed run can use at most %d "
+              "node%s\n", t.partition, pnodes, pnodes == 1 ? "" : "s", pcpus, pcpus == 1 ? "" : "s", n,
+              n > pcpus ? ", and runs beyond its CPUs wait in Slurm's queue (Queued)" : "", pnodes, pnodes == 1 ? "" : "s");
   }
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }

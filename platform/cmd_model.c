@@ -94,6 +94,181 @@ static int collect_local(kp_ws *ws, mfiles *f, const char *dir, const char *rel)
   return rc;
 }
 
+int kp_model_run_files(kp_store *st, const char *run, const char *prefix, kp_stored_file **out, size_t *n,
+                       int *with_desc) {
+  *out = NULL;
+  *n = 0;
+  *with_desc = 0;
+  kp_stored_file *rf = NULL, *sf = NULL;
+  size_t nrf = 0, nsf = 0;
+  if (kp_store_run_files_list(st, run, prefix, &rf, &nrf) != 0) return -1;
+  if (nrf == 0) {
+    kp_stored_files_free(rf, nrf);
+    return kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no file or folder '%s' to register", run, prefix);
+  }
+  const char *slash = strrchr(prefix, '/');
+  size_t strip = slash ? (size_t)(slash - prefix) + 1 : 0;  /* keep the last part: outputs/model.npz -> model.npz */
+  /* a single .npz: the network description written beside it (model.json
+   * in the same folder of the run's files) goes with it, so that the
+   * model's files are servable on their own (download, deploy) */
+  kp_stored_file *desc = NULL;
+  if (nrf == 1 && is_npz(prefix) && !strcmp(rf[0].path, prefix)) {
+    char sib[4300];
+    snprintf(sib, sizeof sib, "%.*smodel.json", (int)strip, prefix);
+    if (kp_store_run_files_list(st, run, sib, &sf, &nsf) != 0) {
+      kp_stored_files_free(rf, nrf);
+      return -1;
+    }
+    for (size_t i = 0; i < nsf && !desc; i++)
+      if (!strcmp(sf[i].path, sib)) desc = &sf[i];  /* the file itself, not a folder of that name */
+  }
+  kp_stored_file *v = calloc(nrf + 1, sizeof *v);
+  size_t k = 0;
+  int oom = !v;
+  for (size_t i = 0; !oom && i < nrf + (desc ? 1 : 0); i++) {
+    const kp_stored_file *f = i < nrf ? &rf[i] : desc;
+    v[k].path = strdup(f->path + strip);
+    v[k].sha256 = strdup(f->sha256);
+    v[k].size = f->size;
+    if (!v[k].path || !v[k].sha256) oom = 1;
+    k++;
+  }
+  kp_stored_files_free(rf, nrf);
+  kp_stored_files_free(sf, nsf);
+  if (oom) {
+    kp_stored_files_free(v, k);
+    return kp_store_fail(KP_STORE_EBACKEND, "out of memory");
+  }
+  *with_desc = desc != NULL;
+  *out = v;
+  *n = k;
+  return 0;
+}
+
+/* ---- model register against a tracking server ------------------------------------------ */
+/* uploads local file 'full' as a blob of the server's workspace and adds it as 'rel' */
+static int put_remote(kp_ws *ws, mfiles *f, const char *full, const char *rel) {
+  size_t len = 0;
+  char *data = kp_read_file(full, &len);
+  if (!data) return kp_err("cannot read %s: %s", full, strerror(errno));
+  char hex[65];
+  int rc = kp_store_http_put_blob(ws->store, data, len, hex);
+  free(data);
+  if (rc != 0) {
+    kp_err("cannot upload %s (%zu bytes): %s", full, len, kp_store_last_error()->message);
+    if (strstr(kp_store_last_error()->message, "answered 413")) kp_hint("the server takes bodies up to its --max-body");
+    return -1;
+  }
+  return add_file(f, rel, hex, (int64_t)len);
+}
+
+/* collect_local, uploading to the server instead of storing here */
+static int collect_remote(kp_ws *ws, mfiles *f, const char *dir, const char *rel) {
+  DIR *d = opendir(dir);
+  if (!d) return kp_err("cannot read %s: %s", dir, strerror(errno));
+  int rc = 0;
+  struct dirent *e;
+  while (rc == 0 && (e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    char full[8192], r[8192];
+    snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+    snprintf(r, sizeof r, "%s/%s", rel, e->d_name);
+    struct stat st;
+    if (lstat(full, &st) != 0) continue;
+    if (S_ISLNK(st.st_mode)) rc = kp_err("%s is a symbolic link; model folders may hold only regular files and folders", full);
+    else if (S_ISDIR(st.st_mode)) rc = collect_remote(ws, f, full, r);
+    else if (S_ISREG(st.st_mode)) rc = put_remote(ws, f, full, r);
+  }
+  closedir(d);
+  return rc;
+}
+
+/* Registers through the server: a run's files (POST .../versions {run, path},
+ * the server collects them as here) or local files uploaded first (PUT
+ * /blobs/{sha256}, then {files}). Prints what the local command prints. */
+static int register_remote(kp_ws *ws, const char *name, const char *run, const char *prefix, const char *file,
+                           const char *desc, const char *const *tags, int ntags) {
+  mfiles f = {0};
+  int with_desc = 0, rc = 1;
+  cJSON *b = cJSON_CreateObject(), *o = NULL;
+  if (run) cJSON_AddStringToObject(b, "run", run);
+  if (prefix) {
+    cJSON_AddStringToObject(b, "path", prefix);
+  } else {
+    struct stat sst;
+    if (lstat(file, &sst) != 0) {
+      kp_err("cannot register '%s': %s", file, strerror(errno));
+      goto out;
+    }
+    char real[PATH_MAX];
+    if (!realpath(file, real)) { kp_err("cannot resolve %s", file); goto out; }
+    const char *base = strrchr(real, '/');
+    base = base && base[1] ? base + 1 : "model";
+    if (S_ISDIR(sst.st_mode)) {
+      if (collect_remote(ws, &f, real, base) != 0) goto out;
+      if (f.n == 0) { kp_err("folder %s holds no files to register", file); goto out; }
+    } else if (S_ISREG(sst.st_mode)) {
+      if (put_remote(ws, &f, real, base) != 0) goto out;
+      char sib[PATH_MAX + 16];
+      struct stat dst;
+      const char *slash = strrchr(real, '/');
+      snprintf(sib, sizeof sib, "%.*smodel.json", slash ? (int)(slash + 1 - real) : 0, real);
+      if (is_npz(base) && lstat(sib, &dst) == 0 && S_ISREG(dst.st_mode)) {
+        if (put_remote(ws, &f, sib, "model.json") != 0) goto out;
+        with_desc = 1;
+      }
+    } else {
+      kp_err("'%s' is neither a regular file nor a folder (symbolic links are not registered)", file);
+      goto out;
+    }
+    cJSON *arr = cJSON_AddArrayToObject(b, "files");
+    for (size_t i = 0; i < f.n; i++) {
+      cJSON *e = cJSON_CreateObject();
+      cJSON_AddStringToObject(e, "path", f.v[i].path);
+      cJSON_AddStringToObject(e, "sha256", f.v[i].sha);
+      cJSON_AddNumberToObject(e, "size", (double)f.v[i].size);
+      cJSON_AddItemToArray(arr, e);
+    }
+    cJSON_AddStringToObject(b, "source", file);
+    cJSON_AddBoolToObject(b, "model_json_added", with_desc);
+  }
+  cJSON_AddStringToObject(b, "description", desc);
+  cJSON *tj = cJSON_AddObjectToObject(b, "tags");
+  for (int i = 0; i < ntags; i++) {
+    const char *eq = strchr(tags[i], '=');
+    char key[256];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - tags[i]), tags[i]);
+    cJSON_DeleteItemFromObjectCaseSensitive(tj, key);  /* the last one wins, as locally */
+    cJSON_AddStringToObject(tj, key, eq + 1);
+  }
+  char *body = cJSON_PrintUnformatted(b);
+  if (!body) { kp_err("out of memory"); goto out; }
+  int r = kp_store_http_call(ws->store, "POST", "models/", name, "/versions", body, &o);
+  cJSON_free(body);
+  if (r != 0) {
+    int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+    kp_store_report();
+    if (missing && run) kp_hint("list the run's files with 'kusari run files %s'", run);
+    goto out;
+  }
+  const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "model");
+  const cJSON *fs = cJSON_GetObjectItemCaseSensitive(m, "files"), *fe;
+  long long total = 0, version = (long long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(m, "version"));
+  int nf = cJSON_GetArraySize(fs);
+  cJSON_ArrayForEach(fe, fs) total += (long long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(fe, "size"));
+  with_desc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "model_json_added"));
+  printf("Registered model %s version %lld (%d file%s, %lld bytes%s%s%s)\n", name, version, nf, nf == 1 ? "" : "s", total,
+         run ? ", from run " : "", run ? run : "",
+         with_desc ? "; with model.json, the network description beside the weights" : "");
+  printf("%s:%lld\n", name, version);
+  rc = 0;
+out:
+  cJSON_Delete(b);
+  cJSON_Delete(o);
+  free(f.v);
+  return rc;
+}
+
 static int model_register(int argc, char **argv) {
   const char *run = NULL, *name = NULL, *path = NULL, *file = NULL, *desc = "";
   const char *tags[KP_MULTI_MAX];
@@ -139,34 +314,20 @@ static int model_register(int argc, char **argv) {
     }
     kp_run_free(&r);
   }
+  if (ws.remote[0]) {
+    rc = register_remote(&ws, name, run, path ? prefix : NULL, file, desc, tags, ntags);
+    goto out;
+  }
   if (path) {
     if (kp_blob_pin(&ws) != 0) goto out;  /* the run's blobs stay until the model refers to them */
-    if (kp_store_run_files_list(ws.store, run, prefix, &rf, &nrf) != 0) { kp_store_report(); goto out; }
-    const char *slash = strrchr(prefix, '/');
-    size_t strip = slash ? (size_t)(slash - prefix) + 1 : 0;  /* keep the last part: outputs/model.npz -> model.npz */
-    for (size_t i = 0; i < nrf; i++)
-      if (add_file(&f, rf[i].path + strip, rf[i].sha256, rf[i].size) != 0) goto out;
-    if (f.n == 0) {
-      kp_err("run %s has no file or folder '%s' to register", run, prefix);
-      kp_hint("list the run's files with 'kusari run files %s'", run);
+    if (kp_model_run_files(ws.store, run, prefix, &rf, &nrf, &with_desc) != 0) {
+      int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+      kp_store_report();
+      if (missing) kp_hint("list the run's files with 'kusari run files %s'", run);
       goto out;
     }
-    /* a single .npz: the network description written beside it (model.json
-     * in the same folder of the run's files) goes with it, so that the
-     * model's files are servable on their own (download, deploy) */
-    if (f.n == 1 && is_npz(prefix) && !strcmp(f.v[0].path, prefix + strip)) {
-      char sib[4300];
-      snprintf(sib, sizeof sib, "%.*smodel.json", (int)strip, prefix);
-      kp_stored_file *sf = NULL;
-      size_t nsf = 0;
-      if (kp_store_run_files_list(ws.store, run, sib, &sf, &nsf) != 0) { kp_store_report(); goto out; }
-      for (size_t i = 0; i < nsf; i++)
-        if (!strcmp(sf[i].path, sib)) {  /* the file itself, not a folder of that name */
-          if (add_file(&f, sf[i].path + strip, sf[i].sha256, sf[i].size) != 0) { kp_stored_files_free(sf, nsf); goto out; }
-          with_desc = 1;
-        }
-      kp_stored_files_free(sf, nsf);
-    }
+    for (size_t i = 0; i < nrf; i++)
+      if (add_file(&f, rf[i].path, rf[i].sha256, rf[i].size) != 0) goto out;
   } else {
     struct stat sst;
     if (lstat(file, &sst) != 0) {

@@ -967,7 +967,14 @@ static int run_wait(int argc, char **argv) {
   progress pg;
   int watch = !show && isatty(STDOUT_FILENO);
   if (watch) progress_init(&ws, &pg, pos[0], metric);
-  int rc = follow_progress(&ws, pos[0], show, 1, (double)to, watch ? &pg : NULL, "std_log.txt");
+  /* a distributed run's output is rank 0's (its other ranks: run logs --rank R) */
+  const char *logname = "std_log.txt";
+  if (show) {
+    cJSON *o = load_run(&ws, pos[0]);
+    if (o && cJSON_GetObjectItemCaseSensitive(o, "distributed")) logname = "std_log_rank_0.txt";
+    cJSON_Delete(o);
+  }
+  int rc = follow_progress(&ws, pos[0], show, 1, (double)to, watch ? &pg : NULL, logname);
   if (rc == 0 || rc == 1) {
     cJSON *o = load_run(&ws, pos[0]);
     if (o) {
@@ -1270,11 +1277,15 @@ static void put_json_key(int first, const char *name) {
 
 static int run_metrics(int argc, char **argv) {
   int np = 0, csv = 0, json = 0;
-  const char *pos[1], *name = NULL;
-  kp_opt opts[] = {{.name = "name", .val = &name}, {.name = "csv", .flag = &csv}, {.name = "json", .flag = &json}, {0}};
+  const char *pos[1], *name = NULL, *rank_s = NULL;
+  kp_opt opts[] = {{.name = "name", .val = &name}, {.name = "csv", .flag = &csv}, {.name = "json", .flag = &json},
+                   {.name = "rank", .val = &rank_s}, {0}};
   if (kp_parse("run metrics", argc, argv, opts, pos, &np, 1, NULL)) return 2;
   if (np != 1) return kp_usage_err("run metrics", "missing the RUN id");
   if (csv && json) return kp_usage_err("run metrics", "choose one of --csv and --json");
+  long long rank = 0;
+  if (rank_s && (kp_parse_int(rank_s, &rank) != 0 || rank < 0 || rank > 999999))
+    return kp_usage_err("run metrics", "--rank is a rank of the run, 0 to 999999, not '%s'", rank_s);
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
   char status[32];
@@ -1285,7 +1296,7 @@ static int run_metrics(int argc, char **argv) {
   if (name) {
     names = calloc(1, sizeof *names);
     if (names && (names[0] = strdup(name))) nn = 1;
-  } else if (kp_store_metric_names(ws.store, pos[0], &names, &nn) != 0) {
+  } else if (kp_store_metric_names_rank(ws.store, pos[0], (int)rank, &names, &nn) != 0) {
     kp_store_report();
     kp_ws_close(&ws);
     return 1;
@@ -1298,7 +1309,7 @@ static int run_metrics(int argc, char **argv) {
     const char *nm = names[k];
     kp_metric_point *pts;
     size_t np2;
-    if (kp_store_metric_series(ws.store, pos[0], nm, &pts, &np2) != 0) {
+    if (kp_store_metric_series_rank(ws.store, pos[0], nm, (int)rank, &pts, &np2) != 0) {
       if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) kp_store_report();
       continue;
     }
@@ -1339,8 +1350,9 @@ static int run_metrics(int argc, char **argv) {
   if (json) fputs(nseries ? "\n}\n" : "}\n", stdout);
   kp_ws_close(&ws);
   if (n == 0 && name) {
-    kp_err("run %s has no metric named '%s'", pos[0], name);
-    kp_hint("see all of its metrics with 'kusari run metrics %s'", pos[0]);
+    if (rank) kp_err("rank %lld of run %s logged no metric named '%s'", rank, pos[0], name);
+    else kp_err("run %s has no metric named '%s'", pos[0], name);
+    kp_hint("see all of its metrics with 'kusari run metrics %s%s'", pos[0], rank ? " --rank R" : "");
     return 1;
   }
   return 0;
@@ -1383,7 +1395,8 @@ static const kp_cmd cmds[] = {
    "usage: kusari run wait RUN [--show-output] [--metric NAME] [--timeout SECONDS]\n\n"
    "Waits until RUN ends, streaming its build and entry output with --show-output,\n"
    "then prints its final status. Exits 0 if it Completed, 1 if it Failed or was\n"
-   "Canceled, 3 on --timeout.\n\n"
+   "Canceled, 3 on --timeout. A distributed run's output is rank 0's (the other\n"
+   "ranks': kusari run logs RUN --rank R).\n\n"
    "Without --show-output, on a terminal, it shows each status change as it happens\n"
    "and the latest value of one metric, rewritten in place: NAME with --metric,\n"
    "else, for a child of a sweep, the sweep's primary metric, else whichever metric\n"
@@ -1477,7 +1490,7 @@ static const kp_cmd cmds[] = {
    "distributed run), SIGKILL after SECONDS (default 10). Waits until it is Canceled\n"
    "unless --no-wait.\n"},
   {"metrics", run_metrics, "print a run's metrics",
-   "usage: kusari run metrics RUN [--name NAME] [--csv|--json]\n\n"
+   "usage: kusari run metrics RUN [--name NAME] [--rank R] [--csv|--json]\n\n"
    "Prints every logged value of RUN (only metric NAME with --name), by name, then\n"
    "step: as text, one line per value with its step, its time (UTC, as logged) and\n"
    "its value; with --csv the columns name,step,timestamp,value (timestamp in\n"
@@ -1486,7 +1499,9 @@ static const kp_cmd cmds[] = {
    "the strings \"NaN\", \"Infinity\", \"-Infinity\" in JSON. While RUN is active\n"
    "the values logged so far are read first. Output is written as the values are\n"
    "read, one metric at a time (memory grows with the longest metric's values, at\n"
-   "32 bytes each, not with the output); JSON numbers read back exactly.\n"},
+   "32 bytes each, not with the output); JSON numbers read back exactly.\n"
+   "In a distributed run (run submit --nodes) each rank's values are kept apart:\n"
+   "this shows rank 0's, as every other view does; --rank R shows rank R's.\n"},
   {NULL, NULL, NULL, NULL},
 };
 

@@ -179,8 +179,7 @@ int kp_service_keys_migrate(kp_ws *ws, kp_store *s) {
   return 0;
 }
 
-/* A Running (or Starting) record whose process is gone has failed. */
-static void check_alive(kp_service *s) {
+void kp_service_check_alive(kp_service *s) {
   if ((s->state == KP_SERVICE_RUNNING || s->state == KP_SERVICE_STARTING) &&
       !(s->pid > 0 && kp_proc_alive((pid_t)s->pid, s->pid_start))) {
     if (s->state == KP_SERVICE_RUNNING || s->pid > 0) {
@@ -205,7 +204,7 @@ static int find_svc(kp_ws *ws, const char *name, kp_service *s, int say) {
     }
     return 1;
   }
-  check_alive(s);
+  kp_service_check_alive(s);
   return 0;
 }
 
@@ -256,19 +255,148 @@ static int start_server(kp_ws *ws, const char *name, int *port) {
   return -1;
 }
 
+/* a view's text field, "" when absent */
+static const char *jstr(const cJSON *o, const char *k) {
+  const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+  return v ? v : "";
+}
+
+/* the lines `service start` and `model deploy` print, from the service's view */
+static void print_started_view(const cJSON *o) {
+#define S(k) jstr(o, k)
+  const char *entry = S("entry");
+  printf("Service %s: %s (model %s%s%s, %d workers, auth %s)\n", S("name"), S("state"), S("model"), *entry ? ", entry " : "",
+         entry, (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "workers")),
+         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "auth")) ? "on: see 'kusari service keys'" : "off");
+  printf("%s\n", S("scoring_uri"));
+#undef S
+}
+
 static void print_started(kp_ws *ws, const char *name) {
   kp_service s;
   if (find_svc(ws, name, &s, 1) != 0) return;
-  char uri[400];
-  kp_view_service_uri(&s, "/score", uri, sizeof uri);
-  printf("Service %s: %s (model %s:%lld%s%s, %d workers, auth %s)\n", s.name, kp_service_state_name(s.state),
-         s.model_name, (long long)s.model_version, s.entry_name && s.entry_name[0] ? ", entry " : "", s.entry_name ? s.entry_name : "",
-         s.workers, s.auth ? "on: see 'kusari service keys'" : "off");
-  printf("%s\n", uri);
+  cJSON *o = kp_view_service(&s);
   kp_service_free(&s);
+  print_started_view(o);
+  cJSON_Delete(o);
 }
 
 /* ---- kusari model deploy ----------------------------------------------------------- */
+int kp_service_deploy(kp_ws *ws, const kp_deploy *d, char old_model[300], char old_state[32]) {
+  old_model[0] = old_state[0] = '\0';
+  /* the model version */
+  kp_model mv;
+  if (kp_store_model_get(ws->store, d->model, d->version, &mv) != 0) {
+    int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+    kp_store_report();
+    if (missing) kp_hint("list models with 'kusari model list'");
+    return missing ? 1 : -1;
+  }
+  long long mver = mv.version;
+  kp_model_free(&mv);
+  kp_service old;
+  int have = find_svc(ws, d->name, &old, 0);
+  if (have < 0) return -1;
+  if (have == 0) {
+    snprintf(old_model, 300, "%s:%lld", old.model_name, (long long)old.model_version);
+    snprintf(old_state, 32, "%s", kp_service_state_name(old.state));
+    int stopped = stop_server(ws, &old);
+    kp_service_free(&old);
+    if (stopped != 0) return -1;
+  }
+  /* a new service's keys: on file first (0600), their sha256 in the store;
+   * a redeployed one keeps its keys (service_redeploy leaves them alone) */
+  char k1[65], k2[65], h1[65], h2[65];
+  if (new_key(k1) != 0 || new_key(k2) != 0) return -1;
+  kp_sha256_hex(k1, 64, h1);
+  kp_sha256_hex(k2, 64, h2);
+  if (have != 0 && keys_write(ws, d->name, k1, k2) != 0) return -1;
+  kp_service_new sn = {.name = d->name, .model_name = d->model, .model_version = mver, .entry_name = d->entry_name,
+                       .entry_sha256 = d->entry_sha256, .host = d->host, .port = d->port, .auth = d->auth,
+                       .workers = d->workers, .timeout = d->timeout, .max_body = d->max_body_mb * 1024 * 1024,
+                       .primary_key_sha256 = h1, .secondary_key_sha256 = h2};
+  if ((have == 0 ? kp_store_service_redeploy(ws->store, &sn) : kp_store_service_create(ws->store, &sn)) != 0)
+    return kp_store_report();
+  char sdir[4400];
+  svc_dir(ws, d->name, sdir, sizeof sdir);
+  if (kp_mkdirs(sdir, 0755) != 0 || kp_service_batch_save(sdir, d->batch_max, d->batch_wait_us) != 0) return -1;
+  int bound;
+  return start_server(ws, d->name, &bound);
+}
+
+int kp_deploy_check(kp_deploy *d, char *err, size_t errn) {
+  if (kp_name_ok(d->name) != 0)
+    return snprintf(err, errn, "invalid service name '%s': use letters, digits, '.', '_' and '-'", d->name), -1;
+  if (kp_name_ok(d->model) != 0) return snprintf(err, errn, "invalid model name '%s'", d->model), -1;
+  if (d->version < 0) return snprintf(err, errn, "the model's version must be a positive integer"), -1;
+  if (d->port < 0 || d->port > 65535) return snprintf(err, errn, "--port must be 0 to 65535 (0: a free port)"), -1;
+  if (d->workers < 1 || d->workers > 256) return snprintf(err, errn, "--workers must be 1 to 256"), -1;
+  if (d->max_body_mb < 1 || d->max_body_mb > 1024) return snprintf(err, errn, "--max-body-mb must be 1 to 1024"), -1;
+  if (d->timeout < 1 || d->timeout > 3600) return snprintf(err, errn, "--timeout must be 1 to 3600 seconds"), -1;
+  if (d->batch_max < 1 || d->batch_max > KP_BATCH_MAX_LIMIT)
+    return snprintf(err, errn, "--batch-max must be 1 (no batching) to %d", KP_BATCH_MAX_LIMIT), -1;
+  if (d->batch_wait_us < 0 || d->batch_wait_us > KP_BATCH_WAIT_LIMIT_US)
+    return snprintf(err, errn, "--batch-wait-us must be 0 to %ld", KP_BATCH_WAIT_LIMIT_US), -1;
+  struct in_addr ia;
+  if (inet_pton(AF_INET, d->host, &ia) != 1)
+    return snprintf(err, errn, "--host must be an IPv4 address (127.0.0.1, 0.0.0.0, ...)"), -1;
+  return 0;
+}
+
+/* model deploy against a tracking server: the entry library (if any)
+ * uploaded as a blob, then POST /services; the same lines */
+static int deploy_remote(kp_ws *ws, const kp_deploy *d, const char *entry) {
+  cJSON *b = cJSON_CreateObject(), *o = NULL;
+  int rc = 1;
+  cJSON_AddStringToObject(b, "name", d->name);
+  cJSON_AddStringToObject(b, "model", d->model);
+  if (d->version) cJSON_AddNumberToObject(b, "version", (double)d->version);
+  cJSON_AddStringToObject(b, "host", d->host);
+  cJSON_AddNumberToObject(b, "port", d->port);
+  cJSON_AddBoolToObject(b, "auth", d->auth);
+  if (d->workers) cJSON_AddNumberToObject(b, "workers", d->workers);
+  cJSON_AddNumberToObject(b, "max_body_mb", (double)d->max_body_mb);
+  cJSON_AddNumberToObject(b, "timeout", d->timeout);
+  cJSON_AddNumberToObject(b, "batch_max", d->batch_max);
+  cJSON_AddNumberToObject(b, "batch_wait_us", (double)d->batch_wait_us);
+  if (entry) {
+    size_t len = 0;
+    char *data = kp_read_file(entry, &len), hex[65];
+    if (!data) {
+      kp_err("--entry '%s' is not a file: %s", entry, strerror(errno ? errno : EINVAL));
+      kp_hint("build a shared library exporting init(const char *model_dir) and run(const char *input_json)");
+      goto out;
+    }
+    int up = kp_store_http_put_blob(ws->store, data, len, hex);
+    free(data);
+    if (up != 0) { kp_err("cannot upload %s: %s", entry, kp_store_last_error()->message); goto out; }
+    cJSON *e = cJSON_AddObjectToObject(b, "entry");
+    cJSON_AddStringToObject(e, "sha256", hex);
+    cJSON_AddStringToObject(e, "name", d->entry_name);
+  }
+  char *body = cJSON_PrintUnformatted(b);
+  if (!body) { kp_err("out of memory"); goto out; }
+  int r = kp_store_http_call(ws->store, "POST", "services", NULL, NULL, body, &o);
+  cJSON_free(body);
+  if (r != 0) {
+    int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+    kp_store_report();
+    if (missing) kp_hint("list models with 'kusari model list'");
+    goto out;
+  }
+  const cJSON *rd = cJSON_GetObjectItemCaseSensitive(o, "redeployed");
+  if (cJSON_IsObject(rd))
+    printf("Service %s exists (model %s, %s): redeploying with the same keys\n", d->name,
+           cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rd, "model")),
+           cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rd, "state")));
+  print_started_view(cJSON_GetObjectItemCaseSensitive(o, "service"));
+  rc = 0;
+out:
+  cJSON_Delete(b);
+  cJSON_Delete(o);
+  return rc;
+}
+
 int kp_model_deploy(int argc, char **argv);
 int kp_model_deploy(int argc, char **argv) {
   const char *cmd = "model deploy";
@@ -306,21 +434,33 @@ int kp_model_deploy(int argc, char **argv) {
     return kp_usage_err(cmd, "--batch-wait-us must be 0 to %ld", KP_BATCH_WAIT_LIMIT_US);
   struct in_addr ia;
   if (inet_pton(AF_INET, host, &ia) != 1) return kp_usage_err(cmd, "--host must be an IPv4 address (127.0.0.1, 0.0.0.0, ...)");
+  char ename[256] = "", esha[65] = "";
+  if (entry) {
+    const char *b = strrchr(entry, '/');
+    snprintf(ename, sizeof ename, "%s", b ? b + 1 : entry);
+    if (kp_name_ok(ename) != 0) snprintf(ename, sizeof ename, "entry.so");
+  }
+  kp_deploy d = {.name = name, .model = mname, .version = mver, .host = host, .port = (int)port, .auth = auth,
+                 .workers = (int)workers, .max_body_mb = mb, .timeout = (int)tmo, .batch_max = (int)bmax,
+                 .batch_wait_us = (long)bwait, .entry_name = entry ? ename : NULL, .entry_sha256 = entry ? esha : NULL};
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
   int rc = 1;
-  /* the model version */
-  kp_model mv;
-  if (kp_store_model_get(ws.store, mname, mver, &mv) != 0) {
-    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) { kp_store_report(); goto out; }
-    kp_store_report();
-    kp_hint("list models with 'kusari model list'");
+  if (ws.remote[0]) {
+    if (!workers_s) d.workers = 0;  /* the server's default: its own CPUs */
+    rc = deploy_remote(&ws, &d, entry);
     goto out;
   }
-  mver = mv.version;
-  kp_model_free(&mv);
-  char esha[65] = "", ename[256] = "";
   if (entry) {
+    /* the model version first, as before: its error comes before the entry's */
+    kp_model mv;
+    if (kp_store_model_get(ws.store, mname, mver, &mv) != 0) {
+      int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+      kp_store_report();
+      if (missing) kp_hint("list models with 'kusari model list'");
+      goto out;
+    }
+    kp_model_free(&mv);
     struct stat est;
     if (stat(entry, &est) != 0 || !S_ISREG(est.st_mode)) {
       kp_err("--entry '%s' is not a file: %s", entry, strerror(errno ? errno : EINVAL));
@@ -329,45 +469,75 @@ int kp_model_deploy(int argc, char **argv) {
     }
     int64_t sz;
     if (kp_blob_put_file(&ws, entry, esha, &sz) != 0) goto out;
-    const char *b = strrchr(entry, '/');
-    snprintf(ename, sizeof ename, "%s", b ? b + 1 : entry);
-    if (kp_name_ok(ename) != 0) snprintf(ename, sizeof ename, "entry.so");
   }
-  kp_service old;
-  int have = find_svc(&ws, name, &old, 0);
-  if (have < 0) goto out;
-  if (have == 0) {
-    printf("Service %s exists (model %s:%lld, %s): redeploying with the same keys\n", name, old.model_name,
-           (long long)old.model_version, kp_service_state_name(old.state));
-    int stopped = stop_server(&ws, &old);
-    kp_service_free(&old);
-    if (stopped != 0) goto out;
+  char old_model[300], old_state[32];
+  int r = kp_service_deploy(&ws, &d, old_model, old_state);
+  if (old_model[0])
+    printf("Service %s exists (model %s, %s): redeploying with the same keys\n", name, old_model, old_state);
+  if (r == 0) {
+    print_started(&ws, name);
+    rc = 0;
   }
-  /* a new service's keys: on file first (0600), their sha256 in the store;
-   * a redeployed one keeps its keys (service_redeploy leaves them alone) */
-  char k1[65], k2[65], h1[65], h2[65];
-  if (new_key(k1) != 0 || new_key(k2) != 0) goto out;
-  kp_sha256_hex(k1, 64, h1);
-  kp_sha256_hex(k2, 64, h2);
-  if (have != 0 && keys_write(&ws, name, k1, k2) != 0) goto out;
-  kp_service_new sn = {.name = name, .model_name = mname, .model_version = mver, .entry_name = entry ? ename : NULL,
-                       .entry_sha256 = entry ? esha : NULL, .host = host, .port = (int)port, .auth = auth,
-                       .workers = (int)workers, .timeout = (int)tmo, .max_body = mb * 1024 * 1024,
-                       .primary_key_sha256 = h1, .secondary_key_sha256 = h2};
-  if ((have == 0 ? kp_store_service_redeploy(ws.store, &sn) : kp_store_service_create(ws.store, &sn)) != 0) {
-    kp_store_report();
-    goto out;
-  }
-  char sdir[4400];
-  svc_dir(&ws, name, sdir, sizeof sdir);
-  if (kp_mkdirs(sdir, 0755) != 0 || kp_service_batch_save(sdir, (int)bmax, (long)bwait) != 0) goto out;
-  int bound;
-  if (start_server(&ws, name, &bound) != 0) goto out;
-  print_started(&ws, name);
-  rc = 0;
 out:
   kp_ws_close(&ws);
   return rc;
+}
+
+int kp_service_control(kp_ws *ws, const char *name, const char *op) {
+  kp_service s;
+  int r = find_svc(ws, name, &s, 0);
+  if (r != 0) return r;
+  int rc = 0, port;
+  if (!strcmp(op, "start")) {
+    if (s.state != KP_SERVICE_RUNNING) rc = start_server(ws, name, &port);
+  } else if (!strcmp(op, "stop")) {
+    rc = stop_server(ws, &s);
+  } else if (!strcmp(op, "delete")) {
+    rc = stop_server(ws, &s);
+    if (rc == 0 && kp_store_service_delete(ws->store, name) != 0) rc = kp_store_report();
+    if (rc == 0) {
+      char dir[4400];
+      svc_dir(ws, name, dir, sizeof dir);
+      kp_rm_rf(dir);
+    }
+  } else {
+    rc = kp_err("unknown service operation '%s'", op);
+  }
+  kp_service_free(&s);
+  return rc;
+}
+
+/* service start|stop|delete against a tracking server: POST
+ * /services/{name}/start|stop, DELETE /services/{name}; the same lines */
+static int control_remote(kp_ws *ws, const char *name, const char *op) {
+  cJSON *o = NULL;
+  int was_running = 0;
+  if (!strcmp(op, "start")) {
+    if (kp_store_http_call(ws->store, "GET", "services/", name, NULL, NULL, &o) != 0) goto fail;
+    was_running = !strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "state")) ?
+                          cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "state")) : "", "Running");
+    cJSON_Delete(o);
+    o = NULL;
+  }
+  int r = !strcmp(op, "delete") ? kp_store_http_call(ws->store, "DELETE", "services/", name, NULL, NULL, &o)
+                                : kp_store_http_call(ws->store, "POST", "services/", name, !strcmp(op, "start") ? "/start" : "/stop",
+                                                     "{}", &o);
+  if (r != 0) goto fail;
+  if (!strcmp(op, "start")) {
+    if (was_running) printf("Service %s is already running\n", name);
+    print_started_view(o);
+  } else if (!strcmp(op, "stop")) {
+    printf("Service %s stopped\n", name);
+  } else {
+    printf("Deleted service %s\n", name);
+  }
+  cJSON_Delete(o);
+  return 0;
+fail:;
+  int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+  kp_store_report();
+  if (missing) kp_hint("list services with 'kusari service list'");
+  return 1;
 }
 
 /* ---- kusari service ... --------------------------------------------------------------- */
@@ -383,26 +553,47 @@ static int service_list(int argc, char **argv) {
   if (kp_parse("service list", argc, argv, opts, NULL, NULL, 0, NULL)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  kp_service *v;
-  size_t n;
-  if (kp_store_service_list(ws.store, &v, &n) != 0) { kp_store_report(); kp_ws_close(&ws); return 1; }
+  cJSON *arr = NULL;
+  if (ws.remote[0]) {
+    /* the tracking server's GET /services: the same views */
+    cJSON *o;
+    if (kp_store_http_call(ws.store, "GET", "services", NULL, NULL, NULL, &o) != 0) {
+      kp_store_report();
+      kp_ws_close(&ws);
+      return 1;
+    }
+    arr = cJSON_DetachItemFromObjectCaseSensitive(o, "services");
+    cJSON_Delete(o);
+    if (!cJSON_IsArray(arr)) {
+      cJSON_Delete(arr);
+      kp_err("the tracking server %s answered GET /services without a list of services", ws.remote);
+      kp_ws_close(&ws);
+      return 1;
+    }
+  } else {
+    kp_service *v;
+    size_t n;
+    if (kp_store_service_list(ws.store, &v, &n) != 0) { kp_store_report(); kp_ws_close(&ws); return 1; }
+    arr = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) {
+      kp_service_check_alive(&v[i]);
+      cJSON_AddItemToArray(arr, kp_view_service(&v[i]));
+    }
+    kp_services_free(v, n);
+  }
   kp_ws_close(&ws);
-  cJSON *arr = cJSON_CreateArray();
-  if (!json) printf("%-24s %-8s %-28s %-5s %s\n", "NAME", "STATE", "MODEL", "AUTH", "SCORING URI");
-  for (size_t i = 0; i < n; i++) {
-    kp_service *s = &v[i];
-    check_alive(s);
-    if (json) {
-      cJSON_AddItemToArray(arr, kp_view_service(s));
-    } else {
-      char uri[400], m[300];
-      kp_view_service_uri(s, "/score", uri, sizeof uri);
-      snprintf(m, sizeof m, "%s:%lld", s->model_name, (long long)s->model_version);
-      printf("%-24s %-8s %-28s %-5s %s\n", s->name, kp_service_state_name(s->state), m, s->auth ? "key" : "none", uri);
+  if (json) {
+    print_json(arr);
+  } else {
+    printf("%-24s %-8s %-28s %-5s %s\n", "NAME", "STATE", "MODEL", "AUTH", "SCORING URI");
+    const cJSON *o;
+    cJSON_ArrayForEach(o, arr) {
+#define S(k) jstr(o, k)
+      printf("%-24s %-8s %-28s %-5s %s\n", S("name"), S("state"), S("model"),
+             cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "auth")) ? "key" : "none", S("scoring_uri"));
+#undef S
     }
   }
-  kp_services_free(v, n);
-  if (json) print_json(arr);
   cJSON_Delete(arr);
   return 0;
 }
@@ -423,19 +614,32 @@ static int service_show(int argc, char **argv) {
   if (one_name("service show", argc, argv, opts, &name)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  kp_service s;
-  int r = find_svc(&ws, name, &s, 1);
-  char dir[4400];
-  svc_dir(&ws, name, dir, sizeof dir);
+  char dir[4400] = "";
+  cJSON *o = NULL;
+  if (ws.remote[0]) {
+    /* the tracking server's GET /services/{name}: the same view */
+    int rc = kp_store_http_call(ws.store, "GET", "services/", name, NULL, NULL, &o);
+    if (rc != 0) {
+      int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+      kp_store_report();
+      if (missing) kp_hint("list services with 'kusari service list'");
+      kp_ws_close(&ws);
+      return 1;
+    }
+  } else {
+    kp_service s;
+    int r = find_svc(&ws, name, &s, 1);
+    svc_dir(&ws, name, dir, sizeof dir);
+    if (r != 0) { kp_ws_close(&ws); return 1; }
+    o = kp_view_service(&s);
+    kp_service_free(&s);
+    int bmax;
+    long bwait;
+    kp_service_batch_load(dir, &bmax, &bwait); /* 1 and 0 when the service never batched */
+    cJSON_AddNumberToObject(o, "batch_max", bmax);
+    cJSON_AddNumberToObject(o, "batch_wait_us", (double)bwait);
+  }
   kp_ws_close(&ws);
-  if (r != 0) return 1;
-  cJSON *o = kp_view_service(&s);
-  kp_service_free(&s);
-  int bmax;
-  long bwait;
-  kp_service_batch_load(dir, &bmax, &bwait); /* 1 and 0 when the service never batched */
-  cJSON_AddNumberToObject(o, "batch_max", bmax);
-  cJSON_AddNumberToObject(o, "batch_wait_us", (double)bwait);
   if (json) {
     print_json(o);
   } else {
@@ -448,7 +652,8 @@ static int service_show(int argc, char **argv) {
       else if (cJSON_IsBool(it)) printf("%-16s %s\n", label, cJSON_IsTrue(it) ? "yes (Authorization: Bearer KEY)" : "no");
       else printf("%-16s -\n", label);
     }
-    printf("%-16s %s/server.log\n", "log:", dir);
+    if (dir[0]) printf("%-16s %s/server.log\n", "log:", dir);
+    else printf("%-16s on the server's machine ('kusari service logs %s')\n", "log:", name);
   }
   cJSON_Delete(o);
   return 0;
@@ -462,6 +667,20 @@ static int service_logs(int argc, char **argv) {
   if (tail_s && (kp_parse_int(tail_s, &tail) != 0 || tail < 1)) return kp_usage_err("service logs", "--tail must be a positive number of lines");
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  if (ws.remote[0]) {
+    /* GET /services/{name}/logs?tail=N: the same text */
+    char q[64] = "/logs";
+    if (tail > 0) snprintf(q, sizeof q, "/logs?tail=%lld", tail);
+    int rc = 0;
+    if (kp_store_http_text(ws.store, "services/", name, q, stdout) != 0) {
+      int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+      kp_store_report();
+      if (missing) kp_hint("list services with 'kusari service list'");
+      rc = 1;
+    }
+    kp_ws_close(&ws);
+    return rc;
+  }
   kp_service s;
   int r = find_svc(&ws, name, &s, 1);
   if (r == 0) kp_service_free(&s);
@@ -488,6 +707,62 @@ static int service_logs(int argc, char **argv) {
   return 0;
 }
 
+int kp_service_keys(kp_ws *ws, const char *name, const char *regen, char k[2][65], int *auth, int *running) {
+  kp_service s;
+  int r = find_svc(ws, name, &s, 0);
+  if (r != 0) return r;
+  int rc = -1;
+  *auth = s.auth;
+  *running = 0;
+  if (regen) {
+    int which = !strcmp(regen, "primary") ? 1 : !strcmp(regen, "secondary") ? 2 : 3;
+    /* under the store's write lock, so that two regenerations at once do
+     * not mix one's file with the other's digests */
+    if (kp_store_begin(ws->store) != 0) { kp_store_report(); goto out; }
+    /* the key kept is read from the file; with 'both' there is none to keep */
+    if ((which != 3 && keys_read(ws, name, k) != 0)) { kp_store_rollback(ws->store); goto out; }
+    for (int i = 0; i < 2; i++)
+      if ((which >> i & 1) && new_key(k[i]) != 0) { kp_store_rollback(ws->store); goto out; }
+    char h[2][65];
+    kp_sha256_hex(k[0], 64, h[0]);
+    kp_sha256_hex(k[1], 64, h[1]);
+    /* file first: a crash between the two leaves the file ahead of the
+     * store ('service keys' then says so), and regenerating again repairs it */
+    if (keys_write(ws, name, k[0], k[1]) != 0) { kp_store_rollback(ws->store); goto out; }
+    if (kp_store_service_set_keys(ws->store, name, h[0], h[1]) != 0 || kp_store_commit(ws->store) != 0) {
+      kp_store_report();
+      kp_store_rollback(ws->store);
+      goto out;
+    }
+    *running = s.state == KP_SERVICE_RUNNING;
+    if (*running && kill((pid_t)s.pid, SIGHUP) == 0) /* reloads its keys */
+      keys_wait_loaded(ws, name, h);
+  } else if (keys_read(ws, name, k) != 0 || keys_match(ws, &s, k) != 0) {
+    goto out;
+  }
+  rc = 0;
+out:
+  kp_service_free(&s);
+  return rc;
+}
+
+/* what `service keys` prints (keys and notes) */
+static void print_keys(const char *name, const char *regen, char k[2][65], int json, int auth, int running) {
+  if (regen)
+    fprintf(stderr, "Regenerated the %s key%s of service %s%s\n", regen, !strcmp(regen, "both") ? "s" : "", name,
+            running ? " (the running server reloads them now)" : "");
+  if (json) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "primary_key", k[0]);
+    cJSON_AddStringToObject(o, "secondary_key", k[1]);
+    print_json(o);
+    cJSON_Delete(o);
+  } else {
+    printf("primary:   %s\nsecondary: %s\n", k[0], k[1]);
+    if (!auth) fprintf(stderr, "note: service %s was deployed without --auth: it does not ask for a key\n", name);
+  }
+}
+
 static int service_keys(int argc, char **argv) {
   int json = 0;
   const char *name = NULL, *regen = NULL;
@@ -497,52 +772,42 @@ static int service_keys(int argc, char **argv) {
     return kp_usage_err("service keys", "--regenerate takes 'primary', 'secondary' or 'both'");
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
-  kp_service s;
-  memset(&s, 0, sizeof s);
-  int rc = 1;
   char k[2][65];
-  if (find_svc(&ws, name, &s, 1) != 0) goto out;
-  if (regen) {
-    int which = !strcmp(regen, "primary") ? 1 : !strcmp(regen, "secondary") ? 2 : 3;
-    /* under the store's write lock, so that two regenerations at once do
-     * not mix one's file with the other's digests */
-    if (kp_store_begin(ws.store) != 0) { kp_store_report(); goto out; }
-    /* the key kept is read from the file; with 'both' there is none to keep */
-    if ((which != 3 && keys_read(&ws, name, k) != 0)) { kp_store_rollback(ws.store); goto out; }
-    for (int i = 0; i < 2; i++)
-      if ((which >> i & 1) && new_key(k[i]) != 0) { kp_store_rollback(ws.store); goto out; }
-    char h[2][65];
-    kp_sha256_hex(k[0], 64, h[0]);
-    kp_sha256_hex(k[1], 64, h[1]);
-    /* file first: a crash between the two leaves the file ahead of the
-     * store ('service keys' then says so), and regenerating again repairs it */
-    if (keys_write(&ws, name, k[0], k[1]) != 0) { kp_store_rollback(ws.store); goto out; }
-    if (kp_store_service_set_keys(ws.store, name, h[0], h[1]) != 0 || kp_store_commit(ws.store) != 0) {
+  int auth = 0, running = 0, rc = 1;
+  if (ws.remote[0]) {
+    /* POST /services/{name}/keys: a write, so only read-write tokens see keys */
+    cJSON *o = NULL;
+    char body[64];
+    snprintf(body, sizeof body, regen ? "{\"regenerate\": \"%s\"}" : "{}", regen ? regen : "");
+    if (kp_store_http_call(ws.store, "POST", "services/", name, "/keys", body, &o) != 0) {
+      int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
       kp_store_report();
-      kp_store_rollback(ws.store);
-      goto out;
+      if (missing) kp_hint("list services with 'kusari service list'");
+    } else {
+      const char *a = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "primary_key"));
+      const char *b = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "secondary_key"));
+      if (!a || !b || strlen(a) != 64 || strlen(b) != 64) {
+        kp_err("the tracking server %s answered without the service's keys", ws.remote);
+      } else {
+        snprintf(k[0], 65, "%s", a);
+        snprintf(k[1], 65, "%s", b);
+        print_keys(name, regen, k, json, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "auth")),
+                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "reloaded")));
+        rc = 0;
+      }
     }
-    int running = s.state == KP_SERVICE_RUNNING;
-    if (running && kill((pid_t)s.pid, SIGHUP) == 0) /* reloads its keys */
-      keys_wait_loaded(&ws, name, h);
-    fprintf(stderr, "Regenerated the %s key%s of service %s%s\n", regen, which == 3 ? "s" : "", name,
-            running ? " (the running server reloads them now)" : "");
-  } else if (keys_read(&ws, name, k) != 0 || keys_match(&ws, &s, k) != 0) {
-    goto out;
-  }
-  if (json) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "primary_key", k[0]);
-    cJSON_AddStringToObject(o, "secondary_key", k[1]);
-    print_json(o);
     cJSON_Delete(o);
-  } else {
-    printf("primary:   %s\nsecondary: %s\n", k[0], k[1]);
-    if (!s.auth) fprintf(stderr, "note: service %s was deployed without --auth: it does not ask for a key\n", name);
+    kp_ws_close(&ws);
+    return rc;
   }
-  rc = 0;
-out:
-  kp_service_free(&s);
+  int r = kp_service_keys(&ws, name, regen, k, &auth, &running);
+  if (r == 1) {
+    kp_store_report();
+    kp_hint("list services with 'kusari service list'");
+  } else if (r == 0) {
+    print_keys(name, regen, k, json, auth, running);
+    rc = 0;
+  }
   kp_ws_close(&ws);
   return rc;
 }
@@ -553,6 +818,11 @@ static int service_start(int argc, char **argv) {
   if (one_name("service start", argc, argv, opts, &name)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  if (ws.remote[0]) {
+    int r = control_remote(&ws, name, "start");
+    kp_ws_close(&ws);
+    return r;
+  }
   kp_service s;
   memset(&s, 0, sizeof s);
   int rc = 1, port;
@@ -578,6 +848,11 @@ static int service_stop(int argc, char **argv) {
   if (one_name("service stop", argc, argv, opts, &name)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  if (ws.remote[0]) {
+    int r = control_remote(&ws, name, "stop");
+    kp_ws_close(&ws);
+    return r;
+  }
   kp_service s;
   int rc = 1;
   if (find_svc(&ws, name, &s, 1) == 0) {
@@ -597,6 +872,11 @@ static int service_delete(int argc, char **argv) {
   if (one_name("service delete", argc, argv, opts, &name)) return 2;
   kp_ws ws;
   if (kp_ws_open(&ws) != 0) { kp_ws_close(&ws); return 1; }
+  if (ws.remote[0]) {
+    int r = control_remote(&ws, name, "delete");
+    kp_ws_close(&ws);
+    return r;
+  }
   kp_service s;
   memset(&s, 0, sizeof s);
   int rc = 1;

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define JS(o, k) cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k))
+
 static void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
@@ -667,6 +669,158 @@ static void sweep_submit_warnings(kp_ws *ws, const kp_sweep_spec *sp, const char
   }
 }
 
+/* The sweep recorded and its controller started: the compute target
+ * resolved, warm starts checked, the seed drawn when not given, the sweep
+ * file stored with them ('src_label' as its run.source). 0 with the id, or
+ * -1 (printed; 'what' names the sweep file in messages), -2 when the file
+ * names a compute target or a warm start this workspace does not have. */
+static int sweep_create_start(kp_ws *ws, kp_sweep_spec *sp, const char *text, const char *what, const char *src_label,
+                              const char *env_json, const char *snap, uint64_t bytes, char *id, size_t idn) {
+  char comp[256];
+  if (resolve_compute(ws, sp->compute, comp, sizeof comp) != 0)
+    return kp_store_last_error()->code == KP_STORE_EBACKEND ? -1 : -2;
+  for (int i = 0; i < sp->nwarm; i++) {
+    int found = 0;
+    if (kp_store_run_is_sweep(ws->store, sp->warm_start[i], &found) != 0) return kp_store_report();
+    if (!found) {
+      kp_err("sweep file '%s': field 'warm_start': '%s' is not a sweep of this workspace", what, sp->warm_start[i]);
+      kp_hint("list sweeps with 'kusari sweep list'");
+      return -2;
+    }
+  }
+  if (!sp->has_seed) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    sp->seed = ((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid()) & ((1ull << 53) - 1);
+  }
+  /* the stored sweep file: resolved source, compute and seed */
+  cJSON *j = cJSON_Parse(text);
+  cJSON *run = cJSON_GetObjectItemCaseSensitive(j, "run");
+  cJSON_DeleteItemFromObjectCaseSensitive(run, "source");
+  cJSON_AddStringToObject(run, "source", src_label);
+  cJSON_DeleteItemFromObjectCaseSensitive(run, "compute");
+  cJSON_AddStringToObject(run, "compute", comp);
+  cJSON *samp = cJSON_GetObjectItemCaseSensitive(j, "sampling");
+  cJSON_DeleteItemFromObjectCaseSensitive(samp, "seed");
+  cJSON_AddNumberToObject(samp, "seed", (double)sp->seed);
+  char *spec_out = cJSON_PrintUnformatted(j);
+  cJSON_Delete(j);
+  if (!spec_out) return kp_err("out of memory");
+  cJSON *args = cJSON_CreateArray();
+  for (int i = 0; i < sp->nargs; i++) cJSON_AddItemToArray(args, cJSON_CreateString(sp->args[i]));
+  char *args_json = cJSON_PrintUnformatted(args);
+  cJSON_Delete(args);
+  kp_sweep_new nw = {.experiment = sp->experiment, .compute = comp, .source = src_label, .entry = sp->entry,
+                     .args_json = args_json, .snapshot = snap, .snapshot_bytes = bytes, .env_json = env_json,
+                     .spec = spec_out};
+  int created = kp_store_sweep_create(ws->store, &nw, id, idn);
+  cJSON_free(args_json);
+  cJSON_free(spec_out);
+  if (created != 0) return kp_store_report();
+  if (start_controller(ws, id) != 0) {
+    controller_failed(ws, id);
+    return -1;
+  }
+  sweep_submit_warnings(ws, sp, comp);
+  return 0;
+}
+
+static void print_submitted(const char *id, const kp_sweep_spec *sp, const char *snap, int nfiles, uint64_t bytes) {
+  printf("Submitted sweep %s (experiment %s): %s sampling of %d parameter%s, at most %lld runs, %d at once, "
+         "policy %s; snapshot %.12s: %d files, %.2f MB\n", id, sp->experiment, kp_sampling_names[sp->sampling],
+         sp->space.n, sp->space.n == 1 ? "" : "s", kp_sweep_budget(sp), kp_sweep_concurrency(sp),
+         kp_policy_names[sp->policy.type], snap, nfiles, (double)bytes / 1e6);
+  printf("%s\n", id);
+}
+
+/* the checks of a sweep file both sides make; 0, or -1 (printed) */
+static int sweep_file_ok(const kp_sweep_spec *sp, const char *what) {
+  if (kp_name_ok(sp->experiment) != 0)
+    return kp_err("sweep file '%s': field 'experiment': invalid name '%s' (letters, digits, '.', '_', '-')", what,
+                  sp->experiment);
+  if (kp_rel_path_ok(sp->entry) != 0)
+    return kp_err("sweep file '%s': field 'run.entry': '%s' must be a relative path inside the source directory", what,
+                  sp->entry);
+  return 0;
+}
+
+/* a file of the source, uploaded to the tracking server as a blob */
+static int put_upload(void *ctx, const char *path, char hex[65], int64_t *size) {
+  kp_ws *ws = ctx;
+  size_t len = 0;
+  char *data = kp_read_file(path, &len);
+  if (!data) return kp_err("cannot read %s: %s", path, strerror(errno));
+  int rc = kp_store_http_put_blob(ws->store, data, len, hex);
+  free(data);
+  if (rc != 0) return kp_err("cannot upload %s (%zu bytes): %s", path, len, kp_store_last_error()->message);
+  *size = (int64_t)len;
+  return 0;
+}
+
+/* sweep submit against a tracking server: the source's snapshot travels as
+ * blobs (each file, then the manifest: PUT /blobs/{sha256}, only those the
+ * server lacks), then POST /sweeps {spec, source, snapshot}; the server
+ * checks the manifest, records the sweep and starts its controller */
+static int sweep_submit_remote(kp_ws *ws, kp_sweep_spec *sp, const char *text, const char *what, const char *src_abs) {
+  if (sp->environment) {
+    kp_err("sweep file '%s': field 'run.environment': environments are not supported against a tracking server yet "
+           "(%s)", what, ws->remote);
+    kp_hint("leave it out (the children then run with the server machine's python3), or submit on the server's machine");
+    return 1;
+  }
+  char *man = NULL, hex[65];
+  uint64_t bytes = 0;
+  int nfiles = 0;
+  if (kp_snapshot_walk(src_abs, KP_SNAPSHOT_LIMIT, NULL, put_upload, ws, &man, &bytes, &nfiles) != 0) return 1;
+  int rc = kp_store_http_put_blob(ws->store, man, strlen(man), hex);
+  cJSON_free(man);
+  if (rc != 0) return kp_store_report(), 1;
+  cJSON *b = cJSON_CreateObject(), *o = NULL;
+  cJSON_AddItemToObject(b, "spec", cJSON_Parse(text));
+  cJSON_AddStringToObject(b, "source", src_abs);
+  cJSON_AddStringToObject(b, "snapshot", hex);
+  char *body = cJSON_PrintUnformatted(b);
+  cJSON_Delete(b);
+  if (!body) return kp_err("out of memory"), 1;
+  rc = kp_store_http_call(ws->store, "POST", "sweeps", NULL, NULL, body, &o);
+  cJSON_free(body);
+  if (rc != 0) return kp_store_report(), 1;
+  const char *id = JS(o, "id");
+  if (!id) {
+    cJSON_Delete(o);
+    return kp_err("the tracking server %s answered POST /sweeps without the sweep's id", ws->remote), 1;
+  }
+  print_submitted(id, sp, hex, nfiles, bytes);
+  cJSON_Delete(o);
+  return 0;
+}
+
+int kp_sweep_submit_uploaded(kp_ws *ws, const char *text, const char *src_label, const char *snap, uint64_t bytes,
+                             char *id, size_t idn) {
+  kp_sweep_spec sp;
+  char err[1024];
+  int rc = 2;
+  char *env_json = NULL;
+  if (kp_sweep_spec_parse(text, &sp, err, sizeof err) != 0) {
+    kp_err("the sweep file: %s", err);
+    goto out;
+  }
+  if (sweep_file_ok(&sp, "(uploaded)") != 0) goto out;
+  if (sp.environment) {
+    kp_err("the sweep file's run.environment names a file of the submitter's machine: environments are not "
+           "supported over HTTP yet");
+    goto out;
+  }
+  /* the children run here: this machine's python3 for a .py entry */
+  if (kp_env_resolve(NULL, sp.entry, &env_json) != 0) goto out;
+  int made = sweep_create_start(ws, &sp, text, "(uploaded)", src_label, env_json, snap, bytes, id, idn);
+  rc = made == 0 ? 0 : made == -2 ? 2 : 1;
+out:
+  free(env_json);
+  kp_sweep_spec_free(&sp);
+  return rc;
+}
+
 static int sweep_submit(int argc, char **argv) {
   const char *pos[1];
   int np = 0;
@@ -689,17 +843,9 @@ static int sweep_submit(int argc, char **argv) {
     return 1;
   }
   int rc = 1;
-  char *env_json = NULL, *spec_out = NULL;
-  cJSON *j = NULL;
+  char *env_json = NULL;
   kp_ws ws = {0};
-  if (kp_name_ok(sp.experiment) != 0) {
-    kp_err("sweep file '%s': field 'experiment': invalid name '%s' (letters, digits, '.', '_', '-')", pos[0], sp.experiment);
-    goto out;
-  }
-  if (kp_rel_path_ok(sp.entry) != 0) {
-    kp_err("sweep file '%s': field 'run.entry': '%s' must be a relative path inside the source directory", pos[0], sp.entry);
-    goto out;
-  }
+  if (sweep_file_ok(&sp, pos[0]) != 0) goto out;
   if (sp.environment && !(env_json = kp_env_load(sp.environment))) goto out;
   {
     /* every child runs with the Python of the sweep's submitter */
@@ -728,70 +874,19 @@ static int sweep_submit(int argc, char **argv) {
     }
   }
   if (open_ws(&ws) != 0) goto out;
-  char comp[256];
-  if (resolve_compute(&ws, sp.compute, comp, sizeof comp) != 0) goto out;
-  for (int i = 0; i < sp.nwarm; i++) {
-    int found = 0;
-    if (kp_store_run_is_sweep(ws.store, sp.warm_start[i], &found) != 0) {
-      kp_store_report();
-      goto out;
-    }
-    if (!found) {
-      kp_err("sweep file '%s': field 'warm_start': '%s' is not a sweep of this workspace", pos[0], sp.warm_start[i]);
-      kp_hint("list sweeps with 'kusari sweep list'");
-      goto out;
-    }
+  if (ws.remote[0]) {
+    rc = sweep_submit_remote(&ws, &sp, text, pos[0], src_abs);
+    goto out;
   }
-  if (!sp.has_seed) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    sp.seed = ((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid()) & ((1ull << 53) - 1);
-  }
-  /* the stored sweep file: resolved source, compute and seed */
-  j = cJSON_Parse(text);
-  cJSON *run = cJSON_GetObjectItemCaseSensitive(j, "run");
-  cJSON_DeleteItemFromObjectCaseSensitive(run, "source");
-  cJSON_AddStringToObject(run, "source", src_abs);
-  cJSON_DeleteItemFromObjectCaseSensitive(run, "compute");
-  cJSON_AddStringToObject(run, "compute", comp);
-  cJSON *samp = cJSON_GetObjectItemCaseSensitive(j, "sampling");
-  cJSON_DeleteItemFromObjectCaseSensitive(samp, "seed");
-  cJSON_AddNumberToObject(samp, "seed", (double)sp.seed);
-  spec_out = cJSON_PrintUnformatted(j);
-  if (!spec_out) { kp_err("out of memory"); goto out; }
   char snap[65];
   uint64_t bytes = 0;
   int nfiles = 0;
   if (kp_snapshot_create(&ws, src_abs, KP_SNAPSHOT_LIMIT, snap, &bytes, &nfiles) != 0) goto out;
-  cJSON *args = cJSON_CreateArray();
-  for (int i = 0; i < sp.nargs; i++) cJSON_AddItemToArray(args, cJSON_CreateString(sp.args[i]));
-  char *args_json = cJSON_PrintUnformatted(args);
-  cJSON_Delete(args);
   char id[300];
-  kp_sweep_new nw = {.experiment = sp.experiment, .compute = comp, .source = src_abs, .entry = sp.entry,
-                     .args_json = args_json, .snapshot = snap, .snapshot_bytes = bytes, .env_json = env_json,
-                     .spec = spec_out};
-  int created = kp_store_sweep_create(ws.store, &nw, id, sizeof id);
-  cJSON_free(args_json);
-  if (created != 0) {
-    kp_store_report();
-    goto out;
-  }
-  if (start_controller(&ws, id) != 0) {
-    controller_failed(&ws, id);
-    goto out;
-  }
-  long long budget = kp_sweep_budget(&sp);
-  sweep_submit_warnings(&ws, &sp, comp);
-  printf("Submitted sweep %s (experiment %s): %s sampling of %d parameter%s, at most %lld runs, %d at once, "
-         "policy %s; snapshot %.12s: %d files, %.2f MB\n", id, sp.experiment, kp_sampling_names[sp.sampling], sp.space.n,
-         sp.space.n == 1 ? "" : "s", budget, kp_sweep_concurrency(&sp), kp_policy_names[sp.policy.type], snap, nfiles,
-         (double)bytes / 1e6);
-  printf("%s\n", id);
+  if (sweep_create_start(&ws, &sp, text, pos[0], src_abs, env_json, snap, bytes, id, sizeof id) != 0) goto out;
+  print_submitted(id, &sp, snap, nfiles, bytes);
   rc = 0;
 out:
-  cJSON_Delete(j);
-  cJSON_free(spec_out);
   free(env_json);
   free(text);
   kp_sweep_spec_free(&sp);
@@ -800,6 +895,94 @@ out:
 }
 
 /* ---- show / best / list ---------------------------------------------------------------- */
+/* What `sweep show ID --json` prints: built here from the store, or the
+ * tracking server's GET /sweeps/{id} (the same view); NULL after an error
+ * was printed. */
+static cJSON *sweep_view(kp_ws *ws, const char *id) {
+  cJSON *o = NULL;
+  if (ws->remote[0]) {
+    if (kp_store_http_call(ws->store, "GET", "sweeps/", id, NULL, NULL, &o) == 0) return o;
+    if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) return kp_store_report(), NULL;
+    kp_err("no sweep with id '%s' in this workspace", id);
+    kp_hint("list sweeps with 'kusari sweep list'");
+    return NULL;
+  }
+  sweep s;
+  if (sweep_load(ws, id, &s) != 0) return NULL;
+  kp_sweep_trial *tr;
+  size_t nt;
+  if (kp_store_sweep_trial_list(ws->store, s.id, s.spec.metric, &tr, &nt) != 0) {
+    kp_store_report();
+    sweep_free(&s);
+    return NULL;
+  }
+  o = kp_view_sweep(&s.w, &s.spec, tr, nt);
+  kp_sweep_trials_free(tr, nt);
+  sweep_free(&s);
+  if (!o) kp_err("out of memory");
+  return o;
+}
+
+static double jnum(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* the text of `sweep show`, from the view alone (so it is the same against a server) */
+static void sweep_print(const cJSON *o) {
+  int counts[4] = {0, 0, 0, 0}, nchildren = 0;
+  const cJSON *ce;
+  cJSON_ArrayForEach(ce, cJSON_GetObjectItemCaseSensitive(o, "children")) {
+    kp_run_status cs;
+    int known = kp_run_status_parse(JS(ce, "status"), &cs) == 0;
+    counts[!known ? 3 : cs == KP_RUN_COMPLETED ? 0 : cs == KP_RUN_CANCELED ? 1 : cs == KP_RUN_FAILED ? 2 : 3]++;
+    nchildren++;
+  }
+  const char *stop = JS(o, "stop_reason") ? JS(o, "stop_reason") : "";
+  printf("sweep:        %s\nexperiment:   %s\nstatus:       %s%s%s\n", JS(o, "id"), JS(o, "experiment"), JS(o, "status"),
+         stop[0] ? " - " : "", stop);
+  const char *perr = JS(o, "error");
+  if (perr) printf("error:        %s\n", perr);
+  int np = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "search_space"));
+  printf("sampling:     %s (seed %llu), %d parameter%s\n", JS(o, "sampling"), (unsigned long long)jnum(o, "seed"), np,
+         np == 1 ? "" : "s");
+  const char *metric = JS(o, "primary_metric");
+  printf("metric:       %s (%s)\n", metric, JS(o, "goal"));
+  const char *policy = JS(o, "policy");
+  const cJSON *ps = cJSON_GetObjectItemCaseSensitive(o, "policy_settings");
+  int none = !strcmp(policy, "none");
+  printf("policy:       %s", policy);
+  if (!none) printf(" (evaluation_interval %d, delay_evaluation %d", (int)jnum(ps, "evaluation_interval"),
+                    (int)jnum(ps, "delay_evaluation"));
+  if (cJSON_GetObjectItemCaseSensitive(ps, "slack_amount")) printf(", slack_amount %g", jnum(ps, "slack_amount"));
+  if (cJSON_GetObjectItemCaseSensitive(ps, "slack_factor")) printf(", slack_factor %g", jnum(ps, "slack_factor"));
+  if (cJSON_GetObjectItemCaseSensitive(ps, "truncation_percentage"))
+    printf(", truncation_percentage %g", jnum(ps, "truncation_percentage"));
+  printf("%s\n", none ? "" : ")");
+  printf("runs:         %d of at most %lld (%d at once): %d Completed, %d Canceled, %d Failed, %d active\n", nchildren,
+         (long long)jnum(o, "max_total_runs"), (int)jnum(o, "max_concurrent_runs"), counts[0], counts[1], counts[2],
+         counts[3]);
+  const char *best = JS(o, "best_child");
+  printf("best run:     %s\n\n", best ? best : "-");
+  printf("%-28s %-10s %12s %9s  %-40s %s\n", "RUN", "STATUS", metric, "INTERVALS", "PARAMETERS", "EARLY TERMINATION");
+  const cJSON *e;
+  cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "children")) {
+    char val[32] = "-", params[1024] = "";
+    const cJSON *bv = cJSON_GetObjectItemCaseSensitive(e, "best");
+    if (cJSON_IsNumber(bv)) snprintf(val, sizeof val, "%.6g", bv->valuedouble);
+    const cJSON *pv;
+    cJSON_ArrayForEach(pv, cJSON_GetObjectItemCaseSensitive(e, "parameters")) {
+      size_t l = strlen(params);
+      snprintf(params + l, sizeof params - l, "%s%s=%s", l ? " " : "", pv->string,
+               pv->valuestring ? pv->valuestring : "");
+    }
+    const char *why = JS(e, "early_termination");
+    const char *cid = JS(e, "id");
+    printf("%-28s %-10s %12s %9d  %-40s %s\n", cid && *cid ? cid : "-", JS(e, "status"), val, (int)jnum(e, "intervals"),
+           params, why ? why : "");
+  }
+}
+
 static int sweep_show(int argc, char **argv) {
   int json = 0, np = 0;
   const char *pos[1];
@@ -808,77 +991,17 @@ static int sweep_show(int argc, char **argv) {
   if (np != 1) return kp_usage_err("sweep show", "missing the SWEEP id");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
-  sweep s;
-  if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
-  kp_sweep_trial *tr;
-  size_t nt;
-  if (kp_store_sweep_trial_list(ws.store, s.id, s.spec.metric, &tr, &nt) != 0) {
-    kp_store_report();
-    sweep_free(&s);
-    kp_ws_close(&ws);
-    return 1;
-  }
-  cJSON *o = kp_view_sweep(&s.w, &s.spec, tr, nt);
-  kp_sweep_trials_free(tr, nt);
-  if (!o) {
-    kp_err("out of memory");
-    sweep_free(&s);
-    kp_ws_close(&ws);
-    return 1;
-  }
+  cJSON *o = sweep_view(&ws, pos[0]);
+  kp_ws_close(&ws);
+  if (!o) return 1;
   if (json) {
     char *t = cJSON_Print(o);
     puts(t);
     cJSON_free(t);
   } else {
-    const kp_sweep_spec *sp = &s.spec;
-    int counts[4] = {0, 0, 0, 0}, nchildren = 0;
-    const cJSON *ce;
-    cJSON_ArrayForEach(ce, cJSON_GetObjectItemCaseSensitive(o, "children")) {
-      kp_run_status cs;
-      int known = kp_run_status_parse(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ce, "status")), &cs) == 0;
-      counts[!known ? 3 : cs == KP_RUN_COMPLETED ? 0 : cs == KP_RUN_CANCELED ? 1 : cs == KP_RUN_FAILED ? 2 : 3]++;
-      nchildren++;
-    }
-    const char *stop = s.w.stop_reason ? s.w.stop_reason : "";
-    printf("sweep:        %s\nexperiment:   %s\nstatus:       %s%s%s\n", s.id, s.w.run.experiment,
-           kp_run_status_name(s.w.run.status), stop[0] ? " - " : "", stop);
-    const char *perr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "error"));
-    if (perr) printf("error:        %s\n", perr);
-    printf("sampling:     %s (seed %llu), %d parameter%s\n", kp_sampling_names[sp->sampling], (unsigned long long)sp->seed,
-           sp->space.n, sp->space.n == 1 ? "" : "s");
-    printf("metric:       %s (%s)\n", sp->metric, sp->maximize ? "maximize" : "minimize");
-    printf("policy:       %s", kp_policy_names[sp->policy.type]);
-    if (sp->policy.type != KP_POLICY_NONE)
-      printf(" (evaluation_interval %d, delay_evaluation %d", sp->policy.evaluation_interval, sp->policy.delay_evaluation);
-    if (sp->policy.type == KP_POLICY_BANDIT) printf(", slack_%s %g", sp->policy.use_amount ? "amount" : "factor", sp->policy.slack);
-    if (sp->policy.type == KP_POLICY_TRUNCATION) printf(", truncation_percentage %g", sp->policy.truncation);
-    printf("%s\n", sp->policy.type != KP_POLICY_NONE ? ")" : "");
-    printf("runs:         %d of at most %lld (%d at once): %d Completed, %d Canceled, %d Failed, %d active\n", nchildren,
-           kp_sweep_budget(sp), kp_sweep_concurrency(sp), counts[0], counts[1], counts[2], counts[3]);
-    const char *best = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "best_child"));
-    printf("best run:     %s\n\n", best ? best : "-");
-    printf("%-28s %-10s %12s %9s  %-40s %s\n", "RUN", "STATUS", sp->metric, "INTERVALS", "PARAMETERS", "EARLY TERMINATION");
-    const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "children")) {
-      char val[32] = "-", params[1024] = "";
-      const cJSON *bv = cJSON_GetObjectItemCaseSensitive(e, "best");
-      if (cJSON_IsNumber(bv)) snprintf(val, sizeof val, "%.6g", bv->valuedouble);
-      const cJSON *pv;
-      cJSON_ArrayForEach(pv, cJSON_GetObjectItemCaseSensitive(e, "parameters")) {
-        size_t l = strlen(params);
-        snprintf(params + l, sizeof params - l, "%s%s=%s", l ? " " : "", pv->string, pv->valuestring);
-      }
-      const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "early_termination"));
-      printf("%-28s %-10s %12s %9d  %-40s %s\n", *cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "id"))
-             ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "id")) : "-",
-             cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "status")), val,
-             cJSON_GetObjectItemCaseSensitive(e, "intervals")->valueint, params, why ? why : "");
-    }
+    sweep_print(o);
   }
   cJSON_Delete(o);
-  sweep_free(&s);
-  kp_ws_close(&ws);
   return 0;
 }
 
@@ -890,6 +1013,30 @@ static int sweep_best(int argc, char **argv) {
   if (np != 1) return kp_usage_err("sweep best", "missing the SWEEP id");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
+  if (ws.remote[0]) {
+    /* from the view (GET /sweeps/{id}): children best first, then by index */
+    cJSON *o = sweep_view(&ws, pos[0]);
+    kp_ws_close(&ws);
+    if (!o) return 1;
+    int rc = 1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "children")) {
+      const cJSON *bv = cJSON_GetObjectItemCaseSensitive(e, "best");
+      if (!cJSON_IsNumber(bv) || !JS(e, "id") || !*JS(e, "id")) continue;
+      if (completed && strcmp(JS(e, "status"), "Completed") != 0) continue;
+      char *pj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(e, "parameters"));
+      printf("best run of sweep %s: %s (%s) %s %.6g %s\n", JS(o, "id"), JS(e, "id"), JS(e, "status"),
+             JS(o, "primary_metric"), bv->valuedouble, pj ? pj : "{}");
+      printf("%s\n", JS(e, "id"));
+      cJSON_free(pj);
+      rc = 0;
+      break;
+    }
+    if (rc) kp_err("sweep %s has no %srun with a value of %s yet", JS(o, "id"), completed ? "completed " : "",
+                   JS(o, "primary_metric"));
+    cJSON_Delete(o);
+    return rc;
+  }
   sweep s;
   if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
   children c;
@@ -917,16 +1064,34 @@ static int sweep_list(int argc, char **argv) {
   if (kp_parse("sweep list", argc, argv, opts, NULL, NULL, 0, NULL)) return 2;
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
-  kp_sweep *v;
-  size_t n;
-  if (kp_store_sweep_list(ws.store, &v, &n) != 0) {
-    kp_store_report();
-    kp_ws_close(&ws);
-    return 1;
+  cJSON *arr = NULL;
+  if (ws.remote[0]) {
+    /* the tracking server's GET /sweeps: the same summaries */
+    cJSON *o;
+    if (kp_store_http_call(ws.store, "GET", "sweeps", NULL, NULL, NULL, &o) != 0) {
+      kp_store_report();
+      kp_ws_close(&ws);
+      return 1;
+    }
+    arr = cJSON_DetachItemFromObjectCaseSensitive(o, "sweeps");
+    cJSON_Delete(o);
+    if (!cJSON_IsArray(arr)) {
+      cJSON_Delete(arr);
+      kp_ws_close(&ws);
+      return kp_err("the tracking server %s answered GET /sweeps without a list of sweeps", ws.remote), 1;
+    }
+  } else {
+    kp_sweep *v;
+    size_t n;
+    if (kp_store_sweep_list(ws.store, &v, &n) != 0) {
+      kp_store_report();
+      kp_ws_close(&ws);
+      return 1;
+    }
+    arr = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, kp_view_sweep_summary(&v[i]));
+    kp_sweeps_free(v, n);
   }
-  cJSON *arr = cJSON_CreateArray();
-  for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, kp_view_sweep_summary(&v[i]));
-  kp_sweeps_free(v, n);
   kp_ws_close(&ws);
   if (json) {
     char *t = cJSON_Print(arr);
@@ -957,6 +1122,100 @@ static int parent_status(kp_ws *ws, const char *id, kp_run_status *out, char *er
   return 0;
 }
 
+static int cmp_child_index(const void *a, const void *b) {
+  double x = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)a, "index"));
+  double y = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)b, "index"));
+  return x < y ? -1 : x > y;
+}
+
+/* sweep wait against a tracking server: the same loop over GET /sweeps/{id}
+ * (the view has each child's status, parameters, best value and decision) */
+static int sweep_wait_remote(kp_ws *ws, const char *id, int quiet, long long to) {
+  double t0 = kp_now();
+  int rc = 1;
+  unsigned char *seen = NULL;
+  long long nseen = 0;
+  for (;;) {
+    cJSON *o;
+    if (kp_store_http_call(ws->store, "GET", "sweeps/", id, NULL, NULL, &o) != 0) {
+      if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) { kp_store_report(); break; }
+      kp_err("no sweep with id '%s' in this workspace", id);
+      kp_hint("list sweeps with 'kusari sweep list'");
+      break;
+    }
+    kp_run_status status = KP_RUN_RUNNING;
+    int known = kp_run_status_parse(JS(o, "status"), &status) == 0;
+    const char *metric = JS(o, "primary_metric") ? JS(o, "primary_metric") : "";
+    cJSON *ch = cJSON_GetObjectItemCaseSensitive(o, "children");
+    int n = cJSON_GetArraySize(ch);
+    cJSON **v = calloc((size_t)n + 1, sizeof *v);
+    for (int i = 0; v && i < n; i++) v[i] = cJSON_GetArrayItem(ch, i);
+    if (v) qsort(v, (size_t)n, sizeof *v, cmp_child_index);
+    for (int i = 0; !quiet && v && i < n; i++) {
+      long long idx = (long long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(v[i], "index"));
+      if (idx < 0 || idx > 10000000) continue;
+      if (idx >= nseen) {
+        void *grown = realloc(seen, (size_t)(idx + 1) * sizeof *seen);
+        if (!grown) break;
+        seen = grown;
+        for (long long k = nseen; k <= idx; k++) seen[k] = 0;
+        nseen = idx + 1;
+      }
+      const char *cid = JS(v[i], "id"), *cst = JS(v[i], "status");
+      kp_run_status cs;
+      int done = cst && kp_run_status_parse(cst, &cs) == 0 && kp_run_status_ended(cs);
+      int was = seen[idx];
+      if (!cid || !*cid || (!done && was) || (done && was == 2)) continue;
+      char t[64];
+      kp_fmt_time(kp_now(), t, sizeof t);
+      if (!done) {
+        char *pj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(v[i], "parameters"));
+        printf("%s  %-24s submitted %s\n", t, cid, pj ? pj : "{}");
+        cJSON_free(pj);
+      } else {
+        char val[64] = "-";
+        const cJSON *bv = cJSON_GetObjectItemCaseSensitive(v[i], "best");
+        if (cJSON_IsNumber(bv)) snprintf(val, sizeof val, "%.6g", bv->valuedouble);
+        const char *why = JS(v[i], "early_termination");
+        printf("%s  %-24s %-9s %s %s%s%s\n", t, cid, cst, metric, val, why ? "; " : "", why ? why : "");
+      }
+      seen[idx] = done ? 2 : 1;
+    }
+    fflush(stdout);
+    free(v);
+    if (known && kp_run_status_ended(status)) {
+      printf("Sweep %s: %s (%d runs)", JS(o, "id"), JS(o, "status"), n);
+      const char *best = JS(o, "best_child");
+      cJSON *e;
+      cJSON_ArrayForEach(e, ch) {
+        const cJSON *bv = cJSON_GetObjectItemCaseSensitive(e, "best");
+        if (best && JS(e, "id") && !strcmp(JS(e, "id"), best) && cJSON_IsNumber(bv))
+          printf("; best run %s with %s %.6g", best, metric, bv->valuedouble);
+      }
+      printf("\n");
+      rc = status == KP_RUN_COMPLETED ? 0 : 1;
+      if (rc) {
+        const char *err = JS(o, "error") ? JS(o, "error") : "";
+        fprintf(stderr, "kusari: sweep %s did not complete: %s\n", JS(o, "id"), err);
+        if (strstr(err, "supervisor"))
+          fprintf(stderr, "  hint: its controller died; continue it with 'kusari sweep resume %s'\n", JS(o, "id"));
+      }
+      cJSON_Delete(o);
+      break;
+    }
+    if (to > 0 && kp_now() - t0 > (double)to) {
+      kp_err("sweep %s is still %s after %lld s (--timeout)", JS(o, "id"), JS(o, "status"), to);
+      cJSON_Delete(o);
+      rc = 3;
+      break;
+    }
+    cJSON_Delete(o);
+    sleep_ms(200);
+  }
+  free(seen);
+  return rc;
+}
+
 static int sweep_wait(int argc, char **argv) {
   int np = 0, quiet = 0;
   const char *pos[1], *timeout = "0";
@@ -967,6 +1226,11 @@ static int sweep_wait(int argc, char **argv) {
   if (kp_parse_int(timeout, &to) != 0 || to < 0) return kp_usage_err("sweep wait", "--timeout must be seconds (0 = none)");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
+  if (ws.remote[0]) {
+    int r = sweep_wait_remote(&ws, pos[0], quiet, to);
+    kp_ws_close(&ws);
+    return r;
+  }
   sweep s;
   if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
   kp_run_status status = s.w.run.status;
@@ -1038,6 +1302,39 @@ static int sweep_wait(int argc, char **argv) {
   return rc;
 }
 
+/* sweep cancel against a tracking server: POST /sweeps/{id}/cancel (the
+ * server asks the controller, or the children when it is gone), then the
+ * same wait for the end as locally, reading GET /sweeps/{id} */
+static int sweep_cancel_remote(kp_ws *ws, const char *id, int nowait) {
+  cJSON *o;
+  if (kp_store_http_call(ws->store, "POST", "sweeps/", id, "/cancel", "{\"reason\": \"canceled by the user\"}", &o) != 0) {
+    int missing = kp_store_last_error()->code == KP_STORE_ENOTFOUND;
+    if (!missing) return kp_store_report(), 1;
+    kp_err("no sweep with id '%s' in this workspace", id);
+    kp_hint("list sweeps with 'kusari sweep list'");
+    return 1;
+  }
+  char sid[300], status[32];
+  snprintf(sid, sizeof sid, "%s", JS(o, "id") ? JS(o, "id") : id);
+  snprintf(status, sizeof status, "%s", JS(o, "status") ? JS(o, "status") : "?");
+  cJSON_Delete(o);
+  if (nowait) {
+    printf("Sweep %s: cancel requested\n", sid);
+    return 0;
+  }
+  /* (the sweep file's cancel grace is not in the view: at most 10 minutes) */
+  kp_run_status st;
+  double t0 = kp_now();
+  while (!(kp_run_status_parse(status, &st) == 0 && kp_run_status_ended(st)) && kp_now() - t0 < 600) {
+    sleep_ms(200);
+    if (kp_store_http_call(ws->store, "GET", "sweeps/", sid, NULL, NULL, &o) != 0) return kp_store_report(), 1;
+    snprintf(status, sizeof status, "%s", JS(o, "status") ? JS(o, "status") : "?");
+    cJSON_Delete(o);
+  }
+  printf("Sweep %s: %s\n", sid, status);
+  return 0;
+}
+
 static int sweep_cancel(int argc, char **argv) {
   int np = 0, nowait = 0;
   const char *pos[1];
@@ -1046,6 +1343,11 @@ static int sweep_cancel(int argc, char **argv) {
   if (np != 1) return kp_usage_err("sweep cancel", "missing the SWEEP id");
   kp_ws ws;
   if (open_ws(&ws) != 0) return 1;
+  if (ws.remote[0]) {
+    int rc = sweep_cancel_remote(&ws, pos[0], nowait);
+    kp_ws_close(&ws);
+    return rc;
+  }
   sweep s;
   if (sweep_load(&ws, pos[0], &s) != 0) { kp_ws_close(&ws); return 1; }
   int rc = 1;

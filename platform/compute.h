@@ -45,6 +45,11 @@ typedef struct kp_launch {
   const char *launcher;     /* a distributed run's MPI launcher (mpirun); NULL or "": a plain run */
   const char *ws_root;      /* the workspace (a target's settings, its jobs' marks) */
   const char *compute;      /* the compute target's name */
+  /* targets with prepares_on_node: run first, where the entry runs (on the
+   * first node of the job), `kusari __prepare RUN_DIR`, which extracts the
+   * snapshot into wd and builds the environment there; a failure ends the job
+   * before the entry starts. NULL: the supervisor prepared wd already. */
+  char *const *prepare_argv;
 } kp_launch;
 
 /* A launched run, as the target keeps it. */
@@ -85,6 +90,8 @@ typedef struct kp_compute_ops {
   const char *summary;   /* one line for `compute create --help` */
   int queues;            /* 1: launch may leave the job waiting (poll's phase says when it runs) */
   int this_machine;      /* 1: runs share this machine's processors (thread counts are divided) */
+  int prepares_on_node;  /* 1: the run's environment is prepared inside the job (kp_launch.prepare_argv); the
+                          * supervisor follows RUN_DIR/prepare.state (supervisor.c) */
   const char *ref_tag;   /* the run tag that records the job for reap (e.g. "kusari.slurm_job"), or NULL */
   /* Starts the run; *job is the target's handle. 'pid'/'start' receive
    * what identifies it for reap (the launched process, its start time; 0

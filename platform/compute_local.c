@@ -408,6 +408,10 @@ int kp_cmd_rank(int argc, char **argv) {
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
+    /* the run client keeps this rank's metrics apart (src/run/client.c) */
+    char rk[16];
+    snprintf(rk, sizeof rk, "%d", rank);
+    setenv("KUSARI_RANK", rk, 1);
     dup2(pfd[1], 1);
     dup2(pfd[1], 2);
     close(pfd[0]);

@@ -365,6 +365,24 @@ static int partitions(char *list, size_t n, char *def, size_t dn, kp_slurm_err *
   return 0;
 }
 
+int kp_slurm_partition_size(const char *partition, int *nodes, int *cpus, kp_slurm_err *e) {
+  const char *argv[] = {"scontrol", "show", "partition", "-o", partition, NULL};
+  res r;
+  if (run_cmd(argv, 60, &r, e) != 0) return -1;
+  if (r.status != 0) {
+    int rc = cmd_failed(argv, &r, e);
+    res_free(&r);
+    return rc;
+  }
+  char tn[32], tc[32];
+  int ok = field(r.out, "TotalNodes", tn, sizeof tn) == 0 && field(r.out, "TotalCPUs", tc, sizeof tc) == 0;
+  res_free(&r);
+  if (!ok) return fail(e, KP_SLURM_ECMD, NULL, "scontrol show partition %s gave no TotalNodes and TotalCPUs", partition);
+  *nodes = atoi(tn);
+  *cpus = atoi(tc);
+  return 0;
+}
+
 int kp_slurm_check(const char *partition, char *resolved, size_t n, kp_slurm_err *e) {
   char path[4096];
   for (int i = 0; slurm_cmds[i]; i++)
@@ -493,6 +511,15 @@ char *kp_slurm_script(const kp_slurm_job_spec *s, kp_slurm_err *e) {
               "  echo \"  hint: Slurm nodes must see the workspace at the same path (a shared filesystem)\" >&2\n"
               "  exit 97\n"
               "fi\n");
+  if (s->prepare_argv && s->prepare_argv[0]) {
+    sb_puts(&b, "# the run's environment is prepared here, on the node that runs it\n");
+    for (const char *const *a = s->prepare_argv; *a; a++) {
+      if (a != s->prepare_argv) sb_puts(&b, " ");
+      sb_quote(&b, *a);
+    }
+    sb_puts(&b, " || exit $?\n"
+                "cd \"$wd\" || { echo \"kusari: error: cannot enter the run's directory $wd on node $(hostname)\" >&2; exit 97; }\n");
+  }
   for (const char *const *kv = s->env; kv && *kv; kv++) {
     const char *eq = strchr(*kv, '=');
     sb_printf(&b, "export %.*s=", (int)(eq - *kv), *kv);

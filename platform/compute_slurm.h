@@ -66,6 +66,10 @@ int kp_slurm_target_load(const char *path, kp_slurm_target *t, kp_slurm_err *e);
  * partition, whose name is then put in 'resolved', if not NULL). */
 int kp_slurm_check(const char *partition, char *resolved, size_t n, kp_slurm_err *e);
 
+/* Slurm's size of partition 'partition' (scontrol show partition): its
+ * nodes and their CPUs. */
+int kp_slurm_partition_size(const char *partition, int *nodes, int *cpus, kp_slurm_err *e);
+
 /* One job to submit. Strings are borrowed. */
 typedef struct kp_slurm_job_spec {
   const char *name;                /* --job-name (e.g. kusari-RUNID) */
@@ -75,6 +79,9 @@ typedef struct kp_slurm_job_spec {
   const char *stderr_path;         /* --error (absolute; NULL: with stdout) */
   const char *const *env;          /* "NAME=VALUE", NULL-terminated (or NULL) */
   const char *const *argv;         /* the command, NULL-terminated */
+  const char *const *prepare_argv; /* run first in the batch shell (the run's preparation on the node), NULL:
+                                      none; its failure ends the job with its exit code; then the script enters
+                                      the working directory again (preparation may have replaced it) */
   int nodes;                       /* --nodes (>= 1) */
   int ntasks_per_node;             /* --ntasks-per-node (>= 1); nodes*tasks > 1: launched with srun */
   const kp_slurm_target *target;   /* partition, time limit, account, qos, GPUs */

@@ -117,7 +117,8 @@ static int slurm_launch(const kp_launch *l, kp_job **job, int64_t *pid, uint64_t
   for (size_t i = 0; i < ne; i++)
     if (exportable(l->envp[i]) && !inherited(l->envp[i])) env[m++] = l->envp[i];
   kp_slurm_job_spec spec = {.name = name, .comment = comment, .workdir = l->wd, .stdout_path = l->log,
-                            .env = env, .argv = argv, .nodes = nodes, .ntasks_per_node = ppn, .target = &t,
+                            .env = env, .argv = argv, .prepare_argv = (const char *const *)l->prepare_argv,
+                            .nodes = nodes, .ntasks_per_node = ppn, .target = &t,
                             .submit_env = (const char *const *)l->envp};
   int rc = kp_slurm_submit(&spec, script, j->id, sizeof j->id, &e);
   free(argv);
@@ -244,6 +245,7 @@ const kp_compute_ops kp_compute_slurm = {
   .summary = "a partition of a Slurm cluster; each run one Slurm job (docs/CLUSTER.md)",
   .queues = 1,
   .this_machine = 0,
+  .prepares_on_node = 1,
   .ref_tag = KP_TAG_SLURM_JOB,
   .launch = slurm_launch,
   .job_ref = slurm_job_ref,

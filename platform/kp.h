@@ -44,10 +44,15 @@ int kp_cmd_run(int argc, char **argv);
 int kp_cmd_log(int argc, char **argv);
 int kp_cmd_model(int argc, char **argv);
 int kp_cmd_supervise(int argc, char **argv);
+/* `kusari __prepare RUN_DIR`: a run's preparation inside its job, on the node
+ * (targets with prepares_on_node; supervisor.c). */
+int kp_cmd_prepare(int argc, char **argv);
 
 /* ---- errors -------------------------------------------------------------- */
 /* Prints "kusari: error: <msg>" to stderr; returns -1. */
 int kp_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The message of this thread's last kp_err (for a server relaying it). */
+const char *kp_err_last(void);
 /* Prints "  hint: <msg>" to stderr (after kp_err). */
 void kp_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints an error about a bad command line and a pointer to --help; returns 2. */
@@ -139,8 +144,23 @@ char *kp_blob_read(const kp_ws *ws, const char *hex, size_t *len);
  * .amlignore / .gitignore) and a size limit in bytes; the snapshot id is the
  * digest of its manifest blob. */
 int kp_snapshot_create(kp_ws *ws, const char *src, uint64_t limit, char hex[65], uint64_t *bytes, int *nfiles);
+/* The walk of kp_snapshot_create with the files' bytes handed to 'put'
+ * (which stores them somewhere: a tracking server) and the manifest's text
+ * in *manifest (cJSON_free it); 'skip' a directory left out, or NULL. */
+typedef int (*kp_snapshot_put)(void *ctx, const char *path, char hex[65], int64_t *size);
+int kp_snapshot_walk(const char *src, uint64_t limit, const char *skip, kp_snapshot_put put, void *put_ctx,
+                     char **manifest, uint64_t *bytes, int *nfiles);
 /* Writes snapshot 'hex' into directory 'dst' (created). */
 int kp_snapshot_extract(kp_ws *ws, const char *hex, const char *dst);
+
+/* ---- sweeps (cmd_sweep.c) ---------------------------------------------------- */
+/* `sweep submit` for a tracking server (POST /sweeps): sweep file 'text'
+ * whose source is snapshot 'snap' (a manifest blob already checked, 'bytes'
+ * in all) recorded and its controller started on this machine, with
+ * 'src_label' as its run.source. 0 (id set), 2 (the file is refused), 1 (it
+ * failed); the message is kp_err_last(). */
+int kp_sweep_submit_uploaded(kp_ws *ws, const char *text, const char *src_label, const char *snap, uint64_t bytes,
+                             char *id, size_t idn);
 
 /* ---- util ------------------------------------------------------------------ */
 double kp_now(void);
@@ -160,6 +180,15 @@ char *kp_read_file(const char *path, size_t *len);
 int kp_write_file(const char *path, const char *data, size_t len);
 /* sha256 of a buffer as hex. */
 void kp_sha256_hex(const void *data, size_t len, char hex[65]);
+/* Models (cmd_model.c; the tracking server's POST /models/{name}/versions
+ * too): the files of run 'run' under 'prefix' (a file or a folder of its
+ * files) as a model version's, named without the prefix's folders
+ * (outputs/model.npz -> model.npz), and for a single .npz the model.json
+ * beside it (*with_desc 1). kp_stored_files_free. -1 with the thread's store
+ * error: ENOTFOUND "run R has no file or folder 'P' to register", or the
+ * store's. */
+int kp_model_run_files(kp_store *st, const char *run, const char *prefix, kp_stored_file **out, size_t *n,
+                       int *with_desc);
 /* Finds program 'name' like a shell: a name with a '/' is taken as a path
  * (made absolute from the current directory), else the first executable
  * regular file 'name' in the directories of $PATH. Symbolic links are not

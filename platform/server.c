@@ -310,6 +310,8 @@ int srv_suspend(struct MHD_Connection *c, srv_req *r) {
   return 0;
 }
 
+void srv_stream(struct MHD_Connection *c) { slot_set(c, 0); }
+
 /* resumes every suspended connection (their handlers look again) */
 static void resume_all(void) {
   pthread_mutex_lock(&G.mu);

@@ -7,13 +7,17 @@
  */
 #include "server_api.h"
 #include "server.h"
+#include "service.h"
+#include "sweep.h"
 #include "views.h"
 
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +96,22 @@ static cJSON *body_object(struct MHD_Connection *c, srv_req *r, int empty_ok, en
     return NULL;
   }
   return o;
+}
+
+/* blobs (blob.c): content-addressed files of the workspace */
+static int hex64(const char *s) {
+  if (strlen(s) != 64) return 0;
+  for (const char *p = s; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
+  return 1;
+}
+
+/* the size of blob 'hex', -1 when the workspace has none */
+static long long blob_size(const char *hex) {
+  char bp[4400];
+  struct stat sb;
+  kp_blob_path(srv_ws(), hex, bp, sizeof bp);
+  return stat(bp, &sb) == 0 && S_ISREG(sb.st_mode) ? (long long)sb.st_size : -1;
 }
 
 /* ---- health, experiments, computes --------------------------------------------- */
@@ -341,18 +361,27 @@ static enum MHD_Result api_run_metrics(struct MHD_Connection *c, srv_req *r, con
 static enum MHD_Result api_series(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
   (void)r;
   enum MHD_Result ans = MHD_NO;
-  long long maxp;
+  long long maxp, rank;
   if (qint(c, "max_points", 0, 2, 10000000, &maxp, &ans) != 0) return ans;
+  /* a distributed run's rank (default 0, the one every other route shows) */
+  if (qint(c, "rank", 0, 0, 999999, &rank, &ans) != 0) return ans;
+  if (rank > 0 && maxp)
+    return srv_error(c, 400, "invalid", "max_points is for rank 0's series; leave it out with rank=%lld", rank);
   /* a step window (a zoomed chart): from_step <= step <= to_step */
   long long from, to;
   if (qint(c, "from_step", LLONG_MIN, LLONG_MIN, LLONG_MAX, &from, &ans) != 0) return ans;
   if (qint(c, "to_step", LLONG_MAX, LLONG_MIN, LLONG_MAX, &to, &ans) != 0) return ans;
   int window = qarg(c, "from_step") || qarg(c, "to_step");
   if (from > to) return srv_error(c, 400, "invalid", "from_step (%lld) is after to_step (%lld)", from, to);
+  if (window && rank > 0)
+    return srv_error(c, 400, "invalid", "from_step and to_step are for rank 0's series; leave them out with rank=%lld", rank);
   kp_metric_point *p;
   size_t n;
   int64_t total;
-  if (window) {
+  if (rank > 0) {
+    if (kp_store_metric_series_rank(st, rt->seg[1], rt->rest, (int)rank, &p, &n) != 0) return srv_store_error(c);
+    total = (int64_t)n;
+  } else if (window) {
     if (kp_store_metric_series_window(st, rt->seg[1], rt->rest, from, to, maxp ? maxp : INT64_MAX, &p, &n, &total) != 0)
       return srv_store_error(c);
   } else if (maxp) {
@@ -364,6 +393,7 @@ static enum MHD_Result api_series(struct MHD_Connection *c, srv_req *r, const sr
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "run", rt->seg[1]);
   cJSON_AddStringToObject(o, "name", rt->rest);
+  cJSON_AddNumberToObject(o, "rank", (double)rank);
   cJSON_AddNumberToObject(o, "total_points", (double)total);
   cJSON_AddBoolToObject(o, "downsampled", (int64_t)n < total);
   cJSON *a = cJSON_AddArrayToObject(o, "points");
@@ -429,6 +459,7 @@ static enum MHD_Result api_metrics_post(struct MHD_Connection *c, srv_req *r, co
       const char *name = jstring(p, "name");
       const cJSON *step = cJSON_GetObjectItemCaseSensitive(p, "step");
       const cJSON *ts = cJSON_GetObjectItemCaseSensitive(p, "timestamp");
+      const cJSON *rk = cJSON_GetObjectItemCaseSensitive(p, "rank");  /* a distributed run's rank; 0 */
       uint64_t sv = 0;
       if (!cJSON_IsObject(p) || !name || !*name || strlen(name) > 250) {
         snprintf(err, sizeof err, "point %zu: a point is {name (1 to 250 characters), value, step?, timestamp?}", i);
@@ -446,6 +477,12 @@ static enum MHD_Result api_metrics_post(struct MHD_Connection *c, srv_req *r, co
         snprintf(err, sizeof err, "point %zu: 'timestamp' must be seconds since the epoch", i);
         break;
       }
+      if (rk && (!cJSON_IsNumber(rk) || rk->valuedouble < 0 || rk->valuedouble > 999999 ||
+                 rk->valuedouble != (double)(int)rk->valuedouble)) {
+        snprintf(err, sizeof err, "point %zu: 'rank' must be an integer from 0 to 999999 (leave it out for rank 0)", i);
+        break;
+      }
+      q->rank = rk ? (int)rk->valuedouble : 0;
       q->name = name;
       q->step = step ? (int64_t)sv : -1;
       q->time = ts ? ts->valuedouble : t_now;
@@ -694,6 +731,28 @@ static enum MHD_Result api_file(struct MHD_Connection *c, srv_req *r, const srv_
   return send_file(c, bp, size, rt->rest);
 }
 
+/* A run's log (std or build) for reading: its live copy, else the stored
+ * one; *fd -1 when there is none yet. -1 on a store error. */
+static int open_log(kp_store *st, const char *run_id, int build, int *fd) {
+  const char *rel = build ? "logs/build.log" : "logs/std_log.txt";
+  char p[4600], rd[4400];
+  kp_run_dir(srv_ws(), run_id, rd, sizeof rd);
+  snprintf(p, sizeof p, "%s/%s", rd, rel);
+  *fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (*fd >= 0) return 0;
+  /* the live copy is gone (runs/ is only a cache): the stored one */
+  kp_stored_file *v;
+  size_t n;
+  if (kp_store_run_files_list(st, run_id, rel, &v, &n) != 0) return -1;
+  for (size_t i = 0; i < n && *fd < 0; i++)
+    if (!strcmp(v[i].path, rel)) {
+      kp_blob_path(srv_ws(), v[i].sha256, p, sizeof p);
+      *fd = open(p, O_RDONLY | O_CLOEXEC);
+    }
+  kp_stored_files_free(v, n);
+  return 0;
+}
+
 static enum MHD_Result api_logs(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
   enum MHD_Result ans = MHD_NO;
   long long off, wait, maxb;
@@ -709,23 +768,8 @@ static enum MHD_Result api_logs(struct MHD_Connection *c, srv_req *r, const srv_
   if (kp_store_run_get(st, rt->seg[1], &run) != 0) return srv_store_error(c);
   kp_run_status status = run.status;
   kp_run_free(&run);
-  const char *rel = build ? "logs/build.log" : "logs/std_log.txt";
-  char p[4600], rd[4400];
-  kp_run_dir(srv_ws(), rt->seg[1], rd, sizeof rd);
-  snprintf(p, sizeof p, "%s/%s", rd, rel);
-  int fd = open(p, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    /* the live copy is gone (runs/ is only a cache): the stored one */
-    kp_stored_file *v;
-    size_t n;
-    if (kp_store_run_files_list(st, rt->seg[1], rel, &v, &n) != 0) return srv_store_error(c);
-    for (size_t i = 0; i < n && fd < 0; i++)
-      if (!strcmp(v[i].path, rel)) {
-        kp_blob_path(srv_ws(), v[i].sha256, p, sizeof p);
-        fd = open(p, O_RDONLY | O_CLOEXEC);
-      }
-    kp_stored_files_free(v, n);
-  }
+  int fd;
+  if (open_log(st, rt->seg[1], build, &fd) != 0) return srv_store_error(c);
   struct stat sb;
   uint64_t size = fd >= 0 && fstat(fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
   if (size <= (uint64_t)off && !kp_run_status_ended(status) && srv_mono() < r->wait_until) {
@@ -760,6 +804,290 @@ static enum MHD_Result api_logs(struct MHD_Connection *c, srv_req *r, const srv_
   MHD_add_response_header(resp, "X-Kusari-Offset", a);
   MHD_add_response_header(resp, "X-Kusari-Next-Offset", z);
   MHD_add_response_header(resp, "X-Kusari-Run-Status", kp_run_status_name(status));
+  enum MHD_Result rc = MHD_queue_response(c, 200, resp);
+  MHD_destroy_response(resp);
+  return rc;
+}
+
+/* ---- server-sent events: GET /runs/{id}/events ------------------------------------- */
+/* The run's status changes, new metric points and log lines as they come,
+ * as text/event-stream. The stream is a libmicrohttpd response whose
+ * content reader looks at the store each time it is called: with nothing
+ * to send it suspends the connection (srv_suspend, as the long polls) and
+ * answers 0, so the worker goes on serving others and the ticker wakes the
+ * stream 5 times a second. Each event's id is the stream's position
+ * "METRICS-LOG-STATUS" (the metrics cursor of metric_events, the log's byte
+ * offset, the last status sent): Last-Event-ID resumes after it. The stream
+ * ends (event "end") once the run has ended and everything before its end
+ * was sent. */
+#define SSE_METRICS_PER_CALL 500
+#define SSE_LOG_PER_CALL (64 * 1024)
+#define SSE_LINE_MAX (64 * 1024)
+#define SSE_BLOCK (16 * 1024)
+
+typedef struct sse {
+  struct MHD_Connection *c;
+  srv_req *r;
+  char run[256];
+  int64_t mcur;      /* metric_events cursor (-1: from now) */
+  uint64_t loff;     /* the std log's offset */
+  int loff_now;      /* start the log at its current end */
+  int status;        /* the last status sent; -1: none */
+  int ended;         /* "end" queued: send what is left, then close */
+  double heartbeat, last_sent;
+  char *buf;
+  size_t n, off, cap;
+  int oom;
+} sse;
+
+static void sse_put(sse *e, const char *s, size_t l) {
+  if (e->oom) return;
+  if (e->n + l + 1 > e->cap) {
+    size_t cap = e->cap ? e->cap : 8192;
+    while (cap < e->n + l + 1) cap *= 2;
+    char *nb = realloc(e->buf, cap);
+    if (!nb) {
+      e->oom = 1;
+      return;
+    }
+    e->buf = nb;
+    e->cap = cap;
+  }
+  memcpy(e->buf + e->n, s, l);
+  e->n += l;
+  e->buf[e->n] = '\0';
+}
+
+/* one event: its id (the position after it), type and data (o, deleted) */
+static void sse_event(sse *e, const char *type, cJSON *o) {
+  char head[160];
+  int l = snprintf(head, sizeof head, "id: %lld-%llu-%d\nevent: %s\ndata: ", (long long)(e->mcur < 0 ? 0 : e->mcur),
+                   (unsigned long long)e->loff, e->status, type);
+  char *t = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (!t) {
+    e->oom = 1;
+    return;
+  }
+  sse_put(e, head, (size_t)l);
+  sse_put(e, t, strlen(t));  /* compact JSON: no newline in it */
+  sse_put(e, "\n\n", 2);
+  cJSON_free(t);
+  e->last_sent = srv_mono();
+}
+
+static void sse_error(sse *e, const kp_store_error *err) {
+  cJSON *o = kp_view_store_error(err);
+  sse_event(e, "error", o);
+  e->ended = 1;
+}
+
+/* the log lines after e->loff (the last one without its newline too when the
+ * run has ended); 1 when it read all there was */
+static int sse_logs(sse *e, kp_store *st, int ended) {
+  int fd;
+  if (open_log(st, e->run, 0, &fd) != 0) {
+    sse_error(e, kp_store_last_error());
+    return 1;
+  }
+  if (fd < 0) return 1;
+  struct stat sb;
+  uint64_t size = fstat(fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+  if (e->loff_now) {
+    e->loff = size;
+    e->loff_now = 0;
+  }
+  if (size <= e->loff) {
+    close(fd);
+    return 1;
+  }
+  size_t want = size - e->loff > SSE_LOG_PER_CALL ? SSE_LOG_PER_CALL : (size_t)(size - e->loff);
+  char *b = malloc(want + 1);
+  size_t got = 0;
+  while (b && got < want) {
+    ssize_t k = pread(fd, b + got, want - got, (off_t)(e->loff + got));
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    got += (size_t)k;
+  }
+  close(fd);
+  if (!b) {
+    e->oom = 1;
+    return 1;
+  }
+  int all = e->loff + got >= size;
+  size_t at = 0;
+  while (at < got) {
+    char *nl = memchr(b + at, '\n', got - at);
+    size_t len = nl ? (size_t)(nl - (b + at)) : got - at;
+    /* a partial last line waits for its end, unless the run has ended or it is very long */
+    if (!nl && !(ended && all) && len < SSE_LINE_MAX) break;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "offset", (double)(e->loff));
+    b[at + len] = '\0';
+    cJSON_AddStringToObject(o, "line", b + at);
+    e->loff += len + (nl ? 1 : 0);
+    at += len + (nl ? 1 : 0);
+    sse_event(e, "log", o);
+  }
+  free(b);
+  return all && at == got;
+}
+
+/* what happened since the last look, queued as events */
+static void sse_poll(sse *e, kp_store *st) {
+  kp_run run;
+  if (kp_store_run_get(st, e->run, &run) != 0) {
+    sse_error(e, kp_store_last_error());
+    return;
+  }
+  kp_run_status status = run.status;
+  char *error = run.error && *run.error ? strdup(run.error) : NULL;
+  kp_run_free(&run);
+  int ended = kp_run_status_ended(status);
+  /* a status the run has moved to comes before the points and lines that
+   * follow it; an end status after them (all that came before the end is
+   * sent before it) */
+  if (!ended && (int)status != e->status) {
+    e->status = (int)status;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", kp_run_status_name(status));
+    cJSON_AddNullToObject(o, "error");
+    sse_event(e, "status", o);
+  }
+  kp_metric_event *v;
+  size_t n;
+  int caught_up = 1;
+  if (kp_store_metric_events(st, e->run, &e->mcur, SSE_METRICS_PER_CALL, &v, &n) != 0) {
+    free(error);
+    sse_error(e, kp_store_last_error());
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", v[i].name);
+    cJSON_AddNumberToObject(o, "step", (double)v[i].step);
+    cJSON_AddItemToObject(o, "value", kp_json_metric_exact(v[i].value));
+    cJSON_AddItemToObject(o, "timestamp", kp_json_metric_exact(v[i].time));
+    int64_t keep = e->mcur;
+    e->mcur = v[i].seq;
+    sse_event(e, "metric", o);
+    e->mcur = keep;
+  }
+  if (n == SSE_METRICS_PER_CALL) caught_up = 0;
+  kp_metric_events_free(v, n);
+  if (!e->ended && !sse_logs(e, st, ended)) caught_up = 0;
+  if (!e->ended && (int)status != e->status && ended && caught_up) {
+    e->status = (int)status;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", kp_run_status_name(status));
+    if (error) cJSON_AddStringToObject(o, "error", error);
+    else cJSON_AddNullToObject(o, "error");
+    sse_event(e, "status", o);
+  }
+  if (!e->ended && ended && caught_up) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", kp_run_status_name(status));
+    sse_event(e, "end", o);
+    e->ended = 1;
+  }
+  free(error);
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
+  (void)pos;
+  sse *e = cls;
+  for (int tries = 0; tries < 2; tries++) {
+    if (e->off < e->n) {
+      size_t k = e->n - e->off < max ? e->n - e->off : max;
+      memcpy(out, e->buf + e->off, k);
+      e->off += k;
+      return (ssize_t)k;
+    }
+    e->off = e->n = 0;
+    if (e->ended || e->oom || srv_stopping()) return MHD_CONTENT_READER_END_OF_STREAM;
+    kp_store *st = srv_store();
+    if (!st) {
+      sse_error(e, kp_store_last_error());
+      continue;
+    }
+    sse_poll(e, st);
+    if (e->n) continue;
+    if (srv_mono() - e->last_sent >= e->heartbeat) {
+      sse_put(e, ": keepalive\n\n", 13);
+      e->last_sent = srv_mono();
+      continue;
+    }
+    /* nothing yet: the worker is free until the next tick */
+    if (srv_suspend(e->c, e->r) == 0) return 0;
+    return MHD_CONTENT_READER_END_OF_STREAM;
+  }
+  return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void sse_free(void *cls) {
+  sse *e = cls;
+  free(e->buf);
+  free(e);
+}
+
+static enum MHD_Result api_events(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  long long hb;
+  if (qint(c, "heartbeat", 15, 1, 300, &hb, &ans) != 0) return ans;
+  const char *from = qarg(c, "from");
+  if (from && strcmp(from, "now") != 0 && strcmp(from, "start") != 0)
+    return srv_error(c, 400, "invalid", "from is 'now' (only what happens from now on, the default) or 'start' "
+                     "(everything the run logged), not '%.50s'", from);
+  if (strlen(rt->seg[1]) >= sizeof ((sse *)0)->run) return srv_error(c, 404, "not_found", "no run '%.300s' in this workspace", rt->seg[1]);
+  kp_run run;
+  if (kp_store_run_get(st, rt->seg[1], &run) != 0) return srv_store_error(c);
+  kp_run_free(&run);
+  sse *e = calloc(1, sizeof *e);
+  if (!e) return srv_error(c, 500, "internal", "out of memory");
+  e->c = c;
+  e->r = r;
+  snprintf(e->run, sizeof e->run, "%s", rt->seg[1]);
+  e->status = -1;
+  e->heartbeat = (double)hb;
+  e->last_sent = srv_mono();
+  const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+  if (last && *last) {
+    long long m;
+    unsigned long long l;
+    int sv, used = 0;
+    if (sscanf(last, "%lld-%llu-%d%n", &m, &l, &sv, &used) != 3 || last[used] || m < 0 || sv < -1 ||
+        sv >= KP_RUN_NSTATUS) {
+      free(e);
+      return srv_error(c, 400, "invalid", "Last-Event-ID '%.100s' is not an id this stream sent (METRICS-LOG-STATUS)", last);
+    }
+    e->mcur = m;
+    e->loff = l;
+    e->status = sv;
+  } else if (from && !strcmp(from, "start")) {
+    e->mcur = 0;
+  } else {
+    e->mcur = -1;
+    e->loff_now = 1;
+  }
+  /* the first look now: an unknown run is a 404 above, a store error a 503 here */
+  kp_metric_event *none;
+  size_t nn;
+  if (kp_store_metric_events(st, e->run, &e->mcur, 0, &none, &nn) != 0) {
+    free(e);
+    return srv_store_error(c);
+  }
+  kp_metric_events_free(none, nn);
+  sse_put(e, "retry: 2000\n\n", 13);
+  struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_read, e, sse_free);
+  if (!resp) {
+    sse_free(e);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+  MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+  srv_stream(c);
   enum MHD_Result rc = MHD_queue_response(c, 200, resp);
   MHD_destroy_response(resp);
   return rc;
@@ -846,6 +1174,767 @@ static enum MHD_Result api_model_file(struct MHD_Connection *c, srv_req *r, cons
   return send_file(c, bp, size, rt->rest);
 }
 
+/* ---- sweeps and services (issue 12 §2, issue 15's pages) ---------------------------- */
+static enum MHD_Result api_sweeps(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  (void)rt;
+  const char *exp = qarg(c, "experiment");
+  kp_sweep *v;
+  size_t n;
+  if (kp_store_sweep_list(st, &v, &n) != 0) return srv_store_error(c);
+  cJSON *o = cJSON_CreateObject();
+  cJSON *a = cJSON_AddArrayToObject(o, "sweeps");
+  for (size_t i = 0; i < n; i++)
+    if (!exp || !strcmp(v[i].run.experiment, exp)) cJSON_AddItemToArray(a, kp_view_sweep_summary(&v[i]));
+  kp_sweeps_free(v, n);
+  return srv_json(c, 200, o);
+}
+
+/* what `sweep show ID --json` prints (cmd_sweep.c builds it the same way);
+ * NULL after answering */
+static cJSON *sweep_view(struct MHD_Connection *c, kp_store *st, const char *id, enum MHD_Result *ans) {
+  kp_sweep w;
+  if (kp_store_sweep_get(st, id, &w) != 0) {
+    *ans = srv_store_error(c);
+    return NULL;
+  }
+  kp_sweep_spec sp;
+  char err[1024];
+  memset(&sp, 0, sizeof sp);
+  if (kp_sweep_spec_parse(w.spec, &sp, err, sizeof err) != 0) {
+    *ans = srv_error(c, 500, "internal", "sweep %s: its stored sweep file does not parse: %s", w.run.id, err);
+    kp_sweep_free(&w);
+    return NULL;
+  }
+  kp_sweep_trial *t;
+  size_t n;
+  cJSON *o = NULL;
+  int rc = kp_store_sweep_trial_list(st, w.run.id, sp.metric, &t, &n);
+  if (rc == 0) {
+    o = kp_view_sweep(&w, &sp, t, n);
+    kp_sweep_trials_free(t, n);
+  }
+  kp_sweep_spec_free(&sp);
+  kp_sweep_free(&w);
+  if (rc != 0) *ans = srv_store_error(c);
+  else if (!o) *ans = srv_error(c, 500, "internal", "out of memory");
+  return o;
+}
+
+static enum MHD_Result api_sweep(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  enum MHD_Result ans = MHD_NO;
+  cJSON *o = sweep_view(c, st, rt->seg[1], &ans);
+  return o ? srv_json(c, 200, o) : ans;
+}
+
+static enum MHD_Result api_services(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  (void)rt;
+  kp_service *v;
+  size_t n;
+  if (kp_store_service_list(st, &v, &n) != 0) return srv_store_error(c);
+  cJSON *o = cJSON_CreateObject();
+  cJSON *a = cJSON_AddArrayToObject(o, "services");
+  for (size_t i = 0; i < n; i++) {
+    kp_service_check_alive(&v[i]);
+    cJSON_AddItemToArray(a, kp_view_service(&v[i]));
+  }
+  kp_services_free(v, n);
+  return srv_json(c, 200, o);
+}
+
+/* what `service show NAME --json` prints: the service with its batching */
+static enum MHD_Result api_service(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  kp_service s;
+  if (kp_store_service_get(st, rt->seg[1], &s) != 0) return srv_store_error(c);
+  kp_service_check_alive(&s);
+  cJSON *o = kp_view_service(&s);
+  kp_service_free(&s);
+  char dir[4400];
+  snprintf(dir, sizeof dir, "%s/services/%s", srv_ws()->root, rt->seg[1]);
+  int bmax;
+  long bwait;
+  kp_service_batch_load(dir, &bmax, &bwait);
+  cJSON_AddNumberToObject(o, "batch_max", bmax);
+  cJSON_AddNumberToObject(o, "batch_wait_us", (double)bwait);
+  return srv_json(c, 200, o);
+}
+
+/* POST /services/{name}/start|stop, DELETE /services/{name}: what `service
+ * start|stop|delete` do, on the server's machine (its processes) */
+static enum MHD_Result service_op(struct MHD_Connection *c, const srv_route *rt, kp_store *st, const char *op) {
+  kp_ws w = *srv_ws();
+  w.store = st;  /* this worker's connection */
+  int rc = kp_service_control(&w, rt->seg[1], op);
+  if (rc == 1) return srv_error(c, 404, "not_found", "no service named '%.200s' in this workspace", rt->seg[1]);
+  if (rc != 0) return srv_error(c, 500, "internal", "service %.200s: %s", rt->seg[1], kp_err_last());
+  if (!strcmp(op, "delete")) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "deleted", rt->seg[1]);
+    return srv_json(c, 200, o);
+  }
+  kp_service s;
+  if (kp_store_service_get(st, rt->seg[1], &s) != 0) return srv_store_error(c);
+  kp_service_check_alive(&s);
+  cJSON *o = kp_view_service(&s);
+  kp_service_free(&s);
+  return srv_json(c, 200, o);
+}
+
+static enum MHD_Result api_service_start(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  return service_op(c, rt, st, "start");
+}
+static enum MHD_Result api_service_stop(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  return service_op(c, rt, st, "stop");
+}
+static enum MHD_Result api_service_delete(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  return service_op(c, rt, st, "delete");
+}
+
+/* POST /services/{name}/keys {"regenerate": "primary"|"secondary"|"both"}
+ * (optional): `service keys`, the keys in the answer. A POST, so that only
+ * read-write tokens ever see a key (and no key is in a URL or a cache). */
+static enum MHD_Result api_service_keys(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  cJSON *b = body_object(c, r, 1, &ans);
+  if (!b) return ans;
+  const cJSON *rg = cJSON_GetObjectItemCaseSensitive(b, "regenerate");
+  const char *regen = cJSON_GetStringValue(rg);
+  if ((rg && !regen) || (regen && strcmp(regen, "primary") && strcmp(regen, "secondary") && strcmp(regen, "both"))) {
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "the body is {\"regenerate\": \"primary\", \"secondary\" or \"both\"}, optional");
+  }
+  char which[16] = "";
+  if (regen) snprintf(which, sizeof which, "%s", regen);
+  cJSON_Delete(b);
+  kp_ws w = *srv_ws();
+  w.store = st;  /* this worker's connection */
+  char k[2][65];
+  int auth = 0, running = 0;
+  int rc = kp_service_keys(&w, rt->seg[1], which[0] ? which : NULL, k, &auth, &running);
+  if (rc == 1) return srv_error(c, 404, "not_found", "no service named '%.200s' in this workspace", rt->seg[1]);
+  if (rc != 0) return srv_error(c, 500, "internal", "service %.200s: %s", rt->seg[1], kp_err_last());
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "primary_key", k[0]);
+  cJSON_AddStringToObject(o, "secondary_key", k[1]);
+  cJSON_AddBoolToObject(o, "auth", auth);
+  cJSON_AddBoolToObject(o, "reloaded", running);
+  return srv_json(c, 200, o);
+}
+
+/* a JSON integer field within [lo, hi] (absent: def); -1 when it is not one */
+static int jint(const cJSON *o, const char *k, long long def, long long lo, long long hi, long long *out) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  *out = def;
+  if (!v) return 0;
+  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < (double)lo ||
+      v->valuedouble > (double)hi)
+    return -1;
+  *out = (long long)v->valuedouble;
+  return 0;
+}
+
+/* POST /services: `model deploy` on the server's machine. 201 (a new
+ * service) or 200 (redeployed, with its keys) {"service": view,
+ * "redeployed": null | {model, state}}. */
+static enum MHD_Result api_service_deploy(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)rt;
+  enum MHD_Result ans = MHD_NO;
+  cJSON *b = body_object(c, r, 0, &ans);
+  if (!b) return ans;
+  const char *name = jstring(b, "name"), *model = jstring(b, "model"), *host = jstring(b, "host");
+  const cJSON *entry = cJSON_GetObjectItemCaseSensitive(b, "entry"), *auth = cJSON_GetObjectItemCaseSensitive(b, "auth");
+  long long version = 0, port = 0, workers = 1, mb = 16, tmo = 10, bmax = 1, bwait = 200;
+  long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+  char err[600] = "";
+  if (!name || !model || (cJSON_GetObjectItemCaseSensitive(b, "host") && !host) || (auth && !cJSON_IsBool(auth)) ||
+      jint(b, "version", 0, 0, (long long)1 << 53, &version) || jint(b, "port", 0, -1, 1 << 20, &port) ||
+      jint(b, "workers", nproc < 1 ? 1 : nproc, -1, 1 << 20, &workers) || jint(b, "max_body_mb", 16, -1, 1 << 20, &mb) ||
+      jint(b, "timeout", 10, -1, 1 << 20, &tmo) || jint(b, "batch_max", 1, -1, 1 << 20, &bmax) ||
+      jint(b, "batch_wait_us", 200, -1, (long long)1 << 40, &bwait) || (entry && !cJSON_IsObject(entry)))
+    snprintf(err, sizeof err, "the body is {\"name\", \"model\", \"version\"?, \"host\"?, \"port\"?, \"auth\"?, \"workers\"?, "
+             "\"max_body_mb\"?, \"timeout\"?, \"batch_max\"?, \"batch_wait_us\"?, \"entry\"?: {\"sha256\", \"name\"}} "
+             "(names as text, numbers integers, auth a boolean)");
+  const char *esha = entry ? jstring(entry, "sha256") : NULL, *ename = entry ? jstring(entry, "name") : NULL;
+  if (!err[0] && entry && (!esha || !hex64(esha) || !ename || kp_name_ok(ename) != 0))
+    snprintf(err, sizeof err, "\"entry\" is {\"sha256\": an uploaded blob's, \"name\": a file name of letters, digits, "
+             "'.', '_' and '-'}");
+  if (!err[0] && entry && blob_size(esha) < 0)
+    snprintf(err, sizeof err, "no blob %s here: upload the entry library first (PUT /api/v1/blobs/%s)", esha, esha);
+  kp_deploy d = {.name = name, .model = model, .version = version, .host = host ? host : "127.0.0.1", .port = (int)port,
+                 .auth = cJSON_IsTrue(auth), .workers = (int)workers, .max_body_mb = mb, .timeout = (int)tmo,
+                 .batch_max = (int)bmax, .batch_wait_us = (long)bwait, .entry_name = entry ? ename : NULL,
+                 .entry_sha256 = entry ? esha : NULL};
+  if (!err[0]) kp_deploy_check(&d, err, sizeof err);
+  if (err[0]) {
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "%s", err);
+  }
+  kp_ws w = *srv_ws();
+  w.store = st;  /* this worker's connection */
+  char old_model[300], old_state[32], sname[256];
+  snprintf(sname, sizeof sname, "%s", name);
+  int rc = kp_service_deploy(&w, &d, old_model, old_state);
+  cJSON_Delete(b);
+  if (rc == 1) return srv_error(c, 404, "not_found", "%s", kp_err_last());
+  if (rc != 0) return srv_error(c, 500, "internal", "service %s: %s", sname, kp_err_last());
+  kp_service s;
+  if (kp_store_service_get(st, sname, &s) != 0) return srv_store_error(c);
+  kp_service_check_alive(&s);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddItemToObject(o, "service", kp_view_service(&s));
+  kp_service_free(&s);
+  if (old_model[0]) {
+    cJSON *rd = cJSON_AddObjectToObject(o, "redeployed");
+    cJSON_AddStringToObject(rd, "model", old_model);
+    cJSON_AddStringToObject(rd, "state", old_state);
+  } else {
+    cJSON_AddNullToObject(o, "redeployed");
+  }
+  return srv_json(c, old_model[0] ? 200 : 201, o);
+}
+
+/* GET /services/{name}/logs?tail=N: `service logs` (its server's log, the
+ * last N lines; empty when it never started) */
+static enum MHD_Result api_service_logs(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  enum MHD_Result ans = MHD_NO;
+  long long tail;
+  if (qint(c, "tail", 0, 1, 100000000, &tail, &ans) != 0) return ans;
+  kp_service s;
+  if (kp_store_service_get(st, rt->seg[1], &s) != 0) return srv_store_error(c);
+  kp_service_free(&s);
+  char p[4600];
+  snprintf(p, sizeof p, "%s/services/%s/server.log", srv_ws()->root, rt->seg[1]);
+  size_t len = 0;
+  char *t = kp_read_file(p, &len);
+  if (!t && errno != ENOENT) return srv_error(c, 500, "internal", "cannot read service %s's log: %s", rt->seg[1], strerror(errno));
+  size_t from = 0;
+  if (t && tail > 0) {
+    long long seen = 0;
+    for (size_t i = len; i > 0; i--)
+      if (t[i - 1] == '\n' && i != len && ++seen == tail) {
+        from = i;
+        break;
+      }
+  }
+  size_t n = t ? len - from : 0;
+  char *out = malloc(n + 1);
+  if (!out) {
+    free(t);
+    return srv_error(c, 500, "internal", "out of memory");
+  }
+  if (n) memcpy(out, t + from, n);
+  free(t);
+  return srv_send(c, 200, out, n, "text/plain; charset=utf-8");
+}
+
+#define SERVICE_METRICS_LIMIT (1024 * 1024)
+
+static size_t metrics_data(char *d, size_t sz, size_t nm, void *ud) {
+  char **b = ud;
+  size_t l = sz * nm, have = *b ? strlen(*b) : 0;
+  if (have + l > SERVICE_METRICS_LIMIT) return 0;
+  char *p = realloc(*b, have + l + 1);
+  if (!p) return 0;
+  memcpy(p + have, d, l);
+  p[have + l] = '\0';
+  *b = p;
+  return l;
+}
+
+/* the value of a Prometheus sample line "NAME{LABELS} VALUE" whose name is
+ * 'name'; the text of label 'label' (when asked) in lv */
+static int prom_sample(const char *line, const char *name, const char *label, char *lv, size_t lvn, double *v) {
+  size_t nl = strlen(name);
+  if (strncmp(line, name, nl) != 0 || (line[nl] != '{' && line[nl] != ' ')) return 0;
+  const char *p = line + nl;
+  if (label) {
+    char key[64];
+    snprintf(key, sizeof key, "%s=\"", label);
+    const char *a = strstr(p, key), *close = strchr(p, '}');
+    if (!a || !close || a > close) return 0;
+    a += strlen(key);
+    const char *e = strchr(a, '"');
+    if (!e || (size_t)(e - a) >= lvn) return 0;
+    memcpy(lv, a, (size_t)(e - a));
+    lv[e - a] = '\0';
+  }
+  const char *sp = strrchr(p, ' ');
+  if (!sp) return 0;
+  char *end;
+  *v = strtod(sp + 1, &end);
+  return end != sp + 1;
+}
+
+/* the upper bound of the bucket that holds quantile q (null: no requests, or
+ * beyond the last finite bucket) */
+static void add_quantile(cJSON *o, const char *k, const double *le, const double *cum, int nb, double total, double q) {
+  if (total <= 0) {
+    cJSON_AddNullToObject(o, k);
+    return;
+  }
+  for (int i = 0; i < nb; i++)
+    if (cum[i] >= q * total) {
+      cJSON_AddNumberToObject(o, k, le[i]);
+      return;
+    }
+  cJSON_AddNullToObject(o, k);
+}
+
+/* The service's own counters (its GET /metrics, Prometheus text) as JSON:
+ * {service, state, requests_total, requests_by_code{code: n},
+ * latency_seconds{count, sum, mean, p50, p95, p99, buckets[{le, count}]},
+ * batches, batched_requests, uptime_seconds}. 503 service_not_running when
+ * it is not Running or does not answer. */
+static enum MHD_Result api_service_metrics(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  kp_service s;
+  if (kp_store_service_get(st, rt->seg[1], &s) != 0) return srv_store_error(c);
+  kp_service_check_alive(&s);
+  enum MHD_Result ans;
+  if (s.state != KP_SERVICE_RUNNING) {
+    ans = srv_error(c, 503, "service_not_running", "service %s is %s, so it has no counters to read; start it with "
+                    "'kusari service start %s'", s.name, kp_service_state_name(s.state), s.name);
+    kp_service_free(&s);
+    return ans;
+  }
+  char uri[600];
+  kp_view_service_uri(&s, "/metrics", uri, sizeof uri);
+  char *text = NULL;
+  CURL *h = curl_easy_init();
+  CURLcode cc = CURLE_FAILED_INIT;
+  long code = 0;
+  if (h) {
+    curl_easy_setopt(h, CURLOPT_URL, uri);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, metrics_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &text);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 5L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    cc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(h);
+  }
+  if (cc != CURLE_OK || code != 200 || !text) {
+    ans = srv_error(c, 503, "service_not_running", "service %s is recorded Running but its %s did not answer (%s)",
+                    s.name, uri, cc != CURLE_OK ? curl_easy_strerror(cc) : "no counters");
+    free(text);
+    kp_service_free(&s);
+    return ans;
+  }
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "service", s.name);
+  cJSON_AddStringToObject(o, "state", kp_service_state_name(s.state));
+  kp_service_free(&s);
+  cJSON *by = cJSON_CreateObject();
+  double total = 0, lsum = 0, lcount = 0, batches = -1, batched = -1, up = -1;
+  enum { NB = 64 };
+  double le[NB], cum[NB];
+  int nb = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char lv[64];
+    double v;
+    if (line[0] == '#') continue;
+    if (prom_sample(line, "kusari_requests_total", "code", lv, sizeof lv, &v)) {
+      cJSON_AddNumberToObject(by, lv, v);
+      total += v;
+    } else if (prom_sample(line, "kusari_request_duration_seconds_bucket", "le", lv, sizeof lv, &v)) {
+      if (strcmp(lv, "+Inf") != 0 && nb < NB) {
+        le[nb] = strtod(lv, NULL);
+        cum[nb++] = v;
+      }
+    } else if (prom_sample(line, "kusari_request_duration_seconds_sum", NULL, NULL, 0, &v)) {
+      lsum = v;
+    } else if (prom_sample(line, "kusari_request_duration_seconds_count", NULL, NULL, 0, &v)) {
+      lcount = v;
+    } else if (prom_sample(line, "kusari_batches_total", NULL, NULL, 0, &v)) {
+      batches = v;
+    } else if (prom_sample(line, "kusari_batched_requests_total", NULL, NULL, 0, &v)) {
+      batched = v;
+    } else if (prom_sample(line, "kusari_uptime_seconds", NULL, NULL, 0, &v)) {
+      up = v;
+    }
+  }
+  free(text);
+  cJSON_AddNumberToObject(o, "requests_total", total);
+  cJSON_AddItemToObject(o, "requests_by_code", by);
+  cJSON *lat = cJSON_AddObjectToObject(o, "latency_seconds");
+  cJSON_AddNumberToObject(lat, "count", lcount);
+  cJSON_AddNumberToObject(lat, "sum", lsum);
+  if (lcount > 0) cJSON_AddNumberToObject(lat, "mean", lsum / lcount);
+  else cJSON_AddNullToObject(lat, "mean");
+  add_quantile(lat, "p50", le, cum, nb, lcount, 0.50);
+  add_quantile(lat, "p95", le, cum, nb, lcount, 0.95);
+  add_quantile(lat, "p99", le, cum, nb, lcount, 0.99);
+  cJSON *bk = cJSON_AddArrayToObject(lat, "buckets");
+  for (int i = 0; i < nb; i++) {
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddNumberToObject(b, "le", le[i]);
+    cJSON_AddNumberToObject(b, "count", cum[i]);
+    cJSON_AddItemToArray(bk, b);
+  }
+  if (batches >= 0) cJSON_AddNumberToObject(o, "batches", batches);
+  else cJSON_AddNullToObject(o, "batches");
+  if (batched >= 0) cJSON_AddNumberToObject(o, "batched_requests", batched);
+  else cJSON_AddNullToObject(o, "batched_requests");
+  if (up >= 0) cJSON_AddNumberToObject(o, "uptime_seconds", up);
+  else cJSON_AddNullToObject(o, "uptime_seconds");
+  return srv_json(c, 200, o);
+}
+
+/* asks run 'id' to cancel and wakes its supervisor; 1 when that supervisor lives */
+static int cancel_run(kp_store *st, const char *id, double grace, const char *why, int *alive) {
+  if (kp_store_run_request_cancel(st, id, grace, why) != 0) return -1;
+  kp_run run;
+  *alive = 0;
+  if (kp_store_run_get(st, id, &run) == 0) {
+    pid_t p = (pid_t)run.supervisor_pid;
+    if (p > 0 && kp_proc_alive(p, run.supervisor_start)) {
+      kill(p, SIGUSR1);
+      *alive = 1;
+    }
+    kp_run_free(&run);
+  }
+  return 0;
+}
+
+/* `sweep cancel` (without its wait): the parent run (the controller) is
+ * asked to cancel, which cancels the active children with the sweep file's
+ * grace; when the controller is gone, the children are asked here. 202
+ * with the sweep's view; 409 when it has ended. */
+static enum MHD_Result api_sweep_cancel(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  cJSON *b = body_object(c, r, 1, &ans);
+  if (!b) return ans;
+  const cJSON *reason = cJSON_GetObjectItemCaseSensitive(b, "reason");
+  if (reason && (!cJSON_IsString(reason) || strlen(reason->valuestring) > 1000)) {
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "the body is {\"reason\": TEXT (at most 1000 bytes)}, optional");
+  }
+  char why[1100];
+  snprintf(why, sizeof why, "%s", reason && *reason->valuestring ? reason->valuestring : "canceled by the user (API)");
+  cJSON_Delete(b);
+  kp_sweep w;
+  if (kp_store_sweep_get(st, rt->seg[1], &w) != 0) return srv_store_error(c);
+  kp_sweep_spec sp;
+  char err[1024];
+  memset(&sp, 0, sizeof sp);
+  int parsed = kp_sweep_spec_parse(w.spec, &sp, err, sizeof err) == 0;
+  double grace = parsed ? sp.cancel_grace_seconds : 10.0;
+  kp_sweep_spec_free(&sp);
+  char id[256];
+  snprintf(id, sizeof id, "%s", w.run.id);
+  kp_run_status status = w.run.status;
+  kp_sweep_free(&w);
+  if (kp_run_status_ended(status))
+    return srv_error(c, 409, "conflict", "sweep %s already ended (%s); there is nothing to cancel", id,
+                     kp_run_status_name(status));
+  int alive = 0;
+  if (cancel_run(st, id, grace, why, &alive) != 0) return srv_store_error(c);
+  if (!alive) {
+    /* no controller to stop the children: they are asked here */
+    kp_sweep_trial *t;
+    size_t n;
+    if (kp_store_sweep_trial_list(st, id, NULL, &t, &n) != 0) return srv_store_error(c);
+    char cwhy[1200];
+    snprintf(cwhy, sizeof cwhy, "the sweep was canceled (%s)", why);
+    for (size_t i = 0; i < n; i++) {
+      int a;
+      if (t[i].has_run && t[i].run_id && !kp_run_status_ended(t[i].run_status))
+        cancel_run(st, t[i].run_id, grace, cwhy, &a);  /* one that ended meanwhile is a conflict: fine */
+    }
+    kp_sweep_trials_free(t, n);
+  }
+  cJSON *o = sweep_view(c, st, id, &ans);
+  return o ? srv_json(c, 202, o) : ans;
+}
+
+/* ---- blobs and model registration (remote `model register`) -------------------------- */
+/* Blobs are the workspace's content-addressed files (blob.c): a client
+ * uploads each file of a model (PUT /blobs/{sha256}, the raw bytes, at most
+ * --max-body) and then refers to it by its sha256. */
+static pthread_mutex_t blob_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static enum MHD_Result bad_sha(struct MHD_Connection *c, const char *s) {
+  return srv_error(c, 400, "invalid", "'%.100s' is not a sha256: 64 lowercase hex digits", s);
+}
+
+static enum MHD_Result api_blob(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)r;
+  (void)st;
+  if (!hex64(rt->seg[1])) return bad_sha(c, rt->seg[1]);
+  long long size = blob_size(rt->seg[1]);
+  if (size < 0) return srv_error(c, 404, "not_found", "no blob %s in this workspace", rt->seg[1]);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "sha256", rt->seg[1]);
+  cJSON_AddNumberToObject(o, "size", (double)size);
+  return srv_json(c, 200, o);
+}
+
+static enum MHD_Result api_blob_put(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)st;
+  if (!hex64(rt->seg[1])) return bad_sha(c, rt->seg[1]);
+  char hex[65];
+  kp_sha256_hex(r->body ? r->body : "", r->n, hex);
+  if (strcmp(hex, rt->seg[1]) != 0)
+    return srv_error(c, 400, "invalid", "the body's sha256 is %s, not %s (%zu bytes arrived)", hex, rt->seg[1], r->n);
+  int existed = blob_size(hex) >= 0;
+  pthread_mutex_lock(&blob_mu);
+  int rc = existed ? 0 : kp_blob_put_mem((kp_ws *)srv_ws(), r->body ? r->body : "", r->n, hex);
+  pthread_mutex_unlock(&blob_mu);
+  if (rc != 0) return srv_error(c, 500, "internal", "cannot store blob %s (see the server's log)", hex);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "sha256", hex);
+  cJSON_AddNumberToObject(o, "size", (double)r->n);
+  return srv_json(c, existed ? 200 : 201, o);
+}
+
+#define MODEL_FILES_LIMIT 10000
+
+/* POST /models/{name}/versions: a new version (numbered in the store, as
+ * locally) from a run's file or folder {"run", "path"}, or from uploaded
+ * blobs {"files": [{"path", "sha256", "size"}], "source"}; "description"
+ * and "tags" {key: value} optional. 201 {"model": the version's view,
+ * "model_json_added"}. */
+static enum MHD_Result api_model_register(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  const char *name = rt->seg[1];
+  if (kp_name_ok(name) != 0)
+    return srv_error(c, 400, "invalid", "invalid model name '%.200s': use letters, digits, '.', '_' and '-', starting "
+                     "with a letter or digit", name);
+  cJSON *b = body_object(c, r, 0, &ans);
+  if (!b) return ans;
+  const char *run = jstring(b, "run"), *path = jstring(b, "path"), *source = jstring(b, "source");
+  const cJSON *files = cJSON_GetObjectItemCaseSensitive(b, "files"), *tags = cJSON_GetObjectItemCaseSensitive(b, "tags");
+  const cJSON *dj = cJSON_GetObjectItemCaseSensitive(b, "description");
+  const char *desc = cJSON_GetStringValue(dj);
+  char err[600] = "";
+  kp_stored_file *v = NULL;
+  size_t n = 0;
+  int with_desc = 0;
+  const char **tk = NULL, **tv = NULL;
+  size_t nt = tags ? (size_t)cJSON_GetArraySize(tags) : 0;
+  char prefix[4200] = "";
+  if (!!files == !!path) {
+    snprintf(err, sizeof err, "give either \"run\" and \"path\" (a run's file or folder) or \"files\" (uploaded blobs)");
+  } else if (path && (!run || !*run)) {
+    snprintf(err, sizeof err, "\"path\" needs \"run\": the run whose file to register");
+  } else if (path && kp_rel_path_ok(path) != 0) {
+    snprintf(err, sizeof err, "\"path\" '%.300s' must be a path inside the run's files (not absolute, no '..')", path);
+  } else if (files && (!cJSON_IsArray(files) || cJSON_GetArraySize(files) < 1 ||
+                       cJSON_GetArraySize(files) > MODEL_FILES_LIMIT)) {
+    snprintf(err, sizeof err, "\"files\" must be an array of 1 to %d {path, sha256, size}", MODEL_FILES_LIMIT);
+  } else if ((dj && !desc) || (desc && strlen(desc) > 4096) || (source && strlen(source) > 4096) ||
+             (cJSON_GetObjectItemCaseSensitive(b, "source") && !source)) {
+    snprintf(err, sizeof err, "\"description\" and \"source\" are text of at most 4096 bytes");
+  } else if (tags && (!cJSON_IsObject(tags) || nt > 256)) {
+    snprintf(err, sizeof err, "\"tags\" must be an object of at most 256 text values");
+  }
+  if (!err[0] && nt && (!(tk = calloc(nt, sizeof *tk)) || !(tv = calloc(nt, sizeof *tv))))
+    snprintf(err, sizeof err, "out of memory");
+  size_t i = 0;
+  const cJSON *t;
+  if (!err[0] && tags) cJSON_ArrayForEach(t, tags) {
+      if (!cJSON_IsString(t) || !*t->string || strlen(t->string) > 250 || strchr(t->string, '=')) {
+        snprintf(err, sizeof err, "tag '%.100s': a key is 1 to 250 characters without '=', its value text", t->string);
+        break;
+      }
+      tk[i] = t->string;
+      tv[i++] = t->valuestring;
+    }
+  if (!err[0] && run && !path) {  /* uploaded files that came from a run: it must be one */
+    kp_run run_rec;
+    if (kp_store_run_get(st, run, &run_rec) != 0) {
+      free(tk);
+      free(tv);
+      cJSON_Delete(b);
+      return srv_store_error(c);
+    }
+    kp_run_free(&run_rec);
+  }
+  if (!err[0] && path) {
+    kp_run run_rec;
+    snprintf(prefix, sizeof prefix, "%s", path);
+    size_t pl = strlen(prefix);
+    while (pl && prefix[pl - 1] == '/') prefix[--pl] = '\0';
+    if (kp_store_run_get(st, run, &run_rec) != 0 ||
+        (kp_run_free(&run_rec), kp_model_run_files(st, run, prefix, &v, &n, &with_desc) != 0)) {
+      free(tk);
+      free(tv);
+      cJSON_Delete(b);
+      return srv_store_error(c);
+    }
+  }
+  if (!err[0] && files) {
+    v = calloc((size_t)cJSON_GetArraySize(files), sizeof *v);
+    const cJSON *f;
+    if (!v) snprintf(err, sizeof err, "out of memory");
+    else cJSON_ArrayForEach(f, files) {
+        const char *fp = jstring(f, "path"), *fs = jstring(f, "sha256");
+        const cJSON *sz = cJSON_GetObjectItemCaseSensitive(f, "size");
+        if (!fp || !fs || !cJSON_IsNumber(sz)) {
+          snprintf(err, sizeof err, "file %zu: a file is {path, sha256, size}", n);
+          break;
+        }
+        if (kp_rel_path_ok(fp) != 0) {
+          snprintf(err, sizeof err, "file %zu: '%.300s' is not a file's path: a relative path without empty, '.' or "
+                   "'..' parts", n, fp);
+          break;
+        }
+        if (!hex64(fs)) {
+          snprintf(err, sizeof err, "file %zu: '%.100s' is not a sha256 (64 lowercase hex digits)", n, fs);
+          break;
+        }
+        for (size_t k = 0; k < n; k++)
+          if (!strcmp(v[k].path, fp)) snprintf(err, sizeof err, "file '%.300s' is given twice", fp);
+        if (err[0]) break;
+        long long have = blob_size(fs);
+        if (have < 0) {
+          snprintf(err, sizeof err, "file '%.300s': no blob %s here; upload it first (PUT /api/v1/blobs/%s)", fp, fs, fs);
+          break;
+        }
+        if ((double)have != sz->valuedouble) {
+          snprintf(err, sizeof err, "file '%.300s': blob %s holds %lld bytes, not %.0f", fp, fs, have, sz->valuedouble);
+          break;
+        }
+        v[n].path = strdup(fp);
+        v[n].sha256 = strdup(fs);
+        v[n].size = have;
+        n++;
+        if (!v[n - 1].path || !v[n - 1].sha256) {
+          snprintf(err, sizeof err, "out of memory");
+          break;
+        }
+      }
+    /* a single .npz with a model.json beside it, as the client collected them */
+    with_desc = !err[0] && n == 2 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "model_json_added"));
+  }
+  if (err[0]) {
+    kp_stored_files_free(v, n);
+    free(tk);
+    free(tv);
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "%s", err);
+  }
+  kp_model_file *mf = calloc(n ? n : 1, sizeof *mf);
+  for (size_t k = 0; mf && k < n; k++) mf[k] = (kp_model_file){.path = v[k].path, .sha256 = v[k].sha256, .size = v[k].size};
+  kp_model_new m = {.name = name, .run_id = run && *run ? run : NULL, .path = path ? prefix : (source ? source : "upload"),
+                    .description = desc ? desc : "", .files = mf, .nfiles = n, .tag_keys = tk, .tag_values = tv,
+                    .ntags = nt};
+  int64_t version = 0;
+  int rc = mf ? kp_store_model_version_create(st, &m, &version) : kp_store_fail(KP_STORE_EBACKEND, "out of memory");
+  free(mf);
+  kp_stored_files_free(v, n);
+  free(tk);
+  free(tv);
+  cJSON_Delete(b);
+  if (rc != 0) return srv_store_error(c);
+  kp_model mo;
+  if (kp_store_model_get(st, name, version, &mo) != 0) return srv_store_error(c);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddItemToObject(o, "model", kp_view_model(&mo));
+  cJSON_AddBoolToObject(o, "model_json_added", with_desc);
+  kp_model_free(&mo);
+  return srv_json(c, 201, o);
+}
+
+/* POST /sweeps {spec, source, snapshot}: `sweep submit` whose source came
+ * as blobs. The manifest (a blob: {"files": [{path, mode, size, sha256}]})
+ * is checked before anything is recorded: relative paths without '..', no
+ * path twice, every file's blob here with its size, the snapshot limit,
+ * the entry among the files. 201 with the sweep's view. */
+static enum MHD_Result api_sweep_submit(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)rt;
+  enum MHD_Result ans = MHD_NO;
+  cJSON *b = body_object(c, r, 0, &ans);
+  if (!b) return ans;
+  const cJSON *spec = cJSON_GetObjectItemCaseSensitive(b, "spec");
+  const char *source = jstring(b, "source"), *snap = jstring(b, "snapshot");
+  char err[600] = "";
+  if (!cJSON_IsObject(spec) || !snap || (cJSON_GetObjectItemCaseSensitive(b, "source") && !source) ||
+      (source && strlen(source) > 4000))
+    snprintf(err, sizeof err, "the body is {\"spec\": the sweep file (an object), \"snapshot\": the sha256 of the source's "
+             "manifest blob, \"source\": TEXT (what it was, at most 4000 bytes; optional)}");
+  else if (!hex64(snap))
+    snprintf(err, sizeof err, "'snapshot' '%.100s' is not a sha256 (64 lowercase hex digits)", snap);
+  else if (blob_size(snap) < 0)
+    snprintf(err, sizeof err, "no blob %s here: upload the source's files and then its manifest (PUT /api/v1/blobs/{sha256})",
+             snap);
+  char *text = err[0] ? NULL : cJSON_PrintUnformatted(spec);
+  uint64_t bytes = 0;
+  if (!err[0] && !text) snprintf(err, sizeof err, "out of memory");
+  if (!err[0]) {
+    /* the manifest, and the entry among its files */
+    size_t ml = 0;
+    char mp[4400];
+    kp_blob_path(srv_ws(), snap, mp, sizeof mp);
+    char *mt = kp_read_file(mp, &ml);
+    cJSON *man = mt ? cJSON_Parse(mt) : NULL;
+    free(mt);
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(man, "files"), *f;
+    const char *entry = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(spec, "run"), "entry"));
+    int has_entry = 0;
+    size_t i = 0;
+    if (!cJSON_IsArray(files)) snprintf(err, sizeof err, "blob %s is not a snapshot manifest ({\"files\": [...]})", snap);
+    else cJSON_ArrayForEach(f, files) {
+        const char *fp = jstring(f, "path"), *fs = jstring(f, "sha256");
+        const cJSON *sz = cJSON_GetObjectItemCaseSensitive(f, "size"), *mode = cJSON_GetObjectItemCaseSensitive(f, "mode");
+        if (!fp || !fs || !cJSON_IsNumber(sz) || !cJSON_IsNumber(mode) || mode->valuedouble < 0 || mode->valuedouble > 0777) {
+          snprintf(err, sizeof err, "manifest entry %zu: an entry is {path, mode (0 to 0777), size, sha256}", i);
+          break;
+        }
+        if (kp_rel_path_ok(fp) != 0) {
+          snprintf(err, sizeof err, "manifest entry %zu: '%.300s' is not a file's path: a relative path without empty, "
+                   "'.' or '..' parts", i, fp);
+          break;
+        }
+        /* sorted by path (as snapshots are), so each path is there once */
+        if (i && strcmp(fp, jstring(cJSON_GetArrayItem(files, (int)i - 1), "path")) <= 0) {
+          snprintf(err, sizeof err, "manifest entry %zu: '%.300s' is given twice or out of order (the entries are "
+                   "sorted by path, each path once)", i, fp);
+          break;
+        }
+        long long have = hex64(fs) ? blob_size(fs) : -1;
+        if (have < 0 || (double)have != sz->valuedouble) {
+          snprintf(err, sizeof err, "manifest entry %zu ('%.300s'): no blob %.64s of %.0f bytes here; upload it first", i,
+                   fp, fs, sz->valuedouble);
+          break;
+        }
+        bytes += (uint64_t)have;
+        if (bytes > KP_SNAPSHOT_LIMIT) {
+          snprintf(err, sizeof err, "the source is over the snapshot size limit of %.1f MB", (double)KP_SNAPSHOT_LIMIT / 1e6);
+          break;
+        }
+        if (entry && !strcmp(entry, fp)) has_entry = 1;
+        i++;
+      }
+    if (!err[0] && entry && !has_entry)
+      snprintf(err, sizeof err, "sweep file: field 'run.entry': '%.300s' is not a file of the uploaded source", entry);
+    cJSON_Delete(man);
+  }
+  if (err[0]) {
+    cJSON_free(text);
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "%s", err);
+  }
+  kp_ws w = *srv_ws();
+  w.store = st;  /* this worker's connection */
+  char id[300];
+  int rc = kp_sweep_submit_uploaded(&w, text, source ? source : "(uploaded)", snap, bytes, id, sizeof id);
+  cJSON_free(text);
+  cJSON_Delete(b);
+  if (rc == 2) return srv_error(c, 400, "invalid", "%s", kp_err_last());
+  if (rc != 0) return srv_error(c, 500, "internal", "the sweep was not started: %s", kp_err_last());
+  cJSON *o = sweep_view(c, st, id, &ans);
+  return o ? srv_json(c, 201, o) : ans;
+}
+
 /* ---- remote clients (store_http.c) ---------------------------------------------------- */
 /* whether some run logged metric NAME (what `run list --order-by metrics.NAME`
  * checks): 200 {"name"}, else 404 */
@@ -871,7 +1960,7 @@ static const route ROUTES[] = {
   {"GET", "runs/*/wait", "timeout", 0, api_wait},
   {"GET", "runs/*/metrics", "", 0, api_run_metrics},
   {"POST", "runs/*/metrics", "", 1, api_metrics_post},
-  {"GET", "runs/*/metrics/**", "max_points,from_step,to_step", 0, api_series},
+  {"GET", "runs/*/metrics/**", "max_points,rank,from_step,to_step", 0, api_series},
   {"GET", "runs/*/logs", "offset,wait,max_bytes,log", 0, api_logs},
   {"GET", "runs/*/files", "", 0, api_files},
   {"GET", "runs/*/files/**", "", 0, api_file},
@@ -885,6 +1974,25 @@ static const route ROUTES[] = {
   {"GET", "computes", "", 0, api_computes},
   /* remote clients */
   {"GET", "metrics/names/**", "", 0, api_metric_exists},
+  /* sweeps and services */
+  {"GET", "sweeps", "experiment", 0, api_sweeps},
+  {"POST", "sweeps", "", 1, api_sweep_submit},
+  {"GET", "sweeps/*", "", 0, api_sweep},
+  {"POST", "sweeps/*/cancel", "", 1, api_sweep_cancel},
+  {"GET", "services", "", 0, api_services},
+  {"POST", "services", "", 1, api_service_deploy},
+  {"GET", "services/*", "", 0, api_service},
+  {"GET", "services/*/metrics", "", 0, api_service_metrics},
+  {"POST", "services/*/start", "", 1, api_service_start},
+  {"POST", "services/*/stop", "", 1, api_service_stop},
+  {"DELETE", "services/*", "", 1, api_service_delete},
+  {"POST", "services/*/keys", "", 1, api_service_keys},
+  {"GET", "services/*/logs", "tail", 0, api_service_logs},
+  {"GET", "runs/*/events", "from,heartbeat", 0, api_events},
+  /* uploads and model registration */
+  {"GET", "blobs/*", "", 0, api_blob},
+  {"PUT", "blobs/*", "", 1, api_blob_put},
+  {"POST", "models/*/versions", "", 1, api_model_register},
 };
 #define NROUTES (sizeof ROUTES / sizeof ROUTES[0])
 

@@ -54,6 +54,9 @@ int srv_stopping(void);
 /* Suspends the connection until the next tick (its handler runs again);
  * -1 when the server is stopping (answer now). */
 int srv_suspend(struct MHD_Connection *c, srv_req *r);
+/* A stream (server-sent events) is exempt from the whole-request deadline
+ * (its connection's idle timeout still applies). */
+void srv_stream(struct MHD_Connection *c);
 /* Takes ownership of body (malloc'ed). */
 enum MHD_Result srv_send(struct MHD_Connection *c, unsigned code, char *body, size_t len, const char *ctype);
 /* Sends and deletes o. */

@@ -83,5 +83,42 @@ int kp_service_serve(int argc, char **argv);
 #define KP_BATCH_WAIT_LIMIT_US 1000000L
 int kp_service_batch_save(const char *svc_dir, int max, long wait_us);
 void kp_service_batch_load(const char *svc_dir, int *max, long *wait_us);
+/* What `service list/show` show of a record (cmd_service.c; the tracking
+ * server's GET /services too): a Running (or Starting) record whose process
+ * is gone has failed (state and error set here, not in the store). */
+struct kp_service;
+void kp_service_check_alive(struct kp_service *s);
+/* What `service start|stop|delete NAME` do (op "start", "stop", "delete";
+ * the tracking server's POST /services/{name}/start|stop and DELETE
+ * /services/{name}): 0, 1 when there is no such service, -1 when it failed
+ * (printed; kp_err_last() says why). Starting a Running service does
+ * nothing. */
+struct kp_ws;
+int kp_service_control(struct kp_ws *ws, const char *name, const char *op);
+/* What `service keys NAME [--regenerate primary|secondary|both]` does
+ * (regen NULL: read them): the two keys in k, whether the service asks for
+ * them (*auth), whether a running server was told to reload them
+ * (*running). 0, 1 when there is no such service (the store's error says
+ * so), -1 (printed; kp_err_last()). */
+int kp_service_keys(struct kp_ws *ws, const char *name, const char *regen, char k[2][65], int *auth, int *running);
+/* `model deploy` (cmd_service.c; the tracking server's POST /services). */
+typedef struct kp_deploy {
+  const char *name;            /* the service */
+  const char *model;           /* the model's name */
+  long long version;           /* 0: its latest */
+  const char *host;
+  int port, auth, workers, timeout, batch_max;
+  long long max_body_mb;
+  long batch_wait_us;
+  const char *entry_name, *entry_sha256;  /* an entry library (a blob), or NULL */
+} kp_deploy;
+/* 0 when d's fields are in their ranges, else -1 with the message in err */
+int kp_deploy_check(kp_deploy *d, char *err, size_t errn);
+/* Records the service (a new one gets new keys on file; an existing one is
+ * stopped and redeployed with its keys: its model and state before in
+ * old_model "NAME:VERSION" and old_state, else "") and starts its server.
+ * 0, 1 when the model version does not exist (printed), -1 (printed;
+ * kp_err_last()). */
+int kp_service_deploy(struct kp_ws *ws, const kp_deploy *d, char old_model[300], char old_state[32]);
 
 #endif

@@ -24,7 +24,9 @@
 #include <sys/stat.h>
 
 typedef struct snap_ctx {
-  kp_ws *ws;
+  const char *skip;         /* a directory left out (the workspace), or NULL */
+  kp_snapshot_put put;
+  void *put_ctx;
   char root[PATH_MAX];      /* realpath of the source */
   char **pats;
   size_t npats;
@@ -105,7 +107,7 @@ static int snap_walk(snap_ctx *c, const char *rel) {
     }
     if (S_ISDIR(st.st_mode)) {
       if (ignored(c, r, 1)) continue;
-      if (!strcmp(full, c->ws->root)) continue;  /* the workspace itself, when it lives in the source */
+      if (c->skip && !strcmp(full, c->skip)) continue;  /* the workspace itself, when it lives in the source */
       rc = snap_walk(c, r);
     } else if (S_ISREG(st.st_mode)) {
       if (ignored(c, r, 0)) continue;
@@ -118,7 +120,7 @@ static int snap_walk(snap_ctx *c, const char *rel) {
       }
       char hex[65];
       int64_t size;
-      if (kp_blob_put_file(c->ws, full, hex, &size) != 0) { rc = -1; break; }
+      if (c->put(c->put_ctx, full, hex, &size) != 0) { rc = -1; break; }
       cJSON *f = cJSON_CreateObject();
       cJSON_AddStringToObject(f, "path", r);
       cJSON_AddNumberToObject(f, "mode", (double)(st.st_mode & 0777));
@@ -138,8 +140,10 @@ static int cmp_path(const void *a, const void *b) {
                 cJSON_GetObjectItemCaseSensitive(y, "path")->valuestring);
 }
 
-int kp_snapshot_create(kp_ws *ws, const char *src, uint64_t limit, char hex[65], uint64_t *bytes, int *nfiles) {
-  snap_ctx c = {.ws = ws, .limit = limit};
+int kp_snapshot_walk(const char *src, uint64_t limit, const char *skip, kp_snapshot_put put, void *put_ctx,
+                     char **manifest, uint64_t *bytes, int *nfiles) {
+  snap_ctx c = {.skip = skip, .put = put, .put_ctx = put_ctx, .limit = limit};
+  *manifest = NULL;
   struct stat st;
   if (!realpath(src, c.root) || stat(c.root, &st) != 0 || !S_ISDIR(st.st_mode)) {
     kp_err("source directory '%s' does not exist or is not a directory", src);
@@ -161,15 +165,26 @@ int kp_snapshot_create(kp_ws *ws, const char *src, uint64_t limit, char hex[65],
     for (int i = 0; i < n; i++) cJSON_AddItemReferenceToArray(sorted, items[i]);
     cJSON *man = cJSON_CreateObject();
     cJSON_AddItemToObject(man, "files", sorted);
-    char *txt = cJSON_PrintUnformatted(man);
-    rc = txt ? kp_blob_put_mem(ws, txt, strlen(txt), hex) : -1;
-    cJSON_free(txt);
+    *manifest = cJSON_PrintUnformatted(man);
+    if (!*manifest) rc = kp_err("out of memory");
     cJSON_Delete(man);
     free(items);
   }
   cJSON_Delete(c.files);
   if (bytes) *bytes = c.bytes;
   if (nfiles) *nfiles = c.nfiles;
+  return rc;
+}
+
+static int put_local(void *ctx, const char *path, char hex[65], int64_t *size) {
+  return kp_blob_put_file(ctx, path, hex, size);
+}
+
+int kp_snapshot_create(kp_ws *ws, const char *src, uint64_t limit, char hex[65], uint64_t *bytes, int *nfiles) {
+  char *man = NULL;
+  int rc = kp_snapshot_walk(src, limit, ws->root, put_local, ws, &man, bytes, nfiles);
+  if (rc == 0) rc = kp_blob_put_mem(ws, man, strlen(man), hex);
+  cJSON_free(man);
   return rc;
 }
 

@@ -333,7 +333,11 @@ char kp_command[256] = "";
 
 static const char *const REMOTE_OK[] = {
   "experiment list", "experiment show", "run list", "run show", "run metrics", "run tag", "run untag", "run cancel",
-  "run wait", "run files", "run logs", "run download", "model list", "model show", "compute list", "compute show", "workspace show", NULL};
+  "run wait", "run files", "run logs", "run download", "model list", "model show", "model register", "model deploy",
+  "compute list", "compute show", "workspace show",
+  /* sweeps and services: the server's views and routes (server_api.c) */
+  "sweep list", "sweep show", "sweep cancel", "sweep submit", "sweep wait", "sweep best", "service list",
+  "service show", "service start", "service stop", "service delete", "service keys", "service logs", NULL};
 
 int kp_tracking_config_path(char *out, size_t n) {
   const char *xdg = getenv("XDG_CONFIG_HOME");
@@ -355,7 +359,8 @@ static int open_remote(kp_ws *ws, const char *url, const char *token, const char
            kp_command[0] ? kp_command : "?", url, how);
     kp_hint("run it on the server's machine with --workspace DIR, or unset KUSARI_TRACKING_URI / run 'kusari workspace "
             "disconnect'; against a server work: experiment list|show, run list|show|metrics|tag|untag|cancel|wait|files|logs|download, "
-            "model list|show, compute list|show");
+            "model list|show|register|deploy, compute list|show, sweep list|show|cancel|submit|wait|best, "
+            "service list|show|start|stop|delete|keys|logs");
     return -1;
   }
   if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {

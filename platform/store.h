@@ -217,11 +217,23 @@ typedef struct kp_metric_latest {
   int64_t step;
 } kp_metric_latest;
 
+/* A metric point as it was stored (metric_events), with its place. */
+typedef struct kp_metric_event {
+  char *name;
+  int64_t step;
+  double time;
+  double value;  /* NaN allowed */
+  int64_t seq;   /* the cursor just past this point */
+} kp_metric_event;
+
 typedef struct kp_metric_point {
   const char *name;  /* NULL in query results (one series) */
   int64_t step;      /* < 0 on input: the next step of that metric */
   double time;
   double value;      /* NaN allowed */
+  int rank;          /* the distributed run's rank that logged it; 0 by default.
+                      * Ranks > 0 are kept apart: only metric_series_rank and
+                      * metric_names_rank see them, every other op is rank 0's */
 } kp_metric_point;
 
 /* One exactly-once ingestion batch (the run's channel from 'from' to 'to'). */
@@ -615,6 +627,23 @@ typedef struct kp_store_ops {
    * *total gets the series' point count. ENOTFOUND as metric_series. */
   int (*metric_series_downsampled)(kp_store *s, const char *run_id, const char *name, int64_t max_points,
                                    kp_metric_point **out, size_t *n, int64_t *total);
+  /* ---- server-sent events (GET /runs/{id}/events, h-api) ----
+   * A run's metric points in the order they were stored, each with the
+   * cursor just past it (seq): at most 'max' of those after '*cursor'
+   * (0: from its first; -1: none, the cursor set to now, where a stream
+   * that shows only new points starts); *cursor moves past the last one
+   * given. Cursors are opaque (a metrics row id) and only grow. ENOTFOUND for
+   * an unknown run when the cursor is 0 or -1 (later calls do not look).
+   * kp_metric_events_free. The http backend refuses it (not over HTTP). */
+  int (*metric_events)(kp_store *s, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out,
+                       size_t *n);
+  /* ---- distributed runs: metrics per rank (issue 13) ----
+   * one metric's points logged by 'rank' (0: the same as metric_series),
+   * by step; ENOTFOUND when that rank logged none of that name */
+  int (*metric_series_rank)(kp_store *s, const char *run_id, const char *name, int rank, kp_metric_point **out,
+                            size_t *n);
+  /* the names of the metrics 'rank' logged, sorted (kp_strings_free) */
+  int (*metric_names_rank)(kp_store *s, const char *run_id, int rank, char ***out, size_t *n);
   /* ---- web UI zoom (h-ui) ---- */
   /* the points of one metric with from_step <= step <= to_step, downsampled
    * as metric_series_downsampled over that window's own step range when it
@@ -652,6 +681,20 @@ int kp_store_http_open(const char *url, const char *token, kp_store **out);
  * runs, written to 'out'; *next the offset after it, 'status' the run's. */
 int kp_store_http_log(kp_store *s, const char *run_id, int build, uint64_t offset, int wait, FILE *out, uint64_t *next,
                       char status[32]);
+/* One API call: METHOD /api/v1/PREFIX NAME SUFFIX ('name' escaped as a path
+ * segment; NULL: none) with an optional JSON body; *out the answer (2xx),
+ * else the server's error as a store error. What commands that read or
+ * write a server's views directly use (sweeps, services). */
+struct cJSON;
+int kp_store_http_call(kp_store *s, const char *method, const char *prefix, const char *name, const char *suffix,
+                       const char *body, struct cJSON **out);
+/* GET /api/v1/PREFIX NAME SUFFIX whose answer is text (not JSON), written
+ * to 'out'; errors as kp_store_http_call's. */
+int kp_store_http_text(kp_store *s, const char *prefix, const char *name, const char *suffix, FILE *out);
+/* Uploads 'len' bytes as a blob of the server's workspace (PUT
+ * /blobs/{sha256}; nothing sent when it has it already); hex its sha256. A
+ * blob over the server's --max-body is its 413, an EBACKEND error. */
+int kp_store_http_put_blob(kp_store *s, const void *data, size_t len, char hex[65]);
 /* a run file's bytes into 'dst' (written aside, then renamed; 'mode') */
 int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode);
 
@@ -756,6 +799,13 @@ int kp_store_metric_series_window(kp_store *s, const char *run_id, const char *n
                                   int64_t max_points, kp_metric_point **out, size_t *n, int64_t *total);
 int kp_store_metric_series_downsampled(kp_store *s, const char *run_id, const char *name, int64_t max_points,
                                        kp_metric_point **out, size_t *n, int64_t *total);
+/* server-sent events */
+int kp_store_metric_events(kp_store *s, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out, size_t *n);
+void kp_metric_events_free(kp_metric_event *v, size_t n);
+/* distributed runs: metrics per rank */
+int kp_store_metric_series_rank(kp_store *s, const char *run_id, const char *name, int rank, kp_metric_point **out,
+                                size_t *n);
+int kp_store_metric_names_rank(kp_store *s, const char *run_id, int rank, char ***out, size_t *n);
 
 /* freeing results */
 void kp_experiment_summaries_free(kp_experiment_summary *v, size_t n);

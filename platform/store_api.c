@@ -484,7 +484,29 @@ int kp_store_metric_series_window(kp_store *s, const char *run_id, const char *n
   CALL(metric_series_window, run_id, name, from_step, to_step, max_points, out, n, total);
 }
 
+/* ---- distributed runs: metrics per rank ------------------------------------------- */
+int kp_store_metric_series_rank(kp_store *s, const char *run_id, const char *name, int rank, kp_metric_point **out,
+                                size_t *n) {
+  CALL(metric_series_rank, run_id, name, rank, out, n);
+}
+int kp_store_metric_names_rank(kp_store *s, const char *run_id, int rank, char ***out, size_t *n) {
+  CALL(metric_names_rank, run_id, rank, out, n);
+}
+
 void kp_tokens_free(kp_token *v, size_t n) {
   for (size_t i = 0; i < n; i++) free(v[i].name);
+  free(v);
+}
+
+/* server-sent events */
+int kp_store_metric_events(kp_store *s, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out,
+                           size_t *n) {
+  *out = NULL;
+  *n = 0;
+  CALL(metric_events, run_id, cursor, max, out, n);
+}
+
+void kp_metric_events_free(kp_metric_event *v, size_t n) {
+  for (size_t i = 0; i < n && v; i++) free(v[i].name);
   free(v);
 }

@@ -66,13 +66,21 @@ static int esc_cat(http_store *hs, char *out, size_t n, const char *s) {
 
 /* One request: method, path under /api/v1/ (escaped already), an optional
  * JSON body; *out gets the parsed answer (2xx). */
+static int req_n(http_store *hs, const char *method, const char *path, const char *body, size_t blen, const char *ctype,
+                 cJSON **out);
+
 static int req(http_store *hs, const char *method, const char *path, const char *body, cJSON **out) {
+  return req_n(hs, method, path, body, body ? strlen(body) : 0, "Content-Type: application/json", out);
+}
+
+static int req_n(http_store *hs, const char *method, const char *path, const char *body, size_t blen, const char *ctype,
+                 cJSON **out) {
   char url[8192];
   snprintf(url, sizeof url, "%s/api/v1/%s", hs->url, path);
   buf b = {0};
   struct curl_slist *hd = NULL;
   if (hs->auth[0]) hd = curl_slist_append(hd, hs->auth);
-  if (body) hd = curl_slist_append(hd, "Content-Type: application/json");
+  if (body) hd = curl_slist_append(hd, ctype);
   curl_easy_setopt(hs->h, CURLOPT_URL, url);
   curl_easy_setopt(hs->h, CURLOPT_CUSTOMREQUEST, method);
   curl_easy_setopt(hs->h, CURLOPT_HTTPHEADER, hd);
@@ -80,7 +88,7 @@ static int req(http_store *hs, const char *method, const char *path, const char 
   curl_easy_setopt(hs->h, CURLOPT_WRITEDATA, &b);
   if (body) {
     curl_easy_setopt(hs->h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(hs->h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    curl_easy_setopt(hs->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
   } else {
     curl_easy_setopt(hs->h, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(hs->h, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") ? method : NULL);
@@ -468,13 +476,20 @@ static int h_metric_names(kp_store *s, const char *run_id, char ***out, size_t *
   return 0;
 }
 
-static int h_metric_series(kp_store *s, const char *run_id, const char *name, kp_metric_point **out, size_t *n) {
+/* GET /runs/{id}/metrics/{name}[?rank=R] */
+static int h_series(kp_store *s, const char *run_id, const char *name, int rank, kp_metric_point **out, size_t *n) {
   http_store *hs = (http_store *)s;
   char p[4096] = "runs/";
   cJSON *j;
   if (esc_cat(hs, p, sizeof p, run_id) != 0) return -1;
   strncat(p, "/metrics/", sizeof p - strlen(p) - 1);
-  if (esc_cat(hs, p, sizeof p, name) != 0 || get(hs, p, &j) != 0) return -1;
+  if (esc_cat(hs, p, sizeof p, name) != 0) return -1;
+  if (rank > 0) {
+    char q[32];
+    snprintf(q, sizeof q, "?rank=%d", rank);
+    strncat(p, q, sizeof p - strlen(p) - 1);
+  }
+  if (get(hs, p, &j) != 0) return -1;
   const cJSON *a = item(j, "points"), *m;
   size_t k = (size_t)cJSON_GetArraySize(a), i = 0;
   kp_metric_point *v = calloc(k ? k : 1, sizeof *v);
@@ -483,6 +498,7 @@ static int h_metric_series(kp_store *s, const char *run_id, const char *name, kp
     v[i].step = (int64_t)num(m, "step");
     v[i].time = num(m, "timestamp");
     v[i].value = metric(item(m, "value"));
+    v[i].rank = rank;
     i++;
   }
   cJSON_Delete(j);
@@ -490,6 +506,24 @@ static int h_metric_series(kp_store *s, const char *run_id, const char *name, kp
   *out = v;
   *n = i;
   return 0;
+}
+
+static int h_metric_series(kp_store *s, const char *run_id, const char *name, kp_metric_point **out, size_t *n) {
+  return h_series(s, run_id, name, 0, out, n);
+}
+
+/* ---- distributed runs: metrics per rank ---- */
+static int h_metric_series_rank(kp_store *s, const char *run_id, const char *name, int rank, kp_metric_point **out,
+                                size_t *n) {
+  if (rank < 0) return kp_store_fail(KP_STORE_EINVAL, "rank %d is negative", rank);
+  return h_series(s, run_id, name, rank, out, n);
+}
+
+static int h_metric_names_rank(kp_store *s, const char *run_id, int rank, char ***out, size_t *n) {
+  if (rank == 0) return h_metric_names(s, run_id, out, n);
+  return kp_store_fail(KP_STORE_EINVAL,
+                       "listing the metric names of rank %d is not supported over HTTP; name the metric (--name NAME)",
+                       rank);
 }
 
 static int h_run_files_list(kp_store *s, const char *run_id, const char *prefix, kp_stored_file **out, size_t *n) {
@@ -747,6 +781,55 @@ int kp_store_http_log(kp_store *s, const char *run_id, int build, uint64_t offse
   return 0;
 }
 
+int kp_store_http_call(kp_store *s, const char *method, const char *prefix, const char *name, const char *suffix,
+                       const char *body, cJSON **out) {
+  *out = NULL;
+  http_store *hs = as_http(s);
+  if (!hs) return -1;
+  char p[4096];
+  snprintf(p, sizeof p, "%s", prefix);
+  if (name && esc_cat(hs, p, sizeof p, name) != 0) return -1;
+  if (suffix) {
+    size_t l = strlen(p);
+    if (snprintf(p + l, sizeof p - l, "%s", suffix) >= (int)(sizeof p - l))
+      return kp_store_fail(KP_STORE_EINVAL, "a request path is too long");
+  }
+  return req(hs, method, p, body, out);
+}
+
+int kp_store_http_text(kp_store *s, const char *prefix, const char *name, const char *suffix, FILE *out) {
+  http_store *hs = as_http(s);
+  if (!hs) return -1;
+  char p[4096];
+  snprintf(p, sizeof p, "%s", prefix);
+  if (name && esc_cat(hs, p, sizeof p, name) != 0) return -1;
+  if (suffix) {
+    size_t l = strlen(p);
+    if (snprintf(p + l, sizeof p - l, "%s", suffix) >= (int)(sizeof p - l))
+      return kp_store_fail(KP_STORE_EINVAL, "a request path is too long");
+  }
+  return get_to(hs, p, out, NULL);
+}
+
+int kp_store_http_put_blob(kp_store *s, const void *data, size_t len, char hex[65]) {
+  http_store *hs = as_http(s);
+  if (!hs) return -1;
+  kp_sha256_hex(data, len, hex);
+  char p[128];
+  snprintf(p, sizeof p, "blobs/%s", hex);
+  cJSON *o = NULL;
+  if (get(hs, p, &o) == 0) {  /* there already */
+    cJSON_Delete(o);
+    return 0;
+  }
+  if (kp_store_last_error()->code != KP_STORE_ENOTFOUND) return -1;
+  kp_store_clear_error();
+  /* (an empty body is sent as such: curl wants a non-NULL pointer) */
+  if (req_n(hs, "PUT", p, len ? data : "", len, "Content-Type: application/octet-stream", &o) != 0) return -1;
+  cJSON_Delete(o);
+  return 0;
+}
+
 int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode) {
   http_store *hs = as_http(s);
   if (!hs) return -1;
@@ -775,6 +858,19 @@ int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const 
   return rc;
 }
 
+/* server-sent events: the server's own store feeds them; a client reads the
+ * stream (GET /runs/{id}/events), not this operation */
+static int h_metric_events(kp_store *base, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out,
+                           size_t *n) {
+  (void)base;
+  (void)run_id;
+  (void)cursor;
+  (void)max;
+  (void)out;
+  (void)n;
+  return kp_store_fail(KP_STORE_EINVAL, "metric_events is not supported over HTTP: read GET /api/v1/runs/{id}/events");
+}
+
 static const kp_store_ops HTTP_OPS = {
   .backend = "http",
   .close = h_close,
@@ -799,6 +895,11 @@ static const kp_store_ops HTTP_OPS = {
   .run_files_list = h_run_files_list,
   .run_params = h_run_params,
   .run_search = h_run_search,
+  /* server-sent events */
+  .metric_events = h_metric_events,
+  /* distributed runs: metrics per rank */
+  .metric_series_rank = h_metric_series_rank,
+  .metric_names_rank = h_metric_names_rank,
 };
 
 int kp_store_http_open(const char *url, const char *token, kp_store **out) {

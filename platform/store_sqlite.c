@@ -24,7 +24,7 @@
 #include <string.h>
 #include <sys/time.h>
 
-#define SCHEMA_VERSION 8
+#define SCHEMA_VERSION 9
 
 /* the status sets the SQL below uses (names as kp_run_status_name gives) */
 #define SQL_ENDED "('Completed','Failed','Canceled')"
@@ -147,8 +147,17 @@ static const char *const migrations[] = {
    * sha256 of each secret, never the secret */
   "CREATE TABLE IF NOT EXISTS tokens(name TEXT PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE,\n"
   "  read_only INTEGER NOT NULL, created REAL NOT NULL, last_used REAL);\n",
-  /* 7 -> 8: when each run became Finalizing (the web UI's run timeline; the
-   * other status times were kept already): see migrate_7_to_8 */
+  /* 7 -> 8: distributed runs (issue 13): the points that ranks > 0 log, each
+   * with its rank, apart from rank 0's in 'metrics' (so every view, filter,
+   * run search and sweep policy reads rank 0's without a rank condition) */
+  "CREATE TABLE IF NOT EXISTS metric_ranks(id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, rank INTEGER NOT NULL,\n"
+  "  name TEXT NOT NULL, step INTEGER NOT NULL, ts REAL NOT NULL, value REAL);  -- value NULL = NaN\n"
+  "CREATE INDEX IF NOT EXISTS metric_ranks_by_run ON metric_ranks(run_id, rank, name, step);\n"
+  "CREATE TRIGGER IF NOT EXISTS metric_ranks_on_run_delete AFTER DELETE ON runs BEGIN\n"
+  "  DELETE FROM metric_ranks WHERE run_id = OLD.id;\n"
+  "END;\n",
+  /* 8 -> 9: when each run became Finalizing (the web UI's run timeline; the
+   * other status times were kept already): see migrate_8_to_9 */
   "",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == SCHEMA_VERSION, "one migration per version");
@@ -1204,13 +1213,44 @@ static int step_for(sq_store *s, sqlite3_stmt *count, next_steps *ns, const char
   return 0;
 }
 
+/* A point of rank > 0 (distributed runs) into metric_ranks; its implicit
+ * step is one past that rank's last of that name. */
+static int sq_ingest_ranked(sq_store *s, sqlite3_stmt **ins, sqlite3_stmt **next, const char *run_id,
+                            const kp_metric_point *p) {
+  if (!*ins && prep(s, ins, "INSERT INTO metric_ranks(run_id, rank, name, step, ts, value) VALUES(?,?,?,?,?,?)") != 0)
+    return -1;
+  int64_t step = p->step;
+  if (step < 0) {
+    if (!*next && prep(s, next,
+                       "SELECT coalesce(min(max(step), 9007199254740990)+1, 0) FROM metric_ranks"
+                       " WHERE run_id=? AND rank=? AND name=?") != 0)
+      return -1;
+    sqlite3_reset(*next);
+    bind_text(*next, 1, run_id);
+    sqlite3_bind_int(*next, 2, p->rank);
+    bind_text(*next, 3, p->name);
+    if (row(s, *next) < 0) return -1;
+    step = sqlite3_column_int64(*next, 0);
+  }
+  if (step > KS_STEP_MAX) step = KS_STEP_MAX;
+  sqlite3_reset(*ins);
+  bind_text(*ins, 1, run_id);
+  sqlite3_bind_int(*ins, 2, p->rank);
+  bind_text(*ins, 3, p->name);
+  sqlite3_bind_int64(*ins, 4, step);
+  sqlite3_bind_double(*ins, 5, p->time);
+  if (isnan(p->value)) sqlite3_bind_null(*ins, 6);
+  else sqlite3_bind_double(*ins, 6, p->value);
+  return done(s, *ins);
+}
+
 static int sq_metrics_ingest(kp_store *base, const char *run_id, const kp_ingest_batch *b) {
   sq_store *s = SQ(base);
   if (b->to < b->from) return kp_store_fail(KP_STORE_EINVAL, "a batch cannot end (%llu) before it starts (%llu)",
                                              (unsigned long long)b->to, (unsigned long long)b->from);
   int own, rc = -1;
   if (tx_begin(s, &own) != 0) return -1;
-  sqlite3_stmt *off = NULL, *ins = NULL, *count = NULL, *latest = NULL;
+  sqlite3_stmt *off = NULL, *ins = NULL, *count = NULL, *latest = NULL, *rins = NULL, *rnext = NULL;
   next_steps ns = {0};
   if (prep(s, &off, "SELECT channel_offset FROM runs WHERE id=?") != 0) goto out;
   bind_text(off, 1, run_id);
@@ -1232,6 +1272,11 @@ static int sq_metrics_ingest(kp_store *base, const char *run_id, const kp_ingest
     const kp_metric_point *p = &b->points[i];
     int64_t step = 0;
     if (!p->name || !*p->name) { kp_store_fail(KP_STORE_EINVAL, "a metric needs a name"); goto out; }
+    if (p->rank < 0) { kp_store_fail(KP_STORE_EINVAL, "metric '%s': rank %d is negative", p->name, p->rank); goto out; }
+    if (p->rank > 0) {
+      if (sq_ingest_ranked(s, &rins, &rnext, run_id, p) != 0) goto out;
+      continue;
+    }
     if (step_for(s, count, &ns, run_id, p->name, p->step, &step) != 0) goto out;
     sqlite3_reset(ins);
     bind_text(ins, 1, run_id);
@@ -1267,6 +1312,8 @@ out:
   sqlite3_finalize(ins);
   sqlite3_finalize(count);
   sqlite3_finalize(latest);
+  sqlite3_finalize(rins);
+  sqlite3_finalize(rnext);
   free(ns.v);
   free(ns.slots);
   return tx_end(s, own, rc);
@@ -1421,6 +1468,54 @@ static int sq_metric_names(kp_store *base, const char *run_id, char ***out, size
   sqlite3_stmt *st;
   if (prep(s, &st, "SELECT DISTINCT name FROM metrics WHERE run_id=? ORDER BY name") != 0) return -1;
   bind_text(st, 1, run_id);
+  return strings(s, st, out, n);
+}
+
+/* ---- distributed runs: metrics per rank ------------------------------------------- */
+static int sq_metric_series_rank(kp_store *base, const char *run_id, const char *name, int rank, kp_metric_point **out,
+                                 size_t *n) {
+  if (rank < 0) return kp_store_fail(KP_STORE_EINVAL, "rank %d is negative", rank);
+  if (rank == 0) return sq_metric_series(base, run_id, name, out, n);
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  if (run_exists(s, run_id) <= 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT step, ts, value FROM metric_ranks WHERE run_id=? AND rank=? AND name=? ORDER BY step, id") != 0)
+    return -1;
+  bind_text(st, 1, run_id);
+  sqlite3_bind_int(st, 2, rank);
+  bind_text(st, 3, name);
+  int r;
+  size_t cap = 0;
+  while ((r = row(s, st)) > 0) {
+    if (GROW(*out, *n, cap, 64) != 0) { r = oom(); break; }
+    kp_metric_point *p = &(*out)[(*n)++];
+    *p = (kp_metric_point){.step = sqlite3_column_int64(st, 0), .time = sqlite3_column_double(st, 1), .rank = rank};
+    p->value = sqlite3_column_type(st, 2) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 2);
+  }
+  sqlite3_finalize(st);
+  if (r == 0 && *n == 0) r = kp_store_fail(KP_STORE_ENOTFOUND, "rank %d of run %s logged no metric named '%s'", rank, run_id, name);
+  if (r < 0) {
+    free(*out);
+    *out = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
+static int sq_metric_names_rank(kp_store *base, const char *run_id, int rank, char ***out, size_t *n) {
+  if (rank < 0) return kp_store_fail(KP_STORE_EINVAL, "rank %d is negative", rank);
+  if (rank == 0) return sq_metric_names(base, run_id, out, n);
+  sq_store *s = SQ(base);
+  *out = NULL;
+  *n = 0;
+  if (run_exists(s, run_id) <= 0) return -1;
+  sqlite3_stmt *st;
+  if (prep(s, &st, "SELECT DISTINCT name FROM metric_ranks WHERE run_id=? AND rank=? ORDER BY name") != 0) return -1;
+  bind_text(st, 1, run_id);
+  sqlite3_bind_int(st, 2, rank);
   return strings(s, st, out, n);
 }
 
@@ -3157,6 +3252,62 @@ static int sq_metric_series_downsampled(kp_store *base, const char *run_id, cons
   return sq_metric_series_window(base, run_id, name, INT64_MIN, INT64_MAX, max_points, out, n, total);
 }
 
+/* ---- server-sent events (h-api) ----------------------------------------------- */
+static int sq_metric_events(kp_store *base, const char *run_id, int64_t *cursor, size_t max, kp_metric_event **out,
+                            size_t *n) {
+  sq_store *s = SQ(base);
+  sqlite3_stmt *st;
+  int r;
+  if (*cursor <= 0 && run_exists(s, run_id) <= 0) return -1;
+  if (*cursor < 0) {
+    if (prep(s, &st, "SELECT coalesce(max(id), 0) FROM metrics") != 0) return -1;
+    r = row(s, st);
+    if (r > 0) *cursor = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return r < 0 ? -1 : 0;
+  }
+  if (*cursor == 0) {
+    /* from the run's first row (its index entries, once) */
+    if (prep(s, &st, "SELECT coalesce(min(id), 0) FROM metrics WHERE run_id=?") != 0) return -1;
+    bind_text(st, 1, run_id);
+    r = row(s, st);
+    int64_t first = r > 0 ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (r < 0) return -1;
+    if (first > 0) *cursor = first - 1;
+  }
+  if (max == 0) return 0;
+  kp_metric_event *v = calloc(max, sizeof *v);
+  if (!v) return kp_store_fail(KP_STORE_EBACKEND, "out of memory");
+  /* by id from the cursor ('+run_id': the rowid range, not the run's index,
+   * so that a poll costs the rows added since, not the run's whole series) */
+  if (prep(s, &st, "SELECT id, name, step, ts, value FROM metrics WHERE id > ?1 AND +run_id = ?2 ORDER BY id LIMIT ?3") != 0) {
+    free(v);
+    return -1;
+  }
+  sqlite3_bind_int64(st, 1, *cursor);
+  bind_text(st, 2, run_id);
+  sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+  size_t k = 0;
+  while ((r = row(s, st)) > 0) {
+    v[k].seq = sqlite3_column_int64(st, 0);
+    v[k].name = col_dup(st, 1);
+    v[k].step = sqlite3_column_int64(st, 2);
+    v[k].time = sqlite3_column_double(st, 3);
+    v[k].value = sqlite3_column_type(st, 4) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 4);
+    k++;
+  }
+  sqlite3_finalize(st);
+  if (r < 0) {
+    kp_metric_events_free(v, k);
+    return -1;
+  }
+  if (k) *cursor = v[k - 1].seq;
+  *out = v;
+  *n = k;
+  return 0;
+}
+
 static const kp_store_ops sqlite_ops = {
   .backend = "sqlite",
   .close = sq_close,
@@ -3246,6 +3397,11 @@ static const kp_store_ops sqlite_ops = {
   .token_revoke = sq_token_revoke,
   .token_check = sq_token_check,
   .metric_series_downsampled = sq_metric_series_downsampled,
+  /* server-sent events */
+  .metric_events = sq_metric_events,
+  /* distributed runs: metrics per rank */
+  .metric_series_rank = sq_metric_series_rank,
+  .metric_names_rank = sq_metric_names_rank,
   /* web UI zoom (h-ui) */
   .metric_series_window = sq_metric_series_window,
 };
@@ -3277,8 +3433,8 @@ static int migrate_1_to_2(sq_store *s) {
   return add_run_columns(s, cols, sizeof cols / sizeof cols[0]);
 }
 
-/* 7 -> 8: runs.finalizing (a store set back to an older version keeps it) */
-static int migrate_7_to_8(sq_store *s) {
+/* 8 -> 9: runs.finalizing (a store set back to an older version keeps it) */
+static int migrate_8_to_9(sq_store *s) {
   static const char *const cols[][2] = {{"finalizing", "REAL"}};
   return add_run_columns(s, cols, 1);
 }
@@ -3337,7 +3493,7 @@ static int migrate(sq_store *s, kp_store_migrate_hook hook, void *ctx, int *from
     snprintf(uv, sizeof uv, "PRAGMA user_version=%d", v + 1);
     if (exec(s, migrations[v]) != 0 || (v + 1 == 2 && migrate_1_to_2(s) != 0) ||
         (hook && hook(ctx, &s->base, v + 1) != 0) || (v + 1 == 5 && migrate_4_to_5(s) != 0) ||
-        (v + 1 == 8 && migrate_7_to_8(s) != 0) || exec(s, uv) != 0) {
+        (v + 1 == 9 && migrate_8_to_9(s) != 0) || exec(s, uv) != 0) {
       kp_store_error cause = *kp_store_last_error();
       sq_rollback(&s->base);
       return kp_store_fail(KP_STORE_EBACKEND, "migration to schema version %d failed%s%s", v + 1,

@@ -143,7 +143,8 @@ static int ingest_record(void *vctx, const ks_run_record *r) {
     }
     const char *name = intern(c, r->name);
     if (!name) { c->failed = 1; return 1; }
-    c->pts[c->npts++] = (kp_metric_point){.name = name, .step = r->step, .time = r->time, .value = r->value};
+    c->pts[c->npts++] =
+        (kp_metric_point){.name = name, .step = r->step, .time = r->time, .value = r->value, .rank = r->rank};
   } else {
     char **k = realloc(c->tkeys, (c->ntags + 1) * sizeof *k);
     if (k) c->tkeys = k;
@@ -730,6 +731,11 @@ typedef struct sup {
   char launcher[4096];     /* the MPI launcher of a distributed run */
   char venv[4700];         /* the environment's Python virtual environment, or "" */
   int unstored_fd;         /* runs/.unstored/<id>, locked (see store_unstored) */
+  /* preparation inside the job (targets with prepares_on_node: `kusari
+   * __prepare` on the node, without the store: ws.store is NULL there) */
+  int on_node;
+  char venv_want[4700];    /* on the node: the venv path the entry's argv names (the supervisor's) */
+  char build_cache[8];     /* what prepare() found: "none", "hit" or "miss" */
 } sup;
 
 static void sup_note(const sup *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -738,6 +744,7 @@ static volatile sig_atomic_t g_wake;
 static void on_usr1(int sig) { (void)sig; g_wake = 1; }
 
 static int cancel_requested(sup *s, double *grace) {
+  if (!s->ws.store) return 0;  /* on the node: a cancel arrives as signals (scancel) */
   kp_run r;
   if (kp_store_run_get(s->ws.store, s->id, &r) != 0) {
     kp_store_report();
@@ -856,33 +863,49 @@ static int run_logged(sup *s, const char *dir, const char *log, char **argv) {
  * file (flock) makes concurrent runs of one environment wait for a single
  * build; a build is marked complete by .kusari-ready, so one killed halfway
  * is redone. Sets s->venv. Returns 0, -1 (failed) or -2 (canceled). */
-static int prepare_venv(sup *s, cJSON *env, const char *buildlog, char *why, size_t whyn) {
+/* The cache key of the environment's virtual environment: the text hashed
+ * (malloc'ed) and its hash in 'key'; the interpreter in 'interp' (pointing
+ * into env or 'found'). NULL with 'why' set when there is no python3. */
+static char *venv_key(cJSON *env, const char **interp, char *found, size_t nfound, char key[65], char *why,
+                      size_t whyn) {
   cJSON *pkgs = cJSON_GetObjectItemCaseSensitive(env, "pip_packages");
-  if (cJSON_GetArraySize(pkgs) == 0) return 0;
-  const char *interp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "interpreter"));
-  char found[4096];
-  if (!interp) {
-    if (kp_which("python3", found, sizeof found) != 0) {
+  *interp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(env, "interpreter"));
+  if (!*interp) {
+    if (kp_which("python3", found, nfound) != 0) {
       snprintf(why, whyn, "there is no python3 to install the environment's pip_packages with");
-      return -1;
+      return NULL;
     }
-    interp = found;
+    *interp = found;
   }
   cJSON *opts = cJSON_GetObjectItemCaseSensitive(env, "pip_options");
   int system_site = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(env, "system_site_packages"));
   char real[4096];
-  if (!realpath(interp, real)) snprintf(real, sizeof real, "%s", interp);
+  if (!realpath(*interp, real)) snprintf(real, sizeof real, "%s", *interp);
   cJSON *k = cJSON_CreateObject();
-  cJSON_AddStringToObject(k, "interpreter", interp);
+  cJSON_AddStringToObject(k, "interpreter", *interp);
   cJSON_AddStringToObject(k, "interpreter_realpath", real);
   cJSON_AddItemToObject(k, "pip_packages", cJSON_Duplicate(pkgs, 1));
   cJSON_AddItemToObject(k, "pip_options", opts ? cJSON_Duplicate(opts, 1) : cJSON_CreateArray());
   cJSON_AddBoolToObject(k, "system_site_packages", system_site);
   char *ktext = cJSON_PrintUnformatted(k);
   cJSON_Delete(k);
-  if (!ktext) { snprintf(why, whyn, "out of memory"); return -1; }
-  char key[65], dir[4600], lockp[4700], ready[4800];
+  if (!ktext) { snprintf(why, whyn, "out of memory"); return NULL; }
   kp_sha256_hex(ktext, strlen(ktext), key);
+  return ktext;
+}
+
+static int prepare_venv(sup *s, cJSON *env, const char *buildlog, char *why, size_t whyn) {
+  cJSON *pkgs = cJSON_GetObjectItemCaseSensitive(env, "pip_packages");
+  if (cJSON_GetArraySize(pkgs) == 0) return 0;
+  const char *interp = NULL;
+  char found[4096], key[65], dir[4600], lockp[4700], ready[4800];
+  char *ktext = venv_key(env, &interp, found, sizeof found, key, why, whyn);
+  if (!ktext) return -1;
+  cJSON *opts = cJSON_GetObjectItemCaseSensitive(env, "pip_options");
+  int system_site = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(env, "system_site_packages"));
+  /* on a node: the path the supervisor computed, which the entry's argv names */
+  const char *want = s->venv_want[0] ? strrchr(s->venv_want, '/') : NULL;
+  if (want && !strncmp(want, "/venv-", 6) && strlen(want + 6) == 64) snprintf(key, sizeof key, "%s", want + 6);
   snprintf(dir, sizeof dir, "%s/envs", s->ws.root);
   if (kp_mkdirs(dir, 0755) != 0) { free(ktext); snprintf(why, whyn, "cannot create %.3000s", dir); return -1; }
   snprintf(s->venv, sizeof s->venv, "%s/envs/venv-%s", s->ws.root, key);
@@ -1084,19 +1107,16 @@ static int prepare(sup *s, cJSON *env, char *why, size_t whyn) {
       return -1;
     }
   }
-  if (kp_store_run_set_build_cache(s->ws.store, s->id, cache) != 0) kp_store_report();
+  snprintf(s->build_cache, sizeof s->build_cache, "%s", cache);
   char out[4700];
   snprintf(out, sizeof out, "%s/outputs", wd);
   kp_mkdirs(out, 0755);
   return env ? prepare_venv(s, env, buildlog, why, whyn) : 0;
 }
 
-/* Builds the entry's argv: an interpreter for .py/.sh, else the file itself. */
-static char **entry_argv(sup *s, const char *wd, char *why, size_t whyn) {
-  cJSON *args = cJSON_Parse(s->args_json);
-  int na = cJSON_GetArraySize(args);
-  char **argv = calloc((size_t)na + 4, sizeof *argv);
-  int k = 0;
+/* 0 when the entry can start in 'wd': it exists and is a .py or .sh script
+ * or executable; else -1 with 'why' set. */
+static int entry_check(const sup *s, const char *wd, char *why, size_t whyn) {
   char path[16384];
   snprintf(path, sizeof path, "%s/%s", wd, s->entry);
   size_t el = strlen(s->entry);
@@ -1104,10 +1124,27 @@ static char **entry_argv(sup *s, const char *wd, char *why, size_t whyn) {
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
     snprintf(why, whyn, "the entry '%s' does not exist in the run's working directory "
              "(check --entry, or that the environment's build command creates it)", s->entry);
-    cJSON_Delete(args);
-    free(argv);
-    return NULL;
+    return -1;
   }
+  if (!(el > 3 && (!strcmp(s->entry + el - 3, ".py") || !strcmp(s->entry + el - 3, ".sh"))) && !(st.st_mode & S_IXUSR)) {
+    snprintf(why, whyn, "the entry '%s' is not executable (chmod +x it, or use a .py or .sh script)", s->entry);
+    return -1;
+  }
+  return 0;
+}
+
+/* Builds the entry's argv: an interpreter for .py/.sh, else the file itself.
+ * With 'check', the entry must be there (entry_check); without (the run is
+ * prepared on the node, later), `kusari __prepare` checks it there. */
+static char **entry_argv(sup *s, const char *wd, int check, char *why, size_t whyn) {
+  if (check && entry_check(s, wd, why, whyn) != 0) return NULL;
+  cJSON *args = cJSON_Parse(s->args_json);
+  int na = cJSON_GetArraySize(args);
+  char **argv = calloc((size_t)na + 4, sizeof *argv);
+  int k = 0;
+  char path[16384];
+  snprintf(path, sizeof path, "%s/%s", wd, s->entry);
+  size_t el = strlen(s->entry);
   if (el > 3 && !strcmp(s->entry + el - 3, ".py")) {
     /* the virtual environment's, else the one recorded at submit, else (a run
      * submitted before interpreters were recorded) python3 from the PATH */
@@ -1122,12 +1159,6 @@ static char **entry_argv(sup *s, const char *wd, char *why, size_t whyn) {
     argv[k++] = strdup(py);
   }
   else if (el > 3 && !strcmp(s->entry + el - 3, ".sh")) argv[k++] = strdup("/bin/bash");
-  else if (!(st.st_mode & S_IXUSR)) {
-    snprintf(why, whyn, "the entry '%s' is not executable (chmod +x it, or use a .py or .sh script)", s->entry);
-    cJSON_Delete(args);
-    free(argv);
-    return NULL;
-  }
   argv[k++] = strdup(path);
   cJSON *a;
   cJSON_ArrayForEach(a, args) argv[k++] = strdup(cJSON_GetStringValue(a) ? cJSON_GetStringValue(a) : "");
@@ -1391,6 +1422,183 @@ static void report_discarded(const sup *s, const char *wd, wd_list *before, cons
   wd_list_free(&after);
 }
 
+/* ---- preparation inside the job, on the node ------------------------------------ */
+/* A target with prepares_on_node (slurm) runs `kusari __prepare RUN_DIR` in
+ * the job before the entry, so that the build, the Debian package check and
+ * the Python environment happen where the entry runs. Nothing there uses the
+ * store: the supervisor writes what preparation needs to RUN_DIR/prepare.json;
+ * __prepare writes RUN_DIR/prepare.state,
+ *   {"state": "preparing" | "ready" | "failed", "node": H, "error": E, "build_cache": C}
+ * (replaced atomically), which the supervisor follows: the run is Preparing
+ * while the job runs and the state is not ready, Running once it is, and
+ * Failed with E when preparation failed. A requeued job finds "ready" and
+ * keeps the working directory (the entry resumes from what it wrote there). */
+#define PREP_SPEC "prepare.json"
+#define PREP_STATE "prepare.state"
+
+typedef struct prep_state {
+  char state[16];     /* "" when there is no state file yet */
+  char node[256];
+  char error[2048];
+  char build_cache[8];
+} prep_state;
+
+static void prep_state_read(const char *rd, prep_state *ps) {
+  memset(ps, 0, sizeof *ps);
+  char p[4700];
+  snprintf(p, sizeof p, "%s/" PREP_STATE, rd);
+  char *txt = kp_read_file(p, NULL);
+  cJSON *j = txt ? cJSON_Parse(txt) : NULL;
+  free(txt);
+  const char *v;
+  if ((v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "state")))) snprintf(ps->state, sizeof ps->state, "%s", v);
+  if ((v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "node")))) snprintf(ps->node, sizeof ps->node, "%s", v);
+  if ((v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "error")))) snprintf(ps->error, sizeof ps->error, "%s", v);
+  if ((v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "build_cache"))))
+    snprintf(ps->build_cache, sizeof ps->build_cache, "%s", v);
+  cJSON_Delete(j);
+}
+
+static int prep_state_write(const char *rd, const char *state, const char *node, const char *error, const char *cache) {
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddStringToObject(j, "state", state);
+  cJSON_AddStringToObject(j, "node", node);
+  if (error) cJSON_AddStringToObject(j, "error", error);
+  if (cache) cJSON_AddStringToObject(j, "build_cache", cache);
+  char *txt = cJSON_PrintUnformatted(j);
+  cJSON_Delete(j);
+  char p[4700];
+  snprintf(p, sizeof p, "%s/" PREP_STATE, rd);
+  int rc = txt ? kp_write_file(p, txt, strlen(txt)) : -1;
+  free(txt);
+  return rc;
+}
+
+/* The supervisor's note and record of a preparation on the node that ended well. */
+static void prep_ready(sup *s, const prep_state *ps) {
+  sup_note(s, "prepared on node %s (build cache: %s)", ps->node, ps->build_cache);
+  if (ps->build_cache[0] && kp_store_run_set_build_cache(s->ws.store, s->id, ps->build_cache) != 0) kp_store_report();
+}
+
+/* The supervisor's part: an empty working directory (the job's --chdir),
+ * the venv path the entry's argv names, and prepare.json. */
+static int prep_plan(sup *s, cJSON *env, char *why, size_t whyn) {
+  char wd[4600], p[4700];
+  snprintf(wd, sizeof wd, "%s/wd", s->rd);
+  kp_rm_rf(wd);
+  if (kp_mkdirs(wd, 0755) != 0) {
+    snprintf(why, whyn, "cannot create the run's working directory %.3000s", wd);
+    return -1;
+  }
+  snprintf(p, sizeof p, "%s/" PREP_STATE, s->rd);
+  unlink(p);
+  s->venv[0] = '\0';
+  if (env && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(env, "pip_packages")) > 0) {
+    const char *interp;
+    char found[4096], key[65];
+    char *ktext = venv_key(env, &interp, found, sizeof found, key, why, whyn);
+    if (!ktext) return -1;
+    free(ktext);
+    snprintf(s->venv, sizeof s->venv, "%s/envs/venv-%s", s->ws.root, key);
+  }
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddStringToObject(j, "workspace", s->ws.root);
+  cJSON_AddStringToObject(j, "run_id", s->id);
+  cJSON_AddStringToObject(j, "snapshot", s->snapshot);
+  cJSON_AddStringToObject(j, "env_hash", s->env_hash);
+  cJSON_AddStringToObject(j, "entry", s->entry);
+  if (s->env_json) cJSON_AddStringToObject(j, "environment", s->env_json);
+  cJSON_AddStringToObject(j, "venv", s->venv);
+  char *txt = cJSON_PrintUnformatted(j);
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "%s/" PREP_SPEC, s->rd);
+  int rc = txt ? kp_write_file(p, txt, strlen(txt)) : -1;
+  free(txt);
+  if (rc != 0) snprintf(why, whyn, "cannot write %.3000s", p);
+  return rc;
+}
+
+int kp_cmd_prepare(int argc, char **argv) {
+  if (argc != 2 || argv[1][0] != '/') {
+    kp_err("__prepare: internal command (run inside a compute target's job), needs the run's directory RUN_DIR");
+    return 2;
+  }
+  sup s;
+  memset(&s, 0, sizeof s);
+  s.on_node = 1;
+  s.unstored_fd = -1;
+  snprintf(s.rd, sizeof s.rd, "%s", argv[1]);
+  char node[256] = "?", p[4700], why[4096] = "";
+  gethostname(node, sizeof node - 1);
+  snprintf(p, sizeof p, "%s/" PREP_SPEC, s.rd);
+  char *txt = kp_read_file(p, NULL);
+  cJSON *spec = txt ? cJSON_Parse(txt) : NULL;
+  free(txt);
+  const char *ws = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "workspace"));
+  const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "run_id"));
+  const char *snap = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "snapshot"));
+  const char *eh = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "env_hash"));
+  const char *entry = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "entry"));
+  const char *envj = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "environment"));
+  const char *venv = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "venv"));
+  if (!ws || !id || !snap || !entry) {
+    fprintf(stderr, "kusari: error: %s is missing or not what the run's supervisor writes\n", p);
+    cJSON_Delete(spec);
+    prep_state_write(s.rd, "failed", node, "the run's preparation file prepare.json is missing or damaged", NULL);
+    return 1;
+  }
+  snprintf(s.ws.root, sizeof s.ws.root, "%s", ws);
+  snprintf(s.id, sizeof s.id, "%s", id);
+  snprintf(s.snapshot, sizeof s.snapshot, "%s", snap);
+  snprintf(s.env_hash, sizeof s.env_hash, "%s", eh ? eh : "");
+  snprintf(s.entry, sizeof s.entry, "%s", entry);
+  snprintf(s.venv_want, sizeof s.venv_want, "%s", venv ? venv : "");
+  cJSON *env = envj ? cJSON_Parse(envj) : NULL;
+  cJSON_Delete(spec);
+  prep_state ps;
+  prep_state_read(s.rd, &ps);
+  if (!strcmp(ps.state, "ready")) {
+    /* the job was requeued (preempted, a node failed): what the entry wrote
+     * in its working directory is its to resume from */
+    printf("kusari: the run's environment was prepared before (on %s); the job was requeued: keeping its working "
+           "directory\n", ps.node);
+    fflush(stdout);
+    cJSON_Delete(env);
+    return 0;
+  }
+  /* the notes of preparation go to the supervisor's log, as on a local target */
+  int job_err = dup(2);
+  char slog[4700];
+  snprintf(slog, sizeof slog, "%s/supervisor.log", s.rd);
+  int lfd = open(slog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (lfd >= 0) {
+    dup2(lfd, 2);
+    close(lfd);
+  }
+  become_subreaper();
+  prep_state_write(s.rd, "preparing", node, NULL, NULL);
+  sup_note(&s, "preparing on node %s (inside the job)", node);
+  char wd[4600];
+  snprintf(wd, sizeof wd, "%s/wd", s.rd);
+  int rc = prepare(&s, env, why, sizeof why);
+  if (rc == 0) rc = entry_check(&s, wd, why, sizeof why);
+  cJSON_Delete(env);
+  if (rc != 0) {
+    prep_state_write(s.rd, "failed", node, why, NULL);
+    sup_note(&s, "preparation failed on node %s: %s", node, why);
+    dprintf(job_err >= 0 ? job_err : 2, "kusari: run failed while preparing on node %s: %s\n", node, why);
+    return 1;
+  }
+  if (prep_state_write(s.rd, "ready", node, NULL, s.build_cache) != 0) {
+    dprintf(job_err >= 0 ? job_err : 2, "kusari: cannot record in %s that the run is prepared\n", s.rd);
+    return 1;
+  }
+  sup_note(&s, "prepared on node %s (build cache: %s%s%s)", node, s.build_cache, s.venv[0] ? "; python environment " : "",
+           s.venv);
+  if (job_err >= 0) close(job_err);
+  return 0;
+}
+
 /* Carries run sp->id through its lifecycle; returns the exit status. */
 static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **eargv, char **eenv);
 static int supervise(sup *sp, int ready) {
@@ -1440,7 +1648,11 @@ static int supervise(sup *sp, int ready) {
     return 1;
   }
   cJSON *env = sp->env_json ? cJSON_Parse(sp->env_json) : NULL;
-  int prc = prepare(sp, env, why, sizeof why);
+  /* a target that prepares inside its job: only the plan here */
+  sp->on_node = kp_compute_of(&sp->ws, sp->compute)->prepares_on_node;
+  int prc = sp->on_node ? prep_plan(sp, env, why, sizeof why) : prepare(sp, env, why, sizeof why);
+  if (prc == 0 && !sp->on_node && kp_store_run_set_build_cache(sp->ws.store, sp->id, sp->build_cache) != 0)
+    kp_store_report();
   if (prc == -2) {
     finish(sp, KP_RUN_CANCELED, INT32_MIN, 0, why);
     cJSON_Delete(env);
@@ -1461,7 +1673,7 @@ static int supervise(sup *sp, int ready) {
   }
   char wd[4600];
   snprintf(wd, sizeof wd, "%s/wd", sp->rd);
-  char **eargv = entry_argv(sp, wd, why, sizeof why);
+  char **eargv = entry_argv(sp, wd, !sp->on_node, why, sizeof why);
   if (!eargv) {
     append_log(stdlog, "kusari: %s\n", why);
     finish(sp, KP_RUN_FAILED, INT32_MIN, 0, why);
@@ -1500,14 +1712,18 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   int nranks = sp->nodes * sp->ppn, dist = sp->launcher[0] != '\0';
   /* Running (a target that queues the job: when it says the job runs) */
   if (!target->queues && set_status(&sp->ws, sp->id, KP_RUN_RUNNING, 0, INT32_MIN, 0, NULL) != 0) return 1;
+  /* what the working tree holds before the entry runs (on the node: once
+   * it is prepared there) */
   wd_list before = {0};
-  wd_scan(wd, "", &before);
+  int scanned = !sp->on_node;
+  if (scanned) wd_scan(wd, "", &before);
   long long oom_before = oom_kills();
   char logdir[4600];
   snprintf(logdir, sizeof logdir, "%s/logs", sp->rd);
+  char *prep_argv[] = {kp_self_exe, "__prepare", sp->rd, NULL};
   kp_launch l = {.run_id = sp->id, .run_dir = sp->rd, .wd = wd, .log = stdlog, .log_dir = logdir, .argv = eargv,
                  .envp = eenv, .nodes = sp->nodes, .processes_per_node = sp->ppn, .launcher = sp->launcher,
-                 .ws_root = sp->ws.root, .compute = sp->compute};
+                 .ws_root = sp->ws.root, .compute = sp->compute, .prepare_argv = sp->on_node ? prep_argv : NULL};
   kp_job *job = NULL;
   int64_t pid = 0;
   uint64_t pstart = 0;
@@ -1534,8 +1750,22 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   kp_job_state st = {.failed_rank = -1};
   /* the run's status follows where a queuing target says the job is */
   int phase = target->queues ? -1 : KP_JOB_RUNNING;
+  prep_state ps;
+  memset(&ps, 0, sizeof ps);
   for (;;) {
     if (target->poll(job, &st) != 0 || st.ended) break;
+    if (sp->on_node && st.phase == KP_JOB_RUNNING) {
+      /* the job runs: Preparing until `kusari __prepare` says it is ready */
+      if (strcmp(ps.state, "ready") != 0) {
+        prep_state_read(sp->rd, &ps);
+        if (!strcmp(ps.state, "ready")) {
+          prep_ready(sp, &ps);
+          if (!scanned) wd_scan(wd, "", &before);
+          scanned = 1;
+        }
+      }
+      if (strcmp(ps.state, "ready") != 0) st.phase = KP_JOB_PREPARING;
+    }
     if ((int)st.phase != phase) {
       static const kp_run_status of_phase[] = {KP_RUN_RUNNING, KP_RUN_QUEUED, KP_RUN_PREPARING};
       static const char *const phase_name[] = {"Running", "Queued (waiting in the scheduler's queue)",
@@ -1575,6 +1805,10 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
     g_wake = 0;
   }
   int status = st.wait_status;
+  if (sp->on_node && strcmp(ps.state, "ready") != 0) {  /* prepared and ended between two polls */
+    prep_state_read(sp->rd, &ps);
+    if (!strcmp(ps.state, "ready")) prep_ready(sp, &ps);
+  }
   /* a queued job that ran and completed between two polls: it did run */
   if (phase != KP_JOB_RUNNING && st.ended && !canceled && !st.canceled && !st.reason[0])
     set_status(&sp->ws, sp->id, KP_RUN_RUNNING, 0, INT32_MIN, 0, NULL);
@@ -1586,7 +1820,7 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   target->collect(job, ranks, ranks ? nranks : 0);
   if (ranks) record_ranks(sp, ranks, nranks);
   end_descendants(stdlog); /* whatever the entry orphaned outside its group or session */
-  report_discarded(sp, wd, &before, stdlog);
+  if (scanned) report_discarded(sp, wd, &before, stdlog);
   wd_list_free(&before);
   if (canceled) {
     free(ranks);
@@ -1596,6 +1830,22 @@ static int supervise_entry(sup *sp, const char *wd, const char *stdlog, char **e
   if (st.canceled) {  /* canceled outside kusari (e.g. scancel): the target says how */
     free(ranks);
     return finish(sp, KP_RUN_CANCELED, INT32_MIN, 0, st.reason[0] ? st.reason : "canceled outside kusari");
+  }
+  if (sp->on_node && !strcmp(ps.state, "failed")) {
+    /* preparation on the node failed: its reason, no exit code of the entry */
+    free(ranks);
+    snprintf(why, sizeof why, "preparing the run on node %.200s failed: %.3000s", ps.node, ps.error);
+    finish(sp, KP_RUN_FAILED, INT32_MIN, 0, why);
+    return 1;
+  }
+  if (sp->on_node && !ps.state[0] && WIFEXITED(status) && WEXITSTATUS(status) == 97) {
+    /* the batch script's check: the node does not see the workspace */
+    free(ranks);
+    snprintf(why, sizeof why, "the run's directory %.2000s is not visible on the Slurm node that took the job (exit code "
+             "97): nodes must see the workspace at the same path (a shared filesystem); %.1000s; see logs/std_log.txt",
+             wd, st.reason[0] ? st.reason : "");
+    finish(sp, KP_RUN_FAILED, 97, 0, why);
+    return 1;
   }
   if (st.reason[0] && failed_rank < 0) {
     /* the target knows why the job ended (a scheduler's state and reason) */

@@ -22,13 +22,16 @@
 #include <time.h>
 #include <unistd.h>
 
+static _Thread_local char t_last_err[16384];  /* (paths in messages are up to 4 KiB each) */
+
+const char *kp_err_last(void) { return t_last_err; }
+
 int kp_err(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fputs("kusari: error: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vsnprintf(t_last_err, sizeof t_last_err, fmt, ap);
   va_end(ap);
+  fprintf(stderr, "kusari: error: %s\n", t_last_err);
   return -1;
 }
 

@@ -240,6 +240,20 @@ cJSON *kp_view_sweep(const kp_sweep *w, const kp_sweep_spec *sp, const kp_sweep_
   cJSON_AddStringToObject(o, "primary_metric", sp->metric);
   cJSON_AddStringToObject(o, "goal", sp->maximize ? "maximize" : "minimize");
   cJSON_AddStringToObject(o, "policy", kp_policy_names[sp->policy.type]);
+  /* the policy's settings (what early termination compared with) */
+  cJSON *ps = cJSON_AddObjectToObject(o, "policy_settings");
+  if (sp->policy.type != KP_POLICY_NONE) {
+    cJSON_AddNumberToObject(ps, "evaluation_interval", sp->policy.evaluation_interval);
+    cJSON_AddNumberToObject(ps, "delay_evaluation", sp->policy.delay_evaluation);
+  }
+  if (sp->policy.type == KP_POLICY_BANDIT)
+    cJSON_AddNumberToObject(ps, sp->policy.use_amount ? "slack_amount" : "slack_factor", sp->policy.slack);
+  if (sp->policy.type == KP_POLICY_TRUNCATION) cJSON_AddNumberToObject(ps, "truncation_percentage", sp->policy.truncation);
+  /* the search space as the sweep file gave it ({"--lr": {"uniform": [0, 1]}, ...}) */
+  cJSON *spec = w->spec ? cJSON_Parse(w->spec) : NULL;
+  cJSON *space = cJSON_DetachItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(spec, "sampling"), "space");
+  cJSON_AddItemToObject(o, "search_space", space ? space : cJSON_CreateObject());
+  cJSON_Delete(spec);
   cJSON_AddNumberToObject(o, "max_total_runs", (double)kp_sweep_budget(sp));
   cJSON_AddNumberToObject(o, "max_concurrent_runs", kp_sweep_concurrency(sp));
   if (w->stop_reason && *w->stop_reason) cJSON_AddStringToObject(o, "stop_reason", w->stop_reason);

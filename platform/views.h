@@ -63,7 +63,10 @@ const char *kp_view_trial_status(const kp_sweep_trial *t);
 /* {id, experiment, status, created, runs (trials), best_child ("" when none)} */
 struct cJSON *kp_view_sweep_summary(const kp_sweep *w);
 /* {id, experiment, status, compute, sampling, seed, primary_metric, goal,
- * policy, max_total_runs, max_concurrent_runs, stop_reason, error,
+ * policy, policy_settings{evaluation_interval, delay_evaluation,
+ * slack_factor|slack_amount, truncation_percentage: those the policy has},
+ * search_space{} (the sweep file's sampling.space), max_total_runs,
+ * max_concurrent_runs, stop_reason, error,
  * best_child, children[{id, index, status, parameters{}, best, last,
  * intervals, early_termination, error}]}: 'sp' is w->spec parsed, 't' the
  * trials with their values of the primary metric (sweep_trial_list). A

@@ -29,6 +29,7 @@ PACKAGES=(
   curl wrk                   # HTTP tests of scoring services; serving benchmark
   python3 python3-numpy      # npz round-trips against numpy in the tests
   python3-venv python3-pip  # venvs for the Python package (scripts/python-install.sh) and the framework peers (scripts/python-peers.sh)
+  python3-torch              # PyTorch 1.13 (CPU) for platform_python_frameworks and the DDP scaling bench; PyPI's wheel pulls 5 GB of CUDA
   dataset-fashion-mnist      # the reference data set (/usr/share/datasets/fashion-mnist)
   openmpi-bin libopenmpi-dev # MPI: kusari/comm.h's "mpi" communicator, mpirun (optional at build time)
   clang                      # libFuzzer targets of fuzz/ (scripts/fuzz.sh, the fuzzing stage of scripts/test.sh)

@@ -23,8 +23,10 @@
 #
 # First it makes (or reuses) the venv with Chainer 7.8.1 that
 # platform_python_frameworks trains with (scripts/python-peers.sh, cached in
-# ~/.cache/kusari/python-peers; PyTorch too with PEERS_TORCH=1), and requires
-# it: without it that test fails instead of skipping.
+# ~/.cache/kusari/python-peers; PyPI's PyTorch too with PEERS_TORCH=1), and
+# requires it: without Chainer, or without PyTorch (Debian's python3-torch,
+# which scripts/install-deps.sh installs, or the venv's), that test fails
+# instead of skipping.
 set -uo pipefail
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 case "${1:-}" in
@@ -126,7 +128,7 @@ fi
 # platform_pg_server and platform_pg_outage), and the Slurm tests that wait
 # on slurmctld's clock (time limits, power states, cancel of pending jobs)
 # more than they run kusari code; keeps CI under 30 minutes.
-asan_exclude='^platform_pg_(runs|models|failures|concurrency|safety|workspace|filter|service|sweep_control|server_metrics|metric_values|delete)$|^platform_slurm_(power|timeout|run_timeout|cancel|jobs)$'
+asan_exclude='^platform_pg_(runs|models|failures|concurrency|safety|workspace|filter|service|sweep_control|server_metrics|metric_values|delete|distributed)$|^platform_slurm_(power|timeout|run_timeout|cancel|jobs)$'
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   if build "build (ASan + UBSan, -Werror)" build-asan -DCMAKE_BUILD_TYPE=Debug -DKUSARI_WERROR=ON -DKUSARI_SANITIZE=ON; then

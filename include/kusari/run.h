@@ -37,7 +37,9 @@ const char *ks_run_id(const ks_run *run);
 #define KS_RUN_STEP_MAX ((int64_t)9007199254740991)
 
 /* Appends one value to metric 'name' (step = number of earlier values of that
- * name, like Run.log). */
+ * name, like Run.log). In a distributed run (`kusari run submit --nodes`)
+ * each rank's values are kept with its rank (KUSARI_RANK, set by the
+ * launcher); the run's default views show rank 0's. */
 int ks_run_log(ks_run *run, const char *name, double value);
 /* Same with an explicit step, 0 to KS_RUN_STEP_MAX (a larger one fails with
  * KS_EINVAL and logs nothing; -1 means the next step, like ks_run_log). */
@@ -77,6 +79,9 @@ typedef struct ks_run_record {
   int64_t step;      /* explicit step, or -1 for "next step of this name" */
   double value;      /* metric value */
   double time;       /* seconds since the epoch when logged */
+  int rank;          /* metrics: the rank of the process that logged it (0
+                      * when not distributed; in the channel, a metric's text
+                      * is "" for rank 0, else the rank in decimal) */
 } ks_run_record;
 
 /* Returns 0 to go on; non-zero stops the read (that record stays unread). */

@@ -42,7 +42,19 @@ typedef struct ks_var {
   int is_param;           /* persistent parameter: grad is a persistent tensor  */
   int grad_valid;         /* params: grad holds a value (else treat as None)    */
   int generation;
+  /* internal (the multi-node optimizer's overlap of communication with
+   * backward, src/comm/comm.c): see ks_grad_hook below */
+  struct ks_grad_hook *grad_hook;
+  int grad_pending;
 } ks_var;
+
+/* A parameter's gradient hook: a backward (through a ctx without a grad
+ * sink) calls fn(hook, param, 0) for every hooked parameter whose gradient
+ * the graph will write, before any node's backward runs, then fn(hook,
+ * param, 1) as soon as the last node that adds to it is done. */
+typedef struct ks_grad_hook {
+  void (*fn)(struct ks_grad_hook *hook, ks_var *param, int event);
+} ks_grad_hook;
 
 /* ---- context -------------------------------------------------------------- */
 ks_ctx *ks_ctx_new(void);

@@ -1,7 +1,9 @@
 """The one way the SDK talks to a workspace: the kusari program's --json output.
 
-A tracking server will later replace this with HTTP; everything above this
-class only calls ``json()``, ``text()`` and ``stream()``.
+A workspace served by ``kusari server`` is reached the same way: the program
+talks HTTP to the server when KUSARI_TRACKING_URI is set, with the same
+output, so everything above this class (which only calls ``json()``,
+``text()`` and ``stream()``) works unchanged on either.
 """
 import json
 import os
@@ -28,26 +30,42 @@ def _split_error(stderr):
     return " ".join(msg) or "the kusari program failed", " ".join(hint) or None
 
 
-class CliTransport:
-    """Runs the kusari program (found on PATH, or $KUSARI_BIN) on one workspace."""
+def is_server_url(s):
+    """True for an http:// or https:// address (a tracking server)."""
+    return isinstance(s, str) and s.lower().startswith(("http://", "https://"))
 
-    def __init__(self, workspace=None, program=None):
+
+class CliTransport:
+    """Runs the kusari program (found on PATH, or $KUSARI_BIN) on one workspace:
+    a directory (passed as --workspace), or a tracking server's URL (passed as
+    KUSARI_TRACKING_URI, with the token as KUSARI_TRACKING_TOKEN), for which
+    the program gives the same output as for a local workspace."""
+
+    def __init__(self, workspace=None, program=None, token=None):
         self.workspace = workspace
+        self.token = token
         self.program = program or os.environ.get("KUSARI_BIN") or shutil.which("kusari")
         if not self.program:
             raise KusariError("cannot find the kusari program on PATH",
                               hint="install kusari (scripts/setup.sh), add its bin directory to PATH, or set KUSARI_BIN")
+        self.env = None
+        if is_server_url(workspace):
+            self.env = dict(os.environ)
+            self.env.pop("KUSARI_WORKSPACE", None)
+            self.env["KUSARI_TRACKING_URI"] = workspace
+            if token is not None:
+                self.env["KUSARI_TRACKING_TOKEN"] = token
 
     def _argv(self, args):
         argv = [self.program]
-        if self.workspace:
+        if self.workspace and self.env is None:
             argv += ["--workspace", self.workspace]
         return argv + [str(a) for a in args]
 
     def _run(self, args, check=True):
         try:
             p = subprocess.run(self._argv(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, universal_newlines=True)
+                               stderr=subprocess.PIPE, universal_newlines=True, env=self.env)
         except OSError as e:
             raise KusariError("cannot run the kusari program %s: %s" % (self.program, e.strerror),
                               hint="check that it is installed and executable, or set KUSARI_BIN") from None
@@ -74,7 +92,7 @@ class CliTransport:
         out = out or sys.stdout
         try:
             p = subprocess.Popen(self._argv(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, universal_newlines=True, bufsize=1)
+                                 stderr=subprocess.PIPE, universal_newlines=True, bufsize=1, env=self.env)
         except OSError as e:
             raise KusariError("cannot run the kusari program %s: %s" % (self.program, e.strerror),
                               hint="check that it is installed and executable, or set KUSARI_BIN") from None

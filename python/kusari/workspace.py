@@ -4,30 +4,47 @@ import json
 import os
 import tempfile
 
-from ._transport import CliTransport
+from ._transport import CliTransport, is_server_url
 from .errors import KusariError
 
 
 class Workspace:
-    """A kusari workspace (a directory with kusari.db)."""
+    """A kusari workspace: a directory with kusari.db, or the URL of a
+    `kusari server` that serves one (``Workspace("http://host:8080",
+    auth_token="...")``; the program then works over HTTP, and commands the
+    server does not offer yet fail with the program's message)."""
 
-    def __init__(self, path=None, _transport=None):
-        self._path = os.path.abspath(path) if path else None
+    def __init__(self, path=None, auth_token=None, _transport=None):
+        if is_server_url(path):
+            self._path = path.rstrip("/")
+        else:
+            self._path = os.path.abspath(path) if path else None
+        self._token = auth_token
         self._transport = _transport
 
     @classmethod
-    def from_config(cls, path=None):
-        """The workspace the kusari program would use here: --workspace is
-        path when given, else $KUSARI_WORKSPACE, else the .kusari/config.json
-        found going up from the current directory, else the default one."""
-        t = CliTransport(path)
+    def from_config(cls, path=None, auth_token=None):
+        """The workspace the kusari program would use here: path when given (a
+        directory or a server URL), else the one `kusari workspace show`
+        names: $KUSARI_WORKSPACE, $KUSARI_TRACKING_URI, a server saved by
+        `kusari workspace connect`, the .kusari/config.json found going up
+        from the current directory, or the default one."""
+        t = CliTransport(path, token=auth_token)
         info = t.json("workspace", "show")
+        if "server" in info:            # served by a tracking server
+            return cls(info["server"], auth_token=auth_token,
+                       _transport=CliTransport(info["server"], t.program, token=auth_token))
         return cls(info["path"], _transport=CliTransport(info["path"], t.program))
+
+    @property
+    def is_remote(self):
+        """True when this workspace is a tracking server's."""
+        return is_server_url(self._path)
 
     @property
     def transport(self):
         if self._transport is None:
-            self._transport = CliTransport(self._path)
+            self._transport = CliTransport(self._path, token=self._token)
         return self._transport
 
     @property

@@ -132,9 +132,13 @@ static int under_mpi_launcher(void) {
   return 0;
 }
 
+static int overlap_arm(ks_comm *c, ks_link *model, struct ks__overlap **out);
+static int overlap_finish(struct ks__overlap *ov);
+static void overlap_release(struct ks__overlap *ov);
+
 static const ks__comm_hooks g_hooks = {
   ks_comm_rank, ks_comm_size, ks_comm_bcast_data, ks_comm_allreduce_grad, ks_comm_allreduce_f64,
-  ks_multi_node_batch_normalization,
+  ks_multi_node_batch_normalization, overlap_arm, overlap_finish, overlap_release,
 };
 
 int ks_comm_create(ks_comm **out, const char *name) {
@@ -383,6 +387,217 @@ int ks_comm_allreduce_grad(ks_comm *c, ks_link *model) {
     }
   }
   (void)total;
+  return rc;
+}
+
+/* ---------------------------------------------------------------------------- */
+/* overlap of the gradients' allreduce with backward (the multi-node optimizer)
+ *
+ * The packed gradient block is cut, from its end, into buckets of whole
+ * parameters of at least KS_COMM_OVERLAP_BUCKET floats (backward finishes
+ * the last layers' parameters first). Each parameter's ks_grad_hook counts
+ * its bucket's finished parameters; when the last one is done the bucket's
+ * MPI_Iallreduce (sum, in place) starts while backward goes on with earlier
+ * layers, and every later hook call tests the requests in flight so that MPI
+ * progresses them. finish waits for them, reduces the buckets that never
+ * started (parameters outside this step's graph: zero_fill) with a blocking
+ * allreduce, and scales the block by 1/size: the same floats as
+ * ks_comm_allreduce_grad (the sums are of the same values in the same rank
+ * order). A second backward before the update (gradient accumulation) first
+ * folds a bucket that already started: it waits for it and divides it by
+ * size, so that the next sum over the ranks counts it once. */
+#define KS_COMM_OVERLAP_BUCKET ((int64_t)1 << 18)
+
+typedef struct ov_param {
+  ks_grad_hook hook;     /* first: the hook's address is the entry's */
+  struct ks__overlap *ov;
+  ks_param *param;
+  int bucket;
+  int done;              /* finished in this step's backward */
+} ov_param;
+
+typedef struct ov_bucket {
+  int64_t begin, end;    /* floats of the block */
+  int nparams, ndone;
+  int started;           /* 1: in flight or complete */
+#ifdef KUSARI_WITH_MPI
+  MPI_Request req;
+#endif
+} ov_bucket;
+
+struct ks__overlap {
+  ks_comm *c;
+  ks_pack *pack;
+  ov_param *params;
+  int nparams;
+  ov_bucket *buckets;
+  int nbuckets;
+  int failed;            /* an MPI call of a hook failed: finish reports it */
+};
+
+#ifdef KUSARI_WITH_MPI
+static void ov_progress(struct ks__overlap *ov) {
+  for (int b = 0; b < ov->nbuckets; b++) {
+    ov_bucket *bk = &ov->buckets[b];
+    if (bk->started && bk->req != MPI_REQUEST_NULL) {
+      int flag = 0;
+      if (MPI_Test(&bk->req, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS) ov->failed = 1;
+    }
+  }
+}
+
+static int ov_wait(struct ks__overlap *ov, ov_bucket *bk) {
+  if (!bk->started || bk->req == MPI_REQUEST_NULL) return KS_OK;
+  double t0 = now_s();
+  MPI_TRY(MPI_Wait(&bk->req, MPI_STATUS_IGNORE), "MPI_Wait");
+  ov->c->stats.seconds += now_s() - t0;
+  return KS_OK;
+}
+
+static void ov_start(struct ks__overlap *ov, ov_bucket *bk) {
+  /* parameters this graph did not reach count as zeros (zero_fill) */
+  for (int i = 0; i < ov->nparams; i++) {
+    ov_param *e = &ov->params[i];
+    if (&ov->buckets[e->bucket] == bk && !e->param->var.grad_valid) {
+      memset(e->param->grad.data, 0, ks_tensor_nbytes(&e->param->grad));
+      e->param->var.grad_valid = 1;
+    }
+  }
+  double t0 = now_s();
+  if (MPI_Iallreduce(MPI_IN_PLACE, ov->pack->grad + bk->begin, (int)(bk->end - bk->begin), MPI_FLOAT, MPI_SUM,
+                     ov->c->world, &bk->req) != MPI_SUCCESS)
+    ov->failed = 1;
+  bk->started = 1;
+  ov->c->stats.calls++;
+  ov->c->stats.bytes += (bk->end - bk->begin) * (int64_t)sizeof(float);
+  ov->c->stats.seconds += now_s() - t0;
+}
+
+static void ov_hook(ks_grad_hook *h, ks_var *v, int event) {
+  ov_param *e = (ov_param *)h;
+  struct ks__overlap *ov = e->ov;
+  ov_bucket *bk = &ov->buckets[e->bucket];
+  (void)v;
+  if (event == 0) {
+    /* this backward will add to the parameter's gradient */
+    if (bk->started) {
+      /* a second backward before the update: fold the bucket's sum */
+      if (ov_wait(ov, bk) != KS_OK) ov->failed = 1;
+      scale_f32(ov->pack->grad + bk->begin, bk->end - bk->begin, 1.0f / (float)ov->c->size);
+      bk->started = 0;
+      bk->ndone = 0;
+      for (int i = 0; i < ov->nparams; i++)
+        if (ov->params[i].bucket == e->bucket) ov->params[i].done = 0;
+    } else if (e->done) {
+      e->done = 0;
+      bk->ndone--;
+    }
+    return;
+  }
+  if (!e->done) {
+    e->done = 1;
+    if (++bk->ndone == bk->nparams && !bk->started) ov_start(ov, bk);
+  }
+  ov_progress(ov);
+}
+#endif
+
+static void overlap_release(struct ks__overlap *ov) {
+  if (!ov) return;
+#ifdef KUSARI_WITH_MPI
+  for (int b = 0; b < ov->nbuckets; b++) ov_wait(ov, &ov->buckets[b]);
+#endif
+  for (int i = 0; i < ov->nparams; i++)
+    if (ov->params[i].param->var.grad_hook == &ov->params[i].hook) ov->params[i].param->var.grad_hook = NULL;
+  free(ov->params);
+  free(ov->buckets);
+  free(ov);
+}
+
+static int overlap_arm(ks_comm *c, ks_link *model, struct ks__overlap **out) {
+  *out = NULL;
+#ifdef KUSARI_WITH_MPI
+  ks_pack *pk = model->pack;
+  const char *env = getenv("KUSARI_COMM_OVERLAP");  /* 0: one allreduce after backward (benchmarks) */
+  if (env && !strcmp(env, "0")) return KS_OK;
+  /* the bucket size in floats (tests use small ones to get many buckets) */
+  const char *bs = getenv("KUSARI_COMM_OVERLAP_BUCKET");
+  int64_t bucket = bs && atoll(bs) > 0 ? (int64_t)atoll(bs) : KS_COMM_OVERLAP_BUCKET;
+  if (!c->mpi || c->size == 1 || !pk || !ks_link_is_packed(model) || pk->n == 0) return KS_OK;
+  for (int i = 1; i < pk->n; i++)
+    if (pk->offsets[i] < pk->offsets[i - 1]) return KS_OK; /* not in block order: no overlap */
+  struct ks__overlap *ov = calloc(1, sizeof *ov);
+  if (ov) {
+    ov->params = calloc((size_t)pk->n, sizeof *ov->params);
+    ov->buckets = calloc((size_t)pk->n, sizeof *ov->buckets);
+  }
+  if (!ov || !ov->params || !ov->buckets) {
+    if (ov) { free(ov->params); free(ov->buckets); free(ov); }
+    return ks_error_set(KS_ENOMEM, "out of memory for the multi-node optimizer's buckets");
+  }
+  ov->c = c;
+  ov->pack = pk;
+  ov->nparams = pk->n;
+  /* from the end of the block: whole parameters, at least KS_COMM_OVERLAP_BUCKET
+   * floats a bucket (the first bucket of the block takes what is left) */
+  int64_t end = pk->size;
+  int nb = 0;
+  for (int i = pk->n - 1; i >= 0; i--) {
+    ov_param *e = &ov->params[i];
+    e->hook.fn = ov_hook;
+    e->ov = ov;
+    e->param = pk->params[i];
+    e->bucket = nb;
+    ov->buckets[nb].nparams++;
+    if (end - pk->offsets[i] >= bucket || i == 0) {
+      ov->buckets[nb].begin = i == 0 ? 0 : pk->offsets[i];
+      ov->buckets[nb].end = end;
+      ov->buckets[nb].req = MPI_REQUEST_NULL;
+      end = ov->buckets[nb].begin;
+      nb++;
+    }
+  }
+  ov->nbuckets = nb;
+  for (int b = 0; b < nb; b++)
+    if (ov->buckets[b].end - ov->buckets[b].begin > KS_MPI_MAX_COUNT) { overlap_release(ov); return KS_OK; }
+  for (int i = 0; i < ov->nparams; i++) ov->params[i].param->var.grad_hook = &ov->params[i].hook;
+  *out = ov;
+#else
+  (void)c; (void)model;
+#endif
+  return KS_OK;
+}
+
+static int overlap_finish(struct ks__overlap *ov) {
+  int rc = KS_OK;
+#ifdef KUSARI_WITH_MPI
+  for (int b = 0; b < ov->nbuckets; b++) {
+    ov_bucket *bk = &ov->buckets[b];
+    if (bk->started) {
+      if (rc == KS_OK) rc = ov_wait(ov, bk);
+      continue;
+    }
+    for (int i = 0; i < ov->nparams; i++) {
+      ov_param *e = &ov->params[i];
+      if (e->bucket == b && !e->param->var.grad_valid) { /* zero_fill */
+        memset(e->param->grad.data, 0, ks_tensor_nbytes(&e->param->grad));
+        e->param->var.grad_valid = 1;
+      }
+    }
+    if (rc == KS_OK) rc = allreduce_f32_sum(ov->c, ov->pack->grad + bk->begin, bk->end - bk->begin);
+  }
+  if (rc == KS_OK && ov->failed) rc = ks_error_set(KS_EIO, "MPI_Iallreduce of a gradient bucket failed during backward");
+  if (rc == KS_OK) scale_f32(ov->pack->grad, ov->pack->size, 1.0f / (float)ov->c->size);
+  for (int b = 0; b < ov->nbuckets; b++) {
+    ov->buckets[b].started = 0;
+    ov->buckets[b].ndone = 0;
+    ov->buckets[b].req = MPI_REQUEST_NULL;
+  }
+  for (int i = 0; i < ov->nparams; i++) ov->params[i].done = 0;
+  ov->failed = 0;
+#else
+  (void)ov;
+#endif
   return rc;
 }
 

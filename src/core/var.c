@@ -249,6 +249,36 @@ static int cmp_generation_desc(const void *a, const void *b) {
   return 0;
 }
 
+/* Hooked parameters (ks_grad_hook): counts, for each, the nodes of the
+ * graph that add to its gradient and tells its hook (event 0). Returns
+ * whether any was found. */
+static int grad_hooks_begin(const ks_ctx *ctx, ks_node *const *nodes, size_t n) {
+  if (ctx->sink.grad) return 0;
+  int any = 0;
+  for (size_t k = 0; k < n; k++)
+    for (int i = 0; i < nodes[k]->n_in; i++) {
+      ks_var *v = nodes[k]->in[i];
+      if (v && v->is_param && v->grad_hook) v->grad_pending = 0;
+    }
+  for (size_t k = 0; k < n; k++)
+    for (int i = 0; i < nodes[k]->n_in; i++) {
+      ks_var *v = nodes[k]->in[i];
+      if (!v || !v->is_param || !v->grad_hook) continue;
+      if (v->grad_pending++ == 0) v->grad_hook->fn(v->grad_hook, v, 0);
+      any = 1;
+    }
+  return any;
+}
+
+/* After node nd: the hooked parameters it was the last to add to (event 1). */
+static void grad_hooks_done(const ks_node *nd) {
+  for (int i = 0; i < nd->n_in; i++) {
+    ks_var *v = nd->in[i];
+    if (v && v->is_param && v->grad_hook && v->grad_pending > 0 && --v->grad_pending == 0)
+      v->grad_hook->fn(v->grad_hook, v, 1);
+  }
+}
+
 int ks_backward(ks_ctx *ctx, ks_var *loss) { return ks_backward_ex(ctx, loss, 0); }
 
 int ks_backward_ex(ks_ctx *ctx, ks_var *loss, int retain_grad) {
@@ -302,6 +332,7 @@ int ks_backward_ex(ks_ctx *ctx, ks_var *loss, int retain_grad) {
     }
   }
   qsort(nodes, n, sizeof *nodes, cmp_generation_desc);
+  int hooked = grad_hooks_begin(ctx, nodes, n);
 
   for (size_t k = 0; k < n; k++) {
     ks_node *nd = nodes[k];
@@ -314,7 +345,10 @@ int ks_backward_ex(ks_ctx *ctx, ks_var *loss, int retain_grad) {
       gy[j] = ks_ctx_tensor_zeros(ctx, o->data->dtype, o->data->ndim, o->data->shape);
       if (!gy[j]) return ks_error_last_code();
     }
-    if (!any) continue; /* nothing flows through this node */
+    if (!any) { /* nothing flows through this node */
+      if (hooked) grad_hooks_done(nd);
+      continue;
+    }
     int *direct[KS_NODE_MAX_IN] = {0}; /* valid flags of gradients written in place */
     for (int i = 0; i < nd->n_in; i++) {
       if (!var_needs_grad(nd->in[i])) continue;
@@ -333,6 +367,7 @@ int ks_backward_ex(ks_ctx *ctx, ks_var *loss, int retain_grad) {
       if (direct[i]) *direct[i] = 1;
       else if (gx[i]) accumulate(ctx, nd->in[i], gx[i]);
     }
+    if (hooked) grad_hooks_done(nd);
     /* Chainer's retain_grad=False: an intermediate variable's gradient is
      * dropped once it has been propagated, so a second backward through the
      * same graph does not count it again. The loss keeps its gradient. */

@@ -66,8 +66,14 @@ static void state_free(ks_optimizer *o) {
   o->size = 0;
 }
 
+static void overlap_drop(ks_optimizer *opt) {
+  if (opt->comm && opt->comm_overlap) ks__comm_overlap_release(opt->comm, opt->comm_overlap);
+  opt->comm_overlap = NULL;
+}
+
 void ks_optimizer_free(ks_optimizer *opt) {
   if (!opt) return;
+  overlap_drop(opt);
   state_free(opt);
   for (int i = 0; i < opt->n_hooks; i++) free(opt->hooks[i].name);
   free(opt->hooks);
@@ -321,6 +327,7 @@ static void rule_chunk(void *arg, int64_t c) {
 
 int ks_create_multi_node_optimizer(ks_optimizer *opt, ks_comm *comm) {
   if (!opt) return ks_error_set(KS_EINVAL, "ks_create_multi_node_optimizer: optimizer is NULL");
+  overlap_drop(opt);
   opt->comm = comm;
   opt->comm_synced = 0;
   return KS_OK;
@@ -334,6 +341,7 @@ int ks_create_multi_node_optimizer(ks_optimizer *opt, ks_comm *comm) {
  * update goes on. Then the gradients become their mean over the ranks. */
 static int multi_node_pre_update(ks_optimizer *opt, ks_pack *pk, int *skip) {
   *skip = 0;
+  if (opt->comm_overlap && opt->comm_overlap_pack != pk->id) overlap_drop(opt); /* repacked */
   if (!opt->comm_synced || opt->comm_pack_id != pk->id) {
     size_t bytes = (size_t)pk->size * sizeof(float);
     float *mine = malloc(bytes ? bytes : 1);
@@ -351,7 +359,14 @@ static int multi_node_pre_update(ks_optimizer *opt, ks_pack *pk, int *skip) {
       return KS_OK;
     }
   }
-  return ks__comm_allreduce_grad(opt->comm, opt->target);
+  /* the buckets that backward started (comm.c's overlap), else one pass */
+  int rc = opt->comm_overlap ? ks__comm_overlap_finish(opt->comm, opt->comm_overlap)
+                             : ks__comm_allreduce_grad(opt->comm, opt->target);
+  if (rc == KS_OK && !opt->comm_overlap) {
+    rc = ks__comm_overlap_arm(opt->comm, opt->target, &opt->comm_overlap);
+    opt->comm_overlap_pack = pk->id;
+  }
+  return rc;
 }
 
 int ks_optimizer_update(ks_optimizer *opt) {

@@ -43,6 +43,9 @@ struct ks_optimizer {
   struct ks_comm *comm;
   int comm_synced;             /* the target was broadcast ...              */
   uint64_t comm_pack_id;       /* ... while packed as this pack             */
+  struct ks__overlap *comm_overlap; /* the gradient buckets' allreduce during
+                                     * backward (comm.c), for this pack: */
+  uint64_t comm_overlap_pack;
 };
 
 #endif

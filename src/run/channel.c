@@ -209,7 +209,17 @@ static const char *ch_decode(const char *rec, char **pbuf, size_t *pcap, ks_run_
   if (memchr(dst, '\0', (size_t)name_len) || dst[name_len] != '\0') return "the name is not a string of its length";
   if (memchr(dst + name_len + 1, '\0', (size_t)text_len) || dst[payload - 1] != '\0')
     return "the text is not a string of its length";
-  *out = (ks_run_record){(int)head.kind, dst, dst + name_len + 1, head.step, head.value, head.time};
+  *out = (ks_run_record){(int)head.kind, dst, dst + name_len + 1, head.step, head.value, head.time, 0};
+  if (head.kind == KS_RUN_RECORD_METRIC && text_len > 0) {
+    /* a metric's text is its rank (decimal, 1..KS_CH_RANK_MAX) */
+    long r = 0;
+    for (const char *c = out->text; *c; c++) {
+      if (*c < '0' || *c > '9' || r > KS_CH_RANK_MAX) return "a metric's rank is not a number";
+      r = r * 10 + (*c - '0');
+    }
+    if (r < 1 || r > KS_CH_RANK_MAX) return "a metric's rank is out of range";
+    out->rank = (int)r;
+  }
   return NULL;
 }
 

@@ -24,6 +24,8 @@
  * in a record; the reader refuses longer ones as corrupt. */
 #define KS_CH_NAME_MAX 255
 #define KS_CH_TEXT_MAX 65536
+/* Largest rank a metric record may carry (its text, in decimal). */
+#define KS_CH_RANK_MAX 999999
 
 typedef struct ks_ch_header {
   char magic[8];        /* KS_CH_MAGIC */

@@ -7,6 +7,8 @@
  *   KUSARI_METRICS_CHANNEL  path of the run's metrics channel (channel.c)
  *   KUSARI_UPLOAD_DIR       where ks_run_upload_file() puts files; the
  *                           supervisor stores them in the run's history
+ *   KUSARI_RANK             this process's rank in a distributed run (set
+ *                           by `kusari __rank`); its metrics carry it
  *
  * Connecting makes stdout line-buffered (it is a file under the platform).
  * Each ks_run_log is one atomic add and a few stores into a shared mapping of
@@ -37,6 +39,7 @@ struct ks_run {
   void *base;          /* channel mapping (NULL offline) */
   uint64_t cap;
   char upload_dir[4096];
+  char rank[24];       /* "" for rank 0, else the rank in decimal */
 };
 
 static ks_run g_run = {.offline = 1};
@@ -58,6 +61,14 @@ static void run_init(void) {
   snprintf(g_run.id, sizeof g_run.id, "%s", id);
   const char *up = getenv("KUSARI_UPLOAD_DIR");
   snprintf(g_run.upload_dir, sizeof g_run.upload_dir, "%s", up ? up : "");
+  const char *rk = getenv("KUSARI_RANK");
+  char *end = NULL;
+  long r = rk && *rk ? strtol(rk, &end, 10) : 0;
+  if (rk && *rk && (*end || r < 0 || r > KS_CH_RANK_MAX))
+    fprintf(stderr, "kusari: run %s: KUSARI_RANK='%s' is not a rank (0 to %d); metrics are logged as rank 0's\n", id, rk,
+            KS_CH_RANK_MAX);
+  else if (r > 0)
+    snprintf(g_run.rank, sizeof g_run.rank, "%d", (int)r);
   g_run.offline = 0;
   /* stdout goes to the run's log file: make it line-buffered so that
    * `kusari run wait --show-output` streams it as it is printed */
@@ -96,7 +107,8 @@ int ks_run_log_step(ks_run *run, const char *name, int64_t step, double value) {
     return ks_error_set(KS_EINVAL, "ks_run_log_step: step %lld of metric '%s' is out of range (0 to %lld, or -1 for the next)",
                         (long long)step, name, (long long)KS_RUN_STEP_MAX);
   if (!run || run->offline) return KS_OK;
-  return ks__ch_append(run->base, run->cap, KS_RUN_RECORD_METRIC, name, n, "", 0, step, value, now_s());
+  return ks__ch_append(run->base, run->cap, KS_RUN_RECORD_METRIC, name, n, run->rank, strlen(run->rank), step, value,
+                       now_s());
 }
 
 int ks_run_log(ks_run *run, const char *name, double value) {

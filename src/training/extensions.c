@@ -1098,11 +1098,41 @@ static void run_logger_finalize(ks_extension *ext, ks_trainer *tr) {
   ks_run_flush(ks_run_current());
 }
 
+/* kusari: how many of the LogReport's entries were sent to the run, kept in
+ * the snapshot beside the LogReport's log: a trainer resumed from it (a
+ * requeued or preempted job's --autoload) goes on with the next entry
+ * instead of sending the restored ones again. A snapshot without the key
+ * (taken before it was kept) starts from 0, as before. */
+static int run_logger_save(ks_extension *ext, ks_npz_writer *w, const char *prefix) {
+  run_logger *s = ks_extension_state(ext);
+  char *k = ks__strcat3(prefix, "_seen", NULL);
+  if (!k) return ks_error_last_code();
+  int rc = ks_npz_writer_add_int64(w, k, s->seen);
+  free(k);
+  return rc;
+}
+
+static int run_logger_load(ks_extension *ext, ks_npz_reader *r, const char *prefix) {
+  run_logger *s = ks_extension_state(ext);
+  char *k = ks__strcat3(prefix, "_seen", NULL);
+  if (!k) return ks_error_last_code();
+  int rc = KS_OK;
+  int64_t seen = 0;
+  if (ks_npz_reader_info(r, k, NULL) == KS_ENOTFOUND) ks_error_clear();
+  else if ((rc = ks__npz_read_i64(r, k, &seen)) == KS_OK && (seen < 0 || seen > INT32_MAX))
+    rc = ks_error_set(KS_EFORMAT, "RunLogger state: bad count of entries sent (%lld)", (long long)seen);
+  free(k);
+  if (rc == KS_OK) s->seen = (int)seen;
+  return rc;
+}
+
 static const ks_extension_ops run_logger_ops = {
   .default_name = "RunLogger",
   .default_trigger = {1, KS_ITERATION},
   .default_priority = KS_PRIORITY_READER,
   .run = run_logger_run,
+  .save = run_logger_save,
+  .load = run_logger_load,
   .finalize = run_logger_finalize,
   .free_state = run_logger_free,
   .rank0_only = 1,

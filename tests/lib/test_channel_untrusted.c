@@ -206,6 +206,37 @@ static void test_channel_untrusted__lengths_and_strings(void **state) {
   munmap(b, cap);
 }
 
+/* A metric's text is its rank (distributed runs): a decimal from 1 to
+ * KS_CH_RANK_MAX; anything else is a corrupt record. */
+static int last_rank;
+static int rank_of(void *ctx, const ks_run_record *r) {
+  (void)ctx;
+  last_rank = r->rank;
+  return 0;
+}
+
+static void test_channel_untrusted__metric_rank(void **state) {
+  (void)state;
+  char *b;
+  const uint64_t slots = 16, cap = slots * KS_CH_SLOT;
+  const char *path = make_channel("rank", slots, &b);
+  TU_OK(ks__ch_append(b, cap, KS_RUN_RECORD_METRIC, "acc", 3, "12", 2, -1, 0.5, 1.0));
+  uint64_t off = 0;
+  last_rank = -1;
+  TU_OK(ks_run_channel_read(path, &off, 1, rank_of, NULL));
+  assert_int_equal(last_rank, 12);
+  const char *bad[] = {"x", "0", "1000000", "-1", "99999999999999999999"};
+  const char *why[] = {"not a number", "out of range", "out of range", "not a number", "not a number"};
+  for (int i = 0; i < 5; i++) {
+    const uint64_t at = hdr(b)->tail;
+    TU_OK(ks__ch_append(b, cap, KS_RUN_RECORD_METRIC, "acc", 3, bad[i], strlen(bad[i]), -1, 0.5, 1.0));
+    expect_bad(path, 1, at, why[i]);
+    hdr(b)->tail = at;  /* drop it for the next one */
+    memset(b + at, 0, KS_CH_SLOT);
+  }
+  munmap(b, cap);
+}
+
 /* A tail past the capacity or off the slot grid is clamped to the file;
  * a file shorter than its header's capacity (a writer truncated it) and a
  * read offset off the record grid are refused with a message. */
@@ -284,6 +315,7 @@ int main(void) {
     cmocka_unit_test(test_channel_untrusted__name_past_end_of_file),
     cmocka_unit_test(test_channel_untrusted__slot_counts),
     cmocka_unit_test(test_channel_untrusted__lengths_and_strings),
+    cmocka_unit_test(test_channel_untrusted__metric_rank),
     cmocka_unit_test(test_channel_untrusted__header_and_offsets),
     cmocka_unit_test(test_channel_untrusted__random_garbage),
   };

@@ -273,6 +273,26 @@ static void step(ks_ctx *ctx, ks_link *m, ks_optimizer *opt, const ks_dataset *d
   ks_ctx_reset(ctx);
 }
 
+/* Gradient accumulation: two backward passes (half a batch each) before
+ * one update; with the overlap the second one finds buckets already
+ * reduced (comm.c folds them). */
+static void step_accum(ks_ctx *ctx, ks_link *m, ks_optimizer *opt, const ks_dataset *ds, const int64_t first[2],
+                       int64_t n) {
+  ks_link_cleargrads(m);
+  for (int h = 0; h < 2; h++) {
+    ks_tensor *x = ks_ctx_tensor(ctx, KS_F32, 2, (int64_t[]){n, TT_D});
+    ks_tensor *t = ks_ctx_tensor(ctx, KS_I32, 1, (int64_t[]){n});
+    int64_t idx[64];
+    for (int64_t i = 0; i < n; i++) idx[i] = first[h] + i;
+    TU_OK(ks_dataset_gather_tensors(ds, idx, n, x, t));
+    ks_var *loss = ks_classifier_forward(ctx, m, ks_var_new(ctx, x, 0), ks_var_new(ctx, t, 0), NULL, NULL);
+    TU_NONNULL(loss);
+    TU_OK(ks_backward(ctx, loss));
+  }
+  TU_OK(ks_optimizer_update(opt));
+  ks_ctx_reset(ctx);
+}
+
 static ks_optimizer *make_opt(void) {
   ks_optimizer *o = ks_optimizer_momentum_sgd_new(0.1, 0.9);
   TU_OK(ks_optimizer_add_weight_decay(o, 1e-3));
@@ -323,7 +343,12 @@ static ks_link *make_model(int kind, uint64_t seed) {
   return clf;
 }
 
-static void run_equivalence(int kind, int same_init) {
+static void run_equivalence_ex(int kind, int same_init, int accum);
+static void run_equivalence(int kind, int same_init) { run_equivalence_ex(kind, same_init, 0); }
+
+/* accum: each step is two backward passes of half the batch (rank r's
+ * halves at r*b/2 of each half of the global batch) before one update */
+static void run_equivalence_ex(int kind, int same_init, int accum) {
   const int bn = kind > 0;
   ks_dataset *ds = tt_make_dataset((int64_t)S * EQ_B * (EQ_STEPS + 1), 3);
   /* same_init 0: each rank starts from its own initialization; the first
@@ -341,7 +366,15 @@ static void run_equivalence(int kind, int same_init) {
   ks_ctx *ctx = ks_ctx_new();
   /* call 0 (global batch 0): the broadcast; then EQ_STEPS steps on global
    * batches 1..EQ_STEPS, rank r taking the r-th slice of b examples */
-  for (int k = 0; k <= EQ_STEPS; k++) step(ctx, m, opt, ds, (int64_t)k * S * EQ_B + (int64_t)R * EQ_B, EQ_B);
+  ks_comm_stats st0;
+  ks_comm_get_stats(g_comm, &st0);
+  for (int k = 0; k <= EQ_STEPS; k++) {
+    const int64_t g = (int64_t)k * S * EQ_B, hb = EQ_B / 2;
+    if (accum) step_accum(ctx, m, opt, ds, (const int64_t[2]){g + R * hb, g + S * hb + R * hb}, hb);
+    else step(ctx, m, opt, ds, g + (int64_t)R * EQ_B, EQ_B);
+  }
+  ks_comm_stats st1;
+  ks_comm_get_stats(g_comm, &st1);
   /* one process skips nothing: its parameters are rank 0's */
   const int skipped = !same_init && S > 1;
   assert_int_equal(ks_optimizer_t(opt), EQ_STEPS + !skipped);
@@ -349,7 +382,11 @@ static void run_equivalence(int kind, int same_init) {
   ks_link *ref = make_model(kind, 10);
   ks_optimizer *ropt = make_opt();
   TU_OK(ks_optimizer_setup(ropt, ref));
-  for (int k = skipped; k <= EQ_STEPS; k++) step(ctx, ref, ropt, ds, (int64_t)k * S * EQ_B, (int64_t)S * EQ_B);
+  for (int k = skipped; k <= EQ_STEPS; k++) {
+    const int64_t g = (int64_t)k * S * EQ_B, hb = EQ_B / 2;
+    if (accum) step_accum(ctx, ref, ropt, ds, (const int64_t[2]){g, g + S * hb}, S * hb);
+    else step(ctx, ref, ropt, ds, g, (int64_t)S * EQ_B);
+  }
   int64_t n1, n2;
   float *p = tt_params(m, &n1), *q = tt_params(ref, &n2);
   assert_int_equal(n1, n2);
@@ -372,6 +409,14 @@ static void run_equivalence(int kind, int same_init) {
   ks_comm_stats st;
   ks_comm_get_stats(g_comm, &st);
   if (S > 1) assert_true(st.calls > 0 && st.bytes > 0);
+  /* with KUSARI_COMM_OVERLAP_BUCKET small, the overlap makes several
+   * gradient allreduces per step (one per bucket) after the first update */
+  const char *bs = getenv("KUSARI_COMM_OVERLAP_BUCKET");
+  const char *ov = getenv("KUSARI_COMM_OVERLAP");
+  if (S > 1 && bs && atoi(bs) < 64 && !(ov && !strcmp(ov, "0"))) {
+    int64_t per_step = (st1.calls - st0.calls) / (EQ_STEPS + 1);
+    if (per_step < 3) fail_msg("rank %d: %lld collective calls per step with buckets of %s floats", R, (long long)per_step, bs);
+  }
   free(r0);
   free(p);
   free(q);
@@ -387,6 +432,7 @@ static void test_comm__multi_node_optimizer_equals_one_process(void **state) {
   (void)state;
   run_equivalence(0, 0); /* different starts: call 0 only broadcasts */
   run_equivalence(0, 1); /* the same start: call 0 is a step */
+  run_equivalence_ex(0, 1, 1); /* two backward passes per update */
 }
 
 static void test_comm__multi_node_batch_norm_equals_one_process(void **state) {

@@ -4,7 +4,7 @@
  *
  *   platform_log_entry [--n N] [--marker FILE] [--sleep SECONDS] [--exit CODE]
  *                      [--upload FILE] [--nonfinite 1] [--names N]
- *                      [--bigstep 1]
+ *                      [--bigstep 1] [--by-rank 1]
  *
  * Logs N values of metric "loss" (value = i) with ks_run_log, one value of
  * "Accuracy" with ks_run_log_step, a list "curve" and tag "entry=c"; prints
@@ -14,8 +14,9 @@
  * metric "nf" = NaN, +Inf, -Inf, 2.5; with --names N logs one value of each
  * of N distinct metrics "m0", "m1", ... (value = i); with --bigstep 1 checks
  * that ks_run_log_step refuses steps past KS_RUN_STEP_MAX (and below -1) and
- * logs "big" at KS_RUN_STEP_MAX, then twice more without a step; sleeps;
- * exits with CODE.
+ * logs "big" at KS_RUN_STEP_MAX, then twice more without a step; with
+ * --by-rank 1 logs "acc" = 10 (R + 1) + i for i = 0, 1, 2, R being the
+ * rank in KUSARI_RANK (0 when unset); sleeps; exits with CODE.
  */
 #include "kusari/run.h"
 
@@ -40,7 +41,7 @@ int main(int argc, char **argv) {
   const char *upload = NULL;
   int nonfinite = 0;
   long names = 0;
-  int bigstep = 0;
+  int bigstep = 0, by_rank = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--n")) n = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--marker")) marker = argv[i + 1];
@@ -50,6 +51,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--nonfinite")) nonfinite = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--names")) names = atol(argv[i + 1]);
     else if (!strcmp(argv[i], "--bigstep")) bigstep = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--by-rank")) by_rank = atoi(argv[i + 1]);
   }
   ks_run *run = ks_run_current();
   printf("run id '%s' offline=%d\n", ks_run_id(run), ks_run_is_offline(run));
@@ -66,6 +68,13 @@ int main(int argc, char **argv) {
     const double nf[] = {NAN, INFINITY, -INFINITY, 2.5};
     for (int i = 0; i < 4; i++)
       if (ks_run_log(run, "nf", nf[i]) != 0) { fprintf(stderr, "ks_run_log of a non-finite value failed\n"); return 1; }
+  }
+  if (by_rank) {
+    const char *rk = getenv("KUSARI_RANK");
+    int r = rk ? atoi(rk) : 0;
+    printf("rank %d logs acc\n", r);
+    for (int i = 0; i < 3; i++)
+      if (ks_run_log(run, "acc", 10.0 * (r + 1) + i) != 0) { fprintf(stderr, "ks_run_log of acc failed\n"); return 1; }
   }
   for (long i = 0; i < names; i++) {
     char nm[32];

@@ -56,6 +56,41 @@ static void test_channel__offline_before_connect(void **state) {
   assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* KUSARI_RANK (set by `kusari __rank`) goes with each metric a process logs;
+ * no rank or a bad one is rank 0 (the bad one with a warning). Each child
+ * connects to its own channel before the parent does. */
+static int g_rank_seen;
+static int on_rank(void *ctx, const ks_run_record *r) {
+  (void)ctx;
+  g_rank_seen = r->rank;
+  return 0;
+}
+
+static void test_channel__rank(void **state) {
+  (void)state;
+  const char *ranks[] = {"3", NULL, "x"};
+  const int want[] = {3, 0, 0};
+  for (int k = 0; k < 3; k++) {
+    char p[300];
+    snprintf(p, sizeof p, "%s/rank%d", g_dir, k);
+    assert_int_equal(ks_run_channel_create(p), KS_OK);
+    pid_t c = fork();
+    if (c == 0) {
+      setenv("KUSARI_METRICS_CHANNEL", p, 1);
+      if (ranks[k]) setenv("KUSARI_RANK", ranks[k], 1);
+      else unsetenv("KUSARI_RANK");
+      _exit(ks_run_log(ks_run_current(), "acc", 1) == KS_OK ? 0 : 1);
+    }
+    int st;
+    waitpid(c, &st, 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    uint64_t off = 0;
+    g_rank_seen = -1;
+    assert_int_equal(ks_run_channel_read(p, &off, 1, on_rank, NULL), KS_OK);
+    assert_int_equal(g_rank_seen, want[k]);
+  }
+}
+
 static void test_channel__roundtrip(void **state) {
   (void)state;
   ks_run *r = ks_run_current();
@@ -144,6 +179,7 @@ int main(void) {
   setenv("KUSARI_METRICS_CHANNEL", g_path, 1);
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_channel__offline_before_connect),
+    cmocka_unit_test(test_channel__rank),
     cmocka_unit_test(test_channel__roundtrip),
     cmocka_unit_test(test_channel__concurrent_writers),
     cmocka_unit_test(test_channel__abandoned_slot),

@@ -7,15 +7,21 @@
 #    rank), outputs/model.npz collected, per-rank logs stored and printed by
 #    'run logs --rank', 'run show' gives nodes, processes and each rank's exit;
 #  - both ranks log through the one metrics channel at once (platform_log_entry,
-#    5000 values of "loss" each): every value of both arrives, none corrupted;
+#    5000 values of "loss" each): every value of both arrives, none corrupted,
+#    each kept with its rank: run metrics shows rank 0's, --rank 1 rank 1's;
+#    "acc" logged with different values by each rank: run list --metrics,
+#    --filter and run show use rank 0's, the API's ?rank=1 gives rank 1's;
+#    run wait --show-output streams rank 0's output, not rank 1's;
 #  - --mpirun PATH and KUSARI_MPIRUN choose the launcher;
-#  - a sweep file's run.nodes / run.processes_per_node: children of 2 ranks;
+#  - a sweep file's run.nodes / run.processes_per_node: children of 2 ranks
+#    (the primary metric and the children's values are rank 0's);
 #  - bad input: --nodes above the target's max nodes, a bad --nodes, a missing
 #    launcher, --rank of a plain run or of a rank that does not exist,
 #    kusari.* tags by hand.
 # Open MPI as root on 2 cores needs its permission variables, set here (a
 # user does not). Skipped (77) without mpirun, the example or the data set.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/server_lib.sh"
 # the system's python3 when there is one: a version manager's shim costs
 # half a second a call on a loaded machine, and this test calls it often
 PY=python3; [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
@@ -87,12 +93,42 @@ assert_eq "$r0" "$(run_ok "$K" run logs "$id" --rank 0)" "run logs --rank 0 from
 
 # ---- two ranks writing to one metrics channel at once
 mkdir -p "$T/logger" && cp "$ENTRY_BIN" "$T/logger/log_entry"
-id2="$(submit -e dist --source "$T/logger" --entry log_entry --processes-per-node 2 -- --n 5000)"
-run_ok "$K" run wait "$id2" --timeout 120 >/dev/null
+id2="$(submit -e dist --source "$T/logger" --entry log_entry --processes-per-node 2 -- --n 5000 --by-rank 1)"
+out="$(run_ok "$K" run wait "$id2" --timeout 120 --show-output)"
+assert_contains "$out" "rank 0 logs acc" "run wait --show-output streams rank 0's output"
+assert_not_contains "$out" "rank 1 logs acc" "run wait --show-output does not stream rank 1's"
+assert_contains "$(run_ok "$K" run logs "$id2")" "rank 1 logs acc" "(the merged log has rank 1's line)"
 run_ok "$K" run metrics "$id2" --name loss --json > "$T/loss.json"
-# each rank logged 0..4999 once: 10000 values, each value twice
-got="$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print("%d %s" % (len(j["loss"]), sorted(p["value"] for p in j["loss"]) == sorted(list(range(5000)) * 2)))' "$T/loss.json")"
-assert_eq "10000 True" "$got" "both ranks' 5000 values each arrived intact through the shared channel"
+run_ok "$K" run metrics "$id2" --name loss --json --rank 1 > "$T/loss1.json"
+# each rank logged 0..4999 once, as steps 0..4999 of its own series
+same="lambda j: [(p['step'], p['value']) for p in j['loss']] == [(i, float(i)) for i in range(5000)]"
+got="$("$PY" -c "import json,sys; f=$same; print(f(json.load(open(sys.argv[1]))), f(json.load(open(sys.argv[2]))))" "$T/loss.json" "$T/loss1.json")"
+assert_eq "True True" "$got" "each rank's 5000 values arrived intact through the shared channel, each with its rank"
+# two ranks logging one name do not interleave: rank 0 10 11 12, rank 1 20 21 22
+acc="$(jget "$(run_ok "$K" run metrics "$id2" --name acc --json)" '" ".join("%d:%g" % (p["step"], p["value"]) for p in j["acc"])')"
+assert_eq "0:10 1:11 2:12" "$acc" "run metrics: rank 0's acc"
+acc1="$(jget "$(run_ok "$K" run metrics "$id2" --name acc --json --rank 1)" '" ".join("%d:%g" % (p["step"], p["value"]) for p in j["acc"])')"
+assert_eq "0:20 1:21 2:22" "$acc1" "run metrics --rank 1: rank 1's acc"
+assert_contains "$(run_ok "$K" run metrics "$id2" --rank 1 --csv)" "acc,2," "run metrics --rank 1 lists rank 1's metrics"
+expect_fail "rank 2 of run $id2 logged no metric named 'acc'" "$K" run metrics "$id2" --name acc --rank 2
+expect_fail "--rank is a rank of the run" "$K" run metrics "$id2" --rank -1
+expect_fail "--rank is a rank of the run" "$K" run metrics "$id2" --rank one
+assert_eq "12" "$(jget "$(run_ok "$K" run list -e dist --metrics acc --json)" '"%g" % [r for r in j if r["id"] == "'"$id2"'"][0]["metrics"]["acc"]')" "run list --metrics: rank 0's latest acc"
+assert_eq "$id2" "$(jget "$(run_ok "$K" run list -e dist --filter 'metrics.acc = 12' --json)" '" ".join(r["id"] for r in j)')" "--filter metrics.acc = 12 finds the run (rank 0's value)"
+assert_eq "" "$(jget "$(run_ok "$K" run list -e dist --filter 'metrics.acc = 22' --json)" '" ".join(r["id"] for r in j)')" "--filter metrics.acc = 22 does not (rank 1's value)"
+assert_eq "12" "$(jget "$(run_ok "$K" run show "$id2" --json)" '"%g" % j["metrics"]["acc"]')" "run show: rank 0's latest acc"
+# the tracking server's series route: ?rank=R
+TOK="$("$K" server token create dist 2>/dev/null)"
+start_server
+assert_eq "0 10 11 12" "$(jget "$(api GET "runs/$id2/metrics/acc")" '" ".join(["%d" % j["rank"]] + ["%g" % p["value"] for p in j["points"]])')" "GET .../metrics/acc: rank 0's"
+assert_eq "1 20 21 22" "$(jget "$(api GET "runs/$id2/metrics/acc?rank=1")" '" ".join(["%d" % j["rank"]] + ["%g" % p["value"] for p in j["points"]])')" "GET .../metrics/acc?rank=1: rank 1's"
+api GET "runs/$id2/metrics/acc?rank=x" >/dev/null
+assert_eq 400 "$(code)" "GET ...?rank=x: 400"
+api GET "runs/$id2/metrics/acc?rank=1&max_points=10" >/dev/null
+assert_eq 400 "$(code)" "GET ...?rank=1&max_points=10: 400 (downsampling is rank 0's)"
+api GET "runs/$id2/metrics/acc?rank=3" >/dev/null
+assert_eq 404 "$(code)" "GET ...?rank=3 (logged nothing): 404"
+stop_server
 assert_eq "0:0 1:0" "$(jget "$(run_ok "$K" run show "$id2" --json)" '" ".join("%d:%d" % (r["rank"], r["exit_code"]) for r in j["distributed"]["rank_status"])')" "both logging ranks exited 0"
 
 # ---- another launcher: --mpirun PATH, else $KUSARI_MPIRUN
@@ -123,7 +159,7 @@ for c in $(jget "$sj" '" ".join(c["id"] for c in j["children"])'); do
   cj="$(run_ok "$K" run show "$c" --json)"
   n="$(jget "$cj" 'j["arguments"][-1]')"
   assert_eq "Completed 2 0:0 1:0" "$(jget "$cj" '"%s %d %s" % (j["status"], j["distributed"]["ranks"], " ".join("%d:%d" % (r["rank"], r["exit_code"]) for r in j["distributed"]["rank_status"]))')" "sweep child $c ran as 2 ranks"
-  assert_eq "$((2 * n))" "$(jget "$(run_ok "$K" run metrics "$c" --name loss --json)" 'len(j["loss"])')" "sweep child $c: both ranks' $n values of loss"
+  assert_eq "$n $n" "$(jget "$(run_ok "$K" run metrics "$c" --name loss --json)" 'len(j["loss"])') $(jget "$(run_ok "$K" run metrics "$c" --name loss --json --rank 1)" 'len(j["loss"])')" "sweep child $c: each rank's $n values of loss, apart"
 done
 echo '{"experiment": "x", "run": {"entry": "log_entry", "nodes": 0}, "sampling": {"type": "grid", "space": {"--n": {"choice": [1]}}}, "primary_metric": {"name": "loss", "goal": "minimize"}}' > "$T/bad.json"
 expect_fail "run.nodes' must be an integer from 1 to 1024" "$K" sweep submit "$T/bad.json"

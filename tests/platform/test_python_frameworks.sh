@@ -5,10 +5,14 @@
 # 3000 Fashion-MNIST training images for 3 epochs and logs the accuracy on
 # 1000 test images after each epoch; the test checks 3 values at steps 0..2
 # and that the last one is that of a model that learned (>= 0.6; chance is
-# 0.1). The frameworks come from a Python that has them: $KUSARI_TEST_PEERS_PYTHON,
-# else the venv of scripts/python-peers.sh (~/.cache/kusari/python-peers, or
-# $KUSARI_PEERS_DIR; .ci/run makes it before the tests), else bench/.venv
-# (bench/setup-peers.sh). Skipped (77) when no such Python or no data set is
+# 0.1). Each framework comes from a Python that has it: Chainer from
+# $KUSARI_TEST_PEERS_PYTHON, else the venv of scripts/python-peers.sh
+# (~/.cache/kusari/python-peers, or $KUSARI_PEERS_DIR; scripts/test.sh makes
+# it), else bench/.venv (bench/setup-peers.sh); PyTorch from
+# $KUSARI_TEST_TORCH_PYTHON, else the first of those that has it, else
+# Debian's /usr/bin/python3 with python3-torch (scripts/install-deps.sh
+# installs it: PyTorch 1.13.1, CPU only, ~80 MB, where PyPI's wheel pulls
+# 5 GB of CUDA libraries). Skipped (77) when no such Python or no data set is
 # found, unless KUSARI_TEST_REQUIRE_PEERS=1 (CI sets it): then a missing
 # Python or framework fails.
 # (lib.sh moves HOME into the test's temp dir: find the peers' place first)
@@ -18,13 +22,19 @@ REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 DATA=/usr/share/datasets/fashion-mnist
 [ -d "$DATA" ] || { echo "skip: dataset-fashion-mnist not installed"; exit 77; }
 has() { SETUPTOOLS_USE_DISTUTILS=stdlib "$1" -W ignore -c "import $2" >/dev/null 2>&1; }
-PEERS=""
-for p in "${KUSARI_TEST_PEERS_PYTHON:-}" "$PEERS_DIR/venv/bin/python" "$REPO/bench/.venv/bin/python"; do
-  [ -n "$p" ] && [ -x "$p" ] && { has "$p" chainer || has "$p" torch; } && { PEERS="$p"; break; }
-done
-if [ -z "$PEERS" ]; then
-  [ "${KUSARI_TEST_REQUIRE_PEERS:-0}" = 1 ] && die "no Python with chainer or torch, and KUSARI_TEST_REQUIRE_PEERS=1 (run scripts/python-peers.sh)"
-  echo "skip: no Python with chainer or torch (run scripts/python-peers.sh, or set KUSARI_TEST_PEERS_PYTHON)"; exit 77
+# python_for FRAMEWORK CANDIDATES...: the first candidate that imports it
+python_for() {
+  local fw="$1" p; shift
+  for p in "$@"; do [ -n "$p" ] && [ -x "$p" ] && has "$p" "$fw" && { echo "$p"; return 0; }; done
+  return 1
+}
+CANDIDATES=("${KUSARI_TEST_PEERS_PYTHON:-}" "$PEERS_DIR/venv/bin/python" "$REPO/bench/.venv/bin/python")
+declare -A PY=()
+PY[chainer]="$(python_for chainer "${CANDIDATES[@]}")"
+PY[torch]="$(python_for torch "${KUSARI_TEST_TORCH_PYTHON:-}" "${CANDIDATES[@]}" /usr/bin/python3)"
+if [ -z "${PY[chainer]}${PY[torch]}" ]; then
+  [ "${KUSARI_TEST_REQUIRE_PEERS:-0}" = 1 ] && die "no Python with chainer or torch, and KUSARI_TEST_REQUIRE_PEERS=1 (run scripts/python-peers.sh; apt install python3-torch)"
+  echo "skip: no Python with chainer or torch (run scripts/python-peers.sh, apt install python3-torch, or set KUSARI_TEST_PEERS_PYTHON)"; exit 77
 fi
 "$K" compute create cpu --type local --max-nodes 1 >/dev/null || die "compute create"
 ENVF=()
@@ -34,9 +44,12 @@ if [ -n "${KUSARI_TEST_CFLAGS:-}" ]; then   # see platform_python_client
 else
   VARS=""
 fi
-cat > "$T/env.json" <<JSON
-{"interpreter": "$PEERS", "variables": {${VARS}"SETUPTOOLS_USE_DISTUTILS": "stdlib", "PYTHONWARNINGS": "ignore"}}
+for fw in chainer torch; do
+  [ -n "${PY[$fw]}" ] || continue
+  cat > "$T/env_$fw.json" <<JSON
+{"interpreter": "${PY[$fw]}", "variables": {${VARS}"SETUPTOOLS_USE_DISTUTILS": "stdlib", "PYTHONWARNINGS": "ignore"}}
 JSON
+done
 
 mkdir -p "$T/src"
 cat > "$T/src/data.py" <<'PY'
@@ -102,13 +115,13 @@ PY
 
 ran=0
 for fw in chainer torch; do
-  if ! has "$PEERS" "$fw"; then
-    # CI's peers may leave torch out (PEERS_TORCH=0); Chainer is always required there
-    [ "${KUSARI_TEST_REQUIRE_PEERS:-0}" = 1 ] && [ $fw = chainer -o "${PEERS_TORCH:-1}" != 0 ] && { fail "$PEERS has no $fw"; continue; }
-    echo "note: $PEERS has no $fw; its script is not run"; continue
+  if [ -z "${PY[$fw]}" ]; then
+    [ "${KUSARI_TEST_REQUIRE_PEERS:-0}" = 1 ] && { fail "no Python here has $fw (KUSARI_TEST_REQUIRE_PEERS=1)"; continue; }
+    echo "note: no Python here has $fw; its script is not run"; continue
   fi
+  echo "$fw from ${PY[$fw]}"
   ran=$((ran + 1))
-  id="$(submit --experiment "py-$fw" --source "$T/src" --entry "train_$fw.py" --compute cpu --env "$T/env.json")"
+  id="$(submit --experiment "py-$fw" --source "$T/src" --entry "train_$fw.py" --compute cpu --env "$T/env_$fw.json")"
   out="$($K run wait "$id" --show-output 2>&1)"
   assert_contains "$out" "$fw epoch 3 accuracy" "$fw: the script trained 3 epochs"
   assert_contains "$out" "Completed" "$fw: the run completed"

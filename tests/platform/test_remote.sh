@@ -25,6 +25,31 @@ A="$(sub)"; run_ok $K run wait "$A" >/dev/null
 B="$(sub)"; run_ok $K run wait "$B" >/dev/null
 C="$(submit --experiment other --source "$T/src" --entry job.sh)"; run_ok $K run wait "$C" >/dev/null
 run_ok $K model register --run "$A" --name m1 --path outputs/data.txt >/dev/null
+# a sweep (two children, one stopped by its bandit policy) and a scoring service
+printf 'for v in 0.5 0.6 0.7 0.8; do kusari log metric acc "$(awk -v v=$v -v x="$2" "BEGIN { print v * x }")"; sleep 0.1; done\n' \
+  > "$T/src/sweep.sh"
+cat > "$T/sweep.json" <<JSON
+{"experiment": "remote", "run": {"source": "$T/src", "entry": "sweep.sh", "compute": "cpu"},
+ "sampling": {"type": "grid", "space": {"--x": {"choice": ["1", "0.5"]}}}, "primary_metric": {"name": "acc", "goal": "maximize"},
+ "policy": {"type": "bandit", "evaluation_interval": 1, "slack_factor": 0.1, "delay_evaluation": 1}, "max_concurrent_runs": 1,
+ "cancel_grace_seconds": 1}
+JSON
+SW="$(run_ok $K sweep submit "$T/sweep.json" | tail -1)"
+run_ok $K sweep wait "$SW" --timeout 120 --quiet >/dev/null
+HAVE_NUMPY=0
+if /usr/bin/python3 -c "import numpy" 2>/dev/null; then
+  HAVE_NUMPY=1
+  mkdir -p "$T/lin"
+  /usr/bin/python3 - "$T/lin" <<'PYM'
+import numpy as np, sys
+d = sys.argv[1]
+np.savez(d + "/model.npz", **{"l1/W": np.ones((3, 4), np.float32), "l1/b": np.zeros(3, np.float32)})
+open(d + "/model.json", "w").write('{"format": "kusari-sequential/1", "input": [4], "layers": '
+                                   '[{"type": "linear", "name": "l1", "in": 4, "out": 3, "nobias": false}]}\n')
+PYM
+  run_ok $K model register --name lin --file "$T/lin" >/dev/null
+  run_ok $K model deploy lin --name ks --auth >/dev/null
+fi
 TOK="$($K server token create writer 2>/dev/null)"
 RO="$($K server token create reader --read-only 2>/dev/null)"
 start_server
@@ -90,6 +115,57 @@ same $K compute list --json
 same $K compute show cpu
 same $K compute show cpu --json
 same $K compute show nope
+same $K sweep list
+same $K sweep list --json
+same $K sweep show "$SW"
+same $K sweep show "$SW" --json
+same $K sweep show nope
+assert_contains "$($K sweep show "$SW")" "Canceled" "(the sweep compared has a child its policy stopped)"
+if [ $HAVE_NUMPY = 1 ]; then
+  same $K service list
+  same $K service list --json
+  same $K service show ks --json
+  same $K service show nope
+  # the text is the same but for its last line, the log's path (on the server's machine)
+  assert_eq "$($K service show ks | sed '$d')" "$(remote $K service show ks | sed '$d')" "service show: the same text but the log line"
+  assert_contains "$(remote $K service show ks | tail -1)" "on the server's machine ('kusari service logs ks')" \
+    "service show against a server says where the log is"
+  keys="$($K service keys ks --json)"
+  assert_not_contains "$(remote $K service show ks --json)$(remote $K service list --json)" \
+    "$(jget "$keys" 'j["primary_key"]')" "no key in what service list|show print against a server"
+  same $K service logs ks
+  same $K service logs ks --tail 1
+  same $K service logs nope
+  same $K service keys ks
+  same $K service keys ks --json
+  same $K service keys nope
+  expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" $K service keys ks
+  out="$(remote $K service keys ks --regenerate primary --json 2>"$T/regen.err")"
+  assert_contains "$(cat "$T/regen.err")" "Regenerated the primary key of service ks (the running server reloads them now)" \
+    "service keys --regenerate against the server says what it did"
+  assert_eq "$out" "$($K service keys ks --json)" "the new keys are the server's"
+  assert_eq "Service ks stopped" "$(remote $K service stop ks)" "service stop against the server"
+  same $K service list
+  same $K service show ks --json
+  out="$(remote $K service start ks)"
+  assert_contains "$out" "Service ks: Running (model lin:1, 2 workers, auth on: see 'kusari service keys')" \
+    "service start against the server"
+  same $K service start ks
+  same $K service start nope
+  same $K service stop nope
+  out="$(remote $K model deploy lin --name rs --auth --workers 1)"
+  assert_contains "$out" "Service rs: Running (model lin:1, 1 workers, auth on: see 'kusari service keys')" \
+    "model deploy against the server"
+  assert_eq Running "$(jget "$($K service show rs --json)" 'j["state"]')" "the service runs on the server's machine"
+  out="$(remote $K model deploy lin:1 --name rs --workers 1)"
+  assert_contains "$out" "Service rs exists (model lin:1, Running): redeploying with the same keys" "a redeploy says so, as locally"
+  expect_fail "no model named 'nope'" remote $K model deploy nope --name rs2
+  expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" $K model deploy lin --name rs2
+  assert_eq "Deleted service rs" "$(remote $K service delete rs)" "(deleted)"
+  assert_eq "Deleted service ks" "$(remote $K service delete ks)" "service delete against the server"
+  same $K service list --json
+  assert_eq "[]" "$($K service list --json | tr -d ' \n')" "the service is gone from the server's workspace"
+fi
 
 # --- writes go to the server's workspace ------------------------------------------------
 run_ok remote $K run tag "$A" color=blue >/dev/null
@@ -103,16 +179,82 @@ assert_eq "0" "$rc" "run cancel against the server exits 0"
 assert_contains "$out" "Run $D: Canceled" "run cancel against the server waits for the end"
 assert_contains "$($K run show "$D")" "status:       Canceled" "the cancel shows up locally"
 
+# sweep submit through the server: the source travels as blobs; the same lines as locally
+a="$($K sweep submit "$T/sweep.json")"; la="$(printf '%s\n' "$a" | tail -1)"
+b="$(remote $K sweep submit "$T/sweep.json")"; rb="$(printf '%s\n' "$b" | tail -1)"
+assert_eq "${a//$la/ID}" "${b//$rb/ID}" "sweep submit against the server prints what it prints locally (the same snapshot id)"
+run_ok $K sweep wait "$la" --timeout 120 --quiet >/dev/null
+out="$(remote $K sweep wait "$rb" --timeout 120)"; rc=$?
+assert_eq 0 "$rc" "sweep wait against the server follows the sweep to its end"
+assert_contains "$out" "Canceled  acc" "it prints each child as it ends, with the policy's decision"
+assert_contains "$(printf '%s\n' "$out" | tail -1)" "Sweep $rb: Completed (2 runs); best run " "and the end, as locally"
+same $K sweep wait "$rb" --quiet
+same $K sweep wait nope
+same $K sweep best "$rb"
+same $K sweep best "$rb" --completed-only
+same $K sweep best nope
+CH='sorted((c["parameters"]["--x"], c["status"]) for c in j["children"])'
+same_json "$($K sweep show "$la" --json)" "$($K sweep show "$rb" --json)" \
+  "the sweep submitted through the server ran the same children to the same ends" "$CH" "$CH"
+child="$($K sweep show "$rb" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["children"][0]["id"])')"
+assert_contains "$($K run show "$child")" "$T/src" "its children's source is the submitter's directory (as a label)"
+sed 's/"compute": "cpu"/"compute": "nope"/' "$T/sweep.json" > "$T/nocomp.json"
+expect_fail "no compute target named 'nope'" remote $K sweep submit "$T/nocomp.json"
+printf '{"variables": {"A": "1"}}\n' > "$T/env.json"
+sed "s|\"compute\": \"cpu\"|\"compute\": \"cpu\", \"environment\": \"$T/env.json\"|" "$T/sweep.json" > "$T/env.json.sweep"
+expect_fail "environments are not supported against a tracking server yet" remote $K sweep submit "$T/env.json.sweep"
+expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" $K sweep submit "$T/sweep.json"
+
+# sweep cancel through the server: the same lines as locally
+printf 'while [ ! -f "%s/never" ]; do sleep 0.1; done\n' "$T" > "$T/src/wait.sh"
+sed -e 's/"sweep.sh"/"wait.sh"/' -e 's/"max_concurrent_runs": 1/"max_concurrent_runs": 2/' "$T/sweep.json" > "$T/live.json"
+LIVE="$(run_ok $K sweep submit "$T/live.json" | tail -1)"
+for _ in $(seq 1 300); do
+  [ "$($K sweep show "$LIVE" --json | python3 -c 'import json,sys; print(sum(c["status"] == "Running" for c in json.load(sys.stdin)["children"]))')" = 2 ] && break
+  sleep 0.1
+done
+out="$(remote $K sweep cancel "$LIVE")"; rc=$?
+assert_eq "0 Sweep $LIVE: Canceled" "$rc $out" "sweep cancel against the server waits for the end, as locally"
+out="$($K sweep show "$LIVE" --json)"
+assert_eq "Canceled Canceled Canceled" "$(jget "$out" '" ".join([j["status"]] + [c["status"] for c in j["children"]])')" \
+  "the sweep and its children are Canceled in the server's workspace"
+same $K sweep cancel "$LIVE"
+same $K sweep cancel nope
+expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" $K sweep cancel "$SW"
+
 # --- errors ----------------------------------------------------------------------------
 expect_fail "refused the token" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN= $K experiment list
 expect_fail "refused the token" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN=kst_wrong $K run list
 expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" $K run tag "$A" x=1
 expect_fail "'kusari run submit' does not work against a tracking server yet ($URL" \
   remote $K run submit --experiment e --source "$T/src" --entry job.sh
-expect_fail "'kusari model register' does not work against a tracking server" \
-  remote $K model register --run "$A" --name m2 --path outputs/data.txt
+# model register through the server: the same lines as locally (versions counted by its store)
+a="$($K model register --run "$A" --name ml --path outputs/data.txt --description d --tag k=v)"
+b="$(remote $K model register --run "$A" --name mr --path outputs/data.txt --description d --tag k=v)"
+assert_eq "${a//ml/mr}" "$b" "model register --run --path against the server prints what it prints locally"
+MV='[j["version"], j["run"], j["path"], j["files"], j["tags"], j["description"]]'
+same_json "$($K model show ml --json)" "$($K model show mr --json)" "the registered version is the same as the local one (but its name and time)" \
+  "$MV" "$MV"
+b="$(remote $K model register --run "$A" --name mr --path outputs)"
+assert_contains "$b" "Registered model mr version 2 (1 file" "a second registration is version 2"
+if [ $HAVE_NUMPY = 1 ]; then
+  a="$($K model register --name fl --file "$T/lin")"
+  b="$(remote $K model register --name fr --file "$T/lin")"
+  assert_eq "${a//fl/fr}" "$b" "model register --file FOLDER against the server (files uploaded) prints what it prints locally"
+  a="$($K model register --name nl --file "$T/lin/model.npz")"
+  b="$(remote $K model register --name nr --file "$T/lin/model.npz")"
+  assert_eq "${a//nl/nr}" "$b" "model register --file X.npz takes model.json along, as locally"
+  assert_contains "$b" "with model.json" "(it says so)"
+  run_ok $K model download fr:1 --to "$T/fr" >/dev/null
+  cmp -s "$T/fr/lin/model.npz" "$T/lin/model.npz" && cmp -s "$T/fr/lin/model.json" "$T/lin/model.json" \
+    && ok "the uploaded model's files are the local bytes" || fail "uploaded model files differ: $(ls -R "$T/fr")"
+fi
+expect_fail "has no file or folder 'outputs/nope' to register" remote $K model register --run "$A" --name m2 --path outputs/nope
+expect_fail "no run with id 'nope' in this workspace" remote $K model register --run nope --name m2 --path outputs
+expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" \
+  $K model register --run "$A" --name m2 --path outputs/data.txt
 assert_eq "" "$($K model list | grep m2)" "nothing half-done: no model m2"
-expect_fail "'kusari service list' does not work against a tracking server" remote $K service list
+expect_fail "'kusari sweep resume' does not work against a tracking server" remote $K sweep resume "$SW"
 expect_fail "not an http:// or https:// URL" env KUSARI_TRACKING_URI=ftp://x $K run list
 
 # --- workspace connect / show / disconnect ------------------------------------------------
@@ -142,4 +284,5 @@ stop_server
 expect_fail "cannot reach the tracking server $URL" remote $K run list
 out="$(remote $K run list 2>&1)"
 assert_not_contains "$out" "$TOK" "the error does not show the token"
+check_json
 finish

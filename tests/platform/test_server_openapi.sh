@@ -26,13 +26,30 @@ A="$(submit --experiment spec --source "$T/src" --entry job.sh)"
 run_ok $K run wait "$A" >/dev/null
 run_ok $K run tag "$A" k1=v1 >/dev/null
 run_ok $K model register --run "$A" --name m1 --path outputs/data.txt >/dev/null
+# a sweep of one child and a running scoring service (a Linear 4->3 written with numpy)
+cat > "$T/sweep.json" <<JSON
+{"experiment": "spec", "run": {"source": "$T/src", "entry": "job.sh", "compute": "cpu"},
+ "sampling": {"type": "grid", "space": {"--x": {"choice": ["1"]}}}, "primary_metric": {"name": "acc", "goal": "maximize"}}
+JSON
+SW="$(run_ok $K sweep submit "$T/sweep.json" | tail -1)"
+run_ok $K sweep wait "$SW" --timeout 120 --quiet >/dev/null
+mkdir -p "$T/lin"
+/usr/bin/python3 - "$T/lin" <<'PYM' || die "cannot write the model (python3-numpy)"
+import numpy as np, sys
+d = sys.argv[1]
+np.savez(d + "/model.npz", **{"l1/W": np.ones((3, 4), np.float32), "l1/b": np.zeros(3, np.float32)})
+open(d + "/model.json", "w").write('{"format": "kusari-sequential/1", "input": [4], "layers": '
+                                   '[{"type": "linear", "name": "l1", "in": 4, "out": 3, "nobias": false}]}\n')
+PYM
+run_ok $K model register --name lin --file "$T/lin" >/dev/null
+run_ok $K model deploy lin --name svc >/dev/null
 TOK="$($K server token create rw 2>/dev/null)"
 RO="$($K server token create ro --read-only 2>/dev/null)"
 start_server
 
-out="$(python3 - "$SPEC" "$URL" "$TOK" "$RO" "$A" <<'PY'
+out="$(python3 - "$SPEC" "$URL" "$TOK" "$RO" "$A" "$SW" <<'PY'
 import json, sys, urllib.request, urllib.error
-spec_path, url, tok, ro, run = sys.argv[1:6]
+spec_path, url, tok, ro, run, sweep = sys.argv[1:7]
 spec = json.load(open(spec_path))
 base = url + spec["servers"][0]["url"]
 comp = spec["components"]
@@ -94,7 +111,9 @@ def call(method, path, token, body=None):
     except urllib.error.HTTPError as e:
         return e.code, e.headers.get("Content-Type", ""), e.read()
 
-values = {"run": run, "experiment": "spec", "model": "m1", "version": "1", "name": "main/loss", "key": "k1"}
+import hashlib
+values = {"run": run, "experiment": "spec", "model": "m1", "version": "1", "name": "main/loss", "key": "k1",
+          "sweep": sweep, "service": "svc", "sha256": hashlib.sha256(b"data\n").hexdigest()}
 def fill(path):
     p = path
     for k, v in values.items():
@@ -144,8 +163,9 @@ for path, item in spec["paths"].items():
             if "{" in path:
                 bad = path
                 # (a metric name is the id of /metrics/names/{name})
-                for k in ("run", "experiment", "model") + (("name",) if path.startswith("/metrics/names/") else ()):
+                for k in ("run", "experiment", "model", "sweep", "service") + (("name",) if path.startswith("/metrics/names/") else ()):
                     bad = bad.replace("{%s}" % k, "no-such-thing")
+                bad = bad.replace("{sha256}", "0" * 64)
                 status, ctype, body = call("GET", fill(bad) + query(op), tok)
                 say(status == 404, "%s of an unknown id: 404 (got %d)" % (what, status))
                 check_error(what + " unknown id", status, ctype, body, op)
@@ -184,8 +204,10 @@ probes = ["health", "experiments", "experiments/spec", "runs", "runs/R", "runs/R
           "models/m1/versions/1/files/data.txt", "computes",
           "", "sweeps", "services", "tokens", "runs/R/params", "runs/R/artifacts", "experiments/spec/runs",
           "models/m1/versions", "health/x", "runs/R/cancel/x", "metrics", "runs/R/tags", "computes/cpu", "runs/R/submit",
-          "experiments/spec/delete", "models/m1/files/data.txt"]
+          "experiments/spec/delete", "models/m1/files/data.txt", "sweeps/S", "sweeps/S/cancel", "services/svc",
+          "services/svc/metrics", "services/svc/keys", "services/svc/start", "services/svc/stop", "services/svc/restart", "runs/R/events", "blobs/0123", "blobs"]
 for probe in probes:
+    probe = probe.replace("/S", "/" + sweep)
     path = "/" + probe.replace("R", run) if probe else "/"
     for m in ["GET", "POST", "PUT", "DELETE"]:
         status, ctype, body = call(m, path + ("?runs=" + run if probe == "metrics/latest" and m == "GET" else ""), ro,

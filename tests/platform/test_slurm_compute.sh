@@ -23,8 +23,19 @@ assert_eq "0" "$(sql "SELECT count(*) FROM computes")" "no target recorded after
 [ ! -e "$WS/computes" ] || [ -z "$(ls "$WS/computes")" ] && ok "no settings file after the refusals" || fail "settings left: $(ls "$WS/computes")"
 
 # ---- create: default partition, and one with every setting ----
-out="$(run_ok "$K" compute create s1 --type slurm)"
+out="$("$K" compute create s1 --type slurm 2>&1)"
 assert_contains "$out" "compute target s1 created (type slurm, partition debug, max nodes 1)" "created on Slurm's default partition"
+assert_not_contains "$out" "note:" "max nodes 1 on a 1-node partition: nothing to say"
+# --max-nodes against Slurm's view of the partition (1 node, 2 CPUs)
+out="$("$K" compute create sm2 --type slurm --max-nodes 2 2>&1)"
+assert_contains "$out" "note: Slurm partition debug has 1 node with 2 CPUs in all: with --max-nodes 2, runs share nodes" \
+  "more nodes than the partition has: a note with Slurm's count"
+assert_not_contains "$out" "beyond its CPUs" "within its CPUs: no word about waiting"
+out="$("$K" compute create sm3 --type slurm --max-nodes 3 2>&1)"
+assert_contains "$out" "runs beyond its CPUs wait in Slurm's queue (Queued); a distributed run can use at most 1 node" \
+  "more than its CPUs: the note says the rest wait"
+run_ok "$K" compute delete sm2 >/dev/null
+run_ok "$K" compute delete sm3 >/dev/null
 run_ok "$K" compute create s2 --type slurm --partition batch --max-nodes 3 --min-nodes 1 --gpus-per-node 2 \
   --time-limit 1-02:03 --account proj --qos high >/dev/null
 assert_eq "slurm|3" "$(sql "SELECT type || '|' || max_nodes FROM computes WHERE name='s2'")" "the store has type and max nodes"

@@ -324,6 +324,42 @@ static void test_store__metrics_exactly_once(void **state) {
   kp_run_free(&r);
 }
 
+/* Each metric's latest value (run search, run list --metrics) across batches:
+ * a later batch with an earlier step leaves it alone, one with the same step
+ * replaces it (it came later), one with a later step replaces it, and a
+ * batch of many points keeps the last by step */
+static void test_store__metric_latest_across_batches(void **state) {
+  kp_store *s = *state;
+  char id[256];
+  new_run(s, "exp", "cpu", id, sizeof id);
+  struct { int64_t step; double value, want; } cases[] = {
+    {5, 0.5, 0.5}, {2, 0.2, 0.5}, {5, 0.55, 0.55}, {9, 0.9, 0.9}, {-1, 0.95, 0.95}, {0, 0.01, 0.95},
+  };
+  uint64_t at = 0;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    kp_metric_point p = {.name = "acc", .step = cases[i].step, .time = (double)i, .value = cases[i].value};
+    kp_ingest_batch b = {.from = at, .to = at + 1, .points = &p, .npoints = 1};
+    assert_int_equal(kp_store_metrics_ingest(s, id, &b), 0);
+    at++;
+    double v = -1;
+    int found = 0;
+    assert_int_equal(kp_store_metric_latest_value(s, id, "acc", &v, &found), 0);
+    assert_int_equal(found, 1);
+    assert_true(v == cases[i].want);
+  }
+  /* many points in one batch, steps out of order: the largest step wins */
+  kp_metric_point many[300];
+  for (int i = 0; i < 300; i++)
+    many[i] = (kp_metric_point){.name = "loss", .step = (i * 7919) % 300, .time = i, .value = (double)((i * 7919) % 300)};
+  kp_ingest_batch b = {.from = at, .to = at + 1, .points = many, .npoints = 300};
+  assert_int_equal(kp_store_metrics_ingest(s, id, &b), 0);
+  double v = -1;
+  int found = 0;
+  assert_int_equal(kp_store_metric_latest_value(s, id, "loss", &v, &found), 0);
+  assert_int_equal(found, 1);
+  assert_true(v == 299);
+}
+
 static void test_store__model_versions(void **state) {
   kp_store *s = *state;
   char id[256];
@@ -1309,6 +1345,157 @@ static void test_store__series_window(void **state) {
   assert_int_equal(code(), KP_STORE_ENOTFOUND);
 }
 
+/* server-sent events: a run's points in the order stored, after a cursor */
+static void ingest2(kp_store *s, const char *id, uint64_t from, const char *name, double v0, double v1) {
+  kp_metric_point p[2] = {{.name = name, .step = -1, .time = 10, .value = v0}, {.name = name, .step = -1, .time = 11, .value = v1}};
+  kp_ingest_batch b = {.from = from, .to = from + 1, .points = p, .npoints = 2};
+  assert_int_equal(kp_store_metrics_ingest(s, id, &b), 0);
+}
+
+static void test_store__metric_events(void **state) {
+  kp_store *s = *state;
+  char a[256], b[256];
+  new_run(s, "exp", "cpu", a, sizeof a);
+  new_run(s, "exp", "cpu", b, sizeof b);
+  ingest2(s, a, 0, "loss", 1, 2);
+  ingest2(s, b, 0, "other", 100, 200);  /* another run's rows between */
+  ingest2(s, a, 1, "acc", 0.5, NAN);
+  kp_metric_event *v;
+  size_t n;
+  /* from the first: every point of run a, in order, at most 3 at a time */
+  int64_t cur = 0;
+  assert_int_equal(kp_store_metric_events(s, a, &cur, 3, &v, &n), 0);
+  assert_int_equal(n, 3);
+  assert_string_equal(v[0].name, "loss");
+  assert_true(v[0].value == 1 && v[0].step == 0 && v[0].time == 10);
+  assert_true(v[1].value == 2 && v[1].step == 1);
+  assert_string_equal(v[2].name, "acc");
+  assert_true(v[0].seq < v[1].seq && v[1].seq < v[2].seq && cur == v[2].seq);
+  kp_metric_events_free(v, n);
+  assert_int_equal(kp_store_metric_events(s, a, &cur, 3, &v, &n), 0);
+  assert_int_equal(n, 1);
+  assert_true(isnan(v[0].value));
+  kp_metric_events_free(v, n);
+  int64_t end = cur;
+  assert_int_equal(kp_store_metric_events(s, a, &cur, 3, &v, &n), 0);
+  assert_int_equal(n, 0);
+  assert_true(cur == end);
+  kp_metric_events_free(v, n);
+  /* from now: nothing, then only what comes after */
+  int64_t now = -1;
+  assert_int_equal(kp_store_metric_events(s, a, &now, 10, &v, &n), 0);
+  assert_int_equal(n, 0);
+  assert_true(now >= end);
+  kp_metric_events_free(v, n);
+  ingest2(s, a, 2, "loss", 3, 4);
+  assert_int_equal(kp_store_metric_events(s, a, &now, 10, &v, &n), 0);
+  assert_int_equal(n, 2);
+  assert_true(v[0].value == 3 && v[0].step == 2 && v[1].value == 4 && v[1].step == 3);
+  kp_metric_events_free(v, n);
+  /* the resumed cursor gives the same points again */
+  assert_int_equal(kp_store_metric_events(s, a, &end, 10, &v, &n), 0);
+  assert_int_equal(n, 2);
+  assert_true(v[0].value == 3);
+  kp_metric_events_free(v, n);
+  /* run b's own points only */
+  int64_t cb = 0;
+  assert_int_equal(kp_store_metric_events(s, b, &cb, 10, &v, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(v[1].name, "other");
+  kp_metric_events_free(v, n);
+  /* a run with no points yet, an unknown run */
+  char c[256];
+  new_run(s, "exp", "cpu", c, sizeof c);
+  int64_t cc = 0;
+  assert_int_equal(kp_store_metric_events(s, c, &cc, 10, &v, &n), 0);
+  assert_int_equal(n, 0);
+  kp_metric_events_free(v, n);
+  cc = 0;
+  assert_int_equal(kp_store_metric_events(s, "nope", &cc, 10, &v, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+}
+
+/* Distributed runs: rank > 0's points are kept with their rank, apart from
+ * rank 0's, which every other op (series, latest, names, search) reads. */
+static void test_store__metrics_per_rank(void **state) {
+  kp_store *s = *state;
+  char id[256];
+  new_run(s, "exp", "cpu", id, sizeof id);
+  const kp_metric_point pts[] = {
+    {.name = "acc", .step = -1, .time = 1, .value = 10},           {.name = "acc", .step = -1, .time = 2, .value = 20, .rank = 1},
+    {.name = "acc", .step = -1, .time = 3, .value = 21, .rank = 1}, {.name = "acc", .step = -1, .time = 4, .value = 11},
+    {.name = "only1", .step = 5, .time = 5, .value = NAN, .rank = 1}, {.name = "acc", .step = -1, .time = 6, .value = 30, .rank = 2},
+  };
+  kp_ingest_batch b = {.from = 0, .to = 1, .points = pts, .npoints = sizeof pts / sizeof pts[0]};
+  assert_int_equal(kp_store_metrics_ingest(s, id, &b), 0);
+  /* the next batch continues each rank's steps */
+  const kp_metric_point more[] = {{.name = "acc", .step = -1, .time = 7, .value = 22, .rank = 1}};
+  kp_ingest_batch b2 = {.from = 1, .to = 2, .points = more, .npoints = 1};
+  assert_int_equal(kp_store_metrics_ingest(s, id, &b2), 0);
+  kp_metric_point *p;
+  size_t n;
+  assert_int_equal(kp_store_metric_series(s, id, "acc", &p, &n), 0);
+  assert_int_equal(n, 2);
+  assert_true(p[0].step == 0 && p[0].value == 10 && p[1].step == 1 && p[1].value == 11);
+  free(p);
+  assert_int_equal(kp_store_metric_series_rank(s, id, "acc", 0, &p, &n), 0);
+  assert_int_equal(n, 2);
+  free(p);
+  assert_int_equal(kp_store_metric_series_rank(s, id, "acc", 1, &p, &n), 0);
+  assert_int_equal(n, 3);
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(p[i].step, (int64_t)i);
+    assert_true(p[i].value == 20 + (double)i);
+    assert_int_equal(p[i].rank, 1);
+  }
+  assert_true(p[0].time == 2 && p[2].time == 7);
+  free(p);
+  assert_int_equal(kp_store_metric_series_rank(s, id, "only1", 1, &p, &n), 0);
+  assert_true(n == 1 && p[0].step == 5 && isnan(p[0].value));
+  free(p);
+  /* rank 0's views: the latest acc is 11, "only1" is not rank 0's */
+  double v = 0;
+  int found = 0;
+  assert_int_equal(kp_store_metric_latest_value(s, id, "acc", &v, &found), 0);
+  assert_true(found && v == 11);
+  assert_int_equal(kp_store_metric_latest_value(s, id, "only1", &v, &found), 0);
+  assert_false(found);
+  char **names;
+  assert_int_equal(kp_store_metric_names(s, id, &names, &n), 0);
+  assert_int_equal(n, 1);
+  assert_string_equal(names[0], "acc");
+  kp_strings_free(names, n);
+  assert_int_equal(kp_store_metric_names_rank(s, id, 1, &names, &n), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(names[0], "acc");
+  assert_string_equal(names[1], "only1");
+  kp_strings_free(names, n);
+  assert_int_equal(kp_store_metric_names_rank(s, id, 7, &names, &n), 0);
+  assert_int_equal(n, 0);
+  kp_strings_free(names, n);
+  /* errors: no such series, rank, run; a negative rank in or out */
+  assert_int_equal(kp_store_metric_series_rank(s, id, "acc", 3, &p, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_metric_series_rank(s, "nope_1", "acc", 1, &p, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_metric_series_rank(s, id, "acc", -1, &p, &n), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_metric_names_rank(s, id, -1, &names, &n), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  const kp_metric_point bad[] = {{.name = "acc", .step = -1, .time = 1, .value = 1, .rank = -2}};
+  kp_ingest_batch b3 = {.from = 2, .to = 3, .points = bad, .npoints = 1};
+  assert_int_equal(kp_store_metrics_ingest(s, id, &b3), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_metric_series_rank(s, id, "acc", 1, &p, &n), 0);
+  assert_int_equal(n, 3);  /* nothing of the refused batch */
+  free(p);
+  /* a deleted run's ranks' points are gone with it */
+  const char *ids[] = {id};
+  assert_int_equal(kp_store_runs_delete(s, ids, 1), 0);
+  assert_int_equal(kp_store_metric_series_rank(s, id, "acc", 1, &p, &n), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+}
+
 /* The error belongs to the thread that got it. */
 static void *fail_in_thread(void *va) {
   kp_store_fail(KP_STORE_EEXISTS, "from the other thread");
@@ -2210,6 +2397,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_store__unknown_ids, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__transitions_stop_at_the_end, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__metrics_exactly_once, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__metric_latest_across_batches, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__model_versions, setup, teardown),
     cmocka_unit_test(test_store__model_versions_concurrent),
     cmocka_unit_test_setup_teardown(test_store__model_reads_and_tags, setup, teardown),
@@ -2221,6 +2409,8 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_store__run_queries, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__tokens, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__series_downsampled, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__metric_events, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__metrics_per_rank, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__series_window, setup, teardown),
     cmocka_unit_test(test_store__error_per_thread),
     /* run search */
