@@ -531,9 +531,68 @@ async function comparePage(params) {
 }
 
 // ---- sweep ---------------------------------------------------------------------------------------
+// parallel coordinates: one vertical axis per parameter and one for the
+// primary metric, one line per child (colored by its metric: best dark)
+function parallelCoords(children, metric, goal) {
+  const names = [...new Set(children.flatMap((c) => Object.keys(c.parameters || {})))].sort();
+  const rows = children.filter((c) => c.parameters);
+  const canvas = el('canvas', { id: 'parallel', width: '900', height: '320', 'data-axes': String(names.length + 1), 'data-lines': '0' });
+  if (!names.length || !rows.length) return canvas;
+  const axes = names.map((n) => {
+    const vals = rows.map((c) => (c.parameters || {})[n]);
+    const nums = vals.map(Number);
+    const numeric = nums.every((v, i) => vals[i] !== undefined && Number.isFinite(v));
+    const cats = numeric ? [] : [...new Set(vals.map(String))].sort();
+    const lo = numeric ? Math.min(...nums) : 0, hi = numeric ? Math.max(...nums) : Math.max(cats.length - 1, 1);
+    return { name: n, pos: (c) => { const v = (c.parameters || {})[n]; const x = numeric ? Number(v) : cats.indexOf(String(v)); return hi > lo ? (x - lo) / (hi - lo) : 0.5; },
+      ticks: numeric ? [String(lo), String(hi)] : cats };
+  });
+  const ms = rows.map((c) => c.best).filter((v) => typeof v === 'number');
+  const mlo = ms.length ? Math.min(...ms) : 0, mhi = ms.length ? Math.max(...ms) : 1;
+  axes.push({ name: metric + ' (best)', pos: (c) => (typeof c.best === 'number' ? (mhi > mlo ? (c.best - mlo) / (mhi - mlo) : 0.5) : null), ticks: [fmtNum(mlo), fmtNum(mhi)] });
+  const ctx = canvas.getContext('2d');
+  const W = 900, H = 320, top = 30, bottom = 40, left = 60, right = 60;
+  const x = (i) => left + (axes.length > 1 ? (i * (W - left - right)) / (axes.length - 1) : 0);
+  const y = (p) => H - bottom - p * (H - top - bottom);
+  ctx.font = '12px sans-serif';
+  ctx.fillStyle = '#333';
+  axes.forEach((a, i) => {
+    ctx.strokeStyle = '#999';
+    ctx.beginPath(); ctx.moveTo(x(i), y(0)); ctx.lineTo(x(i), y(1)); ctx.stroke();
+    ctx.textAlign = 'center';
+    ctx.fillText(a.name, x(i), top - 12);
+    ctx.fillText(a.ticks[0] || '', x(i), H - bottom + 16);
+    ctx.fillText(a.ticks[a.ticks.length - 1] || '', x(i), top + 2);
+  });
+  let lines = 0;
+  for (const c of rows) {
+    const m = axes[axes.length - 1].pos(c);
+    const good = m === null ? 0 : goal === 'minimize' ? 1 - m : m;
+    ctx.strokeStyle = m === null ? 'rgba(150,150,150,0.6)' : `hsl(${210 - 190 * good}, 70%, 45%)`;
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    axes.forEach((a, i) => { const p = a.pos(c); const yy = y(p === null ? 0 : p); if (i) ctx.lineTo(x(i), yy); else ctx.moveTo(x(i), yy); });
+    ctx.stroke();
+    lines++;
+  }
+  canvas.setAttribute('data-lines', String(lines));
+  return canvas;
+}
+
+function sweepSettings(sw) {
+  const space = Object.entries(sw.search_space || {}).map(([name, expr]) => el('tr', {}, el('th', {}, name), el('td', { class: 'kv' }, JSON.stringify(expr))));
+  const pol = Object.entries(sw.policy_settings || {}).map(([k, v]) => `${k} ${v}`).join(', ');
+  return [el('h2', {}, 'Search space and policy'),
+    el('table', { id: 'sweep-space' }, el('tbody', {}, space)),
+    el('p', { id: 'sweep-policy' }, `sampling ${sw.sampling}` + (sw.seed !== undefined && sw.seed !== null ? ` (seed ${sw.seed})` : '') +
+      ` · primary metric ${sw.primary_metric} (${sw.goal}) · policy ${sw.policy}` + (pol ? ` (${pol})` : '') +
+      ` · at most ${sw.max_total_runs} runs, ${sw.max_concurrent_runs} at once` + (sw.stop_reason ? ` · stopped: ${sw.stop_reason}` : ''))];
+}
+
 async function sweepPage(id) {
   const sig = { signal: page.abort.signal };
   const run = await api('runs/' + enc(id), sig);
+  const sw = await api('sweeps/' + enc(id), sig);
   const kids = await api(`runs?parent=${enc(id)}&max_results=1000&order_by=created asc`, sig);
   const best = run.tags ? run.tags.best_child_run_id : null;
   const grid = el('div', { class: 'grid', id: 'sweep-chart' });
@@ -545,7 +604,8 @@ async function sweepPage(id) {
   show(el('h1', {}, 'Sweep ', run.id, ' ', statusBadge(run.status)),
     el('p', { class: 'muted' }, `experiment ${run.experiment} · ${kids.runs.length} children`,
       best ? [' · best child ', runLink(best), ` (${fmtNum(parseFloat(run.tags.best_metric_value))})`] : ''),
-    el('div', { class: 'note' }, 'The API does not serve the sweep\'s search space and policy yet: see `kusari sweep show ' + run.id + '` on the server machine.'),
+    sweepSettings(sw),
+    el('h2', {}, 'Parameters against ' + sw.primary_metric), parallelCoords(sw.children || [], sw.primary_metric, sw.goal),
     el('table', { id: 'sweep-children' }, el('thead', {}, el('tr', {}, ['#', 'child', 'status', 'arguments', 'duration', 'decision (early termination)'].map((h) => el('th', {}, h)))),
       el('tbody', {}, rows)),
     el('p', {}, el('a', { href: '#/runs?parent=' + enc(run.id) }, 'These children in a runs table (metric columns, compare)')),
@@ -576,10 +636,27 @@ async function modelsPage() {
     : el('p', { class: 'muted' }, 'No models registered (kusari model register).'));
 }
 
-function servicesPage() {
-  show(el('h1', {}, 'Services'), el('div', { class: 'note' },
-    'The server\'s API has no endpoints for scoring services yet, so this page cannot list them. ' +
-    'On the server machine: `kusari service list` and `kusari service show NAME`.'));
+// each service with its counters (GET /services/{name}/metrics); the API never
+// gives a key, so the page only says whether scoring needs one
+async function servicesPage() {
+  const sig = { signal: page.abort.signal };
+  const j = await api('services', sig);
+  const list = j.services || [];
+  const stats = await Promise.all(list.map((v) => api(`services/${enc(v.name)}/metrics`, sig).catch(() => null)));
+  const ms = (x) => (typeof x === 'number' ? (x * 1000).toFixed(1) + ' ms' : '—');
+  show(el('h1', {}, 'Services'), list.length ? el('table', { id: 'services' },
+    el('thead', {}, el('tr', {}, ['service', 'state', 'model', 'scoring URI', 'key', 'requests', 'by code', 'latency mean / p50 / p99'].map((h) => el('th', {}, h)))),
+    el('tbody', {}, list.map((v, i) => {
+      const m = stats[i] || {};
+      const lat = m.latency_seconds || {};
+      return el('tr', { 'data-service': v.name },
+        el('td', {}, v.name), el('td', {}, statusBadge(v.state)), el('td', {}, v.model), el('td', { class: 'kv' }, v.scoring_uri),
+        el('td', { class: 'key' }, v.auth ? 'required (••••••••, never shown)' : 'none'),
+        el('td', { class: 'num', 'data-requests': String(m.requests_total ?? '') }, m.requests_total ?? '—'),
+        el('td', { class: 'kv' }, Object.entries(m.requests_by_code || {}).map(([k, n]) => `${k}: ${n}`).join(' ')),
+        el('td', { class: 'num' }, `${ms(lat.mean)} / ${ms(lat.p50)} / ${ms(lat.p99)}`));
+    })))
+    : el('p', { class: 'muted' }, 'No services (kusari model deploy).'));
 }
 
 // ---- start ---------------------------------------------------------------------------------------------

@@ -117,6 +117,22 @@ c = [c for c in j["children"] if c["status"] == "Canceled"]
 print(c[0]["id"] + "\t" + c[0]["early_termination"] if c else "")')"
 [ -n "$CANCELED" ] || fail "the sweep canceled no child: $($K sweep show "$SW")"
 
+# a scoring service with keys, scored twice with its key and once without
+mkdir -p "$T/lin"
+/usr/bin/python3 - "$T/lin" <<'PYM' || die "cannot write the model"
+import numpy as np, sys
+d = sys.argv[1]
+np.savez(d + "/model.npz", **{"l1/W": np.arange(12, dtype=np.float32).reshape(3, 4) / 10, "l1/b": np.zeros(3, np.float32)})
+open(d + "/model.json", "w").write('{"format": "kusari-sequential/1", "input": [4], "layers": '
+                                   '[{"type": "linear", "name": "l1", "in": 4, "out": 3, "nobias": false}]}\n')
+PYM
+run_ok $K model register --name lin --file "$T/lin" >/dev/null
+SURI="$(run_ok $K model deploy lin --name uisvc --auth | tail -1)"
+SKEY="$(jget "$(run_ok $K service keys uisvc --json)" 'j["primary_key"]')"
+score() { curl -s -m 20 -o /dev/null -w '%{http_code}' -d '{"data": [[1, 2, 3, 4]]}' "$@" "$SURI"; }
+assert_eq "200 200 401" "$(score -H "Authorization: Bearer $SKEY") $(score -H "Authorization: Bearer $SKEY") $(score)" \
+  "the service scored twice and refused one request without a key"
+
 start_server
 # run B gets a 5,000-point "big" series (a batch over the API, at the store's
 # offset that a 409 names) for the zoom checks: the chart downsampled at
@@ -141,7 +157,7 @@ if [ -z "$SELPY" ] || [ -z "$CHROMEDRIVER" ] || [ -z "$CHROMIUM" ]; then
   touch "$T/stop"
   exit 77
 fi
-UI_URL="$URL" UI_TOKEN="$TOK" UI_A="$A" UI_B="$B" UI_C="$C" UI_XSS="$XSS" UI_SWEEP="$SW" UI_CANCELED="$CANCELED" \
+UI_SERVICE=uisvc UI_SERVICE_KEY="$SKEY" UI_SERVICE_URI="$SURI" UI_URL="$URL" UI_TOKEN="$TOK" UI_A="$A" UI_B="$B" UI_C="$C" UI_XSS="$XSS" UI_SWEEP="$SW" UI_CANCELED="$CANCELED" \
   UI_FILTER="$FILTER" UI_FILTER_CODE="$FILTER_CODE" UI_FILTER_BODY="$T/filter.json" UI_STOP="$T/stop" UI_SERVER_PID="$SRV" \
   UI_CHROMIUM="$CHROMIUM" UI_CHROMEDRIVER="$CHROMEDRIVER" UI_PROFILE="$T/chrome" \
   timeout 150 "$SELPY" "$HERE/ui_browser.py" > "$T/browser.out" 2>&1
@@ -156,5 +172,6 @@ if [ -n "$SRV" ]; then
   kill -0 "$SRV" 2>/dev/null && kill -TERM "$SRV"
   wait "$SRV"; SRV_RC=$?; SRV=""; assert_eq 0 "$SRV_RC" "the server exited 0 on SIGTERM"
 fi
+run_ok $K service delete uisvc >/dev/null
 if grep -qE "Sanitizer|runtime error:" "$T/srv.err"; then fail "sanitizer report from the server: $(head -40 "$T/srv.err")"; fi
 finish

@@ -294,6 +294,16 @@ try:
     check(rule in cr["decision"], "its decision shows the policy's rule and numbers", "%r not in %r" % (rule, cr["decision"]))
     best = [r for r, v in rows.items() if "best" in v["cls"]]
     check(len(best) == 1 and best[0] != canceled_id, "the best child is marked", repr(best))
+    sp = text("#sweep-space")
+    check("--curve" in sp and "b1" in sp and "b2" in sp, "the sweep's search space (--curve: choice b1, b2)", sp)
+    po = text("#sweep-policy")
+    check("grid" in po and "bandit" in po and "slack_factor 0.1" in po and "acc (maximize)" in po,
+          "the sampling, primary metric and policy with its settings", po)
+    check(attr("#parallel", "data-axes") == "2" and attr("#parallel", "data-lines") == "2",
+          "parallel coordinates: axes --curve and acc, one line per child", "%s axes, %s lines" % (attr("#parallel", "data-axes"), attr("#parallel", "data-lines")))
+    inked = d.execute_script("const c = document.getElementById('parallel'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                             " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n;")
+    check(inked > 500, "the parallel-coordinates canvas is drawn", "%d inked pixels" % inked)
     wait(lambda: attr("#sweep-chart div[data-chart='acc']", "data-points") not in (None, "0"), "the children's acc curves in one chart")
     check("null" not in text("#main"), "no stray 'null' on the page")
     shot("sweep")
@@ -303,6 +313,20 @@ try:
     wait(lambda: css("#models tbody tr"), "the models page")
     check("uimodel" in text("#models") and A in text("#models"), "the model with its source run")
     shot("models")
+
+    # --- services: state, scoring URI, counters, the key never shown ---------------------------------
+    go("#/services")
+    svc = "#services tr[data-service='%s']" % E["UI_SERVICE"]
+    wait(lambda: css(svc), "the services page lists the deployed service")
+    row = text(svc)
+    check("Running" in row and E["UI_SERVICE_URI"] in row, "its state and scoring URI", row)
+    check(attr(svc + " td[data-requests]", "data-requests") == "3", "its request counter (2 scored, 1 refused)", attr(svc + " td[data-requests]", "data-requests") or "")
+    check("200: 2" in row and "401: 1" in row and " ms" in row, "requests by code and the latency", row)
+    check("required" in row, "the page says scoring needs a key")
+    key = E["UI_SERVICE_KEY"]
+    check(key and key not in d.page_source and key[:12] not in d.page_source and key[-12:] not in d.page_source,
+          "the key, nor part of it, is anywhere in the page")
+    shot("services")
 
     # --- the server gone: a clear message ---------------------------------------------------------------
     os.kill(int(E["UI_SERVER_PID"]), signal.SIGTERM)
