@@ -460,40 +460,81 @@ async function runPage(id) {
       : el('p', { class: 'muted' }, 'none'));
   };
   await Promise.all([refreshMetrics(), refreshFiles(), refreshModels()]);
-  // the log, live: a long poll that answers as soon as new bytes come
-  (async () => {
-    let offset = 0;
-    while (page.alive) {
-      try {
-        const active = !ended(run.status);
-        const resp = await request(`runs/${enc(id)}/logs?offset=${offset}` + (active ? '&wait=20' : ''), sig);
-        const text = await resp.text();
-        offset = parseInt(resp.headers.get('X-Kusari-Next-Offset') || String(offset + text.length), 10);
-        if (text) {
-          logPre.textContent = (logPre.textContent + text).slice(-200000);
-          logPre.scrollTop = logPre.scrollHeight;
-        }
-        if (!active && !text) break;
-      } catch (e) {
-        if (e.status === 404) { logPre.textContent = '(no log yet)'; if (ended(run.status)) break; await sleep(1000); continue; }
-        if (e.name !== 'AbortError') failed(e);
-        break;
-      }
+  // the log's tail now, from offset 0 (the server gives at most its tail)
+  let logNext = 0;
+  const appendLog = (text) => {
+    if (!text) return;
+    logPre.textContent = (logPre.textContent + text).slice(-200000);
+    logPre.scrollTop = logPre.scrollHeight;
+  };
+  const readLog = async () => {
+    try {
+      const resp = await request(`runs/${enc(id)}/logs?offset=${logNext}`, sig);
+      const text = await resp.text();
+      logNext = parseInt(resp.headers.get('X-Kusari-Next-Offset') || String(logNext + text.length), 10);
+      appendLog(text);
+    } catch (e) {
+      if (e.status === 404) { if (!logPre.textContent) logPre.textContent = '(no log yet)'; return; }
+      throw e;
     }
-  })();
-  // status and metrics, live while the run is active: the wait long poll
-  // answers at once when the run ends, else after 2 s; then one refresh
+  };
+  const afterEnd = async () => {
+    run = await api('runs/' + enc(id), sig);
+    renderHeader();
+    await Promise.all([refreshMetrics(), refreshFiles(), refreshModels(), readLog()]);
+  };
+  if (ended(run.status)) { await readLog(); return; }
+  // live while the run is active: ONE server-sent event stream (GET
+  // /runs/{id}/events, read with fetch since EventSource cannot send the
+  // token): log lines appended as they come, status changes redraw the
+  // header, new metric points refetch the series at most every 2 s
   (async () => {
-    while (page.alive && !ended(run.status)) {
-      try {
-        const w = await api(`runs/${enc(id)}/wait?timeout=2`, sig);
-        if (!page.alive) break;
-        run = w.run;
+    let resp;
+    try { resp = await request(`runs/${enc(id)}/events?from=now`, sig); } catch (e) { failed(e); return; }
+    await readLog();  // after the stream opened: lines before it come from here, later ones from the stream
+    let dirty = false, busy = false;
+    const tick = setInterval(async () => {
+      if (!page.alive) { clearInterval(tick); return; }
+      if (!dirty || busy) return;
+      dirty = false;
+      busy = true;
+      try { await refreshMetrics(); } catch (e) { failed(e); } finally { busy = false; }
+    }, 2000);
+    const onEvent = async (type, data) => {
+      let d;
+      try { d = JSON.parse(data); } catch (_) { return; }
+      if (type === 'metric') dirty = true;
+      else if (type === 'log') {
+        if (d.offset < logNext) return;  // already read
+        appendLog(d.line.endsWith('\n') ? d.line : d.line + '\n');
+        logNext = d.offset + new TextEncoder().encode(d.line).length + (d.line.endsWith('\n') ? 0 : 1);
+      } else if (type === 'status' && d.status !== run.status) {
+        run = await api('runs/' + enc(id), sig);
         renderHeader();
-        await refreshMetrics();
-        if (ended(run.status)) await Promise.all([refreshFiles(), refreshModels()]);
-      } catch (e) { failed(e); break; }
-    }
+      } else if (type === 'error') banner('The run\'s event stream stopped: ' + d.message);
+    };
+    const reader = resp.body.getReader();
+    const dec = new TextDecoder();
+    let buf = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || !page.alive) break;
+        buf += dec.decode(value, { stream: true });
+        let cut;
+        while ((cut = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, cut);
+          buf = buf.slice(cut + 2);
+          let type = 'message', data = '';
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event:')) type = line.slice(6).trim();
+            else if (line.startsWith('data:')) data += line.slice(5).trim();
+          }
+          if (data) await onEvent(type, data);
+        }
+      }
+    } catch (e) { if (e.name !== 'AbortError') failed(e); return; } finally { clearInterval(tick); }
+    if (page.alive) await afterEnd();
   })();
 }
 

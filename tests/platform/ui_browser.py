@@ -208,6 +208,7 @@ try:
     check("filter=" in d.current_url, "the filter is kept in the URL")
 
     # --- run page: the chart gains points while the run is active ------------------------------
+    d.execute_script("performance.setResourceTimingBufferSize(5000); performance.clearResourceTimings()")
     go("#/run/" + C)
     card = "div[data-chart='loss']"
     wait(lambda: int(attr(card, "data-points") or 0) > 0, "the live run's loss chart has points", 20)
@@ -217,6 +218,10 @@ try:
     wait(lambda: "tick" in text("#log"), "the log tail shows the run's lines")
     t1 = text("#log").count("tick")
     wait(lambda: text("#log").count("tick") > t1, "the log tail grows while the run is active", 15)
+    polls = d.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)"
+                             ".filter((u) => u.includes('/wait?') || /[?&]wait=/.test(u) || u.includes('/events'))")
+    check(not [u for u in polls if "/events" not in u], "live by one event stream: no wait or log long polls", repr(polls[:5]))
+    check(text("#log").count("tick 1\n") == 1, "each log line once (the tail read, then the stream)", text("#log")[:200])
     check(len(css(card + " canvas")) == 1, "one chart per metric, drawn on a canvas")
     check("null" not in text("#main"), "no stray 'null' on the run page")
     check("Running" in text("#timeline") and "Queued" in text("#timeline"), "the lifecycle timeline")
