@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -366,12 +367,23 @@ static enum MHD_Result api_series(struct MHD_Connection *c, srv_req *r, const sr
   if (qint(c, "rank", 0, 0, 999999, &rank, &ans) != 0) return ans;
   if (rank > 0 && maxp)
     return srv_error(c, 400, "invalid", "max_points is for rank 0's series; leave it out with rank=%lld", rank);
+  /* a step window (a zoomed chart): from_step <= step <= to_step */
+  long long from, to;
+  if (qint(c, "from_step", LLONG_MIN, LLONG_MIN, LLONG_MAX, &from, &ans) != 0) return ans;
+  if (qint(c, "to_step", LLONG_MAX, LLONG_MIN, LLONG_MAX, &to, &ans) != 0) return ans;
+  int window = qarg(c, "from_step") || qarg(c, "to_step");
+  if (from > to) return srv_error(c, 400, "invalid", "from_step (%lld) is after to_step (%lld)", from, to);
+  if (window && rank > 0)
+    return srv_error(c, 400, "invalid", "from_step and to_step are for rank 0's series; leave them out with rank=%lld", rank);
   kp_metric_point *p;
   size_t n;
   int64_t total;
   if (rank > 0) {
     if (kp_store_metric_series_rank(st, rt->seg[1], rt->rest, (int)rank, &p, &n) != 0) return srv_store_error(c);
     total = (int64_t)n;
+  } else if (window) {
+    if (kp_store_metric_series_window(st, rt->seg[1], rt->rest, from, to, maxp ? maxp : INT64_MAX, &p, &n, &total) != 0)
+      return srv_store_error(c);
   } else if (maxp) {
     if (kp_store_metric_series_downsampled(st, rt->seg[1], rt->rest, maxp, &p, &n, &total) != 0) return srv_store_error(c);
   } else {
@@ -1948,7 +1960,7 @@ static const route ROUTES[] = {
   {"GET", "runs/*/wait", "timeout", 0, api_wait},
   {"GET", "runs/*/metrics", "", 0, api_run_metrics},
   {"POST", "runs/*/metrics", "", 1, api_metrics_post},
-  {"GET", "runs/*/metrics/**", "max_points,rank", 0, api_series},
+  {"GET", "runs/*/metrics/**", "max_points,rank,from_step,to_step", 0, api_series},
   {"GET", "runs/*/logs", "offset,wait,max_bytes,log", 0, api_logs},
   {"GET", "runs/*/files", "", 0, api_files},
   {"GET", "runs/*/files/**", "", 0, api_file},

@@ -147,6 +147,7 @@ typedef struct kp_run {
   char *env_json, *env_hash, *cancel_reason, *build_cache;  /* NULL when none */
   int64_t snapshot_bytes;
   double created, prepared, started, ended;  /* 0 when not (yet) */
+  double finalizing;  /* when it became Finalizing (run page timeline, h-ui); 0 when not (yet) */
   int has_exit_code, exit_code, signal;
   int cancel_requested;
   double cancel_grace;
@@ -643,6 +644,15 @@ typedef struct kp_store_ops {
                             size_t *n);
   /* the names of the metrics 'rank' logged, sorted (kp_strings_free) */
   int (*metric_names_rank)(kp_store *s, const char *run_id, int rank, char ***out, size_t *n);
+  /* ---- web UI zoom (h-ui) ---- */
+  /* the points of one metric with from_step <= step <= to_step, downsampled
+   * as metric_series_downsampled over that window's own step range when it
+   * has more than max_points (>= 2) of them, else all of them (a zoomed
+   * chart at full resolution); *total gets the window's point count (0 and
+   * no points when the window is empty). EINVAL when from_step > to_step;
+   * ENOTFOUND as metric_series when the run has no such metric at all. */
+  int (*metric_series_window)(kp_store *s, const char *run_id, const char *name, int64_t from_step, int64_t to_step,
+                              int64_t max_points, kp_metric_point **out, size_t *n, int64_t *total);
 } kp_store_ops;
 
 struct kp_store {
@@ -785,6 +795,8 @@ int kp_store_token_create(kp_store *s, const char *name, const char *sha256_hex,
 int kp_store_token_list(kp_store *s, kp_token **out, size_t *n);
 int kp_store_token_revoke(kp_store *s, const char *name);
 int kp_store_token_check(kp_store *s, const char *sha256_hex, int *found, int *read_only);
+int kp_store_metric_series_window(kp_store *s, const char *run_id, const char *name, int64_t from_step, int64_t to_step,
+                                  int64_t max_points, kp_metric_point **out, size_t *n, int64_t *total);
 int kp_store_metric_series_downsampled(kp_store *s, const char *run_id, const char *name, int64_t max_points,
                                        kp_metric_point **out, size_t *n, int64_t *total);
 /* server-sent events */

@@ -479,6 +479,10 @@ int kp_store_metric_series_downsampled(kp_store *s, const char *run_id, const ch
                                        kp_metric_point **out, size_t *n, int64_t *total) {
   CALL(metric_series_downsampled, run_id, name, max_points, out, n, total);
 }
+int kp_store_metric_series_window(kp_store *s, const char *run_id, const char *name, int64_t from_step, int64_t to_step,
+                                  int64_t max_points, kp_metric_point **out, size_t *n, int64_t *total) {
+  CALL(metric_series_window, run_id, name, from_step, to_step, max_points, out, n, total);
+}
 
 /* ---- distributed runs: metrics per rank ------------------------------------------- */
 int kp_store_metric_series_rank(kp_store *s, const char *run_id, const char *name, int rank, kp_metric_point **out,

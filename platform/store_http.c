@@ -199,7 +199,9 @@ static void run_of(const cJSON *o, kp_run *r) {
   r->build_cache = bc;
   r->snapshot_bytes = (int64_t)num(o, "snapshot_bytes");
   r->created = when(o, "created");
+  r->prepared = when(o, "prepared");
   r->started = when(o, "started");
+  r->finalizing = when(o, "finalizing");
   r->ended = when(o, "ended");
   const cJSON *d = item(o, "duration_s");
   /* the seconds of both times as shown, and the exact duration: a start

@@ -63,7 +63,7 @@ int kp_store_pg_schema_version(void) { return 0; }
 /* migrations[i] takes the schema from version i to i+1; the version equals
  * the SQLite backend's (store_sqlite.c), and test_store.c checks that both
  * backends reach the same one */
-#define PG_SCHEMA_VERSION 8
+#define PG_SCHEMA_VERSION 9
 
 #define SQL_ENDED "('Completed','Failed','Canceled')"
 #define SQL_ACTIVE "('Queued','Preparing','Running','Finalizing')"
@@ -194,6 +194,8 @@ static const char *const migrations[] = {
   "CREATE TABLE IF NOT EXISTS metric_ranks(id BIGSERIAL PRIMARY KEY, run_id TEXT NOT NULL, rank INTEGER NOT NULL,\n"
   "  name TEXT NOT NULL, step BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL, value DOUBLE PRECISION);\n"
   "CREATE INDEX IF NOT EXISTS metric_ranks_by_run ON metric_ranks(run_id, rank, name, step);\n",
+  /* 8 -> 9: when each run became Finalizing (the web UI's run timeline) */
+  "ALTER TABLE runs ADD COLUMN IF NOT EXISTS finalizing DOUBLE PRECISION;\n",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == PG_SCHEMA_VERSION, "one migration per version");
 
@@ -763,7 +765,7 @@ out:
   " r.exit_code, r.signal, r.cancel_requested, r.channel_offset, r.cancel_grace,"                             \
   " r.supervisor_pid, r.supervisor_start, r.entry_pid, r.entry_start,"                                        \
   " r.source, r.entry, r.args, r.snapshot, r.env_json, r.env_hash, r.cancel_reason, r.build_cache,"           \
-  " r.snapshot_bytes"                                                                                         \
+  " r.snapshot_bytes, r.finalizing"                                                                           \
   " FROM runs r JOIN experiments e ON e.id=r.experiment_id"
 
 static void run_from_row(PGresult *r, int i, kp_run *o) {
@@ -797,6 +799,7 @@ static void run_from_row(PGresult *r, int i, kp_run *o) {
   o->cancel_reason = gdupn(r, i, 25);
   o->build_cache = gdupn(r, i, 26);
   o->snapshot_bytes = gi64(r, i, 27);
+  o->finalizing = gtime(r, i, 28);
 }
 
 /* The rows of a RUN_COLS query as runs. */
@@ -928,6 +931,7 @@ static int pg_run_transition(kp_store *base, const char *id, const kp_run_transi
           "UPDATE runs SET status=$2::text,"
           " prepared=CASE WHEN $2::text='Preparing' THEN $3::float8 ELSE prepared END,"
           " started=CASE WHEN $2::text='Running' THEN $3::float8 ELSE started END,"
+          " finalizing=CASE WHEN $2::text='Finalizing' THEN $3::float8 ELSE finalizing END,"
           " ended=CASE WHEN $4::int<>0 THEN $3::float8 ELSE ended END,"
           " exit_code=coalesce($5::int, exit_code),"
           " signal=coalesce($6::int, signal),"
@@ -2708,7 +2712,7 @@ out:
   " (SELECT count(*) FROM sweep_trials t WHERE t.sweep_id=w.run_id),"                               \
   " (SELECT value FROM tags g WHERE g.run_id=w.run_id AND g.key='best_child_run_id')"               \
   " FROM sweeps w JOIN (" RUN_COLS ") x ON x.id=w.run_id"
-#define SWEEP_COL0 28  /* the first column after the run's */
+#define SWEEP_COL0 29  /* the first column after the run's */
 
 static void sweep_from_row(PGresult *r, int i, kp_sweep *w) {
   memset(w, 0, sizeof *w);
@@ -3099,30 +3103,49 @@ static int pg_token_check(kp_store *base, const char *sha256_hex, int *found, in
 }
 
 /* ---- downsampled series ------------------------------------------------------------------ */
-static int pg_metric_series_downsampled(kp_store *base, const char *run_id, const char *name, int64_t max_points,
-                                        kp_metric_point **out, size_t *n, int64_t *total) {
+/* one metric's points with from <= step <= to, downsampled over the window's
+ * own step range when there are more than max_points (see store.h) */
+static int pg_metric_series_window(kp_store *base, const char *run_id, const char *name, int64_t from, int64_t to,
+                                   int64_t max_points, kp_metric_point **out, size_t *n, int64_t *total) {
   pg_store *s = PG(base);
   *out = NULL;
   *n = 0;
   *total = 0;
   if (max_points < 2) return kp_store_fail(KP_STORE_EINVAL, "max_points must be 2 or more (got %lld)", (long long)max_points);
+  if (from > to)
+    return kp_store_fail(KP_STORE_EINVAL, "from_step (%lld) is after to_step (%lld)", (long long)from, (long long)to);
   if (run_exists(s, run_id) <= 0) return -1;
   pa a = {0};
   p_txt(&a, run_id);
   p_txt(&a, name);
-  PGresult *r = qry(s, "SELECT count(*), coalesce(min(step), 0), coalesce(max(step), 0) FROM metrics WHERE run_id=$1 AND name=$2",
+  p_i64(&a, from);
+  p_i64(&a, to);
+  PGresult *r = qry(s,
+                    "SELECT count(*), coalesce(min(step), 0), coalesce(max(step), 0) FROM metrics"
+                    " WHERE run_id=$1 AND name=$2 AND step BETWEEN $3 AND $4",
                     &a);
   if (!r) return -1;
   *total = gi64(r, 0, 0);
   int64_t lo = gi64(r, 0, 1), hi = gi64(r, 0, 2);
   PQclear(r);
-  if (*total == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no metric named '%s'", run_id, name);
+  if (*total == 0) {
+    /* an empty window of a metric the run has is no error */
+    pa b = {0};
+    p_txt(&b, run_id);
+    p_txt(&b, name);
+    r = qry(s, "SELECT 1 FROM metrics WHERE run_id=$1 AND name=$2 LIMIT 1", &b);
+    if (!r) return -1;
+    int has = PQntuples(r) > 0;
+    PQclear(r);
+    return has ? 0 : kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no metric named '%s'", run_id, name);
+  }
   /* buckets of equal step ranges as store_sqlite.c cuts them; in each, the
    * row of the lowest and of the highest value (NaN, which PostgreSQL sorts
    * above every number, only when the bucket has nothing else; ties: the
    * first row by step) */
   if (*total <= max_points) {
-    r = qry(s, "SELECT step, ts, value FROM metrics WHERE run_id=$1 AND name=$2 ORDER BY step, id", &a);
+    r = qry(s, "SELECT step, ts, value FROM metrics WHERE run_id=$1 AND name=$2 AND step BETWEEN $3 AND $4 ORDER BY step, id",
+            &a);
   } else {
     uint64_t span = (uint64_t)hi - (uint64_t)lo + 1, nb = (uint64_t)(max_points / 2);
     int64_t width = (int64_t)(span / nb + (span % nb != 0));
@@ -3130,11 +3153,13 @@ static int pg_metric_series_downsampled(kp_store *base, const char *run_id, cons
     p_i64(&a, width);
     r = qry(s,
             "SELECT step, ts, value FROM ("
-            " (SELECT DISTINCT ON ((step - $3) / $4) step, ts, value, id FROM metrics WHERE run_id=$1 AND name=$2"
-            "  ORDER BY (step - $3) / $4, nullif(value, 'NaN'::float8) ASC NULLS LAST, step, id)"
+            " (SELECT DISTINCT ON ((step - $5) / $6) step, ts, value, id FROM metrics"
+            "  WHERE run_id=$1 AND name=$2 AND step BETWEEN $3 AND $4"
+            "  ORDER BY (step - $5) / $6, nullif(value, 'NaN'::float8) ASC NULLS LAST, step, id)"
             " UNION"
-            " (SELECT DISTINCT ON ((step - $3) / $4) step, ts, value, id FROM metrics WHERE run_id=$1 AND name=$2"
-            "  ORDER BY (step - $3) / $4, nullif(value, 'NaN'::float8) DESC NULLS LAST, step, id)) b"
+            " (SELECT DISTINCT ON ((step - $5) / $6) step, ts, value, id FROM metrics"
+            "  WHERE run_id=$1 AND name=$2 AND step BETWEEN $3 AND $4"
+            "  ORDER BY (step - $5) / $6, nullif(value, 'NaN'::float8) DESC NULLS LAST, step, id)) b"
             " ORDER BY step, id",
             &a);
   }
@@ -3150,6 +3175,11 @@ static int pg_metric_series_downsampled(kp_store *base, const char *run_id, cons
   }
   PQclear(r);
   return 0;
+}
+
+static int pg_metric_series_downsampled(kp_store *base, const char *run_id, const char *name, int64_t max_points,
+                                        kp_metric_point **out, size_t *n, int64_t *total) {
+  return pg_metric_series_window(base, run_id, name, INT64_MIN, INT64_MAX, max_points, out, n, total);
 }
 
 /* ---- server-sent events (h-api) ----------------------------------------------- */
@@ -3294,6 +3324,8 @@ static const kp_store_ops pg_ops = {
   /* distributed runs: metrics per rank */
   .metric_series_rank = pg_metric_series_rank,
   .metric_names_rank = pg_metric_names_rank,
+  /* web UI zoom (h-ui) */
+  .metric_series_window = pg_metric_series_window,
 };
 
 /* ---- opening and migrating ---------------------------------------------------------- */

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <sys/time.h>
 
-#define SCHEMA_VERSION 8
+#define SCHEMA_VERSION 9
 
 /* the status sets the SQL below uses (names as kp_run_status_name gives) */
 #define SQL_ENDED "('Completed','Failed','Canceled')"
@@ -156,6 +156,9 @@ static const char *const migrations[] = {
   "CREATE TRIGGER IF NOT EXISTS metric_ranks_on_run_delete AFTER DELETE ON runs BEGIN\n"
   "  DELETE FROM metric_ranks WHERE run_id = OLD.id;\n"
   "END;\n",
+  /* 8 -> 9: when each run became Finalizing (the web UI's run timeline; the
+   * other status times were kept already): see migrate_8_to_9 */
+  "",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == SCHEMA_VERSION, "one migration per version");
 
@@ -553,7 +556,7 @@ out:
   " r.exit_code, r.signal, r.cancel_requested, r.channel_offset, r.cancel_grace,"                             \
   " r.supervisor_pid, r.supervisor_start, r.entry_pid, r.entry_start,"                                        \
   " r.source, r.entry, r.args, r.snapshot, r.env_json, r.env_hash, r.cancel_reason, r.build_cache,"           \
-  " r.snapshot_bytes"                                                                                         \
+  " r.snapshot_bytes, r.finalizing"                                                                           \
   " FROM runs r JOIN experiments e ON e.id=r.experiment_id"
 
 static void run_from_row(sqlite3_stmt *st, kp_run *o) {
@@ -586,6 +589,7 @@ static void run_from_row(sqlite3_stmt *st, kp_run *o) {
   o->cancel_reason = col_dup_or_null(st, 25);
   o->build_cache = col_dup_or_null(st, 26);
   o->snapshot_bytes = sqlite3_column_int64(st, 27);
+  o->finalizing = col_time(st, 28);
 }
 
 static int sq_run_get(kp_store *base, const char *id, kp_run *o) {
@@ -781,6 +785,7 @@ static int sq_run_transition(kp_store *base, const char *id, const kp_run_transi
            "UPDATE runs SET status=?2,"
            " prepared=CASE WHEN ?2='Preparing' THEN ?3 ELSE prepared END,"
            " started=CASE WHEN ?2='Running' THEN ?3 ELSE started END,"
+           " finalizing=CASE WHEN ?2='Finalizing' THEN ?3 ELSE finalizing END,"
            " ended=CASE WHEN ?4 THEN ?3 ELSE ended END,"
            " exit_code=CASE WHEN ?5 IS NULL THEN exit_code ELSE ?5 END,"
            " signal=CASE WHEN ?6 IS NULL THEN signal ELSE ?6 END,"
@@ -2745,7 +2750,7 @@ out:
   " (SELECT count(*) FROM sweep_trials t WHERE t.sweep_id=w.run_id),"                               \
   " (SELECT value FROM tags g WHERE g.run_id=w.run_id AND g.key='best_child_run_id')"               \
   " FROM sweeps w JOIN (" RUN_COLS ") x ON x.id=w.run_id"
-#define SWEEP_COL0 28  /* the first column after the run's */
+#define SWEEP_COL0 29  /* the first column after the run's */
 
 static void sweep_from_row(sqlite3_stmt *st, kp_sweep *w) {
   memset(w, 0, sizeof *w);
@@ -3155,18 +3160,25 @@ static int sq_token_check(kp_store *base, const char *sha256_hex, int *found, in
   return rc;
 }
 
-static int sq_metric_series_downsampled(kp_store *base, const char *run_id, const char *name, int64_t max_points,
-                                        kp_metric_point **out, size_t *n, int64_t *total) {
+/* one metric's points with from <= step <= to, downsampled over the window's
+ * own step range when there are more than max_points (see store.h) */
+static int sq_metric_series_window(kp_store *base, const char *run_id, const char *name, int64_t from, int64_t to,
+                                   int64_t max_points, kp_metric_point **out, size_t *n, int64_t *total) {
   sq_store *s = SQ(base);
   *out = NULL;
   *n = 0;
   *total = 0;
   if (max_points < 2) return kp_store_fail(KP_STORE_EINVAL, "max_points must be 2 or more (got %lld)", (long long)max_points);
+  if (from > to)
+    return kp_store_fail(KP_STORE_EINVAL, "from_step (%lld) is after to_step (%lld)", (long long)from, (long long)to);
   if (run_exists(s, run_id) <= 0) return -1;
   sqlite3_stmt *st;
-  if (prep(s, &st, "SELECT count(*), min(step), max(step) FROM metrics WHERE run_id=? AND name=?") != 0) return -1;
+  if (prep(s, &st, "SELECT count(*), min(step), max(step) FROM metrics WHERE run_id=? AND name=? AND step BETWEEN ? AND ?") != 0)
+    return -1;
   bind_text(st, 1, run_id);
   bind_text(st, 2, name);
+  sqlite3_bind_int64(st, 3, from);
+  sqlite3_bind_int64(st, 4, to);
   int r = row(s, st);
   int64_t lo = 0, hi = 0;
   if (r > 0) {
@@ -3176,7 +3188,16 @@ static int sq_metric_series_downsampled(kp_store *base, const char *run_id, cons
   }
   sqlite3_finalize(st);
   if (r < 0) return -1;
-  if (*total == 0) return kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no metric named '%s'", run_id, name);
+  if (*total == 0) {
+    /* an empty window of a metric the run has is no error */
+    if (prep(s, &st, "SELECT 1 FROM metrics WHERE run_id=? AND name=? LIMIT 1") != 0) return -1;
+    bind_text(st, 1, run_id);
+    bind_text(st, 2, name);
+    r = row(s, st);
+    sqlite3_finalize(st);
+    if (r < 0) return -1;
+    return r > 0 ? 0 : kp_store_fail(KP_STORE_ENOTFOUND, "run %s has no metric named '%s'", run_id, name);
+  }
   /* buckets of equal step ranges, 'width' steps each (one bucket per point
    * when there are no more than max_points); in each, the row of the lowest
    * and the row of the highest value (SQLite gives a min() or max() query's
@@ -3190,13 +3211,13 @@ static int sq_metric_series_downsampled(kp_store *base, const char *run_id, cons
     width = (int64_t)(span / nb + (span % nb != 0));
   }
   const char *sql = *total <= max_points
-    ? "SELECT step, ts, value FROM metrics WHERE run_id=?1 AND name=?2 ORDER BY step, id"
+    ? "SELECT step, ts, value FROM metrics WHERE run_id=?1 AND name=?2 AND step BETWEEN ?5 AND ?6 ORDER BY step, id"
     : "SELECT step, ts, value FROM ("
       " SELECT step, ts, value, id FROM (SELECT (step - ?3) / ?4 AS b, min(value) AS value, step, ts, id"
-      "  FROM metrics WHERE run_id=?1 AND name=?2 GROUP BY b)"
+      "  FROM metrics WHERE run_id=?1 AND name=?2 AND step BETWEEN ?5 AND ?6 GROUP BY b)"
       " UNION"
       " SELECT step, ts, value, id FROM (SELECT (step - ?3) / ?4 AS b, max(value) AS value, step, ts, id"
-      "  FROM metrics WHERE run_id=?1 AND name=?2 GROUP BY b))"
+      "  FROM metrics WHERE run_id=?1 AND name=?2 AND step BETWEEN ?5 AND ?6 GROUP BY b))"
       " ORDER BY step, id";
   if (prep(s, &st, sql) != 0) return -1;
   bind_text(st, 1, run_id);
@@ -3205,6 +3226,8 @@ static int sq_metric_series_downsampled(kp_store *base, const char *run_id, cons
     sqlite3_bind_int64(st, 3, lo);
     sqlite3_bind_int64(st, 4, width);
   }
+  sqlite3_bind_int64(st, 5, from);
+  sqlite3_bind_int64(st, 6, to);
   size_t cap = 0;
   while ((r = row(s, st)) > 0) {
     if (GROW(*out, *n, cap, 64) != 0) { r = oom(); break; }
@@ -3222,6 +3245,11 @@ static int sq_metric_series_downsampled(kp_store *base, const char *run_id, cons
     return -1;
   }
   return 0;
+}
+
+static int sq_metric_series_downsampled(kp_store *base, const char *run_id, const char *name, int64_t max_points,
+                                        kp_metric_point **out, size_t *n, int64_t *total) {
+  return sq_metric_series_window(base, run_id, name, INT64_MIN, INT64_MAX, max_points, out, n, total);
 }
 
 /* ---- server-sent events (h-api) ----------------------------------------------- */
@@ -3374,15 +3402,16 @@ static const kp_store_ops sqlite_ops = {
   /* distributed runs: metrics per rank */
   .metric_series_rank = sq_metric_series_rank,
   .metric_names_rank = sq_metric_names_rank,
+  /* web UI zoom (h-ui) */
+  .metric_series_window = sq_metric_series_window,
 };
 
 /* ---- opening and migrating ------------------------------------------------------- */
 
-/* 1 -> 2: runs.prepared and runs.cancel_reason joined schema 1 during its
- * development; add them to stores created before (new stores have them). */
-static int migrate_1_to_2(sq_store *s) {
-  static const char *const cols[][2] = {{"prepared", "REAL"}, {"cancel_reason", "TEXT"}};
-  for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+/* adds the columns (name, type) that table runs lacks (SQLite's ADD COLUMN
+ * has no IF NOT EXISTS) */
+static int add_run_columns(sq_store *s, const char *const (*cols)[2], size_t n) {
+  for (size_t i = 0; i < n; i++) {
     sqlite3_stmt *st;
     if (prep(s, &st, "SELECT count(*) FROM pragma_table_info('runs') WHERE name=?") != 0) return -1;
     bind_text(st, 1, cols[i][0]);
@@ -3395,6 +3424,19 @@ static int migrate_1_to_2(sq_store *s) {
     if (exec(s, sql) != 0) return -1;
   }
   return 0;
+}
+
+/* 1 -> 2: runs.prepared and runs.cancel_reason joined schema 1 during its
+ * development; add them to stores created before (new stores have them). */
+static int migrate_1_to_2(sq_store *s) {
+  static const char *const cols[][2] = {{"prepared", "REAL"}, {"cancel_reason", "TEXT"}};
+  return add_run_columns(s, cols, sizeof cols / sizeof cols[0]);
+}
+
+/* 8 -> 9: runs.finalizing (a store set back to an older version keeps it) */
+static int migrate_8_to_9(sq_store *s) {
+  static const char *const cols[][2] = {{"finalizing", "REAL"}};
+  return add_run_columns(s, cols, 1);
 }
 
 /* KUSARI_FAULT_SQLITE_OOM=N makes every SQLite allocation after the N-th fail
@@ -3450,7 +3492,8 @@ static int migrate(sq_store *s, kp_store_migrate_hook hook, void *ctx, int *from
     char uv[64];
     snprintf(uv, sizeof uv, "PRAGMA user_version=%d", v + 1);
     if (exec(s, migrations[v]) != 0 || (v + 1 == 2 && migrate_1_to_2(s) != 0) ||
-        (hook && hook(ctx, &s->base, v + 1) != 0) || (v + 1 == 5 && migrate_4_to_5(s) != 0) || exec(s, uv) != 0) {
+        (hook && hook(ctx, &s->base, v + 1) != 0) || (v + 1 == 5 && migrate_4_to_5(s) != 0) ||
+        (v + 1 == 9 && migrate_8_to_9(s) != 0) || exec(s, uv) != 0) {
       kp_store_error cause = *kp_store_last_error();
       sq_rollback(&s->base);
       return kp_store_fail(KP_STORE_EBACKEND, "migration to schema version %d failed%s%s", v + 1,

@@ -117,7 +117,9 @@ cJSON *kp_view_run(const kp_run *r) {
   else cJSON_AddNullToObject(o, "environment");
   cJSON_AddStringToObject(o, "build_cache", r->build_cache ? r->build_cache : "");
   add_time_or_null(o, "created", r->created);
+  add_time_or_null(o, "prepared", r->prepared);
   add_time_or_null(o, "started", r->started);
+  add_time_or_null(o, "finalizing", r->finalizing);
   add_time_or_null(o, "ended", r->ended);
   if (r->started) cJSON_AddNumberToObject(o, "duration_s", (r->ended ? r->ended : kp_now()) - r->started);
   else cJSON_AddNullToObject(o, "duration_s");

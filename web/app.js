@@ -182,6 +182,7 @@ const SORT_KEYS = { id: 'id', status: 'status', started: 'started', duration: 'd
 async function runsPage(params) {
   const exp = params.get('experiment') || '';
   const cols = (params.get('cols') || '').split(',').filter(Boolean);
+  const pcols = (params.get('pcols') || '').split(',').filter(Boolean);  // param columns
   const order = params.get('order') || '';
   const filter = params.get('filter') || '';
   // pages: the server's opaque next_page_token (page) and, for the numbers
@@ -215,6 +216,14 @@ async function runsPage(params) {
       class: 'chip' + (cols.includes(m.name) ? ' on' : ''), 'data-metric': m.name,
       onclick: () => go({ cols: (cols.includes(m.name) ? cols.filter((c) => c !== m.name) : cols.concat([m.name])).join(','), page: '', start: '' }),
     }, m.name)));
+  // param columns to choose from: the params of the runs listed (the run list
+  // gives each run's params) and those already chosen
+  const paramNames = [...new Set((list ? list.runs : []).flatMap((r) => Object.keys(r.params || {})).concat(pcols))].sort();
+  const pchips = el('div', { class: 'controls', id: 'param-chips' }, el('span', { class: 'muted' }, 'Param columns:'),
+    paramNames.length ? paramNames.map((k) => el('span', {
+      class: 'chip' + (pcols.includes(k) ? ' on' : ''), 'data-param': k,
+      onclick: () => go({ pcols: (pcols.includes(k) ? pcols.filter((c) => c !== k) : pcols.concat([k])).join(','), page: '', start: '' }),
+    }, k)) : el('span', { class: 'muted' }, 'none on this page'));
   const filterInput = el('input', { type: 'text', class: 'wide', id: 'filter', value: filter,
     placeholder: "metrics.loss < 0.5 and status = 'Completed'" });
   const filterForm = el('form', { class: 'controls', id: 'filter-form' }, el('label', { for: 'filter' }, 'Filter'), filterInput,
@@ -234,6 +243,7 @@ async function runsPage(params) {
   };
   head.push(el('th', {}, ''), sortable('run', SORT_KEYS.id), sortable('status', SORT_KEYS.status), sortable('started', SORT_KEYS.started),
     sortable('duration', SORT_KEYS.duration), el('th', {}, 'arguments'), el('th', {}, 'tags'));
+  for (const k of pcols) head.push(sortable(k, 'params.' + k));
   for (const c of cols) head.push(sortable(c, 'metrics.' + c));
   const body = (list ? list.runs : []).map((r) => {
     const cb = el('input', { type: 'checkbox', 'data-run': r.id, onchange: () => {
@@ -245,6 +255,7 @@ async function runsPage(params) {
       el('td', {}, cb), el('td', {}, runLink(r.id)), el('td', {}, statusBadge(r.status)), el('td', {}, r.started || ''),
       el('td', { class: 'num' }, fmtDuration(r.duration_s)), el('td', { class: 'kv' }, (r.arguments || []).join(' ')),
       el('td', { class: 'kv' }, tags),
+      pcols.map((k) => el('td', { class: 'kv', 'data-param': k }, r.params && k in r.params ? String(r.params[k]) : '')),
       cols.map((c) => el('td', { class: 'num', 'data-metric': c }, fmtNum(r.metrics ? r.metrics[c] : null))));
   });
   const pager = el('div', { class: 'controls' },
@@ -254,7 +265,7 @@ async function runsPage(params) {
     compareBtn);
   show(el('h1', {}, parent ? 'Children of run ' + parent : 'Runs of ' + exp),
     detail ? el('p', { class: 'muted' }, `${detail.runs} runs, ${detail.sweeps} sweeps; last activity ${detail.last_activity || '—'}`) : null,
-    chips, filterForm, listError ? errorBox('The server refused the filter: ' + listError.message) : null,
+    chips, pchips, filterForm, listError ? errorBox('The server refused the filter: ' + listError.message) : null,
     el('table', { id: 'runs', 'data-order': order, 'data-page': offset }, el('thead', {}, el('tr', {}, head)), el('tbody', {}, body)), pager);
 }
 
@@ -288,7 +299,8 @@ function drawChart(canvas, series, opts) {
     type: 'line', data: { datasets },
     options: { animation: false, parsing: false, normalized: true, responsive: true, maintainAspectRatio: false,
       plugins: { legend: { display: series.length > 1 } },
-      scales: { x: { type: 'linear', title: { display: true, text: opts.x === 'time' ? 'seconds since the first point' : 'step' } },
+      scales: { x: { type: 'linear', min: opts.x === 'step' && opts.from !== null ? opts.from : undefined,
+        max: opts.x === 'step' && opts.to !== null ? opts.to : undefined, title: { display: true, text: opts.x === 'time' ? 'seconds since the first point' : 'step' } },
         y: { type: opts.log ? 'logarithmic' : 'linear' } } },
   };
   const c = new Chart(canvas, config);
@@ -299,7 +311,8 @@ function drawChart(canvas, series, opts) {
 // a card with a metric's chart and its controls; refresh() fetches the series again
 function metricCard(runIds, name, labels) {
   const canvas = el('canvas', {});
-  const state = { x: 'step', log: false, smoothing: 0 };
+  // from/to: the step window shown (a zoom), null for the whole series
+  const state = { x: 'step', log: false, smoothing: 0, from: null, to: null };
   const info = el('span', { class: 'muted' });
   const card = el('div', { class: 'card', 'data-chart': name, 'data-points': '0' });
   let chart = null, series = [];
@@ -308,13 +321,20 @@ function metricCard(runIds, name, labels) {
     chart = drawChart(canvas, series, state);
     const n = series.reduce((a, s) => a + s.points.length, 0);
     card.setAttribute('data-points', String(n));
-    info.textContent = series.map((s) => `${s.points.length} of ${s.total} points` + (s.downsampled ? ' (downsampled, min/max kept)' : '')).join('; ');
+    card.setAttribute('data-total', String(series.reduce((a, s) => a + (s.total || 0), 0)));
+    card.setAttribute('data-downsampled', String(series.some((s) => s.downsampled)));
+    card.setAttribute('data-from', state.from === null ? '' : String(state.from));
+    card.setAttribute('data-to', state.to === null ? '' : String(state.to));
+    info.textContent = (state.from === null ? '' : `steps ${state.from}–${state.to}: `) +
+      series.map((s) => `${s.points.length} of ${s.total} points` + (s.downsampled ? ' (downsampled, min/max kept)' : '')).join('; ');
     if (!chart) info.textContent += ' — Chart.js is not available (apt-get install libjs-chart.js, or --chartjs FILE)';
   };
   const refresh = async () => {
     series = await Promise.all(runIds.map(async (id, i) => {
       try {
-        const j = await api(`runs/${enc(id)}/metrics/${encPath(name)}?max_points=${SERIES_POINTS}`, { signal: page.abort.signal });
+        // a zoomed chart asks for its step window only: at full resolution once it holds SERIES_POINTS or fewer
+        const win = state.from === null ? '' : `&from_step=${state.from}&to_step=${state.to}`;
+        const j = await api(`runs/${enc(id)}/metrics/${encPath(name)}?max_points=${SERIES_POINTS}${win}`, { signal: page.abort.signal });
         return { label: labels[i], points: j.points, total: j.total_points, downsampled: j.downsampled };
       } catch (e) {
         if (e.status === 404) return { label: labels[i], points: [], total: 0, downsampled: false };
@@ -327,16 +347,51 @@ function metricCard(runIds, name, labels) {
     el('option', { value: 'step' }, 'x: step'), el('option', { value: 'time' }, 'x: wall time'));
   const logBox = el('input', { type: 'checkbox', onchange: () => { state.log = logBox.checked; redraw(); } });
   const sm = el('input', { type: 'range', min: '0', max: '0.99', step: '0.01', value: '0', oninput: () => { state.smoothing = +sm.value; redraw(); } });
-  card.append(el('h3', {}, name), el('div', { class: 'controls' }, xSel, el('label', {}, logBox, ' log scale'), el('label', {}, 'smoothing ', sm), info),
+  // zoom: the buttons halve or double the step window around its middle, a
+  // drag across the chart (x: step) picks one; each fetches that window again
+  const shown = () => {
+    if (state.from !== null) return [state.from, state.to];
+    const steps = series.flatMap((s) => (s.points.length ? [s.points[0].step, s.points[s.points.length - 1].step] : []));
+    return steps.length ? [Math.min(...steps), Math.max(...steps)] : null;
+  };
+  const zoomTo = (from, to) => {
+    const all = series.flatMap((s) => (s.points.length ? [s.points[0].step, s.points[s.points.length - 1].step] : []));
+    if (from === null || (state.from === null && all.length && from <= Math.min(...all) && to >= Math.max(...all))) { state.from = state.to = null; }
+    else { state.from = Math.max(0, Math.floor(from)); state.to = Math.max(state.from + 1, Math.ceil(to)); }
+    return refresh();
+  };
+  const zoom = (f) => {
+    const r = shown();
+    if (!r) return;
+    const mid = (r[0] + r[1]) / 2, half = Math.max(1, ((r[1] - r[0]) * f) / 2);
+    zoomTo(mid - half, mid + half);
+  };
+  let dragX = null;
+  canvas.addEventListener('mousedown', (e) => { dragX = e.offsetX; });
+  canvas.addEventListener('mouseup', (e) => {
+    const x0 = dragX;
+    dragX = null;
+    if (x0 === null || !chart || state.x !== 'step' || Math.abs(e.offsetX - x0) < 8) return;
+    const a = chart.scales.x.getValueForPixel(Math.min(x0, e.offsetX)), b = chart.scales.x.getValueForPixel(Math.max(x0, e.offsetX));
+    zoomTo(a, b);
+  });
+  const zoomBtns = el('span', { class: 'zoom' },
+    el('button', { type: 'button', class: 'zoom-in', title: 'zoom in (or drag across the chart)', onclick: () => zoom(0.5) }, '+'),
+    el('button', { type: 'button', class: 'zoom-out', title: 'zoom out', onclick: () => zoom(2) }, '-'),
+    el('button', { type: 'button', class: 'zoom-reset', title: 'the whole series', onclick: () => zoomTo(null, null) }, 'all'));
+  card.append(el('h3', {}, name), el('div', { class: 'controls' }, xSel, el('label', {}, logBox, ' log scale'), el('label', {}, 'smoothing ', sm), zoomBtns, info),
     el('div', { style: null }, canvas));
   return { card, refresh };
 }
 
 // ---- run page ------------------------------------------------------------------------------
+// the run's lifecycle with the time it entered each status (— when it has
+// not, or skipped it: a run canceled while queued never ran)
 function timeline(run) {
-  const steps = [['Queued', run.created], ['Running', run.started], [ended(run.status) ? run.status : 'end', run.ended]];
+  const steps = [['Queued', run.created], ['Preparing', run.prepared], ['Running', run.started], ['Finalizing', run.finalizing],
+    [ended(run.status) ? run.status : 'end', run.ended]];
   return el('div', { class: 'timeline', id: 'timeline' }, steps.map(([s, t]) =>
-    el('div', { class: 'step' + (t ? ' done' : '') }, s, el('span', { class: 't' }, t || '—'))));
+    el('div', { class: 'step' + (t ? ' done' : ''), 'data-step': s }, s, el('span', { class: 't' }, t || '—'))));
 }
 
 async function download(path, name) {
@@ -405,40 +460,81 @@ async function runPage(id) {
       : el('p', { class: 'muted' }, 'none'));
   };
   await Promise.all([refreshMetrics(), refreshFiles(), refreshModels()]);
-  // the log, live: a long poll that answers as soon as new bytes come
-  (async () => {
-    let offset = 0;
-    while (page.alive) {
-      try {
-        const active = !ended(run.status);
-        const resp = await request(`runs/${enc(id)}/logs?offset=${offset}` + (active ? '&wait=20' : ''), sig);
-        const text = await resp.text();
-        offset = parseInt(resp.headers.get('X-Kusari-Next-Offset') || String(offset + text.length), 10);
-        if (text) {
-          logPre.textContent = (logPre.textContent + text).slice(-200000);
-          logPre.scrollTop = logPre.scrollHeight;
-        }
-        if (!active && !text) break;
-      } catch (e) {
-        if (e.status === 404) { logPre.textContent = '(no log yet)'; if (ended(run.status)) break; await sleep(1000); continue; }
-        if (e.name !== 'AbortError') failed(e);
-        break;
-      }
+  // the log's tail now, from offset 0 (the server gives at most its tail)
+  let logNext = 0;
+  const appendLog = (text) => {
+    if (!text) return;
+    logPre.textContent = (logPre.textContent + text).slice(-200000);
+    logPre.scrollTop = logPre.scrollHeight;
+  };
+  const readLog = async () => {
+    try {
+      const resp = await request(`runs/${enc(id)}/logs?offset=${logNext}`, sig);
+      const text = await resp.text();
+      logNext = parseInt(resp.headers.get('X-Kusari-Next-Offset') || String(logNext + text.length), 10);
+      appendLog(text);
+    } catch (e) {
+      if (e.status === 404) { if (!logPre.textContent) logPre.textContent = '(no log yet)'; return; }
+      throw e;
     }
-  })();
-  // status and metrics, live while the run is active: the wait long poll
-  // answers at once when the run ends, else after 2 s; then one refresh
+  };
+  const afterEnd = async () => {
+    run = await api('runs/' + enc(id), sig);
+    renderHeader();
+    await Promise.all([refreshMetrics(), refreshFiles(), refreshModels(), readLog()]);
+  };
+  if (ended(run.status)) { await readLog(); return; }
+  // live while the run is active: ONE server-sent event stream (GET
+  // /runs/{id}/events, read with fetch since EventSource cannot send the
+  // token): log lines appended as they come, status changes redraw the
+  // header, new metric points refetch the series at most every 2 s
   (async () => {
-    while (page.alive && !ended(run.status)) {
-      try {
-        const w = await api(`runs/${enc(id)}/wait?timeout=2`, sig);
-        if (!page.alive) break;
-        run = w.run;
+    let resp;
+    try { resp = await request(`runs/${enc(id)}/events?from=now`, sig); } catch (e) { failed(e); return; }
+    await readLog();  // after the stream opened: lines before it come from here, later ones from the stream
+    let dirty = false, busy = false;
+    const tick = setInterval(async () => {
+      if (!page.alive) { clearInterval(tick); return; }
+      if (!dirty || busy) return;
+      dirty = false;
+      busy = true;
+      try { await refreshMetrics(); } catch (e) { failed(e); } finally { busy = false; }
+    }, 2000);
+    const onEvent = async (type, data) => {
+      let d;
+      try { d = JSON.parse(data); } catch (_) { return; }
+      if (type === 'metric') dirty = true;
+      else if (type === 'log') {
+        if (d.offset < logNext) return;  // already read
+        appendLog(d.line.endsWith('\n') ? d.line : d.line + '\n');
+        logNext = d.offset + new TextEncoder().encode(d.line).length + (d.line.endsWith('\n') ? 0 : 1);
+      } else if (type === 'status' && d.status !== run.status) {
+        run = await api('runs/' + enc(id), sig);
         renderHeader();
-        await refreshMetrics();
-        if (ended(run.status)) await Promise.all([refreshFiles(), refreshModels()]);
-      } catch (e) { failed(e); break; }
-    }
+      } else if (type === 'error') banner('The run\'s event stream stopped: ' + d.message);
+    };
+    const reader = resp.body.getReader();
+    const dec = new TextDecoder();
+    let buf = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || !page.alive) break;
+        buf += dec.decode(value, { stream: true });
+        let cut;
+        while ((cut = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, cut);
+          buf = buf.slice(cut + 2);
+          let type = 'message', data = '';
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event:')) type = line.slice(6).trim();
+            else if (line.startsWith('data:')) data += line.slice(5).trim();
+          }
+          if (data) await onEvent(type, data);
+        }
+      }
+    } catch (e) { if (e.name !== 'AbortError') failed(e); return; } finally { clearInterval(tick); }
+    if (page.alive) await afterEnd();
   })();
 }
 
@@ -476,9 +572,68 @@ async function comparePage(params) {
 }
 
 // ---- sweep ---------------------------------------------------------------------------------------
+// parallel coordinates: one vertical axis per parameter and one for the
+// primary metric, one line per child (colored by its metric: best dark)
+function parallelCoords(children, metric, goal) {
+  const names = [...new Set(children.flatMap((c) => Object.keys(c.parameters || {})))].sort();
+  const rows = children.filter((c) => c.parameters);
+  const canvas = el('canvas', { id: 'parallel', width: '900', height: '320', 'data-axes': String(names.length + 1), 'data-lines': '0' });
+  if (!names.length || !rows.length) return canvas;
+  const axes = names.map((n) => {
+    const vals = rows.map((c) => (c.parameters || {})[n]);
+    const nums = vals.map(Number);
+    const numeric = nums.every((v, i) => vals[i] !== undefined && Number.isFinite(v));
+    const cats = numeric ? [] : [...new Set(vals.map(String))].sort();
+    const lo = numeric ? Math.min(...nums) : 0, hi = numeric ? Math.max(...nums) : Math.max(cats.length - 1, 1);
+    return { name: n, pos: (c) => { const v = (c.parameters || {})[n]; const x = numeric ? Number(v) : cats.indexOf(String(v)); return hi > lo ? (x - lo) / (hi - lo) : 0.5; },
+      ticks: numeric ? [String(lo), String(hi)] : cats };
+  });
+  const ms = rows.map((c) => c.best).filter((v) => typeof v === 'number');
+  const mlo = ms.length ? Math.min(...ms) : 0, mhi = ms.length ? Math.max(...ms) : 1;
+  axes.push({ name: metric + ' (best)', pos: (c) => (typeof c.best === 'number' ? (mhi > mlo ? (c.best - mlo) / (mhi - mlo) : 0.5) : null), ticks: [fmtNum(mlo), fmtNum(mhi)] });
+  const ctx = canvas.getContext('2d');
+  const W = 900, H = 320, top = 30, bottom = 40, left = 60, right = 60;
+  const x = (i) => left + (axes.length > 1 ? (i * (W - left - right)) / (axes.length - 1) : 0);
+  const y = (p) => H - bottom - p * (H - top - bottom);
+  ctx.font = '12px sans-serif';
+  ctx.fillStyle = '#333';
+  axes.forEach((a, i) => {
+    ctx.strokeStyle = '#999';
+    ctx.beginPath(); ctx.moveTo(x(i), y(0)); ctx.lineTo(x(i), y(1)); ctx.stroke();
+    ctx.textAlign = 'center';
+    ctx.fillText(a.name, x(i), top - 12);
+    ctx.fillText(a.ticks[0] || '', x(i), H - bottom + 16);
+    ctx.fillText(a.ticks[a.ticks.length - 1] || '', x(i), top + 2);
+  });
+  let lines = 0;
+  for (const c of rows) {
+    const m = axes[axes.length - 1].pos(c);
+    const good = m === null ? 0 : goal === 'minimize' ? 1 - m : m;
+    ctx.strokeStyle = m === null ? 'rgba(150,150,150,0.6)' : `hsl(${210 - 190 * good}, 70%, 45%)`;
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    axes.forEach((a, i) => { const p = a.pos(c); const yy = y(p === null ? 0 : p); if (i) ctx.lineTo(x(i), yy); else ctx.moveTo(x(i), yy); });
+    ctx.stroke();
+    lines++;
+  }
+  canvas.setAttribute('data-lines', String(lines));
+  return canvas;
+}
+
+function sweepSettings(sw) {
+  const space = Object.entries(sw.search_space || {}).map(([name, expr]) => el('tr', {}, el('th', {}, name), el('td', { class: 'kv' }, JSON.stringify(expr))));
+  const pol = Object.entries(sw.policy_settings || {}).map(([k, v]) => `${k} ${v}`).join(', ');
+  return [el('h2', {}, 'Search space and policy'),
+    el('table', { id: 'sweep-space' }, el('tbody', {}, space)),
+    el('p', { id: 'sweep-policy' }, `sampling ${sw.sampling}` + (sw.seed !== undefined && sw.seed !== null ? ` (seed ${sw.seed})` : '') +
+      ` · primary metric ${sw.primary_metric} (${sw.goal}) · policy ${sw.policy}` + (pol ? ` (${pol})` : '') +
+      ` · at most ${sw.max_total_runs} runs, ${sw.max_concurrent_runs} at once` + (sw.stop_reason ? ` · stopped: ${sw.stop_reason}` : ''))];
+}
+
 async function sweepPage(id) {
   const sig = { signal: page.abort.signal };
   const run = await api('runs/' + enc(id), sig);
+  const sw = await api('sweeps/' + enc(id), sig);
   const kids = await api(`runs?parent=${enc(id)}&max_results=1000&order_by=created asc`, sig);
   const best = run.tags ? run.tags.best_child_run_id : null;
   const grid = el('div', { class: 'grid', id: 'sweep-chart' });
@@ -490,7 +645,8 @@ async function sweepPage(id) {
   show(el('h1', {}, 'Sweep ', run.id, ' ', statusBadge(run.status)),
     el('p', { class: 'muted' }, `experiment ${run.experiment} · ${kids.runs.length} children`,
       best ? [' · best child ', runLink(best), ` (${fmtNum(parseFloat(run.tags.best_metric_value))})`] : ''),
-    el('div', { class: 'note' }, 'The API does not serve the sweep\'s search space and policy yet: see `kusari sweep show ' + run.id + '` on the server machine.'),
+    sweepSettings(sw),
+    el('h2', {}, 'Parameters against ' + sw.primary_metric), parallelCoords(sw.children || [], sw.primary_metric, sw.goal),
     el('table', { id: 'sweep-children' }, el('thead', {}, el('tr', {}, ['#', 'child', 'status', 'arguments', 'duration', 'decision (early termination)'].map((h) => el('th', {}, h)))),
       el('tbody', {}, rows)),
     el('p', {}, el('a', { href: '#/runs?parent=' + enc(run.id) }, 'These children in a runs table (metric columns, compare)')),
@@ -521,10 +677,27 @@ async function modelsPage() {
     : el('p', { class: 'muted' }, 'No models registered (kusari model register).'));
 }
 
-function servicesPage() {
-  show(el('h1', {}, 'Services'), el('div', { class: 'note' },
-    'The server\'s API has no endpoints for scoring services yet, so this page cannot list them. ' +
-    'On the server machine: `kusari service list` and `kusari service show NAME`.'));
+// each service with its counters (GET /services/{name}/metrics); the API never
+// gives a key, so the page only says whether scoring needs one
+async function servicesPage() {
+  const sig = { signal: page.abort.signal };
+  const j = await api('services', sig);
+  const list = j.services || [];
+  const stats = await Promise.all(list.map((v) => api(`services/${enc(v.name)}/metrics`, sig).catch(() => null)));
+  const ms = (x) => (typeof x === 'number' ? (x * 1000).toFixed(1) + ' ms' : '—');
+  show(el('h1', {}, 'Services'), list.length ? el('table', { id: 'services' },
+    el('thead', {}, el('tr', {}, ['service', 'state', 'model', 'scoring URI', 'key', 'requests', 'by code', 'latency mean / p50 / p99'].map((h) => el('th', {}, h)))),
+    el('tbody', {}, list.map((v, i) => {
+      const m = stats[i] || {};
+      const lat = m.latency_seconds || {};
+      return el('tr', { 'data-service': v.name },
+        el('td', {}, v.name), el('td', {}, statusBadge(v.state)), el('td', {}, v.model), el('td', { class: 'kv' }, v.scoring_uri),
+        el('td', { class: 'key' }, v.auth ? 'required (••••••••, never shown)' : 'none'),
+        el('td', { class: 'num', 'data-requests': String(m.requests_total ?? '') }, m.requests_total ?? '—'),
+        el('td', { class: 'kv' }, Object.entries(m.requests_by_code || {}).map(([k, n]) => `${k}: ${n}`).join(' ')),
+        el('td', { class: 'num' }, `${ms(lat.mean)} / ${ms(lat.p50)} / ${ms(lat.p99)}`));
+    })))
+    : el('p', { class: 'muted' }, 'No services (kusari model deploy).'));
 }
 
 // ---- start ---------------------------------------------------------------------------------------------

@@ -255,7 +255,7 @@ assert_eq "0" "$(sql "$tables_of_6")" "schema 5 has no params"
 j="$($K run list --parent "$SW" --filter "params.--acc = 0.75 and metrics.acc = 0.75" --json)"
 assert_eq "$child" "$(jget "$j" 'j[0]["id"]')" "migration 6 backfilled the children's params and the latest metric values"
 SV="$($K --version | sed -n 's/.*(schema \([0-9]*\)).*/\1/p')"   # the schema version of this build
-assert_eq "$SV" "$(sql "$schema_version")" "the store is at the current schema ($SV: 6, then the server's tokens, then the ranks' metrics)"
+assert_eq "$SV" "$(sql "$schema_version")" "the store is at the current schema ($SV: 6, then the server's tokens, the ranks' metrics, the Finalizing time)"
 assert_eq "$(for n in r1 r3 r4 r6; do echo "${ID[$n]}"; done | sort | xargs)" \
   "$($K run list --experiment filt --filter "metrics.acc > 0.5" | awk 'NR > 1 {print $1}' | sort | xargs)" \
   "after the migration, metric filters work on the runs' latest values"

@@ -87,6 +87,26 @@ same_json "$(api GET "runs/$E/metrics/loss?max_points=10000")" "$($K run metrics
 same_json "$(api GET "runs/$E/metrics/loss?max_points=100")" 100 "max_points=100: 50 buckets of 200 points, each giving its min and its max: 100 points" 'len(j["points"])'
 body="$(api GET "runs/$E/metrics/nope?max_points=10")"
 assert_eq "404 not_found" "$(code) $(err_code "$body")" "an unknown metric: 404"
+# --- a step window (a zoomed chart in the web UI) ------------------------------------------
+same_json "$(api GET "runs/$E/metrics/loss?max_points=1000&from_step=4000&to_step=4999")" "[1000, false, 4000, 4999, true]" \
+  "from_step/to_step: the window's 1,000 points at full resolution (low -7.5 at 4321 among them)" \
+  '[j["total_points"], j["downsampled"], j["points"][0]["step"], j["points"][-1]["step"], any(p["step"] == 4321 and p["value"] == -7.5 for p in j["points"])]'
+same_json "$(api GET "runs/$E/metrics/loss?max_points=10&from_step=7000&to_step=8999")" "[2000, true, true, true]" \
+  "a window with more points than max_points: downsampled within it, its max 12.25 kept" \
+  '[j["total_points"], j["downsampled"], len(j["points"]) <= 10 and all(7000 <= p["step"] <= 8999 for p in j["points"]), any(p["value"] == 12.25 for p in j["points"])]'
+same_json "$(api GET "runs/$E/metrics/loss?from_step=9990")" "[10, false, 9990, 9999]" \
+  "from_step alone: up to the last step, every point (no max_points)" \
+  '[j["total_points"], j["downsampled"], j["points"][0]["step"], j["points"][-1]["step"]]'
+same_json "$(api GET "runs/$E/metrics/loss?from_step=20000&to_step=30000")" "[0, []]" "an empty window: no points, no error" \
+  '[j["total_points"], j["points"]]'
+for q in "from_step=10&to_step=5" "from_step=x" "to_step=1.5" "from_step=&to_step=3"; do
+  body="$(api GET "runs/$E/metrics/loss?$q")"
+  assert_eq "400 invalid" "$(code) $(err_code "$body")" "a bad window ($q): 400"
+done
+body="$(api GET "runs/$E/metrics/loss?from_step=10&to_step=5")"
+assert_contains "$body" "from_step (10) is after to_step (5)" "the reversed window's error says so"
+body="$(api GET "runs/$E/metrics/nope?from_step=0&to_step=5")"
+assert_eq "404 not_found" "$(code) $(err_code "$body")" "a window of an unknown metric: 404"
 check_json
 stop_server
 finish

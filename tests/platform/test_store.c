@@ -207,11 +207,17 @@ static void test_store__transitions_stop_at_the_end(void **state) {
   assert_int_equal(kp_store_run_transition(s, id, &prep), 0);
   assert_int_equal(kp_store_run_transition(s, id, &run), 0);
   assert_int_equal(status_of(s, id), KP_RUN_RUNNING);
+  kp_run_transition fin = {.to = KP_RUN_FINALIZING};
+  assert_int_equal(kp_store_run_transition(s, id, &fin), 0);
   assert_int_equal(kp_store_run_transition(s, id, &done), 0);
   kp_run before;
   assert_int_equal(kp_store_run_get(s, id, &before), 0);
   assert_int_equal(before.status, KP_RUN_COMPLETED);
   assert_true(before.prepared > 0 && before.started > 0 && before.ended > 0);
+  /* the time of each status (the web UI's timeline), in order */
+  assert_true(before.finalizing > 0);
+  assert_true(before.created <= before.prepared && before.prepared <= before.started &&
+              before.started <= before.finalizing && before.finalizing <= before.ended);
   assert_true(before.has_exit_code);
   assert_int_equal(before.exit_code, 0);
   assert_null(before.error);
@@ -243,6 +249,7 @@ static void test_store__transitions_stop_at_the_end(void **state) {
   assert_int_equal(f.status, KP_RUN_FAILED);
   assert_int_equal(f.exit_code, 3);
   assert_string_equal(f.error, "late");
+  assert_true(f.finalizing == 0 && f.started == 0);  /* never Finalizing or Running: no times */
   kp_run_free(&f);
 }
 
@@ -1265,6 +1272,76 @@ static void test_store__series_downsampled(void **state) {
   assert_int_equal(kp_store_metric_series_downsampled(s, id, "nope", 10, &p, &n, &total), -1);
   assert_int_equal(code(), KP_STORE_ENOTFOUND);
   assert_int_equal(kp_store_metric_series_downsampled(s, "nope", "loss", 10, &p, &n, &total), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+}
+
+/* a step window of a series (a zoomed chart): the window's own points, all
+ * of them when they fit in max_points, else downsampled over the window
+ * with its min and max kept; an empty window is no error, a reversed one is */
+static void test_store__series_window(void **state) {
+  kp_store *s = *state;
+  char id[256];
+  new_run(s, "exp", "cpu", id, sizeof id);
+  enum { N = 1000 };
+  kp_metric_point *pts = calloc(N, sizeof *pts);
+  assert_non_null(pts);
+  for (int i = 0; i < N; i++) {
+    pts[i].name = "loss";
+    pts[i].step = i;
+    pts[i].time = 100 + i;
+    pts[i].value = (double)(i % 10);
+  }
+  pts[123].value = -50;
+  pts[877].value = 70;
+  pts[50].value = -99;  /* outside the windows below */
+  kp_ingest_batch b = {.from = 0, .to = 1, .points = pts, .npoints = N};
+  assert_int_equal(kp_store_metrics_ingest(s, id, &b), 0);
+  free(pts);
+  kp_metric_point *p;
+  size_t n;
+  int64_t total;
+  /* 100 points fit in 1000: every one, in step order */
+  assert_int_equal(kp_store_metric_series_window(s, id, "loss", 100, 199, 1000, &p, &n, &total), 0);
+  assert_int_equal(total, 100);
+  assert_int_equal(n, 100);
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(p[i].step, 100 + (int64_t)i);
+    assert_true(p[i].time == 100 + (double)p[i].step);
+  }
+  assert_true(p[23].value == -50);
+  free(p);
+  /* 800 points in at most 10: the window's min and max, nothing outside it */
+  assert_int_equal(kp_store_metric_series_window(s, id, "loss", 100, 899, 10, &p, &n, &total), 0);
+  assert_int_equal(total, 800);
+  assert_true(n >= 2 && n <= 10);
+  int lo = 0, hi = 0;
+  for (size_t i = 0; i < n; i++) {
+    assert_true(p[i].step >= 100 && p[i].step <= 899);
+    if (i) assert_true(p[i].step > p[i - 1].step);
+    if (p[i].value == -50) lo = 1;
+    if (p[i].value == 70) hi = 1;
+  }
+  assert_true(lo && hi);
+  free(p);
+  /* the whole range as the unbounded downsampled series */
+  assert_int_equal(kp_store_metric_series_window(s, id, "loss", INT64_MIN, INT64_MAX, 20, &p, &n, &total), 0);
+  assert_int_equal(total, N);
+  assert_int_equal(n, 20);
+  free(p);
+  /* an empty window of an existing metric: no points, no error */
+  assert_int_equal(kp_store_metric_series_window(s, id, "loss", 5000, 6000, 10, &p, &n, &total), 0);
+  assert_int_equal(total, 0);
+  assert_int_equal(n, 0);
+  free(p);
+  /* bad input */
+  assert_int_equal(kp_store_metric_series_window(s, id, "loss", 200, 100, 10, &p, &n, &total), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_non_null(strstr(kp_store_last_error()->message, "from_step"));
+  assert_int_equal(kp_store_metric_series_window(s, id, "loss", 0, 10, 1, &p, &n, &total), -1);
+  assert_int_equal(code(), KP_STORE_EINVAL);
+  assert_int_equal(kp_store_metric_series_window(s, id, "nope", 0, 10, 10, &p, &n, &total), -1);
+  assert_int_equal(code(), KP_STORE_ENOTFOUND);
+  assert_int_equal(kp_store_metric_series_window(s, "nope", "loss", 0, 10, 10, &p, &n, &total), -1);
   assert_int_equal(code(), KP_STORE_ENOTFOUND);
 }
 
@@ -2291,7 +2368,7 @@ static void test_store__pg_connection_lost(void **state) {
   /* inside a transaction: the transaction is lost, and commit says so */
   assert_int_equal(kp_store_begin(s), 0);
   assert_int_equal(kp_store_tag_set(s, id, "k", "v"), 0);
-  pg_admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name='kt_drop'");
+  pg_drop("kt_drop");  /* and wait until its server process is gone: under load the next statement could otherwise still reach it */
   assert_int_equal(kp_store_tag_set(s, id, "k2", "v"), -1);
   assert_int_equal(code(), KP_STORE_EBACKEND);
   assert_non_null(strstr(kp_store_last_error()->message, "lost the connection to the PostgreSQL store"));
@@ -2334,6 +2411,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_store__series_downsampled, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__metric_events, setup, teardown),
     cmocka_unit_test_setup_teardown(test_store__metrics_per_rank, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_store__series_window, setup, teardown),
     cmocka_unit_test(test_store__error_per_thread),
     /* run search */
     cmocka_unit_test_setup_teardown(test_store__run_search_filters, setup, teardown),

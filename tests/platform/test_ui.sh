@@ -101,7 +101,7 @@ cat > "$T/sweep.json" <<JSON
 JSON
 SW="$(run_ok $K sweep submit "$T/sweep.json" | tail -1)"
 A="$(submit --experiment ui --source "$T/src" --entry job.sh --param lr=0.05 -- 0.9 0.5 0.25)"
-B="$(submit --experiment ui --source "$T/src" --entry job.sh -- 0.8 0.6 0.4)"
+B="$(submit --experiment ui --source "$T/src" --entry job.sh --param lr=0.2 -- 0.8 0.6 0.4)"
 run_ok $K run wait "$A" >/dev/null
 run_ok $K run wait "$B" >/dev/null
 XSS='<img src=x onerror=alert(1)>'
@@ -117,7 +117,36 @@ c = [c for c in j["children"] if c["status"] == "Canceled"]
 print(c[0]["id"] + "\t" + c[0]["early_termination"] if c else "")')"
 [ -n "$CANCELED" ] || fail "the sweep canceled no child: $($K sweep show "$SW")"
 
+# a scoring service with keys, scored twice with its key and once without
+mkdir -p "$T/lin"
+/usr/bin/python3 - "$T/lin" <<'PYM' || die "cannot write the model"
+import numpy as np, sys
+d = sys.argv[1]
+np.savez(d + "/model.npz", **{"l1/W": np.arange(12, dtype=np.float32).reshape(3, 4) / 10, "l1/b": np.zeros(3, np.float32)})
+open(d + "/model.json", "w").write('{"format": "kusari-sequential/1", "input": [4], "layers": '
+                                   '[{"type": "linear", "name": "l1", "in": 4, "out": 3, "nobias": false}]}\n')
+PYM
+run_ok $K model register --name lin --file "$T/lin" >/dev/null
+SURI="$(run_ok $K model deploy lin --name uisvc --auth | tail -1)"
+SKEY="$(jget "$(run_ok $K service keys uisvc --json)" 'j["primary_key"]')"
+score() { curl -s -m 20 -o /dev/null -w '%{http_code}' -d '{"data": [[1, 2, 3, 4]]}' "$@" "$SURI"; }
+assert_eq "200 200 401" "$(score -H "Authorization: Bearer $SKEY") $(score -H "Authorization: Bearer $SKEY") $(score)" \
+  "the service scored twice and refused one request without a key"
+
 start_server
+# run B gets a 5,000-point "big" series (a batch over the API, at the store's
+# offset that a 409 names) for the zoom checks: the chart downsampled at
+# first, a zoomed window at full resolution
+body="$(api POST "runs/$B/metrics" -d '{"from": 999999999, "to": 999999999}')"
+O="$(printf '%s' "$body" | sed -n 's/.*"offset":\([0-9]*\).*/\1/p')"
+[ -n "$O" ] || die "the 409 does not say the store's offset: $body"
+python3 -c '
+import json, math, sys
+o = int(sys.argv[1])
+pts = [{"name": "big", "step": i, "value": -9.0 if i == 2222 else math.sin(i / 50.0)} for i in range(5000)]
+print(json.dumps({"from": o, "to": o + 1, "points": pts}))' "$O" > "$T/big.json"
+api POST "runs/$B/metrics" --data-binary @"$T/big.json" >/dev/null
+assert_eq 200 "$(code)" "run B's 5,000-point series stored"
 # the filter's answer (400 not_supported until the filter engine is merged)
 FILTER="metrics.loss < 0.5"
 api GET "runs?experiment=ui&filter=$(python3 -c 'import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1]))' "$FILTER")" > "$T/filter.json"
@@ -128,7 +157,7 @@ if [ -z "$SELPY" ] || [ -z "$CHROMEDRIVER" ] || [ -z "$CHROMIUM" ]; then
   touch "$T/stop"
   exit 77
 fi
-UI_URL="$URL" UI_TOKEN="$TOK" UI_A="$A" UI_B="$B" UI_C="$C" UI_XSS="$XSS" UI_SWEEP="$SW" UI_CANCELED="$CANCELED" \
+UI_SERVICE=uisvc UI_SERVICE_KEY="$SKEY" UI_SERVICE_URI="$SURI" UI_URL="$URL" UI_TOKEN="$TOK" UI_A="$A" UI_B="$B" UI_C="$C" UI_XSS="$XSS" UI_SWEEP="$SW" UI_CANCELED="$CANCELED" \
   UI_FILTER="$FILTER" UI_FILTER_CODE="$FILTER_CODE" UI_FILTER_BODY="$T/filter.json" UI_STOP="$T/stop" UI_SERVER_PID="$SRV" \
   UI_CHROMIUM="$CHROMIUM" UI_CHROMEDRIVER="$CHROMEDRIVER" UI_PROFILE="$T/chrome" \
   timeout 150 "$SELPY" "$HERE/ui_browser.py" > "$T/browser.out" 2>&1
@@ -143,5 +172,6 @@ if [ -n "$SRV" ]; then
   kill -0 "$SRV" 2>/dev/null && kill -TERM "$SRV"
   wait "$SRV"; SRV_RC=$?; SRV=""; assert_eq 0 "$SRV_RC" "the server exited 0 on SIGTERM"
 fi
+run_ok $K service delete uisvc >/dev/null
 if grep -qE "Sanitizer|runtime error:" "$T/srv.err"; then fail "sanitizer report from the server: $(head -40 "$T/srv.err")"; fi
 finish

@@ -158,6 +158,26 @@ try:
     d.refresh()
     wait(lambda: attr("#runs", "data-order") == "metrics.loss asc" and css("td[data-metric='loss']"), "after a reload: the same columns and order")
     check(order() == [A, B, C], "after a reload: A, B, C", repr(order()))
+
+    # params as columns (A: lr=0.05, B: lr=0.2, C none), chosen like metric
+    # columns, kept in the URL, sortable
+    wait(lambda: css("#param-chips [data-param='lr']"), "param 'lr' offered as a column")
+    click("#param-chips [data-param='lr']")
+    wait(lambda: css("td[data-param='lr']"), "the lr column shows after choosing it")
+    pv = d.execute_script("const o = {}; for (const tr of document.querySelectorAll('#runs tbody tr')) {"
+                          " const c = tr.querySelector(\"td[data-param='lr']\"); o[tr.dataset.run] = c ? c.innerText : null; } return o;")
+    check(pv.get(A) == "0.05" and pv.get(B) == "0.2" and pv.get(C) == "", "each run's lr in its column (0.05, 0.2, none)", repr(pv))
+    check("pcols=lr" in d.current_url and "cols=loss" in d.current_url, "the param column is kept in the URL with the metric column", d.current_url)
+    click("th[data-sort='params.lr']")
+    wait(lambda: attr("#runs", "data-order") == "params.lr desc", "the table redrawn sorted by lr, descending")
+    o = order()
+    check(B in o and A in o and o.index(B) < o.index(A), "sorted by lr, descending: B (0.2) before A (0.05)", repr(o))
+    click("th[data-sort='params.lr']")
+    wait(lambda: attr("#runs", "data-order") == "params.lr asc", "the table redrawn sorted by lr, ascending")
+    o = order()
+    check(B in o and A in o and o.index(A) < o.index(B), "sorted by lr, ascending: A before B", repr(o))
+    d.refresh()
+    wait(lambda: attr("#runs", "data-order") == "params.lr asc" and css("td[data-param='lr']"), "after a reload: the lr column and order kept")
     shot("runs")
 
     # pages of 1 run: the server's opaque next_page_token leads forward, the
@@ -188,6 +208,7 @@ try:
     check("filter=" in d.current_url, "the filter is kept in the URL")
 
     # --- run page: the chart gains points while the run is active ------------------------------
+    d.execute_script("performance.setResourceTimingBufferSize(5000); performance.clearResourceTimings()")
     go("#/run/" + C)
     card = "div[data-chart='loss']"
     wait(lambda: int(attr(card, "data-points") or 0) > 0, "the live run's loss chart has points", 20)
@@ -197,6 +218,10 @@ try:
     wait(lambda: "tick" in text("#log"), "the log tail shows the run's lines")
     t1 = text("#log").count("tick")
     wait(lambda: text("#log").count("tick") > t1, "the log tail grows while the run is active", 15)
+    polls = d.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)"
+                             ".filter((u) => u.includes('/wait?') || /[?&]wait=/.test(u) || u.includes('/events'))")
+    check(not [u for u in polls if "/events" not in u], "live by one event stream: no wait or log long polls", repr(polls[:5]))
+    check(text("#log").count("tick 1\n") == 1, "each log line once (the tail read, then the stream)", text("#log")[:200])
     check(len(css(card + " canvas")) == 1, "one chart per metric, drawn on a canvas")
     check("null" not in text("#main"), "no stray 'null' on the run page")
     check("Running" in text("#timeline") and "Queued" in text("#timeline"), "the lifecycle timeline")
@@ -207,6 +232,11 @@ try:
     wait(lambda: css("#files") and text("#run-id") == A, "run A's page with its files")
     check("lr" in text("#params") and "0.05" in text("#params"), "run A's params (run submit --param lr=0.05)", text("#params") if css("#params") else "no #params table")
     check("outputs/model.txt" in text("#files"), "the run's files are listed")
+    tl = d.execute_script("return [...document.querySelectorAll('#timeline .step')].map((e) => [e.dataset.step, e.querySelector('.t').innerText])")
+    check([x[0] for x in tl] == ["Queued", "Preparing", "Running", "Finalizing", "Completed"],
+          "the timeline's steps: Queued, Preparing, Running, Finalizing, Completed", repr(tl))
+    times = [x[1] for x in tl]
+    check(all(t and t != "\u2014" for t in times) and times == sorted(times), "each step with the time the run entered it, in order", repr(tl))
     check("uimodel v1" in text("#main"), "the model registered from the run is listed")
     wait(lambda: attr("div[data-chart='loss']", "data-points") == "3", "run A's loss chart holds its 3 points")
     go("#/run/" + B)
@@ -214,6 +244,27 @@ try:
     check(XSS in text("#tags"), "the tag's markup shows as text on the run page", text("#tags"))
     check(not css("#tags img") and not css("#main img"), "no element was made from the tag")
     no_alert("the tag's onerror script did not run (run page)")
+
+    # zoom: B's 5,000-point series is downsampled whole; zooming in asks the
+    # server for the step window only, at full resolution once it fits
+    big = "div[data-chart='big']"
+    wait(lambda: attr(big, "data-total") == "5000", "run B's 5,000-point chart")
+    check(attr(big, "data-downsampled") == "true" and int(attr(big, "data-points") or 0) <= 1000,
+          "the whole series is downsampled (at most 1,000 points)", attr(big, "data-points") or "")
+    d.execute_script("performance.clearResourceTimings()")
+    for k in range(3):
+        before = attr(big, "data-to")
+        click(big + " button.zoom-in")
+        wait(lambda: attr(big, "data-to") not in ("", before), "zoom in %d: a narrower step window" % (k + 1))
+    fr, to, pts, tot = (attr(big, a) for a in ("data-from", "data-to", "data-points", "data-total"))
+    check(fr and to and 0 < int(to) - int(fr) < 1000, "three zooms: a window under 1,000 steps", "%s-%s" % (fr, to))
+    check(attr(big, "data-downsampled") == "false" and pts == tot and int(tot or 0) == int(to) - int(fr) + 1,
+          "the window at full resolution: every step in it", "points %s of %s, steps %s-%s" % (pts, tot, fr, to))
+    urls = d.execute_script("return performance.getEntriesByType('resource').map((e) => e.name).filter((u) => u.includes('/metrics/big'))")
+    check(any("from_step=%s&to_step=%s" % (fr, to) in u for u in urls), "the browser fetched that step window (from_step, to_step)", repr(urls[-3:]))
+    shot("zoom")
+    click(big + " button.zoom-reset")
+    wait(lambda: attr(big, "data-from") == "" and attr(big, "data-downsampled") == "true", "'all' shows the whole series again")
 
     # --- compare ------------------------------------------------------------------------------------
     go("#/runs?experiment=ui&cols=loss")
@@ -248,6 +299,16 @@ try:
     check(rule in cr["decision"], "its decision shows the policy's rule and numbers", "%r not in %r" % (rule, cr["decision"]))
     best = [r for r, v in rows.items() if "best" in v["cls"]]
     check(len(best) == 1 and best[0] != canceled_id, "the best child is marked", repr(best))
+    sp = text("#sweep-space")
+    check("--curve" in sp and "b1" in sp and "b2" in sp, "the sweep's search space (--curve: choice b1, b2)", sp)
+    po = text("#sweep-policy")
+    check("grid" in po and "bandit" in po and "slack_factor 0.1" in po and "acc (maximize)" in po,
+          "the sampling, primary metric and policy with its settings", po)
+    check(attr("#parallel", "data-axes") == "2" and attr("#parallel", "data-lines") == "2",
+          "parallel coordinates: axes --curve and acc, one line per child", "%s axes, %s lines" % (attr("#parallel", "data-axes"), attr("#parallel", "data-lines")))
+    inked = d.execute_script("const c = document.getElementById('parallel'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                             " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n;")
+    check(inked > 500, "the parallel-coordinates canvas is drawn", "%d inked pixels" % inked)
     wait(lambda: attr("#sweep-chart div[data-chart='acc']", "data-points") not in (None, "0"), "the children's acc curves in one chart")
     check("null" not in text("#main"), "no stray 'null' on the page")
     shot("sweep")
@@ -257,6 +318,20 @@ try:
     wait(lambda: css("#models tbody tr"), "the models page")
     check("uimodel" in text("#models") and A in text("#models"), "the model with its source run")
     shot("models")
+
+    # --- services: state, scoring URI, counters, the key never shown ---------------------------------
+    go("#/services")
+    svc = "#services tr[data-service='%s']" % E["UI_SERVICE"]
+    wait(lambda: css(svc), "the services page lists the deployed service")
+    row = text(svc)
+    check("Running" in row and E["UI_SERVICE_URI"] in row, "its state and scoring URI", row)
+    check(attr(svc + " td[data-requests]", "data-requests") == "3", "its request counter (2 scored, 1 refused)", attr(svc + " td[data-requests]", "data-requests") or "")
+    check("200: 2" in row and "401: 1" in row and " ms" in row, "requests by code and the latency", row)
+    check("required" in row, "the page says scoring needs a key")
+    key = E["UI_SERVICE_KEY"]
+    check(key and key not in d.page_source and key[:12] not in d.page_source and key[-12:] not in d.page_source,
+          "the key, nor part of it, is anywhere in the page")
+    shot("services")
 
     # --- the server gone: a clear message ---------------------------------------------------------------
     os.kill(int(E["UI_SERVER_PID"]), signal.SIGTERM)
