@@ -66,13 +66,22 @@ static int esc_cat(http_store *hs, char *out, size_t n, const char *s) {
 
 /* One request: method, path under /api/v1/ (escaped already), an optional
  * JSON body; *out gets the parsed answer (2xx). */
+static int req_raw(http_store *hs, const char *method, const char *path, const char *body, size_t blen,
+                   const char *ctype, cJSON **out);
 static int req(http_store *hs, const char *method, const char *path, const char *body, cJSON **out) {
-  char url[8192];
+  return req_raw(hs, method, path, body, body ? strlen(body) : 0, "application/json", out);
+}
+
+/* The same with any body ('ctype': its Content-Type). */
+static int req_raw(http_store *hs, const char *method, const char *path, const char *body, size_t blen,
+                   const char *ctype, cJSON **out) {
+  char url[8192], cth[200];
+  snprintf(cth, sizeof cth, "Content-Type: %s", ctype);
   snprintf(url, sizeof url, "%s/api/v1/%s", hs->url, path);
   buf b = {0};
   struct curl_slist *hd = NULL;
   if (hs->auth[0]) hd = curl_slist_append(hd, hs->auth);
-  if (body) hd = curl_slist_append(hd, "Content-Type: application/json");
+  if (body) hd = curl_slist_append(hd, cth);
   curl_easy_setopt(hs->h, CURLOPT_URL, url);
   curl_easy_setopt(hs->h, CURLOPT_CUSTOMREQUEST, method);
   curl_easy_setopt(hs->h, CURLOPT_HTTPHEADER, hd);
@@ -80,7 +89,7 @@ static int req(http_store *hs, const char *method, const char *path, const char 
   curl_easy_setopt(hs->h, CURLOPT_WRITEDATA, &b);
   if (body) {
     curl_easy_setopt(hs->h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(hs->h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    curl_easy_setopt(hs->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
   } else {
     curl_easy_setopt(hs->h, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(hs->h, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") ? method : NULL);
@@ -743,6 +752,25 @@ int kp_store_http_log(kp_store *s, const char *run_id, int build, uint64_t offse
   *next = h.next;
   snprintf(status, 32, "%s", h.status);
   return 0;
+}
+
+int kp_store_http_send(kp_store *s, const char *method, const char *path, const void *body, size_t n,
+                       const char *ctype, cJSON **out) {
+  http_store *hs = as_http(s);
+  *out = NULL;
+  if (!hs) return -1;
+  return req_raw(hs, method, path, body ? (const char *)body : "", n, ctype ? ctype : "application/json", out);
+}
+
+const char *kp_store_http_url(kp_store *s) {
+  http_store *hs = as_http(s);
+  return hs ? hs->url : "";
+}
+
+const char *kp_store_http_token(kp_store *s) {
+  http_store *hs = as_http(s);
+  const char *pre = "Authorization: Bearer ";
+  return hs && !strncmp(hs->auth, pre, strlen(pre)) ? hs->auth + strlen(pre) : "";
 }
 
 int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode) {

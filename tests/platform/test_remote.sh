@@ -107,8 +107,8 @@ assert_contains "$($K run show "$D")" "status:       Canceled" "the cancel shows
 expect_fail "refused the token" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN= $K experiment list
 expect_fail "refused the token" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN=kst_wrong $K run list
 expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" $K run tag "$A" x=1
-expect_fail "'kusari run submit' does not work against a tracking server yet ($URL" \
-  remote $K run submit --experiment e --source "$T/src" --entry job.sh
+expect_fail "'kusari run delete' does not work against a tracking server yet ($URL" \
+  remote $K run delete "$A" --yes
 expect_fail "'kusari model register' does not work against a tracking server" \
   remote $K model register --run "$A" --name m2 --path outputs/data.txt
 assert_eq "" "$($K model list | grep m2)" "nothing half-done: no model m2"
