@@ -108,7 +108,7 @@ static int run_submit(int argc, char **argv) {
                    .params = params, .nparams = nparams, .snapshot_limit = (uint64_t)lim * 1000000ull, .nodes = (int)nn,
                    .processes_per_node = (int)pp, .launcher = mpirun, .memory_limit = mem, .cpus = ncpus};
   kp_submitted done;
-  int rc = kp_run_submit(&ws, &sub, &done) == 0 ? 0 : 1;
+  int rc = (ws.remote[0] ? kp_run_submit_remote(&ws, &sub, &done) : kp_run_submit(&ws, &sub, &done)) == 0 ? 0 : 1;
   if (rc == 0) {
     printf("Submitted run %s to compute target %s (experiment %s; snapshot %.12s: %d files, %.2f MB)\n", done.id,
            done.compute, exp, done.snapshot, done.nfiles, (double)done.bytes / 1e6);

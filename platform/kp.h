@@ -324,4 +324,19 @@ int kp_parse_int(const char *s, long long *out);
 int kp_daemon_start(char *const argv[], const char *log, const char *const *setenv_kv, double timeout_s, char *reply,
                     size_t n);
 
+/* A remote run (created by POST /api/v1/runs, run by a client node's
+ * supervisor): every report of its node sets the heartbeat tag (seconds since
+ * the epoch); reconciliation ends it Failed when the node has not reported
+ * for KP_REMOTE_STALE seconds (docs/SERVER.md, Remote runs). */
+#define KP_TAG_REMOTE_BEAT "kusari.remote_heartbeat"
+#define KP_TAG_REMOTE_NODE "kusari.remote_node"
+#define KP_REMOTE_STALE 120.0
+/* a workspace with this file in its root is a client node's spool: its
+ * runs' metric channels stay until the forwarder removes them */
+#define KP_SPOOL_MARK "spool-of-remote-runs"
+int kp_cmd_forward(int argc, char **argv);
+/* run submit against a tracking server: the run is created there and runs
+ * here, in the spool workspace, forwarded by `kusari __forward` */
+int kp_run_submit_remote(kp_ws *ws, const kp_submit *sub, kp_submitted *out);
+
 #endif

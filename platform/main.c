@@ -123,6 +123,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc >= 2 && !strcmp(argv[1], "__supervise")) return kp_cmd_supervise(argc - 1, argv + 1);
+  if (argc >= 2 && !strcmp(argv[1], "__forward")) return kp_cmd_forward(argc - 1, argv + 1);
   if (argc >= 2 && !strcmp(argv[1], "__rank")) return kp_cmd_rank(argc - 1, argv + 1);
   if (argc >= 2 && !strcmp(argv[1], "__prepare")) return kp_cmd_prepare(argc - 1, argv + 1);
   int rc = kp_dispatch("", top_help, top_cmds, argc, argv);

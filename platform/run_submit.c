@@ -391,3 +391,139 @@ int kp_run_cancel(kp_ws *ws, const char *id, double grace, const char *reason) {
   }
   return 0;
 }
+
+/* ---- remote runs (h-fwd) ------------------------------------------------------------ */
+/* The spool workspace of this machine: $KUSARI_SPOOL, else
+ * $XDG_CACHE_HOME/kusari/spool, else ~/.cache/kusari/spool. */
+static int spool_dir(char *out, size_t n) {
+  const char *sp = getenv("KUSARI_SPOOL"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  if (sp && *sp) snprintf(out, n, "%s", sp);
+  else if (xdg && *xdg) snprintf(out, n, "%s/kusari/spool", xdg);
+  else if (home && *home) snprintf(out, n, "%s/.cache/kusari/spool", home);
+  else return kp_err("no place for the spool of remote runs: set KUSARI_SPOOL (or HOME)");
+  return 0;
+}
+
+/* creates the run on the server; 0 with its id and compute target */
+static int remote_create(kp_ws *ws, const kp_submit *sub, char *rid, size_t rn, char *comp, size_t cn) {
+  cJSON *b = cJSON_CreateObject();
+  cJSON_AddStringToObject(b, "experiment", sub->experiment);
+  cJSON_AddStringToObject(b, "entry", sub->entry);
+  if (sub->compute) cJSON_AddStringToObject(b, "compute", sub->compute);
+  char host[256] = "", src[4096];
+  gethostname(host, sizeof host - 1);
+  cJSON_AddStringToObject(b, "node", host);
+  if (realpath(sub->source ? sub->source : ".", src)) {
+    char tagged[4400];
+    snprintf(tagged, sizeof tagged, "%s:%s", host, src);
+    cJSON_AddStringToObject(b, "source", tagged);
+  }
+  cJSON *a = cJSON_AddArrayToObject(b, "args");
+  for (int i = 0; i < sub->nargs; i++) cJSON_AddItemToArray(a, cJSON_CreateString(sub->args[i]));
+  cJSON *p = cJSON_AddObjectToObject(b, "params"), *t = cJSON_AddObjectToObject(b, "tags");
+  for (int i = 0; i < sub->nparams; i++) {
+    const char *eq = strchr(sub->params[i], '=');
+    char k[256];
+    snprintf(k, sizeof k, "%.*s", (int)(eq - sub->params[i]), sub->params[i]);
+    cJSON_AddStringToObject(p, k, eq + 1);
+  }
+  for (int i = 0; i < sub->ntags; i++) {
+    const char *eq = strchr(sub->tags[i], '=');
+    char k[256];
+    snprintf(k, sizeof k, "%.*s", (int)(eq - sub->tags[i]), sub->tags[i]);
+    cJSON_AddStringToObject(t, k, eq + 1);
+  }
+  char *body = cJSON_PrintUnformatted(b);
+  cJSON_Delete(b);
+  cJSON *ans = NULL;
+  int rc = body ? kp_store_http_send(ws->store, "POST", "runs", body, strlen(body), "application/json", &ans) : -1;
+  cJSON_free(body);
+  if (rc != 0) {
+    kp_err("the tracking server %s did not create the run: %s", ws->remote, kp_store_last_error()->message);
+    if (kp_store_last_error()->code == KP_STORE_EINVAL && strstr(kp_store_last_error()->message, "read-write"))
+      kp_hint("submitting needs a read-write token: 'kusari server token create NAME' on the server (without --read-only)");
+    return -1;
+  }
+  const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ans, "id"));
+  const char *c = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ans, "compute"));
+  snprintf(rid, rn, "%s", id ? id : "");
+  snprintf(comp, cn, "%s", c ? c : "");
+  cJSON_Delete(ans);
+  return rid[0] ? 0 : kp_err("the tracking server %s answered the run's creation without its id", ws->remote);
+}
+
+int kp_run_submit_remote(kp_ws *ws, const kp_submit *sub, kp_submitted *out) {
+  memset(out, 0, sizeof *out);
+  if (sub->snapshot) {
+    kp_err("--snapshot names a snapshot of a workspace's files; a run submitted to a tracking server (%s) runs on this "
+           "machine from --source", ws->remote);
+    kp_hint("give --source DIR");
+    return -1;
+  }
+  if (sub->nodes > 0 || sub->processes_per_node > 0 || sub->parent_id) {
+    kp_err("distributed runs and sweeps do not run through a tracking server yet (%s)", ws->remote);
+    kp_hint("run them on the server's machine with --workspace DIR");
+    return -1;
+  }
+  char dir[4096], mark[4300], rid[256], comp[256];
+  if (spool_dir(dir, sizeof dir) != 0) return -1;
+  if (remote_create(ws, sub, rid, sizeof rid, comp, sizeof comp) != 0) return -1;
+  /* the spool: a local workspace whose runs are forwarded */
+  kp_ws lws;
+  memset(&lws, 0, sizeof lws);
+  int rc = -1;
+  const char *why = "the spool workspace could not be opened";
+  if (kp_mkdirs(dir, 0700) != 0 || kp_ws_create(&lws, dir, "spool") != 0) goto fail;
+  snprintf(mark, sizeof mark, "%s/" KP_SPOOL_MARK, lws.root);
+  int mfd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (mfd >= 0) close(mfd);
+  kp_compute *cv = NULL;
+  size_t ncv = 0;
+  if (kp_store_compute_list(lws.store, NULL, &cv, &ncv) != 0) { kp_store_report(); goto fail; }
+  kp_computes_free(cv, ncv);
+  if (ncv == 0 && kp_store_compute_create(lws.store, "local", "local", 8) != 0) { kp_store_report(); goto fail; }
+  kp_submit ls = *sub;
+  ls.compute = NULL;
+  ls.tags = NULL, ls.ntags = 0; /* they are the server's run's */
+  kp_submitted lo;
+  why = "it could not start here";
+  if (kp_run_submit(&lws, &ls, &lo) != 0) goto fail;
+  char rd[4400], flog[4600];
+  kp_run_dir(&lws, lo.id, rd, sizeof rd);
+  snprintf(flog, sizeof flog, "%s/forward.log", rd);
+  char eu[1200], et[1200], reply[64];
+  snprintf(eu, sizeof eu, "KUSARI_FORWARD_URL=%s", kp_store_http_url(ws->store));
+  snprintf(et, sizeof et, "KUSARI_FORWARD_TOKEN=%s", kp_store_http_token(ws->store));
+  const char *env[] = {eu, et, NULL};
+  char *argv[] = {kp_self_exe, "--workspace", lws.root, "__forward", lo.id, rid, KP_DAEMON_FD, NULL};
+  if (kp_daemon_start(argv, flog, env, 60, reply, sizeof reply) != 0 || strcmp(reply, "ok") != 0) {
+    kp_err("the forwarder of run %s did not start; see %s", rid, flog);
+    kp_run_cancel(&lws, lo.id, 0, "its forwarder did not start");
+    why = "its forwarder did not start";
+    goto fail;
+  }
+  *out = lo;
+  snprintf(out->id, sizeof out->id, "%s", rid);
+  snprintf(out->compute, sizeof out->compute, "%s", comp);
+  fprintf(stderr, "kusari: run %s runs on this machine (spool %s, run %s there) and reports to %s\n", rid, lws.root,
+          lo.id, ws->remote);
+  rc = 0;
+  goto out;
+fail:
+  {
+    /* the server's run ends Failed, saying why */
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "status", "Failed");
+    cJSON_AddStringToObject(b, "error", why);
+    char *body = cJSON_PrintUnformatted(b), path[400];
+    cJSON_Delete(b);
+    snprintf(path, sizeof path, "runs/%s/status", rid);
+    cJSON *ans = NULL;
+    if (body) kp_store_http_send(ws->store, "POST", path, body, strlen(body), "application/json", &ans);
+    cJSON_Delete(ans);
+    cJSON_free(body);
+  }
+out:
+  if (lws.store) kp_ws_close(&lws);
+  return rc;
+}

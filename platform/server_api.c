@@ -1935,6 +1935,238 @@ static enum MHD_Result api_sweep_submit(struct MHD_Connection *c, srv_req *r, co
   return o ? srv_json(c, 201, o) : ans;
 }
 
+/* ---- remote runs (h-fwd): a run that runs on a client node -------------------------
+ * The node creates the run here (POST runs), then reports to it: its status
+ * (POST runs/ID/status, which also answers whether a cancel was asked for, so
+ * the node learns it by polling), its logs (POST runs/ID/logs?offset=N, exactly
+ * once by offset) and its output files (PUT runs/ID/files/PATH). Metrics go
+ * through POST runs/ID/metrics. Every report refreshes the run's heartbeat tag
+ * (KP_TAG_REMOTE_BEAT); reconciliation ends a remote run whose node stopped
+ * reporting for KP_REMOTE_STALE seconds. */
+static void remote_beat(kp_store *st, const char *id) {
+  char now[32];
+  snprintf(now, sizeof now, "%.3f", kp_now());
+  if (kp_store_tag_set(st, id, KP_TAG_REMOTE_BEAT, now) != 0)
+    srv_log("run %s: cannot record its node's heartbeat: %s", id, kp_store_last_error()->message);
+}
+
+/* 0 when run 'id' was created by a remote node (it has the heartbeat tag), else -1 after answering */
+static int remote_only(struct MHD_Connection *c, kp_store *st, const char *id, enum MHD_Result *ans) {
+  kp_tag *t;
+  size_t n;
+  if (kp_store_tag_list(st, id, &t, &n) != 0) {
+    *ans = srv_store_error(c);
+    return -1;
+  }
+  int yes = 0;
+  for (size_t i = 0; i < n; i++) yes |= !strcmp(t[i].key, KP_TAG_REMOTE_BEAT);
+  kp_tags_free(t, n);
+  if (!yes)
+    *ans = srv_error(c, 409, "conflict", "run %s runs under this server's own supervisor; only a run created with "
+                                        "POST /api/v1/runs takes reports from its node", id);
+  return yes ? 0 : -1;
+}
+
+static enum MHD_Result api_remote_create(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  (void)rt;
+  enum MHD_Result ans = MHD_NO;
+  cJSON *b = body_object(c, r, 0, &ans);
+  if (!b) return ans;
+  const char *exp = jstring(b, "experiment"), *entry = jstring(b, "entry"), *comp = jstring(b, "compute");
+  const char *source = jstring(b, "source"), *node = jstring(b, "node");
+  const cJSON *args = cJSON_GetObjectItemCaseSensitive(b, "args"), *params = cJSON_GetObjectItemCaseSensitive(b, "params");
+  const cJSON *tags = cJSON_GetObjectItemCaseSensitive(b, "tags"), *it;
+  char err[400] = "";
+  if (!exp || kp_name_ok(exp) != 0)
+    snprintf(err, sizeof err, "'experiment' must be a name: letters, digits, '.', '_' and '-', starting with a letter or digit");
+  else if (!entry || kp_rel_path_ok(entry) != 0)
+    snprintf(err, sizeof err, "'entry' must be a relative path inside the source (no '..', not absolute)");
+  else if (args && !cJSON_IsArray(args))
+    snprintf(err, sizeof err, "'args' must be an array of strings");
+  else if (params && !cJSON_IsObject(params))
+    snprintf(err, sizeof err, "'params' must be an object of strings");
+  else if (tags && !cJSON_IsObject(tags))
+    snprintf(err, sizeof err, "'tags' must be an object of strings");
+  if (!err[0] && args) cJSON_ArrayForEach(it, args) if (!cJSON_IsString(it)) snprintf(err, sizeof err, "'args' must be an array of strings");
+  if (!err[0] && params) cJSON_ArrayForEach(it, params) {
+      char kv[300];
+      snprintf(kv, sizeof kv, "%s=", it->string);
+      if (!cJSON_IsString(it) || kp_param_ok(kv) != 0)
+        snprintf(err, sizeof err, "param '%.100s': a name of letters, digits and '_' with a string value", it->string);
+    }
+  if (!err[0] && tags) cJSON_ArrayForEach(it, tags) {
+      if (!cJSON_IsString(it) || !*it->string || !strncmp(it->string, "kusari.", 7))
+        snprintf(err, sizeof err, "tag '%.100s': a string value, and no key starting with 'kusari.'", it->string);
+    }
+  if (err[0]) {
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "%s", err);
+  }
+  /* the compute target: named, or the only one there is */
+  kp_compute *cv = NULL;
+  size_t ncv = 0;
+  char target[256] = "";
+  if (kp_store_compute_list(st, comp, &cv, &ncv) != 0) {
+    cJSON_Delete(b);
+    return srv_store_error(c);
+  }
+  if (ncv == 1) snprintf(target, sizeof target, "%s", cv[0].name);
+  kp_computes_free(cv, ncv);
+  if (ncv != 1) {
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", ncv ? "this server has %zu compute targets; name one in 'compute'"
+                                            : "this server has no compute target (create one with 'kusari compute create')",
+                     ncv);
+  }
+  char *args_json = args ? cJSON_PrintUnformatted(args) : strdup("[]");
+  size_t nt = tags ? (size_t)cJSON_GetArraySize(tags) : 0, np = params ? (size_t)cJSON_GetArraySize(params) : 0;
+  const char **tk = calloc(nt + 2, sizeof *tk), **tv = calloc(nt + 2, sizeof *tv);
+  const char **pk = calloc(np + 1, sizeof *pk), **pv = calloc(np + 1, sizeof *pv);
+  char id[256] = "", beat[32], src[600];
+  int rc = -1;
+  if (tk && tv && pk && pv && args_json) {
+    size_t i = 0;
+    if (tags) cJSON_ArrayForEach(it, tags) tk[i] = it->string, tv[i++] = it->valuestring;
+    snprintf(beat, sizeof beat, "%.3f", kp_now());
+    tk[i] = KP_TAG_REMOTE_BEAT, tv[i++] = beat;
+    if (node && *node) tk[i] = KP_TAG_REMOTE_NODE, tv[i++] = node;
+    nt = i;
+    i = 0;
+    if (params) cJSON_ArrayForEach(it, params) pk[i] = it->string, pv[i++] = it->valuestring;
+    snprintf(src, sizeof src, "%.500s", source && *source ? source : "(remote)");
+    kp_run_new rn = {.experiment = exp, .compute = target, .source = src, .entry = entry, .args_json = args_json,
+                     .snapshot = "", .tag_keys = tk, .tag_values = tv, .ntags = nt};
+    rc = kp_store_begin(st);
+    if (rc == 0) rc = kp_store_run_create(st, &rn, id, sizeof id);
+    if (rc == 0 && np) rc = kp_store_run_params_set(st, id, pk, pv, np);
+    if (rc == 0) rc = kp_store_commit(st);
+    if (rc != 0) {
+      kp_store_error e = *kp_store_last_error();
+      kp_store_rollback(st);
+      kp_store_fail(e.code, "%s", e.message);
+    }
+  } else {
+    kp_store_fail(KP_STORE_EBACKEND, "out of memory");
+  }
+  free(tk), free(tv), free(pk), free(pv);
+  free(args_json);
+  cJSON_Delete(b);
+  if (rc != 0) return srv_store_error(c);
+  char rd[4400], logs[4600];
+  kp_run_dir(srv_ws(), id, rd, sizeof rd);
+  snprintf(logs, sizeof logs, "%s/logs", rd);
+  if (kp_mkdirs(logs, 0755) != 0) srv_log("run %s: cannot create %s: %s", id, logs, strerror(errno));
+  cJSON *o = kp_view_run_detail(st, id);
+  return o ? srv_json(c, 201, o) : srv_store_error(c);
+}
+
+static enum MHD_Result api_remote_status(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  const char *id = rt->seg[1];
+  cJSON *b = body_object(c, r, 1, &ans);
+  if (!b) return ans;
+  if (remote_only(c, st, id, &ans) != 0) {
+    cJSON_Delete(b);
+    return ans;
+  }
+  const char *name = jstring(b, "status"), *error = jstring(b, "error");
+  const cJSON *code = cJSON_GetObjectItemCaseSensitive(b, "exit_code");
+  kp_run_status to = KP_RUN_QUEUED;
+  if ((name && kp_run_status_parse(name, &to) != 0) || (code && !cJSON_IsNumber(code)) ||
+      (cJSON_GetObjectItemCaseSensitive(b, "error") && !error) || (name && to == KP_RUN_QUEUED)) {
+    cJSON_Delete(b);
+    return srv_error(c, 400, "invalid", "the body is {\"status\": Preparing|Running|Finalizing|Completed|Failed|Canceled, "
+                                        "\"error\": TEXT, \"exit_code\": N}, all optional (an empty body is a heartbeat)");
+  }
+  int rc = 0;
+  if (name) {
+    kp_run_transition t = {.to = to, .end = kp_run_status_ended(to), .has_exit_code = code != NULL,
+                           .exit_code = code ? code->valueint : 0, .error = error};
+    rc = kp_store_run_transition(st, id, &t);
+  }
+  cJSON_Delete(b);
+  if (rc != 0) return srv_store_error(c);
+  remote_beat(st, id);
+  kp_run run;
+  if (kp_store_run_get(st, id, &run) != 0) return srv_store_error(c);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "status", kp_run_status_name(run.status));
+  cJSON_AddBoolToObject(o, "cancel_requested", run.cancel_requested);
+  if (run.cancel_reason) cJSON_AddStringToObject(o, "cancel_reason", run.cancel_reason);
+  else cJSON_AddNullToObject(o, "cancel_reason");
+  cJSON_AddNumberToObject(o, "cancel_grace", run.cancel_grace);
+  kp_run_free(&run);
+  return srv_json(c, 200, o);
+}
+
+/* appends the body to the run's log at ?offset=N: a part already here is
+ * skipped, a gap answers 409 with the log's size ("offset") */
+static enum MHD_Result api_remote_log(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  const char *id = rt->seg[1];
+  long long off;
+  if (qint(c, "offset", -1, 0, (long long)1 << 52, &off, &ans) != 0) return ans;
+  if (off < 0) return srv_error(c, 400, "invalid", "query parameter 'offset' (where the body starts in the log) is required");
+  const char *which = qarg(c, "log");
+  if (which && strcmp(which, "std") != 0 && strcmp(which, "build") != 0)
+    return srv_error(c, 400, "invalid", "log is 'std' (the entry's output, the default) or 'build', not '%.50s'", which);
+  if (remote_only(c, st, id, &ans) != 0) return ans;
+  char rd[4400], p[4600];
+  kp_run_dir(srv_ws(), id, rd, sizeof rd);
+  snprintf(p, sizeof p, "%s/logs", rd);
+  kp_mkdirs(p, 0755);
+  snprintf(p, sizeof p, "%s/logs/%s", rd, which && !strcmp(which, "build") ? "build.log" : "std_log.txt");
+  int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  struct stat sb;
+  if (fd < 0 || fstat(fd, &sb) != 0) {
+    if (fd >= 0) close(fd);
+    return srv_error(c, 500, "internal", "cannot open run %s's log: %s", id, strerror(errno));
+  }
+  uint64_t size = (uint64_t)sb.st_size, end = (uint64_t)off + r->n;
+  if ((uint64_t)off > size) {
+    close(fd);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *eo = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(eo, "code", "conflict");
+    cJSON_AddStringToObject(eo, "message", "the part starts after the log's end; send the part that starts at 'offset'");
+    cJSON_AddNumberToObject(eo, "offset", (double)size);
+    return srv_json(c, 409, o);
+  }
+  size_t skip = (size_t)(size - (uint64_t)off), done = 0;
+  while (end > size && skip + done < r->n) {
+    ssize_t k = pwrite(fd, r->body + skip + done, r->n - skip - done, (off_t)(size + done));
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    done += (size_t)k;
+  }
+  int bad = end > size && skip + done < r->n;
+  close(fd);
+  if (bad) return srv_error(c, 500, "internal", "cannot write run %s's log: %s", id, strerror(errno));
+  remote_beat(st, id);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "offset", (double)(end > size ? end : size));
+  return srv_json(c, 200, o);
+}
+
+/* stores the body as the run's file PATH (its outputs: "outputs/model.npz") */
+static enum MHD_Result api_remote_file(struct MHD_Connection *c, srv_req *r, const srv_route *rt, kp_store *st) {
+  enum MHD_Result ans = MHD_NO;
+  const char *id = rt->seg[1];
+  if (kp_rel_path_ok(rt->rest) != 0) return bad_path(c, rt->rest);
+  if (remote_only(c, st, id, &ans) != 0) return ans;
+  char hex[65];
+  if (kp_blob_put_mem((kp_ws *)srv_ws(), r->body ? r->body : "", r->n, hex) != 0)
+    return srv_error(c, 500, "internal", "cannot store the file's bytes in the blob store");
+  kp_file_entry fe = {.path = rt->rest, .sha256 = hex, .size = (int64_t)r->n};
+  if (kp_store_run_files_put(st, id, &fe, 1) != 0) return srv_store_error(c);
+  remote_beat(st, id);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "path", rt->rest);
+  cJSON_AddStringToObject(o, "sha256", hex);
+  cJSON_AddNumberToObject(o, "size", (double)r->n);
+  return srv_json(c, 201, o);
+}
+
 /* ---- remote clients (store_http.c) ---------------------------------------------------- */
 /* whether some run logged metric NAME (what `run list --order-by metrics.NAME`
  * checks): 200 {"name"}, else 404 */
@@ -1993,6 +2225,11 @@ static const route ROUTES[] = {
   {"GET", "blobs/*", "", 0, api_blob},
   {"PUT", "blobs/*", "", 1, api_blob_put},
   {"POST", "models/*/versions", "", 1, api_model_register},
+  /* remote runs (h-fwd): a run that runs on a client node reports here */
+  {"POST", "runs", "", 1, api_remote_create},
+  {"POST", "runs/*/status", "", 1, api_remote_status},
+  {"POST", "runs/*/logs", "offset,log", 1, api_remote_log},
+  {"PUT", "runs/*/files/**", "", 1, api_remote_file},
 };
 #define NROUTES (sizeof ROUTES / sizeof ROUTES[0])
 

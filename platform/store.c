@@ -332,7 +332,7 @@ int kp_ws_select(const char *dir, const char *root, char *old, size_t oldn) {
 char kp_command[256] = "";
 
 static const char *const REMOTE_OK[] = {
-  "experiment list", "experiment show", "run list", "run show", "run metrics", "run tag", "run untag", "run cancel",
+  "experiment list", "experiment show", "run submit", "run list", "run show", "run metrics", "run tag", "run untag", "run cancel",
   "run wait", "run files", "run logs", "run download", "model list", "model show", "model register", "model deploy",
   "compute list", "compute show", "workspace show",
   /* sweeps and services: the server's views and routes (server_api.c) */
@@ -415,6 +415,8 @@ int kp_ws_open(kp_ws *ws) {
       return open_remote(ws, url, et && *et ? et : token, "workspace connect");
     }
   }
+  if (may_remote && dir && (!strncmp(dir, "http://", 7) || !strncmp(dir, "https://", 8)))
+    return open_remote(ws, dir, getenv("KUSARI_TRACKING_TOKEN"), "--workspace");
   const char *how = "--workspace", *url_how = "--workspace ";
   ws->selected_by = "flag";
   if (!dir || !*dir) {

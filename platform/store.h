@@ -697,6 +697,14 @@ int kp_store_http_text(kp_store *s, const char *prefix, const char *name, const 
 int kp_store_http_put_blob(kp_store *s, const void *data, size_t len, char hex[65]);
 /* a run file's bytes into 'dst' (written aside, then renamed; 'mode') */
 int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode);
+struct cJSON;
+/* remote runs (h-fwd): one request with any body to PATH under /api/v1/
+ * (escaped already); *out gets the JSON answer of a 2xx. The server's URL
+ * and token the store was opened with. */
+int kp_store_http_send(kp_store *s, const char *method, const char *path, const void *body, size_t n,
+                       const char *ctype, struct cJSON **out);
+const char *kp_store_http_url(kp_store *s);
+const char *kp_store_http_token(kp_store *s);
 
 /* Opens the PostgreSQL store at 'uri' (a libpq connection URI,
  * postgresql://USER@HOST:PORT/DB or postgresql:///DB?host=SOCKETDIR&port=P)

@@ -69,6 +69,14 @@ static int esc_cat(http_store *hs, char *out, size_t n, const char *s) {
 static int req_n(http_store *hs, const char *method, const char *path, const char *body, size_t blen, const char *ctype,
                  cJSON **out);
 
+/* The same with any body ('ctype': its Content-Type, bare). */
+static int req_raw(http_store *hs, const char *method, const char *path, const char *body, size_t blen,
+                   const char *ctype, cJSON **out) {
+  char cth[200];
+  snprintf(cth, sizeof cth, "Content-Type: %s", ctype);
+  return req_n(hs, method, path, body, blen, cth, out);
+}
+
 static int req(http_store *hs, const char *method, const char *path, const char *body, cJSON **out) {
   return req_n(hs, method, path, body, body ? strlen(body) : 0, "Content-Type: application/json", out);
 }
@@ -828,6 +836,25 @@ int kp_store_http_put_blob(kp_store *s, const void *data, size_t len, char hex[6
   if (req_n(hs, "PUT", p, len ? data : "", len, "Content-Type: application/octet-stream", &o) != 0) return -1;
   cJSON_Delete(o);
   return 0;
+}
+
+int kp_store_http_send(kp_store *s, const char *method, const char *path, const void *body, size_t n,
+                       const char *ctype, cJSON **out) {
+  http_store *hs = as_http(s);
+  *out = NULL;
+  if (!hs) return -1;
+  return req_raw(hs, method, path, body ? (const char *)body : "", n, ctype ? ctype : "application/json", out);
+}
+
+const char *kp_store_http_url(kp_store *s) {
+  http_store *hs = as_http(s);
+  return hs ? hs->url : "";
+}
+
+const char *kp_store_http_token(kp_store *s) {
+  http_store *hs = as_http(s);
+  const char *pre = "Authorization: Bearer ";
+  return hs && !strncmp(hs->auth, pre, strlen(pre)) ? hs->auth + strlen(pre) : "";
 }
 
 int kp_store_http_file(kp_store *s, const char *run_id, const char *path, const char *dst, int mode) {

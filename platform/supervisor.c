@@ -495,8 +495,10 @@ static void cleanup_run_dir(kp_ws *ws, const char *id) {
   kp_run_dir(ws, id, rd, sizeof rd);
   snprintf(p, sizeof p, "%s/wd", rd);
   if (rm_tree(p) != 0) kp_err("cannot remove all of %s: %s", p, strerror(errno));
+  snprintf(p, sizeof p, "%s/" KP_SPOOL_MARK, ws->root);
+  int spool = access(p, F_OK) == 0; /* a spool's forwarder removes the channel once the server has it */
   snprintf(p, sizeof p, "%s/channel", rd);
-  unlink(p);
+  if (!spool) unlink(p);
   unstored_path(ws, id, p, sizeof p);
   unlink(p);
 }
@@ -557,6 +559,20 @@ static void reap_job_ref(kp_ws *ws, const char *id, const char *compute) {
   kp_tags_free(t, nt);
 }
 
+/* a remote run's last heartbeat (KP_TAG_REMOTE_BEAT), 0 when it is not remote */
+static double remote_beat(kp_ws *ws, const char *id) {
+  kp_tag *t;
+  size_t nt;
+  double at = 0;
+  if (kp_store_tag_list(ws->store, id, &t, &nt) != 0) return 0;
+  for (size_t k = 0; k < nt; k++)
+    if (!strcmp(t[k].key, KP_TAG_REMOTE_BEAT)) {
+      at = strtod(t[k].value, NULL);
+      if (!(at > 0)) at = 1; /* a garbled beat is an old one */
+    }
+  kp_tags_free(t, nt);
+  return at;
+}
 
 int kp_reconcile(kp_ws *ws) {
   if (ws->remote[0]) return 0; /* the server's own commands reconcile its runs */
@@ -571,7 +587,9 @@ int kp_reconcile(kp_ws *ws) {
     const kp_run *x = &runs[i];
     int has_sup = x->supervisor_pid != 0;
     pid_t spid = (pid_t)x->supervisor_pid;
-    int is_dead = has_sup ? !kp_proc_alive(spid, x->supervisor_start) : (now - x->created > 60.0);
+    double beat = has_sup ? 0 : remote_beat(ws, x->id);
+    int is_dead = has_sup ? !kp_proc_alive(spid, x->supervisor_start)
+                          : beat > 0 ? now - beat > KP_REMOTE_STALE : (now - x->created > 60.0);
     if (!is_dead) continue;
     void *np = realloc(dead, (nd + 1) * sizeof *dead);
     if (!np) break;
@@ -1946,4 +1964,192 @@ int kp_cmd_supervise(int argc, char **argv) {
   free(s.env_json);
   kp_ws_close(&s.ws);
   return rc;
+}
+
+/* ---- remote runs: forwarding to the tracking server (h-fwd) ------------------------
+ * `kusari __forward LOCAL_ID REMOTE_ID READY_FD`, started by `run submit`
+ * against a server (run_submit.c, kp_run_submit_remote) in the spool
+ * workspace (--workspace), with the server's URL and token in
+ * KUSARI_FORWARD_URL and KUSARI_FORWARD_TOKEN. The local run is supervised
+ * as any other; this process follows it and sends the server what it has
+ * not acknowledged yet: the metrics channel in batches by byte offset (the
+ * server applies each offset range once), the log by byte offset, the
+ * status, and at the end the run's files, then its end status. What the
+ * server acknowledged is only in memory; everything else stays on disk in
+ * the spool (the channel is kept past the run's end, see cleanup_run_dir),
+ * and a failed request is retried with backoff (0.2 s doubling to 5 s). */
+typedef struct fwd {
+  kp_ws ws;
+  kp_store *srv;
+  const char *lid, *rid;
+  char rd[4400];
+  uint64_t choff, loff;
+  int sent_status, canceled;
+  double last_beat;
+} fwd;
+
+static int fwd_post(fwd *f, const char *method, const char *sub, const void *body, size_t n, const char *ctype, cJSON **out) {
+  char path[8800];
+  snprintf(path, sizeof path, "runs/%s%s", f->rid, sub);
+  cJSON *j = NULL;
+  int rc = kp_store_http_send(f->srv, method, path, body, n, ctype, &j);
+  if (out) *out = j;
+  else cJSON_Delete(j);
+  if (rc != 0) kp_err("forward %s %s: %s", method, path, kp_store_last_error()->message);
+  return rc;
+}
+
+/* the metrics channel from the acknowledged offset: 0 when all of it is sent */
+static int fwd_metrics(fwd *f, int final) {
+  char ch[4600];
+  snprintf(ch, sizeof ch, "%s/channel", f->rd);
+  if (access(ch, F_OK) != 0) return 0;
+  for (;;) {
+    ingest_ctx c = {0};
+    uint64_t off = f->choff;
+    int r = ks_run_channel_read(ch, &off, final, ingest_record, &c);
+    if (c.failed) { ingest_reset(&c); return kp_err("forward: out of memory"); }
+    if (r < 0) kp_err("run %s: %s", f->lid, ks_error_last());
+    if (off == f->choff) { ingest_reset(&c); return 0; }
+    cJSON *b = cJSON_CreateObject(), *pts = cJSON_AddArrayToObject(b, "points"), *tags = cJSON_AddObjectToObject(b, "tags");
+    cJSON_AddNumberToObject(b, "from", (double)f->choff);
+    cJSON_AddNumberToObject(b, "to", (double)off);
+    for (size_t i = 0; i < c.npts; i++) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "name", c.pts[i].name);
+      cJSON_AddItemToObject(o, "value", kp_json_metric_exact(c.pts[i].value));
+      if (c.pts[i].step >= 0) cJSON_AddNumberToObject(o, "step", (double)c.pts[i].step);
+      cJSON_AddItemToObject(o, "timestamp", kp_json_metric_exact(c.pts[i].time));
+      cJSON_AddItemToArray(pts, o);
+    }
+    for (size_t i = 0; i < c.ntags; i++) {
+      cJSON_DeleteItemFromObjectCaseSensitive(tags, c.tkeys[i]);
+      cJSON_AddStringToObject(tags, c.tkeys[i], c.tvals[i]);
+    }
+    int full = c.full;
+    ingest_reset(&c);
+    char *body = cJSON_PrintUnformatted(b);
+    cJSON_Delete(b);
+    if (!body) return kp_err("forward: out of memory");
+    int rc = fwd_post(f, "POST", "/metrics", body, strlen(body), "application/json", NULL);
+    cJSON_free(body);
+    if (rc != 0) return -1;
+    f->choff = off;
+    if (!full || r < 0) return 0;
+  }
+}
+
+/* the log from the acknowledged offset: 0 when all of it is sent */
+static int fwd_log(fwd *f) {
+  char p[4700];
+  snprintf(p, sizeof p, "%s/logs/std_log.txt", f->rd);
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  static char buf[256 * 1024];
+  int rc = 0;
+  for (;;) {
+    ssize_t k = pread(fd, buf, sizeof buf, (off_t)f->loff);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) break;
+    char sub[64];
+    snprintf(sub, sizeof sub, "/logs?offset=%llu", (unsigned long long)f->loff);
+    if (fwd_post(f, "POST", sub, buf, (size_t)k, "text/plain", NULL) != 0) { rc = -1; break; }
+    f->loff += (uint64_t)k;
+  }
+  close(fd);
+  return rc;
+}
+
+/* the run's stored files (outputs, logs), each PUT once more on a retry */
+static int fwd_files(fwd *f) {
+  kp_stored_file *v;
+  size_t n;
+  if (kp_store_run_files_list(f->ws.store, f->lid, NULL, &v, &n) != 0) return kp_store_report();
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    size_t len = 0;
+    char *data = kp_blob_read(&f->ws, v[i].sha256, &len);
+    if (!data && v[i].size > 0) { rc = kp_err("forward: cannot read the blob of %s", v[i].path); break; }
+    char sub[8400] = "/files/";
+    size_t at = strlen(sub);
+    for (const unsigned char *q = (const unsigned char *)v[i].path; *q && at + 4 < sizeof sub; q++) {
+      int plain = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || strchr("/._-~", *q);
+      at += (size_t)snprintf(sub + at, sizeof sub - at, plain ? "%c" : "%%%02X", *q);
+    }
+    rc = fwd_post(f, "PUT", sub, data ? data : "", data ? len : 0, "application/octet-stream", NULL);
+    free(data);
+  }
+  kp_stored_files_free(v, n);
+  return rc;
+}
+
+/* a status report (or a heartbeat: status NULL); carries out a cancel the server asks for */
+static int fwd_status(fwd *f, const kp_run *r, int final) {
+  cJSON *b = cJSON_CreateObject();
+  if (final || (int)r->status != f->sent_status) {
+    cJSON_AddStringToObject(b, "status", kp_run_status_name(r->status));
+    if (final && r->error) cJSON_AddStringToObject(b, "error", r->error);
+    if (final && r->has_exit_code) cJSON_AddNumberToObject(b, "exit_code", r->exit_code);
+  }
+  char *body = cJSON_PrintUnformatted(b);
+  cJSON_Delete(b);
+  cJSON *ans = NULL;
+  int rc = body ? fwd_post(f, "POST", "/status", body, strlen(body), "application/json", &ans) : -1;
+  cJSON_free(body);
+  if (rc != 0) return -1;
+  f->sent_status = (int)r->status;
+  f->last_beat = kp_now();
+  const cJSON *cr = cJSON_GetObjectItemCaseSensitive(ans, "cancel_requested");
+  if (!final && cJSON_IsTrue(cr) && !f->canceled) {
+    const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ans, "cancel_reason"));
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(ans, "cancel_grace");
+    if (kp_run_cancel(&f->ws, f->lid, cJSON_IsNumber(g) ? g->valuedouble : 10.0, why) == 0) f->canceled = 1;
+  }
+  cJSON_Delete(ans);
+  return 0;
+}
+
+int kp_cmd_forward(int argc, char **argv) {
+  if (argc != 4) return kp_err("usage: kusari __forward LOCAL_RUN REMOTE_RUN READY_FD (started by run submit)"), 2;
+  fwd f = {.lid = argv[1], .rid = argv[2], .sent_status = -1};
+  int ready = atoi(argv[3]);
+  const char *url = getenv("KUSARI_FORWARD_URL"), *tok = getenv("KUSARI_FORWARD_TOKEN");
+  if (!url || kp_ws_open(&f.ws) != 0 || kp_store_http_open(url, tok, &f.srv) != 0)
+    return kp_err("__forward: cannot open the spool workspace or the server's store"), 1;
+  kp_run_dir(&f.ws, f.lid, f.rd, sizeof f.rd);
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  if (write(ready, "ok\n", 3) != 3) { /* submit gave up on us; go on anyway */ }
+  close(ready);
+  double backoff = 0.2, t_end = 0;
+  for (;;) {
+    kp_run r;
+    if (kp_store_run_get(f.ws.store, f.lid, &r) != 0) {
+      kp_store_report();
+      sleep_ms(1000);
+      continue;
+    }
+    int ended = kp_run_status_ended(r.status), ok = 1;
+    if (ended && t_end == 0) t_end = kp_now();
+    if (fwd_metrics(&f, ended) != 0) ok = 0;
+    if (ok && fwd_log(&f) != 0) ok = 0;
+    if (ok && !ended && ((int)r.status != f.sent_status || kp_now() - f.last_beat > 5.0) && fwd_status(&f, &r, 0) != 0) ok = 0;
+    int done = 0;
+    if (ok && ended && fwd_files(&f) == 0 && fwd_status(&f, &r, 1) == 0) done = 1;
+    kp_run_free(&r);
+    if (done) break;
+    if (ended && kp_now() - t_end > 7 * 86400.0) {
+      kp_err("forward: the server did not take run %s's end for 7 days; giving up (the spool keeps it)", f.rid);
+      return 1;
+    }
+    if (ok && !ended) backoff = 0.2;
+    else if (!ok) backoff = backoff * 2 > 5.0 ? 5.0 : backoff * 2;
+    sleep_ms((int)((ok ? 0.3 : backoff) * 1000));
+  }
+  char ch[4600];
+  snprintf(ch, sizeof ch, "%s/channel", f.rd);
+  unlink(ch);
+  kp_store_close(f.srv);
+  kp_ws_close(&f.ws);
+  return 0;
 }

@@ -226,8 +226,8 @@ expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI
 expect_fail "refused the token" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN= $K experiment list
 expect_fail "refused the token" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN=kst_wrong $K run list
 expect_fail "a read-write token is needed" env KUSARI_TRACKING_URI="$URL" KUSARI_TRACKING_TOKEN="$RO" $K run tag "$A" x=1
-expect_fail "'kusari run submit' does not work against a tracking server yet ($URL" \
-  remote $K run submit --experiment e --source "$T/src" --entry job.sh
+expect_fail "'kusari run delete' does not work against a tracking server yet ($URL" \
+  remote $K run delete "$A" --yes
 # model register through the server: the same lines as locally (versions counted by its store)
 a="$($K model register --run "$A" --name ml --path outputs/data.txt --description d --tag k=v)"
 b="$(remote $K model register --run "$A" --name mr --path outputs/data.txt --description d --tag k=v)"
