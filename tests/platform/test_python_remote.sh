@@ -14,7 +14,7 @@ SRC="$(cd "$(dirname "$0")/../.." && pwd)"
 export PYTHONPATH="$SRC/python"
 export PATH="$(dirname "$K"):$PATH"     # the SDK runs the kusari program from PATH
 run_ok $K compute create cpu --max-nodes 2 >/dev/null
-mkdir -p "$T/src"
+mkdir -p "$T/src" "$T/client"
 cat > "$T/src/train.sh" <<'SH'
 for a in 0.5 0.75 0.875; do kusari log metric Accuracy $a; done
 kusari log metric Epochs 3
@@ -55,19 +55,31 @@ os.environ["KUSARI_TRACKING_TOKEN"] = tok
 ws2 = Workspace.from_config()
 print("from_config", ws2.is_remote, ws2.path == url, sorted(ws2.experiments))
 del os.environ["KUSARI_TRACKING_URI"], os.environ["KUSARI_TRACKING_TOKEN"]
+# submitting through the server: the run is created there and runs on this
+# machine (docs/SERVER.md "Remote runs"), and the SDK follows it the same way
+from kusari import ScriptRunConfig
+run = Experiment(ws, "sdk-remote").submit(ScriptRunConfig(source_directory=sys.argv[4], script="train.sh",
+                                                          arguments=["c"], compute_target="cpu"))
+run.wait_for_completion()
+print("submitted", run.get_status(), run.get_metrics()["Accuracy"])
+print("runs now", len(Experiment(ws, "sdk-remote").get_runs()))
 try:
     Workspace(url, auth_token="wrong").experiments
     print("wrong token accepted")
 except KusariError as e:
     print("wrong token:", e.message)
 PY
-out="$(env -u KUSARI_TRACKING_URI "$PY" "$T/sdk.py" "$URL" "$TOK" "$T/dl" 2>&1)"
+out="$(cd "$T/client" && env -u KUSARI_TRACKING_URI HOME="$T/client" KUSARI_SPOOL="$T/client/spool" \
+  "$PY" "$T/sdk.py" "$URL" "$TOK" "$T/dl" "$T/src" 2>&1)"
 echo "$out"
 assert_contains "$out" "remote True True" "Workspace(URL) is a remote workspace"
 assert_contains "$out" "same True" "experiments, runs, status, metrics, files and downloads are the same through the server"
 assert_contains "$out" "runs 2 ['weights a', 'weights b']" "both runs and their outputs, downloaded through the server"
 assert_contains "$out" "accuracy [0.5, 0.75, 0.875]" "the metrics by step"
 assert_contains "$out" "from_config True True ['sdk-remote']" "from_config() follows KUSARI_TRACKING_URI"
+assert_contains "$out" "submitted Completed [0.5, 0.75, 0.875]" "a run submitted through the server completes with its metrics"
+assert_contains "$out" "runs now 3" "and the server lists it"
+assert_eq "3" "$($K run list --experiment sdk-remote --json | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)))')" "the server's workspace has the third run"
 assert_contains "$out" "wrong token:" "a wrong token raises KusariError"
 assert_not_contains "$out" "Traceback" "no stack trace"
 stop_server
