@@ -19,7 +19,7 @@
 set -uo pipefail
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 cd "$(dirname "$0")/.." || exit 1
-TARGETS_ALL=(fuzz_npz fuzz_idx fuzz_channel fuzz_model_json fuzz_sweep fuzz_score_body)
+TARGETS_ALL=(fuzz_npz fuzz_idx fuzz_channel fuzz_model_json fuzz_sweep fuzz_score_body fuzz_env fuzz_filter)
 BUILD=1 SECONDS_EACH=60 TARGETS=()
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -50,11 +50,13 @@ expect_fail "exists and does not name a kusari workspace; not replacing it" sh -
 test ! -e "$R/ws" && ok "nothing created when the pointer cannot be written" || fail "$R/ws created"
 assert_eq '{"subscription_id": "x"}' "$(cat "$R/.kusari/config.json")" "the foreign file is kept"
 
-# ---- URLs are refused (no tracking server yet) --------------------------------
+# ---- URLs are refused where a folder is meant; --workspace http://... is a server --
 for u in http://localhost:5000 https://ml.example.com/ws file:///tmp/x; do
   expect_fail "KUSARI_WORKSPACE='$u' is a URL: tracking servers are not supported yet" env KUSARI_WORKSPACE="$u" $K run list
-  expect_fail "--workspace '$u' is a URL: tracking servers are not supported yet" $K --workspace "$u" workspace show
 done
+# --workspace http(s)://... names a tracking server (docs/SERVER.md): here none answers
+expect_fail "cannot reach the tracking server http://localhost:5000" $K --workspace http://localhost:5000 workspace show
+expect_fail "--workspace 'file:///tmp/x' is a URL: tracking servers are not supported yet" $K --workspace file:///tmp/x workspace show
 expect_fail "'http://localhost:5000' is a URL: tracking servers are not supported yet" sh -c "cd '$Q' && exec $K workspace create http://localhost:5000"
 expect_fail "'http://localhost:5000' is a URL" sh -c "cd '$Q' && exec $K --workspace http://localhost:5000 workspace create"
 test ! -e "$Q/http:" && ok "no folder 'http:' was made" || fail "a folder 'http:' was made"
