@@ -789,33 +789,30 @@ int kp_store_http_log(kp_store *s, const char *run_id, int build, uint64_t offse
   return 0;
 }
 
+/* 'prefix', then 'name' escaped (if any), then 'suffix' (if any) into p[n] */
+static int api_path(http_store *hs, const char *prefix, const char *name, const char *suffix, char *p, size_t n) {
+  snprintf(p, n, "%s", prefix);
+  if (name && esc_cat(hs, p, n, name) != 0) return -1;
+  if (suffix) {
+    size_t l = strlen(p);
+    if (snprintf(p + l, n - l, "%s", suffix) >= (int)(n - l)) return kp_store_fail(KP_STORE_EINVAL, "a request path is too long");
+  }
+  return 0;
+}
+
 int kp_store_http_call(kp_store *s, const char *method, const char *prefix, const char *name, const char *suffix,
                        const char *body, cJSON **out) {
   *out = NULL;
   http_store *hs = as_http(s);
-  if (!hs) return -1;
   char p[4096];
-  snprintf(p, sizeof p, "%s", prefix);
-  if (name && esc_cat(hs, p, sizeof p, name) != 0) return -1;
-  if (suffix) {
-    size_t l = strlen(p);
-    if (snprintf(p + l, sizeof p - l, "%s", suffix) >= (int)(sizeof p - l))
-      return kp_store_fail(KP_STORE_EINVAL, "a request path is too long");
-  }
+  if (!hs || api_path(hs, prefix, name, suffix, p, sizeof p) != 0) return -1;
   return req(hs, method, p, body, out);
 }
 
 int kp_store_http_text(kp_store *s, const char *prefix, const char *name, const char *suffix, FILE *out) {
   http_store *hs = as_http(s);
-  if (!hs) return -1;
   char p[4096];
-  snprintf(p, sizeof p, "%s", prefix);
-  if (name && esc_cat(hs, p, sizeof p, name) != 0) return -1;
-  if (suffix) {
-    size_t l = strlen(p);
-    if (snprintf(p + l, sizeof p - l, "%s", suffix) >= (int)(sizeof p - l))
-      return kp_store_fail(KP_STORE_EINVAL, "a request path is too long");
-  }
+  if (!hs || api_path(hs, prefix, name, suffix, p, sizeof p) != 0) return -1;
   return get_to(hs, p, out, NULL);
 }
 
