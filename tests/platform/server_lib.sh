@@ -16,6 +16,9 @@ trap 'if [ -n "$SRV" ]; then kill -TERM "$SRV" 2>/dev/null; wait "$SRV" 2>/dev/n
 # start_server ARGS... : `kusari server --port 0 ARGS` in the background; sets SRV and URL
 start_server() {
   URL=""
+  # (removed first: the shell truncates them in the child, which may come after
+  # the loop below has read the previous server's URL from them)
+  rm -f "$T/srv.out" "$T/srv.err"
   "$K" server --port 0 "$@" >"$T/srv.out" 2>"$T/srv.err" &
   SRV=$!
   for _ in $(seq 1 300); do

@@ -42,6 +42,7 @@ sleep 1.5
 kill -KILL "$SRV"; wait "$SRV" 2>/dev/null; SRV=""
 ok "server killed mid-run"
 sleep 3
+rm -f "$T/srv.out" "$T/srv.err"   # (not the killed server's URL: see start_server)
 "$K" server --port "$PORT" >"$T/srv.out" 2>"$T/srv.err" &
 SRV=$!
 for _ in $(seq 1 100); do [ -n "$(head -1 "$T/srv.out" 2>/dev/null)" ] && break; sleep 0.1; done
